@@ -1,0 +1,21 @@
+import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
+import middy from '@middy/core';
+import { z } from 'zod';
+import { pruneRun } from '../../shared/backup-stages.ts';
+import { Catalog } from '../../shared/catalog.ts';
+import { createS3Client } from '../../shared/clients.ts';
+import { getConfig } from '../../shared/config.ts';
+import { logger } from '../../shared/logger.ts';
+import { parseInput, planSchema } from '../../shared/plan.ts';
+
+const config = getConfig();
+const catalog = new Catalog(createS3Client(config), config.BACKUP_BUCKET);
+
+export const handler = middy()
+  .use(injectLambdaContext(logger))
+  .handler(async (event: unknown) => {
+    const { plan } = parseInput(z.object({ plan: planSchema }), event, 'The PruneBackups request');
+    const result = await pruneRun(catalog, plan, new Date());
+    logger.info('pruned backups', { removed: result.removedFromS3.length, kept: result.kept, localFiles: result.localFiles.length });
+    return result;
+  });

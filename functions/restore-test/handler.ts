@@ -1,0 +1,33 @@
+import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
+import { getParameter } from '@aws-lambda-powertools/parameters/ssm';
+import middy from '@middy/core';
+import { z } from 'zod';
+import { restoreTestRun } from '../../shared/backup-stages.ts';
+import { Catalog } from '../../shared/catalog.ts';
+import { createS3Client } from '../../shared/clients.ts';
+import { getConfig } from '../../shared/config.ts';
+import { ConfigError } from '../../shared/errors.ts';
+import { logger } from '../../shared/logger.ts';
+import { parseInput, planSchema } from '../../shared/plan.ts';
+import type { DatabaseUrlProvider } from '../../shared/restore-check.ts';
+
+const config = getConfig();
+const catalog = new Catalog(createS3Client(config), config.BACKUP_BUCKET);
+
+export function createHandler(databaseUrl: DatabaseUrlProvider) {
+  return middy()
+    .use(injectLambdaContext(logger))
+    .handler(async (event: unknown) => {
+      const { plan } = parseInput(z.object({ plan: planSchema }), event, 'The RestoreTest request');
+      const result = await restoreTestRun(catalog, await databaseUrl(), plan);
+      logger.info('restore test passed', { key: plan.archiveKey, ...result });
+      return { state: 'passed', ...result, scratchDatabase: plan.scratchDatabase, dropped: true };
+    });
+}
+
+// Cached for five minutes by Powertools; the URL never leaves this function.
+export const handler = createHandler(async () => {
+  const url = await getParameter(config.RESTORE_CHECK_DATABASE_URL_PARAMETER, { decrypt: true, maxAge: 300 });
+  if (!url) throw new ConfigError(`SSM parameter ${config.RESTORE_CHECK_DATABASE_URL_PARAMETER} is empty; store the restore-check database URL there.`);
+  return url;
+});

@@ -1,0 +1,21 @@
+import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
+import middy from '@middy/core';
+import { createSsmClient } from '../../shared/clients.ts';
+import { getConfig } from '../../shared/config.ts';
+import { type HostCommands, ssmHostCommands } from '../../shared/host-commands.ts';
+import { startHostCommand } from '../../shared/host-command-stage.ts';
+import { logger } from '../../shared/logger.ts';
+
+const config = getConfig();
+
+export function createHandler(host: HostCommands) {
+  return middy()
+    .use(injectLambdaContext(logger))
+    .handler(async (event: unknown) => {
+      const command = await startHostCommand(config, host, event);
+      logger.info('host command sent', { script: command.script, commandId: command.commandId, target: command.target });
+      return command;
+    });
+}
+
+export const handler = createHandler(ssmHostCommands(createSsmClient(config), config.HOST_COMMAND_LOG_GROUP));

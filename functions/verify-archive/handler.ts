@@ -1,0 +1,29 @@
+import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
+import middy from '@middy/core';
+import { z } from 'zod';
+import { Catalog } from '../../shared/catalog.ts';
+import { createS3Client } from '../../shared/clients.ts';
+import { getConfig } from '../../shared/config.ts';
+import { objectKey } from '../../shared/identifiers.ts';
+import { logger } from '../../shared/logger.ts';
+import { parseInput } from '../../shared/plan.ts';
+import { verifyArchive } from '../../shared/verify.ts';
+
+const config = getConfig();
+const s3 = createS3Client(config);
+const catalog = new Catalog(s3, config.BACKUP_BUCKET);
+
+export const handler = middy()
+  .use(injectLambdaContext(logger))
+  .handler(async (event: unknown) => {
+    const { manifestKey } = parseInput(z.object({ manifestKey: objectKey }), event, 'The VerifyArchive request');
+    const manifest = await verifyArchive(s3, catalog, config.BACKUP_BUCKET, manifestKey);
+    logger.info('archive verified', { key: manifest.archive.key, size: manifest.archive.size });
+    return {
+      state: manifest.verification.state,
+      key: manifest.archive.key,
+      size: manifest.archive.size,
+      sha256: manifest.archive.sha256,
+      detail: manifest.verification.detail,
+    };
+  });

@@ -1,0 +1,124 @@
+import { spawnSync } from 'node:child_process';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { LOCAL_S3_CREDENTIALS, startLocalS3 } from './s3.ts';
+import { externalPostgres, type PostgresServer, startPostgres } from './postgres.ts';
+import { PROJECT_ROOT } from './runner.ts';
+
+/**
+ * Everything the local runner needs, started on embedded defaults: a throwaway
+ * PostgreSQL seeded with a sample kennel database (or DATABASE_URL), a local S3
+ * whose data persists under .local/s3 (or S3_ENDPOINT_URL), and the environments
+ * of the functions and of the "host".
+ */
+
+export const LOCAL_BUCKET = 'kennel-backups-local';
+export const LOCAL_DATABASE = 'kennel_prod';
+
+export interface LocalEnvironmentOptions {
+  /** Root of local state: S3 data, the host's backup directory, histories, alerts. */
+  dataDir: string;
+  databaseUrl?: string | undefined;
+  s3Endpoint?: string | undefined;
+  bucket?: string;
+  /** Sample data size for a throwaway cluster (1 ≈ a few MB). */
+  seedScale?: number;
+  /** Extra variables for the functions' environment (tests override the timeout, say). */
+  functionEnv?: Record<string, string>;
+}
+
+export interface LocalEnvironment {
+  postgres: PostgresServer;
+  database: string;
+  s3Endpoint: string;
+  bucket: string;
+  /** The functions' environment: what serverless.yml sets in AWS. */
+  functionEnv: Record<string, string>;
+  /** The host's environment: credentials the scripts read, never see in their text. */
+  hostEnv: Record<string, string>;
+  paths: { backupDir: string; historyDir: string; alertsFile: string };
+  stop(): Promise<void>;
+}
+
+export function psql(server: PostgresServer, database: string, args: string[], input?: string): string {
+  const bin = server.binDir ? join(server.binDir, 'psql') : 'psql';
+  const result = spawnSync(bin, ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '-d', database, ...args], {
+    env: { ...process.env, ...server.env },
+    encoding: 'utf8',
+    input,
+    maxBuffer: 64 * 1024 * 1024,
+  });
+  if (result.status !== 0) throw new Error(`psql on ${database} failed: ${result.stderr}`);
+  return result.stdout;
+}
+
+export function seedKennelDatabase(server: PostgresServer, database: string, scale: number): void {
+  psql(server, 'postgres', ['-c', `CREATE DATABASE ${database}`]);
+  psql(server, database, ['-f', join(PROJECT_ROOT, 'local/seed/schema.sql')]);
+  psql(server, database, ['-v', `scale=${scale}`, '-f', join(PROJECT_ROOT, 'local/seed/data.sql')]);
+}
+
+export async function startLocalEnvironment(options: LocalEnvironmentOptions): Promise<LocalEnvironment> {
+  const bucket = options.bucket ?? LOCAL_BUCKET;
+  const backupDir = join(options.dataDir, 'host', 'backup');
+  const paths = { backupDir, historyDir: join(options.dataDir, 'executions'), alertsFile: join(options.dataDir, 'alerts.log') };
+  mkdirSync(backupDir, { recursive: true });
+
+  let postgres: PostgresServer;
+  let database: string;
+  if (options.databaseUrl) {
+    const external = externalPostgres(options.databaseUrl);
+    postgres = external;
+    database = external.database;
+  } else {
+    postgres = await startPostgres();
+    database = LOCAL_DATABASE;
+    try {
+      seedKennelDatabase(postgres, database, options.seedScale ?? 1);
+    } catch (error) {
+      await postgres.stop();
+      throw error;
+    }
+  }
+
+  const s3 = options.s3Endpoint ? { endpoint: options.s3Endpoint, stop: async () => {} } : await startLocalS3(join(options.dataDir, 's3'), bucket);
+
+  Object.assign(process.env, LOCAL_S3_CREDENTIALS);
+  const functionEnv: Record<string, string> = {
+    STAGE: 'local',
+    AWS_REGION: 'us-east-1',
+    BACKUP_BUCKET: bucket,
+    BACKUP_TARGETS: JSON.stringify([
+      { name: 'local', instanceIds: ['i-00000000000000000'], database, postgres: { mode: 'host' }, backupDir },
+    ]),
+    ALERT_WEBHOOK_PARAMETER: '/kennel-backup/local/alert-webhook-url',
+    RESTORE_CHECK_DATABASE_URL_PARAMETER: '/kennel-backup/local/restore-check-database-url',
+    S3_ENDPOINT_URL: s3.endpoint,
+    POWERTOOLS_LOG_LEVEL: process.env.POWERTOOLS_LOG_LEVEL ?? 'WARN',
+    ...options.functionEnv,
+  };
+  const hostEnv: Record<string, string> = {
+    PATH: [postgres.binDir, process.env.PATH ?? '/usr/bin:/bin'].filter(Boolean).join(':'),
+    HOME: process.env.HOME ?? '/tmp',
+    LANG: 'C.UTF-8',
+    ...postgres.env,
+    ...LOCAL_S3_CREDENTIALS,
+    AWS_DEFAULT_REGION: 'us-east-1',
+    // Local S3 servers keep the CLI's default streaming checksum framing as part of the object.
+    AWS_REQUEST_CHECKSUM_CALCULATION: 'when_required',
+    AWS_RESPONSE_CHECKSUM_VALIDATION: 'when_required',
+  };
+  return {
+    postgres,
+    database,
+    s3Endpoint: s3.endpoint,
+    bucket,
+    functionEnv,
+    hostEnv,
+    paths,
+    async stop() {
+      await s3.stop();
+      await postgres.stop();
+    },
+  };
+}

@@ -1,0 +1,73 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { HostCommands, Invocation, SendRequest } from '../shared/host-commands.ts';
+
+/**
+ * The local stand-in for SSM Run Command: it runs the very script the Lambda
+ * would send, with bash, in an environment that plays the DB host's (database
+ * credentials, AWS credentials, PATH). Like SSM it stops a command that outlives
+ * its timeout and reports it as TimedOut.
+ */
+export interface LocalHost extends HostCommands {
+  /** Every script sent, in order: the tests read them for secrets. */
+  readonly sent: SendRequest[];
+  /** Waits for every running command to end. */
+  drain(): Promise<void>;
+}
+
+interface Running {
+  child: ChildProcess;
+  status: Invocation['status'];
+  stdout: string;
+  stderr: string;
+  done: Promise<void>;
+}
+
+export function localHost(env: Record<string, string>): LocalHost {
+  const commands = new Map<string, Running>();
+  const sent: SendRequest[] = [];
+  return {
+    sent,
+    async send(request) {
+      sent.push(request);
+      const commandId = randomUUID();
+      const dir = mkdtempSync(join(tmpdir(), 'kennel-backup-cmd-'));
+      const file = join(dir, '_script.sh');
+      writeFileSync(file, request.script, { mode: 0o700 });
+      const child = spawn('bash', [file], { env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+      const running: Running = { child, status: 'InProgress', stdout: '', stderr: '', done: Promise.resolve() };
+      child.stdout?.on('data', (d: Buffer) => {
+        running.stdout += d.toString();
+      });
+      child.stderr?.on('data', (d: Buffer) => {
+        running.stderr += d.toString();
+      });
+      const timer = setTimeout(() => {
+        running.status = 'TimedOut';
+        // The whole process group: pg_dump, the compressor and the upload too.
+        if (child.pid) process.kill(-child.pid, 'SIGTERM');
+      }, request.timeoutSeconds * 1000);
+      running.done = new Promise((resolve) => {
+        child.on('close', (code) => {
+          clearTimeout(timer);
+          if (running.status === 'InProgress') running.status = code === 0 ? 'Success' : 'Failed';
+          rmSync(dir, { recursive: true, force: true });
+          resolve();
+        });
+      });
+      commands.set(commandId, running);
+      return { commandId, instanceId: request.target.instanceIds?.[0] ?? null };
+    },
+    async get(commandId, instanceId) {
+      const running = commands.get(commandId);
+      if (!running) throw new Error(`No local command ${commandId}`);
+      return { status: running.status, instanceId, stdout: running.stdout, stderr: running.stderr };
+    },
+    async drain() {
+      await Promise.all([...commands.values()].map((c) => c.done));
+    },
+  };
+}

@@ -1,0 +1,255 @@
+import { randomUUID } from 'node:crypto';
+import { appendFileSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { ExecutionError, StateMachine } from 'aws-local-stepfunctions';
+import type { Alert, Notifier } from '../shared/alert.ts';
+import type { LocalHost } from './host.ts';
+
+/**
+ * Runs a state machine file in-process with aws-local-stepfunctions, its Task
+ * states bound to the real handlers. The Lambda-only pieces are swapped for
+ * local ones: SSM Run Command for bash on this machine, Slack for the terminal
+ * and a file, the SSM parameter for the local database URL.
+ */
+
+export const PROJECT_ROOT = fileURLToPath(new URL('..', import.meta.url));
+const STATE_MACHINES = join(PROJECT_ROOT, 'statemachines');
+
+export function workflows(): string[] {
+  return readdirSync(STATE_MACHINES)
+    .filter((f) => f.endsWith('.asl.json'))
+    .map((f) => f.replace(/\.asl\.json$/, ''));
+}
+
+type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
+type Definition = { States: Record<string, { Type: string; Resource?: unknown; Retry?: unknown }> } & Record<string, Json>;
+
+/** The deployed template turns `Fn::GetAtt: [fn, Arn]` into the function's ARN; locally it becomes a placeholder ARN. */
+export function loadDefinition(workflow: string): { definition: Definition; functionOf: Map<string, string> } {
+  if (!workflows().includes(workflow)) {
+    throw new Error(`Unknown workflow "${workflow}". Known workflows: ${workflows().join(', ')}.`);
+  }
+  const definition = JSON.parse(readFileSync(join(STATE_MACHINES, `${workflow}.asl.json`), 'utf8')) as Definition;
+  const functionOf = new Map<string, string>();
+  const visit = (states: Definition['States']) => {
+    for (const [name, state] of Object.entries(states)) {
+      const getAtt = (state.Resource as { 'Fn::GetAtt'?: [string, string] } | undefined)?.['Fn::GetAtt'];
+      if (getAtt) {
+        functionOf.set(name, getAtt[0]);
+        state.Resource = `arn:aws:lambda:us-east-1:123456789012:function:kennel-backup-local-${getAtt[0]}`;
+      }
+      for (const nested of ['Iterator', 'ItemProcessor'] as const) {
+        const inner = (state as Record<string, unknown>)[nested] as Definition | undefined;
+        if (inner?.States) visit(inner.States);
+      }
+      for (const branch of ((state as Record<string, unknown>).Branches as Definition[] | undefined) ?? []) visit(branch.States);
+    }
+  };
+  visit(definition.States);
+  return { definition, functionOf };
+}
+
+type Handler = (event: unknown, context: unknown) => Promise<unknown>;
+
+/** The fields of aws-local-stepfunctions' event log entries that the runner reads. */
+interface EventLog {
+  type: string;
+  timestamp: number;
+  state?: { name: string; type?: string; output?: unknown };
+  Error?: string;
+  Cause?: unknown;
+  retry?: { attempt: number };
+  catch?: { catcher: { Next: string } };
+}
+
+export interface LocalWiring {
+  host: LocalHost;
+  databaseUrl: string;
+  alertsFile: string;
+  /** Where alerts are printed as they are sent. */
+  print: (line: string) => void;
+}
+
+const kebab = (name: string) => name.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+
+/** Imports the handler of each function; the modules read their config from process.env now. */
+async function loadHandlers(functionNames: Iterable<string>, wiring: LocalWiring): Promise<Map<string, Handler>> {
+  const notify: Notifier = async (alert: Alert) => {
+    wiring.print(`\n${alert.text}\n`);
+    appendFileSync(wiring.alertsFile, `${JSON.stringify(alert)}\n`);
+  };
+  const handlers = new Map<string, Handler>();
+  for (const fn of new Set(functionNames)) {
+    const module = (await import(join(PROJECT_ROOT, 'functions', kebab(fn), 'handler.ts'))) as {
+      handler: Handler;
+      createHandler?: (dep: unknown) => Handler;
+    };
+    const dependency =
+      fn === 'startHostCommand' || fn === 'checkHostCommand'
+        ? wiring.host
+        : fn === 'restoreTest'
+          ? async () => wiring.databaseUrl
+          : fn === 'sendAlert'
+            ? notify
+            : undefined;
+    handlers.set(fn, dependency !== undefined && module.createHandler ? module.createHandler(dependency) : module.handler);
+  }
+  return handlers;
+}
+
+export interface RunOptions {
+  workflow: string;
+  input: unknown;
+  executionName?: string;
+  historyDir: string;
+  /** Called before a Task state's handler runs (tests use it to break things on purpose). */
+  beforeTask?: (state: string, input: unknown) => Promise<void>;
+  /** One line per state event, as the execution runs. */
+  progress?: (line: string) => void;
+  /** Milliseconds for every Wait state and retry interval locally (the definitions wait for real in AWS). */
+  waitMs?: number;
+}
+
+export interface ExecutionRecord {
+  executionArn: string;
+  workflow: string;
+  status: 'SUCCEEDED' | 'FAILED';
+  input: unknown;
+  output?: unknown;
+  error?: string;
+  cause?: string;
+  startDate: string;
+  stopDate: string;
+  historyFile: string;
+  events: (EventLog & { timestampIso: string })[];
+}
+
+export async function runWorkflow(options: RunOptions, wiring: LocalWiring): Promise<ExecutionRecord> {
+  const { definition, functionOf } = loadDefinition(options.workflow);
+  const handlers = await loadHandlers(functionOf.values(), wiring);
+  const name = options.executionName ?? `local-${new Date().toISOString().replace(/[:.]/g, '-')}-${randomUUID().slice(0, 8)}`;
+  const stateMachineArn = `arn:aws:states:us-east-1:123456789012:stateMachine:kennel-backup-local-${options.workflow}`;
+  const executionArn = `arn:aws:states:us-east-1:123456789012:execution:kennel-backup-local-${options.workflow}:${name}`;
+  const startDate = new Date().toISOString();
+  const waitMs = options.waitMs ?? 200;
+
+  const taskResourceLocalHandlers: Record<string, (input: Json) => Promise<Json>> = {};
+  for (const [state, fn] of functionOf) {
+    const handler = handlers.get(fn) as Handler;
+    taskResourceLocalHandlers[state] = async (input) => {
+      await options.beforeTask?.(state, input);
+      return (await handler(input, lambdaContext(fn))) as Json;
+    };
+  }
+  const waitTimeOverrides: Record<string, number> = {};
+  const retryIntervalOverrides: Record<string, number> = {};
+  for (const [state, def] of Object.entries(definition.States)) {
+    if (def.Type === 'Wait') waitTimeOverrides[state] = waitMs;
+    if (def.Retry) retryIntervalOverrides[state] = waitMs;
+  }
+
+  const machine = new StateMachine(definition as never, { validationOptions: { checkArn: true, checkPaths: true } });
+  const execution = machine.run(options.input as Json, {
+    overrides: { taskResourceLocalHandlers, waitTimeOverrides, retryIntervalOverrides },
+    context: {
+      Execution: { Id: executionArn, Name: name, StartTime: startDate, Input: options.input as Json, RoleArn: 'local' },
+      StateMachine: { Id: stateMachineArn, Name: `kennel-backup-local-${options.workflow}` },
+    },
+  });
+
+  const events: ExecutionRecord['events'] = [];
+  const progress = progressPrinter(options.progress ?? (() => {}));
+  const collecting = (async () => {
+    for await (const logged of execution.eventLogs) {
+      const event = logged as EventLog;
+      events.push({ ...event, timestampIso: new Date(event.timestamp).toISOString() });
+      progress(event);
+    }
+  })();
+
+  let record: Omit<ExecutionRecord, 'events' | 'stopDate' | 'historyFile'>;
+  try {
+    const output = await execution.result;
+    record = { executionArn, workflow: options.workflow, status: 'SUCCEEDED', input: options.input, output, startDate };
+  } catch (error) {
+    const failure = error instanceof ExecutionError ? (error.cause as { name?: string; message?: string } | undefined) : undefined;
+    record = {
+      executionArn,
+      workflow: options.workflow,
+      status: 'FAILED',
+      input: options.input,
+      error: failure?.name ?? (error as Error).name,
+      cause: failure?.message ?? (error as Error).message,
+      startDate,
+    };
+  }
+  await collecting;
+  await wiring.host.drain();
+  mkdirSync(options.historyDir, { recursive: true });
+  const historyFile = join(options.historyDir, `${name}.json`);
+  const full: ExecutionRecord = { ...record, stopDate: new Date().toISOString(), historyFile, events };
+  writeFileSync(historyFile, `${JSON.stringify(full, null, 2)}\n`);
+  return full;
+}
+
+/**
+ * Turns the event log into progress lines: one per state, and one per Wait/Check
+ * loop (with its number of polls) rather than one per poll.
+ */
+function progressPrinter(print: (line: string) => void) {
+  const entered = new Map<string, number>();
+  const caught = new Set<string>();
+  let loop: { name: string; since: number; until: number; polls: number } | undefined;
+  const flush = () => {
+    if (!loop) return;
+    const polls = loop.polls > 1 ? ` (${loop.polls} polls)` : '';
+    print(`  ✓ ${loop.name.padEnd(22)} ${((loop.until - loop.since) / 1000).toFixed(1)}s${polls}`);
+    loop = undefined;
+  };
+  return (event: EventLog) => {
+    const name = event.state?.name;
+    if (name === undefined) return flush();
+    switch (event.type) {
+      case 'StateEntered':
+        entered.set(name, event.timestamp);
+        if (loop && loop.name !== name && event.state?.type !== 'Wait' && event.state?.type !== 'Choice') flush();
+        return;
+      case 'StateExited': {
+        if (event.state?.type === 'Wait' || event.state?.type === 'Choice' || caught.delete(name)) return;
+        if (loop?.name === name) {
+          loop.polls += 1;
+          loop.until = event.timestamp;
+          return;
+        }
+        flush();
+        loop = { name, since: entered.get(name) ?? event.timestamp, until: event.timestamp, polls: 1 };
+        return;
+      }
+      case 'StateFailed':
+        flush();
+        return print(`  ✗ ${name.padEnd(22)} ${event.Error}`);
+      case 'StateRetried':
+        flush();
+        return print(`  ↻ ${name.padEnd(22)} retry ${event.retry?.attempt}`);
+      case 'StateCaught':
+        flush();
+        caught.add(name);
+        return print(`  ⤷ ${name.padEnd(22)} caught, going to ${event.catch?.catcher.Next}`);
+    }
+  };
+}
+
+function lambdaContext(functionName: string) {
+  return {
+    functionName: `kennel-backup-local-${functionName}`,
+    functionVersion: '$LATEST',
+    invokedFunctionArn: `arn:aws:lambda:us-east-1:123456789012:function:kennel-backup-local-${functionName}`,
+    memoryLimitInMB: '512',
+    awsRequestId: randomUUID(),
+    logGroupName: `/aws/lambda/kennel-backup-local-${functionName}`,
+    logStreamName: 'local',
+    callbackWaitsForEmptyEventLoop: true,
+    getRemainingTimeInMillis: () => 900_000,
+  };
+}

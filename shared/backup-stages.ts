@@ -1,0 +1,48 @@
+import type { Catalog } from './catalog.ts';
+import type { Manifest } from './manifest.ts';
+import type { Plan } from './plan.ts';
+import { checkRestoredDatabase, type RestoreCheck } from './restore-check.ts';
+import { expired, RETENTION } from './retention.ts';
+
+/**
+ * Checks the scratch database restored from this run's archive and records the
+ * result in the manifest, passed or failed.
+ */
+export async function restoreTestRun(catalog: Catalog, serverUrl: string, plan: Plan, now = () => new Date()): Promise<RestoreCheck> {
+  const manifest = await catalog.readManifest(plan.manifestKey);
+  try {
+    const result = await checkRestoredDatabase(serverUrl, plan.scratchDatabase, manifest);
+    await record(catalog, manifest, 'passed', `${result.tables} tables, ${result.rows} rows match the dump`, now);
+    return result;
+  } catch (error) {
+    await record(catalog, manifest, 'failed', (error as Error).message, now);
+    throw error;
+  }
+}
+
+async function record(catalog: Catalog, manifest: Manifest, state: 'passed' | 'failed', detail: string, now: () => Date) {
+  await catalog.writeManifest({
+    ...manifest,
+    verification: { ...manifest.verification, restoreTest: { state, checkedAt: now().toISOString(), detail } },
+  });
+}
+
+export interface PruneResult {
+  removedFromS3: string[];
+  kept: number;
+  /** Local copies past the host's retention, for the prune-local host command. */
+  localFiles: string[];
+}
+
+/** Applies the retention table to one database's full backups. */
+export async function pruneRun(catalog: Catalog, plan: Plan, now: Date): Promise<PruneResult> {
+  const rule = RETENTION[plan.kind];
+  const manifests = await catalog.list(plan.kind, plan.database);
+  const fromS3 = expired(manifests, now, rule.s3Days);
+  await catalog.remove(fromS3);
+  return {
+    removedFromS3: fromS3.map((m) => m.archive.key),
+    kept: manifests.length - fromS3.length,
+    localFiles: expired(manifests, now, rule.localDays).map((m) => m.archive.fileName),
+  };
+}

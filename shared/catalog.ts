@@ -1,0 +1,95 @@
+import {
+  DeleteObjectsCommand,
+  GetObjectCommand,
+  ListObjectsV2Command,
+  NoSuchKey,
+  PutObjectCommand,
+  type S3Client,
+} from '@aws-sdk/client-s3';
+import { classifyAwsError, NotFoundError } from './errors.ts';
+import { type BackupKind, kindPrefix, MANIFEST_SUFFIX, manifestKey } from './keys.ts';
+import { type Manifest, manifestSchema } from './manifest.ts';
+
+/** Reads and writes the manifests in the backup bucket: the catalog of every backup. */
+export class Catalog {
+  private readonly s3: S3Client;
+  readonly bucket: string;
+
+  constructor(s3: S3Client, bucket: string) {
+    this.s3 = s3;
+    this.bucket = bucket;
+  }
+
+  async readManifest(key: string): Promise<Manifest> {
+    let text: string;
+    try {
+      const object = await this.s3.send(new GetObjectCommand({ Bucket: this.bucket, Key: key }));
+      text = (await object.Body?.transformToString('utf-8')) ?? '';
+    } catch (error) {
+      if (error instanceof NoSuchKey) {
+        throw new NotFoundError(
+          `No manifest at s3://${this.bucket}/${key}: the backup did not finish or was pruned. Pick a backup from the catalog.`,
+        );
+      }
+      throw classifyAwsError(error, `Reading s3://${this.bucket}/${key}`);
+    }
+    const parsed = manifestSchema.safeParse(JSON.parse(text));
+    if (!parsed.success) {
+      throw new NotFoundError(`The manifest s3://${this.bucket}/${key} is malformed (${parsed.error.message}); treat that backup as unusable.`);
+    }
+    return parsed.data;
+  }
+
+  async writeManifest(manifest: Manifest): Promise<void> {
+    try {
+      await this.s3.send(
+        new PutObjectCommand({
+          Bucket: this.bucket,
+          Key: manifestKey(manifest.archive.key),
+          Body: `${JSON.stringify(manifest, null, 2)}\n`,
+          ContentType: 'application/json',
+        }),
+      );
+    } catch (error) {
+      throw classifyAwsError(error, `Writing the manifest of ${manifest.archive.key}`);
+    }
+  }
+
+  /** Every manifest of one kind and database, oldest first. */
+  async list(kind: BackupKind, database: string): Promise<Manifest[]> {
+    const keys: string[] = [];
+    let token: string | undefined;
+    try {
+      do {
+        const page = await this.s3.send(
+          new ListObjectsV2Command({ Bucket: this.bucket, Prefix: kindPrefix(kind, database), ContinuationToken: token }),
+        );
+        for (const o of page.Contents ?? []) if (o.Key?.endsWith(MANIFEST_SUFFIX)) keys.push(o.Key);
+        token = page.NextContinuationToken;
+      } while (token);
+    } catch (error) {
+      throw classifyAwsError(error, `Listing s3://${this.bucket}/${kindPrefix(kind, database)}`);
+    }
+    const manifests = await Promise.all(keys.map((k) => this.readManifest(k)));
+    return manifests.sort((a, b) => a.window.until.localeCompare(b.window.until));
+  }
+
+  /** Deletes archives and their manifests (in a versioned bucket this leaves delete markers). */
+  async remove(manifests: readonly Manifest[]): Promise<void> {
+    const keys = manifests.flatMap((m) => [m.archive.key, manifestKey(m.archive.key)]);
+    // DeleteObjects takes at most 1000 keys per request.
+    for (let i = 0; i < keys.length; i += 1000) {
+      const batch = keys.slice(i, i + 1000);
+      try {
+        const result = await this.s3.send(
+          new DeleteObjectsCommand({ Bucket: this.bucket, Delete: { Objects: batch.map((Key) => ({ Key })), Quiet: true } }),
+        );
+        if (result.Errors?.length) {
+          throw new Error(`S3 refused to delete ${result.Errors.map((e) => `${e.Key} (${e.Code})`).join(', ')}`);
+        }
+      } catch (error) {
+        throw classifyAwsError(error, 'Deleting expired backups');
+      }
+    }
+  }
+}

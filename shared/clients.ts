@@ -1,0 +1,28 @@
+import { S3Client } from '@aws-sdk/client-s3';
+import { SSMClient } from '@aws-sdk/client-ssm';
+import type { Config } from './config.ts';
+
+/**
+ * One client per AWS service, created once per process at module scope by the
+ * handlers. A local S3-compatible server needs path-style addressing, and
+ * checksums only where S3 requires them: local servers store the SDK's default
+ * streaming checksum framing as if it were part of the object.
+ */
+export function createS3Client(config: Config): S3Client {
+  return new S3Client({
+    region: config.AWS_REGION,
+    ...(config.S3_ENDPOINT_URL
+      ? {
+          endpoint: config.S3_ENDPOINT_URL,
+          forcePathStyle: true,
+          requestChecksumCalculation: 'WHEN_REQUIRED',
+          responseChecksumValidation: 'WHEN_REQUIRED',
+          maxAttempts: 2,
+        }
+      : {}),
+  });
+}
+
+export function createSsmClient(config: Config): SSMClient {
+  return new SSMClient({ region: config.AWS_REGION });
+}

@@ -1,0 +1,90 @@
+import { z } from 'zod';
+import { ConfigError } from './errors.ts';
+import { hostPath, sqlIdentifier, targetName } from './identifiers.ts';
+
+/**
+ * The whole configuration of every function, read from the environment once at
+ * cold start. A deployment that forgets a variable fails at once with the list of
+ * everything that is missing or malformed.
+ */
+
+const postgresLocation = z.discriminatedUnion('mode', [
+  /** psql and pg_dump run on the host; credentials come from its environment or ~/.pgpass. */
+  z.object({ mode: z.literal('host') }),
+  /** The database runs in docker compose; the tools run in its service container. */
+  z.object({ mode: z.literal('docker'), composeFile: hostPath, service: targetName }),
+]);
+
+const target = z
+  .object({
+    name: targetName,
+    /** SSM targets: explicit instance ids, or one tag that matches exactly one instance. */
+    instanceIds: z.array(z.string().regex(/^(i|mi)-[0-9a-f]{8,17}$/)).min(1).optional(),
+    tag: z.object({ key: z.string().regex(/^[\w.:/=+@-]{1,128}$/), value: z.string().regex(/^[\w.:/=+@ -]{1,256}$/) }).optional(),
+    /** The database backed up when the input names none. */
+    database: sqlIdentifier,
+    postgres: postgresLocation.default({ mode: 'host' }),
+    /** The host's backup directory, as in the source document. */
+    backupDir: hostPath.default('/opt/backup'),
+  })
+  .refine((t) => (t.instanceIds === undefined) !== (t.tag === undefined), {
+    message: 'give either instanceIds or tag',
+  });
+
+export type Target = z.infer<typeof target>;
+
+const json = <T extends z.ZodType>(schema: T) =>
+  z.string().transform((text, ctx) => {
+    try {
+      return JSON.parse(text) as unknown;
+    } catch {
+      ctx.addIssue({ code: 'custom', message: 'is not valid JSON' });
+      return z.NEVER;
+    }
+  }).pipe(schema);
+
+const environment = z.object({
+  STAGE: z.string().regex(/^[a-z][a-z0-9-]*$/).default('dev'),
+  AWS_REGION: z.string().default('us-east-1'),
+  BACKUP_BUCKET: z.string().regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/),
+  BACKUP_TARGETS: json(z.array(target).min(1)),
+  /** Tables the full dump leaves out; the transaction-log backups carry them. */
+  EXCLUDED_TABLES: z.string().default('audit_logs,session_logs').transform((s) => s.split(',').filter(Boolean)).pipe(z.array(sqlIdentifier)),
+  HOST_COMMAND_TIMEOUT_SECONDS: z.coerce.number().int().min(30).max(172800).default(3600),
+  /** CloudWatch log group that receives the output of every host command. */
+  HOST_COMMAND_LOG_GROUP: z.string().default(''),
+  /** SSM parameter (SecureString) that holds the Slack incoming-webhook URL. */
+  ALERT_WEBHOOK_PARAMETER: z.string().startsWith('/'),
+  /** SSM parameter (SecureString) with the libpq URL the restore check connects with (no database name). */
+  RESTORE_CHECK_DATABASE_URL_PARAMETER: z.string().startsWith('/'),
+  /** Set only for a local S3-compatible server. */
+  S3_ENDPOINT_URL: z.url().optional(),
+});
+
+export type Config = z.infer<typeof environment>;
+
+export function parseConfig(env: Record<string, string | undefined>): Config {
+  const parsed = environment.safeParse(env);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((i) => `${i.path.join('.') || '(environment)'}: ${i.message}`);
+    throw new ConfigError(`The function's environment is incomplete or malformed; fix the deployment:\n- ${problems.join('\n- ')}`);
+  }
+  for (const t of parsed.data.BACKUP_TARGETS) {
+    if (parsed.data.BACKUP_TARGETS.filter((o) => o.name === t.name).length > 1) {
+      throw new ConfigError(`BACKUP_TARGETS names the target "${t.name}" twice; give each target its own name.`);
+    }
+  }
+  return parsed.data;
+}
+
+let cached: Config | undefined;
+
+/** The configuration of this process, parsed on first use (at cold start, from module scope). */
+export function getConfig(): Config {
+  cached ??= parseConfig(process.env);
+  return cached;
+}
+
+export function findTarget(config: Config, name: string): Target | undefined {
+  return config.BACKUP_TARGETS.find((t) => t.name === name);
+}

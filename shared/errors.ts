@@ -1,0 +1,71 @@
+/**
+ * Every error a stage may throw. Step Functions matches `Retry` and `Catch` on the
+ * error's `name`, so each class sets one; transient ones are named in the state
+ * machines' `Retry` lists, every other one is caught, alerted and fails the run.
+ * Messages say what was wrong and what to do about it.
+ */
+
+abstract class KennelBackupError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = new.target.name;
+  }
+}
+
+/** Bad execution input or configuration: fix the input and start a new execution. */
+export class InvalidInputError extends KennelBackupError {}
+
+/** The environment of a function is incomplete or malformed: fix the deployment. */
+export class ConfigError extends KennelBackupError {}
+
+/** A target, backup or archive named in the input does not exist. */
+export class NotFoundError extends KennelBackupError {}
+
+/** The host command ran and failed; the message carries the tail of its stderr. */
+export class HostCommandFailedError extends KennelBackupError {}
+
+/** The host command did not finish before its deadline. */
+export class HostCommandTimedOutError extends KennelBackupError {}
+
+/** The archive in S3 is not what its manifest says it is. */
+export class ArchiveCorruptError extends KennelBackupError {}
+
+/** The restored scratch database does not hold what the manifest recorded. */
+export class RestoreMismatchError extends KennelBackupError {}
+
+/** A dependency (S3, SSM, PostgreSQL) did not answer; retrying later is safe. */
+export class TransientError extends KennelBackupError {}
+
+/** The alert could not be delivered; the original failure still fails the execution. */
+export class AlertDeliveryError extends KennelBackupError {}
+
+/** Error names the state machines retry; everything else is terminal. */
+export const TRANSIENT_ERROR_NAMES = [TransientError.name] as const;
+
+const TRANSIENT_NETWORK_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ETIMEDOUT',
+  'EPIPE',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+]);
+
+/**
+ * Wraps an AWS SDK or socket failure: network errors and throttling become a
+ * TransientError (retried by the workflow), anything else is passed on as it is.
+ */
+export function classifyAwsError(error: unknown, what: string): Error {
+  if (!(error instanceof Error)) return new Error(`${what}: ${String(error)}`);
+  const code = (error as { code?: string }).code ?? error.name;
+  const meta = (error as { $metadata?: { httpStatusCode?: number } }).$metadata;
+  const status = meta?.httpStatusCode ?? 0;
+  const retryable = (error as { $retryable?: unknown }).$retryable !== undefined;
+  if (TRANSIENT_NETWORK_CODES.has(code) || retryable || status >= 500 || status === 429) {
+    return new TransientError(
+      `${what} failed (${code}${status ? ` ${status}` : ''}); the service may be unreachable. The workflow retries; if it keeps failing, check network access and the service's health.`,
+      { cause: error },
+    );
+  }
+  return error;
+}

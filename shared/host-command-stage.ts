@@ -1,0 +1,73 @@
+import { z } from 'zod';
+import { type Config, findTarget } from './config.ts';
+import { HostCommandFailedError, HostCommandTimedOutError, NotFoundError } from './errors.ts';
+import { type HostCommands, tail } from './host-commands.ts';
+import { hostCommandRequestSchema, renderHostCommand } from './host-scripts.ts';
+import { HOST_SCRIPTS } from './shell.ts';
+import { parseInput } from './plan.ts';
+
+/** A host command in flight, as the Wait/Check loop carries it. */
+export const commandStateSchema = z.object({
+  script: z.enum(HOST_SCRIPTS),
+  target: z.string(),
+  commandId: z.string().min(1),
+  instanceId: z.string().nullable(),
+  deadline: z.iso.datetime(),
+  status: z.enum(['InProgress', 'Success']),
+  output: z.string().optional(),
+});
+
+export type CommandState = z.infer<typeof commandStateSchema>;
+
+/** Commands that are never picked up (instance stopped, agent down) still end: after the timeout plus this. */
+const DEADLINE_GRACE_MS = 120_000;
+
+export async function startHostCommand(config: Config, host: HostCommands, event: unknown, now = new Date()): Promise<CommandState> {
+  const request = parseInput(hostCommandRequestSchema, event, 'The host command request');
+  const target = findTarget(config, request.plan.target);
+  if (!target) {
+    throw new NotFoundError(`The plan names target "${request.plan.target}", which is not configured; start a new execution.`);
+  }
+  const script = renderHostCommand(config, target, request);
+  const timeoutSeconds = config.HOST_COMMAND_TIMEOUT_SECONDS;
+  const sent = await host.send({
+    target,
+    script,
+    comment: `kennel-backup ${request.script} ${request.plan.runId}`,
+    timeoutSeconds,
+  });
+  return {
+    script: request.script,
+    target: target.name,
+    commandId: sent.commandId,
+    instanceId: sent.instanceId,
+    deadline: new Date(now.getTime() + timeoutSeconds * 1000 + DEADLINE_GRACE_MS).toISOString(),
+    status: 'InProgress',
+  };
+}
+
+export async function checkHostCommand(host: HostCommands, event: unknown, now = new Date()): Promise<CommandState> {
+  const { command } = parseInput(z.object({ command: commandStateSchema }), event, 'The host command check');
+  const invocation = await host.get(command.commandId, command.instanceId);
+  const where = `${command.script} on ${invocation.instanceId ?? command.target} (command ${command.commandId})`;
+  switch (invocation.status) {
+    case 'Success':
+      return { ...command, instanceId: invocation.instanceId, status: 'Success', output: tail(invocation.stdout, 5, 500) };
+    case 'Failed':
+    case 'Cancelled':
+      throw new HostCommandFailedError(
+        `The ${where} ${invocation.status.toLowerCase()}. Its stderr ends with:\n${tail(invocation.stderr) || '(nothing)'}`,
+      );
+    case 'TimedOut':
+      throw new HostCommandTimedOutError(
+        `The ${where} ran out of time and was stopped. Raise HOST_COMMAND_TIMEOUT_SECONDS if the database has grown, or look for locks held on the host. Its stderr ends with:\n${tail(invocation.stderr) || '(nothing)'}`,
+      );
+    case 'InProgress':
+      if (now.getTime() > Date.parse(command.deadline)) {
+        throw new HostCommandTimedOutError(
+          `The ${where} has not finished by its deadline ${command.deadline}; check that the SSM agent on the instance is online.`,
+        );
+      }
+      return { ...command, instanceId: invocation.instanceId, status: 'InProgress' };
+  }
+}

@@ -1,0 +1,111 @@
+import {
+  GetCommandInvocationCommand,
+  InvocationDoesNotExist,
+  ListCommandInvocationsCommand,
+  SendCommandCommand,
+  type SSMClient,
+} from '@aws-sdk/client-ssm';
+import type { Target } from './config.ts';
+import { classifyAwsError, InvalidInputError } from './errors.ts';
+
+/**
+ * Runs rendered host scripts on the DB host. In AWS this is SSM Run Command; the
+ * local runner has its own implementation that runs the same text with bash.
+ */
+export interface HostCommands {
+  send(request: SendRequest): Promise<{ commandId: string; instanceId: string | null }>;
+  get(commandId: string, instanceId: string | null): Promise<Invocation>;
+}
+
+export interface SendRequest {
+  target: Target;
+  script: string;
+  comment: string;
+  timeoutSeconds: number;
+}
+
+export type InvocationStatus = 'InProgress' | 'Success' | 'Failed' | 'TimedOut' | 'Cancelled';
+
+export interface Invocation {
+  status: InvocationStatus;
+  /** The instance that ran it, once known (a tag target resolves after sending). */
+  instanceId: string | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** The last lines of a command's output: enough to say what failed, short enough for a Cause. */
+export function tail(text: string, lines = 20, chars = 2000): string {
+  return text.trimEnd().split('\n').slice(-lines).join('\n').slice(-chars);
+}
+
+const SSM_STATUS: Record<string, InvocationStatus> = {
+  Pending: 'InProgress',
+  InProgress: 'InProgress',
+  Delayed: 'InProgress',
+  Success: 'Success',
+  Failed: 'Failed',
+  TimedOut: 'TimedOut',
+  Cancelled: 'Cancelled',
+  Cancelling: 'InProgress',
+  Undeliverable: 'Failed',
+  Terminated: 'Failed',
+  DeliveryTimedOut: 'TimedOut',
+  ExecutionTimedOut: 'TimedOut',
+  InvalidPlatform: 'Failed',
+  AccessDenied: 'Failed',
+};
+
+export function ssmHostCommands(ssm: SSMClient, logGroup: string): HostCommands {
+  return {
+    async send({ target, script, comment, timeoutSeconds }) {
+      try {
+        const response = await ssm.send(
+          new SendCommandCommand({
+            DocumentName: 'AWS-RunShellScript',
+            ...(target.instanceIds
+              ? { InstanceIds: target.instanceIds.slice(0, 1) }
+              : { Targets: [{ Key: `tag:${target.tag?.key}`, Values: [target.tag?.value ?? ''] }], MaxConcurrency: '1', MaxErrors: '0' }),
+            Parameters: { commands: [script], executionTimeout: [String(timeoutSeconds)] },
+            TimeoutSeconds: Math.min(timeoutSeconds, 2_592_000),
+            Comment: comment.slice(0, 100),
+            ...(logGroup ? { CloudWatchOutputConfig: { CloudWatchOutputEnabled: true, CloudWatchLogGroupName: logGroup } } : {}),
+          }),
+        );
+        const commandId = response.Command?.CommandId;
+        if (!commandId) throw new Error('SSM SendCommand returned no command id');
+        return { commandId, instanceId: target.instanceIds?.[0] ?? null };
+      } catch (error) {
+        throw classifyAwsError(error, `Sending the ${comment} command to target ${target.name}`);
+      }
+    },
+
+    async get(commandId, knownInstance) {
+      try {
+        let instanceId = knownInstance;
+        if (instanceId === null) {
+          const listed = await ssm.send(new ListCommandInvocationsCommand({ CommandId: commandId }));
+          const ids = (listed.CommandInvocations ?? []).map((i) => i.InstanceId).filter((i): i is string => !!i);
+          if (ids.length > 1) {
+            throw new InvalidInputError(
+              `The target's tag matched ${ids.length} instances (${ids.join(', ')}); a backup must run on exactly one. Narrow the tag or use instanceIds.`,
+            );
+          }
+          instanceId = ids[0] ?? null;
+          if (instanceId === null) return { status: 'InProgress', instanceId, stdout: '', stderr: '' };
+        }
+        const invocation = await ssm.send(new GetCommandInvocationCommand({ CommandId: commandId, InstanceId: instanceId }));
+        return {
+          status: SSM_STATUS[invocation.Status ?? 'Pending'] ?? 'Failed',
+          instanceId,
+          stdout: invocation.StandardOutputContent ?? '',
+          stderr: invocation.StandardErrorContent ?? '',
+        };
+      } catch (error) {
+        // Just after SendCommand the invocation may not be registered yet.
+        if (error instanceof InvocationDoesNotExist) return { status: 'InProgress', instanceId: knownInstance, stdout: '', stderr: '' };
+        throw classifyAwsError(error, `Reading the status of command ${commandId}`);
+      }
+    },
+  };
+}

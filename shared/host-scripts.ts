@@ -1,0 +1,63 @@
+import { z } from 'zod';
+import { CODECS } from './codecs.ts';
+import type { Config, Target } from './config.ts';
+import { fileName, sha256Hex } from './identifiers.ts';
+import { planSchema } from './plan.ts';
+import { type HostScript, renderScript } from './shell.ts';
+
+/**
+ * The host commands a workflow can start, each with the input it takes from the
+ * state machine. The parameters are derived here, from the plan and the config,
+ * so an edited execution input cannot point a script anywhere else.
+ */
+export const hostCommandRequestSchema = z.discriminatedUnion('script', [
+  z.object({ script: z.literal('database-backup'), plan: planSchema }),
+  z.object({ script: z.literal('restore-test'), plan: planSchema, sha256: sha256Hex }),
+  z.object({ script: z.literal('prune-local'), plan: planSchema, files: z.array(fileName) }),
+]);
+
+export type HostCommandRequest = z.infer<typeof hostCommandRequestSchema>;
+
+function postgresParams(target: Target): Record<string, string> {
+  const pg = target.postgres;
+  return pg.mode === 'docker'
+    ? { KB_PG_MODE: 'docker', KB_COMPOSE_FILE: pg.composeFile, KB_COMPOSE_SERVICE: pg.service }
+    : { KB_PG_MODE: 'host', KB_COMPOSE_FILE: '', KB_COMPOSE_SERVICE: '' };
+}
+
+export function hostScriptParams(config: Config, target: Target, request: HostCommandRequest): Record<string, string> {
+  const { plan } = request;
+  switch (request.script) {
+    case 'database-backup':
+      return {
+        ...postgresParams(target),
+        KB_DATABASE: plan.database,
+        KB_EXCLUDE_TABLES: config.EXCLUDED_TABLES.join(' '),
+        KB_BUCKET: plan.bucket,
+        KB_ARCHIVE_KEY: plan.archiveKey,
+        KB_MANIFEST_KEY: plan.manifestKey,
+        KB_LOCAL_DIR: plan.localDir,
+        KB_FILE_NAME: plan.fileName,
+        KB_S3_ENDPOINT_URL: config.S3_ENDPOINT_URL ?? '',
+        KB_COMPRESS: CODECS[plan.codec].compress,
+        KB_COMPRESSION: plan.codec,
+        KB_TARGET: plan.target,
+        KB_RUN_ID: plan.runId,
+        KB_EXECUTION_ID: plan.executionId,
+      };
+    case 'restore-test':
+      return {
+        ...postgresParams(target),
+        KB_LOCAL_PATH: `${plan.localDir}/${plan.fileName}`,
+        KB_SHA256: request.sha256,
+        KB_DECOMPRESS: CODECS[plan.codec].decompress,
+        KB_SCRATCH_DATABASE: plan.scratchDatabase,
+      };
+    case 'prune-local':
+      return { KB_LOCAL_DIR: plan.localDir, KB_FILES: request.files.join(' ') };
+  }
+}
+
+export function renderHostCommand(config: Config, target: Target, request: HostCommandRequest): string {
+  return renderScript(request.script satisfies HostScript, hostScriptParams(config, target, request));
+}

@@ -1,0 +1,35 @@
+import { z } from 'zod';
+
+/**
+ * Names that end up in shell scripts, S3 keys and SQL. They are checked here
+ * against strict patterns before anything else sees them, and quoted again where
+ * they are used: the pattern keeps keys and logs readable, the quoting keeps the
+ * shell safe whatever happens to the pattern.
+ */
+
+/** PostgreSQL database or table name: lower case, unquoted-identifier style, at most 63 bytes. */
+export const sqlIdentifier = z
+  .string()
+  .regex(
+    /^[a-z_][a-z0-9_]{0,62}$/,
+    'must be a lower-case PostgreSQL identifier: letters, digits and _, starting with a letter or _, at most 63 characters',
+  );
+
+/** A target's name in config: short, lower case, usable in S3 keys. */
+export const targetName = z
+  .string()
+  .regex(/^[a-z][a-z0-9-]{0,39}$/, 'must be lower case letters, digits and -, starting with a letter');
+
+/** An absolute path on the host without `..`, quotes or shell metacharacters. */
+export const hostPath = z
+  .string()
+  .regex(/^\/[A-Za-z0-9._/-]*$/, 'must be an absolute path of letters, digits, ., _, - and /')
+  .refine((p) => !p.split('/').includes('..'), 'must not contain ..');
+
+/** An S3 object key made by this project. */
+export const objectKey = z.string().regex(/^[a-z0-9][A-Za-z0-9._/-]*$/, 'is not a key this project makes');
+
+/** A file name in the host's backup directory. */
+export const fileName = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, 'must be a plain file name');
+
+export const sha256Hex = z.string().regex(/^[0-9a-f]{64}$/, 'must be 64 lower-case hex digits');

@@ -1,0 +1,51 @@
+import { createHash } from 'node:crypto';
+import { CODECS, type CodecName } from './codecs.ts';
+
+/**
+ * The one S3 key layout. Keys sort by time and are unique per run:
+ *   database/full/<db>/2026/11/26/<db>_full_20261126T020000Z_1a2b3c4d.sql.zst
+ * and every archive's manifest sits beside it at `<archive key>.manifest.json`.
+ */
+
+export type BackupKind = 'full';
+
+export const KIND_PREFIX: Record<BackupKind, string> = { full: 'database/full' };
+
+/** Prefixes the DB host may write to (and nothing else). */
+export const HOST_WRITE_PREFIXES = ['database/'] as const;
+
+export const MANIFEST_SUFFIX = '.manifest.json';
+
+/** `20261126T020000Z`: sortable, and safe in keys, file names and identifiers. */
+export function compactStamp(iso: string): string {
+  return `${iso.slice(0, 19).replace(/[-:]/g, '')}Z`;
+}
+
+/** Execution ids and names may be anything a person typed; the key gets 8 hex digits of them. */
+export function runId(startedAt: string, executionId: string): string {
+  const suffix = createHash('sha256').update(executionId).digest('hex').slice(0, 8);
+  return `${compactStamp(startedAt)}_${suffix}`;
+}
+
+export function archiveFileName(database: string, kind: BackupKind, id: string, codec: CodecName): string {
+  return `${database}_${kind}_${id}.sql.${CODECS[codec].extension}`;
+}
+
+export function kindPrefix(kind: BackupKind, database: string): string {
+  return `${KIND_PREFIX[kind]}/${database}/`;
+}
+
+export function archiveKey(kind: BackupKind, database: string, startedAt: string, fileName: string): string {
+  const [date] = startedAt.split('T');
+  const [y, m, d] = (date ?? '').split('-');
+  return `${kindPrefix(kind, database)}${y}/${m}/${d}/${fileName}`;
+}
+
+export function manifestKey(archive: string): string {
+  return `${archive}${MANIFEST_SUFFIX}`;
+}
+
+/** A scratch database name for one run's restore test (at most 63 characters). */
+export function scratchDatabase(id: string): string {
+  return `kb_restore_test_${id.toLowerCase()}`;
+}

@@ -1,0 +1,45 @@
+import { z } from 'zod';
+import { CODEC_NAMES } from './codecs.ts';
+import { fileName, hostPath, objectKey, sha256Hex, sqlIdentifier, targetName } from './identifiers.ts';
+
+/**
+ * The manifest beside every archive. The host writes it after the upload; the
+ * verify and restore-test stages record their results in it. Manifests are the
+ * catalog: freshness checks, pruning, restore selection and point-in-time plans
+ * read them, never object listings or file dates.
+ */
+export const manifestSchema = z.object({
+  version: z.literal(1),
+  kind: z.enum(['full']),
+  target: targetName,
+  database: sqlIdentifier,
+  runId: z.string().regex(/^\d{8}T\d{6}Z_[0-9a-f]{8}$/),
+  executionId: z.string().min(1),
+  archive: z.object({
+    key: objectKey,
+    localPath: hostPath,
+    fileName,
+    size: z.number().int().nonnegative(),
+    sha256: sha256Hex,
+    format: z.literal('plain'),
+    compression: z.enum(CODEC_NAMES),
+  }),
+  /** The data the archive holds: as of `until`, the database server's clock inside the dump's snapshot. */
+  window: z.object({ since: z.iso.datetime({ offset: true }).nullable(), until: z.iso.datetime({ offset: true }) }),
+  startedAt: z.iso.datetime({ offset: true }),
+  finishedAt: z.iso.datetime({ offset: true }),
+  serverVersion: z.string().regex(/^\d+$/),
+  excludedTables: z.array(sqlIdentifier),
+  /** Exact row counts per `schema.table`, counted in the dump's own snapshot. */
+  tables: z.record(z.string(), z.number().int().nonnegative()),
+  verification: z.object({
+    state: z.enum(['unverified', 'verified', 'failed']),
+    checkedAt: z.iso.datetime({ offset: true }).optional(),
+    detail: z.string().optional(),
+    restoreTest: z
+      .object({ state: z.enum(['passed', 'failed']), checkedAt: z.iso.datetime({ offset: true }), detail: z.string() })
+      .optional(),
+  }),
+});
+
+export type Manifest = z.infer<typeof manifestSchema>;

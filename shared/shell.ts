@@ -1,0 +1,44 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/**
+ * Host scripts are bash files in host/, rendered by prefixing them with their
+ * parameters as shell assignments. Every value goes through `shellQuote`; the
+ * names are checked here. Nothing secret is ever a parameter: the host reads
+ * credentials from its own environment.
+ */
+
+export function shellQuote(value: string): string {
+  if (value.includes('\0')) throw new Error('A shell argument cannot contain a NUL byte.');
+  return `'${value.replaceAll("'", `'\\''`)}'`;
+}
+
+// In a Lambda bundle the scripts are packaged beside the handler under host/.
+const HOST_DIR = process.env.LAMBDA_TASK_ROOT
+  ? join(process.env.LAMBDA_TASK_ROOT, 'host')
+  : fileURLToPath(new URL('../host/', import.meta.url));
+
+export const HOST_SCRIPTS = ['database-backup', 'restore-test', 'prune-local'] as const;
+export type HostScript = (typeof HOST_SCRIPTS)[number];
+
+const bodies = new Map<string, string>();
+
+function body(script: HostScript | 'common'): string {
+  let text = bodies.get(script);
+  if (text === undefined) {
+    text = readFileSync(join(HOST_DIR, `${script}.sh`), 'utf8');
+    bodies.set(script, text);
+  }
+  return text;
+}
+
+export function renderScript(script: HostScript, params: Record<string, string>): string {
+  const lines = Object.entries(params).map(([name, value]) => {
+    if (!/^KB_[A-Z0-9_]+$/.test(name)) throw new Error(`Bad host-script parameter name: ${name}`);
+    return `${name}=${shellQuote(value)}`;
+  });
+  return [`#!/bin/bash\n# kennel-backup ${script}`, ...lines, body('common'), body(script).replace(/^#!.*\n/, '')].join(
+    '\n',
+  );
+}

@@ -1,0 +1,122 @@
+import { createHash } from 'node:crypto';
+import { type Readable, Transform, Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import type { Catalog } from './catalog.ts';
+import { CODECS } from './codecs.ts';
+import { ArchiveCorruptError, classifyAwsError } from './errors.ts';
+import type { Manifest } from './manifest.ts';
+
+const DUMP_HEADER = '-- PostgreSQL database dump';
+const DUMP_TRAILER = '-- PostgreSQL database dump complete';
+
+export interface ArchiveFacts {
+  size: number;
+  sha256: string;
+  uncompressedSize: number;
+  header: string;
+  trailer: string;
+}
+
+/**
+ * Streams an archive once: hashes the stored bytes and decompresses them to the
+ * end, keeping only the first and the last few hundred bytes of the dump. Memory
+ * stays flat whatever the archive's size.
+ */
+export async function readArchive(body: Readable, manifest: Manifest): Promise<ArchiveFacts> {
+  const hash = createHash('sha256');
+  let size = 0;
+  let uncompressedSize = 0;
+  let head = '';
+  let end = Buffer.alloc(0);
+  const meter = new Transform({
+    transform(chunk: Buffer, _enc, done) {
+      hash.update(chunk);
+      size += chunk.length;
+      done(null, chunk);
+    },
+  });
+  const sink = new Writable({
+    write(chunk: Buffer, _enc, done) {
+      if (head.length < 512) head += chunk.subarray(0, 512).toString('utf8');
+      uncompressedSize += chunk.length;
+      end = Buffer.concat([end, chunk]).subarray(-512);
+      done();
+    },
+  });
+  try {
+    await pipeline(body, meter, CODECS[manifest.archive.compression].createDecompressor(), sink);
+  } catch (error) {
+    if ((error as { code?: string }).code?.startsWith('Z_') || (error as { errno?: number }).errno !== undefined) {
+      throw new ArchiveCorruptError(
+        `The archive ${manifest.archive.key} does not decompress (${(error as Error).message}); the archive is damaged. Take a new backup and restore from an older verified one if needed.`,
+        { cause: error },
+      );
+    }
+    throw classifyAwsError(error, `Reading ${manifest.archive.key}`);
+  }
+  return {
+    size,
+    sha256: hash.digest('hex'),
+    uncompressedSize,
+    header: head.split('\n').slice(0, 3).join('\n'),
+    // Since 15.14 the dump ends with `\unrestrict <key>` after the closing comment.
+    trailer: end.toString('utf8').trimEnd().split('\n').slice(-6).join('\n'),
+  };
+}
+
+/** What is wrong with an archive, judged against its manifest; empty when nothing is. */
+export function archiveProblems(facts: ArchiveFacts, manifest: Manifest): string[] {
+  const problems: string[] = [];
+  if (facts.size !== manifest.archive.size) problems.push(`size is ${facts.size} bytes, the manifest says ${manifest.archive.size}`);
+  if (facts.sha256 !== manifest.archive.sha256) problems.push(`sha256 is ${facts.sha256}, the manifest says ${manifest.archive.sha256}`);
+  if (!facts.header.includes(DUMP_HEADER)) problems.push('it does not start as a PostgreSQL plain-format dump');
+  if (!facts.trailer.includes(DUMP_TRAILER)) problems.push('the dump is truncated: its closing line is missing');
+  return problems;
+}
+
+/**
+ * Verifies the archive in S3 against its manifest and records the result in the
+ * manifest. Throws ArchiveCorruptError, after marking the manifest failed, when
+ * the archive is not what the manifest says.
+ */
+export async function verifyArchive(
+  s3: S3Client,
+  catalog: Catalog,
+  bucket: string,
+  manifestKey: string,
+  now: () => Date = () => new Date(),
+): Promise<Manifest> {
+  const manifest = await catalog.readManifest(manifestKey);
+  let facts: ArchiveFacts;
+  try {
+    const object = await s3
+      .send(new GetObjectCommand({ Bucket: bucket, Key: manifest.archive.key }))
+      .catch((error: unknown) => Promise.reject(classifyAwsError(error, `Reading s3://${bucket}/${manifest.archive.key}`)));
+    facts = await readArchive(object.Body as Readable, manifest);
+    const problems = archiveProblems(facts, manifest);
+    if (problems.length > 0) {
+      throw new ArchiveCorruptError(
+        `The archive s3://${bucket}/${manifest.archive.key} failed verification: ${problems.join('; ')}. It is marked failed in its manifest; do not restore from it.`,
+      );
+    }
+  } catch (error) {
+    if (error instanceof ArchiveCorruptError) {
+      await catalog.writeManifest({
+        ...manifest,
+        verification: { state: 'failed', checkedAt: now().toISOString(), detail: error.message },
+      });
+    }
+    throw error;
+  }
+  const verified: Manifest = {
+    ...manifest,
+    verification: {
+      state: 'verified',
+      checkedAt: now().toISOString(),
+      detail: `${facts.size} bytes, sha256 matches, decompresses to ${facts.uncompressedSize} bytes of a complete PostgreSQL dump`,
+    },
+  };
+  await catalog.writeManifest(verified);
+  return verified;
+}
