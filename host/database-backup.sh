@@ -15,10 +15,11 @@ work=$(mktemp -d)
 snapshot_pid=
 cleanup() {
   local status=$?
-  [[ -n $snapshot_pid ]] && kill "$snapshot_pid" 2>/dev/null
+  set +e # errexit would stop the clean-up at its first failing step
+  if [[ -n $snapshot_pid ]]; then kill "$snapshot_pid" 2>/dev/null; fi
   if ((status != 0)); then
     rm -f "$local_path"
-    [[ -s $work/snapshot.err ]] && sed 's/^/snapshot session: /' "$work/snapshot.err" >&2
+    if [[ -s $work/snapshot.err ]]; then sed 's/^/snapshot session: /' "$work/snapshot.err" >&2; fi
     echo "database-backup: failed with status $status; nothing was recorded in the catalog" >&2
   fi
   rm -rf "$work"

@@ -20,8 +20,9 @@ fi
 created=
 cleanup() {
   local status=$?
+  set +e
   if ((status != 0)) && [[ -n $created ]]; then
-    pg dropdb --if-exists --force "$KB_SCRATCH_DATABASE" || true
+    pg dropdb --if-exists --force "$KB_SCRATCH_DATABASE"
   fi
 }
 trap cleanup EXIT

@@ -50,7 +50,7 @@ const environment = z.object({
   BACKUP_TARGETS: json(z.array(target).min(1)),
   /** Tables the full dump leaves out; the transaction-log backups carry them. */
   EXCLUDED_TABLES: z.string().default('audit_logs,session_logs').transform((s) => s.split(',').filter(Boolean)).pipe(z.array(sqlIdentifier)),
-  HOST_COMMAND_TIMEOUT_SECONDS: z.coerce.number().int().min(30).max(172800).default(3600),
+  HOST_COMMAND_TIMEOUT_SECONDS: z.coerce.number().int().min(1).max(172800).default(3600),
   /** CloudWatch log group that receives the output of every host command. */
   HOST_COMMAND_LOG_GROUP: z.string().default(''),
   /** SSM parameter (SecureString) that holds the Slack incoming-webhook URL. */

@@ -27,3 +27,73 @@ export function expired(manifests: readonly Manifest[], now: Date, days: number)
   const cutoff = now.getTime() - days * DAY_MS;
   return manifests.filter((m) => m !== keep && Date.parse(m.window.until) < cutoff);
 }
+
+/** Storage classes the lifecycle moves archives to, cheapest last. */
+export type StorageClass = 'STANDARD_IA' | 'GLACIER' | 'DEEP_ARCHIVE';
+
+export interface StorageTransitions {
+  /** Lifecycle rule id, shown in the S3 console. */
+  id: string;
+  prefix: string;
+  transitions: readonly { days: number; storageClass: StorageClass }[];
+}
+
+/** The one table of storage transitions per prefix, from the source document's "Cloud Storage Lifecycle". */
+export const STORAGE_TRANSITIONS: readonly StorageTransitions[] = [
+  {
+    id: 'DatabaseBackups',
+    prefix: 'database/',
+    transitions: [
+      { days: 30, storageClass: 'STANDARD_IA' },
+      { days: 90, storageClass: 'GLACIER' },
+      { days: 365, storageClass: 'DEEP_ARCHIVE' },
+    ],
+  },
+];
+
+/** Incomplete multipart uploads (an interrupted `aws s3 cp` from the host) are billed until aborted. */
+export const ABORT_INCOMPLETE_UPLOAD_DAYS = 1;
+
+/** A rule of `AWS::S3::Bucket` `LifecycleConfiguration.Rules`, as CloudFormation spells it. */
+export interface LifecycleRule {
+  Id: string;
+  Status: 'Enabled';
+  Prefix: string;
+  Transitions: { TransitionInDays: number; StorageClass: StorageClass }[];
+  NoncurrentVersionExpiration: { NoncurrentDays: number };
+  ExpiredObjectDeleteMarker: true;
+  AbortIncompleteMultipartUpload: { DaysAfterInitiation: number };
+}
+
+/**
+ * The bucket's lifecycle rules, derived from STORAGE_TRANSITIONS and RETENTION.
+ *
+ * No rule expires current versions (`ExpirationInDays`): retention is enforced by
+ * the prune stage, which keeps the newest verified backup however old it is. A
+ * lifecycle expiry cannot read manifests; after a month of failed backups it would
+ * delete the last good one. Pruning leaves delete markers (the bucket is
+ * versioned): the noncurrent versions are kept as long as the longest retention, so
+ * a wrong prune can be undone for that long, and the markers left without versions
+ * are then removed.
+ */
+export function lifecycleRules(): LifecycleRule[] {
+  const noncurrentDays = Math.max(...Object.values(RETENTION).map((r) => r.s3Days));
+  return STORAGE_TRANSITIONS.map((t) => ({
+    Id: t.id,
+    Status: 'Enabled',
+    Prefix: t.prefix,
+    Transitions: t.transitions.map((s) => ({ TransitionInDays: s.days, StorageClass: s.storageClass })),
+    NoncurrentVersionExpiration: { NoncurrentDays: noncurrentDays },
+    ExpiredObjectDeleteMarker: true,
+    AbortIncompleteMultipartUpload: { DaysAfterInitiation: ABORT_INCOMPLETE_UPLOAD_DAYS },
+  }));
+}
+
+/**
+ * The bucket's whole `LifecycleConfiguration`. Objects under 128 KB never
+ * transition: manifests are small and every catalog listing reads them, which
+ * GetObject cannot do once they are in Glacier or Deep Archive.
+ */
+export function lifecycleConfiguration(): { Rules: LifecycleRule[]; TransitionDefaultMinimumObjectSize: 'all_storage_classes_128K' } {
+  return { Rules: lifecycleRules(), TransitionDefaultMinimumObjectSize: 'all_storage_classes_128K' };
+}

@@ -1,0 +1,767 @@
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { createHash, randomUUID } from 'node:crypto';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { parseArgs } from 'node:util';
+import { gzipSync } from 'node:zlib';
+import { build } from 'esbuild';
+import { type LocalEnvironment, psql, seedKennelDatabase, startLocalEnvironment } from '../local/environment.ts';
+import { localHost } from '../local/host.ts';
+import { type PostgresServer, startPostgres } from '../local/postgres.ts';
+import { type ExecutionRecord, PROJECT_ROOT, runWorkflow } from '../local/runner.ts';
+import { CODECS, DEFAULT_CODEC } from '../shared/codecs.ts';
+import type { Manifest } from '../shared/manifest.ts';
+
+/**
+ * Benchmark of the full database backup, in one run on one database:
+ *  - the source document's `pg_dump | gzip` and a bare `pg_dump > /dev/null`;
+ *  - the format/compression candidates behind shared/codecs.ts, each dumped and
+ *    restored into a fresh database (restores are checked row for row);
+ *  - our dump stage (the real rendered host script, local host, local S3);
+ *  - the whole database-backup workflow, with its per-state durations;
+ *  - the verify stage's memory on the archive, and each function's bundle size.
+ * The machine is small and noisy: the ratios, measured side by side, are the result.
+ *
+ *   npm run bench -- [--scale 20] [--repeat 1]
+ */
+
+const USAGE = `Usage: npm run bench -- [--scale N] [--repeat N]
+
+  --scale N    sample data size (default 20 ≈ 310 MB database; 1 for a quick smoke run)
+  --repeat N   runs of every timed pipeline (default 1); with more, min and median are reported
+
+Results: a table on stdout and JSON in bench/results/<timestamp>.json.`;
+
+const DATABASE = 'kennel_prod';
+const EXCLUDED = ['audit_logs', 'session_logs'];
+const EXCLUDE_ARGS = EXCLUDED.map((t) => `--exclude-table=${t}`).join(' ');
+const RESULTS_DIR = join(PROJECT_ROOT, 'bench', 'results');
+/** What restore-test.sh runs (minus its sha256 check): one transaction, stop at the first error. */
+const PSQL_RESTORE = 'psql -X -q -v ON_ERROR_STOP=1 --single-transaction -d "$SCRATCH" >/dev/null';
+
+interface Pipeline {
+  id: string;
+  label: string;
+  /** Bash; the database is "$DB", the archive to write "$ARCHIVE". */
+  dump: string;
+  /** Bash; reads "$ARCHIVE" into the empty database "$SCRATCH". */
+  restore?: string;
+  /** The source's restore runs without ON_ERROR_STOP: an error there must still fail the measurement. */
+  restoreErrorsOnStderr?: boolean;
+}
+
+const plainDump = `pg_dump --format=plain ${EXCLUDE_ARGS} "$DB"`;
+const customDump = `pg_dump --format=custom ${EXCLUDE_ARGS}`;
+
+const PIPELINES: Pipeline[] = [
+  {
+    id: 'source-gzip',
+    label: 'source: pg_dump | gzip',
+    dump: `${plainDump} | gzip > "$ARCHIVE"`,
+    restore: 'gunzip -c "$ARCHIVE" | psql -X -d "$SCRATCH" >/dev/null',
+    restoreErrorsOnStderr: true,
+  },
+  { id: 'devnull', label: 'pg_dump > /dev/null', dump: `${plainDump} > /dev/null` },
+  {
+    id: 'source-gzip-upload',
+    label: 'source: pg_dump | gzip, then aws s3 cp',
+    dump: `${plainDump} | gzip > "$ARCHIVE"
+aws s3 cp "$ARCHIVE" "s3://$BUCKET/bench/source.sql.gz" --endpoint-url "$S3_ENDPOINT" --only-show-errors`,
+  },
+  ...(['gzip', 'zstd'] as const).map((codec) => ({
+    id: `plain-${codec}`,
+    label: `plain | ${CODECS[codec].compress}`,
+    dump: `${plainDump} | ${CODECS[codec].compress} > "$ARCHIVE"`,
+    restore: `${CODECS[codec].decompress} < "$ARCHIVE" | ${PSQL_RESTORE}`,
+  })),
+  {
+    id: 'plain-zstd-1',
+    label: 'plain | zstd -q -1 -T0 -c',
+    dump: `${plainDump} | zstd -q -1 -T0 -c > "$ARCHIVE"`,
+    restore: `zstd -q -d -c < "$ARCHIVE" | ${PSQL_RESTORE}`,
+  },
+  {
+    id: 'custom',
+    label: 'custom -Fc (internal gzip)',
+    dump: `${customDump} -f "$ARCHIVE" "$DB"`,
+    restore: 'pg_restore --single-transaction -d "$SCRATCH" "$ARCHIVE"',
+  },
+  {
+    id: 'custom-z0-zstd',
+    label: 'custom -Fc -Z0 | zstd -3 -T0',
+    dump: `${customDump} -Z0 "$DB" | zstd -q -3 -T0 -c > "$ARCHIVE"`,
+    restore: 'zstd -q -d -c < "$ARCHIVE" | pg_restore --single-transaction -d "$SCRATCH"',
+  },
+];
+
+const DEFAULT_PIPELINE = `plain-${DEFAULT_CODEC}`;
+
+// ---------------------------------------------------------------------------
+// Small helpers: logging, timing statistics, child processes.
+
+const log = (line: string) => console.error(`[bench ${new Date().toISOString().slice(11, 19)}] ${line}`);
+
+interface Stats {
+  runs: number[];
+  min: number;
+  median: number;
+}
+
+function stats(runs: number[]): Stats {
+  const sorted = [...runs].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  const median = sorted.length % 2 ? (sorted[mid] ?? 0) : ((sorted[mid - 1] ?? 0) + (sorted[mid] ?? 0)) / 2;
+  return { runs, min: sorted[0] ?? 0, median };
+}
+
+/** Children that are running now, so an interrupted benchmark stops them (their whole process group). */
+const running = new Set<ChildProcess>();
+let interrupted: string | undefined;
+
+function checkInterrupted(): void {
+  if (interrupted) throw new Error(`Interrupted by ${interrupted}; cleaning up.`);
+}
+
+/** Runs a bash pipeline (pipefail on) and times it by the wall clock, from spawn to exit. */
+function sh(command: string, env: Record<string, string>): Promise<{ ms: number; stderr: string }> {
+  checkInterrupted();
+  return new Promise((resolve, reject) => {
+    const started = performance.now();
+    const child = spawn('bash', ['-c', `set -euo pipefail\n${command}`], { env, stdio: ['ignore', 'ignore', 'pipe'], detached: true });
+    running.add(child);
+    let stderr = '';
+    child.stderr?.on('data', (chunk: Buffer) => {
+      if (stderr.length < 65_536) stderr += chunk.toString();
+    });
+    child.on('error', (error) => {
+      running.delete(child);
+      reject(error);
+    });
+    child.on('close', (code, signal) => {
+      const ms = performance.now() - started;
+      running.delete(child);
+      if (code === 0) resolve({ ms, stderr });
+      else reject(new Error(`\`${command}\` failed (${signal ?? `exit ${code}`}):\n${stderr.trimEnd().slice(-2000)}`));
+    });
+  });
+}
+
+function stopChildren(): void {
+  for (const child of running) {
+    try {
+      if (child.pid) process.kill(-child.pid, 'SIGTERM');
+    } catch {
+      // Already gone.
+    }
+  }
+}
+
+function sha256File(path: string): string {
+  return createHash('sha256').update(readFileSync(path)).digest('hex');
+}
+
+function version(command: string, env: Record<string, string>): string {
+  try {
+    return execFileSync('bash', ['-c', `${command} 2>&1 | head -n 1`], { env, encoding: 'utf8' }).trim();
+  } catch {
+    return 'unknown';
+  }
+}
+
+// ---------------------------------------------------------------------------
+// The database.
+
+interface DatabaseFacts {
+  scale: number;
+  seedMs: number;
+  sizeBytes: number;
+  excludedTablesBytes: number;
+  dumpedTablesBytes: number;
+  /** Exact rows of every dumped table: each restore must reproduce them. */
+  rows: Record<string, number>;
+}
+
+const oneValue = (server: PostgresServer, database: string, sql: string) =>
+  psql(server, database, ['-A', '-t', '-c', sql]).trim();
+
+function dumpedTables(server: PostgresServer, database: string): string[] {
+  const excluded = EXCLUDED.map((t) => `'${t}'`).join(', ');
+  return oneValue(
+    server,
+    database,
+    `SELECT string_agg(format('%I.%I', n.nspname, c.relname), ' ' ORDER BY 1) FROM pg_class c
+     JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'
+       AND c.relname NOT IN (${excluded})`,
+  )
+    .split(' ')
+    .filter(Boolean);
+}
+
+function rowCounts(server: PostgresServer, database: string, tables: string[]): Record<string, number> {
+  const sql = `SELECT json_build_object(${tables.map((t) => `'${t}', (SELECT count(*) FROM ${t})`).join(', ')})`;
+  return JSON.parse(oneValue(server, database, sql)) as Record<string, number>;
+}
+
+function describeDatabase(server: PostgresServer, scale: number, seedMs: number): DatabaseFacts {
+  const excluded = EXCLUDED.map((t) => `'${t}'`).join(', ');
+  const sizes = (where: string) =>
+    Number(
+      oneValue(
+        server,
+        DATABASE,
+        `SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+         WHERE c.relkind = 'r' AND n.nspname = 'public' AND ${where}`,
+      ),
+    );
+  return {
+    scale,
+    seedMs,
+    sizeBytes: Number(oneValue(server, DATABASE, `SELECT pg_database_size('${DATABASE}')`)),
+    excludedTablesBytes: sizes(`c.relname IN (${excluded})`),
+    dumpedTablesBytes: sizes(`c.relname NOT IN (${excluded})`),
+    rows: rowCounts(server, DATABASE, dumpedTables(server, DATABASE)),
+  };
+}
+
+/** Restores into a fresh database, checks every table's rows, drops the database whatever happens. */
+async function timedRestore(
+  pipeline: Pipeline & { restore: string },
+  server: PostgresServer,
+  env: Record<string, string>,
+  facts: DatabaseFacts,
+): Promise<number> {
+  const scratch = `bench_restore_${pipeline.id.replaceAll('-', '_')}`;
+  psql(server, 'postgres', ['-c', `DROP DATABASE IF EXISTS ${scratch} WITH (FORCE)`, '-c', `CREATE DATABASE ${scratch}`]);
+  try {
+    const { ms, stderr } = await sh(pipeline.restore, { ...env, SCRATCH: scratch });
+    if (pipeline.restoreErrorsOnStderr && /ERROR:/.test(stderr)) {
+      throw new Error(`The restore of ${pipeline.label} reported errors:\n${stderr.slice(-2000)}`);
+    }
+    const restored = rowCounts(server, scratch, Object.keys(facts.rows));
+    const wrong = Object.entries(facts.rows).filter(([table, n]) => restored[table] !== n);
+    if (wrong.length > 0) {
+      const detail = wrong.map(([t, n]) => `${t}: ${restored[t]} rows, expected ${n}`).join('; ');
+      throw new Error(`The restore of ${pipeline.label} is incomplete: ${detail}`);
+    }
+    return ms;
+  } finally {
+    psql(server, 'postgres', ['-c', `DROP DATABASE IF EXISTS ${scratch} WITH (FORCE)`]);
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Our stages: the project's own modules, imported once the functions' environment is set.
+
+async function loadProject() {
+  const [{ getConfig }, { planBackup }, { renderHostCommand }, { Catalog }, { createS3Client }] = await Promise.all([
+    import('../shared/config.ts'),
+    import('../shared/plan.ts'),
+    import('../shared/host-scripts.ts'),
+    import('../shared/catalog.ts'),
+    import('../shared/clients.ts'),
+  ]);
+  const config = getConfig();
+  const target = config.BACKUP_TARGETS[0];
+  if (!target) throw new Error('The local environment configured no backup target.');
+  return { config, target, planBackup, renderHostCommand, catalog: new Catalog(createS3Client(config), config.BACKUP_BUCKET) };
+}
+
+type Project = Awaited<ReturnType<typeof loadProject>>;
+
+interface DumpStageRun {
+  ms: number;
+  archivePath: string;
+  archiveBytes: number;
+  manifestKey: string;
+}
+
+/** Renders database-backup for a fresh plan and runs it on the local host: from send to Success. */
+async function runDumpStage(project: Project, environment: LocalEnvironment, round: number): Promise<DumpStageRun> {
+  checkInterrupted();
+  const executionId = `arn:aws:states:us-east-1:123456789012:execution:kennel-backup-local-database-backup:bench-dump-${round}-${randomUUID().slice(0, 8)}`;
+  const plan = project.planBackup(project.config, { input: {}, executionId, startedAt: new Date().toISOString() });
+  const script = project.renderHostCommand(project.config, project.target, { script: 'database-backup', plan });
+  const host = localHost(environment.hostEnv);
+  const started = performance.now();
+  const { commandId, instanceId } = await host.send({
+    target: project.target,
+    script,
+    comment: 'database-backup (bench)',
+    timeoutSeconds: project.config.HOST_COMMAND_TIMEOUT_SECONDS,
+  });
+  await host.drain();
+  const ms = performance.now() - started;
+  const result = await host.get(commandId, instanceId);
+  if (result.status !== 'Success') throw new Error(`The dump stage ended ${result.status}:\n${result.stderr.slice(-2000)}`);
+  const archivePath = join(plan.localDir, plan.fileName);
+  return { ms, archivePath, archiveBytes: statSync(archivePath).size, manifestKey: plan.manifestKey };
+}
+
+interface WorkflowRun {
+  ms: number;
+  archiveBytes: number;
+  /** Wall time of each stage, from the execution's StateEntered/StateExited events. */
+  stages: Record<string, { ms: number; polls?: number }>;
+}
+
+/** First entry into `first` to the last exit of `last`: a Start/Wait/Check loop, or one state. */
+function span(events: ExecutionRecord['events'], first: string, last: string): number {
+  const entered = events.find((e) => e.type === 'StateEntered' && e.state?.name === first);
+  const exited = events.findLast((e) => e.type === 'StateExited' && e.state?.name === last);
+  return entered && exited ? exited.timestamp - entered.timestamp : Number.NaN;
+}
+
+const visits = (events: ExecutionRecord['events'], state: string) =>
+  events.filter((e) => e.type === 'StateExited' && e.state?.name === state).length;
+
+const WORKFLOW_STAGES: { name: string; first: string; last: string; poll?: string }[] = [
+  { name: 'PlanBackup', first: 'PlanBackup', last: 'PlanBackup' },
+  { name: 'dump loop (StartDump…DumpFinished)', first: 'StartDump', last: 'DumpFinished', poll: 'CheckDump' },
+  { name: 'VerifyArchive', first: 'VerifyArchive', last: 'VerifyArchive' },
+  {
+    name: 'restore-test loop (StartRestoreTest…RestoreTestFinished)',
+    first: 'StartRestoreTest',
+    last: 'RestoreTestFinished',
+    poll: 'CheckRestoreTest',
+  },
+  { name: 'RestoreTest', first: 'RestoreTest', last: 'RestoreTest' },
+  { name: 'PruneBackups', first: 'PruneBackups', last: 'PruneBackups' },
+  { name: 'local prune loop (StartLocalPrune…LocalPruneFinished)', first: 'StartLocalPrune', last: 'LocalPruneFinished', poll: 'CheckLocalPrune' },
+];
+
+async function runBackupWorkflow(environment: LocalEnvironment, server: PostgresServer): Promise<WorkflowRun> {
+  checkInterrupted();
+  const started = performance.now();
+  const record = await runWorkflow(
+    { workflow: 'database-backup', input: {}, historyDir: environment.paths.historyDir },
+    { host: localHost(environment.hostEnv), databaseUrl: server.url, alertsFile: environment.paths.alertsFile, print: log },
+  );
+  const ms = performance.now() - started;
+  if (record.status !== 'SUCCEEDED') throw new Error(`The workflow failed: ${record.error}: ${record.cause}`);
+  const stages: WorkflowRun['stages'] = {};
+  for (const stage of WORKFLOW_STAGES) {
+    const ms = span(record.events, stage.first, stage.last);
+    stages[stage.name] = stage.poll ? { ms, polls: visits(record.events, stage.poll) } : { ms };
+  }
+  const output = record.output as { verification?: { size?: number } };
+  return { ms, archiveBytes: output.verification?.size ?? Number.NaN, stages };
+}
+
+// ---------------------------------------------------------------------------
+// Verify stage memory and bundle sizes.
+
+interface VerifyMemory {
+  archive: string;
+  ms: number;
+  size: number;
+  uncompressedSize: number;
+  rssBefore: number;
+  rssPeakSampled: number;
+  rssAfter: number;
+  maxRss: number;
+  heapUsedBefore: number;
+  heapUsedAfter: number;
+  problems: string[];
+}
+
+async function measureVerify(archive: string, archivePath: string, manifest: Manifest, dir: string): Promise<VerifyMemory> {
+  const manifestPath = join(dir, `${archive}.manifest.json`);
+  writeFileSync(manifestPath, JSON.stringify(manifest));
+  const child = spawn(process.execPath, [join(PROJECT_ROOT, 'bench', 'verify-memory.ts'), archivePath, manifestPath], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  running.add(child);
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (d: Buffer) => {
+    stdout += d.toString();
+  });
+  child.stderr.on('data', (d: Buffer) => {
+    stderr += d.toString();
+  });
+  const code = await new Promise<number | null>((resolve, reject) => {
+    child.on('error', reject);
+    child.on('close', resolve);
+  });
+  running.delete(child);
+  if (code !== 0) throw new Error(`The verify-memory child failed (exit ${code}):\n${stderr.slice(-2000)}`);
+  const measured = JSON.parse(stdout) as Omit<VerifyMemory, 'archive'>;
+  if (measured.problems.length > 0) throw new Error(`readArchive found problems in ${archive}: ${measured.problems.join('; ')}`);
+  return { archive, ...measured };
+}
+
+interface Bundle {
+  fn: string;
+  bytes: number;
+  gzipBytes: number;
+  /** The packages that weigh most in the minified output. */
+  heaviest: { name: string; bytes: number }[];
+}
+
+function packageOf(input: string): string {
+  const parts = input.split('node_modules/').at(-1)?.split('/') ?? [];
+  if (!input.includes('node_modules/')) return '(project)';
+  return parts[0]?.startsWith('@') ? `${parts[0]}/${parts[1]}` : (parts[0] ?? input);
+}
+
+async function bundleSizes(dir: string): Promise<Bundle[]> {
+  const functions = readdirSync(join(PROJECT_ROOT, 'functions')).filter((f) =>
+    existsSync(join(PROJECT_ROOT, 'functions', f, 'handler.ts')),
+  );
+  const bundles: Bundle[] = [];
+  for (const fn of functions.sort()) {
+    const outfile = join(dir, `${fn}.mjs`);
+    const result = await build({
+      entryPoints: [join(PROJECT_ROOT, 'functions', fn, 'handler.ts')],
+      bundle: true,
+      minify: true,
+      platform: 'node',
+      format: 'esm',
+      target: 'node24',
+      external: ['pg-native'],
+      outfile,
+      metafile: true,
+      logLevel: 'error',
+    });
+    const contents = readFileSync(outfile);
+    const byPackage = new Map<string, number>();
+    for (const output of Object.values(result.metafile.outputs)) {
+      for (const [input, { bytesInOutput }] of Object.entries(output.inputs)) {
+        const name = packageOf(input);
+        byPackage.set(name, (byPackage.get(name) ?? 0) + bytesInOutput);
+      }
+    }
+    const heaviest = [...byPackage].sort((a, b) => b[1] - a[1]).slice(0, 3).map(([name, bytes]) => ({ name, bytes }));
+    bundles.push({ fn, bytes: contents.length, gzipBytes: gzipSync(contents).length, heaviest });
+  }
+  return bundles;
+}
+
+// ---------------------------------------------------------------------------
+// Output.
+
+const MiB = 1024 * 1024;
+const mib = (bytes: number) => (bytes / MiB).toFixed(1);
+const kib = (bytes: number) => (bytes / 1024).toFixed(0);
+const sec = (s: Stats | undefined, repeat: number) =>
+  s === undefined ? '' : repeat > 1 ? `${(s.median / 1000).toFixed(2)} [${(s.min / 1000).toFixed(2)}]` : (s.median / 1000).toFixed(2);
+const ratio = (x: number) => (Number.isFinite(x) ? `${x.toFixed(2)}×` : 'n/a');
+
+function table(header: string[], rows: string[][]): string {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  // First column left-aligned (names), the others right-aligned (numbers).
+  const line = (cells: string[]) =>
+    cells.map((c, i) => (i === 0 ? c.padEnd(widths[i] ?? 0) : c.padStart(widths[i] ?? 0))).join('  ').trimEnd();
+  return [line(header), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line)].join('\n');
+}
+
+// ---------------------------------------------------------------------------
+
+interface PipelineResult {
+  id: string;
+  label: string;
+  dumpCommand: string;
+  restoreCommand?: string;
+  dumpMs: Stats;
+  restoreMs?: Stats;
+  archiveBytes?: number;
+  sha256?: string;
+}
+
+async function main(): Promise<number> {
+  const { values } = parseArgs({
+    options: { scale: { type: 'string', default: '20' }, repeat: { type: 'string', default: '1' }, help: { type: 'boolean', short: 'h' } },
+  });
+  if (values.help) {
+    console.error(USAGE);
+    return 0;
+  }
+  const scale = Number(values.scale);
+  const repeat = Number(values.repeat);
+  if (!Number.isInteger(scale) || scale < 1 || !Number.isInteger(repeat) || repeat < 1) {
+    console.error(`--scale and --repeat take whole numbers ≥ 1 (got --scale ${values.scale} --repeat ${values.repeat}).\n\n${USAGE}`);
+    return 2;
+  }
+
+  const onSignal = (signal: string) => {
+    interrupted = signal;
+    stopChildren();
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+
+  const startedAt = new Date();
+  const tmp = mkdtempSync(join(tmpdir(), 'kennel-backup-bench-'));
+  const archives = join(tmp, 'archives');
+  mkdirSync(archives);
+  let server: PostgresServer | undefined;
+  let environment: LocalEnvironment | undefined;
+  try {
+    log(`throwaway PostgreSQL cluster, seeding ${DATABASE} at scale ${scale} …`);
+    server = await startPostgres();
+    const cluster = server;
+    const seedStarted = performance.now();
+    seedKennelDatabase(cluster, DATABASE, scale);
+    const seedMs = performance.now() - seedStarted;
+    // Autovacuum would have run on a production database; without it the first reader
+    // after the bulk load pays for hint bits and would make whichever runs first slow.
+    psql(cluster, DATABASE, ['-c', 'VACUUM (ANALYZE)']);
+    const database = describeDatabase(cluster, scale, seedMs);
+    log(`${DATABASE}: ${mib(database.sizeBytes)} MiB (seeded in ${(seedMs / 1000).toFixed(1)} s)`);
+
+    environment = await startLocalEnvironment({ dataDir: join(tmp, 'local'), databaseUrl: `${cluster.url}/${DATABASE}` });
+    const local = environment;
+    Object.assign(process.env, local.functionEnv);
+    const project = await loadProject();
+    // The workflow imports every handler; loaded here once, the cold start is not in its time.
+    const importStarted = performance.now();
+    for (const fn of readdirSync(join(PROJECT_ROOT, 'functions'))) await import(join(PROJECT_ROOT, 'functions', fn, 'handler.ts'));
+    const handlersImportMs = performance.now() - importStarted;
+
+    const shellEnv = { ...local.hostEnv, DB: DATABASE, BUCKET: local.bucket, S3_ENDPOINT: local.s3Endpoint };
+    const versions = {
+      node: process.version,
+      pg_dump: version('pg_dump --version', shellEnv),
+      server: oneValue(cluster, DATABASE, 'SHOW server_version'),
+      zstd: version('zstd --version', shellEnv),
+      gzip: version('gzip --version', shellEnv),
+      aws: version('aws --version', shellEnv),
+    };
+    log('warm-up dump (untimed) …');
+    await sh(`${plainDump} > /dev/null`, shellEnv);
+
+    const dumpMs = new Map<string, number[]>(PIPELINES.map((p) => [p.id, []]));
+    const restoreMs = new Map<string, number[]>(PIPELINES.map((p) => [p.id, []]));
+    const archiveBytes = new Map<string, number>();
+    const archiveSha = new Map<string, string>();
+    const dumpStage: DumpStageRun[] = [];
+    const workflow: WorkflowRun[] = [];
+    const verify: VerifyMemory[] = [];
+    const loadBefore = loadavg();
+
+    for (let round = 1; round <= repeat; round += 1) {
+      for (const pipeline of PIPELINES) {
+        const archive = join(archives, pipeline.id);
+        const env = { ...shellEnv, ARCHIVE: archive };
+        log(`round ${round}/${repeat}: ${pipeline.label} …`);
+        const dumped = await sh(pipeline.dump, env);
+        dumpMs.get(pipeline.id)?.push(dumped.ms);
+        if (existsSync(archive)) {
+          archiveBytes.set(pipeline.id, statSync(archive).size);
+          archiveSha.set(pipeline.id, sha256File(archive));
+        }
+        if (pipeline.restore) {
+          log(`round ${round}/${repeat}: restore ${pipeline.label} …`);
+          restoreMs.get(pipeline.id)?.push(await timedRestore({ ...pipeline, restore: pipeline.restore }, cluster, env, database));
+        }
+        rmSync(archive, { force: true });
+      }
+
+      log(`round ${round}/${repeat}: our dump stage (database-backup host script) …`);
+      const stage = await runDumpStage(project, local, round);
+      dumpStage.push(stage);
+      if (round === 1) {
+        log('verify stage memory (readArchive in a child process) …');
+        const manifest = await project.catalog.readManifest(stage.manifestKey);
+        // A schema-only dump is a complete plain dump of a few KB: the control for "memory stays flat".
+        const control = join(archives, 'schema-only.sql.zst');
+        await sh(`pg_dump --schema-only "$DB" | ${CODECS.zstd.compress} > "$ARCHIVE"`, { ...shellEnv, ARCHIVE: control });
+        const controlManifest: Manifest = {
+          ...manifest,
+          archive: { ...manifest.archive, key: 'bench/schema-only.sql.zst', size: statSync(control).size, sha256: sha256File(control) },
+        };
+        verify.push(await measureVerify('schema-only dump', control, controlManifest, tmp));
+        verify.push(await measureVerify('full archive (dump stage)', stage.archivePath, manifest, tmp));
+        rmSync(control, { force: true });
+      }
+      rmSync(stage.archivePath, { force: true });
+
+      log(`round ${round}/${repeat}: the whole database-backup workflow …`);
+      workflow.push(await runBackupWorkflow(local, cluster));
+    }
+    const loadAfter = loadavg();
+
+    log('bundling every function with esbuild …');
+    const bundles = await bundleSizes(join(tmp, 'bundles'));
+
+    // ---- Results.
+    const pipelines: PipelineResult[] = PIPELINES.map((p) => {
+      const restore = restoreMs.get(p.id) ?? [];
+      const bytes = archiveBytes.get(p.id);
+      const sha = archiveSha.get(p.id);
+      return {
+        id: p.id,
+        label: p.label,
+        dumpCommand: p.dump,
+        ...(p.restore ? { restoreCommand: p.restore } : {}),
+        dumpMs: stats(dumpMs.get(p.id) ?? []),
+        ...(restore.length > 0 ? { restoreMs: stats(restore) } : {}),
+        ...(bytes !== undefined ? { archiveBytes: bytes } : {}),
+        ...(sha !== undefined ? { sha256: sha } : {}),
+      };
+    });
+    const byId = (id: string): PipelineResult => {
+      const found = pipelines.find((p) => p.id === id);
+      if (!found) throw new Error(`No pipeline ${id}`);
+      return found;
+    };
+    const source = byId('source-gzip');
+    const devnull = byId('devnull');
+    const ours = byId(DEFAULT_PIPELINE);
+    const stageMs = stats(dumpStage.map((d) => d.ms));
+    const workflowMs = stats(workflow.map((w) => w.ms));
+    const sourceBytes = source.archiveBytes ?? Number.NaN;
+    const ourBytes = dumpStage.at(-1)?.archiveBytes ?? Number.NaN;
+    const pick = (s: Stats | undefined, which: 'median' | 'min') => s?.[which] ?? Number.NaN;
+    const ratios = Object.fromEntries(
+      (['median', 'min'] as const).map((which) => [
+        which,
+        {
+          workflowVsSourceDump: pick(workflowMs, which) / pick(source.dumpMs, which),
+          workflowVsDevNull: pick(workflowMs, which) / pick(devnull.dumpMs, which),
+          dumpStageVsSourceDump: pick(stageMs, which) / pick(source.dumpMs, which),
+          dumpStageVsDevNull: pick(stageMs, which) / pick(devnull.dumpMs, which),
+          dumpStageVsSourceDumpAndUpload: pick(stageMs, which) / pick(byId('source-gzip-upload').dumpMs, which),
+          archiveSizeVsSource: ourBytes / sourceBytes,
+          restoreVsSource: pick(ours.restoreMs, which) / pick(source.restoreMs, which),
+        },
+      ]),
+    ) as Record<'median' | 'min', Record<string, number>>;
+
+    const stageNames = WORKFLOW_STAGES.map((s) => s.name);
+    const workflowStages = Object.fromEntries(
+      stageNames.map((name) => {
+        const runs = workflow.map((w) => w.stages[name]);
+        return [name, { ms: stats(runs.map((r) => r?.ms ?? Number.NaN)), polls: runs.map((r) => r?.polls ?? null) }];
+      }),
+    );
+
+    const result = {
+      startedAt: startedAt.toISOString(),
+      finishedAt: new Date().toISOString(),
+      options: { scale, repeat },
+      machine: { cpus: cpus().length, cpuModel: cpus()[0]?.model ?? 'unknown', totalMemBytes: totalmem(), loadBefore, loadAfter },
+      versions,
+      notes: [
+        'Times are wall clock in ms; with --repeat > 1, Stats has every run, min and median. Ratios use medians (and mins).',
+        'The cluster runs with fsync=off (a throwaway test cluster): restore times are without disk flushes.',
+        'One untimed pg_dump warmed the caches before the first timed run; the handlers were imported before the workflow ran.',
+        'source-gzip-upload is an extra: the source pipeline followed by its aws s3 cp to the same local S3 as our dump stage.',
+      ],
+      database,
+      handlersImportMs,
+      pipelines,
+      dumpStage: { ms: stageMs, archiveBytes: dumpStage.map((d) => d.archiveBytes) },
+      workflow: { ms: workflowMs, archiveBytes: workflow.map((w) => w.archiveBytes), stages: workflowStages },
+      ratios,
+      verifyMemory: verify,
+      bundles,
+    };
+    mkdirSync(RESULTS_DIR, { recursive: true });
+    const resultFile = join(RESULTS_DIR, `${startedAt.toISOString().replace(/[:.]/g, '-')}.json`);
+    writeFileSync(resultFile, `${JSON.stringify(result, null, 2)}\n`);
+
+    // ---- Table.
+    const same = source.sha256 !== undefined && source.sha256 === byId('plain-gzip').sha256;
+    const timeHead = repeat > 1 ? ` s, median [min] of ${repeat}` : ' s';
+    const out: string[] = [];
+    out.push(
+      `kennel-backup bench — scale ${scale}, ${DATABASE} ${mib(database.sizeBytes)} MiB (pg_database_size); ` +
+        `dumped tables ${mib(database.dumpedTablesBytes)} MiB, excluded ${EXCLUDED.join(', ')} ${mib(database.excludedTablesBytes)} MiB; ` +
+        `${cpus().length} CPUs, load ${loadBefore.map((l) => l.toFixed(2)).join('/')} → ${loadAfter.map((l) => l.toFixed(2)).join('/')}`,
+      `${versions.pg_dump}; server ${versions.server}; ${versions.zstd}; ${versions.gzip}; node ${versions.node}`,
+      '',
+      table(
+        ['pipeline', `dump${timeHead}`, 'archive MiB', 'size vs source', `restore${timeHead}`],
+        [
+          ...pipelines.map((p) => [
+            `${p.label}${p.id === DEFAULT_PIPELINE ? '  ← default' : ''}`,
+            sec(p.dumpMs, repeat),
+            p.archiveBytes !== undefined ? mib(p.archiveBytes) : '',
+            p.archiveBytes !== undefined ? ratio(p.archiveBytes / sourceBytes) : '',
+            sec(p.restoreMs, repeat),
+          ]),
+          ['our dump stage (host script: snapshot, counts, zstd, tee, S3, manifest)', sec(stageMs, repeat), mib(ourBytes), ratio(ourBytes / sourceBytes), ''],
+          ['whole database-backup workflow (local)', sec(workflowMs, repeat), mib(workflow.at(-1)?.archiveBytes ?? Number.NaN), '', ''],
+        ],
+      ),
+      '',
+      'Restores: source = gunzip -c | psql (no ON_ERROR_STOP, autocommit); plain = decompress | psql ON_ERROR_STOP --single-transaction;',
+      'custom = pg_restore --single-transaction. Every restore went into a fresh database and was checked table by table, then dropped.',
+      same ? 'source: pg_dump | gzip and plain | gzip -6 -c wrote identical bytes (gzip defaults to -6): two runs of one pipeline, a noise gauge.' : '',
+      '',
+      table(
+        [`workflow stage (from execution events)`, `time${timeHead}`, 'polls'],
+        [
+          ...stageNames.map((name) => [
+            name,
+            sec(workflowStages[name]?.ms, repeat),
+            (workflowStages[name]?.polls ?? []).filter((p) => p !== null).join(', '),
+          ]),
+          ['whole workflow (wall clock around runWorkflow)', sec(workflowMs, repeat), ''],
+        ],
+      ),
+      `(handler modules imported beforehand in ${(handlersImportMs / 1000).toFixed(2)} s: a cold start, not counted above)`,
+      '',
+      table(
+        ['ratio (same run)', 'median', ...(repeat > 1 ? ['min'] : [])],
+        [
+          ['workflow / source pg_dump | gzip', 'workflowVsSourceDump'],
+          ['workflow / pg_dump > /dev/null', 'workflowVsDevNull'],
+          ['dump stage / source pg_dump | gzip', 'dumpStageVsSourceDump'],
+          ['dump stage / pg_dump > /dev/null', 'dumpStageVsDevNull'],
+          ['dump stage / source pg_dump | gzip + aws s3 cp (extra)', 'dumpStageVsSourceDumpAndUpload'],
+          ['our archive size / source gzip size', 'archiveSizeVsSource'],
+          ['our restore (zstd -dc | psql -1) / source restore (gunzip -c | psql)', 'restoreVsSource'],
+        ].map(([label, key]) => [
+          label ?? '',
+          ratio(ratios.median[key ?? ''] ?? Number.NaN),
+          ...(repeat > 1 ? [ratio(ratios.min[key ?? ''] ?? Number.NaN)] : []),
+        ]),
+      ),
+      '',
+      table(
+        ['verify stage: readArchive in a child', 'archive MiB', 'dump MiB', 'RSS before', 'RSS peak (sampled)', 'RSS after', 'max RSS (getrusage)', 'time s'],
+        verify.map((v) => [
+          v.archive,
+          mib(v.size),
+          mib(v.uncompressedSize),
+          mib(v.rssBefore),
+          mib(v.rssPeakSampled),
+          mib(v.rssAfter),
+          mib(v.maxRss),
+          (v.ms / 1000).toFixed(2),
+        ]),
+      ),
+      '(RSS in MiB)',
+      '',
+      table(
+        ['function bundle (esbuild, minified, esm, node24)', 'KiB', 'gzip KiB', 'heaviest inputs (KiB)'],
+        bundles.map((b) => [
+          b.fn,
+          kib(b.bytes),
+          kib(b.gzipBytes),
+          b.heaviest.map((h) => `${h.name} ${kib(h.bytes)}`).join(', '),
+        ]),
+      ),
+      '',
+      `JSON: ${resultFile}`,
+    );
+    console.log(out.filter((line, i, all) => line !== '' || all[i - 1] !== '').join('\n'));
+    return 0;
+  } finally {
+    stopChildren();
+    log('cleaning up: local S3, PostgreSQL cluster, temporary files …');
+    await environment?.stop().catch((error: unknown) => log(`stopping the local S3 failed: ${(error as Error).message}`));
+    await server?.stop().catch((error: unknown) => log(`stopping PostgreSQL failed: ${(error as Error).message}`));
+    rmSync(tmp, { recursive: true, force: true });
+  }
+}
+
+process.exitCode = await main().catch((error: unknown) => {
+  console.error(`bench: ${(error as Error).message}`);
+  return interrupted ? 130 : 1;
+});

@@ -1,0 +1,276 @@
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, readdirSync, readFileSync, utimesSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { zstdDecompressSync } from 'node:zlib';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { archiveKey, compactStamp, manifestKey } from '../shared/keys.ts';
+import type { Manifest } from '../shared/manifest.ts';
+import { getBytes, putBytes, runIn, startWorld, type TestWorld } from './support/environment.ts';
+
+let world: TestWorld;
+const DEBUG_LOGS = { POWERTOOLS_LOG_LEVEL: 'DEBUG' };
+
+beforeAll(async () => {
+  world = await startWorld();
+});
+afterAll(async () => {
+  await world?.stop();
+});
+
+function scratchDatabases(): string[] {
+  return world.sql('postgres', "SELECT datname FROM pg_database WHERE datname LIKE 'kb_restore_test_%'").split('\n').filter(Boolean);
+}
+
+function localFiles(): string[] {
+  const dir = join(world.env.paths.backupDir, 'database/full/kennel_prod');
+  return existsSync(dir) ? readdirSync(dir) : [];
+}
+
+async function manifestsInS3(): Promise<Manifest[]> {
+  return world.catalog.list('full', 'kennel_prod');
+}
+
+function expectNoSecret(text: string) {
+  expect(text.length).toBeGreaterThan(0);
+  expect(text).not.toContain(world.env.postgres.password);
+  expect(text).not.toContain(encodeURIComponent(world.env.postgres.password));
+}
+
+/** A backup from the past, in S3 and on the host, as an earlier run would have left it. */
+async function plantOldBackup(daysAgo: number, state: Manifest['verification']['state']): Promise<Manifest> {
+  const until = new Date(Date.now() - daysAgo * 86_400_000).toISOString();
+  const id = `${compactStamp(until)}_${daysAgo.toString(16).padStart(8, '0')}`;
+  const fileName = `kennel_prod_full_${id}.sql.zst`;
+  const key = archiveKey('full', 'kennel_prod', until, fileName);
+  const localDir = join(world.env.paths.backupDir, 'database/full/kennel_prod');
+  mkdirSync(localDir, { recursive: true });
+  const localPath = join(localDir, fileName);
+  writeFileSync(localPath, 'old archive');
+  const manifest: Manifest = {
+    version: 1,
+    kind: 'full',
+    target: 'local',
+    database: 'kennel_prod',
+    runId: id,
+    executionId: `planted-${daysAgo}`,
+    archive: { key, localPath, fileName, size: 11, sha256: '0'.repeat(64), format: 'plain', compression: 'zstd' },
+    window: { since: null, until },
+    startedAt: until,
+    finishedAt: until,
+    serverVersion: '150000',
+    excludedTables: ['audit_logs', 'session_logs'],
+    tables: {},
+    verification: { state },
+  };
+  await putBytes(world.s3, world.env.bucket, key, 'old archive');
+  await world.catalog.writeManifest(manifest);
+  return manifest;
+}
+
+describe('full database backup, end to end', () => {
+  it('stores a verified archive that restores to the counted rows, prunes expired copies and leaves no scratch database', async () => {
+    // An expired backup (40 days) and one inside the host's window only (10 days).
+    const expired = await plantOldBackup(40, 'verified');
+    const recent = await plantOldBackup(10, 'verified');
+
+    const run = await runIn(world, { functionEnv: DEBUG_LOGS });
+
+    expect(run.record.status).toBe('SUCCEEDED');
+    const output = run.record.output as { plan: { manifestKey: string; archiveKey: string }; prune: { removedFromS3: string[] } };
+    const manifest = await world.catalog.readManifest(output.plan.manifestKey);
+    expect(manifest.verification.state).toBe('verified');
+    expect(manifest.verification.restoreTest?.state).toBe('passed');
+    expect(manifest.excludedTables).toEqual(['audit_logs', 'session_logs']);
+    expect(Object.keys(manifest.tables)).not.toContain('public.audit_logs');
+
+    // The bytes in S3 are the manifest's, and decompress to a dump that restores.
+    const bytes = await getBytes(world.s3, world.env.bucket, output.plan.archiveKey);
+    expect(bytes.length).toBe(manifest.archive.size);
+    const dump = zstdDecompressSync(bytes).toString('utf8');
+    expect(dump).toContain('-- PostgreSQL database dump complete');
+    world.sql('postgres', 'CREATE DATABASE e2e_restore_check');
+    const restore = spawnSync('psql', ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '-d', 'e2e_restore_check'], {
+      input: dump,
+      env: { ...process.env, ...world.env.hostEnv },
+      encoding: 'utf8',
+    });
+    expect(restore.status, restore.stderr).toBe(0);
+    for (const [table, rows] of Object.entries(manifest.tables)) {
+      expect(Number(world.sql('e2e_restore_check', `SELECT count(*) FROM ${table}`)), table).toBe(rows);
+      expect(Number(world.sql('kennel_prod', `SELECT count(*) FROM ${table}`)), table).toBe(rows);
+    }
+    expect(manifest.tables['public.bookings']).toBeGreaterThan(1000);
+    world.sql('postgres', 'DROP DATABASE e2e_restore_check');
+
+    expect(scratchDatabases()).toEqual([]);
+
+    // 40 days: gone from S3 and the host. 10 days: kept in S3 (30 d), gone from the host (7 d).
+    expect(output.prune.removedFromS3).toEqual([expired.archive.key]);
+    const keys = (await manifestsInS3()).map((m) => m.archive.key);
+    expect(keys).not.toContain(expired.archive.key);
+    expect(keys).toContain(recent.archive.key);
+    expect(localFiles()).not.toContain(expired.archive.fileName);
+    expect(localFiles()).not.toContain(recent.archive.fileName);
+    expect(localFiles()).toContain(manifest.archive.fileName);
+
+    // The local history lists every state the execution went through.
+    const history = JSON.parse(readFileSync(run.record.historyFile, 'utf8')) as { events: { type: string; state?: { name: string } }[] };
+    const visited = new Set(history.events.filter((e) => e.type === 'StateExited').map((e) => e.state?.name));
+    for (const state of ['PlanBackup', 'StartDump', 'CheckDump', 'VerifyArchive', 'RestoreTest', 'PruneBackups', 'CheckLocalPrune']) {
+      expect(visited).toContain(state);
+    }
+    expect(run.alerts).toEqual([]);
+    expectNoSecret(run.visibleText);
+  });
+
+  it('counts rows in the dump snapshot even while the application writes', async () => {
+    const writer = new pg.Client({ connectionString: `${world.env.postgres.url}/kennel_prod` });
+    await writer.connect();
+    let writing = true;
+    const writes = (async () => {
+      while (writing) {
+        await writer.query(
+          "INSERT INTO payments (booking_id, amount, method, status) SELECT id, 9.99, 'cash', 'pending' FROM bookings ORDER BY random() LIMIT 1",
+        );
+      }
+    })();
+    try {
+      const run = await runIn(world);
+      expect(run.record.status).toBe('SUCCEEDED');
+      const manifest = await world.catalog.readManifest((run.record.output as { plan: { manifestKey: string } }).plan.manifestKey);
+      expect(manifest.verification.restoreTest?.state).toBe('passed');
+    } finally {
+      writing = false;
+      await writes;
+      await writer.query("DELETE FROM payments WHERE amount = 9.99 AND method = 'cash' AND status = 'pending'");
+      await writer.end();
+    }
+  });
+});
+
+describe('every failure ends in an alert and a failed execution, with nothing marked valid', () => {
+  async function expectFailure(run: Awaited<ReturnType<typeof runIn>>, state: string, error: string) {
+    expect(run.record.status).toBe('FAILED');
+    expect(run.record.error).toBe(error);
+    expect(run.alerts).toHaveLength(1);
+    expect(run.alerts[0]).toMatchObject({ state, error });
+    expect(run.alerts[0]?.text).toContain(`State: ${state}`);
+    expect(run.alerts[0]?.text).toContain('Console: https://us-east-1.console.aws.amazon.com/states/');
+    expect(scratchDatabases()).toEqual([]);
+    expectNoSecret(run.visibleText);
+  }
+
+  it('an unknown database', async () => {
+    const before = (await manifestsInS3()).length;
+    const run = await runIn(world, { input: { database: 'no_such_database' } });
+    await expectFailure(run, 'CheckDump', 'HostCommandFailedError');
+    expect(run.alerts[0]?.cause).toContain('database "no_such_database" does not exist');
+    expect(await world.catalog.list('full', 'no_such_database')).toEqual([]);
+    expect((await manifestsInS3()).length).toBe(before);
+  });
+
+  it('an unreachable database server', async () => {
+    const run = await runIn(world, { hostEnv: { PGPORT: '1' } });
+    await expectFailure(run, 'CheckDump', 'HostCommandFailedError');
+    expect(run.alerts[0]?.cause).toMatch(/connection to server at "127\.0\.0\.1", port 1 failed/);
+  });
+
+  it('a host command that outlives its timeout is stopped', async () => {
+    const locker = new pg.Client({ connectionString: `${world.env.postgres.url}/kennel_prod` });
+    await locker.connect();
+    // pg_dump waits for its lock on bookings as long as this transaction holds it.
+    await locker.query('BEGIN; LOCK TABLE bookings IN ACCESS EXCLUSIVE MODE');
+    const filesBefore = localFiles();
+    try {
+      const run = await runIn(world, { functionEnv: { HOST_COMMAND_TIMEOUT_SECONDS: '3' } });
+      await expectFailure(run, 'CheckDump', 'HostCommandTimedOutError');
+      expect(run.alerts[0]?.cause).toContain('ran out of time');
+      expect(localFiles()).toEqual(filesBefore);
+    } finally {
+      await locker.query('ROLLBACK');
+      await locker.end();
+    }
+  });
+
+  it('a byte flipped in the archive after upload', async () => {
+    const run = await runIn(world, {
+      beforeTask: async (state, input) => {
+        if (state !== 'VerifyArchive') return;
+        const manifest = await world.catalog.readManifest((input as { manifestKey: string }).manifestKey);
+        const bytes = await getBytes(world.s3, world.env.bucket, manifest.archive.key);
+        const middle = Math.floor(bytes.length / 2);
+        bytes[middle] = (bytes[middle] ?? 0) ^ 0x01;
+        await putBytes(world.s3, world.env.bucket, manifest.archive.key, bytes);
+      },
+    });
+    await expectFailure(run, 'VerifyArchive', 'ArchiveCorruptError');
+    const manifestKeyOfRun = JSON.stringify(run.record.events).match(/"manifestKey":"([^"]+)"/)?.[1] ?? '';
+    const manifest = await world.catalog.readManifest(manifestKeyOfRun);
+    expect(manifest.verification.state).toBe('failed');
+    expect(manifest.verification.detail).toMatch(/sha256 is [0-9a-f]{64}, the manifest says|does not decompress/);
+  });
+
+  it('a restored table whose row count does not match', async () => {
+    let scratch = '';
+    const run = await runIn(world, {
+      beforeTask: async (state, input) => {
+        if (state !== 'RestoreTest') return;
+        scratch = (input as { plan: { scratchDatabase: string } }).plan.scratchDatabase;
+        world.sql(scratch, 'DELETE FROM payments WHERE id IN (SELECT id FROM payments LIMIT 3)');
+      },
+    });
+    await expectFailure(run, 'RestoreTest', 'RestoreMismatchError');
+    expect(run.alerts[0]?.cause).toMatch(/public\.payments has \d+ rows, the dump had \d+/);
+    expect(scratch).not.toBe('');
+    const manifest = await world.catalog.readManifest(
+      JSON.stringify(run.record.events).match(/"manifestKey":"([^"]+)"/)?.[1] ?? '',
+    );
+    expect(manifest.verification.restoreTest?.state).toBe('failed');
+  });
+
+  it('an unreachable S3', async () => {
+    const dead = 'http://127.0.0.1:1';
+    const before = localFiles();
+    const run = await runIn(world, { functionEnv: { S3_ENDPOINT_URL: dead } });
+    await expectFailure(run, 'CheckDump', 'HostCommandFailedError');
+    expect(run.alerts[0]?.cause).toMatch(/Could not connect to the endpoint URL|Connection refused/i);
+    // The host keeps no copy of an archive that never reached S3.
+    expect(localFiles()).toEqual(before);
+  });
+});
+
+describe('bad input is refused before anything reaches the host', () => {
+  it.each([
+    ['a misspelt field', { databse: 'kennel_prod' }, 'InvalidInputError', 'databse'],
+    ['shell metacharacters in the database name', { database: 'kennel_prod; rm -rf /' }, 'InvalidInputError', 'database'],
+    ['a quoted database name', { database: "x'$(touch /tmp/pwned)'" }, 'InvalidInputError', 'database'],
+    ['input that is not an object', 'kennel_prod', 'InvalidInputError', 'expected object'],
+    ['an unknown target', { target: 'replica' }, 'NotFoundError', 'the configured targets are: local'],
+  ])('%s', async (_name, input, error, mentions) => {
+    const run = await runIn(world, { input });
+    expect(run.record.status).toBe('FAILED');
+    expect(run.record.error).toBe(error);
+    expect(run.alerts[0]?.state).toBe('PlanBackup');
+    expect(run.alerts[0]?.cause).toContain(mentions);
+    expect(run.host.sent).toEqual([]);
+    expect(existsSync('/tmp/pwned')).toBe(false);
+  });
+});
+
+describe('manifest', () => {
+  it('records where the archive is, what it holds and who made it', async () => {
+    const run = await runIn(world);
+    const plan = (run.record.output as { plan: { manifestKey: string; archiveKey: string; executionId: string } }).plan;
+    expect(plan.manifestKey).toBe(manifestKey(plan.archiveKey));
+    const manifest = await world.catalog.readManifest(plan.manifestKey);
+    expect(manifest.executionId).toBe(plan.executionId);
+    expect(manifest.archive.compression).toBe('zstd');
+    expect(Number(manifest.serverVersion)).toBeGreaterThanOrEqual(150000);
+    expect(Date.parse(manifest.window.until)).toBeGreaterThanOrEqual(Date.parse(manifest.startedAt) - 1000);
+    expect(Date.parse(manifest.finishedAt)).toBeGreaterThanOrEqual(Date.parse(manifest.window.until));
+    const local = readFileSync(manifest.archive.localPath);
+    expect(local.length).toBe(manifest.archive.size);
+    utimesSync(manifest.archive.localPath, new Date(), new Date());
+  });
+});
