@@ -1,13 +1,27 @@
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { createHash, randomUUID } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import { gzipSync } from 'node:zlib';
 import { build } from 'esbuild';
-import { type LocalEnvironment, psql, seedKennelDatabase, startLocalEnvironment } from '../local/environment.ts';
+import {
+  type LocalEnvironment,
+  psql,
+  seedKennelDatabase,
+  startLocalEnvironment,
+} from '../local/environment.ts';
 import { localHost } from '../local/host.ts';
 import { type PostgresServer, startPostgres } from '../local/postgres.ts';
 import { type ExecutionRecord, PROJECT_ROOT, runWorkflow } from '../local/runner.ts';
@@ -129,7 +143,11 @@ function sh(command: string, env: Record<string, string>): Promise<{ ms: number;
   checkInterrupted();
   return new Promise((resolve, reject) => {
     const started = performance.now();
-    const child = spawn('bash', ['-c', `set -euo pipefail\n${command}`], { env, stdio: ['ignore', 'ignore', 'pipe'], detached: true });
+    const child = spawn('bash', ['-c', `set -euo pipefail\n${command}`], {
+      env,
+      stdio: ['ignore', 'ignore', 'pipe'],
+      detached: true,
+    });
     running.add(child);
     let stderr = '';
     child.stderr?.on('data', (chunk: Buffer) => {
@@ -143,7 +161,10 @@ function sh(command: string, env: Record<string, string>): Promise<{ ms: number;
       const ms = performance.now() - started;
       running.delete(child);
       if (code === 0) resolve({ ms, stderr });
-      else reject(new Error(`\`${command}\` failed (${signal ?? `exit ${code}`}):\n${stderr.trimEnd().slice(-2000)}`));
+      else
+        reject(
+          new Error(`\`${command}\` failed (${signal ?? `exit ${code}`}):\n${stderr.trimEnd().slice(-2000)}`),
+        );
     });
   });
 }
@@ -234,7 +255,12 @@ async function timedRestore(
   facts: DatabaseFacts,
 ): Promise<number> {
   const scratch = `bench_restore_${pipeline.id.replaceAll('-', '_')}`;
-  psql(server, 'postgres', ['-c', `DROP DATABASE IF EXISTS ${scratch} WITH (FORCE)`, '-c', `CREATE DATABASE ${scratch}`]);
+  psql(server, 'postgres', [
+    '-c',
+    `DROP DATABASE IF EXISTS ${scratch} WITH (FORCE)`,
+    '-c',
+    `CREATE DATABASE ${scratch}`,
+  ]);
   try {
     const { ms, stderr } = await sh(pipeline.restore, { ...env, SCRATCH: scratch });
     if (pipeline.restoreErrorsOnStderr && /ERROR:/.test(stderr)) {
@@ -256,17 +282,24 @@ async function timedRestore(
 // Our stages: the project's own modules, imported once the functions' environment is set.
 
 async function loadProject() {
-  const [{ getConfig }, { planBackup }, { renderHostCommand }, { Catalog }, { createS3Client }] = await Promise.all([
-    import('../shared/config.ts'),
-    import('../shared/plan.ts'),
-    import('../shared/host-scripts.ts'),
-    import('../shared/catalog.ts'),
-    import('../shared/clients.ts'),
-  ]);
+  const [{ getConfig }, { planBackup }, { renderHostCommand }, { Catalog }, { createS3Client }] =
+    await Promise.all([
+      import('../shared/config.ts'),
+      import('../shared/plan.ts'),
+      import('../shared/host-scripts.ts'),
+      import('../shared/catalog.ts'),
+      import('../shared/clients.ts'),
+    ]);
   const config = getConfig();
   const target = config.BACKUP_TARGETS[0];
   if (!target) throw new Error('The local environment configured no backup target.');
-  return { config, target, planBackup, renderHostCommand, catalog: new Catalog(createS3Client(config), config.BACKUP_BUCKET) };
+  return {
+    config,
+    target,
+    planBackup,
+    renderHostCommand,
+    catalog: new Catalog(createS3Client(config), config.BACKUP_BUCKET),
+  };
 }
 
 type Project = Awaited<ReturnType<typeof loadProject>>;
@@ -279,11 +312,22 @@ interface DumpStageRun {
 }
 
 /** Renders database-backup for a fresh plan and runs it on the local host: from send to Success. */
-async function runDumpStage(project: Project, environment: LocalEnvironment, round: number): Promise<DumpStageRun> {
+async function runDumpStage(
+  project: Project,
+  environment: LocalEnvironment,
+  round: number,
+): Promise<DumpStageRun> {
   checkInterrupted();
   const executionId = `arn:aws:states:us-east-1:123456789012:execution:kennel-backup-local-database-backup:bench-dump-${round}-${randomUUID().slice(0, 8)}`;
-  const plan = project.planBackup(project.config, { input: {}, executionId, startedAt: new Date().toISOString() });
-  const script = project.renderHostCommand(project.config, project.target, { script: 'database-backup', plan });
+  const plan = project.planBackup(project.config, {
+    input: {},
+    executionId,
+    startedAt: new Date().toISOString(),
+  });
+  const script = project.renderHostCommand(project.config, project.target, {
+    script: 'database-backup',
+    plan,
+  });
   const host = localHost(environment.hostEnv);
   const started = performance.now();
   const { commandId, instanceId } = await host.send({
@@ -295,7 +339,8 @@ async function runDumpStage(project: Project, environment: LocalEnvironment, rou
   await host.drain();
   const ms = performance.now() - started;
   const result = await host.get(commandId, instanceId);
-  if (result.status !== 'Success') throw new Error(`The dump stage ended ${result.status}:\n${result.stderr.slice(-2000)}`);
+  if (result.status !== 'Success')
+    throw new Error(`The dump stage ended ${result.status}:\n${result.stderr.slice(-2000)}`);
   const archivePath = join(plan.localDir, plan.fileName);
   return { ms, archivePath, archiveBytes: statSync(archivePath).size, manifestKey: plan.manifestKey };
 }
@@ -329,15 +374,28 @@ const WORKFLOW_STAGES: { name: string; first: string; last: string; poll?: strin
   },
   { name: 'RestoreTest', first: 'RestoreTest', last: 'RestoreTest' },
   { name: 'PruneBackups', first: 'PruneBackups', last: 'PruneBackups' },
-  { name: 'local prune loop (StartLocalPrune…LocalPruneFinished)', first: 'StartLocalPrune', last: 'LocalPruneFinished', poll: 'CheckLocalPrune' },
+  {
+    name: 'local prune loop (StartLocalPrune…LocalPruneFinished)',
+    first: 'StartLocalPrune',
+    last: 'LocalPruneFinished',
+    poll: 'CheckLocalPrune',
+  },
 ];
 
-async function runBackupWorkflow(environment: LocalEnvironment, server: PostgresServer): Promise<WorkflowRun> {
+async function runBackupWorkflow(
+  environment: LocalEnvironment,
+  server: PostgresServer,
+): Promise<WorkflowRun> {
   checkInterrupted();
   const started = performance.now();
   const record = await runWorkflow(
     { workflow: 'database-backup', input: {}, historyDir: environment.paths.historyDir },
-    { host: localHost(environment.hostEnv), databaseUrl: server.url, alertsFile: environment.paths.alertsFile, print: log },
+    {
+      host: localHost(environment.hostEnv),
+      databaseUrl: server.url,
+      alertsFile: environment.paths.alertsFile,
+      print: log,
+    },
   );
   const ms = performance.now() - started;
   if (record.status !== 'SUCCEEDED') throw new Error(`The workflow failed: ${record.error}: ${record.cause}`);
@@ -367,12 +425,21 @@ interface VerifyMemory {
   problems: string[];
 }
 
-async function measureVerify(archive: string, archivePath: string, manifest: Manifest, dir: string): Promise<VerifyMemory> {
+async function measureVerify(
+  archive: string,
+  archivePath: string,
+  manifest: Manifest,
+  dir: string,
+): Promise<VerifyMemory> {
   const manifestPath = join(dir, `${archive}.manifest.json`);
   writeFileSync(manifestPath, JSON.stringify(manifest));
-  const child = spawn(process.execPath, [join(PROJECT_ROOT, 'bench', 'verify-memory.ts'), archivePath, manifestPath], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const child = spawn(
+    process.execPath,
+    [join(PROJECT_ROOT, 'bench', 'verify-memory.ts'), archivePath, manifestPath],
+    {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
   running.add(child);
   let stdout = '';
   let stderr = '';
@@ -389,7 +456,8 @@ async function measureVerify(archive: string, archivePath: string, manifest: Man
   running.delete(child);
   if (code !== 0) throw new Error(`The verify-memory child failed (exit ${code}):\n${stderr.slice(-2000)}`);
   const measured = JSON.parse(stdout) as Omit<VerifyMemory, 'archive'>;
-  if (measured.problems.length > 0) throw new Error(`readArchive found problems in ${archive}: ${measured.problems.join('; ')}`);
+  if (measured.problems.length > 0)
+    throw new Error(`readArchive found problems in ${archive}: ${measured.problems.join('; ')}`);
   return { archive, ...measured };
 }
 
@@ -434,7 +502,10 @@ async function bundleSizes(dir: string): Promise<Bundle[]> {
         byPackage.set(name, (byPackage.get(name) ?? 0) + bytesInOutput);
       }
     }
-    const heaviest = [...byPackage].sort((a, b) => b[1] - a[1]).slice(0, 3).map(([name, bytes]) => ({ name, bytes }));
+    const heaviest = [...byPackage]
+      .sort((a, b) => b[1] - a[1])
+      .slice(0, 3)
+      .map(([name, bytes]) => ({ name, bytes }));
     bundles.push({ fn, bytes: contents.length, gzipBytes: gzipSync(contents).length, heaviest });
   }
   return bundles;
@@ -447,14 +518,21 @@ const MiB = 1024 * 1024;
 const mib = (bytes: number) => (bytes / MiB).toFixed(1);
 const kib = (bytes: number) => (bytes / 1024).toFixed(0);
 const sec = (s: Stats | undefined, repeat: number) =>
-  s === undefined ? '' : repeat > 1 ? `${(s.median / 1000).toFixed(2)} [${(s.min / 1000).toFixed(2)}]` : (s.median / 1000).toFixed(2);
+  s === undefined
+    ? ''
+    : repeat > 1
+      ? `${(s.median / 1000).toFixed(2)} [${(s.min / 1000).toFixed(2)}]`
+      : (s.median / 1000).toFixed(2);
 const ratio = (x: number) => (Number.isFinite(x) ? `${x.toFixed(2)}×` : 'n/a');
 
 function table(header: string[], rows: string[][]): string {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
   // First column left-aligned (names), the others right-aligned (numbers).
   const line = (cells: string[]) =>
-    cells.map((c, i) => (i === 0 ? c.padEnd(widths[i] ?? 0) : c.padStart(widths[i] ?? 0))).join('  ').trimEnd();
+    cells
+      .map((c, i) => (i === 0 ? c.padEnd(widths[i] ?? 0) : c.padStart(widths[i] ?? 0)))
+      .join('  ')
+      .trimEnd();
   return [line(header), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line)].join('\n');
 }
 
@@ -473,7 +551,11 @@ interface PipelineResult {
 
 async function main(): Promise<number> {
   const { values } = parseArgs({
-    options: { scale: { type: 'string', default: '20' }, repeat: { type: 'string', default: '1' }, help: { type: 'boolean', short: 'h' } },
+    options: {
+      scale: { type: 'string', default: '20' },
+      repeat: { type: 'string', default: '1' },
+      help: { type: 'boolean', short: 'h' },
+    },
   });
   if (values.help) {
     console.error(USAGE);
@@ -482,7 +564,9 @@ async function main(): Promise<number> {
   const scale = Number(values.scale);
   const repeat = Number(values.repeat);
   if (!Number.isInteger(scale) || scale < 1 || !Number.isInteger(repeat) || repeat < 1) {
-    console.error(`--scale and --repeat take whole numbers ≥ 1 (got --scale ${values.scale} --repeat ${values.repeat}).\n\n${USAGE}`);
+    console.error(
+      `--scale and --repeat take whole numbers ≥ 1 (got --scale ${values.scale} --repeat ${values.repeat}).\n\n${USAGE}`,
+    );
     return 2;
   }
 
@@ -512,13 +596,17 @@ async function main(): Promise<number> {
     const database = describeDatabase(cluster, scale, seedMs);
     log(`${DATABASE}: ${mib(database.sizeBytes)} MiB (seeded in ${(seedMs / 1000).toFixed(1)} s)`);
 
-    environment = await startLocalEnvironment({ dataDir: join(tmp, 'local'), databaseUrl: `${cluster.url}/${DATABASE}` });
+    environment = await startLocalEnvironment({
+      dataDir: join(tmp, 'local'),
+      databaseUrl: `${cluster.url}/${DATABASE}`,
+    });
     const local = environment;
     Object.assign(process.env, local.functionEnv);
     const project = await loadProject();
     // The workflow imports every handler; loaded here once, the cold start is not in its time.
     const importStarted = performance.now();
-    for (const fn of readdirSync(join(PROJECT_ROOT, 'functions'))) await import(join(PROJECT_ROOT, 'functions', fn, 'handler.ts'));
+    for (const fn of readdirSync(join(PROJECT_ROOT, 'functions')))
+      await import(join(PROJECT_ROOT, 'functions', fn, 'handler.ts'));
     const handlersImportMs = performance.now() - importStarted;
 
     const shellEnv = { ...local.hostEnv, DB: DATABASE, BUCKET: local.bucket, S3_ENDPOINT: local.s3Endpoint };
@@ -526,7 +614,7 @@ async function main(): Promise<number> {
       node: process.version,
       pg_dump: version('pg_dump --version', shellEnv),
       server: oneValue(cluster, DATABASE, 'SHOW server_version'),
-      zstd: version('zstd --version', shellEnv),
+      zstd: version('zstd --version', shellEnv).replaceAll('*', '').trim(),
       gzip: version('gzip --version', shellEnv),
       aws: version('aws --version', shellEnv),
     };
@@ -555,7 +643,9 @@ async function main(): Promise<number> {
         }
         if (pipeline.restore) {
           log(`round ${round}/${repeat}: restore ${pipeline.label} …`);
-          restoreMs.get(pipeline.id)?.push(await timedRestore({ ...pipeline, restore: pipeline.restore }, cluster, env, database));
+          restoreMs
+            .get(pipeline.id)
+            ?.push(await timedRestore({ ...pipeline, restore: pipeline.restore }, cluster, env, database));
         }
         rmSync(archive, { force: true });
       }
@@ -568,10 +658,18 @@ async function main(): Promise<number> {
         const manifest = await project.catalog.readManifest(stage.manifestKey);
         // A schema-only dump is a complete plain dump of a few KB: the control for "memory stays flat".
         const control = join(archives, 'schema-only.sql.zst');
-        await sh(`pg_dump --schema-only "$DB" | ${CODECS.zstd.compress} > "$ARCHIVE"`, { ...shellEnv, ARCHIVE: control });
+        await sh(`pg_dump --schema-only "$DB" | ${CODECS.zstd.compress} > "$ARCHIVE"`, {
+          ...shellEnv,
+          ARCHIVE: control,
+        });
         const controlManifest: Manifest = {
           ...manifest,
-          archive: { ...manifest.archive, key: 'bench/schema-only.sql.zst', size: statSync(control).size, sha256: sha256File(control) },
+          archive: {
+            ...manifest.archive,
+            key: 'bench/schema-only.sql.zst',
+            size: statSync(control).size,
+            sha256: sha256File(control),
+          },
         };
         verify.push(await measureVerify('schema-only dump', control, controlManifest, tmp));
         verify.push(await measureVerify('full archive (dump stage)', stage.archivePath, manifest, tmp));
@@ -616,26 +714,25 @@ async function main(): Promise<number> {
     const sourceBytes = source.archiveBytes ?? Number.NaN;
     const ourBytes = dumpStage.at(-1)?.archiveBytes ?? Number.NaN;
     const pick = (s: Stats | undefined, which: 'median' | 'min') => s?.[which] ?? Number.NaN;
-    const ratios = Object.fromEntries(
-      (['median', 'min'] as const).map((which) => [
-        which,
-        {
-          workflowVsSourceDump: pick(workflowMs, which) / pick(source.dumpMs, which),
-          workflowVsDevNull: pick(workflowMs, which) / pick(devnull.dumpMs, which),
-          dumpStageVsSourceDump: pick(stageMs, which) / pick(source.dumpMs, which),
-          dumpStageVsDevNull: pick(stageMs, which) / pick(devnull.dumpMs, which),
-          dumpStageVsSourceDumpAndUpload: pick(stageMs, which) / pick(byId('source-gzip-upload').dumpMs, which),
-          archiveSizeVsSource: ourBytes / sourceBytes,
-          restoreVsSource: pick(ours.restoreMs, which) / pick(source.restoreMs, which),
-        },
-      ]),
-    ) as Record<'median' | 'min', Record<string, number>>;
+    const ratiosBy = (which: 'median' | 'min'): Record<string, number> => ({
+      workflowVsSourceDump: pick(workflowMs, which) / pick(source.dumpMs, which),
+      workflowVsDevNull: pick(workflowMs, which) / pick(devnull.dumpMs, which),
+      dumpStageVsSourceDump: pick(stageMs, which) / pick(source.dumpMs, which),
+      dumpStageVsDevNull: pick(stageMs, which) / pick(devnull.dumpMs, which),
+      dumpStageVsSourceDumpAndUpload: pick(stageMs, which) / pick(byId('source-gzip-upload').dumpMs, which),
+      archiveSizeVsSource: ourBytes / sourceBytes,
+      restoreVsSource: pick(ours.restoreMs, which) / pick(source.restoreMs, which),
+    });
+    const ratios = { median: ratiosBy('median'), min: ratiosBy('min') };
 
     const stageNames = WORKFLOW_STAGES.map((s) => s.name);
     const workflowStages = Object.fromEntries(
       stageNames.map((name) => {
         const runs = workflow.map((w) => w.stages[name]);
-        return [name, { ms: stats(runs.map((r) => r?.ms ?? Number.NaN)), polls: runs.map((r) => r?.polls ?? null) }];
+        return [
+          name,
+          { ms: stats(runs.map((r) => r?.ms ?? Number.NaN)), polls: runs.map((r) => r?.polls ?? null) },
+        ];
       }),
     );
 
@@ -643,7 +740,13 @@ async function main(): Promise<number> {
       startedAt: startedAt.toISOString(),
       finishedAt: new Date().toISOString(),
       options: { scale, repeat },
-      machine: { cpus: cpus().length, cpuModel: cpus()[0]?.model ?? 'unknown', totalMemBytes: totalmem(), loadBefore, loadAfter },
+      machine: {
+        cpus: cpus().length,
+        cpuModel: cpus()[0]?.model ?? 'unknown',
+        totalMemBytes: totalmem(),
+        loadBefore,
+        loadAfter,
+      },
       versions,
       notes: [
         'Times are wall clock in ms; with --repeat > 1, Stats has every run, min and median. Ratios use medians (and mins).',
@@ -684,14 +787,28 @@ async function main(): Promise<number> {
             p.archiveBytes !== undefined ? ratio(p.archiveBytes / sourceBytes) : '',
             sec(p.restoreMs, repeat),
           ]),
-          ['our dump stage (host script: snapshot, counts, zstd, tee, S3, manifest)', sec(stageMs, repeat), mib(ourBytes), ratio(ourBytes / sourceBytes), ''],
-          ['whole database-backup workflow (local)', sec(workflowMs, repeat), mib(workflow.at(-1)?.archiveBytes ?? Number.NaN), '', ''],
+          [
+            'our dump stage (host script: snapshot, counts, zstd, tee, S3, manifest)',
+            sec(stageMs, repeat),
+            mib(ourBytes),
+            ratio(ourBytes / sourceBytes),
+            '',
+          ],
+          [
+            'whole database-backup workflow (local)',
+            sec(workflowMs, repeat),
+            mib(workflow.at(-1)?.archiveBytes ?? Number.NaN),
+            '',
+            '',
+          ],
         ],
       ),
       '',
       'Restores: source = gunzip -c | psql (no ON_ERROR_STOP, autocommit); plain = decompress | psql ON_ERROR_STOP --single-transaction;',
       'custom = pg_restore --single-transaction. Every restore went into a fresh database and was checked table by table, then dropped.',
-      same ? 'source: pg_dump | gzip and plain | gzip -6 -c wrote identical bytes (gzip defaults to -6): two runs of one pipeline, a noise gauge.' : '',
+      same
+        ? 'source: pg_dump | gzip and plain | gzip -6 -c wrote identical bytes (gzip defaults to -6): two runs of one pipeline, a noise gauge.'
+        : '',
       '',
       table(
         [`workflow stage (from execution events)`, `time${timeHead}`, 'polls'],
@@ -724,7 +841,16 @@ async function main(): Promise<number> {
       ),
       '',
       table(
-        ['verify stage: readArchive in a child', 'archive MiB', 'dump MiB', 'RSS before', 'RSS peak (sampled)', 'RSS after', 'max RSS (getrusage)', 'time s'],
+        [
+          'verify stage: readArchive in a child',
+          'archive MiB',
+          'dump MiB',
+          'RSS before',
+          'RSS peak (sampled)',
+          'RSS after',
+          'max RSS (getrusage)',
+          'time s',
+        ],
         verify.map((v) => [
           v.archive,
           mib(v.size),
@@ -755,8 +881,12 @@ async function main(): Promise<number> {
   } finally {
     stopChildren();
     log('cleaning up: local S3, PostgreSQL cluster, temporary files …');
-    await environment?.stop().catch((error: unknown) => log(`stopping the local S3 failed: ${(error as Error).message}`));
-    await server?.stop().catch((error: unknown) => log(`stopping PostgreSQL failed: ${(error as Error).message}`));
+    await environment
+      ?.stop()
+      .catch((error: unknown) => log(`stopping the local S3 failed: ${(error as Error).message}`));
+    await server
+      ?.stop()
+      .catch((error: unknown) => log(`stopping PostgreSQL failed: ${(error as Error).message}`));
     rmSync(tmp, { recursive: true, force: true });
   }
 }

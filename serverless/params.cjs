@@ -89,13 +89,13 @@ module.exports = {
   /**
    * restoreTest's VPC: it connects to PostgreSQL on the DB host's network. Both
    * params empty leaves it outside any VPC (packaging without an AWS account);
-   * one without the other is a mistake.
+   * one without the other is a mistake. `false` is osls's "no VPC".
    */
   restoreTestVpc: async ({ resolveVariable }) => {
     const split = (s) => s.split(',').map((x) => x.trim()).filter(Boolean);
     const subnetIds = split(await param(resolveVariable, 'restoreTestSubnetIds'));
     const securityGroupIds = split(await param(resolveVariable, 'restoreTestSecurityGroupIds'));
-    if (subnetIds.length === 0 && securityGroupIds.length === 0) return {};
+    if (subnetIds.length === 0 && securityGroupIds.length === 0) return false;
     const bad = [
       ...(subnetIds.length === 0 ? ['restoreTestSubnetIds is empty'] : []),
       ...(securityGroupIds.length === 0 ? ['restoreTestSecurityGroupIds is empty'] : []),
