@@ -1,5 +1,5 @@
-import { parseArgs } from 'node:util';
 import { join } from 'node:path';
+import { parseArgs } from 'node:util';
 import { startLocalEnvironment } from './environment.ts';
 import { localHost } from './host.ts';
 import { PROJECT_ROOT, runWorkflow, workflows } from './runner.ts';
@@ -34,7 +34,9 @@ async function main(): Promise<number> {
     try {
       input = JSON.parse(values.input);
     } catch (error) {
-      console.error(`--input is not valid JSON (${(error as Error).message}); give it as --input '{"database": "kennel_prod"}'.`);
+      console.error(
+        `--input is not valid JSON (${(error as Error).message}); give it as --input '{"database": "kennel_prod"}'.`,
+      );
       return 2;
     }
   }
@@ -49,7 +51,9 @@ async function main(): Promise<number> {
   });
   try {
     Object.assign(process.env, environment.functionEnv);
-    console.error(`PostgreSQL ${environment.postgres.host}:${environment.postgres.port}/${environment.database}, S3 ${environment.s3Endpoint}/${environment.bucket}`);
+    console.error(
+      `PostgreSQL ${environment.postgres.host}:${environment.postgres.port}/${environment.database}, S3 ${environment.s3Endpoint}/${environment.bucket}`,
+    );
     console.error(`Execution of ${workflow}:`);
     const record = await runWorkflow(
       { workflow, input, historyDir: environment.paths.historyDir, progress: (line) => console.error(line) },
@@ -60,7 +64,13 @@ async function main(): Promise<number> {
         print: (line) => console.error(line),
       },
     );
-    console.log(JSON.stringify(record.status === 'SUCCEEDED' ? record.output : { error: record.error, cause: record.cause }, null, 2));
+    console.log(
+      JSON.stringify(
+        record.status === 'SUCCEEDED' ? record.output : { error: record.error, cause: record.cause },
+        null,
+        2,
+      ),
+    );
     console.error(`${record.status}; history: ${record.historyFile}`);
     return record.status === 'SUCCEEDED' ? 0 : 1;
   } finally {

@@ -1,9 +1,9 @@
 import { spawnSync } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { LOCAL_S3_CREDENTIALS, startLocalS3 } from './s3.ts';
 import { externalPostgres, type PostgresServer, startPostgres } from './postgres.ts';
 import { PROJECT_ROOT } from './runner.ts';
+import { LOCAL_S3_CREDENTIALS, startLocalS3 } from './s3.ts';
 
 /**
  * Everything the local runner needs, started on embedded defaults: a throwaway
@@ -61,7 +61,11 @@ export function seedKennelDatabase(server: PostgresServer, database: string, sca
 export async function startLocalEnvironment(options: LocalEnvironmentOptions): Promise<LocalEnvironment> {
   const bucket = options.bucket ?? LOCAL_BUCKET;
   const backupDir = join(options.dataDir, 'host', 'backup');
-  const paths = { backupDir, historyDir: join(options.dataDir, 'executions'), alertsFile: join(options.dataDir, 'alerts.log') };
+  const paths = {
+    backupDir,
+    historyDir: join(options.dataDir, 'executions'),
+    alertsFile: join(options.dataDir, 'alerts.log'),
+  };
   mkdirSync(backupDir, { recursive: true });
 
   let postgres: PostgresServer;
@@ -81,7 +85,9 @@ export async function startLocalEnvironment(options: LocalEnvironmentOptions): P
     }
   }
 
-  const s3 = options.s3Endpoint ? { endpoint: options.s3Endpoint, stop: async () => {} } : await startLocalS3(join(options.dataDir, 's3'), bucket);
+  const s3 = options.s3Endpoint
+    ? { endpoint: options.s3Endpoint, stop: async () => {} }
+    : await startLocalS3(join(options.dataDir, 's3'), bucket);
 
   Object.assign(process.env, LOCAL_S3_CREDENTIALS);
   const functionEnv: Record<string, string> = {
@@ -89,7 +95,13 @@ export async function startLocalEnvironment(options: LocalEnvironmentOptions): P
     AWS_REGION: 'us-east-1',
     BACKUP_BUCKET: bucket,
     BACKUP_TARGETS: JSON.stringify([
-      { name: 'local', instanceIds: ['i-00000000000000000'], database, postgres: { mode: 'host' }, backupDir },
+      {
+        name: 'local',
+        instanceIds: ['i-00000000000000000'],
+        database,
+        postgres: { mode: 'host' },
+        backupDir,
+      },
     ]),
     ALERT_WEBHOOK_PARAMETER: '/kennel-backup/local/alert-webhook-url',
     RESTORE_CHECK_DATABASE_URL_PARAMETER: '/kennel-backup/local/restore-check-database-url',

@@ -38,7 +38,13 @@ export function localHost(env: Record<string, string>): LocalHost {
       const file = join(dir, '_script.sh');
       writeFileSync(file, request.script, { mode: 0o700 });
       const child = spawn('bash', [file], { env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
-      const running: Running = { child, status: 'InProgress', stdout: '', stderr: '', done: Promise.resolve() };
+      const running: Running = {
+        child,
+        status: 'InProgress',
+        stdout: '',
+        stderr: '',
+        done: Promise.resolve(),
+      };
       child.stdout?.on('data', (d: Buffer) => {
         running.stdout += d.toString();
       });

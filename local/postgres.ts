@@ -33,7 +33,11 @@ export function findPostgresBinDir(): string {
     return resolved.replace(/\/initdb$/, '');
   }
   const root = '/usr/lib/postgresql';
-  const versions = existsSync(root) ? readdirSync(root).filter((v) => /^\d+$/.test(v)).sort((a, b) => Number(b) - Number(a)) : [];
+  const versions = existsSync(root)
+    ? readdirSync(root)
+        .filter((v) => /^\d+$/.test(v))
+        .sort((a, b) => Number(b) - Number(a))
+    : [];
   for (const v of versions) if (existsSync(join(root, v, 'bin', 'initdb'))) return join(root, v, 'bin');
   throw new Error(
     'No PostgreSQL server found (initdb, pg_ctl). Install one, e.g. `apt-get install postgresql`, or set DATABASE_URL to back up an existing database instead.',
@@ -59,7 +63,8 @@ function asServerUser(bin: string, args: string[]): [string, string[]] {
 function run(bin: string, args: string[]): void {
   const [cmd, argv] = asServerUser(bin, args);
   const result = spawnSync(cmd, argv, { encoding: 'utf8' });
-  if (result.status !== 0) throw new Error(`${bin} ${args[0] ?? ''} failed: ${result.stderr || result.stdout}`);
+  if (result.status !== 0)
+    throw new Error(`${bin} ${args[0] ?? ''} failed: ${result.stderr || result.stdout}`);
 }
 
 export async function startPostgres(): Promise<PostgresServer> {
@@ -76,12 +81,30 @@ export async function startPostgres(): Promise<PostgresServer> {
     chownSync(pwfile, Number(ids), Number(gid));
   }
   const user = 'kennel_admin';
-  run(join(binDir, 'initdb'), ['-D', data, '-U', user, '--pwfile', pwfile, '-A', 'scram-sha-256', '-E', 'UTF8', '--locale=C.UTF-8', '--no-sync']);
+  run(join(binDir, 'initdb'), [
+    '-D',
+    data,
+    '-U',
+    user,
+    '--pwfile',
+    pwfile,
+    '-A',
+    'scram-sha-256',
+    '-E',
+    'UTF8',
+    '--locale=C.UTF-8',
+    '--no-sync',
+  ]);
   rmSync(pwfile);
   const port = await freePort();
   run(join(binDir, 'pg_ctl'), [
-    '-D', data, '-w', '-l', join(dir, 'server.log'),
-    '-o', `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=50`,
+    '-D',
+    data,
+    '-w',
+    '-l',
+    join(dir, 'server.log'),
+    '-o',
+    `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=50`,
     'start',
   ]);
   const host = '127.0.0.1';

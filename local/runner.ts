@@ -23,14 +23,22 @@ export function workflows(): string[] {
 }
 
 type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
-type Definition = { States: Record<string, { Type: string; Resource?: unknown; Retry?: unknown }> } & Record<string, Json>;
+type Definition = { States: Record<string, { Type: string; Resource?: unknown; Retry?: unknown }> } & Record<
+  string,
+  Json
+>;
 
 /** The deployed template turns `Fn::GetAtt: [fn, Arn]` into the function's ARN; locally it becomes a placeholder ARN. */
-export function loadDefinition(workflow: string): { definition: Definition; functionOf: Map<string, string> } {
+export function loadDefinition(workflow: string): {
+  definition: Definition;
+  functionOf: Map<string, string>;
+} {
   if (!workflows().includes(workflow)) {
     throw new Error(`Unknown workflow "${workflow}". Known workflows: ${workflows().join(', ')}.`);
   }
-  const definition = JSON.parse(readFileSync(join(STATE_MACHINES, `${workflow}.asl.json`), 'utf8')) as Definition;
+  const definition = JSON.parse(
+    readFileSync(join(STATE_MACHINES, `${workflow}.asl.json`), 'utf8'),
+  ) as Definition;
   const functionOf = new Map<string, string>();
   const visit = (states: Definition['States']) => {
     for (const [name, state] of Object.entries(states)) {
@@ -43,7 +51,8 @@ export function loadDefinition(workflow: string): { definition: Definition; func
         const inner = (state as Record<string, unknown>)[nested] as Definition | undefined;
         if (inner?.States) visit(inner.States);
       }
-      for (const branch of ((state as Record<string, unknown>).Branches as Definition[] | undefined) ?? []) visit(branch.States);
+      for (const branch of ((state as Record<string, unknown>).Branches as Definition[] | undefined) ?? [])
+        visit(branch.States);
     }
   };
   visit(definition.States);
@@ -74,7 +83,10 @@ export interface LocalWiring {
 const kebab = (name: string) => name.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
 
 /** Imports the handler of each function; the modules read their config from process.env now. */
-async function loadHandlers(functionNames: Iterable<string>, wiring: LocalWiring): Promise<Map<string, Handler>> {
+async function loadHandlers(
+  functionNames: Iterable<string>,
+  wiring: LocalWiring,
+): Promise<Map<string, Handler>> {
   const notify: Notifier = async (alert: Alert) => {
     wiring.print(`\n${alert.text}\n`);
     appendFileSync(wiring.alertsFile, `${JSON.stringify(alert)}\n`);
@@ -93,7 +105,10 @@ async function loadHandlers(functionNames: Iterable<string>, wiring: LocalWiring
           : fn === 'sendAlert'
             ? notify
             : undefined;
-    handlers.set(fn, dependency !== undefined && module.createHandler ? module.createHandler(dependency) : module.handler);
+    handlers.set(
+      fn,
+      dependency !== undefined && module.createHandler ? module.createHandler(dependency) : module.handler,
+    );
   }
   return handlers;
 }
@@ -128,7 +143,9 @@ export interface ExecutionRecord {
 export async function runWorkflow(options: RunOptions, wiring: LocalWiring): Promise<ExecutionRecord> {
   const { definition, functionOf } = loadDefinition(options.workflow);
   const handlers = await loadHandlers(functionOf.values(), wiring);
-  const name = options.executionName ?? `local-${new Date().toISOString().replace(/[:.]/g, '-')}-${randomUUID().slice(0, 8)}`;
+  const name =
+    options.executionName ??
+    `local-${new Date().toISOString().replace(/[:.]/g, '-')}-${randomUUID().slice(0, 8)}`;
   const stateMachineArn = `arn:aws:states:us-east-1:123456789012:stateMachine:kennel-backup-local-${options.workflow}`;
   const executionArn = `arn:aws:states:us-east-1:123456789012:execution:kennel-backup-local-${options.workflow}:${name}`;
   const startDate = new Date().toISOString();
@@ -149,11 +166,19 @@ export async function runWorkflow(options: RunOptions, wiring: LocalWiring): Pro
     if (def.Retry) retryIntervalOverrides[state] = waitMs;
   }
 
-  const machine = new StateMachine(definition as never, { validationOptions: { checkArn: true, checkPaths: true } });
+  const machine = new StateMachine(definition as never, {
+    validationOptions: { checkArn: true, checkPaths: true },
+  });
   const execution = machine.run(options.input as Json, {
     overrides: { taskResourceLocalHandlers, waitTimeOverrides, retryIntervalOverrides },
     context: {
-      Execution: { Id: executionArn, Name: name, StartTime: startDate, Input: options.input as Json, RoleArn: 'local' },
+      Execution: {
+        Id: executionArn,
+        Name: name,
+        StartTime: startDate,
+        Input: options.input as Json,
+        RoleArn: 'local',
+      },
       StateMachine: { Id: stateMachineArn, Name: `kennel-backup-local-${options.workflow}` },
     },
   });
@@ -171,9 +196,19 @@ export async function runWorkflow(options: RunOptions, wiring: LocalWiring): Pro
   let record: Omit<ExecutionRecord, 'events' | 'stopDate' | 'historyFile'>;
   try {
     const output = await execution.result;
-    record = { executionArn, workflow: options.workflow, status: 'SUCCEEDED', input: options.input, output, startDate };
+    record = {
+      executionArn,
+      workflow: options.workflow,
+      status: 'SUCCEEDED',
+      input: options.input,
+      output,
+      startDate,
+    };
   } catch (error) {
-    const failure = error instanceof ExecutionError ? (error.cause as { name?: string; message?: string } | undefined) : undefined;
+    const failure =
+      error instanceof ExecutionError
+        ? (error.cause as { name?: string; message?: string } | undefined)
+        : undefined;
     record = {
       executionArn,
       workflow: options.workflow,
@@ -213,7 +248,8 @@ function progressPrinter(print: (line: string) => void) {
     switch (event.type) {
       case 'StateEntered':
         entered.set(name, event.timestamp);
-        if (loop && loop.name !== name && event.state?.type !== 'Wait' && event.state?.type !== 'Choice') flush();
+        if (loop && loop.name !== name && event.state?.type !== 'Wait' && event.state?.type !== 'Choice')
+          flush();
         return;
       case 'StateExited': {
         if (event.state?.type === 'Wait' || event.state?.type === 'Choice' || caught.delete(name)) return;

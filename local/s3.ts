@@ -12,7 +12,13 @@ export interface LocalS3 {
 /** A local S3-compatible server whose data stays in `directory`, so later runs see earlier backups. */
 export async function startLocalS3(directory: string, bucket: string): Promise<LocalS3> {
   mkdirSync(directory, { recursive: true });
-  const server = new S3rver({ address: '127.0.0.1', port: 0, silent: true, directory, configureBuckets: [{ name: bucket }] });
+  const server = new S3rver({
+    address: '127.0.0.1',
+    port: 0,
+    silent: true,
+    directory,
+    configureBuckets: [{ name: bucket }],
+  });
   const { port } = await server.run();
   return { endpoint: `http://127.0.0.1:${port}`, stop: () => server.close() };
 }

@@ -24,7 +24,9 @@ export interface Alert {
   text: string;
 }
 
-const failureSchema = z.object({ failed: z.record(z.string(), z.object({ Error: z.string(), Cause: z.unknown() })) });
+const failureSchema = z.object({
+  failed: z.record(z.string(), z.object({ Error: z.string(), Cause: z.unknown() })),
+});
 
 /** Lambda errors arrive as a JSON Cause ({ errorType, errorMessage, trace }); show the message. */
 function causeText(cause: unknown): string {
@@ -50,11 +52,17 @@ export function consoleUrl(region: string, executionId: string): string {
   return `https://${region}.console.aws.amazon.com/states/home?region=${region}#/v2/executions/details/${encodeURIComponent(executionId)}`;
 }
 
-export function formatAlert(request: z.infer<typeof alertRequestSchema>, stage: string, region: string): Alert {
+export function formatAlert(
+  request: z.infer<typeof alertRequestSchema>,
+  stage: string,
+  region: string,
+): Alert {
   const failures = failureSchema.safeParse(request.state);
   const [state, failure] = failures.success ? (Object.entries(failures.data.failed)[0] ?? []) : [];
   const error = failure?.Error ?? 'UnknownFailure';
-  const cause = redact(failure ? causeText(failure.Cause) : 'The execution failed without a recorded cause; open its history.');
+  const cause = redact(
+    failure ? causeText(failure.Cause) : 'The execution failed without a recorded cause; open its history.',
+  );
   const url = consoleUrl(region, request.executionId);
   const text = [
     `:rotating_light: kennel-backup (${stage}): ${request.workflow} FAILED`,
@@ -64,7 +72,15 @@ export function formatAlert(request: z.infer<typeof alertRequestSchema>, stage: 
     `Execution: ${request.executionId} (started ${request.startedAt})`,
     `Console: ${url}`,
   ].join('\n');
-  return { workflow: request.workflow, executionId: request.executionId, state: state ?? 'unknown', error, cause, consoleUrl: url, text };
+  return {
+    workflow: request.workflow,
+    executionId: request.executionId,
+    state: state ?? 'unknown',
+    error,
+    cause,
+    consoleUrl: url,
+    text,
+  };
 }
 
 /** Delivers an alert; Slack in AWS, the terminal and a file locally. */

@@ -8,11 +8,22 @@ import { expired, RETENTION } from './retention.ts';
  * Checks the scratch database restored from this run's archive and records the
  * result in the manifest, passed or failed.
  */
-export async function restoreTestRun(catalog: Catalog, serverUrl: string, plan: Plan, now = () => new Date()): Promise<RestoreCheck> {
+export async function restoreTestRun(
+  catalog: Catalog,
+  serverUrl: string,
+  plan: Plan,
+  now = () => new Date(),
+): Promise<RestoreCheck> {
   const manifest = await catalog.readManifest(plan.manifestKey);
   try {
     const result = await checkRestoredDatabase(serverUrl, plan.scratchDatabase, manifest);
-    await record(catalog, manifest, 'passed', `${result.tables} tables, ${result.rows} rows match the dump`, now);
+    await record(
+      catalog,
+      manifest,
+      'passed',
+      `${result.tables} tables, ${result.rows} rows match the dump`,
+      now,
+    );
     return result;
   } catch (error) {
     await record(catalog, manifest, 'failed', (error as Error).message, now);
@@ -20,10 +31,19 @@ export async function restoreTestRun(catalog: Catalog, serverUrl: string, plan: 
   }
 }
 
-async function record(catalog: Catalog, manifest: Manifest, state: 'passed' | 'failed', detail: string, now: () => Date) {
+async function record(
+  catalog: Catalog,
+  manifest: Manifest,
+  state: 'passed' | 'failed',
+  detail: string,
+  now: () => Date,
+) {
   await catalog.writeManifest({
     ...manifest,
-    verification: { ...manifest.verification, restoreTest: { state, checkedAt: now().toISOString(), detail } },
+    verification: {
+      ...manifest.verification,
+      restoreTest: { state, checkedAt: now().toISOString(), detail },
+    },
   });
 }
 

@@ -35,7 +35,9 @@ export class Catalog {
     }
     const parsed = manifestSchema.safeParse(JSON.parse(text));
     if (!parsed.success) {
-      throw new NotFoundError(`The manifest s3://${this.bucket}/${key} is malformed (${parsed.error.message}); treat that backup as unusable.`);
+      throw new NotFoundError(
+        `The manifest s3://${this.bucket}/${key} is malformed (${parsed.error.message}); treat that backup as unusable.`,
+      );
     }
     return parsed.data;
   }
@@ -62,7 +64,11 @@ export class Catalog {
     try {
       do {
         const page = await this.s3.send(
-          new ListObjectsV2Command({ Bucket: this.bucket, Prefix: kindPrefix(kind, database), ContinuationToken: token }),
+          new ListObjectsV2Command({
+            Bucket: this.bucket,
+            Prefix: kindPrefix(kind, database),
+            ContinuationToken: token,
+          }),
         );
         for (const o of page.Contents ?? []) if (o.Key?.endsWith(MANIFEST_SUFFIX)) keys.push(o.Key);
         token = page.NextContinuationToken;
@@ -82,10 +88,15 @@ export class Catalog {
       const batch = keys.slice(i, i + 1000);
       try {
         const result = await this.s3.send(
-          new DeleteObjectsCommand({ Bucket: this.bucket, Delete: { Objects: batch.map((Key) => ({ Key })), Quiet: true } }),
+          new DeleteObjectsCommand({
+            Bucket: this.bucket,
+            Delete: { Objects: batch.map((Key) => ({ Key })), Quiet: true },
+          }),
         );
         if (result.Errors?.length) {
-          throw new Error(`S3 refused to delete ${result.Errors.map((e) => `${e.Key} (${e.Code})`).join(', ')}`);
+          throw new Error(
+            `S3 refused to delete ${result.Errors.map((e) => `${e.Key} (${e.Code})`).join(', ')}`,
+          );
         }
       } catch (error) {
         throw classifyAwsError(error, 'Deleting expired backups');

@@ -1,5 +1,5 @@
-import { createGunzip, createZstdDecompress } from 'node:zlib';
 import type { Transform } from 'node:stream';
+import { createGunzip, createZstdDecompress } from 'node:zlib';
 
 /**
  * Compression of archives. zstd is the default because it was measured faster and

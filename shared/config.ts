@@ -19,8 +19,16 @@ const target = z
   .object({
     name: targetName,
     /** SSM targets: explicit instance ids, or one tag that matches exactly one instance. */
-    instanceIds: z.array(z.string().regex(/^(i|mi)-[0-9a-f]{8,17}$/)).min(1).optional(),
-    tag: z.object({ key: z.string().regex(/^[\w.:/=+@-]{1,128}$/), value: z.string().regex(/^[\w.:/=+@ -]{1,256}$/) }).optional(),
+    instanceIds: z
+      .array(z.string().regex(/^(i|mi)-[0-9a-f]{8,17}$/))
+      .min(1)
+      .optional(),
+    tag: z
+      .object({
+        key: z.string().regex(/^[\w.:/=+@-]{1,128}$/),
+        value: z.string().regex(/^[\w.:/=+@ -]{1,256}$/),
+      })
+      .optional(),
     /** The database backed up when the input names none. */
     database: sqlIdentifier,
     postgres: postgresLocation.default({ mode: 'host' }),
@@ -34,22 +42,32 @@ const target = z
 export type Target = z.infer<typeof target>;
 
 const json = <T extends z.ZodType>(schema: T) =>
-  z.string().transform((text, ctx) => {
-    try {
-      return JSON.parse(text) as unknown;
-    } catch {
-      ctx.addIssue({ code: 'custom', message: 'is not valid JSON' });
-      return z.NEVER;
-    }
-  }).pipe(schema);
+  z
+    .string()
+    .transform((text, ctx) => {
+      try {
+        return JSON.parse(text) as unknown;
+      } catch {
+        ctx.addIssue({ code: 'custom', message: 'is not valid JSON' });
+        return z.NEVER;
+      }
+    })
+    .pipe(schema);
 
 const environment = z.object({
-  STAGE: z.string().regex(/^[a-z][a-z0-9-]*$/).default('dev'),
+  STAGE: z
+    .string()
+    .regex(/^[a-z][a-z0-9-]*$/)
+    .default('dev'),
   AWS_REGION: z.string().default('us-east-1'),
   BACKUP_BUCKET: z.string().regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/),
   BACKUP_TARGETS: json(z.array(target).min(1)),
   /** Tables the full dump leaves out; the transaction-log backups carry them. */
-  EXCLUDED_TABLES: z.string().default('audit_logs,session_logs').transform((s) => s.split(',').filter(Boolean)).pipe(z.array(sqlIdentifier)),
+  EXCLUDED_TABLES: z
+    .string()
+    .default('audit_logs,session_logs')
+    .transform((s) => s.split(',').filter(Boolean))
+    .pipe(z.array(sqlIdentifier)),
   HOST_COMMAND_TIMEOUT_SECONDS: z.coerce.number().int().min(1).max(172800).default(3600),
   /** CloudWatch log group that receives the output of every host command. */
   HOST_COMMAND_LOG_GROUP: z.string().default(''),
@@ -67,11 +85,15 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
   const parsed = environment.safeParse(env);
   if (!parsed.success) {
     const problems = parsed.error.issues.map((i) => `${i.path.join('.') || '(environment)'}: ${i.message}`);
-    throw new ConfigError(`The function's environment is incomplete or malformed; fix the deployment:\n- ${problems.join('\n- ')}`);
+    throw new ConfigError(
+      `The function's environment is incomplete or malformed; fix the deployment:\n- ${problems.join('\n- ')}`,
+    );
   }
   for (const t of parsed.data.BACKUP_TARGETS) {
     if (parsed.data.BACKUP_TARGETS.filter((o) => o.name === t.name).length > 1) {
-      throw new ConfigError(`BACKUP_TARGETS names the target "${t.name}" twice; give each target its own name.`);
+      throw new ConfigError(
+        `BACKUP_TARGETS names the target "${t.name}" twice; give each target its own name.`,
+      );
     }
   }
   return parsed.data;

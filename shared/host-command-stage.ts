@@ -3,8 +3,8 @@ import { type Config, findTarget } from './config.ts';
 import { HostCommandFailedError, HostCommandTimedOutError, NotFoundError } from './errors.ts';
 import { type HostCommands, tail } from './host-commands.ts';
 import { hostCommandRequestSchema, renderHostCommand } from './host-scripts.ts';
-import { HOST_SCRIPTS } from './shell.ts';
 import { parseInput } from './plan.ts';
+import { HOST_SCRIPTS } from './shell.ts';
 
 /** A host command in flight, as the Wait/Check loop carries it. */
 export const commandStateSchema = z.object({
@@ -22,11 +22,18 @@ export type CommandState = z.infer<typeof commandStateSchema>;
 /** Commands that are never picked up (instance stopped, agent down) still end: after the timeout plus this. */
 const DEADLINE_GRACE_MS = 120_000;
 
-export async function startHostCommand(config: Config, host: HostCommands, event: unknown, now = new Date()): Promise<CommandState> {
+export async function startHostCommand(
+  config: Config,
+  host: HostCommands,
+  event: unknown,
+  now = new Date(),
+): Promise<CommandState> {
   const request = parseInput(hostCommandRequestSchema, event, 'The host command request');
   const target = findTarget(config, request.plan.target);
   if (!target) {
-    throw new NotFoundError(`The plan names target "${request.plan.target}", which is not configured; start a new execution.`);
+    throw new NotFoundError(
+      `The plan names target "${request.plan.target}", which is not configured; start a new execution.`,
+    );
   }
   const script = renderHostCommand(config, target, request);
   const timeoutSeconds = config.HOST_COMMAND_TIMEOUT_SECONDS;
@@ -46,13 +53,22 @@ export async function startHostCommand(config: Config, host: HostCommands, event
   };
 }
 
-export async function checkHostCommand(host: HostCommands, event: unknown, now = new Date()): Promise<CommandState> {
+export async function checkHostCommand(
+  host: HostCommands,
+  event: unknown,
+  now = new Date(),
+): Promise<CommandState> {
   const { command } = parseInput(z.object({ command: commandStateSchema }), event, 'The host command check');
   const invocation = await host.get(command.commandId, command.instanceId);
   const where = `${command.script} on ${invocation.instanceId ?? command.target} (command ${command.commandId})`;
   switch (invocation.status) {
     case 'Success':
-      return { ...command, instanceId: invocation.instanceId, status: 'Success', output: tail(invocation.stdout, 5, 500) };
+      return {
+        ...command,
+        instanceId: invocation.instanceId,
+        status: 'Success',
+        output: tail(invocation.stdout, 5, 500),
+      };
     case 'Failed':
     case 'Cancelled':
       throw new HostCommandFailedError(

@@ -48,12 +48,6 @@ const SSM_STATUS: Record<string, InvocationStatus> = {
   TimedOut: 'TimedOut',
   Cancelled: 'Cancelled',
   Cancelling: 'InProgress',
-  Undeliverable: 'Failed',
-  Terminated: 'Failed',
-  DeliveryTimedOut: 'TimedOut',
-  ExecutionTimedOut: 'TimedOut',
-  InvalidPlatform: 'Failed',
-  AccessDenied: 'Failed',
 };
 
 export function ssmHostCommands(ssm: SSMClient, logGroup: string): HostCommands {
@@ -65,11 +59,19 @@ export function ssmHostCommands(ssm: SSMClient, logGroup: string): HostCommands 
             DocumentName: 'AWS-RunShellScript',
             ...(target.instanceIds
               ? { InstanceIds: target.instanceIds.slice(0, 1) }
-              : { Targets: [{ Key: `tag:${target.tag?.key}`, Values: [target.tag?.value ?? ''] }], MaxConcurrency: '1', MaxErrors: '0' }),
+              : {
+                  Targets: [{ Key: `tag:${target.tag?.key}`, Values: [target.tag?.value ?? ''] }],
+                  MaxConcurrency: '1',
+                  MaxErrors: '0',
+                }),
             Parameters: { commands: [script], executionTimeout: [String(timeoutSeconds)] },
             TimeoutSeconds: Math.min(timeoutSeconds, 2_592_000),
             Comment: comment.slice(0, 100),
-            ...(logGroup ? { CloudWatchOutputConfig: { CloudWatchOutputEnabled: true, CloudWatchLogGroupName: logGroup } } : {}),
+            ...(logGroup
+              ? {
+                  CloudWatchOutputConfig: { CloudWatchOutputEnabled: true, CloudWatchLogGroupName: logGroup },
+                }
+              : {}),
           }),
         );
         const commandId = response.Command?.CommandId;
@@ -85,7 +87,9 @@ export function ssmHostCommands(ssm: SSMClient, logGroup: string): HostCommands 
         let instanceId = knownInstance;
         if (instanceId === null) {
           const listed = await ssm.send(new ListCommandInvocationsCommand({ CommandId: commandId }));
-          const ids = (listed.CommandInvocations ?? []).map((i) => i.InstanceId).filter((i): i is string => !!i);
+          const ids = (listed.CommandInvocations ?? [])
+            .map((i) => i.InstanceId)
+            .filter((i): i is string => !!i);
           if (ids.length > 1) {
             throw new InvalidInputError(
               `The target's tag matched ${ids.length} instances (${ids.join(', ')}); a backup must run on exactly one. Narrow the tag or use instanceIds.`,
@@ -94,7 +98,9 @@ export function ssmHostCommands(ssm: SSMClient, logGroup: string): HostCommands 
           instanceId = ids[0] ?? null;
           if (instanceId === null) return { status: 'InProgress', instanceId, stdout: '', stderr: '' };
         }
-        const invocation = await ssm.send(new GetCommandInvocationCommand({ CommandId: commandId, InstanceId: instanceId }));
+        const invocation = await ssm.send(
+          new GetCommandInvocationCommand({ CommandId: commandId, InstanceId: instanceId }),
+        );
         return {
           status: SSM_STATUS[invocation.Status ?? 'Pending'] ?? 'Failed',
           instanceId,
@@ -103,7 +109,8 @@ export function ssmHostCommands(ssm: SSMClient, logGroup: string): HostCommands 
         };
       } catch (error) {
         // Just after SendCommand the invocation may not be registered yet.
-        if (error instanceof InvocationDoesNotExist) return { status: 'InProgress', instanceId: knownInstance, stdout: '', stderr: '' };
+        if (error instanceof InvocationDoesNotExist)
+          return { status: 'InProgress', instanceId: knownInstance, stdout: '', stderr: '' };
         throw classifyAwsError(error, `Reading the status of command ${commandId}`);
       }
     },

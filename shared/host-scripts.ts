@@ -25,7 +25,11 @@ function postgresParams(target: Target): Record<string, string> {
     : { KB_PG_MODE: 'host', KB_COMPOSE_FILE: '', KB_COMPOSE_SERVICE: '' };
 }
 
-export function hostScriptParams(config: Config, target: Target, request: HostCommandRequest): Record<string, string> {
+export function hostScriptParams(
+  config: Config,
+  target: Target,
+  request: HostCommandRequest,
+): Record<string, string> {
   const { plan } = request;
   switch (request.script) {
     case 'database-backup':

@@ -25,7 +25,10 @@ export const manifestSchema = z.object({
     compression: z.enum(CODEC_NAMES),
   }),
   /** The data the archive holds: as of `until`, the database server's clock inside the dump's snapshot. */
-  window: z.object({ since: z.iso.datetime({ offset: true }).nullable(), until: z.iso.datetime({ offset: true }) }),
+  window: z.object({
+    since: z.iso.datetime({ offset: true }).nullable(),
+    until: z.iso.datetime({ offset: true }),
+  }),
   startedAt: z.iso.datetime({ offset: true }),
   finishedAt: z.iso.datetime({ offset: true }),
   serverVersion: z.string().regex(/^\d+$/),
@@ -37,7 +40,11 @@ export const manifestSchema = z.object({
     checkedAt: z.iso.datetime({ offset: true }).optional(),
     detail: z.string().optional(),
     restoreTest: z
-      .object({ state: z.enum(['passed', 'failed']), checkedAt: z.iso.datetime({ offset: true }), detail: z.string() })
+      .object({
+        state: z.enum(['passed', 'failed']),
+        checkedAt: z.iso.datetime({ offset: true }),
+        detail: z.string(),
+      })
       .optional(),
   }),
 });

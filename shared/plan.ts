@@ -44,7 +44,9 @@ export function parseInput<T extends z.ZodType>(schema: T, value: unknown, what:
   const parsed = schema.safeParse(value);
   if (parsed.success) return parsed.data;
   const problems = parsed.error.issues.map((i) => `${i.path.join('.') || '(input)'}: ${i.message}`);
-  throw new InvalidInputError(`${what} is not valid; nothing was started. Fix it and start again:\n- ${problems.join('\n- ')}`);
+  throw new InvalidInputError(
+    `${what} is not valid; nothing was started. Fix it and start again:\n- ${problems.join('\n- ')}`,
+  );
 }
 
 export function planBackup(config: Config, request: unknown): Plan {

@@ -8,7 +8,11 @@ export type DatabaseUrlProvider = () => Promise<string>;
 function connectTo(serverUrl: string, database: string): pg.Client {
   const url = new URL(serverUrl);
   url.pathname = `/${database}`;
-  return new pg.Client({ connectionString: url.toString(), connectionTimeoutMillis: 10_000, application_name: 'kennel-backup' });
+  return new pg.Client({
+    connectionString: url.toString(),
+    connectionTimeoutMillis: 10_000,
+    application_name: 'kennel-backup',
+  });
 }
 
 async function connected(client: pg.Client, database: string): Promise<pg.Client> {
@@ -18,10 +22,16 @@ async function connected(client: pg.Client, database: string): Promise<pg.Client
   } catch (error) {
     const code = (error as { code?: string }).code;
     // 3D000: the database does not exist; anything at the socket level is transient.
-    if (code === '3D000') throw new RestoreMismatchError(`The scratch database ${database} does not exist: the restore did not run.`);
-    throw new TransientError(`Could not connect to PostgreSQL for ${database} (${(error as Error).message}); check the network path from this function to the database server.`, {
-      cause: error,
-    });
+    if (code === '3D000')
+      throw new RestoreMismatchError(
+        `The scratch database ${database} does not exist: the restore did not run.`,
+      );
+    throw new TransientError(
+      `Could not connect to PostgreSQL for ${database} (${(error as Error).message}); check the network path from this function to the database server.`,
+      {
+        cause: error,
+      },
+    );
   }
 }
 
@@ -93,4 +103,3 @@ export async function dropDatabase(serverUrl: string, database: string): Promise
     await admin.end();
   }
 }
-

@@ -15,7 +15,10 @@ const DAY_MS = 86_400_000;
 export function newestVerified(manifests: readonly Manifest[]): Manifest | undefined {
   return manifests
     .filter((m) => m.verification.state === 'verified')
-    .reduce<Manifest | undefined>((best, m) => (!best || m.window.until > best.window.until ? m : best), undefined);
+    .reduce<Manifest | undefined>(
+      (best, m) => (!best || m.window.until > best.window.until ? m : best),
+      undefined,
+    );
 }
 
 /**
@@ -94,6 +97,9 @@ export function lifecycleRules(): LifecycleRule[] {
  * transition: manifests are small and every catalog listing reads them, which
  * GetObject cannot do once they are in Glacier or Deep Archive.
  */
-export function lifecycleConfiguration(): { Rules: LifecycleRule[]; TransitionDefaultMinimumObjectSize: 'all_storage_classes_128K' } {
+export function lifecycleConfiguration(): {
+  Rules: LifecycleRule[];
+  TransitionDefaultMinimumObjectSize: 'all_storage_classes_128K';
+} {
   return { Rules: lifecycleRules(), TransitionDefaultMinimumObjectSize: 'all_storage_classes_128K' };
 }

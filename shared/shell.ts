@@ -38,7 +38,10 @@ export function renderScript(script: HostScript, params: Record<string, string>)
     if (!/^KB_[A-Z0-9_]+$/.test(name)) throw new Error(`Bad host-script parameter name: ${name}`);
     return `${name}=${shellQuote(value)}`;
   });
-  return [`#!/bin/bash\n# kennel-backup ${script}`, ...lines, body('common'), body(script).replace(/^#!.*\n/, '')].join(
-    '\n',
-  );
+  return [
+    `#!/bin/bash\n# kennel-backup ${script}`,
+    ...lines,
+    body('common'),
+    body(script).replace(/^#!.*\n/, ''),
+  ].join('\n');
 }

@@ -47,7 +47,10 @@ export async function readArchive(body: Readable, manifest: Manifest): Promise<A
   try {
     await pipeline(body, meter, CODECS[manifest.archive.compression].createDecompressor(), sink);
   } catch (error) {
-    if ((error as { code?: string }).code?.startsWith('Z_') || (error as { errno?: number }).errno !== undefined) {
+    if (
+      (error as { code?: string }).code?.startsWith('Z_') ||
+      (error as { errno?: number }).errno !== undefined
+    ) {
       throw new ArchiveCorruptError(
         `The archive ${manifest.archive.key} does not decompress (${(error as Error).message}); the archive is damaged. Take a new backup and restore from an older verified one if needed.`,
         { cause: error },
@@ -68,10 +71,14 @@ export async function readArchive(body: Readable, manifest: Manifest): Promise<A
 /** What is wrong with an archive, judged against its manifest; empty when nothing is. */
 export function archiveProblems(facts: ArchiveFacts, manifest: Manifest): string[] {
   const problems: string[] = [];
-  if (facts.size !== manifest.archive.size) problems.push(`size is ${facts.size} bytes, the manifest says ${manifest.archive.size}`);
-  if (facts.sha256 !== manifest.archive.sha256) problems.push(`sha256 is ${facts.sha256}, the manifest says ${manifest.archive.sha256}`);
-  if (!facts.header.includes(DUMP_HEADER)) problems.push('it does not start as a PostgreSQL plain-format dump');
-  if (!facts.trailer.includes(DUMP_TRAILER)) problems.push('the dump is truncated: its closing line is missing');
+  if (facts.size !== manifest.archive.size)
+    problems.push(`size is ${facts.size} bytes, the manifest says ${manifest.archive.size}`);
+  if (facts.sha256 !== manifest.archive.sha256)
+    problems.push(`sha256 is ${facts.sha256}, the manifest says ${manifest.archive.sha256}`);
+  if (!facts.header.includes(DUMP_HEADER))
+    problems.push('it does not start as a PostgreSQL plain-format dump');
+  if (!facts.trailer.includes(DUMP_TRAILER))
+    problems.push('the dump is truncated: its closing line is missing');
   return problems;
 }
 
@@ -92,7 +99,9 @@ export async function verifyArchive(
   try {
     const object = await s3
       .send(new GetObjectCommand({ Bucket: bucket, Key: manifest.archive.key }))
-      .catch((error: unknown) => Promise.reject(classifyAwsError(error, `Reading s3://${bucket}/${manifest.archive.key}`)));
+      .catch((error: unknown) =>
+        Promise.reject(classifyAwsError(error, `Reading s3://${bucket}/${manifest.archive.key}`)),
+      );
     facts = await readArchive(object.Body as Readable, manifest);
     const problems = archiveProblems(facts, manifest);
     if (problems.length > 0) {

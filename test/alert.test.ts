@@ -31,7 +31,9 @@ beforeEach(() => {
   received = [];
   status = 200;
   ssm.reset();
-  ssm.on(GetParameterCommand).resolves({ Parameter: { Name: '/kennel-backup/prod/alert-webhook-url', Value: url } });
+  ssm
+    .on(GetParameterCommand)
+    .resolves({ Parameter: { Name: '/kennel-backup/prod/alert-webhook-url', Value: url } });
 });
 
 const failedState = {
@@ -61,13 +63,19 @@ async function alertHandler() {
     STAGE: 'prod',
     AWS_REGION: 'eu-west-1',
     BACKUP_BUCKET: 'kennel-backups-prod',
-    BACKUP_TARGETS: JSON.stringify([{ name: 'primary', instanceIds: ['i-0123456789abcdef0'], database: 'kennel_prod' }]),
+    BACKUP_TARGETS: JSON.stringify([
+      { name: 'primary', instanceIds: ['i-0123456789abcdef0'], database: 'kennel_prod' },
+    ]),
     ALERT_WEBHOOK_PARAMETER: '/kennel-backup/prod/alert-webhook-url',
     RESTORE_CHECK_DATABASE_URL_PARAMETER: '/kennel-backup/prod/restore-check-database-url',
   });
   return (await import('../functions/send-alert/handler.ts')).handler;
 }
-const context = { awsRequestId: 'test', functionName: 'sendAlert', getRemainingTimeInMillis: () => 60_000 } as never;
+const context = {
+  awsRequestId: 'test',
+  functionName: 'sendAlert',
+  getRemainingTimeInMillis: () => 60_000,
+} as never;
 
 describe('the alert', () => {
   it('names the workflow, execution, failing state, error, cause and console link, without secrets', () => {

@@ -1,5 +1,15 @@
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, readFileSync, utimesSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  utimesSync,
+  writeFileSync,
+} from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { zstdDecompressSync } from 'node:zlib';
 import pg from 'pg';
@@ -19,7 +29,10 @@ afterAll(async () => {
 });
 
 function scratchDatabases(): string[] {
-  return world.sql('postgres', "SELECT datname FROM pg_database WHERE datname LIKE 'kb_restore_test_%'").split('\n').filter(Boolean);
+  return world
+    .sql('postgres', "SELECT datname FROM pg_database WHERE datname LIKE 'kb_restore_test_%'")
+    .split('\n')
+    .filter(Boolean);
 }
 
 function localFiles(): string[] {
@@ -54,7 +67,15 @@ async function plantOldBackup(daysAgo: number, state: Manifest['verification']['
     database: 'kennel_prod',
     runId: id,
     executionId: `planted-${daysAgo}`,
-    archive: { key, localPath, fileName, size: 11, sha256: '0'.repeat(64), format: 'plain', compression: 'zstd' },
+    archive: {
+      key,
+      localPath,
+      fileName,
+      size: 11,
+      sha256: '0'.repeat(64),
+      format: 'plain',
+      compression: 'zstd',
+    },
     window: { since: null, until },
     startedAt: until,
     finishedAt: until,
@@ -77,7 +98,10 @@ describe('full database backup, end to end', () => {
     const run = await runIn(world, { functionEnv: DEBUG_LOGS });
 
     expect(run.record.status).toBe('SUCCEEDED');
-    const output = run.record.output as { plan: { manifestKey: string; archiveKey: string }; prune: { removedFromS3: string[] } };
+    const output = run.record.output as {
+      plan: { manifestKey: string; archiveKey: string };
+      prune: { removedFromS3: string[] };
+    };
     const manifest = await world.catalog.readManifest(output.plan.manifestKey);
     expect(manifest.verification.state).toBe('verified');
     expect(manifest.verification.restoreTest?.state).toBe('passed');
@@ -115,9 +139,19 @@ describe('full database backup, end to end', () => {
     expect(localFiles()).toContain(manifest.archive.fileName);
 
     // The local history lists every state the execution went through.
-    const history = JSON.parse(readFileSync(run.record.historyFile, 'utf8')) as { events: { type: string; state?: { name: string } }[] };
+    const history = JSON.parse(readFileSync(run.record.historyFile, 'utf8')) as {
+      events: { type: string; state?: { name: string } }[];
+    };
     const visited = new Set(history.events.filter((e) => e.type === 'StateExited').map((e) => e.state?.name));
-    for (const state of ['PlanBackup', 'StartDump', 'CheckDump', 'VerifyArchive', 'RestoreTest', 'PruneBackups', 'CheckLocalPrune']) {
+    for (const state of [
+      'PlanBackup',
+      'StartDump',
+      'CheckDump',
+      'VerifyArchive',
+      'RestoreTest',
+      'PruneBackups',
+      'CheckLocalPrune',
+    ]) {
       expect(visited).toContain(state);
     }
     expect(run.alerts).toEqual([]);
@@ -138,12 +172,16 @@ describe('full database backup, end to end', () => {
     try {
       const run = await runIn(world);
       expect(run.record.status).toBe('SUCCEEDED');
-      const manifest = await world.catalog.readManifest((run.record.output as { plan: { manifestKey: string } }).plan.manifestKey);
+      const manifest = await world.catalog.readManifest(
+        (run.record.output as { plan: { manifestKey: string } }).plan.manifestKey,
+      );
       expect(manifest.verification.restoreTest?.state).toBe('passed');
     } finally {
       writing = false;
       await writes;
-      await writer.query("DELETE FROM payments WHERE amount = 9.99 AND method = 'cash' AND status = 'pending'");
+      await writer.query(
+        "DELETE FROM payments WHERE amount = 9.99 AND method = 'cash' AND status = 'pending'",
+      );
       await writer.end();
     }
   });
@@ -208,7 +246,9 @@ describe('every failure ends in an alert and a failed execution, with nothing ma
     const manifestKeyOfRun = JSON.stringify(run.record.events).match(/"manifestKey":"([^"]+)"/)?.[1] ?? '';
     const manifest = await world.catalog.readManifest(manifestKeyOfRun);
     expect(manifest.verification.state).toBe('failed');
-    expect(manifest.verification.detail).toMatch(/sha256 is [0-9a-f]{64}, the manifest says|does not decompress/);
+    expect(manifest.verification.detail).toMatch(
+      /sha256 is [0-9a-f]{64}, the manifest says|does not decompress/,
+    );
   });
 
   it('a restored table whose row count does not match', async () => {
@@ -243,7 +283,12 @@ describe('every failure ends in an alert and a failed execution, with nothing ma
 describe('bad input is refused before anything reaches the host', () => {
   it.each([
     ['a misspelt field', { databse: 'kennel_prod' }, 'InvalidInputError', 'databse'],
-    ['shell metacharacters in the database name', { database: 'kennel_prod; rm -rf /' }, 'InvalidInputError', 'database'],
+    [
+      'shell metacharacters in the database name',
+      { database: 'kennel_prod; rm -rf /' },
+      'InvalidInputError',
+      'database',
+    ],
     ['a quoted database name', { database: "x'$(touch /tmp/pwned)'" }, 'InvalidInputError', 'database'],
     ['input that is not an object', 'kennel_prod', 'InvalidInputError', 'expected object'],
     ['an unknown target', { target: 'replica' }, 'NotFoundError', 'the configured targets are: local'],
@@ -261,7 +306,9 @@ describe('bad input is refused before anything reaches the host', () => {
 describe('manifest', () => {
   it('records where the archive is, what it holds and who made it', async () => {
     const run = await runIn(world);
-    const plan = (run.record.output as { plan: { manifestKey: string; archiveKey: string; executionId: string } }).plan;
+    const plan = (
+      run.record.output as { plan: { manifestKey: string; archiveKey: string; executionId: string } }
+    ).plan;
     expect(plan.manifestKey).toBe(manifestKey(plan.archiveKey));
     const manifest = await world.catalog.readManifest(plan.manifestKey);
     expect(manifest.executionId).toBe(plan.executionId);
@@ -272,5 +319,41 @@ describe('manifest', () => {
     const local = readFileSync(manifest.archive.localPath);
     expect(local.length).toBe(manifest.archive.size);
     utimesSync(manifest.archive.localPath, new Date(), new Date());
+  });
+});
+
+describe('a database in docker compose', () => {
+  it('runs every PostgreSQL tool through `docker compose -f FILE exec -T SERVICE`', async () => {
+    // No Docker engine here: a stand-in `docker` checks the exact compose prefix,
+    // records it, and runs the tool as the db container would.
+    const bin = mkdtempSync(join(tmpdir(), 'kennel-backup-docker-'));
+    const log = join(bin, 'calls.log');
+    writeFileSync(
+      join(bin, 'docker'),
+      `#!/bin/bash
+[[ $1 == compose && $2 == -f && $3 == /opt/kennel/docker-compose.prod.yml && $4 == exec && $5 == -T && $6 == db ]] || { echo "unexpected docker call: $*" >&2; exit 64; }
+echo "\${*:7:1}" >>${JSON.stringify(log)}
+exec "\${@:7}"
+`,
+      { mode: 0o755 },
+    );
+    const targets = JSON.parse(world.env.functionEnv.BACKUP_TARGETS ?? '[]') as Record<string, unknown>[];
+    const docker = [
+      {
+        ...targets[0],
+        postgres: { mode: 'docker', composeFile: '/opt/kennel/docker-compose.prod.yml', service: 'db' },
+      },
+    ];
+    try {
+      const run = await runIn(world, {
+        functionEnv: { BACKUP_TARGETS: JSON.stringify(docker) },
+        hostEnv: { PATH: `${bin}:${world.env.hostEnv.PATH}` },
+      });
+      expect(run.record.status, run.record.cause).toBe('SUCCEEDED');
+      const tools = readFileSync(log, 'utf8').trim().split('\n');
+      expect(tools).toEqual(['psql', 'pg_dump', 'dropdb', 'createdb', 'psql']);
+    } finally {
+      rmSync(bin, { recursive: true, force: true });
+    }
   });
 });

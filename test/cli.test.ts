@@ -10,7 +10,10 @@ const CLI = join(import.meta.dirname, '..', 'local', 'cli.ts');
 let dataDir: string;
 let external: PostgresServer;
 
-function cli(args: string[], env: Record<string, string> = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+function cli(
+  args: string[],
+  env: Record<string, string> = {},
+): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
     const child = spawn(process.execPath, [CLI, ...args], {
       env: { ...process.env, KENNEL_BACKUP_DIR: dataDir, ...env },
@@ -42,10 +45,21 @@ describe('npm run local -- start database-backup', () => {
   it('runs the full backup on embedded defaults, prints progress and the output, and keeps the history', async () => {
     const run = await cli(['start', 'database-backup']);
     expect(run.code, run.stderr).toBe(0);
-    for (const state of ['PlanBackup', 'StartDump', 'CheckDump', 'VerifyArchive', 'RestoreTest', 'PruneBackups', 'BackupSucceeded']) {
+    for (const state of [
+      'PlanBackup',
+      'StartDump',
+      'CheckDump',
+      'VerifyArchive',
+      'RestoreTest',
+      'PruneBackups',
+      'BackupSucceeded',
+    ]) {
       expect(run.stderr).toMatch(new RegExp(`✓ ${state}\\s`));
     }
-    const output = JSON.parse(run.stdout) as { verification: { state: string }; restoreTest: { state: string } };
+    const output = JSON.parse(run.stdout) as {
+      verification: { state: string };
+      restoreTest: { state: string };
+    };
     expect(output.verification.state).toBe('verified');
     expect(output.restoreTest.state).toBe('passed');
     const historyFile = run.stderr.match(/history: (\S+\.json)/)?.[1] ?? '';

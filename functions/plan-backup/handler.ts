@@ -10,6 +10,11 @@ export const handler = middy()
   .use(injectLambdaContext(logger))
   .handler(async (event: unknown) => {
     const plan = planBackup(config, event);
-    logger.info('planned backup', { runId: plan.runId, target: plan.target, database: plan.database, key: plan.archiveKey });
+    logger.info('planned backup', {
+      runId: plan.runId,
+      target: plan.target,
+      database: plan.database,
+      key: plan.archiveKey,
+    });
     return plan;
   });

@@ -16,6 +16,10 @@ export const handler = middy()
   .handler(async (event: unknown) => {
     const { plan } = parseInput(z.object({ plan: planSchema }), event, 'The PruneBackups request');
     const result = await pruneRun(catalog, plan, new Date());
-    logger.info('pruned backups', { removed: result.removedFromS3.length, kept: result.kept, localFiles: result.localFiles.length });
+    logger.info('pruned backups', {
+      removed: result.removedFromS3.length,
+      kept: result.kept,
+      localFiles: result.localFiles.length,
+    });
     return result;
   });

@@ -28,6 +28,9 @@ export function createHandler(databaseUrl: DatabaseUrlProvider) {
 // Cached for five minutes by Powertools; the URL never leaves this function.
 export const handler = createHandler(async () => {
   const url = await getParameter(config.RESTORE_CHECK_DATABASE_URL_PARAMETER, { decrypt: true, maxAge: 300 });
-  if (!url) throw new ConfigError(`SSM parameter ${config.RESTORE_CHECK_DATABASE_URL_PARAMETER} is empty; store the restore-check database URL there.`);
+  if (!url)
+    throw new ConfigError(
+      `SSM parameter ${config.RESTORE_CHECK_DATABASE_URL_PARAMETER} is empty; store the restore-check database URL there.`,
+    );
   return url;
 });

@@ -13,7 +13,11 @@ export function createHandler(notify: Notifier) {
   return middy()
     .use(injectLambdaContext(logger))
     .handler(async (event: unknown) => {
-      const alert = formatAlert(parseInput(alertRequestSchema, event, 'The alert request'), config.STAGE, config.AWS_REGION);
+      const alert = formatAlert(
+        parseInput(alertRequestSchema, event, 'The alert request'),
+        config.STAGE,
+        config.AWS_REGION,
+      );
       let delivered = true;
       try {
         await notify(alert);
@@ -21,7 +25,11 @@ export function createHandler(notify: Notifier) {
         // The execution must still fail with the original error; an undelivered
         // alert is logged at error level for the log-based alarm to catch.
         delivered = false;
-        logger.error('alert not delivered', { workflow: alert.workflow, executionId: alert.executionId, reason: (error as Error).message });
+        logger.error('alert not delivered', {
+          workflow: alert.workflow,
+          executionId: alert.executionId,
+          reason: (error as Error).message,
+        });
       }
       return { error: alert.error, cause: `${alert.state}: ${alert.cause}`, state: alert.state, delivered };
     });
@@ -30,7 +38,10 @@ export function createHandler(notify: Notifier) {
 export const handler = createHandler(
   slackNotifier(async () => {
     const url = await getParameter(config.ALERT_WEBHOOK_PARAMETER, { decrypt: true, maxAge: 300 });
-    if (!url) throw new ConfigError(`SSM parameter ${config.ALERT_WEBHOOK_PARAMETER} is empty; store the Slack webhook URL there.`);
+    if (!url)
+      throw new ConfigError(
+        `SSM parameter ${config.ALERT_WEBHOOK_PARAMETER} is empty; store the Slack webhook URL there.`,
+      );
     return url;
   }),
 );

@@ -2,8 +2,8 @@ import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import middy from '@middy/core';
 import { createSsmClient } from '../../shared/clients.ts';
 import { getConfig } from '../../shared/config.ts';
-import { type HostCommands, ssmHostCommands } from '../../shared/host-commands.ts';
 import { startHostCommand } from '../../shared/host-command-stage.ts';
+import { type HostCommands, ssmHostCommands } from '../../shared/host-commands.ts';
 import { logger } from '../../shared/logger.ts';
 
 const config = getConfig();
@@ -13,7 +13,11 @@ export function createHandler(host: HostCommands) {
     .use(injectLambdaContext(logger))
     .handler(async (event: unknown) => {
       const command = await startHostCommand(config, host, event);
-      logger.info('host command sent', { script: command.script, commandId: command.commandId, target: command.target });
+      logger.info('host command sent', {
+        script: command.script,
+        commandId: command.commandId,
+        target: command.target,
+      });
       return command;
     });
 }

@@ -16,7 +16,11 @@ const catalog = new Catalog(s3, config.BACKUP_BUCKET);
 export const handler = middy()
   .use(injectLambdaContext(logger))
   .handler(async (event: unknown) => {
-    const { manifestKey } = parseInput(z.object({ manifestKey: objectKey }), event, 'The VerifyArchive request');
+    const { manifestKey } = parseInput(
+      z.object({ manifestKey: objectKey }),
+      event,
+      'The VerifyArchive request',
+    );
     const manifest = await verifyArchive(s3, catalog, config.BACKUP_BUCKET, manifestKey);
     logger.info('archive verified', { key: manifest.archive.key, size: manifest.archive.size });
     return {

@@ -1,14 +1,14 @@
-import { GetObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { GetObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { vi } from 'vitest';
-import { Catalog } from '../../shared/catalog.ts';
-import { createS3Client } from '../../shared/clients.ts';
-import { parseConfig } from '../../shared/config.ts';
 import { type LocalEnvironment, psql, startLocalEnvironment } from '../../local/environment.ts';
 import { type LocalHost, localHost } from '../../local/host.ts';
 import { type ExecutionRecord, type RunOptions, runWorkflow } from '../../local/runner.ts';
+import { Catalog } from '../../shared/catalog.ts';
+import { createS3Client } from '../../shared/clients.ts';
+import { parseConfig } from '../../shared/config.ts';
 
 /** One local world per test file: a seeded PostgreSQL, a local S3, a host directory. */
 export interface TestWorld {
@@ -69,8 +69,19 @@ export async function runIn(
   let record: ExecutionRecord;
   try {
     record = await runWorkflow(
-      { workflow: 'database-backup', input: {}, historyDir: world.env.paths.historyDir, waitMs: 100, ...runOptions },
-      { host, databaseUrl: world.env.postgres.url, alertsFile: world.env.paths.alertsFile, print: (l) => printed.push(l) },
+      {
+        workflow: 'database-backup',
+        input: {},
+        historyDir: world.env.paths.historyDir,
+        waitMs: 100,
+        ...runOptions,
+      },
+      {
+        host,
+        databaseUrl: world.env.postgres.url,
+        alertsFile: world.env.paths.alertsFile,
+        print: (l) => printed.push(l),
+      },
     );
   } finally {
     spy.mockRestore();
@@ -104,9 +115,16 @@ function safeRead(file: string): string {
 
 export async function getBytes(s3: S3Client, bucket: string, key: string): Promise<Buffer> {
   const object = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
-  return Buffer.from(await (object.Body as { transformToByteArray(): Promise<Uint8Array> }).transformToByteArray());
+  return Buffer.from(
+    await (object.Body as { transformToByteArray(): Promise<Uint8Array> }).transformToByteArray(),
+  );
 }
 
-export async function putBytes(s3: S3Client, bucket: string, key: string, body: Buffer | string): Promise<void> {
+export async function putBytes(
+  s3: S3Client,
+  bucket: string,
+  key: string,
+  body: Buffer | string,
+): Promise<void> {
   await s3.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: body }));
 }

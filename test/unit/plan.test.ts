@@ -7,7 +7,12 @@ const config = parseConfig({
   BACKUP_BUCKET: 'kennel-backups-prod',
   BACKUP_TARGETS: JSON.stringify([
     { name: 'primary', tag: { key: 'kennel-backup-target', value: 'db' }, database: 'kennel_prod' },
-    { name: 'reporting', instanceIds: ['i-0123456789abcdef0'], database: 'kennel_reports', backupDir: '/srv/backup' },
+    {
+      name: 'reporting',
+      instanceIds: ['i-0123456789abcdef0'],
+      database: 'kennel_reports',
+      backupDir: '/srv/backup',
+    },
   ]),
   ALERT_WEBHOOK_PARAMETER: '/kennel-backup/prod/alert-webhook-url',
   RESTORE_CHECK_DATABASE_URL_PARAMETER: '/kennel-backup/prod/restore-check-database-url',
@@ -24,7 +29,9 @@ describe('planBackup', () => {
     expect(plan.target).toBe('primary');
     expect(plan.database).toBe('kennel_prod');
     expect(plan.runId).toMatch(/^20261126T020000Z_[0-9a-f]{8}$/);
-    expect(plan.archiveKey).toBe(`database/full/kennel_prod/2026/11/26/kennel_prod_full_${plan.runId}.sql.zst`);
+    expect(plan.archiveKey).toBe(
+      `database/full/kennel_prod/2026/11/26/kennel_prod_full_${plan.runId}.sql.zst`,
+    );
     expect(plan.manifestKey).toBe(`${plan.archiveKey}.manifest.json`);
     expect(plan.localDir).toBe('/opt/backup/database/full/kennel_prod');
     expect(plan.scratchDatabase).toBe(`kb_restore_test_${plan.runId.toLowerCase()}`);
@@ -33,7 +40,11 @@ describe('planBackup', () => {
 
   it('takes the target and database from the input', () => {
     const plan = planBackup(config, request({ target: 'reporting', database: 'kennel_archive' }));
-    expect(plan).toMatchObject({ target: 'reporting', database: 'kennel_archive', localDir: '/srv/backup/database/full/kennel_archive' });
+    expect(plan).toMatchObject({
+      target: 'reporting',
+      database: 'kennel_archive',
+      localDir: '/srv/backup/database/full/kennel_archive',
+    });
   });
 
   it('gives two executions started in the same second different keys', () => {
@@ -57,7 +68,9 @@ describe('planBackup', () => {
 
   it('names the configured targets when the input names another', () => {
     expect(() => planBackup(config, request({ target: 'replica' }))).toThrow(NotFoundError);
-    expect(() => planBackup(config, request({ target: 'replica' }))).toThrow('the configured targets are: primary, reporting');
+    expect(() => planBackup(config, request({ target: 'replica' }))).toThrow(
+      'the configured targets are: primary, reporting',
+    );
   });
 });
 
@@ -68,14 +81,25 @@ describe('parseConfig', () => {
       parseConfig({ BACKUP_TARGETS: '[not json' });
     } catch (error) {
       const message = (error as Error).message;
-      for (const name of ['BACKUP_BUCKET', 'BACKUP_TARGETS', 'ALERT_WEBHOOK_PARAMETER', 'RESTORE_CHECK_DATABASE_URL_PARAMETER']) {
+      for (const name of [
+        'BACKUP_BUCKET',
+        'BACKUP_TARGETS',
+        'ALERT_WEBHOOK_PARAMETER',
+        'RESTORE_CHECK_DATABASE_URL_PARAMETER',
+      ]) {
         expect(message).toContain(name);
       }
     }
   });
 
   it('refuses a target with both or neither of instanceIds and tag', () => {
-    const base = { BACKUP_BUCKET: 'b-b-b', ALERT_WEBHOOK_PARAMETER: '/a', RESTORE_CHECK_DATABASE_URL_PARAMETER: '/b' };
-    expect(() => parseConfig({ ...base, BACKUP_TARGETS: JSON.stringify([{ name: 'x', database: 'd' }]) })).toThrow(/instanceIds or tag/);
+    const base = {
+      BACKUP_BUCKET: 'b-b-b',
+      ALERT_WEBHOOK_PARAMETER: '/a',
+      RESTORE_CHECK_DATABASE_URL_PARAMETER: '/b',
+    };
+    expect(() =>
+      parseConfig({ ...base, BACKUP_TARGETS: JSON.stringify([{ name: 'x', database: 'd' }]) }),
+    ).toThrow(/instanceIds or tag/);
   });
 });

@@ -54,6 +54,9 @@ describe('retention of full backups', () => {
 
   it('keeps everything when nothing is old, and removes every expired copy when none is verified', () => {
     expect(expired([backup(1), backup(2)], NOW, 30)).toEqual([]);
-    expect(ages(expired([backup(31, 'failed'), backup(35, 'unverified')], NOW, 30))).toEqual(['e-31', 'e-35']);
+    expect(ages(expired([backup(31, 'failed'), backup(35, 'unverified')], NOW, 30))).toEqual([
+      'e-31',
+      'e-35',
+    ]);
   });
 });

@@ -10,7 +10,7 @@ describe('shellQuote', () => {
     '`id`',
     'a b\tc\nd',
     '; rm -rf / #',
-    "'\"\\$*?[]{}|&<>",
+    '\'"\\$*?[]{}|&<>',
     '',
     'ünïcødé 🐕',
   ])('bash reads %j back unchanged', (value) => {
@@ -26,7 +26,10 @@ describe('shellQuote', () => {
 
 describe('renderScript', () => {
   it('renders a script that bash parses, with the parameters as quoted assignments', () => {
-    const script = renderScript('prune-local', { KB_LOCAL_DIR: '/opt/backup/x', KB_FILES: "a.sql.zst b'c.sql.zst" });
+    const script = renderScript('prune-local', {
+      KB_LOCAL_DIR: '/opt/backup/x',
+      KB_FILES: "a.sql.zst b'c.sql.zst",
+    });
     expect(script.startsWith('#!/bin/bash\n')).toBe(true);
     expect(script).toContain("KB_FILES='a.sql.zst b'\\''c.sql.zst'");
     expect(spawnSync('bash', ['-n'], { input: script }).status).toBe(0);
