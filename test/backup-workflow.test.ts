@@ -243,6 +243,8 @@ describe('every failure ends in an alert and a failed execution, with nothing ma
       },
     });
     await expectFailure(run, 'VerifyArchive', 'ArchiveCorruptError');
+    // A corrupt archive is terminal: retrying cannot mend it.
+    expect(run.record.events.filter((e) => e.type === 'StateRetried')).toEqual([]);
     const manifestKeyOfRun = JSON.stringify(run.record.events).match(/"manifestKey":"([^"]+)"/)?.[1] ?? '';
     const manifest = await world.catalog.readManifest(manifestKeyOfRun);
     expect(manifest.verification.state).toBe('failed');
@@ -277,6 +279,26 @@ describe('every failure ends in an alert and a failed execution, with nothing ma
     expect(run.alerts[0]?.cause).toMatch(/Could not connect to the endpoint URL|Connection refused/i);
     // The host keeps no copy of an archive that never reached S3.
     expect(localFiles()).toEqual(before);
+  });
+});
+
+describe('transient errors are retried', () => {
+  it('a TransientError in a stage is retried and the backup still succeeds', async () => {
+    let attempts = 0;
+    const run = await runIn(world, {
+      beforeTask: async (state) => {
+        if (state !== 'VerifyArchive') return;
+        attempts += 1;
+        if (attempts === 1) {
+          throw Object.assign(new Error('S3 answered 503 Slow Down'), { name: 'TransientError' });
+        }
+      },
+    });
+    expect(run.record.status).toBe('SUCCEEDED');
+    expect(attempts).toBe(2);
+    const retried = run.record.events.filter((e) => e.type === 'StateRetried');
+    expect(retried.map((e) => (e as { state?: { name: string } }).state?.name)).toEqual(['VerifyArchive']);
+    expect(run.alerts).toEqual([]);
   });
 });
 

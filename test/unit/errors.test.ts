@@ -1,0 +1,49 @@
+import { HeadBucketCommand } from '@aws-sdk/client-s3';
+import { describe, expect, it } from 'vitest';
+import { Catalog } from '../../shared/catalog.ts';
+import { createS3Client } from '../../shared/clients.ts';
+import { parseConfig } from '../../shared/config.ts';
+import { classifyAwsError, HostCommandFailedError, TransientError } from '../../shared/errors.ts';
+
+// Public dummy keys: the request never leaves this machine.
+Object.assign(process.env, { AWS_ACCESS_KEY_ID: 'S3RVER', AWS_SECRET_ACCESS_KEY: 'S3RVER' });
+
+const config = parseConfig({
+  BACKUP_BUCKET: 'kennel-backups-test',
+  BACKUP_TARGETS: JSON.stringify([
+    { name: 'primary', instanceIds: ['i-0123456789abcdef0'], database: 'kennel_prod' },
+  ]),
+  ALERT_WEBHOOK_PARAMETER: '/a',
+  RESTORE_CHECK_DATABASE_URL_PARAMETER: '/b',
+  S3_ENDPOINT_URL: 'http://127.0.0.1:1',
+});
+
+describe('error classes', () => {
+  it('carry their own name, for Retry and Catch, and keep the cause', () => {
+    const cause = new Error('root');
+    const error = new HostCommandFailedError('failed', { cause });
+    expect(error.name).toBe('HostCommandFailedError');
+    expect(error.cause).toBe(cause);
+  });
+
+  it('an S3 that does not answer is a TransientError the workflow retries', async () => {
+    const s3 = createS3Client(config);
+    const failure = await s3
+      .send(new HeadBucketCommand({ Bucket: config.BACKUP_BUCKET }))
+      .catch((e: unknown) => e);
+    const classified = classifyAwsError(failure, 'Checking the bucket');
+    expect(classified).toBeInstanceOf(TransientError);
+    expect(classified.message).toMatch(/^Checking the bucket failed \(ECONNREFUSED\)/);
+    await expect(new Catalog(s3, config.BACKUP_BUCKET).list('full', 'kennel_prod')).rejects.toBeInstanceOf(
+      TransientError,
+    );
+  });
+
+  it('passes other errors on unchanged', () => {
+    const denied = Object.assign(new Error('Access Denied'), {
+      name: 'AccessDenied',
+      $metadata: { httpStatusCode: 403 },
+    });
+    expect(classifyAwsError(denied, 'x')).toBe(denied);
+  });
+});
