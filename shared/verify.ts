@@ -47,10 +47,9 @@ export async function readArchive(body: Readable, manifest: Manifest): Promise<A
   try {
     await pipeline(body, meter, CODECS[manifest.archive.compression].createDecompressor(), sink);
   } catch (error) {
-    if (
-      (error as { code?: string }).code?.startsWith('Z_') ||
-      (error as { errno?: number }).errno !== undefined
-    ) {
+    // zlib reports damaged gzip as Z_* and damaged zstd as ZSTD_error_*; anything
+    // else (a reset connection, say) says nothing about the archive.
+    if (/^(Z_|ZSTD_error_)/.test((error as { code?: string }).code ?? '')) {
       throw new ArchiveCorruptError(
         `The archive ${manifest.archive.key} does not decompress (${(error as Error).message}); the archive is damaged. Take a new backup and restore from an older verified one if needed.`,
         { cause: error },

@@ -1,0 +1,83 @@
+import { createHash } from 'node:crypto';
+import { Readable } from 'node:stream';
+import { gzipSync, zstdCompressSync } from 'node:zlib';
+import { describe, expect, it } from 'vitest';
+import type { Manifest } from '../../shared/manifest.ts';
+import { archiveProblems, readArchive } from '../../shared/verify.ts';
+
+const DUMP = [
+  '--',
+  '-- PostgreSQL database dump',
+  '--',
+  '',
+  '\\restrict abc',
+  ...Array.from({ length: 5000 }, (_, i) => `INSERT INTO t VALUES (${i});`),
+  '--',
+  '-- PostgreSQL database dump complete',
+  '--',
+  '',
+  '\\unrestrict abc',
+  '',
+].join('\n');
+
+function manifestFor(bytes: Buffer, compression: 'zstd' | 'gzip'): Manifest {
+  return {
+    archive: { key: 'database/full/x.sql', size: bytes.length, sha256: createHash('sha256').update(bytes).digest('hex'), compression },
+  } as Manifest;
+}
+
+describe('readArchive and archiveProblems', () => {
+  it.each([
+    ['zstd', zstdCompressSync],
+    ['gzip', gzipSync],
+  ] as const)('accept a complete %s dump whose size and sha256 match', async (codec, compress) => {
+    const bytes = compress(Buffer.from(DUMP));
+    const manifest = manifestFor(bytes, codec);
+    const facts = await readArchive(Readable.from([bytes.subarray(0, 100), bytes.subarray(100)]), manifest);
+    expect(facts.uncompressedSize).toBe(Buffer.byteLength(DUMP));
+    expect(archiveProblems(facts, manifest)).toEqual([]);
+  });
+
+  it('name a dump cut short before its closing line, and a wrong size and sha256', async () => {
+    const truncated = zstdCompressSync(Buffer.from(DUMP.slice(0, DUMP.indexOf('-- PostgreSQL database dump complete'))));
+    const manifest = manifestFor(zstdCompressSync(Buffer.from(DUMP)), 'zstd');
+    const problems = archiveProblems(await readArchive(Readable.from([truncated]), manifest), manifest);
+    expect(problems).toEqual([
+      expect.stringMatching(/^size is \d+ bytes, the manifest says \d+$/),
+      expect.stringMatching(/^sha256 is [0-9a-f]{64}, the manifest says [0-9a-f]{64}$/),
+      'the dump is truncated: its closing line is missing',
+    ]);
+  });
+
+  it('name something that is not a PostgreSQL dump', async () => {
+    const bytes = zstdCompressSync(Buffer.from('hello\n-- PostgreSQL database dump complete\n'));
+    const manifest = manifestFor(bytes, 'zstd');
+    expect(archiveProblems(await readArchive(Readable.from([bytes]), manifest), manifest)).toEqual([
+      'it does not start as a PostgreSQL plain-format dump',
+    ]);
+  });
+
+  it.each([
+    ['zstd', zstdCompressSync],
+    ['gzip', gzipSync],
+  ] as const)('call damaged %s data corrupt', async (codec, compress) => {
+    const bytes = compress(Buffer.from(DUMP));
+    bytes[Math.floor(bytes.length / 2)] = (bytes[Math.floor(bytes.length / 2)] ?? 0) ^ 0xff;
+    bytes[bytes.length - 9] = (bytes[bytes.length - 9] ?? 0) ^ 0xff;
+    const result = await readArchive(Readable.from([bytes.subarray(0, bytes.length - 5)]), manifestFor(bytes, codec)).catch(
+      (e: unknown) => e as Error,
+    );
+    expect(result).toMatchObject({ name: 'ArchiveCorruptError' });
+  });
+
+  it('do not call an archive corrupt when the connection breaks', async () => {
+    const bytes = zstdCompressSync(Buffer.from(DUMP));
+    const broken = new Readable({
+      read() {
+        this.destroy(Object.assign(new Error('socket hang up'), { code: 'ECONNRESET' }));
+      },
+    });
+    const result = await readArchive(broken, manifestFor(bytes, 'zstd')).catch((e: unknown) => e as Error);
+    expect(result).toMatchObject({ name: 'TransientError' });
+  });
+});
