@@ -74,7 +74,8 @@ export function archiveProblems(facts: ArchiveFacts, manifest: Manifest): string
     problems.push(`size is ${facts.size} bytes, the manifest says ${manifest.archive.size}`);
   if (facts.sha256 !== manifest.archive.sha256)
     problems.push(`sha256 is ${facts.sha256}, the manifest says ${manifest.archive.sha256}`);
-  if (!facts.header.includes(DUMP_HEADER))
+  // pg_dump opens with exactly `--`, `-- PostgreSQL database dump`, `--`.
+  if (facts.header.split('\n')[1] !== DUMP_HEADER)
     problems.push('it does not start as a PostgreSQL plain-format dump');
   if (!facts.trailer.includes(DUMP_TRAILER))
     problems.push('the dump is truncated: its closing line is missing');
