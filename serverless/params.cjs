@@ -14,7 +14,7 @@ async function param(resolveVariable, name) {
   return value == null ? '' : String(value).trim();
 }
 
-/** BACKUP_TARGETS: the `backupTargets` param, or one target found by tag on the `database` param's host. */
+/** BACKUP_TARGETS: the `backupTargets` param, or one target: the instance tagged kennel-backup-target=<targetTagValue>, backing up <database>. */
 async function targetsText(resolveVariable) {
   const given = await param(resolveVariable, 'backupTargets');
   if (given) return given;
@@ -22,7 +22,9 @@ async function targetsText(resolveVariable) {
     param(resolveVariable, 'database'),
     param(resolveVariable, 'targetTagValue'),
   ]);
-  return JSON.stringify([{ name: 'kennel-db', tag: { key: 'kennel-backup-target', value: tagValue }, database }]);
+  return JSON.stringify([
+    { name: 'kennel-db', tag: { key: 'kennel-backup-target', value: tagValue }, database },
+  ]);
 }
 
 async function checkedTargets(resolveVariable) {
@@ -66,11 +68,12 @@ module.exports = {
       {
         Effect: 'Allow',
         Action: ['ssm:SendCommand'],
-        Resource: [{ 'Fn::Sub': 'arn:${AWS::Partition}:ssm:${AWS::Region}::document/AWS-RunShellScript' }],
+        Resource: [{ 'Fn::Sub': `arn:\${AWS::Partition}:ssm:\${AWS::Region}::document/AWS-RunShellScript` }],
       },
     ];
     const ids = [...new Set(targets.flatMap((t) => t.instanceIds ?? []))];
-    if (ids.length > 0) statements.push({ Effect: 'Allow', Action: ['ssm:SendCommand'], Resource: ids.map(instanceArn) });
+    if (ids.length > 0)
+      statements.push({ Effect: 'Allow', Action: ['ssm:SendCommand'], Resource: ids.map(instanceArn) });
     const tagValues = new Map();
     for (const { tag } of targets) {
       if (tag) tagValues.set(tag.key, [...new Set([...(tagValues.get(tag.key) ?? []), tag.value])]);
@@ -79,7 +82,7 @@ module.exports = {
       statements.push({
         Effect: 'Allow',
         Action: ['ssm:SendCommand'],
-        Resource: [{ 'Fn::Sub': 'arn:${AWS::Partition}:ec2:${AWS::Region}:${AWS::AccountId}:instance/*' }],
+        Resource: [{ 'Fn::Sub': `arn:\${AWS::Partition}:ec2:\${AWS::Region}:\${AWS::AccountId}:instance/*` }],
         Condition: { StringEquals: { [`ssm:resourceTag/${key}`]: values } },
       });
     }
@@ -92,7 +95,11 @@ module.exports = {
    * one without the other is a mistake. `false` is osls's "no VPC".
    */
   restoreTestVpc: async ({ resolveVariable }) => {
-    const split = (s) => s.split(',').map((x) => x.trim()).filter(Boolean);
+    const split = (s) =>
+      s
+        .split(',')
+        .map((x) => x.trim())
+        .filter(Boolean);
     const subnetIds = split(await param(resolveVariable, 'restoreTestSubnetIds'));
     const securityGroupIds = split(await param(resolveVariable, 'restoreTestSecurityGroupIds'));
     if (subnetIds.length === 0 && securityGroupIds.length === 0) return false;
@@ -100,10 +107,14 @@ module.exports = {
       ...(subnetIds.length === 0 ? ['restoreTestSubnetIds is empty'] : []),
       ...(securityGroupIds.length === 0 ? ['restoreTestSecurityGroupIds is empty'] : []),
       ...subnetIds.filter((id) => !SUBNET_ID.test(id)).map((id) => `"${id}" is not a subnet id`),
-      ...securityGroupIds.filter((id) => !SECURITY_GROUP_ID.test(id)).map((id) => `"${id}" is not a security group id`),
+      ...securityGroupIds
+        .filter((id) => !SECURITY_GROUP_ID.test(id))
+        .map((id) => `"${id}" is not a security group id`),
     ];
     if (bad.length > 0) {
-      throw new Error(`restoreTest's VPC params are malformed (give both, comma-separated): ${bad.join('; ')}`);
+      throw new Error(
+        `restoreTest's VPC params are malformed (give both, comma-separated): ${bad.join('; ')}`,
+      );
     }
     return { subnetIds, securityGroupIds };
   },
