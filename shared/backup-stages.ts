@@ -2,7 +2,7 @@ import type { Catalog } from './catalog.ts';
 import type { Manifest } from './manifest.ts';
 import type { Plan } from './plan.ts';
 import { checkRestoredDatabase, type RestoreCheck } from './restore-check.ts';
-import { expired, RETENTION } from './retention.ts';
+import { baseOfIncrementals, expired, RETENTION } from './retention.ts';
 
 /**
  * Checks the scratch database restored from this run's archive and records the
@@ -54,11 +54,22 @@ export interface PruneResult {
   localFiles: string[];
 }
 
-/** Applies the retention table to one database's full backups. */
+/**
+ * Applies the retention table to one database's backups of the plan's kind. A
+ * full backup that a kept incremental builds on is kept too, however old.
+ */
 export async function pruneRun(catalog: Catalog, plan: Plan, now: Date): Promise<PruneResult> {
   const rule = RETENTION[plan.kind];
   const manifests = await catalog.list(plan.kind, plan.database);
-  const fromS3 = expired(manifests, now, rule.s3Days);
+  let chainBase: Manifest[] = [];
+  if (plan.kind === 'full') {
+    const incrementals = await catalog.list('incremental', plan.database);
+    const kept = incrementals.filter(
+      (m) => !expired(incrementals, now, RETENTION.incremental.s3Days).includes(m),
+    );
+    chainBase = [baseOfIncrementals(manifests, kept)].filter((m): m is Manifest => m !== undefined);
+  }
+  const fromS3 = expired(manifests, now, rule.s3Days, chainBase);
   await catalog.remove(fromS3);
   return {
     removedFromS3: fromS3.map((m) => m.archive.key),

@@ -35,6 +35,8 @@ export function hostScriptParams(
     case 'database-backup':
       return {
         ...postgresParams(target),
+        KB_KIND: plan.kind,
+        KB_SINCE: plan.since ?? '',
         KB_DATABASE: plan.database,
         KB_EXCLUDE_TABLES: config.EXCLUDED_TABLES.join(' '),
         KB_BUCKET: plan.bucket,

@@ -7,9 +7,15 @@ import { CODECS, type CodecName } from './codecs.ts';
  * and every archive's manifest sits beside it at `<archive key>.manifest.json`.
  */
 
-export type BackupKind = 'full';
+/** The database family's kinds; one workflow takes the kind as input. */
+export const DATABASE_KINDS = ['full', 'incremental', 'transaction-logs'] as const;
+export type BackupKind = (typeof DATABASE_KINDS)[number];
 
-export const KIND_PREFIX: Record<BackupKind, string> = { full: 'database/full' };
+export const KIND_PREFIX: Record<BackupKind, string> = {
+  full: 'database/full',
+  incremental: 'database/incremental',
+  'transaction-logs': 'database/transaction-logs',
+};
 
 /** Prefixes the DB host may write to (and nothing else). */
 export const HOST_WRITE_PREFIXES = ['database/'] as const;

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { CODEC_NAMES } from './codecs.ts';
 import { fileName, hostPath, objectKey, sha256Hex, sqlIdentifier, targetName } from './identifiers.ts';
+import { DATABASE_KINDS } from './keys.ts';
 
 /**
  * The manifest beside every archive. The host writes it after the upload; the
@@ -10,7 +11,7 @@ import { fileName, hostPath, objectKey, sha256Hex, sqlIdentifier, targetName } f
  */
 export const manifestSchema = z.object({
   version: z.literal(1),
-  kind: z.enum(['full']),
+  kind: z.enum(DATABASE_KINDS),
   target: targetName,
   database: sqlIdentifier,
   runId: z.string().regex(/^\d{8}T\d{6}Z_[0-9a-f]{8}$/),
@@ -21,7 +22,8 @@ export const manifestSchema = z.object({
     fileName,
     size: z.number().int().nonnegative(),
     sha256: sha256Hex,
-    format: z.literal('plain'),
+    /** `plain`: pg_dump's SQL; `changes`: COPY blocks of rows in the window, each wrapped in its upsert. */
+    format: z.enum(['plain', 'changes']),
     compression: z.enum(CODEC_NAMES),
   }),
   /** The data the archive holds: as of `until`, the database server's clock inside the dump's snapshot. */
@@ -35,6 +37,20 @@ export const manifestSchema = z.object({
   excludedTables: z.array(sqlIdentifier),
   /** Exact row counts per `schema.table`, counted in the dump's own snapshot. */
   tables: z.record(z.string(), z.number().int().nonnegative()),
+  /**
+   * How an incremental or log archive chose its rows (null for a full dump):
+   * tables with the window column give the rows in the window, tables without it
+   * are copied whole (incremental), the rest are not captured. Deleted rows are
+   * never captured by this method.
+   */
+  capture: z
+    .object({
+      changedRows: z.array(z.string()),
+      wholeTables: z.array(z.string()),
+      notCaptured: z.array(z.string()),
+    })
+    .nullable()
+    .default(null),
   verification: z.object({
     state: z.enum(['unverified', 'verified', 'failed']),
     checkedAt: z.iso.datetime({ offset: true }).optional(),

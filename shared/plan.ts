@@ -1,15 +1,28 @@
 import { z } from 'zod';
+import type { Catalog } from './catalog.ts';
 import { CODEC_NAMES, DEFAULT_CODEC } from './codecs.ts';
 import { type Config, findTarget } from './config.ts';
 import { InvalidInputError, NotFoundError } from './errors.ts';
 import { fileName, hostPath, objectKey, sqlIdentifier, targetName } from './identifiers.ts';
-import { archiveFileName, archiveKey, manifestKey, runId, scratchDatabase } from './keys.ts';
+import {
+  archiveFileName,
+  archiveKey,
+  type BackupKind,
+  DATABASE_KINDS,
+  manifestKey,
+  runId,
+  scratchDatabase,
+} from './keys.ts';
+import type { Manifest } from './manifest.ts';
 
 /** What an operator or a schedule may pass to a backup execution; every field is optional. */
 export const backupInputSchema = z
   .object({
+    kind: z.enum(DATABASE_KINDS).optional(),
     target: targetName.optional(),
     database: sqlIdentifier.optional(),
+    /** Start of an incremental or log window given by hand; it may not overlap a backup in the catalog. */
+    since: z.iso.datetime({ offset: true }).optional(),
   })
   .strict();
 
@@ -22,7 +35,9 @@ export const planRequestSchema = z.object({
 
 /** One run of a backup workflow, decided once by PlanBackup and carried through the execution. */
 export const planSchema = z.object({
-  kind: z.literal('full'),
+  kind: z.enum(DATABASE_KINDS),
+  /** Start of the window (inclusive) for incremental and log backups; null for a full one or a first log backup. */
+  since: z.iso.datetime({ offset: true }).nullable(),
   target: targetName,
   database: sqlIdentifier,
   runId: z.string().regex(/^\d{8}T\d{6}Z_[0-9a-f]{8}$/),
@@ -49,7 +64,51 @@ export function parseInput<T extends z.ZodType>(schema: T, value: unknown, what:
   );
 }
 
-export function planBackup(config: Config, request: unknown): Plan {
+/** The kinds whose verified backups carry a kind's watermark forward. */
+const CHAIN: Record<BackupKind, BackupKind[]> = {
+  full: [],
+  incremental: ['full', 'incremental'],
+  'transaction-logs': ['transaction-logs'],
+};
+
+/**
+ * Where the next window starts: the `until` of the newest verified backup of the
+ * chain (never `now() - interval`), so a failed, late or skipped run leaves no
+ * gap. A start given by hand may not overlap that backup.
+ */
+export async function windowStart(
+  catalog: Catalog,
+  kind: BackupKind,
+  database: string,
+  given: string | undefined,
+  now: Date,
+): Promise<string | null> {
+  if (kind === 'full') {
+    if (given !== undefined)
+      throw new InvalidInputError(
+        'A full backup takes no "since": it holds the whole database. Leave it out; nothing was started.',
+      );
+    return null;
+  }
+  const chain = (await Promise.all(CHAIN[kind].map((k) => catalog.list(k, database)))).flat();
+  const latest = chain
+    .filter((m) => m.verification.state === 'verified')
+    .reduce<Manifest | undefined>((a, m) => (!a || m.window.until > a.window.until ? m : a), undefined);
+  if (given === undefined) return latest?.window.until ?? null;
+  const since = new Date(given);
+  if (since > now)
+    throw new InvalidInputError(
+      `"since" ${given} is in the future; give a time in the past or leave it out. Nothing was started.`,
+    );
+  if (latest && since < new Date(latest.window.until)) {
+    throw new InvalidInputError(
+      `"since" ${given} overlaps the ${latest.kind} backup ${latest.archive.key}, which holds the data up to ${latest.window.until}. Start at ${latest.window.until} or later, or leave "since" out to continue from there. Nothing was started.`,
+    );
+  }
+  return since.toISOString();
+}
+
+export async function planBackup(config: Config, catalog: Catalog, request: unknown): Promise<Plan> {
   const { input, executionId, startedAt } = parseInput(planRequestSchema, request, 'The PlanBackup request');
   const wanted = parseInput(backupInputSchema, input ?? {}, 'The execution input');
   const defaultTarget = config.BACKUP_TARGETS[0];
@@ -58,13 +117,16 @@ export function planBackup(config: Config, request: unknown): Plan {
     const known = config.BACKUP_TARGETS.map((t) => t.name).join(', ');
     throw new NotFoundError(`Unknown target "${wanted.target}"; the configured targets are: ${known}.`);
   }
+  const kind = wanted.kind ?? 'full';
   const database = wanted.database ?? target.database;
   const iso = new Date(startedAt).toISOString();
+  const since = await windowStart(catalog, kind, database, wanted.since, new Date(iso));
   const id = runId(iso, executionId);
-  const file = archiveFileName(database, 'full', id, DEFAULT_CODEC);
-  const key = archiveKey('full', database, iso, file);
+  const file = archiveFileName(database, kind, id, DEFAULT_CODEC);
+  const key = archiveKey(kind, database, iso, file);
   return {
-    kind: 'full',
+    kind,
+    since,
     target: target.name,
     database,
     runId: id,
@@ -74,7 +136,7 @@ export function planBackup(config: Config, request: unknown): Plan {
     archiveKey: key,
     manifestKey: manifestKey(key),
     fileName: file,
-    localDir: `${target.backupDir}/database/full/${database}`,
+    localDir: `${target.backupDir}/database/${kind}/${database}`,
     scratchDatabase: scratchDatabase(id),
     codec: DEFAULT_CODEC,
   };

@@ -1,4 +1,4 @@
-import type { BackupKind } from './keys.ts';
+import { type BackupKind, KIND_PREFIX } from './keys.ts';
 import type { Manifest } from './manifest.ts';
 
 /**
@@ -7,6 +7,11 @@ import type { Manifest } from './manifest.ts';
  */
 export const RETENTION: Record<BackupKind, { s3Days: number; localDays: number }> = {
   full: { s3Days: 30, localDays: 7 },
+  incremental: { s3Days: 7, localDays: 7 },
+  // The full dump leaves the audit and session logs out, so these archives are
+  // their only copy: audit data is kept 7 years in S3 (the compliance class);
+  // the source document's 24 hours applies to the host's copies.
+  'transaction-logs': { s3Days: 7 * 365, localDays: 1 },
 };
 
 const DAY_MS = 86_400_000;
@@ -25,10 +30,30 @@ export function newestVerified(manifests: readonly Manifest[]): Manifest | undef
  * The backups older than `days` at `now`, by the time their data was taken,
  * except the newest verified one.
  */
-export function expired(manifests: readonly Manifest[], now: Date, days: number): Manifest[] {
-  const keep = newestVerified(manifests);
+export function expired(
+  manifests: readonly Manifest[],
+  now: Date,
+  days: number,
+  alsoKeep: readonly Manifest[] = [],
+): Manifest[] {
+  const keep = new Set([newestVerified(manifests), ...alsoKeep]);
   const cutoff = now.getTime() - days * DAY_MS;
-  return manifests.filter((m) => m !== keep && Date.parse(m.window.until) < cutoff);
+  return manifests.filter((m) => !keep.has(m) && Date.parse(m.window.until) < cutoff);
+}
+
+/**
+ * The full backup that the oldest incremental still kept builds on: the newest
+ * verified full taken at or before that incremental's window starts. A restore
+ * of any kept incremental needs it, however old.
+ */
+export function baseOfIncrementals(
+  fulls: readonly Manifest[],
+  keptIncrementals: readonly Manifest[],
+): Manifest | undefined {
+  const starts = keptIncrementals.map((m) => m.window.since).filter((s): s is string => s !== null);
+  const [oldest] = starts.sort(); // ISO 8601 times sort as text
+  if (oldest === undefined) return undefined;
+  return newestVerified(fulls.filter((f) => f.window.until <= oldest));
 }
 
 /** Storage classes the lifecycle moves archives to, cheapest last. */
@@ -75,21 +100,24 @@ export interface LifecycleRule {
  * the prune stage, which keeps the newest verified backup however old it is. A
  * lifecycle expiry cannot read manifests; after a month of failed backups it would
  * delete the last good one. Pruning leaves delete markers (the bucket is
- * versioned): the noncurrent versions are kept as long as the longest retention, so
+ * versioned): the noncurrent versions are kept as long as the kind's retention, so
  * a wrong prune can be undone for that long, and the markers left without versions
  * are then removed.
  */
 export function lifecycleRules(): LifecycleRule[] {
-  const noncurrentDays = Math.max(...Object.values(RETENTION).map((r) => r.s3Days));
-  return STORAGE_TRANSITIONS.map((t) => ({
-    Id: t.id,
-    Status: 'Enabled',
-    Prefix: t.prefix,
-    Transitions: t.transitions.map((s) => ({ TransitionInDays: s.days, StorageClass: s.storageClass })),
-    NoncurrentVersionExpiration: { NoncurrentDays: noncurrentDays },
-    ExpiredObjectDeleteMarker: true,
-    AbortIncompleteMultipartUpload: { DaysAfterInitiation: ABORT_INCOMPLETE_UPLOAD_DAYS },
-  }));
+  return STORAGE_TRANSITIONS.flatMap((t) =>
+    (Object.keys(RETENTION) as BackupKind[])
+      .filter((kind) => `${KIND_PREFIX[kind]}/`.startsWith(t.prefix))
+      .map((kind) => ({
+        Id: `${t.id}-${kind}`,
+        Status: 'Enabled' as const,
+        Prefix: `${KIND_PREFIX[kind]}/`,
+        Transitions: t.transitions.map((s) => ({ TransitionInDays: s.days, StorageClass: s.storageClass })),
+        NoncurrentVersionExpiration: { NoncurrentDays: RETENTION[kind].s3Days },
+        ExpiredObjectDeleteMarker: true as const,
+        AbortIncompleteMultipartUpload: { DaysAfterInitiation: ABORT_INCOMPLETE_UPLOAD_DAYS },
+      })),
+  );
 }
 
 /**

@@ -7,8 +7,18 @@ import { CODECS } from './codecs.ts';
 import { ArchiveCorruptError, classifyAwsError } from './errors.ts';
 import type { Manifest } from './manifest.ts';
 
-const DUMP_HEADER = '-- PostgreSQL database dump';
-const DUMP_TRAILER = '-- PostgreSQL database dump complete';
+/** How each archive format opens and closes (the second line of a pg_dump; the first of ours). */
+const FORMAT_MARKS = {
+  plain: {
+    header: '-- PostgreSQL database dump',
+    headerLine: 1,
+    trailer: '-- PostgreSQL database dump complete',
+  },
+  changes: { header: '-- kennel-backup ', headerLine: 0, trailer: '-- kennel-backup archive complete' },
+} as const;
+
+const CHANGES_TABLE = '-- kennel-backup table: ';
+const CHANGES_COPY = 'COPY kb_changes FROM stdin;';
 
 export interface ArchiveFacts {
   size: number;
@@ -16,6 +26,38 @@ export interface ArchiveFacts {
   uncompressedSize: number;
   header: string;
   trailer: string;
+  /** Rows per table in a `changes` archive: one COPY text line is one row. */
+  rows?: Record<string, number>;
+}
+
+/** Counts the rows of each COPY block of a `changes` archive, line by line as the stream passes. */
+function changesCounter() {
+  const rows: Record<string, number> = {};
+  let table: string | undefined;
+  let copying = false;
+  let rest = '';
+  const line = (text: string) => {
+    if (copying) {
+      if (text === '\\.') copying = false;
+      else if (table) rows[table] = (rows[table] ?? 0) + 1;
+    } else if (text.startsWith(CHANGES_TABLE)) {
+      table = text.slice(CHANGES_TABLE.length);
+      rows[table] = 0;
+    } else if (text === CHANGES_COPY) {
+      copying = true;
+    }
+  };
+  return {
+    rows,
+    push(chunk: Buffer) {
+      const lines = (rest + chunk.toString('utf8')).split('\n');
+      rest = lines.pop() ?? '';
+      for (const l of lines) line(l);
+    },
+    end() {
+      if (rest) line(rest);
+    },
+  };
 }
 
 /**
@@ -29,6 +71,7 @@ export async function readArchive(body: Readable, manifest: Manifest): Promise<A
   let uncompressedSize = 0;
   let head = '';
   let end = Buffer.alloc(0);
+  const counter = manifest.archive.format === 'changes' ? changesCounter() : undefined;
   const meter = new Transform({
     transform(chunk: Buffer, _enc, done) {
       hash.update(chunk);
@@ -41,6 +84,11 @@ export async function readArchive(body: Readable, manifest: Manifest): Promise<A
       if (head.length < 512) head += chunk.subarray(0, 512).toString('utf8');
       uncompressedSize += chunk.length;
       end = Buffer.concat([end, chunk]).subarray(-512);
+      counter?.push(chunk);
+      done();
+    },
+    final(done) {
+      counter?.end();
       done();
     },
   });
@@ -64,6 +112,7 @@ export async function readArchive(body: Readable, manifest: Manifest): Promise<A
     header: head.split('\n').slice(0, 3).join('\n'),
     // Since 15.14 the dump ends with `\unrestrict <key>` after the closing comment.
     trailer: end.toString('utf8').trimEnd().split('\n').slice(-6).join('\n'),
+    ...(counter ? { rows: counter.rows } : {}),
   };
 }
 
@@ -74,11 +123,25 @@ export function archiveProblems(facts: ArchiveFacts, manifest: Manifest): string
     problems.push(`size is ${facts.size} bytes, the manifest says ${manifest.archive.size}`);
   if (facts.sha256 !== manifest.archive.sha256)
     problems.push(`sha256 is ${facts.sha256}, the manifest says ${manifest.archive.sha256}`);
+  const marks = FORMAT_MARKS[manifest.archive.format];
   // pg_dump opens with exactly `--`, `-- PostgreSQL database dump`, `--`.
-  if (facts.header.split('\n')[1] !== DUMP_HEADER)
-    problems.push('it does not start as a PostgreSQL plain-format dump');
-  if (!facts.trailer.includes(DUMP_TRAILER))
+  if (
+    !facts.header.split('\n')[marks.headerLine]?.startsWith(marks.header) ||
+    facts.header.includes(marks.trailer)
+  ) {
+    problems.push(
+      `it does not start as a ${manifest.archive.format === 'plain' ? 'PostgreSQL plain-format dump' : 'kennel-backup changes archive'}`,
+    );
+  }
+  if (!facts.trailer.includes(marks.trailer))
     problems.push('the dump is truncated: its closing line is missing');
+  if (facts.rows) {
+    for (const [table, expected] of Object.entries(manifest.tables)) {
+      const actual = facts.rows[table];
+      if (actual !== expected)
+        problems.push(`${table} has ${actual ?? 'no'} rows in the archive, the manifest says ${expected}`);
+    }
+  }
   return problems;
 }
 

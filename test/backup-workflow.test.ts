@@ -82,6 +82,7 @@ async function plantOldBackup(daysAgo: number, state: Manifest['verification']['
     serverVersion: '150000',
     excludedTables: ['audit_logs', 'session_logs'],
     tables: {},
+    capture: null,
     verification: { state },
   };
   await putBytes(world.s3, world.env.bucket, key, 'old archive');

@@ -44,7 +44,7 @@ const context = {
 } as never;
 
 function plan(config: Awaited<ReturnType<typeof handlers>>['config'], target = 'primary') {
-  return planBackup(config, {
+  return planBackup(config, { list: async () => [] } as never, {
     input: { target },
     executionId: 'arn:aws:states:us-east-1:123456789012:execution:kennel-backup-prod-database-backup:run-1',
     startedAt: '2026-11-26T02:00:00.000Z',
@@ -59,7 +59,7 @@ describe('StartDump sends the rendered script with SSM Run Command', () => {
   it('sends exactly one AWS-RunShellScript command to the configured instance', async () => {
     const { start, config } = await handlers();
     ssm.on(SendCommandCommand).resolves({ Command: { CommandId: 'cmd-1' } });
-    const result = await start({ script: 'database-backup', plan: plan(config) }, context);
+    const result = await start({ script: 'database-backup', plan: await plan(config) }, context);
 
     expect(result).toMatchObject({
       script: 'database-backup',
@@ -92,7 +92,7 @@ describe('StartDump sends the rendered script with SSM Run Command', () => {
   it('targets a tag with one instance at a time and runs the tools in the compose service', async () => {
     const { start, config } = await handlers();
     ssm.on(SendCommandCommand).resolves({ Command: { CommandId: 'cmd-2' } });
-    const result = await start({ script: 'database-backup', plan: plan(config, 'compose') }, context);
+    const result = await start({ script: 'database-backup', plan: await plan(config, 'compose') }, context);
     expect(result.instanceId).toBeNull();
     const input = ssm.commandCalls(SendCommandCommand)[0]?.args[0].input;
     expect(input?.Targets).toEqual([{ Key: 'tag:kennel-backup-target', Values: ['db'] }]);
@@ -106,7 +106,7 @@ describe('StartDump sends the rendered script with SSM Run Command', () => {
 
   it('sends nothing for a malformed request or a target that is not configured', async () => {
     const { start, config } = await handlers();
-    const good = plan(config);
+    const good = await plan(config);
     await expect(start({ script: 'rm -rf /', plan: good }, context)).rejects.toMatchObject({
       name: 'InvalidInputError',
     });

@@ -215,7 +215,11 @@ describe('the state machine', () => {
     ).toBe(`/aws/vendedlogs/states/kennel-backup-${STAGE}-database-backup`);
   });
 
-  it('starts every day at 02:00 UTC with empty input', () => {
+  it.each([
+    ['cron(0 2 * * ? *)', 'full'],
+    ['cron(0 */6 * * ? *)', 'incremental'],
+    ['cron(0/15 * * * ? *)', 'transaction-logs'],
+  ])('starts on %s with the kind %s', (expression, kind) => {
     const rules = ofType('AWS::Events::Rule').map(
       ([, r]) =>
         r.Properties as {
@@ -224,12 +228,12 @@ describe('the state machine', () => {
           Targets: { Arn: unknown; Input: string }[];
         },
     );
-    const schedule = rules.filter((r) => r.ScheduleExpression === 'cron(0 2 * * ? *)');
+    const schedule = rules.filter((r) => r.ScheduleExpression === expression);
     expect(schedule).toHaveLength(1);
     expect(schedule[0]?.State).toBe('ENABLED');
     expect(schedule[0]?.Targets).toHaveLength(1);
     expect(schedule[0]?.Targets[0]?.Arn).toEqual({ Ref: 'DatabaseBackupStateMachine' });
-    expect(schedule[0]?.Targets[0]?.Input).toBe('{}');
+    expect(JSON.parse(schedule[0]?.Targets[0]?.Input ?? '')).toEqual({ kind });
   });
 
   it('may invoke the seven functions and nothing else', () => {
@@ -305,19 +309,27 @@ describe('the backup bucket', () => {
     const { LifecycleConfiguration } = resource<Bucket>('BackupBucket', 'AWS::S3::Bucket');
     expect(LifecycleConfiguration).toEqual(lifecycleConfiguration());
     expect(LifecycleConfiguration.Rules).toEqual(lifecycleRules());
-    // The source document's transitions, and a bounded life for pruned versions.
-    expect(LifecycleConfiguration.Rules).toEqual([
-      expect.objectContaining({
-        Prefix: 'database/',
-        Transitions: [
-          { TransitionInDays: 30, StorageClass: 'STANDARD_IA' },
-          { TransitionInDays: 90, StorageClass: 'GLACIER' },
-          { TransitionInDays: 365, StorageClass: 'DEEP_ARCHIVE' },
-        ],
-        NoncurrentVersionExpiration: { NoncurrentDays: 30 },
-        AbortIncompleteMultipartUpload: { DaysAfterInitiation: 1 },
-      }),
-    ]);
+    // The source document's transitions for every database kind, and pruned
+    // versions kept as long as the kind's own retention.
+    const transitions = [
+      { TransitionInDays: 30, StorageClass: 'STANDARD_IA' },
+      { TransitionInDays: 90, StorageClass: 'GLACIER' },
+      { TransitionInDays: 365, StorageClass: 'DEEP_ARCHIVE' },
+    ];
+    expect(LifecycleConfiguration.Rules).toEqual(
+      [
+        ['database/full/', 30],
+        ['database/incremental/', 7],
+        ['database/transaction-logs/', 2555],
+      ].map(([Prefix, NoncurrentDays]) =>
+        expect.objectContaining({
+          Prefix,
+          Transitions: transitions,
+          NoncurrentVersionExpiration: { NoncurrentDays },
+          AbortIncompleteMultipartUpload: { DaysAfterInitiation: 1 },
+        }),
+      ),
+    );
   });
 
   it('never expires a current full backup: pruning keeps the newest verified one however old', () => {

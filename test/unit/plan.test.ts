@@ -1,7 +1,12 @@
 import { describe, expect, it } from 'vitest';
+import type { Catalog } from '../../shared/catalog.ts';
 import { parseConfig } from '../../shared/config.ts';
 import { ConfigError, InvalidInputError, NotFoundError } from '../../shared/errors.ts';
-import { planBackup } from '../../shared/plan.ts';
+import { planBackup as plan } from '../../shared/plan.ts';
+
+/** Full backups do not read the catalog. */
+const noCatalog = { list: async () => [] } as unknown as Catalog;
+const planBackup = (c: typeof config, r: unknown) => plan(c, noCatalog, r);
 
 const config = parseConfig({
   BACKUP_BUCKET: 'kennel-backups-prod',
@@ -24,32 +29,32 @@ const request = (input: unknown) => ({
 });
 
 describe('planBackup', () => {
-  it('defaults to the first target and its database, with sortable per-run keys', () => {
-    const plan = planBackup(config, request({}));
-    expect(plan.target).toBe('primary');
-    expect(plan.database).toBe('kennel_prod');
-    expect(plan.runId).toMatch(/^20261126T020000Z_[0-9a-f]{8}$/);
-    expect(plan.archiveKey).toBe(
-      `database/full/kennel_prod/2026/11/26/kennel_prod_full_${plan.runId}.sql.zst`,
+  it('defaults to the first target and its database, with sortable per-run keys', async () => {
+    const planned = await planBackup(config, request({}));
+    expect(planned.target).toBe('primary');
+    expect(planned.database).toBe('kennel_prod');
+    expect(planned.runId).toMatch(/^20261126T020000Z_[0-9a-f]{8}$/);
+    expect(planned.archiveKey).toBe(
+      `database/full/kennel_prod/2026/11/26/kennel_prod_full_${planned.runId}.sql.zst`,
     );
-    expect(plan.manifestKey).toBe(`${plan.archiveKey}.manifest.json`);
-    expect(plan.localDir).toBe('/opt/backup/database/full/kennel_prod');
-    expect(plan.scratchDatabase).toBe(`kb_restore_test_${plan.runId.toLowerCase()}`);
-    expect(plan.scratchDatabase.length).toBeLessThanOrEqual(63);
+    expect(planned.manifestKey).toBe(`${planned.archiveKey}.manifest.json`);
+    expect(planned.localDir).toBe('/opt/backup/database/full/kennel_prod');
+    expect(planned.scratchDatabase).toBe(`kb_restore_test_${planned.runId.toLowerCase()}`);
+    expect(planned.scratchDatabase.length).toBeLessThanOrEqual(63);
   });
 
-  it('takes the target and database from the input', () => {
-    const plan = planBackup(config, request({ target: 'reporting', database: 'kennel_archive' }));
-    expect(plan).toMatchObject({
+  it('takes the target and database from the input', async () => {
+    const planned = await planBackup(config, request({ target: 'reporting', database: 'kennel_archive' }));
+    expect(planned).toMatchObject({
       target: 'reporting',
       database: 'kennel_archive',
       localDir: '/srv/backup/database/full/kennel_archive',
     });
   });
 
-  it('gives two executions started in the same second different keys', () => {
-    const a = planBackup(config, request({}));
-    const b = planBackup(config, { ...request({}), executionId: `${request({}).executionId}-2` });
+  it('gives two executions started in the same second different keys', async () => {
+    const a = await planBackup(config, request({}));
+    const b = await planBackup(config, { ...request({}), executionId: `${request({}).executionId}-2` });
     expect(a.archiveKey).not.toBe(b.archiveKey);
   });
 
@@ -58,17 +63,20 @@ describe('planBackup', () => {
     [{ database: 'kennel_prod && reboot' }, /database/],
     [{ database: 'a'.repeat(64) }, /database/],
     [{ target: '../etc' }, /target/],
-    [{ kind: 'full' }, /Unrecognized key.*kind/],
+    [{ kind: 'weekly' }, /kind: Invalid option: expected one of "full"\|"incremental"\|"transaction-logs"/],
+    [{ schedule: 'daily' }, /Unrecognized key.*schedule/],
+    [{ kind: 'full', since: '2026-11-25T00:00:00Z' }, /A full backup takes no "since"/],
     [[], /expected object/],
-  ])('refuses %j with a clear error', (input, message) => {
-    expect(() => planBackup(config, request(input))).toThrow(InvalidInputError);
-    expect(() => planBackup(config, request(input))).toThrow(message);
-    expect(() => planBackup(config, request(input))).toThrow(/nothing was started/);
+  ])('refuses %j with a clear error', async (input, message) => {
+    const refused = planBackup(config, request(input));
+    await expect(refused).rejects.toThrow(InvalidInputError);
+    await expect(refused).rejects.toThrow(message);
+    await expect(refused).rejects.toThrow(/nothing was started/i);
   });
 
-  it('names the configured targets when the input names another', () => {
-    expect(() => planBackup(config, request({ target: 'replica' }))).toThrow(NotFoundError);
-    expect(() => planBackup(config, request({ target: 'replica' }))).toThrow(
+  it('names the configured targets when the input names another', async () => {
+    await expect(planBackup(config, request({ target: 'replica' }))).rejects.toThrow(NotFoundError);
+    await expect(planBackup(config, request({ target: 'replica' }))).rejects.toThrow(
       'the configured targets are: primary, reporting',
     );
   });

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { Manifest } from '../../shared/manifest.ts';
-import { expired, newestVerified, RETENTION } from '../../shared/retention.ts';
+import { baseOfIncrementals, expired, newestVerified, RETENTION } from '../../shared/retention.ts';
 
 const NOW = new Date('2026-11-26T02:00:00Z');
 
@@ -28,6 +28,7 @@ function backup(daysAgo: number, state: Manifest['verification']['state'] = 'ver
     serverVersion: '150018',
     excludedTables: [],
     tables: {},
+    capture: null,
     verification: { state },
   };
 }
@@ -35,8 +36,12 @@ function backup(daysAgo: number, state: Manifest['verification']['state'] = 'ver
 const ages = (ms: Manifest[]) => ms.map((m) => m.executionId);
 
 describe('retention of full backups', () => {
-  it('follows the source document: 30 days in S3, 7 on the host', () => {
-    expect(RETENTION.full).toEqual({ s3Days: 30, localDays: 7 });
+  it('follows the source document: full 30 days in S3 and 7 on the host, incremental 7, logs 1 on the host and 7 years in S3', () => {
+    expect(RETENTION).toEqual({
+      full: { s3Days: 30, localDays: 7 },
+      incremental: { s3Days: 7, localDays: 7 },
+      'transaction-logs': { s3Days: 2555, localDays: 1 },
+    });
   });
 
   it('removes only what is older than the window', () => {
@@ -58,5 +63,20 @@ describe('retention of full backups', () => {
       'e-31',
       'e-35',
     ]);
+  });
+});
+
+describe('the incremental chain', () => {
+  it('keeps the full backup that the oldest kept incremental builds on, however old', () => {
+    const base = backup(40);
+    const older = backup(45);
+    const incremental = {
+      ...backup(3),
+      kind: 'incremental' as const,
+      window: { since: base.window.until, until: backup(3).window.until },
+    };
+    expect(baseOfIncrementals([older, base, backup(1)], [incremental])?.executionId).toBe('e-40');
+    expect(ages(expired([older, base, backup(1)], NOW, 30, [base]))).toEqual(['e-45']);
+    expect(baseOfIncrementals([older, base], [])).toBeUndefined();
   });
 });
