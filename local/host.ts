@@ -26,7 +26,14 @@ interface Running {
   done: Promise<void>;
 }
 
-export function localHost(env: Record<string, string>): LocalHost {
+/**
+ * `byInstance` plays several hosts: extra variables for the commands sent to an
+ * instance id (another database port, say).
+ */
+export function localHost(
+  env: Record<string, string>,
+  byInstance: Record<string, Record<string, string>> = {},
+): LocalHost {
   const commands = new Map<string, Running>();
   const sent: SendRequest[] = [];
   return {
@@ -37,7 +44,12 @@ export function localHost(env: Record<string, string>): LocalHost {
       const dir = mkdtempSync(join(tmpdir(), 'kennel-backup-cmd-'));
       const file = join(dir, '_script.sh');
       writeFileSync(file, request.script, { mode: 0o700 });
-      const child = spawn('bash', [file], { env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+      const instanceId = request.target.instanceIds?.[0] ?? null;
+      const child = spawn('bash', [file], {
+        env: { ...env, ...(instanceId ? byInstance[instanceId] : {}) },
+        detached: true,
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
       const running: Running = {
         child,
         status: 'InProgress',
@@ -65,7 +77,7 @@ export function localHost(env: Record<string, string>): LocalHost {
         });
       });
       commands.set(commandId, running);
-      return { commandId, instanceId: request.target.instanceIds?.[0] ?? null };
+      return { commandId, instanceId };
     },
     async get(commandId, instanceId) {
       const running = commands.get(commandId);

@@ -161,10 +161,17 @@ export async function runWorkflow(options: RunOptions, wiring: LocalWiring): Pro
   }
   const waitTimeOverrides: Record<string, number> = {};
   const retryIntervalOverrides: Record<string, number> = {};
-  for (const [state, def] of Object.entries(definition.States)) {
-    if (def.Type === 'Wait') waitTimeOverrides[state] = waitMs;
-    if (def.Retry) retryIntervalOverrides[state] = waitMs;
-  }
+  const override = (states: Definition['States']) => {
+    for (const [state, def] of Object.entries(states)) {
+      if (def.Type === 'Wait') waitTimeOverrides[state] = waitMs;
+      if (def.Retry) retryIntervalOverrides[state] = waitMs;
+      const inner =
+        (def as { ItemProcessor?: Definition; Iterator?: Definition }).ItemProcessor ??
+        (def as { Iterator?: Definition }).Iterator;
+      if (inner) override(inner.States);
+    }
+  };
+  override(definition.States);
 
   const machine = new StateMachine(definition as never, {
     validationOptions: { checkArn: true, checkPaths: true },

@@ -17,6 +17,8 @@ export const alertRequestSchema = z.object({
 export interface Alert {
   workflow: string;
   executionId: string;
+  /** The target whose run failed; null when the execution failed before any target ran. */
+  target: string | null;
   state: string;
   error: string;
   cause: string;
@@ -26,6 +28,7 @@ export interface Alert {
 
 const failureSchema = z.object({
   failed: z.record(z.string(), z.object({ Error: z.string(), Cause: z.unknown() })),
+  plan: z.object({ target: z.string(), database: z.string(), kind: z.string() }).optional(),
 });
 
 /** Lambda errors arrive as a JSON Cause ({ errorType, errorMessage, trace }); show the message. */
@@ -59,6 +62,7 @@ export function formatAlert(
 ): Alert {
   const failures = failureSchema.safeParse(request.state);
   const [state, failure] = failures.success ? (Object.entries(failures.data.failed)[0] ?? []) : [];
+  const plan = failures.success ? failures.data.plan : undefined;
   const error = failure?.Error ?? 'UnknownFailure';
   const cause = redact(
     failure ? causeText(failure.Cause) : 'The execution failed without a recorded cause; open its history.',
@@ -66,6 +70,7 @@ export function formatAlert(
   const url = consoleUrl(region, request.executionId);
   const text = [
     `:rotating_light: kennel-backup (${stage}): ${request.workflow} FAILED`,
+    ...(plan ? [`Target: ${plan.target} (${plan.database}, ${plan.kind})`] : []),
     `State: ${state ?? 'unknown'}`,
     `Error: ${error}`,
     `Cause: ${cause}`,
@@ -75,6 +80,7 @@ export function formatAlert(
   return {
     workflow: request.workflow,
     executionId: request.executionId,
+    target: plan?.target ?? null,
     state: state ?? 'unknown',
     error,
     cause,

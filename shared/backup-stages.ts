@@ -60,10 +60,10 @@ export interface PruneResult {
  */
 export async function pruneRun(catalog: Catalog, plan: Plan, now: Date): Promise<PruneResult> {
   const rule = RETENTION[plan.kind];
-  const manifests = await catalog.list(plan.kind, plan.database);
+  const manifests = await catalog.list(plan.kind, plan.target, plan.database);
   let chainBase: Manifest[] = [];
   if (plan.kind === 'full') {
-    const incrementals = await catalog.list('incremental', plan.database);
+    const incrementals = await catalog.list('incremental', plan.target, plan.database);
     const kept = incrementals.filter(
       (m) => !expired(incrementals, now, RETENTION.incremental.s3Days).includes(m),
     );

@@ -57,8 +57,8 @@ export class Catalog {
     }
   }
 
-  /** Every manifest of one kind and database, oldest first. */
-  async list(kind: BackupKind, database: string): Promise<Manifest[]> {
+  /** Every manifest of one kind, target and database, oldest first. */
+  async list(kind: BackupKind, target: string, database: string): Promise<Manifest[]> {
     const keys: string[] = [];
     let token: string | undefined;
     try {
@@ -66,7 +66,7 @@ export class Catalog {
         const page = await this.s3.send(
           new ListObjectsV2Command({
             Bucket: this.bucket,
-            Prefix: kindPrefix(kind, database),
+            Prefix: kindPrefix(kind, target, database),
             ContinuationToken: token,
           }),
         );
@@ -74,7 +74,7 @@ export class Catalog {
         token = page.NextContinuationToken;
       } while (token);
     } catch (error) {
-      throw classifyAwsError(error, `Listing s3://${this.bucket}/${kindPrefix(kind, database)}`);
+      throw classifyAwsError(error, `Listing s3://${this.bucket}/${kindPrefix(kind, target, database)}`);
     }
     const manifests = await Promise.all(keys.map((k) => this.readManifest(k)));
     return manifests.sort((a, b) => a.window.until.localeCompare(b.window.until));

@@ -29,8 +29,10 @@ const target = z
         value: z.string().regex(/^[\w.:/=+@ -]{1,256}$/),
       })
       .optional(),
-    /** The database backed up when the input names none. */
+    /** The database the input means when it names none. */
     database: sqlIdentifier,
+    /** Every database a scheduled run backs up on this target; just `database` when left out. */
+    databases: z.array(sqlIdentifier).min(1).optional(),
     postgres: postgresLocation.default({ mode: 'host' }),
     /** The host's backup directory, as in the source document. */
     backupDir: hostPath.default('/opt/backup'),

@@ -3,7 +3,7 @@ import { CODECS, type CodecName } from './codecs.ts';
 
 /**
  * The one S3 key layout. Keys sort by time and are unique per run:
- *   database/full/<db>/2026/11/26/<db>_full_20261126T020000Z_1a2b3c4d.sql.zst
+ *   database/full/<target>/<db>/2026/11/26/<db>_full_20261126T020000Z_1a2b3c4d.sql.zst
  * and every archive's manifest sits beside it at `<archive key>.manifest.json`.
  */
 
@@ -37,14 +37,21 @@ export function archiveFileName(database: string, kind: BackupKind, id: string, 
   return `${database}_${kind}_${id}.sql.${CODECS[codec].extension}`;
 }
 
-export function kindPrefix(kind: BackupKind, database: string): string {
-  return `${KIND_PREFIX[kind]}/${database}/`;
+/** One catalog per kind, target and database: two hosts may both hold a `kennel_prod`. */
+export function kindPrefix(kind: BackupKind, target: string, database: string): string {
+  return `${KIND_PREFIX[kind]}/${target}/${database}/`;
 }
 
-export function archiveKey(kind: BackupKind, database: string, startedAt: string, fileName: string): string {
+export function archiveKey(
+  kind: BackupKind,
+  target: string,
+  database: string,
+  startedAt: string,
+  fileName: string,
+): string {
   const [date] = startedAt.split('T');
   const [y, m, d] = (date ?? '').split('-');
-  return `${kindPrefix(kind, database)}${y}/${m}/${d}/${fileName}`;
+  return `${kindPrefix(kind, target, database)}${y}/${m}/${d}/${fileName}`;
 }
 
 export function manifestKey(archive: string): string {

@@ -79,6 +79,7 @@ const CHAIN: Record<BackupKind, BackupKind[]> = {
 export async function windowStart(
   catalog: Catalog,
   kind: BackupKind,
+  target: string,
   database: string,
   given: string | undefined,
   now: Date,
@@ -90,7 +91,7 @@ export async function windowStart(
       );
     return null;
   }
-  const chain = (await Promise.all(CHAIN[kind].map((k) => catalog.list(k, database)))).flat();
+  const chain = (await Promise.all(CHAIN[kind].map((k) => catalog.list(k, target, database)))).flat();
   const latest = chain
     .filter((m) => m.verification.state === 'verified')
     .reduce<Manifest | undefined>((a, m) => (!a || m.window.until > a.window.until ? m : a), undefined);
@@ -108,36 +109,48 @@ export async function windowStart(
   return since.toISOString();
 }
 
-export async function planBackup(config: Config, catalog: Catalog, request: unknown): Promise<Plan> {
+/**
+ * Plans one run per target and database: the input's target, or every target;
+ * the input's database, or each target's databases. Runs are independent: each
+ * has its own window, archive and manifest.
+ */
+export async function planBackup(config: Config, catalog: Catalog, request: unknown): Promise<Plan[]> {
   const { input, executionId, startedAt } = parseInput(planRequestSchema, request, 'The PlanBackup request');
   const wanted = parseInput(backupInputSchema, input ?? {}, 'The execution input');
-  const defaultTarget = config.BACKUP_TARGETS[0];
-  const target = wanted.target === undefined ? defaultTarget : findTarget(config, wanted.target);
-  if (!target) {
-    const known = config.BACKUP_TARGETS.map((t) => t.name).join(', ');
-    throw new NotFoundError(`Unknown target "${wanted.target}"; the configured targets are: ${known}.`);
-  }
+  const targets = wanted.target === undefined ? config.BACKUP_TARGETS : [findTarget(config, wanted.target)];
   const kind = wanted.kind ?? 'full';
-  const database = wanted.database ?? target.database;
   const iso = new Date(startedAt).toISOString();
-  const since = await windowStart(catalog, kind, database, wanted.since, new Date(iso));
-  const id = runId(iso, executionId);
-  const file = archiveFileName(database, kind, id, DEFAULT_CODEC);
-  const key = archiveKey(kind, database, iso, file);
-  return {
-    kind,
-    since,
-    target: target.name,
-    database,
-    runId: id,
-    executionId,
-    startedAt,
-    bucket: config.BACKUP_BUCKET,
-    archiveKey: key,
-    manifestKey: manifestKey(key),
-    fileName: file,
-    localDir: `${target.backupDir}/database/${kind}/${database}`,
-    scratchDatabase: scratchDatabase(id),
-    codec: DEFAULT_CODEC,
-  };
+  const runs = targets.flatMap((target) => {
+    if (!target) {
+      const known = config.BACKUP_TARGETS.map((t) => t.name).join(', ');
+      throw new NotFoundError(`Unknown target "${wanted.target}"; the configured targets are: ${known}.`);
+    }
+    const databases = wanted.database ? [wanted.database] : (target.databases ?? [target.database]);
+    return databases.map((database) => ({ target, database }));
+  });
+  return Promise.all(
+    runs.map(async ({ target, database }) => {
+      const since = await windowStart(catalog, kind, target.name, database, wanted.since, new Date(iso));
+      // Each target and database gets its own id, so runs of one execution never share a key.
+      const id = runId(iso, `${executionId}/${target.name}/${database}`);
+      const file = archiveFileName(database, kind, id, DEFAULT_CODEC);
+      const key = archiveKey(kind, target.name, database, iso, file);
+      return {
+        kind,
+        since,
+        target: target.name,
+        database,
+        runId: id,
+        executionId,
+        startedAt,
+        bucket: config.BACKUP_BUCKET,
+        archiveKey: key,
+        manifestKey: manifestKey(key),
+        fileName: file,
+        localDir: `${target.backupDir}/database/${kind}/${database}`,
+        scratchDatabase: scratchDatabase(id),
+        codec: DEFAULT_CODEC,
+      };
+    }),
+  );
 }

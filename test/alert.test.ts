@@ -37,8 +37,7 @@ beforeEach(() => {
 });
 
 const failedState = {
-  input: {},
-  plan: { runId: '20261126T020000Z_1a2b3c4d' },
+  plan: { runId: '20261126T020000Z_1a2b3c4d', target: 'primary', database: 'kennel_prod', kind: 'full' },
   failed: {
     VerifyArchive: {
       Error: 'ArchiveCorruptError',
@@ -85,6 +84,7 @@ describe('the alert', () => {
     expect(alert.cause).toBe('sha256 mismatch; connecting with postgres://kennel:***@db:5432 failed');
     expect(alert.text.split('\n')).toEqual([
       ':rotating_light: kennel-backup (prod): database-backup FAILED',
+      'Target: primary (kennel_prod, full)',
       'State: VerifyArchive',
       'Error: ArchiveCorruptError',
       'Cause: sha256 mismatch; connecting with postgres://kennel:***@db:5432 failed',

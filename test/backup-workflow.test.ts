@@ -16,7 +16,7 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { archiveKey, compactStamp, manifestKey } from '../shared/keys.ts';
 import type { Manifest } from '../shared/manifest.ts';
-import { getBytes, putBytes, runIn, startWorld, type TestWorld } from './support/environment.ts';
+import { getBytes, putBytes, runIn, runsOf, startWorld, type TestWorld } from './support/environment.ts';
 
 let world: TestWorld;
 const DEBUG_LOGS = { POWERTOOLS_LOG_LEVEL: 'DEBUG' };
@@ -41,7 +41,7 @@ function localFiles(): string[] {
 }
 
 async function manifestsInS3(): Promise<Manifest[]> {
-  return world.catalog.list('full', 'kennel_prod');
+  return world.catalog.list('full', 'local', 'kennel_prod');
 }
 
 function expectNoSecret(text: string) {
@@ -55,7 +55,7 @@ async function plantOldBackup(daysAgo: number, state: Manifest['verification']['
   const until = new Date(Date.now() - daysAgo * 86_400_000).toISOString();
   const id = `${compactStamp(until)}_${daysAgo.toString(16).padStart(8, '0')}`;
   const fileName = `kennel_prod_full_${id}.sql.zst`;
-  const key = archiveKey('full', 'kennel_prod', until, fileName);
+  const key = archiveKey('full', 'local', 'kennel_prod', until, fileName);
   const localDir = join(world.env.paths.backupDir, 'database/full/kennel_prod');
   mkdirSync(localDir, { recursive: true });
   const localPath = join(localDir, fileName);
@@ -99,10 +99,8 @@ describe('full database backup, end to end', () => {
     const run = await runIn(world, { functionEnv: DEBUG_LOGS });
 
     expect(run.record.status).toBe('SUCCEEDED');
-    const output = run.record.output as {
-      plan: { manifestKey: string; archiveKey: string };
-      prune: { removedFromS3: string[] };
-    };
+    const [output] = runsOf(run.record);
+    if (!output?.prune) throw new Error('no run');
     const manifest = await world.catalog.readManifest(output.plan.manifestKey);
     expect(manifest.verification.state).toBe('verified');
     expect(manifest.verification.restoreTest?.state).toBe('passed');
@@ -173,9 +171,7 @@ describe('full database backup, end to end', () => {
     try {
       const run = await runIn(world);
       expect(run.record.status).toBe('SUCCEEDED');
-      const manifest = await world.catalog.readManifest(
-        (run.record.output as { plan: { manifestKey: string } }).plan.manifestKey,
-      );
+      const manifest = await world.catalog.readManifest(runsOf(run.record)[0]?.plan.manifestKey ?? '');
       expect(manifest.verification.restoreTest?.state).toBe('passed');
     } finally {
       writing = false;
@@ -191,10 +187,12 @@ describe('full database backup, end to end', () => {
 describe('every failure ends in an alert and a failed execution, with nothing marked valid', () => {
   async function expectFailure(run: Awaited<ReturnType<typeof runIn>>, state: string, error: string) {
     expect(run.record.status).toBe('FAILED');
-    expect(run.record.error).toBe(error);
+    expect(run.record.error).toBe('BackupRunsFailed');
+    expect(run.record.cause).toContain('Backups failed for ["local"]');
     expect(run.alerts).toHaveLength(1);
     expect(run.alerts[0]).toMatchObject({ state, error });
     expect(run.alerts[0]?.text).toContain(`State: ${state}`);
+    expect(run.alerts[0]?.text).toMatch(/Target: local \(\w+, full\)/);
     expect(run.alerts[0]?.text).toContain('Console: https://us-east-1.console.aws.amazon.com/states/');
     expect(scratchDatabases()).toEqual([]);
     expectNoSecret(run.visibleText);
@@ -205,7 +203,7 @@ describe('every failure ends in an alert and a failed execution, with nothing ma
     const run = await runIn(world, { input: { database: 'no_such_database' } });
     await expectFailure(run, 'CheckDump', 'HostCommandFailedError');
     expect(run.alerts[0]?.cause).toContain('database "no_such_database" does not exist');
-    expect(await world.catalog.list('full', 'no_such_database')).toEqual([]);
+    expect(await world.catalog.list('full', 'local', 'no_such_database')).toEqual([]);
     expect((await manifestsInS3()).length).toBe(before);
   });
 
@@ -329,9 +327,8 @@ describe('bad input is refused before anything reaches the host', () => {
 describe('manifest', () => {
   it('records where the archive is, what it holds and who made it', async () => {
     const run = await runIn(world);
-    const plan = (
-      run.record.output as { plan: { manifestKey: string; archiveKey: string; executionId: string } }
-    ).plan;
+    const plan = (runsOf(run.record)[0] ?? { plan: { manifestKey: '', archiveKey: '', executionId: '' } })
+      .plan;
     expect(plan.manifestKey).toBe(manifestKey(plan.archiveKey));
     const manifest = await world.catalog.readManifest(plan.manifestKey);
     expect(manifest.executionId).toBe(plan.executionId);
@@ -378,5 +375,36 @@ exec "\${@:7}"
     } finally {
       rmSync(bin, { recursive: true, force: true });
     }
+  });
+});
+
+describe('several targets', () => {
+  it('backs up the good target when another is unreachable, then fails naming the bad one', async () => {
+    const [local] = JSON.parse(world.env.functionEnv.BACKUP_TARGETS ?? '[]') as Record<string, unknown>[];
+    const targets = [local, { ...local, name: 'branch-office', instanceIds: ['i-0000000000000dead'] }];
+    const run = await runIn(world, {
+      functionEnv: { BACKUP_TARGETS: JSON.stringify(targets) },
+      // The second "host" cannot reach its database.
+      hostEnvByInstance: { 'i-0000000000000dead': { PGPORT: '1' } },
+    });
+    expect(run.record.status).toBe('FAILED');
+    expect(run.record.error).toBe('BackupRunsFailed');
+    expect(run.record.cause).toContain('Backups failed for ["branch-office"]');
+    expect(run.alerts).toHaveLength(1);
+    expect(run.alerts[0]).toMatchObject({
+      target: 'branch-office',
+      state: 'CheckDump',
+      error: 'HostCommandFailedError',
+    });
+
+    const good = run.record.events.find(
+      (e) => e.type === 'StateExited' && (e as { state?: { name: string } }).state?.name === 'RunSucceeded',
+    ) as { state: { output: { plan: { manifestKey: string; target: string } } } } | undefined;
+    expect(good?.state.output.plan.target).toBe('local');
+    const manifest = await world.catalog.readManifest(good?.state.output.plan.manifestKey ?? '');
+    expect(manifest.verification.state).toBe('verified');
+    expect(manifest.verification.restoreTest?.state).toBe('passed');
+    expect(await world.catalog.list('full', 'branch-office', 'kennel_prod')).toEqual([]);
+    expect(scratchDatabases()).toEqual([]);
   });
 });

@@ -5,6 +5,9 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { seedKennelDatabase } from '../local/environment.ts';
 import { type PostgresServer, startPostgres } from '../local/postgres.ts';
+import type { RunState } from './support/environment.ts';
+
+type RunsOutput = { runs: RunState[] };
 
 const CLI = join(import.meta.dirname, '..', 'local', 'cli.ts');
 let dataDir: string;
@@ -56,12 +59,9 @@ describe('npm run local -- start database-backup', () => {
     ]) {
       expect(run.stderr).toMatch(new RegExp(`✓ ${state}\\s`));
     }
-    const output = JSON.parse(run.stdout) as {
-      verification: { state: string };
-      restoreTest: { state: string };
-    };
-    expect(output.verification.state).toBe('verified');
-    expect(output.restoreTest.state).toBe('passed');
+    const output = JSON.parse(run.stdout) as RunsOutput;
+    expect(output.runs[0]?.verification?.state).toBe('verified');
+    expect(output.runs[0]?.restoreTest?.state).toBe('passed');
     const historyFile = run.stderr.match(/history: (\S+\.json)/)?.[1] ?? '';
     expect(existsSync(historyFile)).toBe(true);
     expect(JSON.parse(readFileSync(historyFile, 'utf8')).status).toBe('SUCCEEDED');
@@ -72,8 +72,8 @@ describe('npm run local -- start database-backup', () => {
     const run = await cli(['start', 'database-backup'], { DATABASE_URL: url });
     expect(run.code, run.stderr).toBe(0);
     expect(run.stderr).toContain(`PostgreSQL 127.0.0.1:${external.port}/kennel_prod`);
-    const output = JSON.parse(run.stdout) as { prune: { kept: number } };
-    expect(output.prune.kept).toBe(2);
+    const output = JSON.parse(run.stdout) as RunsOutput;
+    expect(output.runs[0]?.prune?.kept).toBe(2);
     expect(run.stdout + run.stderr).not.toContain(external.password);
   });
 

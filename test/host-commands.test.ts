@@ -43,12 +43,14 @@ const context = {
   getRemainingTimeInMillis: () => 60_000,
 } as never;
 
-function plan(config: Awaited<ReturnType<typeof handlers>>['config'], target = 'primary') {
-  return planBackup(config, { list: async () => [] } as never, {
+async function plan(config: Awaited<ReturnType<typeof handlers>>['config'], target = 'primary') {
+  const [planned] = await planBackup(config, { list: async () => [] } as never, {
     input: { target },
     executionId: 'arn:aws:states:us-east-1:123456789012:execution:kennel-backup-prod-database-backup:run-1',
     startedAt: '2026-11-26T02:00:00.000Z',
   });
+  if (!planned) throw new Error('no plan');
+  return planned;
 }
 
 beforeEach(() => {

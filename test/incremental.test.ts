@@ -150,7 +150,7 @@ describe('incremental backups', () => {
   });
 
   it('refuse a window given by hand that overlaps a backup, or starts in the future; nothing reaches the host', async () => {
-    const last = (await world.catalog.list('incremental', 'kennel_prod')).at(-1) as Manifest;
+    const last = (await world.catalog.list('incremental', 'local', 'kennel_prod')).at(-1) as Manifest;
     const overlap = new Date(Date.parse(last.window.until) - 60_000).toISOString();
     for (const [since, message] of [
       [overlap, `overlaps the incremental backup ${last.archive.key}`],
@@ -175,7 +175,7 @@ describe('transaction-log backups', () => {
       const { run, manifest } = await backup('transaction-logs');
       expect(run.record.status, run.record.cause).toBe('SUCCEEDED');
       expect(manifest?.verification.state).toBe('verified');
-      expect(manifest?.archive.key).toMatch(/^database\/transaction-logs\/kennel_prod\//);
+      expect(manifest?.archive.key).toMatch(/^database\/transaction-logs\/local\/kennel_prod\//);
       expect(Object.keys(manifest?.tables ?? {}).sort()).toEqual([
         'public.audit_logs',
         'public.session_logs',

@@ -73,6 +73,7 @@ interface Template {
 interface AslState {
   Type: string;
   Resource?: unknown;
+  ItemProcessor?: { States: Record<string, AslState> };
 }
 interface Asl {
   StartAt: string;
@@ -86,6 +87,14 @@ type AslValidator = (definition: unknown) => {
   errorsText: () => string;
 };
 const aslValidator = createRequire(import.meta.url)('asl-validator') as AslValidator;
+
+/** Every state, those inside Map states too (names are unique across a machine here). */
+function allStates(states: Record<string, AslState>): [string, AslState][] {
+  return Object.entries(states).flatMap(([name, state]) => [
+    [name, state] as [string, AslState],
+    ...(state.ItemProcessor ? allStates(state.ItemProcessor.States) : []),
+  ]);
+}
 
 const sub = (text: string) => ({ 'Fn::Sub': text });
 const getAtt = (logicalId: string) => ({ 'Fn::GetAtt': [logicalId, 'Arn'] });
@@ -160,7 +169,7 @@ describe('the ASL file', () => {
   });
 
   it('names only functions that serverless.yml defines', () => {
-    const named = Object.values(asl.States).flatMap((s) => {
+    const named = allStates(asl.States).flatMap(([, s]) => {
       const ref = (s.Resource as { 'Fn::GetAtt'?: [string, string] } | undefined)?.['Fn::GetAtt'];
       return ref ? [ref[0]] : [];
     });
@@ -184,15 +193,17 @@ describe('the state machine', () => {
     };
 
     expect(deployed.StartAt).toBe(asl.StartAt);
-    expect(Object.keys(deployed.States)).toEqual(Object.keys(asl.States));
-    for (const [name, state] of Object.entries(asl.States)) {
-      expect(deployed.States[name]?.Type, name).toBe(state.Type);
+    const deployedStates = new Map(allStates(deployed.States));
+    expect([...deployedStates.keys()]).toEqual(allStates(asl.States).map(([name]) => name));
+    for (const [name, state] of allStates(asl.States)) {
+      expect(deployedStates.get(name)?.Type, name).toBe(state.Type);
       const ref = (state.Resource as { 'Fn::GetAtt'?: [string, string] } | undefined)?.['Fn::GetAtt'];
       if (ref)
-        expect(functionOf(deployed.States[name]?.Resource), name).toBe(`kennel-backup-${STAGE}-${ref[0]}`);
+        expect(functionOf(deployedStates.get(name)?.Resource), name).toBe(`kennel-backup-${STAGE}-${ref[0]}`);
     }
-    expect(deployed.States.VerifyArchive?.Type).toBe('Task');
-    expect(deployed.States.BackupSucceeded?.Type).toBe('Succeed');
+    expect(deployedStates.get('BackUpEachTarget')?.Type).toBe('Map');
+    expect(deployedStates.get('VerifyArchive')?.Type).toBe('Task');
+    expect(deployedStates.get('BackupSucceeded')?.Type).toBe('Succeed');
   });
 
   it('is a Standard workflow with full logging and tracing', () => {
@@ -335,7 +346,7 @@ describe('the backup bucket', () => {
   it('never expires a current full backup: pruning keeps the newest verified one however old', () => {
     const { LifecycleConfiguration } = resource<Bucket>('BackupBucket', 'AWS::S3::Bucket');
     const coveringFull = LifecycleConfiguration.Rules.filter((r) =>
-      'database/full/kennel_prod/'.startsWith(String(r.Prefix ?? '')),
+      'database/full/primary/kennel_prod/'.startsWith(String(r.Prefix ?? '')),
     );
     expect(coveringFull.length).toBeGreaterThan(0);
     for (const rule of coveringFull) {

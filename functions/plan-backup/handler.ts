@@ -12,12 +12,16 @@ const catalog = new Catalog(createS3Client(config), config.BACKUP_BUCKET);
 export const handler = middy()
   .use(injectLambdaContext(logger))
   .handler(async (event: unknown) => {
-    const plan = await planBackup(config, catalog, event);
-    logger.info('planned backup', {
-      runId: plan.runId,
-      target: plan.target,
-      database: plan.database,
-      key: plan.archiveKey,
-    });
-    return plan;
+    const plans = await planBackup(config, catalog, event);
+    for (const plan of plans) {
+      logger.info('planned backup', {
+        kind: plan.kind,
+        since: plan.since,
+        runId: plan.runId,
+        target: plan.target,
+        database: plan.database,
+        key: plan.archiveKey,
+      });
+    }
+    return plans;
   });

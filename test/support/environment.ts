@@ -53,12 +53,13 @@ export async function runIn(
   options: Partial<RunOptions> & {
     functionEnv?: Record<string, string>;
     hostEnv?: Record<string, string>;
+    hostEnvByInstance?: Record<string, Record<string, string>>;
   } = {},
 ): Promise<Run> {
-  const { functionEnv, hostEnv, ...runOptions } = options;
+  const { functionEnv, hostEnv, hostEnvByInstance, ...runOptions } = options;
   Object.assign(process.env, world.env.functionEnv, functionEnv);
   vi.resetModules();
-  const host = localHost({ ...world.env.hostEnv, ...hostEnv });
+  const host = localHost({ ...world.env.hostEnv, ...hostEnv }, hostEnvByInstance);
   const alertsBefore = safeRead(world.env.paths.alertsFile).length;
   const logs: string[] = [];
   const spy = vi.spyOn(process.stdout, 'write').mockImplementation((chunk) => {
@@ -127,4 +128,25 @@ export async function putBytes(
   body: Buffer | string,
 ): Promise<void> {
   await s3.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: body }));
+}
+
+/** What one iteration of BackUpEachTarget left: its plan and each stage's result. */
+export interface RunState {
+  status: 'succeeded' | 'failed';
+  plan: {
+    manifestKey: string;
+    archiveKey: string;
+    executionId: string;
+    target: string;
+    database: string;
+    scratchDatabase: string;
+  };
+  verification?: { state: string };
+  restoreTest?: { state: string };
+  prune?: { removedFromS3: string[]; kept: number; localFiles: string[] };
+}
+
+/** The per-target results of a succeeded execution. */
+export function runsOf(record: ExecutionRecord): RunState[] {
+  return (record.output as { runs: RunState[] }).runs;
 }

@@ -34,9 +34,9 @@ describe('error classes', () => {
     const classified = classifyAwsError(failure, 'Checking the bucket');
     expect(classified).toBeInstanceOf(TransientError);
     expect(classified.message).toMatch(/^Checking the bucket failed \(ECONNREFUSED\)/);
-    await expect(new Catalog(s3, config.BACKUP_BUCKET).list('full', 'kennel_prod')).rejects.toBeInstanceOf(
-      TransientError,
-    );
+    await expect(
+      new Catalog(s3, config.BACKUP_BUCKET).list('full', 'primary', 'kennel_prod'),
+    ).rejects.toBeInstanceOf(TransientError);
   });
 
   it('passes other errors on unchanged', () => {

@@ -29,13 +29,23 @@ const request = (input: unknown) => ({
 });
 
 describe('planBackup', () => {
-  it('defaults to the first target and its database, with sortable per-run keys', async () => {
-    const planned = await planBackup(config, request({}));
+  it('plans every target with its database by default, each with its own keys', async () => {
+    const plans = await planBackup(config, request({}));
+    expect(plans.map((p) => [p.target, p.database])).toEqual([
+      ['primary', 'kennel_prod'],
+      ['reporting', 'kennel_reports'],
+    ]);
+    expect(new Set(plans.map((p) => p.archiveKey)).size).toBe(2);
+  });
+
+  it('gives sortable per-run keys, a local directory and a scratch database', async () => {
+    const [planned] = await planBackup(config, request({ target: 'primary' }));
+    if (!planned) throw new Error('no plan');
     expect(planned.target).toBe('primary');
     expect(planned.database).toBe('kennel_prod');
     expect(planned.runId).toMatch(/^20261126T020000Z_[0-9a-f]{8}$/);
     expect(planned.archiveKey).toBe(
-      `database/full/kennel_prod/2026/11/26/kennel_prod_full_${planned.runId}.sql.zst`,
+      `database/full/primary/kennel_prod/2026/11/26/kennel_prod_full_${planned.runId}.sql.zst`,
     );
     expect(planned.manifestKey).toBe(`${planned.archiveKey}.manifest.json`);
     expect(planned.localDir).toBe('/opt/backup/database/full/kennel_prod');
@@ -45,7 +55,8 @@ describe('planBackup', () => {
 
   it('takes the target and database from the input', async () => {
     const planned = await planBackup(config, request({ target: 'reporting', database: 'kennel_archive' }));
-    expect(planned).toMatchObject({
+    expect(planned).toHaveLength(1);
+    expect(planned[0]).toMatchObject({
       target: 'reporting',
       database: 'kennel_archive',
       localDir: '/srv/backup/database/full/kennel_archive',
@@ -53,9 +64,9 @@ describe('planBackup', () => {
   });
 
   it('gives two executions started in the same second different keys', async () => {
-    const a = await planBackup(config, request({}));
-    const b = await planBackup(config, { ...request({}), executionId: `${request({}).executionId}-2` });
-    expect(a.archiveKey).not.toBe(b.archiveKey);
+    const [a] = await planBackup(config, request({}));
+    const [b] = await planBackup(config, { ...request({}), executionId: `${request({}).executionId}-2` });
+    expect(a?.archiveKey).not.toBe(b?.archiveKey);
   });
 
   it.each([
