@@ -1,5 +1,5 @@
 import type { Catalog } from './catalog.ts';
-import type { Manifest } from './manifest.ts';
+import type { DatabaseManifest, Manifest } from './manifest.ts';
 import type { Plan } from './plan.ts';
 import { checkRestoredDatabase, type RestoreCheck } from './restore-check.ts';
 import { baseOfIncrementals, expired, RETENTION } from './retention.ts';
@@ -14,7 +14,7 @@ export async function restoreTestRun(
   plan: Plan,
   now = () => new Date(),
 ): Promise<RestoreCheck> {
-  const manifest = await catalog.readManifest(plan.manifestKey);
+  const manifest = await catalog.readDatabaseManifest(plan.manifestKey);
   try {
     const result = await checkRestoredDatabase(serverUrl, plan.scratchDatabase, manifest);
     await record(

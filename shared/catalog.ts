@@ -7,8 +7,21 @@ import {
   type S3Client,
 } from '@aws-sdk/client-s3';
 import { classifyAwsError, NotFoundError } from './errors.ts';
-import { type BackupKind, kindPrefix, MANIFEST_SUFFIX, manifestKey } from './keys.ts';
-import { type Manifest, manifestSchema } from './manifest.ts';
+import {
+  type BackupKind,
+  type DatabaseKind,
+  type FileKind,
+  kindPrefix,
+  MANIFEST_SUFFIX,
+  manifestKey,
+} from './keys.ts';
+import {
+  type DatabaseManifest,
+  type FilesManifest,
+  isDatabaseManifest,
+  type Manifest,
+  manifestSchema,
+} from './manifest.ts';
 
 /** Reads and writes the manifests in the backup bucket: the catalog of every backup. */
 export class Catalog {
@@ -42,6 +55,16 @@ export class Catalog {
     return parsed.data;
   }
 
+  async readDatabaseManifest(key: string): Promise<DatabaseManifest> {
+    const manifest = await this.readManifest(key);
+    if (!isDatabaseManifest(manifest)) {
+      throw new NotFoundError(
+        `s3://${this.bucket}/${key} is the manifest of a ${manifest.kind} backup, not of a database backup.`,
+      );
+    }
+    return manifest;
+  }
+
   async writeManifest(manifest: Manifest): Promise<void> {
     try {
       await this.s3.send(
@@ -57,8 +80,10 @@ export class Catalog {
     }
   }
 
-  /** Every manifest of one kind, target and database, oldest first. */
-  async list(kind: BackupKind, target: string, database: string): Promise<Manifest[]> {
+  /** Every manifest of one kind, target and database (none for files), oldest first. */
+  async list(kind: DatabaseKind, target: string, database: string): Promise<DatabaseManifest[]>;
+  async list(kind: FileKind, target: string, database: null): Promise<FilesManifest[]>;
+  async list(kind: BackupKind, target: string, database: string | null): Promise<Manifest[]> {
     const keys: string[] = [];
     let token: string | undefined;
     try {

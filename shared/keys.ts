@@ -9,16 +9,29 @@ import { CODECS, type CodecName } from './codecs.ts';
 
 /** The database family's kinds; one workflow takes the kind as input. */
 export const DATABASE_KINDS = ['full', 'incremental', 'transaction-logs'] as const;
-export type BackupKind = (typeof DATABASE_KINDS)[number];
+export type DatabaseKind = (typeof DATABASE_KINDS)[number];
+
+/** The files family's kinds: tarballs of paths on the host; one workflow takes the kind as input. */
+export const FILE_KINDS = ['configuration', 'application', 'static'] as const;
+export type FileKind = (typeof FILE_KINDS)[number];
+
+export type BackupKind = DatabaseKind | FileKind;
 
 export const KIND_PREFIX: Record<BackupKind, string> = {
   full: 'database/full',
   incremental: 'database/incremental',
   'transaction-logs': 'database/transaction-logs',
+  configuration: 'configuration',
+  application: 'application',
+  static: 'static',
 };
 
+export function isFileKind(kind: BackupKind): kind is FileKind {
+  return (FILE_KINDS as readonly string[]).includes(kind);
+}
+
 /** Prefixes the DB host may write to (and nothing else). */
-export const HOST_WRITE_PREFIXES = ['database/'] as const;
+export const HOST_WRITE_PREFIXES = ['database/', 'configuration/', 'application/', 'static/'] as const;
 
 export const MANIFEST_SUFFIX = '.manifest.json';
 
@@ -33,19 +46,26 @@ export function runId(startedAt: string, executionId: string): string {
   return `${compactStamp(startedAt)}_${suffix}`;
 }
 
-export function archiveFileName(database: string, kind: BackupKind, id: string, codec: CodecName): string {
+export function archiveFileName(database: string, kind: DatabaseKind, id: string, codec: CodecName): string {
   return `${database}_${kind}_${id}.sql.${CODECS[codec].extension}`;
 }
 
-/** One catalog per kind, target and database: two hosts may both hold a `kennel_prod`. */
-export function kindPrefix(kind: BackupKind, target: string, database: string): string {
-  return `${KIND_PREFIX[kind]}/${target}/${database}/`;
+export function tarballFileName(target: string, kind: FileKind, id: string, codec: CodecName): string {
+  return `${target}_${kind}_${id}.tar.${CODECS[codec].extension}`;
+}
+
+/**
+ * One catalog per kind, target and database (two hosts may both hold a
+ * `kennel_prod`); file kinds have no database.
+ */
+export function kindPrefix(kind: BackupKind, target: string, database: string | null): string {
+  return `${KIND_PREFIX[kind]}/${target}/${database === null ? '' : `${database}/`}`;
 }
 
 export function archiveKey(
   kind: BackupKind,
   target: string,
-  database: string,
+  database: string | null,
   startedAt: string,
   fileName: string,
 ): string {

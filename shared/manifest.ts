@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { CODEC_NAMES } from './codecs.ts';
 import { fileName, hostPath, objectKey, sha256Hex, sqlIdentifier, targetName } from './identifiers.ts';
-import { DATABASE_KINDS } from './keys.ts';
+import { DATABASE_KINDS, FILE_KINDS } from './keys.ts';
 
 /**
  * The manifest beside every archive. The host writes it after the upload; the
@@ -9,30 +9,53 @@ import { DATABASE_KINDS } from './keys.ts';
  * catalog: freshness checks, pruning, restore selection and point-in-time plans
  * read them, never object listings or file dates.
  */
-export const manifestSchema = z.object({
+const verification = z.object({
+  state: z.enum(['unverified', 'verified', 'failed']),
+  checkedAt: z.iso.datetime({ offset: true }).optional(),
+  detail: z.string().optional(),
+  restoreTest: z
+    .object({
+      state: z.enum(['passed', 'failed']),
+      checkedAt: z.iso.datetime({ offset: true }),
+      detail: z.string(),
+    })
+    .optional(),
+});
+
+const archive = z.object({
+  key: objectKey,
+  localPath: hostPath,
+  fileName,
+  size: z.number().int().nonnegative(),
+  sha256: sha256Hex,
+  /**
+   * `plain`: pg_dump's SQL; `changes`: COPY blocks of rows in the window, each
+   * wrapped in its upsert; `tar`: files, paths relative to /.
+   */
+  format: z.enum(['plain', 'changes', 'tar']),
+  compression: z.enum(CODEC_NAMES),
+});
+
+/** What every manifest has, whatever its family. */
+const base = z.object({
   version: z.literal(1),
-  kind: z.enum(DATABASE_KINDS),
   target: targetName,
-  database: sqlIdentifier,
   runId: z.string().regex(/^\d{8}T\d{6}Z_[0-9a-f]{8}$/),
   executionId: z.string().min(1),
-  archive: z.object({
-    key: objectKey,
-    localPath: hostPath,
-    fileName,
-    size: z.number().int().nonnegative(),
-    sha256: sha256Hex,
-    /** `plain`: pg_dump's SQL; `changes`: COPY blocks of rows in the window, each wrapped in its upsert. */
-    format: z.enum(['plain', 'changes']),
-    compression: z.enum(CODEC_NAMES),
-  }),
-  /** The data the archive holds: as of `until`, the database server's clock inside the dump's snapshot. */
+  archive,
+  /** The data the archive holds: as of `until` (for a database, the server's clock inside the dump's snapshot). */
   window: z.object({
     since: z.iso.datetime({ offset: true }).nullable(),
     until: z.iso.datetime({ offset: true }),
   }),
   startedAt: z.iso.datetime({ offset: true }),
   finishedAt: z.iso.datetime({ offset: true }),
+  verification,
+});
+
+export const databaseManifestSchema = base.extend({
+  kind: z.enum(DATABASE_KINDS),
+  database: sqlIdentifier,
   serverVersion: z.string().regex(/^\d+$/),
   excludedTables: z.array(sqlIdentifier),
   /** Exact row counts per `schema.table`, counted in the dump's own snapshot. */
@@ -51,18 +74,24 @@ export const manifestSchema = z.object({
     })
     .nullable()
     .default(null),
-  verification: z.object({
-    state: z.enum(['unverified', 'verified', 'failed']),
-    checkedAt: z.iso.datetime({ offset: true }).optional(),
-    detail: z.string().optional(),
-    restoreTest: z
-      .object({
-        state: z.enum(['passed', 'failed']),
-        checkedAt: z.iso.datetime({ offset: true }),
-        detail: z.string(),
-      })
-      .optional(),
-  }),
 });
 
-export type Manifest = z.infer<typeof manifestSchema>;
+export const filesManifestSchema = base.extend({
+  kind: z.enum(FILE_KINDS),
+  /** The paths asked for; `missing` were not there, and are not in the tarball. */
+  paths: z.array(hostPath),
+  missing: z.array(hostPath),
+  excludes: z.array(z.string()),
+  /** Entries in the tarball (files, directories, links), as tar listed them while writing. */
+  entries: z.number().int().nonnegative(),
+});
+
+export const manifestSchema = z.union([databaseManifestSchema, filesManifestSchema]);
+
+export type DatabaseManifest = z.infer<typeof databaseManifestSchema>;
+export type FilesManifest = z.infer<typeof filesManifestSchema>;
+export type Manifest = DatabaseManifest | FilesManifest;
+
+export function isDatabaseManifest(manifest: Manifest): manifest is DatabaseManifest {
+  return 'database' in manifest;
+}

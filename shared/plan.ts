@@ -7,13 +7,13 @@ import { fileName, hostPath, objectKey, sqlIdentifier, targetName } from './iden
 import {
   archiveFileName,
   archiveKey,
-  type BackupKind,
   DATABASE_KINDS,
+  type DatabaseKind,
   manifestKey,
   runId,
   scratchDatabase,
 } from './keys.ts';
-import type { Manifest } from './manifest.ts';
+import type { DatabaseManifest } from './manifest.ts';
 
 /** What an operator or a schedule may pass to a backup execution; every field is optional. */
 export const backupInputSchema = z
@@ -65,7 +65,7 @@ export function parseInput<T extends z.ZodType>(schema: T, value: unknown, what:
 }
 
 /** The kinds whose verified backups carry a kind's watermark forward. */
-const CHAIN: Record<BackupKind, BackupKind[]> = {
+const CHAIN: Record<DatabaseKind, DatabaseKind[]> = {
   full: [],
   incremental: ['full', 'incremental'],
   'transaction-logs': ['transaction-logs'],
@@ -78,7 +78,7 @@ const CHAIN: Record<BackupKind, BackupKind[]> = {
  */
 export async function windowStart(
   catalog: Catalog,
-  kind: BackupKind,
+  kind: DatabaseKind,
   target: string,
   database: string,
   given: string | undefined,
@@ -94,7 +94,10 @@ export async function windowStart(
   const chain = (await Promise.all(CHAIN[kind].map((k) => catalog.list(k, target, database)))).flat();
   const latest = chain
     .filter((m) => m.verification.state === 'verified')
-    .reduce<Manifest | undefined>((a, m) => (!a || m.window.until > a.window.until ? m : a), undefined);
+    .reduce<DatabaseManifest | undefined>(
+      (a, m) => (!a || m.window.until > a.window.until ? m : a),
+      undefined,
+    );
   if (given === undefined) return latest?.window.until ?? null;
   const since = new Date(given);
   if (since > now)

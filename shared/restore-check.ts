@@ -1,6 +1,6 @@
 import pg from 'pg';
 import { RestoreMismatchError, TransientError } from './errors.ts';
-import type { Manifest } from './manifest.ts';
+import type { DatabaseManifest } from './manifest.ts';
 
 /** Connection to the database server (without a database name), from a secret store. */
 export type DatabaseUrlProvider = () => Promise<string>;
@@ -69,7 +69,7 @@ export interface RestoreCheck {
 export async function checkRestoredDatabase(
   serverUrl: string,
   scratchDatabase: string,
-  manifest: Manifest,
+  manifest: DatabaseManifest,
 ): Promise<RestoreCheck> {
   try {
     const client = await connected(connectTo(serverUrl, scratchDatabase), scratchDatabase);

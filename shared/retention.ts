@@ -12,30 +12,30 @@ export const RETENTION: Record<BackupKind, { s3Days: number; localDays: number }
   // their only copy: audit data is kept 7 years in S3 (the compliance class);
   // the source document's 24 hours applies to the host's copies.
   'transaction-logs': { s3Days: 7 * 365, localDays: 1 },
+  configuration: { s3Days: 90, localDays: 90 },
+  application: { s3Days: 30, localDays: 30 },
+  static: { s3Days: 7, localDays: 7 },
 };
 
 const DAY_MS = 86_400_000;
 
 /** The newest backup whose archive passed verification: never pruned, however old. */
-export function newestVerified(manifests: readonly Manifest[]): Manifest | undefined {
+export function newestVerified<M extends Manifest>(manifests: readonly M[]): M | undefined {
   return manifests
     .filter((m) => m.verification.state === 'verified')
-    .reduce<Manifest | undefined>(
-      (best, m) => (!best || m.window.until > best.window.until ? m : best),
-      undefined,
-    );
+    .reduce<M | undefined>((best, m) => (!best || m.window.until > best.window.until ? m : best), undefined);
 }
 
 /**
  * The backups older than `days` at `now`, by the time their data was taken,
  * except the newest verified one.
  */
-export function expired(
-  manifests: readonly Manifest[],
+export function expired<M extends Manifest>(
+  manifests: readonly M[],
   now: Date,
   days: number,
-  alsoKeep: readonly Manifest[] = [],
-): Manifest[] {
+  alsoKeep: readonly M[] = [],
+): M[] {
   const keep = new Set([newestVerified(manifests), ...alsoKeep]);
   const cutoff = now.getTime() - days * DAY_MS;
   return manifests.filter((m) => !keep.has(m) && Date.parse(m.window.until) < cutoff);

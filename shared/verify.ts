@@ -2,10 +2,11 @@ import { createHash } from 'node:crypto';
 import { type Readable, Transform, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import tar from 'tar-stream';
 import type { Catalog } from './catalog.ts';
 import { CODECS } from './codecs.ts';
 import { ArchiveCorruptError, classifyAwsError } from './errors.ts';
-import type { Manifest } from './manifest.ts';
+import { type DatabaseManifest, type FilesManifest, isDatabaseManifest, type Manifest } from './manifest.ts';
 
 /** How each archive format opens and closes (the second line of a pg_dump; the first of ours). */
 const FORMAT_MARKS = {
@@ -61,17 +62,18 @@ function changesCounter() {
 }
 
 /**
- * Streams an archive once: hashes the stored bytes and decompresses them to the
- * end, keeping only the first and the last few hundred bytes of the dump. Memory
- * stays flat whatever the archive's size.
+ * Streams an archive once through sha256 and decompression into `sink`. Memory
+ * stays flat whatever the archive's size. A failure to decompress, or of the
+ * sink's own parsing, means a damaged archive; anything else (a reset
+ * connection, say) says nothing about it and is transient.
  */
-export async function readArchive(body: Readable, manifest: Manifest): Promise<ArchiveFacts> {
+async function streamArchive(
+  body: Readable,
+  manifest: Manifest,
+  sink: Writable,
+): Promise<{ size: number; sha256: string }> {
   const hash = createHash('sha256');
   let size = 0;
-  let uncompressedSize = 0;
-  let head = '';
-  let end = Buffer.alloc(0);
-  const counter = manifest.archive.format === 'changes' ? changesCounter() : undefined;
   const meter = new Transform({
     transform(chunk: Buffer, _enc, done) {
       hash.update(chunk);
@@ -79,6 +81,37 @@ export async function readArchive(body: Readable, manifest: Manifest): Promise<A
       done(null, chunk);
     },
   });
+  // pipeline() hands a source's error to every stream: remember where it started.
+  let sourceError: unknown;
+  body.once('error', (error) => {
+    sourceError = error;
+  });
+  let sinkError: unknown;
+  sink.once('error', (error) => {
+    sinkError = error;
+  });
+  try {
+    await pipeline(body, meter, CODECS[manifest.archive.compression].createDecompressor(), sink);
+  } catch (error) {
+    // zlib reports damaged gzip as Z_* and damaged zstd as ZSTD_error_*.
+    const damaged = error === sinkError || /^(Z_|ZSTD_error_)/.test((error as { code?: string }).code ?? '');
+    if (error !== sourceError && damaged) {
+      throw new ArchiveCorruptError(
+        `The archive ${manifest.archive.key} does not decompress or parse (${(error as Error).message}); the archive is damaged. Take a new backup and restore from an older verified one if needed.`,
+        { cause: error },
+      );
+    }
+    throw classifyAwsError(error, `Reading ${manifest.archive.key}`);
+  }
+  return { size, sha256: hash.digest('hex') };
+}
+
+/** Reads a database archive, keeping its first and last few hundred bytes and, for `changes`, its row counts. */
+export async function readArchive(body: Readable, manifest: DatabaseManifest): Promise<ArchiveFacts> {
+  let uncompressedSize = 0;
+  let head = '';
+  let end = Buffer.alloc(0);
+  const counter = manifest.archive.format === 'changes' ? changesCounter() : undefined;
   const sink = new Writable({
     write(chunk: Buffer, _enc, done) {
       if (head.length < 512) head += chunk.subarray(0, 512).toString('utf8');
@@ -92,22 +125,10 @@ export async function readArchive(body: Readable, manifest: Manifest): Promise<A
       done();
     },
   });
-  try {
-    await pipeline(body, meter, CODECS[manifest.archive.compression].createDecompressor(), sink);
-  } catch (error) {
-    // zlib reports damaged gzip as Z_* and damaged zstd as ZSTD_error_*; anything
-    // else (a reset connection, say) says nothing about the archive.
-    if (/^(Z_|ZSTD_error_)/.test((error as { code?: string }).code ?? '')) {
-      throw new ArchiveCorruptError(
-        `The archive ${manifest.archive.key} does not decompress (${(error as Error).message}); the archive is damaged. Take a new backup and restore from an older verified one if needed.`,
-        { cause: error },
-      );
-    }
-    throw classifyAwsError(error, `Reading ${manifest.archive.key}`);
-  }
+  const { size, sha256 } = await streamArchive(body, manifest, sink);
   return {
     size,
-    sha256: hash.digest('hex'),
+    sha256,
     uncompressedSize,
     header: head.split('\n').slice(0, 3).join('\n'),
     // Since 15.14 the dump ends with `\unrestrict <key>` after the closing comment.
@@ -116,14 +137,50 @@ export async function readArchive(body: Readable, manifest: Manifest): Promise<A
   };
 }
 
+export interface TarballFacts {
+  size: number;
+  sha256: string;
+  entries: number;
+}
+
+/** Lists a tarball to its end-of-archive marker: a cut or damaged one fails to parse. */
+export async function readTarball(body: Readable, manifest: FilesManifest): Promise<TarballFacts> {
+  let entries = 0;
+  const extract = tar.extract();
+  extract.on('entry', (_header, stream, next) => {
+    entries += 1;
+    stream.on('end', next);
+    stream.resume();
+  });
+  // tar-stream's Extract is a streamx Writable, which stream.pipeline accepts.
+  const { size, sha256 } = await streamArchive(body, manifest, extract as unknown as Writable);
+  return { size, sha256, entries };
+}
+
+function sizeAndHashProblems(facts: { size: number; sha256: string }, manifest: Manifest): string[] {
+  return [
+    ...(facts.size !== manifest.archive.size
+      ? [`size is ${facts.size} bytes, the manifest says ${manifest.archive.size}`]
+      : []),
+    ...(facts.sha256 !== manifest.archive.sha256
+      ? [`sha256 is ${facts.sha256}, the manifest says ${manifest.archive.sha256}`]
+      : []),
+  ];
+}
+
+export function tarballProblems(facts: TarballFacts, manifest: FilesManifest): string[] {
+  return [
+    ...sizeAndHashProblems(facts, manifest),
+    ...(facts.entries !== manifest.entries
+      ? [`it lists ${facts.entries} entries, the manifest says ${manifest.entries}`]
+      : []),
+  ];
+}
+
 /** What is wrong with an archive, judged against its manifest; empty when nothing is. */
-export function archiveProblems(facts: ArchiveFacts, manifest: Manifest): string[] {
-  const problems: string[] = [];
-  if (facts.size !== manifest.archive.size)
-    problems.push(`size is ${facts.size} bytes, the manifest says ${manifest.archive.size}`);
-  if (facts.sha256 !== manifest.archive.sha256)
-    problems.push(`sha256 is ${facts.sha256}, the manifest says ${manifest.archive.sha256}`);
-  const marks = FORMAT_MARKS[manifest.archive.format];
+export function archiveProblems(facts: ArchiveFacts, manifest: DatabaseManifest): string[] {
+  const problems = sizeAndHashProblems(facts, manifest);
+  const marks = FORMAT_MARKS[manifest.archive.format === 'plain' ? 'plain' : 'changes'];
   // pg_dump opens with exactly `--`, `-- PostgreSQL database dump`, `--`.
   if (
     !facts.header.split('\n')[marks.headerLine]?.startsWith(marks.header) ||
@@ -158,15 +215,23 @@ export async function verifyArchive(
   now: () => Date = () => new Date(),
 ): Promise<Manifest> {
   const manifest = await catalog.readManifest(manifestKey);
-  let facts: ArchiveFacts;
+  let detail: string;
   try {
     const object = await s3
       .send(new GetObjectCommand({ Bucket: bucket, Key: manifest.archive.key }))
       .catch((error: unknown) =>
         Promise.reject(classifyAwsError(error, `Reading s3://${bucket}/${manifest.archive.key}`)),
       );
-    facts = await readArchive(object.Body as Readable, manifest);
-    const problems = archiveProblems(facts, manifest);
+    let problems: string[];
+    if (isDatabaseManifest(manifest)) {
+      const facts = await readArchive(object.Body as Readable, manifest);
+      problems = archiveProblems(facts, manifest);
+      detail = `${facts.size} bytes, sha256 matches, decompresses to ${facts.uncompressedSize} bytes of a complete ${manifest.archive.format === 'plain' ? 'PostgreSQL dump' : 'changes archive whose row counts match'}`;
+    } else {
+      const facts = await readTarball(object.Body as Readable, manifest);
+      problems = tarballProblems(facts, manifest);
+      detail = `${facts.size} bytes, sha256 matches, lists completely: ${facts.entries} entries`;
+    }
     if (problems.length > 0) {
       throw new ArchiveCorruptError(
         `The archive s3://${bucket}/${manifest.archive.key} failed verification: ${problems.join('; ')}. It is marked failed in its manifest; do not restore from it.`,
@@ -183,11 +248,7 @@ export async function verifyArchive(
   }
   const verified: Manifest = {
     ...manifest,
-    verification: {
-      state: 'verified',
-      checkedAt: now().toISOString(),
-      detail: `${facts.size} bytes, sha256 matches, decompresses to ${facts.uncompressedSize} bytes of a complete PostgreSQL dump`,
-    },
+    verification: { state: 'verified', checkedAt: now().toISOString(), detail },
   };
   await catalog.writeManifest(verified);
   return verified;

@@ -15,7 +15,7 @@ import { zstdDecompressSync } from 'node:zlib';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { archiveKey, compactStamp, manifestKey } from '../shared/keys.ts';
-import type { Manifest } from '../shared/manifest.ts';
+import type { DatabaseManifest, DatabaseManifest as Manifest } from '../shared/manifest.ts';
 import { getBytes, putBytes, runIn, runsOf, startWorld, type TestWorld } from './support/environment.ts';
 
 let world: TestWorld;
@@ -51,7 +51,10 @@ function expectNoSecret(text: string) {
 }
 
 /** A backup from the past, in S3 and on the host, as an earlier run would have left it. */
-async function plantOldBackup(daysAgo: number, state: Manifest['verification']['state']): Promise<Manifest> {
+async function plantOldBackup(
+  daysAgo: number,
+  state: Manifest['verification']['state'],
+): Promise<DatabaseManifest> {
   const until = new Date(Date.now() - daysAgo * 86_400_000).toISOString();
   const id = `${compactStamp(until)}_${daysAgo.toString(16).padStart(8, '0')}`;
   const fileName = `kennel_prod_full_${id}.sql.zst`;
@@ -60,7 +63,7 @@ async function plantOldBackup(daysAgo: number, state: Manifest['verification']['
   mkdirSync(localDir, { recursive: true });
   const localPath = join(localDir, fileName);
   writeFileSync(localPath, 'old archive');
-  const manifest: Manifest = {
+  const manifest: DatabaseManifest = {
     version: 1,
     kind: 'full',
     target: 'local',
@@ -101,7 +104,7 @@ describe('full database backup, end to end', () => {
     expect(run.record.status).toBe('SUCCEEDED');
     const [output] = runsOf(run.record);
     if (!output?.prune) throw new Error('no run');
-    const manifest = await world.catalog.readManifest(output.plan.manifestKey);
+    const manifest = await world.catalog.readDatabaseManifest(output.plan.manifestKey);
     expect(manifest.verification.state).toBe('verified');
     expect(manifest.verification.restoreTest?.state).toBe('passed');
     expect(manifest.excludedTables).toEqual(['audit_logs', 'session_logs']);
@@ -171,7 +174,9 @@ describe('full database backup, end to end', () => {
     try {
       const run = await runIn(world);
       expect(run.record.status).toBe('SUCCEEDED');
-      const manifest = await world.catalog.readManifest(runsOf(run.record)[0]?.plan.manifestKey ?? '');
+      const manifest = await world.catalog.readDatabaseManifest(
+        runsOf(run.record)[0]?.plan.manifestKey ?? '',
+      );
       expect(manifest.verification.restoreTest?.state).toBe('passed');
     } finally {
       writing = false;
@@ -234,7 +239,9 @@ describe('every failure ends in an alert and a failed execution, with nothing ma
     const run = await runIn(world, {
       beforeTask: async (state, input) => {
         if (state !== 'VerifyArchive') return;
-        const manifest = await world.catalog.readManifest((input as { manifestKey: string }).manifestKey);
+        const manifest = await world.catalog.readDatabaseManifest(
+          (input as { manifestKey: string }).manifestKey,
+        );
         const bytes = await getBytes(world.s3, world.env.bucket, manifest.archive.key);
         const middle = Math.floor(bytes.length / 2);
         bytes[middle] = (bytes[middle] ?? 0) ^ 0x01;
@@ -245,7 +252,7 @@ describe('every failure ends in an alert and a failed execution, with nothing ma
     // A corrupt archive is terminal: retrying cannot mend it.
     expect(run.record.events.filter((e) => e.type === 'StateRetried')).toEqual([]);
     const manifestKeyOfRun = JSON.stringify(run.record.events).match(/"manifestKey":"([^"]+)"/)?.[1] ?? '';
-    const manifest = await world.catalog.readManifest(manifestKeyOfRun);
+    const manifest = await world.catalog.readDatabaseManifest(manifestKeyOfRun);
     expect(manifest.verification.state).toBe('failed');
     expect(manifest.verification.detail).toMatch(
       /sha256 is [0-9a-f]{64}, the manifest says|does not decompress/,
@@ -264,7 +271,7 @@ describe('every failure ends in an alert and a failed execution, with nothing ma
     await expectFailure(run, 'RestoreTest', 'RestoreMismatchError');
     expect(run.alerts[0]?.cause).toMatch(/public\.payments has \d+ rows, the dump had \d+/);
     expect(scratch).not.toBe('');
-    const manifest = await world.catalog.readManifest(
+    const manifest = await world.catalog.readDatabaseManifest(
       JSON.stringify(run.record.events).match(/"manifestKey":"([^"]+)"/)?.[1] ?? '',
     );
     expect(manifest.verification.restoreTest?.state).toBe('failed');
@@ -330,7 +337,7 @@ describe('manifest', () => {
     const plan = (runsOf(run.record)[0] ?? { plan: { manifestKey: '', archiveKey: '', executionId: '' } })
       .plan;
     expect(plan.manifestKey).toBe(manifestKey(plan.archiveKey));
-    const manifest = await world.catalog.readManifest(plan.manifestKey);
+    const manifest = await world.catalog.readDatabaseManifest(plan.manifestKey);
     expect(manifest.executionId).toBe(plan.executionId);
     expect(manifest.archive.compression).toBe('zstd');
     expect(Number(manifest.serverVersion)).toBeGreaterThanOrEqual(150000);
@@ -401,7 +408,7 @@ describe('several targets', () => {
       (e) => e.type === 'StateExited' && (e as { state?: { name: string } }).state?.name === 'RunSucceeded',
     ) as { state: { output: { plan: { manifestKey: string; target: string } } } } | undefined;
     expect(good?.state.output.plan.target).toBe('local');
-    const manifest = await world.catalog.readManifest(good?.state.output.plan.manifestKey ?? '');
+    const manifest = await world.catalog.readDatabaseManifest(good?.state.output.plan.manifestKey ?? '');
     expect(manifest.verification.state).toBe('verified');
     expect(manifest.verification.restoreTest?.state).toBe('passed');
     expect(await world.catalog.list('full', 'branch-office', 'kennel_prod')).toEqual([]);

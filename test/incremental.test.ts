@@ -2,7 +2,7 @@ import { spawnSync } from 'node:child_process';
 import { zstdDecompressSync } from 'node:zlib';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Manifest } from '../shared/manifest.ts';
+import type { DatabaseManifest, DatabaseManifest as Manifest } from '../shared/manifest.ts';
 import { getBytes, putBytes, runIn, startWorld, type TestWorld } from './support/environment.ts';
 
 let world: TestWorld;
@@ -17,7 +17,7 @@ async function backup(kind: string, extra: Parameters<typeof runIn>[1] = {}) {
   const run = await runIn(world, { input: { kind }, ...extra });
   const manifestKey = JSON.stringify(run.record.events).match(/"manifestKey":"([^"]+)"/)?.[1];
   const manifest = manifestKey
-    ? await world.catalog.readManifest(manifestKey).catch(() => undefined)
+    ? await world.catalog.readDatabaseManifest(manifestKey).catch(() => undefined)
     : undefined;
   return { run, manifest };
 }
@@ -66,7 +66,7 @@ describe('incremental backups', () => {
     const failed = await backup('incremental', {
       beforeTask: async (state, input) => {
         if (state !== 'VerifyArchive') return;
-        const m = await world.catalog.readManifest((input as { manifestKey: string }).manifestKey);
+        const m = await world.catalog.readDatabaseManifest((input as { manifestKey: string }).manifestKey);
         await putBytes(world.s3, world.env.bucket, m.archive.key, Buffer.from('not an archive'));
       },
     });

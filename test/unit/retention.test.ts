@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import type { Manifest } from '../../shared/manifest.ts';
+import type { DatabaseManifest as Manifest } from '../../shared/manifest.ts';
 import { baseOfIncrementals, expired, newestVerified, RETENTION } from '../../shared/retention.ts';
 
 const NOW = new Date('2026-11-26T02:00:00Z');
@@ -36,11 +36,14 @@ function backup(daysAgo: number, state: Manifest['verification']['state'] = 'ver
 const ages = (ms: Manifest[]) => ms.map((m) => m.executionId);
 
 describe('retention of full backups', () => {
-  it('follows the source document: full 30 days in S3 and 7 on the host, incremental 7, logs 1 on the host and 7 years in S3', () => {
+  it('follows the source document: full 30 days in S3 and 7 on the host, incremental 7, logs 1 on the host and 7 years in S3, configuration 90, application 30, static 7', () => {
     expect(RETENTION).toEqual({
       full: { s3Days: 30, localDays: 7 },
       incremental: { s3Days: 7, localDays: 7 },
       'transaction-logs': { s3Days: 2555, localDays: 1 },
+      configuration: { s3Days: 90, localDays: 90 },
+      application: { s3Days: 30, localDays: 30 },
+      static: { s3Days: 7, localDays: 7 },
     });
   });
 

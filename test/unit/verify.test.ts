@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { gzipSync, zstdCompressSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
-import type { Manifest } from '../../shared/manifest.ts';
+import type { DatabaseManifest as Manifest } from '../../shared/manifest.ts';
 import { archiveProblems, readArchive } from '../../shared/verify.ts';
 
 const DUMP = [
