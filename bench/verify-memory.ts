@@ -1,6 +1,6 @@
 import { createReadStream, readFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
-import { manifestSchema } from '../shared/manifest.ts';
+import { databaseManifestSchema } from '../shared/manifest.ts';
 import { archiveProblems, readArchive } from '../shared/verify.ts';
 
 /**
@@ -17,7 +17,7 @@ if (!archivePath || !manifestPath) {
   console.error('Usage: node bench/verify-memory.ts <archive> <manifest.json>');
   process.exit(2);
 }
-const manifest = manifestSchema.parse(JSON.parse(readFileSync(manifestPath, 'utf8')));
+const manifest = databaseManifestSchema.parse(JSON.parse(readFileSync(manifestPath, 'utf8')));
 
 const before = process.memoryUsage();
 let peakSampled = before.rss;
