@@ -1,6 +1,7 @@
 import { spawnSync } from 'node:child_process';
-import { mkdirSync } from 'node:fs';
-import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { externalPostgres, type PostgresServer, startPostgres } from './postgres.ts';
 import { PROJECT_ROOT } from './runner.ts';
 import { LOCAL_S3_CREDENTIALS, startLocalS3 } from './s3.ts';
@@ -36,7 +37,7 @@ export interface LocalEnvironment {
   functionEnv: Record<string, string>;
   /** The host's environment: credentials the scripts read, never see in their text. */
   hostEnv: Record<string, string>;
-  paths: { backupDir: string; historyDir: string; alertsFile: string };
+  paths: { backupDir: string; hostRoot: string; historyDir: string; alertsFile: string };
   stop(): Promise<void>;
 }
 
@@ -58,15 +59,65 @@ export function seedKennelDatabase(server: PostgresServer, database: string, sca
   psql(server, database, ['-v', `scale=${scale}`, '-f', join(PROJECT_ROOT, 'local/seed/data.sql')]);
 }
 
+/**
+ * A small application host under `root`, laid out as the source document's
+ * /opt/kennel and /etc, for the files backups. The .env holds a password made
+ * up here, so that a configuration archive carries a secret as a real one does.
+ */
+export function seedHostFiles(root: string): Record<'configuration' | 'application' | 'static', string[]> {
+  const files: Record<string, string> = {
+    'opt/kennel/.env': `DATABASE_URL=postgres://kennel_user:${randomBytes(12).toString('hex')}@db:5432/kennel_prod\n`,
+    'opt/kennel/.env.production': 'NODE_ENV=production\n',
+    'opt/kennel/docker-compose.prod.yml': 'services:\n  db:\n    image: postgres:15\n  app:\n    image: kennel-app\n',
+    'opt/kennel/nginx.conf': 'server { listen 80; location / { proxy_pass http://app:3000; } }\n',
+    'opt/kennel/ssl/kennel.crt': '-----BEGIN CERTIFICATE-----\nsample\n-----END CERTIFICATE-----\n',
+    'opt/kennel/package.json': '{ "name": "kennel-app", "version": "1.0.0" }\n',
+    'opt/kennel/src/app.ts': 'export const app = "kennel";\n',
+    'opt/kennel/public/logo.svg': '<svg xmlns="http://www.w3.org/2000/svg"/>\n',
+    'opt/kennel/.next/static/chunk.js': 'console.log("chunk");\n',
+    'opt/kennel/.next/standalone/server.js': 'require("next");\n',
+    'opt/kennel/node_modules/left-pad/index.js': 'module.exports = () => {};\n',
+    'opt/kennel/.git/HEAD': 'ref: refs/heads/main\n',
+    'opt/kennel/coverage/index.html': '<html></html>\n',
+    'opt/kennel/dist/app.js': 'built\n',
+    'etc/nginx/nginx.conf': 'events {}\n',
+    'etc/ssl/openssl.cnf': '[req]\n',
+    'etc/fail2ban/jail.local': '[sshd]\nenabled = true\n',
+    'etc/ufw/ufw.conf': 'ENABLED=yes\n',
+  };
+  for (const [path, content] of Object.entries(files)) {
+    mkdirSync(dirname(join(root, path)), { recursive: true });
+    writeFileSync(join(root, path), content, { mode: 0o600 });
+  }
+  const at = (...paths: string[]) => paths.map((p) => join(root, p));
+  return {
+    configuration: at(
+      'opt/kennel/.env',
+      'opt/kennel/.env.production',
+      'opt/kennel/docker-compose.prod.yml',
+      'opt/kennel/nginx.conf',
+      'opt/kennel/ssl',
+      'etc/nginx',
+      'etc/ssl',
+      'etc/fail2ban',
+      'etc/ufw',
+    ),
+    application: at('opt/kennel'),
+    static: at('opt/kennel/public', 'opt/kennel/.next/static', 'opt/kennel/.next/standalone'),
+  };
+}
+
 export async function startLocalEnvironment(options: LocalEnvironmentOptions): Promise<LocalEnvironment> {
   const bucket = options.bucket ?? LOCAL_BUCKET;
   const backupDir = join(options.dataDir, 'host', 'backup');
   const paths = {
     backupDir,
+    hostRoot: join(options.dataDir, 'host', 'root'),
     historyDir: join(options.dataDir, 'executions'),
     alertsFile: join(options.dataDir, 'alerts.log'),
   };
   mkdirSync(backupDir, { recursive: true });
+  const files = seedHostFiles(paths.hostRoot);
 
   let postgres: PostgresServer;
   let database: string;
@@ -101,6 +152,7 @@ export async function startLocalEnvironment(options: LocalEnvironmentOptions): P
         database,
         postgres: { mode: 'host' },
         backupDir,
+        files,
       },
     ]),
     ALERT_WEBHOOK_PARAMETER: '/kennel-backup/local/alert-webhook-url',

@@ -5,6 +5,7 @@
 // malformed --param fails `serverless package` with the message a cold start
 // would give, instead of failing the first backup at 02:00.
 const { parseConfig } = require('../shared/config.ts');
+const { BACKUP_PREFIXES } = require('../shared/keys.ts');
 
 const SUBNET_ID = /^subnet-[0-9a-f]{8,17}$/;
 const SECURITY_GROUP_ID = /^sg-[0-9a-f]{8,17}$/;
@@ -55,6 +56,12 @@ function instanceArn(id) {
 }
 
 module.exports = {
+  /** The objects of every backup prefix (shared/keys.ts), for IAM resources. */
+  backupObjects: () => BACKUP_PREFIXES.map((prefix) => ({ 'Fn::Sub': `\${BackupBucket.Arn}/${prefix}*` })),
+
+  /** The same prefixes for an s3:prefix condition on ListBucket. */
+  backupPrefixes: () => BACKUP_PREFIXES.map((prefix) => `${prefix}*`),
+
   backupTargets: async ({ resolveVariable }) => (await checkedTargets(resolveVariable)).text,
 
   /**

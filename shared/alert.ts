@@ -12,6 +12,8 @@ export const alertRequestSchema = z.object({
   startedAt: z.string(),
   /** The execution's state when it failed; Catch paths write `failed.<StateName>`. */
   state: z.unknown(),
+  /** Set for a warning: the run goes on, an operator should look. */
+  warning: z.string().optional(),
 });
 
 export interface Alert {
@@ -26,9 +28,10 @@ export interface Alert {
   text: string;
 }
 
-const failureSchema = z.object({
-  failed: z.record(z.string(), z.object({ Error: z.string(), Cause: z.unknown() })),
-  plan: z.object({ target: z.string(), database: z.string(), kind: z.string() }).optional(),
+/** The parts of the execution's state an alert reads: the plan of the failed run, and what failed. */
+const stateSchema = z.object({
+  failed: z.record(z.string(), z.object({ Error: z.string(), Cause: z.unknown() })).optional(),
+  plan: z.object({ target: z.string(), database: z.string().optional(), kind: z.string() }).optional(),
 });
 
 /** Lambda errors arrive as a JSON Cause ({ errorType, errorMessage, trace }); show the message. */
@@ -55,25 +58,31 @@ export function consoleUrl(region: string, executionId: string): string {
   return `https://${region}.console.aws.amazon.com/states/home?region=${region}#/v2/executions/details/${encodeURIComponent(executionId)}`;
 }
 
+/** A failure (the first `failed.<State>` of the state), or a warning when the request carries one. */
 export function formatAlert(
   request: z.infer<typeof alertRequestSchema>,
   stage: string,
   region: string,
 ): Alert {
-  const failures = failureSchema.safeParse(request.state);
-  const [state, failure] = failures.success ? (Object.entries(failures.data.failed)[0] ?? []) : [];
-  const plan = failures.success ? failures.data.plan : undefined;
-  const error = failure?.Error ?? 'UnknownFailure';
+  const parsed = stateSchema.safeParse(request.state);
+  const plan = parsed.success ? parsed.data.plan : undefined;
+  const [failedState, failure] = Object.entries((parsed.success && parsed.data.failed) || {})[0] ?? [];
+  const warning = request.warning !== undefined;
+  const state = warning ? 'warning' : (failedState ?? 'unknown');
+  const error = warning ? 'Warning' : (failure?.Error ?? 'UnknownFailure');
   const cause = redact(
-    failure ? causeText(failure.Cause) : 'The execution failed without a recorded cause; open its history.',
+    request.warning ??
+      (failure
+        ? causeText(failure.Cause)
+        : 'The execution failed without a recorded cause; open its history.'),
   );
   const url = consoleUrl(region, request.executionId);
   const text = [
-    `:rotating_light: kennel-backup (${stage}): ${request.workflow} FAILED`,
-    ...(plan ? [`Target: ${plan.target} (${plan.database}, ${plan.kind})`] : []),
-    `State: ${state ?? 'unknown'}`,
-    `Error: ${error}`,
-    `Cause: ${cause}`,
+    warning
+      ? `:warning: kennel-backup (${stage}): ${request.workflow} WARNING`
+      : `:rotating_light: kennel-backup (${stage}): ${request.workflow} FAILED`,
+    ...(plan ? [`Target: ${plan.target} (${plan.database ? `${plan.database}, ` : ''}${plan.kind})`] : []),
+    ...(warning ? [`Warning: ${cause}`] : [`State: ${state}`, `Error: ${error}`, `Cause: ${cause}`]),
     `Execution: ${request.executionId} (started ${request.startedAt})`,
     `Console: ${url}`,
   ].join('\n');
@@ -81,7 +90,7 @@ export function formatAlert(
     workflow: request.workflow,
     executionId: request.executionId,
     target: plan?.target ?? null,
-    state: state ?? 'unknown',
+    state,
     error,
     cause,
     consoleUrl: url,

@@ -1,4 +1,5 @@
 import type { Catalog } from './catalog.ts';
+import type { FilesPlan } from './files-plan.ts';
 import type { DatabaseManifest, Manifest } from './manifest.ts';
 import type { Plan } from './plan.ts';
 import { checkRestoredDatabase, type RestoreCheck } from './restore-check.ts';
@@ -33,7 +34,7 @@ export async function restoreTestRun(
 
 async function record(
   catalog: Catalog,
-  manifest: Manifest,
+  manifest: DatabaseManifest,
   state: 'passed' | 'failed',
   detail: string,
   now: () => Date,
@@ -58,12 +59,13 @@ export interface PruneResult {
  * Applies the retention table to one database's backups of the plan's kind. A
  * full backup that a kept incremental builds on is kept too, however old.
  */
-export async function pruneRun(catalog: Catalog, plan: Plan, now: Date): Promise<PruneResult> {
+export async function pruneRun(catalog: Catalog, plan: Plan | FilesPlan, now: Date): Promise<PruneResult> {
   const rule = RETENTION[plan.kind];
-  const manifests = await catalog.list(plan.kind, plan.target, plan.database);
+  const database = 'database' in plan ? plan.database : null;
+  const manifests = await catalog.list(plan.kind, plan.target, database);
   let chainBase: Manifest[] = [];
-  if (plan.kind === 'full') {
-    const incrementals = await catalog.list('incremental', plan.target, plan.database);
+  if (plan.kind === 'full' && database !== null) {
+    const incrementals = await catalog.list('incremental', plan.target, database);
     const kept = incrementals.filter(
       (m) => !expired(incrementals, now, RETENTION.incremental.s3Days).includes(m),
     );

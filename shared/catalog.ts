@@ -83,6 +83,7 @@ export class Catalog {
   /** Every manifest of one kind, target and database (none for files), oldest first. */
   async list(kind: DatabaseKind, target: string, database: string): Promise<DatabaseManifest[]>;
   async list(kind: FileKind, target: string, database: null): Promise<FilesManifest[]>;
+  async list(kind: BackupKind, target: string, database: string | null): Promise<Manifest[]>;
   async list(kind: BackupKind, target: string, database: string | null): Promise<Manifest[]> {
     const keys: string[] = [];
     let token: string | undefined;

@@ -15,6 +15,35 @@ const postgresLocation = z.discriminatedUnion('mode', [
   z.object({ mode: z.literal('docker'), composeFile: hostPath, service: targetName }),
 ]);
 
+/** The source document's paths, per file kind; each list can be changed per target. */
+const fileSets = z.object({
+  configuration: z
+    .array(hostPath)
+    .min(1)
+    .default([
+      '/opt/kennel/.env',
+      '/opt/kennel/.env.production',
+      '/opt/kennel/docker-compose.prod.yml',
+      '/opt/kennel/nginx.conf',
+      '/opt/kennel/ssl',
+      '/etc/nginx',
+      '/etc/ssl',
+      '/etc/fail2ban',
+      '/etc/ufw',
+    ]),
+  application: z.array(hostPath).min(1).default(['/opt/kennel']),
+  static: z
+    .array(hostPath)
+    .min(1)
+    .default(['/opt/kennel/public', '/opt/kennel/.next/static', '/opt/kennel/.next/standalone']),
+  /** Names left out of the application tarball wherever they occur. */
+  applicationExcludes: z
+    .array(z.string().regex(/^[A-Za-z0-9._-]+$/, 'must be a plain file or directory name'))
+    .default(['node_modules', '.git', '.next', 'coverage', 'dist']),
+});
+
+export type FileSets = z.infer<typeof fileSets>;
+
 const target = z
   .object({
     name: targetName,
@@ -36,6 +65,7 @@ const target = z
     postgres: postgresLocation.default({ mode: 'host' }),
     /** The host's backup directory, as in the source document. */
     backupDir: hostPath.default('/opt/backup'),
+    files: fileSets.default(fileSets.parse({})),
   })
   .refine((t) => (t.instanceIds === undefined) !== (t.tag === undefined), {
     message: 'give either instanceIds or tag',

@@ -1,8 +1,9 @@
 import { z } from 'zod';
 import { CODECS } from './codecs.ts';
 import type { Config, Target } from './config.ts';
+import { filesPlanSchema } from './files-plan.ts';
 import { fileName, sha256Hex } from './identifiers.ts';
-import { planSchema } from './plan.ts';
+import { planSchema, type Run } from './plan.ts';
 import { type HostScript, renderScript } from './shell.ts';
 
 /**
@@ -12,8 +13,13 @@ import { type HostScript, renderScript } from './shell.ts';
  */
 export const hostCommandRequestSchema = z.discriminatedUnion('script', [
   z.object({ script: z.literal('database-backup'), plan: planSchema }),
+  z.object({ script: z.literal('files-backup'), plan: filesPlanSchema }),
   z.object({ script: z.literal('restore-test'), plan: planSchema, sha256: sha256Hex }),
-  z.object({ script: z.literal('prune-local'), plan: planSchema, files: z.array(fileName) }),
+  z.object({
+    script: z.literal('prune-local'),
+    plan: z.union([planSchema, filesPlanSchema]),
+    files: z.array(fileName),
+  }),
 ]);
 
 export type HostCommandRequest = z.infer<typeof hostCommandRequestSchema>;
@@ -25,33 +31,51 @@ function postgresParams(target: Target): Record<string, string> {
     : { KB_PG_MODE: 'host', KB_COMPOSE_FILE: '', KB_COMPOSE_SERVICE: '' };
 }
 
+/** Where a backup script writes its archive, locally and in S3, and what it records about the run. */
+function uploadParams(config: Config, plan: Run): Record<string, string> {
+  return {
+    KB_BUCKET: plan.bucket,
+    KB_ARCHIVE_KEY: plan.archiveKey,
+    KB_MANIFEST_KEY: plan.manifestKey,
+    KB_LOCAL_DIR: plan.localDir,
+    KB_FILE_NAME: plan.fileName,
+    KB_S3_ENDPOINT_URL: config.S3_ENDPOINT_URL ?? '',
+    KB_COMPRESS: CODECS[plan.codec].compress,
+    KB_COMPRESSION: plan.codec,
+    KB_TARGET: plan.target,
+    KB_RUN_ID: plan.runId,
+    KB_EXECUTION_ID: plan.executionId,
+  };
+}
+
 export function hostScriptParams(
   config: Config,
   target: Target,
   request: HostCommandRequest,
 ): Record<string, string> {
-  const { plan } = request;
   switch (request.script) {
-    case 'database-backup':
+    case 'database-backup': {
+      const { plan } = request;
       return {
         ...postgresParams(target),
         KB_KIND: plan.kind,
         KB_SINCE: plan.since ?? '',
         KB_DATABASE: plan.database,
         KB_EXCLUDE_TABLES: config.EXCLUDED_TABLES.join(' '),
-        KB_BUCKET: plan.bucket,
-        KB_ARCHIVE_KEY: plan.archiveKey,
-        KB_MANIFEST_KEY: plan.manifestKey,
-        KB_LOCAL_DIR: plan.localDir,
-        KB_FILE_NAME: plan.fileName,
-        KB_S3_ENDPOINT_URL: config.S3_ENDPOINT_URL ?? '',
-        KB_COMPRESS: CODECS[plan.codec].compress,
-        KB_COMPRESSION: plan.codec,
-        KB_TARGET: plan.target,
-        KB_RUN_ID: plan.runId,
-        KB_EXECUTION_ID: plan.executionId,
+        ...uploadParams(config, plan),
       };
-    case 'restore-test':
+    }
+    case 'files-backup': {
+      const { plan } = request;
+      return {
+        KB_KIND: plan.kind,
+        KB_PATHS: plan.paths.join(' '),
+        KB_EXCLUDES: plan.excludes.join(' '),
+        ...uploadParams(config, plan),
+      };
+    }
+    case 'restore-test': {
+      const { plan } = request;
       return {
         ...postgresParams(target),
         KB_LOCAL_PATH: `${plan.localDir}/${plan.fileName}`,
@@ -59,8 +83,9 @@ export function hostScriptParams(
         KB_DECOMPRESS: CODECS[plan.codec].decompress,
         KB_SCRATCH_DATABASE: plan.scratchDatabase,
       };
+    }
     case 'prune-local':
-      return { KB_LOCAL_DIR: plan.localDir, KB_FILES: request.files.join(' ') };
+      return { KB_LOCAL_DIR: request.plan.localDir, KB_FILES: request.files.join(' ') };
   }
 }
 

@@ -30,8 +30,8 @@ export function isFileKind(kind: BackupKind): kind is FileKind {
   return (FILE_KINDS as readonly string[]).includes(kind);
 }
 
-/** Prefixes the DB host may write to (and nothing else). */
-export const HOST_WRITE_PREFIXES = ['database/', 'configuration/', 'application/', 'static/'] as const;
+/** Where archives live: the DB host may write under these and nothing else. */
+export const BACKUP_PREFIXES = ['database/', 'configuration/', 'application/', 'static/'] as const;
 
 export const MANIFEST_SUFFIX = '.manifest.json';
 

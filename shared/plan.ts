@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import type { Catalog } from './catalog.ts';
 import { CODEC_NAMES, DEFAULT_CODEC } from './codecs.ts';
-import { type Config, findTarget } from './config.ts';
+import { type Config, findTarget, type Target } from './config.ts';
 import { InvalidInputError, NotFoundError } from './errors.ts';
 import { fileName, hostPath, objectKey, sqlIdentifier, targetName } from './identifiers.ts';
 import {
@@ -33,13 +33,9 @@ export const planRequestSchema = z.object({
   startedAt: z.iso.datetime({ offset: true }),
 });
 
-/** One run of a backup workflow, decided once by PlanBackup and carried through the execution. */
-export const planSchema = z.object({
-  kind: z.enum(DATABASE_KINDS),
-  /** Start of the window (inclusive) for incremental and log backups; null for a full one or a first log backup. */
-  since: z.iso.datetime({ offset: true }).nullable(),
+/** What every run of every workflow knows: who it is, and where its archive goes. */
+export const runSchema = z.object({
   target: targetName,
-  database: sqlIdentifier,
   runId: z.string().regex(/^\d{8}T\d{6}Z_[0-9a-f]{8}$/),
   executionId: z.string().min(1),
   startedAt: z.iso.datetime({ offset: true }),
@@ -48,8 +44,18 @@ export const planSchema = z.object({
   manifestKey: objectKey,
   fileName,
   localDir: hostPath,
-  scratchDatabase: sqlIdentifier,
   codec: z.enum(CODEC_NAMES),
+});
+
+export type Run = z.infer<typeof runSchema>;
+
+/** One run of the database workflow, decided once by PlanBackup and carried through the execution. */
+export const planSchema = runSchema.extend({
+  kind: z.enum(DATABASE_KINDS),
+  /** Start of the window (inclusive) for incremental and log backups; null for a full one or a first log backup. */
+  since: z.iso.datetime({ offset: true }).nullable(),
+  database: sqlIdentifier,
+  scratchDatabase: sqlIdentifier,
 });
 
 export type Plan = z.infer<typeof planSchema>;
@@ -117,17 +123,24 @@ export async function windowStart(
  * the input's database, or each target's databases. Runs are independent: each
  * has its own window, archive and manifest.
  */
+/** The input's target, or every target. */
+export function selectTargets(config: Config, name: string | undefined): Target[] {
+  if (name === undefined) return config.BACKUP_TARGETS;
+  const target = findTarget(config, name);
+  if (!target) {
+    const known = config.BACKUP_TARGETS.map((t) => t.name).join(', ');
+    throw new NotFoundError(`Unknown target "${name}"; the configured targets are: ${known}.`);
+  }
+  return [target];
+}
+
 export async function planBackup(config: Config, catalog: Catalog, request: unknown): Promise<Plan[]> {
   const { input, executionId, startedAt } = parseInput(planRequestSchema, request, 'The PlanBackup request');
   const wanted = parseInput(backupInputSchema, input ?? {}, 'The execution input');
-  const targets = wanted.target === undefined ? config.BACKUP_TARGETS : [findTarget(config, wanted.target)];
+  const targets = selectTargets(config, wanted.target);
   const kind = wanted.kind ?? 'full';
   const iso = new Date(startedAt).toISOString();
   const runs = targets.flatMap((target) => {
-    if (!target) {
-      const known = config.BACKUP_TARGETS.map((t) => t.name).join(', ');
-      throw new NotFoundError(`Unknown target "${wanted.target}"; the configured targets are: ${known}.`);
-    }
     const databases = wanted.database ? [wanted.database] : (target.databases ?? [target.database]);
     return databases.map((database) => ({ target, database }));
   });

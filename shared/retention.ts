@@ -87,7 +87,8 @@ export interface LifecycleRule {
   Id: string;
   Status: 'Enabled';
   Prefix: string;
-  Transitions: { TransitionInDays: number; StorageClass: StorageClass }[];
+  /** Only where the source document moves the prefix to cheaper storage (database/). */
+  Transitions?: { TransitionInDays: number; StorageClass: StorageClass }[];
   NoncurrentVersionExpiration: { NoncurrentDays: number };
   ExpiredObjectDeleteMarker: true;
   AbortIncompleteMultipartUpload: { DaysAfterInitiation: number };
@@ -105,19 +106,26 @@ export interface LifecycleRule {
  * are then removed.
  */
 export function lifecycleRules(): LifecycleRule[] {
-  return STORAGE_TRANSITIONS.flatMap((t) =>
-    (Object.keys(RETENTION) as BackupKind[])
-      .filter((kind) => `${KIND_PREFIX[kind]}/`.startsWith(t.prefix))
-      .map((kind) => ({
-        Id: `${t.id}-${kind}`,
-        Status: 'Enabled' as const,
-        Prefix: `${KIND_PREFIX[kind]}/`,
-        Transitions: t.transitions.map((s) => ({ TransitionInDays: s.days, StorageClass: s.storageClass })),
-        NoncurrentVersionExpiration: { NoncurrentDays: RETENTION[kind].s3Days },
-        ExpiredObjectDeleteMarker: true as const,
-        AbortIncompleteMultipartUpload: { DaysAfterInitiation: ABORT_INCOMPLETE_UPLOAD_DAYS },
-      })),
-  );
+  return (Object.keys(RETENTION) as BackupKind[]).map((kind) => {
+    const prefix = `${KIND_PREFIX[kind]}/`;
+    const covering = STORAGE_TRANSITIONS.find((t) => prefix.startsWith(t.prefix));
+    return {
+      Id: `${covering?.id ?? 'Backups'}-${kind}`,
+      Status: 'Enabled' as const,
+      Prefix: prefix,
+      ...(covering
+        ? {
+            Transitions: covering.transitions.map((t) => ({
+              TransitionInDays: t.days,
+              StorageClass: t.storageClass,
+            })),
+          }
+        : {}),
+      NoncurrentVersionExpiration: { NoncurrentDays: RETENTION[kind].s3Days },
+      ExpiredObjectDeleteMarker: true as const,
+      AbortIncompleteMultipartUpload: { DaysAfterInitiation: ABORT_INCOMPLETE_UPLOAD_DAYS },
+    };
+  });
 }
 
 /**

@@ -7,13 +7,13 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseConfig } from '../shared/config.ts';
-import { HOST_WRITE_PREFIXES } from '../shared/keys.ts';
+import { BACKUP_PREFIXES } from '../shared/keys.ts';
 import { lifecycleConfiguration, lifecycleRules } from '../shared/retention.ts';
 import { HOST_SCRIPTS } from '../shared/shell.ts';
 
 /**
  * `serverless package` renders the CloudFormation template offline; these tests
- * read what it would deploy: the state machine built from the ASL file, the
+ * read what it would deploy: the state machines built from the ASL files, the
  * bucket, and every permission of every role.
  */
 
@@ -25,6 +25,7 @@ const SECURITY_GROUP = 'sg-0123456789abcdef0';
 /** Function name in serverless.yml and the ASL file → its folder under functions/. */
 const FUNCTIONS = {
   planBackup: 'plan-backup',
+  planFilesBackup: 'plan-files-backup',
   startHostCommand: 'start-host-command',
   checkHostCommand: 'check-host-command',
   verifyArchive: 'verify-archive',
@@ -34,6 +35,62 @@ const FUNCTIONS = {
 } as const;
 type FunctionName = keyof typeof FUNCTIONS;
 const FUNCTION_NAMES = Object.keys(FUNCTIONS) as FunctionName[];
+
+interface StateMachine {
+  /** Logical id in the template; its role is `<id>Role`. */
+  id: string;
+  /** `statemachines/<file>.asl.json`, and the name `kennel-backup-<stage>-<file>`. */
+  file: string;
+  logGroup: string;
+  /** The functions its tasks name, and so the only ones its role may invoke. */
+  functions: FunctionName[];
+  /** Schedule expression → the kind given as execution input. */
+  schedules: [string, string][];
+}
+const STATE_MACHINES: StateMachine[] = [
+  {
+    id: 'DatabaseBackupStateMachine',
+    file: 'database-backup',
+    logGroup: 'DatabaseBackupLogGroup',
+    functions: [
+      'planBackup',
+      'startHostCommand',
+      'checkHostCommand',
+      'verifyArchive',
+      'restoreTest',
+      'pruneBackups',
+      'sendAlert',
+    ],
+    schedules: [
+      ['cron(0 2 * * ? *)', 'full'],
+      ['cron(0 */6 * * ? *)', 'incremental'],
+      ['cron(0/15 * * * ? *)', 'transaction-logs'],
+    ],
+  },
+  {
+    id: 'FilesBackupStateMachine',
+    file: 'files-backup',
+    logGroup: 'FilesBackupLogGroup',
+    functions: [
+      'planFilesBackup',
+      'startHostCommand',
+      'checkHostCommand',
+      'verifyArchive',
+      'pruneBackups',
+      'sendAlert',
+    ],
+    schedules: [
+      ['cron(0 3 * * ? *)', 'configuration'],
+      ['cron(15 3 * * ? *)', 'application'],
+      ['cron(30 3 * * ? *)', 'static'],
+    ],
+  },
+];
+function stateMachine(id: string): StateMachine {
+  const found = STATE_MACHINES.find((m) => m.id === id);
+  if (!found) throw new Error(`No state machine ${id} in STATE_MACHINES`);
+  return found;
+}
 
 interface Statement {
   Sid?: string;
@@ -100,6 +157,8 @@ const sub = (text: string) => ({ 'Fn::Sub': text });
 const getAtt = (logicalId: string) => ({ 'Fn::GetAtt': [logicalId, 'Arn'] });
 const asArray = <T>(value: T | T[]): T[] => (Array.isArray(value) ? value : [value]);
 const logicalId = (fn: FunctionName) => `${fn[0]?.toUpperCase()}${fn.slice(1)}`;
+/** A function's own role (serverless-iam-roles-per-function). */
+const roleId = (fn: FunctionName) => `${logicalId(fn)}IamRoleLambdaExecution`;
 
 let packageDir = '';
 let template: Template;
@@ -143,8 +202,18 @@ afterAll(() => {
   if (packageDir) rmSync(packageDir, { recursive: true, force: true });
 });
 
-describe('the ASL file', () => {
-  const asl = JSON.parse(readFileSync(join(ROOT, 'statemachines/database-backup.asl.json'), 'utf8')) as Asl;
+const readAsl = (file: string) =>
+  JSON.parse(readFileSync(join(ROOT, `statemachines/${file}.asl.json`), 'utf8')) as Asl;
+
+/** The functions a state's Fn::GetAtt names, in the ASL file's order. */
+const namedFunctions = (asl: Asl): string[] =>
+  allStates(asl.States).flatMap(([, s]) => {
+    const ref = (s.Resource as { 'Fn::GetAtt'?: [string, string] } | undefined)?.['Fn::GetAtt'];
+    return ref ? [ref[0]] : [];
+  });
+
+describe.each(STATE_MACHINES)('the ASL file $file', ({ file, functions }) => {
+  const asl = readAsl(file);
 
   /** The file with every Fn::GetAtt replaced by the ARN CloudFormation would give it. */
   function withArns(value: unknown): unknown {
@@ -164,24 +233,41 @@ describe('the ASL file', () => {
 
   it('would be rejected by the same check if a transition pointed nowhere', () => {
     const broken = withArns(asl) as Asl;
-    (broken.States.PlanBackup as AslState & { Next: string }).Next = 'NoSuchState';
+    const first = broken.States[broken.StartAt] as AslState & { Next?: string };
+    expect(first.Next).toEqual(expect.any(String));
+    first.Next = 'NoSuchState';
     expect(aslValidator(broken).isValid).toBe(false);
   });
 
-  it('names only functions that serverless.yml defines', () => {
-    const named = allStates(asl.States).flatMap(([, s]) => {
-      const ref = (s.Resource as { 'Fn::GetAtt'?: [string, string] } | undefined)?.['Fn::GetAtt'];
-      return ref ? [ref[0]] : [];
-    });
-    expect(new Set(named)).toEqual(new Set(FUNCTION_NAMES));
+  it('names exactly its functions, each defined in serverless.yml', () => {
+    expect(new Set(namedFunctions(asl))).toEqual(new Set(functions));
+    for (const fn of namedFunctions(asl)) expect(FUNCTION_NAMES).toContain(fn);
   });
 });
 
-describe('the state machine', () => {
+describe('the state machines', () => {
+  it('between them use every function serverless.yml defines', () => {
+    expect(new Set(STATE_MACHINES.flatMap((m) => namedFunctions(readAsl(m.file))))).toEqual(
+      new Set(FUNCTION_NAMES),
+    );
+  });
+
+  it('are the only ones, started only by their schedules', () => {
+    expect(ofType('AWS::StepFunctions::StateMachine').map(([id]) => id)).toEqual(
+      STATE_MACHINES.map((m) => m.id),
+    );
+    const scheduled = ofType('AWS::Events::Rule').map(
+      ([, r]) => (r.Properties as { ScheduleExpression?: string }).ScheduleExpression,
+    );
+    expect(scheduled.sort()).toEqual(STATE_MACHINES.flatMap((m) => m.schedules.map(([e]) => e)).sort());
+  });
+});
+
+describe.each(STATE_MACHINES)('the state machine $id', ({ id, file, logGroup, functions, schedules }) => {
   it('has the states of the ASL file, each task bound to the same function', () => {
-    const asl = JSON.parse(readFileSync(join(ROOT, 'statemachines/database-backup.asl.json'), 'utf8')) as Asl;
+    const asl = readAsl(file);
     const props = resource<{ DefinitionString: { 'Fn::Sub': [string, Record<string, unknown>] } }>(
-      'DatabaseBackupStateMachine',
+      id,
       'AWS::StepFunctions::StateMachine',
     );
     const [text, variables] = props.DefinitionString['Fn::Sub'];
@@ -212,25 +298,21 @@ describe('the state machine', () => {
       StateMachineType: string;
       LoggingConfiguration: { Level: string; IncludeExecutionData: boolean; Destinations: unknown[] };
       TracingConfiguration: { Enabled: boolean };
-    }>('DatabaseBackupStateMachine', 'AWS::StepFunctions::StateMachine');
-    expect(props.StateMachineName).toBe(`kennel-backup-${STAGE}-database-backup`);
+    }>(id, 'AWS::StepFunctions::StateMachine');
+    expect(props.StateMachineName).toBe(`kennel-backup-${STAGE}-${file}`);
     expect(props.StateMachineType).toBe('STANDARD');
     expect(props.LoggingConfiguration).toEqual({
       Level: 'ALL',
       IncludeExecutionData: true,
-      Destinations: [{ CloudWatchLogsLogGroup: { LogGroupArn: getAtt('DatabaseBackupLogGroup') } }],
+      Destinations: [{ CloudWatchLogsLogGroup: { LogGroupArn: getAtt(logGroup) } }],
     });
     expect(props.TracingConfiguration).toEqual({ Enabled: true });
-    expect(
-      resource<{ LogGroupName: string }>('DatabaseBackupLogGroup', 'AWS::Logs::LogGroup').LogGroupName,
-    ).toBe(`/aws/vendedlogs/states/kennel-backup-${STAGE}-database-backup`);
+    expect(resource<{ LogGroupName: string }>(logGroup, 'AWS::Logs::LogGroup').LogGroupName).toBe(
+      `/aws/vendedlogs/states/kennel-backup-${STAGE}-${file}`,
+    );
   });
 
-  it.each([
-    ['cron(0 2 * * ? *)', 'full'],
-    ['cron(0 */6 * * ? *)', 'incremental'],
-    ['cron(0/15 * * * ? *)', 'transaction-logs'],
-  ])('starts on %s with the kind %s', (expression, kind) => {
+  it.each(schedules)('starts on %s with the kind %s', (expression, kind) => {
     const rules = ofType('AWS::Events::Rule').map(
       ([, r]) =>
         r.Properties as {
@@ -243,19 +325,19 @@ describe('the state machine', () => {
     expect(schedule).toHaveLength(1);
     expect(schedule[0]?.State).toBe('ENABLED');
     expect(schedule[0]?.Targets).toHaveLength(1);
-    expect(schedule[0]?.Targets[0]?.Arn).toEqual({ Ref: 'DatabaseBackupStateMachine' });
+    expect(schedule[0]?.Targets[0]?.Arn).toEqual({ Ref: id });
     expect(JSON.parse(schedule[0]?.Targets[0]?.Input ?? '')).toEqual({ kind });
   });
 
-  it('may invoke the seven functions and nothing else', () => {
-    const statements = roleStatements('DatabaseBackupStateMachineRole');
+  it(`may invoke its ${functions.length} functions and nothing else`, () => {
+    const statements = roleStatements(`${id}Role`);
     const invoke = statements.filter((s) => asArray(s.Action).includes('lambda:InvokeFunction'));
     expect(invoke).toHaveLength(1);
-    const functions = asArray(invoke[0]?.Resource).filter(
+    const invoked = asArray(invoke[0]?.Resource).filter(
       (r) => typeof r === 'object' && r !== null && 'Fn::GetAtt' in r,
     );
-    expect(new Set(functions)).toEqual(
-      new Set(FUNCTION_NAMES.map((fn) => getAtt(`${logicalId(fn)}LambdaFunction`))),
+    expect(new Set(invoked)).toEqual(
+      new Set(functions.map((fn) => getAtt(`${logicalId(fn)}LambdaFunction`))),
     );
     expect(asArray(invoke[0]?.Action)).toEqual(['lambda:InvokeFunction']);
   });
@@ -298,66 +380,140 @@ describe('the backup bucket', () => {
       expect(asArray(s.Action).filter((a) => a.includes('*'))).toEqual([]);
   });
 
-  it('refuses every request that does not use TLS', () => {
-    const policy = resource<{ Bucket: unknown; PolicyDocument: PolicyDocument }>(
+  const bucketPolicy = () =>
+    resource<{ Bucket: unknown; PolicyDocument: PolicyDocument }>(
       'BackupBucketPolicy',
       'AWS::S3::BucketPolicy',
     );
+  const bucketStatement = (sid: string): Statement | undefined =>
+    bucketPolicy().PolicyDocument.Statement.find((s) => s.Sid === sid);
+
+  it('has a policy of two denials and nothing else', () => {
+    const policy = bucketPolicy();
     expect(policy.Bucket).toEqual({ Ref: 'BackupBucket' });
-    expect(policy.PolicyDocument.Statement).toEqual([
-      {
-        Sid: 'DenyInsecureTransport',
-        Effect: 'Deny',
-        Principal: '*',
-        Action: 's3:*',
-        Resource: [getAtt('BackupBucket'), sub(`\${BackupBucket.Arn}/*`)],
-        Condition: { Bool: { 'aws:SecureTransport': 'false' } },
-      },
+    expect(policy.PolicyDocument.Statement.map((s) => [s.Sid, s.Effect])).toEqual([
+      ['DenyInsecureTransport', 'Deny'],
+      ['ConfigurationReadableOnlyByItsRoles', 'Deny'],
     ]);
+  });
+
+  it('refuses every request that does not use TLS', () => {
+    expect(bucketStatement('DenyInsecureTransport')).toEqual({
+      Sid: 'DenyInsecureTransport',
+      Effect: 'Deny',
+      Principal: '*',
+      Action: 's3:*',
+      Resource: [getAtt('BackupBucket'), sub(`\${BackupBucket.Arn}/*`)],
+      Condition: { Bool: { 'aws:SecureTransport': 'false' } },
+    });
+  });
+
+  /**
+   * Configuration archives hold the application's secrets. verifyArchive streams
+   * them; pruneBackups reads their manifests (the catalog) to choose what to delete.
+   */
+  const CONFIGURATION_READERS: FunctionName[] = ['verifyArchive', 'pruneBackups'];
+
+  it("lets no one but the files workflow's readers read configuration archives", () => {
+    expect(bucketStatement('ConfigurationReadableOnlyByItsRoles')).toEqual({
+      Sid: 'ConfigurationReadableOnlyByItsRoles',
+      Effect: 'Deny',
+      Principal: '*',
+      Action: 's3:GetObject',
+      Resource: sub(`\${BackupBucket.Arn}/configuration/*`),
+      Condition: {
+        ArnNotEquals: { 'aws:PrincipalArn': CONFIGURATION_READERS.map((fn) => getAtt(roleId(fn))) },
+      },
+    });
+    // The roles named are the functions' own roles, not look-alikes.
+    for (const fn of CONFIGURATION_READERS) {
+      resource<Role>(roleId(fn), 'AWS::IAM::Role');
+      const lambda = resource<LambdaFunction>(`${logicalId(fn)}LambdaFunction`, 'AWS::Lambda::Function');
+      expect(lambda.Role, fn).toEqual(getAtt(roleId(fn)));
+    }
+  });
+
+  it('exempts every function of the files workflow whose role may read configuration objects', () => {
+    const configurationObjects = sub(`\${BackupBucket.Arn}/configuration/*`);
+    const readers = stateMachine('FilesBackupStateMachine').functions.filter((fn) =>
+      roleStatements(roleId(fn)).some(
+        (s) =>
+          s.Effect === 'Allow' &&
+          asArray(s.Action).includes('s3:GetObject') &&
+          asArray(s.Resource).some((r) => JSON.stringify(r) === JSON.stringify(configurationObjects)),
+      ),
+    );
+    const exempt = asArray(
+      bucketStatement('ConfigurationReadableOnlyByItsRoles')?.Condition?.ArnNotEquals?.['aws:PrincipalArn'],
+    );
+    expect(new Set(exempt)).toEqual(new Set(readers.map((fn) => getAtt(roleId(fn)))));
   });
 
   it('has the lifecycle rules the retention table builds', () => {
     const { LifecycleConfiguration } = resource<Bucket>('BackupBucket', 'AWS::S3::Bucket');
     expect(LifecycleConfiguration).toEqual(lifecycleConfiguration());
     expect(LifecycleConfiguration.Rules).toEqual(lifecycleRules());
-    // The source document's transitions for every database kind, and pruned
-    // versions kept as long as the kind's own retention.
+    // One rule per kind: the source document's transitions for the database
+    // kinds only, and pruned versions kept as long as the kind's own retention.
     const transitions = [
       { TransitionInDays: 30, StorageClass: 'STANDARD_IA' },
       { TransitionInDays: 90, StorageClass: 'GLACIER' },
       { TransitionInDays: 365, StorageClass: 'DEEP_ARCHIVE' },
     ];
-    expect(LifecycleConfiguration.Rules).toEqual(
-      [
-        ['database/full/', 30],
-        ['database/incremental/', 7],
-        ['database/transaction-logs/', 2555],
-      ].map(([Prefix, NoncurrentDays]) =>
-        expect.objectContaining({
-          Prefix,
-          Transitions: transitions,
-          NoncurrentVersionExpiration: { NoncurrentDays },
-          AbortIncompleteMultipartUpload: { DaysAfterInitiation: 1 },
-        }),
-      ),
-    );
+    const rule = (Id: string, Prefix: string, NoncurrentDays: number, moves: boolean) => ({
+      Id,
+      Status: 'Enabled',
+      Prefix,
+      ...(moves ? { Transitions: transitions } : {}),
+      NoncurrentVersionExpiration: { NoncurrentDays },
+      ExpiredObjectDeleteMarker: true,
+      AbortIncompleteMultipartUpload: { DaysAfterInitiation: 1 },
+    });
+    expect(LifecycleConfiguration.Rules).toEqual([
+      rule('DatabaseBackups-full', 'database/full/', 30, true),
+      rule('DatabaseBackups-incremental', 'database/incremental/', 7, true),
+      rule('DatabaseBackups-transaction-logs', 'database/transaction-logs/', 2555, true),
+      rule('Backups-configuration', 'configuration/', 90, false),
+      rule('Backups-application', 'application/', 30, false),
+      rule('Backups-static', 'static/', 7, false),
+    ]);
+    for (const fileRule of LifecycleConfiguration.Rules.slice(3))
+      expect(fileRule).not.toHaveProperty('Transitions');
   });
 
-  it('never expires a current full backup: pruning keeps the newest verified one however old', () => {
+  it('never expires a current backup: pruning keeps the newest verified one however old', () => {
     const { LifecycleConfiguration } = resource<Bucket>('BackupBucket', 'AWS::S3::Bucket');
     const coveringFull = LifecycleConfiguration.Rules.filter((r) =>
       'database/full/primary/kennel_prod/'.startsWith(String(r.Prefix ?? '')),
     );
     expect(coveringFull.length).toBeGreaterThan(0);
-    for (const rule of coveringFull) {
-      expect(rule).not.toHaveProperty('ExpirationInDays');
-      expect(rule).not.toHaveProperty('ExpirationDate');
+    expect(LifecycleConfiguration.Rules).toHaveLength(6);
+    for (const rule of LifecycleConfiguration.Rules) {
+      // The two properties of a current-version expiration in AWS::S3::Bucket Rule.
+      expect(rule, String(rule.Id)).not.toHaveProperty('ExpirationInDays');
+      expect(rule, String(rule.Id)).not.toHaveProperty('ExpirationDate');
     }
   });
 });
 
 describe('permissions', () => {
-  const objects = sub(`\${BackupBucket.Arn}/database/*`);
+  /** Every backup prefix's objects, and the same prefixes for ListBucket, as serverless/params.cjs builds them. */
+  const objects = BACKUP_PREFIXES.map((prefix) => sub(`\${BackupBucket.Arn}/${prefix}*`));
+  const prefixes = BACKUP_PREFIXES.map((prefix) => `${prefix}*`);
+  const listBackups: Statement = {
+    Effect: 'Allow',
+    Action: ['s3:ListBucket'],
+    Resource: getAtt('BackupBucket'),
+    Condition: { StringLike: { 's3:prefix': prefixes } },
+  };
+  /** The database family's functions see database/ only. */
+  const databaseObjects = sub(`\${BackupBucket.Arn}/database/*`);
+  const listDatabase: Statement = {
+    Effect: 'Allow',
+    Action: ['s3:ListBucket'],
+    Resource: getAtt('BackupBucket'),
+    Condition: { StringLike: { 's3:prefix': 'database/*' } },
+  };
   const viaS3 = { StringEquals: { 'kms:ViaService': sub(`s3.\${AWS::Region}.amazonaws.com`) } };
   const bucketKey = (...actions: string[]): Statement => ({
     Effect: 'Allow',
@@ -386,7 +542,12 @@ describe('permissions', () => {
 
   /** What each function may do beyond writing its own logs: the whole list, so any addition fails here. */
   const GRANTS: Record<FunctionName, Statement[]> = {
-    planBackup: [],
+    planBackup: [
+      listDatabase,
+      { Effect: 'Allow', Action: ['s3:GetObject'], Resource: databaseObjects },
+      bucketKey('kms:Decrypt'),
+    ],
+    planFilesBackup: [],
     startHostCommand: [
       {
         Effect: 'Allow',
@@ -404,33 +565,18 @@ describe('permissions', () => {
       { Effect: 'Allow', Action: ['ssm:GetCommandInvocation', 'ssm:ListCommandInvocations'], Resource: '*' },
     ],
     verifyArchive: [
-      {
-        Effect: 'Allow',
-        Action: ['s3:ListBucket'],
-        Resource: getAtt('BackupBucket'),
-        Condition: { StringLike: { 's3:prefix': 'database/*' } },
-      },
+      listBackups,
       { Effect: 'Allow', Action: ['s3:GetObject', 's3:PutObject'], Resource: objects },
       bucketKey('kms:Decrypt', 'kms:GenerateDataKey'),
     ],
     restoreTest: [
-      {
-        Effect: 'Allow',
-        Action: ['s3:ListBucket'],
-        Resource: getAtt('BackupBucket'),
-        Condition: { StringLike: { 's3:prefix': 'database/*' } },
-      },
-      { Effect: 'Allow', Action: ['s3:GetObject', 's3:PutObject'], Resource: objects },
+      listDatabase,
+      { Effect: 'Allow', Action: ['s3:GetObject', 's3:PutObject'], Resource: databaseObjects },
       bucketKey('kms:Decrypt', 'kms:GenerateDataKey'),
       ...readParameter('restore-check-database-url'),
     ],
     pruneBackups: [
-      {
-        Effect: 'Allow',
-        Action: ['s3:ListBucket'],
-        Resource: getAtt('BackupBucket'),
-        Condition: { StringLike: { 's3:prefix': 'database/*' } },
-      },
+      listBackups,
       { Effect: 'Allow', Action: ['s3:GetObject', 's3:DeleteObject'], Resource: objects },
       bucketKey('kms:Decrypt'),
     ],
@@ -441,28 +587,44 @@ describe('permissions', () => {
   const UNSCOPABLE: Record<string, string[]> = {
     // SSM command status reads.
     '*': ['ssm:GetCommandInvocation', 'ssm:ListCommandInvocations'],
-    // Step Functions' CloudWatch Logs delivery and X-Ray tracing (added by serverless-step-functions).
-    DatabaseBackupStateMachineRole: [
-      'logs:CreateLogDelivery',
-      'logs:GetLogDelivery',
-      'logs:UpdateLogDelivery',
-      'logs:DeleteLogDelivery',
-      'logs:ListLogDeliveries',
-      'logs:PutResourcePolicy',
-      'logs:DescribeResourcePolicies',
-      'logs:DescribeLogGroups',
-      'xray:PutTraceSegments',
-      'xray:PutTelemetryRecords',
-      'xray:GetSamplingRules',
-      'xray:GetSamplingTargets',
-    ],
+    // Step Functions' CloudWatch Logs delivery and X-Ray tracing (added by
+    // serverless-step-functions to every state machine's role).
+    ...Object.fromEntries(
+      STATE_MACHINES.map((m) => [
+        `${m.id}Role`,
+        [
+          'logs:CreateLogDelivery',
+          'logs:GetLogDelivery',
+          'logs:UpdateLogDelivery',
+          'logs:DeleteLogDelivery',
+          'logs:ListLogDeliveries',
+          'logs:PutResourcePolicy',
+          'logs:DescribeResourcePolicies',
+          'logs:DescribeLogGroups',
+          'xray:PutTraceSegments',
+          'xray:PutTelemetryRecords',
+          'xray:GetSamplingRules',
+          'xray:GetSamplingTargets',
+        ],
+      ]),
+    ),
   };
+
+  it('covers exactly the database prefix and the three file kinds', () => {
+    // Every role's S3 resources are built from this list: a change to it is a change of every grant.
+    expect(BACKUP_PREFIXES).toEqual(['database/', 'configuration/', 'application/', 'static/']);
+    expect(objects).toEqual([
+      sub(`\${BackupBucket.Arn}/database/*`),
+      sub(`\${BackupBucket.Arn}/configuration/*`),
+      sub(`\${BackupBucket.Arn}/application/*`),
+      sub(`\${BackupBucket.Arn}/static/*`),
+    ]);
+  });
 
   it.each(FUNCTION_NAMES)('%s has its own role: its logs and exactly its grants', (fn) => {
     const lambda = resource<LambdaFunction>(`${logicalId(fn)}LambdaFunction`, 'AWS::Lambda::Function');
-    const roleId = `${logicalId(fn)}IamRoleLambdaExecution`;
-    expect(lambda.Role).toEqual(getAtt(roleId));
-    const [logs, ...grants] = roleStatements(roleId);
+    expect(lambda.Role).toEqual(getAtt(roleId(fn)));
+    const [logs, ...grants] = roleStatements(roleId(fn));
     expect(logs).toEqual({
       Effect: 'Allow',
       Action: ['logs:CreateLogStream', 'logs:CreateLogGroup', 'logs:PutLogEvents'],
@@ -475,19 +637,34 @@ describe('permissions', () => {
     expect(grants).toEqual(GRANTS[fn]);
   });
 
-  it('no role or managed policy allows a wildcard action, or any resource except for unscopable actions', () => {
+  it('no role or policy grants a wildcard action, or any resource except for unscopable actions', () => {
     const documents = [
       ...ofType('AWS::IAM::Role').flatMap(([id, r]) =>
         ((r.Properties as Role).Policies ?? []).map((p) => [id, p.PolicyDocument] as const),
       ),
-      ...ofType('AWS::IAM::ManagedPolicy').map(
+      ...[...ofType('AWS::IAM::ManagedPolicy'), ...ofType('AWS::S3::BucketPolicy')].map(
         ([id, r]) => [id, (r.Properties as { PolicyDocument: PolicyDocument }).PolicyDocument] as const,
       ),
     ];
-    expect(documents.length).toBeGreaterThanOrEqual(FUNCTION_NAMES.length + 3);
+    expect(documents.map(([id]) => id)).toEqual(
+      expect.arrayContaining([
+        ...FUNCTION_NAMES.map((fn) => roleId(fn)),
+        ...STATE_MACHINES.map((m) => `${m.id}Role`),
+        'HostBackupPolicy',
+        'HostCommandOutputPolicy',
+        'BackupBucketPolicy',
+      ]),
+    );
     const problems: string[] = [];
+    const denials: string[] = [];
     for (const [id, document] of documents) {
       for (const s of document.Statement) {
+        // A Deny grants nothing, and must cover every action and object it guards
+        // (DenyInsecureTransport names s3:* and the whole bucket on purpose).
+        if (s.Effect === 'Deny') {
+          denials.push(`${id}: ${s.Sid ?? '(no Sid)'}`);
+          continue;
+        }
         const actions = asArray(s.Action);
         for (const a of actions.filter((a) => a.includes('*'))) problems.push(`${id}: wildcard action ${a}`);
         if (asArray(s.Resource).includes('*')) {
@@ -498,12 +675,18 @@ describe('permissions', () => {
       }
     }
     expect(problems).toEqual([]);
+    expect(denials).toEqual(
+      expect.arrayContaining([
+        'BackupBucketPolicy: DenyInsecureTransport',
+        'BackupBucketPolicy: ConfigurationReadableOnlyByItsRoles',
+      ]),
+    );
   });
 
   it('only restoreTest runs in the VPC, with the AWS managed policy for its network interfaces', () => {
     for (const fn of FUNCTION_NAMES) {
       const lambda = resource<LambdaFunction>(`${logicalId(fn)}LambdaFunction`, 'AWS::Lambda::Function');
-      const role = resource<Role>(`${logicalId(fn)}IamRoleLambdaExecution`, 'AWS::IAM::Role');
+      const role = resource<Role>(roleId(fn), 'AWS::IAM::Role');
       if (fn === 'restoreTest') {
         expect(lambda.VpcConfig).toEqual({ SubnetIds: SUBNETS, SecurityGroupIds: [SECURITY_GROUP] });
         expect(role.ManagedPolicyArns).toEqual([
@@ -534,7 +717,6 @@ describe('permissions', () => {
       { Sid: 'PutBackups', Effect: 'Allow', Action: ['s3:PutObject'], Resource: objects },
       { Sid: 'EncryptBackups', ...bucketKey('kms:GenerateDataKey', 'kms:Decrypt') },
     ]);
-    expect(HOST_WRITE_PREFIXES.map((p) => sub(`\${BackupBucket.Arn}/${p}*`))).toEqual([objects]);
     expect(template.Outputs.HostBackupPolicyArn?.Value).toEqual({ Ref: 'HostBackupPolicy' });
   });
 

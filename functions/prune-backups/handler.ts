@@ -5,6 +5,7 @@ import { pruneRun } from '../../shared/backup-stages.ts';
 import { Catalog } from '../../shared/catalog.ts';
 import { createS3Client } from '../../shared/clients.ts';
 import { getConfig } from '../../shared/config.ts';
+import { filesPlanSchema } from '../../shared/files-plan.ts';
 import { logger } from '../../shared/logger.ts';
 import { parseInput, planSchema } from '../../shared/plan.ts';
 
@@ -14,7 +15,11 @@ const catalog = new Catalog(createS3Client(config), config.BACKUP_BUCKET);
 export const handler = middy()
   .use(injectLambdaContext(logger))
   .handler(async (event: unknown) => {
-    const { plan } = parseInput(z.object({ plan: planSchema }), event, 'The PruneBackups request');
+    const { plan } = parseInput(
+      z.object({ plan: z.union([planSchema, filesPlanSchema]) }),
+      event,
+      'The PruneBackups request',
+    );
     const result = await pruneRun(catalog, plan, new Date());
     logger.info('pruned backups', {
       removed: result.removedFromS3.length,

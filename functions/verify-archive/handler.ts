@@ -29,5 +29,7 @@ export const handler = middy()
       size: manifest.archive.size,
       sha256: manifest.archive.sha256,
       detail: manifest.verification.detail,
+      // Paths a files backup did not find; the workflow warns about them.
+      missing: 'missing' in manifest ? manifest.missing : [],
     };
   });

@@ -1,0 +1,55 @@
+import { z } from 'zod';
+import { DEFAULT_CODEC } from './codecs.ts';
+import type { Config } from './config.ts';
+import { hostPath, targetName } from './identifiers.ts';
+import { archiveKey, FILE_KINDS, manifestKey, runId, tarballFileName } from './keys.ts';
+import { parseInput, planRequestSchema, runSchema, selectTargets } from './plan.ts';
+
+/** What an operator or a schedule may pass to a files backup. */
+export const filesInputSchema = z
+  .object({
+    kind: z.enum(FILE_KINDS),
+    target: targetName.optional(),
+    /** Paths for this run instead of the target's list for the kind. */
+    paths: z.array(hostPath).min(1).optional(),
+  })
+  .strict();
+
+/** One run of the files workflow: one tarball of one target's paths. */
+export const filesPlanSchema = runSchema.extend({
+  kind: z.enum(FILE_KINDS),
+  paths: z.array(hostPath).min(1),
+  excludes: z.array(z.string().regex(/^[A-Za-z0-9._-]+$/)),
+});
+
+export type FilesPlan = z.infer<typeof filesPlanSchema>;
+
+export function planFilesBackup(config: Config, request: unknown): FilesPlan[] {
+  const { input, executionId, startedAt } = parseInput(
+    planRequestSchema,
+    request,
+    'The PlanFilesBackup request',
+  );
+  const wanted = parseInput(filesInputSchema, input ?? {}, 'The execution input');
+  const iso = new Date(startedAt).toISOString();
+  return selectTargets(config, wanted.target).map((target) => {
+    const id = runId(iso, `${executionId}/${target.name}`);
+    const file = tarballFileName(target.name, wanted.kind, id, DEFAULT_CODEC);
+    const key = archiveKey(wanted.kind, target.name, null, iso, file);
+    return {
+      kind: wanted.kind,
+      target: target.name,
+      runId: id,
+      executionId,
+      startedAt,
+      bucket: config.BACKUP_BUCKET,
+      archiveKey: key,
+      manifestKey: manifestKey(key),
+      fileName: file,
+      localDir: `${target.backupDir}/${wanted.kind}`,
+      codec: DEFAULT_CODEC,
+      paths: wanted.paths ?? target.files[wanted.kind],
+      excludes: wanted.kind === 'application' ? target.files.applicationExcludes : [],
+    };
+  });
+}

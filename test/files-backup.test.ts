@@ -1,0 +1,112 @@
+import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { FilesManifest } from '../shared/manifest.ts';
+import { getBytes, runIn, startWorld, type TestWorld } from './support/environment.ts';
+
+let world: TestWorld;
+beforeAll(async () => {
+  world = await startWorld();
+});
+afterAll(async () => {
+  await world?.stop();
+});
+
+async function filesBackup(input: Record<string, unknown>) {
+  const run = await runIn(world, { workflow: 'files-backup', input });
+  const key = JSON.stringify(run.record.events).match(/"manifestKey":"([^"]+)"/)?.[1];
+  const manifest = key ? ((await world.catalog.readManifest(key).catch(() => undefined)) as FilesManifest | undefined) : undefined;
+  return { run, manifest };
+}
+
+/** The tarball's member names, listed by the real tar from the bytes in S3. */
+async function members(manifest: FilesManifest): Promise<string[]> {
+  const bytes = await getBytes(world.s3, world.env.bucket, manifest.archive.key);
+  const listed = spawnSync('bash', ['-c', 'zstd -dc | tar -tf -'], { input: bytes, encoding: 'utf8' });
+  expect(listed.status, listed.stderr).toBe(0);
+  return listed.stdout.trim().split('\n');
+}
+
+const root = () => world.env.paths.hostRoot.replace(/^\//, '');
+
+describe('files backups', () => {
+  it('configuration: every listed path, encrypted at rest by the bucket, verified by listing', async () => {
+    const { run, manifest } = await filesBackup({ kind: 'configuration' });
+    expect(run.record.status, run.record.cause).toBe('SUCCEEDED');
+    expect(manifest?.verification.state).toBe('verified');
+    expect(manifest?.missing).toEqual([]);
+    expect(manifest?.archive.key).toMatch(/^configuration\/local\/\d{4}\/\d{2}\/\d{2}\/local_configuration_\w+\.tar\.zst$/);
+    const names = await members(manifest as FilesManifest);
+    expect(names.length).toBe(manifest?.entries);
+    for (const path of ['opt/kennel/.env', 'opt/kennel/ssl/kennel.crt', 'etc/fail2ban/jail.local', 'etc/ufw/ufw.conf']) {
+      expect(names).toContain(`${root()}/${path}`);
+    }
+    expect(names).not.toContain(`${root()}/opt/kennel/src/app.ts`);
+    expect(run.alerts).toEqual([]);
+    // The secret the archive holds never shows in what the run printed or logged.
+    const env = readFileSync(join(world.env.paths.hostRoot, 'opt/kennel/.env'), 'utf8');
+    const password = env.match(/kennel_user:(\w+)@/)?.[1] ?? '';
+    expect(password.length).toBeGreaterThan(10);
+    expect(run.visibleText).not.toContain(password);
+  });
+
+  it('application: the app tree without node_modules, .git, .next, coverage and dist', async () => {
+    const { run, manifest } = await filesBackup({ kind: 'application' });
+    expect(run.record.status, run.record.cause).toBe('SUCCEEDED');
+    expect(manifest?.excludes).toEqual(['node_modules', '.git', '.next', 'coverage', 'dist']);
+    const names = await members(manifest as FilesManifest);
+    expect(names).toContain(`${root()}/opt/kennel/src/app.ts`);
+    expect(names).toContain(`${root()}/opt/kennel/public/logo.svg`);
+    for (const excluded of ['node_modules', '.git', '.next', 'coverage', 'dist']) {
+      expect(names.filter((n) => n.includes(`/opt/kennel/${excluded}`))).toEqual([]);
+    }
+  });
+
+  it('static: public/ and the built .next/static and .next/standalone', async () => {
+    const { run, manifest } = await filesBackup({ kind: 'static' });
+    expect(run.record.status, run.record.cause).toBe('SUCCEEDED');
+    const names = await members(manifest as FilesManifest);
+    expect(names).toContain(`${root()}/opt/kennel/.next/static/chunk.js`);
+    expect(names).toContain(`${root()}/opt/kennel/.next/standalone/server.js`);
+    expect(names).not.toContain(`${root()}/opt/kennel/src/app.ts`);
+  });
+
+  it('a missing path is listed in the manifest and raises a warning alert; the rest is backed up', async () => {
+    const present = join(world.env.paths.hostRoot, 'opt/kennel/nginx.conf');
+    const absent = join(world.env.paths.hostRoot, 'etc/letsencrypt');
+    const { run, manifest } = await filesBackup({ kind: 'configuration', paths: [present, absent] });
+    expect(run.record.status, run.record.cause).toBe('SUCCEEDED');
+    expect(manifest?.missing).toEqual([absent]);
+    expect(manifest?.verification.state).toBe('verified');
+    expect(await members(manifest as FilesManifest)).toEqual([present.replace(/^\//, '')]);
+    expect(run.alerts).toHaveLength(1);
+    expect(run.alerts[0]).toMatchObject({ state: 'warning', error: 'Warning', target: 'local' });
+    expect(run.alerts[0]?.text).toContain(':warning: kennel-backup (local): files-backup WARNING');
+    expect(run.alerts[0]?.cause).toContain(`The configuration backup of local is missing ["${absent}"]`);
+  });
+
+  it('fails and alerts when none of the paths exist, recording nothing', async () => {
+    const { run, manifest } = await filesBackup({ kind: 'static', paths: ['/nonexistent/kennel/public'] });
+    expect(run.record.status).toBe('FAILED');
+    expect(run.record.error).toBe('BackupRunsFailed');
+    expect(run.alerts[0]).toMatchObject({ state: 'CheckArchive', error: 'HostCommandFailedError' });
+    expect(run.alerts[0]?.cause).toContain('none of the static paths exist');
+    expect(manifest).toBeUndefined();
+  });
+
+  it.each([
+    ['an unknown kind', { kind: 'photos' }, 'kind: Invalid option'],
+    ['no kind', {}, 'kind: Invalid option'],
+    ['a path with ..', { kind: 'configuration', paths: ['/opt/kennel/../../etc/shadow'] }, 'must not contain ..'],
+    ['a path with shell metacharacters', { kind: 'configuration', paths: ['/opt/kennel/$(reboot)'] }, 'must be an absolute path'],
+    ['a relative path', { kind: 'application', paths: ['opt/kennel'] }, 'must be an absolute path'],
+  ])('refuses %s before anything reaches the host', async (_name, input, message) => {
+    const { run } = await filesBackup(input);
+    expect(run.record.status).toBe('FAILED');
+    expect(run.record.error).toBe('InvalidInputError');
+    expect(run.alerts[0]?.state).toBe('PlanFilesBackup');
+    expect(run.alerts[0]?.cause).toContain(message);
+    expect(run.host.sent).toEqual([]);
+  });
+});
