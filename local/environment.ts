@@ -68,7 +68,8 @@ export function seedHostFiles(root: string): Record<'configuration' | 'applicati
   const files: Record<string, string> = {
     'opt/kennel/.env': `DATABASE_URL=postgres://kennel_user:${randomBytes(12).toString('hex')}@db:5432/kennel_prod\n`,
     'opt/kennel/.env.production': 'NODE_ENV=production\n',
-    'opt/kennel/docker-compose.prod.yml': 'services:\n  db:\n    image: postgres:15\n  app:\n    image: kennel-app\n',
+    'opt/kennel/docker-compose.prod.yml':
+      'services:\n  db:\n    image: postgres:15\n  app:\n    image: kennel-app\n',
     'opt/kennel/nginx.conf': 'server { listen 80; location / { proxy_pass http://app:3000; } }\n',
     'opt/kennel/ssl/kennel.crt': '-----BEGIN CERTIFICATE-----\nsample\n-----END CERTIFICATE-----\n',
     'opt/kennel/package.json': '{ "name": "kennel-app", "version": "1.0.0" }\n',

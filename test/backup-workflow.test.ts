@@ -15,7 +15,7 @@ import { zstdDecompressSync } from 'node:zlib';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { archiveKey, compactStamp, manifestKey } from '../shared/keys.ts';
-import type { DatabaseManifest, DatabaseManifest as Manifest } from '../shared/manifest.ts';
+import type { DatabaseManifest } from '../shared/manifest.ts';
 import { getBytes, putBytes, runIn, runsOf, startWorld, type TestWorld } from './support/environment.ts';
 
 let world: TestWorld;
@@ -40,7 +40,7 @@ function localFiles(): string[] {
   return existsSync(dir) ? readdirSync(dir) : [];
 }
 
-async function manifestsInS3(): Promise<Manifest[]> {
+async function manifestsInS3(): Promise<DatabaseManifest[]> {
   return world.catalog.list('full', 'local', 'kennel_prod');
 }
 
@@ -53,7 +53,7 @@ function expectNoSecret(text: string) {
 /** A backup from the past, in S3 and on the host, as an earlier run would have left it. */
 async function plantOldBackup(
   daysAgo: number,
-  state: Manifest['verification']['state'],
+  state: DatabaseManifest['verification']['state'],
 ): Promise<DatabaseManifest> {
   const until = new Date(Date.now() - daysAgo * 86_400_000).toISOString();
   const id = `${compactStamp(until)}_${daysAgo.toString(16).padStart(8, '0')}`;

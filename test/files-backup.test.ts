@@ -16,7 +16,9 @@ afterAll(async () => {
 async function filesBackup(input: Record<string, unknown>) {
   const run = await runIn(world, { workflow: 'files-backup', input });
   const key = JSON.stringify(run.record.events).match(/"manifestKey":"([^"]+)"/)?.[1];
-  const manifest = key ? ((await world.catalog.readManifest(key).catch(() => undefined)) as FilesManifest | undefined) : undefined;
+  const manifest = key
+    ? ((await world.catalog.readManifest(key).catch(() => undefined)) as FilesManifest | undefined)
+    : undefined;
   return { run, manifest };
 }
 
@@ -36,10 +38,17 @@ describe('files backups', () => {
     expect(run.record.status, run.record.cause).toBe('SUCCEEDED');
     expect(manifest?.verification.state).toBe('verified');
     expect(manifest?.missing).toEqual([]);
-    expect(manifest?.archive.key).toMatch(/^configuration\/local\/\d{4}\/\d{2}\/\d{2}\/local_configuration_\w+\.tar\.zst$/);
+    expect(manifest?.archive.key).toMatch(
+      /^configuration\/local\/\d{4}\/\d{2}\/\d{2}\/local_configuration_\w+\.tar\.zst$/,
+    );
     const names = await members(manifest as FilesManifest);
     expect(names.length).toBe(manifest?.entries);
-    for (const path of ['opt/kennel/.env', 'opt/kennel/ssl/kennel.crt', 'etc/fail2ban/jail.local', 'etc/ufw/ufw.conf']) {
+    for (const path of [
+      'opt/kennel/.env',
+      'opt/kennel/ssl/kennel.crt',
+      'etc/fail2ban/jail.local',
+      'etc/ufw/ufw.conf',
+    ]) {
       expect(names).toContain(`${root()}/${path}`);
     }
     expect(names).not.toContain(`${root()}/opt/kennel/src/app.ts`);
@@ -98,8 +107,16 @@ describe('files backups', () => {
   it.each([
     ['an unknown kind', { kind: 'photos' }, 'kind: Invalid option'],
     ['no kind', {}, 'kind: Invalid option'],
-    ['a path with ..', { kind: 'configuration', paths: ['/opt/kennel/../../etc/shadow'] }, 'must not contain ..'],
-    ['a path with shell metacharacters', { kind: 'configuration', paths: ['/opt/kennel/$(reboot)'] }, 'must be an absolute path'],
+    [
+      'a path with ..',
+      { kind: 'configuration', paths: ['/opt/kennel/../../etc/shadow'] },
+      'must not contain ..',
+    ],
+    [
+      'a path with shell metacharacters',
+      { kind: 'configuration', paths: ['/opt/kennel/$(reboot)'] },
+      'must be an absolute path',
+    ],
     ['a relative path', { kind: 'application', paths: ['opt/kennel'] }, 'must be an absolute path'],
   ])('refuses %s before anything reaches the host', async (_name, input, message) => {
     const { run } = await filesBackup(input);

@@ -11,7 +11,12 @@ export const handler = middy()
   .handler(async (event: unknown) => {
     const plans = planFilesBackup(config, event);
     for (const plan of plans) {
-      logger.info('planned files backup', { kind: plan.kind, target: plan.target, runId: plan.runId, paths: plan.paths });
+      logger.info('planned files backup', {
+        kind: plan.kind,
+        target: plan.target,
+        runId: plan.runId,
+        paths: plan.paths,
+      });
     }
     return plans;
   });
