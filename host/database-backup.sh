@@ -158,6 +158,8 @@ WITH tables AS (
 SELECT
   (SELECT coalesce(json_object_agg(name, (xpath('/row/c/text()', query_to_xml(format('SELECT count(*) AS c FROM %s WHERE %s', qname, predicate), false, true, '')))[1]::text::bigint ORDER BY name), '{}') FROM captured) AS tables,
   (SELECT json_build_object(
+     'note', 'Rows are chosen by ' || CASE :'kind' WHEN 'incremental' THEN 'updated_at' ELSE 'created_at' END
+       || ' in the window. Deleted rows are not captured. Tables in wholeTables have no such column and are copied whole; tables in notCaptured are not in this archive.',
      'changedRows', coalesce(json_agg(name ORDER BY name) FILTER (WHERE mode = 'changed'), '[]'),
      'wholeTables', coalesce(json_agg(name ORDER BY name) FILTER (WHERE mode = 'whole'), '[]'),
      'notCaptured', coalesce(json_agg(name ORDER BY name) FILTER (WHERE mode = 'not-captured'), '[]')) FROM planned) AS capture,

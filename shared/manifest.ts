@@ -68,6 +68,8 @@ export const databaseManifestSchema = base.extend({
    */
   capture: z
     .object({
+      /** Plain words on what the method misses, for whoever reads the manifest. */
+      note: z.string(),
       changedRows: z.array(z.string()),
       wholeTables: z.array(z.string()),
       notCaptured: z.array(z.string()),

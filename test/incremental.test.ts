@@ -60,6 +60,7 @@ describe('incremental backups', () => {
     expect(first.manifest?.verification.state).toBe('verified');
     expect(first.manifest?.capture?.changedRows).toContain('public.bookings');
     expect(first.manifest?.capture?.wholeTables).toEqual(['public.kennel_sizes']);
+    expect(first.manifest?.capture?.note).toContain('Deleted rows are not captured.');
     expect(first.manifest?.tables['public.bookings']).toBe(3);
 
     sql("UPDATE bookings SET notes = 'change B' WHERE id IN (4, 5)");
