@@ -1,19 +1,16 @@
 #!/bin/bash
-# Removes expired local copies from the host's backup directory. The prune stage
-# decides which (shared/retention.ts); this only deletes the named files, and
-# only inside the directory.
+# Removes the host's copies older than the retention table's local days from
+# the run's backup directory, except the newest verified backup's. The ages are
+# the files' own (written when the archive was made), as in the source document;
+# the prune stage gives the days and the file to keep.
 #
-# Parameters: KB_LOCAL_DIR KB_FILES (space-separated plain file names)
+# Parameters: KB_LOCAL_DIR KB_KEEP_DAYS KB_KEEP_FILE (empty: none to keep)
 
-removed=0
-for name in $KB_FILES; do
-  if [[ $name == */* || $name == .* ]]; then
-    echo "prune-local: refusing to remove '$name': not a plain file name" >&2
-    exit 1
-  fi
-  if [[ -f $KB_LOCAL_DIR/$name ]]; then
-    rm -f -- "$KB_LOCAL_DIR/$name"
-    removed=$((removed + 1))
-  fi
-done
-echo "prune-local: removed $removed file(s) from $KB_LOCAL_DIR"
+if [[ ! -d $KB_LOCAL_DIR ]]; then
+  echo "prune-local: $KB_LOCAL_DIR does not exist; nothing to remove"
+  exit 0
+fi
+keep=()
+[[ -n $KB_KEEP_FILE ]] && keep=(! -name "$KB_KEEP_FILE")
+removed=$(find "$KB_LOCAL_DIR" -maxdepth 1 -type f -mmin +$((KB_KEEP_DAYS * 1440)) "${keep[@]}" -print -delete | wc -l)
+echo "prune-local: removed $removed file(s) older than $KB_KEEP_DAYS day(s) from $KB_LOCAL_DIR"

@@ -1,5 +1,6 @@
 import type { Catalog } from './catalog.ts';
 import type { FilesPlan } from './files-plan.ts';
+import { keyDay } from './keys.ts';
 import type { DatabaseManifest, Manifest } from './manifest.ts';
 import type { Plan } from './plan.ts';
 import { checkRestoredDatabase, type RestoreCheck } from './restore-check.ts';
@@ -51,31 +52,43 @@ async function record(
 export interface PruneResult {
   removedFromS3: string[];
   kept: number;
-  /** Local copies past the host's retention, for the prune-local host command. */
-  localFiles: string[];
+  /** For the prune-local host command: the host's copies older than this go, but for `localKeepFile`. */
+  localKeepDays: number;
+  localKeepFile: string;
 }
 
+const DAY_MS = 86_400_000;
+const day = (t: number) => new Date(t).toISOString().slice(0, 10);
+
 /**
- * Applies the retention table to one database's backups of the plan's kind. A
- * full backup that a kept incremental builds on is kept too, however old.
+ * Applies the retention table to one target's backups of the plan's kind. It
+ * reads only the manifests old enough to expire (their keys carry the day), the
+ * newest verified one, which is always kept, and for full backups the kept
+ * incrementals, whose base full is kept too.
  */
 export async function pruneRun(catalog: Catalog, plan: Plan | FilesPlan, now: Date): Promise<PruneResult> {
   const rule = RETENTION[plan.kind];
   const database = 'database' in plan ? plan.database : null;
-  const manifests = await catalog.list(plan.kind, plan.target, database);
-  let chainBase: Manifest[] = [];
+  const keys = await catalog.manifestKeys(plan.kind, plan.target, database);
+  const newest = await catalog.newestVerified(keys);
+  const oldEnough = (key: string, days: number) => (keyDay(key) ?? '') <= day(now.getTime() - days * DAY_MS);
+  const candidates = await catalog.readAll(keys.filter((k) => oldEnough(k, rule.s3Days)));
+  const keep: (Manifest | undefined)[] = [newest];
   if (plan.kind === 'full' && database !== null) {
-    const incrementals = await catalog.list('incremental', plan.target, database);
-    const kept = incrementals.filter(
-      (m) => !expired(incrementals, now, RETENTION.incremental.s3Days).includes(m),
+    const incrementalKeys = await catalog.manifestKeys('incremental', plan.target, database);
+    // A day's margin: a run started before midnight holds data up to after it.
+    const recent = await catalog.readAll(
+      incrementalKeys.filter((k) => !oldEnough(k, RETENTION.incremental.s3Days + 1)),
     );
-    chainBase = [baseOfIncrementals(manifests, kept)].filter((m): m is Manifest => m !== undefined);
+    const kept = recent.filter((m) => !expired(recent, now, RETENTION.incremental.s3Days, []).includes(m));
+    keep.push(baseOfIncrementals(candidates, kept));
   }
-  const fromS3 = expired(manifests, now, rule.s3Days, chainBase);
+  const fromS3 = expired(candidates, now, rule.s3Days, keep);
   await catalog.remove(fromS3);
   return {
     removedFromS3: fromS3.map((m) => m.archive.key),
-    kept: manifests.length - fromS3.length,
-    localFiles: expired(manifests, now, rule.localDays).map((m) => m.archive.fileName),
+    kept: keys.length - fromS3.length,
+    localKeepDays: rule.localDays,
+    localKeepFile: newest?.archive.fileName ?? '',
   };
 }

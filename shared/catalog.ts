@@ -80,29 +80,51 @@ export class Catalog {
     }
   }
 
-  /** Every manifest of one kind, target and database (none for files), oldest first. */
-  async list(kind: DatabaseKind, target: string, database: string): Promise<DatabaseManifest[]>;
-  async list(kind: FileKind, target: string, database: null): Promise<FilesManifest[]>;
-  async list(kind: BackupKind, target: string, database: string | null): Promise<Manifest[]>;
-  async list(kind: BackupKind, target: string, database: string | null): Promise<Manifest[]> {
+  /**
+   * The manifest keys of one kind, target and database (none for files), oldest
+   * first: keys sort by the run's start. Lists only; reads no manifest.
+   */
+  async manifestKeys(kind: BackupKind, target: string, database: string | null): Promise<string[]> {
+    const prefix = kindPrefix(kind, target, database);
     const keys: string[] = [];
     let token: string | undefined;
     try {
       do {
         const page = await this.s3.send(
-          new ListObjectsV2Command({
-            Bucket: this.bucket,
-            Prefix: kindPrefix(kind, target, database),
-            ContinuationToken: token,
-          }),
+          new ListObjectsV2Command({ Bucket: this.bucket, Prefix: prefix, ContinuationToken: token }),
         );
         for (const o of page.Contents ?? []) if (o.Key?.endsWith(MANIFEST_SUFFIX)) keys.push(o.Key);
         token = page.NextContinuationToken;
       } while (token);
     } catch (error) {
-      throw classifyAwsError(error, `Listing s3://${this.bucket}/${kindPrefix(kind, target, database)}`);
+      throw classifyAwsError(error, `Listing s3://${this.bucket}/${prefix}`);
     }
-    const manifests = await Promise.all(keys.map((k) => this.readManifest(k)));
+    return keys.sort();
+  }
+
+  /**
+   * The newest backup whose archive passed verification, read from the newest
+   * key back: a few reads, however long the history (15-minute log backups kept
+   * for 7 years are 245,000 manifests).
+   */
+  async newestVerified(keys: readonly string[]): Promise<Manifest | undefined> {
+    for (let i = keys.length - 1; i >= 0; i -= 1) {
+      const manifest = await this.readManifest(keys[i] as string);
+      if (manifest.verification.state === 'verified') return manifest;
+    }
+    return undefined;
+  }
+
+  async readAll(keys: readonly string[]): Promise<Manifest[]> {
+    return Promise.all(keys.map((k) => this.readManifest(k)));
+  }
+
+  /** Every manifest of one kind, target and database (none for files), oldest first. */
+  async list(kind: DatabaseKind, target: string, database: string): Promise<DatabaseManifest[]>;
+  async list(kind: FileKind, target: string, database: null): Promise<FilesManifest[]>;
+  async list(kind: BackupKind, target: string, database: string | null): Promise<Manifest[]>;
+  async list(kind: BackupKind, target: string, database: string | null): Promise<Manifest[]> {
+    const manifests = await this.readAll(await this.manifestKeys(kind, target, database));
     return manifests.sort((a, b) => a.window.until.localeCompare(b.window.until));
   }
 

@@ -18,7 +18,8 @@ export const hostCommandRequestSchema = z.discriminatedUnion('script', [
   z.object({
     script: z.literal('prune-local'),
     plan: z.union([planSchema, filesPlanSchema]),
-    files: z.array(fileName),
+    keepDays: z.number().int().min(1),
+    keepFile: z.union([fileName, z.literal('')]),
   }),
 ]);
 
@@ -85,7 +86,11 @@ export function hostScriptParams(
       };
     }
     case 'prune-local':
-      return { KB_LOCAL_DIR: request.plan.localDir, KB_FILES: request.files.join(' ') };
+      return {
+        KB_LOCAL_DIR: request.plan.localDir,
+        KB_KEEP_DAYS: String(request.keepDays),
+        KB_KEEP_FILE: request.keepFile,
+      };
   }
 }
 

@@ -82,3 +82,9 @@ export function manifestKey(archive: string): string {
 export function scratchDatabase(id: string): string {
   return `kb_restore_test_${id.toLowerCase()}`;
 }
+
+/** The day a key was made on (`YYYY-MM-DD`, from its date folders), or undefined for a key of another shape. */
+export function keyDay(key: string): string | undefined {
+  const match = /\/(\d{4})\/(\d{2})\/(\d{2})\/[^/]+$/.exec(key);
+  return match ? `${match[1]}-${match[2]}-${match[3]}` : undefined;
+}

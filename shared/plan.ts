@@ -13,7 +13,7 @@ import {
   runId,
   scratchDatabase,
 } from './keys.ts';
-import type { DatabaseManifest } from './manifest.ts';
+import { type DatabaseManifest, isDatabaseManifest } from './manifest.ts';
 
 /** What an operator or a schedule may pass to a backup execution; every field is optional. */
 export const backupInputSchema = z
@@ -97,9 +97,11 @@ export async function windowStart(
       );
     return null;
   }
-  const chain = (await Promise.all(CHAIN[kind].map((k) => catalog.list(k, target, database)))).flat();
-  const latest = chain
-    .filter((m) => m.verification.state === 'verified')
+  const newest = await Promise.all(
+    CHAIN[kind].map(async (k) => catalog.newestVerified(await catalog.manifestKeys(k, target, database))),
+  );
+  const latest = newest
+    .filter((m): m is DatabaseManifest => m !== undefined && isDatabaseManifest(m))
     .reduce<DatabaseManifest | undefined>(
       (a, m) => (!a || m.window.until > a.window.until ? m : a),
       undefined,

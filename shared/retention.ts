@@ -28,17 +28,19 @@ export function newestVerified<M extends Manifest>(manifests: readonly M[]): M |
 
 /**
  * The backups older than `days` at `now`, by the time their data was taken,
- * except the newest verified one.
+ * except those to keep: by default the newest verified one among them. A caller
+ * that passes only the old part of a catalog passes the newest verified of the
+ * whole catalog instead.
  */
 export function expired<M extends Manifest>(
   manifests: readonly M[],
   now: Date,
   days: number,
-  alsoKeep: readonly M[] = [],
+  keep: readonly (Manifest | undefined)[] = [newestVerified(manifests)],
 ): M[] {
-  const keep = new Set([newestVerified(manifests), ...alsoKeep]);
+  const kept = new Set(keep.filter((m) => m !== undefined).map((m) => m.archive.key));
   const cutoff = now.getTime() - days * DAY_MS;
-  return manifests.filter((m) => !keep.has(m) && Date.parse(m.window.until) < cutoff);
+  return manifests.filter((m) => !kept.has(m.archive.key) && Date.parse(m.window.until) < cutoff);
 }
 
 /**

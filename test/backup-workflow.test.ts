@@ -63,6 +63,8 @@ async function plantOldBackup(
   mkdirSync(localDir, { recursive: true });
   const localPath = join(localDir, fileName);
   writeFileSync(localPath, 'old archive');
+  // The host's copy is as old as the backup, as it would be on a real host.
+  utimesSync(localPath, new Date(until), new Date(until));
   const manifest: DatabaseManifest = {
     version: 1,
     kind: 'full',

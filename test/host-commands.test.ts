@@ -116,7 +116,7 @@ describe('StartDump sends the rendered script with SSM Run Command', () => {
       start({ script: 'database-backup', plan: { ...good, database: 'x; reboot' } }, context),
     ).rejects.toMatchObject({ name: 'InvalidInputError' });
     await expect(
-      start({ script: 'prune-local', plan: good, files: ['../../etc/passwd'] }, context),
+      start({ script: 'prune-local', plan: good, keepDays: 7, keepFile: '../../etc/passwd' }, context),
     ).rejects.toThrow(/plain file name/);
     await expect(
       start({ script: 'database-backup', plan: { ...good, target: 'gone' } }, context),

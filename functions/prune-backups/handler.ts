@@ -24,7 +24,7 @@ export const handler = middy()
     logger.info('pruned backups', {
       removed: result.removedFromS3.length,
       kept: result.kept,
-      localFiles: result.localFiles.length,
+      localKeepDays: result.localKeepDays,
     });
     return result;
   });

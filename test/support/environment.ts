@@ -143,7 +143,7 @@ export interface RunState {
   };
   verification?: { state: string };
   restoreTest?: { state: string };
-  prune?: { removedFromS3: string[]; kept: number; localFiles: string[] };
+  prune?: { removedFromS3: string[]; kept: number; localKeepDays: number; localKeepFile: string };
 }
 
 /** The per-target results of a succeeded execution. */

@@ -1,0 +1,116 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { LOCAL_S3_CREDENTIALS, type LocalS3, startLocalS3 } from '../local/s3.ts';
+import { pruneRun } from '../shared/backup-stages.ts';
+import { Catalog } from '../shared/catalog.ts';
+import { createS3Client } from '../shared/clients.ts';
+import { parseConfig } from '../shared/config.ts';
+import { archiveKey, compactStamp } from '../shared/keys.ts';
+import type { DatabaseManifest } from '../shared/manifest.ts';
+import { type Plan, windowStart } from '../shared/plan.ts';
+
+const BUCKET = 'kennel-backups-catalog-test';
+const NOW = new Date();
+let dir: string;
+let server: LocalS3;
+let s3: S3Client;
+let catalog: Catalog;
+
+function manifest(kind: 'full' | 'transaction-logs', daysAgo: number): DatabaseManifest {
+  const until = new Date(NOW.getTime() - daysAgo * 86_400_000 - 60_000).toISOString();
+  const runId = `${compactStamp(until)}_${daysAgo.toString(16).padStart(8, '0')}`;
+  const fileName = `kennel_prod_${kind}_${runId}.sql.zst`;
+  return {
+    version: 1,
+    kind,
+    target: 'primary',
+    database: 'kennel_prod',
+    runId,
+    executionId: `e-${kind}-${daysAgo}`,
+    archive: {
+      key: archiveKey(kind, 'primary', 'kennel_prod', until, fileName),
+      localPath: `/opt/backup/${fileName}`,
+      fileName,
+      size: 1,
+      sha256: 'a'.repeat(64),
+      format: kind === 'full' ? 'plain' : 'changes',
+      compression: 'zstd',
+    },
+    window: { since: null, until },
+    startedAt: until,
+    finishedAt: until,
+    serverVersion: '150018',
+    excludedTables: [],
+    tables: {},
+    capture: null,
+    verification: { state: 'verified' },
+  };
+}
+
+/** Counts the manifests and archives read through the client while `act` runs. */
+async function reads(act: () => Promise<unknown>): Promise<number> {
+  const spy = vi.spyOn(s3, 'send');
+  try {
+    await act();
+    return spy.mock.calls.filter(([command]) => command instanceof GetObjectCommand).length;
+  } finally {
+    spy.mockRestore();
+  }
+}
+
+beforeAll(async () => {
+  Object.assign(process.env, LOCAL_S3_CREDENTIALS);
+  dir = mkdtempSync(join(tmpdir(), 'kennel-backup-catalog-'));
+  server = await startLocalS3(dir, BUCKET);
+  const config = parseConfig({
+    BACKUP_BUCKET: BUCKET,
+    BACKUP_TARGETS: JSON.stringify([
+      { name: 'primary', instanceIds: ['i-0123456789abcdef0'], database: 'kennel_prod' },
+    ]),
+    ALERT_WEBHOOK_PARAMETER: '/a',
+    RESTORE_CHECK_DATABASE_URL_PARAMETER: '/b',
+    S3_ENDPOINT_URL: server.endpoint,
+  });
+  s3 = createS3Client(config);
+  catalog = new Catalog(s3, BUCKET);
+  // A long history: a log backup a day for 200 days, a full a day for 60.
+  for (let d = 1; d <= 200; d += 1) await catalog.writeManifest(manifest('transaction-logs', d));
+  for (let d = 1; d <= 60; d += 1) await catalog.writeManifest(manifest('full', d));
+}, 120_000);
+
+afterAll(async () => {
+  await server?.stop();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+describe('the catalog reads only what it needs, however long the history', () => {
+  it('a log window starts at the newest verified log backup, after one manifest read', async () => {
+    let since: string | null = null;
+    const count = await reads(async () => {
+      since = await windowStart(catalog, 'transaction-logs', 'primary', 'kennel_prod', undefined, NOW);
+    });
+    expect(since).toBe(manifest('transaction-logs', 1).window.until);
+    expect(count).toBe(1);
+  });
+
+  it('pruning reads the backups old enough to expire and the newest one, and removes exactly the expired', async () => {
+    const plan = { kind: 'full', target: 'primary', database: 'kennel_prod' } as Plan;
+    let removed: string[] = [];
+    const count = await reads(async () => {
+      removed = (await pruneRun(catalog, plan, NOW)).removedFromS3;
+    });
+    // Each is a minute older than its whole days: 30..60 days are past 30 days, 29 is not.
+    expect(removed).toHaveLength(31);
+    expect(removed).toContain(manifest('full', 30).archive.key);
+    expect(removed).not.toContain(manifest('full', 29).archive.key);
+    expect(count).toBeLessThanOrEqual(32);
+    const logs = { ...plan, kind: 'transaction-logs' } as Plan;
+    const logReads = await reads(async () => {
+      expect((await pruneRun(catalog, logs, NOW)).removedFromS3).toEqual([]);
+    });
+    expect(logReads).toBe(1);
+  });
+});
