@@ -56,7 +56,7 @@ session() { # session SQL-AND-META-COMMANDS
 }
 
 session "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;
-SELECT pg_export_snapshot() AS snapshot, to_char(least(clock_timestamp(), (SELECT min(xact_start) FROM pg_stat_activity WHERE backend_xid IS NOT NULL AND pid <> pg_backend_pid())) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') AS until, current_setting('server_version_num') AS server_version \\gset
+SELECT pg_export_snapshot() AS snapshot, to_char(least(clock_timestamp(), (SELECT min(xact_start) FROM pg_stat_activity WHERE backend_type = 'client backend' AND backend_xid IS NOT NULL AND pid <> pg_backend_pid())) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') AS until, current_setting('server_version_num') AS server_version \\gset
 \\warn KB::snapshot :until :server_version" >"$work/snapshot"
 read -r snapshot until server_version <"$work/snapshot"
 # `until` is the snapshot's time, or the start of the oldest transaction still
