@@ -18,4 +18,10 @@ s3_put() { # s3_put KEY CONTENT-TYPE < body
   aws s3 cp - "s3://$KB_BUCKET/$1" "${endpoint[@]}" --only-show-errors --content-type "$2"
 }
 
+s3_get() { # s3_get KEY > body
+  local endpoint=()
+  [[ -n ${KB_S3_ENDPOINT_URL:-} ]] && endpoint=(--endpoint-url "$KB_S3_ENDPOINT_URL")
+  aws s3 cp "s3://$KB_BUCKET/$1" - "${endpoint[@]}" --only-show-errors
+}
+
 utc_now() { date -u +%Y-%m-%dT%H:%M:%S.%3NZ; }

@@ -1,37 +1,47 @@
 #!/bin/bash
-# Restore test, run on the DB host: restores the host's copy of an archive into a
-# scratch database. The copy must have the sha256 that the verify stage proved for
-# the object in S3, so this restores exactly the bytes stored off-site. The
-# restore-test stage then checks the tables and drops the scratch database.
+# Restores one archive into a new database, on the DB host: the restore test's
+# scratch database, or a restore's staging database. The host's own copy is used
+# when its sha256 is the one verified for the object in S3; otherwise the object
+# is fetched (the host then needs read access to the backup prefixes) and must
+# have that sha256 too. So this restores exactly the bytes stored off-site.
 #
 # Parameters: KB_PG_MODE KB_COMPOSE_FILE KB_COMPOSE_SERVICE KB_LOCAL_PATH KB_SHA256
-#   KB_DECOMPRESS KB_SCRATCH_DATABASE
+#   KB_DECOMPRESS KB_INTO KB_BUCKET KB_ARCHIVE_KEY KB_S3_ENDPOINT_URL
 
-if [[ ! -f $KB_LOCAL_PATH ]]; then
-  echo "restore-test: the host has no copy at $KB_LOCAL_PATH; was it pruned or moved?" >&2
-  exit 1
-fi
-actual=$(sha256sum "$KB_LOCAL_PATH" | cut -d' ' -f1)
-if [[ $actual != "$KB_SHA256" ]]; then
-  echo "restore-test: $KB_LOCAL_PATH has sha256 $actual, the manifest says $KB_SHA256; the host's copy is damaged" >&2
-  exit 1
-fi
-
+work=$(mktemp -d)
 created=
 cleanup() {
   local status=$?
   set +e
   if ((status != 0)) && [[ -n $created ]]; then
-    pg dropdb --if-exists --force "$KB_SCRATCH_DATABASE"
+    pg dropdb --if-exists --force "$KB_INTO"
   fi
+  rm -rf "$work"
 }
 trap cleanup EXIT
 
-pg dropdb --if-exists --force "$KB_SCRATCH_DATABASE"
-pg createdb "$KB_SCRATCH_DATABASE"
+archive=$KB_LOCAL_PATH
+if [[ ! -f $archive || $(sha256sum "$archive" | cut -d' ' -f1) != "$KB_SHA256" ]]; then
+  echo "restore-archive: no intact copy at $KB_LOCAL_PATH; fetching s3://$KB_BUCKET/$KB_ARCHIVE_KEY"
+  archive=$work/archive
+  s3_get "$KB_ARCHIVE_KEY" >"$archive"
+  actual=$(sha256sum "$archive" | cut -d' ' -f1)
+  if [[ $actual != "$KB_SHA256" ]]; then
+    echo "restore-archive: s3://$KB_BUCKET/$KB_ARCHIVE_KEY has sha256 $actual, the manifest says $KB_SHA256; do not restore from it" >&2
+    exit 1
+  fi
+fi
+
+# psql quotes the name (:'into'); variables are not interpolated in -c, so stdin.
+exists=$(echo "SELECT 1 FROM pg_database WHERE datname = :'into';" | pg psql -X -A -t -d postgres -v into="$KB_INTO")
+if [[ -n $exists ]]; then
+  echo "restore-archive: the database $KB_INTO already exists; a restore never writes into an existing database" >&2
+  exit 1
+fi
+pg createdb "$KB_INTO"
 created=1
 # One transaction: a dump that does not restore completely leaves nothing behind.
-$KB_DECOMPRESS <"$KB_LOCAL_PATH" \
-  | pg psql -X -q -v ON_ERROR_STOP=1 --single-transaction -d "$KB_SCRATCH_DATABASE" >/dev/null
+$KB_DECOMPRESS <"$archive" \
+  | pg psql -X -q -v ON_ERROR_STOP=1 --single-transaction -d "$KB_INTO" >/dev/null
 
-echo "restore-test: restored $KB_LOCAL_PATH into $KB_SCRATCH_DATABASE"
+echo "restore-archive: restored $KB_ARCHIVE_KEY into $KB_INTO"

@@ -2,13 +2,17 @@ import { z } from 'zod';
 import { type Config, findTarget } from './config.ts';
 import { HostCommandFailedError, HostCommandTimedOutError, NotFoundError } from './errors.ts';
 import { type HostCommands, tail } from './host-commands.ts';
-import { hostCommandRequestSchema, renderHostCommand } from './host-scripts.ts';
+import {
+  type HostCommandName,
+  hostCommandRequestSchema,
+  renderHostCommand,
+  SCRIPT_OF,
+} from './host-scripts.ts';
 import { parseInput } from './plan.ts';
-import { HOST_SCRIPTS } from './shell.ts';
 
 /** A host command in flight, as the Wait/Check loop carries it. */
 export const commandStateSchema = z.object({
-  script: z.enum(HOST_SCRIPTS),
+  script: z.enum(Object.keys(SCRIPT_OF) as [HostCommandName, ...HostCommandName[]]),
   target: z.string(),
   commandId: z.string().min(1),
   instanceId: z.string().nullable(),

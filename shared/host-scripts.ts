@@ -25,6 +25,9 @@ export const hostCommandRequestSchema = z.discriminatedUnion('script', [
 
 export type HostCommandRequest = z.infer<typeof hostCommandRequestSchema>;
 
+/** The commands a workflow can start, by name. */
+export type HostCommandName = HostCommandRequest['script'];
+
 function postgresParams(target: Target): Record<string, string> {
   const pg = target.postgres;
   return pg.mode === 'docker'
@@ -82,7 +85,10 @@ export function hostScriptParams(
         KB_LOCAL_PATH: `${plan.localDir}/${plan.fileName}`,
         KB_SHA256: request.sha256,
         KB_DECOMPRESS: CODECS[plan.codec].decompress,
-        KB_SCRATCH_DATABASE: plan.scratchDatabase,
+        KB_INTO: plan.scratchDatabase,
+        KB_BUCKET: plan.bucket,
+        KB_ARCHIVE_KEY: plan.archiveKey,
+        KB_S3_ENDPOINT_URL: config.S3_ENDPOINT_URL ?? '',
       };
     }
     case 'prune-local':
@@ -94,6 +100,14 @@ export function hostScriptParams(
   }
 }
 
+/** The restore test runs the general restore script into its scratch database. */
+export const SCRIPT_OF: Record<HostCommandName, HostScript> = {
+  'database-backup': 'database-backup',
+  'files-backup': 'files-backup',
+  'restore-test': 'restore-archive',
+  'prune-local': 'prune-local',
+};
+
 export function renderHostCommand(config: Config, target: Target, request: HostCommandRequest): string {
-  return renderScript(request.script satisfies HostScript, hostScriptParams(config, target, request));
+  return renderScript(SCRIPT_OF[request.script], hostScriptParams(config, target, request));
 }

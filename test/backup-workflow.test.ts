@@ -380,7 +380,7 @@ exec "\${@:7}"
       });
       expect(run.record.status, run.record.cause).toBe('SUCCEEDED');
       const tools = readFileSync(log, 'utf8').trim().split('\n');
-      expect(tools).toEqual(['psql', 'pg_dump', 'dropdb', 'createdb', 'psql']);
+      expect(tools).toEqual(['psql', 'pg_dump', 'psql', 'createdb', 'psql']);
     } finally {
       rmSync(bin, { recursive: true, force: true });
     }

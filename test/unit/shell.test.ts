@@ -39,7 +39,10 @@ describe('renderScript', () => {
     expect(() => renderScript('prune-local', { 'PATH=/tmp;x': 'y' })).toThrow(/parameter name/);
   });
 
-  it.each(['database-backup', 'restore-test', 'prune-local'] as const)('%s parses with bash -n', (name) => {
-    expect(spawnSync('bash', ['-n'], { input: renderScript(name, {}) }).status).toBe(0);
-  });
+  it.each(['database-backup', 'files-backup', 'restore-archive', 'prune-local'] as const)(
+    '%s parses with bash -n',
+    (name) => {
+      expect(spawnSync('bash', ['-n'], { input: renderScript(name, {}) }).status).toBe(0);
+    },
+  );
 });
