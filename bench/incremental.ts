@@ -15,6 +15,7 @@ import { type PostgresServer, startPostgres } from '../local/postgres.ts';
 import { type ExecutionRecord, PROJECT_ROOT, runWorkflow } from '../local/runner.ts';
 import type { DatabaseKind } from '../shared/keys.ts';
 import type { DatabaseManifest } from '../shared/manifest.ts';
+import { table } from './table.ts';
 
 /**
  * What incremental and transaction-log backups cost next to a full one, in one run on
@@ -215,16 +216,6 @@ const size = (bytes: number) =>
 const sec = (ms: number | null) => (ms === null ? '' : (ms / 1000).toFixed(2));
 const ratio = (x: number) => (Number.isFinite(x) ? `${x < 0.1 ? x.toFixed(3) : x.toFixed(2)}×` : 'n/a');
 const thousands = (n: number) => n.toLocaleString('en-GB').replaceAll(',', ' ');
-
-function table(header: string[], rows: string[][]): string {
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
-  const line = (cells: string[]) =>
-    cells
-      .map((c, i) => (i === 0 ? c.padEnd(widths[i] ?? 0) : c.padStart(widths[i] ?? 0)))
-      .join('  ')
-      .trimEnd();
-  return [line(header), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line)].join('\n');
-}
 
 /** The manifest's non-zero counts, short names. */
 const manifestRows = (run: BackupRun) =>

@@ -29,6 +29,7 @@ import { type PostgresServer, startPostgres } from '../local/postgres.ts';
 import { type ExecutionRecord, PROJECT_ROOT, runWorkflow } from '../local/runner.ts';
 import { CODECS, DEFAULT_CODEC } from '../shared/codecs.ts';
 import type { Manifest } from '../shared/manifest.ts';
+import { table } from './table.ts';
 
 /**
  * Benchmark of the full database backup, in one run on one database:
@@ -536,17 +537,6 @@ const sec = (s: Stats | undefined, repeat: number) =>
       ? `${(s.median / 1000).toFixed(2)} [${(s.min / 1000).toFixed(2)}]`
       : (s.median / 1000).toFixed(2);
 const ratio = (x: number) => (Number.isFinite(x) ? `${x.toFixed(2)}×` : 'n/a');
-
-function table(header: string[], rows: string[][]): string {
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
-  // First column left-aligned (names), the others right-aligned (numbers).
-  const line = (cells: string[]) =>
-    cells
-      .map((c, i) => (i === 0 ? c.padEnd(widths[i] ?? 0) : c.padStart(widths[i] ?? 0)))
-      .join('  ')
-      .trimEnd();
-  return [line(header), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line)].join('\n');
-}
 
 // ---------------------------------------------------------------------------
 

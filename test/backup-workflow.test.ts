@@ -14,9 +14,10 @@ import { join } from 'node:path';
 import { zstdDecompressSync } from 'node:zlib';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { archiveKey, compactStamp, manifestKey } from '../shared/keys.ts';
+import { manifestKey } from '../shared/keys.ts';
 import type { DatabaseManifest } from '../shared/manifest.ts';
 import { getBytes, putBytes, runIn, runsOf, startWorld, type TestWorld } from './support/environment.ts';
+import { pastBackup } from './support/manifests.ts';
 
 let world: TestWorld;
 const DEBUG_LOGS = { POWERTOOLS_LOG_LEVEL: 'DEBUG' };
@@ -55,42 +56,14 @@ async function plantOldBackup(
   daysAgo: number,
   state: DatabaseManifest['verification']['state'],
 ): Promise<DatabaseManifest> {
-  const until = new Date(Date.now() - daysAgo * 86_400_000).toISOString();
-  const id = `${compactStamp(until)}_${daysAgo.toString(16).padStart(8, '0')}`;
-  const fileName = `kennel_prod_full_${id}.sql.zst`;
-  const key = archiveKey('full', 'local', 'kennel_prod', until, fileName);
   const localDir = join(world.env.paths.backupDir, 'database/full/kennel_prod');
+  const manifest = pastBackup({ daysAgo, now: new Date(), target: 'local', state, localDir });
   mkdirSync(localDir, { recursive: true });
-  const localPath = join(localDir, fileName);
-  writeFileSync(localPath, 'old archive');
+  writeFileSync(manifest.archive.localPath, 'old archive');
   // The host's copy is as old as the backup, as it would be on a real host.
-  utimesSync(localPath, new Date(until), new Date(until));
-  const manifest: DatabaseManifest = {
-    version: 1,
-    kind: 'full',
-    target: 'local',
-    database: 'kennel_prod',
-    runId: id,
-    executionId: `planted-${daysAgo}`,
-    archive: {
-      key,
-      localPath,
-      fileName,
-      size: 11,
-      sha256: '0'.repeat(64),
-      format: 'plain',
-      compression: 'zstd',
-    },
-    window: { since: null, until },
-    startedAt: until,
-    finishedAt: until,
-    serverVersion: '150000',
-    excludedTables: ['audit_logs', 'session_logs'],
-    tables: {},
-    capture: null,
-    verification: { state },
-  };
-  await putBytes(world.s3, world.env.bucket, key, 'old archive');
+  const until = new Date(manifest.window.until);
+  utimesSync(manifest.archive.localPath, until, until);
+  await putBytes(world.s3, world.env.bucket, manifest.archive.key, 'old archive');
   await world.catalog.writeManifest(manifest);
   return manifest;
 }

@@ -8,9 +8,8 @@ import { pruneRun } from '../shared/backup-stages.ts';
 import { Catalog } from '../shared/catalog.ts';
 import { createS3Client } from '../shared/clients.ts';
 import { parseConfig } from '../shared/config.ts';
-import { archiveKey, compactStamp } from '../shared/keys.ts';
-import type { DatabaseManifest } from '../shared/manifest.ts';
 import { type Plan, windowStart } from '../shared/plan.ts';
+import { pastBackup } from './support/manifests.ts';
 
 const BUCKET = 'kennel-backups-catalog-test';
 const NOW = new Date();
@@ -19,36 +18,9 @@ let server: LocalS3;
 let s3: S3Client;
 let catalog: Catalog;
 
-function manifest(kind: 'full' | 'transaction-logs', daysAgo: number): DatabaseManifest {
-  const until = new Date(NOW.getTime() - daysAgo * 86_400_000 - 60_000).toISOString();
-  const runId = `${compactStamp(until)}_${daysAgo.toString(16).padStart(8, '0')}`;
-  const fileName = `kennel_prod_${kind}_${runId}.sql.zst`;
-  return {
-    version: 1,
-    kind,
-    target: 'primary',
-    database: 'kennel_prod',
-    runId,
-    executionId: `e-${kind}-${daysAgo}`,
-    archive: {
-      key: archiveKey(kind, 'primary', 'kennel_prod', until, fileName),
-      localPath: `/opt/backup/${fileName}`,
-      fileName,
-      size: 1,
-      sha256: 'a'.repeat(64),
-      format: kind === 'full' ? 'plain' : 'changes',
-      compression: 'zstd',
-    },
-    window: { since: null, until },
-    startedAt: until,
-    finishedAt: until,
-    serverVersion: '150018',
-    excludedTables: [],
-    tables: {},
-    capture: null,
-    verification: { state: 'verified' },
-  };
-}
+// A minute past whole days, like a run that started on the hour.
+const manifest = (kind: 'full' | 'transaction-logs', daysAgo: number) =>
+  pastBackup({ kind, daysAgo, now: NOW, extraMs: 60_000 });
 
 /** Counts the manifests and archives read through the client while `act` runs. */
 async function reads(act: () => Promise<unknown>): Promise<number> {

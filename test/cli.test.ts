@@ -1,4 +1,3 @@
-import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -6,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { seedKennelDatabase } from '../local/environment.ts';
 import { type PostgresServer, startPostgres } from '../local/postgres.ts';
 import type { RunState } from './support/environment.ts';
+import { type Finished, runProcess } from './support/process.ts';
 
 type RunsOutput = { runs: RunState[] };
 
@@ -13,25 +13,8 @@ const CLI = join(import.meta.dirname, '..', 'local', 'cli.ts');
 let dataDir: string;
 let external: PostgresServer;
 
-function cli(
-  args: string[],
-  env: Record<string, string> = {},
-): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [CLI, ...args], {
-      env: { ...process.env, KENNEL_BACKUP_DIR: dataDir, ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => {
-      stdout += d;
-    });
-    child.stderr.on('data', (d) => {
-      stderr += d;
-    });
-    child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
-  });
+function cli(args: string[], env: Record<string, string> = {}): Promise<Finished> {
+  return runProcess(process.execPath, [CLI, ...args], { ...process.env, KENNEL_BACKUP_DIR: dataDir, ...env });
 }
 
 beforeAll(async () => {

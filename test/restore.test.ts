@@ -1,4 +1,3 @@
-import { spawn } from 'node:child_process';
 import { rmSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CODECS } from '../shared/codecs.ts';
@@ -7,6 +6,7 @@ import type { DatabaseManifest } from '../shared/manifest.ts';
 import { planRestore } from '../shared/restore-plan.ts';
 import { renderScript } from '../shared/shell.ts';
 import { runIn, runsOf, startWorld, type TestWorld } from './support/environment.ts';
+import { runProcess } from './support/process.ts';
 
 let world: TestWorld;
 let verified: DatabaseManifest;
@@ -116,25 +116,13 @@ describe('the restore-archive host script', () => {
       KB_ARCHIVE_KEY: verified.archive.key,
       KB_S3_ENDPOINT_URL: world.env.s3Endpoint,
     });
-    // Asynchronously: the local S3 answers from this very process.
-    return new Promise<{ status: number | null; stdout: string; stderr: string }>((resolve) => {
-      const child = spawn('bash', ['-c', script], { env: world.env.hostEnv });
-      let stdout = '';
-      let stderr = '';
-      child.stdout.on('data', (d) => {
-        stdout += d;
-      });
-      child.stderr.on('data', (d) => {
-        stderr += d;
-      });
-      child.on('close', (status) => resolve({ status, stdout, stderr }));
-    });
+    return runProcess('bash', ['-c', script], world.env.hostEnv);
   }
 
   it('fetches the archive from S3 when the host no longer has its copy, and restores every row', async () => {
     rmSync(verified.archive.localPath);
     const result = await restore('kennel_from_s3');
-    expect(result.status, result.stderr).toBe(0);
+    expect(result.code, result.stderr).toBe(0);
     expect(result.stdout).toContain('no intact copy');
     for (const [table, rows] of Object.entries(verified.tables)) {
       expect(Number(world.sql('kennel_from_s3', `SELECT count(*) FROM ${table}`)), table).toBe(rows);
@@ -144,7 +132,7 @@ describe('the restore-archive host script', () => {
   it('never writes into an existing database, and leaves it as it was', async () => {
     const before = world.sql('kennel_from_s3', 'SELECT count(*) FROM bookings');
     const result = await restore('kennel_from_s3');
-    expect(result.status).toBe(1);
+    expect(result.code).toBe(1);
     expect(result.stderr).toContain('the database kennel_from_s3 already exists');
     expect(world.sql('kennel_from_s3', 'SELECT count(*) FROM bookings')).toBe(before);
   });

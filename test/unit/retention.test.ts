@@ -1,39 +1,15 @@
 import { describe, expect, it } from 'vitest';
 import type { DatabaseManifest as Manifest } from '../../shared/manifest.ts';
 import { baseOfIncrementals, expired, newestVerified, RETENTION } from '../../shared/retention.ts';
+import { pastBackup } from '../support/manifests.ts';
 
 const NOW = new Date('2026-11-26T02:00:00Z');
 
-function backup(daysAgo: number, state: Manifest['verification']['state'] = 'verified'): Manifest {
-  const until = new Date(NOW.getTime() - daysAgo * 86_400_000).toISOString();
-  return {
-    version: 1,
-    kind: 'full',
-    target: 'db',
-    database: 'kennel_prod',
-    runId: `20261126T020000Z_${String(daysAgo).padStart(8, '0')}`,
-    executionId: `e-${daysAgo}`,
-    archive: {
-      key: `database/full/kennel_prod/${daysAgo}.sql.zst`,
-      localPath: `/opt/backup/${daysAgo}.sql.zst`,
-      fileName: `${daysAgo}.sql.zst`,
-      size: 1,
-      sha256: 'a'.repeat(64),
-      format: 'plain',
-      compression: 'zstd',
-    },
-    window: { since: null, until },
-    startedAt: until,
-    finishedAt: until,
-    serverVersion: '150018',
-    excludedTables: [],
-    tables: {},
-    capture: null,
-    verification: { state },
-  };
-}
+const backup = (daysAgo: number, state: Manifest['verification']['state'] = 'verified') =>
+  pastBackup({ daysAgo, now: NOW, state });
 
-const ages = (ms: Manifest[]) => ms.map((m) => m.executionId);
+/** The ages, in days, of the given backups. */
+const ages = (ms: Manifest[]) => ms.map((m) => `e-${m.executionId.split('-').at(-1)}`);
 
 describe('retention of full backups', () => {
   it('follows the source document: full 30 days in S3 and 7 on the host, incremental 7, logs 1 on the host and 7 years in S3, configuration 90, application 30, static 7', () => {
@@ -55,7 +31,7 @@ describe('retention of full backups', () => {
 
   it('always keeps the newest verified backup, even older than the window', () => {
     const all = [backup(2, 'failed'), backup(5, 'unverified'), backup(40), backup(60), backup(90, 'failed')];
-    expect(newestVerified(all)?.executionId).toBe('e-40');
+    expect(newestVerified(all)?.executionId).toBe('e-full-40');
     expect(ages(expired(all, NOW, 30))).toEqual(['e-60', 'e-90']);
     expect(ages(expired(all, NOW, 1))).toEqual(['e-2', 'e-5', 'e-60', 'e-90']);
   });
@@ -78,7 +54,7 @@ describe('the incremental chain', () => {
       kind: 'incremental' as const,
       window: { since: base.window.until, until: backup(3).window.until },
     };
-    expect(baseOfIncrementals([older, base, backup(1)], [incremental])?.executionId).toBe('e-40');
+    expect(baseOfIncrementals([older, base, backup(1)], [incremental])?.executionId).toBe('e-full-40');
     expect(ages(expired([older, base, backup(1)], NOW, 30, [base]))).toEqual(['e-45']);
     expect(baseOfIncrementals([older, base], [])).toBeUndefined();
   });

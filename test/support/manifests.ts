@@ -1,0 +1,46 @@
+import { archiveKey, compactStamp, type DatabaseKind } from '../../shared/keys.ts';
+import type { DatabaseManifest } from '../../shared/manifest.ts';
+
+/**
+ * The manifest of a database backup taken `daysAgo` days (and `extraMs`) before
+ * `now`, as the host would have written it: for planting a history in a catalog.
+ */
+export function pastBackup(options: {
+  daysAgo: number;
+  now: Date;
+  kind?: DatabaseKind;
+  target?: string;
+  state?: DatabaseManifest['verification']['state'];
+  extraMs?: number;
+  localDir?: string;
+}): DatabaseManifest {
+  const { daysAgo, now, kind = 'full', target = 'primary', state = 'verified', extraMs = 0 } = options;
+  const until = new Date(now.getTime() - daysAgo * 86_400_000 - extraMs).toISOString();
+  const runId = `${compactStamp(until)}_${daysAgo.toString(16).padStart(8, '0')}`;
+  const fileName = `kennel_prod_${kind}_${runId}.sql.zst`;
+  return {
+    version: 1,
+    kind,
+    target,
+    database: 'kennel_prod',
+    runId,
+    executionId: `e-${kind}-${daysAgo}`,
+    archive: {
+      key: archiveKey(kind, target, 'kennel_prod', until, fileName),
+      localPath: `${options.localDir ?? '/opt/backup'}/${fileName}`,
+      fileName,
+      size: 11,
+      sha256: '0'.repeat(64),
+      format: kind === 'full' ? 'plain' : 'changes',
+      compression: 'zstd',
+    },
+    window: { since: null, until },
+    startedAt: until,
+    finishedAt: until,
+    serverVersion: '150018',
+    excludedTables: ['audit_logs', 'session_logs'],
+    tables: {},
+    capture: null,
+    verification: { state },
+  };
+}
