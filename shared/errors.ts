@@ -36,11 +36,7 @@ export class RestoreMismatchError extends KennelBackupError {}
 /** A dependency (S3, SSM, PostgreSQL) did not answer; retrying later is safe. */
 export class TransientError extends KennelBackupError {}
 
-/** The alert could not be delivered; the original failure still fails the execution. */
-export class AlertDeliveryError extends KennelBackupError {}
 
-/** Error names the state machines retry; everything else is terminal. */
-export const TRANSIENT_ERROR_NAMES = [TransientError.name] as const;
 
 const TRANSIENT_NETWORK_CODES = new Set([
   'ECONNREFUSED',

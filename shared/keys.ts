@@ -26,9 +26,6 @@ export const KIND_PREFIX: Record<BackupKind, string> = {
   static: 'static',
 };
 
-export function isFileKind(kind: BackupKind): kind is FileKind {
-  return (FILE_KINDS as readonly string[]).includes(kind);
-}
 
 /** Where archives live: the DB host may write under these and nothing else. */
 export const BACKUP_PREFIXES = ['database/', 'configuration/', 'application/', 'static/'] as const;
