@@ -36,8 +36,6 @@ export class RestoreMismatchError extends KennelBackupError {}
 /** A dependency (S3, SSM, PostgreSQL) did not answer; retrying later is safe. */
 export class TransientError extends KennelBackupError {}
 
-
-
 const TRANSIENT_NETWORK_CODES = new Set([
   'ECONNREFUSED',
   'ECONNRESET',

@@ -26,7 +26,6 @@ export const KIND_PREFIX: Record<BackupKind, string> = {
   static: 'static',
 };
 
-
 /** Where archives live: the DB host may write under these and nothing else. */
 export const BACKUP_PREFIXES = ['database/', 'configuration/', 'application/', 'static/'] as const;
 
