@@ -651,6 +651,7 @@ describe('permissions', () => {
         ...FUNCTION_NAMES.map((fn) => roleId(fn)),
         ...STATE_MACHINES.map((m) => `${m.id}Role`),
         'HostBackupPolicy',
+        'HostRestorePolicy',
         'HostCommandOutputPolicy',
         'BackupBucketPolicy',
       ]),
@@ -718,6 +719,20 @@ describe('permissions', () => {
       { Sid: 'EncryptBackups', ...bucketKey('kms:GenerateDataKey', 'kms:Decrypt') },
     ]);
     expect(template.Outputs.HostBackupPolicyArn?.Value).toEqual({ Ref: 'HostBackupPolicy' });
+  });
+
+  it("the DB host's restore policy may only read database archives, decrypting with the bucket key", () => {
+    const policy = resource<{ PolicyDocument: PolicyDocument }>('HostRestorePolicy', 'AWS::IAM::ManagedPolicy');
+    expect(policy.PolicyDocument.Statement).toEqual([
+      {
+        Sid: 'ReadDatabaseBackups',
+        Effect: 'Allow',
+        Action: ['s3:GetObject'],
+        Resource: sub(`\${BackupBucket.Arn}/database/*`),
+      },
+      { Sid: 'DecryptDatabaseBackups', ...bucketKey('kms:Decrypt') },
+    ]);
+    expect(template.Outputs.HostRestorePolicyArn?.Value).toEqual({ Ref: 'HostRestorePolicy' });
   });
 
   it("the DB host's SSM agent may write command output to the host-command log group only", () => {
