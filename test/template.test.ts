@@ -722,7 +722,10 @@ describe('permissions', () => {
   });
 
   it("the DB host's restore policy may only read database archives, decrypting with the bucket key", () => {
-    const policy = resource<{ PolicyDocument: PolicyDocument }>('HostRestorePolicy', 'AWS::IAM::ManagedPolicy');
+    const policy = resource<{ PolicyDocument: PolicyDocument }>(
+      'HostRestorePolicy',
+      'AWS::IAM::ManagedPolicy',
+    );
     expect(policy.PolicyDocument.Statement).toEqual([
       {
         Sid: 'ReadDatabaseBackups',
