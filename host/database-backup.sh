@@ -55,13 +55,17 @@ session() { # session SQL-AND-META-COMMANDS
   return 1
 }
 
-session "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;
-SELECT pg_export_snapshot() AS snapshot, to_char(least(clock_timestamp(), (SELECT min(xact_start) FROM pg_stat_activity WHERE backend_type = 'client backend' AND backend_xid IS NOT NULL AND pid <> pg_backend_pid())) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') AS until, current_setting('server_version_num') AS server_version \\gset
+session "SELECT to_char(least(clock_timestamp(), (SELECT min(xact_start) FROM pg_stat_activity WHERE backend_type = 'client backend' AND backend_xid IS NOT NULL AND pid <> pg_backend_pid())) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') AS until \\gset
+BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;
+SELECT pg_export_snapshot() AS snapshot, current_setting('server_version_num') AS server_version \\gset
 \\warn KB::snapshot :until :server_version" >"$work/snapshot"
 read -r snapshot until server_version <"$work/snapshot"
-# `until` is the snapshot's time, or the start of the oldest transaction still
-# writing, if earlier: a row stamped before `until` by a transaction that commits
-# after the snapshot would otherwise fall between this window and the next. (The
+# `until` is read just before the snapshot is taken: the clock, or the start of
+# the oldest client transaction then writing, if earlier. Every row stamped
+# before `until` was written by a transaction that had started by then; if it was
+# still writing, `until` is no later than its start, so its rows fall in the next
+# window; otherwise it committed before the snapshot, which sees it. Read after
+# the snapshot, a transaction committing in between would fall in neither. (The
 # backup role needs pg_read_all_stats to see other roles' transactions.)
 
 if [[ $KB_KIND == full ]]; then
