@@ -25,3 +25,31 @@ s3_get() { # s3_get KEY > body
 }
 
 utc_now() { date -u +%Y-%m-%dT%H:%M:%S.%3NZ; }
+
+# Prints the path of an intact copy of an archive: the host's own copy when its
+# sha256 is the one verified for the object in S3, otherwise the object fetched
+# into DIR (the host then needs read access to the prefix), which must have that
+# sha256 too. So a restore uses exactly the bytes stored off-site.
+intact_copy() { # intact_copy LOCAL-PATH SHA256 KEY DIR
+  local path=$1 actual
+  if [[ -f $path && $(sha256sum "$path" | cut -d' ' -f1) == "$2" ]]; then
+    printf '%s\n' "$path"
+    return 0
+  fi
+  echo "no intact copy at $1; fetching s3://$KB_BUCKET/$3" >&2
+  path=$4/${3##*/}
+  s3_get "$3" >"$path" || return 1
+  actual=$(sha256sum "$path" | cut -d' ' -f1)
+  if [[ $actual != "$2" ]]; then
+    echo "s3://$KB_BUCKET/$3 has sha256 $actual, the manifest says $2; do not restore from it" >&2
+    return 1
+  fi
+  printf '%s\n' "$path"
+}
+
+# psql with the statements on stdin, which can use the -v variables (-c cannot).
+pg_sql() { # pg_sql DATABASE [-v name=value ...] < SQL
+  local database=$1
+  shift
+  pg psql -X -q -A -t -v ON_ERROR_STOP=1 -d "$database" "$@"
+}

@@ -1,6 +1,7 @@
 #!/bin/bash
 # Database backup, run on the DB host by SSM Run Command (or the local runner).
-#   full:             pg_dump of every table but the log tables
+#   full:             pg_dump of every table, without the log tables' rows
+#   safety:           pg_dump of everything, taken by a restore before it replaces a database
 #   incremental:      the rows whose updated_at falls in [since, until), as upserts
 #   transaction-logs: the log tables' rows whose created_at falls in [since, until)
 #
@@ -68,7 +69,7 @@ read -r snapshot until server_version <"$work/snapshot"
 # the snapshot, a transaction committing in between would fall in neither. (The
 # backup role needs pg_read_all_stats to see other roles' transactions.)
 
-if [[ $KB_KIND == full ]]; then
+if [[ $KB_KIND == full || $KB_KIND == safety ]]; then
   format=plain
   # Exact counts of every table the dump holds; query_to_xml runs count(*) per table
   # inside this same statement, so all of them see the exported snapshot.
@@ -77,7 +78,9 @@ if [[ $KB_KIND == full ]]; then
   echo null >"$work/capture.json"
 
   exclude=()
-  for table in $KB_EXCLUDE_TABLES; do exclude+=("--exclude-table=$table"); done
+  # The log tables' definitions stay in the dump, so a restore has them for the
+  # log archives to fill; their rows are left out.
+  for table in $KB_EXCLUDE_TABLES; do exclude+=("--exclude-table-data=$table"); done
   # Dump, compress, keep the local copy and stream to S3 in one pass: no temporary
   # file beyond the local copy the source document keeps anyway.
   pg pg_dump --no-password --format=plain --snapshot="$snapshot" "${exclude[@]}" -d "$KB_DATABASE" 2>"$work/dump.err" \

@@ -1,12 +1,16 @@
 #!/bin/bash
-# Restores one archive into a new database, on the DB host: the restore test's
-# scratch database, or a restore's staging database. The host's own copy is used
-# when its sha256 is the one verified for the object in S3; otherwise the object
-# is fetched (the host then needs read access to the backup prefixes) and must
-# have that sha256 too. So this restores exactly the bytes stored off-site.
+# Restores archives into a new database, on the DB host: the restore test's
+# scratch database, or a restore's staging database. The first archive is a
+# dump (full or safety); the others are incremental and log archives, applied in
+# order, each in its own transaction. Every archive is checked against the
+# sha256 that verification recorded before it is used.
 #
-# Parameters: KB_PG_MODE KB_COMPOSE_FILE KB_COMPOSE_SERVICE KB_LOCAL_PATH KB_SHA256
-#   KB_DECOMPRESS KB_INTO KB_BUCKET KB_ARCHIVE_KEY KB_S3_ENDPOINT_URL
+# Parameters: KB_PG_MODE KB_COMPOSE_FILE KB_COMPOSE_SERVICE KB_INTO KB_BUCKET
+#   KB_S3_ENDPOINT_URL
+#   KB_ARCHIVES     one line per archive: KEY SHA256 LOCAL-PATH DECOMPRESS-COMMAND
+#   KB_ABSENT       a database that must not exist (a restore's final name), or empty
+#   KB_LOG_TABLES   tables whose rows created after KB_TRIM_AFTER are removed at the end
+#   KB_TRIM_AFTER   the point in time recovered to, or empty
 
 work=$(mktemp -d)
 created=
@@ -20,28 +24,42 @@ cleanup() {
 }
 trap cleanup EXIT
 
-archive=$KB_LOCAL_PATH
-if [[ ! -f $archive || $(sha256sum "$archive" | cut -d' ' -f1) != "$KB_SHA256" ]]; then
-  echo "restore-archive: no intact copy at $KB_LOCAL_PATH; fetching s3://$KB_BUCKET/$KB_ARCHIVE_KEY"
-  archive=$work/archive
-  s3_get "$KB_ARCHIVE_KEY" >"$archive"
-  actual=$(sha256sum "$archive" | cut -d' ' -f1)
-  if [[ $actual != "$KB_SHA256" ]]; then
-    echo "restore-archive: s3://$KB_BUCKET/$KB_ARCHIVE_KEY has sha256 $actual, the manifest says $KB_SHA256; do not restore from it" >&2
+exists() { # exists DATABASE
+  [[ -n $(echo "SELECT 1 FROM pg_database WHERE datname = :'name';" | pg_sql postgres -v name="$1") ]]
+}
+for name in "$KB_INTO" $KB_ABSENT; do
+  if exists "$name"; then
+    echo "restore-archive: the database $name already exists; a restore never writes into an existing database. Drop it, or choose another name." >&2
     exit 1
   fi
-fi
+done
 
-# psql quotes the name (:'into'); variables are not interpolated in -c, so stdin.
-exists=$(echo "SELECT 1 FROM pg_database WHERE datname = :'into';" | pg psql -X -A -t -d postgres -v into="$KB_INTO")
-if [[ -n $exists ]]; then
-  echo "restore-archive: the database $KB_INTO already exists; a restore never writes into an existing database" >&2
-  exit 1
-fi
+# Every archive is fetched and checked before the first one is applied.
+archives=()
+commands=()
+while read -r key sha256 local_path decompress; do
+  [[ -n $key ]] || continue
+  archives+=("$(intact_copy "$local_path" "$sha256" "$key" "$work")")
+  commands+=("$decompress")
+done <<<"$KB_ARCHIVES"
+
 pg createdb "$KB_INTO"
 created=1
-# One transaction: a dump that does not restore completely leaves nothing behind.
-$KB_DECOMPRESS <"$archive" \
-  | pg psql -X -q -v ON_ERROR_STOP=1 --single-transaction -d "$KB_INTO" >/dev/null
+for i in "${!archives[@]}"; do
+  # One transaction per archive: an archive that does not apply completely leaves nothing behind.
+  ${commands[$i]} <"${archives[$i]}" \
+    | pg psql -X -q -v ON_ERROR_STOP=1 --single-transaction -d "$KB_INTO" >/dev/null
+  echo "restore-archive: applied $(basename "${archives[$i]}")"
+done
 
-echo "restore-archive: restored $KB_ARCHIVE_KEY into $KB_INTO"
+if [[ -n $KB_TRIM_AFTER ]]; then
+  # Log archives hold whole windows; the rows after the target time go.
+  pg_sql "$KB_INTO" -v tables="$KB_LOG_TABLES" -v after="$KB_TRIM_AFTER" <<'SQL'
+SELECT format('DELETE FROM %I WHERE created_at > %L', t, :'after')
+  FROM unnest(string_to_array(:'tables', ' ')) AS t
+ WHERE to_regclass(quote_ident(t)) IS NOT NULL
+\gexec
+SQL
+fi
+
+echo "restore-archive: restored ${#archives[@]} archive(s) into $KB_INTO"

@@ -37,7 +37,16 @@ export interface LocalEnvironment {
   functionEnv: Record<string, string>;
   /** The host's environment: credentials the scripts read, never see in their text. */
   hostEnv: Record<string, string>;
-  paths: { backupDir: string; hostRoot: string; historyDir: string; alertsFile: string };
+  paths: {
+    backupDir: string;
+    hostRoot: string;
+    historyDir: string;
+    alertsFile: string;
+    /** The sample application's state, `running` or `stopped`, as its configured commands leave it. */
+    applicationState: string;
+    /** Where the commands after a files restore write what they did. */
+    afterRestoreLog: string;
+  };
   stop(): Promise<void>;
 }
 
@@ -116,9 +125,12 @@ export async function startLocalEnvironment(options: LocalEnvironmentOptions): P
     hostRoot: join(options.dataDir, 'host', 'root'),
     historyDir: join(options.dataDir, 'executions'),
     alertsFile: join(options.dataDir, 'alerts.log'),
+    applicationState: join(options.dataDir, 'host', 'application.state'),
+    afterRestoreLog: join(options.dataDir, 'host', 'after-restore.log'),
   };
   mkdirSync(backupDir, { recursive: true });
   const files = seedHostFiles(paths.hostRoot);
+  writeFileSync(paths.applicationState, 'running\n');
 
   let postgres: PostgresServer;
   let database: string;
@@ -154,6 +166,15 @@ export async function startLocalEnvironment(options: LocalEnvironmentOptions): P
         postgres: { mode: 'host' },
         backupDir,
         files,
+        // The sample application is a state file: stopping and starting it is observable.
+        application: {
+          stop: [`echo stopped > ${paths.applicationState}`],
+          start: [`echo running > ${paths.applicationState}`],
+        },
+        afterFilesRestore: {
+          application: [`echo "application restored: reinstall, build, restart" >> ${paths.afterRestoreLog}`],
+          configuration: [`echo "configuration restored: reload" >> ${paths.afterRestoreLog}`],
+        },
       },
     ]),
     ALERT_WEBHOOK_PARAMETER: '/kennel-backup/local/alert-webhook-url',

@@ -16,10 +16,14 @@ import type { LocalHost } from './host.ts';
 export const PROJECT_ROOT = fileURLToPath(new URL('..', import.meta.url));
 const STATE_MACHINES = join(PROJECT_ROOT, 'statemachines');
 
+/** Workflows deployed from another workflow's definition (serverless.yml does the same). */
+const SHARED_DEFINITIONS: Record<string, string> = { 'point-in-time-recovery': 'database-restore' };
+
 export function workflows(): string[] {
-  return readdirSync(STATE_MACHINES)
+  const files = readdirSync(STATE_MACHINES)
     .filter((f) => f.endsWith('.asl.json'))
     .map((f) => f.replace(/\.asl\.json$/, ''));
+  return [...files, ...Object.keys(SHARED_DEFINITIONS)];
 }
 
 type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
@@ -37,7 +41,7 @@ export function loadDefinition(workflow: string): {
     throw new Error(`Unknown workflow "${workflow}". Known workflows: ${workflows().join(', ')}.`);
   }
   const definition = JSON.parse(
-    readFileSync(join(STATE_MACHINES, `${workflow}.asl.json`), 'utf8'),
+    readFileSync(join(STATE_MACHINES, `${SHARED_DEFINITIONS[workflow] ?? workflow}.asl.json`), 'utf8'),
   ) as Definition;
   const functionOf = new Map<string, string>();
   const visit = (states: Definition['States']) => {
@@ -100,7 +104,7 @@ async function loadHandlers(
     const dependency =
       fn === 'startHostCommand' || fn === 'checkHostCommand'
         ? wiring.host
-        : fn === 'restoreTest'
+        : fn === 'restoreTest' || fn === 'checkRestore'
           ? async () => wiring.databaseUrl
           : fn === 'sendAlert'
             ? notify

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { describeRestoreFailure } from './restore-alert.ts';
 
 /**
  * The alert every failed execution sends. It names the workflow, the execution,
@@ -7,13 +8,16 @@ import { z } from 'zod';
  */
 
 export const alertRequestSchema = z.object({
-  workflow: z.string().regex(/^[a-z-]+$/),
+  /** The workflow's name, or its state machine's name when one definition serves two. */
+  workflow: z.string().regex(/^[a-z0-9-]+$/),
   executionId: z.string().min(1),
   startedAt: z.string(),
   /** The execution's state when it failed; Catch paths write `failed.<StateName>`. */
   state: z.unknown(),
   /** Set for a warning: the run goes on, an operator should look. */
   warning: z.string().optional(),
+  /** Set when the execution succeeded and reports what it did (a restore's record). */
+  summary: z.string().optional(),
 });
 
 export interface Alert {
@@ -31,7 +35,9 @@ export interface Alert {
 /** The parts of the execution's state an alert reads: the plan of the failed run, and what failed. */
 const stateSchema = z.object({
   failed: z.record(z.string(), z.object({ Error: z.string(), Cause: z.unknown() })).optional(),
-  plan: z.object({ target: z.string(), database: z.string().optional(), kind: z.string() }).optional(),
+  plan: z
+    .object({ target: z.string(), database: z.string().optional(), kind: z.string().optional() })
+    .optional(),
 });
 
 /** Lambda errors arrive as a JSON Cause ({ errorType, errorMessage, trace }); show the message. */
@@ -58,7 +64,7 @@ export function consoleUrl(region: string, executionId: string): string {
   return `https://${region}.console.aws.amazon.com/states/home?region=${region}#/v2/executions/details/${encodeURIComponent(executionId)}`;
 }
 
-/** A failure (the first `failed.<State>` of the state), or a warning when the request carries one. */
+/** A failure (the first `failed.<State>` of the state), a warning or a summary when the request carries one. */
 export function formatAlert(
   request: z.infer<typeof alertRequestSchema>,
   stage: string,
@@ -68,21 +74,31 @@ export function formatAlert(
   const plan = parsed.success ? parsed.data.plan : undefined;
   const [failedState, failure] = Object.entries((parsed.success && parsed.data.failed) || {})[0] ?? [];
   const warning = request.warning !== undefined;
-  const state = warning ? 'warning' : (failedState ?? 'unknown');
-  const error = warning ? 'Warning' : (failure?.Error ?? 'UnknownFailure');
+  const summary = request.summary !== undefined;
+  const state = summary ? 'summary' : warning ? 'warning' : (failedState ?? 'unknown');
+  const error = summary ? 'Succeeded' : warning ? 'Warning' : (failure?.Error ?? 'UnknownFailure');
   const cause = redact(
-    request.warning ??
+    request.summary ??
+      request.warning ??
       (failure
         ? causeText(failure.Cause)
         : 'The execution failed without a recorded cause; open its history.'),
   );
+  const database = summary || warning ? undefined : describeRestoreFailure(request.state);
   const url = consoleUrl(region, request.executionId);
   const text = [
-    warning
-      ? `:warning: kennel-backup (${stage}): ${request.workflow} WARNING`
-      : `:rotating_light: kennel-backup (${stage}): ${request.workflow} FAILED`,
-    ...(plan ? [`Target: ${plan.target} (${plan.database ? `${plan.database}, ` : ''}${plan.kind})`] : []),
-    ...(warning ? [`Warning: ${cause}`] : [`State: ${state}`, `Error: ${error}`, `Cause: ${cause}`]),
+    summary
+      ? `:white_check_mark: kennel-backup (${stage}): ${request.workflow} SUCCEEDED`
+      : warning
+        ? `:warning: kennel-backup (${stage}): ${request.workflow} WARNING`
+        : `:rotating_light: kennel-backup (${stage}): ${request.workflow} FAILED`,
+    ...(plan ? [`Target: ${plan.target} (${[plan.database, plan.kind].filter(Boolean).join(', ')})`] : []),
+    ...(summary
+      ? [cause]
+      : warning
+        ? [`Warning: ${cause}`]
+        : [`State: ${state}`, `Error: ${error}`, `Cause: ${cause}`]),
+    ...(database ? [`Database: ${redact(database)}`] : []),
     `Execution: ${request.executionId} (started ${request.startedAt})`,
     `Console: ${url}`,
   ].join('\n');

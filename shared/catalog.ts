@@ -82,16 +82,28 @@ export class Catalog {
 
   /**
    * The manifest keys of one kind, target and database (none for files), oldest
-   * first: keys sort by the run's start. Lists only; reads no manifest.
+   * first: keys sort by the run's start. Lists only; reads no manifest. With
+   * `fromDay` (YYYY-MM-DD) the listing starts at that day's keys.
    */
-  async manifestKeys(kind: BackupKind, target: string, database: string | null): Promise<string[]> {
+  async manifestKeys(
+    kind: BackupKind,
+    target: string,
+    database: string | null,
+    fromDay?: string,
+  ): Promise<string[]> {
     const prefix = kindPrefix(kind, target, database);
+    const startAfter = fromDay === undefined ? undefined : `${prefix}${fromDay.replaceAll('-', '/')}`;
     const keys: string[] = [];
     let token: string | undefined;
     try {
       do {
         const page = await this.s3.send(
-          new ListObjectsV2Command({ Bucket: this.bucket, Prefix: prefix, ContinuationToken: token }),
+          new ListObjectsV2Command({
+            Bucket: this.bucket,
+            Prefix: prefix,
+            ContinuationToken: token,
+            StartAfter: startAfter,
+          }),
         );
         for (const o of page.Contents ?? []) if (o.Key?.endsWith(MANIFEST_SUFFIX)) keys.push(o.Key);
         token = page.NextContinuationToken;

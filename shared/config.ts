@@ -44,6 +44,27 @@ const fileSets = z.object({
 
 export type FileSets = z.infer<typeof fileSets>;
 
+/** A shell command from config, run on the host as written (one line). */
+const hostCommand = z.string().regex(/^[^\n\r\0]+$/, 'must be one line of shell');
+
+const COMPOSE = 'docker compose -f /opt/kennel/docker-compose.prod.yml';
+
+/** How the application is stopped and started around a database restore. */
+const application = z.object({
+  stop: z.array(hostCommand).default([`${COMPOSE} stop app`]),
+  start: z.array(hostCommand).default([`${COMPOSE} start app`]),
+});
+
+/** What runs after a files restore put a tarball back in place. */
+const afterFilesRestore = z.object({
+  application: z
+    .array(hostCommand)
+    .default(['cd /opt/kennel && npm ci', 'cd /opt/kennel && npm run build', `${COMPOSE} restart app`]),
+  configuration: z
+    .array(hostCommand)
+    .default(['nginx -t', 'systemctl reload nginx', `${COMPOSE} restart app`]),
+});
+
 const target = z
   .object({
     name: targetName,
@@ -66,6 +87,8 @@ const target = z
     /** The host's backup directory, as in the source document. */
     backupDir: hostPath.default('/opt/backup'),
     files: fileSets.default(fileSets.parse({})),
+    application: application.default(application.parse({})),
+    afterFilesRestore: afterFilesRestore.default(afterFilesRestore.parse({})),
   })
   .refine((t) => (t.instanceIds === undefined) !== (t.tag === undefined), {
     message: 'give either instanceIds or tag',

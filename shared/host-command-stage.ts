@@ -19,6 +19,9 @@ export const commandStateSchema = z.object({
   deadline: z.iso.datetime(),
   status: z.enum(['InProgress', 'Success']),
   output: z.string().optional(),
+  /** When the command was sent, and when a check first saw it done: the stage's time, to the poll interval. */
+  sentAt: z.iso.datetime(),
+  finishedAt: z.iso.datetime().optional(),
 });
 
 export type CommandState = z.infer<typeof commandStateSchema>;
@@ -54,6 +57,7 @@ export async function startHostCommand(
     instanceId: sent.instanceId,
     deadline: new Date(now.getTime() + timeoutSeconds * 1000 + DEADLINE_GRACE_MS).toISOString(),
     status: 'InProgress',
+    sentAt: now.toISOString(),
   };
 }
 
@@ -72,6 +76,7 @@ export async function checkHostCommand(
         instanceId: invocation.instanceId,
         status: 'Success',
         output: tail(invocation.stdout, 5, 500),
+        finishedAt: now.toISOString(),
       };
     case 'Failed':
     case 'Cancelled':

@@ -3,7 +3,8 @@ import { CODECS } from './codecs.ts';
 import type { Config, Target } from './config.ts';
 import { filesPlanSchema } from './files-plan.ts';
 import { fileName, sha256Hex } from './identifiers.ts';
-import { planSchema, type Run } from './plan.ts';
+import { planSchema, type Run, runSchema } from './plan.ts';
+import { type RestoreStep, restorePlanSchema } from './restore-plan.ts';
 import { type HostScript, renderScript } from './shell.ts';
 
 /**
@@ -15,6 +16,10 @@ export const hostCommandRequestSchema = z.discriminatedUnion('script', [
   z.object({ script: z.literal('database-backup'), plan: planSchema }),
   z.object({ script: z.literal('files-backup'), plan: filesPlanSchema }),
   z.object({ script: z.literal('restore-test'), plan: planSchema, sha256: sha256Hex }),
+  z.object({ script: z.literal('database-restore'), plan: restorePlanSchema }),
+  z.object({ script: z.literal('database-swap'), plan: restorePlanSchema }),
+  z.object({ script: z.literal('application-stop'), plan: runSchema.pick({ target: true, runId: true }) }),
+  z.object({ script: z.literal('application-start'), plan: runSchema.pick({ target: true, runId: true }) }),
   z.object({
     script: z.literal('prune-local'),
     plan: z.union([planSchema, filesPlanSchema]),
@@ -52,6 +57,11 @@ function uploadParams(config: Config, plan: Run): Record<string, string> {
   };
 }
 
+/** The archives a restore applies, one line each; every field passed a strict pattern. */
+function archiveLines(steps: readonly Pick<RestoreStep, 'key' | 'sha256' | 'localPath' | 'codec'>[]): string {
+  return steps.map((s) => `${s.key} ${s.sha256} ${s.localPath} ${CODECS[s.codec].decompress}`).join('\n');
+}
+
 export function hostScriptParams(
   config: Config,
   target: Target,
@@ -65,7 +75,7 @@ export function hostScriptParams(
         KB_KIND: plan.kind,
         KB_SINCE: plan.since ?? '',
         KB_DATABASE: plan.database,
-        KB_EXCLUDE_TABLES: config.EXCLUDED_TABLES.join(' '),
+        KB_EXCLUDE_TABLES: plan.kind === 'safety' ? '' : config.EXCLUDED_TABLES.join(' '),
         ...uploadParams(config, plan),
       };
     }
@@ -80,17 +90,49 @@ export function hostScriptParams(
     }
     case 'restore-test': {
       const { plan } = request;
+      const archive = {
+        key: plan.archiveKey,
+        sha256: request.sha256,
+        localPath: `${plan.localDir}/${plan.fileName}`,
+        codec: plan.codec,
+      };
       return {
         ...postgresParams(target),
-        KB_LOCAL_PATH: `${plan.localDir}/${plan.fileName}`,
-        KB_SHA256: request.sha256,
-        KB_DECOMPRESS: CODECS[plan.codec].decompress,
         KB_INTO: plan.scratchDatabase,
+        KB_ARCHIVES: archiveLines([archive]),
+        KB_ABSENT: '',
+        KB_LOG_TABLES: '',
+        KB_TRIM_AFTER: '',
         KB_BUCKET: plan.bucket,
-        KB_ARCHIVE_KEY: plan.archiveKey,
         KB_S3_ENDPOINT_URL: config.S3_ENDPOINT_URL ?? '',
       };
     }
+    case 'database-restore': {
+      const { plan } = request;
+      return {
+        ...postgresParams(target),
+        KB_INTO: plan.stagingDatabase,
+        KB_ARCHIVES: archiveLines(plan.archives),
+        KB_ABSENT: plan.overProduction ? '' : plan.targetDatabase,
+        KB_LOG_TABLES: plan.logTables.join(' '),
+        KB_TRIM_AFTER: plan.targetTime ?? '',
+        KB_BUCKET: config.BACKUP_BUCKET,
+        KB_S3_ENDPOINT_URL: config.S3_ENDPOINT_URL ?? '',
+      };
+    }
+    case 'database-swap': {
+      const { plan } = request;
+      return {
+        ...postgresParams(target),
+        KB_STAGING: plan.stagingDatabase,
+        KB_TARGET_DATABASE: plan.targetDatabase,
+        KB_REPLACED: plan.overProduction ? plan.replacedDatabase : '',
+      };
+    }
+    case 'application-stop':
+      return { KB_WHAT: 'stop the application', KB_COMMANDS: target.application.stop.join('\n') };
+    case 'application-start':
+      return { KB_WHAT: 'start the application', KB_COMMANDS: target.application.start.join('\n') };
     case 'prune-local':
       return {
         KB_LOCAL_DIR: request.plan.localDir,
@@ -105,6 +147,10 @@ export const SCRIPT_OF: Record<HostCommandName, HostScript> = {
   'database-backup': 'database-backup',
   'files-backup': 'files-backup',
   'restore-test': 'restore-archive',
+  'database-restore': 'restore-archive',
+  'database-swap': 'database-swap',
+  'application-stop': 'run-commands',
+  'application-start': 'run-commands',
   'prune-local': 'prune-local',
 };
 

@@ -7,8 +7,13 @@ import { CODECS, type CodecName } from './codecs.ts';
  * and every archive's manifest sits beside it at `<archive key>.manifest.json`.
  */
 
-/** The database family's kinds; one workflow takes the kind as input. */
-export const DATABASE_KINDS = ['full', 'incremental', 'transaction-logs'] as const;
+/**
+ * The database family's kinds; one workflow takes the kind as input. A `safety`
+ * dump is a full dump of everything (log tables too) that a restore takes of the
+ * database it is about to replace; it is kept apart from the fulls so that it
+ * never becomes the base of an incremental chain.
+ */
+export const DATABASE_KINDS = ['full', 'incremental', 'transaction-logs', 'safety'] as const;
 export type DatabaseKind = (typeof DATABASE_KINDS)[number];
 
 /** The files family's kinds: tarballs of paths on the host; one workflow takes the kind as input. */
@@ -21,6 +26,7 @@ export const KIND_PREFIX: Record<BackupKind, string> = {
   full: 'database/full',
   incremental: 'database/incremental',
   'transaction-logs': 'database/transaction-logs',
+  safety: 'database/safety',
   configuration: 'configuration',
   application: 'application',
   static: 'static',
@@ -72,6 +78,15 @@ export function archiveKey(
 
 export function manifestKey(archive: string): string {
   return `${archive}${MANIFEST_SUFFIX}`;
+}
+
+/** Names of a restore's databases: staged, then renamed into place, the replaced one kept. */
+export function stagingDatabase(id: string): string {
+  return `kb_restoring_${id.toLowerCase()}`;
+}
+
+export function replacedDatabase(id: string): string {
+  return `kb_replaced_${id.toLowerCase()}`;
 }
 
 /** A scratch database name for one run's restore test (at most 63 characters). */

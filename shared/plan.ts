@@ -75,6 +75,7 @@ const CHAIN: Record<DatabaseKind, DatabaseKind[]> = {
   full: [],
   incremental: ['full', 'incremental'],
   'transaction-logs': ['transaction-logs'],
+  safety: [],
 };
 
 /**
@@ -90,10 +91,10 @@ export async function windowStart(
   given: string | undefined,
   now: Date,
 ): Promise<string | null> {
-  if (kind === 'full') {
+  if (kind === 'full' || kind === 'safety') {
     if (given !== undefined)
       throw new InvalidInputError(
-        'A full backup takes no "since": it holds the whole database. Leave it out; nothing was started.',
+        `A ${kind} backup takes no "since": it holds the whole database. Leave it out; nothing was started.`,
       );
     return null;
   }

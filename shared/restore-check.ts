@@ -1,9 +1,22 @@
+import { getParameter } from '@aws-lambda-powertools/parameters/ssm';
 import pg from 'pg';
-import { RestoreMismatchError, TransientError } from './errors.ts';
+import { ConfigError, RestoreMismatchError, TransientError } from './errors.ts';
 import type { DatabaseManifest } from './manifest.ts';
 
 /** Connection to the database server (without a database name), from a secret store. */
 export type DatabaseUrlProvider = () => Promise<string>;
+
+/** The URL from an SSM SecureString, cached for five minutes by Powertools; it never leaves the function. */
+export function ssmDatabaseUrl(parameter: string): DatabaseUrlProvider {
+  return async () => {
+    const url = await getParameter(parameter, { decrypt: true, maxAge: 300 });
+    if (!url)
+      throw new ConfigError(
+        `SSM parameter ${parameter} is empty; store the restore-check database URL there.`,
+      );
+    return url;
+  };
+}
 
 function connectTo(serverUrl: string, database: string): pg.Client {
   const url = new URL(serverUrl);
@@ -23,9 +36,7 @@ async function connected(client: pg.Client, database: string): Promise<pg.Client
     const code = (error as { code?: string }).code;
     // 3D000: the database does not exist; anything at the socket level is transient.
     if (code === '3D000')
-      throw new RestoreMismatchError(
-        `The scratch database ${database} does not exist: the restore did not run.`,
-      );
+      throw new RestoreMismatchError(`The database ${database} does not exist: the restore did not run.`);
     throw new TransientError(
       `Could not connect to PostgreSQL for ${database} (${(error as Error).message}); check the network path from this function to the database server.`,
       {
@@ -62,6 +73,32 @@ export interface RestoreCheck {
   rows: number;
 }
 
+/** Each table's row count must lie in [min, max]; equal bounds ask for an exact count. */
+export type RowRanges = Record<string, { min: number; max: number }>;
+
+/** The tables of `expected` that are missing, or whose row count lies outside its range. */
+export async function rowProblems(
+  serverUrl: string,
+  database: string,
+  expected: RowRanges,
+): Promise<{ problems: string[]; check: RestoreCheck }> {
+  const client = await connected(connectTo(serverUrl, database), database);
+  let counts: Map<string, number | null>;
+  try {
+    counts = await countRows(client, Object.keys(expected));
+  } finally {
+    await client.end();
+  }
+  const problems = Object.entries(expected).flatMap(([table, { min, max }]) => {
+    const actual = counts.get(table);
+    if (actual === null || actual === undefined) return [`${table} is missing`];
+    if (actual >= min && actual <= max) return [];
+    return [`${table} has ${actual} rows, expected ${min === max ? min : `${min} to ${max}`}`];
+  });
+  const rows = [...counts.values()].reduce<number>((a, b) => a + (b ?? 0), 0);
+  return { problems, check: { tables: counts.size, rows } };
+}
+
 /**
  * Checks that the scratch database holds every table of the manifest with exactly
  * the rows counted at dump time, then drops it, whatever the outcome.
@@ -72,24 +109,16 @@ export async function checkRestoredDatabase(
   manifest: DatabaseManifest,
 ): Promise<RestoreCheck> {
   try {
-    const client = await connected(connectTo(serverUrl, scratchDatabase), scratchDatabase);
-    let counts: Map<string, number | null>;
-    try {
-      counts = await countRows(client, Object.keys(manifest.tables));
-    } finally {
-      await client.end();
-    }
-    const problems = Object.entries(manifest.tables).flatMap(([table, expected]) => {
-      const actual = counts.get(table);
-      if (actual === null || actual === undefined) return [`${table} is missing`];
-      return actual === expected ? [] : [`${table} has ${actual} rows, the dump had ${expected}`];
-    });
+    const exact = Object.fromEntries(
+      Object.entries(manifest.tables).map(([t, n]) => [t, { min: n, max: n }]),
+    );
+    const { problems, check } = await rowProblems(serverUrl, scratchDatabase, exact);
     if (problems.length > 0) {
       throw new RestoreMismatchError(
         `The restore test of ${manifest.archive.key} failed: ${problems.join('; ')}. The archive is not a faithful copy; investigate before relying on it.`,
       );
     }
-    return { tables: counts.size, rows: [...counts.values()].reduce<number>((a, b) => a + (b ?? 0), 0) };
+    return check;
   } finally {
     await dropDatabase(serverUrl, scratchDatabase);
   }

@@ -1,37 +1,124 @@
 import { z } from 'zod';
 import type { Catalog } from './catalog.ts';
+import { CODEC_NAMES, DEFAULT_CODEC } from './codecs.ts';
 import type { Config } from './config.ts';
 import { InvalidInputError, NotFoundError } from './errors.ts';
-import { objectKey, sqlIdentifier, targetName } from './identifiers.ts';
-import { MANIFEST_SUFFIX, runId as makeRunId } from './keys.ts';
+import { hostPath, objectKey, sha256Hex, sqlIdentifier, targetName } from './identifiers.ts';
+import {
+  archiveFileName,
+  archiveKey,
+  type DatabaseKind,
+  MANIFEST_SUFFIX,
+  runId as makeRunId,
+  manifestKey,
+  replacedDatabase,
+  scratchDatabase,
+  stagingDatabase,
+} from './keys.ts';
 import { type DatabaseManifest, isDatabaseManifest } from './manifest.ts';
-import { parseInput, planRequestSchema, selectTargets } from './plan.ts';
+import { type Plan, parseInput, planRequestSchema, planSchema, selectTargets } from './plan.ts';
 
 /**
- * What an operator types into the console to restore a database. Small, and
- * hard to get dangerously wrong: restoring over the database the backups were
- * taken of needs its name typed again in `confirm`.
+ * Restores are started by a person, from the console, under pressure. The input
+ * is small; restoring over the database the backups were taken of needs its name
+ * typed again in `confirm`; `dryRun` shows the plan and changes nothing.
  */
+const RUN_ID = /^\d{8}T\d{6}Z_[0-9a-f]{8}$/;
+
+const restoreInputBase = {
+  target: targetName.optional(),
+  /** The database whose backups to restore from. */
+  database: sqlIdentifier,
+  /** Where to restore: a new database, or `database` itself with `confirm`. */
+  targetDatabase: sqlIdentifier,
+  confirm: z.string().optional(),
+  /** Plan only: the archives, their windows and the checks; nothing is changed. */
+  dryRun: z.boolean().default(false),
+};
+
+/** The database-restore workflow's input. */
 export const restoreInputSchema = z
   .object({
-    target: targetName.optional(),
-    /** The database whose backups to restore from. */
-    database: sqlIdentifier,
+    ...restoreInputBase,
     /** `latest`, a run id (`20261126T020000Z_1a2b3c4d`) or an archive or manifest key from the catalog. */
-    backup: z
-      .union([z.literal('latest'), z.string().regex(/^\d{8}T\d{6}Z_[0-9a-f]{8}$/), objectKey])
-      .default('latest'),
-    /** Where to restore: a new database, or `database` itself with `confirm`. */
-    targetDatabase: sqlIdentifier,
-    confirm: z.string().optional(),
+    backup: z.union([z.literal('latest'), z.string().regex(RUN_ID), objectKey]).default('latest'),
   })
   .strict();
 
-export type RestoreInput = z.infer<typeof restoreInputSchema>;
+/** The point-in-time-recovery workflow's input. */
+export const pointInTimeInputSchema = z
+  .object({
+    ...restoreInputBase,
+    /** ISO 8601 with a zone: `2026-11-26T10:30:00Z` or `2026-11-26T11:30:00+01:00`. */
+    targetTime: z.iso.datetime({ offset: true }),
+  })
+  .strict();
+
+export const RESTORE_WORKFLOWS = ['database-restore', 'point-in-time-recovery'] as const;
+export type RestoreWorkflow = (typeof RESTORE_WORKFLOWS)[number];
+
+/** One archive a restore applies, in order; the host checks its sha256 before using it. */
+const restoreStepSchema = z.object({
+  kind: z.enum(['full', 'incremental', 'transaction-logs', 'safety']),
+  key: objectKey,
+  manifestKey: objectKey,
+  sha256: sha256Hex,
+  localPath: hostPath,
+  codec: z.enum(CODEC_NAMES),
+  window: z.object({
+    since: z.iso.datetime({ offset: true }).nullable(),
+    until: z.iso.datetime({ offset: true }),
+  }),
+});
+
+export type RestoreStep = z.infer<typeof restoreStepSchema>;
+
+export const restorePlanSchema = z.object({
+  workflow: z.enum(RESTORE_WORKFLOWS),
+  target: targetName,
+  database: sqlIdentifier,
+  targetDatabase: sqlIdentifier,
+  /** True when the restore replaces the database the backups were taken of. */
+  overProduction: z.boolean(),
+  dryRun: z.boolean(),
+  runId: z.string().regex(RUN_ID),
+  executionId: z.string().min(1),
+  startedAt: z.iso.datetime({ offset: true }),
+  /** The point in time asked for; null for a restore of one backup. */
+  targetTime: z.iso.datetime({ offset: true }).nullable(),
+  /** The base (full or safety dump) first, then incrementals, then log archives. */
+  archives: z.array(restoreStepSchema).min(1),
+  /** What the restored database holds: its tables as of `tables`, its log tables as of `logTables`. */
+  recoveredTo: z.object({
+    tables: z.iso.datetime({ offset: true }),
+    logTables: z.iso.datetime({ offset: true }).nullable(),
+  }),
+  /** Archives seen but not applied, and why (an incremental that runs past the target time). */
+  notApplied: z.array(z.object({ key: objectKey, reason: z.string() })),
+  /** Log tables whose rows after `targetTime` are removed after the log archives are applied. */
+  logTables: z.array(sqlIdentifier),
+  /** Each table's row count after the restore must lie in this range. */
+  expectedRows: z.record(z.string(), z.object({ min: z.number().int(), max: z.number().int() })),
+  /** The restore is built here, checked, and only then renamed into place. */
+  stagingDatabase: sqlIdentifier,
+  /** What the replaced database is renamed to when the restore goes over it. */
+  replacedDatabase: sqlIdentifier,
+  /** The dump of the database about to be replaced, taken with the application stopped. */
+  safetyDump: planSchema.nullable(),
+});
+
+export type RestorePlan = z.infer<typeof restorePlanSchema>;
+
+const isVerified = (m: DatabaseManifest) => m.verification.state === 'verified';
+
+async function readDatabaseManifests(catalog: Catalog, keys: readonly string[]): Promise<DatabaseManifest[]> {
+  const manifests = await catalog.readAll(keys);
+  return manifests.filter(isDatabaseManifest).sort((a, b) => a.window.until.localeCompare(b.window.until));
+}
 
 /**
- * The verified full backup an input names. An unknown backup, or one that is not
- * verified, is refused with the newest usable ones named.
+ * The verified full backup (or safety dump) an input names. An unknown backup,
+ * or one that is not verified, is refused with the newest usable ones named.
  */
 export async function findBackup(
   catalog: Catalog,
@@ -49,20 +136,20 @@ export async function findBackup(
     }
     return newest;
   }
-  const key = keys.find(
-    (k) => k.includes(`_${backup}.`) || k === backup || k === `${backup}${MANIFEST_SUFFIX}`,
-  );
+  const named = (k: string) =>
+    k.includes(`_${backup}.`) || k === backup || k === `${backup}${MANIFEST_SUFFIX}`;
+  const key = keys.find(named) ?? (await catalog.manifestKeys('safety', target, database)).find(named);
   if (!key) {
     const recent = keys
       .slice(-5)
       .map((k) => k.replace(MANIFEST_SUFFIX, ''))
       .reverse();
     throw new NotFoundError(
-      `No full backup "${backup}" of ${database} on ${target}. The newest are: ${recent.join(', ') || '(none)'}. Use one of them, or "latest". Nothing was changed.`,
+      `No full backup or safety dump "${backup}" of ${database} on ${target}. The newest full backups are: ${recent.join(', ') || '(none)'}. Use one of them, or "latest". Nothing was changed.`,
     );
   }
   const manifest = await catalog.readDatabaseManifest(key);
-  if (manifest.verification.state !== 'verified') {
+  if (!isVerified(manifest)) {
     throw new InvalidInputError(
       `The backup ${manifest.archive.key} is ${manifest.verification.state}${manifest.verification.detail ? ` (${manifest.verification.detail})` : ''}; restore only from a verified backup. Nothing was changed.`,
     );
@@ -70,25 +157,192 @@ export async function findBackup(
   return manifest;
 }
 
-export const restorePlanSchema = z.object({
-  target: targetName,
-  database: sqlIdentifier,
-  targetDatabase: sqlIdentifier,
-  /** True when the restore replaces the database the backups were taken of. */
-  overProduction: z.boolean(),
-  runId: z.string().regex(/^\d{8}T\d{6}Z_[0-9a-f]{8}$/),
-  executionId: z.string().min(1),
-  startedAt: z.iso.datetime({ offset: true }),
-  manifestKey: objectKey,
-  /** The restore is built here first, checked, and only then renamed into place. */
-  stagingDatabase: sqlIdentifier,
+const DAY_MS = 86_400_000;
+const dayBefore = (iso: string) => new Date(Date.parse(iso) - DAY_MS).toISOString().slice(0, 10);
+
+/**
+ * Follows archives whose windows chain without a gap (each starts where the one
+ * before ended), from `from`, while they start before `limit`. A later archive
+ * that starts before `limit` but not where the chain ended is a gap.
+ */
+function followChain(
+  manifests: readonly DatabaseManifest[],
+  from: string,
+  limit: string,
+  accept: (m: DatabaseManifest) => boolean,
+): { chain: DatabaseManifest[]; end: string; refused: DatabaseManifest | undefined } {
+  const chain: DatabaseManifest[] = [];
+  let end = from;
+  let next: DatabaseManifest | undefined;
+  for (;;) {
+    next = manifests.find((m) => (m.window.since ?? '') <= end && m.window.until > end);
+    if (!next || !accept(next)) break;
+    chain.push(next);
+    end = next.window.until;
+  }
+  const gap = manifests.find(
+    (m) => m.window.since !== null && m.window.since > end && m.window.since < limit,
+  );
+  if (gap) {
+    throw new InvalidInputError(
+      `The ${gap.kind} archives have a gap: nothing holds the data from ${end} to ${gap.window.since} (the next archive is ${gap.archive.key}). Recover to ${end} or earlier, or to a time after a later full backup. Nothing was changed.`,
+    );
+  }
+  return { chain, end, refused: next };
+}
+
+interface Resolved {
+  archives: DatabaseManifest[];
+  recoveredTo: RestorePlan['recoveredTo'];
+  notApplied: RestorePlan['notApplied'];
+}
+
+/**
+ * The archives that rebuild the database as it was at `targetTime`: the newest
+ * verified full backup taken at or before it, the incrementals chained from it
+ * whose windows end by then, and the log archives from the full's time to the
+ * target (their rows after it are removed once applied). An incremental whose
+ * window runs past the target is not applied: its rows carry only their latest
+ * version, which may be later than the target.
+ */
+export async function resolvePointInTime(
+  catalog: Catalog,
+  target: string,
+  database: string,
+  targetTime: string,
+  now: Date,
+): Promise<Resolved> {
+  const at = new Date(targetTime).toISOString();
+  if (Date.parse(at) > now.getTime()) {
+    throw new InvalidInputError(
+      `The target time ${targetTime} is in the future (now is ${now.toISOString()}); give a time in the past. Nothing was changed.`,
+    );
+  }
+  const fulls = (
+    await readDatabaseManifests(catalog, await catalog.manifestKeys('full', target, database))
+  ).filter(isVerified);
+  const base = fulls.filter((m) => m.window.until <= at).at(-1);
+  if (!base) {
+    throw new InvalidInputError(
+      fulls.length === 0
+        ? `There is no verified full backup of ${database} on ${target} to recover from. Nothing was changed.`
+        : `The target time ${targetTime} is before the oldest verified full backup of ${database} (${fulls[0]?.window.until}); recover to that time or later. Nothing was changed.`,
+    );
+  }
+  const fromDay = dayBefore(base.window.until);
+  const [incrementals, logs] = await Promise.all(
+    (['incremental', 'transaction-logs'] as const).map(async (kind) =>
+      (
+        await readDatabaseManifests(catalog, await catalog.manifestKeys(kind, target, database, fromDay))
+      ).filter(isVerified),
+    ),
+  );
+  const business = followChain(incrementals ?? [], base.window.until, at, (m) => m.window.until <= at);
+  const spanning = business.refused;
+  const logChain = followChain(logs ?? [], base.window.until, at, (m) => (m.window.since ?? '') < at);
+  return {
+    archives: [base, ...business.chain, ...logChain.chain],
+    recoveredTo: {
+      tables: business.end,
+      logTables: logChain.chain.length > 0 ? (logChain.end < at ? logChain.end : at) : null,
+    },
+    notApplied: spanning
+      ? [
+          {
+            key: spanning.archive.key,
+            reason: `its window [${spanning.window.since}, ${spanning.window.until}) runs past the target time; its rows hold their latest version only`,
+          },
+        ]
+      : [],
+  };
+}
+
+/**
+ * The row counts a restore must end with: exact for one backup; for a chain, at
+ * least the base's rows (incrementals never delete) and at most those plus every
+ * row the later archives carry.
+ */
+function expectedRows(archives: readonly DatabaseManifest[]): RestorePlan['expectedRows'] {
+  const [base, ...rest] = archives;
+  const ranges: RestorePlan['expectedRows'] = {};
+  for (const [table, rows] of Object.entries(base?.tables ?? {})) ranges[table] = { min: rows, max: rows };
+  for (const m of rest) {
+    for (const [table, rows] of Object.entries(m.tables)) {
+      const range = (ranges[table] ??= { min: 0, max: 0 });
+      range.max += rows;
+    }
+  }
+  return ranges;
+}
+
+function step(m: DatabaseManifest): RestoreStep {
+  return {
+    kind: m.kind,
+    key: m.archive.key,
+    manifestKey: `${m.archive.key}${MANIFEST_SUFFIX}`,
+    sha256: m.archive.sha256,
+    localPath: m.archive.localPath,
+    codec: m.archive.compression,
+    window: m.window,
+  };
+}
+
+/** The safety dump of the database a restore replaces: a backup run like any other, of kind `safety`. */
+function safetyDumpPlan(
+  config: Config,
+  plan: { target: string; database: string; startedAt: string; executionId: string; backupDir: string },
+): Plan {
+  const kind: DatabaseKind = 'safety';
+  const iso = new Date(plan.startedAt).toISOString();
+  const id = makeRunId(iso, `${plan.executionId}/safety`);
+  const file = archiveFileName(plan.database, kind, id, DEFAULT_CODEC);
+  const key = archiveKey(kind, plan.target, plan.database, iso, file);
+  return {
+    kind,
+    since: null,
+    target: plan.target,
+    database: plan.database,
+    runId: id,
+    executionId: plan.executionId,
+    startedAt: plan.startedAt,
+    bucket: config.BACKUP_BUCKET,
+    archiveKey: key,
+    manifestKey: manifestKey(key),
+    fileName: file,
+    localDir: `${plan.backupDir}/database/${kind}/${plan.database}`,
+    scratchDatabase: scratchDatabase(id),
+    codec: DEFAULT_CODEC,
+  };
+}
+
+/** What PlanRestore receives: the execution input, and which workflow it was given to. */
+const restoreRequestSchema = planRequestSchema.extend({
+  /** `$$.StateMachine.Name`: `<service>-<stage>-database-restore` or `…-point-in-time-recovery`. */
+  stateMachine: z.string().min(1),
 });
 
-export type RestorePlan = z.infer<typeof restorePlanSchema>;
+export function restoreWorkflowOf(stateMachine: string): RestoreWorkflow {
+  const workflow = RESTORE_WORKFLOWS.find((w) => stateMachine.endsWith(`-${w}`));
+  if (!workflow) throw new InvalidInputError(`${stateMachine} is not a restore workflow.`);
+  return workflow;
+}
 
-export async function planRestore(config: Config, catalog: Catalog, request: unknown): Promise<RestorePlan> {
-  const { input, executionId, startedAt } = parseInput(planRequestSchema, request, 'The PlanRestore request');
-  const wanted = parseInput(restoreInputSchema, input, 'The execution input');
+export async function planRestore(
+  config: Config,
+  catalog: Catalog,
+  request: unknown,
+  now = new Date(),
+): Promise<RestorePlan> {
+  const { input, executionId, startedAt, stateMachine } = parseInput(
+    restoreRequestSchema,
+    request,
+    'The PlanRestore request',
+  );
+  const workflow = restoreWorkflowOf(stateMachine);
+  const wanted =
+    workflow === 'database-restore'
+      ? parseInput(restoreInputSchema, input, 'The execution input')
+      : parseInput(pointInTimeInputSchema, input, 'The execution input');
   const overProduction = wanted.targetDatabase === wanted.database;
   if (overProduction && wanted.confirm !== wanted.database) {
     throw new InvalidInputError(
@@ -97,17 +351,50 @@ export async function planRestore(config: Config, catalog: Catalog, request: unk
   }
   const [target] = selectTargets(config, wanted.target ?? config.BACKUP_TARGETS[0]?.name);
   if (!target) throw new NotFoundError('No target is configured.');
-  const manifest = await findBackup(catalog, target.name, wanted.database, wanted.backup);
+
+  let resolved: Resolved;
+  let targetTime: string | null = null;
+  if ('targetTime' in wanted) {
+    targetTime = wanted.targetTime;
+    resolved = await resolvePointInTime(catalog, target.name, wanted.database, wanted.targetTime, now);
+  } else {
+    const manifest = await findBackup(catalog, target.name, wanted.database, wanted.backup);
+    // A safety dump holds the log tables' rows too; a full dump leaves them out.
+    resolved = {
+      archives: [manifest],
+      recoveredTo: {
+        tables: manifest.window.until,
+        logTables: manifest.kind === 'safety' ? manifest.window.until : null,
+      },
+      notApplied: [],
+    };
+  }
   const id = makeRunId(new Date(startedAt).toISOString(), executionId);
+  const where = {
+    target: target.name,
+    database: wanted.database,
+    startedAt,
+    executionId,
+    backupDir: target.backupDir,
+  };
   return {
+    workflow,
     target: target.name,
     database: wanted.database,
     targetDatabase: wanted.targetDatabase,
     overProduction,
+    dryRun: wanted.dryRun,
     runId: id,
     executionId,
     startedAt,
-    manifestKey: `${manifest.archive.key}${MANIFEST_SUFFIX}`,
-    stagingDatabase: `kb_restoring_${id.toLowerCase()}`,
+    targetTime,
+    archives: resolved.archives.map(step),
+    recoveredTo: resolved.recoveredTo,
+    notApplied: resolved.notApplied,
+    logTables: targetTime === null ? [] : config.EXCLUDED_TABLES,
+    expectedRows: expectedRows(resolved.archives),
+    stagingDatabase: stagingDatabase(id),
+    replacedDatabase: replacedDatabase(id),
+    safetyDump: overProduction ? safetyDumpPlan(config, where) : null,
   };
 }

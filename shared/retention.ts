@@ -12,6 +12,8 @@ export const RETENTION: Record<BackupKind, { s3Days: number; localDays: number }
   // their only copy: audit data is kept 7 years in S3 (the compliance class);
   // the source document's 24 hours applies to the host's copies.
   'transaction-logs': { s3Days: 7 * 365, localDays: 1 },
+  // What a restore replaced: long enough to notice a restore was the wrong one.
+  safety: { s3Days: 30, localDays: 7 },
   configuration: { s3Days: 90, localDays: 90 },
   application: { s3Days: 30, localDays: 30 },
   static: { s3Days: 7, localDays: 7 },

@@ -19,7 +19,14 @@ const HOST_DIR = process.env.LAMBDA_TASK_ROOT
   ? join(process.env.LAMBDA_TASK_ROOT, 'host')
   : fileURLToPath(new URL('../host/', import.meta.url));
 
-export const HOST_SCRIPTS = ['database-backup', 'files-backup', 'restore-archive', 'prune-local'] as const;
+export const HOST_SCRIPTS = [
+  'database-backup',
+  'files-backup',
+  'restore-archive',
+  'database-swap',
+  'run-commands',
+  'prune-local',
+] as const;
 export type HostScript = (typeof HOST_SCRIPTS)[number];
 
 const bodies = new Map<string, string>();

@@ -244,7 +244,7 @@ describe('every failure ends in an alert and a failed execution, with nothing ma
       },
     });
     await expectFailure(run, 'RestoreTest', 'RestoreMismatchError');
-    expect(run.alerts[0]?.cause).toMatch(/public\.payments has \d+ rows, the dump had \d+/);
+    expect(run.alerts[0]?.cause).toMatch(/public\.payments has \d+ rows, expected \d+/);
     expect(scratch).not.toBe('');
     const manifest = await world.catalog.readDatabaseManifest(
       JSON.stringify(run.record.events).match(/"manifestKey":"([^"]+)"/)?.[1] ?? '',

@@ -1,15 +1,13 @@
 import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
-import { getParameter } from '@aws-lambda-powertools/parameters/ssm';
 import middy from '@middy/core';
 import { z } from 'zod';
 import { restoreTestRun } from '../../shared/backup-stages.ts';
 import { Catalog } from '../../shared/catalog.ts';
 import { createS3Client } from '../../shared/clients.ts';
 import { getConfig } from '../../shared/config.ts';
-import { ConfigError } from '../../shared/errors.ts';
 import { logger } from '../../shared/logger.ts';
 import { parseInput, planSchema } from '../../shared/plan.ts';
-import type { DatabaseUrlProvider } from '../../shared/restore-check.ts';
+import { type DatabaseUrlProvider, ssmDatabaseUrl } from '../../shared/restore-check.ts';
 
 const config = getConfig();
 const catalog = new Catalog(createS3Client(config), config.BACKUP_BUCKET);
@@ -25,12 +23,4 @@ export function createHandler(databaseUrl: DatabaseUrlProvider) {
     });
 }
 
-// Cached for five minutes by Powertools; the URL never leaves this function.
-export const handler = createHandler(async () => {
-  const url = await getParameter(config.RESTORE_CHECK_DATABASE_URL_PARAMETER, { decrypt: true, maxAge: 300 });
-  if (!url)
-    throw new ConfigError(
-      `SSM parameter ${config.RESTORE_CHECK_DATABASE_URL_PARAMETER} is empty; store the restore-check database URL there.`,
-    );
-  return url;
-});
+export const handler = createHandler(ssmDatabaseUrl(config.RESTORE_CHECK_DATABASE_URL_PARAMETER));

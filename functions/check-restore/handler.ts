@@ -1,0 +1,32 @@
+import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
+import middy from '@middy/core';
+import { z } from 'zod';
+import { getConfig } from '../../shared/config.ts';
+import { logger } from '../../shared/logger.ts';
+import { parseInput } from '../../shared/plan.ts';
+import { type DatabaseUrlProvider, ssmDatabaseUrl } from '../../shared/restore-check.ts';
+import { restorePlanSchema } from '../../shared/restore-plan.ts';
+import { checkRestore } from '../../shared/restore-stages.ts';
+
+const config = getConfig();
+
+export function createHandler(databaseUrl: DatabaseUrlProvider) {
+  return middy()
+    .use(injectLambdaContext(logger))
+    .handler(async (event: unknown) => {
+      const { plan } = parseInput(
+        z.object({ plan: restorePlanSchema }),
+        event,
+        'The CheckRestoredDatabase request',
+      );
+      const result = await checkRestore(await databaseUrl(), plan);
+      logger.info('restored database checked', {
+        database: plan.stagingDatabase,
+        tables: result.tables,
+        rows: result.rows,
+      });
+      return result;
+    });
+}
+
+export const handler = createHandler(ssmDatabaseUrl(config.RESTORE_CHECK_DATABASE_URL_PARAMETER));

@@ -1,0 +1,25 @@
+import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
+import middy from '@middy/core';
+import { Catalog } from '../../shared/catalog.ts';
+import { createS3Client } from '../../shared/clients.ts';
+import { getConfig } from '../../shared/config.ts';
+import { logger } from '../../shared/logger.ts';
+import { planRestore } from '../../shared/restore-plan.ts';
+
+const config = getConfig();
+const catalog = new Catalog(createS3Client(config), config.BACKUP_BUCKET);
+
+export const handler = middy()
+  .use(injectLambdaContext(logger))
+  .handler(async (event: unknown) => {
+    const plan = await planRestore(config, catalog, event);
+    logger.info('planned restore', {
+      workflow: plan.workflow,
+      database: plan.database,
+      targetDatabase: plan.targetDatabase,
+      overProduction: plan.overProduction,
+      dryRun: plan.dryRun,
+      archives: plan.archives.map((a) => a.key),
+    });
+    return plan;
+  });

@@ -1,0 +1,19 @@
+import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
+import middy from '@middy/core';
+import { z } from 'zod';
+import { logger } from '../../shared/logger.ts';
+import { parseInput } from '../../shared/plan.ts';
+import { restoreReport } from '../../shared/restore-stages.ts';
+
+export const handler = middy()
+  .use(injectLambdaContext(logger))
+  .handler(async (event: unknown) => {
+    const { state } = parseInput(z.object({ state: z.unknown() }), event, 'The ReportRestore request');
+    const report = restoreReport(state, new Date().toISOString());
+    logger.info('restore finished', {
+      restored: report.restored,
+      totalSeconds: report.totalSeconds,
+      stages: report.stages,
+    });
+    return report;
+  });

@@ -1,0 +1,64 @@
+import { z } from 'zod';
+import { restorePlanSchema } from './restore-plan.ts';
+
+/** The parts of a failed restore's state that say how far it got. */
+const failedRestoreSchema = z.object({
+  plan: restorePlanSchema.optional(),
+  stop: z.unknown().optional(),
+  safetyDumpVerification: z.unknown().optional(),
+  swap: z.object({ status: z.string() }).optional(),
+  restart: z.object({ status: z.string() }).optional(),
+  restartFailed: z.unknown().optional(),
+  failed: z.record(z.string(), z.unknown()).optional(),
+});
+
+/**
+ * For the alert of a failed restore: exactly what state the database is in, and
+ * which safety dump brings it back. Undefined when the state is not a restore's.
+ */
+export function describeRestoreFailure(state: unknown): string | undefined {
+  const parsed = failedRestoreSchema.safeParse(state);
+  if (!parsed.success || !parsed.data.plan) return undefined;
+  const { plan, stop, safetyDumpVerification, swap, restart, restartFailed } = parsed.data;
+  const failedAt = Object.keys(parsed.data.failed ?? {})[0] ?? '';
+  const lines: string[] = [];
+  const swapped = swap?.status === 'Success';
+  if (swapped) {
+    lines.push(
+      `${plan.targetDatabase} now holds the restore (${plan.archives.length} archive(s), checked)${plan.overProduction ? `; the database it replaced is kept as ${plan.replacedDatabase}` : ''}.`,
+    );
+  } else if (failedAt === 'CheckSwap' || failedAt === 'StartSwap') {
+    lines.push(
+      `The swap is one transaction: if a database ${plan.overProduction ? plan.replacedDatabase : plan.stagingDatabase} exists, ${plan.targetDatabase} is unchanged${plan.overProduction ? '' : ' (it was not created)'}; the checked restore is in ${plan.stagingDatabase}.`,
+    );
+  } else if (
+    failedAt === 'CheckRestoredDatabase' ||
+    failedAt === 'StartRestore' ||
+    failedAt === 'CheckRestore'
+  ) {
+    lines.push(
+      `${plan.targetDatabase} was not touched${plan.overProduction ? '' : ' (it was not created)'}; the staging database ${plan.stagingDatabase} was dropped.`,
+    );
+  } else {
+    lines.push(
+      `${plan.targetDatabase} is unchanged: it was not replaced${plan.overProduction ? '' : ' (it was not created)'}. The checked restore is in ${plan.stagingDatabase}; drop it or start the restore again.`,
+    );
+  }
+  if (plan.overProduction && safetyDumpVerification !== undefined && plan.safetyDump) {
+    lines.push(
+      `The safety dump ${plan.safetyDump.archiveKey} (verified) holds ${plan.database} as it was when the application stopped: restore it with {"database": "${plan.database}", "backup": "${plan.safetyDump.runId}", "targetDatabase": "${plan.database}", "confirm": "${plan.database}"}.`,
+    );
+  } else if (plan.overProduction && stop !== undefined) {
+    lines.push(`No verified safety dump was taken; ${plan.database} was not replaced, so none is needed.`);
+  }
+  if (stop !== undefined) {
+    lines.push(
+      restart?.status === 'Success'
+        ? 'The application was stopped for the restore and has been started again.'
+        : restartFailed !== undefined
+          ? 'The application was stopped and could NOT be started again: start it by hand now.'
+          : 'The application was stopped and did NOT start: start it by hand now.',
+    );
+  }
+  return lines.join(' ');
+}

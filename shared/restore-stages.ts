@@ -1,0 +1,124 @@
+import { z } from 'zod';
+import { RestoreMismatchError } from './errors.ts';
+import { commandStateSchema } from './host-command-stage.ts';
+import { dropDatabase, rowProblems } from './restore-check.ts';
+import { type RestorePlan, restorePlanSchema } from './restore-plan.ts';
+
+/** The stages of a restore that run in Lambda: the check of the staging database and the record of a finished restore. */
+
+export const restoreCheckSchema = z.object({
+  tables: z.number().int(),
+  rows: z.number().int(),
+  checks: z.array(z.string()),
+  startedAt: z.iso.datetime(),
+  finishedAt: z.iso.datetime(),
+});
+
+export type RestoreCheckResult = z.infer<typeof restoreCheckSchema>;
+
+/**
+ * Every table the plan expects must be in the staging database with a row count
+ * in its range. A staging database that fails is dropped: nothing was replaced.
+ */
+export async function checkRestore(
+  serverUrl: string,
+  plan: RestorePlan,
+  now = () => new Date(),
+): Promise<RestoreCheckResult> {
+  const startedAt = now().toISOString();
+  const { problems, check } = await rowProblems(serverUrl, plan.stagingDatabase, plan.expectedRows);
+  if (problems.length > 0) {
+    await dropDatabase(serverUrl, plan.stagingDatabase);
+    throw new RestoreMismatchError(
+      `The restored database does not match its archives: ${problems.join('; ')}. The staging database ${plan.stagingDatabase} was dropped and ${plan.targetDatabase} was not touched. Verify the archives (${plan.archives.map((a) => a.key).join(', ')}) before trying again.`,
+    );
+  }
+  const exact = plan.archives.length === 1;
+  return {
+    ...check,
+    checks: [
+      `the sha256 of ${plan.archives.length} archive(s) matched their verified manifests before use`,
+      `${plan.archives.length} archive(s) applied, each in one transaction, without error`,
+      exact
+        ? `all ${check.tables} tables of the backup are present with exactly the row counts of the dump (${check.rows} rows)`
+        : `all ${check.tables} tables are present, each with at least the full backup's rows and at most those plus the rows of the later archives (${check.rows} rows)`,
+    ],
+    startedAt,
+    finishedAt: now().toISOString(),
+  };
+}
+
+/** What the execution holds when ReportRestore runs; the optional parts ran only over a database. */
+const finishedRestoreSchema = z.object({
+  plan: restorePlanSchema,
+  restore: commandStateSchema,
+  check: restoreCheckSchema,
+  stop: commandStateSchema.optional(),
+  safetyDump: commandStateSchema.optional(),
+  safetyDumpVerification: z.object({ state: z.string(), key: z.string(), size: z.number() }).optional(),
+  swap: commandStateSchema,
+  start: commandStateSchema.optional(),
+});
+
+const seconds = (from: string, to: string | undefined) =>
+  to === undefined ? null : Math.round((Date.parse(to) - Date.parse(from)) / 100) / 10;
+
+/**
+ * The record of a finished restore, which is the execution's output: what was
+ * restored from which archives, the checks that passed and each stage's time
+ * (host stages to the poll interval), so the achieved recovery time is visible.
+ */
+export function restoreReport(state: unknown, finishedAt: string) {
+  const s = finishedRestoreSchema.parse(state);
+  const { plan } = s;
+  const stages = [
+    { stage: 'restore into staging', seconds: seconds(s.restore.sentAt, s.restore.finishedAt) },
+    { stage: 'check row counts', seconds: seconds(s.check.startedAt, s.check.finishedAt) },
+    ...(s.stop ? [{ stage: 'stop application', seconds: seconds(s.stop.sentAt, s.stop.finishedAt) }] : []),
+    ...(s.safetyDump
+      ? [
+          { stage: 'safety dump', seconds: seconds(s.safetyDump.sentAt, s.safetyDump.finishedAt) },
+          { stage: 'verify safety dump', seconds: seconds(s.safetyDump.finishedAt ?? '', s.swap.sentAt) },
+        ]
+      : []),
+    { stage: 'swap into place', seconds: seconds(s.swap.sentAt, s.swap.finishedAt) },
+    ...(s.start
+      ? [{ stage: 'start application', seconds: seconds(s.start.sentAt, s.start.finishedAt) }]
+      : []),
+  ];
+  const totalSeconds = seconds(plan.startedAt, finishedAt);
+  const applicationDownSeconds = s.stop && s.start ? seconds(s.stop.sentAt, s.start.finishedAt) : null;
+  const checks = [
+    ...s.check.checks,
+    ...(s.safetyDumpVerification
+      ? [`safety dump ${s.safetyDumpVerification.key} verified: complete, size and sha256 match`]
+      : []),
+  ];
+  const summary = [
+    `${plan.targetDatabase} restored on ${plan.target} from ${plan.archives.length} archive(s) of ${plan.database} in ${totalSeconds} s`,
+    `Tables as of ${plan.recoveredTo.tables}${plan.recoveredTo.logTables ? `, log tables as of ${plan.recoveredTo.logTables}` : ''}${plan.targetTime ? ` (target ${plan.targetTime})` : ''}`,
+    `Archives: ${plan.archives.map((a) => a.key).join(', ')}`,
+    ...(plan.overProduction
+      ? [
+          `The replaced database is kept as ${plan.replacedDatabase}; the safety dump ${plan.safetyDump?.archiveKey} brings it back.`,
+          `Application down for ${applicationDownSeconds} s`,
+        ]
+      : []),
+    `Checks passed: ${checks.join('; ')}`,
+    `Stages: ${stages.map((t) => `${t.stage} ${t.seconds} s`).join(', ')}`,
+  ].join('\n');
+  return {
+    restored: plan.targetDatabase,
+    from: plan.archives.map((a) => ({ kind: a.kind, key: a.key, window: a.window })),
+    recoveredTo: plan.recoveredTo,
+    targetTime: plan.targetTime,
+    notApplied: plan.notApplied,
+    replacedDatabase: plan.overProduction ? plan.replacedDatabase : null,
+    safetyDump: plan.safetyDump?.archiveKey ?? null,
+    checks,
+    stages,
+    applicationDownSeconds,
+    totalSeconds,
+    summary,
+  };
+}
