@@ -113,7 +113,7 @@ const isVerified = (m: DatabaseManifest) => m.verification.state === 'verified';
 
 async function readDatabaseManifests(catalog: Catalog, keys: readonly string[]): Promise<DatabaseManifest[]> {
   const manifests = await catalog.readAll(keys);
-  return manifests.filter(isDatabaseManifest).sort((a, b) => a.window.until.localeCompare(b.window.until));
+  return manifests.filter(isDatabaseManifest).sort((a, b) => micros(a.window.until) - micros(b.window.until));
 }
 
 /**
@@ -157,6 +157,16 @@ export async function findBackup(
   return manifest;
 }
 
+/**
+ * An instant in microseconds. Windows come from PostgreSQL with microseconds,
+ * a target time from a person with any precision and zone: compared as text
+ * they would disagree, so every comparison goes through this.
+ */
+export function micros(iso: string): number {
+  const fraction = /\.(\d+)/.exec(iso)?.[1] ?? '';
+  return Date.parse(iso.replace(/\.\d+/, '')) * 1000 + Number(fraction.padEnd(6, '0').slice(0, 6));
+}
+
 const DAY_MS = 86_400_000;
 const dayBefore = (iso: string) => new Date(Date.parse(iso) - DAY_MS).toISOString().slice(0, 10);
 
@@ -168,21 +178,22 @@ const dayBefore = (iso: string) => new Date(Date.parse(iso) - DAY_MS).toISOStrin
 function followChain(
   manifests: readonly DatabaseManifest[],
   from: string,
-  limit: string,
+  limit: number,
   accept: (m: DatabaseManifest) => boolean,
 ): { chain: DatabaseManifest[]; end: string; refused: DatabaseManifest | undefined } {
   const chain: DatabaseManifest[] = [];
   let end = from;
   let next: DatabaseManifest | undefined;
+  const since = (m: DatabaseManifest) =>
+    m.window.since === null ? Number.NEGATIVE_INFINITY : micros(m.window.since);
   for (;;) {
-    next = manifests.find((m) => (m.window.since ?? '') <= end && m.window.until > end);
+    const at = micros(end);
+    next = manifests.find((m) => since(m) <= at && micros(m.window.until) > at);
     if (!next || !accept(next)) break;
     chain.push(next);
     end = next.window.until;
   }
-  const gap = manifests.find(
-    (m) => m.window.since !== null && m.window.since > end && m.window.since < limit,
-  );
+  const gap = manifests.find((m) => since(m) > micros(end) && since(m) < limit);
   if (gap) {
     throw new InvalidInputError(
       `The ${gap.kind} archives have a gap: nothing holds the data from ${end} to ${gap.window.since} (the next archive is ${gap.archive.key}). Recover to ${end} or earlier, or to a time after a later full backup. Nothing was changed.`,
@@ -212,8 +223,8 @@ export async function resolvePointInTime(
   targetTime: string,
   now: Date,
 ): Promise<Resolved> {
-  const at = new Date(targetTime).toISOString();
-  if (Date.parse(at) > now.getTime()) {
+  const at = micros(targetTime);
+  if (at > now.getTime() * 1000) {
     throw new InvalidInputError(
       `The target time ${targetTime} is in the future (now is ${now.toISOString()}); give a time in the past. Nothing was changed.`,
     );
@@ -221,7 +232,7 @@ export async function resolvePointInTime(
   const fulls = (
     await readDatabaseManifests(catalog, await catalog.manifestKeys('full', target, database))
   ).filter(isVerified);
-  const base = fulls.filter((m) => m.window.until <= at).at(-1);
+  const base = fulls.filter((m) => micros(m.window.until) <= at).at(-1);
   if (!base) {
     throw new InvalidInputError(
       fulls.length === 0
@@ -237,14 +248,25 @@ export async function resolvePointInTime(
       ).filter(isVerified),
     ),
   );
-  const business = followChain(incrementals ?? [], base.window.until, at, (m) => m.window.until <= at);
+  const business = followChain(
+    incrementals ?? [],
+    base.window.until,
+    at,
+    (m) => micros(m.window.until) <= at,
+  );
   const spanning = business.refused;
-  const logChain = followChain(logs ?? [], base.window.until, at, (m) => (m.window.since ?? '') < at);
+  const logChain = followChain(
+    logs ?? [],
+    base.window.until,
+    at,
+    (m) => m.window.since === null || micros(m.window.since) < at,
+  );
   return {
     archives: [base, ...business.chain, ...logChain.chain],
     recoveredTo: {
       tables: business.end,
-      logTables: logChain.chain.length > 0 ? (logChain.end < at ? logChain.end : at) : null,
+      // The last log archive may run past the target; its later rows are removed.
+      logTables: logChain.chain.length === 0 ? null : micros(logChain.end) < at ? logChain.end : targetTime,
     },
     notApplied: spanning
       ? [
@@ -268,8 +290,8 @@ function expectedRows(archives: readonly DatabaseManifest[]): RestorePlan['expec
   for (const [table, rows] of Object.entries(base?.tables ?? {})) ranges[table] = { min: rows, max: rows };
   for (const m of rest) {
     for (const [table, rows] of Object.entries(m.tables)) {
-      const range = (ranges[table] ??= { min: 0, max: 0 });
-      range.max += rows;
+      const range = ranges[table] ?? { min: 0, max: 0 };
+      ranges[table] = { min: range.min, max: range.max + rows };
     }
   }
   return ranges;

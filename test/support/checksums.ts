@@ -1,0 +1,30 @@
+import type { TestWorld } from './environment.ts';
+
+/** A checksum of each table's whole content (every row, as text, in a fixed order). */
+export function tableChecksums(
+  world: TestWorld,
+  database: string,
+  tables: readonly string[],
+): Record<string, string> {
+  return Object.fromEntries(
+    tables.map((table) => [
+      table,
+      world.sql(
+        database,
+        `SELECT count(*) || ':' || coalesce(md5(string_agg(t::text, '|' ORDER BY t::text)), '') FROM ${table} t`,
+      ),
+    ]),
+  );
+}
+
+export function databaseExists(world: TestWorld, database: string): boolean {
+  return world.sql('postgres', `SELECT count(*) FROM pg_database WHERE datname = '${database}'`) === '1';
+}
+
+/** Every database of the cluster whose name starts with a prefix (staging, replaced, scratch). */
+export function databasesLike(world: TestWorld, prefix: string): string[] {
+  return world
+    .sql('postgres', `SELECT datname FROM pg_database WHERE datname LIKE '${prefix}%' ORDER BY 1`)
+    .split('\n')
+    .filter(Boolean);
+}
