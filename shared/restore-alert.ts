@@ -29,7 +29,7 @@ export function describeRestoreFailure(state: unknown): string | undefined {
     );
   } else if (failedAt === 'CheckSwap' || failedAt === 'StartSwap') {
     lines.push(
-      `The swap is one transaction: if a database ${plan.overProduction ? plan.replacedDatabase : plan.stagingDatabase} exists, ${plan.targetDatabase} is unchanged${plan.overProduction ? '' : ' (it was not created)'}; the checked restore is in ${plan.stagingDatabase}.`,
+      `The swap is one transaction and it did not report success: ${plan.targetDatabase} is unchanged${plan.overProduction ? '' : ' (it was not created)'} and the checked restore is in ${plan.stagingDatabase}, unless a database ${plan.overProduction ? plan.replacedDatabase : plan.targetDatabase} now exists, in which case the swap did complete.`,
     );
   } else if (
     failedAt === 'CheckRestoredDatabase' ||
