@@ -63,6 +63,7 @@ const afterFilesRestore = z.object({
   configuration: z
     .array(hostCommand)
     .default(['nginx -t', 'systemctl reload nginx', `${COMPOSE} restart app`]),
+  static: z.array(hostCommand).default([]),
 });
 
 const target = z

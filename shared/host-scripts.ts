@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { CODECS } from './codecs.ts';
 import type { Config, Target } from './config.ts';
 import { filesPlanSchema } from './files-plan.ts';
+import { filesRestorePlanSchema } from './files-restore-plan.ts';
 import { fileName, sha256Hex } from './identifiers.ts';
 import { planSchema, type Run, runSchema } from './plan.ts';
 import { type RestoreStep, restorePlanSchema } from './restore-plan.ts';
@@ -20,6 +21,8 @@ export const hostCommandRequestSchema = z.discriminatedUnion('script', [
   z.object({ script: z.literal('database-swap'), plan: restorePlanSchema }),
   z.object({ script: z.literal('application-stop'), plan: runSchema.pick({ target: true, runId: true }) }),
   z.object({ script: z.literal('application-start'), plan: runSchema.pick({ target: true, runId: true }) }),
+  z.object({ script: z.literal('files-restore'), plan: filesRestorePlanSchema }),
+  z.object({ script: z.literal('after-files-restore'), plan: filesRestorePlanSchema }),
   z.object({
     script: z.literal('prune-local'),
     plan: z.union([planSchema, filesPlanSchema]),
@@ -133,6 +136,28 @@ export function hostScriptParams(
       return { KB_WHAT: 'stop the application', KB_COMMANDS: target.application.stop.join('\n') };
     case 'application-start':
       return { KB_WHAT: 'start the application', KB_COMMANDS: target.application.start.join('\n') };
+    case 'files-restore': {
+      const { plan } = request;
+      return {
+        KB_ARCHIVE_KEY: plan.archive.key,
+        KB_SHA256: plan.archive.sha256,
+        KB_LOCAL_PATH: plan.archive.localPath,
+        KB_DECOMPRESS: CODECS[plan.archive.codec].decompress,
+        KB_COMPRESS: CODECS[plan.archive.codec].compress,
+        KB_ENTRIES: String(plan.archive.entries),
+        KB_PATHS: plan.paths.join(' '),
+        KB_EXCLUDES: plan.excludes.join(' '),
+        KB_ASIDE: plan.asidePath,
+        KB_BUCKET: config.BACKUP_BUCKET,
+        KB_S3_ENDPOINT_URL: config.S3_ENDPOINT_URL ?? '',
+      };
+    }
+    case 'after-files-restore':
+      // From config at send time: what runs on the host is never taken from the execution's state.
+      return {
+        KB_WHAT: `after the ${request.plan.kind} restore`,
+        KB_COMMANDS: target.afterFilesRestore[request.plan.kind].join('\n'),
+      };
     case 'prune-local':
       return {
         KB_LOCAL_DIR: request.plan.localDir,
@@ -151,6 +176,8 @@ export const SCRIPT_OF: Record<HostCommandName, HostScript> = {
   'database-swap': 'database-swap',
   'application-stop': 'run-commands',
   'application-start': 'run-commands',
+  'files-restore': 'files-restore',
+  'after-files-restore': 'run-commands',
   'prune-local': 'prune-local',
 };
 

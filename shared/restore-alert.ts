@@ -1,4 +1,6 @@
 import { z } from 'zod';
+import { CODECS } from './codecs.ts';
+import { filesRestorePlanSchema } from './files-restore-plan.ts';
 import { restorePlanSchema } from './restore-plan.ts';
 
 /** The parts of a failed restore's state that say how far it got. */
@@ -17,6 +19,8 @@ const failedRestoreSchema = z.object({
  * which safety dump brings it back. Undefined when the state is not a restore's.
  */
 export function describeRestoreFailure(state: unknown): string | undefined {
+  const files = failedFilesRestoreSchema.safeParse(state);
+  if (files.success) return describeFilesRestoreFailure(files.data);
   const parsed = failedRestoreSchema.safeParse(state);
   if (!parsed.success || !parsed.data.plan) return undefined;
   const { plan, stop, safetyDumpVerification, swap, restart, restartFailed } = parsed.data;
@@ -61,4 +65,24 @@ export function describeRestoreFailure(state: unknown): string | undefined {
     );
   }
   return lines.join(' ');
+}
+
+const failedFilesRestoreSchema = z.object({
+  plan: filesRestorePlanSchema,
+  restore: z.object({ status: z.string() }).optional(),
+  failed: z.record(z.string(), z.unknown()).optional(),
+});
+
+function describeFilesRestoreFailure({
+  plan,
+  restore,
+  failed,
+}: z.infer<typeof failedFilesRestoreSchema>): string {
+  const failedAt = Object.keys(failed ?? {})[0] ?? '';
+  const putBack = `\`${CODECS[plan.archive.codec].decompress} ${plan.asidePath} | tar -x -C /\` on the host puts them back`;
+  if (restore?.status === 'Success') {
+    return `The ${plan.kind} files are restored from ${plan.archive.key}, but a command after the restore failed: run the rest by hand (${plan.afterCommands.join('; ')}). The files from before are kept in ${plan.asidePath}; ${putBack}.`;
+  }
+  if (failedAt === 'StartFilesRestore') return `The ${plan.kind} files were not touched.`;
+  return `The ${plan.kind} files are as they were: the restore stops before touching them when the tarball does not check out, and puts them back from ${plan.asidePath} when the extraction fails (its output on the host says which). If in doubt, ${putBack}.`;
 }

@@ -7,6 +7,7 @@ import { hostPath, objectKey, sha256Hex, sqlIdentifier, targetName } from './ide
 import {
   archiveFileName,
   archiveKey,
+  type BackupKind,
   type DatabaseKind,
   MANIFEST_SUFFIX,
   runId as makeRunId,
@@ -15,7 +16,7 @@ import {
   scratchDatabase,
   stagingDatabase,
 } from './keys.ts';
-import { type DatabaseManifest, isDatabaseManifest } from './manifest.ts';
+import { type DatabaseManifest, isDatabaseManifest, type Manifest } from './manifest.ts';
 import { type Plan, parseInput, planRequestSchema, planSchema, selectTargets } from './plan.ts';
 
 /**
@@ -117,39 +118,44 @@ async function readDatabaseManifests(catalog: Catalog, keys: readonly string[]):
 }
 
 /**
- * The verified full backup (or safety dump) an input names. An unknown backup,
- * or one that is not verified, is refused with the newest usable ones named.
+ * The verified backup an input names: `latest` (the newest verified of the first
+ * kind), a run id, or a key, among the given kinds. An unknown backup, or one
+ * that is not verified, is refused with the newest usable ones named.
  */
 export async function findBackup(
   catalog: Catalog,
+  kinds: readonly [BackupKind, ...BackupKind[]],
   target: string,
-  database: string,
+  database: string | null,
   backup: string,
-): Promise<DatabaseManifest> {
-  const keys = await catalog.manifestKeys('full', target, database);
+): Promise<Manifest> {
+  const [first] = kinds;
+  const what = `${first === 'full' ? 'full' : first} backup of ${database ?? target}${database ? ` on ${target}` : ''}`;
+  const keys = await catalog.manifestKeys(first, target, database);
   if (backup === 'latest') {
     const newest = await catalog.newestVerified(keys);
-    if (!newest || !isDatabaseManifest(newest)) {
+    if (!newest) {
       throw new NotFoundError(
-        `There is no verified full backup of ${database} on ${target}; run a full backup first, or name another database. Nothing was changed.`,
+        `There is no verified ${what}; run one first, or name another ${database ? 'database' : 'target'}. Nothing was changed.`,
       );
     }
     return newest;
   }
   const named = (k: string) =>
     k.includes(`_${backup}.`) || k === backup || k === `${backup}${MANIFEST_SUFFIX}`;
-  const key = keys.find(named) ?? (await catalog.manifestKeys('safety', target, database)).find(named);
+  let key = keys.find(named);
+  for (const kind of kinds.slice(1)) key ??= (await catalog.manifestKeys(kind, target, database)).find(named);
   if (!key) {
     const recent = keys
       .slice(-5)
       .map((k) => k.replace(MANIFEST_SUFFIX, ''))
       .reverse();
     throw new NotFoundError(
-      `No full backup or safety dump "${backup}" of ${database} on ${target}. The newest full backups are: ${recent.join(', ') || '(none)'}. Use one of them, or "latest". Nothing was changed.`,
+      `No ${kinds.join(' or ')} backup "${backup}" of ${database ?? target}. The newest are: ${recent.join(', ') || '(none)'}. Use one of them, or "latest". Nothing was changed.`,
     );
   }
-  const manifest = await catalog.readDatabaseManifest(key);
-  if (!isVerified(manifest)) {
+  const manifest = await catalog.readManifest(key);
+  if (manifest.verification.state !== 'verified') {
     throw new InvalidInputError(
       `The backup ${manifest.archive.key} is ${manifest.verification.state}${manifest.verification.detail ? ` (${manifest.verification.detail})` : ''}; restore only from a verified backup. Nothing was changed.`,
     );
@@ -380,7 +386,16 @@ export async function planRestore(
     targetTime = wanted.targetTime;
     resolved = await resolvePointInTime(catalog, target.name, wanted.database, wanted.targetTime, now);
   } else {
-    const manifest = await findBackup(catalog, target.name, wanted.database, wanted.backup);
+    // A safety dump can be named too: it is what brings back a database a restore replaced.
+    const manifest = await findBackup(
+      catalog,
+      ['full', 'safety'],
+      target.name,
+      wanted.database,
+      wanted.backup,
+    );
+    if (!isDatabaseManifest(manifest))
+      throw new NotFoundError(`${manifest.archive.key} is not a database backup.`);
     // A safety dump holds the log tables' rows too; a full dump leaves them out.
     resolved = {
       archives: [manifest],

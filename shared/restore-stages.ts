@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { RestoreMismatchError } from './errors.ts';
+import { filesRestorePlanSchema } from './files-restore-plan.ts';
 import { commandStateSchema } from './host-command-stage.ts';
 import { dropDatabase, rowProblems } from './restore-check.ts';
 import { type RestorePlan, restorePlanSchema } from './restore-plan.ts';
@@ -69,6 +70,8 @@ const seconds = (from: string, to: string | undefined) =>
  * (host stages to the poll interval), so the achieved recovery time is visible.
  */
 export function restoreReport(state: unknown, finishedAt: string) {
+  const files = finishedFilesRestoreSchema.safeParse(state);
+  if (files.success) return filesRestoreReport(files.data, finishedAt);
   const s = finishedRestoreSchema.parse(state);
   const { plan } = s;
   const stages = [
@@ -118,6 +121,45 @@ export function restoreReport(state: unknown, finishedAt: string) {
     checks,
     stages,
     applicationDownSeconds,
+    totalSeconds,
+    summary,
+  };
+}
+
+/** What a files restore's execution holds when ReportRestore runs. */
+const finishedFilesRestoreSchema = z.object({
+  plan: filesRestorePlanSchema,
+  restore: commandStateSchema,
+  after: commandStateSchema,
+});
+
+function filesRestoreReport(s: z.infer<typeof finishedFilesRestoreSchema>, finishedAt: string) {
+  const { plan } = s;
+  const stages = [
+    { stage: 'check, set aside and extract', seconds: seconds(s.restore.sentAt, s.restore.finishedAt) },
+    { stage: 'commands after the restore', seconds: seconds(s.after.sentAt, s.after.finishedAt) },
+  ];
+  const totalSeconds = seconds(plan.startedAt, finishedAt);
+  const checks = [
+    "the tarball's sha256 matched its verified manifest before use",
+    `the tarball listed completely: ${plan.archive.entries} entries, as its manifest says`,
+    `the files before the restore were archived to ${plan.asidePath} before anything was extracted`,
+    `${plan.afterCommands.length} command(s) after the restore succeeded`,
+  ];
+  const summary = [
+    `${plan.kind} files restored on ${plan.target} from ${plan.archive.key} (taken ${plan.archive.takenAt}) in ${totalSeconds} s`,
+    `Paths: ${plan.paths.join(', ')}`,
+    `The files as they were before are kept on the host in ${plan.asidePath}.`,
+    `Checks passed: ${checks.join('; ')}`,
+    `Stages: ${stages.map((t) => `${t.stage} ${t.seconds} s`).join(', ')}`,
+  ].join('\n');
+  return {
+    restored: `${plan.kind} files on ${plan.target}`,
+    from: [{ kind: plan.kind, key: plan.archive.key, takenAt: plan.archive.takenAt }],
+    paths: plan.paths,
+    keptAside: plan.asidePath,
+    checks,
+    stages,
     totalSeconds,
     summary,
   };

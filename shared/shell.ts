@@ -25,6 +25,7 @@ export const HOST_SCRIPTS = [
   'restore-archive',
   'database-swap',
   'run-commands',
+  'files-restore',
   'prune-local',
 ] as const;
 export type HostScript = (typeof HOST_SCRIPTS)[number];

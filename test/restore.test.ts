@@ -187,7 +187,7 @@ describe('refusals change nothing', () => {
       'an unknown backup',
       { database: 'kennel_prod', targetDatabase: 'x', backup: '20200101T000000Z_00000000' },
       'NotFoundError',
-      'The newest full backups are:',
+      'No full or safety backup "20200101T000000Z_00000000" of kennel_prod. The newest are:',
     ],
     [
       'a database without backups',

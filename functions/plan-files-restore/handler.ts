@@ -1,0 +1,23 @@
+import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
+import middy from '@middy/core';
+import { Catalog } from '../../shared/catalog.ts';
+import { createS3Client } from '../../shared/clients.ts';
+import { getConfig } from '../../shared/config.ts';
+import { planFilesRestore } from '../../shared/files-restore-plan.ts';
+import { logger } from '../../shared/logger.ts';
+
+const config = getConfig();
+const catalog = new Catalog(createS3Client(config), config.BACKUP_BUCKET);
+
+export const handler = middy()
+  .use(injectLambdaContext(logger))
+  .handler(async (event: unknown) => {
+    const plan = await planFilesRestore(config, catalog, event);
+    logger.info('planned files restore', {
+      kind: plan.kind,
+      target: plan.target,
+      key: plan.archive.key,
+      dryRun: plan.dryRun,
+    });
+    return plan;
+  });

@@ -1,0 +1,98 @@
+import { z } from 'zod';
+import type { Catalog } from './catalog.ts';
+import { CODEC_NAMES, CODECS } from './codecs.ts';
+import type { Config } from './config.ts';
+import { InvalidInputError, NotFoundError } from './errors.ts';
+import { hostPath, objectKey, sha256Hex, targetName } from './identifiers.ts';
+import { FILE_KINDS, runId as makeRunId } from './keys.ts';
+import { isDatabaseManifest } from './manifest.ts';
+import { parseInput, planRequestSchema, selectTargets } from './plan.ts';
+import { findBackup } from './restore-plan.ts';
+
+/**
+ * What an operator types to put a files backup back in place. Files are
+ * overwritten where they are, so the kind is typed again in `confirm`.
+ */
+export const filesRestoreInputSchema = z
+  .object({
+    kind: z.enum(FILE_KINDS),
+    target: targetName.optional(),
+    /** `latest`, a run id or an archive or manifest key from the catalog. */
+    backup: z
+      .union([z.literal('latest'), z.string().regex(/^\d{8}T\d{6}Z_[0-9a-f]{8}$/), objectKey])
+      .default('latest'),
+    /** The kind again: the files on the host are replaced. */
+    confirm: z.string().optional(),
+    dryRun: z.boolean().default(false),
+  })
+  .strict();
+
+export const filesRestorePlanSchema = z.object({
+  kind: z.enum(FILE_KINDS),
+  target: targetName,
+  runId: z.string().regex(/^\d{8}T\d{6}Z_[0-9a-f]{8}$/),
+  executionId: z.string().min(1),
+  startedAt: z.iso.datetime({ offset: true }),
+  dryRun: z.boolean(),
+  archive: z.object({
+    key: objectKey,
+    sha256: sha256Hex,
+    localPath: hostPath,
+    codec: z.enum(CODEC_NAMES),
+    /** Entries the tarball must list, as counted when it was written. */
+    entries: z.number().int().nonnegative(),
+    takenAt: z.iso.datetime({ offset: true }),
+  }),
+  /** The paths the tarball holds (the backup's paths that existed then). */
+  paths: z.array(hostPath).min(1),
+  excludes: z.array(z.string().regex(/^[A-Za-z0-9._-]+$/)),
+  /** Where the files as they are now are kept, on the host, before the tarball is extracted. */
+  asidePath: hostPath,
+  /** The target's configured commands after the restore, for the record (the host command reads config). */
+  afterCommands: z.array(z.string()),
+});
+
+export type FilesRestorePlan = z.infer<typeof filesRestorePlanSchema>;
+
+export async function planFilesRestore(
+  config: Config,
+  catalog: Catalog,
+  request: unknown,
+): Promise<FilesRestorePlan> {
+  const { input, executionId, startedAt } = parseInput(
+    planRequestSchema,
+    request,
+    'The PlanFilesRestore request',
+  );
+  const wanted = parseInput(filesRestoreInputSchema, input, 'The execution input');
+  if (wanted.confirm !== wanted.kind && !wanted.dryRun) {
+    throw new InvalidInputError(
+      `A files restore overwrites the ${wanted.kind} files on the host. If that is what you want, add "confirm": "${wanted.kind}" to the input (or "dryRun": true to see the plan). Nothing was changed.`,
+    );
+  }
+  const [target] = selectTargets(config, wanted.target ?? config.BACKUP_TARGETS[0]?.name);
+  if (!target) throw new NotFoundError('No target is configured.');
+  const manifest = await findBackup(catalog, [wanted.kind], target.name, null, wanted.backup);
+  if (isDatabaseManifest(manifest)) throw new NotFoundError(`${manifest.archive.key} is not a files backup.`);
+  const id = makeRunId(new Date(startedAt).toISOString(), executionId);
+  return {
+    kind: wanted.kind,
+    target: target.name,
+    runId: id,
+    executionId,
+    startedAt,
+    dryRun: wanted.dryRun,
+    archive: {
+      key: manifest.archive.key,
+      sha256: manifest.archive.sha256,
+      localPath: manifest.archive.localPath,
+      codec: manifest.archive.compression,
+      entries: manifest.entries,
+      takenAt: manifest.window.until,
+    },
+    paths: manifest.paths.filter((p) => !manifest.missing.includes(p)),
+    excludes: manifest.excludes,
+    asidePath: `${target.backupDir}/restore-aside/${target.name}_${wanted.kind}_before_${id}.tar.${CODECS[manifest.archive.compression].extension}`,
+    afterCommands: target.afterFilesRestore[wanted.kind],
+  };
+}
