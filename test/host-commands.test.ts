@@ -137,6 +137,7 @@ describe('CheckDump reads the invocation', () => {
       instanceId,
       deadline,
       status: 'InProgress',
+      sentAt: '2026-11-26T02:00:00.000Z',
     },
   });
 

@@ -20,6 +20,7 @@ describe('retention of full backups', () => {
       configuration: { s3Days: 90, localDays: 90 },
       application: { s3Days: 30, localDays: 30 },
       static: { s3Days: 7, localDays: 7 },
+      safety: { s3Days: 30, localDays: 7 },
     });
   });
 
