@@ -9,6 +9,7 @@ const failedRestoreSchema = z.object({
   stop: z.unknown().optional(),
   safetyDumpVerification: z.unknown().optional(),
   swap: z.object({ status: z.string() }).optional(),
+  start: z.object({ status: z.string() }).optional(),
   restart: z.object({ status: z.string() }).optional(),
   restartFailed: z.unknown().optional(),
   failed: z.record(z.string(), z.unknown()).optional(),
@@ -23,7 +24,7 @@ export function describeRestoreFailure(state: unknown): string | undefined {
   if (files.success) return describeFilesRestoreFailure(files.data);
   const parsed = failedRestoreSchema.safeParse(state);
   if (!parsed.success || !parsed.data.plan) return undefined;
-  const { plan, stop, safetyDumpVerification, swap, restart, restartFailed } = parsed.data;
+  const { plan, stop, safetyDumpVerification, swap, start, restart, restartFailed } = parsed.data;
   const failedAt = Object.keys(parsed.data.failed ?? {})[0] ?? '';
   const lines: string[] = [];
   const swapped = swap?.status === 'Success';
@@ -57,7 +58,7 @@ export function describeRestoreFailure(state: unknown): string | undefined {
   }
   if (stop !== undefined) {
     lines.push(
-      restart?.status === 'Success'
+      start?.status === 'Success' || restart?.status === 'Success'
         ? 'The application was stopped for the restore and has been started again.'
         : restartFailed !== undefined
           ? 'The application was stopped and could NOT be started again: start it by hand now.'

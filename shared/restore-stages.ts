@@ -59,6 +59,9 @@ const finishedRestoreSchema = z.object({
   safetyDumpVerification: z.object({ state: z.string(), key: z.string(), size: z.number() }).optional(),
   swap: commandStateSchema,
   start: commandStateSchema.optional(),
+  localPrune: commandStateSchema.optional(),
+  /** Pruning old safety dumps failed: the restore stands, the record says so. */
+  pruneFailed: z.object({ Error: z.string(), Cause: z.unknown() }).optional(),
 });
 
 const seconds = (from: string, to: string | undefined) =>
@@ -88,7 +91,20 @@ export function restoreReport(state: unknown, finishedAt: string) {
     ...(s.start
       ? [{ stage: 'start application', seconds: seconds(s.start.sentAt, s.start.finishedAt) }]
       : []),
+    ...(s.start && s.localPrune
+      ? [
+          {
+            stage: 'prune old safety dumps',
+            seconds: seconds(s.start.finishedAt ?? '', s.localPrune.finishedAt),
+          },
+        ]
+      : []),
   ];
+  const warnings = s.pruneFailed
+    ? [
+        `Pruning old safety dumps failed (${s.pruneFailed.Error}); they stay until a later restore prunes them.`,
+      ]
+    : [];
   const totalSeconds = seconds(plan.startedAt, finishedAt);
   const applicationDownSeconds = s.stop && s.start ? seconds(s.stop.sentAt, s.start.finishedAt) : null;
   const checks = [
@@ -109,6 +125,7 @@ export function restoreReport(state: unknown, finishedAt: string) {
       : []),
     `Checks passed: ${checks.join('; ')}`,
     `Stages: ${stages.map((t) => `${t.stage} ${t.seconds} s`).join(', ')}`,
+    ...warnings.map((w) => `Warning: ${w}`),
   ].join('\n');
   return {
     restored: plan.targetDatabase,
@@ -122,6 +139,7 @@ export function restoreReport(state: unknown, finishedAt: string) {
     stages,
     applicationDownSeconds,
     totalSeconds,
+    warnings,
     summary,
   };
 }

@@ -5,7 +5,8 @@ import { renderHostCommand } from '../shared/host-scripts.ts';
 import type { DatabaseManifest } from '../shared/manifest.ts';
 import { planRestore } from '../shared/restore-plan.ts';
 import { databaseExists, databasesLike, tableChecksums } from './support/checksums.ts';
-import { runIn, runsOf, startWorld, type TestWorld } from './support/environment.ts';
+import { putBytes, runIn, runsOf, startWorld, type TestWorld } from './support/environment.ts';
+import { pastBackup } from './support/manifests.ts';
 import { runProcess } from './support/process.ts';
 
 let world: TestWorld;
@@ -79,6 +80,10 @@ describe('the database-restore workflow', () => {
 
   it('over production: stops the application, keeps a safety dump and the old database, swaps, starts it again', async () => {
     const beforeRestore = tableChecksums(world, 'kennel_prod', tables);
+    // A safety dump from an earlier restore, past its 30 days: this restore prunes it.
+    const old = pastBackup({ daysAgo: 40, now: new Date(), kind: 'safety', target: 'local' });
+    await putBytes(world.s3, world.env.bucket, old.archive.key, 'old safety dump');
+    await world.catalog.writeManifest(old);
     const run = await restore({
       database: 'kennel_prod',
       targetDatabase: 'kennel_prod',
@@ -106,9 +111,13 @@ describe('the database-restore workflow', () => {
       'database-backup',
       'database-swap',
       'application-start',
+      'prune-local',
     ]);
     expect(readFileSync(world.env.paths.applicationState, 'utf8').trim()).toBe('running');
     expect(output.applicationDownSeconds).toBeGreaterThan(0);
+    expect(await world.catalog.manifestKeys('safety', 'local', 'kennel_prod')).toEqual([
+      `${output.safetyDump}.manifest.json`,
+    ]);
     expect(stagesOf(output).map((s) => s.stage)).toEqual([
       'restore into staging',
       'check row counts',
@@ -117,6 +126,7 @@ describe('the database-restore workflow', () => {
       'verify safety dump',
       'swap into place',
       'start application',
+      'prune old safety dumps',
     ]);
     world.sql('postgres', `DROP DATABASE ${output.replacedDatabase}`);
   });
