@@ -178,8 +178,10 @@ const dayBefore = (iso: string) => new Date(Date.parse(iso) - DAY_MS).toISOStrin
 
 /**
  * Follows archives whose windows chain without a gap (each starts where the one
- * before ended), from `from`, while they start before `limit`. A later archive
- * that starts before `limit` but not where the chain ended is a gap.
+ * before ended, or earlier), from `from`, as long as `accept` takes the next one;
+ * `refused` is the next one it did not take. An archive that starts after the
+ * chain's end but before `limit` means the data in between is in no archive: a
+ * gap, refused.
  */
 function followChain(
   manifests: readonly DatabaseManifest[],
