@@ -97,9 +97,10 @@ module.exports = {
   },
 
   /**
-   * restoreTest's VPC: it connects to PostgreSQL on the DB host's network. Both
-   * params empty leaves it outside any VPC (packaging without an AWS account);
-   * one without the other is a mistake. `false` is osls's "no VPC".
+   * The VPC of restoreTest and checkRestore: both connect to PostgreSQL on the DB
+   * host's network. Both params empty leaves them outside any VPC (packaging
+   * without an AWS account); one without the other is a mistake. `false` is
+   * osls's "no VPC".
    */
   restoreTestVpc: async ({ resolveVariable }) => {
     const split = (s) =>
@@ -120,7 +121,7 @@ module.exports = {
     ];
     if (bad.length > 0) {
       throw new Error(
-        `restoreTest's VPC params are malformed (give both, comma-separated): ${bad.join('; ')}`,
+        `The VPC params of restoreTest and checkRestore are malformed (give both, comma-separated): ${bad.join('; ')}`,
       );
     }
     return { subnetIds, securityGroupIds };

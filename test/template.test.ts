@@ -1,5 +1,5 @@
 import { execFile, execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -7,7 +7,15 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseConfig } from '../shared/config.ts';
-import { BACKUP_PREFIXES } from '../shared/keys.ts';
+import {
+  archiveFileName,
+  archiveKey,
+  BACKUP_PREFIXES,
+  DATABASE_KINDS,
+  kindPrefix,
+  manifestKey,
+} from '../shared/keys.ts';
+import { RESTORE_WORKFLOWS, restoreWorkflowOf } from '../shared/restore-plan.ts';
 import { lifecycleConfiguration, lifecycleRules } from '../shared/retention.ts';
 import { HOST_SCRIPTS } from '../shared/shell.ts';
 
@@ -30,6 +38,9 @@ const FUNCTIONS = {
   checkHostCommand: 'check-host-command',
   verifyArchive: 'verify-archive',
   restoreTest: 'restore-test',
+  planRestore: 'plan-restore',
+  checkRestore: 'check-restore',
+  reportRestore: 'report-restore',
   pruneBackups: 'prune-backups',
   sendAlert: 'send-alert',
 } as const;
@@ -39,17 +50,41 @@ const FUNCTION_NAMES = Object.keys(FUNCTIONS) as FunctionName[];
 interface StateMachine {
   /** Logical id in the template; its role is `<id>Role`. */
   id: string;
-  /** `statemachines/<file>.asl.json`, and the name `kennel-backup-<stage>-<file>`. */
+  /** The name `kennel-backup-<stage>-<name>`, and its log group's. */
+  name: string;
+  /** `statemachines/<file>.asl.json`; two machines may share one. */
   file: string;
   logGroup: string;
   /** The functions its tasks name, and so the only ones its role may invoke. */
   functions: FunctionName[];
-  /** Schedule expression → the kind given as execution input. */
+  /** A few states and their types, so that an emptied ASL file cannot pass as equal. */
+  landmarks: Record<string, string>;
+  /** Schedule expression → the kind given as execution input; none: started by an operator. */
   schedules: [string, string][];
 }
+const BACKUP_LANDMARKS = { BackUpEachTarget: 'Map', VerifyArchive: 'Task', BackupSucceeded: 'Succeed' };
+/** Both restore workflows run the one file; PlanRestore tells them apart by the name. */
+const RESTORE_FUNCTIONS: FunctionName[] = [
+  'planRestore',
+  'startHostCommand',
+  'checkHostCommand',
+  'checkRestore',
+  'verifyArchive',
+  'pruneBackups',
+  'reportRestore',
+  'sendAlert',
+];
+const RESTORE_LANDMARKS = {
+  PlanRestore: 'Task',
+  CheckRestoredDatabase: 'Task',
+  VerifySafetyDump: 'Task',
+  StartSwap: 'Task',
+  Restored: 'Succeed',
+};
 const STATE_MACHINES: StateMachine[] = [
   {
     id: 'DatabaseBackupStateMachine',
+    name: 'database-backup',
     file: 'database-backup',
     logGroup: 'DatabaseBackupLogGroup',
     functions: [
@@ -61,6 +96,7 @@ const STATE_MACHINES: StateMachine[] = [
       'pruneBackups',
       'sendAlert',
     ],
+    landmarks: BACKUP_LANDMARKS,
     schedules: [
       ['cron(0 2 * * ? *)', 'full'],
       ['cron(0 */6 * * ? *)', 'incremental'],
@@ -69,6 +105,7 @@ const STATE_MACHINES: StateMachine[] = [
   },
   {
     id: 'FilesBackupStateMachine',
+    name: 'files-backup',
     file: 'files-backup',
     logGroup: 'FilesBackupLogGroup',
     functions: [
@@ -79,18 +116,34 @@ const STATE_MACHINES: StateMachine[] = [
       'pruneBackups',
       'sendAlert',
     ],
+    landmarks: BACKUP_LANDMARKS,
     schedules: [
       ['cron(0 3 * * ? *)', 'configuration'],
       ['cron(15 3 * * ? *)', 'application'],
       ['cron(30 3 * * ? *)', 'static'],
     ],
   },
+  {
+    id: 'DatabaseRestoreStateMachine',
+    name: 'database-restore',
+    file: 'database-restore',
+    logGroup: 'DatabaseRestoreLogGroup',
+    functions: RESTORE_FUNCTIONS,
+    landmarks: RESTORE_LANDMARKS,
+    schedules: [],
+  },
+  {
+    id: 'PointInTimeRecoveryStateMachine',
+    name: 'point-in-time-recovery',
+    file: 'database-restore',
+    logGroup: 'PointInTimeRecoveryLogGroup',
+    functions: RESTORE_FUNCTIONS,
+    landmarks: RESTORE_LANDMARKS,
+    schedules: [],
+  },
 ];
-function stateMachine(id: string): StateMachine {
-  const found = STATE_MACHINES.find((m) => m.id === id);
-  if (!found) throw new Error(`No state machine ${id} in STATE_MACHINES`);
-  return found;
-}
+/** Each ASL file once, with the functions its tasks name. */
+const ASL_FILES = [...new Map(STATE_MACHINES.map((m) => [m.file, m])).values()];
 
 interface Statement {
   Sid?: string;
@@ -212,7 +265,7 @@ const namedFunctions = (asl: Asl): string[] =>
     return ref ? [ref[0]] : [];
   });
 
-describe.each(STATE_MACHINES)('the ASL file $file', ({ file, functions }) => {
+describe.each(ASL_FILES)('the ASL file $file', ({ file, functions }) => {
   const asl = readAsl(file);
 
   /** The file with every Fn::GetAtt replaced by the ARN CloudFormation would give it. */
@@ -252,7 +305,7 @@ describe('the state machines', () => {
     );
   });
 
-  it('are the only ones, started only by their schedules', () => {
+  it("are the only ones, started only by the backups' schedules", () => {
     expect(ofType('AWS::StepFunctions::StateMachine').map(([id]) => id)).toEqual(
       STATE_MACHINES.map((m) => m.id),
     );
@@ -263,33 +316,50 @@ describe('the state machines', () => {
   });
 });
 
-describe.each(STATE_MACHINES)('the state machine $id', ({ id, file, logGroup, functions, schedules }) => {
-  it('has the states of the ASL file, each task bound to the same function', () => {
+/**
+ * serverless-step-functions writes `"QueryLanguage": "JSONPath"`, the default, into
+ * every state; only that default is dropped, so a state switched to JSONata still differs.
+ */
+function withoutDefaultQueryLanguage(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(withoutDefaultQueryLanguage);
+  if (value === null || typeof value !== 'object') return value;
+  return Object.fromEntries(
+    Object.entries(value)
+      .filter(([k, v]) => !(k === 'QueryLanguage' && v === 'JSONPath'))
+      .map(([k, v]) => [k, withoutDefaultQueryLanguage(v)]),
+  );
+}
+
+describe.each(STATE_MACHINES)('the state machine $id', (machine) => {
+  const { id, name, file, logGroup, functions, landmarks, schedules } = machine;
+  it('is the ASL file, each task bound to the Lambda function it names', () => {
     const asl = readAsl(file);
     const props = resource<{ DefinitionString: { 'Fn::Sub': [string, Record<string, unknown>] } }>(
       id,
       'AWS::StepFunctions::StateMachine',
     );
     const [text, variables] = props.DefinitionString['Fn::Sub'];
-    const deployed = JSON.parse(text) as Asl;
-    const functionOf = (placeholder: unknown): string => {
-      const name = /^\$\{(\w+)\}$/.exec(String(placeholder))?.[1] ?? '';
-      const target = (variables[name] as { 'Fn::GetAtt': [string, string] })['Fn::GetAtt'][0];
-      return resource<LambdaFunction>(target, 'AWS::Lambda::Function').FunctionName;
-    };
-
-    expect(deployed.StartAt).toBe(asl.StartAt);
-    const deployedStates = new Map(allStates(deployed.States));
-    expect([...deployedStates.keys()]).toEqual(allStates(asl.States).map(([name]) => name));
-    for (const [name, state] of allStates(asl.States)) {
-      expect(deployedStates.get(name)?.Type, name).toBe(state.Type);
-      const ref = (state.Resource as { 'Fn::GetAtt'?: [string, string] } | undefined)?.['Fn::GetAtt'];
-      if (ref)
-        expect(functionOf(deployedStates.get(name)?.Resource), name).toBe(`kennel-backup-${STAGE}-${ref[0]}`);
+    /** The deployed definition with each `${placeholder}` turned back into the ASL file's Fn::GetAtt. */
+    function unbound(value: unknown): unknown {
+      if (Array.isArray(value)) return value.map(unbound);
+      if (typeof value === 'string') {
+        const placeholder = /^\$\{(\w+)\}$/.exec(value)?.[1];
+        if (placeholder === undefined) return value;
+        const target = (variables[placeholder] as { 'Fn::GetAtt': [string, string] })['Fn::GetAtt'];
+        expect(target[1]).toBe('Arn');
+        const { FunctionName } = resource<LambdaFunction>(target[0], 'AWS::Lambda::Function');
+        return { 'Fn::GetAtt': [FunctionName.replace(`kennel-backup-${STAGE}-`, ''), 'Arn'] };
+      }
+      if (value === null || typeof value !== 'object') return value;
+      return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, unbound(v)]));
     }
-    expect(deployedStates.get('BackUpEachTarget')?.Type).toBe('Map');
-    expect(deployedStates.get('VerifyArchive')?.Type).toBe('Task');
-    expect(deployedStates.get('BackupSucceeded')?.Type).toBe('Succeed');
+
+    const deployed = unbound(JSON.parse(text)) as Asl;
+    expect(withoutDefaultQueryLanguage(deployed)).toEqual(withoutDefaultQueryLanguage(asl));
+    // Every placeholder is a function's ARN: the plugin left nothing else to resolve.
+    expect(Object.keys(variables)).toHaveLength(new Set(namedFunctions(asl)).size);
+    const states = new Map(allStates(deployed.States));
+    for (const [state, type] of Object.entries(landmarks)) expect(states.get(state)?.Type, state).toBe(type);
   });
 
   it('is a Standard workflow with full logging and tracing', () => {
@@ -299,7 +369,7 @@ describe.each(STATE_MACHINES)('the state machine $id', ({ id, file, logGroup, fu
       LoggingConfiguration: { Level: string; IncludeExecutionData: boolean; Destinations: unknown[] };
       TracingConfiguration: { Enabled: boolean };
     }>(id, 'AWS::StepFunctions::StateMachine');
-    expect(props.StateMachineName).toBe(`kennel-backup-${STAGE}-${file}`);
+    expect(props.StateMachineName).toBe(`kennel-backup-${STAGE}-${name}`);
     expect(props.StateMachineType).toBe('STANDARD');
     expect(props.LoggingConfiguration).toEqual({
       Level: 'ALL',
@@ -308,26 +378,30 @@ describe.each(STATE_MACHINES)('the state machine $id', ({ id, file, logGroup, fu
     });
     expect(props.TracingConfiguration).toEqual({ Enabled: true });
     expect(resource<{ LogGroupName: string }>(logGroup, 'AWS::Logs::LogGroup').LogGroupName).toBe(
-      `/aws/vendedlogs/states/kennel-backup-${STAGE}-${file}`,
+      `/aws/vendedlogs/states/kennel-backup-${STAGE}-${name}`,
     );
   });
 
-  it.each(schedules)('starts on %s with the kind %s', (expression, kind) => {
-    const rules = ofType('AWS::Events::Rule').map(
-      ([, r]) =>
-        r.Properties as {
-          ScheduleExpression?: string;
-          State: string;
-          Targets: { Arn: unknown; Input: string }[];
-        },
-    );
-    const schedule = rules.filter((r) => r.ScheduleExpression === expression);
-    expect(schedule).toHaveLength(1);
-    expect(schedule[0]?.State).toBe('ENABLED');
-    expect(schedule[0]?.Targets).toHaveLength(1);
-    expect(schedule[0]?.Targets[0]?.Arn).toEqual({ Ref: id });
-    expect(JSON.parse(schedule[0]?.Targets[0]?.Input ?? '')).toEqual({ kind });
+  type Rule = { ScheduleExpression?: string; State: string; Targets: { Arn: unknown; Input: string }[] };
+  const rules = () => ofType('AWS::Events::Rule').map(([, r]) => r.Properties as Rule);
+
+  it(`is started by ${schedules.length || 'no'} schedule${schedules.length === 1 ? '' : 's'} and no other rule`, () => {
+    const starting = rules().filter((r) => r.Targets.some((t) => JSON.stringify(t.Arn).includes(`"${id}"`)));
+    expect(starting.map((r) => r.ScheduleExpression).sort()).toEqual(schedules.map(([e]) => e).sort());
+    expect(ofType('AWS::Scheduler::Schedule')).toEqual([]);
   });
+
+  // it.each of no rows would declare no test; a machine without schedules is covered above.
+  if (schedules.length > 0) {
+    it.each(schedules)('starts on %s with the kind %s', (expression, kind) => {
+      const schedule = rules().filter((r) => r.ScheduleExpression === expression);
+      expect(schedule).toHaveLength(1);
+      expect(schedule[0]?.State).toBe('ENABLED');
+      expect(schedule[0]?.Targets).toHaveLength(1);
+      expect(schedule[0]?.Targets[0]?.Arn).toEqual({ Ref: id });
+      expect(JSON.parse(schedule[0]?.Targets[0]?.Input ?? '')).toEqual({ kind });
+    });
+  }
 
   it(`may invoke its ${functions.length} functions and nothing else`, () => {
     const statements = roleStatements(`${id}Role`);
@@ -340,6 +414,27 @@ describe.each(STATE_MACHINES)('the state machine $id', ({ id, file, logGroup, fu
       new Set(functions.map((fn) => getAtt(`${logicalId(fn)}LambdaFunction`))),
     );
     expect(asArray(invoke[0]?.Action)).toEqual(['lambda:InvokeFunction']);
+  });
+});
+
+describe('the restore workflows', () => {
+  const restores = STATE_MACHINES.filter((m) => m.file === 'database-restore');
+
+  it('are one definition deployed under each name PlanRestore tells apart', () => {
+    const names = restores.map(
+      (m) =>
+        resource<{ StateMachineName: string }>(m.id, 'AWS::StepFunctions::StateMachine').StateMachineName,
+    );
+    // `$$.StateMachine.Name` is what PlanRestore receives: each name must choose its own input schema.
+    expect(names.map(restoreWorkflowOf)).toEqual([...RESTORE_WORKFLOWS]);
+    const definitions = restores.map((m) => {
+      const props = resource<{ DefinitionString: { 'Fn::Sub': [string, unknown] } }>(
+        m.id,
+        'AWS::StepFunctions::StateMachine',
+      );
+      return props.DefinitionString['Fn::Sub'];
+    });
+    expect(definitions[1]).toEqual(definitions[0]);
   });
 });
 
@@ -433,9 +528,9 @@ describe('the backup bucket', () => {
     }
   });
 
-  it('exempts every function of the files workflow whose role may read configuration objects', () => {
+  it('exempts every function whose role may read configuration objects', () => {
     const configurationObjects = sub(`\${BackupBucket.Arn}/configuration/*`);
-    const readers = stateMachine('FilesBackupStateMachine').functions.filter((fn) =>
+    const readers = FUNCTION_NAMES.filter((fn) =>
       roleStatements(roleId(fn)).some(
         (s) =>
           s.Effect === 'Allow' &&
@@ -473,11 +568,13 @@ describe('the backup bucket', () => {
       rule('DatabaseBackups-full', 'database/full/', 30, true),
       rule('DatabaseBackups-incremental', 'database/incremental/', 7, true),
       rule('DatabaseBackups-transaction-logs', 'database/transaction-logs/', 2555, true),
+      // What a restore replaced, dumped just before: a database kind like the others.
+      rule('DatabaseBackups-safety', 'database/safety/', 30, true),
       rule('Backups-configuration', 'configuration/', 90, false),
       rule('Backups-application', 'application/', 30, false),
       rule('Backups-static', 'static/', 7, false),
     ]);
-    for (const fileRule of LifecycleConfiguration.Rules.slice(3))
+    for (const fileRule of LifecycleConfiguration.Rules.slice(4))
       expect(fileRule).not.toHaveProperty('Transitions');
   });
 
@@ -487,7 +584,7 @@ describe('the backup bucket', () => {
       'database/full/primary/kennel_prod/'.startsWith(String(r.Prefix ?? '')),
     );
     expect(coveringFull.length).toBeGreaterThan(0);
-    expect(LifecycleConfiguration.Rules).toHaveLength(6);
+    expect(LifecycleConfiguration.Rules).toHaveLength(7);
     for (const rule of LifecycleConfiguration.Rules) {
       // The two properties of a current-version expiration in AWS::S3::Bucket Rule.
       expect(rule, String(rule.Id)).not.toHaveProperty('ExpirationInDays');
@@ -575,6 +672,15 @@ describe('permissions', () => {
       bucketKey('kms:Decrypt', 'kms:GenerateDataKey'),
       ...readParameter('restore-check-database-url'),
     ],
+    planRestore: [
+      listDatabase,
+      { Effect: 'Allow', Action: ['s3:GetObject'], Resource: databaseObjects },
+      bucketKey('kms:Decrypt'),
+    ],
+    // Counts rows in PostgreSQL: the URL's parameter, and no S3.
+    checkRestore: readParameter('restore-check-database-url'),
+    // Pure computation over the execution's state.
+    reportRestore: [],
     pruneBackups: [
       listBackups,
       { Effect: 'Allow', Action: ['s3:GetObject', 's3:DeleteObject'], Resource: objects },
@@ -684,13 +790,14 @@ describe('permissions', () => {
     );
   });
 
-  it('only restoreTest runs in the VPC, with the AWS managed policy for its network interfaces', () => {
+  it('only the two functions that connect to PostgreSQL run in the VPC, with the managed policy for its network interfaces', () => {
+    const inVpc: FunctionName[] = ['restoreTest', 'checkRestore'];
     for (const fn of FUNCTION_NAMES) {
       const lambda = resource<LambdaFunction>(`${logicalId(fn)}LambdaFunction`, 'AWS::Lambda::Function');
       const role = resource<Role>(roleId(fn), 'AWS::IAM::Role');
-      if (fn === 'restoreTest') {
-        expect(lambda.VpcConfig).toEqual({ SubnetIds: SUBNETS, SecurityGroupIds: [SECURITY_GROUP] });
-        expect(role.ManagedPolicyArns).toEqual([
+      if (inVpc.includes(fn)) {
+        expect(lambda.VpcConfig, fn).toEqual({ SubnetIds: SUBNETS, SecurityGroupIds: [SECURITY_GROUP] });
+        expect(role.ManagedPolicyArns, fn).toEqual([
           {
             'Fn::Join': [
               '',
@@ -707,6 +814,88 @@ describe('permissions', () => {
         expect(role.ManagedPolicyArns, fn).toEqual([]);
       }
     }
+  });
+
+  /** IAM's `*` matches any characters, `/` included. */
+  const globMatches = (pattern: string, text: string) =>
+    new RegExp(
+      `^${pattern
+        .split('*')
+        .map((part) => part.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'))
+        .join('.*')}$`,
+    ).test(text);
+  const allows = (fn: FunctionName, action: string) =>
+    roleStatements(roleId(fn)).filter((s) => s.Effect === 'Allow' && asArray(s.Action).includes(action));
+  /** Whether a function's role allows `action` on the backup bucket's object `key`. */
+  const mayOnObject = (fn: FunctionName, action: string, key: string) =>
+    allows(fn, action).some((s) =>
+      asArray(s.Resource).some((r) => {
+        const pattern = /^\$\{BackupBucket\.Arn\}\/(.+)$/.exec(
+          String((r as { 'Fn::Sub'?: unknown } | null)?.['Fn::Sub'] ?? ''),
+        )?.[1];
+        return pattern !== undefined && globMatches(pattern, key);
+      }),
+    );
+  /** Whether a function's role may list the backup bucket under `prefix`. */
+  const mayList = (fn: FunctionName, prefix: string) =>
+    allows(fn, 's3:ListBucket').some(
+      (s) =>
+        JSON.stringify(s.Resource) === JSON.stringify(getAtt('BackupBucket')) &&
+        asArray(s.Condition?.StringLike?.['s3:prefix'] as string | string[]).some((p) =>
+          globMatches(p, prefix),
+        ),
+    );
+  const startedAt = '2026-11-26T02:00:00Z';
+  const databaseManifest = (kind: (typeof DATABASE_KINDS)[number]) =>
+    manifestKey(
+      archiveKey(
+        kind,
+        'kennel-db',
+        'kennel_prod',
+        startedAt,
+        archiveFileName('kennel_prod', kind, '20261126T020000Z_1a2b3c4d', 'zstd'),
+      ),
+    );
+
+  it.each(DATABASE_KINDS)('planRestore may list and read the %s catalog', (kind) => {
+    expect(mayList('planRestore', kindPrefix(kind, 'kennel-db', 'kennel_prod'))).toBe(true);
+    expect(mayOnObject('planRestore', 's3:GetObject', databaseManifest(kind))).toBe(true);
+  });
+
+  it("planRestore may not list or read the files' catalogs, configuration secrets above all", () => {
+    expect(mayList('planRestore', 'configuration/kennel-db/')).toBe(false);
+    expect(mayOnObject('planRestore', 's3:GetObject', 'configuration/kennel-db/2026/11/26/x.tar.zst')).toBe(
+      false,
+    );
+    // The check itself can say yes: verifyArchive reads configuration archives.
+    expect(mayOnObject('verifyArchive', 's3:GetObject', 'configuration/kennel-db/2026/11/26/x.tar.zst')).toBe(
+      true,
+    );
+  });
+
+  it('verifyArchive may read a safety dump and rewrite its manifest with the verdict', () => {
+    const manifest = databaseManifest('safety');
+    expect(manifest).toMatch(/^database\/safety\/kennel-db\/kennel_prod\/2026\/11\/26\/.+\.manifest\.json$/);
+    expect(mayList('verifyArchive', kindPrefix('safety', 'kennel-db', 'kennel_prod'))).toBe(true);
+    expect(mayOnObject('verifyArchive', 's3:GetObject', manifest.replace(/\.manifest\.json$/, ''))).toBe(
+      true,
+    );
+    expect(mayOnObject('verifyArchive', 's3:GetObject', manifest)).toBe(true);
+    expect(mayOnObject('verifyArchive', 's3:PutObject', manifest)).toBe(true);
+  });
+
+  it("the restore's own stages can change nothing in the bucket; checkRestore and reportRestore cannot even read it", () => {
+    const actions = (fn: FunctionName) =>
+      roleStatements(roleId(fn))
+        .slice(1) // the log statement
+        .flatMap((s) => asArray(s.Action));
+    expect(actions('planRestore').filter((a) => a.startsWith('s3:'))).toEqual([
+      's3:ListBucket',
+      's3:GetObject',
+    ]);
+    expect(actions('checkRestore').filter((a) => a.startsWith('s3:'))).toEqual([]);
+    expect(actions('checkRestore')).toEqual(['ssm:GetParameter', 'kms:Decrypt']);
+    expect(actions('reportRestore')).toEqual([]);
   });
 
   it("the DB host's policy may only upload under the host prefixes, encrypted with the bucket key", () => {
@@ -770,6 +959,28 @@ describe('the functions', () => {
     expect(lambda.MemorySize).toBe(1024);
   });
 
+  it("no task gives up on its function before the function's own timeout", () => {
+    const problems: string[] = [];
+    for (const { file } of ASL_FILES) {
+      for (const [state, task] of allStates(readAsl(file).States)) {
+        const fn = (task.Resource as { 'Fn::GetAtt'?: [FunctionName, string] } | undefined)?.[
+          'Fn::GetAtt'
+        ]?.[0];
+        if (!fn) continue;
+        const { Timeout } = resource<LambdaFunction>(
+          `${logicalId(fn)}LambdaFunction`,
+          'AWS::Lambda::Function',
+        );
+        const waits = (task as AslState & { TimeoutSeconds?: number }).TimeoutSeconds;
+        if (waits === undefined || waits < Timeout)
+          problems.push(
+            `${file} ${state}: waits ${waits ?? 'forever'} s for ${fn}, which may run ${Timeout} s`,
+          );
+      }
+    }
+    expect(problems).toEqual([]);
+  });
+
   it("every function's environment is a complete configuration for shared/config.ts", () => {
     const bucketName = 'kennel-backup-123456789012-us-east-1-test';
     for (const fn of FUNCTION_NAMES) {
@@ -813,7 +1024,15 @@ describe('the functions', () => {
     expect(entries).toContain('functions/start-host-command/handler.mjs');
     expect(entries).toContain('host/common.sh');
     expect(entries).toContain('host/database-backup.sh');
+    // The restore's swap, and the application's stop and start commands.
+    expect(entries).toContain('host/database-swap.sh');
+    expect(entries).toContain('host/run-commands.sh');
     for (const script of HOST_SCRIPTS) expect(entries).toContain(`host/${script}.sh`);
+    // The package pattern is a glob: every script in host/ ships, none is forgotten.
+    const scripts = readdirSync(join(ROOT, 'host')).filter((f) => f.endsWith('.sh'));
+    expect(entries.filter((e) => e.startsWith('host/')).sort()).toEqual(
+      scripts.map((f) => `host/${f}`).sort(),
+    );
   });
 
   it.each(FUNCTION_NAMES.filter((fn) => fn !== 'startHostCommand'))(
