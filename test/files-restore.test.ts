@@ -86,6 +86,10 @@ describe('the files-restore workflow', () => {
     expect(run.alerts[0]?.text).toContain(
       `configuration files restored on local from ${backups.configuration?.archive.key}`,
     );
+    // The tarball holds the application's secrets; none reaches a command, the history, a log or an alert.
+    const password = /kennel_user:([0-9a-f]+)@/.exec(readFileSync(hostFile('opt/kennel/.env'), 'utf8'))?.[1];
+    expect(password).toMatch(/^[0-9a-f]{24}$/);
+    expect(run.visibleText).not.toContain(password);
   });
 
   it('application round trip: changed and deleted source files come back; what the tarball leaves out stays', async () => {
