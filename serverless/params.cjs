@@ -5,10 +5,12 @@
 // malformed --param fails `serverless package` with the message a cold start
 // would give, instead of failing the first backup at 02:00.
 const { parseConfig } = require('../shared/config.ts');
-const { BACKUP_PREFIXES } = require('../shared/keys.ts');
+const { BACKUP_PREFIXES, FILE_KINDS, KIND_PREFIX } = require('../shared/keys.ts');
 
 const SUBNET_ID = /^subnet-[0-9a-f]{8,17}$/;
 const SECURITY_GROUP_ID = /^sg-[0-9a-f]{8,17}$/;
+/** An IAM role's ARN, with or without a path: arn:<partition>:iam::<account>:role/[<path>/]<name>. */
+const ROLE_ARN = /^arn:aws(?:-[a-z]+)*:iam::\d{12}:role\/(?:[\w+=,.@-]+\/)*[\w+=,.@-]{1,64}$/;
 
 async function param(resolveVariable, name) {
   const value = await resolveVariable(`param:${name}`);
@@ -49,6 +51,25 @@ async function checkedTargets(resolveVariable) {
   return { text: JSON.stringify(JSON.parse(text)), targets: config.BACKUP_TARGETS };
 }
 
+/**
+ * The `hostRoleArn` param: empty, or the DB host's instance role. A malformed
+ * one fails packaging: in the bucket policy it would exempt no one (or the wrong
+ * principal) from the denial that guards the secrets.
+ */
+async function checkedHostRoleArn(resolveVariable) {
+  const arn = await param(resolveVariable, 'hostRoleArn');
+  if (arn && !ROLE_ARN.test(arn)) {
+    throw new Error(
+      `The hostRoleArn param "${arn}" is not an IAM role ARN. Give the ARN of the DB host's instance role, arn:aws:iam::<12-digit account>:role/<name> (not its instance profile's, nor an sts assumed-role ARN), or leave it empty.`,
+    );
+  }
+  return arn;
+}
+
+/** A prefix's objects in the backup bucket, for IAM resources. */
+const objectsUnder = (prefix) => ({ 'Fn::Sub': `\${BackupBucket.Arn}/${prefix}*` });
+const roleOf = (logicalId) => ({ 'Fn::GetAtt': [`${logicalId}IamRoleLambdaExecution`, 'Arn'] });
+
 function instanceArn(id) {
   return id.startsWith('mi-')
     ? { 'Fn::Sub': `arn:\${AWS::Partition}:ssm:\${AWS::Region}:\${AWS::AccountId}:managed-instance/${id}` }
@@ -57,10 +78,44 @@ function instanceArn(id) {
 
 module.exports = {
   /** The objects of every backup prefix (shared/keys.ts), for IAM resources. */
-  backupObjects: () => BACKUP_PREFIXES.map((prefix) => ({ 'Fn::Sub': `\${BackupBucket.Arn}/${prefix}*` })),
+  backupObjects: () => BACKUP_PREFIXES.map(objectsUnder),
 
   /** The same prefixes for an s3:prefix condition on ListBucket. */
   backupPrefixes: () => BACKUP_PREFIXES.map((prefix) => `${prefix}*`),
+
+  /** The objects of the files kinds (configuration, application, static), and nothing under database/. */
+  fileObjects: () => FILE_KINDS.map((kind) => objectsUnder(`${KIND_PREFIX[kind]}/`)),
+
+  /** The same prefixes for an s3:prefix condition on ListBucket. */
+  filePrefixes: () => FILE_KINDS.map((kind) => `${KIND_PREFIX[kind]}/*`),
+
+  /**
+   * Who may read configuration archives, which hold the application's secrets:
+   * the bucket policy denies everyone else. verifyArchive streams them,
+   * pruneBackups and planFilesRestore read their manifests (the catalog), and
+   * the DB host, when its role is given, fetches one to restore it when its own
+   * copy is gone.
+   */
+  configurationReaders: async ({ resolveVariable }) => {
+    const hostRoleArn = await checkedHostRoleArn(resolveVariable);
+    return [
+      roleOf('VerifyArchive'),
+      roleOf('PruneBackups'),
+      roleOf('PlanFilesRestore'),
+      ...(hostRoleArn ? [hostRoleArn] : []),
+    ];
+  },
+
+  /**
+   * What the DB host may fetch to restore: every backup prefix, except
+   * configuration/ unless the host's role is given, since only then does the
+   * bucket policy let that role read it.
+   */
+  hostRestoreObjects: async ({ resolveVariable }) => {
+    const hostRoleArn = await checkedHostRoleArn(resolveVariable);
+    const configuration = `${KIND_PREFIX.configuration}/`;
+    return BACKUP_PREFIXES.filter((prefix) => hostRoleArn || prefix !== configuration).map(objectsUnder);
+  },
 
   backupTargets: async ({ resolveVariable }) => (await checkedTargets(resolveVariable)).text,
 

@@ -12,8 +12,10 @@ import {
   archiveKey,
   BACKUP_PREFIXES,
   DATABASE_KINDS,
+  FILE_KINDS,
   kindPrefix,
   manifestKey,
+  tarballFileName,
 } from '../shared/keys.ts';
 import { RESTORE_WORKFLOWS, restoreWorkflowOf } from '../shared/restore-plan.ts';
 import { lifecycleConfiguration, lifecycleRules } from '../shared/retention.ts';
@@ -29,6 +31,8 @@ const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const STAGE = 'test';
 const SUBNETS = ['subnet-0123456789abcdef0', 'subnet-0fedcba9876543210'];
 const SECURITY_GROUP = 'sg-0123456789abcdef0';
+/** The DB host's instance role, for the second packaging (`--param hostRoleArn`). */
+const HOST_ROLE_ARN = 'arn:aws:iam::123456789012:role/kennel-db-host';
 
 /** Function name in serverless.yml and the ASL file → its folder under functions/. */
 const FUNCTIONS = {
@@ -40,6 +44,7 @@ const FUNCTIONS = {
   restoreTest: 'restore-test',
   planRestore: 'plan-restore',
   checkRestore: 'check-restore',
+  planFilesRestore: 'plan-files-restore',
   reportRestore: 'report-restore',
   pruneBackups: 'prune-backups',
   sendAlert: 'send-alert',
@@ -141,9 +146,28 @@ const STATE_MACHINES: StateMachine[] = [
     landmarks: RESTORE_LANDMARKS,
     schedules: [],
   },
+  {
+    id: 'FilesRestoreStateMachine',
+    name: 'files-restore',
+    file: 'files-restore',
+    logGroup: 'FilesRestoreLogGroup',
+    functions: ['planFilesRestore', 'startHostCommand', 'checkHostCommand', 'reportRestore', 'sendAlert'],
+    landmarks: {
+      PlanFilesRestore: 'Task',
+      IsDryRun: 'Choice',
+      StartFilesRestore: 'Task',
+      StartAfterCommands: 'Task',
+      Restored: 'Succeed',
+    },
+    schedules: [],
+  },
 ];
 /** Each ASL file once, with the functions its tasks name. */
 const ASL_FILES = [...new Map(STATE_MACHINES.map((m) => [m.file, m])).values()];
+/** Every workflow file in statemachines/, deployed or not. */
+const ASL_FILES_IN_REPO = readdirSync(join(ROOT, 'statemachines'))
+  .filter((f) => f.endsWith('.asl.json'))
+  .map((f) => f.replace(/\.asl\.json$/, ''));
 
 interface Statement {
   Sid?: string;
@@ -213,11 +237,34 @@ const logicalId = (fn: FunctionName) => `${fn[0]?.toUpperCase()}${fn.slice(1)}`;
 /** A function's own role (serverless-iam-roles-per-function). */
 const roleId = (fn: FunctionName) => `${logicalId(fn)}IamRoleLambdaExecution`;
 
+const packageDirs: string[] = [];
 let packageDir = '';
 let template: Template;
 
-function resource<T>(id: string, type: string): T & { resource: CfnResource } {
-  const found = template.Resources[id];
+/** `serverless package` into a new folder, with each `name=value` as a --param. */
+async function serverlessPackage(params: string[]): Promise<string> {
+  const dir = mkdtempSync(join(tmpdir(), 'kennel-backup-package-'));
+  packageDirs.push(dir);
+  const args = ['serverless', 'package', '--stage', STAGE, '--package', dir];
+  for (const p of params) args.push('--param', p);
+  await promisify(execFile)('npx', args, { cwd: ROOT, timeout: 180_000, maxBuffer: 16 * 1024 * 1024 });
+  return dir;
+}
+
+/** The packaging's template, or its output as the error when it fails. */
+async function packagedTemplate(params: string[]): Promise<{ dir: string; template: Template }> {
+  try {
+    const dir = await serverlessPackage(params);
+    const text = readFileSync(join(dir, 'cloudformation-template-update-stack.json'), 'utf8');
+    return { dir, template: JSON.parse(text) as Template };
+  } catch (error) {
+    const { stdout, stderr } = error as { stdout?: string; stderr?: string };
+    throw new Error(`serverless package failed:\n${stdout ?? ''}\n${stderr ?? ''}`, { cause: error });
+  }
+}
+
+function resource<T>(id: string, type: string, from: Template = template): T & { resource: CfnResource } {
+  const found = from.Resources[id];
   if (!found) throw new Error(`The template has no resource ${id}`);
   expect(found.Type).toBe(type);
   return { ...(found.Properties as T), resource: found };
@@ -232,27 +279,14 @@ function roleStatements(id: string): Statement[] {
 }
 
 beforeAll(async () => {
-  packageDir = mkdtempSync(join(tmpdir(), 'kennel-backup-package-'));
-  const args = ['serverless', 'package', '--stage', STAGE, '--package', packageDir];
-  args.push(
-    '--param',
+  ({ dir: packageDir, template } = await packagedTemplate([
     `restoreTestSubnetIds=${SUBNETS.join(',')}`,
-    '--param',
     `restoreTestSecurityGroupIds=${SECURITY_GROUP}`,
-  );
-  try {
-    await promisify(execFile)('npx', args, { cwd: ROOT, timeout: 180_000, maxBuffer: 16 * 1024 * 1024 });
-  } catch (error) {
-    const { stdout, stderr } = error as { stdout?: string; stderr?: string };
-    throw new Error(`serverless package failed:\n${stdout ?? ''}\n${stderr ?? ''}`, { cause: error });
-  }
-  template = JSON.parse(
-    readFileSync(join(packageDir, 'cloudformation-template-update-stack.json'), 'utf8'),
-  ) as Template;
+  ]));
 }, 240_000);
 
 afterAll(() => {
-  if (packageDir) rmSync(packageDir, { recursive: true, force: true });
+  for (const dir of packageDirs) rmSync(dir, { recursive: true, force: true });
 });
 
 const readAsl = (file: string) =>
@@ -299,6 +333,14 @@ describe.each(ASL_FILES)('the ASL file $file', ({ file, functions }) => {
 });
 
 describe('the state machines', () => {
+  it('are every workflow file in statemachines/, and their functions every one in functions/', () => {
+    expect(new Set(ASL_FILES.map((m) => m.file))).toEqual(new Set(ASL_FILES_IN_REPO));
+    const folders = readdirSync(join(ROOT, 'functions'), { withFileTypes: true })
+      .filter((d) => d.isDirectory())
+      .map((d) => d.name);
+    expect(new Set(Object.values(FUNCTIONS))).toEqual(new Set(folders));
+  });
+
   it('between them use every function serverless.yml defines', () => {
     expect(new Set(STATE_MACHINES.flatMap((m) => namedFunctions(readAsl(m.file))))).toEqual(
       new Set(FUNCTION_NAMES),
@@ -505,11 +547,12 @@ describe('the backup bucket', () => {
 
   /**
    * Configuration archives hold the application's secrets. verifyArchive streams
-   * them; pruneBackups reads their manifests (the catalog) to choose what to delete.
+   * them; pruneBackups reads their manifests (the catalog) to choose what to
+   * delete, planFilesRestore to choose what to restore.
    */
-  const CONFIGURATION_READERS: FunctionName[] = ['verifyArchive', 'pruneBackups'];
+  const CONFIGURATION_READERS: FunctionName[] = ['verifyArchive', 'pruneBackups', 'planFilesRestore'];
 
-  it("lets no one but the files workflow's readers read configuration archives", () => {
+  it('lets no one but the roles that verify, prune and restore them read configuration archives', () => {
     expect(bucketStatement('ConfigurationReadableOnlyByItsRoles')).toEqual({
       Sid: 'ConfigurationReadableOnlyByItsRoles',
       Effect: 'Deny',
@@ -679,6 +722,25 @@ describe('permissions', () => {
     ],
     // Counts rows in PostgreSQL: the URL's parameter, and no S3.
     checkRestore: readParameter('restore-check-database-url'),
+    // The files kinds' catalogs, read only; nothing under database/.
+    planFilesRestore: [
+      {
+        Effect: 'Allow',
+        Action: ['s3:ListBucket'],
+        Resource: getAtt('BackupBucket'),
+        Condition: { StringLike: { 's3:prefix': ['configuration/*', 'application/*', 'static/*'] } },
+      },
+      {
+        Effect: 'Allow',
+        Action: ['s3:GetObject'],
+        Resource: [
+          sub(`\${BackupBucket.Arn}/configuration/*`),
+          sub(`\${BackupBucket.Arn}/application/*`),
+          sub(`\${BackupBucket.Arn}/static/*`),
+        ],
+      },
+      bucketKey('kms:Decrypt'),
+    ],
     // Pure computation over the execution's state.
     reportRestore: [],
     pruneBackups: [
@@ -873,6 +935,30 @@ describe('permissions', () => {
     );
   });
 
+  const filesManifest = (kind: (typeof FILE_KINDS)[number]) =>
+    manifestKey(
+      archiveKey(
+        kind,
+        'kennel-db',
+        null,
+        startedAt,
+        tarballFileName('kennel-db', kind, '20261126T031500Z_5e6f7a8b', 'zstd'),
+      ),
+    );
+
+  it.each(FILE_KINDS)('planFilesRestore may list and read the %s catalog', (kind) => {
+    expect(mayList('planFilesRestore', kindPrefix(kind, 'kennel-db', null))).toBe(true);
+    expect(mayOnObject('planFilesRestore', 's3:GetObject', filesManifest(kind))).toBe(true);
+  });
+
+  it.each(DATABASE_KINDS)('planFilesRestore may not list or read the %s catalog', (kind) => {
+    expect(mayList('planFilesRestore', kindPrefix(kind, 'kennel-db', 'kennel_prod'))).toBe(false);
+    expect(mayOnObject('planFilesRestore', 's3:GetObject', databaseManifest(kind))).toBe(false);
+    // The same checks say yes for the database family's planner.
+    expect(mayList('planRestore', kindPrefix(kind, 'kennel-db', 'kennel_prod'))).toBe(true);
+    expect(mayOnObject('planRestore', 's3:GetObject', databaseManifest(kind))).toBe(true);
+  });
+
   it('verifyArchive may read a safety dump and rewrite its manifest with the verdict', () => {
     const manifest = databaseManifest('safety');
     expect(manifest).toMatch(/^database\/safety\/kennel-db\/kennel_prod\/2026\/11\/26\/.+\.manifest\.json$/);
@@ -884,7 +970,7 @@ describe('permissions', () => {
     expect(mayOnObject('verifyArchive', 's3:PutObject', manifest)).toBe(true);
   });
 
-  it("the restore's own stages can change nothing in the bucket; checkRestore and reportRestore cannot even read it", () => {
+  it("the restores' own stages can change nothing in the bucket; checkRestore and reportRestore cannot even read it", () => {
     const actions = (fn: FunctionName) =>
       roleStatements(roleId(fn))
         .slice(1) // the log statement
@@ -893,6 +979,7 @@ describe('permissions', () => {
       's3:ListBucket',
       's3:GetObject',
     ]);
+    expect(actions('planFilesRestore')).toEqual(['s3:ListBucket', 's3:GetObject', 'kms:Decrypt']);
     expect(actions('checkRestore').filter((a) => a.startsWith('s3:'))).toEqual([]);
     expect(actions('checkRestore')).toEqual(['ssm:GetParameter', 'kms:Decrypt']);
     expect(actions('reportRestore')).toEqual([]);
@@ -910,21 +997,65 @@ describe('permissions', () => {
     expect(template.Outputs.HostBackupPolicyArn?.Value).toEqual({ Ref: 'HostBackupPolicy' });
   });
 
-  it("the DB host's restore policy may only read database archives, decrypting with the bucket key", () => {
-    const policy = resource<{ PolicyDocument: PolicyDocument }>(
-      'HostRestorePolicy',
-      'AWS::IAM::ManagedPolicy',
-    );
-    expect(policy.PolicyDocument.Statement).toEqual([
-      {
-        Sid: 'ReadDatabaseBackups',
-        Effect: 'Allow',
-        Action: ['s3:GetObject'],
-        Resource: sub(`\${BackupBucket.Arn}/database/*`),
-      },
-      { Sid: 'DecryptDatabaseBackups', ...bucketKey('kms:Decrypt') },
-    ]);
-    expect(template.Outputs.HostRestorePolicyArn?.Value).toEqual({ Ref: 'HostRestorePolicy' });
+  /**
+   * A restore on a new host (after a disaster) has no local copies: the host
+   * fetches the archive with its own role. Configuration archives only when the
+   * deployment names that role (`--param hostRoleArn`), since the bucket policy
+   * must exempt it as well.
+   */
+  describe("the DB host's restore policy", () => {
+    let withHostRole: Template;
+    beforeAll(async () => {
+      ({ template: withHostRole } = await packagedTemplate([`hostRoleArn=${HOST_ROLE_ARN}`]));
+    }, 240_000);
+
+    const hostRestoreStatements = (from: Template) =>
+      resource<{ PolicyDocument: PolicyDocument }>('HostRestorePolicy', 'AWS::IAM::ManagedPolicy', from)
+        .PolicyDocument.Statement;
+    const exempt = (from: Template) =>
+      resource<{ PolicyDocument: PolicyDocument }>(
+        'BackupBucketPolicy',
+        'AWS::S3::BucketPolicy',
+        from,
+      ).PolicyDocument.Statement.find((s) => s.Sid === 'ConfigurationReadableOnlyByItsRoles')?.Condition
+        ?.ArnNotEquals?.['aws:PrincipalArn'];
+    const functionReaders = [
+      getAtt(roleId('verifyArchive')),
+      getAtt(roleId('pruneBackups')),
+      getAtt(roleId('planFilesRestore')),
+    ];
+    const readBackups = (...prefixes: string[]): Statement => ({
+      Sid: 'ReadBackups',
+      Effect: 'Allow',
+      Action: ['s3:GetObject'],
+      Resource: prefixes.map((prefix) => sub(`\${BackupBucket.Arn}/${prefix}/*`)),
+    });
+
+    it('without hostRoleArn may read database, application and static archives, never configuration', () => {
+      expect(hostRestoreStatements(template)).toEqual([
+        readBackups('database', 'application', 'static'),
+        { Sid: 'DecryptBackups', ...bucketKey('kms:Decrypt') },
+      ]);
+      expect(exempt(template)).toEqual(functionReaders);
+      expect(template.Outputs.HostRestorePolicyArn?.Value).toEqual({ Ref: 'HostRestorePolicy' });
+    });
+
+    it('with hostRoleArn may read configuration archives too, and the bucket policy exempts that role and no other', () => {
+      expect(hostRestoreStatements(withHostRole)).toEqual([
+        readBackups('database', 'configuration', 'application', 'static'),
+        { Sid: 'DecryptBackups', ...bucketKey('kms:Decrypt') },
+      ]);
+      expect(exempt(withHostRole)).toEqual([...functionReaders, HOST_ROLE_ARN]);
+      // The role is named in the exemption and nowhere else: the param grants it nothing by itself.
+      expect(JSON.stringify(withHostRole).split(HOST_ROLE_ARN)).toHaveLength(2);
+    });
+
+    it('refuses to package with a hostRoleArn that is not a role ARN', async () => {
+      const instanceProfile = 'arn:aws:iam::123456789012:instance-profile/kennel-db-host';
+      await expect(packagedTemplate([`hostRoleArn=${instanceProfile}`])).rejects.toThrow(
+        `The hostRoleArn param "${instanceProfile}" is not an IAM role ARN. Give the ARN of the DB host's instance role`,
+      );
+    });
   });
 
   it("the DB host's SSM agent may write command output to the host-command log group only", () => {
@@ -961,12 +1092,14 @@ describe('the functions', () => {
 
   it("no task gives up on its function before the function's own timeout", () => {
     const problems: string[] = [];
+    const checked = new Set<string>();
     for (const { file } of ASL_FILES) {
       for (const [state, task] of allStates(readAsl(file).States)) {
         const fn = (task.Resource as { 'Fn::GetAtt'?: [FunctionName, string] } | undefined)?.[
           'Fn::GetAtt'
         ]?.[0];
         if (!fn) continue;
+        checked.add(file);
         const { Timeout } = resource<LambdaFunction>(
           `${logicalId(fn)}LambdaFunction`,
           'AWS::Lambda::Function',
@@ -979,6 +1112,8 @@ describe('the functions', () => {
       }
     }
     expect(problems).toEqual([]);
+    // Every workflow in statemachines/ was looked at, the files restore's included.
+    expect(new Set(checked)).toEqual(new Set(ASL_FILES_IN_REPO));
   });
 
   it("every function's environment is a complete configuration for shared/config.ts", () => {
