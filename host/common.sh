@@ -53,3 +53,11 @@ pg_sql() { # pg_sql DATABASE [-v name=value ...] < SQL
   shift
   pg psql -X -q -A -t -v ON_ERROR_STOP=1 -d "$database" "$@"
 }
+
+# A JSON list of strings that passed the project's strict patterns (paths,
+# names): they hold no quote or backslash to escape.
+json_list() {
+  local out= item
+  for item in "$@"; do out+="\"$item\","; done
+  printf '[%s]' "${out%,}"
+}

@@ -47,11 +47,6 @@ size=$(stat -c %s "$local_path")
 sha256=$(sha256sum "$local_path" | cut -d' ' -f1)
 entries=$(wc -l <"$work/index")
 finished_at=$(utc_now)
-json_list() { # paths and names here passed the project's strict patterns: no quotes to escape
-  local out= item
-  for item in "$@"; do out+="\"$item\","; done
-  printf '[%s]' "${out%,}"
-}
 
 # shellcheck disable=SC2086 # the lists are space-separated on purpose
 {

@@ -22,6 +22,8 @@ export const commandStateSchema = z.object({
   /** When the command was sent, and when a check first saw it done: the stage's time, to the poll interval. */
   sentAt: z.iso.datetime(),
   finishedAt: z.iso.datetime().optional(),
+  /** What a script reports for the workflow: the JSON of its `KB-RESULT` line, if it prints one. */
+  result: z.unknown().optional(),
 });
 
 export type CommandState = z.infer<typeof commandStateSchema>;
@@ -61,6 +63,18 @@ export async function startHostCommand(
   };
 }
 
+const RESULT_LINE = /^KB-RESULT (.*)$/m;
+
+function resultOf(stdout: string, where: string): { result?: unknown } {
+  const line = RESULT_LINE.exec(stdout)?.[1];
+  if (line === undefined) return {};
+  try {
+    return { result: JSON.parse(line) as unknown };
+  } catch {
+    throw new HostCommandFailedError(`The ${where} printed a result that is not JSON: ${line.slice(0, 200)}`);
+  }
+}
+
 export async function checkHostCommand(
   host: HostCommands,
   event: unknown,
@@ -77,6 +91,7 @@ export async function checkHostCommand(
         status: 'Success',
         output: tail(invocation.stdout, 5, 500),
         finishedAt: now.toISOString(),
+        ...resultOf(invocation.stdout, where),
       };
     case 'Failed':
     case 'Cancelled':

@@ -7,6 +7,7 @@ import { fileName, sha256Hex } from './identifiers.ts';
 import { planSchema, type Run, runSchema } from './plan.ts';
 import { type RestoreStep, restorePlanSchema } from './restore-plan.ts';
 import { type HostScript, renderScript } from './shell.ts';
+import { localCheckPlanSchema } from './verification.ts';
 
 /**
  * The host commands a workflow can start, each with the input it takes from the
@@ -23,6 +24,7 @@ export const hostCommandRequestSchema = z.discriminatedUnion('script', [
   z.object({ script: z.literal('application-start'), plan: runSchema.pick({ target: true, runId: true }) }),
   z.object({ script: z.literal('files-restore'), plan: filesRestorePlanSchema }),
   z.object({ script: z.literal('after-files-restore'), plan: filesRestorePlanSchema }),
+  z.object({ script: z.literal('check-local-copies'), plan: localCheckPlanSchema }),
   z.object({
     script: z.literal('prune-local'),
     plan: z.union([planSchema, filesPlanSchema]),
@@ -158,6 +160,8 @@ export function hostScriptParams(
         KB_WHAT: `after the ${request.plan.kind} restore`,
         KB_COMMANDS: target.afterFilesRestore[request.plan.kind].join('\n'),
       };
+    case 'check-local-copies':
+      return { KB_COPIES: request.plan.copies.map((c) => `${c.path} ${c.sha256}`).join('\n') };
     case 'prune-local':
       return {
         KB_LOCAL_DIR: request.plan.localDir,
@@ -178,6 +182,7 @@ export const SCRIPT_OF: Record<HostCommandName, HostScript> = {
   'application-start': 'run-commands',
   'files-restore': 'files-restore',
   'after-files-restore': 'run-commands',
+  'check-local-copies': 'check-local-copies',
   'prune-local': 'prune-local',
 };
 

@@ -13,7 +13,8 @@ import { CODECS, type CodecName } from './codecs.ts';
  * database it is about to replace; it is kept apart from the fulls so that it
  * never becomes the base of an incremental chain.
  */
-export const DATABASE_KINDS = ['full', 'incremental', 'transaction-logs', 'safety'] as const;
+export const SCHEDULED_DATABASE_KINDS = ['full', 'incremental', 'transaction-logs'] as const;
+export const DATABASE_KINDS = [...SCHEDULED_DATABASE_KINDS, 'safety'] as const;
 export type DatabaseKind = (typeof DATABASE_KINDS)[number];
 
 /** The files family's kinds: tarballs of paths on the host; one workflow takes the kind as input. */

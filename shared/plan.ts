@@ -11,6 +11,7 @@ import {
   type DatabaseKind,
   manifestKey,
   runId,
+  SCHEDULED_DATABASE_KINDS,
   scratchDatabase,
 } from './keys.ts';
 import { type DatabaseManifest, isDatabaseManifest } from './manifest.ts';
@@ -18,7 +19,8 @@ import { type DatabaseManifest, isDatabaseManifest } from './manifest.ts';
 /** What an operator or a schedule may pass to a backup execution; every field is optional. */
 export const backupInputSchema = z
   .object({
-    kind: z.enum(DATABASE_KINDS).optional(),
+    /** A safety dump is taken by a restore, never asked for. */
+    kind: z.enum(SCHEDULED_DATABASE_KINDS).optional(),
     target: targetName.optional(),
     database: sqlIdentifier.optional(),
     /** Start of an incremental or log window given by hand; it may not overlap a backup in the catalog. */

@@ -26,6 +26,7 @@ export const HOST_SCRIPTS = [
   'database-swap',
   'run-commands',
   'files-restore',
+  'check-local-copies',
   'prune-local',
 ] as const;
 export type HostScript = (typeof HOST_SCRIPTS)[number];

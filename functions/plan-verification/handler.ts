@@ -1,0 +1,22 @@
+import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
+import middy from '@middy/core';
+import { Catalog } from '../../shared/catalog.ts';
+import { createS3Client } from '../../shared/clients.ts';
+import { getConfig } from '../../shared/config.ts';
+import { logger } from '../../shared/logger.ts';
+import { planVerification } from '../../shared/verification.ts';
+
+const config = getConfig();
+const catalog = new Catalog(createS3Client(config), config.BACKUP_BUCKET);
+
+export const handler = middy()
+  .use(injectLambdaContext(logger))
+  .handler(async (event: unknown) => {
+    const plan = await planVerification(config, catalog, event);
+    logger.info('planned verification', {
+      findings: plan.findings.length,
+      localCopies: plan.hosts.reduce((n, h) => n + h.copies.length, 0),
+      archives: plan.archives.length,
+    });
+    return plan;
+  });

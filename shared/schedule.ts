@@ -1,0 +1,24 @@
+import type { FileKind, SCHEDULED_DATABASE_KINDS } from './keys.ts';
+
+export type ScheduledKind = (typeof SCHEDULED_DATABASE_KINDS)[number] | FileKind;
+
+/**
+ * How often each scheduled backup runs (UTC), from the source document. The
+ * EventBridge schedules in serverless.yml run these crons; the daily
+ * verification and the monitoring call a kind stale when its newest verified
+ * backup is older than its interval plus a grace period.
+ */
+export const SCHEDULES: Record<ScheduledKind, { cron: string; everyMinutes: number }> = {
+  full: { cron: 'cron(0 2 * * ? *)', everyMinutes: 24 * 60 },
+  incremental: { cron: 'cron(0 */6 * * ? *)', everyMinutes: 6 * 60 },
+  'transaction-logs': { cron: 'cron(0/15 * * * ? *)', everyMinutes: 15 },
+  configuration: { cron: 'cron(0 3 * * ? *)', everyMinutes: 24 * 60 },
+  application: { cron: 'cron(15 3 * * ? *)', everyMinutes: 24 * 60 },
+  static: { cron: 'cron(30 3 * * ? *)', everyMinutes: 24 * 60 },
+};
+
+/** A run may be late or take a while: an hour, or one interval for the 15-minute logs. */
+export function maxAgeMinutes(kind: ScheduledKind): number {
+  const { everyMinutes } = SCHEDULES[kind];
+  return everyMinutes + Math.min(60, everyMinutes);
+}
