@@ -1,21 +1,32 @@
 import { execFile, execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { parseArgs, promisify } from 'node:util';
-import {
-  type LocalEnvironment,
-  psql,
-  seedKennelDatabase,
-  startLocalEnvironment,
-} from '../local/environment.ts';
+import { promisify } from 'node:util';
+import { type LocalEnvironment, psql, startLocalEnvironment } from '../local/environment.ts';
 import { localHost } from '../local/host.ts';
 import { type PostgresServer, startPostgres } from '../local/postgres.ts';
-import { type ExecutionRecord, PROJECT_ROOT, runWorkflow } from '../local/runner.ts';
+import { PROJECT_ROOT, runWorkflow } from '../local/runner.ts';
 import type { DatabaseKind } from '../shared/keys.ts';
 import type { DatabaseManifest } from '../shared/manifest.ts';
-import { table } from './table.ts';
+import {
+  checkInterrupted,
+  cleanUp,
+  importHandlers,
+  log,
+  onInterrupt,
+  queryValue,
+  readCommandLine,
+  runMain,
+  span,
+  stopOnce,
+  timedSeed,
+  visits,
+  wholeNumber,
+  wholeNumbers,
+} from './harness.ts';
+import { MiB, mib, ratio, table } from './table.ts';
 
 /**
  * What incremental and transaction-log backups cost next to a full one, in one run on
@@ -45,17 +56,8 @@ Results: a table on stdout and JSON in bench/results/incremental-<timestamp>.jso
 const DATABASE = 'kennel_prod';
 const RESULTS_DIR = join(PROJECT_ROOT, 'bench', 'results');
 
-const log = (line: string) => console.error(`[bench ${new Date().toISOString().slice(11, 19)}] ${line}`);
-
-let interrupted: string | undefined;
-function checkInterrupted(): void {
-  if (interrupted) throw new Error(`Interrupted by ${interrupted}; cleaning up.`);
-}
-
-const oneValue = (server: PostgresServer, sql: string) =>
-  psql(server, DATABASE, ['-A', '-t', '-c', sql]).trim();
 const count = (server: PostgresServer, table: string) =>
-  Number(oneValue(server, `SELECT count(*) FROM ${table}`));
+  Number(queryValue(server, DATABASE, `SELECT count(*) FROM ${table}`));
 
 /** Runs SQL and times it (the writes between backups are not part of any backup's time). */
 function timedSql(server: PostgresServer, sql: string): number {
@@ -99,15 +101,6 @@ interface BackupRun {
   window: DatabaseManifest['window'];
   tables: Record<string, number>;
   capture: DatabaseManifest['capture'];
-}
-
-type Events = ExecutionRecord['events'];
-
-/** First entry into `first` to the last exit of `last`; null if the execution never went there. */
-function span(events: Events, first: string, last: string): number | null {
-  const entered = events.find((e) => e.type === 'StateEntered' && e.state?.name === first);
-  const exited = events.findLast((e) => e.type === 'StateExited' && e.state?.name === last);
-  return entered && exited ? exited.timestamp - entered.timestamp : null;
 }
 
 interface Context {
@@ -184,7 +177,7 @@ async function backup(
       prune,
       other: ms - plan - dumpLoop - verify - prune - (restoreTest ?? 0),
     },
-    dumpPolls: events.filter((e) => e.type === 'StateExited' && e.state?.name === 'CheckDump').length,
+    dumpPolls: visits(events, 'CheckDump'),
     archiveKey: manifest.archive.key,
     archiveBytes: manifest.archive.size,
     verifiedBytes,
@@ -210,11 +203,10 @@ function expectRows(run: BackupRun, expected: Record<string, number>): void {
 // ---------------------------------------------------------------------------
 // Output.
 
-const MiB = 1024 * 1024;
-const size = (bytes: number) =>
-  bytes >= MiB ? `${(bytes / MiB).toFixed(1)} MiB` : `${(bytes / 1024).toFixed(1)} KiB`;
+const size = (bytes: number) => (bytes >= MiB ? `${mib(bytes)} MiB` : `${(bytes / 1024).toFixed(1)} KiB`);
 const sec = (ms: number | null) => (ms === null ? '' : (ms / 1000).toFixed(2));
-const ratio = (x: number) => (Number.isFinite(x) ? `${x < 0.1 ? x.toFixed(3) : x.toFixed(2)}×` : 'n/a');
+/** An incremental's ratio to the full can be far below 0.1: one more digit there. */
+const ratioToFull = (x: number) => ratio(x, x < 0.1 ? 3 : 2);
 const thousands = (n: number) => n.toLocaleString('en-GB').replaceAll(',', ' ');
 
 /** The manifest's non-zero counts, short names. */
@@ -226,39 +218,21 @@ const manifestRows = (run: BackupRun) =>
 
 // ---------------------------------------------------------------------------
 
-function parseList(text: string | undefined, fallback: number[]): number[] | undefined {
-  if (text === undefined) return fallback;
-  const list = text.split(',').map(Number);
-  return list.every((n) => Number.isInteger(n) && n >= 1) && list.length > 0 ? list : undefined;
-}
-
 async function main(): Promise<number> {
-  const { values } = parseArgs({
-    options: {
-      scale: { type: 'string', default: '20' },
-      rows: { type: 'string' },
-      'log-rows': { type: 'string' },
-      'wait-ms': { type: 'string', default: '50' },
-      help: { type: 'boolean', short: 'h' },
-    },
+  const values = readCommandLine(USAGE, {
+    rows: { type: 'string' },
+    'log-rows': { type: 'string' },
+    'wait-ms': { type: 'string', default: '50' },
   });
-  if (values.help) {
-    console.error(USAGE);
-    return 0;
-  }
-  const scale = Number(values.scale);
+  if (!values) return 0;
+  const scale = wholeNumber(values.scale, 1);
   const small = scale === 1;
-  const rows = parseList(values.rows, small ? [100, 1_000, 5_000] : [1_000, 10_000, 100_000]);
-  const logRows = parseList(values['log-rows'], [small ? 1_000 : 10_000])?.[0];
-  const waitMs = Number(values['wait-ms']);
-  if (
-    !Number.isInteger(scale) ||
-    scale < 1 ||
-    !rows ||
-    logRows === undefined ||
-    !Number.isInteger(waitMs) ||
-    waitMs < 0
-  ) {
+  const defaultRows = small ? [100, 1_000, 5_000] : [1_000, 10_000, 100_000];
+  const rows = values.rows === undefined ? defaultRows : wholeNumbers(values.rows);
+  const defaultLogRows = small ? 1_000 : 10_000;
+  const logRows = values['log-rows'] === undefined ? defaultLogRows : wholeNumber(values['log-rows'], 1);
+  const waitMs = wholeNumber(values['wait-ms'], 0);
+  if (scale === undefined || !rows || logRows === undefined || waitMs === undefined) {
     console.error(`Bad arguments: ${JSON.stringify(values)}\n\n${USAGE}`);
     return 2;
   }
@@ -267,35 +241,25 @@ async function main(): Promise<number> {
   const tmp = mkdtempSync(join(tmpdir(), 'kennel-backup-bench-incremental-'));
   let server: PostgresServer | undefined;
   let environment: LocalEnvironment | undefined;
-  let serverStopped: Promise<void> | undefined;
-  const stopServer = () => {
-    serverStopped ??= server
-      ?.stop()
-      .catch((error: unknown) => log(`stopping PostgreSQL failed: ${(error as Error).message}`));
-    return serverStopped;
-  };
-  const onSignal = (signal: string) => {
-    interrupted = signal;
+  const stopServer = stopOnce('PostgreSQL', () => server);
+  const stopEnvironment = stopOnce('the local S3', () => environment);
+  onInterrupt((signal) => {
     log(`${signal}: stopping PostgreSQL so that the running backup fails fast …`);
     void stopServer();
-  };
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
+  });
 
   try {
     log(`throwaway PostgreSQL cluster, seeding ${DATABASE} at scale ${scale} …`);
     server = await startPostgres();
     const cluster = server;
-    const seedStarted = performance.now();
-    seedKennelDatabase(cluster, DATABASE, scale);
-    const seedMs = performance.now() - seedStarted;
+    const seedMs = timedSeed(cluster, DATABASE, scale);
     // Autovacuum off, an explicit VACUUM ANALYZE after each write instead: the same
     // work, but never inside a measured backup (and no autovacuum transaction can pull
     // a snapshot's `until` back before the rows just written).
     psql(cluster, DATABASE, ['-c', 'ALTER SYSTEM SET autovacuum = off', '-c', 'SELECT pg_reload_conf()']);
     psql(cluster, DATABASE, ['-c', 'VACUUM (ANALYZE)']);
-    const databaseBytes = Number(oneValue(cluster, `SELECT pg_database_size('${DATABASE}')`));
-    log(`${DATABASE}: ${(databaseBytes / MiB).toFixed(1)} MiB (seeded in ${(seedMs / 1000).toFixed(1)} s)`);
+    const databaseBytes = Number(queryValue(cluster, DATABASE, `SELECT pg_database_size('${DATABASE}')`));
+    log(`${DATABASE}: ${mib(databaseBytes)} MiB (seeded in ${(seedMs / 1000).toFixed(1)} s)`);
 
     environment = await startLocalEnvironment({
       dataDir: join(tmp, 'local'),
@@ -319,8 +283,7 @@ async function main(): Promise<number> {
       waitMs,
     };
     // Handlers imported once beforehand: no cold start in the first backup's time.
-    for (const fn of readdirSync(join(PROJECT_ROOT, 'functions')))
-      await import(join(PROJECT_ROOT, 'functions', fn, 'handler.ts'));
+    await importHandlers();
     const hostEnv = { ...process.env, ...local.hostEnv };
     log('warm-up pg_dump of the whole database (untimed) …');
     execFileSync('pg_dump', ['-f', '/dev/null', '-d', DATABASE], { env: hostEnv, stdio: 'ignore' });
@@ -444,7 +407,7 @@ async function main(): Promise<number> {
     writeFileSync(resultFile, `${JSON.stringify(result, null, 2)}\n`);
 
     const out = [
-      `kennel-backup incremental bench — scale ${scale}, ${DATABASE} ${(databaseBytes / MiB).toFixed(1)} MiB, ` +
+      `kennel-backup incremental bench — scale ${scale}, ${DATABASE} ${mib(databaseBytes)} MiB, ` +
         `bookings ${thousands(bookings)}, audit_logs ${thousands(audit)}; ${cpus().length} CPUs, ` +
         `load ${loadBefore.map((l) => l.toFixed(2)).join('/')} → ${loadAfter.map((l) => l.toFixed(2)).join('/')}; waits ${waitMs} ms`,
       '',
@@ -483,7 +446,7 @@ async function main(): Promise<number> {
           .filter((r) => r !== full)
           .map((r) => {
             const v = versus(r);
-            return [r.label, ratio(v.workflow), ratio(v.dumpLoop), ratio(v.size)];
+            return [r.label, ratioToFull(v.workflow), ratioToFull(v.dumpLoop), ratioToFull(v.size)];
           }),
       ),
       '',
@@ -499,17 +462,8 @@ async function main(): Promise<number> {
     console.log(out.join('\n'));
     return 0;
   } finally {
-    log('cleaning up: local S3, PostgreSQL cluster, temporary files …');
-    await environment
-      ?.stop()
-      .catch((error: unknown) => log(`stopping the local S3 failed: ${(error as Error).message}`));
-    await stopServer();
-    rmSync(tmp, { recursive: true, force: true });
+    await cleanUp(tmp, stopEnvironment, stopServer);
   }
 }
 
-process.exitCode = await main().catch((error: unknown) => {
-  const message = (error as Error).message;
-  console.error(interrupted ? `bench: interrupted by ${interrupted} (${message})` : `bench: ${message}`);
-  return interrupted ? 130 : 1;
-});
+await runMain(main);

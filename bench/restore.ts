@@ -1,9 +1,7 @@
-import { spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, statSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { parseArgs } from 'node:util';
 import { LOCAL_DATABASE, type LocalEnvironment, psql, startLocalEnvironment } from '../local/environment.ts';
 import { localHost } from '../local/host.ts';
 import { type ExecutionRecord, PROJECT_ROOT, runWorkflow } from '../local/runner.ts';
@@ -16,6 +14,25 @@ import type { DatabaseKind } from '../shared/keys.ts';
 import type { DatabaseManifest } from '../shared/manifest.ts';
 import { planSchema } from '../shared/plan.ts';
 import type { RestorePlan } from '../shared/restore-plan.ts';
+import {
+  checkInterrupted,
+  cleanUp,
+  importHandlers,
+  log,
+  onInterrupt,
+  queryValue,
+  readCommandLine,
+  rowCounts,
+  runMain,
+  type Stats,
+  sh,
+  span,
+  stats,
+  stopOnce,
+  wholeNumber,
+  wholeNumbers,
+} from './harness.ts';
+import { markdownTable, mib, ratio } from './table.ts';
 
 /**
  * How long a restore takes, in one run on one database (local host, local S3):
@@ -54,56 +71,6 @@ const CUSTOMERS_INSERTED = 100;
 const AUDIT_ROWS_INSERTED = 300;
 const SESSION_ROWS_INSERTED = 50;
 
-const log = (line: string) => console.error(`[bench ${new Date().toISOString().slice(11, 19)}] ${line}`);
-
-let interrupted: string | undefined;
-function checkInterrupted(): void {
-  if (interrupted) throw new Error(`Interrupted by ${interrupted}; cleaning up.`);
-}
-
-function median(values: readonly number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = Math.floor(sorted.length / 2);
-  if (sorted.length === 0) return Number.NaN;
-  return sorted.length % 2 ? (sorted[mid] ?? Number.NaN) : ((sorted[mid - 1] ?? 0) + (sorted[mid] ?? 0)) / 2;
-}
-
-interface Stats {
-  runs: number[];
-  median: number;
-  min: number;
-  max: number;
-}
-
-const stats = (runs: number[]): Stats => ({
-  runs,
-  median: median(runs),
-  min: Math.min(...runs),
-  max: Math.max(...runs),
-});
-
-/** Runs bash (errexit and pipefail on) and times it by the wall clock, from spawn to exit. */
-function sh(script: string, env: Record<string, string>): Promise<{ ms: number; stderr: string }> {
-  checkInterrupted();
-  return new Promise((resolve, reject) => {
-    const started = performance.now();
-    const child = spawn('bash', ['-c', `set -euo pipefail\n${script}`], {
-      env,
-      stdio: ['ignore', 'ignore', 'pipe'],
-    });
-    let stderr = '';
-    child.stderr.on('data', (chunk: Buffer) => {
-      if (stderr.length < 65_536) stderr += chunk.toString();
-    });
-    child.on('error', reject);
-    child.on('close', (code, signal) => {
-      const ms = performance.now() - started;
-      if (code === 0) resolve({ ms, stderr });
-      else reject(new Error(`bash failed (${signal ?? `exit ${code}`}):\n${stderr.trimEnd().slice(-2000)}`));
-    });
-  });
-}
-
 // ---------------------------------------------------------------------------
 // The local world: the database, the catalog, workflows.
 
@@ -115,8 +82,7 @@ interface Context {
   waitMs: number;
 }
 
-const sql = (ctx: Context, database: string, query: string) =>
-  psql(ctx.env.postgres, database, ['-A', '-t', '-c', query]).trim();
+const sql = (ctx: Context, database: string, query: string) => queryValue(ctx.env.postgres, database, query);
 
 const dropDatabase = (ctx: Context, name: string) =>
   psql(ctx.env.postgres, 'postgres', ['-c', `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`]);
@@ -124,12 +90,6 @@ const dropDatabase = (ctx: Context, name: string) =>
 /** The database's clock, as a point in time a person would type (ISO 8601, UTC, with Z). */
 const databaseNow = (ctx: Context) =>
   sql(ctx, DATABASE, `SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')`);
-
-/** Exact rows of each table; `where` restricts every count (the log tables' window). */
-function rowCounts(ctx: Context, database: string, tables: readonly string[], where = 'true') {
-  const counts = tables.map((t) => `'${t}', (SELECT count(*) FROM ${t} WHERE ${where})`).join(', ');
-  return JSON.parse(sql(ctx, database, `SELECT json_build_object(${counts})`)) as Record<string, number>;
-}
 
 /** Fails loudly unless every table has exactly the rows expected. */
 function expectRows(label: string, actual: Record<string, number>, expected: Record<string, number>): void {
@@ -166,11 +126,7 @@ async function runToSuccess(
 }
 
 /** One state's wall time in an execution, from its first entry to its last exit. */
-function stateMs(record: ExecutionRecord, state: string): number {
-  const entered = record.events.find((e) => e.type === 'StateEntered' && e.state?.name === state);
-  const exited = record.events.findLast((e) => e.type === 'StateExited' && e.state?.name === state);
-  return entered && exited ? exited.timestamp - entered.timestamp : Number.NaN;
-}
+const stateMs = (record: ExecutionRecord, state: string) => span(record.events, state, state) ?? Number.NaN;
 
 /** A backup through the database-backup workflow; its manifest must be in the catalog, verified. */
 async function backup(ctx: Context, kind: DatabaseKind): Promise<DatabaseManifest> {
@@ -301,7 +257,7 @@ async function restoreFullThreeWays(
       log(`round ${round}/${repeat}: ${METHODS[method]} …`);
       try {
         result.ms[method].push(await restore[method](into));
-        expectRows(METHODS[method], rowCounts(ctx, into, Object.keys(full.tables)), full.tables);
+        expectRows(METHODS[method], rowCounts(ctx.env.postgres, into, Object.keys(full.tables)), full.tables);
       } finally {
         dropDatabase(ctx, into);
       }
@@ -413,21 +369,25 @@ function expectRecovered(
   label: string,
 ): void {
   const business = Object.keys(full.tables);
-  expectRows(label, rowCounts(ctx, into, business), rowCounts(ctx, DATABASE, business));
+  expectRows(
+    label,
+    rowCounts(ctx.env.postgres, into, business),
+    rowCounts(ctx.env.postgres, DATABASE, business),
+  );
   const since = plan.archives.find((a) => a.kind === 'transaction-logs')?.window.since;
   const logTables = ctx.config.EXCLUDED_TABLES;
   expectRows(
     `${label} (log tables)`,
-    rowCounts(ctx, into, logTables),
-    rowCounts(ctx, DATABASE, logTables, since ? `created_at >= '${since}'` : 'true'),
+    rowCounts(ctx.env.postgres, into, logTables),
+    // The log tables' window.
+    rowCounts(ctx.env.postgres, DATABASE, logTables, since ? `created_at >= '${since}'` : 'true'),
   );
 }
 
 // ---------------------------------------------------------------------------
 // Output.
 
-const MiB = 1024 * 1024;
-const mib = (bytes: number) => `${(bytes / MiB).toFixed(1)} MiB`;
+const inMiB = (bytes: number) => `${mib(bytes)} MiB`;
 const seconds = (s: number) => (Number.isFinite(s) ? s.toFixed(2) : 'n/a');
 /** A median in seconds, and with several runs their range. */
 const spread = (s: Stats, unit: 'ms' | 's') => {
@@ -436,56 +396,26 @@ const spread = (s: Stats, unit: 'ms' | 's') => {
     ? `${seconds(s.median / k)} (${seconds(s.min / k)}–${seconds(s.max / k)})`
     : seconds(s.median / k);
 };
-const ratio = (x: number) => (Number.isFinite(x) ? `${x.toFixed(2)}×` : 'n/a');
-
-/** A Markdown table, padded so that it also reads in a terminal. */
-function markdownTable(header: string[], body: string[][]): string {
-  // A pipe inside a cell (a shell pipeline) would end the cell.
-  const rows = body.map((r) => r.map((c) => c.replaceAll('|', '\\|')));
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
-  const line = (cells: string[]) =>
-    `| ${cells.map((c, i) => (i === 0 ? c.padEnd(widths[i] ?? 0) : c.padStart(widths[i] ?? 0))).join(' | ')} |`;
-  const rule = `|${widths.map((w, i) => (i === 0 ? `:${'-'.repeat(w + 1)}` : `${'-'.repeat(w + 1)}:`)).join('|')}|`;
-  return [line(header), rule, ...rows.map(line)].join('\n');
-}
-
 // ---------------------------------------------------------------------------
 
+/** --chain: whole numbers in ascending order. */
 function parseLengths(text: string): number[] | undefined {
-  const list = text.split(',').map(Number);
-  const sorted = [...list].sort((a, b) => a - b);
-  return list.length > 0 && list.every((n, i) => Number.isInteger(n) && n >= 1 && n === sorted[i])
-    ? list
-    : undefined;
+  const list = wholeNumbers(text);
+  return list?.every((n, i) => n >= (list[i - 1] ?? n)) ? list : undefined;
 }
 
 async function main(): Promise<number> {
-  const { values } = parseArgs({
-    options: {
-      scale: { type: 'string', default: '20' },
-      repeat: { type: 'string', default: '3' },
-      chain: { type: 'string', default: '1,4,8' },
-      'wait-ms': { type: 'string', default: '50' },
-      help: { type: 'boolean', short: 'h' },
-    },
+  const values = readCommandLine(USAGE, {
+    repeat: { type: 'string', default: '3' },
+    chain: { type: 'string', default: '1,4,8' },
+    'wait-ms': { type: 'string', default: '50' },
   });
-  if (values.help) {
-    console.error(USAGE);
-    return 0;
-  }
-  const scale = Number(values.scale);
-  const repeat = Number(values.repeat);
+  if (!values) return 0;
+  const scale = wholeNumber(values.scale, 1);
+  const repeat = wholeNumber(values.repeat, 1);
   const lengths = parseLengths(values.chain);
-  const waitMs = Number(values['wait-ms']);
-  if (
-    !Number.isInteger(scale) ||
-    scale < 1 ||
-    !Number.isInteger(repeat) ||
-    repeat < 1 ||
-    !lengths ||
-    !Number.isInteger(waitMs) ||
-    waitMs < 0
-  ) {
+  const waitMs = wholeNumber(values['wait-ms'], 0);
+  if (scale === undefined || repeat === undefined || !lengths || waitMs === undefined) {
     console.error(
       `Bad arguments: ${JSON.stringify(values)} (--chain takes ascending whole numbers).\n\n${USAGE}`,
     );
@@ -495,20 +425,11 @@ async function main(): Promise<number> {
   const startedAt = new Date();
   const tmp = mkdtempSync(join(tmpdir(), 'kennel-backup-bench-restore-'));
   let environment: LocalEnvironment | undefined;
-  let stopped: Promise<void> | undefined;
-  const stopEnvironment = () => {
-    stopped ??= environment
-      ?.stop()
-      .catch((error: unknown) => log(`stopping the local environment failed: ${(error as Error).message}`));
-    return stopped;
-  };
-  const onSignal = (signal: string) => {
-    interrupted = signal;
+  const stopEnvironment = stopOnce('the local environment', () => environment);
+  onInterrupt((signal) => {
     log(`${signal}: stopping PostgreSQL so that the running restore fails fast …`);
     void stopEnvironment();
-  };
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
+  });
 
   try {
     log(`throwaway PostgreSQL, ${DATABASE} seeded at scale ${scale}, local S3 …`);
@@ -531,10 +452,9 @@ async function main(): Promise<number> {
     sql(ctx, DATABASE, 'SELECT pg_reload_conf()');
     sql(ctx, DATABASE, 'VACUUM (ANALYZE)');
     const databaseBytes = Number(sql(ctx, DATABASE, `SELECT pg_database_size('${DATABASE}')`));
-    log(`${DATABASE}: ${mib(databaseBytes)}`);
+    log(`${DATABASE}: ${inMiB(databaseBytes)}`);
     // Handlers imported once beforehand: no cold start in the first workflow's time.
-    for (const fn of readdirSync(join(PROJECT_ROOT, 'functions')))
-      await import(join(PROJECT_ROOT, 'functions', fn, 'handler.ts'));
+    await importHandlers();
 
     // A log backup before the full one, as in production where they run every 15
     // minutes: the log archives after the full then hold only the new rows.
@@ -638,7 +558,7 @@ async function main(): Promise<number> {
     const load = (l: number[]) => l.map((x) => x.toFixed(2)).join(' / ');
     const head = repeat > 1 ? `median (min–max) of ${repeat}, s` : 's';
     const out = [
-      `### Restore bench — scale ${scale}: ${DATABASE} ${mib(databaseBytes)}; full archive ${mib(full.archive.size)} zstd, ${mib(gzipBytes)} gzip`,
+      `### Restore bench — scale ${scale}: ${DATABASE} ${inMiB(databaseBytes)}; full archive ${inMiB(full.archive.size)} zstd, ${inMiB(gzipBytes)} gzip`,
       '',
       `${cpus().length} CPUs; load average (1/5/15 min) ${load(loadStart)} at start, ${load(loadEnd)} at end; waits ${waitMs} ms.`,
       '',
@@ -673,7 +593,7 @@ async function main(): Promise<number> {
         chain.map((c) => [
           `full + ${c.incrementals} incremental + ${c.incrementals} log`,
           String(c.archives),
-          mib(c.archiveBytes),
+          inMiB(c.archiveBytes),
           seconds(c.dryRun.planMs.median / 1000),
           spread(c.dryRun.wallMs, 'ms'),
           spread(c.recovery.wallMs, 'ms'),
@@ -687,21 +607,15 @@ async function main(): Promise<number> {
         : '',
       '',
       `Each step: ${BOOKINGS_UPDATED} bookings updated, ${CUSTOMERS_INSERTED} customers, ${AUDIT_ROWS_INSERTED} audit_logs and ${SESSION_ROWS_INSERTED} session_logs rows inserted, then an incremental and a transaction-log backup; target time = the database clock after the last backup.`,
-      `The first log backup (before the full: no watermark, so the whole log tables) was ${mib(firstLogs.archive.size)}; a chain whose log backups start after its full applies such an archive too.`,
+      `The first log backup (before the full: no watermark, so the whole log tables) was ${inMiB(firstLogs.archive.size)}; a chain whose log backups start after its full applies such an archive too.`,
       '',
       `JSON: ${RESULT_FILE}`,
     ];
     console.log(out.join('\n'));
     return 0;
   } finally {
-    log('cleaning up: local S3, PostgreSQL cluster, temporary files …');
-    await stopEnvironment();
-    rmSync(tmp, { recursive: true, force: true });
+    await cleanUp(tmp, stopEnvironment);
   }
 }
 
-process.exitCode = await main().catch((error: unknown) => {
-  const message = (error as Error).message;
-  console.error(interrupted ? `bench: interrupted by ${interrupted} (${message})` : `bench: ${message}`);
-  return interrupted ? 130 : 1;
-});
+await runMain(main);

@@ -1,4 +1,4 @@
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { createHash, randomUUID } from 'node:crypto';
 import {
   createReadStream,
@@ -15,21 +15,35 @@ import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { basename, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { pipeline } from 'node:stream/promises';
-import { parseArgs } from 'node:util';
 import { gzipSync } from 'node:zlib';
 import { build } from 'esbuild';
-import {
-  type LocalEnvironment,
-  psql,
-  seedKennelDatabase,
-  startLocalEnvironment,
-} from '../local/environment.ts';
+import { type LocalEnvironment, psql, startLocalEnvironment } from '../local/environment.ts';
 import { localHost } from '../local/host.ts';
 import { type PostgresServer, startPostgres } from '../local/postgres.ts';
-import { type ExecutionRecord, PROJECT_ROOT, runWorkflow } from '../local/runner.ts';
+import { PROJECT_ROOT, runWorkflow } from '../local/runner.ts';
 import { CODECS, DEFAULT_CODEC } from '../shared/codecs.ts';
 import type { Manifest } from '../shared/manifest.ts';
-import { table } from './table.ts';
+import {
+  checkInterrupted,
+  cleanUp,
+  importHandlers,
+  log,
+  onInterrupt,
+  queryValue,
+  readCommandLine,
+  rowCounts,
+  runMain,
+  type Stats,
+  sh,
+  span,
+  stats,
+  stopOnce,
+  timedSeed,
+  track,
+  visits,
+  wholeNumber,
+} from './harness.ts';
+import { mib, ratio, table } from './table.ts';
 
 /**
  * Benchmark of the full database backup, in one run on one database:
@@ -118,71 +132,7 @@ const DEFAULT_PIPELINE = `plain-${DEFAULT_CODEC}`;
 const CONTROL_COPIES = 16;
 
 // ---------------------------------------------------------------------------
-// Small helpers: logging, timing statistics, child processes.
-
-const log = (line: string) => console.error(`[bench ${new Date().toISOString().slice(11, 19)}] ${line}`);
-
-interface Stats {
-  runs: number[];
-  min: number;
-  median: number;
-}
-
-function stats(runs: number[]): Stats {
-  const sorted = [...runs].sort((a, b) => a - b);
-  const mid = Math.floor(sorted.length / 2);
-  const median = sorted.length % 2 ? (sorted[mid] ?? 0) : ((sorted[mid - 1] ?? 0) + (sorted[mid] ?? 0)) / 2;
-  return { runs, min: sorted[0] ?? 0, median };
-}
-
-/** Children that are running now, so an interrupted benchmark stops them (their whole process group). */
-const running = new Set<ChildProcess>();
-let interrupted: string | undefined;
-
-function checkInterrupted(): void {
-  if (interrupted) throw new Error(`Interrupted by ${interrupted}; cleaning up.`);
-}
-
-/** Runs a bash pipeline (pipefail on) and times it by the wall clock, from spawn to exit. */
-function sh(command: string, env: Record<string, string>): Promise<{ ms: number; stderr: string }> {
-  checkInterrupted();
-  return new Promise((resolve, reject) => {
-    const started = performance.now();
-    const child = spawn('bash', ['-c', `set -euo pipefail\n${command}`], {
-      env,
-      stdio: ['ignore', 'ignore', 'pipe'],
-      detached: true,
-    });
-    running.add(child);
-    let stderr = '';
-    child.stderr?.on('data', (chunk: Buffer) => {
-      if (stderr.length < 65_536) stderr += chunk.toString();
-    });
-    child.on('error', (error) => {
-      running.delete(child);
-      reject(error);
-    });
-    child.on('close', (code, signal) => {
-      const ms = performance.now() - started;
-      running.delete(child);
-      if (code === 0) resolve({ ms, stderr });
-      else
-        reject(
-          new Error(`\`${command}\` failed (${signal ?? `exit ${code}`}):\n${stderr.trimEnd().slice(-2000)}`),
-        );
-    });
-  });
-}
-
-function stopChildren(): void {
-  for (const child of running) {
-    try {
-      if (child.pid) process.kill(-child.pid, 'SIGTERM');
-    } catch {
-      // Already gone.
-    }
-  }
-}
+// Small helpers.
 
 async function sha256File(path: string): Promise<string> {
   const hash = createHash('sha256');
@@ -211,12 +161,9 @@ interface DatabaseFacts {
   rows: Record<string, number>;
 }
 
-const oneValue = (server: PostgresServer, database: string, sql: string) =>
-  psql(server, database, ['-A', '-t', '-c', sql]).trim();
-
 function dumpedTables(server: PostgresServer, database: string): string[] {
   const excluded = EXCLUDED.map((t) => `'${t}'`).join(', ');
-  return oneValue(
+  return queryValue(
     server,
     database,
     `SELECT string_agg(format('%I.%I', n.nspname, c.relname), ' ' ORDER BY 1) FROM pg_class c
@@ -228,16 +175,11 @@ function dumpedTables(server: PostgresServer, database: string): string[] {
     .filter(Boolean);
 }
 
-function rowCounts(server: PostgresServer, database: string, tables: string[]): Record<string, number> {
-  const sql = `SELECT json_build_object(${tables.map((t) => `'${t}', (SELECT count(*) FROM ${t})`).join(', ')})`;
-  return JSON.parse(oneValue(server, database, sql)) as Record<string, number>;
-}
-
 function describeDatabase(server: PostgresServer, scale: number, seedMs: number): DatabaseFacts {
   const excluded = EXCLUDED.map((t) => `'${t}'`).join(', ');
   const sizes = (where: string) =>
     Number(
-      oneValue(
+      queryValue(
         server,
         DATABASE,
         `SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -247,7 +189,7 @@ function describeDatabase(server: PostgresServer, scale: number, seedMs: number)
   return {
     scale,
     seedMs,
-    sizeBytes: Number(oneValue(server, DATABASE, `SELECT pg_database_size('${DATABASE}')`)),
+    sizeBytes: Number(queryValue(server, DATABASE, `SELECT pg_database_size('${DATABASE}')`)),
     excludedTablesBytes: sizes(`c.relname IN (${excluded})`),
     dumpedTablesBytes: sizes(`c.relname NOT IN (${excluded})`),
     rows: rowCounts(server, DATABASE, dumpedTables(server, DATABASE)),
@@ -361,16 +303,6 @@ interface WorkflowRun {
   stages: Record<string, { ms: number; polls?: number }>;
 }
 
-/** First entry into `first` to the last exit of `last`: a Start/Wait/Check loop, or one state. */
-function span(events: ExecutionRecord['events'], first: string, last: string): number {
-  const entered = events.find((e) => e.type === 'StateEntered' && e.state?.name === first);
-  const exited = events.findLast((e) => e.type === 'StateExited' && e.state?.name === last);
-  return entered && exited ? exited.timestamp - entered.timestamp : Number.NaN;
-}
-
-const visits = (events: ExecutionRecord['events'], state: string) =>
-  events.filter((e) => e.type === 'StateExited' && e.state?.name === state).length;
-
 const WORKFLOW_STAGES: { name: string; first: string; last: string; poll?: string }[] = [
   { name: 'PlanBackup', first: 'PlanBackup', last: 'PlanBackup' },
   { name: 'dump loop (StartDump…DumpFinished)', first: 'StartDump', last: 'DumpFinished', poll: 'CheckDump' },
@@ -410,7 +342,7 @@ async function runBackupWorkflow(
   if (record.status !== 'SUCCEEDED') throw new Error(`The workflow failed: ${record.error}: ${record.cause}`);
   const stages: WorkflowRun['stages'] = {};
   for (const stage of WORKFLOW_STAGES) {
-    const ms = span(record.events, stage.first, stage.last);
+    const ms = span(record.events, stage.first, stage.last) ?? Number.NaN;
     stages[stage.name] = stage.poll ? { ms, polls: visits(record.events, stage.poll) } : { ms };
   }
   // VerifyArchive's own output, wherever the workflow keeps its runs.
@@ -453,7 +385,7 @@ async function measureVerify(
       stdio: ['ignore', 'pipe', 'pipe'],
     },
   );
-  running.add(child);
+  track(child);
   let stdout = '';
   let stderr = '';
   child.stdout.on('data', (d: Buffer) => {
@@ -466,7 +398,6 @@ async function measureVerify(
     child.on('error', reject);
     child.on('close', resolve);
   });
-  running.delete(child);
   if (code !== 0) throw new Error(`The verify-memory child failed (exit ${code}):\n${stderr.slice(-2000)}`);
   const measured = JSON.parse(stdout) as Omit<VerifyMemory, 'archive'>;
   if (measured.problems.length > 0)
@@ -527,8 +458,6 @@ async function bundleSizes(dir: string): Promise<Bundle[]> {
 // ---------------------------------------------------------------------------
 // Output.
 
-const MiB = 1024 * 1024;
-const mib = (bytes: number, digits = 1) => (bytes / MiB).toFixed(digits);
 const kib = (bytes: number) => (bytes / 1024).toFixed(0);
 const sec = (s: Stats | undefined, repeat: number) =>
   s === undefined
@@ -536,7 +465,6 @@ const sec = (s: Stats | undefined, repeat: number) =>
     : repeat > 1
       ? `${(s.median / 1000).toFixed(2)} [${(s.min / 1000).toFixed(2)}]`
       : (s.median / 1000).toFixed(2);
-const ratio = (x: number) => (Number.isFinite(x) ? `${x.toFixed(2)}×` : 'n/a');
 
 // ---------------------------------------------------------------------------
 
@@ -552,32 +480,18 @@ interface PipelineResult {
 }
 
 async function main(): Promise<number> {
-  const { values } = parseArgs({
-    options: {
-      scale: { type: 'string', default: '20' },
-      repeat: { type: 'string', default: '1' },
-      help: { type: 'boolean', short: 'h' },
-    },
-  });
-  if (values.help) {
-    console.error(USAGE);
-    return 0;
-  }
-  const scale = Number(values.scale);
-  const repeat = Number(values.repeat);
-  if (!Number.isInteger(scale) || scale < 1 || !Number.isInteger(repeat) || repeat < 1) {
+  const values = readCommandLine(USAGE, { repeat: { type: 'string', default: '1' } });
+  if (!values) return 0;
+  const scale = wholeNumber(values.scale, 1);
+  const repeat = wholeNumber(values.repeat, 1);
+  if (scale === undefined || repeat === undefined) {
     console.error(
       `--scale and --repeat take whole numbers ≥ 1 (got --scale ${values.scale} --repeat ${values.repeat}).\n\n${USAGE}`,
     );
     return 2;
   }
 
-  const onSignal = (signal: string) => {
-    interrupted = signal;
-    stopChildren();
-  };
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
+  onInterrupt();
 
   const startedAt = new Date();
   const tmp = mkdtempSync(join(tmpdir(), 'kennel-backup-bench-'));
@@ -585,13 +499,13 @@ async function main(): Promise<number> {
   mkdirSync(archives);
   let server: PostgresServer | undefined;
   let environment: LocalEnvironment | undefined;
+  const stopServer = stopOnce('PostgreSQL', () => server);
+  const stopEnvironment = stopOnce('the local S3', () => environment);
   try {
     log(`throwaway PostgreSQL cluster, seeding ${DATABASE} at scale ${scale} …`);
     server = await startPostgres();
     const cluster = server;
-    const seedStarted = performance.now();
-    seedKennelDatabase(cluster, DATABASE, scale);
-    const seedMs = performance.now() - seedStarted;
+    const seedMs = timedSeed(cluster, DATABASE, scale);
     // Autovacuum would have run on a production database; without it the first reader
     // after the bulk load pays for hint bits and would make whichever runs first slow.
     psql(cluster, DATABASE, ['-c', 'VACUUM (ANALYZE)']);
@@ -607,15 +521,14 @@ async function main(): Promise<number> {
     const project = await loadProject();
     // The workflow imports every handler; loaded here once, the cold start is not in its time.
     const importStarted = performance.now();
-    for (const fn of readdirSync(join(PROJECT_ROOT, 'functions')))
-      await import(join(PROJECT_ROOT, 'functions', fn, 'handler.ts'));
+    await importHandlers();
     const handlersImportMs = performance.now() - importStarted;
 
     const shellEnv = { ...local.hostEnv, DB: DATABASE, BUCKET: local.bucket, S3_ENDPOINT: local.s3Endpoint };
     const versions = {
       node: process.version,
       pg_dump: version('pg_dump --version', shellEnv),
-      server: oneValue(cluster, DATABASE, 'SHOW server_version'),
+      server: queryValue(cluster, DATABASE, 'SHOW server_version'),
       zstd: version('zstd --version', shellEnv).replaceAll('*', '').trim(),
       gzip: version('gzip --version', shellEnv),
       aws: version('aws --version', shellEnv),
@@ -893,19 +806,8 @@ async function main(): Promise<number> {
     console.log(out.filter((line, i, all) => line !== '' || all[i - 1] !== '').join('\n'));
     return 0;
   } finally {
-    stopChildren();
-    log('cleaning up: local S3, PostgreSQL cluster, temporary files …');
-    await environment
-      ?.stop()
-      .catch((error: unknown) => log(`stopping the local S3 failed: ${(error as Error).message}`));
-    await server
-      ?.stop()
-      .catch((error: unknown) => log(`stopping PostgreSQL failed: ${(error as Error).message}`));
-    rmSync(tmp, { recursive: true, force: true });
+    await cleanUp(tmp, stopEnvironment, stopServer);
   }
 }
 
-process.exitCode = await main().catch((error: unknown) => {
-  console.error(`bench: ${(error as Error).message}`);
-  return interrupted ? 130 : 1;
-});
+await runMain(main);

@@ -1,0 +1,237 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { readdirSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { type ParseArgsOptionsConfig, parseArgs } from 'node:util';
+import { psql, seedKennelDatabase } from '../local/environment.ts';
+import type { PostgresServer } from '../local/postgres.ts';
+import { type ExecutionRecord, PROJECT_ROOT } from '../local/runner.ts';
+
+/**
+ * What every benchmark script does the same way: its progress log, its interruption,
+ * its shell commands, its statistics, its command-line numbers and its readings of the
+ * database and of an execution's events. The scripts keep what they measure.
+ */
+
+/** Progress on stderr, so that stdout holds the results alone. */
+export const log = (line: string) =>
+  console.error(`[bench ${new Date().toISOString().slice(11, 19)}] ${line}`);
+
+// ---------------------------------------------------------------------------
+// Interruption.
+
+/** The signal that interrupted the benchmark, if one did. */
+let interrupted: string | undefined;
+
+/** Fails the next step of an interrupted benchmark, so that it goes straight to its cleanup. */
+export function checkInterrupted(): void {
+  if (interrupted) throw new Error(`Interrupted by ${interrupted}; cleaning up.`);
+}
+
+/** Shell commands running now, so that an interruption stops them (their whole process group). */
+const running = new Set<ChildProcess>();
+
+/** Counts `child` among the running commands until it ends. */
+export function track(child: ChildProcess): void {
+  running.add(child);
+  const forget = () => running.delete(child);
+  child.on('error', forget);
+  child.on('close', forget);
+}
+
+function stopChildren(): void {
+  for (const child of running) {
+    try {
+      if (child.pid) process.kill(-child.pid, 'SIGTERM');
+    } catch {
+      // Already gone.
+    }
+  }
+}
+
+/**
+ * On SIGINT or SIGTERM: remember the signal (checkInterrupted then fails the next step),
+ * stop the running shell commands and call `stop`. A workflow runs inside this process,
+ * so no signal reaches it: `stop` takes PostgreSQL away from under it to make it fail fast.
+ */
+export function onInterrupt(stop?: (signal: string) => void): void {
+  const onSignal = (signal: string) => {
+    interrupted = signal;
+    stopChildren();
+    stop?.(signal);
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+}
+
+/**
+ * Stops what `current` returns at most once, whether a signal or the cleanup asks first;
+ * a failure to stop is logged, not thrown, so that the rest of the cleanup still runs.
+ * Nothing started yet: nothing stopped, and the next call tries again.
+ */
+export function stopOnce(
+  what: string,
+  current: () => { stop(): Promise<void> } | undefined,
+): () => Promise<void> {
+  let stopped: Promise<void> | undefined;
+  return () => {
+    stopped ??= current()
+      ?.stop()
+      .catch((error: unknown) => log(`stopping ${what} failed: ${(error as Error).message}`));
+    return stopped ?? Promise.resolve();
+  };
+}
+
+/** The end of every benchmark, failed or not: its shell commands, then `stops` in order, then `tmp`. */
+export async function cleanUp(tmp: string, ...stops: (() => Promise<void>)[]): Promise<void> {
+  stopChildren();
+  log('cleaning up: local S3, PostgreSQL cluster, temporary files …');
+  for (const stop of stops) await stop();
+  rmSync(tmp, { recursive: true, force: true });
+}
+
+/** Runs a benchmark's main and sets the exit code: 130 after an interruption, 1 after a failure. */
+export async function runMain(main: () => Promise<number>): Promise<void> {
+  process.exitCode = await main().catch((error: unknown) => {
+    const message = (error as Error).message;
+    console.error(interrupted ? `bench: interrupted by ${interrupted} (${message})` : `bench: ${message}`);
+    return interrupted ? 130 : 1;
+  });
+}
+
+// ---------------------------------------------------------------------------
+// Shell commands.
+
+/** Runs bash (errexit and pipefail on) and times it by the wall clock, from spawn to exit. */
+export function sh(command: string, env: Record<string, string>): Promise<{ ms: number; stderr: string }> {
+  checkInterrupted();
+  return new Promise((resolve, reject) => {
+    const started = performance.now();
+    const child = spawn('bash', ['-c', `set -euo pipefail\n${command}`], {
+      env,
+      stdio: ['ignore', 'ignore', 'pipe'],
+      // A process group of its own, which stopChildren ends with every command of the pipeline.
+      detached: true,
+    });
+    track(child);
+    let stderr = '';
+    child.stderr.on('data', (chunk: Buffer) => {
+      if (stderr.length < 65_536) stderr += chunk.toString();
+    });
+    child.on('error', reject);
+    child.on('close', (code, signal) => {
+      const ms = performance.now() - started;
+      if (code === 0) resolve({ ms, stderr });
+      else
+        reject(
+          new Error(`\`${command}\` failed (${signal ?? `exit ${code}`}):\n${stderr.trimEnd().slice(-2000)}`),
+        );
+    });
+  });
+}
+
+// ---------------------------------------------------------------------------
+// Statistics and the command line.
+
+export interface Stats {
+  runs: number[];
+  median: number;
+  min: number;
+  max: number;
+}
+
+/** The median; NaN for no values. */
+function median(values: readonly number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  if (sorted.length === 0) return Number.NaN;
+  return sorted.length % 2 ? (sorted[mid] ?? Number.NaN) : ((sorted[mid - 1] ?? 0) + (sorted[mid] ?? 0)) / 2;
+}
+
+export const stats = (runs: number[]): Stats => ({
+  runs,
+  median: median(runs),
+  min: Math.min(...runs),
+  max: Math.max(...runs),
+});
+
+const COMMON_OPTIONS = {
+  scale: { type: 'string', default: '20' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
+
+/**
+ * The command line: `options` and the two that every benchmark takes, --scale (the
+ * sample data's size, as text) and --help. Undefined after --help, which prints `usage`.
+ */
+export function readCommandLine<const O extends ParseArgsOptionsConfig>(usage: string, options: O) {
+  const { values } = parseArgs<{ options: typeof COMMON_OPTIONS & O }>({
+    options: { ...COMMON_OPTIONS, ...options },
+  });
+  // TypeScript cannot resolve the parsed values of a generic O here; --help is in COMMON_OPTIONS.
+  if ((values as { help?: boolean }).help) {
+    console.error(usage);
+    return undefined;
+  }
+  return values;
+}
+
+/** A whole number ≥ `min` from the command line; undefined for anything else. */
+export function wholeNumber(text: string | undefined, min: number): number | undefined {
+  const n = Number(text);
+  return text !== undefined && Number.isInteger(n) && n >= min ? n : undefined;
+}
+
+/** Comma-separated whole numbers ≥ 1 (`1,4,8`); undefined if any is not. */
+export function wholeNumbers(text: string): number[] | undefined {
+  const list = text.split(',').map(Number);
+  return list.every((n) => Number.isInteger(n) && n >= 1) ? list : undefined;
+}
+
+// ---------------------------------------------------------------------------
+// The database and the workflows.
+
+/** Seeds the sample data at `scale` into a new database; returns how long it took, in ms. */
+export function timedSeed(server: PostgresServer, database: string, scale: number): number {
+  const started = performance.now();
+  seedKennelDatabase(server, database, scale);
+  return performance.now() - started;
+}
+
+/** The one value a query returns, as text. */
+export const queryValue = (server: PostgresServer, database: string, sql: string) =>
+  psql(server, database, ['-A', '-t', '-c', sql]).trim();
+
+/** Exact rows of each table; `where` restricts every count. */
+export function rowCounts(
+  server: PostgresServer,
+  database: string,
+  tables: readonly string[],
+  where = 'true',
+): Record<string, number> {
+  const counts = tables.map((t) => `'${t}', (SELECT count(*) FROM ${t} WHERE ${where})`).join(', ');
+  const json = queryValue(server, database, `SELECT json_build_object(${counts})`);
+  return JSON.parse(json) as Record<string, number>;
+}
+
+/** Imports every handler once, so that no workflow's first run pays for their cold start. */
+export async function importHandlers(): Promise<void> {
+  for (const fn of readdirSync(join(PROJECT_ROOT, 'functions')))
+    await import(join(PROJECT_ROOT, 'functions', fn, 'handler.ts'));
+}
+
+type Events = ExecutionRecord['events'];
+
+/**
+ * First entry into `first` to the last exit of `last`: a Start/Wait/Check loop, or one
+ * state. Null if the execution never went there.
+ */
+export function span(events: Events, first: string, last: string): number | null {
+  const entered = events.find((e) => e.type === 'StateEntered' && e.state?.name === first);
+  const exited = events.findLast((e) => e.type === 'StateExited' && e.state?.name === last);
+  return entered && exited ? exited.timestamp - entered.timestamp : null;
+}
+
+/** How many times the execution left `state`: the polls of a Check state. */
+export const visits = (events: Events, state: string) =>
+  events.filter((e) => e.type === 'StateExited' && e.state?.name === state).length;
