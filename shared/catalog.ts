@@ -66,17 +66,21 @@ export class Catalog {
   }
 
   async writeManifest(manifest: Manifest): Promise<void> {
+    await this.writeObject(
+      manifestKey(manifest.archive.key),
+      `${JSON.stringify(manifest, null, 2)}\n`,
+      'application/json',
+    );
+  }
+
+  /** Writes a small object beside the catalog (a manifest, a drill's report). */
+  async writeObject(key: string, body: string, contentType: string): Promise<void> {
     try {
       await this.s3.send(
-        new PutObjectCommand({
-          Bucket: this.bucket,
-          Key: manifestKey(manifest.archive.key),
-          Body: `${JSON.stringify(manifest, null, 2)}\n`,
-          ContentType: 'application/json',
-        }),
+        new PutObjectCommand({ Bucket: this.bucket, Key: key, Body: body, ContentType: contentType }),
       );
     } catch (error) {
-      throw classifyAwsError(error, `Writing the manifest of ${manifest.archive.key}`);
+      throw classifyAwsError(error, `Writing s3://${this.bucket}/${key}`);
     }
   }
 

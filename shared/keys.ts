@@ -38,6 +38,12 @@ export const BACKUP_PREFIXES = ['database/', 'configuration/', 'application/', '
 
 export const MANIFEST_SUFFIX = '.manifest.json';
 
+/** Drill reports, kept for the auditor: `reports/drills/2026/11/26/<run id>.json` and `.md`. */
+export function drillReportKey(startedAt: string, id: string, extension: 'json' | 'md'): string {
+  const [y, m, d] = (startedAt.split('T')[0] ?? '').split('-');
+  return `reports/drills/${y}/${m}/${d}/${id}.${extension}`;
+}
+
 /** `20261126T020000Z`: sortable, and safe in keys, file names and identifiers. */
 export function compactStamp(iso: string): string {
   return `${iso.slice(0, 19).replace(/[-:]/g, '')}Z`;

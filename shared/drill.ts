@@ -1,0 +1,259 @@
+import { randomInt } from 'node:crypto';
+import { z } from 'zod';
+import type { Catalog } from './catalog.ts';
+import type { Config } from './config.ts';
+import { DrillFailedError, NotFoundError } from './errors.ts';
+import { sha256Hex, sqlIdentifier, targetName } from './identifiers.ts';
+import { drillReportKey, MANIFEST_SUFFIX, runId as makeRunId, scratchDatabase } from './keys.ts';
+import { type DatabaseManifest, isDatabaseManifest } from './manifest.ts';
+import { type Plan, parseInput, planRequestSchema, planSchema, selectTargets } from './plan.ts';
+import { resolvePointInTime } from './restore-plan.ts';
+import { maxAgeMinutes } from './schedule.ts';
+
+/**
+ * Restore drills. Weekly: a random verified full backup of the last 7 days goes
+ * through the restore test (the seed and the choice are in the output, so an
+ * auditor can check the choice was not made by hand). Monthly (DR): the latest
+ * one. Both check that S3 answers and that a point-in-time recovery to an hour
+ * ago would find its chain, and store a report (JSON and Markdown) in S3.
+ */
+export const drillInputSchema = z
+  .object({
+    /** `random`: among the verified full backups of the last 7 days; `latest`: the newest verified one. */
+    pick: z.enum(['random', 'latest']).default('random'),
+    /** Replays a random pick: the same seed over the same candidates picks the same backup. */
+    seed: z
+      .number()
+      .int()
+      .min(0)
+      .max(2 ** 32 - 1)
+      .optional(),
+    target: targetName.optional(),
+    database: sqlIdentifier.optional(),
+    /** How far back the point-in-time check looks. */
+    pointInTimeMinutesAgo: z
+      .number()
+      .int()
+      .min(0)
+      .max(7 * 24 * 60)
+      .default(60),
+  })
+  .strict();
+
+const checkSchema = z.object({ check: z.string(), passed: z.boolean(), detail: z.string() });
+export type DrillCheck = z.infer<typeof checkSchema>;
+
+export const drillPlanSchema = z.object({
+  runId: z.string(),
+  startedAt: z.iso.datetime({ offset: true }),
+  pick: z.enum(['random', 'latest']),
+  seed: z.number().int().nullable(),
+  /** What the pick chose among, oldest first. */
+  candidates: z.array(z.object({ key: z.string(), until: z.string() })),
+  chosen: z.object({ key: z.string(), until: z.string() }),
+  /** The restore test's plan for the chosen backup, with this drill's own scratch database. */
+  plan: planSchema,
+  sha256: sha256Hex,
+  checks: z.array(checkSchema),
+});
+
+export type DrillPlan = z.infer<typeof drillPlanSchema>;
+
+const DAY_MS = 86_400_000;
+
+/** mulberry32: a small, well-known PRNG; a seed gives the same sequence everywhere. */
+export function seededRandom(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** The restore test's plan for a backup already in the catalog. */
+function restoreTestPlan(config: Config, manifest: DatabaseManifest, drillId: string): Plan {
+  const slash = manifest.archive.localPath.lastIndexOf('/');
+  return {
+    kind: manifest.kind,
+    since: manifest.window.since,
+    target: manifest.target,
+    database: manifest.database,
+    runId: manifest.runId,
+    executionId: manifest.executionId,
+    startedAt: manifest.startedAt,
+    bucket: config.BACKUP_BUCKET,
+    archiveKey: manifest.archive.key,
+    manifestKey: `${manifest.archive.key}${MANIFEST_SUFFIX}`,
+    fileName: manifest.archive.fileName,
+    localDir: manifest.archive.localPath.slice(0, slash),
+    codec: manifest.archive.compression,
+    scratchDatabase: scratchDatabase(drillId),
+  };
+}
+
+export async function planDrill(
+  config: Config,
+  catalog: Catalog,
+  request: unknown,
+  now = new Date(),
+): Promise<DrillPlan> {
+  const { input, executionId, startedAt } = parseInput(planRequestSchema, request, 'The PlanDrill request');
+  const wanted = parseInput(drillInputSchema, input ?? {}, 'The execution input');
+  const [target] = selectTargets(config, wanted.target ?? config.BACKUP_TARGETS[0]?.name);
+  if (!target) throw new NotFoundError('No target is configured.');
+  const database = wanted.database ?? target.database;
+  const id = makeRunId(new Date(startedAt).toISOString(), executionId);
+
+  // Listing the catalog is the S3 check: it throws (and is retried, then alerted) when S3 does not answer.
+  const keys = await catalog.manifestKeys('full', target.name, database);
+  const checks: DrillCheck[] = [
+    {
+      check: 'S3 reachable',
+      passed: true,
+      detail: `listed ${keys.length} full backup manifests of ${database}`,
+    },
+  ];
+  const verified = (await catalog.readAll(keys))
+    .filter(isDatabaseManifest)
+    .filter((m) => m.verification.state === 'verified')
+    .sort((a, b) => a.window.until.localeCompare(b.window.until));
+  const candidates =
+    wanted.pick === 'latest'
+      ? verified.slice(-1)
+      : verified.filter((m) => now.getTime() - Date.parse(m.window.until) <= 7 * DAY_MS);
+  if (candidates.length === 0) {
+    throw new DrillFailedError(
+      `There is no verified full backup of ${database} on ${target.name}${wanted.pick === 'random' ? ' from the last 7 days' : ''} to drill with: the daily full backup is not working. Look at the database-backup executions.`,
+    );
+  }
+  const seed = wanted.pick === 'random' ? (wanted.seed ?? randomInt(2 ** 32 - 1)) : null;
+  const index = seed === null ? candidates.length - 1 : Math.floor(seededRandom(seed)() * candidates.length);
+  const chosen = candidates[index] as DatabaseManifest;
+
+  const at = new Date(now.getTime() - wanted.pointInTimeMinutesAgo * 60_000).toISOString();
+  try {
+    const chain = await resolvePointInTime(catalog, target.name, database, at, now);
+    // The business tables come back as of the chain's end: more than one
+    // incremental interval (and its grace) before the target means runs are missing.
+    const behindMinutes = (Date.parse(at) - Date.parse(chain.recoveredTo.tables)) / 60_000;
+    const passed = behindMinutes <= maxAgeMinutes('incremental');
+    checks.push({
+      check: `point-in-time chain to ${at}`,
+      passed,
+      detail: `${chain.archives.length} archives chain without a gap; tables as of ${chain.recoveredTo.tables}${passed ? '' : ` (${(behindMinutes / 60).toFixed(1)} h before the target: more than an incremental interval, so incremental or full backups are missing)`}, log tables as of ${chain.recoveredTo.logTables ?? '(no log archives)'}`,
+    });
+  } catch (error) {
+    checks.push({ check: `point-in-time chain to ${at}`, passed: false, detail: (error as Error).message });
+  }
+  return {
+    runId: id,
+    startedAt,
+    pick: wanted.pick,
+    seed,
+    candidates: candidates.map((m) => ({ key: m.archive.key, until: m.window.until })),
+    chosen: { key: chosen.archive.key, until: chosen.window.until },
+    plan: restoreTestPlan(config, chosen, id),
+    sha256: chosen.archive.sha256,
+    checks,
+  };
+}
+
+/** What the drill's execution holds when ReportDrill runs. */
+const drilledSchema = z.object({
+  drill: drillPlanSchema,
+  restoreTest: z.object({ tables: z.number(), rows: z.number() }).optional(),
+  failed: z.record(z.string(), z.object({ Error: z.string(), Cause: z.unknown() })).optional(),
+});
+
+function causeText(cause: unknown): string {
+  if (typeof cause !== 'string') return JSON.stringify(cause);
+  try {
+    const parsed = JSON.parse(cause) as { errorMessage?: unknown };
+    return typeof parsed.errorMessage === 'string' ? parsed.errorMessage : cause;
+  } catch {
+    return cause;
+  }
+}
+
+function markdown(report: { title: string; checks: DrillCheck[]; facts: [string, string][] }): string {
+  const cell = (text: string) => text.replaceAll('|', '\\|').replaceAll('\n', ' ');
+  return [
+    `# ${report.title}`,
+    '',
+    ...report.facts.map(([k, v]) => `- **${k}:** ${cell(v)}`),
+    '',
+    '| check | result | detail |',
+    '|---|---|---|',
+    ...report.checks.map(
+      (c) => `| ${cell(c.check)} | ${c.passed ? 'passed' : '**FAILED**'} | ${cell(c.detail)} |`,
+    ),
+    '',
+  ].join('\n');
+}
+
+/**
+ * Writes the drill's report (JSON and Markdown) to S3 whatever the outcome, then
+ * fails with every failed check listed, or returns the summary.
+ */
+export async function reportDrill(catalog: Catalog, state: unknown, now = new Date()) {
+  const { drill, restoreTest, failed } = drilledSchema.parse(state);
+  const restoreFailure = Object.entries(failed ?? {})[0];
+  const checks: DrillCheck[] = [
+    ...drill.checks,
+    restoreFailure
+      ? {
+          check: 'restore test',
+          passed: false,
+          detail: `${restoreFailure[0]}: ${restoreFailure[1].Error}: ${causeText(restoreFailure[1].Cause)}`,
+        }
+      : {
+          check: 'restore test',
+          passed: restoreTest !== undefined,
+          detail: restoreTest
+            ? `${drill.chosen.key} restored into a scratch database: ${restoreTest.tables} tables, ${restoreTest.rows} rows, each count equal to the dump's; the scratch database was dropped`
+            : 'did not run',
+        },
+  ];
+  const passed = checks.every((c) => c.passed);
+  const title = `${drill.pick === 'random' ? 'Weekly restore drill' : 'Monthly DR drill'} ${drill.startedAt.slice(0, 10)}: ${passed ? 'passed' : 'FAILED'}`;
+  const facts: [string, string][] = [
+    ['run', drill.runId],
+    ['backup drilled', `${drill.chosen.key} (data as of ${drill.chosen.until})`],
+    [
+      'picked',
+      drill.pick === 'random'
+        ? `at random with seed ${drill.seed} among ${drill.candidates.length} verified full backups of the last 7 days`
+        : 'the latest verified full backup',
+    ],
+    ['finished', now.toISOString()],
+  ];
+  const json = { title, passed, ...drill, checks, finishedAt: now.toISOString() };
+  const keys = {
+    json: drillReportKey(drill.startedAt, drill.runId, 'json'),
+    markdown: drillReportKey(drill.startedAt, drill.runId, 'md'),
+  };
+  await catalog.writeObject(keys.json, `${JSON.stringify(json, null, 2)}\n`, 'application/json');
+  await catalog.writeObject(
+    keys.markdown,
+    markdown({ title, checks, facts }),
+    'text/markdown; charset=utf-8',
+  );
+  const lines = checks.map((c) => `${c.passed ? '✓' : '✗'} ${c.check}: ${c.detail}`);
+  if (!passed) {
+    throw new DrillFailedError(
+      `${title}\n${lines.join('\n')}\nReport: s3://${catalog.bucket}/${keys.markdown}`,
+    );
+  }
+  return {
+    passed,
+    chosen: drill.chosen,
+    seed: drill.seed,
+    candidates: drill.candidates.length,
+    checks,
+    report: keys,
+    summary: `${title}\n${lines.join('\n')}\nReport: s3://${catalog.bucket}/${keys.markdown}`,
+  };
+}
