@@ -2,11 +2,11 @@ import { z } from 'zod';
 import type { Catalog } from './catalog.ts';
 import type { Config } from './config.ts';
 import { VerificationFailedError } from './errors.ts';
+import { newestBackups, staleness } from './freshness.ts';
 import { hostPath, objectKey, sha256Hex, targetName } from './identifiers.ts';
-import { FILE_KINDS, MANIFEST_SUFFIX, runId as makeRunId, SCHEDULED_DATABASE_KINDS } from './keys.ts';
+import { MANIFEST_SUFFIX, runId as makeRunId } from './keys.ts';
 import type { Manifest } from './manifest.ts';
 import { parseInput, planRequestSchema } from './plan.ts';
-import { maxAgeMinutes, SCHEDULES, type ScheduledKind } from './schedule.ts';
 
 /**
  * The daily verification: for every kind and target, the newest verified backup
@@ -43,15 +43,6 @@ export const verificationPlanSchema = z.object({
 
 export type VerificationPlan = z.infer<typeof verificationPlanSchema>;
 
-const MINUTE_MS = 60_000;
-
-function age(from: string, now: Date): string {
-  const minutes = Math.round((now.getTime() - Date.parse(from)) / MINUTE_MS);
-  return minutes < 120 ? `${minutes} min` : `${(minutes / 60).toFixed(1)} h`;
-}
-
-const every = (minutes: number) => (minutes < 60 ? `${minutes} min` : `${minutes / 60} h`);
-
 /** Reads the catalog: the newest verified backup of each kind, target and database, and what is wrong with it. */
 export async function planVerification(
   config: Config,
@@ -60,55 +51,41 @@ export async function planVerification(
   now = new Date(),
 ): Promise<VerificationPlan> {
   const { executionId, startedAt } = parseInput(planRequestSchema, request, 'The PlanVerification request');
+  const iso = new Date(startedAt).toISOString();
   const findings: Finding[] = [];
-  const hosts: VerificationPlan['hosts'] = [];
+  const copies = new Map<string, VerificationPlan['hosts'][number]['copies']>(
+    config.BACKUP_TARGETS.map((t) => [t.name, []]),
+  );
   const archives: VerificationPlan['archives'] = [];
-  for (const target of config.BACKUP_TARGETS) {
-    const catalogs: { kind: ScheduledKind; database: string | null }[] = [
-      ...(target.databases ?? [target.database]).flatMap((database) =>
-        SCHEDULED_DATABASE_KINDS.map((kind) => ({ kind, database })),
-      ),
-      ...FILE_KINDS.map((kind) => ({ kind, database: null })),
-    ];
-    const copies: VerificationPlan['hosts'][number]['copies'] = [];
-    for (const { kind, database } of catalogs) {
-      const subject = `${kind} backup of ${database ?? 'the files'} on ${target.name}`;
-      const keys = await catalog.manifestKeys(kind, target.name, database);
-      const newestKey = keys.at(-1);
-      const newest = await catalog.newestVerified(keys);
-      if (!newest) {
-        findings.push({ check: 'fresh', subject, problem: 'there is no verified backup at all' });
-        continue;
-      }
-      const limit = maxAgeMinutes(kind);
-      if (now.getTime() - Date.parse(newest.window.until) > limit * MINUTE_MS) {
+  for (const newest of await newestBackups(config, catalog)) {
+    const { subject, newestVerified: verified } = newest;
+    const stale = staleness(newest, now);
+    if (stale) findings.push({ check: 'fresh', subject, problem: stale });
+    if (!verified) continue;
+    if (newest.newestKey !== undefined && newest.newestKey !== `${verified.archive.key}${MANIFEST_SUFFIX}`) {
+      const latest: Manifest = await catalog.readManifest(newest.newestKey);
+      if (latest.verification.state === 'failed') {
         findings.push({
-          check: 'fresh',
+          check: 'verified',
           subject,
-          problem: `the newest verified one is from ${newest.window.until} (${age(newest.window.until, now)} ago); one is expected every ${every(SCHEDULES[kind].everyMinutes)}`,
+          problem: `the newest archive ${latest.archive.key} failed verification (${latest.verification.detail ?? 'no detail'})`,
         });
       }
-      if (newestKey !== undefined && newestKey !== `${newest.archive.key}${MANIFEST_SUFFIX}`) {
-        const latest: Manifest = await catalog.readManifest(newestKey);
-        if (latest.verification.state === 'failed') {
-          findings.push({
-            check: 'verified',
-            subject,
-            problem: `the newest archive ${latest.archive.key} failed verification (${latest.verification.detail ?? 'no detail'})`,
-          });
-        }
-      }
-      copies.push({ path: newest.archive.localPath, sha256: newest.archive.sha256, subject });
-      archives.push({ manifestKey: `${newest.archive.key}${MANIFEST_SUFFIX}`, subject });
     }
-    const iso = new Date(startedAt).toISOString();
-    hosts.push({ target: target.name, runId: makeRunId(iso, `${executionId}/${target.name}`), copies });
+    copies
+      .get(newest.target)
+      ?.push({ path: verified.archive.localPath, sha256: verified.archive.sha256, subject });
+    archives.push({ manifestKey: `${verified.archive.key}${MANIFEST_SUFFIX}`, subject });
   }
   return {
-    runId: makeRunId(new Date(startedAt).toISOString(), executionId),
+    runId: makeRunId(iso, executionId),
     startedAt,
     findings,
-    hosts,
+    hosts: [...copies].map(([target, list]) => ({
+      target,
+      runId: makeRunId(iso, `${executionId}/${target}`),
+      copies: list,
+    })),
     archives,
   };
 }

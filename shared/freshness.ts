@@ -1,0 +1,68 @@
+import type { Catalog } from './catalog.ts';
+import type { Config } from './config.ts';
+import { FILE_KINDS, SCHEDULED_DATABASE_KINDS } from './keys.ts';
+import type { Manifest } from './manifest.ts';
+import { maxAgeMinutes, SCHEDULES, type ScheduledKind } from './schedule.ts';
+
+/** The newest backups of one kind, target and database (none for files), as the catalog has them. */
+export interface Newest {
+  target: string;
+  kind: ScheduledKind;
+  database: string | null;
+  /** `full backup of kennel_prod on primary`, for people. */
+  subject: string;
+  /** The newest manifest key of any state, verified or not. */
+  newestKey: string | undefined;
+  newestVerified: Manifest | undefined;
+}
+
+/**
+ * The newest verified backup of every scheduled kind of every target and database.
+ * Reads from the newest key back, so a few reads each, however long the history.
+ */
+export async function newestBackups(config: Config, catalog: Catalog): Promise<Newest[]> {
+  const all: Newest[] = [];
+  for (const target of config.BACKUP_TARGETS) {
+    const catalogs: { kind: ScheduledKind; database: string | null }[] = [
+      ...(target.databases ?? [target.database]).flatMap((database) =>
+        SCHEDULED_DATABASE_KINDS.map((kind) => ({ kind, database })),
+      ),
+      ...FILE_KINDS.map((kind) => ({ kind, database: null })),
+    ];
+    for (const { kind, database } of catalogs) {
+      const keys = await catalog.manifestKeys(kind, target.name, database);
+      all.push({
+        target: target.name,
+        kind,
+        database,
+        subject: `${kind} backup of ${database ?? 'the files'} on ${target.name}`,
+        newestKey: keys.at(-1),
+        newestVerified: await catalog.newestVerified(keys),
+      });
+    }
+  }
+  return all;
+}
+
+const MINUTE_MS = 60_000;
+
+/** How old the newest verified backup's data is, in seconds; null when there is none. */
+export function ageSeconds(newest: Newest, now: Date): number | null {
+  const until = newest.newestVerified?.window.until;
+  return until === undefined ? null : Math.round((now.getTime() - Date.parse(until)) / 1000);
+}
+
+function age(seconds: number): string {
+  const minutes = Math.round(seconds / 60);
+  return minutes < 120 ? `${minutes} min` : `${(minutes / 60).toFixed(1)} h`;
+}
+
+const every = (minutes: number) => (minutes < 60 ? `${minutes} min` : `${minutes / 60} h`);
+
+/** What is wrong with a kind's freshness, in words; undefined when its newest verified backup is recent enough. */
+export function staleness(newest: Newest, now: Date): string | undefined {
+  const seconds = ageSeconds(newest, now);
+  if (seconds === null) return 'there is no verified backup at all';
+  if (seconds * 1000 <= maxAgeMinutes(newest.kind) * MINUTE_MS) return undefined;
+  return `the newest verified one is from ${newest.newestVerified?.window.until} (${age(seconds)} ago); one is expected every ${every(SCHEDULES[newest.kind].everyMinutes)}`;
+}
