@@ -1,4 +1,6 @@
 import { S3Client } from '@aws-sdk/client-s3';
+import { SFNClient } from '@aws-sdk/client-sfn';
+import { SNSClient } from '@aws-sdk/client-sns';
 import { SSMClient } from '@aws-sdk/client-ssm';
 import type { Config } from './config.ts';
 
@@ -25,4 +27,12 @@ export function createS3Client(config: Config): S3Client {
 
 export function createSsmClient(config: Config): SSMClient {
   return new SSMClient({ region: config.AWS_REGION });
+}
+
+export function createSnsClient(config: Config): SNSClient {
+  return new SNSClient({ region: config.AWS_REGION });
+}
+
+export function createSfnClient(config: Config): SFNClient {
+  return new SFNClient({ region: config.AWS_REGION });
 }

@@ -129,6 +129,15 @@ const environment = z.object({
   HOST_COMMAND_LOG_GROUP: z.string().default(''),
   /** SSM parameter (SecureString) that holds the Slack incoming-webhook URL. */
   ALERT_WEBHOOK_PARAMETER: z.string().startsWith('/'),
+  /**
+   * SNS topic every alert is also published to (its subscribers get e-mail).
+   * serverless.yml always sets it; left out (local runs), alerts reach Slack and
+   * the missing topic is logged with each.
+   */
+  ALERT_TOPIC_ARN: z
+    .string()
+    .regex(/^arn:aws[\w-]*:sns:[\w-]+:\d{12}:[\w-]{1,256}$/, 'must be an SNS topic ARN')
+    .optional(),
   /** SSM parameter (SecureString) with the libpq URL the restore check connects with (no database name). */
   RESTORE_CHECK_DATABASE_URL_PARAMETER: z.string().startsWith('/'),
   /** Set only for a local S3-compatible server. */
