@@ -9,6 +9,8 @@ const { BACKUP_PREFIXES, FILE_KINDS, KIND_PREFIX } = require('../shared/keys.ts'
 
 const SUBNET_ID = /^subnet-[0-9a-f]{8,17}$/;
 const SECURITY_GROUP_ID = /^sg-[0-9a-f]{8,17}$/;
+/** An e-mail address as SNS takes it for an `email` subscription: one address, no display name. */
+const EMAIL = /^[^\s@<>(),;:"]+@[^\s@<>(),;:"]+\.[^\s@<>(),;:"]+$/;
 /** An IAM role's ARN, with or without a path: arn:<partition>:iam::<account>:role/[<path>/]<name>. */
 const ROLE_ARN = /^arn:aws(?:-[a-z]+)*:iam::\d{12}:role\/(?:[\w+=,.@-]+\/)*[\w+=,.@-]{1,64}$/;
 
@@ -66,6 +68,39 @@ async function checkedHostRoleArn(resolveVariable) {
   return arn;
 }
 
+/**
+ * The `alertEmail` param: empty (no subscription), or one address that the
+ * alert topic e-mails once its owner confirms. A malformed one fails packaging:
+ * CloudFormation would create a subscription that never reaches anyone.
+ */
+async function checkedAlertEmail(resolveVariable) {
+  const email = await param(resolveVariable, 'alertEmail');
+  if (email && !EMAIL.test(email)) {
+    throw new Error(
+      `The alertEmail param "${email}" is not an e-mail address. Give one address (name@example.com), without a display name, or leave it empty for no e-mail subscription.`,
+    );
+  }
+  return email;
+}
+
+/**
+ * Every state machine of this service, as serverless.yml declares them under
+ * stepFunctions.stateMachines: the failure rule and sendAlert's grants are built
+ * from this list, so a new workflow is covered without anyone remembering it.
+ * Each needs a fixed `id` (its logical id, for Ref) and its `name`.
+ */
+async function stateMachines(resolveVariable) {
+  const declared = await resolveVariable('self:stepFunctions.stateMachines');
+  return Object.entries(declared ?? {}).map(([key, machine]) => {
+    if (!machine?.id || !machine?.name) {
+      throw new Error(
+        `The state machine "${key}" in serverless.yml needs an id and a name: the failure alert rule and sendAlert's permissions are built from them.`,
+      );
+    }
+    return { id: machine.id, name: machine.name };
+  });
+}
+
 /** A prefix's objects in the backup bucket, for IAM resources. */
 const objectsUnder = (prefix) => ({ 'Fn::Sub': `\${BackupBucket.Arn}/${prefix}*` });
 const roleOf = (logicalId) => ({ 'Fn::GetAtt': [`${logicalId}IamRoleLambdaExecution`, 'Arn'] });
@@ -118,6 +153,18 @@ module.exports = {
   },
 
   backupTargets: async ({ resolveVariable }) => (await checkedTargets(resolveVariable)).text,
+
+  alertEmail: async ({ resolveVariable }) => checkedAlertEmail(resolveVariable),
+
+  /** The ARN (Ref) of every state machine, for the failure rule's event pattern. */
+  stateMachineArns: async ({ resolveVariable }) =>
+    (await stateMachines(resolveVariable)).map(({ id }) => ({ Ref: id })),
+
+  /** The executions of every state machine, whose history sendAlert reads to name the failing state. */
+  executionArns: async ({ resolveVariable }) =>
+    (await stateMachines(resolveVariable)).map(({ name }) => ({
+      'Fn::Sub': `arn:\${AWS::Partition}:states:\${AWS::Region}:\${AWS::AccountId}:execution:${name}:*`,
+    })),
 
   /**
    * startHostCommand may run AWS-RunShellScript on the configured targets only:

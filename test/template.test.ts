@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ALERTED_STATUSES } from '../shared/alert.ts';
 import { parseConfig } from '../shared/config.ts';
 import {
   archiveFileName,
@@ -33,6 +34,8 @@ const SUBNETS = ['subnet-0123456789abcdef0', 'subnet-0fedcba9876543210'];
 const SECURITY_GROUP = 'sg-0123456789abcdef0';
 /** The DB host's instance role, for the second packaging (`--param hostRoleArn`). */
 const HOST_ROLE_ARN = 'arn:aws:iam::123456789012:role/kennel-db-host';
+/** The address the alert topic e-mails, for the second packaging (`--param alertEmail`). */
+const ALERT_EMAIL = 'ops@kennel.example';
 
 /** Function name in serverless.yml and the ASL file → its folder under functions/. */
 const FUNCTIONS = {
@@ -199,8 +202,10 @@ interface CfnResource {
   Type: string;
   Properties: unknown;
   DeletionPolicy?: string;
+  Condition?: string;
 }
 interface Template {
+  Conditions?: Record<string, unknown>;
   Resources: Record<string, CfnResource>;
   Outputs: Record<string, { Value: unknown }>;
 }
@@ -262,6 +267,19 @@ async function packagedTemplate(params: string[]): Promise<{ dir: string; templa
     throw new Error(`serverless package failed:\n${stdout ?? ''}\n${stderr ?? ''}`, { cause: error });
   }
 }
+
+/**
+ * The second packaging, with every optional param given, shared by the tests
+ * that compare a template with and without them: packaging takes seconds.
+ */
+let withOptionalParamsPackaging: Promise<Template> | undefined;
+const withOptionalParams = () => {
+  withOptionalParamsPackaging ??= packagedTemplate([
+    `hostRoleArn=${HOST_ROLE_ARN}`,
+    `alertEmail=${ALERT_EMAIL}`,
+  ]).then((packaged) => packaged.template);
+  return withOptionalParamsPackaging;
+};
 
 function resource<T>(id: string, type: string, from: Template = template): T & { resource: CfnResource } {
   const found = from.Resources[id];
@@ -351,10 +369,16 @@ describe('the state machines', () => {
     expect(ofType('AWS::StepFunctions::StateMachine').map(([id]) => id)).toEqual(
       STATE_MACHINES.map((m) => m.id),
     );
-    const scheduled = ofType('AWS::Events::Rule').map(
-      ([, r]) => (r.Properties as { ScheduleExpression?: string }).ScheduleExpression,
+    const [scheduled, others] = [true, false].map((isSchedule) =>
+      ofType('AWS::Events::Rule').filter(
+        ([, r]) => 'ScheduleExpression' in (r.Properties as object) === isSchedule,
+      ),
     );
-    expect(scheduled.sort()).toEqual(STATE_MACHINES.flatMap((m) => m.schedules.map(([e]) => e)).sort());
+    expect(
+      scheduled?.map(([, r]) => (r.Properties as { ScheduleExpression: string }).ScheduleExpression).sort(),
+    ).toEqual(STATE_MACHINES.flatMap((m) => m.schedules.map(([e]) => e)).sort());
+    // The one other rule listens for failures and starts nothing (see "failure alerts").
+    expect(others?.map(([id]) => id)).toEqual(['WorkflowFailedRule']);
   });
 });
 
@@ -636,6 +660,132 @@ describe('the backup bucket', () => {
   });
 });
 
+/**
+ * Every execution of this service that fails, times out or is aborted reaches
+ * sendAlert through EventBridge, even when no Catch saw it; sendAlert posts to
+ * Slack and publishes to the alert topic, which e-mails its subscribers.
+ */
+describe('failure alerts', () => {
+  interface EventRule {
+    Name: string;
+    State: string;
+    EventPattern: unknown;
+    Targets: unknown[];
+  }
+
+  it('one rule sends every failed, timed out or aborted execution of every state machine here, and nothing else, to sendAlert', () => {
+    const rule = resource<EventRule>('WorkflowFailedRule', 'AWS::Events::Rule');
+    // Built from the template itself: a state machine left out of the rule fails here.
+    const everyStateMachine = ofType('AWS::StepFunctions::StateMachine').map(([id]) => ({ Ref: id }));
+    expect(everyStateMachine).toHaveLength(STATE_MACHINES.length);
+    expect(rule.Name).toBe(`kennel-backup-${STAGE}-workflow-failed`);
+    expect(rule.State).toBe('ENABLED');
+    expect(rule.EventPattern).toEqual({
+      source: ['aws.states'],
+      'detail-type': ['Step Functions Execution Status Change'],
+      detail: { status: [...ALERTED_STATUSES], stateMachineArn: everyStateMachine },
+    });
+    expect([...ALERTED_STATUSES]).toEqual(['FAILED', 'TIMED_OUT', 'ABORTED']);
+    expect(rule.Targets).toEqual([
+      {
+        Id: 'sendAlert',
+        Arn: getAtt('SendAlertLambdaFunction'),
+        RetryPolicy: { MaximumEventAgeInSeconds: 86400, MaximumRetryAttempts: 185 },
+        DeadLetterConfig: { Arn: getAtt('AlertDeadLetterQueue') },
+      },
+    ]);
+  });
+
+  it('EventBridge may invoke sendAlert for that rule only', () => {
+    const permissions = ofType('AWS::Lambda::Permission').filter(([, r]) =>
+      JSON.stringify((r.Properties as { FunctionName: unknown }).FunctionName).includes('SendAlert'),
+    );
+    expect(permissions.map(([, r]) => r.Properties)).toEqual([
+      {
+        Action: 'lambda:InvokeFunction',
+        FunctionName: getAtt('SendAlertLambdaFunction'),
+        Principal: 'events.amazonaws.com',
+        SourceArn: getAtt('WorkflowFailedRule'),
+      },
+    ]);
+  });
+
+  it('an event EventBridge cannot hand to sendAlert is kept, encrypted, for 14 days, and its alarm e-mails the topic', () => {
+    const queue = resource<Record<string, unknown>>('AlertDeadLetterQueue', 'AWS::SQS::Queue');
+    expect(queue.MessageRetentionPeriod).toBe(1209600);
+    expect(queue.SqsManagedSseEnabled).toBe(true);
+    const policy = resource<{ Queues: unknown[]; PolicyDocument: PolicyDocument }>(
+      'AlertDeadLetterQueuePolicy',
+      'AWS::SQS::QueuePolicy',
+    );
+    expect(policy.Queues).toEqual([{ Ref: 'AlertDeadLetterQueue' }]);
+    expect(policy.PolicyDocument.Statement).toEqual([
+      {
+        Sid: 'FailureRuleDeadLetters',
+        Effect: 'Allow',
+        Principal: { Service: 'events.amazonaws.com' },
+        Action: 'sqs:SendMessage',
+        Resource: getAtt('AlertDeadLetterQueue'),
+        Condition: { ArnEquals: { 'aws:SourceArn': getAtt('WorkflowFailedRule') } },
+      },
+    ]);
+    const alarm = resource<Record<string, unknown>>('AlertDeadLettersAlarm', 'AWS::CloudWatch::Alarm');
+    expect(alarm).toMatchObject({
+      Namespace: 'AWS/SQS',
+      MetricName: 'ApproximateNumberOfMessagesVisible',
+      Dimensions: [{ Name: 'QueueName', Value: { 'Fn::GetAtt': ['AlertDeadLetterQueue', 'QueueName'] } }],
+      Threshold: 0,
+      ComparisonOperator: 'GreaterThanThreshold',
+      TreatMissingData: 'notBreaching',
+      AlarmActions: [{ Ref: 'AlertTopic' }],
+    });
+  });
+
+  it('the alert topic has no subscription unless alertEmail is given', () => {
+    const topic = resource<{ TopicName: string }>('AlertTopic', 'AWS::SNS::Topic');
+    expect(topic.TopicName).toBe(`kennel-backup-${STAGE}-alerts`);
+    expect(template.Outputs.AlertTopicArn?.Value).toEqual({ Ref: 'AlertTopic' });
+    const subscriptions = ofType('AWS::SNS::Subscription');
+    expect(subscriptions.map(([id, r]) => [id, r.Condition])).toEqual([
+      ['AlertEmailSubscription', 'HasAlertEmail'],
+    ]);
+    // Without the param the condition compares '' with '': false, so CloudFormation creates no subscription.
+    expect(template.Conditions?.HasAlertEmail).toEqual({ 'Fn::Not': [{ 'Fn::Equals': ['', ''] }] });
+  });
+
+  it('with alertEmail, the topic e-mails that address', async () => {
+    const withEmail = await withOptionalParams();
+    expect(withEmail.Conditions?.HasAlertEmail).toEqual({ 'Fn::Not': [{ 'Fn::Equals': [ALERT_EMAIL, ''] }] });
+    const subscription = resource<Record<string, unknown>>(
+      'AlertEmailSubscription',
+      'AWS::SNS::Subscription',
+      withEmail,
+    );
+    expect(subscription.resource.Condition).toBe('HasAlertEmail');
+    expect(subscription).toMatchObject({
+      TopicArn: { Ref: 'AlertTopic' },
+      Protocol: 'email',
+      Endpoint: ALERT_EMAIL,
+    });
+  }, 240_000);
+
+  it('refuses an alertEmail that is not one e-mail address', async () => {
+    const params = createRequire(import.meta.url)('../serverless/params.cjs') as {
+      alertEmail: (options: { resolveVariable: (name: string) => Promise<unknown> }) => Promise<string>;
+    };
+    const given = (email: string) => ({
+      resolveVariable: async (name: string) => (name === 'param:alertEmail' ? email : undefined),
+    });
+    await expect(params.alertEmail(given(` ${ALERT_EMAIL} `))).resolves.toBe(ALERT_EMAIL);
+    await expect(params.alertEmail(given(''))).resolves.toBe('');
+    for (const bad of ['ops', 'Ops <ops@kennel.example>', 'ops@kennel.example,dev@kennel.example']) {
+      await expect(params.alertEmail(given(bad))).rejects.toThrow(
+        `The alertEmail param "${bad}" is not an e-mail address. Give one address`,
+      );
+    }
+  });
+});
+
 describe('permissions', () => {
   /** Every backup prefix's objects, and the same prefixes for ListBucket, as serverless/params.cjs builds them. */
   const objects = BACKUP_PREFIXES.map((prefix) => sub(`\${BackupBucket.Arn}/${prefix}*`));
@@ -748,7 +898,20 @@ describe('permissions', () => {
       { Effect: 'Allow', Action: ['s3:GetObject', 's3:DeleteObject'], Resource: objects },
       bucketKey('kms:Decrypt'),
     ],
-    sendAlert: readParameter('alert-webhook-url'),
+    // Slack's webhook; the alert topic; the history of this service's executions, and no other's.
+    sendAlert: [
+      ...readParameter('alert-webhook-url'),
+      { Effect: 'Allow', Action: ['sns:Publish'], Resource: { Ref: 'AlertTopic' } },
+      {
+        Effect: 'Allow',
+        Action: ['states:GetExecutionHistory'],
+        Resource: STATE_MACHINES.map((m) =>
+          sub(
+            `arn:\${AWS::Partition}:states:\${AWS::Region}:\${AWS::AccountId}:execution:kennel-backup-${STAGE}-${m.name}:*`,
+          ),
+        ),
+      },
+    ],
   };
 
   /** Actions that support no resource-level permission, so only `Resource: '*'` grants them. */
@@ -1006,7 +1169,7 @@ describe('permissions', () => {
   describe("the DB host's restore policy", () => {
     let withHostRole: Template;
     beforeAll(async () => {
-      ({ template: withHostRole } = await packagedTemplate([`hostRoleArn=${HOST_ROLE_ARN}`]));
+      withHostRole = await withOptionalParams();
     }, 240_000);
 
     const hostRestoreStatements = (from: Template) =>
@@ -1118,6 +1281,7 @@ describe('the functions', () => {
 
   it("every function's environment is a complete configuration for shared/config.ts", () => {
     const bucketName = 'kennel-backup-123456789012-us-east-1-test';
+    const topicArn = `arn:aws:sns:us-east-1:123456789012:kennel-backup-${STAGE}-alerts`;
     for (const fn of FUNCTION_NAMES) {
       const { Variables } = resource<LambdaFunction>(
         `${logicalId(fn)}LambdaFunction`,
@@ -1125,10 +1289,12 @@ describe('the functions', () => {
       ).Environment;
       expect(Variables.BACKUP_BUCKET).toEqual({ Ref: 'BackupBucket' });
       expect(Variables.HOST_COMMAND_LOG_GROUP).toEqual({ Ref: 'HostCommandLogGroup' });
+      expect(Variables.ALERT_TOPIC_ARN).toEqual({ Ref: 'AlertTopic' });
       const config = parseConfig({
         ...(Variables as Record<string, string>),
         BACKUP_BUCKET: bucketName,
         HOST_COMMAND_LOG_GROUP: `/kennel-backup/${STAGE}/host-commands`,
+        ALERT_TOPIC_ARN: topicArn,
       });
       expect(config.STAGE).toBe(STAGE);
       expect(config.BACKUP_TARGETS).toEqual([
@@ -1144,6 +1310,7 @@ describe('the functions', () => {
       expect(config.RESTORE_CHECK_DATABASE_URL_PARAMETER).toBe(
         `/kennel-backup/${STAGE}/restore-check-database-url`,
       );
+      expect(config.ALERT_TOPIC_ARN).toBe(topicArn);
     }
     const logGroup = resource<{ LogGroupName: string }>('HostCommandLogGroup', 'AWS::Logs::LogGroup');
     expect(logGroup.LogGroupName).toBe(`/kennel-backup/${STAGE}/host-commands`);
