@@ -127,6 +127,8 @@ const environment = z.object({
   HOST_COMMAND_TIMEOUT_SECONDS: z.coerce.number().int().min(1).max(172800).default(3600),
   /** CloudWatch log group that receives the output of every host command. */
   HOST_COMMAND_LOG_GROUP: z.string().default(''),
+  /** The hourly monitoring alerts when the host's backup filesystem is fuller than this. */
+  DISK_USAGE_ALERT_PERCENT: z.coerce.number().int().min(1).max(100).default(80),
   /** SSM parameter (SecureString) that holds the Slack incoming-webhook URL. */
   ALERT_WEBHOOK_PARAMETER: z.string().startsWith('/'),
   /**

@@ -36,6 +36,9 @@ export class RestoreMismatchError extends KennelBackupError {}
 /** A dependency (S3, SSM, PostgreSQL) did not answer; retrying later is safe. */
 export class TransientError extends KennelBackupError {}
 
+/** The hourly monitoring found a problem (a missing daily full, a full disk); the message lists them. */
+export class MonitoringFailedError extends KennelBackupError {}
+
 /** A restore drill could not restore a backup, or a check failed; the message lists them. */
 export class DrillFailedError extends KennelBackupError {}
 

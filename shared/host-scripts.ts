@@ -4,6 +4,7 @@ import type { Config, Target } from './config.ts';
 import { filesPlanSchema } from './files-plan.ts';
 import { filesRestorePlanSchema } from './files-restore-plan.ts';
 import { fileName, sha256Hex } from './identifiers.ts';
+import { diskCheckPlanSchema } from './monitoring.ts';
 import { planSchema, type Run, runSchema } from './plan.ts';
 import { type RestoreStep, restorePlanSchema } from './restore-plan.ts';
 import { type HostScript, renderScript } from './shell.ts';
@@ -25,6 +26,7 @@ export const hostCommandRequestSchema = z.discriminatedUnion('script', [
   z.object({ script: z.literal('files-restore'), plan: filesRestorePlanSchema }),
   z.object({ script: z.literal('after-files-restore'), plan: filesRestorePlanSchema }),
   z.object({ script: z.literal('check-local-copies'), plan: localCheckPlanSchema }),
+  z.object({ script: z.literal('disk-usage'), plan: diskCheckPlanSchema }),
   z.object({
     script: z.literal('prune-local'),
     plan: z.union([planSchema, filesPlanSchema]),
@@ -162,6 +164,9 @@ export function hostScriptParams(
       };
     case 'check-local-copies':
       return { KB_COPIES: request.plan.copies.map((c) => `${c.path} ${c.sha256}`).join('\n') };
+    case 'disk-usage':
+      // The configured directory, not the plan's: what runs on the host comes from config.
+      return { KB_BACKUP_DIR: target.backupDir };
     case 'prune-local':
       return {
         KB_LOCAL_DIR: request.plan.localDir,
@@ -183,6 +188,7 @@ export const SCRIPT_OF: Record<HostCommandName, HostScript> = {
   'files-restore': 'files-restore',
   'after-files-restore': 'run-commands',
   'check-local-copies': 'check-local-copies',
+  'disk-usage': 'disk-usage',
   'prune-local': 'prune-local',
 };
 

@@ -27,6 +27,7 @@ export const HOST_SCRIPTS = [
   'run-commands',
   'files-restore',
   'check-local-copies',
+  'disk-usage',
   'prune-local',
 ] as const;
 export type HostScript = (typeof HOST_SCRIPTS)[number];

@@ -6,12 +6,14 @@ import { createS3Client } from '../../shared/clients.ts';
 import { getConfig } from '../../shared/config.ts';
 import { objectKey } from '../../shared/identifiers.ts';
 import { logger } from '../../shared/logger.ts';
+import { createMetrics, recordArchive } from '../../shared/metrics.ts';
 import { parseInput } from '../../shared/plan.ts';
 import { verifyArchive } from '../../shared/verify.ts';
 
 const config = getConfig();
 const s3 = createS3Client(config);
 const catalog = new Catalog(s3, config.BACKUP_BUCKET);
+const metrics = createMetrics(config);
 
 export const handler = middy()
   .use(injectLambdaContext(logger))
@@ -23,6 +25,12 @@ export const handler = middy()
     );
     const manifest = await verifyArchive(s3, catalog, config.BACKUP_BUCKET, manifestKey);
     logger.info('archive verified', { key: manifest.archive.key, size: manifest.archive.size });
+    recordArchive(metrics, {
+      target: manifest.target,
+      kind: manifest.kind,
+      sizeBytes: manifest.archive.size,
+      durationSeconds: (Date.parse(manifest.finishedAt) - Date.parse(manifest.startedAt)) / 1000,
+    });
     return {
       state: manifest.verification.state,
       key: manifest.archive.key,

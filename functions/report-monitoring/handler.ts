@@ -1,0 +1,20 @@
+import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
+import middy from '@middy/core';
+import { z } from 'zod';
+import { getConfig } from '../../shared/config.ts';
+import { logger } from '../../shared/logger.ts';
+import { createMetrics, metricsSink } from '../../shared/metrics.ts';
+import { reportMonitoring } from '../../shared/monitoring.ts';
+import { parseInput } from '../../shared/plan.ts';
+
+const config = getConfig();
+const metrics = createMetrics(config);
+
+export const handler = middy()
+  .use(injectLambdaContext(logger))
+  .handler(async (event: unknown) => {
+    const { state } = parseInput(z.object({ state: z.unknown() }), event, 'The ReportMonitoring request');
+    const report = reportMonitoring(state, config.DISK_USAGE_ALERT_PERCENT, metricsSink(metrics));
+    logger.info('monitoring passed', { disks: report.disks });
+    return report;
+  });

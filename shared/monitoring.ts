@@ -1,0 +1,133 @@
+import { z } from 'zod';
+import type { Catalog } from './catalog.ts';
+import type { Config } from './config.ts';
+import { MonitoringFailedError } from './errors.ts';
+import { ageSeconds, newestBackups, staleness } from './freshness.ts';
+import { hostPath, targetName } from './identifiers.ts';
+import { runId as makeRunId } from './keys.ts';
+import { parseInput, planRequestSchema } from './plan.ts';
+
+/**
+ * The hourly monitoring: S3 answers, the daily full backup is there, the host's
+ * backup disk has room; and the age of every kind's newest verified backup goes
+ * out as a metric, which a CloudWatch alarm watches (so even a broken schedule,
+ * or a broken alert stage, is caught by something outside the workflows).
+ */
+
+export const diskCheckPlanSchema = z.object({
+  target: targetName,
+  runId: z.string().regex(/^\d{8}T\d{6}Z_[0-9a-f]{8}$/),
+  backupDir: hostPath,
+});
+
+const ageSchema = z.object({
+  target: targetName,
+  kind: z.string(),
+  database: z.string().nullable(),
+  /** Seconds since the newest verified backup's data was taken; null when there is none. */
+  ageSeconds: z.number().int().nullable(),
+});
+
+export const monitoringPlanSchema = z.object({
+  startedAt: z.iso.datetime({ offset: true }),
+  ages: z.array(ageSchema),
+  findings: z.array(z.object({ subject: z.string(), problem: z.string() })),
+  hosts: z.array(diskCheckPlanSchema),
+});
+
+export type MonitoringPlan = z.infer<typeof monitoringPlanSchema>;
+
+export async function planMonitoring(
+  config: Config,
+  catalog: Catalog,
+  request: unknown,
+  now = new Date(),
+): Promise<MonitoringPlan> {
+  const { executionId, startedAt } = parseInput(planRequestSchema, request, 'The PlanMonitoring request');
+  const iso = new Date(startedAt).toISOString();
+  // Listing the catalog is the S3 check: when S3 does not answer, this throws,
+  // is retried, and the execution fails with an alert.
+  const newest = await newestBackups(config, catalog);
+  const findings = newest
+    .filter((n) => n.kind === 'full')
+    .flatMap((n) => {
+      const stale = staleness(n, now);
+      return stale ? [{ subject: `the daily ${n.subject}`, problem: stale }] : [];
+    });
+  return {
+    startedAt,
+    ages: newest.map((n) => ({
+      target: n.target,
+      kind: n.kind,
+      database: n.database,
+      ageSeconds: ageSeconds(n, now),
+    })),
+    findings,
+    hosts: config.BACKUP_TARGETS.map((t) => ({
+      target: t.name,
+      runId: makeRunId(iso, `${executionId}/${t.name}`),
+      backupDir: t.backupDir,
+    })),
+  };
+}
+
+const diskResultSchema = z.object({
+  usedPercent: z.number(),
+  sizeBytes: z.number(),
+  availableBytes: z.number(),
+  backupDirBytes: z.number(),
+});
+
+const monitoredSchema = z.object({
+  plan: monitoringPlanSchema,
+  disks: z.array(
+    z.object({
+      host: diskCheckPlanSchema,
+      command: z.object({ result: diskResultSchema }).optional(),
+      failed: z.object({ Error: z.string(), Cause: z.unknown() }).optional(),
+    }),
+  ),
+});
+
+/** Where the measurements go: CloudWatch metrics in AWS (embedded metric format). */
+export interface MetricsSink {
+  backupAge(age: z.infer<typeof ageSchema>): void;
+  diskUsedPercent(target: string, percent: number): void;
+}
+
+/**
+ * Emits the metrics, then fails listing every problem (a stale daily full, a
+ * disk over the threshold, a host that could not be measured), or returns the
+ * measurements.
+ */
+export function reportMonitoring(state: unknown, thresholdPercent: number, metrics: MetricsSink) {
+  const { plan, disks } = monitoredSchema.parse(state);
+  for (const age of plan.ages) metrics.backupAge(age);
+  const findings = [...plan.findings];
+  for (const { host, command, failed } of disks) {
+    if (!command) {
+      findings.push({
+        subject: `the backup disk of ${host.target}`,
+        problem: `not measured (${failed?.Error ?? 'no result'})`,
+      });
+      continue;
+    }
+    const { usedPercent, availableBytes, backupDirBytes } = command.result;
+    metrics.diskUsedPercent(host.target, usedPercent);
+    if (usedPercent > thresholdPercent) {
+      findings.push({
+        subject: `the backup disk of ${host.target}`,
+        problem: `${usedPercent}% full, over the ${thresholdPercent}% threshold (${host.backupDir} holds ${backupDirBytes} bytes, ${availableBytes} bytes are free); free space before the next full backup fails`,
+      });
+    }
+  }
+  if (findings.length > 0) {
+    throw new MonitoringFailedError(
+      `${findings.length} problem(s):\n${findings.map((f) => `- ${f.subject}: ${f.problem}`).join('\n')}`,
+    );
+  }
+  return {
+    ages: plan.ages,
+    disks: disks.map((d) => ({ target: d.host.target, ...d.command?.result })),
+  };
+}
