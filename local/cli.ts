@@ -55,15 +55,29 @@ async function main(): Promise<number> {
       `PostgreSQL ${environment.postgres.host}:${environment.postgres.port}/${environment.database}, S3 ${environment.s3Endpoint}/${environment.bucket}`,
     );
     console.error(`Execution of ${workflow}:`);
-    const record = await runWorkflow(
-      { workflow, input, historyDir: environment.paths.historyDir, progress: (line) => console.error(line) },
-      {
-        host: localHost(environment.hostEnv),
-        databaseUrl: environment.postgres.url,
-        alertsFile: environment.paths.alertsFile,
-        print: (line) => console.error(line),
-      },
-    );
+    // The functions' own log lines (and CloudWatch metric lines) go to stderr:
+    // stdout carries the execution's output alone, for a pipe to read.
+    const stdoutWrite = process.stdout.write;
+    process.stdout.write = process.stderr.write.bind(process.stderr) as typeof process.stdout.write;
+    let record: Awaited<ReturnType<typeof runWorkflow>>;
+    try {
+      record = await runWorkflow(
+        {
+          workflow,
+          input,
+          historyDir: environment.paths.historyDir,
+          progress: (line) => console.error(line),
+        },
+        {
+          host: localHost(environment.hostEnv),
+          databaseUrl: environment.postgres.url,
+          alertsFile: environment.paths.alertsFile,
+          print: (line) => console.error(line),
+        },
+      );
+    } finally {
+      process.stdout.write = stdoutWrite;
+    }
     console.log(
       JSON.stringify(
         record.status === 'SUCCEEDED' ? record.output : { error: record.error, cause: record.cause },

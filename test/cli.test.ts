@@ -71,7 +71,10 @@ describe('npm run local -- start database-backup', () => {
   });
 
   it.each([
-    [['start', 'nightly-magic'], 'Unknown workflow "nightly-magic". Known workflows: database-backup'],
+    [
+      ['start', 'nightly-magic'],
+      'Unknown workflow "nightly-magic". Known workflows: daily-verification, database-backup, database-restore',
+    ],
     [['start', 'database-backup', '--input', '{bad json'], '--input is not valid JSON'],
     [['stop'], 'Usage: npm run local -- start <workflow>'],
   ])('refuses %j before starting anything', async (args, message) => {
