@@ -1,6 +1,7 @@
 import { GetExecutionHistoryCommand, type HistoryEvent, type SFNClient } from '@aws-sdk/client-sfn';
 import { PublishCommand, type SNSClient } from '@aws-sdk/client-sns';
 import { z } from 'zod';
+import { causeMessage } from './errors.ts';
 import { describeRestoreFailure } from './restore-alert.ts';
 
 /**
@@ -47,18 +48,6 @@ const stateSchema = z.object({
     .optional(),
 });
 
-/** Lambda errors arrive as a JSON Cause ({ errorType, errorMessage, trace }); show the message. */
-function causeText(cause: unknown): string {
-  if (typeof cause !== 'string') return JSON.stringify(cause ?? '');
-  try {
-    const parsed = JSON.parse(cause) as { errorMessage?: unknown };
-    if (typeof parsed.errorMessage === 'string') return parsed.errorMessage;
-  } catch {
-    // Not JSON: a Step Functions runtime error or a local error message.
-  }
-  return cause;
-}
-
 /** Removes anything that looks like a credential, in case a tool printed one. */
 export function redact(text: string): string {
   return text
@@ -97,7 +86,7 @@ export function formatAlert(
     request.summary ??
       request.warning ??
       (failure
-        ? causeText(failure.Cause)
+        ? causeMessage(failure.Cause)
         : 'The execution failed without a recorded cause; open its history.'),
   );
   const database = summary || warning ? undefined : describeRestoreFailure(request.state);
@@ -332,7 +321,7 @@ export function formatExecutionAlert(
   const fallback = DEFAULT_FAILURE[detail.status];
   const state = finding.state ?? STATE_NOT_IN_HISTORY;
   const error = redact(detail.error || finding.error || fallback.error);
-  const cause = redact(causeText(detail.cause || finding.cause || fallback.cause));
+  const cause = redact(causeMessage(detail.cause || finding.cause || fallback.cause));
   const url = consoleUrl(region, detail.executionArn);
   const ended = detail.stopDate ? `, ended ${new Date(detail.stopDate).toISOString()}` : '';
   const headline = `kennel-backup (${stage}): ${workflow} ${detail.status}`;

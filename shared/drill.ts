@@ -2,11 +2,11 @@ import { randomInt } from 'node:crypto';
 import { z } from 'zod';
 import type { Catalog } from './catalog.ts';
 import type { Config } from './config.ts';
-import { DrillFailedError, NotFoundError } from './errors.ts';
+import { causeMessage, DrillFailedError, NotFoundError } from './errors.ts';
 import { sha256Hex, sqlIdentifier, targetName } from './identifiers.ts';
-import { drillReportKey, MANIFEST_SUFFIX, runId as makeRunId, scratchDatabase } from './keys.ts';
+import { drillReportKey, runId as makeRunId, scratchDatabase } from './keys.ts';
 import { type DatabaseManifest, isDatabaseManifest } from './manifest.ts';
-import { type Plan, parseInput, planRequestSchema, planSchema, selectTargets } from './plan.ts';
+import { parseInput, planRequestSchema, planSchema, restoreTestPlanOf, selectTargets } from './plan.ts';
 import { resolvePointInTime } from './restore-plan.ts';
 import { maxAgeMinutes } from './schedule.ts';
 
@@ -73,27 +73,6 @@ export function seededRandom(seed: number): () => number {
   };
 }
 
-/** The restore test's plan for a backup already in the catalog. */
-function restoreTestPlan(config: Config, manifest: DatabaseManifest, drillId: string): Plan {
-  const slash = manifest.archive.localPath.lastIndexOf('/');
-  return {
-    kind: manifest.kind,
-    since: manifest.window.since,
-    target: manifest.target,
-    database: manifest.database,
-    runId: manifest.runId,
-    executionId: manifest.executionId,
-    startedAt: manifest.startedAt,
-    bucket: config.BACKUP_BUCKET,
-    archiveKey: manifest.archive.key,
-    manifestKey: `${manifest.archive.key}${MANIFEST_SUFFIX}`,
-    fileName: manifest.archive.fileName,
-    localDir: manifest.archive.localPath.slice(0, slash),
-    codec: manifest.archive.compression,
-    scratchDatabase: scratchDatabase(drillId),
-  };
-}
-
 export async function planDrill(
   config: Config,
   catalog: Catalog,
@@ -155,7 +134,7 @@ export async function planDrill(
     seed,
     candidates: candidates.map((m) => ({ key: m.archive.key, until: m.window.until })),
     chosen: { key: chosen.archive.key, until: chosen.window.until },
-    plan: restoreTestPlan(config, chosen, id),
+    plan: restoreTestPlanOf(chosen, config.BACKUP_BUCKET, scratchDatabase(id)),
     sha256: chosen.archive.sha256,
     checks,
   };
@@ -167,16 +146,6 @@ const drilledSchema = z.object({
   restoreTest: z.object({ tables: z.number(), rows: z.number() }).optional(),
   failed: z.record(z.string(), z.object({ Error: z.string(), Cause: z.unknown() })).optional(),
 });
-
-function causeText(cause: unknown): string {
-  if (typeof cause !== 'string') return JSON.stringify(cause);
-  try {
-    const parsed = JSON.parse(cause) as { errorMessage?: unknown };
-    return typeof parsed.errorMessage === 'string' ? parsed.errorMessage : cause;
-  } catch {
-    return cause;
-  }
-}
 
 function markdown(report: { title: string; checks: DrillCheck[]; facts: [string, string][] }): string {
   const cell = (text: string) => text.replaceAll('|', '\\|').replaceAll('\n', ' ');
@@ -207,7 +176,7 @@ export async function reportDrill(catalog: Catalog, state: unknown, now = new Da
       ? {
           check: 'restore test',
           passed: false,
-          detail: `${restoreFailure[0]}: ${restoreFailure[1].Error}: ${causeText(restoreFailure[1].Cause)}`,
+          detail: `${restoreFailure[0]}: ${restoreFailure[1].Error}: ${causeMessage(restoreFailure[1].Cause)}`,
         }
       : {
           check: 'restore test',

@@ -72,3 +72,18 @@ export function classifyAwsError(error: unknown, what: string): Error {
   }
   return error;
 }
+
+/**
+ * The message of a caught error as Step Functions records it: a Lambda error's
+ * Cause is JSON ({ errorType, errorMessage, trace }); a runtime error's is text.
+ */
+export function causeMessage(cause: unknown): string {
+  if (typeof cause !== 'string') return JSON.stringify(cause ?? '');
+  try {
+    const parsed = JSON.parse(cause) as { errorMessage?: unknown };
+    if (typeof parsed.errorMessage === 'string') return parsed.errorMessage;
+  } catch {
+    // Not JSON: a Step Functions runtime error or a local error message.
+  }
+  return cause;
+}

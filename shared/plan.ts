@@ -175,3 +175,24 @@ export async function planBackup(config: Config, catalog: Catalog, request: unkn
     }),
   );
 }
+
+/** The restore test's plan for a backup already in the catalog (a drill's, into its own scratch database). */
+export function restoreTestPlanOf(manifest: DatabaseManifest, bucket: string, scratch: string): Plan {
+  const slash = manifest.archive.localPath.lastIndexOf('/');
+  return {
+    kind: manifest.kind,
+    since: manifest.window.since,
+    target: manifest.target,
+    database: manifest.database,
+    runId: manifest.runId,
+    executionId: manifest.executionId,
+    startedAt: manifest.startedAt,
+    bucket,
+    archiveKey: manifest.archive.key,
+    manifestKey: manifestKey(manifest.archive.key),
+    fileName: manifest.archive.fileName,
+    localDir: manifest.archive.localPath.slice(0, slash),
+    codec: manifest.archive.compression,
+    scratchDatabase: scratch,
+  };
+}

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import type { Catalog } from './catalog.ts';
 import type { Config } from './config.ts';
-import { VerificationFailedError } from './errors.ts';
+import { causeMessage, VerificationFailedError } from './errors.ts';
 import { newestBackups, staleness } from './freshness.ts';
 import { hostPath, objectKey, sha256Hex, targetName } from './identifiers.ts';
 import { MANIFEST_SUFFIX, runId as makeRunId } from './keys.ts';
@@ -117,17 +117,6 @@ const checkedSchema = z.object({
   ),
 });
 
-/** Lambda errors arrive as a JSON Cause ({ errorMessage, … }); the message is what a person reads. */
-function message(cause: unknown): string {
-  if (typeof cause !== 'string') return JSON.stringify(cause);
-  try {
-    const parsed = JSON.parse(cause) as { errorMessage?: unknown };
-    return typeof parsed.errorMessage === 'string' ? parsed.errorMessage : cause;
-  } catch {
-    return cause;
-  }
-}
-
 /**
  * Every finding of the catalog, the hosts and the archives. Throws one error that
  * lists them all, or returns what was checked.
@@ -141,7 +130,7 @@ export function reportVerification(state: unknown) {
       findings.push({
         check: 'host',
         subject: `the host of ${host.target}`,
-        problem: `the local copies could not be checked: ${failed?.Error ?? 'no result'}: ${message(failed?.Cause ?? '')}`,
+        problem: `the local copies could not be checked: ${failed?.Error ?? 'no result'}: ${causeMessage(failed?.Cause ?? '')}`,
       });
       continue;
     }
@@ -165,7 +154,7 @@ export function reportVerification(state: unknown) {
       findings.push({
         check: 'integrity',
         subject: archive.subject,
-        problem: `${failed.Error}: ${message(failed.Cause)}`,
+        problem: `${failed.Error}: ${causeMessage(failed.Cause)}`,
       });
     }
   }

@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseConfig } from '../shared/config.ts';
 import { renderHostCommand } from '../shared/host-scripts.ts';
 import type { DatabaseManifest } from '../shared/manifest.ts';
+import { restoreTestPlanOf } from '../shared/plan.ts';
 import { planRestore } from '../shared/restore-plan.ts';
 import { databaseExists, databasesLike, tableChecksums } from './support/checksums.ts';
 import { putBytes, runIn, runsOf, startWorld, type TestWorld } from './support/environment.ts';
@@ -313,7 +314,7 @@ describe('the restore-archive host script', () => {
     return renderHostCommand(config, target, {
       script: 'restore-test',
       sha256: verified.archive.sha256,
-      plan: { ...planOf(verified), scratchDatabase: into },
+      plan: restoreTestPlanOf(verified, world.env.bucket, into),
     });
   };
 
@@ -332,23 +333,3 @@ describe('the restore-archive host script', () => {
     expect(tableChecksums(world, 'kennel_from_s3', tables)).toEqual(atBackup);
   });
 });
-
-/** The backup plan that made a manifest, as the restore test receives it. */
-function planOf(m: DatabaseManifest) {
-  const slash = m.archive.localPath.lastIndexOf('/');
-  return {
-    kind: m.kind,
-    since: m.window.since,
-    target: m.target,
-    database: m.database,
-    runId: m.runId,
-    executionId: m.executionId,
-    startedAt: m.startedAt,
-    bucket: world.env.bucket,
-    archiveKey: m.archive.key,
-    manifestKey: `${m.archive.key}.manifest.json`,
-    fileName: m.archive.fileName,
-    localDir: m.archive.localPath.slice(0, slash),
-    codec: m.archive.compression,
-  };
-}
