@@ -5,12 +5,22 @@
 // malformed --param fails `serverless package` with the message a cold start
 // would give, instead of failing the first backup at 02:00.
 const { parseConfig } = require('../shared/config.ts');
-const { BACKUP_PREFIXES, FILE_KINDS, KIND_PREFIX } = require('../shared/keys.ts');
+const {
+  BACKUP_PREFIXES,
+  DATABASE_KINDS,
+  FILE_KINDS,
+  KIND_PREFIX,
+  SCHEDULED_DATABASE_KINDS,
+} = require('../shared/keys.ts');
+const { METRICS_NAMESPACE } = require('../shared/metrics.ts');
+const { maxAgeMinutes, SCHEDULES } = require('../shared/schedule.ts');
 
 const SUBNET_ID = /^subnet-[0-9a-f]{8,17}$/;
 const SECURITY_GROUP_ID = /^sg-[0-9a-f]{8,17}$/;
 /** An e-mail address as SNS takes it for an `email` subscription: one address, no display name. */
 const EMAIL = /^[^\s@<>(),;:"]+@[^\s@<>(),;:"]+\.[^\s@<>(),;:"]+$/;
+/** A whole percentage: the `diskUsageAlertPercent` param. */
+const PERCENT = /^\d{1,3}$/;
 /** An IAM role's ARN, with or without a path: arn:<partition>:iam::<account>:role/[<path>/]<name>. */
 const ROLE_ARN = /^arn:aws(?:-[a-z]+)*:iam::\d{12}:role\/(?:[\w+=,.@-]+\/)*[\w+=,.@-]{1,64}$/;
 
@@ -84,6 +94,22 @@ async function checkedAlertEmail(resolveVariable) {
 }
 
 /**
+ * The `diskUsageAlertPercent` param: the hourly monitoring alerts, and the disk
+ * alarm fires, when the filesystem of a host's backup directory is fuller than
+ * this. Outside 1-100 it fails packaging: 0 would alarm for ever, above 100 never.
+ */
+async function checkedDiskUsageAlertPercent(resolveVariable) {
+  const text = await param(resolveVariable, 'diskUsageAlertPercent');
+  const percent = Number(text);
+  if (!PERCENT.test(text) || percent < 1 || percent > 100) {
+    throw new Error(
+      `The diskUsageAlertPercent param "${text}" is not a whole percentage from 1 to 100. Give the disk usage above which the monitoring alerts (80 by default), e.g. --param 'diskUsageAlertPercent=85'.`,
+    );
+  }
+  return percent;
+}
+
+/**
  * Every state machine of this service, as serverless.yml declares them under
  * stepFunctions.stateMachines: the failure rule and sendAlert's grants are built
  * from this list, so a new workflow is covered without anyone remembering it.
@@ -104,6 +130,136 @@ async function stateMachines(resolveVariable) {
 /** A prefix's objects in the backup bucket, for IAM resources. */
 const objectsUnder = (prefix) => ({ 'Fn::Sub': `\${BackupBucket.Arn}/${prefix}*` });
 const roleOf = (logicalId) => ({ 'Fn::GetAtt': [`${logicalId}IamRoleLambdaExecution`, 'Arn'] });
+
+/**
+ * The dimensions shared/metrics.ts gives every metric: Powertools' `service`
+ * (its serviceName there, which it does not export) and the stage, then the
+ * metric's own. An alarm must name exactly the dimensions a metric has.
+ */
+const METRICS_SERVICE = 'kennel-backup';
+const metricDimensions = (stage, own) => [
+  { Name: 'service', Value: METRICS_SERVICE },
+  { Name: 'Stage', Value: stage },
+  ...Object.entries(own).map(([Name, Value]) => ({ Name, Value })),
+];
+/** What shared/metrics.ts puts in the Database dimension of a file kind's backup age. */
+const FILES_DATABASE = 'files';
+/** The monitoring reports every hour; the alarms look at the hour's highest value. */
+const HOUR_SECONDS = 3600;
+
+/**
+ * Every backup whose age the hourly monitoring reports (shared/freshness.ts):
+ * each target's databases in each scheduled database kind, and its file kinds.
+ */
+function monitoredBackups(targets) {
+  return targets.flatMap((target) => [
+    ...(target.databases ?? [target.database]).flatMap((database) =>
+      SCHEDULED_DATABASE_KINDS.map((kind) => ({ target: target.name, kind, database })),
+    ),
+    ...FILE_KINDS.map((kind) => ({ target: target.name, kind, database: FILES_DATABASE })),
+  ]);
+}
+
+/** `kennel-db` → `KennelDb`, for logical ids. */
+const pascal = (name) =>
+  name
+    .split(/[^a-zA-Z0-9]+/)
+    .filter(Boolean)
+    .map((word) => `${word[0].toUpperCase()}${word.slice(1)}`)
+    .join('');
+
+/** `90` → `90 min`, `1500` → `25 h`. */
+const spoken = (minutes) => (minutes < 120 ? `${minutes} min` : `${minutes / 60} h`);
+
+/**
+ * The alarms on the metrics (each as [logical id, resource]): one per backup
+ * on its age, and one per target on its disk. Both go to the alert topic when
+ * they fire and when they clear.
+ */
+function alarms(stage, targets, diskPercent) {
+  const actions = { AlarmActions: [{ Ref: 'AlertTopic' }], OKActions: [{ Ref: 'AlertTopic' }] };
+  const hourly = { Statistic: 'Maximum', Period: HOUR_SECONDS, EvaluationPeriods: 1 };
+  const age = monitoredBackups(targets).map(({ target, kind, database }) => {
+    const files = database === FILES_DATABASE;
+    const limit = maxAgeMinutes(kind);
+    const workflow = files ? 'files-backup' : 'database-backup';
+    return [
+      `BackupAge${pascal(target)}${pascal(kind)}${files ? '' : pascal(database)}Alarm`,
+      {
+        Type: 'AWS::CloudWatch::Alarm',
+        Properties: {
+          AlarmName: `kennel-backup-${stage}-backup-age-${target}-${kind}${files ? '' : `-${database}`}`,
+          AlarmDescription: `kennel-backup ${stage}: the newest verified ${kind} backup of ${files ? 'the files' : database} on ${target} is older than ${spoken(limit)} (one is expected every ${spoken(SCHEDULES[kind].everyMinutes)}), or the hourly monitoring has not reported its age. Look at the ${workflow} executions, then at the monitoring ones.`,
+          Namespace: METRICS_NAMESPACE,
+          MetricName: 'BackupAgeSeconds',
+          Dimensions: metricDimensions(stage, { Target: target, Kind: kind, Database: database }),
+          ...hourly,
+          Threshold: limit * 60,
+          ComparisonOperator: 'GreaterThanThreshold',
+          // No age is an alarm: a kind never verified has none, and a
+          // monitoring that stops (its schedule, its functions) sends none.
+          TreatMissingData: 'breaching',
+          ...actions,
+        },
+      },
+    ];
+  });
+  const disk = targets.map(({ name }) => [
+    `BackupDisk${pascal(name)}Alarm`,
+    {
+      Type: 'AWS::CloudWatch::Alarm',
+      Properties: {
+        AlarmName: `kennel-backup-${stage}-backup-disk-${name}`,
+        AlarmDescription: `kennel-backup ${stage}: the filesystem of the backup directory on ${name} is more than ${diskPercent}% full; free space before the next full backup fails.`,
+        Namespace: METRICS_NAMESPACE,
+        MetricName: 'BackupDiskUsedPercent',
+        Dimensions: metricDimensions(stage, { Target: name }),
+        ...hourly,
+        Threshold: diskPercent,
+        ComparisonOperator: 'GreaterThanThreshold',
+        // No measurement is not a full disk: a host the monitoring cannot
+        // measure fails the monitoring, which alerts, and a monitoring that
+        // stops sets off every age alarm.
+        TreatMissingData: 'notBreaching',
+        ...actions,
+      },
+    },
+  ]);
+  const all = [...age, ...disk];
+  const ids = all.map(([id]) => id);
+  const clash = ids.find((id, i) => ids.indexOf(id) !== i);
+  if (clash) {
+    throw new Error(
+      `Two alarms would have the logical id ${clash}: their target and database names are joined without separators for it. Rename one of the targets or databases in backupTargets.`,
+    );
+  }
+  return all;
+}
+
+/** A graph on the dashboard: one line per metric, the hour's highest value unless said otherwise. */
+const graph = (title, metrics, extra = {}) => ({
+  type: 'metric',
+  width: 8,
+  height: 6,
+  properties: {
+    title,
+    view: 'timeSeries',
+    region: `\${AWS::Region}`,
+    stat: 'Maximum',
+    period: HOUR_SECONDS,
+    metrics,
+    yAxis: { left: { min: 0 } },
+    ...extra,
+  },
+});
+const limitLine = (label, value) => ({ annotations: { horizontal: [{ label, value }] } });
+/** A metric of shared/metrics.ts as a dashboard line: namespace, name, then dimension name and value pairs. */
+const line = (stage, name, own, label) => [
+  METRICS_NAMESPACE,
+  name,
+  ...metricDimensions(stage, own).flatMap((d) => [d.Name, d.Value]),
+  { label },
+];
 
 function instanceArn(id) {
   return id.startsWith('mi-')
@@ -126,10 +282,10 @@ module.exports = {
 
   /**
    * Who may read configuration archives, which hold the application's secrets:
-   * the bucket policy denies everyone else. verifyArchive streams them,
-   * pruneBackups and planFilesRestore read their manifests (the catalog), and
-   * the DB host, when its role is given, fetches one to restore it when its own
-   * copy is gone.
+   * the bucket policy denies everyone else. verifyArchive streams them;
+   * pruneBackups, planFilesRestore, planVerification and planMonitoring read
+   * their manifests (the catalog); and the DB host, when its role is given,
+   * fetches one to restore it when its own copy is gone.
    */
   configurationReaders: async ({ resolveVariable }) => {
     const hostRoleArn = await checkedHostRoleArn(resolveVariable);
@@ -137,6 +293,8 @@ module.exports = {
       roleOf('VerifyArchive'),
       roleOf('PruneBackups'),
       roleOf('PlanFilesRestore'),
+      roleOf('PlanVerification'),
+      roleOf('PlanMonitoring'),
       ...(hostRoleArn ? [hostRoleArn] : []),
     ];
   },
@@ -153,6 +311,101 @@ module.exports = {
   },
 
   backupTargets: async ({ resolveVariable }) => (await checkedTargets(resolveVariable)).text,
+
+  /**
+   * The schedules of the two backup workflows, from the one table of crons in
+   * shared/schedule.ts that the freshness checks and the age alarms read too:
+   * each kind at its cron, with the kind as the execution input.
+   */
+  backupSchedules: () => {
+    const events = (kinds) =>
+      kinds.map((kind) => ({ schedule: { rate: SCHEDULES[kind].cron, input: { kind } } }));
+    return { databaseBackup: events(SCHEDULED_DATABASE_KINDS), filesBackup: events(FILE_KINDS) };
+  },
+
+  diskUsageAlertPercent: async ({ resolveVariable }) =>
+    String(await checkedDiskUsageAlertPercent(resolveVariable)),
+
+  /** The alarms, as a `resources` part: their number follows the targets and their databases. */
+  backupAlarms: async ({ resolveVariable }) => {
+    const [stage, { targets }, diskPercent] = await Promise.all([
+      resolveVariable('sls:stage'),
+      checkedTargets(resolveVariable),
+      checkedDiskUsageAlertPercent(resolveVariable),
+    ]);
+    return { Resources: Object.fromEntries(alarms(stage, targets, diskPercent)) };
+  },
+
+  /**
+   * The dashboard (a JSON text with `${...}` for Fn::Sub): the alarms' states;
+   * each scheduled kind's backup age against its limit; archive size and backup
+   * duration per kind; disk usage against its threshold; and the failed and
+   * succeeded executions of every state machine.
+   */
+  dashboardBody: async ({ resolveVariable }) => {
+    const [stage, { targets }, diskPercent, machines] = await Promise.all([
+      resolveVariable('sls:stage'),
+      checkedTargets(resolveVariable),
+      checkedDiskUsageAlertPercent(resolveVariable),
+      stateMachines(resolveVariable),
+    ]);
+    const backups = monitoredBackups(targets);
+    const archives = targets.flatMap(({ name }) =>
+      [...DATABASE_KINDS, ...FILE_KINDS].map((kind) => ({ target: name, kind })),
+    );
+    const perArchive = (metric) =>
+      archives.map(({ target, kind }) =>
+        line(stage, metric, { Target: target, Kind: kind }, `${target} ${kind}`),
+      );
+    const executions = (metric) =>
+      machines.map(({ id, name }) => [
+        'AWS/States',
+        metric,
+        'StateMachineArn',
+        `\${${id}}`,
+        { label: name.replace(`kennel-backup-${stage}-`, '') },
+      ]);
+    const widgets = [
+      {
+        type: 'alarm',
+        width: 24,
+        height: 4,
+        properties: {
+          title: 'Alarms',
+          alarms: [
+            ...alarms(stage, targets, diskPercent).map(([id]) => `\${${id}.Arn}`),
+            `\${AlertDeadLettersAlarm.Arn}`,
+          ],
+        },
+      },
+      ...Object.keys(SCHEDULES).map((kind) =>
+        graph(
+          `Age of the newest verified ${kind} backup (s)`,
+          backups
+            .filter((b) => b.kind === kind)
+            .map(({ target, database }) =>
+              line(
+                stage,
+                'BackupAgeSeconds',
+                { Target: target, Kind: kind, Database: database },
+                `${target} ${database}`,
+              ),
+            ),
+          limitLine(`limit ${spoken(maxAgeMinutes(kind))}`, maxAgeMinutes(kind) * 60),
+        ),
+      ),
+      graph('Archive size (bytes)', perArchive('ArchiveSizeBytes')),
+      graph('Backup duration (s)', perArchive('BackupDurationSeconds')),
+      graph(
+        'Backup disk used (%)',
+        targets.map(({ name }) => line(stage, 'BackupDiskUsedPercent', { Target: name }, name)),
+        { ...limitLine(`alarm above ${diskPercent}%`, diskPercent), yAxis: { left: { min: 0, max: 100 } } },
+      ),
+      graph('Executions failed', executions('ExecutionsFailed'), { stat: 'Sum' }),
+      graph('Executions succeeded', executions('ExecutionsSucceeded'), { stat: 'Sum' }),
+    ];
+    return { 'Fn::Sub': JSON.stringify({ widgets }) };
+  },
 
   alertEmail: async ({ resolveVariable }) => checkedAlertEmail(resolveVariable),
 

@@ -5,21 +5,29 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
+import { mockClient } from 'aws-sdk-client-mock';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { ALERTED_STATUSES } from '../shared/alert.ts';
-import { parseConfig } from '../shared/config.ts';
+import { Catalog } from '../shared/catalog.ts';
+import { type Config, parseConfig } from '../shared/config.ts';
 import {
   archiveFileName,
   archiveKey,
   BACKUP_PREFIXES,
   DATABASE_KINDS,
+  drillReportKey,
   FILE_KINDS,
   kindPrefix,
   manifestKey,
+  SCHEDULED_DATABASE_KINDS,
   tarballFileName,
 } from '../shared/keys.ts';
+import { createMetrics, METRICS_NAMESPACE, metricsSink, recordArchive } from '../shared/metrics.ts';
+import { planMonitoring } from '../shared/monitoring.ts';
 import { RESTORE_WORKFLOWS, restoreWorkflowOf } from '../shared/restore-plan.ts';
 import { lifecycleConfiguration, lifecycleRules } from '../shared/retention.ts';
+import { maxAgeMinutes, SCHEDULES } from '../shared/schedule.ts';
 import { HOST_SCRIPTS } from '../shared/shell.ts';
 
 /**
@@ -36,6 +44,21 @@ const SECURITY_GROUP = 'sg-0123456789abcdef0';
 const HOST_ROLE_ARN = 'arn:aws:iam::123456789012:role/kennel-db-host';
 /** The address the alert topic e-mails, for the second packaging (`--param alertEmail`). */
 const ALERT_EMAIL = 'ops@kennel.example';
+/**
+ * Two targets, the first with two databases, for the second packaging
+ * (`--param backupTargets`): the alarms follow them.
+ */
+const TWO_TARGETS = [
+  {
+    name: 'kennel-db',
+    tag: { key: 'kennel-backup-target', value: 'db' },
+    database: 'kennel_prod',
+    databases: ['kennel_prod', 'kennel_archive'],
+  },
+  { name: 'kennel-replica', instanceIds: ['i-0123456789abcdef0'], database: 'kennel_prod' },
+];
+/** The disk threshold of the second packaging (`--param diskUsageAlertPercent`); 80 without it. */
+const DISK_PERCENT = 90;
 
 /** Function name in serverless.yml and the ASL file → its folder under functions/. */
 const FUNCTIONS = {
@@ -51,6 +74,12 @@ const FUNCTIONS = {
   reportRestore: 'report-restore',
   pruneBackups: 'prune-backups',
   sendAlert: 'send-alert',
+  planVerification: 'plan-verification',
+  reportVerification: 'report-verification',
+  planDrill: 'plan-drill',
+  reportDrill: 'report-drill',
+  planMonitoring: 'plan-monitoring',
+  reportMonitoring: 'report-monitoring',
 } as const;
 type FunctionName = keyof typeof FUNCTIONS;
 const FUNCTION_NAMES = Object.keys(FUNCTIONS) as FunctionName[];
@@ -67,8 +96,8 @@ interface StateMachine {
   functions: FunctionName[];
   /** A few states and their types, so that an emptied ASL file cannot pass as equal. */
   landmarks: Record<string, string>;
-  /** Schedule expression → the kind given as execution input; none: started by an operator. */
-  schedules: [string, string][];
+  /** Schedule expression → the execution input it gives; none: started by an operator. */
+  schedules: [string, Record<string, unknown>][];
 }
 const BACKUP_LANDMARKS = { BackUpEachTarget: 'Map', VerifyArchive: 'Task', BackupSucceeded: 'Succeed' };
 /** Both restore workflows run the one file; PlanRestore tells them apart by the name. */
@@ -106,9 +135,9 @@ const STATE_MACHINES: StateMachine[] = [
     ],
     landmarks: BACKUP_LANDMARKS,
     schedules: [
-      ['cron(0 2 * * ? *)', 'full'],
-      ['cron(0 */6 * * ? *)', 'incremental'],
-      ['cron(0/15 * * * ? *)', 'transaction-logs'],
+      ['cron(0 2 * * ? *)', { kind: 'full' }],
+      ['cron(0 */6 * * ? *)', { kind: 'incremental' }],
+      ['cron(0/15 * * * ? *)', { kind: 'transaction-logs' }],
     ],
   },
   {
@@ -126,9 +155,9 @@ const STATE_MACHINES: StateMachine[] = [
     ],
     landmarks: BACKUP_LANDMARKS,
     schedules: [
-      ['cron(0 3 * * ? *)', 'configuration'],
-      ['cron(15 3 * * ? *)', 'application'],
-      ['cron(30 3 * * ? *)', 'static'],
+      ['cron(0 3 * * ? *)', { kind: 'configuration' }],
+      ['cron(15 3 * * ? *)', { kind: 'application' }],
+      ['cron(30 3 * * ? *)', { kind: 'static' }],
     ],
   },
   {
@@ -164,6 +193,69 @@ const STATE_MACHINES: StateMachine[] = [
     },
     schedules: [],
   },
+  {
+    id: 'DailyVerificationStateMachine',
+    name: 'daily-verification',
+    file: 'daily-verification',
+    logGroup: 'DailyVerificationLogGroup',
+    functions: [
+      'planVerification',
+      'startHostCommand',
+      'checkHostCommand',
+      'verifyArchive',
+      'reportVerification',
+      'sendAlert',
+    ],
+    landmarks: {
+      PlanVerification: 'Task',
+      CheckEachHost: 'Map',
+      ReadBackEachArchive: 'Map',
+      ReportVerification: 'Task',
+      VerificationPassed: 'Succeed',
+    },
+    // After the night's backups; no input: it checks every kind and target.
+    schedules: [['cron(0 6 * * ? *)', {}]],
+  },
+  {
+    id: 'RestoreDrillStateMachine',
+    name: 'restore-drill',
+    file: 'restore-drill',
+    logGroup: 'RestoreDrillLogGroup',
+    functions: [
+      'planDrill',
+      'startHostCommand',
+      'checkHostCommand',
+      'restoreTest',
+      'reportDrill',
+      'sendAlert',
+    ],
+    landmarks: {
+      PlanDrill: 'Task',
+      RestoreTest: 'Task',
+      ReportDrill: 'Task',
+      NotifyDrill: 'Task',
+      DrillPassed: 'Succeed',
+    },
+    // The source document's weekly restoration test and monthly DR test.
+    schedules: [
+      ['cron(0 5 ? * SUN *)', { pick: 'random' }],
+      ['cron(30 5 1 * ? *)', { pick: 'latest' }],
+    ],
+  },
+  {
+    id: 'MonitoringStateMachine',
+    name: 'monitoring',
+    file: 'monitoring',
+    logGroup: 'MonitoringLogGroup',
+    functions: ['planMonitoring', 'startHostCommand', 'checkHostCommand', 'reportMonitoring', 'sendAlert'],
+    landmarks: {
+      PlanMonitoring: 'Task',
+      MeasureEachDisk: 'Map',
+      ReportMonitoring: 'Task',
+      MonitoringPassed: 'Succeed',
+    },
+    schedules: [['cron(0 * * * ? *)', {}]],
+  },
 ];
 /** Each ASL file once, with the functions its tasks name. */
 const ASL_FILES = [...new Map(STATE_MACHINES.map((m) => [m.file, m])).values()];
@@ -197,6 +289,12 @@ interface LambdaFunction {
   Role: unknown;
   Environment: { Variables: Record<string, unknown> };
   VpcConfig?: { SubnetIds: string[]; SecurityGroupIds: string[] };
+}
+/** An EventBridge rule: a schedule's, or the failure rule. */
+interface Rule {
+  ScheduleExpression?: string;
+  State: string;
+  Targets: { Arn: unknown; Input: string }[];
 }
 interface CfnResource {
   Type: string;
@@ -269,14 +367,17 @@ async function packagedTemplate(params: string[]): Promise<{ dir: string; templa
 }
 
 /**
- * The second packaging, with every optional param given, shared by the tests
- * that compare a template with and without them: packaging takes seconds.
+ * The second packaging, with every optional param given and the defaults
+ * changed, shared by the tests that compare a template with and without them:
+ * packaging takes seconds.
  */
 let withOptionalParamsPackaging: Promise<Template> | undefined;
 const withOptionalParams = () => {
   withOptionalParamsPackaging ??= packagedTemplate([
     `hostRoleArn=${HOST_ROLE_ARN}`,
     `alertEmail=${ALERT_EMAIL}`,
+    `backupTargets=${JSON.stringify(TWO_TARGETS)}`,
+    `diskUsageAlertPercent=${DISK_PERCENT}`,
   ]).then((packaged) => packaged.template);
   return withOptionalParamsPackaging;
 };
@@ -294,6 +395,27 @@ function ofType(type: string): [string, CfnResource][] {
 
 function roleStatements(id: string): Statement[] {
   return resource<Role>(id, 'AWS::IAM::Role').Policies?.flatMap((p) => p.PolicyDocument.Statement) ?? [];
+}
+
+const BUCKET_NAME = 'kennel-backup-123456789012-us-east-1-test';
+const TOPIC_ARN = `arn:aws:sns:us-east-1:123456789012:kennel-backup-${STAGE}-alerts`;
+
+/**
+ * What shared/config.ts reads at a function's cold start: its environment in
+ * the template, with the values CloudFormation fills in given stand-ins.
+ */
+function deployedConfig(fn: FunctionName, from: Template = template): Config {
+  const { Variables } = resource<LambdaFunction>(
+    `${logicalId(fn)}LambdaFunction`,
+    'AWS::Lambda::Function',
+    from,
+  ).Environment;
+  return parseConfig({
+    ...(Variables as Record<string, string>),
+    BACKUP_BUCKET: BUCKET_NAME,
+    HOST_COMMAND_LOG_GROUP: `/kennel-backup/${STAGE}/host-commands`,
+    ALERT_TOPIC_ARN: TOPIC_ARN,
+  });
 }
 
 beforeAll(async () => {
@@ -365,7 +487,36 @@ describe('the state machines', () => {
     );
   });
 
-  it("are the only ones, started only by the backups' schedules", () => {
+  it('run each backup kind at its cron in shared/schedule.ts, with the kind as input', () => {
+    const families: Record<string, readonly string[]> = {
+      DatabaseBackupStateMachine: SCHEDULED_DATABASE_KINDS,
+      FilesBackupStateMachine: FILE_KINDS,
+    };
+    const started = ofType('AWS::Events::Rule')
+      .map(([, r]) => r.Properties as Rule)
+      .filter((r) => r.ScheduleExpression !== undefined)
+      .flatMap((r) =>
+        r.Targets.map((t) => ({
+          machine: (t.Arn as { Ref?: string }).Ref ?? '',
+          cron: r.ScheduleExpression,
+          input: JSON.parse(t.Input) as unknown,
+        })),
+      )
+      .filter((s) => s.machine in families);
+    const expected = Object.entries(families).flatMap(([machine, kinds]) =>
+      kinds.map((kind) => ({
+        machine,
+        cron: SCHEDULES[kind as keyof typeof SCHEDULES].cron,
+        input: { kind },
+      })),
+    );
+    const sorted = (list: unknown[]) => list.map((x) => JSON.stringify(x)).sort();
+    expect(sorted(started)).toEqual(sorted(expected));
+    // The table has every scheduled kind and nothing else.
+    expect(Object.keys(SCHEDULES).sort()).toEqual([...SCHEDULED_DATABASE_KINDS, ...FILE_KINDS].sort());
+  });
+
+  it('are the only ones, started only by their schedules', () => {
     expect(ofType('AWS::StepFunctions::StateMachine').map(([id]) => id)).toEqual(
       STATE_MACHINES.map((m) => m.id),
     );
@@ -448,7 +599,6 @@ describe.each(STATE_MACHINES)('the state machine $id', (machine) => {
     );
   });
 
-  type Rule = { ScheduleExpression?: string; State: string; Targets: { Arn: unknown; Input: string }[] };
   const rules = () => ofType('AWS::Events::Rule').map(([, r]) => r.Properties as Rule);
 
   it(`is started by ${schedules.length || 'no'} schedule${schedules.length === 1 ? '' : 's'} and no other rule`, () => {
@@ -459,13 +609,17 @@ describe.each(STATE_MACHINES)('the state machine $id', (machine) => {
 
   // it.each of no rows would declare no test; a machine without schedules is covered above.
   if (schedules.length > 0) {
-    it.each(schedules)('starts on %s with the kind %s', (expression, kind) => {
-      const schedule = rules().filter((r) => r.ScheduleExpression === expression);
+    it.each(schedules)('starts on %s with the input %j', (expression, input) => {
+      const schedule = rules().filter(
+        (r) =>
+          r.ScheduleExpression === expression &&
+          r.Targets.some((t) => JSON.stringify(t.Arn) === JSON.stringify({ Ref: id })),
+      );
       expect(schedule).toHaveLength(1);
       expect(schedule[0]?.State).toBe('ENABLED');
       expect(schedule[0]?.Targets).toHaveLength(1);
       expect(schedule[0]?.Targets[0]?.Arn).toEqual({ Ref: id });
-      expect(JSON.parse(schedule[0]?.Targets[0]?.Input ?? '')).toEqual({ kind });
+      expect(JSON.parse(schedule[0]?.Targets[0]?.Input ?? '')).toEqual(input);
     });
   }
 
@@ -572,11 +726,18 @@ describe('the backup bucket', () => {
   /**
    * Configuration archives hold the application's secrets. verifyArchive streams
    * them; pruneBackups reads their manifests (the catalog) to choose what to
-   * delete, planFilesRestore to choose what to restore.
+   * delete, planFilesRestore to choose what to restore, planVerification and
+   * planMonitoring to judge how fresh the newest is.
    */
-  const CONFIGURATION_READERS: FunctionName[] = ['verifyArchive', 'pruneBackups', 'planFilesRestore'];
+  const CONFIGURATION_READERS: FunctionName[] = [
+    'verifyArchive',
+    'pruneBackups',
+    'planFilesRestore',
+    'planVerification',
+    'planMonitoring',
+  ];
 
-  it('lets no one but the roles that verify, prune and restore them read configuration archives', () => {
+  it('lets no one but the roles that verify, prune, restore and watch them read configuration archives', () => {
     expect(bucketStatement('ConfigurationReadableOnlyByItsRoles')).toEqual({
       Sid: 'ConfigurationReadableOnlyByItsRoles',
       Effect: 'Deny',
@@ -786,6 +947,323 @@ describe('failure alerts', () => {
   });
 });
 
+/** A metric as CloudWatch keys it: namespace, name and the whole set of dimensions. */
+interface MetricIdentity {
+  namespace: string;
+  name: string;
+  dimensions: Record<string, string>;
+}
+const identity = (m: MetricIdentity) =>
+  JSON.stringify([m.namespace, m.name, Object.entries(m.dimensions).sort(([a], [b]) => a.localeCompare(b))]);
+
+/** The metrics in embedded-metric-format log lines, as CloudWatch extracts them. */
+function metricsInLogLines(lines: string[]): MetricIdentity[] {
+  return lines
+    .filter((line) => line.includes('"_aws"'))
+    .flatMap((line) => {
+      const emf = JSON.parse(line) as Record<string, unknown> & {
+        _aws: {
+          CloudWatchMetrics: { Namespace: string; Dimensions: string[][]; Metrics: { Name: string }[] }[];
+        };
+      };
+      return emf._aws.CloudWatchMetrics.flatMap((directive) =>
+        directive.Dimensions.flatMap((set) =>
+          directive.Metrics.map((metric) => ({
+            namespace: directive.Namespace,
+            name: metric.Name,
+            dimensions: Object.fromEntries(set.map((d) => [d, String(emf[d])])),
+          })),
+        ),
+      );
+    });
+}
+
+/**
+ * Every metric the deployed functions emit under this configuration, by the
+ * functions' own code: planMonitoring's list of backups (over an empty bucket,
+ * each then given an age) and its hosts' disks, as reportMonitoring emits them,
+ * and verifyArchive's size and duration of an archive of every kind.
+ */
+async function emittedMetrics(config: Config): Promise<MetricIdentity[]> {
+  const s3 = mockClient(S3Client);
+  s3.on(ListObjectsV2Command).resolves({ Contents: [] });
+  const plan = await planMonitoring(config, new Catalog(new S3Client({ region: 'us-east-1' }), BUCKET_NAME), {
+    input: {},
+    executionId: `arn:aws:states:us-east-1:123456789012:execution:kennel-backup-${STAGE}-monitoring:hourly`,
+    startedAt: '2026-11-29T06:00:00Z',
+  });
+  s3.restore();
+  // Powertools writes each metric line to stdout as it is published.
+  const write = vi.spyOn(process.stdout, 'write').mockImplementation(() => true);
+  try {
+    const metrics = createMetrics(config);
+    const sink = metricsSink(metrics);
+    for (const age of plan.ages) sink.backupAge({ ...age, ageSeconds: 60 });
+    for (const { target } of plan.hosts) sink.diskUsedPercent(target, 50);
+    for (const { name } of config.BACKUP_TARGETS)
+      for (const kind of [...DATABASE_KINDS, ...FILE_KINDS])
+        recordArchive(metrics, { target: name, kind, sizeBytes: 1, durationSeconds: 1 });
+    return metricsInLogLines(write.mock.calls.flatMap(([chunk]) => String(chunk).split('\n')));
+  } finally {
+    write.mockRestore();
+  }
+}
+
+interface Alarm {
+  AlarmName: string;
+  AlarmDescription: string;
+  Namespace: string;
+  MetricName: string;
+  Dimensions: { Name: string; Value: string }[];
+  Threshold: number;
+}
+interface Widget {
+  type: string;
+  properties: {
+    title: string;
+    metrics?: unknown[][];
+    alarms?: string[];
+    stat?: string;
+    annotations?: { horizontal: { label: string; value: number }[] };
+  };
+}
+
+/** A dashboard line, `[namespace, name, dimension, value, ..., {options}]`, as a metric. */
+function lineMetric(line: unknown[]): MetricIdentity {
+  const [namespace, name, ...rest] = line;
+  const pairs = rest.filter((x): x is string => typeof x === 'string');
+  return {
+    namespace: String(namespace),
+    name: String(name),
+    dimensions: Object.fromEntries(pairs.flatMap((_, i) => (i % 2 === 0 ? [[pairs[i], pairs[i + 1]]] : []))),
+  };
+}
+
+/**
+ * The alarms and the dashboard read metrics that only exist as log lines the
+ * functions print; an alarm on a name or dimension they do not print sees no
+ * data, which for the age alarms is a false alarm for ever. Checked for the
+ * default deployment and for two targets, three databases and another threshold.
+ */
+describe.each([
+  { packaging: 'default params', load: async () => template, ages: 6, disks: 1, percent: 80 },
+  {
+    packaging: 'two targets, three databases, a 90 % disk threshold',
+    load: withOptionalParams,
+    ages: 15,
+    disks: 2,
+    percent: DISK_PERCENT,
+  },
+])('metrics, alarms and dashboard ($packaging)', ({ load, ages, disks, percent }) => {
+  let deployed: Template;
+  let emitted: MetricIdentity[];
+  beforeAll(async () => {
+    deployed = await load();
+    emitted = await emittedMetrics(deployedConfig('reportMonitoring', deployed));
+  }, 240_000);
+
+  const alarms = () =>
+    Object.entries(deployed.Resources)
+      .filter(([, r]) => r.Type === 'AWS::CloudWatch::Alarm')
+      .map(([id, r]) => [id, r.Properties as Alarm] as const);
+  const alarmMetric = (a: Alarm): MetricIdentity => ({
+    namespace: a.Namespace,
+    name: a.MetricName,
+    dimensions: Object.fromEntries(a.Dimensions.map((d) => [d.Name, d.Value])),
+  });
+  const emittedNamed = (name: string) => emitted.filter((m) => m.name === name);
+  const topic = [{ Ref: 'AlertTopic' }];
+
+  it('one backup-age alarm per target, scheduled kind and database, on the metric the monitoring emits', () => {
+    const backupAges = emittedNamed('BackupAgeSeconds');
+    expect(backupAges).toHaveLength(ages);
+    const ageAlarms = alarms().filter(([, a]) => a.MetricName === 'BackupAgeSeconds');
+    expect(ageAlarms).toHaveLength(ages);
+    expect(new Set(ageAlarms.map(([, a]) => identity(alarmMetric(a))))).toEqual(
+      new Set(backupAges.map(identity)),
+    );
+    for (const [id, alarm] of ageAlarms) {
+      const kind = alarmMetric(alarm).dimensions.Kind as keyof typeof SCHEDULES;
+      expect(alarm, id).toEqual({
+        AlarmName: expect.stringMatching(new RegExp(`^kennel-backup-${STAGE}-backup-age-[a-z0-9_-]+$`)),
+        AlarmDescription: expect.stringContaining(`the newest verified ${kind} backup of `),
+        Namespace: 'KennelBackup',
+        MetricName: 'BackupAgeSeconds',
+        Dimensions: expect.any(Array),
+        Statistic: 'Maximum',
+        Period: 3600,
+        EvaluationPeriods: 1,
+        Threshold: maxAgeMinutes(kind) * 60,
+        ComparisonOperator: 'GreaterThanThreshold',
+        // A monitoring that stops emits nothing: no data is an alarm.
+        TreatMissingData: 'breaching',
+        AlarmActions: topic,
+        OKActions: topic,
+      });
+    }
+    expect(METRICS_NAMESPACE).toBe('KennelBackup');
+    // Each kind's interval plus its grace: an hour, or one interval for the 15-minute logs.
+    const thresholds = Object.fromEntries(
+      ageAlarms.map(([, a]) => [alarmMetric(a).dimensions.Kind, a.Threshold] as const),
+    );
+    expect(thresholds).toEqual({
+      full: 25 * 3600,
+      incremental: 7 * 3600,
+      'transaction-logs': 30 * 60,
+      configuration: 25 * 3600,
+      application: 25 * 3600,
+      static: 25 * 3600,
+    });
+    const names = ageAlarms.map(([, a]) => a.AlarmName);
+    expect(new Set(names).size).toBe(names.length);
+  });
+
+  it('one disk alarm per target, above the deployment threshold', () => {
+    const diskAlarms = alarms().filter(([, a]) => a.MetricName === 'BackupDiskUsedPercent');
+    expect(diskAlarms).toHaveLength(disks);
+    expect(new Set(diskAlarms.map(([, a]) => identity(alarmMetric(a))))).toEqual(
+      new Set(emittedNamed('BackupDiskUsedPercent').map(identity)),
+    );
+    for (const [id, alarm] of diskAlarms) {
+      expect(alarm, id).toEqual({
+        AlarmName: `kennel-backup-${STAGE}-backup-disk-${alarmMetric(alarm).dimensions.Target}`,
+        AlarmDescription: expect.stringContaining(`more than ${percent}% full`),
+        Namespace: 'KennelBackup',
+        MetricName: 'BackupDiskUsedPercent',
+        Dimensions: expect.any(Array),
+        Statistic: 'Maximum',
+        Period: 3600,
+        EvaluationPeriods: 1,
+        Threshold: percent,
+        ComparisonOperator: 'GreaterThanThreshold',
+        // An unmeasured disk fails the monitoring, which alerts; a stopped monitoring sets off the age alarms.
+        TreatMissingData: 'notBreaching',
+        AlarmActions: topic,
+        OKActions: topic,
+      });
+    }
+    // The functions judge the disk by the same threshold.
+    expect(deployedConfig('reportMonitoring', deployed).DISK_USAGE_ALERT_PERCENT).toBe(percent);
+  });
+
+  it('has no other alarm than those and the dead-letter one', () => {
+    expect(
+      alarms()
+        .filter(([, a]) => a.Namespace !== 'KennelBackup')
+        .map(([id]) => id),
+    ).toEqual(['AlertDeadLettersAlarm']);
+    expect(alarms()).toHaveLength(ages + disks + 1);
+  });
+
+  describe('the dashboard', () => {
+    const body = () => {
+      const dashboard = resource<{ DashboardName: string; DashboardBody: { 'Fn::Sub': string } }>(
+        'BackupDashboard',
+        'AWS::CloudWatch::Dashboard',
+        deployed,
+      );
+      expect(dashboard.DashboardName).toBe(`kennel-backup-${STAGE}`);
+      return dashboard.DashboardBody['Fn::Sub'];
+    };
+    const widgets = () => (JSON.parse(body()) as { widgets: Widget[] }).widgets;
+    /** The graphs of one metric; every graph shows one metric only. */
+    const graphsOf = (name: string) =>
+      widgets().filter((w) => w.type === 'metric' && w.properties.metrics?.[0]?.[1] === name);
+
+    it('refers only to resources of the template and the region', () => {
+      const placeholders = [...body().matchAll(/\$\{([^}]+)\}/g)].map((m) => m[1] ?? '');
+      expect(placeholders.length).toBeGreaterThan(0);
+      for (const p of placeholders) {
+        if (p === 'AWS::Region') continue;
+        expect(deployed.Resources, p).toHaveProperty([p.replace(/\.Arn$/, '')]);
+      }
+      for (const w of widgets().filter((w) => w.type === 'metric')) {
+        const names = new Set(w.properties.metrics?.map((line) => line[1]));
+        expect(names.size, w.properties.title).toBe(1);
+      }
+    });
+
+    it('shows the state of every alarm', () => {
+      const [alarmWidget, ...others] = widgets().filter((w) => w.type === 'alarm');
+      expect(others).toEqual([]);
+      expect(new Set(alarmWidget?.properties.alarms)).toEqual(
+        new Set(alarms().map(([id]) => `\${${id}.Arn}`)),
+      );
+    });
+
+    it.each(Object.keys(SCHEDULES) as (keyof typeof SCHEDULES)[])(
+      'graphs the age of every %s backup against its limit',
+      (kind) => {
+        const graphs = graphsOf('BackupAgeSeconds').filter(
+          (w) => lineMetric(w.properties.metrics?.[0] ?? []).dimensions.Kind === kind,
+        );
+        expect(graphs).toHaveLength(1);
+        const lines = graphs[0]?.properties.metrics ?? [];
+        expect(new Set(lines.map((l) => identity(lineMetric(l))))).toEqual(
+          new Set(
+            emittedNamed('BackupAgeSeconds')
+              .filter((m) => m.dimensions.Kind === kind)
+              .map(identity),
+          ),
+        );
+        expect(graphs[0]?.properties.stat).toBe('Maximum');
+        expect(graphs[0]?.properties.annotations?.horizontal.map((a) => a.value)).toEqual([
+          maxAgeMinutes(kind) * 60,
+        ]);
+      },
+    );
+
+    it.each(['ArchiveSizeBytes', 'BackupDurationSeconds', 'BackupDiskUsedPercent'])(
+      'graphs %s of every kind and target the functions report',
+      (name) => {
+        const graphs = graphsOf(name);
+        expect(graphs).toHaveLength(1);
+        const lines = (graphs[0]?.properties.metrics ?? []).map(lineMetric);
+        expect(new Set(lines.map(identity))).toEqual(new Set(emittedNamed(name).map(identity)));
+        if (name === 'BackupDiskUsedPercent')
+          expect(graphs[0]?.properties.annotations?.horizontal.map((a) => a.value)).toEqual([percent]);
+      },
+    );
+
+    it.each(['ExecutionsFailed', 'ExecutionsSucceeded'])('graphs %s of every state machine', (name) => {
+      const graphs = graphsOf(name);
+      expect(graphs).toHaveLength(1);
+      expect(graphs[0]?.properties.stat).toBe('Sum');
+      const machines = Object.entries(deployed.Resources)
+        .filter(([, r]) => r.Type === 'AWS::StepFunctions::StateMachine')
+        .map(([id]) => id);
+      expect(machines).toHaveLength(STATE_MACHINES.length);
+      expect(new Set((graphs[0]?.properties.metrics ?? []).map((l) => identity(lineMetric(l))))).toEqual(
+        new Set(
+          machines.map((id) =>
+            identity({ namespace: 'AWS/States', name, dimensions: { StateMachineArn: `\${${id}}` } }),
+          ),
+        ),
+      );
+    });
+  });
+});
+
+describe('the diskUsageAlertPercent param', () => {
+  it('takes a whole percentage from 1 to 100 and refuses anything else', async () => {
+    const params = createRequire(import.meta.url)('../serverless/params.cjs') as {
+      diskUsageAlertPercent: (options: {
+        resolveVariable: (name: string) => Promise<unknown>;
+      }) => Promise<string>;
+    };
+    const given = (percent: string) => ({
+      resolveVariable: async (name: string) => (name === 'param:diskUsageAlertPercent' ? percent : undefined),
+    });
+    for (const good of ['1', '80', ' 95 ', '100'])
+      await expect(params.diskUsageAlertPercent(given(good))).resolves.toBe(good.trim());
+    for (const bad of ['0', '101', '85.5', '80%', '-5', '', 'eighty']) {
+      await expect(params.diskUsageAlertPercent(given(bad))).rejects.toThrow(
+        `The diskUsageAlertPercent param "${bad}" is not a whole percentage from 1 to 100.`,
+      );
+    }
+  });
+});
+
 describe('permissions', () => {
   /** Every backup prefix's objects, and the same prefixes for ListBucket, as serverless/params.cjs builds them. */
   const objects = BACKUP_PREFIXES.map((prefix) => sub(`\${BackupBucket.Arn}/${prefix}*`));
@@ -898,6 +1376,32 @@ describe('permissions', () => {
       { Effect: 'Allow', Action: ['s3:GetObject', 's3:DeleteObject'], Resource: objects },
       bucketKey('kms:Decrypt'),
     ],
+    // The catalog of every kind, read only: the newest manifests, for freshness.
+    planVerification: [
+      listBackups,
+      { Effect: 'Allow', Action: ['s3:GetObject'], Resource: objects },
+      bucketKey('kms:Decrypt'),
+    ],
+    // Judges the execution's state; emits nothing.
+    reportVerification: [],
+    // The full backups to pick from and the point-in-time chain: database/ only, read only.
+    planDrill: [
+      listDatabase,
+      { Effect: 'Allow', Action: ['s3:GetObject'], Resource: databaseObjects },
+      bucketKey('kms:Decrypt'),
+    ],
+    // Writes the drill's report and nothing else; reads nothing.
+    reportDrill: [
+      { Effect: 'Allow', Action: ['s3:PutObject'], Resource: sub(`\${BackupBucket.Arn}/reports/drills/*`) },
+      bucketKey('kms:GenerateDataKey'),
+    ],
+    planMonitoring: [
+      listBackups,
+      { Effect: 'Allow', Action: ['s3:GetObject'], Resource: objects },
+      bucketKey('kms:Decrypt'),
+    ],
+    // Its metrics are log lines (embedded metric format): no cloudwatch:PutMetricData.
+    reportMonitoring: [],
     // Slack's webhook; the alert topic; the history of this service's executions, and no other's.
     sendAlert: [
       ...readParameter('alert-webhook-url'),
@@ -1051,16 +1555,21 @@ describe('permissions', () => {
     ).test(text);
   const allows = (fn: FunctionName, action: string) =>
     roleStatements(roleId(fn)).filter((s) => s.Effect === 'Allow' && asArray(s.Action).includes(action));
+  /** Whether any of `statements` allows `action` on the backup bucket's object `key`. */
+  const allowsOnObject = (statements: Statement[], action: string, key: string) =>
+    statements
+      .filter((s) => s.Effect === 'Allow' && asArray(s.Action).includes(action))
+      .some((s) =>
+        asArray(s.Resource).some((r) => {
+          const pattern = /^\$\{BackupBucket\.Arn\}\/(.+)$/.exec(
+            String((r as { 'Fn::Sub'?: unknown } | null)?.['Fn::Sub'] ?? ''),
+          )?.[1];
+          return pattern !== undefined && globMatches(pattern, key);
+        }),
+      );
   /** Whether a function's role allows `action` on the backup bucket's object `key`. */
   const mayOnObject = (fn: FunctionName, action: string, key: string) =>
-    allows(fn, action).some((s) =>
-      asArray(s.Resource).some((r) => {
-        const pattern = /^\$\{BackupBucket\.Arn\}\/(.+)$/.exec(
-          String((r as { 'Fn::Sub'?: unknown } | null)?.['Fn::Sub'] ?? ''),
-        )?.[1];
-        return pattern !== undefined && globMatches(pattern, key);
-      }),
-    );
+    allowsOnObject(roleStatements(roleId(fn)), action, key);
   /** Whether a function's role may list the backup bucket under `prefix`. */
   const mayList = (fn: FunctionName, prefix: string) =>
     allows(fn, 's3:ListBucket').some(
@@ -1120,6 +1629,42 @@ describe('permissions', () => {
     // The same checks say yes for the database family's planner.
     expect(mayList('planRestore', kindPrefix(kind, 'kennel-db', 'kennel_prod'))).toBe(true);
     expect(mayOnObject('planRestore', 's3:GetObject', databaseManifest(kind))).toBe(true);
+  });
+
+  it("only reportDrill may write a drill's report, no one may delete it, and no lifecycle rule expires it", () => {
+    const reports = ['json', 'md'].map((extension) =>
+      drillReportKey('2026-11-29T05:00:00Z', '20261129T050000Z_1a2b3c4d', extension as 'json' | 'md'),
+    );
+    expect(reports).toEqual([
+      'reports/drills/2026/11/29/20261129T050000Z_1a2b3c4d.json',
+      'reports/drills/2026/11/29/20261129T050000Z_1a2b3c4d.md',
+    ]);
+    const hostPolicies = ['HostBackupPolicy', 'HostRestorePolicy'].map(
+      (id) =>
+        [
+          id,
+          resource<{ PolicyDocument: PolicyDocument }>(id, 'AWS::IAM::ManagedPolicy').PolicyDocument,
+        ] as const,
+    );
+    for (const key of reports) {
+      expect(FUNCTION_NAMES.filter((fn) => mayOnObject(fn, 's3:PutObject', key))).toEqual(['reportDrill']);
+      expect(FUNCTION_NAMES.filter((fn) => mayOnObject(fn, 's3:DeleteObject', key))).toEqual([]);
+      for (const [id, document] of hostPolicies) {
+        expect(allowsOnObject(document.Statement, 's3:PutObject', key), id).toBe(false);
+        expect(allowsOnObject(document.Statement, 's3:DeleteObject', key), id).toBe(false);
+      }
+    }
+    // The same checks say yes where a grant exists: a backup's manifest, for the host and verifyArchive.
+    const manifest = databaseManifest('full');
+    expect(allowsOnObject(hostPolicies[0]?.[1].Statement ?? [], 's3:PutObject', manifest)).toBe(true);
+    expect(mayOnObject('verifyArchive', 's3:PutObject', manifest)).toBe(true);
+    expect(mayOnObject('reportDrill', 's3:PutObject', manifest)).toBe(false);
+    // Reports are the audit record: no lifecycle rule reaches reports/ (each rule names its prefix).
+    const { LifecycleConfiguration } = resource<{ LifecycleConfiguration: { Rules: { Prefix?: string }[] } }>(
+      'BackupBucket',
+      'AWS::S3::Bucket',
+    );
+    expect(LifecycleConfiguration.Rules.filter((r) => reports[0]?.startsWith(r.Prefix ?? ''))).toEqual([]);
   });
 
   it('verifyArchive may read a safety dump and rewrite its manifest with the verdict', () => {
@@ -1186,6 +1731,8 @@ describe('permissions', () => {
       getAtt(roleId('verifyArchive')),
       getAtt(roleId('pruneBackups')),
       getAtt(roleId('planFilesRestore')),
+      getAtt(roleId('planVerification')),
+      getAtt(roleId('planMonitoring')),
     ];
     const readBackups = (...prefixes: string[]): Statement => ({
       Sid: 'ReadBackups',
@@ -1280,8 +1827,6 @@ describe('the functions', () => {
   });
 
   it("every function's environment is a complete configuration for shared/config.ts", () => {
-    const bucketName = 'kennel-backup-123456789012-us-east-1-test';
-    const topicArn = `arn:aws:sns:us-east-1:123456789012:kennel-backup-${STAGE}-alerts`;
     for (const fn of FUNCTION_NAMES) {
       const { Variables } = resource<LambdaFunction>(
         `${logicalId(fn)}LambdaFunction`,
@@ -1290,12 +1835,9 @@ describe('the functions', () => {
       expect(Variables.BACKUP_BUCKET).toEqual({ Ref: 'BackupBucket' });
       expect(Variables.HOST_COMMAND_LOG_GROUP).toEqual({ Ref: 'HostCommandLogGroup' });
       expect(Variables.ALERT_TOPIC_ARN).toEqual({ Ref: 'AlertTopic' });
-      const config = parseConfig({
-        ...(Variables as Record<string, string>),
-        BACKUP_BUCKET: bucketName,
-        HOST_COMMAND_LOG_GROUP: `/kennel-backup/${STAGE}/host-commands`,
-        ALERT_TOPIC_ARN: topicArn,
-      });
+      // A string, as the environment holds it: the param's default.
+      expect(Variables.DISK_USAGE_ALERT_PERCENT).toBe('80');
+      const config = deployedConfig(fn);
       expect(config.STAGE).toBe(STAGE);
       expect(config.BACKUP_TARGETS).toEqual([
         expect.objectContaining({
@@ -1310,7 +1852,8 @@ describe('the functions', () => {
       expect(config.RESTORE_CHECK_DATABASE_URL_PARAMETER).toBe(
         `/kennel-backup/${STAGE}/restore-check-database-url`,
       );
-      expect(config.ALERT_TOPIC_ARN).toBe(topicArn);
+      expect(config.ALERT_TOPIC_ARN).toBe(TOPIC_ARN);
+      expect(config.DISK_USAGE_ALERT_PERCENT).toBe(80);
     }
     const logGroup = resource<{ LogGroupName: string }>('HostCommandLogGroup', 'AWS::Logs::LogGroup');
     expect(logGroup.LogGroupName).toBe(`/kennel-backup/${STAGE}/host-commands`);
@@ -1329,6 +1872,9 @@ describe('the functions', () => {
     // The restore's swap, and the application's stop and start commands.
     expect(entries).toContain('host/database-swap.sh');
     expect(entries).toContain('host/run-commands.sh');
+    // The daily verification's local-copy check, and the monitoring's disk measurement.
+    expect(entries).toContain('host/check-local-copies.sh');
+    expect(entries).toContain('host/disk-usage.sh');
     for (const script of HOST_SCRIPTS) expect(entries).toContain(`host/${script}.sh`);
     // The package pattern is a glob: every script in host/ ships, none is forgotten.
     const scripts = readdirSync(join(ROOT, 'host')).filter((f) => f.endsWith('.sh'));
