@@ -131,6 +131,27 @@ export class Catalog {
     return undefined;
   }
 
+  /**
+   * The newest verified backup of one kind, target and database, and the newest
+   * key of any state. Lists the last `recentDays` first (15-minute log backups
+   * kept 7 years are 245,000 keys); the whole catalog only when nothing verified
+   * is that recent.
+   */
+  async newestOf(
+    kind: BackupKind,
+    target: string,
+    database: string | null,
+    now = new Date(),
+    recentDays = 2,
+  ): Promise<{ newestKey: string | undefined; newestVerified: Manifest | undefined }> {
+    const fromDay = new Date(now.getTime() - recentDays * 86_400_000).toISOString().slice(0, 10);
+    const recent = await this.manifestKeys(kind, target, database, fromDay);
+    const verified = await this.newestVerified(recent);
+    if (verified) return { newestKey: recent.at(-1), newestVerified: verified };
+    const all = await this.manifestKeys(kind, target, database);
+    return { newestKey: all.at(-1), newestVerified: await this.newestVerified(all) };
+  }
+
   async readAll(keys: readonly string[]): Promise<Manifest[]> {
     return Promise.all(keys.map((k) => this.readManifest(k)));
   }

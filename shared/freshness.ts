@@ -17,10 +17,10 @@ export interface Newest {
 }
 
 /**
- * The newest verified backup of every scheduled kind of every target and database.
- * Reads from the newest key back, so a few reads each, however long the history.
+ * The newest verified backup of every scheduled kind of every target and database:
+ * a listing of the last days and a few reads each, however long the history.
  */
-export async function newestBackups(config: Config, catalog: Catalog): Promise<Newest[]> {
+export async function newestBackups(config: Config, catalog: Catalog, now = new Date()): Promise<Newest[]> {
   const all: Newest[] = [];
   for (const target of config.BACKUP_TARGETS) {
     const catalogs: { kind: ScheduledKind; database: string | null }[] = [
@@ -30,14 +30,12 @@ export async function newestBackups(config: Config, catalog: Catalog): Promise<N
       ...FILE_KINDS.map((kind) => ({ kind, database: null })),
     ];
     for (const { kind, database } of catalogs) {
-      const keys = await catalog.manifestKeys(kind, target.name, database);
       all.push({
         target: target.name,
         kind,
         database,
         subject: `${kind} backup of ${database ?? 'the files'} on ${target.name}`,
-        newestKey: keys.at(-1),
-        newestVerified: await catalog.newestVerified(keys),
+        ...(await catalog.newestOf(kind, target.name, database, now)),
       });
     }
   }

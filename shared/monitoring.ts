@@ -47,7 +47,7 @@ export async function planMonitoring(
   const iso = new Date(startedAt).toISOString();
   // Listing the catalog is the S3 check: when S3 does not answer, this throws,
   // is retried, and the execution fails with an alert.
-  const newest = await newestBackups(config, catalog);
+  const newest = await newestBackups(config, catalog, now);
   const findings = newest
     .filter((n) => n.kind === 'full')
     .flatMap((n) => {

@@ -101,7 +101,7 @@ export async function windowStart(
     return null;
   }
   const newest = await Promise.all(
-    CHAIN[kind].map(async (k) => catalog.newestVerified(await catalog.manifestKeys(k, target, database))),
+    CHAIN[kind].map(async (k) => (await catalog.newestOf(k, target, database, now)).newestVerified),
   );
   const latest = newest
     .filter((m): m is DatabaseManifest => m !== undefined && isDatabaseManifest(m))

@@ -57,7 +57,7 @@ export async function planVerification(
     config.BACKUP_TARGETS.map((t) => [t.name, []]),
   );
   const archives: VerificationPlan['archives'] = [];
-  for (const newest of await newestBackups(config, catalog)) {
+  for (const newest of await newestBackups(config, catalog, now)) {
     const { subject, newestVerified: verified } = newest;
     const stale = staleness(newest, now);
     if (stale) findings.push({ check: 'fresh', subject, problem: stale });

@@ -1,7 +1,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { GetObjectCommand, ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { LOCAL_S3_CREDENTIALS, type LocalS3, startLocalS3 } from '../local/s3.ts';
 import { pruneRun } from '../shared/backup-stages.ts';
@@ -21,6 +21,24 @@ let catalog: Catalog;
 // A minute past whole days, like a run that started on the hour.
 const manifest = (kind: 'full' | 'transaction-logs', daysAgo: number) =>
   pastBackup({ kind, daysAgo, now: NOW, extraMs: 60_000 });
+
+/** The keys the catalog listed while `act` ran. */
+async function listed(act: () => Promise<unknown>): Promise<number> {
+  const spy = vi.spyOn(s3, 'send');
+  try {
+    await act();
+    const counts = await Promise.all(
+      spy.mock.calls.map(async ([command], i) =>
+        command instanceof ListObjectsV2Command
+          ? (((await spy.mock.results[i]?.value) as { KeyCount?: number }).KeyCount ?? 0)
+          : 0,
+      ),
+    );
+    return counts.reduce((a, b) => a + b, 0);
+  } finally {
+    spy.mockRestore();
+  }
+}
 
 /** Counts the manifests and archives read through the client while `act` runs. */
 async function reads(act: () => Promise<unknown>): Promise<number> {
@@ -66,6 +84,32 @@ describe('the catalog reads only what it needs, however long the history', () =>
     });
     expect(since).toBe(manifest('transaction-logs', 1).window.until);
     expect(count).toBe(1);
+  });
+
+  it('the newest verified backup is found by listing the last two days, not 200 of them', async () => {
+    let newest: unknown;
+    const keys = await listed(async () => {
+      newest = (await catalog.newestOf('transaction-logs', 'primary', 'kennel_prod', NOW)).newestVerified;
+    });
+    expect(newest).toEqual(manifest('transaction-logs', 1));
+    expect(keys).toBeLessThanOrEqual(4); // two days of archives and manifests at the most
+  });
+
+  it('when nothing that recent is verified, the whole catalog is listed: an old backup is still found', async () => {
+    const recent = [manifest('transaction-logs', 1), manifest('transaction-logs', 2)];
+    for (const m of recent) await catalog.writeManifest({ ...m, verification: { state: 'failed' } });
+    try {
+      const { newestVerified, newestKey } = await catalog.newestOf(
+        'transaction-logs',
+        'primary',
+        'kennel_prod',
+        NOW,
+      );
+      expect(newestVerified).toEqual(manifest('transaction-logs', 3));
+      expect(newestKey).toBe(`${recent[0]?.archive.key}.manifest.json`);
+    } finally {
+      for (const m of recent) await catalog.writeManifest(m);
+    }
   });
 
   it('pruning reads the backups old enough to expire and the newest one, and removes exactly the expired', async () => {
