@@ -30,7 +30,7 @@ async function listed(act: () => Promise<unknown>): Promise<number> {
     const counts = await Promise.all(
       spy.mock.calls.map(async ([command], i) =>
         command instanceof ListObjectsV2Command
-          ? (((await spy.mock.results[i]?.value) as { KeyCount?: number }).KeyCount ?? 0)
+          ? (((await spy.mock.results[i]?.value) as { KeyCount?: number } | undefined)?.KeyCount ?? 0)
           : 0,
       ),
     );
