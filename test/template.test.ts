@@ -1794,6 +1794,10 @@ describe('the functions', () => {
     expect(lambda.Architectures).toEqual(['arm64']);
   });
 
+  it('planRestore has nearly the minute its Task allows to read a point-in-time chain', () => {
+    expect(resource<LambdaFunction>('PlanRestoreLambdaFunction', 'AWS::Lambda::Function').Timeout).toBe(55);
+  });
+
   it('verifyArchive has the time and memory to stream a large archive', () => {
     const lambda = resource<LambdaFunction>('VerifyArchiveLambdaFunction', 'AWS::Lambda::Function');
     expect(lambda.Timeout).toBe(900);
