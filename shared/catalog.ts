@@ -21,6 +21,7 @@ import {
   isDatabaseManifest,
   type Manifest,
   manifestSchema,
+  micros,
 } from './manifest.ts';
 
 /** Reads and writes the manifests in the backup bucket: the catalog of every backup. */
@@ -156,13 +157,31 @@ export class Catalog {
     return Promise.all(keys.map((k) => this.readManifest(k)));
   }
 
-  /** Every manifest of one kind, target and database (none for files), oldest first. */
-  async list(kind: DatabaseKind, target: string, database: string): Promise<DatabaseManifest[]>;
-  async list(kind: FileKind, target: string, database: null): Promise<FilesManifest[]>;
-  async list(kind: BackupKind, target: string, database: string | null): Promise<Manifest[]>;
-  async list(kind: BackupKind, target: string, database: string | null): Promise<Manifest[]> {
-    const manifests = await this.readAll(await this.manifestKeys(kind, target, database));
-    return manifests.sort((a, b) => a.window.until.localeCompare(b.window.until));
+  /**
+   * Every manifest of one kind, target and database (none for files), oldest
+   * data first; with `fromDay` (YYYY-MM-DD), those whose keys are of that day or later.
+   */
+  async list(
+    kind: DatabaseKind,
+    target: string,
+    database: string,
+    fromDay?: string,
+  ): Promise<DatabaseManifest[]>;
+  async list(kind: FileKind, target: string, database: null, fromDay?: string): Promise<FilesManifest[]>;
+  async list(
+    kind: BackupKind,
+    target: string,
+    database: string | null,
+    fromDay?: string,
+  ): Promise<Manifest[]>;
+  async list(
+    kind: BackupKind,
+    target: string,
+    database: string | null,
+    fromDay?: string,
+  ): Promise<Manifest[]> {
+    const manifests = await this.readAll(await this.manifestKeys(kind, target, database, fromDay));
+    return manifests.sort((a, b) => micros(a.window.until) - micros(b.window.until));
   }
 
   /** Deletes archives and their manifests (in a versioned bucket this leaves delete markers). */

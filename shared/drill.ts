@@ -5,7 +5,7 @@ import type { Config } from './config.ts';
 import { causeMessage, DrillFailedError, NotFoundError } from './errors.ts';
 import { sha256Hex, sqlIdentifier, targetName } from './identifiers.ts';
 import { drillReportKey, runId as makeRunId, scratchDatabase } from './keys.ts';
-import { type DatabaseManifest, isDatabaseManifest } from './manifest.ts';
+import type { DatabaseManifest } from './manifest.ts';
 import { parseInput, planRequestSchema, planSchema, restoreTestPlanOf, selectTargets } from './plan.ts';
 import { resolvePointInTime } from './restore-plan.ts';
 import { maxAgeMinutes } from './schedule.ts';
@@ -87,18 +87,15 @@ export async function planDrill(
   const id = makeRunId(new Date(startedAt).toISOString(), executionId);
 
   // Listing the catalog is the S3 check: it throws (and is retried, then alerted) when S3 does not answer.
-  const keys = await catalog.manifestKeys('full', target.name, database);
+  const fulls = await catalog.list('full', target.name, database);
   const checks: DrillCheck[] = [
     {
       check: 'S3 reachable',
       passed: true,
-      detail: `listed ${keys.length} full backup manifests of ${database}`,
+      detail: `listed ${fulls.length} full backup manifests of ${database}`,
     },
   ];
-  const verified = (await catalog.readAll(keys))
-    .filter(isDatabaseManifest)
-    .filter((m) => m.verification.state === 'verified')
-    .sort((a, b) => a.window.until.localeCompare(b.window.until));
+  const verified = fulls.filter((m) => m.verification.state === 'verified');
   const candidates =
     wanted.pick === 'latest'
       ? verified.slice(-1)

@@ -97,3 +97,13 @@ export type Manifest = DatabaseManifest | FilesManifest;
 export function isDatabaseManifest(manifest: Manifest): manifest is DatabaseManifest {
   return 'database' in manifest;
 }
+
+/**
+ * An instant in microseconds. Windows come from PostgreSQL with microseconds,
+ * a target time from a person with any precision and zone: compared as text
+ * they would disagree, so every comparison goes through this.
+ */
+export function micros(iso: string): number {
+  const fraction = /\.(\d+)/.exec(iso)?.[1] ?? '';
+  return Date.parse(iso.replace(/\.\d+/, '')) * 1000 + Number(fraction.padEnd(6, '0').slice(0, 6));
+}

@@ -139,6 +139,43 @@ export function selectTargets(config: Config, name: string | undefined): Target[
   return [target];
 }
 
+/** One database backup run: its id, its S3 keys, its local copy and its scratch database. */
+export function databaseRun(
+  config: Config,
+  run: {
+    kind: DatabaseKind;
+    since: string | null;
+    target: Target;
+    database: string;
+    executionId: string;
+    startedAt: string;
+    /** What the run id's hash is taken of: unique per run of the execution. */
+    idSource: string;
+  },
+): Plan {
+  const { kind, target, database } = run;
+  const iso = new Date(run.startedAt).toISOString();
+  const id = runId(iso, run.idSource);
+  const file = archiveFileName(database, kind, id, DEFAULT_CODEC);
+  const key = archiveKey(kind, target.name, database, iso, file);
+  return {
+    kind,
+    since: run.since,
+    target: target.name,
+    database,
+    runId: id,
+    executionId: run.executionId,
+    startedAt: run.startedAt,
+    bucket: config.BACKUP_BUCKET,
+    archiveKey: key,
+    manifestKey: manifestKey(key),
+    fileName: file,
+    localDir: `${target.backupDir}/database/${kind}/${database}`,
+    scratchDatabase: scratchDatabase(id),
+    codec: DEFAULT_CODEC,
+  };
+}
+
 export async function planBackup(config: Config, catalog: Catalog, request: unknown): Promise<Plan[]> {
   const { input, executionId, startedAt } = parseInput(planRequestSchema, request, 'The PlanBackup request');
   const wanted = parseInput(backupInputSchema, input ?? {}, 'The execution input');
@@ -153,25 +190,15 @@ export async function planBackup(config: Config, catalog: Catalog, request: unkn
     runs.map(async ({ target, database }) => {
       const since = await windowStart(catalog, kind, target.name, database, wanted.since, new Date(iso));
       // Each target and database gets its own id, so runs of one execution never share a key.
-      const id = runId(iso, `${executionId}/${target.name}/${database}`);
-      const file = archiveFileName(database, kind, id, DEFAULT_CODEC);
-      const key = archiveKey(kind, target.name, database, iso, file);
-      return {
+      return databaseRun(config, {
         kind,
         since,
-        target: target.name,
+        target,
         database,
-        runId: id,
         executionId,
         startedAt,
-        bucket: config.BACKUP_BUCKET,
-        archiveKey: key,
-        manifestKey: manifestKey(key),
-        fileName: file,
-        localDir: `${target.backupDir}/database/${kind}/${database}`,
-        scratchDatabase: scratchDatabase(id),
-        codec: DEFAULT_CODEC,
-      };
+        idSource: `${executionId}/${target.name}/${database}`,
+      });
     }),
   );
 }

@@ -1,23 +1,18 @@
 import { z } from 'zod';
 import type { Catalog } from './catalog.ts';
-import { CODEC_NAMES, DEFAULT_CODEC } from './codecs.ts';
+import { CODEC_NAMES } from './codecs.ts';
 import type { Config } from './config.ts';
 import { InvalidInputError, NotFoundError } from './errors.ts';
 import { hostPath, objectKey, sha256Hex, sqlIdentifier, targetName } from './identifiers.ts';
 import {
-  archiveFileName,
-  archiveKey,
   type BackupKind,
-  type DatabaseKind,
   MANIFEST_SUFFIX,
   runId as makeRunId,
-  manifestKey,
   replacedDatabase,
-  scratchDatabase,
   stagingDatabase,
 } from './keys.ts';
-import { type DatabaseManifest, isDatabaseManifest, type Manifest } from './manifest.ts';
-import { type Plan, parseInput, planRequestSchema, planSchema, selectTargets } from './plan.ts';
+import { type DatabaseManifest, isDatabaseManifest, type Manifest, micros } from './manifest.ts';
+import { databaseRun, parseInput, planRequestSchema, planSchema, selectTargets } from './plan.ts';
 
 /**
  * Restores are started by a person, from the console, under pressure. The input
@@ -112,11 +107,6 @@ export type RestorePlan = z.infer<typeof restorePlanSchema>;
 
 const isVerified = (m: DatabaseManifest) => m.verification.state === 'verified';
 
-async function readDatabaseManifests(catalog: Catalog, keys: readonly string[]): Promise<DatabaseManifest[]> {
-  const manifests = await catalog.readAll(keys);
-  return manifests.filter(isDatabaseManifest).sort((a, b) => micros(a.window.until) - micros(b.window.until));
-}
-
 /**
  * The verified backup an input names: `latest` (the newest verified of the first
  * kind), a run id, or a key, among the given kinds. An unknown backup, or one
@@ -161,16 +151,6 @@ export async function findBackup(
     );
   }
   return manifest;
-}
-
-/**
- * An instant in microseconds. Windows come from PostgreSQL with microseconds,
- * a target time from a person with any precision and zone: compared as text
- * they would disagree, so every comparison goes through this.
- */
-export function micros(iso: string): number {
-  const fraction = /\.(\d+)/.exec(iso)?.[1] ?? '';
-  return Date.parse(iso.replace(/\.\d+/, '')) * 1000 + Number(fraction.padEnd(6, '0').slice(0, 6));
 }
 
 const DAY_MS = 86_400_000;
@@ -237,9 +217,7 @@ export async function resolvePointInTime(
       `The target time ${targetTime} is in the future (now is ${now.toISOString()}); give a time in the past. Nothing was changed.`,
     );
   }
-  const fulls = (
-    await readDatabaseManifests(catalog, await catalog.manifestKeys('full', target, database))
-  ).filter(isVerified);
+  const fulls = (await catalog.list('full', target, database)).filter(isVerified);
   const base = fulls.filter((m) => micros(m.window.until) <= at).at(-1);
   if (!base) {
     throw new InvalidInputError(
@@ -251,9 +229,7 @@ export async function resolvePointInTime(
   const fromDay = dayBefore(base.window.until);
   const [incrementals, logs] = await Promise.all(
     (['incremental', 'transaction-logs'] as const).map(async (kind) =>
-      (
-        await readDatabaseManifests(catalog, await catalog.manifestKeys(kind, target, database, fromDay))
-      ).filter(isVerified),
+      (await catalog.list(kind, target, database, fromDay)).filter(isVerified),
     ),
   );
   const business = followChain(
@@ -314,34 +290,6 @@ function step(m: DatabaseManifest): RestoreStep {
     localPath: m.archive.localPath,
     codec: m.archive.compression,
     window: m.window,
-  };
-}
-
-/** The safety dump of the database a restore replaces: a backup run like any other, of kind `safety`. */
-function safetyDumpPlan(
-  config: Config,
-  plan: { target: string; database: string; startedAt: string; executionId: string; backupDir: string },
-): Plan {
-  const kind: DatabaseKind = 'safety';
-  const iso = new Date(plan.startedAt).toISOString();
-  const id = makeRunId(iso, `${plan.executionId}/safety`);
-  const file = archiveFileName(plan.database, kind, id, DEFAULT_CODEC);
-  const key = archiveKey(kind, plan.target, plan.database, iso, file);
-  return {
-    kind,
-    since: null,
-    target: plan.target,
-    database: plan.database,
-    runId: id,
-    executionId: plan.executionId,
-    startedAt: plan.startedAt,
-    bucket: config.BACKUP_BUCKET,
-    archiveKey: key,
-    manifestKey: manifestKey(key),
-    fileName: file,
-    localDir: `${plan.backupDir}/database/${kind}/${plan.database}`,
-    scratchDatabase: scratchDatabase(id),
-    codec: DEFAULT_CODEC,
   };
 }
 
@@ -409,13 +357,6 @@ export async function planRestore(
     };
   }
   const id = makeRunId(new Date(startedAt).toISOString(), executionId);
-  const where = {
-    target: target.name,
-    database: wanted.database,
-    startedAt,
-    executionId,
-    backupDir: target.backupDir,
-  };
   return {
     workflow,
     target: target.name,
@@ -434,6 +375,17 @@ export async function planRestore(
     expectedRows: expectedRows(resolved.archives),
     stagingDatabase: stagingDatabase(id),
     replacedDatabase: replacedDatabase(id),
-    safetyDump: overProduction ? safetyDumpPlan(config, where) : null,
+    // The dump of what is about to be replaced: a backup run like any other, of kind safety.
+    safetyDump: overProduction
+      ? databaseRun(config, {
+          kind: 'safety',
+          since: null,
+          target,
+          database: wanted.database,
+          executionId,
+          startedAt,
+          idSource: `${executionId}/safety`,
+        })
+      : null,
   };
 }

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { micros, restoreWorkflowOf } from '../../shared/restore-plan.ts';
+import { micros } from '../../shared/manifest.ts';
+import { restoreWorkflowOf } from '../../shared/restore-plan.ts';
 
 describe('micros', () => {
   it('orders PostgreSQL microsecond times against times a person typed, which text comparison gets wrong', () => {
