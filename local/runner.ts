@@ -95,20 +95,22 @@ async function loadHandlers(
     wiring.print(`\n${alert.text}\n`);
     appendFileSync(wiring.alertsFile, `${JSON.stringify(alert)}\n`);
   };
+  const databaseUrl = async () => wiring.databaseUrl;
+  // What each function's createHandler takes instead of its AWS dependency.
+  const localDependency: Record<string, unknown> = {
+    startHostCommand: wiring.host,
+    checkHostCommand: wiring.host,
+    restoreTest: databaseUrl,
+    checkRestore: databaseUrl,
+    sendAlert: notify,
+  };
   const handlers = new Map<string, Handler>();
   for (const fn of new Set(functionNames)) {
     const module = (await import(join(PROJECT_ROOT, 'functions', kebab(fn), 'handler.ts'))) as {
       handler: Handler;
       createHandler?: (dep: unknown) => Handler;
     };
-    const dependency =
-      fn === 'startHostCommand' || fn === 'checkHostCommand'
-        ? wiring.host
-        : fn === 'restoreTest' || fn === 'checkRestore'
-          ? async () => wiring.databaseUrl
-          : fn === 'sendAlert'
-            ? notify
-            : undefined;
+    const dependency = localDependency[fn];
     handlers.set(
       fn,
       dependency !== undefined && module.createHandler ? module.createHandler(dependency) : module.handler,

@@ -90,31 +90,49 @@ export function formatAlert(
         : 'The execution failed without a recorded cause; open its history.'),
   );
   const database = summary || warning ? undefined : describeRestoreFailure(request.state);
-  const url = consoleUrl(region, request.executionId);
   const headline = `kennel-backup (${stage}): ${request.workflow} ${summary ? 'SUCCEEDED' : warning ? 'WARNING' : 'FAILED'}`;
+  return composeAlert(
+    {
+      workflow: request.workflow,
+      executionId: request.executionId,
+      target: plan?.target ?? null,
+      state,
+      error,
+      cause,
+    },
+    {
+      icon: summary ? ':white_check_mark:' : warning ? ':warning:' : ':rotating_light:',
+      headline,
+      lines: [
+        ...(plan
+          ? [`Target: ${plan.target} (${[plan.database, plan.kind].filter(Boolean).join(', ')})`]
+          : []),
+        ...(summary
+          ? [cause]
+          : warning
+            ? [`Warning: ${cause}`]
+            : [`State: ${state}`, `Error: ${error}`, `Cause: ${cause}`]),
+        ...(database ? [`Database: ${redact(database)}`] : []),
+      ],
+      started: request.startedAt,
+      region,
+    },
+  );
+}
+
+/** The parts every alert has: the headline, its lines, the execution and the console link. */
+function composeAlert(
+  fields: Omit<Alert, 'consoleUrl' | 'subject' | 'text'>,
+  layout: { icon: string; headline: string; lines: string[]; started: string; region: string },
+): Alert {
+  const url = consoleUrl(layout.region, fields.executionId);
   const text = [
-    `${summary ? ':white_check_mark:' : warning ? ':warning:' : ':rotating_light:'} ${headline}`,
-    ...(plan ? [`Target: ${plan.target} (${[plan.database, plan.kind].filter(Boolean).join(', ')})`] : []),
-    ...(summary
-      ? [cause]
-      : warning
-        ? [`Warning: ${cause}`]
-        : [`State: ${state}`, `Error: ${error}`, `Cause: ${cause}`]),
-    ...(database ? [`Database: ${redact(database)}`] : []),
-    `Execution: ${request.executionId} (started ${request.startedAt})`,
+    `${layout.icon} ${layout.headline}`,
+    ...layout.lines,
+    `Execution: ${fields.executionId} (started ${layout.started})`,
     `Console: ${url}`,
   ].join('\n');
-  return {
-    workflow: request.workflow,
-    executionId: request.executionId,
-    target: plan?.target ?? null,
-    state,
-    error,
-    cause,
-    consoleUrl: url,
-    subject: subjectOf(headline),
-    text,
-  };
+  return { ...fields, consoleUrl: url, subject: subjectOf(layout.headline), text };
 }
 
 /** The statuses the EventBridge rule forwards: every way an execution can end badly. */
@@ -322,28 +340,17 @@ export function formatExecutionAlert(
   const state = finding.state ?? STATE_NOT_IN_HISTORY;
   const error = redact(detail.error || finding.error || fallback.error);
   const cause = redact(causeMessage(detail.cause || finding.cause || fallback.cause));
-  const url = consoleUrl(region, detail.executionArn);
   const ended = detail.stopDate ? `, ended ${new Date(detail.stopDate).toISOString()}` : '';
-  const headline = `kennel-backup (${stage}): ${workflow} ${detail.status}`;
-  const text = [
-    `:rotating_light: ${headline}`,
-    `State: ${state}`,
-    `Error: ${error}`,
-    `Cause: ${cause}`,
-    `Execution: ${detail.executionArn} (started ${new Date(detail.startDate).toISOString()}${ended})`,
-    `Console: ${url}`,
-  ].join('\n');
-  return {
-    workflow,
-    executionId: detail.executionArn,
-    target: null,
-    state,
-    error,
-    cause,
-    consoleUrl: url,
-    subject: subjectOf(headline),
-    text,
-  };
+  return composeAlert(
+    { workflow, executionId: detail.executionArn, target: null, state, error, cause },
+    {
+      icon: ':rotating_light:',
+      headline: `kennel-backup (${stage}): ${workflow} ${detail.status}`,
+      lines: [`State: ${state}`, `Error: ${error}`, `Cause: ${cause}`],
+      started: `${new Date(detail.startDate).toISOString()}${ended}`,
+      region,
+    },
+  );
 }
 
 /** Reads an execution's history, newest event first. */
