@@ -34,7 +34,11 @@ trap cleanup EXIT
 # One transaction holds a snapshot open; pg_dump and the row counts both read it,
 # so the manifest's counts describe exactly what the archive holds, even while the
 # application writes. The snapshot lives as long as this session stays open.
+# The session's stderr (its \warn answers and any error) goes to the pipe read
+# below; its stdout is not wanted.
+# shellcheck disable=SC2069
 coproc SNAPSHOT { pg psql -X -q -A -t -v ON_ERROR_STOP=1 -d "$KB_DATABASE" -v excluded="$KB_EXCLUDE_TABLES" -v kind="$KB_KIND" -v since="$KB_SINCE" 2>&1 >/dev/null; }
+# shellcheck disable=SC2153 # bash sets SNAPSHOT_PID for the coproc
 snapshot_pid=$SNAPSHOT_PID
 to_session=${SNAPSHOT[1]}
 from_session=${SNAPSHOT[0]}
