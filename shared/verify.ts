@@ -3,6 +3,7 @@ import { type Readable, Transform, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import tar from 'tar-stream';
+import { type ArchiveRows, RowCounter } from './archive-rows.ts';
 import type { Catalog } from './catalog.ts';
 import { CODECS } from './codecs.ts';
 import { ArchiveCorruptError, classifyAwsError } from './errors.ts';
@@ -18,47 +19,12 @@ const FORMAT_MARKS = {
   changes: { header: '-- kennel-backup ', headerLine: 0, trailer: '-- kennel-backup archive complete' },
 } as const;
 
-const CHANGES_TABLE = '-- kennel-backup table: ';
-const CHANGES_COPY = 'COPY kb_changes FROM stdin;';
-
-export interface ArchiveFacts {
+export interface ArchiveFacts extends ArchiveRows {
   size: number;
   sha256: string;
   uncompressedSize: number;
   header: string;
   trailer: string;
-  /** Rows per table in a `changes` archive: one COPY text line is one row. */
-  rows?: Record<string, number>;
-}
-
-/** Counts the rows of each COPY block of a `changes` archive, line by line as the stream passes. */
-function changesCounter() {
-  const rows: Record<string, number> = {};
-  let table: string | undefined;
-  let copying = false;
-  let rest = '';
-  const line = (text: string) => {
-    if (copying) {
-      if (text === '\\.') copying = false;
-      else if (table) rows[table] = (rows[table] ?? 0) + 1;
-    } else if (text.startsWith(CHANGES_TABLE)) {
-      table = text.slice(CHANGES_TABLE.length);
-      rows[table] = 0;
-    } else if (text === CHANGES_COPY) {
-      copying = true;
-    }
-  };
-  return {
-    rows,
-    push(chunk: Buffer) {
-      const lines = (rest + chunk.toString('utf8')).split('\n');
-      rest = lines.pop() ?? '';
-      for (const l of lines) line(l);
-    },
-    end() {
-      if (rest) line(rest);
-    },
-  };
 }
 
 /**
@@ -106,22 +72,18 @@ async function streamArchive(
   return { size, sha256: hash.digest('hex') };
 }
 
-/** Reads a database archive, keeping its first and last few hundred bytes and, for `changes`, its row counts. */
+/** Reads a database archive, keeping its first and last few hundred bytes and counting its rows per table. */
 export async function readArchive(body: Readable, manifest: DatabaseManifest): Promise<ArchiveFacts> {
   let uncompressedSize = 0;
   let head = '';
   let end = Buffer.alloc(0);
-  const counter = manifest.archive.format === 'changes' ? changesCounter() : undefined;
+  const counter = new RowCounter(manifest.archive.format === 'changes' ? 'changes' : 'plain');
   const sink = new Writable({
     write(chunk: Buffer, _enc, done) {
       if (head.length < 512) head += chunk.subarray(0, 512).toString('utf8');
       uncompressedSize += chunk.length;
       end = Buffer.concat([end, chunk]).subarray(-512);
-      counter?.push(chunk);
-      done();
-    },
-    final(done) {
-      counter?.end();
+      counter.push(chunk);
       done();
     },
   });
@@ -133,7 +95,7 @@ export async function readArchive(body: Readable, manifest: DatabaseManifest): P
     header: head.split('\n').slice(0, 3).join('\n'),
     // Since 15.14 the dump ends with `\unrestrict <key>` after the closing comment.
     trailer: end.toString('utf8').trimEnd().split('\n').slice(-6).join('\n'),
-    ...(counter ? { rows: counter.rows } : {}),
+    ...counter.end(),
   };
 }
 
@@ -192,12 +154,10 @@ export function archiveProblems(facts: ArchiveFacts, manifest: DatabaseManifest)
   }
   if (!facts.trailer.includes(marks.trailer))
     problems.push('the dump is truncated: its closing line is missing');
-  if (facts.rows) {
-    for (const [table, expected] of Object.entries(manifest.tables)) {
-      const actual = facts.rows[table];
-      if (actual !== expected)
-        problems.push(`${table} has ${actual ?? 'no'} rows in the archive, the manifest says ${expected}`);
-    }
+  for (const [table, expected] of Object.entries(manifest.tables)) {
+    const actual = facts.rows[table];
+    if (actual !== expected)
+      problems.push(`${table} has ${actual ?? 'no'} rows in the archive, the manifest says ${expected}`);
   }
   return problems;
 }

@@ -1,0 +1,231 @@
+import { z } from 'zod';
+
+/**
+ * The rows a database archive holds, per table, counted as it streams past, so
+ * the host never reads production a second time to count them. Both formats
+ * carry their rows in COPY blocks: one text line per row up to a line `\.`
+ * (a row's own newlines are escaped as `\n`, so the count is exact).
+ *
+ * - `plain` (pg_dump): each table's block follows a `Type: TABLE DATA` comment and
+ *   opens with `COPY <schema>.<table> (...) FROM stdin;`. The names are SQL
+ *   identifiers, double-quoted when they need it; a quoted name may hold dots,
+ *   quotes, even newlines, so the statement can span lines.
+ * - `changes` (ours): a marker line before each table names it as JSON, with how
+ *   the run captured it; the block opens with `COPY kb_changes FROM stdin;`.
+ *   Archives written before the marker carried JSON name the table as text.
+ *
+ * Memory stays flat: a data line is never held, only its length and first bytes.
+ */
+
+/** A table named as PostgreSQL knows it: never joined and split again on `.`. */
+export interface TableName {
+  schema: string;
+  name: string;
+}
+
+/** The manifest's key for a table (the catalog's format, read by restores and their checks). */
+export function tableKey(table: TableName): string {
+  return `${table.schema}.${table.name}`;
+}
+
+/** How a `changes` run took each table: its rows in the window, the whole table, or not at all. */
+export const CAPTURE_MODES = ['changedRows', 'wholeTables', 'notCaptured'] as const;
+export type CaptureMode = (typeof CAPTURE_MODES)[number];
+
+export const CHANGES_MARKER = '-- kennel-backup table: ';
+const CHANGES_COPY = 'COPY kb_changes FROM stdin;';
+const TABLE_DATA = /^-- Data for Name: .*; Type: TABLE DATA; /;
+
+const markerSchema = z.object({ schema: z.string(), table: z.string(), capture: z.enum(CAPTURE_MODES) });
+
+export interface ArchiveRows {
+  /** Rows per table, by manifest key, in the archive's order; an empty table counts 0. */
+  rows: Record<string, number>;
+  /** For a `changes` archive: each table of the run by how it was captured (manifest keys). */
+  capture?: Record<CaptureMode, string[]>;
+}
+
+/** Parses `COPY <qualified name> ...`: two identifiers, each bare or double-quoted with `""` for a quote. */
+export function copiedTable(statement: string): TableName | undefined {
+  const parts: string[] = [];
+  let i = 'COPY '.length;
+  for (;;) {
+    let part = '';
+    if (statement[i] === '"') {
+      for (i += 1; i < statement.length; i += 1) {
+        if (statement[i] !== '"') part += statement[i];
+        else if (statement[i + 1] === '"') {
+          part += '"';
+          i += 1;
+        } else break;
+      }
+      if (statement[i] !== '"') return undefined;
+      i += 1;
+    } else {
+      const bare = /^[^\s."(]+/.exec(statement.slice(i))?.[0] ?? '';
+      if (!bare) return undefined;
+      part = bare;
+      i += bare.length;
+    }
+    parts.push(part);
+    if (statement[i] !== '.') break;
+    i += 1;
+  }
+  const [schema, name] = parts;
+  if (parts.length !== 2 || schema === undefined || name === undefined || statement[i] !== ' ')
+    return undefined;
+  return { schema, name };
+}
+
+/** Where a line of a changes archive's marker names its table; the old text form names it by key. */
+function marker(text: string): { key: string; capture?: CaptureMode } {
+  if (!text.startsWith('{')) return { key: text };
+  const parsed = markerSchema.parse(JSON.parse(text));
+  return { key: tableKey({ schema: parsed.schema, name: parsed.table }), capture: parsed.capture };
+}
+
+/** Lines outside data are kept up to this many bytes: a COPY statement of 1,600 quoted columns fits. */
+const KEEP = 1 << 20;
+const NEWLINE = 0x0a;
+const QUOTE = 0x22;
+
+export class RowCounter {
+  private readonly format: 'plain' | 'changes';
+  private readonly rows = new Map<string, number>();
+  private readonly capture: Record<CaptureMode, string[]> = {
+    changedRows: [],
+    wholeTables: [],
+    notCaptured: [],
+  };
+  /** The table whose COPY block is open or next (changes), and its rows so far. */
+  private table: string | undefined;
+  private copying = false;
+  private blockRows = 0;
+  /** The data line being read: its length and its first two bytes (`\.` ends the block). */
+  private dataLength = 0;
+  private readonly dataHead = Buffer.alloc(2);
+  /** The line being read outside data: its bytes (up to KEEP) and how many quotes it has. */
+  private parts: Buffer[] = [];
+  private kept = 0;
+  private quotes = 0;
+  /** plain: a TABLE DATA comment was read, its COPY is next; a COPY statement whose quoted name spans lines. */
+  private expectingCopy = false;
+  private statement: { text: string; quotes: number } | undefined;
+
+  constructor(format: 'plain' | 'changes') {
+    this.format = format;
+  }
+
+  push(chunk: Buffer): void {
+    let at = 0;
+    while (at < chunk.length) at = this.copying ? this.data(chunk, at) : this.sql(chunk, at);
+  }
+
+  /** What the archive held; a block cut short is not counted (the archive's trailer is missing then). */
+  end(): ArchiveRows {
+    return {
+      rows: Object.fromEntries(this.rows),
+      ...(this.format === 'changes' ? { capture: this.capture } : {}),
+    };
+  }
+
+  private data(chunk: Buffer, from: number): number {
+    let at = from;
+    while (at < chunk.length) {
+      const newline = chunk.indexOf(NEWLINE, at);
+      const end = newline === -1 ? chunk.length : newline;
+      for (let i = this.dataLength; i < 2 && at + i - this.dataLength < end; i += 1) {
+        this.dataHead[i] = chunk[at + i - this.dataLength] as number;
+      }
+      this.dataLength += end - at;
+      if (newline === -1) return chunk.length;
+      at = newline + 1;
+      const terminator = this.dataLength === 2 && this.dataHead[0] === 0x5c && this.dataHead[1] === 0x2e;
+      this.dataLength = 0;
+      if (terminator) {
+        this.closeBlock();
+        return at;
+      }
+      this.blockRows += 1;
+    }
+    return at;
+  }
+
+  private sql(chunk: Buffer, from: number): number {
+    let at = from;
+    while (at < chunk.length && !this.copying) {
+      const newline = chunk.indexOf(NEWLINE, at);
+      const end = newline === -1 ? chunk.length : newline;
+      for (let q = chunk.indexOf(QUOTE, at); q !== -1 && q < end; q = chunk.indexOf(QUOTE, q + 1)) {
+        this.quotes += 1;
+      }
+      if (this.kept < KEEP) {
+        const piece = chunk.subarray(at, Math.min(end, at + KEEP - this.kept));
+        this.parts.push(piece);
+        this.kept += piece.length;
+      }
+      if (newline === -1) return chunk.length;
+      at = newline + 1;
+      const text = Buffer.concat(this.parts, this.kept).toString('utf8');
+      const quotes = this.quotes;
+      this.parts = [];
+      this.kept = 0;
+      this.quotes = 0;
+      if (this.format === 'plain') this.plainLine(text, quotes);
+      else this.changesLine(text);
+    }
+    return at;
+  }
+
+  private plainLine(text: string, quotes: number): void {
+    if (this.statement) {
+      this.statement = { text: `${this.statement.text}\n${text}`, quotes: this.statement.quotes + quotes };
+    } else if (this.expectingCopy && text.startsWith('COPY ')) {
+      this.statement = { text, quotes };
+    } else {
+      if (TABLE_DATA.test(text)) this.expectingCopy = true;
+      else if (text !== '' && !text.startsWith('--')) this.expectingCopy = false;
+      return;
+    }
+    // An odd number of quotes: the statement goes on, inside a quoted name, on the next line.
+    if (this.statement.quotes % 2 === 1) return;
+    const { text: statement } = this.statement;
+    this.statement = undefined;
+    this.expectingCopy = false;
+    const table = copiedTable(statement);
+    if (!table || !statement.endsWith(' FROM stdin;')) {
+      throw new Error(
+        `a table's data opens with a COPY statement this check cannot read: ${statement.slice(0, 200)}`,
+      );
+    }
+    this.openBlock(tableKey(table));
+  }
+
+  private changesLine(text: string): void {
+    if (text.startsWith(CHANGES_MARKER)) {
+      const { key, capture } = marker(text.slice(CHANGES_MARKER.length));
+      if (capture) this.capture[capture].push(key);
+      this.table = capture === 'notCaptured' ? undefined : key;
+      if (this.table !== undefined) this.rows.set(key, this.rows.get(key) ?? 0);
+    } else if (text === CHANGES_COPY) {
+      if (this.table === undefined)
+        throw new Error('a COPY block of a changes archive names no table before it');
+      this.openBlock(this.table);
+    }
+  }
+
+  private openBlock(table: string): void {
+    this.table = table;
+    this.rows.set(table, this.rows.get(table) ?? 0);
+    this.copying = true;
+    this.blockRows = 0;
+    this.dataLength = 0;
+  }
+
+  private closeBlock(): void {
+    const table = this.table as string;
+    this.rows.set(table, (this.rows.get(table) ?? 0) + this.blockRows);
+    this.copying = false;
+    if (this.format === 'changes') this.table = undefined;
+  }
+}

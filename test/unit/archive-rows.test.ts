@@ -1,0 +1,189 @@
+import { describe, expect, it } from 'vitest';
+import { copiedTable, RowCounter } from '../../shared/archive-rows.ts';
+
+/** What pg_dump 15 wrote for tables named awkwardly (taken from a real dump, trimmed). */
+const PLAIN = [
+  '--',
+  '-- PostgreSQL database dump',
+  '--',
+  '',
+  '-- Name: f(); Type: FUNCTION; Schema: public; Owner: postgres',
+  '--',
+  '',
+  'CREATE FUNCTION public.f() RETURNS void',
+  '    LANGUAGE plpgsql',
+  '    AS $$',
+  'BEGIN',
+  'COPY public.empty FROM stdin;',
+  'END $$;',
+  '',
+  '--',
+  '-- Data for Name: we"ird name; Type: TABLE DATA; Schema: Odd.Schema; Owner: postgres',
+  '--',
+  '',
+  'COPY "Odd.Schema"."we""ird',
+  'name" ("col ""1""", "select") FROM stdin;',
+  'multi\\nline\t1',
+  '\\.',
+  '',
+  '',
+  '--',
+  '-- Data for Name: a.b; Type: TABLE DATA; Schema: public; Owner: postgres',
+  '--',
+  '',
+  'COPY public."a.b" (x) FROM stdin;',
+  '1',
+  '2',
+  '\\.',
+  '',
+  '',
+  '--',
+  '-- Data for Name: empty; Type: TABLE DATA; Schema: public; Owner: postgres',
+  '--',
+  '',
+  'COPY public.empty (x) FROM stdin;',
+  '\\.',
+  '',
+  '',
+  '--',
+  '-- Data for Name: nocols; Type: TABLE DATA; Schema: public; Owner: postgres',
+  '--',
+  '',
+  'COPY public.nocols  FROM stdin;',
+  '',
+  '\\.',
+  '',
+  '',
+  '--',
+  '-- Data for Name: select; Type: TABLE DATA; Schema: public; Owner: postgres',
+  '--',
+  '',
+  'COPY public."select" (x) FROM stdin;',
+  '\\\\.',
+  '\\.',
+  '',
+  '',
+  '--',
+  '-- Data for Name: Ünï; Type: TABLE DATA; Schema: public; Owner: postgres',
+  '--',
+  '',
+  'COPY public."Ünï" (x) FROM stdin;',
+  '5',
+  '\\.',
+  '',
+  '',
+  '--',
+  '-- PostgreSQL database dump complete',
+  '--',
+  '',
+].join('\n');
+
+const PLAIN_ROWS = {
+  'Odd.Schema.we"ird\nname': 1,
+  'public.a.b': 2,
+  'public.empty': 0,
+  // A table without columns: each row is an empty line.
+  'public.nocols': 1,
+  // A value `\.` is escaped in the data; only the bare line ends the block.
+  'public.select': 1,
+  'public.Ünï': 1,
+};
+
+/** A changes archive as database-backup.sh writes it: a JSON marker per table of the run. */
+const marker = (schema: string, table: string, capture: string) =>
+  `-- kennel-backup table: ${JSON.stringify({ schema, table, capture })}`;
+const CHANGES = [
+  '-- kennel-backup incremental archive',
+  '-- window: [2026-11-26T00:00:00Z, 2026-11-26T06:00:00Z)',
+  marker('public', 'a.b', 'changedRows'),
+  'CREATE TEMP TABLE kb_changes AS SELECT id FROM public."a.b" WITH NO DATA;',
+  'COPY kb_changes FROM stdin;',
+  '1\tline with an escaped\\nnewline',
+  '2\tsecond',
+  '\\.',
+  marker('Odd.Schema', 'we"ird\nname', 'wholeTables'),
+  'COPY kb_changes FROM stdin;',
+  '\\.',
+  marker('public', 'no_key', 'notCaptured'),
+  '-- kennel-backup archive complete',
+  '',
+].join('\n');
+
+function count(format: 'plain' | 'changes', text: string, pieces: Buffer[] = [Buffer.from(text)]) {
+  const counter = new RowCounter(format);
+  for (const piece of pieces) counter.push(piece);
+  return counter.end();
+}
+
+/** The archive cut into two pieces at every byte: a stream may split anywhere, even inside a character. */
+function everySplit(text: string): Buffer[][] {
+  const bytes = Buffer.from(text);
+  return Array.from({ length: bytes.length - 1 }, (_, i) => [
+    bytes.subarray(0, i + 1),
+    bytes.subarray(i + 1),
+  ]);
+}
+
+describe('RowCounter', () => {
+  it('counts each table of a pg_dump by its exact name: dots, quotes, newlines, keywords, an empty table', () => {
+    expect(count('plain', PLAIN)).toEqual({ rows: PLAIN_ROWS });
+  });
+
+  it('gives the same counts wherever the stream splits', () => {
+    for (const pieces of everySplit(PLAIN)) expect(count('plain', PLAIN, pieces).rows).toEqual(PLAIN_ROWS);
+    const byByte = [...Buffer.from(CHANGES)].map((b) => Buffer.from([b]));
+    expect(count('changes', CHANGES, byByte)).toEqual(count('changes', CHANGES));
+  });
+
+  it('reads a changes archive: rows per table and how each table was captured', () => {
+    expect(count('changes', CHANGES)).toEqual({
+      rows: { 'public.a.b': 2, 'Odd.Schema.we"ird\nname': 0 },
+      capture: {
+        changedRows: ['public.a.b'],
+        wholeTables: ['Odd.Schema.we"ird\nname'],
+        notCaptured: ['public.no_key'],
+      },
+    });
+  });
+
+  it('still reads the text markers of changes archives written before the JSON ones', () => {
+    const legacy = CHANGES.replace(
+      marker('public', 'a.b', 'changedRows'),
+      '-- kennel-backup table: public.bookings',
+    );
+    expect(count('changes', legacy).rows).toMatchObject({ 'public.bookings': 2 });
+  });
+
+  it('does not count a block cut short', () => {
+    const cut = PLAIN.slice(0, PLAIN.indexOf('2\n\\.'));
+    expect(count('plain', cut).rows).toEqual({ 'Odd.Schema.we"ird\nname': 1, 'public.a.b': 0 });
+  });
+
+  it('refuses a table-data COPY it cannot read, rather than guess', () => {
+    const garbled = PLAIN.replace('COPY public.empty (x) FROM stdin;', 'COPY public..empty (x) FROM stdin;');
+    expect(() => count('plain', garbled)).toThrow(
+      /COPY statement this check cannot read: COPY public\.\.empty/,
+    );
+    const stray = '-- kennel-backup incremental archive\nCOPY kb_changes FROM stdin;\n\\.\n';
+    expect(() => count('changes', stray)).toThrow(/names no table/);
+  });
+});
+
+describe('copiedTable', () => {
+  it.each([
+    ['COPY public.bookings (id) FROM stdin;', { schema: 'public', name: 'bookings' }],
+    ['COPY "My Schema"."a.b" (id) FROM stdin;', { schema: 'My Schema', name: 'a.b' }],
+    ['COPY public."say ""hi""" (id) FROM stdin;', { schema: 'public', name: 'say "hi"' }],
+    ['COPY public.nocols  FROM stdin;', { schema: 'public', name: 'nocols' }],
+  ])('%s', (statement, table) => {
+    expect(copiedTable(statement)).toEqual(table);
+  });
+
+  it.each([
+    'COPY bookings (id) FROM stdin;',
+    'COPY a.b.c (id) FROM stdin;',
+    'COPY public."open (id) FROM stdin;',
+  ])('names no table in %s', (statement) => {
+    expect(copiedTable(statement)).toBeUndefined();
+  });
+});
