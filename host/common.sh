@@ -3,6 +3,10 @@
 # and the script's own body.
 set -euo pipefail
 umask 077
+# Stopped by a timeout or Ctrl-C, a script exits with the signal's status, so its
+# EXIT trap cleans up as after any failure (untrapped, bash runs it with $? = 0).
+trap 'exit 143' TERM
+trap 'exit 130' INT
 
 # Run a PostgreSQL client tool where the database lives.
 pg() {

@@ -4,18 +4,20 @@
 #   safety:           pg_dump of everything, taken by a restore before it replaces a database
 #   incremental:      the rows whose updated_at falls in [since, until), as upserts
 #   transaction-logs: the log tables' rows whose created_at falls in [since, until)
+# It ends by printing one result line of the facts only the host knows; the
+# workflow's VerifyArchive stage reads the archive and writes its manifest:
+#   KB-RESULT {"size": N, "sha256": "…", "startedAt": "…", "finishedAt": "…", "until": "…", "serverVersion": "…"}
 #
 # Parameters are prepended as shell assignments by shared/shell.ts:
-#   KB_KIND KB_SINCE (empty: from the beginning)
+#   KB_KIND KB_SINCE (empty: from the beginning) KB_WINDOW_COLUMN (empty for a full dump)
 #   KB_DATABASE KB_EXCLUDE_TABLES (space-separated) KB_PG_MODE (host|docker)
-#   KB_COMPOSE_FILE KB_COMPOSE_SERVICE KB_BUCKET KB_ARCHIVE_KEY KB_MANIFEST_KEY
-#   KB_LOCAL_DIR KB_FILE_NAME KB_S3_ENDPOINT_URL KB_COMPRESS KB_COMPRESSION
-#   KB_TARGET KB_RUN_ID KB_EXECUTION_ID
+#   KB_COMPOSE_FILE KB_COMPOSE_SERVICE KB_BUCKET KB_ARCHIVE_KEY KB_LOCAL_DIR
+#   KB_LOCAL_PATH KB_S3_ENDPOINT_URL KB_COMPRESS
 # Credentials come from the host's environment (PGHOST, PGUSER, PGPASSWORD or
 # ~/.pgpass; AWS from the instance role), never from this text.
 started_at=$(utc_now)
 mkdir -p "$KB_LOCAL_DIR"
-local_path="$KB_LOCAL_DIR/$KB_FILE_NAME"
+local_path=$KB_LOCAL_PATH
 work=$(mktemp -d)
 snapshot_pid=
 cleanup() {
@@ -31,13 +33,14 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# One transaction holds a snapshot open; pg_dump and the row counts both read it,
-# so the manifest's counts describe exactly what the archive holds, even while the
-# application writes. The snapshot lives as long as this session stays open.
+# One transaction holds a snapshot open and pg_dump (or the extract) reads it, so
+# the archive holds the database as of one instant even while the application
+# writes. The snapshot lives as long as this session stays open. Production is
+# read once: the rows per table are counted from the archive by VerifyArchive.
 # The session's stderr (its \warn answers and any error) goes to the pipe read
 # below; its stdout is not wanted.
 # shellcheck disable=SC2069
-coproc SNAPSHOT { pg psql -X -q -A -t -v ON_ERROR_STOP=1 -d "$KB_DATABASE" -v excluded="$KB_EXCLUDE_TABLES" -v kind="$KB_KIND" -v since="$KB_SINCE" 2>&1 >/dev/null; }
+coproc SNAPSHOT { pg psql -X -q -A -t -v ON_ERROR_STOP=1 -d "$KB_DATABASE" -v excluded="$KB_EXCLUDE_TABLES" -v kind="$KB_KIND" -v since="$KB_SINCE" -v column="$KB_WINDOW_COLUMN" 2>&1 >/dev/null; }
 # shellcheck disable=SC2153 # bash sets SNAPSHOT_PID for the coproc
 snapshot_pid=$SNAPSHOT_PID
 to_session=${SNAPSHOT[1]}
@@ -74,13 +77,6 @@ read -r snapshot until server_version <"$work/snapshot"
 # backup role needs pg_read_all_stats to see other roles' transactions.)
 
 if [[ $KB_KIND == full || $KB_KIND == safety ]]; then
-  format=plain
-  # Exact counts of every table the dump holds; query_to_xml runs count(*) per table
-  # inside this same statement, so all of them see the exported snapshot.
-  session "SELECT coalesce(json_object_agg(n.nspname || '.' || c.relname, (xpath('/row/c/text()', query_to_xml(format('SELECT count(*) AS c FROM %I.%I', n.nspname, c.relname), false, true, '')))[1]::text::bigint ORDER BY n.nspname, c.relname), '{}') AS tables FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%' AND c.relname <> ALL (string_to_array(:'excluded', ' ')) \\gset
-\\warn KB::tables" >"$work/tables.json"
-  echo null >"$work/capture.json"
-
   exclude=()
   # The log tables' definitions stay in the dump, so a restore has them for the
   # log archives to fill; their rows are left out.
@@ -93,16 +89,17 @@ if [[ $KB_KIND == full || $KB_KIND == safety ]]; then
     | s3_put "$KB_ARCHIVE_KEY" application/octet-stream \
     || { cat "$work/dump.err" >&2; exit 1; }
 else
-  format=changes
   # pg_dump cannot select rows, so the session writes a psql script that COPYs
   # each table's rows in the window out of the same snapshot, wrapped in the SQL
   # that applies them (an upsert on the primary key). Tables with the column give
   # their rows in the window; an incremental copies tables without updated_at
-  # whole (upserted); tables with neither the column nor a primary key are listed
-  # as not captured. Deleted rows are not captured at all.
+  # whole (upserted); tables with neither the column nor a primary key are not
+  # captured. Deleted rows are not captured at all. A marker line names each table
+  # (as JSON: any name, newlines too, stays one comment line) and how it was
+  # captured, so the archive itself says what it holds.
   session "$(cat <<'SQL'
 WITH tables AS (
-  SELECT n.nspname || '.' || c.relname AS name,
+  SELECT n.nspname AS schema_name, c.relname AS table_name,
          format('%I.%I', n.nspname, c.relname) AS qname,
          (SELECT string_agg(format('%I', a.attname), ', ' ORDER BY a.attnum) FROM pg_attribute a
            WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = '') AS cols,
@@ -122,21 +119,21 @@ WITH tables AS (
             WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped AND s.seq IS NOT NULL
               AND q.last_value IS NOT NULL) AS sequences,
          EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = c.oid AND NOT a.attisdropped
-                   AND a.attname = CASE :'kind' WHEN 'incremental' THEN 'updated_at' ELSE 'created_at' END) AS has_column
+                   AND a.attname = :'column') AS has_column
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
   WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\_%'
     AND (c.relname = ANY (string_to_array(:'excluded', ' '))) = (:'kind' = 'transaction-logs')
 ), planned AS (
-  SELECT *, row_number() OVER (ORDER BY name) AS ord,
-         CASE WHEN has_column THEN 'changed' WHEN :'kind' = 'incremental' AND pk IS NOT NULL THEN 'whole' ELSE 'not-captured' END AS mode,
+  SELECT *, row_number() OVER (ORDER BY schema_name, table_name) AS ord,
+         CASE WHEN has_column THEN 'changedRows' WHEN :'kind' = 'incremental' AND pk IS NOT NULL THEN 'wholeTables' ELSE 'notCaptured' END AS mode,
          CASE WHEN NOT has_column THEN 'true'
-              ELSE format('%I < %L', CASE :'kind' WHEN 'incremental' THEN 'updated_at' ELSE 'created_at' END, :'until')
+              ELSE format('%I < %L', :'column', :'until')
                    || CASE WHEN :'since' = '' THEN ''
-                           ELSE format(' AND %I >= %L', CASE :'kind' WHEN 'incremental' THEN 'updated_at' ELSE 'created_at' END, :'since') END
+                           ELSE format(' AND %I >= %L', :'column', :'since') END
          END AS predicate
   FROM tables
 ), captured AS (
-  SELECT * FROM planned WHERE mode <> 'not-captured'
+  SELECT * FROM planned WHERE mode <> 'notCaptured'
 ), lines AS (
   SELECT 0 AS ord, l.n, l.echo, l.text FROM (VALUES
     (1, false, 'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;'),
@@ -146,8 +143,10 @@ WITH tables AS (
     (5, true, format('-- window: [%s, %s)', coalesce(nullif(:'since', ''), '-infinity'), :'until')),
     (6, true, 'SET client_encoding = ''UTF8'';')) AS l (n, echo, text)
   UNION ALL
+  SELECT p.ord, 1, true, '-- kennel-backup table: '
+    || json_build_object('schema', p.schema_name, 'table', p.table_name, 'capture', p.mode)::text FROM planned p
+  UNION ALL
   SELECT c.ord, l.n, l.echo, l.text FROM captured c, LATERAL (VALUES
-    (1, true, '-- kennel-backup table: ' || c.name),
     (2, true, format('CREATE TEMP TABLE kb_changes AS SELECT %s FROM %s WITH NO DATA;', c.cols, c.qname)),
     (3, true, 'COPY kb_changes FROM stdin;'),
     (4, false, format('COPY (SELECT %s FROM %s WHERE %s) TO STDOUT;', c.cols, c.qname, c.predicate)),
@@ -166,22 +165,12 @@ WITH tables AS (
     (1, true, '-- kennel-backup archive complete'),
     (2, false, 'COMMIT;')) AS l (n, echo, text)
 )
-SELECT
-  (SELECT coalesce(json_object_agg(name, (xpath('/row/c/text()', query_to_xml(format('SELECT count(*) AS c FROM %s WHERE %s', qname, predicate), false, true, '')))[1]::text::bigint ORDER BY name), '{}') FROM captured) AS tables,
-  (SELECT json_build_object(
-     'note', 'Rows are chosen by ' || CASE :'kind' WHEN 'incremental' THEN 'updated_at' ELSE 'created_at' END
-       || ' in the window. Deleted rows are not captured. Tables in wholeTables have no such column and are copied whole; tables in notCaptured are not in this archive.',
-     'changedRows', coalesce(json_agg(name ORDER BY name) FILTER (WHERE mode = 'changed'), '[]'),
-     'wholeTables', coalesce(json_agg(name ORDER BY name) FILTER (WHERE mode = 'whole'), '[]'),
-     'notCaptured', coalesce(json_agg(name ORDER BY name) FILTER (WHERE mode = 'not-captured'), '[]')) FROM planned) AS capture,
-  (SELECT translate(encode(convert_to(string_agg(
-     CASE WHEN echo THEN '\qecho ''' || replace(replace(text, '\', '\\'), '''', '''''') || '''' ELSE text END,
-     E'\n' ORDER BY ord, n), 'UTF8'), 'base64'), E'\n', '') FROM lines WHERE text <> '') AS script \gset
-\warn KB::tables
+SELECT translate(encode(convert_to(string_agg(
+  CASE WHEN echo THEN '\qecho ''' || replace(replace(text, '\', '\\'), '''', '''''') || '''' ELSE text END,
+  E'\n' ORDER BY ord, n), 'UTF8'), 'base64'), E'\n', '') AS script FROM lines WHERE text <> '' \gset
+\warn KB::script
 SQL
-)" >"$work/tables.json"
-  session '\warn KB::capture' >"$work/capture.json"
-  session '\warn KB::script' >"$work/extract.b64" # coproc descriptors do not reach a pipeline's subshells
+)" >"$work/extract.b64" # coproc descriptors do not reach a pipeline's subshells
   base64 -d "$work/extract.b64" >"$work/extract.psql"
 
   pg psql -X -q -A -t -v ON_ERROR_STOP=1 -d "$KB_DATABASE" <"$work/extract.psql" 2>"$work/dump.err" \
@@ -199,23 +188,8 @@ snapshot_pid=
 size=$(stat -c %s "$local_path")
 sha256=$(sha256sum "$local_path" | cut -d' ' -f1)
 finished_at=$(utc_now)
-excluded_json=
-for table in $KB_EXCLUDE_TABLES; do excluded_json+="\"$table\","; done
-
-# The manifest goes up last: an archive without one is not in the catalog.
-{
-  printf '{\n  "version": 1,\n  "kind": "%s",\n  "target": "%s",\n  "database": "%s",\n' "$KB_KIND" "$KB_TARGET" "$KB_DATABASE"
-  printf '  "runId": "%s",\n  "executionId": "%s",\n' "$KB_RUN_ID" "$KB_EXECUTION_ID"
-  printf '  "archive": {"key": "%s", "localPath": "%s", "fileName": "%s", "size": %s, "sha256": "%s", "format": "%s", "compression": "%s"},\n' \
-    "$KB_ARCHIVE_KEY" "$local_path" "$KB_FILE_NAME" "$size" "$sha256" "$format" "$KB_COMPRESSION"
-  if [[ -n $KB_SINCE ]]; then since_json="\"$KB_SINCE\""; else since_json=null; fi
-  printf '  "window": {"since": %s, "until": "%s"},\n' "$since_json" "$until"
-  printf '  "startedAt": "%s",\n  "finishedAt": "%s",\n  "serverVersion": "%s",\n' "$started_at" "$finished_at" "$server_version"
-  printf '  "excludedTables": [%s],\n' "${excluded_json%,}"
-  printf '  "tables": %s,\n' "$(cat "$work/tables.json")"
-  printf '  "capture": %s,\n' "$(cat "$work/capture.json")"
-  printf '  "verification": {"state": "unverified"}\n}\n'
-} >"$work/manifest.json"
-s3_put "$KB_MANIFEST_KEY" application/json <"$work/manifest.json"
 
 echo "database-backup: $KB_KIND of $KB_DATABASE -> s3://$KB_BUCKET/$KB_ARCHIVE_KEY ($size bytes, sha256 $sha256)"
+# Every value passed a strict pattern or came from date, stat, sha256sum or PostgreSQL: nothing to escape.
+printf 'KB-RESULT {"size": %s, "sha256": "%s", "startedAt": "%s", "finishedAt": "%s", "until": "%s", "serverVersion": "%s"}\n' \
+  "$size" "$sha256" "$started_at" "$finished_at" "$until" "$server_version"

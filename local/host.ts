@@ -63,15 +63,17 @@ export function localHost(
       child.stderr?.on('data', (d: Buffer) => {
         running.stderr += d.toString();
       });
+      let timedOut = false;
       const timer = setTimeout(() => {
-        running.status = 'TimedOut';
+        timedOut = true;
         // The whole process group: pg_dump, the compressor and the upload too.
         if (child.pid) process.kill(-child.pid, 'SIGTERM');
       }, request.timeoutSeconds * 1000);
       running.done = new Promise((resolve) => {
         child.on('close', (code) => {
           clearTimeout(timer);
-          if (running.status === 'InProgress') running.status = code === 0 ? 'Success' : 'Failed';
+          // Reported once the script's own clean-up has run, as the agent does after stopping it.
+          running.status = timedOut ? 'TimedOut' : code === 0 ? 'Success' : 'Failed';
           rmSync(dir, { recursive: true, force: true });
           resolve();
         });

@@ -131,7 +131,7 @@ export async function planDrill(
     seed,
     candidates: candidates.map((m) => ({ key: m.archive.key, until: m.window.until })),
     chosen: { key: chosen.archive.key, until: chosen.window.until },
-    plan: restoreTestPlanOf(chosen, config.BACKUP_BUCKET, scratchDatabase(id)),
+    plan: restoreTestPlanOf(chosen, target, config.BACKUP_BUCKET, scratchDatabase(id)),
     sha256: chosen.archive.sha256,
     checks,
   };

@@ -5,6 +5,7 @@ import { type HostCommands, tail } from './host-commands.ts';
 import {
   type HostCommandName,
   hostCommandRequestSchema,
+  REPORTING_SCRIPTS,
   renderHostCommand,
   SCRIPT_OF,
 } from './host-scripts.ts';
@@ -65,9 +66,15 @@ export async function startHostCommand(
 
 const RESULT_LINE = /^KB-RESULT (.*)$/m;
 
-function resultOf(stdout: string, where: string): { result?: unknown } {
+/** The JSON of a script's `KB-RESULT` line; a script that must report one and did not has failed. */
+function resultOf(script: HostCommandName, stdout: string, where: string): { result?: unknown } {
   const line = RESULT_LINE.exec(stdout)?.[1];
-  if (line === undefined) return {};
+  if (line === undefined) {
+    if (!REPORTING_SCRIPTS.has(SCRIPT_OF[script])) return {};
+    throw new HostCommandFailedError(
+      `The ${where} ended without its KB-RESULT line, so what it wrote is unknown and nothing was recorded in the catalog. Check that the host runs the scripts of this deployment. Its output ends with:\n${tail(stdout) || '(nothing)'}`,
+    );
+  }
   try {
     return { result: JSON.parse(line) as unknown };
   } catch {
@@ -91,7 +98,7 @@ export async function checkHostCommand(
         status: 'Success',
         output: tail(invocation.stdout, 5, 500),
         finishedAt: now.toISOString(),
-        ...resultOf(invocation.stdout, where),
+        ...resultOf(command.script, invocation.stdout, where),
       };
     case 'Failed':
     case 'Cancelled':

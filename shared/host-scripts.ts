@@ -4,8 +4,9 @@ import type { Config, Target } from './config.ts';
 import { filesPlanSchema } from './files-plan.ts';
 import { filesRestorePlanSchema } from './files-restore-plan.ts';
 import { fileName, sha256Hex } from './identifiers.ts';
+import { localPathOf, WINDOW_COLUMN } from './manifest-builder.ts';
 import { diskCheckPlanSchema } from './monitoring.ts';
-import { planSchema, type Run, runSchema } from './plan.ts';
+import { excludedTablesOf, planSchema, type Run, runSchema } from './plan.ts';
 import { type RestoreStep, restorePlanSchema } from './restore-plan.ts';
 import { type HostScript, renderScript } from './shell.ts';
 import { localCheckPlanSchema } from './verification.ts';
@@ -47,20 +48,15 @@ function postgresParams(target: Target): Record<string, string> {
     : { KB_PG_MODE: 'host', KB_COMPOSE_FILE: '', KB_COMPOSE_SERVICE: '' };
 }
 
-/** Where a backup script writes its archive, locally and in S3, and what it records about the run. */
+/** Where a backup script writes its archive, locally and in S3; it records nothing else about the run. */
 function uploadParams(config: Config, plan: Run): Record<string, string> {
   return {
     KB_BUCKET: plan.bucket,
     KB_ARCHIVE_KEY: plan.archiveKey,
-    KB_MANIFEST_KEY: plan.manifestKey,
     KB_LOCAL_DIR: plan.localDir,
-    KB_FILE_NAME: plan.fileName,
+    KB_LOCAL_PATH: localPathOf(plan),
     KB_S3_ENDPOINT_URL: config.S3_ENDPOINT_URL ?? '',
     KB_COMPRESS: CODECS[plan.codec].compress,
-    KB_COMPRESSION: plan.codec,
-    KB_TARGET: plan.target,
-    KB_RUN_ID: plan.runId,
-    KB_EXECUTION_ID: plan.executionId,
   };
 }
 
@@ -82,7 +78,8 @@ export function hostScriptParams(
         KB_KIND: plan.kind,
         KB_SINCE: plan.since ?? '',
         KB_DATABASE: plan.database,
-        KB_EXCLUDE_TABLES: plan.kind === 'safety' ? '' : config.EXCLUDED_TABLES.join(' '),
+        KB_EXCLUDE_TABLES: excludedTablesOf(config, plan.kind).join(' '),
+        KB_WINDOW_COLUMN: WINDOW_COLUMN[plan.kind] ?? '',
         ...uploadParams(config, plan),
       };
     }
@@ -100,7 +97,7 @@ export function hostScriptParams(
       const archive = {
         key: plan.archiveKey,
         sha256: request.sha256,
-        localPath: `${plan.localDir}/${plan.fileName}`,
+        localPath: localPathOf(plan),
         codec: plan.codec,
       };
       return {
@@ -191,6 +188,17 @@ export const SCRIPT_OF: Record<HostCommandName, HostScript> = {
   'disk-usage': 'disk-usage',
   'prune-local': 'prune-local',
 };
+
+/**
+ * The scripts that end by printing one `KB-RESULT {...}` line: the facts only the
+ * host knows, for the next stage. Their success without that line is a failure.
+ */
+export const REPORTING_SCRIPTS: ReadonlySet<HostScript> = new Set([
+  'database-backup',
+  'files-backup',
+  'check-local-copies',
+  'disk-usage',
+]);
 
 export function renderHostCommand(config: Config, target: Target, request: HostCommandRequest): string {
   return renderScript(SCRIPT_OF[request.script], hostScriptParams(config, target, request));

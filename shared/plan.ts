@@ -139,6 +139,16 @@ export function selectTargets(config: Config, name: string | undefined): Target[
   return [target];
 }
 
+/** The tables whose rows a run of this kind leaves out (a log backup takes only those); a safety dump keeps everything. */
+export function excludedTablesOf(config: Config, kind: DatabaseKind): string[] {
+  return kind === 'safety' ? [] : config.EXCLUDED_TABLES;
+}
+
+/** Where the host keeps its copies of one kind of database backup. */
+function databaseLocalDir(target: Target, kind: DatabaseKind, database: string): string {
+  return `${target.backupDir}/database/${kind}/${database}`;
+}
+
 /** One database backup run: its id, its S3 keys, its local copy and its scratch database. */
 export function databaseRun(
   config: Config,
@@ -170,7 +180,7 @@ export function databaseRun(
     archiveKey: key,
     manifestKey: manifestKey(key),
     fileName: file,
-    localDir: `${target.backupDir}/database/${kind}/${database}`,
+    localDir: databaseLocalDir(target, kind, database),
     scratchDatabase: scratchDatabase(id),
     codec: DEFAULT_CODEC,
   };
@@ -203,9 +213,18 @@ export async function planBackup(config: Config, catalog: Catalog, request: unkn
   );
 }
 
-/** The restore test's plan for a backup already in the catalog (a drill's, into its own scratch database). */
-export function restoreTestPlanOf(manifest: DatabaseManifest, bucket: string, scratch: string): Plan {
-  const slash = manifest.archive.localPath.lastIndexOf('/');
+/**
+ * The restore test's plan for a backup already in the catalog (a drill's, into
+ * its own scratch database). The host looks for its copy where the target keeps
+ * that kind, as the backup's own run did; a copy that is not there, or not
+ * intact, is fetched from S3 and checked against the manifest's sha256.
+ */
+export function restoreTestPlanOf(
+  manifest: DatabaseManifest,
+  target: Target,
+  bucket: string,
+  scratch: string,
+): Plan {
   return {
     kind: manifest.kind,
     since: manifest.window.since,
@@ -218,7 +237,7 @@ export function restoreTestPlanOf(manifest: DatabaseManifest, bucket: string, sc
     archiveKey: manifest.archive.key,
     manifestKey: manifestKey(manifest.archive.key),
     fileName: manifest.archive.fileName,
-    localDir: manifest.archive.localPath.slice(0, slash),
+    localDir: databaseLocalDir(target, manifest.kind, manifest.database),
     codec: manifest.archive.compression,
     scratchDatabase: scratch,
   };

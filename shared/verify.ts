@@ -3,11 +3,22 @@ import { type Readable, Transform, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import tar from 'tar-stream';
+import { z } from 'zod';
 import { type ArchiveRows, RowCounter } from './archive-rows.ts';
 import type { Catalog } from './catalog.ts';
 import { CODECS } from './codecs.ts';
-import { ArchiveCorruptError, classifyAwsError } from './errors.ts';
+import { ArchiveCorruptError, classifyAwsError, HostCommandFailedError } from './errors.ts';
+import { filesPlanSchema } from './files-plan.ts';
+import { objectKey } from './identifiers.ts';
+import type { DatabaseKind } from './keys.ts';
 import { type DatabaseManifest, type FilesManifest, isDatabaseManifest, type Manifest } from './manifest.ts';
+import {
+  databaseFactsSchema,
+  databaseManifestOf,
+  filesFactsSchema,
+  filesManifestOf,
+} from './manifest-builder.ts';
+import { planSchema, type Run } from './plan.ts';
 
 /** How each archive format opens and closes (the second line of a pg_dump; the first of ours). */
 const FORMAT_MARKS = {
@@ -162,31 +173,80 @@ export function archiveProblems(facts: ArchiveFacts, manifest: DatabaseManifest)
   return problems;
 }
 
+/** What VerifyArchive checks: a run's new archive (its plan and the host's facts), or a backup in the catalog. */
+export const verifyRequestSchema = z.union([
+  z.object({ plan: z.union([planSchema, filesPlanSchema]), facts: z.unknown() }),
+  z.object({ manifestKey: objectKey }),
+]);
+
+export type VerifyRequest = z.infer<typeof verifyRequestSchema>;
+
+type Verdict = Pick<Manifest['verification'], 'state' | 'checkedAt' | 'detail'>;
+
+/** The host's facts, checked at this boundary: a script of another deployment reports something else. */
+function factsOf<T extends z.ZodType>(schema: T, facts: unknown, plan: Run): z.infer<T> {
+  const parsed = schema.safeParse(facts);
+  if (parsed.success) return parsed.data;
+  throw new HostCommandFailedError(
+    `The host reported facts about ${plan.archiveKey} that are not what its backup script reports (${parsed.error.issues.map((i) => `${i.path.join('.') || '(result)'}: ${i.message}`).join('; ')}); nothing was recorded in the catalog. Check that the host runs the scripts of this deployment.`,
+  );
+}
+
 /**
- * Verifies the archive in S3 against its manifest and records the result in the
- * manifest. Throws ArchiveCorruptError, after marking the manifest failed, when
- * the archive is not what the manifest says.
+ * The manifest the archive is judged against, and how the verdict is recorded:
+ * a backup in the catalog keeps everything but its verification (its restore
+ * test too); a new run's manifest is built from its plan and the host's facts,
+ * with the tables the archive was read to hold.
+ */
+async function claimOf(
+  catalog: Catalog,
+  request: VerifyRequest,
+  excludedTables: (kind: DatabaseKind) => string[],
+): Promise<(verdict: Verdict, contents?: ArchiveRows) => Manifest> {
+  if ('manifestKey' in request) {
+    const manifest = await catalog.readManifest(request.manifestKey);
+    return (verdict) => ({ ...manifest, verification: { ...manifest.verification, ...verdict } });
+  }
+  const { plan } = request;
+  if ('database' in plan) {
+    const facts = factsOf(databaseFactsSchema, request.facts, plan);
+    const excluded = excludedTables(plan.kind);
+    return (verdict, contents) =>
+      databaseManifestOf(plan, facts, excluded, verdict, verdict.state === 'verified' ? contents : undefined);
+  }
+  const facts = factsOf(filesFactsSchema, request.facts, plan);
+  return (verdict) => filesManifestOf(plan, facts, verdict);
+}
+
+/**
+ * Verifies an archive in S3 and writes its manifest with the verdict, verified
+ * or failed: for a new run this is the manifest's first and only write before
+ * its restore test. Throws ArchiveCorruptError, after recording the failure,
+ * when the archive is not what the host reported (or the catalog recorded).
  */
 export async function verifyArchive(
   s3: S3Client,
   catalog: Catalog,
-  bucket: string,
-  manifestKey: string,
+  request: VerifyRequest,
+  excludedTables: (kind: DatabaseKind) => string[],
   now: () => Date = () => new Date(),
 ): Promise<Manifest> {
-  const manifest = await catalog.readManifest(manifestKey);
+  const record = await claimOf(catalog, request, excludedTables);
+  const manifest = record({ state: 'unverified' });
+  const location = `s3://${catalog.bucket}/${manifest.archive.key}`;
   let detail: string;
+  let contents: ArchiveRows | undefined;
   try {
     const object = await s3
-      .send(new GetObjectCommand({ Bucket: bucket, Key: manifest.archive.key }))
-      .catch((error: unknown) =>
-        Promise.reject(classifyAwsError(error, `Reading s3://${bucket}/${manifest.archive.key}`)),
-      );
+      .send(new GetObjectCommand({ Bucket: catalog.bucket, Key: manifest.archive.key }))
+      .catch((error: unknown) => Promise.reject(classifyAwsError(error, `Reading ${location}`)));
     let problems: string[];
     if (isDatabaseManifest(manifest)) {
       const facts = await readArchive(object.Body as Readable, manifest);
       problems = archiveProblems(facts, manifest);
-      detail = `${facts.size} bytes, sha256 matches, decompresses to ${facts.uncompressedSize} bytes of a complete ${manifest.archive.format === 'plain' ? 'PostgreSQL dump' : 'changes archive whose row counts match'}`;
+      contents = facts;
+      const rows = Object.values(facts.rows).reduce((a, b) => a + b, 0);
+      detail = `${facts.size} bytes, sha256 matches, decompresses to ${facts.uncompressedSize} bytes of a complete ${manifest.archive.format === 'plain' ? 'PostgreSQL dump' : 'changes archive'}: ${Object.keys(facts.rows).length} tables, ${rows} rows`;
     } else {
       const facts = await readTarball(object.Body as Readable, manifest);
       problems = tarballProblems(facts, manifest);
@@ -194,22 +254,18 @@ export async function verifyArchive(
     }
     if (problems.length > 0) {
       throw new ArchiveCorruptError(
-        `The archive s3://${bucket}/${manifest.archive.key} failed verification: ${problems.join('; ')}. It is marked failed in its manifest; do not restore from it.`,
+        `The archive ${location} failed verification: ${problems.join('; ')}. It is marked failed in its manifest; do not restore from it.`,
       );
     }
   } catch (error) {
     if (error instanceof ArchiveCorruptError) {
-      await catalog.writeManifest({
-        ...manifest,
-        verification: { state: 'failed', checkedAt: now().toISOString(), detail: error.message },
-      });
+      await catalog.writeManifest(
+        record({ state: 'failed', checkedAt: now().toISOString(), detail: error.message }),
+      );
     }
     throw error;
   }
-  const verified: Manifest = {
-    ...manifest,
-    verification: { state: 'verified', checkedAt: now().toISOString(), detail },
-  };
+  const verified = record({ state: 'verified', checkedAt: now().toISOString(), detail }, contents);
   await catalog.writeManifest(verified);
   return verified;
 }

@@ -214,13 +214,11 @@ describe('every failure ends in an alert and a failed execution, with nothing ma
     const run = await runIn(world, {
       beforeTask: async (state, input) => {
         if (state !== 'VerifyArchive') return;
-        const manifest = await world.catalog.readDatabaseManifest(
-          (input as { manifestKey: string }).manifestKey,
-        );
-        const bytes = await getBytes(world.s3, world.env.bucket, manifest.archive.key);
+        const { archiveKey } = (input as { plan: { archiveKey: string } }).plan;
+        const bytes = await getBytes(world.s3, world.env.bucket, archiveKey);
         const middle = Math.floor(bytes.length / 2);
         bytes[middle] = (bytes[middle] ?? 0) ^ 0x01;
-        await putBytes(world.s3, world.env.bucket, manifest.archive.key, bytes);
+        await putBytes(world.s3, world.env.bucket, archiveKey, bytes);
       },
     });
     await expectFailure(run, 'VerifyArchive', 'ArchiveCorruptError');

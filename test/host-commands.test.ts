@@ -153,15 +153,41 @@ describe('CheckDump reads the invocation', () => {
     });
   });
 
-  it('returns Success with the tail of the output', async () => {
+  it('returns Success with the tail of the output and the facts of its result line', async () => {
+    const { check } = await handlers();
+    const facts = { size: 1234, sha256: 'a'.repeat(64), serverVersion: '150020' };
+    ssm.on(GetCommandInvocationCommand).resolves({
+      Status: 'Success',
+      StandardOutputContent: `line 1\nbackup done\nKB-RESULT ${JSON.stringify(facts)}\n`,
+    });
+    await expect(check(command(), context)).resolves.toMatchObject({
+      status: 'Success',
+      output: `line 1\nbackup done\nKB-RESULT ${JSON.stringify(facts)}`,
+      result: facts,
+    });
+  });
+
+  it('fails a backup that succeeded without its result line, or with one that is not JSON', async () => {
     const { check } = await handlers();
     ssm
       .on(GetCommandInvocationCommand)
-      .resolves({ Status: 'Success', StandardOutputContent: 'line 1\nbackup done\n' });
-    await expect(check(command(), context)).resolves.toMatchObject({
-      status: 'Success',
-      output: 'line 1\nbackup done',
+      .resolvesOnce({ Status: 'Success', StandardOutputContent: 'backup done\n' })
+      .resolvesOnce({ Status: 'Success', StandardOutputContent: 'KB-RESULT {"size": 12,\n' });
+    await expect(check(command(), context)).rejects.toMatchObject({
+      name: 'HostCommandFailedError',
+      message: expect.stringMatching(/ended without its KB-RESULT line[\s\S]*backup done/),
     });
+    await expect(check(command(), context)).rejects.toThrow(
+      /printed a result that is not JSON: \{"size": 12,/,
+    );
+  });
+
+  it('needs no result line from a script that reports none', async () => {
+    const { check } = await handlers();
+    ssm.on(GetCommandInvocationCommand).resolves({ Status: 'Success', StandardOutputContent: 'removed 3\n' });
+    const pruned = await check({ command: { ...command().command, script: 'prune-local' } }, context);
+    expect(pruned).toMatchObject({ status: 'Success', output: 'removed 3' });
+    expect(pruned).not.toHaveProperty('result');
   });
 
   it.each([

@@ -35,7 +35,11 @@ async function archiveRows(manifest: Manifest): Promise<Record<string, string[]>
       if (line === '\\.') copying = false;
       else rows[table]?.push(line);
     } else if (line.startsWith('-- kennel-backup table: ')) {
-      table = line.slice('-- kennel-backup table: '.length);
+      const marker = JSON.parse(line.slice('-- kennel-backup table: '.length)) as {
+        schema: string;
+        table: string;
+      };
+      table = `${marker.schema}.${marker.table}`;
       rows[table] = [];
     } else if (line === 'COPY kb_changes FROM stdin;') copying = true;
   }
@@ -67,8 +71,8 @@ describe('incremental backups', () => {
     const failed = await backup('incremental', {
       beforeTask: async (state, input) => {
         if (state !== 'VerifyArchive') return;
-        const m = await world.catalog.readDatabaseManifest((input as { manifestKey: string }).manifestKey);
-        await putBytes(world.s3, world.env.bucket, m.archive.key, Buffer.from('not an archive'));
+        const { archiveKey } = (input as { plan: { archiveKey: string } }).plan;
+        await putBytes(world.s3, world.env.bucket, archiveKey, Buffer.from('not an archive'));
       },
     });
     expect(failed.run.record.status).toBe('FAILED');

@@ -314,7 +314,7 @@ describe('the restore-archive host script', () => {
     return renderHostCommand(config, target, {
       script: 'restore-test',
       sha256: verified.archive.sha256,
-      plan: restoreTestPlanOf(verified, world.env.bucket, into),
+      plan: restoreTestPlanOf(verified, target, world.env.bucket, into),
     });
   };
 

@@ -1,14 +1,12 @@
 import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import middy from '@middy/core';
-import { z } from 'zod';
 import { Catalog } from '../../shared/catalog.ts';
 import { createS3Client } from '../../shared/clients.ts';
 import { getConfig } from '../../shared/config.ts';
-import { objectKey } from '../../shared/identifiers.ts';
 import { logger } from '../../shared/logger.ts';
 import { createMetrics, recordArchive } from '../../shared/metrics.ts';
-import { parseInput } from '../../shared/plan.ts';
-import { verifyArchive } from '../../shared/verify.ts';
+import { excludedTablesOf, parseInput } from '../../shared/plan.ts';
+import { verifyArchive, verifyRequestSchema } from '../../shared/verify.ts';
 
 const config = getConfig();
 const s3 = createS3Client(config);
@@ -18,12 +16,8 @@ const metrics = createMetrics(config);
 export const handler = middy()
   .use(injectLambdaContext(logger))
   .handler(async (event: unknown) => {
-    const { manifestKey } = parseInput(
-      z.object({ manifestKey: objectKey }),
-      event,
-      'The VerifyArchive request',
-    );
-    const manifest = await verifyArchive(s3, catalog, config.BACKUP_BUCKET, manifestKey);
+    const request = parseInput(verifyRequestSchema, event, 'The VerifyArchive request');
+    const manifest = await verifyArchive(s3, catalog, request, (kind) => excludedTablesOf(config, kind));
     logger.info('archive verified', { key: manifest.archive.key, size: manifest.archive.size });
     recordArchive(metrics, {
       target: manifest.target,
