@@ -8,6 +8,7 @@ import {
   type BackupKind,
   MANIFEST_SUFFIX,
   runId as makeRunId,
+  manifestKey,
   replacedDatabase,
   stagingDatabase,
 } from './keys.ts';
@@ -285,7 +286,7 @@ function step(m: DatabaseManifest): RestoreStep {
   return {
     kind: m.kind,
     key: m.archive.key,
-    manifestKey: `${m.archive.key}${MANIFEST_SUFFIX}`,
+    manifestKey: manifestKey(m.archive.key),
     sha256: m.archive.sha256,
     localPath: m.archive.localPath,
     codec: m.archive.compression,

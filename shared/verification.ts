@@ -4,7 +4,7 @@ import type { Config } from './config.ts';
 import { causeMessage, VerificationFailedError } from './errors.ts';
 import { newestBackups, staleness } from './freshness.ts';
 import { hostPath, objectKey, sha256Hex, targetName } from './identifiers.ts';
-import { MANIFEST_SUFFIX, runId as makeRunId } from './keys.ts';
+import { runId as makeRunId, manifestKey } from './keys.ts';
 import type { Manifest } from './manifest.ts';
 import { parseInput, planRequestSchema } from './plan.ts';
 
@@ -62,7 +62,7 @@ export async function planVerification(
     const stale = staleness(newest, now);
     if (stale) findings.push({ check: 'fresh', subject, problem: stale });
     if (!verified) continue;
-    if (newest.newestKey !== undefined && newest.newestKey !== `${verified.archive.key}${MANIFEST_SUFFIX}`) {
+    if (newest.newestKey !== undefined && newest.newestKey !== manifestKey(verified.archive.key)) {
       const latest: Manifest = await catalog.readManifest(newest.newestKey);
       if (latest.verification.state === 'failed') {
         findings.push({
@@ -75,7 +75,7 @@ export async function planVerification(
     copies
       .get(newest.target)
       ?.push({ path: verified.archive.localPath, sha256: verified.archive.sha256, subject });
-    archives.push({ manifestKey: `${verified.archive.key}${MANIFEST_SUFFIX}`, subject });
+    archives.push({ manifestKey: manifestKey(verified.archive.key), subject });
   }
   return {
     runId: makeRunId(iso, executionId),
