@@ -46,24 +46,24 @@ async function connected(client: pg.Client, database: string): Promise<pg.Client
   }
 }
 
-/** Exact row counts of the given `schema.table` names; a missing table counts as null. */
+/**
+ * Exact row counts by manifest key (`schema.table`); a missing table counts as
+ * null. The catalog resolves each key to its schema and table, which may hold
+ * dots themselves, so a key is never split; tables that share a key (`a.b`.`c`
+ * and `a`.`b.c`) count together, as the archive's counts do.
+ */
 async function countRows(client: pg.Client, tables: readonly string[]): Promise<Map<string, number | null>> {
-  const counts = new Map<string, number | null>();
-  const present = await client.query<{ name: string }>(
-    `SELECT n.nspname || '.' || c.relname AS name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+  const counts = new Map<string, number | null>(tables.map((t) => [t, null]));
+  const present = await client.query<{ key: string; schema: string; name: string }>(
+    `SELECT n.nspname || '.' || c.relname AS key, n.nspname AS schema, c.relname AS name
+     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
      WHERE c.relkind = 'r' AND n.nspname || '.' || c.relname = ANY($1)`,
     [tables],
   );
-  const existing = new Set(present.rows.map((r) => r.name));
-  for (const table of tables) {
-    if (!existing.has(table)) {
-      counts.set(table, null);
-      continue;
-    }
-    const [schema, name] = table.split('.') as [string, string];
+  for (const { key, schema, name } of present.rows) {
     const ident = `${client.escapeIdentifier(schema)}.${client.escapeIdentifier(name)}`;
     const result = await client.query<{ n: string }>(`SELECT count(*) AS n FROM ${ident}`);
-    counts.set(table, Number(result.rows[0]?.n));
+    counts.set(key, (counts.get(key) ?? 0) + Number(result.rows[0]?.n));
   }
   return counts;
 }

@@ -322,6 +322,47 @@ describe('manifest', () => {
   });
 });
 
+describe('tables named awkwardly', () => {
+  it('are counted from the archive by their exact names, restore-tested, and captured by incrementals', async () => {
+    world.sql('postgres', 'CREATE DATABASE kennel_odd');
+    world.sql(
+      'kennel_odd',
+      `CREATE TABLE public."a.b" (id int PRIMARY KEY, updated_at timestamptz NOT NULL DEFAULT now());
+       INSERT INTO public."a.b" (id) VALUES (1), (2);
+       CREATE SCHEMA "Odd Schema";
+       CREATE TABLE "Odd Schema"."say ""hi""" (id int PRIMARY KEY, note text);
+       INSERT INTO "Odd Schema"."say ""hi""" VALUES (1, E'two\\nlines');
+       CREATE TABLE public.empty (x int);`,
+    );
+    const hi = 'Odd Schema.say "hi"';
+    try {
+      const full = await runIn(world, { input: { database: 'kennel_odd' } });
+      expect(full.record.status, full.record.cause).toBe('SUCCEEDED');
+      const fullManifest = await world.catalog.readDatabaseManifest(
+        runsOf(full.record)[0]?.plan.manifestKey ?? '',
+      );
+      expect(fullManifest.tables).toEqual({ 'public.a.b': 2, [hi]: 1, 'public.empty': 0 });
+      expect(fullManifest.verification.restoreTest?.state).toBe('passed');
+      expect(fullManifest.verification.restoreTest?.detail).toBe('3 tables, 3 rows match the dump');
+
+      world.sql('kennel_odd', 'UPDATE public."a.b" SET updated_at = now() WHERE id = 1');
+      const incremental = await runIn(world, { input: { database: 'kennel_odd', kind: 'incremental' } });
+      expect(incremental.record.status, incremental.record.cause).toBe('SUCCEEDED');
+      const changes = await world.catalog.readDatabaseManifest(
+        runsOf(incremental.record)[0]?.plan.manifestKey ?? '',
+      );
+      expect(changes.tables).toEqual({ 'public.a.b': 1, [hi]: 1 });
+      expect(changes.capture).toMatchObject({
+        changedRows: ['public.a.b'],
+        wholeTables: [hi],
+        notCaptured: ['public.empty'],
+      });
+    } finally {
+      world.sql('postgres', 'DROP DATABASE kennel_odd WITH (FORCE)');
+    }
+  });
+});
+
 describe('a database in docker compose', () => {
   it('runs every PostgreSQL tool through `docker compose -f FILE exec -T SERVICE`', async () => {
     // No Docker engine here: a stand-in `docker` checks the exact compose prefix,
