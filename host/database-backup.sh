@@ -5,7 +5,7 @@
 #   incremental:      the rows whose updated_at falls in [since, until), as upserts
 #   transaction-logs: the log tables' rows whose created_at falls in [since, until)
 #
-# Parameters are prepended as shell assignments by shared/shell.ts:
+# Parameters are prepended as shell assignments by shared/host/shell.ts:
 #   KB_KIND KB_SINCE (empty: from the beginning)
 #   KB_DATABASE KB_EXCLUDE_TABLES (space-separated) KB_PG_MODE (host|docker)
 #   KB_COMPOSE_FILE KB_COMPOSE_SERVICE KB_BUCKET KB_ARCHIVE_KEY KB_MANIFEST_KEY

@@ -19,12 +19,12 @@ import {
   sfnExecutionHistory,
   slackNotifier,
   snsNotifier,
-} from '../../shared/alert.ts';
-import { createSfnClient, createSnsClient } from '../../shared/clients.ts';
-import { getConfig } from '../../shared/config.ts';
-import { ConfigError } from '../../shared/errors.ts';
-import { logger } from '../../shared/logger.ts';
-import { parseInput } from '../../shared/plan.ts';
+} from '../../shared/alert/alert.ts';
+import { parseInput } from '../../shared/backup/database-plan.ts';
+import { createSfnClient, createSnsClient } from '../../shared/core/clients.ts';
+import { getConfig } from '../../shared/core/config.ts';
+import { ConfigError } from '../../shared/core/errors.ts';
+import { logger } from '../../shared/core/logger.ts';
 
 const config = getConfig();
 

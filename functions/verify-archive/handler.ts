@@ -1,14 +1,14 @@
 import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import middy from '@middy/core';
 import { z } from 'zod';
-import { Catalog } from '../../shared/catalog.ts';
-import { createS3Client } from '../../shared/clients.ts';
-import { getConfig } from '../../shared/config.ts';
-import { objectKey } from '../../shared/identifiers.ts';
-import { logger } from '../../shared/logger.ts';
-import { createMetrics, recordArchive } from '../../shared/metrics.ts';
-import { parseInput } from '../../shared/plan.ts';
-import { verifyArchive } from '../../shared/verify.ts';
+import { parseInput } from '../../shared/backup/database-plan.ts';
+import { verifyArchive } from '../../shared/catalog/archive-check.ts';
+import { Catalog } from '../../shared/catalog/catalog.ts';
+import { createS3Client } from '../../shared/core/clients.ts';
+import { getConfig } from '../../shared/core/config.ts';
+import { objectKey } from '../../shared/core/identifiers.ts';
+import { logger } from '../../shared/core/logger.ts';
+import { createMetrics, recordArchive } from '../../shared/watch/metrics.ts';
 
 const config = getConfig();
 const s3 = createS3Client(config);

@@ -1,10 +1,10 @@
-import type { Catalog } from './catalog.ts';
+import type { Catalog } from '../catalog/catalog.ts';
+import { keyDay } from '../catalog/keys.ts';
+import type { DatabaseManifest, Manifest } from '../catalog/manifest.ts';
+import { baseOfIncrementals, expired, RETENTION } from '../catalog/retention.ts';
+import { checkRestoredDatabase, type RestoreCheck } from '../restore/check.ts';
+import type { Plan } from './database-plan.ts';
 import type { FilesPlan } from './files-plan.ts';
-import { keyDay } from './keys.ts';
-import type { DatabaseManifest, Manifest } from './manifest.ts';
-import type { Plan } from './plan.ts';
-import { checkRestoredDatabase, type RestoreCheck } from './restore-check.ts';
-import { baseOfIncrementals, expired, RETENTION } from './retention.ts';
 
 /**
  * Checks the scratch database restored from this run's archive and records the

@@ -1,9 +1,5 @@
 import { z } from 'zod';
-import type { Catalog } from './catalog.ts';
-import { CODEC_NAMES, DEFAULT_CODEC } from './codecs.ts';
-import { type Config, findTarget, type Target } from './config.ts';
-import { InvalidInputError, NotFoundError } from './errors.ts';
-import { fileName, hostPath, objectKey, sqlIdentifier, targetName } from './identifiers.ts';
+import type { Catalog } from '../catalog/catalog.ts';
 import {
   archiveFileName,
   archiveKey,
@@ -13,8 +9,12 @@ import {
   runId,
   SCHEDULED_DATABASE_KINDS,
   scratchDatabase,
-} from './keys.ts';
-import { type DatabaseManifest, isDatabaseManifest } from './manifest.ts';
+} from '../catalog/keys.ts';
+import { type DatabaseManifest, isDatabaseManifest } from '../catalog/manifest.ts';
+import { CODEC_NAMES, DEFAULT_CODEC } from '../core/codecs.ts';
+import { type Config, findTarget, type Target } from '../core/config.ts';
+import { InvalidInputError, NotFoundError } from '../core/errors.ts';
+import { fileName, hostPath, objectKey, sqlIdentifier, targetName } from '../core/identifiers.ts';
 
 /** What an operator or a schedule may pass to a backup execution; every field is optional. */
 export const backupInputSchema = z

@@ -1,18 +1,24 @@
 import { z } from 'zod';
-import type { Catalog } from './catalog.ts';
-import { CODEC_NAMES } from './codecs.ts';
-import type { Config } from './config.ts';
-import { InvalidInputError, NotFoundError } from './errors.ts';
-import { hostPath, objectKey, sha256Hex, sqlIdentifier, targetName } from './identifiers.ts';
+import {
+  databaseRun,
+  parseInput,
+  planRequestSchema,
+  planSchema,
+  selectTargets,
+} from '../backup/database-plan.ts';
+import type { Catalog } from '../catalog/catalog.ts';
 import {
   type BackupKind,
   MANIFEST_SUFFIX,
   runId as makeRunId,
   replacedDatabase,
   stagingDatabase,
-} from './keys.ts';
-import { type DatabaseManifest, isDatabaseManifest, type Manifest, micros } from './manifest.ts';
-import { databaseRun, parseInput, planRequestSchema, planSchema, selectTargets } from './plan.ts';
+} from '../catalog/keys.ts';
+import { type DatabaseManifest, isDatabaseManifest, type Manifest, micros } from '../catalog/manifest.ts';
+import { CODEC_NAMES } from '../core/codecs.ts';
+import type { Config } from '../core/config.ts';
+import { InvalidInputError, NotFoundError } from '../core/errors.ts';
+import { hostPath, objectKey, sha256Hex, sqlIdentifier, targetName } from '../core/identifiers.ts';
 
 /**
  * Restores are started by a person, from the console, under pressure. The input

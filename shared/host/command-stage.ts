@@ -1,14 +1,9 @@
 import { z } from 'zod';
-import { type Config, findTarget } from './config.ts';
-import { HostCommandFailedError, HostCommandTimedOutError, NotFoundError } from './errors.ts';
-import { type HostCommands, tail } from './host-commands.ts';
-import {
-  type HostCommandName,
-  hostCommandRequestSchema,
-  renderHostCommand,
-  SCRIPT_OF,
-} from './host-scripts.ts';
-import { parseInput } from './plan.ts';
+import { parseInput } from '../backup/database-plan.ts';
+import { type Config, findTarget } from '../core/config.ts';
+import { HostCommandFailedError, HostCommandTimedOutError, NotFoundError } from '../core/errors.ts';
+import { type HostCommands, tail } from './commands.ts';
+import { type HostCommandName, hostCommandRequestSchema, renderHostCommand, SCRIPT_OF } from './scripts.ts';
 
 /** A host command in flight, as the Wait/Check loop carries it. */
 export const commandStateSchema = z.object({

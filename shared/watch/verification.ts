@@ -1,12 +1,12 @@
 import { z } from 'zod';
-import type { Catalog } from './catalog.ts';
-import type { Config } from './config.ts';
-import { causeMessage, VerificationFailedError } from './errors.ts';
+import { parseInput, planRequestSchema } from '../backup/database-plan.ts';
+import type { Catalog } from '../catalog/catalog.ts';
+import { MANIFEST_SUFFIX, runId as makeRunId } from '../catalog/keys.ts';
+import type { Manifest } from '../catalog/manifest.ts';
+import type { Config } from '../core/config.ts';
+import { causeMessage, VerificationFailedError } from '../core/errors.ts';
+import { hostPath, objectKey, sha256Hex, targetName } from '../core/identifiers.ts';
 import { newestBackups, staleness } from './freshness.ts';
-import { hostPath, objectKey, sha256Hex, targetName } from './identifiers.ts';
-import { MANIFEST_SUFFIX, runId as makeRunId } from './keys.ts';
-import type { Manifest } from './manifest.ts';
-import { parseInput, planRequestSchema } from './plan.ts';
 
 /**
  * The daily verification: for every kind and target, the newest verified backup

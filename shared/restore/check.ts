@@ -1,7 +1,7 @@
 import { getParameter } from '@aws-lambda-powertools/parameters/ssm';
 import pg from 'pg';
-import { ConfigError, RestoreMismatchError, TransientError } from './errors.ts';
-import type { DatabaseManifest } from './manifest.ts';
+import type { DatabaseManifest } from '../catalog/manifest.ts';
+import { ConfigError, RestoreMismatchError, TransientError } from '../core/errors.ts';
 
 /** Connection to the database server (without a database name), from a secret store. */
 export type DatabaseUrlProvider = () => Promise<string>;

@@ -1,6 +1,6 @@
 import { z } from 'zod';
-import { CODEC_NAMES } from './codecs.ts';
-import { fileName, hostPath, objectKey, sha256Hex, sqlIdentifier, targetName } from './identifiers.ts';
+import { CODEC_NAMES } from '../core/codecs.ts';
+import { fileName, hostPath, objectKey, sha256Hex, sqlIdentifier, targetName } from '../core/identifiers.ts';
 import { DATABASE_KINDS, FILE_KINDS } from './keys.ts';
 
 /**

@@ -1,13 +1,13 @@
 import { z } from 'zod';
-import type { Catalog } from './catalog.ts';
-import { CODEC_NAMES, CODECS } from './codecs.ts';
-import type { Config } from './config.ts';
-import { InvalidInputError, NotFoundError } from './errors.ts';
-import { hostPath, objectKey, sha256Hex, targetName } from './identifiers.ts';
-import { FILE_KINDS, runId as makeRunId } from './keys.ts';
-import { isDatabaseManifest } from './manifest.ts';
-import { parseInput, planRequestSchema, selectTargets } from './plan.ts';
-import { findBackup } from './restore-plan.ts';
+import { parseInput, planRequestSchema, selectTargets } from '../backup/database-plan.ts';
+import type { Catalog } from '../catalog/catalog.ts';
+import { FILE_KINDS, runId as makeRunId } from '../catalog/keys.ts';
+import { isDatabaseManifest } from '../catalog/manifest.ts';
+import { CODEC_NAMES, CODECS } from '../core/codecs.ts';
+import type { Config } from '../core/config.ts';
+import { InvalidInputError, NotFoundError } from '../core/errors.ts';
+import { hostPath, objectKey, sha256Hex, targetName } from '../core/identifiers.ts';
+import { findBackup } from './database-plan.ts';
 
 /**
  * What an operator types to put a files backup back in place. Files are

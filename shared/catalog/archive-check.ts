@@ -3,9 +3,9 @@ import { type Readable, Transform, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import tar from 'tar-stream';
+import { CODECS } from '../core/codecs.ts';
+import { ArchiveCorruptError, classifyAwsError } from '../core/errors.ts';
 import type { Catalog } from './catalog.ts';
-import { CODECS } from './codecs.ts';
-import { ArchiveCorruptError, classifyAwsError } from './errors.ts';
 import { type DatabaseManifest, type FilesManifest, isDatabaseManifest, type Manifest } from './manifest.ts';
 
 /** How each archive format opens and closes (the second line of a pg_dump; the first of ours). */

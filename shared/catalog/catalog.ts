@@ -6,7 +6,7 @@ import {
   PutObjectCommand,
   type S3Client,
 } from '@aws-sdk/client-s3';
-import { classifyAwsError, NotFoundError } from './errors.ts';
+import { classifyAwsError, NotFoundError } from '../core/errors.ts';
 import {
   type BackupKind,
   type DatabaseKind,
