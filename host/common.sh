@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared by every host script; shared/host/shell.ts renders it between the parameters
 # and the script's own body.
 set -euo pipefail
@@ -57,7 +58,7 @@ pg_sql() { # pg_sql DATABASE [-v name=value ...] < SQL
 # A JSON list of strings that passed the project's strict patterns (paths,
 # names): they hold no quote or backslash to escape.
 json_list() {
-  local out= item
+  local out='' item
   for item in "$@"; do out+="\"$item\","; done
   printf '[%s]' "${out%,}"
 }
