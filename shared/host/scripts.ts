@@ -1,6 +1,7 @@
 import { z } from 'zod';
-import { planSchema, type Run, runSchema } from '../backup/database-plan.ts';
+import { planSchema } from '../backup/database-plan.ts';
 import { filesPlanSchema } from '../backup/files-plan.ts';
+import { type Run, runSchema } from '../backup/run.ts';
 import { CODECS } from '../core/codecs.ts';
 import type { Config, Target } from '../core/config.ts';
 import { fileName, sha256Hex } from '../core/identifiers.ts';

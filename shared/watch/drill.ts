@@ -1,19 +1,16 @@
 import { randomInt } from 'node:crypto';
 import { z } from 'zod';
-import {
-  parseInput,
-  planRequestSchema,
-  planSchema,
-  restoreTestPlanOf,
-  selectTargets,
-} from '../backup/database-plan.ts';
+import { planSchema, restoreTestPlanOf } from '../backup/database-plan.ts';
 import type { Catalog } from '../catalog/catalog.ts';
 import { drillReportKey, runId as makeRunId, scratchDatabase } from '../catalog/keys.ts';
 import type { DatabaseManifest } from '../catalog/manifest.ts';
 import { maxAgeMinutes } from '../catalog/schedule.ts';
 import type { Config } from '../core/config.ts';
+import { selectTargets } from '../core/config.ts';
 import { causeMessage, DrillFailedError, NotFoundError } from '../core/errors.ts';
 import { sha256Hex, sqlIdentifier, targetName } from '../core/identifiers.ts';
+import { parseInput, planRequestSchema } from '../core/input.ts';
+import { DAY_MS } from '../core/time.ts';
 import { resolvePointInTime } from '../restore/database-plan.ts';
 
 /**
@@ -64,8 +61,6 @@ export const drillPlanSchema = z.object({
 });
 
 export type DrillPlan = z.infer<typeof drillPlanSchema>;
-
-const DAY_MS = 86_400_000;
 
 /** mulberry32: a small, well-known PRNG; a seed gives the same sequence everywhere. */
 export function seededRandom(seed: number): () => number {

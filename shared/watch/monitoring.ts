@@ -1,10 +1,10 @@
 import { z } from 'zod';
-import { parseInput, planRequestSchema } from '../backup/database-plan.ts';
 import type { Catalog } from '../catalog/catalog.ts';
 import { runId as makeRunId } from '../catalog/keys.ts';
 import type { Config } from '../core/config.ts';
 import { MonitoringFailedError } from '../core/errors.ts';
-import { hostPath, targetName } from '../core/identifiers.ts';
+import { hostPath, runIdentifier, targetName } from '../core/identifiers.ts';
+import { parseInput, planRequestSchema } from '../core/input.ts';
 import { ageSeconds, newestBackups, staleness } from './freshness.ts';
 
 /**
@@ -16,7 +16,7 @@ import { ageSeconds, newestBackups, staleness } from './freshness.ts';
 
 export const diskCheckPlanSchema = z.object({
   target: targetName,
-  runId: z.string().regex(/^\d{8}T\d{6}Z_[0-9a-f]{8}$/),
+  runId: runIdentifier,
   backupDir: hostPath,
 });
 
