@@ -1,12 +1,18 @@
 import { defineConfig } from 'vitest/config';
 
+// Two tiers: `npm run test:unit` runs the logic alone (no PostgreSQL, S3 or
+// packaging) in seconds; `npm test` runs both, the integration tier against real
+// PostgreSQL, pgBackRest, bash, a local S3 and the packaged template.
 export default defineConfig({
   test: {
-    include: ['test/**/*.test.ts'],
     pool: 'forks',
     testTimeout: 90_000,
     hookTimeout: 180_000,
-    // The machine has two cores; the end-to-end files each run PostgreSQL and S3.
+    // The machine has two cores; the integration files each run PostgreSQL and S3.
     maxWorkers: 2,
+    projects: [
+      { extends: true, test: { name: 'unit', include: ['test/unit/**/*.test.ts'] } },
+      { extends: true, test: { name: 'integration', include: ['test/*.test.ts'] } },
+    ],
   },
 });

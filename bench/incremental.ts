@@ -8,8 +8,8 @@ import { type LocalEnvironment, psql, startLocalEnvironment } from '../local/env
 import { localHost } from '../local/host.ts';
 import { type PostgresServer, startPostgres } from '../local/postgres.ts';
 import { PROJECT_ROOT, runWorkflow } from '../local/runner.ts';
-import type { DatabaseKind } from '../shared/keys.ts';
-import type { DatabaseManifest } from '../shared/manifest.ts';
+import type { DatabaseKind } from '../shared/catalog/keys.ts';
+import type { DatabaseManifest } from '../shared/catalog/manifest.ts';
 import {
   checkInterrupted,
   cleanUp,
@@ -268,9 +268,9 @@ async function main(): Promise<number> {
     const local = environment;
     Object.assign(process.env, local.functionEnv);
     const [{ getConfig }, { Catalog }, { createS3Client }] = await Promise.all([
-      import('../shared/config.ts'),
-      import('../shared/catalog.ts'),
-      import('../shared/clients.ts'),
+      import('../shared/core/config.ts'),
+      import('../shared/catalog/catalog.ts'),
+      import('../shared/core/clients.ts'),
     ]);
     const config = getConfig();
     const target = config.BACKUP_TARGETS[0]?.name;

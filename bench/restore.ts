@@ -5,15 +5,15 @@ import { performance } from 'node:perf_hooks';
 import { LOCAL_DATABASE, type LocalEnvironment, psql, startLocalEnvironment } from '../local/environment.ts';
 import { localHost } from '../local/host.ts';
 import { type ExecutionRecord, PROJECT_ROOT, runWorkflow } from '../local/runner.ts';
-import { Catalog } from '../shared/catalog.ts';
-import { createS3Client } from '../shared/clients.ts';
-import { CODECS } from '../shared/codecs.ts';
-import { type Config, parseConfig, type Target } from '../shared/config.ts';
-import { renderHostCommand } from '../shared/host-scripts.ts';
-import type { DatabaseKind } from '../shared/keys.ts';
-import type { DatabaseManifest } from '../shared/manifest.ts';
-import { planSchema } from '../shared/plan.ts';
-import type { RestorePlan } from '../shared/restore-plan.ts';
+import { planSchema } from '../shared/backup/database-plan.ts';
+import { Catalog } from '../shared/catalog/catalog.ts';
+import type { DatabaseKind } from '../shared/catalog/keys.ts';
+import type { DatabaseManifest } from '../shared/catalog/manifest.ts';
+import { createS3Client } from '../shared/core/clients.ts';
+import { CODECS } from '../shared/core/codecs.ts';
+import { type Config, parseConfig, type Target } from '../shared/core/config.ts';
+import { renderHostCommand } from '../shared/host/scripts.ts';
+import type { RestorePlan } from '../shared/restore/database-plan.ts';
 import {
   checkInterrupted,
   cleanUp,

@@ -21,8 +21,8 @@ import { type LocalEnvironment, psql, startLocalEnvironment } from '../local/env
 import { localHost } from '../local/host.ts';
 import { type PostgresServer, startPostgres } from '../local/postgres.ts';
 import { PROJECT_ROOT, runWorkflow } from '../local/runner.ts';
-import { CODECS, DEFAULT_CODEC } from '../shared/codecs.ts';
-import type { Manifest } from '../shared/manifest.ts';
+import type { Manifest } from '../shared/catalog/manifest.ts';
+import { CODECS, DEFAULT_CODEC } from '../shared/core/codecs.ts';
 import {
   checkInterrupted,
   cleanUp,
@@ -48,7 +48,7 @@ import { mib, ratio, table } from './table.ts';
 /**
  * Benchmark of the full database backup, in one run on one database:
  *  - the source document's `pg_dump | gzip` and a bare `pg_dump > /dev/null`;
- *  - the format/compression candidates behind shared/codecs.ts, each dumped and
+ *  - the format/compression candidates behind shared/core/codecs.ts, each dumped and
  *    restored into a fresh database (restores are checked row for row);
  *  - our dump stage (the real rendered host script, local host, local S3);
  *  - the whole database-backup workflow, with its per-state durations;
@@ -233,11 +233,11 @@ async function timedRestore(
 async function loadProject() {
   const [{ getConfig }, { planBackup }, { renderHostCommand }, { Catalog }, { createS3Client }] =
     await Promise.all([
-      import('../shared/config.ts'),
-      import('../shared/plan.ts'),
-      import('../shared/host-scripts.ts'),
-      import('../shared/catalog.ts'),
-      import('../shared/clients.ts'),
+      import('../shared/core/config.ts'),
+      import('../shared/backup/database-plan.ts'),
+      import('../shared/host/scripts.ts'),
+      import('../shared/catalog/catalog.ts'),
+      import('../shared/core/clients.ts'),
     ]);
   const config = getConfig();
   const target = config.BACKUP_TARGETS[0];

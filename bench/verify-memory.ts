@@ -1,7 +1,7 @@
 import { createReadStream, readFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
-import { databaseManifestSchema } from '../shared/manifest.ts';
-import { archiveProblems, readArchive } from '../shared/verify.ts';
+import { archiveProblems, readArchive } from '../shared/catalog/archive-check.ts';
+import { databaseManifestSchema } from '../shared/catalog/manifest.ts';
 
 /**
  * Child process of bench/run.ts: runs the verify stage's readArchive on a local

@@ -1,5 +1,5 @@
 # shellcheck shell=bash
-# Shared by every host script; shared/shell.ts renders it between the parameters
+# Shared by every host script; shared/host/shell.ts renders it between the parameters
 # and the script's own body.
 set -euo pipefail
 umask 077

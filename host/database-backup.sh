@@ -8,7 +8,7 @@
 # workflow's VerifyArchive stage reads the archive and writes its manifest:
 #   KB-RESULT {"size": N, "sha256": "…", "startedAt": "…", "finishedAt": "…", "until": "…", "serverVersion": "…"}
 #
-# Parameters are prepended as shell assignments by shared/shell.ts:
+# Parameters are prepended as shell assignments by shared/host/shell.ts:
 #   KB_KIND KB_SINCE (empty: from the beginning) KB_WINDOW_COLUMN (empty for a full dump)
 #   KB_DATABASE KB_EXCLUDE_TABLES (space-separated) KB_PG_MODE (host|docker)
 #   KB_COMPOSE_FILE KB_COMPOSE_SERVICE KB_BUCKET KB_ARCHIVE_KEY KB_LOCAL_DIR

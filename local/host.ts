@@ -3,7 +3,7 @@ import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { HostCommands, Invocation, SendRequest } from '../shared/host-commands.ts';
+import type { HostCommands, Invocation, SendRequest } from '../shared/host/commands.ts';
 
 /**
  * The local stand-in for SSM Run Command: it runs the very script the Lambda

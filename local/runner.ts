@@ -3,7 +3,7 @@ import { appendFileSync, mkdirSync, readdirSync, readFileSync, writeFileSync } f
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ExecutionError, StateMachine } from 'aws-local-stepfunctions';
-import type { Alert, Notifier } from '../shared/alert.ts';
+import type { Alert, Notifier } from '../shared/alert/alert.ts';
 import type { LocalHost } from './host.ts';
 
 /**

@@ -1,9 +1,9 @@
 'use strict';
 
 // The bucket's LifecycleConfiguration, built from the one retention table in
-// shared/retention.ts. Node 24 requires ES modules written in TypeScript
+// shared/catalog/retention.ts. Node 24 requires ES modules written in TypeScript
 // directly (type stripping and require(esm) are both on by default), so the
 // rules are derived from the very code the prune stage runs.
-const { lifecycleConfiguration } = require('../shared/retention.ts');
+const { lifecycleConfiguration } = require('../shared/catalog/retention.ts');
 
 module.exports = lifecycleConfiguration();

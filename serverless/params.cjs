@@ -1,19 +1,19 @@
 'use strict';
 
 // Values derived from the deployment's params at package time. The targets are
-// checked with the functions' own config schema (shared/config.ts), so a
+// checked with the functions' own config schema (shared/core/config.ts), so a
 // malformed --param fails `serverless package` with the message a cold start
 // would give, instead of failing the first backup at 02:00.
-const { parseConfig } = require('../shared/config.ts');
+const { parseConfig } = require('../shared/core/config.ts');
 const {
   BACKUP_PREFIXES,
   DATABASE_KINDS,
   FILE_KINDS,
   KIND_PREFIX,
   SCHEDULED_DATABASE_KINDS,
-} = require('../shared/keys.ts');
-const { METRICS_NAMESPACE } = require('../shared/metrics.ts');
-const { maxAgeMinutes, SCHEDULES } = require('../shared/schedule.ts');
+} = require('../shared/catalog/keys.ts');
+const { METRICS_NAMESPACE } = require('../shared/watch/metrics.ts');
+const { maxAgeMinutes, SCHEDULES } = require('../shared/catalog/schedule.ts');
 
 const SUBNET_ID = /^subnet-[0-9a-f]{8,17}$/;
 const SECURITY_GROUP_ID = /^sg-[0-9a-f]{8,17}$/;
@@ -132,7 +132,7 @@ const objectsUnder = (prefix) => ({ 'Fn::Sub': `\${BackupBucket.Arn}/${prefix}*`
 const roleOf = (logicalId) => ({ 'Fn::GetAtt': [`${logicalId}IamRoleLambdaExecution`, 'Arn'] });
 
 /**
- * The dimensions shared/metrics.ts gives every metric: Powertools' `service`
+ * The dimensions shared/watch/metrics.ts gives every metric: Powertools' `service`
  * (its serviceName there, which it does not export) and the stage, then the
  * metric's own. An alarm must name exactly the dimensions a metric has.
  */
@@ -142,13 +142,13 @@ const metricDimensions = (stage, own) => [
   { Name: 'Stage', Value: stage },
   ...Object.entries(own).map(([Name, Value]) => ({ Name, Value })),
 ];
-/** What shared/metrics.ts puts in the Database dimension of a file kind's backup age. */
+/** What shared/watch/metrics.ts puts in the Database dimension of a file kind's backup age. */
 const FILES_DATABASE = 'files';
 /** The monitoring reports every hour; the alarms look at the hour's highest value. */
 const HOUR_SECONDS = 3600;
 
 /**
- * Every backup whose age the hourly monitoring reports (shared/freshness.ts):
+ * Every backup whose age the hourly monitoring reports (shared/watch/freshness.ts):
  * each target's databases in each scheduled database kind, and its file kinds.
  */
 function monitoredBackups(targets) {
@@ -253,7 +253,7 @@ const graph = (title, metrics, extra = {}) => ({
   },
 });
 const limitLine = (label, value) => ({ annotations: { horizontal: [{ label, value }] } });
-/** A metric of shared/metrics.ts as a dashboard line: namespace, name, then dimension name and value pairs. */
+/** A metric of shared/watch/metrics.ts as a dashboard line: namespace, name, then dimension name and value pairs. */
 const line = (stage, name, own, label) => [
   METRICS_NAMESPACE,
   name,
@@ -268,7 +268,7 @@ function instanceArn(id) {
 }
 
 module.exports = {
-  /** The objects of every backup prefix (shared/keys.ts), for IAM resources. */
+  /** The objects of every backup prefix (shared/catalog/keys.ts), for IAM resources. */
   backupObjects: () => BACKUP_PREFIXES.map(objectsUnder),
 
   /** The same prefixes for an s3:prefix condition on ListBucket. */
@@ -314,7 +314,7 @@ module.exports = {
 
   /**
    * The schedules of the two backup workflows, from the one table of crons in
-   * shared/schedule.ts that the freshness checks and the age alarms read too:
+   * shared/catalog/schedule.ts that the freshness checks and the age alarms read too:
    * each kind at its cron, with the kind as the execution input.
    */
   backupSchedules: () => {

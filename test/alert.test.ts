@@ -6,7 +6,7 @@ import { PublishCommand, SNSClient } from '@aws-sdk/client-sns';
 import { GetParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
-import { FAILURE_ALERT_STATES, formatAlert, redact } from '../shared/alert.ts';
+import { FAILURE_ALERT_STATES, formatAlert, redact } from '../shared/alert/alert.ts';
 
 const ssm = mockClient(SSMClient);
 const sns = mockClient(SNSClient);

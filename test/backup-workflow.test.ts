@@ -14,8 +14,8 @@ import { join } from 'node:path';
 import { zstdDecompressSync } from 'node:zlib';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { manifestKey } from '../shared/keys.ts';
-import type { DatabaseManifest } from '../shared/manifest.ts';
+import { manifestKey } from '../shared/catalog/keys.ts';
+import type { DatabaseManifest } from '../shared/catalog/manifest.ts';
 import { getBytes, putBytes, runIn, runsOf, startWorld, type TestWorld } from './support/environment.ts';
 import { pastBackup } from './support/manifests.ts';
 

@@ -4,11 +4,11 @@ import { join } from 'node:path';
 import { GetObjectCommand, ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { LOCAL_S3_CREDENTIALS, type LocalS3, startLocalS3 } from '../local/s3.ts';
-import { pruneRun } from '../shared/backup-stages.ts';
-import { Catalog } from '../shared/catalog.ts';
-import { createS3Client } from '../shared/clients.ts';
-import { parseConfig } from '../shared/config.ts';
-import { type Plan, windowStart } from '../shared/plan.ts';
+import { type Plan, windowStart } from '../shared/backup/database-plan.ts';
+import { pruneRun } from '../shared/backup/stages.ts';
+import { Catalog } from '../shared/catalog/catalog.ts';
+import { createS3Client } from '../shared/core/clients.ts';
+import { parseConfig } from '../shared/core/config.ts';
 import { pastBackup } from './support/manifests.ts';
 
 const BUCKET = 'kennel-backups-catalog-test';

@@ -1,7 +1,7 @@
 import { ListObjectsV2Command } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { seededRandom } from '../shared/drill.ts';
-import type { DatabaseManifest } from '../shared/manifest.ts';
+import type { DatabaseManifest } from '../shared/catalog/manifest.ts';
+import { seededRandom } from '../shared/watch/drill.ts';
 import { databasesLike } from './support/checksums.ts';
 import { getBytes, runIn, startWorld, type TestWorld } from './support/environment.ts';
 import { pastBackup } from './support/manifests.ts';

@@ -2,7 +2,7 @@ import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { FilesManifest } from '../shared/manifest.ts';
+import type { FilesManifest } from '../shared/catalog/manifest.ts';
 import { getBytes, runIn, startWorld, type TestWorld } from './support/environment.ts';
 
 let world: TestWorld;

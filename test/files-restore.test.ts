@@ -3,7 +3,7 @@ import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { FilesManifest } from '../shared/manifest.ts';
+import type { FilesManifest } from '../shared/catalog/manifest.ts';
 import { putBytes, runIn, startWorld, type TestWorld } from './support/environment.ts';
 
 let world: TestWorld;

@@ -7,7 +7,7 @@ import {
 } from '@aws-sdk/client-ssm';
 import { mockClient } from 'aws-sdk-client-mock';
 import { beforeEach, describe, expect, it, vi } from 'vitest';
-import { planBackup } from '../shared/plan.ts';
+import { planBackup } from '../shared/backup/database-plan.ts';
 
 const ENV = {
   BACKUP_BUCKET: 'kennel-backups-prod',
@@ -33,7 +33,7 @@ async function handlers() {
   Object.assign(process.env, ENV);
   const start = await import('../functions/start-host-command/handler.ts');
   const check = await import('../functions/check-host-command/handler.ts');
-  const { getConfig } = await import('../shared/config.ts');
+  const { getConfig } = await import('../shared/core/config.ts');
   return { start: start.handler, check: check.handler, config: getConfig() };
 }
 

@@ -2,7 +2,7 @@ import { spawnSync } from 'node:child_process';
 import { zstdDecompressSync } from 'node:zlib';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { DatabaseManifest as Manifest } from '../shared/manifest.ts';
+import type { DatabaseManifest as Manifest } from '../shared/catalog/manifest.ts';
 import { getBytes, putBytes, runIn, startWorld, type TestWorld } from './support/environment.ts';
 
 let world: TestWorld;

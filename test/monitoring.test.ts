@@ -1,6 +1,6 @@
 import { spawnSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { DatabaseManifest } from '../shared/manifest.ts';
+import type { DatabaseManifest } from '../shared/catalog/manifest.ts';
 import { runIn, startWorld, type TestWorld } from './support/environment.ts';
 
 let world: TestWorld;

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { DatabaseManifest } from '../shared/manifest.ts';
+import type { DatabaseManifest } from '../shared/catalog/manifest.ts';
 import { databasesLike, tableChecksums } from './support/checksums.ts';
 import { runIn, startWorld, type TestWorld } from './support/environment.ts';
 

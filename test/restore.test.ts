@@ -1,10 +1,10 @@
 import { readFileSync, rmSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parseConfig } from '../shared/config.ts';
-import { renderHostCommand } from '../shared/host-scripts.ts';
-import type { DatabaseManifest } from '../shared/manifest.ts';
-import { restoreTestPlanOf } from '../shared/plan.ts';
-import { planRestore } from '../shared/restore-plan.ts';
+import { restoreTestPlanOf } from '../shared/backup/database-plan.ts';
+import type { DatabaseManifest } from '../shared/catalog/manifest.ts';
+import { parseConfig } from '../shared/core/config.ts';
+import { renderHostCommand } from '../shared/host/scripts.ts';
+import { planRestore } from '../shared/restore/database-plan.ts';
 import { databaseExists, databasesLike, tableChecksums } from './support/checksums.ts';
 import { putBytes, runIn, runsOf, startWorld, type TestWorld } from './support/environment.ts';
 import { pastBackup } from './support/manifests.ts';

@@ -8,9 +8,8 @@ import { promisify } from 'node:util';
 import { ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { ALERTED_STATUSES } from '../shared/alert.ts';
-import { Catalog } from '../shared/catalog.ts';
-import { type Config, parseConfig } from '../shared/config.ts';
+import { ALERTED_STATUSES } from '../shared/alert/alert.ts';
+import { Catalog } from '../shared/catalog/catalog.ts';
 import {
   archiveFileName,
   archiveKey,
@@ -22,13 +21,14 @@ import {
   manifestKey,
   SCHEDULED_DATABASE_KINDS,
   tarballFileName,
-} from '../shared/keys.ts';
-import { createMetrics, METRICS_NAMESPACE, metricsSink, recordArchive } from '../shared/metrics.ts';
-import { planMonitoring } from '../shared/monitoring.ts';
-import { RESTORE_WORKFLOWS, restoreWorkflowOf } from '../shared/restore-plan.ts';
-import { lifecycleConfiguration, lifecycleRules } from '../shared/retention.ts';
-import { maxAgeMinutes, SCHEDULES } from '../shared/schedule.ts';
-import { HOST_SCRIPTS } from '../shared/shell.ts';
+} from '../shared/catalog/keys.ts';
+import { lifecycleConfiguration, lifecycleRules } from '../shared/catalog/retention.ts';
+import { maxAgeMinutes, SCHEDULES } from '../shared/catalog/schedule.ts';
+import { type Config, parseConfig } from '../shared/core/config.ts';
+import { HOST_SCRIPTS } from '../shared/host/shell.ts';
+import { RESTORE_WORKFLOWS, restoreWorkflowOf } from '../shared/restore/database-plan.ts';
+import { createMetrics, METRICS_NAMESPACE, metricsSink, recordArchive } from '../shared/watch/metrics.ts';
+import { planMonitoring } from '../shared/watch/monitoring.ts';
 
 /**
  * `serverless package` renders the CloudFormation template offline; these tests
@@ -401,7 +401,7 @@ const BUCKET_NAME = 'kennel-backup-123456789012-us-east-1-test';
 const TOPIC_ARN = `arn:aws:sns:us-east-1:123456789012:kennel-backup-${STAGE}-alerts`;
 
 /**
- * What shared/config.ts reads at a function's cold start: its environment in
+ * What shared/core/config.ts reads at a function's cold start: its environment in
  * the template, with the values CloudFormation fills in given stand-ins.
  */
 function deployedConfig(fn: FunctionName, from: Template = template): Config {
@@ -487,7 +487,7 @@ describe('the state machines', () => {
     );
   });
 
-  it('run each backup kind at its cron in shared/schedule.ts, with the kind as input', () => {
+  it('run each backup kind at its cron in shared/catalog/schedule.ts, with the kind as input', () => {
     const families: Record<string, readonly string[]> = {
       DatabaseBackupStateMachine: SCHEDULED_DATABASE_KINDS,
       FilesBackupStateMachine: FILE_KINDS,
@@ -1830,7 +1830,7 @@ describe('the functions', () => {
     expect(new Set(checked)).toEqual(new Set(ASL_FILES_IN_REPO));
   });
 
-  it("every function's environment is a complete configuration for shared/config.ts", () => {
+  it("every function's environment is a complete configuration for shared/core/config.ts", () => {
     for (const fn of FUNCTION_NAMES) {
       const { Variables } = resource<LambdaFunction>(
         `${logicalId(fn)}LambdaFunction`,

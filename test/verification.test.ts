@@ -1,6 +1,6 @@
 import { rmSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Manifest } from '../shared/manifest.ts';
+import type { Manifest } from '../shared/catalog/manifest.ts';
 import { getBytes, putBytes, runIn, startWorld, type TestWorld } from './support/environment.ts';
 
 let world: TestWorld;

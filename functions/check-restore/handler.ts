@@ -1,12 +1,12 @@
 import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import middy from '@middy/core';
 import { z } from 'zod';
-import { getConfig } from '../../shared/config.ts';
-import { logger } from '../../shared/logger.ts';
-import { parseInput } from '../../shared/plan.ts';
-import { type DatabaseUrlProvider, ssmDatabaseUrl } from '../../shared/restore-check.ts';
-import { restorePlanSchema } from '../../shared/restore-plan.ts';
-import { checkRestore } from '../../shared/restore-stages.ts';
+import { getConfig } from '../../shared/core/config.ts';
+import { parseInput } from '../../shared/core/input.ts';
+import { logger } from '../../shared/core/logger.ts';
+import { type DatabaseUrlProvider, ssmDatabaseUrl } from '../../shared/restore/check.ts';
+import { restorePlanSchema } from '../../shared/restore/database-plan.ts';
+import { checkRestore } from '../../shared/restore/stages.ts';
 
 const config = getConfig();
 

@@ -1,10 +1,10 @@
 import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import middy from '@middy/core';
-import { Catalog } from '../../shared/catalog.ts';
-import { createS3Client } from '../../shared/clients.ts';
-import { getConfig } from '../../shared/config.ts';
-import { logger } from '../../shared/logger.ts';
-import { planBackup } from '../../shared/plan.ts';
+import { planBackup } from '../../shared/backup/database-plan.ts';
+import { Catalog } from '../../shared/catalog/catalog.ts';
+import { createS3Client } from '../../shared/core/clients.ts';
+import { getConfig } from '../../shared/core/config.ts';
+import { logger } from '../../shared/core/logger.ts';
 
 const config = getConfig();
 const catalog = new Catalog(createS3Client(config), config.BACKUP_BUCKET);

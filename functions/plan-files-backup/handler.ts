@@ -1,8 +1,8 @@
 import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import middy from '@middy/core';
-import { getConfig } from '../../shared/config.ts';
-import { planFilesBackup } from '../../shared/files-plan.ts';
-import { logger } from '../../shared/logger.ts';
+import { planFilesBackup } from '../../shared/backup/files-plan.ts';
+import { getConfig } from '../../shared/core/config.ts';
+import { logger } from '../../shared/core/logger.ts';
 
 const config = getConfig();
 

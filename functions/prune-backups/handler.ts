@@ -1,13 +1,14 @@
 import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import middy from '@middy/core';
 import { z } from 'zod';
-import { pruneRun } from '../../shared/backup-stages.ts';
-import { Catalog } from '../../shared/catalog.ts';
-import { createS3Client } from '../../shared/clients.ts';
-import { getConfig } from '../../shared/config.ts';
-import { filesPlanSchema } from '../../shared/files-plan.ts';
-import { logger } from '../../shared/logger.ts';
-import { parseInput, planSchema } from '../../shared/plan.ts';
+import { planSchema } from '../../shared/backup/database-plan.ts';
+import { filesPlanSchema } from '../../shared/backup/files-plan.ts';
+import { pruneRun } from '../../shared/backup/stages.ts';
+import { Catalog } from '../../shared/catalog/catalog.ts';
+import { createS3Client } from '../../shared/core/clients.ts';
+import { getConfig } from '../../shared/core/config.ts';
+import { parseInput } from '../../shared/core/input.ts';
+import { logger } from '../../shared/core/logger.ts';
 
 const config = getConfig();
 const catalog = new Catalog(createS3Client(config), config.BACKUP_BUCKET);

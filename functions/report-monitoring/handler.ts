@@ -1,11 +1,11 @@
 import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import middy from '@middy/core';
 import { z } from 'zod';
-import { getConfig } from '../../shared/config.ts';
-import { logger } from '../../shared/logger.ts';
-import { createMetrics, metricsSink } from '../../shared/metrics.ts';
-import { reportMonitoring } from '../../shared/monitoring.ts';
-import { parseInput } from '../../shared/plan.ts';
+import { getConfig } from '../../shared/core/config.ts';
+import { parseInput } from '../../shared/core/input.ts';
+import { logger } from '../../shared/core/logger.ts';
+import { createMetrics, metricsSink } from '../../shared/watch/metrics.ts';
+import { reportMonitoring } from '../../shared/watch/monitoring.ts';
 
 const config = getConfig();
 const metrics = createMetrics(config);

@@ -1,9 +1,9 @@
 import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import middy from '@middy/core';
 import { z } from 'zod';
-import { logger } from '../../shared/logger.ts';
-import { parseInput } from '../../shared/plan.ts';
-import { restoreReport } from '../../shared/restore-stages.ts';
+import { parseInput } from '../../shared/core/input.ts';
+import { logger } from '../../shared/core/logger.ts';
+import { restoreReport } from '../../shared/restore/stages.ts';
 
 export const handler = middy()
   .use(injectLambdaContext(logger))

@@ -1,9 +1,9 @@
 import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import middy from '@middy/core';
 import { z } from 'zod';
-import { logger } from '../../shared/logger.ts';
-import { parseInput } from '../../shared/plan.ts';
-import { reportVerification } from '../../shared/verification.ts';
+import { parseInput } from '../../shared/core/input.ts';
+import { logger } from '../../shared/core/logger.ts';
+import { reportVerification } from '../../shared/watch/verification.ts';
 
 export const handler = middy()
   .use(injectLambdaContext(logger))

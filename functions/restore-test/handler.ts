@@ -1,13 +1,14 @@
 import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import middy from '@middy/core';
 import { z } from 'zod';
-import { restoreTestRun } from '../../shared/backup-stages.ts';
-import { Catalog } from '../../shared/catalog.ts';
-import { createS3Client } from '../../shared/clients.ts';
-import { getConfig } from '../../shared/config.ts';
-import { logger } from '../../shared/logger.ts';
-import { parseInput, planSchema } from '../../shared/plan.ts';
-import { type DatabaseUrlProvider, ssmDatabaseUrl } from '../../shared/restore-check.ts';
+import { planSchema } from '../../shared/backup/database-plan.ts';
+import { restoreTestRun } from '../../shared/backup/stages.ts';
+import { Catalog } from '../../shared/catalog/catalog.ts';
+import { createS3Client } from '../../shared/core/clients.ts';
+import { getConfig } from '../../shared/core/config.ts';
+import { parseInput } from '../../shared/core/input.ts';
+import { logger } from '../../shared/core/logger.ts';
+import { type DatabaseUrlProvider, ssmDatabaseUrl } from '../../shared/restore/check.ts';
 
 const config = getConfig();
 const catalog = new Catalog(createS3Client(config), config.BACKUP_BUCKET);

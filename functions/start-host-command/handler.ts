@@ -1,10 +1,10 @@
 import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import middy from '@middy/core';
-import { createSsmClient } from '../../shared/clients.ts';
-import { getConfig } from '../../shared/config.ts';
-import { startHostCommand } from '../../shared/host-command-stage.ts';
-import { type HostCommands, ssmHostCommands } from '../../shared/host-commands.ts';
-import { logger } from '../../shared/logger.ts';
+import { createSsmClient } from '../../shared/core/clients.ts';
+import { getConfig } from '../../shared/core/config.ts';
+import { logger } from '../../shared/core/logger.ts';
+import { startHostCommand } from '../../shared/host/command-stage.ts';
+import { type HostCommands, ssmHostCommands } from '../../shared/host/commands.ts';
 
 const config = getConfig();
 

@@ -6,9 +6,9 @@ import { vi } from 'vitest';
 import { type LocalEnvironment, psql, startLocalEnvironment } from '../../local/environment.ts';
 import { type LocalHost, localHost } from '../../local/host.ts';
 import { type ExecutionRecord, type RunOptions, runWorkflow } from '../../local/runner.ts';
-import { Catalog } from '../../shared/catalog.ts';
-import { createS3Client } from '../../shared/clients.ts';
-import { parseConfig } from '../../shared/config.ts';
+import { Catalog } from '../../shared/catalog/catalog.ts';
+import { createS3Client } from '../../shared/core/clients.ts';
+import { parseConfig } from '../../shared/core/config.ts';
 
 /** One local world per test file: a seeded PostgreSQL, a local S3, a host directory. */
 export interface TestWorld {

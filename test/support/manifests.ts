@@ -1,5 +1,5 @@
-import { archiveKey, compactStamp, type DatabaseKind } from '../../shared/keys.ts';
-import type { DatabaseManifest } from '../../shared/manifest.ts';
+import { archiveKey, compactStamp, type DatabaseKind } from '../../shared/catalog/keys.ts';
+import type { DatabaseManifest } from '../../shared/catalog/manifest.ts';
 
 /**
  * The manifest of a database backup taken `daysAgo` days (and `extraMs`) before

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { copiedTable, RowCounter } from '../../shared/archive-rows.ts';
+import { copiedTable, RowCounter } from '../../shared/catalog/archive-rows.ts';
 
 /** What pg_dump 15 wrote for tables named awkwardly (taken from a real dump, trimmed). */
 const PLAIN = [

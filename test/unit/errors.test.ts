@@ -1,9 +1,9 @@
 import { HeadBucketCommand } from '@aws-sdk/client-s3';
 import { describe, expect, it } from 'vitest';
-import { Catalog } from '../../shared/catalog.ts';
-import { createS3Client } from '../../shared/clients.ts';
-import { parseConfig } from '../../shared/config.ts';
-import { classifyAwsError, HostCommandFailedError, TransientError } from '../../shared/errors.ts';
+import { Catalog } from '../../shared/catalog/catalog.ts';
+import { createS3Client } from '../../shared/core/clients.ts';
+import { parseConfig } from '../../shared/core/config.ts';
+import { classifyAwsError, HostCommandFailedError, TransientError } from '../../shared/core/errors.ts';
 
 // Public dummy keys: the request never leaves this machine.
 Object.assign(process.env, { AWS_ACCESS_KEY_ID: 'S3RVER', AWS_SECRET_ACCESS_KEY: 'S3RVER' });

@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import type { Catalog } from '../../shared/catalog.ts';
-import { parseConfig } from '../../shared/config.ts';
-import { ConfigError, InvalidInputError, NotFoundError } from '../../shared/errors.ts';
-import { planBackup as plan } from '../../shared/plan.ts';
+import { planBackup as plan } from '../../shared/backup/database-plan.ts';
+import type { Catalog } from '../../shared/catalog/catalog.ts';
+import { parseConfig } from '../../shared/core/config.ts';
+import { ConfigError, InvalidInputError, NotFoundError } from '../../shared/core/errors.ts';
 
 /** Full backups do not read the catalog. */
 const noCatalog = { list: async () => [] } as unknown as Catalog;

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { micros } from '../../shared/manifest.ts';
-import { restoreWorkflowOf } from '../../shared/restore-plan.ts';
+import { micros } from '../../shared/catalog/manifest.ts';
+import { restoreWorkflowOf } from '../../shared/restore/database-plan.ts';
 
 describe('micros', () => {
   it('orders PostgreSQL microsecond times against times a person typed, which text comparison gets wrong', () => {

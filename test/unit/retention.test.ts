@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import type { DatabaseManifest as Manifest } from '../../shared/manifest.ts';
-import { baseOfIncrementals, expired, newestVerified, RETENTION } from '../../shared/retention.ts';
+import type { DatabaseManifest as Manifest } from '../../shared/catalog/manifest.ts';
+import { baseOfIncrementals, expired, newestVerified, RETENTION } from '../../shared/catalog/retention.ts';
 import { pastBackup } from '../support/manifests.ts';
 
 const NOW = new Date('2026-11-26T02:00:00Z');

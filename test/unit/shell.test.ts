@@ -1,6 +1,6 @@
 import { spawnSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
-import { renderScript, shellQuote } from '../../shared/shell.ts';
+import { renderScript, shellQuote } from '../../shared/host/shell.ts';
 
 describe('shellQuote', () => {
   it.each([

@@ -4,11 +4,12 @@ import { zstdCompressSync } from 'node:zlib';
 import { GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { mockClient } from 'aws-sdk-client-mock';
 import { beforeEach, describe, expect, it } from 'vitest';
-import { Catalog } from '../../shared/catalog.ts';
-import { parseConfig } from '../../shared/config.ts';
-import { type DatabaseManifest, manifestSchema } from '../../shared/manifest.ts';
-import { excludedTablesOf, planBackup } from '../../shared/plan.ts';
-import { verifyArchive } from '../../shared/verify.ts';
+import { planBackup } from '../../shared/backup/database-plan.ts';
+import { verifyArchive } from '../../shared/catalog/archive-check.ts';
+import { Catalog } from '../../shared/catalog/catalog.ts';
+import { type DatabaseManifest, manifestSchema } from '../../shared/catalog/manifest.ts';
+import { excludedTablesOf } from '../../shared/catalog/manifest-builder.ts';
+import { parseConfig } from '../../shared/core/config.ts';
 
 const s3 = mockClient(S3Client);
 const client = new S3Client({ region: 'eu-west-1' });

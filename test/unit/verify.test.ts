@@ -2,8 +2,8 @@ import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { gzipSync, zstdCompressSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
-import type { DatabaseManifest as Manifest } from '../../shared/manifest.ts';
-import { archiveProblems, readArchive } from '../../shared/verify.ts';
+import { archiveProblems, readArchive } from '../../shared/catalog/archive-check.ts';
+import type { DatabaseManifest as Manifest } from '../../shared/catalog/manifest.ts';
 
 const DUMP = [
   '--',

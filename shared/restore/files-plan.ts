@@ -1,13 +1,14 @@
 import { z } from 'zod';
-import type { Catalog } from './catalog.ts';
-import { CODEC_NAMES, CODECS } from './codecs.ts';
-import type { Config } from './config.ts';
-import { InvalidInputError, NotFoundError } from './errors.ts';
-import { hostPath, objectKey, sha256Hex, targetName } from './identifiers.ts';
-import { FILE_KINDS, runId as makeRunId } from './keys.ts';
-import { isDatabaseManifest } from './manifest.ts';
-import { parseInput, planRequestSchema, selectTargets } from './plan.ts';
-import { findBackup } from './restore-plan.ts';
+import type { Catalog } from '../catalog/catalog.ts';
+import { FILE_KINDS, runId as makeRunId } from '../catalog/keys.ts';
+import { isDatabaseManifest } from '../catalog/manifest.ts';
+import { CODEC_NAMES, CODECS } from '../core/codecs.ts';
+import type { Config } from '../core/config.ts';
+import { selectTargets } from '../core/config.ts';
+import { InvalidInputError, NotFoundError } from '../core/errors.ts';
+import { hostPath, objectKey, runIdentifier, sha256Hex, targetName } from '../core/identifiers.ts';
+import { parseInput, planRequestSchema } from '../core/input.ts';
+import { findBackup } from './database-plan.ts';
 
 /**
  * What an operator types to put a files backup back in place. Files are
@@ -18,9 +19,7 @@ export const filesRestoreInputSchema = z
     kind: z.enum(FILE_KINDS),
     target: targetName.optional(),
     /** `latest`, a run id or an archive or manifest key from the catalog. */
-    backup: z
-      .union([z.literal('latest'), z.string().regex(/^\d{8}T\d{6}Z_[0-9a-f]{8}$/), objectKey])
-      .default('latest'),
+    backup: z.union([z.literal('latest'), runIdentifier, objectKey]).default('latest'),
     /** The kind again: the files on the host are replaced. */
     confirm: z.string().optional(),
     dryRun: z.boolean().default(false),
@@ -30,7 +29,7 @@ export const filesRestoreInputSchema = z
 export const filesRestorePlanSchema = z.object({
   kind: z.enum(FILE_KINDS),
   target: targetName,
-  runId: z.string().regex(/^\d{8}T\d{6}Z_[0-9a-f]{8}$/),
+  runId: runIdentifier,
   executionId: z.string().min(1),
   startedAt: z.iso.datetime({ offset: true }),
   dryRun: z.boolean(),

@@ -1,5 +1,5 @@
 import { Metrics, MetricUnit } from '@aws-lambda-powertools/metrics';
-import type { Config } from './config.ts';
+import type { Config } from '../core/config.ts';
 import type { MetricsSink } from './monitoring.ts';
 
 /**

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { ConfigError } from './errors.ts';
+import { ConfigError, NotFoundError } from './errors.ts';
 import { hostPath, sqlIdentifier, targetName } from './identifiers.ts';
 
 /**
@@ -176,4 +176,15 @@ export function getConfig(): Config {
 
 export function findTarget(config: Config, name: string): Target | undefined {
   return config.BACKUP_TARGETS.find((t) => t.name === name);
+}
+
+/** The input's target, or every target; an unknown name throws NotFoundError listing the configured ones. */
+export function selectTargets(config: Config, name: string | undefined): Target[] {
+  if (name === undefined) return config.BACKUP_TARGETS;
+  const target = findTarget(config, name);
+  if (!target) {
+    const known = config.BACKUP_TARGETS.map((t) => t.name).join(', ');
+    throw new NotFoundError(`Unknown target "${name}"; the configured targets are: ${known}.`);
+  }
+  return [target];
 }

@@ -1,11 +1,11 @@
 import { z } from 'zod';
-import type { Catalog } from './catalog.ts';
-import type { Config } from './config.ts';
-import { MonitoringFailedError } from './errors.ts';
+import type { Catalog } from '../catalog/catalog.ts';
+import { runId as makeRunId } from '../catalog/keys.ts';
+import type { Config } from '../core/config.ts';
+import { MonitoringFailedError } from '../core/errors.ts';
+import { hostPath, runIdentifier, targetName } from '../core/identifiers.ts';
+import { parseInput, planRequestSchema } from '../core/input.ts';
 import { ageSeconds, newestBackups, staleness } from './freshness.ts';
-import { hostPath, targetName } from './identifiers.ts';
-import { runId as makeRunId } from './keys.ts';
-import { parseInput, planRequestSchema } from './plan.ts';
 
 /**
  * The hourly monitoring: S3 answers, the daily full backup is there, the host's
@@ -16,7 +16,7 @@ import { parseInput, planRequestSchema } from './plan.ts';
 
 export const diskCheckPlanSchema = z.object({
   target: targetName,
-  runId: z.string().regex(/^\d{8}T\d{6}Z_[0-9a-f]{8}$/),
+  runId: runIdentifier,
   backupDir: hostPath,
 });
 

@@ -1,15 +1,16 @@
 import { z } from 'zod';
-import { CODECS } from './codecs.ts';
-import type { Config, Target } from './config.ts';
-import { filesPlanSchema } from './files-plan.ts';
-import { filesRestorePlanSchema } from './files-restore-plan.ts';
-import { fileName, sha256Hex } from './identifiers.ts';
-import { localPathOf, WINDOW_COLUMN } from './manifest-builder.ts';
-import { diskCheckPlanSchema } from './monitoring.ts';
-import { excludedTablesOf, planSchema, type Run, runSchema } from './plan.ts';
-import { type RestoreStep, restorePlanSchema } from './restore-plan.ts';
+import { planSchema } from '../backup/database-plan.ts';
+import { filesPlanSchema } from '../backup/files-plan.ts';
+import { type Run, runSchema } from '../backup/run.ts';
+import { excludedTablesOf, localPathOf, WINDOW_COLUMN } from '../catalog/manifest-builder.ts';
+import { CODECS } from '../core/codecs.ts';
+import type { Config, Target } from '../core/config.ts';
+import { fileName, sha256Hex } from '../core/identifiers.ts';
+import { type RestoreStep, restorePlanSchema } from '../restore/database-plan.ts';
+import { filesRestorePlanSchema } from '../restore/files-plan.ts';
+import { diskCheckPlanSchema } from '../watch/monitoring.ts';
+import { localCheckPlanSchema } from '../watch/verification.ts';
 import { type HostScript, renderScript } from './shell.ts';
-import { localCheckPlanSchema } from './verification.ts';
 
 /**
  * The host commands a workflow can start, each with the input it takes from the

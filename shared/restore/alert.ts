@@ -1,7 +1,7 @@
 import { z } from 'zod';
-import { CODECS } from './codecs.ts';
-import { filesRestorePlanSchema } from './files-restore-plan.ts';
-import { restorePlanSchema } from './restore-plan.ts';
+import { CODECS } from '../core/codecs.ts';
+import { restorePlanSchema } from './database-plan.ts';
+import { filesRestorePlanSchema } from './files-plan.ts';
 
 /** The parts of a failed restore's state that say how far it got. */
 const failedRestoreSchema = z.object({

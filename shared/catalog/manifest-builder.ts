@@ -1,10 +1,12 @@
 import { z } from 'zod';
+import type { Plan } from '../backup/database-plan.ts';
+import type { FilesPlan } from '../backup/files-plan.ts';
+import type { Run } from '../backup/run.ts';
+import type { Config } from '../core/config.ts';
+import { hostPath, sha256Hex } from '../core/identifiers.ts';
 import type { ArchiveRows } from './archive-rows.ts';
-import type { FilesPlan } from './files-plan.ts';
-import { hostPath, sha256Hex } from './identifiers.ts';
 import type { DatabaseKind } from './keys.ts';
 import type { DatabaseManifest, FilesManifest, Manifest } from './manifest.ts';
-import type { Plan, Run } from './plan.ts';
 
 /**
  * A run's manifest, built in one place from what the workflow planned and the
@@ -41,6 +43,11 @@ export const filesFactsSchema = z.object({
 
 export type DatabaseFacts = z.infer<typeof databaseFactsSchema>;
 export type FilesFacts = z.infer<typeof filesFactsSchema>;
+
+/** The tables whose rows a run of this kind leaves out (a log backup takes only those); a safety dump keeps everything. */
+export function excludedTablesOf(config: Config, kind: DatabaseKind): string[] {
+  return kind === 'safety' ? [] : config.EXCLUDED_TABLES;
+}
 
 /** Where the host keeps its copy of a run's archive: the one place the path is made. */
 export function localPathOf(run: Pick<Run, 'localDir' | 'fileName'>): string {

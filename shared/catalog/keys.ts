@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { CODECS, type CodecName } from './codecs.ts';
+import { CODECS, type CodecName } from '../core/codecs.ts';
 
 /**
  * The one S3 key layout. Keys sort by time and are unique per run:

@@ -1,15 +1,15 @@
 import { z } from 'zod';
-import { type Config, findTarget } from './config.ts';
-import { HostCommandFailedError, HostCommandTimedOutError, NotFoundError } from './errors.ts';
-import { type HostCommands, tail } from './host-commands.ts';
+import { type Config, findTarget } from '../core/config.ts';
+import { HostCommandFailedError, HostCommandTimedOutError, NotFoundError } from '../core/errors.ts';
+import { parseInput } from '../core/input.ts';
+import { type HostCommands, tail } from './commands.ts';
 import {
   type HostCommandName,
   hostCommandRequestSchema,
   REPORTING_SCRIPTS,
   renderHostCommand,
   SCRIPT_OF,
-} from './host-scripts.ts';
-import { parseInput } from './plan.ts';
+} from './scripts.ts';
 
 /** A host command in flight, as the Wait/Check loop carries it. */
 export const commandStateSchema = z.object({

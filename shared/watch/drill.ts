@@ -1,14 +1,17 @@
 import { randomInt } from 'node:crypto';
 import { z } from 'zod';
-import type { Catalog } from './catalog.ts';
-import type { Config } from './config.ts';
-import { causeMessage, DrillFailedError, NotFoundError } from './errors.ts';
-import { sha256Hex, sqlIdentifier, targetName } from './identifiers.ts';
-import { drillReportKey, runId as makeRunId, scratchDatabase } from './keys.ts';
-import type { DatabaseManifest } from './manifest.ts';
-import { parseInput, planRequestSchema, planSchema, restoreTestPlanOf, selectTargets } from './plan.ts';
-import { resolvePointInTime } from './restore-plan.ts';
-import { maxAgeMinutes } from './schedule.ts';
+import { planSchema, restoreTestPlanOf } from '../backup/database-plan.ts';
+import type { Catalog } from '../catalog/catalog.ts';
+import { drillReportKey, runId as makeRunId, scratchDatabase } from '../catalog/keys.ts';
+import type { DatabaseManifest } from '../catalog/manifest.ts';
+import { maxAgeMinutes } from '../catalog/schedule.ts';
+import type { Config } from '../core/config.ts';
+import { selectTargets } from '../core/config.ts';
+import { causeMessage, DrillFailedError, NotFoundError } from '../core/errors.ts';
+import { sha256Hex, sqlIdentifier, targetName } from '../core/identifiers.ts';
+import { parseInput, planRequestSchema } from '../core/input.ts';
+import { DAY_MS } from '../core/time.ts';
+import { resolvePointInTime } from '../restore/database-plan.ts';
 
 /**
  * Restore drills. Weekly: a random verified full backup of the last 7 days goes
@@ -58,8 +61,6 @@ export const drillPlanSchema = z.object({
 });
 
 export type DrillPlan = z.infer<typeof drillPlanSchema>;
-
-const DAY_MS = 86_400_000;
 
 /** mulberry32: a small, well-known PRNG; a seed gives the same sequence everywhere. */
 export function seededRandom(seed: number): () => number {

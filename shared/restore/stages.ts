@@ -1,9 +1,9 @@
 import { z } from 'zod';
-import { RestoreMismatchError } from './errors.ts';
-import { filesRestorePlanSchema } from './files-restore-plan.ts';
-import { commandStateSchema } from './host-command-stage.ts';
-import { dropDatabase, rowProblems } from './restore-check.ts';
-import { type RestorePlan, restorePlanSchema } from './restore-plan.ts';
+import { RestoreMismatchError } from '../core/errors.ts';
+import { commandStateSchema } from '../host/command-stage.ts';
+import { dropDatabase, rowProblems } from './check.ts';
+import { type RestorePlan, restorePlanSchema } from './database-plan.ts';
+import { filesRestorePlanSchema } from './files-plan.ts';
 
 /** The stages of a restore that run in Lambda: the check of the staging database and the record of a finished restore. */
 

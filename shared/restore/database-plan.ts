@@ -1,9 +1,6 @@
 import { z } from 'zod';
-import type { Catalog } from './catalog.ts';
-import { CODEC_NAMES } from './codecs.ts';
-import type { Config } from './config.ts';
-import { InvalidInputError, NotFoundError } from './errors.ts';
-import { hostPath, objectKey, sha256Hex, sqlIdentifier, targetName } from './identifiers.ts';
+import { databaseRun, planSchema } from '../backup/database-plan.ts';
+import type { Catalog } from '../catalog/catalog.ts';
 import {
   type BackupKind,
   MANIFEST_SUFFIX,
@@ -11,16 +8,28 @@ import {
   manifestKey,
   replacedDatabase,
   stagingDatabase,
-} from './keys.ts';
-import { type DatabaseManifest, isDatabaseManifest, type Manifest, micros } from './manifest.ts';
-import { databaseRun, parseInput, planRequestSchema, planSchema, selectTargets } from './plan.ts';
+} from '../catalog/keys.ts';
+import { type DatabaseManifest, isDatabaseManifest, type Manifest, micros } from '../catalog/manifest.ts';
+import { CODEC_NAMES } from '../core/codecs.ts';
+import type { Config } from '../core/config.ts';
+import { selectTargets } from '../core/config.ts';
+import { InvalidInputError, NotFoundError } from '../core/errors.ts';
+import {
+  hostPath,
+  objectKey,
+  runIdentifier,
+  sha256Hex,
+  sqlIdentifier,
+  targetName,
+} from '../core/identifiers.ts';
+import { parseInput, planRequestSchema } from '../core/input.ts';
+import { DAY_MS, utcDay } from '../core/time.ts';
 
 /**
  * Restores are started by a person, from the console, under pressure. The input
  * is small; restoring over the database the backups were taken of needs its name
  * typed again in `confirm`; `dryRun` shows the plan and changes nothing.
  */
-const RUN_ID = /^\d{8}T\d{6}Z_[0-9a-f]{8}$/;
 
 const restoreInputBase = {
   target: targetName.optional(),
@@ -38,7 +47,7 @@ export const restoreInputSchema = z
   .object({
     ...restoreInputBase,
     /** `latest`, a run id (`20261126T020000Z_1a2b3c4d`) or an archive or manifest key from the catalog. */
-    backup: z.union([z.literal('latest'), z.string().regex(RUN_ID), objectKey]).default('latest'),
+    backup: z.union([z.literal('latest'), runIdentifier, objectKey]).default('latest'),
   })
   .strict();
 
@@ -78,7 +87,7 @@ export const restorePlanSchema = z.object({
   /** True when the restore replaces the database the backups were taken of. */
   overProduction: z.boolean(),
   dryRun: z.boolean(),
-  runId: z.string().regex(RUN_ID),
+  runId: runIdentifier,
   executionId: z.string().min(1),
   startedAt: z.iso.datetime({ offset: true }),
   /** The point in time asked for; null for a restore of one backup. */
@@ -154,8 +163,7 @@ export async function findBackup(
   return manifest;
 }
 
-const DAY_MS = 86_400_000;
-const dayBefore = (iso: string) => new Date(Date.parse(iso) - DAY_MS).toISOString().slice(0, 10);
+const dayBefore = (iso: string) => utcDay(Date.parse(iso) - DAY_MS);
 
 /**
  * Follows archives whose windows chain without a gap (each starts where the one

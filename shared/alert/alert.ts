@@ -1,8 +1,8 @@
 import { GetExecutionHistoryCommand, type HistoryEvent, type SFNClient } from '@aws-sdk/client-sfn';
 import { PublishCommand, type SNSClient } from '@aws-sdk/client-sns';
 import { z } from 'zod';
-import { causeMessage } from './errors.ts';
-import { describeRestoreFailure } from './restore-alert.ts';
+import { causeMessage } from '../core/errors.ts';
+import { describeRestoreFailure } from '../restore/alert.ts';
 
 /**
  * The alert every failed execution sends. It names the workflow, the execution,

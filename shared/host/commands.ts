@@ -5,8 +5,8 @@ import {
   SendCommandCommand,
   type SSMClient,
 } from '@aws-sdk/client-ssm';
-import type { Target } from './config.ts';
-import { classifyAwsError, InvalidInputError } from './errors.ts';
+import type { Target } from '../core/config.ts';
+import { classifyAwsError, InvalidInputError } from '../core/errors.ts';
 
 /**
  * Runs rendered host scripts on the DB host. In AWS this is SSM Run Command; the

@@ -1,8 +1,8 @@
-import type { Catalog } from './catalog.ts';
-import type { Config } from './config.ts';
-import { FILE_KINDS, SCHEDULED_DATABASE_KINDS } from './keys.ts';
-import type { Manifest } from './manifest.ts';
-import { maxAgeMinutes, SCHEDULES, type ScheduledKind } from './schedule.ts';
+import type { Catalog } from '../catalog/catalog.ts';
+import { FILE_KINDS, SCHEDULED_DATABASE_KINDS } from '../catalog/keys.ts';
+import type { Manifest } from '../catalog/manifest.ts';
+import { maxAgeMinutes, SCHEDULES, type ScheduledKind } from '../catalog/schedule.ts';
+import type { Config } from '../core/config.ts';
 
 /** The newest backups of one kind, target and database (none for files), as the catalog has them. */
 export interface Newest {

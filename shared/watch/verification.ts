@@ -1,12 +1,12 @@
 import { z } from 'zod';
-import type { Catalog } from './catalog.ts';
-import type { Config } from './config.ts';
-import { causeMessage, VerificationFailedError } from './errors.ts';
+import type { Catalog } from '../catalog/catalog.ts';
+import { runId as makeRunId, manifestKey } from '../catalog/keys.ts';
+import type { Manifest } from '../catalog/manifest.ts';
+import type { Config } from '../core/config.ts';
+import { causeMessage, VerificationFailedError } from '../core/errors.ts';
+import { hostPath, objectKey, runIdentifier, sha256Hex, targetName } from '../core/identifiers.ts';
+import { parseInput, planRequestSchema } from '../core/input.ts';
 import { newestBackups, staleness } from './freshness.ts';
-import { hostPath, objectKey, sha256Hex, targetName } from './identifiers.ts';
-import { runId as makeRunId, manifestKey } from './keys.ts';
-import type { Manifest } from './manifest.ts';
-import { parseInput, planRequestSchema } from './plan.ts';
 
 /**
  * The daily verification: for every kind and target, the newest verified backup
@@ -26,12 +26,12 @@ export type Finding = z.infer<typeof findingSchema>;
 
 export const localCheckPlanSchema = z.object({
   target: targetName,
-  runId: z.string().regex(/^\d{8}T\d{6}Z_[0-9a-f]{8}$/),
+  runId: runIdentifier,
   copies: z.array(z.object({ path: hostPath, sha256: sha256Hex, subject: z.string() })),
 });
 
 export const verificationPlanSchema = z.object({
-  runId: z.string().regex(/^\d{8}T\d{6}Z_[0-9a-f]{8}$/),
+  runId: runIdentifier,
   startedAt: z.iso.datetime({ offset: true }),
   /** What the catalog alone shows: kinds with no recent verified backup, newest archives that failed. */
   findings: z.array(findingSchema),

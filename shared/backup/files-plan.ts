@@ -1,9 +1,11 @@
 import { z } from 'zod';
-import { DEFAULT_CODEC } from './codecs.ts';
-import type { Config } from './config.ts';
-import { hostPath, targetName } from './identifiers.ts';
-import { archiveKey, FILE_KINDS, manifestKey, runId, tarballFileName } from './keys.ts';
-import { parseInput, planRequestSchema, runSchema, selectTargets } from './plan.ts';
+import { archiveKey, FILE_KINDS, manifestKey, runId, tarballFileName } from '../catalog/keys.ts';
+import { DEFAULT_CODEC } from '../core/codecs.ts';
+import type { Config } from '../core/config.ts';
+import { selectTargets } from '../core/config.ts';
+import { hostPath, targetName } from '../core/identifiers.ts';
+import { parseInput, planRequestSchema } from '../core/input.ts';
+import { runSchema } from './run.ts';
 
 /** What an operator or a schedule may pass to a files backup. */
 export const filesInputSchema = z

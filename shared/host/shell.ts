@@ -17,7 +17,7 @@ export function shellQuote(value: string): string {
 // In a Lambda bundle the scripts are packaged beside the handler under host/.
 const HOST_DIR = process.env.LAMBDA_TASK_ROOT
   ? join(process.env.LAMBDA_TASK_ROOT, 'host')
-  : fileURLToPath(new URL('../host/', import.meta.url));
+  : fileURLToPath(new URL('../../host/', import.meta.url));
 
 export const HOST_SCRIPTS = [
   'database-backup',

@@ -33,3 +33,8 @@ export const objectKey = z.string().regex(/^[a-z0-9][A-Za-z0-9._/-]*$/, 'is not 
 export const fileName = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, 'must be a plain file name');
 
 export const sha256Hex = z.string().regex(/^[0-9a-f]{64}$/, 'must be 64 lower-case hex digits');
+
+/** A run's id (keys.ts runId): its start to the second, then 8 hex digits of its execution. */
+export const runIdentifier = z
+  .string()
+  .regex(/^\d{8}T\d{6}Z_[0-9a-f]{8}$/, 'is not a run id (YYYYMMDDTHHMMSSZ_xxxxxxxx)');

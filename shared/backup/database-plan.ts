@@ -1,9 +1,5 @@
 import { z } from 'zod';
-import type { Catalog } from './catalog.ts';
-import { CODEC_NAMES, DEFAULT_CODEC } from './codecs.ts';
-import { type Config, findTarget, type Target } from './config.ts';
-import { InvalidInputError, NotFoundError } from './errors.ts';
-import { fileName, hostPath, objectKey, sqlIdentifier, targetName } from './identifiers.ts';
+import type { Catalog } from '../catalog/catalog.ts';
 import {
   archiveFileName,
   archiveKey,
@@ -13,8 +9,14 @@ import {
   runId,
   SCHEDULED_DATABASE_KINDS,
   scratchDatabase,
-} from './keys.ts';
-import { type DatabaseManifest, isDatabaseManifest } from './manifest.ts';
+} from '../catalog/keys.ts';
+import { type DatabaseManifest, isDatabaseManifest } from '../catalog/manifest.ts';
+import { DEFAULT_CODEC } from '../core/codecs.ts';
+import { type Config, selectTargets, type Target } from '../core/config.ts';
+import { InvalidInputError } from '../core/errors.ts';
+import { sqlIdentifier, targetName } from '../core/identifiers.ts';
+import { parseInput, planRequestSchema } from '../core/input.ts';
+import { runSchema } from './run.ts';
 
 /** What an operator or a schedule may pass to a backup execution; every field is optional. */
 export const backupInputSchema = z
@@ -28,29 +30,6 @@ export const backupInputSchema = z
   })
   .strict();
 
-/** What PlanBackup receives: the execution input plus facts from the context object. */
-export const planRequestSchema = z.object({
-  input: z.unknown(),
-  executionId: z.string().regex(/^[A-Za-z0-9:._/-]{1,256}$/),
-  startedAt: z.iso.datetime({ offset: true }),
-});
-
-/** What every run of every workflow knows: who it is, and where its archive goes. */
-export const runSchema = z.object({
-  target: targetName,
-  runId: z.string().regex(/^\d{8}T\d{6}Z_[0-9a-f]{8}$/),
-  executionId: z.string().min(1),
-  startedAt: z.iso.datetime({ offset: true }),
-  bucket: z.string().min(3),
-  archiveKey: objectKey,
-  manifestKey: objectKey,
-  fileName,
-  localDir: hostPath,
-  codec: z.enum(CODEC_NAMES),
-});
-
-export type Run = z.infer<typeof runSchema>;
-
 /** One run of the database workflow, decided once by PlanBackup and carried through the execution. */
 export const planSchema = runSchema.extend({
   kind: z.enum(DATABASE_KINDS),
@@ -61,16 +40,6 @@ export const planSchema = runSchema.extend({
 });
 
 export type Plan = z.infer<typeof planSchema>;
-
-/** Parses untrusted input against a schema; the error lists every problem and what was expected. */
-export function parseInput<T extends z.ZodType>(schema: T, value: unknown, what: string): z.infer<T> {
-  const parsed = schema.safeParse(value);
-  if (parsed.success) return parsed.data;
-  const problems = parsed.error.issues.map((i) => `${i.path.join('.') || '(input)'}: ${i.message}`);
-  throw new InvalidInputError(
-    `${what} is not valid; nothing was started. Fix it and start again:\n- ${problems.join('\n- ')}`,
-  );
-}
 
 /** The kinds whose verified backups carry a kind's watermark forward. */
 const CHAIN: Record<DatabaseKind, DatabaseKind[]> = {
@@ -123,27 +92,6 @@ export async function windowStart(
   return since.toISOString();
 }
 
-/**
- * Plans one run per target and database: the input's target, or every target;
- * the input's database, or each target's databases. Runs are independent: each
- * has its own window, archive and manifest.
- */
-/** The input's target, or every target. */
-export function selectTargets(config: Config, name: string | undefined): Target[] {
-  if (name === undefined) return config.BACKUP_TARGETS;
-  const target = findTarget(config, name);
-  if (!target) {
-    const known = config.BACKUP_TARGETS.map((t) => t.name).join(', ');
-    throw new NotFoundError(`Unknown target "${name}"; the configured targets are: ${known}.`);
-  }
-  return [target];
-}
-
-/** The tables whose rows a run of this kind leaves out (a log backup takes only those); a safety dump keeps everything. */
-export function excludedTablesOf(config: Config, kind: DatabaseKind): string[] {
-  return kind === 'safety' ? [] : config.EXCLUDED_TABLES;
-}
-
 /** Where the host keeps its copies of one kind of database backup. */
 function databaseLocalDir(target: Target, kind: DatabaseKind, database: string): string {
   return `${target.backupDir}/database/${kind}/${database}`;
@@ -186,6 +134,11 @@ export function databaseRun(
   };
 }
 
+/**
+ * Plans one run per target and database: the input's target, or every target;
+ * the input's database, or each target's databases. Runs are independent: each
+ * has its own window, archive and manifest.
+ */
 export async function planBackup(config: Config, catalog: Catalog, request: unknown): Promise<Plan[]> {
   const { input, executionId, startedAt } = parseInput(planRequestSchema, request, 'The PlanBackup request');
   const wanted = parseInput(backupInputSchema, input ?? {}, 'The execution input');

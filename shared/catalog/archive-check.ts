@@ -3,13 +3,14 @@ import { type Readable, Transform, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import tar from 'tar-stream';
-import { z } from 'zod';
+import type { z } from 'zod';
+import type { Plan } from '../backup/database-plan.ts';
+import type { FilesPlan } from '../backup/files-plan.ts';
+import type { Run } from '../backup/run.ts';
+import { CODECS } from '../core/codecs.ts';
+import { ArchiveCorruptError, classifyAwsError, HostCommandFailedError } from '../core/errors.ts';
 import { type ArchiveRows, RowCounter } from './archive-rows.ts';
 import type { Catalog } from './catalog.ts';
-import { CODECS } from './codecs.ts';
-import { ArchiveCorruptError, classifyAwsError, HostCommandFailedError } from './errors.ts';
-import { filesPlanSchema } from './files-plan.ts';
-import { objectKey } from './identifiers.ts';
 import type { DatabaseKind } from './keys.ts';
 import { type DatabaseManifest, type FilesManifest, isDatabaseManifest, type Manifest } from './manifest.ts';
 import {
@@ -18,7 +19,6 @@ import {
   filesFactsSchema,
   filesManifestOf,
 } from './manifest-builder.ts';
-import { planSchema, type Run } from './plan.ts';
 
 /** How each archive format opens and closes (the second line of a pg_dump; the first of ours). */
 const FORMAT_MARKS = {
@@ -174,12 +174,7 @@ export function archiveProblems(facts: ArchiveFacts, manifest: DatabaseManifest)
 }
 
 /** What VerifyArchive checks: a run's new archive (its plan and the host's facts), or a backup in the catalog. */
-export const verifyRequestSchema = z.union([
-  z.object({ plan: z.union([planSchema, filesPlanSchema]), facts: z.unknown() }),
-  z.object({ manifestKey: objectKey }),
-]);
-
-export type VerifyRequest = z.infer<typeof verifyRequestSchema>;
+export type VerifyRequest = { plan: Plan | FilesPlan; facts: unknown } | { manifestKey: string };
 
 type Verdict = Pick<Manifest['verification'], 'state' | 'checkedAt' | 'detail'>;
 
