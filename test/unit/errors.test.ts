@@ -2,21 +2,13 @@ import { HeadBucketCommand } from '@aws-sdk/client-s3';
 import { describe, expect, it } from 'vitest';
 import { Catalog } from '../../shared/catalog/catalog.ts';
 import { createS3Client } from '../../shared/core/clients.ts';
-import { parseConfig } from '../../shared/core/config.ts';
 import { classifyAwsError, HostCommandFailedError, TransientError } from '../../shared/core/errors.ts';
+import { testConfig } from '../support/config.ts';
 
 // Public dummy keys: the request never leaves this machine.
 Object.assign(process.env, { AWS_ACCESS_KEY_ID: 'S3RVER', AWS_SECRET_ACCESS_KEY: 'S3RVER' });
 
-const config = parseConfig({
-  BACKUP_BUCKET: 'kennel-backups-test',
-  BACKUP_TARGETS: JSON.stringify([
-    { name: 'primary', instanceIds: ['i-0123456789abcdef0'], database: 'kennel_prod' },
-  ]),
-  ALERT_WEBHOOK_PARAMETER: '/a',
-  RESTORE_CHECK_DATABASE_URL_PARAMETER: '/b',
-  S3_ENDPOINT_URL: 'http://127.0.0.1:1',
-});
+const config = testConfig({ S3_ENDPOINT_URL: 'http://127.0.0.1:1' });
 
 describe('error classes', () => {
   it('carry their own name, for Retry and Catch, and keep the cause', () => {

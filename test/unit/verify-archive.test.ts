@@ -9,19 +9,12 @@ import { verifyArchive } from '../../shared/catalog/archive-check.ts';
 import { Catalog } from '../../shared/catalog/catalog.ts';
 import { type DatabaseManifest, manifestSchema } from '../../shared/catalog/manifest.ts';
 import { excludedTablesOf } from '../../shared/catalog/manifest-builder.ts';
-import { parseConfig } from '../../shared/core/config.ts';
+import { testConfig } from '../support/config.ts';
 
 const s3 = mockClient(S3Client);
 const client = new S3Client({ region: 'eu-west-1' });
-const catalog = new Catalog(client, 'kennel-backups-prod');
-const config = parseConfig({
-  BACKUP_BUCKET: 'kennel-backups-prod',
-  BACKUP_TARGETS: JSON.stringify([
-    { name: 'primary', instanceIds: ['i-0123456789abcdef0'], database: 'kennel_prod' },
-  ]),
-  ALERT_WEBHOOK_PARAMETER: '/kennel-backup/prod/alert-webhook-url',
-  RESTORE_CHECK_DATABASE_URL_PARAMETER: '/kennel-backup/prod/restore-check-database-url',
-});
+const config = testConfig();
+const catalog = new Catalog(client, config.BACKUP_BUCKET);
 const excluded = (kind: Parameters<typeof excludedTablesOf>[1]) => excludedTablesOf(config, kind);
 const NOW = () => new Date('2026-11-26T06:01:00.000Z');
 
