@@ -12,10 +12,12 @@ import {
 import { DATABASE_KINDS, FILE_KINDS } from './keys.ts';
 
 /**
- * The manifest beside every archive. The host writes it after the upload; the
- * verify and restore-test stages record their results in it. Manifests are the
- * catalog: freshness checks, pruning, restore selection and point-in-time plans
- * read them, never object listings or file dates.
+ * The manifest beside every archive. VerifyArchive writes it, verified or
+ * failed, from the run's plan, the facts the host reported and what it read in
+ * the archive (manifest-builder.ts); the restore test adds its result. Manifests
+ * are the catalog: freshness checks, pruning, restore selection and
+ * point-in-time plans read them, never object listings or file dates.
+ * (`unverified` is kept for manifests written before VerifyArchive wrote them.)
  */
 const verification = z.object({
   state: z.enum(['unverified', 'verified', 'failed']),
@@ -66,10 +68,14 @@ export const databaseManifestSchema = base.extend({
   database: sqlIdentifier,
   serverVersion: z.string().regex(/^\d+$/),
   excludedTables: z.array(sqlIdentifier),
-  /** Exact row counts per `schema.table`, counted in the dump's own snapshot. */
+  /**
+   * Exact row counts per `schema.table`, counted from the archive's COPY blocks
+   * (empty for an archive that failed verification).
+   */
   tables: z.record(z.string(), z.number().int().nonnegative()),
   /**
-   * How an incremental or log archive chose its rows (null for a full dump):
+   * How an incremental or log archive chose its rows, as its marker lines say
+   * (null for a full dump, or an archive that failed verification):
    * tables with the window column give the rows in the window, tables without it
    * are copied whole (incremental), the rest are not captured. Deleted rows are
    * never captured by this method.
