@@ -7,6 +7,9 @@ import { withClassicOptional, z } from './schema.ts';
  * shell safe whatever happens to the pattern.
  */
 
+// withClassicOptional on sqlIdentifier and targetName: shared/watch/drill.ts calls .optional() on
+// them until it is converted.
+
 /** PostgreSQL database or table name: lower case, unquoted-identifier style, at most 63 bytes. */
 export const sqlIdentifier = withClassicOptional(
   z
