@@ -4,7 +4,7 @@ import type { Config } from '../core/config.ts';
 import { selectTargets } from '../core/config.ts';
 import { hostPath, targetName } from '../core/identifiers.ts';
 import { parseInput, planRequestSchema } from '../core/input.ts';
-import { z } from '../core/schema.ts';
+import * as z from '../core/schema.ts';
 import { runSchema } from './run.ts';
 
 /** What an operator or a schedule may pass to a files backup. */

@@ -1,6 +1,6 @@
 import { ConfigError, NotFoundError } from './errors.ts';
 import { hostPath, sqlIdentifier, targetName } from './identifiers.ts';
-import { z } from './schema.ts';
+import * as z from './schema.ts';
 
 /**
  * The whole configuration of every function, read from the environment once at

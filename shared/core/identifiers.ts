@@ -1,4 +1,5 @@
-import { withClassicOptional, z } from './schema.ts';
+import * as z from './schema.ts';
+import { withClassicOptional } from './schema.ts';
 
 /**
  * Names that end up in shell scripts, S3 keys and SQL. They are checked here

@@ -1,5 +1,5 @@
 import { InvalidInputError } from './errors.ts';
-import { z } from './schema.ts';
+import * as z from './schema.ts';
 
 /**
  * Parses untrusted input against a schema; the error lists every problem and what was expected.

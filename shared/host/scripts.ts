@@ -4,7 +4,7 @@ import { type Run, runSchema } from '../backup/run.ts';
 import { CODECS } from '../core/codecs.ts';
 import type { Config, Target } from '../core/config.ts';
 import { fileName, sha256Hex } from '../core/identifiers.ts';
-import { z } from '../core/schema.ts';
+import * as z from '../core/schema.ts';
 import { type RestoreStep, restorePlanSchema } from '../restore/database-plan.ts';
 import { filesRestorePlanSchema } from '../restore/files-plan.ts';
 import { diskCheckPlanSchema } from '../watch/monitoring.ts';

@@ -21,7 +21,8 @@ import {
   targetName,
 } from '../core/identifiers.ts';
 import { parseInput, planRequestSchema } from '../core/input.ts';
-import { withClassicOptional, z } from '../core/schema.ts';
+import * as z from '../core/schema.ts';
+import { withClassicOptional } from '../core/schema.ts';
 import { DAY_MS, utcDay } from '../core/time.ts';
 
 /**

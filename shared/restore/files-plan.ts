@@ -7,7 +7,7 @@ import { selectTargets } from '../core/config.ts';
 import { InvalidInputError, NotFoundError } from '../core/errors.ts';
 import { hostPath, objectKey, runIdentifier, sha256Hex, targetName } from '../core/identifiers.ts';
 import { parseInput, planRequestSchema } from '../core/input.ts';
-import { z } from '../core/schema.ts';
+import * as z from '../core/schema.ts';
 import { findBackup } from './database-plan.ts';
 
 /**
