@@ -1,4 +1,3 @@
-import { z } from 'zod';
 import type { Catalog } from '../catalog/catalog.ts';
 import {
   archiveFileName,
@@ -16,25 +15,24 @@ import { type Config, selectTargets, type Target } from '../core/config.ts';
 import { InvalidInputError } from '../core/errors.ts';
 import { sqlIdentifier, targetName } from '../core/identifiers.ts';
 import { parseInput, planRequestSchema } from '../core/input.ts';
+import * as z from '../core/schema.ts';
 import { runSchema } from './run.ts';
 
 /** What an operator or a schedule may pass to a backup execution; every field is optional. */
-export const backupInputSchema = z
-  .object({
-    /** A safety dump is taken by a restore, never asked for. */
-    kind: z.enum(SCHEDULED_DATABASE_KINDS).optional(),
-    target: targetName.optional(),
-    database: sqlIdentifier.optional(),
-    /** Start of an incremental or log window given by hand; it may not overlap a backup in the catalog. */
-    since: z.iso.datetime({ offset: true }).optional(),
-  })
-  .strict();
+export const backupInputSchema = z.strictObject({
+  /** A safety dump is taken by a restore, never asked for. */
+  kind: z.optional(z.enum(SCHEDULED_DATABASE_KINDS)),
+  target: z.optional(targetName),
+  database: z.optional(sqlIdentifier),
+  /** Start of an incremental or log window given by hand; it may not overlap a backup in the catalog. */
+  since: z.optional(z.iso.datetime({ offset: true })),
+});
 
 /** One run of the database workflow, decided once by PlanBackup and carried through the execution. */
-export const planSchema = runSchema.extend({
+export const planSchema = z.extend(runSchema, {
   kind: z.enum(DATABASE_KINDS),
   /** Start of the window (inclusive) for incremental and log backups; null for a full one or a first log backup. */
-  since: z.iso.datetime({ offset: true }).nullable(),
+  since: z.nullable(z.iso.datetime({ offset: true })),
   database: sqlIdentifier,
   scratchDatabase: sqlIdentifier,
 });
