@@ -1,6 +1,5 @@
 import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import middy from '@middy/core';
-import { z } from 'zod';
 import { planSchema } from '../../shared/backup/database-plan.ts';
 import { filesPlanSchema } from '../../shared/backup/files-plan.ts';
 import { verifyArchive } from '../../shared/catalog/archive-check.ts';
@@ -11,6 +10,7 @@ import { getConfig } from '../../shared/core/config.ts';
 import { objectKey } from '../../shared/core/identifiers.ts';
 import { parseInput } from '../../shared/core/input.ts';
 import { logger } from '../../shared/core/logger.ts';
+import * as z from '../../shared/core/schema.ts';
 import { createMetrics, recordArchive } from '../../shared/watch/metrics.ts';
 
 const config = getConfig();

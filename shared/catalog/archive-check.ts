@@ -3,12 +3,12 @@ import { type Readable, Transform, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import tar from 'tar-stream';
-import type { z } from 'zod';
 import type { Plan } from '../backup/database-plan.ts';
 import type { FilesPlan } from '../backup/files-plan.ts';
 import type { Run } from '../backup/run.ts';
 import { CODECS } from '../core/codecs.ts';
 import { ArchiveCorruptError, classifyAwsError, HostCommandFailedError } from '../core/errors.ts';
+import * as z from '../core/schema.ts';
 import { type ArchiveRows, RowCounter } from './archive-rows.ts';
 import type { Catalog } from './catalog.ts';
 import type { DatabaseKind } from './keys.ts';
@@ -179,8 +179,8 @@ export type VerifyRequest = { plan: Plan | FilesPlan; facts: unknown } | { manif
 type Verdict = Pick<Manifest['verification'], 'state' | 'checkedAt' | 'detail'>;
 
 /** The host's facts, checked at this boundary: a script of another deployment reports something else. */
-function factsOf<T extends z.ZodType>(schema: T, facts: unknown, plan: Run): z.infer<T> {
-  const parsed = schema.safeParse(facts);
+function factsOf<T extends z.ZodMiniType>(schema: T, facts: unknown, plan: Run): z.output<T> {
+  const parsed = z.safeParse(schema, facts);
   if (parsed.success) return parsed.data;
   throw new HostCommandFailedError(
     `The host reported facts about ${plan.archiveKey} that are not what its backup script reports (${parsed.error.issues.map((i) => `${i.path.join('.') || '(result)'}: ${i.message}`).join('; ')}); nothing was recorded in the catalog. Check that the host runs the scripts of this deployment.`,

@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from '../core/schema.ts';
 
 /**
  * The rows a database archive holds, per table, counted as it streams past, so

@@ -1,9 +1,9 @@
-import { z } from 'zod';
 import type { Plan } from '../backup/database-plan.ts';
 import type { FilesPlan } from '../backup/files-plan.ts';
 import type { Run } from '../backup/run.ts';
 import type { Config } from '../core/config.ts';
 import { hostPath, sha256Hex } from '../core/identifiers.ts';
+import * as z from '../core/schema.ts';
 import type { ArchiveRows } from './archive-rows.ts';
 import type { DatabaseKind } from './keys.ts';
 import type { DatabaseManifest, FilesManifest, Manifest } from './manifest.ts';
@@ -20,23 +20,23 @@ const instant = z.iso.datetime({ offset: true });
 
 /** What database-backup.sh reports about the archive it wrote. */
 export const databaseFactsSchema = z.object({
-  size: z.number().int().nonnegative(),
+  size: z.int().check(z.nonnegative()),
   sha256: sha256Hex,
   startedAt: instant,
   finishedAt: instant,
   /** The end of the archive's window, read by the dump's own session just before its snapshot. */
   until: instant,
-  serverVersion: z.string().regex(/^\d+$/),
+  serverVersion: z.string().check(z.regex(/^\d+$/)),
 });
 
 /** What files-backup.sh reports about the tarball it wrote. */
 export const filesFactsSchema = z.object({
-  size: z.number().int().nonnegative(),
+  size: z.int().check(z.nonnegative()),
   sha256: sha256Hex,
   startedAt: instant,
   finishedAt: instant,
   /** Entries in the tarball, as tar listed them while writing. */
-  entries: z.number().int().nonnegative(),
+  entries: z.int().check(z.nonnegative()),
   /** The plan's paths that were not on the host. */
   missing: z.array(hostPath),
 });
