@@ -1,0 +1,94 @@
+import {
+  at,
+  type Definition,
+  FAILED,
+  failureEnd,
+  hostCommand,
+  NOTIFY_FAILURE,
+  notify,
+  plan,
+  RECEIVE_REQUEST,
+  task,
+} from './steps.ts';
+
+/** Where each stage's result goes in the drill's state; the report reads them. */
+export const DRILL_RESULT = {
+  failed: FAILED,
+  drill: 'drill',
+  restoreTestCommand: 'restoreTestCommand',
+  restoreTest: 'restoreTest',
+} as const;
+
+const R = DRILL_RESULT;
+/** A failed restore test is a failed check of the drill: the report records it, then fails. */
+const onError = { next: 'ReportDrill' };
+
+export function restoreDrill(): Definition {
+  return {
+    Comment:
+      'Restore drill (weekly: a random verified full backup of the last 7 days; monthly DR: the latest): S3 reachable, point-in-time chain for an hour ago, restore test of the chosen backup, a report stored in S3 and summarized in the alert.',
+    StartAt: RECEIVE_REQUEST,
+    TimeoutSeconds: 43_200,
+    States: {
+      ...plan('PlanDrill', 'planDrill', {
+        receiveComment:
+          'Wraps the input ({"pick": "random"} weekly, {"pick": "latest"} monthly), so that a malformed one still reaches PlanDrill\'s error and the alert.',
+        comment:
+          'Lists the catalog (the S3 check), picks the backup (at random with a recorded seed, or the latest) and checks that a point-in-time recovery to an hour ago finds its chain.',
+        resultPath: at(R.drill),
+        next: 'StartRestoreTest',
+      }),
+      ...hostCommand('RestoreTest', {
+        comment:
+          "Restores the chosen backup on the host into the drill's own scratch database, after checking its sha256.",
+        script: 'restore-test',
+        parameters: { 'plan.$': at(R.drill, 'plan'), 'sha256.$': at(R.drill, 'sha256') },
+        resultPath: at(R.restoreTestCommand),
+        pollSeconds: 10,
+        onError,
+        next: 'RestoreTest',
+      }),
+      ...task('RestoreTest', 'restoreTest', {
+        comment:
+          "Checks every table's exact row count against the manifest, records the result in it, and drops the scratch database.",
+        parameters: { 'plan.$': at(R.drill, 'plan') },
+        resultPath: at(R.restoreTest),
+        onError,
+        next: 'ReportDrill',
+      }),
+      ...task('ReportDrill', 'reportDrill', {
+        comment:
+          'Stores the report (JSON and Markdown) in S3 whatever the outcome; fails listing every failed check.',
+        parameters: { 'state.$': '$' },
+        resultPath: at('report'),
+        onError: { next: NOTIFY_FAILURE },
+        next: 'NotifyDrill',
+      }),
+      ...notify('NotifyDrill', {
+        workflow: 'restore-drill',
+        comment: "Posts the drill's summary and where its report is.",
+        message: { 'summary.$': at('report', 'summary') },
+        next: 'DrillPassed',
+      }),
+      DrillPassed: {
+        Type: 'Succeed',
+        Comment: 'The output names the backup drilled, the seed, the checks and the report.',
+        OutputPath: at('report'),
+      },
+      ...failureEnd({
+        workflow: 'restore-drill',
+        comment:
+          'Posts the failed drill: the failing state, its error and the checks; never hides the original error.',
+        failed: {
+          name: 'DrillFailed',
+          comment: 'Ends the execution as failed with the original error and cause.',
+        },
+        alertNotSent: {
+          error: 'DrillFailedAndAlertNotSent',
+          cause:
+            'The restore drill failed and the alert stage itself failed; the execution history shows both.',
+        },
+      }),
+    },
+  };
+}
