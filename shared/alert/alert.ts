@@ -1,7 +1,7 @@
 import { GetExecutionHistoryCommand, type HistoryEvent, type SFNClient } from '@aws-sdk/client-sfn';
 import { PublishCommand, type SNSClient } from '@aws-sdk/client-sns';
 import { z } from 'zod';
-import { causeMessage } from '../core/errors.ts';
+import { caughtErrorSchema, causeMessage } from '../core/errors.ts';
 import { describeRestoreFailure } from '../restore/alert.ts';
 
 /**
@@ -42,7 +42,7 @@ export interface Alert {
 
 /** The parts of the execution's state an alert reads: the plan of the failed run, and what failed. */
 const stateSchema = z.object({
-  failed: z.record(z.string(), z.object({ Error: z.string(), Cause: z.unknown() })).optional(),
+  failed: z.record(z.string(), caughtErrorSchema).optional(),
   plan: z
     .object({ target: z.string(), database: z.string().optional(), kind: z.string().optional() })
     .optional(),

@@ -1,3 +1,5 @@
+import { z } from 'zod';
+
 /**
  * Every error a stage may throw. Step Functions matches `Retry` and `Catch` on the
  * error's `name`, so each class sets one; transient ones are named in the state
@@ -87,3 +89,8 @@ export function causeMessage(cause: unknown): string {
   }
   return cause;
 }
+
+/** What a workflow's Catch records of an error: its name and its cause. */
+export const caughtErrorSchema = z.object({ Error: z.string(), Cause: z.unknown() });
+
+export type CaughtError = z.infer<typeof caughtErrorSchema>;

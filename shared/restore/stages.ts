@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { RestoreMismatchError } from '../core/errors.ts';
+import { caughtErrorSchema, RestoreMismatchError } from '../core/errors.ts';
 import { commandStateSchema } from '../host/command-stage.ts';
 import { dropDatabase, rowProblems } from './check.ts';
 import { type RestorePlan, restorePlanSchema } from './database-plan.ts';
@@ -61,7 +61,7 @@ const finishedRestoreSchema = z.object({
   start: commandStateSchema.optional(),
   localPrune: commandStateSchema.optional(),
   /** Pruning old safety dumps failed: the restore stands, the record says so. */
-  pruneFailed: z.object({ Error: z.string(), Cause: z.unknown() }).optional(),
+  pruneFailed: caughtErrorSchema.optional(),
 });
 
 const seconds = (from: string, to: string | undefined) =>

@@ -12,7 +12,7 @@ import { drillReportKey, runId as makeRunId, scratchDatabase } from '../catalog/
 import type { DatabaseManifest } from '../catalog/manifest.ts';
 import { maxAgeMinutes } from '../catalog/schedule.ts';
 import type { Config } from '../core/config.ts';
-import { causeMessage, DrillFailedError, NotFoundError } from '../core/errors.ts';
+import { caughtErrorSchema, causeMessage, DrillFailedError, NotFoundError } from '../core/errors.ts';
 import { sha256Hex, sqlIdentifier, targetName } from '../core/identifiers.ts';
 import { resolvePointInTime } from '../restore/database-plan.ts';
 
@@ -147,7 +147,7 @@ export async function planDrill(
 const drilledSchema = z.object({
   drill: drillPlanSchema,
   restoreTest: z.object({ tables: z.number(), rows: z.number() }).optional(),
-  failed: z.record(z.string(), z.object({ Error: z.string(), Cause: z.unknown() })).optional(),
+  failed: z.record(z.string(), caughtErrorSchema).optional(),
 });
 
 function markdown(report: { title: string; checks: DrillCheck[]; facts: [string, string][] }): string {

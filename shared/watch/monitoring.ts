@@ -3,7 +3,7 @@ import { parseInput, planRequestSchema } from '../backup/database-plan.ts';
 import type { Catalog } from '../catalog/catalog.ts';
 import { runId as makeRunId } from '../catalog/keys.ts';
 import type { Config } from '../core/config.ts';
-import { MonitoringFailedError } from '../core/errors.ts';
+import { caughtErrorSchema, MonitoringFailedError } from '../core/errors.ts';
 import { hostPath, targetName } from '../core/identifiers.ts';
 import { ageSeconds, newestBackups, staleness } from './freshness.ts';
 
@@ -84,7 +84,7 @@ const monitoredSchema = z.object({
     z.object({
       host: diskCheckPlanSchema,
       command: z.object({ result: diskResultSchema }).optional(),
-      failed: z.object({ Error: z.string(), Cause: z.unknown() }).optional(),
+      failed: caughtErrorSchema.optional(),
     }),
   ),
 });

@@ -4,7 +4,7 @@ import type { Catalog } from '../catalog/catalog.ts';
 import { MANIFEST_SUFFIX, runId as makeRunId } from '../catalog/keys.ts';
 import type { Manifest } from '../catalog/manifest.ts';
 import type { Config } from '../core/config.ts';
-import { causeMessage, VerificationFailedError } from '../core/errors.ts';
+import { caughtErrorSchema, causeMessage, VerificationFailedError } from '../core/errors.ts';
 import { hostPath, objectKey, sha256Hex, targetName } from '../core/identifiers.ts';
 import { newestBackups, staleness } from './freshness.ts';
 
@@ -105,14 +105,14 @@ const checkedSchema = z.object({
           }),
         })
         .optional(),
-      failed: z.object({ Error: z.string(), Cause: z.unknown() }).optional(),
+      failed: caughtErrorSchema.optional(),
     }),
   ),
   archives: z.array(
     z.object({
       archive: z.object({ manifestKey: objectKey, subject: z.string() }),
       verification: z.object({ state: z.string() }).optional(),
-      failed: z.object({ Error: z.string(), Cause: z.unknown() }).optional(),
+      failed: caughtErrorSchema.optional(),
     }),
   ),
 });
