@@ -94,3 +94,17 @@ export function causeMessage(cause: unknown): string {
 export const caughtErrorSchema = z.object({ Error: z.string(), Cause: z.unknown() });
 
 export type CaughtError = z.infer<typeof caughtErrorSchema>;
+
+/** Where the workflows' Catch write a failed stage's error: `failed.<StateName>`, so its key names the state. */
+export const failedStatesSchema = z.record(z.string(), caughtErrorSchema);
+
+/**
+ * The one way to read which state failed: the first entry of `failed` (a
+ * workflow, or a Map iteration, stops at its first failed stage).
+ */
+export function firstFailure(
+  failed: Readonly<Record<string, CaughtError>> | undefined,
+): (CaughtError & { state: string }) | undefined {
+  const [state, error] = Object.entries(failed ?? {})[0] ?? [];
+  return state !== undefined && error !== undefined ? { state, ...error } : undefined;
+}

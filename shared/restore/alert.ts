@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { CODECS } from '../core/codecs.ts';
+import { failedStatesSchema, firstFailure } from '../core/errors.ts';
 import { restorePlanSchema } from './database-plan.ts';
 import { filesRestorePlanSchema } from './files-plan.ts';
 
@@ -12,7 +13,7 @@ const failedRestoreSchema = z.object({
   start: z.object({ status: z.string() }).optional(),
   restart: z.object({ status: z.string() }).optional(),
   restartFailed: z.unknown().optional(),
-  failed: z.record(z.string(), z.unknown()).optional(),
+  failed: failedStatesSchema.optional(),
 });
 
 /**
@@ -25,7 +26,7 @@ export function describeRestoreFailure(state: unknown): string | undefined {
   const parsed = failedRestoreSchema.safeParse(state);
   if (!parsed.success || !parsed.data.plan) return undefined;
   const { plan, stop, safetyDumpVerification, swap, start, restart, restartFailed } = parsed.data;
-  const failedAt = Object.keys(parsed.data.failed ?? {})[0] ?? '';
+  const failedAt = firstFailure(parsed.data.failed)?.state ?? '';
   const lines: string[] = [];
   const swapped = swap?.status === 'Success';
   if (swapped) {
@@ -71,7 +72,7 @@ export function describeRestoreFailure(state: unknown): string | undefined {
 const failedFilesRestoreSchema = z.object({
   plan: filesRestorePlanSchema,
   restore: z.object({ status: z.string() }).optional(),
-  failed: z.record(z.string(), z.unknown()).optional(),
+  failed: failedStatesSchema.optional(),
 });
 
 function describeFilesRestoreFailure({
@@ -79,7 +80,7 @@ function describeFilesRestoreFailure({
   restore,
   failed,
 }: z.infer<typeof failedFilesRestoreSchema>): string {
-  const failedAt = Object.keys(failed ?? {})[0] ?? '';
+  const failedAt = firstFailure(failed)?.state ?? '';
   const putBack = `\`${CODECS[plan.archive.codec].decompress} ${plan.asidePath} | tar -x -C /\` on the host puts them back`;
   if (restore?.status === 'Success') {
     return `The ${plan.kind} files are restored from ${plan.archive.key}, but a command after the restore failed: run the rest by hand (${plan.afterCommands.join('; ')}). The files from before are kept in ${plan.asidePath}; ${putBack}.`;

@@ -12,7 +12,13 @@ import { drillReportKey, runId as makeRunId, scratchDatabase } from '../catalog/
 import type { DatabaseManifest } from '../catalog/manifest.ts';
 import { maxAgeMinutes } from '../catalog/schedule.ts';
 import type { Config } from '../core/config.ts';
-import { caughtErrorSchema, causeMessage, DrillFailedError, NotFoundError } from '../core/errors.ts';
+import {
+  causeMessage,
+  DrillFailedError,
+  failedStatesSchema,
+  firstFailure,
+  NotFoundError,
+} from '../core/errors.ts';
 import { sha256Hex, sqlIdentifier, targetName } from '../core/identifiers.ts';
 import { resolvePointInTime } from '../restore/database-plan.ts';
 
@@ -147,7 +153,7 @@ export async function planDrill(
 const drilledSchema = z.object({
   drill: drillPlanSchema,
   restoreTest: z.object({ tables: z.number(), rows: z.number() }).optional(),
-  failed: z.record(z.string(), caughtErrorSchema).optional(),
+  failed: failedStatesSchema.optional(),
 });
 
 function markdown(report: { title: string; checks: DrillCheck[]; facts: [string, string][] }): string {
@@ -172,14 +178,14 @@ function markdown(report: { title: string; checks: DrillCheck[]; facts: [string,
  */
 export async function reportDrill(catalog: Catalog, state: unknown, now = new Date()) {
   const { drill, restoreTest, failed } = drilledSchema.parse(state);
-  const restoreFailure = Object.entries(failed ?? {})[0];
+  const restoreFailure = firstFailure(failed);
   const checks: DrillCheck[] = [
     ...drill.checks,
     restoreFailure
       ? {
           check: 'restore test',
           passed: false,
-          detail: `${restoreFailure[0]}: ${restoreFailure[1].Error}: ${causeMessage(restoreFailure[1].Cause)}`,
+          detail: `${restoreFailure.state}: ${restoreFailure.Error}: ${causeMessage(restoreFailure.Cause)}`,
         }
       : {
           check: 'restore test',

@@ -3,7 +3,7 @@ import { parseInput, planRequestSchema } from '../backup/database-plan.ts';
 import type { Catalog } from '../catalog/catalog.ts';
 import { runId as makeRunId } from '../catalog/keys.ts';
 import type { Config } from '../core/config.ts';
-import { caughtErrorSchema, MonitoringFailedError } from '../core/errors.ts';
+import { failedStatesSchema, firstFailure, MonitoringFailedError } from '../core/errors.ts';
 import { hostPath, targetName } from '../core/identifiers.ts';
 import { ageSeconds, newestBackups, staleness } from './freshness.ts';
 
@@ -84,7 +84,7 @@ const monitoredSchema = z.object({
     z.object({
       host: diskCheckPlanSchema,
       command: z.object({ result: diskResultSchema }).optional(),
-      failed: caughtErrorSchema.optional(),
+      failed: failedStatesSchema.optional().transform(firstFailure),
     }),
   ),
 });
@@ -100,8 +100,8 @@ export interface MetricsSink {
  * disk over the threshold, a host that could not be measured), or returns the
  * measurements.
  */
-export function reportMonitoring(state: unknown, thresholdPercent: number, metrics: MetricsSink) {
-  const { plan, disks } = monitoredSchema.parse(state);
+export function reportMonitoring(request: unknown, thresholdPercent: number, metrics: MetricsSink) {
+  const { plan, disks } = parseInput(monitoredSchema, request, 'The ReportMonitoring request');
   for (const age of plan.ages) metrics.backupAge(age);
   const findings = [...plan.findings];
   for (const { host, command, failed } of disks) {

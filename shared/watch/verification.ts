@@ -4,7 +4,7 @@ import type { Catalog } from '../catalog/catalog.ts';
 import { MANIFEST_SUFFIX, runId as makeRunId } from '../catalog/keys.ts';
 import type { Manifest } from '../catalog/manifest.ts';
 import type { Config } from '../core/config.ts';
-import { caughtErrorSchema, causeMessage, VerificationFailedError } from '../core/errors.ts';
+import { causeMessage, failedStatesSchema, firstFailure, VerificationFailedError } from '../core/errors.ts';
 import { hostPath, objectKey, sha256Hex, targetName } from '../core/identifiers.ts';
 import { newestBackups, staleness } from './freshness.ts';
 
@@ -90,7 +90,7 @@ export async function planVerification(
   };
 }
 
-/** What the two Map states left: each host's check, each archive's verification, or how they failed. */
+/** What ReportVerification gets: the plan, and what the two Map states left: each host's check, each archive's verification, or how they failed. */
 const checkedSchema = z.object({
   plan: verificationPlanSchema,
   hosts: z.array(
@@ -105,14 +105,14 @@ const checkedSchema = z.object({
           }),
         })
         .optional(),
-      failed: caughtErrorSchema.optional(),
+      failed: failedStatesSchema.optional().transform(firstFailure),
     }),
   ),
   archives: z.array(
     z.object({
-      archive: z.object({ manifestKey: objectKey, subject: z.string() }),
+      archive: verificationPlanSchema.shape.archives.element,
       verification: z.object({ state: z.string() }).optional(),
-      failed: caughtErrorSchema.optional(),
+      failed: failedStatesSchema.optional().transform(firstFailure),
     }),
   ),
 });
@@ -121,8 +121,8 @@ const checkedSchema = z.object({
  * Every finding of the catalog, the hosts and the archives. Throws one error that
  * lists them all, or returns what was checked.
  */
-export function reportVerification(state: unknown) {
-  const s = checkedSchema.parse(state);
+export function reportVerification(request: unknown) {
+  const s = parseInput(checkedSchema, request, 'The ReportVerification request');
   const findings: Finding[] = [...s.plan.findings];
   const subjectOf = new Map(s.plan.hosts.flatMap((h) => h.copies.map((c) => [c.path, c.subject] as const)));
   for (const { host, command, failed } of s.hosts) {
