@@ -13,6 +13,9 @@ import {
   task,
 } from './steps.ts';
 
+/** The states whose requests the stages' errors name. */
+export const VERIFICATION_STATE = { plan: 'PlanVerification', report: 'ReportVerification' } as const;
+
 /** Where each stage's result goes in the verification's state, and in each Map iteration's; the report reads them. */
 export const VERIFICATION_RESULT = {
   failed: FAILED,
@@ -27,16 +30,16 @@ export const VERIFICATION_RESULT = {
   verification: 'verification',
 } as const;
 
-const R = VERIFICATION_RESULT;
-
 export function dailyVerification(): Definition {
+  const S = VERIFICATION_STATE;
+  const R = VERIFICATION_RESULT;
   return {
     Comment:
       'Daily verification of every backup kind and target: the newest verified backup is recent enough, its copy is on the host with the verified bytes, its archive still reads back from S3 intact; one alert lists everything missing or bad.',
     StartAt: RECEIVE_REQUEST,
     TimeoutSeconds: 21_600,
     States: {
-      ...plan('PlanVerification', 'planVerification', {
+      ...plan(S.plan, 'planVerification', {
         receiveComment:
           'Wraps the input (the schedule passes none), so that PlanVerification sees the same request shape as every plan stage.',
         comment:
@@ -87,9 +90,9 @@ export function dailyVerification(): Definition {
           ArchiveBad: { Type: 'Succeed', Comment: 'A bad archive is a finding; the report lists it.' },
         },
         resultPath: at(R.archives),
-        next: 'ReportVerification',
+        next: S.report,
       }),
-      ...task('ReportVerification', 'reportVerification', {
+      ...task(S.report, 'reportVerification', {
         comment: 'Lists everything missing, stale or bad in one error, or returns what was checked.',
         parameters: select(R.plan, R.hosts, R.archives),
         resultPath: at('report'),

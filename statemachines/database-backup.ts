@@ -1,6 +1,9 @@
 import { backupWorkflow } from './backup-runs.ts';
 import { at, type Definition, hostCommand, NOTIFY_RUN_FAILURE, PLAN, task } from './steps.ts';
 
+/** The state whose request PlanBackup's errors name. */
+export const BACKUP_STATE = { plan: 'PlanBackup' } as const;
+
 const onRunError = { next: NOTIFY_RUN_FAILURE };
 
 /** Full, incremental or transaction-log backups of every planned target and database. */
@@ -10,7 +13,7 @@ export function databaseBackup(): Definition {
     comment:
       'Database backup of the Kennel Management System (full, incremental or transaction logs, by input): dump, upload, verify, restore-test, prune; every failure is alerted.',
     plan: {
-      name: 'PlanBackup',
+      name: BACKUP_STATE.plan,
       fn: 'planBackup',
       receiveComment:
         "Wraps whatever input was given, so that a malformed one still reaches PlanBackup's error and the alert.",

@@ -19,15 +19,24 @@ import {
  * both names; PlanRestore reads which one it runs in from the machine's name.
  */
 
-/** The states the alert names when it says how far a failed restore got. */
+/** The Lambda stages, whose names their requests' errors give. */
 export const RESTORE_STATE = {
-  restore: hostCommandNames('Restore'),
+  plan: 'PlanRestore',
   checkRestoredDatabase: 'CheckRestoredDatabase',
-  applicationStop: hostCommandNames('ApplicationStop', 'StopApplication'),
-  safetyDump: hostCommandNames('SafetyDump'),
-  swap: hostCommandNames('Swap'),
-  applicationStart: hostCommandNames('ApplicationStart', 'StartApplication'),
-  applicationRestart: hostCommandNames('ApplicationRestart', 'RestartApplication'),
+  report: 'ReportRestore',
+} as const;
+
+/**
+ * The host commands, whose states the alert names when it says how far a failed
+ * restore got. The calls are pure: a bundle that reads none of them drops them.
+ */
+export const RESTORE_COMMAND = {
+  restore: /* @__PURE__ */ hostCommandNames('Restore'),
+  applicationStop: /* @__PURE__ */ hostCommandNames('ApplicationStop', 'StopApplication'),
+  safetyDump: /* @__PURE__ */ hostCommandNames('SafetyDump'),
+  swap: /* @__PURE__ */ hostCommandNames('Swap'),
+  applicationStart: /* @__PURE__ */ hostCommandNames('ApplicationStart', 'StartApplication'),
+  applicationRestart: /* @__PURE__ */ hostCommandNames('ApplicationRestart', 'RestartApplication'),
 } as const;
 
 /** Where each stage's result goes in the restore's state; the alert and the report read them. */
@@ -50,21 +59,21 @@ export const RESTORE_RESULT = {
   restartFailed: 'restartFailed',
 } as const;
 
-const S = RESTORE_STATE;
-const R = RESTORE_RESULT;
-/** After the application may have been stopped, a failure starts it again before the alert. */
-const onError = { next: 'WasApplicationStopped' };
-const onPruneError = { next: 'ReportRestore', resultPath: at(R.pruneFailed) };
-const onRestartError = { next: NOTIFY_FAILURE, resultPath: at(R.restartFailed) };
-
 export function databaseRestore(): Definition {
+  const S = RESTORE_STATE;
+  const C = RESTORE_COMMAND;
+  const R = RESTORE_RESULT;
+  /** After the application may have been stopped, a failure starts it again before the alert. */
+  const onError = { next: 'WasApplicationStopped' };
+  const onPruneError = { next: S.report, resultPath: at(R.pruneFailed) };
+  const onRestartError = { next: NOTIFY_FAILURE, resultPath: at(R.restartFailed) };
   return {
     Comment:
       'Database restore and point-in-time recovery of the Kennel Management System, started by an operator: plan (or dry run), restore into a staging database, check, then (over a database) stop the application, safety dump, swap, start the application; every failure after the stop starts the application again and is alerted.',
     StartAt: RECEIVE_REQUEST,
     TimeoutSeconds: 43_200,
     States: {
-      ...plan('PlanRestore', 'planRestore', {
+      ...plan(S.plan, 'planRestore', {
         receiveComment:
           "Wraps whatever input was given, so that a malformed one still reaches PlanRestore's error and the alert.",
         comment:
@@ -77,7 +86,7 @@ export function databaseRestore(): Definition {
         Type: 'Choice',
         Comment: 'dryRun: the plan is the output, and nothing is changed.',
         Choices: [{ Variable: at(R.plan, 'dryRun'), BooleanEquals: true, Next: 'ReturnPlan' }],
-        Default: S.restore.start,
+        Default: C.restore.start,
       },
       ReturnPlan: {
         Type: 'Pass',
@@ -85,7 +94,7 @@ export function databaseRestore(): Definition {
         Parameters: { dryRun: true, changed: 'nothing', 'plan.$': at(R.plan) },
         End: true,
       },
-      ...hostCommand(S.restore, {
+      ...hostCommand(C.restore, {
         comment:
           "Restores the archives into a new staging database on the host (each archive's sha256 checked first); production is not touched.",
         script: 'database-restore',
@@ -108,11 +117,11 @@ export function databaseRestore(): Definition {
         Comment:
           'Replacing a database needs the application stopped and a safety dump first; a new database does not.',
         Choices: [
-          { Variable: at(R.plan, 'overProduction'), BooleanEquals: true, Next: S.applicationStop.start },
+          { Variable: at(R.plan, 'overProduction'), BooleanEquals: true, Next: C.applicationStop.start },
         ],
-        Default: S.swap.start,
+        Default: C.swap.start,
       },
-      ...hostCommand(S.applicationStop, {
+      ...hostCommand(C.applicationStop, {
         comment:
           "Stops the application with the target's configured commands, so that the safety dump holds its last write.",
         script: 'application-stop',
@@ -120,9 +129,9 @@ export function databaseRestore(): Definition {
         resultPath: at(R.stop),
         pollSeconds: 5,
         onError,
-        next: S.safetyDump.start,
+        next: C.safetyDump.start,
       }),
-      ...hostCommand(S.safetyDump, {
+      ...hostCommand(C.safetyDump, {
         comment:
           'Dumps the database about to be replaced, log tables included, and registers the dump in the catalog (kind safety).',
         script: 'database-backup',
@@ -137,9 +146,9 @@ export function databaseRestore(): Definition {
         parameters: { 'manifestKey.$': at(R.plan, 'safetyDump', 'manifestKey') },
         resultPath: at(R.safetyDumpVerification),
         onError,
-        next: S.swap.start,
+        next: C.swap.start,
       }),
-      ...hostCommand(S.swap, {
+      ...hostCommand(C.swap, {
         comment:
           'Renames the staging database into place; a replaced database is renamed aside in the same transaction and kept.',
         script: 'database-swap',
@@ -152,10 +161,10 @@ export function databaseRestore(): Definition {
       WasReplacing: {
         Type: 'Choice',
         Comment: 'The application runs again only if it was stopped.',
-        Choices: [{ Variable: at(R.stop), IsPresent: true, Next: S.applicationStart.start }],
-        Default: 'ReportRestore',
+        Choices: [{ Variable: at(R.stop), IsPresent: true, Next: C.applicationStart.start }],
+        Default: S.report,
       },
-      ...hostCommand(S.applicationStart, {
+      ...hostCommand(C.applicationStart, {
         comment: "Starts the application again with the target's configured commands.",
         script: 'application-start',
         parameters: { 'plan.$': at(R.plan) },
@@ -184,9 +193,9 @@ export function databaseRestore(): Definition {
         resultPath: at(R.localPrune),
         pollSeconds: 5,
         onError: onPruneError,
-        next: 'ReportRestore',
+        next: S.report,
       }),
-      ...task('ReportRestore', 'reportRestore', {
+      ...task(S.report, 'reportRestore', {
         comment:
           'Writes the record of the restore: what was restored from which archives, the checks passed and the time each stage took.',
         parameters: { 'state.$': '$' },
@@ -209,10 +218,10 @@ export function databaseRestore(): Definition {
         Type: 'Choice',
         Comment:
           'After a failure, an application that this execution stopped is started again before the alert.',
-        Choices: [{ Variable: at(R.stop), IsPresent: true, Next: S.applicationRestart.start }],
+        Choices: [{ Variable: at(R.stop), IsPresent: true, Next: C.applicationRestart.start }],
         Default: NOTIFY_FAILURE,
       },
-      ...hostCommand(S.applicationRestart, {
+      ...hostCommand(C.applicationRestart, {
         comment:
           'Starts the application again after a failure; the alert then says what state the database is in.',
         script: 'application-start',

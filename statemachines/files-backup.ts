@@ -1,6 +1,9 @@
 import { backupWorkflow } from './backup-runs.ts';
 import { at, type Definition, hostCommand, NOTIFY_RUN_FAILURE, notify, PLAN, task } from './steps.ts';
 
+/** The state whose request PlanFilesBackup's errors name. */
+export const FILES_BACKUP_STATE = { plan: 'PlanFilesBackup' } as const;
+
 const onRunError = { next: NOTIFY_RUN_FAILURE };
 
 /** Configuration, application or static files of every planned target. */
@@ -10,7 +13,7 @@ export function filesBackup(): Definition {
     comment:
       'Files backup of the Kennel Management System (configuration, application or static files, by input): tar, upload, verify, prune; missing paths are warned about and every failure is alerted.',
     plan: {
-      name: 'PlanFilesBackup',
+      name: FILES_BACKUP_STATE.plan,
       fn: 'planFilesBackup',
       receiveComment:
         "Wraps whatever input was given, so that a malformed one still reaches PlanBackup's error and the alert.",

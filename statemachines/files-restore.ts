@@ -13,10 +13,16 @@ import {
   task,
 } from './steps.ts';
 
-/** The states the alert names when it says where a failed files restore left the files. */
-export const FILES_RESTORE_STATE = {
-  filesRestore: hostCommandNames('FilesRestore'),
-  afterCommands: hostCommandNames('AfterCommands'),
+/** The Lambda stages, whose names their requests' errors give. */
+export const FILES_RESTORE_STATE = { plan: 'PlanFilesRestore', report: 'ReportRestore' } as const;
+
+/**
+ * The host commands, whose states the alert names when it says where a failed
+ * files restore left the files. Pure calls: a bundle that reads none drops them.
+ */
+export const FILES_RESTORE_COMMAND = {
+  filesRestore: /* @__PURE__ */ hostCommandNames('FilesRestore'),
+  afterCommands: /* @__PURE__ */ hostCommandNames('AfterCommands'),
 } as const;
 
 /** Where each stage's result goes in the files restore's state; the alert and the report read them. */
@@ -27,18 +33,18 @@ export const FILES_RESTORE_RESULT = {
   after: 'after',
 } as const;
 
-const S = FILES_RESTORE_STATE;
-const R = FILES_RESTORE_RESULT;
-const onError = { next: NOTIFY_FAILURE };
-
 export function filesRestore(): Definition {
+  const S = FILES_RESTORE_STATE;
+  const C = FILES_RESTORE_COMMAND;
+  const R = FILES_RESTORE_RESULT;
+  const onError = { next: NOTIFY_FAILURE };
   return {
     Comment:
       'Files restore of the Kennel Management System (application, configuration or static tarball), started by an operator: plan (or dry run), check the tarball, keep the current files aside, extract in place, run the configured follow-up commands; every failure is alerted.',
     StartAt: RECEIVE_REQUEST,
     TimeoutSeconds: 21_600,
     States: {
-      ...plan('PlanFilesRestore', 'planFilesRestore', {
+      ...plan(S.plan, 'planFilesRestore', {
         receiveComment:
           "Wraps whatever input was given, so that a malformed one still reaches PlanFilesRestore's error and the alert.",
         comment:
@@ -50,7 +56,7 @@ export function filesRestore(): Definition {
         Type: 'Choice',
         Comment: 'dryRun: the plan is the output, and nothing is changed.',
         Choices: [{ Variable: at(R.plan, 'dryRun'), BooleanEquals: true, Next: 'ReturnPlan' }],
-        Default: S.filesRestore.start,
+        Default: C.filesRestore.start,
       },
       ReturnPlan: {
         Type: 'Pass',
@@ -59,7 +65,7 @@ export function filesRestore(): Definition {
         Parameters: { dryRun: true, changed: 'nothing', 'plan.$': at(R.plan) },
         End: true,
       },
-      ...hostCommand(S.filesRestore, {
+      ...hostCommand(C.filesRestore, {
         comment:
           'Checks the tarball (sha256, complete listing), archives the current files aside on the host, then extracts the tarball in place; a failed extraction puts the files back.',
         script: 'files-restore',
@@ -67,9 +73,9 @@ export function filesRestore(): Definition {
         resultPath: at(R.restore),
         pollSeconds: 10,
         onError,
-        next: S.afterCommands.start,
+        next: C.afterCommands.start,
       }),
-      ...hostCommand(S.afterCommands, {
+      ...hostCommand(C.afterCommands, {
         comment:
           "Runs the target's configured commands after a files restore (reinstall, build, restart services).",
         script: 'after-files-restore',
@@ -77,9 +83,9 @@ export function filesRestore(): Definition {
         resultPath: at(R.after),
         pollSeconds: 10,
         onError,
-        next: 'ReportRestore',
+        next: S.report,
       }),
-      ...task('ReportRestore', 'reportRestore', {
+      ...task(S.report, 'reportRestore', {
         comment:
           'Writes the record of the restore: what was restored from which archive, the checks passed and the time each stage took.',
         parameters: { 'state.$': '$' },

@@ -13,6 +13,9 @@ import {
   task,
 } from './steps.ts';
 
+/** The states whose requests the stages' errors name. */
+export const MONITORING_STATE = { plan: 'PlanMonitoring', report: 'ReportMonitoring' } as const;
+
 /** Where each stage's result goes in the monitoring's state, and in each disk's iteration; the report reads them. */
 export const MONITORING_RESULT = {
   failed: FAILED,
@@ -23,16 +26,16 @@ export const MONITORING_RESULT = {
   command: 'command',
 } as const;
 
-const R = MONITORING_RESULT;
-
 export function monitoring(): Definition {
+  const S = MONITORING_STATE;
+  const R = MONITORING_RESULT;
   return {
     Comment:
       "Hourly monitoring: S3 reachable, the daily full backup present, the host's backup disk under its threshold; the age of every kind's newest backup and the disk usage go out as CloudWatch metrics for the alarms and the dashboard.",
     StartAt: RECEIVE_REQUEST,
     TimeoutSeconds: 3000,
     States: {
-      ...plan('PlanMonitoring', 'planMonitoring', {
+      ...plan(S.plan, 'planMonitoring', {
         receiveComment:
           'Wraps the input (the schedule passes none), so that PlanMonitoring sees the same request shape as every plan stage.',
         comment:
@@ -62,9 +65,9 @@ export function monitoring(): Definition {
           },
         },
         resultPath: at(R.disks),
-        next: 'ReportMonitoring',
+        next: S.report,
       }),
-      ...task('ReportMonitoring', 'reportMonitoring', {
+      ...task(S.report, 'reportMonitoring', {
         comment:
           'Emits the backup-age and disk metrics; fails listing a missing daily full, a disk over the threshold or a host not measured.',
         parameters: select(R.plan, R.disks),

@@ -11,6 +11,9 @@ import {
   task,
 } from './steps.ts';
 
+/** The states whose requests the stages' errors name. */
+export const DRILL_STATE = { plan: 'PlanDrill', report: 'ReportDrill' } as const;
+
 /** Where each stage's result goes in the drill's state; the report reads them. */
 export const DRILL_RESULT = {
   failed: FAILED,
@@ -19,18 +22,18 @@ export const DRILL_RESULT = {
   restoreTest: 'restoreTest',
 } as const;
 
-const R = DRILL_RESULT;
-/** A failed restore test is a failed check of the drill: the report records it, then fails. */
-const onError = { next: 'ReportDrill' };
-
 export function restoreDrill(): Definition {
+  const S = DRILL_STATE;
+  const R = DRILL_RESULT;
+  /** A failed restore test is a failed check of the drill: the report records it, then fails. */
+  const onError = { next: S.report };
   return {
     Comment:
       'Restore drill (weekly: a random verified full backup of the last 7 days; monthly DR: the latest): S3 reachable, point-in-time chain for an hour ago, restore test of the chosen backup, a report stored in S3 and summarized in the alert.',
     StartAt: RECEIVE_REQUEST,
     TimeoutSeconds: 43_200,
     States: {
-      ...plan('PlanDrill', 'planDrill', {
+      ...plan(S.plan, 'planDrill', {
         receiveComment:
           'Wraps the input ({"pick": "random"} weekly, {"pick": "latest"} monthly), so that a malformed one still reaches PlanDrill\'s error and the alert.',
         comment:
@@ -54,9 +57,9 @@ export function restoreDrill(): Definition {
         parameters: { 'plan.$': at(R.drill, 'plan') },
         resultPath: at(R.restoreTest),
         onError,
-        next: 'ReportDrill',
+        next: S.report,
       }),
-      ...task('ReportDrill', 'reportDrill', {
+      ...task(S.report, 'reportDrill', {
         comment:
           'Stores the report (JSON and Markdown) in S3 whatever the outcome; fails listing every failed check.',
         parameters: { 'state.$': '$' },

@@ -1,4 +1,3 @@
-import { TransientError } from '../shared/core/errors.ts';
 import type { HostCommandName } from '../shared/host/scripts.ts';
 
 /**
@@ -8,8 +7,8 @@ import type { HostCommandName } from '../shared/host/scripts.ts';
  * serverless.yml deploys and the local runner runs as it is.
  *
  * Handlers import state names and result paths from the workflow modules, so
- * nothing here runs at import time and nothing heavier than errors.ts is imported:
- * their bundles keep only the constants they use.
+ * their top levels hold literals only (and calls marked pure): a bundle keeps the
+ * constants it reads and drops the rest.
  */
 
 /** A state of Amazon States Language, as loose as the language; asl-validator checks every definition. */
@@ -56,31 +55,36 @@ export const TASK_SECONDS = {
 
 export type LambdaName = keyof typeof TASK_SECONDS;
 
-/** Lambda failed to run the function (a service fault, throttling): running it again is safe. */
-const LAMBDA_NOT_RUN = [
-  'Lambda.ServiceException',
-  'Lambda.AWSLambdaException',
-  'Lambda.SdkClientException',
-  'Lambda.TooManyRequestsException',
-];
-
 /**
- * The retry policy, the only one. A stage is retried on a dependency that did not
- * answer (TransientError) and on Lambda's own faults: 2, 4 then 8 s, with full
- * jitter so that the iterations of a Map do not retry in step. An alert is also
- * retried when it timed out (a slow webhook), but only once: the execution's
- * failure must not wait on it.
+ * The retry policy, the only one. A stage is retried when a dependency did not
+ * answer (shared/core/errors.ts's TransientError) and when Lambda failed to run
+ * it (a service fault, throttling): 2, 4 then 8 s, with full jitter so that the
+ * iterations of a Map do not retry in step. An alert is also retried when it
+ * timed out (a slow webhook), but only once: the execution's failure must not
+ * wait on it. Plain literals, so that a bundle importing a state name drops them.
  */
 export const RETRY = {
   stage: {
-    ErrorEquals: [TransientError.name, ...LAMBDA_NOT_RUN],
+    ErrorEquals: [
+      'TransientError',
+      'Lambda.ServiceException',
+      'Lambda.AWSLambdaException',
+      'Lambda.SdkClientException',
+      'Lambda.TooManyRequestsException',
+    ],
     IntervalSeconds: 2,
     MaxAttempts: 3,
     BackoffRate: 2,
     JitterStrategy: 'FULL',
   },
   alert: {
-    ErrorEquals: ['States.Timeout', ...LAMBDA_NOT_RUN],
+    ErrorEquals: [
+      'States.Timeout',
+      'Lambda.ServiceException',
+      'Lambda.AWSLambdaException',
+      'Lambda.SdkClientException',
+      'Lambda.TooManyRequestsException',
+    ],
     IntervalSeconds: 2,
     MaxAttempts: 2,
     BackoffRate: 2,

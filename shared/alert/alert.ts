@@ -1,6 +1,7 @@
 import { GetExecutionHistoryCommand, type HistoryEvent, type SFNClient } from '@aws-sdk/client-sfn';
 import { PublishCommand, type SNSClient } from '@aws-sdk/client-sns';
 import { z } from 'zod';
+import { FAILED, NOTIFY_FAILURE, NOTIFY_RUN_FAILURE, PLAN } from '../../statemachines/steps.ts';
 import { causeMessage, failedStatesSchema, firstFailure } from '../core/errors.ts';
 import { describeRestoreFailure } from '../restore/alert.ts';
 
@@ -45,8 +46,8 @@ export interface Alert {
  * failed, and the plan of the failed run (a watch workflow's plan names no target).
  */
 const stateSchema = z.object({
-  failed: failedStatesSchema.optional().catch(undefined),
-  plan: z
+  [FAILED]: failedStatesSchema.optional().catch(undefined),
+  [PLAN]: z
     .object({ target: z.string(), database: z.string().optional(), kind: z.string().optional() })
     .optional()
     .catch(undefined),
@@ -169,8 +170,8 @@ export function isEventBridgeEvent(input: unknown): boolean {
   return typeof input === 'object' && input !== null && 'detail-type' in input;
 }
 
-/** The failure alert states of the workflows (statemachines/*.asl.json): each posts what its Catch caught. */
-export const FAILURE_ALERT_STATES: readonly string[] = ['NotifyFailure', 'NotifyRunFailure'];
+/** The failure alert states of the workflows (statemachines/steps.ts): each posts what its Catch caught. */
+export const FAILURE_ALERT_STATES: readonly string[] = [NOTIFY_FAILURE, NOTIFY_RUN_FAILURE];
 
 /** What an execution's history says about how it ended. */
 export interface ExecutionFinding {

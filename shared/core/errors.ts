@@ -90,13 +90,19 @@ export function causeMessage(cause: unknown): string {
   return cause;
 }
 
-/** What a workflow's Catch records of an error: its name and its cause. */
-export const caughtErrorSchema = z.object({ Error: z.string(), Cause: z.unknown() });
+/**
+ * What a workflow's Catch records of an error: its name and its cause. The
+ * schemas' calls are pure, so that a bundle that reads no caught error drops them.
+ */
+export const caughtErrorSchema = /* @__PURE__ */ z.object({
+  Error: /* @__PURE__ */ z.string(),
+  Cause: /* @__PURE__ */ z.unknown(),
+});
 
 export type CaughtError = z.infer<typeof caughtErrorSchema>;
 
 /** Where the workflows' Catch write a failed stage's error: `failed.<StateName>`, so its key names the state. */
-export const failedStatesSchema = z.record(z.string(), caughtErrorSchema);
+export const failedStatesSchema = /* @__PURE__ */ z.record(/* @__PURE__ */ z.string(), caughtErrorSchema);
 
 /**
  * The one way to read which state failed: the first entry of `failed` (a

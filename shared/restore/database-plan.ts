@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { RESTORE_STATE } from '../../statemachines/database-restore.ts';
 import {
   databaseRun,
   parseInput,
@@ -320,7 +321,7 @@ export async function planRestore(
   const { input, executionId, startedAt, stateMachine } = parseInput(
     restoreRequestSchema,
     request,
-    'The PlanRestore request',
+    `The ${RESTORE_STATE.plan} request`,
   );
   const workflow = restoreWorkflowOf(stateMachine);
   const wanted =

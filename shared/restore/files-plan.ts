@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { FILES_RESTORE_STATE } from '../../statemachines/files-restore.ts';
 import { parseInput, planRequestSchema, selectTargets } from '../backup/database-plan.ts';
 import type { Catalog } from '../catalog/catalog.ts';
 import { FILE_KINDS, runId as makeRunId } from '../catalog/keys.ts';
@@ -62,7 +63,7 @@ export async function planFilesRestore(
   const { input, executionId, startedAt } = parseInput(
     planRequestSchema,
     request,
-    'The PlanFilesRestore request',
+    `The ${FILES_RESTORE_STATE.plan} request`,
   );
   const wanted = parseInput(filesRestoreInputSchema, input, 'The execution input');
   if (wanted.confirm !== wanted.kind && !wanted.dryRun) {

@@ -1,5 +1,6 @@
 import { randomInt } from 'node:crypto';
 import { z } from 'zod';
+import { DRILL_RESULT, DRILL_STATE } from '../../statemachines/restore-drill.ts';
 import {
   parseInput,
   planRequestSchema,
@@ -91,7 +92,11 @@ export async function planDrill(
   request: unknown,
   now = new Date(),
 ): Promise<DrillPlan> {
-  const { input, executionId, startedAt } = parseInput(planRequestSchema, request, 'The PlanDrill request');
+  const { input, executionId, startedAt } = parseInput(
+    planRequestSchema,
+    request,
+    `The ${DRILL_STATE.plan} request`,
+  );
   const wanted = parseInput(drillInputSchema, input ?? {}, 'The execution input');
   const [target] = selectTargets(config, wanted.target ?? config.BACKUP_TARGETS[0]?.name);
   if (!target) throw new NotFoundError('No target is configured.');
@@ -149,12 +154,14 @@ export async function planDrill(
   };
 }
 
-/** What the drill's execution holds when ReportDrill runs. */
-const drilledSchema = z.object({
-  drill: drillPlanSchema,
-  restoreTest: z.object({ tables: z.number(), rows: z.number() }).optional(),
-  failed: failedStatesSchema.optional(),
-});
+/** What the drill's execution holds when ReportDrill runs; built then, so that other bundles do not carry it. */
+function drilledSchema() {
+  return z.object({
+    [DRILL_RESULT.drill]: drillPlanSchema,
+    [DRILL_RESULT.restoreTest]: z.object({ tables: z.number(), rows: z.number() }).optional(),
+    [DRILL_RESULT.failed]: failedStatesSchema.optional(),
+  });
+}
 
 function markdown(report: { title: string; checks: DrillCheck[]; facts: [string, string][] }): string {
   const cell = (text: string) => text.replaceAll('|', '\\|').replaceAll('\n', ' ');
@@ -177,7 +184,7 @@ function markdown(report: { title: string; checks: DrillCheck[]; facts: [string,
  * fails with every failed check listed, or returns the summary.
  */
 export async function reportDrill(catalog: Catalog, state: unknown, now = new Date()) {
-  const { drill, restoreTest, failed } = drilledSchema.parse(state);
+  const { drill, restoreTest, failed } = drilledSchema().parse(state);
   const restoreFailure = firstFailure(failed);
   const checks: DrillCheck[] = [
     ...drill.checks,

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { MONITORING_RESULT, MONITORING_STATE } from '../../statemachines/monitoring.ts';
 import { parseInput, planRequestSchema } from '../backup/database-plan.ts';
 import type { Catalog } from '../catalog/catalog.ts';
 import { runId as makeRunId } from '../catalog/keys.ts';
@@ -43,7 +44,11 @@ export async function planMonitoring(
   request: unknown,
   now = new Date(),
 ): Promise<MonitoringPlan> {
-  const { executionId, startedAt } = parseInput(planRequestSchema, request, 'The PlanMonitoring request');
+  const { executionId, startedAt } = parseInput(
+    planRequestSchema,
+    request,
+    `The ${MONITORING_STATE.plan} request`,
+  );
   const iso = new Date(startedAt).toISOString();
   // Listing the catalog is the S3 check: when S3 does not answer, this throws,
   // is retried, and the execution fails with an alert.
@@ -78,16 +83,24 @@ const diskResultSchema = z.object({
   backupDirBytes: z.number(),
 });
 
-const monitoredSchema = z.object({
-  plan: monitoringPlanSchema,
-  disks: z.array(
-    z.object({
-      host: diskCheckPlanSchema,
-      command: z.object({ result: diskResultSchema }).optional(),
-      failed: failedStatesSchema.optional().transform(firstFailure),
-    }),
-  ),
-});
+/**
+ * What ReportMonitoring gets: the plan, and each host's measurement or how it
+ * failed. Built when the report runs: the bundles that import this module for the
+ * plan schemas do not carry it.
+ */
+function monitoredSchema() {
+  const R = MONITORING_RESULT;
+  return z.object({
+    [R.plan]: monitoringPlanSchema,
+    [R.disks]: z.array(
+      z.object({
+        [R.host]: diskCheckPlanSchema,
+        [R.command]: z.object({ result: diskResultSchema }).optional(),
+        [R.failed]: failedStatesSchema.optional().transform(firstFailure),
+      }),
+    ),
+  });
+}
 
 /** Where the measurements go: CloudWatch metrics in AWS (embedded metric format). */
 export interface MetricsSink {
@@ -101,7 +114,7 @@ export interface MetricsSink {
  * measurements.
  */
 export function reportMonitoring(request: unknown, thresholdPercent: number, metrics: MetricsSink) {
-  const { plan, disks } = parseInput(monitoredSchema, request, 'The ReportMonitoring request');
+  const { plan, disks } = parseInput(monitoredSchema(), request, `The ${MONITORING_STATE.report} request`);
   for (const age of plan.ages) metrics.backupAge(age);
   const findings = [...plan.findings];
   for (const { host, command, failed } of disks) {

@@ -1,7 +1,17 @@
 import { createRequire } from 'node:module';
 import { describe, expect, it } from 'vitest';
-import { RESTORE_STATE } from '../../statemachines/database-restore.ts';
-import { FILES_RESTORE_STATE } from '../../statemachines/files-restore.ts';
+import { TransientError } from '../../shared/core/errors.ts';
+import { VERIFICATION_RESULT, VERIFICATION_STATE } from '../../statemachines/daily-verification.ts';
+import { BACKUP_STATE } from '../../statemachines/database-backup.ts';
+import { RESTORE_COMMAND, RESTORE_RESULT, RESTORE_STATE } from '../../statemachines/database-restore.ts';
+import { FILES_BACKUP_STATE } from '../../statemachines/files-backup.ts';
+import {
+  FILES_RESTORE_COMMAND,
+  FILES_RESTORE_RESULT,
+  FILES_RESTORE_STATE,
+} from '../../statemachines/files-restore.ts';
+import { MONITORING_RESULT, MONITORING_STATE } from '../../statemachines/monitoring.ts';
+import { DRILL_RESULT, DRILL_STATE } from '../../statemachines/restore-drill.ts';
 import { RETRY, type State, type States, TASK_SECONDS } from '../../statemachines/steps.ts';
 import { WORKFLOWS, type WorkflowName } from '../../statemachines/workflows.ts';
 
@@ -36,6 +46,13 @@ const functionOf = (state: State) =>
   (state.Resource as { 'Fn::GetAtt'?: [keyof typeof TASK_SECONDS, string] } | undefined)?.['Fn::GetAtt']?.[0];
 
 const names = Object.keys(WORKFLOWS) as WorkflowName[];
+
+describe('the retry policy', () => {
+  it("retries a stage on the transient error class's own name", () => {
+    expect(RETRY.stage.ErrorEquals).toContain(new TransientError('x').name);
+    expect(RETRY.alert.ErrorEquals).not.toContain(new TransientError('x').name);
+  });
+});
 
 describe.each(names)('the workflow %s', (workflow) => {
   const definition = WORKFLOWS[workflow]();
@@ -88,15 +105,41 @@ describe.each(names)('the workflow %s', (workflow) => {
   });
 });
 
-describe('the state names the alert reads', () => {
-  it.each([
-    ['database-restore', RESTORE_STATE],
-    ['files-restore', FILES_RESTORE_STATE],
-  ] as const)('are states of %s', (workflow, constants) => {
+type Names = Readonly<Record<string, string | Readonly<Record<string, string>>>>;
+const STATE_NAMES: [WorkflowName, Names][] = [
+  ['database-backup', BACKUP_STATE],
+  ['files-backup', FILES_BACKUP_STATE],
+  ['database-restore', RESTORE_STATE],
+  ['database-restore', RESTORE_COMMAND],
+  ['files-restore', FILES_RESTORE_STATE],
+  ['files-restore', FILES_RESTORE_COMMAND],
+  ['daily-verification', VERIFICATION_STATE],
+  ['monitoring', MONITORING_STATE],
+  ['restore-drill', DRILL_STATE],
+];
+
+describe.each(STATE_NAMES)('the state names %s exports', (workflow, constants) => {
+  it('are states of its definition', () => {
     const states = new Set(allStates(WORKFLOWS[workflow]().States).map(([name]) => name));
-    const named = Object.values(constants).flatMap((c): string[] =>
-      typeof c === 'string' ? [c] : Object.values(c),
-    );
+    const named = Object.values(constants).flatMap((c) => (typeof c === 'string' ? [c] : Object.values(c)));
+    expect(named.length).toBeGreaterThan(0);
     for (const name of named) expect(states, name).toContain(name);
+  });
+});
+
+const RESULT_PATHS: [WorkflowName, Readonly<Record<string, string>>][] = [
+  ['database-restore', RESTORE_RESULT],
+  ['files-restore', FILES_RESTORE_RESULT],
+  ['daily-verification', VERIFICATION_RESULT],
+  ['monitoring', MONITORING_RESULT],
+  ['restore-drill', DRILL_RESULT],
+];
+
+describe.each(RESULT_PATHS)('the result paths %s exports', (workflow, results) => {
+  it('are where its definition puts results, or a Map its items', () => {
+    const text = JSON.stringify(WORKFLOWS[workflow]());
+    for (const key of Object.values(results)) {
+      expect(text, key).toMatch(new RegExp(`"\\$\\.${key}[".]|"${key}\\.\\$"`));
+    }
   });
 });
