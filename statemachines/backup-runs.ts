@@ -1,9 +1,11 @@
+import type { HostCommandName } from '../shared/host/scripts.ts';
 import {
   at,
   type Definition,
   failureEnd,
   forEach,
   hostCommand,
+  hostCommandNames,
   type LambdaName,
   NOTIFY_RUN_FAILURE,
   notify,
@@ -26,12 +28,22 @@ export interface BackupWorkflowOptions {
   workflow: 'database-backup' | 'files-backup';
   comment: string;
   plan: { name: string; fn: LambdaName; receiveComment: string; comment: string };
-  runs: { comment: string; startAt: string; states: States };
+  runs: {
+    comment: string;
+    /** The host command that writes the run's archive, manifest and local copy. */
+    archive: { noun: string; script: HostCommandName; comment: string; resultPath: string };
+    /** What VerifyArchive proves of this kind of archive. */
+    verifyComment: string;
+    /** The run's own stages after VerifyArchive, starting here and ending by going to PruneBackups. */
+    afterVerify: string;
+    states: States;
+  };
 }
 
-/** The run's stages come first and end by going to PruneBackups. */
+/** Each run writes its archive, verifies it, does its own stages, then prunes. */
 export function backupWorkflow(options: BackupWorkflowOptions): Definition {
-  const { workflow } = options;
+  const { workflow, runs } = options;
+  const archive = hostCommandNames(runs.archive.noun);
   return {
     Comment: options.comment,
     StartAt: RECEIVE_REQUEST,
@@ -44,12 +56,28 @@ export function backupWorkflow(options: BackupWorkflowOptions): Definition {
         next: 'BackUpEachTarget',
       }),
       ...forEach('BackUpEachTarget', {
-        comment: options.runs.comment,
+        comment: runs.comment,
         itemsPath: at('plans'),
         item: PLAN,
-        startAt: options.runs.startAt,
+        startAt: archive.start,
         states: {
-          ...options.runs.states,
+          ...hostCommand(archive, {
+            comment: runs.archive.comment,
+            script: runs.archive.script,
+            parameters: { 'plan.$': at(PLAN) },
+            resultPath: runs.archive.resultPath,
+            pollSeconds: 30,
+            onError: onRunError,
+            next: 'VerifyArchive',
+          }),
+          ...task('VerifyArchive', 'verifyArchive', {
+            comment: runs.verifyComment,
+            parameters: { 'manifestKey.$': at(PLAN, 'manifestKey') },
+            resultPath: at('verification'),
+            onError: onRunError,
+            next: runs.afterVerify,
+          }),
+          ...runs.states,
           ...task('PruneBackups', 'pruneBackups', {
             comment:
               "Removes backups past retention from S3, never the newest verified one, and lists the host's expired copies.",

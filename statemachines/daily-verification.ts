@@ -1,14 +1,17 @@
 import {
   at,
+  COMMAND,
   type Definition,
   FAILED,
   failureEnd,
   forEach,
-  hostCommand,
+  HOST,
   NOTIFY_FAILURE,
+  onEachHost,
   PLAN,
   plan,
   RECEIVE_REQUEST,
+  report,
   select,
   task,
 } from './steps.ts';
@@ -22,8 +25,8 @@ export const VERIFICATION_RESULT = {
   plan: PLAN,
   /** One iteration per host: its `host` plan, and the check's `command` or how it `failed`. */
   hosts: 'hosts',
-  host: 'host',
-  command: 'command',
+  host: HOST,
+  command: COMMAND,
   /** One iteration per archive: the `archive`, and its `verification` or how it `failed`. */
   archives: 'archives',
   archive: 'archive',
@@ -47,27 +50,19 @@ export function dailyVerification(): Definition {
         resultPath: at(R.plan),
         next: 'CheckEachHost',
       }),
-      ...forEach('CheckEachHost', {
+      ...onEachHost('CheckEachHost', {
         comment:
           "Every target's host checks its local copies; a host that cannot be checked is reported, not fatal.",
-        itemsPath: at(R.plan, 'hosts'),
-        item: R.host,
-        startAt: 'StartLocalCheck',
-        states: {
-          ...hostCommand('LocalCheck', {
-            comment: 'Sends the host the list of local copies to look for, with the sha256 each must have.',
-            script: 'check-local-copies',
-            parameters: { 'plan.$': at(R.host) },
-            resultPath: at(R.command),
-            pollSeconds: 10,
-            onError: { next: 'HostNotChecked' },
-            next: 'HostChecked',
-          }),
-          HostChecked: { Type: 'Succeed' },
-          HostNotChecked: {
-            Type: 'Succeed',
-            Comment: 'An unreachable host is itself a finding; the report lists it.',
-          },
+        command: {
+          noun: 'LocalCheck',
+          comment: 'Sends the host the list of local copies to look for, with the sha256 each must have.',
+          script: 'check-local-copies',
+          pollSeconds: 10,
+        },
+        done: 'HostChecked',
+        notDone: {
+          name: 'HostNotChecked',
+          comment: 'An unreachable host is itself a finding; the report lists it.',
         },
         resultPath: at(R.hosts),
         next: 'ReadBackEachArchive',
@@ -92,18 +87,12 @@ export function dailyVerification(): Definition {
         resultPath: at(R.archives),
         next: S.report,
       }),
-      ...task(S.report, 'reportVerification', {
+      ...report(S.report, 'reportVerification', {
         comment: 'Lists everything missing, stale or bad in one error, or returns what was checked.',
         parameters: select(R.plan, R.hosts, R.archives),
-        resultPath: at('report'),
         onError: { next: NOTIFY_FAILURE },
-        next: 'VerificationPassed',
+        succeeded: { name: 'VerificationPassed', comment: 'The output says what was checked.' },
       }),
-      VerificationPassed: {
-        Type: 'Succeed',
-        Comment: 'The output says what was checked.',
-        OutputPath: at('report'),
-      },
       ...failureEnd({
         workflow: 'daily-verification',
         comment: 'Posts one alert that lists every problem found; never hides the original error.',

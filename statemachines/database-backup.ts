@@ -23,26 +23,17 @@ export function databaseBackup(): Definition {
     runs: {
       comment:
         'Backs up every planned target and database in parallel, two at a time; each iteration catches its own failure.',
-      startAt: 'StartDump',
+      archive: {
+        noun: 'Dump',
+        script: 'database-backup',
+        comment:
+          'Sends the dump script: pg_dump in one exported snapshot, compressed, streamed to S3 with a local copy and a manifest.',
+        resultPath: at('dump'),
+      },
+      verifyComment:
+        "Streams the archive from S3: it must decompress completely, be a complete PostgreSQL dump and match the manifest's size and sha256.",
+      afterVerify: 'RestoreTestWanted',
       states: {
-        ...hostCommand('Dump', {
-          comment:
-            'Sends the dump script: pg_dump in one exported snapshot, compressed, streamed to S3 with a local copy and a manifest.',
-          script: 'database-backup',
-          parameters: { 'plan.$': at(PLAN) },
-          resultPath: at('dump'),
-          pollSeconds: 30,
-          onError: onRunError,
-          next: 'VerifyArchive',
-        }),
-        ...task('VerifyArchive', 'verifyArchive', {
-          comment:
-            "Streams the archive from S3: it must decompress completely, be a complete PostgreSQL dump and match the manifest's size and sha256.",
-          parameters: { 'manifestKey.$': at(PLAN, 'manifestKey') },
-          resultPath: at('verification'),
-          onError: onRunError,
-          next: 'RestoreTestWanted',
-        }),
         RestoreTestWanted: {
           Type: 'Choice',
           Comment:

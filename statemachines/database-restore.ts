@@ -1,15 +1,16 @@
 import {
   at,
   type Definition,
+  dryRun,
   FAILED,
   failureEnd,
   hostCommand,
   hostCommandNames,
   NOTIFY_FAILURE,
-  notify,
   PLAN,
   plan,
   RECEIVE_REQUEST,
+  report,
   STATE_MACHINE_NAME,
   task,
 } from './steps.ts';
@@ -82,18 +83,11 @@ export function databaseRestore(): Definition {
         next: 'IsDryRun',
         withStateMachineName: true,
       }),
-      IsDryRun: {
-        Type: 'Choice',
-        Comment: 'dryRun: the plan is the output, and nothing is changed.',
-        Choices: [{ Variable: at(R.plan, 'dryRun'), BooleanEquals: true, Next: 'ReturnPlan' }],
-        Default: C.restore.start,
-      },
-      ReturnPlan: {
-        Type: 'Pass',
-        Comment: 'The archives with their windows, what the result will hold and the checks it must pass.',
-        Parameters: { dryRun: true, changed: 'nothing', 'plan.$': at(R.plan) },
-        End: true,
-      },
+      ...dryRun({
+        returnComment:
+          'The archives with their windows, what the result will hold and the checks it must pass.',
+        next: C.restore.start,
+      }),
       ...hostCommand(C.restore, {
         comment:
           "Restores the archives into a new staging database on the host (each archive's sha256 checked first); production is not touched.",
@@ -195,25 +189,18 @@ export function databaseRestore(): Definition {
         onError: onPruneError,
         next: S.report,
       }),
-      ...task(S.report, 'reportRestore', {
+      ...report(S.report, 'reportRestore', {
         comment:
           'Writes the record of the restore: what was restored from which archives, the checks passed and the time each stage took.',
         parameters: { 'state.$': '$' },
-        resultPath: at('report'),
         onError: { next: NOTIFY_FAILURE },
-        next: 'NotifyRestored',
+        summary: {
+          name: 'NotifyRestored',
+          workflow: STATE_MACHINE_NAME,
+          comment: 'Posts the summary of the restore.',
+        },
+        succeeded: { name: 'Restored', comment: "The execution's output is the restore's record." },
       }),
-      ...notify('NotifyRestored', {
-        workflow: STATE_MACHINE_NAME,
-        comment: 'Posts the summary of the restore.',
-        message: { 'summary.$': at('report', 'summary') },
-        next: 'Restored',
-      }),
-      Restored: {
-        Type: 'Succeed',
-        Comment: "The execution's output is the restore's record.",
-        OutputPath: at('report'),
-      },
       WasApplicationStopped: {
         Type: 'Choice',
         Comment:

@@ -1,10 +1,8 @@
 import { backupWorkflow } from './backup-runs.ts';
-import { at, type Definition, hostCommand, NOTIFY_RUN_FAILURE, notify, PLAN, task } from './steps.ts';
+import { at, type Definition, notify } from './steps.ts';
 
 /** The state whose request PlanFilesBackup's errors name. */
 export const FILES_BACKUP_STATE = { plan: 'PlanFilesBackup' } as const;
-
-const onRunError = { next: NOTIFY_RUN_FAILURE };
 
 /** Configuration, application or static files of every planned target. */
 export function filesBackup(): Definition {
@@ -23,26 +21,17 @@ export function filesBackup(): Definition {
     runs: {
       comment:
         "Archives the kind's paths on every planned target, two at a time; each iteration catches its own failure.",
-      startAt: 'StartArchive',
+      archive: {
+        noun: 'Archive',
+        script: 'files-backup',
+        comment:
+          'Sends the files script: tar of the paths (relative to /), compressed, streamed to S3 with a local copy and a manifest listing any missing path.',
+        resultPath: at('archive'),
+      },
+      verifyComment:
+        "Streams the tarball from S3: it must decompress and list completely, with the manifest's size, sha256 and number of entries.",
+      afterVerify: 'PathsMissing',
       states: {
-        ...hostCommand('Archive', {
-          comment:
-            'Sends the files script: tar of the paths (relative to /), compressed, streamed to S3 with a local copy and a manifest listing any missing path.',
-          script: 'files-backup',
-          parameters: { 'plan.$': at(PLAN) },
-          resultPath: at('archive'),
-          pollSeconds: 30,
-          onError: onRunError,
-          next: 'VerifyArchive',
-        }),
-        ...task('VerifyArchive', 'verifyArchive', {
-          comment:
-            "Streams the tarball from S3: it must decompress and list completely, with the manifest's size, sha256 and number of entries.",
-          parameters: { 'manifestKey.$': at(PLAN, 'manifestKey') },
-          resultPath: at('verification'),
-          onError: onRunError,
-          next: 'PathsMissing',
-        }),
         PathsMissing: {
           Type: 'Choice',
           Comment: 'A path that was not on the host is not silently skipped: it is named in a warning.',

@@ -1,16 +1,16 @@
 import {
   at,
   type Definition,
+  dryRun,
   FAILED,
   failureEnd,
   hostCommand,
   hostCommandNames,
   NOTIFY_FAILURE,
-  notify,
   PLAN,
   plan,
   RECEIVE_REQUEST,
-  task,
+  report,
 } from './steps.ts';
 
 /** The Lambda stages, whose names their requests' errors give. */
@@ -52,19 +52,11 @@ export function filesRestore(): Definition {
         resultPath: at(R.plan),
         next: 'IsDryRun',
       }),
-      IsDryRun: {
-        Type: 'Choice',
-        Comment: 'dryRun: the plan is the output, and nothing is changed.',
-        Choices: [{ Variable: at(R.plan, 'dryRun'), BooleanEquals: true, Next: 'ReturnPlan' }],
-        Default: C.filesRestore.start,
-      },
-      ReturnPlan: {
-        Type: 'Pass',
-        Comment:
+      ...dryRun({
+        returnComment:
           'The tarball, its paths, where the current files would be kept and the commands that would run after.',
-        Parameters: { dryRun: true, changed: 'nothing', 'plan.$': at(R.plan) },
-        End: true,
-      },
+        next: C.filesRestore.start,
+      }),
       ...hostCommand(C.filesRestore, {
         comment:
           'Checks the tarball (sha256, complete listing), archives the current files aside on the host, then extracts the tarball in place; a failed extraction puts the files back.',
@@ -85,25 +77,18 @@ export function filesRestore(): Definition {
         onError,
         next: S.report,
       }),
-      ...task(S.report, 'reportRestore', {
+      ...report(S.report, 'reportRestore', {
         comment:
           'Writes the record of the restore: what was restored from which archive, the checks passed and the time each stage took.',
         parameters: { 'state.$': '$' },
-        resultPath: at('report'),
         onError,
-        next: 'NotifyRestored',
+        summary: {
+          name: 'NotifyRestored',
+          workflow: 'files-restore',
+          comment: 'Posts the summary of the restore.',
+        },
+        succeeded: { name: 'Restored', comment: "The execution's output is the restore's record." },
       }),
-      ...notify('NotifyRestored', {
-        workflow: 'files-restore',
-        comment: 'Posts the summary of the restore.',
-        message: { 'summary.$': at('report', 'summary') },
-        next: 'Restored',
-      }),
-      Restored: {
-        Type: 'Succeed',
-        Comment: "The execution's output is the restore's record.",
-        OutputPath: at('report'),
-      },
       ...failureEnd({
         workflow: 'files-restore',
         comment:

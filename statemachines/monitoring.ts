@@ -1,16 +1,17 @@
 import {
   at,
+  COMMAND,
   type Definition,
   FAILED,
   failureEnd,
-  forEach,
-  hostCommand,
+  HOST,
   NOTIFY_FAILURE,
+  onEachHost,
   PLAN,
   plan,
   RECEIVE_REQUEST,
+  report,
   select,
-  task,
 } from './steps.ts';
 
 /** The states whose requests the stages' errors name. */
@@ -22,8 +23,8 @@ export const MONITORING_RESULT = {
   plan: PLAN,
   /** One iteration per host: its `host` plan, and the measurement's `command` or how it `failed`. */
   disks: 'disks',
-  host: 'host',
-  command: 'command',
+  host: HOST,
+  command: COMMAND,
 } as const;
 
 export function monitoring(): Definition {
@@ -43,43 +44,29 @@ export function monitoring(): Definition {
         resultPath: at(R.plan),
         next: 'MeasureEachDisk',
       }),
-      ...forEach('MeasureEachDisk', {
+      ...onEachHost('MeasureEachDisk', {
         comment: "Every target's host measures its backup disk.",
-        itemsPath: at(R.plan, 'hosts'),
-        item: R.host,
-        startAt: 'StartDiskUsage',
-        states: {
-          ...hostCommand('DiskUsage', {
-            comment: 'Asks the host how full the filesystem of its backup directory is.',
-            script: 'disk-usage',
-            parameters: { 'plan.$': at(R.host) },
-            resultPath: at(R.command),
-            pollSeconds: 5,
-            onError: { next: 'DiskNotMeasured' },
-            next: 'DiskMeasured',
-          }),
-          DiskMeasured: { Type: 'Succeed' },
-          DiskNotMeasured: {
-            Type: 'Succeed',
-            Comment: 'A host that cannot be measured is itself a finding; the report lists it.',
-          },
+        command: {
+          noun: 'DiskUsage',
+          comment: 'Asks the host how full the filesystem of its backup directory is.',
+          script: 'disk-usage',
+          pollSeconds: 5,
+        },
+        done: 'DiskMeasured',
+        notDone: {
+          name: 'DiskNotMeasured',
+          comment: 'A host that cannot be measured is itself a finding; the report lists it.',
         },
         resultPath: at(R.disks),
         next: S.report,
       }),
-      ...task(S.report, 'reportMonitoring', {
+      ...report(S.report, 'reportMonitoring', {
         comment:
           'Emits the backup-age and disk metrics; fails listing a missing daily full, a disk over the threshold or a host not measured.',
         parameters: select(R.plan, R.disks),
-        resultPath: at('report'),
         onError: { next: NOTIFY_FAILURE },
-        next: 'MonitoringPassed',
+        succeeded: { name: 'MonitoringPassed', comment: 'The output holds the measurements.' },
       }),
-      MonitoringPassed: {
-        Type: 'Succeed',
-        Comment: 'The output holds the measurements.',
-        OutputPath: at('report'),
-      },
       ...failureEnd({
         workflow: 'monitoring',
         comment: 'Posts what the monitoring found; never hides the original error.',

@@ -5,9 +5,9 @@ import {
   failureEnd,
   hostCommand,
   NOTIFY_FAILURE,
-  notify,
   plan,
   RECEIVE_REQUEST,
+  report,
   task,
 } from './steps.ts';
 
@@ -59,25 +59,21 @@ export function restoreDrill(): Definition {
         onError,
         next: S.report,
       }),
-      ...task(S.report, 'reportDrill', {
+      ...report(S.report, 'reportDrill', {
         comment:
           'Stores the report (JSON and Markdown) in S3 whatever the outcome; fails listing every failed check.',
         parameters: { 'state.$': '$' },
-        resultPath: at('report'),
         onError: { next: NOTIFY_FAILURE },
-        next: 'NotifyDrill',
+        summary: {
+          name: 'NotifyDrill',
+          workflow: 'restore-drill',
+          comment: "Posts the drill's summary and where its report is.",
+        },
+        succeeded: {
+          name: 'DrillPassed',
+          comment: 'The output names the backup drilled, the seed, the checks and the report.',
+        },
       }),
-      ...notify('NotifyDrill', {
-        workflow: 'restore-drill',
-        comment: "Posts the drill's summary and where its report is.",
-        message: { 'summary.$': at('report', 'summary') },
-        next: 'DrillPassed',
-      }),
-      DrillPassed: {
-        Type: 'Succeed',
-        Comment: 'The output names the backup drilled, the seed, the checks and the report.',
-        OutputPath: at('report'),
-      },
       ...failureEnd({
         workflow: 'restore-drill',
         comment:

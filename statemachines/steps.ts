@@ -97,6 +97,11 @@ export const FAILED = 'failed';
 export const PLAN = 'plan';
 /** What the alert stage returns: the execution's error and cause for its Fail state. */
 export const ALERT = 'alert';
+/** A report stage's result, which is the execution's output. */
+export const REPORT = 'report';
+/** In a Map over the hosts: the iteration's host plan, and its command's state. */
+export const HOST = 'host';
+export const COMMAND = 'command';
 
 /** The first state of every workflow: it wraps the input, so that even a malformed one reaches the plan stage. */
 export const RECEIVE_REQUEST = 'ReceiveRequest';
@@ -367,4 +372,92 @@ export function forEach(name: string, options: ForEachOptions): States {
       Next: options.next,
     },
   };
+}
+
+/** IsDryRun, and ReturnPlan: with `dryRun` in the plan, the plan is the output and nothing changes. */
+export function dryRun(options: { returnComment: string; next: string }): States {
+  return {
+    IsDryRun: {
+      Type: 'Choice',
+      Comment: 'dryRun: the plan is the output, and nothing is changed.',
+      Choices: [{ Variable: at(PLAN, 'dryRun'), BooleanEquals: true, Next: 'ReturnPlan' }],
+      Default: options.next,
+    },
+    ReturnPlan: {
+      Type: 'Pass',
+      Comment: options.returnComment,
+      Parameters: { dryRun: true, changed: 'nothing', 'plan.$': at(PLAN) },
+      End: true,
+    },
+  };
+}
+
+export interface ReportOptions {
+  comment: string;
+  parameters: Parameters;
+  onError: OnError;
+  /** The alert that posts the report's summary, when it has one. */
+  summary?: { name: string; workflow: string; comment: string };
+  /** The Succeed state whose output is the report. */
+  succeeded: { name: string; comment: string };
+}
+
+/** A report stage, whose result is the execution's output; posted as a summary when it has one. */
+export function report(name: string, fn: LambdaName, options: ReportOptions): States {
+  const { summary, succeeded } = options;
+  return {
+    ...task(name, fn, {
+      comment: options.comment,
+      parameters: options.parameters,
+      resultPath: at(REPORT),
+      onError: options.onError,
+      next: summary?.name ?? succeeded.name,
+    }),
+    ...(summary
+      ? notify(summary.name, {
+          workflow: summary.workflow,
+          comment: summary.comment,
+          message: { 'summary.$': at(REPORT, 'summary') },
+          next: succeeded.name,
+        })
+      : {}),
+    [succeeded.name]: { Type: 'Succeed', Comment: succeeded.comment, OutputPath: at(REPORT) },
+  };
+}
+
+export interface OnEachHostOptions {
+  comment: string;
+  command: { noun: string; comment: string; script: HostCommandName; pollSeconds: number };
+  /** The Succeed state of a host whose command ran. */
+  done: string;
+  /** The Succeed state of a host whose command failed: a finding for the report, not a failure. */
+  notDone: { name: string; comment: string };
+  resultPath: string;
+  next: string;
+}
+
+/** A host command on every target's host (the plan's `hosts`), each iteration under `host` with its `command`. */
+export function onEachHost(name: string, options: OnEachHostOptions): States {
+  const { command, done, notDone } = options;
+  return forEach(name, {
+    comment: options.comment,
+    itemsPath: at(PLAN, 'hosts'),
+    item: HOST,
+    startAt: `Start${command.noun}`,
+    states: {
+      ...hostCommand(command.noun, {
+        comment: command.comment,
+        script: command.script,
+        parameters: { 'plan.$': at(HOST) },
+        resultPath: at(COMMAND),
+        pollSeconds: command.pollSeconds,
+        onError: { next: notDone.name },
+        next: done,
+      }),
+      [done]: { Type: 'Succeed' },
+      [notDone.name]: { Type: 'Succeed', Comment: notDone.comment },
+    },
+    resultPath: options.resultPath,
+    next: options.next,
+  });
 }
