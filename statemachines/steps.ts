@@ -57,11 +57,12 @@ export type LambdaName = keyof typeof TASK_SECONDS;
 
 /**
  * The retry policy, the only one. A stage is retried when a dependency did not
- * answer (shared/core/errors.ts's TransientError) and when Lambda failed to run
- * it (a service fault, throttling): 2, 4 then 8 s, with full jitter so that the
- * iterations of a Map do not retry in step. An alert is also retried when it
- * timed out (a slow webhook), but only once: the execution's failure must not
- * wait on it. Plain literals, so that a bundle importing a state name drops them.
+ * answer (shared/core/errors.ts's TransientError) or Lambda failed to run it (a
+ * service fault, throttling): three times, after up to 2, 4 and 8 s (full jitter,
+ * so that the iterations of a Map do not retry in step). An alert is also
+ * retried when it timed out (a slow webhook), but twice only, after 2 and 4 s:
+ * the execution's failure must not wait long on it. Plain literals, so that a
+ * bundle importing a state name drops them.
  */
 export const RETRY = {
   stage: {
@@ -123,6 +124,8 @@ export function select(...keys: string[]): Parameters {
 
 /** The execution's id and start, from the context object. */
 const EXECUTION = { 'executionId.$': '$$.Execution.Id', 'startedAt.$': '$$.Execution.StartTime' };
+/** The state machine's own name: which of two machines one definition runs in. */
+export const STATE_MACHINE_NAME = '$$.StateMachine.Name';
 
 /** Where a Catch goes, and where it writes the error (`failed.<StateName>` unless said otherwise). */
 export interface OnError {
@@ -192,7 +195,7 @@ export function plan(name: string, fn: LambdaName, options: PlanOptions): States
       parameters: {
         'input.$': at('input'),
         ...EXECUTION,
-        ...(options.withStateMachineName ? { 'stateMachine.$': '$$.StateMachine.Name' } : {}),
+        ...(options.withStateMachineName ? { 'stateMachine.$': STATE_MACHINE_NAME } : {}),
       },
       resultPath: options.resultPath,
       onError: { next: NOTIFY_FAILURE },
@@ -265,11 +268,8 @@ export function hostCommand(names: string | HostCommandNames, options: HostComma
   };
 }
 
-/** The alert's `workflow` when one definition serves two state machines: the machine's own name. */
-export const STATE_MACHINE_NAME = '$$.StateMachine.Name';
-
 export interface NotifyOptions {
-  /** The workflow's name, or STATE_MACHINE_NAME. */
+  /** The workflow's name, or STATE_MACHINE_NAME when one definition serves two machines. */
   workflow: string;
   comment: string;
   /** A succeeded execution's summary, or a warning; neither: a failure alert. */
