@@ -1,8 +1,8 @@
 import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import middy from '@middy/core';
 import { z } from 'zod';
-import { parseInput } from '../../shared/backup/database-plan.ts';
 import { getConfig } from '../../shared/core/config.ts';
+import { parseInput } from '../../shared/core/input.ts';
 import { logger } from '../../shared/core/logger.ts';
 import { type DatabaseUrlProvider, ssmDatabaseUrl } from '../../shared/restore/check.ts';
 import { restorePlanSchema } from '../../shared/restore/database-plan.ts';

@@ -1,12 +1,13 @@
 import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import middy from '@middy/core';
 import { z } from 'zod';
-import { parseInput, planSchema } from '../../shared/backup/database-plan.ts';
+import { planSchema } from '../../shared/backup/database-plan.ts';
 import { filesPlanSchema } from '../../shared/backup/files-plan.ts';
 import { pruneRun } from '../../shared/backup/stages.ts';
 import { Catalog } from '../../shared/catalog/catalog.ts';
 import { createS3Client } from '../../shared/core/clients.ts';
 import { getConfig } from '../../shared/core/config.ts';
+import { parseInput } from '../../shared/core/input.ts';
 import { logger } from '../../shared/core/logger.ts';
 
 const config = getConfig();

@@ -1,5 +1,4 @@
 import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
-import { getParameter } from '@aws-lambda-powertools/parameters/ssm';
 import middy from '@middy/core';
 import {
   type Alert,
@@ -20,11 +19,12 @@ import {
   slackNotifier,
   snsNotifier,
 } from '../../shared/alert/alert.ts';
-import { parseInput } from '../../shared/backup/database-plan.ts';
 import { createSfnClient, createSnsClient } from '../../shared/core/clients.ts';
 import { getConfig } from '../../shared/core/config.ts';
 import { ConfigError } from '../../shared/core/errors.ts';
+import { parseInput } from '../../shared/core/input.ts';
 import { logger } from '../../shared/core/logger.ts';
+import { secureString } from '../../shared/core/secrets.ts';
 
 const config = getConfig();
 
@@ -124,14 +124,7 @@ export function createHandler(dependencies: SendAlertDependencies | Notifier) {
     });
 }
 
-const webhookUrl = async () => {
-  const url = await getParameter(config.ALERT_WEBHOOK_PARAMETER, { decrypt: true, maxAge: 300 });
-  if (!url)
-    throw new ConfigError(
-      `SSM parameter ${config.ALERT_WEBHOOK_PARAMETER} is empty; store the Slack webhook URL there.`,
-    );
-  return url;
-};
+const webhookUrl = secureString(config.ALERT_WEBHOOK_PARAMETER, 'the Slack webhook URL');
 
 /** Without a topic (a local run) every alert still reaches Slack, and the missing topic is logged with each. */
 const topicMissing: Notifier = async () => {

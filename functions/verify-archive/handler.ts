@@ -1,12 +1,12 @@
 import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import middy from '@middy/core';
 import { z } from 'zod';
-import { parseInput } from '../../shared/backup/database-plan.ts';
 import { verifyArchive } from '../../shared/catalog/archive-check.ts';
 import { Catalog } from '../../shared/catalog/catalog.ts';
 import { createS3Client } from '../../shared/core/clients.ts';
 import { getConfig } from '../../shared/core/config.ts';
 import { objectKey } from '../../shared/core/identifiers.ts';
+import { parseInput } from '../../shared/core/input.ts';
 import { logger } from '../../shared/core/logger.ts';
 import { createMetrics, recordArchive } from '../../shared/watch/metrics.ts';
 

@@ -46,7 +46,7 @@ export interface Alert {
  * failed, and the plan of the failed run (a watch workflow's plan names no target).
  */
 const stateSchema = z.object({
-  [FAILED]: failedStatesSchema.optional().catch(undefined),
+  [FAILED]: z.optional(failedStatesSchema).catch(undefined),
   [PLAN]: z
     .object({ target: z.string(), database: z.string().optional(), kind: z.string().optional() })
     .optional()

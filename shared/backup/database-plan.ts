@@ -1,4 +1,3 @@
-import { z } from 'zod';
 import { BACKUP_STATE } from '../../statemachines/database-backup.ts';
 import type { Catalog } from '../catalog/catalog.ts';
 import {
@@ -12,66 +11,34 @@ import {
   scratchDatabase,
 } from '../catalog/keys.ts';
 import { type DatabaseManifest, isDatabaseManifest } from '../catalog/manifest.ts';
-import { CODEC_NAMES, DEFAULT_CODEC } from '../core/codecs.ts';
-import { type Config, findTarget, type Target } from '../core/config.ts';
-import { InvalidInputError, NotFoundError } from '../core/errors.ts';
-import { fileName, hostPath, objectKey, sqlIdentifier, targetName } from '../core/identifiers.ts';
+import { DEFAULT_CODEC } from '../core/codecs.ts';
+import { type Config, selectTargets, type Target } from '../core/config.ts';
+import { InvalidInputError } from '../core/errors.ts';
+import { sqlIdentifier, targetName } from '../core/identifiers.ts';
+import { parseInput, planRequestSchema } from '../core/input.ts';
+import * as z from '../core/schema.ts';
+import { runSchema } from './run.ts';
 
 /** What an operator or a schedule may pass to a backup execution; every field is optional. */
-export const backupInputSchema = z
-  .object({
-    /** A safety dump is taken by a restore, never asked for. */
-    kind: z.enum(SCHEDULED_DATABASE_KINDS).optional(),
-    target: targetName.optional(),
-    database: sqlIdentifier.optional(),
-    /** Start of an incremental or log window given by hand; it may not overlap a backup in the catalog. */
-    since: z.iso.datetime({ offset: true }).optional(),
-  })
-  .strict();
-
-/** What PlanBackup receives: the execution input plus facts from the context object. */
-export const planRequestSchema = z.object({
-  input: z.unknown(),
-  executionId: z.string().regex(/^[A-Za-z0-9:._/-]{1,256}$/),
-  startedAt: z.iso.datetime({ offset: true }),
+export const backupInputSchema = z.strictObject({
+  /** A safety dump is taken by a restore, never asked for. */
+  kind: z.optional(z.enum(SCHEDULED_DATABASE_KINDS)),
+  target: z.optional(targetName),
+  database: z.optional(sqlIdentifier),
+  /** Start of an incremental or log window given by hand; it may not overlap a backup in the catalog. */
+  since: z.optional(z.iso.datetime({ offset: true })),
 });
-
-/** What every run of every workflow knows: who it is, and where its archive goes. */
-export const runSchema = z.object({
-  target: targetName,
-  runId: z.string().regex(/^\d{8}T\d{6}Z_[0-9a-f]{8}$/),
-  executionId: z.string().min(1),
-  startedAt: z.iso.datetime({ offset: true }),
-  bucket: z.string().min(3),
-  archiveKey: objectKey,
-  manifestKey: objectKey,
-  fileName,
-  localDir: hostPath,
-  codec: z.enum(CODEC_NAMES),
-});
-
-export type Run = z.infer<typeof runSchema>;
 
 /** One run of the database workflow, decided once by PlanBackup and carried through the execution. */
-export const planSchema = runSchema.extend({
+export const planSchema = z.extend(runSchema, {
   kind: z.enum(DATABASE_KINDS),
   /** Start of the window (inclusive) for incremental and log backups; null for a full one or a first log backup. */
-  since: z.iso.datetime({ offset: true }).nullable(),
+  since: z.nullable(z.iso.datetime({ offset: true })),
   database: sqlIdentifier,
   scratchDatabase: sqlIdentifier,
 });
 
 export type Plan = z.infer<typeof planSchema>;
-
-/** Parses untrusted input against a schema; the error lists every problem and what was expected. */
-export function parseInput<T extends z.ZodType>(schema: T, value: unknown, what: string): z.infer<T> {
-  const parsed = schema.safeParse(value);
-  if (parsed.success) return parsed.data;
-  const problems = parsed.error.issues.map((i) => `${i.path.join('.') || '(input)'}: ${i.message}`);
-  throw new InvalidInputError(
-    `${what} is not valid; nothing was started. Fix it and start again:\n- ${problems.join('\n- ')}`,
-  );
-}
 
 /** The kinds whose verified backups carry a kind's watermark forward. */
 const CHAIN: Record<DatabaseKind, DatabaseKind[]> = {
@@ -124,22 +91,6 @@ export async function windowStart(
   return since.toISOString();
 }
 
-/**
- * Plans one run per target and database: the input's target, or every target;
- * the input's database, or each target's databases. Runs are independent: each
- * has its own window, archive and manifest.
- */
-/** The input's target, or every target. */
-export function selectTargets(config: Config, name: string | undefined): Target[] {
-  if (name === undefined) return config.BACKUP_TARGETS;
-  const target = findTarget(config, name);
-  if (!target) {
-    const known = config.BACKUP_TARGETS.map((t) => t.name).join(', ');
-    throw new NotFoundError(`Unknown target "${name}"; the configured targets are: ${known}.`);
-  }
-  return [target];
-}
-
 /** One database backup run: its id, its S3 keys, its local copy and its scratch database. */
 export function databaseRun(
   config: Config,
@@ -177,6 +128,11 @@ export function databaseRun(
   };
 }
 
+/**
+ * Plans one run per target and database: the input's target, or every target;
+ * the input's database, or each target's databases. Runs are independent: each
+ * has its own window, archive and manifest.
+ */
 export async function planBackup(config: Config, catalog: Catalog, request: unknown): Promise<Plan[]> {
   const { input, executionId, startedAt } = parseInput(
     planRequestSchema,

@@ -1,26 +1,26 @@
-import { z } from 'zod';
 import { FILES_BACKUP_STATE } from '../../statemachines/files-backup.ts';
 import { archiveKey, FILE_KINDS, manifestKey, runId, tarballFileName } from '../catalog/keys.ts';
 import { DEFAULT_CODEC } from '../core/codecs.ts';
 import type { Config } from '../core/config.ts';
+import { selectTargets } from '../core/config.ts';
 import { hostPath, targetName } from '../core/identifiers.ts';
-import { parseInput, planRequestSchema, runSchema, selectTargets } from './database-plan.ts';
+import { parseInput, planRequestSchema } from '../core/input.ts';
+import * as z from '../core/schema.ts';
+import { runSchema } from './run.ts';
 
 /** What an operator or a schedule may pass to a files backup. */
-export const filesInputSchema = z
-  .object({
-    kind: z.enum(FILE_KINDS),
-    target: targetName.optional(),
-    /** Paths for this run instead of the target's list for the kind. */
-    paths: z.array(hostPath).min(1).optional(),
-  })
-  .strict();
+export const filesInputSchema = z.strictObject({
+  kind: z.enum(FILE_KINDS),
+  target: z.optional(targetName),
+  /** Paths for this run instead of the target's list for the kind. */
+  paths: z.optional(z.array(hostPath).check(z.minLength(1))),
+});
 
 /** One run of the files workflow: one tarball of one target's paths. */
-export const filesPlanSchema = runSchema.extend({
+export const filesPlanSchema = z.extend(runSchema, {
   kind: z.enum(FILE_KINDS),
-  paths: z.array(hostPath).min(1),
-  excludes: z.array(z.string().regex(/^[A-Za-z0-9._-]+$/)),
+  paths: z.array(hostPath).check(z.minLength(1)),
+  excludes: z.array(z.string().check(z.regex(/^[A-Za-z0-9._-]+$/))),
 });
 
 export type FilesPlan = z.infer<typeof filesPlanSchema>;

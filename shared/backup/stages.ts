@@ -2,6 +2,7 @@ import type { Catalog } from '../catalog/catalog.ts';
 import { keyDay } from '../catalog/keys.ts';
 import type { DatabaseManifest, Manifest } from '../catalog/manifest.ts';
 import { baseOfIncrementals, expired, RETENTION } from '../catalog/retention.ts';
+import { DAY_MS, utcDay } from '../core/time.ts';
 import { checkRestoredDatabase, type RestoreCheck } from '../restore/check.ts';
 import type { Plan } from './database-plan.ts';
 import type { FilesPlan } from './files-plan.ts';
@@ -57,9 +58,6 @@ export interface PruneResult {
   localKeepFile: string;
 }
 
-const DAY_MS = 86_400_000;
-const day = (t: number) => new Date(t).toISOString().slice(0, 10);
-
 /**
  * Applies the retention table to one target's backups of the plan's kind. It
  * reads only the manifests old enough to expire (their keys carry the day), the
@@ -71,7 +69,8 @@ export async function pruneRun(catalog: Catalog, plan: Plan | FilesPlan, now: Da
   const database = 'database' in plan ? plan.database : null;
   const keys = await catalog.manifestKeys(plan.kind, plan.target, database);
   const newest = await catalog.newestVerified(keys);
-  const oldEnough = (key: string, days: number) => (keyDay(key) ?? '') <= day(now.getTime() - days * DAY_MS);
+  const oldEnough = (key: string, days: number) =>
+    (keyDay(key) ?? '') <= utcDay(now.getTime() - days * DAY_MS);
   const candidates = await catalog.readAll(keys.filter((k) => oldEnough(k, rule.s3Days)));
   const keep: (Manifest | undefined)[] = [newest];
   if (plan.kind === 'full' && database !== null) {

@@ -7,6 +7,7 @@ import {
   type S3Client,
 } from '@aws-sdk/client-s3';
 import { classifyAwsError, NotFoundError } from '../core/errors.ts';
+import { DAY_MS, utcDay } from '../core/time.ts';
 import {
   type BackupKind,
   type DatabaseKind,
@@ -145,7 +146,7 @@ export class Catalog {
     now = new Date(),
     recentDays = 2,
   ): Promise<{ newestKey: string | undefined; newestVerified: Manifest | undefined }> {
-    const fromDay = new Date(now.getTime() - recentDays * 86_400_000).toISOString().slice(0, 10);
+    const fromDay = utcDay(now.getTime() - recentDays * DAY_MS);
     const recent = await this.manifestKeys(kind, target, database, fromDay);
     const verified = await this.newestVerified(recent);
     if (verified) return { newestKey: recent.at(-1), newestVerified: verified };

@@ -1,6 +1,14 @@
 import { z } from 'zod';
 import { CODEC_NAMES } from '../core/codecs.ts';
-import { fileName, hostPath, objectKey, sha256Hex, sqlIdentifier, targetName } from '../core/identifiers.ts';
+import {
+  fileName,
+  hostPath,
+  objectKey,
+  runIdentifier,
+  sha256Hex,
+  sqlIdentifier,
+  targetName,
+} from '../core/identifiers.ts';
 import { DATABASE_KINDS, FILE_KINDS } from './keys.ts';
 
 /**
@@ -40,7 +48,7 @@ const archive = z.object({
 const base = z.object({
   version: z.literal(1),
   target: targetName,
-  runId: z.string().regex(/^\d{8}T\d{6}Z_[0-9a-f]{8}$/),
+  runId: runIdentifier,
   executionId: z.string().min(1),
   archive,
   /** The data the archive holds: as of `until` (for a database, the server's clock inside the dump's snapshot). */

@@ -1,3 +1,4 @@
+import { DAY_MS } from '../core/time.ts';
 import { type BackupKind, KIND_PREFIX } from './keys.ts';
 import type { Manifest } from './manifest.ts';
 
@@ -18,8 +19,6 @@ export const RETENTION: Record<BackupKind, { s3Days: number; localDays: number }
   application: { s3Days: 30, localDays: 30 },
   static: { s3Days: 7, localDays: 7 },
 };
-
-const DAY_MS = 86_400_000;
 
 /** The newest backup whose archive passed verification: never pruned, however old. */
 export function newestVerified<M extends Manifest>(manifests: readonly M[]): M | undefined {

@@ -1,6 +1,6 @@
-import { z } from 'zod';
-import { ConfigError } from './errors.ts';
+import { ConfigError, NotFoundError } from './errors.ts';
 import { hostPath, sqlIdentifier, targetName } from './identifiers.ts';
+import * as z from './schema.ts';
 
 /**
  * The whole configuration of every function, read from the environment once at
@@ -15,135 +15,144 @@ const postgresLocation = z.discriminatedUnion('mode', [
   z.object({ mode: z.literal('docker'), composeFile: hostPath, service: targetName }),
 ]);
 
+/** A list of at least one path, `fallback` when left out. */
+const paths = (fallback: string[]) => z._default(z.array(hostPath).check(z.minLength(1)), fallback);
+
 /** The source document's paths, per file kind; each list can be changed per target. */
 const fileSets = z.object({
-  configuration: z
-    .array(hostPath)
-    .min(1)
-    .default([
-      '/opt/kennel/.env',
-      '/opt/kennel/.env.production',
-      '/opt/kennel/docker-compose.prod.yml',
-      '/opt/kennel/nginx.conf',
-      '/opt/kennel/ssl',
-      '/etc/nginx',
-      '/etc/ssl',
-      '/etc/fail2ban',
-      '/etc/ufw',
-    ]),
-  application: z.array(hostPath).min(1).default(['/opt/kennel']),
-  static: z
-    .array(hostPath)
-    .min(1)
-    .default(['/opt/kennel/public', '/opt/kennel/.next/static', '/opt/kennel/.next/standalone']),
+  configuration: paths([
+    '/opt/kennel/.env',
+    '/opt/kennel/.env.production',
+    '/opt/kennel/docker-compose.prod.yml',
+    '/opt/kennel/nginx.conf',
+    '/opt/kennel/ssl',
+    '/etc/nginx',
+    '/etc/ssl',
+    '/etc/fail2ban',
+    '/etc/ufw',
+  ]),
+  application: paths(['/opt/kennel']),
+  static: paths(['/opt/kennel/public', '/opt/kennel/.next/static', '/opt/kennel/.next/standalone']),
   /** Names left out of the application tarball wherever they occur. */
-  applicationExcludes: z
-    .array(z.string().regex(/^[A-Za-z0-9._-]+$/, 'must be a plain file or directory name'))
-    .default(['node_modules', '.git', '.next', 'coverage', 'dist']),
+  applicationExcludes: z._default(
+    z.array(z.string().check(z.regex(/^[A-Za-z0-9._-]+$/, 'must be a plain file or directory name'))),
+    ['node_modules', '.git', '.next', 'coverage', 'dist'],
+  ),
 });
 
 export type FileSets = z.infer<typeof fileSets>;
 
 /** A shell command from config, run on the host as written (one line). */
-const hostCommand = z.string().regex(/^[^\n\r\0]+$/, 'must be one line of shell');
+const hostCommand = z.string().check(z.regex(/^[^\n\r\0]+$/, 'must be one line of shell'));
+
+/** A list of host commands, `fallback` when left out. */
+const commands = (fallback: string[]) => z._default(z.array(hostCommand), fallback);
 
 const COMPOSE = 'docker compose -f /opt/kennel/docker-compose.prod.yml';
 
 /** How the application is stopped and started around a database restore. */
 const application = z.object({
-  stop: z.array(hostCommand).default([`${COMPOSE} stop app`]),
-  start: z.array(hostCommand).default([`${COMPOSE} start app`]),
+  stop: commands([`${COMPOSE} stop app`]),
+  start: commands([`${COMPOSE} start app`]),
 });
 
 /** What runs after a files restore put a tarball back in place. */
 const afterFilesRestore = z.object({
-  application: z
-    .array(hostCommand)
-    .default(['cd /opt/kennel && npm ci', 'cd /opt/kennel && npm run build', `${COMPOSE} restart app`]),
-  configuration: z
-    .array(hostCommand)
-    .default(['nginx -t', 'systemctl reload nginx', `${COMPOSE} restart app`]),
-  static: z.array(hostCommand).default([]),
+  application: commands([
+    'cd /opt/kennel && npm ci',
+    'cd /opt/kennel && npm run build',
+    `${COMPOSE} restart app`,
+  ]),
+  configuration: commands(['nginx -t', 'systemctl reload nginx', `${COMPOSE} restart app`]),
+  static: commands([]),
 });
 
 const target = z
   .object({
     name: targetName,
     /** SSM targets: explicit instance ids, or one tag that matches exactly one instance. */
-    instanceIds: z
-      .array(z.string().regex(/^(i|mi)-[0-9a-f]{8,17}$/))
-      .min(1)
-      .optional(),
-    tag: z
-      .object({
-        key: z.string().regex(/^[\w.:/=+@-]{1,128}$/),
-        value: z.string().regex(/^[\w.:/=+@ -]{1,256}$/),
-      })
-      .optional(),
+    instanceIds: z.optional(
+      z.array(z.string().check(z.regex(/^(i|mi)-[0-9a-f]{8,17}$/))).check(z.minLength(1)),
+    ),
+    tag: z.optional(
+      z.object({
+        key: z.string().check(z.regex(/^[\w.:/=+@-]{1,128}$/)),
+        value: z.string().check(z.regex(/^[\w.:/=+@ -]{1,256}$/)),
+      }),
+    ),
     /** The database the input means when it names none. */
     database: sqlIdentifier,
     /** Every database a scheduled run backs up on this target; just `database` when left out. */
-    databases: z.array(sqlIdentifier).min(1).optional(),
-    postgres: postgresLocation.default({ mode: 'host' }),
+    databases: z.optional(z.array(sqlIdentifier).check(z.minLength(1))),
+    postgres: z._default(postgresLocation, { mode: 'host' }),
     /** The host's backup directory, as in the source document. */
-    backupDir: hostPath.default('/opt/backup'),
-    files: fileSets.default(fileSets.parse({})),
-    application: application.default(application.parse({})),
-    afterFilesRestore: afterFilesRestore.default(afterFilesRestore.parse({})),
+    backupDir: z._default(hostPath, '/opt/backup'),
+    files: z._default(fileSets, fileSets.parse({})),
+    application: z._default(application, application.parse({})),
+    afterFilesRestore: z._default(afterFilesRestore, afterFilesRestore.parse({})),
   })
-  .refine((t) => (t.instanceIds === undefined) !== (t.tag === undefined), {
-    message: 'give either instanceIds or tag',
-  });
+  .check(
+    z.refine(
+      (t) => (t.instanceIds === undefined) !== (t.tag === undefined),
+      'give either instanceIds or tag',
+    ),
+  );
 
 export type Target = z.infer<typeof target>;
 
-const json = <T extends z.ZodType>(schema: T) =>
-  z
-    .string()
-    .transform((text, ctx) => {
-      try {
-        return JSON.parse(text) as unknown;
-      } catch {
-        ctx.addIssue({ code: 'custom', message: 'is not valid JSON' });
-        return z.NEVER;
-      }
-    })
-    .pipe(schema);
+/** A JSON text holding what `schema` takes. */
+const json = <T extends z.core.$ZodType>(schema: T) =>
+  z.pipe(
+    z.pipe(
+      z.string(),
+      z.transform((text: string, ctx) => {
+        try {
+          return JSON.parse(text) as unknown;
+        } catch {
+          ctx.issues.push({ code: 'custom', message: 'is not valid JSON', input: text });
+          return z.NEVER;
+        }
+      }),
+    ),
+    schema,
+  );
+
+/** A whole number in [min, max] given as text, `fallback` when left out. */
+const wholeNumber = (min: number, max: number, fallback: number) =>
+  z._default(z.coerce.number().check(z.int(), z.gte(min), z.lte(max)), fallback);
 
 const environment = z.object({
-  STAGE: z
-    .string()
-    .regex(/^[a-z][a-z0-9-]*$/)
-    .default('dev'),
-  AWS_REGION: z.string().default('us-east-1'),
-  BACKUP_BUCKET: z.string().regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/),
-  BACKUP_TARGETS: json(z.array(target).min(1)),
+  STAGE: z._default(z.string().check(z.regex(/^[a-z][a-z0-9-]*$/)), 'dev'),
+  AWS_REGION: z._default(z.string(), 'us-east-1'),
+  BACKUP_BUCKET: z.string().check(z.regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/)),
+  BACKUP_TARGETS: json(z.array(target).check(z.minLength(1))),
   /** Tables the full dump leaves out; the transaction-log backups carry them. */
-  EXCLUDED_TABLES: z
-    .string()
-    .default('audit_logs,session_logs')
-    .transform((s) => s.split(',').filter(Boolean))
-    .pipe(z.array(sqlIdentifier)),
-  HOST_COMMAND_TIMEOUT_SECONDS: z.coerce.number().int().min(1).max(172800).default(3600),
+  EXCLUDED_TABLES: z.pipe(
+    z.pipe(
+      z._default(z.string(), 'audit_logs,session_logs'),
+      z.transform((s: string) => s.split(',').filter(Boolean)),
+    ),
+    z.array(sqlIdentifier),
+  ),
+  HOST_COMMAND_TIMEOUT_SECONDS: wholeNumber(1, 172800, 3600),
   /** CloudWatch log group that receives the output of every host command. */
-  HOST_COMMAND_LOG_GROUP: z.string().default(''),
+  HOST_COMMAND_LOG_GROUP: z._default(z.string(), ''),
   /** The hourly monitoring alerts when the host's backup filesystem is fuller than this. */
-  DISK_USAGE_ALERT_PERCENT: z.coerce.number().int().min(1).max(100).default(80),
+  DISK_USAGE_ALERT_PERCENT: wholeNumber(1, 100, 80),
   /** SSM parameter (SecureString) that holds the Slack incoming-webhook URL. */
-  ALERT_WEBHOOK_PARAMETER: z.string().startsWith('/'),
+  ALERT_WEBHOOK_PARAMETER: z.string().check(z.startsWith('/')),
   /**
    * SNS topic every alert is also published to (its subscribers get e-mail).
    * serverless.yml always sets it; left out (local runs), alerts reach Slack and
    * the missing topic is logged with each.
    */
-  ALERT_TOPIC_ARN: z
-    .string()
-    .regex(/^arn:aws[\w-]*:sns:[\w-]+:\d{12}:[\w-]{1,256}$/, 'must be an SNS topic ARN')
-    .optional(),
+  ALERT_TOPIC_ARN: z.optional(
+    z.string().check(z.regex(/^arn:aws[\w-]*:sns:[\w-]+:\d{12}:[\w-]{1,256}$/, 'must be an SNS topic ARN')),
+  ),
   /** SSM parameter (SecureString) with the libpq URL the restore check connects with (no database name). */
-  RESTORE_CHECK_DATABASE_URL_PARAMETER: z.string().startsWith('/'),
+  RESTORE_CHECK_DATABASE_URL_PARAMETER: z.string().check(z.startsWith('/')),
   /** Set only for a local S3-compatible server. */
-  S3_ENDPOINT_URL: z.url().optional(),
+  S3_ENDPOINT_URL: z.optional(z.url()),
 });
 
 export type Config = z.infer<typeof environment>;
@@ -176,4 +185,15 @@ export function getConfig(): Config {
 
 export function findTarget(config: Config, name: string): Target | undefined {
   return config.BACKUP_TARGETS.find((t) => t.name === name);
+}
+
+/** The input's target, or every target; an unknown name throws NotFoundError listing the configured ones. */
+export function selectTargets(config: Config, name: string | undefined): Target[] {
+  if (name === undefined) return config.BACKUP_TARGETS;
+  const target = findTarget(config, name);
+  if (!target) {
+    const known = config.BACKUP_TARGETS.map((t) => t.name).join(', ');
+    throw new NotFoundError(`Unknown target "${name}"; the configured targets are: ${known}.`);
+  }
+  return [target];
 }

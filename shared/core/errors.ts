@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from './schema.ts';
 
 /**
  * Every error a stage may throw. Step Functions matches `Retry` and `Catch` on the

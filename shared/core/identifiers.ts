@@ -1,4 +1,5 @@
-import { z } from 'zod';
+import * as z from './schema.ts';
+import { withClassicOptional } from './schema.ts';
 
 /**
  * Names that end up in shell scripts, S3 keys and SQL. They are checked here
@@ -7,29 +8,49 @@ import { z } from 'zod';
  * shell safe whatever happens to the pattern.
  */
 
+// withClassicOptional on sqlIdentifier and targetName: shared/watch/drill.ts calls .optional() on
+// them until it is converted.
+
 /** PostgreSQL database or table name: lower case, unquoted-identifier style, at most 63 bytes. */
-export const sqlIdentifier = z
-  .string()
-  .regex(
-    /^[a-z_][a-z0-9_]{0,62}$/,
-    'must be a lower-case PostgreSQL identifier: letters, digits and _, starting with a letter or _, at most 63 characters',
-  );
+export const sqlIdentifier = withClassicOptional(
+  z
+    .string()
+    .check(
+      z.regex(
+        /^[a-z_][a-z0-9_]{0,62}$/,
+        'must be a lower-case PostgreSQL identifier: letters, digits and _, starting with a letter or _, at most 63 characters',
+      ),
+    ),
+);
 
 /** A target's name in config: short, lower case, usable in S3 keys. */
-export const targetName = z
-  .string()
-  .regex(/^[a-z][a-z0-9-]{0,39}$/, 'must be lower case letters, digits and -, starting with a letter');
+export const targetName = withClassicOptional(
+  z
+    .string()
+    .check(
+      z.regex(/^[a-z][a-z0-9-]{0,39}$/, 'must be lower case letters, digits and -, starting with a letter'),
+    ),
+);
 
 /** An absolute path on the host without `..`, quotes or shell metacharacters. */
-export const hostPath = z
-  .string()
-  .regex(/^\/[A-Za-z0-9._/-]*$/, 'must be an absolute path of letters, digits, ., _, - and /')
-  .refine((p) => !p.split('/').includes('..'), 'must not contain ..');
+export const hostPath = z.string().check(
+  z.regex(/^\/[A-Za-z0-9._/-]*$/, 'must be an absolute path of letters, digits, ., _, - and /'),
+  z.refine((p) => !p.split('/').includes('..'), 'must not contain ..'),
+);
 
 /** An S3 object key made by this project. */
-export const objectKey = z.string().regex(/^[a-z0-9][A-Za-z0-9._/-]*$/, 'is not a key this project makes');
+export const objectKey = z
+  .string()
+  .check(z.regex(/^[a-z0-9][A-Za-z0-9._/-]*$/, 'is not a key this project makes'));
 
 /** A file name in the host's backup directory. */
-export const fileName = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, 'must be a plain file name');
+export const fileName = z
+  .string()
+  .check(z.regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, 'must be a plain file name'));
 
-export const sha256Hex = z.string().regex(/^[0-9a-f]{64}$/, 'must be 64 lower-case hex digits');
+export const sha256Hex = z.string().check(z.regex(/^[0-9a-f]{64}$/, 'must be 64 lower-case hex digits'));
+
+/** A run's id (keys.ts runId): its start to the second, then 8 hex digits of its execution. */
+export const runIdentifier = z
+  .string()
+  .check(z.regex(/^\d{8}T\d{6}Z_[0-9a-f]{8}$/, 'is not a run id (YYYYMMDDTHHMMSSZ_xxxxxxxx)'));

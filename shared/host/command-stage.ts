@@ -1,7 +1,7 @@
 import { z } from 'zod';
-import { parseInput } from '../backup/database-plan.ts';
 import { type Config, findTarget } from '../core/config.ts';
 import { HostCommandFailedError, HostCommandTimedOutError, NotFoundError } from '../core/errors.ts';
+import { parseInput } from '../core/input.ts';
 import { type HostCommands, tail } from './commands.ts';
 import { type HostCommandName, hostCommandRequestSchema, renderHostCommand, SCRIPT_OF } from './scripts.ts';
 

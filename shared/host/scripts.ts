@@ -1,14 +1,18 @@
-import { z } from 'zod';
-import { planSchema, type Run, runSchema } from '../backup/database-plan.ts';
+import { planSchema } from '../backup/database-plan.ts';
 import { filesPlanSchema } from '../backup/files-plan.ts';
+import { type Run, runSchema } from '../backup/run.ts';
 import { CODECS } from '../core/codecs.ts';
 import type { Config, Target } from '../core/config.ts';
 import { fileName, sha256Hex } from '../core/identifiers.ts';
+import * as z from '../core/schema.ts';
 import { type RestoreStep, restorePlanSchema } from '../restore/database-plan.ts';
 import { filesRestorePlanSchema } from '../restore/files-plan.ts';
 import { diskCheckPlanSchema } from '../watch/monitoring.ts';
 import { localCheckPlanSchema } from '../watch/verification.ts';
 import { type HostScript, renderScript } from './shell.ts';
+
+/** Who and which run: all that stopping or starting the application needs. */
+const runTargetSchema = z.pick(runSchema, { target: true, runId: true });
 
 /**
  * The host commands a workflow can start, each with the input it takes from the
@@ -21,8 +25,8 @@ export const hostCommandRequestSchema = z.discriminatedUnion('script', [
   z.object({ script: z.literal('restore-test'), plan: planSchema, sha256: sha256Hex }),
   z.object({ script: z.literal('database-restore'), plan: restorePlanSchema }),
   z.object({ script: z.literal('database-swap'), plan: restorePlanSchema }),
-  z.object({ script: z.literal('application-stop'), plan: runSchema.pick({ target: true, runId: true }) }),
-  z.object({ script: z.literal('application-start'), plan: runSchema.pick({ target: true, runId: true }) }),
+  z.object({ script: z.literal('application-stop'), plan: runTargetSchema }),
+  z.object({ script: z.literal('application-start'), plan: runTargetSchema }),
   z.object({ script: z.literal('files-restore'), plan: filesRestorePlanSchema }),
   z.object({ script: z.literal('after-files-restore'), plan: filesRestorePlanSchema }),
   z.object({ script: z.literal('check-local-copies'), plan: localCheckPlanSchema }),
@@ -30,7 +34,7 @@ export const hostCommandRequestSchema = z.discriminatedUnion('script', [
   z.object({
     script: z.literal('prune-local'),
     plan: z.union([planSchema, filesPlanSchema]),
-    keepDays: z.number().int().min(1),
+    keepDays: z.int().check(z.gte(1)),
     keepFile: z.union([fileName, z.literal('')]),
   }),
 ]);

@@ -15,7 +15,7 @@ const failedRestoreSchema = z.object({
   [RESTORE_RESULT.start]: z.object({ status: z.string() }).optional(),
   [RESTORE_RESULT.restart]: z.object({ status: z.string() }).optional(),
   [RESTORE_RESULT.restartFailed]: z.unknown().optional(),
-  [RESTORE_RESULT.failed]: failedStatesSchema.optional(),
+  [RESTORE_RESULT.failed]: z.optional(failedStatesSchema),
 });
 
 /** The stages of the swap, one transaction. */
@@ -79,7 +79,7 @@ export function describeRestoreFailure(state: unknown): string | undefined {
 const failedFilesRestoreSchema = z.object({
   [FILES_RESTORE_RESULT.plan]: filesRestorePlanSchema,
   [FILES_RESTORE_RESULT.restore]: z.object({ status: z.string() }).optional(),
-  [FILES_RESTORE_RESULT.failed]: failedStatesSchema.optional(),
+  [FILES_RESTORE_RESULT.failed]: z.optional(failedStatesSchema),
 });
 
 function describeFilesRestoreFailure({

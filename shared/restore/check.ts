@@ -1,21 +1,14 @@
-import { getParameter } from '@aws-lambda-powertools/parameters/ssm';
 import pg from 'pg';
 import type { DatabaseManifest } from '../catalog/manifest.ts';
-import { ConfigError, RestoreMismatchError, TransientError } from '../core/errors.ts';
+import { RestoreMismatchError, TransientError } from '../core/errors.ts';
+import { type SecretProvider, secureString } from '../core/secrets.ts';
 
 /** Connection to the database server (without a database name), from a secret store. */
-export type DatabaseUrlProvider = () => Promise<string>;
+export type DatabaseUrlProvider = SecretProvider;
 
-/** The URL from an SSM SecureString, cached for five minutes by Powertools; it never leaves the function. */
+/** The restore-check database URL from its SSM SecureString. */
 export function ssmDatabaseUrl(parameter: string): DatabaseUrlProvider {
-  return async () => {
-    const url = await getParameter(parameter, { decrypt: true, maxAge: 300 });
-    if (!url)
-      throw new ConfigError(
-        `SSM parameter ${parameter} is empty; store the restore-check database URL there.`,
-      );
-    return url;
-  };
+  return secureString(parameter, 'the restore-check database URL');
 }
 
 function connectTo(serverUrl: string, database: string): pg.Client {

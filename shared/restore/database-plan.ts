@@ -1,12 +1,5 @@
-import { z } from 'zod';
 import { RESTORE_STATE } from '../../statemachines/database-restore.ts';
-import {
-  databaseRun,
-  parseInput,
-  planRequestSchema,
-  planSchema,
-  selectTargets,
-} from '../backup/database-plan.ts';
+import { databaseRun, planSchema } from '../backup/database-plan.ts';
 import type { Catalog } from '../catalog/catalog.ts';
 import {
   type BackupKind,
@@ -18,44 +11,51 @@ import {
 import { type DatabaseManifest, isDatabaseManifest, type Manifest, micros } from '../catalog/manifest.ts';
 import { CODEC_NAMES } from '../core/codecs.ts';
 import type { Config } from '../core/config.ts';
+import { selectTargets } from '../core/config.ts';
 import { InvalidInputError, NotFoundError } from '../core/errors.ts';
-import { hostPath, objectKey, sha256Hex, sqlIdentifier, targetName } from '../core/identifiers.ts';
+import {
+  hostPath,
+  objectKey,
+  runIdentifier,
+  sha256Hex,
+  sqlIdentifier,
+  targetName,
+} from '../core/identifiers.ts';
+import { parseInput, planRequestSchema } from '../core/input.ts';
+import * as z from '../core/schema.ts';
+import { withClassicOptional } from '../core/schema.ts';
+import { DAY_MS, utcDay } from '../core/time.ts';
 
 /**
  * Restores are started by a person, from the console, under pressure. The input
  * is small; restoring over the database the backups were taken of needs its name
  * typed again in `confirm`; `dryRun` shows the plan and changes nothing.
  */
-const RUN_ID = /^\d{8}T\d{6}Z_[0-9a-f]{8}$/;
 
 const restoreInputBase = {
-  target: targetName.optional(),
+  target: z.optional(targetName),
   /** The database whose backups to restore from. */
   database: sqlIdentifier,
   /** Where to restore: a new database, or `database` itself with `confirm`. */
   targetDatabase: sqlIdentifier,
-  confirm: z.string().optional(),
+  confirm: z.optional(z.string()),
   /** Plan only: the archives, their windows and the checks; nothing is changed. */
-  dryRun: z.boolean().default(false),
+  dryRun: z._default(z.boolean(), false),
 };
 
 /** The database-restore workflow's input. */
-export const restoreInputSchema = z
-  .object({
-    ...restoreInputBase,
-    /** `latest`, a run id (`20261126T020000Z_1a2b3c4d`) or an archive or manifest key from the catalog. */
-    backup: z.union([z.literal('latest'), z.string().regex(RUN_ID), objectKey]).default('latest'),
-  })
-  .strict();
+export const restoreInputSchema = z.strictObject({
+  ...restoreInputBase,
+  /** `latest`, a run id (`20261126T020000Z_1a2b3c4d`) or an archive or manifest key from the catalog. */
+  backup: z._default(z.union([z.literal('latest'), runIdentifier, objectKey]), 'latest'),
+});
 
 /** The point-in-time-recovery workflow's input. */
-export const pointInTimeInputSchema = z
-  .object({
-    ...restoreInputBase,
-    /** ISO 8601 with a zone: `2026-11-26T10:30:00Z` or `2026-11-26T11:30:00+01:00`. */
-    targetTime: z.iso.datetime({ offset: true }),
-  })
-  .strict();
+export const pointInTimeInputSchema = z.strictObject({
+  ...restoreInputBase,
+  /** ISO 8601 with a zone: `2026-11-26T10:30:00Z` or `2026-11-26T11:30:00+01:00`. */
+  targetTime: z.iso.datetime({ offset: true }),
+});
 
 export const RESTORE_WORKFLOWS = ['database-restore', 'point-in-time-recovery'] as const;
 export type RestoreWorkflow = (typeof RESTORE_WORKFLOWS)[number];
@@ -69,46 +69,49 @@ const restoreStepSchema = z.object({
   localPath: hostPath,
   codec: z.enum(CODEC_NAMES),
   window: z.object({
-    since: z.iso.datetime({ offset: true }).nullable(),
+    since: z.nullable(z.iso.datetime({ offset: true })),
     until: z.iso.datetime({ offset: true }),
   }),
 });
 
 export type RestoreStep = z.infer<typeof restoreStepSchema>;
 
-export const restorePlanSchema = z.object({
-  workflow: z.enum(RESTORE_WORKFLOWS),
-  target: targetName,
-  database: sqlIdentifier,
-  targetDatabase: sqlIdentifier,
-  /** True when the restore replaces the database the backups were taken of. */
-  overProduction: z.boolean(),
-  dryRun: z.boolean(),
-  runId: z.string().regex(RUN_ID),
-  executionId: z.string().min(1),
-  startedAt: z.iso.datetime({ offset: true }),
-  /** The point in time asked for; null for a restore of one backup. */
-  targetTime: z.iso.datetime({ offset: true }).nullable(),
-  /** The base (full or safety dump) first, then incrementals, then log archives. */
-  archives: z.array(restoreStepSchema).min(1),
-  /** What the restored database holds: its tables as of `tables`, its log tables as of `logTables`. */
-  recoveredTo: z.object({
-    tables: z.iso.datetime({ offset: true }),
-    logTables: z.iso.datetime({ offset: true }).nullable(),
+// withClassicOptional: shared/restore/alert.ts calls .optional() on it until it is converted.
+export const restorePlanSchema = withClassicOptional(
+  z.object({
+    workflow: z.enum(RESTORE_WORKFLOWS),
+    target: targetName,
+    database: sqlIdentifier,
+    targetDatabase: sqlIdentifier,
+    /** True when the restore replaces the database the backups were taken of. */
+    overProduction: z.boolean(),
+    dryRun: z.boolean(),
+    runId: runIdentifier,
+    executionId: z.string().check(z.minLength(1)),
+    startedAt: z.iso.datetime({ offset: true }),
+    /** The point in time asked for; null for a restore of one backup. */
+    targetTime: z.nullable(z.iso.datetime({ offset: true })),
+    /** The base (full or safety dump) first, then incrementals, then log archives. */
+    archives: z.array(restoreStepSchema).check(z.minLength(1)),
+    /** What the restored database holds: its tables as of `tables`, its log tables as of `logTables`. */
+    recoveredTo: z.object({
+      tables: z.iso.datetime({ offset: true }),
+      logTables: z.nullable(z.iso.datetime({ offset: true })),
+    }),
+    /** Archives seen but not applied, and why (an incremental that runs past the target time). */
+    notApplied: z.array(z.object({ key: objectKey, reason: z.string() })),
+    /** Log tables whose rows after `targetTime` are removed after the log archives are applied. */
+    logTables: z.array(sqlIdentifier),
+    /** Each table's row count after the restore must lie in this range. */
+    expectedRows: z.record(z.string(), z.object({ min: z.int(), max: z.int() })),
+    /** The restore is built here, checked, and only then renamed into place. */
+    stagingDatabase: sqlIdentifier,
+    /** What the replaced database is renamed to when the restore goes over it. */
+    replacedDatabase: sqlIdentifier,
+    /** The dump of the database about to be replaced, taken with the application stopped. */
+    safetyDump: z.nullable(planSchema),
   }),
-  /** Archives seen but not applied, and why (an incremental that runs past the target time). */
-  notApplied: z.array(z.object({ key: objectKey, reason: z.string() })),
-  /** Log tables whose rows after `targetTime` are removed after the log archives are applied. */
-  logTables: z.array(sqlIdentifier),
-  /** Each table's row count after the restore must lie in this range. */
-  expectedRows: z.record(z.string(), z.object({ min: z.number().int(), max: z.number().int() })),
-  /** The restore is built here, checked, and only then renamed into place. */
-  stagingDatabase: sqlIdentifier,
-  /** What the replaced database is renamed to when the restore goes over it. */
-  replacedDatabase: sqlIdentifier,
-  /** The dump of the database about to be replaced, taken with the application stopped. */
-  safetyDump: planSchema.nullable(),
-});
+);
 
 export type RestorePlan = z.infer<typeof restorePlanSchema>;
 
@@ -160,8 +163,7 @@ export async function findBackup(
   return manifest;
 }
 
-const DAY_MS = 86_400_000;
-const dayBefore = (iso: string) => new Date(Date.parse(iso) - DAY_MS).toISOString().slice(0, 10);
+const dayBefore = (iso: string) => utcDay(Date.parse(iso) - DAY_MS);
 
 /**
  * Follows archives whose windows chain without a gap (each starts where the one
@@ -301,9 +303,9 @@ function step(m: DatabaseManifest): RestoreStep {
 }
 
 /** What PlanRestore receives: the execution input, and which workflow it was given to. */
-const restoreRequestSchema = planRequestSchema.extend({
+const restoreRequestSchema = z.extend(planRequestSchema, {
   /** `$$.StateMachine.Name`: `<service>-<stage>-database-restore` or `…-point-in-time-recovery`. */
-  stateMachine: z.string().min(1),
+  stateMachine: z.string().check(z.minLength(1)),
 });
 
 export function restoreWorkflowOf(stateMachine: string): RestoreWorkflow {

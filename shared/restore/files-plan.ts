@@ -1,38 +1,35 @@
-import { z } from 'zod';
 import { FILES_RESTORE_STATE } from '../../statemachines/files-restore.ts';
-import { parseInput, planRequestSchema, selectTargets } from '../backup/database-plan.ts';
 import type { Catalog } from '../catalog/catalog.ts';
 import { FILE_KINDS, runId as makeRunId } from '../catalog/keys.ts';
 import { isDatabaseManifest } from '../catalog/manifest.ts';
 import { CODEC_NAMES, CODECS } from '../core/codecs.ts';
 import type { Config } from '../core/config.ts';
+import { selectTargets } from '../core/config.ts';
 import { InvalidInputError, NotFoundError } from '../core/errors.ts';
-import { hostPath, objectKey, sha256Hex, targetName } from '../core/identifiers.ts';
+import { hostPath, objectKey, runIdentifier, sha256Hex, targetName } from '../core/identifiers.ts';
+import { parseInput, planRequestSchema } from '../core/input.ts';
+import * as z from '../core/schema.ts';
 import { findBackup } from './database-plan.ts';
 
 /**
  * What an operator types to put a files backup back in place. Files are
  * overwritten where they are, so the kind is typed again in `confirm`.
  */
-export const filesRestoreInputSchema = z
-  .object({
-    kind: z.enum(FILE_KINDS),
-    target: targetName.optional(),
-    /** `latest`, a run id or an archive or manifest key from the catalog. */
-    backup: z
-      .union([z.literal('latest'), z.string().regex(/^\d{8}T\d{6}Z_[0-9a-f]{8}$/), objectKey])
-      .default('latest'),
-    /** The kind again: the files on the host are replaced. */
-    confirm: z.string().optional(),
-    dryRun: z.boolean().default(false),
-  })
-  .strict();
+export const filesRestoreInputSchema = z.strictObject({
+  kind: z.enum(FILE_KINDS),
+  target: z.optional(targetName),
+  /** `latest`, a run id or an archive or manifest key from the catalog. */
+  backup: z._default(z.union([z.literal('latest'), runIdentifier, objectKey]), 'latest'),
+  /** The kind again: the files on the host are replaced. */
+  confirm: z.optional(z.string()),
+  dryRun: z._default(z.boolean(), false),
+});
 
 export const filesRestorePlanSchema = z.object({
   kind: z.enum(FILE_KINDS),
   target: targetName,
-  runId: z.string().regex(/^\d{8}T\d{6}Z_[0-9a-f]{8}$/),
-  executionId: z.string().min(1),
+  runId: runIdentifier,
+  executionId: z.string().check(z.minLength(1)),
   startedAt: z.iso.datetime({ offset: true }),
   dryRun: z.boolean(),
   archive: z.object({
@@ -41,12 +38,12 @@ export const filesRestorePlanSchema = z.object({
     localPath: hostPath,
     codec: z.enum(CODEC_NAMES),
     /** Entries the tarball must list, as counted when it was written. */
-    entries: z.number().int().nonnegative(),
+    entries: z.int().check(z.nonnegative()),
     takenAt: z.iso.datetime({ offset: true }),
   }),
   /** The paths the tarball holds (the backup's paths that existed then). */
-  paths: z.array(hostPath).min(1),
-  excludes: z.array(z.string().regex(/^[A-Za-z0-9._-]+$/)),
+  paths: z.array(hostPath).check(z.minLength(1)),
+  excludes: z.array(z.string().check(z.regex(/^[A-Za-z0-9._-]+$/))),
   /** Where the files as they are now are kept, on the host, before the tarball is extracted. */
   asidePath: hostPath,
   /** The target's configured commands after the restore, for the record (the host command reads config). */

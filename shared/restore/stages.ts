@@ -69,7 +69,7 @@ function finishedRestoreSchema() {
     [RESULT.start]: commandStateSchema.optional(),
     [RESULT.localPrune]: commandStateSchema.optional(),
     /** Pruning old safety dumps failed: the restore stands, the record says so. */
-    [RESULT.pruneFailed]: caughtErrorSchema.optional(),
+    [RESULT.pruneFailed]: z.optional(caughtErrorSchema),
   });
 }
 

@@ -1,18 +1,13 @@
 import { randomInt } from 'node:crypto';
 import { z } from 'zod';
 import { DRILL_RESULT, DRILL_STATE } from '../../statemachines/restore-drill.ts';
-import {
-  parseInput,
-  planRequestSchema,
-  planSchema,
-  restoreTestPlanOf,
-  selectTargets,
-} from '../backup/database-plan.ts';
+import { planSchema, restoreTestPlanOf } from '../backup/database-plan.ts';
 import type { Catalog } from '../catalog/catalog.ts';
 import { drillReportKey, runId as makeRunId, scratchDatabase } from '../catalog/keys.ts';
 import type { DatabaseManifest } from '../catalog/manifest.ts';
 import { maxAgeMinutes } from '../catalog/schedule.ts';
 import type { Config } from '../core/config.ts';
+import { selectTargets } from '../core/config.ts';
 import {
   causeMessage,
   DrillFailedError,
@@ -21,6 +16,8 @@ import {
   NotFoundError,
 } from '../core/errors.ts';
 import { sha256Hex, sqlIdentifier, targetName } from '../core/identifiers.ts';
+import { parseInput, planRequestSchema } from '../core/input.ts';
+import { DAY_MS } from '../core/time.ts';
 import { resolvePointInTime } from '../restore/database-plan.ts';
 
 /**
@@ -71,8 +68,6 @@ export const drillPlanSchema = z.object({
 });
 
 export type DrillPlan = z.infer<typeof drillPlanSchema>;
-
-const DAY_MS = 86_400_000;
 
 /** mulberry32: a small, well-known PRNG; a seed gives the same sequence everywhere. */
 export function seededRandom(seed: number): () => number {
@@ -159,7 +154,7 @@ function drilledSchema() {
   return z.object({
     [DRILL_RESULT.drill]: drillPlanSchema,
     [DRILL_RESULT.restoreTest]: z.object({ tables: z.number(), rows: z.number() }).optional(),
-    [DRILL_RESULT.failed]: failedStatesSchema.optional(),
+    [DRILL_RESULT.failed]: z.optional(failedStatesSchema),
   });
 }
 

@@ -1,11 +1,11 @@
 import { z } from 'zod';
 import { MONITORING_RESULT, MONITORING_STATE } from '../../statemachines/monitoring.ts';
-import { parseInput, planRequestSchema } from '../backup/database-plan.ts';
 import type { Catalog } from '../catalog/catalog.ts';
 import { runId as makeRunId } from '../catalog/keys.ts';
 import type { Config } from '../core/config.ts';
 import { failedStatesSchema, firstFailure, MonitoringFailedError } from '../core/errors.ts';
-import { hostPath, targetName } from '../core/identifiers.ts';
+import { hostPath, runIdentifier, targetName } from '../core/identifiers.ts';
+import { parseInput, planRequestSchema } from '../core/input.ts';
 import { ageSeconds, newestBackups, staleness } from './freshness.ts';
 
 /**
@@ -17,7 +17,7 @@ import { ageSeconds, newestBackups, staleness } from './freshness.ts';
 
 export const diskCheckPlanSchema = z.object({
   target: targetName,
-  runId: z.string().regex(/^\d{8}T\d{6}Z_[0-9a-f]{8}$/),
+  runId: runIdentifier,
   backupDir: hostPath,
 });
 
@@ -96,7 +96,7 @@ function monitoredSchema() {
       z.object({
         [R.host]: diskCheckPlanSchema,
         [R.command]: z.object({ result: diskResultSchema }).optional(),
-        [R.failed]: failedStatesSchema.optional().transform(firstFailure),
+        [R.failed]: z.optional(failedStatesSchema).transform(firstFailure),
       }),
     ),
   });

@@ -1,12 +1,12 @@
 import { z } from 'zod';
 import { VERIFICATION_RESULT, VERIFICATION_STATE } from '../../statemachines/daily-verification.ts';
-import { parseInput, planRequestSchema } from '../backup/database-plan.ts';
 import type { Catalog } from '../catalog/catalog.ts';
 import { MANIFEST_SUFFIX, runId as makeRunId } from '../catalog/keys.ts';
 import type { Manifest } from '../catalog/manifest.ts';
 import type { Config } from '../core/config.ts';
 import { causeMessage, failedStatesSchema, firstFailure, VerificationFailedError } from '../core/errors.ts';
-import { hostPath, objectKey, sha256Hex, targetName } from '../core/identifiers.ts';
+import { hostPath, objectKey, runIdentifier, sha256Hex, targetName } from '../core/identifiers.ts';
+import { parseInput, planRequestSchema } from '../core/input.ts';
 import { newestBackups, staleness } from './freshness.ts';
 
 /**
@@ -27,12 +27,12 @@ export type Finding = z.infer<typeof findingSchema>;
 
 export const localCheckPlanSchema = z.object({
   target: targetName,
-  runId: z.string().regex(/^\d{8}T\d{6}Z_[0-9a-f]{8}$/),
+  runId: runIdentifier,
   copies: z.array(z.object({ path: hostPath, sha256: sha256Hex, subject: z.string() })),
 });
 
 export const verificationPlanSchema = z.object({
-  runId: z.string().regex(/^\d{8}T\d{6}Z_[0-9a-f]{8}$/),
+  runId: runIdentifier,
   startedAt: z.iso.datetime({ offset: true }),
   /** What the catalog alone shows: kinds with no recent verified backup, newest archives that failed. */
   findings: z.array(findingSchema),
@@ -117,14 +117,14 @@ function checkedSchema() {
             }),
           })
           .optional(),
-        [R.failed]: failedStatesSchema.optional().transform(firstFailure),
+        [R.failed]: z.optional(failedStatesSchema).transform(firstFailure),
       }),
     ),
     [R.archives]: z.array(
       z.object({
         [R.archive]: verificationPlanSchema.shape.archives.element,
         [R.verification]: z.object({ state: z.string() }).optional(),
-        [R.failed]: failedStatesSchema.optional().transform(firstFailure),
+        [R.failed]: z.optional(failedStatesSchema).transform(firstFailure),
       }),
     ),
   });

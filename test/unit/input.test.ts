@@ -1,0 +1,306 @@
+import { describe, expect, it } from 'vitest';
+import { backupInputSchema, planSchema } from '../../shared/backup/database-plan.ts';
+import { filesInputSchema, filesPlanSchema } from '../../shared/backup/files-plan.ts';
+import { InvalidInputError } from '../../shared/core/errors.ts';
+import { parseInput, planRequestSchema } from '../../shared/core/input.ts';
+import { hostCommandRequestSchema } from '../../shared/host/scripts.ts';
+import {
+  pointInTimeInputSchema,
+  restoreInputSchema,
+  restorePlanSchema,
+} from '../../shared/restore/database-plan.ts';
+import { filesRestoreInputSchema, filesRestorePlanSchema } from '../../shared/restore/files-plan.ts';
+
+/**
+ * parseInput with the execution inputs and plans, output and messages word for
+ * word: an operator reads these in the console after a refused start.
+ */
+
+/** The InvalidInputError's whole message, or a failure when the value is accepted. */
+function refusal(run: () => unknown): string {
+  try {
+    run();
+  } catch (error) {
+    expect(error).toBeInstanceOf(InvalidInputError);
+    return (error as Error).message;
+  }
+  throw new Error('parseInput accepted the value');
+}
+const listed = (what: string, ...problems: string[]) =>
+  `${what} is not valid; nothing was started. Fix it and start again:\n- ${problems.join('\n- ')}`;
+
+const RUN_ID = '20261126T020000Z_1a2b3c4d';
+const request = {
+  executionId: 'arn:aws:states:eu-west-1:123456789012:execution:x:abc',
+  startedAt: '2026-11-26T02:00:00.123Z',
+};
+
+describe('parseInput with the plan request', () => {
+  it('passes the input through untouched and takes a zone offset', () => {
+    expect(
+      parseInput(planRequestSchema, { ...request, input: { kind: 'full' } }, 'The PlanBackup request'),
+    ).toStrictEqual({ ...request, input: { kind: 'full' } });
+    expect(parseInput(planRequestSchema, { ...request, input: null }, 'R')).toStrictEqual({
+      ...request,
+      input: null,
+    });
+    expect(parseInput(planRequestSchema, { ...request, input: undefined }, 'R')).toStrictEqual({
+      ...request,
+      input: undefined,
+    });
+    expect(
+      parseInput(planRequestSchema, { ...request, input: 1, startedAt: '2026-11-26T03:00:00+01:00' }, 'R')
+        .startedAt,
+    ).toBe('2026-11-26T03:00:00+01:00');
+  });
+
+  it('lists every problem, and says "(input)" for the value as a whole', () => {
+    expect(
+      refusal(() =>
+        parseInput(
+          planRequestSchema,
+          { executionId: 'a b', startedAt: '2026-11-26' },
+          'The PlanBackup request',
+        ),
+      ),
+    ).toBe(
+      listed(
+        'The PlanBackup request',
+        'input: Invalid input: expected nonoptional, received undefined',
+        'executionId: Invalid string: must match pattern /^[A-Za-z0-9:._/-]{1,256}$/',
+        'startedAt: Invalid ISO datetime',
+      ),
+    );
+    expect(refusal(() => parseInput(planRequestSchema, 5, 'The PlanBackup request'))).toBe(
+      listed('The PlanBackup request', '(input): Invalid input: expected object, received number'),
+    );
+  });
+});
+
+describe('parseInput with execution inputs', () => {
+  it('takes an empty backup input and refuses a bad one, unknown keys included', () => {
+    expect(parseInput(backupInputSchema, {}, 'The execution input')).toStrictEqual({});
+    expect(
+      refusal(() =>
+        parseInput(
+          backupInputSchema,
+          {
+            kind: 'safety',
+            target: 'Primary',
+            database: 'kennel-prod',
+            since: 'yesterday',
+            extra: 1,
+            more: 2,
+          },
+          'The execution input',
+        ),
+      ),
+    ).toBe(
+      listed(
+        'The execution input',
+        'kind: Invalid option: expected one of "full"|"incremental"|"transaction-logs"',
+        'target: must be lower case letters, digits and -, starting with a letter',
+        'database: must be a lower-case PostgreSQL identifier: letters, digits and _, starting with a letter or _, at most 63 characters',
+        'since: Invalid ISO datetime',
+        '(input): Unrecognized keys: "extra", "more"',
+      ),
+    );
+  });
+
+  it('refuses a files backup input without a kind or with bad paths', () => {
+    expect(
+      refusal(() => parseInput(filesInputSchema, { kind: 'logs', paths: [] }, 'The execution input')),
+    ).toBe(
+      listed(
+        'The execution input',
+        'kind: Invalid option: expected one of "configuration"|"application"|"static"',
+        'paths: Too small: expected array to have >=1 items',
+      ),
+    );
+    expect(
+      refusal(() => parseInput(filesInputSchema, { paths: ['/opt/../etc'] }, 'The execution input')),
+    ).toBe(
+      listed(
+        'The execution input',
+        'kind: Invalid option: expected one of "configuration"|"application"|"static"',
+        'paths.0: must not contain ..',
+      ),
+    );
+  });
+
+  it('fills in the restore inputs’ defaults and refuses their bad values', () => {
+    expect(
+      parseInput(restoreInputSchema, { database: 'kennel_prod', targetDatabase: 'kennel_copy' }, 'I'),
+    ).toStrictEqual({
+      database: 'kennel_prod',
+      targetDatabase: 'kennel_copy',
+      dryRun: false,
+      backup: 'latest',
+    });
+    expect(
+      parseInput(
+        restoreInputSchema,
+        { database: 'a', targetDatabase: 'b', backup: RUN_ID, dryRun: true },
+        'I',
+      ).backup,
+    ).toBe(RUN_ID);
+    expect(
+      refusal(() =>
+        parseInput(
+          restoreInputSchema,
+          { database: 'a', targetDatabase: 'b', backup: 'Nope', dryRun: 'yes', confirm: 1 },
+          'The execution input',
+        ),
+      ),
+    ).toBe(
+      listed(
+        'The execution input',
+        'confirm: Invalid input: expected string, received number',
+        'dryRun: Invalid input: expected boolean, received string',
+        'backup: Invalid input',
+      ),
+    );
+    expect(
+      parseInput(
+        pointInTimeInputSchema,
+        { database: 'a', targetDatabase: 'b', targetTime: '2026-11-26T10:30:00+01:00' },
+        'I',
+      ),
+    ).toStrictEqual({
+      database: 'a',
+      targetDatabase: 'b',
+      dryRun: false,
+      targetTime: '2026-11-26T10:30:00+01:00',
+    });
+    expect(
+      refusal(() =>
+        parseInput(
+          pointInTimeInputSchema,
+          { database: 'a', targetDatabase: 'b', targetTime: '2026-11-26', backup: 'latest' },
+          'The execution input',
+        ),
+      ),
+    ).toBe(
+      listed(
+        'The execution input',
+        'targetTime: Invalid ISO datetime',
+        '(input): Unrecognized key: "backup"',
+      ),
+    );
+  });
+
+  it('fills in the files restore input’s defaults and refuses a bad one', () => {
+    expect(parseInput(filesRestoreInputSchema, { kind: 'static' }, 'I')).toStrictEqual({
+      kind: 'static',
+      backup: 'latest',
+      dryRun: false,
+    });
+    expect(
+      refusal(() =>
+        parseInput(filesRestoreInputSchema, { kind: 'static', backup: '', x: 1 }, 'The execution input'),
+      ),
+    ).toBe(listed('The execution input', 'backup: Invalid input', '(input): Unrecognized key: "x"'));
+  });
+});
+
+describe('parseInput with plans and host command requests', () => {
+  it('names every missing field of a database plan, the run’s first', () => {
+    expect(refusal(() => parseInput(planSchema, { kind: 'weekly' }, 'P'))).toBe(
+      listed(
+        'P',
+        'target: Invalid input: expected string, received undefined',
+        'runId: Invalid input: expected string, received undefined',
+        'executionId: Invalid input: expected string, received undefined',
+        'startedAt: Invalid input: expected string, received undefined',
+        'bucket: Invalid input: expected string, received undefined',
+        'archiveKey: Invalid input: expected string, received undefined',
+        'manifestKey: Invalid input: expected string, received undefined',
+        'fileName: Invalid input: expected string, received undefined',
+        'localDir: Invalid input: expected string, received undefined',
+        'codec: Invalid option: expected one of "zstd"|"gzip"',
+        'kind: Invalid option: expected one of "full"|"incremental"|"transaction-logs"|"safety"',
+        'since: Invalid input: expected string, received undefined',
+        'database: Invalid input: expected string, received undefined',
+        'scratchDatabase: Invalid input: expected string, received undefined',
+      ),
+    );
+  });
+
+  it('checks a files plan’s excludes', () => {
+    const message = refusal(() => parseInput(filesPlanSchema, { excludes: ['a/b'] }, 'P'));
+    expect(message).toContain('\n- paths: Invalid input: expected array, received undefined');
+    expect(message.endsWith('\n- excludes.0: Invalid string: must match pattern /^[A-Za-z0-9._-]+$/')).toBe(
+      true,
+    );
+  });
+
+  it('checks a restore plan’s nested archives, rows and safety dump', () => {
+    const message = refusal(() =>
+      parseInput(
+        restorePlanSchema,
+        { archives: [], expectedRows: { pets: { min: 1.5, max: 'x' } }, notApplied: [{}] },
+        'P',
+      ),
+    );
+    for (const line of [
+      'archives: Too small: expected array to have >=1 items',
+      'recoveredTo: Invalid input: expected object, received undefined',
+      'notApplied.0.key: Invalid input: expected string, received undefined',
+      'expectedRows.pets.min: Invalid input: expected int, received number',
+      'expectedRows.pets.max: Invalid input: expected number, received string',
+      'safetyDump: Invalid input: expected object, received undefined',
+    ]) {
+      expect(`${message}\n`).toContain(`\n- ${line}\n`);
+    }
+  });
+
+  it('checks a files restore plan’s entry count', () => {
+    expect(refusal(() => parseInput(filesRestorePlanSchema, { archive: { entries: -1 } }, 'P'))).toContain(
+      '\n- archive.entries: Too small: expected number to be >=0\n',
+    );
+    expect(refusal(() => parseInput(filesRestorePlanSchema, { archive: { entries: 1.5 } }, 'P'))).toContain(
+      '\n- archive.entries: Invalid input: expected int, received number\n',
+    );
+  });
+
+  it('takes a host command request by its script and refuses an unknown one', () => {
+    expect(
+      parseInput(
+        hostCommandRequestSchema,
+        { script: 'application-stop', plan: { target: 'primary', runId: RUN_ID, bucket: 'b' } },
+        'H',
+      ),
+    ).toStrictEqual({ script: 'application-stop', plan: { target: 'primary', runId: RUN_ID } });
+    expect(refusal(() => parseInput(hostCommandRequestSchema, { script: 'rm-rf', plan: {} }, 'H'))).toBe(
+      listed(
+        'H',
+        "script: Invalid discriminator value. Expected 'database-backup' | 'files-backup' | 'restore-test' | 'database-restore' | 'database-swap' | 'application-stop' | 'application-start' | 'files-restore' | 'after-files-restore' | 'check-local-copies' | 'disk-usage' | 'prune-local'",
+      ),
+    );
+    expect(
+      refusal(() =>
+        parseInput(
+          hostCommandRequestSchema,
+          { script: 'application-start', plan: { target: 'primary' } },
+          'H',
+        ),
+      ),
+    ).toBe(listed('H', 'plan.runId: Invalid input: expected string, received undefined'));
+    expect(
+      refusal(() =>
+        parseInput(
+          hostCommandRequestSchema,
+          { script: 'prune-local', plan: {}, keepDays: 0.5, keepFile: 'a b' },
+          'H',
+        ),
+      ),
+    ).toBe(
+      listed(
+        'H',
+        'plan: Invalid input',
+        'keepDays: Invalid input: expected int, received number',
+        'keepFile: must be a plain file name',
+      ),
+    );
+  });
+});
