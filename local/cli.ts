@@ -6,7 +6,7 @@ import { PROJECT_ROOT, runWorkflow, workflows } from './runner.ts';
 
 const USAGE = `Usage: npm run local -- start <workflow> [--input '<json>']
 
-Runs statemachines/<workflow>.asl.json in-process with the real handlers.
+Runs a workflow (built by statemachines/) in-process with the real handlers.
 Workflows: ${workflows().join(', ')}
 
 Environment (all optional):

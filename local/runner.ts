@@ -1,62 +1,48 @@
 import { randomUUID } from 'node:crypto';
-import { appendFileSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ExecutionError, StateMachine } from 'aws-local-stepfunctions';
 import type { Alert, Notifier } from '../shared/alert/alert.ts';
+import type { Definition, States } from '../statemachines/steps.ts';
+import { isWorkflow, WORKFLOWS } from '../statemachines/workflows.ts';
 import type { LocalHost } from './host.ts';
 
 /**
- * Runs a state machine file in-process with aws-local-stepfunctions, its Task
- * states bound to the real handlers. The Lambda-only pieces are swapped for
- * local ones: SSM Run Command for bash on this machine, Slack for the terminal
- * and a file, the SSM parameter for the local database URL.
+ * Runs a workflow in-process with aws-local-stepfunctions, from the definition
+ * the builder in statemachines/ renders for serverless.yml, its Task states
+ * bound to the real handlers. The Lambda-only pieces are swapped for local ones:
+ * SSM Run Command for bash on this machine, Slack for the terminal and a file,
+ * the SSM parameter for the local database URL.
  */
 
 export const PROJECT_ROOT = fileURLToPath(new URL('..', import.meta.url));
-const STATE_MACHINES = join(PROJECT_ROOT, 'statemachines');
-
-/** Workflows deployed from another workflow's definition (serverless.yml does the same). */
-const SHARED_DEFINITIONS: Record<string, string> = { 'point-in-time-recovery': 'database-restore' };
 
 export function workflows(): string[] {
-  const files = readdirSync(STATE_MACHINES)
-    .filter((f) => f.endsWith('.asl.json'))
-    .map((f) => f.replace(/\.asl\.json$/, ''));
-  return [...files, ...Object.keys(SHARED_DEFINITIONS)];
+  return Object.keys(WORKFLOWS).sort();
 }
 
 type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
-type Definition = { States: Record<string, { Type: string; Resource?: unknown; Retry?: unknown }> } & Record<
-  string,
-  Json
->;
 
 /** The deployed template turns `Fn::GetAtt: [fn, Arn]` into the function's ARN; locally it becomes a placeholder ARN. */
 export function loadDefinition(workflow: string): {
   definition: Definition;
   functionOf: Map<string, string>;
 } {
-  if (!workflows().includes(workflow)) {
+  if (!isWorkflow(workflow)) {
     throw new Error(`Unknown workflow "${workflow}". Known workflows: ${workflows().join(', ')}.`);
   }
-  const definition = JSON.parse(
-    readFileSync(join(STATE_MACHINES, `${SHARED_DEFINITIONS[workflow] ?? workflow}.asl.json`), 'utf8'),
-  ) as Definition;
+  const definition = WORKFLOWS[workflow]();
   const functionOf = new Map<string, string>();
-  const visit = (states: Definition['States']) => {
+  const visit = (states: States) => {
     for (const [name, state] of Object.entries(states)) {
       const getAtt = (state.Resource as { 'Fn::GetAtt'?: [string, string] } | undefined)?.['Fn::GetAtt'];
       if (getAtt) {
         functionOf.set(name, getAtt[0]);
         state.Resource = `arn:aws:lambda:us-east-1:123456789012:function:kennel-backup-local-${getAtt[0]}`;
       }
-      for (const nested of ['Iterator', 'ItemProcessor'] as const) {
-        const inner = (state as Record<string, unknown>)[nested] as Definition | undefined;
-        if (inner?.States) visit(inner.States);
-      }
-      for (const branch of ((state as Record<string, unknown>).Branches as Definition[] | undefined) ?? [])
-        visit(branch.States);
+      const inner = state.ItemProcessor as { States: States } | undefined;
+      if (inner) visit(inner.States);
     }
   };
   visit(definition.States);
@@ -167,13 +153,11 @@ export async function runWorkflow(options: RunOptions, wiring: LocalWiring): Pro
   }
   const waitTimeOverrides: Record<string, number> = {};
   const retryIntervalOverrides: Record<string, number> = {};
-  const override = (states: Definition['States']) => {
+  const override = (states: States) => {
     for (const [state, def] of Object.entries(states)) {
       if (def.Type === 'Wait') waitTimeOverrides[state] = waitMs;
       if (def.Retry) retryIntervalOverrides[state] = waitMs;
-      const inner =
-        (def as { ItemProcessor?: Definition; Iterator?: Definition }).ItemProcessor ??
-        (def as { Iterator?: Definition }).Iterator;
+      const inner = def.ItemProcessor as { States: States } | undefined;
       if (inner) override(inner.States);
     }
   };

@@ -1,4 +1,3 @@
-import { readdirSync, readFileSync } from 'node:fs';
 import { createServer, type IncomingMessage } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { GetExecutionHistoryCommand, type HistoryEvent, SFNClient } from '@aws-sdk/client-sfn';
@@ -7,6 +6,7 @@ import { GetParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { FAILURE_ALERT_STATES, formatAlert, redact } from '../shared/alert/alert.ts';
+import { WORKFLOWS } from '../statemachines/workflows.ts';
 
 const ssm = mockClient(SSMClient);
 const sns = mockClient(SNSClient);
@@ -142,7 +142,7 @@ describe('the alert', () => {
   });
 
   it("knows every workflow's failure alert state by name, to recognise an execution already alerted", () => {
-    /** Every Task naming sendAlert, in every workflow file, those inside Map states too. */
+    /** Every Task naming sendAlert, in every workflow, those inside Map states too. */
     type State = {
       Type: string;
       Resource?: unknown;
@@ -157,12 +157,7 @@ describe('the alert', () => {
           : []),
         ...(state.ItemProcessor ? alertTasks(state.ItemProcessor.States) : []),
       ]);
-    const dir = new URL('../statemachines/', import.meta.url);
-    const tasks = readdirSync(dir)
-      .filter((f) => f.endsWith('.asl.json'))
-      .flatMap((f) =>
-        alertTasks((JSON.parse(readFileSync(new URL(f, dir), 'utf8')) as { States: States }).States),
-      );
+    const tasks = Object.values(WORKFLOWS).flatMap((definition) => alertTasks(definition().States as States));
     // A request with neither a summary nor a warning is a failure alert.
     const failureAlerts = tasks
       .filter(([, s]) => !Object.keys(s.Parameters ?? {}).some((k) => /^(summary|warning)(\.\$)?$/.test(k)))

@@ -29,10 +29,12 @@ import { HOST_SCRIPTS } from '../shared/host/shell.ts';
 import { RESTORE_WORKFLOWS, restoreWorkflowOf } from '../shared/restore/database-plan.ts';
 import { createMetrics, METRICS_NAMESPACE, metricsSink, recordArchive } from '../shared/watch/metrics.ts';
 import { planMonitoring } from '../shared/watch/monitoring.ts';
+import { TASK_SECONDS } from '../statemachines/steps.ts';
+import { WORKFLOWS, type WorkflowName } from '../statemachines/workflows.ts';
 
 /**
  * `serverless package` renders the CloudFormation template offline; these tests
- * read what it would deploy: the state machines built from the ASL files, the
+ * read what it would deploy: the state machines the builder renders, the
  * bucket, and every permission of every role.
  */
 
@@ -60,7 +62,7 @@ const TWO_TARGETS = [
 /** The disk threshold of the second packaging (`--param diskUsageAlertPercent`); 80 without it. */
 const DISK_PERCENT = 90;
 
-/** Function name in serverless.yml and the ASL file → its folder under functions/. */
+/** Function name in serverless.yml and in the workflows' tasks → its folder under functions/. */
 const FUNCTIONS = {
   planBackup: 'plan-backup',
   planFilesBackup: 'plan-files-backup',
@@ -87,20 +89,18 @@ const FUNCTION_NAMES = Object.keys(FUNCTIONS) as FunctionName[];
 interface StateMachine {
   /** Logical id in the template; its role is `<id>Role`. */
   id: string;
-  /** The name `kennel-backup-<stage>-<name>`, and its log group's. */
-  name: string;
-  /** `statemachines/<file>.asl.json`; two machines may share one. */
-  file: string;
+  /** The name `kennel-backup-<stage>-<name>`, and its log group's; the builder renders its definition under it. */
+  name: WorkflowName;
   logGroup: string;
   /** The functions its tasks name, and so the only ones its role may invoke. */
   functions: FunctionName[];
-  /** A few states and their types, so that an emptied ASL file cannot pass as equal. */
+  /** A few states and their types, so that an emptied definition cannot pass as equal. */
   landmarks: Record<string, string>;
   /** Schedule expression → the execution input it gives; none: started by an operator. */
   schedules: [string, Record<string, unknown>][];
 }
 const BACKUP_LANDMARKS = { BackUpEachTarget: 'Map', VerifyArchive: 'Task', BackupSucceeded: 'Succeed' };
-/** Both restore workflows run the one file; PlanRestore tells them apart by the name. */
+/** Both restore workflows run the one definition; PlanRestore tells them apart by the name. */
 const RESTORE_FUNCTIONS: FunctionName[] = [
   'planRestore',
   'startHostCommand',
@@ -122,7 +122,6 @@ const STATE_MACHINES: StateMachine[] = [
   {
     id: 'DatabaseBackupStateMachine',
     name: 'database-backup',
-    file: 'database-backup',
     logGroup: 'DatabaseBackupLogGroup',
     functions: [
       'planBackup',
@@ -143,7 +142,6 @@ const STATE_MACHINES: StateMachine[] = [
   {
     id: 'FilesBackupStateMachine',
     name: 'files-backup',
-    file: 'files-backup',
     logGroup: 'FilesBackupLogGroup',
     functions: [
       'planFilesBackup',
@@ -163,7 +161,6 @@ const STATE_MACHINES: StateMachine[] = [
   {
     id: 'DatabaseRestoreStateMachine',
     name: 'database-restore',
-    file: 'database-restore',
     logGroup: 'DatabaseRestoreLogGroup',
     functions: RESTORE_FUNCTIONS,
     landmarks: RESTORE_LANDMARKS,
@@ -172,7 +169,6 @@ const STATE_MACHINES: StateMachine[] = [
   {
     id: 'PointInTimeRecoveryStateMachine',
     name: 'point-in-time-recovery',
-    file: 'database-restore',
     logGroup: 'PointInTimeRecoveryLogGroup',
     functions: RESTORE_FUNCTIONS,
     landmarks: RESTORE_LANDMARKS,
@@ -181,7 +177,6 @@ const STATE_MACHINES: StateMachine[] = [
   {
     id: 'FilesRestoreStateMachine',
     name: 'files-restore',
-    file: 'files-restore',
     logGroup: 'FilesRestoreLogGroup',
     functions: ['planFilesRestore', 'startHostCommand', 'checkHostCommand', 'reportRestore', 'sendAlert'],
     landmarks: {
@@ -196,7 +191,6 @@ const STATE_MACHINES: StateMachine[] = [
   {
     id: 'DailyVerificationStateMachine',
     name: 'daily-verification',
-    file: 'daily-verification',
     logGroup: 'DailyVerificationLogGroup',
     functions: [
       'planVerification',
@@ -219,7 +213,6 @@ const STATE_MACHINES: StateMachine[] = [
   {
     id: 'RestoreDrillStateMachine',
     name: 'restore-drill',
-    file: 'restore-drill',
     logGroup: 'RestoreDrillLogGroup',
     functions: [
       'planDrill',
@@ -245,7 +238,6 @@ const STATE_MACHINES: StateMachine[] = [
   {
     id: 'MonitoringStateMachine',
     name: 'monitoring',
-    file: 'monitoring',
     logGroup: 'MonitoringLogGroup',
     functions: ['planMonitoring', 'startHostCommand', 'checkHostCommand', 'reportMonitoring', 'sendAlert'],
     landmarks: {
@@ -257,12 +249,6 @@ const STATE_MACHINES: StateMachine[] = [
     schedules: [['cron(0 * * * ? *)', {}]],
   },
 ];
-/** Each ASL file once, with the functions its tasks name. */
-const ASL_FILES = [...new Map(STATE_MACHINES.map((m) => [m.file, m])).values()];
-/** Every workflow file in statemachines/, deployed or not. */
-const ASL_FILES_IN_REPO = readdirSync(join(ROOT, 'statemachines'))
-  .filter((f) => f.endsWith('.asl.json'))
-  .map((f) => f.replace(/\.asl\.json$/, ''));
 
 interface Statement {
   Sid?: string;
@@ -316,14 +302,6 @@ interface Asl {
   StartAt: string;
   States: Record<string, AslState>;
 }
-
-// asl-validator ships no type declarations.
-type AslValidator = (definition: unknown) => {
-  isValid: boolean;
-  errors: unknown[];
-  errorsText: () => string;
-};
-const aslValidator = createRequire(import.meta.url)('asl-validator') as AslValidator;
 
 /** Every state, those inside Map states too (names are unique across a machine here). */
 function allStates(states: Record<string, AslState>): [string, AslState][] {
@@ -429,62 +407,31 @@ afterAll(() => {
   for (const dir of packageDirs) rmSync(dir, { recursive: true, force: true });
 });
 
-const readAsl = (file: string) =>
-  JSON.parse(readFileSync(join(ROOT, `statemachines/${file}.asl.json`), 'utf8')) as Asl;
+/** The definition the builder renders for a workflow. */
+const built = (workflow: WorkflowName) => WORKFLOWS[workflow]() as Asl;
 
-/** The functions a state's Fn::GetAtt names, in the ASL file's order. */
+/** The functions a state's Fn::GetAtt names, in the definition's order. */
 const namedFunctions = (asl: Asl): string[] =>
   allStates(asl.States).flatMap(([, s]) => {
     const ref = (s.Resource as { 'Fn::GetAtt'?: [string, string] } | undefined)?.['Fn::GetAtt'];
     return ref ? [ref[0]] : [];
   });
 
-describe.each(ASL_FILES)('the ASL file $file', ({ file, functions }) => {
-  const asl = readAsl(file);
-
-  /** The file with every Fn::GetAtt replaced by the ARN CloudFormation would give it. */
-  function withArns(value: unknown): unknown {
-    if (Array.isArray(value)) return value.map(withArns);
-    if (value === null || typeof value !== 'object') return value;
-    const getAttribute = (value as { 'Fn::GetAtt'?: [string, string] })['Fn::GetAtt'];
-    if (getAttribute)
-      return `arn:aws:lambda:us-east-1:123456789012:function:kennel-backup-${STAGE}-${getAttribute[0]}`;
-    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, withArns(v)]));
-  }
-
-  it('is a valid state machine once its Fn::GetAtt are ARNs', () => {
-    const result = aslValidator(withArns(asl));
-    expect(result.errors).toEqual([]);
-    expect(result.isValid).toBe(true);
-  });
-
-  it('would be rejected by the same check if a transition pointed nowhere', () => {
-    const broken = withArns(asl) as Asl;
-    const first = broken.States[broken.StartAt] as AslState & { Next?: string };
-    expect(first.Next).toEqual(expect.any(String));
-    first.Next = 'NoSuchState';
-    expect(aslValidator(broken).isValid).toBe(false);
-  });
-
-  it('names exactly its functions, each defined in serverless.yml', () => {
-    expect(new Set(namedFunctions(asl))).toEqual(new Set(functions));
-    for (const fn of namedFunctions(asl)) expect(FUNCTION_NAMES).toContain(fn);
-  });
-});
-
 describe('the state machines', () => {
-  it('are every workflow file in statemachines/, and their functions every one in functions/', () => {
-    expect(new Set(ASL_FILES.map((m) => m.file))).toEqual(new Set(ASL_FILES_IN_REPO));
+  it('are every workflow the builder renders, and their functions every one in functions/', () => {
+    expect(new Set(STATE_MACHINES.map((m) => m.name))).toEqual(new Set(Object.keys(WORKFLOWS)));
     const folders = readdirSync(join(ROOT, 'functions'), { withFileTypes: true })
       .filter((d) => d.isDirectory())
       .map((d) => d.name);
     expect(new Set(Object.values(FUNCTIONS))).toEqual(new Set(folders));
   });
 
-  it('between them use every function serverless.yml defines', () => {
-    expect(new Set(STATE_MACHINES.flatMap((m) => namedFunctions(readAsl(m.file))))).toEqual(
+  it('between them use every function serverless.yml defines, and no other', () => {
+    expect(new Set(STATE_MACHINES.flatMap((m) => namedFunctions(built(m.name))))).toEqual(
       new Set(FUNCTION_NAMES),
     );
+    // The builder's table of task timeouts names the same functions.
+    expect(new Set(Object.keys(TASK_SECONDS))).toEqual(new Set(FUNCTION_NAMES));
   });
 
   it('run each backup kind at its cron in shared/catalog/schedule.ts, with the kind as input', () => {
@@ -548,15 +495,15 @@ function withoutDefaultQueryLanguage(value: unknown): unknown {
 }
 
 describe.each(STATE_MACHINES)('the state machine $id', (machine) => {
-  const { id, name, file, logGroup, functions, landmarks, schedules } = machine;
-  it('is the ASL file, each task bound to the Lambda function it names', () => {
-    const asl = readAsl(file);
+  const { id, name, logGroup, functions, landmarks, schedules } = machine;
+  it("is the builder's definition, each task bound to the Lambda function it names", () => {
+    const asl = built(name);
     const props = resource<{ DefinitionString: { 'Fn::Sub': [string, Record<string, unknown>] } }>(
       id,
       'AWS::StepFunctions::StateMachine',
     );
     const [text, variables] = props.DefinitionString['Fn::Sub'];
-    /** The deployed definition with each `${placeholder}` turned back into the ASL file's Fn::GetAtt. */
+    /** The deployed definition with each `${placeholder}` turned back into the builder's Fn::GetAtt. */
     function unbound(value: unknown): unknown {
       if (Array.isArray(value)) return value.map(unbound);
       if (typeof value === 'string') {
@@ -575,6 +522,8 @@ describe.each(STATE_MACHINES)('the state machine $id', (machine) => {
     expect(withoutDefaultQueryLanguage(deployed)).toEqual(withoutDefaultQueryLanguage(asl));
     // Every placeholder is a function's ARN: the plugin left nothing else to resolve.
     expect(Object.keys(variables)).toHaveLength(new Set(namedFunctions(asl)).size);
+    // It names exactly its functions, the only ones its role may invoke (below).
+    expect(new Set(namedFunctions(asl))).toEqual(new Set(functions));
     const states = new Map(allStates(deployed.States));
     for (const [state, type] of Object.entries(landmarks)) expect(states.get(state)?.Type, state).toBe(type);
   });
@@ -638,7 +587,7 @@ describe.each(STATE_MACHINES)('the state machine $id', (machine) => {
 });
 
 describe('the restore workflows', () => {
-  const restores = STATE_MACHINES.filter((m) => m.file === 'database-restore');
+  const restores = STATE_MACHINES.filter((m) => (RESTORE_WORKFLOWS as readonly string[]).includes(m.name));
 
   it('are one definition deployed under each name PlanRestore tells apart', () => {
     const names = restores.map(
@@ -1807,13 +1756,13 @@ describe('the functions', () => {
   it("no task gives up on its function before the function's own timeout", () => {
     const problems: string[] = [];
     const checked = new Set<string>();
-    for (const { file } of ASL_FILES) {
-      for (const [state, task] of allStates(readAsl(file).States)) {
+    for (const { name } of STATE_MACHINES) {
+      for (const [state, task] of allStates(built(name).States)) {
         const fn = (task.Resource as { 'Fn::GetAtt'?: [FunctionName, string] } | undefined)?.[
           'Fn::GetAtt'
         ]?.[0];
         if (!fn) continue;
-        checked.add(file);
+        checked.add(name);
         const { Timeout } = resource<LambdaFunction>(
           `${logicalId(fn)}LambdaFunction`,
           'AWS::Lambda::Function',
@@ -1821,13 +1770,13 @@ describe('the functions', () => {
         const waits = (task as AslState & { TimeoutSeconds?: number }).TimeoutSeconds;
         if (waits === undefined || waits < Timeout)
           problems.push(
-            `${file} ${state}: waits ${waits ?? 'forever'} s for ${fn}, which may run ${Timeout} s`,
+            `${name} ${state}: waits ${waits ?? 'forever'} s for ${fn}, which may run ${Timeout} s`,
           );
       }
     }
     expect(problems).toEqual([]);
-    // Every workflow in statemachines/ was looked at, the files restore's included.
-    expect(new Set(checked)).toEqual(new Set(ASL_FILES_IN_REPO));
+    // Every workflow was looked at, the files restore's included.
+    expect(new Set(checked)).toEqual(new Set(Object.keys(WORKFLOWS)));
   });
 
   it("every function's environment is a complete configuration for shared/core/config.ts", () => {

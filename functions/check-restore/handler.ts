@@ -7,6 +7,7 @@ import { logger } from '../../shared/core/logger.ts';
 import { type DatabaseUrlProvider, ssmDatabaseUrl } from '../../shared/restore/check.ts';
 import { restorePlanSchema } from '../../shared/restore/database-plan.ts';
 import { checkRestore } from '../../shared/restore/stages.ts';
+import { RESTORE_STATE } from '../../statemachines/database-restore.ts';
 
 const config = getConfig();
 
@@ -17,7 +18,7 @@ export function createHandler(databaseUrl: DatabaseUrlProvider) {
       const { plan } = parseInput(
         z.object({ plan: restorePlanSchema }),
         event,
-        'The CheckRestoredDatabase request',
+        `The ${RESTORE_STATE.checkRestoredDatabase} request`,
       );
       const result = await checkRestore(await databaseUrl(), plan);
       logger.info('restored database checked', {

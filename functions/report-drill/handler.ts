@@ -7,6 +7,7 @@ import { getConfig } from '../../shared/core/config.ts';
 import { parseInput } from '../../shared/core/input.ts';
 import { logger } from '../../shared/core/logger.ts';
 import { reportDrill } from '../../shared/watch/drill.ts';
+import { DRILL_STATE } from '../../statemachines/restore-drill.ts';
 
 const config = getConfig();
 const catalog = new Catalog(createS3Client(config), config.BACKUP_BUCKET);
@@ -14,7 +15,11 @@ const catalog = new Catalog(createS3Client(config), config.BACKUP_BUCKET);
 export const handler = middy()
   .use(injectLambdaContext(logger))
   .handler(async (event: unknown) => {
-    const { state } = parseInput(z.object({ state: z.unknown() }), event, 'The ReportDrill request');
+    const { state } = parseInput(
+      z.object({ state: z.unknown() }),
+      event,
+      `The ${DRILL_STATE.report} request`,
+    );
     const report = await reportDrill(catalog, state);
     logger.info('drill passed', { chosen: report.chosen.key, report: report.report });
     return report;

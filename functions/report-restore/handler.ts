@@ -4,11 +4,16 @@ import { z } from 'zod';
 import { parseInput } from '../../shared/core/input.ts';
 import { logger } from '../../shared/core/logger.ts';
 import { restoreReport } from '../../shared/restore/stages.ts';
+import { RESTORE_STATE } from '../../statemachines/database-restore.ts';
 
 export const handler = middy()
   .use(injectLambdaContext(logger))
   .handler(async (event: unknown) => {
-    const { state } = parseInput(z.object({ state: z.unknown() }), event, 'The ReportRestore request');
+    const { state } = parseInput(
+      z.object({ state: z.unknown() }),
+      event,
+      `The ${RESTORE_STATE.report} request`,
+    );
     const report = restoreReport(state, new Date().toISOString());
     logger.info('restore finished', {
       restored: report.restored,

@@ -1,7 +1,8 @@
 import { GetExecutionHistoryCommand, type HistoryEvent, type SFNClient } from '@aws-sdk/client-sfn';
 import { PublishCommand, type SNSClient } from '@aws-sdk/client-sns';
 import { z } from 'zod';
-import { causeMessage } from '../core/errors.ts';
+import { FAILED, NOTIFY_FAILURE, NOTIFY_RUN_FAILURE, PLAN } from '../../statemachines/steps.ts';
+import { causeMessage, failedStatesSchema, firstFailure } from '../core/errors.ts';
 import { describeRestoreFailure } from '../restore/alert.ts';
 
 /**
@@ -40,12 +41,16 @@ export interface Alert {
   text: string;
 }
 
-/** The parts of the execution's state an alert reads: the plan of the failed run, and what failed. */
+/**
+ * The parts of the execution's state an alert reads, each on its own: what
+ * failed, and the plan of the failed run (a watch workflow's plan names no target).
+ */
 const stateSchema = z.object({
-  failed: z.record(z.string(), z.object({ Error: z.string(), Cause: z.unknown() })).optional(),
-  plan: z
+  [FAILED]: z.optional(failedStatesSchema).catch(undefined),
+  [PLAN]: z
     .object({ target: z.string(), database: z.string().optional(), kind: z.string().optional() })
-    .optional(),
+    .optional()
+    .catch(undefined),
 });
 
 /** Removes anything that looks like a credential, in case a tool printed one. */
@@ -77,10 +82,10 @@ export function formatAlert(
 ): Alert {
   const parsed = stateSchema.safeParse(request.state);
   const plan = parsed.success ? parsed.data.plan : undefined;
-  const [failedState, failure] = Object.entries((parsed.success && parsed.data.failed) || {})[0] ?? [];
+  const failure = firstFailure(parsed.success ? parsed.data.failed : undefined);
   const warning = request.warning !== undefined;
   const summary = request.summary !== undefined;
-  const state = summary ? 'summary' : warning ? 'warning' : (failedState ?? 'unknown');
+  const state = summary ? 'summary' : warning ? 'warning' : (failure?.state ?? 'unknown');
   const error = summary ? 'Succeeded' : warning ? 'Warning' : (failure?.Error ?? 'UnknownFailure');
   const cause = redact(
     request.summary ??
@@ -165,8 +170,8 @@ export function isEventBridgeEvent(input: unknown): boolean {
   return typeof input === 'object' && input !== null && 'detail-type' in input;
 }
 
-/** The failure alert states of the workflows (statemachines/*.asl.json): each posts what its Catch caught. */
-export const FAILURE_ALERT_STATES: readonly string[] = ['NotifyFailure', 'NotifyRunFailure'];
+/** The failure alert states of the workflows (statemachines/steps.ts): each posts what its Catch caught. */
+export const FAILURE_ALERT_STATES: readonly string[] = [NOTIFY_FAILURE, NOTIFY_RUN_FAILURE];
 
 /** What an execution's history says about how it ended. */
 export interface ExecutionFinding {

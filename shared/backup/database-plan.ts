@@ -1,3 +1,4 @@
+import { BACKUP_STATE } from '../../statemachines/database-backup.ts';
 import type { Catalog } from '../catalog/catalog.ts';
 import {
   archiveFileName,
@@ -138,7 +139,11 @@ export function databaseRun(
  * has its own window, archive and manifest.
  */
 export async function planBackup(config: Config, catalog: Catalog, request: unknown): Promise<Plan[]> {
-  const { input, executionId, startedAt } = parseInput(planRequestSchema, request, 'The PlanBackup request');
+  const { input, executionId, startedAt } = parseInput(
+    planRequestSchema,
+    request,
+    `The ${BACKUP_STATE.plan} request`,
+  );
   const wanted = parseInput(backupInputSchema, input ?? {}, 'The execution input');
   const targets = selectTargets(config, wanted.target);
   const kind = wanted.kind ?? 'full';

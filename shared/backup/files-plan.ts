@@ -1,3 +1,4 @@
+import { FILES_BACKUP_STATE } from '../../statemachines/files-backup.ts';
 import { archiveKey, FILE_KINDS, manifestKey, runId, tarballFileName } from '../catalog/keys.ts';
 import { DEFAULT_CODEC } from '../core/codecs.ts';
 import type { Config } from '../core/config.ts';
@@ -28,7 +29,7 @@ export function planFilesBackup(config: Config, request: unknown): FilesPlan[] {
   const { input, executionId, startedAt } = parseInput(
     planRequestSchema,
     request,
-    'The PlanFilesBackup request',
+    `The ${FILES_BACKUP_STATE.plan} request`,
   );
   const wanted = parseInput(filesInputSchema, input ?? {}, 'The execution input');
   const iso = new Date(startedAt).toISOString();

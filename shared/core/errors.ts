@@ -1,3 +1,5 @@
+import * as z from './schema.ts';
+
 /**
  * Every error a stage may throw. Step Functions matches `Retry` and `Catch` on the
  * error's `name`, so each class sets one; transient ones are named in the state
@@ -6,44 +8,67 @@
  */
 
 abstract class KennelBackupError extends Error {
-  constructor(message: string, options?: { cause?: unknown }) {
-    super(message, options);
-    this.name = new.target.name;
-  }
+  /**
+   * Spelled out, never `new.target.name`: the bundles are minified, so a class's
+   * own name is a letter or two in AWS, and no Retry or Catch would match it.
+   */
+  abstract override readonly name: string;
 }
 
 /** Bad execution input or configuration: fix the input and start a new execution. */
-export class InvalidInputError extends KennelBackupError {}
+export class InvalidInputError extends KennelBackupError {
+  override readonly name = 'InvalidInputError';
+}
 
 /** The environment of a function is incomplete or malformed: fix the deployment. */
-export class ConfigError extends KennelBackupError {}
+export class ConfigError extends KennelBackupError {
+  override readonly name = 'ConfigError';
+}
 
 /** A target, backup or archive named in the input does not exist. */
-export class NotFoundError extends KennelBackupError {}
+export class NotFoundError extends KennelBackupError {
+  override readonly name = 'NotFoundError';
+}
 
 /** The host command ran and failed; the message carries the tail of its stderr. */
-export class HostCommandFailedError extends KennelBackupError {}
+export class HostCommandFailedError extends KennelBackupError {
+  override readonly name = 'HostCommandFailedError';
+}
 
 /** The host command did not finish before its deadline. */
-export class HostCommandTimedOutError extends KennelBackupError {}
+export class HostCommandTimedOutError extends KennelBackupError {
+  override readonly name = 'HostCommandTimedOutError';
+}
 
 /** The archive in S3 is not what its manifest says it is. */
-export class ArchiveCorruptError extends KennelBackupError {}
+export class ArchiveCorruptError extends KennelBackupError {
+  override readonly name = 'ArchiveCorruptError';
+}
 
 /** The restored scratch database does not hold what the manifest recorded. */
-export class RestoreMismatchError extends KennelBackupError {}
+export class RestoreMismatchError extends KennelBackupError {
+  override readonly name = 'RestoreMismatchError';
+}
 
 /** A dependency (S3, SSM, PostgreSQL) did not answer; retrying later is safe. */
-export class TransientError extends KennelBackupError {}
+export class TransientError extends KennelBackupError {
+  override readonly name = 'TransientError';
+}
 
 /** The hourly monitoring found a problem (a missing daily full, a full disk); the message lists them. */
-export class MonitoringFailedError extends KennelBackupError {}
+export class MonitoringFailedError extends KennelBackupError {
+  override readonly name = 'MonitoringFailedError';
+}
 
 /** A restore drill could not restore a backup, or a check failed; the message lists them. */
-export class DrillFailedError extends KennelBackupError {}
+export class DrillFailedError extends KennelBackupError {
+  override readonly name = 'DrillFailedError';
+}
 
 /** The daily verification found backups missing, stale or bad; the message lists every one. */
-export class VerificationFailedError extends KennelBackupError {}
+export class VerificationFailedError extends KennelBackupError {
+  override readonly name = 'VerificationFailedError';
+}
 
 const TRANSIENT_NETWORK_CODES = new Set([
   'ECONNREFUSED',
@@ -86,4 +111,29 @@ export function causeMessage(cause: unknown): string {
     // Not JSON: a Step Functions runtime error or a local error message.
   }
   return cause;
+}
+
+/**
+ * What a workflow's Catch records of an error: its name and its cause. The
+ * schemas' calls are pure, so that a bundle that reads no caught error drops them.
+ */
+export const caughtErrorSchema = /* @__PURE__ */ z.object({
+  Error: /* @__PURE__ */ z.string(),
+  Cause: /* @__PURE__ */ z.unknown(),
+});
+
+export type CaughtError = z.infer<typeof caughtErrorSchema>;
+
+/** Where the workflows' Catch write a failed stage's error: `failed.<StateName>`, so its key names the state. */
+export const failedStatesSchema = /* @__PURE__ */ z.record(/* @__PURE__ */ z.string(), caughtErrorSchema);
+
+/**
+ * The one way to read which state failed: the first entry of `failed` (a
+ * workflow, or a Map iteration, stops at its first failed stage).
+ */
+export function firstFailure(
+  failed: Readonly<Record<string, CaughtError>> | undefined,
+): (CaughtError & { state: string }) | undefined {
+  const [state, error] = Object.entries(failed ?? {})[0] ?? [];
+  return state !== undefined && error !== undefined ? { state, ...error } : undefined;
 }

@@ -1,19 +1,31 @@
 import { z } from 'zod';
+import { RESTORE_COMMAND, RESTORE_RESULT, RESTORE_STATE } from '../../statemachines/database-restore.ts';
+import { FILES_RESTORE_COMMAND, FILES_RESTORE_RESULT } from '../../statemachines/files-restore.ts';
 import { CODECS } from '../core/codecs.ts';
+import { failedStatesSchema, firstFailure } from '../core/errors.ts';
 import { restorePlanSchema } from './database-plan.ts';
 import { filesRestorePlanSchema } from './files-plan.ts';
 
 /** The parts of a failed restore's state that say how far it got. */
 const failedRestoreSchema = z.object({
-  plan: restorePlanSchema.optional(),
-  stop: z.unknown().optional(),
-  safetyDumpVerification: z.unknown().optional(),
-  swap: z.object({ status: z.string() }).optional(),
-  start: z.object({ status: z.string() }).optional(),
-  restart: z.object({ status: z.string() }).optional(),
-  restartFailed: z.unknown().optional(),
-  failed: z.record(z.string(), z.unknown()).optional(),
+  [RESTORE_RESULT.plan]: restorePlanSchema.optional(),
+  [RESTORE_RESULT.stop]: z.unknown().optional(),
+  [RESTORE_RESULT.safetyDumpVerification]: z.unknown().optional(),
+  [RESTORE_RESULT.swap]: z.object({ status: z.string() }).optional(),
+  [RESTORE_RESULT.start]: z.object({ status: z.string() }).optional(),
+  [RESTORE_RESULT.restart]: z.object({ status: z.string() }).optional(),
+  [RESTORE_RESULT.restartFailed]: z.unknown().optional(),
+  [RESTORE_RESULT.failed]: z.optional(failedStatesSchema),
 });
+
+/** The stages of the swap, one transaction. */
+const SWAP: readonly string[] = [RESTORE_COMMAND.swap.start, RESTORE_COMMAND.swap.check];
+/** The stages that fail before the target is touched; the staging database is dropped when they do. */
+const BEFORE_SWAP: readonly string[] = [
+  RESTORE_COMMAND.restore.start,
+  RESTORE_COMMAND.restore.check,
+  RESTORE_STATE.checkRestoredDatabase,
+];
 
 /**
  * For the alert of a failed restore: exactly what state the database is in, and
@@ -25,22 +37,18 @@ export function describeRestoreFailure(state: unknown): string | undefined {
   const parsed = failedRestoreSchema.safeParse(state);
   if (!parsed.success || !parsed.data.plan) return undefined;
   const { plan, stop, safetyDumpVerification, swap, start, restart, restartFailed } = parsed.data;
-  const failedAt = Object.keys(parsed.data.failed ?? {})[0] ?? '';
+  const failedAt = firstFailure(parsed.data.failed)?.state ?? '';
   const lines: string[] = [];
   const swapped = swap?.status === 'Success';
   if (swapped) {
     lines.push(
       `${plan.targetDatabase} now holds the restore (${plan.archives.length} archive(s), checked)${plan.overProduction ? `; the database it replaced is kept as ${plan.replacedDatabase}` : ''}.`,
     );
-  } else if (failedAt === 'CheckSwap' || failedAt === 'StartSwap') {
+  } else if (SWAP.includes(failedAt)) {
     lines.push(
       `The swap is one transaction and it did not report success: ${plan.targetDatabase} is unchanged${plan.overProduction ? '' : ' (it was not created)'} and the checked restore is in ${plan.stagingDatabase}, unless a database ${plan.overProduction ? plan.replacedDatabase : plan.targetDatabase} now exists, in which case the swap did complete.`,
     );
-  } else if (
-    failedAt === 'CheckRestoredDatabase' ||
-    failedAt === 'StartRestore' ||
-    failedAt === 'CheckRestore'
-  ) {
+  } else if (BEFORE_SWAP.includes(failedAt)) {
     lines.push(
       `${plan.targetDatabase} was not touched${plan.overProduction ? '' : ' (it was not created)'}; the staging database ${plan.stagingDatabase} was dropped.`,
     );
@@ -69,9 +77,9 @@ export function describeRestoreFailure(state: unknown): string | undefined {
 }
 
 const failedFilesRestoreSchema = z.object({
-  plan: filesRestorePlanSchema,
-  restore: z.object({ status: z.string() }).optional(),
-  failed: z.record(z.string(), z.unknown()).optional(),
+  [FILES_RESTORE_RESULT.plan]: filesRestorePlanSchema,
+  [FILES_RESTORE_RESULT.restore]: z.object({ status: z.string() }).optional(),
+  [FILES_RESTORE_RESULT.failed]: z.optional(failedStatesSchema),
 });
 
 function describeFilesRestoreFailure({
@@ -79,11 +87,12 @@ function describeFilesRestoreFailure({
   restore,
   failed,
 }: z.infer<typeof failedFilesRestoreSchema>): string {
-  const failedAt = Object.keys(failed ?? {})[0] ?? '';
+  const failedAt = firstFailure(failed)?.state ?? '';
   const putBack = `\`${CODECS[plan.archive.codec].decompress} ${plan.asidePath} | tar -x -C /\` on the host puts them back`;
   if (restore?.status === 'Success') {
     return `The ${plan.kind} files are restored from ${plan.archive.key}, but a command after the restore failed: run the rest by hand (${plan.afterCommands.join('; ')}). The files from before are kept in ${plan.asidePath}; ${putBack}.`;
   }
-  if (failedAt === 'StartFilesRestore') return `The ${plan.kind} files were not touched.`;
+  if (failedAt === FILES_RESTORE_COMMAND.filesRestore.start)
+    return `The ${plan.kind} files were not touched.`;
   return `The ${plan.kind} files are as they were: the restore stops before touching them when the tarball does not check out, and puts them back from ${plan.asidePath} when the extraction fails (its output on the host says which). If in doubt, ${putBack}.`;
 }

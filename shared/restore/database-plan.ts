@@ -1,3 +1,4 @@
+import { RESTORE_STATE } from '../../statemachines/database-restore.ts';
 import { databaseRun, planSchema } from '../backup/database-plan.ts';
 import type { Catalog } from '../catalog/catalog.ts';
 import {
@@ -323,7 +324,7 @@ export async function planRestore(
   const { input, executionId, startedAt, stateMachine } = parseInput(
     restoreRequestSchema,
     request,
-    'The PlanRestore request',
+    `The ${RESTORE_STATE.plan} request`,
   );
   const workflow = restoreWorkflowOf(stateMachine);
   const wanted =

@@ -1,3 +1,4 @@
+import { FILES_RESTORE_STATE } from '../../statemachines/files-restore.ts';
 import type { Catalog } from '../catalog/catalog.ts';
 import { FILE_KINDS, runId as makeRunId } from '../catalog/keys.ts';
 import { isDatabaseManifest } from '../catalog/manifest.ts';
@@ -59,7 +60,7 @@ export async function planFilesRestore(
   const { input, executionId, startedAt } = parseInput(
     planRequestSchema,
     request,
-    'The PlanFilesRestore request',
+    `The ${FILES_RESTORE_STATE.plan} request`,
   );
   const wanted = parseInput(filesRestoreInputSchema, input, 'The execution input');
   if (wanted.confirm !== wanted.kind && !wanted.dryRun) {

@@ -1,5 +1,7 @@
 import { z } from 'zod';
-import { RestoreMismatchError } from '../core/errors.ts';
+import { RESTORE_RESULT as RESULT } from '../../statemachines/database-restore.ts';
+import { FILES_RESTORE_RESULT as FILES_RESULT } from '../../statemachines/files-restore.ts';
+import { caughtErrorSchema, RestoreMismatchError } from '../core/errors.ts';
 import { commandStateSchema } from '../host/command-stage.ts';
 import { dropDatabase, rowProblems } from './check.ts';
 import { type RestorePlan, restorePlanSchema } from './database-plan.ts';
@@ -49,20 +51,27 @@ export async function checkRestore(
   };
 }
 
-/** What the execution holds when ReportRestore runs; the optional parts ran only over a database. */
-const finishedRestoreSchema = z.object({
-  plan: restorePlanSchema,
-  restore: commandStateSchema,
-  check: restoreCheckSchema,
-  stop: commandStateSchema.optional(),
-  safetyDump: commandStateSchema.optional(),
-  safetyDumpVerification: z.object({ state: z.string(), key: z.string(), size: z.number() }).optional(),
-  swap: commandStateSchema,
-  start: commandStateSchema.optional(),
-  localPrune: commandStateSchema.optional(),
-  /** Pruning old safety dumps failed: the restore stands, the record says so. */
-  pruneFailed: z.object({ Error: z.string(), Cause: z.unknown() }).optional(),
-});
+/**
+ * What the execution holds when ReportRestore runs; the optional parts ran only
+ * over a database. Built then, so that checkRestore's bundle does not carry it.
+ */
+function finishedRestoreSchema() {
+  return z.object({
+    [RESULT.plan]: restorePlanSchema,
+    [RESULT.restore]: commandStateSchema,
+    [RESULT.check]: restoreCheckSchema,
+    [RESULT.stop]: commandStateSchema.optional(),
+    [RESULT.safetyDump]: commandStateSchema.optional(),
+    [RESULT.safetyDumpVerification]: z
+      .object({ state: z.string(), key: z.string(), size: z.number() })
+      .optional(),
+    [RESULT.swap]: commandStateSchema,
+    [RESULT.start]: commandStateSchema.optional(),
+    [RESULT.localPrune]: commandStateSchema.optional(),
+    /** Pruning old safety dumps failed: the restore stands, the record says so. */
+    [RESULT.pruneFailed]: z.optional(caughtErrorSchema),
+  });
+}
 
 const seconds = (from: string, to: string | undefined) =>
   to === undefined ? null : Math.round((Date.parse(to) - Date.parse(from)) / 100) / 10;
@@ -73,9 +82,9 @@ const seconds = (from: string, to: string | undefined) =>
  * (host stages to the poll interval), so the achieved recovery time is visible.
  */
 export function restoreReport(state: unknown, finishedAt: string) {
-  const files = finishedFilesRestoreSchema.safeParse(state);
+  const files = finishedFilesRestoreSchema().safeParse(state);
   if (files.success) return filesRestoreReport(files.data, finishedAt);
-  const s = finishedRestoreSchema.parse(state);
+  const s = finishedRestoreSchema().parse(state);
   const { plan } = s;
   const stages = [
     { stage: 'restore into staging', seconds: seconds(s.restore.sentAt, s.restore.finishedAt) },
@@ -145,13 +154,15 @@ export function restoreReport(state: unknown, finishedAt: string) {
 }
 
 /** What a files restore's execution holds when ReportRestore runs. */
-const finishedFilesRestoreSchema = z.object({
-  plan: filesRestorePlanSchema,
-  restore: commandStateSchema,
-  after: commandStateSchema,
-});
+function finishedFilesRestoreSchema() {
+  return z.object({
+    [FILES_RESULT.plan]: filesRestorePlanSchema,
+    [FILES_RESULT.restore]: commandStateSchema,
+    [FILES_RESULT.after]: commandStateSchema,
+  });
+}
 
-function filesRestoreReport(s: z.infer<typeof finishedFilesRestoreSchema>, finishedAt: string) {
+function filesRestoreReport(s: z.infer<ReturnType<typeof finishedFilesRestoreSchema>>, finishedAt: string) {
   const { plan } = s;
   const stages = [
     { stage: 'check, set aside and extract', seconds: seconds(s.restore.sentAt, s.restore.finishedAt) },

@@ -1,5 +1,6 @@
 import { randomInt } from 'node:crypto';
 import { z } from 'zod';
+import { DRILL_RESULT, DRILL_STATE } from '../../statemachines/restore-drill.ts';
 import { planSchema, restoreTestPlanOf } from '../backup/database-plan.ts';
 import type { Catalog } from '../catalog/catalog.ts';
 import { drillReportKey, runId as makeRunId, scratchDatabase } from '../catalog/keys.ts';
@@ -7,7 +8,13 @@ import type { DatabaseManifest } from '../catalog/manifest.ts';
 import { maxAgeMinutes } from '../catalog/schedule.ts';
 import type { Config } from '../core/config.ts';
 import { selectTargets } from '../core/config.ts';
-import { causeMessage, DrillFailedError, NotFoundError } from '../core/errors.ts';
+import {
+  causeMessage,
+  DrillFailedError,
+  failedStatesSchema,
+  firstFailure,
+  NotFoundError,
+} from '../core/errors.ts';
 import { sha256Hex, sqlIdentifier, targetName } from '../core/identifiers.ts';
 import { parseInput, planRequestSchema } from '../core/input.ts';
 import { DAY_MS } from '../core/time.ts';
@@ -80,7 +87,11 @@ export async function planDrill(
   request: unknown,
   now = new Date(),
 ): Promise<DrillPlan> {
-  const { input, executionId, startedAt } = parseInput(planRequestSchema, request, 'The PlanDrill request');
+  const { input, executionId, startedAt } = parseInput(
+    planRequestSchema,
+    request,
+    `The ${DRILL_STATE.plan} request`,
+  );
   const wanted = parseInput(drillInputSchema, input ?? {}, 'The execution input');
   const [target] = selectTargets(config, wanted.target ?? config.BACKUP_TARGETS[0]?.name);
   if (!target) throw new NotFoundError('No target is configured.');
@@ -138,12 +149,14 @@ export async function planDrill(
   };
 }
 
-/** What the drill's execution holds when ReportDrill runs. */
-const drilledSchema = z.object({
-  drill: drillPlanSchema,
-  restoreTest: z.object({ tables: z.number(), rows: z.number() }).optional(),
-  failed: z.record(z.string(), z.object({ Error: z.string(), Cause: z.unknown() })).optional(),
-});
+/** What the drill's execution holds when ReportDrill runs; built then, so that other bundles do not carry it. */
+function drilledSchema() {
+  return z.object({
+    [DRILL_RESULT.drill]: drillPlanSchema,
+    [DRILL_RESULT.restoreTest]: z.object({ tables: z.number(), rows: z.number() }).optional(),
+    [DRILL_RESULT.failed]: z.optional(failedStatesSchema),
+  });
+}
 
 function markdown(report: { title: string; checks: DrillCheck[]; facts: [string, string][] }): string {
   const cell = (text: string) => text.replaceAll('|', '\\|').replaceAll('\n', ' ');
@@ -166,15 +179,15 @@ function markdown(report: { title: string; checks: DrillCheck[]; facts: [string,
  * fails with every failed check listed, or returns the summary.
  */
 export async function reportDrill(catalog: Catalog, state: unknown, now = new Date()) {
-  const { drill, restoreTest, failed } = drilledSchema.parse(state);
-  const restoreFailure = Object.entries(failed ?? {})[0];
+  const { drill, restoreTest, failed } = drilledSchema().parse(state);
+  const restoreFailure = firstFailure(failed);
   const checks: DrillCheck[] = [
     ...drill.checks,
     restoreFailure
       ? {
           check: 'restore test',
           passed: false,
-          detail: `${restoreFailure[0]}: ${restoreFailure[1].Error}: ${causeMessage(restoreFailure[1].Cause)}`,
+          detail: `${restoreFailure.state}: ${restoreFailure.Error}: ${causeMessage(restoreFailure.Cause)}`,
         }
       : {
           check: 'restore test',

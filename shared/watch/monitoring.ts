@@ -1,8 +1,9 @@
 import { z } from 'zod';
+import { MONITORING_RESULT, MONITORING_STATE } from '../../statemachines/monitoring.ts';
 import type { Catalog } from '../catalog/catalog.ts';
 import { runId as makeRunId } from '../catalog/keys.ts';
 import type { Config } from '../core/config.ts';
-import { MonitoringFailedError } from '../core/errors.ts';
+import { failedStatesSchema, firstFailure, MonitoringFailedError } from '../core/errors.ts';
 import { hostPath, runIdentifier, targetName } from '../core/identifiers.ts';
 import { parseInput, planRequestSchema } from '../core/input.ts';
 import { ageSeconds, newestBackups, staleness } from './freshness.ts';
@@ -43,7 +44,11 @@ export async function planMonitoring(
   request: unknown,
   now = new Date(),
 ): Promise<MonitoringPlan> {
-  const { executionId, startedAt } = parseInput(planRequestSchema, request, 'The PlanMonitoring request');
+  const { executionId, startedAt } = parseInput(
+    planRequestSchema,
+    request,
+    `The ${MONITORING_STATE.plan} request`,
+  );
   const iso = new Date(startedAt).toISOString();
   // Listing the catalog is the S3 check: when S3 does not answer, this throws,
   // is retried, and the execution fails with an alert.
@@ -78,16 +83,24 @@ const diskResultSchema = z.object({
   backupDirBytes: z.number(),
 });
 
-const monitoredSchema = z.object({
-  plan: monitoringPlanSchema,
-  disks: z.array(
-    z.object({
-      host: diskCheckPlanSchema,
-      command: z.object({ result: diskResultSchema }).optional(),
-      failed: z.object({ Error: z.string(), Cause: z.unknown() }).optional(),
-    }),
-  ),
-});
+/**
+ * What ReportMonitoring gets: the plan, and each host's measurement or how it
+ * failed. Built when the report runs: the bundles that import this module for the
+ * plan schemas do not carry it.
+ */
+function monitoredSchema() {
+  const R = MONITORING_RESULT;
+  return z.object({
+    [R.plan]: monitoringPlanSchema,
+    [R.disks]: z.array(
+      z.object({
+        [R.host]: diskCheckPlanSchema,
+        [R.command]: z.object({ result: diskResultSchema }).optional(),
+        [R.failed]: z.optional(failedStatesSchema).transform(firstFailure),
+      }),
+    ),
+  });
+}
 
 /** Where the measurements go: CloudWatch metrics in AWS (embedded metric format). */
 export interface MetricsSink {
@@ -100,8 +113,8 @@ export interface MetricsSink {
  * disk over the threshold, a host that could not be measured), or returns the
  * measurements.
  */
-export function reportMonitoring(state: unknown, thresholdPercent: number, metrics: MetricsSink) {
-  const { plan, disks } = monitoredSchema.parse(state);
+export function reportMonitoring(request: unknown, thresholdPercent: number, metrics: MetricsSink) {
+  const { plan, disks } = parseInput(monitoredSchema(), request, `The ${MONITORING_STATE.report} request`);
   for (const age of plan.ages) metrics.backupAge(age);
   const findings = [...plan.findings];
   for (const { host, command, failed } of disks) {

@@ -1,9 +1,10 @@
 import { z } from 'zod';
+import { VERIFICATION_RESULT, VERIFICATION_STATE } from '../../statemachines/daily-verification.ts';
 import type { Catalog } from '../catalog/catalog.ts';
 import { runId as makeRunId, manifestKey } from '../catalog/keys.ts';
 import type { Manifest } from '../catalog/manifest.ts';
 import type { Config } from '../core/config.ts';
-import { causeMessage, VerificationFailedError } from '../core/errors.ts';
+import { causeMessage, failedStatesSchema, firstFailure, VerificationFailedError } from '../core/errors.ts';
 import { hostPath, objectKey, runIdentifier, sha256Hex, targetName } from '../core/identifiers.ts';
 import { parseInput, planRequestSchema } from '../core/input.ts';
 import { newestBackups, staleness } from './freshness.ts';
@@ -50,7 +51,11 @@ export async function planVerification(
   request: unknown,
   now = new Date(),
 ): Promise<VerificationPlan> {
-  const { executionId, startedAt } = parseInput(planRequestSchema, request, 'The PlanVerification request');
+  const { executionId, startedAt } = parseInput(
+    planRequestSchema,
+    request,
+    `The ${VERIFICATION_STATE.plan} request`,
+  );
   const iso = new Date(startedAt).toISOString();
   const findings: Finding[] = [];
   const copies = new Map<string, VerificationPlan['hosts'][number]['copies']>(
@@ -90,39 +95,47 @@ export async function planVerification(
   };
 }
 
-/** What the two Map states left: each host's check, each archive's verification, or how they failed. */
-const checkedSchema = z.object({
-  plan: verificationPlanSchema,
-  hosts: z.array(
-    z.object({
-      host: localCheckPlanSchema,
-      command: z
-        .object({
-          result: z.object({
-            missing: z.array(z.string()),
-            differs: z.array(z.string()),
-            checked: z.number(),
-          }),
-        })
-        .optional(),
-      failed: z.object({ Error: z.string(), Cause: z.unknown() }).optional(),
-    }),
-  ),
-  archives: z.array(
-    z.object({
-      archive: z.object({ manifestKey: objectKey, subject: z.string() }),
-      verification: z.object({ state: z.string() }).optional(),
-      failed: z.object({ Error: z.string(), Cause: z.unknown() }).optional(),
-    }),
-  ),
-});
+/**
+ * What ReportVerification gets: the plan, and what the two Map states left:
+ * each host's check, each archive's verification, or how they failed. Built when
+ * the report runs: the bundles that import this module for the plan schemas do
+ * not carry it.
+ */
+function checkedSchema() {
+  const R = VERIFICATION_RESULT;
+  return z.object({
+    [R.plan]: verificationPlanSchema,
+    [R.hosts]: z.array(
+      z.object({
+        [R.host]: localCheckPlanSchema,
+        [R.command]: z
+          .object({
+            result: z.object({
+              missing: z.array(z.string()),
+              differs: z.array(z.string()),
+              checked: z.number(),
+            }),
+          })
+          .optional(),
+        [R.failed]: z.optional(failedStatesSchema).transform(firstFailure),
+      }),
+    ),
+    [R.archives]: z.array(
+      z.object({
+        [R.archive]: verificationPlanSchema.shape.archives.element,
+        [R.verification]: z.object({ state: z.string() }).optional(),
+        [R.failed]: z.optional(failedStatesSchema).transform(firstFailure),
+      }),
+    ),
+  });
+}
 
 /**
  * Every finding of the catalog, the hosts and the archives. Throws one error that
  * lists them all, or returns what was checked.
  */
-export function reportVerification(state: unknown) {
-  const s = checkedSchema.parse(state);
+export function reportVerification(request: unknown) {
+  const s = parseInput(checkedSchema(), request, `The ${VERIFICATION_STATE.report} request`);
   const findings: Finding[] = [...s.plan.findings];
   const subjectOf = new Map(s.plan.hosts.flatMap((h) => h.copies.map((c) => [c.path, c.subject] as const)));
   for (const { host, command, failed } of s.hosts) {

@@ -1,4 +1,6 @@
+import { fileURLToPath } from 'node:url';
 import { HeadBucketCommand } from '@aws-sdk/client-s3';
+import { build } from 'esbuild';
 import { describe, expect, it } from 'vitest';
 import { Catalog } from '../../shared/catalog/catalog.ts';
 import { createS3Client } from '../../shared/core/clients.ts';
@@ -11,6 +13,29 @@ Object.assign(process.env, { AWS_ACCESS_KEY_ID: 'S3RVER', AWS_SECRET_ACCESS_KEY:
 const config = testConfig({ S3_ENDPOINT_URL: 'http://127.0.0.1:1' });
 
 describe('error classes', () => {
+  it('keep their names when minified as in the bundles, so Retry and Catch still match in AWS', async () => {
+    const { outputFiles } = await build({
+      entryPoints: [fileURLToPath(new URL('../../shared/core/errors.ts', import.meta.url))],
+      bundle: true,
+      minify: true,
+      format: 'esm',
+      platform: 'node',
+      write: false,
+    });
+    const code = outputFiles[0]?.text ?? '';
+    const bundled = (await import(
+      `data:text/javascript;base64,${Buffer.from(code).toString('base64')}`
+    )) as Record<string, unknown>;
+    const classes = Object.entries(bundled).filter(
+      ([, value]) =>
+        typeof value === 'function' && (value as { prototype?: unknown }).prototype instanceof Error,
+    );
+    expect(classes.length).toBeGreaterThanOrEqual(11);
+    for (const [exported, Class] of classes) {
+      expect(new (Class as new (message: string) => Error)('x').name).toBe(exported);
+    }
+  });
+
   it('carry their own name, for Retry and Catch, and keep the cause', () => {
     const cause = new Error('root');
     const error = new HostCommandFailedError('failed', { cause });

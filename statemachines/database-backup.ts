@@ -1,0 +1,65 @@
+import { backupWorkflow } from './backup-runs.ts';
+import { at, type Definition, hostCommand, NOTIFY_RUN_FAILURE, PLAN, task } from './steps.ts';
+
+/** The state whose request PlanBackup's errors name. */
+export const BACKUP_STATE = { plan: 'PlanBackup' } as const;
+
+const onRunError = { next: NOTIFY_RUN_FAILURE };
+
+/** Full, incremental or transaction-log backups of every planned target and database. */
+export function databaseBackup(): Definition {
+  return backupWorkflow({
+    workflow: 'database-backup',
+    comment:
+      'Database backup of the Kennel Management System (full, incremental or transaction logs, by input): dump, upload, verify, restore-test, prune; every failure is alerted.',
+    plan: {
+      name: BACKUP_STATE.plan,
+      fn: 'planBackup',
+      receiveComment:
+        "Wraps whatever input was given, so that a malformed one still reaches PlanBackup's error and the alert.",
+      comment:
+        "Validates the input, picks the targets and databases, and computes each run's window, id, S3 keys and scratch database.",
+    },
+    runs: {
+      comment:
+        'Backs up every planned target and database in parallel, two at a time; each iteration catches its own failure.',
+      archive: {
+        noun: 'Dump',
+        script: 'database-backup',
+        comment:
+          'Sends the dump script: pg_dump in one exported snapshot, compressed, streamed to S3 with a local copy; its result line reports size, sha256 and times.',
+        resultPath: at('dump'),
+      },
+      verifyComment:
+        "Streams the archive from S3: it must decompress completely, be a complete dump and match the size and sha256 the host reported; writes the manifest, verified or failed, with each table's rows counted from the archive.",
+      afterVerify: 'RestoreTestWanted',
+      states: {
+        RestoreTestWanted: {
+          Type: 'Choice',
+          Comment:
+            'A full dump is restore-tested in a scratch database; incremental and log archives were read through and counted row by row by VerifyArchive.',
+          Choices: [{ Variable: at(PLAN, 'kind'), StringEquals: 'full', Next: 'StartRestoreTest' }],
+          Default: 'PruneBackups',
+        },
+        ...hostCommand('RestoreTest', {
+          comment:
+            "Restores the host's copy (same sha256 as the verified object) into this run's scratch database.",
+          script: 'restore-test',
+          parameters: { 'plan.$': at(PLAN), 'sha256.$': at('verification', 'sha256') },
+          resultPath: at('restoreCommand'),
+          pollSeconds: 30,
+          onError: onRunError,
+          next: 'RestoreTest',
+        }),
+        ...task('RestoreTest', 'restoreTest', {
+          comment:
+            'Checks every table of the manifest with its exact row count in the scratch database, then drops it whatever happens.',
+          parameters: { 'plan.$': at(PLAN) },
+          resultPath: at('restoreTest'),
+          onError: onRunError,
+          next: 'PruneBackups',
+        }),
+      },
+    },
+  });
+}

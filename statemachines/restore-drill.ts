@@ -1,0 +1,93 @@
+import {
+  at,
+  type Definition,
+  FAILED,
+  failureEnd,
+  hostCommand,
+  NOTIFY_FAILURE,
+  plan,
+  RECEIVE_REQUEST,
+  report,
+  task,
+} from './steps.ts';
+
+/** The states whose requests the stages' errors name. */
+export const DRILL_STATE = { plan: 'PlanDrill', report: 'ReportDrill' } as const;
+
+/** Where each stage's result goes in the drill's state; the report reads them. */
+export const DRILL_RESULT = {
+  failed: FAILED,
+  drill: 'drill',
+  restoreTestCommand: 'restoreTestCommand',
+  restoreTest: 'restoreTest',
+} as const;
+
+export function restoreDrill(): Definition {
+  const S = DRILL_STATE;
+  const R = DRILL_RESULT;
+  /** A failed restore test is a failed check of the drill: the report records it, then fails. */
+  const onError = { next: S.report };
+  return {
+    Comment:
+      'Restore drill (weekly: a random verified full backup of the last 7 days; monthly DR: the latest): S3 reachable, point-in-time chain for an hour ago, restore test of the chosen backup, a report stored in S3 and summarized in the alert.',
+    StartAt: RECEIVE_REQUEST,
+    TimeoutSeconds: 43_200,
+    States: {
+      ...plan(S.plan, 'planDrill', {
+        receiveComment:
+          'Wraps the input ({"pick": "random"} weekly, {"pick": "latest"} monthly), so that a malformed one still reaches PlanDrill\'s error and the alert.',
+        comment:
+          'Lists the catalog (the S3 check), picks the backup (at random with a recorded seed, or the latest) and checks that a point-in-time recovery to an hour ago finds its chain.',
+        resultPath: at(R.drill),
+        next: 'StartRestoreTest',
+      }),
+      ...hostCommand('RestoreTest', {
+        comment:
+          "Restores the chosen backup on the host into the drill's own scratch database, after checking its sha256.",
+        script: 'restore-test',
+        parameters: { 'plan.$': at(R.drill, 'plan'), 'sha256.$': at(R.drill, 'sha256') },
+        resultPath: at(R.restoreTestCommand),
+        pollSeconds: 10,
+        onError,
+        next: 'RestoreTest',
+      }),
+      ...task('RestoreTest', 'restoreTest', {
+        comment:
+          "Checks every table's exact row count against the manifest, records the result in it, and drops the scratch database.",
+        parameters: { 'plan.$': at(R.drill, 'plan') },
+        resultPath: at(R.restoreTest),
+        onError,
+        next: S.report,
+      }),
+      ...report(S.report, 'reportDrill', {
+        comment:
+          'Stores the report (JSON and Markdown) in S3 whatever the outcome; fails listing every failed check.',
+        parameters: { 'state.$': '$' },
+        onError: { next: NOTIFY_FAILURE },
+        summary: {
+          name: 'NotifyDrill',
+          workflow: 'restore-drill',
+          comment: "Posts the drill's summary and where its report is.",
+        },
+        succeeded: {
+          name: 'DrillPassed',
+          comment: 'The output names the backup drilled, the seed, the checks and the report.',
+        },
+      }),
+      ...failureEnd({
+        workflow: 'restore-drill',
+        comment:
+          'Posts the failed drill: the failing state, its error and the checks; never hides the original error.',
+        failed: {
+          name: 'DrillFailed',
+          comment: 'Ends the execution as failed with the original error and cause.',
+        },
+        alertNotSent: {
+          error: 'DrillFailedAndAlertNotSent',
+          cause:
+            'The restore drill failed and the alert stage itself failed; the execution history shows both.',
+        },
+      }),
+    },
+  };
+}

@@ -1,0 +1,32 @@
+import { dailyVerification } from './daily-verification.ts';
+import { databaseBackup } from './database-backup.ts';
+import { databaseRestore } from './database-restore.ts';
+import { filesBackup } from './files-backup.ts';
+import { filesRestore } from './files-restore.ts';
+import { monitoring } from './monitoring.ts';
+import { restoreDrill } from './restore-drill.ts';
+import type { Definition } from './steps.ts';
+
+/**
+ * Every workflow by name, as serverless.yml deploys it (`kennel-backup-<stage>-<name>`)
+ * and the local runner runs it. Each call builds a new definition, so a caller
+ * may change its copy.
+ */
+export const WORKFLOWS = {
+  'database-backup': databaseBackup,
+  'files-backup': filesBackup,
+  'database-restore': databaseRestore,
+  // One definition, deployed twice: PlanRestore reads which of the two it runs
+  // in from the end of the state machine's name.
+  'point-in-time-recovery': databaseRestore,
+  'files-restore': filesRestore,
+  'daily-verification': dailyVerification,
+  'restore-drill': restoreDrill,
+  monitoring,
+} as const satisfies Record<string, () => Definition>;
+
+export type WorkflowName = keyof typeof WORKFLOWS;
+
+export function isWorkflow(name: string): name is WorkflowName {
+  return Object.hasOwn(WORKFLOWS, name);
+}
