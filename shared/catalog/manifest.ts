@@ -1,4 +1,3 @@
-import { z } from 'zod';
 import { CODEC_NAMES } from '../core/codecs.ts';
 import {
   fileName,
@@ -9,6 +8,7 @@ import {
   sqlIdentifier,
   targetName,
 } from '../core/identifiers.ts';
+import * as z from '../core/schema.ts';
 import { DATABASE_KINDS, FILE_KINDS } from './keys.ts';
 
 /**
@@ -21,22 +21,25 @@ import { DATABASE_KINDS, FILE_KINDS } from './keys.ts';
  */
 const verification = z.object({
   state: z.enum(['unverified', 'verified', 'failed']),
-  checkedAt: z.iso.datetime({ offset: true }).optional(),
-  detail: z.string().optional(),
-  restoreTest: z
-    .object({
+  checkedAt: z.optional(z.iso.datetime({ offset: true })),
+  detail: z.optional(z.string()),
+  restoreTest: z.optional(
+    z.object({
       state: z.enum(['passed', 'failed']),
       checkedAt: z.iso.datetime({ offset: true }),
       detail: z.string(),
-    })
-    .optional(),
+    }),
+  ),
 });
+
+/** A count of rows or tarball entries. */
+const count = z.int().check(z.nonnegative());
 
 const archive = z.object({
   key: objectKey,
   localPath: hostPath,
   fileName,
-  size: z.number().int().nonnegative(),
+  size: count,
   sha256: sha256Hex,
   /**
    * `plain`: pg_dump's SQL; `changes`: COPY blocks of rows in the window, each
@@ -51,11 +54,11 @@ const base = z.object({
   version: z.literal(1),
   target: targetName,
   runId: runIdentifier,
-  executionId: z.string().min(1),
+  executionId: z.string().check(z.minLength(1)),
   archive,
   /** The data the archive holds: as of `until` (for a database, the server's clock inside the dump's snapshot). */
   window: z.object({
-    since: z.iso.datetime({ offset: true }).nullable(),
+    since: z.nullable(z.iso.datetime({ offset: true })),
     until: z.iso.datetime({ offset: true }),
   }),
   startedAt: z.iso.datetime({ offset: true }),
@@ -63,16 +66,16 @@ const base = z.object({
   verification,
 });
 
-export const databaseManifestSchema = base.extend({
+export const databaseManifestSchema = z.extend(base, {
   kind: z.enum(DATABASE_KINDS),
   database: sqlIdentifier,
-  serverVersion: z.string().regex(/^\d+$/),
+  serverVersion: z.string().check(z.regex(/^\d+$/)),
   excludedTables: z.array(sqlIdentifier),
   /**
    * Exact row counts per `schema.table`, counted from the archive's COPY blocks
    * (empty for an archive that failed verification).
    */
-  tables: z.record(z.string(), z.number().int().nonnegative()),
+  tables: z.record(z.string(), count),
   /**
    * How an incremental or log archive chose its rows, as its marker lines say
    * (null for a full dump, or an archive that failed verification):
@@ -80,26 +83,28 @@ export const databaseManifestSchema = base.extend({
    * are copied whole (incremental), the rest are not captured. Deleted rows are
    * never captured by this method.
    */
-  capture: z
-    .object({
-      /** Plain words on what the method misses, for whoever reads the manifest. */
-      note: z.string(),
-      changedRows: z.array(z.string()),
-      wholeTables: z.array(z.string()),
-      notCaptured: z.array(z.string()),
-    })
-    .nullable()
-    .default(null),
+  capture: z._default(
+    z.nullable(
+      z.object({
+        /** Plain words on what the method misses, for whoever reads the manifest. */
+        note: z.string(),
+        changedRows: z.array(z.string()),
+        wholeTables: z.array(z.string()),
+        notCaptured: z.array(z.string()),
+      }),
+    ),
+    null,
+  ),
 });
 
-export const filesManifestSchema = base.extend({
+export const filesManifestSchema = z.extend(base, {
   kind: z.enum(FILE_KINDS),
   /** The paths asked for; `missing` were not there, and are not in the tarball. */
   paths: z.array(hostPath),
   missing: z.array(hostPath),
   excludes: z.array(z.string()),
   /** Entries in the tarball (files, directories, links), as tar listed them while writing. */
-  entries: z.number().int().nonnegative(),
+  entries: count,
 });
 
 export const manifestSchema = z.union([databaseManifestSchema, filesManifestSchema]);

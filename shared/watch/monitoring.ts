@@ -1,4 +1,3 @@
-import { z } from 'zod';
 import { MONITORING_RESULT, MONITORING_STATE } from '../../statemachines/monitoring.ts';
 import type { Catalog } from '../catalog/catalog.ts';
 import { runId as makeRunId } from '../catalog/keys.ts';
@@ -6,6 +5,7 @@ import type { Config } from '../core/config.ts';
 import { failedStatesSchema, firstFailure, MonitoringFailedError } from '../core/errors.ts';
 import { hostPath, runIdentifier, targetName } from '../core/identifiers.ts';
 import { parseInput, planRequestSchema } from '../core/input.ts';
+import * as z from '../core/schema.ts';
 import { ageSeconds, newestBackups, staleness } from './freshness.ts';
 
 /**
@@ -24,9 +24,9 @@ export const diskCheckPlanSchema = z.object({
 const ageSchema = z.object({
   target: targetName,
   kind: z.string(),
-  database: z.string().nullable(),
+  database: z.nullable(z.string()),
   /** Seconds since the newest verified backup's data was taken; null when there is none. */
-  ageSeconds: z.number().int().nullable(),
+  ageSeconds: z.nullable(z.int()),
 });
 
 export const monitoringPlanSchema = z.object({
@@ -95,8 +95,8 @@ function monitoredSchema() {
     [R.disks]: z.array(
       z.object({
         [R.host]: diskCheckPlanSchema,
-        [R.command]: z.object({ result: diskResultSchema }).optional(),
-        [R.failed]: z.optional(failedStatesSchema).transform(firstFailure),
+        [R.command]: z.optional(z.object({ result: diskResultSchema })),
+        [R.failed]: z.pipe(z.optional(failedStatesSchema), z.transform(firstFailure)),
       }),
     ),
   });

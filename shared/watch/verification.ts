@@ -1,4 +1,3 @@
-import { z } from 'zod';
 import { VERIFICATION_RESULT, VERIFICATION_STATE } from '../../statemachines/daily-verification.ts';
 import type { Catalog } from '../catalog/catalog.ts';
 import { runId as makeRunId, manifestKey } from '../catalog/keys.ts';
@@ -7,6 +6,7 @@ import type { Config } from '../core/config.ts';
 import { causeMessage, failedStatesSchema, firstFailure, VerificationFailedError } from '../core/errors.ts';
 import { hostPath, objectKey, runIdentifier, sha256Hex, targetName } from '../core/identifiers.ts';
 import { parseInput, planRequestSchema } from '../core/input.ts';
+import * as z from '../core/schema.ts';
 import { newestBackups, staleness } from './freshness.ts';
 
 /**
@@ -31,6 +31,9 @@ export const localCheckPlanSchema = z.object({
   copies: z.array(z.object({ path: hostPath, sha256: sha256Hex, subject: z.string() })),
 });
 
+/** An archive to read back from S3 in full. */
+const archiveCheckSchema = z.object({ manifestKey: objectKey, subject: z.string() });
+
 export const verificationPlanSchema = z.object({
   runId: runIdentifier,
   startedAt: z.iso.datetime({ offset: true }),
@@ -39,7 +42,7 @@ export const verificationPlanSchema = z.object({
   /** Per target, the local copies of the newest verified backups, for the host to check. */
   hosts: z.array(localCheckPlanSchema),
   /** The newest verified archive of each kind, read back from S3 in full. */
-  archives: z.array(z.object({ manifestKey: objectKey, subject: z.string() })),
+  archives: z.array(archiveCheckSchema),
 });
 
 export type VerificationPlan = z.infer<typeof verificationPlanSchema>;
@@ -108,23 +111,23 @@ function checkedSchema() {
     [R.hosts]: z.array(
       z.object({
         [R.host]: localCheckPlanSchema,
-        [R.command]: z
-          .object({
+        [R.command]: z.optional(
+          z.object({
             result: z.object({
               missing: z.array(z.string()),
               differs: z.array(z.string()),
               checked: z.number(),
             }),
-          })
-          .optional(),
-        [R.failed]: z.optional(failedStatesSchema).transform(firstFailure),
+          }),
+        ),
+        [R.failed]: z.pipe(z.optional(failedStatesSchema), z.transform(firstFailure)),
       }),
     ),
     [R.archives]: z.array(
       z.object({
-        [R.archive]: verificationPlanSchema.shape.archives.element,
-        [R.verification]: z.object({ state: z.string() }).optional(),
-        [R.failed]: z.optional(failedStatesSchema).transform(firstFailure),
+        [R.archive]: archiveCheckSchema,
+        [R.verification]: z.optional(z.object({ state: z.string() })),
+        [R.failed]: z.pipe(z.optional(failedStatesSchema), z.transform(firstFailure)),
       }),
     ),
   });
