@@ -1,9 +1,9 @@
 import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import middy from '@middy/core';
-import { z } from 'zod';
 import { getConfig } from '../../shared/core/config.ts';
 import { parseInput } from '../../shared/core/input.ts';
 import { logger } from '../../shared/core/logger.ts';
+import * as z from '../../shared/core/schema.ts';
 import { type DatabaseUrlProvider, ssmDatabaseUrl } from '../../shared/restore/check.ts';
 import { restorePlanSchema } from '../../shared/restore/database-plan.ts';
 import { checkRestore } from '../../shared/restore/stages.ts';

@@ -1,6 +1,5 @@
 import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import middy from '@middy/core';
-import { z } from 'zod';
 import { planSchema } from '../../shared/backup/database-plan.ts';
 import { filesPlanSchema } from '../../shared/backup/files-plan.ts';
 import { pruneRun } from '../../shared/backup/stages.ts';
@@ -9,6 +8,7 @@ import { createS3Client } from '../../shared/core/clients.ts';
 import { getConfig } from '../../shared/core/config.ts';
 import { parseInput } from '../../shared/core/input.ts';
 import { logger } from '../../shared/core/logger.ts';
+import * as z from '../../shared/core/schema.ts';
 
 const config = getConfig();
 const catalog = new Catalog(createS3Client(config), config.BACKUP_BUCKET);

@@ -1,11 +1,11 @@
 import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import middy from '@middy/core';
-import { z } from 'zod';
 import { Catalog } from '../../shared/catalog/catalog.ts';
 import { createS3Client } from '../../shared/core/clients.ts';
 import { getConfig } from '../../shared/core/config.ts';
 import { parseInput } from '../../shared/core/input.ts';
 import { logger } from '../../shared/core/logger.ts';
+import * as z from '../../shared/core/schema.ts';
 import { reportDrill } from '../../shared/watch/drill.ts';
 import { DRILL_STATE } from '../../statemachines/restore-drill.ts';
 

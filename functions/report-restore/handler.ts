@@ -1,8 +1,8 @@
 import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import middy from '@middy/core';
-import { z } from 'zod';
 import { parseInput } from '../../shared/core/input.ts';
 import { logger } from '../../shared/core/logger.ts';
+import * as z from '../../shared/core/schema.ts';
 import { restoreReport } from '../../shared/restore/stages.ts';
 import { RESTORE_STATE } from '../../statemachines/database-restore.ts';
 

@@ -1,6 +1,5 @@
 import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import middy from '@middy/core';
-import { z } from 'zod';
 import { planSchema } from '../../shared/backup/database-plan.ts';
 import { restoreTestRun } from '../../shared/backup/stages.ts';
 import { Catalog } from '../../shared/catalog/catalog.ts';
@@ -8,6 +7,7 @@ import { createS3Client } from '../../shared/core/clients.ts';
 import { getConfig } from '../../shared/core/config.ts';
 import { parseInput } from '../../shared/core/input.ts';
 import { logger } from '../../shared/core/logger.ts';
+import * as z from '../../shared/core/schema.ts';
 import { type DatabaseUrlProvider, ssmDatabaseUrl } from '../../shared/restore/check.ts';
 
 const config = getConfig();

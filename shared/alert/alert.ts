@@ -1,8 +1,8 @@
 import { GetExecutionHistoryCommand, type HistoryEvent, type SFNClient } from '@aws-sdk/client-sfn';
 import { PublishCommand, type SNSClient } from '@aws-sdk/client-sns';
-import { z } from 'zod';
 import { FAILED, NOTIFY_FAILURE, NOTIFY_RUN_FAILURE, PLAN } from '../../statemachines/steps.ts';
 import { causeMessage, failedStatesSchema, firstFailure } from '../core/errors.ts';
+import * as z from '../core/schema.ts';
 import { describeRestoreFailure } from '../restore/alert.ts';
 
 /**
@@ -16,15 +16,15 @@ import { describeRestoreFailure } from '../restore/alert.ts';
 
 export const alertRequestSchema = z.object({
   /** The workflow's name, or its state machine's name when one definition serves two. */
-  workflow: z.string().regex(/^[a-z0-9-]+$/),
-  executionId: z.string().min(1),
+  workflow: z.string().check(z.regex(/^[a-z0-9-]+$/)),
+  executionId: z.string().check(z.minLength(1)),
   startedAt: z.string(),
   /** The execution's state when it failed; Catch paths write `failed.<StateName>`. */
   state: z.unknown(),
   /** Set for a warning: the run goes on, an operator should look. */
-  warning: z.string().optional(),
+  warning: z.optional(z.string()),
   /** Set when the execution succeeded and reports what it did (a restore's record). */
-  summary: z.string().optional(),
+  summary: z.optional(z.string()),
 });
 
 export interface Alert {
@@ -46,11 +46,13 @@ export interface Alert {
  * failed, and the plan of the failed run (a watch workflow's plan names no target).
  */
 const stateSchema = z.object({
-  [FAILED]: z.optional(failedStatesSchema).catch(undefined),
-  [PLAN]: z
-    .object({ target: z.string(), database: z.string().optional(), kind: z.string().optional() })
-    .optional()
-    .catch(undefined),
+  [FAILED]: z.catch(z.optional(failedStatesSchema), undefined),
+  [PLAN]: z.catch(
+    z.optional(
+      z.object({ target: z.string(), database: z.optional(z.string()), kind: z.optional(z.string()) }),
+    ),
+    undefined,
+  ),
 });
 
 /** Removes anything that looks like a credential, in case a tool printed one. */
@@ -152,14 +154,14 @@ export const executionStatusChangeSchema = z.object({
   source: z.literal('aws.states'),
   'detail-type': z.literal('Step Functions Execution Status Change'),
   detail: z.object({
-    executionArn: z.string().regex(/^arn:aws[\w-]*:states:[\w-]+:\d{12}:execution:[^:\s]+:[^:\s]+$/),
-    stateMachineArn: z.string().regex(/^arn:aws[\w-]*:states:[\w-]+:\d{12}:stateMachine:[^:\s]+$/),
-    name: z.string().min(1),
+    executionArn: z.string().check(z.regex(/^arn:aws[\w-]*:states:[\w-]+:\d{12}:execution:[^:\s]+:[^:\s]+$/)),
+    stateMachineArn: z.string().check(z.regex(/^arn:aws[\w-]*:states:[\w-]+:\d{12}:stateMachine:[^:\s]+$/)),
+    name: z.string().check(z.minLength(1)),
     status: z.enum(ALERTED_STATUSES),
     startDate: z.number(),
-    stopDate: z.number().nullish(),
-    error: z.string().nullish(),
-    cause: z.string().nullish(),
+    stopDate: z.nullish(z.number()),
+    error: z.nullish(z.string()),
+    cause: z.nullish(z.string()),
   }),
 });
 

@@ -1,7 +1,7 @@
-import { z } from 'zod';
 import { type Config, findTarget } from '../core/config.ts';
 import { HostCommandFailedError, HostCommandTimedOutError, NotFoundError } from '../core/errors.ts';
 import { parseInput } from '../core/input.ts';
+import * as z from '../core/schema.ts';
 import { type HostCommands, tail } from './commands.ts';
 import {
   type HostCommandName,
@@ -15,16 +15,16 @@ import {
 export const commandStateSchema = z.object({
   script: z.enum(Object.keys(SCRIPT_OF) as [HostCommandName, ...HostCommandName[]]),
   target: z.string(),
-  commandId: z.string().min(1),
-  instanceId: z.string().nullable(),
+  commandId: z.string().check(z.minLength(1)),
+  instanceId: z.nullable(z.string()),
   deadline: z.iso.datetime(),
   status: z.enum(['InProgress', 'Success']),
-  output: z.string().optional(),
+  output: z.optional(z.string()),
   /** When the command was sent, and when a check first saw it done: the stage's time, to the poll interval. */
   sentAt: z.iso.datetime(),
-  finishedAt: z.iso.datetime().optional(),
+  finishedAt: z.optional(z.iso.datetime()),
   /** What a script reports for the workflow: the JSON of its `KB-RESULT` line, if it prints one. */
-  result: z.unknown().optional(),
+  result: z.optional(z.unknown()),
 });
 
 export type CommandState = z.infer<typeof commandStateSchema>;

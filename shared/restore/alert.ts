@@ -1,20 +1,23 @@
-import { z } from 'zod';
 import { RESTORE_COMMAND, RESTORE_RESULT, RESTORE_STATE } from '../../statemachines/database-restore.ts';
 import { FILES_RESTORE_COMMAND, FILES_RESTORE_RESULT } from '../../statemachines/files-restore.ts';
 import { CODECS } from '../core/codecs.ts';
 import { failedStatesSchema, firstFailure } from '../core/errors.ts';
+import * as z from '../core/schema.ts';
 import { restorePlanSchema } from './database-plan.ts';
 import { filesRestorePlanSchema } from './files-plan.ts';
 
+/** Whether a host command finished: all a failure's alert reads of one. */
+const commandStatusSchema = z.object({ status: z.string() });
+
 /** The parts of a failed restore's state that say how far it got. */
 const failedRestoreSchema = z.object({
-  [RESTORE_RESULT.plan]: restorePlanSchema.optional(),
-  [RESTORE_RESULT.stop]: z.unknown().optional(),
-  [RESTORE_RESULT.safetyDumpVerification]: z.unknown().optional(),
-  [RESTORE_RESULT.swap]: z.object({ status: z.string() }).optional(),
-  [RESTORE_RESULT.start]: z.object({ status: z.string() }).optional(),
-  [RESTORE_RESULT.restart]: z.object({ status: z.string() }).optional(),
-  [RESTORE_RESULT.restartFailed]: z.unknown().optional(),
+  [RESTORE_RESULT.plan]: z.optional(restorePlanSchema),
+  [RESTORE_RESULT.stop]: z.optional(z.unknown()),
+  [RESTORE_RESULT.safetyDumpVerification]: z.optional(z.unknown()),
+  [RESTORE_RESULT.swap]: z.optional(commandStatusSchema),
+  [RESTORE_RESULT.start]: z.optional(commandStatusSchema),
+  [RESTORE_RESULT.restart]: z.optional(commandStatusSchema),
+  [RESTORE_RESULT.restartFailed]: z.optional(z.unknown()),
   [RESTORE_RESULT.failed]: z.optional(failedStatesSchema),
 });
 
@@ -78,7 +81,7 @@ export function describeRestoreFailure(state: unknown): string | undefined {
 
 const failedFilesRestoreSchema = z.object({
   [FILES_RESTORE_RESULT.plan]: filesRestorePlanSchema,
-  [FILES_RESTORE_RESULT.restore]: z.object({ status: z.string() }).optional(),
+  [FILES_RESTORE_RESULT.restore]: z.optional(commandStatusSchema),
   [FILES_RESTORE_RESULT.failed]: z.optional(failedStatesSchema),
 });
 

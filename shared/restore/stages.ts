@@ -1,7 +1,7 @@
-import { z } from 'zod';
 import { RESTORE_RESULT as RESULT } from '../../statemachines/database-restore.ts';
 import { FILES_RESTORE_RESULT as FILES_RESULT } from '../../statemachines/files-restore.ts';
 import { caughtErrorSchema, RestoreMismatchError } from '../core/errors.ts';
+import * as z from '../core/schema.ts';
 import { commandStateSchema } from '../host/command-stage.ts';
 import { dropDatabase, rowProblems } from './check.ts';
 import { type RestorePlan, restorePlanSchema } from './database-plan.ts';
@@ -10,8 +10,8 @@ import { filesRestorePlanSchema } from './files-plan.ts';
 /** The stages of a restore that run in Lambda: the check of the staging database and the record of a finished restore. */
 
 export const restoreCheckSchema = z.object({
-  tables: z.number().int(),
-  rows: z.number().int(),
+  tables: z.int(),
+  rows: z.int(),
   checks: z.array(z.string()),
   startedAt: z.iso.datetime(),
   finishedAt: z.iso.datetime(),
@@ -60,14 +60,14 @@ function finishedRestoreSchema() {
     [RESULT.plan]: restorePlanSchema,
     [RESULT.restore]: commandStateSchema,
     [RESULT.check]: restoreCheckSchema,
-    [RESULT.stop]: commandStateSchema.optional(),
-    [RESULT.safetyDump]: commandStateSchema.optional(),
-    [RESULT.safetyDumpVerification]: z
-      .object({ state: z.string(), key: z.string(), size: z.number() })
-      .optional(),
+    [RESULT.stop]: z.optional(commandStateSchema),
+    [RESULT.safetyDump]: z.optional(commandStateSchema),
+    [RESULT.safetyDumpVerification]: z.optional(
+      z.object({ state: z.string(), key: z.string(), size: z.number() }),
+    ),
     [RESULT.swap]: commandStateSchema,
-    [RESULT.start]: commandStateSchema.optional(),
-    [RESULT.localPrune]: commandStateSchema.optional(),
+    [RESULT.start]: z.optional(commandStateSchema),
+    [RESULT.localPrune]: z.optional(commandStateSchema),
     /** Pruning old safety dumps failed: the restore stands, the record says so. */
     [RESULT.pruneFailed]: z.optional(caughtErrorSchema),
   });

@@ -1,5 +1,4 @@
 import { randomInt } from 'node:crypto';
-import { z } from 'zod';
 import { DRILL_RESULT, DRILL_STATE } from '../../statemachines/restore-drill.ts';
 import { planSchema, restoreTestPlanOf } from '../backup/database-plan.ts';
 import type { Catalog } from '../catalog/catalog.ts';
@@ -17,6 +16,7 @@ import {
 } from '../core/errors.ts';
 import { sha256Hex, sqlIdentifier, targetName } from '../core/identifiers.ts';
 import { parseInput, planRequestSchema } from '../core/input.ts';
+import * as z from '../core/schema.ts';
 import { DAY_MS } from '../core/time.ts';
 import { resolvePointInTime } from '../restore/database-plan.ts';
 
@@ -27,28 +27,16 @@ import { resolvePointInTime } from '../restore/database-plan.ts';
  * one. Both check that S3 answers and that a point-in-time recovery to an hour
  * ago would find its chain, and store a report (JSON and Markdown) in S3.
  */
-export const drillInputSchema = z
-  .object({
-    /** `random`: among the verified full backups of the last 7 days; `latest`: the newest verified one. */
-    pick: z.enum(['random', 'latest']).default('random'),
-    /** Replays a random pick: the same seed over the same candidates picks the same backup. */
-    seed: z
-      .number()
-      .int()
-      .min(0)
-      .max(2 ** 32 - 1)
-      .optional(),
-    target: targetName.optional(),
-    database: sqlIdentifier.optional(),
-    /** How far back the point-in-time check looks. */
-    pointInTimeMinutesAgo: z
-      .number()
-      .int()
-      .min(0)
-      .max(7 * 24 * 60)
-      .default(60),
-  })
-  .strict();
+export const drillInputSchema = z.strictObject({
+  /** `random`: among the verified full backups of the last 7 days; `latest`: the newest verified one. */
+  pick: z._default(z.enum(['random', 'latest']), 'random'),
+  /** Replays a random pick: the same seed over the same candidates picks the same backup. */
+  seed: z.optional(z.int().check(z.gte(0), z.lte(2 ** 32 - 1))),
+  target: z.optional(targetName),
+  database: z.optional(sqlIdentifier),
+  /** How far back the point-in-time check looks. */
+  pointInTimeMinutesAgo: z._default(z.int().check(z.gte(0), z.lte(7 * 24 * 60)), 60),
+});
 
 const checkSchema = z.object({ check: z.string(), passed: z.boolean(), detail: z.string() });
 export type DrillCheck = z.infer<typeof checkSchema>;
@@ -57,7 +45,7 @@ export const drillPlanSchema = z.object({
   runId: z.string(),
   startedAt: z.iso.datetime({ offset: true }),
   pick: z.enum(['random', 'latest']),
-  seed: z.number().int().nullable(),
+  seed: z.nullable(z.int()),
   /** What the pick chose among, oldest first. */
   candidates: z.array(z.object({ key: z.string(), until: z.string() })),
   chosen: z.object({ key: z.string(), until: z.string() }),
@@ -153,7 +141,7 @@ export async function planDrill(
 function drilledSchema() {
   return z.object({
     [DRILL_RESULT.drill]: drillPlanSchema,
-    [DRILL_RESULT.restoreTest]: z.object({ tables: z.number(), rows: z.number() }).optional(),
+    [DRILL_RESULT.restoreTest]: z.optional(z.object({ tables: z.number(), rows: z.number() })),
     [DRILL_RESULT.failed]: z.optional(failedStatesSchema),
   });
 }
