@@ -1,5 +1,4 @@
 import * as z from './schema.ts';
-import { withClassicOptional } from './schema.ts';
 
 /**
  * Names that end up in shell scripts, S3 keys and SQL. They are checked here
@@ -8,29 +7,22 @@ import { withClassicOptional } from './schema.ts';
  * shell safe whatever happens to the pattern.
  */
 
-// withClassicOptional on sqlIdentifier and targetName: shared/watch/drill.ts calls .optional() on
-// them until it is converted.
-
 /** PostgreSQL database or table name: lower case, unquoted-identifier style, at most 63 bytes. */
-export const sqlIdentifier = withClassicOptional(
-  z
-    .string()
-    .check(
-      z.regex(
-        /^[a-z_][a-z0-9_]{0,62}$/,
-        'must be a lower-case PostgreSQL identifier: letters, digits and _, starting with a letter or _, at most 63 characters',
-      ),
+export const sqlIdentifier = z
+  .string()
+  .check(
+    z.regex(
+      /^[a-z_][a-z0-9_]{0,62}$/,
+      'must be a lower-case PostgreSQL identifier: letters, digits and _, starting with a letter or _, at most 63 characters',
     ),
-);
+  );
 
 /** A target's name in config: short, lower case, usable in S3 keys. */
-export const targetName = withClassicOptional(
-  z
-    .string()
-    .check(
-      z.regex(/^[a-z][a-z0-9-]{0,39}$/, 'must be lower case letters, digits and -, starting with a letter'),
-    ),
-);
+export const targetName = z
+  .string()
+  .check(
+    z.regex(/^[a-z][a-z0-9-]{0,39}$/, 'must be lower case letters, digits and -, starting with a letter'),
+  );
 
 /** An absolute path on the host without `..`, quotes or shell metacharacters. */
 export const hostPath = z.string().check(

@@ -1,5 +1,5 @@
 import { en } from 'zod/locales';
-import { config, optional, type ZodMiniOptional, type ZodMiniType } from 'zod/mini';
+import { config } from 'zod/mini';
 
 /**
  * The project's schema library: zod/mini, whose functions let esbuild keep only
@@ -18,15 +18,3 @@ import { config, optional, type ZodMiniOptional, type ZodMiniType } from 'zod/mi
 config(en());
 
 export * from 'zod/mini';
-
-/**
- * Transition only: lets the files still on classic zod call `.optional()` on a
- * schema defined with this module (shared/watch/drill.ts, shared/restore/alert.ts);
- * the result is `z.optional(schema)`, what classic's method builds. Delete it, and
- * its uses, once no file imports 'zod'.
- */
-export function withClassicOptional<T extends ZodMiniType>(
-  schema: T,
-): T & { optional(): ZodMiniOptional<T> } {
-  return Object.assign(schema, { optional: () => optional(schema) });
-}

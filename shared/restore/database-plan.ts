@@ -24,7 +24,6 @@ import {
 } from '../core/identifiers.ts';
 import { parseInput, planRequestSchema } from '../core/input.ts';
 import * as z from '../core/schema.ts';
-import { withClassicOptional } from '../core/schema.ts';
 import { DAY_MS, utcDay } from '../core/time.ts';
 
 /**
@@ -77,42 +76,39 @@ const restoreStepSchema = z.object({
 
 export type RestoreStep = z.infer<typeof restoreStepSchema>;
 
-// withClassicOptional: shared/restore/alert.ts calls .optional() on it until it is converted.
-export const restorePlanSchema = withClassicOptional(
-  z.object({
-    workflow: z.enum(RESTORE_WORKFLOWS),
-    target: targetName,
-    database: sqlIdentifier,
-    targetDatabase: sqlIdentifier,
-    /** True when the restore replaces the database the backups were taken of. */
-    overProduction: z.boolean(),
-    dryRun: z.boolean(),
-    runId: runIdentifier,
-    executionId: z.string().check(z.minLength(1)),
-    startedAt: z.iso.datetime({ offset: true }),
-    /** The point in time asked for; null for a restore of one backup. */
-    targetTime: z.nullable(z.iso.datetime({ offset: true })),
-    /** The base (full or safety dump) first, then incrementals, then log archives. */
-    archives: z.array(restoreStepSchema).check(z.minLength(1)),
-    /** What the restored database holds: its tables as of `tables`, its log tables as of `logTables`. */
-    recoveredTo: z.object({
-      tables: z.iso.datetime({ offset: true }),
-      logTables: z.nullable(z.iso.datetime({ offset: true })),
-    }),
-    /** Archives seen but not applied, and why (an incremental that runs past the target time). */
-    notApplied: z.array(z.object({ key: objectKey, reason: z.string() })),
-    /** Log tables whose rows after `targetTime` are removed after the log archives are applied. */
-    logTables: z.array(sqlIdentifier),
-    /** Each table's row count after the restore must lie in this range. */
-    expectedRows: z.record(z.string(), z.object({ min: z.int(), max: z.int() })),
-    /** The restore is built here, checked, and only then renamed into place. */
-    stagingDatabase: sqlIdentifier,
-    /** What the replaced database is renamed to when the restore goes over it. */
-    replacedDatabase: sqlIdentifier,
-    /** The dump of the database about to be replaced, taken with the application stopped. */
-    safetyDump: z.nullable(planSchema),
+export const restorePlanSchema = z.object({
+  workflow: z.enum(RESTORE_WORKFLOWS),
+  target: targetName,
+  database: sqlIdentifier,
+  targetDatabase: sqlIdentifier,
+  /** True when the restore replaces the database the backups were taken of. */
+  overProduction: z.boolean(),
+  dryRun: z.boolean(),
+  runId: runIdentifier,
+  executionId: z.string().check(z.minLength(1)),
+  startedAt: z.iso.datetime({ offset: true }),
+  /** The point in time asked for; null for a restore of one backup. */
+  targetTime: z.nullable(z.iso.datetime({ offset: true })),
+  /** The base (full or safety dump) first, then incrementals, then log archives. */
+  archives: z.array(restoreStepSchema).check(z.minLength(1)),
+  /** What the restored database holds: its tables as of `tables`, its log tables as of `logTables`. */
+  recoveredTo: z.object({
+    tables: z.iso.datetime({ offset: true }),
+    logTables: z.nullable(z.iso.datetime({ offset: true })),
   }),
-);
+  /** Archives seen but not applied, and why (an incremental that runs past the target time). */
+  notApplied: z.array(z.object({ key: objectKey, reason: z.string() })),
+  /** Log tables whose rows after `targetTime` are removed after the log archives are applied. */
+  logTables: z.array(sqlIdentifier),
+  /** Each table's row count after the restore must lie in this range. */
+  expectedRows: z.record(z.string(), z.object({ min: z.int(), max: z.int() })),
+  /** The restore is built here, checked, and only then renamed into place. */
+  stagingDatabase: sqlIdentifier,
+  /** What the replaced database is renamed to when the restore goes over it. */
+  replacedDatabase: sqlIdentifier,
+  /** The dump of the database about to be replaced, taken with the application stopped. */
+  safetyDump: z.nullable(planSchema),
+});
 
 export type RestorePlan = z.infer<typeof restorePlanSchema>;
 
