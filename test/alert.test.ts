@@ -5,7 +5,8 @@ import { PublishCommand, SNSClient } from '@aws-sdk/client-sns';
 import { GetParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
-import { FAILURE_ALERT_STATES, formatAlert, redact } from '../shared/alert/alert.ts';
+import { FAILURE_ALERT_STATES } from '../shared/alert/execution-history.ts';
+import { formatAlert, redact } from '../shared/alert/message.ts';
 import { WORKFLOWS } from '../statemachines/workflows.ts';
 
 const ssm = mockClient(SSMClient);

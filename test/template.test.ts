@@ -8,7 +8,7 @@ import { promisify } from 'node:util';
 import { ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { ALERTED_STATUSES } from '../shared/alert/alert.ts';
+import { ALERTED_STATUSES } from '../shared/alert/message.ts';
 import { Catalog } from '../shared/catalog/catalog.ts';
 import {
   archiveFileName,

@@ -1,24 +1,28 @@
 import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import middy from '@middy/core';
 import {
-  type Alert,
-  alertRequestSchema,
   type Channels,
   deliver,
+  type Notifier,
+  slackNotifier,
+  snsNotifier,
+} from '../../shared/alert/delivery.ts';
+import {
   type ExecutionFinding,
   type ExecutionHistoryReader,
+  HISTORY_NOT_READABLE,
+  readExecutionFinding,
+  sfnExecutionHistory,
+} from '../../shared/alert/execution-history.ts';
+import {
+  type Alert,
+  alertRequestSchema,
   type ExecutionStatusChange,
   executionStatusChangeSchema,
   formatAlert,
   formatExecutionAlert,
-  HISTORY_NOT_READABLE,
   isEventBridgeEvent,
-  type Notifier,
-  readExecutionFinding,
-  sfnExecutionHistory,
-  slackNotifier,
-  snsNotifier,
-} from '../../shared/alert/alert.ts';
+} from '../../shared/alert/message.ts';
 import { createSfnClient, createSnsClient } from '../../shared/core/clients.ts';
 import { getConfig } from '../../shared/core/config.ts';
 import { ConfigError } from '../../shared/core/errors.ts';
