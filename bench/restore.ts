@@ -13,7 +13,7 @@ import { createS3Client } from '../shared/core/clients.ts';
 import { CODECS } from '../shared/core/codecs.ts';
 import { type Config, parseConfig, type Target } from '../shared/core/config.ts';
 import { renderHostCommand } from '../shared/host/scripts.ts';
-import type { RestorePlan } from '../shared/restore/database-plan.ts';
+import type { RestorePlan } from '../shared/restore/database-schemas.ts';
 import {
   checkInterrupted,
   cleanUp,

@@ -26,7 +26,8 @@ import { lifecycleConfiguration, lifecycleRules } from '../shared/catalog/retent
 import { maxAgeMinutes, SCHEDULES } from '../shared/catalog/schedule.ts';
 import { type Config, parseConfig } from '../shared/core/config.ts';
 import { HOST_SCRIPTS } from '../shared/host/shell.ts';
-import { RESTORE_WORKFLOWS, restoreWorkflowOf } from '../shared/restore/database-plan.ts';
+import { restoreWorkflowOf } from '../shared/restore/database-plan.ts';
+import { RESTORE_WORKFLOWS } from '../shared/restore/database-schemas.ts';
 import { createMetrics, METRICS_NAMESPACE, metricsSink, recordArchive } from '../shared/watch/metrics.ts';
 import { planMonitoring } from '../shared/watch/monitoring.ts';
 import { TASK_SECONDS } from '../statemachines/steps.ts';

@@ -5,7 +5,7 @@ import { parseInput } from '../../shared/core/input.ts';
 import { logger } from '../../shared/core/logger.ts';
 import * as z from '../../shared/core/schema.ts';
 import { type DatabaseUrlProvider, ssmDatabaseUrl } from '../../shared/restore/check.ts';
-import { restorePlanSchema } from '../../shared/restore/database-plan.ts';
+import { restorePlanSchema } from '../../shared/restore/database-schemas.ts';
 import { checkRestore } from '../../shared/restore/stages.ts';
 import { RESTORE_STATE } from '../../statemachines/database-restore.ts';
 

@@ -6,7 +6,7 @@ import { CODECS } from '../core/codecs.ts';
 import type { Config, Target } from '../core/config.ts';
 import { fileName, sha256Hex } from '../core/identifiers.ts';
 import * as z from '../core/schema.ts';
-import { type RestoreStep, restorePlanSchema } from '../restore/database-plan.ts';
+import { type RestoreStep, restorePlanSchema } from '../restore/database-schemas.ts';
 import { filesRestorePlanSchema } from '../restore/files-plan.ts';
 import { diskCheckPlanSchema } from '../watch/monitoring.ts';
 import { localCheckPlanSchema } from '../watch/verification.ts';

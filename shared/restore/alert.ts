@@ -3,7 +3,7 @@ import { FILES_RESTORE_COMMAND, FILES_RESTORE_RESULT } from '../../statemachines
 import { CODECS } from '../core/codecs.ts';
 import { failedStatesSchema, firstFailure } from '../core/errors.ts';
 import * as z from '../core/schema.ts';
-import { restorePlanSchema } from './database-plan.ts';
+import { restorePlanSchema } from './database-schemas.ts';
 import { filesRestorePlanSchema } from './files-plan.ts';
 
 /** Whether a host command finished: all a failure's alert reads of one. */

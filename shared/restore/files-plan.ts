@@ -9,7 +9,7 @@ import { InvalidInputError, NotFoundError } from '../core/errors.ts';
 import { hostPath, objectKey, runIdentifier, sha256Hex, targetName } from '../core/identifiers.ts';
 import { parseInput, planRequestSchema } from '../core/input.ts';
 import * as z from '../core/schema.ts';
-import { findBackup } from './database-plan.ts';
+import { findBackup } from './find-backup.ts';
 
 /**
  * What an operator types to put a files backup back in place. Files are

@@ -4,7 +4,7 @@ import { caughtErrorSchema, RestoreMismatchError } from '../core/errors.ts';
 import * as z from '../core/schema.ts';
 import { commandStateSchema } from '../host/command-stage.ts';
 import { dropDatabase, rowProblems } from './check.ts';
-import { type RestorePlan, restorePlanSchema } from './database-plan.ts';
+import { type RestorePlan, restorePlanSchema } from './database-schemas.ts';
 import { filesRestorePlanSchema } from './files-plan.ts';
 
 /** The stages of a restore that run in Lambda: the check of the staging database and the record of a finished restore. */

@@ -18,7 +18,7 @@ import { sha256Hex, sqlIdentifier, targetName } from '../core/identifiers.ts';
 import { parseInput, planRequestSchema } from '../core/input.ts';
 import * as z from '../core/schema.ts';
 import { DAY_MS } from '../core/time.ts';
-import { resolvePointInTime } from '../restore/database-plan.ts';
+import { resolvePointInTime } from '../restore/point-in-time.ts';
 
 /**
  * Restore drills. Weekly: a random verified full backup of the last 7 days goes

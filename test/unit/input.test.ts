@@ -8,7 +8,7 @@ import {
   pointInTimeInputSchema,
   restoreInputSchema,
   restorePlanSchema,
-} from '../../shared/restore/database-plan.ts';
+} from '../../shared/restore/database-schemas.ts';
 import { filesRestoreInputSchema, filesRestorePlanSchema } from '../../shared/restore/files-plan.ts';
 
 /**
