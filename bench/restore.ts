@@ -6,6 +6,7 @@ import { LOCAL_DATABASE, type LocalEnvironment, psql, startLocalEnvironment } fr
 import { localHost } from '../local/host.ts';
 import { type ExecutionRecord, PROJECT_ROOT, runWorkflow } from '../local/runner.ts';
 import { planSchema } from '../shared/backup/database-plan.ts';
+import { BACKUP_HOST_COMMANDS } from '../shared/backup/host-commands.ts';
 import { Catalog } from '../shared/catalog/catalog.ts';
 import type { DatabaseKind } from '../shared/catalog/keys.ts';
 import type { DatabaseManifest } from '../shared/catalog/manifest.ts';
@@ -206,7 +207,7 @@ function restoreScript(ctx: Context, full: DatabaseManifest, into: string): stri
     codec: full.archive.compression,
     scratchDatabase: into,
   });
-  return renderHostCommand(ctx.config, ctx.target, {
+  return renderHostCommand(ctx.config, ctx.target, BACKUP_HOST_COMMANDS['restore-test'], {
     script: 'restore-test',
     plan,
     sha256: full.archive.sha256,

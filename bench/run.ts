@@ -231,14 +231,21 @@ async function timedRestore(
 // Our stages: the project's own modules, imported once the functions' environment is set.
 
 async function loadProject() {
-  const [{ getConfig }, { planBackup }, { renderHostCommand }, { Catalog }, { createS3Client }] =
-    await Promise.all([
-      import('../shared/core/config.ts'),
-      import('../shared/backup/database-plan.ts'),
-      import('../shared/host/scripts.ts'),
-      import('../shared/catalog/catalog.ts'),
-      import('../shared/core/clients.ts'),
-    ]);
+  const [
+    { getConfig },
+    { planBackup },
+    { renderHostCommand },
+    { BACKUP_HOST_COMMANDS },
+    { Catalog },
+    { createS3Client },
+  ] = await Promise.all([
+    import('../shared/core/config.ts'),
+    import('../shared/backup/database-plan.ts'),
+    import('../shared/host/scripts.ts'),
+    import('../shared/backup/host-commands.ts'),
+    import('../shared/catalog/catalog.ts'),
+    import('../shared/core/clients.ts'),
+  ]);
   const config = getConfig();
   const target = config.BACKUP_TARGETS[0];
   if (!target) throw new Error('The local environment configured no backup target.');
@@ -247,6 +254,7 @@ async function loadProject() {
     target,
     planBackup,
     renderHostCommand,
+    databaseBackup: BACKUP_HOST_COMMANDS['database-backup'],
     catalog: new Catalog(createS3Client(config), config.BACKUP_BUCKET),
   };
 }
@@ -275,7 +283,7 @@ async function runDumpStage(
   });
   const plan = plans.find((p) => p.target === project.target.name && p.database === DATABASE);
   if (!plan) throw new Error(`PlanBackup planned no run of ${DATABASE} on target ${project.target.name}.`);
-  const script = project.renderHostCommand(project.config, project.target, {
+  const script = project.renderHostCommand(project.config, project.target, project.databaseBackup, {
     script: 'database-backup',
     plan,
   });

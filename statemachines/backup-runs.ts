@@ -1,4 +1,4 @@
-import type { HostCommandName } from '../shared/host/scripts.ts';
+import type { HostCommandName } from '../functions/start-host-command/commands.ts';
 import {
   at,
   type Definition,

@@ -1,4 +1,4 @@
-import type { HostCommandName } from '../shared/host/scripts.ts';
+import type { HostCommandName } from '../functions/start-host-command/commands.ts';
 
 /**
  * The steps every workflow is built from: one retry policy, a Lambda task, a

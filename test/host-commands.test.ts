@@ -132,6 +132,7 @@ describe('CheckDump reads the invocation', () => {
   ) => ({
     command: {
       script: 'database-backup',
+      hostScript: 'database-backup',
       target: 'primary',
       commandId: 'cmd-1',
       instanceId,
@@ -185,7 +186,10 @@ describe('CheckDump reads the invocation', () => {
   it('needs no result line from a script that reports none', async () => {
     const { check } = await handlers();
     ssm.on(GetCommandInvocationCommand).resolves({ Status: 'Success', StandardOutputContent: 'removed 3\n' });
-    const pruned = await check({ command: { ...command().command, script: 'prune-local' } }, context);
+    const pruned = await check(
+      { command: { ...command().command, script: 'prune-local', hostScript: 'prune-local' } },
+      context,
+    );
     expect(pruned).toMatchObject({ status: 'Success', output: 'removed 3' });
     expect(pruned).not.toHaveProperty('result');
   });

@@ -1,6 +1,7 @@
 import { readFileSync, rmSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { restoreTestPlanOf } from '../shared/backup/database-plan.ts';
+import { BACKUP_HOST_COMMANDS } from '../shared/backup/host-commands.ts';
 import type { DatabaseManifest } from '../shared/catalog/manifest.ts';
 import { parseConfig } from '../shared/core/config.ts';
 import { renderHostCommand } from '../shared/host/scripts.ts';
@@ -311,7 +312,7 @@ describe('the restore-archive host script', () => {
     const config = parseConfig(world.env.functionEnv);
     const [target] = config.BACKUP_TARGETS;
     if (!target) throw new Error('no target');
-    return renderHostCommand(config, target, {
+    return renderHostCommand(config, target, BACKUP_HOST_COMMANDS['restore-test'], {
       script: 'restore-test',
       sha256: verified.archive.sha256,
       plan: restoreTestPlanOf(verified, target, world.env.bucket, into),

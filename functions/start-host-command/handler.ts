@@ -5,6 +5,7 @@ import { getConfig } from '../../shared/core/config.ts';
 import { logger } from '../../shared/core/logger.ts';
 import { startHostCommand } from '../../shared/host/command-stage.ts';
 import { type HostCommands, ssmHostCommands } from '../../shared/host/commands.ts';
+import { HOST_COMMAND_SET } from './commands.ts';
 
 const config = getConfig();
 
@@ -12,7 +13,7 @@ export function createHandler(host: HostCommands) {
   return middy()
     .use(injectLambdaContext(logger))
     .handler(async (event: unknown) => {
-      const command = await startHostCommand(config, host, event);
+      const command = await startHostCommand(config, host, HOST_COMMAND_SET, event);
       logger.info('host command sent', {
         script: command.script,
         commandId: command.commandId,

@@ -4,16 +4,19 @@ import { parseInput } from '../core/input.ts';
 import * as z from '../core/schema.ts';
 import { type HostCommands, tail } from './commands.ts';
 import {
-  type HostCommandName,
-  hostCommandRequestSchema,
+  type HostCommand,
+  type HostCommandSet,
+  type HostCommandsByName,
   REPORTING_SCRIPTS,
   renderHostCommand,
-  SCRIPT_OF,
 } from './scripts.ts';
+import { HOST_SCRIPTS } from './shell.ts';
 
 /** A host command in flight, as the Wait/Check loop carries it. */
 export const commandStateSchema = z.object({
-  script: z.enum(Object.keys(SCRIPT_OF) as [HostCommandName, ...HostCommandName[]]),
+  /** The command the workflow asked for (`restore-test`), and the bash file that ran it (`restore-archive`). */
+  script: z.string().check(z.regex(/^[a-z][a-z-]*$/)),
+  hostScript: z.enum(HOST_SCRIPTS),
   target: z.string(),
   commandId: z.string().check(z.minLength(1)),
   instanceId: z.nullable(z.string()),
@@ -32,20 +35,25 @@ export type CommandState = z.infer<typeof commandStateSchema>;
 /** Commands that are never picked up (instance stopped, agent down) still end: after the timeout plus this. */
 const DEADLINE_GRACE_MS = 120_000;
 
-export async function startHostCommand(
+/** Sends one of `set`'s commands, rendered from the request in `event`, to its target. */
+export async function startHostCommand<C extends HostCommandsByName>(
   config: Config,
   host: HostCommands,
+  set: HostCommandSet<C>,
   event: unknown,
   now = new Date(),
 ): Promise<CommandState> {
-  const request = parseInput(hostCommandRequestSchema, event, 'The host command request');
+  const request = parseInput(set.request, event, 'The host command request');
+  const command: HostCommand | undefined = (set.commands as HostCommandsByName)[request.script];
+  if (!command)
+    throw new Error(`No host command ${request.script}: the request schema and the commands disagree.`);
   const target = findTarget(config, request.plan.target);
   if (!target) {
     throw new NotFoundError(
       `The plan names target "${request.plan.target}", which is not configured; start a new execution.`,
     );
   }
-  const script = renderHostCommand(config, target, request);
+  const script = renderHostCommand(config, target, command, request);
   const timeoutSeconds = config.HOST_COMMAND_TIMEOUT_SECONDS;
   const sent = await host.send({
     target,
@@ -55,6 +63,7 @@ export async function startHostCommand(
   });
   return {
     script: request.script,
+    hostScript: command.script,
     target: target.name,
     commandId: sent.commandId,
     instanceId: sent.instanceId,
@@ -67,10 +76,10 @@ export async function startHostCommand(
 const RESULT_LINE = /^KB-RESULT (.*)$/m;
 
 /** The JSON of a script's `KB-RESULT` line; a script that must report one and did not has failed. */
-function resultOf(script: HostCommandName, stdout: string, where: string): { result?: unknown } {
+function resultOf(command: CommandState, stdout: string, where: string): { result?: unknown } {
   const line = RESULT_LINE.exec(stdout)?.[1];
   if (line === undefined) {
-    if (!REPORTING_SCRIPTS.has(SCRIPT_OF[script])) return {};
+    if (!REPORTING_SCRIPTS.has(command.hostScript)) return {};
     throw new HostCommandFailedError(
       `The ${where} ended without its KB-RESULT line, so what it wrote is unknown and nothing was recorded in the catalog. Check that the host runs the scripts of this deployment. Its output ends with:\n${tail(stdout) || '(nothing)'}`,
     );
@@ -98,7 +107,7 @@ export async function checkHostCommand(
         status: 'Success',
         output: tail(invocation.stdout, 5, 500),
         finishedAt: now.toISOString(),
-        ...resultOf(command.script, invocation.stdout, where),
+        ...resultOf(command, invocation.stdout, where),
       };
     case 'Failed':
     case 'Cancelled':

@@ -1,197 +1,89 @@
-import { planSchema } from '../backup/database-plan.ts';
-import { filesPlanSchema } from '../backup/files-plan.ts';
-import { type Run, runSchema } from '../backup/run.ts';
-import { excludedTablesOf, localPathOf, WINDOW_COLUMN } from '../catalog/manifest-builder.ts';
-import { CODECS } from '../core/codecs.ts';
+import { CODECS, type CodecName } from '../core/codecs.ts';
 import type { Config, Target } from '../core/config.ts';
-import { fileName, sha256Hex } from '../core/identifiers.ts';
 import * as z from '../core/schema.ts';
-import { type RestoreStep, restorePlanSchema } from '../restore/database-schemas.ts';
-import { filesRestorePlanSchema } from '../restore/files-plan.ts';
-import { diskCheckPlanSchema } from '../watch/monitoring.ts';
-import { localCheckPlanSchema } from '../watch/verification.ts';
 import { type HostScript, renderScript } from './shell.ts';
 
-/** Who and which run: all that stopping or starting the application needs. */
-const runTargetSchema = z.pick(runSchema, { target: true, runId: true });
-
 /**
- * The host commands a workflow can start, each with the input it takes from the
- * state machine. The parameters are derived here, from the plan and the config,
- * so an edited execution input cannot point a script anywhere else.
+ * What every host command is made of: the request it takes from the state
+ * machine (its `script` name, its plan and any results) and how the rendered
+ * script's parameters are derived from that request, the config and the target,
+ * so an edited execution input cannot point a script anywhere else. Each role
+ * (backup/, restore/, watch/) defines its own commands; the start stage is given
+ * the whole list.
  */
-export const hostCommandRequestSchema = z.discriminatedUnion('script', [
-  z.object({ script: z.literal('database-backup'), plan: planSchema }),
-  z.object({ script: z.literal('files-backup'), plan: filesPlanSchema }),
-  z.object({ script: z.literal('restore-test'), plan: planSchema, sha256: sha256Hex }),
-  z.object({ script: z.literal('database-restore'), plan: restorePlanSchema }),
-  z.object({ script: z.literal('database-swap'), plan: restorePlanSchema }),
-  z.object({ script: z.literal('application-stop'), plan: runTargetSchema }),
-  z.object({ script: z.literal('application-start'), plan: runTargetSchema }),
-  z.object({ script: z.literal('files-restore'), plan: filesRestorePlanSchema }),
-  z.object({ script: z.literal('after-files-restore'), plan: filesRestorePlanSchema }),
-  z.object({ script: z.literal('check-local-copies'), plan: localCheckPlanSchema }),
-  z.object({ script: z.literal('disk-usage'), plan: diskCheckPlanSchema }),
-  z.object({
-    script: z.literal('prune-local'),
-    plan: z.union([planSchema, filesPlanSchema]),
-    keepDays: z.int().check(z.gte(1)),
-    keepFile: z.union([fileName, z.literal('')]),
-  }),
-]);
+export interface HostCommand<R extends HostCommandRequestBase = HostCommandRequestBase> {
+  /** The request's schema: `{ script: <its name>, plan, … }`. */
+  request: z.ZodMiniType<R>;
+  /** The bash file in host/ that runs it. */
+  script: HostScript;
+  params(config: Config, target: Target, request: R): Record<string, string>;
+}
 
-export type HostCommandRequest = z.infer<typeof hostCommandRequestSchema>;
+/** What every request names: the command, and the target and run it belongs to. */
+export interface HostCommandRequestBase {
+  script: string;
+  plan: { target: string; runId: string };
+}
 
-/** The commands a workflow can start, by name. */
-export type HostCommandName = HostCommandRequest['script'];
+/** A command whose params take the request its schema parses (the inference the literal alone cannot give). */
+export function hostCommand<R extends HostCommandRequestBase>(command: HostCommand<R>): HostCommand<R> {
+  return command;
+}
 
-function postgresParams(target: Target): Record<string, string> {
+/** Commands by name (`params` is a method, so a command of any request fits). */
+export type HostCommandsByName = Record<string, HostCommand>;
+
+/** The request type of a set of commands: the union of each one's. */
+export type RequestOf<C extends HostCommandsByName> = {
+  [K in keyof C]: C[K] extends HostCommand<infer R> ? R : never;
+}[keyof C];
+
+/** A set of commands and the one schema of their requests, told apart by `script`. */
+export interface HostCommandSet<C extends HostCommandsByName = HostCommandsByName> {
+  commands: C;
+  request: z.ZodMiniType<RequestOf<C>>;
+}
+
+export function hostCommandSet<C extends HostCommandsByName>(commands: C): HostCommandSet<C> {
+  const requests = Object.values(commands).map((c) => c.request) as unknown as [
+    z.ZodMiniObject,
+    ...z.ZodMiniObject[],
+  ];
+  return {
+    commands,
+    request: z.discriminatedUnion('script', requests) as unknown as z.ZodMiniType<RequestOf<C>>,
+  };
+}
+
+/** Renders a request into the bash that Run Command executes. */
+export function renderHostCommand<R extends HostCommandRequestBase>(
+  config: Config,
+  target: Target,
+  command: HostCommand<R>,
+  request: R,
+): string {
+  return renderScript(command.script, command.params(config, target, request));
+}
+
+/** Where the PostgreSQL tools run: on the host, or in the compose service. */
+export function postgresParams(target: Target): Record<string, string> {
   const pg = target.postgres;
   return pg.mode === 'docker'
     ? { KB_PG_MODE: 'docker', KB_COMPOSE_FILE: pg.composeFile, KB_COMPOSE_SERVICE: pg.service }
     : { KB_PG_MODE: 'host', KB_COMPOSE_FILE: '', KB_COMPOSE_SERVICE: '' };
 }
 
-/** Where a backup script writes its archive, locally and in S3; it records nothing else about the run. */
-function uploadParams(config: Config, plan: Run): Record<string, string> {
-  return {
-    KB_BUCKET: plan.bucket,
-    KB_ARCHIVE_KEY: plan.archiveKey,
-    KB_LOCAL_DIR: plan.localDir,
-    KB_LOCAL_PATH: localPathOf(plan),
-    KB_S3_ENDPOINT_URL: config.S3_ENDPOINT_URL ?? '',
-    KB_COMPRESS: CODECS[plan.codec].compress,
-  };
-}
-
 /** The archives a restore applies, one line each; every field passed a strict pattern. */
-function archiveLines(steps: readonly Pick<RestoreStep, 'key' | 'sha256' | 'localPath' | 'codec'>[]): string {
-  return steps.map((s) => `${s.key} ${s.sha256} ${s.localPath} ${CODECS[s.codec].decompress}`).join('\n');
+export function archiveLines(
+  archives: readonly { key: string; sha256: string; localPath: string; codec: CodecName }[],
+): string {
+  return archives.map((a) => `${a.key} ${a.sha256} ${a.localPath} ${CODECS[a.codec].decompress}`).join('\n');
 }
 
-export function hostScriptParams(
-  config: Config,
-  target: Target,
-  request: HostCommandRequest,
-): Record<string, string> {
-  switch (request.script) {
-    case 'database-backup': {
-      const { plan } = request;
-      return {
-        ...postgresParams(target),
-        KB_KIND: plan.kind,
-        KB_SINCE: plan.since ?? '',
-        KB_DATABASE: plan.database,
-        KB_EXCLUDE_TABLES: excludedTablesOf(config, plan.kind).join(' '),
-        KB_WINDOW_COLUMN: WINDOW_COLUMN[plan.kind] ?? '',
-        ...uploadParams(config, plan),
-      };
-    }
-    case 'files-backup': {
-      const { plan } = request;
-      return {
-        KB_KIND: plan.kind,
-        KB_PATHS: plan.paths.join(' '),
-        KB_EXCLUDES: plan.excludes.join(' '),
-        ...uploadParams(config, plan),
-      };
-    }
-    case 'restore-test': {
-      const { plan } = request;
-      const archive = {
-        key: plan.archiveKey,
-        sha256: request.sha256,
-        localPath: localPathOf(plan),
-        codec: plan.codec,
-      };
-      return {
-        ...postgresParams(target),
-        KB_INTO: plan.scratchDatabase,
-        KB_ARCHIVES: archiveLines([archive]),
-        KB_ABSENT: '',
-        KB_LOG_TABLES: '',
-        KB_TRIM_AFTER: '',
-        KB_BUCKET: plan.bucket,
-        KB_S3_ENDPOINT_URL: config.S3_ENDPOINT_URL ?? '',
-      };
-    }
-    case 'database-restore': {
-      const { plan } = request;
-      return {
-        ...postgresParams(target),
-        KB_INTO: plan.stagingDatabase,
-        KB_ARCHIVES: archiveLines(plan.archives),
-        KB_ABSENT: plan.overProduction ? '' : plan.targetDatabase,
-        KB_LOG_TABLES: plan.logTables.join(' '),
-        KB_TRIM_AFTER: plan.targetTime ?? '',
-        KB_BUCKET: config.BACKUP_BUCKET,
-        KB_S3_ENDPOINT_URL: config.S3_ENDPOINT_URL ?? '',
-      };
-    }
-    case 'database-swap': {
-      const { plan } = request;
-      return {
-        ...postgresParams(target),
-        KB_STAGING: plan.stagingDatabase,
-        KB_TARGET_DATABASE: plan.targetDatabase,
-        KB_REPLACED: plan.overProduction ? plan.replacedDatabase : '',
-      };
-    }
-    case 'application-stop':
-      return { KB_WHAT: 'stop the application', KB_COMMANDS: target.application.stop.join('\n') };
-    case 'application-start':
-      return { KB_WHAT: 'start the application', KB_COMMANDS: target.application.start.join('\n') };
-    case 'files-restore': {
-      const { plan } = request;
-      return {
-        KB_ARCHIVE_KEY: plan.archive.key,
-        KB_SHA256: plan.archive.sha256,
-        KB_LOCAL_PATH: plan.archive.localPath,
-        KB_DECOMPRESS: CODECS[plan.archive.codec].decompress,
-        KB_COMPRESS: CODECS[plan.archive.codec].compress,
-        KB_ENTRIES: String(plan.archive.entries),
-        KB_PATHS: plan.paths.join(' '),
-        KB_EXCLUDES: plan.excludes.join(' '),
-        KB_ASIDE: plan.asidePath,
-        KB_BUCKET: config.BACKUP_BUCKET,
-        KB_S3_ENDPOINT_URL: config.S3_ENDPOINT_URL ?? '',
-      };
-    }
-    case 'after-files-restore':
-      // From config at send time: what runs on the host is never taken from the execution's state.
-      return {
-        KB_WHAT: `after the ${request.plan.kind} restore`,
-        KB_COMMANDS: target.afterFilesRestore[request.plan.kind].join('\n'),
-      };
-    case 'check-local-copies':
-      return { KB_COPIES: request.plan.copies.map((c) => `${c.path} ${c.sha256}`).join('\n') };
-    case 'disk-usage':
-      // The configured directory, not the plan's: what runs on the host comes from config.
-      return { KB_BACKUP_DIR: target.backupDir };
-    case 'prune-local':
-      return {
-        KB_LOCAL_DIR: request.plan.localDir,
-        KB_KEEP_DAYS: String(request.keepDays),
-        KB_KEEP_FILE: request.keepFile,
-      };
-  }
+/** Configured commands run by run-commands.sh, one per line: from config at send time, never from the execution's state. */
+export function commandLines(what: string, commands: readonly string[]): Record<string, string> {
+  return { KB_WHAT: what, KB_COMMANDS: commands.join('\n') };
 }
-
-/** The restore test runs the general restore script into its scratch database. */
-export const SCRIPT_OF: Record<HostCommandName, HostScript> = {
-  'database-backup': 'database-backup',
-  'files-backup': 'files-backup',
-  'restore-test': 'restore-archive',
-  'database-restore': 'restore-archive',
-  'database-swap': 'database-swap',
-  'application-stop': 'run-commands',
-  'application-start': 'run-commands',
-  'files-restore': 'files-restore',
-  'after-files-restore': 'run-commands',
-  'check-local-copies': 'check-local-copies',
-  'disk-usage': 'disk-usage',
-  'prune-local': 'prune-local',
-};
 
 /**
  * The scripts that end by printing one `KB-RESULT {...}` line: the facts only the
@@ -203,7 +95,3 @@ export const REPORTING_SCRIPTS: ReadonlySet<HostScript> = new Set([
   'check-local-copies',
   'disk-usage',
 ]);
-
-export function renderHostCommand(config: Config, target: Target, request: HostCommandRequest): string {
-  return renderScript(SCRIPT_OF[request.script], hostScriptParams(config, target, request));
-}

@@ -1,9 +1,12 @@
 import { describe, expect, it } from 'vitest';
+import { HOST_COMMAND_SET } from '../../functions/start-host-command/commands.ts';
 import { backupInputSchema, planSchema } from '../../shared/backup/database-plan.ts';
 import { filesInputSchema, filesPlanSchema } from '../../shared/backup/files-plan.ts';
 import { InvalidInputError } from '../../shared/core/errors.ts';
 import { parseInput, planRequestSchema } from '../../shared/core/input.ts';
-import { hostCommandRequestSchema } from '../../shared/host/scripts.ts';
+
+const hostCommandRequestSchema = HOST_COMMAND_SET.request;
+
 import {
   pointInTimeInputSchema,
   restoreInputSchema,
@@ -274,7 +277,7 @@ describe('parseInput with plans and host command requests', () => {
     expect(refusal(() => parseInput(hostCommandRequestSchema, { script: 'rm-rf', plan: {} }, 'H'))).toBe(
       listed(
         'H',
-        "script: Invalid discriminator value. Expected 'database-backup' | 'files-backup' | 'restore-test' | 'database-restore' | 'database-swap' | 'application-stop' | 'application-start' | 'files-restore' | 'after-files-restore' | 'check-local-copies' | 'disk-usage' | 'prune-local'",
+        "script: Invalid discriminator value. Expected 'database-backup' | 'files-backup' | 'restore-test' | 'prune-local' | 'database-restore' | 'database-swap' | 'application-stop' | 'application-start' | 'files-restore' | 'after-files-restore' | 'check-local-copies' | 'disk-usage'",
       ),
     );
     expect(

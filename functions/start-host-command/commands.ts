@@ -1,0 +1,17 @@
+import { BACKUP_HOST_COMMANDS } from '../../shared/backup/host-commands.ts';
+import { hostCommandSet, type RequestOf } from '../../shared/host/scripts.ts';
+import { RESTORE_HOST_COMMANDS } from '../../shared/restore/host-commands.ts';
+import { WATCH_HOST_COMMANDS } from '../../shared/watch/host-commands.ts';
+
+/**
+ * Every host command a workflow can start, by name: the one place that knows all
+ * of them, since this function serves every workflow. The state machines' host
+ * command steps name these.
+ */
+export const HOST_COMMANDS = { ...BACKUP_HOST_COMMANDS, ...RESTORE_HOST_COMMANDS, ...WATCH_HOST_COMMANDS };
+
+export type HostCommandName = keyof typeof HOST_COMMANDS;
+export type HostCommandRequest = RequestOf<typeof HOST_COMMANDS>;
+
+/** The commands with the schema of their requests, told apart by `script`. */
+export const HOST_COMMAND_SET = hostCommandSet(HOST_COMMANDS);

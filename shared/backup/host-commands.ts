@@ -1,0 +1,79 @@
+import { excludedTablesOf, localPathOf, WINDOW_COLUMN } from '../catalog/manifest-builder.ts';
+import { CODECS } from '../core/codecs.ts';
+import type { Config } from '../core/config.ts';
+import { fileName, sha256Hex } from '../core/identifiers.ts';
+import * as z from '../core/schema.ts';
+import { archiveLines, hostCommand, postgresParams } from '../host/scripts.ts';
+import { planSchema } from './database-plan.ts';
+import { filesPlanSchema } from './files-plan.ts';
+import type { Run } from './run.ts';
+
+/** Where a backup script writes its archive, locally and in S3; it records nothing else about the run. */
+function uploadParams(config: Config, plan: Run): Record<string, string> {
+  return {
+    KB_BUCKET: plan.bucket,
+    KB_ARCHIVE_KEY: plan.archiveKey,
+    KB_LOCAL_DIR: plan.localDir,
+    KB_LOCAL_PATH: localPathOf(plan),
+    KB_S3_ENDPOINT_URL: config.S3_ENDPOINT_URL ?? '',
+    KB_COMPRESS: CODECS[plan.codec].compress,
+  };
+}
+
+/** The host commands of the backup workflows: write an archive, restore-test it, prune the host's copies. */
+export const BACKUP_HOST_COMMANDS = {
+  'database-backup': hostCommand({
+    request: z.object({ script: z.literal('database-backup'), plan: planSchema }),
+    script: 'database-backup',
+    params: (config, target, { plan }) => ({
+      ...postgresParams(target),
+      KB_KIND: plan.kind,
+      KB_SINCE: plan.since ?? '',
+      KB_DATABASE: plan.database,
+      KB_EXCLUDE_TABLES: excludedTablesOf(config, plan.kind).join(' '),
+      KB_WINDOW_COLUMN: WINDOW_COLUMN[plan.kind] ?? '',
+      ...uploadParams(config, plan),
+    }),
+  }),
+  'files-backup': hostCommand({
+    request: z.object({ script: z.literal('files-backup'), plan: filesPlanSchema }),
+    script: 'files-backup',
+    params: (config, _target, { plan }) => ({
+      KB_KIND: plan.kind,
+      KB_PATHS: plan.paths.join(' '),
+      KB_EXCLUDES: plan.excludes.join(' '),
+      ...uploadParams(config, plan),
+    }),
+  }),
+  /** The restore test runs the general restore script into its scratch database. */
+  'restore-test': hostCommand({
+    request: z.object({ script: z.literal('restore-test'), plan: planSchema, sha256: sha256Hex }),
+    script: 'restore-archive',
+    params: (config, target, { plan, sha256 }) => ({
+      ...postgresParams(target),
+      KB_INTO: plan.scratchDatabase,
+      KB_ARCHIVES: archiveLines([
+        { key: plan.archiveKey, sha256, localPath: localPathOf(plan), codec: plan.codec },
+      ]),
+      KB_ABSENT: '',
+      KB_LOG_TABLES: '',
+      KB_TRIM_AFTER: '',
+      KB_BUCKET: plan.bucket,
+      KB_S3_ENDPOINT_URL: config.S3_ENDPOINT_URL ?? '',
+    }),
+  }),
+  'prune-local': hostCommand({
+    request: z.object({
+      script: z.literal('prune-local'),
+      plan: z.union([planSchema, filesPlanSchema]),
+      keepDays: z.int().check(z.gte(1)),
+      keepFile: z.union([fileName, z.literal('')]),
+    }),
+    script: 'prune-local',
+    params: (_config, _target, request) => ({
+      KB_LOCAL_DIR: request.plan.localDir,
+      KB_KEEP_DAYS: String(request.keepDays),
+      KB_KEEP_FILE: request.keepFile,
+    }),
+  }),
+};

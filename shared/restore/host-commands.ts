@@ -1,0 +1,70 @@
+import { runSchema } from '../backup/run.ts';
+import { CODECS } from '../core/codecs.ts';
+import * as z from '../core/schema.ts';
+import { archiveLines, commandLines, hostCommand, postgresParams } from '../host/scripts.ts';
+import { restorePlanSchema } from './database-schemas.ts';
+import { filesRestorePlanSchema } from './files-plan.ts';
+
+/** Who and which run: all that stopping or starting the application needs. */
+const runTargetSchema = z.pick(runSchema, { target: true, runId: true });
+
+/** The host commands of the restore workflows: restore, swap, stop and start the application, put files back. */
+export const RESTORE_HOST_COMMANDS = {
+  'database-restore': hostCommand({
+    request: z.object({ script: z.literal('database-restore'), plan: restorePlanSchema }),
+    script: 'restore-archive',
+    params: (config, target, { plan }) => ({
+      ...postgresParams(target),
+      KB_INTO: plan.stagingDatabase,
+      KB_ARCHIVES: archiveLines(plan.archives),
+      KB_ABSENT: plan.overProduction ? '' : plan.targetDatabase,
+      KB_LOG_TABLES: plan.logTables.join(' '),
+      KB_TRIM_AFTER: plan.targetTime ?? '',
+      KB_BUCKET: config.BACKUP_BUCKET,
+      KB_S3_ENDPOINT_URL: config.S3_ENDPOINT_URL ?? '',
+    }),
+  }),
+  'database-swap': hostCommand({
+    request: z.object({ script: z.literal('database-swap'), plan: restorePlanSchema }),
+    script: 'database-swap',
+    params: (_config, target, { plan }) => ({
+      ...postgresParams(target),
+      KB_STAGING: plan.stagingDatabase,
+      KB_TARGET_DATABASE: plan.targetDatabase,
+      KB_REPLACED: plan.overProduction ? plan.replacedDatabase : '',
+    }),
+  }),
+  'application-stop': hostCommand({
+    request: z.object({ script: z.literal('application-stop'), plan: runTargetSchema }),
+    script: 'run-commands',
+    params: (_config, target) => commandLines('stop the application', target.application.stop),
+  }),
+  'application-start': hostCommand({
+    request: z.object({ script: z.literal('application-start'), plan: runTargetSchema }),
+    script: 'run-commands',
+    params: (_config, target) => commandLines('start the application', target.application.start),
+  }),
+  'files-restore': hostCommand({
+    request: z.object({ script: z.literal('files-restore'), plan: filesRestorePlanSchema }),
+    script: 'files-restore',
+    params: (config, _target, { plan }) => ({
+      KB_ARCHIVE_KEY: plan.archive.key,
+      KB_SHA256: plan.archive.sha256,
+      KB_LOCAL_PATH: plan.archive.localPath,
+      KB_DECOMPRESS: CODECS[plan.archive.codec].decompress,
+      KB_COMPRESS: CODECS[plan.archive.codec].compress,
+      KB_ENTRIES: String(plan.archive.entries),
+      KB_PATHS: plan.paths.join(' '),
+      KB_EXCLUDES: plan.excludes.join(' '),
+      KB_ASIDE: plan.asidePath,
+      KB_BUCKET: config.BACKUP_BUCKET,
+      KB_S3_ENDPOINT_URL: config.S3_ENDPOINT_URL ?? '',
+    }),
+  }),
+  'after-files-restore': hostCommand({
+    request: z.object({ script: z.literal('after-files-restore'), plan: filesRestorePlanSchema }),
+    script: 'run-commands',
+    params: (_config, target, { plan }) =>
+      commandLines(`after the ${plan.kind} restore`, target.afterFilesRestore[plan.kind]),
+  }),
+};

@@ -1,0 +1,21 @@
+import * as z from '../core/schema.ts';
+import { hostCommand } from '../host/scripts.ts';
+import { diskCheckPlanSchema } from './monitoring.ts';
+import { localCheckPlanSchema } from './verification.ts';
+
+/** The host commands of the watch workflows: the host's copies against their sha256, the backup disk's usage. */
+export const WATCH_HOST_COMMANDS = {
+  'check-local-copies': hostCommand({
+    request: z.object({ script: z.literal('check-local-copies'), plan: localCheckPlanSchema }),
+    script: 'check-local-copies',
+    params: (_config, _target, { plan }) => ({
+      KB_COPIES: plan.copies.map((c) => `${c.path} ${c.sha256}`).join('\n'),
+    }),
+  }),
+  'disk-usage': hostCommand({
+    request: z.object({ script: z.literal('disk-usage'), plan: diskCheckPlanSchema }),
+    script: 'disk-usage',
+    // The configured directory, not the plan's: what runs on the host comes from config.
+    params: (_config, target) => ({ KB_BACKUP_DIR: target.backupDir }),
+  }),
+};
