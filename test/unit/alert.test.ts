@@ -5,9 +5,9 @@ import { PublishCommand, SNSClient } from '@aws-sdk/client-sns';
 import { GetParameterCommand, SSMClient } from '@aws-sdk/client-ssm';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
-import { FAILURE_ALERT_STATES } from '../shared/alert/execution-history.ts';
-import { formatAlert, redact } from '../shared/alert/message.ts';
-import { WORKFLOWS } from '../statemachines/workflows.ts';
+import { FAILURE_ALERT_STATES } from '../../shared/alert/execution-history.ts';
+import { formatAlert, redact } from '../../shared/alert/message.ts';
+import { WORKFLOWS } from '../../statemachines/workflows.ts';
 
 const ssm = mockClient(SSMClient);
 const sns = mockClient(SNSClient);
@@ -79,7 +79,7 @@ async function alertHandler() {
     RESTORE_CHECK_DATABASE_URL_PARAMETER: '/kennel-backup/prod/restore-check-database-url',
     ALERT_TOPIC_ARN: TOPIC_ARN,
   });
-  return (await import('../functions/send-alert/handler.ts')).handler;
+  return (await import('../../functions/send-alert/handler.ts')).handler;
 }
 const context = {
   awsRequestId: 'test',

@@ -7,7 +7,7 @@ import {
 } from '@aws-sdk/client-ssm';
 import { mockClient } from 'aws-sdk-client-mock';
 import { beforeEach, describe, expect, it, vi } from 'vitest';
-import { planBackup } from '../shared/backup/database-plan.ts';
+import { planBackup } from '../../shared/backup/database-plan.ts';
 
 const ENV = {
   BACKUP_BUCKET: 'kennel-backups-prod',
@@ -31,9 +31,9 @@ const ssm = mockClient(SSMClient);
 async function handlers() {
   vi.resetModules();
   Object.assign(process.env, ENV);
-  const start = await import('../functions/start-host-command/handler.ts');
-  const check = await import('../functions/check-host-command/handler.ts');
-  const { getConfig } = await import('../shared/core/config.ts');
+  const start = await import('../../functions/start-host-command/handler.ts');
+  const check = await import('../../functions/check-host-command/handler.ts');
+  const { getConfig } = await import('../../shared/core/config.ts');
   return { start: start.handler, check: check.handler, config: getConfig() };
 }
 
@@ -116,7 +116,7 @@ describe('StartDump sends the rendered script with SSM Run Command', () => {
       start({ script: 'database-backup', plan: { ...good, database: 'x; reboot' } }, context),
     ).rejects.toMatchObject({ name: 'InvalidInputError' });
     await expect(
-      start({ script: 'prune-local', plan: good, keepDays: 7, keepFile: '../../etc/passwd' }, context),
+      start({ script: 'prune-local', plan: good, keepDays: 7, keepFile: '../../../etc/passwd' }, context),
     ).rejects.toThrow(/plain file name/);
     await expect(
       start({ script: 'database-backup', plan: { ...good, target: 'gone' } }, context),
