@@ -123,4 +123,30 @@ describe('row counts of awkward schemas', () => {
       dropDatabases('kb_inherit');
     }
   });
+
+  it('a LATIN1 database with non-ASCII table names: each table keeps its own name and count', async () => {
+    // pg_dump writes a LATIN1 database's names in LATIN1; read as UTF-8 both become "caf\uFFFD".
+    world.sql(
+      'postgres',
+      "CREATE DATABASE kb_latin1 ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0",
+    );
+    // chr() gives the character in the database's own encoding: é is the byte E9, ë is EB, ÿ is FF.
+    world.sql(
+      'kb_latin1',
+      `DO $$ BEGIN
+         EXECUTE format('CREATE TABLE %I (id int, t text)', 'caf' || chr(233));
+         EXECUTE format('INSERT INTO %I VALUES (1, %L), (2, %L)', 'caf' || chr(233), 'na' || chr(239) || 've', chr(255));
+         EXECUTE format('CREATE TABLE %I (id int)', 'caf' || chr(235));
+         EXECUTE format('INSERT INTO %I VALUES (1)', 'caf' || chr(235));
+       END $$`,
+    );
+    try {
+      const { run, manifest } = await fullBackupOf('kb_latin1');
+      expect(manifest.tables).toEqual({ 'public.café': 2, 'public.cafë': 1 });
+      expect(run.record.status, run.alerts[0]?.cause).toBe('SUCCEEDED');
+      expect(manifest.verification.restoreTest?.state).toBe('passed');
+    } finally {
+      dropDatabases('kb_latin1');
+    }
+  });
 });
