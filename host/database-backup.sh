@@ -154,7 +154,8 @@ WITH tables AS (
   SELECT c.ord, l.n, l.echo, l.text FROM captured c, LATERAL (VALUES
     (2, true, format('CREATE TEMP TABLE kb_changes AS SELECT %s FROM %s WITH NO DATA;', c.cols, c.qname)),
     (3, true, 'COPY kb_changes FROM stdin;'),
-    (4, false, format('COPY (SELECT %s FROM %s WHERE %s) TO STDOUT;', c.cols, c.qname, c.predicate)),
+    -- ONLY: an inheritance parent's children are captured as tables of their own.
+    (4, false, format('COPY (SELECT %s FROM ONLY %s WHERE %s) TO STDOUT;', c.cols, c.qname, c.predicate)),
     (5, true, '\.'),
     -- The rows carry their own updated_at: the table's triggers must not restamp them.
     (6, true, format('ALTER TABLE %s DISABLE TRIGGER USER;', c.qname)),
