@@ -65,9 +65,9 @@ session() { # session SQL-AND-META-COMMANDS
 
 session "SELECT to_char(least(clock_timestamp(), (SELECT min(xact_start) FROM pg_stat_activity WHERE backend_type = 'client backend' AND backend_xid IS NOT NULL AND pid <> pg_backend_pid())) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') AS until \\gset
 BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;
-SELECT pg_export_snapshot() AS snapshot, current_setting('server_version_num') AS server_version \\gset
-\\warn KB::snapshot :until :server_version" >"$work/snapshot"
-read -r snapshot until server_version <"$work/snapshot"
+SELECT pg_export_snapshot() AS snapshot, current_setting('server_version_num') AS server_version, current_setting('server_encoding') AS server_encoding \\gset
+\\warn KB::snapshot :until :server_version :server_encoding" >"$work/snapshot"
+read -r snapshot until server_version server_encoding <"$work/snapshot"
 # `until` is read just before the snapshot is taken: the clock, or the start of
 # the oldest client transaction then writing, if earlier. Every row stamped
 # before `until` was written by a transaction that had started by then; if it was
@@ -81,9 +81,14 @@ if [[ $KB_KIND == full || $KB_KIND == safety ]]; then
   # The log tables' definitions stay in the dump, so a restore has them for the
   # log archives to fill; their rows are left out.
   for table in $KB_EXCLUDE_TABLES; do exclude+=("--exclude-table-data=$table"); done
+  # The dump is written in UTF-8 whatever the database's encoding, as VerifyArchive
+  # reads the tables' names in it (a restore converts back). SQL_ASCII has no
+  # conversion to UTF-8, so its bytes are dumped as they are.
+  encoding=()
+  if [[ $server_encoding != SQL_ASCII ]]; then encoding=(--encoding=UTF8); fi
   # Dump, compress, keep the local copy and stream to S3 in one pass: no temporary
   # file beyond the local copy the source document keeps anyway.
-  pg pg_dump --no-password --format=plain --snapshot="$snapshot" "${exclude[@]}" -d "$KB_DATABASE" 2>"$work/dump.err" \
+  pg pg_dump --no-password --format=plain --snapshot="$snapshot" "${encoding[@]}" "${exclude[@]}" -d "$KB_DATABASE" 2>"$work/dump.err" \
     | $KB_COMPRESS \
     | tee "$local_path" \
     | s3_put "$KB_ARCHIVE_KEY" application/octet-stream \
@@ -149,7 +154,8 @@ WITH tables AS (
   SELECT c.ord, l.n, l.echo, l.text FROM captured c, LATERAL (VALUES
     (2, true, format('CREATE TEMP TABLE kb_changes AS SELECT %s FROM %s WITH NO DATA;', c.cols, c.qname)),
     (3, true, 'COPY kb_changes FROM stdin;'),
-    (4, false, format('COPY (SELECT %s FROM %s WHERE %s) TO STDOUT;', c.cols, c.qname, c.predicate)),
+    -- ONLY: an inheritance parent's children are captured as tables of their own.
+    (4, false, format('COPY (SELECT %s FROM ONLY %s WHERE %s) TO STDOUT;', c.cols, c.qname, c.predicate)),
     (5, true, '\.'),
     -- The rows carry their own updated_at: the table's triggers must not restamp them.
     (6, true, format('ALTER TABLE %s DISABLE TRIGGER USER;', c.qname)),

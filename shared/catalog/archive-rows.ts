@@ -35,6 +35,9 @@ export type CaptureMode = (typeof CAPTURE_MODES)[number];
 export const CHANGES_MARKER = '-- kennel-backup table: ';
 const CHANGES_COPY = 'COPY kb_changes FROM stdin;';
 const TABLE_DATA = /^-- Data for Name: .*; Type: TABLE DATA; /;
+/** Before 15.14 a name's newline split the comment: its tail is a line of its own. */
+const DATA_COMMENT = '-- Data for Name: ';
+const TABLE_DATA_TAIL = /; Type: TABLE DATA; Schema: /;
 
 const markerSchema = z.object({ schema: z.string(), table: z.string(), capture: z.enum(CAPTURE_MODES) });
 
@@ -110,6 +113,8 @@ export class RowCounter {
   private quotes = 0;
   /** plain: a TABLE DATA comment was read, its COPY is next; a COPY statement whose quoted name spans lines. */
   private expectingCopy = false;
+  /** plain: inside a `-- Data for Name:` comment whose name went on to the next line. */
+  private dataComment = false;
   private statement: { text: string; quotes: number } | undefined;
 
   constructor(format: 'plain' | 'changes') {
@@ -183,7 +188,11 @@ export class RowCounter {
     } else if (this.expectingCopy && text.startsWith('COPY ')) {
       this.statement = { text, quotes };
     } else {
-      if (TABLE_DATA.test(text)) this.expectingCopy = true;
+      const split = this.dataComment && TABLE_DATA_TAIL.test(text);
+      this.dataComment =
+        !TABLE_DATA.test(text) &&
+        (text.startsWith(DATA_COMMENT) || (this.dataComment && !split && !text.startsWith('--')));
+      if (TABLE_DATA.test(text) || split) this.expectingCopy = true;
       else if (text !== '' && !text.startsWith('--')) this.expectingCopy = false;
       return;
     }

@@ -43,7 +43,8 @@ async function connected(client: pg.Client, database: string): Promise<pg.Client
  * Exact row counts by manifest key (`schema.table`); a missing table counts as
  * null. The catalog resolves each key to its schema and table, which may hold
  * dots themselves, so a key is never split; tables that share a key (`a.b`.`c`
- * and `a`.`b.c`) count together, as the archive's counts do. `owned` are the
+ * and `a`.`b.c`) count together, as the archive's counts do. A table's own rows
+ * only (ONLY): its COPY block holds no inheritance child's rows. `owned` are the
  * keys of tables an extension owns.
  */
 async function countRows(
@@ -62,7 +63,7 @@ async function countRows(
   );
   for (const row of present.rows) {
     const ident = `${client.escapeIdentifier(row.schema)}.${client.escapeIdentifier(row.name)}`;
-    const result = await client.query<{ n: string }>(`SELECT count(*) AS n FROM ${ident}`);
+    const result = await client.query<{ n: string }>(`SELECT count(*) AS n FROM ONLY ${ident}`);
     counts.set(row.key, (counts.get(row.key) ?? 0) + Number(result.rows[0]?.n));
     if (row.owned) owned.add(row.key);
   }

@@ -159,6 +159,33 @@ describe('RowCounter', () => {
     expect(count('plain', cut).rows).toEqual({ 'Odd.Schema.we"ird\nname': 1, 'public.a.b': 0 });
   });
 
+  it('counts a table whose name holds a newline as pg_dump before 15.14 wrote it, the comment split over two lines', () => {
+    // pg_dump 15.14 (CVE-2025-8715) replaced newlines in the comments' names; older ones, still on hosts, did not.
+    const old = [
+      '--',
+      '-- PostgreSQL database dump',
+      '--',
+      '',
+      '--',
+      '-- Data for Name: new',
+      'line; Type: TABLE DATA; Schema: public; Owner: postgres',
+      '--',
+      '',
+      'COPY public."new',
+      'line" (id) FROM stdin;',
+      '1',
+      '2',
+      '\\.',
+      '',
+      '',
+      '--',
+      '-- PostgreSQL database dump complete',
+      '--',
+      '',
+    ].join('\n');
+    expect(count('plain', old).rows).toEqual({ 'public.new\nline': 2 });
+  });
+
   it('refuses a table-data COPY it cannot read, rather than guess', () => {
     const garbled = PLAIN.replace('COPY public.empty (x) FROM stdin;', 'COPY public..empty (x) FROM stdin;');
     expect(() => count('plain', garbled)).toThrow(
