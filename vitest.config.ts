@@ -2,7 +2,7 @@ import { defineConfig } from 'vitest/config';
 
 // Two tiers: `npm run test:unit` runs the logic alone (no PostgreSQL, S3 or
 // packaging) in seconds; `npm test` runs both, the integration tier against real
-// PostgreSQL, pgBackRest, bash, a local S3 and the packaged template.
+// PostgreSQL, bash, a local S3 and the packaged template.
 export default defineConfig({
   test: {
     pool: 'forks',

@@ -16,8 +16,8 @@ import { type Config, selectTargets, type Target } from '../core/config.ts';
 import { InvalidInputError } from '../core/errors.ts';
 import { sqlIdentifier, targetName } from '../core/identifiers.ts';
 import { parseInput, planRequestSchema } from '../core/input.ts';
+import { runSchema } from '../core/run.ts';
 import * as z from '../core/schema.ts';
-import { runSchema } from './run.ts';
 
 /** What an operator or a schedule may pass to a backup execution; every field is optional. */
 export const backupInputSchema = z.strictObject({

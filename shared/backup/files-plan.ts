@@ -5,8 +5,8 @@ import type { Config } from '../core/config.ts';
 import { selectTargets } from '../core/config.ts';
 import { hostPath, targetName } from '../core/identifiers.ts';
 import { parseInput, planRequestSchema } from '../core/input.ts';
+import { runSchema } from '../core/run.ts';
 import * as z from '../core/schema.ts';
-import { runSchema } from './run.ts';
 
 /** What an operator or a schedule may pass to a files backup. */
 export const filesInputSchema = z.strictObject({

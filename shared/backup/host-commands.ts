@@ -2,11 +2,11 @@ import { excludedTablesOf, localPathOf, WINDOW_COLUMN } from '../catalog/manifes
 import { CODECS } from '../core/codecs.ts';
 import type { Config } from '../core/config.ts';
 import { fileName, sha256Hex } from '../core/identifiers.ts';
+import type { Run } from '../core/run.ts';
 import * as z from '../core/schema.ts';
 import { archiveLines, hostCommand, postgresParams } from '../host/scripts.ts';
 import { planSchema } from './database-plan.ts';
 import { filesPlanSchema } from './files-plan.ts';
-import type { Run } from './run.ts';
 
 /** Where a backup script writes its archive, locally and in S3; it records nothing else about the run. */
 function uploadParams(config: Config, plan: Run): Record<string, string> {

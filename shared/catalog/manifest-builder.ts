@@ -1,8 +1,8 @@
 import type { Plan } from '../backup/database-plan.ts';
 import type { FilesPlan } from '../backup/files-plan.ts';
-import type { Run } from '../backup/run.ts';
 import type { Config } from '../core/config.ts';
 import { hostPath, sha256Hex } from '../core/identifiers.ts';
+import type { Run } from '../core/run.ts';
 import * as z from '../core/schema.ts';
 import type { ArchiveRows } from './archive-rows.ts';
 import type { DatabaseKind } from './keys.ts';

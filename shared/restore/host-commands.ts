@@ -1,5 +1,5 @@
-import { runSchema } from '../backup/run.ts';
 import { CODECS } from '../core/codecs.ts';
+import { runSchema } from '../core/run.ts';
 import * as z from '../core/schema.ts';
 import { archiveLines, commandLines, hostCommand, postgresParams } from '../host/scripts.ts';
 import { restorePlanSchema } from './database-schemas.ts';

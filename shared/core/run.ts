@@ -1,6 +1,6 @@
-import { CODEC_NAMES } from '../core/codecs.ts';
-import { fileName, hostPath, objectKey, runIdentifier, targetName } from '../core/identifiers.ts';
-import * as z from '../core/schema.ts';
+import { CODEC_NAMES } from './codecs.ts';
+import { fileName, hostPath, objectKey, runIdentifier, targetName } from './identifiers.ts';
+import * as z from './schema.ts';
 
 /** What every run of every workflow knows: who it is, and where its archive goes. */
 export const runSchema = z.object({
