@@ -2,6 +2,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, statSync, symlinkSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { build } from 'esbuild';
 import { PROJECT_ROOT } from '../local/runner.ts';
 import { cleanUp, log, onInterrupt, readCommandLine, runMain, stats, wholeNumber } from './harness.ts';
 import { markdownTable, ratio } from './table.ts';
@@ -12,14 +13,19 @@ import { markdownTable, ratio } from './table.ts';
  * process takes to import the handler module (module-scope code: config checked,
  * clients created), with the function's own environment from the template.
  * Given --base REF, the same is measured for that commit in the same run,
- * alternating, so the ratios hold however noisy the machine is.
+ * alternating, so the ratios hold however noisy the machine is. Given
+ * --sdk-outside, the other side is the same handlers built with the AWS SDK left
+ * out of the bundle and resolved from node_modules instead, as the Lambda
+ * runtime's own copy would be: what bundling the SDK costs in size and saves or
+ * costs in cold initialisation.
  *
- *   npm run bench:bundles -- [--base REF] [--repeat 7]
+ *   npm run bench:bundles -- [--base REF | --sdk-outside] [--repeat 7]
  */
 
-const USAGE = `Usage: npm run bench:bundles -- [--base REF] [--repeat N]
+const USAGE = `Usage: npm run bench:bundles -- [--base REF | --sdk-outside] [--repeat N]
 
-  --base REF   also package this commit (a git worktree in a temporary folder) and compare
+  --base REF     also package this commit (a git worktree in a temporary folder) and compare
+  --sdk-outside  compare with the same handlers built without the AWS SDK inside (resolved from node_modules)
   --repeat N   cold imports of every handler on each side (default 7); medians are reported`;
 
 interface Bundle {
@@ -67,6 +73,36 @@ function packageService(root: string, out: string): Map<string, Bundle> {
   return bundles;
 }
 
+/**
+ * Each packaged function's handler built again as serverless.yml's custom.esbuild
+ * builds it, but with the AWS SDK external, beside a node_modules that holds it.
+ */
+async function withSdkOutside(bundles: Map<string, Bundle>, out: string): Promise<Map<string, Bundle>> {
+  symlinkSync(join(PROJECT_ROOT, 'node_modules'), join(out, 'node_modules'));
+  const outside = new Map<string, Bundle>();
+  for (const [name, bundle] of bundles) {
+    const kebab = name.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+    const outfile = join(out, name, 'handler.mjs');
+    await build({
+      entryPoints: [join(PROJECT_ROOT, 'functions', kebab, 'handler.ts')],
+      outfile,
+      bundle: true,
+      minify: true,
+      format: 'esm',
+      platform: 'node',
+      target: 'node24',
+      mainFields: ['module', 'main'],
+      banner: {
+        js: "import { createRequire as kbCreateRequire } from 'node:module'; const require = kbCreateRequire(import.meta.url);",
+      },
+      external: ['pg-native', '@aws-sdk/*'],
+      logLevel: 'error',
+    });
+    outside.set(name, { size: statSync(outfile).size, dir: outfile, env: bundle.env });
+  }
+  return outside;
+}
+
 const handlerFile = (handler: string) => `${handler.slice(0, handler.lastIndexOf('.'))}.mjs`;
 
 /** Milliseconds a fresh Node process spends importing the handler module, as it measures itself. */
@@ -81,8 +117,14 @@ function coldImport(bundle: Bundle): number {
 }
 
 async function main(): Promise<number> {
-  const values = readCommandLine(USAGE, { base: { type: 'string' }, repeat: { type: 'string' } });
+  const values = readCommandLine(USAGE, {
+    base: { type: 'string' },
+    'sdk-outside': { type: 'boolean' },
+    repeat: { type: 'string' },
+  });
   if (!values) return 0;
+  if (values.base && values['sdk-outside'])
+    throw new Error(`Give --base or --sdk-outside, not both.\n\n${USAGE}`);
   const repeat = wholeNumber(values.repeat ?? '7', 1);
   if (repeat === undefined) throw new Error(`--repeat takes a whole number ≥ 1.\n\n${USAGE}`);
   const tmp = mkdtempSync(join(tmpdir(), 'kennel-backup-bench-bundles-'));
@@ -102,7 +144,11 @@ async function main(): Promise<number> {
       });
       symlinkSync(join(PROJECT_ROOT, 'node_modules'), join(tmp, 'base', 'node_modules'));
       base = packageService(join(tmp, 'base'), join(tmp, 'base-out'));
+    } else if (values['sdk-outside']) {
+      log('building the handlers with the AWS SDK outside …');
+      base = await withSdkOutside(now, tmp);
     }
+    const label = values.base ?? 'SDK outside';
     const names = [...now.keys()].sort();
     const times = new Map(names.map((n) => [n, { now: [] as number[], base: [] as number[] }]));
     for (let i = 0; i < repeat; i++) {
@@ -137,7 +183,7 @@ async function main(): Promise<number> {
       ];
     });
     const header = base
-      ? ['function', `${values.base} KiB`, 'now KiB', `${values.base} import ms`, 'now import ms', 'now/base']
+      ? ['function', `${label} KiB`, 'now KiB', `${label} import ms`, 'now import ms', `now/${label}`]
       : ['function', 'handler KiB (minified)', 'cold import ms, median (min–max)'];
     console.log(
       `Bundles and cold initialisation, ${repeat} fresh imports each; ${cpus().length} cores, load ${loadavg()[0]?.toFixed(1)}\n`,
