@@ -110,7 +110,7 @@ export const RECEIVE_REQUEST = 'ReceiveRequest';
 export const NOTIFY_FAILURE = 'NotifyFailure';
 export const NOTIFY_RUN_FAILURE = 'NotifyRunFailure';
 /** The end of an execution whose failure alert could not be sent. */
-export const ALERT_NOT_SENT = 'AlertNotSent';
+const ALERT_NOT_SENT = 'AlertNotSent';
 
 /** The JSONPath of a result: `at('plan', 'manifestKey')` is `$.plan.manifestKey`. */
 export function at(...keys: string[]): string {

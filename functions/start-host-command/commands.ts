@@ -1,5 +1,5 @@
 import { BACKUP_HOST_COMMANDS } from '../../shared/backup/host-commands.ts';
-import { hostCommandSet, type RequestOf } from '../../shared/host/scripts.ts';
+import { hostCommandSet } from '../../shared/host/scripts.ts';
 import { RESTORE_HOST_COMMANDS } from '../../shared/restore/host-commands.ts';
 import { WATCH_HOST_COMMANDS } from '../../shared/watch/host-commands.ts';
 
@@ -11,7 +11,6 @@ import { WATCH_HOST_COMMANDS } from '../../shared/watch/host-commands.ts';
 export const HOST_COMMANDS = { ...BACKUP_HOST_COMMANDS, ...RESTORE_HOST_COMMANDS, ...WATCH_HOST_COMMANDS };
 
 export type HostCommandName = keyof typeof HOST_COMMANDS;
-export type HostCommandRequest = RequestOf<typeof HOST_COMMANDS>;
 
 /** The commands with the schema of their requests, told apart by `script`. */
 export const HOST_COMMAND_SET = hostCommandSet(HOST_COMMANDS);

@@ -24,13 +24,13 @@ export interface TableName {
 }
 
 /** The manifest's key for a table (the catalog's format, read by restores and their checks). */
-export function tableKey(table: TableName): string {
+function tableKey(table: TableName): string {
   return `${table.schema}.${table.name}`;
 }
 
 /** How a `changes` run took each table: its rows in the window, the whole table, or not at all. */
-export const CAPTURE_MODES = ['changedRows', 'wholeTables', 'notCaptured'] as const;
-export type CaptureMode = (typeof CAPTURE_MODES)[number];
+const CAPTURE_MODES = ['changedRows', 'wholeTables', 'notCaptured'] as const;
+type CaptureMode = (typeof CAPTURE_MODES)[number];
 
 export const CHANGES_MARKER = '-- kennel-backup table: ';
 const CHANGES_COPY = 'COPY kb_changes FROM stdin;';

@@ -1,5 +1,10 @@
 import { type Config, findTarget } from '../core/config.ts';
-import { HostCommandFailedError, HostCommandTimedOutError, NotFoundError } from '../core/errors.ts';
+import {
+  ConfigError,
+  HostCommandFailedError,
+  HostCommandTimedOutError,
+  NotFoundError,
+} from '../core/errors.ts';
 import { parseInput } from '../core/input.ts';
 import * as z from '../core/schema.ts';
 import { type HostCommands, tail } from './commands.ts';
@@ -46,7 +51,9 @@ export async function startHostCommand<C extends HostCommandsByName>(
   const request = parseInput(set.request, event, 'The host command request');
   const command: HostCommand | undefined = (set.commands as HostCommandsByName)[request.script];
   if (!command)
-    throw new Error(`No host command ${request.script}: the request schema and the commands disagree.`);
+    throw new ConfigError(
+      `No host command ${request.script} is deployed, though its request parsed: the commands' keys and request schemas disagree; fix HOST_COMMANDS and redeploy.`,
+    );
   const target = findTarget(config, request.plan.target);
   if (!target) {
     throw new NotFoundError(

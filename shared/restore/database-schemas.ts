@@ -1,4 +1,5 @@
 import { planSchema } from '../backup/database-plan.ts';
+import { DATABASE_KINDS } from '../catalog/keys.ts';
 import { CODEC_NAMES } from '../core/codecs.ts';
 import {
   hostPath,
@@ -46,7 +47,7 @@ export type RestoreWorkflow = (typeof RESTORE_WORKFLOWS)[number];
 
 /** One archive a restore applies, in order; the host checks its sha256 before using it. */
 const restoreStepSchema = z.object({
-  kind: z.enum(['full', 'incremental', 'transaction-logs', 'safety']),
+  kind: z.enum(DATABASE_KINDS),
   key: objectKey,
   manifestKey: objectKey,
   sha256: sha256Hex,

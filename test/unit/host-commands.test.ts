@@ -235,3 +235,16 @@ describe('CheckDump reads the invocation', () => {
     await expect(check(command(undefined, null), context)).rejects.toThrow(/matched 2 instances/);
   });
 });
+
+describe('the host commands', () => {
+  it('name each command once: its key is the one script name its request takes', async () => {
+    const { HOST_COMMANDS } = await import('../../functions/start-host-command/commands.ts');
+    for (const [name, command] of Object.entries(HOST_COMMANDS)) {
+      const { shape } = command.request as unknown as {
+        shape: { script: { _zod: { def: { values: unknown[] } } } };
+      };
+      expect(shape.script._zod.def.values, name).toEqual([name]);
+    }
+    expect(Object.keys(HOST_COMMANDS)).toHaveLength(12);
+  });
+});

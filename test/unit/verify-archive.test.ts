@@ -74,7 +74,7 @@ beforeEach(() => {
 });
 
 describe('VerifyArchive on a run just written', () => {
-  it('writes the manifest once, from the plan, the host facts and the rows counted in the archive', async () => {
+  it('lists the archive as unverified before reading it, then writes its verdict with the rows counted in the archive', async () => {
     const plan = await incrementalPlan();
     const manifest = (await verifyArchive(
       client,
@@ -86,8 +86,14 @@ describe('VerifyArchive on a run just written', () => {
 
     // The archive is the only object read: there is no manifest yet to read.
     expect(s3.commandCalls(GetObjectCommand).map((c) => c.args[0].input.Key)).toEqual([plan.archiveKey]);
-    expect(written()).toEqual([manifest]);
-    expect(s3.commandCalls(PutObjectCommand)[0]?.args[0].input.Key).toBe(plan.manifestKey);
+    expect(written()).toEqual([
+      { ...manifest, tables: {}, capture: null, verification: { state: 'unverified' } },
+      manifest,
+    ]);
+    expect(s3.commandCalls(PutObjectCommand).map((c) => c.args[0].input.Key)).toEqual([
+      plan.manifestKey,
+      plan.manifestKey,
+    ]);
     expect(manifest).toMatchObject({
       kind: 'incremental',
       database: 'kennel_prod',
@@ -121,6 +127,7 @@ describe('VerifyArchive on a run just written', () => {
       message: expect.stringContaining(`the manifest says ${'f'.repeat(64)}`),
     });
     expect(written()).toMatchObject([
+      { verification: { state: 'unverified' }, tables: {} },
       { verification: { state: 'failed' }, tables: {}, capture: null, archive: { sha256: 'f'.repeat(64) } },
     ]);
   });
@@ -164,6 +171,62 @@ describe('VerifyArchive on a backup in the catalog', () => {
         tables: { 'public.bookings': 3 },
         verification: { state: 'failed', restoreTest: { state: 'passed' } },
       },
+    ]);
+  });
+
+  it("passes an intact plain dump whose recorded counts came from the database, not the archive (a parent's count(*) held its children)", async () => {
+    const dump = zstdCompressSync(
+      Buffer.from(
+        [
+          '--',
+          '-- PostgreSQL database dump',
+          '--',
+          '',
+          '--',
+          '-- Data for Name: parent; Type: TABLE DATA; Schema: public; Owner: kennel',
+          '--',
+          '',
+          'COPY public.parent (id) FROM stdin;',
+          '1',
+          '\\.',
+          '',
+          '--',
+          '-- PostgreSQL database dump complete',
+          '--',
+          '',
+        ].join('\n'),
+      ),
+    );
+    const catalogWithoutBackups = {
+      newestOf: async () => ({ newestKey: undefined, newestVerified: undefined }),
+    } as unknown as Catalog;
+    const [plan] = await planBackup(config, catalogWithoutBackups, {
+      input: { kind: 'full' },
+      executionId: 'arn:aws:states:eu-west-1:123456789012:execution:kennel-backup-prod-database-backup:run-2',
+      startedAt: '2026-11-26T02:00:00.000Z',
+    });
+    if (!plan) throw new Error('no plan');
+    s3.on(GetObjectCommand).callsFake(async () => ({ Body: Readable.from([dump]) }));
+    const first = (await verifyArchive(
+      client,
+      catalog,
+      { plan, facts: factsOf(dump) },
+      excluded,
+      NOW,
+    )) as DatabaseManifest;
+    expect(first.tables).toEqual({ 'public.parent': 1 });
+    const stored: DatabaseManifest = { ...first, tables: { 'public.parent': 3 } };
+    s3.reset();
+    s3.on(GetObjectCommand, { Key: plan.manifestKey }).resolves({
+      Body: { transformToString: async () => JSON.stringify(stored) } as never,
+    });
+    s3.on(GetObjectCommand, { Key: plan.archiveKey }).callsFake(async () => ({
+      Body: Readable.from([dump]),
+    }));
+    const again = await verifyArchive(client, catalog, { manifestKey: plan.manifestKey }, excluded, NOW);
+    expect(again.verification.state).toBe('verified');
+    expect(written()).toMatchObject([
+      { tables: { 'public.parent': 3 }, verification: { state: 'verified' } },
     ]);
   });
 });
