@@ -22,7 +22,7 @@ import { shellQuote } from '../shared/host/shell.ts';
 const BUCKET = 'kennel-backups-pgbackrest-test';
 const TARGET = 'local';
 
-let dir: string;
+let dir: string | undefined;
 let s3Server: LocalS3 | undefined;
 let s3: S3Client;
 let cluster: LocalCluster | undefined;
@@ -138,7 +138,8 @@ afterAll(async () => {
     await cluster?.stop();
   } finally {
     await s3Server?.stop();
-    rmSync(dir, { recursive: true, force: true });
+    // Unset when pgBackRest is missing: beforeAll failed before making anything.
+    if (dir) rmSync(dir, { recursive: true, force: true });
   }
 });
 
