@@ -11,7 +11,8 @@ Workflows: ${workflows().join(', ')}
 
 Environment (all optional):
   DATABASE_URL        back up this database instead of a throwaway sample cluster
-  S3_ENDPOINT_URL     use this S3-compatible server instead of the local one
+  S3_ENDPOINT_URL     use this S3-compatible server instead of the local one (HTTPS)
+  AWS_CA_BUNDLE       the CA certificate of S3_ENDPOINT_URL, if not a public one
   KENNEL_BACKUP_DIR   local state (S3 data, host backups, histories, alerts); default .local
   SEED_SCALE          size of the sample database (1 ≈ a few MB)`;
 
@@ -47,6 +48,7 @@ async function main(): Promise<number> {
     dataDir,
     databaseUrl: process.env.DATABASE_URL,
     s3Endpoint: process.env.S3_ENDPOINT_URL,
+    s3CaBundle: process.env.AWS_CA_BUNDLE,
     seedScale: Number(process.env.SEED_SCALE ?? 1),
   });
   try {

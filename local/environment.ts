@@ -21,6 +21,8 @@ export interface LocalEnvironmentOptions {
   dataDir: string;
   databaseUrl?: string | undefined;
   s3Endpoint?: string | undefined;
+  /** CA certificate (PEM) of an external `s3Endpoint` over TLS with a private CA. */
+  s3CaBundle?: string | undefined;
   bucket?: string;
   /** Sample data size for a throwaway cluster (1 ≈ a few MB). */
   seedScale?: number;
@@ -32,6 +34,8 @@ export interface LocalEnvironment {
   postgres: PostgresServer;
   database: string;
   s3Endpoint: string;
+  /** The CA certificate every client of the S3 endpoint trusts; empty for an external server with a public CA. */
+  s3CaFile: string;
   bucket: string;
   /** The functions' environment: what serverless.yml sets in AWS. */
   functionEnv: Record<string, string>;
@@ -150,8 +154,9 @@ export async function startLocalEnvironment(options: LocalEnvironmentOptions): P
   }
 
   const s3 = options.s3Endpoint
-    ? { endpoint: options.s3Endpoint, stop: async () => {} }
-    : await startLocalS3(join(options.dataDir, 's3'), bucket);
+    ? { endpoint: options.s3Endpoint, caFile: options.s3CaBundle ?? '', stop: async () => {} }
+    : await startLocalS3(join(options.dataDir, 's3'), bucket, join(options.dataDir, 'tls'));
+  const caBundle = s3.caFile;
 
   Object.assign(process.env, LOCAL_S3_CREDENTIALS);
   const functionEnv: Record<string, string> = {
@@ -180,6 +185,7 @@ export async function startLocalEnvironment(options: LocalEnvironmentOptions): P
     ALERT_WEBHOOK_PARAMETER: '/kennel-backup/local/alert-webhook-url',
     RESTORE_CHECK_DATABASE_URL_PARAMETER: '/kennel-backup/local/restore-check-database-url',
     S3_ENDPOINT_URL: s3.endpoint,
+    ...(caBundle ? { S3_CA_BUNDLE: caBundle } : {}),
     POWERTOOLS_LOG_LEVEL: process.env.POWERTOOLS_LOG_LEVEL ?? 'WARN',
     ...options.functionEnv,
   };
@@ -193,11 +199,14 @@ export async function startLocalEnvironment(options: LocalEnvironmentOptions): P
     // Local S3 servers keep the CLI's default streaming checksum framing as part of the object.
     AWS_REQUEST_CHECKSUM_CALCULATION: 'when_required',
     AWS_RESPONSE_CHECKSUM_VALIDATION: 'when_required',
+    // The CLI trusts the local S3's self-signed certificate through this, as pgBackRest does through its CA file.
+    ...(caBundle ? { AWS_CA_BUNDLE: caBundle } : {}),
   };
   return {
     postgres,
     database,
     s3Endpoint: s3.endpoint,
+    s3CaFile: caBundle,
     bucket,
     functionEnv,
     hostEnv,

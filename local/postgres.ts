@@ -1,6 +1,6 @@
 import { execFileSync, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chownSync, existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -24,6 +24,17 @@ export interface PostgresServer {
   /** PG* variables for client tools. */
   env: Record<string, string>;
   stop(): Promise<void>;
+}
+
+/** A cluster this process started: its files, for tools that work on them (pgBackRest). */
+export interface LocalCluster extends PostgresServer {
+  /** Owned by the server user; removed with the cluster. */
+  dir: string;
+  dataDir: string;
+  /** Where the server's Unix socket lives (`-k`). */
+  socketDir: string;
+  /** Restarts the server with its command line, for settings that need it (archive_mode). */
+  restart(env?: Record<string, string>): void;
 }
 
 export function findPostgresBinDir(): string {
@@ -55,31 +66,34 @@ export async function freePort(): Promise<number> {
   });
 }
 
-/** PostgreSQL refuses to run as root; as root, the server runs as the `postgres` user. */
-function asServerUser(bin: string, args: string[]): [string, string[]] {
+/**
+ * PostgreSQL refuses to run as root; as root, the server runs as the `postgres` user,
+ * and so must the tools that read its files or run from its archive_command.
+ */
+export function asServerUser(bin: string, args: string[]): [string, string[]] {
   return process.getuid?.() === 0 ? ['runuser', ['-u', 'postgres', '--', bin, ...args]] : [bin, args];
 }
 
-function run(bin: string, args: string[]): void {
+/** Hands `path` to the server user when this process is root (a no-op otherwise). */
+export function giveToServerUser(path: string): void {
+  if (process.getuid?.() === 0) execFileSync('chown', ['-R', 'postgres:postgres', path]);
+}
+
+function run(bin: string, args: string[], env?: Record<string, string>): void {
   const [cmd, argv] = asServerUser(bin, args);
-  const result = spawnSync(cmd, argv, { encoding: 'utf8' });
+  const result = spawnSync(cmd, argv, { encoding: 'utf8', env: { ...process.env, ...env } });
   if (result.status !== 0)
     throw new Error(`${bin} ${args[0] ?? ''} failed: ${result.stderr || result.stdout}`);
 }
 
-export async function startPostgres(): Promise<PostgresServer> {
+export async function startPostgres(): Promise<LocalCluster> {
   const binDir = findPostgresBinDir();
   const dir = mkdtempSync(join(tmpdir(), 'kennel-backup-pg-'));
   const data = join(dir, 'data');
   const password = randomBytes(18).toString('base64url');
   const pwfile = join(dir, 'pw');
   writeFileSync(pwfile, `${password}\n`, { mode: 0o600 });
-  if (process.getuid?.() === 0) {
-    const ids = execFileSync('id', ['-u', 'postgres'], { encoding: 'utf8' }).trim();
-    const gid = execFileSync('id', ['-g', 'postgres'], { encoding: 'utf8' }).trim();
-    chownSync(dir, Number(ids), Number(gid));
-    chownSync(pwfile, Number(ids), Number(gid));
-  }
+  giveToServerUser(dir);
   const user = 'kennel_admin';
   run(join(binDir, 'initdb'), [
     '-D',
@@ -116,6 +130,17 @@ export async function startPostgres(): Promise<PostgresServer> {
     binDir,
     url: `postgres://${user}:${encodeURIComponent(password)}@${host}:${port}`,
     env: { PGHOST: host, PGPORT: String(port), PGUSER: user, PGPASSWORD: password },
+    dir,
+    dataDir: data,
+    socketDir: dir,
+    restart(env) {
+      // The postmaster passes its environment to archive_command.
+      run(
+        join(binDir, 'pg_ctl'),
+        ['-D', data, '-m', 'fast', '-w', '-l', join(dir, 'server.log'), 'restart'],
+        env,
+      );
+    },
     async stop() {
       try {
         run(join(binDir, 'pg_ctl'), ['-D', data, '-m', 'immediate', '-w', 'stop']);

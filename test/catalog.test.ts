@@ -16,6 +16,8 @@ const NOW = new Date();
 let dir: string;
 let server: LocalS3;
 let s3: S3Client;
+/** A client of the same server that does not trust its certificate. */
+let untrusting: S3Client;
 let catalog: Catalog;
 
 // A minute past whole days, like a run that started on the hour.
@@ -54,7 +56,7 @@ async function reads(act: () => Promise<unknown>): Promise<number> {
 beforeAll(async () => {
   Object.assign(process.env, LOCAL_S3_CREDENTIALS);
   dir = mkdtempSync(join(tmpdir(), 'kennel-backup-catalog-'));
-  server = await startLocalS3(dir, BUCKET);
+  server = await startLocalS3(join(dir, 's3'), BUCKET, join(dir, 'tls'));
   const config = parseConfig({
     BACKUP_BUCKET: BUCKET,
     BACKUP_TARGETS: JSON.stringify([
@@ -63,7 +65,9 @@ beforeAll(async () => {
     ALERT_WEBHOOK_PARAMETER: '/a',
     RESTORE_CHECK_DATABASE_URL_PARAMETER: '/b',
     S3_ENDPOINT_URL: server.endpoint,
+    S3_CA_BUNDLE: server.caFile,
   });
+  untrusting = createS3Client({ ...config, S3_CA_BUNDLE: undefined });
   s3 = createS3Client(config);
   catalog = new Catalog(s3, BUCKET);
   // A long history: a log backup a day for 200 days, a full a day for 60.
@@ -128,5 +132,16 @@ describe('the catalog reads only what it needs, however long the history', () =>
       expect((await pruneRun(catalog, logs, NOW)).removedFromS3).toEqual([]);
     });
     expect(logReads).toBe(1);
+  });
+});
+
+describe('the local S3 speaks TLS with its own certificate', () => {
+  it('a client given the certificate as its CA reads; one without it is refused, not let through', async () => {
+    const listing = { Bucket: BUCKET };
+    expect(server.endpoint).toMatch(/^https:\/\/127\.0\.0\.1:\d+$/);
+    expect((await s3.send(new ListObjectsV2Command(listing))).KeyCount).toBeGreaterThan(0);
+    await expect(untrusting.send(new ListObjectsV2Command(listing))).rejects.toThrow(
+      /self[- ]signed certificate/i,
+    );
   });
 });

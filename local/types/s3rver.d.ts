@@ -9,6 +9,9 @@ declare module 's3rver' {
     resetOnClose?: boolean;
     allowMismatchedSignatures?: boolean;
     vhostBuckets?: boolean;
+    /** Both given: the server speaks HTTPS. */
+    key?: string | Buffer;
+    cert?: string | Buffer;
     configureBuckets?: { name: string; configs?: (string | Buffer)[] }[];
   }
 

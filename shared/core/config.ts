@@ -153,6 +153,11 @@ const environment = z.object({
   RESTORE_CHECK_DATABASE_URL_PARAMETER: z.string().check(z.startsWith('/')),
   /** Set only for a local S3-compatible server. */
   S3_ENDPOINT_URL: z.optional(z.url()),
+  /**
+   * PEM file of the CA that signed S3_ENDPOINT_URL's certificate (the local S3's own,
+   * self-signed). The SDK's HTTP handler does not read AWS_CA_BUNDLE as the CLI does.
+   */
+  S3_CA_BUNDLE: z.optional(z.string().check(z.startsWith('/'))),
 });
 
 export type Config = z.infer<typeof environment>;

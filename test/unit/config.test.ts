@@ -103,6 +103,7 @@ describe('parseConfig accepts', () => {
       DISK_USAGE_ALERT_PERCENT: '85',
       ALERT_TOPIC_ARN: 'arn:aws:sns:eu-west-1:123456789012:kennel-alerts',
       S3_ENDPOINT_URL: 'http://127.0.0.1:4568',
+      S3_CA_BUNDLE: '/var/lib/kennel/tls/cert.pem',
     });
     expect(config).toMatchObject({
       STAGE: 'prod',
@@ -113,6 +114,7 @@ describe('parseConfig accepts', () => {
       DISK_USAGE_ALERT_PERCENT: 85,
       ALERT_TOPIC_ARN: 'arn:aws:sns:eu-west-1:123456789012:kennel-alerts',
       S3_ENDPOINT_URL: 'http://127.0.0.1:4568',
+      S3_CA_BUNDLE: '/var/lib/kennel/tls/cert.pem',
     });
     expect(parseConfig({ ...env, EXCLUDED_TABLES: '' }).EXCLUDED_TABLES).toStrictEqual([]);
   });
