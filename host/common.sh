@@ -66,3 +66,33 @@ json_list() {
   for item in "$@"; do out+="\"$item\","; done
   printf '[%s]' "${out%,}"
 }
+
+# pgBackRest on this target's stanza, as the cluster's OS user (it reads the data
+# directory, as archive_command does), where the database lives. The scripts that
+# use it take KB_STANZA KB_PGBACKREST_CONFIG KB_PGBACKREST_CONFIG_SHA256
+# KB_PGBACKREST_USER (shared/host/pgbackrest-conf.ts pgbackrestParams).
+pgbr() {
+  local args=(pgbackrest "--config=$KB_PGBACKREST_CONFIG" "--stanza=$KB_STANZA" "$@")
+  if [[ $KB_PG_MODE == docker ]]; then
+    docker compose -f "$KB_COMPOSE_FILE" exec -T -u "$KB_PGBACKREST_USER" "$KB_COMPOSE_SERVICE" "${args[@]}"
+  elif [[ $(id -un) != "$KB_PGBACKREST_USER" ]]; then
+    # The caller's environment goes along (runuser keeps it): a local S3's keys.
+    runuser -u "$KB_PGBACKREST_USER" -- "${args[@]}"
+  else
+    "${args[@]}"
+  fi
+}
+
+# Fails unless the host's pgbackrest.conf is the one the project renders for this
+# target now: a backup never runs on settings nobody reviewed.
+pgbr_config_current() {
+  local actual
+  actual=$(pg sha256sum "$KB_PGBACKREST_CONFIG" 2>/dev/null | cut -d' ' -f1) || actual=
+  [[ $actual == "$KB_PGBACKREST_CONFIG_SHA256" ]] && return 0
+  if [[ -z $actual ]]; then
+    echo "pgBackRest: there is no $KB_PGBACKREST_CONFIG on this host; start the prepare-host workflow for the target $KB_STANZA, then run this again" >&2
+  else
+    echo "pgBackRest: $KB_PGBACKREST_CONFIG on this host differs from the configuration rendered for the target $KB_STANZA; start the prepare-host workflow for it (it shows what changes), then run this again" >&2
+  fi
+  return 1
+}

@@ -1,8 +1,19 @@
-import { spawnSync } from 'node:child_process';
+import { execFile, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, writeFileSync } from 'node:fs';
+import { tmpdir, userInfo } from 'node:os';
 import { dirname, join } from 'node:path';
-import { externalPostgres, type PostgresServer, startPostgres } from './postgres.ts';
+import { promisify } from 'node:util';
+import { findTarget, type PgbackrestTarget, parseConfig } from '../shared/core/config.ts';
+import { archiveCommandOf, pgbackrestConfOf } from '../shared/host/pgbackrest-conf.ts';
+import {
+  asServerUser,
+  externalPostgres,
+  giveToServerUser,
+  type LocalCluster,
+  type PostgresServer,
+  startPostgres,
+} from './postgres.ts';
 import { PROJECT_ROOT } from './runner.ts';
 import { LOCAL_S3_CREDENTIALS, startLocalS3 } from './s3.ts';
 
@@ -136,26 +147,30 @@ export async function startLocalEnvironment(options: LocalEnvironmentOptions): P
   const files = seedHostFiles(paths.hostRoot);
   writeFileSync(paths.applicationState, 'running\n');
 
+  const s3 = options.s3Endpoint
+    ? { endpoint: options.s3Endpoint, caFile: options.s3CaBundle ?? '', stop: async () => {} }
+    : await startLocalS3(join(options.dataDir, 's3'), bucket, join(options.dataDir, 'tls'));
+
   let postgres: PostgresServer;
+  let cluster: LocalCluster | undefined;
   let database: string;
   if (options.databaseUrl) {
     const external = externalPostgres(options.databaseUrl);
     postgres = external;
     database = external.database;
   } else {
-    postgres = await startPostgres();
+    cluster = await startPostgres();
+    postgres = cluster;
     database = LOCAL_DATABASE;
     try {
       seedKennelDatabase(postgres, database, options.seedScale ?? 1);
     } catch (error) {
       await postgres.stop();
+      await s3.stop();
       throw error;
     }
   }
-
-  const s3 = options.s3Endpoint
-    ? { endpoint: options.s3Endpoint, caFile: options.s3CaBundle ?? '', stop: async () => {} }
-    : await startLocalS3(join(options.dataDir, 's3'), bucket, join(options.dataDir, 'tls'));
+  const pgbackrest = cluster && s3.caFile ? pgbackrestSettings(cluster, s3.caFile) : undefined;
   const caBundle = s3.caFile;
 
   Object.assign(process.env, LOCAL_S3_CREDENTIALS);
@@ -169,6 +184,7 @@ export async function startLocalEnvironment(options: LocalEnvironmentOptions): P
         instanceIds: ['i-00000000000000000'],
         database,
         postgres: { mode: 'host' },
+        ...(pgbackrest ? { pgbackrest } : {}),
         backupDir,
         files,
         // The sample application is a state file: stopping and starting it is observable.
@@ -195,6 +211,7 @@ export async function startLocalEnvironment(options: LocalEnvironmentOptions): P
     LANG: 'C.UTF-8',
     ...postgres.env,
     ...LOCAL_S3_CREDENTIALS,
+    ...PGBACKREST_S3_KEYS,
     AWS_DEFAULT_REGION: 'us-east-1',
     // Local S3 servers keep the CLI's default streaming checksum framing as part of the object.
     AWS_REQUEST_CHECKSUM_CALCULATION: 'when_required',
@@ -202,6 +219,15 @@ export async function startLocalEnvironment(options: LocalEnvironmentOptions): P
     // The CLI trusts the local S3's self-signed certificate through this, as pgBackRest does through its CA file.
     ...(caBundle ? { AWS_CA_BUNDLE: caBundle } : {}),
   };
+  if (cluster && pgbackrest) {
+    try {
+      await startArchiving(cluster, functionEnv, pgbackrest);
+    } catch (error) {
+      await s3.stop();
+      await cluster.stop();
+      throw error;
+    }
+  }
   return {
     postgres,
     database,
@@ -216,4 +242,77 @@ export async function startLocalEnvironment(options: LocalEnvironmentOptions): P
       await postgres.stop();
     },
   };
+}
+
+/**
+ * pgBackRest's keys for the local S3 (s3rver's public ones): on AWS the instance
+ * role signs and no key exists anywhere.
+ */
+const PGBACKREST_S3_KEYS = {
+  PGBACKREST_REPO1_S3_KEY: LOCAL_S3_CREDENTIALS.AWS_ACCESS_KEY_ID,
+  PGBACKREST_REPO1_S3_KEY_SECRET: LOCAL_S3_CREDENTIALS.AWS_SECRET_ACCESS_KEY,
+};
+
+/**
+ * The local cluster's pgBackRest settings: its files live in the cluster's own
+ * directory, owned by the server user (who runs archive_command), with a copy
+ * of the local S3's certificate it can read.
+ */
+function pgbackrestSettings(cluster: LocalCluster, caFile: string): PgbackrestTarget {
+  const work = join(cluster.dir, 'pgbackrest');
+  mkdirSync(join(work, 'lock'), { recursive: true });
+  mkdirSync(join(work, 'log'), { recursive: true });
+  copyFileSync(caFile, join(work, 'ca.pem'));
+  giveToServerUser(work);
+  return {
+    dataDirectory: cluster.dataDir,
+    port: cluster.port,
+    socketPath: cluster.socketDir,
+    user: cluster.user,
+    osUser: process.getuid?.() === 0 ? 'postgres' : userInfo().username,
+    configFile: join(work, 'pgbackrest.conf'),
+    lockPath: join(work, 'lock'),
+    logPath: join(work, 'log'),
+    caFile: join(work, 'ca.pem'),
+    processMax: 2,
+  };
+}
+
+/**
+ * Turns on WAL archiving to the local S3: the project's pgbackrest.conf,
+ * archive_mode with pgBackRest's archive-push, a restart (archive_mode needs
+ * one; the postmaster hands its environment, the local S3's keys, to
+ * archive_command), and the stanza.
+ */
+async function startArchiving(
+  cluster: LocalCluster,
+  functionEnv: Record<string, string>,
+  pg: PgbackrestTarget,
+): Promise<void> {
+  const config = parseConfig(functionEnv);
+  const target = findTarget(config, 'local');
+  if (!target) throw new Error('The local target is missing from BACKUP_TARGETS.');
+  writeFileSync(pg.configFile, pgbackrestConfOf(config, target));
+  giveToServerUser(pg.configFile);
+  const set = (name: string, value: string) =>
+    psql(cluster, 'postgres', ['-c', `ALTER SYSTEM SET ${name} = '${value.replaceAll("'", "''")}'`]);
+  set('archive_mode', 'on');
+  set('archive_command', archiveCommandOf(target));
+  set('archive_timeout', '60');
+  cluster.restart(PGBACKREST_S3_KEYS);
+  // Asynchronous: the local S3 answers from this process, so a blocked event loop would stall pgBackRest.
+  const [cmd, argv] = asServerUser('pgbackrest', [
+    `--config=${pg.configFile}`,
+    `--stanza=${target.name}`,
+    'stanza-create',
+  ]);
+  try {
+    await promisify(execFile)(cmd, argv, {
+      cwd: tmpdir(),
+      env: { PATH: process.env.PATH ?? '/usr/bin:/bin', ...PGBACKREST_S3_KEYS, PGPASSWORD: cluster.password },
+    });
+  } catch (error) {
+    const { stdout, stderr } = error as { stdout?: string; stderr?: string };
+    throw new Error(`pgbackrest stanza-create for the local cluster failed: ${stdout ?? ''}${stderr ?? ''}`);
+  }
 }

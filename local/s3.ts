@@ -1,7 +1,7 @@
-import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, renameSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, renameSync } from 'node:fs';
 import { join } from 'node:path';
-import S3rver from 's3rver';
+import { fileURLToPath } from 'node:url';
 
 /** s3rver accepts only its own well-known keys; they are public, not secrets. */
 export const LOCAL_S3_CREDENTIALS = { AWS_ACCESS_KEY_ID: 'S3RVER', AWS_SECRET_ACCESS_KEY: 'S3RVER' } as const;
@@ -65,23 +65,43 @@ export function ensureLocalTls(directory: string): LocalTls {
  * A local S3-compatible server over HTTPS whose data stays in `directory`, so later
  * runs see earlier backups. Its certificate lives in `tlsDirectory`, outside
  * `directory`: s3rver takes every folder there for a bucket.
+ *
+ * It runs in a child process (local/s3-server.ts), never in this one: PostgreSQL's
+ * archive_command pushes WAL to it at any moment, and a synchronous call here (a
+ * psql whose statement waits on a checkpoint, say) would otherwise block the very
+ * server the archiver is waiting for. The child ends when this process does
+ * (its stdin closes).
  */
 export async function startLocalS3(
   directory: string,
   bucket: string,
   tlsDirectory: string,
 ): Promise<LocalS3> {
-  mkdirSync(directory, { recursive: true });
   const tls = ensureLocalTls(tlsDirectory);
-  const server = new S3rver({
-    address: '127.0.0.1',
-    port: 0,
-    silent: true,
-    directory,
-    key: readFileSync(tls.keyFile),
-    cert: readFileSync(tls.certFile),
-    configureBuckets: [{ name: bucket }],
+  const child = spawn(
+    process.execPath,
+    [fileURLToPath(new URL('./s3-server.ts', import.meta.url)), directory, bucket, tls.keyFile, tls.certFile],
+    { stdio: ['pipe', 'pipe', 'inherit'] },
+  );
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const port = await new Promise<number>((resolve, reject) => {
+    let out = '';
+    child.stdout.on('data', (chunk: Buffer) => {
+      out += chunk.toString();
+      const line = /^listening (\d+)$/m.exec(out);
+      if (line) resolve(Number(line[1]));
+    });
+    child.once('exit', (code) =>
+      reject(new Error(`The local S3 server exited with status ${code} before it listened.`)),
+    );
+    child.once('error', reject);
   });
-  const { port } = await server.run();
-  return { endpoint: `https://127.0.0.1:${port}`, caFile: tls.certFile, stop: () => server.close() };
+  return {
+    endpoint: `https://127.0.0.1:${port}`,
+    caFile: tls.certFile,
+    async stop() {
+      child.stdin.end();
+      await exited;
+    },
+  };
 }

@@ -20,6 +20,13 @@ export const RETENTION: Record<BackupKind, { s3Days: number; localDays: number }
   static: { s3Days: 7, localDays: 7 },
 };
 
+/**
+ * The point-in-time window, in days: pgBackRest keeps the full backups (and every
+ * WAL segment after the oldest of them) that a recovery to any second of the last
+ * this many days needs (repo1-retention-full-type=time), and never its newest full.
+ */
+export const POINT_IN_TIME_DAYS = 35;
+
 /** The newest backup whose archive passed verification: never pruned, however old. */
 export function newestVerified<M extends Manifest>(manifests: readonly M[]): M | undefined {
   return manifests

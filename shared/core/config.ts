@@ -67,6 +67,38 @@ const afterFilesRestore = z.object({
   static: commands([]),
 });
 
+/**
+ * How pgBackRest reaches a target's cluster (the physical kinds: full and
+ * incremental backups, WAL archiving). Left out, the physical kinds are refused
+ * for that target and only the logical dump runs. Paths are the host's (inside
+ * the database service's container for docker targets).
+ */
+const pgbackrest = z.object({
+  /** The cluster's data directory (pgBackRest's pg1-path), e.g. /var/lib/postgresql/15/main. */
+  dataDirectory: hostPath,
+  /** The port the cluster listens on. */
+  port: z._default(z.int().check(z.gte(1), z.lte(65535)), 5432),
+  /** The directory of the cluster's Unix socket (pgBackRest connects through it). */
+  socketPath: z._default(hostPath, '/var/run/postgresql'),
+  /** The database role pgBackRest connects as (a superuser); the OS user's name when left out (peer authentication). */
+  user: z.optional(sqlIdentifier),
+  /** The OS user that owns the data directory: pgBackRest runs as it, as PostgreSQL's archive_command does. */
+  osUser: z._default(
+    z.string().check(z.regex(/^[a-z_][a-z0-9_-]{0,31}$/, 'must be a Unix user name')),
+    'postgres',
+  ),
+  /** Where the rendered pgbackrest.conf lives (written by the prepare-host workflow). */
+  configFile: z._default(hostPath, '/etc/pgbackrest/pgbackrest.conf'),
+  lockPath: z._default(hostPath, '/tmp/pgbackrest'),
+  logPath: z._default(hostPath, '/var/log/pgbackrest'),
+  /** PEM file of the CA that signed the S3 endpoint's certificate, when not a public one (the local S3's). */
+  caFile: z.optional(hostPath),
+  /** Processes pgBackRest uses to back up and restore (process-max). */
+  processMax: z._default(z.int().check(z.gte(1), z.lte(32)), 2),
+});
+
+export type PgbackrestTarget = z.infer<typeof pgbackrest>;
+
 const target = z
   .object({
     name: targetName,
@@ -85,6 +117,7 @@ const target = z
     /** Every database a scheduled run backs up on this target; just `database` when left out. */
     databases: z.optional(z.array(sqlIdentifier).check(z.minLength(1))),
     postgres: z._default(postgresLocation, { mode: 'host' }),
+    pgbackrest: z.optional(pgbackrest),
     /** The host's backup directory, as in the source document. */
     backupDir: z._default(hostPath, '/opt/backup'),
     files: z._default(fileSets, fileSets.parse({})),
@@ -151,6 +184,10 @@ const environment = z.object({
   ),
   /** SSM parameter (SecureString) with the libpq URL the restore check connects with (no database name). */
   RESTORE_CHECK_DATABASE_URL_PARAMETER: z.string().check(z.startsWith('/')),
+  /** The bucket's KMS key: pgBackRest asks S3 to encrypt its repository with it (repo1-s3-kms-key-id). */
+  BACKUP_KMS_KEY_ID: z.optional(
+    z.string().check(z.regex(/^[\w:/-]{1,2048}$/, 'must be a KMS key id or ARN')),
+  ),
   /** Set only for a local S3-compatible server. */
   S3_ENDPOINT_URL: z.optional(z.url()),
   /**

@@ -1,4 +1,8 @@
+import { createHash } from 'node:crypto';
+import { POINT_IN_TIME_DAYS } from '../catalog/retention.ts';
+import type { Config, PgbackrestTarget, Target } from '../core/config.ts';
 import { ConfigError } from '../core/errors.ts';
+import { shellQuote } from './shell.ts';
 
 /**
  * pgbackrest.conf for one target: one stanza per cluster, its repository in the
@@ -17,13 +21,15 @@ export interface PgbackrestRepository {
    */
   endpoint: string;
   /** Set for a server on another port than 443 (a local S3). */
-  port?: number;
+  port?: number | undefined;
   /** `path` for an S3-compatible server without virtual-host buckets; AWS takes `host`. */
   uriStyle: 'host' | 'path';
   /** CA certificate (PEM) to verify the endpoint with, when a private CA signed it. */
-  caFile?: string;
+  caFile?: string | undefined;
   /** `auto`: the instance role's credentials; `shared`: key and secret from the environment. */
   keyType: 'auto' | 'shared';
+  /** KMS key S3 encrypts the repository's objects with (SSE-KMS). */
+  kmsKeyId?: string | undefined;
 }
 
 export interface PgbackrestStanza {
@@ -32,11 +38,14 @@ export interface PgbackrestStanza {
   pgPath: string;
   pgPort: number;
   pgSocketPath: string;
-  pgUser?: string;
+  pgUser?: string | undefined;
   repository: PgbackrestRepository;
   /** Where pgBackRest keeps its lock files and logs (they must be writable by the server user). */
   lockPath: string;
   logPath: string;
+  /** Days of point-in-time recovery the repository keeps (repo1-retention-full, type time). */
+  retentionDays?: number | undefined;
+  processMax?: number | undefined;
 }
 
 /** The repository's prefix in the bucket: the lifecycle rules and the host's grants name it too. */
@@ -53,8 +62,16 @@ export function renderPgbackrestConf(stanza: PgbackrestStanza): string {
     ['repo1-storage-port', repo.port],
     ['repo1-s3-uri-style', repo.uriStyle],
     ['repo1-s3-key-type', repo.keyType],
+    ['repo1-s3-kms-key-id', repo.kmsKeyId],
     ['repo1-storage-ca-file', repo.caFile],
+    // Time-based: the fulls a recovery to any second of the window needs, and their WAL.
+    ['repo1-retention-full-type', stanza.retentionDays === undefined ? undefined : 'time'],
+    ['repo1-retention-full', stanza.retentionDays],
+    // Expiry is a stage of its own, run after the new backup's restore test passed, so
+    // a backup that fails its test never pushes a good one out of the window.
+    ['expire-auto', stanza.retentionDays === undefined ? undefined : 'n'],
     ['compress-type', 'zst'],
+    ['process-max', stanza.processMax],
     ['lock-path', stanza.lockPath],
     ['log-path', stanza.logPath],
   ];
@@ -72,6 +89,75 @@ export function renderPgbackrestConf(stanza: PgbackrestStanza): string {
     ...lines(cluster),
     '',
   ].join('\n');
+}
+
+/**
+ * The target's pgBackRest settings, or a ConfigError saying how to give them:
+ * the physical kinds (pgBackRest backups, WAL archiving) need them.
+ */
+export function pgbackrestOf(target: Target): PgbackrestTarget {
+  if (!target.pgbackrest)
+    throw new ConfigError(
+      `The target "${target.name}" has no pgbackrest settings in BACKUP_TARGETS, so its physical backups and WAL archiving are off; add "pgbackrest": {"dataDirectory": "<the cluster's data directory>"} to it and start the prepare-host workflow. Nothing was started.`,
+    );
+  return target.pgbackrest;
+}
+
+/**
+ * The one pgbackrest.conf of a target, from BACKUP_TARGETS and the deployment:
+ * the bucket, its region and KMS key; on AWS the regional endpoint and the
+ * instance role, against S3_ENDPOINT_URL (a local S3) path-style requests and
+ * keys from the host's environment.
+ */
+export function pgbackrestConfOf(config: Config, target: Target): string {
+  const pg = pgbackrestOf(target);
+  const local = config.S3_ENDPOINT_URL === undefined ? undefined : new URL(config.S3_ENDPOINT_URL);
+  return renderPgbackrestConf({
+    target: target.name,
+    pgPath: pg.dataDirectory,
+    pgPort: pg.port,
+    pgSocketPath: pg.socketPath,
+    pgUser: pg.user,
+    repository: {
+      bucket: config.BACKUP_BUCKET,
+      region: config.AWS_REGION,
+      // pgBackRest 2.45 matches only DNS names against a certificate.
+      endpoint: local
+        ? local.hostname.replace(/^127\.0\.0\.1$/, 'localhost')
+        : `s3.${config.AWS_REGION}.amazonaws.com`,
+      port: local?.port ? Number(local.port) : undefined,
+      uriStyle: local ? 'path' : 'host',
+      caFile: pg.caFile,
+      keyType: local ? 'shared' : 'auto',
+      kmsKeyId: config.BACKUP_KMS_KEY_ID,
+    },
+    lockPath: pg.lockPath,
+    logPath: pg.logPath,
+    retentionDays: POINT_IN_TIME_DAYS,
+    processMax: pg.processMax,
+  });
+}
+
+/** PostgreSQL's archive_command for a target: push each WAL segment with pgBackRest. */
+export function archiveCommandOf(target: Target): string {
+  const pg = pgbackrestOf(target);
+  return `pgbackrest --config=${shellQuote(pg.configFile)} --stanza=${target.name} archive-push %p`;
+}
+
+/**
+ * The parameters every pgBackRest host script takes (common.sh's `pgbr`): the
+ * stanza, the conf's path and the sha256 of the conf the project renders now, so
+ * a host whose file differs is told to run prepare-host instead of backing up
+ * with settings nobody reviewed.
+ */
+export function pgbackrestParams(config: Config, target: Target): Record<string, string> {
+  const pg = pgbackrestOf(target);
+  return {
+    KB_STANZA: target.name,
+    KB_PGBACKREST_CONFIG: pg.configFile,
+    KB_PGBACKREST_CONFIG_SHA256: createHash('sha256').update(pgbackrestConfOf(config, target)).digest('hex'),
+    KB_PGBACKREST_USER: pg.osUser,
+  };
 }
 
 function lines(options: [string, string | number | undefined][]): string[] {
