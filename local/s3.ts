@@ -80,7 +80,17 @@ export async function startLocalS3(
   const tls = ensureLocalTls(tlsDirectory);
   const child = spawn(
     process.execPath,
-    [fileURLToPath(new URL('./s3-server.ts', import.meta.url)), directory, bucket, tls.keyFile, tls.certFile],
+    [
+      // s3rver 3.7.1 makes the continuation token of a listing longer than 1000 keys
+      // with DES, which OpenSSL 3 keeps in its legacy provider: without it, such a
+      // listing (pgBackRest's expire of a full backup, say) answers 500.
+      '--openssl-legacy-provider',
+      fileURLToPath(new URL('./s3-server.ts', import.meta.url)),
+      directory,
+      bucket,
+      tls.keyFile,
+      tls.certFile,
+    ],
     { stdio: ['pipe', 'pipe', 'inherit'] },
   );
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));

@@ -10,6 +10,7 @@ const {
   DATABASE_KINDS,
   FILE_KINDS,
   KIND_PREFIX,
+  PHYSICAL_RECORD_PREFIX,
   SCHEDULED_DATABASE_KINDS,
 } = require('../shared/catalog/keys.ts');
 const { METRICS_NAMESPACE } = require('../shared/watch/metrics.ts');
@@ -273,6 +274,12 @@ module.exports = {
 
   /** The same prefixes for an s3:prefix condition on ListBucket. */
   backupPrefixes: () => BACKUP_PREFIXES.map((prefix) => `${prefix}*`),
+
+  /** The catalog's records of pgBackRest backups (written by Lambda stages only, never the host). */
+  physicalRecordObjects: () => objectsUnder(PHYSICAL_RECORD_PREFIX),
+
+  /** The same prefix for an s3:prefix condition on ListBucket. */
+  physicalRecordPrefix: () => `${PHYSICAL_RECORD_PREFIX}*`,
 
   /** The objects of the files kinds (configuration, application, static), and nothing under database/. */
   fileObjects: () => FILE_KINDS.map((kind) => objectsUnder(`${KIND_PREFIX[kind]}/`)),

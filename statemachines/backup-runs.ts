@@ -30,6 +30,11 @@ export interface BackupWorkflowOptions {
   plan: { name: string; fn: LambdaName; receiveComment: string; comment: string };
   runs: {
     comment: string;
+    /**
+     * The first state of each iteration, when not the archive's host command: a
+     * Choice among `states` that routes each plan to its engine's states.
+     */
+    startAt?: string;
     /** The host command that writes the run's archive and local copy and reports its facts (`<resultPath>.result`). */
     archive: { noun: string; script: HostCommandName; comment: string; resultPath: string };
     /** What VerifyArchive proves of this kind of archive. */
@@ -59,7 +64,7 @@ export function backupWorkflow(options: BackupWorkflowOptions): Definition {
         comment: runs.comment,
         itemsPath: at('plans'),
         item: PLAN,
-        startAt: archive.start,
+        startAt: runs.startAt ?? archive.start,
         states: {
           ...hostCommand(archive, {
             comment: runs.archive.comment,

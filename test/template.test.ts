@@ -19,6 +19,7 @@ import {
   FILE_KINDS,
   kindPrefix,
   manifestKey,
+  physicalRecordKey,
   SCHEDULED_DATABASE_KINDS,
   tarballFileName,
 } from '../shared/catalog/keys.ts';
@@ -76,6 +77,8 @@ const FUNCTIONS = {
   planFilesRestore: 'plan-files-restore',
   reportRestore: 'report-restore',
   pruneBackups: 'prune-backups',
+  recordPhysicalBackup: 'record-physical-backup',
+  recordPhysicalExpiry: 'record-physical-expiry',
   sendAlert: 'send-alert',
   planVerification: 'plan-verification',
   reportVerification: 'report-verification',
@@ -131,9 +134,17 @@ const STATE_MACHINES: StateMachine[] = [
       'verifyArchive',
       'restoreTest',
       'pruneBackups',
+      'recordPhysicalBackup',
+      'recordPhysicalExpiry',
       'sendAlert',
     ],
-    landmarks: BACKUP_LANDMARKS,
+    landmarks: {
+      ...BACKUP_LANDMARKS,
+      RouteRun: 'Choice',
+      StartPhysicalBackup: 'Task',
+      RecordPhysicalBackup: 'Task',
+      StartExpirePhysicalBackups: 'Task',
+    },
     schedules: [
       ['cron(0 2 * * ? *)', { kind: 'full' }],
       ['cron(0 */6 * * ? *)', { kind: 'incremental' }],
@@ -1258,6 +1269,21 @@ describe('permissions', () => {
     },
   ];
 
+  const physicalRecords: Statement[] = [
+    {
+      Effect: 'Allow',
+      Action: ['s3:ListBucket'],
+      Resource: getAtt('BackupBucket'),
+      Condition: { StringLike: { 's3:prefix': 'catalog/pgbackrest/*' } },
+    },
+    {
+      Effect: 'Allow',
+      Action: ['s3:GetObject', 's3:PutObject'],
+      Resource: sub(`\${BackupBucket.Arn}/catalog/pgbackrest/*`),
+    },
+    bucketKey('kms:Decrypt', 'kms:GenerateDataKey'),
+  ];
+
   /** What each function may do beyond writing its own logs: the whole list, so any addition fails here. */
   const GRANTS: Record<FunctionName, Statement[]> = {
     planBackup: [
@@ -1326,6 +1352,9 @@ describe('permissions', () => {
       { Effect: 'Allow', Action: ['s3:GetObject', 's3:DeleteObject'], Resource: objects },
       bucketKey('kms:Decrypt'),
     ],
+    // The records of pgBackRest backups, and nothing else: the host never writes there.
+    recordPhysicalBackup: physicalRecords,
+    recordPhysicalExpiry: physicalRecords,
     // The catalog of every kind, read only: the newest manifests, for freshness.
     planVerification: [
       listBackups,
@@ -1615,6 +1644,30 @@ describe('permissions', () => {
       'AWS::S3::Bucket',
     );
     expect(LifecycleConfiguration.Rules.filter((r) => reports[0]?.startsWith(r.Prefix ?? ''))).toEqual([]);
+  });
+
+  it("only the physical record stages may write a pgBackRest backup's record, and they may touch nothing else", () => {
+    const record = physicalRecordKey('kennel-db', startedAt, '20261126T020000Z_1a2b3c4d');
+    expect(record).toBe('catalog/pgbackrest/kennel-db/2026/11/26/20261126T020000Z_1a2b3c4d.json');
+    const writers: FunctionName[] = ['recordPhysicalBackup', 'recordPhysicalExpiry'];
+    expect(FUNCTION_NAMES.filter((fn) => mayOnObject(fn, 's3:PutObject', record))).toEqual(writers);
+    expect(FUNCTION_NAMES.filter((fn) => mayOnObject(fn, 's3:DeleteObject', record))).toEqual([]);
+    for (const id of ['HostBackupPolicy', 'HostRestorePolicy']) {
+      const { Statement } = resource<{ PolicyDocument: PolicyDocument }>(
+        id,
+        'AWS::IAM::ManagedPolicy',
+      ).PolicyDocument;
+      expect(allowsOnObject(Statement, 's3:PutObject', record), id).toBe(false);
+    }
+    for (const fn of writers) {
+      expect(mayList(fn, 'catalog/pgbackrest/kennel-db/')).toBe(true);
+      expect(mayOnObject(fn, 's3:GetObject', record)).toBe(true);
+      // Not the archives, not their manifests, not pgBackRest's repository.
+      expect(mayOnObject(fn, 's3:GetObject', databaseManifest('full'))).toBe(false);
+      expect(mayOnObject(fn, 's3:PutObject', databaseManifest('full'))).toBe(false);
+      expect(mayOnObject(fn, 's3:GetObject', 'pgbackrest/kennel-db/backup/kennel-db/backup.info')).toBe(false);
+      expect(mayList(fn, 'database/')).toBe(false);
+    }
   });
 
   it('verifyArchive may read a safety dump and rewrite its manifest with the verdict', () => {

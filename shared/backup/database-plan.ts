@@ -18,6 +18,7 @@ import { sqlIdentifier, targetName } from '../core/identifiers.ts';
 import { parseInput, planRequestSchema } from '../core/input.ts';
 import { runSchema } from '../core/run.ts';
 import * as z from '../core/schema.ts';
+import { type PhysicalPlan, type PhysicalPlanOff, physicalRuns } from './physical-plan.ts';
 
 /** What an operator or a schedule may pass to a backup execution; every field is optional. */
 export const backupInputSchema = z.strictObject({
@@ -39,6 +40,11 @@ export const planSchema = z.extend(runSchema, {
 });
 
 export type Plan = z.infer<typeof planSchema>;
+
+/** The logical dumps among PlanBackup's runs: the plans that name no engine. */
+export function dumpPlans<P extends object>(plans: readonly (Plan | P)[]): Plan[] {
+  return plans.filter((p): p is Plan => !('engine' in p));
+}
 
 /** The kinds whose verified backups carry a kind's watermark forward. */
 const CHAIN: Record<DatabaseKind, DatabaseKind[]> = {
@@ -136,9 +142,15 @@ export function databaseRun(
 /**
  * Plans one run per target and database: the input's target, or every target;
  * the input's database, or each target's databases. Runs are independent: each
- * has its own window, archive and manifest.
+ * has its own window, archive and manifest. A full or incremental also plans
+ * one pgBackRest run per target (physical-plan.ts), after the dumps; not when
+ * the input names a database, since a physical backup holds the whole cluster.
  */
-export async function planBackup(config: Config, catalog: Catalog, request: unknown): Promise<Plan[]> {
+export async function planBackup(
+  config: Config,
+  catalog: Catalog,
+  request: unknown,
+): Promise<(Plan | PhysicalPlan | PhysicalPlanOff)[]> {
   const { input, executionId, startedAt } = parseInput(
     planRequestSchema,
     request,
@@ -152,7 +164,10 @@ export async function planBackup(config: Config, catalog: Catalog, request: unkn
     const databases = wanted.database ? [wanted.database] : (target.databases ?? [target.database]);
     return databases.map((database) => ({ target, database }));
   });
-  return Promise.all(
+  // The row-window incremental and log dumps are still made beside the physical
+  // backups: the point-in-time-recovery workflow reads them until issue 11
+  // replaces it with a recovery from pgBackRest's backups and WAL.
+  const dumps = await Promise.all(
     runs.map(async ({ target, database }) => {
       const since = await windowStart(catalog, kind, target.name, database, wanted.since, new Date(iso));
       // Each target and database gets its own id, so runs of one execution never share a key.
@@ -167,6 +182,11 @@ export async function planBackup(config: Config, catalog: Catalog, request: unkn
       });
     }),
   );
+  const physical =
+    (kind === 'full' || kind === 'incremental') && wanted.database === undefined
+      ? physicalRuns(config, targets, { kind, executionId, startedAt })
+      : [];
+  return [...dumps, ...physical];
 }
 
 /**

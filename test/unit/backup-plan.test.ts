@@ -1,12 +1,13 @@
 import { describe, expect, it } from 'vitest';
-import { planBackup as plan } from '../../shared/backup/database-plan.ts';
+import { dumpPlans, planBackup as plan } from '../../shared/backup/database-plan.ts';
 import type { Catalog } from '../../shared/catalog/catalog.ts';
 import { parseConfig } from '../../shared/core/config.ts';
 import { ConfigError, InvalidInputError, NotFoundError } from '../../shared/core/errors.ts';
 
 /** Full backups do not read the catalog. */
 const noCatalog = { list: async () => [] } as unknown as Catalog;
-const planBackup = (c: typeof config, r: unknown) => plan(c, noCatalog, r);
+/** PlanBackup's dump runs (the pgBackRest runs have tests of their own below). */
+const planBackup = async (c: typeof config, r: unknown) => dumpPlans(await plan(c, noCatalog, r));
 
 const config = parseConfig({
   BACKUP_BUCKET: 'kennel-backups-prod',
