@@ -1,12 +1,13 @@
 import type { Catalog } from '../catalog/catalog.ts';
 import {
+  keyOf,
   markPhysicalExpired,
   newestVerifiedPhysicalFull,
   type PhysicalRecord,
   repositoryCheckSchema,
   writePhysicalRecord,
 } from '../catalog/physical.ts';
-import { RepositoryCorruptError } from '../core/errors.ts';
+import { InvalidInputError, RepositoryCorruptError } from '../core/errors.ts';
 import { lsn, pgbackrestLabel, walSegment } from '../core/identifiers.ts';
 import { parseInput } from '../core/input.ts';
 import * as z from '../core/schema.ts';
@@ -168,6 +169,10 @@ export async function recordPhysicalBackup(
       repository: verify,
     },
   };
+  if (keyOf(record) !== plan.recordKey)
+    throw new InvalidInputError(
+      `The plan's recordKey ${plan.recordKey} is not where its run's record belongs (${keyOf(record)}); the execution's state was changed by hand. Start a new execution.`,
+    );
   const key = await writePhysicalRecord(catalog, record);
   if (failed || verify.status === 'error') {
     const listed = verify.problems.join('; ') || 'none named';
