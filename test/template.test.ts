@@ -1665,7 +1665,9 @@ describe('permissions', () => {
       // Not the archives, not their manifests, not pgBackRest's repository.
       expect(mayOnObject(fn, 's3:GetObject', databaseManifest('full'))).toBe(false);
       expect(mayOnObject(fn, 's3:PutObject', databaseManifest('full'))).toBe(false);
-      expect(mayOnObject(fn, 's3:GetObject', 'pgbackrest/kennel-db/backup/kennel-db/backup.info')).toBe(false);
+      expect(mayOnObject(fn, 's3:GetObject', 'pgbackrest/kennel-db/backup/kennel-db/backup.info')).toBe(
+        false,
+      );
       expect(mayList(fn, 'database/')).toBe(false);
     }
   });
