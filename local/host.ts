@@ -91,3 +91,30 @@ export function localHost(
     },
   };
 }
+
+/** Runs one rendered host script with bash to its end, without blocking this process. */
+export function runHostScript(
+  env: Record<string, string>,
+  script: string,
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  // From a file, as localHost does: on stdin the script would be read by its own commands.
+  const dir = mkdtempSync(join(tmpdir(), 'kennel-backup-cmd-'));
+  const file = join(dir, '_script.sh');
+  writeFileSync(file, script, { mode: 0o700 });
+  return new Promise((resolve, reject) => {
+    const child = spawn('bash', [file], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => {
+      stdout += d.toString();
+    });
+    child.stderr.on('data', (d: Buffer) => {
+      stderr += d.toString();
+    });
+    child.once('error', reject);
+    child.on('close', (code) => {
+      rmSync(dir, { recursive: true, force: true });
+      resolve({ code: code ?? -1, stdout, stderr });
+    });
+  });
+}

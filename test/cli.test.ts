@@ -1,4 +1,4 @@
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -19,6 +19,8 @@ function cli(args: string[], env: Record<string, string> = {}): Promise<Finished
 
 beforeAll(async () => {
   dataDir = mkdtempSync(join(tmpdir(), 'kennel-backup-cli-'));
+  // The local cluster lives inside it, and its server user must get through.
+  chmodSync(dataDir, 0o711);
   external = await startPostgres();
   seedKennelDatabase(external, 'kennel_prod', 1);
 });
@@ -76,7 +78,7 @@ describe('npm run local -- start database-backup', () => {
       'Unknown workflow "nightly-magic". Known workflows: daily-verification, database-backup, database-restore',
     ],
     [['start', 'database-backup', '--input', '{bad json'], '--input is not valid JSON'],
-    [['stop'], 'Usage: npm run local -- start <workflow>'],
+    [['stop'], 'Usage: npm run local -- <command>'],
   ])('refuses %j before starting anything', async (args, message) => {
     const run = await cli(args);
     expect(run.code).toBe(2);
