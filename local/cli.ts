@@ -99,7 +99,7 @@ async function start(workflow: string, inputText: string | undefined, options: L
       const refusal = physicalKindsRefusal(environment.physical.lacking);
       const kind = (input as { kind?: unknown } | null)?.kind ?? 'full';
       if (typeof kind === 'string' && PHYSICAL_KINDS.has(kind)) {
-        console.error(`A ${kind} backup is pgBackRest's; nothing was started.\n${refusal}`);
+        console.error(`The ${kind} backups are pgBackRest's; nothing was started.\n${refusal}`);
         return 2;
       }
       // The target goes without its pgbackrest settings: the full backup is the logical dump alone.

@@ -262,7 +262,8 @@ function preparedSchema() {
     [R.hosts]: z.array(
       z.object({
         [R.host]: prepareHostPlanSchema,
-        [R.command]: z.optional(z.object({ result: prepareResultSchema })),
+        // A command that failed leaves its Start's state (no result) beside the error.
+        [R.command]: z.optional(z.object({ result: z.optional(prepareResultSchema) })),
         [R.failed]: z.pipe(z.optional(failedStatesSchema), z.transform(firstFailure)),
       }),
     ),
@@ -289,16 +290,17 @@ export function reportPrepareHost(request: unknown): PrepareReport {
   const parts: string[] = [];
   const failed: string[] = [];
   for (const { host, command, failed: failure } of hosts) {
-    if (!command) {
+    const result = command?.result;
+    if (!result) {
       failed.push(host.target);
       parts.push(
         `${host.target}: not prepared (${failure?.Error ?? 'no result'} in ${failure?.state ?? 'its command'}): ${failure ? causeMessage(failure.Cause) : ''}`,
       );
       continue;
     }
-    targets.push({ target: host.target, result: command.result });
-    parts.push(describePreparation(host.target, command.result));
-    if (command.result.stanza === 'failed' || command.result.check === 'failed') failed.push(host.target);
+    targets.push({ target: host.target, result });
+    parts.push(describePreparation(host.target, result));
+    if (result.stanza === 'failed' || result.check === 'failed') failed.push(host.target);
   }
   parts.push(...plan.skipped.map((s) => `${s.target}: skipped, ${s.reason}`));
   const summary = parts.join('\n\n');
