@@ -23,6 +23,7 @@ import {
   type OpenedCluster,
   openLocalCluster,
   type PostgresServer,
+  serverUserDir,
 } from './postgres.ts';
 import { PROJECT_ROOT } from './runner.ts';
 import { LOCAL_S3_CREDENTIALS, type LocalS3, startLocalS3 } from './s3.ts';
@@ -216,7 +217,7 @@ export async function startLocalEnvironment(options: LocalEnvironmentOptions): P
       postgres = external;
       database = external.database;
     } else {
-      const opened = await openLocalCluster(join(dataDir, 'postgres'), { env: PGBACKREST_S3_KEYS });
+      const opened = await openLocalCluster(serverUserDir(dataDir, 'postgres'), { env: PGBACKREST_S3_KEYS });
       cluster = opened;
       if (opened.started) started.push(() => opened.stop());
       seedOnce(opened, LOCAL_DATABASE, options.seedScale ?? 1);
@@ -230,7 +231,7 @@ export async function startLocalEnvironment(options: LocalEnvironmentOptions): P
     const pgData = cluster ? cluster.dataDir : options.pgData && resolve(options.pgData);
     if (s3.caFile && cluster) pgbackrest = pgbackrestSettings(cluster, s3.caFile);
     if (s3.caFile && external && pgData)
-      pgbackrest = externalPgbackrest(external, pgData, join(dataDir, 'pgbackrest'), s3.caFile);
+      pgbackrest = externalPgbackrest(external, pgData, dataDir, s3.caFile);
 
     Object.assign(process.env, LOCAL_S3_CREDENTIALS);
     const functionEnv = localFunctionEnv(options, {
@@ -383,16 +384,17 @@ function pgbackrestSettings(cluster: LocalCluster, caFile: string): PgbackrestTa
 /**
  * pgBackRest's settings for a cluster of one's own on this machine (DATABASE_URL
  * and PGDATA): it runs as the data directory's owner and connects through the
- * server's socket as DATABASE_URL's role, its files under `work`.
+ * server's socket as DATABASE_URL's role, its files under the state directory.
  */
 function externalPgbackrest(
   server: PostgresServer & { database: string },
   pgData: string,
-  work: string,
+  dataDir: string,
   caFile: string,
 ): PgbackrestTarget | undefined {
   if (!existsSync(pgData)) return undefined;
   const osUser = execFileSync('id', ['-nu', String(statSync(pgData).uid)], { encoding: 'utf8' }).trim();
+  const work = serverUserDir(dataDir, 'pgbackrest', osUser);
   let socketPath = '/var/run/postgresql';
   try {
     socketPath =

@@ -1,17 +1,20 @@
 import { execFileSync, spawnSync } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import {
   existsSync,
+  lstatSync,
   mkdirSync,
   mkdtempSync,
   readdirSync,
   readFileSync,
+  realpathSync,
   rmSync,
+  symlinkSync,
   writeFileSync,
 } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 
 /**
  * A throwaway PostgreSQL cluster from the local install, for the local runner,
@@ -269,10 +272,45 @@ async function portIsFree(port: number): Promise<boolean> {
  */
 function reachableByServerUser(dir: string): void {
   if (process.getuid?.() !== 0) return;
-  if (spawnSync('runuser', ['-u', 'postgres', '--', 'test', '-x', dir]).status !== 0)
+  if (!canReach('postgres', dir))
     throw new Error(
       `The PostgreSQL server user (postgres) cannot reach ${dir}: a directory above it is closed to other users. Let them through (chmod o+x) or set KENNEL_BACKUP_DIR elsewhere.`,
     );
+}
+
+function canReach(user: string, dir: string): boolean {
+  return spawnSync('runuser', ['-u', user, '--', 'test', '-x', dir]).status === 0;
+}
+
+/**
+ * The directory `name` under the state directory, for files an OS user other
+ * than this process's works on (the cluster's, as `postgres`; pgBackRest's).
+ * As root with a state directory that user cannot reach (a clone under /root),
+ * the directory lives in that user's home instead, `dataDir/name` a symbolic
+ * link to it, so that pasting the README's lines works wherever the clone is.
+ */
+export function serverUserDir(dataDir: string, name: string, user = 'postgres'): string {
+  const path = join(dataDir, name);
+  if (existsSync(path)) return realpathSync(path);
+  if (process.getuid?.() !== 0 || canReach(user, dataDir)) return path;
+  const home = execFileSync('getent', ['passwd', user], { encoding: 'utf8' }).split(':')[5] ?? '';
+  const real = join(
+    home,
+    'kennel-backup',
+    `${name}-${createHash('sha256').update(resolve(path)).digest('hex').slice(0, 12)}`,
+  );
+  mkdirSync(real, { recursive: true });
+  execFileSync('chown', [user, real]);
+  symlinkSync(real, path);
+  return real;
+}
+
+/** Deletes `dataDir/name`, and what it links to when serverUserDir put it elsewhere. */
+export function removeServerUserDir(dataDir: string, name: string): void {
+  const path = join(dataDir, name);
+  if (existsSync(path) && lstatSync(path).isSymbolicLink())
+    rmSync(realpathSync(path), { recursive: true, force: true });
+  rmSync(path, { recursive: true, force: true });
 }
 
 /**

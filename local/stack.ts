@@ -6,7 +6,7 @@ import {
   type LocalEnvironmentOptions,
   startLocalEnvironment,
 } from './environment.ts';
-import { stopLocalCluster } from './postgres.ts';
+import { removeServerUserDir, serverUserDir, stopLocalCluster } from './postgres.ts';
 import { isLocalS3, stopLocalS3 } from './s3.ts';
 
 /**
@@ -114,7 +114,8 @@ export async function upLocalStack(options: LocalEnvironmentOptions): Promise<St
 export async function downLocalStack(dataDir: string): Promise<string[]> {
   const stopped: string[] = [];
   // PostgreSQL first: at shutdown it archives the WAL it has left, to the local S3.
-  if (stopLocalCluster(join(dataDir, 'postgres'))) stopped.push('PostgreSQL');
+  if (existsSync(join(dataDir, 'postgres')) && stopLocalCluster(serverUserDir(dataDir, 'postgres')))
+    stopped.push('PostgreSQL');
   const state = runningStack(dataDir);
   if (state) {
     await stopLocalS3(state.s3.pid, join(dataDir, 's3'));
@@ -143,7 +144,7 @@ const STATE_ENTRIES = [
 /** Stops the stack and deletes its state: the cluster, the S3 data, the host tree, the histories. */
 export async function resetLocalStack(dataDir: string): Promise<string[]> {
   const stopped = await downLocalStack(dataDir);
-  for (const entry of STATE_ENTRIES) rmSync(join(dataDir, entry), { recursive: true, force: true });
+  for (const entry of STATE_ENTRIES) removeServerUserDir(dataDir, entry);
   // The directory itself only when nothing of anyone else's is left in it.
   if (existsSync(dataDir) && readdirSync(dataDir).length === 0) rmdirSync(dataDir);
   return stopped;
