@@ -1,6 +1,6 @@
 import { execFileSync, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { copyFileSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
 import { userInfo } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { runId as makeRunId } from '../shared/catalog/keys.ts';
@@ -23,6 +23,7 @@ import {
   type OpenedCluster,
   openLocalCluster,
   type PostgresServer,
+  readIfExists,
   serverUserDir,
 } from './postgres.ts';
 import { PROJECT_ROOT } from './runner.ts';
@@ -194,7 +195,7 @@ export async function startLocalEnvironment(options: LocalEnvironmentOptions): P
     for (const stopOne of started.splice(0).reverse()) await stopOne();
   };
   // The local S3 comes up in its own process while initdb and the seeding run here.
-  const remembered = Number(readIfExists(join(dataDir, S3_PORT_FILE)));
+  const remembered = Number(readIfExists(join(dataDir, S3_PORT_FILE)).trim());
   const s3Starting: Promise<Omit<LocalS3, 'stop'> & Partial<LocalS3>> = options.s3Endpoint
     ? Promise.resolve({ endpoint: options.s3Endpoint, caFile: options.s3CaBundle ?? '', pid: 0 })
     : startLocalS3(join(dataDir, 's3'), bucket, join(dataDir, 'tls'), {
@@ -502,7 +503,7 @@ function withoutPgbackrest(
   if (!caFile)
     return 'a local S3, or AWS_CA_BUNDLE with S3_ENDPOINT_URL: pgBackRest speaks to S3 over HTTPS only, with a CA it is given';
   if (options.pgData)
-    return `PGDATA=${options.pgData} to be a data directory on this machine (it does not exist)`;
+    return `PGDATA=${options.pgData} is no directory on this machine: set PGDATA to the data directory of the cluster DATABASE_URL names`;
   let reported = '';
   try {
     reported = psql(server, database, ['-A', '-t', '-c', 'SHOW data_directory']).trim();
@@ -522,12 +523,4 @@ export function physicalKindsRefusal(lacking: string[]): string {
     ...lacking.map((l) => `  - ${l}`),
     'prepare-host gives it what it lacks: `npm run local -- start prepare-host` with the same DATABASE_URL and PGDATA writes pgbackrest.conf and sets the settings; restart PostgreSQL with PGBACKREST_REPO1_S3_KEY=S3RVER and PGBACKREST_REPO1_S3_KEY_SECRET=S3RVER in its environment (archive_command pushes WAL to the local S3 with them), then start prepare-host again: it creates the stanza and checks archiving.',
   ].join('\n');
-}
-
-function readIfExists(file: string): string {
-  try {
-    return readFileSync(file, 'utf8').trim();
-  } catch {
-    return '';
-  }
 }

@@ -1,8 +1,9 @@
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import type { HostCommands, Invocation, SendRequest } from '../shared/host/commands.ts';
 
 /**
@@ -93,7 +94,7 @@ export function localHost(
 }
 
 /** Runs one rendered host script with bash to its end, without blocking this process. */
-export function runHostScript(
+export async function runHostScript(
   env: Record<string, string>,
   script: string,
 ): Promise<{ code: number; stdout: string; stderr: string }> {
@@ -101,20 +102,20 @@ export function runHostScript(
   const dir = mkdtempSync(join(tmpdir(), 'kennel-backup-cmd-'));
   const file = join(dir, '_script.sh');
   writeFileSync(file, script, { mode: 0o700 });
-  return new Promise((resolve, reject) => {
-    const child = spawn('bash', [file], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => {
-      stdout += d.toString();
+  try {
+    const { stdout, stderr } = await promisify(execFile)('bash', [file], {
+      env,
+      maxBuffer: 16 * 1024 * 1024,
     });
-    child.stderr.on('data', (d: Buffer) => {
-      stderr += d.toString();
-    });
-    child.once('error', reject);
-    child.on('close', (code) => {
-      rmSync(dir, { recursive: true, force: true });
-      resolve({ code: code ?? -1, stdout, stderr });
-    });
-  });
+    return { code: 0, stdout, stderr };
+  } catch (error) {
+    const { code, stdout, stderr } = error as { code?: unknown; stdout?: string; stderr?: string };
+    return {
+      code: typeof code === 'number' ? code : -1,
+      stdout: stdout ?? '',
+      stderr: stderr ?? (error as Error).message,
+    };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }

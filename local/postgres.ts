@@ -250,7 +250,8 @@ function runningPort(binDir: string, data: string): number | undefined {
   return port > 0 ? port : undefined;
 }
 
-function readIfExists(file: string): string {
+/** A file's text, or '' when it cannot be read. */
+export function readIfExists(file: string): string {
   try {
     return readFileSync(file, 'utf8');
   } catch {

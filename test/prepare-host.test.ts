@@ -1,13 +1,4 @@
-import {
-  copyFileSync,
-  existsSync,
-  mkdtempSync,
-  readFileSync,
-  rmSync,
-  statSync,
-  writeFileSync,
-} from 'node:fs';
-import { tmpdir } from 'node:os';
+import { copyFileSync, existsSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ListObjectsV2Command } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -16,6 +7,7 @@ import { giveToServerUser, type LocalCluster, startPostgres } from '../local/pos
 import { findTarget, parseConfig, type Target } from '../shared/core/config.ts';
 import { archiveCommandOf, pgbackrestConfOf } from '../shared/host/pgbackrest-conf.ts';
 import type { PrepareReport, PrepareResult } from '../shared/host/prepare.ts';
+import { dockerStandIn } from './support/docker.ts';
 import { runIn, startWorld, type TestWorld } from './support/environment.ts';
 
 /**
@@ -207,24 +199,7 @@ describe('prepare-host on a fresh cluster', () => {
   });
 
   it('in docker compose, a drifted conf is reported by option name, rewritten, and every tool runs in the service', async () => {
-    // No Docker engine here: a stand-in `docker` checks the exact compose prefix,
-    // records who runs which tool, and runs it as the database container would.
-    const bin = mkdtempSync(join(tmpdir(), 'kennel-backup-docker-'));
-    const log = join(bin, 'calls.log');
-    writeFileSync(
-      join(bin, 'docker'),
-      `#!/bin/bash
-[[ $1 == compose && $2 == -f && $3 == ${COMPOSE_FILE} && $4 == exec && $5 == -T ]] || { echo "unexpected docker call: $*" >&2; exit 64; }
-shift 5
-user=root
-if [[ $1 == -u ]]; then user=$2; shift 2; fi
-[[ $1 == db ]] || { echo "unexpected service: $1" >&2; exit 64; }
-shift
-echo "$user $1" >>${JSON.stringify(log)}
-if [[ $user == root ]]; then exec "$@"; else exec runuser -u "$user" -- "$@"; fi
-`,
-      { mode: 0o755 },
-    );
+    const docker = dockerStandIn(COMPOSE_FILE, 'db');
     const rendered = readFileSync(conf, 'utf8');
     writeFileSync(
       conf,
@@ -241,7 +216,9 @@ if [[ $user == root ]]; then exec "$@"; else exec runuser -u "$user" -- "$@"; fi
         workflow: 'prepare-host',
         input: { target: 'fresh' },
         functionEnv: { BACKUP_TARGETS: JSON.stringify(inDocker) },
-        hostEnvByInstance: { [FRESH_INSTANCE]: { ...fresh.env, PATH: `${bin}:${world.env.hostEnv.PATH}` } },
+        hostEnvByInstance: {
+          [FRESH_INSTANCE]: { ...fresh.env, PATH: `${docker.bin}:${world.env.hostEnv.PATH}` },
+        },
       });
       const result = resultOf(reportOf(run));
       expect(result).toMatchObject({
@@ -258,7 +235,7 @@ if [[ $user == root ]]; then exec "$@"; else exec runuser -u "$user" -- "$@"; fi
         'options that differed: fresh/pg1-port, fresh/repo1-s3-key-secret',
       );
       // Files as the container's root, PostgreSQL and pgBackRest as the cluster's OS user.
-      expect(readFileSync(log, 'utf8').trim().split('\n')).toEqual([
+      expect(docker.calls()).toEqual([
         'postgres psql',
         'root sha256sum',
         'root cat',
@@ -272,7 +249,7 @@ if [[ $user == root ]]; then exec "$@"; else exec runuser -u "$user" -- "$@"; fi
         'postgres pgbackrest',
       ]);
     } finally {
-      rmSync(bin, { recursive: true, force: true });
+      docker.remove();
     }
   });
 });
