@@ -17,10 +17,13 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 
 /**
- * A throwaway PostgreSQL cluster from the local install, for the local runner,
- * the tests and the benchmark. Password authentication over TCP on 127.0.0.1, so
- * the scripts connect exactly as they would to a real server; the password is
- * random per cluster and only ever travels in environment variables.
+ * PostgreSQL clusters from the local install: the local stack's, kept under its
+ * state directory across runs, and throwaway ones for the tests and the
+ * benchmarks. Password authentication over TCP on 127.0.0.1, so the scripts
+ * connect exactly as they would to a real server; the password is random per
+ * cluster, kept in a file of its own and only ever travels in environment
+ * variables. fsync is off: these clusters serve development and tests, and one a
+ * machine crash damaged is made again after `npm run local -- reset`.
  */
 
 export interface PostgresServer {

@@ -22,6 +22,8 @@ const PASSFILE = 'pgpass';
 
 interface StackState {
   s3: { pid: number; endpoint: string; caFile: string };
+  /** The local cluster's postmaster (pg_ctl runs it; `down` stops it with pg_ctl); null for DATABASE_URL. */
+  postgres: { pid: number; port: number; pgData: string } | null;
   startedAt: string;
 }
 
@@ -78,12 +80,25 @@ export async function upLocalStack(options: LocalEnvironmentOptions): Promise<St
   const { dataDir } = options;
   const running = runningStack(dataDir);
   const environment = await startLocalEnvironment({ ...onRunning(options, running), detached: true });
-  const state: StackState = running ?? {
-    s3: { pid: environment.s3Pid, endpoint: environment.s3Endpoint, caFile: environment.s3CaFile },
-    startedAt: new Date().toISOString(),
+  const { postgres, database, pgData } = environment;
+  const state: StackState = {
+    s3: running?.s3 ?? {
+      pid: environment.s3Pid,
+      endpoint: environment.s3Endpoint,
+      caFile: environment.s3CaFile,
+    },
+    postgres:
+      options.databaseUrl || !pgData
+        ? null
+        : {
+            // postmaster.pid: its first line is the postmaster's pid.
+            pid: Number(readFileSync(join(pgData, 'postmaster.pid'), 'utf8').split('\n')[0]),
+            port: postgres.port,
+            pgData,
+          },
+    startedAt: running?.startedAt ?? new Date().toISOString(),
   };
   writeFileSync(join(dataDir, STATE_FILE), `${JSON.stringify(state, null, 2)}\n`);
-  const { postgres, database } = environment;
   let databaseUrl: string;
   let pgpassFile: string | null = null;
   if (options.databaseUrl) {
