@@ -201,7 +201,7 @@ if dry_run; then
   # What a run would find: read only (check would switch a WAL segment).
   stanza=unknown
   if [[ $config_state == unchanged ]]; then
-    info=$(pgbr info --output=json 2>/dev/null) || info=
+    info=$(pgbr info --output=json --log-level-file=off 2>/dev/null) || info=
     # The stanza's own status is the last one printed (each repository has one before it).
     code=$(grep -o '"status":{"code":[0-9]*' <<<"$info" | tail -n 1 | grep -o '[0-9]*$') || code=
     case $code in

@@ -172,7 +172,7 @@ describe('npm run local -- up, down, reset', () => {
     expect(reset.stderr).toContain(`deleted the local state in ${stackDir}`);
     expect(existsSync(stackDir)).toBe(false);
     expect(psqlWith(second.databaseUrl, 'SELECT 1').code).not.toBe(0);
-  });
+  }, 240_000); // six runs of the CLI, each starting or stopping the stack
 });
 
 describe('DATABASE_URL and PGDATA: the physical kinds on a cluster of ones own', () => {
