@@ -9,7 +9,7 @@
 #   3. when no setting waits for a restart: stanza-create and check.
 # A dry run (KB_DRY_RUN=true) changes nothing and says what a run would change.
 # It ends with one result line:
-#   KB-RESULT {"dryRun": B, "config": {"file", "state", "changedOptions"}, "createdPaths": [...],
+#   KB-RESULT {"dryRun": B, "config": {"file", "existed", "state", "changedOptions"}, "createdPaths": [...],
 #              "settings": {"changed": [{"name", "from", "to", "restart"}], "awaitingRestart": [...]},
 #              "restartNeeded": B, "stanza": "...", "check": "...", "error": "..."|null}
 #
@@ -83,16 +83,20 @@ mv -f "$tmp" "$1"
 SH
 
 current_sha=$(pg sha256sum "$KB_PGBACKREST_CONFIG" 2>/dev/null | cut -d' ' -f1) || current_sha=
+existed=false
+[[ -n $current_sha ]] && existed=true
 changed_options=()
 if [[ $current_sha == "$KB_PGBACKREST_CONFIG_SHA256" ]]; then
   config_state=unchanged
 else
   # Names only, never values: a file edited by hand may hold a secret.
-  mapfile -t changed_options < <(
-    LC_ALL=C comm -3 <(printf '%s' "$KB_PGBACKREST_CONF" | conf_options) \
-      <({ pg cat "$KB_PGBACKREST_CONFIG" 2>/dev/null || true; } | conf_options) |
-      sed 's/^\t//' | cut -d= -f1 | LC_ALL=C sort -u
-  )
+  if [[ $existed == true ]]; then
+    mapfile -t changed_options < <(
+      LC_ALL=C comm -3 <(printf '%s' "$KB_PGBACKREST_CONF" | conf_options) \
+        <(pg cat "$KB_PGBACKREST_CONFIG" | conf_options) |
+        sed 's/^\t//' | cut -d= -f1 | LC_ALL=C sort -u
+    )
+  fi
   if dry_run; then
     config_state=would-write
   else
@@ -226,6 +230,6 @@ else
   echo "prepare-host: restart PostgreSQL, then start prepare-host again (stanza-create and check wait for it)"
 fi
 
-printf 'KB-RESULT {"dryRun": %s, "config": {"file": "%s", "state": "%s", "changedOptions": %s}, "createdPaths": %s, "settings": %s, "restartNeeded": %s, "stanza": "%s", "check": "%s", "error": %s}\n' \
-  "$KB_DRY_RUN" "$KB_PGBACKREST_CONFIG" "$config_state" "$(json_strings "${changed_options[@]}")" \
+printf 'KB-RESULT {"dryRun": %s, "config": {"file": "%s", "existed": %s, "state": "%s", "changedOptions": %s}, "createdPaths": %s, "settings": %s, "restartNeeded": %s, "stanza": "%s", "check": "%s", "error": %s}\n' \
+  "$KB_DRY_RUN" "$KB_PGBACKREST_CONFIG" "$existed" "$config_state" "$(json_strings "${changed_options[@]}")" \
   "$(json_list "${created_paths[@]}")" "$settings_json" "$restart_needed" "$stanza" "$check" "$error"

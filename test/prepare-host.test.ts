@@ -106,10 +106,7 @@ describe('prepare-host on a fresh cluster', () => {
     const report = reportOf(run);
     const result = resultOf(report);
     expect(report.dryRun).toBe(true);
-    expect(result.config).toMatchObject({ file: conf, state: 'would-write' });
-    expect(result.config.changedOptions).toEqual(
-      expect.arrayContaining(['global/repo1-path', 'fresh/pg1-path']),
-    );
+    expect(result.config).toEqual({ file: conf, existed: false, state: 'would-write', changedOptions: [] });
     expect(result.createdPaths).toEqual([
       join(fresh.dir, 'pgbackrest/lock'),
       join(fresh.dir, 'pgbackrest/log'),
@@ -131,7 +128,8 @@ describe('prepare-host on a fresh cluster', () => {
     const report = reportOf(run);
     const result = resultOf(report);
     expect(report.restartNeeded).toBe(true);
-    expect(result.config).toMatchObject({ state: 'written' });
+    expect(result.config).toMatchObject({ existed: false, state: 'written' });
+    expect(run.alerts[0]?.text).toContain(`pgbackrest.conf ${conf} written (new file)`);
     expect(readFileSync(conf, 'utf8')).toBe(
       pgbackrestConfOf(parseConfig(world.env.functionEnv), freshTarget),
     );
@@ -222,7 +220,11 @@ describe('prepare-host on a fresh cluster', () => {
       });
       const result = resultOf(reportOf(run));
       expect(result).toMatchObject({
-        config: { state: 'written', changedOptions: ['fresh/pg1-port', 'fresh/repo1-s3-key-secret'] },
+        config: {
+          existed: true,
+          state: 'written',
+          changedOptions: ['fresh/pg1-port', 'fresh/repo1-s3-key-secret'],
+        },
         createdPaths: [join(fresh.dir, 'pgbackrest/log')],
         settings: { changed: [], awaitingRestart: [] },
         stanza: 'created',

@@ -146,6 +146,8 @@ export const prepareResultSchema = z.object({
   dryRun: z.boolean(),
   config: z.object({
     file: z.string(),
+    /** Whether there was a file before (`written` over one, or a new file). */
+    existed: z.boolean(),
     state: z.enum(['unchanged', 'written', 'would-write']),
     /** `section/option` of every option that differs (names only: a file edited by hand may hold a secret). */
     changedOptions: z.array(z.string()),
@@ -194,11 +196,11 @@ export function lackingOf(target: string, result: PrepareResult): string[] {
 
 /** One target's preparation in plain words: what changed (or would), then what to do next. */
 export function describePreparation(target: string, r: PrepareResult): string {
-  const { file, state, changedOptions } = r.config;
+  const { file, state, existed, changedOptions } = r.config;
   const lines = [
     state === 'unchanged'
       ? `pgbackrest.conf ${file} is the rendered one`
-      : `pgbackrest.conf ${file} ${r.dryRun ? 'would be written' : 'written'} (${changedOptions.length > 0 ? `options that differed: ${changedOptions.join(', ')}` : 'new file'})`,
+      : `pgbackrest.conf ${file} ${r.dryRun ? 'would be written' : 'written'} (${existed ? (changedOptions.length > 0 ? `options that differed: ${changedOptions.join(', ')}` : 'only comments or spacing differed') : 'new file'})`,
     ...(r.createdPaths.length > 0
       ? [`${r.dryRun ? 'would create' : 'created'} ${r.createdPaths.join(', ')}`]
       : []),

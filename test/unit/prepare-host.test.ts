@@ -125,7 +125,7 @@ describe('the prepare-host command', () => {
 
 const ready: PrepareResult = {
   dryRun: false,
-  config: { file: '/etc/pgbackrest/pgbackrest.conf', state: 'unchanged', changedOptions: [] },
+  config: { file: '/etc/pgbackrest/pgbackrest.conf', existed: true, state: 'unchanged', changedOptions: [] },
   createdPaths: [],
   settings: { changed: [], awaitingRestart: [] },
   restartNeeded: false,
@@ -135,7 +135,7 @@ const ready: PrepareResult = {
 };
 const firstRun: PrepareResult = {
   ...ready,
-  config: { ...ready.config, state: 'written', changedOptions: [] },
+  config: { ...ready.config, existed: false, state: 'written', changedOptions: [] },
   settings: {
     changed: [
       { name: 'archive_mode', from: 'off', to: 'on', restart: true },
