@@ -50,6 +50,8 @@ export const TASK_SECONDS = {
   reportVerification: 60,
   reportMonitoring: 60,
   reportDrill: 60,
+  planPrepareHost: 60,
+  reportPrepareHost: 60,
   sendAlert: 60,
 } as const;
 

@@ -83,6 +83,8 @@ const FUNCTIONS = {
   reportDrill: 'report-drill',
   planMonitoring: 'plan-monitoring',
   reportMonitoring: 'report-monitoring',
+  planPrepareHost: 'plan-prepare-host',
+  reportPrepareHost: 'report-prepare-host',
 } as const;
 type FunctionName = keyof typeof FUNCTIONS;
 const FUNCTION_NAMES = Object.keys(FUNCTIONS) as FunctionName[];
@@ -248,6 +250,22 @@ const STATE_MACHINES: StateMachine[] = [
       MonitoringPassed: 'Succeed',
     },
     schedules: [['cron(0 * * * ? *)', {}]],
+  },
+  {
+    id: 'PrepareHostStateMachine',
+    name: 'prepare-host',
+    logGroup: 'PrepareHostLogGroup',
+    functions: ['planPrepareHost', 'startHostCommand', 'checkHostCommand', 'reportPrepareHost', 'sendAlert'],
+    landmarks: {
+      PlanPrepareHost: 'Task',
+      PrepareEachHost: 'Map',
+      StartPrepareHost: 'Task',
+      ReportPrepareHost: 'Task',
+      IsRestartNeeded: 'Choice',
+      Prepared: 'Succeed',
+    },
+    // Started by an operator from the console.
+    schedules: [],
   },
 ];
 
@@ -1352,6 +1370,9 @@ describe('permissions', () => {
     ],
     // Its metrics are log lines (embedded metric format): no cloudwatch:PutMetricData.
     reportMonitoring: [],
+    // prepare-host's plan reads BACKUP_TARGETS and its report the execution's state: nothing in AWS.
+    planPrepareHost: [],
+    reportPrepareHost: [],
     // Slack's webhook; the alert topic; the history of this service's executions, and no other's.
     sendAlert: [
       ...readParameter('alert-webhook-url'),

@@ -70,6 +70,11 @@ export class VerificationFailedError extends KennelBackupError {
   override readonly name = 'VerificationFailedError';
 }
 
+/** prepare-host could not prepare a target, or pgBackRest's stanza-create or check failed there; the message says what was done and what failed. */
+export class PrepareHostFailedError extends KennelBackupError {
+  override readonly name = 'PrepareHostFailedError';
+}
+
 const TRANSIENT_NETWORK_CODES = new Set([
   'ECONNREFUSED',
   'ECONNRESET',
