@@ -67,20 +67,25 @@ json_list() {
   printf '[%s]' "${out%,}"
 }
 
+# Runs a command as the cluster's OS user (KB_PGBACKREST_USER), where the database
+# lives: pgBackRest, and a restore test's scratch instance.
+pg_owner() {
+  if [[ $KB_PG_MODE == docker ]]; then
+    docker compose -f "$KB_COMPOSE_FILE" exec -T -u "$KB_PGBACKREST_USER" "$KB_COMPOSE_SERVICE" "$@"
+  elif [[ $(id -un) != "$KB_PGBACKREST_USER" ]]; then
+    # The caller's environment goes along (runuser keeps it): a local S3's keys.
+    runuser -u "$KB_PGBACKREST_USER" -- "$@"
+  else
+    "$@"
+  fi
+}
+
 # pgBackRest on this target's stanza, as the cluster's OS user (it reads the data
 # directory, as archive_command does), where the database lives. The scripts that
 # use it take KB_STANZA KB_PGBACKREST_CONFIG KB_PGBACKREST_CONFIG_SHA256
 # KB_PGBACKREST_USER (shared/host/pgbackrest-conf.ts pgbackrestParams).
 pgbr() {
-  local args=(pgbackrest "--config=$KB_PGBACKREST_CONFIG" "--stanza=$KB_STANZA" "$@")
-  if [[ $KB_PG_MODE == docker ]]; then
-    docker compose -f "$KB_COMPOSE_FILE" exec -T -u "$KB_PGBACKREST_USER" "$KB_COMPOSE_SERVICE" "${args[@]}"
-  elif [[ $(id -un) != "$KB_PGBACKREST_USER" ]]; then
-    # The caller's environment goes along (runuser keeps it): a local S3's keys.
-    runuser -u "$KB_PGBACKREST_USER" -- "${args[@]}"
-  else
-    "${args[@]}"
-  fi
+  pg_owner pgbackrest "--config=$KB_PGBACKREST_CONFIG" "--stanza=$KB_STANZA" "$@"
 }
 
 # Fails unless the host's pgbackrest.conf is the one the project renders for this

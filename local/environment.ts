@@ -275,6 +275,8 @@ function pgbackrestSettings(cluster: LocalCluster, caFile: string): PgbackrestTa
     logPath: join(work, 'log'),
     caFile: join(work, 'ca.pem'),
     processMax: 2,
+    // The backup directory is the test process's (private to root); the server user reaches this one.
+    scratchDirectory: join(cluster.dir, 'restore-test'),
   };
 }
 

@@ -1,4 +1,5 @@
 import { BACKUP_HOST_COMMANDS } from '../../shared/backup/host-commands.ts';
+import { PHYSICAL_RESTORE_TEST_HOST_COMMANDS } from '../../shared/backup/physical-restore-test.ts';
 import { hostCommandSet } from '../../shared/host/scripts.ts';
 import { RESTORE_HOST_COMMANDS } from '../../shared/restore/host-commands.ts';
 import { WATCH_HOST_COMMANDS } from '../../shared/watch/host-commands.ts';
@@ -8,7 +9,12 @@ import { WATCH_HOST_COMMANDS } from '../../shared/watch/host-commands.ts';
  * of them, since this function serves every workflow. The state machines' host
  * command steps name these.
  */
-export const HOST_COMMANDS = { ...BACKUP_HOST_COMMANDS, ...RESTORE_HOST_COMMANDS, ...WATCH_HOST_COMMANDS };
+export const HOST_COMMANDS = {
+  ...BACKUP_HOST_COMMANDS,
+  ...RESTORE_HOST_COMMANDS,
+  ...WATCH_HOST_COMMANDS,
+  ...PHYSICAL_RESTORE_TEST_HOST_COMMANDS,
+};
 
 export type HostCommandName = keyof typeof HOST_COMMANDS;
 
