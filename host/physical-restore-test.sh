@@ -203,6 +203,9 @@ remove_run() {
 on_exit() {
   local status=$?
   trap '' TERM INT
+  if ((status >= 128)); then
+    echo "physical-restore-test of $set_label (${phase:-prepare}): stopped by a signal (exit $status); removing its scratch instance" >&2
+  fi
   remove_run
   if [[ -n $work ]]; then rm -rf -- "$work"; fi
   if [[ $status == 0 && -n $cleanup_failed ]]; then status=1; fi
@@ -210,8 +213,11 @@ on_exit() {
 }
 trap on_exit EXIT
 
+# Every failure names the phase it happened in (prepare, restore, recovery,
+# amcheck, read), which the catalog records.
+phase=prepare
 fail() {
-  echo "physical-restore-test of $set_label: $*" >&2
+  echo "physical-restore-test of $set_label ($phase): $*" >&2
   exit 1
 }
 
@@ -280,6 +286,7 @@ run_made=1
 where_db_as_owner make_run_dir "$run" ||
   fail "the cluster's OS user $KB_PGBACKREST_USER cannot create $run; give it $area or set pgbackrest.scratchDirectory to a directory it can reach"
 
+phase=restore
 echo "physical-restore-test: restoring $set_label ($backup_bytes bytes) into $run"
 t=$SECONDS
 waited pgbr restore "--set=$set_label" --type=immediate --target-action=promote --archive-mode=off \
@@ -287,9 +294,10 @@ waited pgbr restore "--set=$set_label" --type=immediate --target-action=promote 
   fail "pgbackrest restore failed (its message is above); the backup set cannot be restored"
 restore_seconds=$((SECONDS - t))
 
+phase=recovery
 t=$SECONDS
-bindir=$(where_db server_bindir "$data") || exit 1
-port=$(where_db free_port) || exit 1
+bindir=$(where_db server_bindir "$data") || fail "no server binaries for the restored cluster"
+port=$(where_db free_port) || fail "no free port for the scratch instance"
 # The restored postgresql.conf (if the cluster keeps it in its data directory) and
 # postgresql.auto.conf stay as production has them; the command line outranks
 # both, so whatever they say, these hold. No config file at all (Debian keeps it
@@ -348,6 +356,7 @@ IFS='|' read -r in_recovery timeline consistent_at reached <<<"$state"
 [[ $reached == t ]] ||
   fail "recovery stopped at $consistent_at, before the backup's stop LSN $stop_lsn: the restored cluster is not consistent"
 
+phase=amcheck
 t=$SECONDS
 # Every database, every relation: heap pages and TOAST (verify_heapam), every
 # B-tree against its heap (--heapallindexed) and from its root (--rootdescend).
@@ -357,6 +366,7 @@ if ! waited scratch pg_amcheck --all --install-missing --heapallindexed --rootde
   fail "pg_amcheck found corruption or could not check the restored cluster"
 fi
 
+phase='read'
 # Every row of every table of every database read, each column turned to text
 # (so every TOAST value is fetched and decompressed), each table on its own
 # (FROM ONLY: a parent's count is its own rows), one statement each (one lock at a

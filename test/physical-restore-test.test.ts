@@ -17,14 +17,18 @@ import { psql } from '../local/environment.ts';
 import {
   countsDigest,
   PHYSICAL_RESTORE_TEST_HOST_COMMANDS,
+  type PhysicalRestoreTestOutcome,
   type PhysicalRestoreTestResult,
   physicalRestoreTestResultSchema,
+  recordPhysicalRestoreTestRun,
   scratchDirectoryOf,
 } from '../shared/backup/physical-restore-test.ts';
+import { RestoreTestFailedError } from '../shared/core/errors.ts';
+import { type CommandState, checkHostCommand } from '../shared/host/command-stage.ts';
 import { type Config, type PgbackrestTarget, parseConfig, type Target } from '../shared/core/config.ts';
 import { pgbackrestOf, pgbackrestPath } from '../shared/host/pgbackrest-conf.ts';
 import { renderScript } from '../shared/host/shell.ts';
-import { putBytes, startWorld, type TestWorld } from './support/environment.ts';
+import { getBytes, putBytes, startWorld, type TestWorld } from './support/environment.ts';
 import type { Finished } from './support/process.ts';
 
 /**
@@ -181,6 +185,48 @@ function scratchProcesses(): string[] {
   return found;
 }
 
+const PLAN = { target: 'local', runId: '20261130T020000Z_0123abcd', startedAt: '2026-11-30T02:00:00.000Z' };
+
+/**
+ * RecordPhysicalRestoreTest on what a run of the script printed, as the workflow
+ * hands it over: the real check stage reads the output, and its error (a failed
+ * command) is caught as Step Functions records a Lambda's.
+ */
+async function record(set: string, finished: Finished): Promise<PhysicalRestoreTestOutcome> {
+  const sent: CommandState = {
+    script: 'physical-restore-test',
+    hostScript: 'physical-restore-test',
+    target: 'local',
+    commandId: 'cmd-1',
+    instanceId: 'i-00000000000000000',
+    deadline: '2099-01-01T00:00:00.000Z',
+    status: 'InProgress',
+    sentAt: new Date(Date.now() - 30_000).toISOString(),
+  };
+  const host = {
+    send: async () => ({ commandId: 'cmd-1', instanceId: null }),
+    get: async () => ({
+      status: finished.code === 0 ? ('Success' as const) : ('Failed' as const),
+      instanceId: 'i-00000000000000000',
+      stdout: finished.stdout,
+      stderr: finished.stderr,
+    }),
+  };
+  let state: Record<string, unknown> = { plan: PLAN, physicalRestoreTestCommand: sent };
+  try {
+    state = { ...state, physicalRestoreTestCommand: await checkHostCommand(host, { command: sent }) };
+  } catch (error) {
+    const { name, message } = error as Error;
+    const Cause = JSON.stringify({ errorType: name, errorMessage: message });
+    state = { ...state, failed: { CheckPhysicalRestoreTest: { Error: name, Cause } } };
+  }
+  return recordPhysicalRestoreTestRun(world.catalog, { set, state });
+}
+
+async function report(key: string): Promise<Record<string, unknown>> {
+  return JSON.parse((await getBytes(world.s3, world.env.bucket, key)).toString('utf8'));
+}
+
 const leftovers = () => (existsSync(area) ? readdirSync(area) : []);
 
 beforeAll(async () => {
@@ -317,6 +363,22 @@ describe('the restore test of a pgBackRest backup set', () => {
     const keys = (listed.Contents ?? []).map((o) => o.Key ?? '');
     expect(keys.some((k) => k.endsWith('.history'))).toBe(false);
     expect(keys.some((k) => /\/00000002[0-9A-F]{16}/.test(k))).toBe(false);
+
+    // RecordPhysicalRestoreTest: the outcome for the backup's record, every count in the report.
+    const outcome = await record(fullSet, finished);
+    expect(outcome).toMatchObject({
+      state: 'passed',
+      set: fullSet,
+      failedIn: null,
+      amcheck: 'passed',
+      tables: result.tables,
+      rows: result.rows,
+      countsDigest: result.countsDigest,
+      seconds: result.seconds.total,
+      reportKey: `reports/restore-tests/pgbackrest/local/2026/11/30/${PLAN.runId}.json`,
+    });
+    expect(outcome.detail).toContain(`${result.tables} tables, ${result.rows} rows read in full`);
+    expect(await report(outcome.reportKey)).toMatchObject({ state: 'passed', result });
   });
 
   it('stopped by SIGTERM mid-test, stops its instance and removes its scratch directory', async () => {
@@ -330,6 +392,9 @@ describe('the restore test of a pgBackRest backup set', () => {
     const finished = await running.done;
     rmSync(hold, { force: true });
     expect(finished.code).toBe(143);
+    expect(finished.stderr).toContain(
+      `physical-restore-test of ${fullSet} (read): stopped by a signal (exit 143)`,
+    );
     expect(leftovers()).toEqual([]);
     expect(scratchProcesses()).toEqual([]);
   });
@@ -364,7 +429,7 @@ describe('the restore test of a pgBackRest backup set', () => {
     expect(finished.code).toBe(1);
     expect(finished.stderr).toMatch(
       new RegExp(
-        `physical-restore-test of ${fullSet}: needs \\d+ bytes free in ${area} .*and its filesystem has 1000; free space there or set pgbackrest.scratchDirectory`,
+        `physical-restore-test of ${fullSet} \\(prepare\\): needs \\d+ bytes free in ${area} .*and its filesystem has 1000; free space there or set pgbackrest.scratchDirectory`,
       ),
     );
     expect(finished.stdout).not.toContain('restoring');
@@ -394,11 +459,29 @@ describe('the restore test of a pgBackRest backup set', () => {
     expect(finished.code).toBe(1);
     expect(finished.stderr).toContain('amcheck_target_pkey');
     expect(finished.stderr).toContain(
-      `physical-restore-test of ${incremental}: pg_amcheck found corruption or could not check the restored cluster`,
+      `physical-restore-test of ${incremental} (amcheck): pg_amcheck found corruption or could not check the restored cluster`,
     );
     expect(finished.stdout).not.toContain('KB-RESULT');
     expect(leftovers()).toEqual([]);
     expect(scratchProcesses()).toEqual([]);
+
+    // Recorded as failed in amcheck, then the stage throws: the backup is the base of nothing.
+    const failure = await record(incremental, finished).catch((error: Error) => error);
+    expect(failure).toBeInstanceOf(RestoreTestFailedError);
+    expect((failure as Error).message).toContain(
+      `${incremental} failed its restore test in the amcheck phase`,
+    );
+    expect((failure as Error).message).toContain(`pgbackrest expire --set=${incremental}`);
+    const kept = await report(`reports/restore-tests/pgbackrest/local/2026/11/30/${PLAN.runId}.json`);
+    expect(kept).toMatchObject({
+      state: 'failed',
+      set: incremental,
+      failedIn: 'amcheck',
+      amcheck: 'failed',
+      tables: null,
+    });
+    expect(kept.seconds).toBeGreaterThanOrEqual(30);
+    expect(JSON.stringify(kept.failure)).toContain('amcheck_target_pkey');
   });
 
   it('fails on a damaged file of the backup, and leaves no scratch directory or process', async () => {
@@ -414,8 +497,19 @@ describe('the restore test of a pgBackRest backup set', () => {
     const finished = await start(incremental, {}, { PGBACKREST_JOB_RETRY: '0' }).done;
     expect(finished.code).toBe(1);
     expect(finished.stderr).toMatch(/ERROR: \[\d+\]: .*zst error/);
-    expect(finished.stderr).toContain(`physical-restore-test of ${incremental}: pgbackrest restore failed`);
+    expect(finished.stderr).toContain(
+      `physical-restore-test of ${incremental} (restore): pgbackrest restore failed`,
+    );
     expect(finished.stdout).not.toContain('KB-RESULT');
+    await expect(record(incremental, finished)).rejects.toThrow(
+      /failed its restore test in the restore phase/,
+    );
+    expect(
+      await report(`reports/restore-tests/pgbackrest/local/2026/11/30/${PLAN.runId}.json`),
+    ).toMatchObject({
+      failedIn: 'restore',
+      amcheck: 'not run',
+    });
     expect(leftovers()).toEqual([]);
     expect(scratchProcesses()).toEqual([]);
   });

@@ -1,8 +1,24 @@
 import { createHash } from 'node:crypto';
+import {
+  PHYSICAL_RESTORE_TEST_RESULT,
+  PHYSICAL_RESTORE_TEST_STATE,
+} from '../../statemachines/physical-restore-test.ts';
+import { FAILED, PLAN } from '../../statemachines/steps.ts';
+import type { Catalog } from '../catalog/catalog.ts';
+import { restoreTestReportKey } from '../catalog/keys.ts';
 import type { Target } from '../core/config.ts';
-import { ConfigError } from '../core/errors.ts';
+import {
+  type CaughtError,
+  ConfigError,
+  causeMessage,
+  failedStatesSchema,
+  firstFailure,
+  RestoreTestFailedError,
+} from '../core/errors.ts';
 import { runIdentifier, sha256Hex, targetName } from '../core/identifiers.ts';
+import { parseInput } from '../core/input.ts';
 import * as z from '../core/schema.ts';
+import { type CommandState, commandStateSchema } from '../host/command-stage.ts';
 import { pgbackrestOf, pgbackrestParams } from '../host/pgbackrest-conf.ts';
 import { hostCommand, postgresParams } from '../host/scripts.ts';
 
@@ -120,4 +136,149 @@ export function countsDigest(
 ) {
   const lines = databases.map((d) => `${JSON.stringify([d.name, d.counts])}\n`).join('');
   return createHash('sha256').update(lines).digest('hex');
+}
+
+/** Where the host script stops when a test fails (its messages say `physical-restore-test of <set> (<phase>)`). */
+const PHASES = ['prepare', 'restore', 'recovery', 'amcheck', 'read'] as const;
+type Phase = (typeof PHASES)[number];
+
+const iso = z.iso.datetime({ offset: true });
+
+/** What the catalog records of a restore test; its report holds the rest (every table's count, the host's error). */
+export const physicalRestoreTestOutcomeSchema = z.object({
+  state: z.enum(['passed', 'failed']),
+  set: backupSetLabel,
+  checkedAt: iso,
+  /** One line for the record and the alert. */
+  detail: z.string(),
+  /** The phase a failed test stopped in; `unknown` when the command never ran or said nothing; null when it passed. */
+  failedIn: z.nullable(z.enum([...PHASES, 'unknown'])),
+  amcheck: z.enum(['passed', 'failed', 'not run']),
+  tables: z.nullable(count),
+  rows: z.nullable(count),
+  countsDigest: z.nullable(sha256Hex),
+  /** From sending the command to its end, as the host measured it when the test passed. */
+  seconds: count,
+  reportKey: z.string(),
+});
+
+export type PhysicalRestoreTestOutcome = z.infer<typeof physicalRestoreTestOutcomeSchema>;
+
+/** The run's state when RecordPhysicalRestoreTest starts: its plan, the command, and the error that stopped it, if one did. */
+const recordRequestSchema = z.object({
+  set: backupSetLabel,
+  state: z.object({
+    [PLAN]: z.object({ target: targetName, runId: runIdentifier, startedAt: iso }),
+    [PHYSICAL_RESTORE_TEST_RESULT.command]: z.optional(commandStateSchema),
+    [FAILED]: z.optional(failedStatesSchema),
+  }),
+});
+
+export type RecordRequest = z.infer<typeof recordRequestSchema>;
+export { recordRequestSchema as physicalRestoreTestRecordRequestSchema };
+
+const phaseOf = (message: string): Phase | 'unknown' => {
+  const phases = [...message.matchAll(/physical-restore-test of \S+ \((\w+)\)/g)].map((m) => m[1]);
+  const last = phases.at(-1);
+  return (PHASES as readonly string[]).includes(last ?? '') ? (last as Phase) : 'unknown';
+};
+
+/** pg_amcheck runs in the amcheck phase; a test that failed later had passed it. */
+const amcheckOf = (phase: Phase | 'unknown') =>
+  phase === 'amcheck' ? 'failed' : phase === 'read' ? 'passed' : 'not run';
+
+/**
+ * The outcome of a restore test and the report kept beside the catalog, from the
+ * run's state: passed when the host command succeeded with its result line;
+ * failed (with the phase, the error and its cause) when the command failed,
+ * timed out or could not be sent.
+ */
+export function physicalRestoreTestOutcome(
+  request: RecordRequest,
+  now: Date,
+): { outcome: PhysicalRestoreTestOutcome; report: Record<string, unknown> } {
+  const { set, state } = request;
+  const plan = state[PLAN];
+  const command: CommandState | undefined = state[PHYSICAL_RESTORE_TEST_RESULT.command];
+  const failure = firstFailure(state[FAILED]);
+  const reportKey = restoreTestReportKey(plan.target, new Date(plan.startedAt).toISOString(), plan.runId);
+  const parsed = physicalRestoreTestResultSchema.safeParse(command?.result);
+  const base = { set, checkedAt: now.toISOString(), reportKey };
+  if (!failure && command?.status === 'Success' && parsed.success && parsed.data.set === set) {
+    const r = parsed.data;
+    const outcome: PhysicalRestoreTestOutcome = {
+      ...base,
+      state: 'passed',
+      detail: `${set} restored and recovered to ${r.consistentAt} (timeline ${r.timeline}); pg_amcheck passed on ${r.databases.length} databases; ${r.tables} tables, ${r.rows} rows read in full (counts digest ${r.countsDigest.slice(0, 12)}); restore ${r.seconds.restore} s, recovery ${r.seconds.recovery} s, checks ${r.seconds.checks} s; scratch instance removed`,
+      failedIn: null,
+      amcheck: 'passed',
+      tables: r.tables,
+      rows: r.rows,
+      countsDigest: r.countsDigest,
+      seconds: r.seconds.total,
+    };
+    return {
+      outcome,
+      report: {
+        version: 1,
+        engine: 'pgbackrest',
+        target: plan.target,
+        runId: plan.runId,
+        ...outcome,
+        result: r,
+      },
+    };
+  }
+  const caught: CaughtError & { state: string } = failure ?? {
+    state: PHYSICAL_RESTORE_TEST_STATE.check,
+    Error: 'HostCommandFailedError',
+    Cause: `The restore test's result line is missing or is not that of set ${set}: ${JSON.stringify(command?.result ?? null).slice(0, 300)}`,
+  };
+  const cause = causeMessage(caught.Cause);
+  const phase = phaseOf(cause);
+  const started = command ? Date.parse(command.sentAt) : now.getTime();
+  const outcome: PhysicalRestoreTestOutcome = {
+    ...base,
+    state: 'failed',
+    detail: `${set} failed its restore test${phase === 'unknown' ? '' : ` in the ${phase} phase`} (${caught.state}: ${caught.Error}): ${cause.slice(-1500)}`,
+    failedIn: phase,
+    amcheck: amcheckOf(phase),
+    tables: null,
+    rows: null,
+    countsDigest: null,
+    seconds: Math.max(0, Math.round((now.getTime() - started) / 1000)),
+  };
+  return {
+    outcome,
+    report: {
+      version: 1,
+      engine: 'pgbackrest',
+      target: plan.target,
+      runId: plan.runId,
+      ...outcome,
+      failure: { state: caught.state, error: caught.Error, cause },
+    },
+  };
+}
+
+/**
+ * RecordPhysicalRestoreTest: writes the report (every table's count, or the
+ * host's error) and returns the outcome for the backup's record; throws
+ * RestoreTestFailedError once a failed test is recorded, so the run fails and its
+ * backup is the base of nothing.
+ */
+export async function recordPhysicalRestoreTestRun(
+  catalog: Catalog,
+  event: unknown,
+  now = new Date(),
+): Promise<PhysicalRestoreTestOutcome> {
+  const request = parseInput(recordRequestSchema, event, `The ${PHYSICAL_RESTORE_TEST_STATE.record} request`);
+  const { outcome, report } = physicalRestoreTestOutcome(request, now);
+  await catalog.writeObject(outcome.reportKey, `${JSON.stringify(report, null, 2)}\n`, 'application/json');
+  if (outcome.state === 'failed') {
+    throw new RestoreTestFailedError(
+      `${outcome.detail}\nRecorded in s3://${catalog.bucket}/${outcome.reportKey}. The backup set ${outcome.set} must not be restored from or built on (pgbackrest expire --set=${outcome.set} removes it and the backups built on it).`,
+    );
+  }
+  return outcome;
 }

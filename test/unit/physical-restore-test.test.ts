@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { createRequire } from 'node:module';
 import { describe, expect, it } from 'vitest';
 import {
   countsDigest,
@@ -9,6 +10,11 @@ import {
 import type { Target } from '../../shared/core/config.ts';
 import { ConfigError, InvalidInputError } from '../../shared/core/errors.ts';
 import { parseInput } from '../../shared/core/input.ts';
+import {
+  PHYSICAL_RESTORE_TEST_RESULT,
+  PHYSICAL_RESTORE_TEST_STATE,
+  physicalRestoreTest,
+} from '../../statemachines/physical-restore-test.ts';
 import { testConfig } from '../support/config.ts';
 
 const command = PHYSICAL_RESTORE_TEST_HOST_COMMANDS['physical-restore-test'];
@@ -137,5 +143,55 @@ describe('the physical restore test result', () => {
     expect(physicalRestoreTestResultSchema.parse(line)).toEqual(line);
     const split = { ...line, databases: [{ ...line.databases[0], counts: [['public.kennel_sizes', 5]] }] };
     expect(physicalRestoreTestResultSchema.safeParse(split).success).toBe(false);
+  });
+});
+
+describe('the physical restore test states', () => {
+  const S = PHYSICAL_RESTORE_TEST_STATE;
+  const states = physicalRestoreTest({
+    set: '$.physicalRecord.label',
+    next: 'PhysicalExpiryWanted',
+    onError: { next: 'NotifyRunFailure' },
+  });
+
+  it('form a valid state machine between a backup record and its expiry', () => {
+    const aslValidator = createRequire(import.meta.url)('asl-validator') as (d: unknown) => {
+      isValid: boolean;
+      errors: unknown[];
+    };
+    const definition = JSON.parse(
+      JSON.stringify({
+        StartAt: S.start,
+        States: {
+          ...states,
+          PhysicalExpiryWanted: { Type: 'Succeed' },
+          NotifyRunFailure: { Type: 'Fail', Error: 'RunFailed' },
+        },
+      }),
+      (key, value) => (key === 'Resource' ? 'arn:aws:lambda:us-east-1:123456789012:function:f' : value),
+    );
+    const result = aslValidator(definition);
+    expect(result.errors).toEqual([]);
+    expect(result.isValid).toBe(true);
+  });
+
+  it('send the set and the plan to the host, and record the outcome whether the command passed or failed', () => {
+    expect(states[S.start]?.Parameters).toEqual({
+      script: 'physical-restore-test',
+      'plan.$': '$.plan',
+      'set.$': '$.physicalRecord.label',
+    });
+    for (const name of [S.start, S.check]) {
+      expect(states[name]?.Catch).toEqual([
+        { ErrorEquals: ['States.ALL'], ResultPath: `$.failed.${name}`, Next: S.record },
+      ]);
+    }
+    expect(states[S.record]).toMatchObject({
+      Resource: { 'Fn::GetAtt': ['recordPhysicalRestoreTest', 'Arn'] },
+      Parameters: { 'set.$': '$.physicalRecord.label', 'state.$': '$' },
+      ResultPath: `$.${PHYSICAL_RESTORE_TEST_RESULT.outcome}`,
+      Next: 'PhysicalExpiryWanted',
+      Catch: [{ ErrorEquals: ['States.ALL'], ResultPath: `$.failed.${S.record}`, Next: 'NotifyRunFailure' }],
+    });
   });
 });
