@@ -23,9 +23,9 @@ import {
   recordPhysicalRestoreTestRun,
   scratchDirectoryOf,
 } from '../shared/backup/physical-restore-test.ts';
+import { type Config, type PgbackrestTarget, parseConfig, type Target } from '../shared/core/config.ts';
 import { RestoreTestFailedError } from '../shared/core/errors.ts';
 import { type CommandState, checkHostCommand } from '../shared/host/command-stage.ts';
-import { type Config, type PgbackrestTarget, parseConfig, type Target } from '../shared/core/config.ts';
 import { pgbackrestOf, pgbackrestPath } from '../shared/host/pgbackrest-conf.ts';
 import { renderScript } from '../shared/host/shell.ts';
 import { getBytes, putBytes, startWorld, type TestWorld } from './support/environment.ts';
