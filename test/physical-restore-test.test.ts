@@ -227,6 +227,12 @@ async function report(key: string): Promise<Record<string, unknown>> {
   return JSON.parse((await getBytes(world.s3, world.env.bucket, key)).toString('utf8'));
 }
 
+/** No scratch directory, and no process working in one. */
+function expectNothingLeft(): void {
+  expect(leftovers()).toEqual([]);
+  expect(scratchProcesses()).toEqual([]);
+}
+
 const leftovers = () => (existsSync(area) ? readdirSync(area) : []);
 
 beforeAll(async () => {
@@ -353,8 +359,7 @@ describe('the restore test of a pgBackRest backup set', () => {
       'template1',
     ]);
 
-    expect(leftovers()).toEqual([]);
-    expect(scratchProcesses()).toEqual([]);
+    expectNothingLeft();
     // The promoted scratch instance pushed nothing: no timeline history in the repository.
     const prefix = `${pgbackrestPath(target.name).slice(1)}/archive/`;
     const listed = await world.s3.send(
@@ -395,8 +400,7 @@ describe('the restore test of a pgBackRest backup set', () => {
     expect(finished.stderr).toContain(
       `physical-restore-test of ${fullSet} (read): stopped by a signal (exit 143)`,
     );
-    expect(leftovers()).toEqual([]);
-    expect(scratchProcesses()).toEqual([]);
+    expectNothingLeft();
   });
 
   it('removes what a run killed with SIGKILL left, names it, and passes', async () => {
@@ -414,8 +418,7 @@ describe('the restore test of a pgBackRest backup set', () => {
     expect(finished.code, finished.stderr).toBe(0);
     expect(resultOf(finished).swept).toEqual([join(area, fullSet)]);
     expect(finished.stderr).toContain('removed what an interrupted restore test left');
-    expect(leftovers()).toEqual([]);
-    expect(scratchProcesses()).toEqual([]);
+    expectNothingLeft();
   });
 
   it('fails clearly when the scratch filesystem lacks room for the backup, before restoring anything', async () => {
@@ -462,8 +465,7 @@ describe('the restore test of a pgBackRest backup set', () => {
       `physical-restore-test of ${incremental} (amcheck): pg_amcheck found corruption or could not check the restored cluster`,
     );
     expect(finished.stdout).not.toContain('KB-RESULT');
-    expect(leftovers()).toEqual([]);
-    expect(scratchProcesses()).toEqual([]);
+    expectNothingLeft();
 
     // Recorded as failed in amcheck, then the stage throws: the backup is the base of nothing.
     const failure = await record(incremental, finished).catch((error: Error) => error);
@@ -510,8 +512,7 @@ describe('the restore test of a pgBackRest backup set', () => {
       failedIn: 'restore',
       amcheck: 'not run',
     });
-    expect(leftovers()).toEqual([]);
-    expect(scratchProcesses()).toEqual([]);
+    expectNothingLeft();
   });
 
   it('runs pgBackRest, the scratch instance and its checks inside the database service for a docker target', async () => {
@@ -567,7 +568,6 @@ if [[ -n $user ]]; then exec runuser -u "$user" -- "$@"; else exec "$@"; fi
       'root sha256sum',
       'root test',
     ]);
-    expect(leftovers()).toEqual([]);
-    expect(scratchProcesses()).toEqual([]);
+    expectNothingLeft();
   });
 });

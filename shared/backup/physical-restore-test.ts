@@ -204,6 +204,7 @@ export function physicalRestoreTestOutcome(
   const reportKey = restoreTestReportKey(plan.target, new Date(plan.startedAt).toISOString(), plan.runId);
   const parsed = physicalRestoreTestResultSchema.safeParse(command?.result);
   const base = { set, checkedAt: now.toISOString(), reportKey };
+  const header = { version: 1, engine: 'pgbackrest', target: plan.target, runId: plan.runId };
   if (!failure && command?.status === 'Success' && parsed.success && parsed.data.set === set) {
     const r = parsed.data;
     const outcome: PhysicalRestoreTestOutcome = {
@@ -217,17 +218,7 @@ export function physicalRestoreTestOutcome(
       countsDigest: r.countsDigest,
       seconds: r.seconds.total,
     };
-    return {
-      outcome,
-      report: {
-        version: 1,
-        engine: 'pgbackrest',
-        target: plan.target,
-        runId: plan.runId,
-        ...outcome,
-        result: r,
-      },
-    };
+    return { outcome, report: { ...header, ...outcome, result: r } };
   }
   const caught: CaughtError & { state: string } = failure ?? {
     state: PHYSICAL_RESTORE_TEST_STATE.check,
@@ -248,17 +239,8 @@ export function physicalRestoreTestOutcome(
     countsDigest: null,
     seconds: Math.max(0, Math.round((now.getTime() - started) / 1000)),
   };
-  return {
-    outcome,
-    report: {
-      version: 1,
-      engine: 'pgbackrest',
-      target: plan.target,
-      runId: plan.runId,
-      ...outcome,
-      failure: { state: caught.state, error: caught.Error, cause },
-    },
-  };
+  const failed = { state: caught.state, error: caught.Error, cause };
+  return { outcome, report: { ...header, ...outcome, failure: failed } };
 }
 
 /**
