@@ -45,6 +45,11 @@ let pg: PgbackrestTarget;
 let area: string;
 let fullSet: string;
 let reference: Record<string, Contents>;
+/**
+ * Each restore runs a few seconds alone; the suite's other files share the two
+ * cores, so a test of one or two restores gets room beyond the default 90 s.
+ */
+const RESTORES_TIMEOUT = 300_000;
 const work = mkdtempSync(join(tmpdir(), 'kennel-backup-physical-restore-test-'));
 
 /** A database's content: each table's count and checksum, each sequence's value. */
@@ -274,7 +279,7 @@ beforeAll(async () => {
   fullSet = await backup('full');
   // After the backup: a restore to its consistent point must not hold this.
   production('kennel_prod', "INSERT INTO kennel_sizes VALUES ('ZZ', 'written after the backup', 10)");
-}, 180_000);
+}, RESTORES_TIMEOUT);
 
 afterAll(async () => {
   await world?.stop();
@@ -282,248 +287,274 @@ afterAll(async () => {
 });
 
 describe('the restore test of a pgBackRest backup set', () => {
-  it('restores, recovers and checks the set; its scratch instance matches the reference taken before the backup, and is removed', async () => {
-    const hold = join(work, 'hold');
-    const running = start(fullSet, { KB_TEST_HOLD_FILE: hold });
-    const scratch = await held(hold, running);
-    const inScratch = (database: string, query: string) =>
-      psql(
-        {
-          ...world.env.postgres,
-          host: scratch.socket,
-          port: Number(scratch.port),
-          user: scratch.user,
-          env: {},
-        },
-        `dbname='${database.replace(/['\\]/g, (c) => `\\${c}`)}'`,
-        ['-h', scratch.socket, '-p', scratch.port, '-U', scratch.user, '-A', '-t', '-c', query],
-      ).trim();
-    try {
-      for (const database of DATABASES)
-        expect(contents(inScratch, database), database).toEqual(reference[database]);
-      // Its own instance: promoted, archiving nothing, listening on no TCP address.
-      expect(
-        inScratch(
-          'postgres',
-          "SELECT pg_is_in_recovery(), current_setting('archive_mode'), current_setting('listen_addresses')",
-        ),
-      ).toBe('f|off|');
-      expect(Number(scratch.port)).not.toBe(pg.port);
-    } finally {
-      rmSync(hold, { force: true });
-    }
-    const finished = await running.done;
-    expect(finished.code, finished.stderr).toBe(0);
-    const result = resultOf(finished);
+  it(
+    'restores, recovers and checks the set; its scratch instance matches the reference taken before the backup, and is removed',
+    async () => {
+      const hold = join(work, 'hold');
+      const running = start(fullSet, { KB_TEST_HOLD_FILE: hold });
+      const scratch = await held(hold, running);
+      const inScratch = (database: string, query: string) =>
+        psql(
+          {
+            ...world.env.postgres,
+            host: scratch.socket,
+            port: Number(scratch.port),
+            user: scratch.user,
+            env: {},
+          },
+          `dbname='${database.replace(/['\\]/g, (c) => `\\${c}`)}'`,
+          ['-h', scratch.socket, '-p', scratch.port, '-U', scratch.user, '-A', '-t', '-c', query],
+        ).trim();
+      try {
+        for (const database of DATABASES)
+          expect(contents(inScratch, database), database).toEqual(reference[database]);
+        // Its own instance: promoted, archiving nothing, listening on no TCP address.
+        expect(
+          inScratch(
+            'postgres',
+            "SELECT pg_is_in_recovery(), current_setting('archive_mode'), current_setting('listen_addresses')",
+          ),
+        ).toBe('f|off|');
+        expect(Number(scratch.port)).not.toBe(pg.port);
+      } finally {
+        rmSync(hold, { force: true });
+      }
+      const finished = await running.done;
+      expect(finished.code, finished.stderr).toBe(0);
+      const result = resultOf(finished);
 
-    expect(result).toMatchObject({
-      set: fullSet,
-      state: 'passed',
-      amcheck: 'passed',
-      countsListed: true,
-      swept: [],
-    });
-    const expected = Object.fromEntries(
-      DATABASES.map((d) => [
-        d,
-        Object.fromEntries(
-          Object.entries(reference[d]?.tables ?? {}).map(([k, v]) => [k, Number(v.split(':')[0])]),
-        ),
-      ]),
-    );
-    for (const database of DATABASES) {
-      const listed = result.databases.find((d) => d.name === database);
-      const counts = Object.fromEntries(
-        (listed?.counts ?? []).map(([s, t, n]) => [JSON.stringify([s, t]), n]),
+      expect(result).toMatchObject({
+        set: fullSet,
+        state: 'passed',
+        amcheck: 'passed',
+        countsListed: true,
+        swept: [],
+      });
+      const expected = Object.fromEntries(
+        DATABASES.map((d) => [
+          d,
+          Object.fromEntries(
+            Object.entries(reference[d]?.tables ?? {}).map(([k, v]) => [k, Number(v.split(':')[0])]),
+          ),
+        ]),
       );
-      expect(counts, database).toEqual(expected[database]);
-    }
-    expect(result.databases.find((d) => d.name === 'kennel_prod')?.counts).toContainEqual([
-      'Odd.Schema',
-      'a.b "c"',
-      40,
-    ]);
-    // FROM ONLY: the inheritance parent's own row, the partitioned parent not at all.
-    expect(result.databases.find((d) => d.name === 'kennel_prod')?.counts).toContainEqual([
-      'public',
-      'notes',
-      1,
-    ]);
-    expect(result.countsDigest).toBe(
-      countsDigest(result.databases.map((d) => ({ name: d.name, counts: d.counts ?? [] }))),
-    );
-    expect(result.databases.map((d) => d.name)).toEqual([
-      'kennel "archive"',
-      'kennel_prod',
-      'postgres',
-      'template1',
-    ]);
+      for (const database of DATABASES) {
+        const listed = result.databases.find((d) => d.name === database);
+        const counts = Object.fromEntries(
+          (listed?.counts ?? []).map(([s, t, n]) => [JSON.stringify([s, t]), n]),
+        );
+        expect(counts, database).toEqual(expected[database]);
+      }
+      expect(result.databases.find((d) => d.name === 'kennel_prod')?.counts).toContainEqual([
+        'Odd.Schema',
+        'a.b "c"',
+        40,
+      ]);
+      // FROM ONLY: the inheritance parent's own row, the partitioned parent not at all.
+      expect(result.databases.find((d) => d.name === 'kennel_prod')?.counts).toContainEqual([
+        'public',
+        'notes',
+        1,
+      ]);
+      expect(result.countsDigest).toBe(
+        countsDigest(result.databases.map((d) => ({ name: d.name, counts: d.counts ?? [] }))),
+      );
+      expect(result.databases.map((d) => d.name)).toEqual([
+        'kennel "archive"',
+        'kennel_prod',
+        'postgres',
+        'template1',
+      ]);
 
-    expectNothingLeft();
-    // The promoted scratch instance pushed nothing: no timeline history in the repository.
-    const prefix = `${pgbackrestPath(target.name).slice(1)}/archive/`;
-    const listed = await world.s3.send(
-      new ListObjectsV2Command({ Bucket: world.env.bucket, Prefix: prefix }),
-    );
-    const keys = (listed.Contents ?? []).map((o) => o.Key ?? '');
-    expect(keys.some((k) => k.endsWith('.history'))).toBe(false);
-    expect(keys.some((k) => /\/00000002[0-9A-F]{16}/.test(k))).toBe(false);
+      expectNothingLeft();
+      // The promoted scratch instance pushed nothing: no timeline history in the repository.
+      const prefix = `${pgbackrestPath(target.name).slice(1)}/archive/`;
+      const listed = await world.s3.send(
+        new ListObjectsV2Command({ Bucket: world.env.bucket, Prefix: prefix }),
+      );
+      const keys = (listed.Contents ?? []).map((o) => o.Key ?? '');
+      expect(keys.some((k) => k.endsWith('.history'))).toBe(false);
+      expect(keys.some((k) => /\/00000002[0-9A-F]{16}/.test(k))).toBe(false);
 
-    // RecordPhysicalRestoreTest: the outcome for the backup's record, every count in the report.
-    const outcome = await record(fullSet, finished);
-    expect(outcome).toMatchObject({
-      state: 'passed',
-      set: fullSet,
-      failedIn: null,
-      amcheck: 'passed',
-      tables: result.tables,
-      rows: result.rows,
-      countsDigest: result.countsDigest,
-      seconds: result.seconds.total,
-      reportKey: `reports/restore-tests/pgbackrest/local/2026/11/30/${PLAN.runId}.json`,
-    });
-    expect(outcome.detail).toContain(`${result.tables} tables, ${result.rows} rows read in full`);
-    expect(await report(outcome.reportKey)).toMatchObject({ state: 'passed', result });
-  });
+      // RecordPhysicalRestoreTest: the outcome for the backup's record, every count in the report.
+      const outcome = await record(fullSet, finished);
+      expect(outcome).toMatchObject({
+        state: 'passed',
+        set: fullSet,
+        failedIn: null,
+        amcheck: 'passed',
+        tables: result.tables,
+        rows: result.rows,
+        countsDigest: result.countsDigest,
+        seconds: result.seconds.total,
+        reportKey: `reports/restore-tests/pgbackrest/local/2026/11/30/${PLAN.runId}.json`,
+      });
+      expect(outcome.detail).toContain(`${result.tables} tables, ${result.rows} rows read in full`);
+      expect(await report(outcome.reportKey)).toMatchObject({ state: 'passed', result });
+    },
+    RESTORES_TIMEOUT,
+  );
 
-  it('stopped by SIGTERM mid-test, stops its instance and removes its scratch directory', async () => {
-    const hold = join(work, 'hold-term');
-    const running = start(fullSet, { KB_TEST_HOLD_FILE: hold });
-    await held(hold, running);
-    expect(leftovers()).toEqual([fullSet]);
-    expect(scratchProcesses()).not.toEqual([]);
-    // As the local host and SSM stop a command: its whole process group.
-    process.kill(-(running.child.pid ?? 0), 'SIGTERM');
-    const finished = await running.done;
-    rmSync(hold, { force: true });
-    expect(finished.code).toBe(143);
-    expect(finished.stderr).toContain(
-      `physical-restore-test of ${fullSet} (read): stopped by a signal (exit 143)`,
-    );
-    expectNothingLeft();
-  });
+  it(
+    'stopped by SIGTERM mid-test, stops its instance and removes its scratch directory',
+    async () => {
+      const hold = join(work, 'hold-term');
+      const running = start(fullSet, { KB_TEST_HOLD_FILE: hold });
+      await held(hold, running);
+      expect(leftovers()).toEqual([fullSet]);
+      expect(scratchProcesses()).not.toEqual([]);
+      // As the local host and SSM stop a command: its whole process group.
+      process.kill(-(running.child.pid ?? 0), 'SIGTERM');
+      const finished = await running.done;
+      rmSync(hold, { force: true });
+      expect(finished.code).toBe(143);
+      expect(finished.stderr).toContain(
+        `physical-restore-test of ${fullSet} (read): stopped by a signal (exit 143)`,
+      );
+      expectNothingLeft();
+    },
+    RESTORES_TIMEOUT,
+  );
 
-  it('removes what a run killed with SIGKILL left, names it, and passes', async () => {
-    const hold = join(work, 'hold-kill');
-    const killed = start(fullSet, { KB_TEST_HOLD_FILE: hold });
-    await held(hold, killed);
-    process.kill(-(killed.child.pid ?? 0), 'SIGKILL');
-    await killed.done;
-    rmSync(hold, { force: true });
-    // No trap runs on SIGKILL: the postmaster (its own session) and the directory stay.
-    expect(leftovers()).toEqual([fullSet]);
-    expect(scratchProcesses().some((p) => p.includes('postgres'))).toBe(true);
+  it(
+    'removes what a run killed with SIGKILL left, names it, and passes',
+    async () => {
+      const hold = join(work, 'hold-kill');
+      const killed = start(fullSet, { KB_TEST_HOLD_FILE: hold });
+      await held(hold, killed);
+      process.kill(-(killed.child.pid ?? 0), 'SIGKILL');
+      await killed.done;
+      rmSync(hold, { force: true });
+      // No trap runs on SIGKILL: the postmaster (its own session) and the directory stay.
+      expect(leftovers()).toEqual([fullSet]);
+      expect(scratchProcesses().some((p) => p.includes('postgres'))).toBe(true);
 
-    const finished = await start(fullSet).done;
-    expect(finished.code, finished.stderr).toBe(0);
-    expect(resultOf(finished).swept).toEqual([join(area, fullSet)]);
-    expect(finished.stderr).toContain('removed what an interrupted restore test left');
-    expectNothingLeft();
-  });
+      const finished = await start(fullSet).done;
+      expect(finished.code, finished.stderr).toBe(0);
+      expect(resultOf(finished).swept).toEqual([join(area, fullSet)]);
+      expect(finished.stderr).toContain('removed what an interrupted restore test left');
+      expectNothingLeft();
+    },
+    RESTORES_TIMEOUT,
+  );
 
-  it('fails clearly when the scratch filesystem lacks room for the backup, before restoring anything', async () => {
-    const bin = mkdtempSync(join(work, 'bin-'));
-    writeFileSync(
-      join(bin, 'df'),
-      '#!/bin/bash\necho "Filesystem 1-blocks Used Available Capacity Mounted on"\necho "/dev/full 1000000 999000 1000 100% /"\n',
-      { mode: 0o755 },
-    );
-    const finished = await start(fullSet, {}, { PATH: `${bin}:${world.env.hostEnv.PATH}` }).done;
-    expect(finished.code).toBe(1);
-    expect(finished.stderr).toMatch(
-      new RegExp(
-        `physical-restore-test of ${fullSet} \\(prepare\\): needs \\d+ bytes free in ${area} .*and its filesystem has 1000; free space there or set pgbackrest.scratchDirectory`,
-      ),
-    );
-    expect(finished.stdout).not.toContain('restoring');
-    expect(leftovers()).toEqual([]);
-  });
+  it(
+    'fails clearly when the scratch filesystem lacks room for the backup, before restoring anything',
+    async () => {
+      const bin = mkdtempSync(join(work, 'bin-'));
+      writeFileSync(
+        join(bin, 'df'),
+        '#!/bin/bash\necho "Filesystem 1-blocks Used Available Capacity Mounted on"\necho "/dev/full 1000000 999000 1000 100% /"\n',
+        { mode: 0o755 },
+      );
+      const finished = await start(fullSet, {}, { PATH: `${bin}:${world.env.hostEnv.PATH}` }).done;
+      expect(finished.code).toBe(1);
+      expect(finished.stderr).toMatch(
+        new RegExp(
+          `physical-restore-test of ${fullSet} \\(prepare\\): needs \\d+ bytes free in ${area} .*and its filesystem has 1000; free space there or set pgbackrest.scratchDirectory`,
+        ),
+      );
+      expect(finished.stdout).not.toContain('restoring');
+      expect(leftovers()).toEqual([]);
+    },
+    RESTORES_TIMEOUT,
+  );
 
   let incremental = '';
 
-  it('fails when pg_amcheck finds an index corrupt in a backup pgBackRest took intact, and leaves nothing behind', async () => {
-    // Corruption pgBackRest cannot see (the cluster has no data checksums): an index
-    // page overwritten on disk after a checkpoint, so the backup copies it as it is.
-    production(
-      'kennel_prod',
-      'CREATE TABLE amcheck_target (id int PRIMARY KEY); INSERT INTO amcheck_target SELECT generate_series(1, 2000); CHECKPOINT',
-    );
-    const file = join(
-      pg.dataDirectory,
-      production('kennel_prod', "SELECT pg_relation_filepath('amcheck_target_pkey')"),
-    );
-    const bytes = readFileSync(file);
-    bytes.fill(0x7f, 8192 + 4096, 8192 * 2 - 16);
-    writeFileSync(file, bytes);
-    production('kennel_prod', "UPDATE customers SET notes = 'changed for the incremental'");
-    incremental = await backup('incr');
+  it(
+    'fails when pg_amcheck finds an index corrupt in a backup pgBackRest took intact, and leaves nothing behind',
+    async () => {
+      // Corruption pgBackRest cannot see (the cluster has no data checksums): an index
+      // page overwritten on disk after a checkpoint, so the backup copies it as it is.
+      production(
+        'kennel_prod',
+        'CREATE TABLE amcheck_target (id int PRIMARY KEY); INSERT INTO amcheck_target SELECT generate_series(1, 2000); CHECKPOINT',
+      );
+      const file = join(
+        pg.dataDirectory,
+        production('kennel_prod', "SELECT pg_relation_filepath('amcheck_target_pkey')"),
+      );
+      const bytes = readFileSync(file);
+      bytes.fill(0x7f, 8192 + 4096, 8192 * 2 - 16);
+      writeFileSync(file, bytes);
+      production('kennel_prod', "UPDATE customers SET notes = 'changed for the incremental'");
+      incremental = await backup('incr');
 
-    const finished = await start(incremental).done;
-    expect(finished.code).toBe(1);
-    expect(finished.stderr).toContain('amcheck_target_pkey');
-    expect(finished.stderr).toContain(
-      `physical-restore-test of ${incremental} (amcheck): pg_amcheck found corruption or could not check the restored cluster`,
-    );
-    expect(finished.stdout).not.toContain('KB-RESULT');
-    expectNothingLeft();
+      const finished = await start(incremental).done;
+      expect(finished.code).toBe(1);
+      expect(finished.stderr).toContain('amcheck_target_pkey');
+      expect(finished.stderr).toContain(
+        `physical-restore-test of ${incremental} (amcheck): pg_amcheck found corruption or could not check the restored cluster`,
+      );
+      expect(finished.stdout).not.toContain('KB-RESULT');
+      expectNothingLeft();
 
-    // Recorded as failed in amcheck, then the stage throws: the backup is the base of nothing.
-    const failure = await record(incremental, finished).catch((error: Error) => error);
-    expect(failure).toBeInstanceOf(RestoreTestFailedError);
-    expect((failure as Error).message).toContain(
-      `${incremental} failed its restore test in the amcheck phase`,
-    );
-    expect((failure as Error).message).toContain(`pgbackrest expire --set=${incremental}`);
-    const kept = await report(`reports/restore-tests/pgbackrest/local/2026/11/30/${PLAN.runId}.json`);
-    expect(kept).toMatchObject({
-      state: 'failed',
-      set: incremental,
-      failedIn: 'amcheck',
-      amcheck: 'failed',
-      tables: null,
-    });
-    expect(kept.seconds).toBeGreaterThanOrEqual(30);
-    expect(JSON.stringify(kept.failure)).toContain('amcheck_target_pkey');
-  });
+      // Recorded as failed in amcheck, then the stage throws: the backup is the base of nothing.
+      const failure = await record(incremental, finished).catch((error: Error) => error);
+      expect(failure).toBeInstanceOf(RestoreTestFailedError);
+      expect((failure as Error).message).toContain(
+        `${incremental} failed its restore test in the amcheck phase`,
+      );
+      expect((failure as Error).message).toContain(`pgbackrest expire --set=${incremental}`);
+      const kept = await report(`reports/restore-tests/pgbackrest/local/2026/11/30/${PLAN.runId}.json`);
+      expect(kept).toMatchObject({
+        state: 'failed',
+        set: incremental,
+        failedIn: 'amcheck',
+        amcheck: 'failed',
+        tables: null,
+      });
+      expect(kept.seconds).toBeGreaterThanOrEqual(30);
+      expect(JSON.stringify(kept.failure)).toContain('amcheck_target_pkey');
+    },
+    RESTORES_TIMEOUT,
+  );
 
-  it('fails on a damaged file of the backup, and leaves no scratch directory or process', async () => {
-    const prefix = `${pgbackrestPath(target.name).slice(1)}/backup/${target.name}/${incremental}/pg_data/base/`;
-    const listed = await world.s3.send(
-      new ListObjectsV2Command({ Bucket: world.env.bucket, Prefix: prefix }),
-    );
-    const largest = (listed.Contents ?? []).sort((a, b) => (b.Size ?? 0) - (a.Size ?? 0))[0]?.Key ?? '';
-    expect(largest).not.toBe('');
-    await putBytes(world.s3, world.env.bucket, largest, Buffer.alloc(4096, 0x5a));
+  it(
+    'fails on a damaged file of the backup, and leaves no scratch directory or process',
+    async () => {
+      const prefix = `${pgbackrestPath(target.name).slice(1)}/backup/${target.name}/${incremental}/pg_data/base/`;
+      const listed = await world.s3.send(
+        new ListObjectsV2Command({ Bucket: world.env.bucket, Prefix: prefix }),
+      );
+      const largest = (listed.Contents ?? []).sort((a, b) => (b.Size ?? 0) - (a.Size ?? 0))[0]?.Key ?? '';
+      expect(largest).not.toBe('');
+      await putBytes(world.s3, world.env.bucket, largest, Buffer.alloc(4096, 0x5a));
 
-    // pgBackRest retries a failed file after 0 and 15 s by default; once is enough here.
-    const finished = await start(incremental, {}, { PGBACKREST_JOB_RETRY: '0' }).done;
-    expect(finished.code).toBe(1);
-    expect(finished.stderr).toMatch(/ERROR: \[\d+\]: .*zst error/);
-    expect(finished.stderr).toContain(
-      `physical-restore-test of ${incremental} (restore): pgbackrest restore failed`,
-    );
-    expect(finished.stdout).not.toContain('KB-RESULT');
-    await expect(record(incremental, finished)).rejects.toThrow(
-      /failed its restore test in the restore phase/,
-    );
-    expect(
-      await report(`reports/restore-tests/pgbackrest/local/2026/11/30/${PLAN.runId}.json`),
-    ).toMatchObject({
-      failedIn: 'restore',
-      amcheck: 'not run',
-    });
-    expectNothingLeft();
-  });
+      // pgBackRest retries a failed file after 0 and 15 s by default; once is enough here.
+      const finished = await start(incremental, {}, { PGBACKREST_JOB_RETRY: '0' }).done;
+      expect(finished.code).toBe(1);
+      expect(finished.stderr).toMatch(/ERROR: \[\d+\]: .*zst error/);
+      expect(finished.stderr).toContain(
+        `physical-restore-test of ${incremental} (restore): pgbackrest restore failed`,
+      );
+      expect(finished.stdout).not.toContain('KB-RESULT');
+      await expect(record(incremental, finished)).rejects.toThrow(
+        /failed its restore test in the restore phase/,
+      );
+      expect(
+        await report(`reports/restore-tests/pgbackrest/local/2026/11/30/${PLAN.runId}.json`),
+      ).toMatchObject({
+        failedIn: 'restore',
+        amcheck: 'not run',
+      });
+      expectNothingLeft();
+    },
+    RESTORES_TIMEOUT,
+  );
 
-  it('runs pgBackRest, the scratch instance and its checks inside the database service for a docker target', async () => {
-    // No Docker engine here: a stand-in `docker` checks the exact compose call, records
-    // the user and tool, and runs the tool as the db container would, with the
-    // container's PATH; on the host's PATH the PostgreSQL tools and pgBackRest fail.
-    const bin = mkdtempSync(join(work, 'docker-'));
-    const log = join(bin, 'calls.log');
-    writeFileSync(
-      join(bin, 'docker'),
-      `#!/bin/bash
+  it(
+    'runs pgBackRest, the scratch instance and its checks inside the database service for a docker target',
+    async () => {
+      // No Docker engine here: a stand-in `docker` checks the exact compose call, records
+      // the user and tool, and runs the tool as the db container would, with the
+      // container's PATH; on the host's PATH the PostgreSQL tools and pgBackRest fail.
+      const bin = mkdtempSync(join(work, 'docker-'));
+      const log = join(bin, 'calls.log');
+      writeFileSync(
+        join(bin, 'docker'),
+        `#!/bin/bash
 [[ $1 == compose && $2 == -f && $3 == /opt/kennel/docker-compose.prod.yml && $4 == exec && $5 == -T ]] || { echo "unexpected docker call: $*" >&2; exit 64; }
 shift 5
 user=''
@@ -534,40 +565,42 @@ echo "\${user:-root} \${1##*/}" >>${JSON.stringify(log)}
 export PATH=${JSON.stringify(world.env.hostEnv.PATH)}
 if [[ -n $user ]]; then exec runuser -u "$user" -- "$@"; else exec "$@"; fi
 `,
-      { mode: 0o755 },
-    );
-    const hostOnly = mkdtempSync(join(work, 'host-only-'));
-    for (const tool of ['pgbackrest', 'psql', 'pg_ctl', 'pg_amcheck', 'pg_isready', 'postgres']) {
-      writeFileSync(
-        join(hostOnly, tool),
-        `#!/bin/bash\necho "${tool} ran on the host, not in the container" >&2\nexit 97\n`,
-        {
-          mode: 0o755,
-        },
+        { mode: 0o755 },
       );
-    }
-    const docker: Target = {
-      ...target,
-      postgres: { mode: 'docker', composeFile: '/opt/kennel/docker-compose.prod.yml', service: 'db' },
-    };
-    const finished = await start(fullSet, {}, { PATH: `${bin}:${hostOnly}:/usr/bin:/bin` }, docker).done;
-    expect(finished.code, finished.stderr).toBe(0);
-    expect(resultOf(finished)).toMatchObject({ state: 'passed', amcheck: 'passed', tables: 16 });
-    const calls = new Set(readFileSync(log, 'utf8').trim().split('\n'));
-    expect([...calls].sort()).toEqual([
-      'postgres bash',
-      'postgres env',
-      'postgres pg_ctl',
-      'postgres pg_isready',
-      'postgres pgbackrest',
-      'postgres touch',
-      'root bash',
-      'root chown',
-      'root df',
-      'root mkdir',
-      'root sha256sum',
-      'root test',
-    ]);
-    expectNothingLeft();
-  });
+      const hostOnly = mkdtempSync(join(work, 'host-only-'));
+      for (const tool of ['pgbackrest', 'psql', 'pg_ctl', 'pg_amcheck', 'pg_isready', 'postgres']) {
+        writeFileSync(
+          join(hostOnly, tool),
+          `#!/bin/bash\necho "${tool} ran on the host, not in the container" >&2\nexit 97\n`,
+          {
+            mode: 0o755,
+          },
+        );
+      }
+      const docker: Target = {
+        ...target,
+        postgres: { mode: 'docker', composeFile: '/opt/kennel/docker-compose.prod.yml', service: 'db' },
+      };
+      const finished = await start(fullSet, {}, { PATH: `${bin}:${hostOnly}:/usr/bin:/bin` }, docker).done;
+      expect(finished.code, finished.stderr).toBe(0);
+      expect(resultOf(finished)).toMatchObject({ state: 'passed', amcheck: 'passed', tables: 16 });
+      const calls = new Set(readFileSync(log, 'utf8').trim().split('\n'));
+      expect([...calls].sort()).toEqual([
+        'postgres bash',
+        'postgres env',
+        'postgres pg_ctl',
+        'postgres pg_isready',
+        'postgres pgbackrest',
+        'postgres touch',
+        'root bash',
+        'root chown',
+        'root df',
+        'root mkdir',
+        'root sha256sum',
+        'root test',
+      ]);
+      expectNothingLeft();
+    },
+    RESTORES_TIMEOUT,
+  );
 });
