@@ -175,7 +175,6 @@ const recordRequestSchema = z.object({
 });
 
 export type RecordRequest = z.infer<typeof recordRequestSchema>;
-export { recordRequestSchema as physicalRestoreTestRecordRequestSchema };
 
 const phaseOf = (message: string): Phase | 'unknown' => {
   const phases = [...message.matchAll(/physical-restore-test of \S+ \((\w+)\)/g)].map((m) => m[1]);
