@@ -68,7 +68,8 @@ json_list() {
 }
 
 # Runs a command as the cluster's OS user (KB_PGBACKREST_USER, who owns the data
-# directory and runs archive_command), where the database lives.
+# directory and runs archive_command), where the database lives: pgBackRest, and
+# a restore test's scratch instance.
 as_db_owner() {
   if [[ $KB_PG_MODE == docker ]]; then
     docker compose -f "$KB_COMPOSE_FILE" exec -T -u "$KB_PGBACKREST_USER" "$KB_COMPOSE_SERVICE" "$@"

@@ -379,6 +379,8 @@ function pgbackrestSettings(cluster: LocalCluster, caFile: string): PgbackrestTa
     osUser: process.getuid?.() === 0 ? 'postgres' : userInfo().username,
     ...pgbackrestFiles(work, caFile, process.getuid?.() === 0 ? 'postgres' : undefined),
     processMax: 2,
+    // The backup directory is the test process's (private to root); the server user reaches this one.
+    scratchDirectory: join(cluster.dir, 'restore-test'),
   };
 }
 

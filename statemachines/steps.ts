@@ -44,6 +44,7 @@ export const TASK_SECONDS = {
   checkHostCommand: 60,
   verifyArchive: 900,
   restoreTest: 300,
+  recordPhysicalRestoreTest: 60,
   checkRestore: 300,
   pruneBackups: 120,
   reportRestore: 60,

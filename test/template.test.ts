@@ -71,6 +71,7 @@ const FUNCTIONS = {
   checkHostCommand: 'check-host-command',
   verifyArchive: 'verify-archive',
   restoreTest: 'restore-test',
+  recordPhysicalRestoreTest: 'record-physical-restore-test',
   planRestore: 'plan-restore',
   checkRestore: 'check-restore',
   planFilesRestore: 'plan-files-restore',
@@ -446,8 +447,11 @@ describe('the state machines', () => {
   });
 
   it('between them use every function serverless.yml defines, and no other', () => {
+    // recordPhysicalRestoreTest joins the database backup workflow with the physical
+    // backup run (statemachines/physical-restore-test.ts says where); until then
+    // no workflow names it.
     expect(new Set(STATE_MACHINES.flatMap((m) => namedFunctions(built(m.name))))).toEqual(
-      new Set(FUNCTION_NAMES),
+      new Set(FUNCTION_NAMES.filter((f) => f !== 'recordPhysicalRestoreTest')),
     );
     // The builder's table of task timeouts names the same functions.
     expect(new Set(Object.keys(TASK_SECONDS))).toEqual(new Set(FUNCTION_NAMES));
@@ -1361,6 +1365,14 @@ describe('permissions', () => {
     // Writes the drill's report and nothing else; reads nothing.
     reportDrill: [
       { Effect: 'Allow', Action: ['s3:PutObject'], Resource: sub(`\${BackupBucket.Arn}/reports/drills/*`) },
+      bucketKey('kms:GenerateDataKey'),
+    ],
+    recordPhysicalRestoreTest: [
+      {
+        Effect: 'Allow',
+        Action: ['s3:PutObject'],
+        Resource: sub(`\${BackupBucket.Arn}/reports/restore-tests/*`),
+      },
       bucketKey('kms:GenerateDataKey'),
     ],
     planMonitoring: [

@@ -50,6 +50,11 @@ export class RestoreMismatchError extends KennelBackupError {
   override readonly name = 'RestoreMismatchError';
 }
 
+/** A physical backup's restore test failed or could not run: the backup is the base of nothing. */
+export class RestoreTestFailedError extends KennelBackupError {
+  override readonly name = 'RestoreTestFailedError';
+}
+
 /** A dependency (S3, SSM, PostgreSQL) did not answer; retrying later is safe. */
 export class TransientError extends KennelBackupError {
   override readonly name = 'TransientError';

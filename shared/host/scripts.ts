@@ -95,4 +95,5 @@ export const REPORTING_SCRIPTS: ReadonlySet<HostScript> = new Set([
   'check-local-copies',
   'disk-usage',
   'prepare-host',
+  'physical-restore-test',
 ]);

@@ -30,6 +30,7 @@ export const HOST_SCRIPTS = [
   'disk-usage',
   'prune-local',
   'prepare-host',
+  'physical-restore-test',
 ] as const;
 export type HostScript = (typeof HOST_SCRIPTS)[number];
 
