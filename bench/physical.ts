@@ -334,6 +334,7 @@ async function main(): Promise<number> {
       cluster: { bytes: clusterBytes, repositoryAfterFulls },
       notes: [
         'Wall clock, one run each. Ratios of ours are to the bare backup plus verify (ours verifies every backup); the dump and the bare incremental to the bare full.',
+        "Ours runs after the bare full, so its verify reads one more full backup than the bare verify did: the ratio overstates ours' overhead by that much.",
         'verify reads the whole repository (pgBackRest 2.45 has no --set for it): it grows with the backups and WAL kept.',
         'Every backup starts with its own checkpoint (--start-fast), bare and ours alike.',
       ],

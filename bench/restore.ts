@@ -1,4 +1,4 @@
-import { mkdirSync, mkdtempSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, statSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -425,6 +425,8 @@ async function main(): Promise<number> {
 
   const startedAt = new Date();
   const tmp = mkdtempSync(join(tmpdir(), 'kennel-backup-bench-restore-'));
+  // The local cluster lives inside it, and its server user must get through.
+  chmodSync(tmp, 0o711);
   let environment: LocalEnvironment | undefined;
   const stopEnvironment = stopOnce('the local environment', () => environment);
   onInterrupt((signal) => {

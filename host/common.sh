@@ -67,20 +67,26 @@ json_list() {
   printf '[%s]' "${out%,}"
 }
 
-# pgBackRest on this target's stanza, as the cluster's OS user (it reads the data
-# directory, as archive_command does), where the database lives. The scripts that
-# use it take KB_STANZA KB_PGBACKREST_CONFIG KB_PGBACKREST_CONFIG_SHA256
-# KB_PGBACKREST_USER (shared/host/pgbackrest-conf.ts pgbackrestParams).
-pgbr() {
-  local args=(pgbackrest "--config=$KB_PGBACKREST_CONFIG" "--stanza=$KB_STANZA" "$@")
+# Runs a command as the cluster's OS user (KB_PGBACKREST_USER, who owns the data
+# directory and runs archive_command), where the database lives: pgBackRest, and
+# a restore test's scratch instance.
+as_db_owner() {
   if [[ $KB_PG_MODE == docker ]]; then
-    docker compose -f "$KB_COMPOSE_FILE" exec -T -u "$KB_PGBACKREST_USER" "$KB_COMPOSE_SERVICE" "${args[@]}"
+    docker compose -f "$KB_COMPOSE_FILE" exec -T -u "$KB_PGBACKREST_USER" "$KB_COMPOSE_SERVICE" "$@"
   elif [[ $(id -un) != "$KB_PGBACKREST_USER" ]]; then
     # The caller's environment goes along (runuser keeps it): a local S3's keys.
-    runuser -u "$KB_PGBACKREST_USER" -- "${args[@]}"
+    runuser -u "$KB_PGBACKREST_USER" -- "$@"
   else
-    "${args[@]}"
+    "$@"
   fi
+}
+
+# pgBackRest on this target's stanza, as the cluster's OS user (it reads the data
+# directory, as archive_command does). The scripts that use it take KB_STANZA
+# KB_PGBACKREST_CONFIG KB_PGBACKREST_CONFIG_SHA256 KB_PGBACKREST_USER
+# (shared/host/pgbackrest-conf.ts pgbackrestParams).
+pgbr() {
+  as_db_owner pgbackrest "--config=$KB_PGBACKREST_CONFIG" "--stanza=$KB_STANZA" "$@"
 }
 
 # Fails unless the host's pgbackrest.conf is the one the project renders for this

@@ -1,20 +1,45 @@
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { startLocalEnvironment } from './environment.ts';
+import { type LocalEnvironmentOptions, physicalKindsRefusal } from './environment.ts';
 import { localHost } from './host.ts';
 import { PROJECT_ROOT, runWorkflow, workflows } from './runner.ts';
+import { downLocalStack, openLocalStack, resetLocalStack, upLocalStack } from './stack.ts';
 
-const USAGE = `Usage: npm run local -- start <workflow> [--input '<json>']
+const USAGE = `Usage: npm run local -- <command>
 
-Runs a workflow (built by statemachines/) in-process with the real handlers.
+  up                                   start the local stack and leave it running; its last
+                                       line on stdout is one JSON object: databaseUrl, pgData,
+                                       s3Endpoint, bucket, ...
+  down                                 stop it
+  reset                                stop it and delete the local state
+  start <workflow> [--input '<json>']  run a workflow (built by statemachines/) in-process with
+                                       the real handlers, on the running stack or on one started
+                                       and stopped around the run
+
 Workflows: ${workflows().join(', ')}
 
 Environment (all optional):
-  DATABASE_URL        back up this database instead of a throwaway sample cluster
+  KENNEL_BACKUP_DIR   local state (the cluster, S3 data, host backups, histories, alerts); default .local
+  DATABASE_URL        back up this database instead of the local sample cluster
+  PGDATA              with DATABASE_URL: that cluster's data directory on this machine, for the
+                      physical kinds (pgBackRest)
   S3_ENDPOINT_URL     use this S3-compatible server instead of the local one (HTTPS)
   AWS_CA_BUNDLE       the CA certificate of S3_ENDPOINT_URL, if not a public one
-  KENNEL_BACKUP_DIR   local state (S3 data, host backups, histories, alerts); default .local
-  SEED_SCALE          size of the sample database (1 ≈ a few MB)`;
+  SEED_SCALE          size of the sample database when the local cluster is first made (1 ≈ a few MB)`;
+
+/** The kinds of database-backup that are pgBackRest's alone; a full backup also has its logical dump. */
+const PHYSICAL_KINDS = new Set(['incremental', 'transaction-logs']);
+
+function stackOptions(): LocalEnvironmentOptions {
+  return {
+    dataDir: process.env.KENNEL_BACKUP_DIR ?? join(PROJECT_ROOT, '.local'),
+    databaseUrl: process.env.DATABASE_URL,
+    pgData: process.env.DATABASE_URL ? process.env.PGDATA : undefined,
+    s3Endpoint: process.env.S3_ENDPOINT_URL,
+    s3CaBundle: process.env.AWS_CA_BUNDLE,
+    seedScale: Number(process.env.SEED_SCALE ?? 1),
+  };
+}
 
 async function main(): Promise<number> {
   const { positionals, values } = parseArgs({
@@ -22,18 +47,42 @@ async function main(): Promise<number> {
     options: { input: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
   });
   const [command, workflow] = positionals;
-  if (values.help || command !== 'start' || !workflow) {
+  if (values.help) {
     console.error(USAGE);
-    return values.help ? 0 : 2;
+    return 0;
   }
+  const options = stackOptions();
+  switch (command) {
+    case 'up': {
+      console.error(`Starting the local stack (state in ${options.dataDir}) …`);
+      // The last line on stdout, for a script to read.
+      console.log(JSON.stringify(await upLocalStack(options)));
+      return 0;
+    }
+    case 'down':
+    case 'reset': {
+      const stopped = await (command === 'down' ? downLocalStack : resetLocalStack)(options.dataDir);
+      console.error(
+        `${stopped.length > 0 ? `Stopped ${stopped.join(' and ')}` : 'Nothing was running'}${command === 'reset' ? `; deleted the local state in ${options.dataDir}` : ''}.`,
+      );
+      return 0;
+    }
+    case 'start':
+      if (workflow) return start(workflow, values.input, options);
+  }
+  console.error(USAGE);
+  return 2;
+}
+
+async function start(workflow: string, inputText: string | undefined, options: LocalEnvironmentOptions) {
   if (!workflows().includes(workflow)) {
     console.error(`Unknown workflow "${workflow}". Known workflows: ${workflows().join(', ')}.`);
     return 2;
   }
   let input: unknown = {};
-  if (values.input !== undefined) {
+  if (inputText !== undefined) {
     try {
-      input = JSON.parse(values.input);
+      input = JSON.parse(inputText);
     } catch (error) {
       console.error(
         `--input is not valid JSON (${(error as Error).message}); give it as --input '{"database": "kennel_prod"}'.`,
@@ -42,16 +91,22 @@ async function main(): Promise<number> {
     }
   }
 
-  const dataDir = process.env.KENNEL_BACKUP_DIR ?? join(PROJECT_ROOT, '.local');
-  console.error(`Starting local services (state in ${dataDir}) …`);
-  const environment = await startLocalEnvironment({
-    dataDir,
-    databaseUrl: process.env.DATABASE_URL,
-    s3Endpoint: process.env.S3_ENDPOINT_URL,
-    s3CaBundle: process.env.AWS_CA_BUNDLE,
-    seedScale: Number(process.env.SEED_SCALE ?? 1),
-  });
+  console.error(`Starting local services (state in ${options.dataDir}) …`);
+  const { environment, running } = await openLocalStack(options);
   try {
+    if (running) console.error('Using the running local stack (npm run local -- up).');
+    if (workflow === 'database-backup' && !environment.physical.ready) {
+      const refusal = physicalKindsRefusal(environment.physical.lacking);
+      const kind = (input as { kind?: unknown } | null)?.kind ?? 'full';
+      if (typeof kind === 'string' && PHYSICAL_KINDS.has(kind)) {
+        console.error(`The ${kind} backups are pgBackRest's; nothing was started.\n${refusal}`);
+        return 2;
+      }
+      // The target goes without its pgbackrest settings: the full backup is the logical dump alone.
+      console.error(`The full backup runs its logical dump only.\n${refusal}`);
+      const targets = JSON.parse(environment.functionEnv.BACKUP_TARGETS ?? '[]') as Record<string, unknown>[];
+      environment.functionEnv.BACKUP_TARGETS = JSON.stringify(targets.map(({ pgbackrest: _, ...t }) => t));
+    }
     Object.assign(process.env, environment.functionEnv);
     console.error(
       `PostgreSQL ${environment.postgres.host}:${environment.postgres.port}/${environment.database}, S3 ${environment.s3Endpoint}/${environment.bucket}`,

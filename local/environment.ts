@@ -1,52 +1,80 @@
-import { execFile, spawnSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { copyFileSync, mkdirSync, writeFileSync } from 'node:fs';
-import { tmpdir, userInfo } from 'node:os';
-import { dirname, join } from 'node:path';
-import { promisify } from 'node:util';
+import { copyFileSync, existsSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
+import { userInfo } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { runId as makeRunId } from '../shared/catalog/keys.ts';
 import { findTarget, type PgbackrestTarget, parseConfig } from '../shared/core/config.ts';
-import { archiveCommandOf, pgbackrestConfOf } from '../shared/host/pgbackrest-conf.ts';
+import { parseInput } from '../shared/core/input.ts';
+import { RESULT_LINE } from '../shared/host/command-stage.ts';
+import { tail } from '../shared/host/commands.ts';
 import {
-  asServerUser,
+  describePreparation,
+  lackingOf,
+  PREPARE_HOST_COMMANDS,
+  type PrepareResult,
+  prepareResultSchema,
+} from '../shared/host/prepare.ts';
+import { renderHostCommand } from '../shared/host/scripts.ts';
+import { runHostScript } from './host.ts';
+import {
   externalPostgres,
-  giveToServerUser,
   type LocalCluster,
+  type OpenedCluster,
+  openLocalCluster,
   type PostgresServer,
-  startPostgres,
+  readIfExists,
+  serverUserDir,
 } from './postgres.ts';
 import { PROJECT_ROOT } from './runner.ts';
-import { LOCAL_S3_CREDENTIALS, startLocalS3 } from './s3.ts';
+import { LOCAL_S3_CREDENTIALS, type LocalS3, startLocalS3 } from './s3.ts';
 
 /**
- * Everything the local runner needs, started on embedded defaults: a throwaway
- * PostgreSQL seeded with a sample kennel database (or DATABASE_URL), a local S3
- * whose data persists under .local/s3 (or S3_ENDPOINT_URL), and the environments
- * of the functions and of the "host".
+ * Everything the local runner needs, on embedded defaults: a PostgreSQL cluster
+ * kept under the state directory, seeded once with a sample kennel database and
+ * archiving its WAL to the local S3 (or DATABASE_URL, with PGDATA for the
+ * physical kinds), a local S3 whose data persists there too (or S3_ENDPOINT_URL),
+ * and the environments of the functions and of the "host".
  */
 
 export const LOCAL_BUCKET = 'kennel-backups-local';
 export const LOCAL_DATABASE = 'kennel_prod';
 
 export interface LocalEnvironmentOptions {
-  /** Root of local state: S3 data, the host's backup directory, histories, alerts. */
+  /** Root of local state: the cluster, S3 data, the host's backup directory, histories, alerts. */
   dataDir: string;
   databaseUrl?: string | undefined;
+  /** With `databaseUrl`: that cluster's data directory on this machine, for the physical kinds. */
+  pgData?: string | undefined;
   s3Endpoint?: string | undefined;
   /** CA certificate (PEM) of an external `s3Endpoint` over TLS with a private CA. */
   s3CaBundle?: string | undefined;
   bucket?: string;
-  /** Sample data size for a throwaway cluster (1 ≈ a few MB). */
+  /** Sample data size when the cluster is first made (1 ≈ a few MB). */
   seedScale?: number;
   /** Extra variables for the functions' environment (tests override the timeout, say). */
   functionEnv?: Record<string, string>;
+  /** Start the local S3 so that it outlives this process (`npm run local -- up`). */
+  detached?: boolean;
+}
+
+/** Whether the cluster can be backed up by the physical kinds, and if not what it lacks (one line each). */
+export interface PhysicalReadiness {
+  ready: boolean;
+  lacking: string[];
 }
 
 export interface LocalEnvironment {
   postgres: PostgresServer;
   database: string;
+  /** The data directory of the cluster the physical kinds back up; undefined for DATABASE_URL alone. */
+  pgData: string | undefined;
+  physical: PhysicalReadiness;
   s3Endpoint: string;
   /** The CA certificate every client of the S3 endpoint trusts; empty for an external server with a public CA. */
   s3CaFile: string;
+  /** The local S3 server's process; 0 for an external endpoint. */
+  s3Pid: number;
   bucket: string;
   /** The functions' environment: what serverless.yml sets in AWS. */
   functionEnv: Record<string, string>;
@@ -62,6 +90,7 @@ export interface LocalEnvironment {
     /** Where the commands after a files restore write what they did. */
     afterRestoreLog: string;
   };
+  /** Stops what this call started; a stack that was running already is left running. */
   stop(): Promise<void>;
 }
 
@@ -114,6 +143,11 @@ export function seedHostFiles(root: string): Record<'configuration' | 'applicati
     mkdirSync(dirname(join(root, path)), { recursive: true });
     writeFileSync(join(root, path), content, { mode: 0o600 });
   }
+  return hostFileSets(root);
+}
+
+/** The file sets of the host tree under `root`, as the source document lists them. */
+function hostFileSets(root: string): Record<'configuration' | 'application' | 'static', string[]> {
   const at = (...paths: string[]) => paths.map((p) => join(root, p));
   return {
     configuration: at(
@@ -132,61 +166,148 @@ export function seedHostFiles(root: string): Record<'configuration' | 'applicati
   };
 }
 
+/**
+ * The local stack: the local S3 (or `s3Endpoint`), the PostgreSQL cluster kept
+ * under `dataDir/postgres` and seeded once (or `databaseUrl`), the host tree,
+ * and the functions' and host's environments. What is not running yet is
+ * started, and `stop()` stops only that; the local cluster is prepared for
+ * pgBackRest by the prepare-host host script whenever anything was started.
+ */
 export async function startLocalEnvironment(options: LocalEnvironmentOptions): Promise<LocalEnvironment> {
+  const { dataDir } = options;
   const bucket = options.bucket ?? LOCAL_BUCKET;
-  const backupDir = join(options.dataDir, 'host', 'backup');
+  const backupDir = join(dataDir, 'host', 'backup');
   const paths = {
     backupDir,
-    hostRoot: join(options.dataDir, 'host', 'root'),
-    historyDir: join(options.dataDir, 'executions'),
-    alertsFile: join(options.dataDir, 'alerts.log'),
-    applicationState: join(options.dataDir, 'host', 'application.state'),
-    afterRestoreLog: join(options.dataDir, 'host', 'after-restore.log'),
+    hostRoot: join(dataDir, 'host', 'root'),
+    historyDir: join(dataDir, 'executions'),
+    alertsFile: join(dataDir, 'alerts.log'),
+    applicationState: join(dataDir, 'host', 'application.state'),
+    afterRestoreLog: join(dataDir, 'host', 'after-restore.log'),
   };
   mkdirSync(backupDir, { recursive: true });
-  const files = seedHostFiles(paths.hostRoot);
-  writeFileSync(paths.applicationState, 'running\n');
+  // Seeded once: a files restore's result stays for the next run to see.
+  const files = existsSync(paths.hostRoot) ? hostFileSets(paths.hostRoot) : seedHostFiles(paths.hostRoot);
+  if (!existsSync(paths.applicationState)) writeFileSync(paths.applicationState, 'running\n');
 
-  const s3 = options.s3Endpoint
-    ? { endpoint: options.s3Endpoint, caFile: options.s3CaBundle ?? '', stop: async () => {} }
-    : await startLocalS3(join(options.dataDir, 's3'), bucket, join(options.dataDir, 'tls'));
-
-  let postgres: PostgresServer;
-  let cluster: LocalCluster | undefined;
-  let database: string;
-  if (options.databaseUrl) {
-    const external = externalPostgres(options.databaseUrl);
-    postgres = external;
-    database = external.database;
-  } else {
-    cluster = await startPostgres();
-    postgres = cluster;
-    database = LOCAL_DATABASE;
-    try {
-      seedKennelDatabase(postgres, database, options.seedScale ?? 1);
-    } catch (error) {
-      await postgres.stop();
-      await s3.stop();
-      throw error;
-    }
+  const started: (() => Promise<void>)[] = [];
+  const stop = async () => {
+    for (const stopOne of started.splice(0).reverse()) await stopOne();
+  };
+  // The local S3 comes up in its own process while initdb and the seeding run here.
+  const remembered = Number(readIfExists(join(dataDir, S3_PORT_FILE)).trim());
+  const s3Starting: Promise<Omit<LocalS3, 'stop'> & Partial<LocalS3>> = options.s3Endpoint
+    ? Promise.resolve({ endpoint: options.s3Endpoint, caFile: options.s3CaBundle ?? '', pid: 0 })
+    : startLocalS3(join(dataDir, 's3'), bucket, join(dataDir, 'tls'), {
+        ...(remembered > 0 ? { port: remembered } : {}),
+        ...(options.detached ? { detached: { logFile: join(dataDir, 's3.log') } } : {}),
+      });
+  if (!options.s3Endpoint) {
+    s3Starting.catch(() => {}); // awaited below; a failure is thrown there
+    started.push(async () => {
+      await (await s3Starting.catch(() => undefined))?.stop?.();
+    });
   }
-  const pgbackrest = cluster && s3.caFile ? pgbackrestSettings(cluster, s3.caFile) : undefined;
-  const caBundle = s3.caFile;
+  try {
+    let postgres: PostgresServer;
+    let database: string;
+    let cluster: OpenedCluster | undefined;
+    let external: (PostgresServer & { database: string }) | undefined;
+    if (options.databaseUrl) {
+      external = externalPostgres(options.databaseUrl);
+      postgres = external;
+      database = external.database;
+    } else {
+      const opened = await openLocalCluster(serverUserDir(dataDir, 'postgres'), { env: PGBACKREST_S3_KEYS });
+      cluster = opened;
+      if (opened.started) started.push(() => opened.stop());
+      seedOnce(opened, LOCAL_DATABASE, options.seedScale ?? 1);
+      postgres = opened;
+      database = LOCAL_DATABASE;
+    }
+    const s3 = await s3Starting;
+    if (!options.s3Endpoint) writeFileSync(join(dataDir, S3_PORT_FILE), `${new URL(s3.endpoint).port}\n`);
 
-  Object.assign(process.env, LOCAL_S3_CREDENTIALS);
-  const functionEnv: Record<string, string> = {
+    let pgbackrest: PgbackrestTarget | undefined;
+    const pgData = cluster ? cluster.dataDir : options.pgData && resolve(options.pgData);
+    if (s3.caFile && cluster) pgbackrest = pgbackrestSettings(cluster, s3.caFile);
+    if (s3.caFile && external && pgData)
+      pgbackrest = externalPgbackrest(external, pgData, dataDir, s3.caFile);
+
+    Object.assign(process.env, LOCAL_S3_CREDENTIALS);
+    const functionEnv = localFunctionEnv(options, {
+      bucket,
+      database,
+      s3,
+      pgbackrest,
+      backupDir,
+      files,
+      paths,
+    });
+    const hostEnv = localHostEnv(postgres, s3.caFile);
+
+    let physical: PhysicalReadiness;
+    if (!pgbackrest) {
+      physical = { ready: false, lacking: [withoutPgbackrest(options, postgres, database, s3.caFile)] };
+    } else if (cluster) {
+      // A stack found running was prepared when it started.
+      if (!options.s3Endpoint || cluster.started) await prepareLocalCluster(cluster, functionEnv, hostEnv);
+      physical = { ready: true, lacking: [] };
+    } else {
+      physical = await readinessOf(functionEnv, hostEnv);
+    }
+    return {
+      postgres,
+      database,
+      pgData,
+      physical,
+      s3Endpoint: s3.endpoint,
+      s3CaFile: s3.caFile,
+      s3Pid: s3.pid,
+      bucket,
+      functionEnv,
+      hostEnv,
+      paths,
+      stop,
+    };
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+}
+
+/** Where the local S3's port is kept between runs: pgbackrest.conf names it, so it stays while it is free. */
+const S3_PORT_FILE = 's3.port';
+
+/** The name of the one target of the local stack: the stanza and the keys' folder. */
+export const LOCAL_TARGET = 'local';
+
+function localFunctionEnv(
+  options: LocalEnvironmentOptions,
+  parts: {
+    bucket: string;
+    database: string;
+    s3: { endpoint: string; caFile: string };
+    pgbackrest: PgbackrestTarget | undefined;
+    backupDir: string;
+    files: Record<'configuration' | 'application' | 'static', string[]>;
+    paths: LocalEnvironment['paths'];
+  },
+): Record<string, string> {
+  const { paths, pgbackrest } = parts;
+  return {
     STAGE: 'local',
     AWS_REGION: 'us-east-1',
-    BACKUP_BUCKET: bucket,
+    BACKUP_BUCKET: parts.bucket,
     BACKUP_TARGETS: JSON.stringify([
       {
-        name: 'local',
+        name: LOCAL_TARGET,
         instanceIds: ['i-00000000000000000'],
-        database,
+        database: parts.database,
         postgres: { mode: 'host' },
         ...(pgbackrest ? { pgbackrest } : {}),
-        backupDir,
-        files,
+        backupDir: parts.backupDir,
+        files: parts.files,
         // The sample application is a state file: stopping and starting it is observable.
         application: {
           stop: [`echo stopped > ${paths.applicationState}`],
@@ -200,12 +321,15 @@ export async function startLocalEnvironment(options: LocalEnvironmentOptions): P
     ]),
     ALERT_WEBHOOK_PARAMETER: '/kennel-backup/local/alert-webhook-url',
     RESTORE_CHECK_DATABASE_URL_PARAMETER: '/kennel-backup/local/restore-check-database-url',
-    S3_ENDPOINT_URL: s3.endpoint,
-    ...(caBundle ? { S3_CA_BUNDLE: caBundle } : {}),
+    S3_ENDPOINT_URL: parts.s3.endpoint,
+    ...(parts.s3.caFile ? { S3_CA_BUNDLE: parts.s3.caFile } : {}),
     POWERTOOLS_LOG_LEVEL: process.env.POWERTOOLS_LOG_LEVEL ?? 'WARN',
     ...options.functionEnv,
   };
-  const hostEnv: Record<string, string> = {
+}
+
+function localHostEnv(postgres: PostgresServer, caBundle: string): Record<string, string> {
+  return {
     PATH: [postgres.binDir, process.env.PATH ?? '/usr/bin:/bin'].filter(Boolean).join(':'),
     HOME: process.env.HOME ?? '/tmp',
     LANG: 'C.UTF-8',
@@ -219,100 +343,186 @@ export async function startLocalEnvironment(options: LocalEnvironmentOptions): P
     // The CLI trusts the local S3's self-signed certificate through this, as pgBackRest does through its CA file.
     ...(caBundle ? { AWS_CA_BUNDLE: caBundle } : {}),
   };
-  if (cluster && pgbackrest) {
-    try {
-      await startArchiving(cluster, functionEnv, pgbackrest);
-    } catch (error) {
-      await s3.stop();
-      await cluster.stop();
-      throw error;
-    }
-  }
-  return {
-    postgres,
-    database,
-    s3Endpoint: s3.endpoint,
-    s3CaFile: caBundle,
-    bucket,
-    functionEnv,
-    hostEnv,
-    paths,
-    async stop() {
-      await s3.stop();
-      await postgres.stop();
-    },
-  };
 }
 
 /**
  * pgBackRest's keys for the local S3 (s3rver's public ones): on AWS the instance
  * role signs and no key exists anywhere.
  */
-const PGBACKREST_S3_KEYS = {
+export const PGBACKREST_S3_KEYS = {
   PGBACKREST_REPO1_S3_KEY: LOCAL_S3_CREDENTIALS.AWS_ACCESS_KEY_ID,
   PGBACKREST_REPO1_S3_KEY_SECRET: LOCAL_S3_CREDENTIALS.AWS_SECRET_ACCESS_KEY,
 };
 
+/** The sample database, made on the cluster's first run (again if that run stopped half way). */
+function seedOnce(cluster: OpenedCluster, database: string, scale: number): void {
+  const marker = join(cluster.dir, 'seeded');
+  if (existsSync(marker)) return;
+  psql(cluster, 'postgres', ['-c', `DROP DATABASE IF EXISTS ${database}`]);
+  seedKennelDatabase(cluster, database, scale);
+  writeFileSync(marker, `${database} scale ${scale}\n`);
+}
+
 /**
  * The local cluster's pgBackRest settings: its files live in the cluster's own
  * directory, owned by the server user (who runs archive_command), with a copy
- * of the local S3's certificate it can read.
+ * of the local S3's certificate it can read. prepare-host writes the conf and
+ * makes the lock and log directories.
  */
 function pgbackrestSettings(cluster: LocalCluster, caFile: string): PgbackrestTarget {
   const work = join(cluster.dir, 'pgbackrest');
-  mkdirSync(join(work, 'lock'), { recursive: true });
-  mkdirSync(join(work, 'log'), { recursive: true });
-  copyFileSync(caFile, join(work, 'ca.pem'));
-  giveToServerUser(work);
   return {
     dataDirectory: cluster.dataDir,
     port: cluster.port,
     socketPath: cluster.socketDir,
     user: cluster.user,
     osUser: process.getuid?.() === 0 ? 'postgres' : userInfo().username,
-    configFile: join(work, 'pgbackrest.conf'),
-    lockPath: join(work, 'lock'),
-    logPath: join(work, 'log'),
-    caFile: join(work, 'ca.pem'),
+    ...pgbackrestFiles(work, caFile, process.getuid?.() === 0 ? 'postgres' : undefined),
     processMax: 2,
+    // The backup directory is the test process's (private to root); the server user reaches this one.
+    scratchDirectory: join(cluster.dir, 'restore-test'),
   };
 }
 
 /**
- * Turns on WAL archiving to the local S3: the project's pgbackrest.conf,
- * archive_mode with pgBackRest's archive-push, a restart (archive_mode needs
- * one; the postmaster hands its environment, the local S3's keys, to
- * archive_command), and the stanza.
+ * pgBackRest's settings for a cluster of one's own on this machine (DATABASE_URL
+ * and PGDATA): it runs as the data directory's owner and connects through the
+ * server's socket as DATABASE_URL's role, its files under the state directory.
  */
-async function startArchiving(
+function externalPgbackrest(
+  server: PostgresServer & { database: string },
+  pgData: string,
+  dataDir: string,
+  caFile: string,
+): PgbackrestTarget | undefined {
+  if (!existsSync(pgData)) return undefined;
+  const osUser = execFileSync('id', ['-nu', String(statSync(pgData).uid)], { encoding: 'utf8' }).trim();
+  const work = serverUserDir(dataDir, 'pgbackrest', osUser);
+  let socketPath = '/var/run/postgresql';
+  try {
+    socketPath =
+      psql(server, server.database, ['-A', '-t', '-c', 'SHOW unix_socket_directories'])
+        .split(',')[0]
+        ?.trim() || socketPath;
+  } catch {
+    // Debian's default, where the server does not say.
+  }
+  return {
+    dataDirectory: pgData,
+    port: server.port,
+    socketPath,
+    user: server.user,
+    osUser,
+    ...pgbackrestFiles(work, caFile, process.getuid?.() === 0 ? osUser : undefined),
+    processMax: 2,
+  };
+}
+
+/** The conf's, lock's and log's paths under `work`, and a copy of the S3 certificate the OS user can read. */
+function pgbackrestFiles(work: string, caFile: string, owner: string | undefined) {
+  mkdirSync(work, { recursive: true });
+  const ca = join(work, 'ca.pem');
+  copyFileSync(caFile, ca);
+  if (owner) execFileSync('chown', [owner, work, ca]);
+  return {
+    configFile: join(work, 'pgbackrest.conf'),
+    lockPath: join(work, 'lock'),
+    logPath: join(work, 'log'),
+    caFile: ca,
+  };
+}
+
+/** A run id for the preparations the local stack runs itself, outside any workflow. */
+const localRunId = () => makeRunId(new Date().toISOString(), 'local-stack');
+
+/**
+ * Runs host/prepare-host.sh on this machine, as the workflow's host command
+ * would (the same rendered text, with bash), and reads its result.
+ */
+export async function runPrepareHost(
+  functionEnv: Record<string, string>,
+  hostEnv: Record<string, string>,
+  dryRun: boolean,
+): Promise<PrepareResult> {
+  const config = parseConfig(functionEnv);
+  const target = findTarget(config, LOCAL_TARGET);
+  if (!target) throw new Error('The local target is missing from BACKUP_TARGETS.');
+  const command = PREPARE_HOST_COMMANDS['prepare-host'];
+  const script = renderHostCommand(config, target, command, {
+    script: 'prepare-host',
+    plan: { target: target.name, runId: localRunId(), dryRun },
+  });
+  const run = await runHostScript(hostEnv, script);
+  const line = RESULT_LINE.exec(run.stdout)?.[1];
+  if (run.code !== 0 || line === undefined)
+    throw new Error(
+      `prepare-host ${dryRun ? '(dry run) ' : ''}failed: ${tail(run.stderr) || tail(run.stdout)}`,
+    );
+  return parseInput(prepareResultSchema, JSON.parse(line), "prepare-host's result");
+}
+
+/**
+ * Readies the local cluster for pgBackRest with the host script itself: a run
+ * (pgbackrest.conf, the settings), a restart when one is needed (the postmaster
+ * gets the local S3's keys), and a run again (stanza-create, check).
+ */
+async function prepareLocalCluster(
   cluster: LocalCluster,
   functionEnv: Record<string, string>,
-  pg: PgbackrestTarget,
+  hostEnv: Record<string, string>,
 ): Promise<void> {
-  const config = parseConfig(functionEnv);
-  const target = findTarget(config, 'local');
-  if (!target) throw new Error('The local target is missing from BACKUP_TARGETS.');
-  writeFileSync(pg.configFile, pgbackrestConfOf(config, target));
-  giveToServerUser(pg.configFile);
-  const set = (name: string, value: string) =>
-    psql(cluster, 'postgres', ['-c', `ALTER SYSTEM SET ${name} = '${value.replaceAll("'", "''")}'`]);
-  set('archive_mode', 'on');
-  set('archive_command', archiveCommandOf(target));
-  set('archive_timeout', '60');
-  cluster.restart(PGBACKREST_S3_KEYS);
-  // Asynchronous: the local S3 answers from this process, so a blocked event loop would stall pgBackRest.
-  const [cmd, argv] = asServerUser('pgbackrest', [
-    `--config=${pg.configFile}`,
-    `--stanza=${target.name}`,
-    'stanza-create',
-  ]);
-  try {
-    await promisify(execFile)(cmd, argv, {
-      cwd: tmpdir(),
-      env: { PATH: process.env.PATH ?? '/usr/bin:/bin', ...PGBACKREST_S3_KEYS, PGPASSWORD: cluster.password },
-    });
-  } catch (error) {
-    const { stdout, stderr } = error as { stdout?: string; stderr?: string };
-    throw new Error(`pgbackrest stanza-create for the local cluster failed: ${stdout ?? ''}${stderr ?? ''}`);
+  let result = await runPrepareHost(functionEnv, hostEnv, false);
+  if (result.restartNeeded) {
+    cluster.restart();
+    result = await runPrepareHost(functionEnv, hostEnv, false);
   }
+  if (result.check !== 'passed')
+    throw new Error(
+      `prepare-host did not ready the local cluster:\n${describePreparation(LOCAL_TARGET, result)}`,
+    );
+}
+
+/** A cluster of one's own (DATABASE_URL and PGDATA): what prepare-host's dry run finds missing. */
+async function readinessOf(
+  functionEnv: Record<string, string>,
+  hostEnv: Record<string, string>,
+): Promise<PhysicalReadiness> {
+  try {
+    const lacking = lackingOf(LOCAL_TARGET, await runPrepareHost(functionEnv, hostEnv, true));
+    return { ready: lacking.length === 0, lacking };
+  } catch (error) {
+    return { ready: false, lacking: [(error as Error).message] };
+  }
+}
+
+/** Why a server has no pgBackRest settings here: what to set instead. */
+function withoutPgbackrest(
+  options: LocalEnvironmentOptions,
+  server: PostgresServer,
+  database: string,
+  caFile: string,
+): string {
+  if (!caFile)
+    return 'a local S3, or AWS_CA_BUNDLE with S3_ENDPOINT_URL: pgBackRest speaks to S3 over HTTPS only, with a CA it is given';
+  if (options.pgData)
+    return `PGDATA=${options.pgData} is no directory on this machine: set PGDATA to the data directory of the cluster DATABASE_URL names`;
+  let reported = '';
+  try {
+    reported = psql(server, database, ['-A', '-t', '-c', 'SHOW data_directory']).trim();
+  } catch {
+    // Only a superuser, or pg_read_all_settings, may read it.
+  }
+  return `PGDATA, the data directory of the cluster DATABASE_URL names, on this machine${reported ? ` (the server says ${reported})` : ''}: set it beside DATABASE_URL`;
+}
+
+/**
+ * The one refusal of the physical kinds for a cluster not ready for them:
+ * everything it lacks, and how to give it.
+ */
+export function physicalKindsRefusal(lacking: string[]): string {
+  return [
+    "The physical kinds (incremental, transaction-logs, and full's pgBackRest backup) need a cluster ready for pgBackRest; this one lacks:",
+    ...lacking.map((l) => `  - ${l}`),
+    'prepare-host gives it what it lacks: `npm run local -- start prepare-host` with the same DATABASE_URL and PGDATA writes pgbackrest.conf and sets the settings; restart PostgreSQL with PGBACKREST_REPO1_S3_KEY=S3RVER and PGBACKREST_REPO1_S3_KEY_SECRET=S3RVER in its environment (archive_command pushes WAL to the local S3 with them), then start prepare-host again: it creates the stanza and checks archiving.',
+  ].join('\n');
 }

@@ -1,8 +1,9 @@
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import type { HostCommands, Invocation, SendRequest } from '../shared/host/commands.ts';
 
 /**
@@ -90,4 +91,31 @@ export function localHost(
       await Promise.all([...commands.values()].map((c) => c.done));
     },
   };
+}
+
+/** Runs one rendered host script with bash to its end, without blocking this process. */
+export async function runHostScript(
+  env: Record<string, string>,
+  script: string,
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  // From a file, as localHost does: on stdin the script would be read by its own commands.
+  const dir = mkdtempSync(join(tmpdir(), 'kennel-backup-cmd-'));
+  const file = join(dir, '_script.sh');
+  writeFileSync(file, script, { mode: 0o700 });
+  try {
+    const { stdout, stderr } = await promisify(execFile)('bash', [file], {
+      env,
+      maxBuffer: 16 * 1024 * 1024,
+    });
+    return { code: 0, stdout, stderr };
+  } catch (error) {
+    const { code, stdout, stderr } = error as { code?: unknown; stdout?: string; stderr?: string };
+    return {
+      code: typeof code === 'number' ? code : -1,
+      stdout: stdout ?? '',
+      stderr: stderr ?? (error as Error).message,
+    };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }

@@ -1,15 +1,29 @@
 import { execFileSync, spawnSync } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { createHash, randomBytes } from 'node:crypto';
+import {
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  realpathSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 
 /**
- * A throwaway PostgreSQL cluster from the local install, for the local runner,
- * the tests and the benchmark. Password authentication over TCP on 127.0.0.1, so
- * the scripts connect exactly as they would to a real server; the password is
- * random per cluster and only ever travels in environment variables.
+ * PostgreSQL clusters from the local install: the local stack's, kept under its
+ * state directory across runs, and throwaway ones for the tests and the
+ * benchmarks. Password authentication over TCP on 127.0.0.1, so the scripts
+ * connect exactly as they would to a real server; the password is random per
+ * cluster, kept in a file of its own and only ever travels in environment
+ * variables. fsync is off: these clusters serve development and tests, and one a
+ * machine crash damaged is made again after `npm run local -- reset`.
  */
 
 export interface PostgresServer {
@@ -86,64 +100,101 @@ function run(bin: string, args: string[], env?: Record<string, string>): void {
     throw new Error(`${bin} ${args[0] ?? ''} failed: ${result.stderr || result.stdout}`);
 }
 
-export async function startPostgres(): Promise<LocalCluster> {
+/** The role every local cluster is created with: a superuser, as pgBackRest needs. */
+const CLUSTER_USER = 'kennel_admin';
+
+/** Linux's limit on a Unix socket's path (sun_path), terminator included. */
+const SOCKET_PATH_MAX = 107;
+
+export interface ClusterOptions {
+  /**
+   * Environment of the postmaster, at every start and restart: it hands it to
+   * archive_command (the local S3's keys for pgBackRest).
+   */
+  env?: Record<string, string>;
+}
+
+/** A cluster this process opened: whether it made it, and whether it started it (or found it running). */
+export interface OpenedCluster extends LocalCluster {
+  created: boolean;
+  started: boolean;
+}
+
+/**
+ * The cluster kept in `dir` across runs: made there on first use (initdb, a
+ * random password kept in `dir/password`), started unless it runs already, on
+ * the port it had if that is free. `stop()` stops it and keeps its files.
+ */
+export async function openLocalCluster(dir: string, options: ClusterOptions = {}): Promise<OpenedCluster> {
   const binDir = findPostgresBinDir();
-  const dir = mkdtempSync(join(tmpdir(), 'kennel-backup-pg-'));
   const data = join(dir, 'data');
-  const password = randomBytes(18).toString('base64url');
-  const pwfile = join(dir, 'pw');
-  writeFileSync(pwfile, `${password}\n`, { mode: 0o600 });
-  giveToServerUser(dir);
-  const user = 'kennel_admin';
-  run(join(binDir, 'initdb'), [
-    '-D',
-    data,
-    '-U',
-    user,
-    '--pwfile',
-    pwfile,
-    '-A',
-    'scram-sha-256',
-    '-E',
-    'UTF8',
-    '--locale=C.UTF-8',
-    '--no-sync',
-  ]);
-  rmSync(pwfile);
-  const port = await freePort();
-  run(join(binDir, 'pg_ctl'), [
-    '-D',
-    data,
-    '-w',
-    '-l',
-    join(dir, 'server.log'),
-    '-o',
-    `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=50`,
-    'start',
-  ]);
-  const host = '127.0.0.1';
-  return {
-    host,
-    port,
-    user,
-    password,
-    binDir,
-    url: `postgres://${user}:${encodeURIComponent(password)}@${host}:${port}`,
-    env: { PGHOST: host, PGPORT: String(port), PGUSER: user, PGPASSWORD: password },
-    dir,
-    dataDir: data,
-    socketDir: dir,
-    restart(env) {
-      // The postmaster passes its environment to archive_command.
-      run(
-        join(binDir, 'pg_ctl'),
-        ['-D', data, '-m', 'fast', '-w', '-l', join(dir, 'server.log'), 'restart'],
-        env,
+  const passwordFile = join(dir, 'password');
+  const created = !existsSync(join(data, 'PG_VERSION'));
+  if (created) {
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    writeFileSync(passwordFile, `${randomBytes(18).toString('base64url')}\n`, { mode: 0o600 });
+    giveToServerUser(dir);
+    reachableByServerUser(dir);
+    run(join(binDir, 'initdb'), [
+      '-D',
+      data,
+      '-U',
+      CLUSTER_USER,
+      '--pwfile',
+      passwordFile,
+      '-A',
+      'scram-sha-256',
+      '-E',
+      'UTF8',
+      '--locale=C.UTF-8',
+      '--no-sync',
+    ]);
+  }
+  const password = readFileSync(passwordFile, 'utf8').trim();
+  const running = runningPort(binDir, data);
+  let port = running;
+  if (port === undefined) {
+    const remembered = Number(readIfExists(join(dir, 'port')));
+    port = remembered > 0 && (await portIsFree(remembered)) ? remembered : await freePort();
+    if (`${dir}/.s.PGSQL.${port}`.length > SOCKET_PATH_MAX)
+      throw new Error(
+        `The local cluster's socket would be ${dir}/.s.PGSQL.${port}, longer than a Unix socket path may be (${SOCKET_PATH_MAX}); set KENNEL_BACKUP_DIR to a shorter path.`,
       );
+    run(
+      join(binDir, 'pg_ctl'),
+      [
+        '-D',
+        data,
+        '-w',
+        '-l',
+        join(dir, 'server.log'),
+        '-o',
+        `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=50`,
+        'start',
+      ],
+      options.env,
+    );
+    writeFileSync(join(dir, 'port'), `${port}\n`);
+  }
+  return {
+    ...clusterHandle(binDir, dir, data, port, password, options.env),
+    created,
+    started: running === undefined,
+    async stop() {
+      run(join(binDir, 'pg_ctl'), ['-D', data, '-m', 'fast', '-w', 'stop']);
     },
+  };
+}
+
+/** A throwaway cluster in a new temporary directory, removed with it when stopped. */
+export async function startPostgres(options: ClusterOptions = {}): Promise<LocalCluster> {
+  const dir = mkdtempSync(join(tmpdir(), 'kennel-backup-pg-'));
+  const cluster = await openLocalCluster(dir, options);
+  return {
+    ...cluster,
     async stop() {
       try {
-        run(join(binDir, 'pg_ctl'), ['-D', data, '-m', 'immediate', '-w', 'stop']);
+        run(join(cluster.binDir, 'pg_ctl'), ['-D', cluster.dataDir, '-m', 'immediate', '-w', 'stop']);
       } finally {
         rmSync(dir, { recursive: true, force: true });
       }
@@ -151,15 +202,139 @@ export async function startPostgres(): Promise<LocalCluster> {
   };
 }
 
-/** A server given by DATABASE_URL: the backup targets its database; nothing is started or stopped. */
+/** Stops the cluster kept in `dir` if it runs (`npm run local -- down`); true when it did. */
+export function stopLocalCluster(dir: string): boolean {
+  const data = join(dir, 'data');
+  if (!existsSync(join(data, 'PG_VERSION'))) return false;
+  const binDir = findPostgresBinDir();
+  if (runningPort(binDir, data) === undefined) return false;
+  run(join(binDir, 'pg_ctl'), ['-D', data, '-m', 'fast', '-w', 'stop']);
+  return true;
+}
+
+function clusterHandle(
+  binDir: string,
+  dir: string,
+  data: string,
+  port: number,
+  password: string,
+  env: Record<string, string> | undefined,
+): LocalCluster {
+  const host = '127.0.0.1';
+  return {
+    host,
+    port,
+    user: CLUSTER_USER,
+    password,
+    binDir,
+    url: `postgres://${CLUSTER_USER}:${encodeURIComponent(password)}@${host}:${port}`,
+    env: { PGHOST: host, PGPORT: String(port), PGUSER: CLUSTER_USER, PGPASSWORD: password },
+    dir,
+    dataDir: data,
+    socketDir: dir,
+    restart(extra) {
+      // pg_ctl restarts with the command line the server was started with.
+      run(
+        join(binDir, 'pg_ctl'),
+        ['-D', data, '-m', 'fast', '-w', '-l', join(dir, 'server.log'), 'restart'],
+        { ...env, ...extra },
+      );
+    },
+    async stop() {},
+  };
+}
+
+/** The port of the server running on `data`, from its postmaster.pid; undefined when none runs. */
+function runningPort(binDir: string, data: string): number | undefined {
+  const [cmd, argv] = asServerUser(join(binDir, 'pg_ctl'), ['-D', data, 'status']);
+  if (spawnSync(cmd, argv).status !== 0) return undefined;
+  // postmaster.pid: pid, data directory, start time, port, ...
+  const port = Number(readIfExists(join(data, 'postmaster.pid')).split('\n')[3]);
+  return port > 0 ? port : undefined;
+}
+
+/** A file's text, or '' when it cannot be read. */
+export function readIfExists(file: string): string {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch {
+    return '';
+  }
+}
+
+async function portIsFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const server = createServer();
+    server.once('error', () => resolve(false));
+    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
+  });
+}
+
+/**
+ * As root, the server runs as `postgres`, which must reach its directory: a
+ * directory on the way that only root may enter stops it (a private temporary one).
+ */
+function reachableByServerUser(dir: string): void {
+  if (process.getuid?.() !== 0) return;
+  if (!canReach('postgres', dir))
+    throw new Error(
+      `The PostgreSQL server user (postgres) cannot reach ${dir}: a directory above it is closed to other users. Let them through (chmod o+x) or set KENNEL_BACKUP_DIR elsewhere.`,
+    );
+}
+
+function canReach(user: string, dir: string): boolean {
+  return spawnSync('runuser', ['-u', user, '--', 'test', '-x', dir]).status === 0;
+}
+
+/**
+ * The directory `name` under the state directory, for files an OS user other
+ * than this process's works on (the cluster's, as `postgres`; pgBackRest's).
+ * As root with a state directory that user cannot reach (a clone under /root),
+ * the directory lives in that user's home instead, `dataDir/name` a symbolic
+ * link to it, so that pasting the README's lines works wherever the clone is.
+ */
+export function serverUserDir(dataDir: string, name: string, user = 'postgres'): string {
+  const path = join(dataDir, name);
+  if (existsSync(path)) return realpathSync(path);
+  if (process.getuid?.() !== 0 || canReach(user, dataDir)) return path;
+  const home = execFileSync('getent', ['passwd', user], { encoding: 'utf8' }).split(':')[5] ?? '';
+  const real = join(
+    home,
+    'kennel-backup',
+    `${name}-${createHash('sha256').update(resolve(path)).digest('hex').slice(0, 12)}`,
+  );
+  mkdirSync(real, { recursive: true });
+  execFileSync('chown', [user, real]);
+  symlinkSync(real, path);
+  return real;
+}
+
+/** Deletes `dataDir/name`, and what it links to when serverUserDir put it elsewhere. */
+export function removeServerUserDir(dataDir: string, name: string): void {
+  const path = join(dataDir, name);
+  if (existsSync(path) && lstatSync(path).isSymbolicLink())
+    rmSync(realpathSync(path), { recursive: true, force: true });
+  rmSync(path, { recursive: true, force: true });
+}
+
+/**
+ * A server given by DATABASE_URL: the backup targets its database; nothing is
+ * started or stopped. The password is the URL's, or found in the libpq password
+ * file its `passfile` parameter names (as `npm run local -- up` prints it).
+ */
 export function externalPostgres(databaseUrl: string): PostgresServer & { database: string } {
   const url = new URL(databaseUrl);
   const database = decodeURIComponent(url.pathname.replace(/^\//, '')) || 'postgres';
-  const password = decodeURIComponent(url.password);
   const user = decodeURIComponent(url.username);
   const host = url.hostname || '127.0.0.1';
   const port = Number(url.port || 5432);
+  const passfile = url.searchParams.get('passfile');
+  const password =
+    decodeURIComponent(url.password) ||
+    (passfile ? (passwordFromPassfile(passfile, { host, port, database, user }) ?? '') : '');
+  url.password = encodeURIComponent(password);
   url.pathname = '';
+  url.search = '';
   let binDir = '';
   try {
     binDir = findPostgresBinDir();
@@ -177,4 +352,32 @@ export function externalPostgres(databaseUrl: string): PostgresServer & { databa
     env: { PGHOST: host, PGPORT: String(port), PGUSER: user, ...(password ? { PGPASSWORD: password } : {}) },
     async stop() {},
   };
+}
+
+/**
+ * The password of the first line of a libpq password file that matches the
+ * connection (host:port:database:user:password, `*` for any, `\` escaping : and \).
+ */
+export function passwordFromPassfile(
+  file: string,
+  connection: { host: string; port: number; database: string; user: string },
+): string | undefined {
+  const wanted = [connection.host, String(connection.port), connection.database, connection.user];
+  for (const line of readFileSync(file, 'utf8').split('\n')) {
+    if (line === '' || line.startsWith('#')) continue;
+    const fields: string[] = [];
+    let field = '';
+    for (let i = 0; i < line.length; i++) {
+      const c = line[i];
+      if (c === '\\' && i + 1 < line.length) field += line[++i];
+      else if (c === ':' && fields.length < 4) {
+        fields.push(field);
+        field = '';
+      } else field += c;
+    }
+    fields.push(field);
+    if (fields.length === 5 && wanted.every((value, i) => fields[i] === '*' || fields[i] === value))
+      return fields[4];
+  }
+  return undefined;
 }

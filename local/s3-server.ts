@@ -1,22 +1,28 @@
 import { type Dirent, mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { parseArgs } from 'node:util';
 import S3rver from 's3rver';
 
 /**
  * The local S3 server's own process (started by local/s3.ts startLocalS3):
- * `s3-server.ts <data dir> <bucket> <key.pem> <cert.pem>`. Prints `listening <port>`
- * once it serves HTTPS on 127.0.0.1, and stops when its stdin closes (its parent
- * ended or called stop()).
+ * `s3-server.ts [--port N] [--detached] <data dir> <bucket> <key.pem> <cert.pem>`.
+ * Prints `listening <port>` once it serves HTTPS on 127.0.0.1. It stops when its
+ * stdin closes (its parent ended or called stop()); detached (`npm run local --
+ * up`), it outlives its parent and stops on SIGTERM.
  */
-const [directory, bucket, keyFile, certFile] = process.argv.slice(2);
+const { values, positionals } = parseArgs({
+  allowPositionals: true,
+  options: { port: { type: 'string', default: '0' }, detached: { type: 'boolean', default: false } },
+});
+const [directory, bucket, keyFile, certFile] = positionals;
 if (!directory || !bucket || !keyFile || !certFile) {
-  console.error('usage: s3-server.ts <data dir> <bucket> <key.pem> <cert.pem>');
+  console.error('usage: s3-server.ts [--port N] [--detached] <data dir> <bucket> <key.pem> <cert.pem>');
   process.exit(2);
 }
 mkdirSync(directory, { recursive: true });
 const server = new S3rver({
   address: '127.0.0.1',
-  port: 0,
+  port: Number(values.port),
   silent: true,
   directory,
   key: readFileSync(keyFile),
@@ -26,10 +32,16 @@ const server = new S3rver({
 listNestedCommonPrefixes(server.store, directory);
 const { port } = await server.run();
 process.stdout.write(`listening ${port}\n`);
-process.stdin.resume();
-process.stdin.on('end', () => {
+const close = () => {
   void server.close().then(() => process.exit(0));
-});
+};
+if (values.detached) {
+  process.once('SIGTERM', close);
+  process.once('SIGINT', close);
+} else {
+  process.stdin.resume();
+  process.stdin.on('end', close);
+}
 
 /**
  * s3rver 3.7.1 lists a common prefix only when an object sits directly in it: its

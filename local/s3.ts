@@ -1,5 +1,5 @@
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, renameSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, renameSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -10,6 +10,8 @@ export interface LocalS3 {
   endpoint: string;
   /** The certificate the server presents; every client trusts it as its CA (AWS_CA_BUNDLE). */
   caFile: string;
+  /** The server's process. */
+  pid: number;
   stop(): Promise<void>;
 }
 
@@ -61,6 +63,13 @@ export function ensureLocalTls(directory: string): LocalTls {
   return { keyFile, certFile };
 }
 
+export interface LocalS3Options {
+  /** Outlive this process (`npm run local -- up`); its stderr goes to `logFile`. */
+  detached?: { logFile: string };
+  /** The port to serve on when it is free (the one an earlier run used, which pgbackrest.conf names). */
+  port?: number;
+}
+
 /**
  * A local S3-compatible server over HTTPS whose data stays in `directory`, so later
  * runs see earlier backups. Its certificate lives in `tlsDirectory`, outside
@@ -70,14 +79,34 @@ export function ensureLocalTls(directory: string): LocalTls {
  * archive_command pushes WAL to it at any moment, and a synchronous call here (a
  * psql whose statement waits on a checkpoint, say) would otherwise block the very
  * server the archiver is waiting for. The child ends when this process does
- * (its stdin closes).
+ * (its stdin closes), unless it is detached.
  */
 export async function startLocalS3(
   directory: string,
   bucket: string,
   tlsDirectory: string,
+  options: LocalS3Options = {},
 ): Promise<LocalS3> {
   const tls = ensureLocalTls(tlsDirectory);
+  if (options.port !== undefined) {
+    try {
+      return await spawnS3(directory, bucket, tls, options, options.port);
+    } catch {
+      // Taken since: any free port will do, and prepare-host rewrites pgbackrest.conf for it.
+    }
+  }
+  return spawnS3(directory, bucket, tls, options, 0);
+}
+
+async function spawnS3(
+  directory: string,
+  bucket: string,
+  tls: LocalTls,
+  options: LocalS3Options,
+  port: number,
+): Promise<LocalS3> {
+  const { detached } = options;
+  const log = detached ? openSync(detached.logFile, 'a') : undefined;
   const child = spawn(
     process.execPath,
     [
@@ -85,18 +114,24 @@ export async function startLocalS3(
       // with DES, which OpenSSL 3 keeps in its legacy provider: without it, such a
       // listing (pgBackRest's expire of a full backup, say) answers 500.
       '--openssl-legacy-provider',
-      fileURLToPath(new URL('./s3-server.ts', import.meta.url)),
+      S3_SERVER,
+      `--port=${port}`,
+      ...(detached ? ['--detached'] : []),
       directory,
       bucket,
       tls.keyFile,
       tls.certFile,
     ],
-    { stdio: ['pipe', 'pipe', 'inherit'] },
+    log !== undefined
+      ? { detached: true, stdio: ['ignore', 'pipe', log] }
+      : { stdio: ['pipe', 'pipe', 'inherit'] },
   );
+  // The child has its own copy of the log's descriptor.
+  if (log !== undefined) closeSync(log);
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  const port = await new Promise<number>((resolve, reject) => {
+  const listening = await new Promise<number>((resolve, reject) => {
     let out = '';
-    child.stdout.on('data', (chunk: Buffer) => {
+    child.stdout?.on('data', (chunk: Buffer) => {
       out += chunk.toString();
       const line = /^listening (\d+)$/m.exec(out);
       if (line) resolve(Number(line[1]));
@@ -106,12 +141,44 @@ export async function startLocalS3(
     );
     child.once('error', reject);
   });
+  const pid = child.pid ?? 0;
+  if (detached) {
+    // Nothing more is read from it, and this process may end before it does.
+    child.stdout?.destroy();
+    child.unref();
+  }
   return {
-    endpoint: `https://127.0.0.1:${port}`,
+    endpoint: `https://127.0.0.1:${listening}`,
     caFile: tls.certFile,
+    pid,
     async stop() {
-      child.stdin.end();
-      await exited;
+      if (detached) await stopLocalS3(pid, directory);
+      else {
+        child.stdin?.end();
+        await exited;
+      }
     },
   };
+}
+
+const S3_SERVER = fileURLToPath(new URL('./s3-server.ts', import.meta.url));
+
+/** Whether `pid` is the local S3 server serving `directory` (and not another process that got its pid since). */
+export function isLocalS3(pid: number, directory: string): boolean {
+  try {
+    const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+    return argv.includes(S3_SERVER) && argv.includes(directory);
+  } catch {
+    return false;
+  }
+}
+
+/** Stops a detached local S3 server (`npm run local -- down`); nothing when `pid` is no longer it. */
+export async function stopLocalS3(pid: number, directory: string): Promise<void> {
+  if (!isLocalS3(pid, directory)) return;
+  process.kill(pid, 'SIGTERM');
+  for (let waited = 0; isLocalS3(pid, directory); waited += 50) {
+    if (waited > 10_000) throw new Error(`The local S3 server (pid ${pid}) did not stop within 10 s.`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
 }

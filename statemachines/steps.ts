@@ -44,6 +44,7 @@ export const TASK_SECONDS = {
   checkHostCommand: 60,
   verifyArchive: 900,
   restoreTest: 300,
+  recordPhysicalRestoreTest: 60,
   checkRestore: 300,
   pruneBackups: 120,
   recordPhysicalBackup: 60,
@@ -52,6 +53,8 @@ export const TASK_SECONDS = {
   reportVerification: 60,
   reportMonitoring: 60,
   reportDrill: 60,
+  planPrepareHost: 60,
+  reportPrepareHost: 60,
   sendAlert: 60,
 } as const;
 

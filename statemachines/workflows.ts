@@ -4,6 +4,7 @@ import { databaseRestore } from './database-restore.ts';
 import { filesBackup } from './files-backup.ts';
 import { filesRestore } from './files-restore.ts';
 import { monitoring } from './monitoring.ts';
+import { prepareHost } from './prepare-host.ts';
 import { restoreDrill } from './restore-drill.ts';
 import type { Definition } from './steps.ts';
 
@@ -23,6 +24,7 @@ export const WORKFLOWS = {
   'daily-verification': dailyVerification,
   'restore-drill': restoreDrill,
   monitoring,
+  'prepare-host': prepareHost,
 } as const satisfies Record<string, () => Definition>;
 
 export type WorkflowName = keyof typeof WORKFLOWS;

@@ -1,9 +1,16 @@
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { seedKennelDatabase } from '../local/environment.ts';
-import { type PostgresServer, startPostgres } from '../local/postgres.ts';
+import { LOCAL_BUCKET, seedKennelDatabase } from '../local/environment.ts';
+import { findPostgresBinDir, type LocalCluster, startPostgres } from '../local/postgres.ts';
+import { LOCAL_S3_CREDENTIALS } from '../local/s3.ts';
+import type { StackInfo } from '../local/stack.ts';
+import { Catalog } from '../shared/catalog/catalog.ts';
+import { createS3Client } from '../shared/core/clients.ts';
+import { parseConfig } from '../shared/core/config.ts';
+import type { PrepareReport } from '../shared/host/prepare.ts';
 import type { RunState } from './support/environment.ts';
 import { type Finished, runProcess } from './support/process.ts';
 
@@ -11,7 +18,7 @@ type RunsOutput = { runs: RunState[] };
 
 const CLI = join(import.meta.dirname, '..', 'local', 'cli.ts');
 let dataDir: string;
-let external: PostgresServer;
+let external: LocalCluster;
 
 function cli(args: string[], env: Record<string, string> = {}): Promise<Finished> {
   return runProcess(process.execPath, [CLI, ...args], { ...process.env, KENNEL_BACKUP_DIR: dataDir, ...env });
@@ -19,6 +26,8 @@ function cli(args: string[], env: Record<string, string> = {}): Promise<Finished
 
 beforeAll(async () => {
   dataDir = mkdtempSync(join(tmpdir(), 'kennel-backup-cli-'));
+  // The local cluster lives inside it, and its server user must get through.
+  chmodSync(dataDir, 0o711);
   external = await startPostgres();
   seedKennelDatabase(external, 'kennel_prod', 1);
 });
@@ -58,6 +67,8 @@ describe('npm run local -- start database-backup', () => {
     const output = JSON.parse(run.stdout) as RunsOutput;
     expect(output.runs[0]?.prune?.kept).toBe(2);
     expect(run.stdout + run.stderr).not.toContain(external.password);
+    // Without PGDATA the server is not one pgBackRest can reach: the full backup is its logical dump alone.
+    expect(run.stderr).toContain('The full backup runs its logical dump only.');
   });
 
   it('exits non-zero with the reason when the execution fails', async () => {
@@ -76,11 +87,134 @@ describe('npm run local -- start database-backup', () => {
       'Unknown workflow "nightly-magic". Known workflows: daily-verification, database-backup, database-restore',
     ],
     [['start', 'database-backup', '--input', '{bad json'], '--input is not valid JSON'],
-    [['stop'], 'Usage: npm run local -- start <workflow>'],
+    [['stop'], 'Usage: npm run local -- <command>'],
   ])('refuses %j before starting anything', async (args, message) => {
     const run = await cli(args);
     expect(run.code).toBe(2);
     expect(run.stderr).toContain(message);
     expect(run.stderr).not.toContain('Starting local services');
+  });
+});
+
+/** psql with a URL as printed, as a person would run it; its status and output. */
+function psqlWith(url: string, query: string) {
+  const run = spawnSync(join(findPostgresBinDir(), 'psql'), [url, '-X', '-A', '-t', '-c', query], {
+    encoding: 'utf8',
+  });
+  return { code: run.status, out: run.stdout.trim(), err: run.stderr };
+}
+
+const alive = (pid: number) =>
+  existsSync(`/proc/${pid}/cmdline`) && readFileSync(`/proc/${pid}/cmdline`).length > 0;
+
+describe('npm run local -- up, down, reset', () => {
+  it('leaves the stack running for start, stops it, brings back the same cluster and S3 data, and deletes it all', async () => {
+    const stackDir = join(dataDir, 'stack');
+    const env = { KENNEL_BACKUP_DIR: stackDir };
+    const up = await cli(['up'], env);
+    expect(up.code, up.stderr).toBe(0);
+    const info = JSON.parse(up.stdout.trim().split('\n').at(-1) ?? '') as StackInfo;
+    expect(info).toMatchObject({
+      pgData: join(stackDir, 'postgres', 'data'),
+      pgpassFile: join(stackDir, 'pgpass'),
+      s3CaFile: join(stackDir, 'tls', 'cert.pem'),
+      bucket: LOCAL_BUCKET,
+      stanza: 'local',
+      physical: { ready: true, lacking: [] },
+      stateFile: join(stackDir, 'stack.json'),
+    });
+    expect(info.s3Endpoint).toMatch(/^https:\/\/127\.0\.0\.1:\d+$/);
+    // The URL names the password file instead of holding the password.
+    expect(info.databaseUrl).toMatch(/^postgres:\/\/kennel_admin@127\.0\.0\.1:\d+\/kennel_prod\?passfile=/);
+    const password = readFileSync(join(stackDir, 'postgres', 'password'), 'utf8').trim();
+    expect(up.stdout + up.stderr).not.toContain(password);
+    expect(psqlWith(info.databaseUrl, 'SHOW archive_mode')).toMatchObject({ code: 0, out: 'on' });
+    expect(psqlWith(info.databaseUrl, 'CREATE TABLE kept_across_runs AS SELECT 42 AS answer').code).toBe(0);
+    const { s3: s3Process } = JSON.parse(readFileSync(info.stateFile, 'utf8')) as { s3: { pid: number } };
+
+    const start = await cli(['start', 'database-backup'], env);
+    expect(start.code, start.stderr).toBe(0);
+    expect(start.stderr).toContain('Using the running local stack');
+    // Still running after the run.
+    expect(alive(s3Process.pid)).toBe(true);
+    expect(psqlWith(info.databaseUrl, 'SELECT answer FROM kept_across_runs').out).toBe('42');
+
+    const down = await cli(['down'], env);
+    expect(down.stderr).toContain(`Stopped PostgreSQL and the local S3 (pid ${s3Process.pid}).`);
+    expect(alive(s3Process.pid)).toBe(false);
+    expect(psqlWith(info.databaseUrl, 'SELECT 1').code).not.toBe(0);
+    expect((await cli(['down'], env)).stderr).toContain('Nothing was running.');
+
+    const again = await cli(['up'], env);
+    expect(again.code, again.stderr).toBe(0);
+    const second = JSON.parse(again.stdout.trim().split('\n').at(-1) ?? '') as StackInfo;
+    expect(second.pgData).toBe(info.pgData);
+    expect(psqlWith(second.databaseUrl, 'SELECT answer FROM kept_across_runs').out).toBe('42');
+    const s3 = createS3Client(
+      parseConfig({
+        BACKUP_BUCKET: LOCAL_BUCKET,
+        BACKUP_TARGETS: JSON.stringify([
+          { name: 'local', instanceIds: ['i-00000000000000000'], database: 'kennel_prod' },
+        ]),
+        ALERT_WEBHOOK_PARAMETER: '/a',
+        RESTORE_CHECK_DATABASE_URL_PARAMETER: '/b',
+        S3_ENDPOINT_URL: second.s3Endpoint,
+        S3_CA_BUNDLE: second.s3CaFile,
+        ...LOCAL_S3_CREDENTIALS,
+      }),
+    );
+    Object.assign(process.env, LOCAL_S3_CREDENTIALS);
+    // The backup the earlier session made is in the S3 data this one serves.
+    expect(await new Catalog(s3, LOCAL_BUCKET).list('full', 'local', 'kennel_prod')).toHaveLength(1);
+
+    const reset = await cli(['reset'], env);
+    expect(reset.code, reset.stderr).toBe(0);
+    expect(reset.stderr).toContain(`deleted the local state in ${stackDir}`);
+    expect(existsSync(stackDir)).toBe(false);
+    expect(psqlWith(second.databaseUrl, 'SELECT 1').code).not.toBe(0);
+  }, 240_000); // six runs of the CLI, each starting or stopping the stack
+});
+
+describe('DATABASE_URL and PGDATA: the physical kinds on a cluster of ones own', () => {
+  const url = () => `${external.url}/kennel_prod`;
+
+  it('DATABASE_URL alone: refused, saying to set PGDATA (and what the server says it is)', async () => {
+    const run = await cli(['start', 'database-backup', '--input', '{"kind": "incremental"}'], {
+      DATABASE_URL: url(),
+    });
+    expect(run.code).toBe(2);
+    expect(run.stderr).toContain("The incremental backups are pgBackRest's; nothing was started.");
+    expect(run.stderr).toContain(
+      `PGDATA, the data directory of the cluster DATABASE_URL names, on this machine (the server says ${external.dataDir}): set it beside DATABASE_URL`,
+    );
+    expect(run.stderr).not.toContain('Execution of');
+  });
+
+  it('with PGDATA: refused with the exact settings the cluster lacks, which prepare-host then sets', async () => {
+    const env = { DATABASE_URL: url(), PGDATA: external.dataDir };
+    const refused = await cli(['start', 'database-backup', '--input', '{"kind": "transaction-logs"}'], env);
+    expect(refused.code).toBe(2);
+    const conf = join(dataDir, 'pgbackrest', 'pgbackrest.conf');
+    for (const line of [
+      `- the rendered pgbackrest.conf at ${conf}`,
+      `- archive_command = 'pgbackrest --config='${conf}' --stanza=local archive-push %p' (now '')`,
+      "- archive_mode = 'on' (now 'off'; takes a restart)",
+      "- archive_timeout = '60' (now '0')",
+      '- the pgBackRest stanza local (stanza-create)',
+      '`npm run local -- start prepare-host` with the same DATABASE_URL and PGDATA',
+    ])
+      expect(refused.stderr).toContain(line);
+    expect(refused.stderr).not.toContain('Execution of');
+
+    const prepared = await cli(['start', 'prepare-host'], env);
+    expect(prepared.code, prepared.stderr).toBe(0);
+    const report = JSON.parse(prepared.stdout) as PrepareReport;
+    expect(report.restartNeeded).toBe(true);
+    expect(report.targets[0]?.result.settings.changed.map((s) => s.name)).toEqual([
+      'archive_command',
+      'archive_mode',
+      'archive_timeout',
+    ]);
+    expect(readFileSync(conf, 'utf8')).toContain(`pg1-path=${external.dataDir}\n`);
   });
 });

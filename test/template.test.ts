@@ -72,6 +72,7 @@ const FUNCTIONS = {
   checkHostCommand: 'check-host-command',
   verifyArchive: 'verify-archive',
   restoreTest: 'restore-test',
+  recordPhysicalRestoreTest: 'record-physical-restore-test',
   planRestore: 'plan-restore',
   checkRestore: 'check-restore',
   planFilesRestore: 'plan-files-restore',
@@ -86,6 +87,8 @@ const FUNCTIONS = {
   reportDrill: 'report-drill',
   planMonitoring: 'plan-monitoring',
   reportMonitoring: 'report-monitoring',
+  planPrepareHost: 'plan-prepare-host',
+  reportPrepareHost: 'report-prepare-host',
 } as const;
 type FunctionName = keyof typeof FUNCTIONS;
 const FUNCTION_NAMES = Object.keys(FUNCTIONS) as FunctionName[];
@@ -259,6 +262,22 @@ const STATE_MACHINES: StateMachine[] = [
       MonitoringPassed: 'Succeed',
     },
     schedules: [['cron(0 * * * ? *)', {}]],
+  },
+  {
+    id: 'PrepareHostStateMachine',
+    name: 'prepare-host',
+    logGroup: 'PrepareHostLogGroup',
+    functions: ['planPrepareHost', 'startHostCommand', 'checkHostCommand', 'reportPrepareHost', 'sendAlert'],
+    landmarks: {
+      PlanPrepareHost: 'Task',
+      PrepareEachHost: 'Map',
+      StartPrepareHost: 'Task',
+      ReportPrepareHost: 'Task',
+      IsRestartNeeded: 'Choice',
+      Prepared: 'Succeed',
+    },
+    // Started by an operator from the console.
+    schedules: [],
   },
 ];
 
@@ -439,8 +458,11 @@ describe('the state machines', () => {
   });
 
   it('between them use every function serverless.yml defines, and no other', () => {
+    // recordPhysicalRestoreTest joins the database backup workflow with the physical
+    // backup run (statemachines/physical-restore-test.ts says where); until then
+    // no workflow names it.
     expect(new Set(STATE_MACHINES.flatMap((m) => namedFunctions(built(m.name))))).toEqual(
-      new Set(FUNCTION_NAMES),
+      new Set(FUNCTION_NAMES.filter((f) => f !== 'recordPhysicalRestoreTest')),
     );
     // The builder's table of task timeouts names the same functions.
     expect(new Set(Object.keys(TASK_SECONDS))).toEqual(new Set(FUNCTION_NAMES));
@@ -1374,6 +1396,14 @@ describe('permissions', () => {
       { Effect: 'Allow', Action: ['s3:PutObject'], Resource: sub(`\${BackupBucket.Arn}/reports/drills/*`) },
       bucketKey('kms:GenerateDataKey'),
     ],
+    recordPhysicalRestoreTest: [
+      {
+        Effect: 'Allow',
+        Action: ['s3:PutObject'],
+        Resource: sub(`\${BackupBucket.Arn}/reports/restore-tests/*`),
+      },
+      bucketKey('kms:GenerateDataKey'),
+    ],
     planMonitoring: [
       listBackups,
       { Effect: 'Allow', Action: ['s3:GetObject'], Resource: objects },
@@ -1381,6 +1411,9 @@ describe('permissions', () => {
     ],
     // Its metrics are log lines (embedded metric format): no cloudwatch:PutMetricData.
     reportMonitoring: [],
+    // prepare-host's plan reads BACKUP_TARGETS and its report the execution's state: nothing in AWS.
+    planPrepareHost: [],
+    reportPrepareHost: [],
     // Slack's webhook; the alert topic; the history of this service's executions, and no other's.
     sendAlert: [
       ...readParameter('alert-webhook-url'),

@@ -1,4 +1,6 @@
 import { BACKUP_HOST_COMMANDS } from '../../shared/backup/host-commands.ts';
+import { PHYSICAL_RESTORE_TEST_HOST_COMMANDS } from '../../shared/backup/physical-restore-test.ts';
+import { PREPARE_HOST_COMMANDS } from '../../shared/host/prepare.ts';
 import { PHYSICAL_HOST_COMMANDS } from '../../shared/backup/physical-host-commands.ts';
 import { hostCommandSet } from '../../shared/host/scripts.ts';
 import { RESTORE_HOST_COMMANDS } from '../../shared/restore/host-commands.ts';
@@ -11,9 +13,11 @@ import { WATCH_HOST_COMMANDS } from '../../shared/watch/host-commands.ts';
  */
 export const HOST_COMMANDS = {
   ...BACKUP_HOST_COMMANDS,
-  ...PHYSICAL_HOST_COMMANDS,
   ...RESTORE_HOST_COMMANDS,
   ...WATCH_HOST_COMMANDS,
+  ...PREPARE_HOST_COMMANDS,
+  ...PHYSICAL_RESTORE_TEST_HOST_COMMANDS,
+  ...PHYSICAL_HOST_COMMANDS,
 };
 
 export type HostCommandName = keyof typeof HOST_COMMANDS;

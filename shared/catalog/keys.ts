@@ -65,6 +65,15 @@ export function drillReportKey(startedAt: string, id: string, extension: 'json' 
   return `reports/drills/${y}/${m}/${d}/${id}.${extension}`;
 }
 
+/**
+ * The report of a physical backup's restore test, beside the drills' for the
+ * auditor: `reports/restore-tests/pgbackrest/<target>/2026/11/30/<run id>.json`.
+ */
+export function restoreTestReportKey(target: string, startedAt: string, id: string): string {
+  const [y, m, d] = (startedAt.split('T')[0] ?? '').split('-');
+  return `reports/restore-tests/pgbackrest/${target}/${y}/${m}/${d}/${id}.json`;
+}
+
 /** `20261126T020000Z`: sortable, and safe in keys, file names and identifiers. */
 export function compactStamp(iso: string): string {
   return `${iso.slice(0, 19).replace(/[-:]/g, '')}Z`;

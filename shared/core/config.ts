@@ -95,6 +95,12 @@ const pgbackrest = z.object({
   caFile: z.optional(hostPath),
   /** Processes pgBackRest uses to back up and restore (process-max). */
   processMax: z._default(z.int().check(z.gte(1), z.lte(32)), 2),
+  /**
+   * Where restore tests restore a backup into a scratch instance (a directory per
+   * stanza and set, removed after each test): `<backupDir>/restore-test` when left
+   * out. It needs room for the cluster; the cluster's OS user must reach it.
+   */
+  scratchDirectory: z.optional(hostPath),
 });
 
 export type PgbackrestTarget = z.infer<typeof pgbackrest>;

@@ -55,6 +55,11 @@ export class RestoreMismatchError extends KennelBackupError {
   override readonly name = 'RestoreMismatchError';
 }
 
+/** A physical backup's restore test failed or could not run: the backup is the base of nothing. */
+export class RestoreTestFailedError extends KennelBackupError {
+  override readonly name = 'RestoreTestFailedError';
+}
+
 /** A dependency (S3, SSM, PostgreSQL) did not answer; retrying later is safe. */
 export class TransientError extends KennelBackupError {
   override readonly name = 'TransientError';
@@ -73,6 +78,11 @@ export class DrillFailedError extends KennelBackupError {
 /** The daily verification found backups missing, stale or bad; the message lists every one. */
 export class VerificationFailedError extends KennelBackupError {
   override readonly name = 'VerificationFailedError';
+}
+
+/** prepare-host could not prepare a target, or pgBackRest's stanza-create or check failed there; the message says what was done and what failed. */
+export class PrepareHostFailedError extends KennelBackupError {
+  override readonly name = 'PrepareHostFailedError';
 }
 
 const TRANSIENT_NETWORK_CODES = new Set([

@@ -80,7 +80,8 @@ export async function startHostCommand<C extends HostCommandsByName>(
   };
 }
 
-const RESULT_LINE = /^KB-RESULT (.*)$/m;
+/** The line a reporting script prints last: `KB-RESULT {json}`. */
+export const RESULT_LINE = /^KB-RESULT (.*)$/m;
 
 /** The JSON of a script's `KB-RESULT` line; a script that must report one and did not has failed. */
 function resultOf(command: CommandState, stdout: string, where: string): { result?: unknown } {

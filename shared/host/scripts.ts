@@ -94,6 +94,8 @@ export const REPORTING_SCRIPTS: ReadonlySet<HostScript> = new Set([
   'files-backup',
   'check-local-copies',
   'disk-usage',
+  'prepare-host',
+  'physical-restore-test',
   'pgbackrest-backup',
   'pgbackrest-expire',
 ]);

@@ -29,6 +29,8 @@ export const HOST_SCRIPTS = [
   'check-local-copies',
   'disk-usage',
   'prune-local',
+  'prepare-host',
+  'physical-restore-test',
   'pgbackrest-backup',
   'pgbackrest-expire',
 ] as const;

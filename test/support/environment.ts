@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { GetObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
@@ -21,6 +21,8 @@ export interface TestWorld {
 
 export async function startWorld(): Promise<TestWorld> {
   const dataDir = mkdtempSync(join(tmpdir(), 'kennel-backup-test-'));
+  // The cluster lives inside it, and its server user must get through.
+  chmodSync(dataDir, 0o711);
   const env = await startLocalEnvironment({ dataDir });
   const s3 = createS3Client(parseConfig(env.functionEnv));
   return {
