@@ -6,7 +6,7 @@
 # line: pgBackRest's own facts about the new backup (`info --output=json
 # --set=<label>`, its fields as pgBackRest names them) and what verify found; the
 # workflow's RecordPhysicalBackup stage writes the catalog's record from it:
-#   KB-RESULT {"requestedType": "incr", "startedAt": "…", "finishedAt": "…",
+#   KB-RESULT {"requestedType": "incr", "newestBefore": "<label>"|null, "startedAt": "…", "finishedAt": "…",
 #              "backup": {"label": …, "type": …, "prior": …, "reference": …, "error": …,
 #                         "timestamp": …, "archive": …, "lsn": …, "info": …},
 #              "verify": {"status": "ok|error", "problemCount": N, "problems": ["invalid checksum '…'", …]}}
@@ -14,7 +14,7 @@
 # the stage fails the run naming them. A backup or a verify that cannot run does.
 #
 # Parameters are prepended as shell assignments by shared/host/shell.ts:
-#   KB_TYPE (full|incr) KB_STANZA KB_PGBACKREST_CONFIG KB_PGBACKREST_CONFIG_SHA256
+#   KB_TYPE (full|incr) KB_BASE_LABEL (an incremental's base, by the catalog; empty: none) KB_STANZA KB_PGBACKREST_CONFIG KB_PGBACKREST_CONFIG_SHA256
 #   KB_PGBACKREST_USER KB_PG_MODE (host|docker) KB_COMPOSE_FILE KB_COMPOSE_SERVICE
 # Credentials come from the host's environment (on AWS the instance role), never
 # from this text.
@@ -31,22 +31,32 @@ trap cleanup EXIT
 
 pgbr_config_current
 
-# The labels in the repository, one a line: the new backup is the one that was not there before.
+# The labels in the repository, oldest first (they sort by time in bytewise order):
+# the new backup is the one that was not there before.
 labels() {
   local json
   json=$(pgbr info --output=json)
-  { grep -oE '"label":"[0-9]{8}-[0-9]{6}F(_[0-9]{8}-[0-9]{6}[DI])?"' <<<"$json" || true; } | cut -d'"' -f4 | sort
+  { grep -oE '"label":"[0-9]{8}-[0-9]{6}F(_[0-9]{8}-[0-9]{6}[DI])?"' <<<"$json" || true; } | cut -d'"' -f4 | LC_ALL=C sort
 }
 labels >"$work/before"
+newest_before=$(tail -n 1 "$work/before")
 
-# With nothing to build on, pgBackRest takes a full instead of the incremental asked
-# for (and says so on stderr); the record shows both kinds. --start-fast: the backup
-# starts with a checkpoint of its own instead of waiting for the next regular one
-# (up to checkpoint_timeout, 5 min by default); its writes come at once, not spread.
-pgbr backup --type="$KB_TYPE" --start-fast
+# pgBackRest builds an incremental on the repository's newest backup. When that is
+# not the one the catalog says passed verification and its restore test, a full is
+# taken instead: a backup that failed is the base of nothing. With no backup at all,
+# pgBackRest takes a full itself. The record says which happened.
+type=$KB_TYPE
+if [[ $type == incr && -n $newest_before && $newest_before != "$KB_BASE_LABEL" ]]; then
+  echo "pgbackrest-backup: the newest backup in the repository, $newest_before, is not the one that passed verification and its restore test (${KB_BASE_LABEL:-none}); taking a full backup instead of an incremental on it" >&2
+  type=full
+fi
+# --start-fast: the backup starts with a checkpoint of its own instead of waiting for
+# the next regular one (up to checkpoint_timeout, 5 min by default); its writes come
+# at once, not spread.
+pgbr backup --type="$type" --start-fast
 
 labels >"$work/after"
-label=$(comm -13 "$work/before" "$work/after")
+label=$(LC_ALL=C comm -13 "$work/before" "$work/after")
 if [[ -z $label || $label == *$'\n'* ]]; then
   echo "pgbackrest-backup: expected exactly one new backup in the repository of $KB_STANZA after the backup, found: ${label:-none}" >&2
   exit 1
@@ -115,6 +125,8 @@ if [[ $backup != *"\"label\":\"$label\""* ]]; then
 fi
 
 finished_at=$(utc_now)
-echo "pgbackrest-backup: $KB_TYPE of stanza $KB_STANZA -> backup $label; verify: $verify_status ($problem_count bad files)"
-printf 'KB-RESULT {"requestedType": "%s", "startedAt": "%s", "finishedAt": "%s", "backup": %s, "verify": {"status": "%s", "problemCount": %s, "problems": %s}}\n' \
-  "$KB_TYPE" "$started_at" "$finished_at" "$backup" "$verify_status" "$problem_count" "$(json_list "${problems[@]}")"
+newest_json=null
+if [[ -n $newest_before ]]; then newest_json="\"$newest_before\""; fi
+echo "pgbackrest-backup: $type of stanza $KB_STANZA -> backup $label; verify: $verify_status ($problem_count bad files)"
+printf 'KB-RESULT {"requestedType": "%s", "newestBefore": %s, "startedAt": "%s", "finishedAt": "%s", "backup": %s, "verify": {"status": "%s", "problemCount": %s, "problems": %s}}\n' \
+  "$KB_TYPE" "$newest_json" "$started_at" "$finished_at" "$backup" "$verify_status" "$problem_count" "$(json_list "${problems[@]}")"

@@ -183,6 +183,7 @@ exec {lock}>"$KB_LOCK_DIR/.physical-restore-test.$KB_STANZA.lock"
 
 child=''
 work=''
+socket_link=''
 run_made=''
 cleanup_failed=''
 # Stops and removes this run's scratch instance; safe to call twice.
@@ -207,6 +208,7 @@ on_exit() {
     echo "physical-restore-test of $set_label (${phase:-prepare}): stopped by a signal (exit $status); removing its scratch instance" >&2
   fi
   remove_run
+  if [[ -n $socket_link ]]; then pg rm -rf -- "$socket_link" || true; fi
   if [[ -n $work ]]; then rm -rf -- "$work"; fi
   if [[ $status == 0 && -n $cleanup_failed ]]; then status=1; fi
   exit "$status"
@@ -298,6 +300,15 @@ phase=recovery
 t=$SECONDS
 bindir=$(where_db server_bindir "$data") || fail "no server binaries for the restored cluster"
 port=$(where_db free_port) || fail "no free port for the scratch instance"
+# A socket's path holds at most 107 bytes (sun_path); the run directory's may not
+# leave room (a long scratch root or stanza, an incremental's label): then the
+# instance listens through a short link to it, in a private directory of its own.
+if ((${#socket} + ${#port} + 10 > 107)); then
+  socket_link=$(pg mktemp -d /tmp/kb-restore-test.XXXXXX) || fail "no directory for the socket's link"
+  pg chown "$KB_PGBACKREST_USER" "$socket_link" || fail "no directory for the socket's link"
+  as_db_owner ln -s "$socket" "$socket_link/s" || fail "no link to the socket's directory"
+  socket=$socket_link/s
+fi
 # The restored postgresql.conf (if the cluster keeps it in its data directory) and
 # postgresql.auto.conf stay as production has them; the command line outranks
 # both, so whatever they say, these hold. No config file at all (Debian keeps it

@@ -1,24 +1,30 @@
+import {
+  PHYSICAL_RESTORE_TEST_RESULT,
+  PHYSICAL_RESTORE_TEST_STATE,
+  physicalRestoreTest,
+} from './physical-restore-test.ts';
 import { at, hostCommand, NOTIFY_RUN_FAILURE, PLAN, type States, task } from './steps.ts';
 
 /**
  * The states of one pgBackRest run in the database backup's Map (RouteRun sends
  * the plans whose engine is `pgbackrest` here): the backup and its verify on the
- * host, the catalog's record, then the expiry. The restore test of the backup
- * (statemachines of the restore-test work) goes between the record and the
- * expiry: RecordPhysicalBackup's Next is `afterRecord`, and the test ends by going
- * to PHYSICAL_BACKUP.expiry.
+ * host, the catalog's record, the restore test (physical-restore-test.ts), its
+ * outcome in the record, then the expiry, which never removes the newest full
+ * that passed both.
  */
 export const PHYSICAL_BACKUP = {
   /** The first state of a physical run. */
   first: 'PhysicalBackupWanted',
   record: 'RecordPhysicalBackup',
-  /** Where the restore test goes once it passed: the expiry, when a full qualifies as the one to keep. */
+  /** After the restore test passed: its outcome into the backup's record. */
+  update: 'UpdatePhysicalRecord',
   expiry: 'PhysicalExpiryWanted',
 } as const;
 
 /** Where the states write their results in the iteration's state. */
 export const PHYSICAL_RESULT = {
   backupCommand: 'backupCommand',
+  /** The record's gist (RecordPhysicalBackup's result, then UpdatePhysicalRecord's with the test and what to keep). */
   record: 'physicalRecord',
   expireCommand: 'expireCommand',
   expiry: 'expiry',
@@ -27,8 +33,6 @@ export const PHYSICAL_RESULT = {
 const onRunError = { next: NOTIFY_RUN_FAILURE };
 
 export interface PhysicalBackupOptions {
-  /** The state after the record: the restore test's first, or the expiry while there is none. */
-  afterRecord?: string;
   /** The iteration's success (the backup workflow's RunSucceeded). */
   succeeded: string;
 }
@@ -52,7 +56,7 @@ export function physicalBackupStates(options: PhysicalBackupOptions): States {
     },
     ...hostCommand('PhysicalBackup', {
       comment:
-        "Sends the pgBackRest script: a full or incremental backup of the cluster into the stanza's repository, then verify of every file and WAL segment in it; its result line carries pgBackRest's facts of the backup.",
+        "Sends the pgBackRest script: a full or incremental backup of the cluster into the stanza's repository (a full when the newest backup there is not the plan's base), then verify of every file and WAL segment in it; its result line carries pgBackRest's facts of the backup.",
       script: 'pgbackrest-backup',
       parameters: { 'plan.$': at(PLAN) },
       resultPath: at(PHYSICAL_RESULT.backupCommand),
@@ -62,11 +66,24 @@ export function physicalBackupStates(options: PhysicalBackupOptions): States {
     }),
     ...task(PHYSICAL_BACKUP.record, 'recordPhysicalBackup', {
       comment:
-        "Writes the backup's record in the catalog, verified or failed, and fails the run naming every bad file verify found; says which full the expiry keeps.",
+        "Writes the backup's record in the catalog, verified or failed, and fails the run naming every bad file verify found.",
       parameters: { 'plan.$': at(PLAN), 'facts.$': at(PHYSICAL_RESULT.backupCommand, 'result') },
       resultPath: record,
       onError: onRunError,
-      next: options.afterRecord ?? PHYSICAL_BACKUP.expiry,
+      next: PHYSICAL_RESTORE_TEST_STATE.start,
+    }),
+    ...physicalRestoreTest({
+      set: `${record}.label`,
+      next: PHYSICAL_BACKUP.update,
+      onError: onRunError,
+    }),
+    ...task(PHYSICAL_BACKUP.update, 'recordPhysicalBackup', {
+      comment:
+        "Adds the passed restore test to the backup's record, and names the full the expiry keeps: the newest that passed verification and its restore test.",
+      parameters: { 'plan.$': at(PLAN), 'restoreTest.$': at(PHYSICAL_RESTORE_TEST_RESULT.outcome) },
+      resultPath: record,
+      onError: onRunError,
+      next: PHYSICAL_BACKUP.expiry,
     }),
     [PHYSICAL_BACKUP.expiry]: {
       Type: 'Choice',

@@ -83,8 +83,9 @@ interface Iteration {
     kind: string;
     requestedKind: string;
     note: string | null;
+    restoreTest?: string;
     keep?: string;
-    expiry: string;
+    expiry?: string;
   };
   expiry?: { keep: string; expired: string[]; archive: unknown[]; marked: string[] };
 }
@@ -176,6 +177,8 @@ describe('physical backups in the database backup workflow', () => {
     const record = await readPhysicalRecord(world.catalog, fallback.plan.recordKey);
     expect(record).toMatchObject({ kind: 'full', requestedKind: 'incremental', prior: null, references: [] });
     expect(record.note).toBe(fallback.physicalRecord?.note);
+    expect(record.verification.restoreTest?.state).toBe('passed');
+    expect(fallback.physicalRecord).toMatchObject({ restoreTest: 'passed', keep: record.label });
     expect((await info()).backup.map((b) => [b.label, b.type])).toEqual([[record.label, 'full']]);
   }, 300_000);
 
@@ -192,7 +195,7 @@ describe('physical backups in the database backup workflow', () => {
       expect(after).toBeGreaterThan(during);
 
       for (const run of [fullRun, incrementalRun])
-        expect(run.record.status, run.record.cause).toBe('SUCCEEDED');
+        expect(run.record.status, JSON.stringify(run.alerts)).toBe('SUCCEEDED');
       full = physicalRun(fullRun.record);
       incremental = physicalRun(incrementalRun.record);
       expect(full.physicalRecord).toMatchObject({
@@ -232,6 +235,12 @@ describe('physical backups in the database backup workflow', () => {
       repository: { status: 'ok', problemCount: 0 },
     });
     expect(incRecord.verification).toMatchObject({ state: 'verified', problems: [] });
+    // Both restore-tested, each test's report beside the catalog.
+    for (const record of [fullRecord, incRecord])
+      expect(record.verification.restoreTest).toMatchObject({
+        state: 'passed',
+        reportKey: expect.stringMatching(/^reports\/restore-tests\/pgbackrest\/local\//),
+      });
     expect(incRecord).toMatchObject({ prior: fullRecord.label, references: [fullRecord.label] });
     expect(incRecord.backup.archiveStart >= fullRecord.backup.archiveStop).toBe(true);
     expect(fullRecord.backup.databaseBytes).toBeGreaterThan(1_000_000);
@@ -241,16 +250,15 @@ describe('physical backups in the database backup workflow', () => {
       fullRecord.label,
     );
 
-    // The full kept itself through the conf's 35-day window: nothing was expired.
-    expect(full.physicalRecord?.keep).toBe(fullRecord.label);
-    expect(full.expiry?.expired).toEqual([]);
-    // After an incremental, the expiry keeps the newest full whose record says it passed its restore test; with none, nothing runs.
-    const tested = await newestVerifiedPhysicalFull(world.catalog, 'local', { restoreTested: true });
-    expect(incremental.physicalRecord?.keep).toBe(tested?.label);
-    if (tested === undefined) {
-      expect(incremental.expiry).toBeUndefined();
-      expect(incremental.physicalRecord?.expiry).toContain('nothing is expired');
+    // Both runs expired with the conf's 35-day window, keeping the full: nothing went.
+    for (const run of [full, incremental]) {
+      expect(run.physicalRecord).toMatchObject({ restoreTest: 'passed', keep: fullRecord.label });
+      expect(run.expiry).toMatchObject({ keep: fullRecord.label, expired: [], marked: [] });
     }
+    expect((await labels()).filter((l) => l.startsWith(fullRecord.label))).toEqual([
+      fullRecord.label,
+      incRecord.label,
+    ]);
   }, 600_000);
 
   it('a target without pgBackRest settings gets its dumps, and a skipped physical run saying what to add', async () => {
@@ -306,6 +314,25 @@ describe('physical backups in the database backup workflow', () => {
     }
     expect(await pgbackrest('verify', '--output=text', '--verbose')).toContain('status: ok');
   }, 300_000);
+  it('the next incremental after one that failed builds on nothing that failed: it is taken as a full, and says why', async () => {
+    const [failed] = (await listPhysicalBackups(world.catalog, 'local')).slice(-1);
+    expect(failed?.verification.state).toBe('failed');
+    const run = await runIn(world, { input: { kind: 'incremental' } });
+    expect(run.record.status, run.record.cause).toBe('SUCCEEDED');
+    const taken = physicalRun(run.record);
+    expect(taken.plan.base).toBe(incremental.physicalRecord?.label);
+    expect(taken.physicalRecord).toMatchObject({
+      state: 'verified',
+      kind: 'full',
+      requestedKind: 'incremental',
+      restoreTest: 'passed',
+    });
+    expect(taken.physicalRecord?.note).toBe(
+      `The repository's newest backup, ${failed?.label}, is not ${incremental.physicalRecord?.label}, the newest that passed verification and its restore test, so a full backup was taken instead of an incremental built on it: a backup that failed is the base of nothing.`,
+    );
+    const backup = (await info()).backup.find((b) => b.label === taken.physicalRecord?.label);
+    expect(backup).toMatchObject({ type: 'full', prior: null });
+  }, 300_000);
 });
 
 describe('expiry of physical backups', () => {
@@ -337,6 +364,7 @@ describe('expiry of physical backups', () => {
       startedAt: oldest?.startedAt,
       bucket: world.env.bucket,
       recordKey: 'catalog/pgbackrest/local/x.json',
+      base: null,
     };
     const before = await labels();
     for (const bad of [
@@ -366,6 +394,7 @@ describe('expiry of physical backups', () => {
       startedAt: oldest?.startedAt,
       bucket: world.env.bucket,
       recordKey: 'catalog/pgbackrest/local/x.json',
+      base: null,
     };
     const refused = expire({ plan, keep: oldest?.label, keepFullCount: 1 });
     await expect(refused).rejects.toThrow(HostCommandFailedError);
@@ -389,6 +418,7 @@ describe('expiry of physical backups', () => {
       startedAt: newest.startedAt,
       bucket: world.env.bucket,
       recordKey: 'catalog/pgbackrest/local/x.json',
+      base: null,
     };
 
     const { command } = await expire({ plan, keep: newest.label, keepFullCount: 1 });

@@ -138,6 +138,7 @@ const STATE_MACHINES: StateMachine[] = [
       'restoreTest',
       'pruneBackups',
       'recordPhysicalBackup',
+      'recordPhysicalRestoreTest',
       'recordPhysicalExpiry',
       'sendAlert',
     ],
@@ -146,6 +147,8 @@ const STATE_MACHINES: StateMachine[] = [
       RouteRun: 'Choice',
       StartPhysicalBackup: 'Task',
       RecordPhysicalBackup: 'Task',
+      StartPhysicalRestoreTest: 'Task',
+      UpdatePhysicalRecord: 'Task',
       StartExpirePhysicalBackups: 'Task',
     },
     schedules: [
@@ -458,11 +461,8 @@ describe('the state machines', () => {
   });
 
   it('between them use every function serverless.yml defines, and no other', () => {
-    // recordPhysicalRestoreTest joins the database backup workflow with the physical
-    // backup run (statemachines/physical-restore-test.ts says where); until then
-    // no workflow names it.
     expect(new Set(STATE_MACHINES.flatMap((m) => namedFunctions(built(m.name))))).toEqual(
-      new Set(FUNCTION_NAMES.filter((f) => f !== 'recordPhysicalRestoreTest')),
+      new Set(FUNCTION_NAMES),
     );
     // The builder's table of task timeouts names the same functions.
     expect(new Set(Object.keys(TASK_SECONDS))).toEqual(new Set(FUNCTION_NAMES));
@@ -1308,9 +1308,19 @@ describe('permissions', () => {
 
   /** What each function may do beyond writing its own logs: the whole list, so any addition fails here. */
   const GRANTS: Record<FunctionName, Statement[]> = {
+    // The dumps' catalog and the pgBackRest records (an incremental's base), read only.
     planBackup: [
-      listDatabase,
-      { Effect: 'Allow', Action: ['s3:GetObject'], Resource: databaseObjects },
+      {
+        Effect: 'Allow',
+        Action: ['s3:ListBucket'],
+        Resource: getAtt('BackupBucket'),
+        Condition: { StringLike: { 's3:prefix': ['database/*', 'catalog/pgbackrest/*'] } },
+      },
+      {
+        Effect: 'Allow',
+        Action: ['s3:GetObject'],
+        Resource: [databaseObjects, sub(`\${BackupBucket.Arn}/catalog/pgbackrest/*`)],
+      },
       bucketKey('kms:Decrypt'),
     ],
     planFilesBackup: [],
@@ -1684,6 +1694,8 @@ describe('permissions', () => {
     expect(record).toBe('catalog/pgbackrest/kennel-db/2026/11/26/20261126T020000Z_1a2b3c4d.json');
     const writers: FunctionName[] = ['recordPhysicalBackup', 'recordPhysicalExpiry'];
     expect(FUNCTION_NAMES.filter((fn) => mayOnObject(fn, 's3:PutObject', record))).toEqual(writers);
+    // PlanBackup reads them (an incremental's base) and writes nothing there.
+    expect(mayOnObject('planBackup', 's3:GetObject', record)).toBe(true);
     expect(FUNCTION_NAMES.filter((fn) => mayOnObject(fn, 's3:DeleteObject', record))).toEqual([]);
     for (const id of ['HostBackupPolicy', 'HostRestorePolicy']) {
       const { Statement } = resource<{ PolicyDocument: PolicyDocument }>(

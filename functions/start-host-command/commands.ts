@@ -1,7 +1,7 @@
 import { BACKUP_HOST_COMMANDS } from '../../shared/backup/host-commands.ts';
+import { PHYSICAL_HOST_COMMANDS } from '../../shared/backup/physical-host-commands.ts';
 import { PHYSICAL_RESTORE_TEST_HOST_COMMANDS } from '../../shared/backup/physical-restore-test.ts';
 import { PREPARE_HOST_COMMANDS } from '../../shared/host/prepare.ts';
-import { PHYSICAL_HOST_COMMANDS } from '../../shared/backup/physical-host-commands.ts';
 import { hostCommandSet } from '../../shared/host/scripts.ts';
 import { RESTORE_HOST_COMMANDS } from '../../shared/restore/host-commands.ts';
 import { WATCH_HOST_COMMANDS } from '../../shared/watch/host-commands.ts';

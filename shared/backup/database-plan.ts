@@ -184,7 +184,7 @@ export async function planBackup(
   );
   const physical =
     (kind === 'full' || kind === 'incremental') && wanted.database === undefined
-      ? physicalRuns(config, targets, { kind, executionId, startedAt })
+      ? await physicalRuns(config, catalog, targets, { kind, executionId, startedAt })
       : [];
   return [...dumps, ...physical];
 }

@@ -17,6 +17,7 @@ export const PHYSICAL_HOST_COMMANDS = {
       ...postgresParams(target),
       ...pgbackrestParams(config, target),
       KB_TYPE: plan.kind === 'full' ? 'full' : 'incr',
+      KB_BASE_LABEL: plan.base ?? '',
     }),
   }),
   'pgbackrest-expire': hostCommand({

@@ -1,6 +1,8 @@
+import type { Catalog } from '../catalog/catalog.ts';
 import { PHYSICAL_KINDS, type PhysicalKind, physicalRecordKey, runId } from '../catalog/keys.ts';
+import { newestUsablePhysicalBackup } from '../catalog/physical.ts';
 import type { Config, Target } from '../core/config.ts';
-import { objectKey, runIdentifier, targetName } from '../core/identifiers.ts';
+import { objectKey, pgbackrestLabel, runIdentifier, targetName } from '../core/identifiers.ts';
 import * as z from '../core/schema.ts';
 
 /**
@@ -19,6 +21,14 @@ export const physicalPlanSchema = z.object({
   bucket: z.string().check(z.minLength(3)),
   /** Where RecordPhysicalBackup writes the backup's record (shared/catalog/physical.ts). */
   recordKey: objectKey,
+  /**
+   * An incremental's base: the newest backup of the target that passed
+   * verification and its restore test, by the catalog. pgBackRest builds an
+   * incremental on the repository's newest backup; when that is not this one (it
+   * failed a check, or the catalog does not know it), the host takes a full
+   * instead, so that a backup that failed is the base of nothing. Null: a full.
+   */
+  base: z.nullable(pgbackrestLabel),
 });
 
 export type PhysicalPlan = z.infer<typeof physicalPlanSchema>;
@@ -36,28 +46,35 @@ export interface PhysicalPlanOff {
 }
 
 /** The physical run of each target: planned when it has pgBackRest settings, shown as off when not. */
-export function physicalRuns(
+export async function physicalRuns(
   config: Config,
+  catalog: Catalog,
   targets: readonly Target[],
   run: { kind: PhysicalKind; executionId: string; startedAt: string },
-): (PhysicalPlan | PhysicalPlanOff)[] {
+): Promise<(PhysicalPlan | PhysicalPlanOff)[]> {
   const iso = new Date(run.startedAt).toISOString();
-  return targets.map((target) => {
-    if (!target.pgbackrest) {
-      const off = `The target "${target.name}" has no pgbackrest settings in BACKUP_TARGETS, so no ${run.kind} physical backup was taken; its logical dumps ran as usual. To turn physical backups on, add "pgbackrest": {"dataDirectory": "<the cluster's data directory>"} to it and start the prepare-host workflow.`;
-      return { engine: 'pgbackrest', kind: run.kind, target: target.name, off };
-    }
-    // Its own id, apart from the target's dumps in the same execution.
-    const id = runId(iso, `${run.executionId}/${target.name}/pgbackrest`);
-    return {
-      engine: 'pgbackrest',
-      kind: run.kind,
-      target: target.name,
-      runId: id,
-      executionId: run.executionId,
-      startedAt: run.startedAt,
-      bucket: config.BACKUP_BUCKET,
-      recordKey: physicalRecordKey(target.name, iso, id),
-    };
-  });
+  return Promise.all(
+    targets.map(async (target): Promise<PhysicalPlan | PhysicalPlanOff> => {
+      if (!target.pgbackrest) {
+        const off = `The target "${target.name}" has no pgbackrest settings in BACKUP_TARGETS, so no ${run.kind} physical backup was taken; its logical dumps ran as usual. To turn physical backups on, add "pgbackrest": {"dataDirectory": "<the cluster's data directory>"} to it and start the prepare-host workflow.`;
+        return { engine: 'pgbackrest', kind: run.kind, target: target.name, off };
+      }
+      // Its own id, apart from the target's dumps in the same execution.
+      const id = runId(iso, `${run.executionId}/${target.name}/pgbackrest`);
+      return {
+        engine: 'pgbackrest',
+        kind: run.kind,
+        target: target.name,
+        runId: id,
+        executionId: run.executionId,
+        startedAt: run.startedAt,
+        bucket: config.BACKUP_BUCKET,
+        recordKey: physicalRecordKey(target.name, iso, id),
+        base:
+          run.kind === 'incremental'
+            ? ((await newestUsablePhysicalBackup(catalog, target.name))?.label ?? null)
+            : null,
+      };
+    }),
+  );
 }

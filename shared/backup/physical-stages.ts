@@ -4,6 +4,7 @@ import {
   markPhysicalExpired,
   newestVerifiedPhysicalFull,
   type PhysicalRecord,
+  readPhysicalRecord,
   repositoryCheckSchema,
   writePhysicalRecord,
 } from '../catalog/physical.ts';
@@ -13,6 +14,7 @@ import { parseInput } from '../core/input.ts';
 import * as z from '../core/schema.ts';
 import { pgbackrestPath } from '../host/pgbackrest-conf.ts';
 import type { PhysicalPlan } from './physical-plan.ts';
+import { physicalRestoreTestOutcomeSchema } from './physical-restore-test.ts';
 
 const iso = z.iso.datetime({ offset: true });
 const bytes = z.int().check(z.nonnegative());
@@ -25,6 +27,8 @@ const epochSeconds = z.int().check(z.positive());
  */
 export const physicalBackupFactsSchema = z.object({
   requestedType: z.enum(['full', 'incr']),
+  /** The repository's newest backup before this one: what pgBackRest would build an incremental on. */
+  newestBefore: z.nullable(pgbackrestLabel),
   startedAt: iso,
   finishedAt: iso,
   backup: z.object({
@@ -45,7 +49,7 @@ export const physicalBackupFactsSchema = z.object({
 export type PhysicalBackupFacts = z.infer<typeof physicalBackupFactsSchema>;
 type Backup = PhysicalBackupFacts['backup'];
 
-/** What the record stage returns to the workflow: the record's gist, and what the expiry keeps. */
+/** What the record stage returns to the workflow: the record's gist. */
 export interface PhysicalRecordResult {
   state: 'verified' | 'failed';
   key: string;
@@ -53,6 +57,11 @@ export interface PhysicalRecordResult {
   kind: PhysicalRecord['kind'];
   requestedKind: PhysicalRecord['requestedKind'];
   note: string | null;
+}
+
+/** Once the restore test passed: the record's gist with the test, and what the expiry keeps. */
+export interface PhysicalRecordTestedResult extends PhysicalRecordResult {
+  restoreTest: 'passed';
   /** The full backup the expiry must not remove; absent when no full qualifies, and then nothing is expired. */
   keep?: string;
   expiry: string;
@@ -81,16 +90,18 @@ export function concernsBackup(problem: string, backup: Backup): boolean {
 const toIso = (epoch: number) => new Date(epoch * 1000).toISOString();
 const kindOf = (type: 'full' | 'incr') => (type === 'full' ? 'full' : 'incremental');
 
+/** Why an incremental asked for was taken as a full (the host's rule, or pgBackRest's). */
+function fullInstead(plan: PhysicalPlan, newestBefore: string | null): string {
+  if (newestBefore === null)
+    return `No backup in the repository to build on, so pgBackRest took a full backup instead of the ${plan.kind} asked for (its own rule).`;
+  return `The repository's newest backup, ${newestBefore}, is not ${plan.base === null ? 'one' : `${plan.base}, the newest`} that passed verification and its restore test, so a full backup was taken instead of an incremental built on it: a backup that failed is the base of nothing.`;
+}
+
 /**
  * Writes the catalog's record of the backup the host just took and verified,
- * verified or failed, and says what the expiry that follows keeps. Throws a
- * RepositoryCorruptError naming the files when verify found any bad file in the
- * repository, after writing the record (this backup is `verified` when none of
- * them concerns it).
- *
- * A full that reaches the expiry passed its verification here and its restore
- * test in between (a failed test fails the run before the expiry), so it is the
- * full to keep; after an incremental, the newest full whose record says both.
+ * verified or failed. Throws a RepositoryCorruptError naming the files when
+ * verify found any bad file in the repository, after writing the record (this
+ * backup is `verified` when none of them concerns it).
  */
 export async function recordPhysicalBackup(
   catalog: Catalog,
@@ -105,10 +116,7 @@ export async function recordPhysicalBackup(
   );
   const { backup, verify } = facts;
   const kind = kindOf(backup.type);
-  const note =
-    kind !== plan.kind
-      ? `No backup in the repository to build on, so pgBackRest took a full backup instead of the ${plan.kind} asked for (its own rule).`
-      : null;
+  const note = kind === plan.kind ? null : fullInstead(plan, facts.newestBefore);
   const own = verify.problems.filter((p) => concernsBackup(p, backup));
   // Problems beyond the first ten were not reported: they may be this backup's.
   const unseen = verify.problemCount > verify.problems.length;
@@ -184,10 +192,6 @@ export async function recordPhysicalBackup(
       `pgbackrest verify found ${verify.problemCount} bad file(s) in the repository of target ${plan.target} (s3://${plan.bucket}${pgbackrestPath(plan.target)}/): ${listed}${more}${backup.error ? '; and the backup found invalid page checksums in the database' : ''}. The new backup ${backup.label} is recorded as ${record.verification.state} (s3://${plan.bucket}/${key}). Find what changed those objects, take a new full backup once the cause is fixed, and do not restore from the damaged backups.`,
     );
   }
-  const keep =
-    kind === 'full'
-      ? backup.label
-      : (await newestVerifiedPhysicalFull(catalog, plan.target, { restoreTested: true }))?.label;
   return {
     state: record.verification.state,
     key,
@@ -195,6 +199,53 @@ export async function recordPhysicalBackup(
     kind,
     requestedKind: plan.kind,
     note,
+  };
+}
+
+/**
+ * Adds the passed restore test (RecordPhysicalRestoreTest's outcome) to the
+ * backup's record, and says what the expiry that follows keeps: the newest full
+ * that passed verification and its restore test (this one, when it is a full);
+ * none when no full has, and then nothing is expired. A failed test never gets
+ * here: it fails the run, and the record, without a passed test, makes the
+ * backup the base of nothing.
+ */
+export async function recordPhysicalRestoreTest(
+  catalog: Catalog,
+  plan: PhysicalPlan,
+  reported: unknown,
+): Promise<PhysicalRecordTestedResult> {
+  const outcome = parseInput(
+    physicalRestoreTestOutcomeSchema,
+    reported,
+    "The restore test's outcome (RecordPhysicalRestoreTest's result)",
+  );
+  const record = await readPhysicalRecord(catalog, plan.recordKey);
+  if (outcome.state !== 'passed' || outcome.set !== record.label || record.verification.state !== 'verified')
+    throw new InvalidInputError(
+      `The restore test's outcome (${outcome.state}, set ${outcome.set}) is not a passed test of the verified backup ${record.label} recorded at ${plan.recordKey}; the execution's state was changed by hand. Start a new execution.`,
+    );
+  await writePhysicalRecord(catalog, {
+    ...record,
+    verification: {
+      ...record.verification,
+      restoreTest: {
+        state: 'passed',
+        checkedAt: outcome.checkedAt,
+        detail: outcome.detail,
+        reportKey: outcome.reportKey,
+      },
+    },
+  });
+  const keep = (await newestVerifiedPhysicalFull(catalog, plan.target, { restoreTested: true }))?.label;
+  return {
+    state: 'verified',
+    key: plan.recordKey,
+    label: record.label,
+    kind: record.kind,
+    requestedKind: record.requestedKind,
+    note: record.note,
+    restoreTest: 'passed',
     ...(keep === undefined ? {} : { keep }),
     expiry:
       keep === undefined

@@ -70,8 +70,14 @@ export const physicalRecordSchema = z.object({
     /** What verify found bad in this backup, in the backups it references, or in the WAL it needs. */
     problems: z.array(z.string()),
     repository: repositoryCheckSchema,
+    /** The restore test's outcome; its report (every table's count) is at `reportKey`. */
     restoreTest: z.optional(
-      z.object({ state: z.enum(['passed', 'failed']), checkedAt: iso, detail: z.string() }),
+      z.object({
+        state: z.enum(['passed', 'failed']),
+        checkedAt: iso,
+        detail: z.string(),
+        reportKey: z.optional(z.string()),
+      }),
     ),
   }),
   /** Set once pgBackRest's expire removed the backup from the repository. */
@@ -156,23 +162,20 @@ export async function newestVerifiedPhysicalFull(
   return undefined;
 }
 
-/** Records the restore test's outcome in a backup's record (the restore-test stage calls this). */
-export async function recordPhysicalRestoreTest(
+/**
+ * The newest backup of a target, of any kind, that passed verification and its
+ * restore test and is still in the repository: what an incremental may build on.
+ */
+export async function newestUsablePhysicalBackup(
   catalog: Catalog,
-  key: string,
-  result: { state: 'passed' | 'failed'; detail: string },
-  now = new Date(),
-): Promise<PhysicalRecord> {
-  const record = await readPhysicalRecord(catalog, key);
-  const updated: PhysicalRecord = {
-    ...record,
-    verification: {
-      ...record.verification,
-      restoreTest: { ...result, checkedAt: now.toISOString() },
-    },
-  };
-  await writePhysicalRecord(catalog, updated);
-  return updated;
+  target: string,
+): Promise<PhysicalRecord | undefined> {
+  const keys = await physicalRecordKeys(catalog, target);
+  for (let i = keys.length - 1; i >= 0; i -= 1) {
+    const record = await readPhysicalRecord(catalog, keys[i] as string);
+    if (usable(record, true)) return record;
+  }
+  return undefined;
 }
 
 /**

@@ -110,9 +110,10 @@ describe('planBackup: the pgBackRest runs', () => {
     ALERT_WEBHOOK_PARAMETER: '/a',
     RESTORE_CHECK_DATABASE_URL_PARAMETER: '/b',
   });
-  /** A catalog with no backup: an incremental's dump window starts at the beginning. */
+  /** A catalog with no backup: an incremental's dump window starts at the beginning, and its physical base is none. */
   const emptyCatalog = {
     newestOf: async () => ({ newestKey: undefined, newestVerified: undefined }),
+    listKeys: async () => [],
   } as unknown as Catalog;
   const physical = async (input: unknown) =>
     (await plan(withPgbackrest, emptyCatalog, request(input))).filter((p) => 'engine' in p);
@@ -139,6 +140,7 @@ describe('planBackup: the pgBackRest runs', () => {
         startedAt: request({}).startedAt,
         bucket: 'kennel-backups-prod',
         recordKey: `catalog/pgbackrest/primary/2026/11/26/${(primary as { runId: string }).runId}.json`,
+        base: null,
       });
       // Its id is none of the dumps' ids.
       const dumpIds = dumpPlans(all).map((p) => p.runId);

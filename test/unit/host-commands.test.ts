@@ -247,6 +247,6 @@ describe('the host commands', () => {
       };
       expect(shape.script._zod.def.values, name).toEqual([name]);
     }
-    expect(Object.keys(HOST_COMMANDS)).toHaveLength(14);
+    expect(Object.keys(HOST_COMMANDS)).toHaveLength(16);
   });
 });

@@ -7,6 +7,7 @@ import {
   type PhysicalBackupFacts,
   recordPhysicalBackup,
   recordPhysicalExpiry,
+  recordPhysicalRestoreTest,
 } from '../../shared/backup/physical-stages.ts';
 import { Catalog } from '../../shared/catalog/catalog.ts';
 import { type PhysicalRecord, physicalRecordSchema } from '../../shared/catalog/physical.ts';
@@ -33,12 +34,15 @@ const config = testConfig({
 const catalog = new Catalog(new S3Client({ region: 'eu-west-1' }), config.BACKUP_BUCKET);
 const NOW = new Date('2026-11-26T08:05:00.000Z');
 
-const planOf = (kind: 'full' | 'incremental', startedAt = '2026-11-26T08:00:00.000Z') =>
-  physicalRuns(config, config.BACKUP_TARGETS, {
-    kind,
-    executionId: `arn:aws:states:eu-west-1:123456789012:execution:kennel-backup-prod-database-backup:${kind}-${startedAt}`,
-    startedAt,
-  })[0] as PhysicalPlan;
+/** A run's plan as PlanBackup makes it, its base (an incremental's) read from the fake bucket. */
+const planOf = async (kind: 'full' | 'incremental', startedAt = '2026-11-26T08:00:00.000Z') =>
+  (
+    await physicalRuns(config, catalog, config.BACKUP_TARGETS, {
+      kind,
+      executionId: `arn:aws:states:eu-west-1:123456789012:execution:kennel-backup-prod-database-backup:${kind}-${startedAt}`,
+      startedAt,
+    })
+  )[0] as PhysicalPlan;
 
 const FULL = '20261126-020001F';
 const INCR = '20261126-020001F_20261126-080001I';
@@ -49,6 +53,7 @@ function facts(
 ) {
   return {
     requestedType: 'incr',
+    newestBefore: FULL,
     startedAt: '2026-11-26T08:00:01.000Z',
     finishedAt: '2026-11-26T08:01:30.000Z',
     backup: {
@@ -89,9 +94,24 @@ beforeEach(() => {
 
 const written = (key: string) => physicalRecordSchema.parse(JSON.parse(bucket.get(key) ?? 'null'));
 
+/** RecordPhysicalRestoreTest's outcome of a passed test of `set`. */
+const outcome = (set: string) => ({
+  state: 'passed',
+  set,
+  checkedAt: NOW.toISOString(),
+  detail: `${set} restored and checked`,
+  failedIn: null,
+  amcheck: 'passed',
+  tables: 7,
+  rows: 19_722,
+  countsDigest: 'a'.repeat(64),
+  seconds: 12,
+  reportKey: 'reports/restore-tests/pgbackrest/primary/2026/11/26/x.json',
+});
+
 /** A full of the past, in the catalog, as its run recorded it. */
 async function pastFull(restoreTest?: 'passed' | 'failed'): Promise<PhysicalRecord> {
-  const plan = planOf('full', '2026-11-26T02:00:00.000Z');
+  const plan = await planOf('full', '2026-11-26T02:00:00.000Z');
   await recordPhysicalBackup(
     catalog,
     plan,
@@ -115,8 +135,8 @@ async function pastFull(restoreTest?: 'passed' | 'failed'): Promise<PhysicalReco
 }
 
 describe('RecordPhysicalBackup', () => {
-  it("records a verified full under the plan's key with pgBackRest's facts, and keeps it through the expiry", async () => {
-    const plan = planOf('full');
+  it("records a verified full under the plan's key with pgBackRest's facts", async () => {
+    const plan = await planOf('full');
     const result = await recordPhysicalBackup(
       catalog,
       plan,
@@ -128,7 +148,6 @@ describe('RecordPhysicalBackup', () => {
       key: plan.recordKey,
       label: FULL,
       kind: 'full',
-      keep: FULL,
       note: null,
     });
     expect([...bucket.keys()]).toEqual([plan.recordKey]);
@@ -160,14 +179,15 @@ describe('RecordPhysicalBackup', () => {
   });
 
   it('says so when pgBackRest took a full because there was nothing to build on', async () => {
-    const plan = planOf('incremental');
+    const plan = await planOf('incremental');
+    expect(plan.base).toBeNull();
     const result = await recordPhysicalBackup(
       catalog,
       plan,
-      facts({ label: FULL, type: 'full', prior: null, reference: null }),
+      { ...facts({ label: FULL, type: 'full', prior: null, reference: null }), newestBefore: null },
       NOW,
     );
-    expect(result).toMatchObject({ kind: 'full', requestedKind: 'incremental', keep: FULL });
+    expect(result).toMatchObject({ kind: 'full', requestedKind: 'incremental' });
     expect(result.note).toBe(
       'No backup in the repository to build on, so pgBackRest took a full backup instead of the incremental asked for (its own rule).',
     );
@@ -178,26 +198,91 @@ describe('RecordPhysicalBackup', () => {
     });
   });
 
-  it('after an incremental, keeps the newest full that passed verification and its restore test; with none, expires nothing', async () => {
+  it("says so when the host took a full because the repository's newest backup is not the plan's base", async () => {
+    await pastFull('passed');
+    const plan = await planOf('incremental');
+    // The full passed both checks: an incremental may build on it.
+    expect(plan.base).toBe(FULL);
+    const failedIncrement = '20261126-020001F_20261126-060001I';
+    const result = await recordPhysicalBackup(
+      catalog,
+      plan,
+      {
+        ...facts({ label: '20261126-080001F', type: 'full', prior: null, reference: null }),
+        newestBefore: failedIncrement,
+      },
+      NOW,
+    );
+    expect(result.note).toBe(
+      `The repository's newest backup, ${failedIncrement}, is not ${FULL}, the newest that passed verification and its restore test, so a full backup was taken instead of an incremental built on it: a backup that failed is the base of nothing.`,
+    );
+  });
+
+  it('an incremental builds on nothing that failed: its base is the newest backup that passed verification and its restore test', async () => {
+    await pastFull('passed');
+    const incrementPlan = await planOf('incremental');
+    await recordPhysicalBackup(catalog, incrementPlan, facts(), NOW);
+    // The increment is verified, but its restore test has not passed: not a base yet.
+    expect((await planOf('incremental', '2026-11-26T09:00:00.000Z')).base).toBe(FULL);
+    await recordPhysicalRestoreTest(catalog, incrementPlan, outcome(INCR));
+    expect((await planOf('incremental', '2026-11-26T09:00:00.000Z')).base).toBe(INCR);
+    // A full is never planned on a base.
+    expect((await planOf('full', '2026-11-26T09:00:00.000Z')).base).toBeNull();
+  });
+});
+
+describe('UpdatePhysicalRecord', () => {
+  it('adds the passed restore test to the record and keeps the newest full that passed both; with none, expires nothing', async () => {
     await pastFull();
-    const untested = await recordPhysicalBackup(catalog, planOf('incremental'), facts(), NOW);
+    const incrementPlan = await planOf('incremental');
+    await recordPhysicalBackup(catalog, incrementPlan, facts(), NOW);
+    const untested = await recordPhysicalRestoreTest(catalog, incrementPlan, outcome(INCR));
+    expect(untested).toMatchObject({ state: 'verified', label: INCR, restoreTest: 'passed' });
     expect(untested.keep).toBeUndefined();
     expect(untested.expiry).toContain(
       'No full backup of primary has passed verification and its restore test yet',
     );
+    expect(written(incrementPlan.recordKey).verification.restoreTest).toEqual({
+      state: 'passed',
+      checkedAt: NOW.toISOString(),
+      detail: `${INCR} restored and checked`,
+      reportKey: 'reports/restore-tests/pgbackrest/primary/2026/11/26/x.json',
+    });
 
-    await pastFull('passed');
-    const tested = await recordPhysicalBackup(
+    const fullPlan = await planOf('full', '2026-11-27T02:00:00.000Z');
+    const newFull = '20261127-020001F';
+    await recordPhysicalBackup(
       catalog,
-      planOf('incremental', '2026-11-26T08:30:00.000Z'),
-      facts(),
+      fullPlan,
+      { ...facts({ label: newFull, type: 'full', prior: null, reference: null }), requestedType: 'full' },
       NOW,
     );
-    expect(tested).toMatchObject({ state: 'verified', kind: 'incremental', keep: FULL });
+    expect(await recordPhysicalRestoreTest(catalog, fullPlan, outcome(newFull))).toMatchObject({
+      kind: 'full',
+      keep: newFull,
+      expiry: `Expires what the retention no longer needs, never ${newFull}.`,
+    });
   });
 
+  it("refuses an outcome that is not a passed test of the plan's verified backup, changing nothing", async () => {
+    const plan = await planOf('incremental');
+    await recordPhysicalBackup(catalog, plan, facts(), NOW);
+    const before = bucket.get(plan.recordKey);
+    for (const bad of [
+      outcome('20261120-020000F'),
+      { ...outcome(INCR), state: 'failed' },
+      { ...outcome(INCR), reportKey: undefined },
+      undefined,
+    ]) {
+      await expect(recordPhysicalRestoreTest(catalog, plan, bad)).rejects.toThrow(InvalidInputError);
+    }
+    expect(bucket.get(plan.recordKey)).toBe(before);
+  });
+});
+
+describe('RecordPhysicalBackup when verify found bad files', () => {
   it('records the backup as failed and fails naming the file when verify found a bad file it builds on', async () => {
-    const plan = planOf('incremental');
+    const plan = await planOf('incremental');
     const bad = `invalid checksum '${FULL}/pg_data/base/5/2619.zst'`;
     const refused = recordPhysicalBackup(
       catalog,
@@ -212,7 +297,7 @@ describe('RecordPhysicalBackup', () => {
   });
 
   it("records a backup verified when the bad file is another backup's, and still fails the run naming it", async () => {
-    const plan = planOf('incremental');
+    const plan = await planOf('incremental');
     const elsewhere = "invalid checksum '20261120-020000F/pg_data/base/5/2619.zst'";
     const refused = recordPhysicalBackup(
       catalog,
@@ -238,7 +323,7 @@ describe('RecordPhysicalBackup', () => {
       facts({}, many),
       facts({ error: true }),
     ].entries()) {
-      const plan = planOf('incremental', `2026-11-26T08:0${n}:00.000Z`);
+      const plan = await planOf('incremental', `2026-11-26T08:0${n}:00.000Z`);
       await expect(recordPhysicalBackup(catalog, plan, outcome, NOW)).rejects.toThrow(RepositoryCorruptError);
       expect(written(plan.recordKey).verification.state).toBe('failed');
     }
@@ -251,14 +336,14 @@ describe('RecordPhysicalBackup', () => {
       { ...facts(), backup: { ...facts().backup, type: 'diff' } },
       { ...facts(), verify: { status: 'maybe', problemCount: 0, problems: [] } },
     ]) {
-      await expect(recordPhysicalBackup(catalog, planOf('incremental'), bad, NOW)).rejects.toThrow(
+      await expect(recordPhysicalBackup(catalog, await planOf('incremental'), bad, NOW)).rejects.toThrow(
         InvalidInputError,
       );
     }
     await expect(
       recordPhysicalBackup(
         catalog,
-        { ...planOf('incremental'), recordKey: 'catalog/pgbackrest/primary/elsewhere.json' },
+        { ...(await planOf('incremental')), recordKey: 'catalog/pgbackrest/primary/elsewhere.json' },
         facts(),
         NOW,
       ),
@@ -294,8 +379,8 @@ describe('concernsBackup', () => {
 describe('RecordPhysicalExpiry', () => {
   it("marks the expired backups' records and leaves the others", async () => {
     await pastFull('passed');
-    await recordPhysicalBackup(catalog, planOf('incremental'), facts(), NOW);
-    const newer = planOf('full', '2026-11-27T02:00:00.000Z');
+    await recordPhysicalBackup(catalog, await planOf('incremental'), facts(), NOW);
+    const newer = await planOf('full', '2026-11-27T02:00:00.000Z');
     await recordPhysicalBackup(
       catalog,
       newer,
@@ -328,7 +413,7 @@ describe('RecordPhysicalExpiry', () => {
     await expect(
       recordPhysicalExpiry(
         catalog,
-        planOf('full'),
+        await planOf('full'),
         { keep: FULL, retention: 'x', expired: ['all'], archive: [] },
         NOW,
       ),
