@@ -12,6 +12,7 @@ import { shellQuote } from '../shared/host/shell.ts';
 import {
   checkInterrupted,
   cleanUp,
+  hostScript,
   importHandlers,
   log,
   onInterrupt,
@@ -118,20 +119,11 @@ async function hostCommand(ctx: Ctx, kind: 'full' | 'incremental'): Promise<{ ms
   };
   const command = PHYSICAL_HOST_COMMANDS['pgbackrest-backup'];
   const script = renderHostCommand(ctx.config, ctx.target, command, { script: 'pgbackrest-backup', plan });
-  const host = localHost(ctx.environment.hostEnv);
-  const started = performance.now();
-  const { commandId, instanceId } = await host.send({
-    target: ctx.target,
-    script,
-    comment: 'pgbackrest-backup (bench)',
+  const { ms, stdout } = await hostScript(ctx.environment.hostEnv, ctx.target, script, {
+    what: 'Our host command',
     timeoutSeconds: ctx.config.HOST_COMMAND_TIMEOUT_SECONDS,
   });
-  await host.drain();
-  const ms = performance.now() - started;
-  const done = await host.get(commandId, instanceId);
-  if (done.status !== 'Success')
-    throw new Error(`our host command ended ${done.status}:\n${done.stderr.slice(-2000)}`);
-  const line = /^KB-RESULT (.*)$/m.exec(done.stdout)?.[1];
+  const line = /^KB-RESULT (.*)$/m.exec(stdout)?.[1];
   return { ms, result: line ? JSON.parse(line) : null };
 }
 

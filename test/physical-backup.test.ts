@@ -11,6 +11,7 @@ import type { ExecutionRecord } from '../local/runner.ts';
 import type { PhysicalPlan } from '../shared/backup/physical-plan.ts';
 import { recordPhysicalExpiry } from '../shared/backup/physical-stages.ts';
 import {
+  keyOf,
   listPhysicalBackups,
   newestVerifiedPhysicalFull,
   type PhysicalRecord,
@@ -246,7 +247,7 @@ describe('physical backups in the database backup workflow', () => {
     expect(fullRecord.backup.databaseBytes).toBeGreaterThan(1_000_000);
     // The incremental copied what changed, far less than the cluster.
     expect(incRecord.backup.backupBytes).toBeLessThan(fullRecord.backup.backupBytes / 2);
-    expect((await newestVerifiedPhysicalFull(world.catalog, 'local', { restoreTested: false }))?.label).toBe(
+    expect((await newestVerifiedPhysicalFull(world.catalog, 'local', { restoreTested: true }))?.label).toBe(
       fullRecord.label,
     );
 
@@ -349,29 +350,33 @@ describe('expiry of physical backups', () => {
     return { host, command: await checkHostCommand(host, { command: sent }) };
   }
 
+  /** The plan of the run that recorded `record`, as the expiry's request carries it. */
+  const planOf = (record: PhysicalRecord, executionId = record.executionId): PhysicalPlan => ({
+    engine: 'pgbackrest',
+    kind: record.requestedKind,
+    target: record.target,
+    runId: record.runId,
+    executionId,
+    startedAt: record.startedAt,
+    bucket: world.env.bucket,
+    recordKey: keyOf(record),
+    base: null,
+  });
+
   async function fulls(): Promise<PhysicalRecord[]> {
     return (await listPhysicalBackups(world.catalog, 'local')).filter((r) => r.kind === 'full');
   }
 
   it('refuses bad input and changes nothing', async () => {
     const [oldest] = await fulls();
-    const plan = {
-      engine: 'pgbackrest',
-      kind: 'full',
-      target: 'local',
-      runId: oldest?.runId,
-      executionId: 'x',
-      startedAt: oldest?.startedAt,
-      bucket: world.env.bucket,
-      recordKey: 'catalog/pgbackrest/local/x.json',
-      base: null,
-    };
+    if (!oldest) throw new Error('no full');
+    const plan = planOf(oldest);
     const before = await labels();
     for (const bad of [
       { plan, keep: 'latest' },
-      { plan, keep: oldest?.label, keepFullCount: 0 },
-      { plan, keep: `${oldest?.label}; rm -rf /` },
-      { plan: { ...plan, target: '../etc' }, keep: oldest?.label },
+      { plan, keep: oldest.label, keepFullCount: 0 },
+      { plan, keep: `${oldest.label}; rm -rf /` },
+      { plan: { ...plan, target: '../etc' }, keep: oldest.label },
     ]) {
       await expect(expire(bad)).rejects.toThrow(InvalidInputError);
     }
@@ -384,42 +389,23 @@ describe('expiry of physical backups', () => {
 
   it('refuses, expiring nothing, when the retention would remove the full to keep', async () => {
     const [oldest] = await fulls();
+    if (!oldest) throw new Error('no full');
     const before = await labels();
-    const plan = {
-      engine: 'pgbackrest',
-      kind: 'full',
-      target: 'local',
-      runId: oldest?.runId,
-      executionId: 'x',
-      startedAt: oldest?.startedAt,
-      bucket: world.env.bucket,
-      recordKey: 'catalog/pgbackrest/local/x.json',
-      base: null,
-    };
-    const refused = expire({ plan, keep: oldest?.label, keepFullCount: 1 });
+    const plan = planOf(oldest);
+    const refused = expire({ plan, keep: oldest.label, keepFullCount: 1 });
     await expect(refused).rejects.toThrow(HostCommandFailedError);
-    await expect(refused).rejects.toThrow(`expire would remove ${oldest?.label}`);
+    await expect(refused).rejects.toThrow(`expire would remove ${oldest.label}`);
     await expect(refused).rejects.toThrow('nothing was expired');
     expect(await labels()).toEqual(before);
   }, 120_000);
 
   it('keeps the newest verified full and the WAL it needs, removes the rest, and marks their records expired', async () => {
-    const newest = await newestVerifiedPhysicalFull(world.catalog, 'local', { restoreTested: false });
-    if (!newest) throw new Error('no verified full');
+    const newest = await newestVerifiedPhysicalFull(world.catalog, 'local', { restoreTested: true });
+    if (!newest) throw new Error('no full passed verification and its restore test');
     const before = await info();
     const older = before.backup.filter((b) => !b.label.startsWith(newest.label)).map((b) => b.label);
     expect(older.length).toBeGreaterThan(0);
-    const plan = {
-      engine: 'pgbackrest' as const,
-      kind: 'full' as const,
-      target: 'local',
-      runId: newest.runId,
-      executionId: 'arn:test:expire',
-      startedAt: newest.startedAt,
-      bucket: world.env.bucket,
-      recordKey: 'catalog/pgbackrest/local/x.json',
-      base: null,
-    };
+    const plan = planOf(newest, 'arn:test:expire');
 
     const { command } = await expire({ plan, keep: newest.label, keepFullCount: 1 });
     const result = command.result as {
@@ -448,7 +434,7 @@ describe('expiry of physical backups', () => {
         expect(record.expired, record.label).toMatchObject({ executionId: 'arn:test:expire' });
       if (record.label.startsWith(newest.label)) expect(record.expired, record.label).toBeUndefined();
     }
-    expect((await newestVerifiedPhysicalFull(world.catalog, 'local', { restoreTested: false }))?.label).toBe(
+    expect((await newestVerifiedPhysicalFull(world.catalog, 'local', { restoreTested: true }))?.label).toBe(
       newest.label,
     );
   }, 120_000);
