@@ -80,7 +80,17 @@ export async function startLocalS3(
   const tls = ensureLocalTls(tlsDirectory);
   const child = spawn(
     process.execPath,
-    [fileURLToPath(new URL('./s3-server.ts', import.meta.url)), directory, bucket, tls.keyFile, tls.certFile],
+    [
+      // s3rver seals a truncated listing's continuation token with DES, which
+      // OpenSSL 3 keeps in its legacy provider: without it every listing longer
+      // than one page (MaxKeys) answers 500.
+      '--openssl-legacy-provider',
+      fileURLToPath(new URL('./s3-server.ts', import.meta.url)),
+      directory,
+      bucket,
+      tls.keyFile,
+      tls.certFile,
+    ],
     { stdio: ['pipe', 'pipe', 'inherit'] },
   );
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
