@@ -69,6 +69,7 @@ const FUNCTIONS = {
   planFilesBackup: 'plan-files-backup',
   startHostCommand: 'start-host-command',
   checkHostCommand: 'check-host-command',
+  checkWalContinuity: 'check-wal-continuity',
   verifyArchive: 'verify-archive',
   restoreTest: 'restore-test',
   planRestore: 'plan-restore',
@@ -128,6 +129,7 @@ const STATE_MACHINES: StateMachine[] = [
       'planBackup',
       'startHostCommand',
       'checkHostCommand',
+      'checkWalContinuity',
       'verifyArchive',
       'restoreTest',
       'pruneBackups',
@@ -197,6 +199,7 @@ const STATE_MACHINES: StateMachine[] = [
       'planVerification',
       'startHostCommand',
       'checkHostCommand',
+      'checkWalContinuity',
       'verifyArchive',
       'reportVerification',
       'sendAlert',
@@ -1281,6 +1284,21 @@ describe('permissions', () => {
     ],
     checkHostCommand: [
       { Effect: 'Allow', Action: ['ssm:GetCommandInvocation', 'ssm:ListCommandInvocations'], Resource: '*' },
+    ],
+    // The WAL of every pgBackRest repository, read only: its segments listed, a timeline's history read.
+    checkWalContinuity: [
+      {
+        Effect: 'Allow',
+        Action: ['s3:ListBucket'],
+        Resource: getAtt('BackupBucket'),
+        Condition: { StringLike: { 's3:prefix': 'pgbackrest/*/archive/*' } },
+      },
+      {
+        Effect: 'Allow',
+        Action: ['s3:GetObject'],
+        Resource: sub(`\${BackupBucket.Arn}/pgbackrest/*/archive/*`),
+      },
+      bucketKey('kms:Decrypt'),
     ],
     verifyArchive: [
       listBackups,

@@ -51,6 +51,16 @@ export interface PgbackrestStanza {
 /** The repository's prefix in the bucket: the lifecycle rules and the host's grants name it too. */
 export const pgbackrestPath = (target: string) => `/pgbackrest/${target}`;
 
+/**
+ * The key prefix of one archive id's WAL in the bucket (the stanza is the
+ * target's name): pgBackRest keeps each segment at
+ * `archive/<stanza>/<archive id>/<first 16 hex of its name>/<name>-<sha1>.<ext>`,
+ * and each timeline's history file at `archive/<stanza>/<archive id>/<TLI>.history`
+ * (its src/storage/helper.c storageRepoPathExpression, src/command/archive/push/file.c).
+ */
+export const pgbackrestArchivePrefix = (target: string, archiveId: string) =>
+  `${pgbackrestPath(target).slice(1)}/archive/${target}/${archiveId}/`;
+
 export function renderPgbackrestConf(stanza: PgbackrestStanza): string {
   const { repository: repo } = stanza;
   const global: [string, string | number | undefined][] = [

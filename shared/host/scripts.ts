@@ -94,4 +94,6 @@ export const REPORTING_SCRIPTS: ReadonlySet<HostScript> = new Set([
   'files-backup',
   'check-local-copies',
   'disk-usage',
+  'wal-switch',
+  'pgbackrest-verify',
 ]);

@@ -29,6 +29,8 @@ export const HOST_SCRIPTS = [
   'check-local-copies',
   'disk-usage',
   'prune-local',
+  'wal-switch',
+  'pgbackrest-verify',
 ] as const;
 export type HostScript = (typeof HOST_SCRIPTS)[number];
 
