@@ -2,7 +2,7 @@ import { DeleteObjectCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { localHost } from '../local/host.ts';
 import { BACKUP_HOST_COMMANDS } from '../shared/backup/host-commands.ts';
-import type { WalContinuity } from '../shared/backup/wal-continuity.ts';
+import { checkWalContinuity, type WalContinuity } from '../shared/backup/wal-continuity.ts';
 import { type WalSwitchFacts, walRun, walSwitchFactsSchema } from '../shared/backup/wal-plan.ts';
 import { parseSegmentName } from '../shared/backup/wal-segments.ts';
 import { parseConfig } from '../shared/core/config.ts';
@@ -237,5 +237,106 @@ describe('an archive that does not keep up', () => {
     } finally {
       setArchiveCommand(archiveCommandOf(target));
     }
+  });
+});
+
+describe('the continuity proof across timelines', () => {
+  // A repository of its own archive id, written here: timeline 1 from segment 2, then a recovery
+  // promoted timeline 2 in segment 4 while the old primary had gone on to 5. Listed two keys a page.
+  const ARCHIVE = '15-9';
+  const prefix = `pgbackrest/local/archive/local/${ARCHIVE}/`;
+  const sha1 = 'a'.repeat(40);
+  const key = (name: string) => `${prefix}${name.slice(0, 16)}/${name}-${sha1}.zst`;
+  const STORED = [
+    ...['02', '03', '04', '05'].map((n) => `0000000100000000000000${n}`),
+    ...['04', '05', '06', '07'].map((n) => `0000000200000000000000${n}`),
+  ];
+  const facts = (changes: Partial<WalSwitchFacts> = {}): WalSwitchFacts => ({
+    segment: '000000020000000000000007',
+    idle: false,
+    walSegmentSize: MIB16,
+    switchedAt: '2026-11-26T02:15:00Z',
+    archivedAt: '2026-11-26T02:15:01Z',
+    archive: { id: ARCHIVE, min: '000000010000000000000002', max: '000000020000000000000007' },
+    backups: [
+      {
+        label: '20261126-010000F',
+        type: 'full',
+        archiveStart: '000000010000000000000002',
+        startedAt: '2026-11-26T01:00:00Z',
+      },
+    ],
+    newestFull: { label: '20261126-010000F', stoppedAt: '2026-11-26T01:05:00Z' },
+    newestBackup: { label: '20261126-010000F', type: 'full', stoppedAt: '2026-11-26T01:05:00Z' },
+    ...changes,
+  });
+  const prove = (changes: Partial<WalSwitchFacts> = {}) => {
+    const config = parseConfig(world.env.functionEnv);
+    const target = config.BACKUP_TARGETS[0];
+    if (!target) throw new Error('no target');
+    const plan = walRun(
+      target,
+      'arn:aws:states:us-east-1:123456789012:execution:wal-test:tli',
+      '2026-11-26T02:15:00Z',
+    );
+    return checkWalContinuity(world.s3, config, { plan, facts: facts(changes) }, { pageSize: 2 });
+  };
+
+  beforeAll(async () => {
+    for (const name of STORED) await putBytes(world.s3, world.env.bucket, key(name), name);
+    await putBytes(
+      world.s3,
+      world.env.bucket,
+      `${key('000000010000000000000004').replace('-', '.partial-')}`,
+      'partial',
+    );
+    await putBytes(
+      world.s3,
+      world.env.bucket,
+      `${prefix}00000002.history`,
+      '1\t0/4000000\tno recovery target specified\n',
+    );
+  });
+
+  it("follows the backup's timeline to the switch point and the new timeline after it", async () => {
+    await expect(prove()).resolves.toMatchObject({
+      backup: '20261126-010000F',
+      from: '000000010000000000000002',
+      to: '000000020000000000000007',
+      segments: 6,
+      timelines: [1, 2],
+    });
+  });
+
+  it('starts at the oldest segment kept when there is no backup yet', async () => {
+    await expect(prove({ backups: [] })).resolves.toMatchObject({
+      backup: null,
+      from: '000000010000000000000002',
+      segments: 6,
+    });
+  });
+
+  it("counts a segment of the abandoned timeline for nothing: the new timeline's own is missing", async () => {
+    await world.s3.send(
+      new DeleteObjectCommand({ Bucket: world.env.bucket, Key: key('000000020000000000000005') }),
+    );
+    try {
+      await expect(prove()).rejects.toThrow(
+        /^WAL segment 000000020000000000000005 is missing from the repository .*: the changes written after about \S+ \(when 000000020000000000000004 was archived\) and before about \S+ \(when 000000020000000000000006, the next segment found, was archived\)/,
+      );
+    } finally {
+      await putBytes(world.s3, world.env.bucket, key('000000020000000000000005'), 'back');
+    }
+  });
+
+  it('refuses to prove a timeline whose history file the repository lacks', async () => {
+    await expect(
+      prove({
+        segment: '000000030000000000000008',
+        archive: { id: ARCHIVE, min: null, max: '000000030000000000000008' },
+      }),
+    ).rejects.toThrow(
+      `The timeline history file s3://${world.env.bucket}/${prefix}00000003.history is missing from the repository`,
+    );
   });
 });
