@@ -33,7 +33,7 @@ SELECT pg_current_wal_insert_lsn() AS before \gset
 SELECT pg_walfile_name(s) || ' ' || (s < :'before'::pg_lsn) FROM pg_switch_wal() s;
 SQL
 ); then
-  echo "wal-switch: could not switch the WAL segment; the role the host connects as needs EXECUTE on pg_switch_wal() (or superuser)" >&2
+  echo "wal-switch: could not switch the WAL segment (PostgreSQL's error is above): the target must be the primary, and the role the host connects as needs EXECUTE on pg_switch_wal() (or superuser)" >&2
   exit 1
 fi
 read -r segment idle <<<"$switch"

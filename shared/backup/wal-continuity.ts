@@ -9,12 +9,15 @@ import {
   type ArchivedSegment,
   expectedSegments,
   findGaps,
+  historyFileName,
   isOnPath,
   parseSegmentName,
   type SegmentCheck,
   segmentName,
   type TimelineSpan,
+  timelineAt,
   timelinePath,
+  type WalGap,
 } from './wal-segments.ts';
 
 /** What CheckWalContinuity gets: the run's plan and what its WAL switch reported. */
@@ -103,12 +106,11 @@ function startOf(facts: WalSwitchFacts, path: readonly TimelineSpan[], size: num
 
 /** The first gap in words: the segment, and when its changes were written, from its neighbours' object times. */
 function describeGap(
+  gap: WalGap,
   check: SegmentCheck,
   where: string,
   backup: { label: string; startedAt: string } | undefined,
 ) {
-  const gap = check.firstGap;
-  if (!gap) return '';
   const { before, after } = gap;
   const since = before
     ? `after about ${iso(before.archivedAt)} (when ${before.name} was archived)`
@@ -162,16 +164,15 @@ export async function checkWalContinuity(
     );
   }
   const prefix = pgbackrestArchivePrefix(target.name, archive.id);
-  const timeline = end.timeline.toString(16).toUpperCase().padStart(8, '0');
   const path = timelinePath(
     end.timeline,
-    end.timeline > 1 ? await readHistory(s3, bucket, `${prefix}${timeline}.history`) : undefined,
+    end.timeline > 1 ? await readHistory(s3, bucket, `${prefix}${historyFileName(end.timeline)}`) : undefined,
     size,
   );
   const start = startOf(facts, path, size);
   if (start.segno > end.segno)
     throw new WalContinuityError(
-      `The oldest segment to prove, ${segmentName({ timeline: end.timeline, segno: start.segno }, size)}, comes after the switched one, ${facts.segment}: the host's report does not add up. Check the host runs this deployment's scripts.`,
+      `The oldest segment to prove, ${segmentName({ timeline: timelineAt(path, start.segno), segno: start.segno }, size)}, comes after the switched one, ${facts.segment}: the host's report does not add up. Check the host runs this deployment's scripts.`,
     );
   const expected = () => expectedSegments(path, start.segno, end.segno, size);
   const [from] = expected();
@@ -180,7 +181,9 @@ export async function checkWalContinuity(
     archivedSegments(s3, bucket, prefix, from ?? facts.segment, options.pageSize ?? 1000),
   );
   if (check.firstGap)
-    throw new WalContinuityError(describeGap(check, `s3://${bucket}/${prefix}`, start.backup));
+    throw new WalContinuityError(
+      describeGap(check.firstGap, check, `s3://${bucket}/${prefix}`, start.backup),
+    );
   return {
     target: target.name,
     archiveId: archive.id,

@@ -37,6 +37,11 @@ export function segmentsPerLogId(segmentSize: number): number {
 
 const hex8 = (n: number) => n.toString(16).toUpperCase().padStart(8, '0');
 
+/** A timeline's history file name (`00000002.history`), as PostgreSQL and pgBackRest store it. */
+export function historyFileName(timeline: number): string {
+  return `${hex8(timeline)}.history`;
+}
+
 /** The 24-character file name of a segment. */
 export function segmentName(segment: WalSegment, segmentSize: number): string {
   const perLogId = segmentsPerLogId(segmentSize);

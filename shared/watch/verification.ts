@@ -244,7 +244,7 @@ function repositoryFindings(r: RepositoryCheck, now: Date): Finding[] {
     findings.push({
       check: 'repository',
       subject: `the pgBackRest repository of ${target}`,
-      problem: `pgbackrest verify found ${verify.problemCount > 0 ? `${verify.problemCount} bad file(s): ${verify.problems.join('; ')}${more}` : 'the repository bad'}${verify.summary.length > 0 ? ` (its report: ${verify.summary.join('; ')})` : ''}`,
+      problem: `${verify.problemCount > 0 ? `pgbackrest verify found ${verify.problemCount} bad file(s): ${verify.problems.join('; ')}${more}` : 'pgbackrest verify reports status error'}${verify.summary.length > 0 ? ` (its report: ${verify.summary.join('; ')})` : ''}`,
     });
   }
   const facts = r.walSwitch?.result;
