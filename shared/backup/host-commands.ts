@@ -5,7 +5,7 @@ import type { Config } from '../core/config.ts';
 import { fileName, sha256Hex } from '../core/identifiers.ts';
 import type { Run } from '../core/run.ts';
 import * as z from '../core/schema.ts';
-import { pgbackrestParams } from '../host/pgbackrest-conf.ts';
+import { pgbackrestScriptParams } from '../host/pgbackrest-conf.ts';
 import { archiveLines, hostCommand, postgresParams } from '../host/scripts.ts';
 import { planSchema } from './database-plan.ts';
 import { filesPlanSchema } from './files-plan.ts';
@@ -84,9 +84,7 @@ export const BACKUP_HOST_COMMANDS = {
     request: z.object({ script: z.literal('wal-switch'), plan: walPlanSchema }),
     script: 'wal-switch',
     params: (config, target) => ({
-      ...postgresParams(target),
-      ...pgbackrestParams(config, target),
-      KB_DATABASE: target.database,
+      ...pgbackrestScriptParams(config, target),
       KB_ARCHIVE_WAIT_SECONDS: String(WAL_ARCHIVE_MAX_AGE_SECONDS),
     }),
   }),

@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { POINT_IN_TIME_DAYS } from '../catalog/retention.ts';
 import type { Config, PgbackrestTarget, Target } from '../core/config.ts';
 import { ConfigError } from '../core/errors.ts';
+import { postgresParams } from './scripts.ts';
 import { shellQuote } from './shell.ts';
 
 /**
@@ -168,6 +169,14 @@ export function pgbackrestParams(config: Config, target: Target): Record<string,
     KB_PGBACKREST_CONFIG_SHA256: createHash('sha256').update(pgbackrestConfOf(config, target)).digest('hex'),
     KB_PGBACKREST_USER: pg.osUser,
   };
+}
+
+/**
+ * The parameters of a pgBackRest script that also asks PostgreSQL (pg_sql):
+ * where psql runs, the stanza's, and the target's database to connect to.
+ */
+export function pgbackrestScriptParams(config: Config, target: Target): Record<string, string> {
+  return { ...postgresParams(target), ...pgbackrestParams(config, target), KB_DATABASE: target.database };
 }
 
 function lines(options: [string, string | number | undefined][]): string[] {

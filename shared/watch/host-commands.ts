@@ -1,7 +1,7 @@
 import { walPlanSchema } from '../backup/wal-plan.ts';
 import * as z from '../core/schema.ts';
-import { pgbackrestParams } from '../host/pgbackrest-conf.ts';
-import { hostCommand, postgresParams } from '../host/scripts.ts';
+import { pgbackrestScriptParams } from '../host/pgbackrest-conf.ts';
+import { hostCommand } from '../host/scripts.ts';
 import { diskCheckPlanSchema } from './monitoring.ts';
 import { localCheckPlanSchema } from './verification.ts';
 
@@ -24,10 +24,6 @@ export const WATCH_HOST_COMMANDS = {
   'pgbackrest-verify': hostCommand({
     request: z.object({ script: z.literal('pgbackrest-verify'), plan: walPlanSchema }),
     script: 'pgbackrest-verify',
-    params: (config, target) => ({
-      ...postgresParams(target),
-      ...pgbackrestParams(config, target),
-      KB_DATABASE: target.database,
-    }),
+    params: pgbackrestScriptParams,
   }),
 };
