@@ -233,7 +233,7 @@ async function timedRestore(
 async function loadProject() {
   const [
     { getConfig },
-    { planBackup },
+    { isDumpPlan, planBackup },
     { renderHostCommand },
     { BACKUP_HOST_COMMANDS },
     { Catalog },
@@ -253,6 +253,7 @@ async function loadProject() {
     config,
     target,
     planBackup,
+    isDumpPlan,
     renderHostCommand,
     databaseBackup: BACKUP_HOST_COMMANDS['database-backup'],
     catalog: new Catalog(createS3Client(config), config.BACKUP_BUCKET),
@@ -281,7 +282,9 @@ async function runDumpStage(
     executionId,
     startedAt: new Date().toISOString(),
   });
-  const plan = plans.find((p) => p.target === project.target.name && p.database === DATABASE);
+  const plan = plans
+    .filter(project.isDumpPlan)
+    .find((p) => p.target === project.target.name && p.database === DATABASE);
   if (!plan) throw new Error(`PlanBackup planned no run of ${DATABASE} on target ${project.target.name}.`);
   const script = project.renderHostCommand(project.config, project.target, project.databaseBackup, {
     script: 'database-backup',

@@ -102,3 +102,16 @@ pgbr_config_current() {
   fi
   return 1
 }
+
+# A text (pgBackRest's JSON, a command's report) as a dollar-quoted SQL literal,
+# for statements on psql's stdin: a psql variable travels as one argument, which
+# Linux caps at 128 KiB, and `pgbackrest info --output=json` of a long retention
+# is larger. PostgreSQL's JSON functions then read it: the host may have no jq.
+sql_text() { # sql_text TEXT
+  if [[ $1 == *"\$kb_text\$"* ]]; then
+    echo "a report to hand to PostgreSQL holds \$kb_text\$, so it cannot be quoted; look at it on the host" >&2
+    return 1
+  fi
+  # shellcheck disable=SC2016 # the dollars are SQL's quote, not the shell's
+  printf '$kb_text$%s$kb_text$' "$1"
+}

@@ -110,6 +110,10 @@ async function spawnS3(
   const child = spawn(
     process.execPath,
     [
+      // s3rver seals a truncated listing's continuation token with DES, which
+      // OpenSSL 3 keeps in its legacy provider: without it every listing longer
+      // than one page (MaxKeys) answers 500.
+      '--openssl-legacy-provider',
       S3_SERVER,
       `--port=${port}`,
       ...(detached ? ['--detached'] : []),

@@ -30,6 +30,8 @@ export interface BackupWorkflowOptions {
   plan: { name: string; fn: LambdaName; receiveComment: string; comment: string };
   runs: {
     comment: string;
+    /** The iteration's first state, when not the archive's Start state (a Choice by the plan's engine, say). */
+    startAt?: string;
     /** The host command that writes the run's archive and local copy and reports its facts (`<resultPath>.result`). */
     archive: { noun: string; script: HostCommandName; comment: string; resultPath: string };
     /** What VerifyArchive proves of this kind of archive. */
@@ -59,7 +61,7 @@ export function backupWorkflow(options: BackupWorkflowOptions): Definition {
         comment: runs.comment,
         itemsPath: at('plans'),
         item: PLAN,
-        startAt: archive.start,
+        startAt: runs.startAt ?? archive.start,
         states: {
           ...hostCommand(archive, {
             comment: runs.archive.comment,

@@ -1,5 +1,6 @@
 import { backupWorkflow } from './backup-runs.ts';
 import { at, type Definition, hostCommand, NOTIFY_RUN_FAILURE, PLAN, task } from './steps.ts';
+import { WAL_STATE, walArchiveStates } from './wal-runs.ts';
 
 /** The state whose request PlanBackup's errors name. */
 export const BACKUP_STATE = { plan: 'PlanBackup' } as const;
@@ -11,18 +12,19 @@ export function databaseBackup(): Definition {
   return backupWorkflow({
     workflow: 'database-backup',
     comment:
-      'Database backup of the Kennel Management System (full, incremental or transaction logs, by input): dump, upload, verify, restore-test, prune; every failure is alerted.',
+      'Database backup of the Kennel Management System (full, incremental or transaction logs, by input): dump, upload, verify, restore-test, prune; for transaction logs also a WAL switch on each pgBackRest target and the proof that its WAL archive has no gap; every failure is alerted.',
     plan: {
       name: BACKUP_STATE.plan,
       fn: 'planBackup',
       receiveComment:
         "Wraps whatever input was given, so that a malformed one still reaches PlanBackup's error and the alert.",
       comment:
-        "Validates the input, picks the targets and databases, and computes each run's window, id, S3 keys and scratch database.",
+        "Validates the input, picks the targets and databases, and computes each run's window, id, S3 keys and scratch database; for transaction logs, one WAL run per target archiving with pgBackRest.",
     },
     runs: {
       comment:
         'Backs up every planned target and database in parallel, two at a time; each iteration catches its own failure.',
+      startAt: 'RouteRun',
       archive: {
         noun: 'Dump',
         script: 'database-backup',
@@ -34,6 +36,21 @@ export function databaseBackup(): Definition {
         "Streams the archive from S3: it must decompress completely, be a complete dump and match the size and sha256 the host reported; writes the manifest, verified or failed, with each table's rows counted from the archive.",
       afterVerify: 'RestoreTestWanted',
       states: {
+        RouteRun: {
+          Type: 'Choice',
+          Comment: "Sends a run to its engine's states by the plan's engine; a logical dump's plan has none.",
+          Choices: [
+            {
+              And: [
+                { Variable: at(PLAN, 'engine'), IsPresent: true },
+                { Variable: at(PLAN, 'engine'), StringEquals: 'wal' },
+              ],
+              Next: WAL_STATE.switch.start,
+            },
+          ],
+          Default: 'StartDump',
+        },
+        ...walArchiveStates({ onError: onRunError, next: 'RunSucceeded' }),
         RestoreTestWanted: {
           Type: 'Choice',
           Comment:

@@ -42,6 +42,7 @@ export const TASK_SECONDS = {
   planDrill: 120,
   startHostCommand: 60,
   checkHostCommand: 60,
+  checkWalContinuity: 900,
   verifyArchive: 900,
   restoreTest: 300,
   recordPhysicalRestoreTest: 60,

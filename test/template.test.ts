@@ -69,6 +69,7 @@ const FUNCTIONS = {
   planFilesBackup: 'plan-files-backup',
   startHostCommand: 'start-host-command',
   checkHostCommand: 'check-host-command',
+  checkWalContinuity: 'check-wal-continuity',
   verifyArchive: 'verify-archive',
   restoreTest: 'restore-test',
   recordPhysicalRestoreTest: 'record-physical-restore-test',
@@ -131,6 +132,7 @@ const STATE_MACHINES: StateMachine[] = [
       'planBackup',
       'startHostCommand',
       'checkHostCommand',
+      'checkWalContinuity',
       'verifyArchive',
       'restoreTest',
       'pruneBackups',
@@ -200,6 +202,7 @@ const STATE_MACHINES: StateMachine[] = [
       'planVerification',
       'startHostCommand',
       'checkHostCommand',
+      'checkWalContinuity',
       'verifyArchive',
       'reportVerification',
       'sendAlert',
@@ -1303,6 +1306,21 @@ describe('permissions', () => {
     ],
     checkHostCommand: [
       { Effect: 'Allow', Action: ['ssm:GetCommandInvocation', 'ssm:ListCommandInvocations'], Resource: '*' },
+    ],
+    // The WAL of every pgBackRest repository, read only: its segments listed, a timeline's history read.
+    checkWalContinuity: [
+      {
+        Effect: 'Allow',
+        Action: ['s3:ListBucket'],
+        Resource: getAtt('BackupBucket'),
+        Condition: { StringLike: { 's3:prefix': 'pgbackrest/*/archive/*' } },
+      },
+      {
+        Effect: 'Allow',
+        Action: ['s3:GetObject'],
+        Resource: sub(`\${BackupBucket.Arn}/pgbackrest/*/archive/*`),
+      },
+      bucketKey('kms:Decrypt'),
     ],
     verifyArchive: [
       listBackups,

@@ -1,6 +1,6 @@
 import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import middy from '@middy/core';
-import { planBackup } from '../../shared/backup/database-plan.ts';
+import { isDumpPlan, planBackup } from '../../shared/backup/database-plan.ts';
 import { Catalog } from '../../shared/catalog/catalog.ts';
 import { createS3Client } from '../../shared/core/clients.ts';
 import { getConfig } from '../../shared/core/config.ts';
@@ -16,11 +16,11 @@ export const handler = middy()
     for (const plan of plans) {
       logger.info('planned backup', {
         kind: plan.kind,
-        since: plan.since,
         runId: plan.runId,
         target: plan.target,
-        database: plan.database,
-        key: plan.archiveKey,
+        ...(isDumpPlan(plan)
+          ? { since: plan.since, database: plan.database, key: plan.archiveKey }
+          : { engine: plan.engine }),
       });
     }
     return plans;

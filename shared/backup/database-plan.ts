@@ -18,6 +18,7 @@ import { sqlIdentifier, targetName } from '../core/identifiers.ts';
 import { parseInput, planRequestSchema } from '../core/input.ts';
 import { runSchema } from '../core/run.ts';
 import * as z from '../core/schema.ts';
+import { type WalPlan, walRun, walTargets } from './wal-plan.ts';
 
 /** What an operator or a schedule may pass to a backup execution; every field is optional. */
 export const backupInputSchema = z.strictObject({
@@ -133,12 +134,22 @@ export function databaseRun(
   };
 }
 
+/** What PlanBackup returns, one per Map iteration: a logical dump's run (no engine), or a WAL run. */
+export type BackupPlan = Plan | WalPlan;
+
+/** A logical dump's run: the plans that carry no engine. */
+export function isDumpPlan(plan: BackupPlan): plan is Plan {
+  return !('engine' in plan);
+}
+
 /**
  * Plans one run per target and database: the input's target, or every target;
  * the input's database, or each target's databases. Runs are independent: each
- * has its own window, archive and manifest.
+ * has its own window, archive and manifest. A transaction-logs backup also gets
+ * one WAL run per selected target that archives with pgBackRest, first, so that
+ * the RPO's proof does not wait on the dumps.
  */
-export async function planBackup(config: Config, catalog: Catalog, request: unknown): Promise<Plan[]> {
+export async function planBackup(config: Config, catalog: Catalog, request: unknown): Promise<BackupPlan[]> {
   const { input, executionId, startedAt } = parseInput(
     planRequestSchema,
     request,
@@ -152,7 +163,9 @@ export async function planBackup(config: Config, catalog: Catalog, request: unkn
     const databases = wanted.database ? [wanted.database] : (target.databases ?? [target.database]);
     return databases.map((database) => ({ target, database }));
   });
-  return Promise.all(
+  const walRuns =
+    kind === 'transaction-logs' ? walTargets(targets).map((t) => walRun(t, executionId, startedAt)) : [];
+  const dumps = await Promise.all(
     runs.map(async ({ target, database }) => {
       const since = await windowStart(catalog, kind, target.name, database, wanted.since, new Date(iso));
       // Each target and database gets its own id, so runs of one execution never share a key.
@@ -167,6 +180,7 @@ export async function planBackup(config: Config, catalog: Catalog, request: unkn
       });
     }),
   );
+  return [...walRuns, ...dumps];
 }
 
 /**

@@ -96,4 +96,6 @@ export const REPORTING_SCRIPTS: ReadonlySet<HostScript> = new Set([
   'disk-usage',
   'prepare-host',
   'physical-restore-test',
+  'wal-switch',
+  'pgbackrest-verify',
 ]);

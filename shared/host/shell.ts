@@ -31,6 +31,8 @@ export const HOST_SCRIPTS = [
   'prune-local',
   'prepare-host',
   'physical-restore-test',
+  'wal-switch',
+  'pgbackrest-verify',
 ] as const;
 export type HostScript = (typeof HOST_SCRIPTS)[number];
 

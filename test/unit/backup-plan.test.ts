@@ -1,12 +1,13 @@
 import { describe, expect, it } from 'vitest';
-import { planBackup as plan } from '../../shared/backup/database-plan.ts';
+import { isDumpPlan, planBackup as plan } from '../../shared/backup/database-plan.ts';
 import type { Catalog } from '../../shared/catalog/catalog.ts';
 import { parseConfig } from '../../shared/core/config.ts';
 import { ConfigError, InvalidInputError, NotFoundError } from '../../shared/core/errors.ts';
 
 /** Full backups do not read the catalog. */
 const noCatalog = { list: async () => [] } as unknown as Catalog;
-const planBackup = (c: typeof config, r: unknown) => plan(c, noCatalog, r);
+/** The logical dumps' runs (the WAL runs have tests of their own below). */
+const planBackup = async (c: typeof config, r: unknown) => (await plan(c, noCatalog, r)).filter(isDumpPlan);
 
 const config = parseConfig({
   BACKUP_BUCKET: 'kennel-backups-prod',
@@ -90,6 +91,55 @@ describe('planBackup', () => {
     await expect(planBackup(config, request({ target: 'replica' }))).rejects.toThrow(
       'the configured targets are: primary, reporting',
     );
+  });
+});
+
+describe('planBackup of transaction logs', () => {
+  const withPgbackrest = parseConfig({
+    BACKUP_BUCKET: 'kennel-backups-prod',
+    BACKUP_TARGETS: JSON.stringify([
+      {
+        name: 'primary',
+        instanceIds: ['i-0123456789abcdef0'],
+        database: 'kennel_prod',
+        databases: ['kennel_prod', 'kennel_audit'],
+        pgbackrest: { dataDirectory: '/var/lib/postgresql/15/main' },
+      },
+      { name: 'reporting', instanceIds: ['i-0123456789abcdef1'], database: 'kennel_reports' },
+    ]),
+    ALERT_WEBHOOK_PARAMETER: '/a',
+    RESTORE_CHECK_DATABASE_URL_PARAMETER: '/b',
+  });
+  const logs = (input: Record<string, unknown>) =>
+    plan(
+      withPgbackrest,
+      { newestOf: async () => ({ newestKey: undefined, newestVerified: undefined }) } as unknown as Catalog,
+      request({ kind: 'transaction-logs', ...input }),
+    );
+
+  it('adds one WAL run per target archiving with pgBackRest, first, beside the dumps', async () => {
+    const plans = await logs({});
+    expect(plans.map((p) => [p.target, isDumpPlan(p) ? p.database : 'wal'])).toEqual([
+      ['primary', 'wal'],
+      ['primary', 'kennel_prod'],
+      ['primary', 'kennel_audit'],
+      ['reporting', 'kennel_reports'],
+    ]);
+    const [wal] = plans;
+    expect(wal).toEqual({
+      engine: 'wal',
+      kind: 'transaction-logs',
+      target: 'primary',
+      runId: expect.stringMatching(/^20261126T020000Z_[0-9a-f]{8}$/),
+      executionId: request({}).executionId,
+      startedAt: '2026-11-26T02:00:00.123Z',
+    });
+    expect(new Set(plans.map((p) => p.runId)).size).toBe(4);
+  });
+
+  it('plans no WAL run for the other kinds, nor for a target without pgBackRest', async () => {
+    expect((await plan(withPgbackrest, noCatalog, request({ kind: 'full' }))).every(isDumpPlan)).toBe(true);
+    expect((await logs({ target: 'reporting' })).every(isDumpPlan)).toBe(true);
   });
 });
 

@@ -4,7 +4,7 @@ import { zstdCompressSync } from 'node:zlib';
 import { GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { mockClient } from 'aws-sdk-client-mock';
 import { beforeEach, describe, expect, it } from 'vitest';
-import { planBackup } from '../../shared/backup/database-plan.ts';
+import { isDumpPlan, planBackup } from '../../shared/backup/database-plan.ts';
 import { verifyArchive } from '../../shared/catalog/archive-check.ts';
 import { Catalog } from '../../shared/catalog/catalog.ts';
 import { type DatabaseManifest, manifestSchema } from '../../shared/catalog/manifest.ts';
@@ -27,7 +27,7 @@ async function incrementalPlan() {
     executionId: 'arn:aws:states:eu-west-1:123456789012:execution:kennel-backup-prod-database-backup:run-1',
     startedAt: '2026-11-26T06:00:00.000Z',
   });
-  if (!plan) throw new Error('no plan');
+  if (!plan || !isDumpPlan(plan)) throw new Error('no dump plan');
   return plan;
 }
 
@@ -205,7 +205,7 @@ describe('VerifyArchive on a backup in the catalog', () => {
       executionId: 'arn:aws:states:eu-west-1:123456789012:execution:kennel-backup-prod-database-backup:run-2',
       startedAt: '2026-11-26T02:00:00.000Z',
     });
-    if (!plan) throw new Error('no plan');
+    if (!plan || !isDumpPlan(plan)) throw new Error('no dump plan');
     s3.on(GetObjectCommand).callsFake(async () => ({ Body: Readable.from([dump]) }));
     const first = (await verifyArchive(
       client,
