@@ -49,7 +49,10 @@ fi
 area=$KB_SCRATCH_ROOT/$KB_STANZA
 run=$area/$set_label
 data=$run/data
-socket=$run/socket
+# The socket's path must fit in 107 bytes (sun_path), which a scratch area with a
+# long stanza and an incremental's label would not: one fixed short directory
+# per stanza, free to take since one restore test per stanza runs at a time.
+socket=/tmp/kb-restore-test.$KB_STANZA
 
 # Removes restore-test scratch directories and stops every process of the
 # cluster's OS user working in them: the scratch postmaster (immediate shutdown,
@@ -166,8 +169,9 @@ server_bindir() { # server_bindir DATA-DIRECTORY
 
 # The scratch run's directory, made by the cluster's OS user (pgBackRest restores
 # as it and the instance runs as it), with a trust hba for the private socket only.
-make_run_dir() { # make_run_dir RUN
-  mkdir -m 700 "$1" "$1/data" "$1/socket" "$1/tablespaces"
+make_run_dir() { # make_run_dir RUN SOCKET
+  rm -rf -- "$2"
+  mkdir -m 700 "$1" "$1/data" "$2" "$1/tablespaces"
   printf 'local all all trust\n' >"$1/hba.conf"
 }
 
@@ -193,7 +197,8 @@ remove_run() {
     child=''
   fi
   [[ -n $run_made ]] || return 0
-  if where_db scratch_remove "$area" "$KB_PGBACKREST_USER" "$set_label" >/dev/null; then
+  if where_db scratch_remove "$area" "$KB_PGBACKREST_USER" "$set_label" >/dev/null &&
+    as_db_owner rm -rf -- "$socket"; then
     run_made=''
   else
     echo "physical-restore-test: could not remove the scratch instance in $run; the next restore test of $KB_STANZA removes it" >&2
@@ -283,8 +288,8 @@ if ((available < needed)); then
 fi
 
 run_made=1
-where_db_as_owner make_run_dir "$run" ||
-  fail "the cluster's OS user $KB_PGBACKREST_USER cannot create $run; give it $area or set pgbackrest.scratchDirectory to a directory it can reach"
+where_db_as_owner make_run_dir "$run" "$socket" ||
+  fail "the cluster's OS user $KB_PGBACKREST_USER cannot create $run and $socket; give it $area (or set pgbackrest.scratchDirectory to a directory it can reach) and remove $socket if another user made it"
 
 phase=restore
 echo "physical-restore-test: restoring $set_label ($backup_bytes bytes) into $run"
