@@ -71,20 +71,32 @@ export function ensureLocalTls(directory: string): LocalTls {
  * psql whose statement waits on a checkpoint, say) would otherwise block the very
  * server the archiver is waiting for. The child ends when this process does
  * (its stdin closes).
+ *
+ * `port` serves on that port instead of a free one: a server stopped and started
+ * again there is the same endpoint to every client configured for it (the
+ * repository unreachable for a while, then back).
  */
 export async function startLocalS3(
   directory: string,
   bucket: string,
   tlsDirectory: string,
+  port?: number,
 ): Promise<LocalS3> {
   const tls = ensureLocalTls(tlsDirectory);
   const child = spawn(
     process.execPath,
-    [fileURLToPath(new URL('./s3-server.ts', import.meta.url)), directory, bucket, tls.keyFile, tls.certFile],
+    [
+      fileURLToPath(new URL('./s3-server.ts', import.meta.url)),
+      directory,
+      bucket,
+      tls.keyFile,
+      tls.certFile,
+      ...(port === undefined ? [] : [String(port)]),
+    ],
     { stdio: ['pipe', 'pipe', 'inherit'] },
   );
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  const port = await new Promise<number>((resolve, reject) => {
+  const listening = await new Promise<number>((resolve, reject) => {
     let out = '';
     child.stdout.on('data', (chunk: Buffer) => {
       out += chunk.toString();
@@ -97,7 +109,7 @@ export async function startLocalS3(
     child.once('error', reject);
   });
   return {
-    endpoint: `https://127.0.0.1:${port}`,
+    endpoint: `https://127.0.0.1:${listening}`,
     caFile: tls.certFile,
     async stop() {
       child.stdin.end();

@@ -39,6 +39,7 @@ export const TASK_SECONDS = {
   planFilesRestore: 60,
   planVerification: 120,
   planMonitoring: 120,
+  planWalArchiveAge: 30,
   planDrill: 120,
   startHostCommand: 60,
   checkHostCommand: 60,
@@ -49,6 +50,7 @@ export const TASK_SECONDS = {
   reportRestore: 60,
   reportVerification: 60,
   reportMonitoring: 60,
+  reportWalArchiveAge: 30,
   reportDrill: 60,
   sendAlert: 60,
 } as const;
@@ -176,6 +178,8 @@ export interface PlanOptions {
   next: string;
   /** The plan stage also gets the state machine's name (one definition deployed under two names). */
   withStateMachineName?: boolean;
+  /** Where a failed plan goes: NotifyFailure unless the workflow must never alert by itself. */
+  onError?: OnError;
 }
 
 /**
@@ -198,7 +202,7 @@ export function plan(name: string, fn: LambdaName, options: PlanOptions): States
         ...(options.withStateMachineName ? { 'stateMachine.$': STATE_MACHINE_NAME } : {}),
       },
       resultPath: options.resultPath,
-      onError: { next: NOTIFY_FAILURE },
+      onError: options.onError ?? { next: NOTIFY_FAILURE },
       next: options.next,
     }),
   };
@@ -427,6 +431,8 @@ export function report(name: string, fn: LambdaName, options: ReportOptions): St
 
 export interface OnEachHostOptions {
   comment: string;
+  /** The hosts to run on: the plan's `hosts` unless said otherwise. */
+  itemsPath?: string;
   command: { noun: string; comment: string; script: HostCommandName; pollSeconds: number };
   /** The Succeed state of a host whose command ran. */
   done: string;
@@ -441,7 +447,7 @@ export function onEachHost(name: string, options: OnEachHostOptions): States {
   const { command, done, notDone } = options;
   return forEach(name, {
     comment: options.comment,
-    itemsPath: at(PLAN, 'hosts'),
+    itemsPath: options.itemsPath ?? at(PLAN, 'hosts'),
     item: HOST,
     startAt: `Start${command.noun}`,
     states: {

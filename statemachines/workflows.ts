@@ -6,6 +6,7 @@ import { filesRestore } from './files-restore.ts';
 import { monitoring } from './monitoring.ts';
 import { restoreDrill } from './restore-drill.ts';
 import type { Definition } from './steps.ts';
+import { walArchiveAge } from './wal-archive-age.ts';
 
 /**
  * Every workflow by name, as serverless.yml deploys it (`kennel-backup-<stage>-<name>`)
@@ -23,6 +24,7 @@ export const WORKFLOWS = {
   'daily-verification': dailyVerification,
   'restore-drill': restoreDrill,
   monitoring,
+  'wal-archive-age': walArchiveAge,
 } as const satisfies Record<string, () => Definition>;
 
 export type WorkflowName = keyof typeof WORKFLOWS;

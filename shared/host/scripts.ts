@@ -94,4 +94,5 @@ export const REPORTING_SCRIPTS: ReadonlySet<HostScript> = new Set([
   'files-backup',
   'check-local-copies',
   'disk-usage',
+  'wal-archiving',
 ]);

@@ -29,6 +29,7 @@ export const HOST_SCRIPTS = [
   'check-local-copies',
   'disk-usage',
   'prune-local',
+  'wal-archiving',
 ] as const;
 export type HostScript = (typeof HOST_SCRIPTS)[number];
 
