@@ -52,7 +52,8 @@ server_log() { # server_log DATA-DIRECTORY COLLECTOR-FILE
 # The lines about the segment's last failure, from the end of the server log:
 # pgBackRest's error (its first line and indented continuation, not its generic
 # HINTs) and PostgreSQL's exit code, found by the DETAIL line that names the
-# segment. Other sessions' lines are never taken: they could quote rows.
+# segment (each failure's lines are its own: they end at its DETAIL line). Other
+# sessions' lines are never taken: they could quote rows.
 failure_reason() { # failure_reason SEGMENT < log
   awk -v segment="$1" '
     /^(ERROR|WARN): \[[0-9]+\]:/ { block = $0; open = 1; next }
@@ -60,8 +61,9 @@ failure_reason() { # failure_reason SEGMENT < log
     open && /^ +[^ ]/ { block = block " " $0; next }
     { open = 0 }
     /LOG: +archive command failed with exit code/ { code = $0; sub(/.*LOG: +/, "", code); next }
-    /The failed archive command was: / && index($0, segment) {
-      reason = code (block == "" ? "" : ": " block); block = ""; code = ""
+    /The failed archive command was: / {
+      if (index($0, segment)) reason = code (block == "" ? "" : ": " block)
+      block = ""; code = ""
     }
     END { gsub(/ +/, " ", reason); print reason }'
 }
