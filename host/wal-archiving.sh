@@ -92,13 +92,16 @@ fi
 
 # pgBackRest retries a repository that does not answer four times per request,
 # each up to io-timeout (60 s by default); 10 s here reports one that is down in
-# under a minute, while any answering repository reads its info files well within it.
+# under a minute, while any answering repository reads its info files well within
+# it. A host that sets its own (PGBACKREST_IO_TIMEOUT) keeps it.
+io_timeout=(--io-timeout=10)
+[[ -z ${PGBACKREST_IO_TIMEOUT:-} ]] || io_timeout=()
 repository='' repository_error=''
 errors=$(mktemp)
 trap 'rm -f "$errors"' EXIT
 pgbr_config_current 2>"$errors" || repository_error=$(redacted <"$errors")
 if [[ -z $repository_error ]]; then
-  if info=$(pgbr info --output=json --io-timeout=10 2>"$errors"); then
+  if info=$(pgbr info --output=json "${io_timeout[@]}" 2>"$errors"); then
     # PostgreSQL reads the JSON (the host may have no JSON tool), quoted by a
     # random dollar tag that nothing in the text can close.
     tag=kb$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')
