@@ -7,9 +7,13 @@
 # repository (pgBackRest's info, summarized) only with KB_DETAIL=full: the
 # every-minute measurement of the archive's age needs neither.
 #
-# Parameters: KB_DATABASE KB_DETAIL (age | full) KB_PG_MODE KB_COMPOSE_FILE
-#             KB_COMPOSE_SERVICE KB_STANZA KB_PGBACKREST_CONFIG
+# Parameters: KB_DATABASE KB_DETAIL (age | full) KB_PG_DATA KB_PG_MODE
+#             KB_COMPOSE_FILE KB_COMPOSE_SERVICE KB_STANZA KB_PGBACKREST_CONFIG
 #             KB_PGBACKREST_CONFIG_SHA256 KB_PGBACKREST_USER
+#
+# Its queries need no privilege: pg_stat_archiver, archive_mode and the WAL
+# position are any role's to read, the log's location (superuser-only in SQL) is
+# read from the data directory's files.
 
 # The segment holding the current WAL position: when it is the newest archived
 # one, every byte written so far is archived (pg_walfile_name counts a position
@@ -35,14 +39,16 @@ if [[ $KB_DETAIL != full ]]; then
   exit 0
 fi
 
-# The server log: the logging collector's file, or else (pg_ctl -l, Debian's
+# The server log: the logging collector's file, as it records it in the data
+# directory (what pg_current_logfile() reads), or else (pg_ctl -l, Debian's
 # pg_ctlcluster) whatever file the postmaster's stderr goes to.
-server_log() { # server_log DATA-DIRECTORY COLLECTOR-FILE
-  local pid file=$2
+server_log() {
+  local pid file
+  file=$(pg cat "$KB_PG_DATA/current_logfiles" 2>/dev/null | sed -n 's/^stderr //p') || file=''
   if [[ -n $file ]]; then
-    [[ $file == /* ]] || file=$1/$file
+    [[ $file == /* ]] || file=$KB_PG_DATA/$file
     printf '%s\n' "$file"
-  elif [[ $KB_PG_MODE == host ]] && pid=$(head -n 1 "$1/postmaster.pid" 2>/dev/null) &&
+  elif [[ $KB_PG_MODE == host ]] && pid=$(head -n 1 "$KB_PG_DATA/postmaster.pid" 2>/dev/null) &&
     file=$(readlink "/proc/$pid/fd/2") && [[ -f $file ]]; then
     printf '%s\n' "$file"
   fi
@@ -72,14 +78,9 @@ failure_reason() { # failure_reason SEGMENT < log
 redacted() { sed -E 's/((key|secret|password|token|authorization)[A-Za-z_-]*[=:] *)[^ ,;]+/\1***/Ig'; }
 
 reason=''
-IFS=$'\x1f' read -r failed_wal data_dir collector_file < <(
-  pg_sql "$KB_DATABASE" -F $'\x1f' <<'SQL'
-select coalesce(last_failed_wal, ''), current_setting('data_directory'), coalesce(pg_current_logfile('stderr'), '')
-from pg_stat_archiver
-SQL
-)
+failed_wal=$(pg_sql "$KB_DATABASE" <<<"select coalesce(last_failed_wal, '') from pg_stat_archiver")
 if [[ -n $failed_wal ]]; then
-  log=$(server_log "$data_dir" "$collector_file")
+  log=$(server_log)
   if [[ -z $log ]]; then
     reason="the server log is not a file here (docker logs, syslog); read it for $failed_wal"
   else

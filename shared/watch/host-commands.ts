@@ -1,6 +1,6 @@
 import type { Config, Target } from '../core/config.ts';
 import * as z from '../core/schema.ts';
-import { pgbackrestParams } from '../host/pgbackrest-conf.ts';
+import { pgbackrestOf, pgbackrestParams } from '../host/pgbackrest-conf.ts';
 import { hostCommand, postgresParams } from '../host/scripts.ts';
 import { archiverCheckPlanSchema } from './archiving.ts';
 import { diskCheckPlanSchema } from './monitoring.ts';
@@ -12,6 +12,7 @@ const walArchivingParams = (config: Config, target: Target, detail: 'age' | 'ful
   ...pgbackrestParams(config, target),
   KB_DATABASE: target.database,
   KB_DETAIL: detail,
+  KB_PG_DATA: pgbackrestOf(target).dataDirectory,
 });
 
 /**

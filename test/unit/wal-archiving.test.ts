@@ -1,5 +1,7 @@
 import { spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { renderHostCommand } from '../../shared/host/scripts.ts';
 import {
@@ -251,17 +253,23 @@ describe('the every-minute measurement', () => {
   });
 });
 
-/** A function of host/wal-archiving.sh, run alone in bash on `input`. */
-function runHostFunction(name: string, args: string[], input: string): string {
+/** A function of host/wal-archiving.sh, run alone in bash on `input` (after `prelude`, with `env`). */
+function runHostFunction(
+  name: string,
+  args: string[],
+  input: string,
+  { prelude = '', env = {} }: { prelude?: string; env?: Record<string, string> } = {},
+): string {
   const script = readFileSync(new URL('../../host/wal-archiving.sh', import.meta.url), 'utf8');
   // A one-line function, or one that ends at a line holding only its closing brace.
   const body =
     new RegExp(`^${name}\\(\\) \\{.*\\}$`, 'm').exec(script)?.[0] ??
     new RegExp(`^${name}\\(\\) \\{[^\\n]*\\n[\\s\\S]*?^\\}$`, 'm').exec(script)?.[0];
   if (!body) throw new Error(`host/wal-archiving.sh has no function ${name}`);
-  const result = spawnSync('bash', ['-c', `${body}\n${name} "$@"`, name, ...args], {
+  const result = spawnSync('bash', ['-c', `${prelude}\n${body}\n${name} "$@"`, name, ...args], {
     input,
     encoding: 'utf8',
+    env: { ...process.env, ...env },
   });
   expect(result.stderr).toBe('');
   return result.stdout.trim();
@@ -299,6 +307,25 @@ describe('the reason of a failure, from the server log', () => {
       'archive command failed with exit code 82',
     );
     expect(runHostFunction('failure_reason', ['0000000100000000000000FF'], log)).toBe('');
+  });
+
+  it("is read from the logging collector's current file, as the data directory records it", () => {
+    const data = mkdtempSync(join(tmpdir(), 'kennel-backup-pgdata-'));
+    try {
+      const where = { prelude: 'pg() { "$@"; }', env: { KB_PG_DATA: data, KB_PG_MODE: 'host' } };
+      writeFileSync(
+        join(data, 'current_logfiles'),
+        'stderr log/postgresql-Mon.log\ncsvlog log/postgresql-Mon.csv\n',
+      );
+      expect(runHostFunction('server_log', [], '', where)).toBe(`${data}/log/postgresql-Mon.log`);
+      writeFileSync(join(data, 'current_logfiles'), 'stderr /var/log/postgresql/main.log\n');
+      expect(runHostFunction('server_log', [], '', where)).toBe('/var/log/postgresql/main.log');
+      // Neither a collector nor a postmaster whose stderr is a file (docker logs): no log to read.
+      rmSync(join(data, 'current_logfiles'));
+      expect(runHostFunction('server_log', [], '', where)).toBe('');
+    } finally {
+      rmSync(data, { recursive: true, force: true });
+    }
   });
 
   it('redacts anything that looks like a credential', () => {
