@@ -125,7 +125,7 @@ export function archivingFindings(
       ? `the newest archived is ${a.lastArchivedWal} (${a.lastArchivedAt})`
       : `nothing has been archived since ${a.statsResetAt ?? 'the counts were reset'}`;
     const why = reason ? ` PostgreSQL's log: ${reason.replace(/[\s.]+$/, '')}.` : '';
-    const failing = a.lastArchivedAt === null || a.lastFailedAt > a.lastArchivedAt;
+    const failing = a.lastArchivedAt === null || Date.parse(a.lastFailedAt) > Date.parse(a.lastArchivedAt);
     if (failing) {
       findings.push({
         subject,
@@ -171,7 +171,7 @@ export function planWalArchiveAge(config: Config, request: unknown): z.infer<typ
 }
 
 /** One host's archiver check as a Map over hosts leaves it: its plan, and the command's result or how it failed. */
-export function archiverChecksSchema() {
+function archiverChecksSchema() {
   const R = WAL_ARCHIVE_AGE_RESULT;
   return z.array(
     z.object({
