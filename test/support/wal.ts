@@ -51,47 +51,31 @@ export function segmentsWaiting(world: TestWorld): string[] {
     .sort();
 }
 
-/** The WAL segments in the target's repository, by name, as the bucket lists them. */
-export async function segmentsInRepository(world: TestWorld, target = 'local'): Promise<string[]> {
-  const names: string[] = [];
+/** Every object under `prefix` in the world's bucket, as S3 lists them. */
+async function objectsUnder(world: TestWorld, prefix: string): Promise<{ key: string; size: number }[]> {
+  const objects: { key: string; size: number }[] = [];
   let token: string | undefined;
   do {
     const page = await world.s3.send(
-      new ListObjectsV2Command({
-        Bucket: world.env.bucket,
-        Prefix: `${pgbackrestPrefix(target)}archive/`,
-        ContinuationToken: token,
-      }),
+      new ListObjectsV2Command({ Bucket: world.env.bucket, Prefix: prefix, ContinuationToken: token }),
     );
-    for (const o of page.Contents ?? []) {
-      const name = /\/([0-9A-F]{24})-[0-9a-f]{40}(?:\.\w+)?$/.exec(o.Key ?? '')?.[1];
-      if (name) names.push(name);
-    }
+    for (const o of page.Contents ?? []) objects.push({ key: o.Key ?? '', size: o.Size ?? 0 });
     token = page.NextContinuationToken;
   } while (token);
-  return names.sort();
+  return objects;
+}
+
+/** The WAL segments in the target's repository, by name (`<segment>-<sha1>.<compression>` there). */
+export async function segmentsInRepository(world: TestWorld, target = 'local'): Promise<string[]> {
+  return (await objectsUnder(world, `${pgbackrestPrefix(target)}archive/`))
+    .flatMap(({ key }) => /\/([0-9A-F]{24})-[0-9a-f]{40}(?:\.\w+)?$/.exec(key)?.[1] ?? [])
+    .sort();
 }
 
 /** The repository's bytes and objects, listed by the test itself. */
 export async function repositorySize(world: TestWorld, target = 'local') {
-  let bytes = 0;
-  let objects = 0;
-  let token: string | undefined;
-  do {
-    const page = await world.s3.send(
-      new ListObjectsV2Command({
-        Bucket: world.env.bucket,
-        Prefix: pgbackrestPrefix(target),
-        ContinuationToken: token,
-      }),
-    );
-    for (const o of page.Contents ?? []) {
-      bytes += o.Size ?? 0;
-      objects += 1;
-    }
-    token = page.NextContinuationToken;
-  } while (token);
-  return { bytes, objects };
+  const objects = await objectsUnder(world, pgbackrestPrefix(target));
+  return { bytes: objects.reduce((sum, o) => sum + o.size, 0), objects: objects.length };
 }
 
 /**
