@@ -39,6 +39,7 @@ export const TASK_SECONDS = {
   planFilesRestore: 60,
   planVerification: 120,
   planMonitoring: 120,
+  planWalArchiveAge: 30,
   planDrill: 120,
   startHostCommand: 60,
   checkHostCommand: 60,
@@ -51,6 +52,7 @@ export const TASK_SECONDS = {
   reportRestore: 60,
   reportVerification: 60,
   reportMonitoring: 60,
+  reportWalArchiveAge: 30,
   reportDrill: 60,
   planPrepareHost: 60,
   reportPrepareHost: 60,
@@ -180,6 +182,8 @@ export interface PlanOptions {
   next: string;
   /** The plan stage also gets the state machine's name (one definition deployed under two names). */
   withStateMachineName?: boolean;
+  /** Where a failed plan goes: NotifyFailure unless the workflow must never alert by itself. */
+  onError?: OnError;
 }
 
 /**
@@ -202,7 +206,7 @@ export function plan(name: string, fn: LambdaName, options: PlanOptions): States
         ...(options.withStateMachineName ? { 'stateMachine.$': STATE_MACHINE_NAME } : {}),
       },
       resultPath: options.resultPath,
-      onError: { next: NOTIFY_FAILURE },
+      onError: options.onError ?? { next: NOTIFY_FAILURE },
       next: options.next,
     }),
   };
@@ -431,6 +435,8 @@ export function report(name: string, fn: LambdaName, options: ReportOptions): St
 
 export interface OnEachHostOptions {
   comment: string;
+  /** The hosts to run on: the plan's `hosts` unless said otherwise. */
+  itemsPath?: string;
   command: { noun: string; comment: string; script: HostCommandName; pollSeconds: number };
   /** The Succeed state of a host whose command ran. */
   done: string;
@@ -445,7 +451,7 @@ export function onEachHost(name: string, options: OnEachHostOptions): States {
   const { command, done, notDone } = options;
   return forEach(name, {
     comment: options.comment,
-    itemsPath: at(PLAN, 'hosts'),
+    itemsPath: options.itemsPath ?? at(PLAN, 'hosts'),
     item: HOST,
     startAt: `Start${command.noun}`,
     states: {

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { pgbackrestPrefix } from '../catalog/keys.ts';
 import { POINT_IN_TIME_DAYS } from '../catalog/retention.ts';
 import type { Config, PgbackrestTarget, Target } from '../core/config.ts';
 import { ConfigError } from '../core/errors.ts';
@@ -49,8 +50,8 @@ export interface PgbackrestStanza {
   processMax?: number | undefined;
 }
 
-/** The repository's prefix in the bucket: the lifecycle rules and the host's grants name it too. */
-export const pgbackrestPath = (target: string) => `/pgbackrest/${target}`;
+/** The repository's path (repo1-path): its prefix in the bucket (shared/catalog/keys.ts), as an absolute path. */
+export const pgbackrestPath = (target: string) => `/${pgbackrestPrefix(target).replace(/\/$/, '')}`;
 
 /**
  * The key prefix of one archive id's WAL in the bucket (the stanza is the

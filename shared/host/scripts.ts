@@ -98,4 +98,5 @@ export const REPORTING_SCRIPTS: ReadonlySet<HostScript> = new Set([
   'physical-restore-test',
   'wal-switch',
   'pgbackrest-verify',
+  'wal-archiving',
 ]);

@@ -33,6 +33,7 @@ export const HOST_SCRIPTS = [
   'physical-restore-test',
   'wal-switch',
   'pgbackrest-verify',
+  'wal-archiving',
 ] as const;
 export type HostScript = (typeof HOST_SCRIPTS)[number];
 
