@@ -234,7 +234,7 @@ async function timedRestore(
 async function loadProject() {
   const [
     { getConfig },
-    { planBackup, dumpPlans },
+    { isDumpPlan, planBackup },
     { renderHostCommand },
     { BACKUP_HOST_COMMANDS },
     { Catalog },
@@ -254,7 +254,7 @@ async function loadProject() {
     config,
     target,
     planBackup,
-    dumpPlans,
+    isDumpPlan,
     renderHostCommand,
     databaseBackup: BACKUP_HOST_COMMANDS['database-backup'],
     catalog: new Catalog(createS3Client(config), config.BACKUP_BUCKET),
@@ -283,8 +283,8 @@ async function runDumpStage(
     executionId,
     startedAt: new Date().toISOString(),
   });
-  const plan = project
-    .dumpPlans(plans)
+  const plan = plans
+    .filter(project.isDumpPlan)
     .find((p) => p.target === project.target.name && p.database === DATABASE);
   if (!plan) throw new Error(`PlanBackup planned no run of ${DATABASE} on target ${project.target.name}.`);
   const script = project.renderHostCommand(project.config, project.target, project.databaseBackup, {

@@ -62,29 +62,20 @@ if [[ -z $label || $label == *$'\n'* ]]; then
   exit 1
 fi
 
-# Every file of every backup and every WAL segment, read back from the repository.
-# pgBackRest 2.45 exits 0 even when files are bad: its report says so, and each
-# bad file is a line of its own ("invalid checksum '<path>'"; a missing WAL
-# segment is a warning, since an expire may have removed it legitimately).
-if ! pgbr verify --verbose --log-level-console=info >"$work/verify.log" 2>&1; then
-  sed 's/^/verify: /' "$work/verify.log" | tail -n 40 >&2
-  echo "pgbackrest-backup: verify could not check the repository of $KB_STANZA; the backup $label is in it, unverified" >&2
+# Every file of every backup and every WAL segment, read back from the repository
+# (common.sh pgbr_verify): bad files do not fail the script, the record says which.
+pgbr_verify "$work/verify.log" || {
+  echo "pgbackrest-backup: the backup $label is in the repository of $KB_STANZA, unverified" >&2
   exit 1
-fi
-verify_status=$(grep -oE '^ *status: (ok|error)' "$work/verify.log" | head -n 1 | grep -oE '(ok|error)$' || true)
-if [[ -z $verify_status ]]; then
-  sed 's/^/verify: /' "$work/verify.log" | tail -n 40 >&2
-  echo "pgbackrest-backup: verify printed no status for $KB_STANZA" >&2
-  exit 1
-fi
-grep -E 'P[0-9]+ +(INFO|WARN): (invalid checksum|invalid size|file missing|invalid result) ' "$work/verify.log" \
-  | sed -E 's/^.*P[0-9]+ +(INFO|WARN): //' >"$work/problems" || true
+}
+verify_status=$(pgbr_verify_status "$work/verify.log")
+pgbr_verify_problems "$work/verify.log" >"$work/problems"
 problem_count=$(($(wc -l <"$work/problems")))
 problems=()
 while IFS= read -r line; do
   # Repository paths and pgBackRest's words: no quote or backslash is needed to tell them.
   line=${line//[\"\\]/}
-  problems+=("${line:0:300}")
+  problems+=("$line")
 done < <(head -n 10 "$work/problems")
 
 pgbr info --output=json --set="$label" >"$work/info.json"

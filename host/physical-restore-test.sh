@@ -49,7 +49,10 @@ fi
 area=$KB_SCRATCH_ROOT/$KB_STANZA
 run=$area/$set_label
 data=$run/data
-socket=$run/socket
+# The socket's path must fit in 107 bytes (sun_path), which a scratch area with a
+# long stanza and an incremental's label would not: one fixed short directory
+# per stanza, free to take since one restore test per stanza runs at a time.
+socket=/tmp/kb-restore-test.$KB_STANZA
 
 # Removes restore-test scratch directories and stops every process of the
 # cluster's OS user working in them: the scratch postmaster (immediate shutdown,
@@ -166,8 +169,9 @@ server_bindir() { # server_bindir DATA-DIRECTORY
 
 # The scratch run's directory, made by the cluster's OS user (pgBackRest restores
 # as it and the instance runs as it), with a trust hba for the private socket only.
-make_run_dir() { # make_run_dir RUN
-  mkdir -m 700 "$1" "$1/data" "$1/socket" "$1/tablespaces"
+make_run_dir() { # make_run_dir RUN SOCKET
+  rm -rf -- "$2"
+  mkdir -m 700 "$1" "$1/data" "$2" "$1/tablespaces"
   printf 'local all all trust\n' >"$1/hba.conf"
 }
 
@@ -183,7 +187,6 @@ exec {lock}>"$KB_LOCK_DIR/.physical-restore-test.$KB_STANZA.lock"
 
 child=''
 work=''
-socket_link=''
 run_made=''
 cleanup_failed=''
 # Stops and removes this run's scratch instance; safe to call twice.
@@ -194,7 +197,8 @@ remove_run() {
     child=''
   fi
   [[ -n $run_made ]] || return 0
-  if where_db scratch_remove "$area" "$KB_PGBACKREST_USER" "$set_label" >/dev/null; then
+  if where_db scratch_remove "$area" "$KB_PGBACKREST_USER" "$set_label" >/dev/null &&
+    as_db_owner rm -rf -- "$socket"; then
     run_made=''
   else
     echo "physical-restore-test: could not remove the scratch instance in $run; the next restore test of $KB_STANZA removes it" >&2
@@ -208,7 +212,6 @@ on_exit() {
     echo "physical-restore-test of $set_label (${phase:-prepare}): stopped by a signal (exit $status); removing its scratch instance" >&2
   fi
   remove_run
-  if [[ -n $socket_link ]]; then pg rm -rf -- "$socket_link" || true; fi
   if [[ -n $work ]]; then rm -rf -- "$work"; fi
   if [[ $status == 0 && -n $cleanup_failed ]]; then status=1; fi
   exit "$status"
@@ -285,8 +288,8 @@ if ((available < needed)); then
 fi
 
 run_made=1
-where_db_as_owner make_run_dir "$run" ||
-  fail "the cluster's OS user $KB_PGBACKREST_USER cannot create $run; give it $area or set pgbackrest.scratchDirectory to a directory it can reach"
+where_db_as_owner make_run_dir "$run" "$socket" ||
+  fail "the cluster's OS user $KB_PGBACKREST_USER cannot create $run and $socket; give it $area (or set pgbackrest.scratchDirectory to a directory it can reach) and remove $socket if another user made it"
 
 phase=restore
 echo "physical-restore-test: restoring $set_label ($backup_bytes bytes) into $run"
@@ -300,15 +303,6 @@ phase=recovery
 t=$SECONDS
 bindir=$(where_db server_bindir "$data") || fail "no server binaries for the restored cluster"
 port=$(where_db free_port) || fail "no free port for the scratch instance"
-# A socket's path holds at most 107 bytes (sun_path); the run directory's may not
-# leave room (a long scratch root or stanza, an incremental's label): then the
-# instance listens through a short link to it, in a private directory of its own.
-if ((${#socket} + ${#port} + 10 > 107)); then
-  socket_link=$(pg mktemp -d /tmp/kb-restore-test.XXXXXX) || fail "no directory for the socket's link"
-  pg chown "$KB_PGBACKREST_USER" "$socket_link" || fail "no directory for the socket's link"
-  as_db_owner ln -s "$socket" "$socket_link/s" || fail "no link to the socket's directory"
-  socket=$socket_link/s
-fi
 # The restored postgresql.conf (if the cluster keeps it in its data directory) and
 # postgresql.auto.conf stay as production has them; the command line outranks
 # both, so whatever they say, these hold. No config file at all (Debian keeps it

@@ -239,6 +239,10 @@ function clusterHandle(
         ['-D', data, '-m', 'fast', '-w', '-l', join(dir, 'server.log'), 'restart'],
         { ...env, ...extra },
       );
+      // PostgreSQL 15's checkpointer computes its first sleep while still in
+      // recovery and so ignores archive_timeout for up to checkpoint_timeout after
+      // a start; a reload makes it take archive_timeout into account at once.
+      run(join(binDir, 'pg_ctl'), ['-D', data, 'reload']);
     },
     async stop() {},
   };

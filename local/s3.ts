@@ -110,9 +110,9 @@ async function spawnS3(
   const child = spawn(
     process.execPath,
     [
-      // s3rver 3.7.1 makes the continuation token of a listing longer than 1000 keys
-      // with DES, which OpenSSL 3 keeps in its legacy provider: without it, such a
-      // listing (pgBackRest's expire of a full backup, say) answers 500.
+      // s3rver seals a truncated listing's continuation token with DES, which
+      // OpenSSL 3 keeps in its legacy provider: without it every listing longer
+      // than one page (MaxKeys) answers 500.
       '--openssl-legacy-provider',
       S3_SERVER,
       `--port=${port}`,

@@ -11,6 +11,7 @@ const {
   FILE_KINDS,
   KIND_PREFIX,
   PHYSICAL_RECORD_PREFIX,
+  pgbackrestPrefix,
   SCHEDULED_DATABASE_KINDS,
 } = require('../shared/catalog/keys.ts');
 const { METRICS_NAMESPACE } = require('../shared/watch/metrics.ts');
@@ -147,6 +148,18 @@ const metricDimensions = (stage, own) => [
 const FILES_DATABASE = 'files';
 /** The monitoring reports every hour; the alarms look at the hour's highest value. */
 const HOUR_SECONDS = 3600;
+/**
+ * The WAL archive age alarm: above five minutes (the RPO is one), on the
+ * every-minute metric, two minutes in a row, so that a single minute without
+ * data (a late run, a slow SSM delivery) is no alarm but a measurement that
+ * stops is one within two minutes.
+ */
+const WAL_ARCHIVE_AGE_LIMIT_SECONDS = 300;
+const MINUTE_SECONDS = 60;
+const WAL_ARCHIVE_AGE_MINUTES_TO_ALARM = 2;
+
+/** The targets with pgBackRest settings: their WAL archiving is watched and their repositories granted. */
+const archivingTargets = (targets) => targets.filter((t) => t.pgbackrest !== undefined);
 
 /**
  * Every backup whose age the hourly monitoring reports (shared/watch/freshness.ts):
@@ -226,7 +239,30 @@ function alarms(stage, targets, diskPercent) {
       },
     },
   ]);
-  const all = [...age, ...disk];
+  const walArchiveAge = archivingTargets(targets).map(({ name }) => [
+    `WalArchiveAge${pascal(name)}Alarm`,
+    {
+      Type: 'AWS::CloudWatch::Alarm',
+      Properties: {
+        AlarmName: `kennel-backup-${stage}-wal-archive-age-${name}`,
+        AlarmDescription: `kennel-backup ${stage}: WAL written on ${name} has waited more than ${WAL_ARCHIVE_AGE_LIMIT_SECONDS / 60} min to reach the pgBackRest repository (the RPO is one minute), or its age has not been measured for ${WAL_ARCHIVE_AGE_MINUTES_TO_ALARM} min. Look at pg_stat_archiver and the server log on the host, then at the wal-archive-age executions.`,
+        Namespace: METRICS_NAMESPACE,
+        MetricName: 'WalArchiveAgeSeconds',
+        Dimensions: metricDimensions(stage, { Target: name }),
+        Statistic: 'Maximum',
+        Period: MINUTE_SECONDS,
+        EvaluationPeriods: WAL_ARCHIVE_AGE_MINUTES_TO_ALARM,
+        DatapointsToAlarm: WAL_ARCHIVE_AGE_MINUTES_TO_ALARM,
+        Threshold: WAL_ARCHIVE_AGE_LIMIT_SECONDS,
+        ComparisonOperator: 'GreaterThanThreshold',
+        // No age is an alarm: archiving off, nothing archived, a host or a
+        // measurement that does not answer all leave the minute without data.
+        TreatMissingData: 'breaching',
+        ...actions,
+      },
+    },
+  ]);
+  const all = [...age, ...disk, ...walArchiveAge];
   const ids = all.map(([id]) => id);
   const clash = ids.find((id, i) => ids.indexOf(id) !== i);
   if (clash) {
@@ -280,6 +316,87 @@ module.exports = {
 
   /** The same prefix for an s3:prefix condition on ListBucket. */
   physicalRecordPrefix: () => `${PHYSICAL_RECORD_PREFIX}*`,
+
+  /** What the monitoring lists: the backup prefixes, and each pgBackRest repository (for its size). */
+  monitoredPrefixes: async ({ resolveVariable }) => {
+    const { targets } = await checkedTargets(resolveVariable);
+    return [
+      ...BACKUP_PREFIXES.map((prefix) => `${prefix}*`),
+      ...archivingTargets(targets).map(({ name }) => `${pgbackrestPrefix(name)}*`),
+    ];
+  },
+
+  /** The every-minute WAL archive age, scheduled only when some target has pgBackRest settings. */
+  walArchiveAgeSchedule: async ({ resolveVariable }) => {
+    const { targets } = await checkedTargets(resolveVariable);
+    return archivingTargets(targets).length > 0 ? [{ schedule: { rate: 'rate(1 minute)', input: {} } }] : [];
+  },
+
+  /**
+   * The DB host's grants on the pgBackRest repositories (a `resources` part, none
+   * without a pgBackRest target): exactly what pgBackRest 2.45 asks of S3 under
+   * pgbackrest/<target>/, as its user guide's S3 policy and its own requests
+   * against the local S3 show. ListBucket, only for prefixes in the repository
+   * (every list it makes, stanza-create to expire, is of `pgbackrest/<target>/...`).
+   * GetObject (reads, and the HEAD of a file's info), PutObject (uploads,
+   * multipart ones included) and DeleteObject (expire, and a stanza's own clean-up)
+   * on its objects: versioning keeps what a delete hides, and without
+   * DeleteObjectVersion the host cannot remove any version for good. The bucket
+   * key through S3 for SSE-KMS: GenerateDataKey to write, Decrypt to read and to
+   * complete a multipart upload. Nothing under the other prefixes: there the host
+   * keeps HostBackupPolicy's create-only grant.
+   */
+  repositoryResources: async ({ resolveVariable }) => {
+    const [stage, { targets }] = await Promise.all([
+      resolveVariable('sls:stage'),
+      checkedTargets(resolveVariable),
+    ]);
+    const names = archivingTargets(targets).map(({ name }) => name);
+    if (names.length === 0) return { Resources: {} };
+    return {
+      Resources: {
+        HostRepositoryPolicy: {
+          Type: 'AWS::IAM::ManagedPolicy',
+          Properties: {
+            Description: `kennel-backup ${stage}: lets pgBackRest on the DB host keep its repositories under ${names.map(pgbackrestPrefix).join(', ')}`,
+            PolicyDocument: {
+              Version: '2012-10-17',
+              Statement: [
+                {
+                  Sid: 'ListRepositories',
+                  Effect: 'Allow',
+                  Action: ['s3:ListBucket'],
+                  Resource: { 'Fn::GetAtt': ['BackupBucket', 'Arn'] },
+                  Condition: { StringLike: { 's3:prefix': names.map((n) => `${pgbackrestPrefix(n)}*`) } },
+                },
+                {
+                  Sid: 'KeepRepositories',
+                  Effect: 'Allow',
+                  Action: ['s3:GetObject', 's3:PutObject', 's3:DeleteObject'],
+                  Resource: names.map((n) => objectsUnder(pgbackrestPrefix(n))),
+                },
+                {
+                  Sid: 'EncryptRepositories',
+                  Effect: 'Allow',
+                  Action: ['kms:GenerateDataKey', 'kms:Decrypt'],
+                  Resource: { 'Fn::GetAtt': ['BackupKey', 'Arn'] },
+                  Condition: {
+                    StringEquals: { 'kms:ViaService': { 'Fn::Sub': `s3.\${AWS::Region}.amazonaws.com` } },
+                  },
+                },
+              ],
+            },
+          },
+        },
+      },
+      Outputs: {
+        HostRepositoryPolicyArn: {
+          Description: "Attach to the DB host's instance role: pgBackRest's access to its repositories.",
+          Value: { Ref: 'HostRepositoryPolicy' },
+        },
+      },
+    };
+  },
 
   /** The objects of the files kinds (configuration, application, static), and nothing under database/. */
   fileObjects: () => FILE_KINDS.map((kind) => objectsUnder(`${KIND_PREFIX[kind]}/`)),
@@ -357,6 +474,7 @@ module.exports = {
       stateMachines(resolveVariable),
     ]);
     const backups = monitoredBackups(targets);
+    const archiving = archivingTargets(targets);
     const archives = targets.flatMap(({ name }) =>
       [...DATABASE_KINDS, ...FILE_KINDS].map((kind) => ({ target: name, kind })),
     );
@@ -401,6 +519,26 @@ module.exports = {
           limitLine(`limit ${spoken(maxAgeMinutes(kind))}`, maxAgeMinutes(kind) * 60),
         ),
       ),
+      // WAL archive age and the repositories' size side by side, for the pgBackRest targets.
+      ...(archiving.length === 0
+        ? []
+        : [
+            graph(
+              'WAL archive age (s)',
+              archiving.map(({ name }) => line(stage, 'WalArchiveAgeSeconds', { Target: name }, name)),
+              {
+                period: MINUTE_SECONDS,
+                ...limitLine(
+                  `alarm above ${WAL_ARCHIVE_AGE_LIMIT_SECONDS / 60} min`,
+                  WAL_ARCHIVE_AGE_LIMIT_SECONDS,
+                ),
+              },
+            ),
+            graph(
+              'pgBackRest repository (bytes)',
+              archiving.map(({ name }) => line(stage, 'PgbackrestRepositoryBytes', { Target: name }, name)),
+            ),
+          ]),
       graph('Archive size (bytes)', perArchive('ArchiveSizeBytes')),
       graph('Backup duration (s)', perArchive('BackupDurationSeconds')),
       graph(

@@ -30,10 +30,7 @@ export interface BackupWorkflowOptions {
   plan: { name: string; fn: LambdaName; receiveComment: string; comment: string };
   runs: {
     comment: string;
-    /**
-     * The first state of each iteration, when not the archive's host command: a
-     * Choice among `states` that routes each plan to its engine's states.
-     */
+    /** The iteration's first state, when not the archive's Start state (a Choice by the plan's engine, say). */
     startAt?: string;
     /** The host command that writes the run's archive and local copy and reports its facts (`<resultPath>.result`). */
     archive: { noun: string; script: HostCommandName; comment: string; resultPath: string };

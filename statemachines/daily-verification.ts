@@ -6,6 +6,7 @@ import {
   failureEnd,
   forEach,
   HOST,
+  hostCommand,
   NOTIFY_FAILURE,
   onEachHost,
   PLAN,
@@ -15,6 +16,7 @@ import {
   select,
   task,
 } from './steps.ts';
+import { WAL_RESULT, WAL_STATE, walArchiveStates } from './wal-runs.ts';
 
 /** The states whose requests the stages' errors name. */
 export const VERIFICATION_STATE = { plan: 'PlanVerification', report: 'ReportVerification' } as const;
@@ -31,6 +33,15 @@ export const VERIFICATION_RESULT = {
   archives: 'archives',
   archive: 'archive',
   verification: 'verification',
+  /**
+   * One iteration per pgBackRest target, its WalPlan under `plan`: pgbackrest
+   * verify's report (`verify`), the WAL switch's (`walSwitch`) and the proof of
+   * continuity (`continuity`), and every stage that failed under `failed`.
+   */
+  repositories: 'repositories',
+  verify: 'verify',
+  walSwitch: WAL_RESULT.switch,
+  continuity: WAL_RESULT.continuity,
 } as const;
 
 export function dailyVerification(): Definition {
@@ -38,7 +49,7 @@ export function dailyVerification(): Definition {
   const R = VERIFICATION_RESULT;
   return {
     Comment:
-      'Daily verification of every backup kind and target: the newest verified backup is recent enough, its copy is on the host with the verified bytes, its archive still reads back from S3 intact; one alert lists everything missing or bad.',
+      'Daily verification of every backup kind and target: the newest verified backup is recent enough, its copy is on the host with the verified bytes, its archive still reads back from S3 intact; each pgBackRest repository passes verify, its WAL has no gap since the oldest kept backup and its newest full and incremental are recent; one alert lists everything missing or bad.',
     StartAt: RECEIVE_REQUEST,
     TimeoutSeconds: 21_600,
     States: {
@@ -65,6 +76,33 @@ export function dailyVerification(): Definition {
           comment: 'An unreachable host is itself a finding; the report lists it.',
         },
         resultPath: at(R.hosts),
+        next: 'CheckEachRepository',
+      }),
+      ...forEach('CheckEachRepository', {
+        comment:
+          'Every target archiving with pgBackRest: its repository verified, then its WAL switched and proven continuous since the oldest kept backup; what fails is a finding, the other checks go on.',
+        itemsPath: at(R.plan, R.repositories),
+        item: PLAN,
+        startAt: 'StartRepositoryVerify',
+        states: {
+          ...hostCommand('RepositoryVerify', {
+            comment:
+              'pgbackrest verify on the host: every backup file and WAL segment in the repository read back against the checksum recorded when it was stored.',
+            script: 'pgbackrest-verify',
+            parameters: { 'plan.$': at(PLAN) },
+            resultPath: at(R.verify),
+            pollSeconds: 30,
+            // A repository that cannot be verified may still prove its WAL.
+            onError: { next: WAL_STATE.switch.start },
+            next: WAL_STATE.switch.start,
+          }),
+          ...walArchiveStates({ onError: { next: 'RepositoryChecked' }, next: 'RepositoryChecked' }),
+          RepositoryChecked: {
+            Type: 'Succeed',
+            Comment: 'A stage that failed is a finding under failed.<State>; the report lists it.',
+          },
+        },
+        resultPath: at(R.repositories),
         next: 'ReadBackEachArchive',
       }),
       ...forEach('ReadBackEachArchive', {
@@ -89,7 +127,7 @@ export function dailyVerification(): Definition {
       }),
       ...report(S.report, 'reportVerification', {
         comment: 'Lists everything missing, stale or bad in one error, or returns what was checked.',
-        parameters: select(R.plan, R.hosts, R.archives),
+        parameters: select(R.plan, R.hosts, R.repositories, R.archives),
         onError: { next: NOTIFY_FAILURE },
         succeeded: { name: 'VerificationPassed', comment: 'The output says what was checked.' },
       }),

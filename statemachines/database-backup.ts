@@ -1,6 +1,7 @@
 import { backupWorkflow } from './backup-runs.ts';
 import { PHYSICAL_BACKUP, physicalBackupStates } from './physical-backup.ts';
 import { at, type Definition, hostCommand, NOTIFY_RUN_FAILURE, PLAN, type State, task } from './steps.ts';
+import { WAL_STATE, walArchiveStates } from './wal-runs.ts';
 
 /** The state whose request PlanBackup's errors name. */
 export const BACKUP_STATE = { plan: 'PlanBackup' } as const;
@@ -26,14 +27,14 @@ export function databaseBackup(): Definition {
   return backupWorkflow({
     workflow: 'database-backup',
     comment:
-      'Database backup of the Kennel Management System (full, incremental or transaction logs, by input): dump, upload, verify, restore-test, prune; every failure is alerted.',
+      'Database backup of the Kennel Management System (full, incremental or transaction logs, by input): dump, upload, verify, restore-test, prune; for transaction logs also a WAL switch on each pgBackRest target and the proof that its WAL archive has no gap; every failure is alerted.',
     plan: {
       name: BACKUP_STATE.plan,
       fn: 'planBackup',
       receiveComment:
         "Wraps whatever input was given, so that a malformed one still reaches PlanBackup's error and the alert.",
       comment:
-        "Validates the input, picks the targets and databases, and computes each run's window, id, S3 keys and scratch database.",
+        "Validates the input, picks the targets and databases, and computes each run's window, id, S3 keys and scratch database; for transaction logs, one WAL run per target archiving with pgBackRest.",
     },
     runs: {
       comment:
@@ -52,10 +53,11 @@ export function databaseBackup(): Definition {
       states: {
         [ROUTE_RUN]: {
           Type: 'Choice',
-          Comment: 'Each plan names its engine (pgBackRest); a plan without one is a logical dump.',
-          Choices: [engineIs('pgbackrest', PHYSICAL_BACKUP.first)],
+          Comment: "Sends a run to its engine's states by the plan's engine; a logical dump's plan has none.",
+          Choices: [engineIs('wal', WAL_STATE.switch.start), engineIs('pgbackrest', PHYSICAL_BACKUP.first)],
           Default: 'StartDump',
         } satisfies State,
+        ...walArchiveStates({ onError: onRunError, next: 'RunSucceeded' }),
         ...physicalBackupStates({ succeeded: 'RunSucceeded' }),
         RestoreTestWanted: {
           Type: 'Choice',

@@ -23,6 +23,8 @@ export const MONITORING_RESULT = {
   plan: PLAN,
   /** One iteration per host: its `host` plan, and the measurement's `command` or how it `failed`. */
   disks: 'disks',
+  /** The same per pgBackRest target, for its WAL archiver. */
+  archivers: 'archivers',
   host: HOST,
   command: COMMAND,
 } as const;
@@ -32,7 +34,7 @@ export function monitoring(): Definition {
   const R = MONITORING_RESULT;
   return {
     Comment:
-      "Hourly monitoring: S3 reachable, the daily full backup present, the host's backup disk under its threshold; the age of every kind's newest backup and the disk usage go out as CloudWatch metrics for the alarms and the dashboard.",
+      "Hourly monitoring: S3 reachable, the daily full backup present, the host's backup disk under its threshold, WAL archiving working (pg_stat_archiver, the failure's reason from the server log, pgBackRest's repository); the age of every kind's newest backup, the disk usage, the WAL archive age and the repositories' sizes go out as CloudWatch metrics for the alarms and the dashboard.",
     StartAt: RECEIVE_REQUEST,
     TimeoutSeconds: 3000,
     States: {
@@ -40,7 +42,7 @@ export function monitoring(): Definition {
         receiveComment:
           'Wraps the input (the schedule passes none), so that PlanMonitoring sees the same request shape as every plan stage.',
         comment:
-          "Lists the catalog (the S3 check), reads every kind's newest verified backup, its age, and whether the daily full is there.",
+          "Lists the catalog (the S3 check), reads every kind's newest verified backup, its age, and whether the daily full is there; sums each pgBackRest repository's objects.",
         resultPath: at(R.plan),
         next: 'MeasureEachDisk',
       }),
@@ -58,12 +60,31 @@ export function monitoring(): Definition {
           comment: 'A host that cannot be measured is itself a finding; the report lists it.',
         },
         resultPath: at(R.disks),
+        next: 'CheckEachArchiver',
+      }),
+      ...onEachHost('CheckEachArchiver', {
+        comment:
+          "Every pgBackRest target's host reports its WAL archiver, the reason of its last failure and the repository.",
+        itemsPath: at(R.plan, 'archivers'),
+        command: {
+          noun: 'WalArchiving',
+          comment:
+            "Asks the host for pg_stat_archiver, the server log's lines about the last failed segment, and pgBackRest's info.",
+          script: 'wal-archiving',
+          pollSeconds: 5,
+        },
+        done: 'WalArchivingChecked',
+        notDone: {
+          name: 'WalArchivingNotChecked',
+          comment: 'A host whose archiver cannot be checked is itself a finding; the report lists it.',
+        },
+        resultPath: at(R.archivers),
         next: S.report,
       }),
       ...report(S.report, 'reportMonitoring', {
         comment:
-          'Emits the backup-age and disk metrics; fails listing a missing daily full, a disk over the threshold or a host not measured.',
-        parameters: select(R.plan, R.disks),
+          'Emits the backup-age, disk, WAL archive age and repository size metrics; fails listing a missing daily full, a disk over the threshold, WAL archiving failing or off, a repository not readable, or a host not measured.',
+        parameters: select(R.plan, R.disks, R.archivers),
         onError: { next: NOTIFY_FAILURE },
         succeeded: { name: 'MonitoringPassed', comment: 'The output holds the measurements.' },
       }),

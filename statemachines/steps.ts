@@ -39,9 +39,11 @@ export const TASK_SECONDS = {
   planFilesRestore: 60,
   planVerification: 120,
   planMonitoring: 120,
+  planWalArchiveAge: 30,
   planDrill: 120,
   startHostCommand: 60,
   checkHostCommand: 60,
+  checkWalContinuity: 900,
   verifyArchive: 900,
   restoreTest: 300,
   recordPhysicalRestoreTest: 60,
@@ -52,6 +54,7 @@ export const TASK_SECONDS = {
   reportRestore: 60,
   reportVerification: 60,
   reportMonitoring: 60,
+  reportWalArchiveAge: 30,
   reportDrill: 60,
   planPrepareHost: 60,
   reportPrepareHost: 60,
@@ -181,6 +184,8 @@ export interface PlanOptions {
   next: string;
   /** The plan stage also gets the state machine's name (one definition deployed under two names). */
   withStateMachineName?: boolean;
+  /** Where a failed plan goes: NotifyFailure unless the workflow must never alert by itself. */
+  onError?: OnError;
 }
 
 /**
@@ -203,7 +208,7 @@ export function plan(name: string, fn: LambdaName, options: PlanOptions): States
         ...(options.withStateMachineName ? { 'stateMachine.$': STATE_MACHINE_NAME } : {}),
       },
       resultPath: options.resultPath,
-      onError: { next: NOTIFY_FAILURE },
+      onError: options.onError ?? { next: NOTIFY_FAILURE },
       next: options.next,
     }),
   };
@@ -432,6 +437,8 @@ export function report(name: string, fn: LambdaName, options: ReportOptions): St
 
 export interface OnEachHostOptions {
   comment: string;
+  /** The hosts to run on: the plan's `hosts` unless said otherwise. */
+  itemsPath?: string;
   command: { noun: string; comment: string; script: HostCommandName; pollSeconds: number };
   /** The Succeed state of a host whose command ran. */
   done: string;
@@ -446,7 +453,7 @@ export function onEachHost(name: string, options: OnEachHostOptions): States {
   const { command, done, notDone } = options;
   return forEach(name, {
     comment: options.comment,
-    itemsPath: at(PLAN, 'hosts'),
+    itemsPath: options.itemsPath ?? at(PLAN, 'hosts'),
     item: HOST,
     startAt: `Start${command.noun}`,
     states: {

@@ -7,6 +7,7 @@ import { monitoring } from './monitoring.ts';
 import { prepareHost } from './prepare-host.ts';
 import { restoreDrill } from './restore-drill.ts';
 import type { Definition } from './steps.ts';
+import { walArchiveAge } from './wal-archive-age.ts';
 
 /**
  * Every workflow by name, as serverless.yml deploys it (`kennel-backup-<stage>-<name>`)
@@ -25,6 +26,7 @@ export const WORKFLOWS = {
   'restore-drill': restoreDrill,
   monitoring,
   'prepare-host': prepareHost,
+  'wal-archive-age': walArchiveAge,
 } as const satisfies Record<string, () => Definition>;
 
 export type WorkflowName = keyof typeof WORKFLOWS;

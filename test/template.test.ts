@@ -19,13 +19,16 @@ import {
   FILE_KINDS,
   kindPrefix,
   manifestKey,
+  PGBACKREST_PREFIX,
+  pgbackrestPrefix,
   physicalRecordKey,
   SCHEDULED_DATABASE_KINDS,
   tarballFileName,
 } from '../shared/catalog/keys.ts';
-import { lifecycleConfiguration, lifecycleRules } from '../shared/catalog/retention.ts';
+import { lifecycleConfiguration, lifecycleRules, reachesPrefix } from '../shared/catalog/retention.ts';
 import { maxAgeMinutes, SCHEDULES } from '../shared/catalog/schedule.ts';
 import { type Config, parseConfig } from '../shared/core/config.ts';
+import { pgbackrestConfOf, pgbackrestPath } from '../shared/host/pgbackrest-conf.ts';
 import { HOST_SCRIPTS } from '../shared/host/shell.ts';
 import { restoreWorkflowOf } from '../shared/restore/database-plan.ts';
 import { RESTORE_WORKFLOWS } from '../shared/restore/database-schemas.ts';
@@ -49,8 +52,8 @@ const HOST_ROLE_ARN = 'arn:aws:iam::123456789012:role/kennel-db-host';
 /** The address the alert topic e-mails, for the second packaging (`--param alertEmail`). */
 const ALERT_EMAIL = 'ops@kennel.example';
 /**
- * Two targets, the first with two databases, for the second packaging
- * (`--param backupTargets`): the alarms follow them.
+ * Two targets, the first with two databases and pgBackRest, for the second
+ * packaging (`--param backupTargets`): the alarms and the repository grants follow them.
  */
 const TWO_TARGETS = [
   {
@@ -58,6 +61,7 @@ const TWO_TARGETS = [
     tag: { key: 'kennel-backup-target', value: 'db' },
     database: 'kennel_prod',
     databases: ['kennel_prod', 'kennel_archive'],
+    pgbackrest: { dataDirectory: '/var/lib/postgresql/15/main' },
   },
   { name: 'kennel-replica', instanceIds: ['i-0123456789abcdef0'], database: 'kennel_prod' },
 ];
@@ -70,6 +74,7 @@ const FUNCTIONS = {
   planFilesBackup: 'plan-files-backup',
   startHostCommand: 'start-host-command',
   checkHostCommand: 'check-host-command',
+  checkWalContinuity: 'check-wal-continuity',
   verifyArchive: 'verify-archive',
   restoreTest: 'restore-test',
   recordPhysicalRestoreTest: 'record-physical-restore-test',
@@ -89,6 +94,8 @@ const FUNCTIONS = {
   reportMonitoring: 'report-monitoring',
   planPrepareHost: 'plan-prepare-host',
   reportPrepareHost: 'report-prepare-host',
+  planWalArchiveAge: 'plan-wal-archive-age',
+  reportWalArchiveAge: 'report-wal-archive-age',
 } as const;
 type FunctionName = keyof typeof FUNCTIONS;
 const FUNCTION_NAMES = Object.keys(FUNCTIONS) as FunctionName[];
@@ -105,6 +112,8 @@ interface StateMachine {
   landmarks: Record<string, string>;
   /** Schedule expression → the execution input it gives; none: started by an operator. */
   schedules: [string, Record<string, unknown>][];
+  /** Standard (the audit trail) unless a light measurement. */
+  type?: 'EXPRESS';
 }
 const BACKUP_LANDMARKS = { BackUpEachTarget: 'Map', VerifyArchive: 'Task', BackupSucceeded: 'Succeed' };
 /** Both restore workflows run the one definition; PlanRestore tells them apart by the name. */
@@ -134,6 +143,7 @@ const STATE_MACHINES: StateMachine[] = [
       'planBackup',
       'startHostCommand',
       'checkHostCommand',
+      'checkWalContinuity',
       'verifyArchive',
       'restoreTest',
       'pruneBackups',
@@ -214,6 +224,7 @@ const STATE_MACHINES: StateMachine[] = [
       'planVerification',
       'startHostCommand',
       'checkHostCommand',
+      'checkWalContinuity',
       'verifyArchive',
       'reportVerification',
       'sendAlert',
@@ -261,6 +272,7 @@ const STATE_MACHINES: StateMachine[] = [
     landmarks: {
       PlanMonitoring: 'Task',
       MeasureEachDisk: 'Map',
+      CheckEachArchiver: 'Map',
       ReportMonitoring: 'Task',
       MonitoringPassed: 'Succeed',
     },
@@ -281,6 +293,21 @@ const STATE_MACHINES: StateMachine[] = [
     },
     // Started by an operator from the console.
     schedules: [],
+  },
+  {
+    id: 'WalArchiveAgeStateMachine',
+    name: 'wal-archive-age',
+    logGroup: 'WalArchiveAgeLogGroup',
+    functions: ['planWalArchiveAge', 'startHostCommand', 'checkHostCommand', 'reportWalArchiveAge'],
+    landmarks: {
+      PlanWalArchiveAge: 'Task',
+      MeasureEachArchiver: 'Map',
+      ReportWalArchiveAge: 'Task',
+      WalArchiveAgeNotMeasured: 'Fail',
+    },
+    // Every minute once a target has pgBackRest settings; the default target has none.
+    schedules: [],
+    type: 'EXPRESS',
   },
 ];
 
@@ -410,6 +437,7 @@ function roleStatements(id: string): Statement[] {
 }
 
 const BUCKET_NAME = 'kennel-backup-123456789012-us-east-1-test';
+const KEY_ARN = 'arn:aws:kms:us-east-1:123456789012:key/0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0';
 const TOPIC_ARN = `arn:aws:sns:us-east-1:123456789012:kennel-backup-${STAGE}-alerts`;
 
 /**
@@ -427,6 +455,7 @@ function deployedConfig(fn: FunctionName, from: Template = template): Config {
     BACKUP_BUCKET: BUCKET_NAME,
     HOST_COMMAND_LOG_GROUP: `/kennel-backup/${STAGE}/host-commands`,
     ALERT_TOPIC_ARN: TOPIC_ARN,
+    BACKUP_KMS_KEY_ID: KEY_ARN,
   });
 }
 
@@ -529,7 +558,7 @@ function withoutDefaultQueryLanguage(value: unknown): unknown {
 }
 
 describe.each(STATE_MACHINES)('the state machine $id', (machine) => {
-  const { id, name, logGroup, functions, landmarks, schedules } = machine;
+  const { id, name, logGroup, functions, landmarks, schedules, type = 'STANDARD' } = machine;
   it("is the builder's definition, each task bound to the Lambda function it names", () => {
     const asl = built(name);
     const props = resource<{ DefinitionString: { 'Fn::Sub': [string, Record<string, unknown>] } }>(
@@ -562,7 +591,7 @@ describe.each(STATE_MACHINES)('the state machine $id', (machine) => {
     for (const [state, type] of Object.entries(landmarks)) expect(states.get(state)?.Type, state).toBe(type);
   });
 
-  it('is a Standard workflow with full logging and tracing', () => {
+  it(`is a${type === 'EXPRESS' ? 'n Express' : ' Standard'} workflow with full logging and tracing`, () => {
     const props = resource<{
       StateMachineName: string;
       StateMachineType: string;
@@ -570,7 +599,7 @@ describe.each(STATE_MACHINES)('the state machine $id', (machine) => {
       TracingConfiguration: { Enabled: boolean };
     }>(id, 'AWS::StepFunctions::StateMachine');
     expect(props.StateMachineName).toBe(`kennel-backup-${STAGE}-${name}`);
-    expect(props.StateMachineType).toBe('STANDARD');
+    expect(props.StateMachineType).toBe(type);
     expect(props.LoggingConfiguration).toEqual({
       Level: 'ALL',
       IncludeExecutionData: true,
@@ -802,6 +831,39 @@ describe('the backup bucket', () => {
       expect(rule, String(rule.Id)).not.toHaveProperty('ExpirationDate');
     }
   });
+
+  /**
+   * S3 applies a rule to every key that starts with its prefix; a rule without one
+   * (or with an empty one) applies to the whole bucket, and its tag or size
+   * filters only narrow that. So a rule leaves pgbackrest/ alone exactly when it
+   * has a prefix that neither starts nor is started by pgbackrest/.
+   */
+  it("never transitions or expires anything in pgBackRest's repositories: every rule's prefix lies outside pgbackrest/", () => {
+    const { LifecycleConfiguration } = resource<Bucket>('BackupBucket', 'AWS::S3::Bucket');
+    expect(LifecycleConfiguration.Rules.length).toBeGreaterThan(0);
+    for (const rule of LifecycleConfiguration.Rules) {
+      const prefix = rule.Prefix;
+      expect(typeof prefix === 'string' && prefix.length > 0, String(rule.Id)).toBe(true);
+      // No filter besides the prefix, and no filter element the prefix might not govern.
+      expect(
+        Object.keys(rule).filter((k) => /Filter|Tag|ObjectSize/.test(k)),
+        String(rule.Id),
+      ).toEqual([]);
+      expect(PGBACKREST_PREFIX.startsWith(String(prefix)), String(rule.Id)).toBe(false);
+      expect(String(prefix).startsWith(PGBACKREST_PREFIX), String(rule.Id)).toBe(false);
+      expect(reachesPrefix(rule, PGBACKREST_PREFIX), String(rule.Id)).toBe(false);
+    }
+    // The keys pgBackRest writes (its repo1-path without the leading /) are the prefix's.
+    const repository = `${pgbackrestPath('kennel-db').slice(1)}/`;
+    expect(repository).toBe(pgbackrestPrefix('kennel-db'));
+    const segment = `${repository}archive/kennel-db/15-1/0000000100000000/000000010000000000000001-0123456789abcdef0123456789abcdef01234567.zst`;
+    expect(LifecycleConfiguration.Rules.filter((r) => segment.startsWith(String(r.Prefix)))).toEqual([]);
+    // The check itself can say yes: a rule without a prefix, or one on a part of it, reaches it.
+    expect(reachesPrefix({}, PGBACKREST_PREFIX)).toBe(true);
+    expect(reachesPrefix({ Prefix: 'pg' }, PGBACKREST_PREFIX)).toBe(true);
+    expect(reachesPrefix({ Prefix: pgbackrestPrefix('kennel-db') }, PGBACKREST_PREFIX)).toBe(true);
+    expect(reachesPrefix({ Prefix: 'database/' }, PGBACKREST_PREFIX)).toBe(false);
+  });
 });
 
 /**
@@ -983,6 +1045,8 @@ async function emittedMetrics(config: Config): Promise<MetricIdentity[]> {
     const sink = metricsSink(metrics);
     for (const age of plan.ages) sink.backupAge({ ...age, ageSeconds: 60 });
     for (const { target } of plan.hosts) sink.diskUsedPercent(target, 50);
+    for (const { target } of plan.archivers) sink.walArchiveAge(target, 30);
+    for (const { target, bytes } of plan.repositories) sink.repositoryBytes(target, bytes);
     for (const { name } of config.BACKUP_TARGETS)
       for (const kind of [...DATABASE_KINDS, ...FILE_KINDS])
         recordArchive(metrics, { target: name, kind, sizeBytes: 1, durationSeconds: 1 });
@@ -1029,15 +1093,16 @@ function lineMetric(line: unknown[]): MetricIdentity {
  * default deployment and for two targets, three databases and another threshold.
  */
 describe.each([
-  { packaging: 'default params', load: async () => template, ages: 6, disks: 1, percent: 80 },
+  { packaging: 'default params', load: async () => template, ages: 6, disks: 1, archivers: 0, percent: 80 },
   {
-    packaging: 'two targets, three databases, a 90 % disk threshold',
+    packaging: 'two targets, three databases, one with pgBackRest, a 90 % disk threshold',
     load: withOptionalParams,
     ages: 15,
     disks: 2,
+    archivers: 1,
     percent: DISK_PERCENT,
   },
-])('metrics, alarms and dashboard ($packaging)', ({ load, ages, disks, percent }) => {
+])('metrics, alarms and dashboard ($packaging)', ({ load, ages, disks, archivers, percent }) => {
   let deployed: Template;
   let emitted: MetricIdentity[];
   beforeAll(async () => {
@@ -1129,13 +1194,53 @@ describe.each([
     expect(deployedConfig('reportMonitoring', deployed).DISK_USAGE_ALERT_PERCENT).toBe(percent);
   });
 
+  /**
+   * The RPO is a minute; WAL that has waited five is an alarm. The age comes every
+   * minute (the wal-archive-age workflow); two minutes in a row, so one late
+   * minute is none, and no data (archiving off, a host or a measurement that does
+   * not answer) breaches.
+   */
+  it('one WAL archive age alarm per pgBackRest target, above five minutes, missing data breaching, on the metric the functions emit', () => {
+    const walAlarms = alarms().filter(([, a]) => a.MetricName === 'WalArchiveAgeSeconds');
+    expect(walAlarms).toHaveLength(archivers);
+    const emittedAges = emittedNamed('WalArchiveAgeSeconds');
+    expect(emittedAges).toHaveLength(archivers);
+    expect(new Set(walAlarms.map(([, a]) => identity(alarmMetric(a))))).toEqual(
+      new Set(emittedAges.map(identity)),
+    );
+    for (const [id, alarm] of walAlarms) {
+      const target = alarmMetric(alarm).dimensions.Target;
+      expect(id).toBe('WalArchiveAgeKennelDbAlarm');
+      expect(alarm).toEqual({
+        AlarmName: `kennel-backup-${STAGE}-wal-archive-age-${target}`,
+        AlarmDescription: expect.stringContaining(`WAL written on ${target} has waited more than 5 min`),
+        Namespace: 'KennelBackup',
+        MetricName: 'WalArchiveAgeSeconds',
+        Dimensions: [
+          { Name: 'service', Value: 'kennel-backup' },
+          { Name: 'Stage', Value: STAGE },
+          { Name: 'Target', Value: 'kennel-db' },
+        ],
+        Statistic: 'Maximum',
+        Period: 60,
+        EvaluationPeriods: 2,
+        DatapointsToAlarm: 2,
+        Threshold: 300,
+        ComparisonOperator: 'GreaterThanThreshold',
+        TreatMissingData: 'breaching',
+        AlarmActions: topic,
+        OKActions: topic,
+      });
+    }
+  });
+
   it('has no other alarm than those and the dead-letter one', () => {
     expect(
       alarms()
         .filter(([, a]) => a.Namespace !== 'KennelBackup')
         .map(([id]) => id),
     ).toEqual(['AlertDeadLettersAlarm']);
-    expect(alarms()).toHaveLength(ages + disks + 1);
+    expect(alarms()).toHaveLength(ages + disks + archivers + 1);
   });
 
   describe('the dashboard', () => {
@@ -1208,6 +1313,32 @@ describe.each([
       },
     );
 
+    it("graphs the WAL archive age against its alarm, and the repositories' size beside it", () => {
+      const [age, ...otherAges] = graphsOf('WalArchiveAgeSeconds');
+      const [size, ...otherSizes] = graphsOf('PgbackrestRepositoryBytes');
+      expect([...otherAges, ...otherSizes]).toEqual([]);
+      if (archivers === 0) {
+        // No pgBackRest target: no graph (CloudWatch refuses one without a line).
+        expect([age, size]).toEqual([undefined, undefined]);
+        return;
+      }
+      for (const [graph, name] of [
+        [age, 'WalArchiveAgeSeconds'],
+        [size, 'PgbackrestRepositoryBytes'],
+      ] as const) {
+        expect(new Set((graph?.properties.metrics ?? []).map((l) => identity(lineMetric(l))))).toEqual(
+          new Set(emittedNamed(name).map(identity)),
+        );
+      }
+      expect(age?.properties.annotations?.horizontal.map((a) => a.value)).toEqual([300]);
+      expect(age?.properties.stat).toBe('Maximum');
+      // Side by side: the repository's size is the next widget after the age.
+      const titles = widgets().map((w) => w.properties.title);
+      expect(titles.indexOf(size?.properties.title ?? '')).toBe(
+        titles.indexOf(age?.properties.title ?? '') + 1,
+      );
+    });
+
     it.each(['ExecutionsFailed', 'ExecutionsSucceeded'])('graphs %s of every state machine', (name) => {
       const graphs = graphsOf(name);
       expect(graphs).toHaveLength(1);
@@ -1224,6 +1355,40 @@ describe.each([
         ),
       );
     });
+  });
+});
+
+describe('a target with pgBackRest settings', () => {
+  let withRepository: Template;
+  beforeAll(async () => {
+    withRepository = await withOptionalParams();
+  }, 240_000);
+
+  it('has its WAL archive age measured every minute', () => {
+    const rules = Object.values(withRepository.Resources)
+      .filter((r) => r.Type === 'AWS::Events::Rule')
+      .map((r) => r.Properties as Rule)
+      .filter((r) =>
+        r.Targets.some((t) => JSON.stringify(t.Arn) === JSON.stringify({ Ref: 'WalArchiveAgeStateMachine' })),
+      );
+    expect(
+      rules.map((r) => [r.ScheduleExpression, r.State, r.Targets.map((t) => JSON.parse(t.Input))]),
+    ).toEqual([['rate(1 minute)', 'ENABLED', [{}]]]);
+  });
+
+  it("gets a pgbackrest.conf that asks S3 to encrypt the repository with the bucket's key", () => {
+    const config = deployedConfig('startHostCommand', withRepository);
+    const target = config.BACKUP_TARGETS.find((t) => t.name === 'kennel-db');
+    expect(target?.pgbackrest).toBeDefined();
+    const conf = pgbackrestConfOf(config, target as NonNullable<typeof target>);
+    expect(conf.split('\n')).toEqual(
+      expect.arrayContaining([
+        `repo1-s3-kms-key-id=${KEY_ARN}`,
+        `repo1-s3-bucket=${BUCKET_NAME}`,
+        'repo1-path=/pgbackrest/kennel-db',
+        'repo1-s3-key-type=auto',
+      ]),
+    );
   });
 });
 
@@ -1340,6 +1505,21 @@ describe('permissions', () => {
     checkHostCommand: [
       { Effect: 'Allow', Action: ['ssm:GetCommandInvocation', 'ssm:ListCommandInvocations'], Resource: '*' },
     ],
+    // The WAL of every pgBackRest repository, read only: its segments listed, a timeline's history read.
+    checkWalContinuity: [
+      {
+        Effect: 'Allow',
+        Action: ['s3:ListBucket'],
+        Resource: getAtt('BackupBucket'),
+        Condition: { StringLike: { 's3:prefix': 'pgbackrest/*/archive/*' } },
+      },
+      {
+        Effect: 'Allow',
+        Action: ['s3:GetObject'],
+        Resource: sub(`\${BackupBucket.Arn}/pgbackrest/*/archive/*`),
+      },
+      bucketKey('kms:Decrypt'),
+    ],
     verifyArchive: [
       listBackups,
       { Effect: 'Allow', Action: ['s3:GetObject', 's3:PutObject'], Resource: objects },
@@ -1424,6 +1604,9 @@ describe('permissions', () => {
     // prepare-host's plan reads BACKUP_TARGETS and its report the execution's state: nothing in AWS.
     planPrepareHost: [],
     reportPrepareHost: [],
+    // The every-minute WAL archive age: the targets from config, then log lines.
+    planWalArchiveAge: [],
+    reportWalArchiveAge: [],
     // Slack's webhook; the alert topic; the history of this service's executions, and no other's.
     sendAlert: [
       ...readParameter('alert-webhook-url'),
@@ -1818,6 +2001,93 @@ describe('permissions', () => {
     });
   });
 
+  /**
+   * pgBackRest keeps its repository itself: it lists, reads, writes and (expire)
+   * deletes under pgbackrest/<target>/ and nowhere else (every request it made
+   * against the local S3, stanza-create to verify, was there). The host's grants
+   * elsewhere stay create-only (HostBackupPolicy above).
+   */
+  describe("the DB host's repository policy", () => {
+    let withRepository: Template;
+    beforeAll(async () => {
+      withRepository = await withOptionalParams();
+    }, 240_000);
+    const repositoryPolicy = () =>
+      resource<{ Description: string; PolicyDocument: PolicyDocument }>(
+        'HostRepositoryPolicy',
+        'AWS::IAM::ManagedPolicy',
+        withRepository,
+      );
+    const segment =
+      'pgbackrest/kennel-db/archive/kennel-db/15-1/0000000100000000/000000010000000000000001-0123456789abcdef0123456789abcdef01234567.zst';
+
+    it('is exactly what pgBackRest needs under pgbackrest/<target>/, for each pgBackRest target', () => {
+      expect(repositoryPolicy().PolicyDocument.Statement).toEqual([
+        {
+          Sid: 'ListRepositories',
+          Effect: 'Allow',
+          Action: ['s3:ListBucket'],
+          Resource: getAtt('BackupBucket'),
+          Condition: { StringLike: { 's3:prefix': ['pgbackrest/kennel-db/*'] } },
+        },
+        {
+          Sid: 'KeepRepositories',
+          Effect: 'Allow',
+          Action: ['s3:GetObject', 's3:PutObject', 's3:DeleteObject'],
+          Resource: [sub(`\${BackupBucket.Arn}/pgbackrest/kennel-db/*`)],
+        },
+        { Sid: 'EncryptRepositories', ...bucketKey('kms:GenerateDataKey', 'kms:Decrypt') },
+      ]);
+      expect(withRepository.Outputs.HostRepositoryPolicyArn?.Value).toEqual({ Ref: 'HostRepositoryPolicy' });
+    });
+
+    it("reaches its own target's repository and nothing else: no other target's, no backup prefix, no version", () => {
+      const statements = repositoryPolicy().PolicyDocument.Statement;
+      for (const action of ['s3:GetObject', 's3:PutObject', 's3:DeleteObject']) {
+        expect(allowsOnObject(statements, action, segment), action).toBe(true);
+        expect(allowsOnObject(statements, action, 'pgbackrest/kennel-replica/backup/x'), action).toBe(false);
+        expect(allowsOnObject(statements, action, 'pgbackrest/kennel-dbx/backup/x'), action).toBe(false);
+        expect(allowsOnObject(statements, action, databaseManifest('full')), action).toBe(false);
+        expect(allowsOnObject(statements, action, 'configuration/kennel-db/x.tar.zst'), action).toBe(false);
+      }
+      const actions = statements.flatMap((s) => asArray(s.Action));
+      // A delete on the versioned bucket only hides a version: the host can remove none for good.
+      expect(actions.filter((a) => a.includes('Version') || a.includes('*'))).toEqual([]);
+      const listed = asArray(statements[0]?.Condition?.StringLike?.['s3:prefix'] as string[]);
+      expect(listed.some((p) => globMatches(p, 'pgbackrest/kennel-db/archive/kennel-db/'))).toBe(true);
+      expect(listed.some((p) => globMatches(p, 'pgbackrest/'))).toBe(false);
+      expect(listed.some((p) => globMatches(p, 'database/'))).toBe(false);
+      // The backup policy is unchanged: create-only, nothing under pgbackrest/.
+      const backup = resource<{ PolicyDocument: PolicyDocument }>(
+        'HostBackupPolicy',
+        'AWS::IAM::ManagedPolicy',
+        withRepository,
+      ).PolicyDocument.Statement;
+      expect(allowsOnObject(backup, 's3:PutObject', segment)).toBe(false);
+      expect(backup.flatMap((s) => asArray(s.Action))).toEqual([
+        's3:PutObject',
+        'kms:GenerateDataKey',
+        'kms:Decrypt',
+      ]);
+    });
+
+    it('does not exist without a pgBackRest target', () => {
+      expect(template.Resources.HostRepositoryPolicy).toBeUndefined();
+      expect(template.Outputs.HostRepositoryPolicyArn).toBeUndefined();
+      expect(withRepository.Resources.HostRepositoryPolicy).toBeDefined();
+    });
+
+    it('lets planMonitoring list the repositories (their size) and read none of their objects', () => {
+      const statements =
+        resource<Role>(roleId('planMonitoring'), 'AWS::IAM::Role', withRepository).Policies?.flatMap(
+          (p) => p.PolicyDocument.Statement,
+        ) ?? [];
+      const list = statements.find((s) => asArray(s.Action).includes('s3:ListBucket'));
+      expect(list?.Condition?.StringLike?.['s3:prefix']).toEqual([...prefixes, 'pgbackrest/kennel-db/*']);
+      expect(allowsOnObject(statements, 's3:GetObject', segment)).toBe(false);
+    });
+  });
+
   it("the DB host's SSM agent may write command output to the host-command log group only", () => {
     const policy = resource<{ PolicyDocument: PolicyDocument }>(
       'HostCommandOutputPolicy',
@@ -1908,6 +2178,9 @@ describe('the functions', () => {
       );
       expect(config.ALERT_TOPIC_ARN).toBe(TOPIC_ARN);
       expect(config.DISK_USAGE_ALERT_PERCENT).toBe(80);
+      // The bucket's own key, for the repository pgBackRest writes (repo1-s3-kms-key-id).
+      expect(Variables.BACKUP_KMS_KEY_ID).toEqual(getAtt('BackupKey'));
+      expect(config.BACKUP_KMS_KEY_ID).toBe(KEY_ARN);
     }
     const logGroup = resource<{ LogGroupName: string }>('HostCommandLogGroup', 'AWS::Logs::LogGroup');
     expect(logGroup.LogGroupName).toBe(`/kennel-backup/${STAGE}/host-commands`);

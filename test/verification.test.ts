@@ -2,6 +2,7 @@ import { rmSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Manifest } from '../shared/catalog/manifest.ts';
 import { getBytes, putBytes, runIn, startWorld, type TestWorld } from './support/environment.ts';
+import { pgbackrest } from './support/pgbackrest.ts';
 
 let world: TestWorld;
 const newest: Record<string, Manifest> = {};
@@ -15,6 +16,8 @@ async function backup(workflow: string, kind: string) {
 
 beforeAll(async () => {
   world = await startWorld();
+  // The physical kinds' newest full, as pgBackRest's info reports it.
+  await pgbackrest(world, 'backup', '--type=full');
   for (const kind of ['full', 'incremental', 'transaction-logs']) await backup('database-backup', kind);
   for (const kind of ['configuration', 'application', 'static']) await backup('files-backup', kind);
 }, 120_000);
@@ -29,9 +32,19 @@ describe('the daily verification', () => {
     const run = await verify();
     expect(run.record.status, run.record.cause).toBe('SUCCEEDED');
     expect(run.record.output).toEqual({
-      checked: { newestBackups: 6, localCopies: 6, archivesReadBack: 6 },
+      checked: {
+        newestBackups: 6,
+        localCopies: 6,
+        archivesReadBack: 6,
+        repositoriesVerified: 1,
+        walSegmentsProven: expect.any(Number),
+      },
       findings: [],
     });
+    // From the full's first segment to the one the verification switched: at least the full's own.
+    expect(
+      (run.record.output as { checked: { walSegmentsProven: number } }).checked.walSegmentsProven,
+    ).toBeGreaterThanOrEqual(2);
     expect(run.alerts).toEqual([]);
   });
 

@@ -1,6 +1,6 @@
 import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import middy from '@middy/core';
-import { planBackup } from '../../shared/backup/database-plan.ts';
+import { isDumpPlan, planBackup } from '../../shared/backup/database-plan.ts';
 import { Catalog } from '../../shared/catalog/catalog.ts';
 import { createS3Client } from '../../shared/core/clients.ts';
 import { getConfig } from '../../shared/core/config.ts';
@@ -14,7 +14,7 @@ export const handler = middy()
   .handler(async (event: unknown) => {
     const plans = await planBackup(config, catalog, event);
     for (const plan of plans) {
-      if (!('engine' in plan)) {
+      if (isDumpPlan(plan)) {
         logger.info('planned backup', {
           kind: plan.kind,
           since: plan.since,
@@ -26,12 +26,12 @@ export const handler = middy()
       } else if ('off' in plan) {
         logger.warn('physical backup off', { kind: plan.kind, target: plan.target, reason: plan.off });
       } else {
-        logger.info('planned physical backup', {
+        logger.info('planned backup', {
           engine: plan.engine,
           kind: plan.kind,
           runId: plan.runId,
           target: plan.target,
-          record: plan.recordKey,
+          ...('recordKey' in plan ? { record: plan.recordKey, base: plan.base } : {}),
         });
       }
     }

@@ -17,6 +17,7 @@ export const handler = middy()
       findings: plan.findings.length,
       localCopies: plan.hosts.reduce((n, h) => n + h.copies.length, 0),
       archives: plan.archives.length,
+      repositories: plan.repositories.length,
     });
     return plan;
   });

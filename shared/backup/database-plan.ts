@@ -19,6 +19,7 @@ import { parseInput, planRequestSchema } from '../core/input.ts';
 import { runSchema } from '../core/run.ts';
 import * as z from '../core/schema.ts';
 import { type PhysicalPlan, type PhysicalPlanOff, physicalRuns } from './physical-plan.ts';
+import { type WalPlan, walRun, walTargets } from './wal-plan.ts';
 
 /** What an operator or a schedule may pass to a backup execution; every field is optional. */
 export const backupInputSchema = z.strictObject({
@@ -40,11 +41,6 @@ export const planSchema = z.extend(runSchema, {
 });
 
 export type Plan = z.infer<typeof planSchema>;
-
-/** The logical dumps among PlanBackup's runs: the plans that name no engine. */
-export function dumpPlans<P extends object>(plans: readonly (Plan | P)[]): Plan[] {
-  return plans.filter((p): p is Plan => !('engine' in p));
-}
 
 /** The kinds whose verified backups carry a kind's watermark forward. */
 const CHAIN: Record<DatabaseKind, DatabaseKind[]> = {
@@ -139,18 +135,24 @@ export function databaseRun(
   };
 }
 
+/** What PlanBackup returns, one per Map iteration: a logical dump's run (no engine), a WAL run, or a pgBackRest run. */
+export type BackupPlan = Plan | WalPlan | PhysicalPlan | PhysicalPlanOff;
+
+/** A logical dump's run: the plans that carry no engine. */
+export function isDumpPlan(plan: BackupPlan): plan is Plan {
+  return !('engine' in plan);
+}
+
 /**
  * Plans one run per target and database: the input's target, or every target;
  * the input's database, or each target's databases. Runs are independent: each
- * has its own window, archive and manifest. A full or incremental also plans
+ * has its own window, archive and manifest. A transaction-logs backup also gets
+ * one WAL run per selected target that archives with pgBackRest, first, so that
+ * the RPO's proof does not wait on the dumps. A full or incremental also plans
  * one pgBackRest run per target (physical-plan.ts), after the dumps; not when
  * the input names a database, since a physical backup holds the whole cluster.
  */
-export async function planBackup(
-  config: Config,
-  catalog: Catalog,
-  request: unknown,
-): Promise<(Plan | PhysicalPlan | PhysicalPlanOff)[]> {
+export async function planBackup(config: Config, catalog: Catalog, request: unknown): Promise<BackupPlan[]> {
   const { input, executionId, startedAt } = parseInput(
     planRequestSchema,
     request,
@@ -164,6 +166,8 @@ export async function planBackup(
     const databases = wanted.database ? [wanted.database] : (target.databases ?? [target.database]);
     return databases.map((database) => ({ target, database }));
   });
+  const walRuns =
+    kind === 'transaction-logs' ? walTargets(targets).map((t) => walRun(t, executionId, startedAt)) : [];
   // The row-window incremental and log dumps are still made beside the physical
   // backups: the point-in-time-recovery workflow reads them until issue 11
   // replaces it with a recovery from pgBackRest's backups and WAL.
@@ -186,7 +190,7 @@ export async function planBackup(
     (kind === 'full' || kind === 'incremental') && wanted.database === undefined
       ? await physicalRuns(config, catalog, targets, { kind, executionId, startedAt })
       : [];
-  return [...dumps, ...physical];
+  return [...walRuns, ...dumps, ...physical];
 }
 
 /**

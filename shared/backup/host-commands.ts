@@ -1,12 +1,15 @@
 import { excludedTablesOf, localPathOf, WINDOW_COLUMN } from '../catalog/manifest-builder.ts';
+import { WAL_ARCHIVE_MAX_AGE_SECONDS } from '../catalog/schedule.ts';
 import { CODECS } from '../core/codecs.ts';
 import type { Config } from '../core/config.ts';
 import { fileName, sha256Hex } from '../core/identifiers.ts';
 import type { Run } from '../core/run.ts';
 import * as z from '../core/schema.ts';
+import { pgbackrestScriptParams } from '../host/pgbackrest-conf.ts';
 import { archiveLines, hostCommand, postgresParams } from '../host/scripts.ts';
 import { planSchema } from './database-plan.ts';
 import { filesPlanSchema } from './files-plan.ts';
+import { walPlanSchema } from './wal-plan.ts';
 
 /** Where a backup script writes its archive, locally and in S3; it records nothing else about the run. */
 function uploadParams(config: Config, plan: Run): Record<string, string> {
@@ -20,7 +23,7 @@ function uploadParams(config: Config, plan: Run): Record<string, string> {
   };
 }
 
-/** The host commands of the backup workflows: write an archive, restore-test it, prune the host's copies. */
+/** The host commands of the backup workflows: write an archive, restore-test it, prune the host's copies, switch the WAL. */
 export const BACKUP_HOST_COMMANDS = {
   'database-backup': hostCommand({
     request: z.object({ script: z.literal('database-backup'), plan: planSchema }),
@@ -74,6 +77,15 @@ export const BACKUP_HOST_COMMANDS = {
       KB_LOCAL_DIR: request.plan.localDir,
       KB_KEEP_DAYS: String(request.keepDays),
       KB_KEEP_FILE: request.keepFile,
+    }),
+  }),
+  /** Switches the WAL segment and waits until it is archived; reports pgBackRest's info (a target without pgbackrest: ConfigError). */
+  'wal-switch': hostCommand({
+    request: z.object({ script: z.literal('wal-switch'), plan: walPlanSchema }),
+    script: 'wal-switch',
+    params: (config, target) => ({
+      ...pgbackrestScriptParams(config, target),
+      KB_ARCHIVE_WAIT_SECONDS: String(WAL_ARCHIVE_MAX_AGE_SECONDS),
     }),
   }),
 };

@@ -42,6 +42,7 @@ export interface PhysicalPlanOff {
   engine: 'pgbackrest';
   kind: PhysicalKind;
   target: string;
+  runId: string;
   off: string;
 }
 
@@ -55,12 +56,12 @@ export async function physicalRuns(
   const iso = new Date(run.startedAt).toISOString();
   return Promise.all(
     targets.map(async (target): Promise<PhysicalPlan | PhysicalPlanOff> => {
-      if (!target.pgbackrest) {
-        const off = `The target "${target.name}" has no pgbackrest settings in BACKUP_TARGETS, so no ${run.kind} physical backup was taken; its logical dumps ran as usual. To turn physical backups on, add "pgbackrest": {"dataDirectory": "<the cluster's data directory>"} to it and start the prepare-host workflow.`;
-        return { engine: 'pgbackrest', kind: run.kind, target: target.name, off };
-      }
       // Its own id, apart from the target's dumps in the same execution.
       const id = runId(iso, `${run.executionId}/${target.name}/pgbackrest`);
+      if (!target.pgbackrest) {
+        const off = `The target "${target.name}" has no pgbackrest settings in BACKUP_TARGETS, so no ${run.kind} physical backup was taken; its logical dumps ran as usual. To turn physical backups on, add "pgbackrest": {"dataDirectory": "<the cluster's data directory>"} to it and start the prepare-host workflow.`;
+        return { engine: 'pgbackrest', kind: run.kind, target: target.name, runId: id, off };
+      }
       return {
         engine: 'pgbackrest',
         kind: run.kind,

@@ -129,6 +129,32 @@ export class Catalog {
   }
 
   /**
+   * The bytes and objects stored under `prefix` (current versions, as S3 lists
+   * them): a pgBackRest repository's size, which pgBackRest's own info does not
+   * give (it leaves the WAL archive out). Lists only; reads no object.
+   */
+  async sizeUnder(prefix: string): Promise<{ bytes: number; objects: number }> {
+    let bytes = 0;
+    let objects = 0;
+    let token: string | undefined;
+    try {
+      do {
+        const page = await this.s3.send(
+          new ListObjectsV2Command({ Bucket: this.bucket, Prefix: prefix, ContinuationToken: token }),
+        );
+        for (const o of page.Contents ?? []) {
+          bytes += o.Size ?? 0;
+          objects += 1;
+        }
+        token = page.NextContinuationToken;
+      } while (token);
+    } catch (error) {
+      throw classifyAwsError(error, `Listing s3://${this.bucket}/${prefix}`);
+    }
+    return { bytes, objects };
+  }
+
+  /**
    * The newest backup whose archive passed verification, read from the newest
    * key back: a few reads, however long the history (15-minute log backups kept
    * for 7 years are 245,000 manifests).

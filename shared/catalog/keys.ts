@@ -36,6 +36,16 @@ export const KIND_PREFIX: Record<BackupKind, string> = {
 /** Where archives live: the DB host may write under these and nothing else. */
 export const BACKUP_PREFIXES = ['database/', 'configuration/', 'application/', 'static/'] as const;
 
+/**
+ * pgBackRest's repositories, one per target under `pgbackrest/<target>/`: managed
+ * by pgBackRest alone (it writes, reads and expires them), so no lifecycle rule
+ * reaches them and the DB host's grants there are pgBackRest's own.
+ */
+export const PGBACKREST_PREFIX = 'pgbackrest/';
+
+/** A target's pgBackRest repository in the bucket: `pgbackrest/<target>/`. */
+export const pgbackrestPrefix = (target: string) => `${PGBACKREST_PREFIX}${target}/`;
+
 export const MANIFEST_SUFFIX = '.manifest.json';
 
 /**

@@ -1,5 +1,5 @@
 import { DAY_MS } from '../core/time.ts';
-import { type BackupKind, KIND_PREFIX } from './keys.ts';
+import { type BackupKind, KIND_PREFIX, PGBACKREST_PREFIX } from './keys.ts';
 import type { Manifest } from './manifest.ts';
 
 /**
@@ -139,13 +139,36 @@ export function lifecycleRules(): LifecycleRule[] {
 }
 
 /**
+ * Whether a lifecycle rule can act on some object whose key starts with
+ * `prefix`. S3 applies a rule to the keys that start with its prefix (no prefix,
+ * or an empty one, is every key); its other filters (tags, sizes) only narrow
+ * that, and cannot be relied on to leave out objects nobody here tags or sizes.
+ * So the rule reaches the prefix exactly when one of the two prefixes starts
+ * with the other.
+ */
+export function reachesPrefix(rule: { Prefix?: string }, prefix: string): boolean {
+  const own = rule.Prefix ?? '';
+  return prefix.startsWith(own) || own.startsWith(prefix);
+}
+
+/**
  * The bucket's whole `LifecycleConfiguration`. Objects under 128 KB never
  * transition: manifests are small and every catalog listing reads them, which
- * GetObject cannot do once they are in Glacier or Deep Archive.
+ * GetObject cannot do once they are in Glacier or Deep Archive. No rule may
+ * reach pgBackRest's repositories: pgBackRest expires them itself (after a
+ * restore test passed), and a transition would leave WAL it must read in an
+ * archive class it cannot read from.
  */
 export function lifecycleConfiguration(): {
   Rules: LifecycleRule[];
   TransitionDefaultMinimumObjectSize: 'all_storage_classes_128K';
 } {
-  return { Rules: lifecycleRules(), TransitionDefaultMinimumObjectSize: 'all_storage_classes_128K' };
+  const rules = lifecycleRules();
+  const reaching = rules.filter((r) => reachesPrefix(r, PGBACKREST_PREFIX)).map((r) => r.Id);
+  if (reaching.length > 0) {
+    throw new Error(
+      `The lifecycle rules ${reaching.join(', ')} would act on ${PGBACKREST_PREFIX}, which pgBackRest alone manages; give them a prefix outside it.`,
+    );
+  }
+  return { Rules: rules, TransitionDefaultMinimumObjectSize: 'all_storage_classes_128K' };
 }

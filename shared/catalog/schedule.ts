@@ -17,6 +17,14 @@ export const SCHEDULES: Record<ScheduledKind, { cron: string; everyMinutes: numb
   static: { cron: 'cron(30 3 * * ? *)', everyMinutes: 24 * 60 },
 };
 
+/**
+ * How old the newest archived WAL may get: a segment switched now must be in the
+ * repository within this. The 15-minute WAL run and the daily verification wait
+ * this long for the segment they switch (archive_timeout is 60 s, and pushing a
+ * 16 MiB segment takes seconds), so a slower archive fails them.
+ */
+export const WAL_ARCHIVE_MAX_AGE_SECONDS = 300;
+
 /** A run may be late or take a while: an hour, or one interval for the 15-minute logs. */
 export function maxAgeMinutes(kind: ScheduledKind): number {
   const { everyMinutes } = SCHEDULES[kind];

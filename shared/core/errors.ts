@@ -60,6 +60,16 @@ export class RestoreTestFailedError extends KennelBackupError {
   override readonly name = 'RestoreTestFailedError';
 }
 
+/**
+ * The WAL archive cannot replay from the oldest kept backup to now: a segment or
+ * a timeline's history is missing from the repository, or what the host reported
+ * of it does not add up. The message names the first missing segment and when
+ * its changes were written.
+ */
+export class WalContinuityError extends KennelBackupError {
+  override readonly name = 'WalContinuityError';
+}
+
 /** A dependency (S3, SSM, PostgreSQL) did not answer; retrying later is safe. */
 export class TransientError extends KennelBackupError {
   override readonly name = 'TransientError';

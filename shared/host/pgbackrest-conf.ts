@@ -1,7 +1,9 @@
 import { createHash } from 'node:crypto';
+import { pgbackrestPrefix } from '../catalog/keys.ts';
 import { POINT_IN_TIME_DAYS } from '../catalog/retention.ts';
 import type { Config, PgbackrestTarget, Target } from '../core/config.ts';
 import { ConfigError } from '../core/errors.ts';
+import { postgresParams } from './scripts.ts';
 import { shellQuote } from './shell.ts';
 
 /**
@@ -48,8 +50,18 @@ export interface PgbackrestStanza {
   processMax?: number | undefined;
 }
 
-/** The repository's prefix in the bucket: the lifecycle rules and the host's grants name it too. */
-export const pgbackrestPath = (target: string) => `/pgbackrest/${target}`;
+/** The repository's path (repo1-path): its prefix in the bucket (shared/catalog/keys.ts), as an absolute path. */
+export const pgbackrestPath = (target: string) => `/${pgbackrestPrefix(target).replace(/\/$/, '')}`;
+
+/**
+ * The key prefix of one archive id's WAL in the bucket (the stanza is the
+ * target's name): pgBackRest keeps each segment at
+ * `archive/<stanza>/<archive id>/<first 16 hex of its name>/<name>-<sha1>.<ext>`,
+ * and each timeline's history file at `archive/<stanza>/<archive id>/<TLI>.history`
+ * (its src/storage/helper.c storageRepoPathExpression, src/command/archive/push/file.c).
+ */
+export const pgbackrestArchivePrefix = (target: string, archiveId: string) =>
+  `${pgbackrestPath(target).slice(1)}/archive/${target}/${archiveId}/`;
 
 export function renderPgbackrestConf(stanza: PgbackrestStanza): string {
   const { repository: repo } = stanza;
@@ -158,6 +170,14 @@ export function pgbackrestParams(config: Config, target: Target): Record<string,
     KB_PGBACKREST_CONFIG_SHA256: createHash('sha256').update(pgbackrestConfOf(config, target)).digest('hex'),
     KB_PGBACKREST_USER: pg.osUser,
   };
+}
+
+/**
+ * The parameters of a pgBackRest script that also asks PostgreSQL (pg_sql):
+ * where psql runs, the stanza's, and the target's database to connect to.
+ */
+export function pgbackrestScriptParams(config: Config, target: Target): Record<string, string> {
+  return { ...postgresParams(target), ...pgbackrestParams(config, target), KB_DATABASE: target.database };
 }
 
 function lines(options: [string, string | number | undefined][]): string[] {

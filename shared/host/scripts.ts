@@ -96,6 +96,9 @@ export const REPORTING_SCRIPTS: ReadonlySet<HostScript> = new Set([
   'disk-usage',
   'prepare-host',
   'physical-restore-test',
+  'wal-switch',
+  'pgbackrest-verify',
+  'wal-archiving',
   'pgbackrest-backup',
   'pgbackrest-expire',
 ]);

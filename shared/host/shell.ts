@@ -31,6 +31,9 @@ export const HOST_SCRIPTS = [
   'prune-local',
   'prepare-host',
   'physical-restore-test',
+  'wal-switch',
+  'pgbackrest-verify',
+  'wal-archiving',
   'pgbackrest-backup',
   'pgbackrest-expire',
 ] as const;

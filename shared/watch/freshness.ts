@@ -59,8 +59,24 @@ const every = (minutes: number) => (minutes < 60 ? `${minutes} min` : `${minutes
 
 /** What is wrong with a kind's freshness, in words; undefined when its newest verified backup is recent enough. */
 export function staleness(newest: Newest, now: Date): string | undefined {
-  const seconds = ageSeconds(newest, now);
-  if (seconds === null) return 'there is no verified backup at all';
-  if (seconds * 1000 <= maxAgeMinutes(newest.kind) * MINUTE_MS) return undefined;
-  return `the newest verified one is from ${newest.newestVerified?.window.until} (${age(seconds)} ago); one is expected every ${every(SCHEDULES[newest.kind].everyMinutes)}`;
+  return stalenessOf(newest.newestVerified?.window.until, newest.kind, now, {
+    none: 'there is no verified backup at all',
+    newest: 'the newest verified one',
+  });
+}
+
+/**
+ * The same judgement of a backup known otherwise (a pgBackRest backup, from its
+ * info): `until` is when its data ends (ISO time), `words` how to name it.
+ */
+export function stalenessOf(
+  until: string | undefined,
+  kind: ScheduledKind,
+  now: Date,
+  words: { none: string; newest: string },
+): string | undefined {
+  if (until === undefined) return words.none;
+  const seconds = Math.round((now.getTime() - Date.parse(until)) / 1000);
+  if (seconds * 1000 <= maxAgeMinutes(kind) * MINUTE_MS) return undefined;
+  return `${words.newest} is from ${until} (${age(seconds)} ago); one is expected every ${every(SCHEDULES[kind].everyMinutes)}`;
 }

@@ -1,9 +1,24 @@
+import { walPlanSchema } from '../backup/wal-plan.ts';
+import type { Config, Target } from '../core/config.ts';
 import * as z from '../core/schema.ts';
+import { pgbackrestOf, pgbackrestScriptParams } from '../host/pgbackrest-conf.ts';
 import { hostCommand } from '../host/scripts.ts';
+import { archiverCheckPlanSchema } from './archiving.ts';
 import { diskCheckPlanSchema } from './monitoring.ts';
 import { localCheckPlanSchema } from './verification.ts';
 
-/** The host commands of the watch workflows: the host's copies against their sha256, the backup disk's usage. */
+/** host/wal-archiving.sh on the target's cluster: `age` reads the archiver only, `full` the log and repository too. */
+const walArchivingParams = (config: Config, target: Target, detail: 'age' | 'full') => ({
+  ...pgbackrestScriptParams(config, target),
+  KB_DETAIL: detail,
+  KB_PG_DATA: pgbackrestOf(target).dataDirectory,
+});
+
+/**
+ * The host commands of the watch workflows: the host's copies against their
+ * sha256, pgBackRest's verify, the backup disk's usage, and the WAL archiver
+ * (every minute its age only, hourly with the failure's reason and the repository).
+ */
 export const WATCH_HOST_COMMANDS = {
   'check-local-copies': hostCommand({
     request: z.object({ script: z.literal('check-local-copies'), plan: localCheckPlanSchema }),
@@ -17,5 +32,21 @@ export const WATCH_HOST_COMMANDS = {
     script: 'disk-usage',
     // The configured directory, not the plan's: what runs on the host comes from config.
     params: (_config, target) => ({ KB_BACKUP_DIR: target.backupDir }),
+  }),
+  /** pgbackrest verify of the target's whole repository: every backup file's and WAL segment's checksum. */
+  'pgbackrest-verify': hostCommand({
+    request: z.object({ script: z.literal('pgbackrest-verify'), plan: walPlanSchema }),
+    script: 'pgbackrest-verify',
+    params: pgbackrestScriptParams,
+  }),
+  'wal-archive-age': hostCommand({
+    request: z.object({ script: z.literal('wal-archive-age'), plan: archiverCheckPlanSchema }),
+    script: 'wal-archiving',
+    params: (config, target) => walArchivingParams(config, target, 'age'),
+  }),
+  'wal-archiving': hostCommand({
+    request: z.object({ script: z.literal('wal-archiving'), plan: archiverCheckPlanSchema }),
+    script: 'wal-archiving',
+    params: (config, target) => walArchivingParams(config, target, 'full'),
   }),
 };

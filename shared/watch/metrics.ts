@@ -31,6 +31,16 @@ export function metricsSink(metrics: Metrics): MetricsSink {
       single.addDimension('Target', target);
       single.addMetric('BackupDiskUsedPercent', MetricUnit.Percent, percent);
     },
+    walArchiveAge(target, seconds) {
+      const single = metrics.singleMetric();
+      single.addDimension('Target', target);
+      single.addMetric('WalArchiveAgeSeconds', MetricUnit.Seconds, seconds);
+    },
+    repositoryBytes(target, bytes) {
+      const single = metrics.singleMetric();
+      single.addDimension('Target', target);
+      single.addMetric('PgbackrestRepositoryBytes', MetricUnit.Bytes, bytes);
+    },
   };
 }
 

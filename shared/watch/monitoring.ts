@@ -1,18 +1,28 @@
 import { MONITORING_RESULT, MONITORING_STATE } from '../../statemachines/monitoring.ts';
 import type { Catalog } from '../catalog/catalog.ts';
-import { runId as makeRunId } from '../catalog/keys.ts';
+import { runId as makeRunId, pgbackrestPrefix } from '../catalog/keys.ts';
 import type { Config } from '../core/config.ts';
 import { failedStatesSchema, firstFailure, MonitoringFailedError } from '../core/errors.ts';
 import { hostPath, runIdentifier, targetName } from '../core/identifiers.ts';
 import { parseInput, planRequestSchema } from '../core/input.ts';
 import * as z from '../core/schema.ts';
+import {
+  type ArchiveAgeSink,
+  archiverCheckPlanSchema,
+  archivingFindings,
+  archivingTargets,
+  walArchiveAgeSeconds,
+  walArchivingResultSchema,
+} from './archiving.ts';
 import { ageSeconds, newestBackups, staleness } from './freshness.ts';
 
 /**
  * The hourly monitoring: S3 answers, the daily full backup is there, the host's
- * backup disk has room; and the age of every kind's newest verified backup goes
- * out as a metric, which a CloudWatch alarm watches (so even a broken schedule,
- * or a broken alert stage, is caught by something outside the workflows).
+ * backup disk has room, and WAL archiving works (pg_stat_archiver, the reason of
+ * a failure from the server log, pgBackRest's repository); the age of every
+ * kind's newest verified backup, the WAL archive age and the repositories' sizes
+ * go out as metrics, which CloudWatch alarms watch (so even a broken schedule, or
+ * a broken alert stage, is caught by something outside the workflows).
  */
 
 export const diskCheckPlanSchema = z.object({
@@ -34,6 +44,10 @@ export const monitoringPlanSchema = z.object({
   ages: z.array(ageSchema),
   findings: z.array(z.object({ subject: z.string(), problem: z.string() })),
   hosts: z.array(diskCheckPlanSchema),
+  /** The hosts whose WAL archiver is checked: the targets with pgBackRest settings. */
+  archivers: z.array(archiverCheckPlanSchema),
+  /** Each pgBackRest repository's size, as S3 lists it. */
+  repositories: z.array(z.object({ target: targetName, bytes: z.int(), objects: z.int() })),
 });
 
 export type MonitoringPlan = z.infer<typeof monitoringPlanSchema>;
@@ -59,6 +73,15 @@ export async function planMonitoring(
       const stale = staleness(n, now);
       return stale ? [{ subject: `the daily ${n.subject}`, problem: stale }] : [];
     });
+  const hosts = config.BACKUP_TARGETS.map((t) => ({
+    target: t.name,
+    runId: makeRunId(iso, `${executionId}/${t.name}`),
+    backupDir: t.backupDir,
+  }));
+  const archiving = archivingTargets(config).map((t) => t.name);
+  const repositories = [];
+  for (const target of archiving)
+    repositories.push({ target, ...(await catalog.sizeUnder(pgbackrestPrefix(target))) });
   return {
     startedAt,
     ages: newest.map((n) => ({
@@ -68,11 +91,11 @@ export async function planMonitoring(
       ageSeconds: ageSeconds(n, now),
     })),
     findings,
-    hosts: config.BACKUP_TARGETS.map((t) => ({
-      target: t.name,
-      runId: makeRunId(iso, `${executionId}/${t.name}`),
-      backupDir: t.backupDir,
-    })),
+    hosts,
+    archivers: hosts
+      .filter((h) => archiving.includes(h.target))
+      .map(({ target, runId }) => ({ target, runId })),
+    repositories,
   };
 }
 
@@ -90,32 +113,42 @@ const diskResultSchema = z.object({
  */
 function monitoredSchema() {
   const R = MONITORING_RESULT;
-  return z.object({
-    [R.plan]: monitoringPlanSchema,
-    [R.disks]: z.array(
+  const checked = <H extends z.ZodMiniType, C extends z.ZodMiniType>(host: H, result: C) =>
+    z.array(
       z.object({
-        [R.host]: diskCheckPlanSchema,
-        [R.command]: z.optional(z.object({ result: diskResultSchema })),
+        [R.host]: host,
+        [R.command]: z.optional(z.object({ result })),
         [R.failed]: z.pipe(z.optional(failedStatesSchema), z.transform(firstFailure)),
       }),
-    ),
+    );
+  return z.object({
+    [R.plan]: monitoringPlanSchema,
+    [R.disks]: checked(diskCheckPlanSchema, diskResultSchema),
+    [R.archivers]: checked(archiverCheckPlanSchema, walArchivingResultSchema),
   });
 }
 
 /** Where the measurements go: CloudWatch metrics in AWS (embedded metric format). */
-export interface MetricsSink {
+export interface MetricsSink extends ArchiveAgeSink {
   backupAge(age: z.infer<typeof ageSchema>): void;
   diskUsedPercent(target: string, percent: number): void;
+  repositoryBytes(target: string, bytes: number): void;
 }
 
 /**
  * Emits the metrics, then fails listing every problem (a stale daily full, a
- * disk over the threshold, a host that could not be measured), or returns the
+ * disk over the threshold, WAL archiving failing or off, a repository that
+ * cannot be read, a host that could not be measured), or returns the
  * measurements.
  */
 export function reportMonitoring(request: unknown, thresholdPercent: number, metrics: MetricsSink) {
-  const { plan, disks } = parseInput(monitoredSchema(), request, `The ${MONITORING_STATE.report} request`);
+  const { plan, disks, archivers } = parseInput(
+    monitoredSchema(),
+    request,
+    `The ${MONITORING_STATE.report} request`,
+  );
   for (const age of plan.ages) metrics.backupAge(age);
+  for (const { target, bytes } of plan.repositories) metrics.repositoryBytes(target, bytes);
   const findings = [...plan.findings];
   for (const { host, command, failed } of disks) {
     if (!command) {
@@ -134,6 +167,20 @@ export function reportMonitoring(request: unknown, thresholdPercent: number, met
       });
     }
   }
+  const archiving = [];
+  for (const { host, command, failed } of archivers) {
+    if (!command) {
+      findings.push({
+        subject: `WAL archiving on ${host.target}`,
+        problem: `not checked (${failed?.Error ?? 'no result'}: ${failed?.Cause ?? 'the host did not answer'})`,
+      });
+      continue;
+    }
+    const ageSeconds = walArchiveAgeSeconds(command.result.archiver);
+    if (ageSeconds !== null) metrics.walArchiveAge(host.target, ageSeconds);
+    findings.push(...archivingFindings(host.target, command.result));
+    archiving.push({ target: host.target, walArchiveAgeSeconds: ageSeconds, ...command.result });
+  }
   if (findings.length > 0) {
     throw new MonitoringFailedError(
       `${findings.length} problem(s):\n${findings.map((f) => `- ${f.subject}: ${f.problem}`).join('\n')}`,
@@ -142,5 +189,7 @@ export function reportMonitoring(request: unknown, thresholdPercent: number, met
   return {
     ages: plan.ages,
     disks: disks.map((d) => ({ target: d.host.target, ...d.command?.result })),
+    archiving,
+    repositories: plan.repositories,
   };
 }

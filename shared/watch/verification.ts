@@ -1,4 +1,5 @@
 import { VERIFICATION_RESULT, VERIFICATION_STATE } from '../../statemachines/daily-verification.ts';
+import { walPlanSchema, walRun, walSwitchFactsSchema, walTargets } from '../backup/wal-plan.ts';
 import type { Catalog } from '../catalog/catalog.ts';
 import { runId as makeRunId, manifestKey } from '../catalog/keys.ts';
 import type { Manifest } from '../catalog/manifest.ts';
@@ -7,17 +8,19 @@ import { causeMessage, failedStatesSchema, firstFailure, VerificationFailedError
 import { hostPath, objectKey, runIdentifier, sha256Hex, targetName } from '../core/identifiers.ts';
 import { parseInput, planRequestSchema } from '../core/input.ts';
 import * as z from '../core/schema.ts';
-import { newestBackups, staleness } from './freshness.ts';
+import { newestBackups, staleness, stalenessOf } from './freshness.ts';
 
 /**
  * The daily verification: for every kind and target, the newest verified backup
  * is recent enough, its copy on the host is there with the verified bytes, and
- * its archive in S3 still passes its integrity check. Everything missing or bad
- * goes into one alert.
+ * its archive in S3 still passes its integrity check; for every target archiving
+ * with pgBackRest, its repository passes `pgbackrest verify`, its WAL has no gap
+ * since the oldest kept backup, and its newest full and incremental (from
+ * pgBackRest's own info) are recent. Everything missing or bad goes into one alert.
  */
 
 const findingSchema = z.object({
-  check: z.enum(['fresh', 'verified', 'local-copy', 'integrity', 'host']),
+  check: z.enum(['fresh', 'verified', 'local-copy', 'integrity', 'host', 'repository', 'wal-archive']),
   /** What was checked: `full backup of kennel_prod on primary`. */
   subject: z.string(),
   problem: z.string(),
@@ -43,6 +46,8 @@ export const verificationPlanSchema = z.object({
   hosts: z.array(localCheckPlanSchema),
   /** The newest verified archive of each kind, read back from S3 in full. */
   archives: z.array(archiveCheckSchema),
+  /** One WAL run per target archiving with pgBackRest: its repository verified, its WAL switched and proven. */
+  repositories: z.array(walPlanSchema),
 });
 
 export type VerificationPlan = z.infer<typeof verificationPlanSchema>;
@@ -95,8 +100,20 @@ export async function planVerification(
       copies: list,
     })),
     archives,
+    repositories: walTargets(config.BACKUP_TARGETS).map((target) => walRun(target, executionId, startedAt)),
   };
 }
+
+/** What host/pgbackrest-verify.sh reports: verify's status, the first bad files it named, its own summary. */
+const repositoryVerifySchema = z.object({
+  status: z.enum(['ok', 'error']),
+  problems: z.array(z.string()),
+  problemCount: z.int(),
+  summary: z.array(z.string()),
+});
+
+/** The states of a repository's verify (StartRepositoryVerify, CheckRepositoryVerify); the others are its WAL's. */
+const VERIFY_STATE = /RepositoryVerify$/;
 
 /**
  * What ReportVerification gets: the plan, and what the two Map states left:
@@ -121,6 +138,16 @@ function checkedSchema() {
           }),
         ),
         [R.failed]: z.pipe(z.optional(failedStatesSchema), z.transform(firstFailure)),
+      }),
+    ),
+    [R.repositories]: z.array(
+      z.object({
+        [R.plan]: walPlanSchema,
+        [R.verify]: z.optional(z.object({ result: repositoryVerifySchema })),
+        // Read for the freshness of the physical kinds only; a report CheckWalContinuity refused is its finding.
+        [R.walSwitch]: z.catch(z.optional(z.object({ result: walSwitchFactsSchema })), undefined),
+        [R.continuity]: z.optional(z.object({ segments: z.number() })),
+        [R.failed]: z.optional(failedStatesSchema),
       }),
     ),
     [R.archives]: z.array(
@@ -165,6 +192,7 @@ export function reportVerification(request: unknown) {
       });
     }
   }
+  findings.push(...s.repositories.flatMap((r) => repositoryFindings(r, new Date(s.plan.startedAt))));
   for (const { archive, failed } of s.archives) {
     if (failed) {
       findings.push({
@@ -178,11 +206,68 @@ export function reportVerification(request: unknown) {
     newestBackups: s.plan.archives.length,
     localCopies: s.hosts.reduce((n, h) => n + (h.command?.result.checked ?? 0), 0),
     archivesReadBack: s.archives.length,
+    repositoriesVerified: s.repositories.filter((r) => r.verify?.result.status === 'ok').length,
+    walSegmentsProven: s.repositories.reduce((n, r) => n + (r.continuity?.segments ?? 0), 0),
   };
   if (findings.length > 0) {
     throw new VerificationFailedError(
-      `${findings.length} problem(s) found:\n${findings.map((f) => `- ${f.subject}: ${f.problem}`).join('\n')}\nEach needs a look: a stale kind means its schedule or its workflow is failing; a missing or differing local copy means the host lost it (the S3 copy is what restores use); a failed integrity check means that archive cannot be restored: take a new backup of that kind now.`,
+      `${findings.length} problem(s) found:\n${findings.map((f) => `- ${f.subject}: ${f.problem}`).join('\n')}\nEach needs a look: a stale kind means its schedule or its workflow is failing; a missing or differing local copy means the host lost it (the S3 copy is what restores use); a failed integrity check means that archive cannot be restored: take a new backup of that kind now; a bad repository file or a WAL gap means recoveries through it fail: take a pgBackRest full backup now.`,
     );
   }
   return { checked, findings };
+}
+
+type RepositoryCheck = z.infer<ReturnType<typeof checkedSchema>>['repositories'][number];
+
+/** A pgBackRest target's findings: each stage that failed, what verify found bad, and stale physical backups. */
+function repositoryFindings(r: RepositoryCheck, now: Date): Finding[] {
+  const target = r.plan.target;
+  const findings: Finding[] = Object.entries(r.failed ?? {}).map(([state, error]) =>
+    VERIFY_STATE.test(state)
+      ? {
+          check: 'repository',
+          subject: `the pgBackRest repository of ${target}`,
+          problem: `pgbackrest verify could not run: ${error.Error}: ${causeMessage(error.Cause)}`,
+        }
+      : {
+          check: 'wal-archive',
+          subject: `the WAL archive of ${target}`,
+          problem: `${error.Error}: ${causeMessage(error.Cause)}`,
+        },
+  );
+  const verify = r.verify?.result;
+  if (verify && (verify.status === 'error' || verify.problemCount > 0)) {
+    const more =
+      verify.problemCount > verify.problems.length
+        ? `, and ${verify.problemCount - verify.problems.length} more`
+        : '';
+    findings.push({
+      check: 'repository',
+      subject: `the pgBackRest repository of ${target}`,
+      problem: `${verify.problemCount > 0 ? `pgbackrest verify found ${verify.problemCount} bad file(s): ${verify.problems.join('; ')}${more}` : 'pgbackrest verify reports status error'}${verify.summary.length > 0 ? ` (its report: ${verify.summary.join('; ')})` : ''}`,
+    });
+  }
+  const facts = r.walSwitch?.result;
+  if (facts) {
+    const full = stalenessOf(facts.newestFull?.stoppedAt, 'full', now, {
+      none: "pgBackRest's info lists no full backup",
+      newest: 'the newest pgBackRest full backup',
+    });
+    if (full) findings.push({ check: 'fresh', subject: `physical full backup of ${target}`, problem: full });
+    // With no backup at all, the full's finding says so.
+    const newest = facts.newestBackup;
+    const any =
+      newest &&
+      stalenessOf(newest.stoppedAt, 'incremental', now, {
+        none: '',
+        newest: `the newest pgBackRest backup (${newest.type})`,
+      });
+    if (any)
+      findings.push({
+        check: 'fresh',
+        subject: `physical full or incremental backup of ${target}`,
+        problem: any,
+      });
+  }
+  return findings;
 }

@@ -3,7 +3,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { GetObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { vi } from 'vitest';
-import { type LocalEnvironment, psql, startLocalEnvironment } from '../../local/environment.ts';
+import {
+  type LocalEnvironment,
+  type LocalEnvironmentOptions,
+  psql,
+  startLocalEnvironment,
+} from '../../local/environment.ts';
 import { type LocalHost, localHost } from '../../local/host.ts';
 import { type ExecutionRecord, type RunOptions, runWorkflow } from '../../local/runner.ts';
 import { Catalog } from '../../shared/catalog/catalog.ts';
@@ -19,11 +24,12 @@ export interface TestWorld {
   stop(): Promise<void>;
 }
 
-export async function startWorld(): Promise<TestWorld> {
+/** `options` change the local stack, e.g. an S3 the test starts and stops itself. */
+export async function startWorld(options: Partial<LocalEnvironmentOptions> = {}): Promise<TestWorld> {
   const dataDir = mkdtempSync(join(tmpdir(), 'kennel-backup-test-'));
   // The cluster lives inside it, and its server user must get through.
   chmodSync(dataDir, 0o711);
-  const env = await startLocalEnvironment({ dataDir });
+  const env = await startLocalEnvironment({ ...options, dataDir });
   const s3 = createS3Client(parseConfig(env.functionEnv));
   return {
     env,

@@ -1,13 +1,13 @@
 import { describe, expect, it } from 'vitest';
-import { dumpPlans, planBackup as plan } from '../../shared/backup/database-plan.ts';
+import { isDumpPlan, planBackup as plan } from '../../shared/backup/database-plan.ts';
 import type { Catalog } from '../../shared/catalog/catalog.ts';
 import { parseConfig } from '../../shared/core/config.ts';
 import { ConfigError, InvalidInputError, NotFoundError } from '../../shared/core/errors.ts';
 
 /** Full backups do not read the catalog. */
 const noCatalog = { list: async () => [] } as unknown as Catalog;
-/** PlanBackup's dump runs (the pgBackRest runs have tests of their own below). */
-const planBackup = async (c: typeof config, r: unknown) => dumpPlans(await plan(c, noCatalog, r));
+/** The logical dumps' runs (the WAL runs have tests of their own below). */
+const planBackup = async (c: typeof config, r: unknown) => (await plan(c, noCatalog, r)).filter(isDumpPlan);
 
 const config = parseConfig({
   BACKUP_BUCKET: 'kennel-backups-prod',
@@ -94,6 +94,57 @@ describe('planBackup', () => {
   });
 });
 
+describe('planBackup of transaction logs', () => {
+  const withPgbackrest = parseConfig({
+    BACKUP_BUCKET: 'kennel-backups-prod',
+    BACKUP_TARGETS: JSON.stringify([
+      {
+        name: 'primary',
+        instanceIds: ['i-0123456789abcdef0'],
+        database: 'kennel_prod',
+        databases: ['kennel_prod', 'kennel_audit'],
+        pgbackrest: { dataDirectory: '/var/lib/postgresql/15/main' },
+      },
+      { name: 'reporting', instanceIds: ['i-0123456789abcdef1'], database: 'kennel_reports' },
+    ]),
+    ALERT_WEBHOOK_PARAMETER: '/a',
+    RESTORE_CHECK_DATABASE_URL_PARAMETER: '/b',
+  });
+  const logs = (input: Record<string, unknown>) =>
+    plan(
+      withPgbackrest,
+      { newestOf: async () => ({ newestKey: undefined, newestVerified: undefined }) } as unknown as Catalog,
+      request({ kind: 'transaction-logs', ...input }),
+    );
+
+  it('adds one WAL run per target archiving with pgBackRest, first, beside the dumps', async () => {
+    const plans = await logs({});
+    expect(plans.map((p) => [p.target, isDumpPlan(p) ? p.database : 'wal'])).toEqual([
+      ['primary', 'wal'],
+      ['primary', 'kennel_prod'],
+      ['primary', 'kennel_audit'],
+      ['reporting', 'kennel_reports'],
+    ]);
+    const [wal] = plans;
+    expect(wal).toEqual({
+      engine: 'wal',
+      kind: 'transaction-logs',
+      target: 'primary',
+      runId: expect.stringMatching(/^20261126T020000Z_[0-9a-f]{8}$/),
+      executionId: request({}).executionId,
+      startedAt: '2026-11-26T02:00:00.123Z',
+    });
+    expect(new Set(plans.map((p) => p.runId)).size).toBe(4);
+  });
+
+  it('plans no WAL run for the other kinds, nor for a target without pgBackRest', async () => {
+    const wal = (plans: Awaited<ReturnType<typeof plan>>) =>
+      plans.filter((p) => 'engine' in p && p.engine === 'wal');
+    expect(wal(await plan(withPgbackrest, noCatalog, request({ kind: 'full' })))).toEqual([]);
+    expect((await logs({ target: 'reporting' })).every(isDumpPlan)).toBe(true);
+  });
+});
+
 describe('planBackup: the pgBackRest runs', () => {
   const withPgbackrest = parseConfig({
     BACKUP_BUCKET: 'kennel-backups-prod',
@@ -116,7 +167,9 @@ describe('planBackup: the pgBackRest runs', () => {
     listKeys: async () => [],
   } as unknown as Catalog;
   const physical = async (input: unknown) =>
-    (await plan(withPgbackrest, emptyCatalog, request(input))).filter((p) => 'engine' in p);
+    (await plan(withPgbackrest, emptyCatalog, request(input))).filter(
+      (p) => 'engine' in p && p.engine === 'pgbackrest',
+    );
 
   it.each(['full', 'incremental'] as const)(
     'plans one %s per target, after its dumps, with its own id and record key',
@@ -143,13 +196,14 @@ describe('planBackup: the pgBackRest runs', () => {
         base: null,
       });
       // Its id is none of the dumps' ids.
-      const dumpIds = dumpPlans(all).map((p) => p.runId);
+      const dumpIds = all.filter(isDumpPlan).map((p) => p.runId);
       expect(dumpIds).not.toContain((primary as { runId: string }).runId);
       // A target without pgBackRest settings: shown as off, saying what to add, never sent to the host.
       expect(reporting).toEqual({
         engine: 'pgbackrest',
         kind,
         target: 'reporting',
+        runId: expect.stringMatching(/^20261126T020000Z_[0-9a-f]{8}$/),
         off: expect.stringContaining(
           `The target "reporting" has no pgbackrest settings in BACKUP_TARGETS, so no ${kind} physical backup was taken; its logical dumps ran as usual.`,
         ),
@@ -159,8 +213,7 @@ describe('planBackup: the pgBackRest runs', () => {
   );
 
   it('plans none for transaction logs, nor when the input names a database (a physical backup holds the whole cluster)', async () => {
-    const logs = await plan(withPgbackrest, emptyCatalog, request({ kind: 'transaction-logs' }));
-    expect(logs.filter((p) => 'engine' in p)).toEqual([]);
+    expect(await physical({ kind: 'transaction-logs' })).toEqual([]);
     expect(await physical({ database: 'kennel_archive' })).toEqual([]);
     expect(await physical({ target: 'primary' })).toHaveLength(1);
   });

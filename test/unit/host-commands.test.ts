@@ -7,7 +7,7 @@ import {
 } from '@aws-sdk/client-ssm';
 import { mockClient } from 'aws-sdk-client-mock';
 import { beforeEach, describe, expect, it, vi } from 'vitest';
-import { dumpPlans, planBackup } from '../../shared/backup/database-plan.ts';
+import { isDumpPlan, planBackup } from '../../shared/backup/database-plan.ts';
 
 const ENV = {
   BACKUP_BUCKET: 'kennel-backups-prod',
@@ -44,14 +44,12 @@ const context = {
 } as never;
 
 async function plan(config: Awaited<ReturnType<typeof handlers>>['config'], target = 'primary') {
-  const [planned] = dumpPlans(
-    await planBackup(config, { list: async () => [] } as never, {
-      input: { target },
-      executionId: 'arn:aws:states:us-east-1:123456789012:execution:kennel-backup-prod-database-backup:run-1',
-      startedAt: '2026-11-26T02:00:00.000Z',
-    }),
-  );
-  if (!planned) throw new Error('no plan');
+  const [planned] = await planBackup(config, { list: async () => [] } as never, {
+    input: { target },
+    executionId: 'arn:aws:states:us-east-1:123456789012:execution:kennel-backup-prod-database-backup:run-1',
+    startedAt: '2026-11-26T02:00:00.000Z',
+  });
+  if (!planned || !isDumpPlan(planned)) throw new Error('no dump plan');
   return planned;
 }
 
@@ -247,6 +245,6 @@ describe('the host commands', () => {
       };
       expect(shape.script._zod.def.values, name).toEqual([name]);
     }
-    expect(Object.keys(HOST_COMMANDS)).toHaveLength(16);
+    expect(Object.keys(HOST_COMMANDS)).toHaveLength(20);
   });
 });

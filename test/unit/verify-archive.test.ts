@@ -4,7 +4,7 @@ import { zstdCompressSync } from 'node:zlib';
 import { GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { mockClient } from 'aws-sdk-client-mock';
 import { beforeEach, describe, expect, it } from 'vitest';
-import { dumpPlans, planBackup } from '../../shared/backup/database-plan.ts';
+import { isDumpPlan, planBackup } from '../../shared/backup/database-plan.ts';
 import { verifyArchive } from '../../shared/catalog/archive-check.ts';
 import { Catalog } from '../../shared/catalog/catalog.ts';
 import { type DatabaseManifest, manifestSchema } from '../../shared/catalog/manifest.ts';
@@ -22,14 +22,12 @@ async function incrementalPlan() {
   const catalogWithFull = {
     newestOf: async () => ({ newestKey: undefined, newestVerified: undefined }),
   } as unknown as Catalog;
-  const [plan] = dumpPlans(
-    await planBackup(config, catalogWithFull, {
-      input: { kind: 'incremental', since: '2026-11-26T00:00:00.000Z' },
-      executionId: 'arn:aws:states:eu-west-1:123456789012:execution:kennel-backup-prod-database-backup:run-1',
-      startedAt: '2026-11-26T06:00:00.000Z',
-    }),
-  );
-  if (!plan) throw new Error('no plan');
+  const [plan] = await planBackup(config, catalogWithFull, {
+    input: { kind: 'incremental', since: '2026-11-26T00:00:00.000Z' },
+    executionId: 'arn:aws:states:eu-west-1:123456789012:execution:kennel-backup-prod-database-backup:run-1',
+    startedAt: '2026-11-26T06:00:00.000Z',
+  });
+  if (!plan || !isDumpPlan(plan)) throw new Error('no dump plan');
   return plan;
 }
 
@@ -202,15 +200,12 @@ describe('VerifyArchive on a backup in the catalog', () => {
     const catalogWithoutBackups = {
       newestOf: async () => ({ newestKey: undefined, newestVerified: undefined }),
     } as unknown as Catalog;
-    const [plan] = dumpPlans(
-      await planBackup(config, catalogWithoutBackups, {
-        input: { kind: 'full' },
-        executionId:
-          'arn:aws:states:eu-west-1:123456789012:execution:kennel-backup-prod-database-backup:run-2',
-        startedAt: '2026-11-26T02:00:00.000Z',
-      }),
-    );
-    if (!plan) throw new Error('no plan');
+    const [plan] = await planBackup(config, catalogWithoutBackups, {
+      input: { kind: 'full' },
+      executionId: 'arn:aws:states:eu-west-1:123456789012:execution:kennel-backup-prod-database-backup:run-2',
+      startedAt: '2026-11-26T02:00:00.000Z',
+    });
+    if (!plan || !isDumpPlan(plan)) throw new Error('no dump plan');
     s3.on(GetObjectCommand).callsFake(async () => ({ Body: Readable.from([dump]) }));
     const first = (await verifyArchive(
       client,

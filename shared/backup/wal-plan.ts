@@ -1,0 +1,84 @@
+import { runId } from '../catalog/keys.ts';
+import type { Target } from '../core/config.ts';
+import { runIdentifier, targetName } from '../core/identifiers.ts';
+import * as z from '../core/schema.ts';
+
+/**
+ * A WAL run: force a segment switch on a target's cluster, wait until that
+ * segment is archived, and prove that every segment from the oldest kept
+ * pgBackRest backup to it is in the repository. The archiving itself is
+ * PostgreSQL's (archive_command); this run makes the RPO hold even if
+ * archive_timeout were unset, and catches a segment lost from the repository.
+ * It writes nothing: the repository is pgBackRest's own catalog.
+ */
+export const walPlanSchema = z.object({
+  /** What RouteRun (statemachines/database-backup.ts) sends a run to its states by. */
+  engine: z.literal('wal'),
+  kind: z.literal('transaction-logs'),
+  target: targetName,
+  runId: runIdentifier,
+  executionId: z.string().check(z.minLength(1)),
+  startedAt: z.iso.datetime({ offset: true }),
+});
+
+export type WalPlan = z.infer<typeof walPlanSchema>;
+
+/** The targets whose WAL pgBackRest archives: those with a `pgbackrest` block. */
+export function walTargets(targets: readonly Target[]): Target[] {
+  return targets.filter((target) => target.pgbackrest !== undefined);
+}
+
+/** One target's WAL run in an execution (a backup's, or a verification's). */
+export function walRun(target: Target, executionId: string, startedAt: string): WalPlan {
+  return {
+    engine: 'wal',
+    kind: 'transaction-logs',
+    target: target.name,
+    // Its own id: the dump runs of the same execution hash the database in too.
+    runId: runId(new Date(startedAt).toISOString(), `${executionId}/${target.name}/wal`),
+    executionId,
+    startedAt,
+  };
+}
+
+/** A WAL segment's file name: timeline, log id, segment, in upper-case hex. */
+const segmentName = z.string().check(z.regex(/^[0-9A-F]{24}$/, 'is not a WAL segment name'));
+const isoTime = z.iso.datetime({ offset: true });
+/** pgBackRest's backup labels: `20261126-020000F`, `20261126-020000F_20261126-080000I`. */
+const backupLabel = z
+  .string()
+  .check(z.regex(/^\d{8}-\d{6}F(_\d{8}-\d{6}[DI])?$/, 'is not a pgBackRest backup label'));
+const backupType = z.enum(['full', 'diff', 'incr']);
+
+/**
+ * What host/wal-switch.sh reports (its KB-RESULT line): the segment it switched
+ * and PostgreSQL archived, and pgBackRest's own account of the repository
+ * (`info --output=json`, the current database's archive and backups only).
+ */
+export const walSwitchFactsSchema = z.object({
+  /** The newest completed segment: the one the switch completed, or, on an idle server, the last one. */
+  segment: segmentName,
+  /** No WAL had been written since the last switch, so nothing was switched. */
+  idle: z.boolean(),
+  /** The cluster's wal_segment_size, in bytes. */
+  walSegmentSize: z.int().check(z.positive()),
+  switchedAt: isoTime,
+  /** When the host saw PostgreSQL's archiver done with the segment. */
+  archivedAt: isoTime,
+  /** The archive of the current database: its id (`15-1`, the repository's folder) and oldest and newest segment. */
+  archive: z.nullable(
+    z.object({
+      id: z.string().check(z.regex(/^\d+(\.\d+)?-\d+$/, 'is not a pgBackRest archive id')),
+      min: z.nullable(segmentName),
+      max: z.nullable(segmentName),
+    }),
+  ),
+  /** The oldest kept backup starting on each timeline: where a recovery of that timeline's WAL can begin. */
+  backups: z.array(
+    z.object({ label: backupLabel, type: backupType, archiveStart: segmentName, startedAt: isoTime }),
+  ),
+  newestFull: z.nullable(z.object({ label: backupLabel, stoppedAt: isoTime })),
+  newestBackup: z.nullable(z.object({ label: backupLabel, type: backupType, stoppedAt: isoTime })),
+});
+
+export type WalSwitchFacts = z.infer<typeof walSwitchFactsSchema>;
