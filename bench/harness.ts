@@ -4,8 +4,10 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { type ParseArgsOptionsConfig, parseArgs } from 'node:util';
 import { psql, seedKennelDatabase } from '../local/environment.ts';
+import { localHost } from '../local/host.ts';
 import type { PostgresServer } from '../local/postgres.ts';
 import { type ExecutionRecord, PROJECT_ROOT } from '../local/runner.ts';
+import type { Target } from '../shared/core/config.ts';
 
 /**
  * What every benchmark script does the same way: its progress log, its interruption,
@@ -128,6 +130,33 @@ export function sh(command: string, env: Record<string, string>): Promise<{ ms: 
         );
     });
   });
+}
+
+/**
+ * A rendered host script run as a host command stage sends it, on the local host:
+ * timed from the send to the script's exit; fails unless it succeeded.
+ */
+export async function hostScript(
+  hostEnv: Record<string, string>,
+  target: Target,
+  script: string,
+  options: { what: string; timeoutSeconds: number },
+): Promise<{ ms: number; stdout: string }> {
+  checkInterrupted();
+  const host = localHost(hostEnv);
+  const started = performance.now();
+  const { commandId, instanceId } = await host.send({
+    target,
+    script,
+    comment: `${options.what} (bench)`,
+    timeoutSeconds: options.timeoutSeconds,
+  });
+  await host.drain();
+  const ms = performance.now() - started;
+  const result = await host.get(commandId, instanceId);
+  if (result.status !== 'Success')
+    throw new Error(`${options.what} ended ${result.status}:\n${result.stderr.slice(-2000)}`);
+  return { ms, stdout: result.stdout };
 }
 
 // ---------------------------------------------------------------------------

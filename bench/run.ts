@@ -26,6 +26,7 @@ import { CODECS, DEFAULT_CODEC } from '../shared/core/codecs.ts';
 import {
   checkInterrupted,
   cleanUp,
+  hostScript,
   importHandlers,
   log,
   onInterrupt,
@@ -290,19 +291,10 @@ async function runDumpStage(
     script: 'database-backup',
     plan,
   });
-  const host = localHost(environment.hostEnv);
-  const started = performance.now();
-  const { commandId, instanceId } = await host.send({
-    target: project.target,
-    script,
-    comment: 'database-backup (bench)',
+  const { ms } = await hostScript(environment.hostEnv, project.target, script, {
+    what: 'The dump stage',
     timeoutSeconds: project.config.HOST_COMMAND_TIMEOUT_SECONDS,
   });
-  await host.drain();
-  const ms = performance.now() - started;
-  const result = await host.get(commandId, instanceId);
-  if (result.status !== 'Success')
-    throw new Error(`The dump stage ended ${result.status}:\n${result.stderr.slice(-2000)}`);
   const archivePath = join(plan.localDir, plan.fileName);
   return { ms, archivePath, archiveBytes: statSync(archivePath).size, manifestKey: plan.manifestKey };
 }

@@ -115,3 +115,29 @@ sql_text() { # sql_text TEXT
   # shellcheck disable=SC2016 # the dollars are SQL's quote, not the shell's
   printf '$kb_text$%s$kb_text$' "$1"
 }
+
+# pgbackrest verify of the stanza's whole repository: every file of every backup
+# and every WAL segment read back against the checksum and size recorded when it
+# was stored; its report (log lines and the text report) into FILE. pgBackRest
+# 2.45's verify exits 0 whatever it finds: its report says "status: error", and
+# each bad file has a line of its own (a missing WAL segment only a warning, since
+# an expire may have removed it). Fails, showing the log's end, when it cannot run.
+pgbr_verify() { # pgbr_verify FILE
+  if ! pgbr --log-level-console=info --log-level-stderr=off verify --output=text >"$1" 2>&1; then
+    sed 's/^/verify: /' "$1" | tail -n 40 >&2
+    echo "pgbackrest verify could not check the repository of $KB_STANZA (its log is above)" >&2
+    return 1
+  fi
+}
+
+# The bad files a verify report names, one a line, in verify's words:
+# "invalid checksum '<path>'", or "invalid result <path>: [code] <message>" for a
+# file it could not read through (a damaged compressed WAL segment, say).
+pgbr_verify_problems() { # pgbr_verify_problems FILE
+  { grep -oE "(invalid checksum|invalid size|file missing) '[^']*'|invalid result [^ ]+: .*" "$1" || true; } | cut -c1-300
+}
+
+# ok, or error when verify found anything bad.
+pgbr_verify_status() { # pgbr_verify_status FILE
+  if grep -qx 'status: error' "$1"; then echo error; else echo ok; fi
+}

@@ -1,4 +1,5 @@
-import { mkdirSync, readFileSync } from 'node:fs';
+import { type Dirent, mkdirSync, readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import S3rver from 's3rver';
 
@@ -28,6 +29,7 @@ const server = new S3rver({
   cert: readFileSync(certFile),
   configureBuckets: [{ name: bucket }],
 });
+listNestedCommonPrefixes(server.store, directory);
 const { port } = await server.run();
 process.stdout.write(`listening ${port}\n`);
 const close = () => {
@@ -39,4 +41,46 @@ if (values.detached) {
 } else {
   process.stdin.resume();
   process.stdin.on('end', close);
+}
+
+/**
+ * s3rver 3.7.1 lists a common prefix only when an object sits directly in it: its
+ * walk skips every folder beneath a common prefix, so `archive/<stanza>/15-1/`,
+ * which holds only `0000000100000000/…`, is never listed. S3 lists it, and
+ * pgBackRest finds its WAL archive ids that way: without this, `verify` reports
+ * "archiveId: none found" and checks no WAL segment, and `expire` removes none.
+ * This adds the missing prefixes to a listing's last page (a truncated page is
+ * left as it is: the next one ends the listing).
+ */
+function listNestedCommonPrefixes(store: S3rver['store'], root: string): void {
+  const list = store.listObjects.bind(store);
+  store.listObjects = async (bucket, options) => {
+    const result = await list(bucket, options);
+    const { delimiter = '', prefix = '', startAfter = '' } = options;
+    if (delimiter !== '/' || result.isTruncated) return result;
+    const folder = prefix.slice(0, prefix.lastIndexOf('/') + 1);
+    const found = new Set(result.commonPrefixes);
+    for (const entry of entries(join(root, bucket, folder))) {
+      const common = `${folder}${entry.name}/`;
+      if (!entry.isDirectory() || !common.startsWith(prefix) || common <= startAfter || found.has(common))
+        continue;
+      if (holdsObject(join(root, bucket, common))) found.add(common);
+    }
+    return { ...result, commonPrefixes: [...found].sort() };
+  };
+}
+
+function entries(path: string): Dirent[] {
+  try {
+    return readdirSync(path, { withFileTypes: true });
+  } catch {
+    return []; // no such folder: nothing under the prefix
+  }
+}
+
+/** Whether a folder of the store holds an object at any depth (s3rver names its files `<key>._S3rver_object`). */
+function holdsObject(path: string): boolean {
+  return entries(path).some((e) =>
+    e.isDirectory() ? holdsObject(join(path, e.name)) : e.name.endsWith('._S3rver_object'),
+  );
 }

@@ -10,6 +10,7 @@ const {
   DATABASE_KINDS,
   FILE_KINDS,
   KIND_PREFIX,
+  PHYSICAL_RECORD_PREFIX,
   pgbackrestPrefix,
   SCHEDULED_DATABASE_KINDS,
 } = require('../shared/catalog/keys.ts');
@@ -309,6 +310,12 @@ module.exports = {
 
   /** The same prefixes for an s3:prefix condition on ListBucket. */
   backupPrefixes: () => BACKUP_PREFIXES.map((prefix) => `${prefix}*`),
+
+  /** The catalog's records of pgBackRest backups (written by Lambda stages only, never the host). */
+  physicalRecordObjects: () => objectsUnder(PHYSICAL_RECORD_PREFIX),
+
+  /** The same prefix for an s3:prefix condition on ListBucket. */
+  physicalRecordPrefix: () => `${PHYSICAL_RECORD_PREFIX}*`,
 
   /** What the monitoring lists: the backup prefixes, and each pgBackRest repository (for its size). */
   monitoredPrefixes: async ({ resolveVariable }) => {

@@ -1,11 +1,26 @@
 import { backupWorkflow } from './backup-runs.ts';
-import { at, type Definition, hostCommand, NOTIFY_RUN_FAILURE, PLAN, task } from './steps.ts';
+import { PHYSICAL_BACKUP, physicalBackupStates } from './physical-backup.ts';
+import { at, type Definition, hostCommand, NOTIFY_RUN_FAILURE, PLAN, type State, task } from './steps.ts';
 import { WAL_STATE, walArchiveStates } from './wal-runs.ts';
 
 /** The state whose request PlanBackup's errors name. */
 export const BACKUP_STATE = { plan: 'PlanBackup' } as const;
 
 const onRunError = { next: NOTIFY_RUN_FAILURE };
+
+/** The first state of each run: it routes a plan to its engine's states; a plan without one is a logical dump. */
+export const ROUTE_RUN = 'RouteRun';
+
+/** A choice of RouteRun: the plans whose `engine` is this one go to `next`. */
+function engineIs(engine: string, next: string) {
+  return {
+    And: [
+      { Variable: at(PLAN, 'engine'), IsPresent: true },
+      { Variable: at(PLAN, 'engine'), StringEquals: engine },
+    ],
+    Next: next,
+  };
+}
 
 /** Full, incremental or transaction-log backups of every planned target and database. */
 export function databaseBackup(): Definition {
@@ -24,7 +39,7 @@ export function databaseBackup(): Definition {
     runs: {
       comment:
         'Backs up every planned target and database in parallel, two at a time; each iteration catches its own failure.',
-      startAt: 'RouteRun',
+      startAt: ROUTE_RUN,
       archive: {
         noun: 'Dump',
         script: 'database-backup',
@@ -36,21 +51,14 @@ export function databaseBackup(): Definition {
         "Streams the archive from S3: it must decompress completely, be a complete dump and match the size and sha256 the host reported; writes the manifest, verified or failed, with each table's rows counted from the archive.",
       afterVerify: 'RestoreTestWanted',
       states: {
-        RouteRun: {
+        [ROUTE_RUN]: {
           Type: 'Choice',
           Comment: "Sends a run to its engine's states by the plan's engine; a logical dump's plan has none.",
-          Choices: [
-            {
-              And: [
-                { Variable: at(PLAN, 'engine'), IsPresent: true },
-                { Variable: at(PLAN, 'engine'), StringEquals: 'wal' },
-              ],
-              Next: WAL_STATE.switch.start,
-            },
-          ],
+          Choices: [engineIs('wal', WAL_STATE.switch.start), engineIs('pgbackrest', PHYSICAL_BACKUP.first)],
           Default: 'StartDump',
-        },
+        } satisfies State,
         ...walArchiveStates({ onError: onRunError, next: 'RunSucceeded' }),
+        ...physicalBackupStates({ succeeded: 'RunSucceeded' }),
         RestoreTestWanted: {
           Type: 'Choice',
           Comment:

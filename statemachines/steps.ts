@@ -49,6 +49,8 @@ export const TASK_SECONDS = {
   recordPhysicalRestoreTest: 60,
   checkRestore: 300,
   pruneBackups: 120,
+  recordPhysicalBackup: 60,
+  recordPhysicalExpiry: 60,
   reportRestore: 60,
   reportVerification: 60,
   reportMonitoring: 60,

@@ -200,7 +200,11 @@ describe('every failure ends in an alert and a failed execution, with nothing ma
     await locker.query('BEGIN; LOCK TABLE bookings IN ACCESS EXCLUSIVE MODE');
     const filesBefore = localFiles();
     try {
-      const run = await runIn(world, { functionEnv: { HOST_COMMAND_TIMEOUT_SECONDS: '3' } });
+      // The dump alone (a named database plans no pgBackRest run, which would time out as well).
+      const run = await runIn(world, {
+        input: { database: 'kennel_prod' },
+        functionEnv: { HOST_COMMAND_TIMEOUT_SECONDS: '3' },
+      });
       await expectFailure(run, 'CheckDump', 'HostCommandTimedOutError');
       expect(run.alerts[0]?.cause).toContain('ran out of time');
       expect(localFiles()).toEqual(filesBefore);
@@ -253,7 +257,11 @@ describe('every failure ends in an alert and a failed execution, with nothing ma
   it('an unreachable S3', async () => {
     const dead = 'http://127.0.0.1:1';
     const before = localFiles();
-    const run = await runIn(world, { functionEnv: { S3_ENDPOINT_URL: dead } });
+    // The dump alone (a named database plans no pgBackRest run, which would fail as well).
+    const run = await runIn(world, {
+      input: { database: 'kennel_prod' },
+      functionEnv: { S3_ENDPOINT_URL: dead },
+    });
     await expectFailure(run, 'CheckDump', 'HostCommandFailedError');
     expect(run.alerts[0]?.cause).toMatch(/Could not connect to the endpoint URL|Connection refused/i);
     // The host keeps no copy of an archive that never reached S3.
@@ -396,9 +404,11 @@ exec "\${@:7}"
       { mode: 0o755 },
     );
     const targets = JSON.parse(world.env.functionEnv.BACKUP_TARGETS ?? '[]') as Record<string, unknown>[];
+    // The logical dump's tools; without pgBackRest settings, the physical run is skipped.
+    const { pgbackrest: _, ...local } = targets[0] ?? {};
     const docker = [
       {
-        ...targets[0],
+        ...local,
         postgres: { mode: 'docker', composeFile: '/opt/kennel/docker-compose.prod.yml', service: 'db' },
       },
     ];
@@ -419,7 +429,9 @@ exec "\${@:7}"
 describe('several targets', () => {
   it('backs up the good target when another is unreachable, then fails naming the bad one', async () => {
     const [local] = JSON.parse(world.env.functionEnv.BACKUP_TARGETS ?? '[]') as Record<string, unknown>[];
-    const targets = [local, { ...local, name: 'branch-office', instanceIds: ['i-0000000000000dead'] }];
+    // The branch office is another host: its physical backups are off (no pgBackRest settings).
+    const { pgbackrest: _, ...branch } = local ?? {};
+    const targets = [local, { ...branch, name: 'branch-office', instanceIds: ['i-0000000000000dead'] }];
     const run = await runIn(world, {
       functionEnv: { BACKUP_TARGETS: JSON.stringify(targets) },
       // The second "host" cannot reach its database.
@@ -435,8 +447,12 @@ describe('several targets', () => {
       error: 'HostCommandFailedError',
     });
 
+    // The good target's dump (its pgBackRest run ends in RunSucceeded too).
     const good = run.record.events.find(
-      (e) => e.type === 'StateExited' && (e as { state?: { name: string } }).state?.name === 'RunSucceeded',
+      (e) =>
+        e.type === 'StateExited' &&
+        e.state?.name === 'RunSucceeded' &&
+        !('engine' in ((e.state.output as { plan?: object } | undefined)?.plan ?? {})),
     ) as { state: { output: { plan: { manifestKey: string; target: string } } } } | undefined;
     expect(good?.state.output.plan.target).toBe('local');
     const manifest = await world.catalog.readDatabaseManifest(good?.state.output.plan.manifestKey ?? '');

@@ -13,8 +13,9 @@ afterAll(async () => {
   await world?.stop();
 });
 
+/** The row-window dump alone: a named database plans no pgBackRest run (test/physical-backup.test.ts has those). */
 async function backup(kind: string, extra: Parameters<typeof runIn>[1] = {}) {
-  const run = await runIn(world, { input: { kind }, ...extra });
+  const run = await runIn(world, { input: { kind, database: 'kennel_prod' }, ...extra });
   const manifestKey = JSON.stringify(run.record.events).match(/"manifestKey":"([^"]+)"/)?.[1];
   const manifest = manifestKey
     ? await world.catalog.readDatabaseManifest(manifestKey).catch(() => undefined)
@@ -161,7 +162,7 @@ describe('incremental backups', () => {
       [overlap, `overlaps the incremental backup ${last.archive.key}`],
       ['2999-01-01T00:00:00Z', 'is in the future'],
     ] as const) {
-      const run = await runIn(world, { input: { kind: 'incremental', since } });
+      const run = await runIn(world, { input: { kind: 'incremental', database: 'kennel_prod', since } });
       expect(run.record.status).toBe('FAILED');
       expect(run.record.error).toBe('InvalidInputError');
       expect(run.alerts[0]?.cause).toContain(message);

@@ -21,6 +21,7 @@ import {
   manifestKey,
   PGBACKREST_PREFIX,
   pgbackrestPrefix,
+  physicalRecordKey,
   SCHEDULED_DATABASE_KINDS,
   tarballFileName,
 } from '../shared/catalog/keys.ts';
@@ -82,6 +83,8 @@ const FUNCTIONS = {
   planFilesRestore: 'plan-files-restore',
   reportRestore: 'report-restore',
   pruneBackups: 'prune-backups',
+  recordPhysicalBackup: 'record-physical-backup',
+  recordPhysicalExpiry: 'record-physical-expiry',
   sendAlert: 'send-alert',
   planVerification: 'plan-verification',
   reportVerification: 'report-verification',
@@ -144,9 +147,20 @@ const STATE_MACHINES: StateMachine[] = [
       'verifyArchive',
       'restoreTest',
       'pruneBackups',
+      'recordPhysicalBackup',
+      'recordPhysicalRestoreTest',
+      'recordPhysicalExpiry',
       'sendAlert',
     ],
-    landmarks: BACKUP_LANDMARKS,
+    landmarks: {
+      ...BACKUP_LANDMARKS,
+      RouteRun: 'Choice',
+      StartPhysicalBackup: 'Task',
+      RecordPhysicalBackup: 'Task',
+      StartPhysicalRestoreTest: 'Task',
+      UpdatePhysicalRecord: 'Task',
+      StartExpirePhysicalBackups: 'Task',
+    },
     schedules: [
       ['cron(0 2 * * ? *)', { kind: 'full' }],
       ['cron(0 */6 * * ? *)', { kind: 'incremental' }],
@@ -476,11 +490,8 @@ describe('the state machines', () => {
   });
 
   it('between them use every function serverless.yml defines, and no other', () => {
-    // recordPhysicalRestoreTest joins the database backup workflow with the physical
-    // backup run (statemachines/physical-restore-test.ts says where); until then
-    // no workflow names it.
     expect(new Set(STATE_MACHINES.flatMap((m) => namedFunctions(built(m.name))))).toEqual(
-      new Set(FUNCTION_NAMES.filter((f) => f !== 'recordPhysicalRestoreTest')),
+      new Set(FUNCTION_NAMES),
     );
     // The builder's table of task timeouts names the same functions.
     expect(new Set(Object.keys(TASK_SECONDS))).toEqual(new Set(FUNCTION_NAMES));
@@ -1445,11 +1456,36 @@ describe('permissions', () => {
     },
   ];
 
+  const physicalRecords: Statement[] = [
+    {
+      Effect: 'Allow',
+      Action: ['s3:ListBucket'],
+      Resource: getAtt('BackupBucket'),
+      Condition: { StringLike: { 's3:prefix': 'catalog/pgbackrest/*' } },
+    },
+    {
+      Effect: 'Allow',
+      Action: ['s3:GetObject', 's3:PutObject'],
+      Resource: sub(`\${BackupBucket.Arn}/catalog/pgbackrest/*`),
+    },
+    bucketKey('kms:Decrypt', 'kms:GenerateDataKey'),
+  ];
+
   /** What each function may do beyond writing its own logs: the whole list, so any addition fails here. */
   const GRANTS: Record<FunctionName, Statement[]> = {
+    // The dumps' catalog and the pgBackRest records (an incremental's base), read only.
     planBackup: [
-      listDatabase,
-      { Effect: 'Allow', Action: ['s3:GetObject'], Resource: databaseObjects },
+      {
+        Effect: 'Allow',
+        Action: ['s3:ListBucket'],
+        Resource: getAtt('BackupBucket'),
+        Condition: { StringLike: { 's3:prefix': ['database/*', 'catalog/pgbackrest/*'] } },
+      },
+      {
+        Effect: 'Allow',
+        Action: ['s3:GetObject'],
+        Resource: [databaseObjects, sub(`\${BackupBucket.Arn}/catalog/pgbackrest/*`)],
+      },
       bucketKey('kms:Decrypt'),
     ],
     planFilesBackup: [],
@@ -1528,6 +1564,9 @@ describe('permissions', () => {
       { Effect: 'Allow', Action: ['s3:GetObject', 's3:DeleteObject'], Resource: objects },
       bucketKey('kms:Decrypt'),
     ],
+    // The records of pgBackRest backups, and nothing else: the host never writes there.
+    recordPhysicalBackup: physicalRecords,
+    recordPhysicalExpiry: physicalRecords,
     // The catalog of every kind, read only: the newest manifests, for freshness.
     planVerification: [
       listBackups,
@@ -1831,6 +1870,34 @@ describe('permissions', () => {
       'AWS::S3::Bucket',
     );
     expect(LifecycleConfiguration.Rules.filter((r) => reports[0]?.startsWith(r.Prefix ?? ''))).toEqual([]);
+  });
+
+  it("only the physical record stages may write a pgBackRest backup's record, and they may touch nothing else", () => {
+    const record = physicalRecordKey('kennel-db', startedAt, '20261126T020000Z_1a2b3c4d');
+    expect(record).toBe('catalog/pgbackrest/kennel-db/2026/11/26/20261126T020000Z_1a2b3c4d.json');
+    const writers: FunctionName[] = ['recordPhysicalBackup', 'recordPhysicalExpiry'];
+    expect(FUNCTION_NAMES.filter((fn) => mayOnObject(fn, 's3:PutObject', record))).toEqual(writers);
+    // PlanBackup reads them (an incremental's base) and writes nothing there.
+    expect(mayOnObject('planBackup', 's3:GetObject', record)).toBe(true);
+    expect(FUNCTION_NAMES.filter((fn) => mayOnObject(fn, 's3:DeleteObject', record))).toEqual([]);
+    for (const id of ['HostBackupPolicy', 'HostRestorePolicy']) {
+      const { Statement } = resource<{ PolicyDocument: PolicyDocument }>(
+        id,
+        'AWS::IAM::ManagedPolicy',
+      ).PolicyDocument;
+      expect(allowsOnObject(Statement, 's3:PutObject', record), id).toBe(false);
+    }
+    for (const fn of writers) {
+      expect(mayList(fn, 'catalog/pgbackrest/kennel-db/')).toBe(true);
+      expect(mayOnObject(fn, 's3:GetObject', record)).toBe(true);
+      // Not the archives, not their manifests, not pgBackRest's repository.
+      expect(mayOnObject(fn, 's3:GetObject', databaseManifest('full'))).toBe(false);
+      expect(mayOnObject(fn, 's3:PutObject', databaseManifest('full'))).toBe(false);
+      expect(mayOnObject(fn, 's3:GetObject', 'pgbackrest/kennel-db/backup/kennel-db/backup.info')).toBe(
+        false,
+      );
+      expect(mayList(fn, 'database/')).toBe(false);
+    }
   });
 
   it('verifyArchive may read a safety dump and rewrite its manifest with the verdict', () => {

@@ -14,14 +14,26 @@ export const handler = middy()
   .handler(async (event: unknown) => {
     const plans = await planBackup(config, catalog, event);
     for (const plan of plans) {
-      logger.info('planned backup', {
-        kind: plan.kind,
-        runId: plan.runId,
-        target: plan.target,
-        ...(isDumpPlan(plan)
-          ? { since: plan.since, database: plan.database, key: plan.archiveKey }
-          : { engine: plan.engine }),
-      });
+      if (isDumpPlan(plan)) {
+        logger.info('planned backup', {
+          kind: plan.kind,
+          since: plan.since,
+          runId: plan.runId,
+          target: plan.target,
+          database: plan.database,
+          key: plan.archiveKey,
+        });
+      } else if ('off' in plan) {
+        logger.warn('physical backup off', { kind: plan.kind, target: plan.target, reason: plan.off });
+      } else {
+        logger.info('planned backup', {
+          engine: plan.engine,
+          kind: plan.kind,
+          runId: plan.runId,
+          target: plan.target,
+          ...('recordKey' in plan ? { record: plan.recordKey, base: plan.base } : {}),
+        });
+      }
     }
     return plans;
   });

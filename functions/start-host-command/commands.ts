@@ -1,4 +1,5 @@
 import { BACKUP_HOST_COMMANDS } from '../../shared/backup/host-commands.ts';
+import { PHYSICAL_HOST_COMMANDS } from '../../shared/backup/physical-host-commands.ts';
 import { PHYSICAL_RESTORE_TEST_HOST_COMMANDS } from '../../shared/backup/physical-restore-test.ts';
 import { PREPARE_HOST_COMMANDS } from '../../shared/host/prepare.ts';
 import { hostCommandSet } from '../../shared/host/scripts.ts';
@@ -16,6 +17,7 @@ export const HOST_COMMANDS = {
   ...WATCH_HOST_COMMANDS,
   ...PREPARE_HOST_COMMANDS,
   ...PHYSICAL_RESTORE_TEST_HOST_COMMANDS,
+  ...PHYSICAL_HOST_COMMANDS,
 };
 
 export type HostCommandName = keyof typeof HOST_COMMANDS;

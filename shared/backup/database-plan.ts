@@ -18,6 +18,7 @@ import { sqlIdentifier, targetName } from '../core/identifiers.ts';
 import { parseInput, planRequestSchema } from '../core/input.ts';
 import { runSchema } from '../core/run.ts';
 import * as z from '../core/schema.ts';
+import { type PhysicalPlan, type PhysicalPlanOff, physicalRuns } from './physical-plan.ts';
 import { type WalPlan, walRun, walTargets } from './wal-plan.ts';
 
 /** What an operator or a schedule may pass to a backup execution; every field is optional. */
@@ -134,8 +135,8 @@ export function databaseRun(
   };
 }
 
-/** What PlanBackup returns, one per Map iteration: a logical dump's run (no engine), or a WAL run. */
-export type BackupPlan = Plan | WalPlan;
+/** What PlanBackup returns, one per Map iteration: a logical dump's run (no engine), a WAL run, or a pgBackRest run. */
+export type BackupPlan = Plan | WalPlan | PhysicalPlan | PhysicalPlanOff;
 
 /** A logical dump's run: the plans that carry no engine. */
 export function isDumpPlan(plan: BackupPlan): plan is Plan {
@@ -147,7 +148,9 @@ export function isDumpPlan(plan: BackupPlan): plan is Plan {
  * the input's database, or each target's databases. Runs are independent: each
  * has its own window, archive and manifest. A transaction-logs backup also gets
  * one WAL run per selected target that archives with pgBackRest, first, so that
- * the RPO's proof does not wait on the dumps.
+ * the RPO's proof does not wait on the dumps. A full or incremental also plans
+ * one pgBackRest run per target (physical-plan.ts), after the dumps; not when
+ * the input names a database, since a physical backup holds the whole cluster.
  */
 export async function planBackup(config: Config, catalog: Catalog, request: unknown): Promise<BackupPlan[]> {
   const { input, executionId, startedAt } = parseInput(
@@ -165,6 +168,9 @@ export async function planBackup(config: Config, catalog: Catalog, request: unkn
   });
   const walRuns =
     kind === 'transaction-logs' ? walTargets(targets).map((t) => walRun(t, executionId, startedAt)) : [];
+  // The row-window incremental and log dumps are still made beside the physical
+  // backups: the point-in-time-recovery workflow reads them until issue 11
+  // replaces it with a recovery from pgBackRest's backups and WAL.
   const dumps = await Promise.all(
     runs.map(async ({ target, database }) => {
       const since = await windowStart(catalog, kind, target.name, database, wanted.since, new Date(iso));
@@ -180,7 +186,11 @@ export async function planBackup(config: Config, catalog: Catalog, request: unkn
       });
     }),
   );
-  return [...walRuns, ...dumps];
+  const physical =
+    (kind === 'full' || kind === 'incremental') && wanted.database === undefined
+      ? await physicalRuns(config, catalog, targets, { kind, executionId, startedAt })
+      : [];
+  return [...walRuns, ...dumps, ...physical];
 }
 
 /**

@@ -36,18 +36,10 @@ export class Catalog {
   }
 
   async readManifest(key: string): Promise<Manifest> {
-    let text: string;
-    try {
-      const object = await this.s3.send(new GetObjectCommand({ Bucket: this.bucket, Key: key }));
-      text = (await object.Body?.transformToString('utf-8')) ?? '';
-    } catch (error) {
-      if (error instanceof NoSuchKey) {
-        throw new NotFoundError(
-          `No manifest at s3://${this.bucket}/${key}: the backup did not finish or was pruned. Pick a backup from the catalog.`,
-        );
-      }
-      throw classifyAwsError(error, `Reading s3://${this.bucket}/${key}`);
-    }
+    const text = await this.readObject(
+      key,
+      `No manifest at s3://${this.bucket}/${key}: the backup did not finish or was pruned. Pick a backup from the catalog.`,
+    );
     const parsed = manifestSchema.safeParse(JSON.parse(text));
     if (!parsed.success) {
       throw new NotFoundError(
@@ -55,6 +47,17 @@ export class Catalog {
       );
     }
     return parsed.data;
+  }
+
+  /** The text of a small object of the catalog; a NotFoundError with `ifMissing` when there is none. */
+  async readObject(key: string, ifMissing: string): Promise<string> {
+    try {
+      const object = await this.s3.send(new GetObjectCommand({ Bucket: this.bucket, Key: key }));
+      return (await object.Body?.transformToString('utf-8')) ?? '';
+    } catch (error) {
+      if (error instanceof NoSuchKey) throw new NotFoundError(ifMissing);
+      throw classifyAwsError(error, `Reading s3://${this.bucket}/${key}`);
+    }
   }
 
   async readDatabaseManifest(key: string): Promise<DatabaseManifest> {
@@ -99,6 +102,11 @@ export class Catalog {
   ): Promise<string[]> {
     const prefix = kindPrefix(kind, target, database);
     const startAfter = fromDay === undefined ? undefined : `${prefix}${fromDay.replaceAll('-', '/')}`;
+    return (await this.listKeys(prefix, startAfter)).filter((k) => k.endsWith(MANIFEST_SUFFIX));
+  }
+
+  /** Every key under `prefix` (after `startAfter`, when given), sorted. Lists only; reads nothing. */
+  async listKeys(prefix: string, startAfter?: string): Promise<string[]> {
     const keys: string[] = [];
     let token: string | undefined;
     try {
@@ -111,7 +119,7 @@ export class Catalog {
             StartAfter: startAfter,
           }),
         );
-        for (const o of page.Contents ?? []) if (o.Key?.endsWith(MANIFEST_SUFFIX)) keys.push(o.Key);
+        for (const o of page.Contents ?? []) if (o.Key) keys.push(o.Key);
         token = page.NextContinuationToken;
       } while (token);
     } catch (error) {

@@ -48,6 +48,27 @@ export const pgbackrestPrefix = (target: string) => `${PGBACKREST_PREFIX}${targe
 
 export const MANIFEST_SUFFIX = '.manifest.json';
 
+/**
+ * The kinds pgBackRest takes (full and incremental backups of a whole cluster).
+ * Their records live apart from the archives' manifests, under
+ * PHYSICAL_RECORD_PREFIX: one per backup run,
+ *   catalog/pgbackrest/<target>/2026/11/30/<run id>.json
+ * The backup itself is in pgBackRest's repository (pgbackrest/<target>/), which
+ * the host writes; the records are the Lambda's alone, so they sit under neither.
+ */
+export const PHYSICAL_KINDS = ['full', 'incremental'] as const;
+export type PhysicalKind = (typeof PHYSICAL_KINDS)[number];
+export const PHYSICAL_RECORD_PREFIX = 'catalog/pgbackrest/';
+
+/** The record of one physical backup run of a target, by the run's start and id. */
+export function physicalRecordKey(target: string, startedAt: string, id: string): string {
+  const [y, m, d] = (startedAt.split('T')[0] ?? '').split('-');
+  return `${physicalRecordsOf(target)}${y}/${m}/${d}/${id}.json`;
+}
+
+/** Where a target's physical records are listed from. */
+export const physicalRecordsOf = (target: string) => `${PHYSICAL_RECORD_PREFIX}${target}/`;
+
 /** Drill reports, kept for the auditor: `reports/drills/2026/11/26/<run id>.json` and `.md`. */
 export function drillReportKey(startedAt: string, id: string, extension: 'json' | 'md'): string {
   const [y, m, d] = (startedAt.split('T')[0] ?? '').split('-');

@@ -45,6 +45,11 @@ export class ArchiveCorruptError extends KennelBackupError {
   override readonly name = 'ArchiveCorruptError';
 }
 
+/** pgBackRest's verify found files of its repository (backup files, WAL segments) missing or not as written. */
+export class RepositoryCorruptError extends KennelBackupError {
+  override readonly name = 'RepositoryCorruptError';
+}
+
 /** The restored scratch database does not hold what the manifest recorded. */
 export class RestoreMismatchError extends KennelBackupError {
   override readonly name = 'RestoreMismatchError';

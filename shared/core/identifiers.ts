@@ -46,3 +46,19 @@ export const sha256Hex = z.string().check(z.regex(/^[0-9a-f]{64}$/, 'must be 64 
 export const runIdentifier = z
   .string()
   .check(z.regex(/^\d{8}T\d{6}Z_[0-9a-f]{8}$/, 'is not a run id (YYYYMMDDTHHMMSSZ_xxxxxxxx)'));
+
+/**
+ * A pgBackRest backup label: a full's start (`20261130-020000F`), an incremental's
+ * or differential's full and its own start (`20261130-020000F_20261130-080000I`).
+ */
+export const pgbackrestLabel = z
+  .string()
+  .check(z.regex(/^\d{8}-\d{6}F(_\d{8}-\d{6}[DI])?$/, 'is not a pgBackRest backup label'));
+
+/** A WAL segment's file name: timeline, log and segment, 8 hex digits each. */
+export const walSegment = z
+  .string()
+  .check(z.regex(/^[0-9A-F]{24}$/, 'is not a WAL segment name (24 upper-case hex digits)'));
+
+/** A PostgreSQL LSN as pg_lsn prints it (`0/4000028`). */
+export const lsn = z.string().check(z.regex(/^[0-9A-F]{1,8}\/[0-9A-F]{1,8}$/, 'is not an LSN'));

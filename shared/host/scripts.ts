@@ -99,4 +99,6 @@ export const REPORTING_SCRIPTS: ReadonlySet<HostScript> = new Set([
   'wal-switch',
   'pgbackrest-verify',
   'wal-archiving',
+  'pgbackrest-backup',
+  'pgbackrest-expire',
 ]);

@@ -34,6 +34,8 @@ export const HOST_SCRIPTS = [
   'wal-switch',
   'pgbackrest-verify',
   'wal-archiving',
+  'pgbackrest-backup',
+  'pgbackrest-expire',
 ] as const;
 export type HostScript = (typeof HOST_SCRIPTS)[number];
 

@@ -138,8 +138,84 @@ describe('planBackup of transaction logs', () => {
   });
 
   it('plans no WAL run for the other kinds, nor for a target without pgBackRest', async () => {
-    expect((await plan(withPgbackrest, noCatalog, request({ kind: 'full' }))).every(isDumpPlan)).toBe(true);
+    const wal = (plans: Awaited<ReturnType<typeof plan>>) =>
+      plans.filter((p) => 'engine' in p && p.engine === 'wal');
+    expect(wal(await plan(withPgbackrest, noCatalog, request({ kind: 'full' })))).toEqual([]);
     expect((await logs({ target: 'reporting' })).every(isDumpPlan)).toBe(true);
+  });
+});
+
+describe('planBackup: the pgBackRest runs', () => {
+  const withPgbackrest = parseConfig({
+    BACKUP_BUCKET: 'kennel-backups-prod',
+    BACKUP_TARGETS: JSON.stringify([
+      {
+        name: 'primary',
+        instanceIds: ['i-0123456789abcdef0'],
+        database: 'kennel_prod',
+        databases: ['kennel_prod', 'kennel_archive'],
+        pgbackrest: { dataDirectory: '/var/lib/postgresql/15/main' },
+      },
+      { name: 'reporting', instanceIds: ['i-0fedcba9876543210'], database: 'kennel_reports' },
+    ]),
+    ALERT_WEBHOOK_PARAMETER: '/a',
+    RESTORE_CHECK_DATABASE_URL_PARAMETER: '/b',
+  });
+  /** A catalog with no backup: an incremental's dump window starts at the beginning, and its physical base is none. */
+  const emptyCatalog = {
+    newestOf: async () => ({ newestKey: undefined, newestVerified: undefined }),
+    listKeys: async () => [],
+  } as unknown as Catalog;
+  const physical = async (input: unknown) =>
+    (await plan(withPgbackrest, emptyCatalog, request(input))).filter(
+      (p) => 'engine' in p && p.engine === 'pgbackrest',
+    );
+
+  it.each(['full', 'incremental'] as const)(
+    'plans one %s per target, after its dumps, with its own id and record key',
+    async (kind) => {
+      const all = await plan(withPgbackrest, emptyCatalog, request({ kind }));
+      // Dumps first (one per database), then one pgBackRest run per target.
+      expect(all.map((p) => ('engine' in p ? `${p.engine}:${p.target}` : `dump:${p.database}`))).toEqual([
+        'dump:kennel_prod',
+        'dump:kennel_archive',
+        'dump:kennel_reports',
+        'pgbackrest:primary',
+        'pgbackrest:reporting',
+      ]);
+      const [primary, reporting] = all.slice(3);
+      expect(primary).toEqual({
+        engine: 'pgbackrest',
+        kind,
+        target: 'primary',
+        runId: expect.stringMatching(/^20261126T020000Z_[0-9a-f]{8}$/),
+        executionId: request({}).executionId,
+        startedAt: request({}).startedAt,
+        bucket: 'kennel-backups-prod',
+        recordKey: `catalog/pgbackrest/primary/2026/11/26/${(primary as { runId: string }).runId}.json`,
+        base: null,
+      });
+      // Its id is none of the dumps' ids.
+      const dumpIds = all.filter(isDumpPlan).map((p) => p.runId);
+      expect(dumpIds).not.toContain((primary as { runId: string }).runId);
+      // A target without pgBackRest settings: shown as off, saying what to add, never sent to the host.
+      expect(reporting).toEqual({
+        engine: 'pgbackrest',
+        kind,
+        target: 'reporting',
+        runId: expect.stringMatching(/^20261126T020000Z_[0-9a-f]{8}$/),
+        off: expect.stringContaining(
+          `The target "reporting" has no pgbackrest settings in BACKUP_TARGETS, so no ${kind} physical backup was taken; its logical dumps ran as usual.`,
+        ),
+      });
+      expect((reporting as { off: string }).off).toContain('start the prepare-host workflow');
+    },
+  );
+
+  it('plans none for transaction logs, nor when the input names a database (a physical backup holds the whole cluster)', async () => {
+    expect(await physical({ kind: 'transaction-logs' })).toEqual([]);
+    expect(await physical({ database: 'kennel_archive' })).toEqual([]);
+    expect(await physical({ target: 'primary' })).toHaveLength(1);
   });
 });
 

@@ -1,0 +1,376 @@
+import { mkdirSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { type LocalEnvironment, psql, startLocalEnvironment } from '../local/environment.ts';
+import { localHost } from '../local/host.ts';
+import { asServerUser } from '../local/postgres.ts';
+import { PROJECT_ROOT, runWorkflow } from '../local/runner.ts';
+import type { PhysicalPlan } from '../shared/backup/physical-plan.ts';
+import type { Config, Target } from '../shared/core/config.ts';
+import { shellQuote } from '../shared/host/shell.ts';
+import {
+  checkInterrupted,
+  cleanUp,
+  hostScript,
+  importHandlers,
+  log,
+  onInterrupt,
+  queryValue,
+  readCommandLine,
+  runMain,
+  sh,
+  span,
+  stopOnce,
+  wholeNumber,
+} from './harness.ts';
+import { mib, ratio, table } from './table.ts';
+
+/**
+ * What a physical backup costs, side by side in one run on one cluster (the local
+ * stack: PostgreSQL archiving its WAL to the local S3 over TLS, pgBackRest 2.45):
+ *  - the bare engine: `pgbackrest backup --type=full --start-fast`, then `pgbackrest verify`;
+ *  - our host command alone (host/pgbackrest-backup.sh: backup, verify, info);
+ *  - our physical full through the database-backup workflow (backup and verify on
+ *    the host, the record, the restore test, the expiry), the logical dump beside it made trivial
+ *    (the workflow's database is an empty one) so that the two do not share the
+ *    machine's cores;
+ *  - the logical dump of the same data, `pg_dump | zstd -3 -T0` of every database;
+ *  - an incremental after 1 % of the rows changed: the bare engine, and ours
+ *    through the workflow (each after its own 1 % change).
+ * Optionally a pgbench database of several GB is added to the cluster first
+ * (--pgbench-scale; 170 ≈ 2.5 GB).
+ *
+ *   npm run bench:physical -- [--scale 20] [--pgbench-scale 170]
+ */
+
+const USAGE = `Usage: npm run bench:physical -- [--scale N] [--pgbench-scale N] [--wait-ms MS]
+
+  --scale N          sample data size (default 20 ≈ 310 MB; 1 for a quick smoke run)
+  --pgbench-scale N  also a pgbench database of this scale (15 MB each; 170 ≈ 2.5 GB); default none
+  --wait-ms MS       every Wait state of the workflow, locally (default 50: the polling granularity)
+
+Results: a table on stdout and JSON in bench/results/physical-<timestamp>.json.`;
+
+const DATABASE = 'kennel_prod';
+const PGBENCH = 'kb_pgbench';
+/** The workflow's logical dump is of this empty database: the physical run has the machine to itself. */
+const EMPTY = 'kb_bench_empty';
+const RESULTS_DIR = join(PROJECT_ROOT, 'bench', 'results');
+
+interface Ctx {
+  environment: LocalEnvironment;
+  config: Config;
+  target: Target;
+  waitMs: number;
+}
+
+/** pgBackRest on the stanza, as the server user, timed by the wall clock. */
+function pgbackrest(ctx: Ctx, args: string[]): Promise<{ ms: number; stderr: string }> {
+  const pg = ctx.target.pgbackrest;
+  if (!pg) throw new Error('The local target has no pgBackRest settings.');
+  const [cmd, argv] = asServerUser('pgbackrest', [`--config=${pg.configFile}`, '--stanza=local', ...args]);
+  return sh(`cd / && ${[cmd, ...argv].map(shellQuote).join(' ')}`, ctx.environment.hostEnv);
+}
+
+interface Backup {
+  label: string;
+  type: string;
+  info: { size: number; delta: number; repository: { size: number; delta: number } };
+}
+
+async function newestBackup(ctx: Ctx): Promise<Backup> {
+  const pg = ctx.target.pgbackrest;
+  if (!pg) throw new Error('The local target has no pgBackRest settings.');
+  const file = join(tmpdir(), `kb-bench-info-${process.pid}.json`);
+  const [cmd, argv] = asServerUser('pgbackrest', [
+    `--config=${pg.configFile}`,
+    '--stanza=local',
+    'info',
+    '--output=json',
+  ]);
+  await sh(
+    `cd / && ${[cmd, ...argv].map(shellQuote).join(' ')} > ${shellQuote(file)}`,
+    ctx.environment.hostEnv,
+  );
+  const [stanza] = JSON.parse(readFileSync(file, 'utf8')) as { backup: Backup[] }[];
+  const backup = stanza?.backup.at(-1);
+  if (!backup) throw new Error('pgbackrest info lists no backup.');
+  return backup;
+}
+
+/** Our host command alone: host/pgbackrest-backup.sh rendered as the start stage renders it, run on the local host. */
+async function hostCommand(ctx: Ctx, kind: 'full' | 'incremental'): Promise<{ ms: number; result: unknown }> {
+  checkInterrupted();
+  const [{ renderHostCommand }, { PHYSICAL_HOST_COMMANDS }] = await Promise.all([
+    import('../shared/host/scripts.ts'),
+    import('../shared/backup/physical-host-commands.ts'),
+  ]);
+  const plan: PhysicalPlan = {
+    engine: 'pgbackrest',
+    kind,
+    target: ctx.target.name,
+    runId: '20261126T020000Z_00000000',
+    executionId: 'bench',
+    startedAt: new Date().toISOString(),
+    bucket: ctx.config.BACKUP_BUCKET,
+    recordKey: 'catalog/pgbackrest/local/bench.json',
+    base: null,
+  };
+  const command = PHYSICAL_HOST_COMMANDS['pgbackrest-backup'];
+  const script = renderHostCommand(ctx.config, ctx.target, command, { script: 'pgbackrest-backup', plan });
+  const { ms, stdout } = await hostScript(ctx.environment.hostEnv, ctx.target, script, {
+    what: 'Our host command',
+    timeoutSeconds: ctx.config.HOST_COMMAND_TIMEOUT_SECONDS,
+  });
+  const line = /^KB-RESULT (.*)$/m.exec(stdout)?.[1];
+  return { ms, result: line ? JSON.parse(line) : null };
+}
+
+interface WorkflowRun {
+  ms: number;
+  /** The physical iteration: its first state to its last. */
+  physical: number;
+  hostCommand: number;
+  record: number;
+  /** The restore test (restore, recovery, amcheck, every row read) and its record. */
+  restoreTest: number;
+  expiry: number | null;
+  recorded: { label: string; kind: string; state: string };
+}
+
+/** Our physical backup through the database-backup workflow (its dump beside it is of the empty database). */
+async function workflow(ctx: Ctx, kind: 'full' | 'incremental'): Promise<WorkflowRun> {
+  checkInterrupted();
+  const started = performance.now();
+  const record = await runWorkflow(
+    {
+      workflow: 'database-backup',
+      input: { kind },
+      historyDir: ctx.environment.paths.historyDir,
+      waitMs: ctx.waitMs,
+    },
+    {
+      host: localHost(ctx.environment.hostEnv),
+      databaseUrl: ctx.environment.postgres.url,
+      alertsFile: ctx.environment.paths.alertsFile,
+      print: log,
+    },
+  );
+  const ms = performance.now() - started;
+  if (record.status !== 'SUCCEEDED')
+    throw new Error(`the ${kind} workflow ended ${record.status}: ${record.error}: ${record.cause}`);
+  const { events } = record;
+  const hostCommandMs = span(events, 'StartPhysicalBackup', 'PhysicalBackupFinished');
+  const recordMs = span(events, 'RecordPhysicalBackup', 'RecordPhysicalBackup');
+  const restoreTest = span(events, 'StartPhysicalRestoreTest', 'UpdatePhysicalRecord');
+  const expiry = span(events, 'StartExpirePhysicalBackups', 'RecordPhysicalExpiry');
+  const physical = span(
+    events,
+    'PhysicalBackupWanted',
+    expiry === null ? 'RecordPhysicalBackup' : 'RecordPhysicalExpiry',
+  );
+  if (hostCommandMs === null || recordMs === null || restoreTest === null || physical === null)
+    throw new Error(`the ${kind} workflow ran no physical backup.`);
+  const exited = events.findLast((e) => e.type === 'StateExited' && e.state?.name === 'RecordPhysicalBackup');
+  const recorded = (exited?.state?.output as { physicalRecord?: WorkflowRun['recorded'] } | undefined)
+    ?.physicalRecord;
+  if (!recorded) throw new Error(`the ${kind} workflow recorded no physical backup.`);
+  if (recorded.state !== 'verified') throw new Error(`the ${kind} backup was recorded ${recorded.state}.`);
+  return { ms, physical, hostCommand: hostCommandMs, record: recordMs, restoreTest, expiry, recorded };
+}
+
+/** Updates 1 % of the rows of the biggest tables (bookings; pgbench_accounts when there). */
+function changeOnePercent(ctx: Ctx, withPgbench: boolean): number {
+  const started = performance.now();
+  psql(ctx.environment.postgres, DATABASE, [
+    '-c',
+    `UPDATE bookings SET notes = 'bench ' || id WHERE id % 100 = ${Math.floor(Math.random() * 100)}`,
+  ]);
+  if (withPgbench)
+    psql(ctx.environment.postgres, PGBENCH, [
+      '-c',
+      `UPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid % 100 = ${Math.floor(Math.random() * 100)}`,
+    ]);
+  return performance.now() - started;
+}
+
+const sec = (ms: number | null) => (ms === null ? '' : (ms / 1000).toFixed(1));
+
+async function main(): Promise<number> {
+  const values = readCommandLine(USAGE, {
+    'pgbench-scale': { type: 'string' },
+    'wait-ms': { type: 'string', default: '50' },
+  });
+  if (!values) return 0;
+  const scale = wholeNumber(values.scale, 1);
+  const pgbenchScale = values['pgbench-scale'] === undefined ? 0 : wholeNumber(values['pgbench-scale'], 1);
+  const waitMs = wholeNumber(values['wait-ms'], 0);
+  if (scale === undefined || pgbenchScale === undefined || waitMs === undefined) {
+    console.error(`Bad arguments: ${JSON.stringify(values)}\n\n${USAGE}`);
+    return 2;
+  }
+
+  const startedAt = new Date();
+  const tmp = mkdtempSync(join(tmpdir(), 'kennel-backup-bench-physical-'));
+  let environment: LocalEnvironment | undefined;
+  const stopEnvironment = stopOnce('the local stack', () => environment);
+  onInterrupt(() => void stopEnvironment());
+  try {
+    log(`local stack: a cluster seeded at scale ${scale}, archiving to the local S3 …`);
+    environment = await startLocalEnvironment({ dataDir: join(tmp, 'local'), seedScale: scale });
+    const env = environment;
+    const server = env.postgres;
+    if (pgbenchScale > 0) {
+      log(`pgbench -i -s ${pgbenchScale} …`);
+      psql(server, 'postgres', ['-c', `CREATE DATABASE ${PGBENCH}`]);
+      await sh(`pgbench -i -q -s ${pgbenchScale} ${PGBENCH}`, { ...env.hostEnv });
+    }
+    psql(server, 'postgres', ['-c', `CREATE DATABASE ${EMPTY}`]);
+    for (const db of [DATABASE, ...(pgbenchScale > 0 ? [PGBENCH] : [])])
+      psql(server, db, ['-c', 'VACUUM (ANALYZE)']);
+    const clusterBytes = Number(
+      queryValue(server, 'postgres', 'SELECT sum(pg_database_size(oid)) FROM pg_database'),
+    );
+    log(`cluster: ${mib(clusterBytes)} MiB`);
+
+    // The workflow backs up the empty database logically; the cluster physically, as always.
+    const targets = JSON.parse(env.functionEnv.BACKUP_TARGETS ?? '[]') as Record<string, unknown>[];
+    const functionEnv = {
+      ...env.functionEnv,
+      BACKUP_TARGETS: JSON.stringify(targets.map((t) => ({ ...t, database: EMPTY }))),
+    };
+    Object.assign(process.env, functionEnv);
+    const { parseConfig, findTarget } = await import('../shared/core/config.ts');
+    const config = parseConfig(functionEnv);
+    const target = findTarget(config, 'local');
+    if (!target) throw new Error('no local target');
+    const ctx: Ctx = { environment: env, config, target, waitMs };
+    await importHandlers();
+
+    // ---- Fulls: the bare engine, our host command, our workflow.
+    log('bare pgbackrest backup --type=full …');
+    const bareFull = await pgbackrest(ctx, ['backup', '--type=full', '--start-fast']);
+    const bareFullBackup = await newestBackup(ctx);
+    log('bare pgbackrest verify …');
+    const bareVerify = await pgbackrest(ctx, ['verify']);
+    log('our host command (full) …');
+    const ours = await hostCommand(ctx, 'full');
+    log('our workflow (full) …');
+    const oursFull = await workflow(ctx, 'full');
+    const repositoryAfterFulls = (await newestBackup(ctx)).info.repository.size;
+
+    // ---- The logical dump of the same data.
+    const dumpFile = join(tmp, 'dump.sql.zst');
+    let dumpMs = 0;
+    let dumpBytes = 0;
+    for (const db of [DATABASE, ...(pgbenchScale > 0 ? [PGBENCH] : [])]) {
+      log(`pg_dump ${db} | zstd -3 -T0 …`);
+      dumpMs += (
+        await sh(`pg_dump --no-password -d ${db} | zstd -q -3 -T0 -c > ${shellQuote(dumpFile)}`, env.hostEnv)
+      ).ms;
+      dumpBytes += statSync(dumpFile).size;
+    }
+
+    // ---- Incrementals after 1 % of the rows changed: ours (workflow), then the bare engine.
+    log('1 % of the rows changed; our workflow (incremental) …');
+    const firstChangeMs = changeOnePercent(ctx, pgbenchScale > 0);
+    const oursIncr = await workflow(ctx, 'incremental');
+    const oursIncrBackup = await newestBackup(ctx);
+    log('1 % of the rows changed; bare pgbackrest backup --type=incr …');
+    const secondChangeMs = changeOnePercent(ctx, pgbenchScale > 0);
+    const bareIncr = await pgbackrest(ctx, ['backup', '--type=incr', '--start-fast']);
+    const bareIncrBackup = await newestBackup(ctx);
+    const bareIncrVerify = await pgbackrest(ctx, ['verify']);
+
+    const bareFullWithVerify = bareFull.ms + bareVerify.ms;
+    const rows = [
+      [
+        'bare: pgbackrest backup --type=full',
+        sec(bareFull.ms),
+        '',
+        `${mib(bareFullBackup.info.repository.delta)} MiB`,
+      ],
+      ['bare: pgbackrest verify (whole repository)', sec(bareVerify.ms), '', ''],
+      ['ours: host command (backup, verify, info)', sec(ours.ms), ratio(ours.ms / bareFullWithVerify), ''],
+      [
+        'ours: workflow physical run, restore test aside',
+        sec(oursFull.physical - oursFull.restoreTest),
+        ratio((oursFull.physical - oursFull.restoreTest) / bareFullWithVerify),
+        '',
+      ],
+      ['   of which the host command loop', sec(oursFull.hostCommand), '', ''],
+      ['   record / expiry', `${sec(oursFull.record)} / ${sec(oursFull.expiry)}`, '', ''],
+      ['ours: restore test of the full (and its record)', sec(oursFull.restoreTest), '', ''],
+      ['ours: whole workflow (empty dump beside)', sec(oursFull.ms), '', ''],
+      [
+        'logical: pg_dump | zstd -3 -T0 (all data)',
+        sec(dumpMs),
+        ratio(dumpMs / bareFull.ms),
+        `${mib(dumpBytes)} MiB`,
+      ],
+      [
+        'bare: incremental after 1 % changed',
+        sec(bareIncr.ms),
+        ratio(bareIncr.ms / bareFull.ms),
+        `${mib(bareIncrBackup.info.repository.delta)} MiB`,
+      ],
+      ['bare: verify after it', sec(bareIncrVerify.ms), '', ''],
+      [
+        'ours: workflow incremental after 1 % changed, restore test aside',
+        sec(oursIncr.physical - oursIncr.restoreTest),
+        ratio((oursIncr.physical - oursIncr.restoreTest) / (bareIncr.ms + bareIncrVerify.ms)),
+        `${mib(oursIncrBackup.info.repository.delta)} MiB`,
+      ],
+      ['ours: restore test of the incremental', sec(oursIncr.restoreTest), '', ''],
+    ];
+    const result = {
+      startedAt: startedAt.toISOString(),
+      finishedAt: new Date().toISOString(),
+      options: { scale, pgbenchScale, waitMs },
+      machine: { cpus: cpus().length, cpuModel: cpus()[0]?.model ?? 'unknown', load: loadavg() },
+      cluster: { bytes: clusterBytes, repositoryAfterFulls },
+      notes: [
+        'Wall clock, one run each. Ratios of ours are to the bare backup plus verify (ours verifies every backup), its restore test aside (the bare engine has none); the dump and the bare incremental to the bare full.',
+        "Ours runs after the bare full, so its verify reads one more full backup than the bare verify did: the ratio overstates ours' overhead by that much.",
+        'verify reads the whole repository (pgBackRest 2.45 has no --set for it): it grows with the backups and WAL kept.',
+        'Every backup starts with its own checkpoint (--start-fast), bare and ours alike.',
+      ],
+      bare: {
+        fullMs: bareFull.ms,
+        verifyMs: bareVerify.ms,
+        incrementalMs: bareIncr.ms,
+        incrementalVerifyMs: bareIncrVerify.ms,
+        full: bareFullBackup,
+        incremental: bareIncrBackup,
+      },
+      ours: {
+        hostCommandMs: ours.ms,
+        hostCommandResult: ours.result,
+        full: oursFull,
+        incremental: { ...oursIncr, backup: oursIncrBackup },
+      },
+      logical: { ms: dumpMs, bytes: dumpBytes },
+      changes: { firstMs: firstChangeMs, secondMs: secondChangeMs },
+    };
+    mkdirSync(RESULTS_DIR, { recursive: true });
+    const resultFile = join(RESULTS_DIR, `physical-${startedAt.toISOString().replace(/[:.]/g, '-')}.json`);
+    writeFileSync(resultFile, `${JSON.stringify(result, null, 2)}\n`);
+    console.log(
+      [
+        `kennel-backup physical bench: scale ${scale}${pgbenchScale ? ` + pgbench scale ${pgbenchScale}` : ''}, cluster ${mib(clusterBytes)} MiB; ${cpus().length} CPUs, load ${loadavg()
+          .map((l) => l.toFixed(2))
+          .join('/')}; waits ${waitMs} ms`,
+        '',
+        table(['backup', 'seconds', 'ratio', 'in the repository / dump size'], rows),
+        '',
+        `JSON: ${resultFile}`,
+      ].join('\n'),
+    );
+    return 0;
+  } finally {
+    await cleanUp(tmp, stopEnvironment);
+  }
+}
+
+await runMain(main);
