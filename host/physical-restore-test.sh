@@ -50,9 +50,10 @@ area=$KB_SCRATCH_ROOT/$KB_STANZA
 run=$area/$set_label
 data=$run/data
 # The socket's path must fit in 107 bytes (sun_path), which a scratch area with a
-# long stanza and an incremental's label would not: one fixed short directory
-# per stanza, free to take since one restore test per stanza runs at a time.
-socket=/tmp/kb-restore-test.$KB_STANZA
+# long stanza and an incremental's label would not: a short private directory of
+# this run's own in /tmp (make_run_dir), named in the run's directory so that a
+# sweep removes it with the run.
+socket=''
 
 # Removes restore-test scratch directories and stops every process of the
 # cluster's OS user working in them: the scratch postmaster (immediate shutdown,
@@ -115,6 +116,10 @@ scratch_remove() { # scratch_remove AREA OWNER [LABEL]
     return 1
   fi
   for dir in "${dirs[@]}"; do
+    # The run's socket directory in /tmp, when it is one make_run_dir made.
+    if [[ -f $dir/socket-dir && $(<"$dir/socket-dir") =~ ^/tmp/kb-restore-test\.[A-Za-z0-9]+$ ]]; then
+      rm -rf -- "$(<"$dir/socket-dir")"
+    fi
     rm -rf -- "$dir"
     printf 'dir %s\n' "$dir"
   done
@@ -169,10 +174,13 @@ server_bindir() { # server_bindir DATA-DIRECTORY
 
 # The scratch run's directory, made by the cluster's OS user (pgBackRest restores
 # as it and the instance runs as it), with a trust hba for the private socket only.
-make_run_dir() { # make_run_dir RUN SOCKET
-  rm -rf -- "$2"
-  mkdir -m 700 "$1" "$1/data" "$2" "$1/tablespaces"
+make_run_dir() { # make_run_dir RUN: prints the socket directory it made
+  local socket
+  mkdir -m 700 "$1" "$1/data" "$1/tablespaces"
   printf 'local all all trust\n' >"$1/hba.conf"
+  socket=$(mktemp -d /tmp/kb-restore-test.XXXXXXXX)
+  printf '%s\n' "$socket" >"$1/socket-dir"
+  printf '%s\n' "$socket"
 }
 
 # One restore test per stanza at a time on this host: a second waits for the
@@ -197,8 +205,7 @@ remove_run() {
     child=''
   fi
   [[ -n $run_made ]] || return 0
-  if where_db scratch_remove "$area" "$KB_PGBACKREST_USER" "$set_label" >/dev/null &&
-    as_db_owner rm -rf -- "$socket"; then
+  if where_db scratch_remove "$area" "$KB_PGBACKREST_USER" "$set_label" >/dev/null; then
     run_made=''
   else
     echo "physical-restore-test: could not remove the scratch instance in $run; the next restore test of $KB_STANZA removes it" >&2
@@ -288,8 +295,8 @@ if ((available < needed)); then
 fi
 
 run_made=1
-where_db_as_owner make_run_dir "$run" "$socket" ||
-  fail "the cluster's OS user $KB_PGBACKREST_USER cannot create $run and $socket; give it $area (or set pgbackrest.scratchDirectory to a directory it can reach) and remove $socket if another user made it"
+socket=$(where_db_as_owner make_run_dir "$run") ||
+  fail "the cluster's OS user $KB_PGBACKREST_USER cannot create $run and a directory in /tmp; give it $area or set pgbackrest.scratchDirectory to a directory it can reach"
 
 phase=restore
 echo "physical-restore-test: restoring $set_label ($backup_bytes bytes) into $run"
@@ -324,13 +331,20 @@ server_log() {
 # timeout bounds the wait, not pg_ctl's.
 if ! waited as_db_owner "$bindir/pg_ctl" start -w -t 86400 -D "$data" -l "$run/server.log" -o "$options" >/dev/null; then
   server_log
-  fail "the scratch instance did not start: the backup and its WAL do not recover to a consistent state"
+  fail "the scratch instance did not start (its log is above): unless the log names another cause, the backup and its WAL do not recover to a consistent state"
 fi
-# Then until it has promoted: pg_isready says 0 once it accepts connections.
-until as_db_owner "$bindir/pg_isready" -q -h "$socket" -p "$port"; do
+# Then until it has promoted: pg_isready says 0 once it accepts connections. The
+# consistent point is reached already, so promotion takes seconds: 5 minutes
+# without an answer is a fault, not a long recovery.
+for ((tries = 0; ; tries += 1)); do
+  as_db_owner "$bindir/pg_isready" -q -h "$socket" -p "$port" && break
   if ! as_db_owner "$bindir/pg_ctl" status -D "$data" >/dev/null; then
     server_log
     fail "the scratch instance stopped during recovery: the backup and its WAL do not recover to a consistent state"
+  fi
+  if ((tries >= 600)); then
+    server_log
+    fail "the scratch instance did not accept connections on its socket in $socket within 5 minutes of reaching a consistent state"
   fi
   waited sleep 0.5
 done

@@ -591,7 +591,6 @@ if [[ -n $user ]]; then exec runuser -u "$user" -- "$@"; else exec "$@"; fi
         'postgres pg_ctl',
         'postgres pg_isready',
         'postgres pgbackrest',
-        'postgres rm',
         'postgres touch',
         'root bash',
         'root chown',
