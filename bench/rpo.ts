@@ -164,18 +164,36 @@ interface LedgerEntry {
   ackMs: number | null;
 }
 
+/** Why a client of the load stopped, and when (epoch ms): after the kill, that is the kill. */
+interface Ended {
+  atMs: number;
+  message: string;
+}
+
+/** Fails when a client of the load stopped before the kill: the trial would measure a load that was not there. */
+function expectEndedByKill(what: string, ended: Ended[], killMs: number): void {
+  const early = ended.find((e) => e.atMs < killMs);
+  if (early)
+    throw new Error(
+      `${what} stopped ${s1((killMs - early.atMs) / 1000)} s before the kill: ${early.message}`,
+    );
+}
+
 /**
  * Ledger clients, each committing one row at a time (BEGIN, INSERT … RETURNING id,
  * COMMIT), paced to `rate` per second in all, appending `id,ackMs,client` to `file`
  * once the COMMIT is acknowledged (`id,,client` when it was sent and no answer came).
- * They stop at the first error: the server is gone.
+ * Each stops at its first error: the server is gone.
  */
-function startLedger(server: PostgresServer, file: string, clients: number, rate: number) {
+async function startLedger(server: PostgresServer, file: string, clients: number, rate: number) {
+  const connections = await Promise.all(
+    Array.from({ length: clients }, () => connect(server, server.port, DATABASE)),
+  );
   const out = createWriteStream(file);
+  const ended: Ended[] = [];
   let stopping = false;
   const intervalMs = (clients * 1000) / rate;
-  const loop = async (n: number) => {
-    const client = await connect(server, server.port, DATABASE);
+  const loop = async (client: pg.Client, n: number) => {
     let next = performance.now();
     try {
       while (!stopping) {
@@ -194,18 +212,20 @@ function startLedger(server: PostgresServer, file: string, clients: number, rate
         const wait = next - performance.now();
         if (wait > 0) await sleep(wait);
       }
-    } catch {
-      // The server went away (the kill): this client is done.
+    } catch (error) {
+      ended.push({ atMs: Date.now(), message: (error as Error).message });
     } finally {
       await client.end().catch(() => {});
     }
   };
-  const loops = Array.from({ length: clients }, (_, n) => loop(n + 1));
+  const loops = connections.map((client, i) => loop(client, i + 1));
+  let stopped: Promise<void> | undefined;
   return {
-    async stop() {
+    ended,
+    stop() {
       stopping = true;
-      await Promise.allSettled(loops);
-      await new Promise((resolve) => out.end(resolve));
+      stopped ??= Promise.all(loops).then(() => new Promise<void>((resolve) => out.end(resolve)));
+      return stopped;
     },
   };
 }
@@ -255,13 +275,13 @@ function startPgbench(env: LocalEnvironment, clients: number, rate: number, seco
   };
 }
 
-/** One reading of the WAL position and of the archiver (pg_stat_archiver). */
+/** One reading of the WAL and of the archiver (pg_stat_archiver). */
 interface Sample {
   atMs: number;
   /** WAL generated so far (pg_stat_wal.wal_bytes: records, not the padding of a switched segment). */
   walBytes: number;
+  /** The segment being written, and its bytes so far: what is lost with it if it goes now. */
   segment: string;
-  /** Bytes of the current segment written so far: what is lost with it if it goes now. */
   segmentOffset: number;
   archivedCount: number;
   lastArchivedWal: string | null;
@@ -269,20 +289,28 @@ interface Sample {
   failedCount: number;
 }
 
-/** Reads the WAL position and the archiver every second, until the server is gone. */
-function startSampler(server: PostgresServer) {
+/**
+ * How often the sampler reads the server (ms): the resolution of a segment's switch
+ * time, and so of the push latency (pgBackRest's synchronous archive-push writes no
+ * log file of its own, and PostgreSQL logs no switch).
+ */
+const SAMPLE_MS = 100;
+
+/** Reads the WAL and the archiver every SAMPLE_MS, until the server is gone. */
+async function startSampler(server: PostgresServer) {
+  const client = await connect(server, server.port, 'postgres');
   const samples: Sample[] = [];
+  const ended: Ended[] = [];
   let stopping = false;
   const loop = (async () => {
-    const client = await connect(server, server.port, 'postgres');
     try {
       while (!stopping) {
         const { rows } = await client.query(
           `SELECT (SELECT wal_bytes FROM pg_stat_wal)::text AS wal_bytes,
                   pg_walfile_name(pg_current_wal_lsn()) AS segment,
                   (pg_walfile_name_offset(pg_current_wal_lsn())).file_offset AS segment_offset,
-                  archived_count, last_archived_wal,
-                  (extract(epoch FROM last_archived_time) * 1000)::text AS last_archived_ms, failed_count
+                  archived_count, last_archived_wal, failed_count,
+                  (extract(epoch FROM last_archived_time) * 1000)::text AS last_archived_ms
              FROM pg_stat_archiver`,
         );
         const r = rows[0];
@@ -296,16 +324,17 @@ function startSampler(server: PostgresServer) {
           lastArchivedMs: r.last_archived_ms === null ? null : Number(r.last_archived_ms),
           failedCount: Number(r.failed_count),
         });
-        await sleep(1000);
+        await sleep(SAMPLE_MS);
       }
-    } catch {
-      // The server went away (the kill).
+    } catch (error) {
+      ended.push({ atMs: Date.now(), message: (error as Error).message });
     } finally {
       await client.end().catch(() => {});
     }
   })();
   return {
     samples,
+    ended,
     async stop() {
       stopping = true;
       await loop;
@@ -438,6 +467,12 @@ interface Trial {
   /** The last reading before the kill (≤ 1 s before it): how long since a segment was pushed, and how full the current one was. */
   lastPushBeforeKillSeconds: number | null;
   currentSegmentBytes: number | null;
+  /**
+   * From a segment's switch to its push's end, for each segment of the load (ms; the
+   * switch is placed at the last reading before it, so each is at most SAMPLE_MS too
+   * long): what a segment closed by archive_timeout still waits before it is safe.
+   */
+  pushMs: Stats;
   /** Completed segments waiting for archive_command at the kill (pg_wal/archive_status/*.ready). */
   readyAtKill: number;
   processesKilled: number;
@@ -516,10 +551,10 @@ async function runTrial(
     options.pgbenchRate,
     Math.ceil(options.maxSeconds) + 600,
   );
-  const ledger = startLedger(server, ledgerFile, options.clients, options.ledgerRate);
-  const sampler = startSampler(server);
   started.add('pgbench', () => pgbench.stop());
+  const ledger = await startLedger(server, ledgerFile, options.clients, options.ledgerRate);
   started.add('the ledger clients', () => ledger.stop());
+  const sampler = await startSampler(server);
   started.add('the sampler', () => sampler.stop());
   for (const end = Date.now() + loadSeconds * 1000; Date.now() < end; ) {
     checkInterrupted();
@@ -529,6 +564,8 @@ async function runTrial(
   const postmaster = Number(readFileSync(join(pgData, 'postmaster.pid'), 'utf8').split('\n')[0]);
   const kill = await loseHost(postmaster);
   await Promise.all([ledger.stop(), sampler.stop()]);
+  expectEndedByKill('A ledger client', ledger.ended, kill.atMs);
+  expectEndedByKill('The sampler', sampler.ended, kill.atMs);
   const pgbenchTransactions = await pgbench.finish();
   const readyAtKill = readdirSync(join(pgData, 'pg_wal', 'archive_status')).filter((f) =>
     f.endsWith('.ready'),
@@ -646,7 +683,25 @@ function archiving(samples: Sample[], killMs: number) {
     archiveFailures: last.failedCount - first.failedCount,
     lastPushBeforeKillSeconds: last.lastArchivedMs === null ? null : (killMs - last.lastArchivedMs) / 1000,
     currentSegmentBytes: last.segmentOffset,
+    pushMs: stats(pushLatencies(samples)),
   };
+}
+
+/**
+ * Each segment closed during the load, from the last reading that still saw it being
+ * written to the end of its push (pg_stat_archiver's last_archived_time, exact), in
+ * ms. A segment whose push another one's overtook before a reading saw it is left out.
+ */
+function pushLatencies(samples: Sample[]): number[] {
+  const latencies: number[] = [];
+  samples.forEach((before, i) => {
+    const after = samples[i + 1];
+    if (!after || after.segment === before.segment) return;
+    const pushed = samples.find((s) => s.lastArchivedWal !== null && s.lastArchivedWal >= before.segment);
+    if (pushed?.lastArchivedWal === before.segment && pushed.lastArchivedMs !== null)
+      latencies.push(pushed.lastArchivedMs - before.atMs);
+  });
+  return latencies;
 }
 
 function repositoryGrowth(before: Map<string, number>, after: Map<string, number>) {
@@ -682,6 +737,7 @@ function trialRow(t: Trial): string[] {
     t.goalMet ? 'yes' : 'NO',
     t.newestSurvivorLagSeconds === null ? `> ${s1(t.loadSeconds)}` : s1(t.newestSurvivorLagSeconds),
     s1(t.lastPushBeforeKillSeconds),
+    t.pushMs.runs.length > 0 ? `${t.pushMs.median.toFixed(0)} / ${t.pushMs.max.toFixed(0)}` : '–',
     t.currentSegmentBytes === null ? '–' : (t.currentSegmentBytes / KiB).toFixed(0),
     String(t.readyAtKill),
     (t.walBytesPerSecond / KiB).toFixed(1),
@@ -700,6 +756,13 @@ interface Side {
   newestSurvivorLagSeconds: Stats;
   segmentsPerMinute: Stats;
   repositoryKiBPerMinute: Stats;
+  /** Every archive-push of the side's loads (ms). */
+  pushMs: Stats;
+  /**
+   * The oldest a lost commit can be while segments are closed by archive_timeout
+   * (s): the timeout, plus the slowest push of the segment it closed.
+   */
+  boundSeconds: number;
   goalMet: boolean;
 }
 
@@ -707,6 +770,7 @@ function side(trials: Trial[]): Side | null {
   const [first] = trials;
   if (!first) return null;
   const of = (f: (t: Trial) => number) => stats(trials.map(f));
+  const pushMs = stats(trials.flatMap((t) => t.pushMs.runs));
   return {
     archiveTimeoutSeconds: first.archiveTimeoutSeconds,
     trials: trials.length,
@@ -717,6 +781,8 @@ function side(trials: Trial[]): Side | null {
     newestSurvivorLagSeconds: of((t) => t.newestSurvivorLagSeconds ?? t.loadSeconds),
     segmentsPerMinute: of((t) => perMinute(t.segmentsArchived, t)),
     repositoryKiBPerMinute: of((t) => perMinute(t.repositoryBytes, t) / KiB),
+    pushMs,
+    boundSeconds: first.archiveTimeoutSeconds + pushMs.max / 1000,
     goalMet: trials.every((t) => t.goalMet),
   };
 }
@@ -750,6 +816,8 @@ function sideBySide(stack: Side, low: Side | null): string {
       (s) => s1(s.repositoryKiBPerMinute.median),
       (s) => s.repositoryKiBPerMinute,
     ],
+    ['archive-push of one segment, ms: median (max)', (s) => medianMax(s.pushMs), (s) => s.pushMs],
+    ['bound: archive_timeout + slowest push, s', (s) => s1(s.boundSeconds)],
   ];
   return markdownTable(
     ['', ...sides.map((s) => `archive_timeout ${s.archiveTimeoutSeconds} s`), ...(low ? ['ratio'] : [])],
@@ -859,6 +927,7 @@ async function main(): Promise<number> {
           `≤ ${GOAL_SECONDS} s`,
           'newest survivor, s before kill',
           'last push, s before kill',
+          'push ms median / max',
           'current segment KiB at kill',
           '.ready at kill',
           'WAL KiB/s',
