@@ -12,7 +12,7 @@ import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
+import { paginateListObjectsV2, type S3Client } from '@aws-sdk/client-s3';
 import pg from 'pg';
 import { type LocalEnvironment, psql, startLocalEnvironment } from '../local/environment.ts';
 import {
@@ -406,19 +406,13 @@ async function loseHost(postmaster: number): Promise<{ atMs: number; processes: 
 // ---------------------------------------------------------------------------
 // The repository.
 
-/** The WAL segments in the stanza's archive (key → bytes, compressed). */
+/** The WAL segments in the stanza's archive, every archive id (key → bytes, compressed). */
 async function archivedSegments(s3: S3Client, bucket: string, stanza: string): Promise<Map<string, number>> {
-  const prefix = `${pgbackrestPath(stanza).slice(1)}/archive/${stanza}/`;
   const segments = new Map<string, number>();
-  let token: string | undefined;
-  do {
-    const page = await s3.send(
-      new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, ContinuationToken: token }),
-    );
+  const prefix = `${pgbackrestPath(stanza).slice(1)}/archive/${stanza}/`;
+  for await (const page of paginateListObjectsV2({ client: s3 }, { Bucket: bucket, Prefix: prefix }))
     for (const o of page.Contents ?? [])
       if (o.Key && /\/[0-9A-F]{24}-[0-9a-f]{40}\.zst$/.test(o.Key)) segments.set(o.Key, o.Size ?? 0);
-    token = page.NextContinuationToken;
-  } while (token);
   return segments;
 }
 
