@@ -191,8 +191,13 @@ export async function startLocalEnvironment(options: LocalEnvironmentOptions): P
   if (!existsSync(paths.applicationState)) writeFileSync(paths.applicationState, 'running\n');
 
   const started: (() => Promise<void>)[] = [];
+  // Each is stopped even when one before it fails (a cluster that is already gone), so
+  // that no local S3 outlives the stack; the first failure is thrown once all were tried.
   const stop = async () => {
-    for (const stopOne of started.splice(0).reverse()) await stopOne();
+    const failures: unknown[] = [];
+    for (const stopOne of started.splice(0).reverse())
+      await stopOne().catch((e: unknown) => failures.push(e));
+    if (failures.length > 0) throw failures[0];
   };
   // The local S3 comes up in its own process while initdb and the seeding run here.
   const remembered = Number(readIfExists(join(dataDir, S3_PORT_FILE)).trim());

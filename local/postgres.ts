@@ -123,7 +123,7 @@ export interface OpenedCluster extends LocalCluster {
 /**
  * The cluster kept in `dir` across runs: made there on first use (initdb, a
  * random password kept in `dir/password`), started unless it runs already, on
- * the port it had if that is free. `stop()` stops it and keeps its files.
+ * the port it had if that is free. `stop()` stops it if it still runs and keeps its files.
  */
 export async function openLocalCluster(dir: string, options: ClusterOptions = {}): Promise<OpenedCluster> {
   const binDir = findPostgresBinDir();
@@ -181,6 +181,8 @@ export async function openLocalCluster(dir: string, options: ClusterOptions = {}
     created,
     started: running === undefined,
     async stop() {
+      // A server that no longer runs (killed, its data directory lost: the RPO bench) has nothing to stop.
+      if (runningPort(binDir, data) === undefined) return;
       run(join(binDir, 'pg_ctl'), ['-D', data, '-m', 'fast', '-w', 'stop']);
     },
   };
