@@ -22,7 +22,7 @@ beforeAll(async () => {
   const now = new Date();
   await world.catalog.writeManifest(pastBackup({ daysAgo: 8, now, target: 'local' }));
   await world.catalog.writeManifest(pastBackup({ daysAgo: 1, now, target: 'local', state: 'failed' }));
-}, 120_000);
+}, 600_000);
 afterAll(async () => {
   await world?.stop();
 });
