@@ -1,4 +1,5 @@
-import { GetObjectCommand, NoSuchKey, paginateListObjectsV2, type S3Client } from '@aws-sdk/client-s3';
+import { GetObjectCommand, NoSuchKey, type S3Client } from '@aws-sdk/client-s3';
+import { objectsUnder } from '../catalog/catalog.ts';
 import { type Config, findTarget } from '../core/config.ts';
 import { classifyAwsError, NotFoundError, WalContinuityError } from '../core/errors.ts';
 import { parseInput } from '../core/input.ts';
@@ -55,20 +56,11 @@ async function* archivedSegments(
   first: string,
   pageSize: number,
 ): AsyncGenerator<ArchivedSegment> {
-  const pages = paginateListObjectsV2(
-    { client: s3, pageSize },
-    // The first segment's key is this plus `-<sha1>…`, so it sorts right after.
-    { Bucket: bucket, Prefix: prefix, StartAfter: `${prefix}${first.slice(0, 16)}/${first}` },
-  );
-  try {
-    for await (const page of pages) {
-      for (const object of page.Contents ?? []) {
-        const name = SEGMENT_OBJECT.exec(object.Key?.slice(prefix.length) ?? '')?.[2];
-        if (name !== undefined && object.LastModified) yield { name, archivedAt: object.LastModified };
-      }
-    }
-  } catch (error) {
-    throw classifyAwsError(error, `Listing s3://${bucket}/${prefix}`);
+  // The first segment's key is this plus `-<sha1>…`, so it sorts right after.
+  const startAfter = `${prefix}${first.slice(0, 16)}/${first}`;
+  for await (const object of objectsUnder(s3, bucket, prefix, { startAfter, pageSize })) {
+    const name = SEGMENT_OBJECT.exec(object.Key?.slice(prefix.length) ?? '')?.[2];
+    if (name !== undefined && object.LastModified) yield { name, archivedAt: object.LastModified };
   }
 }
 

@@ -1,9 +1,10 @@
 import {
+  type _Object,
   DeleteObjectsCommand,
   GetObjectCommand,
-  ListObjectsV2Command,
   NoSuchKey,
   PutObjectCommand,
+  paginateListObjectsV2,
   type S3Client,
 } from '@aws-sdk/client-s3';
 import { classifyAwsError, NotFoundError } from '../core/errors.ts';
@@ -108,23 +109,8 @@ export class Catalog {
   /** Every key under `prefix` (after `startAfter`, when given), sorted. Lists only; reads nothing. */
   async listKeys(prefix: string, startAfter?: string): Promise<string[]> {
     const keys: string[] = [];
-    let token: string | undefined;
-    try {
-      do {
-        const page = await this.s3.send(
-          new ListObjectsV2Command({
-            Bucket: this.bucket,
-            Prefix: prefix,
-            ContinuationToken: token,
-            StartAfter: startAfter,
-          }),
-        );
-        for (const o of page.Contents ?? []) if (o.Key) keys.push(o.Key);
-        token = page.NextContinuationToken;
-      } while (token);
-    } catch (error) {
-      throw classifyAwsError(error, `Listing s3://${this.bucket}/${prefix}`);
-    }
+    for await (const o of objectsUnder(this.s3, this.bucket, prefix, { startAfter }))
+      if (o.Key) keys.push(o.Key);
     return keys.sort();
   }
 
@@ -136,20 +122,9 @@ export class Catalog {
   async sizeUnder(prefix: string): Promise<{ bytes: number; objects: number }> {
     let bytes = 0;
     let objects = 0;
-    let token: string | undefined;
-    try {
-      do {
-        const page = await this.s3.send(
-          new ListObjectsV2Command({ Bucket: this.bucket, Prefix: prefix, ContinuationToken: token }),
-        );
-        for (const o of page.Contents ?? []) {
-          bytes += o.Size ?? 0;
-          objects += 1;
-        }
-        token = page.NextContinuationToken;
-      } while (token);
-    } catch (error) {
-      throw classifyAwsError(error, `Listing s3://${this.bucket}/${prefix}`);
+    for await (const o of objectsUnder(this.s3, this.bucket, prefix)) {
+      bytes += o.Size ?? 0;
+      objects += 1;
     }
     return { bytes, objects };
   }
@@ -241,5 +216,28 @@ export class Catalog {
         throw classifyAwsError(error, 'Deleting expired backups');
       }
     }
+  }
+}
+
+/**
+ * Every object under `prefix` in key order (after `startAfter`, when given), a
+ * page at a time through the SDK's paginator (at most `pageSize` keys a page; S3's
+ * own maximum, 1000, when left out): memory stays one page however long the
+ * listing. A failure is classified (transient or not) and names the prefix.
+ */
+export async function* objectsUnder(
+  s3: S3Client,
+  bucket: string,
+  prefix: string,
+  options: { startAfter?: string | undefined; pageSize?: number } = {},
+): AsyncGenerator<_Object> {
+  const pages = paginateListObjectsV2(
+    { client: s3, ...(options.pageSize === undefined ? {} : { pageSize: options.pageSize }) },
+    { Bucket: bucket, Prefix: prefix, StartAfter: options.startAfter },
+  );
+  try {
+    for await (const page of pages) yield* page.Contents ?? [];
+  } catch (error) {
+    throw classifyAwsError(error, `Listing s3://${bucket}/${prefix}`);
   }
 }

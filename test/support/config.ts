@@ -12,3 +12,11 @@ export function testConfig(env: Record<string, string> = {}): Config {
     ...env,
   });
 }
+
+/** testConfig's target with pgBackRest settings: the physical kinds, WAL runs and archiver checks are on for it. */
+export const PRIMARY_WITH_PGBACKREST = {
+  name: 'primary',
+  instanceIds: ['i-0123456789abcdef0'],
+  database: 'kennel_prod',
+  pgbackrest: { dataDirectory: '/var/lib/postgresql/15/main' },
+};

@@ -12,7 +12,7 @@ import {
 import { Catalog } from '../../shared/catalog/catalog.ts';
 import { type PhysicalRecord, physicalRecordSchema } from '../../shared/catalog/physical.ts';
 import { InvalidInputError, RepositoryCorruptError } from '../../shared/core/errors.ts';
-import { testConfig } from '../support/config.ts';
+import { PRIMARY_WITH_PGBACKREST, testConfig } from '../support/config.ts';
 
 /**
  * The record stage's logic against a faked S3 (the integration test runs it
@@ -22,14 +22,7 @@ import { testConfig } from '../support/config.ts';
 
 const s3 = mockClient(S3Client);
 const config = testConfig({
-  BACKUP_TARGETS: JSON.stringify([
-    {
-      name: 'primary',
-      instanceIds: ['i-0123456789abcdef0'],
-      database: 'kennel_prod',
-      pgbackrest: { dataDirectory: '/var/lib/postgresql/15/main' },
-    },
-  ]),
+  BACKUP_TARGETS: JSON.stringify([PRIMARY_WITH_PGBACKREST]),
 });
 const catalog = new Catalog(new S3Client({ region: 'eu-west-1' }), config.BACKUP_BUCKET);
 const NOW = new Date('2026-11-26T08:05:00.000Z');

@@ -16,16 +16,11 @@ import {
   reportPrepareHost,
 } from '../../shared/host/prepare.ts';
 import { renderHostCommand } from '../../shared/host/scripts.ts';
-import { testConfig } from '../support/config.ts';
+import { PRIMARY_WITH_PGBACKREST, testConfig } from '../support/config.ts';
 
 const config = testConfig({
   BACKUP_TARGETS: JSON.stringify([
-    {
-      name: 'primary',
-      instanceIds: ['i-0123456789abcdef0'],
-      database: 'kennel_prod',
-      pgbackrest: { dataDirectory: '/var/lib/postgresql/15/main' },
-    },
+    PRIMARY_WITH_PGBACKREST,
     {
       name: 'compose',
       instanceIds: ['i-0123456789abcdef1'],

@@ -14,7 +14,7 @@ import {
   walArchivingResultSchema,
 } from '../../shared/watch/archiving.ts';
 import { WATCH_HOST_COMMANDS } from '../../shared/watch/host-commands.ts';
-import { testConfig } from '../support/config.ts';
+import { PRIMARY_WITH_PGBACKREST, testConfig } from '../support/config.ts';
 
 /** The archiver of a cluster that archived segment 0A at 10:00:00 and is now (10:03:00) writing into 0B. */
 const archiver = (changes: Partial<Archiver> = {}): Archiver => ({
@@ -187,12 +187,7 @@ describe("the host's result line", () => {
 describe('the every-minute measurement', () => {
   const config = testConfig({
     BACKUP_TARGETS: JSON.stringify([
-      {
-        name: 'primary',
-        instanceIds: ['i-0123456789abcdef0'],
-        database: 'kennel_prod',
-        pgbackrest: { dataDirectory: '/var/lib/postgresql/15/main' },
-      },
+      PRIMARY_WITH_PGBACKREST,
       { name: 'dumps-only', instanceIds: ['i-0123456789abcdef1'], database: 'kennel_prod' },
     ]),
   });
