@@ -143,39 +143,42 @@ export function usable(record: PhysicalRecord, restoreTested: boolean): boolean 
   );
 }
 
-/**
- * The newest full backup of a target that passed verification (and its restore
- * test, when `restoreTested`) and is still in the repository; undefined when
- * none has. Reads from the newest record back: a few reads, however long the
- * history.
- */
-export async function newestVerifiedPhysicalFull(
+/** The newest record of a target that `wanted` takes, read from the newest key back: a few reads, however long the history. */
+async function newestRecord(
   catalog: Catalog,
   target: string,
-  options: { restoreTested: boolean },
+  wanted: (record: PhysicalRecord) => boolean,
 ): Promise<PhysicalRecord | undefined> {
   const keys = await physicalRecordKeys(catalog, target);
   for (let i = keys.length - 1; i >= 0; i -= 1) {
     const record = await readPhysicalRecord(catalog, keys[i] as string);
-    if (record.kind === 'full' && usable(record, options.restoreTested)) return record;
+    if (wanted(record)) return record;
   }
   return undefined;
+}
+
+/**
+ * The newest full backup of a target that passed verification (and its restore
+ * test, when `restoreTested`) and is still in the repository; undefined when
+ * none has.
+ */
+export function newestVerifiedPhysicalFull(
+  catalog: Catalog,
+  target: string,
+  options: { restoreTested: boolean },
+): Promise<PhysicalRecord | undefined> {
+  return newestRecord(catalog, target, (r) => r.kind === 'full' && usable(r, options.restoreTested));
 }
 
 /**
  * The newest backup of a target, of any kind, that passed verification and its
  * restore test and is still in the repository: what an incremental may build on.
  */
-export async function newestUsablePhysicalBackup(
+export function newestUsablePhysicalBackup(
   catalog: Catalog,
   target: string,
 ): Promise<PhysicalRecord | undefined> {
-  const keys = await physicalRecordKeys(catalog, target);
-  for (let i = keys.length - 1; i >= 0; i -= 1) {
-    const record = await readPhysicalRecord(catalog, keys[i] as string);
-    if (usable(record, true)) return record;
-  }
-  return undefined;
+  return newestRecord(catalog, target, (r) => usable(r, true));
 }
 
 /**
