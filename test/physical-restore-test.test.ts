@@ -52,13 +52,17 @@ let reference: Record<string, Contents>;
 const RESTORES_TIMEOUT = 300_000;
 const work = mkdtempSync(join(tmpdir(), 'kennel-backup-physical-restore-test-'));
 
-/** A database's content: each table's count and checksum, each sequence's value. */
+/** A database's content: each table's count and checksum, each sequence's value, its large objects, encoding and settings. */
 interface Contents {
   tables: Record<string, string>;
   sequences: Record<string, string>;
+  /** Count and md5 of every large object's oid and bytes. */
+  largeObjects: string;
+  /** The database's encoding and its ALTER DATABASE settings. */
+  database: string;
 }
 
-const DATABASES = ['kennel_prod', 'kennel "archive"'];
+const DATABASES = ['kennel_prod', 'kennel "archive"', 'kennel_latin1'];
 const ident = (name: string) => `"${name.replaceAll('"', '""')}"`;
 
 /** Every table's rows (FROM ONLY) as count and md5 of the sorted rows; every sequence's value. Keys are JSON pairs. */
@@ -83,7 +87,20 @@ function contents(run: (database: string, query: string) => string, database: st
   )
     .split('\n')
     .filter(Boolean);
+  const largeObjects = run(
+    database,
+    `SELECT count(*) || ':' || coalesce(md5(string_agg(oid::text || ':' || encode(lo_get(oid), 'hex'), '|' ORDER BY oid)), '')
+     FROM pg_largeobject_metadata`,
+  );
+  const settings = run(
+    database,
+    `SELECT pg_encoding_to_char(d.encoding) || ' ' || coalesce(array_to_string(s.setconfig, ','), '')
+     FROM pg_database d LEFT JOIN pg_db_role_setting s ON s.setdatabase = d.oid AND s.setrole = 0
+     WHERE d.datname = current_database()`,
+  );
   return {
+    largeObjects,
+    database: settings,
     tables: Object.fromEntries(tables.map((pair) => [JSON.stringify(JSON.parse(pair)), checksum(pair)])),
     sequences: Object.fromEntries(
       sequences.map((l) => [l.slice(0, l.lastIndexOf(' ')), l.slice(l.lastIndexOf(' ') + 1)]),
@@ -267,7 +284,19 @@ beforeAll(async () => {
      INSERT INTO notes VALUES (1, 'parent row');
      INSERT INTO vet_notes VALUES (2, 'child row', 'dr who'), (3, 'child row', 'dr no');
      CREATE MATERIALIZED VIEW pets_per_species AS SELECT species, count(*) FROM pets GROUP BY species;
-     CREATE SEQUENCE loose_seq; SELECT setval('loose_seq', 4242);`,
+     CREATE SEQUENCE loose_seq; SELECT setval('loose_seq', 4242);
+     SELECT lo_from_bytea(0, convert_to('signed boarding contract', 'UTF8'));
+     SELECT lo_from_bytea(0, decode(repeat('00ff7f80', 50000), 'hex'));
+     ALTER DATABASE kennel_prod SET statement_timeout = '5min';`,
+  );
+  // A database in LATIN1, with text outside ASCII: the bytes come back as they were.
+  production(
+    'postgres',
+    "CREATE DATABASE kennel_latin1 ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0",
+  );
+  production(
+    'kennel_latin1',
+    "CREATE TABLE owners (id int PRIMARY KEY, name text); INSERT INTO owners VALUES (1, 'Zoë Müller'), (2, 'Ångström')",
   );
   production('postgres', `CREATE DATABASE ${ident('kennel "archive"')}`);
   production(
@@ -361,6 +390,7 @@ describe('the restore test of a pgBackRest backup set', () => {
       );
       expect(result.databases.map((d) => d.name)).toEqual([
         'kennel "archive"',
+        'kennel_latin1',
         'kennel_prod',
         'postgres',
         'template1',
@@ -583,7 +613,7 @@ if [[ -n $user ]]; then exec runuser -u "$user" -- "$@"; else exec "$@"; fi
       };
       const finished = await start(fullSet, {}, { PATH: `${bin}:${hostOnly}:/usr/bin:/bin` }, docker).done;
       expect(finished.code, finished.stderr).toBe(0);
-      expect(resultOf(finished)).toMatchObject({ state: 'passed', amcheck: 'passed', tables: 16 });
+      expect(resultOf(finished)).toMatchObject({ state: 'passed', amcheck: 'passed', tables: 17 });
       const calls = new Set(readFileSync(log, 'utf8').trim().split('\n'));
       expect([...calls].sort()).toEqual([
         'postgres bash',
