@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { type LocalEnvironment, psql, startLocalEnvironment } from '../local/environment.ts';
 import { localHost } from '../local/host.ts';
-import { asServerUser } from '../local/postgres.ts';
+import { asServerUser, findPostgresBinDir, freePort } from '../local/postgres.ts';
 import { PROJECT_ROOT, runWorkflow } from '../local/runner.ts';
 import type { PhysicalPlan } from '../shared/backup/physical-plan.ts';
 import type { Config, Target } from '../shared/core/config.ts';
@@ -37,7 +37,12 @@ import { mib, ratio, table } from './table.ts';
  *    machine's cores;
  *  - the logical dump of the same data, `pg_dump | zstd -3 -T0` of every database;
  *  - an incremental after 1 % of the rows changed: the bare engine, and ours
- *    through the workflow (each after its own 1 % change).
+ *    through the workflow (each after its own 1 % change);
+ *  - restores of the full: the bare engine (`pgbackrest restore --type=immediate`
+ *    into a scratch directory, the instance started and waited for until promoted)
+ *    against our restore test's restore and recovery (its checks, which the bare
+ *    engine has none of, aside), and the logical dump's restore (`zstd -d | psql`
+ *    into a new database, per database).
  * Optionally a pgbench database of several GB is added to the cluster first
  * (--pgbench-scale; 170 ≈ 2.5 GB).
  *
@@ -99,6 +104,58 @@ async function newestBackup(ctx: Ctx): Promise<Backup> {
   return backup;
 }
 
+/**
+ * The bare engine's restore of a backup set: `pgbackrest restore --type=immediate
+ * --target-action=promote` into a scratch data directory, then the instance
+ * started on a free port and waited for until promoted (its recovery to the
+ * set's consistent point); stopped and removed after. Milliseconds per phase.
+ */
+async function bareRestore(
+  ctx: Ctx,
+  set: string,
+  scratch: string,
+): Promise<{ restoreMs: number; recoveryMs: number }> {
+  const pg = ctx.target.pgbackrest;
+  if (!pg) throw new Error('The local target has no pgBackRest settings.');
+  const data = join(scratch, 'data');
+  const sockets = join(scratch, 'sockets');
+  const bin = findPostgresBinDir();
+  const port = await freePort();
+  const asServer = (bin: string, args: string[]) => {
+    const [cmd, argv] = asServerUser(bin, args);
+    return [cmd, ...argv].map(shellQuote).join(' ');
+  };
+  await sh(
+    `install -d -m 0700 -o postgres -g postgres ${shellQuote(scratch)} ${shellQuote(data)} ${shellQuote(sockets)}`,
+    ctx.environment.hostEnv,
+  );
+  try {
+    const restore = await pgbackrest(ctx, [
+      'restore',
+      `--set=${set}`,
+      '--type=immediate',
+      '--target-action=promote',
+      '--archive-mode=off',
+      `--pg1-path=${data}`,
+    ]);
+    const options = `-p ${port} -k ${sockets} -c listen_addresses='' -c archive_mode=off`;
+    const promoted = `${asServer(join(bin, 'psql'), ['-X', '-qAt', '-h', sockets, '-p', String(port), '-d', 'postgres', '-c', 'SELECT pg_is_in_recovery()'])}`;
+    const recovery = await sh(
+      [
+        `${asServer(join(bin, 'pg_ctl'), ['start', '-w', '-t', '86400', '-D', data, '-l', join(scratch, 'server.log'), '-o', options])} >/dev/null`,
+        `until [[ $(${promoted}) == f ]]; do sleep 0.1; done`,
+      ].join('\n'),
+      ctx.environment.hostEnv,
+    );
+    return { restoreMs: restore.ms, recoveryMs: recovery.ms };
+  } finally {
+    await sh(
+      `${asServer(join(bin, 'pg_ctl'), ['stop', '-m', 'immediate', '-D', data])} >/dev/null 2>&1 || true; rm -rf ${shellQuote(scratch)}`,
+      ctx.environment.hostEnv,
+    );
+  }
+}
+
 /** Our host command alone: host/pgbackrest-backup.sh rendered as the start stage renders it, run on the local host. */
 async function hostCommand(ctx: Ctx, kind: 'full' | 'incremental'): Promise<{ ms: number; result: unknown }> {
   checkInterrupted();
@@ -135,6 +192,8 @@ interface WorkflowRun {
   record: number;
   /** The restore test (restore, recovery, amcheck, every row read) and its record. */
   restoreTest: number;
+  /** The restore test's own phases as the host script measured them (s): restore, recovery, checks. */
+  restoreTestSeconds: { restore: number; recovery: number; checks: number; total: number };
   expiry: number | null;
   recorded: { label: string; kind: string; state: string };
 }
@@ -177,7 +236,22 @@ async function workflow(ctx: Ctx, kind: 'full' | 'incremental'): Promise<Workflo
     ?.physicalRecord;
   if (!recorded) throw new Error(`the ${kind} workflow recorded no physical backup.`);
   if (recorded.state !== 'verified') throw new Error(`the ${kind} backup was recorded ${recorded.state}.`);
-  return { ms, physical, hostCommand: hostCommandMs, record: recordMs, restoreTest, expiry, recorded };
+  const phases =
+    /"seconds":\{"restore":([\d.]+),"recovery":([\d.]+),"checks":([\d.]+),"total":([\d.]+)\}/.exec(
+      JSON.stringify(events).replaceAll('\\"', '"').replaceAll(' ', ''),
+    );
+  if (!phases) throw new Error(`the ${kind} workflow's restore test reported no phases.`);
+  const [restore, recovery, checks, total] = phases.slice(1).map(Number) as [number, number, number, number];
+  return {
+    ms,
+    physical,
+    hostCommand: hostCommandMs,
+    record: recordMs,
+    restoreTest,
+    restoreTestSeconds: { restore, recovery, checks, total },
+    expiry,
+    recorded,
+  };
 }
 
 /** Updates 1 % of the rows of the biggest tables (bookings; pgbench_accounts when there). */
@@ -263,16 +337,38 @@ async function main(): Promise<number> {
     const oursFull = await workflow(ctx, 'full');
     const repositoryAfterFulls = (await newestBackup(ctx)).info.repository.size;
 
-    // ---- The logical dump of the same data.
-    const dumpFile = join(tmp, 'dump.sql.zst');
+    // ---- Restores of the full: the bare engine, then ours' phases (from its restore test above).
+    log(`bare pgbackrest restore --set=${bareFullBackup.label} --type=immediate, started until promoted …`);
+    const bareRestored = await bareRestore(
+      ctx,
+      bareFullBackup.label,
+      // Outside the bench's private temporary directory, which the server user cannot enter.
+      join(tmpdir(), `kb-bench-restore-${process.pid}`),
+    );
+
+    // ---- The logical dump of the same data, and its restore into new databases.
+    const dumped = [DATABASE, ...(pgbenchScale > 0 ? [PGBENCH] : [])];
     let dumpMs = 0;
     let dumpBytes = 0;
-    for (const db of [DATABASE, ...(pgbenchScale > 0 ? [PGBENCH] : [])]) {
+    let logicalRestoreMs = 0;
+    for (const db of dumped) {
+      const dumpFile = join(tmp, `${db}.sql.zst`);
       log(`pg_dump ${db} | zstd -3 -T0 …`);
       dumpMs += (
         await sh(`pg_dump --no-password -d ${db} | zstd -q -3 -T0 -c > ${shellQuote(dumpFile)}`, env.hostEnv)
       ).ms;
       dumpBytes += statSync(dumpFile).size;
+    }
+    for (const db of dumped) {
+      const dumpFile = join(tmp, `${db}.sql.zst`);
+      log(`zstd -d | psql into ${db}_restored …`);
+      logicalRestoreMs += (
+        await sh(
+          `createdb --no-password ${db}_restored && zstd -q -d -c ${shellQuote(dumpFile)} | psql --no-password -X -q -v ON_ERROR_STOP=1 -d ${db}_restored >/dev/null`,
+          env.hostEnv,
+        )
+      ).ms;
+      psql(server, 'postgres', ['-c', `DROP DATABASE ${db}_restored`]);
     }
 
     // ---- Incrementals after 1 % of the rows changed: ours (workflow), then the bare engine.
@@ -326,6 +422,33 @@ async function main(): Promise<number> {
         `${mib(oursIncrBackup.info.repository.delta)} MiB`,
       ],
       ['ours: restore test of the incremental', sec(oursIncr.restoreTest), '', ''],
+      [
+        'bare: restore of the full (pgbackrest restore), then recovery until promoted',
+        `${sec(bareRestored.restoreMs)} + ${sec(bareRestored.recoveryMs)}`,
+        '',
+        '',
+      ],
+      [
+        "ours: the restore test's restore + recovery of the full, checks aside",
+        `${oursFull.restoreTestSeconds.restore.toFixed(1)} + ${oursFull.restoreTestSeconds.recovery.toFixed(1)}`,
+        ratio(
+          ((oursFull.restoreTestSeconds.restore + oursFull.restoreTestSeconds.recovery) * 1000) /
+            (bareRestored.restoreMs + bareRestored.recoveryMs),
+        ),
+        '',
+      ],
+      [
+        '   its checks (pg_amcheck, every row read, counts)',
+        oursFull.restoreTestSeconds.checks.toFixed(1),
+        '',
+        '',
+      ],
+      [
+        'logical: zstd -d | psql into a new database (all data)',
+        sec(logicalRestoreMs),
+        ratio(logicalRestoreMs / (bareRestored.restoreMs + bareRestored.recoveryMs)),
+        '',
+      ],
     ];
     const result = {
       startedAt: startedAt.toISOString(),
@@ -335,6 +458,7 @@ async function main(): Promise<number> {
       cluster: { bytes: clusterBytes, repositoryAfterFulls },
       notes: [
         'Wall clock, one run each. Ratios of ours are to the bare backup plus verify (ours verifies every backup), its restore test aside (the bare engine has none); the dump and the bare incremental to the bare full.',
+        "Restores: ours is the restore test's restore and recovery phases as its host script measured them (its checks aside), of our full; the bare one restores the bare full (same data, taken just before); the logical restore's ratio is to the bare restore plus recovery.",
         "Ours runs after the bare full, so its verify reads one more full backup than the bare verify did: the ratio overstates ours' overhead by that much.",
         'verify reads the whole repository (pgBackRest 2.45 has no --set for it): it grows with the backups and WAL kept.',
         'Every backup starts with its own checkpoint (--start-fast), bare and ours alike.',
@@ -353,7 +477,8 @@ async function main(): Promise<number> {
         full: oursFull,
         incremental: { ...oursIncr, backup: oursIncrBackup },
       },
-      logical: { ms: dumpMs, bytes: dumpBytes },
+      logical: { ms: dumpMs, bytes: dumpBytes, restoreMs: logicalRestoreMs },
+      bareRestore: bareRestored,
       changes: { firstMs: firstChangeMs, secondMs: secondChangeMs },
     };
     mkdirSync(RESULTS_DIR, { recursive: true });
