@@ -4,18 +4,19 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { type LocalEnvironment, psql, startLocalEnvironment } from '../local/environment.ts';
 import { localHost } from '../local/host.ts';
-import { asServerUser, findPostgresBinDir, freePort } from '../local/postgres.ts';
 import { PROJECT_ROOT, runWorkflow } from '../local/runner.ts';
 import type { PhysicalPlan } from '../shared/backup/physical-plan.ts';
 import type { Config, Target } from '../shared/core/config.ts';
 import { shellQuote } from '../shared/host/shell.ts';
 import {
+  bareRecovery,
   checkInterrupted,
   cleanUp,
   hostScript,
   importHandlers,
   log,
   onInterrupt,
+  pgbackrestCommand,
   queryValue,
   readCommandLine,
   runMain,
@@ -72,10 +73,7 @@ interface Ctx {
 
 /** pgBackRest on the stanza, as the server user, timed by the wall clock. */
 function pgbackrest(ctx: Ctx, args: string[]): Promise<{ ms: number; stderr: string }> {
-  const pg = ctx.target.pgbackrest;
-  if (!pg) throw new Error('The local target has no pgBackRest settings.');
-  const [cmd, argv] = asServerUser('pgbackrest', [`--config=${pg.configFile}`, '--stanza=local', ...args]);
-  return sh(`cd / && ${[cmd, ...argv].map(shellQuote).join(' ')}`, ctx.environment.hostEnv);
+  return sh(pgbackrestCommand(ctx.target, args), ctx.environment.hostEnv);
 }
 
 interface Backup {
@@ -85,75 +83,15 @@ interface Backup {
 }
 
 async function newestBackup(ctx: Ctx): Promise<Backup> {
-  const pg = ctx.target.pgbackrest;
-  if (!pg) throw new Error('The local target has no pgBackRest settings.');
   const file = join(tmpdir(), `kb-bench-info-${process.pid}.json`);
-  const [cmd, argv] = asServerUser('pgbackrest', [
-    `--config=${pg.configFile}`,
-    '--stanza=local',
-    'info',
-    '--output=json',
-  ]);
   await sh(
-    `cd / && ${[cmd, ...argv].map(shellQuote).join(' ')} > ${shellQuote(file)}`,
+    `${pgbackrestCommand(ctx.target, ['info', '--output=json'])} > ${shellQuote(file)}`,
     ctx.environment.hostEnv,
   );
   const [stanza] = JSON.parse(readFileSync(file, 'utf8')) as { backup: Backup[] }[];
   const backup = stanza?.backup.at(-1);
   if (!backup) throw new Error('pgbackrest info lists no backup.');
   return backup;
-}
-
-/**
- * The bare engine's restore of a backup set: `pgbackrest restore --type=immediate
- * --target-action=promote` into a scratch data directory, then the instance
- * started on a free port and waited for until promoted (its recovery to the
- * set's consistent point); stopped and removed after. Milliseconds per phase.
- */
-async function bareRestore(
-  ctx: Ctx,
-  set: string,
-  scratch: string,
-): Promise<{ restoreMs: number; recoveryMs: number }> {
-  const pg = ctx.target.pgbackrest;
-  if (!pg) throw new Error('The local target has no pgBackRest settings.');
-  const data = join(scratch, 'data');
-  const sockets = join(scratch, 'sockets');
-  const bin = findPostgresBinDir();
-  const port = await freePort();
-  const asServer = (bin: string, args: string[]) => {
-    const [cmd, argv] = asServerUser(bin, args);
-    return [cmd, ...argv].map(shellQuote).join(' ');
-  };
-  await sh(
-    `install -d -m 0700 -o postgres -g postgres ${shellQuote(scratch)} ${shellQuote(data)} ${shellQuote(sockets)}`,
-    ctx.environment.hostEnv,
-  );
-  try {
-    const restore = await pgbackrest(ctx, [
-      'restore',
-      `--set=${set}`,
-      '--type=immediate',
-      '--target-action=promote',
-      '--archive-mode=off',
-      `--pg1-path=${data}`,
-    ]);
-    const options = `-p ${port} -k ${sockets} -c listen_addresses='' -c archive_mode=off`;
-    const promoted = `${asServer(join(bin, 'psql'), ['-X', '-qAt', '-h', sockets, '-p', String(port), '-d', 'postgres', '-c', 'SELECT pg_is_in_recovery()'])}`;
-    const recovery = await sh(
-      [
-        `${asServer(join(bin, 'pg_ctl'), ['start', '-w', '-t', '86400', '-D', data, '-l', join(scratch, 'server.log'), '-o', options])} >/dev/null`,
-        `until [[ $(${promoted}) == f ]]; do sleep 0.1; done`,
-      ].join('\n'),
-      ctx.environment.hostEnv,
-    );
-    return { restoreMs: restore.ms, recoveryMs: recovery.ms };
-  } finally {
-    await sh(
-      `${asServer(join(bin, 'pg_ctl'), ['stop', '-m', 'immediate', '-D', data])} >/dev/null 2>&1 || true; rm -rf ${shellQuote(scratch)}`,
-      ctx.environment.hostEnv,
-    );
-  }
 }
 
 /** Our host command alone: host/pgbackrest-backup.sh rendered as the start stage renders it, run on the local host. */
@@ -345,12 +283,10 @@ async function main(): Promise<number> {
 
     // ---- Restores of the full: the bare engine, then ours' phases (from its restore test above).
     log(`bare pgbackrest restore --set=${bareFullBackup.label} --type=immediate, started until promoted …`);
-    const bareRestored = await bareRestore(
-      ctx,
-      bareFullBackup.label,
-      // Outside the bench's private temporary directory, which the server user cannot enter.
-      join(tmpdir(), `kb-bench-restore-${process.pid}`),
-    );
+    const bareRestored = await bareRecovery(env.hostEnv, target, {
+      recoveryArgs: [`--set=${bareFullBackup.label}`, '--type=immediate'],
+      scratch: join(tmpdir(), `kb-bench-restore-${process.pid}`),
+    });
 
     // ---- The logical dump of the same data, and its restore into new databases.
     const dumped = [DATABASE, ...(pgbenchScale > 0 ? [PGBENCH] : [])];
