@@ -127,7 +127,7 @@ export function runId(startedAt: string, executionId: string): string {
   return `${compactStamp(startedAt)}_${suffix}`;
 }
 
-export function archiveFileName(database: string, kind: DumpKind, id: string, codec: CodecName): string {
+export function archiveFileName(database: string, kind: DatabaseKind, id: string, codec: CodecName): string {
   return `${database}_${kind}_${id}.sql.${CODECS[codec].extension}`;
 }
 
