@@ -267,7 +267,7 @@ describe('physical backups in the database backup workflow', () => {
     ]);
   }, 600_000);
 
-  it('a target without pgBackRest settings gets its dumps, and a skipped physical run saying what to add', async () => {
+  it('a target without pgBackRest settings gets its dumps, and skipped physical and WAL runs saying what to add (incremental and transaction logs: nothing else)', async () => {
     const targets = JSON.parse(world.env.functionEnv.BACKUP_TARGETS ?? '[]') as Record<string, unknown>[];
     const withoutPgbackrest = targets.map(({ pgbackrest: _, ...t }) => t);
     const before = await labels();
