@@ -61,7 +61,7 @@ export async function findBackup(
       .map((k) => k.replace(MANIFEST_SUFFIX, ''))
       .reverse();
     throw new NotFoundError(
-      `No ${kinds.join(' or ')} backup "${backup}" of ${database ?? target}. The newest are: ${recent.join(', ') || '(none)'}. Use one of them, or "latest". Nothing was changed.`,
+      `No ${kinds.length > 1 ? `${kinds.slice(0, -1).join(', ')} or ${kinds.at(-1)}` : first} backup "${backup}" of ${database ?? target}. The newest are: ${recent.join(', ') || '(none)'}. Use one of them, or "latest". Nothing was changed.`,
     );
   }
   const manifest = await catalog.readManifest(key);

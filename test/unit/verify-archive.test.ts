@@ -190,28 +190,7 @@ describe('VerifyArchive on a backup in the catalog', () => {
   });
 
   it("passes an intact plain dump whose recorded counts came from the database, not the archive (a parent's count(*) held its children)", async () => {
-    const dump = zstdCompressSync(
-      Buffer.from(
-        [
-          '--',
-          '-- PostgreSQL database dump',
-          '--',
-          '',
-          '--',
-          '-- Data for Name: parent; Type: TABLE DATA; Schema: public; Owner: kennel',
-          '--',
-          '',
-          'COPY public.parent (id) FROM stdin;',
-          '1',
-          '\\.',
-          '',
-          '--',
-          '-- PostgreSQL database dump complete',
-          '--',
-          '',
-        ].join('\n'),
-      ),
-    );
+    const dump = dumpOf([['parent', ['1']]]);
     const [plan] = await planBackup(config, {} as Catalog, {
       input: { kind: 'full' },
       executionId: 'arn:aws:states:eu-west-1:123456789012:execution:kennel-backup-prod-database-backup:run-2',
