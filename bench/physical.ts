@@ -164,7 +164,7 @@ async function workflow(ctx: Ctx, kind: 'full' | 'incremental'): Promise<Workflo
   const expiry = span(events, 'StartExpirePhysicalBackups', 'RecordPhysicalExpiry');
   const physical = span(
     events,
-    'PhysicalBackupWanted',
+    'StartPhysicalBackup',
     expiry === null ? 'RecordPhysicalBackup' : 'RecordPhysicalExpiry',
   );
   if (hostCommandMs === null || recordMs === null || restoreTest === null || physical === null)

@@ -199,7 +199,7 @@ describe('refusals change nothing', () => {
       'an unknown backup',
       { database: 'kennel_prod', targetDatabase: 'x', backup: '20200101T000000Z_00000000' },
       'NotFoundError',
-      'No full or safety backup "20200101T000000Z_00000000" of kennel_prod. The newest are:',
+      'No full, monthly or safety backup "20200101T000000Z_00000000" of kennel_prod. The newest are:',
     ],
     [
       'a database without backups',

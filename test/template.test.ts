@@ -15,6 +15,7 @@ import {
   archiveKey,
   BACKUP_PREFIXES,
   DATABASE_KINDS,
+  DUMP_KINDS,
   drillReportKey,
   FILE_KINDS,
   kindPrefix,
@@ -23,9 +24,15 @@ import {
   pgbackrestPrefix,
   physicalRecordKey,
   SCHEDULED_DATABASE_KINDS,
+  SCHEDULED_DUMP_KINDS,
   tarballFileName,
 } from '../shared/catalog/keys.ts';
-import { lifecycleConfiguration, lifecycleRules, reachesPrefix } from '../shared/catalog/retention.ts';
+import {
+  lifecycleConfiguration,
+  lifecycleRules,
+  RETENTION,
+  reachesPrefix,
+} from '../shared/catalog/retention.ts';
 import { maxAgeMinutes, SCHEDULES } from '../shared/catalog/schedule.ts';
 import { type Config, parseConfig } from '../shared/core/config.ts';
 import { pgbackrestConfOf, pgbackrestPath } from '../shared/host/pgbackrest-conf.ts';
@@ -163,6 +170,8 @@ const STATE_MACHINES: StateMachine[] = [
     },
     schedules: [
       ['cron(0 2 * * ? *)', { kind: 'full' }],
+      // The long-term dump of every table, log tables included: the 1st of each month at 04:00.
+      ['cron(0 4 1 * ? *)', { kind: 'monthly' }],
       ['cron(0 */6 * * ? *)', { kind: 'incremental' }],
       ['cron(0/15 * * * ? *)', { kind: 'transaction-logs' }],
     ],
@@ -247,12 +256,16 @@ const STATE_MACHINES: StateMachine[] = [
       'planDrill',
       'startHostCommand',
       'checkHostCommand',
+      'checkWalContinuity',
       'restoreTest',
       'reportDrill',
       'sendAlert',
     ],
     landmarks: {
       PlanDrill: 'Task',
+      // The WAL proven instead of a row-window chain.
+      StartWalSwitch: 'Task',
+      CheckWalContinuity: 'Task',
       RestoreTest: 'Task',
       ReportDrill: 'Task',
       NotifyDrill: 'Task',
@@ -805,17 +818,27 @@ describe('the backup bucket', () => {
       AbortIncompleteMultipartUpload: { DaysAfterInitiation: 1 },
     });
     expect(LifecycleConfiguration.Rules).toEqual([
+      // The daily dump 30 days; the monthly one, the long-term copy, 7 years (leap days included).
       rule('DatabaseBackups-full', 'database/full/', 30, true),
-      rule('DatabaseBackups-incremental', 'database/incremental/', 7, true),
-      rule('DatabaseBackups-transaction-logs', 'database/transaction-logs/', 2555, true),
+      rule('DatabaseBackups-monthly', 'database/monthly/', 2557, true),
       // What a restore replaced, dumped just before: a database kind like the others.
       rule('DatabaseBackups-safety', 'database/safety/', 30, true),
+      // The legacy row-window archives, no longer made: pruned versions kept as their old retention says.
+      rule('DatabaseBackups-incremental', 'database/incremental/', 7, true),
+      rule('DatabaseBackups-transaction-logs', 'database/transaction-logs/', 2557, true),
       rule('Backups-configuration', 'configuration/', 90, false),
       rule('Backups-application', 'application/', 30, false),
       rule('Backups-static', 'static/', 7, false),
     ]);
-    for (const fileRule of LifecycleConfiguration.Rules.slice(4))
+    for (const fileRule of LifecycleConfiguration.Rules.slice(5))
       expect(fileRule).not.toHaveProperty('Transitions');
+    // Each rule's days are its kind's row of the one retention table.
+    for (const rule of LifecycleConfiguration.Rules) {
+      const kind = String(rule.Id).replace(/^(DatabaseBackups|Backups)-/, '') as keyof typeof RETENTION;
+      expect(rule.NoncurrentVersionExpiration, String(rule.Id)).toEqual({
+        NoncurrentDays: RETENTION[kind].s3Days,
+      });
+    }
   });
 
   it('never expires a current backup: pruning keeps the newest verified one however old', () => {
@@ -824,7 +847,7 @@ describe('the backup bucket', () => {
       'database/full/primary/kennel_prod/'.startsWith(String(r.Prefix ?? '')),
     );
     expect(coveringFull.length).toBeGreaterThan(0);
-    expect(LifecycleConfiguration.Rules).toHaveLength(7);
+    expect(LifecycleConfiguration.Rules).toHaveLength(8);
     for (const rule of LifecycleConfiguration.Rules) {
       // The two properties of a current-version expiration in AWS::S3::Bucket Rule.
       expect(rule, String(rule.Id)).not.toHaveProperty('ExpirationInDays');
@@ -1048,7 +1071,7 @@ async function emittedMetrics(config: Config): Promise<MetricIdentity[]> {
     for (const { target } of plan.archivers) sink.walArchiveAge(target, 30);
     for (const { target, bytes } of plan.repositories) sink.repositoryBytes(target, bytes);
     for (const { name } of config.BACKUP_TARGETS)
-      for (const kind of [...DATABASE_KINDS, ...FILE_KINDS])
+      for (const kind of [...DUMP_KINDS, ...FILE_KINDS])
         recordArchive(metrics, { target: name, kind, sizeBytes: 1, durationSeconds: 1 });
     return metricsInLogLines(write.mock.calls.flatMap(([chunk]) => String(chunk).split('\n')));
   } finally {
@@ -1093,11 +1116,12 @@ function lineMetric(line: unknown[]): MetricIdentity {
  * default deployment and for two targets, three databases and another threshold.
  */
 describe.each([
-  { packaging: 'default params', load: async () => template, ages: 6, disks: 1, archivers: 0, percent: 80 },
+  // Ages: each database's full and monthly dumps, each target's three file kinds.
+  { packaging: 'default params', load: async () => template, ages: 5, disks: 1, archivers: 0, percent: 80 },
   {
     packaging: 'two targets, three databases, one with pgBackRest, a 90 % disk threshold',
     load: withOptionalParams,
-    ages: 15,
+    ages: 12,
     disks: 2,
     archivers: 1,
     percent: DISK_PERCENT,
@@ -1150,14 +1174,14 @@ describe.each([
       });
     }
     expect(METRICS_NAMESPACE).toBe('KennelBackup');
-    // Each kind's interval plus its grace: an hour, or one interval for the 15-minute logs.
+    // Each kind's interval plus an hour's grace; the monthly dump's interval is the longest month. (The
+    // physical kinds have no age alarm of their own: their RPO is the WAL archive age's alarm.)
     const thresholds = Object.fromEntries(
       ageAlarms.map(([, a]) => [alarmMetric(a).dimensions.Kind, a.Threshold] as const),
     );
     expect(thresholds).toEqual({
       full: 25 * 3600,
-      incremental: 7 * 3600,
-      'transaction-logs': 30 * 60,
+      monthly: (31 * 24 + 1) * 3600,
       configuration: 25 * 3600,
       application: 25 * 3600,
       static: 25 * 3600,
@@ -1279,7 +1303,8 @@ describe.each([
       );
     });
 
-    it.each(Object.keys(SCHEDULES) as (keyof typeof SCHEDULES)[])(
+    // The dumps' and files' ages; the physical kinds' freshness is the daily verification's, from pgBackRest's info.
+    it.each([...SCHEDULED_DUMP_KINDS, ...FILE_KINDS])(
       'graphs the age of every %s backup against its limit',
       (kind) => {
         const graphs = graphsOf('BackupAgeSeconds').filter(
@@ -1473,18 +1498,18 @@ describe('permissions', () => {
 
   /** What each function may do beyond writing its own logs: the whole list, so any addition fails here. */
   const GRANTS: Record<FunctionName, Statement[]> = {
-    // The dumps' catalog and the pgBackRest records (an incremental's base), read only.
+    // The pgBackRest records only (an incremental's base), read only: a dump's plan reads no catalog.
     planBackup: [
       {
         Effect: 'Allow',
         Action: ['s3:ListBucket'],
         Resource: getAtt('BackupBucket'),
-        Condition: { StringLike: { 's3:prefix': ['database/*', 'catalog/pgbackrest/*'] } },
+        Condition: { StringLike: { 's3:prefix': ['catalog/pgbackrest/*'] } },
       },
       {
         Effect: 'Allow',
         Action: ['s3:GetObject'],
-        Resource: [databaseObjects, sub(`\${BackupBucket.Arn}/catalog/pgbackrest/*`)],
+        Resource: [sub(`\${BackupBucket.Arn}/catalog/pgbackrest/*`)],
       },
       bucketKey('kms:Decrypt'),
     ],

@@ -98,22 +98,23 @@ export async function planRestore(
     targetTime = wanted.targetTime;
     resolved = await resolvePointInTime(catalog, target.name, wanted.database, wanted.targetTime, now);
   } else {
-    // A safety dump can be named too: it is what brings back a database a restore replaced.
+    // A monthly or safety dump can be named too: the long-term copy, and what
+    // brings back a database a restore replaced.
     const manifest = await findBackup(
       catalog,
-      ['full', 'safety'],
+      ['full', 'monthly', 'safety'],
       target.name,
       wanted.database,
       wanted.backup,
     );
     if (!isDatabaseManifest(manifest))
       throw new NotFoundError(`${manifest.archive.key} is not a database backup.`);
-    // A safety dump holds the log tables' rows too; a full dump leaves them out.
+    // A monthly or safety dump holds the log tables' rows too; a full dump leaves them out.
     resolved = {
       archives: [manifest],
       recoveredTo: {
         tables: manifest.window.until,
-        logTables: manifest.kind === 'safety' ? manifest.window.until : null,
+        logTables: manifest.excludedTables.length === 0 ? manifest.window.until : null,
       },
       notApplied: [],
     };
@@ -141,7 +142,6 @@ export async function planRestore(
     safetyDump: overProduction
       ? databaseRun(config, {
           kind: 'safety',
-          since: null,
           target,
           database: wanted.database,
           executionId,

@@ -1,13 +1,14 @@
 import { randomInt } from 'node:crypto';
 import { DRILL_RESULT, DRILL_STATE } from '../../statemachines/restore-drill.ts';
 import { planSchema, restoreTestPlanOf } from '../backup/database-plan.ts';
+import { walPlanSchema, walRun } from '../backup/wal-plan.ts';
 import type { Catalog } from '../catalog/catalog.ts';
 import { drillReportKey, runId as makeRunId, scratchDatabase } from '../catalog/keys.ts';
 import type { DatabaseManifest } from '../catalog/manifest.ts';
-import { maxAgeMinutes } from '../catalog/schedule.ts';
 import type { Config } from '../core/config.ts';
 import { selectTargets } from '../core/config.ts';
 import {
+  caughtErrorSchema,
   causeMessage,
   DrillFailedError,
   failedStatesSchema,
@@ -18,14 +19,15 @@ import { sha256Hex, sqlIdentifier, targetName } from '../core/identifiers.ts';
 import { parseInput, planRequestSchema } from '../core/input.ts';
 import * as z from '../core/schema.ts';
 import { DAY_MS } from '../core/time.ts';
-import { resolvePointInTime } from '../restore/point-in-time.ts';
+import { pgbackrestOff } from '../host/pgbackrest-conf.ts';
 
 /**
  * Restore drills. Weekly: a random verified full backup of the last 7 days goes
  * through the restore test (the seed and the choice are in the output, so an
  * auditor can check the choice was not made by hand). Monthly (DR): the latest
- * one. Both check that S3 answers and that a point-in-time recovery to an hour
- * ago would find its chain, and store a report (JSON and Markdown) in S3.
+ * one. Both check that S3 answers and that the target's WAL has no gap since the
+ * oldest kept pgBackRest backup (the WAL run of wal-runs.ts: what a point-in-time
+ * recovery replays), and store a report (JSON and Markdown) in S3.
  */
 export const drillInputSchema = z.strictObject({
   /** `random`: among the verified full backups of the last 7 days; `latest`: the newest verified one. */
@@ -34,8 +36,6 @@ export const drillInputSchema = z.strictObject({
   seed: z.optional(z.int().check(z.gte(0), z.lte(2 ** 32 - 1))),
   target: z.optional(targetName),
   database: z.optional(sqlIdentifier),
-  /** How far back the point-in-time check looks. */
-  pointInTimeMinutesAgo: z._default(z.int().check(z.gte(0), z.lte(7 * 24 * 60)), 60),
 });
 
 const checkSchema = z.object({ check: z.string(), passed: z.boolean(), detail: z.string() });
@@ -52,6 +52,8 @@ export const drillPlanSchema = z.object({
   /** The restore test's plan for the chosen backup, with this drill's own scratch database. */
   plan: planSchema,
   sha256: sha256Hex,
+  /** The target's WAL run, when it archives with pgBackRest (else a failed check says what to add). */
+  wal: z.optional(walPlanSchema),
   checks: z.array(checkSchema),
 });
 
@@ -109,21 +111,15 @@ export async function planDrill(
   const index = seed === null ? candidates.length - 1 : Math.floor(seededRandom(seed)() * candidates.length);
   const chosen = candidates[index] as DatabaseManifest;
 
-  const at = new Date(now.getTime() - wanted.pointInTimeMinutesAgo * 60_000).toISOString();
-  try {
-    const chain = await resolvePointInTime(catalog, target.name, database, at, now);
-    // The business tables come back as of the chain's end: more than one
-    // incremental interval (and its grace) before the target means runs are missing.
-    const behindMinutes = (Date.parse(at) - Date.parse(chain.recoveredTo.tables)) / 60_000;
-    const passed = behindMinutes <= maxAgeMinutes('incremental');
+  if (!target.pgbackrest)
     checks.push({
-      check: `point-in-time chain to ${at}`,
-      passed,
-      detail: `${chain.archives.length} archives chain without a gap; tables as of ${chain.recoveredTo.tables}${passed ? '' : ` (${(behindMinutes / 60).toFixed(1)} h before the target: more than an incremental interval, so incremental or full backups are missing)`}, log tables as of ${chain.recoveredTo.logTables ?? '(no log archives)'}`,
+      check: 'WAL continuity',
+      passed: false,
+      detail: pgbackrestOff(
+        target,
+        'its WAL is not archived and no point-in-time recovery is possible: nothing but the daily logical dump protects its data',
+      ),
     });
-  } catch (error) {
-    checks.push({ check: `point-in-time chain to ${at}`, passed: false, detail: (error as Error).message });
-  }
   return {
     runId: id,
     startedAt,
@@ -133,6 +129,7 @@ export async function planDrill(
     chosen: { key: chosen.archive.key, until: chosen.window.until },
     plan: restoreTestPlanOf(chosen, target, config.BACKUP_BUCKET, scratchDatabase(id)),
     sha256: chosen.archive.sha256,
+    ...(target.pgbackrest ? { wal: walRun(target, executionId, startedAt) } : {}),
     checks,
   };
 }
@@ -142,6 +139,10 @@ function drilledSchema() {
   return z.object({
     [DRILL_RESULT.drill]: drillPlanSchema,
     [DRILL_RESULT.restoreTest]: z.optional(z.object({ tables: z.number(), rows: z.number() })),
+    [DRILL_RESULT.continuity]: z.optional(
+      z.object({ segments: z.number(), from: z.string(), to: z.string(), backup: z.nullable(z.string()) }),
+    ),
+    [DRILL_RESULT.walFailed]: z.optional(caughtErrorSchema),
     [DRILL_RESULT.failed]: z.optional(failedStatesSchema),
   });
 }
@@ -167,10 +168,27 @@ function markdown(report: { title: string; checks: DrillCheck[]; facts: [string,
  * fails with every failed check listed, or returns the summary.
  */
 export async function reportDrill(catalog: Catalog, state: unknown, now = new Date()) {
-  const { drill, restoreTest, failed } = drilledSchema().parse(state);
+  const { drill, restoreTest, continuity, walFailed, failed } = drilledSchema().parse(state);
   const restoreFailure = firstFailure(failed);
   const checks: DrillCheck[] = [
     ...drill.checks,
+    ...(drill.wal
+      ? [
+          walFailed
+            ? {
+                check: 'WAL continuity',
+                passed: false,
+                detail: `${walFailed.Error}: ${causeMessage(walFailed.Cause)}`,
+              }
+            : {
+                check: 'WAL continuity',
+                passed: continuity !== undefined,
+                detail: continuity
+                  ? `every WAL segment from ${continuity.from}${continuity.backup ? ` (the start of the backup ${continuity.backup})` : ''} to ${continuity.to}, just switched, is in the repository: ${continuity.segments} segments`
+                  : 'did not run',
+              },
+        ]
+      : []),
     restoreFailure
       ? {
           check: 'restore test',

@@ -101,11 +101,11 @@ describe('parseInput with execution inputs', () => {
     ).toBe(
       listed(
         'The execution input',
-        'kind: Invalid option: expected one of "full"|"incremental"|"transaction-logs"',
+        'kind: Invalid option: expected one of "full"|"monthly"|"incremental"|"transaction-logs"',
         'target: must be lower case letters, digits and -, starting with a letter',
         'database: must be a lower-case PostgreSQL identifier: letters, digits and _, starting with a letter or _, at most 63 characters',
-        'since: Invalid ISO datetime',
-        '(input): Unrecognized keys: "extra", "more"',
+        // Row windows are gone: a start is an unknown key now.
+        '(input): Unrecognized keys: "since", "extra", "more"',
       ),
     );
   });
@@ -221,8 +221,7 @@ describe('parseInput with plans and host command requests', () => {
         'fileName: Invalid input: expected string, received undefined',
         'localDir: Invalid input: expected string, received undefined',
         'codec: Invalid option: expected one of "zstd"|"gzip"',
-        'kind: Invalid option: expected one of "full"|"incremental"|"transaction-logs"|"safety"',
-        'since: Invalid input: expected string, received undefined',
+        'kind: Invalid option: expected one of "full"|"monthly"|"safety"',
         'database: Invalid input: expected string, received undefined',
         'scratchDatabase: Invalid input: expected string, received undefined',
       ),
