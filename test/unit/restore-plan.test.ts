@@ -1,6 +1,5 @@
 import { describe, expect, it } from 'vitest';
 import { micros } from '../../shared/catalog/manifest.ts';
-import { restoreWorkflowOf } from '../../shared/restore/database-plan.ts';
 
 describe('micros', () => {
   it('orders PostgreSQL microsecond times against times a person typed, which text comparison gets wrong', () => {
@@ -14,15 +13,5 @@ describe('micros', () => {
   it('reads a zone offset and a missing fraction', () => {
     expect(micros('2026-11-26T11:30:00+01:00')).toBe(micros('2026-11-26T10:30:00.000000Z'));
     expect(micros('2026-11-26T10:30:00.5Z') - micros('2026-11-26T10:30:00Z')).toBe(500_000);
-  });
-});
-
-describe('restoreWorkflowOf', () => {
-  it('takes the workflow from the state machine name, and nothing else', () => {
-    expect(restoreWorkflowOf('kennel-backup-prod-database-restore')).toBe('database-restore');
-    expect(restoreWorkflowOf('kennel-backup-prod-point-in-time-recovery')).toBe('point-in-time-recovery');
-    expect(() => restoreWorkflowOf('kennel-backup-prod-database-backup')).toThrow(
-      'is not a restore workflow',
-    );
   });
 });
