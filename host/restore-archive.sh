@@ -31,8 +31,8 @@ for name in "$KB_INTO" $KB_ABSENT; do
   fi
 done
 
-read -r key sha256 local_path decompress extra <<<"$KB_ARCHIVES"
-if [[ -z $key || -n $extra || $KB_ARCHIVES == *$'\n'* ]]; then
+read -r key sha256 local_path decompress <<<"$KB_ARCHIVES"
+if [[ -z $decompress || $KB_ARCHIVES == *$'\n'* ]]; then
   echo "restore-archive: expected exactly one dump to restore; start the restore again from its workflow" >&2
   exit 2
 fi

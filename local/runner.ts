@@ -39,8 +39,8 @@ function workflowOfLogicalId(id: string): string {
 /**
  * The deployed template turns `Fn::GetAtt: [fn, Arn]` into the function's ARN;
  * locally it becomes a placeholder ARN. A state that starts another workflow
- * (`states:startExecution` with `StateMachineArn: {Ref: <logical id>}`) is
- * listed in `startsOf` with the workflow it starts.
+ * (`states:startExecution`, its StateMachineArn built from the machine's
+ * `Fn::GetAtt: [<logical id>, Name]`) is listed in `startsOf` with the workflow it starts.
  */
 export function loadDefinition(workflow: string): {
   definition: Definition;
@@ -55,8 +55,10 @@ export function loadDefinition(workflow: string): {
   const startsOf = new Map<string, string>();
   const visit = (states: States) => {
     for (const [name, state] of Object.entries(states)) {
-      const parameters = state.Parameters as { StateMachineArn?: { Ref?: string } } | undefined;
-      const ref = parameters?.StateMachineArn?.Ref;
+      const parameters = state.Parameters as
+        | { StateMachineArn?: { 'Fn::Sub'?: [string, { Name?: { 'Fn::GetAtt'?: [string, string] } }] } }
+        | undefined;
+      const ref = parameters?.StateMachineArn?.['Fn::Sub']?.[1].Name?.['Fn::GetAtt']?.[0];
       if (state.Resource === START_EXECUTION && ref) {
         const started = workflowOfLogicalId(ref);
         if (!isWorkflow(started)) throw new Error(`${name} starts ${ref}, which is no workflow.`);

@@ -46,7 +46,7 @@ export const POINT_IN_TIME_RESULT = {
   ...SWAP_RESULT,
 } as const;
 
-/** The database-backup state machine, by its logical id in serverless.yml (Ref gives its ARN). */
+/** The database-backup state machine, by its logical id in serverless.yml. */
 export const DATABASE_BACKUP_MACHINE = 'DatabaseBackupStateMachine';
 
 export function pointInTimeRecovery(): Definition {
@@ -105,7 +105,13 @@ export function pointInTimeRecovery(): Definition {
           'Starts a full backup of the recovered cluster (database-backup with kind full), without waiting for it: backups from before the recovery hold the abandoned timeline.',
         Resource: 'arn:aws:states:::states:startExecution',
         Parameters: {
-          StateMachineArn: { Ref: DATABASE_BACKUP_MACHINE },
+          // An ARN the plugin can scope the role's grant to (a Ref would leave the executions' unscoped).
+          StateMachineArn: {
+            'Fn::Sub': [
+              `arn:\${AWS::Partition}:states:\${AWS::Region}:\${AWS::AccountId}:stateMachine:\${Name}`,
+              { Name: { 'Fn::GetAtt': [DATABASE_BACKUP_MACHINE, 'Name'] } },
+            ],
+          },
           Input: { kind: 'full' },
         },
         ResultPath: at(R.fullBackup),

@@ -588,6 +588,8 @@ describe.each(STATE_MACHINES)('the state machine $id', (machine) => {
       if (typeof value === 'string') {
         const placeholder = /^\$\{(\w+)\}$/.exec(value)?.[1];
         if (placeholder === undefined) return value;
+        // The ARN of a workflow another one starts, as the builder wrote it.
+        if ('Fn::Sub' in (variables[placeholder] as object)) return variables[placeholder];
         const target = (variables[placeholder] as { 'Fn::GetAtt': [string, string] })['Fn::GetAtt'];
         expect(target[1]).toBe('Arn');
         const { FunctionName } = resource<LambdaFunction>(target[0], 'AWS::Lambda::Function');
@@ -599,8 +601,10 @@ describe.each(STATE_MACHINES)('the state machine $id', (machine) => {
 
     const deployed = unbound(JSON.parse(text)) as Asl;
     expect(withoutDefaultQueryLanguage(deployed)).toEqual(withoutDefaultQueryLanguage(asl));
-    // Every placeholder is a function's ARN: the plugin left nothing else to resolve.
-    expect(Object.keys(variables)).toHaveLength(new Set(namedFunctions(asl)).size);
+    // Every placeholder is a function's ARN, or a started workflow's: the plugin left nothing else to resolve.
+    const started = Object.values(variables).filter((v) => 'Fn::Sub' in (v as object));
+    expect(started).toHaveLength(name === 'point-in-time-recovery' ? 1 : 0);
+    expect(Object.keys(variables)).toHaveLength(new Set(namedFunctions(asl)).size + started.length);
     // It names exactly its functions, the only ones its role may invoke (below).
     expect(new Set(namedFunctions(asl))).toEqual(new Set(functions));
     const states = new Map(allStates(deployed.States));
@@ -672,8 +676,34 @@ describe('the point-in-time recovery', () => {
       'AWS::IAM::Role',
     );
     const statements = role.Policies.flatMap((p) => p.PolicyDocument.Statement);
-    const start = statements.filter((s) => asArray(s.Action).includes('states:StartExecution'));
-    expect(start.map((s) => s.Resource)).toEqual([[{ Ref: 'DatabaseBackupStateMachine' }]]);
+    const name = { Name: { 'Fn::GetAtt': ['DatabaseBackupStateMachine', 'Name'] } };
+    const grants = statements
+      .filter((s) => asArray(s.Action).some((a) => a.startsWith('states:')))
+      .map((s) => [asArray(s.Action).join(','), s.Resource]);
+    expect(grants).toEqual([
+      [
+        'states:StartExecution',
+        [
+          {
+            'Fn::Sub': [
+              `arn:\${AWS::Partition}:states:\${AWS::Region}:\${AWS::AccountId}:stateMachine:\${Name}`,
+              name,
+            ],
+          },
+        ],
+      ],
+      [
+        'states:DescribeExecution,states:StopExecution',
+        [
+          {
+            'Fn::Sub': [
+              `arn:\${AWS::Partition}:states:\${AWS::Region}:\${AWS::AccountId}:execution:\${Name}:*`,
+              name,
+            ],
+          },
+        ],
+      ],
+    ]);
   });
 });
 

@@ -237,11 +237,7 @@ describe('parseInput with plans and host command requests', () => {
 
   it('checks a restore plan’s nested archives, rows and safety dump', () => {
     const message = refusal(() =>
-      parseInput(
-        restorePlanSchema,
-        { archives: [], expectedRows: { pets: { min: 1.5, max: 'x' } } },
-        'P',
-      ),
+      parseInput(restorePlanSchema, { archives: [], expectedRows: { pets: { min: 1.5, max: 'x' } } }, 'P'),
     );
     for (const line of [
       'archives: Too small: expected array to have exactly 1 items',
