@@ -29,7 +29,7 @@ export function restoreDrill(): Definition {
   const onError = { next: S.report };
   return {
     Comment:
-      'Restore drill (weekly: a random verified full backup of the last 7 days; monthly DR: the latest): S3 reachable, point-in-time chain for an hour ago, restore test of the chosen backup, a report stored in S3 and summarized in the alert.',
+      'Restore drill (weekly: a random verified full backup of the last 7 days; monthly DR: the latest): S3 reachable, restore test of the chosen backup, a report stored in S3 and summarized in the alert.',
     StartAt: RECEIVE_REQUEST,
     TimeoutSeconds: 43_200,
     States: {
@@ -37,7 +37,7 @@ export function restoreDrill(): Definition {
         receiveComment:
           'Wraps the input ({"pick": "random"} weekly, {"pick": "latest"} monthly), so that a malformed one still reaches PlanDrill\'s error and the alert.',
         comment:
-          'Lists the catalog (the S3 check), picks the backup (at random with a recorded seed, or the latest) and checks that a point-in-time recovery to an hour ago finds its chain.',
+          'Lists the catalog (the S3 check), picks the backup (at random with a recorded seed, or the latest).',
         resultPath: at(R.drill),
         next: 'StartRestoreTest',
       }),

@@ -360,6 +360,18 @@ export async function planPointInTimeRecovery(
   };
 }
 
+/**
+ * An ISO 8601 time with a zone as PostgreSQL's recovery_target_time takes it:
+ * its check reads neither the `T` nor a `Z` (`2026-11-26T10:30:00.5Z` is
+ * `2026-11-26 10:30:00.5+00`); the digits are kept as given, microseconds too.
+ */
+export function recoveryTargetTime(iso: string): string {
+  const match = /^(\d{4}-\d{2}-\d{2})T(\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?)(Z|[+-]\d{2}(?::?\d{2})?)$/.exec(iso);
+  if (!match) throw new InvalidInputError(`"${iso}" is not an ISO 8601 time with a zone.`);
+  const [, date, time, zone] = match;
+  return `${date} ${time}${zone === 'Z' ? '+00' : zone}`;
+}
+
 /** The host command of a recovery: side by side into a staging database, or the whole cluster in place. */
 export const POINT_IN_TIME_HOST_COMMANDS = {
   'point-in-time-restore': hostCommand({
@@ -372,7 +384,7 @@ export const POINT_IN_TIME_HOST_COMMANDS = {
         ...pgbackrestParams(config, target),
         KB_SCOPE: plan.scope,
         KB_SET: plan.base.label,
-        KB_TARGET_TIME: plan.targetTime === 'latest' ? '' : plan.targetTime,
+        KB_TARGET_TIME: plan.targetTime === 'latest' ? '' : recoveryTargetTime(plan.targetTime),
         KB_RUN: plan.runId,
         KB_ARCHIVE_WAIT_SECONDS: String(WAL_ARCHIVE_MAX_AGE_SECONDS),
         // The host command's own deadline bounds the whole run; replay may take most of it.

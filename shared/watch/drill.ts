@@ -22,8 +22,7 @@ import { DAY_MS } from '../core/time.ts';
  * Restore drills. Weekly: a random verified full backup of the last 7 days goes
  * through the restore test (the seed and the choice are in the output, so an
  * auditor can check the choice was not made by hand). Monthly (DR): the latest
- * one. Both check that S3 answers and that a point-in-time recovery to an hour
- * ago would find its chain, and store a report (JSON and Markdown) in S3.
+ * one. Both check that S3 answers, and store a report (JSON and Markdown) in S3.
  */
 export const drillInputSchema = z.strictObject({
   /** `random`: among the verified full backups of the last 7 days; `latest`: the newest verified one. */
