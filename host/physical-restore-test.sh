@@ -60,18 +60,14 @@ fi
 exec {lock}>"$KB_LOCK_DIR/.physical-restore-test.$KB_STANZA.lock"
 
 work=''
-run_made=''
 cleanup_failed=''
-# Stops and removes this run's scratch instance; safe to call twice.
+# Set once this run makes its directory: before, a directory of the same name
+# is another run's (one this run waits for).
+run_made=''
+# Stops and removes this run's side cluster; safe to call twice.
 remove_run() {
   stop_child
-  [[ -n $run_made ]] || return 0
-  if where_db side_remove "$area" "$KB_PGBACKREST_USER" "$label_pattern" "$set_label" >/dev/null; then
-    run_made=''
-  else
-    echo "physical-restore-test: could not remove the scratch instance in $run; the next restore test of $KB_STANZA removes it" >&2
-    cleanup_failed=1
-  fi
+  if [[ -n $run_made ]]; then side_remove_run "$area" "$label_pattern" "$set_label" || cleanup_failed=1; fi
 }
 on_exit() {
   local status=$?

@@ -173,19 +173,16 @@ fi
 exec {lock}>"$KB_LOCK_DIR/.point-in-time-restore.$KB_STANZA.lock"
 
 work=''
-run_made=''
-staging_created=''
 cleanup_failed=''
+# Set once this run makes its directory: before, a directory of the same name
+# is another run's (one this run waits for).
+run_made=''
+# Stops and removes this run's side cluster; safe to call twice.
 remove_run() {
   stop_child
-  [[ -n $run_made ]] || return 0
-  if where_db side_remove "$area" "$KB_PGBACKREST_USER" "$run_pattern" "$KB_RUN" >/dev/null; then
-    run_made=''
-  else
-    echo "point-in-time-restore: could not remove the side cluster in $run; the next recovery of $KB_STANZA removes it" >&2
-    cleanup_failed=1
-  fi
+  if [[ -n $run_made ]]; then side_remove_run "$area" "$run_pattern" "$KB_RUN" || cleanup_failed=1; fi
 }
+staging_created=''
 on_exit() {
   local status=$?
   trap '' TERM INT

@@ -126,6 +126,16 @@ stop_child() {
   fi
 }
 
+# Stops what the script waits on and removes a run's side cluster (side_remove
+# with a NAME); safe to call twice, and before the run's directory exists. A
+# failure is said, and left to the next run's sweep.
+side_remove_run() { # side_remove_run AREA PATTERN NAME
+  stop_child
+  where_db side_remove "$1" "$KB_PGBACKREST_USER" "$2" "$3" >/dev/null && return 0
+  echo "$side_script: could not remove the side cluster in $1/$3; the next run for $KB_STANZA removes it" >&2
+  return 1
+}
+
 # The first port from a random start in 20000-29999 on which nothing listens
 # where the database lives: the side cluster listens on no TCP address, but its
 # port also keys its shared memory, which must not be production's.

@@ -62,9 +62,14 @@ export async function newestRecoveryRecord(
   const keys = (await catalog.listKeys(recoveriesOf(target))).filter((k) => k.endsWith('.json'));
   for (let i = keys.length - 1; i >= 0; i -= 1) {
     const key = keys[i] as string;
-    const parsed = recoveryRecordSchema.safeParse(
-      JSON.parse(await catalog.readObject(key, `The recovery record ${key} disappeared while it was read.`)),
-    );
+    const text = await catalog.readObject(key, `The recovery record ${key} disappeared while it was read.`);
+    let json: unknown;
+    try {
+      json = JSON.parse(text);
+    } catch {
+      continue;
+    }
+    const parsed = recoveryRecordSchema.safeParse(json);
     if (parsed.success) return { key, record: parsed.data };
   }
   return undefined;

@@ -12,7 +12,7 @@ import {
   timelinePath,
 } from '../backup/wal-segments.ts';
 import { type Catalog, objectsUnder } from '../catalog/catalog.ts';
-import { runId as makeRunId, replacedDatabase, stagingDatabase } from '../catalog/keys.ts';
+import { runId as makeRunId, PHYSICAL_KINDS, replacedDatabase, stagingDatabase } from '../catalog/keys.ts';
 import { keyOf, listPhysicalBackups, type PhysicalRecord, usable } from '../catalog/physical.ts';
 import { expectedSeconds, newestRecoveryRecord } from '../catalog/recoveries.ts';
 import { WAL_ARCHIVE_MAX_AGE_SECONDS } from '../catalog/schedule.ts';
@@ -97,7 +97,7 @@ export const pointInTimePlanSchema = z.object({
   /** The backup set restored: the newest that passed verification and its restore test and stopped before the target. */
   base: z.object({
     label: pgbackrestLabel,
-    kind: z.string(),
+    kind: z.enum(PHYSICAL_KINDS),
     /** When the backup stopped: its consistent point, the earliest time it recovers to. */
     stoppedAt: iso,
     archiveStart: walSegment,
