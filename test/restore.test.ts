@@ -75,7 +75,7 @@ describe('the database-restore workflow', () => {
     // The summary alert is the operator's record in Slack.
     expect(run.alerts).toHaveLength(1);
     expect(run.alerts[0]?.text).toContain(
-      'kennel_restored restored on local from 1 archive(s) of kennel_prod',
+      'kennel_restored restored on local from a backup of kennel_prod',
     );
     expect(run.visibleText).not.toContain(world.env.postgres.password);
   });
