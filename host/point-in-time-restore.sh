@@ -41,8 +41,8 @@
 # after consistency) KB_JOBS (pg_dump/pg_restore processes).
 # Scope database: KB_DATABASE KB_STAGING KB_ABSENT (a database that must not
 # exist, or empty) KB_SCRATCH_ROOT KB_SCRATCH_USER KB_LOCK_DIR.
-# Scope cluster: KB_PG_DATA (the cluster's data directory) KB_PG_LOG (the log
-# file of the restarted server). KB_TEST_HOLD_FILE: tests only, never set by a
+# Scope cluster: KB_PG_DATA (the cluster's data directory) KB_PG_LOG (the
+# restarted server logs to it, the run's id before its .log). KB_TEST_HOLD_FILE: tests only, never set by a
 # host command: once the side cluster is up, it stays until the test removes it.
 
 started_at=$(utc_now)
@@ -139,25 +139,27 @@ if [[ $KB_SCOPE == cluster ]]; then
   restore_seconds=$((SECONDS - t))
   phase=recovery
   t=$SECONDS
-  start=(as_db_owner "$bindir/pg_ctl" start -D "$KB_PG_DATA" -w -t 86400 -l "$KB_PG_LOG")
+  # The server's log from this start on, this run's own: its recovery's words are read from it.
+  server_log=${KB_PG_LOG%.log}-$KB_RUN.log
+  start=(as_db_owner "$bindir/pg_ctl" start -D "$KB_PG_DATA" -w -t 86400 -l "$server_log")
   if [[ -n $exec_path && -x $exec_path ]]; then start+=(-p "$exec_path"); fi
   if [[ -n $post_opts ]]; then start+=(-o "$post_opts"); fi
   waited "${start[@]}" >/dev/null || {
-    pg tail -n 15 "$KB_PG_LOG" >&2 || true
+    pg tail -n 15 "$server_log" >&2 || true
     fail "PostgreSQL did not start after the restore (its log is above)"
   }
   for ((tries = 0; ; tries += 1)); do
     [[ $(pg_sql postgres <<<'SELECT pg_is_in_recovery()' 2>/dev/null) == f ]] && break
     ((tries < KB_RECOVERY_WAIT_SECONDS)) ||
-      fail "PostgreSQL did not end recovery within $KB_RECOVERY_WAIT_SECONDS s; see $KB_PG_LOG"
+      fail "PostgreSQL did not end recovery within $KB_RECOVERY_WAIT_SECONDS s; see $server_log"
     waited sleep 1
   done
   recovery_seconds=$((SECONDS - t))
   timeline=$(pg_sql postgres <<<'SELECT timeline_id FROM pg_control_checkpoint()') || timeline=0
   printf 'KB-RESULT {"scope": "cluster", "set": "%s", "targetTime": %s, "backupBytes": %s, "timeline": %s, "stoppedBefore": %s, "lastTransactionAt": %s, "startedAt": "%s", "finishedAt": "%s", "seconds": {"stop": %s, "restore": %s, "recovery": %s, "total": %s}}\n' \
     "$KB_SET" "$([[ -n $KB_TARGET_TIME ]] && printf '"%s"' "$KB_TARGET_TIME" || printf null)" "$backup_bytes" "${timeline:-0}" \
-    "$(log_fact "$KB_PG_LOG" 'recovery stopping before [^"]*')" \
-    "$(log_fact "$KB_PG_LOG" 'last completed transaction was at log time [^"]*')" \
+    "$(log_fact "$server_log" 'recovery stopping before [^"]*')" \
+    "$(log_fact "$server_log" 'last completed transaction was at log time [^"]*')" \
     "$started_at" "$(utc_now)" "$stop_seconds" "$restore_seconds" "$recovery_seconds" "$SECONDS"
   exit 0
 fi
