@@ -11,6 +11,7 @@ const {
   FILE_KINDS,
   KIND_PREFIX,
   PHYSICAL_RECORD_PREFIX,
+  RECOVERY_RECORD_PREFIX,
   pgbackrestPrefix,
   SCHEDULED_DATABASE_KINDS,
   SCHEDULED_DUMP_KINDS,
@@ -319,6 +320,12 @@ module.exports = {
 
   /** The same prefix for an s3:prefix condition on ListBucket. */
   physicalRecordPrefix: () => `${PHYSICAL_RECORD_PREFIX}*`,
+
+  /** The measured recoveries (shared/catalog/recoveries.ts), written by Lambda stages only. */
+  recoveryRecordObjects: () => objectsUnder(RECOVERY_RECORD_PREFIX),
+
+  /** The same prefix for an s3:prefix condition on ListBucket. */
+  recoveryRecordPrefix: () => `${RECOVERY_RECORD_PREFIX}*`,
 
   /** What the monitoring lists: the backup prefixes, and each pgBackRest repository (for its size). */
   monitoredPrefixes: async ({ resolveVariable }) => {

@@ -28,6 +28,7 @@ import { RestoreTestFailedError } from '../shared/core/errors.ts';
 import { type CommandState, checkHostCommand } from '../shared/host/command-stage.ts';
 import { pgbackrestOf, pgbackrestPath } from '../shared/host/pgbackrest-conf.ts';
 import { renderScript } from '../shared/host/shell.ts';
+import { type Contents, contents, ident } from './support/contents.ts';
 import { getBytes, putBytes, startWorld, type TestWorld } from './support/environment.ts';
 import type { Finished } from './support/process.ts';
 
@@ -52,61 +53,7 @@ let reference: Record<string, Contents>;
 const RESTORES_TIMEOUT = 300_000;
 const work = mkdtempSync(join(tmpdir(), 'kennel-backup-physical-restore-test-'));
 
-/** A database's content: each table's count and checksum, each sequence's value, its large objects, encoding and settings. */
-interface Contents {
-  tables: Record<string, string>;
-  sequences: Record<string, string>;
-  /** Count and md5 of every large object's oid and bytes. */
-  largeObjects: string;
-  /** The database's encoding and its ALTER DATABASE settings. */
-  database: string;
-}
-
 const DATABASES = ['kennel_prod', 'kennel "archive"', 'kennel_latin1'];
-const ident = (name: string) => `"${name.replaceAll('"', '""')}"`;
-
-/** Every table's rows (FROM ONLY) as count and md5 of the sorted rows; every sequence's value. Keys are JSON pairs. */
-function contents(run: (database: string, query: string) => string, database: string): Contents {
-  const tables = run(
-    database,
-    `SELECT json_build_array(n.nspname, c.relname) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-     WHERE c.relkind IN ('r', 'm') AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_toast'`,
-  )
-    .split('\n')
-    .filter(Boolean);
-  const checksum = (pair: string) => {
-    const [schema, table] = JSON.parse(pair) as [string, string];
-    return run(
-      database,
-      `SELECT count(*) || ':' || coalesce(md5(string_agg(t::text, '|' ORDER BY t::text)), '') FROM ONLY ${ident(schema)}.${ident(table)} t`,
-    );
-  };
-  const sequences = run(
-    database,
-    `SELECT json_build_array(schemaname, sequencename) || ' ' || coalesce(last_value::text, 'not called') FROM pg_sequences`,
-  )
-    .split('\n')
-    .filter(Boolean);
-  const largeObjects = run(
-    database,
-    `SELECT count(*) || ':' || coalesce(md5(string_agg(oid::text || ':' || encode(lo_get(oid), 'hex'), '|' ORDER BY oid)), '')
-     FROM pg_largeobject_metadata`,
-  );
-  const settings = run(
-    database,
-    `SELECT pg_encoding_to_char(d.encoding) || ' ' || coalesce(array_to_string(s.setconfig, ','), '')
-     FROM pg_database d LEFT JOIN pg_db_role_setting s ON s.setdatabase = d.oid AND s.setrole = 0
-     WHERE d.datname = current_database()`,
-  );
-  return {
-    largeObjects,
-    database: settings,
-    tables: Object.fromEntries(tables.map((pair) => [JSON.stringify(JSON.parse(pair)), checksum(pair)])),
-    sequences: Object.fromEntries(
-      sequences.map((l) => [l.slice(0, l.lastIndexOf(' ')), l.slice(l.lastIndexOf(' ') + 1)]),
-    ),
-  };
-}
 
 const production = (database: string, query: string) =>
   psql(world.env.postgres, database, ['-A', '-t', '-c', query]).trim();

@@ -74,9 +74,7 @@ describe('the database-restore workflow', () => {
     expect(run.host.sent.map((s) => s.comment.split(' ')[1])).toEqual(['database-restore', 'database-swap']);
     // The summary alert is the operator's record in Slack.
     expect(run.alerts).toHaveLength(1);
-    expect(run.alerts[0]?.text).toContain(
-      'kennel_restored restored on local from 1 archive(s) of kennel_prod',
-    );
+    expect(run.alerts[0]?.text).toContain('kennel_restored restored on local from a backup of kennel_prod');
     expect(run.visibleText).not.toContain(world.env.postgres.password);
   });
 

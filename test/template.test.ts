@@ -37,8 +37,6 @@ import { maxAgeMinutes, SCHEDULES } from '../shared/catalog/schedule.ts';
 import { type Config, parseConfig } from '../shared/core/config.ts';
 import { pgbackrestConfOf, pgbackrestPath } from '../shared/host/pgbackrest-conf.ts';
 import { HOST_SCRIPTS } from '../shared/host/shell.ts';
-import { restoreWorkflowOf } from '../shared/restore/database-plan.ts';
-import { RESTORE_WORKFLOWS } from '../shared/restore/database-schemas.ts';
 import { createMetrics, METRICS_NAMESPACE, metricsSink, recordArchive } from '../shared/watch/metrics.ts';
 import { planMonitoring } from '../shared/watch/monitoring.ts';
 import { TASK_SECONDS } from '../statemachines/steps.ts';
@@ -89,6 +87,8 @@ const FUNCTIONS = {
   checkRestore: 'check-restore',
   planFilesRestore: 'plan-files-restore',
   reportRestore: 'report-restore',
+  planPointInTimeRecovery: 'plan-point-in-time-recovery',
+  reportPointInTimeRecovery: 'report-point-in-time-recovery',
   pruneBackups: 'prune-backups',
   recordPhysicalBackup: 'record-physical-backup',
   recordPhysicalExpiry: 'record-physical-expiry',
@@ -123,7 +123,6 @@ interface StateMachine {
   type?: 'EXPRESS';
 }
 const BACKUP_LANDMARKS = { BackUpEachTarget: 'Map', VerifyArchive: 'Task', BackupSucceeded: 'Succeed' };
-/** Both restore workflows run the one definition; PlanRestore tells them apart by the name. */
 const RESTORE_FUNCTIONS: FunctionName[] = [
   'planRestore',
   'startHostCommand',
@@ -207,8 +206,25 @@ const STATE_MACHINES: StateMachine[] = [
     id: 'PointInTimeRecoveryStateMachine',
     name: 'point-in-time-recovery',
     logGroup: 'PointInTimeRecoveryLogGroup',
-    functions: RESTORE_FUNCTIONS,
-    landmarks: RESTORE_LANDMARKS,
+    functions: [
+      'planPointInTimeRecovery',
+      'startHostCommand',
+      'checkHostCommand',
+      'verifyArchive',
+      'pruneBackups',
+      'reportPointInTimeRecovery',
+      'sendAlert',
+    ],
+    landmarks: {
+      PlanPointInTimeRecovery: 'Task',
+      IsWholeCluster: 'Choice',
+      StartPointInTimeRestore: 'Task',
+      StartClusterRecovery: 'Task',
+      StartFullBackup: 'Task',
+      VerifySafetyDump: 'Task',
+      StartSwap: 'Task',
+      Recovered: 'Succeed',
+    },
     schedules: [],
   },
   {
@@ -585,6 +601,8 @@ describe.each(STATE_MACHINES)('the state machine $id', (machine) => {
       if (typeof value === 'string') {
         const placeholder = /^\$\{(\w+)\}$/.exec(value)?.[1];
         if (placeholder === undefined) return value;
+        // The ARN of a workflow another one starts, as the builder wrote it.
+        if ('Fn::Sub' in (variables[placeholder] as object)) return variables[placeholder];
         const target = (variables[placeholder] as { 'Fn::GetAtt': [string, string] })['Fn::GetAtt'];
         expect(target[1]).toBe('Arn');
         const { FunctionName } = resource<LambdaFunction>(target[0], 'AWS::Lambda::Function');
@@ -596,8 +614,10 @@ describe.each(STATE_MACHINES)('the state machine $id', (machine) => {
 
     const deployed = unbound(JSON.parse(text)) as Asl;
     expect(withoutDefaultQueryLanguage(deployed)).toEqual(withoutDefaultQueryLanguage(asl));
-    // Every placeholder is a function's ARN: the plugin left nothing else to resolve.
-    expect(Object.keys(variables)).toHaveLength(new Set(namedFunctions(asl)).size);
+    // Every placeholder is a function's ARN, or a started workflow's: the plugin left nothing else to resolve.
+    const started = Object.values(variables).filter((v) => 'Fn::Sub' in (v as object));
+    expect(started).toHaveLength(name === 'point-in-time-recovery' ? 1 : 0);
+    expect(Object.keys(variables)).toHaveLength(new Set(namedFunctions(asl)).size + started.length);
     // It names exactly its functions, the only ones its role may invoke (below).
     expect(new Set(namedFunctions(asl))).toEqual(new Set(functions));
     const states = new Map(allStates(deployed.States));
@@ -662,24 +682,41 @@ describe.each(STATE_MACHINES)('the state machine $id', (machine) => {
   });
 });
 
-describe('the restore workflows', () => {
-  const restores = STATE_MACHINES.filter((m) => (RESTORE_WORKFLOWS as readonly string[]).includes(m.name));
-
-  it('are one definition deployed under each name PlanRestore tells apart', () => {
-    const names = restores.map(
-      (m) =>
-        resource<{ StateMachineName: string }>(m.id, 'AWS::StepFunctions::StateMachine').StateMachineName,
+describe('the point-in-time recovery', () => {
+  it('may start the database-backup workflow (the full backup after a whole-cluster recovery) and no other', () => {
+    const role = resource<{ Policies: { PolicyDocument: PolicyDocument }[] }>(
+      'PointInTimeRecoveryStateMachineRole',
+      'AWS::IAM::Role',
     );
-    // `$$.StateMachine.Name` is what PlanRestore receives: each name must choose its own input schema.
-    expect(names.map(restoreWorkflowOf)).toEqual([...RESTORE_WORKFLOWS]);
-    const definitions = restores.map((m) => {
-      const props = resource<{ DefinitionString: { 'Fn::Sub': [string, unknown] } }>(
-        m.id,
-        'AWS::StepFunctions::StateMachine',
-      );
-      return props.DefinitionString['Fn::Sub'];
-    });
-    expect(definitions[1]).toEqual(definitions[0]);
+    const statements = role.Policies.flatMap((p) => p.PolicyDocument.Statement);
+    const name = { Name: { 'Fn::GetAtt': ['DatabaseBackupStateMachine', 'Name'] } };
+    const grants = statements
+      .filter((s) => asArray(s.Action).some((a) => a.startsWith('states:')))
+      .map((s) => [asArray(s.Action).join(','), s.Resource]);
+    expect(grants).toEqual([
+      [
+        'states:StartExecution',
+        [
+          {
+            'Fn::Sub': [
+              `arn:\${AWS::Partition}:states:\${AWS::Region}:\${AWS::AccountId}:stateMachine:\${Name}`,
+              name,
+            ],
+          },
+        ],
+      ],
+      [
+        'states:DescribeExecution,states:StopExecution',
+        [
+          {
+            'Fn::Sub': [
+              `arn:\${AWS::Partition}:states:\${AWS::Region}:\${AWS::AccountId}:execution:\${Name}:*`,
+              name,
+            ],
+          },
+        ],
+      ],
+    ]);
   });
 });
 
@@ -1584,6 +1621,38 @@ describe('permissions', () => {
     ],
     // Pure computation over the execution's state.
     reportRestore: [],
+    // The physical records, the measured recoveries and the WAL archive, read only.
+    planPointInTimeRecovery: [
+      {
+        Effect: 'Allow',
+        Action: ['s3:ListBucket'],
+        Resource: getAtt('BackupBucket'),
+        Condition: {
+          StringLike: {
+            's3:prefix': ['pgbackrest/*/archive/*', 'catalog/pgbackrest/*', 'catalog/recoveries/*'],
+          },
+        },
+      },
+      {
+        Effect: 'Allow',
+        Action: ['s3:GetObject'],
+        Resource: [
+          sub(`\${BackupBucket.Arn}/pgbackrest/*/archive/*`),
+          sub(`\${BackupBucket.Arn}/catalog/pgbackrest/*`),
+          sub(`\${BackupBucket.Arn}/catalog/recoveries/*`),
+        ],
+      },
+      bucketKey('kms:Decrypt'),
+    ],
+    // Writes its measured rate, a new object under catalog/recoveries/; reads nothing.
+    reportPointInTimeRecovery: [
+      {
+        Effect: 'Allow',
+        Action: ['s3:PutObject'],
+        Resource: sub(`\${BackupBucket.Arn}/catalog/recoveries/*`),
+      },
+      bucketKey('kms:GenerateDataKey'),
+    ],
     pruneBackups: [
       listBackups,
       { Effect: 'Allow', Action: ['s3:GetObject', 's3:DeleteObject'], Resource: objects },
@@ -1600,7 +1669,7 @@ describe('permissions', () => {
     ],
     // Judges the execution's state; emits nothing.
     reportVerification: [],
-    // The full backups to pick from and the point-in-time chain: database/ only, read only.
+    // The full backups to pick from: database/ only, read only.
     planDrill: [
       listDatabase,
       { Effect: 'Allow', Action: ['s3:GetObject'], Resource: databaseObjects },
@@ -2139,8 +2208,14 @@ describe('the functions', () => {
     expect(lambda.Architectures).toEqual(['arm64']);
   });
 
-  it('planRestore has nearly the minute its Task allows to read a point-in-time chain', () => {
+  it('planRestore has nearly the minute its Task allows to read the catalog', () => {
     expect(resource<LambdaFunction>('PlanRestoreLambdaFunction', 'AWS::Lambda::Function').Timeout).toBe(55);
+  });
+
+  it('planPointInTimeRecovery has nearly the two minutes its Task allows to list the WAL', () => {
+    expect(
+      resource<LambdaFunction>('PlanPointInTimeRecoveryLambdaFunction', 'AWS::Lambda::Function').Timeout,
+    ).toBe(110);
   });
 
   it('verifyArchive has the time and memory to stream a large archive', () => {

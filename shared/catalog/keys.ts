@@ -101,6 +101,19 @@ export function physicalRecordKey(target: string, startedAt: string, id: string)
 /** Where a target's physical records are listed from. */
 export const physicalRecordsOf = (target: string) => `${PHYSICAL_RECORD_PREFIX}${target}/`;
 
+/**
+ * The measured recoveries of a target, one JSON object each (shared/catalog/recoveries.ts):
+ * `catalog/recoveries/<target>/2026/11/30/<run id>.json`. Point-in-time recoveries
+ * and drills write them; dry runs read the newest for the expected duration.
+ */
+export const RECOVERY_RECORD_PREFIX = 'catalog/recoveries/';
+export const recoveriesOf = (target: string) => `${RECOVERY_RECORD_PREFIX}${target}/`;
+
+export function recoveryRecordKey(target: string, measuredAt: string, id: string): string {
+  const [y, m, d] = (measuredAt.split('T')[0] ?? '').split('-');
+  return `${recoveriesOf(target)}${y}/${m}/${d}/${id}.json`;
+}
+
 /** Drill reports, kept for the auditor: `reports/drills/2026/11/26/<run id>.json` and `.md`. */
 export function drillReportKey(startedAt: string, id: string, extension: 'json' | 'md'): string {
   const [y, m, d] = (startedAt.split('T')[0] ?? '').split('-');
