@@ -8,6 +8,7 @@ import { localHost } from '../local/host.ts';
 import { PROJECT_ROOT, runWorkflow } from '../local/runner.ts';
 import type { Config, Target } from '../shared/core/config.ts';
 import { shellQuote } from '../shared/host/shell.ts';
+import { recoveryTargetTime } from '../shared/restore/point-in-time.ts';
 import {
   bareRecovery,
   checkInterrupted,
@@ -81,7 +82,7 @@ const lsnBytes = (ctx: Ctx, from: string) =>
 
 /** pgbench writing (2 clients) for `seconds`. */
 const pgbench = (ctx: Ctx, seconds: number) =>
-  sh(`pgbench -n -q -c 2 -j 2 -T ${seconds} ${PGBENCH} >/dev/null`, ctx.environment.hostEnv);
+  sh(`pgbench -n -c 2 -j 2 -T ${seconds} ${PGBENCH} >/dev/null`, ctx.environment.hostEnv);
 
 /** pgbench writes until `bytes` of WAL lie after `from`; then a quiet second each side of the target second. */
 async function markTarget(ctx: Ctx, from: string, segments: number): Promise<RecoveryTarget> {
@@ -205,15 +206,19 @@ async function main(): Promise<number> {
       log(`pgbench until ${goal} WAL segment(s) of changes lie after the backup …`);
       marked.push(await markTarget(ctx, from, goal));
     }
-    // A commit after the last target, so that every target lies inside the WAL.
+    // A commit after the last target, so that every target lies inside the WAL,
+    // and that WAL archived (the bare engine, unlike ours, does not see to it).
     await pgbench(ctx, 2);
+    const segment = queryValue(server, 'postgres', 'SELECT pg_walfile_name(pg_switch_wal())');
+    while (queryValue(server, 'postgres', 'SELECT last_archived_wal FROM pg_stat_archiver') < segment)
+      await sleep(200);
 
     const rows: string[][] = [];
     const measured: unknown[] = [];
     for (const t of marked) {
       log(`bare pgbackrest restore --type=time --target=${t.time} (${t.segments} segment(s)) …`);
       const recovered = await bareRecovery(env.hostEnv, target, {
-        recoveryArgs: ['--type=time', `--target=${t.time}`],
+        recoveryArgs: ['--type=time', `--target=${recoveryTargetTime(t.time)}`],
         scratch: join(tmpdir(), `kb-bench-pitr-${process.pid}`),
         database: PGBENCH,
         query: 'SELECT count(*) FROM pgbench_history',
