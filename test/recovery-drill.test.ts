@@ -6,7 +6,7 @@ import { scratchDirectoryOf } from '../shared/backup/physical-restore-test.ts';
 import { listPhysicalBackups } from '../shared/catalog/physical.ts';
 import { newestRecoveryRecord } from '../shared/catalog/recoveries.ts';
 import { type Config, parseConfig, type Target } from '../shared/core/config.ts';
-import type { PointInTimePlan } from '../shared/restore/point-in-time.ts';
+import { type PointInTimePlan, recoverableBackups } from '../shared/restore/point-in-time.ts';
 import { planRecoveryDrill } from '../shared/watch/recovery-drill.ts';
 import { databasesLike } from './support/checksums.ts';
 import { getBytes, putBytes, runIn, startWorld, type TestWorld } from './support/environment.ts';
@@ -178,6 +178,19 @@ describe('the monthly DR drill (recovery-drill)', () => {
     expect(at).toBeGreaterThanOrEqual(Date.parse(first.window.from));
     expect(at).toBeLessThanOrEqual(Date.parse(first.window.to));
     expect(first.recovery.scope).toBe('scratch');
+
+    // Right after the only backup, no second is recoverable yet: the drill fails and says when it can run.
+    const { oldestRecoverable } = await recoverableBackups(world.catalog, 'local');
+    const early = new Date(Date.parse(oldestRecoverable) + 5000);
+    await expect(
+      planRecoveryDrill(
+        config,
+        world.catalog,
+        world.s3,
+        { ...request(), startedAt: early.toISOString() },
+        early,
+      ),
+    ).rejects.toThrow(`recovers from ${oldestRecoverable}`);
   });
 
   it(
