@@ -1,8 +1,5 @@
-import { existsSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
-import { join } from 'node:path';
 import { ListObjectsV2Command } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { scratchDirectoryOf } from '../shared/backup/physical-restore-test.ts';
 import { listPhysicalBackups } from '../shared/catalog/physical.ts';
 import { newestRecoveryRecord } from '../shared/catalog/recoveries.ts';
 import { type Config, parseConfig, type Target } from '../shared/core/config.ts';
@@ -10,6 +7,7 @@ import { type PointInTimePlan, recoverableBackups } from '../shared/restore/poin
 import { planRecoveryDrill } from '../shared/watch/recovery-drill.ts';
 import { databasesLike } from './support/checksums.ts';
 import { getBytes, putBytes, runIn, startWorld, type TestWorld } from './support/environment.ts';
+import { expectNoSideCluster } from './support/side-cluster.ts';
 
 /**
  * The monthly DR drill, with real PostgreSQL, pgBackRest, bash and the local S3,
@@ -38,23 +36,6 @@ interface DrillOutput {
   checks: { check: string; passed: boolean; detail: string }[];
   report: { json: string; markdown: string };
   summary: string;
-}
-
-/** Nothing of a side cluster left in this world's point-in-time area: no directory, no process working there. */
-function expectNoSideCluster(): void {
-  const area = join(scratchDirectoryOf(target), `point-in-time-${target.name}`);
-  expect(existsSync(area) ? readdirSync(area) : []).toEqual([]);
-  const working: string[] = [];
-  for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
-    try {
-      const cwd = readlinkSync(`/proc/${pid}/cwd`);
-      const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8').replaceAll('\0', ' ');
-      if (cwd.startsWith(area) || cmdline.includes(area)) working.push(`${pid} ${cmdline}`);
-    } catch {
-      // Gone meanwhile.
-    }
-  }
-  expect(working).toEqual([]);
 }
 
 async function keysUnder(prefix: string): Promise<string[]> {
@@ -118,7 +99,7 @@ describe('the monthly DR drill (recovery-drill)', () => {
         databasesBefore,
       );
       expect(databasesLike(world, 'kb_')).toEqual([]);
-      expectNoSideCluster();
+      expectNoSideCluster(target);
 
       // The report, JSON and Markdown, names the second, the base set, the WAL, PostgreSQL's words and the rate.
       const keys = await keysUnder('reports/drills/');
@@ -219,7 +200,7 @@ describe('the monthly DR drill (recovery-drill)', () => {
         expect(markdown).toMatch(/^# Monthly DR drill \d{4}-\d{2}-\d{2}: FAILED/);
         expect(markdown).toContain('| point-in-time recovery | **FAILED** |');
         expect(markdown).toContain('**recovery rate:** not measured');
-        expectNoSideCluster();
+        expectNoSideCluster(target);
       } finally {
         await putBytes(world.s3, world.env.bucket, file, bytes);
       }

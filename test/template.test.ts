@@ -1554,6 +1554,29 @@ describe('permissions', () => {
     bucketKey('kms:Decrypt', 'kms:GenerateDataKey'),
   ];
 
+  const pointInTimePlanReads: Statement[] = [
+    {
+      Effect: 'Allow',
+      Action: ['s3:ListBucket'],
+      Resource: getAtt('BackupBucket'),
+      Condition: {
+        StringLike: {
+          's3:prefix': ['pgbackrest/*/archive/*', 'catalog/pgbackrest/*', 'catalog/recoveries/*'],
+        },
+      },
+    },
+    {
+      Effect: 'Allow',
+      Action: ['s3:GetObject'],
+      Resource: [
+        sub(`\${BackupBucket.Arn}/pgbackrest/*/archive/*`),
+        sub(`\${BackupBucket.Arn}/catalog/pgbackrest/*`),
+        sub(`\${BackupBucket.Arn}/catalog/recoveries/*`),
+      ],
+    },
+    bucketKey('kms:Decrypt'),
+  ];
+
   /** What each function may do beyond writing its own logs: the whole list, so any addition fails here. */
   const GRANTS: Record<FunctionName, Statement[]> = {
     // The pgBackRest records only (an incremental's base), read only: a dump's plan reads no catalog.
@@ -1643,51 +1666,9 @@ describe('permissions', () => {
     // Pure computation over the execution's state.
     reportRestore: [],
     // The physical records, the measured recoveries and the WAL archive, read only.
-    planPointInTimeRecovery: [
-      {
-        Effect: 'Allow',
-        Action: ['s3:ListBucket'],
-        Resource: getAtt('BackupBucket'),
-        Condition: {
-          StringLike: {
-            's3:prefix': ['pgbackrest/*/archive/*', 'catalog/pgbackrest/*', 'catalog/recoveries/*'],
-          },
-        },
-      },
-      {
-        Effect: 'Allow',
-        Action: ['s3:GetObject'],
-        Resource: [
-          sub(`\${BackupBucket.Arn}/pgbackrest/*/archive/*`),
-          sub(`\${BackupBucket.Arn}/catalog/pgbackrest/*`),
-          sub(`\${BackupBucket.Arn}/catalog/recoveries/*`),
-        ],
-      },
-      bucketKey('kms:Decrypt'),
-    ],
+    planPointInTimeRecovery: pointInTimePlanReads,
     // The DR drill's plan reads what the recovery's does.
-    planRecoveryDrill: [
-      {
-        Effect: 'Allow',
-        Action: ['s3:ListBucket'],
-        Resource: getAtt('BackupBucket'),
-        Condition: {
-          StringLike: {
-            's3:prefix': ['pgbackrest/*/archive/*', 'catalog/pgbackrest/*', 'catalog/recoveries/*'],
-          },
-        },
-      },
-      {
-        Effect: 'Allow',
-        Action: ['s3:GetObject'],
-        Resource: [
-          sub(`\${BackupBucket.Arn}/pgbackrest/*/archive/*`),
-          sub(`\${BackupBucket.Arn}/catalog/pgbackrest/*`),
-          sub(`\${BackupBucket.Arn}/catalog/recoveries/*`),
-        ],
-      },
-      bucketKey('kms:Decrypt'),
-    ],
+    planRecoveryDrill: pointInTimePlanReads,
     // Writes its measured rate, a new object under catalog/recoveries/; reads nothing.
     reportPointInTimeRecovery: [
       {

@@ -250,11 +250,10 @@ export async function planRecoveryBasis(
     );
 
   const { backups: usableBackups, oldestRecoverable } = await recoverableBackups(catalog, target);
-  const oldest = usableBackups[0] as PhysicalRecord;
   const base = usableBackups.filter((r) => recoversFrom(r) <= at).at(-1);
   if (!base)
     throw new InvalidInputError(
-      `The target time ${targetTime} is before the oldest recoverable point, ${oldestRecoverable} (the consistent point of the backup ${oldest.label}, the oldest that passed verification and its restore test); recover to that time or later. Nothing was changed.`,
+      `The target time ${targetTime} is before the oldest recoverable point, ${oldestRecoverable} (the consistent point of the backup ${usableBackups[0]?.label}, the oldest that passed verification and its restore test); recover to that time or later. Nothing was changed.`,
     );
 
   const wal = await walFrom(s3, catalog, base);
