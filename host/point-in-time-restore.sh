@@ -14,6 +14,11 @@
 # cluster's. The side cluster is stopped and removed on every way out (success,
 # failure, SIGTERM); what a run killed harder left is removed by the next run.
 #
+# Scope scratch (the monthly recovery drill): the same side cluster, recovered
+# to the target and promoted, then checked whole and removed: pg_amcheck of every
+# database, every table of every database read with its exact row count. Nothing
+# is copied into production, which it never writes to.
+#
 # Scope cluster: PostgreSQL is stopped, `pgbackrest restore --delta` brings the
 # whole data directory to the target, PostgreSQL is started with the options it
 # ran with (its postmaster.opts) and waits until it has promoted. Everything the
@@ -29,18 +34,19 @@
 # KB-RESULT {"scope", "set", "targetTime", "backupBytes", "timeline",
 #   "stoppedBefore", "lastTransactionAt", "database"?, "staging"?, "tables"?,
 #   "rows"?, "amcheck"?, "swept"?, "startedAt", "finishedAt",
-#   "seconds": {"restore", "recovery", "checks"?, "copy"?, "total"}}
+#   "databases"?, "seconds": {"restore", "recovery", "checks"?, "copy"?, "total"}}
 # stoppedBefore and lastTransactionAt are PostgreSQL's words from the recovered
 # cluster's log (the first transaction not applied; the last one applied), or null.
 #
 # Parameters: KB_PG_MODE KB_COMPOSE_FILE KB_COMPOSE_SERVICE KB_STANZA
 # KB_PGBACKREST_CONFIG KB_PGBACKREST_CONFIG_SHA256 KB_PGBACKREST_USER
-# KB_SCOPE (database or cluster) KB_SET (the backup set's label) KB_TARGET_TIME
+# KB_SCOPE (database, scratch or cluster) KB_SET (the backup set's label) KB_TARGET_TIME
 # (ISO 8601 with a zone; empty: the end of the WAL) KB_RUN (the run's id)
 # KB_ARCHIVE_WAIT_SECONDS KB_RECOVERY_WAIT_SECONDS (how long recovery may take
 # after consistency) KB_JOBS (pg_dump/pg_restore processes).
 # Scope database: KB_DATABASE KB_STAGING KB_ABSENT (a database that must not
-# exist, or empty) KB_SCRATCH_ROOT KB_SCRATCH_USER KB_LOCK_DIR.
+# exist, or empty) KB_SCRATCH_ROOT KB_SCRATCH_USER KB_LOCK_DIR; scope scratch:
+# the last three.
 # Scope cluster: KB_PG_DATA (the cluster's data directory) KB_PG_LOG (the
 # restarted server logs to it, the run's id before its .log). KB_TEST_HOLD_FILE: tests only, never set by a
 # host command: once the side cluster is up, it stays until the test removes it.
@@ -164,7 +170,7 @@ if [[ $KB_SCOPE == cluster ]]; then
   exit 0
 fi
 
-# Scope database: one area for the stanza's recoveries, a directory per run in it.
+# Scopes database and scratch: one area for the stanza's recoveries, a directory per run in it.
 area=$KB_SCRATCH_ROOT/point-in-time-$KB_STANZA
 run=$area/$KB_RUN
 data=$run/data
@@ -208,11 +214,13 @@ work=$(mktemp -d)
 exists() { # exists DATABASE
   [[ -n $(pg_sql postgres -v name="$1" <<<"SELECT 1 FROM pg_database WHERE datname = :'name'") ]]
 }
-for name in "$KB_STAGING" $KB_ABSENT; do
-  if exists "$name"; then
-    fail "the database $name already exists; a recovery never writes into an existing database. Drop it, or choose another targetDatabase. Nothing was changed"
-  fi
-done
+if [[ $KB_SCOPE == database ]]; then
+  for name in "$KB_STAGING" $KB_ABSENT; do
+    if exists "$name"; then
+      fail "the database $name already exists; a recovery never writes into an existing database. Drop it, or choose another targetDatabase. Nothing was changed"
+    fi
+  done
+fi
 
 swept=()
 side_sweep "$KB_SCRATCH_ROOT" "$area" "$run_pattern" >"$work/swept" ||
@@ -224,11 +232,13 @@ fi
 
 switch_and_archive || fail "the newest WAL could not be archived; nothing was changed"
 backup_bytes=$(set_bytes) || fail "pgbackrest info failed (its message is above)"
-# The restored files, a tenth and 256 MiB for WAL, and the dump (at most the cluster's size again).
-needed=$((2 * backup_bytes + backup_bytes / 10 + 256 * 1024 * 1024))
+# The restored files, a tenth and 256 MiB for WAL, and the dump (at most the cluster's size again; none in scratch).
+copies=2 for_what="twice the backup's"
+if [[ $KB_SCOPE == scratch ]]; then copies=1 for_what="the backup's"; fi
+needed=$((copies * backup_bytes + backup_bytes / 10 + 256 * 1024 * 1024))
 available=$(bytes_free "$area")
 if ((available < needed)); then
-  fail "needs $needed bytes free in $area (twice the backup's $backup_bytes bytes, for the side cluster and the dump, a tenth more and 256 MiB for WAL), and its filesystem has $available; free space there or set pgbackrest.scratchDirectory of target $KB_STANZA to a larger filesystem. Nothing was changed"
+  fail "needs $needed bytes free in $area ($for_what $backup_bytes bytes for the side cluster$([[ $KB_SCOPE == database ]] && echo ' and the dump'), a tenth more and 256 MiB for WAL), and its filesystem has $available; free space there or set pgbackrest.scratchDirectory of target $KB_STANZA to a larger filesystem. Nothing was changed"
 fi
 
 run_made=1
@@ -262,6 +272,53 @@ if [[ -n ${KB_TEST_HOLD_FILE:-} ]]; then
   while [[ -e $KB_TEST_HOLD_FILE ]]; do waited sleep 0.2; done
 fi
 
+# Every table's exact row count: one JSON line each (compared after the copy; the drill reads every table).
+counts_sql=$(cat <<'SQL'
+SELECT format('SELECT json_build_array(%L::text, %L::text, count(*)) FROM ONLY %I.%I', n.nspname, c.relname, n.nspname, c.relname)
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_(toast|temp_|toast_temp_)'
+ORDER BY n.nspname COLLATE "C", c.relname COLLATE "C" \gexec
+SQL
+)
+# Adds the tables and rows of a file of counts_sql's lines to `tables` and `rows`.
+add_counts() { # add_counts FILE
+  local line
+  while IFS= read -r line; do
+    [[ $line =~ ,[[:space:]]*([0-9]+)\]$ ]] || fail "unexpected count line from the side cluster"
+    tables=$((tables + 1))
+    rows=$((rows + BASH_REMATCH[1]))
+  done <"$1"
+}
+
+if [[ $KB_SCOPE == scratch ]]; then
+  phase=checks
+  t=$SECONDS
+  if ! waited side_client pg_amcheck --all --maintenance-db=postgres --install-missing --heapallindexed --rootdescend >"$work/amcheck" 2>&1; then
+    echo "point-in-time-restore: pg_amcheck reported $(grep -c . "$work/amcheck") lines; the first:" >&2
+    head -n 20 "$work/amcheck" | cut -c1-300 >&2
+    fail "pg_amcheck found corruption in the cluster as recovered, or could not check it"
+  fi
+  databases=0
+  tables=0
+  rows=0
+  while IFS= read -r name; do
+    databases=$((databases + 1))
+    waited side_sql -d "dbname=$(conninfo_value "$name")" <<<"$counts_sql" >"$work/side-counts" ||
+      fail "could not read every table of $name on the recovered cluster (above)"
+    add_counts "$work/side-counts"
+  done < <(side_sql -d postgres <<<'SELECT datname FROM pg_database WHERE datallowconn ORDER BY datname')
+  ((databases > 0)) || fail "could not list the recovered cluster's databases"
+  checks_seconds=$((SECONDS - t))
+  remove_run
+  [[ -z $cleanup_failed ]] || exit 1
+  echo "point-in-time-restore: the cluster recovered to ${KB_TARGET_TIME:-the end of the WAL} in a scratch cluster: $databases databases, $tables tables, $rows rows read; amcheck passed; the side cluster is removed"
+  printf 'KB-RESULT {"scope": "scratch", "set": "%s", "targetTime": %s, "backupBytes": %s, "timeline": %s, "stoppedBefore": %s, "lastTransactionAt": %s, "databases": %s, "tables": %s, "rows": %s, "amcheck": "passed", "swept": %s, "startedAt": "%s", "finishedAt": "%s", "seconds": {"restore": %s, "recovery": %s, "checks": %s, "total": %s}}\n' \
+    "$KB_SET" "$([[ -n $KB_TARGET_TIME ]] && printf '"%s"' "$KB_TARGET_TIME" || printf null)" "$backup_bytes" "$timeline" \
+    "$stopped_before" "$last_transaction" "$databases" "$tables" "$rows" "$(json_list "${swept[@]}")" \
+    "$started_at" "$(utc_now)" "$restore_seconds" "$recovery_seconds" "$checks_seconds" "$SECONDS"
+  exit 0
+fi
+
 phase=copy
 t=$SECONDS
 [[ -n $(side_sql -d postgres -v name="$KB_DATABASE" <<<"SELECT 1 FROM pg_database WHERE datname = :'name'") ]] ||
@@ -281,14 +338,6 @@ if ! waited side_client pg_amcheck -d "$KB_STAGING" --install-missing --heapalli
   head -n 20 "$work/amcheck" | cut -c1-300 >&2
   fail "pg_amcheck found corruption in $KB_DATABASE as recovered, or could not check it; nothing was changed"
 fi
-# Every table's exact row count, compared after the copy: one JSON line each.
-counts_sql=$(cat <<'SQL'
-SELECT format('SELECT json_build_array(%L::text, %L::text, count(*)) FROM ONLY %I.%I', n.nspname, c.relname, n.nspname, c.relname)
-FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_(toast|temp_|toast_temp_)'
-ORDER BY n.nspname COLLATE "C", c.relname COLLATE "C" \gexec
-SQL
-)
 waited side_sql -d "$KB_STAGING" <<<"$counts_sql" >"$work/side-counts" ||
   fail "could not count the rows of $KB_DATABASE on the side cluster"
 checks_seconds=$((SECONDS - t))
@@ -310,11 +359,7 @@ if ! cmp -s "$work/side-counts" "$work/staging-counts"; then
 fi
 tables=0
 rows=0
-while IFS= read -r line; do
-  [[ $line =~ ,[[:space:]]*([0-9]+)\]$ ]] || fail "unexpected count line from the side cluster"
-  tables=$((tables + 1))
-  rows=$((rows + BASH_REMATCH[1]))
-done <"$work/side-counts"
+add_counts "$work/side-counts"
 echo "point-in-time-restore: $KB_DATABASE recovered to ${KB_TARGET_TIME:-the end of the WAL} and copied into $KB_STAGING: $tables tables, $rows rows; amcheck passed; the side cluster is removed"
 printf 'KB-RESULT {"scope": "database", "set": "%s", "targetTime": %s, "backupBytes": %s, "timeline": %s, "stoppedBefore": %s, "lastTransactionAt": %s, "database": "%s", "staging": "%s", "tables": %s, "rows": %s, "amcheck": "passed", "swept": %s, "startedAt": "%s", "finishedAt": "%s", "seconds": {"restore": %s, "recovery": %s, "checks": %s, "copy": %s, "total": %s}}\n' \
   "$KB_SET" "$([[ -n $KB_TARGET_TIME ]] && printf '"%s"' "$KB_TARGET_TIME" || printf null)" "$backup_bytes" "$timeline" \

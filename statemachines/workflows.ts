@@ -6,6 +6,7 @@ import { filesRestore } from './files-restore.ts';
 import { monitoring } from './monitoring.ts';
 import { pointInTimeRecovery } from './point-in-time-recovery.ts';
 import { prepareHost } from './prepare-host.ts';
+import { recoveryDrill } from './recovery-drill.ts';
 import { restoreDrill } from './restore-drill.ts';
 import type { Definition } from './steps.ts';
 import { walArchiveAge } from './wal-archive-age.ts';
@@ -23,6 +24,7 @@ export const WORKFLOWS = {
   'files-restore': filesRestore,
   'daily-verification': dailyVerification,
   'restore-drill': restoreDrill,
+  'recovery-drill': recoveryDrill,
   monitoring,
   'prepare-host': prepareHost,
   'wal-archive-age': walArchiveAge,

@@ -1,13 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import {
-  existsSync,
-  mkdtempSync,
-  readdirSync,
-  readFileSync,
-  readlinkSync,
-  rmSync,
-  writeFileSync,
-} from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DeleteObjectCommand } from '@aws-sdk/client-s3';
@@ -21,6 +13,7 @@ import { databaseExists, databasesLike } from './support/checksums.ts';
 import { type Contents, contents } from './support/contents.ts';
 import { getBytes, putBytes, runIn, startWorld, type TestWorld } from './support/environment.ts';
 import { archivedSegments, stanzaInfo } from './support/pgbackrest.ts';
+import { expectNoSideCluster } from './support/side-cluster.ts';
 
 /**
  * Point-in-time recovery from pgBackRest's repository, exact to the second, with
@@ -198,29 +191,6 @@ async function recover(input: Record<string, unknown>, extra: Parameters<typeof 
 
 const planOf = (output: unknown) => (output as { plan: PointInTimePlan }).plan;
 
-/**
- * Nothing of this world's side clusters left: no scratch directory, no process
- * working in one, and (when known) not the socket directory it used. Other test
- * files run side clusters of their own at the same time: only this world's area counts.
- */
-function expectNoSideCluster(socket?: string): void {
-  const area = join(scratchDirectoryOf(target), `point-in-time-${target.name}`);
-  expect(existsSync(area) ? readdirSync(area) : []).toEqual([]);
-  if (socket !== undefined) expect(existsSync(socket)).toBe(false);
-  const working: string[] = [];
-  for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
-    try {
-      const cwd = readlinkSync(`/proc/${pid}/cwd`);
-      const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8').replaceAll('\0', ' ');
-      if (cwd.startsWith(area) || cmdline.includes(area) || (socket && cmdline.includes(socket)))
-        working.push(`${pid} ${cmdline}`);
-    } catch {
-      // Gone meanwhile.
-    }
-  }
-  expect(working).toEqual([]);
-}
-
 beforeAll(async () => {
   world = await startWorld();
   config = parseConfig(world.env.functionEnv);
@@ -334,7 +304,7 @@ describe('point-in-time recovery from the WAL', () => {
       expect(rate?.key).toBe(output.measuredRateKey);
       expect(rate?.record.secondsPerGB).toBeGreaterThan(0);
       expect(databasesLike(world, 'kb_restoring')).toEqual([]);
-      expectNoSideCluster();
+      expectNoSideCluster(target);
     },
     RECOVERY_TIMEOUT,
   );
@@ -357,7 +327,7 @@ describe('point-in-time recovery from the WAL', () => {
       expect(q('pitr_latest', "SELECT string_agg(name, ',' ORDER BY name) FROM markers")).toBe(
         'after,before',
       );
-      expectNoSideCluster();
+      expectNoSideCluster(target);
     },
     RECOVERY_TIMEOUT,
   );
@@ -485,7 +455,7 @@ describe('point-in-time recovery from the WAL', () => {
       expect(await exited).toBe(143);
       expect(stderr).toContain('stopped by a signal');
       rmSync(hold, { force: true });
-      expectNoSideCluster(socket);
+      expectNoSideCluster(target, socket);
       expect(databaseExists(world, 'pitr_cancelled')).toBe(false);
       expect(databasesLike(world, 'kb_restoring')).toEqual([]);
     },

@@ -97,6 +97,8 @@ const FUNCTIONS = {
   reportVerification: 'report-verification',
   planDrill: 'plan-drill',
   reportDrill: 'report-drill',
+  planRecoveryDrill: 'plan-recovery-drill',
+  reportRecoveryDrill: 'report-recovery-drill',
   planMonitoring: 'plan-monitoring',
   reportMonitoring: 'report-monitoring',
   planPrepareHost: 'plan-prepare-host',
@@ -287,11 +289,30 @@ const STATE_MACHINES: StateMachine[] = [
       NotifyDrill: 'Task',
       DrillPassed: 'Succeed',
     },
-    // The source document's weekly restoration test and monthly DR test.
-    schedules: [
-      ['cron(0 5 ? * SUN *)', { pick: 'random' }],
-      ['cron(30 5 1 * ? *)', { pick: 'latest' }],
+    // The source document's weekly restoration test.
+    schedules: [['cron(0 5 ? * SUN *)', { pick: 'random' }]],
+  },
+  {
+    id: 'RecoveryDrillStateMachine',
+    name: 'recovery-drill',
+    logGroup: 'RecoveryDrillLogGroup',
+    functions: [
+      'planRecoveryDrill',
+      'startHostCommand',
+      'checkHostCommand',
+      'reportRecoveryDrill',
+      'sendAlert',
     ],
+    landmarks: {
+      PlanRecoveryDrill: 'Task',
+      StartScratchRecovery: 'Task',
+      CheckScratchRecovery: 'Task',
+      ReportRecoveryDrill: 'Task',
+      NotifyRecoveryDrill: 'Task',
+      RecoveryDrillPassed: 'Succeed',
+    },
+    // The source document's monthly DR test: a point-in-time recovery to a random second.
+    schedules: [['cron(30 5 1 * ? *)', {}]],
   },
   {
     id: 'MonitoringStateMachine',
@@ -1533,6 +1554,29 @@ describe('permissions', () => {
     bucketKey('kms:Decrypt', 'kms:GenerateDataKey'),
   ];
 
+  const pointInTimePlanReads: Statement[] = [
+    {
+      Effect: 'Allow',
+      Action: ['s3:ListBucket'],
+      Resource: getAtt('BackupBucket'),
+      Condition: {
+        StringLike: {
+          's3:prefix': ['pgbackrest/*/archive/*', 'catalog/pgbackrest/*', 'catalog/recoveries/*'],
+        },
+      },
+    },
+    {
+      Effect: 'Allow',
+      Action: ['s3:GetObject'],
+      Resource: [
+        sub(`\${BackupBucket.Arn}/pgbackrest/*/archive/*`),
+        sub(`\${BackupBucket.Arn}/catalog/pgbackrest/*`),
+        sub(`\${BackupBucket.Arn}/catalog/recoveries/*`),
+      ],
+    },
+    bucketKey('kms:Decrypt'),
+  ];
+
   /** What each function may do beyond writing its own logs: the whole list, so any addition fails here. */
   const GRANTS: Record<FunctionName, Statement[]> = {
     // The pgBackRest records only (an incremental's base), read only: a dump's plan reads no catalog.
@@ -1622,28 +1666,9 @@ describe('permissions', () => {
     // Pure computation over the execution's state.
     reportRestore: [],
     // The physical records, the measured recoveries and the WAL archive, read only.
-    planPointInTimeRecovery: [
-      {
-        Effect: 'Allow',
-        Action: ['s3:ListBucket'],
-        Resource: getAtt('BackupBucket'),
-        Condition: {
-          StringLike: {
-            's3:prefix': ['pgbackrest/*/archive/*', 'catalog/pgbackrest/*', 'catalog/recoveries/*'],
-          },
-        },
-      },
-      {
-        Effect: 'Allow',
-        Action: ['s3:GetObject'],
-        Resource: [
-          sub(`\${BackupBucket.Arn}/pgbackrest/*/archive/*`),
-          sub(`\${BackupBucket.Arn}/catalog/pgbackrest/*`),
-          sub(`\${BackupBucket.Arn}/catalog/recoveries/*`),
-        ],
-      },
-      bucketKey('kms:Decrypt'),
-    ],
+    planPointInTimeRecovery: pointInTimePlanReads,
+    // The DR drill's plan reads what the recovery's does.
+    planRecoveryDrill: pointInTimePlanReads,
     // Writes its measured rate, a new object under catalog/recoveries/; reads nothing.
     reportPointInTimeRecovery: [
       {
@@ -1674,6 +1699,18 @@ describe('permissions', () => {
       listDatabase,
       { Effect: 'Allow', Action: ['s3:GetObject'], Resource: databaseObjects },
       bucketKey('kms:Decrypt'),
+    ],
+    // Writes the DR drill's measured rate and its report; reads nothing.
+    reportRecoveryDrill: [
+      {
+        Effect: 'Allow',
+        Action: ['s3:PutObject'],
+        Resource: [
+          sub(`\${BackupBucket.Arn}/catalog/recoveries/*`),
+          sub(`\${BackupBucket.Arn}/reports/drills/*`),
+        ],
+      },
+      bucketKey('kms:GenerateDataKey'),
     ],
     // Writes the drill's report and nothing else; reads nothing.
     reportDrill: [
@@ -1930,7 +1967,7 @@ describe('permissions', () => {
     expect(mayOnObject('planRestore', 's3:GetObject', databaseManifest(kind))).toBe(true);
   });
 
-  it("only reportDrill may write a drill's report, no one may delete it, and no lifecycle rule expires it", () => {
+  it("only the drills' report stages may write a drill's report, no one may delete it, and no lifecycle rule expires it", () => {
     const reports = ['json', 'md'].map((extension) =>
       drillReportKey('2026-11-29T05:00:00Z', '20261129T050000Z_1a2b3c4d', extension as 'json' | 'md'),
     );
@@ -1946,7 +1983,10 @@ describe('permissions', () => {
         ] as const,
     );
     for (const key of reports) {
-      expect(FUNCTION_NAMES.filter((fn) => mayOnObject(fn, 's3:PutObject', key))).toEqual(['reportDrill']);
+      expect(FUNCTION_NAMES.filter((fn) => mayOnObject(fn, 's3:PutObject', key))).toEqual([
+        'reportDrill',
+        'reportRecoveryDrill',
+      ]);
       expect(FUNCTION_NAMES.filter((fn) => mayOnObject(fn, 's3:DeleteObject', key))).toEqual([]);
       for (const [id, document] of hostPolicies) {
         expect(allowsOnObject(document.Statement, 's3:PutObject', key), id).toBe(false);

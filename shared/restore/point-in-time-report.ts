@@ -5,11 +5,11 @@ import { caughtErrorSchema } from '../core/errors.ts';
 import { parseInput } from '../core/input.ts';
 import * as z from '../core/schema.ts';
 import { commandStateSchema } from '../host/command-stage.ts';
-import { pointInTimePlanSchema } from './point-in-time.ts';
+import { POINT_IN_TIME_PLAN_SCOPES, pointInTimePlanSchema } from './point-in-time.ts';
 
 /** What host/point-in-time-restore.sh reports on its KB-RESULT line. */
 export const pointInTimeFactsSchema = z.object({
-  scope: z.enum(['database', 'cluster']),
+  scope: z.enum(POINT_IN_TIME_PLAN_SCOPES),
   set: z.string(),
   targetTime: z.nullable(z.string()),
   backupBytes: z.int().check(z.nonnegative()),
@@ -20,6 +20,8 @@ export const pointInTimeFactsSchema = z.object({
   lastTransactionAt: z.nullable(z.string()),
   database: z.optional(z.string()),
   staging: z.optional(z.string()),
+  /** Scope scratch: the databases whose every table was read. */
+  databases: z.optional(z.int()),
   tables: z.optional(z.int()),
   rows: z.optional(z.int()),
   amcheck: z.optional(z.literal('passed')),

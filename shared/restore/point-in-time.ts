@@ -47,6 +47,11 @@ import { stagedSwapPlan, targetOf } from './database-plan.ts';
  */
 
 export const POINT_IN_TIME_SCOPES = ['database', 'cluster'] as const;
+/**
+ * A plan's scope: an operator's, or `scratch`: the monthly recovery drill's, the
+ * cluster recovered and checked in a side cluster, then removed; nothing is copied.
+ */
+export const POINT_IN_TIME_PLAN_SCOPES = [...POINT_IN_TIME_SCOPES, 'scratch'] as const;
 
 const withZone = z.iso.datetime({ offset: true });
 
@@ -80,7 +85,7 @@ const iso = z.iso.datetime({ offset: true });
 
 export const pointInTimePlanSchema = z.object({
   target: targetName,
-  scope: z.enum(POINT_IN_TIME_SCOPES),
+  scope: z.enum(POINT_IN_TIME_PLAN_SCOPES),
   runId: runIdentifier,
   executionId: z.string().check(z.minLength(1)),
   startedAt: iso,
@@ -196,6 +201,122 @@ async function walFrom(s3: S3Client, catalog: Catalog, base: PhysicalRecord) {
 
 const seconds = (ms: number) => new Date(Math.floor(ms / SECOND_MS) * SECOND_MS).toISOString();
 
+/** A backup's stop time is whole seconds (pgBackRest's): the next second is safely past its consistent point. */
+const recoversFrom = (r: PhysicalRecord) => Date.parse(r.backup.stoppedAt) + SECOND_MS;
+
+/**
+ * The target's physical backups a recovery may start from (those that passed
+ * verification and their restore test, from the catalog's records), oldest
+ * first, and the oldest time any of them recovers to (ISO 8601, whole seconds).
+ * Throws NotFoundError when there is none.
+ */
+export async function recoverableBackups(
+  catalog: Catalog,
+  target: string,
+): Promise<{ backups: PhysicalRecord[]; oldestRecoverable: string }> {
+  const backups = (await listPhysicalBackups(catalog, target))
+    .filter((r) => usable(r, true))
+    .sort((a, b) => Date.parse(a.backup.stoppedAt) - Date.parse(b.backup.stoppedAt));
+  const [oldest] = backups;
+  if (!oldest)
+    throw new NotFoundError(
+      `No physical backup of ${target} has passed verification and its restore test, so there is nothing to recover from. Run database-backup with {"kind": "full"} and recover once it has succeeded. Nothing was changed.`,
+    );
+  return { backups, oldestRecoverable: seconds(recoversFrom(oldest)) };
+}
+
+/** What a recovery to a time would use: the base backup set, the WAL, the expected duration. */
+export type RecoveryBasis = Pick<PointInTimePlan, 'base' | 'oldestRecoverable' | 'wal' | 'expected'>;
+
+/**
+ * The backup set and WAL a recovery of `target` to `targetTime` (ISO 8601 with a
+ * zone, or `latest`) would use, and its expected duration from the newest
+ * measured rate. Throws InvalidInputError (a target in the future, before the
+ * oldest recoverable point, past a WAL gap) or NotFoundError (no usable backup);
+ * reads the catalog and the repository's WAL listing only.
+ */
+export async function planRecoveryBasis(
+  catalog: Catalog,
+  s3: S3Client,
+  target: string,
+  targetTime: string,
+  now = new Date(),
+): Promise<RecoveryBasis> {
+  const latest = targetTime === 'latest';
+  const at = latest ? now.getTime() : Date.parse(targetTime);
+  if (!latest && at > now.getTime())
+    throw new InvalidInputError(
+      `The target time ${targetTime} is in the future (now is ${now.toISOString()}); give a time in the past, or "latest" for the newest state the WAL holds. Nothing was changed.`,
+    );
+
+  const { backups: usableBackups, oldestRecoverable } = await recoverableBackups(catalog, target);
+  const base = usableBackups.filter((r) => recoversFrom(r) <= at).at(-1);
+  if (!base)
+    throw new InvalidInputError(
+      `The target time ${targetTime} is before the oldest recoverable point, ${oldestRecoverable} (the consistent point of the backup ${usableBackups[0]?.label}, the oldest that passed verification and its restore test); recover to that time or later. Nothing was changed.`,
+    );
+
+  const wal = await walFrom(s3, catalog, base);
+  const fromSegno = parseSegmentName(base.backup.archiveStart, wal.size).segno;
+  const newest = wal.segments.at(-1);
+  const toSegno = newest ? parseSegmentName(newest.name, wal.size).segno : fromSegno;
+  const check = await findGaps(
+    expectedSegments(wal.path, fromSegno, Math.max(fromSegno, toSegno), wal.size),
+    (async function* () {
+      yield* wal.segments;
+    })(),
+  );
+  const gap = check.firstGap;
+  if (gap) {
+    // Everything in the segments before the gap was written by the time the last of them was archived.
+    const reachable = gap.before?.archivedAt.getTime() ?? recoversFrom(base);
+    if (latest || at > reachable) {
+      const run = gap.count > 1 ? ` (to ${gap.last}, ${gap.count} segments)` : '';
+      throw new InvalidInputError(
+        `The target time ${targetTime} lies past a gap in the WAL: segment ${gap.first}${run} is missing from s3://${catalog.bucket}/${wal.prefix}, so recovery from the backup ${base.label} stops before it. The latest recoverable time before the gap is ${seconds(reachable)}${gap.before ? ` (when ${gap.before.name} was archived)` : ''}: recover to that time or earlier, or to a time after a full backup taken since the gap (database-backup with {"kind": "full"} takes one now). Nothing was changed.`,
+      );
+    }
+  }
+  // The segment holding the target: the first one archived after it (later commits end it).
+  const holding = latest ? newest : wal.segments.find((s) => s.archivedAt.getTime() >= at);
+  const toName = holding?.name ?? null;
+
+  const rate = await newestRecoveryRecord(catalog, target);
+  const bytes = base.backup.databaseBytes;
+  const expected = rate
+    ? {
+        seconds: expectedSeconds(rate.record, bytes),
+        secondsPerGB: rate.record.secondsPerGB,
+        measuredAt: rate.record.measuredAt,
+        note: `${rate.record.secondsPerGB} s per GB, measured by the ${rate.record.source} ${rate.record.runId} at ${rate.record.measuredAt}, for ${(bytes / 1e9).toFixed(2)} GB; replaying more WAL than it did takes longer`,
+      }
+    : {
+        seconds: null,
+        secondsPerGB: null,
+        measuredAt: null,
+        note: 'no measured rate yet: the first point-in-time recovery (or monthly drill) of this target records one',
+      };
+
+  return {
+    base: {
+      label: base.label,
+      kind: base.kind,
+      stoppedAt: base.backup.stoppedAt,
+      archiveStart: base.backup.archiveStart,
+      databaseBytes: bytes,
+      recordKey: keyOf(base),
+    },
+    oldestRecoverable,
+    wal: {
+      from: base.backup.archiveStart,
+      to: toName,
+      segments: check.expected - check.missing,
+      newestArchivedAt: newest?.archivedAt.toISOString() ?? null,
+    },
+    expected,
+  };
+}
+
 /**
  * Plans a point-in-time recovery; throws InvalidInputError (a target in the
  * future, before the oldest recoverable point, inside a WAL gap, without a zone,
@@ -256,70 +377,7 @@ export async function planPointInTimeRecovery(
     };
   }
 
-  const latest = wanted.targetTime === 'latest';
-  const at = latest ? now.getTime() : Date.parse(wanted.targetTime);
-  if (!latest && at > now.getTime())
-    throw new InvalidInputError(
-      `The target time ${wanted.targetTime} is in the future (now is ${now.toISOString()}); give a time in the past, or "latest" for the newest state the WAL holds. Nothing was changed.`,
-    );
-
-  const usableBackups = (await listPhysicalBackups(catalog, target.name))
-    .filter((r) => usable(r, true))
-    .sort((a, b) => Date.parse(a.backup.stoppedAt) - Date.parse(b.backup.stoppedAt));
-  const oldest = usableBackups[0];
-  if (!oldest)
-    throw new NotFoundError(
-      `No physical backup of ${target.name} has passed verification and its restore test, so there is nothing to recover from. Run database-backup with {"kind": "full"} and recover once it has succeeded. Nothing was changed.`,
-    );
-  // A backup's stop time is whole seconds (pgBackRest's): the next second is safely past its consistent point.
-  const recoversFrom = (r: PhysicalRecord) => Date.parse(r.backup.stoppedAt) + SECOND_MS;
-  const oldestRecoverable = seconds(recoversFrom(oldest));
-  const base = usableBackups.filter((r) => recoversFrom(r) <= at).at(-1);
-  if (!base)
-    throw new InvalidInputError(
-      `The target time ${wanted.targetTime} is before the oldest recoverable point, ${oldestRecoverable} (the consistent point of the backup ${oldest.label}, the oldest that passed verification and its restore test); recover to that time or later. Nothing was changed.`,
-    );
-
-  const wal = await walFrom(s3, catalog, base);
-  const fromSegno = parseSegmentName(base.backup.archiveStart, wal.size).segno;
-  const newest = wal.segments.at(-1);
-  const toSegno = newest ? parseSegmentName(newest.name, wal.size).segno : fromSegno;
-  const check = await findGaps(
-    expectedSegments(wal.path, fromSegno, Math.max(fromSegno, toSegno), wal.size),
-    (async function* () {
-      yield* wal.segments;
-    })(),
-  );
-  const gap = check.firstGap;
-  if (gap) {
-    // Everything in the segments before the gap was written by the time the last of them was archived.
-    const reachable = gap.before?.archivedAt.getTime() ?? recoversFrom(base);
-    if (latest || at > reachable) {
-      const run = gap.count > 1 ? ` (to ${gap.last}, ${gap.count} segments)` : '';
-      throw new InvalidInputError(
-        `The target time ${wanted.targetTime} lies past a gap in the WAL: segment ${gap.first}${run} is missing from s3://${catalog.bucket}/${wal.prefix}, so recovery from the backup ${base.label} stops before it. The latest recoverable time before the gap is ${seconds(reachable)}${gap.before ? ` (when ${gap.before.name} was archived)` : ''}: recover to that time or earlier, or to a time after a full backup taken since the gap (database-backup with {"kind": "full"} takes one now). Nothing was changed.`,
-      );
-    }
-  }
-  // The segment holding the target: the first one archived after it (later commits end it).
-  const holding = latest ? newest : wal.segments.find((s) => s.archivedAt.getTime() >= at);
-  const toName = holding?.name ?? null;
-
-  const rate = await newestRecoveryRecord(catalog, target.name);
-  const bytes = base.backup.databaseBytes;
-  const expected = rate
-    ? {
-        seconds: expectedSeconds(rate.record, bytes),
-        secondsPerGB: rate.record.secondsPerGB,
-        measuredAt: rate.record.measuredAt,
-        note: `${rate.record.secondsPerGB} s per GB, measured by the ${rate.record.source} ${rate.record.runId} at ${rate.record.measuredAt}, for ${(bytes / 1e9).toFixed(2)} GB; replaying more WAL than it did takes longer`,
-      }
-    : {
-        seconds: null,
-        secondsPerGB: null,
-        measuredAt: null,
-        note: 'no measured rate yet: the first point-in-time recovery (or monthly drill) of this target records one',
-      };
+  const basis = await planRecoveryBasis(catalog, s3, target.name, wanted.targetTime, now);
 
   const targetDatabase = scope === 'database' ? swap.targetDatabase : null;
   const replaces =
@@ -340,22 +398,7 @@ export async function planPointInTimeRecovery(
     targetDatabase,
     safetyDump: scope === 'database' ? swap.safetyDump : null,
     overProduction: scope === 'database' && swap.overProduction,
-    base: {
-      label: base.label,
-      kind: base.kind,
-      stoppedAt: base.backup.stoppedAt,
-      archiveStart: base.backup.archiveStart,
-      databaseBytes: bytes,
-      recordKey: keyOf(base),
-    },
-    oldestRecoverable,
-    wal: {
-      from: base.backup.archiveStart,
-      to: toName,
-      segments: check.expected - check.missing,
-      newestArchivedAt: newest?.archivedAt.toISOString() ?? null,
-    },
-    expected,
+    ...basis,
     replaces,
   };
 }

@@ -11,6 +11,11 @@ import {
   FILES_RESTORE_STATE,
 } from '../../statemachines/files-restore.ts';
 import { MONITORING_RESULT, MONITORING_STATE } from '../../statemachines/monitoring.ts';
+import {
+  RECOVERY_DRILL_COMMAND,
+  RECOVERY_DRILL_RESULT,
+  RECOVERY_DRILL_STATE,
+} from '../../statemachines/recovery-drill.ts';
 import { DRILL_RESULT, DRILL_STATE } from '../../statemachines/restore-drill.ts';
 import { RETRY, type State, type States, TASK_SECONDS } from '../../statemachines/steps.ts';
 import { WAL_ARCHIVE_AGE_RESULT, WAL_ARCHIVE_AGE_STATE } from '../../statemachines/wal-archive-age.ts';
@@ -127,6 +132,8 @@ const STATE_NAMES: [WorkflowName, Names][] = [
   ['daily-verification', VERIFICATION_STATE],
   ['monitoring', MONITORING_STATE],
   ['restore-drill', DRILL_STATE],
+  ['recovery-drill', RECOVERY_DRILL_STATE],
+  ['recovery-drill', RECOVERY_DRILL_COMMAND],
   ['wal-archive-age', WAL_ARCHIVE_AGE_STATE],
 ];
 
@@ -145,6 +152,7 @@ const RESULT_PATHS: [WorkflowName, Readonly<Record<string, string>>][] = [
   ['daily-verification', VERIFICATION_RESULT],
   ['monitoring', MONITORING_RESULT],
   ['restore-drill', DRILL_RESULT],
+  ['recovery-drill', RECOVERY_DRILL_RESULT],
   ['wal-archive-age', WAL_ARCHIVE_AGE_RESULT],
 ];
 
