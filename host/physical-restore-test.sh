@@ -5,9 +5,11 @@
 # free port with its socket in a private directory, and checked: pg_amcheck on
 # every database, every row of every table read (FROM ONLY, every column as text),
 # exact row counts. The scratch instance is stopped and its directory removed on
-# every way out: success, a failed check, an error, SIGTERM (an SSM timeout or
-# cancel). What a run killed harder (SIGKILL, a reboot) left behind is removed by
-# the next run, which names it in its result.
+# every way out: success, a failed check, an error, SIGTERM; and SIGKILL, which is
+# how the SSM agent stops a cancelled or timed-out command (its whole process
+# group, amazon-ssm-agent agent/executers killProcess), by a guard that outlives
+# this script. What a reboot or a killed guard left behind is removed by the next
+# run, which names it in its result.
 #
 # The scratch instance can never touch production: archiving is off (pgBackRest's
 # --archive-mode=off, and archive_mode/archive_command overridden on the command
@@ -195,6 +197,7 @@ exec {lock}>"$KB_LOCK_DIR/.physical-restore-test.$KB_STANZA.lock"
 
 child=''
 work=''
+guard_pid=''
 run_made=''
 cleanup_failed=''
 # Stops and removes this run's scratch instance; safe to call twice.
@@ -220,6 +223,8 @@ on_exit() {
   fi
   remove_run
   if [[ -n $work ]]; then rm -rf -- "$work"; fi
+  # Everything is removed: the guard has nothing left to do.
+  if [[ -n $guard_pid ]]; then kill "$guard_pid" 2>/dev/null || true; fi
   if [[ $status == 0 && -n $cleanup_failed ]]; then status=1; fi
   exit "$status"
 }
@@ -254,6 +259,36 @@ if ! flock -n "$lock"; then
 fi
 pgbr_config_current
 work=$(mktemp -d)
+
+# The guard: SIGKILL to this script's process group runs no trap, and the scratch
+# postmaster (pg_ctl starts it in a session of its own) would outlive the script.
+# A subshell in a process group of its own (job control on for that one job)
+# waits for this script to end however it ends, then takes the stanza's lock (so
+# that a later test of the same set, which holds it, never loses its instance to
+# the guard) and removes this run's scratch instance and work directory. It
+# inherits no descriptor the agent reads (its output would hold the command open)
+# and not the lock's (it would keep the lock held while it waits).
+guard() { # guard PID START-TIME
+  trap - EXIT TERM INT
+  exec {lock}>&-
+  local stat fields
+  while read -r stat 2>/dev/null <"/proc/$1/stat"; do
+    read -ra fields <<<"${stat##*) }"
+    # The process's start time (stat field 22): a reused pid is not this script.
+    [[ ${fields[19]} == "$2" ]] || break
+    sleep 0.5
+  done
+  exec {lock}>"$KB_LOCK_DIR/.physical-restore-test.$KB_STANZA.lock"
+  flock "$lock"
+  where_db scratch_remove "$area" "$KB_PGBACKREST_USER" "$set_label" || true
+  rm -rf -- "$work"
+}
+read -r stat <"/proc/$$/stat"
+read -ra stat_fields <<<"${stat##*) }"
+set -m
+guard "$$" "${stat_fields[19]}" </dev/null >/dev/null 2>&1 &
+guard_pid=$!
+set +m
 
 swept=()
 where_db scratch_remove "$area" "$KB_PGBACKREST_USER" >"$work/swept" ||

@@ -113,6 +113,8 @@ async function backup(type: 'full' | 'incr'): Promise<string> {
 interface Running {
   child: ChildProcess;
   done: Promise<Finished>;
+  /** The rendered script's file: its guard runs from it too. */
+  file: string;
 }
 
 /** Runs the rendered script as Run Command would: from a file, in its own process group, in the host's environment. */
@@ -148,7 +150,30 @@ function start(
       resolve({ code: code ?? (signal === 'SIGKILL' ? 137 : -1), stdout, stderr }),
     );
   });
-  return { child, done };
+  return { child, done, file };
+}
+
+/** The script's guard: the process running the same file in a process group of its own. */
+function guardOf(running: Running): number {
+  const pids = readdirSync('/proc')
+    .filter((p) => /^\d+$/.test(p) && Number(p) !== running.child.pid)
+    .filter((p) => {
+      try {
+        return readFileSync(`/proc/${p}/cmdline`, 'utf8') === `bash\0${running.file}\0`;
+      } catch {
+        return false;
+      }
+    });
+  expect(pids).toHaveLength(1);
+  return Number(pids[0]);
+}
+
+/** Waits (without blocking the event loop, 60 s at most) until no scratch directory or process is left. */
+async function nothingLeftSoon(): Promise<void> {
+  for (let i = 0; i < 300 && (leftovers().length > 0 || scratchProcesses().length > 0); i += 1) {
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+  expectNothingLeft();
 }
 
 function resultOf(finished: Finished): PhysicalRestoreTestResult {
@@ -417,15 +442,33 @@ describe('the restore test of a pgBackRest backup set', () => {
   );
 
   it(
-    'removes what a run killed with SIGKILL left, names it, and passes',
+    'killed with SIGKILL, as the SSM agent stops a cancelled or timed-out command: its guard stops the instance and removes the scratch directory',
+    async () => {
+      const hold = join(work, 'hold-cancel');
+      const killed = start(fullSet, { KB_TEST_HOLD_FILE: hold });
+      await held(hold, killed);
+      guardOf(killed);
+      // The agent's cancel: SIGKILL to the command's whole process group; no trap runs.
+      process.kill(-(killed.child.pid ?? 0), 'SIGKILL');
+      const finished = await killed.done;
+      rmSync(hold, { force: true });
+      expect(finished.code).toBe(137);
+      await nothingLeftSoon();
+    },
+    RESTORES_TIMEOUT,
+  );
+
+  it(
+    'removes what a run and its guard killed with SIGKILL left (as a reboot would), names it, and passes',
     async () => {
       const hold = join(work, 'hold-kill');
       const killed = start(fullSet, { KB_TEST_HOLD_FILE: hold });
       await held(hold, killed);
+      process.kill(guardOf(killed), 'SIGKILL');
       process.kill(-(killed.child.pid ?? 0), 'SIGKILL');
       await killed.done;
       rmSync(hold, { force: true });
-      // No trap runs on SIGKILL: the postmaster (its own session) and the directory stay.
+      // No trap and no guard: the postmaster (its own session) and the directory stay.
       expect(leftovers()).toEqual([fullSet]);
       expect(scratchProcesses().some((p) => p.includes('postgres'))).toBe(true);
 
