@@ -26,9 +26,10 @@ import {
 import { type Config, type PgbackrestTarget, parseConfig, type Target } from '../shared/core/config.ts';
 import { RestoreTestFailedError } from '../shared/core/errors.ts';
 import { type CommandState, checkHostCommand } from '../shared/host/command-stage.ts';
+import { executionRef } from '../shared/host/commands.ts';
 import { pgbackrestOf, pgbackrestPath } from '../shared/host/pgbackrest-conf.ts';
 import { renderScript } from '../shared/host/shell.ts';
-import { getBytes, putBytes, startWorld, type TestWorld } from './support/environment.ts';
+import { getBytes, putBytes, runIn, startWorld, type TestWorld } from './support/environment.ts';
 import type { Finished } from './support/process.ts';
 
 /**
@@ -643,6 +644,53 @@ if [[ -n $user ]]; then exec runuser -u "$user" -- "$@"; else exec "$@"; fi
         'root test',
       ]);
       expectNothingLeft();
+    },
+    RESTORES_TIMEOUT,
+  );
+});
+
+describe('an execution aborted during its restore test', () => {
+  it(
+    'cancels the host command (SIGKILL, as the agent does); the guard leaves no scratch directory or postgres process; the alert names the execution and the stage',
+    async () => {
+      const hold = join(work, 'hold-abort');
+      const controller = new AbortController();
+      let sawInstance = false;
+      const run = await runIn(world, {
+        input: { kind: 'incremental' },
+        // The test holds the checked instance, so the command is surely still running when the abort comes.
+        hostEnv: { KB_TEST_HOLD_FILE: hold },
+        beforeTask: async (state) => {
+          if (state !== 'CheckPhysicalRestoreTest' || controller.signal.aborted) return;
+          // Abort once the scratch postmaster runs: recovering, or just recovered.
+          for (let i = 0; i < 600 && !sawInstance; i += 1) {
+            sawInstance = scratchProcesses().some((p) => p.includes('postgres'));
+            if (!sawInstance) await new Promise((resolve) => setTimeout(resolve, 100));
+          }
+          controller.abort();
+        },
+        signal: controller.signal,
+      });
+      rmSync(hold, { force: true });
+      expect(sawInstance).toBe(true);
+      expect(run.record.status, run.record.cause).toBe('ABORTED');
+      const sent = run.host.sent.map((s) => s.comment);
+      const testComment = sent.find((c) => c.includes(' physical-restore-test '));
+      expect(testComment).toBe(
+        `kennel-backup ${executionRef(run.record.executionArn)} physical-restore-test ${run.record.executionArn.split(':').at(-1)}`.slice(
+          0,
+          100,
+        ),
+      );
+      // The cancel stage found the command by its Comment and cancelled it: the agent's status.
+      const alert = run.alerts.find((a) => a.error === 'HostCommandsCancelled');
+      expect(alert?.state).toBe('physical-restore-test');
+      expect(alert?.text).toContain(run.record.executionArn);
+      expect(alert?.text).toContain('database-backup ABORTED, host commands cancelled');
+      const commandId = /physical-restore-test \(command ([0-9a-f-]{36})/.exec(alert?.text ?? '')?.[1] ?? '';
+      expect((await run.host.get(commandId, null)).status).toBe('Cancelled');
+      expect(run.alerts.filter((a) => a.error === 'HostCommandsCancelled')).toHaveLength(1);
+      await nothingLeftSoon();
     },
     RESTORES_TIMEOUT,
   );

@@ -28,6 +28,7 @@ import {
 import { lifecycleConfiguration, lifecycleRules, reachesPrefix } from '../shared/catalog/retention.ts';
 import { maxAgeMinutes, SCHEDULES } from '../shared/catalog/schedule.ts';
 import { type Config, parseConfig } from '../shared/core/config.ts';
+import { CANCELLED_STATUSES } from '../shared/host/cancel.ts';
 import { pgbackrestConfOf, pgbackrestPath } from '../shared/host/pgbackrest-conf.ts';
 import { HOST_SCRIPTS } from '../shared/host/shell.ts';
 import { restoreWorkflowOf } from '../shared/restore/database-plan.ts';
@@ -96,6 +97,7 @@ const FUNCTIONS = {
   reportPrepareHost: 'report-prepare-host',
   planWalArchiveAge: 'plan-wal-archive-age',
   reportWalArchiveAge: 'report-wal-archive-age',
+  cancelHostCommands: 'cancel-host-commands',
 } as const;
 type FunctionName = keyof typeof FUNCTIONS;
 const FUNCTION_NAMES = Object.keys(FUNCTIONS) as FunctionName[];
@@ -489,12 +491,11 @@ describe('the state machines', () => {
     expect(new Set(Object.values(FUNCTIONS))).toEqual(new Set(folders));
   });
 
-  it('between them use every function serverless.yml defines, and no other', () => {
-    expect(new Set(STATE_MACHINES.flatMap((m) => namedFunctions(built(m.name))))).toEqual(
-      new Set(FUNCTION_NAMES),
-    );
+  it('between them use every function serverless.yml defines but the one EventBridge alone invokes, and no other', () => {
+    const tasks = FUNCTION_NAMES.filter((fn) => fn !== 'cancelHostCommands');
+    expect(new Set(STATE_MACHINES.flatMap((m) => namedFunctions(built(m.name))))).toEqual(new Set(tasks));
     // The builder's table of task timeouts names the same functions.
-    expect(new Set(Object.keys(TASK_SECONDS))).toEqual(new Set(FUNCTION_NAMES));
+    expect(new Set(Object.keys(TASK_SECONDS))).toEqual(new Set(tasks));
   });
 
   it('run each backup kind at its cron in shared/catalog/schedule.ts, with the kind as input', () => {
@@ -538,8 +539,8 @@ describe('the state machines', () => {
     expect(
       scheduled?.map(([, r]) => (r.Properties as { ScheduleExpression: string }).ScheduleExpression).sort(),
     ).toEqual(STATE_MACHINES.flatMap((m) => m.schedules.map(([e]) => e)).sort());
-    // The one other rule listens for failures and starts nothing (see "failure alerts").
-    expect(others?.map(([id]) => id)).toEqual(['WorkflowFailedRule']);
+    // The other rules listen for failures and aborts and start nothing (see "failure alerts").
+    expect(others?.map(([id]) => id)).toEqual(['WorkflowFailedRule', 'HostCommandCancelRule']);
   });
 });
 
@@ -902,6 +903,38 @@ describe('failure alerts', () => {
     ]);
   });
 
+  it('one rule sends every aborted or timed out execution of every state machine to cancelHostCommands, which cancels its host commands', () => {
+    const rule = resource<EventRule>('HostCommandCancelRule', 'AWS::Events::Rule');
+    const everyStateMachine = ofType('AWS::StepFunctions::StateMachine').map(([id]) => ({ Ref: id }));
+    expect(rule.Name).toBe(`kennel-backup-${STAGE}-cancel-host-commands`);
+    expect(rule.State).toBe('ENABLED');
+    expect(rule.EventPattern).toEqual({
+      source: ['aws.states'],
+      'detail-type': ['Step Functions Execution Status Change'],
+      detail: { status: [...CANCELLED_STATUSES], stateMachineArn: everyStateMachine },
+    });
+    expect([...CANCELLED_STATUSES]).toEqual(['ABORTED', 'TIMED_OUT']);
+    expect(rule.Targets).toEqual([
+      {
+        Id: 'cancelHostCommands',
+        Arn: getAtt('CancelHostCommandsLambdaFunction'),
+        RetryPolicy: { MaximumEventAgeInSeconds: 3600, MaximumRetryAttempts: 20 },
+        DeadLetterConfig: { Arn: getAtt('AlertDeadLetterQueue') },
+      },
+    ]);
+    const permissions = ofType('AWS::Lambda::Permission').filter(([, r]) =>
+      JSON.stringify((r.Properties as { FunctionName: unknown }).FunctionName).includes('CancelHostCommands'),
+    );
+    expect(permissions.map(([, r]) => r.Properties)).toEqual([
+      {
+        Action: 'lambda:InvokeFunction',
+        FunctionName: getAtt('CancelHostCommandsLambdaFunction'),
+        Principal: 'events.amazonaws.com',
+        SourceArn: getAtt('HostCommandCancelRule'),
+      },
+    ]);
+  });
+
   it('EventBridge may invoke sendAlert for that rule only', () => {
     const permissions = ofType('AWS::Lambda::Permission').filter(([, r]) =>
       JSON.stringify((r.Properties as { FunctionName: unknown }).FunctionName).includes('SendAlert'),
@@ -933,6 +966,14 @@ describe('failure alerts', () => {
         Action: 'sqs:SendMessage',
         Resource: getAtt('AlertDeadLetterQueue'),
         Condition: { ArnEquals: { 'aws:SourceArn': getAtt('WorkflowFailedRule') } },
+      },
+      {
+        Sid: 'CancelRuleDeadLetters',
+        Effect: 'Allow',
+        Principal: { Service: 'events.amazonaws.com' },
+        Action: 'sqs:SendMessage',
+        Resource: getAtt('AlertDeadLetterQueue'),
+        Condition: { ArnEquals: { 'aws:SourceArn': getAtt('HostCommandCancelRule') } },
       },
     ]);
     const alarm = resource<Record<string, unknown>>('AlertDeadLettersAlarm', 'AWS::CloudWatch::Alarm');
@@ -1607,6 +1648,13 @@ describe('permissions', () => {
     // The every-minute WAL archive age: the targets from config, then log lines.
     planWalArchiveAge: [],
     reportWalArchiveAge: [],
+    // Lists the commands in flight and cancels those of the aborted execution (neither
+    // action takes a resource); Slack's webhook and the alert topic for what it cancelled.
+    cancelHostCommands: [
+      { Effect: 'Allow', Action: ['ssm:ListCommands', 'ssm:CancelCommand'], Resource: '*' },
+      ...readParameter('alert-webhook-url'),
+      { Effect: 'Allow', Action: ['sns:Publish'], Resource: { Ref: 'AlertTopic' } },
+    ],
     // Slack's webhook; the alert topic; the history of this service's executions, and no other's.
     sendAlert: [
       ...readParameter('alert-webhook-url'),
@@ -1626,7 +1674,7 @@ describe('permissions', () => {
   /** Actions that support no resource-level permission, so only `Resource: '*'` grants them. */
   const UNSCOPABLE: Record<string, string[]> = {
     // SSM command status reads.
-    '*': ['ssm:GetCommandInvocation', 'ssm:ListCommandInvocations'],
+    '*': ['ssm:GetCommandInvocation', 'ssm:ListCommandInvocations', 'ssm:ListCommands', 'ssm:CancelCommand'],
     // Step Functions' CloudWatch Logs delivery and X-Ray tracing (added by
     // serverless-step-functions to every state machine's role).
     ...Object.fromEntries(
