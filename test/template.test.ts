@@ -1497,6 +1497,16 @@ describe('permissions', () => {
     },
   ];
 
+  /** The records of pgBackRest backups, read only. */
+  const readPhysicalRecords: Statement[] = [
+    {
+      Effect: 'Allow',
+      Action: ['s3:ListBucket'],
+      Resource: getAtt('BackupBucket'),
+      Condition: { StringLike: { 's3:prefix': 'catalog/pgbackrest/*' } },
+    },
+    { Effect: 'Allow', Action: ['s3:GetObject'], Resource: sub(`\${BackupBucket.Arn}/catalog/pgbackrest/*`) },
+  ];
   const physicalRecords: Statement[] = [
     {
       Effect: 'Allow',
@@ -1608,10 +1618,12 @@ describe('permissions', () => {
     // The records of pgBackRest backups, and nothing else: the host never writes there.
     recordPhysicalBackup: physicalRecords,
     recordPhysicalExpiry: physicalRecords,
-    // The catalog of every kind, read only: the newest manifests, for freshness.
+    // The catalog of every kind, read only: the newest manifests, for freshness, and the
+    // pgBackRest records, for the newest full's restore test.
     planVerification: [
       listBackups,
       { Effect: 'Allow', Action: ['s3:GetObject'], Resource: objects },
+      ...readPhysicalRecords,
       bucketKey('kms:Decrypt'),
     ],
     // Judges the execution's state; emits nothing.
