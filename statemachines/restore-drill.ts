@@ -1,3 +1,4 @@
+import { physicalRestoreTest } from './physical-restore-test.ts';
 import {
   at,
   type Definition,
@@ -5,6 +6,7 @@ import {
   failureEnd,
   hostCommand,
   NOTIFY_FAILURE,
+  PLAN,
   plan,
   RECEIVE_REQUEST,
   report,
@@ -29,7 +31,7 @@ export function restoreDrill(): Definition {
   const onError = { next: S.report };
   return {
     Comment:
-      'Restore drill (weekly: a random verified full backup of the last 7 days; monthly DR: the latest): S3 reachable, point-in-time chain for an hour ago, restore test of the chosen backup, a report stored in S3 and summarized in the alert.',
+      'Restore drill (weekly: a random verified backup of either engine of the last 7 days; monthly DR: the latest logical full): S3 reachable, point-in-time chain for an hour ago, restore test of the chosen backup (a logical dump into a scratch database, a pgBackRest set into a scratch instance), a report stored in S3 and summarized in the alert.',
     StartAt: RECEIVE_REQUEST,
     TimeoutSeconds: 43_200,
     States: {
@@ -39,8 +41,26 @@ export function restoreDrill(): Definition {
         comment:
           'Lists the catalog (the S3 check), picks the backup (at random with a recorded seed, or the latest) and checks that a point-in-time recovery to an hour ago finds its chain.',
         resultPath: at(R.drill),
-        next: 'StartRestoreTest',
+        next: 'WhichEngine',
       }),
+      WhichEngine: {
+        Type: 'Choice',
+        Comment:
+          "A pgBackRest set goes through the physical backups' own restore test; a logical dump through the dump's.",
+        Choices: [
+          { Variable: at(R.drill, 'chosen', 'engine'), StringEquals: 'physical', Next: 'SelectBackupSet' },
+        ],
+        Default: 'StartRestoreTest',
+      },
+      SelectBackupSet: {
+        Type: 'Pass',
+        Comment:
+          "The physical restore test's run is the drill's: its report goes under the drill's run id, and the alert names the target.",
+        InputPath: at(R.drill, 'physical', 'plan'),
+        ResultPath: at(PLAN),
+        Next: 'StartPhysicalRestoreTest',
+      },
+      ...physicalRestoreTest({ set: at(R.drill, 'physical', 'set'), next: S.report, onError }),
       ...hostCommand('RestoreTest', {
         comment:
           "Restores the chosen backup on the host into the drill's own scratch database, after checking its sha256.",

@@ -250,11 +250,14 @@ const STATE_MACHINES: StateMachine[] = [
       'startHostCommand',
       'checkHostCommand',
       'restoreTest',
+      'recordPhysicalRestoreTest',
       'reportDrill',
       'sendAlert',
     ],
     landmarks: {
       PlanDrill: 'Task',
+      WhichEngine: 'Choice',
+      CheckPhysicalRestoreTest: 'Task',
       RestoreTest: 'Task',
       ReportDrill: 'Task',
       NotifyDrill: 'Task',
@@ -1628,10 +1631,11 @@ describe('permissions', () => {
     ],
     // Judges the execution's state; emits nothing.
     reportVerification: [],
-    // The full backups to pick from and the point-in-time chain: database/ only, read only.
+    // The backups to pick from (logical fulls, pgBackRest records) and the point-in-time chain, read only.
     planDrill: [
       listDatabase,
       { Effect: 'Allow', Action: ['s3:GetObject'], Resource: databaseObjects },
+      ...readPhysicalRecords,
       bucketKey('kms:Decrypt'),
     ],
     // Writes the drill's report and nothing else; reads nothing.
