@@ -5,7 +5,6 @@ import { planSchema, restoreTestPlanOf } from '../backup/database-plan.ts';
 import { physicalRestoreTestOutcomeSchema } from '../backup/physical-restore-test.ts';
 import type { Catalog } from '../catalog/catalog.ts';
 import { drillReportKey, runId as makeRunId, scratchDatabase } from '../catalog/keys.ts';
-import type { DatabaseManifest } from '../catalog/manifest.ts';
 import { keyOf, listPhysicalBackups, usable } from '../catalog/physical.ts';
 import { maxAgeMinutes } from '../catalog/schedule.ts';
 import type { Config } from '../core/config.ts';
