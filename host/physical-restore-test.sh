@@ -262,8 +262,9 @@ work=$(mktemp -d)
 
 # The guard: SIGKILL to this script's process group runs no trap, and the scratch
 # postmaster (pg_ctl starts it in a session of its own) would outlive the script.
-# A subshell in a process group of its own (job control on for that one job)
-# waits for this script to end however it ends, then takes the stanza's lock (so
+# A subshell in a process group of its own (job control on for that one job, in
+# a subshell of its own: toggled in this shell, it leaves a later `wait PID` of an
+# already reaped child waiting on any child) waits for this script to end however it ends, then takes the stanza's lock (so
 # that a later test of the same set, which holds it, never loses its instance to
 # the guard) and removes this run's scratch instance and work directory. It
 # inherits no descriptor the agent reads (its output would hold the command open)
@@ -285,10 +286,11 @@ guard() { # guard PID START-TIME
 }
 read -r stat <"/proc/$$/stat"
 read -ra stat_fields <<<"${stat##*) }"
-set -m
-guard "$$" "${stat_fields[19]}" </dev/null >/dev/null 2>&1 &
-guard_pid=$!
-set +m
+guard_pid=$(
+  set -m
+  guard "$$" "${stat_fields[19]}" </dev/null >/dev/null 2>&1 &
+  echo "$!"
+)
 
 swept=()
 where_db scratch_remove "$area" "$KB_PGBACKREST_USER" >"$work/swept" ||

@@ -483,6 +483,52 @@ describe('the restore test of a pgBackRest backup set', () => {
   );
 
   it(
+    // Before the tests below damage the repository: the incremental run must reach its restore test.
+    'an execution aborted during it: the host command is cancelled (SIGKILL, as the agent does); the guard leaves no scratch directory or postgres process; the alert names the execution and the stage',
+    async () => {
+      const hold = join(work, 'hold-abort');
+      const controller = new AbortController();
+      let sawInstance = false;
+      const run = await runIn(world, {
+        input: { kind: 'incremental' },
+        // The test holds the checked instance, so the command is surely still running when the abort comes.
+        hostEnv: { KB_TEST_HOLD_FILE: hold },
+        beforeTask: async (state) => {
+          if (state !== 'CheckPhysicalRestoreTest' || controller.signal.aborted) return;
+          // Abort once the scratch postmaster runs: recovering, or just recovered.
+          for (let i = 0; i < 600 && !sawInstance; i += 1) {
+            sawInstance = scratchProcesses().some((p) => p.includes('postgres'));
+            if (!sawInstance) await new Promise((resolve) => setTimeout(resolve, 100));
+          }
+          controller.abort();
+        },
+        signal: controller.signal,
+      });
+      rmSync(hold, { force: true });
+      expect(sawInstance).toBe(true);
+      expect(run.record.status, run.record.cause).toBe('ABORTED');
+      const sent = run.host.sent.map((s) => s.comment);
+      const testComment = sent.find((c) => c.includes(' physical-restore-test '));
+      expect(testComment).toBe(
+        `kennel-backup ${executionRef(run.record.executionArn)} physical-restore-test ${run.record.executionArn.split(':').at(-1)}`.slice(
+          0,
+          100,
+        ),
+      );
+      // The cancel stage found the command by its Comment and cancelled it: the agent's status.
+      const alert = run.alerts.find((a) => a.error === 'HostCommandsCancelled');
+      expect(alert?.state).toBe('physical-restore-test');
+      expect(alert?.text).toContain(run.record.executionArn);
+      expect(alert?.text).toContain('database-backup ABORTED, host commands cancelled');
+      const commandId = /physical-restore-test \(command ([0-9a-f-]{36})/.exec(alert?.text ?? '')?.[1] ?? '';
+      expect((await run.host.get(commandId, null)).status).toBe('Cancelled');
+      expect(run.alerts.filter((a) => a.error === 'HostCommandsCancelled')).toHaveLength(1);
+      await nothingLeftSoon();
+    },
+    RESTORES_TIMEOUT,
+  );
+
+  it(
     'fails clearly when the scratch filesystem lacks room for the backup, before restoring anything',
     async () => {
       const bin = mkdtempSync(join(work, 'bin-'));
@@ -644,53 +690,6 @@ if [[ -n $user ]]; then exec runuser -u "$user" -- "$@"; else exec "$@"; fi
         'root test',
       ]);
       expectNothingLeft();
-    },
-    RESTORES_TIMEOUT,
-  );
-});
-
-describe('an execution aborted during its restore test', () => {
-  it(
-    'cancels the host command (SIGKILL, as the agent does); the guard leaves no scratch directory or postgres process; the alert names the execution and the stage',
-    async () => {
-      const hold = join(work, 'hold-abort');
-      const controller = new AbortController();
-      let sawInstance = false;
-      const run = await runIn(world, {
-        input: { kind: 'incremental' },
-        // The test holds the checked instance, so the command is surely still running when the abort comes.
-        hostEnv: { KB_TEST_HOLD_FILE: hold },
-        beforeTask: async (state) => {
-          if (state !== 'CheckPhysicalRestoreTest' || controller.signal.aborted) return;
-          // Abort once the scratch postmaster runs: recovering, or just recovered.
-          for (let i = 0; i < 600 && !sawInstance; i += 1) {
-            sawInstance = scratchProcesses().some((p) => p.includes('postgres'));
-            if (!sawInstance) await new Promise((resolve) => setTimeout(resolve, 100));
-          }
-          controller.abort();
-        },
-        signal: controller.signal,
-      });
-      rmSync(hold, { force: true });
-      expect(sawInstance).toBe(true);
-      expect(run.record.status, run.record.cause).toBe('ABORTED');
-      const sent = run.host.sent.map((s) => s.comment);
-      const testComment = sent.find((c) => c.includes(' physical-restore-test '));
-      expect(testComment).toBe(
-        `kennel-backup ${executionRef(run.record.executionArn)} physical-restore-test ${run.record.executionArn.split(':').at(-1)}`.slice(
-          0,
-          100,
-        ),
-      );
-      // The cancel stage found the command by its Comment and cancelled it: the agent's status.
-      const alert = run.alerts.find((a) => a.error === 'HostCommandsCancelled');
-      expect(alert?.state).toBe('physical-restore-test');
-      expect(alert?.text).toContain(run.record.executionArn);
-      expect(alert?.text).toContain('database-backup ABORTED, host commands cancelled');
-      const commandId = /physical-restore-test \(command ([0-9a-f-]{36})/.exec(alert?.text ?? '')?.[1] ?? '';
-      expect((await run.host.get(commandId, null)).status).toBe('Cancelled');
-      expect(run.alerts.filter((a) => a.error === 'HostCommandsCancelled')).toHaveLength(1);
-      await nothingLeftSoon();
     },
     RESTORES_TIMEOUT,
   );
