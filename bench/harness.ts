@@ -1,13 +1,14 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { readdirSync, rmSync } from 'node:fs';
+import { readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { type ParseArgsOptionsConfig, parseArgs } from 'node:util';
 import { psql, seedKennelDatabase } from '../local/environment.ts';
 import { localHost } from '../local/host.ts';
-import type { PostgresServer } from '../local/postgres.ts';
+import { asServerUser, findPostgresBinDir, freePort, type PostgresServer } from '../local/postgres.ts';
 import { type ExecutionRecord, PROJECT_ROOT } from '../local/runner.ts';
 import type { Target } from '../shared/core/config.ts';
+import { shellQuote } from '../shared/host/shell.ts';
 
 /**
  * What every benchmark script does the same way: its progress log, its interruption,
@@ -264,3 +265,92 @@ export function span(events: Events, first: string, last: string): number | null
 /** How many times the execution left `state`: the polls of a Check state. */
 export const visits = (events: Events, state: string) =>
   events.filter((e) => e.type === 'StateExited' && e.state?.name === state).length;
+
+// ---------------------------------------------------------------------------
+// The bare engine.
+
+/** pgBackRest on the local stanza as the server user, as one shell word list. */
+export function pgbackrestCommand(target: Target, args: string[]): string {
+  const pg = target.pgbackrest;
+  if (!pg) throw new Error('The local target has no pgBackRest settings.');
+  const [cmd, argv] = asServerUser('pgbackrest', [
+    `--config=${pg.configFile}`,
+    `--stanza=${target.name}`,
+    ...args,
+  ]);
+  return `cd / && ${[cmd, ...argv].map(shellQuote).join(' ')}`;
+}
+
+/**
+ * The bare engine's recovery, as an operator would run it by hand:
+ * `pgbackrest restore <recoveryArgs> --target-action=promote --archive-mode=off`
+ * into `scratch` (created for the server user; outside a private temporary
+ * directory it cannot enter), then the instance started on a free port and
+ * waited for until promoted. `query` (one value, in `database`) is read from the
+ * promoted instance. The instance is stopped and `scratch` removed on every way
+ * out. Milliseconds: restore (the files), recovery (start to promoted).
+ */
+export async function bareRecovery(
+  hostEnv: Record<string, string>,
+  target: Target,
+  options: { recoveryArgs: string[]; scratch: string; database?: string; query?: string },
+): Promise<{ restoreMs: number; recoveryMs: number; value: string }> {
+  const { scratch } = options;
+  const data = join(scratch, 'data');
+  const sockets = join(scratch, 'sockets');
+  const bin = findPostgresBinDir();
+  const port = await freePort();
+  const asServer = (command: string, args: string[]) => {
+    const [cmd, argv] = asServerUser(command, args);
+    return [cmd, ...argv].map(shellQuote).join(' ');
+  };
+  const query = (sql: string) =>
+    asServer(join(bin, 'psql'), [
+      '-X',
+      '-qAt',
+      '-h',
+      sockets,
+      '-p',
+      String(port),
+      '-d',
+      options.database ?? 'postgres',
+      '-c',
+      sql,
+    ]);
+  await sh(
+    `install -d -m 0700 -o postgres -g postgres ${[scratch, data, sockets].map(shellQuote).join(' ')}`,
+    hostEnv,
+  );
+  try {
+    const restore = await sh(
+      pgbackrestCommand(target, [
+        'restore',
+        ...options.recoveryArgs,
+        '--target-action=promote',
+        '--archive-mode=off',
+        `--pg1-path=${data}`,
+      ]),
+      hostEnv,
+    );
+    const serverOptions = `-p ${port} -k ${sockets} -c listen_addresses='' -c archive_mode=off`;
+    const recovery = await sh(
+      [
+        `${asServer(join(bin, 'pg_ctl'), ['start', '-w', '-t', '86400', '-D', data, '-l', join(scratch, 'server.log'), '-o', serverOptions])} >/dev/null`,
+        `until [[ $(${query('SELECT pg_is_in_recovery()')}) == f ]]; do sleep 0.1; done`,
+      ].join('\n'),
+      hostEnv,
+    );
+    let value = '';
+    if (options.query) {
+      const file = join(scratch, 'value');
+      await sh(`${query(options.query)} > ${shellQuote(file)}`, hostEnv);
+      value = readFileSync(file, 'utf8').trim();
+    }
+    return { restoreMs: restore.ms, recoveryMs: recovery.ms, value };
+  } finally {
+    await sh(
+      `${asServer(join(bin, 'pg_ctl'), ['stop', '-m', 'immediate', '-D', data])} >/dev/null 2>&1 || true; rm -rf ${shellQuote(scratch)}`,
+      hostEnv,
+    );
+  }
+}

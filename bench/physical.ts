@@ -4,18 +4,19 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { type LocalEnvironment, psql, startLocalEnvironment } from '../local/environment.ts';
 import { localHost } from '../local/host.ts';
-import { asServerUser } from '../local/postgres.ts';
 import { PROJECT_ROOT, runWorkflow } from '../local/runner.ts';
 import type { PhysicalPlan } from '../shared/backup/physical-plan.ts';
 import type { Config, Target } from '../shared/core/config.ts';
 import { shellQuote } from '../shared/host/shell.ts';
 import {
+  bareRecovery,
   checkInterrupted,
   cleanUp,
   hostScript,
   importHandlers,
   log,
   onInterrupt,
+  pgbackrestCommand,
   queryValue,
   readCommandLine,
   runMain,
@@ -37,7 +38,12 @@ import { mib, ratio, table } from './table.ts';
  *    machine's cores;
  *  - the logical dump of the same data, `pg_dump | zstd -3 -T0` of every database;
  *  - an incremental after 1 % of the rows changed: the bare engine, and ours
- *    through the workflow (each after its own 1 % change).
+ *    through the workflow (each after its own 1 % change);
+ *  - restores of the full: the bare engine (`pgbackrest restore --type=immediate`
+ *    into a scratch directory, the instance started and waited for until promoted)
+ *    against our restore test's restore and recovery (its checks, which the bare
+ *    engine has none of, aside), and the logical dump's restore (`zstd -d | psql`
+ *    into a new database, per database).
  * Optionally a pgbench database of several GB is added to the cluster first
  * (--pgbench-scale; 170 ≈ 2.5 GB).
  *
@@ -67,10 +73,7 @@ interface Ctx {
 
 /** pgBackRest on the stanza, as the server user, timed by the wall clock. */
 function pgbackrest(ctx: Ctx, args: string[]): Promise<{ ms: number; stderr: string }> {
-  const pg = ctx.target.pgbackrest;
-  if (!pg) throw new Error('The local target has no pgBackRest settings.');
-  const [cmd, argv] = asServerUser('pgbackrest', [`--config=${pg.configFile}`, '--stanza=local', ...args]);
-  return sh(`cd / && ${[cmd, ...argv].map(shellQuote).join(' ')}`, ctx.environment.hostEnv);
+  return sh(pgbackrestCommand(ctx.target, args), ctx.environment.hostEnv);
 }
 
 interface Backup {
@@ -80,17 +83,9 @@ interface Backup {
 }
 
 async function newestBackup(ctx: Ctx): Promise<Backup> {
-  const pg = ctx.target.pgbackrest;
-  if (!pg) throw new Error('The local target has no pgBackRest settings.');
   const file = join(tmpdir(), `kb-bench-info-${process.pid}.json`);
-  const [cmd, argv] = asServerUser('pgbackrest', [
-    `--config=${pg.configFile}`,
-    '--stanza=local',
-    'info',
-    '--output=json',
-  ]);
   await sh(
-    `cd / && ${[cmd, ...argv].map(shellQuote).join(' ')} > ${shellQuote(file)}`,
+    `${pgbackrestCommand(ctx.target, ['info', '--output=json'])} > ${shellQuote(file)}`,
     ctx.environment.hostEnv,
   );
   const [stanza] = JSON.parse(readFileSync(file, 'utf8')) as { backup: Backup[] }[];
@@ -135,6 +130,8 @@ interface WorkflowRun {
   record: number;
   /** The restore test (restore, recovery, amcheck, every row read) and its record. */
   restoreTest: number;
+  /** The restore test's own phases as the host script measured them (s): restore, recovery, checks. */
+  restoreTestSeconds: { restore: number; recovery: number; checks: number; total: number };
   expiry: number | null;
   recorded: { label: string; kind: string; state: string };
 }
@@ -167,7 +164,7 @@ async function workflow(ctx: Ctx, kind: 'full' | 'incremental'): Promise<Workflo
   const expiry = span(events, 'StartExpirePhysicalBackups', 'RecordPhysicalExpiry');
   const physical = span(
     events,
-    'PhysicalBackupWanted',
+    'StartPhysicalBackup',
     expiry === null ? 'RecordPhysicalBackup' : 'RecordPhysicalExpiry',
   );
   if (hostCommandMs === null || recordMs === null || restoreTest === null || physical === null)
@@ -177,7 +174,22 @@ async function workflow(ctx: Ctx, kind: 'full' | 'incremental'): Promise<Workflo
     ?.physicalRecord;
   if (!recorded) throw new Error(`the ${kind} workflow recorded no physical backup.`);
   if (recorded.state !== 'verified') throw new Error(`the ${kind} backup was recorded ${recorded.state}.`);
-  return { ms, physical, hostCommand: hostCommandMs, record: recordMs, restoreTest, expiry, recorded };
+  const phases =
+    /"seconds":\{"restore":([\d.]+),"recovery":([\d.]+),"checks":([\d.]+),"total":([\d.]+)\}/.exec(
+      JSON.stringify(events).replaceAll('\\"', '"').replaceAll(' ', ''),
+    );
+  if (!phases) throw new Error(`the ${kind} workflow's restore test reported no phases.`);
+  const [restore, recovery, checks, total] = phases.slice(1).map(Number) as [number, number, number, number];
+  return {
+    ms,
+    physical,
+    hostCommand: hostCommandMs,
+    record: recordMs,
+    restoreTest,
+    restoreTestSeconds: { restore, recovery, checks, total },
+    expiry,
+    recorded,
+  };
 }
 
 /** Updates 1 % of the rows of the biggest tables (bookings; pgbench_accounts when there). */
@@ -259,20 +271,46 @@ async function main(): Promise<number> {
     const bareVerify = await pgbackrest(ctx, ['verify']);
     log('our host command (full) …');
     const ours = await hostCommand(ctx, 'full');
+    // verify reads the whole repository: each of ours is compared with the bare
+    // verify of the repository as ours found it (one more full each time).
+    log('bare pgbackrest verify, of the repository our host command verified …');
+    const bareVerifyAfterOurs = await pgbackrest(ctx, ['verify']);
     log('our workflow (full) …');
     const oursFull = await workflow(ctx, 'full');
+    log('bare pgbackrest verify, of the repository our workflow verified …');
+    const bareVerifyAfterWorkflow = await pgbackrest(ctx, ['verify']);
     const repositoryAfterFulls = (await newestBackup(ctx)).info.repository.size;
 
-    // ---- The logical dump of the same data.
-    const dumpFile = join(tmp, 'dump.sql.zst');
+    // ---- Restores of the full: the bare engine, then ours' phases (from its restore test above).
+    log(`bare pgbackrest restore --set=${bareFullBackup.label} --type=immediate, started until promoted …`);
+    const bareRestored = await bareRecovery(env.hostEnv, target, {
+      recoveryArgs: [`--set=${bareFullBackup.label}`, '--type=immediate'],
+      scratch: join(tmpdir(), `kb-bench-restore-${process.pid}`),
+    });
+
+    // ---- The logical dump of the same data, and its restore into new databases.
+    const dumped = [DATABASE, ...(pgbenchScale > 0 ? [PGBENCH] : [])];
     let dumpMs = 0;
     let dumpBytes = 0;
-    for (const db of [DATABASE, ...(pgbenchScale > 0 ? [PGBENCH] : [])]) {
+    let logicalRestoreMs = 0;
+    for (const db of dumped) {
+      const dumpFile = join(tmp, `${db}.sql.zst`);
       log(`pg_dump ${db} | zstd -3 -T0 …`);
       dumpMs += (
         await sh(`pg_dump --no-password -d ${db} | zstd -q -3 -T0 -c > ${shellQuote(dumpFile)}`, env.hostEnv)
       ).ms;
       dumpBytes += statSync(dumpFile).size;
+    }
+    for (const db of dumped) {
+      const dumpFile = join(tmp, `${db}.sql.zst`);
+      log(`zstd -d | psql into ${db}_restored …`);
+      logicalRestoreMs += (
+        await sh(
+          `createdb --no-password ${db}_restored && zstd -q -d -c ${shellQuote(dumpFile)} | psql --no-password -X -q -v ON_ERROR_STOP=1 -d ${db}_restored >/dev/null`,
+          env.hostEnv,
+        )
+      ).ms;
+      psql(server, 'postgres', ['-c', `DROP DATABASE ${db}_restored`]);
     }
 
     // ---- Incrementals after 1 % of the rows changed: ours (workflow), then the bare engine.
@@ -286,7 +324,8 @@ async function main(): Promise<number> {
     const bareIncrBackup = await newestBackup(ctx);
     const bareIncrVerify = await pgbackrest(ctx, ['verify']);
 
-    const bareFullWithVerify = bareFull.ms + bareVerify.ms;
+    const bareForHostCommand = bareFull.ms + bareVerifyAfterOurs.ms;
+    const bareForWorkflow = bareFull.ms + bareVerifyAfterWorkflow.ms;
     const rows = [
       [
         'bare: pgbackrest backup --type=full',
@@ -294,12 +333,17 @@ async function main(): Promise<number> {
         '',
         `${mib(bareFullBackup.info.repository.delta)} MiB`,
       ],
-      ['bare: pgbackrest verify (whole repository)', sec(bareVerify.ms), '', ''],
-      ['ours: host command (backup, verify, info)', sec(ours.ms), ratio(ours.ms / bareFullWithVerify), ''],
+      [
+        'bare: pgbackrest verify (whole repository: 1 / 2 / 3 fulls)',
+        `${sec(bareVerify.ms)} / ${sec(bareVerifyAfterOurs.ms)} / ${sec(bareVerifyAfterWorkflow.ms)}`,
+        '',
+        '',
+      ],
+      ['ours: host command (backup, verify, info)', sec(ours.ms), ratio(ours.ms / bareForHostCommand), ''],
       [
         'ours: workflow physical run, restore test aside',
         sec(oursFull.physical - oursFull.restoreTest),
-        ratio((oursFull.physical - oursFull.restoreTest) / bareFullWithVerify),
+        ratio((oursFull.physical - oursFull.restoreTest) / bareForWorkflow),
         '',
       ],
       ['   of which the host command loop', sec(oursFull.hostCommand), '', ''],
@@ -326,6 +370,33 @@ async function main(): Promise<number> {
         `${mib(oursIncrBackup.info.repository.delta)} MiB`,
       ],
       ['ours: restore test of the incremental', sec(oursIncr.restoreTest), '', ''],
+      [
+        'bare: restore of the full (pgbackrest restore), then recovery until promoted',
+        `${sec(bareRestored.restoreMs)} + ${sec(bareRestored.recoveryMs)}`,
+        '',
+        '',
+      ],
+      [
+        "ours: the restore test's restore + recovery of the full, checks aside",
+        `${oursFull.restoreTestSeconds.restore.toFixed(1)} + ${oursFull.restoreTestSeconds.recovery.toFixed(1)}`,
+        ratio(
+          ((oursFull.restoreTestSeconds.restore + oursFull.restoreTestSeconds.recovery) * 1000) /
+            (bareRestored.restoreMs + bareRestored.recoveryMs),
+        ),
+        '',
+      ],
+      [
+        '   its checks (pg_amcheck, every row read, counts)',
+        oursFull.restoreTestSeconds.checks.toFixed(1),
+        '',
+        '',
+      ],
+      [
+        'logical: zstd -d | psql into a new database (all data)',
+        sec(logicalRestoreMs),
+        ratio(logicalRestoreMs / (bareRestored.restoreMs + bareRestored.recoveryMs)),
+        '',
+      ],
     ];
     const result = {
       startedAt: startedAt.toISOString(),
@@ -335,6 +406,7 @@ async function main(): Promise<number> {
       cluster: { bytes: clusterBytes, repositoryAfterFulls },
       notes: [
         'Wall clock, one run each. Ratios of ours are to the bare backup plus verify (ours verifies every backup), its restore test aside (the bare engine has none); the dump and the bare incremental to the bare full.',
+        "Restores: ours is the restore test's restore and recovery phases as its host script measured them (its checks aside), of our full; the bare one restores the bare full (same data, taken just before); the logical restore's ratio is to the bare restore plus recovery.",
         "Ours runs after the bare full, so its verify reads one more full backup than the bare verify did: the ratio overstates ours' overhead by that much.",
         'verify reads the whole repository (pgBackRest 2.45 has no --set for it): it grows with the backups and WAL kept.',
         'Every backup starts with its own checkpoint (--start-fast), bare and ours alike.',
@@ -342,6 +414,8 @@ async function main(): Promise<number> {
       bare: {
         fullMs: bareFull.ms,
         verifyMs: bareVerify.ms,
+        verifyAfterOursMs: bareVerifyAfterOurs.ms,
+        verifyAfterWorkflowMs: bareVerifyAfterWorkflow.ms,
         incrementalMs: bareIncr.ms,
         incrementalVerifyMs: bareIncrVerify.ms,
         full: bareFullBackup,
@@ -353,7 +427,8 @@ async function main(): Promise<number> {
         full: oursFull,
         incremental: { ...oursIncr, backup: oursIncrBackup },
       },
-      logical: { ms: dumpMs, bytes: dumpBytes },
+      logical: { ms: dumpMs, bytes: dumpBytes, restoreMs: logicalRestoreMs },
+      bareRestore: bareRestored,
       changes: { firstMs: firstChangeMs, secondMs: secondChangeMs },
     };
     mkdirSync(RESULTS_DIR, { recursive: true });

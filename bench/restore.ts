@@ -14,7 +14,6 @@ import { createS3Client } from '../shared/core/clients.ts';
 import { CODECS } from '../shared/core/codecs.ts';
 import { type Config, parseConfig, type Target } from '../shared/core/config.ts';
 import { renderHostCommand } from '../shared/host/scripts.ts';
-import type { RestorePlan } from '../shared/restore/database-schemas.ts';
 import {
   checkInterrupted,
   cleanUp,
@@ -31,7 +30,6 @@ import {
   stats,
   stopOnce,
   wholeNumber,
-  wholeNumbers,
 } from './harness.ts';
 import { markdownTable, mib, ratio } from './table.ts';
 
@@ -45,32 +43,24 @@ import { markdownTable, mib, ratio } from './table.ts';
  *         it: sha256 check, createdb, `zstd -dc | psql --single-transaction`);
  *     (c) the whole database-restore workflow (plan, restore into staging, row-count
  *         check, swap), with its own totalSeconds and stages;
- *  2. point-in-time recovery as the chain grows: writes, an incremental and a
- *     transaction-log backup per step; after chosen numbers of steps, a recovery to
- *     just after the last backup (and a dry run, which only plans from the catalog).
+ * Point-in-time recovery is pgBackRest's (the point-in-time-recovery workflow), not
+ * a chain of dumps: its figures belong with the physical bench.
  * The machine is small and noisy: the ratios and medians, measured side by side,
  * are the result.
  *
- *   npm run bench:restore -- [--scale 20] [--repeat 3] [--chain 1,4,8]
+ *   npm run bench:restore -- [--scale 20] [--repeat 3]
  */
 
-const USAGE = `Usage: npm run bench:restore -- [--scale N] [--repeat N] [--chain a,b,c] [--wait-ms MS]
+const USAGE = `Usage: npm run bench:restore -- [--scale N] [--repeat N] [--wait-ms MS]
 
   --scale N      sample data size (default 20 ≈ 310 MB database; 2 for a quick run)
   --repeat N     runs of every timed restore (default 3); medians are reported
-  --chain a,b,c  incrementals after the full at which point-in-time recovery is timed (default 1,4,8)
   --wait-ms MS   every Wait state of the workflows, locally (default 50: the polling granularity)
 
 Results: a Markdown table on stdout and JSON in .local/bench/restore.json.`;
 
 const DATABASE = LOCAL_DATABASE;
 const RESULT_FILE = join(PROJECT_ROOT, '.local', 'bench', 'restore.json');
-
-/** The writes of one step of the chain: a few hundred business rows and log rows. */
-const BOOKINGS_UPDATED = 300;
-const CUSTOMERS_INSERTED = 100;
-const AUDIT_ROWS_INSERTED = 300;
-const SESSION_ROWS_INSERTED = 50;
 
 // ---------------------------------------------------------------------------
 // The local world: the database, the catalog, workflows.
@@ -87,10 +77,6 @@ const sql = (ctx: Context, database: string, query: string) => queryValue(ctx.en
 
 const dropDatabase = (ctx: Context, name: string) =>
   psql(ctx.env.postgres, 'postgres', ['-c', `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`]);
-
-/** The database's clock, as a point in time a person would type (ISO 8601, UTC, with Z). */
-const databaseNow = (ctx: Context) =>
-  sql(ctx, DATABASE, `SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')`);
 
 /** Fails loudly unless every table has exactly the rows expected. */
 function expectRows(label: string, actual: Record<string, number>, expected: Record<string, number>): void {
@@ -268,124 +254,6 @@ async function restoreFullThreeWays(
 }
 
 // ---------------------------------------------------------------------------
-// 2. Point-in-time recovery as the chain grows.
-
-function writeStep(ctx: Context, step: number): void {
-  sql(
-    ctx,
-    DATABASE,
-    `UPDATE bookings SET notes = 'bench step ${step}'
-       WHERE id IN (SELECT id FROM bookings ORDER BY id LIMIT ${BOOKINGS_UPDATED} OFFSET ${BOOKINGS_UPDATED * (step - 1)});
-     INSERT INTO customers (first_name, last_name, email)
-       SELECT 'Bench', 'Step ${step}', 'bench-${step}-' || g || '@example.test' FROM generate_series(1, ${CUSTOMERS_INSERTED}) g;
-     INSERT INTO audit_logs (actor, action, entity, entity_id)
-       SELECT 'bench', 'step ${step}', 'booking', g FROM generate_series(1, ${AUDIT_ROWS_INSERTED}) g;
-     INSERT INTO session_logs (staff_user, ip)
-       SELECT 'bench', '10.0.0.1' FROM generate_series(1, ${SESSION_ROWS_INSERTED})`,
-  );
-}
-
-interface ChainPoint {
-  incrementals: number;
-  targetTime: string;
-  archives: number;
-  archiveBytes: number;
-  dryRun: { wallMs: Stats; planMs: Stats };
-  recovery: { wallMs: Stats; planMs: Stats; totalSeconds: Stats; stages: Record<string, Stats> };
-}
-
-async function measureChain(
-  ctx: Context,
-  incrementals: number,
-  full: DatabaseManifest,
-  sizes: ReadonlyMap<string, number>,
-  repeat: number,
-): Promise<ChainPoint> {
-  const targetTime = databaseNow(ctx);
-  const wanted = 1 + 2 * incrementals;
-  const dry: { wallMs: number; planMs: number }[] = [];
-  const runs: WorkflowRestore[] = [];
-  let plan: RestorePlan | undefined;
-  for (let round = 1; round <= repeat; round += 1) {
-    log(`${incrementals} incremental(s), round ${round}/${repeat}: dry run …`);
-    const planned = await runToSuccess(
-      ctx,
-      'point-in-time-recovery',
-      { database: DATABASE, targetDatabase: 'bench_pitr_dry_run', targetTime, dryRun: true },
-      'point-in-time dry run',
-    );
-    plan = (planned.record.output as { plan: RestorePlan }).plan;
-    if (plan.archives.length !== wanted || plan.notApplied.length > 0)
-      throw new Error(
-        `The dry run planned ${plan.archives.length} archives (${plan.notApplied.length} not applied), not the full, ${incrementals} incremental(s) and ${incrementals} log archive(s).`,
-      );
-    dry.push({ wallMs: planned.ms, planMs: stateMs(planned.record, 'PlanRestore') });
-
-    const into = `bench_pitr_${incrementals}_${round}`;
-    log(`${incrementals} incremental(s), round ${round}/${repeat}: point-in-time recovery …`);
-    try {
-      const run = await restoreWorkflow(
-        ctx,
-        'point-in-time-recovery',
-        { targetDatabase: into, targetTime },
-        'point-in-time recovery',
-      );
-      if (run.archives !== wanted)
-        throw new Error(`The recovery applied ${run.archives} archives, not ${wanted}.`);
-      runs.push(run);
-      expectRecovered(ctx, into, full, plan, `point-in-time recovery, ${incrementals} incremental(s)`);
-    } finally {
-      dropDatabase(ctx, into);
-    }
-  }
-  if (!plan) throw new Error('No dry run ran.');
-  const stageNames = Object.keys(runs[0]?.stages ?? {});
-  return {
-    incrementals,
-    targetTime,
-    archives: wanted,
-    archiveBytes: plan.archives.reduce((sum, a) => sum + (sizes.get(a.key) ?? Number.NaN), 0),
-    dryRun: { wallMs: stats(dry.map((d) => d.wallMs)), planMs: stats(dry.map((d) => d.planMs)) },
-    recovery: {
-      wallMs: stats(runs.map((r) => r.wallMs)),
-      planMs: stats(runs.map((r) => r.planMs)),
-      totalSeconds: stats(runs.map((r) => r.totalSeconds)),
-      stages: Object.fromEntries(
-        stageNames.map((name) => [name, stats(runs.map((r) => r.stages[name] ?? Number.NaN))]),
-      ),
-    },
-  };
-}
-
-/**
- * Nothing is written after the target time, so the business tables must equal
- * production's; the log tables hold the rows from the first log archive's window
- * on (the full dump leaves them out; older rows are in older log archives).
- */
-function expectRecovered(
-  ctx: Context,
-  into: string,
-  full: DatabaseManifest,
-  plan: RestorePlan,
-  label: string,
-): void {
-  const business = Object.keys(full.tables);
-  expectRows(
-    label,
-    rowCounts(ctx.env.postgres, into, business),
-    rowCounts(ctx.env.postgres, DATABASE, business),
-  );
-  const since = plan.archives.find((a) => a.kind === 'transaction-logs')?.window.since;
-  const logTables = ctx.config.EXCLUDED_TABLES;
-  expectRows(
-    `${label} (log tables)`,
-    rowCounts(ctx.env.postgres, into, logTables),
-    // The log tables' window.
-    rowCounts(ctx.env.postgres, DATABASE, logTables, since ? `created_at >= '${since}'` : 'true'),
-  );
-}
-
-// ---------------------------------------------------------------------------
 // Output.
 
 const inMiB = (bytes: number) => `${mib(bytes)} MiB`;
@@ -399,27 +267,17 @@ const spread = (s: Stats, unit: 'ms' | 's') => {
 };
 // ---------------------------------------------------------------------------
 
-/** --chain: whole numbers in ascending order. */
-function parseLengths(text: string): number[] | undefined {
-  const list = wholeNumbers(text);
-  return list?.every((n, i) => n >= (list[i - 1] ?? n)) ? list : undefined;
-}
-
 async function main(): Promise<number> {
   const values = readCommandLine(USAGE, {
     repeat: { type: 'string', default: '3' },
-    chain: { type: 'string', default: '1,4,8' },
     'wait-ms': { type: 'string', default: '50' },
   });
   if (!values) return 0;
   const scale = wholeNumber(values.scale, 1);
   const repeat = wholeNumber(values.repeat, 1);
-  const lengths = parseLengths(values.chain);
   const waitMs = wholeNumber(values['wait-ms'], 0);
-  if (scale === undefined || repeat === undefined || !lengths || waitMs === undefined) {
-    console.error(
-      `Bad arguments: ${JSON.stringify(values)} (--chain takes ascending whole numbers).\n\n${USAGE}`,
-    );
+  if (scale === undefined || repeat === undefined || waitMs === undefined) {
+    console.error(`Bad arguments: ${JSON.stringify(values)}.\n\n${USAGE}`);
     return 2;
   }
 
@@ -459,15 +317,7 @@ async function main(): Promise<number> {
     // Handlers imported once beforehand: no cold start in the first workflow's time.
     await importHandlers();
 
-    // A log backup before the full one, as in production where they run every 15
-    // minutes: the log archives after the full then hold only the new rows.
-    const sizes = new Map<string, number>();
-    const keep = (m: DatabaseManifest) => {
-      sizes.set(m.archive.key, m.archive.size);
-      return m;
-    };
-    const firstLogs = keep(await backup(ctx, 'transaction-logs'));
-    const full = keep(await backup(ctx, 'full'));
+    const full = await backup(ctx, 'full');
 
     log('recompressing the full archive to gzip (untimed) …');
     const gzipPath = join(tmp, 'full.sql.gz');
@@ -482,17 +332,6 @@ async function main(): Promise<number> {
     // ---- 1.
     const fullRestores = await restoreFullThreeWays(ctx, full, gzipPath, repeat);
 
-    // ---- 2.
-    const chain: ChainPoint[] = [];
-    const maxLength = lengths.at(-1) ?? 0;
-    for (let step = 1; step <= maxLength; step += 1) {
-      checkInterrupted();
-      log(`chain step ${step}/${maxLength}: writes …`);
-      writeStep(ctx, step);
-      keep(await backup(ctx, 'incremental'));
-      keep(await backup(ctx, 'transaction-logs'));
-      if (lengths.includes(step)) chain.push(await measureChain(ctx, step, full, sizes, repeat));
-    }
     const loadEnd = loadavg();
 
     // ---- Results.
@@ -511,24 +350,10 @@ async function main(): Promise<number> {
       workflowWallVsSource: workflow.median / source.median,
       workflowTotalSecondsVsSource: (totalSeconds.median * 1000) / source.median,
     };
-    const [shortest, longest] = [chain[0], chain.at(-1)];
-    const marginal =
-      shortest && longest && longest !== shortest
-        ? {
-            between: [shortest.archives, longest.archives],
-            totalSeconds:
-              (longest.recovery.totalSeconds.median - shortest.recovery.totalSeconds.median) /
-              (longest.archives - shortest.archives),
-            staging:
-              ((longest.recovery.stages['restore into staging']?.median ?? Number.NaN) -
-                (shortest.recovery.stages['restore into staging']?.median ?? Number.NaN)) /
-              (longest.archives - shortest.archives),
-          }
-        : null;
     const result = {
       startedAt: startedAt.toISOString(),
       finishedAt: new Date().toISOString(),
-      options: { scale, repeat, chain: lengths, waitMs },
+      options: { scale, repeat, waitMs },
       machine: { cpus: cpus().length, cpuModel: cpus()[0]?.model ?? 'unknown', loadStart, loadEnd },
       notes: [
         'Wall clock in ms (*Ms) or as the workflow reports it in s (*Seconds, 0.1 s resolution); Stats hold every run.',
@@ -536,13 +361,11 @@ async function main(): Promise<number> {
         '(a) includes its createdb, as the source document runs CREATE DATABASE first; (b) includes the sha256 check of the archive and the existence checks.',
         `Wait states last ${waitMs} ms locally: each polled host command may overshoot by up to that.`,
         'The cluster runs with fsync=off and autovacuum off; methods rotate their order from round to round.',
-        'A transaction-log backup ran before the full one (whole log tables); the chain then holds one incremental and one log archive per step.',
       ],
       database: {
         name: DATABASE,
         sizeBytes: databaseBytes,
         fullArchive: { key: full.archive.key, zstdBytes: full.archive.size, gzipBytes, tables: full.tables },
-        firstLogArchiveBytes: firstLogs.archive.size,
       },
       fullRestore: {
         sourceMs: source,
@@ -553,7 +376,6 @@ async function main(): Promise<number> {
         workflowStages,
         ratios,
       },
-      pointInTime: { chain, marginalSecondsPerArchive: marginal },
     };
     mkdirSync(dirname(RESULT_FILE), { recursive: true });
     writeFileSync(RESULT_FILE, `${JSON.stringify(result, null, 2)}\n`);
@@ -580,37 +402,6 @@ async function main(): Promise<number> {
           ...stageNames.map((name) => [`… ${name}`, spread(workflowStages[name] ?? stats([]), 's'), '']),
         ],
       ),
-      '',
-      markdownTable(
-        [
-          'point-in-time recovery',
-          'archives applied',
-          'archive bytes',
-          'PlanRestore (dry run) s',
-          `dry run wall, ${head}`,
-          `recovery wall, ${head}`,
-          'totalSeconds',
-          'restore into staging s',
-          'vs (c) totalSeconds',
-        ],
-        chain.map((c) => [
-          `full + ${c.incrementals} incremental + ${c.incrementals} log`,
-          String(c.archives),
-          inMiB(c.archiveBytes),
-          seconds(c.dryRun.planMs.median / 1000),
-          spread(c.dryRun.wallMs, 'ms'),
-          spread(c.recovery.wallMs, 'ms'),
-          spread(c.recovery.totalSeconds, 's'),
-          seconds(c.recovery.stages['restore into staging']?.median ?? Number.NaN),
-          ratio(c.recovery.totalSeconds.median / totalSeconds.median),
-        ]),
-      ),
-      marginal
-        ? `\nEach archive added to the chain (${marginal.between.join(' → ')} archives) costs ${seconds(marginal.totalSeconds)} s of totalSeconds, ${seconds(marginal.staging)} s of it restoring into staging (medians).`
-        : '',
-      '',
-      `Each step: ${BOOKINGS_UPDATED} bookings updated, ${CUSTOMERS_INSERTED} customers, ${AUDIT_ROWS_INSERTED} audit_logs and ${SESSION_ROWS_INSERTED} session_logs rows inserted, then an incremental and a transaction-log backup; target time = the database clock after the last backup.`,
-      `The first log backup (before the full: no watermark, so the whole log tables) was ${inMiB(firstLogs.archive.size)}; a chain whose log backups start after its full applies such an archive too.`,
       '',
       `JSON: ${RESULT_FILE}`,
     ];

@@ -11,13 +11,8 @@
 # this script. What a reboot or a killed guard left behind is removed by the next
 # run, which names it in its result.
 #
-# The scratch instance can never touch production: archiving is off (pgBackRest's
-# --archive-mode=off, and archive_mode/archive_command overridden on the command
-# line, which outranks postgresql.auto.conf), so no WAL or timeline history file
-# reaches the repository; it listens on no TCP address, only on a socket in a
-# private directory, with its own hba file; tablespaces are restored into the
-# scratch directory, never into their original locations; its memory settings are
-# small, so it cannot starve the production server of memory.
+# The scratch instance is a side cluster (host/side-cluster.sh), which can
+# never touch production.
 #
 # Prints one result line:
 # KB-RESULT {"set": LABEL, "state": "passed", "backupBytes": N, "consistentAt": LSN,
@@ -51,139 +46,10 @@ fi
 area=$KB_SCRATCH_ROOT/$KB_STANZA
 run=$area/$set_label
 data=$run/data
-# The socket's path must fit in 107 bytes (sun_path), which a scratch area with a
-# long stanza and an incremental's label would not: a short private directory of
-# this run's own in /tmp (make_run_dir), named in the run's directory so that a
-# sweep removes it with the run.
+# shellcheck disable=SC2034 # host/side-cluster.sh names the script with it
+side_script=physical-restore-test
+label_pattern='^[0-9]{8}-[0-9]{6}F(_[0-9]{8}-[0-9]{6}[DI])?$'
 socket=''
-
-# Removes restore-test scratch directories and stops every process of the
-# cluster's OS user working in them: the scratch postmaster (immediate shutdown,
-# once the pid in its postmaster.pid is seen running in that data directory, so a
-# reused pid is never signalled), its backends, a pgbackrest restore still writing
-# there. With a LABEL, that set's directory only; without, every set's directory
-# of the area, and processes whose directory is already gone. Prints `dir PATH`
-# for each directory removed and `processes N` for those it stopped. Runs where
-# the database lives, as root there (shipped as text: in a container it cannot
-# run from this file). Builtins only in the scan, which runs a few times a second.
-scratch_remove() { # scratch_remove AREA OWNER [LABEL]
-  local area=$1 label=${3:-} uid dirs=() dir pid prefix found=0 tries
-  local label_pattern='^[0-9]{8}-[0-9]{6}F(_[0-9]{8}-[0-9]{6}[DI])?$'
-  uid=$(id -u "$2")
-  if [[ -n $label ]]; then
-    [[ -d $area/$label ]] && dirs=("$area/$label")
-    prefix=$area/$label/
-  else
-    for dir in "$area"/*; do
-      [[ -d $dir && ${dir##*/} =~ $label_pattern ]] && dirs+=("$dir")
-    done
-    prefix=$area/
-  fi
-  # The owner's processes under the prefix: by their directory, or by a path on their command line.
-  ours() {
-    local proc key value cwd args
-    for proc in /proc/[0-9]*; do
-      [[ ${proc#/proc/} == "$$" ]] && continue
-      value=''
-      # A process may end while it is looked at: its files are gone then.
-      while read -r key value _; do
-        [[ $key == Uid: ]] && break
-      done 2>/dev/null <"$proc/status"
-      [[ $value == "$uid" ]] || continue
-      cwd=$(readlink "$proc/cwd" 2>/dev/null) || cwd=''
-      mapfile -d '' args 2>/dev/null <"$proc/cmdline" || args=()
-      if [[ ${cwd% (deleted)}/ == "$prefix"* || "${args[*]}" == *"$prefix"* ]]; then
-        printf '%s\n' "${proc#/proc/}"
-      fi
-    done
-  }
-  found=$(ours | grep -c .) || true
-  for dir in "${dirs[@]}"; do
-    [[ -f $dir/data/postmaster.pid ]] || continue
-    pid=$(head -n 1 "$dir/data/postmaster.pid")
-    if [[ $pid =~ ^[0-9]+$ && $(readlink "/proc/$pid/cwd" 2>/dev/null) == "$dir/data" ]]; then
-      kill -QUIT "$pid" 2>/dev/null || true
-    fi
-  done
-  for tries in {1..100}; do
-    [[ -z $(ours) ]] && break
-    # An immediate shutdown takes a moment; whatever still runs after 10 s is killed.
-    if ((tries % 50 == 0)); then
-      for pid in $(ours); do kill -KILL "$pid" 2>/dev/null || true; done
-    fi
-    sleep 0.2
-  done
-  if [[ -n $(ours) ]]; then
-    echo "physical-restore-test: processes $(ours | tr '\n' ' ')still run in $prefix after SIGKILL; remove it once they are gone" >&2
-    return 1
-  fi
-  for dir in "${dirs[@]}"; do
-    # The run's socket directory in /tmp, when it is one make_run_dir made.
-    if [[ -f $dir/socket-dir && $(<"$dir/socket-dir") =~ ^/tmp/kb-restore-test\.[A-Za-z0-9]+$ ]]; then
-      rm -rf -- "$(<"$dir/socket-dir")"
-    fi
-    rm -rf -- "$dir"
-    printf 'dir %s\n' "$dir"
-  done
-  printf 'processes %s\n' "$found"
-}
-
-# Runs one of this script's functions where the database lives: as root there
-# (where_db), or as the cluster's OS user (where_db_as_owner).
-where_db() { # where_db FUNCTION ARGS...
-  { declare -f "$1"; printf '%s "$@"\n' "$1"; } | pg bash -s -- "${@:2}"
-}
-where_db_as_owner() { # where_db_as_owner FUNCTION ARGS...
-  { declare -f "$1"; printf '%s "$@"\n' "$1"; } | as_db_owner bash -s -- "${@:2}"
-}
-
-# The first port from a random start in 20000-29999 on which nothing listens
-# where the database lives: the scratch instance listens on no TCP address, but
-# its port also keys its shared memory, which must not be production's.
-free_port() {
-  local file listening=' ' _sl address _rem st port
-  for file in /proc/net/tcp /proc/net/tcp6; do
-    [[ -r $file ]] || continue
-    while read -r _sl address _rem st _; do
-      [[ $st == 0A ]] && listening+="$((16#${address##*:})) "
-    done <"$file"
-  done
-  port=$((20000 + RANDOM % 10000))
-  for _ in {1..10000}; do
-    [[ $listening == *" $port "* ]] || { echo "$port"; return 0; }
-    port=$((port == 29999 ? 20000 : port + 1))
-  done
-  echo "physical-restore-test: every port in 20000-29999 is taken" >&2
-  return 1
-}
-
-# The server binaries of the restored cluster's major version: pg_ctl on PATH if
-# it is that version, else the Debian or PGDG layout. Prints their directory.
-server_bindir() { # server_bindir DATA-DIRECTORY
-  local version dir tried=() found
-  version=$(cat "$1/PG_VERSION")
-  found=$(command -v pg_ctl || true)
-  for dir in ${found:+"${found%/*}"} "/usr/lib/postgresql/$version/bin" "/usr/pgsql-$version/bin"; do
-    tried+=("$dir")
-    [[ -x $dir/postgres && -x $dir/pg_ctl && -x $dir/pg_amcheck && -x $dir/psql && -x $dir/pg_isready ]] || continue
-    [[ $("$dir/postgres" --version) =~ \)\ ([0-9]+) && ${BASH_REMATCH[1]} == "$version" ]] || continue
-    echo "$dir"
-    return 0
-  done
-  echo "physical-restore-test: no PostgreSQL $version server binaries (postgres, pg_ctl, pg_amcheck, psql, pg_isready) in ${tried[*]}; install the server package of version $version where the database runs" >&2
-  return 1
-}
-
-# The scratch run's directory, made by the cluster's OS user (pgBackRest restores
-# as it and the instance runs as it), with a trust hba for the private socket only.
-make_run_dir() { # make_run_dir RUN: prints the socket directory it made
-  local socket
-  mkdir -m 700 "$1" "$1/data" "$1/tablespaces"
-  printf 'local all all trust\n' >"$1/hba.conf"
-  socket=$(mktemp -d /tmp/kb-restore-test.XXXXXXXX)
-  printf '%s\n' "$socket" >"$1/socket-dir"
-  printf '%s\n' "$socket"
-}
 
 # One restore test per stanza at a time on this host: a second waits for the
 # first. Holding the lock, every scratch directory of the stanza is a leftover.
@@ -195,25 +61,16 @@ if [[ ! -d $KB_LOCK_DIR ]]; then
 fi
 exec {lock}>"$KB_LOCK_DIR/.physical-restore-test.$KB_STANZA.lock"
 
-child=''
 work=''
 guard_pid=''
-run_made=''
 cleanup_failed=''
-# Stops and removes this run's scratch instance; safe to call twice.
+# Set once this run makes its directory: before, a directory of the same name
+# is another run's (one this run waits for).
+run_made=''
+# Stops and removes this run's side cluster; safe to call twice.
 remove_run() {
-  if [[ -n $child ]]; then
-    kill "$child" 2>/dev/null || true
-    wait "$child" 2>/dev/null || true
-    child=''
-  fi
-  [[ -n $run_made ]] || return 0
-  if where_db scratch_remove "$area" "$KB_PGBACKREST_USER" "$set_label" >/dev/null; then
-    run_made=''
-  else
-    echo "physical-restore-test: could not remove the scratch instance in $run; the next restore test of $KB_STANZA removes it" >&2
-    cleanup_failed=1
-  fi
+  stop_child
+  if [[ -n $run_made ]]; then side_remove_run "$area" "$label_pattern" "$set_label" || cleanup_failed=1; fi
 }
 on_exit() {
   local status=$?
@@ -238,18 +95,6 @@ fail() {
   exit 1
 }
 
-# Runs a command in the background and waits for it, so that SIGTERM is handled
-# at once (bash runs a trap only after its foreground command has ended). Its
-# standard input stays this script's (a background job's would be /dev/null).
-waited() {
-  "$@" <&0 {lock}>&- &
-  child=$!
-  local status=0
-  wait "$child" || status=$?
-  child=''
-  return "$status"
-}
-
 if ! flock -n "$lock"; then
   echo "physical-restore-test: waiting for the restore test of $KB_STANZA already running on this host" >&2
   flock "$lock" &
@@ -263,10 +108,10 @@ work=$(mktemp -d)
 # The guard: SIGKILL to this script's process group runs no trap, and the scratch
 # postmaster (pg_ctl starts it in a session of its own) would outlive the script.
 # A subshell in a process group of its own (job control on for that one job, in
-# a subshell of its own: toggled in this shell, it leaves a later `wait PID` of an
-# already reaped child waiting on any child) waits for this script to end however it ends, then takes the stanza's lock (so
-# that a later test of the same set, which holds it, never loses its instance to
-# the guard) and removes this run's scratch instance and work directory. It
+# a subshell of its own: toggled in this shell, it leaves a later `wait PID` of
+# an already reaped child waiting on any child) waits for this script to end
+# however it ends, then takes the stanza's lock (so that a later test of the
+# same set, which holds it, never loses its instance to the guard) and removes this run's scratch instance and work directory. It
 # inherits no descriptor the agent reads (its output would hold the command open)
 # and not the lock's (it would keep the lock held while it waits).
 guard() { # guard PID START-TIME
@@ -281,7 +126,7 @@ guard() { # guard PID START-TIME
   done
   exec {lock}>"$KB_LOCK_DIR/.physical-restore-test.$KB_STANZA.lock"
   flock "$lock"
-  where_db scratch_remove "$area" "$KB_PGBACKREST_USER" "$set_label" || true
+  where_db side_remove "$area" "$KB_PGBACKREST_USER" "$label_pattern" "$set_label" >/dev/null || true
   rm -rf -- "$work"
 }
 read -r stat <"/proc/$$/stat"
@@ -293,13 +138,11 @@ guard_pid=$(
 )
 
 swept=()
-where_db scratch_remove "$area" "$KB_PGBACKREST_USER" >"$work/swept" ||
+side_sweep "$KB_SCRATCH_ROOT" "$area" "$label_pattern" >"$work/swept" ||
   fail "could not remove what an interrupted restore test left in $area"
-while read -r what path; do
-  if [[ $what == dir ]]; then swept+=("$path"); fi
-done <"$work/swept"
+readarray -t swept <"$work/swept"
 if ((${#swept[@]} > 0)); then
-  echo "physical-restore-test: removed what an interrupted restore test left: ${swept[*]} ($(grep '^processes' "$work/swept"))" >&2
+  echo "physical-restore-test: removed what an interrupted restore test left: ${swept[*]}" >&2
 fi
 
 # The set, and the room it needs: the restored files (the backup's size), plus a
@@ -319,20 +162,13 @@ if [[ $info == *'"error":true'* ]]; then
 fi
 needed=$((backup_bytes + backup_bytes / 10 + 256 * 1024 * 1024))
 
-# A scratch root made here is the cluster's OS user's; one that exists stays as it is.
-if ! pg test -d "$KB_SCRATCH_ROOT"; then
-  pg mkdir -p -m 700 "$KB_SCRATCH_ROOT"
-  pg chown "$KB_PGBACKREST_USER" "$KB_SCRATCH_ROOT"
-fi
-pg mkdir -p -m 700 "$area"
-pg chown "$KB_PGBACKREST_USER" "$area"
-read -r _ _ _ available _ < <(pg df -P -B1 "$area" | tail -n 1)
+available=$(bytes_free "$area")
 if ((available < needed)); then
   fail "needs $needed bytes free in $area (the backup's $backup_bytes bytes, a tenth more and 256 MiB for WAL), and its filesystem has $available; free space there or set pgbackrest.scratchDirectory of target $KB_STANZA to a larger filesystem. Nothing was restored"
 fi
 
 run_made=1
-socket=$(where_db_as_owner make_run_dir "$run") ||
+socket=$(where_db_as_owner side_make_run_dir "$run") ||
   fail "the cluster's OS user $KB_PGBACKREST_USER cannot create $run and a directory in /tmp; give it $area or set pgbackrest.scratchDirectory to a directory it can reach"
 
 phase=restore
@@ -345,64 +181,13 @@ restore_seconds=$((SECONDS - t))
 
 phase=recovery
 t=$SECONDS
-bindir=$(where_db server_bindir "$data") || fail "no server binaries for the restored cluster"
-port=$(where_db free_port) || fail "no free port for the scratch instance"
-# The restored postgresql.conf (if the cluster keeps it in its data directory) and
-# postgresql.auto.conf stay as production has them; the command line outranks
-# both, so whatever they say, these hold. No config file at all (Debian keeps it
-# in /etc): an empty one.
-options="-p $port -c listen_addresses='' -c unix_socket_directories=$socket -c unix_socket_permissions=0700"
-options+=" -c data_directory=$data -c hba_file=$run/hba.conf -c ident_file=$run/hba.conf"
-options+=" -c external_pid_file=$run/postmaster.external.pid -c cluster_name=kb-restore-test"
-options+=" -c archive_mode=off -c archive_command='' -c archive_library=''"
-options+=" -c primary_conninfo='' -c primary_slot_name='' -c synchronous_standby_names='' -c hot_standby=off"
-options+=" -c shared_buffers=128MB -c huge_pages=off -c max_connections=20 -c autovacuum=off"
-options+=" -c shared_preload_libraries='' -c logging_collector=off -c ssl=off"
-as_db_owner touch -a "$data/postgresql.conf"
-server_log() {
-  echo "physical-restore-test: the scratch instance's log ends with:" >&2
-  pg tail -n 15 "$run/server.log" >&2 || true
-}
-# pg_ctl -w returns once recovery has reached a consistent state (with hot_standby
-# off, the postmaster then says "standby"), or fails if it never does; the SSM
-# timeout bounds the wait, not pg_ctl's.
-if ! waited as_db_owner "$bindir/pg_ctl" start -w -t 86400 -D "$data" -l "$run/server.log" -o "$options" >/dev/null; then
-  server_log
-  fail "the scratch instance did not start (its log is above): unless the log names another cause, the backup and its WAL do not recover to a consistent state"
-fi
-# Then until it has promoted: pg_isready says 0 once it accepts connections. The
-# consistent point is reached already, so promotion takes seconds: 5 minutes
-# without an answer is a fault, not a long recovery.
-for ((tries = 0; ; tries += 1)); do
-  as_db_owner "$bindir/pg_isready" -q -h "$socket" -p "$port" && break
-  if ! as_db_owner "$bindir/pg_ctl" status -D "$data" >/dev/null; then
-    server_log
-    fail "the scratch instance stopped during recovery: the backup and its WAL do not recover to a consistent state"
-  fi
-  if ((tries >= 600)); then
-    server_log
-    fail "the scratch instance did not accept connections on its socket in $socket within 5 minutes of reaching a consistent state"
-  fi
-  waited sleep 0.5
-done
+# The consistent point is reached once it has started, so promotion takes
+# seconds: 5 minutes without an answer is a fault, not a long recovery.
+side_start "$run" "$socket" "$KB_SCRATCH_USER" 300 ||
+  fail "the backup and its WAL do not recover to a consistent state, or the scratch instance could not start (see above)"
 recovery_seconds=$((SECONDS - t))
 
-# Client tools on the scratch instance: a clean environment (none of production's
-# PG* variables), its socket, its port, timeouts of the restored roles and
-# databases overruled.
-scratch() { # scratch TOOL ARGS...
-  local tool=$1
-  shift
-  as_db_owner env -i PGOPTIONS='-c statement_timeout=0 -c lock_timeout=0 -c idle_in_transaction_session_timeout=0 -c default_transaction_read_only=off' \
-    "$bindir/$tool" -h "$socket" -p "$port" -U "$KB_SCRATCH_USER" "$@"
-}
-# A conninfo value: single-quoted, with \ and ' escaped.
-conninfo_value() {
-  local value=${1//\\/\\\\}
-  printf "'%s'" "${value//\'/\\\'}"
-}
-
-state=$(scratch psql -X -A -t -v ON_ERROR_STOP=1 -d postgres -v "stop=$stop_lsn" <<'SQL'
+state=$(side_client psql -X -A -t -v ON_ERROR_STOP=1 -d postgres -v "stop=$stop_lsn" <<'SQL'
 SELECT pg_is_in_recovery(), timeline_id, pg_last_wal_replay_lsn(), pg_last_wal_replay_lsn() >= :'stop'::pg_lsn
 FROM pg_control_checkpoint()
 SQL
@@ -416,7 +201,7 @@ phase=amcheck
 t=$SECONDS
 # Every database, every relation: heap pages and TOAST (verify_heapam), every
 # B-tree against its heap (--heapallindexed) and from its root (--rootdescend).
-if ! waited scratch pg_amcheck --all --install-missing --heapallindexed --rootdescend >"$work/amcheck" 2>&1; then
+if ! waited side_client pg_amcheck --all --install-missing --heapallindexed --rootdescend >"$work/amcheck" 2>&1; then
   echo "physical-restore-test: pg_amcheck reported $(grep -c . "$work/amcheck") lines; the first:" >&2
   head -n 20 "$work/amcheck" | cut -c1-300 >&2
   fail "pg_amcheck found corruption or could not check the restored cluster"
@@ -427,7 +212,7 @@ phase='read'
 # (so every TOAST value is fetched and decompressed), each table on its own
 # (FROM ONLY: a parent's count is its own rows), one statement each (one lock at a
 # time). Names travel as JSON from PostgreSQL, never split or re-quoted here.
-waited scratch psql -X -A -t -0 -v ON_ERROR_STOP=1 -d postgres \
+waited side_client psql -X -A -t -0 -v ON_ERROR_STOP=1 -d postgres \
   -c 'SELECT datname FROM pg_database WHERE datallowconn ORDER BY datname COLLATE "C"' >"$work/databases" ||
   fail "could not list the databases of the scratch instance"
 readarray -d '' databases <"$work/databases"
@@ -436,7 +221,7 @@ digest_lines=''
 total_tables=0
 total_rows=0
 for database in "${databases[@]}"; do
-  if ! waited scratch psql -X -A -t -q -b -v ON_ERROR_STOP=1 -d "dbname=$(conninfo_value "$database")" \
+  if ! waited side_client psql -X -A -t -q -b -v ON_ERROR_STOP=1 -d "dbname=$(conninfo_value "$database")" \
     >"$work/counts" 2>"$work/counts.err" <<'SQL'; then
 SELECT to_json(current_database());
 SELECT format(
@@ -474,7 +259,8 @@ checks_seconds=$((SECONDS - t))
 counts_digest=$(printf '%s' "$digest_lines" | sha256sum | cut -d' ' -f1)
 
 if [[ -n ${KB_TEST_HOLD_FILE:-} ]]; then
-  printf '%s %s %s\n' "$socket" "$port" "$KB_SCRATCH_USER" >"$KB_TEST_HOLD_FILE"
+  # shellcheck disable=SC2154 # side_start (host/side-cluster.sh) set them
+  printf '%s %s %s\n' "$side_socket" "$side_port" "$KB_SCRATCH_USER" >"$KB_TEST_HOLD_FILE"
   while [[ -e $KB_TEST_HOLD_FILE ]]; do waited sleep 0.2; done
 fi
 

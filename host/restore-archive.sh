@@ -1,16 +1,13 @@
 #!/bin/bash
-# Restores archives into a new database, on the DB host: the restore test's
-# scratch database, or a restore's staging database. The first archive is a
-# dump (full or safety); the others are incremental and log archives, applied in
-# order, each in its own transaction. Every archive is checked against the
-# sha256 that verification recorded before it is used.
+# Restores a dump (a full backup or a safety dump) into a new database, on the
+# DB host: the restore test's scratch database, or a restore's staging database,
+# in one transaction. The dump is checked against the sha256 that verification
+# recorded before it is used.
 #
 # Parameters: KB_PG_MODE KB_COMPOSE_FILE KB_COMPOSE_SERVICE KB_INTO KB_BUCKET
 #   KB_S3_ENDPOINT_URL
-#   KB_ARCHIVES     one line per archive: KEY SHA256 LOCAL-PATH DECOMPRESS-COMMAND
+#   KB_ARCHIVES     the dump, one line: KEY SHA256 LOCAL-PATH DECOMPRESS-COMMAND
 #   KB_ABSENT       a database that must not exist (a restore's final name), or empty
-#   KB_LOG_TABLES   tables whose rows created after KB_TRIM_AFTER are removed at the end
-#   KB_TRIM_AFTER   the point in time recovered to, or empty
 
 work=$(mktemp -d)
 created=
@@ -34,32 +31,15 @@ for name in "$KB_INTO" $KB_ABSENT; do
   fi
 done
 
-# Every archive is fetched and checked before the first one is applied.
-archives=()
-commands=()
-while read -r key sha256 local_path decompress; do
-  [[ -n $key ]] || continue
-  archives+=("$(intact_copy "$local_path" "$sha256" "$key" "$work")")
-  commands+=("$decompress")
-done <<<"$KB_ARCHIVES"
+read -r key sha256 local_path decompress <<<"$KB_ARCHIVES"
+if [[ -z $decompress || $KB_ARCHIVES == *$'\n'* ]]; then
+  echo "restore-archive: expected exactly one dump to restore; start the restore again from its workflow" >&2
+  exit 2
+fi
+archive=$(intact_copy "$local_path" "$sha256" "$key" "$work")
 
 pg createdb "$KB_INTO"
 created=1
-for i in "${!archives[@]}"; do
-  # One transaction per archive: an archive that does not apply completely leaves nothing behind.
-  ${commands[$i]} <"${archives[$i]}" \
-    | pg psql -X -q -v ON_ERROR_STOP=1 --single-transaction -d "$KB_INTO" >/dev/null
-  echo "restore-archive: applied $(basename "${archives[$i]}")"
-done
-
-if [[ -n $KB_TRIM_AFTER ]]; then
-  # Log archives hold whole windows; the rows after the target time go.
-  pg_sql "$KB_INTO" -v tables="$KB_LOG_TABLES" -v after="$KB_TRIM_AFTER" <<'SQL'
-SELECT format('DELETE FROM %I WHERE created_at > %L', t, :'after')
-  FROM unnest(string_to_array(:'tables', ' ')) AS t
- WHERE to_regclass(quote_ident(t)) IS NOT NULL
-\gexec
-SQL
-fi
-
-echo "restore-archive: restored ${#archives[@]} archive(s) into $KB_INTO"
+# One transaction: a dump that does not apply completely leaves nothing behind.
+$decompress <"$archive" | pg psql -X -q -v ON_ERROR_STOP=1 --single-transaction -d "$KB_INTO" >/dev/null
+echo "restore-archive: restored $(basename "$archive") into $KB_INTO"

@@ -32,18 +32,46 @@ export function workflows(): string[] {
 
 type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
 
-/** The deployed template turns `Fn::GetAtt: [fn, Arn]` into the function's ARN; locally it becomes a placeholder ARN. */
+const START_EXECUTION = 'arn:aws:states:::states:startExecution';
+const localMachineArn = (workflow: string) =>
+  `arn:aws:states:us-east-1:123456789012:stateMachine:kennel-backup-local-${workflow}`;
+
+/** `DatabaseBackupStateMachine` (a state machine's logical id in serverless.yml) is the workflow `database-backup`. */
+function workflowOfLogicalId(id: string): string {
+  return id
+    .replace(/StateMachine$/, '')
+    .replace(/[A-Z]/g, (c, i: number) => `${i === 0 ? '' : '-'}${c.toLowerCase()}`);
+}
+
+/**
+ * The deployed template turns `Fn::GetAtt: [fn, Arn]` into the function's ARN;
+ * locally it becomes a placeholder ARN. A state that starts another workflow
+ * (`states:startExecution`, its StateMachineArn built from the machine's
+ * `Fn::GetAtt: [<logical id>, Name]`) is listed in `startsOf` with the workflow it starts.
+ */
 export function loadDefinition(workflow: string): {
   definition: Definition;
   functionOf: Map<string, string>;
+  startsOf: Map<string, string>;
 } {
   if (!isWorkflow(workflow)) {
     throw new Error(`Unknown workflow "${workflow}". Known workflows: ${workflows().join(', ')}.`);
   }
   const definition = WORKFLOWS[workflow]();
   const functionOf = new Map<string, string>();
+  const startsOf = new Map<string, string>();
   const visit = (states: States) => {
     for (const [name, state] of Object.entries(states)) {
+      const parameters = state.Parameters as
+        | { StateMachineArn?: { 'Fn::Sub'?: [string, { Name?: { 'Fn::GetAtt'?: [string, string] } }] } }
+        | undefined;
+      const ref = parameters?.StateMachineArn?.['Fn::Sub']?.[1].Name?.['Fn::GetAtt']?.[0];
+      if (state.Resource === START_EXECUTION && ref) {
+        const started = workflowOfLogicalId(ref);
+        if (!isWorkflow(started)) throw new Error(`${name} starts ${ref}, which is no workflow.`);
+        startsOf.set(name, started);
+        (state.Parameters as Record<string, unknown>).StateMachineArn = localMachineArn(started);
+      }
       const getAtt = (state.Resource as { 'Fn::GetAtt'?: [string, string] } | undefined)?.['Fn::GetAtt'];
       if (getAtt) {
         functionOf.set(name, getAtt[0]);
@@ -54,7 +82,7 @@ export function loadDefinition(workflow: string): {
     }
   };
   visit(definition.States);
-  return { definition, functionOf };
+  return { definition, functionOf, startsOf };
 }
 
 type Handler = (event: unknown, context: unknown) => Promise<unknown>;
@@ -129,6 +157,12 @@ export interface RunOptions {
   signal?: AbortSignal;
   /** The execution's time limit instead of the definition's TimeoutSeconds. */
   timeoutSeconds?: number;
+  /**
+   * What a `states:startExecution` state does locally: by default the started
+   * workflow runs once this one has ended (its record in `started`); tests may
+   * take the request instead.
+   */
+  startExecution?: (request: { workflow: string; input: unknown }) => Promise<void>;
 }
 
 /** Step Functions' statuses of an ended execution. */
@@ -149,10 +183,12 @@ export interface ExecutionRecord {
   stopDate: string;
   historyFile: string;
   events: (EventLog & { timestampIso: string })[];
+  /** The workflows this one started, run after it. */
+  started: ExecutionRecord[];
 }
 
 export async function runWorkflow(options: RunOptions, wiring: LocalWiring): Promise<ExecutionRecord> {
-  const { definition, functionOf } = loadDefinition(options.workflow);
+  const { definition, functionOf, startsOf } = loadDefinition(options.workflow);
   if (options.timeoutSeconds !== undefined) definition.TimeoutSeconds = options.timeoutSeconds;
   const handlers = await loadHandlers([...functionOf.values(), CANCEL_FUNCTION], wiring);
   const name =
@@ -169,6 +205,19 @@ export async function runWorkflow(options: RunOptions, wiring: LocalWiring): Pro
     taskResourceLocalHandlers[state] = async (input) => {
       await options.beforeTask?.(state, input);
       return (await handler(input, lambdaContext(fn))) as Json;
+    };
+  }
+  const queued: { workflow: string; input: unknown }[] = [];
+  for (const [state, workflow] of startsOf) {
+    taskResourceLocalHandlers[state] = async (parameters) => {
+      const input = (parameters as { Input?: unknown }).Input ?? {};
+      if (options.startExecution) await options.startExecution({ workflow, input });
+      else queued.push({ workflow, input });
+      const id = `local-started-${randomUUID().slice(0, 8)}`;
+      return {
+        ExecutionArn: `arn:aws:states:us-east-1:123456789012:execution:kennel-backup-local-${workflow}:${id}`,
+        StartDate: new Date().toISOString(),
+      };
     };
   }
   const waitTimeOverrides: Record<string, number> = {};
@@ -212,7 +261,7 @@ export async function runWorkflow(options: RunOptions, wiring: LocalWiring): Pro
     }
   })();
 
-  let record: Omit<ExecutionRecord, 'events' | 'stopDate' | 'historyFile'>;
+  let record: Omit<ExecutionRecord, 'events' | 'stopDate' | 'historyFile' | 'started'>;
   try {
     const output = await execution.result;
     record = {
@@ -256,8 +305,13 @@ export async function runWorkflow(options: RunOptions, wiring: LocalWiring): Pro
   await wiring.host.drain();
   mkdirSync(options.historyDir, { recursive: true });
   const historyFile = join(options.historyDir, `${name}.json`);
-  const full: ExecutionRecord = { ...record, stopDate, historyFile, events };
+  const full: ExecutionRecord = { ...record, stopDate, historyFile, events, started: [] };
   writeFileSync(historyFile, `${JSON.stringify(full, null, 2)}\n`);
+  const { executionName: _, ...same } = options;
+  for (const next of queued) {
+    options.progress?.(`starts ${next.workflow} ${JSON.stringify(next.input)}`);
+    full.started.push(await runWorkflow({ ...same, workflow: next.workflow, input: next.input }, wiring));
+  }
   return full;
 }
 

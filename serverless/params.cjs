@@ -7,12 +7,14 @@
 const { parseConfig } = require('../shared/core/config.ts');
 const {
   BACKUP_PREFIXES,
-  DATABASE_KINDS,
+  DUMP_KINDS,
   FILE_KINDS,
   KIND_PREFIX,
   PHYSICAL_RECORD_PREFIX,
+  RECOVERY_RECORD_PREFIX,
   pgbackrestPrefix,
   SCHEDULED_DATABASE_KINDS,
+  SCHEDULED_DUMP_KINDS,
 } = require('../shared/catalog/keys.ts');
 const { METRICS_NAMESPACE } = require('../shared/watch/metrics.ts');
 const { maxAgeMinutes, SCHEDULES } = require('../shared/catalog/schedule.ts');
@@ -163,12 +165,14 @@ const archivingTargets = (targets) => targets.filter((t) => t.pgbackrest !== und
 
 /**
  * Every backup whose age the hourly monitoring reports (shared/watch/freshness.ts):
- * each target's databases in each scheduled database kind, and its file kinds.
+ * each target's databases in each scheduled dump kind, and its file kinds. The
+ * physical kinds' freshness is the daily verification's, from pgBackRest's info,
+ * and their RPO the WAL archive age's.
  */
 function monitoredBackups(targets) {
   return targets.flatMap((target) => [
     ...(target.databases ?? [target.database]).flatMap((database) =>
-      SCHEDULED_DATABASE_KINDS.map((kind) => ({ target: target.name, kind, database })),
+      SCHEDULED_DUMP_KINDS.map((kind) => ({ target: target.name, kind, database })),
     ),
     ...FILE_KINDS.map((kind) => ({ target: target.name, kind, database: FILES_DATABASE })),
   ]);
@@ -316,6 +320,12 @@ module.exports = {
 
   /** The same prefix for an s3:prefix condition on ListBucket. */
   physicalRecordPrefix: () => `${PHYSICAL_RECORD_PREFIX}*`,
+
+  /** The measured recoveries (shared/catalog/recoveries.ts), written by Lambda stages only. */
+  recoveryRecordObjects: () => objectsUnder(RECOVERY_RECORD_PREFIX),
+
+  /** The same prefix for an s3:prefix condition on ListBucket. */
+  recoveryRecordPrefix: () => `${RECOVERY_RECORD_PREFIX}*`,
 
   /** What the monitoring lists: the backup prefixes, and each pgBackRest repository (for its size). */
   monitoredPrefixes: async ({ resolveVariable }) => {
@@ -476,7 +486,7 @@ module.exports = {
     const backups = monitoredBackups(targets);
     const archiving = archivingTargets(targets);
     const archives = targets.flatMap(({ name }) =>
-      [...DATABASE_KINDS, ...FILE_KINDS].map((kind) => ({ target: name, kind })),
+      [...DUMP_KINDS, ...FILE_KINDS].map((kind) => ({ target: name, kind })),
     );
     const perArchive = (metric) =>
       archives.map(({ target, kind }) =>
@@ -503,7 +513,7 @@ module.exports = {
           ],
         },
       },
-      ...Object.keys(SCHEDULES).map((kind) =>
+      ...[...SCHEDULED_DUMP_KINDS, ...FILE_KINDS].map((kind) =>
         graph(
           `Age of the newest verified ${kind} backup (s)`,
           backups

@@ -22,19 +22,19 @@ function engineIs(engine: string, next: string) {
   };
 }
 
-/** Full, incremental or transaction-log backups of every planned target and database. */
+/** Full, monthly, incremental or transaction-log backups of every planned target (and database, for the dumps). */
 export function databaseBackup(): Definition {
   return backupWorkflow({
     workflow: 'database-backup',
     comment:
-      'Database backup of the Kennel Management System (full, incremental or transaction logs, by input): dump, upload, verify, restore-test, prune; for transaction logs also a WAL switch on each pgBackRest target and the proof that its WAL archive has no gap; every failure is alerted.',
+      'Database backup of the Kennel Management System, by input: full (a pgBackRest full backup and the daily logical dump), monthly (the logical dump of every table, log tables included, kept 7 years), incremental (a pgBackRest incremental backup), transaction logs (a WAL switch on each pgBackRest target and the proof that its WAL archive has no gap). Each is verified, restore-tested and pruned or expired; a target without pgBackRest settings shows its physical and WAL runs as skipped, saying what to add; every failure is alerted.',
     plan: {
       name: BACKUP_STATE.plan,
       fn: 'planBackup',
       receiveComment:
         "Wraps whatever input was given, so that a malformed one still reaches PlanBackup's error and the alert.",
       comment:
-        "Validates the input, picks the targets and databases, and computes each run's window, id, S3 keys and scratch database; for transaction logs, one WAL run per target archiving with pgBackRest.",
+        "Validates the input, picks the targets and databases, and plans the kind's runs: the logical dumps (id, S3 keys, scratch database), one pgBackRest run or one WAL run per target, or, for a target without pgBackRest settings, why that run is off.",
     },
     runs: {
       comment:
@@ -49,22 +49,28 @@ export function databaseBackup(): Definition {
       },
       verifyComment:
         "Streams the archive from S3: it must decompress completely, be a complete dump and match the size and sha256 the host reported; writes the manifest, verified or failed, with each table's rows counted from the archive.",
-      afterVerify: 'RestoreTestWanted',
+      afterVerify: 'StartRestoreTest',
       states: {
         [ROUTE_RUN]: {
           Type: 'Choice',
-          Comment: "Sends a run to its engine's states by the plan's engine; a logical dump's plan has none.",
-          Choices: [engineIs('wal', WAL_STATE.switch.start), engineIs('pgbackrest', PHYSICAL_BACKUP.first)],
+          Comment:
+            "Sends a run to its engine's states by the plan's engine (a logical dump's plan has none); a run planned as off (a target without pgBackRest settings) is shown as skipped.",
+          Choices: [
+            { Variable: at(PLAN, 'off'), IsPresent: true, Next: 'RunSkipped' },
+            engineIs('wal', WAL_STATE.switch.start),
+            engineIs('pgbackrest', PHYSICAL_BACKUP.first),
+          ],
           Default: 'StartDump',
         } satisfies State,
         ...walArchiveStates({ onError: onRunError, next: 'RunSucceeded' }),
         ...physicalBackupStates({ succeeded: 'RunSucceeded' }),
-        RestoreTestWanted: {
-          Type: 'Choice',
+        RunSkipped: {
+          Type: 'Pass',
           Comment:
-            'A full dump is restore-tested in a scratch database; incremental and log archives were read through and counted row by row by VerifyArchive.',
-          Choices: [{ Variable: at(PLAN, 'kind'), StringEquals: 'full', Next: 'StartRestoreTest' }],
-          Default: 'PruneBackups',
+            "Shows the run as skipped in the execution's output, its plan saying what is off and what to add; the daily verification reports the target too.",
+          Result: 'skipped',
+          ResultPath: at('status'),
+          End: true,
         },
         ...hostCommand('RestoreTest', {
           comment:
@@ -78,7 +84,7 @@ export function databaseBackup(): Definition {
         }),
         ...task('RestoreTest', 'restoreTest', {
           comment:
-            'Checks every table of the manifest with its exact row count in the scratch database, then drops it whatever happens.',
+            "Checks every table of the manifest (a monthly dump's log tables too) with its exact row count in the scratch database, then drops it whatever happens.",
           parameters: { 'plan.$': at(PLAN) },
           resultPath: at('restoreTest'),
           onError: onRunError,

@@ -13,8 +13,8 @@ import { at, hostCommand, NOTIFY_RUN_FAILURE, PLAN, type States, task } from './
  * that passed both.
  */
 export const PHYSICAL_BACKUP = {
-  /** The first state of a physical run. */
-  first: 'PhysicalBackupWanted',
+  /** The first state of a physical run (RouteRun shows a run planned as off as skipped before it). */
+  first: 'StartPhysicalBackup',
   record: 'RecordPhysicalBackup',
   /** After the restore test passed: its outcome into the backup's record. */
   update: 'UpdatePhysicalRecord',
@@ -40,20 +40,6 @@ export interface PhysicalBackupOptions {
 export function physicalBackupStates(options: PhysicalBackupOptions): States {
   const record = at(PHYSICAL_RESULT.record);
   return {
-    [PHYSICAL_BACKUP.first]: {
-      Type: 'Choice',
-      Comment:
-        'A target without pgBackRest settings is planned with the reason its physical backups are off; its dumps run as usual.',
-      Choices: [{ Variable: at(PLAN, 'off'), IsPresent: true, Next: 'PhysicalBackupOff' }],
-      Default: 'StartPhysicalBackup',
-    },
-    PhysicalBackupOff: {
-      Type: 'Pass',
-      Comment: "Shows the run as skipped in the execution's output, its plan saying why and what to do.",
-      Result: 'skipped',
-      ResultPath: at('status'),
-      End: true,
-    },
     ...hostCommand('PhysicalBackup', {
       comment:
         "Sends the pgBackRest script: a full or incremental backup of the cluster into the stanza's repository (a full when the newest backup there is not the plan's base), then verify of every file and WAL segment in it; its result line carries pgBackRest's facts of the backup.",

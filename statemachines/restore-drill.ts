@@ -12,6 +12,7 @@ import {
   report,
   task,
 } from './steps.ts';
+import { WAL_RESULT, WAL_STATE, walArchiveStates } from './wal-runs.ts';
 
 /** The states whose requests the stages' errors name. */
 export const DRILL_STATE = { plan: 'PlanDrill', report: 'ReportDrill' } as const;
@@ -20,6 +21,10 @@ export const DRILL_STATE = { plan: 'PlanDrill', report: 'ReportDrill' } as const
 export const DRILL_RESULT = {
   failed: FAILED,
   drill: 'drill',
+  /** The WAL run's switch and proof (wal-runs.ts), and how it failed: a failed check, the restore test still runs. */
+  walSwitch: WAL_RESULT.switch,
+  continuity: WAL_RESULT.continuity,
+  walFailed: 'walFailed',
   restoreTestCommand: 'restoreTestCommand',
   restoreTest: 'restoreTest',
 } as const;
@@ -31,7 +36,7 @@ export function restoreDrill(): Definition {
   const onError = { next: S.report };
   return {
     Comment:
-      'Restore drill (weekly: a random verified backup of either engine of the last 7 days; monthly DR: the latest logical full): S3 reachable, point-in-time chain for an hour ago, restore test of the chosen backup (a logical dump into a scratch database, a pgBackRest set into a scratch instance), a report stored in S3 and summarized in the alert.',
+      "Restore drill (weekly: a random verified backup of either engine of the last 7 days; monthly DR: the latest logical full): S3 reachable, the target's WAL switched and proven continuous since the oldest kept pgBackRest backup, restore test of the chosen backup (a logical dump into a scratch database, a pgBackRest set into a scratch instance), a report stored in S3 and summarized in the alert.",
     StartAt: RECEIVE_REQUEST,
     TimeoutSeconds: 43_200,
     States: {
@@ -39,8 +44,21 @@ export function restoreDrill(): Definition {
         receiveComment:
           'Wraps the input ({"pick": "random"} weekly, {"pick": "latest"} monthly), so that a malformed one still reaches PlanDrill\'s error and the alert.',
         comment:
-          'Lists the catalog (the S3 check), picks the backup (at random with a recorded seed, or the latest) and checks that a point-in-time recovery to an hour ago finds its chain.',
+          "Lists the catalog (the S3 check), picks the backup (at random with a recorded seed, or the latest) and plans the target's WAL run (a target without pgBackRest settings is a failed check).",
         resultPath: at(R.drill),
+        next: 'WalCheckWanted',
+      }),
+      WalCheckWanted: {
+        Type: 'Choice',
+        Comment:
+          'A target archiving with pgBackRest has its WAL proven; without, PlanDrill recorded the failed check.',
+        Choices: [{ Variable: at(R.drill, 'wal'), IsPresent: true, Next: WAL_STATE.switch.start }],
+        Default: 'WhichEngine',
+      },
+      ...walArchiveStates({
+        plan: at(R.drill, 'wal'),
+        // A gap is a failed check of the drill; the restore test still runs.
+        onError: { next: 'WhichEngine', resultPath: at(R.walFailed) },
         next: 'WhichEngine',
       }),
       WhichEngine: {

@@ -36,6 +36,7 @@ export const TASK_SECONDS = {
   planBackup: 60,
   planFilesBackup: 60,
   planRestore: 60,
+  planPointInTimeRecovery: 120,
   planFilesRestore: 60,
   planVerification: 120,
   planMonitoring: 120,
@@ -52,6 +53,7 @@ export const TASK_SECONDS = {
   recordPhysicalBackup: 60,
   recordPhysicalExpiry: 60,
   reportRestore: 60,
+  reportPointInTimeRecovery: 60,
   reportVerification: 60,
   reportMonitoring: 60,
   reportWalArchiveAge: 30,
@@ -134,8 +136,6 @@ export function select(...keys: string[]): Parameters {
 const EXECUTION_ID = '$$.Execution.Id';
 /** The execution's id and start, from the context object. */
 const EXECUTION = { 'executionId.$': EXECUTION_ID, 'startedAt.$': '$$.Execution.StartTime' };
-/** The state machine's own name: which of two machines one definition runs in. */
-export const STATE_MACHINE_NAME = '$$.StateMachine.Name';
 
 /** Where a Catch goes, and where it writes the error (`failed.<StateName>` unless said otherwise). */
 export interface OnError {
@@ -184,8 +184,6 @@ export interface PlanOptions {
   comment: string;
   resultPath: string;
   next: string;
-  /** The plan stage also gets the state machine's name (one definition deployed under two names). */
-  withStateMachineName?: boolean;
   /** Where a failed plan goes: NotifyFailure unless the workflow must never alert by itself. */
   onError?: OnError;
 }
@@ -207,7 +205,6 @@ export function plan(name: string, fn: LambdaName, options: PlanOptions): States
       parameters: {
         'input.$': at('input'),
         ...EXECUTION,
-        ...(options.withStateMachineName ? { 'stateMachine.$': STATE_MACHINE_NAME } : {}),
       },
       resultPath: options.resultPath,
       onError: options.onError ?? { next: NOTIFY_FAILURE },
@@ -282,7 +279,7 @@ export function hostCommand(names: string | HostCommandNames, options: HostComma
 }
 
 export interface NotifyOptions {
-  /** The workflow's name, or STATE_MACHINE_NAME when one definition serves two machines. */
+  /** The workflow's name. */
   workflow: string;
   comment: string;
   /** A succeeded execution's summary, or a warning; neither: a failure alert. */

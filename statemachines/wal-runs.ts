@@ -4,8 +4,8 @@ import { at, hostCommand, hostCommandNames, type OnError, PLAN, type States, tas
  * The WAL run's states, in the backup workflow's Map (RouteRun sends a plan with
  * `engine: 'wal'` here) and in the daily verification's: switch the segment on
  * the host and wait until it is archived, then prove from the repository that
- * no segment since the oldest kept backup is missing. Both read the run's plan at
- * `$.plan`.
+ * no segment since the oldest kept backup is missing; and in the restore drill's.
+ * They read the run's plan at `$.plan` unless told otherwise.
  */
 
 export const WAL_STATE = {
@@ -16,13 +16,19 @@ export const WAL_STATE = {
 /** Where the switch command (and its reported facts, `.result`) and the proof go. */
 export const WAL_RESULT = { switch: 'walSwitch', continuity: 'continuity' } as const;
 
-export function walArchiveStates(options: { onError: OnError; next: string }): States {
+export function walArchiveStates(options: {
+  onError: OnError;
+  next: string;
+  /** Where the run's WalPlan is, when not at `$.plan` (the drill's is in its plan's result). */
+  plan?: string;
+}): States {
+  const plan = options.plan ?? at(PLAN);
   return {
     ...hostCommand(WAL_STATE.switch, {
       comment:
         "Forces a WAL segment switch on the host (pg_switch_wal) and waits until PostgreSQL has archived the segment, so every commit before this run is in the repository whatever archive_timeout says; reports the segment and pgBackRest's info.",
       script: 'wal-switch',
-      parameters: { 'plan.$': at(PLAN) },
+      parameters: { 'plan.$': plan },
       resultPath: at(WAL_RESULT.switch),
       pollSeconds: 10,
       onError: options.onError,
@@ -31,7 +37,7 @@ export function walArchiveStates(options: { onError: OnError; next: string }): S
     ...task(WAL_STATE.continuity, 'checkWalContinuity', {
       comment:
         "Lists the repository's WAL in S3: every segment from the oldest kept backup's archive start to the switched one must be there; a gap fails naming its first segment and when its changes were written.",
-      parameters: { 'plan.$': at(PLAN), 'facts.$': at(WAL_RESULT.switch, 'result') },
+      parameters: { 'plan.$': plan, 'facts.$': at(WAL_RESULT.switch, 'result') },
       resultPath: at(WAL_RESULT.continuity),
       onError: options.onError,
       next: options.next,

@@ -4,6 +4,7 @@ import { databaseRestore } from './database-restore.ts';
 import { filesBackup } from './files-backup.ts';
 import { filesRestore } from './files-restore.ts';
 import { monitoring } from './monitoring.ts';
+import { pointInTimeRecovery } from './point-in-time-recovery.ts';
 import { prepareHost } from './prepare-host.ts';
 import { restoreDrill } from './restore-drill.ts';
 import type { Definition } from './steps.ts';
@@ -18,9 +19,7 @@ export const WORKFLOWS = {
   'database-backup': databaseBackup,
   'files-backup': filesBackup,
   'database-restore': databaseRestore,
-  // One definition, deployed twice: PlanRestore reads which of the two it runs
-  // in from the end of the state machine's name.
-  'point-in-time-recovery': databaseRestore,
+  'point-in-time-recovery': pointInTimeRecovery,
   'files-restore': filesRestore,
   'daily-verification': dailyVerification,
   'restore-drill': restoreDrill,

@@ -4,11 +4,14 @@ import { join } from 'node:path';
 import { GetObjectCommand, ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { LOCAL_S3_CREDENTIALS, type LocalS3, startLocalS3 } from '../local/s3.ts';
-import { type Plan, windowStart } from '../shared/backup/database-plan.ts';
+import type { Plan } from '../shared/backup/database-plan.ts';
 import { pruneRun } from '../shared/backup/stages.ts';
 import { Catalog } from '../shared/catalog/catalog.ts';
+import { legacyArchives } from '../shared/catalog/legacy.ts';
 import { createS3Client } from '../shared/core/clients.ts';
 import { parseConfig } from '../shared/core/config.ts';
+import { InvalidInputError } from '../shared/core/errors.ts';
+import { findBackup } from '../shared/restore/find-backup.ts';
 import { pastBackup } from './support/manifests.ts';
 
 const BUCKET = 'kennel-backups-catalog-test';
@@ -21,7 +24,7 @@ let untrusting: S3Client;
 let catalog: Catalog;
 
 // A minute past whole days, like a run that started on the hour.
-const manifest = (kind: 'full' | 'transaction-logs', daysAgo: number) =>
+const manifest = (kind: 'full' | 'incremental' | 'transaction-logs', daysAgo: number) =>
   pastBackup({ kind, daysAgo, now: NOW, extraMs: 60_000 });
 
 /** The keys the catalog listed while `act` ran. */
@@ -70,8 +73,10 @@ beforeAll(async () => {
   untrusting = createS3Client({ ...config, S3_CA_BUNDLE: undefined });
   s3 = createS3Client(config);
   catalog = new Catalog(s3, BUCKET);
-  // A long history: a log backup a day for 200 days, a full a day for 60.
+  // A long history: a full a day for 60 days, and the legacy row-window archives
+  // the earlier runs made: a log archive a day for 200 days, an incremental a day for 20.
   for (let d = 1; d <= 200; d += 1) await catalog.writeManifest(manifest('transaction-logs', d));
+  for (let d = 1; d <= 20; d += 1) await catalog.writeManifest(manifest('incremental', d));
   for (let d = 1; d <= 60; d += 1) await catalog.writeManifest(manifest('full', d));
 }, 120_000);
 
@@ -81,57 +86,105 @@ afterAll(async () => {
 });
 
 describe('the catalog reads only what it needs, however long the history', () => {
-  it('a log window starts at the newest verified log backup, after one manifest read', async () => {
-    let since: string | null = null;
-    const count = await reads(async () => {
-      since = await windowStart(catalog, 'transaction-logs', 'primary', 'kennel_prod', undefined, NOW);
-    });
-    expect(since).toBe(manifest('transaction-logs', 1).window.until);
-    expect(count).toBe(1);
-  });
-
-  it('the newest verified backup is found by listing the last two days, not 200 of them', async () => {
+  it('the newest verified backup is found by listing the last two days, not 60 of them', async () => {
     let newest: unknown;
     const keys = await listed(async () => {
-      newest = (await catalog.newestOf('transaction-logs', 'primary', 'kennel_prod', NOW)).newestVerified;
+      newest = (await catalog.newestOf('full', 'primary', 'kennel_prod', NOW)).newestVerified;
     });
-    expect(newest).toEqual(manifest('transaction-logs', 1));
+    expect(newest).toEqual(manifest('full', 1));
     expect(keys).toBeLessThanOrEqual(4); // two days of archives and manifests at the most
   });
 
   it('when nothing that recent is verified, the whole catalog is listed: an old backup is still found', async () => {
-    const recent = [manifest('transaction-logs', 1), manifest('transaction-logs', 2)];
+    const recent = [manifest('full', 1), manifest('full', 2)];
     for (const m of recent) await catalog.writeManifest({ ...m, verification: { state: 'failed' } });
     try {
-      const { newestVerified, newestKey } = await catalog.newestOf(
-        'transaction-logs',
-        'primary',
-        'kennel_prod',
-        NOW,
-      );
-      expect(newestVerified).toEqual(manifest('transaction-logs', 3));
+      const { newestVerified, newestKey } = await catalog.newestOf('full', 'primary', 'kennel_prod', NOW);
+      expect(newestVerified).toEqual(manifest('full', 3));
       expect(newestKey).toBe(`${recent[0]?.archive.key}.manifest.json`);
     } finally {
       for (const m of recent) await catalog.writeManifest(m);
     }
   });
 
-  it('pruning reads the backups old enough to expire and the newest one, and removes exactly the expired', async () => {
+  it('lists the legacy row-window archives from their keys alone, as legacy', async () => {
+    let listing: Awaited<ReturnType<typeof legacyArchives>> = [];
+    const count = await reads(async () => {
+      listing = await legacyArchives(catalog, 'primary', 'kennel_prod');
+    });
+    expect(count).toBe(0);
+    expect(listing.map(({ note: _, ...l }) => l)).toEqual([
+      {
+        state: 'legacy',
+        kind: 'incremental',
+        target: 'primary',
+        database: 'kennel_prod',
+        archives: 20,
+        oldest: manifest('incremental', 20).window.until.slice(0, 10),
+        newest: manifest('incremental', 1).window.until.slice(0, 10),
+      },
+      {
+        state: 'legacy',
+        kind: 'transaction-logs',
+        target: 'primary',
+        database: 'kennel_prod',
+        archives: 200,
+        oldest: manifest('transaction-logs', 200).window.until.slice(0, 10),
+        newest: manifest('transaction-logs', 1).window.until.slice(0, 10),
+      },
+    ]);
+    expect(listing[0]?.note).toContain('refused for every restore');
+    expect(await legacyArchives(catalog, 'primary', 'kennel_other')).toEqual([]);
+  });
+
+  it('refuses a legacy archive for a restore, named by run id or key, and points to the WAL path', async () => {
+    const legacy = manifest('transaction-logs', 100); // no full of that day shares its run id
+    for (const backup of [legacy.runId, legacy.archive.key, `${legacy.archive.key}.manifest.json`]) {
+      const refused = findBackup(catalog, ['full', 'monthly', 'safety'], 'primary', 'kennel_prod', backup);
+      await expect(refused).rejects.toThrow(InvalidInputError);
+      await expect(refused).rejects.toThrow(
+        `${legacy.archive.key} is a legacy row-window transaction-logs archive: its rows were chosen by a time window`,
+      );
+      await expect(refused).rejects.toThrow(
+        /start the point-in-time-recovery workflow with \{"database", "targetTime"\}: it recovers from pgBackRest's backups and WAL.*Nothing was changed\.$/,
+      );
+    }
+    // Asked for the legacy kind itself: refused before anything is read.
+    const count = await reads(async () => {
+      await expect(findBackup(catalog, ['incremental'], 'primary', 'kennel_prod', 'latest')).rejects.toThrow(
+        /database\/incremental\/primary\/kennel_prod\/ is a legacy row-window incremental archive/,
+      );
+    });
+    expect(count).toBe(0);
+    // A full is found as before.
+    const full = manifest('full', 5);
+    expect(
+      (await findBackup(catalog, ['full', 'monthly', 'safety'], 'primary', 'kennel_prod', full.runId)).archive
+        .key,
+    ).toBe(full.archive.key);
+  });
+
+  it('pruning a full reads the backups old enough to expire and the newest one, removes exactly the expired, and prunes the legacy archives by their old retention', async () => {
     const plan = { kind: 'full', target: 'primary', database: 'kennel_prod' } as Plan;
     let removed: string[] = [];
     const count = await reads(async () => {
       removed = (await pruneRun(catalog, plan, NOW)).removedFromS3;
     });
-    // Each is a minute older than its whole days: 30..60 days are past 30 days, 29 is not.
-    expect(removed).toHaveLength(31);
-    expect(removed).toContain(manifest('full', 30).archive.key);
-    expect(removed).not.toContain(manifest('full', 29).archive.key);
-    expect(count).toBeLessThanOrEqual(32);
-    const logs = { ...plan, kind: 'transaction-logs' } as Plan;
-    const logReads = await reads(async () => {
-      expect((await pruneRun(catalog, logs, NOW)).removedFromS3).toEqual([]);
-    });
-    expect(logReads).toBe(1);
+    // Each is a minute older than its whole days: 30..60 days are past 30 days, 29 is not;
+    // incrementals 7..20 days are past their 7; log archives keep their 7 years.
+    const fulls = removed.filter((k) => k.startsWith('database/full/'));
+    expect(fulls).toHaveLength(31);
+    expect(fulls).toContain(manifest('full', 30).archive.key);
+    expect(fulls).not.toContain(manifest('full', 29).archive.key);
+    const incrementals = removed.filter((k) => k.startsWith('database/incremental/'));
+    expect(incrementals.sort()).toEqual(
+      Array.from({ length: 14 }, (_, i) => manifest('incremental', i + 7).archive.key).sort(),
+    );
+    expect(removed).toHaveLength(31 + 14);
+    // The legacy kinds keep no newest one: the newest kept incremental is the 6-day-old one.
+    expect((await catalog.manifestKeys('incremental', 'primary', 'kennel_prod')).length).toBe(6);
+    expect((await catalog.manifestKeys('transaction-logs', 'primary', 'kennel_prod')).length).toBe(200);
+    expect(count).toBeLessThanOrEqual(31 + 1 + 14);
   });
 });
 

@@ -1,6 +1,6 @@
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { ListObjectsV2Command } from '@aws-sdk/client-s3';
+import { DeleteObjectCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { scratchDirectoryOf } from '../shared/backup/physical-restore-test.ts';
 import type { DatabaseManifest } from '../shared/catalog/manifest.ts';
@@ -8,7 +8,7 @@ import { listPhysicalBackups, usable } from '../shared/catalog/physical.ts';
 import { parseConfig } from '../shared/core/config.ts';
 import { seededRandom } from '../shared/watch/drill.ts';
 import { databasesLike } from './support/checksums.ts';
-import { getBytes, runIn, startWorld, type TestWorld } from './support/environment.ts';
+import { getBytes, putBytes, runIn, startWorld, type TestWorld } from './support/environment.ts';
 import { pastBackup } from './support/manifests.ts';
 
 let world: TestWorld;
@@ -59,18 +59,22 @@ interface DrillOutput {
 describe('the restore drill', () => {
   it('weekly, logical: picks at random among the verified full backups of the last 7 days only, names its seed and choice, and restore-tests it', async () => {
     const seed = 20261126;
-    const run = await drill({ pick: 'random', engine: 'logical', seed, pointInTimeMinutesAgo: 0 });
+    const run = await drill({ pick: 'random', engine: 'logical', seed });
     expect(run.record.status, run.record.cause).toBe('SUCCEEDED');
     const output = run.record.output as DrillOutput;
     const expected = fulls[Math.floor(seededRandom(seed)() * fulls.length)];
     expect(output.seed).toBe(seed);
     expect(output.candidates).toBe(3);
     expect(output.chosen.key).toBe(expected?.archive.key);
-    expect(output.checks.map((c) => [c.check.split(' to ')[0], c.passed])).toEqual([
+    expect(output.checks.map((c) => [c.check, c.passed])).toEqual([
       ['S3 reachable', true],
-      ['point-in-time chain', true],
+      ['WAL continuity', true],
       ['restore test', true],
     ]);
+    // The WAL was switched and proven from the oldest kept pgBackRest backup's start.
+    expect(output.checks[1]?.detail).toMatch(
+      /^every WAL segment from [0-9A-F]{24} \(the start of the backup \d{8}-\d{6}F\) to [0-9A-F]{24}, just switched, is in the repository: \d+ segments$/,
+    );
     const manifest = await world.catalog.readDatabaseManifest(`${output.chosen.key}.manifest.json`);
     expect(manifest.verification.restoreTest?.state).toBe('passed');
     expect(databasesLike(world, 'kb_restore_test_')).toEqual([]);
@@ -97,7 +101,7 @@ describe('the restore drill', () => {
     const records = (await listPhysicalBackups(world.catalog, 'local')).filter((r) => usable(r, true));
     expect(records).toHaveLength(3);
     const seed = 7;
-    const run = await drill({ pick: 'random', engine: 'physical', seed, pointInTimeMinutesAgo: 0 });
+    const run = await drill({ pick: 'random', engine: 'physical', seed });
     expect(run.record.status, run.record.cause).toBe('SUCCEEDED');
     const output = run.record.output as DrillOutput;
     const expected = records[Math.floor(seededRandom(seed)() * records.length)];
@@ -126,7 +130,7 @@ describe('the restore drill', () => {
 
   it('weekly, by default: picks among both engines', async () => {
     const seed = 424242;
-    const run = await drill({ pick: 'random', seed, pointInTimeMinutesAgo: 0 });
+    const run = await drill({ pick: 'random', seed });
     expect(run.record.status, run.record.cause).toBe('SUCCEEDED');
     const output = run.record.output as DrillOutput;
     const report = JSON.parse(
@@ -160,30 +164,61 @@ describe('the restore drill', () => {
     expect(picks.size).toBeGreaterThan(1);
   });
 
-  it('monthly DR: the latest backup; a point-in-time chain an hour back that does not resolve fails the drill, and the stored report says why', async () => {
-    const run = await drill({ pick: 'latest' });
-    expect(run.record.status).toBe('FAILED');
-    expect(run.record.error).toBe('DrillFailedError');
-    expect(run.record.cause).toContain('Monthly DR drill');
-    expect(run.record.cause).toContain('✗ point-in-time chain to');
-    // An hour ago, only the 8-day-old full existed: its chain ends 8 days before the target.
-    expect(run.record.cause).toMatch(
-      /h before the target: more than an incremental interval, so incremental or full backups are missing/,
+  it('monthly DR: the latest backup; a WAL segment missing from the repository fails the drill, and the stored report names it', async () => {
+    const segments = (await world.catalog.listKeys('pgbackrest/local/archive/')).filter((k) =>
+      /\/[0-9A-F]{24}-[0-9a-f]{40}(\.\w+)?$/.test(k),
     );
-    expect(run.record.cause).toContain(`✓ restore test: ${fulls[2]?.archive.key} restored`);
-    const reportKey = /Report: s3:\/\/[^/]+\/(\S+)/.exec(run.record.cause ?? '')?.[1] ?? '';
-    const markdown = (await getBytes(world.s3, world.env.bucket, reportKey)).toString();
-    expect(markdown).toContain('| restore test | passed |');
-    expect(markdown).toMatch(/\| point-in-time chain to \S+ \| \*\*FAILED\*\* \|/);
-    expect(run.alerts).toHaveLength(1);
-    expect(run.alerts[0]?.text).toContain('State: ReportDrill');
+    // The newest but one: after the oldest backup's start, before the segment the drill switches.
+    const lostKey = segments.at(-2) ?? '';
+    const lost = /\/([0-9A-F]{24})-/.exec(lostKey)?.[1] ?? '';
+    expect(lost).not.toBe('');
+    const bytes = await getBytes(world.s3, world.env.bucket, lostKey);
+    await world.s3.send(new DeleteObjectCommand({ Bucket: world.env.bucket, Key: lostKey }));
+    try {
+      const run = await drill({ pick: 'latest' });
+      expect(run.record.status).toBe('FAILED');
+      expect(run.record.error).toBe('DrillFailedError');
+      expect(run.record.cause).toContain('Monthly DR drill');
+      expect(run.record.cause).toContain(
+        `✗ WAL continuity: WalContinuityError: WAL segment ${lost} is missing from the repository`,
+      );
+      // The restore test still ran, and passed.
+      expect(run.record.cause).toContain(`✓ restore test: ${fulls[2]?.archive.key} restored`);
+      const reportKey = /Report: s3:\/\/[^/]+\/(\S+)/.exec(run.record.cause ?? '')?.[1] ?? '';
+      const markdown = (await getBytes(world.s3, world.env.bucket, reportKey)).toString();
+      expect(markdown).toContain('| restore test | passed |');
+      expect(markdown).toMatch(
+        new RegExp(
+          `\\| WAL continuity \\| \\*\\*FAILED\\*\\* \\| WalContinuityError: WAL segment ${lost} is missing`,
+        ),
+      );
+      expect(run.alerts).toHaveLength(1);
+      expect(run.alerts[0]?.text).toContain('State: ReportDrill');
+    } finally {
+      await putBytes(world.s3, world.env.bucket, lostKey, bytes);
+    }
+  });
+
+  it('a target without pgBackRest settings fails the WAL check, saying what to add; nothing WAL is sent to the host', async () => {
+    const targets = JSON.parse(world.env.functionEnv.BACKUP_TARGETS ?? '[]') as Record<string, unknown>[];
+    const run = await runIn(world, {
+      workflow: 'restore-drill',
+      input: { pick: 'latest' },
+      functionEnv: { BACKUP_TARGETS: JSON.stringify(targets.map(({ pgbackrest: _, ...t }) => t)) },
+    });
+    expect(run.record.status).toBe('FAILED');
+    expect(run.record.cause).toContain(
+      '✗ WAL continuity: The target "local" has no pgbackrest settings in BACKUP_TARGETS, so its WAL is not archived and no point-in-time recovery is possible',
+    );
+    expect(run.record.cause).toContain('✓ restore test');
+    expect(run.record.events.map((e) => e.state?.name)).not.toContain('StartWalSwitch');
   });
 
   it('a restore test that fails is reported as such, with the report stored', async () => {
     const before = await markdownReports();
     const run = await runIn(world, {
       workflow: 'restore-drill',
-      input: { pick: 'latest', pointInTimeMinutesAgo: 0 },
+      input: { pick: 'latest' },
       // Rows lost in the restored copy: the row counts no longer match the manifest.
       beforeTask: async (state, input) => {
         if (state === 'RestoreTest') {

@@ -96,8 +96,7 @@ function physicalRun(record: ExecutionRecord): Iteration {
   const ended = record.events
     .filter(
       (e) =>
-        e.type === 'StateExited' &&
-        ['RunSucceeded', 'RunFailed', 'PhysicalBackupOff'].includes(e.state?.name ?? ''),
+        e.type === 'StateExited' && ['RunSucceeded', 'RunFailed', 'RunSkipped'].includes(e.state?.name ?? ''),
     )
     .map((e) => e.state?.output as Iteration);
   const physical = ended.filter((i) => (i.plan as { engine?: string }).engine === 'pgbackrest');
@@ -189,8 +188,14 @@ describe('physical backups in the database backup workflow', () => {
       const before = pgbench.transactions();
       const fullRun = await runIn(world, { input: { kind: 'full' } });
       const during = pgbench.transactions();
+      const dumpsBefore = await world.catalog.listKeys('database/');
       const incrementalRun = await runIn(world, { input: { kind: 'incremental' } });
       const after = pgbench.transactions();
+      // An incremental is pgBackRest's alone: no dump, no row-window archive.
+      expect(await world.catalog.listKeys('database/')).toEqual(dumpsBefore);
+      expect(
+        (incrementalRun.record.output as { runs: Iteration[] }).runs.map((r) => [r.plan.engine, r.status]),
+      ).toEqual([['pgbackrest', 'succeeded']]);
       // pgbench committed throughout both runs.
       expect(during).toBeGreaterThan(before);
       expect(after).toBeGreaterThan(during);
@@ -262,7 +267,7 @@ describe('physical backups in the database backup workflow', () => {
     ]);
   }, 600_000);
 
-  it('a target without pgBackRest settings gets its dumps, and a skipped physical run saying what to add', async () => {
+  it('a target without pgBackRest settings gets its dumps, and skipped physical and WAL runs saying what to add (incremental and transaction logs: nothing else)', async () => {
     const targets = JSON.parse(world.env.functionEnv.BACKUP_TARGETS ?? '[]') as Record<string, unknown>[];
     const withoutPgbackrest = targets.map(({ pgbackrest: _, ...t }) => t);
     const before = await labels();
@@ -282,6 +287,37 @@ describe('physical backups in the database backup workflow', () => {
     expect(run.host.sent.map((s) => s.script)).not.toContainEqual(
       expect.stringContaining('pgbackrest-backup'),
     );
+
+    // Incremental and transaction logs are pgBackRest's alone: each run is skipped,
+    // saying what is unprotected and what to add; nothing reaches the host, no dump is made.
+    const dumps = await world.catalog.listKeys('database/');
+    for (const [kind, says] of [
+      [
+        'incremental',
+        'so no incremental backup was taken: nothing but the daily logical dump protects its data',
+      ],
+      [
+        'transaction-logs',
+        'so its WAL is not archived and no transaction-logs run was made: nothing but the daily logical dump protects its data (an RPO of a day, not a minute)',
+      ],
+    ] as const) {
+      const skipped = await runIn(world, {
+        input: { kind },
+        functionEnv: { BACKUP_TARGETS: JSON.stringify(withoutPgbackrest) },
+      });
+      expect(skipped.record.status, kind).toBe('SUCCEEDED');
+      const runs = (skipped.record.output as { runs: Iteration[] }).runs;
+      expect(runs.map((r) => [r.plan.engine, r.plan.kind, r.status])).toEqual([
+        [kind === 'incremental' ? 'pgbackrest' : 'wal', kind, 'skipped'],
+      ]);
+      expect(runs[0]?.plan.off).toContain(
+        `The target "local" has no pgbackrest settings in BACKUP_TARGETS, ${says}`,
+      );
+      expect(runs[0]?.plan.off).toContain('add "pgbackrest": {"dataDirectory":');
+      expect(skipped.record.events.map((e) => e.state?.name)).toContain('RunSkipped');
+      expect(skipped.host.sent).toEqual([]);
+    }
+    expect(await world.catalog.listKeys('database/')).toEqual(dumps);
   }, 300_000);
 
   it('a corrupted file of the full fails the next run with an alert naming it; the incremental built on it is recorded as failed', async () => {

@@ -29,6 +29,7 @@ import { type CommandState, checkHostCommand } from '../shared/host/command-stag
 import { executionRef } from '../shared/host/commands.ts';
 import { pgbackrestOf, pgbackrestPath } from '../shared/host/pgbackrest-conf.ts';
 import { renderScript } from '../shared/host/shell.ts';
+import { type Contents, contents, ident } from './support/contents.ts';
 import { getBytes, putBytes, runIn, startWorld, type TestWorld } from './support/environment.ts';
 import type { Finished } from './support/process.ts';
 
@@ -53,44 +54,7 @@ let reference: Record<string, Contents>;
 const RESTORES_TIMEOUT = 300_000;
 const work = mkdtempSync(join(tmpdir(), 'kennel-backup-physical-restore-test-'));
 
-/** A database's content: each table's count and checksum, each sequence's value. */
-interface Contents {
-  tables: Record<string, string>;
-  sequences: Record<string, string>;
-}
-
-const DATABASES = ['kennel_prod', 'kennel "archive"'];
-const ident = (name: string) => `"${name.replaceAll('"', '""')}"`;
-
-/** Every table's rows (FROM ONLY) as count and md5 of the sorted rows; every sequence's value. Keys are JSON pairs. */
-function contents(run: (database: string, query: string) => string, database: string): Contents {
-  const tables = run(
-    database,
-    `SELECT json_build_array(n.nspname, c.relname) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-     WHERE c.relkind IN ('r', 'm') AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_toast'`,
-  )
-    .split('\n')
-    .filter(Boolean);
-  const checksum = (pair: string) => {
-    const [schema, table] = JSON.parse(pair) as [string, string];
-    return run(
-      database,
-      `SELECT count(*) || ':' || coalesce(md5(string_agg(t::text, '|' ORDER BY t::text)), '') FROM ONLY ${ident(schema)}.${ident(table)} t`,
-    );
-  };
-  const sequences = run(
-    database,
-    `SELECT json_build_array(schemaname, sequencename) || ' ' || coalesce(last_value::text, 'not called') FROM pg_sequences`,
-  )
-    .split('\n')
-    .filter(Boolean);
-  return {
-    tables: Object.fromEntries(tables.map((pair) => [JSON.stringify(JSON.parse(pair)), checksum(pair)])),
-    sequences: Object.fromEntries(
-      sequences.map((l) => [l.slice(0, l.lastIndexOf(' ')), l.slice(l.lastIndexOf(' ') + 1)]),
-    ),
-  };
-}
+const DATABASES = ['kennel_prod', 'kennel "archive"', 'kennel_latin1'];
 
 const production = (database: string, query: string) =>
   psql(world.env.postgres, database, ['-A', '-t', '-c', query]).trim();
@@ -293,7 +257,19 @@ beforeAll(async () => {
      INSERT INTO notes VALUES (1, 'parent row');
      INSERT INTO vet_notes VALUES (2, 'child row', 'dr who'), (3, 'child row', 'dr no');
      CREATE MATERIALIZED VIEW pets_per_species AS SELECT species, count(*) FROM pets GROUP BY species;
-     CREATE SEQUENCE loose_seq; SELECT setval('loose_seq', 4242);`,
+     CREATE SEQUENCE loose_seq; SELECT setval('loose_seq', 4242);
+     SELECT lo_from_bytea(0, convert_to('signed boarding contract', 'UTF8'));
+     SELECT lo_from_bytea(0, decode(repeat('00ff7f80', 50000), 'hex'));
+     ALTER DATABASE kennel_prod SET statement_timeout = '5min';`,
+  );
+  // A database in LATIN1, with text outside ASCII: the bytes come back as they were.
+  production(
+    'postgres',
+    "CREATE DATABASE kennel_latin1 ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0",
+  );
+  production(
+    'kennel_latin1',
+    "CREATE TABLE owners (id int PRIMARY KEY, name text); INSERT INTO owners VALUES (1, 'Zoë Müller'), (2, 'Ångström')",
   );
   production('postgres', `CREATE DATABASE ${ident('kennel "archive"')}`);
   production(
@@ -387,6 +363,7 @@ describe('the restore test of a pgBackRest backup set', () => {
       );
       expect(result.databases.map((d) => d.name)).toEqual([
         'kennel "archive"',
+        'kennel_latin1',
         'kennel_prod',
         'postgres',
         'template1',
@@ -673,7 +650,7 @@ if [[ -n $user ]]; then exec runuser -u "$user" -- "$@"; else exec "$@"; fi
       };
       const finished = await start(fullSet, {}, { PATH: `${bin}:${hostOnly}:/usr/bin:/bin` }, docker).done;
       expect(finished.code, finished.stderr).toBe(0);
-      expect(resultOf(finished)).toMatchObject({ state: 'passed', amcheck: 'passed', tables: 16 });
+      expect(resultOf(finished)).toMatchObject({ state: 'passed', amcheck: 'passed', tables: 17 });
       const calls = new Set(readFileSync(log, 'utf8').trim().split('\n'));
       expect([...calls].sort()).toEqual([
         'postgres bash',

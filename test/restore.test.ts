@@ -78,9 +78,7 @@ describe('the database-restore workflow', () => {
     ]);
     // The summary alert is the operator's record in Slack.
     expect(run.alerts).toHaveLength(1);
-    expect(run.alerts[0]?.text).toContain(
-      'kennel_restored restored on local from 1 archive(s) of kennel_prod',
-    );
+    expect(run.alerts[0]?.text).toContain('kennel_restored restored on local from a backup of kennel_prod');
     expect(run.visibleText).not.toContain(world.env.postgres.password);
   });
 
@@ -203,7 +201,7 @@ describe('refusals change nothing', () => {
       'an unknown backup',
       { database: 'kennel_prod', targetDatabase: 'x', backup: '20200101T000000Z_00000000' },
       'NotFoundError',
-      'No full or safety backup "20200101T000000Z_00000000" of kennel_prod. The newest are:',
+      'No full, monthly or safety backup "20200101T000000Z_00000000" of kennel_prod. The newest are:',
     ],
     [
       'a database without backups',

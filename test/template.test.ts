@@ -15,6 +15,7 @@ import {
   archiveKey,
   BACKUP_PREFIXES,
   DATABASE_KINDS,
+  DUMP_KINDS,
   drillReportKey,
   FILE_KINDS,
   kindPrefix,
@@ -23,16 +24,20 @@ import {
   pgbackrestPrefix,
   physicalRecordKey,
   SCHEDULED_DATABASE_KINDS,
+  SCHEDULED_DUMP_KINDS,
   tarballFileName,
 } from '../shared/catalog/keys.ts';
-import { lifecycleConfiguration, lifecycleRules, reachesPrefix } from '../shared/catalog/retention.ts';
+import {
+  lifecycleConfiguration,
+  lifecycleRules,
+  RETENTION,
+  reachesPrefix,
+} from '../shared/catalog/retention.ts';
 import { maxAgeMinutes, SCHEDULES } from '../shared/catalog/schedule.ts';
 import { type Config, parseConfig } from '../shared/core/config.ts';
 import { CANCELLED_STATUSES } from '../shared/host/cancel.ts';
 import { pgbackrestConfOf, pgbackrestPath } from '../shared/host/pgbackrest-conf.ts';
 import { HOST_SCRIPTS } from '../shared/host/shell.ts';
-import { restoreWorkflowOf } from '../shared/restore/database-plan.ts';
-import { RESTORE_WORKFLOWS } from '../shared/restore/database-schemas.ts';
 import { createMetrics, METRICS_NAMESPACE, metricsSink, recordArchive } from '../shared/watch/metrics.ts';
 import { planMonitoring } from '../shared/watch/monitoring.ts';
 import { TASK_SECONDS } from '../statemachines/steps.ts';
@@ -83,6 +88,8 @@ const FUNCTIONS = {
   checkRestore: 'check-restore',
   planFilesRestore: 'plan-files-restore',
   reportRestore: 'report-restore',
+  planPointInTimeRecovery: 'plan-point-in-time-recovery',
+  reportPointInTimeRecovery: 'report-point-in-time-recovery',
   pruneBackups: 'prune-backups',
   recordPhysicalBackup: 'record-physical-backup',
   recordPhysicalExpiry: 'record-physical-expiry',
@@ -118,7 +125,6 @@ interface StateMachine {
   type?: 'EXPRESS';
 }
 const BACKUP_LANDMARKS = { BackUpEachTarget: 'Map', VerifyArchive: 'Task', BackupSucceeded: 'Succeed' };
-/** Both restore workflows run the one definition; PlanRestore tells them apart by the name. */
 const RESTORE_FUNCTIONS: FunctionName[] = [
   'planRestore',
   'startHostCommand',
@@ -165,6 +171,8 @@ const STATE_MACHINES: StateMachine[] = [
     },
     schedules: [
       ['cron(0 2 * * ? *)', { kind: 'full' }],
+      // The long-term dump of every table, log tables included: the 1st of each month at 04:00.
+      ['cron(0 4 1 * ? *)', { kind: 'monthly' }],
       ['cron(0 */6 * * ? *)', { kind: 'incremental' }],
       ['cron(0/15 * * * ? *)', { kind: 'transaction-logs' }],
     ],
@@ -200,8 +208,25 @@ const STATE_MACHINES: StateMachine[] = [
     id: 'PointInTimeRecoveryStateMachine',
     name: 'point-in-time-recovery',
     logGroup: 'PointInTimeRecoveryLogGroup',
-    functions: RESTORE_FUNCTIONS,
-    landmarks: RESTORE_LANDMARKS,
+    functions: [
+      'planPointInTimeRecovery',
+      'startHostCommand',
+      'checkHostCommand',
+      'verifyArchive',
+      'pruneBackups',
+      'reportPointInTimeRecovery',
+      'sendAlert',
+    ],
+    landmarks: {
+      PlanPointInTimeRecovery: 'Task',
+      IsWholeCluster: 'Choice',
+      StartPointInTimeRestore: 'Task',
+      StartClusterRecovery: 'Task',
+      StartFullBackup: 'Task',
+      VerifySafetyDump: 'Task',
+      StartSwap: 'Task',
+      Recovered: 'Succeed',
+    },
     schedules: [],
   },
   {
@@ -249,6 +274,7 @@ const STATE_MACHINES: StateMachine[] = [
       'planDrill',
       'startHostCommand',
       'checkHostCommand',
+      'checkWalContinuity',
       'restoreTest',
       'recordPhysicalRestoreTest',
       'reportDrill',
@@ -256,6 +282,9 @@ const STATE_MACHINES: StateMachine[] = [
     ],
     landmarks: {
       PlanDrill: 'Task',
+      // The WAL proven instead of a row-window chain.
+      StartWalSwitch: 'Task',
+      CheckWalContinuity: 'Task',
       WhichEngine: 'Choice',
       CheckPhysicalRestoreTest: 'Task',
       RestoreTest: 'Task',
@@ -576,6 +605,8 @@ describe.each(STATE_MACHINES)('the state machine $id', (machine) => {
       if (typeof value === 'string') {
         const placeholder = /^\$\{(\w+)\}$/.exec(value)?.[1];
         if (placeholder === undefined) return value;
+        // The ARN of a workflow another one starts, as the builder wrote it.
+        if ('Fn::Sub' in (variables[placeholder] as object)) return variables[placeholder];
         const target = (variables[placeholder] as { 'Fn::GetAtt': [string, string] })['Fn::GetAtt'];
         expect(target[1]).toBe('Arn');
         const { FunctionName } = resource<LambdaFunction>(target[0], 'AWS::Lambda::Function');
@@ -587,8 +618,10 @@ describe.each(STATE_MACHINES)('the state machine $id', (machine) => {
 
     const deployed = unbound(JSON.parse(text)) as Asl;
     expect(withoutDefaultQueryLanguage(deployed)).toEqual(withoutDefaultQueryLanguage(asl));
-    // Every placeholder is a function's ARN: the plugin left nothing else to resolve.
-    expect(Object.keys(variables)).toHaveLength(new Set(namedFunctions(asl)).size);
+    // Every placeholder is a function's ARN, or a started workflow's: the plugin left nothing else to resolve.
+    const started = Object.values(variables).filter((v) => 'Fn::Sub' in (v as object));
+    expect(started).toHaveLength(name === 'point-in-time-recovery' ? 1 : 0);
+    expect(Object.keys(variables)).toHaveLength(new Set(namedFunctions(asl)).size + started.length);
     // It names exactly its functions, the only ones its role may invoke (below).
     expect(new Set(namedFunctions(asl))).toEqual(new Set(functions));
     const states = new Map(allStates(deployed.States));
@@ -653,24 +686,41 @@ describe.each(STATE_MACHINES)('the state machine $id', (machine) => {
   });
 });
 
-describe('the restore workflows', () => {
-  const restores = STATE_MACHINES.filter((m) => (RESTORE_WORKFLOWS as readonly string[]).includes(m.name));
-
-  it('are one definition deployed under each name PlanRestore tells apart', () => {
-    const names = restores.map(
-      (m) =>
-        resource<{ StateMachineName: string }>(m.id, 'AWS::StepFunctions::StateMachine').StateMachineName,
+describe('the point-in-time recovery', () => {
+  it('may start the database-backup workflow (the full backup after a whole-cluster recovery) and no other', () => {
+    const role = resource<{ Policies: { PolicyDocument: PolicyDocument }[] }>(
+      'PointInTimeRecoveryStateMachineRole',
+      'AWS::IAM::Role',
     );
-    // `$$.StateMachine.Name` is what PlanRestore receives: each name must choose its own input schema.
-    expect(names.map(restoreWorkflowOf)).toEqual([...RESTORE_WORKFLOWS]);
-    const definitions = restores.map((m) => {
-      const props = resource<{ DefinitionString: { 'Fn::Sub': [string, unknown] } }>(
-        m.id,
-        'AWS::StepFunctions::StateMachine',
-      );
-      return props.DefinitionString['Fn::Sub'];
-    });
-    expect(definitions[1]).toEqual(definitions[0]);
+    const statements = role.Policies.flatMap((p) => p.PolicyDocument.Statement);
+    const name = { Name: { 'Fn::GetAtt': ['DatabaseBackupStateMachine', 'Name'] } };
+    const grants = statements
+      .filter((s) => asArray(s.Action).some((a) => a.startsWith('states:')))
+      .map((s) => [asArray(s.Action).join(','), s.Resource]);
+    expect(grants).toEqual([
+      [
+        'states:StartExecution',
+        [
+          {
+            'Fn::Sub': [
+              `arn:\${AWS::Partition}:states:\${AWS::Region}:\${AWS::AccountId}:stateMachine:\${Name}`,
+              name,
+            ],
+          },
+        ],
+      ],
+      [
+        'states:DescribeExecution,states:StopExecution',
+        [
+          {
+            'Fn::Sub': [
+              `arn:\${AWS::Partition}:states:\${AWS::Region}:\${AWS::AccountId}:execution:\${Name}:*`,
+              name,
+            ],
+          },
+        ],
+      ],
+    ]);
   });
 });
 
@@ -809,17 +859,27 @@ describe('the backup bucket', () => {
       AbortIncompleteMultipartUpload: { DaysAfterInitiation: 1 },
     });
     expect(LifecycleConfiguration.Rules).toEqual([
+      // The daily dump 30 days; the monthly one, the long-term copy, 7 years (leap days included).
       rule('DatabaseBackups-full', 'database/full/', 30, true),
-      rule('DatabaseBackups-incremental', 'database/incremental/', 7, true),
-      rule('DatabaseBackups-transaction-logs', 'database/transaction-logs/', 2555, true),
+      rule('DatabaseBackups-monthly', 'database/monthly/', 2557, true),
       // What a restore replaced, dumped just before: a database kind like the others.
       rule('DatabaseBackups-safety', 'database/safety/', 30, true),
+      // The legacy row-window archives, no longer made: pruned versions kept as their old retention says.
+      rule('DatabaseBackups-incremental', 'database/incremental/', 7, true),
+      rule('DatabaseBackups-transaction-logs', 'database/transaction-logs/', 2557, true),
       rule('Backups-configuration', 'configuration/', 90, false),
       rule('Backups-application', 'application/', 30, false),
       rule('Backups-static', 'static/', 7, false),
     ]);
-    for (const fileRule of LifecycleConfiguration.Rules.slice(4))
+    for (const fileRule of LifecycleConfiguration.Rules.slice(5))
       expect(fileRule).not.toHaveProperty('Transitions');
+    // Each rule's days are its kind's row of the one retention table.
+    for (const rule of LifecycleConfiguration.Rules) {
+      const kind = String(rule.Id).replace(/^(DatabaseBackups|Backups)-/, '') as keyof typeof RETENTION;
+      expect(rule.NoncurrentVersionExpiration, String(rule.Id)).toEqual({
+        NoncurrentDays: RETENTION[kind].s3Days,
+      });
+    }
   });
 
   it('never expires a current backup: pruning keeps the newest verified one however old', () => {
@@ -828,7 +888,7 @@ describe('the backup bucket', () => {
       'database/full/primary/kennel_prod/'.startsWith(String(r.Prefix ?? '')),
     );
     expect(coveringFull.length).toBeGreaterThan(0);
-    expect(LifecycleConfiguration.Rules).toHaveLength(7);
+    expect(LifecycleConfiguration.Rules).toHaveLength(8);
     for (const rule of LifecycleConfiguration.Rules) {
       // The two properties of a current-version expiration in AWS::S3::Bucket Rule.
       expect(rule, String(rule.Id)).not.toHaveProperty('ExpirationInDays');
@@ -1092,7 +1152,7 @@ async function emittedMetrics(config: Config): Promise<MetricIdentity[]> {
     for (const { target } of plan.archivers) sink.walArchiveAge(target, 30);
     for (const { target, bytes } of plan.repositories) sink.repositoryBytes(target, bytes);
     for (const { name } of config.BACKUP_TARGETS)
-      for (const kind of [...DATABASE_KINDS, ...FILE_KINDS])
+      for (const kind of [...DUMP_KINDS, ...FILE_KINDS])
         recordArchive(metrics, { target: name, kind, sizeBytes: 1, durationSeconds: 1 });
     return metricsInLogLines(write.mock.calls.flatMap(([chunk]) => String(chunk).split('\n')));
   } finally {
@@ -1137,11 +1197,12 @@ function lineMetric(line: unknown[]): MetricIdentity {
  * default deployment and for two targets, three databases and another threshold.
  */
 describe.each([
-  { packaging: 'default params', load: async () => template, ages: 6, disks: 1, archivers: 0, percent: 80 },
+  // Ages: each database's full and monthly dumps, each target's three file kinds.
+  { packaging: 'default params', load: async () => template, ages: 5, disks: 1, archivers: 0, percent: 80 },
   {
     packaging: 'two targets, three databases, one with pgBackRest, a 90 % disk threshold',
     load: withOptionalParams,
-    ages: 15,
+    ages: 12,
     disks: 2,
     archivers: 1,
     percent: DISK_PERCENT,
@@ -1194,14 +1255,14 @@ describe.each([
       });
     }
     expect(METRICS_NAMESPACE).toBe('KennelBackup');
-    // Each kind's interval plus its grace: an hour, or one interval for the 15-minute logs.
+    // Each kind's interval plus an hour's grace; the monthly dump's interval is the longest month. (The
+    // physical kinds have no age alarm of their own: their RPO is the WAL archive age's alarm.)
     const thresholds = Object.fromEntries(
       ageAlarms.map(([, a]) => [alarmMetric(a).dimensions.Kind, a.Threshold] as const),
     );
     expect(thresholds).toEqual({
       full: 25 * 3600,
-      incremental: 7 * 3600,
-      'transaction-logs': 30 * 60,
+      monthly: (31 * 24 + 1) * 3600,
       configuration: 25 * 3600,
       application: 25 * 3600,
       static: 25 * 3600,
@@ -1323,7 +1384,8 @@ describe.each([
       );
     });
 
-    it.each(Object.keys(SCHEDULES) as (keyof typeof SCHEDULES)[])(
+    // The dumps' and files' ages; the physical kinds' freshness is the daily verification's, from pgBackRest's info.
+    it.each([...SCHEDULED_DUMP_KINDS, ...FILE_KINDS])(
       'graphs the age of every %s backup against its limit',
       (kind) => {
         const graphs = graphsOf('BackupAgeSeconds').filter(
@@ -1527,18 +1589,18 @@ describe('permissions', () => {
 
   /** What each function may do beyond writing its own logs: the whole list, so any addition fails here. */
   const GRANTS: Record<FunctionName, Statement[]> = {
-    // The dumps' catalog and the pgBackRest records (an incremental's base), read only.
+    // The pgBackRest records only (an incremental's base), read only: a dump's plan reads no catalog.
     planBackup: [
       {
         Effect: 'Allow',
         Action: ['s3:ListBucket'],
         Resource: getAtt('BackupBucket'),
-        Condition: { StringLike: { 's3:prefix': ['database/*', 'catalog/pgbackrest/*'] } },
+        Condition: { StringLike: { 's3:prefix': ['catalog/pgbackrest/*'] } },
       },
       {
         Effect: 'Allow',
         Action: ['s3:GetObject'],
-        Resource: [databaseObjects, sub(`\${BackupBucket.Arn}/catalog/pgbackrest/*`)],
+        Resource: [sub(`\${BackupBucket.Arn}/catalog/pgbackrest/*`)],
       },
       bucketKey('kms:Decrypt'),
     ],
@@ -1613,6 +1675,38 @@ describe('permissions', () => {
     ],
     // Pure computation over the execution's state.
     reportRestore: [],
+    // The physical records, the measured recoveries and the WAL archive, read only.
+    planPointInTimeRecovery: [
+      {
+        Effect: 'Allow',
+        Action: ['s3:ListBucket'],
+        Resource: getAtt('BackupBucket'),
+        Condition: {
+          StringLike: {
+            's3:prefix': ['pgbackrest/*/archive/*', 'catalog/pgbackrest/*', 'catalog/recoveries/*'],
+          },
+        },
+      },
+      {
+        Effect: 'Allow',
+        Action: ['s3:GetObject'],
+        Resource: [
+          sub(`\${BackupBucket.Arn}/pgbackrest/*/archive/*`),
+          sub(`\${BackupBucket.Arn}/catalog/pgbackrest/*`),
+          sub(`\${BackupBucket.Arn}/catalog/recoveries/*`),
+        ],
+      },
+      bucketKey('kms:Decrypt'),
+    ],
+    // Writes its measured rate, a new object under catalog/recoveries/; reads nothing.
+    reportPointInTimeRecovery: [
+      {
+        Effect: 'Allow',
+        Action: ['s3:PutObject'],
+        Resource: sub(`\${BackupBucket.Arn}/catalog/recoveries/*`),
+      },
+      bucketKey('kms:GenerateDataKey'),
+    ],
     pruneBackups: [
       listBackups,
       { Effect: 'Allow', Action: ['s3:GetObject', 's3:DeleteObject'], Resource: objects },
@@ -1631,7 +1725,7 @@ describe('permissions', () => {
     ],
     // Judges the execution's state; emits nothing.
     reportVerification: [],
-    // The backups to pick from (logical fulls, pgBackRest records) and the point-in-time chain, read only.
+    // The backups to pick from (logical fulls, pgBackRest records), read only.
     planDrill: [
       listDatabase,
       { Effect: 'Allow', Action: ['s3:GetObject'], Resource: databaseObjects },
@@ -2178,8 +2272,14 @@ describe('the functions', () => {
     expect(lambda.Architectures).toEqual(['arm64']);
   });
 
-  it('planRestore has nearly the minute its Task allows to read a point-in-time chain', () => {
+  it('planRestore has nearly the minute its Task allows to read the catalog', () => {
     expect(resource<LambdaFunction>('PlanRestoreLambdaFunction', 'AWS::Lambda::Function').Timeout).toBe(55);
+  });
+
+  it('planPointInTimeRecovery has nearly the two minutes its Task allows to list the WAL', () => {
+    expect(
+      resource<LambdaFunction>('PlanPointInTimeRecoveryLambdaFunction', 'AWS::Lambda::Function').Timeout,
+    ).toBe(110);
   });
 
   it('verifyArchive has the time and memory to stream a large archive', () => {

@@ -3,10 +3,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Manifest } from '../shared/catalog/manifest.ts';
 import { newestVerifiedPhysicalFull, writePhysicalRecord } from '../shared/catalog/physical.ts';
 import { getBytes, putBytes, runIn, startWorld, type TestWorld } from './support/environment.ts';
+import { pastBackup } from './support/manifests.ts';
 import { pgbackrest } from './support/pgbackrest.ts';
 
 let world: TestWorld;
 const newest: Record<string, Manifest> = {};
+const legacy = pastBackup({ daysAgo: 20, now: new Date(), kind: 'transaction-logs', target: 'local' });
 
 async function backup(workflow: string, kind: string) {
   const run = await runIn(world, { workflow, input: { kind } });
@@ -19,7 +21,9 @@ beforeAll(async () => {
   world = await startWorld();
   // The physical kinds' newest full, as pgBackRest's info reports it.
   await pgbackrest(world, 'backup', '--type=full');
-  for (const kind of ['full', 'incremental', 'transaction-logs']) await backup('database-backup', kind);
+  for (const kind of ['full', 'monthly']) await backup('database-backup', kind);
+  // A row-window archive an earlier version made: listed as legacy, never read.
+  await world.catalog.writeManifest(legacy);
   for (const kind of ['configuration', 'application', 'static']) await backup('files-backup', kind);
 }, 120_000);
 afterAll(async () => {
@@ -34,19 +38,49 @@ describe('the daily verification', () => {
     expect(run.record.status, run.record.cause).toBe('SUCCEEDED');
     expect(run.record.output).toEqual({
       checked: {
-        newestBackups: 6,
-        localCopies: 6,
-        archivesReadBack: 6,
+        // full and monthly dumps, and the three file kinds.
+        newestBackups: 5,
+        localCopies: 5,
+        archivesReadBack: 5,
         repositoriesVerified: 1,
         walSegmentsProven: expect.any(Number),
       },
       findings: [],
+      legacy: [
+        {
+          state: 'legacy',
+          kind: 'transaction-logs',
+          target: 'local',
+          database: 'kennel_prod',
+          archives: 1,
+          oldest: legacy.window.until.slice(0, 10),
+          newest: legacy.window.until.slice(0, 10),
+          note: expect.stringContaining('refused for every restore'),
+        },
+      ],
     });
     // From the full's first segment to the one the verification switched: at least the full's own.
     expect(
       (run.record.output as { checked: { walSegmentsProven: number } }).checked.walSegmentsProven,
     ).toBeGreaterThanOrEqual(2);
     expect(run.alerts).toEqual([]);
+  });
+
+  it('reports a target without pgBackRest settings every day: its database has no WAL protection', async () => {
+    const targets = JSON.parse(world.env.functionEnv.BACKUP_TARGETS ?? '[]') as Record<string, unknown>[];
+    const run = await runIn(world, {
+      workflow: 'daily-verification',
+      input: {},
+      functionEnv: { BACKUP_TARGETS: JSON.stringify(targets.map(({ pgbackrest: _, ...t }) => t)) },
+    });
+    expect(run.record.status).toBe('FAILED');
+    expect(run.record.error).toBe('VerificationFailedError');
+    const problems = (run.record.cause ?? '').split('\n').filter((l) => l.startsWith('- '));
+    expect(problems).toEqual([
+      '- the WAL archive of local: The target "local" has no pgbackrest settings in BACKUP_TARGETS, so it has no physical backups and no WAL archiving: nothing but the daily logical dump protects its data (an RPO of a day, not a minute), and no point-in-time recovery is possible; add "pgbackrest": {"dataDirectory": "<the cluster\'s data directory>"} to it and start the prepare-host workflow.',
+    ]);
+    expect(run.alerts).toHaveLength(1);
+    expect(run.alerts[0]?.text).toContain('has no pgbackrest settings');
   });
 
   it('a stale kind, a missing local copy and a corrupted archive: exactly those three, in one alert', async () => {

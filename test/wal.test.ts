@@ -88,8 +88,12 @@ describe('a transaction-logs run', () => {
     );
     const commitSegment = sql('SELECT pg_walfile_name(pg_current_wal_insert_lsn())');
 
+    const dumps = await world.catalog.listKeys('database/');
     const run = await runIn(world, { input: { kind: 'transaction-logs' } });
     expect(run.record.status, run.record.cause).toBe('SUCCEEDED');
+    // The WAL run is all of it: no row-window archive, no dump.
+    expect((run.record.output as { runs: unknown[] }).runs).toHaveLength(1);
+    expect(await world.catalog.listKeys('database/')).toEqual(dumps);
     const wal = walRunOf(run.record.output);
     expect(wal.status).toBe('succeeded');
     const facts = wal.walSwitch.result;
@@ -117,7 +121,7 @@ describe('a transaction-logs run', () => {
   });
 
   it('on an idle server switches nothing: it reports the newest completed segment, archived already', async () => {
-    // The host script alone, run back to back: a workflow's dumps would write WAL between two runs. The
+    // The host script alone, run back to back: a workflow's stages would write WAL between two runs. The
     // bgwriter logs a standby snapshot within 15 s of a switch, which is WAL too, so a run right after
     // another is idle unless that snapshot (or autovacuum's WAL) fell between them; on a loaded machine
     // a run can take seconds, so up to ten tries.
@@ -165,7 +169,7 @@ describe('a segment missing from the repository', () => {
       expect(walAlerts[0]?.error).toBe('WalContinuityError');
       expect(walAlerts[0]?.cause).toContain(gap);
       expect(walAlerts[0]?.text).toContain('Target: local (transaction-logs)');
-      // The log tables' dump of the same execution is not held up by it.
+      // One alert: the WAL run is the execution's only run.
       expect(run.alerts).toHaveLength(1);
 
       const verification = await runIn(world, { workflow: 'daily-verification', input: {} });

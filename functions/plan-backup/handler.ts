@@ -17,14 +17,17 @@ export const handler = middy()
       if (isDumpPlan(plan)) {
         logger.info('planned backup', {
           kind: plan.kind,
-          since: plan.since,
           runId: plan.runId,
           target: plan.target,
           database: plan.database,
           key: plan.archiveKey,
         });
       } else if ('off' in plan) {
-        logger.warn('physical backup off', { kind: plan.kind, target: plan.target, reason: plan.off });
+        logger.warn('run off: no pgBackRest settings', {
+          kind: plan.kind,
+          target: plan.target,
+          reason: plan.off,
+        });
       } else {
         logger.info('planned backup', {
           engine: plan.engine,

@@ -14,7 +14,6 @@ export const handler = middy()
   .handler(async (event: unknown) => {
     const plan = await planRestore(config, catalog, event);
     logger.info('planned restore', {
-      workflow: plan.workflow,
       database: plan.database,
       targetDatabase: plan.targetDatabase,
       overProduction: plan.overProduction,

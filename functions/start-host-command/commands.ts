@@ -4,6 +4,7 @@ import { PHYSICAL_RESTORE_TEST_HOST_COMMANDS } from '../../shared/backup/physica
 import { PREPARE_HOST_COMMANDS } from '../../shared/host/prepare.ts';
 import { hostCommandSet } from '../../shared/host/scripts.ts';
 import { RESTORE_HOST_COMMANDS } from '../../shared/restore/host-commands.ts';
+import { POINT_IN_TIME_HOST_COMMANDS } from '../../shared/restore/point-in-time.ts';
 import { WATCH_HOST_COMMANDS } from '../../shared/watch/host-commands.ts';
 
 /**
@@ -14,6 +15,7 @@ import { WATCH_HOST_COMMANDS } from '../../shared/watch/host-commands.ts';
 export const HOST_COMMANDS = {
   ...BACKUP_HOST_COMMANDS,
   ...RESTORE_HOST_COMMANDS,
+  ...POINT_IN_TIME_HOST_COMMANDS,
   ...WATCH_HOST_COMMANDS,
   ...PREPARE_HOST_COMMANDS,
   ...PHYSICAL_RESTORE_TEST_HOST_COMMANDS,

@@ -3,14 +3,16 @@ import type { Catalog } from '../catalog/catalog.ts';
 import {
   archiveFileName,
   archiveKey,
-  DATABASE_KINDS,
-  type DatabaseKind,
+  DUMP_KINDS,
+  type DumpKind,
+  isLegacyKind,
   manifestKey,
   runId,
   SCHEDULED_DATABASE_KINDS,
   scratchDatabase,
 } from '../catalog/keys.ts';
-import { type DatabaseManifest, isDatabaseManifest } from '../catalog/manifest.ts';
+import { legacyArchiveNote } from '../catalog/legacy.ts';
+import type { DatabaseManifest } from '../catalog/manifest.ts';
 import { DEFAULT_CODEC } from '../core/codecs.ts';
 import { type Config, selectTargets, type Target } from '../core/config.ts';
 import { InvalidInputError } from '../core/errors.ts';
@@ -19,7 +21,7 @@ import { parseInput, planRequestSchema } from '../core/input.ts';
 import { runSchema } from '../core/run.ts';
 import * as z from '../core/schema.ts';
 import { type PhysicalPlan, type PhysicalPlanOff, physicalRuns } from './physical-plan.ts';
-import { type WalPlan, walRun, walTargets } from './wal-plan.ts';
+import { type WalPlan, type WalPlanOff, walRuns } from './wal-plan.ts';
 
 /** What an operator or a schedule may pass to a backup execution; every field is optional. */
 export const backupInputSchema = z.strictObject({
@@ -27,74 +29,19 @@ export const backupInputSchema = z.strictObject({
   kind: z.optional(z.enum(SCHEDULED_DATABASE_KINDS)),
   target: z.optional(targetName),
   database: z.optional(sqlIdentifier),
-  /** Start of an incremental or log window given by hand; it may not overlap a backup in the catalog. */
-  since: z.optional(z.iso.datetime({ offset: true })),
 });
 
-/** One run of the database workflow, decided once by PlanBackup and carried through the execution. */
+/** One logical dump of one database, decided once by PlanBackup and carried through the execution. */
 export const planSchema = z.extend(runSchema, {
-  kind: z.enum(DATABASE_KINDS),
-  /** Start of the window (inclusive) for incremental and log backups; null for a full one or a first log backup. */
-  since: z.nullable(z.iso.datetime({ offset: true })),
+  kind: z.enum(DUMP_KINDS),
   database: sqlIdentifier,
   scratchDatabase: sqlIdentifier,
 });
 
 export type Plan = z.infer<typeof planSchema>;
 
-/** The kinds whose verified backups carry a kind's watermark forward. */
-const CHAIN: Record<DatabaseKind, DatabaseKind[]> = {
-  full: [],
-  incremental: ['full', 'incremental'],
-  'transaction-logs': ['transaction-logs'],
-  safety: [],
-};
-
-/**
- * Where the next window starts: the `until` of the newest verified backup of the
- * chain (never `now() - interval`), so a failed, late or skipped run leaves no
- * gap. A start given by hand may not overlap that backup.
- */
-export async function windowStart(
-  catalog: Catalog,
-  kind: DatabaseKind,
-  target: string,
-  database: string,
-  given: string | undefined,
-  now: Date,
-): Promise<string | null> {
-  if (kind === 'full' || kind === 'safety') {
-    if (given !== undefined)
-      throw new InvalidInputError(
-        `A ${kind} backup takes no "since": it holds the whole database. Leave it out; nothing was started.`,
-      );
-    return null;
-  }
-  const newest = await Promise.all(
-    CHAIN[kind].map(async (k) => (await catalog.newestOf(k, target, database, now)).newestVerified),
-  );
-  const latest = newest
-    .filter((m): m is DatabaseManifest => m !== undefined && isDatabaseManifest(m))
-    .reduce<DatabaseManifest | undefined>(
-      (a, m) => (!a || m.window.until > a.window.until ? m : a),
-      undefined,
-    );
-  if (given === undefined) return latest?.window.until ?? null;
-  const since = new Date(given);
-  if (since > now)
-    throw new InvalidInputError(
-      `"since" ${given} is in the future; give a time in the past or leave it out. Nothing was started.`,
-    );
-  if (latest && since < new Date(latest.window.until)) {
-    throw new InvalidInputError(
-      `"since" ${given} overlaps the ${latest.kind} backup ${latest.archive.key}, which holds the data up to ${latest.window.until}. Start at ${latest.window.until} or later, or leave "since" out to continue from there. Nothing was started.`,
-    );
-  }
-  return since.toISOString();
-}
-
 /** Where the host keeps its copies of one kind of database backup. */
-function databaseLocalDir(target: Target, kind: DatabaseKind, database: string): string {
+function databaseLocalDir(target: Target, kind: DumpKind, database: string): string {
   return `${target.backupDir}/database/${kind}/${database}`;
 }
 
@@ -102,8 +49,7 @@ function databaseLocalDir(target: Target, kind: DatabaseKind, database: string):
 export function databaseRun(
   config: Config,
   run: {
-    kind: DatabaseKind;
-    since: string | null;
+    kind: DumpKind;
     target: Target;
     database: string;
     executionId: string;
@@ -119,7 +65,6 @@ export function databaseRun(
   const key = archiveKey(kind, target.name, database, iso, file);
   return {
     kind,
-    since: run.since,
     target: target.name,
     database,
     runId: id,
@@ -135,8 +80,8 @@ export function databaseRun(
   };
 }
 
-/** What PlanBackup returns, one per Map iteration: a logical dump's run (no engine), a WAL run, or a pgBackRest run. */
-export type BackupPlan = Plan | WalPlan | PhysicalPlan | PhysicalPlanOff;
+/** What PlanBackup returns, one per Map iteration: a logical dump's run (no engine), a WAL run, or a pgBackRest run (or why either is off). */
+export type BackupPlan = Plan | WalPlan | WalPlanOff | PhysicalPlan | PhysicalPlanOff;
 
 /** A logical dump's run: the plans that carry no engine. */
 export function isDumpPlan(plan: BackupPlan): plan is Plan {
@@ -144,13 +89,19 @@ export function isDumpPlan(plan: BackupPlan): plan is Plan {
 }
 
 /**
- * Plans one run per target and database: the input's target, or every target;
- * the input's database, or each target's databases. Runs are independent: each
- * has its own window, archive and manifest. A transaction-logs backup also gets
- * one WAL run per selected target that archives with pgBackRest, first, so that
- * the RPO's proof does not wait on the dumps. A full or incremental also plans
- * one pgBackRest run per target (physical-plan.ts), after the dumps; not when
- * the input names a database, since a physical backup holds the whole cluster.
+ * Plans the runs of one execution, by kind:
+ * - `full`: a logical dump per target and database (the log tables' rows left
+ *   out), then a pgBackRest full backup per target;
+ * - `monthly`: a logical dump per target and database of every table, the log
+ *   tables' rows included (the long-term copy; see RETENTION);
+ * - `incremental`: a pgBackRest incremental backup per target, nothing else;
+ * - `transaction-logs`: a WAL run per target (segment switch and continuity proof).
+ * The input's target, or every target; the input's database, or each target's
+ * databases. A target without pgBackRest settings gets, for the physical and WAL
+ * runs, a plan that says they are off and what to add: never a run that reports
+ * success having protected nothing. A physical or WAL run holds the whole
+ * cluster, so it is planned only when the input names no database; an
+ * incremental or transaction-logs execution that names one is refused.
  */
 export async function planBackup(config: Config, catalog: Catalog, request: unknown): Promise<BackupPlan[]> {
   const { input, executionId, startedAt } = parseInput(
@@ -159,45 +110,41 @@ export async function planBackup(config: Config, catalog: Catalog, request: unkn
     `The ${BACKUP_STATE.plan} request`,
   );
   const wanted = parseInput(backupInputSchema, input ?? {}, 'The execution input');
-  const targets = selectTargets(config, wanted.target);
   const kind = wanted.kind ?? 'full';
-  const iso = new Date(startedAt).toISOString();
-  const runs = targets.flatMap((target) => {
-    const databases = wanted.database ? [wanted.database] : (target.databases ?? [target.database]);
-    return databases.map((database) => ({ target, database }));
-  });
-  const walRuns =
-    kind === 'transaction-logs' ? walTargets(targets).map((t) => walRun(t, executionId, startedAt)) : [];
-  // The row-window incremental and log dumps are still made beside the physical
-  // backups: the point-in-time-recovery workflow reads them until issue 11
-  // replaces it with a recovery from pgBackRest's backups and WAL.
-  const dumps = await Promise.all(
-    runs.map(async ({ target, database }) => {
-      const since = await windowStart(catalog, kind, target.name, database, wanted.since, new Date(iso));
+  if (wanted.database !== undefined && (kind === 'incremental' || kind === 'transaction-logs')) {
+    throw new InvalidInputError(
+      `${kind === 'incremental' ? 'An incremental' : 'A transaction-logs'} backup is pgBackRest's and holds the whole cluster, not one database: leave "database" out (or take {"kind": "full", "database": "${wanted.database}"} for a logical dump of that database alone). Nothing was started.`,
+    );
+  }
+  const targets = selectTargets(config, wanted.target);
+  if (kind === 'transaction-logs') return walRuns(targets, executionId, startedAt);
+  if (kind === 'incremental') return physicalRuns(config, catalog, targets, { kind, executionId, startedAt });
+  const dumps = targets.flatMap((target) =>
+    (wanted.database ? [wanted.database] : (target.databases ?? [target.database])).map((database) =>
       // Each target and database gets its own id, so runs of one execution never share a key.
-      return databaseRun(config, {
+      databaseRun(config, {
         kind,
-        since,
         target,
         database,
         executionId,
         startedAt,
         idSource: `${executionId}/${target.name}/${database}`,
-      });
-    }),
+      }),
+    ),
   );
   const physical =
-    (kind === 'full' || kind === 'incremental') && wanted.database === undefined
+    kind === 'full' && wanted.database === undefined
       ? await physicalRuns(config, catalog, targets, { kind, executionId, startedAt })
       : [];
-  return [...walRuns, ...dumps, ...physical];
+  return [...dumps, ...physical];
 }
 
 /**
  * The restore test's plan for a backup already in the catalog (a drill's, into
  * its own scratch database). The host looks for its copy where the target keeps
  * that kind, as the backup's own run did; a copy that is not there, or not
- * intact, is fetched from S3 and checked against the manifest's sha256.
+ * intact, is fetched from S3 and checked against the manifest's sha256. A
+ * legacy row-window archive is refused: it is never restored.
  */
 export function restoreTestPlanOf(
   manifest: DatabaseManifest,
@@ -205,9 +152,11 @@ export function restoreTestPlanOf(
   bucket: string,
   scratch: string,
 ): Plan {
+  const { kind } = manifest;
+  if (isLegacyKind(kind))
+    throw new InvalidInputError(`${legacyArchiveNote(kind, manifest.archive.key)} Nothing was changed.`);
   return {
-    kind: manifest.kind,
-    since: manifest.window.since,
+    kind,
     target: manifest.target,
     database: manifest.database,
     runId: manifest.runId,
@@ -217,7 +166,7 @@ export function restoreTestPlanOf(
     archiveKey: manifest.archive.key,
     manifestKey: manifestKey(manifest.archive.key),
     fileName: manifest.archive.fileName,
-    localDir: databaseLocalDir(target, manifest.kind, manifest.database),
+    localDir: databaseLocalDir(target, kind, manifest.database),
     codec: manifest.archive.compression,
     scratchDatabase: scratch,
   };

@@ -1,4 +1,4 @@
-import { excludedTablesOf, localPathOf, WINDOW_COLUMN } from '../catalog/manifest-builder.ts';
+import { excludedTablesOf, localPathOf } from '../catalog/manifest-builder.ts';
 import { WAL_ARCHIVE_MAX_AGE_SECONDS } from '../catalog/schedule.ts';
 import { CODECS } from '../core/codecs.ts';
 import type { Config } from '../core/config.ts';
@@ -31,10 +31,8 @@ export const BACKUP_HOST_COMMANDS = {
     params: (config, target, { plan }) => ({
       ...postgresParams(target),
       KB_KIND: plan.kind,
-      KB_SINCE: plan.since ?? '',
       KB_DATABASE: plan.database,
       KB_EXCLUDE_TABLES: excludedTablesOf(config, plan.kind).join(' '),
-      KB_WINDOW_COLUMN: WINDOW_COLUMN[plan.kind] ?? '',
       ...uploadParams(config, plan),
     }),
   }),

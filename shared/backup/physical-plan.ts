@@ -4,6 +4,7 @@ import { newestUsablePhysicalBackup } from '../catalog/physical.ts';
 import type { Config, Target } from '../core/config.ts';
 import { objectKey, pgbackrestLabel, runIdentifier, targetName } from '../core/identifiers.ts';
 import * as z from '../core/schema.ts';
+import { pgbackrestOff } from '../host/pgbackrest-conf.ts';
 
 /**
  * One pgBackRest backup run of a target's whole cluster, planned by PlanBackup
@@ -36,7 +37,8 @@ export type PhysicalPlan = z.infer<typeof physicalPlanSchema>;
 /**
  * A target whose physical backups are off (no pgbackrest block in
  * BACKUP_TARGETS): the run shows as skipped in the execution's output, with
- * what to do, and its logical dumps run as usual.
+ * what to do; a full's logical dumps run as usual. The daily verification
+ * reports such a target every day (shared/watch/verification.ts).
  */
 export interface PhysicalPlanOff {
   engine: 'pgbackrest';
@@ -59,7 +61,12 @@ export async function physicalRuns(
       // Its own id, apart from the target's dumps in the same execution.
       const id = runId(iso, `${run.executionId}/${target.name}/pgbackrest`);
       if (!target.pgbackrest) {
-        const off = `The target "${target.name}" has no pgbackrest settings in BACKUP_TARGETS, so no ${run.kind} physical backup was taken; its logical dumps ran as usual. To turn physical backups on, add "pgbackrest": {"dataDirectory": "<the cluster's data directory>"} to it and start the prepare-host workflow.`;
+        const off = pgbackrestOff(
+          target,
+          run.kind === 'full'
+            ? 'no full physical backup was taken (its logical dumps ran as usual)'
+            : 'no incremental backup was taken: nothing but the daily logical dump protects its data',
+        );
         return { engine: 'pgbackrest', kind: run.kind, target: target.name, runId: id, off };
       }
       return {

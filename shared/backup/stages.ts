@@ -1,7 +1,7 @@
 import type { Catalog } from '../catalog/catalog.ts';
-import { keyDay } from '../catalog/keys.ts';
-import type { DatabaseManifest, Manifest } from '../catalog/manifest.ts';
-import { baseOfIncrementals, expired, RETENTION } from '../catalog/retention.ts';
+import { keyDay, LEGACY_DUMP_KINDS } from '../catalog/keys.ts';
+import type { DatabaseManifest } from '../catalog/manifest.ts';
+import { expired, RETENTION } from '../catalog/retention.ts';
 import { DAY_MS, utcDay } from '../core/time.ts';
 import { checkRestoredDatabase, type RestoreCheck } from '../restore/check.ts';
 import type { Plan } from './database-plan.ts';
@@ -60,34 +60,35 @@ export interface PruneResult {
 
 /**
  * Applies the retention table to one target's backups of the plan's kind. It
- * reads only the manifests old enough to expire (their keys carry the day), the
- * newest verified one, which is always kept, and for full backups the kept
- * incrementals, whose base full is kept too.
+ * reads only the manifests old enough to expire (their keys carry the day) and
+ * the newest verified one, which is always kept. A full run also prunes its
+ * database's legacy row-window archives by their old retention, keeping none:
+ * they are never restored, so none is worth keeping past it.
  */
 export async function pruneRun(catalog: Catalog, plan: Plan | FilesPlan, now: Date): Promise<PruneResult> {
   const rule = RETENTION[plan.kind];
   const database = 'database' in plan ? plan.database : null;
   const keys = await catalog.manifestKeys(plan.kind, plan.target, database);
   const newest = await catalog.newestVerified(keys);
-  const oldEnough = (key: string, days: number) =>
-    (keyDay(key) ?? '') <= utcDay(now.getTime() - days * DAY_MS);
-  const candidates = await catalog.readAll(keys.filter((k) => oldEnough(k, rule.s3Days)));
-  const keep: (Manifest | undefined)[] = [newest];
+  const fromS3 = expired(await oldManifests(catalog, keys, rule.s3Days, now), now, rule.s3Days, [newest]);
   if (plan.kind === 'full' && database !== null) {
-    const incrementalKeys = await catalog.manifestKeys('incremental', plan.target, database);
-    // A day's margin: a run started before midnight holds data up to after it.
-    const recent = await catalog.readAll(
-      incrementalKeys.filter((k) => !oldEnough(k, RETENTION.incremental.s3Days + 1)),
-    );
-    const kept = recent.filter((m) => !expired(recent, now, RETENTION.incremental.s3Days, []).includes(m));
-    keep.push(baseOfIncrementals(candidates, kept));
+    for (const kind of LEGACY_DUMP_KINDS) {
+      const legacy = await catalog.manifestKeys(kind, plan.target, database);
+      const days = RETENTION[kind].s3Days;
+      fromS3.push(...expired(await oldManifests(catalog, legacy, days, now), now, days, []));
+    }
   }
-  const fromS3 = expired(candidates, now, rule.s3Days, keep);
   await catalog.remove(fromS3);
   return {
     removedFromS3: fromS3.map((m) => m.archive.key),
-    kept: keys.length - fromS3.length,
+    kept: keys.length - fromS3.filter((m) => m.kind === plan.kind).length,
     localKeepDays: rule.localDays,
     localKeepFile: newest?.archive.fileName ?? '',
   };
+}
+
+/** The manifests among `keys` old enough to expire after `days`, by the day in their keys (a listing, then only those read). */
+async function oldManifests(catalog: Catalog, keys: readonly string[], days: number, now: Date) {
+  const cutoff = utcDay(now.getTime() - days * DAY_MS);
+  return catalog.readAll(keys.filter((k) => (keyDay(k) ?? '') <= cutoff));
 }

@@ -2,6 +2,7 @@ import { runId } from '../catalog/keys.ts';
 import type { Target } from '../core/config.ts';
 import { runIdentifier, targetName } from '../core/identifiers.ts';
 import * as z from '../core/schema.ts';
+import { pgbackrestOff } from '../host/pgbackrest-conf.ts';
 
 /**
  * A WAL run: force a segment switch on a target's cluster, wait until that
@@ -28,6 +29,20 @@ export function walTargets(targets: readonly Target[]): Target[] {
   return targets.filter((target) => target.pgbackrest !== undefined);
 }
 
+/**
+ * A target whose WAL is not archived (no pgbackrest block in BACKUP_TARGETS):
+ * its transaction-logs run shows as skipped in the execution's output, saying
+ * what to add; never a run that succeeds having protected nothing. The daily
+ * verification reports such a target every day.
+ */
+export interface WalPlanOff {
+  engine: 'wal';
+  kind: 'transaction-logs';
+  target: string;
+  runId: string;
+  off: string;
+}
+
 /** One target's WAL run in an execution (a backup's, or a verification's). */
 export function walRun(target: Target, executionId: string, startedAt: string): WalPlan {
   return {
@@ -39,6 +54,23 @@ export function walRun(target: Target, executionId: string, startedAt: string): 
     executionId,
     startedAt,
   };
+}
+
+/** The transaction-logs run of each target: a WAL run when it has pgBackRest settings, shown as off when not. */
+export function walRuns(
+  targets: readonly Target[],
+  executionId: string,
+  startedAt: string,
+): (WalPlan | WalPlanOff)[] {
+  return targets.map((target) => {
+    const run = walRun(target, executionId, startedAt);
+    if (target.pgbackrest) return run;
+    const off = pgbackrestOff(
+      target,
+      'its WAL is not archived and no transaction-logs run was made: nothing but the daily logical dump protects its data (an RPO of a day, not a minute)',
+    );
+    return { engine: run.engine, kind: run.kind, target: run.target, runId: run.runId, off };
+  });
 }
 
 /** A WAL segment's file name: timeline, log id, segment, in upper-case hex. */

@@ -6,12 +6,18 @@ import tar from 'tar-stream';
 import type { Plan } from '../backup/database-plan.ts';
 import type { FilesPlan } from '../backup/files-plan.ts';
 import { CODECS } from '../core/codecs.ts';
-import { ArchiveCorruptError, classifyAwsError, HostCommandFailedError } from '../core/errors.ts';
+import {
+  ArchiveCorruptError,
+  classifyAwsError,
+  HostCommandFailedError,
+  InvalidInputError,
+} from '../core/errors.ts';
 import type { Run } from '../core/run.ts';
 import * as z from '../core/schema.ts';
 import { type ArchiveRows, RowCounter } from './archive-rows.ts';
 import type { Catalog } from './catalog.ts';
-import type { DatabaseKind } from './keys.ts';
+import { type DumpKind, isLegacyKind } from './keys.ts';
+import { legacyArchiveNote } from './legacy.ts';
 import { type DatabaseManifest, type FilesManifest, isDatabaseManifest, type Manifest } from './manifest.ts';
 import {
   databaseFactsSchema,
@@ -20,14 +26,11 @@ import {
   filesManifestOf,
 } from './manifest-builder.ts';
 
-/** How each archive format opens and closes (the second line of a pg_dump; the first of ours). */
-const FORMAT_MARKS = {
-  plain: {
-    header: '-- PostgreSQL database dump',
-    headerLine: 1,
-    trailer: '-- PostgreSQL database dump complete',
-  },
-  changes: { header: '-- kennel-backup ', headerLine: 0, trailer: '-- kennel-backup archive complete' },
+/** How a plain-format pg_dump opens (its second line) and closes. */
+const DUMP_MARKS = {
+  header: '-- PostgreSQL database dump',
+  headerLine: 1,
+  trailer: '-- PostgreSQL database dump complete',
 } as const;
 
 export interface ArchiveFacts extends ArchiveRows {
@@ -88,7 +91,7 @@ export async function readArchive(body: Readable, manifest: DatabaseManifest): P
   let uncompressedSize = 0;
   let head = '';
   let end = Buffer.alloc(0);
-  const counter = new RowCounter(manifest.archive.format === 'changes' ? 'changes' : 'plain');
+  const counter = new RowCounter();
   const sink = new Writable({
     write(chunk: Buffer, _enc, done) {
       if (head.length < 512) head += chunk.subarray(0, 512).toString('utf8');
@@ -153,29 +156,20 @@ export function tarballProblems(facts: TarballFacts, manifest: FilesManifest): s
 /** What is wrong with an archive, judged against its manifest; empty when nothing is. */
 export function archiveProblems(facts: ArchiveFacts, manifest: DatabaseManifest): string[] {
   const problems = sizeAndHashProblems(facts, manifest);
-  const marks = FORMAT_MARKS[manifest.archive.format === 'plain' ? 'plain' : 'changes'];
+  const marks = DUMP_MARKS;
   // pg_dump opens with exactly `--`, `-- PostgreSQL database dump`, `--`.
   if (
     !facts.header.split('\n')[marks.headerLine]?.startsWith(marks.header) ||
     facts.header.includes(marks.trailer)
   ) {
-    problems.push(
-      `it does not start as a ${manifest.archive.format === 'plain' ? 'PostgreSQL plain-format dump' : 'kennel-backup changes archive'}`,
-    );
+    problems.push('it does not start as a PostgreSQL plain-format dump');
   }
   if (!facts.trailer.includes(marks.trailer))
     problems.push('the dump is truncated: its closing line is missing');
-  // Rows are compared for a changes archive only, as before the counts came from
-  // the archive: a plain dump's counts are read from the very bytes its sha256
-  // covers, while those of a manifest written before then were counted in the
-  // database (a parent's count(*) includes its children), so comparing would fail
-  // intact backups.
-  const recorded = manifest.archive.format === 'changes' ? Object.entries(manifest.tables) : [];
-  for (const [table, expected] of recorded) {
-    const actual = facts.rows[table];
-    if (actual !== expected)
-      problems.push(`${table} has ${actual ?? 'no'} rows in the archive, the manifest says ${expected}`);
-  }
+  // Rows are not compared: a dump's counts are read from the very bytes its
+  // sha256 covers, while those of a manifest written before then were counted in
+  // the database (a parent's count(*) includes its children), so comparing would
+  // fail intact backups.
   return problems;
 }
 
@@ -202,10 +196,14 @@ function factsOf<T extends z.ZodMiniType>(schema: T, facts: unknown, plan: Run):
 async function claimOf(
   catalog: Catalog,
   request: VerifyRequest,
-  excludedTables: (kind: DatabaseKind) => string[],
+  excludedTables: (kind: DumpKind) => string[],
 ): Promise<(verdict: Verdict, contents?: ArchiveRows) => Manifest> {
   if ('manifestKey' in request) {
     const manifest = await catalog.readManifest(request.manifestKey);
+    if (isLegacyKind(manifest.kind))
+      throw new InvalidInputError(
+        `${legacyArchiveNote(manifest.kind, manifest.archive.key)} It is no longer verified either; pick a full or monthly backup. Nothing was changed.`,
+      );
     return (verdict) => ({ ...manifest, verification: { ...manifest.verification, ...verdict } });
   }
   const { plan } = request;
@@ -228,7 +226,7 @@ export async function verifyArchive(
   s3: S3Client,
   catalog: Catalog,
   request: VerifyRequest,
-  excludedTables: (kind: DatabaseKind) => string[],
+  excludedTables: (kind: DumpKind) => string[],
   now: () => Date = () => new Date(),
 ): Promise<Manifest> {
   const record = await claimOf(catalog, request, excludedTables);
@@ -250,7 +248,7 @@ export async function verifyArchive(
       problems = archiveProblems(facts, manifest);
       contents = facts;
       const rows = Object.values(facts.rows).reduce((a, b) => a + b, 0);
-      detail = `${facts.size} bytes, sha256 matches, decompresses to ${facts.uncompressedSize} bytes of a complete ${manifest.archive.format === 'plain' ? 'PostgreSQL dump' : 'changes archive'}: ${Object.keys(facts.rows).length} tables, ${rows} rows`;
+      detail = `${facts.size} bytes, sha256 matches, decompresses to ${facts.uncompressedSize} bytes of a complete PostgreSQL dump: ${Object.keys(facts.rows).length} tables, ${rows} rows`;
     } else {
       const facts = await readTarball(object.Body as Readable, manifest);
       problems = tarballProblems(facts, manifest);

@@ -1,18 +1,12 @@
-import * as z from '../core/schema.ts';
-
 /**
- * The rows a database archive holds, per table, counted as it streams past, so
- * the host never reads production a second time to count them. Both formats
- * carry their rows in COPY blocks: one text line per row up to a line `\.`
- * (a row's own newlines are escaped as `\n`, so the count is exact).
- *
- * - `plain` (pg_dump): each table's block follows a `Type: TABLE DATA` comment and
- *   opens with `COPY <schema>.<table> (...) FROM stdin;`. The names are SQL
- *   identifiers, double-quoted when they need it; a quoted name may hold dots,
- *   quotes, even newlines, so the statement can span lines.
- * - `changes` (ours): a marker line before each table names it as JSON, with how
- *   the run captured it; the block opens with `COPY kb_changes FROM stdin;`.
- *   Archives written before the marker carried JSON name the table as text.
+ * The rows a pg_dump plain-format archive holds, per table, counted as it
+ * streams past, so the host never reads production a second time to count
+ * them. Rows are in COPY blocks: one text line per row up to a line `\.` (a
+ * row's own newlines are escaped as `\n`, so the count is exact). Each table's
+ * block follows a `Type: TABLE DATA` comment and opens with
+ * `COPY <schema>.<table> (...) FROM stdin;`. The names are SQL identifiers,
+ * double-quoted when they need it; a quoted name may hold dots, quotes, even
+ * newlines, so the statement can span lines.
  *
  * Memory stays flat: a data line is never held, only its length and first bytes.
  */
@@ -28,24 +22,14 @@ function tableKey(table: TableName): string {
   return `${table.schema}.${table.name}`;
 }
 
-/** How a `changes` run took each table: its rows in the window, the whole table, or not at all. */
-const CAPTURE_MODES = ['changedRows', 'wholeTables', 'notCaptured'] as const;
-type CaptureMode = (typeof CAPTURE_MODES)[number];
-
-export const CHANGES_MARKER = '-- kennel-backup table: ';
-const CHANGES_COPY = 'COPY kb_changes FROM stdin;';
 const TABLE_DATA = /^-- Data for Name: .*; Type: TABLE DATA; /;
 /** Before 15.14 a name's newline split the comment: its tail is a line of its own. */
 const DATA_COMMENT = '-- Data for Name: ';
 const TABLE_DATA_TAIL = /; Type: TABLE DATA; Schema: /;
 
-const markerSchema = z.object({ schema: z.string(), table: z.string(), capture: z.enum(CAPTURE_MODES) });
-
 export interface ArchiveRows {
   /** Rows per table, by manifest key, in the archive's order; an empty table counts 0. */
   rows: Record<string, number>;
-  /** For a `changes` archive: each table of the run by how it was captured (manifest keys). */
-  capture?: Record<CaptureMode, string[]>;
 }
 
 /** Parses `COPY <qualified name> ...`: two identifiers, each bare or double-quoted with `""` for a quote. */
@@ -80,27 +64,14 @@ export function copiedTable(statement: string): TableName | undefined {
   return { schema, name };
 }
 
-/** Where a line of a changes archive's marker names its table; the old text form names it by key. */
-function marker(text: string): { key: string; capture?: CaptureMode } {
-  if (!text.startsWith('{')) return { key: text };
-  const parsed = markerSchema.parse(JSON.parse(text));
-  return { key: tableKey({ schema: parsed.schema, name: parsed.table }), capture: parsed.capture };
-}
-
 /** Lines outside data are kept up to this many bytes: a COPY statement of 1,600 quoted columns fits. */
 const KEEP = 1 << 20;
 const NEWLINE = 0x0a;
 const QUOTE = 0x22;
 
 export class RowCounter {
-  private readonly format: 'plain' | 'changes';
   private readonly rows = new Map<string, number>();
-  private readonly capture: Record<CaptureMode, string[]> = {
-    changedRows: [],
-    wholeTables: [],
-    notCaptured: [],
-  };
-  /** The table whose COPY block is open or next (changes), and its rows so far. */
+  /** The table whose COPY block is open, and its rows so far. */
   private table: string | undefined;
   private copying = false;
   private blockRows = 0;
@@ -111,15 +82,11 @@ export class RowCounter {
   private parts: Buffer[] = [];
   private kept = 0;
   private quotes = 0;
-  /** plain: a TABLE DATA comment was read, its COPY is next; a COPY statement whose quoted name spans lines. */
+  /** A TABLE DATA comment was read, its COPY is next; a COPY statement whose quoted name spans lines. */
   private expectingCopy = false;
-  /** plain: inside a `-- Data for Name:` comment whose name went on to the next line. */
+  /** Inside a `-- Data for Name:` comment whose name went on to the next line. */
   private dataComment = false;
   private statement: { text: string; quotes: number } | undefined;
-
-  constructor(format: 'plain' | 'changes') {
-    this.format = format;
-  }
 
   push(chunk: Buffer): void {
     let at = 0;
@@ -128,10 +95,7 @@ export class RowCounter {
 
   /** What the archive held; a block cut short is not counted (the archive's trailer is missing then). */
   end(): ArchiveRows {
-    return {
-      rows: Object.fromEntries(this.rows),
-      ...(this.format === 'changes' ? { capture: this.capture } : {}),
-    };
+    return { rows: Object.fromEntries(this.rows) };
   }
 
   private data(chunk: Buffer, from: number): number {
@@ -176,13 +140,12 @@ export class RowCounter {
       this.parts = [];
       this.kept = 0;
       this.quotes = 0;
-      if (this.format === 'plain') this.plainLine(text, quotes);
-      else this.changesLine(text);
+      this.sqlLine(text, quotes);
     }
     return at;
   }
 
-  private plainLine(text: string, quotes: number): void {
+  private sqlLine(text: string, quotes: number): void {
     if (this.statement) {
       this.statement = { text: `${this.statement.text}\n${text}`, quotes: this.statement.quotes + quotes };
     } else if (this.expectingCopy && text.startsWith('COPY ')) {
@@ -210,19 +173,6 @@ export class RowCounter {
     this.openBlock(tableKey(table));
   }
 
-  private changesLine(text: string): void {
-    if (text.startsWith(CHANGES_MARKER)) {
-      const { key, capture } = marker(text.slice(CHANGES_MARKER.length));
-      if (capture) this.capture[capture].push(key);
-      this.table = capture === 'notCaptured' ? undefined : key;
-      if (this.table !== undefined) this.rows.set(key, this.rows.get(key) ?? 0);
-    } else if (text === CHANGES_COPY) {
-      if (this.table === undefined)
-        throw new Error('a COPY block of a changes archive names no table before it');
-      this.openBlock(this.table);
-    }
-  }
-
   private openBlock(table: string): void {
     this.table = table;
     this.rows.set(table, this.rows.get(table) ?? 0);
@@ -235,6 +185,5 @@ export class RowCounter {
     const table = this.table as string;
     this.rows.set(table, (this.rows.get(table) ?? 0) + this.blockRows);
     this.copying = false;
-    if (this.format === 'changes') this.table = undefined;
   }
 }

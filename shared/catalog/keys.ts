@@ -8,14 +8,45 @@ import { CODECS, type CodecName } from '../core/codecs.ts';
  */
 
 /**
- * The database family's kinds; one workflow takes the kind as input. A `safety`
- * dump is a full dump of everything (log tables too) that a restore takes of the
- * database it is about to replace; it is kept apart from the fulls so that it
- * never becomes the base of an incremental chain.
+ * The database family's kinds. The workflow takes one of the scheduled kinds as
+ * input: `full` (daily: pgBackRest's full backup and the daily logical dump),
+ * `monthly` (the logical dump of every table, the log tables' rows included,
+ * kept for the long-term classes), `incremental` (pgBackRest's incremental
+ * backup only) and `transaction-logs` (the WAL run only: a segment switch and
+ * the proof that the archive has no gap).
  */
-export const SCHEDULED_DATABASE_KINDS = ['full', 'incremental', 'transaction-logs'] as const;
-export const DATABASE_KINDS = [...SCHEDULED_DATABASE_KINDS, 'safety'] as const;
+export const SCHEDULED_DATABASE_KINDS = ['full', 'monthly', 'incremental', 'transaction-logs'] as const;
+export type ScheduledDatabaseKind = (typeof SCHEDULED_DATABASE_KINDS)[number];
+
+/**
+ * The logical dumps made now, each an archive with its manifest under its kind's
+ * prefix. A `safety` dump is a dump of everything (log tables too) that a
+ * restore takes of the database it is about to replace; it is kept apart from
+ * the fulls.
+ */
+export const DUMP_KINDS = ['full', 'monthly', 'safety'] as const;
+export type DumpKind = (typeof DUMP_KINDS)[number];
+
+/** The dumps a schedule makes: their catalogs are checked for freshness, monitored and alarmed on. */
+export const SCHEDULED_DUMP_KINDS = ['full', 'monthly'] as const satisfies readonly DumpKind[];
+
+/**
+ * The row-window archives of the past (rows chosen by updated_at or created_at
+ * in a window): no longer made, since they lost rows silently (deleted rows,
+ * transactions open across a snapshot, zone-less timestamps). Those already in a
+ * catalog are listed as legacy, pruned by their old retention and refused for
+ * every restore: a point in time is recovered from pgBackRest's backups and WAL.
+ */
+export const LEGACY_DUMP_KINDS = ['incremental', 'transaction-logs'] as const;
+export type LegacyDumpKind = (typeof LEGACY_DUMP_KINDS)[number];
+
+/** Every kind a database manifest may carry: the dumps made now and the legacy ones. */
+export const DATABASE_KINDS = [...DUMP_KINDS, ...LEGACY_DUMP_KINDS] as const;
 export type DatabaseKind = (typeof DATABASE_KINDS)[number];
+
+export function isLegacyKind(kind: string): kind is LegacyDumpKind {
+  return (LEGACY_DUMP_KINDS as readonly string[]).includes(kind);
+}
 
 /** The files family's kinds: tarballs of paths on the host; one workflow takes the kind as input. */
 export const FILE_KINDS = ['configuration', 'application', 'static'] as const;
@@ -25,6 +56,7 @@ export type BackupKind = DatabaseKind | FileKind;
 
 export const KIND_PREFIX: Record<BackupKind, string> = {
   full: 'database/full',
+  monthly: 'database/monthly',
   incremental: 'database/incremental',
   'transaction-logs': 'database/transaction-logs',
   safety: 'database/safety',
@@ -68,6 +100,19 @@ export function physicalRecordKey(target: string, startedAt: string, id: string)
 
 /** Where a target's physical records are listed from. */
 export const physicalRecordsOf = (target: string) => `${PHYSICAL_RECORD_PREFIX}${target}/`;
+
+/**
+ * The measured recoveries of a target, one JSON object each (shared/catalog/recoveries.ts):
+ * `catalog/recoveries/<target>/2026/11/30/<run id>.json`. Point-in-time recoveries
+ * and drills write them; dry runs read the newest for the expected duration.
+ */
+export const RECOVERY_RECORD_PREFIX = 'catalog/recoveries/';
+export const recoveriesOf = (target: string) => `${RECOVERY_RECORD_PREFIX}${target}/`;
+
+export function recoveryRecordKey(target: string, measuredAt: string, id: string): string {
+  const [y, m, d] = (measuredAt.split('T')[0] ?? '').split('-');
+  return `${recoveriesOf(target)}${y}/${m}/${d}/${id}.json`;
+}
 
 /** Drill reports, kept for the auditor: `reports/drills/2026/11/26/<run id>.json` and `.md`. */
 export function drillReportKey(startedAt: string, id: string, extension: 'json' | 'md'): string {

@@ -5,7 +5,7 @@ import { hostPath, sha256Hex } from '../core/identifiers.ts';
 import type { Run } from '../core/run.ts';
 import * as z from '../core/schema.ts';
 import type { ArchiveRows } from './archive-rows.ts';
-import type { DatabaseKind } from './keys.ts';
+import type { DumpKind } from './keys.ts';
 import type { DatabaseManifest, FilesManifest, Manifest } from './manifest.ts';
 
 /**
@@ -24,7 +24,7 @@ export const databaseFactsSchema = z.object({
   sha256: sha256Hex,
   startedAt: instant,
   finishedAt: instant,
-  /** The end of the archive's window, read by the dump's own session just before its snapshot. */
+  /** When the dump's data is from: the server's clock as the dump's own session took its snapshot. */
   until: instant,
   serverVersion: z.string().check(z.regex(/^\d+$/)),
 });
@@ -44,23 +44,20 @@ export const filesFactsSchema = z.object({
 export type DatabaseFacts = z.infer<typeof databaseFactsSchema>;
 export type FilesFacts = z.infer<typeof filesFactsSchema>;
 
-/** The tables whose rows a run of this kind leaves out (a log backup takes only those); a safety dump keeps everything. */
-export function excludedTablesOf(config: Config, kind: DatabaseKind): string[] {
-  return kind === 'safety' ? [] : config.EXCLUDED_TABLES;
+/**
+ * The tables whose rows a dump of this kind leaves out: the daily full leaves out
+ * the log tables (EXCLUDED_TABLES; their definitions stay), whose copies are
+ * the physical backups and WAL for the point-in-time window and the monthly dump
+ * for the long term; the monthly and safety dumps keep every table's rows.
+ */
+export function excludedTablesOf(config: Config, kind: DumpKind): string[] {
+  return kind === 'full' ? config.EXCLUDED_TABLES : [];
 }
 
 /** Where the host keeps its copy of a run's archive: the one place the path is made. */
 export function localPathOf(run: Pick<Run, 'localDir' | 'fileName'>): string {
   return `${run.localDir}/${run.fileName}`;
 }
-
-/** The column whose value puts a row in an incremental or log archive's window; a full dump has none. */
-export const WINDOW_COLUMN: Record<DatabaseKind, string | null> = {
-  full: null,
-  safety: null,
-  incremental: 'updated_at',
-  'transaction-logs': 'created_at',
-};
 
 function archiveOf(run: Run, facts: { size: number; sha256: string }, format: Manifest['archive']['format']) {
   return {
@@ -92,19 +89,13 @@ export function databaseManifestOf(
     database: plan.database,
     runId: plan.runId,
     executionId: plan.executionId,
-    archive: archiveOf(plan, facts, plan.kind === 'full' || plan.kind === 'safety' ? 'plain' : 'changes'),
-    window: { since: plan.since, until: facts.until },
+    archive: archiveOf(plan, facts, 'plain'),
+    window: { since: null, until: facts.until },
     startedAt: facts.startedAt,
     finishedAt: facts.finishedAt,
     serverVersion: facts.serverVersion,
     excludedTables: [...excludedTables],
     tables: contents?.rows ?? {},
-    capture: contents?.capture
-      ? {
-          note: `Rows are chosen by ${WINDOW_COLUMN[plan.kind]} in the window. Deleted rows are not captured. Tables in wholeTables have no such column and are copied whole; tables in notCaptured are not in this archive.`,
-          ...contents.capture,
-        }
-      : null,
     verification,
   };
 }

@@ -42,8 +42,10 @@ const archive = z.object({
   size: count,
   sha256: sha256Hex,
   /**
-   * `plain`: pg_dump's SQL; `changes`: COPY blocks of rows in the window, each
-   * wrapped in its upsert; `tar`: files, paths relative to /.
+   * `plain`: pg_dump's SQL; `tar`: files, paths relative to /; `changes`: a
+   * legacy row-window archive (COPY blocks of rows chosen by a time window, each
+   * wrapped in an upsert), no longer made, read or restored (keys.ts's
+   * LEGACY_DUMP_KINDS).
    */
   format: z.enum(['plain', 'changes', 'tar']),
   compression: z.enum(CODEC_NAMES),
@@ -56,7 +58,11 @@ const base = z.object({
   runId: runIdentifier,
   executionId: z.string().check(z.minLength(1)),
   archive,
-  /** The data the archive holds: as of `until` (for a database, the server's clock inside the dump's snapshot). */
+  /**
+   * The data the archive holds: as of `until` (for a database, the server's clock
+   * as the dump took its snapshot). `since` is null but for legacy row-window
+   * archives, whose rows were those stamped in [since, until).
+   */
   window: z.object({
     since: z.nullable(z.iso.datetime({ offset: true })),
     until: z.iso.datetime({ offset: true }),
@@ -76,25 +82,6 @@ export const databaseManifestSchema = z.extend(base, {
    * (empty for an archive that failed verification).
    */
   tables: z.record(z.string(), count),
-  /**
-   * How an incremental or log archive chose its rows, as its marker lines say
-   * (null for a full dump, or an archive that failed verification):
-   * tables with the window column give the rows in the window, tables without it
-   * are copied whole (incremental), the rest are not captured. Deleted rows are
-   * never captured by this method.
-   */
-  capture: z._default(
-    z.nullable(
-      z.object({
-        /** Plain words on what the method misses, for whoever reads the manifest. */
-        note: z.string(),
-        changedRows: z.array(z.string()),
-        wholeTables: z.array(z.string()),
-        notCaptured: z.array(z.string()),
-      }),
-    ),
-    null,
-  ),
 });
 
 export const filesManifestSchema = z.extend(base, {

@@ -2,22 +2,60 @@ import { DAY_MS } from '../core/time.ts';
 import { type BackupKind, KIND_PREFIX, PGBACKREST_PREFIX } from './keys.ts';
 import type { Manifest } from './manifest.ts';
 
+/** `years` whole years in days, a leap day every four: what "kept 7 years" must cover. */
+const years = (n: number) => n * 365 + Math.ceil(n / 4);
+
+export interface Retention {
+  /** Days an archive is kept in S3, from when its data was taken; the prune stage never removes a kind's newest verified one. */
+  s3Days: number;
+  /** Days the host keeps its copies (the newest verified one however old). */
+  localDays: number;
+  /** Which copy this is and which class of data it keeps, from the source document. */
+  serves: string;
+}
+
 /**
- * The one retention table, from the source document. The prune stage and the
- * bucket's lifecycle rules are both derived from it.
+ * The one retention table of the archives, from the source document. The prune
+ * stage and the bucket's lifecycle rules are both derived from it. pgBackRest's
+ * backups and WAL are not archives of this table: they serve the point-in-time
+ * window (POINT_IN_TIME_DAYS below), expired by pgBackRest itself, and no
+ * lifecycle rule reaches them. DATA_CLASSES says which copy keeps which class.
  */
-export const RETENTION: Record<BackupKind, { s3Days: number; localDays: number }> = {
-  full: { s3Days: 30, localDays: 7 },
-  incremental: { s3Days: 7, localDays: 7 },
-  // The full dump leaves the audit and session logs out, so these archives are
-  // their only copy: audit data is kept 7 years in S3 (the compliance class);
-  // the source document's 24 hours applies to the host's copies.
-  'transaction-logs': { s3Days: 7 * 365, localDays: 1 },
+export const RETENTION: Record<BackupKind, Retention> = {
+  full: {
+    s3Days: 30,
+    localDays: 7,
+    serves:
+      "The daily logical dump (source document: full backups, 30 days): portable restores of one database as of a day of the last 30. The log tables' rows are left out (EXCLUDED_TABLES): the physical backups and WAL keep them for the point-in-time window, the monthly dump for the long term.",
+  },
+  monthly: {
+    s3Days: years(7),
+    localDays: 1,
+    serves:
+      'The long-term copy: a logical dump of every table, the log tables included, on the first of each month. Financial data (payments, invoices, refunds) must be kept 7 years and operational data (users, pets, bookings, logs and audit trails) 3 years; one dump holds both, so it is kept for the longer. The host keeps only the newest.',
+  },
   // What a restore replaced: long enough to notice a restore was the wrong one.
-  safety: { s3Days: 30, localDays: 7 },
-  configuration: { s3Days: 90, localDays: 90 },
-  application: { s3Days: 30, localDays: 30 },
-  static: { s3Days: 7, localDays: 7 },
+  safety: {
+    s3Days: 30,
+    localDays: 7,
+    serves:
+      'What a restore replaced: a dump of everything, long enough to notice the restore was the wrong one.',
+  },
+  incremental: {
+    s3Days: 7,
+    localDays: 7,
+    serves:
+      'Legacy row-window incrementals, no longer made: pruned by their old retention (7 days), never restored.',
+  },
+  'transaction-logs': {
+    s3Days: years(7),
+    localDays: 1,
+    serves:
+      "Legacy row-window log archives, no longer made: they were the log tables' only copy, so they keep their 7 years; never restored.",
+  },
+  configuration: { s3Days: 90, localDays: 90, serves: 'Configuration (source document: 90 days).' },
+  application: { s3Days: 30, localDays: 30, serves: 'The application tree, for a rebuild of the host.' },
+  static: { s3Days: 7, localDays: 7, serves: 'Static files, for a rebuild of the host.' },
 };
 
 /**
@@ -26,6 +64,30 @@ export const RETENTION: Record<BackupKind, { s3Days: number; localDays: number }
  * this many days needs (repo1-retention-full-type=time), and never its newest full.
  */
 export const POINT_IN_TIME_DAYS = 35;
+
+/**
+ * The source document's classes of data, how long each must be recoverable and
+ * the copy that keeps it that long (`pgbackrest`: the physical backups and the
+ * WAL, for the point-in-time window). A unit test holds each copy's retention to
+ * its class.
+ */
+export const DATA_CLASSES: readonly { data: string; keepDays: number; keptBy: BackupKind | 'pgbackrest' }[] =
+  [
+    { data: 'every committed change, to any second', keepDays: POINT_IN_TIME_DAYS, keptBy: 'pgbackrest' },
+    { data: 'a database as of a day (full backups)', keepDays: 30, keptBy: 'full' },
+    { data: 'financial data (payments, invoices, refunds)', keepDays: years(7), keptBy: 'monthly' },
+    {
+      data: 'operational data (users, pets, bookings, logs, audit trails)',
+      keepDays: years(3),
+      keptBy: 'monthly',
+    },
+    { data: 'configuration', keepDays: 90, keptBy: 'configuration' },
+  ];
+
+/** How many days a copy keeps its data: an archive kind's S3 retention, or the point-in-time window. */
+export function keptDays(copy: BackupKind | 'pgbackrest'): number {
+  return copy === 'pgbackrest' ? POINT_IN_TIME_DAYS : RETENTION[copy].s3Days;
+}
 
 /** The newest backup whose archive passed verification: never pruned, however old. */
 export function newestVerified<M extends Manifest>(manifests: readonly M[]): M | undefined {
@@ -49,21 +111,6 @@ export function expired<M extends Manifest>(
   const kept = new Set(keep.filter((m) => m !== undefined).map((m) => m.archive.key));
   const cutoff = now.getTime() - days * DAY_MS;
   return manifests.filter((m) => !kept.has(m.archive.key) && Date.parse(m.window.until) < cutoff);
-}
-
-/**
- * The full backup that the oldest incremental still kept builds on: the newest
- * verified full taken at or before that incremental's window starts. A restore
- * of any kept incremental needs it, however old.
- */
-export function baseOfIncrementals(
-  fulls: readonly Manifest[],
-  keptIncrementals: readonly Manifest[],
-): Manifest | undefined {
-  const starts = keptIncrementals.map((m) => m.window.since).filter((s): s is string => s !== null);
-  const [oldest] = starts.sort(); // ISO 8601 times sort as text
-  if (oldest === undefined) return undefined;
-  return newestVerified(fulls.filter((f) => f.window.until <= oldest));
 }
 
 /** Storage classes the lifecycle moves archives to, cheapest last. */

@@ -10,6 +10,9 @@ export type ScheduledKind = (typeof SCHEDULED_DATABASE_KINDS)[number] | FileKind
  */
 export const SCHEDULES: Record<ScheduledKind, { cron: string; everyMinutes: number }> = {
   full: { cron: 'cron(0 2 * * ? *)', everyMinutes: 24 * 60 },
+  // The long-term dump, on the first of each month after the daily work (the
+  // full at 02:00, the files from 03:00); the longest month is its interval.
+  monthly: { cron: 'cron(0 4 1 * ? *)', everyMinutes: 31 * 24 * 60 },
   incremental: { cron: 'cron(0 */6 * * ? *)', everyMinutes: 6 * 60 },
   'transaction-logs': { cron: 'cron(0/15 * * * ? *)', everyMinutes: 15 },
   configuration: { cron: 'cron(0 3 * * ? *)', everyMinutes: 24 * 60 },
@@ -25,7 +28,7 @@ export const SCHEDULES: Record<ScheduledKind, { cron: string; everyMinutes: numb
  */
 export const WAL_ARCHIVE_MAX_AGE_SECONDS = 300;
 
-/** A run may be late or take a while: an hour, or one interval for the 15-minute logs. */
+/** A run may be late or take a while: an hour, or one interval for the 15-minute WAL runs. */
 export function maxAgeMinutes(kind: ScheduledKind): number {
   const { everyMinutes } = SCHEDULES[kind];
   return everyMinutes + Math.min(60, everyMinutes);

@@ -110,9 +110,18 @@ export function renderPgbackrestConf(stanza: PgbackrestStanza): string {
 export function pgbackrestOf(target: Target): PgbackrestTarget {
   if (!target.pgbackrest)
     throw new ConfigError(
-      `The target "${target.name}" has no pgbackrest settings in BACKUP_TARGETS, so its physical backups and WAL archiving are off; add "pgbackrest": {"dataDirectory": "<the cluster's data directory>"} to it and start the prepare-host workflow. Nothing was started.`,
+      `${pgbackrestOff(target, 'its physical backups and WAL archiving are off')} Nothing was started.`,
     );
   return target.pgbackrest;
+}
+
+/**
+ * What a target without pgBackRest settings lacks, and how to give it them: the
+ * one wording of the ConfigError above, of the runs planned as off, and of the
+ * daily verification's finding. `consequence` says what is off, as a clause.
+ */
+export function pgbackrestOff(target: Pick<Target, 'name'>, consequence: string): string {
+  return `The target "${target.name}" has no pgbackrest settings in BACKUP_TARGETS, so ${consequence}; add "pgbackrest": {"dataDirectory": "<the cluster's data directory>"} to it and start the prepare-host workflow.`;
 }
 
 /**

@@ -36,12 +36,19 @@ export const HOST_SCRIPTS = [
   'wal-archiving',
   'pgbackrest-backup',
   'pgbackrest-expire',
+  'point-in-time-restore',
 ] as const;
 export type HostScript = (typeof HOST_SCRIPTS)[number];
 
+/** The scripts that run a side cluster: host/side-cluster.sh is rendered after common.sh for them. */
+export const SIDE_CLUSTER_SCRIPTS: ReadonlySet<HostScript> = new Set([
+  'physical-restore-test',
+  'point-in-time-restore',
+]);
+
 const bodies = new Map<string, string>();
 
-function body(script: HostScript | 'common'): string {
+function body(script: HostScript | 'common' | 'side-cluster'): string {
   let text = bodies.get(script);
   if (text === undefined) {
     text = readFileSync(join(HOST_DIR, `${script}.sh`), 'utf8');
@@ -59,6 +66,7 @@ export function renderScript(script: HostScript, params: Record<string, string>)
     `#!/bin/bash\n# kennel-backup ${script}`,
     ...lines,
     body('common'),
+    ...(SIDE_CLUSTER_SCRIPTS.has(script) ? [body('side-cluster')] : []),
     body(script).replace(/^#!.*\n/, ''),
   ].join('\n');
 }

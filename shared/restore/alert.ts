@@ -1,17 +1,26 @@
 import { RESTORE_COMMAND, RESTORE_RESULT, RESTORE_STATE } from '../../statemachines/database-restore.ts';
 import { FILES_RESTORE_COMMAND, FILES_RESTORE_RESULT } from '../../statemachines/files-restore.ts';
+import { POINT_IN_TIME_COMMAND } from '../../statemachines/point-in-time-recovery.ts';
+import { planSchema } from '../backup/database-plan.ts';
 import { CODECS } from '../core/codecs.ts';
 import { failedStatesSchema, firstFailure } from '../core/errors.ts';
+import { sqlIdentifier } from '../core/identifiers.ts';
 import * as z from '../core/schema.ts';
-import { restorePlanSchema } from './database-schemas.ts';
+import { swapPlanSchema } from './database-schemas.ts';
 import { filesRestorePlanSchema } from './files-plan.ts';
 
 /** Whether a host command finished: all a failure's alert reads of one. */
 const commandStatusSchema = z.object({ status: z.string() });
 
-/** The parts of a failed restore's state that say how far it got. */
+/** What the alert reads of a restore's or a database recovery's plan: the staged swap's part. */
+const swappedPlanSchema = z.extend(swapPlanSchema, {
+  database: sqlIdentifier,
+  safetyDump: z.nullable(planSchema),
+});
+
+/** The parts of a failed restore's (or database recovery's) state that say how far it got. */
 const failedRestoreSchema = z.object({
-  [RESTORE_RESULT.plan]: z.optional(restorePlanSchema),
+  [RESTORE_RESULT.plan]: z.optional(swappedPlanSchema),
   [RESTORE_RESULT.stop]: z.optional(z.unknown()),
   [RESTORE_RESULT.safetyDumpVerification]: z.optional(z.unknown()),
   [RESTORE_RESULT.swap]: z.optional(commandStatusSchema),
@@ -28,6 +37,8 @@ const BEFORE_SWAP: readonly string[] = [
   RESTORE_COMMAND.restore.start,
   RESTORE_COMMAND.restore.check,
   RESTORE_STATE.checkRestoredDatabase,
+  POINT_IN_TIME_COMMAND.restore.start,
+  POINT_IN_TIME_COMMAND.restore.check,
 ];
 
 /**
@@ -45,7 +56,7 @@ export function describeRestoreFailure(state: unknown): string | undefined {
   const swapped = swap?.status === 'Success';
   if (swapped) {
     lines.push(
-      `${plan.targetDatabase} now holds the restore (${plan.archives.length} archive(s), checked)${plan.overProduction ? `; the database it replaced is kept as ${plan.replacedDatabase}` : ''}.`,
+      `${plan.targetDatabase} now holds the restored database (checked)${plan.overProduction ? `; the database it replaced is kept as ${plan.replacedDatabase}` : ''}.`,
     );
   } else if (SWAP.includes(failedAt)) {
     lines.push(

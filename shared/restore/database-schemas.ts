@@ -17,7 +17,7 @@ import * as z from '../core/schema.ts';
  * typed again in `confirm`; `dryRun` shows the plan and changes nothing.
  */
 
-const restoreInputBase = {
+export const restoreInputBase = {
   target: z.optional(targetName),
   /** The database whose backups to restore from. */
   database: sqlIdentifier,
@@ -35,17 +35,7 @@ export const restoreInputSchema = z.strictObject({
   backup: z._default(z.union([z.literal('latest'), runIdentifier, objectKey]), 'latest'),
 });
 
-/** The point-in-time-recovery workflow's input. */
-export const pointInTimeInputSchema = z.strictObject({
-  ...restoreInputBase,
-  /** ISO 8601 with a zone: `2026-11-26T10:30:00Z` or `2026-11-26T11:30:00+01:00`. */
-  targetTime: z.iso.datetime({ offset: true }),
-});
-
-export const RESTORE_WORKFLOWS = ['database-restore', 'point-in-time-recovery'] as const;
-export type RestoreWorkflow = (typeof RESTORE_WORKFLOWS)[number];
-
-/** One archive a restore applies, in order; the host checks its sha256 before using it. */
+/** The dump a restore applies; the host checks its sha256 before using it. */
 const restoreStepSchema = z.object({
   kind: z.enum(DATABASE_KINDS),
   key: objectKey,
@@ -61,36 +51,33 @@ const restoreStepSchema = z.object({
 
 export type RestoreStep = z.infer<typeof restoreStepSchema>;
 
-export const restorePlanSchema = z.object({
-  workflow: z.enum(RESTORE_WORKFLOWS),
+/**
+ * What the staged swap (statemachines/staged-swap.ts) reads of a plan: the
+ * staging database to rename, its final name, and where a replaced database goes.
+ */
+export const swapPlanSchema = z.object({
   target: targetName,
-  database: sqlIdentifier,
-  targetDatabase: sqlIdentifier,
-  /** True when the restore replaces the database the backups were taken of. */
-  overProduction: z.boolean(),
-  dryRun: z.boolean(),
   runId: runIdentifier,
-  executionId: z.string().check(z.minLength(1)),
-  startedAt: z.iso.datetime({ offset: true }),
-  /** The point in time asked for; null for a restore of one backup. */
-  targetTime: z.nullable(z.iso.datetime({ offset: true })),
-  /** The base (full or safety dump) first, then incrementals, then log archives. */
-  archives: z.array(restoreStepSchema).check(z.minLength(1)),
-  /** What the restored database holds: its tables as of `tables`, its log tables as of `logTables`. */
-  recoveredTo: z.object({
-    tables: z.iso.datetime({ offset: true }),
-    logTables: z.nullable(z.iso.datetime({ offset: true })),
-  }),
-  /** Archives seen but not applied, and why (an incremental that runs past the target time). */
-  notApplied: z.array(z.object({ key: objectKey, reason: z.string() })),
-  /** Log tables whose rows after `targetTime` are removed after the log archives are applied. */
-  logTables: z.array(sqlIdentifier),
-  /** Each table's row count after the restore must lie in this range. */
-  expectedRows: z.record(z.string(), z.object({ min: z.int(), max: z.int() })),
+  /** True when the swap replaces the database the backups were taken of. */
+  overProduction: z.boolean(),
+  targetDatabase: sqlIdentifier,
   /** The restore is built here, checked, and only then renamed into place. */
   stagingDatabase: sqlIdentifier,
   /** What the replaced database is renamed to when the restore goes over it. */
   replacedDatabase: sqlIdentifier,
+});
+
+export type SwapPlan = z.infer<typeof swapPlanSchema>;
+
+export const restorePlanSchema = z.extend(swapPlanSchema, {
+  database: sqlIdentifier,
+  dryRun: z.boolean(),
+  executionId: z.string().check(z.minLength(1)),
+  startedAt: z.iso.datetime({ offset: true }),
+  /** The dump restored: a full backup or a safety dump. */
+  archives: z.array(restoreStepSchema).check(z.length(1)),
+  /** Each table's row count after the restore must lie in this range (exact: the dump's). */
+  expectedRows: z.record(z.string(), z.object({ min: z.int(), max: z.int() })),
   /** The dump of the database about to be replaced, taken with the application stopped. */
   safetyDump: z.nullable(planSchema),
 });

@@ -2,7 +2,7 @@ import { CODECS } from '../core/codecs.ts';
 import { runSchema } from '../core/run.ts';
 import * as z from '../core/schema.ts';
 import { archiveLines, commandLines, hostCommand, postgresParams } from '../host/scripts.ts';
-import { restorePlanSchema } from './database-schemas.ts';
+import { restorePlanSchema, swapPlanSchema } from './database-schemas.ts';
 import { filesRestorePlanSchema } from './files-plan.ts';
 
 /** Who and which run: all that stopping or starting the application needs. */
@@ -18,14 +18,12 @@ export const RESTORE_HOST_COMMANDS = {
       KB_INTO: plan.stagingDatabase,
       KB_ARCHIVES: archiveLines(plan.archives),
       KB_ABSENT: plan.overProduction ? '' : plan.targetDatabase,
-      KB_LOG_TABLES: plan.logTables.join(' '),
-      KB_TRIM_AFTER: plan.targetTime ?? '',
       KB_BUCKET: config.BACKUP_BUCKET,
       KB_S3_ENDPOINT_URL: config.S3_ENDPOINT_URL ?? '',
     }),
   }),
   'database-swap': hostCommand({
-    request: z.object({ script: z.literal('database-swap'), plan: restorePlanSchema }),
+    request: z.object({ script: z.literal('database-swap'), plan: swapPlanSchema }),
     script: 'database-swap',
     params: (_config, target, { plan }) => ({
       ...postgresParams(target),

@@ -1,117 +1,405 @@
-import type { Catalog } from '../catalog/catalog.ts';
-import { type DatabaseManifest, micros } from '../catalog/manifest.ts';
-import { InvalidInputError } from '../core/errors.ts';
-import { DAY_MS, utcDay } from '../core/time.ts';
-import type { RestorePlan } from './database-schemas.ts';
-
-const isVerified = (m: DatabaseManifest) => m.verification.state === 'verified';
-
-const dayBefore = (iso: string) => utcDay(Date.parse(iso) - DAY_MS);
-
-/**
- * Follows archives whose windows chain without a gap (each starts where the one
- * before ended, or earlier), from `from`, as long as `accept` takes the next one;
- * `refused` is the next one it did not take. An archive that starts after the
- * chain's end but before `limit` means the data in between is in no archive: a
- * gap, refused.
- */
-function followChain(
-  manifests: readonly DatabaseManifest[],
-  from: string,
-  limit: number,
-  accept: (m: DatabaseManifest) => boolean,
-): { chain: DatabaseManifest[]; end: string; refused: DatabaseManifest | undefined } {
-  const chain: DatabaseManifest[] = [];
-  let end = from;
-  let next: DatabaseManifest | undefined;
-  const since = (m: DatabaseManifest) =>
-    m.window.since === null ? Number.NEGATIVE_INFINITY : micros(m.window.since);
-  for (;;) {
-    const at = micros(end);
-    next = manifests.find((m) => since(m) <= at && micros(m.window.until) > at);
-    if (!next || !accept(next)) break;
-    chain.push(next);
-    end = next.window.until;
-  }
-  const gap = manifests.find((m) => since(m) > micros(end) && since(m) < limit);
-  if (gap) {
-    throw new InvalidInputError(
-      `The ${gap.kind} archives have a gap: nothing holds the data from ${end} to ${gap.window.since} (the next archive is ${gap.archive.key}). Recover to ${end} or earlier, or to a time after a later full backup. Nothing was changed.`,
-    );
-  }
-  return { chain, end, refused: next };
-}
-
-/** The archives a restore applies, in order, what they bring the database back to, and what they leave out. */
-export interface Resolved {
-  archives: DatabaseManifest[];
-  recoveredTo: RestorePlan['recoveredTo'];
-  notApplied: RestorePlan['notApplied'];
-}
+import type { S3Client } from '@aws-sdk/client-s3';
+import { planSchema } from '../backup/database-plan.ts';
+import { scratchDirectoryOf } from '../backup/physical-restore-test.ts';
+import {
+  type ArchivedSegment,
+  expectedSegments,
+  findGaps,
+  historyFileName,
+  isOnPath,
+  parseSegmentName,
+  segnoOfLsn,
+  timelinePath,
+} from '../backup/wal-segments.ts';
+import { type Catalog, objectsUnder } from '../catalog/catalog.ts';
+import { runId as makeRunId, PHYSICAL_KINDS, replacedDatabase, stagingDatabase } from '../catalog/keys.ts';
+import { keyOf, listPhysicalBackups, type PhysicalRecord, usable } from '../catalog/physical.ts';
+import { expectedSeconds, newestRecoveryRecord } from '../catalog/recoveries.ts';
+import { WAL_ARCHIVE_MAX_AGE_SECONDS } from '../catalog/schedule.ts';
+import type { Config, Target } from '../core/config.ts';
+import { InvalidInputError, NotFoundError } from '../core/errors.ts';
+import {
+  pgbackrestLabel,
+  runIdentifier,
+  sqlIdentifier,
+  targetName,
+  walSegment,
+} from '../core/identifiers.ts';
+import { parseInput, planRequestSchema } from '../core/input.ts';
+import * as z from '../core/schema.ts';
+import {
+  pgbackrestArchivePrefix,
+  pgbackrestOf,
+  pgbackrestParams,
+  pgbackrestPath,
+} from '../host/pgbackrest-conf.ts';
+import { hostCommand, postgresParams } from '../host/scripts.ts';
+import { stagedSwapPlan, targetOf } from './database-plan.ts';
 
 /**
- * The archives that rebuild the database as it was at `targetTime`: the newest
- * verified full backup taken at or before it, the incrementals chained from it
- * whose windows end by then, and the log archives from the full's time to the
- * target (their rows after it are removed once applied). An incremental whose
- * window runs past the target is not applied: its rows carry only their latest
- * version, which may be later than the target.
+ * The point-in-time-recovery workflow's plan: which pgBackRest backup set to
+ * restore and the WAL to replay to the target time, checked against the
+ * catalog's physical records (the oldest recoverable point: the oldest backup
+ * that passed verification and its restore test) and the WAL in the repository
+ * (no gap between the base backup and the target). Every refusal changes nothing
+ * and says what to do. The recovery itself runs on the host
+ * (host/point-in-time-restore.sh).
  */
-export async function resolvePointInTime(
-  catalog: Catalog,
-  target: string,
-  database: string,
-  targetTime: string,
-  now: Date,
-): Promise<Resolved> {
-  const at = micros(targetTime);
-  if (at > now.getTime() * 1000) {
-    throw new InvalidInputError(
-      `The target time ${targetTime} is in the future (now is ${now.toISOString()}); give a time in the past. Nothing was changed.`,
-    );
-  }
-  const fulls = (await catalog.list('full', target, database)).filter(isVerified);
-  const base = fulls.filter((m) => micros(m.window.until) <= at).at(-1);
-  if (!base) {
-    throw new InvalidInputError(
-      fulls.length === 0
-        ? `There is no verified full backup of ${database} on ${target} to recover from. Nothing was changed.`
-        : `The target time ${targetTime} is before the oldest verified full backup of ${database} (${fulls[0]?.window.until}); recover to that time or later. Nothing was changed.`,
-    );
-  }
-  const fromDay = dayBefore(base.window.until);
-  const [incrementals, logs] = await Promise.all(
-    (['incremental', 'transaction-logs'] as const).map(async (kind) =>
-      (await catalog.list(kind, target, database, fromDay)).filter(isVerified),
+
+export const POINT_IN_TIME_SCOPES = ['database', 'cluster'] as const;
+
+const withZone = z.iso.datetime({ offset: true });
+
+/** `latest` (the end of the WAL in the repository), or ISO 8601 with a zone. */
+export const targetTimeSchema = z
+  .string()
+  .check(
+    z.refine(
+      (value) => value === 'latest' || withZone.safeParse(value).success,
+      'must be "latest" or an ISO 8601 time with a zone, e.g. 2026-11-26T10:30:00Z or 2026-11-26T11:30:00+01:00 (a time without a zone could mean any of them: add the zone)',
     ),
   );
-  const business = followChain(
-    incrementals ?? [],
-    base.window.until,
-    at,
-    (m) => micros(m.window.until) <= at,
+
+/** The point-in-time-recovery workflow's input. */
+export const pointInTimeInputSchema = z.strictObject({
+  target: z.optional(targetName),
+  /** `database` (default): one database, side by side; `cluster`: the whole cluster, in place. */
+  scope: z._default(z.enum(POINT_IN_TIME_SCOPES), 'database'),
+  /** The database to recover (scope database). */
+  database: z.optional(sqlIdentifier),
+  /** Where to put it: a new database, or `database` itself with `confirm` (scope database). */
+  targetDatabase: z.optional(sqlIdentifier),
+  targetTime: targetTimeSchema,
+  /** `database` to go over it; the target's name for a whole-cluster recovery. */
+  confirm: z.optional(z.string()),
+  /** Plan only: the backup set, the WAL, the expected duration and what would be replaced. */
+  dryRun: z._default(z.boolean(), false),
+});
+
+const iso = z.iso.datetime({ offset: true });
+
+export const pointInTimePlanSchema = z.object({
+  target: targetName,
+  scope: z.enum(POINT_IN_TIME_SCOPES),
+  runId: runIdentifier,
+  executionId: z.string().check(z.minLength(1)),
+  startedAt: iso,
+  dryRun: z.boolean(),
+  /** As asked: `latest`, or the time with its zone. */
+  targetTime: targetTimeSchema,
+  /** Scope database: the database recovered and where it goes; null for the cluster. */
+  database: z.nullable(sqlIdentifier),
+  targetDatabase: z.nullable(sqlIdentifier),
+  overProduction: z.boolean(),
+  stagingDatabase: sqlIdentifier,
+  replacedDatabase: sqlIdentifier,
+  safetyDump: z.nullable(planSchema),
+  /** The backup set restored: the newest that passed verification and its restore test and stopped before the target. */
+  base: z.object({
+    label: pgbackrestLabel,
+    kind: z.enum(PHYSICAL_KINDS),
+    /** When the backup stopped: its consistent point, the earliest time it recovers to. */
+    stoppedAt: iso,
+    archiveStart: walSegment,
+    /** The cluster's size as the backup saw it, in bytes. */
+    databaseBytes: z.int().check(z.nonnegative()),
+    recordKey: z.string(),
+  }),
+  /** The oldest time any usable backup recovers to. */
+  oldestRecoverable: iso,
+  /** The WAL replayed: from the base's first segment to the one holding the target (null: not archived yet). */
+  wal: z.object({
+    from: walSegment,
+    to: z.nullable(walSegment),
+    segments: z.int().check(z.nonnegative()),
+    newestArchivedAt: z.nullable(iso),
+  }),
+  /** The expected duration of restore and replay, from the newest measured rate; null seconds when none was measured. */
+  expected: z.object({
+    seconds: z.nullable(z.number()),
+    secondsPerGB: z.nullable(z.number()),
+    measuredAt: z.nullable(iso),
+    note: z.string(),
+  }),
+  /** What the recovery replaces, in words. */
+  replaces: z.string(),
+});
+
+export type PointInTimePlan = z.infer<typeof pointInTimePlanSchema>;
+
+const SECOND_MS = 1000;
+
+/** The wal_segment_size that makes a record's first segment hold its start LSN (and its last, its stop LSN). */
+function segmentSizeOf(record: PhysicalRecord): number {
+  const { archiveStart, archiveStop, lsnStart, lsnStop } = record.backup;
+  // 16 MiB first: the default, and what nearly every cluster has.
+  for (const shift of [24, 20, 21, 22, 23, 25, 26, 27, 28, 29, 30]) {
+    const size = 2 ** shift;
+    if (
+      parseSegmentName(archiveStart, size).segno === segnoOfLsn(lsnStart, size) &&
+      parseSegmentName(archiveStop, size).segno === segnoOfLsn(lsnStop, size)
+    )
+      return size;
+  }
+  throw new NotFoundError(
+    `The physical record of ${record.label} names WAL segments that do not hold its LSNs; the record is damaged. Take a full backup (database-backup with {"kind": "full"}) and recover from it.`,
   );
-  const spanning = business.refused;
-  const logChain = followChain(
-    logs ?? [],
-    base.window.until,
-    at,
-    (m) => m.window.since === null || micros(m.window.since) < at,
+}
+
+/** The repository's current archive id (`15-1`), from its archive.info (pgBackRest's [db] section). */
+async function archiveIdOf(catalog: Catalog, target: string): Promise<string> {
+  const key = `${pgbackrestPath(target).slice(1)}/archive/${target}/archive.info`;
+  const info = await catalog.readObject(
+    key,
+    `The pgBackRest repository of ${target} has no archive.info (s3://${catalog.bucket}/${key}): its stanza was never created. Start the prepare-host workflow for ${target}.`,
   );
+  const db = /\[db\]([^[]*)/.exec(info)?.[1] ?? '';
+  const id = /^db-id=(\d+)$/m.exec(db)?.[1];
+  const version = /^db-version="([^"]+)"$/m.exec(db)?.[1];
+  if (!id || !version)
+    throw new NotFoundError(`s3://${catalog.bucket}/${key} has no [db] section with db-id and db-version.`);
+  return `${version}-${id}`;
+}
+
+const SEGMENT_OBJECT = /^([0-9A-F]{16})\/(\1[0-9A-F]{8})-[0-9a-f]{40}(?:\.[a-z0-9]+)?$/;
+const HISTORY_OBJECT = /^([0-9A-F]{8})\.history$/;
+
+/** The WAL in the repository from the base's first segment on, and the timelines a recovery follows. */
+async function walFrom(s3: S3Client, catalog: Catalog, base: PhysicalRecord) {
+  const size = segmentSizeOf(base);
+  const prefix = pgbackrestArchivePrefix(base.target, await archiveIdOf(catalog, base.target));
+  const first = base.backup.archiveStart;
+  const segments: ArchivedSegment[] = [];
+  let newestTimeline = parseSegmentName(first, size).timeline;
+  for await (const object of objectsUnder(s3, catalog.bucket, prefix, {
+    startAfter: `${prefix}${first.slice(0, 16)}/${first}`,
+  })) {
+    const rest = object.Key?.slice(prefix.length) ?? '';
+    const segment = SEGMENT_OBJECT.exec(rest)?.[2];
+    const history = HISTORY_OBJECT.exec(rest)?.[1];
+    if (segment !== undefined && object.LastModified) {
+      segments.push({ name: segment, archivedAt: object.LastModified });
+      newestTimeline = Math.max(newestTimeline, parseSegmentName(segment, size).timeline);
+    } else if (history !== undefined) newestTimeline = Math.max(newestTimeline, Number.parseInt(history, 16));
+  }
+  const history =
+    newestTimeline > 1
+      ? await catalog.readObject(
+          `${prefix}${historyFileName(newestTimeline)}`,
+          `Timeline ${newestTimeline}'s history file is missing from the repository of ${base.target}, so no recovery can follow the WAL onto it. Push it again from the host's pg_wal (pgbackrest archive-push pg_wal/${historyFileName(newestTimeline)}).`,
+        )
+      : undefined;
+  const path = timelinePath(newestTimeline, history, size);
+  const onPath = segments.filter((s) => isOnPath(path, parseSegmentName(s.name, size)));
+  return { size, path, segments: onPath, prefix };
+}
+
+const seconds = (ms: number) => new Date(Math.floor(ms / SECOND_MS) * SECOND_MS).toISOString();
+
+/**
+ * Plans a point-in-time recovery; throws InvalidInputError (a target in the
+ * future, before the oldest recoverable point, inside a WAL gap, without a zone,
+ * a missing confirm) or NotFoundError (no usable backup) before anything changed.
+ */
+export async function planPointInTimeRecovery(
+  config: Config,
+  catalog: Catalog,
+  s3: S3Client,
+  request: unknown,
+  now = new Date(),
+): Promise<PointInTimePlan> {
+  const { input, executionId, startedAt } = parseInput(
+    planRequestSchema,
+    request,
+    'The PlanPointInTimeRecovery request',
+  );
+  const wanted = parseInput(pointInTimeInputSchema, input, 'The execution input');
+  const target = targetOf(config, wanted.target);
+  pgbackrestOf(target);
+  const { scope } = wanted;
+  let swap: ReturnType<typeof stagedSwapPlan>;
+  if (scope === 'database') {
+    if (wanted.database === undefined || wanted.targetDatabase === undefined)
+      throw new InvalidInputError(
+        'A point-in-time recovery of a database needs "database" (the one to recover) and "targetDatabase" (a new database, or the same name with "confirm" to replace it); for the whole cluster give "scope": "cluster". Nothing was changed.',
+      );
+    swap = stagedSwapPlan(config, target, {
+      database: wanted.database,
+      targetDatabase: wanted.targetDatabase,
+      confirm: wanted.confirm,
+      executionId,
+      startedAt,
+    });
+  } else {
+    if (wanted.database !== undefined || wanted.targetDatabase !== undefined)
+      throw new InvalidInputError(
+        'A whole-cluster recovery ("scope": "cluster") recovers every database of the target: leave "database" and "targetDatabase" out, or recover one database with "scope": "database". Nothing was changed.',
+      );
+    if (wanted.confirm !== target.name)
+      throw new InvalidInputError(
+        `A whole-cluster recovery replaces every database of ${target.name} with its state at the target time, and stops PostgreSQL while it runs. If that is what you want, add "confirm": "${target.name}"; to recover one database beside production, use "scope": "database". Nothing was changed.`,
+      );
+    if (target.postgres.mode === 'docker')
+      throw new InvalidInputError(
+        `${target.name} runs PostgreSQL in a compose service, which stops with its server: a whole-cluster recovery in place cannot run there. Recover the databases one by one ("scope": "database"), or restore the cluster by hand with pgbackrest restore --delta. Nothing was changed.`,
+      );
+    // No database is swapped: the names are the run's, unused.
+    const id = makeRunId(new Date(startedAt).toISOString(), executionId);
+    swap = {
+      target: target.name,
+      runId: id,
+      overProduction: false,
+      targetDatabase: '',
+      stagingDatabase: stagingDatabase(id),
+      replacedDatabase: replacedDatabase(id),
+      safetyDump: null,
+    };
+  }
+
+  const latest = wanted.targetTime === 'latest';
+  const at = latest ? now.getTime() : Date.parse(wanted.targetTime);
+  if (!latest && at > now.getTime())
+    throw new InvalidInputError(
+      `The target time ${wanted.targetTime} is in the future (now is ${now.toISOString()}); give a time in the past, or "latest" for the newest state the WAL holds. Nothing was changed.`,
+    );
+
+  const usableBackups = (await listPhysicalBackups(catalog, target.name))
+    .filter((r) => usable(r, true))
+    .sort((a, b) => Date.parse(a.backup.stoppedAt) - Date.parse(b.backup.stoppedAt));
+  const oldest = usableBackups[0];
+  if (!oldest)
+    throw new NotFoundError(
+      `No physical backup of ${target.name} has passed verification and its restore test, so there is nothing to recover from. Run database-backup with {"kind": "full"} and recover once it has succeeded. Nothing was changed.`,
+    );
+  // A backup's stop time is whole seconds (pgBackRest's): the next second is safely past its consistent point.
+  const recoversFrom = (r: PhysicalRecord) => Date.parse(r.backup.stoppedAt) + SECOND_MS;
+  const oldestRecoverable = seconds(recoversFrom(oldest));
+  const base = usableBackups.filter((r) => recoversFrom(r) <= at).at(-1);
+  if (!base)
+    throw new InvalidInputError(
+      `The target time ${wanted.targetTime} is before the oldest recoverable point, ${oldestRecoverable} (the consistent point of the backup ${oldest.label}, the oldest that passed verification and its restore test); recover to that time or later. Nothing was changed.`,
+    );
+
+  const wal = await walFrom(s3, catalog, base);
+  const fromSegno = parseSegmentName(base.backup.archiveStart, wal.size).segno;
+  const newest = wal.segments.at(-1);
+  const toSegno = newest ? parseSegmentName(newest.name, wal.size).segno : fromSegno;
+  const check = await findGaps(
+    expectedSegments(wal.path, fromSegno, Math.max(fromSegno, toSegno), wal.size),
+    (async function* () {
+      yield* wal.segments;
+    })(),
+  );
+  const gap = check.firstGap;
+  if (gap) {
+    // Everything in the segments before the gap was written by the time the last of them was archived.
+    const reachable = gap.before?.archivedAt.getTime() ?? recoversFrom(base);
+    if (latest || at > reachable) {
+      const run = gap.count > 1 ? ` (to ${gap.last}, ${gap.count} segments)` : '';
+      throw new InvalidInputError(
+        `The target time ${wanted.targetTime} lies past a gap in the WAL: segment ${gap.first}${run} is missing from s3://${catalog.bucket}/${wal.prefix}, so recovery from the backup ${base.label} stops before it. The latest recoverable time before the gap is ${seconds(reachable)}${gap.before ? ` (when ${gap.before.name} was archived)` : ''}: recover to that time or earlier, or to a time after a full backup taken since the gap (database-backup with {"kind": "full"} takes one now). Nothing was changed.`,
+      );
+    }
+  }
+  // The segment holding the target: the first one archived after it (later commits end it).
+  const holding = latest ? newest : wal.segments.find((s) => s.archivedAt.getTime() >= at);
+  const toName = holding?.name ?? null;
+
+  const rate = await newestRecoveryRecord(catalog, target.name);
+  const bytes = base.backup.databaseBytes;
+  const expected = rate
+    ? {
+        seconds: expectedSeconds(rate.record, bytes),
+        secondsPerGB: rate.record.secondsPerGB,
+        measuredAt: rate.record.measuredAt,
+        note: `${rate.record.secondsPerGB} s per GB, measured by the ${rate.record.source} ${rate.record.runId} at ${rate.record.measuredAt}, for ${(bytes / 1e9).toFixed(2)} GB; replaying more WAL than it did takes longer`,
+      }
+    : {
+        seconds: null,
+        secondsPerGB: null,
+        measuredAt: null,
+        note: 'no measured rate yet: the first point-in-time recovery (or monthly drill) of this target records one',
+      };
+
+  const targetDatabase = scope === 'database' ? swap.targetDatabase : null;
+  const replaces =
+    scope === 'cluster'
+      ? `the whole cluster of ${target.name}: every database returns to ${wanted.targetTime}, and everything written after it is gone from the cluster (the repository keeps it on the old timeline). PostgreSQL is stopped during the restore; a full backup is started once it has promoted.`
+      : swap.overProduction
+        ? `${wanted.database} on ${target.name}: the application is stopped for the swap only, a safety dump of ${wanted.database} is taken first, and ${wanted.database} is renamed to ${swap.replacedDatabase} and kept.`
+        : `nothing: ${targetDatabase} is created on ${target.name}.`;
+
   return {
-    archives: [base, ...business.chain, ...logChain.chain],
-    recoveredTo: {
-      tables: business.end,
-      // The last log archive may run past the target; its later rows are removed.
-      logTables: logChain.chain.length === 0 ? null : micros(logChain.end) < at ? logChain.end : targetTime,
+    ...swap,
+    scope,
+    executionId,
+    startedAt,
+    dryRun: wanted.dryRun,
+    targetTime: wanted.targetTime,
+    database: scope === 'database' ? (wanted.database ?? null) : null,
+    targetDatabase,
+    safetyDump: scope === 'database' ? swap.safetyDump : null,
+    overProduction: scope === 'database' && swap.overProduction,
+    base: {
+      label: base.label,
+      kind: base.kind,
+      stoppedAt: base.backup.stoppedAt,
+      archiveStart: base.backup.archiveStart,
+      databaseBytes: bytes,
+      recordKey: keyOf(base),
     },
-    notApplied: spanning
-      ? [
-          {
-            key: spanning.archive.key,
-            reason: `its window [${spanning.window.since}, ${spanning.window.until}) runs past the target time; its rows hold their latest version only`,
-          },
-        ]
-      : [],
+    oldestRecoverable,
+    wal: {
+      from: base.backup.archiveStart,
+      to: toName,
+      segments: check.expected - check.missing,
+      newestArchivedAt: newest?.archivedAt.toISOString() ?? null,
+    },
+    expected,
+    replaces,
   };
 }
+
+/**
+ * An ISO 8601 time with a zone as PostgreSQL's recovery_target_time takes it:
+ * its check reads neither the `T` nor a `Z` (`2026-11-26T10:30:00.5Z` is
+ * `2026-11-26 10:30:00.5+00`); the digits are kept as given, microseconds too.
+ */
+export function recoveryTargetTime(iso: string): string {
+  const match = /^(\d{4}-\d{2}-\d{2})T(\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?)(Z|[+-]\d{2}(?::?\d{2})?)$/.exec(iso);
+  if (!match) throw new InvalidInputError(`"${iso}" is not an ISO 8601 time with a zone.`);
+  const [, date, time, zone] = match;
+  return `${date} ${time}${zone === 'Z' ? '+00' : zone}`;
+}
+
+/** The host command of a recovery: side by side into a staging database, or the whole cluster in place. */
+export const POINT_IN_TIME_HOST_COMMANDS = {
+  'point-in-time-restore': hostCommand({
+    request: z.object({ script: z.literal('point-in-time-restore'), plan: pointInTimePlanSchema }),
+    script: 'point-in-time-restore',
+    params: (config, target: Target, { plan }) => {
+      const pg = pgbackrestOf(target);
+      return {
+        ...postgresParams(target),
+        ...pgbackrestParams(config, target),
+        KB_SCOPE: plan.scope,
+        KB_SET: plan.base.label,
+        KB_TARGET_TIME: plan.targetTime === 'latest' ? '' : recoveryTargetTime(plan.targetTime),
+        KB_RUN: plan.runId,
+        KB_ARCHIVE_WAIT_SECONDS: String(WAL_ARCHIVE_MAX_AGE_SECONDS),
+        // The host command's own deadline bounds the whole run; replay may take most of it.
+        KB_RECOVERY_WAIT_SECONDS: String(config.HOST_COMMAND_TIMEOUT_SECONDS),
+        KB_JOBS: String(pg.processMax),
+        KB_DATABASE: plan.database ?? '',
+        KB_STAGING: plan.stagingDatabase,
+        KB_ABSENT: plan.overProduction || plan.targetDatabase === null ? '' : plan.targetDatabase,
+        KB_SCRATCH_ROOT: scratchDirectoryOf(target),
+        // pgBackRest's own role: a superuser of the restored cluster too.
+        KB_SCRATCH_USER: pg.user ?? pg.osUser,
+        KB_LOCK_DIR: target.backupDir,
+        KB_PG_DATA: pg.dataDirectory,
+        KB_PG_LOG: `${pg.logPath}/${target.name}-postgresql-recovery.log`,
+      };
+    },
+  }),
+};

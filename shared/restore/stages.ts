@@ -33,18 +33,15 @@ export async function checkRestore(
   if (problems.length > 0) {
     await dropDatabase(serverUrl, plan.stagingDatabase);
     throw new RestoreMismatchError(
-      `The restored database does not match its archives: ${problems.join('; ')}. The staging database ${plan.stagingDatabase} was dropped and ${plan.targetDatabase} was not touched. Verify the archives (${plan.archives.map((a) => a.key).join(', ')}) before trying again.`,
+      `The restored database does not match its dump: ${problems.join('; ')}. The staging database ${plan.stagingDatabase} was dropped and ${plan.targetDatabase} was not touched. Verify the dump (${plan.archives.map((a) => a.key).join(', ')}) before trying again.`,
     );
   }
-  const exact = plan.archives.length === 1;
   return {
     ...check,
     checks: [
-      `the sha256 of ${plan.archives.length} archive(s) matched their verified manifests before use`,
-      `${plan.archives.length} archive(s) applied, each in one transaction, without error`,
-      exact
-        ? `all ${check.tables} tables of the backup are present with exactly the row counts of the dump (${check.rows} rows)`
-        : `all ${check.tables} tables are present, each with at least the full backup's rows and at most those plus the rows of the later archives (${check.rows} rows)`,
+      "the dump's sha256 matched its verified manifest before use",
+      'the dump applied in one transaction, without error',
+      `all ${check.tables} tables of the backup are present with exactly the row counts of the dump (${check.rows} rows)`,
     ],
     startedAt,
     finishedAt: now().toISOString(),
@@ -123,9 +120,9 @@ export function restoreReport(state: unknown, finishedAt: string) {
       : []),
   ];
   const summary = [
-    `${plan.targetDatabase} restored on ${plan.target} from ${plan.archives.length} archive(s) of ${plan.database} in ${totalSeconds} s`,
-    `Tables as of ${plan.recoveredTo.tables}${plan.recoveredTo.logTables ? `, log tables as of ${plan.recoveredTo.logTables}` : ''}${plan.targetTime ? ` (target ${plan.targetTime})` : ''}`,
-    `Archives: ${plan.archives.map((a) => a.key).join(', ')}`,
+    `${plan.targetDatabase} restored on ${plan.target} from a backup of ${plan.database} in ${totalSeconds} s`,
+    `As of ${plan.archives.map((a) => a.window.until).join(', ')}`,
+    `Backup: ${plan.archives.map((a) => a.key).join(', ')}`,
     ...(plan.overProduction
       ? [
           `The replaced database is kept as ${plan.replacedDatabase}; the safety dump ${plan.safetyDump?.archiveKey} brings it back.`,
@@ -139,9 +136,6 @@ export function restoreReport(state: unknown, finishedAt: string) {
   return {
     restored: plan.targetDatabase,
     from: plan.archives.map((a) => ({ kind: a.kind, key: a.key, window: a.window })),
-    recoveredTo: plan.recoveredTo,
-    targetTime: plan.targetTime,
-    notApplied: plan.notApplied,
     replacedDatabase: plan.overProduction ? plan.replacedDatabase : null,
     safetyDump: plan.safetyDump?.archiveKey ?? null,
     checks,

@@ -3,13 +3,14 @@ import { PHYSICAL_RESTORE_TEST_RESULT } from '../../statemachines/physical-resto
 import { DRILL_RESULT, DRILL_STATE } from '../../statemachines/restore-drill.ts';
 import { planSchema, restoreTestPlanOf } from '../backup/database-plan.ts';
 import { physicalRestoreTestOutcomeSchema } from '../backup/physical-restore-test.ts';
+import { walPlanSchema, walRun } from '../backup/wal-plan.ts';
 import type { Catalog } from '../catalog/catalog.ts';
 import { drillReportKey, runId as makeRunId, scratchDatabase } from '../catalog/keys.ts';
 import { keyOf, listPhysicalBackups, usable } from '../catalog/physical.ts';
-import { maxAgeMinutes } from '../catalog/schedule.ts';
 import type { Config } from '../core/config.ts';
 import { selectTargets } from '../core/config.ts';
 import {
+  caughtErrorSchema,
   causeMessage,
   DrillFailedError,
   failedStatesSchema,
@@ -20,7 +21,7 @@ import { pgbackrestLabel, runIdentifier, sha256Hex, sqlIdentifier, targetName } 
 import { parseInput, planRequestSchema } from '../core/input.ts';
 import * as z from '../core/schema.ts';
 import { DAY_MS, utcDay } from '../core/time.ts';
-import { resolvePointInTime } from '../restore/point-in-time.ts';
+import { pgbackrestOff } from '../host/pgbackrest-conf.ts';
 
 /**
  * Restore drills. Weekly: a random verified backup of the last 7 days, of either
@@ -29,8 +30,9 @@ import { resolvePointInTime } from '../restore/point-in-time.ts';
  * restore test passed) restored into a scratch instance on the host
  * (`pgbackrest restore --set`). The seed and the choice are in the output, so an
  * auditor can check the choice was not made by hand. Monthly (DR): the latest
- * logical full. Both check that S3 answers and that a point-in-time recovery to an hour
- * ago would find its chain, and store a report (JSON and Markdown) in S3.
+ * logical full. Both check that S3 answers and that the target's WAL has no gap since the
+ * oldest kept pgBackRest backup (the WAL run of wal-runs.ts: what a point-in-time
+ * recovery replays), and store a report (JSON and Markdown) in S3.
  */
 export const drillInputSchema = z.strictObject({
   /** `random`: among the verified backups of the last 7 days; `latest`: the newest verified one. */
@@ -41,8 +43,6 @@ export const drillInputSchema = z.strictObject({
   seed: z.optional(z.int().check(z.gte(0), z.lte(2 ** 32 - 1))),
   target: z.optional(targetName),
   database: z.optional(sqlIdentifier),
-  /** How far back the point-in-time check looks. */
-  pointInTimeMinutesAgo: z._default(z.int().check(z.gte(0), z.lte(7 * 24 * 60)), 60),
 });
 
 const checkSchema = z.object({ check: z.string(), passed: z.boolean(), detail: z.string() });
@@ -83,6 +83,8 @@ export const drillPlanSchema = z.object({
       set: pgbackrestLabel,
     }),
   ),
+  /** The target's WAL run, when it archives with pgBackRest (else a failed check says what to add). */
+  wal: z.optional(walPlanSchema),
   checks: z.array(checkSchema),
 });
 
@@ -155,21 +157,15 @@ export async function planDrill(
   const chosen = candidates[index] as DrillCandidate;
   const manifest = verified.find((m) => chosen.engine === 'logical' && m.archive.key === chosen.key);
 
-  const at = new Date(now.getTime() - wanted.pointInTimeMinutesAgo * 60_000).toISOString();
-  try {
-    const chain = await resolvePointInTime(catalog, target.name, database, at, now);
-    // The business tables come back as of the chain's end: more than one
-    // incremental interval (and its grace) before the target means runs are missing.
-    const behindMinutes = (Date.parse(at) - Date.parse(chain.recoveredTo.tables)) / 60_000;
-    const passed = behindMinutes <= maxAgeMinutes('incremental');
+  if (!target.pgbackrest)
     checks.push({
-      check: `point-in-time chain to ${at}`,
-      passed,
-      detail: `${chain.archives.length} archives chain without a gap; tables as of ${chain.recoveredTo.tables}${passed ? '' : ` (${(behindMinutes / 60).toFixed(1)} h before the target: more than an incremental interval, so incremental or full backups are missing)`}, log tables as of ${chain.recoveredTo.logTables ?? '(no log archives)'}`,
+      check: 'WAL continuity',
+      passed: false,
+      detail: pgbackrestOff(
+        target,
+        'its WAL is not archived and no point-in-time recovery is possible: nothing but the daily logical dump protects its data',
+      ),
     });
-  } catch (error) {
-    checks.push({ check: `point-in-time chain to ${at}`, passed: false, detail: (error as Error).message });
-  }
   return {
     runId: id,
     startedAt,
@@ -185,6 +181,7 @@ export async function planDrill(
           sha256: manifest.archive.sha256,
         }
       : { physical: { plan: { target: target.name, runId: id, startedAt }, set: chosen.label ?? '' } }),
+    ...(target.pgbackrest ? { wal: walRun(target, executionId, startedAt) } : {}),
     checks,
   };
 }
@@ -195,6 +192,10 @@ function drilledSchema() {
     [DRILL_RESULT.drill]: drillPlanSchema,
     [DRILL_RESULT.restoreTest]: z.optional(z.object({ tables: z.number(), rows: z.number() })),
     [PHYSICAL_RESTORE_TEST_RESULT.outcome]: z.optional(physicalRestoreTestOutcomeSchema),
+    [DRILL_RESULT.continuity]: z.optional(
+      z.object({ segments: z.number(), from: z.string(), to: z.string(), backup: z.nullable(z.string()) }),
+    ),
+    [DRILL_RESULT.walFailed]: z.optional(caughtErrorSchema),
     [DRILL_RESULT.failed]: z.optional(failedStatesSchema),
   });
 }
@@ -221,11 +222,28 @@ function markdown(report: { title: string; checks: DrillCheck[]; facts: [string,
  */
 export async function reportDrill(catalog: Catalog, state: unknown, now = new Date()) {
   const parsed = drilledSchema().parse(state);
-  const { drill, restoreTest, failed } = parsed;
+  const { drill, restoreTest, continuity, walFailed, failed } = parsed;
   const physicalTest = parsed[PHYSICAL_RESTORE_TEST_RESULT.outcome];
   const restoreFailure = firstFailure(failed);
   const checks: DrillCheck[] = [
     ...drill.checks,
+    ...(drill.wal
+      ? [
+          walFailed
+            ? {
+                check: 'WAL continuity',
+                passed: false,
+                detail: `${walFailed.Error}: ${causeMessage(walFailed.Cause)}`,
+              }
+            : {
+                check: 'WAL continuity',
+                passed: continuity !== undefined,
+                detail: continuity
+                  ? `every WAL segment from ${continuity.from}${continuity.backup ? ` (the start of the backup ${continuity.backup})` : ''} to ${continuity.to}, just switched, is in the repository: ${continuity.segments} segments`
+                  : 'did not run',
+              },
+        ]
+      : []),
     restoreFailure
       ? {
           check: 'restore test',

@@ -1,5 +1,5 @@
 import type { Catalog } from '../catalog/catalog.ts';
-import { FILE_KINDS, SCHEDULED_DATABASE_KINDS } from '../catalog/keys.ts';
+import { FILE_KINDS, SCHEDULED_DUMP_KINDS } from '../catalog/keys.ts';
 import type { Manifest } from '../catalog/manifest.ts';
 import { maxAgeMinutes, SCHEDULES, type ScheduledKind } from '../catalog/schedule.ts';
 import type { Config } from '../core/config.ts';
@@ -17,15 +17,17 @@ export interface Newest {
 }
 
 /**
- * The newest verified backup of every scheduled kind of every target and database:
- * a listing of the last days and a few reads each, however long the history.
+ * The newest verified archive of every scheduled dump and file kind of every
+ * target (and database): a listing of the last days and a few reads each,
+ * however long the history. The physical kinds are judged from pgBackRest's own
+ * info (the daily verification's WAL runs).
  */
 export async function newestBackups(config: Config, catalog: Catalog, now = new Date()): Promise<Newest[]> {
   const all: Newest[] = [];
   for (const target of config.BACKUP_TARGETS) {
     const catalogs: { kind: ScheduledKind; database: string | null }[] = [
       ...(target.databases ?? [target.database]).flatMap((database) =>
-        SCHEDULED_DATABASE_KINDS.map((kind) => ({ kind, database })),
+        SCHEDULED_DUMP_KINDS.map((kind) => ({ kind, database })),
       ),
       ...FILE_KINDS.map((kind) => ({ kind, database: null })),
     ];

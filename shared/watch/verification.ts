@@ -1,14 +1,23 @@
 import { VERIFICATION_RESULT, VERIFICATION_STATE } from '../../statemachines/daily-verification.ts';
 import { walPlanSchema, walRun, walSwitchFactsSchema, walTargets } from '../backup/wal-plan.ts';
 import type { Catalog } from '../catalog/catalog.ts';
-import { runId as makeRunId, manifestKey } from '../catalog/keys.ts';
+import { LEGACY_DUMP_KINDS, runId as makeRunId, manifestKey } from '../catalog/keys.ts';
+import { legacyArchives } from '../catalog/legacy.ts';
 import type { Manifest } from '../catalog/manifest.ts';
 import { newestVerifiedPhysicalFull } from '../catalog/physical.ts';
 import type { Config } from '../core/config.ts';
 import { causeMessage, failedStatesSchema, firstFailure, VerificationFailedError } from '../core/errors.ts';
-import { hostPath, objectKey, runIdentifier, sha256Hex, targetName } from '../core/identifiers.ts';
+import {
+  hostPath,
+  objectKey,
+  runIdentifier,
+  sha256Hex,
+  sqlIdentifier,
+  targetName,
+} from '../core/identifiers.ts';
 import { parseInput, planRequestSchema } from '../core/input.ts';
 import * as z from '../core/schema.ts';
+import { pgbackrestOff } from '../host/pgbackrest-conf.ts';
 import { newestBackups, staleness, stalenessOf } from './freshness.ts';
 
 /**
@@ -17,7 +26,9 @@ import { newestBackups, staleness, stalenessOf } from './freshness.ts';
  * its archive in S3 still passes its integrity check; for every target archiving
  * with pgBackRest, its repository passes `pgbackrest verify`, its WAL has no gap
  * since the oldest kept backup, and its newest full and incremental (from
- * pgBackRest's own info) are recent. Everything missing or bad goes into one alert.
+ * pgBackRest's own info) are recent; a target without pgBackRest settings is
+ * itself a finding. Everything missing or bad goes into one alert. Legacy
+ * row-window archives are listed in the output, as legacy, and not read.
  */
 
 const findingSchema = z.object({
@@ -58,6 +69,19 @@ export const verificationPlanSchema = z.object({
   archives: z.array(archiveCheckSchema),
   /** One WAL run per target archiving with pgBackRest: its repository verified, its WAL switched and proven. */
   repositories: z.array(walPlanSchema),
+  /** The legacy row-window archives still in the catalog, per target, database and kind: listed, never read. */
+  legacy: z.array(
+    z.object({
+      state: z.literal('legacy'),
+      kind: z.enum(LEGACY_DUMP_KINDS),
+      target: targetName,
+      database: sqlIdentifier,
+      archives: z.int(),
+      oldest: z.nullable(z.string()),
+      newest: z.nullable(z.string()),
+      note: z.string(),
+    }),
+  ),
 });
 
 export type VerificationPlan = z.infer<typeof verificationPlanSchema>;
@@ -80,6 +104,21 @@ export async function planVerification(
     config.BACKUP_TARGETS.map((t) => [t.name, []]),
   );
   const archives: VerificationPlan['archives'] = [];
+  const legacy: VerificationPlan['legacy'] = [];
+  for (const target of config.BACKUP_TARGETS) {
+    // A production database without WAL archiving has an RPO of a day: said every day until it is fixed.
+    if (!target.pgbackrest)
+      findings.push({
+        check: 'wal-archive',
+        subject: `the WAL archive of ${target.name}`,
+        problem: pgbackrestOff(
+          target,
+          'it has no physical backups and no WAL archiving: nothing but the daily logical dump protects its data (an RPO of a day, not a minute), and no point-in-time recovery is possible',
+        ),
+      });
+    for (const database of target.databases ?? [target.database])
+      legacy.push(...(await legacyArchives(catalog, target.name, database)));
+  }
   for (const newest of await newestBackups(config, catalog, now)) {
     const { subject, newestVerified: verified } = newest;
     const stale = staleness(newest, now);
@@ -112,6 +151,7 @@ export async function planVerification(
     })),
     archives,
     repositories: walTargets(config.BACKUP_TARGETS).map((target) => walRun(target, executionId, startedAt)),
+    legacy,
   };
 }
 
@@ -248,7 +288,7 @@ export function reportVerification(request: unknown) {
       `${findings.length} problem(s) found:\n${findings.map((f) => `- ${f.subject}: ${f.problem}`).join('\n')}\nEach needs a look: a stale kind means its schedule or its workflow is failing; a missing or differing local copy means the host lost it (the S3 copy is what restores use); a failed integrity check means that archive cannot be restored: take a new backup of that kind now; a bad repository file or a WAL gap means recoveries through it fail: take a pgBackRest full backup now.`,
     );
   }
-  return { checked, findings };
+  return { checked, findings, legacy: s.plan.legacy };
 }
 
 type RepositoryCheck = z.infer<ReturnType<typeof checkedSchema>>['repositories'][number];

@@ -140,8 +140,9 @@ export async function putBytes(
 
 /** What one iteration of BackUpEachTarget left: its plan and each stage's result. */
 export interface RunState {
-  status: 'succeeded' | 'failed';
+  status: 'succeeded' | 'failed' | 'skipped';
   plan: {
+    kind: string;
     manifestKey: string;
     archiveKey: string;
     executionId: string;

@@ -1,9 +1,10 @@
-import { archiveKey, compactStamp, type DatabaseKind } from '../../shared/catalog/keys.ts';
+import { archiveKey, compactStamp, type DatabaseKind, isLegacyKind } from '../../shared/catalog/keys.ts';
 import type { DatabaseManifest } from '../../shared/catalog/manifest.ts';
 
 /**
  * The manifest of a database backup taken `daysAgo` days (and `extraMs`) before
- * `now`, as the host would have written it: for planting a history in a catalog.
+ * `now`, as the host would have written it: for planting a history in a catalog
+ * (a legacy row-window kind's too, as those runs wrote them).
  */
 export function pastBackup(options: {
   daysAgo: number;
@@ -31,16 +32,15 @@ export function pastBackup(options: {
       fileName,
       size: 11,
       sha256: '0'.repeat(64),
-      format: kind === 'full' ? 'plain' : 'changes',
+      format: isLegacyKind(kind) ? 'changes' : 'plain',
       compression: 'zstd',
     },
     window: { since: null, until },
     startedAt: until,
     finishedAt: until,
     serverVersion: '150018',
-    excludedTables: ['audit_logs', 'session_logs'],
+    excludedTables: kind === 'full' ? ['audit_logs', 'session_logs'] : [],
     tables: {},
-    capture: null,
     verification: { state },
   };
 }

@@ -89,28 +89,8 @@ const PLAIN_ROWS = {
   'public.Ünï': 1,
 };
 
-/** A changes archive as database-backup.sh writes it: a JSON marker per table of the run. */
-const marker = (schema: string, table: string, capture: string) =>
-  `-- kennel-backup table: ${JSON.stringify({ schema, table, capture })}`;
-const CHANGES = [
-  '-- kennel-backup incremental archive',
-  '-- window: [2026-11-26T00:00:00Z, 2026-11-26T06:00:00Z)',
-  marker('public', 'a.b', 'changedRows'),
-  'CREATE TEMP TABLE kb_changes AS SELECT id FROM public."a.b" WITH NO DATA;',
-  'COPY kb_changes FROM stdin;',
-  '1\tline with an escaped\\nnewline',
-  '2\tsecond',
-  '\\.',
-  marker('Odd.Schema', 'we"ird\nname', 'wholeTables'),
-  'COPY kb_changes FROM stdin;',
-  '\\.',
-  marker('public', 'no_key', 'notCaptured'),
-  '-- kennel-backup archive complete',
-  '',
-].join('\n');
-
-function count(format: 'plain' | 'changes', text: string, pieces: Buffer[] = [Buffer.from(text)]) {
-  const counter = new RowCounter(format);
+function count(text: string, pieces: Buffer[] = [Buffer.from(text)]) {
+  const counter = new RowCounter();
   for (const piece of pieces) counter.push(piece);
   return counter.end();
 }
@@ -126,37 +106,18 @@ function everySplit(text: string): Buffer[][] {
 
 describe('RowCounter', () => {
   it('counts each table of a pg_dump by its exact name: dots, quotes, newlines, keywords, an empty table', () => {
-    expect(count('plain', PLAIN)).toEqual({ rows: PLAIN_ROWS });
+    expect(count(PLAIN)).toEqual({ rows: PLAIN_ROWS });
   });
 
   it('gives the same counts wherever the stream splits', () => {
-    for (const pieces of everySplit(PLAIN)) expect(count('plain', PLAIN, pieces).rows).toEqual(PLAIN_ROWS);
-    const byByte = [...Buffer.from(CHANGES)].map((b) => Buffer.from([b]));
-    expect(count('changes', CHANGES, byByte)).toEqual(count('changes', CHANGES));
-  });
-
-  it('reads a changes archive: rows per table and how each table was captured', () => {
-    expect(count('changes', CHANGES)).toEqual({
-      rows: { 'public.a.b': 2, 'Odd.Schema.we"ird\nname': 0 },
-      capture: {
-        changedRows: ['public.a.b'],
-        wholeTables: ['Odd.Schema.we"ird\nname'],
-        notCaptured: ['public.no_key'],
-      },
-    });
-  });
-
-  it('still reads the text markers of changes archives written before the JSON ones', () => {
-    const legacy = CHANGES.replace(
-      marker('public', 'a.b', 'changedRows'),
-      '-- kennel-backup table: public.bookings',
-    );
-    expect(count('changes', legacy).rows).toMatchObject({ 'public.bookings': 2 });
+    for (const pieces of everySplit(PLAIN)) expect(count(PLAIN, pieces).rows).toEqual(PLAIN_ROWS);
+    const byByte = [...Buffer.from(PLAIN)].map((b) => Buffer.from([b]));
+    expect(count(PLAIN, byByte)).toEqual({ rows: PLAIN_ROWS });
   });
 
   it('does not count a block cut short', () => {
     const cut = PLAIN.slice(0, PLAIN.indexOf('2\n\\.'));
-    expect(count('plain', cut).rows).toEqual({ 'Odd.Schema.we"ird\nname': 1, 'public.a.b': 0 });
+    expect(count(cut).rows).toEqual({ 'Odd.Schema.we"ird\nname': 1, 'public.a.b': 0 });
   });
 
   it('counts a table whose name holds a newline as pg_dump before 15.14 wrote it, the comment split over two lines', () => {
@@ -183,16 +144,12 @@ describe('RowCounter', () => {
       '--',
       '',
     ].join('\n');
-    expect(count('plain', old).rows).toEqual({ 'public.new\nline': 2 });
+    expect(count(old).rows).toEqual({ 'public.new\nline': 2 });
   });
 
   it('refuses a table-data COPY it cannot read, rather than guess', () => {
     const garbled = PLAIN.replace('COPY public.empty (x) FROM stdin;', 'COPY public..empty (x) FROM stdin;');
-    expect(() => count('plain', garbled)).toThrow(
-      /COPY statement this check cannot read: COPY public\.\.empty/,
-    );
-    const stray = '-- kennel-backup incremental archive\nCOPY kb_changes FROM stdin;\n\\.\n';
-    expect(() => count('changes', stray)).toThrow(/names no table/);
+    expect(() => count(garbled)).toThrow(/COPY statement this check cannot read: COPY public\.\.empty/);
   });
 });
 

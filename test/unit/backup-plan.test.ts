@@ -75,9 +75,18 @@ describe('planBackup', () => {
     [{ database: 'kennel_prod && reboot' }, /database/],
     [{ database: 'a'.repeat(64) }, /database/],
     [{ target: '../etc' }, /target/],
-    [{ kind: 'weekly' }, /kind: Invalid option: expected one of "full"\|"incremental"\|"transaction-logs"/],
+    [
+      { kind: 'weekly' },
+      /kind: Invalid option: expected one of "full"\|"monthly"\|"incremental"\|"transaction-logs"/,
+    ],
     [{ schedule: 'daily' }, /Unrecognized key.*schedule/],
-    [{ kind: 'full', since: '2026-11-25T00:00:00Z' }, /A full backup takes no "since"/],
+    // Row windows are gone: no run takes a start.
+    [{ kind: 'full', since: '2026-11-25T00:00:00Z' }, /Unrecognized key.*since/],
+    [
+      { kind: 'incremental', database: 'kennel_prod' },
+      /An incremental backup is pgBackRest's and holds the whole cluster, not one database: leave "database" out/,
+    ],
+    [{ kind: 'transaction-logs', database: 'kennel_prod' }, /A transaction-logs backup is pgBackRest's/],
     [[], /expected object/],
   ])('refuses %j with a clear error', async (input, message) => {
     const refused = planBackup(config, request(input));
@@ -94,58 +103,23 @@ describe('planBackup', () => {
   });
 });
 
-describe('planBackup of transaction logs', () => {
-  const withPgbackrest = parseConfig({
-    BACKUP_BUCKET: 'kennel-backups-prod',
-    BACKUP_TARGETS: JSON.stringify([
-      {
-        name: 'primary',
-        instanceIds: ['i-0123456789abcdef0'],
-        database: 'kennel_prod',
-        databases: ['kennel_prod', 'kennel_audit'],
-        pgbackrest: { dataDirectory: '/var/lib/postgresql/15/main' },
-      },
-      { name: 'reporting', instanceIds: ['i-0123456789abcdef1'], database: 'kennel_reports' },
-    ]),
-    ALERT_WEBHOOK_PARAMETER: '/a',
-    RESTORE_CHECK_DATABASE_URL_PARAMETER: '/b',
-  });
-  const logs = (input: Record<string, unknown>) =>
-    plan(
-      withPgbackrest,
-      { newestOf: async () => ({ newestKey: undefined, newestVerified: undefined }) } as unknown as Catalog,
-      request({ kind: 'transaction-logs', ...input }),
-    );
-
-  it('adds one WAL run per target archiving with pgBackRest, first, beside the dumps', async () => {
-    const plans = await logs({});
-    expect(plans.map((p) => [p.target, isDumpPlan(p) ? p.database : 'wal'])).toEqual([
-      ['primary', 'wal'],
-      ['primary', 'kennel_prod'],
-      ['primary', 'kennel_audit'],
-      ['reporting', 'kennel_reports'],
+describe('planBackup of the long-term monthly dump', () => {
+  it('plans a dump of every database that leaves no table out, under its own prefix, and no physical run', async () => {
+    const plans = await plan(config, noCatalog, request({ kind: 'monthly' }));
+    expect(plans.every(isDumpPlan)).toBe(true);
+    expect(plans.map((p) => (isDumpPlan(p) ? [p.kind, p.target, p.database] : []))).toEqual([
+      ['monthly', 'primary', 'kennel_prod'],
+      ['monthly', 'reporting', 'kennel_reports'],
     ]);
-    const [wal] = plans;
-    expect(wal).toEqual({
-      engine: 'wal',
-      kind: 'transaction-logs',
-      target: 'primary',
-      runId: expect.stringMatching(/^20261126T020000Z_[0-9a-f]{8}$/),
-      executionId: request({}).executionId,
-      startedAt: '2026-11-26T02:00:00.123Z',
-    });
-    expect(new Set(plans.map((p) => p.runId)).size).toBe(4);
-  });
-
-  it('plans no WAL run for the other kinds, nor for a target without pgBackRest', async () => {
-    const wal = (plans: Awaited<ReturnType<typeof plan>>) =>
-      plans.filter((p) => 'engine' in p && p.engine === 'wal');
-    expect(wal(await plan(withPgbackrest, noCatalog, request({ kind: 'full' })))).toEqual([]);
-    expect((await logs({ target: 'reporting' })).every(isDumpPlan)).toBe(true);
+    const [primary] = plans.filter(isDumpPlan);
+    expect(primary?.archiveKey).toBe(
+      `database/monthly/primary/kennel_prod/2026/11/26/kennel_prod_monthly_${primary?.runId}.sql.zst`,
+    );
+    expect(primary?.localDir).toBe('/opt/backup/database/monthly/kennel_prod');
   });
 });
 
-describe('planBackup: the pgBackRest runs', () => {
+describe('planBackup of the physical kinds: no dump, and a target without pgBackRest shown as off', () => {
   const withPgbackrest = parseConfig({
     BACKUP_BUCKET: 'kennel-backups-prod',
     BACKUP_TARGETS: JSON.stringify([
@@ -161,61 +135,74 @@ describe('planBackup: the pgBackRest runs', () => {
     ALERT_WEBHOOK_PARAMETER: '/a',
     RESTORE_CHECK_DATABASE_URL_PARAMETER: '/b',
   });
-  /** A catalog with no backup: an incremental's dump window starts at the beginning, and its physical base is none. */
-  const emptyCatalog = {
-    newestOf: async () => ({ newestKey: undefined, newestVerified: undefined }),
-    listKeys: async () => [],
-  } as unknown as Catalog;
-  const physical = async (input: unknown) =>
-    (await plan(withPgbackrest, emptyCatalog, request(input))).filter(
-      (p) => 'engine' in p && p.engine === 'pgbackrest',
+  /** A catalog with no physical backup: an incremental's base is none. */
+  const emptyCatalog = { listKeys: async () => [] } as unknown as Catalog;
+  const plans = (input: unknown) => plan(withPgbackrest, emptyCatalog, request(input));
+  const runOf = (p: Awaited<ReturnType<typeof plans>>[number]) =>
+    'engine' in p ? `${p.engine}${'off' in p ? ' off' : ''}:${p.target}` : `dump:${p.database}`;
+
+  it('transaction logs: one WAL run per target and nothing else; the target without pgBackRest is off, saying what to add', async () => {
+    const all = await plans({ kind: 'transaction-logs' });
+    expect(all.map(runOf)).toEqual(['wal:primary', 'wal off:reporting']);
+    const [wal, off] = all;
+    expect(wal).toEqual({
+      engine: 'wal',
+      kind: 'transaction-logs',
+      target: 'primary',
+      runId: expect.stringMatching(/^20261126T020000Z_[0-9a-f]{8}$/),
+      executionId: request({}).executionId,
+      startedAt: '2026-11-26T02:00:00.123Z',
+    });
+    expect(off).toEqual({
+      engine: 'wal',
+      kind: 'transaction-logs',
+      target: 'reporting',
+      runId: expect.stringMatching(/^20261126T020000Z_[0-9a-f]{8}$/),
+      off: 'The target "reporting" has no pgbackrest settings in BACKUP_TARGETS, so its WAL is not archived and no transaction-logs run was made: nothing but the daily logical dump protects its data (an RPO of a day, not a minute); add "pgbackrest": {"dataDirectory": "<the cluster\'s data directory>"} to it and start the prepare-host workflow.',
+    });
+  });
+
+  it('incremental: one pgBackRest run per target and nothing else; the target without pgBackRest is off', async () => {
+    const all = await plans({ kind: 'incremental' });
+    expect(all.map(runOf)).toEqual(['pgbackrest:primary', 'pgbackrest off:reporting']);
+    expect(all[1]).toMatchObject({
+      off: expect.stringContaining(
+        'The target "reporting" has no pgbackrest settings in BACKUP_TARGETS, so no incremental backup was taken: nothing but the daily logical dump protects its data;',
+      ),
+    });
+  });
+
+  it('full: the dumps, then one pgBackRest run per target, each with its own id and record key', async () => {
+    const all = await plans({ kind: 'full' });
+    expect(all.map(runOf)).toEqual([
+      'dump:kennel_prod',
+      'dump:kennel_archive',
+      'dump:kennel_reports',
+      'pgbackrest:primary',
+      'pgbackrest off:reporting',
+    ]);
+    const [primary, reporting] = all.slice(3);
+    expect(primary).toEqual({
+      engine: 'pgbackrest',
+      kind: 'full',
+      target: 'primary',
+      runId: expect.stringMatching(/^20261126T020000Z_[0-9a-f]{8}$/),
+      executionId: request({}).executionId,
+      startedAt: request({}).startedAt,
+      bucket: 'kennel-backups-prod',
+      recordKey: `catalog/pgbackrest/primary/2026/11/26/${(primary as { runId: string }).runId}.json`,
+      base: null,
+    });
+    expect(all.filter(isDumpPlan).map((p) => p.runId)).not.toContain((primary as { runId: string }).runId);
+    expect((reporting as { off: string }).off).toContain(
+      'so no full physical backup was taken (its logical dumps ran as usual); add "pgbackrest"',
     );
+  });
 
-  it.each(['full', 'incremental'] as const)(
-    'plans one %s per target, after its dumps, with its own id and record key',
-    async (kind) => {
-      const all = await plan(withPgbackrest, emptyCatalog, request({ kind }));
-      // Dumps first (one per database), then one pgBackRest run per target.
-      expect(all.map((p) => ('engine' in p ? `${p.engine}:${p.target}` : `dump:${p.database}`))).toEqual([
-        'dump:kennel_prod',
-        'dump:kennel_archive',
-        'dump:kennel_reports',
-        'pgbackrest:primary',
-        'pgbackrest:reporting',
-      ]);
-      const [primary, reporting] = all.slice(3);
-      expect(primary).toEqual({
-        engine: 'pgbackrest',
-        kind,
-        target: 'primary',
-        runId: expect.stringMatching(/^20261126T020000Z_[0-9a-f]{8}$/),
-        executionId: request({}).executionId,
-        startedAt: request({}).startedAt,
-        bucket: 'kennel-backups-prod',
-        recordKey: `catalog/pgbackrest/primary/2026/11/26/${(primary as { runId: string }).runId}.json`,
-        base: null,
-      });
-      // Its id is none of the dumps' ids.
-      const dumpIds = all.filter(isDumpPlan).map((p) => p.runId);
-      expect(dumpIds).not.toContain((primary as { runId: string }).runId);
-      // A target without pgBackRest settings: shown as off, saying what to add, never sent to the host.
-      expect(reporting).toEqual({
-        engine: 'pgbackrest',
-        kind,
-        target: 'reporting',
-        runId: expect.stringMatching(/^20261126T020000Z_[0-9a-f]{8}$/),
-        off: expect.stringContaining(
-          `The target "reporting" has no pgbackrest settings in BACKUP_TARGETS, so no ${kind} physical backup was taken; its logical dumps ran as usual.`,
-        ),
-      });
-      expect((reporting as { off: string }).off).toContain('start the prepare-host workflow');
-    },
-  );
-
-  it('plans none for transaction logs, nor when the input names a database (a physical backup holds the whole cluster)', async () => {
-    expect(await physical({ kind: 'transaction-logs' })).toEqual([]);
-    expect(await physical({ database: 'kennel_archive' })).toEqual([]);
-    expect(await physical({ target: 'primary' })).toHaveLength(1);
+  it('plans no physical run when a full names a database (a physical backup holds the whole cluster)', async () => {
+    expect((await plans({ target: 'primary', database: 'kennel_archive' })).map(runOf)).toEqual([
+      'dump:kennel_archive',
+    ]);
   });
 });
 

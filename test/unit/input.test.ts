@@ -7,12 +7,9 @@ import { parseInput, planRequestSchema } from '../../shared/core/input.ts';
 
 const hostCommandRequestSchema = HOST_COMMAND_SET.request;
 
-import {
-  pointInTimeInputSchema,
-  restoreInputSchema,
-  restorePlanSchema,
-} from '../../shared/restore/database-schemas.ts';
+import { restoreInputSchema, restorePlanSchema } from '../../shared/restore/database-schemas.ts';
 import { filesRestoreInputSchema, filesRestorePlanSchema } from '../../shared/restore/files-plan.ts';
+import { pointInTimeInputSchema } from '../../shared/restore/point-in-time.ts';
 
 /**
  * parseInput with the execution inputs and plans, output and messages word for
@@ -101,11 +98,11 @@ describe('parseInput with execution inputs', () => {
     ).toBe(
       listed(
         'The execution input',
-        'kind: Invalid option: expected one of "full"|"incremental"|"transaction-logs"',
+        'kind: Invalid option: expected one of "full"|"monthly"|"incremental"|"transaction-logs"',
         'target: must be lower case letters, digits and -, starting with a letter',
         'database: must be a lower-case PostgreSQL identifier: letters, digits and _, starting with a letter or _, at most 63 characters',
-        'since: Invalid ISO datetime',
-        '(input): Unrecognized keys: "extra", "more"',
+        // Row windows are gone: a start is an unknown key now.
+        '(input): Unrecognized keys: "since", "extra", "more"',
       ),
     );
   });
@@ -173,6 +170,7 @@ describe('parseInput with execution inputs', () => {
       database: 'a',
       targetDatabase: 'b',
       dryRun: false,
+      scope: 'database',
       targetTime: '2026-11-26T10:30:00+01:00',
     });
     expect(
@@ -186,7 +184,7 @@ describe('parseInput with execution inputs', () => {
     ).toBe(
       listed(
         'The execution input',
-        'targetTime: Invalid ISO datetime',
+        'targetTime: must be "latest" or an ISO 8601 time with a zone, e.g. 2026-11-26T10:30:00Z or 2026-11-26T11:30:00+01:00 (a time without a zone could mean any of them: add the zone)',
         '(input): Unrecognized key: "backup"',
       ),
     );
@@ -221,8 +219,7 @@ describe('parseInput with plans and host command requests', () => {
         'fileName: Invalid input: expected string, received undefined',
         'localDir: Invalid input: expected string, received undefined',
         'codec: Invalid option: expected one of "zstd"|"gzip"',
-        'kind: Invalid option: expected one of "full"|"incremental"|"transaction-logs"|"safety"',
-        'since: Invalid input: expected string, received undefined',
+        'kind: Invalid option: expected one of "full"|"monthly"|"safety"',
         'database: Invalid input: expected string, received undefined',
         'scratchDatabase: Invalid input: expected string, received undefined',
       ),
@@ -239,16 +236,10 @@ describe('parseInput with plans and host command requests', () => {
 
   it('checks a restore plan’s nested archives, rows and safety dump', () => {
     const message = refusal(() =>
-      parseInput(
-        restorePlanSchema,
-        { archives: [], expectedRows: { pets: { min: 1.5, max: 'x' } }, notApplied: [{}] },
-        'P',
-      ),
+      parseInput(restorePlanSchema, { archives: [], expectedRows: { pets: { min: 1.5, max: 'x' } } }, 'P'),
     );
     for (const line of [
-      'archives: Too small: expected array to have >=1 items',
-      'recoveredTo: Invalid input: expected object, received undefined',
-      'notApplied.0.key: Invalid input: expected string, received undefined',
+      'archives: Too small: expected array to have exactly 1 items',
       'expectedRows.pets.min: Invalid input: expected int, received number',
       'expectedRows.pets.max: Invalid input: expected number, received string',
       'safetyDump: Invalid input: expected object, received undefined',
@@ -277,7 +268,7 @@ describe('parseInput with plans and host command requests', () => {
     expect(refusal(() => parseInput(hostCommandRequestSchema, { script: 'rm-rf', plan: {} }, 'H'))).toBe(
       listed(
         'H',
-        "script: Invalid discriminator value. Expected 'database-backup' | 'files-backup' | 'restore-test' | 'prune-local' | 'wal-switch' | 'database-restore' | 'database-swap' | 'application-stop' | 'application-start' | 'files-restore' | 'after-files-restore' | 'check-local-copies' | 'disk-usage' | 'pgbackrest-verify' | 'wal-archive-age' | 'wal-archiving' | 'prepare-host' | 'physical-restore-test' | 'pgbackrest-backup' | 'pgbackrest-expire'",
+        "script: Invalid discriminator value. Expected 'database-backup' | 'files-backup' | 'restore-test' | 'prune-local' | 'wal-switch' | 'database-restore' | 'database-swap' | 'application-stop' | 'application-start' | 'files-restore' | 'after-files-restore' | 'point-in-time-restore' | 'check-local-copies' | 'disk-usage' | 'pgbackrest-verify' | 'wal-archive-age' | 'wal-archiving' | 'prepare-host' | 'physical-restore-test' | 'pgbackrest-backup' | 'pgbackrest-expire'",
       ),
     );
     expect(

@@ -1,6 +1,13 @@
 import { describe, expect, it } from 'vitest';
 import type { DatabaseManifest as Manifest } from '../../shared/catalog/manifest.ts';
-import { baseOfIncrementals, expired, newestVerified, RETENTION } from '../../shared/catalog/retention.ts';
+import {
+  DATA_CLASSES,
+  expired,
+  keptDays,
+  newestVerified,
+  POINT_IN_TIME_DAYS,
+  RETENTION,
+} from '../../shared/catalog/retention.ts';
 import { pastBackup } from '../support/manifests.ts';
 
 const NOW = new Date('2026-11-26T02:00:00Z');
@@ -12,16 +19,42 @@ const backup = (daysAgo: number, state: Manifest['verification']['state'] = 'ver
 const ages = (ms: Manifest[]) => ms.map((m) => `e-${m.executionId.split('-').at(-1)}`);
 
 describe('retention of full backups', () => {
-  it('follows the source document: full 30 days in S3 and 7 on the host, incremental 7, logs 1 on the host and 7 years in S3, configuration 90, application 30, static 7', () => {
-    expect(RETENTION).toEqual({
+  it('follows the source document: full 30 days in S3 and 7 on the host, the monthly dump 7 years (the host keeps the newest), configuration 90, application 30, static 7; the legacy row-window kinds keep their old retention', () => {
+    const days = Object.fromEntries(
+      Object.entries(RETENTION).map(([kind, r]) => [kind, { s3Days: r.s3Days, localDays: r.localDays }]),
+    );
+    expect(days).toEqual({
       full: { s3Days: 30, localDays: 7 },
+      monthly: { s3Days: 2557, localDays: 1 },
+      safety: { s3Days: 30, localDays: 7 },
       incremental: { s3Days: 7, localDays: 7 },
-      'transaction-logs': { s3Days: 2555, localDays: 1 },
+      'transaction-logs': { s3Days: 2557, localDays: 1 },
       configuration: { s3Days: 90, localDays: 90 },
       application: { s3Days: 30, localDays: 30 },
       static: { s3Days: 7, localDays: 7 },
-      safety: { s3Days: 30, localDays: 7 },
     });
+    // Each row says which copy it is and for which class of data.
+    expect(RETENTION.monthly.serves).toMatch(
+      /every table, the log tables included.*Financial data.*7 years.*operational data.*3 years/s,
+    );
+    expect(RETENTION.full.serves).toContain("The log tables' rows are left out");
+    expect(RETENTION.incremental.serves).toMatch(/^Legacy row-window/);
+    expect(RETENTION['transaction-logs'].serves).toMatch(/^Legacy row-window/);
+  });
+
+  it('keeps every class of data at least as long as the source document asks, by the copy that serves it', () => {
+    expect(DATA_CLASSES.map((c) => [c.data, c.keptBy])).toEqual([
+      ['every committed change, to any second', 'pgbackrest'],
+      ['a database as of a day (full backups)', 'full'],
+      ['financial data (payments, invoices, refunds)', 'monthly'],
+      ['operational data (users, pets, bookings, logs, audit trails)', 'monthly'],
+      ['configuration', 'configuration'],
+    ]);
+    for (const c of DATA_CLASSES) expect(keptDays(c.keptBy), c.data).toBeGreaterThanOrEqual(c.keepDays);
+    // 7 and 3 years, leap days included.
+    expect(DATA_CLASSES[2]?.keepDays).toBe(7 * 365 + 2);
+    expect(DATA_CLASSES[3]?.keepDays).toBe(3 * 365 + 1);
+    expect(keptDays('pgbackrest')).toBe(POINT_IN_TIME_DAYS);
   });
 
   it('removes only what is older than the window', () => {
@@ -43,20 +76,5 @@ describe('retention of full backups', () => {
       'e-31',
       'e-35',
     ]);
-  });
-});
-
-describe('the incremental chain', () => {
-  it('keeps the full backup that the oldest kept incremental builds on, however old', () => {
-    const base = backup(40);
-    const older = backup(45);
-    const incremental = {
-      ...backup(3),
-      kind: 'incremental' as const,
-      window: { since: base.window.until, until: backup(3).window.until },
-    };
-    expect(baseOfIncrementals([older, base, backup(1)], [incremental])?.executionId).toBe('e-full-40');
-    expect(ages(expired([older, base, backup(1)], NOW, 30, [base]))).toEqual(['e-45']);
-    expect(baseOfIncrementals([older, base], [])).toBeUndefined();
   });
 });

@@ -9,7 +9,9 @@ import { verifyArchive } from '../../shared/catalog/archive-check.ts';
 import { Catalog } from '../../shared/catalog/catalog.ts';
 import { type DatabaseManifest, manifestSchema } from '../../shared/catalog/manifest.ts';
 import { excludedTablesOf } from '../../shared/catalog/manifest-builder.ts';
+import { InvalidInputError } from '../../shared/core/errors.ts';
 import { testConfig } from '../support/config.ts';
+import { pastBackup } from '../support/manifests.ts';
 
 const s3 = mockClient(S3Client);
 const client = new S3Client({ region: 'eu-west-1' });
@@ -18,12 +20,10 @@ const catalog = new Catalog(client, config.BACKUP_BUCKET);
 const excluded = (kind: Parameters<typeof excludedTablesOf>[1]) => excludedTablesOf(config, kind);
 const NOW = () => new Date('2026-11-26T06:01:00.000Z');
 
-async function incrementalPlan() {
-  const catalogWithFull = {
-    newestOf: async () => ({ newestKey: undefined, newestVerified: undefined }),
-  } as unknown as Catalog;
-  const [plan] = await planBackup(config, catalogWithFull, {
-    input: { kind: 'incremental', since: '2026-11-26T00:00:00.000Z' },
+/** The long-term monthly dump's plan: every table's rows, the log tables' included. */
+async function monthlyPlan() {
+  const [plan] = await planBackup(config, {} as Catalog, {
+    input: { kind: 'monthly' },
     executionId: 'arn:aws:states:eu-west-1:123456789012:execution:kennel-backup-prod-database-backup:run-1',
     startedAt: '2026-11-26T06:00:00.000Z',
   });
@@ -31,26 +31,37 @@ async function incrementalPlan() {
   return plan;
 }
 
-const marker = (table: string, capture: string) =>
-  `-- kennel-backup table: ${JSON.stringify({ schema: 'public', table, capture })}`;
-const ARCHIVE = zstdCompressSync(
-  Buffer.from(
-    [
-      '-- kennel-backup incremental archive',
-      marker('bookings', 'changedRows'),
-      'COPY kb_changes FROM stdin;',
-      '1\tfirst',
-      '2\tsecond',
-      '\\.',
-      marker('kennel.sizes', 'wholeTables'),
-      'COPY kb_changes FROM stdin;',
-      '\\.',
-      marker('no_key', 'notCaptured'),
-      '-- kennel-backup archive complete',
-      '',
-    ].join('\n'),
-  ),
-);
+/** A plain-format dump as pg_dump writes it: each table's data after its TABLE DATA comment. */
+const dumpOf = (tables: [string, string[]][]) =>
+  zstdCompressSync(
+    Buffer.from(
+      [
+        '--',
+        '-- PostgreSQL database dump',
+        '--',
+        '',
+        ...tables.flatMap(([table, rows]) => [
+          '--',
+          `-- Data for Name: ${table}; Type: TABLE DATA; Schema: public; Owner: kennel`,
+          '--',
+          '',
+          `COPY public.${table} (id) FROM stdin;`,
+          ...rows,
+          '\\.',
+          '',
+        ]),
+        '--',
+        '-- PostgreSQL database dump complete',
+        '--',
+        '',
+      ].join('\n'),
+    ),
+  );
+const ARCHIVE = dumpOf([
+  ['audit_logs', ['1', '2', '3']],
+  ['bookings', ['1', '2']],
+  ['"kennel.sizes"', []],
+]);
 
 const factsOf = (bytes: Buffer) => ({
   size: bytes.length,
@@ -75,7 +86,7 @@ beforeEach(() => {
 
 describe('VerifyArchive on a run just written', () => {
   it('lists the archive as unverified before reading it, then writes its verdict with the rows counted in the archive', async () => {
-    const plan = await incrementalPlan();
+    const plan = await monthlyPlan();
     const manifest = (await verifyArchive(
       client,
       catalog,
@@ -86,41 +97,33 @@ describe('VerifyArchive on a run just written', () => {
 
     // The archive is the only object read: there is no manifest yet to read.
     expect(s3.commandCalls(GetObjectCommand).map((c) => c.args[0].input.Key)).toEqual([plan.archiveKey]);
-    expect(written()).toEqual([
-      { ...manifest, tables: {}, capture: null, verification: { state: 'unverified' } },
-      manifest,
-    ]);
+    expect(written()).toEqual([{ ...manifest, tables: {}, verification: { state: 'unverified' } }, manifest]);
     expect(s3.commandCalls(PutObjectCommand).map((c) => c.args[0].input.Key)).toEqual([
       plan.manifestKey,
       plan.manifestKey,
     ]);
     expect(manifest).toMatchObject({
-      kind: 'incremental',
+      kind: 'monthly',
       database: 'kennel_prod',
       runId: plan.runId,
       archive: {
         key: plan.archiveKey,
         localPath: `${plan.localDir}/${plan.fileName}`,
-        format: 'changes',
+        format: 'plain',
         compression: 'zstd',
         size: ARCHIVE.length,
       },
-      window: { since: '2026-11-26T00:00:00.000Z', until: '2026-11-26T06:00:02.123456Z' },
+      window: { since: null, until: '2026-11-26T06:00:02.123456Z' },
       serverVersion: '150020',
-      excludedTables: ['audit_logs', 'session_logs'],
-      tables: { 'public.bookings': 2, 'public.kennel.sizes': 0 },
-      capture: {
-        changedRows: ['public.bookings'],
-        wholeTables: ['public.kennel.sizes'],
-        notCaptured: ['public.no_key'],
-      },
+      // The monthly dump leaves no table out: the log tables' rows are in it, and counted.
+      excludedTables: [],
+      tables: { 'public.audit_logs': 3, 'public.bookings': 2, 'public.kennel.sizes': 0 },
       verification: { state: 'verified', checkedAt: '2026-11-26T06:01:00.000Z' },
     });
-    expect(manifest.capture?.note).toContain('Rows are chosen by updated_at in the window.');
   });
 
   it('records an archive that differs from what the host reported as failed, with no tables, and throws', async () => {
-    const plan = await incrementalPlan();
+    const plan = await monthlyPlan();
     const facts = { ...factsOf(ARCHIVE), sha256: 'f'.repeat(64) };
     await expect(verifyArchive(client, catalog, { plan, facts }, excluded, NOW)).rejects.toMatchObject({
       name: 'ArchiveCorruptError',
@@ -128,12 +131,12 @@ describe('VerifyArchive on a run just written', () => {
     });
     expect(written()).toMatchObject([
       { verification: { state: 'unverified' }, tables: {} },
-      { verification: { state: 'failed' }, tables: {}, capture: null, archive: { sha256: 'f'.repeat(64) } },
+      { verification: { state: 'failed' }, tables: {}, archive: { sha256: 'f'.repeat(64) } },
     ]);
   });
 
   it('refuses facts that are not what the backup script reports, and records nothing', async () => {
-    const plan = await incrementalPlan();
+    const plan = await monthlyPlan();
     const facts = { ...factsOf(ARCHIVE), size: '12', until: undefined };
     await expect(verifyArchive(client, catalog, { plan, facts }, excluded, NOW)).rejects.toMatchObject({
       name: 'HostCommandFailedError',
@@ -145,12 +148,27 @@ describe('VerifyArchive on a run just written', () => {
 });
 
 describe('VerifyArchive on a backup in the catalog', () => {
-  it('checks the rows against the manifest and keeps its restore test', async () => {
-    const plan = await incrementalPlan();
+  it('refuses a legacy row-window archive, reading nothing of it, with the way to a point in time', async () => {
+    const legacy = pastBackup({ daysAgo: 3, now: NOW(), kind: 'incremental' });
+    const key = `${legacy.archive.key}.manifest.json`;
+    s3.reset();
+    s3.on(GetObjectCommand, { Key: key }).resolves({
+      Body: { transformToString: async () => JSON.stringify(legacy) } as never,
+    });
+    const refused = verifyArchive(client, catalog, { manifestKey: key }, excluded, NOW);
+    await expect(refused).rejects.toThrow(InvalidInputError);
+    await expect(refused).rejects.toThrow(`${legacy.archive.key} is a legacy row-window incremental archive`);
+    await expect(refused).rejects.toThrow(/start the point-in-time-recovery workflow/);
+    expect(s3.commandCalls(GetObjectCommand).map((c) => c.args[0].input.Key)).toEqual([key]);
+    expect(s3.commandCalls(PutObjectCommand)).toEqual([]);
+  });
+
+  it('checks the size and sha256 against the manifest and keeps its restore test', async () => {
+    const plan = await monthlyPlan();
     const first = await verifyArchive(client, catalog, { plan, facts: factsOf(ARCHIVE) }, excluded, NOW);
     const stored: DatabaseManifest = {
       ...(first as DatabaseManifest),
-      tables: { 'public.bookings': 3 },
+      archive: { ...first.archive, sha256: 'e'.repeat(64) },
       verification: {
         state: 'verified',
         restoreTest: { state: 'passed', checkedAt: '2026-11-26T06:02:00.000Z', detail: 'all rows' },
@@ -165,42 +183,15 @@ describe('VerifyArchive on a backup in the catalog', () => {
     }));
     await expect(
       verifyArchive(client, catalog, { manifestKey: plan.manifestKey }, excluded, NOW),
-    ).rejects.toThrow(/public\.bookings has 2 rows in the archive, the manifest says 3/);
+    ).rejects.toThrow(`the manifest says ${'e'.repeat(64)}`);
     expect(written()).toMatchObject([
-      {
-        tables: { 'public.bookings': 3 },
-        verification: { state: 'failed', restoreTest: { state: 'passed' } },
-      },
+      { verification: { state: 'failed', restoreTest: { state: 'passed' } } },
     ]);
   });
 
   it("passes an intact plain dump whose recorded counts came from the database, not the archive (a parent's count(*) held its children)", async () => {
-    const dump = zstdCompressSync(
-      Buffer.from(
-        [
-          '--',
-          '-- PostgreSQL database dump',
-          '--',
-          '',
-          '--',
-          '-- Data for Name: parent; Type: TABLE DATA; Schema: public; Owner: kennel',
-          '--',
-          '',
-          'COPY public.parent (id) FROM stdin;',
-          '1',
-          '\\.',
-          '',
-          '--',
-          '-- PostgreSQL database dump complete',
-          '--',
-          '',
-        ].join('\n'),
-      ),
-    );
-    const catalogWithoutBackups = {
-      newestOf: async () => ({ newestKey: undefined, newestVerified: undefined }),
-    } as unknown as Catalog;
-    const [plan] = await planBackup(config, catalogWithoutBackups, {
+    const dump = dumpOf([['parent', ['1']]]);
+    const [plan] = await planBackup(config, {} as Catalog, {
       input: { kind: 'full' },
       executionId: 'arn:aws:states:eu-west-1:123456789012:execution:kennel-backup-prod-database-backup:run-2',
       startedAt: '2026-11-26T02:00:00.000Z',

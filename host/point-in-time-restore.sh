@@ -1,0 +1,322 @@
+#!/bin/bash
+# Point-in-time recovery from the target's pgBackRest repository, on the DB host
+# (inside the database service's container for docker targets).
+#
+# Scope database: the backup set is restored side by side (host/side-cluster.sh:
+# a scratch data directory, a free port, a private socket directory, archiving
+# off) with `pgbackrest restore --type=time --target=<t> --target-action=promote`,
+# or to the end of the WAL in the repository for "latest"; once promoted, the
+# database is renamed there to the staging name and dumped (pg_dump directory
+# format, in parallel), checked (pg_amcheck, every B-tree against its heap), and
+# restored into the production cluster (pg_restore --create, in parallel): the
+# staging database carries the source's encoding, locale, ALTER DATABASE … SET
+# settings, owners and large objects. Its tables' row counts must equal the side
+# cluster's. The side cluster is stopped and removed on every way out (success,
+# failure, SIGTERM); what a run killed harder left is removed by the next run.
+#
+# Scope cluster: PostgreSQL is stopped, `pgbackrest restore --delta` brings the
+# whole data directory to the target, PostgreSQL is started with the options it
+# ran with (its postmaster.opts) and waits until it has promoted. Everything the
+# cluster wrote after the target is gone from it (the repository keeps it on the
+# old timeline).
+#
+# Both first commit a transaction and switch the WAL segment, and wait until that
+# segment is archived: the WAL up to now is in the repository, and a commit later
+# than any target in the past ends the recovery there (PostgreSQL fails a recovery
+# whose WAL ends before its target time).
+#
+# Prints one result line:
+# KB-RESULT {"scope", "set", "targetTime", "backupBytes", "timeline",
+#   "stoppedBefore", "lastTransactionAt", "database"?, "staging"?, "tables"?,
+#   "rows"?, "amcheck"?, "swept"?, "startedAt", "finishedAt",
+#   "seconds": {"restore", "recovery", "checks"?, "copy"?, "total"}}
+# stoppedBefore and lastTransactionAt are PostgreSQL's words from the recovered
+# cluster's log (the first transaction not applied; the last one applied), or null.
+#
+# Parameters: KB_PG_MODE KB_COMPOSE_FILE KB_COMPOSE_SERVICE KB_STANZA
+# KB_PGBACKREST_CONFIG KB_PGBACKREST_CONFIG_SHA256 KB_PGBACKREST_USER
+# KB_SCOPE (database or cluster) KB_SET (the backup set's label) KB_TARGET_TIME
+# (ISO 8601 with a zone; empty: the end of the WAL) KB_RUN (the run's id)
+# KB_ARCHIVE_WAIT_SECONDS KB_RECOVERY_WAIT_SECONDS (how long recovery may take
+# after consistency) KB_JOBS (pg_dump/pg_restore processes).
+# Scope database: KB_DATABASE KB_STAGING KB_ABSENT (a database that must not
+# exist, or empty) KB_SCRATCH_ROOT KB_SCRATCH_USER KB_LOCK_DIR.
+# Scope cluster: KB_PG_DATA (the cluster's data directory) KB_PG_LOG (the
+# restarted server logs to it, the run's id before its .log). KB_TEST_HOLD_FILE: tests only, never set by a
+# host command: once the side cluster is up, it stays until the test removes it.
+
+started_at=$(utc_now)
+# shellcheck disable=SC2034 # host/side-cluster.sh names the script with it
+side_script=point-in-time-restore
+if [[ ! $KB_SET =~ ^[0-9]{8}-[0-9]{6}F(_[0-9]{8}-[0-9]{6}[DI])?$ ]]; then
+  echo "point-in-time-restore: \"$KB_SET\" is not a pgBackRest backup label; start the recovery again from the workflow" >&2
+  exit 2
+fi
+run_pattern='^[0-9]{8}T[0-9]{6}Z_[0-9a-f]{8}$'
+if [[ ! $KB_RUN =~ $run_pattern ]]; then
+  echo "point-in-time-restore: \"$KB_RUN\" is not a run id; start the recovery again from the workflow" >&2
+  exit 2
+fi
+target_args=(--type=default)
+if [[ -n $KB_TARGET_TIME ]]; then
+  target_args=(--type=time "--target=$KB_TARGET_TIME" --target-action=promote)
+fi
+
+phase=prepare
+fail() {
+  echo "point-in-time-restore to ${KB_TARGET_TIME:-the end of the WAL} ($phase): $*" >&2
+  exit 1
+}
+
+# Commits a transaction, switches the WAL segment and waits until PostgreSQL has
+# archived it (its .ready file is gone). Fails when PostgreSQL does not answer.
+switch_and_archive() {
+  local segment ready deadline=$((SECONDS + KB_ARCHIVE_WAIT_SECONDS))
+  segment=$(pg_sql postgres <<'SQL'
+SELECT pg_current_xact_id() \g /dev/null
+SELECT pg_walfile_name(pg_switch_wal());
+SQL
+) || return 1
+  while :; do
+    ready=$(pg_sql postgres -v ready="$segment.ready" <<<"SELECT count(*) FROM pg_ls_archive_statusdir() WHERE name = :'ready'") || return 1
+    [[ $ready == 0 ]] && break
+    if ((SECONDS >= deadline)); then
+      echo "point-in-time-restore: PostgreSQL has not archived WAL segment $segment within $KB_ARCHIVE_WAIT_SECONDS s; the recovery would miss the newest changes. Read archive_command's error in the PostgreSQL log (the wal-archive-age alarm says since when)" >&2
+      return 1
+    fi
+    waited sleep 1
+  done
+  echo "point-in-time-restore: WAL up to segment $segment is in the repository"
+}
+
+# What pgBackRest knows of the set: its size in bytes.
+set_bytes() {
+  local info
+  info=$(pgbr info "--set=$KB_SET" --output=json) || return 1
+  if [[ $info != *"\"label\":\"$KB_SET\""* ]]; then
+    echo "point-in-time-restore: the repository of stanza $KB_STANZA has no backup set $KB_SET; start the recovery again (its plan reads the catalog)" >&2
+    return 1
+  fi
+  [[ $info =~ \"info\":\{\"delta\":[0-9]+,\"repository\":\{[^}]*\},\"size\":([0-9]+)\} ]] || return 1
+  echo "${BASH_REMATCH[1]}"
+}
+
+# A line of a recovered server's log, PostgreSQL's words after the marker, as a
+# JSON string, or null: "recovery stopping before commit of transaction …".
+log_fact() { # log_fact LOG-FILE PATTERN
+  local line
+  line=$(pg grep -oE "$2" "$1" | tail -n 1 | cut -c1-200 | sed 's/["\\]//g') || line=''
+  if [[ -n $line ]]; then printf '"%s"' "$line"; else printf 'null'; fi
+}
+
+if [[ $KB_SCOPE == cluster ]]; then
+  pgbr_config_current
+  backup_bytes=$(set_bytes) || fail "pgbackrest info failed (its message is above)"
+  phase=stop
+  t=$SECONDS
+  running=''
+  if pg_sql postgres <<<'SELECT 1' >/dev/null 2>&1; then
+    running=1
+    switch_and_archive || fail "the newest WAL could not be archived; nothing was changed"
+  fi
+  bindir=$(where_db server_bindir "$KB_PG_DATA") || fail "no server binaries for the cluster in $KB_PG_DATA"
+  # The options the server ran with, as pg_ctl restart reads them: the binary, then its arguments.
+  opts=$(pg cat "$KB_PG_DATA/postmaster.opts" 2>/dev/null) || opts=''
+  exec_path=${opts%% \"*}
+  post_opts=''
+  [[ $opts == *' "'* ]] && post_opts=${opts#* \"} && post_opts="\"$post_opts"
+  if [[ -n $running ]] || as_db_owner "$bindir/pg_ctl" status -D "$KB_PG_DATA" >/dev/null; then
+    echo "point-in-time-restore: stopping PostgreSQL ($KB_PG_DATA)"
+    waited as_db_owner "$bindir/pg_ctl" stop -D "$KB_PG_DATA" -m fast -w -t 600 >/dev/null ||
+      fail "PostgreSQL did not stop; nothing was restored"
+  fi
+  stop_seconds=$((SECONDS - t))
+  phase=restore
+  t=$SECONDS
+  echo "point-in-time-restore: restoring $KB_SET over $KB_PG_DATA (--delta)"
+  waited pgbr restore --delta "--set=$KB_SET" "${target_args[@]}" ||
+    fail "pgbackrest restore failed (its message is above); PostgreSQL is stopped: run this recovery again, or restore another set"
+  restore_seconds=$((SECONDS - t))
+  phase=recovery
+  t=$SECONDS
+  # The server's log from this start on, this run's own: its recovery's words are read from it.
+  server_log=${KB_PG_LOG%.log}-$KB_RUN.log
+  start=(as_db_owner "$bindir/pg_ctl" start -D "$KB_PG_DATA" -w -t 86400 -l "$server_log")
+  if [[ -n $exec_path && -x $exec_path ]]; then start+=(-p "$exec_path"); fi
+  if [[ -n $post_opts ]]; then start+=(-o "$post_opts"); fi
+  waited "${start[@]}" >/dev/null || {
+    pg tail -n 15 "$server_log" >&2 || true
+    fail "PostgreSQL did not start after the restore (its log is above)"
+  }
+  for ((tries = 0; ; tries += 1)); do
+    [[ $(pg_sql postgres <<<'SELECT pg_is_in_recovery()' 2>/dev/null) == f ]] && break
+    ((tries < KB_RECOVERY_WAIT_SECONDS)) ||
+      fail "PostgreSQL did not end recovery within $KB_RECOVERY_WAIT_SECONDS s; see $server_log"
+    waited sleep 1
+  done
+  recovery_seconds=$((SECONDS - t))
+  timeline=$(pg_sql postgres <<<'SELECT timeline_id FROM pg_control_checkpoint()') || timeline=0
+  printf 'KB-RESULT {"scope": "cluster", "set": "%s", "targetTime": %s, "backupBytes": %s, "timeline": %s, "stoppedBefore": %s, "lastTransactionAt": %s, "startedAt": "%s", "finishedAt": "%s", "seconds": {"stop": %s, "restore": %s, "recovery": %s, "total": %s}}\n' \
+    "$KB_SET" "$([[ -n $KB_TARGET_TIME ]] && printf '"%s"' "$KB_TARGET_TIME" || printf null)" "$backup_bytes" "${timeline:-0}" \
+    "$(log_fact "$server_log" 'recovery stopping before [^"]*')" \
+    "$(log_fact "$server_log" 'last completed transaction was at log time [^"]*')" \
+    "$started_at" "$(utc_now)" "$stop_seconds" "$restore_seconds" "$recovery_seconds" "$SECONDS"
+  exit 0
+fi
+
+# Scope database: one area for the stanza's recoveries, a directory per run in it.
+area=$KB_SCRATCH_ROOT/point-in-time-$KB_STANZA
+run=$area/$KB_RUN
+data=$run/data
+if [[ ! -d $KB_LOCK_DIR ]]; then
+  echo "point-in-time-restore: the directory $KB_LOCK_DIR for the recovery's lock does not exist on this host; create it (it is the target's backupDir)" >&2
+  exit 1
+fi
+exec {lock}>"$KB_LOCK_DIR/.point-in-time-restore.$KB_STANZA.lock"
+
+work=''
+cleanup_failed=''
+# Set once this run makes its directory: before, a directory of the same name
+# is another run's (one this run waits for).
+run_made=''
+# Stops and removes this run's side cluster; safe to call twice.
+remove_run() {
+  stop_child
+  if [[ -n $run_made ]]; then side_remove_run "$area" "$run_pattern" "$KB_RUN" || cleanup_failed=1; fi
+}
+staging_created=''
+on_exit() {
+  local status=$?
+  trap '' TERM INT
+  if ((status >= 128)); then
+    echo "point-in-time-restore ($phase): stopped by a signal (exit $status); removing its side cluster" >&2
+  fi
+  remove_run
+  if ((status != 0)) && [[ -n $staging_created ]]; then
+    pg dropdb --if-exists --force "$KB_STAGING" || echo "point-in-time-restore: could not drop the staging database $KB_STAGING; drop it by hand" >&2
+  fi
+  if [[ -n $work ]]; then rm -rf -- "$work"; fi
+  if [[ $status == 0 && -n $cleanup_failed ]]; then status=1; fi
+  exit "$status"
+}
+trap on_exit EXIT
+
+flock -n "$lock" || fail "another point-in-time recovery of $KB_STANZA runs on this host; wait for it to end"
+pgbr_config_current
+work=$(mktemp -d)
+
+exists() { # exists DATABASE
+  [[ -n $(pg_sql postgres -v name="$1" <<<"SELECT 1 FROM pg_database WHERE datname = :'name'") ]]
+}
+for name in "$KB_STAGING" $KB_ABSENT; do
+  if exists "$name"; then
+    fail "the database $name already exists; a recovery never writes into an existing database. Drop it, or choose another targetDatabase. Nothing was changed"
+  fi
+done
+
+swept=()
+side_sweep "$KB_SCRATCH_ROOT" "$area" "$run_pattern" >"$work/swept" ||
+  fail "could not remove what an interrupted recovery left in $area"
+readarray -t swept <"$work/swept"
+if ((${#swept[@]} > 0)); then
+  echo "point-in-time-restore: removed what an interrupted recovery left: ${swept[*]}" >&2
+fi
+
+switch_and_archive || fail "the newest WAL could not be archived; nothing was changed"
+backup_bytes=$(set_bytes) || fail "pgbackrest info failed (its message is above)"
+# The restored files, a tenth and 256 MiB for WAL, and the dump (at most the cluster's size again).
+needed=$((2 * backup_bytes + backup_bytes / 10 + 256 * 1024 * 1024))
+available=$(bytes_free "$area")
+if ((available < needed)); then
+  fail "needs $needed bytes free in $area (twice the backup's $backup_bytes bytes, for the side cluster and the dump, a tenth more and 256 MiB for WAL), and its filesystem has $available; free space there or set pgbackrest.scratchDirectory of target $KB_STANZA to a larger filesystem. Nothing was changed"
+fi
+
+run_made=1
+socket=$(where_db_as_owner side_make_run_dir "$run") ||
+  fail "the cluster's OS user $KB_PGBACKREST_USER cannot create $run and a directory in /tmp; give it $area or set pgbackrest.scratchDirectory to a directory it can reach"
+
+phase=restore
+echo "point-in-time-restore: restoring $KB_SET ($backup_bytes bytes) into $run"
+t=$SECONDS
+waited pgbr restore "--set=$KB_SET" "${target_args[@]}" --archive-mode=off \
+  "--pg1-path=$data" "--tablespace-map-all=$run/tablespaces" ||
+  fail "pgbackrest restore failed (its message is above)"
+restore_seconds=$((SECONDS - t))
+
+phase=recovery
+t=$SECONDS
+side_start "$run" "$socket" "$KB_SCRATCH_USER" "$KB_RECOVERY_WAIT_SECONDS" ||
+  fail "the side cluster did not recover to the target (see above)"
+recovery_seconds=$((SECONDS - t))
+side_sql() { side_client psql -X -A -t -q -v ON_ERROR_STOP=1 "$@"; }
+state=$(side_sql -d postgres <<<'SELECT pg_is_in_recovery(), timeline_id FROM pg_control_checkpoint()') ||
+  fail "could not query the side cluster"
+IFS='|' read -r in_recovery timeline <<<"$state"
+[[ $in_recovery == f ]] || fail "the side cluster is still in recovery after it accepted connections"
+stopped_before=$(log_fact "$run/server.log" 'recovery stopping before [^"]*')
+last_transaction=$(log_fact "$run/server.log" 'last completed transaction was at log time [^"]*')
+
+if [[ -n ${KB_TEST_HOLD_FILE:-} ]]; then
+  # shellcheck disable=SC2154 # side_start (host/side-cluster.sh) set them
+  printf '%s %s %s\n' "$side_socket" "$side_port" "$KB_SCRATCH_USER" >"$KB_TEST_HOLD_FILE"
+  while [[ -e $KB_TEST_HOLD_FILE ]]; do waited sleep 0.2; done
+fi
+
+phase=copy
+t=$SECONDS
+[[ -n $(side_sql -d postgres -v name="$KB_DATABASE" <<<"SELECT 1 FROM pg_database WHERE datname = :'name'") ]] ||
+  fail "the database $KB_DATABASE did not exist at the target time; pick a later time, or another database. Nothing was changed"
+# Renamed on the side cluster, so that pg_dump --create names the staging database.
+side_sql -d template1 -v from="$KB_DATABASE" -v to="$KB_STAGING" <<<'ALTER DATABASE :"from" RENAME TO :"to"' ||
+  fail "could not rename $KB_DATABASE on the side cluster"
+waited side_client pg_dump -Fd -j "$KB_JOBS" --create -f "$run/dump" -d "dbname=$(conninfo_value "$KB_STAGING")" ||
+  fail "pg_dump of $KB_DATABASE from the side cluster failed (its message is above)"
+copy_seconds=$((SECONDS - t))
+
+phase=amcheck
+t=$SECONDS
+# After the dump: --install-missing adds amcheck to the side cluster's database only.
+if ! waited side_client pg_amcheck -d "$KB_STAGING" --install-missing --heapallindexed --rootdescend >"$work/amcheck" 2>&1; then
+  echo "point-in-time-restore: pg_amcheck reported $(grep -c . "$work/amcheck") lines; the first:" >&2
+  head -n 20 "$work/amcheck" | cut -c1-300 >&2
+  fail "pg_amcheck found corruption in $KB_DATABASE as recovered, or could not check it; nothing was changed"
+fi
+# Every table's exact row count, compared after the copy: one JSON line each.
+counts_sql=$(cat <<'SQL'
+SELECT format('SELECT json_build_array(%L::text, %L::text, count(*)) FROM ONLY %I.%I', n.nspname, c.relname, n.nspname, c.relname)
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_(toast|temp_|toast_temp_)'
+ORDER BY n.nspname COLLATE "C", c.relname COLLATE "C" \gexec
+SQL
+)
+waited side_sql -d "$KB_STAGING" <<<"$counts_sql" >"$work/side-counts" ||
+  fail "could not count the rows of $KB_DATABASE on the side cluster"
+checks_seconds=$((SECONDS - t))
+
+phase=copy
+t=$SECONDS
+exists "$KB_STAGING" && fail "the database $KB_STAGING appeared on production during the recovery; it is not this run's and stays. Nothing was changed"
+staging_created=1
+waited pg pg_restore -d postgres --create --exit-on-error -j "$KB_JOBS" "$run/dump" ||
+  fail "pg_restore into the production cluster failed (its message is above); the staging database is dropped"
+copy_seconds=$((copy_seconds + SECONDS - t))
+remove_run
+[[ -z $cleanup_failed ]] || exit 1
+
+pg_sql "$KB_STAGING" <<<"$counts_sql" >"$work/staging-counts" || fail "could not count the rows of $KB_STAGING"
+if ! cmp -s "$work/side-counts" "$work/staging-counts"; then
+  diff "$work/side-counts" "$work/staging-counts" | head -n 10 | cut -c1-300 >&2
+  fail "the staging database's row counts differ from the recovered database's (above); the staging database is dropped"
+fi
+tables=0
+rows=0
+while IFS= read -r line; do
+  [[ $line =~ ,[[:space:]]*([0-9]+)\]$ ]] || fail "unexpected count line from the side cluster"
+  tables=$((tables + 1))
+  rows=$((rows + BASH_REMATCH[1]))
+done <"$work/side-counts"
+echo "point-in-time-restore: $KB_DATABASE recovered to ${KB_TARGET_TIME:-the end of the WAL} and copied into $KB_STAGING: $tables tables, $rows rows; amcheck passed; the side cluster is removed"
+printf 'KB-RESULT {"scope": "database", "set": "%s", "targetTime": %s, "backupBytes": %s, "timeline": %s, "stoppedBefore": %s, "lastTransactionAt": %s, "database": "%s", "staging": "%s", "tables": %s, "rows": %s, "amcheck": "passed", "swept": %s, "startedAt": "%s", "finishedAt": "%s", "seconds": {"restore": %s, "recovery": %s, "checks": %s, "copy": %s, "total": %s}}\n' \
+  "$KB_SET" "$([[ -n $KB_TARGET_TIME ]] && printf '"%s"' "$KB_TARGET_TIME" || printf null)" "$backup_bytes" "$timeline" \
+  "$stopped_before" "$last_transaction" "$KB_DATABASE" "$KB_STAGING" "$tables" "$rows" "$(json_list "${swept[@]}")" \
+  "$started_at" "$(utc_now)" "$restore_seconds" "$recovery_seconds" "$checks_seconds" "$copy_seconds" "$SECONDS"

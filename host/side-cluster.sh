@@ -1,0 +1,288 @@
+# shellcheck shell=bash
+# A side cluster: a pgBackRest backup restored into a scratch data directory and
+# started beside production, on a free port with its socket in a private
+# directory, archiving off. The restore test and the point-in-time recovery use
+# it; shared/host/shell.ts renders this file after common.sh for the scripts that
+# do (SIDE_CLUSTER_SCRIPTS).
+#
+# The side cluster can never touch production: archiving is off (pgBackRest's
+# --archive-mode=off, and archive_mode/archive_command overridden on the command
+# line, which outranks postgresql.auto.conf), so no WAL or timeline history file
+# reaches the repository; it listens on no TCP address, only on a socket in a
+# private directory, with its own hba file; tablespaces are restored into the
+# scratch directory, never into their original locations; its memory settings are
+# small, so it cannot starve the production server of memory.
+#
+# A script using it sets `side_script` (its name, for messages) and, when it holds
+# a lock no long-lived child may inherit, `lock` (the descriptor). It keeps `child`
+# (a waited command) for its EXIT trap.
+
+side_script=${side_script:-side-cluster}
+child=''
+
+# Removes side-cluster scratch directories and stops every process of the
+# cluster's OS user working in them: the side postmaster (immediate shutdown,
+# once the pid in its postmaster.pid is seen running in that data directory, so a
+# reused pid is never signalled), its backends, a pgbackrest restore still writing
+# there. With a NAME, that run's directory only; without, every directory of the
+# area whose name matches PATTERN (an extended regular expression), and processes
+# whose directory is already gone. Prints `dir PATH` for each directory removed
+# and `processes N` for those it stopped. Runs where the database lives, as root
+# there (shipped as text by where_db: in a container it cannot run from this
+# file). Builtins only in the scan, which runs a few times a second.
+side_remove() { # side_remove AREA OWNER PATTERN [NAME]
+  local area=$1 pattern=$3 name=${4:-} uid dirs=() dir pid prefix found=0 tries
+  uid=$(id -u "$2")
+  if [[ -n $name ]]; then
+    [[ -d $area/$name ]] && dirs=("$area/$name")
+    prefix=$area/$name/
+  else
+    for dir in "$area"/*; do
+      [[ -d $dir && ${dir##*/} =~ $pattern ]] && dirs+=("$dir")
+    done
+    prefix=$area/
+  fi
+  # The owner's processes under the prefix: by their directory, or by a path on their command line.
+  ours() {
+    local proc key value cwd args
+    for proc in /proc/[0-9]*; do
+      [[ ${proc#/proc/} == "$$" ]] && continue
+      value=''
+      # A process may end while it is looked at: its files are gone then.
+      while read -r key value _; do
+        [[ $key == Uid: ]] && break
+      done 2>/dev/null <"$proc/status"
+      [[ $value == "$uid" ]] || continue
+      cwd=$(readlink "$proc/cwd" 2>/dev/null) || cwd=''
+      mapfile -d '' args 2>/dev/null <"$proc/cmdline" || args=()
+      if [[ ${cwd% (deleted)}/ == "$prefix"* || "${args[*]}" == *"$prefix"* ]]; then
+        printf '%s\n' "${proc#/proc/}"
+      fi
+    done
+  }
+  found=$(ours | grep -c .) || true
+  for dir in "${dirs[@]}"; do
+    [[ -f $dir/data/postmaster.pid ]] || continue
+    pid=$(head -n 1 "$dir/data/postmaster.pid")
+    if [[ $pid =~ ^[0-9]+$ && $(readlink "/proc/$pid/cwd" 2>/dev/null) == "$dir/data" ]]; then
+      kill -QUIT "$pid" 2>/dev/null || true
+    fi
+  done
+  for tries in {1..100}; do
+    [[ -z $(ours) ]] && break
+    # An immediate shutdown takes a moment; whatever still runs after 10 s is killed.
+    if ((tries % 50 == 0)); then
+      for pid in $(ours); do kill -KILL "$pid" 2>/dev/null || true; done
+    fi
+    sleep 0.2
+  done
+  if [[ -n $(ours) ]]; then
+    echo "side cluster: processes $(ours | tr '\n' ' ')still run in $prefix after SIGKILL; remove it once they are gone" >&2
+    return 1
+  fi
+  for dir in "${dirs[@]}"; do
+    # The run's socket directory in /tmp, when it is one side_make_run_dir made.
+    if [[ -f $dir/socket-dir && $(<"$dir/socket-dir") =~ ^/tmp/kb-side\.[A-Za-z0-9]+$ ]]; then
+      rm -rf -- "$(<"$dir/socket-dir")"
+    fi
+    rm -rf -- "$dir"
+    printf 'dir %s\n' "$dir"
+  done
+  printf 'processes %s\n' "$found"
+}
+
+# Runs a function of these scripts where the database lives: as root there
+# (where_db), or as the cluster's OS user (where_db_as_owner).
+where_db() { # where_db FUNCTION ARGS...
+  { declare -f "$1"; printf '%s "$@"\n' "$1"; } | pg bash -s -- "${@:2}"
+}
+where_db_as_owner() { # where_db_as_owner FUNCTION ARGS...
+  { declare -f "$1"; printf '%s "$@"\n' "$1"; } | as_db_owner bash -s -- "${@:2}"
+}
+
+# Runs a command in the background and waits for it, so that SIGTERM is handled
+# at once (bash runs a trap only after its foreground command has ended). Its
+# standard input stays this script's (a background job's would be /dev/null); a
+# lock's descriptor (`lock`) is not inherited, or a leftover could hold it.
+waited() {
+  if [[ -n ${lock:-} ]]; then
+    "$@" <&0 {lock}>&- &
+  else
+    "$@" <&0 &
+  fi
+  child=$!
+  local status=0
+  wait "$child" || status=$?
+  child=''
+  return "$status"
+}
+
+# Ends a waited command still running (from an EXIT trap).
+stop_child() {
+  if [[ -n $child ]]; then
+    kill "$child" 2>/dev/null || true
+    wait "$child" 2>/dev/null || true
+    child=''
+  fi
+}
+
+# Stops what the script waits on and removes a run's side cluster (side_remove
+# with a NAME); safe to call twice, and before the run's directory exists. A
+# failure is said, and left to the next run's sweep.
+side_remove_run() { # side_remove_run AREA PATTERN NAME
+  stop_child
+  where_db side_remove "$1" "$KB_PGBACKREST_USER" "$2" "$3" >/dev/null && return 0
+  echo "$side_script: could not remove the side cluster in $1/$3; the next run for $KB_STANZA removes it" >&2
+  return 1
+}
+
+# The first port from a random start in 20000-29999 on which nothing listens
+# where the database lives: the side cluster listens on no TCP address, but its
+# port also keys its shared memory, which must not be production's.
+free_port() {
+  local file listening=' ' _sl address _rem st port
+  for file in /proc/net/tcp /proc/net/tcp6; do
+    [[ -r $file ]] || continue
+    while read -r _sl address _rem st _; do
+      [[ $st == 0A ]] && listening+="$((16#${address##*:})) "
+    done <"$file"
+  done
+  port=$((20000 + RANDOM % 10000))
+  for _ in {1..10000}; do
+    [[ $listening == *" $port "* ]] || { echo "$port"; return 0; }
+    port=$((port == 29999 ? 20000 : port + 1))
+  done
+  echo "side cluster: every port in 20000-29999 is taken" >&2
+  return 1
+}
+
+# The server binaries of the restored cluster's major version: pg_ctl on PATH if
+# it is that version, else the Debian or PGDG layout. Prints their directory.
+server_bindir() { # server_bindir DATA-DIRECTORY
+  local version dir tried=() found tool ok
+  version=$(cat "$1/PG_VERSION")
+  found=$(command -v pg_ctl || true)
+  for dir in ${found:+"${found%/*}"} "/usr/lib/postgresql/$version/bin" "/usr/pgsql-$version/bin"; do
+    tried+=("$dir")
+    ok=1
+    for tool in postgres pg_ctl pg_amcheck psql pg_isready pg_dump; do [[ -x $dir/$tool ]] || ok=''; done
+    [[ -n $ok ]] || continue
+    [[ $("$dir/postgres" --version) =~ \)\ ([0-9]+) && ${BASH_REMATCH[1]} == "$version" ]] || continue
+    echo "$dir"
+    return 0
+  done
+  echo "side cluster: no PostgreSQL $version server binaries (postgres, pg_ctl, pg_amcheck, psql, pg_isready, pg_dump) in ${tried[*]}; install the server package of version $version where the database runs" >&2
+  return 1
+}
+
+# The run's directory, made by the cluster's OS user (pgBackRest restores as it
+# and the side cluster runs as it), with a trust hba for the private socket only.
+side_make_run_dir() { # side_make_run_dir RUN: prints the socket directory it made
+  local socket
+  mkdir -m 700 "$1" "$1/data" "$1/tablespaces"
+  printf 'local all all trust\n' >"$1/hba.conf"
+  # The socket's path must fit in 107 bytes (sun_path), which a scratch area with
+  # a long stanza and name would not: a short private directory in /tmp, named in
+  # the run's directory so that side_remove removes it with the run.
+  socket=$(mktemp -d /tmp/kb-side.XXXXXXXX)
+  printf '%s\n' "$socket" >"$1/socket-dir"
+  printf '%s\n' "$socket"
+}
+
+# Sweeps the area: what an interrupted run left (killed by SIGKILL, a reboot).
+# Prints the directories removed, one a line. The area is made if missing: the
+# scratch root made here is the cluster's OS user's; one that exists stays as it is.
+side_sweep() { # side_sweep ROOT AREA PATTERN
+  if ! pg test -d "$1"; then
+    pg mkdir -p -m 700 "$1"
+    pg chown "$KB_PGBACKREST_USER" "$1"
+  fi
+  pg mkdir -p -m 700 "$2"
+  pg chown "$KB_PGBACKREST_USER" "$2"
+  local out what path
+  out=$(where_db side_remove "$2" "$KB_PGBACKREST_USER" "$3") || return 1
+  while read -r what path; do
+    if [[ $what == dir ]]; then printf '%s\n' "$path"; fi
+  done <<<"$out"
+}
+
+# Bytes free on the filesystem of a directory where the database lives.
+bytes_free() { # bytes_free DIR
+  local available
+  read -r _ _ _ available _ < <(pg df -P -B1 "$1" | tail -n 1)
+  echo "$available"
+}
+
+# The side cluster's state, set by side_start and read by side_client: its
+# binaries, socket directory, port and the role the tools connect as.
+side_bindir=''
+side_socket=''
+side_port=''
+side_user=''
+
+side_log() { # side_log RUN
+  echo "$side_script: the side cluster's log ends with:" >&2
+  pg tail -n 15 "$1/server.log" >&2 || true
+}
+
+# Starts the side cluster restored into RUN/data and waits until it has ended
+# recovery and accepts connections (promoted), at most WAIT seconds after it
+# reached a consistent state. The restored postgresql.conf (if the cluster keeps
+# it in its data directory) and postgresql.auto.conf stay as production has them;
+# the command line outranks both, so whatever they say, these hold. No config
+# file at all (Debian keeps it in /etc): an empty one.
+side_start() { # side_start RUN SOCKET USER WAIT
+  local run=$1 data=$1/data wait=$4 options tries
+  side_socket=$2
+  side_user=$3
+  side_bindir=$(where_db server_bindir "$data") || return 1
+  side_port=$(where_db free_port) || return 1
+  options="-p $side_port -c listen_addresses='' -c unix_socket_directories=$side_socket -c unix_socket_permissions=0700"
+  options+=" -c data_directory=$data -c hba_file=$run/hba.conf -c ident_file=$run/hba.conf"
+  options+=" -c external_pid_file=$run/postmaster.external.pid -c cluster_name=kb-side"
+  options+=" -c archive_mode=off -c archive_command='' -c archive_library=''"
+  options+=" -c primary_conninfo='' -c primary_slot_name='' -c synchronous_standby_names='' -c hot_standby=off"
+  options+=" -c shared_buffers=128MB -c huge_pages=off -c max_connections=20 -c autovacuum=off"
+  options+=" -c shared_preload_libraries='' -c logging_collector=off -c ssl=off"
+  as_db_owner touch -a "$data/postgresql.conf"
+  # pg_ctl -w returns once recovery has reached a consistent state (with
+  # hot_standby off, the postmaster then says "standby"), or fails if it never
+  # does; the host command's timeout bounds that wait.
+  if ! waited as_db_owner "$side_bindir/pg_ctl" start -w -t 86400 -D "$data" -l "$run/server.log" -o "$options" >/dev/null; then
+    side_log "$run"
+    echo "$side_script: the side cluster did not start (its log is above): unless the log names another cause, the backup and its WAL do not recover to a consistent state" >&2
+    return 1
+  fi
+  # Then until it has ended recovery and promoted: pg_isready says 0 once it
+  # accepts connections.
+  for ((tries = 0; ; tries += 1)); do
+    as_db_owner "$side_bindir/pg_isready" -q -h "$side_socket" -p "$side_port" && return 0
+    if ! as_db_owner "$side_bindir/pg_ctl" status -D "$data" >/dev/null; then
+      side_log "$run"
+      echo "$side_script: the side cluster stopped during recovery (its log is above)" >&2
+      return 1
+    fi
+    if ((tries >= wait * 2)); then
+      side_log "$run"
+      echo "$side_script: the side cluster did not end recovery and accept connections on its socket in $side_socket within $wait s of reaching a consistent state" >&2
+      return 1
+    fi
+    waited sleep 0.5
+  done
+}
+
+# A client tool on the side cluster: a clean environment (none of production's
+# PG* variables), its socket, its port, timeouts of the restored roles and
+# databases overruled.
+side_client() { # side_client TOOL ARGS...
+  local tool=$1
+  shift
+  as_db_owner env -i PGOPTIONS='-c statement_timeout=0 -c lock_timeout=0 -c idle_in_transaction_session_timeout=0 -c default_transaction_read_only=off' \
+    "$side_bindir/$tool" -h "$side_socket" -p "$side_port" -U "$side_user" "$@"
+}
+
+# A conninfo value: single-quoted, with \ and ' escaped.
+conninfo_value() {
+  local value=${1//\\/\\\\}
+  printf "'%s'" "${value//\'/\\\'}"
+}

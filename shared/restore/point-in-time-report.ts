@@ -1,0 +1,157 @@
+import { POINT_IN_TIME_RESULT as RESULT } from '../../statemachines/point-in-time-recovery.ts';
+import type { Catalog } from '../catalog/catalog.ts';
+import { recoveryRecord, writeRecoveryRecord } from '../catalog/recoveries.ts';
+import { caughtErrorSchema } from '../core/errors.ts';
+import { parseInput } from '../core/input.ts';
+import * as z from '../core/schema.ts';
+import { commandStateSchema } from '../host/command-stage.ts';
+import { pointInTimePlanSchema } from './point-in-time.ts';
+
+/** What host/point-in-time-restore.sh reports on its KB-RESULT line. */
+export const pointInTimeFactsSchema = z.object({
+  scope: z.enum(['database', 'cluster']),
+  set: z.string(),
+  targetTime: z.nullable(z.string()),
+  backupBytes: z.int().check(z.nonnegative()),
+  timeline: z.int().check(z.nonnegative()),
+  /** PostgreSQL's words: "recovery stopping before commit of transaction N, time T", or null (the end of the WAL). */
+  stoppedBefore: z.nullable(z.string()),
+  /** PostgreSQL's words: "last completed transaction was at log time T". */
+  lastTransactionAt: z.nullable(z.string()),
+  database: z.optional(z.string()),
+  staging: z.optional(z.string()),
+  tables: z.optional(z.int()),
+  rows: z.optional(z.int()),
+  amcheck: z.optional(z.literal('passed')),
+  swept: z.optional(z.array(z.string())),
+  startedAt: z.iso.datetime(),
+  finishedAt: z.iso.datetime(),
+  seconds: z.object({
+    stop: z.optional(z.number()),
+    restore: z.number(),
+    recovery: z.number(),
+    checks: z.optional(z.number()),
+    copy: z.optional(z.number()),
+    total: z.number(),
+  }),
+});
+
+export type PointInTimeFacts = z.infer<typeof pointInTimeFactsSchema>;
+
+/** What the execution holds when ReportPointInTimeRecovery runs; the swap's parts ran for a database only. */
+const finishedSchema = z.object({
+  [RESULT.plan]: pointInTimePlanSchema,
+  [RESULT.restore]: z.extend(commandStateSchema, { result: pointInTimeFactsSchema }),
+  [RESULT.stop]: z.optional(commandStateSchema),
+  [RESULT.safetyDump]: z.optional(commandStateSchema),
+  [RESULT.safetyDumpVerification]: z.optional(z.object({ key: z.string() })),
+  [RESULT.swap]: z.optional(commandStateSchema),
+  [RESULT.start]: z.optional(commandStateSchema),
+  [RESULT.pruneFailed]: z.optional(caughtErrorSchema),
+  [RESULT.fullBackup]: z.optional(z.object({ ExecutionArn: z.string() })),
+  [RESULT.fullBackupFailed]: z.optional(caughtErrorSchema),
+});
+
+const secondsBetween = (from: string, to: string | undefined) =>
+  to === undefined ? null : Math.round((Date.parse(to) - Date.parse(from)) / 100) / 10;
+
+/**
+ * The record of a finished recovery, which is the execution's output, and the
+ * measured rate written to the catalog (catalog/recoveries/<target>/…), which the
+ * next dry run's expected duration reads.
+ */
+export async function reportPointInTimeRecovery(catalog: Catalog, state: unknown, finishedAt: string) {
+  const s = parseInput(finishedSchema, state, 'The ReportPointInTimeRecovery state');
+  const { plan } = s;
+  const facts = s.restore.result;
+  const rateKey = await writeRecoveryRecord(
+    catalog,
+    recoveryRecord({
+      target: plan.target,
+      source: 'point-in-time-recovery',
+      runId: plan.runId,
+      executionId: plan.executionId,
+      measuredAt: facts.finishedAt,
+      set: facts.set,
+      backupBytes: facts.backupBytes,
+      restoreSeconds: facts.seconds.restore,
+      recoverySeconds: facts.seconds.recovery,
+    }),
+  );
+  const stages = [
+    ...(facts.seconds.stop === undefined ? [] : [{ stage: 'stop PostgreSQL', seconds: facts.seconds.stop }]),
+    { stage: 'restore the backup set', seconds: facts.seconds.restore },
+    { stage: 'replay the WAL and promote', seconds: facts.seconds.recovery },
+    ...(facts.seconds.checks === undefined
+      ? []
+      : [{ stage: 'amcheck and counts', seconds: facts.seconds.checks }]),
+    ...(facts.seconds.copy === undefined
+      ? []
+      : [{ stage: 'copy into staging', seconds: facts.seconds.copy }]),
+    ...(s.swap
+      ? [{ stage: 'swap into place', seconds: secondsBetween(s.swap.sentAt, s.swap.finishedAt) }]
+      : []),
+  ];
+  const warnings = [
+    ...(s.pruneFailed
+      ? [`Pruning old safety dumps failed (${s.pruneFailed.Error}); they stay until a later run prunes them.`]
+      : []),
+    ...(s.fullBackupFailed
+      ? [
+          `The full backup after the recovery could not be started (${s.fullBackupFailed.Error}): start database-backup with {"kind": "full"} now; the backups from before the recovery hold the abandoned timeline.`,
+        ]
+      : []),
+  ];
+  const checks =
+    plan.scope === 'database'
+      ? [
+          `pgBackRest restored ${facts.set} side by side and PostgreSQL recovered it to ${plan.targetTime} and promoted (timeline ${facts.timeline})`,
+          `pg_amcheck of ${plan.database} (heap, TOAST, every B-tree against its heap) passed`,
+          `${facts.tables} tables, ${facts.rows} rows: the staging database's row counts equal the recovered database's`,
+          ...(s.safetyDumpVerification
+            ? [`safety dump ${s.safetyDumpVerification.key} verified: complete, size and sha256 match`]
+            : []),
+        ]
+      : [
+          `pgBackRest restored ${facts.set} over the data directory (--delta) and PostgreSQL recovered it to ${plan.targetTime} and promoted (timeline ${facts.timeline})`,
+        ];
+  const totalSeconds = secondsBetween(plan.startedAt, finishedAt);
+  const applicationDownSeconds = s.stop && s.start ? secondsBetween(s.stop.sentAt, s.start.finishedAt) : null;
+  const what =
+    plan.scope === 'cluster'
+      ? `the whole cluster of ${plan.target}`
+      : `${plan.targetDatabase} on ${plan.target}`;
+  const summary = [
+    `${what} recovered to ${plan.targetTime} from ${plan.base.label} and the WAL in ${totalSeconds} s`,
+    `PostgreSQL: ${facts.stoppedBefore ?? 'recovered to the end of the WAL'}; ${facts.lastTransactionAt ?? 'no transaction replayed'}`,
+    ...(plan.overProduction
+      ? [
+          `The replaced database is kept as ${plan.replacedDatabase}; the safety dump ${plan.safetyDump?.archiveKey} brings it back.`,
+          `Application down for ${applicationDownSeconds} s`,
+        ]
+      : []),
+    ...(s.fullBackup ? [`Full backup started: ${s.fullBackup.ExecutionArn}`] : []),
+    `Checks passed: ${checks.join('; ')}`,
+    `Stages: ${stages.map((t) => `${t.stage} ${t.seconds} s`).join(', ')}`,
+    ...warnings.map((w) => `Warning: ${w}`),
+  ].join('\n');
+  return {
+    recovered: plan.scope === 'cluster' ? plan.target : plan.targetDatabase,
+    scope: plan.scope,
+    targetTime: plan.targetTime,
+    set: plan.base.label,
+    wal: plan.wal,
+    stoppedBefore: facts.stoppedBefore,
+    lastTransactionAt: facts.lastTransactionAt,
+    replacedDatabase: plan.overProduction ? plan.replacedDatabase : null,
+    safetyDump: plan.safetyDump?.archiveKey ?? null,
+    fullBackup: s.fullBackup?.ExecutionArn ?? null,
+    measuredRateKey: rateKey,
+    checks,
+    stages,
+    applicationDownSeconds,
+    totalSeconds,
+    warnings,
+    summary,
+  };
+}

@@ -1,0 +1,157 @@
+import { at, hostCommand, hostCommandNames, NOTIFY_FAILURE, PLAN, type States, task } from './steps.ts';
+
+/**
+ * The staged swap that the database restore and the point-in-time recovery both
+ * end with, once a checked staging database is on the production cluster: into
+ * a new database, a rename; over the database the backups were taken of, the
+ * application stopped, a safety dump taken and verified, the rename (the
+ * replaced database renamed aside in the same transaction and kept), the
+ * application started again and old safety dumps pruned. Every failure after the
+ * stop starts the application again before the alert.
+ *
+ * The plan (`$.plan`) gives `overProduction`, `safetyDump` (a backup run's plan)
+ * and what database-swap, application-stop and application-start read.
+ */
+
+/** The first state of the swap, and the one every failure after the stop goes to. */
+export const SWAP_STATE = {
+  enter: 'ReplacesProduction',
+  onError: 'WasApplicationStopped',
+} as const;
+
+/** The swap's host commands, whose states an alert names when it says how far a failed run got. */
+export const SWAP_COMMAND = {
+  applicationStop: /* @__PURE__ */ hostCommandNames('ApplicationStop', 'StopApplication'),
+  safetyDump: /* @__PURE__ */ hostCommandNames('SafetyDump'),
+  swap: /* @__PURE__ */ hostCommandNames('Swap'),
+  applicationStart: /* @__PURE__ */ hostCommandNames('ApplicationStart', 'StartApplication'),
+  applicationRestart: /* @__PURE__ */ hostCommandNames('ApplicationRestart', 'RestartApplication'),
+} as const;
+
+/** Where each of the swap's stages puts its result; the alert and the reports read them. */
+export const SWAP_RESULT = {
+  stop: 'stop',
+  safetyDump: 'safetyDump',
+  safetyDumpVerification: 'safetyDumpVerification',
+  swap: 'swap',
+  start: 'start',
+  prune: 'prune',
+  localPrune: 'localPrune',
+  /** Pruning old safety dumps failed after the swap succeeded: reported, not fatal. */
+  pruneFailed: 'pruneFailed',
+  restart: 'restart',
+  /** Starting the application again after a failure failed too. */
+  restartFailed: 'restartFailed',
+} as const;
+
+/**
+ * The swap's states, from ReplacesProduction to `report` (the workflow's report
+ * stage), and WasApplicationStopped, where the workflow's other failures go too.
+ */
+export function stagedSwap(options: { report: string; what: string }): States {
+  const C = SWAP_COMMAND;
+  const R = SWAP_RESULT;
+  const onError = { next: SWAP_STATE.onError };
+  const onPruneError = { next: options.report, resultPath: at(R.pruneFailed) };
+  const onRestartError = { next: NOTIFY_FAILURE, resultPath: at(R.restartFailed) };
+  return {
+    [SWAP_STATE.enter]: {
+      Type: 'Choice',
+      Comment:
+        'Replacing a database needs the application stopped and a safety dump first; a new database does not.',
+      Choices: [{ Variable: at(PLAN, 'overProduction'), BooleanEquals: true, Next: C.applicationStop.start }],
+      Default: C.swap.start,
+    },
+    ...hostCommand(C.applicationStop, {
+      comment:
+        "Stops the application with the target's configured commands, so that the safety dump holds its last write.",
+      script: 'application-stop',
+      parameters: { 'plan.$': at(PLAN) },
+      resultPath: at(R.stop),
+      pollSeconds: 5,
+      onError,
+      next: C.safetyDump.start,
+    }),
+    ...hostCommand(C.safetyDump, {
+      comment:
+        'Dumps the database about to be replaced, log tables included (kind safety); VerifySafetyDump registers it in the catalog.',
+      script: 'database-backup',
+      parameters: { 'plan.$': at(PLAN, 'safetyDump') },
+      resultPath: at(R.safetyDump),
+      pollSeconds: 10,
+      onError,
+      next: 'VerifySafetyDump',
+    }),
+    ...task('VerifySafetyDump', 'verifyArchive', {
+      comment:
+        'Streams the safety dump from S3 and checks it completely before anything is replaced; writes its manifest, verified or failed.',
+      parameters: { 'plan.$': at(PLAN, 'safetyDump'), 'facts.$': at(R.safetyDump, 'result') },
+      resultPath: at(R.safetyDumpVerification),
+      onError,
+      next: C.swap.start,
+    }),
+    ...hostCommand(C.swap, {
+      comment: `Renames the staging database (${options.what}) into place; a replaced database is renamed aside in the same transaction and kept.`,
+      script: 'database-swap',
+      parameters: { 'plan.$': at(PLAN) },
+      resultPath: at(R.swap),
+      pollSeconds: 5,
+      onError,
+      next: 'WasReplacing',
+    }),
+    WasReplacing: {
+      Type: 'Choice',
+      Comment: 'The application runs again only if it was stopped.',
+      Choices: [{ Variable: at(R.stop), IsPresent: true, Next: C.applicationStart.start }],
+      Default: options.report,
+    },
+    ...hostCommand(C.applicationStart, {
+      comment: "Starts the application again with the target's configured commands.",
+      script: 'application-start',
+      parameters: { 'plan.$': at(PLAN) },
+      resultPath: at(R.start),
+      pollSeconds: 5,
+      onError: { next: NOTIFY_FAILURE },
+      next: 'PruneSafetyDumps',
+    }),
+    ...task('PruneSafetyDumps', 'pruneBackups', {
+      comment:
+        'Removes safety dumps past their retention from S3, never the newest verified one; a failure here is reported with the run, which has succeeded.',
+      parameters: { 'plan.$': at(PLAN, 'safetyDump') },
+      resultPath: at(R.prune),
+      onError: onPruneError,
+      next: 'StartLocalPrune',
+    }),
+    ...hostCommand('LocalPrune', {
+      comment:
+        "Removes the host's safety dumps older than their local retention, except the newest verified one.",
+      script: 'prune-local',
+      parameters: {
+        'plan.$': at(PLAN, 'safetyDump'),
+        'keepDays.$': at(R.prune, 'localKeepDays'),
+        'keepFile.$': at(R.prune, 'localKeepFile'),
+      },
+      resultPath: at(R.localPrune),
+      pollSeconds: 5,
+      onError: onPruneError,
+      next: options.report,
+    }),
+    [SWAP_STATE.onError]: {
+      Type: 'Choice',
+      Comment:
+        'After a failure, an application that this execution stopped is started again before the alert.',
+      Choices: [{ Variable: at(R.stop), IsPresent: true, Next: C.applicationRestart.start }],
+      Default: NOTIFY_FAILURE,
+    },
+    ...hostCommand(C.applicationRestart, {
+      comment:
+        'Starts the application again after a failure; the alert then says what state the database is in.',
+      script: 'application-start',
+      parameters: { 'plan.$': at(PLAN) },
+      resultPath: at(R.restart),
+      pollSeconds: 5,
+      onError: onRestartError,
+      next: NOTIFY_FAILURE,
+    }),
+  };
+}
