@@ -118,13 +118,18 @@ function start(
   return { child, done, file };
 }
 
-/** The script's guard: the process running the same file in a process group of its own. */
+/**
+ * The script's guard: the process running the same file as the leader of a
+ * process group of its own (the script's forks, a moment before they exec, share
+ * the script's group).
+ */
 function guardOf(running: Running): number {
   const pids = readdirSync('/proc')
     .filter((p) => /^\d+$/.test(p) && Number(p) !== running.child.pid)
     .filter((p) => {
       try {
-        return readFileSync(`/proc/${p}/cmdline`, 'utf8') === `bash\0${running.file}\0`;
+        const group = readFileSync(`/proc/${p}/stat`, 'utf8').split(') ')[1]?.split(' ')[2];
+        return group === p && readFileSync(`/proc/${p}/cmdline`, 'utf8') === `bash\0${running.file}\0`;
       } catch {
         return false;
       }
