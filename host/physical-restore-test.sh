@@ -5,9 +5,11 @@
 # free port with its socket in a private directory, and checked: pg_amcheck on
 # every database, every row of every table read (FROM ONLY, every column as text),
 # exact row counts. The scratch instance is stopped and its directory removed on
-# every way out: success, a failed check, an error, SIGTERM (an SSM timeout or
-# cancel). What a run killed harder (SIGKILL, a reboot) left behind is removed by
-# the next run, which names it in its result.
+# every way out: success, a failed check, an error, SIGTERM; and SIGKILL, which is
+# how the SSM agent stops a cancelled or timed-out command (its whole process
+# group, amazon-ssm-agent agent/executers killProcess), by a guard that outlives
+# this script. What a reboot or a killed guard left behind is removed by the next
+# run, which names it in its result.
 #
 # The scratch instance is a side cluster (host/side-cluster.sh), which can
 # never touch production.
@@ -60,6 +62,7 @@ fi
 exec {lock}>"$KB_LOCK_DIR/.physical-restore-test.$KB_STANZA.lock"
 
 work=''
+guard_pid=''
 cleanup_failed=''
 # Set once this run makes its directory: before, a directory of the same name
 # is another run's (one this run waits for).
@@ -77,6 +80,8 @@ on_exit() {
   fi
   remove_run
   if [[ -n $work ]]; then rm -rf -- "$work"; fi
+  # Everything is removed: the guard has nothing left to do.
+  if [[ -n $guard_pid ]]; then kill "$guard_pid" 2>/dev/null || true; fi
   if [[ $status == 0 && -n $cleanup_failed ]]; then status=1; fi
   exit "$status"
 }
@@ -99,6 +104,38 @@ if ! flock -n "$lock"; then
 fi
 pgbr_config_current
 work=$(mktemp -d)
+
+# The guard: SIGKILL to this script's process group runs no trap, and the scratch
+# postmaster (pg_ctl starts it in a session of its own) would outlive the script.
+# A subshell in a process group of its own (job control on for that one job, in
+# a subshell of its own: toggled in this shell, it leaves a later `wait PID` of
+# an already reaped child waiting on any child) waits for this script to end
+# however it ends, then takes the stanza's lock (so that a later test of the
+# same set, which holds it, never loses its instance to the guard) and removes this run's scratch instance and work directory. It
+# inherits no descriptor the agent reads (its output would hold the command open)
+# and not the lock's (it would keep the lock held while it waits).
+guard() { # guard PID START-TIME
+  trap - EXIT TERM INT
+  exec {lock}>&-
+  local stat fields
+  while read -r stat 2>/dev/null <"/proc/$1/stat"; do
+    read -ra fields <<<"${stat##*) }"
+    # The process's start time (stat field 22): a reused pid is not this script.
+    [[ ${fields[19]} == "$2" ]] || break
+    sleep 0.5
+  done
+  exec {lock}>"$KB_LOCK_DIR/.physical-restore-test.$KB_STANZA.lock"
+  flock "$lock"
+  where_db side_remove "$area" "$KB_PGBACKREST_USER" "$label_pattern" "$set_label" >/dev/null || true
+  rm -rf -- "$work"
+}
+read -r stat <"/proc/$$/stat"
+read -ra stat_fields <<<"${stat##*) }"
+guard_pid=$(
+  set -m
+  guard "$$" "${stat_fields[19]}" </dev/null >/dev/null 2>&1 &
+  echo "$!"
+)
 
 swept=()
 side_sweep "$KB_SCRATCH_ROOT" "$area" "$label_pattern" >"$work/swept" ||

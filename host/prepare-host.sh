@@ -6,17 +6,22 @@
 #      directories made;
 #   2. the PostgreSQL settings pgBackRest needs, each set with ALTER SYSTEM when the
 #      running value does not do, then a reload;
-#   3. when no setting waits for a restart: stanza-create and check.
+#   3. the grants the other host scripts need, for the role they connect as (the
+#      host's own environment: PGUSER and the like): pg_monitor, and EXECUTE on
+#      pg_switch_wal(); each only when missing;
+#   4. when no setting waits for a restart: stanza-create and check.
 # A dry run (KB_DRY_RUN=true) changes nothing and says what a run would change.
 # It ends with one result line:
 #   KB-RESULT {"dryRun": B, "config": {"file", "existed", "state", "changedOptions"}, "createdPaths": [...],
 #              "settings": {"changed": [{"name", "from", "to", "restart"}], "awaitingRestart": [...]},
+#              "grants": {"role", "granted": [...]},
 #              "restartNeeded": B, "stanza": "...", "check": "...", "error": "..."|null}
 #
 # Parameters: KB_PG_MODE KB_COMPOSE_FILE KB_COMPOSE_SERVICE KB_STANZA KB_PGBACKREST_CONFIG
 #   KB_PGBACKREST_CONFIG_SHA256 KB_PGBACKREST_USER KB_PGBACKREST_CONF (the file's text; it
 #   holds no secret) KB_PGBACKREST_DIRS (lock and log paths) KB_PG_DATA KB_PG_SOCKET
 #   KB_PG_PORT KB_PG_USER KB_SETTINGS (JSON: [{name, accepted | min and max, to}]) KB_DRY_RUN
+#   KB_DATABASE (the target's database, which the host's role connects to)
 
 # The OS user cannot always enter the directory the command was started in (SSM's own).
 cd /
@@ -53,6 +58,12 @@ if ! data_directory=$(cluster_sql -c 'SHOW data_directory'); then
 fi
 if [[ $data_directory != "$KB_PG_DATA" ]]; then
   echo "prepare-host: the PostgreSQL on port $KB_PG_PORT keeps its data in $data_directory, but the target's pgbackrest.dataDirectory is $KB_PG_DATA; correct BACKUP_TARGETS so that both name the same cluster. Nothing was changed." >&2
+  exit 1
+fi
+
+# The role the other host scripts connect as: the host's own environment's, as pg_sql connects.
+if ! host_role=$(pg_sql "$KB_DATABASE" <<<'SELECT current_user'); then
+  echo "prepare-host: cannot connect to database $KB_DATABASE with the host's own settings (PGHOST, PGUSER, PGPASSWORD or ~/.pgpass in its environment; in docker mode, the service's), which every backup uses; set them on the host. Nothing was changed." >&2
   exit 1
 fi
 
@@ -197,6 +208,32 @@ SQL
   echo "prepare-host: settings changed: $settings_json"
 fi
 
+# --- The host role's grants -----------------------------------------------------------
+# WAL runs call pg_switch_wal(), whose EXECUTE PostgreSQL revokes from PUBLIC, and
+# list the archive status directory (pg_ls_archive_statusdir: pg_monitor);
+# monitoring reads pg_stat_archiver, which pg_monitor lets it see whole. A
+# superuser has both already.
+needed=$(cluster_sql -v role="$host_role" <<'SQL'
+SELECT g FROM pg_roles r, LATERAL (VALUES
+  ('pg_monitor', pg_has_role(r.oid, 'pg_monitor', 'MEMBER')),
+  ('EXECUTE ON FUNCTION pg_switch_wal()', has_function_privilege(r.oid, 'pg_catalog.pg_switch_wal()', 'EXECUTE'))
+) AS needed(g, held)
+WHERE r.rolname = :'role' AND NOT held
+SQL
+)
+missing_grants=()
+[[ -z $needed ]] || mapfile -t missing_grants <<<"$needed"
+if ((${#missing_grants[@]} > 0)) && ! dry_run; then
+  for grant in "${missing_grants[@]}"; do
+    case $grant in
+      pg_monitor) cluster_sql -v role="$host_role" <<<'GRANT pg_monitor TO :"role"' ;;
+      'EXECUTE ON FUNCTION pg_switch_wal()')
+        cluster_sql -v role="$host_role" <<<'GRANT EXECUTE ON FUNCTION pg_catalog.pg_switch_wal() TO :"role"' ;;
+    esac
+  done
+  echo "prepare-host: granted ${missing_grants[*]} to $host_role"
+fi
+
 # --- Stanza and check ----------------------------------------------------------------
 stanza=skipped
 check=skipped
@@ -230,6 +267,7 @@ else
   echo "prepare-host: restart PostgreSQL, then start prepare-host again (stanza-create and check wait for it)"
 fi
 
-printf 'KB-RESULT {"dryRun": %s, "config": {"file": "%s", "existed": %s, "state": "%s", "changedOptions": %s}, "createdPaths": %s, "settings": %s, "restartNeeded": %s, "stanza": "%s", "check": "%s", "error": %s}\n' \
+printf 'KB-RESULT {"dryRun": %s, "config": {"file": "%s", "existed": %s, "state": "%s", "changedOptions": %s}, "createdPaths": %s, "settings": %s, "grants": {"role": %s, "granted": %s}, "restartNeeded": %s, "stanza": "%s", "check": "%s", "error": %s}\n' \
   "$KB_DRY_RUN" "$KB_PGBACKREST_CONFIG" "$existed" "$config_state" "$(json_strings "${changed_options[@]}")" \
-  "$(json_list "${created_paths[@]}")" "$settings_json" "$restart_needed" "$stanza" "$check" "$error"
+  "$(json_list "${created_paths[@]}")" "$settings_json" "$(json_string "$host_role")" \
+  "$(json_strings "${missing_grants[@]}")" "$restart_needed" "$stanza" "$check" "$error"

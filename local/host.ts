@@ -10,7 +10,9 @@ import type { HostCommands, Invocation, SendRequest } from '../shared/host/comma
  * The local stand-in for SSM Run Command: it runs the very script the Lambda
  * would send, with bash, in an environment that plays the DB host's (database
  * credentials, AWS credentials, PATH). Like SSM it stops a command that outlives
- * its timeout and reports it as TimedOut.
+ * its timeout and reports it as TimedOut, and cancels one as the agent does:
+ * SIGKILL to the command's whole process group, no trap run (amazon-ssm-agent,
+ * agent/executers: killProcess), reported as Cancelled.
  */
 export interface LocalHost extends HostCommands {
   /** Every script sent, in order: the tests read them for secrets. */
@@ -21,6 +23,10 @@ export interface LocalHost extends HostCommands {
 
 interface Running {
   child: ChildProcess;
+  comment: string;
+  instanceIds: string[];
+  sentAt: number;
+  cancelled: boolean;
   status: Invocation['status'];
   stdout: string;
   stderr: string;
@@ -53,6 +59,10 @@ export function localHost(
       });
       const running: Running = {
         child,
+        comment: request.comment,
+        instanceIds: request.target.instanceIds ?? [],
+        sentAt: Date.now(),
+        cancelled: false,
         status: 'InProgress',
         stdout: '',
         stderr: '',
@@ -67,14 +77,20 @@ export function localHost(
       let timedOut = false;
       const timer = setTimeout(() => {
         timedOut = true;
-        // The whole process group: pg_dump, the compressor and the upload too.
+        // The whole process group: pg_dump, the compressor and the upload too. (The
+        // agent sends SIGKILL here as well; this stand-in still lets the traps run.)
         if (child.pid) process.kill(-child.pid, 'SIGTERM');
       }, request.timeoutSeconds * 1000);
       running.done = new Promise((resolve) => {
         child.on('close', (code) => {
           clearTimeout(timer);
-          // Reported once the script's own clean-up has run, as the agent does after stopping it.
-          running.status = timedOut ? 'TimedOut' : code === 0 ? 'Success' : 'Failed';
+          running.status = running.cancelled
+            ? 'Cancelled'
+            : timedOut
+              ? 'TimedOut'
+              : code === 0
+                ? 'Success'
+                : 'Failed';
           rmSync(dir, { recursive: true, force: true });
           resolve();
         });
@@ -86,6 +102,17 @@ export function localHost(
       const running = commands.get(commandId);
       if (!running) throw new Error(`No local command ${commandId}`);
       return { status: running.status, instanceId, stdout: running.stdout, stderr: running.stderr };
+    },
+    async inFlight(since) {
+      return [...commands]
+        .filter(([, c]) => c.status === 'InProgress' && !c.cancelled && c.sentAt >= since.getTime())
+        .map(([commandId, c]) => ({ commandId, comment: c.comment, instanceIds: c.instanceIds }));
+    },
+    async cancel(commandId) {
+      const running = commands.get(commandId);
+      if (running?.status !== 'InProgress' || running.cancelled) return;
+      running.cancelled = true;
+      if (running.child.pid) process.kill(-running.child.pid, 'SIGKILL');
     },
     async drain() {
       await Promise.all([...commands.values()].map((c) => c.done));

@@ -2,7 +2,12 @@ import { randomUUID } from 'node:crypto';
 import { appendFileSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ExecutionError, StateMachine } from 'aws-local-stepfunctions';
+import {
+  ExecutionAbortedError,
+  ExecutionError,
+  ExecutionTimeoutError,
+  StateMachine,
+} from 'aws-local-stepfunctions';
 import type { Notifier } from '../shared/alert/delivery.ts';
 import type { Alert } from '../shared/alert/message.ts';
 import type { Definition, States } from '../statemachines/steps.ts';
@@ -14,7 +19,9 @@ import type { LocalHost } from './host.ts';
  * the builder in statemachines/ renders for serverless.yml, its Task states
  * bound to the real handlers. The Lambda-only pieces are swapped for local ones:
  * SSM Run Command for bash on this machine, Slack for the terminal and a file,
- * the SSM parameter for the local database URL.
+ * the SSM parameter for the local database URL. An execution aborted or timed
+ * out gets what EventBridge does with it in AWS: its status change event goes to
+ * the cancelHostCommands function (the HostCommandCancelRule of serverless.yml).
  */
 
 export const PROJECT_ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -118,6 +125,7 @@ async function loadHandlers(
     restoreTest: databaseUrl,
     checkRestore: databaseUrl,
     sendAlert: notify,
+    cancelHostCommands: { host: wiring.host, channels: { local: notify } },
   };
   const handlers = new Map<string, Handler>();
   for (const fn of new Set(functionNames)) {
@@ -145,6 +153,10 @@ export interface RunOptions {
   progress?: (line: string) => void;
   /** Milliseconds for every Wait state and retry interval locally (the definitions wait for real in AWS). */
   waitMs?: number;
+  /** Aborts the execution, as StopExecution does. */
+  signal?: AbortSignal;
+  /** The execution's time limit instead of the definition's TimeoutSeconds. */
+  timeoutSeconds?: number;
   /**
    * What a `states:startExecution` state does locally: by default the started
    * workflow runs once this one has ended (its record in `started`); tests may
@@ -153,10 +165,16 @@ export interface RunOptions {
   startExecution?: (request: { workflow: string; input: unknown }) => Promise<void>;
 }
 
+/** Step Functions' statuses of an ended execution. */
+export type ExecutionStatus = 'SUCCEEDED' | 'FAILED' | 'ABORTED' | 'TIMED_OUT';
+
+/** The function the rule on aborted and timed-out executions targets. */
+const CANCEL_FUNCTION = 'cancelHostCommands';
+
 export interface ExecutionRecord {
   executionArn: string;
   workflow: string;
-  status: 'SUCCEEDED' | 'FAILED';
+  status: ExecutionStatus;
   input: unknown;
   output?: unknown;
   error?: string;
@@ -171,7 +189,8 @@ export interface ExecutionRecord {
 
 export async function runWorkflow(options: RunOptions, wiring: LocalWiring): Promise<ExecutionRecord> {
   const { definition, functionOf, startsOf } = loadDefinition(options.workflow);
-  const handlers = await loadHandlers(functionOf.values(), wiring);
+  if (options.timeoutSeconds !== undefined) definition.TimeoutSeconds = options.timeoutSeconds;
+  const handlers = await loadHandlers([...functionOf.values(), CANCEL_FUNCTION], wiring);
   const name =
     options.executionName ??
     `local-${new Date().toISOString().replace(/[:.]/g, '-')}-${randomUUID().slice(0, 8)}`;
@@ -232,6 +251,8 @@ export async function runWorkflow(options: RunOptions, wiring: LocalWiring): Pro
 
   const events: ExecutionRecord['events'] = [];
   const progress = progressPrinter(options.progress ?? (() => {}));
+  const abort = () => execution.abort();
+  options.signal?.addEventListener('abort', abort, { once: true });
   const collecting = (async () => {
     for await (const logged of execution.eventLogs) {
       const event = logged as EventLog;
@@ -259,24 +280,32 @@ export async function runWorkflow(options: RunOptions, wiring: LocalWiring): Pro
     record = {
       executionArn,
       workflow: options.workflow,
-      status: 'FAILED',
+      status:
+        error instanceof ExecutionAbortedError
+          ? 'ABORTED'
+          : error instanceof ExecutionTimeoutError
+            ? 'TIMED_OUT'
+            : 'FAILED',
       input: options.input,
       error: failure?.name ?? (error as Error).name,
       cause: failure?.message ?? (error as Error).message,
       startDate,
     };
+  } finally {
+    options.signal?.removeEventListener('abort', abort);
   }
   await collecting;
+  const stopDate = new Date().toISOString();
+  if (record.status === 'ABORTED' || record.status === 'TIMED_OUT') {
+    await (handlers.get(CANCEL_FUNCTION) as Handler)(
+      statusChangeEvent({ ...record, stopDate, stateMachineArn, name }),
+      lambdaContext(CANCEL_FUNCTION),
+    );
+  }
   await wiring.host.drain();
   mkdirSync(options.historyDir, { recursive: true });
   const historyFile = join(options.historyDir, `${name}.json`);
-  const full: ExecutionRecord = {
-    ...record,
-    stopDate: new Date().toISOString(),
-    historyFile,
-    events,
-    started: [],
-  };
+  const full: ExecutionRecord = { ...record, stopDate, historyFile, events, started: [] };
   writeFileSync(historyFile, `${JSON.stringify(full, null, 2)}\n`);
   const { executionName: _, ...same } = options;
   for (const next of queued) {
@@ -284,6 +313,40 @@ export async function runWorkflow(options: RunOptions, wiring: LocalWiring): Pro
     full.started.push(await runWorkflow({ ...same, workflow: next.workflow, input: next.input }, wiring));
   }
   return full;
+}
+
+/** EventBridge's "Step Functions Execution Status Change" event of an ended execution. */
+function statusChangeEvent(execution: {
+  executionArn: string;
+  stateMachineArn: string;
+  name: string;
+  status: ExecutionStatus;
+  startDate: string;
+  stopDate: string;
+  input: unknown;
+}) {
+  return {
+    version: '0',
+    id: randomUUID(),
+    'detail-type': 'Step Functions Execution Status Change',
+    source: 'aws.states',
+    account: '123456789012',
+    time: execution.stopDate,
+    region: 'us-east-1',
+    resources: [execution.executionArn],
+    detail: {
+      executionArn: execution.executionArn,
+      stateMachineArn: execution.stateMachineArn,
+      name: execution.name,
+      status: execution.status,
+      startDate: Date.parse(execution.startDate),
+      stopDate: Date.parse(execution.stopDate),
+      input: JSON.stringify(execution.input),
+      output: null,
+      error: null,
+      cause: null,
+    },
+  };
 }
 
 /**

@@ -1,3 +1,4 @@
+import { physicalRestoreTest } from './physical-restore-test.ts';
 import {
   at,
   type Definition,
@@ -5,6 +6,7 @@ import {
   failureEnd,
   hostCommand,
   NOTIFY_FAILURE,
+  PLAN,
   plan,
   RECEIVE_REQUEST,
   report,
@@ -34,13 +36,13 @@ export function restoreDrill(): Definition {
   const onError = { next: S.report };
   return {
     Comment:
-      "Restore drill (weekly: a random verified full backup of the last 7 days; monthly DR: the latest): S3 reachable, the target's WAL switched and proven continuous since the oldest kept pgBackRest backup, restore test of the chosen backup, a report stored in S3 and summarized in the alert.",
+      "Restore drill (weekly: a random verified backup of either engine of the last 7 days; or, started by hand, the latest logical full; the monthly DR drill is recovery-drill): S3 reachable, the target's WAL switched and proven continuous since the oldest kept pgBackRest backup, restore test of the chosen backup (a logical dump into a scratch database, a pgBackRest set into a scratch instance), a report stored in S3 and summarized in the alert.",
     StartAt: RECEIVE_REQUEST,
     TimeoutSeconds: 43_200,
     States: {
       ...plan(S.plan, 'planDrill', {
         receiveComment:
-          'Wraps the input ({"pick": "random"} weekly, {"pick": "latest"} monthly), so that a malformed one still reaches PlanDrill\'s error and the alert.',
+          'Wraps the input ({"pick": "random"} weekly, {"pick": "latest"} by hand), so that a malformed one still reaches PlanDrill\'s error and the alert.',
         comment:
           "Lists the catalog (the S3 check), picks the backup (at random with a recorded seed, or the latest) and plans the target's WAL run (a target without pgBackRest settings is a failed check).",
         resultPath: at(R.drill),
@@ -51,14 +53,32 @@ export function restoreDrill(): Definition {
         Comment:
           'A target archiving with pgBackRest has its WAL proven; without, PlanDrill recorded the failed check.',
         Choices: [{ Variable: at(R.drill, 'wal'), IsPresent: true, Next: WAL_STATE.switch.start }],
-        Default: 'StartRestoreTest',
+        Default: 'WhichEngine',
       },
       ...walArchiveStates({
         plan: at(R.drill, 'wal'),
         // A gap is a failed check of the drill; the restore test still runs.
-        onError: { next: 'StartRestoreTest', resultPath: at(R.walFailed) },
-        next: 'StartRestoreTest',
+        onError: { next: 'WhichEngine', resultPath: at(R.walFailed) },
+        next: 'WhichEngine',
       }),
+      WhichEngine: {
+        Type: 'Choice',
+        Comment:
+          "A pgBackRest set goes through the physical backups' own restore test; a logical dump through the dump's.",
+        Choices: [
+          { Variable: at(R.drill, 'chosen', 'engine'), StringEquals: 'physical', Next: 'SelectBackupSet' },
+        ],
+        Default: 'StartRestoreTest',
+      },
+      SelectBackupSet: {
+        Type: 'Pass',
+        Comment:
+          "The physical restore test's run is the drill's: its report goes under the drill's run id, and the alert names the target.",
+        InputPath: at(R.drill, 'physical', 'plan'),
+        ResultPath: at(PLAN),
+        Next: 'StartPhysicalRestoreTest',
+      },
+      ...physicalRestoreTest({ set: at(R.drill, 'physical', 'set'), next: S.report, onError }),
       ...hostCommand('RestoreTest', {
         comment:
           "Restores the chosen backup on the host into the drill's own scratch database, after checking its sha256.",

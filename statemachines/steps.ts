@@ -134,8 +134,10 @@ export function select(...keys: string[]): Parameters {
   return Object.fromEntries(keys.map((key) => [`${key}.$`, at(key)]));
 }
 
+/** The execution's id (its ARN), from the context object. */
+const EXECUTION_ID = '$$.Execution.Id';
 /** The execution's id and start, from the context object. */
-const EXECUTION = { 'executionId.$': '$$.Execution.Id', 'startedAt.$': '$$.Execution.StartTime' };
+const EXECUTION = { 'executionId.$': EXECUTION_ID, 'startedAt.$': '$$.Execution.StartTime' };
 
 /** Where a Catch goes, and where it writes the error (`failed.<StateName>` unless said otherwise). */
 export interface OnError {
@@ -249,7 +251,8 @@ export function hostCommand(names: string | HostCommandNames, options: HostComma
   return {
     ...task(start, 'startHostCommand', {
       comment: options.comment,
-      parameters: { script: options.script, ...options.parameters },
+      // The execution's id goes into the command's Comment: an aborted execution's commands are found by it.
+      parameters: { script: options.script, 'execution.$': EXECUTION_ID, ...options.parameters },
       resultPath: options.resultPath,
       onError: options.onError,
       next: wait,

@@ -1,6 +1,11 @@
+import { existsSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
 import { DeleteObjectCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { scratchDirectoryOf } from '../shared/backup/physical-restore-test.ts';
 import type { DatabaseManifest } from '../shared/catalog/manifest.ts';
+import { listPhysicalBackups, usable } from '../shared/catalog/physical.ts';
+import { parseConfig } from '../shared/core/config.ts';
 import { seededRandom } from '../shared/watch/drill.ts';
 import { databasesLike } from './support/checksums.ts';
 import { getBytes, putBytes, runIn, startWorld, type TestWorld } from './support/environment.ts';
@@ -34,10 +39,17 @@ async function markdownReports(): Promise<string[]> {
   return (listed.Contents ?? []).map((o) => o.Key ?? '').filter((k) => k.endsWith('.md'));
 }
 
+/** What restore tests left in the local target's scratch area (nothing, once each has ended). */
+function scratchLeft(): string[] {
+  const [local] = parseConfig(world.env.functionEnv).BACKUP_TARGETS;
+  const area = join(scratchDirectoryOf(local as NonNullable<typeof local>), 'local');
+  return existsSync(area) ? readdirSync(area) : [];
+}
+
 const drill = (input: Record<string, unknown>) => runIn(world, { workflow: 'restore-drill', input });
 
 interface DrillOutput {
-  chosen: { key: string };
+  chosen: { engine: 'logical' | 'physical'; key: string; label?: string };
   seed: number | null;
   candidates: number;
   checks: { check: string; passed: boolean; detail: string }[];
@@ -45,9 +57,9 @@ interface DrillOutput {
 }
 
 describe('the restore drill', () => {
-  it('weekly: picks at random among the verified full backups of the last 7 days only, names its seed and choice, and restore-tests it', async () => {
+  it('weekly, logical: picks at random among the verified full backups of the last 7 days only, names its seed and choice, and restore-tests it', async () => {
     const seed = 20261126;
-    const run = await drill({ pick: 'random', seed });
+    const run = await drill({ pick: 'random', engine: 'logical', seed });
     expect(run.record.status, run.record.cause).toBe('SUCCEEDED');
     const output = run.record.output as DrillOutput;
     const expected = fulls[Math.floor(seededRandom(seed)() * fulls.length)];
@@ -85,6 +97,62 @@ describe('the restore drill', () => {
     expect(run.alerts[0]?.text).toContain(`Report: s3://${world.env.bucket}/${output.report.markdown}`);
   });
 
+  it('weekly, physical: restores the pgBackRest set picked into a scratch instance on the host, checks it, records the test, and leaves nothing', async () => {
+    const records = (await listPhysicalBackups(world.catalog, 'local')).filter((r) => usable(r, true));
+    expect(records).toHaveLength(3);
+    const seed = 7;
+    const run = await drill({ pick: 'random', engine: 'physical', seed });
+    expect(run.record.status, run.record.cause).toBe('SUCCEEDED');
+    const output = run.record.output as DrillOutput;
+    const expected = records[Math.floor(seededRandom(seed)() * records.length)];
+    expect(output.candidates).toBe(3);
+    expect(output.chosen).toMatchObject({ engine: 'physical', label: expected?.label });
+    // The host ran the physical restore test on that set, and the drill's report says so.
+    const sent = run.host.sent.filter((c) => c.comment.includes(' physical-restore-test '));
+    expect(sent).toHaveLength(1);
+    expect(sent[0]?.script).toContain(`KB_SET='${expected?.label}'`);
+    const test = output.checks.find((c) => c.check === 'restore test');
+    expect(test?.passed).toBe(true);
+    expect(test?.detail).toContain(`pgBackRest set ${expected?.label} restored into a scratch instance`);
+    expect(test?.detail).toMatch(/pg_amcheck passed on \d+ databases; \d+ tables, \d+ rows read in full/);
+    const reportKey =
+      /\(report (reports\/restore-tests\/pgbackrest\/local\/\S+\.json)\)/.exec(test?.detail ?? '')?.[1] ?? '';
+    const testReport = JSON.parse((await getBytes(world.s3, world.env.bucket, reportKey)).toString()) as {
+      state: string;
+      set: string;
+    };
+    expect(testReport).toMatchObject({ state: 'passed', set: expected?.label });
+    const markdown = (await getBytes(world.s3, world.env.bucket, output.report.markdown)).toString();
+    expect(markdown).toContain(`pgBackRest backup set ${expected?.label}`);
+    expect(markdown).toContain('| restore test | passed |');
+    expect(scratchLeft()).toEqual([]);
+  });
+
+  it('weekly, by default: picks among both engines', async () => {
+    const seed = 424242;
+    const run = await drill({ pick: 'random', seed });
+    expect(run.record.status, run.record.cause).toBe('SUCCEEDED');
+    const output = run.record.output as DrillOutput;
+    const report = JSON.parse(
+      (await getBytes(world.s3, world.env.bucket, output.report.json)).toString(),
+    ) as {
+      candidates: { engine: string; key: string; until: string }[];
+    };
+    expect(report.candidates.map((c) => c.engine).sort()).toEqual([
+      'logical',
+      'logical',
+      'logical',
+      'physical',
+      'physical',
+      'physical',
+    ]);
+    // Oldest first, the seed's pick among them.
+    const untils = report.candidates.map((c) => Date.parse(c.until));
+    expect(untils).toEqual([...untils].sort((a, b) => a - b));
+    expect(output.chosen.key).toBe(report.candidates[Math.floor(seededRandom(seed)() * 6)]?.key);
+    expect(scratchLeft()).toEqual([]);
+  });
+
   it('the same seed picks the same backup; every pick is one of the candidates', async () => {
     const picks = new Set<string>();
     for (const seed of [1, 2, 3, 4, 5, 6]) {
@@ -110,7 +178,7 @@ describe('the restore drill', () => {
       const run = await drill({ pick: 'latest' });
       expect(run.record.status).toBe('FAILED');
       expect(run.record.error).toBe('DrillFailedError');
-      expect(run.record.cause).toContain('Monthly DR drill');
+      expect(run.record.cause).toContain('Restore drill of the latest backup');
       expect(run.record.cause).toContain(
         `✗ WAL continuity: WalContinuityError: WAL segment ${lost} is missing from the repository`,
       );

@@ -4,6 +4,7 @@ import { readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node
 import { join, relative } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { FilesManifest } from '../shared/catalog/manifest.ts';
+import { parseComment } from '../shared/host/commands.ts';
 import { putBytes, runIn, startWorld, type TestWorld } from './support/environment.ts';
 
 let world: TestWorld;
@@ -79,7 +80,7 @@ describe('the files-restore workflow', () => {
     expect(Object.keys(damaged)).not.toContain('etc/fail2ban/jail.local');
 
     expect(readFileSync(world.env.paths.afterRestoreLog, 'utf8')).toBe('configuration restored: reload\n');
-    expect(run.host.sent.map((s) => s.comment.split(' ')[1])).toEqual([
+    expect(run.host.sent.map((s) => parseComment(s.comment)?.script)).toEqual([
       'files-restore',
       'after-files-restore',
     ]);

@@ -380,6 +380,7 @@ describe('expiry of physical backups', () => {
     const host = localHost(world.env.hostEnv);
     const sent = await startHostCommand(config(), host, HOST_COMMAND_SET, {
       script: 'pgbackrest-expire',
+      execution: 'arn:aws:states:us-east-1:123456789012:execution:kennel-backup-local-database-backup:expiry',
       ...request,
     });
     await host.drain();

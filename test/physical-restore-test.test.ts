@@ -26,10 +26,11 @@ import {
 import { type Config, type PgbackrestTarget, parseConfig, type Target } from '../shared/core/config.ts';
 import { RestoreTestFailedError } from '../shared/core/errors.ts';
 import { type CommandState, checkHostCommand } from '../shared/host/command-stage.ts';
+import { executionRef } from '../shared/host/commands.ts';
 import { pgbackrestOf, pgbackrestPath } from '../shared/host/pgbackrest-conf.ts';
 import { renderScript } from '../shared/host/shell.ts';
 import { type Contents, contents, ident } from './support/contents.ts';
-import { getBytes, putBytes, startWorld, type TestWorld } from './support/environment.ts';
+import { getBytes, putBytes, runIn, startWorld, type TestWorld } from './support/environment.ts';
 import type { Finished } from './support/process.ts';
 
 /**
@@ -77,6 +78,8 @@ async function backup(type: 'full' | 'incr'): Promise<string> {
 interface Running {
   child: ChildProcess;
   done: Promise<Finished>;
+  /** The rendered script's file: its guard runs from it too. */
+  file: string;
 }
 
 /** Runs the rendered script as Run Command would: from a file, in its own process group, in the host's environment. */
@@ -112,7 +115,35 @@ function start(
       resolve({ code: code ?? (signal === 'SIGKILL' ? 137 : -1), stdout, stderr }),
     );
   });
-  return { child, done };
+  return { child, done, file };
+}
+
+/**
+ * The script's guard: the process running the same file as the leader of a
+ * process group of its own (the script's forks, a moment before they exec, share
+ * the script's group).
+ */
+function guardOf(running: Running): number {
+  const pids = readdirSync('/proc')
+    .filter((p) => /^\d+$/.test(p) && Number(p) !== running.child.pid)
+    .filter((p) => {
+      try {
+        const group = readFileSync(`/proc/${p}/stat`, 'utf8').split(') ')[1]?.split(' ')[2];
+        return group === p && readFileSync(`/proc/${p}/cmdline`, 'utf8') === `bash\0${running.file}\0`;
+      } catch {
+        return false;
+      }
+    });
+  expect(pids).toHaveLength(1);
+  return Number(pids[0]);
+}
+
+/** Waits (without blocking the event loop, 60 s at most) until no scratch directory or process is left. */
+async function nothingLeftSoon(): Promise<void> {
+  for (let i = 0; i < 300 && (leftovers().length > 0 || scratchProcesses().length > 0); i += 1) {
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+  expectNothingLeft();
 }
 
 function resultOf(finished: Finished): PhysicalRestoreTestResult {
@@ -394,15 +425,33 @@ describe('the restore test of a pgBackRest backup set', () => {
   );
 
   it(
-    'removes what a run killed with SIGKILL left, names it, and passes',
+    'killed with SIGKILL, as the SSM agent stops a cancelled or timed-out command: its guard stops the instance and removes the scratch directory',
+    async () => {
+      const hold = join(work, 'hold-cancel');
+      const killed = start(fullSet, { KB_TEST_HOLD_FILE: hold });
+      await held(hold, killed);
+      guardOf(killed);
+      // The agent's cancel: SIGKILL to the command's whole process group; no trap runs.
+      process.kill(-(killed.child.pid ?? 0), 'SIGKILL');
+      const finished = await killed.done;
+      rmSync(hold, { force: true });
+      expect(finished.code).toBe(137);
+      await nothingLeftSoon();
+    },
+    RESTORES_TIMEOUT,
+  );
+
+  it(
+    'removes what a run and its guard killed with SIGKILL left (as a reboot would), names it, and passes',
     async () => {
       const hold = join(work, 'hold-kill');
       const killed = start(fullSet, { KB_TEST_HOLD_FILE: hold });
       await held(hold, killed);
+      process.kill(guardOf(killed), 'SIGKILL');
       process.kill(-(killed.child.pid ?? 0), 'SIGKILL');
       await killed.done;
       rmSync(hold, { force: true });
-      // No trap runs on SIGKILL: the postmaster (its own session) and the directory stay.
+      // No trap and no guard: the postmaster (its own session) and the directory stay.
       expect(leftovers()).toEqual([fullSet]);
       expect(scratchProcesses().some((p) => p.includes('postgres'))).toBe(true);
 
@@ -411,6 +460,52 @@ describe('the restore test of a pgBackRest backup set', () => {
       expect(resultOf(finished).swept).toEqual([join(area, fullSet)]);
       expect(finished.stderr).toContain('removed what an interrupted restore test left');
       expectNothingLeft();
+    },
+    RESTORES_TIMEOUT,
+  );
+
+  it(
+    // Before the tests below damage the repository: the incremental run must reach its restore test.
+    'an execution aborted during it: the host command is cancelled (SIGKILL, as the agent does); the guard leaves no scratch directory or postgres process; the alert names the execution and the stage',
+    async () => {
+      const hold = join(work, 'hold-abort');
+      const controller = new AbortController();
+      let sawInstance = false;
+      const run = await runIn(world, {
+        input: { kind: 'incremental' },
+        // The test holds the checked instance, so the command is surely still running when the abort comes.
+        hostEnv: { KB_TEST_HOLD_FILE: hold },
+        beforeTask: async (state) => {
+          if (state !== 'CheckPhysicalRestoreTest' || controller.signal.aborted) return;
+          // Abort once the scratch postmaster runs: recovering, or just recovered.
+          for (let i = 0; i < 600 && !sawInstance; i += 1) {
+            sawInstance = scratchProcesses().some((p) => p.includes('postgres'));
+            if (!sawInstance) await new Promise((resolve) => setTimeout(resolve, 100));
+          }
+          controller.abort();
+        },
+        signal: controller.signal,
+      });
+      rmSync(hold, { force: true });
+      expect(sawInstance).toBe(true);
+      expect(run.record.status, run.record.cause).toBe('ABORTED');
+      const sent = run.host.sent.map((s) => s.comment);
+      const testComment = sent.find((c) => c.includes(' physical-restore-test '));
+      expect(testComment).toBe(
+        `kennel-backup ${executionRef(run.record.executionArn)} physical-restore-test ${run.record.executionArn.split(':').at(-1)}`.slice(
+          0,
+          100,
+        ),
+      );
+      // The cancel stage found the command by its Comment and cancelled it: the agent's status.
+      const alert = run.alerts.find((a) => a.error === 'HostCommandsCancelled');
+      expect(alert?.state).toBe('physical-restore-test');
+      expect(alert?.text).toContain(run.record.executionArn);
+      expect(alert?.text).toContain('database-backup ABORTED, host commands cancelled');
+      const commandId = /physical-restore-test \(command ([0-9a-f-]{36})/.exec(alert?.text ?? '')?.[1] ?? '';
+      expect((await run.host.get(commandId, null)).status).toBe('Cancelled');
+      expect(run.alerts.filter((a) => a.error === 'HostCommandsCancelled')).toHaveLength(1);
+      await nothingLeftSoon();
     },
     RESTORES_TIMEOUT,
   );

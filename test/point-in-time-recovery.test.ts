@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { scratchDirectoryOf } from '../shared/backup/physical-restore-test.ts';
 import { newestRecoveryRecord } from '../shared/catalog/recoveries.ts';
 import { type Config, parseConfig, type Target } from '../shared/core/config.ts';
+import { parseComment } from '../shared/host/commands.ts';
 import { renderHostCommand } from '../shared/host/scripts.ts';
 import { POINT_IN_TIME_HOST_COMMANDS, type PointInTimePlan } from '../shared/restore/point-in-time.ts';
 import { databaseExists, databasesLike } from './support/checksums.ts';
@@ -281,7 +282,7 @@ describe('point-in-time recovery from the WAL', () => {
 
       const run = await recover({ database: DATABASE, targetTime, targetDatabase: 'pitr_recovered' });
       expect(run.record.status, run.record.cause).toBe('SUCCEEDED');
-      expect(run.host.sent.map((s) => s.comment.split(' ')[1])).toEqual([
+      expect(run.host.sent.map((s) => parseComment(s.comment)?.script)).toEqual([
         'point-in-time-restore',
         'database-swap',
       ]);
@@ -392,7 +393,7 @@ describe('point-in-time recovery from the WAL', () => {
         confirm: DATABASE,
       });
       expect(run.record.status, run.record.cause).toBe('SUCCEEDED');
-      expect(run.host.sent.map((s) => s.comment.split(' ')[1])).toEqual([
+      expect(run.host.sent.map((s) => parseComment(s.comment)?.script)).toEqual([
         'point-in-time-restore',
         'application-stop',
         'database-backup',
@@ -503,7 +504,7 @@ describe('point-in-time recovery from the WAL', () => {
         },
       );
       expect(run.record.status, run.record.cause).toBe('SUCCEEDED');
-      expect(run.host.sent.map((s) => s.comment.split(' ')[1])).toEqual(['point-in-time-restore']);
+      expect(run.host.sent.map((s) => parseComment(s.comment)?.script)).toEqual(['point-in-time-restore']);
       expect(started).toEqual([{ workflow: 'database-backup', input: { kind: 'full' } }]);
       expect((run.record.output as { stoppedBefore: string }).stoppedBefore).toMatch(
         /^recovery stopping before commit of transaction \d+, time /,

@@ -196,6 +196,58 @@ describe('prepare-host on a fresh cluster', () => {
     expect({ settings: settingsNow(), conf: statSync(conf).mtimeMs }).toEqual(before);
   });
 
+  it("grants the role the host's backups connect as what they need, once, and it then switches WAL and reads the archive status", async () => {
+    freshSql("CREATE ROLE kb_host LOGIN PASSWORD 'kb-host-pw'");
+    // The host's role by PGUSER; pgBackRest's superuser still connects as itself (by its
+    // own user name), so both passwords come from a password file, as on a host.
+    const passfile = join(fresh.dir, 'pgpass');
+    writeFileSync(passfile, `*:*:*:kb_host:kb-host-pw\n*:*:*:${fresh.user}:${fresh.password}\n`, {
+      mode: 0o600,
+    });
+    giveToServerUser(passfile);
+    const asHost = { PGUSER: 'kb_host', PGPASSWORD: '', PGPASSFILE: passfile };
+    const held = () =>
+      freshSql(
+        "SELECT pg_has_role('kb_host', 'pg_monitor', 'MEMBER') || ' ' || has_function_privilege('kb_host', 'pg_catalog.pg_switch_wal()', 'EXECUTE')",
+      );
+    expect(held()).toBe('false false');
+
+    const dry = resultOf(reportOf(await prepare({ target: 'fresh', dryRun: true }, { hostEnv: asHost })));
+    expect(dry.grants).toEqual({
+      role: 'kb_host',
+      granted: ['pg_monitor', 'EXECUTE ON FUNCTION pg_switch_wal()'],
+    });
+    expect(held()).toBe('false false');
+
+    const run = await prepare({ target: 'fresh' }, { hostEnv: asHost });
+    expect(resultOf(reportOf(run)).grants).toEqual({
+      role: 'kb_host',
+      granted: ['pg_monitor', 'EXECUTE ON FUNCTION pg_switch_wal()'],
+    });
+    expect(run.alerts[0]?.text).toContain(
+      "granted pg_monitor and EXECUTE ON FUNCTION pg_switch_wal() to kb_host, the role the host's backups connect as",
+    );
+    expect(held()).toBe('true true');
+    // What wal-switch.sh runs as that role now works.
+    const asKbHost = { ...fresh, env: { ...fresh.env, ...asHost } };
+    expect(
+      psql(asKbHost, 'postgres', [
+        '-A',
+        '-t',
+        '-c',
+        'SELECT pg_switch_wal() IS NOT NULL, count(*) >= 0 FROM pg_ls_archive_statusdir()',
+      ]).trim(),
+    ).toBe('t|t');
+
+    const again = resultOf(reportOf(await prepare({ target: 'fresh' }, { hostEnv: asHost })));
+    expect(again.grants).toEqual({ role: 'kb_host', granted: [] });
+    // A superuser, as the world's own role is, needs nothing.
+    expect(resultOf(reportOf(await prepare({ target: 'fresh' }))).grants).toEqual({
+      role: fresh.user,
+      granted: [],
+    });
+  });
+
   it('in docker compose, a drifted conf is reported by option name, rewritten, and every tool runs in the service', async () => {
     const docker = dockerStandIn(COMPOSE_FILE, 'db');
     const rendered = readFileSync(conf, 'utf8');
@@ -239,6 +291,8 @@ describe('prepare-host on a fresh cluster', () => {
       // Files as the container's root, PostgreSQL and pgBackRest as the cluster's OS user.
       expect(docker.calls()).toEqual([
         'postgres psql',
+        // The role the host's backups connect as: the service's own environment's.
+        'root psql',
         'root sha256sum',
         'root cat',
         'root sh',
@@ -246,6 +300,8 @@ describe('prepare-host on a fresh cluster', () => {
         'root test',
         'root test',
         'root sh',
+        'postgres psql',
+        // Its grants, judged as the superuser.
         'postgres psql',
         'postgres pgbackrest',
         'postgres pgbackrest',

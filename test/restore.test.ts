@@ -4,6 +4,7 @@ import { restoreTestPlanOf } from '../shared/backup/database-plan.ts';
 import { BACKUP_HOST_COMMANDS } from '../shared/backup/host-commands.ts';
 import type { DatabaseManifest } from '../shared/catalog/manifest.ts';
 import { parseConfig } from '../shared/core/config.ts';
+import { parseComment } from '../shared/host/commands.ts';
 import { renderHostCommand } from '../shared/host/scripts.ts';
 import { planRestore } from '../shared/restore/database-plan.ts';
 import { databaseExists, databasesLike, tableChecksums } from './support/checksums.ts';
@@ -71,7 +72,10 @@ describe('the database-restore workflow', () => {
       'swap into place',
     ]);
     for (const s of stagesOf(output)) expect(s.seconds).toBeGreaterThanOrEqual(0);
-    expect(run.host.sent.map((s) => s.comment.split(' ')[1])).toEqual(['database-restore', 'database-swap']);
+    expect(run.host.sent.map((s) => parseComment(s.comment)?.script)).toEqual([
+      'database-restore',
+      'database-swap',
+    ]);
     // The summary alert is the operator's record in Slack.
     expect(run.alerts).toHaveLength(1);
     expect(run.alerts[0]?.text).toContain('kennel_restored restored on local from a backup of kennel_prod');
@@ -105,7 +109,7 @@ describe('the database-restore workflow', () => {
       expect.arrayContaining(['public.audit_logs', 'public.session_logs']),
     );
 
-    expect(run.host.sent.map((s) => s.comment.split(' ')[1])).toEqual([
+    expect(run.host.sent.map((s) => parseComment(s.comment)?.script)).toEqual([
       'database-restore',
       'application-stop',
       'database-backup',
@@ -149,7 +153,7 @@ describe('the database-restore workflow', () => {
     expect(run.record.status).toBe('FAILED');
     expect(run.record.error).toBe('HostCommandFailedError');
     expect(readFileSync(world.env.paths.applicationState, 'utf8').trim()).toBe('running');
-    expect(run.host.sent.map((s) => s.comment.split(' ')[1])).toEqual([
+    expect(run.host.sent.map((s) => parseComment(s.comment)?.script)).toEqual([
       'database-restore',
       'application-stop',
       'database-backup',

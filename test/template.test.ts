@@ -35,6 +35,7 @@ import {
 } from '../shared/catalog/retention.ts';
 import { maxAgeMinutes, SCHEDULES } from '../shared/catalog/schedule.ts';
 import { type Config, parseConfig } from '../shared/core/config.ts';
+import { CANCELLED_STATUSES } from '../shared/host/cancel.ts';
 import { pgbackrestConfOf, pgbackrestPath } from '../shared/host/pgbackrest-conf.ts';
 import { HOST_SCRIPTS } from '../shared/host/shell.ts';
 import { createMetrics, METRICS_NAMESPACE, metricsSink, recordArchive } from '../shared/watch/metrics.ts';
@@ -105,6 +106,7 @@ const FUNCTIONS = {
   reportPrepareHost: 'report-prepare-host',
   planWalArchiveAge: 'plan-wal-archive-age',
   reportWalArchiveAge: 'report-wal-archive-age',
+  cancelHostCommands: 'cancel-host-commands',
 } as const;
 type FunctionName = keyof typeof FUNCTIONS;
 const FUNCTION_NAMES = Object.keys(FUNCTIONS) as FunctionName[];
@@ -276,6 +278,7 @@ const STATE_MACHINES: StateMachine[] = [
       'checkHostCommand',
       'checkWalContinuity',
       'restoreTest',
+      'recordPhysicalRestoreTest',
       'reportDrill',
       'sendAlert',
     ],
@@ -284,6 +287,8 @@ const STATE_MACHINES: StateMachine[] = [
       // The WAL proven instead of a row-window chain.
       StartWalSwitch: 'Task',
       CheckWalContinuity: 'Task',
+      WhichEngine: 'Choice',
+      CheckPhysicalRestoreTest: 'Task',
       RestoreTest: 'Task',
       ReportDrill: 'Task',
       NotifyDrill: 'Task',
@@ -539,12 +544,11 @@ describe('the state machines', () => {
     expect(new Set(Object.values(FUNCTIONS))).toEqual(new Set(folders));
   });
 
-  it('between them use every function serverless.yml defines, and no other', () => {
-    expect(new Set(STATE_MACHINES.flatMap((m) => namedFunctions(built(m.name))))).toEqual(
-      new Set(FUNCTION_NAMES),
-    );
+  it('between them use every function serverless.yml defines but the one EventBridge alone invokes, and no other', () => {
+    const tasks = FUNCTION_NAMES.filter((fn) => fn !== 'cancelHostCommands');
+    expect(new Set(STATE_MACHINES.flatMap((m) => namedFunctions(built(m.name))))).toEqual(new Set(tasks));
     // The builder's table of task timeouts names the same functions.
-    expect(new Set(Object.keys(TASK_SECONDS))).toEqual(new Set(FUNCTION_NAMES));
+    expect(new Set(Object.keys(TASK_SECONDS))).toEqual(new Set(tasks));
   });
 
   it('run each backup kind at its cron in shared/catalog/schedule.ts, with the kind as input', () => {
@@ -588,8 +592,8 @@ describe('the state machines', () => {
     expect(
       scheduled?.map(([, r]) => (r.Properties as { ScheduleExpression: string }).ScheduleExpression).sort(),
     ).toEqual(STATE_MACHINES.flatMap((m) => m.schedules.map(([e]) => e)).sort());
-    // The one other rule listens for failures and starts nothing (see "failure alerts").
-    expect(others?.map(([id]) => id)).toEqual(['WorkflowFailedRule']);
+    // The other rules listen for failures and aborts and start nothing (see "failure alerts").
+    expect(others?.map(([id]) => id)).toEqual(['WorkflowFailedRule', 'HostCommandCancelRule']);
   });
 });
 
@@ -983,6 +987,38 @@ describe('failure alerts', () => {
     ]);
   });
 
+  it('one rule sends every aborted or timed out execution of every state machine to cancelHostCommands, which cancels its host commands', () => {
+    const rule = resource<EventRule>('HostCommandCancelRule', 'AWS::Events::Rule');
+    const everyStateMachine = ofType('AWS::StepFunctions::StateMachine').map(([id]) => ({ Ref: id }));
+    expect(rule.Name).toBe(`kennel-backup-${STAGE}-cancel-host-commands`);
+    expect(rule.State).toBe('ENABLED');
+    expect(rule.EventPattern).toEqual({
+      source: ['aws.states'],
+      'detail-type': ['Step Functions Execution Status Change'],
+      detail: { status: [...CANCELLED_STATUSES], stateMachineArn: everyStateMachine },
+    });
+    expect([...CANCELLED_STATUSES]).toEqual(['ABORTED', 'TIMED_OUT']);
+    expect(rule.Targets).toEqual([
+      {
+        Id: 'cancelHostCommands',
+        Arn: getAtt('CancelHostCommandsLambdaFunction'),
+        RetryPolicy: { MaximumEventAgeInSeconds: 3600, MaximumRetryAttempts: 20 },
+        DeadLetterConfig: { Arn: getAtt('AlertDeadLetterQueue') },
+      },
+    ]);
+    const permissions = ofType('AWS::Lambda::Permission').filter(([, r]) =>
+      JSON.stringify((r.Properties as { FunctionName: unknown }).FunctionName).includes('CancelHostCommands'),
+    );
+    expect(permissions.map(([, r]) => r.Properties)).toEqual([
+      {
+        Action: 'lambda:InvokeFunction',
+        FunctionName: getAtt('CancelHostCommandsLambdaFunction'),
+        Principal: 'events.amazonaws.com',
+        SourceArn: getAtt('HostCommandCancelRule'),
+      },
+    ]);
+  });
+
   it('EventBridge may invoke sendAlert for that rule only', () => {
     const permissions = ofType('AWS::Lambda::Permission').filter(([, r]) =>
       JSON.stringify((r.Properties as { FunctionName: unknown }).FunctionName).includes('SendAlert'),
@@ -1014,6 +1050,14 @@ describe('failure alerts', () => {
         Action: 'sqs:SendMessage',
         Resource: getAtt('AlertDeadLetterQueue'),
         Condition: { ArnEquals: { 'aws:SourceArn': getAtt('WorkflowFailedRule') } },
+      },
+      {
+        Sid: 'CancelRuleDeadLetters',
+        Effect: 'Allow',
+        Principal: { Service: 'events.amazonaws.com' },
+        Action: 'sqs:SendMessage',
+        Resource: getAtt('AlertDeadLetterQueue'),
+        Condition: { ArnEquals: { 'aws:SourceArn': getAtt('HostCommandCancelRule') } },
       },
     ]);
     const alarm = resource<Record<string, unknown>>('AlertDeadLettersAlarm', 'AWS::CloudWatch::Alarm');
@@ -1539,6 +1583,16 @@ describe('permissions', () => {
     },
   ];
 
+  /** The records of pgBackRest backups, read only. */
+  const readPhysicalRecords: Statement[] = [
+    {
+      Effect: 'Allow',
+      Action: ['s3:ListBucket'],
+      Resource: getAtt('BackupBucket'),
+      Condition: { StringLike: { 's3:prefix': 'catalog/pgbackrest/*' } },
+    },
+    { Effect: 'Allow', Action: ['s3:GetObject'], Resource: sub(`\${BackupBucket.Arn}/catalog/pgbackrest/*`) },
+  ];
   const physicalRecords: Statement[] = [
     {
       Effect: 'Allow',
@@ -1686,18 +1740,21 @@ describe('permissions', () => {
     // The records of pgBackRest backups, and nothing else: the host never writes there.
     recordPhysicalBackup: physicalRecords,
     recordPhysicalExpiry: physicalRecords,
-    // The catalog of every kind, read only: the newest manifests, for freshness.
+    // The catalog of every kind, read only: the newest manifests, for freshness, and the
+    // pgBackRest records, for the newest full's restore test.
     planVerification: [
       listBackups,
       { Effect: 'Allow', Action: ['s3:GetObject'], Resource: objects },
+      ...readPhysicalRecords,
       bucketKey('kms:Decrypt'),
     ],
     // Judges the execution's state; emits nothing.
     reportVerification: [],
-    // The full backups to pick from: database/ only, read only.
+    // The backups to pick from (logical fulls, pgBackRest records), read only.
     planDrill: [
       listDatabase,
       { Effect: 'Allow', Action: ['s3:GetObject'], Resource: databaseObjects },
+      ...readPhysicalRecords,
       bucketKey('kms:Decrypt'),
     ],
     // Writes the DR drill's measured rate and its report; reads nothing.
@@ -1738,6 +1795,13 @@ describe('permissions', () => {
     // The every-minute WAL archive age: the targets from config, then log lines.
     planWalArchiveAge: [],
     reportWalArchiveAge: [],
+    // Lists the commands in flight and cancels those of the aborted execution (neither
+    // action takes a resource); Slack's webhook and the alert topic for what it cancelled.
+    cancelHostCommands: [
+      { Effect: 'Allow', Action: ['ssm:ListCommands', 'ssm:CancelCommand'], Resource: '*' },
+      ...readParameter('alert-webhook-url'),
+      { Effect: 'Allow', Action: ['sns:Publish'], Resource: { Ref: 'AlertTopic' } },
+    ],
     // Slack's webhook; the alert topic; the history of this service's executions, and no other's.
     sendAlert: [
       ...readParameter('alert-webhook-url'),
@@ -1757,7 +1821,7 @@ describe('permissions', () => {
   /** Actions that support no resource-level permission, so only `Resource: '*'` grants them. */
   const UNSCOPABLE: Record<string, string[]> = {
     // SSM command status reads.
-    '*': ['ssm:GetCommandInvocation', 'ssm:ListCommandInvocations'],
+    '*': ['ssm:GetCommandInvocation', 'ssm:ListCommandInvocations', 'ssm:ListCommands', 'ssm:CancelCommand'],
     // Step Functions' CloudWatch Logs delivery and X-Ray tracing (added by
     // serverless-step-functions to every state machine's role).
     ...Object.fromEntries(

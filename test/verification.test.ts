@@ -1,6 +1,7 @@
 import { rmSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Manifest } from '../shared/catalog/manifest.ts';
+import { newestVerifiedPhysicalFull, writePhysicalRecord } from '../shared/catalog/physical.ts';
 import { getBytes, putBytes, runIn, startWorld, type TestWorld } from './support/environment.ts';
 import { pastBackup } from './support/manifests.ts';
 import { pgbackrest } from './support/pgbackrest.ts';
@@ -111,5 +112,30 @@ describe('the daily verification', () => {
     expect(run.alerts).toHaveLength(1);
     expect(run.alerts[0]?.text).toContain('State: ReportVerification');
     for (const line of problems) expect(run.alerts[0]?.text).toContain(line.slice(2, 60));
+  });
+
+  it("says so when the newest physical full's restore test failed", async () => {
+    const full = await newestVerifiedPhysicalFull(world.catalog, 'local', { restoreTested: true });
+    if (!full?.verification.restoreTest)
+      throw new Error('the physical full of beforeAll has no passed restore test');
+    const failed = {
+      ...full.verification.restoreTest,
+      state: 'failed' as const,
+      detail: `${full.label} failed its restore test in the amcheck phase (CheckPhysicalRestoreTest: HostCommandFailedError): pg_amcheck found corruption`,
+    };
+    await writePhysicalRecord(world.catalog, {
+      ...full,
+      verification: { ...full.verification, restoreTest: failed },
+    });
+    try {
+      const run = await verify();
+      expect(run.record.status).toBe('FAILED');
+      const problems = (run.record.cause ?? '').split('\n').filter((l) => l.startsWith('- '));
+      expect(problems).toContain(
+        `- physical full backup ${full.label} of local: its restore test failed (${failed.detail}; report ${failed.reportKey}); it is the base of nothing: take a full backup now and find out why`,
+      );
+    } finally {
+      await writePhysicalRecord(world.catalog, full);
+    }
   });
 });

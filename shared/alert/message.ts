@@ -220,3 +220,51 @@ export function formatExecutionAlert(
     },
   );
 }
+
+/** A host command an aborted or timed-out execution left running, once cancelled. */
+export interface CancelledCommand {
+  commandId: string;
+  /** The host command (`physical-restore-test`): the stage that was running on the host. */
+  script: string;
+  instanceIds: string[];
+}
+
+/**
+ * The alert of an execution that was aborted or timed out while host commands
+ * ran: which were cancelled, where, and what the host does about what they left.
+ */
+export function formatCancelAlert(
+  detail: ExecutionStatusChange,
+  cancelled: readonly CancelledCommand[],
+  stage: string,
+  region: string,
+): Alert {
+  const workflow = workflowOf(detail.stateMachineArn, stage);
+  const scripts = [...new Set(cancelled.map((c) => c.script))].join(', ');
+  const ended = detail.stopDate ? `, ended ${new Date(detail.stopDate).toISOString()}` : '';
+  const cause = `The execution was ${detail.status === 'ABORTED' ? 'aborted' : 'timed out'} while ${cancelled.length} host command(s) ran; each was cancelled, which stops its processes at once (SIGKILL, no clean-up of its own): ${cancelled
+    .map(
+      (c) =>
+        `${c.script} (command ${c.commandId}${c.instanceIds.length > 0 ? ` on ${c.instanceIds.join(', ')}` : ''})`,
+    )
+    .join(
+      '; ',
+    )}. A restore test's guard removes its scratch instance right after; anything else a command left is removed by the next run of that command.`;
+  return composeAlert(
+    {
+      workflow,
+      executionId: detail.executionArn,
+      target: null,
+      state: scripts,
+      error: 'HostCommandsCancelled',
+      cause,
+    },
+    {
+      icon: ':octagonal_sign:',
+      headline: `kennel-backup (${stage}): ${workflow} ${detail.status}, host commands cancelled`,
+      lines: [`Stage on the host: ${scripts}`, `Cancelled: ${cause}`],
+      started: `${new Date(detail.startDate).toISOString()}${ended}`,
+      region,
+    },
+  );
+}

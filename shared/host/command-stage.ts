@@ -7,7 +7,7 @@ import {
 } from '../core/errors.ts';
 import { parseInput } from '../core/input.ts';
 import * as z from '../core/schema.ts';
-import { type HostCommands, tail } from './commands.ts';
+import { commandComment, type HostCommands, tail } from './commands.ts';
 import {
   type HostCommand,
   type HostCommandSet,
@@ -49,6 +49,13 @@ export async function startHostCommand<C extends HostCommandsByName>(
   now = new Date(),
 ): Promise<CommandState> {
   const request = parseInput(set.request, event, 'The host command request');
+  // The execution's id (the Start state passes $$.Execution.Id): its commands carry
+  // it in their Comment, so that an aborted or timed-out execution's are found and cancelled.
+  const { execution } = parseInput(
+    z.object({ execution: z.string().check(z.minLength(1)) }),
+    event,
+    'The host command request',
+  );
   const command: HostCommand | undefined = (set.commands as HostCommandsByName)[request.script];
   if (!command)
     throw new ConfigError(
@@ -65,7 +72,7 @@ export async function startHostCommand<C extends HostCommandsByName>(
   const sent = await host.send({
     target,
     script,
-    comment: `kennel-backup ${request.script} ${request.plan.runId}`,
+    comment: commandComment(execution, request.script),
     timeoutSeconds,
   });
   return {
@@ -100,7 +107,7 @@ function resultOf(command: CommandState, stdout: string, where: string): { resul
 }
 
 export async function checkHostCommand(
-  host: HostCommands,
+  host: Pick<HostCommands, 'get'>,
   event: unknown,
   now = new Date(),
 ): Promise<CommandState> {

@@ -1,7 +1,11 @@
+import { createHash } from 'node:crypto';
 import {
+  CancelCommandCommand,
   GetCommandInvocationCommand,
+  InvalidCommandId,
   InvocationDoesNotExist,
   ListCommandInvocationsCommand,
+  paginateListCommands,
   SendCommandCommand,
   type SSMClient,
 } from '@aws-sdk/client-ssm';
@@ -15,6 +19,43 @@ import { classifyAwsError, InvalidInputError } from '../core/errors.ts';
 export interface HostCommands {
   send(request: SendRequest): Promise<{ commandId: string; instanceId: string | null }>;
   get(commandId: string, instanceId: string | null): Promise<Invocation>;
+  /** The commands sent since `since` that are still pending or running. */
+  inFlight(since: Date): Promise<SentCommand[]>;
+  /** Asks the host to stop a command; the SSM agent kills its whole process group with SIGKILL. */
+  cancel(commandId: string): Promise<void>;
+}
+
+/** A command as ListCommands describes it. */
+export interface SentCommand {
+  commandId: string;
+  comment: string;
+  /** The instances it was sent to; empty for a tag target. */
+  instanceIds: string[];
+}
+
+const COMMENT_PREFIX = 'kennel-backup';
+
+/**
+ * The execution's reference in its commands' Comment: 16 hex digits of its ARN's
+ * sha256. The ARN itself (state machine and name) does not fit in SSM's 100
+ * characters, and ListCommands filters on no field but time, status and
+ * document, so this is how an execution finds its own commands.
+ */
+export function executionRef(executionArn: string): string {
+  return createHash('sha256').update(executionArn).digest('hex').slice(0, 16);
+}
+
+/** `kennel-backup <execution ref> <command> <execution name>`, cut to SSM's 100 characters. */
+export function commandComment(executionArn: string, script: string): string {
+  const name = executionArn.slice(executionArn.lastIndexOf(':') + 1);
+  return `${COMMENT_PREFIX} ${executionRef(executionArn)} ${script} ${name}`.slice(0, 100);
+}
+
+/** The execution reference and the command a Comment names; undefined for a command not sent by this project. */
+export function parseComment(comment: string): { ref: string; script: string } | undefined {
+  const [prefix, ref, script] = comment.split(' ');
+  if (prefix !== COMMENT_PREFIX || !ref || !/^[0-9a-f]{16}$/.test(ref) || !script) return undefined;
+  return { ref, script };
 }
 
 export interface SendRequest {
@@ -112,6 +153,45 @@ export function ssmHostCommands(ssm: SSMClient, logGroup: string): HostCommands 
         if (error instanceof InvocationDoesNotExist)
           return { status: 'InProgress', instanceId: knownInstance, stdout: '', stderr: '' };
         throw classifyAwsError(error, `Reading the status of command ${commandId}`);
+      }
+    },
+
+    async inFlight(since) {
+      try {
+        const found: SentCommand[] = [];
+        const pages = paginateListCommands(
+          { client: ssm },
+          {
+            Filters: [
+              { key: 'InvokedAfter', value: since.toISOString() },
+              // Pending, InProgress, Delayed and Cancelling: what can still run.
+              { key: 'ExecutionStage', value: 'Executing' },
+            ],
+          },
+        );
+        for await (const page of pages) {
+          for (const c of page.Commands ?? []) {
+            if (!c.CommandId) continue;
+            found.push({
+              commandId: c.CommandId,
+              comment: c.Comment ?? '',
+              instanceIds: c.InstanceIds ?? [],
+            });
+          }
+        }
+        return found;
+      } catch (error) {
+        throw classifyAwsError(error, `Listing the commands sent since ${since.toISOString()}`);
+      }
+    },
+
+    async cancel(commandId) {
+      try {
+        await ssm.send(new CancelCommandCommand({ CommandId: commandId }));
+      } catch (error) {
+        // Ended between the listing and the cancel: nothing left to stop.
+        if (error instanceof InvalidCommandId) return;
+        throw classifyAwsError(error, `Cancelling command ${commandId}`);
       }
     },
   };

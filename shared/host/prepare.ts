@@ -136,10 +136,19 @@ export const PREPARE_HOST_COMMANDS = {
         KB_PG_USER: pg.user ?? pg.osUser,
         KB_SETTINGS: JSON.stringify(neededSettings(target)),
         KB_DRY_RUN: String(plan.dryRun),
+        KB_DATABASE: target.database,
       };
     },
   }),
 };
+
+/**
+ * What the role the host scripts connect as needs beyond a login: WAL runs call
+ * pg_switch_wal() (its EXECUTE is revoked from PUBLIC) and list the archive
+ * status directory (pg_ls_archive_statusdir, pg_monitor's); the monitoring reads
+ * pg_stat_archiver. host/prepare-host.sh grants each one the role lacks.
+ */
+export const HOST_ROLE_GRANTS = ['pg_monitor', 'EXECUTE ON FUNCTION pg_switch_wal()'] as const;
 
 /** What host/prepare-host.sh reports on its KB-RESULT line. */
 export const prepareResultSchema = z.object({
@@ -160,6 +169,11 @@ export const prepareResultSchema = z.object({
     /** Set already, by an earlier run, and waiting for a restart. */
     awaitingRestart: z.array(z.object({ name: z.string(), running: z.string(), to: z.string() })),
   }),
+  /**
+   * The role the other host scripts connect as (the host's own environment), and
+   * what was granted to it (or, in a dry run, would be): only what it lacked.
+   */
+  grants: z.object({ role: z.string(), granted: z.array(z.enum(HOST_ROLE_GRANTS)) }),
   restartNeeded: z.boolean(),
   /** `created`: stanza-create succeeded (it does on a stanza that exists); exists/missing/unknown: a dry run's reading. */
   stanza: z.enum(['created', 'failed', 'skipped', 'exists', 'missing', 'unknown']),
@@ -190,6 +204,7 @@ export function lackingOf(target: string, result: PrepareResult): string[] {
     ...result.settings.awaitingRestart.map(
       (s) => `a PostgreSQL restart, for ${assignment(s)} to take effect`,
     ),
+    ...result.grants.granted.map((g) => `${g} granted to the host's role ${result.grants.role}`),
     ...(result.stanza === 'exists' ? [] : [`the pgBackRest stanza ${target} (stanza-create)`]),
   ];
 }
@@ -219,6 +234,9 @@ export function describePreparation(target: string, r: PrepareResult): string {
     ...(r.settings.changed.length + r.settings.awaitingRestart.length === 0
       ? ['PostgreSQL settings: as pgBackRest needs them']
       : []),
+    r.grants.granted.length > 0
+      ? `${r.dryRun ? 'would grant' : 'granted'} ${r.grants.granted.join(' and ')} to ${r.grants.role}, the role the host's backups connect as`
+      : `the role the host's backups connect as, ${r.grants.role}, has what they need (pg_monitor, EXECUTE on pg_switch_wal())`,
     stanzaLine(target, r),
   ];
   return `${target}:\n${lines.map((l) => `- ${l}`).join('\n')}\n${nextStep(target, r)}`;

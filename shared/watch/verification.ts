@@ -4,6 +4,7 @@ import type { Catalog } from '../catalog/catalog.ts';
 import { LEGACY_DUMP_KINDS, runId as makeRunId, manifestKey } from '../catalog/keys.ts';
 import { legacyArchives } from '../catalog/legacy.ts';
 import type { Manifest } from '../catalog/manifest.ts';
+import { newestVerifiedPhysicalFull } from '../catalog/physical.ts';
 import type { Config } from '../core/config.ts';
 import { causeMessage, failedStatesSchema, firstFailure, VerificationFailedError } from '../core/errors.ts';
 import {
@@ -31,7 +32,16 @@ import { newestBackups, staleness, stalenessOf } from './freshness.ts';
  */
 
 const findingSchema = z.object({
-  check: z.enum(['fresh', 'verified', 'local-copy', 'integrity', 'host', 'repository', 'wal-archive']),
+  check: z.enum([
+    'fresh',
+    'verified',
+    'local-copy',
+    'integrity',
+    'host',
+    'repository',
+    'wal-archive',
+    'restore-test',
+  ]),
   /** What was checked: `full backup of kennel_prod on primary`. */
   subject: z.string(),
   problem: z.string(),
@@ -129,6 +139,7 @@ export async function planVerification(
       ?.push({ path: verified.archive.localPath, sha256: verified.archive.sha256, subject });
     archives.push({ manifestKey: manifestKey(verified.archive.key), subject });
   }
+  findings.push(...(await physicalRestoreTestFindings(config, catalog)));
   return {
     runId: makeRunId(iso, executionId),
     startedAt,
@@ -142,6 +153,29 @@ export async function planVerification(
     repositories: walTargets(config.BACKUP_TARGETS).map((target) => walRun(target, executionId, startedAt)),
     legacy,
   };
+}
+
+/**
+ * The newest verified physical full of each pgBackRest target whose restore test
+ * failed, or never ran (its run stopped before it): pgBackRest's info still
+ * lists it as the newest full, but nothing builds on it, so the incrementals go
+ * on as fulls and a recovery's base is an older one. From the catalog's records.
+ */
+async function physicalRestoreTestFindings(config: Config, catalog: Catalog): Promise<Finding[]> {
+  const findings: Finding[] = [];
+  for (const target of walTargets(config.BACKUP_TARGETS)) {
+    const full = await newestVerifiedPhysicalFull(catalog, target.name, { restoreTested: false });
+    const test = full?.verification.restoreTest;
+    if (!full || test?.state === 'passed') continue;
+    findings.push({
+      check: 'restore-test',
+      subject: `physical full backup ${full.label} of ${target.name}`,
+      problem: test
+        ? `its restore test failed (${test.detail.slice(0, 600)}${test.reportKey ? `; report ${test.reportKey}` : ''}); it is the base of nothing: take a full backup now and find out why`
+        : `it has no restore test result (its run ${full.runId} ended before the test); it is the base of nothing: take a full backup now`,
+    });
+  }
+  return findings;
 }
 
 /** What host/pgbackrest-verify.sh reports: verify's status, the first bad files it named, its own summary. */

@@ -8,6 +8,7 @@ import {
 import { mockClient } from 'aws-sdk-client-mock';
 import { beforeEach, describe, expect, it, vi } from 'vitest';
 import { isDumpPlan, planBackup } from '../../shared/backup/database-plan.ts';
+import { executionRef } from '../../shared/host/commands.ts';
 
 const ENV = {
   BACKUP_BUCKET: 'kennel-backups-prod',
@@ -43,10 +44,13 @@ const context = {
   getRemainingTimeInMillis: () => 60_000,
 } as never;
 
+/** The execution's id, which every Start state passes ($$.Execution.Id). */
+const EXECUTION = 'arn:aws:states:us-east-1:123456789012:execution:kennel-backup-prod-database-backup:run-1';
+
 async function plan(config: Awaited<ReturnType<typeof handlers>>['config'], target = 'primary') {
   const [planned] = await planBackup(config, { list: async () => [] } as never, {
     input: { target },
-    executionId: 'arn:aws:states:us-east-1:123456789012:execution:kennel-backup-prod-database-backup:run-1',
+    executionId: EXECUTION,
     startedAt: '2026-11-26T02:00:00.000Z',
   });
   if (!planned || !isDumpPlan(planned)) throw new Error('no dump plan');
@@ -61,7 +65,10 @@ describe('StartDump sends the rendered script with SSM Run Command', () => {
   it('sends exactly one AWS-RunShellScript command to the configured instance', async () => {
     const { start, config } = await handlers();
     ssm.on(SendCommandCommand).resolves({ Command: { CommandId: 'cmd-1' } });
-    const result = await start({ script: 'database-backup', plan: await plan(config) }, context);
+    const result = await start(
+      { script: 'database-backup', execution: EXECUTION, plan: await plan(config) },
+      context,
+    );
 
     expect(result).toMatchObject({
       script: 'database-backup',
@@ -76,7 +83,8 @@ describe('StartDump sends the rendered script with SSM Run Command', () => {
       DocumentName: 'AWS-RunShellScript',
       InstanceIds: ['i-0123456789abcdef0'],
       TimeoutSeconds: 1800,
-      Comment: expect.stringMatching(/^kennel-backup database-backup 20261126T020000Z_[0-9a-f]{8}$/),
+      // The execution's reference (sha256 of its ARN), the command, the execution's name.
+      Comment: `kennel-backup ${executionRef(EXECUTION)} database-backup run-1`,
       CloudWatchOutputConfig: {
         CloudWatchOutputEnabled: true,
         CloudWatchLogGroupName: '/kennel-backup/prod/host-commands',
@@ -94,7 +102,10 @@ describe('StartDump sends the rendered script with SSM Run Command', () => {
   it('targets a tag with one instance at a time and runs the tools in the compose service', async () => {
     const { start, config } = await handlers();
     ssm.on(SendCommandCommand).resolves({ Command: { CommandId: 'cmd-2' } });
-    const result = await start({ script: 'database-backup', plan: await plan(config, 'compose') }, context);
+    const result = await start(
+      { script: 'database-backup', execution: EXECUTION, plan: await plan(config, 'compose') },
+      context,
+    );
     expect(result.instanceId).toBeNull();
     const input = ssm.commandCalls(SendCommandCommand)[0]?.args[0].input;
     expect(input?.Targets).toEqual([{ Key: 'tag:kennel-backup-target', Values: ['db'] }]);
@@ -109,17 +120,33 @@ describe('StartDump sends the rendered script with SSM Run Command', () => {
   it('sends nothing for a malformed request or a target that is not configured', async () => {
     const { start, config } = await handlers();
     const good = await plan(config);
-    await expect(start({ script: 'rm -rf /', plan: good }, context)).rejects.toMatchObject({
-      name: 'InvalidInputError',
-    });
     await expect(
-      start({ script: 'database-backup', plan: { ...good, database: 'x; reboot' } }, context),
+      start({ script: 'rm -rf /', execution: EXECUTION, plan: good }, context),
+    ).rejects.toMatchObject({ name: 'InvalidInputError' });
+    // Without the execution's id its commands could not be found to cancel them.
+    await expect(start({ script: 'database-backup', plan: good }, context)).rejects.toThrow(
+      /execution: Invalid input/,
+    );
+    await expect(
+      start(
+        { script: 'database-backup', execution: EXECUTION, plan: { ...good, database: 'x; reboot' } },
+        context,
+      ),
     ).rejects.toMatchObject({ name: 'InvalidInputError' });
     await expect(
-      start({ script: 'prune-local', plan: good, keepDays: 7, keepFile: '../../../etc/passwd' }, context),
+      start(
+        {
+          script: 'prune-local',
+          execution: EXECUTION,
+          plan: good,
+          keepDays: 7,
+          keepFile: '../../../etc/passwd',
+        },
+        context,
+      ),
     ).rejects.toThrow(/plain file name/);
     await expect(
-      start({ script: 'database-backup', plan: { ...good, target: 'gone' } }, context),
+      start({ script: 'database-backup', execution: EXECUTION, plan: { ...good, target: 'gone' } }, context),
     ).rejects.toMatchObject({ name: 'NotFoundError' });
     expect(ssm.commandCalls(SendCommandCommand)).toHaveLength(0);
   });

@@ -178,6 +178,7 @@ describe('the physical restore test states', () => {
   it('send the set and the plan to the host, and record the outcome whether the command passed or failed', () => {
     expect(states[S.start]?.Parameters).toEqual({
       script: 'physical-restore-test',
+      'execution.$': '$$.Execution.Id',
       'plan.$': '$.plan',
       'set.$': '$.physicalRecord.label',
     });

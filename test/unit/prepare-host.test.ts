@@ -123,6 +123,7 @@ const ready: PrepareResult = {
   config: { file: '/etc/pgbackrest/pgbackrest.conf', existed: true, state: 'unchanged', changedOptions: [] },
   createdPaths: [],
   settings: { changed: [], awaitingRestart: [] },
+  grants: { role: 'kennel_backup', granted: [] },
   restartNeeded: false,
   stanza: 'created',
   check: 'passed',
@@ -138,6 +139,7 @@ const firstRun: PrepareResult = {
     ],
     awaitingRestart: [],
   },
+  grants: { role: 'kennel_backup', granted: ['pg_monitor', 'EXECUTE ON FUNCTION pg_switch_wal()'] },
   restartNeeded: true,
   stanza: 'skipped',
   check: 'skipped',
@@ -167,6 +169,7 @@ describe('reportPrepareHost', () => {
         'primary:',
         '- pgbackrest.conf /etc/pgbackrest/pgbackrest.conf written (new file)',
         "- PostgreSQL settings set with ALTER SYSTEM: archive_mode 'off' → 'on' (takes a restart); archive_timeout '0' → '60'",
+        "- granted pg_monitor and EXECUTE ON FUNCTION pg_switch_wal() to kennel_backup, the role the host's backups connect as",
         '- stanza-create and check wait for the restart',
         'Next: restart PostgreSQL on primary (e.g. systemctl restart postgresql, or restart its compose service), then start prepare-host again: it creates the stanza and runs check.',
       ].join('\n'),
@@ -228,6 +231,8 @@ describe('lackingOf', () => {
       "archive_mode = 'on' (now 'off'; takes a restart)",
       "archive_timeout = '60' (now '0')",
       "a PostgreSQL restart, for wal_level = 'replica' to take effect",
+      "pg_monitor granted to the host's role kennel_backup",
+      "EXECUTE ON FUNCTION pg_switch_wal() granted to the host's role kennel_backup",
       'the pgBackRest stanza primary (stanza-create)',
     ]);
   });
