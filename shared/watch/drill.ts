@@ -5,7 +5,7 @@ import { planSchema, restoreTestPlanOf } from '../backup/database-plan.ts';
 import { physicalRestoreTestOutcomeSchema } from '../backup/physical-restore-test.ts';
 import { walPlanSchema, walRun } from '../backup/wal-plan.ts';
 import type { Catalog } from '../catalog/catalog.ts';
-import { drillReportKey, runId as makeRunId, scratchDatabase } from '../catalog/keys.ts';
+import { runId as makeRunId, scratchDatabase } from '../catalog/keys.ts';
 import { keyOf, listPhysicalBackups, usable } from '../catalog/physical.ts';
 import type { Config } from '../core/config.ts';
 import { selectTargets } from '../core/config.ts';
@@ -22,6 +22,7 @@ import { parseInput, planRequestSchema } from '../core/input.ts';
 import * as z from '../core/schema.ts';
 import { DAY_MS, utcDay } from '../core/time.ts';
 import { pgbackrestOff } from '../host/pgbackrest-conf.ts';
+import { type DrillCheck, drillCheckSchema, storeDrillReport } from './drill-report.ts';
 
 /**
  * Restore drills. Weekly: a random verified backup of the last 7 days, of either
@@ -44,9 +45,6 @@ export const drillInputSchema = z.strictObject({
   target: z.optional(targetName),
   database: z.optional(sqlIdentifier),
 });
-
-const checkSchema = z.object({ check: z.string(), passed: z.boolean(), detail: z.string() });
-export type DrillCheck = z.infer<typeof checkSchema>;
 
 /**
  * A backup the drill may pick: a logical full's archive key, or a pgBackRest
@@ -85,7 +83,7 @@ export const drillPlanSchema = z.object({
   ),
   /** The target's WAL run, when it archives with pgBackRest (else a failed check says what to add). */
   wal: z.optional(walPlanSchema),
-  checks: z.array(checkSchema),
+  checks: z.array(drillCheckSchema),
 });
 
 export type DrillPlan = z.infer<typeof drillPlanSchema>;
@@ -200,22 +198,6 @@ function drilledSchema() {
   });
 }
 
-function markdown(report: { title: string; checks: DrillCheck[]; facts: [string, string][] }): string {
-  const cell = (text: string) => text.replaceAll('|', '\\|').replaceAll('\n', ' ');
-  return [
-    `# ${report.title}`,
-    '',
-    ...report.facts.map(([k, v]) => `- **${k}:** ${cell(v)}`),
-    '',
-    '| check | result | detail |',
-    '|---|---|---|',
-    ...report.checks.map(
-      (c) => `| ${cell(c.check)} | ${c.passed ? 'passed' : '**FAILED**'} | ${cell(c.detail)} |`,
-    ),
-    '',
-  ].join('\n');
-}
-
 /**
  * Writes the drill's report (JSON and Markdown) to S3 whatever the outcome, then
  * fails with every failed check listed, or returns the summary.
@@ -285,16 +267,7 @@ export async function reportDrill(catalog: Catalog, state: unknown, now = new Da
     ['finished', now.toISOString()],
   ];
   const json = { title, passed, ...drill, checks, finishedAt: now.toISOString() };
-  const keys = {
-    json: drillReportKey(drill.startedAt, drill.runId, 'json'),
-    markdown: drillReportKey(drill.startedAt, drill.runId, 'md'),
-  };
-  await catalog.writeObject(keys.json, `${JSON.stringify(json, null, 2)}\n`, 'application/json');
-  await catalog.writeObject(
-    keys.markdown,
-    markdown({ title, checks, facts }),
-    'text/markdown; charset=utf-8',
-  );
+  const keys = await storeDrillReport(catalog, drill, { title, checks, facts }, json);
   const lines = checks.map((c) => `${c.passed ? '✓' : '✗'} ${c.check}: ${c.detail}`);
   if (!passed) {
     throw new DrillFailedError(
