@@ -122,8 +122,10 @@ function startWriter(name: string, statements: string): Writer {
     stop: join(dir, 'stop'),
   };
   writeFileSync(join(dir, 'statements.sql'), statements);
+  // It also ends when its directory is gone: a test run killed before its
+  // clean-up removed the work directory leaves no writer looping for ever.
   const script = `
-while [[ ! -e $STOP ]]; do
+while [[ ! -e $STOP && -d $DIR ]]; do
   if [[ -e $PAUSE ]]; then touch "$PAUSED"; sleep 0.05; continue; fi
   rm -f "$PAUSED"
   psql -X -q -d ${DATABASE} -v ON_ERROR_STOP=1 -c "$(cat "$DIR/statements.sql")" >/dev/null 2>>"$DIR/errors" || true

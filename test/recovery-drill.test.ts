@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { listPhysicalBackups } from '../shared/catalog/physical.ts';
 import { newestRecoveryRecord } from '../shared/catalog/recoveries.ts';
 import { type Config, parseConfig, type Target } from '../shared/core/config.ts';
+import { parseComment } from '../shared/host/commands.ts';
 import { type PointInTimePlan, recoverableBackups } from '../shared/restore/point-in-time.ts';
 import { planRecoveryDrill } from '../shared/watch/recovery-drill.ts';
 import { databasesLike } from './support/checksums.ts';
@@ -75,7 +76,7 @@ describe('the monthly DR drill (recovery-drill)', () => {
       );
       const run = await runIn(world, { workflow: 'recovery-drill', input: {} });
       expect(run.record.status, run.record.cause).toBe('SUCCEEDED');
-      expect(run.host.sent.map((s) => s.comment.split(' ')[1])).toEqual(['point-in-time-restore']);
+      expect(run.host.sent.map((s) => parseComment(s.comment)?.script)).toEqual(['point-in-time-restore']);
       const output = run.record.output as DrillOutput;
       expect(output.checks.map((c) => [c.check, c.passed])).toEqual([
         ['recoverable window', true],
