@@ -7,7 +7,7 @@ import { psql, seedKennelDatabase } from '../local/environment.ts';
 import { localHost } from '../local/host.ts';
 import { asServerUser, findPostgresBinDir, freePort, type PostgresServer } from '../local/postgres.ts';
 import { type ExecutionRecord, PROJECT_ROOT } from '../local/runner.ts';
-import type { Target } from '../shared/core/config.ts';
+import type { Config, Target } from '../shared/core/config.ts';
 import { shellQuote } from '../shared/host/shell.ts';
 
 /**
@@ -353,4 +353,25 @@ export async function bareRecovery(
       hostEnv,
     );
   }
+}
+
+/**
+ * The local target's configuration with its logical dump pointed at `database`
+ * (an empty one, so that a workflow's dump beside its physical run is trivial and
+ * the physical run has the machine to itself), set in this process's
+ * environment for the handlers; every handler imported once after it.
+ */
+export async function physicalOnlyConfig(
+  functionEnv: Record<string, string>,
+  database: string,
+): Promise<{ config: Config; target: Target }> {
+  const targets = JSON.parse(functionEnv.BACKUP_TARGETS ?? '[]') as Record<string, unknown>[];
+  const env = { ...functionEnv, BACKUP_TARGETS: JSON.stringify(targets.map((t) => ({ ...t, database }))) };
+  Object.assign(process.env, env);
+  const { parseConfig, findTarget } = await import('../shared/core/config.ts');
+  const config = parseConfig(env);
+  const target = findTarget(config, 'local');
+  if (!target) throw new Error('no local target');
+  await importHandlers();
+  return { config, target };
 }

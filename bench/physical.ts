@@ -13,10 +13,10 @@ import {
   checkInterrupted,
   cleanUp,
   hostScript,
-  importHandlers,
   log,
   onInterrupt,
   pgbackrestCommand,
+  physicalOnlyConfig,
   queryValue,
   readCommandLine,
   runMain,
@@ -249,19 +249,8 @@ async function main(): Promise<number> {
     );
     log(`cluster: ${mib(clusterBytes)} MiB`);
 
-    // The workflow backs up the empty database logically; the cluster physically, as always.
-    const targets = JSON.parse(env.functionEnv.BACKUP_TARGETS ?? '[]') as Record<string, unknown>[];
-    const functionEnv = {
-      ...env.functionEnv,
-      BACKUP_TARGETS: JSON.stringify(targets.map((t) => ({ ...t, database: EMPTY }))),
-    };
-    Object.assign(process.env, functionEnv);
-    const { parseConfig, findTarget } = await import('../shared/core/config.ts');
-    const config = parseConfig(functionEnv);
-    const target = findTarget(config, 'local');
-    if (!target) throw new Error('no local target');
+    const { config, target } = await physicalOnlyConfig(env.functionEnv, EMPTY);
     const ctx: Ctx = { environment: env, config, target, waitMs };
-    await importHandlers();
 
     // ---- Fulls: the bare engine, our host command, our workflow.
     log('bare pgbackrest backup --type=full …');

@@ -13,9 +13,9 @@ import {
   bareRecovery,
   checkInterrupted,
   cleanUp,
-  importHandlers,
   log,
   onInterrupt,
+  physicalOnlyConfig,
   queryValue,
   readCommandLine,
   runMain,
@@ -179,18 +179,8 @@ async function main(): Promise<number> {
     const databaseBytes = Number(queryValue(server, 'postgres', `SELECT pg_database_size('${PGBENCH}')`));
     log(`${PGBENCH}: ${mib(databaseBytes)} MiB`);
 
-    const targets = JSON.parse(env.functionEnv.BACKUP_TARGETS ?? '[]') as Record<string, unknown>[];
-    const functionEnv = {
-      ...env.functionEnv,
-      BACKUP_TARGETS: JSON.stringify(targets.map((t) => ({ ...t, database: EMPTY }))),
-    };
-    Object.assign(process.env, functionEnv);
-    const { parseConfig, findTarget } = await import('../shared/core/config.ts');
-    const config = parseConfig(functionEnv);
-    const target = findTarget(config, 'local');
-    if (!target) throw new Error('no local target');
+    const { config, target } = await physicalOnlyConfig(env.functionEnv, EMPTY);
     const ctx: Ctx = { environment: env, config, target, waitMs };
-    await importHandlers();
 
     log('our full backup (the recoveries’ base) …');
     const backup = await runWorkflow(
