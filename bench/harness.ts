@@ -3,10 +3,10 @@ import { readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { type ParseArgsOptionsConfig, parseArgs } from 'node:util';
-import { psql, seedKennelDatabase } from '../local/environment.ts';
+import { type LocalEnvironment, psql, seedKennelDatabase } from '../local/environment.ts';
 import { localHost } from '../local/host.ts';
 import { asServerUser, findPostgresBinDir, freePort, type PostgresServer } from '../local/postgres.ts';
-import { type ExecutionRecord, PROJECT_ROOT } from '../local/runner.ts';
+import { type ExecutionRecord, PROJECT_ROOT, runWorkflow } from '../local/runner.ts';
 import type { Config, Target } from '../shared/core/config.ts';
 import { shellQuote } from '../shared/host/shell.ts';
 
@@ -374,4 +374,30 @@ export async function physicalOnlyConfig(
   if (!target) throw new Error('no local target');
   await importHandlers();
   return { config, target };
+}
+
+/**
+ * A workflow run end to end by the local runner on the local stack, timed by the
+ * wall clock (ms); throws, naming `what`, unless it SUCCEEDED.
+ */
+export async function succeededWorkflow(
+  environment: LocalEnvironment,
+  what: string,
+  options: { workflow: string; input: unknown; waitMs?: number },
+): Promise<{ ms: number; record: ExecutionRecord }> {
+  checkInterrupted();
+  const started = performance.now();
+  const record = await runWorkflow(
+    { ...options, historyDir: environment.paths.historyDir },
+    {
+      host: localHost(environment.hostEnv),
+      databaseUrl: environment.postgres.url,
+      alertsFile: environment.paths.alertsFile,
+      print: log,
+    },
+  );
+  const ms = performance.now() - started;
+  if (record.status !== 'SUCCEEDED')
+    throw new Error(`${what} ended ${record.status}: ${record.error}: ${record.cause}`);
+  return { ms, record };
 }

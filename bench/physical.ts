@@ -3,8 +3,7 @@ import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { type LocalEnvironment, psql, startLocalEnvironment } from '../local/environment.ts';
-import { localHost } from '../local/host.ts';
-import { PROJECT_ROOT, runWorkflow } from '../local/runner.ts';
+import { PROJECT_ROOT } from '../local/runner.ts';
 import type { PhysicalPlan } from '../shared/backup/physical-plan.ts';
 import type { Config, Target } from '../shared/core/config.ts';
 import { shellQuote } from '../shared/host/shell.ts';
@@ -23,6 +22,7 @@ import {
   sh,
   span,
   stopOnce,
+  succeededWorkflow,
   wholeNumber,
 } from './harness.ts';
 import { mib, ratio, table } from './table.ts';
@@ -138,25 +138,11 @@ interface WorkflowRun {
 
 /** Our physical backup through the database-backup workflow (its dump beside it is of the empty database). */
 async function workflow(ctx: Ctx, kind: 'full' | 'incremental'): Promise<WorkflowRun> {
-  checkInterrupted();
-  const started = performance.now();
-  const record = await runWorkflow(
-    {
-      workflow: 'database-backup',
-      input: { kind },
-      historyDir: ctx.environment.paths.historyDir,
-      waitMs: ctx.waitMs,
-    },
-    {
-      host: localHost(ctx.environment.hostEnv),
-      databaseUrl: ctx.environment.postgres.url,
-      alertsFile: ctx.environment.paths.alertsFile,
-      print: log,
-    },
-  );
-  const ms = performance.now() - started;
-  if (record.status !== 'SUCCEEDED')
-    throw new Error(`the ${kind} workflow ended ${record.status}: ${record.error}: ${record.cause}`);
+  const { ms, record } = await succeededWorkflow(ctx.environment, `the ${kind} workflow`, {
+    workflow: 'database-backup',
+    input: { kind },
+    waitMs: ctx.waitMs,
+  });
   const { events } = record;
   const hostCommandMs = span(events, 'StartPhysicalBackup', 'PhysicalBackupFinished');
   const recordMs = span(events, 'RecordPhysicalBackup', 'RecordPhysicalBackup');

@@ -1,17 +1,14 @@
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { type LocalEnvironment, psql, startLocalEnvironment } from '../local/environment.ts';
-import { localHost } from '../local/host.ts';
-import { PROJECT_ROOT, runWorkflow } from '../local/runner.ts';
+import { PROJECT_ROOT } from '../local/runner.ts';
 import type { Config, Target } from '../shared/core/config.ts';
 import { shellQuote } from '../shared/host/shell.ts';
 import { recoveryTargetTime } from '../shared/restore/point-in-time.ts';
 import {
   bareRecovery,
-  checkInterrupted,
   cleanUp,
   log,
   onInterrupt,
@@ -21,6 +18,7 @@ import {
   runMain,
   sh,
   stopOnce,
+  succeededWorkflow,
   wholeNumber,
   wholeNumbers,
 } from './harness.ts';
@@ -104,28 +102,12 @@ interface Ours {
 
 /** Ours to `target`: the point-in-time-recovery workflow into a new database, its phases as the host script measured them. */
 async function ourRecovery(ctx: Ctx, target: RecoveryTarget): Promise<Ours> {
-  checkInterrupted();
   const targetDatabase = `${PGBENCH}_pitr_${target.segments}`;
-  const started = performance.now();
-  const record = await runWorkflow(
-    {
-      workflow: 'point-in-time-recovery',
-      input: { database: PGBENCH, targetDatabase, targetTime: target.time },
-      historyDir: ctx.environment.paths.historyDir,
-      waitMs: ctx.waitMs,
-    },
-    {
-      host: localHost(ctx.environment.hostEnv),
-      databaseUrl: ctx.environment.postgres.url,
-      alertsFile: ctx.environment.paths.alertsFile,
-      print: log,
-    },
-  );
-  const ms = performance.now() - started;
-  if (record.status !== 'SUCCEEDED')
-    throw new Error(
-      `the recovery to ${target.time} ended ${record.status}: ${record.error}: ${record.cause}`,
-    );
+  const { ms, record } = await succeededWorkflow(ctx.environment, `the recovery to ${target.time}`, {
+    workflow: 'point-in-time-recovery',
+    input: { database: PGBENCH, targetDatabase, targetTime: target.time },
+    waitMs: ctx.waitMs,
+  });
   const phases =
     /"seconds":\{"restore":([\d.]+),"recovery":([\d.]+),"checks":([\d.]+),"copy":([\d.]+),"total":([\d.]+)\}/.exec(
       JSON.stringify(record.events).replaceAll('\\"', '"').replaceAll(' ', ''),
@@ -183,12 +165,11 @@ async function main(): Promise<number> {
     const ctx: Ctx = { environment: env, config, target, waitMs };
 
     log('our full backup (the recoveries’ base) …');
-    const backup = await runWorkflow(
-      { workflow: 'database-backup', input: { kind: 'full' }, historyDir: env.paths.historyDir, waitMs },
-      { host: localHost(env.hostEnv), databaseUrl: server.url, alertsFile: env.paths.alertsFile, print: log },
-    );
-    if (backup.status !== 'SUCCEEDED')
-      throw new Error(`the full backup ended ${backup.status}: ${backup.cause}`);
+    await succeededWorkflow(env, 'the full backup', {
+      workflow: 'database-backup',
+      input: { kind: 'full' },
+      waitMs,
+    });
     const from = queryValue(server, 'postgres', 'SELECT pg_current_wal_lsn()');
 
     const marked: RecoveryTarget[] = [];
