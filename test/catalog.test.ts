@@ -89,7 +89,7 @@ describe('the catalog reads only what it needs, however long the history', () =>
   it('the newest verified backup is found by listing the last two days, not 60 of them', async () => {
     let newest: unknown;
     const keys = await listed(async () => {
-      newest = (await catalog.newestOf('full', 'primary', 'kennel_prod', NOW)).newestVerified;
+      newest = (await catalog.newestOf('full', 'primary', 'kennel_prod', NOW)).newestUsable;
     });
     expect(newest).toEqual(manifest('full', 1));
     expect(keys).toBeLessThanOrEqual(4); // two days of archives and manifests at the most
@@ -99,8 +99,8 @@ describe('the catalog reads only what it needs, however long the history', () =>
     const recent = [manifest('full', 1), manifest('full', 2)];
     for (const m of recent) await catalog.writeManifest({ ...m, verification: { state: 'failed' } });
     try {
-      const { newestVerified, newestKey } = await catalog.newestOf('full', 'primary', 'kennel_prod', NOW);
-      expect(newestVerified).toEqual(manifest('full', 3));
+      const { newestUsable, newestKey } = await catalog.newestOf('full', 'primary', 'kennel_prod', NOW);
+      expect(newestUsable).toEqual(manifest('full', 3));
       expect(newestKey).toBe(`${recent[0]?.archive.key}.manifest.json`);
     } finally {
       for (const m of recent) await catalog.writeManifest(m);

@@ -1,5 +1,6 @@
 import { readFileSync, rmSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { ExecutionRecord } from '../local/runner.ts';
 import { restoreTestPlanOf } from '../shared/backup/database-plan.ts';
 import { BACKUP_HOST_COMMANDS } from '../shared/backup/host-commands.ts';
 import type { DatabaseManifest } from '../shared/catalog/manifest.ts';
@@ -7,6 +8,7 @@ import { parseConfig } from '../shared/core/config.ts';
 import { parseComment } from '../shared/host/commands.ts';
 import { renderHostCommand } from '../shared/host/scripts.ts';
 import { planRestore } from '../shared/restore/database-plan.ts';
+import { planDrill } from '../shared/watch/drill.ts';
 import { databaseExists, databasesLike, tableChecksums } from './support/checksums.ts';
 import { putBytes, runIn, runsOf, startWorld, type TestWorld } from './support/environment.ts';
 import { pastBackup } from './support/manifests.ts';
@@ -42,6 +44,10 @@ function damageProduction() {
 
 const restore = (input: unknown, extra: Parameters<typeof runIn>[1] = {}) =>
   runIn(world, { workflow: 'database-restore', input, ...extra });
+
+/** The manifest key a backup execution's run wrote. */
+const manifestKeyOf = (record: ExecutionRecord) =>
+  JSON.stringify(record.events).match(/"manifestKey":"([^"]+)"/)?.[1] ?? '';
 
 const stagesOf = (output: unknown) => (output as { stages: { stage: string; seconds: number }[] }).stages;
 
@@ -334,5 +340,120 @@ describe('the restore-archive host script', () => {
     expect(result.code).toBe(1);
     expect(result.stderr).toContain('the database kennel_from_s3 already exists');
     expect(tableChecksums(world, 'kennel_from_s3', tables)).toEqual(atBackup);
+  });
+});
+
+describe('a full whose restore test failed is demoted', () => {
+  /** Newer than `verified`: a full whose run ended before its restore test, then one whose test failed. */
+  let untested: DatabaseManifest;
+  let failed: DatabaseManifest;
+  let failedRun: Awaited<ReturnType<typeof runIn>>;
+
+  beforeAll(async () => {
+    // Aborted as its restore test starts: verified, and never tested.
+    const stop = new AbortController();
+    const aborted = await runIn(world, {
+      input: { kind: 'full', database: 'kennel_prod' },
+      signal: stop.signal,
+      beforeTask: async (state) => {
+        if (state === 'StartRestoreTest') stop.abort();
+      },
+    });
+    expect(aborted.record.status).toBe('ABORTED');
+    untested = await world.catalog.readDatabaseManifest(manifestKeyOf(aborted.record));
+
+    // A real fault: a CHECK constraint calls a function whose body names a table
+    // without its schema. pg_dump's script runs with an empty search_path, so the
+    // dump no longer loads: it verifies (its bytes are whole), but does not restore.
+    world.sql(
+      'kennel_prod',
+      `CREATE FUNCTION kennel_size_known(size text) RETURNS boolean LANGUAGE sql STABLE
+         AS $$ SELECT EXISTS (SELECT 1 FROM kennel_sizes WHERE code = size) $$;
+       CREATE TABLE kennel_size_notes (code text PRIMARY KEY CHECK (kennel_size_known(code)), note text);
+       INSERT INTO kennel_size_notes SELECT code, 'seen' FROM kennel_sizes ORDER BY code LIMIT 1`,
+    );
+    try {
+      failedRun = await runIn(world, { input: { kind: 'full', database: 'kennel_prod' } });
+    } finally {
+      world.sql('kennel_prod', 'DROP TABLE kennel_size_notes; DROP FUNCTION kennel_size_known');
+    }
+    failed = await world.catalog.readDatabaseManifest(manifestKeyOf(failedRun.record));
+  });
+
+  it('the restore that failed on the host is recorded in the manifest, with the error, and alerted', () => {
+    expect(failedRun.record.status).toBe('FAILED');
+    expect(failedRun.alerts.map((a) => [a.state, a.error])).toEqual([
+      ['CheckRestoreTest', 'HostCommandFailedError'],
+    ]);
+    expect(failed.verification.state).toBe('verified');
+    expect(failed.verification.restoreTest).toMatchObject({ state: 'failed' });
+    expect(failed.verification.restoreTest?.detail).toMatch(
+      /^the dump did not restore on the host: HostCommandFailedError: .*relation "kennel_sizes" does not exist/s,
+    );
+    expect(failed.verification.restoreTest?.detail).not.toMatch(/CONTEXT|COPY kennel_size_notes/);
+    expect(untested.verification.state).toBe('verified');
+    expect(untested.verification.restoreTest).toBeUndefined();
+    expect(databasesLike(world, 'kb_')).toEqual([]);
+  });
+
+  it('`latest` never picks it: the newest usable full is restored, and the plan says its restore test never ran', async () => {
+    const run = await restore({ database: 'kennel_prod', targetDatabase: 'x', dryRun: true });
+    expect(run.record.status, run.record.cause).toBe('SUCCEEDED');
+    expect(run.record.output).toMatchObject({
+      plan: { archives: [{ key: untested.archive.key, restoreTest: 'never ran' }] },
+    });
+  });
+
+  it('named, it is refused, saying why and how to confirm; confirmed, it is planned', async () => {
+    const refused = await restore({ database: 'kennel_prod', targetDatabase: 'x', backup: failed.runId });
+    expect(refused.record.status).toBe('FAILED');
+    expect(refused.record.error).toBe('InvalidInputError');
+    expect(refused.record.cause).toContain(
+      `The backup ${failed.archive.key} failed its restore test at ${failed.verification.restoreTest?.checkedAt}: the dump did not restore on the host: HostCommandFailedError:`,
+    );
+    expect(refused.record.cause).toContain('relation "kennel_sizes" does not exist');
+    expect(refused.record.cause).toContain('add "acceptFailedRestoreTest": true to the input');
+    expect(refused.record.cause).toContain('Nothing was changed.');
+    expect(refused.host.sent).toEqual([]);
+
+    const confirmed = await restore({
+      database: 'kennel_prod',
+      targetDatabase: 'x',
+      backup: failed.runId,
+      acceptFailedRestoreTest: true,
+      dryRun: true,
+    });
+    expect(confirmed.record.status, confirmed.record.cause).toBe('SUCCEEDED');
+    expect(confirmed.record.output).toMatchObject({
+      plan: { archives: [{ key: failed.archive.key, restoreTest: 'failed' }] },
+    });
+  });
+
+  it('no drill picks it', async () => {
+    const planned = await planDrill(parseConfig(world.env.functionEnv), world.catalog, {
+      input: { pick: 'random', engine: 'logical' },
+      executionId: 'arn:aws:states:us-east-1:123456789012:execution:kennel-backup-local-restore-drill:d1',
+      startedAt: new Date().toISOString(),
+    });
+    expect(planned.candidates.map((c) => c.key)).toEqual([verified.archive.key, untested.archive.key]);
+  });
+
+  it('the daily verification alerts on it, names the backup restores use instead, and reports the untested one', async () => {
+    const run = await runIn(world, { workflow: 'daily-verification', input: {} });
+    expect(run.record.status).toBe('FAILED');
+    const problems = (run.record.cause ?? '').split('\n').filter((l) => l.startsWith('- '));
+    const subject = '- full backup of kennel_prod on local:';
+    expect(problems).toContainEqual(
+      expect.stringMatching(
+        new RegExp(
+          `^${subject} the newest archive ${failed.archive.key} failed its restore test at .*relation "kennel_sizes" does not exist.*: it did not restore as it was dumped; restores and drills use ${untested.archive.key} \\(data of ${untested.window.until}\\) instead`,
+        ),
+      ),
+    );
+    expect(problems).toContain(
+      `${subject} the newest usable one, ${untested.archive.key}, has no restore test result (its run ended before the test, or is still testing it): it is verified but no restore has proven it; a \`latest\` restore uses it and checks its rows before replacing anything. Take a full backup now, or run the restore-drill workflow`,
+    );
+    // Judged by the newest usable full, the kind is fresh.
+    expect(problems.filter((p) => p.startsWith(subject))).toHaveLength(2);
   });
 });

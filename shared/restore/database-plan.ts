@@ -32,6 +32,7 @@ function step(m: DatabaseManifest): RestoreStep {
     localPath: m.archive.localPath,
     codec: m.archive.compression,
     window: m.window,
+    restoreTest: m.verification.restoreTest?.state ?? 'never ran',
   };
 }
 
@@ -53,6 +54,7 @@ export async function planRestore(config: Config, catalog: Catalog, request: unk
     target.name,
     wanted.database,
     wanted.backup,
+    { acceptFailedRestoreTest: wanted.acceptFailedRestoreTest },
   );
   if (!isDatabaseManifest(manifest))
     throw new NotFoundError(`${manifest.archive.key} is not a database backup.`);

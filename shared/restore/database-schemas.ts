@@ -33,6 +33,8 @@ export const restoreInputSchema = z.strictObject({
   ...restoreInputBase,
   /** `latest`, a run id (`20261126T020000Z_1a2b3c4d`) or an archive or manifest key from the catalog. */
   backup: z._default(z.union([z.literal('latest'), runIdentifier, objectKey]), 'latest'),
+  /** Confirms a named backup whose restore test failed (`latest` never picks one). */
+  acceptFailedRestoreTest: z._default(z.boolean(), false),
 });
 
 /** The dump a restore applies; the host checks its sha256 before using it. */
@@ -47,6 +49,8 @@ const restoreStepSchema = z.object({
     since: z.nullable(z.iso.datetime({ offset: true })),
     until: z.iso.datetime({ offset: true }),
   }),
+  /** Its restore test's result; `never ran` for one whose run ended before it (a safety dump has none). */
+  restoreTest: z.enum(['passed', 'failed', 'never ran']),
 });
 
 export type RestoreStep = z.infer<typeof restoreStepSchema>;

@@ -136,6 +136,7 @@ describe('parseInput with execution inputs', () => {
       targetDatabase: 'kennel_copy',
       dryRun: false,
       backup: 'latest',
+      acceptFailedRestoreTest: false,
     });
     expect(
       parseInput(
