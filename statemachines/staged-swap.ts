@@ -23,6 +23,7 @@ export const SWAP_STATE = {
 export const SWAP_COMMAND = {
   applicationStop: /* @__PURE__ */ hostCommandNames('ApplicationStop', 'StopApplication'),
   safetyDump: /* @__PURE__ */ hostCommandNames('SafetyDump'),
+  carryLogRows: /* @__PURE__ */ hostCommandNames('CarryLogRows'),
   swap: /* @__PURE__ */ hostCommandNames('Swap'),
   applicationStart: /* @__PURE__ */ hostCommandNames('ApplicationStart', 'StartApplication'),
   applicationRestart: /* @__PURE__ */ hostCommandNames('ApplicationRestart', 'RestartApplication'),
@@ -33,6 +34,8 @@ export const SWAP_RESULT = {
   stop: 'stop',
   safetyDump: 'safetyDump',
   safetyDumpVerification: 'safetyDumpVerification',
+  /** The log tables' rows carried over from the database replaced (a restore of a daily full). */
+  carried: 'carried',
   swap: 'swap',
   start: 'start',
   prune: 'prune',
@@ -87,6 +90,23 @@ export function stagedSwap(options: { report: string; what: string }): States {
         'Streams the safety dump from S3 and checks it completely before anything is replaced; writes its manifest, verified or failed.',
       parameters: { 'plan.$': at(PLAN, 'safetyDump'), 'facts.$': at(R.safetyDump, 'result') },
       resultPath: at(R.safetyDumpVerification),
+      onError,
+      next: 'CarriesLogRows',
+    }),
+    CarriesLogRows: {
+      Type: 'Choice',
+      Comment:
+        "A daily full leaves the log tables' rows out: restored over the database, they are carried over from it first. A dump that holds them (and a recovery) carries nothing.",
+      Choices: [{ Variable: at(PLAN, 'carry[0]'), IsPresent: true, Next: C.carryLogRows.start }],
+      Default: C.swap.start,
+    },
+    ...hostCommand(C.carryLogRows, {
+      comment:
+        "Copies the log tables' rows from the database about to be replaced into the staging database (the application is stopped), with their sequences; a reference to a row the backup does not have is set to NULL or left out as its foreign key's ON DELETE says; every count checked.",
+      script: 'carry-log-rows',
+      parameters: { 'plan.$': at(PLAN) },
+      resultPath: at(R.carried),
+      pollSeconds: 5,
       onError,
       next: C.swap.start,
     }),

@@ -8,6 +8,8 @@ import { parseConfig } from '../shared/core/config.ts';
 import { parseComment } from '../shared/host/commands.ts';
 import { renderHostCommand } from '../shared/host/scripts.ts';
 import { planRestore } from '../shared/restore/database-plan.ts';
+import type { RestorePlan } from '../shared/restore/database-schemas.ts';
+import { RESTORE_HOST_COMMANDS } from '../shared/restore/host-commands.ts';
 import { planDrill } from '../shared/watch/drill.ts';
 import { databaseExists, databasesLike, tableChecksums } from './support/checksums.ts';
 import { putBytes, runIn, runsOf, startWorld, type TestWorld } from './support/environment.ts';
@@ -72,6 +74,13 @@ describe('the database-restore workflow', () => {
     expect(output.checks).toContain(
       `all ${tables.length} tables of the backup are present with exactly the row counts of the dump (${Object.values(verified.tables).reduce((a, b) => a + b, 0)} rows)`,
     );
+    // The log tables' rows are not in the daily full: the record says so, and where they are.
+    expect(output.rows).toEqual([
+      'public.audit_logs: empty (0 rows): the daily full leaves its rows out; they are in kennel_prod itself, and in a point-in-time recovery (the point-in-time-recovery workflow) within the point-in-time window',
+      'public.session_logs: empty (0 rows): the daily full leaves its rows out; they are in kennel_prod itself, and in a point-in-time recovery (the point-in-time-recovery workflow) within the point-in-time window',
+      ...tables.map((t) => `${t}: ${verified.tables[t]} rows from the backup`),
+    ]);
+    expect(world.sql('kennel_restored', 'SELECT count(*) FROM audit_logs')).toBe('0');
     expect(stagesOf(output).map((s) => s.stage)).toEqual([
       'restore into staging',
       'check row counts',
@@ -88,7 +97,27 @@ describe('the database-restore workflow', () => {
     expect(run.visibleText).not.toContain(world.env.postgres.password);
   });
 
-  it('over production: stops the application, keeps a safety dump and the old database, swaps, starts it again', async () => {
+  it('over production: stops the application, keeps a safety dump and the old database, carries the log tables over, swaps, starts it again', async () => {
+    // Production goes on after the backup: new log rows, and a new customer's session,
+    // which the restore (of the day before) takes the customer of away.
+    world.sql(
+      'kennel_prod',
+      `INSERT INTO audit_logs (actor, action, entity, entity_id) VALUES ('staff:ann', 'refund', 'payments', 7);
+       WITH c AS (INSERT INTO customers (first_name, last_name, email) VALUES ('Nia', 'Late', 'nia@example.com') RETURNING id)
+       INSERT INTO session_logs (customer_id, ip) SELECT id, '192.0.2.7' FROM c`,
+    );
+    const orphan = world.sql('kennel_prod', 'SELECT max(id) FROM session_logs');
+    const logRows = {
+      audit: world.sql('kennel_prod', 'SELECT count(*) FROM audit_logs'),
+      sessions: world.sql('kennel_prod', 'SELECT count(*) FROM session_logs'),
+    };
+    // The new customer's session as the restore must leave it: its customer is not in the backup.
+    const logTables = [
+      'audit_logs',
+      `(SELECT id, CASE WHEN id = ${orphan} THEN NULL ELSE customer_id END, staff_user, ip, user_agent, created_at FROM session_logs)`,
+    ];
+    const logsBefore = tableChecksums(world, 'kennel_prod', logTables);
+    const sequencesBefore = world.sql('kennel_prod', 'SELECT last_value FROM audit_logs_id_seq');
     const beforeRestore = tableChecksums(world, 'kennel_prod', tables);
     // A safety dump from an earlier restore, past its 30 days: this restore prunes it.
     const old = pastBackup({ daysAgo: 40, now: new Date(), kind: 'safety', target: 'local' });
@@ -101,6 +130,16 @@ describe('the database-restore workflow', () => {
     });
     expect(run.record.status, run.record.cause).toBe('SUCCEEDED');
     expect(tableChecksums(world, 'kennel_prod', tables)).toEqual(atBackup);
+    // The log tables hold exactly what production held, and their ids go on from there.
+    expect(tableChecksums(world, 'kennel_prod', logTables)).toEqual(logsBefore);
+    expect(
+      world.sql('kennel_prod', `SELECT customer_id IS NULL FROM session_logs WHERE id = ${orphan}`),
+    ).toBe('t');
+    expect(world.sql('kennel_prod', 'SELECT last_value FROM audit_logs_id_seq')).toBe(sequencesBefore);
+    world.sql(
+      'kennel_prod',
+      "INSERT INTO audit_logs (actor, action, entity) VALUES ('staff:ann', 'login', 'staff')",
+    );
 
     const output = run.record.output as {
       replacedDatabase: string;
@@ -119,6 +158,7 @@ describe('the database-restore workflow', () => {
       'database-restore',
       'application-stop',
       'database-backup',
+      'carry-log-rows',
       'database-swap',
       'application-start',
       'prune-local',
@@ -128,12 +168,23 @@ describe('the database-restore workflow', () => {
     expect(await world.catalog.manifestKeys('safety', 'local', 'kennel_prod')).toEqual([
       `${output.safetyDump}.manifest.json`,
     ]);
+    expect((output as unknown as { rows: string[] }).rows).toEqual(
+      expect.arrayContaining([
+        `public.audit_logs: ${logRows.audit} rows carried over from the replaced database`,
+        `public.session_logs: ${logRows.sessions} rows carried over from the replaced database (1 referring to rows the backup does not have, their reference set to NULL (ON DELETE SET NULL))`,
+        `public.pets: ${verified.tables['public.pets']} rows from the backup`,
+      ]),
+    );
+    expect(run.alerts[0]?.text).toContain(
+      `public.audit_logs: ${logRows.audit} rows carried over from the replaced database`,
+    );
     expect(stagesOf(output).map((s) => s.stage)).toEqual([
       'restore into staging',
       'check row counts',
       'stop application',
       'safety dump',
       'verify safety dump',
+      'carry log rows over',
       'swap into place',
       'start application',
       'prune old safety dumps',
@@ -163,6 +214,7 @@ describe('the database-restore workflow', () => {
       'database-restore',
       'application-stop',
       'database-backup',
+      'carry-log-rows',
       'database-swap',
       'application-start',
     ]);
@@ -309,8 +361,25 @@ describe('planning a restore', () => {
     expect(run.record.output).toMatchObject({
       dryRun: true,
       changed: 'nothing',
-      plan: { archives: [{ key: verified.archive.key }], overProduction: true },
+      plan: {
+        archives: [{ key: verified.archive.key, restoreTest: 'passed' }],
+        overProduction: true,
+        carry: [
+          { schema: 'public', name: 'audit_logs' },
+          { schema: 'public', name: 'session_logs' },
+        ],
+      },
     });
+    // Where every table's rows come from: the log tables' from production itself.
+    const { rowSources } = (run.record.output as { plan: RestorePlan }).plan;
+    expect(rowSources.listed.slice(0, 2)).toEqual([
+      expect.objectContaining({ table: 'public.audit_logs', from: 'replaced database', rows: null }),
+      expect.objectContaining({ table: 'public.session_logs', from: 'replaced database', rows: null }),
+    ]);
+    expect(rowSources.listed.slice(2)).toEqual(
+      tables.map((table) => ({ table, from: 'backup', rows: verified.tables[table] })),
+    );
+    expect(rowSources.unlisted).toEqual({ tables: 0, rows: 0 });
     expect(run.host.sent).toEqual([]);
   });
 });
@@ -340,6 +409,89 @@ describe('the restore-archive host script', () => {
     expect(result.code).toBe(1);
     expect(result.stderr).toContain('the database kennel_from_s3 already exists');
     expect(tableChecksums(world, 'kennel_from_s3', tables)).toEqual(atBackup);
+  });
+});
+
+describe('the carry-log-rows host script', () => {
+  const carry = async (tables: { schema: string; name: string }[]) => {
+    const config = parseConfig(world.env.functionEnv);
+    const [target] = config.BACKUP_TARGETS;
+    if (!target) throw new Error('no target');
+    const script = renderHostCommand(config, target, RESTORE_HOST_COMMANDS['carry-log-rows'], {
+      script: 'carry-log-rows',
+      plan: {
+        target: 'local',
+        runId: '20261130T000000Z_0000abcd',
+        stagingDatabase: 'carry_into',
+        targetDatabase: 'carry_from',
+        carry: tables,
+      },
+    });
+    return runProcess('bash', ['-c', script], world.env.hostEnv);
+  };
+  const schema = `CREATE TABLE owners (id int PRIMARY KEY);
+    CREATE TABLE events (
+      id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+      owner_id int REFERENCES owners ON DELETE CASCADE,
+      at timestamptz NOT NULL,
+      kind text,
+      kind_upper text GENERATED ALWAYS AS (upper(kind)) STORED);
+    CREATE FUNCTION stamp() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN NEW.at := now(); RETURN NEW; END $$;
+    CREATE TRIGGER stamp BEFORE INSERT ON events FOR EACH ROW EXECUTE FUNCTION stamp();
+    CREATE TABLE shapes (id int);`;
+
+  beforeAll(() => {
+    for (const db of ['carry_from', 'carry_into']) {
+      world.sql('postgres', `CREATE DATABASE ${db}`);
+      world.sql(db, schema);
+    }
+    // Production has an owner the backup lacks, and an event of it; the trigger stamps only new rows.
+    world.sql(
+      'carry_from',
+      `INSERT INTO owners VALUES (1), (2);
+       ALTER TABLE events DISABLE TRIGGER stamp;
+       INSERT INTO events (owner_id, at, kind) VALUES (1, '2020-01-01', 'a'), (2, '2020-01-02', 'b'), (NULL, '2020-01-03', 'c');
+       ALTER TABLE events ENABLE TRIGGER stamp;
+       ALTER TABLE shapes ADD COLUMN added text`,
+    );
+    world.sql('carry_into', 'INSERT INTO owners VALUES (1)');
+  });
+  afterAll(() => {
+    for (const db of ['carry_from', 'carry_into']) world.sql('postgres', `DROP DATABASE IF EXISTS ${db}`);
+  });
+
+  it('copies the rows as they were, leaves out a row its ON DELETE CASCADE key would remove, carries the identity on, and skips a table the database lacks', async () => {
+    const result = await carry([
+      { schema: 'public', name: 'events' },
+      { schema: 'public', name: 'no_such_log' },
+    ]);
+    expect(result.code, result.stderr).toBe(0);
+    expect(JSON.parse(/^KB-RESULT (.*)$/m.exec(result.stdout)?.[1] ?? '')).toEqual({
+      tables: [
+        { schema: 'public', name: 'events', present: true, copied: 3, rows: 2, nulled: 0, leftOut: 1 },
+        { schema: 'public', name: 'no_such_log', present: false },
+      ],
+    });
+    const kept = '(SELECT * FROM events WHERE owner_id IS DISTINCT FROM 2)';
+    expect(tableChecksums(world, 'carry_into', ['events'])).toEqual({
+      events: tableChecksums(world, 'carry_from', [kept])[kept],
+    });
+    expect(world.sql('carry_into', "SELECT tgenabled FROM pg_trigger WHERE tgname = 'stamp'")).toBe('O');
+    expect(
+      world.sql('carry_into', "SELECT last_value FROM pg_sequences WHERE sequencename = 'events_id_seq'"),
+    ).toBe('3');
+    expect(world.sql('carry_into', "SELECT count(*) FROM pg_namespace WHERE nspname = 'kb_carry'")).toBe('0');
+  });
+
+  it('refuses a table whose columns differ from the backup, and one that already has rows', async () => {
+    const shapes = await carry([{ schema: 'public', name: 'shapes' }]);
+    expect(shapes.code).toBe(1);
+    expect(shapes.stderr).toContain(
+      'the log table public.shapes has other columns in carry_from than in the backup',
+    );
+    const again = await carry([{ schema: 'public', name: 'events' }]);
+    expect(again.code).not.toBe(0);
+    expect(again.stderr).toContain('the restored events already holds 2 rows');
   });
 });
 

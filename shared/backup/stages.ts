@@ -58,7 +58,9 @@ export async function recordRestoreTestFailure(
   // The cause's first line, and the error lines of its output (PostgreSQL's, the
   // script's own): not the DETAIL, CONTEXT or QUERY lines, which may quote a row.
   const [headline = '', ...output] = causeMessage(error.Cause).split('\n');
-  const errors = output.map((l) => l.trim()).filter((l) => /\b(ERROR|FATAL|PANIC):|^restore-archive:/.test(l));
+  const errors = output
+    .map((l) => l.trim())
+    .filter((l) => /\b(ERROR|FATAL|PANIC):|^restore-archive:/.test(l));
   const detail = redact([`${error.Error}: ${headline}`, ...errors].join(' ')).slice(0, 1000);
   await record(catalog, manifest, 'failed', `the dump did not restore on the host: ${detail}`, now);
   return { recorded: true };

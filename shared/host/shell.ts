@@ -24,6 +24,7 @@ export const HOST_SCRIPTS = [
   'files-backup',
   'restore-archive',
   'database-swap',
+  'carry-log-rows',
   'run-commands',
   'files-restore',
   'check-local-copies',

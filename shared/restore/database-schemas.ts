@@ -10,6 +10,7 @@ import {
   targetName,
 } from '../core/identifiers.ts';
 import * as z from '../core/schema.ts';
+import { rowSourcesSchema, tableNameSchema } from './row-sources.ts';
 
 /**
  * Restores are started by a person, from the console, under pressure. The input
@@ -84,6 +85,10 @@ export const restorePlanSchema = z.extend(swapPlanSchema, {
   expectedRows: z.record(z.string(), z.object({ min: z.int(), max: z.int() })),
   /** The dump of the database about to be replaced, taken with the application stopped. */
   safetyDump: z.nullable(planSchema),
+  /** The log tables whose rows are carried over from the database replaced (host/carry-log-rows.sh). */
+  carry: z.array(tableNameSchema),
+  /** Where each table's rows come from, for the dry run and the summary. */
+  rowSources: rowSourcesSchema,
 });
 
 export type RestorePlan = z.infer<typeof restorePlanSchema>;

@@ -5,6 +5,15 @@ import { archiveLines, commandLines, hostCommand, postgresParams } from '../host
 import { restorePlanSchema, swapPlanSchema } from './database-schemas.ts';
 import { filesRestorePlanSchema } from './files-plan.ts';
 
+/** What carrying the log tables' rows over needs of a restore's plan. */
+const carryPlan = {
+  target: true,
+  runId: true,
+  stagingDatabase: true,
+  targetDatabase: true,
+  carry: true,
+} as const;
+
 /** Who and which run: all that stopping or starting the application needs. */
 const runTargetSchema = z.pick(runSchema, { target: true, runId: true });
 
@@ -30,6 +39,16 @@ export const RESTORE_HOST_COMMANDS = {
       KB_STAGING: plan.stagingDatabase,
       KB_TARGET_DATABASE: plan.targetDatabase,
       KB_REPLACED: plan.overProduction ? plan.replacedDatabase : '',
+    }),
+  }),
+  'carry-log-rows': hostCommand({
+    request: z.object({ script: z.literal('carry-log-rows'), plan: z.pick(restorePlanSchema, carryPlan) }),
+    script: 'carry-log-rows',
+    params: (_config, target, { plan }) => ({
+      ...postgresParams(target),
+      KB_STAGING: plan.stagingDatabase,
+      KB_TARGET_DATABASE: plan.targetDatabase,
+      KB_CARRY: JSON.stringify(plan.carry.map(({ schema, name }) => ({ schema, name }))),
     }),
   }),
   'application-stop': hostCommand({

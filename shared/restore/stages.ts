@@ -6,6 +6,7 @@ import { commandStateSchema } from '../host/command-stage.ts';
 import { dropDatabase, rowProblems } from './check.ts';
 import { type RestorePlan, restorePlanSchema } from './database-schemas.ts';
 import { filesRestorePlanSchema } from './files-plan.ts';
+import { carriedSchema, describeRowSources } from './row-sources.ts';
 
 /** The stages of a restore that run in Lambda: the check of the staging database and the record of a finished restore. */
 
@@ -62,6 +63,7 @@ function finishedRestoreSchema() {
     [RESULT.safetyDumpVerification]: z.optional(
       z.object({ state: z.string(), key: z.string(), size: z.number() }),
     ),
+    [RESULT.carried]: z.optional(z.extend(commandStateSchema, { result: carriedSchema })),
     [RESULT.swap]: commandStateSchema,
     [RESULT.start]: z.optional(commandStateSchema),
     [RESULT.localPrune]: z.optional(commandStateSchema),
@@ -90,8 +92,14 @@ export function restoreReport(state: unknown, finishedAt: string) {
     ...(s.safetyDump
       ? [
           { stage: 'safety dump', seconds: seconds(s.safetyDump.sentAt, s.safetyDump.finishedAt) },
-          { stage: 'verify safety dump', seconds: seconds(s.safetyDump.finishedAt ?? '', s.swap.sentAt) },
+          {
+            stage: 'verify safety dump',
+            seconds: seconds(s.safetyDump.finishedAt ?? '', (s.carried ?? s.swap).sentAt),
+          },
         ]
+      : []),
+    ...(s.carried
+      ? [{ stage: 'carry log rows over', seconds: seconds(s.carried.sentAt, s.carried.finishedAt) }]
       : []),
     { stage: 'swap into place', seconds: seconds(s.swap.sentAt, s.swap.finishedAt) },
     ...(s.start
@@ -113,16 +121,24 @@ export function restoreReport(state: unknown, finishedAt: string) {
     : [];
   const totalSeconds = seconds(plan.startedAt, finishedAt);
   const applicationDownSeconds = s.stop && s.start ? seconds(s.stop.sentAt, s.start.finishedAt) : null;
+  const carried = s.carried?.result;
   const checks = [
     ...s.check.checks,
     ...(s.safetyDumpVerification
       ? [`safety dump ${s.safetyDumpVerification.key} verified: complete, size and sha256 match`]
       : []),
+    ...(carried
+      ? [
+          `the log tables' rows carried over from ${plan.targetDatabase} with the application stopped, each table's count checked (${carried.tables.filter((t) => t.present).length} tables, ${carried.tables.reduce((n, t) => n + (t.rows ?? 0), 0)} rows)`,
+        ]
+      : []),
   ];
+  const rows = describeRowSources(plan.rowSources, carried, plan.replacedDatabase);
   const summary = [
     `${plan.targetDatabase} restored on ${plan.target} from a backup of ${plan.database} in ${totalSeconds} s`,
     `As of ${plan.archives.map((a) => a.window.until).join(', ')}`,
-    `Backup: ${plan.archives.map((a) => a.key).join(', ')}`,
+    `Backup: ${plan.archives.map((a) => `${a.key} (restore test: ${a.restoreTest})`).join(', ')}`,
+    `Rows per table:\n${rows.map((r) => `  ${r}`).join('\n')}`,
     ...(plan.overProduction
       ? [
           `The replaced database is kept as ${plan.replacedDatabase}; the safety dump ${plan.safetyDump?.archiveKey} brings it back.`,
@@ -138,6 +154,7 @@ export function restoreReport(state: unknown, finishedAt: string) {
     from: plan.archives.map((a) => ({ kind: a.kind, key: a.key, window: a.window })),
     replacedDatabase: plan.overProduction ? plan.replacedDatabase : null,
     safetyDump: plan.safetyDump?.archiveKey ?? null,
+    rows,
     checks,
     stages,
     applicationDownSeconds,
