@@ -91,9 +91,39 @@ async function start(workflow: string, inputText: string | undefined, options: L
     }
   }
 
+  // Ctrl-C aborts the execution as StopExecution would: its host commands are
+  // cancelled and a restore is cleaned up (restore-cleanup), then what this run
+  // started is stopped. A second Ctrl-C quits at once, leaving what is left.
+  const stop = new AbortController();
+  const interrupted = () => {
+    if (stop.signal.aborted) {
+      console.error('Quitting now: what the execution left (a staging database, a stopped application) stays.');
+      process.exit(130);
+    }
+    console.error('\nAborting the execution: its host commands are cancelled and it is cleaned up (Ctrl-C again to quit now) …');
+    stop.abort();
+  };
+  process.on('SIGINT', interrupted);
+  try {
+    return await startAndRun(workflow, input, options, stop.signal);
+  } finally {
+    process.off('SIGINT', interrupted);
+  }
+}
+
+async function startAndRun(
+  workflow: string,
+  input: unknown,
+  options: LocalEnvironmentOptions,
+  signal: AbortSignal,
+): Promise<number> {
   console.error(`Starting local services (state in ${options.dataDir}) …`);
   const { environment, running } = await openLocalStack(options);
   try {
+    if (signal.aborted) {
+      console.error('Aborted before the execution started; nothing was run.');
+      return 130;
+    }
     if (running) console.error('Using the running local stack (npm run local -- up).');
     if (workflow === 'database-backup' && !environment.physical.ready) {
       const refusal = physicalKindsRefusal(environment.physical.lacking);
@@ -124,6 +154,7 @@ async function start(workflow: string, inputText: string | undefined, options: L
           input,
           historyDir: environment.paths.historyDir,
           progress: (line) => console.error(line),
+          signal,
         },
         {
           host: localHost(environment.hostEnv),
@@ -143,7 +174,9 @@ async function start(workflow: string, inputText: string | undefined, options: L
       ),
     );
     console.error(`${record.status}; history: ${record.historyFile}`);
-    return record.status === 'SUCCEEDED' ? 0 : 1;
+    for (const started of record.started)
+      console.error(`Then ${started.workflow}: ${started.status}; history: ${started.historyFile}`);
+    return record.status === 'SUCCEEDED' ? 0 : record.status === 'ABORTED' ? 130 : 1;
   } finally {
     await environment.stop();
   }

@@ -1,6 +1,6 @@
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -40,6 +40,10 @@ interface Running {
 export function localHost(
   env: Record<string, string>,
   byInstance: Record<string, Record<string, string>> = {},
+  options: {
+    /** What a command past its timeout gets: SIGTERM lets its traps run; SIGKILL is what the agent sends. */
+    timeoutSignal?: 'SIGTERM' | 'SIGKILL';
+  } = {},
 ): LocalHost {
   const commands = new Map<string, Running>();
   const sent: SendRequest[] = [];
@@ -49,11 +53,15 @@ export function localHost(
       sent.push(request);
       const commandId = randomUUID();
       const dir = mkdtempSync(join(tmpdir(), 'kennel-backup-cmd-'));
+      // The script's own temporary files go in its directory, removed when it
+      // ends however it ends: a SIGKILL (a cancel) runs no trap of the script's.
+      // Traversable, as /tmp is, for what a script hands to the cluster's user.
+      chmodSync(dir, 0o711);
       const file = join(dir, '_script.sh');
       writeFileSync(file, request.script, { mode: 0o700 });
       const instanceId = request.target.instanceIds?.[0] ?? null;
       const child = spawn('bash', [file], {
-        env: { ...env, ...(instanceId ? byInstance[instanceId] : {}) },
+        env: { ...env, ...(instanceId ? byInstance[instanceId] : {}), TMPDIR: dir },
         detached: true,
         stdio: ['ignore', 'pipe', 'pipe'],
       });
@@ -78,8 +86,9 @@ export function localHost(
       const timer = setTimeout(() => {
         timedOut = true;
         // The whole process group: pg_dump, the compressor and the upload too. (The
-        // agent sends SIGKILL here as well; this stand-in still lets the traps run.)
-        if (child.pid) process.kill(-child.pid, 'SIGTERM');
+        // agent sends SIGKILL here as well; this stand-in lets the traps run unless
+        // asked to do as the agent does.)
+        if (child.pid) process.kill(-child.pid, options.timeoutSignal ?? 'SIGTERM');
       }, request.timeoutSeconds * 1000);
       running.done = new Promise((resolve) => {
         child.on('close', (code) => {
@@ -104,8 +113,9 @@ export function localHost(
       return { status: running.status, instanceId, stdout: running.stdout, stderr: running.stderr };
     },
     async inFlight(since) {
+      // A cancelled command is in flight until its processes are gone, as SSM's Cancelling is.
       return [...commands]
-        .filter(([, c]) => c.status === 'InProgress' && !c.cancelled && c.sentAt >= since.getTime())
+        .filter(([, c]) => c.status === 'InProgress' && c.sentAt >= since.getTime())
         .map(([commandId, c]) => ({ commandId, comment: c.comment, instanceIds: c.instanceIds }));
     },
     async cancel(commandId) {

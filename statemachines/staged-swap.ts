@@ -6,17 +6,24 @@ import { at, hostCommand, hostCommandNames, NOTIFY_FAILURE, PLAN, type States, t
  * a new database, a rename; over the database the backups were taken of, the
  * application stopped, a safety dump taken and verified, the rename (the
  * replaced database renamed aside in the same transaction and kept), the
- * application started again and old safety dumps pruned. Every failure after the
- * stop starts the application again before the alert.
+ * application started again and old safety dumps pruned. Every failure cleans
+ * up before the alert: the application started again if the run stopped it,
+ * the staging database dropped, an unverified safety dump's host copy removed.
  *
  * The plan (`$.plan`) gives `overProduction`, `safetyDump` (a backup run's plan)
  * and what database-swap, application-stop and application-start read.
  */
 
-/** The first state of the swap, and the one every failure after the stop goes to. */
+/** The first state of the swap, and the one every failure of the run goes to: its clean-up. */
 export const SWAP_STATE = {
   enter: 'ReplacesProduction',
-  onError: 'WasApplicationStopped',
+  onError: 'PlanCleanUp',
+} as const;
+
+/** The clean-up's states, the same in a failed run and in restore-cleanup's (shared/restore/cleanup.ts). */
+export const CLEANUP_STATE = {
+  plan: 'PlanCleanUp',
+  startsApplication: 'StartsApplicationAgain',
 } as const;
 
 /** The swap's host commands, whose states an alert names when it says how far a failed run got. */
@@ -27,6 +34,7 @@ export const SWAP_COMMAND = {
   swap: /* @__PURE__ */ hostCommandNames('Swap'),
   applicationStart: /* @__PURE__ */ hostCommandNames('ApplicationStart', 'StartApplication'),
   applicationRestart: /* @__PURE__ */ hostCommandNames('ApplicationRestart', 'RestartApplication'),
+  cleanUp: /* @__PURE__ */ hostCommandNames('CleanUp'),
 } as const;
 
 /** Where each of the swap's stages puts its result; the alert and the reports read them. */
@@ -45,6 +53,10 @@ export const SWAP_RESULT = {
   restart: 'restart',
   /** Starting the application again after a failure failed too. */
   restartFailed: 'restartFailed',
+  /** What the clean-up is to do (PlanCleanUp), what the host found and did, or how it failed. */
+  cleanupPlan: 'cleanupPlan',
+  cleanup: 'cleanup',
+  cleanupFailed: 'cleanupFailed',
 } as const;
 
 /**
@@ -56,7 +68,6 @@ export function stagedSwap(options: { report: string; what: string }): States {
   const R = SWAP_RESULT;
   const onError = { next: SWAP_STATE.onError };
   const onPruneError = { next: options.report, resultPath: at(R.pruneFailed) };
-  const onRestartError = { next: NOTIFY_FAILURE, resultPath: at(R.restartFailed) };
   return {
     [SWAP_STATE.enter]: {
       Type: 'Choice',
@@ -156,22 +167,57 @@ export function stagedSwap(options: { report: string; what: string }): States {
       onError: onPruneError,
       next: options.report,
     }),
-    [SWAP_STATE.onError]: {
+    ...task(SWAP_STATE.onError, 'planCleanUp', {
+      comment:
+        "Works out from the run's state what it may have left (the application stopped, the staging database, an unverified safety dump), the safety dump checked in the catalog.",
+      parameters: { 'state.$': '$' },
+      resultPath: at(R.cleanupPlan),
+      onError: { next: NOTIFY_FAILURE, resultPath: at(R.cleanupFailed) },
+      next: CLEANUP_STATE.startsApplication,
+    }),
+    ...cleanUpStates({ next: NOTIFY_FAILURE }),
+  };
+}
+
+/**
+ * The clean-up after PlanCleanUp: the application started again when the run
+ * stopped it, then the host's clean-up (host/restore-cleanup.sh), whose facts the
+ * alert reports; a failure of either is recorded and the other still runs.
+ */
+export function cleanUpStates(options: { next: string }): States {
+  const C = SWAP_COMMAND;
+  const R = SWAP_RESULT;
+  return {
+    [CLEANUP_STATE.startsApplication]: {
       Type: 'Choice',
-      Comment:
-        'After a failure, an application that this execution stopped is started again before the alert.',
-      Choices: [{ Variable: at(R.stop), IsPresent: true, Next: C.applicationRestart.start }],
-      Default: NOTIFY_FAILURE,
+      Comment: 'An application that the run stopped (or may have) and did not start is started again first.',
+      Choices: [
+        {
+          Variable: at(R.cleanupPlan, 'startApplication'),
+          BooleanEquals: true,
+          Next: C.applicationRestart.start,
+        },
+      ],
+      Default: C.cleanUp.start,
     },
     ...hostCommand(C.applicationRestart, {
-      comment:
-        'Starts the application again after a failure; the alert then says what state the database is in.',
+      comment: "Starts the application again with the target's configured commands.",
       script: 'application-start',
       parameters: { 'plan.$': at(PLAN) },
       resultPath: at(R.restart),
       pollSeconds: 5,
-      onError: onRestartError,
-      next: NOTIFY_FAILURE,
+      onError: { next: C.cleanUp.start, resultPath: at(R.restartFailed) },
+      next: C.cleanUp.start,
+    }),
+    ...hostCommand(C.cleanUp, {
+      comment:
+        "Drops the run's staging database if it is still there, removes the host's copy of a safety dump never verified, and reports which of the run's databases exist now.",
+      script: 'restore-cleanup',
+      parameters: { 'plan.$': at(R.cleanupPlan) },
+      resultPath: at(R.cleanup),
+      pollSeconds: 5,
+      onError: { next: options.next, resultPath: at(R.cleanupFailed) },
+      next: options.next,
     }),
   };
 }

@@ -1,4 +1,7 @@
-import { readFileSync, rmSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ExecutionRecord } from '../local/runner.ts';
 import { restoreTestPlanOf } from '../shared/backup/database-plan.ts';
@@ -11,6 +14,7 @@ import { planRestore } from '../shared/restore/database-plan.ts';
 import type { RestorePlan } from '../shared/restore/database-schemas.ts';
 import { RESTORE_HOST_COMMANDS } from '../shared/restore/host-commands.ts';
 import { planDrill } from '../shared/watch/drill.ts';
+import { SWAP_COMMAND } from '../statemachines/staged-swap.ts';
 import { databaseExists, databasesLike, tableChecksums } from './support/checksums.ts';
 import { putBytes, runIn, runsOf, startWorld, type TestWorld } from './support/environment.ts';
 import { pastBackup } from './support/manifests.ts';
@@ -217,6 +221,7 @@ describe('the database-restore workflow', () => {
       'carry-log-rows',
       'database-swap',
       'application-start',
+      'restore-cleanup',
     ]);
     expect(tableChecksums(world, 'kennel_prod', tables)).toEqual(beforeRestore);
 
@@ -238,6 +243,107 @@ describe('the database-restore workflow', () => {
     });
     expect(back.record.status, back.record.cause).toBe('SUCCEEDED');
     expect(tableChecksums(world, 'kennel_before', tables)).toEqual(beforeRestore);
+  });
+});
+
+describe('a restore stopped midway leaves nothing stopped or half-done', () => {
+  const overProduction = { database: 'kennel_prod', targetDatabase: 'kennel_prod', confirm: 'kennel_prod' };
+
+  it('aborted after the application stopped: its commands are cancelled, the application runs again, the staging database is gone, and the alert says what is left', async () => {
+    const before = tableChecksums(world, 'kennel_prod', tables);
+    const stop = new AbortController();
+    let plan: RestorePlan | undefined;
+    let atAbort: { application: string; staging: string[] } | undefined;
+    let copyBeforeCleanUp: boolean | undefined;
+    const run = await restore(overProduction, {
+      signal: stop.signal,
+      beforeTask: async (state, input) => {
+        if (state === SWAP_COMMAND.applicationStop.start) plan = (input as { plan: RestorePlan }).plan;
+        // In the clean-up: whether the stopped dump had begun its host copy.
+        if (state === SWAP_COMMAND.cleanUp.start && plan?.safetyDump)
+          copyBeforeCleanUp = existsSync(`${plan.safetyDump.localDir}/${plan.safetyDump.fileName}`);
+        if (state !== 'CheckSafetyDump' || stop.signal.aborted || !plan?.safetyDump) return;
+        // Once the dump has begun its copy on the host: what a stopped dump leaves.
+        const copy = `${plan.safetyDump.localDir}/${plan.safetyDump.fileName}`;
+        for (let i = 0; i < 200 && !existsSync(copy); i += 1) await new Promise((r) => setTimeout(r, 25));
+        atAbort = {
+          application: readFileSync(world.env.paths.applicationState, 'utf8').trim(),
+          staging: databasesLike(world, 'kb_restoring_'),
+        };
+        stop.abort();
+      },
+    });
+    expect(run.record.status, run.record.cause).toBe('ABORTED');
+    if (!plan?.safetyDump) throw new Error('the restore did not reach its safety dump');
+    expect(atAbort).toEqual({ application: 'stopped', staging: [plan.stagingDatabase] });
+    expect(copyBeforeCleanUp).toBe(true);
+    const [cleanup] = run.record.started;
+    expect(cleanup).toMatchObject({ workflow: 'restore-cleanup', status: 'SUCCEEDED' });
+
+    // What is really left: the application running, no staging database, production as it was.
+    expect(readFileSync(world.env.paths.applicationState, 'utf8').trim()).toBe('running');
+    expect(databasesLike(world, 'kb_')).toEqual([]);
+    expect(tableChecksums(world, 'kennel_prod', tables)).toEqual(before);
+    const safetyCopy = `${plan.safetyDump.localDir}/${plan.safetyDump.fileName}`;
+    expect(existsSync(safetyCopy)).toBe(false);
+    const inS3 = (await world.catalog.listKeys(plan.safetyDump.archiveKey)).includes(
+      plan.safetyDump.archiveKey,
+    );
+
+    // One alert, the clean-up's, and every claim in it is true.
+    expect(run.alerts.map((a) => a.error)).toEqual(['Succeeded']);
+    const text = run.alerts[0]?.text ?? '';
+    expect(text).toContain(':white_check_mark: kennel-backup (local): restore-cleanup SUCCEEDED');
+    expect(text).toMatch(/The database-restore execution \S+ was aborted in (WaitFor|Check)SafetyDump/);
+    expect(text).toContain(
+      `kennel_prod is unchanged: it was not replaced (there is no ${plan.replacedDatabase}).`,
+    );
+    expect(text).toContain(`The staging database ${plan.stagingDatabase} was dropped.`);
+    expect(text).toContain(
+      `The safety dump ${plan.safetyDump.archiveKey} was never verified (the run stopped first): it is not a backup; its copy on the host was removed; ${inS3 ? 'its object reached S3 without a manifest' : 'nothing of it is in S3'}`,
+    );
+    expect(text).toContain('The application was stopped for the restore and has been started again.');
+    expect(cleanup?.output).toMatchObject({ status: 'ABORTED', cleanedUp: run.record.executionArn });
+  });
+
+  it("a restore that outlives its host command's timeout (killed, as the agent does): the alert says the staging database is gone, and it is", async () => {
+    // A disk slow enough that the restore outlives its 3 s: zstd waits before it decompresses.
+    const slow = mkdtempSync(join(tmpdir(), 'kennel-backup-slow-'));
+    const zstd = execFileSync('bash', ['-c', 'command -v zstd'], { encoding: 'utf8' }).trim();
+    writeFileSync(
+      join(slow, 'zstd'),
+      `#!/bin/bash\n[[ " $* " == *" -d "* ]] && sleep 60\nexec ${zstd} "$@"\n`,
+      {
+        mode: 0o755,
+      },
+    );
+    let stagingBeforeCleanUp: string[] = [];
+    try {
+      const run = await restore(
+        { database: 'kennel_prod', targetDatabase: 'kennel_slow' },
+        {
+          functionEnv: { HOST_COMMAND_TIMEOUT_SECONDS: '3' },
+          hostEnv: { PATH: `${slow}:${world.env.hostEnv.PATH}` },
+          hostOptions: { timeoutSignal: 'SIGKILL' },
+          beforeTask: async (state) => {
+            if (state === 'StartCleanUp') stagingBeforeCleanUp = databasesLike(world, 'kb_restoring_');
+          },
+        },
+      );
+      expect(run.record.status).toBe('FAILED');
+      expect(run.alerts.map((a) => [a.state, a.error])).toEqual([
+        ['CheckRestore', 'HostCommandTimedOutError'],
+      ]);
+      // The killed restore left its staging database: the clean-up found it, dropped it, and says so.
+      expect(stagingBeforeCleanUp).toHaveLength(1);
+      expect(databasesLike(world, 'kb_')).toEqual([]);
+      expect(databaseExists(world, 'kennel_slow')).toBe(false);
+      expect(run.alerts[0]?.text).toContain(
+        `Database: kennel_slow was not created. The staging database ${stagingBeforeCleanUp[0]} was dropped.`,
+      );
+    } finally {
+      rmSync(slow, { recursive: true, force: true });
+    }
   });
 });
 

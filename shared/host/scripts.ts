@@ -102,4 +102,5 @@ export const REPORTING_SCRIPTS: ReadonlySet<HostScript> = new Set([
   'pgbackrest-backup',
   'pgbackrest-expire',
   'carry-log-rows',
+  'restore-cleanup',
 ]);

@@ -25,6 +25,7 @@ export const HOST_SCRIPTS = [
   'restore-archive',
   'database-swap',
   'carry-log-rows',
+  'restore-cleanup',
   'run-commands',
   'files-restore',
   'check-local-copies',

@@ -1,9 +1,11 @@
 import { RESTORE_RESULT as RESULT } from '../../statemachines/database-restore.ts';
 import { FILES_RESTORE_RESULT as FILES_RESULT } from '../../statemachines/files-restore.ts';
-import { caughtErrorSchema, RestoreMismatchError } from '../core/errors.ts';
+import { CleanUpIncompleteError, caughtErrorSchema, RestoreMismatchError } from '../core/errors.ts';
 import * as z from '../core/schema.ts';
 import { commandStateSchema } from '../host/command-stage.ts';
+import { leftoversOfState } from './alert.ts';
 import { dropDatabase, rowProblems } from './check.ts';
+import { cleanupPlanSchema, stoppedExecutionSchema } from './cleanup.ts';
 import { type RestorePlan, restorePlanSchema } from './database-schemas.ts';
 import { filesRestorePlanSchema } from './files-plan.ts';
 import { carriedSchema, describeRowSources } from './row-sources.ts';
@@ -201,6 +203,37 @@ function filesRestoreReport(s: z.infer<ReturnType<typeof finishedFilesRestoreSch
     checks,
     stages,
     totalSeconds,
+    summary,
+  };
+}
+
+/** What restore-cleanup holds when ReportCleanUp runs. */
+function cleanedUpSchema() {
+  return z.object({ stopped: stoppedExecutionSchema, cleanupPlan: cleanupPlanSchema });
+}
+
+/**
+ * ReportCleanUp of restore-cleanup: what the stopped run left, from the
+ * clean-up's facts; undefined for a state that is not restore-cleanup's. Throws,
+ * listing it all, when something is still to do by hand (the application not
+ * running, the staging database still there).
+ */
+export function cleanupReport(state: unknown) {
+  const parsed = cleanedUpSchema().safeParse(state);
+  if (!parsed.success) return undefined;
+  const { stopped, cleanupPlan } = parsed.data;
+  const left = leftoversOfState(state) ?? { lines: [], problems: [] };
+  const name = stopped.executionArn.slice(stopped.executionArn.lastIndexOf(':') + 1);
+  const head = `The ${stopped.workflow} execution ${name} was ${stopped.status === 'ABORTED' ? 'aborted' : 'stopped by its time limit'} in ${cleanupPlan.failedAt}${stopped.cancelled.length > 0 ? `; its host commands were cancelled: ${stopped.cancelled.join(', ')}` : ''}.`;
+  const summary = [head, ...left.lines].join('\n');
+  if (left.problems.length > 0) {
+    throw new CleanUpIncompleteError(`${summary}\nStill to do by hand: ${left.problems.join(' ')}`);
+  }
+  return {
+    cleanedUp: stopped.executionArn,
+    status: stopped.status,
+    failedAt: cleanupPlan.failedAt,
+    left: left.lines,
     summary,
   };
 }

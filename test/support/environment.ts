@@ -62,12 +62,13 @@ export async function runIn(
     functionEnv?: Record<string, string>;
     hostEnv?: Record<string, string>;
     hostEnvByInstance?: Record<string, Record<string, string>>;
+    hostOptions?: Parameters<typeof localHost>[2];
   } = {},
 ): Promise<Run> {
-  const { functionEnv, hostEnv, hostEnvByInstance, ...runOptions } = options;
+  const { functionEnv, hostEnv, hostEnvByInstance, hostOptions, ...runOptions } = options;
   Object.assign(process.env, world.env.functionEnv, functionEnv);
   vi.resetModules();
-  const host = localHost({ ...world.env.hostEnv, ...hostEnv }, hostEnvByInstance);
+  const host = localHost({ ...world.env.hostEnv, ...hostEnv }, hostEnvByInstance, hostOptions);
   const alertsBefore = safeRead(world.env.paths.alertsFile).length;
   const logs: string[] = [];
   const spy = vi.spyOn(process.stdout, 'write').mockImplementation((chunk) => {

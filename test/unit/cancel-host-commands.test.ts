@@ -53,11 +53,16 @@ async function handler() {
   const { createHandler } = await import('../../functions/cancel-host-commands/handler.ts');
   const { ssmHostCommands } = await import('../../shared/host/commands.ts');
   const alerts: Alert[] = [];
+  const cleanUps: unknown[] = [];
   const handle = createHandler({
     host: ssmHostCommands(new SSMClient({ region: 'us-east-1' }), ''),
     channels: { test: async (alert) => void alerts.push(alert) },
+    startCleanUp: async (request) => {
+      cleanUps.push(request);
+      return 'arn:aws:states:us-east-1:123456789012:execution:kennel-backup-prod-restore-cleanup:cleanup-1';
+    },
   });
-  return { handle, alerts };
+  return { handle, alerts, cleanUps };
 }
 
 beforeEach(() => {
