@@ -27,6 +27,9 @@ Environment (all optional):
   AWS_CA_BUNDLE       the CA certificate of S3_ENDPOINT_URL, if not a public one
   SEED_SCALE          size of the sample database when the local cluster is first made (1 ≈ a few MB)`;
 
+/** How long after a Ctrl-C another SIGINT is the same keypress, forwarded by npm. */
+const INTERRUPT_ECHO_MS = 2_000;
+
 /** The kinds of database-backup that are pgBackRest's alone; a full backup also has its logical dump. */
 const PHYSICAL_KINDS = new Set(['incremental', 'transaction-logs']);
 
@@ -93,15 +96,24 @@ async function start(workflow: string, inputText: string | undefined, options: L
 
   // Ctrl-C aborts the execution as StopExecution would: its host commands are
   // cancelled and a restore is cleaned up (restore-cleanup), then what this run
-  // started is stopped. A second Ctrl-C quits at once, leaving what is left.
+  // started is stopped. A second Ctrl-C quits at once, leaving what is left. Under
+  // `npm run`, one Ctrl-C arrives twice (from the terminal, and forwarded by npm):
+  // a second within INTERRUPT_ECHO_MS is the same one.
   const stop = new AbortController();
+  let firstAt = 0;
   const interrupted = () => {
-    if (stop.signal.aborted) {
-      console.error('Quitting now: what the execution left (a staging database, a stopped application) stays.');
+    if (!stop.signal.aborted) {
+      firstAt = Date.now();
+      console.error(
+        '\nAborting the execution: its host commands are cancelled and it is cleaned up (Ctrl-C again to quit now) …',
+      );
+      stop.abort();
+    } else if (Date.now() - firstAt > INTERRUPT_ECHO_MS) {
+      console.error(
+        'Quitting now: what the execution left (a staging database, a stopped application) stays.',
+      );
       process.exit(130);
     }
-    console.error('\nAborting the execution: its host commands are cancelled and it is cleaned up (Ctrl-C again to quit now) …');
-    stop.abort();
   };
   process.on('SIGINT', interrupted);
   try {
