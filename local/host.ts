@@ -1,6 +1,6 @@
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -53,15 +53,11 @@ export function localHost(
       sent.push(request);
       const commandId = randomUUID();
       const dir = mkdtempSync(join(tmpdir(), 'kennel-backup-cmd-'));
-      // The script's own temporary files go in its directory, removed when it
-      // ends however it ends: a SIGKILL (a cancel) runs no trap of the script's.
-      // Traversable, as /tmp is, for what a script hands to the cluster's user.
-      chmodSync(dir, 0o711);
       const file = join(dir, '_script.sh');
       writeFileSync(file, request.script, { mode: 0o700 });
       const instanceId = request.target.instanceIds?.[0] ?? null;
       const child = spawn('bash', [file], {
-        env: { ...env, ...(instanceId ? byInstance[instanceId] : {}), TMPDIR: dir },
+        env: { ...env, ...(instanceId ? byInstance[instanceId] : {}) },
         detached: true,
         stdio: ['ignore', 'pipe', 'pipe'],
       });
