@@ -11,12 +11,15 @@
 started_at=$(utc_now)
 mkdir -p "$KB_LOCAL_DIR"
 local_path=$KB_LOCAL_PATH
-work=$(mktemp -d)
+# Written beside and renamed once complete: a file at the final name is a whole
+# archive, and one a killed run left is a *.partial leftover (host_leftovers).
+partial=$local_path.partial
+work=$(work_dir)
 cleanup() {
   local status=$?
   set +e
   if ((status != 0)); then
-    rm -f "$local_path"
+    rm -f "$partial" "$local_path"
     echo "files-backup: failed with status $status; nothing was recorded in the catalog" >&2
   fi
   rm -rf "$work"
@@ -41,12 +44,13 @@ for name in $KB_EXCLUDES; do exclude+=("--exclude=$name"); done
 tar --create --file=- --directory=/ --verbose --index-file="$work/index" "${exclude[@]}" -- "${present[@]}" \
   2>"$work/tar.err" \
   | $KB_COMPRESS \
-  | tee "$local_path" \
+  | tee "$partial" \
   | s3_put "$KB_ARCHIVE_KEY" application/octet-stream \
   || { cat "$work/tar.err" >&2; exit 1; }
 
-size=$(stat -c %s "$local_path")
-sha256=$(sha256sum "$local_path" | cut -d' ' -f1)
+size=$(stat -c %s "$partial")
+sha256=$(sha256sum "$partial" | cut -d' ' -f1)
+mv "$partial" "$local_path"
 entries=$(wc -l <"$work/index")
 finished_at=$(utc_now)
 

@@ -9,7 +9,7 @@
 #   KB_ENTRIES (the tarball's entry count in its manifest) KB_PATHS KB_EXCLUDES
 #   (space-separated) KB_ASIDE KB_BUCKET KB_S3_ENDPOINT_URL
 
-work=$(mktemp -d)
+work=$(work_dir)
 extracting=
 cleanup() {
   local status=$?

@@ -7,6 +7,7 @@ import {
   hostCommand,
   hostCommandNames,
   type LambdaName,
+  MAX_EXECUTION_SECONDS,
   NOTIFY_RUN_FAILURE,
   notify,
   PLAN,
@@ -49,7 +50,7 @@ export function backupWorkflow(options: BackupWorkflowOptions): Definition {
   return {
     Comment: options.comment,
     StartAt: RECEIVE_REQUEST,
-    TimeoutSeconds: 86_400,
+    TimeoutSeconds: MAX_EXECUTION_SECONDS,
     States: {
       ...plan(options.plan.name, options.plan.fn, {
         receiveComment: options.plan.receiveComment,

@@ -68,6 +68,15 @@ export const TASK_SECONDS = {
 export type LambdaName = keyof typeof TASK_SECONDS;
 
 /**
+ * The longest any workflow runs: the largest TimeoutSeconds of a definition,
+ * where Step Functions ends an execution whatever it is doing. Whatever a run
+ * left (an archive without its manifest, a partial file, a scratch database) is
+ * provably no running execution's once the run started longer ago than this.
+ * A unit test holds every workflow to it.
+ */
+export const MAX_EXECUTION_SECONDS = 86_400;
+
+/**
  * The retry policy, the only one. A stage is retried when a dependency did not
  * answer (shared/core/errors.ts's TransientError) or Lambda failed to run it (a
  * service fault, throttling): three times, after up to 2, 4 and 8 s (full jitter,

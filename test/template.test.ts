@@ -1742,10 +1742,24 @@ describe('permissions', () => {
     recordPhysicalExpiry: physicalRecords,
     // The catalog of every kind, read only: the newest manifests, for freshness, and the
     // pgBackRest records, for the newest full's restore test.
+    // Every manifest and record once, to name one that does not parse; the WAL is the host's to prove.
     planVerification: [
       listBackups,
       { Effect: 'Allow', Action: ['s3:GetObject'], Resource: objects },
-      ...readPhysicalRecords,
+      {
+        Effect: 'Allow',
+        Action: ['s3:ListBucket'],
+        Resource: getAtt('BackupBucket'),
+        Condition: { StringLike: { 's3:prefix': ['catalog/pgbackrest/*', 'catalog/recoveries/*'] } },
+      },
+      {
+        Effect: 'Allow',
+        Action: ['s3:GetObject'],
+        Resource: [
+          sub(`\${BackupBucket.Arn}/catalog/pgbackrest/*`),
+          sub(`\${BackupBucket.Arn}/catalog/recoveries/*`),
+        ],
+      },
       bucketKey('kms:Decrypt'),
     ],
     // Judges the execution's state; emits nothing.
