@@ -91,6 +91,27 @@ intact_copy() { # intact_copy LOCAL-PATH SHA256 KEY DIR
   printf '%s\n' "$path"
 }
 
+# tar's options that leave EXCLUDES (space-separated; shared/core/identifiers.ts
+# excludeName) out of a tarball of PATHS (relative to /), one a line: a name
+# wherever it occurs (tar's default, unanchored: `node_modules`, `.env*`), and a
+# name ending in / as that directory directly under each path only (`ssl/`).
+tar_excludes() { # tar_excludes "EXCLUDES" PATH...
+  local names=() name path
+  # read, not a loop over an unquoted $1: `.env*` is tar's pattern, not the shell's.
+  read -r -a names <<<"$1"
+  shift
+  for name in "${names[@]}"; do
+    if [[ $name != */ ]]; then printf '%s\n' "--exclude=$name"; fi
+  done
+  printf '%s\n' --anchored
+  for name in "${names[@]}"; do
+    if [[ $name == */ ]]; then
+      for path in "$@"; do printf '%s\n' "--exclude=$path/${name%/}"; done
+    fi
+  done
+  printf '%s\n' --no-anchored
+}
+
 # psql with the statements on stdin, which can use the -v variables (-c cannot).
 pg_sql() { # pg_sql DATABASE [-v name=value ...] < SQL
   local database=$1

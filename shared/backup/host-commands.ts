@@ -40,9 +40,11 @@ export const BACKUP_HOST_COMMANDS = {
   'files-backup': hostCommand({
     request: z.object({ script: z.literal('files-backup'), plan: filesPlanSchema }),
     script: 'files-backup',
-    params: (config, _target, { plan }) => ({
+    params: (config, target, { plan }) => ({
       KB_KIND: plan.kind,
       KB_PATHS: plan.paths.join(' '),
+      // The roots from config: the host refuses a path that leads out of them through a link.
+      KB_ROOTS: target.files[plan.kind].join(' '),
       KB_EXCLUDES: plan.excludes.join(' '),
       ...uploadParams(config, plan),
     }),
