@@ -13,14 +13,17 @@ import {
   PLAN,
   plan,
   RECEIVE_REQUEST,
+  releaseRunLock,
   type States,
+  takeRunLock,
   task,
 } from './steps.ts';
 
 /**
- * The shape both backup workflows share: plan the runs, back up each target in a
- * Map whose iterations alert their own failure, prune, and fail at the end
- * naming the runs that failed.
+ * The shape both backup workflows share: plan the runs, take the run lock of
+ * the kind on each planned target, back up each target in a Map whose
+ * iterations alert their own failure, prune, give the lock back, and fail at
+ * the end naming the runs that failed.
  */
 
 const onRunError = { next: NOTIFY_RUN_FAILURE };
@@ -56,6 +59,14 @@ export function backupWorkflow(options: BackupWorkflowOptions): Definition {
         receiveComment: options.plan.receiveComment,
         comment: options.plan.comment,
         resultPath: at('plans'),
+        next: 'TakeRunLock',
+      }),
+      // One kind of one target at a time: the scheduled kinds come round again, so a second run refuses.
+      ...takeRunLock({
+        workflow,
+        timeoutSeconds: MAX_EXECUTION_SECONDS,
+        targets: 'States.ArrayUnique($.plans[*].target)',
+        scope: '$.plans[0].kind',
         next: 'BackUpEachTarget',
       }),
       ...forEach('BackUpEachTarget', {
@@ -127,8 +138,9 @@ export function backupWorkflow(options: BackupWorkflowOptions): Definition {
           },
         },
         resultPath: at('runs'),
-        next: 'CheckRuns',
+        next: 'ReleaseRunLock',
       }),
+      ...releaseRunLock('ReleaseRunLock', 'CheckRuns'),
       CheckRuns: {
         Type: 'Pass',
         Comment: 'Did any target fail?',

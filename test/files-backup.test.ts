@@ -3,7 +3,7 @@ import { mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'nod
 import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { FilesManifest } from '../shared/catalog/manifest.ts';
-import { getBytes, runIn, startWorld, type TestWorld } from './support/environment.ts';
+import { getBytes, type Run, runIn, startWorld, type TestWorld } from './support/environment.ts';
 
 let world: TestWorld;
 beforeAll(async () => {
@@ -31,6 +31,12 @@ async function members(manifest: FilesManifest): Promise<string[]> {
 }
 
 const root = () => world.env.paths.hostRoot.replace(/^\//, '');
+
+/** The execution a run lock names, or undefined when there is no lock. */
+async function lockHolder(key: string): Promise<string | undefined> {
+  const bytes = await getBytes(world.s3, world.env.bucket, key).catch(() => undefined);
+  return bytes && (JSON.parse(bytes.toString()) as { executionArn: string }).executionArn;
+}
 
 describe('files backups', () => {
   it('configuration: every listed path, encrypted at rest by the bucket, verified by listing', async () => {
@@ -157,6 +163,48 @@ describe('files backups', () => {
     } finally {
       rmSync(link);
     }
+  });
+
+  it('a second run of the same kind and target refuses while the first runs, naming it; another kind runs; the lock is given back', async () => {
+    let second: Run | undefined;
+    let otherKind: Run | undefined;
+    const first = await runIn(world, {
+      workflow: 'files-backup',
+      input: { kind: 'static' },
+      beforeTask: async (state) => {
+        if (state !== 'VerifyArchive' || second) return;
+        second = await runIn(world, { workflow: 'files-backup', input: { kind: 'static' } });
+        otherKind = await runIn(world, { workflow: 'files-backup', input: { kind: 'configuration' } });
+      },
+    });
+    expect(first.record.status, first.record.cause).toBe('SUCCEEDED');
+    expect(otherKind?.record.status, otherKind?.record.cause).toBe('SUCCEEDED');
+    expect(second?.record.status).toBe('FAILED');
+    expect(second?.record.error).toBe('RunLockHeldError');
+    expect(second?.alerts[0]?.state).toBe('TakeRunLock');
+    expect(second?.record.cause).toContain(
+      `Another files-backup run holds locks/local/static: execution ${first.record.executionArn}, started `,
+    );
+    expect(second?.record.cause).toContain('this one stopped before changing anything');
+    expect(second?.host.sent).toEqual([]);
+    await expect(lockHolder('locks/local/static')).resolves.toBeUndefined();
+  });
+
+  it('the lock of an aborted run is taken over by the next run', async () => {
+    const abort = new AbortController();
+    const aborted = await runIn(world, {
+      workflow: 'files-backup',
+      input: { kind: 'static' },
+      signal: abort.signal,
+      beforeTask: async (state) => {
+        if (state === 'VerifyArchive') abort.abort();
+      },
+    });
+    expect(aborted.record.status).toBe('ABORTED');
+    expect(await lockHolder('locks/local/static')).toBe(aborted.record.executionArn);
+    const next = await runIn(world, { workflow: 'files-backup', input: { kind: 'static' } });
+    expect(next.record.status, next.record.cause).toBe('SUCCEEDED');
+    await expect(lockHolder('locks/local/static')).resolves.toBeUndefined();
   });
 
   it.each([

@@ -40,6 +40,15 @@ export class BadManifestError extends KennelBackupError {
   override readonly name = 'BadManifestError';
 }
 
+/**
+ * Another run of the same kind and target (or a restore into the same
+ * database) holds the run lock and is still running: this one changed nothing.
+ * Terminal: start it again once the other has ended.
+ */
+export class RunLockHeldError extends KennelBackupError {
+  override readonly name = 'RunLockHeldError';
+}
+
 /** The host command ran and failed; the message carries the tail of its stderr. */
 export class HostCommandFailedError extends KennelBackupError {
   override readonly name = 'HostCommandFailedError';
