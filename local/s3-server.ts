@@ -146,7 +146,11 @@ async function precondition(
   const { ifMatch, ifNoneMatch } = headers;
   if (!ifMatch && !ifNoneMatch) return undefined;
   if (ifNoneMatch && (method !== 'PUT' || ifNoneMatch !== '*'))
-    return { status: 501, code: 'NotImplemented', message: 'Only If-None-Match: * is supported on PutObject' };
+    return {
+      status: 501,
+      code: 'NotImplemented',
+      message: 'Only If-None-Match: * is supported on PutObject',
+    };
   const exists = await store.existsObject(bucket, key);
   if (ifNoneMatch && exists)
     return {

@@ -354,7 +354,8 @@ export function failureEnd(options: FailureEndOptions): States {
       ? {
           [WAS_RUN_LOCK_TAKEN]: {
             Type: 'Choice',
-            Comment: 'Gives the run lock back when this run took it; a run refused at TakeRunLock holds none.',
+            Comment:
+              'Gives the run lock back when this run took it; a run refused at TakeRunLock holds none.',
             Choices: [{ Variable: at(RUN_LOCK), IsPresent: true, Next: 'ReleaseRunLockAfterFailure' }],
             Default: 'WasAlertSent',
           },

@@ -4,7 +4,12 @@ import { createS3Client, createSfnClient } from '../../shared/core/clients.ts';
 import { getConfig } from '../../shared/core/config.ts';
 import { parseInput } from '../../shared/core/input.ts';
 import { logger } from '../../shared/core/logger.ts';
-import { type Executions, RunLocks, runLockRequestSchema, sfnExecutions } from '../../shared/core/run-lock.ts';
+import {
+  type Executions,
+  RunLocks,
+  runLockRequestSchema,
+  sfnExecutions,
+} from '../../shared/core/run-lock.ts';
 
 const config = getConfig();
 const s3 = createS3Client(config);
@@ -22,7 +27,10 @@ export function createHandler(executions: Executions) {
       const request = parseInput(runLockRequestSchema, event, 'The run lock request');
       if (request.action === 'release') {
         const result = await locks.release(request.keys, request.execution);
-        logger.info('run locks given back', { ...result, kept: request.keys.length - result.released.length });
+        logger.info('run locks given back', {
+          ...result,
+          kept: request.keys.length - result.released.length,
+        });
         return result;
       }
       const taken = await locks.take(request);

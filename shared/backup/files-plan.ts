@@ -1,5 +1,12 @@
 import { FILES_BACKUP_STATE } from '../../statemachines/files-backup.ts';
-import { archiveKey, FILE_KINDS, type FileKind, manifestKey, runId, tarballFileName } from '../catalog/keys.ts';
+import {
+  archiveKey,
+  FILE_KINDS,
+  type FileKind,
+  manifestKey,
+  runId,
+  tarballFileName,
+} from '../catalog/keys.ts';
 import { DEFAULT_CODEC } from '../core/codecs.ts';
 import type { Config, Target } from '../core/config.ts';
 import { selectTargets } from '../core/config.ts';

@@ -1,9 +1,4 @@
-import {
-  DeleteObjectCommand,
-  GetObjectCommand,
-  PutObjectCommand,
-  type S3Client,
-} from '@aws-sdk/client-s3';
+import { DeleteObjectCommand, GetObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { DescribeExecutionCommand, type SFNClient } from '@aws-sdk/client-sfn';
 import { lockKey } from '../catalog/keys.ts';
 import { classifyAwsError, RunLockHeldError, TransientError } from './errors.ts';
@@ -116,9 +111,7 @@ export class RunLocks {
    * holds succeeds (the stage retried after a timeout).
    */
   async take(request: TakeRequest, now = new Date()): Promise<TakenLocks> {
-    const validUntil = new Date(
-      Date.parse(request.startedAt) + request.timeoutSeconds * 1000,
-    ).toISOString();
+    const validUntil = new Date(Date.parse(request.startedAt) + request.timeoutSeconds * 1000).toISOString();
     const record: LockRecord = {
       version: 1,
       workflow: request.workflow,

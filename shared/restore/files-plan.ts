@@ -6,7 +6,14 @@ import { CODEC_NAMES, CODECS } from '../core/codecs.ts';
 import type { Config } from '../core/config.ts';
 import { selectTargets } from '../core/config.ts';
 import { InvalidInputError, NotFoundError } from '../core/errors.ts';
-import { excludeName, hostPath, objectKey, runIdentifier, sha256Hex, targetName } from '../core/identifiers.ts';
+import {
+  excludeName,
+  hostPath,
+  objectKey,
+  runIdentifier,
+  sha256Hex,
+  targetName,
+} from '../core/identifiers.ts';
 import { parseInput, planRequestSchema } from '../core/input.ts';
 import * as z from '../core/schema.ts';
 import { findBackup } from './find-backup.ts';
