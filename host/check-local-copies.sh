@@ -25,14 +25,17 @@ while read -r path sha256; do
   fi
 done <<<"$KB_COPIES"
 
+# Captured first, so that a listing that fails (PostgreSQL unreachable) fails the check, said, not passed over.
+listing=$(host_leftovers "$KB_BACKUP_DIR" "$KB_DATABASE")
 leftovers=()
 count=0
 while read -r where name bytes age; do
+  [[ -n $where ]] || continue
   count=$((count + 1))
   ((count <= 50)) || continue
   # host_leftovers lists only names of the project's own shape: nothing to escape.
   leftovers+=("{\"where\": \"$where\", \"name\": \"$name\", \"bytes\": $bytes, \"ageSeconds\": $age}")
-done < <(host_leftovers "$KB_BACKUP_DIR" "$KB_DATABASE")
+done <<<"$listing"
 leftover_list=$(
   IFS=,
   printf '[%s]' "${leftovers[*]}"

@@ -20,7 +20,10 @@ else
   echo "prune-local: removed $removed file(s) older than $KB_KEEP_DAYS day(s) from $KB_LOCAL_DIR"
 fi
 
+# Captured first, so that a listing that fails (PostgreSQL unreachable) fails the prune, said, not passed over.
+listing=$(host_leftovers "$KB_BACKUP_DIR" "$KB_DATABASE")
 while read -r where name bytes age; do
+  [[ -n $where ]] || continue
   ((age >= KB_LEFTOVER_SECONDS)) || continue
   case $where in
     file) rm -f -- "$name" ;;
@@ -29,4 +32,4 @@ while read -r where name bytes age; do
     database) pg_sql "$KB_DATABASE" -v "name=$name" <<<'DROP DATABASE IF EXISTS :"name" WITH (FORCE);' ;;
   esac
   echo "prune-local: removed the leftover $where $name ($bytes bytes, $((age / 3600)) h old)"
-done < <(host_leftovers "$KB_BACKUP_DIR" "$KB_DATABASE")
+done <<<"$listing"

@@ -2375,6 +2375,12 @@ describe('the functions', () => {
     ).toBe(110);
   });
 
+  it('planVerification has nearly the two minutes its Task allows to read every manifest once', () => {
+    expect(resource<LambdaFunction>('PlanVerificationLambdaFunction', 'AWS::Lambda::Function').Timeout).toBe(
+      110,
+    );
+  });
+
   it('verifyArchive has the time and memory to stream a large archive', () => {
     const lambda = resource<LambdaFunction>('VerifyArchiveLambdaFunction', 'AWS::Lambda::Function');
     expect(lambda.Timeout).toBe(900);
