@@ -16,14 +16,17 @@
 started_at=$(utc_now)
 mkdir -p "$KB_LOCAL_DIR"
 local_path=$KB_LOCAL_PATH
-work=$(mktemp -d)
+# Written beside and renamed once complete: a file at the final name is a whole
+# archive, and one a killed run left is a *.partial leftover (host_leftovers).
+partial=$local_path.partial
+work=$(work_dir)
 snapshot_pid=
 cleanup() {
   local status=$?
   set +e # errexit would stop the clean-up at its first failing step
   if [[ -n $snapshot_pid ]]; then kill "$snapshot_pid" 2>/dev/null; fi
   if ((status != 0)); then
-    rm -f "$local_path"
+    rm -f "$partial" "$local_path"
     if [[ -s $work/snapshot.err ]]; then sed 's/^/snapshot session: /' "$work/snapshot.err" >&2; fi
     echo "database-backup: failed with status $status; nothing was recorded in the catalog" >&2
   fi
@@ -82,7 +85,7 @@ if [[ $server_encoding != SQL_ASCII ]]; then encoding=(--encoding=UTF8); fi
 # file beyond the local copy the source document keeps anyway.
 pg pg_dump --no-password --format=plain --snapshot="$snapshot" "${encoding[@]}" "${exclude[@]}" -d "$KB_DATABASE" 2>"$work/dump.err" \
   | $KB_COMPRESS \
-  | tee "$local_path" \
+  | tee "$partial" \
   | s3_put "$KB_ARCHIVE_KEY" application/octet-stream \
   || { cat "$work/dump.err" >&2; exit 1; }
 
@@ -91,8 +94,9 @@ exec {to_session}>&-
 wait "$snapshot_pid" || true
 snapshot_pid=
 
-size=$(stat -c %s "$local_path")
-sha256=$(sha256sum "$local_path" | cut -d' ' -f1)
+size=$(stat -c %s "$partial")
+sha256=$(sha256sum "$partial" | cut -d' ' -f1)
+mv "$partial" "$local_path"
 finished_at=$(utc_now)
 
 echo "database-backup: $KB_KIND of $KB_DATABASE -> s3://$KB_BUCKET/$KB_ARCHIVE_KEY ($size bytes, sha256 $sha256)"

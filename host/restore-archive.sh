@@ -9,7 +9,7 @@
 #   KB_ARCHIVES     the dump, one line: KEY SHA256 LOCAL-PATH DECOMPRESS-COMMAND
 #   KB_ABSENT       a database that must not exist (a restore's final name), or empty
 
-work=$(mktemp -d)
+work=$(work_dir)
 created=
 cleanup() {
   local status=$?

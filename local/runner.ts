@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { appendFileSync, mkdirSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
@@ -10,6 +10,7 @@ import {
 } from 'aws-local-stepfunctions';
 import type { Notifier } from '../shared/alert/delivery.ts';
 import type { Alert } from '../shared/alert/message.ts';
+import type { Executions } from '../shared/core/run-lock.ts';
 import type { Definition, States } from '../statemachines/steps.ts';
 import { isWorkflow, WORKFLOWS } from '../statemachines/workflows.ts';
 import type { LocalHost } from './host.ts';
@@ -108,10 +109,31 @@ export interface LocalWiring {
 
 const kebab = (name: string) => name.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
 
+/**
+ * DescribeExecution's answer locally, for the run locks: an execution runs while
+ * its `<name>.running` marker in the history directory names a live process
+ * (the runner running it). One that ended, or whose runner died, is not
+ * running, as Step Functions says of an ended execution.
+ */
+export function localExecutions(historyDir: string): Executions {
+  return {
+    async isRunning(executionArn) {
+      const name = executionArn.split(':').at(-1) ?? '';
+      try {
+        process.kill(Number(readFileSync(join(historyDir, `${name}.running`), 'utf8')), 0);
+        return true;
+      } catch {
+        return false; // no marker, or its process is gone
+      }
+    },
+  };
+}
+
 /** Imports the handler of each function; the modules read their config from process.env now. */
 async function loadHandlers(
   functionNames: Iterable<string>,
   wiring: LocalWiring,
+  historyDir: string,
 ): Promise<Map<string, Handler>> {
   const notify: Notifier = async (alert: Alert) => {
     wiring.print(`\n${alert.text}\n`);
@@ -126,6 +148,7 @@ async function loadHandlers(
     checkRestore: databaseUrl,
     sendAlert: notify,
     cancelHostCommands: { host: wiring.host, channels: { local: notify } },
+    runLock: localExecutions(historyDir),
   };
   const handlers = new Map<string, Handler>();
   for (const fn of new Set(functionNames)) {
@@ -190,7 +213,7 @@ export interface ExecutionRecord {
 export async function runWorkflow(options: RunOptions, wiring: LocalWiring): Promise<ExecutionRecord> {
   const { definition, functionOf, startsOf } = loadDefinition(options.workflow);
   if (options.timeoutSeconds !== undefined) definition.TimeoutSeconds = options.timeoutSeconds;
-  const handlers = await loadHandlers([...functionOf.values(), CANCEL_FUNCTION], wiring);
+  const handlers = await loadHandlers([...functionOf.values(), CANCEL_FUNCTION], wiring, options.historyDir);
   const name =
     options.executionName ??
     `local-${new Date().toISOString().replace(/[:.]/g, '-')}-${randomUUID().slice(0, 8)}`;
@@ -232,6 +255,10 @@ export async function runWorkflow(options: RunOptions, wiring: LocalWiring): Pro
   };
   override(definition.States);
 
+  // While this marker is there, the execution is running (localExecutions); removed once its history is written.
+  mkdirSync(options.historyDir, { recursive: true });
+  const running = join(options.historyDir, `${name}.running`);
+  writeFileSync(running, String(process.pid));
   const machine = new StateMachine(definition as never, {
     validationOptions: { checkArn: true, checkPaths: true },
   });
@@ -307,6 +334,7 @@ export async function runWorkflow(options: RunOptions, wiring: LocalWiring): Pro
   const historyFile = join(options.historyDir, `${name}.json`);
   const full: ExecutionRecord = { ...record, stopDate, historyFile, events, started: [] };
   writeFileSync(historyFile, `${JSON.stringify(full, null, 2)}\n`);
+  rmSync(running, { force: true });
   const { executionName: _, ...same } = options;
   for (const next of queued) {
     options.progress?.(`starts ${next.workflow} ${JSON.stringify(next.input)}`);

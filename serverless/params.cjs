@@ -127,9 +127,14 @@ async function stateMachines(resolveVariable) {
         `The state machine "${key}" in serverless.yml needs an id and a name: the failure alert rule and sendAlert's permissions are built from them.`,
       );
     }
-    return { id: machine.id, name: machine.name };
+    return { key, id: machine.id, name: machine.name };
   });
 }
+
+/** The ARN pattern of a state machine's executions, for IAM resources. */
+const executionsOf = (name) => ({
+  'Fn::Sub': `arn:\${AWS::Partition}:states:\${AWS::Region}:\${AWS::AccountId}:execution:${name}:*`,
+});
 
 /** A prefix's objects in the backup bucket, for IAM resources. */
 const objectsUnder = (prefix) => ({ 'Fn::Sub': `\${BackupBucket.Arn}/${prefix}*` });
@@ -570,9 +575,18 @@ module.exports = {
 
   /** The executions of every state machine, whose history sendAlert reads to name the failing state. */
   executionArns: async ({ resolveVariable }) =>
-    (await stateMachines(resolveVariable)).map(({ name }) => ({
-      'Fn::Sub': `arn:\${AWS::Partition}:states:\${AWS::Region}:\${AWS::AccountId}:execution:${name}:*`,
-    })),
+    (await stateMachines(resolveVariable)).map(({ name }) => executionsOf(name)),
+
+  /**
+   * The executions of the workflows that take a run lock (a TakeRunLock state in
+   * their definition): runLock asks Step Functions whether a lock's holder still runs.
+   */
+  lockingExecutionArns: async ({ resolveVariable }) => {
+    const definitions = require('./state-machines.cjs');
+    return (await stateMachines(resolveVariable))
+      .filter(({ key }) => 'TakeRunLock' in (definitions[key]?.States ?? {}))
+      .map(({ name }) => executionsOf(name));
+  },
 
   /**
    * startHostCommand may run AWS-RunShellScript on the configured targets only:

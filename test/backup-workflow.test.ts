@@ -256,17 +256,30 @@ describe('every failure ends in an alert and a failed execution, with nothing ma
     expect(manifest.verification.restoreTest?.state).toBe('failed');
   });
 
-  it('an unreachable S3', async () => {
+  it('an unreachable S3: the run lock cannot be taken, so nothing reaches the host', async () => {
     const dead = 'http://127.0.0.1:1';
-    const before = localFiles();
-    // The dump alone (a named database plans no pgBackRest run, which would fail as well).
     const run = await runIn(world, {
       input: { database: 'kennel_prod' },
       functionEnv: { S3_ENDPOINT_URL: dead },
     });
+    expect(run.record.status).toBe('FAILED');
+    expect(run.record.error).toBe('TransientError');
+    expect(run.alerts).toHaveLength(1);
+    expect(run.alerts[0]).toMatchObject({ state: 'TakeRunLock', error: 'TransientError' });
+    expect(run.alerts[0]?.cause).toContain('Taking the run lock locks/local/full failed (ECONNREFUSED)');
+    expect(run.host.sent).toEqual([]);
+  });
+
+  it('an S3 the host cannot write to', async () => {
+    const before = localFiles();
+    // The dump alone (a named database plans no pgBackRest run, which would fail as well).
+    const run = await runIn(world, {
+      input: { database: 'kennel_prod' },
+      hostEnv: { AWS_ACCESS_KEY_ID: 'NOT-A-KEY-OF-THIS-S3' },
+    });
     await expectFailure(run, 'CheckDump', 'HostCommandFailedError');
-    expect(run.alerts[0]?.cause).toMatch(/Could not connect to the endpoint URL|Connection refused/i);
-    // The host keeps no copy of an archive that never reached S3.
+    expect(run.alerts[0]?.cause).toMatch(/InvalidAccessKeyId|AccessDenied|access key/i);
+    // The host keeps no copy (not even a partial one) of an archive that never reached S3.
     expect(localFiles()).toEqual(before);
   });
 });
@@ -466,7 +479,8 @@ exec "\${@:7}"
       });
       expect(run.record.status, run.record.cause).toBe('SUCCEEDED');
       const tools = readFileSync(log, 'utf8').trim().split('\n');
-      expect(tools).toEqual(['psql', 'pg_dump', 'psql', 'createdb', 'psql']);
+      // The last: LocalPrune's listing of leftover databases, through compose as every other tool.
+      expect(tools).toEqual(['psql', 'pg_dump', 'psql', 'createdb', 'psql', 'psql']);
     } finally {
       rmSync(bin, { recursive: true, force: true });
     }

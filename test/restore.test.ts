@@ -1,4 +1,5 @@
-import { readFileSync, rmSync } from 'node:fs';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { restoreTestPlanOf } from '../shared/backup/database-plan.ts';
 import { BACKUP_HOST_COMMANDS } from '../shared/backup/host-commands.ts';
@@ -255,6 +256,44 @@ describe('refusals change nothing', () => {
     expect(run.alerts[0]?.text).toContain('kennel_restored was not touched (it was not created)');
     expect(tableChecksums(world, 'kennel_restored', tables)).toEqual(atBackup);
     expect(databasesLike(world, 'kb_restoring_')).toEqual([]);
+  });
+
+  it('a restore into a database another running restore holds: refused, naming it; every restore above gave its lock back', async () => {
+    // Succeeded or failed after taking it, each restore above gave its lock back.
+    expect(await world.catalog.listKeys('locks/')).toEqual([]);
+    const name = 'restoring-kennel-copy';
+    const holder = `arn:aws:states:us-east-1:123456789012:execution:kennel-backup-local-database-restore:${name}`;
+    const now = new Date();
+    const lock = 'locks/local/database/kennel_copy';
+    await putBytes(
+      world.s3,
+      world.env.bucket,
+      lock,
+      JSON.stringify({
+        version: 1,
+        workflow: 'database-restore',
+        executionArn: holder,
+        startedAt: now.toISOString(),
+        takenAt: now.toISOString(),
+        validUntil: new Date(now.getTime() + 43_200_000).toISOString(),
+      }),
+    );
+    // The runner's record of an execution in progress (local/runner.ts localExecutions), here this process's.
+    const running = join(world.env.paths.historyDir, `${name}.running`);
+    writeFileSync(running, String(process.pid));
+    try {
+      const run = await restore({ database: 'kennel_prod', targetDatabase: 'kennel_copy' });
+      expect(run.record.status).toBe('FAILED');
+      expect(run.record.error).toBe('RunLockHeldError');
+      expect(run.record.cause).toContain(`Another database-restore run holds ${lock}: execution ${holder}`);
+      expect(run.alerts.map((a) => a.state)).toEqual(['TakeRunLock']);
+      expect(run.host.sent).toEqual([]);
+      expect(databaseExists(world, 'kennel_copy')).toBe(false);
+      expect(await world.catalog.listKeys('locks/')).toEqual([lock]);
+    } finally {
+      rmSync(running, { force: true });
+      await world.catalog.removeKeys([lock]);
+    }
   });
 
   it('a backup that failed verification, saying why', async () => {

@@ -107,6 +107,7 @@ const FUNCTIONS = {
   planWalArchiveAge: 'plan-wal-archive-age',
   reportWalArchiveAge: 'report-wal-archive-age',
   cancelHostCommands: 'cancel-host-commands',
+  runLock: 'run-lock',
 } as const;
 type FunctionName = keyof typeof FUNCTIONS;
 const FUNCTION_NAMES = Object.keys(FUNCTIONS) as FunctionName[];
@@ -126,9 +127,16 @@ interface StateMachine {
   /** Standard (the audit trail) unless a light measurement. */
   type?: 'EXPRESS';
 }
-const BACKUP_LANDMARKS = { BackUpEachTarget: 'Map', VerifyArchive: 'Task', BackupSucceeded: 'Succeed' };
+const BACKUP_LANDMARKS = {
+  TakeRunLock: 'Task',
+  BackUpEachTarget: 'Map',
+  VerifyArchive: 'Task',
+  ReleaseRunLock: 'Task',
+  BackupSucceeded: 'Succeed',
+};
 const RESTORE_FUNCTIONS: FunctionName[] = [
   'planRestore',
+  'runLock',
   'startHostCommand',
   'checkHostCommand',
   'checkRestore',
@@ -139,6 +147,9 @@ const RESTORE_FUNCTIONS: FunctionName[] = [
 ];
 const RESTORE_LANDMARKS = {
   PlanRestore: 'Task',
+  TakeRunLock: 'Task',
+  ReleaseRunLock: 'Task',
+  ReleaseRunLockAfterFailure: 'Task',
   CheckRestoredDatabase: 'Task',
   VerifySafetyDump: 'Task',
   StartSwap: 'Task',
@@ -160,6 +171,7 @@ const STATE_MACHINES: StateMachine[] = [
       'recordPhysicalBackup',
       'recordPhysicalRestoreTest',
       'recordPhysicalExpiry',
+      'runLock',
       'sendAlert',
     ],
     landmarks: {
@@ -189,6 +201,7 @@ const STATE_MACHINES: StateMachine[] = [
       'checkHostCommand',
       'verifyArchive',
       'pruneBackups',
+      'runLock',
       'sendAlert',
     ],
     landmarks: BACKUP_LANDMARKS,
@@ -1742,14 +1755,54 @@ describe('permissions', () => {
     recordPhysicalExpiry: physicalRecords,
     // The catalog of every kind, read only: the newest manifests, for freshness, and the
     // pgBackRest records, for the newest full's restore test.
+    // Every manifest and record once, to name one that does not parse; the WAL is the host's to prove.
     planVerification: [
       listBackups,
       { Effect: 'Allow', Action: ['s3:GetObject'], Resource: objects },
-      ...readPhysicalRecords,
+      {
+        Effect: 'Allow',
+        Action: ['s3:ListBucket'],
+        Resource: getAtt('BackupBucket'),
+        Condition: { StringLike: { 's3:prefix': ['catalog/pgbackrest/*', 'catalog/recoveries/*'] } },
+      },
+      {
+        Effect: 'Allow',
+        Action: ['s3:GetObject'],
+        Resource: [
+          sub(`\${BackupBucket.Arn}/catalog/pgbackrest/*`),
+          sub(`\${BackupBucket.Arn}/catalog/recoveries/*`),
+        ],
+      },
       bucketKey('kms:Decrypt'),
     ],
     // Judges the execution's state; emits nothing.
     reportVerification: [],
+    // The lock objects, by conditional writes only, and whether a holder of one still runs.
+    runLock: [
+      { Effect: 'Allow', Action: ['s3:GetObject'], Resource: sub(`\${BackupBucket.Arn}/locks/*`) },
+      {
+        Effect: 'Allow',
+        Action: ['s3:PutObject'],
+        Resource: sub(`\${BackupBucket.Arn}/locks/*`),
+        Condition: { Null: { 's3:if-none-match': 'false' } },
+      },
+      {
+        Effect: 'Allow',
+        Action: ['s3:PutObject', 's3:DeleteObject'],
+        Resource: sub(`\${BackupBucket.Arn}/locks/*`),
+        Condition: { Null: { 's3:if-match': 'false' } },
+      },
+      bucketKey('kms:Decrypt', 'kms:GenerateDataKey'),
+      {
+        Effect: 'Allow',
+        Action: ['states:DescribeExecution'],
+        Resource: ['database-backup', 'files-backup', 'database-restore'].map((name) =>
+          sub(
+            `arn:\${AWS::Partition}:states:\${AWS::Region}:\${AWS::AccountId}:execution:kennel-backup-${STAGE}-${name}:*`,
+          ),
+        ),
+      },
+    ],
     // The backups to pick from (logical fulls, pgBackRest records), read only.
     planDrill: [
       listDatabase,
@@ -2320,6 +2373,12 @@ describe('the functions', () => {
     expect(
       resource<LambdaFunction>('PlanPointInTimeRecoveryLambdaFunction', 'AWS::Lambda::Function').Timeout,
     ).toBe(110);
+  });
+
+  it('planVerification has nearly the two minutes its Task allows to read every manifest once', () => {
+    expect(resource<LambdaFunction>('PlanVerificationLambdaFunction', 'AWS::Lambda::Function').Timeout).toBe(
+      110,
+    );
   });
 
   it('verifyArchive has the time and memory to stream a large archive', () => {

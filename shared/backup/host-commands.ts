@@ -1,3 +1,4 @@
+import { leftoverMinAgeSeconds } from '../catalog/leftovers.ts';
 import { excludedTablesOf, localPathOf } from '../catalog/manifest-builder.ts';
 import { WAL_ARCHIVE_MAX_AGE_SECONDS } from '../catalog/schedule.ts';
 import { CODECS } from '../core/codecs.ts';
@@ -39,9 +40,11 @@ export const BACKUP_HOST_COMMANDS = {
   'files-backup': hostCommand({
     request: z.object({ script: z.literal('files-backup'), plan: filesPlanSchema }),
     script: 'files-backup',
-    params: (config, _target, { plan }) => ({
+    params: (config, target, { plan }) => ({
       KB_KIND: plan.kind,
       KB_PATHS: plan.paths.join(' '),
+      // The roots from config: the host refuses a path that leads out of them through a link.
+      KB_ROOTS: target.files[plan.kind].join(' '),
       KB_EXCLUDES: plan.excludes.join(' '),
       ...uploadParams(config, plan),
     }),
@@ -71,10 +74,15 @@ export const BACKUP_HOST_COMMANDS = {
       keepFile: z.union([fileName, z.literal('')]),
     }),
     script: 'prune-local',
-    params: (_config, _target, request) => ({
+    // The leftovers' places and age come from config; a database run also drops its cluster's old scratch databases.
+    params: (config, target, request) => ({
       KB_LOCAL_DIR: request.plan.localDir,
       KB_KEEP_DAYS: String(request.keepDays),
       KB_KEEP_FILE: request.keepFile,
+      KB_BACKUP_DIR: target.backupDir,
+      KB_LEFTOVER_SECONDS: String(leftoverMinAgeSeconds(config)),
+      KB_DATABASE: 'database' in request.plan ? request.plan.database : '',
+      ...postgresParams(target),
     }),
   }),
   /** Switches the WAL segment and waits until it is archived; reports pgBackRest's info (a target without pgbackrest: ConfigError). */

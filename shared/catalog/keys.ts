@@ -114,6 +114,14 @@ export function recoveryRecordKey(target: string, measuredAt: string, id: string
   return `${recoveriesOf(target)}${y}/${m}/${d}/${id}.json`;
 }
 
+/**
+ * The run locks (shared/core/run-lock.ts), one object each:
+ * `locks/<target>/<scope>`, the scope a backup kind (`locks/primary/full`) or
+ * `database/<name>` for restores into that database.
+ */
+export const LOCK_PREFIX = 'locks/';
+export const lockKey = (target: string, scope: string) => `${LOCK_PREFIX}${target}/${scope}`;
+
 /** Drill reports, kept for the auditor: `reports/drills/2026/11/26/<run id>.json` and `.md`. */
 export function drillReportKey(startedAt: string, id: string, extension: 'json' | 'md'): string {
   const [y, m, d] = (startedAt.split('T')[0] ?? '').split('-');

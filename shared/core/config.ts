@@ -1,5 +1,5 @@
 import { ConfigError, NotFoundError } from './errors.ts';
-import { hostPath, sqlIdentifier, targetName } from './identifiers.ts';
+import { excludeName, hostPath, sqlIdentifier, targetName } from './identifiers.ts';
 import * as z from './schema.ts';
 
 /**
@@ -33,11 +33,21 @@ const fileSets = z.object({
   ]),
   application: paths(['/opt/kennel']),
   static: paths(['/opt/kennel/public', '/opt/kennel/.next/static', '/opt/kennel/.next/standalone']),
-  /** Names left out of the application tarball wherever they occur. */
-  applicationExcludes: z._default(
-    z.array(z.string().check(z.regex(/^[A-Za-z0-9._-]+$/, 'must be a plain file or directory name'))),
-    ['node_modules', '.git', '.next', 'coverage', 'dist'],
-  ),
+  /**
+   * What the application tarball leaves out (identifiers.ts excludeName): build
+   * output and dependencies, and the configuration kind's files, which hold the
+   * secrets and are backed up there, encrypted and read-restricted: `.env*`
+   * wherever it occurs and the `ssl/` directory of each application path.
+   */
+  applicationExcludes: z._default(z.array(excludeName), [
+    'node_modules',
+    '.git',
+    '.next',
+    'coverage',
+    'dist',
+    '.env*',
+    'ssl/',
+  ]),
 });
 
 export type FileSets = z.infer<typeof fileSets>;

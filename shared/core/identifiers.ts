@@ -30,6 +30,22 @@ export const hostPath = z.string().check(
   z.refine((p) => !p.split('/').includes('..'), 'must not contain ..'),
 );
 
+/**
+ * What a files backup leaves out of its tarball: a file or directory name
+ * wherever it occurs under the archived paths (`node_modules`; `*` for any run
+ * of characters, as tar matches it: `.env*`), or, ending in `/`, a directory
+ * directly under each archived path only (`ssl/`). host/common.sh's
+ * tar_excludes renders both; no `/` inside, so nothing reaches above a path.
+ */
+export const excludeName = z
+  .string()
+  .check(
+    z.regex(
+      /^(?=[^/]*[A-Za-z0-9])[A-Za-z0-9._*-]+\/?$/,
+      'must be a file or directory name (* for any characters, a trailing / for a directory directly under each path)',
+    ),
+  );
+
 /** An S3 object key made by this project. */
 export const objectKey = z
   .string()

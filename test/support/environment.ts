@@ -152,7 +152,13 @@ export interface RunState {
   };
   verification?: { state: string };
   restoreTest?: { state: string };
-  prune?: { removedFromS3: string[]; kept: number; localKeepDays: number; localKeepFile: string };
+  prune?: {
+    removedFromS3: string[];
+    removedLeftovers: string[];
+    kept: number;
+    localKeepDays: number;
+    localKeepFile: string;
+  };
 }
 
 /** The per-target results of a succeeded execution. */

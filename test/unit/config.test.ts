@@ -26,7 +26,7 @@ const SCHEMA_DEFAULTS = {
     ],
     application: ['/opt/kennel'],
     static: ['/opt/kennel/public', '/opt/kennel/.next/static', '/opt/kennel/.next/standalone'],
-    applicationExcludes: ['node_modules', '.git', '.next', 'coverage', 'dist'],
+    applicationExcludes: ['node_modules', '.git', '.next', 'coverage', 'dist', '.env*', 'ssl/'],
   },
   application: {
     stop: ['docker compose -f /opt/kennel/docker-compose.prod.yml stop app'],
@@ -286,7 +286,7 @@ describe('parseConfig refuses, word for word,', () => {
     ).toBe(
       listed(
         'BACKUP_TARGETS.0.files.static: Too small: expected array to have >=1 items',
-        'BACKUP_TARGETS.0.files.applicationExcludes.0: must be a plain file or directory name',
+        'BACKUP_TARGETS.0.files.applicationExcludes.0: must be a file or directory name (* for any characters, a trailing / for a directory directly under each path)',
         'BACKUP_TARGETS.0.application.start.0: must be one line of shell',
         'BACKUP_TARGETS.0.afterFilesRestore.configuration: Invalid input: expected array, received string',
       ),
