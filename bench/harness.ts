@@ -7,7 +7,8 @@ import { type LocalEnvironment, psql, seedKennelDatabase } from '../local/enviro
 import { localHost } from '../local/host.ts';
 import { asServerUser, findPostgresBinDir, freePort, type PostgresServer } from '../local/postgres.ts';
 import { type ExecutionRecord, PROJECT_ROOT, runWorkflow } from '../local/runner.ts';
-import type { Config, Target } from '../shared/core/config.ts';
+import { createS3Client } from '../shared/core/clients.ts';
+import { type Config, parseConfig, type Target } from '../shared/core/config.ts';
 import { shellQuote } from '../shared/host/shell.ts';
 
 /**
@@ -390,7 +391,7 @@ export async function succeededWorkflow(
   const record = await runWorkflow(
     { ...options, historyDir: environment.paths.historyDir },
     {
-      host: localHost(environment.hostEnv),
+      host: localHost(environment.hostEnv, {}, createS3Client(parseConfig(environment.functionEnv))),
       databaseUrl: environment.postgres.url,
       alertsFile: environment.paths.alertsFile,
       print: log,
