@@ -4,7 +4,7 @@ import type { Catalog } from '../catalog/catalog.ts';
 import { caughtErrorSchema, InvalidInputError, RestoreMismatchError } from '../core/errors.ts';
 import * as z from '../core/schema.ts';
 import { commandStateSchema } from '../host/command-stage.ts';
-import { dropDatabase, exactRows, rowProblems } from './check.ts';
+import { dropDatabase, exactRows, rowProblems, someOf } from './check.ts';
 import { type RestorePlan, restorePlanSchema } from './database-schemas.ts';
 import { filesRestorePlanSchema } from './files-plan.ts';
 
@@ -39,7 +39,7 @@ export async function checkRestore(
   if (problems.length > 0) {
     await dropDatabase(serverUrl, plan.stagingDatabase);
     throw new RestoreMismatchError(
-      `The restored database does not match its dump: ${problems.join('; ')}. The staging database ${plan.stagingDatabase} was dropped and ${plan.targetDatabase} was not touched. Verify the dump (${plan.archives.map((a) => a.key).join(', ')}) before trying again.`,
+      `The restored database does not match its dump: ${problems.length} table(s) differ: ${someOf(problems)}. The staging database ${plan.stagingDatabase} was dropped and ${plan.targetDatabase} was not touched. Verify the dump (${plan.archives.map((a) => a.key).join(', ')}) before trying again.`,
     );
   }
   return {
