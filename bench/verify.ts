@@ -1,10 +1,8 @@
-import { spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { cpus, loadavg, tmpdir } from 'node:os';
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { psql } from '../local/environment.ts';
 import { type LocalCluster, startPostgres } from '../local/postgres.ts';
-import { PROJECT_ROOT } from '../local/runner.ts';
 import { archiveFileName, archiveKey, runId } from '../shared/catalog/keys.ts';
 import type { DatabaseManifest } from '../shared/catalog/manifest.ts';
 import { CODECS } from '../shared/core/codecs.ts';
@@ -12,14 +10,18 @@ import { shellQuote } from '../shared/host/shell.ts';
 import {
   cleanUp,
   log,
+  machine,
+  machineLine,
   onInterrupt,
+  readArchiveInChild,
   readCommandLine,
   runMain,
   type Stats,
+  saveResult,
   sh,
   stats,
   stopOnce,
-  track,
+  type VerifyReading,
   wholeNumber,
   wholeNumbers,
 } from './harness.ts';
@@ -49,7 +51,6 @@ const USAGE = `Usage: npm run bench:verify -- [--sizes 1,10,50,100,200] [--repea
 
 Results: a table on stdout and JSON in bench/results/verify-<timestamp>.json.`;
 
-const RESULTS_DIR = join(PROJECT_ROOT, 'bench', 'results');
 /** Bytes of dump text per row of the rows table (id, two md5s, a timestamp), near enough to size it. */
 const ROW_BYTES = 100;
 
@@ -129,34 +130,9 @@ function manifestOf(archive: Archive): DatabaseManifest {
   };
 }
 
-interface Read {
-  ms: number;
-  maxRss: number;
-  uncompressedSize: number;
-}
-
-/** readArchive on the archive in a child process of its own (bench/verify-memory.ts). */
-async function verify(archive: Archive, manifestPath: string): Promise<Read> {
-  const child = spawn(
-    process.execPath,
-    [join(PROJECT_ROOT, 'bench', 'verify-memory.ts'), archive.path, manifestPath],
-    { stdio: ['ignore', 'pipe', 'pipe'] },
-  );
-  track(child);
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (d: Buffer) => {
-    stdout += d.toString();
-  });
-  child.stderr.on('data', (d: Buffer) => {
-    stderr += d.toString();
-  });
-  const code = await new Promise<number | null>((resolve, reject) => {
-    child.on('error', reject);
-    child.on('close', resolve);
-  });
-  if (code !== 0) throw new Error(`verify-memory failed (exit ${code}):\n${stderr.slice(-2000)}`);
-  const read = JSON.parse(stdout) as Read & { problems: string[] };
+/** readArchive on the archive in a child process of its own: its time and peak memory alone. */
+async function verify(archive: Archive, manifestPath: string): Promise<VerifyReading> {
+  const read = await readArchiveInChild(archive.path, manifestOf(archive), manifestPath);
   // The sha256 is a stand-in: every other problem is a real one.
   const problems = read.problems.filter((p) => !p.startsWith('sha256 is '));
   if (problems.length > 0)
@@ -197,7 +173,6 @@ async function main(): Promise<number> {
         log(`${shape} ${size} MiB: dumping …`);
         const archive = await makeArchive(cluster, tmp, shape, size);
         const manifestPath = join(tmp, `${shape}-${size}.manifest.json`);
-        writeFileSync(manifestPath, JSON.stringify(manifestOf(archive)));
         const verifyMs: number[] = [];
         const bareMs: number[] = [];
         let maxRss = 0;
@@ -231,21 +206,17 @@ async function main(): Promise<number> {
       startedAt: startedAt.toISOString(),
       finishedAt: new Date().toISOString(),
       options: { sizes, repeat },
-      machine: { cpus: cpus().length, cpuModel: cpus()[0]?.model ?? 'unknown', load: loadavg() },
+      machine: machine(),
       notes: [
         "Medians of the runs. 'per MiB vs smallest' is ms per MiB of dump text over the smallest archive's of the same shape: 1.00× throughout is linear.",
         "'vs bare zstd -d' is readArchive's time over `zstd -d -c > /dev/null` of the same archive, run beside it.",
       ],
       measured,
     };
-    mkdirSync(RESULTS_DIR, { recursive: true });
-    const resultFile = join(RESULTS_DIR, `verify-${startedAt.toISOString().replace(/[:.]/g, '-')}.json`);
-    writeFileSync(resultFile, `${JSON.stringify(result, null, 2)}\n`);
+    const resultFile = saveResult('verify', startedAt, result);
     console.log(
       [
-        `kennel-backup verify bench: ${repeat} run(s) each; ${cpus().length} CPUs, load ${loadavg()
-          .map((l) => l.toFixed(2))
-          .join('/')}`,
+        `kennel-backup verify bench: ${repeat} run(s) each; ${machineLine()}`,
         '',
         table(
           [
