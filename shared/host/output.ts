@@ -1,6 +1,6 @@
 import { GetObjectCommand, HeadObjectCommand, NoSuchKey, NotFound, type S3Client } from '@aws-sdk/client-s3';
 import { hostOutputKey } from '../catalog/keys.ts';
-import { classifyAwsError } from '../core/errors.ts';
+import { classifyAwsError, TransientError } from '../core/errors.ts';
 import { type Invocation, OUTPUT_LIMITS, type OutputStream } from './commands.ts';
 
 /**
@@ -28,8 +28,8 @@ export function s3HostOutput(s3: S3Client, bucket: string): HostOutput {
         // The size first: a suffix range (bytes=-N) is S3's, but not every S3-compatible server's.
         const head = await s3.send(new HeadObjectCommand({ Bucket: bucket, Key: key }));
         const size = head.ContentLength ?? 0;
-        const from = Math.max(0, size - bytes);
         if (size === 0) return '';
+        const from = Math.max(0, size - bytes);
         const object = await s3.send(
           new GetObjectCommand({ Bucket: bucket, Key: key, Range: `bytes=${from}-${size - 1}` }),
         );
@@ -51,7 +51,8 @@ const END_BYTES = 64 * 1024;
  * A finished command's stream as the check reads it: whole when Run Command
  * returned it whole; else its last 64 KiB from S3, where the result line and the
  * error are; else the complete lines Run Command returned and why the rest is
- * missing (`location` says where it was looked for).
+ * missing (`location` says where it was looked for). S3 not answering is
+ * transient (the stage is retried); anything else keeps the command's own outcome.
  */
 export async function outputOf(
   output: HostOutput,
@@ -62,10 +63,16 @@ export async function outputOf(
 ): Promise<string> {
   const first = invocation[stream];
   if (first.length < OUTPUT_LIMITS[stream]) return first;
-  const end =
-    invocation.instanceId === null
-      ? undefined
-      : await output.end(commandId, invocation.instanceId, stream, END_BYTES);
-  if (end !== undefined) return end;
-  return `${first.slice(0, first.lastIndexOf('\n') + 1)}[Run Command returned only the first ${OUTPUT_LIMITS[stream]} characters of its ${stream}, and its whole output is not in ${location}; check that the DB host's instance role has HostCommandOutputPolicy.]`;
+  let missing = `its whole output is not in ${location}; check that the DB host's instance role has HostCommandOutputPolicy`;
+  try {
+    const end =
+      invocation.instanceId === null
+        ? undefined
+        : await output.end(commandId, invocation.instanceId, stream, END_BYTES);
+    if (end !== undefined) return end;
+  } catch (error) {
+    if (error instanceof TransientError) throw error;
+    missing = `its whole output could not be read (${(error as Error).message})`;
+  }
+  return `${first.slice(0, first.lastIndexOf('\n') + 1)}[Run Command returned only the first ${OUTPUT_LIMITS[stream]} characters of its ${stream}, and ${missing}.]`;
 }
