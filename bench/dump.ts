@@ -142,7 +142,7 @@ async function measure(ctx: Ctx, database: string, kind: Kind, repeat: number): 
   );
   log(`${database} ${kind} (${mib(bytes)} MiB): warm-up, bare and ours (counting AWS CLI starts) …`);
   await sh(bareDump(ctx, database, kind), env);
-  const awsLog = join(ctx.tmp, `aws-${database}.log`);
+  const awsLog = join(ctx.tmp, `aws-${database}-${kind}.log`);
   await ourDump(ctx, database, kind, countingAws(ctx, awsLog));
   const awsStarts = readFileSync(awsLog, 'utf8').split('\n').filter(Boolean).length;
   const bare: number[] = [];
