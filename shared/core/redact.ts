@@ -34,11 +34,14 @@ const INPUT_VALUE = /(invalid input (?:syntax|value) for (?:type |enum )?[^:\n]*
 const DATA_FIELD = /(^|\s)(DETAIL|CONTEXT|LINE \d+|(?:pg_\w+|psql): detail):(?=\s)/;
 /**
  * The first line of a new message: one whose first word ends in a colon
- * (`HINT:`, `psql:<stdin>:9: ERROR:`, `restore-archive: …`) or a log line's
- * date. A field's value goes on over the lines before it (a CONTEXT's call
- * stack, a LINE's caret, a row value holding a newline).
+ * (`HINT:`, `psql:<stdin>:9: ERROR:`, `pg_restore: error: …`), a host script's
+ * own (`restore-archive: …`, `physical-restore-test of <set> (<phase>): …`: a
+ * kebab-case name, which no PostgreSQL context line starts with) or a log
+ * line's date. A field's value goes on over the lines before it (a CONTEXT's
+ * call stack down to `COPY pets, line 3: "…"`, a LINE's caret, a row value
+ * holding a newline).
  */
-const NEW_MESSAGE = /^(?:[^\s:]+(?::[^\s:]*)*: |\d{4}-\d\d-\d\d[ T])/;
+const NEW_MESSAGE = /^(?:[^\s:]+(?::[^\s:]*)*: |[a-z]+(?:-[a-z]+)+(?::| of )|\d{4}-\d\d-\d\d[ T])/;
 
 function redactDataFields(text: string): string {
   let inField = false;

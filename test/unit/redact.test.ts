@@ -69,6 +69,20 @@ describe('redact', () => {
     );
   });
 
+  it("keeps a host script's message that follows a tool's field", () => {
+    const amcheck = [
+      'physical-restore-test: pg_amcheck reported 3 lines; the first:',
+      'btree index "kennel_prod.public.pets_pkey":',
+      '    ERROR:  mismatch between parent key and child high key in index "pets_pkey"',
+      '    DETAIL:  Target block=1 child block=2 target page lsn=0/1A2B3C4.',
+      'physical-restore-test of 20261130-020000F (amcheck): pg_amcheck found corruption',
+    ].join('\n');
+    expect(redact(amcheck).split('\n').slice(3)).toEqual([
+      '    DETAIL:  ***',
+      'physical-restore-test of 20261130-020000F (amcheck): pg_amcheck found corruption',
+    ]);
+  });
+
   it('removes the value an input syntax error quotes', () => {
     expect(redact('ERROR:  invalid input syntax for type integer: "Rex the dog"')).toBe(
       'ERROR:  invalid input syntax for type integer: "***"',
