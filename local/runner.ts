@@ -86,13 +86,79 @@ export function loadDefinition(workflow: string): {
   return { definition, functionOf, startsOf };
 }
 
+/**
+ * Step Functions' quota on what a state takes and gives: 256 KiB, the UTF-8
+ * bytes of its JSON (the execution's input, a state's input after Parameters, a
+ * task's result, a state's output). Over it a state fails with
+ * States.DataLimitExceeded, which no Catch of States.ALL catches and no Retry
+ * retries: the execution fails. Locally as in AWS, so that per-table data
+ * carried through a workflow fails here, not in production.
+ */
+export const STATE_PAYLOAD_LIMIT_BYTES = 262_144;
+
+const payloadBytes = (value: unknown) => Buffer.byteLength(JSON.stringify(value) ?? 'null', 'utf8');
+
+/** States.DataLimitExceeded; aws-local-stepfunctions reads isRetryable and isCatchable of an error it meets. */
+class DataLimitExceeded extends Error {
+  override readonly name = 'States.DataLimitExceeded';
+  readonly isRetryable = false;
+  readonly isCatchable = false;
+}
+
+/** Throws States.DataLimitExceeded, in Step Functions' words, when `value` is over the quota. */
+function checkPayload(value: unknown, said: () => string): void {
+  const bytes = payloadBytes(value);
+  if (bytes > STATE_PAYLOAD_LIMIT_BYTES)
+    throw new DataLimitExceeded(
+      `${said()} a size exceeding the maximum number of bytes service limit (${bytes} bytes; at most ${STATE_PAYLOAD_LIMIT_BYTES}).`,
+    );
+}
+
+/**
+ * aws-local-stepfunctions 3 has no hook on a state's output. Every machine it
+ * runs, each Map iteration's too, goes through StateMachine.prototype.execute
+ * with its own event logger, which is handed each state's output as the state
+ * exits, inside the loop whose failure fails the execution: the check sits there.
+ */
+function enforcePayloadLimit(): void {
+  type Logger = {
+    dispatchStateExitedEvent(name: string, type: string, input: unknown, output: unknown): void;
+  };
+  const prototype = StateMachine.prototype as unknown as {
+    execute?: (
+      this: unknown,
+      input: unknown,
+      options: { eventLogger: Logger },
+      ...rest: unknown[]
+    ) => unknown;
+    payloadLimit?: true;
+  };
+  const execute = prototype.execute;
+  if (typeof execute !== 'function')
+    throw new Error(
+      'aws-local-stepfunctions changed: StateMachine.prototype.execute is gone, so the runner cannot enforce the 256 KiB payload limit.',
+    );
+  if (prototype.payloadLimit) return;
+  prototype.payloadLimit = true;
+  prototype.execute = function (input, options, ...rest) {
+    const logger = options.eventLogger;
+    const exited = logger.dispatchStateExitedEvent.bind(logger);
+    logger.dispatchStateExitedEvent = (name, type, stateInput, output) => {
+      checkPayload(output, () => `The state/task '${name}' returned a result with`);
+      exited(name, type, stateInput, output);
+    };
+    return execute.call(this, input, options, ...rest);
+  };
+}
+enforcePayloadLimit();
+
 type Handler = (event: unknown, context: unknown) => Promise<unknown>;
 
 /** The fields of aws-local-stepfunctions' event log entries that the runner reads. */
 interface EventLog {
   type: string;
   timestamp: number;
-  state?: { name: string; type?: string; output?: unknown };
+  state?: { name: string; type?: string; input?: unknown; output?: unknown };
   Error?: string;
   Cause?: unknown;
   retry?: { attempt: number };
@@ -211,6 +277,11 @@ export interface ExecutionRecord {
 }
 
 export async function runWorkflow(options: RunOptions, wiring: LocalWiring): Promise<ExecutionRecord> {
+  // StartExecution refuses a larger input before anything runs.
+  if (payloadBytes(options.input) > STATE_PAYLOAD_LIMIT_BYTES)
+    throw new Error(
+      `The execution input is ${payloadBytes(options.input)} bytes; StartExecution takes at most ${STATE_PAYLOAD_LIMIT_BYTES}.`,
+    );
   const { definition, functionOf, startsOf } = loadDefinition(options.workflow);
   if (options.timeoutSeconds !== undefined) definition.TimeoutSeconds = options.timeoutSeconds;
   const handlers = await loadHandlers([...functionOf.values(), CANCEL_FUNCTION], wiring, options.historyDir);
@@ -226,8 +297,11 @@ export async function runWorkflow(options: RunOptions, wiring: LocalWiring): Pro
   for (const [state, fn] of functionOf) {
     const handler = handlers.get(fn) as Handler;
     taskResourceLocalHandlers[state] = async (input) => {
+      checkPayload(input, () => `The input to the state/task '${state}' has`);
       await options.beforeTask?.(state, input);
-      return (await handler(input, lambdaContext(fn))) as Json;
+      const result = (await handler(input, lambdaContext(fn))) as Json;
+      checkPayload(result, () => `The state/task '${state}' returned a result with`);
+      return result;
     };
   }
   const queued: { workflow: string; input: unknown }[] = [];

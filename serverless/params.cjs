@@ -9,7 +9,9 @@ const {
   BACKUP_PREFIXES,
   DUMP_KINDS,
   FILE_KINDS,
+  HOST_OUTPUT_PREFIX,
   KIND_PREFIX,
+  MANIFEST_SUFFIX,
   PHYSICAL_RECORD_PREFIX,
   RECOVERY_RECORD_PREFIX,
   pgbackrestPrefix,
@@ -325,6 +327,15 @@ module.exports = {
 
   /** The same prefix for an s3:prefix condition on ListBucket. */
   physicalRecordPrefix: () => `${PHYSICAL_RECORD_PREFIX}*`,
+
+  /** Every host command's whole output, as SSM Run Command writes it (keys.ts HOST_OUTPUT_PREFIX). */
+  hostOutputObjects: () => objectsUnder(`${HOST_OUTPUT_PREFIX}/`),
+
+  /** The same prefix for an s3:prefix condition on ListBucket. */
+  hostOutputPrefix: () => `${HOST_OUTPUT_PREFIX}/*`,
+
+  /** The manifests of the dumps, which the restore's check reads its expected rows from. */
+  databaseManifests: () => ({ 'Fn::Sub': `\${BackupBucket.Arn}/database/*${MANIFEST_SUFFIX}` }),
 
   /** The measured recoveries (shared/catalog/recoveries.ts), written by Lambda stages only. */
   recoveryRecordObjects: () => objectsUnder(RECOVERY_RECORD_PREFIX),

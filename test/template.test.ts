@@ -521,7 +521,6 @@ function deployedConfig(fn: FunctionName, from: Template = template): Config {
   return parseConfig({
     ...(Variables as Record<string, string>),
     BACKUP_BUCKET: BUCKET_NAME,
-    HOST_COMMAND_LOG_GROUP: `/kennel-backup/${STAGE}/host-commands`,
     ALERT_TOPIC_ARN: TOPIC_ARN,
     BACKUP_KMS_KEY_ID: KEY_ARN,
   });
@@ -904,11 +903,20 @@ describe('the backup bucket', () => {
       rule('Backups-configuration', 'configuration/', 90, false),
       rule('Backups-application', 'application/', 30, false),
       rule('Backups-static', 'static/', 7, false),
+      // No backup: each host command's whole output, kept as long as its execution's history.
+      {
+        Id: 'HostCommandOutput',
+        Status: 'Enabled',
+        Prefix: 'host-output/',
+        ExpirationInDays: 90,
+        NoncurrentVersionExpiration: { NoncurrentDays: 1 },
+        AbortIncompleteMultipartUpload: { DaysAfterInitiation: 1 },
+      },
     ]);
-    for (const fileRule of LifecycleConfiguration.Rules.slice(5))
-      expect(fileRule).not.toHaveProperty('Transitions');
+    const backupRules = LifecycleConfiguration.Rules.slice(0, 8);
+    for (const fileRule of backupRules.slice(5)) expect(fileRule).not.toHaveProperty('Transitions');
     // Each rule's days are its kind's row of the one retention table.
-    for (const rule of LifecycleConfiguration.Rules) {
+    for (const rule of backupRules) {
       const kind = String(rule.Id).replace(/^(DatabaseBackups|Backups)-/, '') as keyof typeof RETENTION;
       expect(rule.NoncurrentVersionExpiration, String(rule.Id)).toEqual({
         NoncurrentDays: RETENTION[kind].s3Days,
@@ -922,8 +930,11 @@ describe('the backup bucket', () => {
       'database/full/primary/kennel_prod/'.startsWith(String(r.Prefix ?? '')),
     );
     expect(coveringFull.length).toBeGreaterThan(0);
-    expect(LifecycleConfiguration.Rules).toHaveLength(8);
-    for (const rule of LifecycleConfiguration.Rules) {
+    expect(LifecycleConfiguration.Rules).toHaveLength(9);
+    // Host output is no backup (and may quote rows): the one rule that expires objects.
+    const expiring = LifecycleConfiguration.Rules.filter((r) => 'ExpirationInDays' in r);
+    expect(expiring.map((r) => [r.Prefix, r.ExpirationInDays])).toEqual([['host-output/', 90]]);
+    for (const rule of LifecycleConfiguration.Rules.filter((r) => !expiring.includes(r))) {
       // The two properties of a current-version expiration in AWS::S3::Bucket Rule.
       expect(rule, String(rule.Id)).not.toHaveProperty('ExpirationInDays');
       expect(rule, String(rule.Id)).not.toHaveProperty('ExpirationDate');
@@ -1675,8 +1686,17 @@ describe('permissions', () => {
         Condition: { StringEquals: { 'ssm:resourceTag/kennel-backup-target': ['db'] } },
       },
     ],
+    // The invocation, and the end of an output it cut, where Run Command wrote the whole of it.
     checkHostCommand: [
       { Effect: 'Allow', Action: ['ssm:GetCommandInvocation', 'ssm:ListCommandInvocations'], Resource: '*' },
+      {
+        Effect: 'Allow',
+        Action: ['s3:ListBucket'],
+        Resource: getAtt('BackupBucket'),
+        Condition: { StringLike: { 's3:prefix': 'host-output/*' } },
+      },
+      { Effect: 'Allow', Action: ['s3:GetObject'], Resource: sub(`\${BackupBucket.Arn}/host-output/*`) },
+      bucketKey('kms:Decrypt'),
     ],
     // The WAL of every pgBackRest repository, read only: its segments listed, a timeline's history read.
     checkWalContinuity: [
@@ -1709,8 +1729,17 @@ describe('permissions', () => {
       { Effect: 'Allow', Action: ['s3:GetObject'], Resource: databaseObjects },
       bucketKey('kms:Decrypt'),
     ],
-    // Counts rows in PostgreSQL: the URL's parameter, and no S3.
-    checkRestore: readParameter('restore-check-database-url'),
+    // Counts rows in PostgreSQL against the dump's manifest: the manifests read, nothing else in S3.
+    checkRestore: [
+      listDatabase,
+      {
+        Effect: 'Allow',
+        Action: ['s3:GetObject'],
+        Resource: sub(`\${BackupBucket.Arn}/database/*.manifest.json`),
+      },
+      bucketKey('kms:Decrypt'),
+      ...readParameter('restore-check-database-url'),
+    ],
     // The files kinds' catalogs, read only; nothing under database/.
     planFilesRestore: [
       {
@@ -2162,7 +2191,7 @@ describe('permissions', () => {
     expect(mayOnObject('verifyArchive', 's3:PutObject', manifest)).toBe(true);
   });
 
-  it("the restores' own stages can change nothing in the bucket; checkRestore and reportRestore cannot even read it", () => {
+  it("the restores' own stages can change nothing in the bucket; checkRestore reads manifests only, reportRestore nothing", () => {
     const actions = (fn: FunctionName) =>
       roleStatements(roleId(fn))
         .slice(1) // the log statement
@@ -2172,8 +2201,14 @@ describe('permissions', () => {
       's3:GetObject',
     ]);
     expect(actions('planFilesRestore')).toEqual(['s3:ListBucket', 's3:GetObject', 'kms:Decrypt']);
-    expect(actions('checkRestore').filter((a) => a.startsWith('s3:'))).toEqual([]);
-    expect(actions('checkRestore')).toEqual(['ssm:GetParameter', 'kms:Decrypt']);
+    expect(actions('checkRestore').filter((a) => a.startsWith('s3:'))).toEqual([
+      's3:ListBucket',
+      's3:GetObject',
+    ]);
+    expect(mayOnObject('checkRestore', 's3:GetObject', databaseManifest('full'))).toBe(true);
+    expect(
+      mayOnObject('checkRestore', 's3:GetObject', databaseManifest('full').replace(/\.manifest\.json$/, '')),
+    ).toBe(false);
     expect(actions('reportRestore')).toEqual([]);
   });
 
@@ -2339,20 +2374,32 @@ describe('permissions', () => {
     });
   });
 
-  it("the DB host's SSM agent may write command output to the host-command log group only", () => {
+  it("the DB host's SSM agent may write command output under host-output/ only, encrypted with the bucket key, and to no log", () => {
     const policy = resource<{ PolicyDocument: PolicyDocument }>(
       'HostCommandOutputPolicy',
       'AWS::IAM::ManagedPolicy',
     );
-    const [write, find] = policy.PolicyDocument.Statement;
-    expect(write?.Resource).toEqual(getAtt('HostCommandLogGroup'));
-    expect(asArray(write?.Action ?? [])).toEqual([
-      'logs:CreateLogStream',
-      'logs:DescribeLogStreams',
-      'logs:PutLogEvents',
+    expect(policy.PolicyDocument.Statement).toEqual([
+      {
+        Sid: 'WriteCommandOutput',
+        Effect: 'Allow',
+        Action: ['s3:PutObject'],
+        Resource: sub(`\${BackupBucket.Arn}/host-output/*`),
+      },
+      {
+        Sid: 'ReadOutputBucketEncryption',
+        Effect: 'Allow',
+        Action: ['s3:GetEncryptionConfiguration'],
+        Resource: getAtt('BackupBucket'),
+      },
+      { Sid: 'EncryptCommandOutput', ...bucketKey('kms:GenerateDataKey') },
     ]);
-    expect(asArray(find?.Action ?? [])).toEqual(['logs:DescribeLogGroups']);
     expect(template.Outputs.HostCommandOutputPolicyArn?.Value).toEqual({ Ref: 'HostCommandOutputPolicy' });
+    expect(
+      Object.values(template.Resources)
+        .filter((r) => r.Type === 'AWS::Logs::LogGroup')
+        .map((r) => (r.Properties as { LogGroupName: string }).LogGroupName),
+    ).not.toContain(`/kennel-backup/${STAGE}/host-commands`);
   });
 });
 
@@ -2420,7 +2467,6 @@ describe('the functions', () => {
         'AWS::Lambda::Function',
       ).Environment;
       expect(Variables.BACKUP_BUCKET).toEqual({ Ref: 'BackupBucket' });
-      expect(Variables.HOST_COMMAND_LOG_GROUP).toEqual({ Ref: 'HostCommandLogGroup' });
       expect(Variables.ALERT_TOPIC_ARN).toEqual({ Ref: 'AlertTopic' });
       // A string, as the environment holds it: the param's default.
       expect(Variables.DISK_USAGE_ALERT_PERCENT).toBe('80');
@@ -2445,8 +2491,6 @@ describe('the functions', () => {
       expect(Variables.BACKUP_KMS_KEY_ID).toEqual(getAtt('BackupKey'));
       expect(config.BACKUP_KMS_KEY_ID).toBe(KEY_ARN);
     }
-    const logGroup = resource<{ LogGroupName: string }>('HostCommandLogGroup', 'AWS::Logs::LogGroup');
-    expect(logGroup.LogGroupName).toBe(`/kennel-backup/${STAGE}/host-commands`);
   });
 
   const zipEntries = (fn: FunctionName) =>

@@ -96,7 +96,7 @@ export async function readArchive(body: Readable, manifest: DatabaseManifest): P
     write(chunk: Buffer, _enc, done) {
       if (head.length < 512) head += chunk.subarray(0, 512).toString('utf8');
       uncompressedSize += chunk.length;
-      end = Buffer.concat([end, chunk]).subarray(-512);
+      end = Buffer.concat([end, chunk.subarray(-512)]).subarray(-512);
       counter.push(chunk);
       done();
     },

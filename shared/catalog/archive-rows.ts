@@ -67,7 +67,13 @@ export function copiedTable(statement: string): TableName | undefined {
 /** Lines outside data are kept up to this many bytes: a COPY statement of 1,600 quoted columns fits. */
 const KEEP = 1 << 20;
 const NEWLINE = 0x0a;
-const QUOTE = 0x22;
+
+/** The double quotes in a line of a COPY statement: an odd count leaves a quoted name open. */
+function quotesIn(text: string): number {
+  let quotes = 0;
+  for (let q = text.indexOf('"'); q !== -1; q = text.indexOf('"', q + 1)) quotes += 1;
+  return quotes;
+}
 
 export class RowCounter {
   private readonly rows = new Map<string, number>();
@@ -78,10 +84,9 @@ export class RowCounter {
   /** The data line being read: its length and its first two bytes (`\.` ends the block). */
   private dataLength = 0;
   private readonly dataHead = Buffer.alloc(2);
-  /** The line being read outside data: its bytes (up to KEEP) and how many quotes it has. */
+  /** The line being read outside data, when it spans chunks: its bytes (up to KEEP). */
   private parts: Buffer[] = [];
   private kept = 0;
-  private quotes = 0;
   /** A TABLE DATA comment was read, its COPY is next; a COPY statement whose quoted name spans lines. */
   private expectingCopy = false;
   /** Inside a `-- Data for Name:` comment whose name went on to the next line. */
@@ -125,31 +130,35 @@ export class RowCounter {
     while (at < chunk.length && !this.copying) {
       const newline = chunk.indexOf(NEWLINE, at);
       const end = newline === -1 ? chunk.length : newline;
-      for (let q = chunk.indexOf(QUOTE, at); q !== -1 && q < end; q = chunk.indexOf(QUOTE, q + 1)) {
-        this.quotes += 1;
+      const kept = Math.min(end, at + KEEP - this.kept);
+      let text: string;
+      if (newline !== -1 && this.kept === 0) {
+        // The whole line is in this chunk, as nearly every line is: decoded where it lies.
+        text = chunk.toString('utf8', at, kept);
+      } else {
+        if (kept > at) {
+          this.parts.push(chunk.subarray(at, kept));
+          this.kept += kept - at;
+        }
+        if (newline === -1) return chunk.length;
+        text = Buffer.concat(this.parts, this.kept).toString('utf8');
+        this.parts = [];
+        this.kept = 0;
       }
-      if (this.kept < KEEP) {
-        const piece = chunk.subarray(at, Math.min(end, at + KEEP - this.kept));
-        this.parts.push(piece);
-        this.kept += piece.length;
-      }
-      if (newline === -1) return chunk.length;
       at = newline + 1;
-      const text = Buffer.concat(this.parts, this.kept).toString('utf8');
-      const quotes = this.quotes;
-      this.parts = [];
-      this.kept = 0;
-      this.quotes = 0;
-      this.sqlLine(text, quotes);
+      this.sqlLine(text);
     }
     return at;
   }
 
-  private sqlLine(text: string, quotes: number): void {
+  private sqlLine(text: string): void {
     if (this.statement) {
-      this.statement = { text: `${this.statement.text}\n${text}`, quotes: this.statement.quotes + quotes };
+      this.statement = {
+        text: `${this.statement.text}\n${text}`,
+        quotes: this.statement.quotes + quotesIn(text),
+      };
     } else if (this.expectingCopy && text.startsWith('COPY ')) {
-      this.statement = { text, quotes };
+      this.statement = { text, quotes: quotesIn(text) };
     } else {
       const split = this.dataComment && TABLE_DATA_TAIL.test(text);
       this.dataComment =

@@ -184,8 +184,6 @@ const environment = z.object({
     z.array(sqlIdentifier),
   ),
   HOST_COMMAND_TIMEOUT_SECONDS: wholeNumber(1, 172800, 3600),
-  /** CloudWatch log group that receives the output of every host command. */
-  HOST_COMMAND_LOG_GROUP: z._default(z.string(), ''),
   /** The hourly monitoring alerts when the host's backup filesystem is fuller than this. */
   DISK_USAGE_ALERT_PERCENT: wholeNumber(1, 100, 80),
   /** SSM parameter (SecureString) that holds the Slack incoming-webhook URL. */

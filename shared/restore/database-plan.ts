@@ -16,13 +16,6 @@ import { findBackup } from './find-backup.ts';
  * point-in-time-recovery workflow's (shared/restore/point-in-time.ts).
  */
 
-/** The row counts a restore must end with: exactly the dump's. */
-function expectedRows(manifest: DatabaseManifest): RestorePlan['expectedRows'] {
-  return Object.fromEntries(
-    Object.entries(manifest.tables).map(([t, rows]) => [t, { min: rows, max: rows }]),
-  );
-}
-
 function step(m: DatabaseManifest): RestoreStep {
   return {
     kind: m.kind,
@@ -63,7 +56,6 @@ export async function planRestore(config: Config, catalog: Catalog, request: unk
     executionId,
     startedAt,
     archives: [step(manifest)],
-    expectedRows: expectedRows(manifest),
   };
 }
 

@@ -1,9 +1,10 @@
 import { RESTORE_RESULT as RESULT } from '../../statemachines/database-restore.ts';
 import { FILES_RESTORE_RESULT as FILES_RESULT } from '../../statemachines/files-restore.ts';
-import { caughtErrorSchema, RestoreMismatchError } from '../core/errors.ts';
+import type { Catalog } from '../catalog/catalog.ts';
+import { caughtErrorSchema, InvalidInputError, RestoreMismatchError } from '../core/errors.ts';
 import * as z from '../core/schema.ts';
 import { commandStateSchema } from '../host/command-stage.ts';
-import { dropDatabase, rowProblems } from './check.ts';
+import { dropDatabase, exactRows, rowProblems, someOf } from './check.ts';
 import { type RestorePlan, restorePlanSchema } from './database-schemas.ts';
 import { filesRestorePlanSchema } from './files-plan.ts';
 
@@ -20,20 +21,25 @@ export const restoreCheckSchema = z.object({
 export type RestoreCheckResult = z.infer<typeof restoreCheckSchema>;
 
 /**
- * Every table the plan expects must be in the staging database with a row count
- * in its range. A staging database that fails is dropped: nothing was replaced.
+ * Every table of the restored dump (its manifest, read from the catalog) must be
+ * in the staging database with exactly the rows counted in the dump. A staging
+ * database that fails is dropped: nothing was replaced.
  */
 export async function checkRestore(
   serverUrl: string,
+  catalog: Catalog,
   plan: RestorePlan,
   now = () => new Date(),
 ): Promise<RestoreCheckResult> {
   const startedAt = now().toISOString();
-  const { problems, check } = await rowProblems(serverUrl, plan.stagingDatabase, plan.expectedRows);
+  const [archive] = plan.archives;
+  if (!archive) throw new InvalidInputError('The restore plan names no archive; start the restore again.');
+  const manifest = await catalog.readDatabaseManifest(archive.manifestKey);
+  const { problems, check } = await rowProblems(serverUrl, plan.stagingDatabase, exactRows(manifest));
   if (problems.length > 0) {
     await dropDatabase(serverUrl, plan.stagingDatabase);
     throw new RestoreMismatchError(
-      `The restored database does not match its dump: ${problems.join('; ')}. The staging database ${plan.stagingDatabase} was dropped and ${plan.targetDatabase} was not touched. Verify the dump (${plan.archives.map((a) => a.key).join(', ')}) before trying again.`,
+      `The restored database does not match its dump: ${problems.length} table(s) differ: ${someOf(problems)}. The staging database ${plan.stagingDatabase} was dropped and ${plan.targetDatabase} was not touched. Verify the dump (${plan.archives.map((a) => a.key).join(', ')}) before trying again.`,
     );
   }
   return {

@@ -67,7 +67,7 @@ export async function runIn(
   const { functionEnv, hostEnv, hostEnvByInstance, ...runOptions } = options;
   Object.assign(process.env, world.env.functionEnv, functionEnv);
   vi.resetModules();
-  const host = localHost({ ...world.env.hostEnv, ...hostEnv }, hostEnvByInstance);
+  const host = localHost({ ...world.env.hostEnv, ...hostEnv }, hostEnvByInstance, world.s3);
   const alertsBefore = safeRead(world.env.paths.alertsFile).length;
   const logs: string[] = [];
   const spy = vi.spyOn(process.stdout, 'write').mockImplementation((chunk) => {

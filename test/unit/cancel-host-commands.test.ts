@@ -54,7 +54,7 @@ async function handler() {
   const { ssmHostCommands } = await import('../../shared/host/commands.ts');
   const alerts: Alert[] = [];
   const handle = createHandler({
-    host: ssmHostCommands(new SSMClient({ region: 'us-east-1' }), ''),
+    host: ssmHostCommands(new SSMClient({ region: 'us-east-1' })),
     channels: { test: async (alert) => void alerts.push(alert) },
   });
   return { handle, alerts };
