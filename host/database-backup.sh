@@ -8,7 +8,8 @@
 #   KB-RESULT {"size": N, "sha256": "…", "startedAt": "…", "finishedAt": "…", "until": "…", "serverVersion": "…"}
 #
 # Parameters are prepended as shell assignments by shared/host/shell.ts:
-#   KB_KIND KB_DATABASE KB_EXCLUDE_TABLES (space-separated) KB_PG_MODE (host|docker)
+#   KB_KIND KB_DATABASE KB_EXCLUDE_TABLES (pg_dump patterns, one a line, each naming
+#   exactly one table: "schema"."name") KB_PG_MODE (host|docker)
 #   KB_COMPOSE_FILE KB_COMPOSE_SERVICE KB_BUCKET KB_ARCHIVE_KEY KB_LOCAL_DIR
 #   KB_LOCAL_PATH KB_S3_ENDPOINT_URL KB_COMPRESS
 # Credentials come from the host's environment (PGHOST, PGUSER, PGPASSWORD or
@@ -72,7 +73,10 @@ read -r snapshot until server_version server_encoding <"$work/snapshot"
 exclude=()
 # The log tables' definitions stay in a full dump; their rows are left out
 # (their copies are the physical backups and WAL, and the monthly dump).
-for table in $KB_EXCLUDE_TABLES; do exclude+=("--exclude-table-data=$table"); done
+if [[ -n $KB_EXCLUDE_TABLES ]]; then
+  mapfile -t patterns <<<"$KB_EXCLUDE_TABLES"
+  for pattern in "${patterns[@]}"; do exclude+=("--exclude-table-data=$pattern"); done
+fi
 # The dump is written in UTF-8 whatever the database's encoding, as VerifyArchive
 # reads the tables' names in it (a restore converts back). SQL_ASCII has no
 # conversion to UTF-8, so its bytes are dumped as they are.

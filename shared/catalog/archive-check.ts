@@ -12,6 +12,7 @@ import {
   HostCommandFailedError,
   InvalidInputError,
 } from '../core/errors.ts';
+import type { TableName } from '../core/identifiers.ts';
 import type { Run } from '../core/run.ts';
 import * as z from '../core/schema.ts';
 import { type ArchiveRows, RowCounter } from './archive-rows.ts';
@@ -196,7 +197,7 @@ function factsOf<T extends z.ZodMiniType>(schema: T, facts: unknown, plan: Run):
 async function claimOf(
   catalog: Catalog,
   request: VerifyRequest,
-  excludedTables: (kind: DumpKind) => string[],
+  excludedTables: (kind: DumpKind) => TableName[],
 ): Promise<(verdict: Verdict, contents?: ArchiveRows) => Manifest> {
   if ('manifestKey' in request) {
     const manifest = await catalog.readManifest(request.manifestKey);
@@ -226,7 +227,7 @@ export async function verifyArchive(
   s3: S3Client,
   catalog: Catalog,
   request: VerifyRequest,
-  excludedTables: (kind: DumpKind) => string[],
+  excludedTables: (kind: DumpKind) => TableName[],
   now: () => Date = () => new Date(),
 ): Promise<Manifest> {
   const record = await claimOf(catalog, request, excludedTables);
@@ -247,8 +248,8 @@ export async function verifyArchive(
       const facts = await readArchive(object.Body as Readable, manifest);
       problems = archiveProblems(facts, manifest);
       contents = facts;
-      const rows = Object.values(facts.rows).reduce((a, b) => a + b, 0);
-      detail = `${facts.size} bytes, sha256 matches, decompresses to ${facts.uncompressedSize} bytes of a complete PostgreSQL dump: ${Object.keys(facts.rows).length} tables, ${rows} rows`;
+      const rows = facts.tables.reduce((sum, t) => sum + t.rows, 0);
+      detail = `${facts.size} bytes, sha256 matches, decompresses to ${facts.uncompressedSize} bytes of a complete PostgreSQL dump: ${facts.tables.length} tables, ${rows} rows`;
     } else {
       const facts = await readTarball(object.Body as Readable, manifest);
       problems = tarballProblems(facts, manifest);

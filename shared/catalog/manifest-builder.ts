@@ -1,7 +1,7 @@
 import type { Plan } from '../backup/database-plan.ts';
 import type { FilesPlan } from '../backup/files-plan.ts';
 import type { Config } from '../core/config.ts';
-import { hostPath, sha256Hex } from '../core/identifiers.ts';
+import { hostPath, sha256Hex, type TableName } from '../core/identifiers.ts';
 import type { Run } from '../core/run.ts';
 import * as z from '../core/schema.ts';
 import type { ArchiveRows } from './archive-rows.ts';
@@ -50,7 +50,7 @@ export type FilesFacts = z.infer<typeof filesFactsSchema>;
  * the physical backups and WAL for the point-in-time window and the monthly dump
  * for the long term; the monthly and safety dumps keep every table's rows.
  */
-export function excludedTablesOf(config: Config, kind: DumpKind): string[] {
+export function excludedTablesOf(config: Config, kind: DumpKind): TableName[] {
   return kind === 'full' ? config.EXCLUDED_TABLES : [];
 }
 
@@ -78,12 +78,12 @@ function archiveOf(run: Run, facts: { size: number; sha256: string }, format: Ma
 export function databaseManifestOf(
   plan: Plan,
   facts: DatabaseFacts,
-  excludedTables: readonly string[],
+  excludedTables: readonly TableName[],
   verification: Manifest['verification'],
   contents?: ArchiveRows,
 ): DatabaseManifest {
   return {
-    version: 1,
+    version: 2,
     kind: plan.kind,
     target: plan.target,
     database: plan.database,
@@ -95,7 +95,7 @@ export function databaseManifestOf(
     finishedAt: facts.finishedAt,
     serverVersion: facts.serverVersion,
     excludedTables: [...excludedTables],
-    tables: contents?.rows ?? {},
+    tables: contents?.tables ?? [],
     verification,
   };
 }
@@ -107,7 +107,7 @@ export function filesManifestOf(
   verification: Manifest['verification'],
 ): FilesManifest {
   return {
-    version: 1,
+    version: 2,
     kind: plan.kind,
     target: plan.target,
     runId: plan.runId,

@@ -6,6 +6,8 @@ import {
   runIdentifier,
   sha256Hex,
   sqlIdentifier,
+  type TableName,
+  tableName,
   targetName,
 } from '../core/identifiers.ts';
 import * as z from '../core/schema.ts';
@@ -53,7 +55,8 @@ const archive = z.object({
 
 /** What every manifest has, whatever its family. */
 const base = z.object({
-  version: z.literal(1),
+  /** 2: tables are schema and name pairs (1 joined them as `schema.table`). */
+  version: z.literal(2),
   target: targetName,
   runId: runIdentifier,
   executionId: z.string().check(z.minLength(1)),
@@ -76,12 +79,13 @@ export const databaseManifestSchema = z.extend(base, {
   kind: z.enum(DATABASE_KINDS),
   database: sqlIdentifier,
   serverVersion: z.string().check(z.regex(/^\d+$/)),
-  excludedTables: z.array(sqlIdentifier),
+  /** The tables whose rows the dump left out (their definitions are in it). */
+  excludedTables: z.array(tableName),
   /**
-   * Exact row counts per `schema.table`, counted from the archive's COPY blocks
-   * (empty for an archive that failed verification).
+   * Every table whose rows the archive holds, in its order, with its exact row
+   * count from its COPY block (empty for an archive that failed verification).
    */
-  tables: z.record(z.string(), count),
+  tables: z.array(z.extend(tableName, { rows: count })),
 });
 
 export const filesManifestSchema = z.extend(base, {
@@ -102,6 +106,17 @@ export type Manifest = DatabaseManifest | FilesManifest;
 
 export function isDatabaseManifest(manifest: Manifest): manifest is DatabaseManifest {
   return 'database' in manifest;
+}
+
+/** A table whose row count after a restore must lie in [min, max]; equal bounds ask for an exact count. */
+export interface RowRange extends TableName {
+  min: number;
+  max: number;
+}
+
+/** The row counts a restore of this dump must end with: each table's, exactly. */
+export function exactRows(manifest: DatabaseManifest): RowRange[] {
+  return manifest.tables.map(({ schema, name, rows }) => ({ schema, name, min: rows, max: rows }));
 }
 
 /**

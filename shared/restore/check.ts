@@ -1,6 +1,7 @@
 import pg from 'pg';
-import type { DatabaseManifest } from '../catalog/manifest.ts';
+import { type DatabaseManifest, exactRows, type RowRange } from '../catalog/manifest.ts';
 import { RestoreMismatchError, TransientError } from '../core/errors.ts';
+import { qualifiedName, type TableName } from '../core/identifiers.ts';
 import { type SecretProvider, secureString } from '../core/secrets.ts';
 
 /** Connection to the database server (without a database name), from a secret store. */
@@ -39,33 +40,36 @@ async function connected(client: pg.Client, database: string): Promise<pg.Client
   }
 }
 
+/** The key of a table in the maps below: its schema and name as one JSON text, which no two tables share. */
+const keyOf = (table: TableName) => JSON.stringify([table.schema, table.name]);
+
 /**
- * Exact row counts by manifest key (`schema.table`); a missing table counts as
- * null. The catalog resolves each key to its schema and table, which may hold
- * dots themselves, so a key is never split; tables that share a key (`a.b`.`c`
- * and `a`.`b.c`) count together, as the archive's counts do. A table's own rows
- * only (ONLY): its COPY block holds no inheritance child's rows. `owned` are the
- * keys of tables an extension owns.
+ * Exact row counts of `tables`, by keyOf; a table that is missing has none. A
+ * table's own rows only (ONLY): its COPY block holds no inheritance child's
+ * rows. `owned` are the keys of tables an extension owns. Each count is a
+ * statement of its own, so this session never holds more than one table's lock.
  */
 async function countRows(
   client: pg.Client,
-  tables: readonly string[],
-): Promise<{ counts: Map<string, number | null>; owned: Set<string> }> {
-  const counts = new Map<string, number | null>(tables.map((t) => [t, null]));
+  tables: readonly TableName[],
+): Promise<{ counts: Map<string, number>; owned: Set<string> }> {
+  const counts = new Map<string, number>();
   const owned = new Set<string>();
-  const present = await client.query<{ key: string; schema: string; name: string; owned: boolean }>(
-    `SELECT n.nspname || '.' || c.relname AS key, n.nspname AS schema, c.relname AS name,
+  const present = await client.query<{ schema: string; name: string; owned: boolean }>(
+    `SELECT n.nspname AS schema, c.relname AS name,
             EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid
                       AND d.refclassid = 'pg_extension'::regclass AND d.deptype = 'e') AS owned
-     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-     WHERE c.relkind = 'r' AND n.nspname || '.' || c.relname = ANY($1)`,
-    [tables],
+     FROM unnest($1::text[], $2::text[]) AS wanted (schema, name)
+     JOIN pg_namespace n ON n.nspname = wanted.schema
+     JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = wanted.name
+     WHERE c.relkind = 'r'`,
+    [tables.map((t) => t.schema), tables.map((t) => t.name)],
   );
   for (const row of present.rows) {
     const ident = `${client.escapeIdentifier(row.schema)}.${client.escapeIdentifier(row.name)}`;
     const result = await client.query<{ n: string }>(`SELECT count(*) AS n FROM ONLY ${ident}`);
-    counts.set(row.key, (counts.get(row.key) ?? 0) + Number(result.rows[0]?.n));
-    if (row.owned) owned.add(row.key);
+    counts.set(keyOf(row), Number(result.rows[0]?.n));
+    if (row.owned) owned.add(keyOf(row));
   }
   return { counts, owned };
 }
@@ -74,9 +78,6 @@ export interface RestoreCheck {
   tables: number;
   rows: number;
 }
-
-/** Each table's row count must lie in [min, max]; equal bounds ask for an exact count. */
-export type RowRanges = Record<string, { min: number; max: number }>;
 
 /**
  * The tables of `expected` that are missing, or whose row count lies outside its
@@ -87,23 +88,24 @@ export type RowRanges = Record<string, { min: number; max: number }>;
 export async function rowProblems(
   serverUrl: string,
   database: string,
-  expected: RowRanges,
+  expected: readonly RowRange[],
 ): Promise<{ problems: string[]; check: RestoreCheck }> {
   const client = await connected(connectTo(serverUrl, database), database);
   let counted: Awaited<ReturnType<typeof countRows>>;
   try {
-    counted = await countRows(client, Object.keys(expected));
+    counted = await countRows(client, expected);
   } finally {
     await client.end();
   }
   const { counts, owned } = counted;
-  const problems = Object.entries(expected).flatMap(([table, { min, max }]) => {
-    const actual = counts.get(table);
-    if (actual === null || actual === undefined) return [`${table} is missing`];
-    if (actual >= min && (actual <= max || owned.has(table))) return [];
-    return [`${table} has ${actual} rows, expected ${min === max ? min : `${min} to ${max}`}`];
+  const problems = expected.flatMap((table) => {
+    const { min, max } = table;
+    const actual = counts.get(keyOf(table));
+    if (actual === undefined) return [`${qualifiedName(table)} is missing`];
+    if (actual >= min && (actual <= max || owned.has(keyOf(table)))) return [];
+    return [`${qualifiedName(table)} has ${actual} rows, expected ${min === max ? min : `${min} to ${max}`}`];
   });
-  const rows = [...counts.values()].reduce<number>((a, b) => a + (b ?? 0), 0);
+  const rows = [...counts.values()].reduce((a, b) => a + b, 0);
   return { problems, check: { tables: counts.size, rows } };
 }
 
@@ -117,10 +119,7 @@ export async function checkRestoredDatabase(
   manifest: DatabaseManifest,
 ): Promise<RestoreCheck> {
   try {
-    const exact = Object.fromEntries(
-      Object.entries(manifest.tables).map(([t, n]) => [t, { min: n, max: n }]),
-    );
-    const { problems, check } = await rowProblems(serverUrl, scratchDatabase, exact);
+    const { problems, check } = await rowProblems(serverUrl, scratchDatabase, exactRows(manifest));
     if (problems.length > 0) {
       throw new RestoreMismatchError(
         `The restore test of ${manifest.archive.key} failed: ${problems.join('; ')}. The archive is not a faithful copy; investigate before relying on it.`,

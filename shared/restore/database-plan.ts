@@ -2,7 +2,7 @@ import { RESTORE_STATE } from '../../statemachines/database-restore.ts';
 import { databaseRun } from '../backup/database-plan.ts';
 import type { Catalog } from '../catalog/catalog.ts';
 import { runId as makeRunId, manifestKey, replacedDatabase, stagingDatabase } from '../catalog/keys.ts';
-import { type DatabaseManifest, isDatabaseManifest } from '../catalog/manifest.ts';
+import { type DatabaseManifest, exactRows, isDatabaseManifest } from '../catalog/manifest.ts';
 import { type Config, selectTargets, type Target } from '../core/config.ts';
 import { InvalidInputError, NotFoundError } from '../core/errors.ts';
 import { parseInput, planRequestSchema } from '../core/input.ts';
@@ -15,13 +15,6 @@ import { findBackup } from './find-backup.ts';
  * database the backups were taken of. A point in time is the
  * point-in-time-recovery workflow's (shared/restore/point-in-time.ts).
  */
-
-/** The row counts a restore must end with: exactly the dump's. */
-function expectedRows(manifest: DatabaseManifest): RestorePlan['expectedRows'] {
-  return Object.fromEntries(
-    Object.entries(manifest.tables).map(([t, rows]) => [t, { min: rows, max: rows }]),
-  );
-}
 
 function step(m: DatabaseManifest): RestoreStep {
   return {
@@ -63,7 +56,7 @@ export async function planRestore(config: Config, catalog: Catalog, request: unk
     executionId,
     startedAt,
     archives: [step(manifest)],
-    expectedRows: expectedRows(manifest),
+    expectedRows: exactRows(manifest),
   };
 }
 

@@ -7,6 +7,7 @@ import {
   runIdentifier,
   sha256Hex,
   sqlIdentifier,
+  tableName,
   targetName,
 } from '../core/identifiers.ts';
 import * as z from '../core/schema.ts';
@@ -76,8 +77,8 @@ export const restorePlanSchema = z.extend(swapPlanSchema, {
   startedAt: z.iso.datetime({ offset: true }),
   /** The dump restored: a full backup or a safety dump. */
   archives: z.array(restoreStepSchema).check(z.length(1)),
-  /** Each table's row count after the restore must lie in this range (exact: the dump's). */
-  expectedRows: z.record(z.string(), z.object({ min: z.int(), max: z.int() })),
+  /** Each table's row count after the restore must lie in its range (exact: the dump's). */
+  expectedRows: z.array(z.extend(tableName, { min: z.int(), max: z.int() })),
   /** The dump of the database about to be replaced, taken with the application stopped. */
   safetyDump: z.nullable(planSchema),
 });

@@ -20,7 +20,7 @@ export function pastBackup(options: {
   const runId = `${compactStamp(until)}_${daysAgo.toString(16).padStart(8, '0')}`;
   const fileName = `kennel_prod_${kind}_${runId}.sql.zst`;
   return {
-    version: 1,
+    version: 2,
     kind,
     target,
     database: 'kennel_prod',
@@ -39,8 +39,14 @@ export function pastBackup(options: {
     startedAt: until,
     finishedAt: until,
     serverVersion: '150018',
-    excludedTables: kind === 'full' ? ['audit_logs', 'session_logs'] : [],
-    tables: {},
+    excludedTables:
+      kind === 'full'
+        ? [
+            { schema: 'public', name: 'audit_logs' },
+            { schema: 'public', name: 'session_logs' },
+          ]
+        : [],
+    tables: [],
     verification: { state },
   };
 }

@@ -20,11 +20,7 @@ const DUMP = [
   '',
 ].join('\n');
 
-function manifestFor(
-  bytes: Buffer,
-  compression: 'zstd' | 'gzip',
-  tables: Record<string, number> = {},
-): Manifest {
+function manifestFor(bytes: Buffer, compression: 'zstd' | 'gzip', tables: Manifest['tables'] = []): Manifest {
   return {
     archive: {
       key: 'database/full/x.sql',

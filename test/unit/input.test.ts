@@ -236,12 +236,16 @@ describe('parseInput with plans and host command requests', () => {
 
   it('checks a restore plan’s nested archives, rows and safety dump', () => {
     const message = refusal(() =>
-      parseInput(restorePlanSchema, { archives: [], expectedRows: { pets: { min: 1.5, max: 'x' } } }, 'P'),
+      parseInput(
+        restorePlanSchema,
+        { archives: [], expectedRows: [{ schema: 'public', name: 'pets', min: 1.5, max: 'x' }] },
+        'P',
+      ),
     );
     for (const line of [
       'archives: Too small: expected array to have exactly 1 items',
-      'expectedRows.pets.min: Invalid input: expected int, received number',
-      'expectedRows.pets.max: Invalid input: expected number, received string',
+      'expectedRows.0.min: Invalid input: expected int, received number',
+      'expectedRows.0.max: Invalid input: expected number, received string',
       'safetyDump: Invalid input: expected object, received undefined',
     ]) {
       expect(`${message}\n`).toContain(`\n- ${line}\n`);

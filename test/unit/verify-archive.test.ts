@@ -97,7 +97,7 @@ describe('VerifyArchive on a run just written', () => {
 
     // The archive is the only object read: there is no manifest yet to read.
     expect(s3.commandCalls(GetObjectCommand).map((c) => c.args[0].input.Key)).toEqual([plan.archiveKey]);
-    expect(written()).toEqual([{ ...manifest, tables: {}, verification: { state: 'unverified' } }, manifest]);
+    expect(written()).toEqual([{ ...manifest, tables: [], verification: { state: 'unverified' } }, manifest]);
     expect(s3.commandCalls(PutObjectCommand).map((c) => c.args[0].input.Key)).toEqual([
       plan.manifestKey,
       plan.manifestKey,
@@ -117,7 +117,11 @@ describe('VerifyArchive on a run just written', () => {
       serverVersion: '150020',
       // The monthly dump leaves no table out: the log tables' rows are in it, and counted.
       excludedTables: [],
-      tables: { 'public.audit_logs': 3, 'public.bookings': 2, 'public.kennel.sizes': 0 },
+      tables: [
+        { schema: 'public', name: 'audit_logs', rows: 3 },
+        { schema: 'public', name: 'bookings', rows: 2 },
+        { schema: 'public', name: 'kennel.sizes', rows: 0 },
+      ],
       verification: { state: 'verified', checkedAt: '2026-11-26T06:01:00.000Z' },
     });
   });
@@ -130,8 +134,8 @@ describe('VerifyArchive on a run just written', () => {
       message: expect.stringContaining(`the manifest says ${'f'.repeat(64)}`),
     });
     expect(written()).toMatchObject([
-      { verification: { state: 'unverified' }, tables: {} },
-      { verification: { state: 'failed' }, tables: {}, archive: { sha256: 'f'.repeat(64) } },
+      { verification: { state: 'unverified' }, tables: [] },
+      { verification: { state: 'failed' }, tables: [], archive: { sha256: 'f'.repeat(64) } },
     ]);
   });
 
@@ -205,8 +209,8 @@ describe('VerifyArchive on a backup in the catalog', () => {
       excluded,
       NOW,
     )) as DatabaseManifest;
-    expect(first.tables).toEqual({ 'public.parent': 1 });
-    const stored: DatabaseManifest = { ...first, tables: { 'public.parent': 3 } };
+    expect(first.tables).toEqual([{ schema: 'public', name: 'parent', rows: 1 }]);
+    const stored: DatabaseManifest = { ...first, tables: [{ schema: 'public', name: 'parent', rows: 3 }] };
     s3.reset();
     s3.on(GetObjectCommand, { Key: plan.manifestKey }).resolves({
       Body: { transformToString: async () => JSON.stringify(stored) } as never,
@@ -217,7 +221,7 @@ describe('VerifyArchive on a backup in the catalog', () => {
     const again = await verifyArchive(client, catalog, { manifestKey: plan.manifestKey }, excluded, NOW);
     expect(again.verification.state).toBe('verified');
     expect(written()).toMatchObject([
-      { tables: { 'public.parent': 3 }, verification: { state: 'verified' } },
+      { tables: [{ schema: 'public', name: 'parent', rows: 3 }], verification: { state: 'verified' } },
     ]);
   });
 });
