@@ -40,7 +40,7 @@ export async function checkRestore(
     ...check,
     checks: [
       "the dump's sha256 matched its verified manifest before use",
-      'the dump applied in one transaction, without error',
+      'the dump applied completely, without error (a restore stops at the first error and drops the database it made)',
       `all ${check.tables} tables of the backup are present with exactly the row counts of the dump (${check.rows} rows)`,
     ],
     startedAt,
