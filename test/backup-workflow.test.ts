@@ -44,6 +44,10 @@ function rowsOf(manifest: DatabaseManifest, schema: string, name: string): numbe
   return manifest.tables.find((t) => t.schema === schema && t.name === name)?.rows;
 }
 
+/** How a restore test describes a database of the local cluster's defaults (initdb's locale, the superuser's). */
+const SAMPLE_DATABASE =
+  'encoding UTF8, locale C.UTF-8/C.UTF-8, owner kennel_admin and 0 settings as backed up';
+
 function localFiles(): string[] {
   const dir = join(world.env.paths.backupDir, 'database/full/kennel_prod');
   return existsSync(dir) ? readdirSync(dir) : [];
@@ -380,7 +384,9 @@ describe('row counts taken from the archive', () => {
         ].toSorted(byName),
       );
       expect(fullManifest.verification.restoreTest?.state).toBe('passed');
-      expect(fullManifest.verification.restoreTest?.detail).toBe('6 tables, 9 rows match the dump');
+      expect(fullManifest.verification.restoreTest?.detail).toBe(
+        `6 tables, 9 rows match the dump; ${SAMPLE_DATABASE}`,
+      );
       // The log table's definition is in the dump, its rows are not.
       const dump = zstdDecompressSync(await getBytes(world.s3, world.env.bucket, fullManifest.archive.key));
       expect(dump.toString('utf8')).toContain('CREATE TABLE public.audit_logs');
@@ -444,7 +450,7 @@ describe('the monthly dump, the long-term copy', () => {
     // Its restore test counted the log tables too.
     expect(manifest.verification.restoreTest?.state).toBe('passed');
     expect(manifest.verification.restoreTest?.detail).toBe(
-      `${manifest.tables.length} tables, ${manifest.tables.reduce((sum, t) => sum + t.rows, 0)} rows match the dump`,
+      `${manifest.tables.length} tables, ${manifest.tables.reduce((sum, t) => sum + t.rows, 0)} rows match the dump; ${SAMPLE_DATABASE}`,
     );
     expect(tableChecksums(world, 'kennel_prod', tables)).toEqual(reference);
 
@@ -497,7 +503,8 @@ exec "\${@:7}"
       });
       expect(run.record.status, run.record.cause).toBe('SUCCEEDED');
       const tools = readFileSync(log, 'utf8').trim().split('\n');
-      expect(tools).toEqual(['psql', 'pg_dump', 'psql', 'createdb', 'psql']);
+      // The dump's snapshot session and pg_dump; the restore test's name check, roles, CREATE DATABASE, dump and settings.
+      expect(tools).toEqual(['psql', 'pg_dump', 'psql', 'psql', 'psql', 'psql', 'psql']);
     } finally {
       rmSync(bin, { recursive: true, force: true });
     }

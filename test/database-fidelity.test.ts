@@ -1,7 +1,18 @@
+import { createHash } from 'node:crypto';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { zstdCompressSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { restoreTestPlanOf } from '../shared/backup/database-plan.ts';
+import { BACKUP_HOST_COMMANDS } from '../shared/backup/host-commands.ts';
 import type { DatabaseManifest } from '../shared/catalog/manifest.ts';
-import { type Query, tableContents } from './support/contents.ts';
+import { localPathOf } from '../shared/catalog/manifest-builder.ts';
+import { parseConfig } from '../shared/core/config.ts';
+import { renderHostCommand } from '../shared/host/scripts.ts';
+import { databaseExists } from './support/checksums.ts';
+import { contents, databaseProperties, type Query, tableContents } from './support/contents.ts';
 import { runIn, runsOf, startWorld, type TestWorld } from './support/environment.ts';
+import { PROPERTIES, pastBackup, propertiesLine } from './support/manifests.ts';
+import { runProcess } from './support/process.ts';
 
 /**
  * A logical backup restores the database, not just its tables, whatever its
@@ -72,7 +83,8 @@ describe('a database of 4,000 tables at the default lock settings', () => {
       expect(manifest.tables).toHaveLength(4000);
       expect(manifest.verification.restoreTest).toMatchObject({
         state: 'passed',
-        detail: '4000 tables, 4000 rows match the dump',
+        detail:
+          '4000 tables, 4000 rows match the dump; encoding UTF8, locale C.UTF-8/C.UTF-8, owner kennel_admin and 0 settings as backed up',
       });
 
       // The restore's plan carries every table's expected rows, and each poll of a
@@ -83,4 +95,180 @@ describe('a database of 4,000 tables at the default lock settings', () => {
       dropDatabases('kb_many', 'kb_many_restored');
     }
   }, 600_000);
+});
+
+describe('the database, not just its tables', () => {
+  it('a LATIN1 database whose owner and roles are gone comes back whole: encoding, locale, settings, owner, roles, every row and sequence', async () => {
+    world.sql(
+      'postgres',
+      `CREATE ROLE kb_fid_owner LOGIN; CREATE ROLE kb_fid_readers NOLOGIN;
+       CREATE ROLE kb_fid_reader LOGIN NOINHERIT IN ROLE kb_fid_readers`,
+    );
+    world.sql(
+      'postgres',
+      "CREATE DATABASE kb_latin1 OWNER kb_fid_owner ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0",
+    );
+    try {
+      world.sql(
+        'kb_latin1',
+        // chr() gives a character in the database's own encoding: ü is the byte FC, ß DF.
+        `ALTER DATABASE kb_latin1 SET search_path = app, "$user", public;
+         ALTER DATABASE kb_latin1 SET work_mem = '5MB';
+         DO $$ BEGIN
+           EXECUTE format('ALTER DATABASE kb_latin1 SET "app.greeting" = %L', 'gr' || chr(252) || chr(223) || ' dich, it''s me');
+         END $$;
+         ALTER ROLE kb_fid_reader IN DATABASE kb_latin1 SET statement_timeout = '5s';
+         CREATE SCHEMA app AUTHORIZATION kb_fid_owner;
+         CREATE TABLE app.pets (id serial PRIMARY KEY, name text NOT NULL);
+         ALTER TABLE app.pets OWNER TO kb_fid_owner;
+         INSERT INTO app.pets (name) VALUES ('Fl' || chr(246) || 'ckchen'), (chr(198) || 'r' || chr(248)), ('Se' || chr(241) || 'or');
+         SELECT setval('app.pets_id_seq', 41);
+         GRANT USAGE ON SCHEMA app TO kb_fid_readers;
+         GRANT SELECT ON app.pets TO kb_fid_readers`,
+      );
+      const reference = contents(q, 'kb_latin1');
+      const properties = databaseProperties(q, 'kb_latin1');
+      expect(properties).toMatchObject({
+        encoding: 'LATIN1',
+        collate: 'C',
+        ctype: 'C',
+        owner: 'kb_fid_owner',
+      });
+
+      const manifest = await fullBackupOf('kb_latin1');
+      expect(manifest.verification.restoreTest).toMatchObject({
+        state: 'passed',
+        detail:
+          '1 tables, 3 rows match the dump; encoding LATIN1, locale C/C, owner kb_fid_owner and 4 settings as backed up',
+      });
+      expect(manifest.properties).toMatchObject({
+        encoding: 'LATIN1',
+        collate: 'C',
+        ctype: 'C',
+        localeProvider: 'libc',
+        icuLocale: null,
+        owner: 'kb_fid_owner',
+        settings: [
+          { role: null, setting: 'search_path=app, "$user", public' },
+          { role: null, setting: 'work_mem=5MB' },
+          { role: null, setting: "app.greeting=grüß dich, it's me" },
+          { role: 'kb_fid_reader', setting: 'statement_timeout=5s' },
+        ],
+      });
+      expect(manifest.properties?.roles.map((r) => [r.name, r.owns, r.login, r.memberOf])).toEqual([
+        ['kb_fid_owner', true, true, []],
+        ['kb_fid_reader', false, true, ['kb_fid_readers']],
+        ['kb_fid_readers', false, false, []],
+      ]);
+
+      // A cluster without them: the database and its roles are gone.
+      dropDatabases('kb_latin1');
+      world.sql('postgres', 'DROP ROLE kb_fid_reader, kb_fid_readers, kb_fid_owner');
+
+      const run = await restoreInto('kb_latin1', 'kb_latin1_restored');
+      expect(run.alerts[0]?.text).toContain(
+        'Database: encoding LATIN1, locale C/C, owner kb_fid_owner; settings applied: search_path, work_mem, app.greeting, kb_fid_reader: statement_timeout; roles created, NOLOGIN and without a password (ALTER ROLE … LOGIN to let one log in): kb_fid_owner, kb_fid_reader, kb_fid_readers',
+      );
+      expect(contents(q, 'kb_latin1_restored')).toEqual(reference);
+      expect(databaseProperties(q, 'kb_latin1_restored')).toEqual(properties);
+      expect(
+        world.sql(
+          'postgres',
+          `SELECT string_agg(r.rolname || ' ' || r.rolcanlogin || ' ' || r.rolinherit || ' ' || coalesce(g.rolname, '-'), ', ' ORDER BY r.rolname)
+           FROM pg_roles r LEFT JOIN pg_auth_members m ON m.member = r.oid LEFT JOIN pg_roles g ON g.oid = m.roleid
+           WHERE r.rolname LIKE 'kb_fid_%'`,
+        ),
+      ).toBe(
+        'kb_fid_owner false true -, kb_fid_reader false false kb_fid_readers, kb_fid_readers false true -',
+      );
+      expect(
+        world.sql('kb_latin1_restored', "SELECT has_table_privilege('kb_fid_readers', 'app.pets', 'SELECT')"),
+      ).toBe('t');
+    } finally {
+      dropDatabases('kb_latin1', 'kb_latin1_restored');
+      world.sql('postgres', 'DROP ROLE IF EXISTS kb_fid_reader, kb_fid_readers, kb_fid_owner');
+    }
+  }, 300_000);
+
+  it("an SQL_ASCII database's bytes come back as they were, and upper() still reads them", async () => {
+    world.sql(
+      'postgres',
+      "CREATE DATABASE kb_ascii ENCODING 'SQL_ASCII' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0",
+    );
+    try {
+      // Bytes that are no valid UTF-8: Latin-1's é and ÿ, a lone continuation byte.
+      world.sql(
+        'kb_ascii',
+        String.raw`ALTER DATABASE kb_ascii SET "app.note" = E'caf\xe9';
+         CREATE TABLE notes (id int PRIMARY KEY, body text);
+         INSERT INTO notes VALUES (1, E'caf\xe9 au lait'), (2, E'\xff\x80 raw'), (3, 'plain')`,
+      );
+      const hex = (database: string) =>
+        world.sql(
+          database,
+          "SELECT string_agg(encode(convert_to(upper(body), 'SQL_ASCII'), 'hex'), ',' ORDER BY id) FROM notes",
+        );
+      const reference = tableContents(q, 'kb_ascii');
+      const properties = databaseProperties(q, 'kb_ascii');
+      const upper = hex('kb_ascii');
+
+      const manifest = await fullBackupOf('kb_ascii');
+      expect(manifest.properties).toMatchObject({ encoding: 'SQL_ASCII', collate: 'C', ctype: 'C' });
+      expect(manifest.verification.restoreTest?.state).toBe('passed');
+
+      await restoreInto('kb_ascii', 'kb_ascii_restored');
+      expect(tableContents(q, 'kb_ascii_restored')).toEqual(reference);
+      expect(databaseProperties(q, 'kb_ascii_restored')).toEqual(properties);
+      expect(hex('kb_ascii_restored')).toBe(upper);
+      expect(upper).toContain('434146e9'); // CAF and the byte é as it was
+    } finally {
+      dropDatabases('kb_ascii', 'kb_ascii_restored');
+    }
+  }, 300_000);
+});
+
+describe('a dump that does not apply completely', () => {
+  it('leaves nothing behind: neither the new database nor the roles created for it', async () => {
+    const config = parseConfig(world.env.functionEnv);
+    const [target] = config.BACKUP_TARGETS;
+    const [role] = PROPERTIES.roles;
+    if (!target || !role) throw new Error('no target');
+    const gone = { ...role, name: 'kb_gone' };
+    const dump = [
+      propertiesLine({ ...PROPERTIES, owner: 'kb_gone', settings: [], roles: [gone] }),
+      'CREATE TABLE half (id int);',
+      'ALTER TABLE half OWNER TO kb_gone;',
+      'INSERT INTO half VALUES (1);',
+      'SELECT 1 / 0;',
+      'CREATE TABLE never (id int);',
+      '',
+    ].join('\n');
+    const bytes = zstdCompressSync(Buffer.from(dump));
+    const sha256 = createHash('sha256').update(bytes).digest('hex');
+    const manifest = pastBackup({ daysAgo: 0, now: new Date(), target: target.name });
+    const plan = restoreTestPlanOf(
+      { ...manifest, archive: { ...manifest.archive, sha256 } },
+      target,
+      world.env.bucket,
+      'kb_half',
+    );
+    mkdirSync(plan.localDir, { recursive: true });
+    writeFileSync(localPathOf(plan), bytes);
+    try {
+      const script = renderHostCommand(config, target, BACKUP_HOST_COMMANDS['restore-test'], {
+        script: 'restore-test',
+        sha256,
+        plan,
+      });
+      const result = await runProcess('bash', ['-c', script], world.env.hostEnv);
+      expect(result.code).not.toBe(0);
+      expect(result.stdout).toContain('created the roles ["kb_gone"]');
+      expect(result.stderr).toContain('division by zero');
+      expect(result.stderr).toContain('dropped the roles it had created: ["kb_gone"]');
+      expect(databaseExists(world, 'kb_half')).toBe(false);
+      expect(world.sql('postgres', "SELECT count(*) FROM pg_roles WHERE rolname = 'kb_gone'")).toBe('0');
+    } finally {
+      rmSync(localPathOf(plan), { force: true });
+    }
+  });
 });

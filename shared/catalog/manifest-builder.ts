@@ -6,7 +6,7 @@ import type { Run } from '../core/run.ts';
 import * as z from '../core/schema.ts';
 import type { ArchiveRows } from './archive-rows.ts';
 import type { DumpKind } from './keys.ts';
-import type { DatabaseManifest, FilesManifest, Manifest } from './manifest.ts';
+import type { DatabaseManifest, DatabaseProperties, FilesManifest, Manifest } from './manifest.ts';
 
 /**
  * A run's manifest, built in one place from what the workflow planned and the
@@ -71,6 +71,11 @@ function archiveOf(run: Run, facts: { size: number; sha256: string }, format: Ma
   };
 }
 
+/** What VerifyArchive read in a dump: its tables' rows and its database's properties. */
+export interface DumpContents extends ArchiveRows {
+  properties: DatabaseProperties;
+}
+
 /**
  * A database run's manifest. `contents` is what the archive was read to hold;
  * without it (an archive that failed verification) no table is recorded.
@@ -80,7 +85,7 @@ export function databaseManifestOf(
   facts: DatabaseFacts,
   excludedTables: readonly TableName[],
   verification: Manifest['verification'],
-  contents?: ArchiveRows,
+  contents?: DumpContents,
 ): DatabaseManifest {
   return {
     version: 2,
@@ -96,6 +101,7 @@ export function databaseManifestOf(
     serverVersion: facts.serverVersion,
     excludedTables: [...excludedTables],
     tables: contents?.tables ?? [],
+    properties: contents?.properties ?? null,
     verification,
   };
 }

@@ -55,7 +55,7 @@ const archive = z.object({
 
 /** What every manifest has, whatever its family. */
 const base = z.object({
-  /** 2: tables are schema and name pairs (1 joined them as `schema.table`). */
+  /** 2: tables are schema and name pairs (1 joined them as `schema.table`); a dump has its database's properties. */
   version: z.literal(2),
   target: targetName,
   runId: runIdentifier,
@@ -75,6 +75,40 @@ const base = z.object({
   verification,
 });
 
+/**
+ * The database itself, beyond its tables, as database-backup.sh read it in the
+ * dump's snapshot: what a restore needs to make it again (the archive's first
+ * line; host/restore-archive.sh applies it). Roles carry their attributes,
+ * never a password.
+ */
+export const databasePropertiesSchema = z.object({
+  encoding: z.string(),
+  collate: z.string(),
+  ctype: z.string(),
+  localeProvider: z.enum(['libc', 'icu']),
+  icuLocale: z.nullable(z.string()),
+  owner: z.string(),
+  /** `name=value` as PostgreSQL keeps it; `role` null for ALTER DATABASE … SET, a role's name for ALTER ROLE … IN DATABASE … SET. */
+  settings: z.array(z.object({ role: z.nullable(z.string()), setting: z.string() })),
+  /** The roles its objects need: owners (`owns`), grantees, the roles of its settings; `memberOf` among them. */
+  roles: z.array(
+    z.object({
+      name: z.string(),
+      owns: z.boolean(),
+      superuser: z.boolean(),
+      login: z.boolean(),
+      inherit: z.boolean(),
+      createdb: z.boolean(),
+      createrole: z.boolean(),
+      replication: z.boolean(),
+      bypassrls: z.boolean(),
+      memberOf: z.array(z.string()),
+    }),
+  ),
+});
+
+export type DatabaseProperties = z.infer<typeof databasePropertiesSchema>;
+
 export const databaseManifestSchema = z.extend(base, {
   kind: z.enum(DATABASE_KINDS),
   database: sqlIdentifier,
@@ -86,6 +120,8 @@ export const databaseManifestSchema = z.extend(base, {
    * count from its COPY block (empty for an archive that failed verification).
    */
   tables: z.array(z.extend(tableName, { rows: count })),
+  /** The database's encoding, locale, owner, settings and roles (null for an archive that failed verification). */
+  properties: z.nullable(databasePropertiesSchema),
 });
 
 export const filesManifestSchema = z.extend(base, {

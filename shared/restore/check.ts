@@ -1,5 +1,10 @@
 import pg from 'pg';
-import { type DatabaseManifest, exactRows, type RowRange } from '../catalog/manifest.ts';
+import {
+  type DatabaseManifest,
+  type DatabaseProperties,
+  exactRows,
+  type RowRange,
+} from '../catalog/manifest.ts';
 import { RestoreMismatchError, TransientError } from '../core/errors.ts';
 import { qualifiedName, type TableName } from '../core/identifiers.ts';
 import { type SecretProvider, secureString } from '../core/secrets.ts';
@@ -110,22 +115,85 @@ export async function rowProblems(
 }
 
 /**
+ * Where a restored database differs from its backup's properties: encoding,
+ * locale, owner, settings (named, never with their values: one may be a secret).
+ * Read as database-backup.sh reads them, in the same order.
+ */
+export async function propertyProblems(
+  serverUrl: string,
+  database: string,
+  expected: DatabaseProperties,
+): Promise<string[]> {
+  const client = await connected(connectTo(serverUrl, database), database);
+  let actual: Omit<DatabaseProperties, 'roles'> | undefined;
+  try {
+    // As bytes, UTF-8 (an SQL_ASCII database's as they are, which this UTF-8
+    // client could not be sent as text): read as VerifyArchive read the backup's.
+    const result = await client.query<{ properties: Buffer }>(
+      `SELECT convert_to(json_build_object(
+                'encoding', pg_encoding_to_char(d.encoding), 'collate', d.datcollate, 'ctype', d.datctype,
+                'localeProvider', CASE to_jsonb(d)->>'datlocprovider' WHEN 'i' THEN 'icu' ELSE 'libc' END,
+                'icuLocale', to_jsonb(d)->>'daticulocale', 'owner', pg_get_userbyid(d.datdba),
+                'settings', (SELECT coalesce(json_agg(json_build_object('role', r.rolname, 'setting', c) ORDER BY r.rolname NULLS FIRST, c), '[]')
+                             FROM pg_db_role_setting s CROSS JOIN unnest(s.setconfig) c LEFT JOIN pg_roles r ON r.oid = s.setrole
+                             WHERE s.setdatabase = d.oid))::text,
+              CASE current_setting('server_encoding') WHEN 'SQL_ASCII' THEN 'SQL_ASCII' ELSE 'UTF8' END) AS properties
+       FROM pg_database d WHERE d.datname = current_database()`,
+    );
+    const bytes = result.rows[0]?.properties;
+    if (bytes) actual = JSON.parse(bytes.toString('utf8')) as Omit<DatabaseProperties, 'roles'>;
+  } finally {
+    await client.end();
+  }
+  if (!actual) return [`the database ${database} is gone`];
+  const problems = (
+    ['encoding', 'collate', 'ctype', 'localeProvider', 'icuLocale', 'owner'] as const
+  ).flatMap((key) =>
+    actual[key] === expected[key] ? [] : [`its ${key} is ${actual[key]}, the backup's ${expected[key]}`],
+  );
+  const named = (settings: DatabaseProperties['settings']) =>
+    settings.map((s) => `${s.role === null ? '' : `${s.role}: `}${s.setting.split('=')[0]}`);
+  const have = new Set(actual.settings.map((s) => JSON.stringify(s)));
+  const want = new Set(expected.settings.map((s) => JSON.stringify(s)));
+  const differ = [
+    ...named(expected.settings.filter((s) => !have.has(JSON.stringify(s)))),
+    ...named(actual.settings.filter((s) => !want.has(JSON.stringify(s)))),
+  ];
+  if (differ.length > 0)
+    problems.push(`its settings differ from the backup's: ${[...new Set(differ)].join(', ')}`);
+  return problems;
+}
+
+/** The properties a restore test found as backed up, in words. */
+function describeProperties(p: DatabaseProperties): string {
+  const locale = p.localeProvider === 'icu' ? `ICU ${p.icuLocale}` : `${p.collate}/${p.ctype}`;
+  return `encoding ${p.encoding}, locale ${locale}, owner ${p.owner} and ${p.settings.length} settings as backed up`;
+}
+
+/**
  * Checks that the scratch database holds every table of the manifest with exactly
- * the rows counted at dump time, then drops it, whatever the outcome.
+ * the rows counted at dump time, and the database's properties as backed up,
+ * then drops it, whatever the outcome.
  */
 export async function checkRestoredDatabase(
   serverUrl: string,
   scratchDatabase: string,
   manifest: DatabaseManifest,
-): Promise<RestoreCheck> {
+): Promise<RestoreCheck & { properties: string | null }> {
   try {
-    const { problems, check } = await rowProblems(serverUrl, scratchDatabase, exactRows(manifest));
+    const rows = await rowProblems(serverUrl, scratchDatabase, exactRows(manifest));
+    const { check } = rows;
+    const { properties } = manifest;
+    const problems = [
+      ...rows.problems,
+      ...(properties ? await propertyProblems(serverUrl, scratchDatabase, properties) : []),
+    ];
     if (problems.length > 0) {
       throw new RestoreMismatchError(
         `The restore test of ${manifest.archive.key} failed: ${problems.join('; ')}. The archive is not a faithful copy; investigate before relying on it.`,
       );
     }
-    return check;
+    return { ...check, properties: properties ? describeProperties(properties) : null };
   } finally {
     await dropDatabase(serverUrl, scratchDatabase);
   }

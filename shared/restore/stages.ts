@@ -48,6 +48,30 @@ export async function checkRestore(
   };
 }
 
+/** What host/restore-archive.sh reports: the database as it made it, and the roles it had to create. */
+const restoredDatabaseSchema = z.object({
+  encoding: z.string(),
+  collate: z.string(),
+  ctype: z.string(),
+  localeProvider: z.string(),
+  icuLocale: z.nullable(z.string()),
+  owner: z.string(),
+  /** Each setting's name, a role's as `role: name`; never its value. */
+  settings: z.array(z.string()),
+  createdRoles: z.array(z.string()),
+});
+
+/** One line of a restore's summary: the database beyond its tables, and the roles created for it. */
+function describeRestoredDatabase(d: z.infer<typeof restoredDatabaseSchema>): string {
+  const locale = d.localeProvider === 'icu' ? `ICU ${d.icuLocale}` : `${d.collate}/${d.ctype}`;
+  const settings = d.settings.length > 0 ? `settings applied: ${d.settings.join(', ')}` : 'no settings';
+  const roles =
+    d.createdRoles.length > 0
+      ? `roles created, NOLOGIN and without a password (ALTER ROLE … LOGIN to let one log in): ${d.createdRoles.join(', ')}`
+      : 'no role had to be created';
+  return `Database: encoding ${d.encoding}, locale ${locale}, owner ${d.owner}; ${settings}; ${roles}`;
+}
+
 /**
  * What the execution holds when ReportRestore runs; the optional parts ran only
  * over a database. Built then, so that checkRestore's bundle does not carry it.
@@ -119,10 +143,12 @@ export function restoreReport(state: unknown, finishedAt: string) {
       ? [`safety dump ${s.safetyDumpVerification.key} verified: complete, size and sha256 match`]
       : []),
   ];
+  const database = restoredDatabaseSchema.parse(s.restore.result);
   const summary = [
     `${plan.targetDatabase} restored on ${plan.target} from a backup of ${plan.database} in ${totalSeconds} s`,
     `As of ${plan.archives.map((a) => a.window.until).join(', ')}`,
     `Backup: ${plan.archives.map((a) => a.key).join(', ')}`,
+    describeRestoredDatabase(database),
     ...(plan.overProduction
       ? [
           `The replaced database is kept as ${plan.replacedDatabase}; the safety dump ${plan.safetyDump?.archiveKey} brings it back.`,
@@ -137,6 +163,7 @@ export function restoreReport(state: unknown, finishedAt: string) {
     restored: plan.targetDatabase,
     from: plan.archives.map((a) => ({ kind: a.kind, key: a.key, window: a.window })),
     replacedDatabase: plan.overProduction ? plan.replacedDatabase : null,
+    database,
     safetyDump: plan.safetyDump?.archiveKey ?? null,
     checks,
     stages,

@@ -11,7 +11,7 @@ import { type DatabaseManifest, manifestSchema } from '../../shared/catalog/mani
 import { excludedTablesOf } from '../../shared/catalog/manifest-builder.ts';
 import { InvalidInputError } from '../../shared/core/errors.ts';
 import { testConfig } from '../support/config.ts';
-import { pastBackup } from '../support/manifests.ts';
+import { PROPERTIES, pastBackup, propertiesLine } from '../support/manifests.ts';
 
 const s3 = mockClient(S3Client);
 const client = new S3Client({ region: 'eu-west-1' });
@@ -36,6 +36,7 @@ const dumpOf = (tables: [string, string[]][]) =>
   zstdCompressSync(
     Buffer.from(
       [
+        propertiesLine(),
         '--',
         '-- PostgreSQL database dump',
         '--',
@@ -97,7 +98,10 @@ describe('VerifyArchive on a run just written', () => {
 
     // The archive is the only object read: there is no manifest yet to read.
     expect(s3.commandCalls(GetObjectCommand).map((c) => c.args[0].input.Key)).toEqual([plan.archiveKey]);
-    expect(written()).toEqual([{ ...manifest, tables: [], verification: { state: 'unverified' } }, manifest]);
+    expect(written()).toEqual([
+      { ...manifest, tables: [], properties: null, verification: { state: 'unverified' } },
+      manifest,
+    ]);
     expect(s3.commandCalls(PutObjectCommand).map((c) => c.args[0].input.Key)).toEqual([
       plan.manifestKey,
       plan.manifestKey,
@@ -122,6 +126,7 @@ describe('VerifyArchive on a run just written', () => {
         { schema: 'public', name: 'bookings', rows: 2 },
         { schema: 'public', name: 'kennel.sizes', rows: 0 },
       ],
+      properties: PROPERTIES,
       verification: { state: 'verified', checkedAt: '2026-11-26T06:01:00.000Z' },
     });
   });
@@ -134,8 +139,13 @@ describe('VerifyArchive on a run just written', () => {
       message: expect.stringContaining(`the manifest says ${'f'.repeat(64)}`),
     });
     expect(written()).toMatchObject([
-      { verification: { state: 'unverified' }, tables: [] },
-      { verification: { state: 'failed' }, tables: [], archive: { sha256: 'f'.repeat(64) } },
+      { verification: { state: 'unverified' }, tables: [], properties: null },
+      {
+        verification: { state: 'failed' },
+        tables: [],
+        properties: null,
+        archive: { sha256: 'f'.repeat(64) },
+      },
     ]);
   });
 
