@@ -10,10 +10,11 @@
 #      password, each with the memberships it had among them (a role that is
 #      not a superuser first makes itself a member of them, to hand them their
 #      objects);
-#   2. creates the database with the same encoding and locale, from template0;
+#   2. creates the database with the same encoding, locale and owner, from
+#      template0;
 #   3. applies the dump;
 #   4. applies its ALTER DATABASE … SET and ALTER ROLE … IN DATABASE … SET
-#      settings, then gives it to its owner.
+#      settings.
 # It ends by printing what it did:
 #   KB-RESULT {"encoding", "collate", "ctype", "localeProvider", "icuLocale", "owner",
 #              "settings": ["name" or "role: name", ...], "createdRoles": [...]}
@@ -91,10 +92,10 @@ if [[ $bytes == SQL_ASCII ]]; then DECODE_IN_POSTGRES=${DECODE/SQL_ASCII/LATIN1}
 SELECT coalesce(json_agg(r->>'name' ORDER BY r->>'name'), '[]') AS missing
 FROM jsonb_array_elements(:'p'::jsonb->'roles') r
 WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = r->>'name') \gset
-SELECT coalesce(string_agg(format('GRANT %I TO %I;', r->>'name', current_user), ' ' ORDER BY r->>'name'), '') AS lacking
-FROM jsonb_array_elements(:'p'::jsonb->'roles') r
+SELECT coalesce(string_agg(format('GRANT %I TO %I;', o.rolname, current_user), ' ' ORDER BY o.rolname), '') AS lacking
+FROM jsonb_array_elements(:'p'::jsonb->'roles') r JOIN pg_roles o ON o.rolname = r->>'name'
 WHERE (r->>'owns')::boolean AND NOT (SELECT rolsuper FROM pg_roles WHERE rolname = current_user)
-  AND EXISTS (SELECT FROM pg_roles WHERE rolname = r->>'name') AND NOT pg_has_role(current_user, r->>'name', 'MEMBER') \gset
+  AND NOT pg_has_role(current_user, o.oid, 'MEMBER') \gset
 \echo :missing
 \echo :lacking
 SQL
@@ -125,12 +126,15 @@ SQL
 fi
 
 # 2. The database, with the encoding and locale it had (template0: any other
-# template has its own). A server before 15 has only the libc provider.
+# template has its own), and its owner from the start, as pg_dump --create
+# gives it: its public schema is the owner's (pg_database_owner), and a role
+# that is not a superuser can give a table only to an owner with CREATE on its
+# schema. A server before 15 has only the libc provider.
 {
   echo "$DECODE_IN_POSTGRES"
   cat <<'SQL'
-SELECT format('CREATE DATABASE %I TEMPLATE template0 ENCODING %L LC_COLLATE %L LC_CTYPE %L', :'into',
-         p->>'encoding', p->>'collate', p->>'ctype')
+SELECT format('CREATE DATABASE %I OWNER %I TEMPLATE template0 ENCODING %L LC_COLLATE %L LC_CTYPE %L', :'into',
+         p->>'owner', p->>'encoding', p->>'collate', p->>'ctype')
        || CASE WHEN current_setting('server_version_num')::int < 150000 THEN ''
                WHEN p->>'localeProvider' = 'icu' THEN format(' LOCALE_PROVIDER icu ICU_LOCALE %L', p->>'icuLocale')
                ELSE ' LOCALE_PROVIDER libc' END
@@ -149,9 +153,9 @@ $decompress <"$archive" \
   | pg psql -X -q -v ON_ERROR_STOP=1 -c 'SET synchronous_commit = off' -f - -d "$KB_INTO" >/dev/null
 
 # 4. The settings, once the data is in (a setting applies to later sessions
-# only), then the owner. A list setting (search_path) is kept as PostgreSQL
-# wrote it, a list of quoted identifiers; any other is one literal, as pg_dump
-# writes them. A role's settings need CREATEROLE, the database's its owner.
+# only). A list setting (search_path) is kept as PostgreSQL wrote it, a list of
+# quoted identifiers; any other is one literal, as pg_dump writes them. A role's
+# settings need CREATEROLE, the database's its owner (or a member of it).
 {
   echo "$DECODE"
   cat <<'SQL'
@@ -170,7 +174,6 @@ SELECT CASE WHEN role IS NULL THEN format('ALTER DATABASE %I', current_database(
                WHEN list AND value ~ '^\s*("([^"]|"")+"|[^",\s]+)(\s*,\s*("([^"]|"")+"|[^",\s]+))*\s*$' THEN value
                ELSE quote_literal(value) END
 FROM listed ORDER BY n \gexec
-SELECT format('ALTER DATABASE %I OWNER TO %I', current_database(), :'p'::jsonb->>'owner') \gexec
 SELECT json_build_object(
   'encoding', p->'encoding', 'collate', p->'collate', 'ctype', p->'ctype',
   'localeProvider', p->'localeProvider', 'icuLocale', p->'icuLocale', 'owner', p->'owner',
