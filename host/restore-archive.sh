@@ -92,15 +92,22 @@ if [[ $bytes == SQL_ASCII ]]; then DECODE_IN_POSTGRES=${DECODE/SQL_ASCII/LATIN1}
 SELECT coalesce(json_agg(r->>'name' ORDER BY r->>'name'), '[]') AS missing
 FROM jsonb_array_elements(:'p'::jsonb->'roles') r
 WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = r->>'name') \gset
-SELECT coalesce(string_agg(format('GRANT %I TO %I;', o.rolname, current_user), ' ' ORDER BY o.rolname), '') AS lacking
+SELECT coalesce(string_agg(format('GRANT %I TO %I;', o.rolname, current_user), ' ' ORDER BY o.rolname)
+                  FILTER (WHERE NOT o.rolsuper), '') AS lacking,
+       coalesce(string_agg(o.rolname, ', ' ORDER BY o.rolname) FILTER (WHERE o.rolsuper), '') AS superusers
 FROM jsonb_array_elements(:'p'::jsonb->'roles') r JOIN pg_roles o ON o.rolname = r->>'name'
 WHERE (r->>'owns')::boolean AND NOT (SELECT rolsuper FROM pg_roles WHERE rolname = current_user)
   AND NOT pg_has_role(current_user, o.oid, 'MEMBER') \gset
 \echo :missing
 \echo :lacking
+\echo :superusers
 SQL
 } | pg_sql postgres >"$work/roles"
-{ read -r missing_roles && read -r lacking; } <"$work/roles"
+{ read -r missing_roles && read -r lacking && read -r superusers; } <"$work/roles"
+if [[ -n $superusers ]]; then
+  echo "restore-archive: the database or some of its objects belong to the superuser $superusers, which only a superuser can give them to; restore it connected as a superuser, or first give them to a role of the application (REASSIGN OWNED BY … TO …, ALTER DATABASE … OWNER TO …) and take a new backup. Nothing was changed." >&2
+  exit 1
+fi
 if [[ -n $lacking ]]; then
   echo "restore-archive: the role this host connects as is not a superuser, and not a member of every role that owns the database's objects, so it cannot give them their objects; as a superuser, run: $lacking (README: least privilege). Nothing was changed." >&2
   exit 1

@@ -230,49 +230,67 @@ describe('the database, not just its tables', () => {
   }, 300_000);
 });
 
+/**
+ * Runs host/restore-archive.sh, as the restore test renders it, on a dump made
+ * here: its properties line, then `statements`.
+ */
+async function restoreMadeDump(
+  properties: unknown,
+  statements: string[],
+  into: string,
+  hostEnv: Record<string, string> = {},
+) {
+  const config = parseConfig(world.env.functionEnv);
+  const [target] = config.BACKUP_TARGETS;
+  if (!target) throw new Error('no target');
+  const bytes = zstdCompressSync(Buffer.from([propertiesLine(properties), ...statements, ''].join('\n')));
+  const sha256 = createHash('sha256').update(bytes).digest('hex');
+  const manifest = pastBackup({ daysAgo: 0, now: new Date(), target: target.name });
+  const plan = restoreTestPlanOf(
+    { ...manifest, archive: { ...manifest.archive, sha256 } },
+    target,
+    world.env.bucket,
+    into,
+  );
+  mkdirSync(plan.localDir, { recursive: true });
+  writeFileSync(localPathOf(plan), bytes);
+  try {
+    const script = renderHostCommand(config, target, BACKUP_HOST_COMMANDS['restore-test'], {
+      script: 'restore-test',
+      sha256,
+      plan,
+    });
+    return await runProcess('bash', ['-c', script], { ...world.env.hostEnv, ...hostEnv });
+  } finally {
+    rmSync(localPathOf(plan), { force: true });
+  }
+}
+
+/** PROPERTIES with one role, `owner`, that owns the database. */
+function ownedBy(owner: string) {
+  const [role] = PROPERTIES.roles;
+  return { ...PROPERTIES, owner, settings: [], roles: [{ ...role, name: owner }] };
+}
+
 describe('a dump that does not apply completely', () => {
   it('leaves nothing behind: neither the new database nor the roles created for it', async () => {
-    const config = parseConfig(world.env.functionEnv);
-    const [target] = config.BACKUP_TARGETS;
-    const [role] = PROPERTIES.roles;
-    if (!target || !role) throw new Error('no target');
-    const gone = { ...role, name: 'kb_gone' };
-    const dump = [
-      propertiesLine({ ...PROPERTIES, owner: 'kb_gone', settings: [], roles: [gone] }),
-      'CREATE TABLE half (id int);',
-      'ALTER TABLE half OWNER TO kb_gone;',
-      'INSERT INTO half VALUES (1);',
-      'SELECT 1 / 0;',
-      'CREATE TABLE never (id int);',
-      '',
-    ].join('\n');
-    const bytes = zstdCompressSync(Buffer.from(dump));
-    const sha256 = createHash('sha256').update(bytes).digest('hex');
-    const manifest = pastBackup({ daysAgo: 0, now: new Date(), target: target.name });
-    const plan = restoreTestPlanOf(
-      { ...manifest, archive: { ...manifest.archive, sha256 } },
-      target,
-      world.env.bucket,
+    const result = await restoreMadeDump(
+      ownedBy('kb_gone'),
+      [
+        'CREATE TABLE half (id int);',
+        'ALTER TABLE half OWNER TO kb_gone;',
+        'INSERT INTO half VALUES (1);',
+        'SELECT 1 / 0;',
+        'CREATE TABLE never (id int);',
+      ],
       'kb_half',
     );
-    mkdirSync(plan.localDir, { recursive: true });
-    writeFileSync(localPathOf(plan), bytes);
-    try {
-      const script = renderHostCommand(config, target, BACKUP_HOST_COMMANDS['restore-test'], {
-        script: 'restore-test',
-        sha256,
-        plan,
-      });
-      const result = await runProcess('bash', ['-c', script], world.env.hostEnv);
-      expect(result.code).not.toBe(0);
-      expect(result.stdout).toContain('created the roles ["kb_gone"]');
-      expect(result.stderr).toContain('division by zero');
-      expect(result.stderr).toContain('dropped the roles it had created: ["kb_gone"]');
-      expect(databaseExists(world, 'kb_half')).toBe(false);
-      expect(world.sql('postgres', "SELECT count(*) FROM pg_roles WHERE rolname = 'kb_gone'")).toBe('0');
-    } finally {
-      rmSync(localPathOf(plan), { force: true });
-    }
+    expect(result.code).not.toBe(0);
+    expect(result.stdout).toContain('created the roles ["kb_gone"]');
+    expect(result.stderr).toContain('division by zero');
+    expect(result.stderr).toContain('dropped the roles it had created: ["kb_gone"]');
+    expect(databaseExists(world, 'kb_half')).toBe(false);
+    expect(world.sql('postgres', "SELECT count(*) FROM pg_roles WHERE rolname = 'kb_gone'")).toBe('0');
   });
 });
 
@@ -286,7 +304,7 @@ function readmeGrants(): string {
 }
 
 describe('least privilege: the backup role of the README, not a superuser', () => {
-  it("takes the full backup and its restore test, restores over production, refuses to restore without the owner's membership, and restores into a cluster without the owner roles", async () => {
+  it('takes the full backup and its restore test, restores over production and into a cluster without the owner roles, and refuses, changing nothing, what it cannot give to its owner', async () => {
     const password = randomBytes(12).toString('hex');
     world.sql(
       'postgres',
@@ -353,6 +371,19 @@ describe('least privilege: the backup role of the README, not a superuser', () =
       );
       expect(databasesLike(world, 'kb_')).toEqual(['kb_app']);
       world.sql('postgres', 'GRANT kennel_app TO kennel_backup');
+      // Nor can it give a database to a superuser: it says so, and changes nothing.
+      const superuser = world.env.postgres.user;
+      const bySuperuser = await restoreMadeDump(
+        ownedBy(superuser),
+        ['CREATE TABLE t (id int);'],
+        'kb_super',
+        asBackup.hostEnv,
+      );
+      expect(bySuperuser.code).toBe(1);
+      expect(bySuperuser.stderr).toContain(
+        `the database or some of its objects belong to the superuser ${superuser}, which only a superuser can give them to`,
+      );
+      expect(databasesLike(world, 'kb_')).toEqual(['kb_app']);
 
       // A cluster without the owner roles: kennel_backup creates them, and is a member of none beforehand.
       dropDatabases('kb_app');
