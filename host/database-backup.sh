@@ -112,7 +112,8 @@ SELECT translate(encode(convert_to(json_build_object(
   'encoding', pg_encoding_to_char(db.encoding),
   'collate', db.datcollate,
   'ctype', db.datctype,
-  'localeProvider', CASE db.row->>'datlocprovider' WHEN 'i' THEN 'icu' ELSE 'libc' END,
+  'localeProvider', CASE coalesce(db.row->>'datlocprovider', 'c') WHEN 'c' THEN 'libc' WHEN 'i' THEN 'icu'
+                    ELSE db.row->>'datlocprovider' END,
   'icuLocale', db.row->>'daticulocale',
   'owner', pg_get_userbyid(db.datdba),
   'settings', (SELECT coalesce(json_agg(json_build_object('role', r.rolname, 'setting', c.setting) ORDER BY r.rolname NULLS FIRST, c.n), '[]')

@@ -49,20 +49,22 @@ export async function checkRestore(
 }
 
 /** What host/restore-archive.sh reports: the database as it made it, and the roles it had to create. */
-const restoredDatabaseSchema = z.object({
-  encoding: z.string(),
-  collate: z.string(),
-  ctype: z.string(),
-  localeProvider: z.string(),
-  icuLocale: z.nullable(z.string()),
-  owner: z.string(),
-  /** Each setting's name, a role's as `role: name`; never its value. */
-  settings: z.array(z.string()),
-  createdRoles: z.array(z.string()),
-});
+function restoredDatabaseSchema() {
+  return z.object({
+    encoding: z.string(),
+    collate: z.string(),
+    ctype: z.string(),
+    localeProvider: z.string(),
+    icuLocale: z.nullable(z.string()),
+    owner: z.string(),
+    /** Each setting's name, a role's as `role: name`; never its value. */
+    settings: z.array(z.string()),
+    createdRoles: z.array(z.string()),
+  });
+}
 
 /** One line of a restore's summary: the database beyond its tables, and the roles created for it. */
-function describeRestoredDatabase(d: z.infer<typeof restoredDatabaseSchema>): string {
+function describeRestoredDatabase(d: z.infer<ReturnType<typeof restoredDatabaseSchema>>): string {
   const locale = d.localeProvider === 'icu' ? `ICU ${d.icuLocale}` : `${d.collate}/${d.ctype}`;
   const settings = d.settings.length > 0 ? `settings applied: ${d.settings.join(', ')}` : 'no settings';
   const roles =
@@ -79,7 +81,7 @@ function describeRestoredDatabase(d: z.infer<typeof restoredDatabaseSchema>): st
 function finishedRestoreSchema() {
   return z.object({
     [RESULT.plan]: restorePlanSchema,
-    [RESULT.restore]: commandStateSchema,
+    [RESULT.restore]: z.extend(commandStateSchema, { result: restoredDatabaseSchema() }),
     [RESULT.check]: restoreCheckSchema,
     [RESULT.stop]: z.optional(commandStateSchema),
     [RESULT.safetyDump]: z.optional(commandStateSchema),
@@ -143,7 +145,7 @@ export function restoreReport(state: unknown, finishedAt: string) {
       ? [`safety dump ${s.safetyDumpVerification.key} verified: complete, size and sha256 match`]
       : []),
   ];
-  const database = restoredDatabaseSchema.parse(s.restore.result);
+  const database = s.restore.result;
   const summary = [
     `${plan.targetDatabase} restored on ${plan.target} from a backup of ${plan.database} in ${totalSeconds} s`,
     `As of ${plan.archives.map((a) => a.window.until).join(', ')}`,
