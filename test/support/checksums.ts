@@ -1,4 +1,5 @@
 import { qualifiedName, type TableName } from '../../shared/core/identifiers.ts';
+import { ident } from './contents.ts';
 import type { TestWorld } from './environment.ts';
 
 /** A checksum of each table's whole content (every row, as text, in a fixed order), by its qualified name. */
@@ -7,7 +8,6 @@ export function tableChecksums(
   database: string,
   tables: readonly TableName[],
 ): Record<string, string> {
-  const ident = (part: string) => `"${part.replaceAll('"', '""')}"`;
   return Object.fromEntries(
     tables.map((table) => [
       qualifiedName(table),
