@@ -3,7 +3,7 @@ import { chmodSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:
 import { join } from 'node:path';
 import { LOCAL_DATABASE, type LocalEnvironment } from '../local/environment.ts';
 import { databaseRun } from '../shared/backup/database-plan.ts';
-import { BACKUP_HOST_COMMANDS } from '../shared/backup/host-commands.ts';
+import { BACKUP_HOST_COMMANDS, exactPattern } from '../shared/backup/host-commands.ts';
 import { excludedTablesOf, localPathOf } from '../shared/catalog/manifest-builder.ts';
 import { CODECS, DEFAULT_CODEC } from '../shared/core/codecs.ts';
 import { type Config, findTarget, parseConfig, type Target } from '../shared/core/config.ts';
@@ -71,7 +71,7 @@ type Kind = 'full' | 'monthly';
 /** The bare tool on `database`: the data our `kind` dumps, compressed alike, written nowhere. */
 function bareDump(ctx: Ctx, database: string, kind: Kind): string {
   const excluded = excludedTablesOf(ctx.config, kind)
-    .map((t) => `--exclude-table-data=${shellQuote(t)}`)
+    .map((t) => `--exclude-table-data=${shellQuote(exactPattern(t))}`)
     .join(' ');
   return `pg_dump --no-password --format=plain ${excluded} -d ${shellQuote(database)} | ${CODECS[DEFAULT_CODEC].compress} > /dev/null`;
 }

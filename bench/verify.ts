@@ -106,7 +106,7 @@ function manifestOf(archive: Archive): DatabaseManifest {
   const file = archiveFileName(`kb_${archive.shape}_${archive.mib}`, 'full', id, 'zstd');
   const key = archiveKey('full', 'local', `kb_${archive.shape}_${archive.mib}`, at, file);
   return {
-    version: 1,
+    version: 2,
     kind: 'full',
     target: 'local',
     database: `kb_${archive.shape}_${archive.mib}`,
@@ -126,7 +126,8 @@ function manifestOf(archive: Archive): DatabaseManifest {
     finishedAt: at,
     serverVersion: '150000',
     excludedTables: [],
-    tables: {},
+    tables: [],
+    properties: null,
     verification: { state: 'unverified' },
   };
 }

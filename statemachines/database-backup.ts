@@ -84,7 +84,7 @@ export function databaseBackup(): Definition {
         }),
         ...task('RestoreTest', 'restoreTest', {
           comment:
-            "Checks every table of the manifest (a monthly dump's log tables too) with its exact row count in the scratch database, then drops it whatever happens.",
+            "Checks every table of the manifest (a monthly dump's log tables too) with its exact row count in the scratch database, and its encoding, locale, owner and settings, then drops it whatever happens.",
           parameters: { 'plan.$': at(PLAN) },
           resultPath: at('restoreTest'),
           onError: onRunError,

@@ -91,7 +91,7 @@ export function restoreDrill(): Definition {
       }),
       ...task('RestoreTest', 'restoreTest', {
         comment:
-          "Checks every table's exact row count against the manifest, records the result in it, and drops the scratch database.",
+          "Checks every table's exact row count, and the database's encoding, locale, owner and settings, against the manifest, records the result in it, and drops the scratch database.",
         parameters: { 'plan.$': at(R.drill, 'plan') },
         resultPath: at(R.restoreTest),
         onError,

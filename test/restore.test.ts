@@ -5,6 +5,7 @@ import { restoreTestPlanOf } from '../shared/backup/database-plan.ts';
 import { BACKUP_HOST_COMMANDS } from '../shared/backup/host-commands.ts';
 import type { DatabaseManifest } from '../shared/catalog/manifest.ts';
 import { parseConfig } from '../shared/core/config.ts';
+import type { TableName } from '../shared/core/identifiers.ts';
 import { parseComment } from '../shared/host/commands.ts';
 import { renderHostCommand } from '../shared/host/scripts.ts';
 import { planRestore } from '../shared/restore/database-plan.ts';
@@ -17,13 +18,13 @@ let world: TestWorld;
 /** The full backup every test restores, and each table's content when it was taken. */
 let verified: DatabaseManifest;
 let atBackup: Record<string, string>;
-let tables: string[];
+let tables: TableName[];
 
 beforeAll(async () => {
   world = await startWorld();
   const run = await runIn(world, { input: { kind: 'full' } });
   verified = await world.catalog.readDatabaseManifest(runsOf(run.record)[0]?.plan.manifestKey ?? '');
-  tables = Object.keys(verified.tables);
+  tables = verified.tables;
   atBackup = tableChecksums(world, 'kennel_prod', tables);
 });
 afterAll(async () => {
@@ -65,7 +66,7 @@ describe('the database-restore workflow', () => {
       applicationDownSeconds: null,
     });
     expect(output.checks).toContain(
-      `all ${tables.length} tables of the backup are present with exactly the row counts of the dump (${Object.values(verified.tables).reduce((a, b) => a + b, 0)} rows)`,
+      `all ${tables.length} tables of the backup are present with exactly the row counts of the dump (${verified.tables.reduce((sum, t) => sum + t.rows, 0)} rows)`,
     );
     expect(stagesOf(output).map((s) => s.stage)).toEqual([
       'restore into staging',
@@ -106,8 +107,11 @@ describe('the database-restore workflow', () => {
     const safety = await world.catalog.readDatabaseManifest(`${output.safetyDump}.manifest.json`);
     expect(safety).toMatchObject({ kind: 'safety', database: 'kennel_prod', excludedTables: [] });
     expect(safety.verification.state).toBe('verified');
-    expect(Object.keys(safety.tables)).toEqual(
-      expect.arrayContaining(['public.audit_logs', 'public.session_logs']),
+    expect(safety.tables).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({ schema: 'public', name: 'audit_logs' }),
+        expect.objectContaining({ schema: 'public', name: 'session_logs' }),
+      ]),
     );
 
     expect(run.host.sent.map((s) => parseComment(s.comment)?.script)).toEqual([

@@ -2479,7 +2479,10 @@ describe('the functions', () => {
           database: 'kennel_prod',
         }),
       ]);
-      expect(config.EXCLUDED_TABLES).toEqual(['audit_logs', 'session_logs']);
+      expect(config.EXCLUDED_TABLES).toEqual([
+        { schema: 'public', name: 'audit_logs' },
+        { schema: 'public', name: 'session_logs' },
+      ]);
       expect(config.HOST_COMMAND_TIMEOUT_SECONDS).toBe(3600);
       expect(config.ALERT_WEBHOOK_PARAMETER).toBe(`/kennel-backup/${STAGE}/alert-webhook-url`);
       expect(config.RESTORE_CHECK_DATABASE_URL_PARAMETER).toBe(

@@ -3,7 +3,7 @@ import { excludedTablesOf, localPathOf } from '../catalog/manifest-builder.ts';
 import { WAL_ARCHIVE_MAX_AGE_SECONDS } from '../catalog/schedule.ts';
 import { CODECS } from '../core/codecs.ts';
 import type { Config } from '../core/config.ts';
-import { fileName, sha256Hex } from '../core/identifiers.ts';
+import { fileName, sha256Hex, type TableName } from '../core/identifiers.ts';
 import type { Run } from '../core/run.ts';
 import * as z from '../core/schema.ts';
 import { pgbackrestScriptParams } from '../host/pgbackrest-conf.ts';
@@ -24,6 +24,17 @@ function uploadParams(config: Config, plan: Run): Record<string, string> {
   };
 }
 
+/**
+ * pg_dump's pattern that names exactly one table: both parts double-quoted, so
+ * that no character in them is a wildcard, a separator or folded to lower case
+ * (a quote is doubled inside). Names hold no newline (config.ts refuses one), so
+ * the patterns travel one per line.
+ */
+export function exactPattern(table: TableName): string {
+  const quote = (part: string) => `"${part.replaceAll('"', '""')}"`;
+  return `${quote(table.schema)}.${quote(table.name)}`;
+}
+
 /** The host commands of the backup workflows: write an archive, restore-test it, prune the host's copies, switch the WAL. */
 export const BACKUP_HOST_COMMANDS = {
   'database-backup': hostCommand({
@@ -33,7 +44,7 @@ export const BACKUP_HOST_COMMANDS = {
       ...postgresParams(target),
       KB_KIND: plan.kind,
       KB_DATABASE: plan.database,
-      KB_EXCLUDE_TABLES: excludedTablesOf(config, plan.kind).join(' '),
+      KB_EXCLUDE_TABLES: excludedTablesOf(config, plan.kind).map(exactPattern).join('\n'),
       ...uploadParams(config, plan),
     }),
   }),

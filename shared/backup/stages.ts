@@ -25,7 +25,7 @@ export async function restoreTestRun(
       catalog,
       manifest,
       'passed',
-      `${result.tables} tables, ${result.rows} rows match the dump`,
+      `${result.tables} tables, ${result.rows} rows match the dump${result.properties ? `; ${result.properties}` : ''}`,
       now,
     );
     return result;

@@ -1,3 +1,5 @@
+import type { TableName } from '../core/identifiers.ts';
+
 /**
  * The rows a pg_dump plain-format archive holds, per table, counted as it
  * streams past, so the host never reads production a second time to count
@@ -11,25 +13,19 @@
  * Memory stays flat: a data line is never held, only its length and first bytes.
  */
 
-/** A table named as PostgreSQL knows it: never joined and split again on `.`. */
-export interface TableName {
-  schema: string;
-  name: string;
-}
-
-/** The manifest's key for a table (the catalog's format, read by restores and their checks). */
-function tableKey(table: TableName): string {
-  return `${table.schema}.${table.name}`;
-}
-
 const TABLE_DATA = /^-- Data for Name: .*; Type: TABLE DATA; /;
 /** Before 15.14 a name's newline split the comment: its tail is a line of its own. */
 const DATA_COMMENT = '-- Data for Name: ';
 const TABLE_DATA_TAIL = /; Type: TABLE DATA; Schema: /;
 
+/** A table and the rows its COPY block holds. */
+export interface TableRows extends TableName {
+  rows: number;
+}
+
 export interface ArchiveRows {
-  /** Rows per table, by manifest key, in the archive's order; an empty table counts 0. */
-  rows: Record<string, number>;
+  /** Every table whose rows the archive holds, in the archive's order; an empty table counts 0. */
+  tables: TableRows[];
 }
 
 /** Parses `COPY <qualified name> ...`: two identifiers, each bare or double-quoted with `""` for a quote. */
@@ -76,9 +72,10 @@ function quotesIn(text: string): number {
 }
 
 export class RowCounter {
-  private readonly rows = new Map<string, number>();
+  /** By schema and name as one JSON key (`["public","a.b"]`), which no two tables share. */
+  private readonly rows = new Map<string, TableRows>();
   /** The table whose COPY block is open, and its rows so far. */
-  private table: string | undefined;
+  private table: TableRows | undefined;
   private copying = false;
   private blockRows = 0;
   /** The data line being read: its length and its first two bytes (`\.` ends the block). */
@@ -100,7 +97,7 @@ export class RowCounter {
 
   /** What the archive held; a block cut short is not counted (the archive's trailer is missing then). */
   end(): ArchiveRows {
-    return { rows: Object.fromEntries(this.rows) };
+    return { tables: [...this.rows.values()] };
   }
 
   private data(chunk: Buffer, from: number): number {
@@ -179,20 +176,24 @@ export class RowCounter {
         `a table's data opens with a COPY statement this check cannot read: ${statement.slice(0, 200)}`,
       );
     }
-    this.openBlock(tableKey(table));
+    this.openBlock(table);
   }
 
-  private openBlock(table: string): void {
+  private openBlock({ schema, name }: TableName): void {
+    const key = JSON.stringify([schema, name]);
+    let table = this.rows.get(key);
+    if (!table) {
+      table = { schema, name, rows: 0 };
+      this.rows.set(key, table);
+    }
     this.table = table;
-    this.rows.set(table, this.rows.get(table) ?? 0);
     this.copying = true;
     this.blockRows = 0;
     this.dataLength = 0;
   }
 
   private closeBlock(): void {
-    const table = this.table as string;
-    this.rows.set(table, (this.rows.get(table) ?? 0) + this.blockRows);
+    (this.table as TableRows).rows += this.blockRows;
     this.copying = false;
   }
 }

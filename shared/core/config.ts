@@ -1,5 +1,12 @@
 import { ConfigError, NotFoundError } from './errors.ts';
-import { excludeName, hostPath, sqlIdentifier, targetName } from './identifiers.ts';
+import {
+  excludeName,
+  hostPath,
+  parseTableNames,
+  sqlIdentifier,
+  type TableName,
+  targetName,
+} from './identifiers.ts';
 import * as z from './schema.ts';
 
 /**
@@ -175,13 +182,21 @@ const environment = z.object({
   AWS_REGION: z._default(z.string(), 'us-east-1'),
   BACKUP_BUCKET: z.string().check(z.regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/)),
   BACKUP_TARGETS: json(z.array(target).check(z.minLength(1))),
-  /** Tables the full dump leaves out; the transaction-log backups carry them. */
+  /**
+   * The log tables, whose rows the daily full dump leaves out: schema-qualified
+   * (`public.audit_logs`), so that a table of the same name in another schema is
+   * not one of them.
+   */
   EXCLUDED_TABLES: z.pipe(
-    z.pipe(
-      z._default(z.string(), 'audit_logs,session_logs'),
-      z.transform((s: string) => s.split(',').filter(Boolean)),
-    ),
-    z.array(sqlIdentifier),
+    z._default(z.string(), 'public.audit_logs,public.session_logs'),
+    z.transform((text: string, ctx): TableName[] => {
+      const tables: TableName[] = [];
+      parseTableNames(text).forEach((table, index) => {
+        if (typeof table !== 'string') tables.push(table);
+        else ctx.issues.push({ code: 'custom', message: table, input: text, path: [index] });
+      });
+      return tables;
+    }),
   ),
   HOST_COMMAND_TIMEOUT_SECONDS: wholeNumber(1, 172800, 3600),
   /** The hourly monitoring alerts when the host's backup filesystem is fuller than this. */

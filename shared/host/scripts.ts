@@ -101,4 +101,5 @@ export const REPORTING_SCRIPTS: ReadonlySet<HostScript> = new Set([
   'wal-archiving',
   'pgbackrest-backup',
   'pgbackrest-expire',
+  'restore-archive',
 ]);

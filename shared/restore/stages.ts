@@ -1,10 +1,11 @@
 import { RESTORE_RESULT as RESULT } from '../../statemachines/database-restore.ts';
 import { FILES_RESTORE_RESULT as FILES_RESULT } from '../../statemachines/files-restore.ts';
 import type { Catalog } from '../catalog/catalog.ts';
+import { exactRows } from '../catalog/manifest.ts';
 import { caughtErrorSchema, InvalidInputError, RestoreMismatchError } from '../core/errors.ts';
 import * as z from '../core/schema.ts';
 import { commandStateSchema } from '../host/command-stage.ts';
-import { dropDatabase, exactRows, rowProblems, someOf } from './check.ts';
+import { dropDatabase, rowProblems, someOf } from './check.ts';
 import { type RestorePlan, restorePlanSchema } from './database-schemas.ts';
 import { filesRestorePlanSchema } from './files-plan.ts';
 
@@ -46,12 +47,38 @@ export async function checkRestore(
     ...check,
     checks: [
       "the dump's sha256 matched its verified manifest before use",
-      'the dump applied in one transaction, without error',
+      'the dump applied completely, without error (a restore stops at the first error and drops the database it made)',
       `all ${check.tables} tables of the backup are present with exactly the row counts of the dump (${check.rows} rows)`,
     ],
     startedAt,
     finishedAt: now().toISOString(),
   };
+}
+
+/** What host/restore-archive.sh reports: the database as it made it, and the roles it had to create. */
+function restoredDatabaseSchema() {
+  return z.object({
+    encoding: z.string(),
+    collate: z.string(),
+    ctype: z.string(),
+    localeProvider: z.string(),
+    icuLocale: z.nullable(z.string()),
+    owner: z.string(),
+    /** Each setting's name, a role's as `role: name`; never its value. */
+    settings: z.array(z.string()),
+    createdRoles: z.array(z.string()),
+  });
+}
+
+/** One line of a restore's summary: the database beyond its tables, and the roles created for it. */
+function describeRestoredDatabase(d: z.infer<ReturnType<typeof restoredDatabaseSchema>>): string {
+  const locale = d.localeProvider === 'icu' ? `ICU ${d.icuLocale}` : `${d.collate}/${d.ctype}`;
+  const settings = d.settings.length > 0 ? `settings applied: ${d.settings.join(', ')}` : 'no settings';
+  const roles =
+    d.createdRoles.length > 0
+      ? `roles created, NOLOGIN and without a password (ALTER ROLE … LOGIN to let one log in): ${d.createdRoles.join(', ')}`
+      : 'no role had to be created';
+  return `Database: encoding ${d.encoding}, locale ${locale}, owner ${d.owner}; ${settings}; ${roles}`;
 }
 
 /**
@@ -61,7 +88,7 @@ export async function checkRestore(
 function finishedRestoreSchema() {
   return z.object({
     [RESULT.plan]: restorePlanSchema,
-    [RESULT.restore]: commandStateSchema,
+    [RESULT.restore]: z.extend(commandStateSchema, { result: restoredDatabaseSchema() }),
     [RESULT.check]: restoreCheckSchema,
     [RESULT.stop]: z.optional(commandStateSchema),
     [RESULT.safetyDump]: z.optional(commandStateSchema),
@@ -125,10 +152,12 @@ export function restoreReport(state: unknown, finishedAt: string) {
       ? [`safety dump ${s.safetyDumpVerification.key} verified: complete, size and sha256 match`]
       : []),
   ];
+  const database = s.restore.result;
   const summary = [
     `${plan.targetDatabase} restored on ${plan.target} from a backup of ${plan.database} in ${totalSeconds} s`,
     `As of ${plan.archives.map((a) => a.window.until).join(', ')}`,
     `Backup: ${plan.archives.map((a) => a.key).join(', ')}`,
+    describeRestoredDatabase(database),
     ...(plan.overProduction
       ? [
           `The replaced database is kept as ${plan.replacedDatabase}; the safety dump ${plan.safetyDump?.archiveKey} brings it back.`,
@@ -143,6 +172,7 @@ export function restoreReport(state: unknown, finishedAt: string) {
     restored: plan.targetDatabase,
     from: plan.archives.map((a) => ({ kind: a.kind, key: a.key, window: a.window })),
     replacedDatabase: plan.overProduction ? plan.replacedDatabase : null,
+    database,
     safetyDump: plan.safetyDump?.archiveKey ?? null,
     checks,
     stages,

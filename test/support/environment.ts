@@ -62,9 +62,11 @@ export async function runIn(
     functionEnv?: Record<string, string>;
     hostEnv?: Record<string, string>;
     hostEnvByInstance?: Record<string, Record<string, string>>;
+    /** The restore check's URL (the cluster's superuser's by default). */
+    databaseUrl?: string;
   } = {},
 ): Promise<Run> {
-  const { functionEnv, hostEnv, hostEnvByInstance, ...runOptions } = options;
+  const { functionEnv, hostEnv, hostEnvByInstance, databaseUrl, ...runOptions } = options;
   Object.assign(process.env, world.env.functionEnv, functionEnv);
   vi.resetModules();
   const host = localHost({ ...world.env.hostEnv, ...hostEnv }, hostEnvByInstance, world.s3);
@@ -87,7 +89,7 @@ export async function runIn(
       },
       {
         host,
-        databaseUrl: world.env.postgres.url,
+        databaseUrl: databaseUrl ?? world.env.postgres.url,
         alertsFile: world.env.paths.alertsFile,
         print: (l) => printed.push(l),
       },

@@ -93,7 +93,8 @@ describe('StartDump sends the rendered script with SSM Run Command', () => {
     const script = input?.Parameters?.commands?.[0] ?? '';
     expect(script).toContain("KB_DATABASE='kennel_prod'");
     expect(script).toContain("KB_PG_MODE='host'");
-    expect(script).toContain("KB_EXCLUDE_TABLES='audit_logs session_logs'");
+    // Exact patterns, one a line: public's log tables only, never one of the same name in another schema.
+    expect(script).toContain(`KB_EXCLUDE_TABLES='"public"."audit_logs"\n"public"."session_logs"'`);
     expect(script).toContain('pg_dump --no-password --format=plain --snapshot=');
     expect(script).not.toMatch(/PGPASSWORD=|AWS_SECRET_ACCESS_KEY=|postgres:\/\/[^@\s]*:[^@\s]*@/);
   });
