@@ -1,13 +1,21 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { readdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { type ParseArgsOptionsConfig, parseArgs } from 'node:util';
-import { type LocalEnvironment, psql, seedKennelDatabase } from '../local/environment.ts';
+import {
+  type LocalEnvironment,
+  psql,
+  seedKennelDatabase,
+  startLocalEnvironment,
+} from '../local/environment.ts';
 import { localHost } from '../local/host.ts';
 import { asServerUser, findPostgresBinDir, freePort, type PostgresServer } from '../local/postgres.ts';
 import { type ExecutionRecord, PROJECT_ROOT, runWorkflow } from '../local/runner.ts';
-import type { Config, Target } from '../shared/core/config.ts';
+import type { Manifest } from '../shared/catalog/manifest.ts';
+import { createS3Client } from '../shared/core/clients.ts';
+import { type Config, parseConfig, type Target } from '../shared/core/config.ts';
 import { shellQuote } from '../shared/host/shell.ts';
 
 /**
@@ -93,6 +101,29 @@ export async function cleanUp(tmp: string, ...stops: (() => Promise<void>)[]): P
   rmSync(tmp, { recursive: true, force: true });
 }
 
+/**
+ * Runs `run` on a local stack of its own (a cluster seeded at `scale`, archiving
+ * its WAL to the local S3) in a new temporary directory `tmp`; on every way out,
+ * an interruption included, stops the stack and removes the directory.
+ */
+export async function withLocalStack<T>(
+  name: string,
+  scale: number,
+  run: (environment: LocalEnvironment, tmp: string) => Promise<T>,
+): Promise<T> {
+  const tmp = mkdtempSync(join(tmpdir(), `kennel-backup-bench-${name}-`));
+  let environment: LocalEnvironment | undefined;
+  const stopEnvironment = stopOnce('the local stack', () => environment);
+  onInterrupt(() => void stopEnvironment());
+  try {
+    log(`local stack: a cluster seeded at scale ${scale}, archiving to the local S3 …`);
+    environment = await startLocalEnvironment({ dataDir: join(tmp, 'local'), seedScale: scale });
+    return await run(environment, tmp);
+  } finally {
+    await cleanUp(tmp, stopEnvironment);
+  }
+}
+
 /** Runs a benchmark's main and sets the exit code: 130 after an interruption, 1 after a failure. */
 export async function runMain(main: () => Promise<number>): Promise<void> {
   process.exitCode = await main().catch((error: unknown) => {
@@ -161,6 +192,87 @@ export async function hostScript(
 }
 
 // ---------------------------------------------------------------------------
+// Results.
+
+/** The machine a result was measured on: its processors and their load average (1, 5, 15 min). */
+export const machine = () => ({
+  cpus: cpus().length,
+  cpuModel: cpus()[0]?.model ?? 'unknown',
+  load: loadavg(),
+});
+
+/** `2 CPUs, load 1.00/0.90/0.80`: the machine, for a result's first line. */
+export const machineLine = () =>
+  `${cpus().length} CPUs, load ${loadavg()
+    .map((l) => l.toFixed(2))
+    .join('/')}`;
+
+const RESULTS_DIR = join(PROJECT_ROOT, 'bench', 'results');
+
+/** Writes a benchmark's result as JSON to bench/results/<name>-<its start>.json; returns the file. */
+export function saveResult(name: string, startedAt: Date, result: unknown): string {
+  mkdirSync(RESULTS_DIR, { recursive: true });
+  const file = join(RESULTS_DIR, `${name}-${startedAt.toISOString().replace(/[:.]/g, '-')}.json`);
+  writeFileSync(file, `${JSON.stringify(result, null, 2)}\n`);
+  return file;
+}
+
+/** Prints a result: its headline, its table and where its JSON is. */
+export function printResult(headline: string, tableText: string, resultFile: string): void {
+  console.log([headline, '', tableText, '', `JSON: ${resultFile}`].join('\n'));
+}
+
+/** What bench/verify-memory.ts prints of one readArchive. */
+export interface VerifyReading {
+  ms: number;
+  size: number;
+  uncompressedSize: number;
+  rssBefore: number;
+  rssPeakSampled: number;
+  rssAfter: number;
+  maxRss: number;
+  heapUsedBefore: number;
+  heapUsedAfter: number;
+  problems: string[];
+}
+
+/**
+ * The verify stage's readArchive on a local archive, in a child process of its
+ * own (bench/verify-memory.ts), so that its time and peak memory are its alone;
+ * the manifest is written beside as `manifestPath`.
+ */
+export async function readArchiveInChild(
+  archivePath: string,
+  manifest: Manifest,
+  manifestPath: string,
+): Promise<VerifyReading> {
+  checkInterrupted();
+  writeFileSync(manifestPath, JSON.stringify(manifest));
+  const child = spawn(
+    process.execPath,
+    [join(PROJECT_ROOT, 'bench', 'verify-memory.ts'), archivePath, manifestPath],
+    {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
+  track(child);
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (d: Buffer) => {
+    stdout += d.toString();
+  });
+  child.stderr.on('data', (d: Buffer) => {
+    stderr += d.toString();
+  });
+  const code = await new Promise<number | null>((resolve, reject) => {
+    child.on('error', reject);
+    child.on('close', resolve);
+  });
+  if (code !== 0) throw new Error(`The verify-memory child failed (exit ${code}):\n${stderr.slice(-2000)}`);
+  return JSON.parse(stdout) as VerifyReading;
+}
+
+// ---------------------------------------------------------------------------
 // Statistics and the command line.
 
 export interface Stats {
@@ -220,6 +332,23 @@ export function wholeNumbers(text: string): number[] | undefined {
 
 // ---------------------------------------------------------------------------
 // The database and the workflows.
+
+/** A pgbench database `name` at `scale` (about 15 MB each) on the local stack's cluster. */
+export async function createPgbenchDatabase(environment: LocalEnvironment, name: string, scale: number) {
+  log(`pgbench -i -s ${scale} …`);
+  psql(environment.postgres, 'postgres', ['-c', `CREATE DATABASE ${name}`]);
+  await sh(`pgbench -i -q -s ${scale} ${name}`, environment.hostEnv);
+}
+
+/**
+ * What production would have had after a bulk load, untimed: each database
+ * vacuumed and analyzed (else the first reader pays for hint bits) and a
+ * checkpoint (else the first backup's own would write the load's pages).
+ */
+export function settle(server: PostgresServer, databases: readonly string[]): void {
+  for (const database of databases) psql(server, database, ['-c', 'VACUUM (ANALYZE)']);
+  psql(server, 'postgres', ['-c', 'CHECKPOINT']);
+}
 
 /** Seeds the sample data at `scale` into a new database; returns how long it took, in ms. */
 export function timedSeed(server: PostgresServer, database: string, scale: number): number {
@@ -390,7 +519,7 @@ export async function succeededWorkflow(
   const record = await runWorkflow(
     { ...options, historyDir: environment.paths.historyDir },
     {
-      host: localHost(environment.hostEnv),
+      host: localHost(environment.hostEnv, {}, createS3Client(parseConfig(environment.functionEnv))),
       databaseUrl: environment.postgres.url,
       alertsFile: environment.paths.alertsFile,
       print: log,

@@ -1,29 +1,32 @@
-import { mkdirSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import { cpus, loadavg, tmpdir } from 'node:os';
+import { readFileSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { type LocalEnvironment, psql, startLocalEnvironment } from '../local/environment.ts';
-import { PROJECT_ROOT } from '../local/runner.ts';
+import { type LocalEnvironment, psql } from '../local/environment.ts';
 import type { PhysicalPlan } from '../shared/backup/physical-plan.ts';
 import type { Config, Target } from '../shared/core/config.ts';
 import { shellQuote } from '../shared/host/shell.ts';
 import {
   bareRecovery,
   checkInterrupted,
-  cleanUp,
+  createPgbenchDatabase,
   hostScript,
   log,
-  onInterrupt,
+  machine,
+  machineLine,
   pgbackrestCommand,
   physicalOnlyConfig,
+  printResult,
   queryValue,
   readCommandLine,
   runMain,
+  saveResult,
+  settle,
   sh,
   span,
-  stopOnce,
   succeededWorkflow,
   wholeNumber,
+  withLocalStack,
 } from './harness.ts';
 import { mib, ratio, table } from './table.ts';
 
@@ -62,7 +65,6 @@ const DATABASE = 'kennel_prod';
 const PGBENCH = 'kb_pgbench';
 /** The workflow's logical dump is of this empty database: the physical run has the machine to itself. */
 const EMPTY = 'kb_bench_empty';
-const RESULTS_DIR = join(PROJECT_ROOT, 'bench', 'results');
 
 interface Ctx {
   environment: LocalEnvironment;
@@ -210,26 +212,13 @@ async function main(): Promise<number> {
   }
 
   const startedAt = new Date();
-  const tmp = mkdtempSync(join(tmpdir(), 'kennel-backup-bench-physical-'));
-  let environment: LocalEnvironment | undefined;
-  const stopEnvironment = stopOnce('the local stack', () => environment);
-  onInterrupt(() => void stopEnvironment());
-  try {
-    log(`local stack: a cluster seeded at scale ${scale}, archiving to the local S3 …`);
-    environment = await startLocalEnvironment({ dataDir: join(tmp, 'local'), seedScale: scale });
-    const env = environment;
+  return withLocalStack('physical', scale, async (env, tmp) => {
     const server = env.postgres;
-    if (pgbenchScale > 0) {
-      log(`pgbench -i -s ${pgbenchScale} …`);
-      psql(server, 'postgres', ['-c', `CREATE DATABASE ${PGBENCH}`]);
-      await sh(`pgbench -i -q -s ${pgbenchScale} ${PGBENCH}`, { ...env.hostEnv });
-    }
+    if (pgbenchScale > 0) await createPgbenchDatabase(env, PGBENCH, pgbenchScale);
     psql(server, 'postgres', ['-c', `CREATE DATABASE ${EMPTY}`]);
-    for (const db of [DATABASE, ...(pgbenchScale > 0 ? [PGBENCH] : [])])
-      psql(server, db, ['-c', 'VACUUM (ANALYZE)']);
     // The seed's dirty pages written out now, untimed: else the first backup's own
     // checkpoint (--start-fast) would write them, and the bare full would pay for it.
-    psql(server, 'postgres', ['-c', 'CHECKPOINT']);
+    settle(server, [DATABASE, ...(pgbenchScale > 0 ? [PGBENCH] : [])]);
     const clusterBytes = Number(
       queryValue(server, 'postgres', 'SELECT sum(pg_database_size(oid)) FROM pg_database'),
     );
@@ -377,7 +366,7 @@ async function main(): Promise<number> {
       startedAt: startedAt.toISOString(),
       finishedAt: new Date().toISOString(),
       options: { scale, pgbenchScale, waitMs },
-      machine: { cpus: cpus().length, cpuModel: cpus()[0]?.model ?? 'unknown', load: loadavg() },
+      machine: machine(),
       cluster: { bytes: clusterBytes, repositoryAfterFulls },
       notes: [
         'Wall clock, one run each. Ratios of ours are to the bare backup plus verify (ours verifies every backup), its restore test aside (the bare engine has none); the dump and the bare incremental to the bare full.',
@@ -406,24 +395,14 @@ async function main(): Promise<number> {
       bareRestore: bareRestored,
       changes: { firstMs: firstChangeMs, secondMs: secondChangeMs },
     };
-    mkdirSync(RESULTS_DIR, { recursive: true });
-    const resultFile = join(RESULTS_DIR, `physical-${startedAt.toISOString().replace(/[:.]/g, '-')}.json`);
-    writeFileSync(resultFile, `${JSON.stringify(result, null, 2)}\n`);
-    console.log(
-      [
-        `kennel-backup physical bench: scale ${scale}${pgbenchScale ? ` + pgbench scale ${pgbenchScale}` : ''}, cluster ${mib(clusterBytes)} MiB; ${cpus().length} CPUs, load ${loadavg()
-          .map((l) => l.toFixed(2))
-          .join('/')}; waits ${waitMs} ms`,
-        '',
-        table(['backup', 'seconds', 'ratio', 'in the repository / dump size'], rows),
-        '',
-        `JSON: ${resultFile}`,
-      ].join('\n'),
+    const resultFile = saveResult('physical', startedAt, result);
+    printResult(
+      `kennel-backup physical bench: scale ${scale}${pgbenchScale ? ` + pgbench scale ${pgbenchScale}` : ''}, cluster ${mib(clusterBytes)} MiB; ${machineLine()}; waits ${waitMs} ms`,
+      table(['backup', 'seconds', 'ratio', 'in the repository / dump size'], rows),
+      resultFile,
     );
     return 0;
-  } finally {
-    await cleanUp(tmp, stopEnvironment);
-  }
+  });
 }
 
 await runMain(main);

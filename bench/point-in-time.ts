@@ -1,26 +1,28 @@
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
-import { cpus, loadavg, tmpdir } from 'node:os';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { type LocalEnvironment, psql, startLocalEnvironment } from '../local/environment.ts';
-import { PROJECT_ROOT } from '../local/runner.ts';
+import { type LocalEnvironment, psql } from '../local/environment.ts';
 import type { Config, Target } from '../shared/core/config.ts';
 import { shellQuote } from '../shared/host/shell.ts';
 import { recoveryTargetTime } from '../shared/restore/point-in-time.ts';
 import {
   bareRecovery,
-  cleanUp,
+  createPgbenchDatabase,
   log,
-  onInterrupt,
+  machine,
+  machineLine,
   physicalOnlyConfig,
+  printResult,
   queryValue,
   readCommandLine,
   runMain,
+  saveResult,
+  settle,
   sh,
-  stopOnce,
   succeededWorkflow,
   wholeNumber,
   wholeNumbers,
+  withLocalStack,
 } from './harness.ts';
 import { mib, ratio, table } from './table.ts';
 
@@ -55,7 +57,6 @@ const PGBENCH = 'kb_pgbench';
 /** The backup workflow's logical dump is of this empty database: the physical run has the machine to itself. */
 const EMPTY = 'kb_bench_empty';
 const SEGMENT_BYTES = 16 * 1024 * 1024;
-const RESULTS_DIR = join(PROJECT_ROOT, 'bench', 'results');
 
 interface Ctx {
   environment: LocalEnvironment;
@@ -144,20 +145,11 @@ async function main(): Promise<number> {
   const goals = [...new Set(segments)].sort((a, b) => a - b);
 
   const startedAt = new Date();
-  const tmp = mkdtempSync(join(tmpdir(), 'kennel-backup-bench-pitr-'));
-  let environment: LocalEnvironment | undefined;
-  const stopEnvironment = stopOnce('the local stack', () => environment);
-  onInterrupt(() => void stopEnvironment());
-  try {
-    log('local stack: a cluster seeded at scale 1, archiving to the local S3 …');
-    environment = await startLocalEnvironment({ dataDir: join(tmp, 'local'), seedScale: 1 });
-    const env = environment;
+  return withLocalStack('pitr', 1, async (env, tmp) => {
     const server = env.postgres;
-    log(`pgbench -i -s ${pgbenchScale} …`);
-    psql(server, 'postgres', ['-c', `CREATE DATABASE ${PGBENCH}`, '-c', `CREATE DATABASE ${EMPTY}`]);
-    await sh(`pgbench -i -q -s ${pgbenchScale} ${PGBENCH}`, env.hostEnv);
-    psql(server, PGBENCH, ['-c', 'VACUUM (ANALYZE)']);
-    psql(server, 'postgres', ['-c', 'CHECKPOINT']);
+    psql(server, 'postgres', ['-c', `CREATE DATABASE ${EMPTY}`]);
+    await createPgbenchDatabase(env, PGBENCH, pgbenchScale);
+    settle(server, [PGBENCH]);
     const databaseBytes = Number(queryValue(server, 'postgres', `SELECT pg_database_size('${PGBENCH}')`));
     log(`${PGBENCH}: ${mib(databaseBytes)} MiB`);
 
@@ -253,7 +245,7 @@ async function main(): Promise<number> {
       startedAt: startedAt.toISOString(),
       finishedAt: new Date().toISOString(),
       options: { pgbenchScale, segments: goals, waitMs },
-      machine: { cpus: cpus().length, cpuModel: cpus()[0]?.model ?? 'unknown', load: loadavg() },
+      machine: machine(),
       database: { name: PGBENCH, bytes: databaseBytes },
       notes: [
         'Wall clock, one run each. Each target is checked: the recovered pgbench_history holds exactly the transactions committed by the target second (bare and ours).',
@@ -263,27 +255,14 @@ async function main(): Promise<number> {
       recoveries: measured,
       logical: { dumpMs: dump.ms, restoreMs: logicalRestore.ms },
     };
-    mkdirSync(RESULTS_DIR, { recursive: true });
-    const resultFile = join(
-      RESULTS_DIR,
-      `point-in-time-${startedAt.toISOString().replace(/[:.]/g, '-')}.json`,
-    );
-    writeFileSync(resultFile, `${JSON.stringify(result, null, 2)}\n`);
-    console.log(
-      [
-        `kennel-backup point-in-time bench: pgbench scale ${pgbenchScale} (${mib(databaseBytes)} MiB); ${cpus().length} CPUs, load ${loadavg()
-          .map((l) => l.toFixed(2))
-          .join('/')}; waits ${waitMs} ms`,
-        '',
-        table(['recovery', 'seconds', 'ratio to bare'], rows),
-        '',
-        `JSON: ${resultFile}`,
-      ].join('\n'),
+    const resultFile = saveResult('point-in-time', startedAt, result);
+    printResult(
+      `kennel-backup point-in-time bench: pgbench scale ${pgbenchScale} (${mib(databaseBytes)} MiB); ${machineLine()}; waits ${waitMs} ms`,
+      table(['recovery', 'seconds', 'ratio to bare'], rows),
+      resultFile,
     );
     return 0;
-  } finally {
-    await cleanUp(tmp, stopEnvironment);
-  }
+  });
 }
 
 await runMain(main);

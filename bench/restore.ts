@@ -13,6 +13,7 @@ import type { DatabaseManifest } from '../shared/catalog/manifest.ts';
 import { createS3Client } from '../shared/core/clients.ts';
 import { CODECS } from '../shared/core/codecs.ts';
 import { type Config, parseConfig, type Target } from '../shared/core/config.ts';
+import { qualifiedName } from '../shared/core/identifiers.ts';
 import { renderHostCommand } from '../shared/host/scripts.ts';
 import {
   checkInterrupted,
@@ -235,6 +236,7 @@ async function restoreFullThreeWays(
       return run.wallMs;
     },
   };
+  const expected = Object.fromEntries(full.tables.map((t) => [qualifiedName(t), t.rows]));
   const order: Method[] = ['source', 'script', 'workflow'];
   for (let round = 1; round <= repeat; round += 1) {
     // Each method goes first in some round: the first restore after a pause pays for cold caches.
@@ -244,7 +246,7 @@ async function restoreFullThreeWays(
       log(`round ${round}/${repeat}: ${METHODS[method]} …`);
       try {
         result.ms[method].push(await restore[method](into));
-        expectRows(METHODS[method], rowCounts(ctx.env.postgres, into, Object.keys(full.tables)), full.tables);
+        expectRows(METHODS[method], rowCounts(ctx.env.postgres, into, Object.keys(expected)), expected);
       } finally {
         dropDatabase(ctx, into);
       }

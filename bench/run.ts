@@ -1,4 +1,4 @@
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { createHash, randomUUID } from 'node:crypto';
 import {
   createReadStream,
@@ -31,6 +31,7 @@ import {
   log,
   onInterrupt,
   queryValue,
+  readArchiveInChild,
   readCommandLine,
   rowCounts,
   runMain,
@@ -40,7 +41,7 @@ import {
   stats,
   stopOnce,
   timedSeed,
-  track,
+  type VerifyReading,
   visits,
   wholeNumber,
 } from './harness.ts';
@@ -359,18 +360,8 @@ async function runBackupWorkflow(
 // ---------------------------------------------------------------------------
 // Verify stage memory and bundle sizes.
 
-interface VerifyMemory {
+interface VerifyMemory extends VerifyReading {
   archive: string;
-  ms: number;
-  size: number;
-  uncompressedSize: number;
-  rssBefore: number;
-  rssPeakSampled: number;
-  rssAfter: number;
-  maxRss: number;
-  heapUsedBefore: number;
-  heapUsedAfter: number;
-  problems: string[];
 }
 
 async function measureVerify(
@@ -379,30 +370,7 @@ async function measureVerify(
   manifest: Manifest,
   dir: string,
 ): Promise<VerifyMemory> {
-  const manifestPath = join(dir, `${archive}.manifest.json`);
-  writeFileSync(manifestPath, JSON.stringify(manifest));
-  const child = spawn(
-    process.execPath,
-    [join(PROJECT_ROOT, 'bench', 'verify-memory.ts'), archivePath, manifestPath],
-    {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    },
-  );
-  track(child);
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (d: Buffer) => {
-    stdout += d.toString();
-  });
-  child.stderr.on('data', (d: Buffer) => {
-    stderr += d.toString();
-  });
-  const code = await new Promise<number | null>((resolve, reject) => {
-    child.on('error', reject);
-    child.on('close', resolve);
-  });
-  if (code !== 0) throw new Error(`The verify-memory child failed (exit ${code}):\n${stderr.slice(-2000)}`);
-  const measured = JSON.parse(stdout) as Omit<VerifyMemory, 'archive'>;
+  const measured = await readArchiveInChild(archivePath, manifest, join(dir, `${archive}.manifest.json`));
   if (measured.problems.length > 0)
     throw new Error(`readArchive found problems in ${archive}: ${measured.problems.join('; ')}`);
   return { archive, ...measured };

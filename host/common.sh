@@ -31,6 +31,45 @@ s3_get() { # s3_get KEY > body
 
 utc_now() { date -u +%Y-%m-%dT%H:%M:%S.%3NZ; }
 
+# A host script's work directory, named so that one a killed run left behind (no
+# trap runs on SIGKILL) is found and removed later: host_leftovers, prune-local.sh.
+work_dir() { mktemp -d "${TMPDIR:-/tmp}/kennel-backup.XXXXXXXX"; }
+
+# What runs that ended without cleaning up left on this host, one per line
+# "WHERE NAME BYTES AGE-SECONDS", WHERE being
+#   file      a partial archive (*.partial) in the backup directory's archive folders
+#   work      a host script's work directory (work_dir)
+#   database  a scratch or staging database (kb_restore_test_<run>, kb_restoring_<run>),
+#             aged from its run's start in its name (PostgreSQL records no creation time)
+# Files are aged by their last write, which no run makes before it starts. Only
+# names of the project's own shape are listed, so each is safe in JSON as it is.
+host_leftovers() { # host_leftovers BACKUP-DIR [DATABASE-TO-CONNECT-TO]
+  local now dirs=() dir path bytes mtime
+  now=$(date +%s)
+  for dir in "$1"/configuration "$1"/application "$1"/static "$1"/database; do
+    [[ -d $dir ]] && dirs+=("$dir")
+  done
+  if ((${#dirs[@]} > 0)); then
+    while read -r path bytes mtime; do
+      if [[ $path =~ ^/[A-Za-z0-9._/-]+\.partial$ ]]; then echo "file $path $bytes $((now - ${mtime%.*}))"; fi
+    done < <(find "${dirs[@]}" -maxdepth 3 -type f -name '*.partial' -printf '%p %s %T@\n')
+  fi
+  while read -r path mtime; do
+    [[ $path =~ /kennel-backup\.[A-Za-z0-9]{8}$ ]] || continue
+    bytes=$(du -sb "$path" 2>/dev/null | cut -f1) || bytes=0
+    echo "work $path ${bytes:-0} $((now - ${mtime%.*}))"
+  done < <(find "${TMPDIR:-/tmp}" -mindepth 1 -maxdepth 1 -type d -name 'kennel-backup.*' -printf '%p %T@\n')
+  [[ -n ${2:-} ]] || return 0
+  pg_sql "$2" -F ' ' <<'SQL' | sed 's/^/database /'
+SET TIME ZONE 'UTC';
+SELECT datname, pg_database_size(oid),
+  floor(extract(epoch FROM now() - to_timestamp(substring(datname FROM '_([0-9]{8}t[0-9]{6})z_'), 'YYYYMMDD"t"HH24MISS')))::bigint
+FROM pg_database
+WHERE datname ~ '^kb_(restore_test|restoring)_[0-9]{8}t[0-9]{6}z_[0-9a-f]{8}$'
+ORDER BY datname;
+SQL
+}
+
 # Prints the path of an intact copy of an archive: the host's own copy when its
 # sha256 is the one verified for the object in S3, otherwise the object fetched
 # into DIR (the host then needs read access to the prefix), which must have that
@@ -50,6 +89,27 @@ intact_copy() { # intact_copy LOCAL-PATH SHA256 KEY DIR
     return 1
   fi
   printf '%s\n' "$path"
+}
+
+# tar's options that leave EXCLUDES (space-separated; shared/core/identifiers.ts
+# excludeName) out of a tarball of PATHS (relative to /), one a line: a name
+# wherever it occurs (tar's default, unanchored: `node_modules`, `.env*`), and a
+# name ending in / as that directory directly under each path only (`ssl/`).
+tar_excludes() { # tar_excludes "EXCLUDES" PATH...
+  local names=() name path
+  # read, not a loop over an unquoted $1: `.env*` is tar's pattern, not the shell's.
+  read -r -a names <<<"$1"
+  shift
+  for name in "${names[@]}"; do
+    if [[ $name != */ ]]; then printf '%s\n' "--exclude=$name"; fi
+  done
+  printf '%s\n' --anchored
+  for name in "${names[@]}"; do
+    if [[ $name == */ ]]; then
+      for path in "$@"; do printf '%s\n' "--exclude=$path/${name%/}"; done
+    fi
+  done
+  printf '%s\n' --no-anchored
 }
 
 # psql with the statements on stdin, which can use the -v variables (-c cannot).

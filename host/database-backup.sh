@@ -8,7 +8,8 @@
 #   KB-RESULT {"size": N, "sha256": "…", "startedAt": "…", "finishedAt": "…", "until": "…", "serverVersion": "…"}
 #
 # Parameters are prepended as shell assignments by shared/host/shell.ts:
-#   KB_KIND KB_DATABASE KB_EXCLUDE_TABLES (space-separated) KB_PG_MODE (host|docker)
+#   KB_KIND KB_DATABASE KB_EXCLUDE_TABLES (pg_dump patterns, one a line, each naming
+#   exactly one table: "schema"."name") KB_PG_MODE (host|docker)
 #   KB_COMPOSE_FILE KB_COMPOSE_SERVICE KB_BUCKET KB_ARCHIVE_KEY KB_LOCAL_DIR
 #   KB_LOCAL_PATH KB_S3_ENDPOINT_URL KB_COMPRESS
 # Credentials come from the host's environment (PGHOST, PGUSER, PGPASSWORD or
@@ -16,14 +17,17 @@
 started_at=$(utc_now)
 mkdir -p "$KB_LOCAL_DIR"
 local_path=$KB_LOCAL_PATH
-work=$(mktemp -d)
+# Written beside and renamed once complete: a file at the final name is a whole
+# archive, and one a killed run left is a *.partial leftover (host_leftovers).
+partial=$local_path.partial
+work=$(work_dir)
 snapshot_pid=
 cleanup() {
   local status=$?
   set +e # errexit would stop the clean-up at its first failing step
   if [[ -n $snapshot_pid ]]; then kill "$snapshot_pid" 2>/dev/null; fi
   if ((status != 0)); then
-    rm -f "$local_path"
+    rm -f "$partial" "$local_path"
     if [[ -s $work/snapshot.err ]]; then sed 's/^/snapshot session: /' "$work/snapshot.err" >&2; fi
     echo "database-backup: failed with status $status; nothing was recorded in the catalog" >&2
   fi
@@ -69,10 +73,82 @@ SELECT pg_export_snapshot() AS snapshot, to_char(statement_timestamp() AT TIME Z
 \\warn KB::snapshot :until :server_version :server_encoding" >"$work/snapshot"
 read -r snapshot until server_version server_encoding <"$work/snapshot"
 
+# The database itself, from the same snapshot, for a restore to make it again:
+# its encoding, locale, owner, ALTER DATABASE … SET and ALTER ROLE … IN DATABASE
+# … SET settings, and the roles its objects need (owners, grantees, the roles of
+# its settings, policies and default privileges: pg_shdepend, which records
+# nothing of the bootstrap superuser, named when it owns one of the database's
+# own objects), with their attributes and memberships among them; never a
+# password (pg_roles has none). It becomes the archive's first line, a comment
+# to psql, as base64 of its JSON: UTF-8, but for SQL_ASCII, whose bytes have no
+# conversion and go as they are. Setting values stay in the archive: one may be
+# a secret (PostgREST's app.jwt_secret), which no command or state may carry.
+properties_sql=$(cat <<'SQL'
+WITH db AS (
+  SELECT d.oid, d.datdba, d.encoding, d.datcollate, d.datctype, to_jsonb(d) AS row
+  FROM pg_database d WHERE d.datname = current_database()
+), superuser_owns AS (
+  SELECT 1 FROM pg_class c WHERE c.relowner = 10 AND c.oid >= 16384 AND c.relkind NOT IN ('i', 'I', 't')
+    AND NOT EXISTS (SELECT FROM pg_depend e WHERE e.classid = 'pg_class'::regclass AND e.objid = c.oid AND e.deptype = 'e')
+  UNION ALL
+  SELECT 1 FROM pg_namespace n WHERE n.nspowner = 10 AND (n.oid >= 16384 OR n.nspname = 'public')
+    AND NOT EXISTS (SELECT FROM pg_depend e WHERE e.classid = 'pg_namespace'::regclass AND e.objid = n.oid AND e.deptype = 'e')
+  UNION ALL
+  SELECT 1 FROM pg_proc p WHERE p.proowner = 10 AND p.oid >= 16384
+    AND NOT EXISTS (SELECT FROM pg_depend e WHERE e.classid = 'pg_proc'::regclass AND e.objid = p.oid AND e.deptype = 'e')
+  UNION ALL
+  SELECT 1 FROM pg_type t WHERE t.typowner = 10 AND t.oid >= 16384 AND t.typtype IN ('d', 'e', 'r')
+    AND NOT EXISTS (SELECT FROM pg_depend e WHERE e.classid = 'pg_type'::regclass AND e.objid = t.oid AND e.deptype = 'e')
+), owners AS (
+  SELECT s.refobjid AS oid FROM pg_shdepend s, db
+  WHERE s.refclassid = 'pg_authid'::regclass AND s.deptype = 'o' AND s.dbid = db.oid
+  UNION SELECT datdba FROM db
+  UNION SELECT 10 WHERE EXISTS (SELECT FROM superuser_owns)
+), needed AS (
+  SELECT s.refobjid AS oid FROM pg_shdepend s, db
+  WHERE s.refclassid = 'pg_authid'::regclass
+    AND (s.dbid = db.oid OR (s.dbid = 0 AND s.classid = 'pg_database'::regclass AND s.objid = db.oid))
+  UNION SELECT oid FROM owners
+  UNION SELECT setrole FROM pg_db_role_setting, db WHERE setdatabase = db.oid AND setrole <> 0
+)
+SELECT translate(encode(convert_to(json_build_object(
+  'encoding', pg_encoding_to_char(db.encoding),
+  'collate', db.datcollate,
+  'ctype', db.datctype,
+  'localeProvider', CASE coalesce(db.row->>'datlocprovider', 'c') WHEN 'c' THEN 'libc' WHEN 'i' THEN 'icu'
+                    ELSE db.row->>'datlocprovider' END,
+  'icuLocale', db.row->>'daticulocale',
+  'owner', pg_get_userbyid(db.datdba),
+  'settings', (SELECT coalesce(json_agg(json_build_object('role', r.rolname, 'setting', c.setting) ORDER BY r.rolname NULLS FIRST, c.n), '[]')
+               FROM pg_db_role_setting s CROSS JOIN unnest(s.setconfig) WITH ORDINALITY c (setting, n)
+               LEFT JOIN pg_roles r ON r.oid = s.setrole
+               WHERE s.setdatabase = db.oid),
+  'roles', (SELECT coalesce(json_agg(json_build_object(
+              'name', r.rolname, 'owns', r.oid IN (SELECT oid FROM owners),
+              'superuser', r.rolsuper, 'login', r.rolcanlogin, 'inherit', r.rolinherit,
+              'createdb', r.rolcreatedb, 'createrole', r.rolcreaterole,
+              'replication', r.rolreplication, 'bypassrls', r.rolbypassrls,
+              'memberOf', (SELECT coalesce(json_agg(g.rolname ORDER BY g.rolname), '[]')
+                           FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid
+                           WHERE m.member = r.oid AND m.roleid IN (SELECT oid FROM needed)))
+            ORDER BY r.rolname), '[]')
+            FROM pg_roles r WHERE r.oid IN (SELECT oid FROM needed))
+)::text, :'bytes'), 'base64'), E'\n', '') AS properties FROM db \gset
+SQL
+)
+properties_bytes=UTF8
+if [[ $server_encoding == SQL_ASCII ]]; then properties_bytes=SQL_ASCII; fi
+session "\\set bytes $properties_bytes
+$properties_sql
+\\warn KB::properties" >"$work/properties"
+
 exclude=()
 # The log tables' definitions stay in a full dump; their rows are left out
 # (their copies are the physical backups and WAL, and the monthly dump).
-for table in $KB_EXCLUDE_TABLES; do exclude+=("--exclude-table-data=$table"); done
+if [[ -n $KB_EXCLUDE_TABLES ]]; then
+  mapfile -t patterns <<<"$KB_EXCLUDE_TABLES"
+  for pattern in "${patterns[@]}"; do exclude+=("--exclude-table-data=$pattern"); done
+fi
 # The dump is written in UTF-8 whatever the database's encoding, as VerifyArchive
 # reads the tables' names in it (a restore converts back). SQL_ASCII has no
 # conversion to UTF-8, so its bytes are dumped as they are.
@@ -80,9 +156,12 @@ encoding=()
 if [[ $server_encoding != SQL_ASCII ]]; then encoding=(--encoding=UTF8); fi
 # Dump, compress, keep the local copy and stream to S3 in one pass: no temporary
 # file beyond the local copy the source document keeps anyway.
-pg pg_dump --no-password --format=plain --snapshot="$snapshot" "${encoding[@]}" "${exclude[@]}" -d "$KB_DATABASE" 2>"$work/dump.err" \
+{
+  printf -- '-- kennel-backup database-properties %s %s\n' "$properties_bytes" "$(cat "$work/properties")"
+  pg pg_dump --no-password --format=plain --snapshot="$snapshot" "${encoding[@]}" "${exclude[@]}" -d "$KB_DATABASE" 2>"$work/dump.err"
+} \
   | $KB_COMPRESS \
-  | tee "$local_path" \
+  | tee "$partial" \
   | s3_put "$KB_ARCHIVE_KEY" application/octet-stream \
   || { cat "$work/dump.err" >&2; exit 1; }
 
@@ -91,8 +170,9 @@ exec {to_session}>&-
 wait "$snapshot_pid" || true
 snapshot_pid=
 
-size=$(stat -c %s "$local_path")
-sha256=$(sha256sum "$local_path" | cut -d' ' -f1)
+size=$(stat -c %s "$partial")
+sha256=$(sha256sum "$partial" | cut -d' ' -f1)
+mv "$partial" "$local_path"
 finished_at=$(utc_now)
 
 echo "database-backup: $KB_KIND of $KB_DATABASE -> s3://$KB_BUCKET/$KB_ARCHIVE_KEY ($size bytes, sha256 $sha256)"

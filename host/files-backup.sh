@@ -6,47 +6,68 @@
 # stage lists the tarball and writes its manifest:
 #   KB-RESULT {"size": N, "sha256": "…", "startedAt": "…", "finishedAt": "…", "entries": N, "missing": [...]}
 #
-# Parameters: KB_KIND KB_PATHS KB_EXCLUDES (space-separated) KB_BUCKET
+# Parameters: KB_KIND KB_PATHS KB_ROOTS KB_EXCLUDES (space-separated) KB_BUCKET
 #   KB_ARCHIVE_KEY KB_LOCAL_DIR KB_LOCAL_PATH KB_S3_ENDPOINT_URL KB_COMPRESS
 started_at=$(utc_now)
 mkdir -p "$KB_LOCAL_DIR"
 local_path=$KB_LOCAL_PATH
-work=$(mktemp -d)
+# Written beside and renamed once complete: a file at the final name is a whole
+# archive, and one a killed run left is a *.partial leftover (host_leftovers).
+partial=$local_path.partial
+work=$(work_dir)
 cleanup() {
   local status=$?
   set +e
   if ((status != 0)); then
-    rm -f "$local_path"
+    rm -f "$partial" "$local_path"
     echo "files-backup: failed with status $status; nothing was recorded in the catalog" >&2
   fi
   rm -rf "$work"
 }
 trap cleanup EXIT
 
+# The plan named paths under the kind's roots (KB_ROOTS, from config); none may
+# lead out of them through a symbolic link on the way (tar opens the path as the
+# system resolves it). A path that is itself a link is archived as the link.
+roots=()
+for root in $KB_ROOTS; do roots+=("$(realpath -m -- "$root")"); done
+within_roots() { # within_roots PATH
+  local parent resolved root
+  for root in $KB_ROOTS; do [[ $1 == "$root" ]] && return 0; done
+  parent=$(dirname -- "$1")
+  resolved=$(realpath -m -- "$parent")/${1##*/}
+  for root in "${roots[@]}"; do [[ $resolved == "$root" || $resolved == "$root"/* ]] && return 0; done
+  return 1
+}
+
 # A missing path is not silently skipped: it is reported, listed in the manifest,
 # and the workflow sends a warning naming it.
 present=()
 missing=()
 for path in $KB_PATHS; do
+  if ! within_roots "$path"; then
+    echo "files-backup: $path leads to $(realpath -m -- "$path") through a symbolic link, outside the $KB_KIND paths ($KB_ROOTS); nothing was archived" >&2
+    exit 1
+  fi
   if [[ -e $path || -L $path ]]; then present+=("${path#/}"); else missing+=("$path"); fi
 done
 if ((${#present[@]} == 0)); then
   echo "files-backup: none of the $KB_KIND paths exist on this host: $KB_PATHS" >&2
   exit 1
 fi
-exclude=()
-for name in $KB_EXCLUDES; do exclude+=("--exclude=$name"); done
+mapfile -t exclude < <(tar_excludes "$KB_EXCLUDES" "${present[@]}")
 
 # --index-file takes the verbose listing, one line per entry, away from the data.
 tar --create --file=- --directory=/ --verbose --index-file="$work/index" "${exclude[@]}" -- "${present[@]}" \
   2>"$work/tar.err" \
   | $KB_COMPRESS \
-  | tee "$local_path" \
+  | tee "$partial" \
   | s3_put "$KB_ARCHIVE_KEY" application/octet-stream \
   || { cat "$work/tar.err" >&2; exit 1; }
 
-size=$(stat -c %s "$local_path")
-sha256=$(sha256sum "$local_path" | cut -d' ' -f1)
+size=$(stat -c %s "$partial")
+sha256=$(sha256sum "$partial" | cut -d' ' -f1)
+mv "$partial" "$local_path"
 entries=$(wc -l <"$work/index")
 finished_at=$(utc_now)
 

@@ -9,7 +9,7 @@
 #   KB_ENTRIES (the tarball's entry count in its manifest) KB_PATHS KB_EXCLUDES
 #   (space-separated) KB_ASIDE KB_BUCKET KB_S3_ENDPOINT_URL
 
-work=$(mktemp -d)
+work=$(work_dir)
 extracting=
 cleanup() {
   local status=$?
@@ -34,10 +34,9 @@ present=()
 for path in $KB_PATHS; do
   if [[ -e $path || -L $path ]]; then present+=("${path#/}"); fi
 done
-exclude=()
-for name in $KB_EXCLUDES; do exclude+=("--exclude=$name"); done
 mkdir -p "$(dirname "$KB_ASIDE")"
 if ((${#present[@]} > 0)); then
+  mapfile -t exclude < <(tar_excludes "$KB_EXCLUDES" "${present[@]}")
   tar -c -C / -f - "${exclude[@]}" -- "${present[@]}" | $KB_COMPRESS >"$KB_ASIDE"
 else
   tar -c -f - -T /dev/null | $KB_COMPRESS >"$KB_ASIDE"

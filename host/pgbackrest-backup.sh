@@ -19,7 +19,7 @@
 # Credentials come from the host's environment (on AWS the instance role), never
 # from this text.
 started_at=$(utc_now)
-work=$(mktemp -d)
+work=$(work_dir)
 cleanup() {
   local status=$?
   if ((status != 0)); then

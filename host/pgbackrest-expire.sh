@@ -14,7 +14,7 @@
 #   KB_KEEP_LABEL KB_KEEP_FULL_COUNT (empty: the conf's retention) KB_STANZA
 #   KB_PGBACKREST_CONFIG KB_PGBACKREST_CONFIG_SHA256 KB_PGBACKREST_USER
 #   KB_PG_MODE (host|docker) KB_COMPOSE_FILE KB_COMPOSE_SERVICE
-work=$(mktemp -d)
+work=$(work_dir)
 trap 'rm -rf "$work"' EXIT
 
 pgbr_config_current

@@ -103,7 +103,7 @@ if ! flock -n "$lock"; then
   child=''
 fi
 pgbr_config_current
-work=$(mktemp -d)
+work=$(work_dir)
 
 # The guard: SIGKILL to this script's process group runs no trap, and the scratch
 # postmaster (pg_ctl starts it in a session of its own) would outlive the script.

@@ -209,7 +209,7 @@ trap on_exit EXIT
 
 flock -n "$lock" || fail "another point-in-time recovery of $KB_STANZA runs on this host; wait for it to end"
 pgbr_config_current
-work=$(mktemp -d)
+work=$(work_dir)
 
 exists() { # exists DATABASE
   [[ -n $(pg_sql postgres -v name="$1" <<<"SELECT 1 FROM pg_database WHERE datname = :'name'") ]]

@@ -8,7 +8,7 @@
 #
 # Parameters: KB_PG_MODE KB_COMPOSE_FILE KB_COMPOSE_SERVICE KB_STAGING
 #   KB_TARGET_DATABASE KB_REPLACED (empty: the run did not go over a database)
-#   KB_SAFETY_COPY (the unverified safety dump's host copy, or empty)
+#   KB_SAFETY_COPY (the unverified safety dump's host copy, whole or .partial, or empty)
 #
 # Prints: KB-RESULT {"stagingDropped": B, "safetyCopyRemoved": B,
 #   "exists": {"staging": B, "target": B, "replaced": B}}
@@ -26,11 +26,14 @@ if exists "$KB_STAGING"; then
   echo "restore-cleanup: dropped the staging database $KB_STAGING"
 fi
 copy_removed=false
-if [[ -n $KB_SAFETY_COPY && -e $KB_SAFETY_COPY ]]; then
-  rm -f -- "$KB_SAFETY_COPY"
-  copy_removed=true
-  echo "restore-cleanup: removed the unverified safety dump $KB_SAFETY_COPY"
-fi
+# The copy a dump cut short is still its .partial (database-backup.sh).
+for copy in ${KB_SAFETY_COPY:+"$KB_SAFETY_COPY" "$KB_SAFETY_COPY.partial"}; do
+  if [[ -e $copy ]]; then
+    rm -f -- "$copy"
+    copy_removed=true
+    echo "restore-cleanup: removed the unverified safety dump $copy"
+  fi
+done
 # Every value is true or false: nothing to escape.
 printf 'KB-RESULT {"stagingDropped": %s, "safetyCopyRemoved": %s, "exists": {"staging": %s, "target": %s, "replaced": %s}}\n' \
   "$staging_dropped" "$copy_removed" \

@@ -74,9 +74,6 @@ failure_reason() { # failure_reason SEGMENT < log
     END { gsub(/ +/, " ", reason); print reason }'
 }
 
-# Anything that looks like a credential, in case a tool printed one (pgBackRest redacts its own).
-redacted() { sed -E 's/((key|secret|password|token|authorization)[A-Za-z_-]*[=:] *)[^ ,;]+/\1***/Ig'; }
-
 reason=''
 failed_wal=$(pg_sql "$KB_DATABASE" <<<"select coalesce(last_failed_wal, '') from pg_stat_archiver")
 if [[ -n $failed_wal ]]; then
@@ -85,7 +82,8 @@ if [[ -n $failed_wal ]]; then
     reason="the server log is not a file here (docker logs, syslog); read it for $failed_wal"
   else
     # The last 4 MB: the failure is recent whenever it matters.
-    reason=$(pg tail -c 4194304 "$log" | failure_reason "$failed_wal" | redacted) || reason=''
+    # What it says is redacted where every host result is (shared/core/redact.ts).
+    reason=$(pg tail -c 4194304 "$log" | failure_reason "$failed_wal") || reason=''
     [[ -n $reason ]] || reason="no lines about $failed_wal in the last 4 MB of $log"
   fi
   reason=${reason:0:600}
@@ -100,7 +98,7 @@ io_timeout=(--io-timeout=10)
 repository='' repository_error=''
 errors=$(mktemp)
 trap 'rm -f "$errors"' EXIT
-pgbr_config_current 2>"$errors" || repository_error=$(redacted <"$errors")
+pgbr_config_current 2>"$errors" || repository_error=$(cat "$errors")
 if [[ -z $repository_error ]]; then
   if info=$(pgbr info --output=json "${io_timeout[@]}" 2>"$errors"); then
     # PostgreSQL reads the JSON (the host may have no JSON tool), quoted by a
@@ -131,7 +129,7 @@ SQL
       } | pg_sql "$KB_DATABASE"
     )
   else
-    repository_error=$(tail -n 5 "$errors" | tr '\n' ' ' | redacted)
+    repository_error=$(tail -n 5 "$errors" | tr '\n' ' ')
     repository_error=${repository_error:0:600}
     [[ -n $repository_error ]] || repository_error='pgbackrest info failed without a message'
   fi

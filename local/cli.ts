@@ -1,5 +1,7 @@
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { createS3Client } from '../shared/core/clients.ts';
+import { parseConfig } from '../shared/core/config.ts';
 import { type LocalEnvironmentOptions, physicalKindsRefusal } from './environment.ts';
 import { localHost } from './host.ts';
 import { PROJECT_ROOT, runWorkflow, workflows } from './runner.ts';
@@ -169,7 +171,8 @@ async function startAndRun(
           signal,
         },
         {
-          host: localHost(environment.hostEnv),
+          // The whole output of each host command goes to the local S3, as Run Command's does to S3.
+          host: localHost(environment.hostEnv, {}, createS3Client(parseConfig(environment.functionEnv))),
           databaseUrl: environment.postgres.url,
           alertsFile: environment.paths.alertsFile,
           print: (line) => console.error(line),

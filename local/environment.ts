@@ -83,6 +83,8 @@ export interface LocalEnvironment {
   paths: {
     backupDir: string;
     hostRoot: string;
+    /** The host's TMPDIR: its scripts' work directories, apart from every other stack's. */
+    hostTmp: string;
     historyDir: string;
     alertsFile: string;
     /** The sample application's state, `running` or `stopped`, as its configured commands leave it. */
@@ -181,11 +183,13 @@ export async function startLocalEnvironment(options: LocalEnvironmentOptions): P
     backupDir,
     hostRoot: join(dataDir, 'host', 'root'),
     historyDir: join(dataDir, 'executions'),
+    hostTmp: join(dataDir, 'host', 'tmp'),
     alertsFile: join(dataDir, 'alerts.log'),
     applicationState: join(dataDir, 'host', 'application.state'),
     afterRestoreLog: join(dataDir, 'host', 'after-restore.log'),
   };
   mkdirSync(backupDir, { recursive: true });
+  mkdirSync(paths.hostTmp, { recursive: true });
   // Seeded once: a files restore's result stays for the next run to see.
   const files = existsSync(paths.hostRoot) ? hostFileSets(paths.hostRoot) : seedHostFiles(paths.hostRoot);
   if (!existsSync(paths.applicationState)) writeFileSync(paths.applicationState, 'running\n');
@@ -249,7 +253,7 @@ export async function startLocalEnvironment(options: LocalEnvironmentOptions): P
       files,
       paths,
     });
-    const hostEnv = localHostEnv(postgres, s3.caFile);
+    const hostEnv = localHostEnv(postgres, s3.caFile, paths.hostTmp);
 
     let physical: PhysicalReadiness;
     if (!pgbackrest) {
@@ -333,10 +337,11 @@ function localFunctionEnv(
   };
 }
 
-function localHostEnv(postgres: PostgresServer, caBundle: string): Record<string, string> {
+function localHostEnv(postgres: PostgresServer, caBundle: string, tmpDir: string): Record<string, string> {
   return {
     PATH: [postgres.binDir, process.env.PATH ?? '/usr/bin:/bin'].filter(Boolean).join(':'),
     HOME: process.env.HOME ?? '/tmp',
+    TMPDIR: tmpDir,
     LANG: 'C.UTF-8',
     ...postgres.env,
     ...LOCAL_S3_CREDENTIALS,

@@ -4,7 +4,15 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import type { HostCommands, Invocation, SendRequest } from '../shared/host/commands.ts';
+import { PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { hostOutputKey } from '../shared/catalog/keys.ts';
+import {
+  type HostCommands,
+  type Invocation,
+  OUTPUT_LIMITS,
+  type OutputStream,
+  type SendRequest,
+} from '../shared/host/commands.ts';
 
 /**
  * The local stand-in for SSM Run Command: it runs the very script the Lambda
@@ -12,7 +20,10 @@ import type { HostCommands, Invocation, SendRequest } from '../shared/host/comma
  * credentials, AWS credentials, PATH). Like SSM it stops a command that outlives
  * its timeout and reports it as TimedOut, and cancels one as the agent does:
  * SIGKILL to the command's whole process group, no trap run (amazon-ssm-agent,
- * agent/executers: killProcess), reported as Cancelled.
+ * agent/executers: killProcess), reported as Cancelled. Its output is what
+ * GetCommandInvocation returns (the first 24,000 characters of stdout, 8,000 of
+ * stderr), and the whole of it goes to the request's output bucket, as the agent
+ * puts it there (keys.ts hostOutputKey), before the command is reported done.
  */
 export interface LocalHost extends HostCommands {
   /** Every script sent, in order: the tests read them for secrets. */
@@ -35,11 +46,13 @@ interface Running {
 
 /**
  * `byInstance` plays several hosts: extra variables for the commands sent to an
- * instance id (another database port, say).
+ * instance id (another database port, say). `s3` is where the whole output of a
+ * command sent with an output bucket goes (the local S3); without it, nowhere.
  */
 export function localHost(
   env: Record<string, string>,
   byInstance: Record<string, Record<string, string>> = {},
+  s3?: S3Client,
   options: {
     /** What a command past its timeout gets: SIGTERM lets its traps run; SIGKILL is what the agent sends. */
     timeoutSignal?: 'SIGTERM' | 'SIGKILL';
@@ -72,11 +85,12 @@ export function localHost(
         stderr: '',
         done: Promise.resolve(),
       };
-      child.stdout?.on('data', (d: Buffer) => {
-        running.stdout += d.toString();
+      // Decoded as a stream: a character split between two chunks stays whole.
+      child.stdout?.setEncoding('utf8').on('data', (d: string) => {
+        running.stdout += d;
       });
-      child.stderr?.on('data', (d: Buffer) => {
-        running.stderr += d.toString();
+      child.stderr?.setEncoding('utf8').on('data', (d: string) => {
+        running.stderr += d;
       });
       let timedOut = false;
       const timer = setTimeout(() => {
@@ -86,18 +100,33 @@ export function localHost(
         // asked to do as the agent does.)
         if (child.pid) process.kill(-child.pid, options.timeoutSignal ?? 'SIGTERM');
       }, request.timeoutSeconds * 1000);
+      const putOutput = async (stream: OutputStream) => {
+        const instance = running.instanceIds[0];
+        if (!s3 || !request.outputBucket || !instance || running[stream] === '') return;
+        await s3.send(
+          new PutObjectCommand({
+            Bucket: request.outputBucket,
+            Key: hostOutputKey(commandId, instance, stream),
+            Body: running[stream],
+            ContentType: 'text/plain; charset=utf-8',
+          }),
+        );
+      };
       running.done = new Promise((resolve) => {
         child.on('close', (code) => {
           clearTimeout(timer);
-          running.status = running.cancelled
-            ? 'Cancelled'
-            : timedOut
-              ? 'TimedOut'
-              : code === 0
-                ? 'Success'
-                : 'Failed';
-          rmSync(dir, { recursive: true, force: true });
-          resolve();
+          // An output the agent cannot put in S3 is missing there, and the command still ends.
+          void Promise.allSettled([putOutput('stdout'), putOutput('stderr')]).then(() => {
+            running.status = running.cancelled
+              ? 'Cancelled'
+              : timedOut
+                ? 'TimedOut'
+                : code === 0
+                  ? 'Success'
+                  : 'Failed';
+            rmSync(dir, { recursive: true, force: true });
+            resolve();
+          });
         });
       });
       commands.set(commandId, running);
@@ -106,7 +135,12 @@ export function localHost(
     async get(commandId, instanceId) {
       const running = commands.get(commandId);
       if (!running) throw new Error(`No local command ${commandId}`);
-      return { status: running.status, instanceId, stdout: running.stdout, stderr: running.stderr };
+      return {
+        status: running.status,
+        instanceId,
+        stdout: running.stdout.slice(0, OUTPUT_LIMITS.stdout),
+        stderr: running.stderr.slice(0, OUTPUT_LIMITS.stderr),
+      };
     },
     async inFlight(since) {
       // A cancelled command is in flight until its processes are gone, as SSM's Cancelling is.

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { appendFileSync, mkdirSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { HistoryEvent } from '@aws-sdk/client-sfn';
@@ -11,6 +11,7 @@ import {
 } from 'aws-local-stepfunctions';
 import type { Notifier } from '../shared/alert/delivery.ts';
 import type { Alert } from '../shared/alert/message.ts';
+import type { Executions } from '../shared/core/run-lock.ts';
 import { CLEANUP_WORKFLOW } from '../shared/restore/cleanup.ts';
 import type { Definition, States } from '../statemachines/steps.ts';
 import { isWorkflow, WORKFLOWS } from '../statemachines/workflows.ts';
@@ -87,6 +88,72 @@ export function loadDefinition(workflow: string): {
   return { definition, functionOf, startsOf };
 }
 
+/**
+ * Step Functions' quota on what a state takes and gives: 256 KiB, the UTF-8
+ * bytes of its JSON (the execution's input, a state's input after Parameters, a
+ * task's result, a state's output). Over it a state fails with
+ * States.DataLimitExceeded, which no Catch of States.ALL catches and no Retry
+ * retries: the execution fails. Locally as in AWS, so that per-table data
+ * carried through a workflow fails here, not in production.
+ */
+export const STATE_PAYLOAD_LIMIT_BYTES = 262_144;
+
+const payloadBytes = (value: unknown) => Buffer.byteLength(JSON.stringify(value) ?? 'null', 'utf8');
+
+/** States.DataLimitExceeded; aws-local-stepfunctions reads isRetryable and isCatchable of an error it meets. */
+class DataLimitExceeded extends Error {
+  override readonly name = 'States.DataLimitExceeded';
+  readonly isRetryable = false;
+  readonly isCatchable = false;
+}
+
+/** Throws States.DataLimitExceeded, in Step Functions' words, when `value` is over the quota. */
+function checkPayload(value: unknown, said: () => string): void {
+  const bytes = payloadBytes(value);
+  if (bytes > STATE_PAYLOAD_LIMIT_BYTES)
+    throw new DataLimitExceeded(
+      `${said()} a size exceeding the maximum number of bytes service limit (${bytes} bytes; at most ${STATE_PAYLOAD_LIMIT_BYTES}).`,
+    );
+}
+
+/**
+ * aws-local-stepfunctions 3 has no hook on a state's output. Every machine it
+ * runs, each Map iteration's too, goes through StateMachine.prototype.execute
+ * with its own event logger, which is handed each state's output as the state
+ * exits, inside the loop whose failure fails the execution: the check sits there.
+ */
+function enforcePayloadLimit(): void {
+  type Logger = {
+    dispatchStateExitedEvent(name: string, type: string, input: unknown, output: unknown): void;
+  };
+  const prototype = StateMachine.prototype as unknown as {
+    execute?: (
+      this: unknown,
+      input: unknown,
+      options: { eventLogger: Logger },
+      ...rest: unknown[]
+    ) => unknown;
+    payloadLimit?: true;
+  };
+  const execute = prototype.execute;
+  if (typeof execute !== 'function')
+    throw new Error(
+      'aws-local-stepfunctions changed: StateMachine.prototype.execute is gone, so the runner cannot enforce the 256 KiB payload limit.',
+    );
+  if (prototype.payloadLimit) return;
+  prototype.payloadLimit = true;
+  prototype.execute = function (input, options, ...rest) {
+    const logger = options.eventLogger;
+    const exited = logger.dispatchStateExitedEvent.bind(logger);
+    logger.dispatchStateExitedEvent = (name, type, stateInput, output) => {
+      checkPayload(output, () => `The state/task '${name}' returned a result with`);
+      exited(name, type, stateInput, output);
+    };
+    return execute.call(this, input, options, ...rest);
+  };
+}
+enforcePayloadLimit();
+
 type Handler = (event: unknown, context: unknown) => Promise<unknown>;
 
 /** The fields of aws-local-stepfunctions' event log entries that the runner reads. */
@@ -111,13 +178,35 @@ export interface LocalWiring {
 const kebab = (name: string) => name.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
 
 /**
+ * DescribeExecution's answer locally, for the run locks: an execution runs while
+ * its `<name>.running` marker in the history directory names a live process
+ * (the runner running it). One that ended, or whose runner died, is not
+ * running, as Step Functions says of an ended execution.
+ */
+export function localExecutions(historyDir: string): Executions {
+  return {
+    async isRunning(executionArn) {
+      const name = executionArn.split(':').at(-1) ?? '';
+      try {
+        process.kill(Number(readFileSync(join(historyDir, `${name}.running`), 'utf8')), 0);
+        return true;
+      } catch {
+        return false; // no marker, or its process is gone
+      }
+    },
+  };
+}
+
+/**
  * What EventBridge and Step Functions do beside an execution, locally: start
- * another workflow (restore-cleanup, which cancelHostCommands starts), and keep
- * each ended execution's history for GetExecutionHistory.
+ * another workflow (restore-cleanup, which cancelHostCommands starts), keep each
+ * ended execution's history for GetExecutionHistory, and say which run
+ * (DescribeExecution, from the history directory).
  */
 interface LocalServices {
   startWorkflow: (workflow: string, input: unknown) => string;
   histories: Map<string, HistoryEvent[]>;
+  historyDir: string;
 }
 
 /** Imports the handler of each function; the modules read their config from process.env now. */
@@ -148,6 +237,7 @@ async function loadHandlers(
       if (!history) throw new Error(`No local execution ${executionArn} has ended.`);
       return history;
     },
+    runLock: localExecutions(services.historyDir),
   };
   const handlers = new Map<string, Handler>();
   for (const fn of new Set(functionNames)) {
@@ -210,6 +300,11 @@ export interface ExecutionRecord {
 }
 
 export async function runWorkflow(options: RunOptions, wiring: LocalWiring): Promise<ExecutionRecord> {
+  // StartExecution refuses a larger input before anything runs.
+  if (payloadBytes(options.input) > STATE_PAYLOAD_LIMIT_BYTES)
+    throw new Error(
+      `The execution input is ${payloadBytes(options.input)} bytes; StartExecution takes at most ${STATE_PAYLOAD_LIMIT_BYTES}.`,
+    );
   const { definition, functionOf, startsOf } = loadDefinition(options.workflow);
   if (options.timeoutSeconds !== undefined) definition.TimeoutSeconds = options.timeoutSeconds;
   const queued: { workflow: string; input: unknown }[] = [];
@@ -219,6 +314,7 @@ export async function runWorkflow(options: RunOptions, wiring: LocalWiring): Pro
       return `arn:aws:states:us-east-1:123456789012:execution:kennel-backup-local-${workflow}:local-started-${randomUUID().slice(0, 8)}`;
     },
     histories: HISTORIES,
+    historyDir: options.historyDir,
   });
   const name =
     options.executionName ??
@@ -232,8 +328,11 @@ export async function runWorkflow(options: RunOptions, wiring: LocalWiring): Pro
   for (const [state, fn] of functionOf) {
     const handler = handlers.get(fn) as Handler;
     taskResourceLocalHandlers[state] = async (input) => {
+      checkPayload(input, () => `The input to the state/task '${state}' has`);
       await options.beforeTask?.(state, input);
-      return (await handler(input, lambdaContext(fn))) as Json;
+      const result = (await handler(input, lambdaContext(fn))) as Json;
+      checkPayload(result, () => `The state/task '${state}' returned a result with`);
+      return result;
     };
   }
   for (const [state, workflow] of startsOf) {
@@ -260,6 +359,10 @@ export async function runWorkflow(options: RunOptions, wiring: LocalWiring): Pro
   };
   override(definition.States);
 
+  // While this marker is there, the execution is running (localExecutions); removed once its history is written.
+  mkdirSync(options.historyDir, { recursive: true });
+  const running = join(options.historyDir, `${name}.running`);
+  writeFileSync(running, String(process.pid));
   const machine = new StateMachine(definition as never, {
     validationOptions: { checkArn: true, checkPaths: true },
   });
@@ -336,6 +439,7 @@ export async function runWorkflow(options: RunOptions, wiring: LocalWiring): Pro
   const historyFile = join(options.historyDir, `${name}.json`);
   const full: ExecutionRecord = { ...record, stopDate, historyFile, events, started: [] };
   writeFileSync(historyFile, `${JSON.stringify(full, null, 2)}\n`);
+  rmSync(running, { force: true });
   const { executionName: _, ...same } = options;
   for (const next of queued) {
     options.progress?.(`starts ${next.workflow} ${JSON.stringify(next.input)}`);

@@ -30,6 +30,7 @@ const server = new S3rver({
   configureBuckets: [{ name: bucket }],
 });
 listNestedCommonPrefixes(server.store, directory);
+conditionalWrites(server);
 const { port } = await server.run();
 process.stdout.write(`listening ${port}\n`);
 const close = () => {
@@ -83,4 +84,88 @@ function holdsObject(path: string): boolean {
   return entries(path).some((e) =>
     e.isDirectory() ? holdsObject(join(path, e.name)) : e.name.endsWith('._S3rver_object'),
   );
+}
+
+/**
+ * S3's conditional writes, which s3rver 3.7.1 ignores (the run locks rely on
+ * them, shared/core/run-lock.ts): PutObject with `If-None-Match: *` (create only)
+ * or `If-Match: <etag>` (replace only the version read), DeleteObject with
+ * `If-Match`. Checked and applied atomically: every PutObject and DeleteObject
+ * of a key waits for the one before it to end (the server is this one process),
+ * so two writers can never both pass the same check. Answered as S3 answers:
+ * 412 PreconditionFailed, 404 NoSuchKey for If-Match on a missing object, 501
+ * NotImplemented for an If-None-Match other than `*`. Multipart parts, copies
+ * and subresources (tagging, ACLs) pass through as before.
+ */
+function conditionalWrites(server: S3rver): void {
+  const queues = new Map<string, Promise<void>>();
+  const SUBRESOURCES = ['uploadId', 'partNumber', 'uploads', 'tagging', 'acl', 'delete'];
+  server.middleware.unshift(async (ctx, next) => {
+    const object = /^\/([^/]+)\/(.+)$/.exec(ctx.path);
+    if (
+      (ctx.method !== 'PUT' && ctx.method !== 'DELETE') ||
+      !object ||
+      SUBRESOURCES.some((name) => name in ctx.query) ||
+      ctx.get('x-amz-copy-source')
+    )
+      return next();
+    const bucket = object[1] as string;
+    const key = decodeURIComponent(object[2] as string);
+    const id = `${bucket}/${key}`;
+    const before = queues.get(id) ?? Promise.resolve();
+    let done = () => {};
+    const gate = new Promise<void>((resolve) => {
+      done = resolve;
+    });
+    const mine = before.then(() => gate);
+    queues.set(id, mine);
+    await before;
+    try {
+      const refusal = await precondition(server.store, bucket, key, ctx.method, {
+        ifMatch: ctx.get('if-match'),
+        ifNoneMatch: ctx.get('if-none-match'),
+      });
+      if (!refusal) return await next();
+      ctx.status = refusal.status;
+      ctx.type = 'application/xml';
+      ctx.body = `<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>${refusal.code}</Code><Message>${refusal.message}</Message><Key>${key.replace(/[<>&]/g, '')}</Key></Error>`;
+    } finally {
+      done();
+      if (queues.get(id) === mine) queues.delete(id);
+    }
+  });
+}
+
+async function precondition(
+  store: S3rver['store'],
+  bucket: string,
+  key: string,
+  method: string,
+  headers: { ifMatch: string; ifNoneMatch: string },
+): Promise<{ status: number; code: string; message: string } | undefined> {
+  const { ifMatch, ifNoneMatch } = headers;
+  if (!ifMatch && !ifNoneMatch) return undefined;
+  if (ifNoneMatch && (method !== 'PUT' || ifNoneMatch !== '*'))
+    return {
+      status: 501,
+      code: 'NotImplemented',
+      message: 'Only If-None-Match: * is supported on PutObject',
+    };
+  const exists = await store.existsObject(bucket, key);
+  if (ifNoneMatch && exists)
+    return {
+      status: 412,
+      code: 'PreconditionFailed',
+      message: 'At least one of the pre-conditions you specified did not hold',
+    };
+  if (!ifMatch) return undefined;
+  if (!exists) return { status: 404, code: 'NoSuchKey', message: 'The specified key does not exist.' };
+  const unquoted = (etag: string) => etag.replace(/^(W\/)?"|"$/g, '');
+  const { etag } = await store.getMetadata(bucket, key);
+  if (ifMatch === '*' || unquoted(ifMatch) === unquoted(etag)) return undefined;
+  return {
+    status: 412,
+    code: 'PreconditionFailed',
+    message: 'At least one of the pre-conditions you specified did not hold',
+  };
 }

@@ -9,7 +9,9 @@ const {
   BACKUP_PREFIXES,
   DUMP_KINDS,
   FILE_KINDS,
+  HOST_OUTPUT_PREFIX,
   KIND_PREFIX,
+  MANIFEST_SUFFIX,
   PHYSICAL_RECORD_PREFIX,
   RECOVERY_RECORD_PREFIX,
   pgbackrestPrefix,
@@ -127,9 +129,14 @@ async function stateMachines(resolveVariable) {
         `The state machine "${key}" in serverless.yml needs an id and a name: the failure alert rule and sendAlert's permissions are built from them.`,
       );
     }
-    return { id: machine.id, name: machine.name };
+    return { key, id: machine.id, name: machine.name };
   });
 }
+
+/** The ARN pattern of a state machine's executions, for IAM resources. */
+const executionsOf = (name) => ({
+  'Fn::Sub': `arn:\${AWS::Partition}:states:\${AWS::Region}:\${AWS::AccountId}:execution:${name}:*`,
+});
 
 /** A prefix's objects in the backup bucket, for IAM resources. */
 const objectsUnder = (prefix) => ({ 'Fn::Sub': `\${BackupBucket.Arn}/${prefix}*` });
@@ -320,6 +327,15 @@ module.exports = {
 
   /** The same prefix for an s3:prefix condition on ListBucket. */
   physicalRecordPrefix: () => `${PHYSICAL_RECORD_PREFIX}*`,
+
+  /** Every host command's whole output, as SSM Run Command writes it (keys.ts HOST_OUTPUT_PREFIX). */
+  hostOutputObjects: () => objectsUnder(`${HOST_OUTPUT_PREFIX}/`),
+
+  /** The same prefix for an s3:prefix condition on ListBucket. */
+  hostOutputPrefix: () => `${HOST_OUTPUT_PREFIX}/*`,
+
+  /** The manifests of the dumps, which the restore's check reads its expected rows from. */
+  databaseManifests: () => ({ 'Fn::Sub': `\${BackupBucket.Arn}/database/*${MANIFEST_SUFFIX}` }),
 
   /** The measured recoveries (shared/catalog/recoveries.ts), written by Lambda stages only. */
   recoveryRecordObjects: () => objectsUnder(RECOVERY_RECORD_PREFIX),
@@ -570,9 +586,18 @@ module.exports = {
 
   /** The executions of every state machine, whose history sendAlert reads to name the failing state. */
   executionArns: async ({ resolveVariable }) =>
-    (await stateMachines(resolveVariable)).map(({ name }) => ({
-      'Fn::Sub': `arn:\${AWS::Partition}:states:\${AWS::Region}:\${AWS::AccountId}:execution:${name}:*`,
-    })),
+    (await stateMachines(resolveVariable)).map(({ name }) => executionsOf(name)),
+
+  /**
+   * The executions of the workflows that take a run lock (a TakeRunLock state in
+   * their definition): runLock asks Step Functions whether a lock's holder still runs.
+   */
+  lockingExecutionArns: async ({ resolveVariable }) => {
+    const definitions = require('./state-machines.cjs');
+    return (await stateMachines(resolveVariable))
+      .filter(({ key }) => 'TakeRunLock' in (definitions[key]?.States ?? {}))
+      .map(({ name }) => executionsOf(name));
+  },
 
   /**
    * startHostCommand may run AWS-RunShellScript on the configured targets only:

@@ -7,19 +7,23 @@ import {
   hostCommand,
   hostCommandNames,
   type LambdaName,
+  MAX_EXECUTION_SECONDS,
   NOTIFY_RUN_FAILURE,
   notify,
   PLAN,
   plan,
   RECEIVE_REQUEST,
+  releaseRunLock,
   type States,
+  takeRunLock,
   task,
 } from './steps.ts';
 
 /**
- * The shape both backup workflows share: plan the runs, back up each target in a
- * Map whose iterations alert their own failure, prune, and fail at the end
- * naming the runs that failed.
+ * The shape both backup workflows share: plan the runs, take the run lock of
+ * the kind on each planned target, back up each target in a Map whose
+ * iterations alert their own failure, prune, give the lock back, and fail at
+ * the end naming the runs that failed.
  */
 
 const onRunError = { next: NOTIFY_RUN_FAILURE };
@@ -49,12 +53,20 @@ export function backupWorkflow(options: BackupWorkflowOptions): Definition {
   return {
     Comment: options.comment,
     StartAt: RECEIVE_REQUEST,
-    TimeoutSeconds: 86_400,
+    TimeoutSeconds: MAX_EXECUTION_SECONDS,
     States: {
       ...plan(options.plan.name, options.plan.fn, {
         receiveComment: options.plan.receiveComment,
         comment: options.plan.comment,
         resultPath: at('plans'),
+        next: 'TakeRunLock',
+      }),
+      // One kind of one target at a time: the scheduled kinds come round again, so a second run refuses.
+      ...takeRunLock({
+        workflow,
+        timeoutSeconds: MAX_EXECUTION_SECONDS,
+        targets: 'States.ArrayUnique($.plans[*].target)',
+        scope: '$.plans[0].kind',
         next: 'BackUpEachTarget',
       }),
       ...forEach('BackUpEachTarget', {
@@ -126,8 +138,9 @@ export function backupWorkflow(options: BackupWorkflowOptions): Definition {
           },
         },
         resultPath: at('runs'),
-        next: 'CheckRuns',
+        next: 'ReleaseRunLock',
       }),
+      ...releaseRunLock('ReleaseRunLock', 'CheckRuns'),
       CheckRuns: {
         Type: 'Pass',
         Comment: 'Did any target fail?',

@@ -77,7 +77,7 @@ export function databaseBackup(): Definition {
           commandComment:
             "Restores the host's copy (same sha256 as the verified object) into this run's scratch database.",
           checkComment:
-            "Checks every table of the manifest (a monthly dump's log tables too) with its exact row count in the scratch database, then drops it whatever happens.",
+            "Checks every table of the manifest (a monthly dump's log tables too) with its exact row count in the scratch database, and its encoding, locale, owner and settings, then drops it whatever happens.",
           plan: at(PLAN),
           sha256: at('verification', 'sha256'),
           commandResult: at('restoreCommand'),

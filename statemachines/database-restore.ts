@@ -11,7 +11,9 @@ import {
   PLAN,
   plan,
   RECEIVE_REQUEST,
+  releaseRunLock,
   report,
+  takeRunLock,
   task,
 } from './steps.ts';
 
@@ -42,6 +44,8 @@ export const RESTORE_RESULT = {
   ...SWAP_RESULT,
 } as const;
 
+const RESTORE_TIMEOUT_SECONDS = 43_200;
+
 export function databaseRestore(): Definition {
   const S = RESTORE_STATE;
   const C = RESTORE_COMMAND;
@@ -52,7 +56,7 @@ export function databaseRestore(): Definition {
     Comment:
       'Database restore of the Kennel Management System, started by an operator: plan (or dry run), restore into a staging database, check, then (over a database) stop the application, safety dump, swap, start the application; every failure after the stop starts the application again and is alerted.',
     StartAt: RECEIVE_REQUEST,
-    TimeoutSeconds: 43_200,
+    TimeoutSeconds: RESTORE_TIMEOUT_SECONDS,
     States: {
       ...plan(S.plan, 'planRestore', {
         receiveComment:
@@ -65,6 +69,14 @@ export function databaseRestore(): Definition {
       ...dryRun({
         returnComment:
           'The archives with their windows, what the result will hold and the checks it must pass.',
+        next: 'TakeRunLock',
+      }),
+      // Two restores into one database never overlap: the second refuses before touching the host.
+      ...takeRunLock({
+        workflow: 'database-restore',
+        timeoutSeconds: RESTORE_TIMEOUT_SECONDS,
+        targets: `States.Array(${at(R.plan, 'target')})`,
+        scope: `States.Format('database/{}', ${at(R.plan, 'targetDatabase')})`,
         next: C.restore.start,
       }),
       ...hostCommand(C.restore, {
@@ -85,7 +97,8 @@ export function databaseRestore(): Definition {
         onError,
         next: SWAP_STATE.enter,
       }),
-      ...stagedSwap({ report: S.report, what: 'the restored backup' }),
+      ...stagedSwap({ report: 'ReleaseRunLock', what: 'the restored backup' }),
+      ...releaseRunLock('ReleaseRunLock', S.report),
       ...report(S.report, 'reportRestore', {
         comment:
           'Writes the record of the restore: what was restored from which backup, the checks passed and the time each stage took.',
@@ -100,6 +113,7 @@ export function databaseRestore(): Definition {
       }),
       ...failureEnd({
         workflow: 'database-restore',
+        runLock: true,
         comment:
           'Posts the failure, what state the database is in and which safety dump brings it back; never hides the original error.',
         failed: {

@@ -7,6 +7,7 @@ import {
   failureEnd,
   hostCommand,
   hostCommandNames,
+  MAX_EXECUTION_SECONDS,
   NOTIFY_FAILURE,
   PLAN,
   plan,
@@ -57,7 +58,7 @@ export function pointInTimeRecovery(): Definition {
     Comment:
       'Point-in-time recovery of the Kennel Management System from the WAL, started by an operator: plan (or dry run) against the catalog and the repository; one database restored side by side to the target second and swapped into place (application stopped only for the swap, safety dump first, the replaced database kept), or the whole cluster recovered in place and a full backup started.',
     StartAt: RECEIVE_REQUEST,
-    TimeoutSeconds: 86_400,
+    TimeoutSeconds: MAX_EXECUTION_SECONDS,
     States: {
       ...plan(S.plan, 'planPointInTimeRecovery', {
         receiveComment:

@@ -82,7 +82,7 @@ export function restoreDrill(): Definition {
         commandComment:
           "Restores the chosen backup on the host into the drill's own scratch database, after checking its sha256.",
         checkComment:
-          "Checks every table's exact row count against the manifest, records the result in it, and drops the scratch database.",
+          "Checks every table's exact row count, and the database's encoding, locale, owner and settings, against the manifest, records the result in it, and drops the scratch database.",
         plan: at(R.drill, 'plan'),
         sha256: at(R.drill, 'sha256'),
         commandResult: at(R.restoreTestCommand),

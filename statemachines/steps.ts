@@ -64,9 +64,19 @@ export const TASK_SECONDS = {
   planPrepareHost: 60,
   reportPrepareHost: 60,
   sendAlert: 60,
+  runLock: 30,
 } as const;
 
 export type LambdaName = keyof typeof TASK_SECONDS;
+
+/**
+ * The longest any workflow runs: the largest TimeoutSeconds of a definition,
+ * where Step Functions ends an execution whatever it is doing. Whatever a run
+ * left (an archive without its manifest, a partial file, a scratch database) is
+ * provably no running execution's once the run started longer ago than this.
+ * A unit test holds every workflow to it.
+ */
+export const MAX_EXECUTION_SECONDS = 86_400;
 
 /**
  * The retry policy, the only one. A stage is retried when a dependency did not
@@ -321,6 +331,8 @@ export function notify(name: string, options: NotifyOptions): States {
 
 export interface FailureEndOptions {
   workflow: string;
+  /** The workflow takes a run lock (takeRunLock): a failure gives it back after the alert, when it was taken. */
+  runLock?: boolean;
   /** What NotifyFailure posts. */
   comment: string;
   /** The Fail state that ends the execution with the original error and cause. */
@@ -331,13 +343,32 @@ export interface FailureEndOptions {
 
 /** NotifyFailure, then a Fail state with the original error; AlertNotSent when the alert failed too. */
 export function failureEnd(options: FailureEndOptions): States {
+  const afterAlert = options.runLock ? WAS_RUN_LOCK_TAKEN : options.failed.name;
   return {
     ...notify(NOTIFY_FAILURE, {
       workflow: options.workflow,
       comment: options.comment,
-      next: options.failed.name,
-      ifNotSent: { next: ALERT_NOT_SENT, resultPath: at('alertFailure') },
+      next: afterAlert,
+      ifNotSent: { next: options.runLock ? afterAlert : ALERT_NOT_SENT, resultPath: at('alertFailure') },
     }),
+    ...(options.runLock
+      ? {
+          [WAS_RUN_LOCK_TAKEN]: {
+            Type: 'Choice',
+            Comment:
+              'Gives the run lock back when this run took it; a run refused at TakeRunLock holds none.',
+            Choices: [{ Variable: at(RUN_LOCK), IsPresent: true, Next: 'ReleaseRunLockAfterFailure' }],
+            Default: 'WasAlertSent',
+          },
+          ...releaseRunLock('ReleaseRunLockAfterFailure', 'WasAlertSent'),
+          WasAlertSent: {
+            Type: 'Choice',
+            Comment: 'Ends with the original error, or says the alert itself failed.',
+            Choices: [{ Variable: at('alertFailure'), IsPresent: true, Next: ALERT_NOT_SENT }],
+            Default: options.failed.name,
+          },
+        }
+      : {}),
     [options.failed.name]: {
       Type: 'Fail',
       Comment: options.failed.comment,
@@ -474,5 +505,60 @@ export function onEachHost(name: string, options: OnEachHostOptions): States {
     },
     resultPath: options.resultPath,
     next: options.next,
+  });
+}
+
+/** Where TakeRunLock's result goes: the lock keys taken and till when; ReleaseRunLock reads them. */
+export const RUN_LOCK = 'runLock';
+const WAS_RUN_LOCK_TAKEN = 'WasRunLockTaken';
+
+export interface TakeRunLockOptions {
+  /** The workflow's name, recorded in the lock for whoever finds it held. */
+  workflow: string;
+  /** The workflow's TimeoutSeconds: the lock holds until the run's start plus this. */
+  timeoutSeconds: number;
+  /** JSONPath (or an intrinsic) giving the targets locked, and the scope: a backup kind, or `database/<name>`. */
+  targets: string;
+  scope: string;
+  next: string;
+}
+
+/**
+ * TakeRunLock (shared/core/run-lock.ts): the run's locks, before it changes
+ * anything; another running execution holding one fails this run with
+ * RunLockHeldError, caught to NotifyFailure.
+ */
+export function takeRunLock(options: TakeRunLockOptions): States {
+  return task('TakeRunLock', 'runLock', {
+    comment:
+      'Takes the lock of this kind (or target database) on each target by a conditional S3 write; refuses, naming the holder, when another running execution holds one. A lock whose execution has ended, or whose validity passed, is taken over.',
+    parameters: {
+      action: 'take',
+      workflow: options.workflow,
+      timeoutSeconds: options.timeoutSeconds,
+      'targets.$': options.targets,
+      'scope.$': options.scope,
+      'execution.$': EXECUTION_ID,
+      'startedAt.$': '$$.Execution.StartTime',
+    },
+    resultPath: at(RUN_LOCK),
+    onError: { next: NOTIFY_FAILURE },
+    next: options.next,
+  });
+}
+
+/**
+ * Gives this run's locks back (those it still holds). A failure to do so is
+ * recorded and passed over: the next run finds the lock's execution ended and
+ * takes it over.
+ */
+export function releaseRunLock(name: string, next: string): States {
+  return task(name, 'runLock', {
+    comment:
+      'Gives back the run locks this execution holds (a conditional delete on the ETag read); one it no longer holds is left alone.',
+    parameters: { action: 'release', 'keys.$': at(RUN_LOCK, 'keys'), 'execution.$': EXECUTION_ID },
+    resultPath: at('runLockReleased'),
+    onError: { next, resultPath: at('runLockNotReleased') },
+    next,
   });
 }

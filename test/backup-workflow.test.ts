@@ -17,6 +17,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { psql } from '../local/environment.ts';
 import { manifestKey } from '../shared/catalog/keys.ts';
 import type { DatabaseManifest } from '../shared/catalog/manifest.ts';
+import { qualifiedName, type TableName } from '../shared/core/identifiers.ts';
 import { tableChecksums } from './support/checksums.ts';
 import { getBytes, putBytes, runIn, runsOf, startWorld, type TestWorld } from './support/environment.ts';
 import { pastBackup } from './support/manifests.ts';
@@ -37,6 +38,15 @@ function scratchDatabases(): string[] {
     .split('\n')
     .filter(Boolean);
 }
+
+/** The rows a manifest counted in one table. */
+function rowsOf(manifest: DatabaseManifest, schema: string, name: string): number | undefined {
+  return manifest.tables.find((t) => t.schema === schema && t.name === name)?.rows;
+}
+
+/** How a restore test describes a database of the local cluster's defaults (initdb's locale, the superuser's). */
+const SAMPLE_DATABASE =
+  'encoding UTF8, locale C.UTF-8/C.UTF-8, owner kennel_admin and 0 settings as backed up';
 
 function localFiles(): string[] {
   const dir = join(world.env.paths.backupDir, 'database/full/kennel_prod');
@@ -84,8 +94,11 @@ describe('full database backup, end to end', () => {
     const manifest = await world.catalog.readDatabaseManifest(output.plan.manifestKey);
     expect(manifest.verification.state).toBe('verified');
     expect(manifest.verification.restoreTest?.state).toBe('passed');
-    expect(manifest.excludedTables).toEqual(['audit_logs', 'session_logs']);
-    expect(Object.keys(manifest.tables)).not.toContain('public.audit_logs');
+    expect(manifest.excludedTables).toEqual([
+      { schema: 'public', name: 'audit_logs' },
+      { schema: 'public', name: 'session_logs' },
+    ]);
+    expect(manifest.tables.map(qualifiedName)).not.toContain('public.audit_logs');
 
     // The bytes in S3 are the manifest's, and decompress to a dump that restores.
     const bytes = await getBytes(world.s3, world.env.bucket, output.plan.archiveKey);
@@ -99,11 +112,12 @@ describe('full database backup, end to end', () => {
       encoding: 'utf8',
     });
     expect(restore.status, restore.stderr).toBe(0);
-    for (const [table, rows] of Object.entries(manifest.tables)) {
-      expect(Number(world.sql('e2e_restore_check', `SELECT count(*) FROM ${table}`)), table).toBe(rows);
-      expect(Number(world.sql('kennel_prod', `SELECT count(*) FROM ${table}`)), table).toBe(rows);
+    for (const table of manifest.tables) {
+      const name = qualifiedName(table);
+      expect(Number(world.sql('e2e_restore_check', `SELECT count(*) FROM ${name}`)), name).toBe(table.rows);
+      expect(Number(world.sql('kennel_prod', `SELECT count(*) FROM ${name}`)), name).toBe(table.rows);
     }
-    expect(manifest.tables['public.bookings']).toBeGreaterThan(1000);
+    expect(rowsOf(manifest, 'public', 'bookings')).toBeGreaterThan(1000);
     world.sql('postgres', 'DROP DATABASE e2e_restore_check');
 
     expect(scratchDatabases()).toEqual([]);
@@ -256,17 +270,30 @@ describe('every failure ends in an alert and a failed execution, with nothing ma
     expect(manifest.verification.restoreTest?.state).toBe('failed');
   });
 
-  it('an unreachable S3', async () => {
+  it('an unreachable S3: the run lock cannot be taken, so nothing reaches the host', async () => {
     const dead = 'http://127.0.0.1:1';
-    const before = localFiles();
-    // The dump alone (a named database plans no pgBackRest run, which would fail as well).
     const run = await runIn(world, {
       input: { database: 'kennel_prod' },
       functionEnv: { S3_ENDPOINT_URL: dead },
     });
+    expect(run.record.status).toBe('FAILED');
+    expect(run.record.error).toBe('TransientError');
+    expect(run.alerts).toHaveLength(1);
+    expect(run.alerts[0]).toMatchObject({ state: 'TakeRunLock', error: 'TransientError' });
+    expect(run.alerts[0]?.cause).toContain('Taking the run lock locks/local/full failed (ECONNREFUSED)');
+    expect(run.host.sent).toEqual([]);
+  });
+
+  it('an S3 the host cannot write to', async () => {
+    const before = localFiles();
+    // The dump alone (a named database plans no pgBackRest run, which would fail as well).
+    const run = await runIn(world, {
+      input: { database: 'kennel_prod' },
+      hostEnv: { AWS_ACCESS_KEY_ID: 'NOT-A-KEY-OF-THIS-S3' },
+    });
     await expectFailure(run, 'CheckDump', 'HostCommandFailedError');
-    expect(run.alerts[0]?.cause).toMatch(/Could not connect to the endpoint URL|Connection refused/i);
-    // The host keeps no copy of an archive that never reached S3.
+    expect(run.alerts[0]?.cause).toMatch(/InvalidAccessKeyId|AccessDenied|access key/i);
+    // The host keeps no copy (not even a partial one) of an archive that never reached S3.
     expect(localFiles()).toEqual(before);
   });
 });
@@ -333,7 +360,7 @@ describe('manifest', () => {
 });
 
 describe('row counts taken from the archive', () => {
-  it('name each table exactly (a dot, a quote, an odd schema, an empty table), for the restore test', async () => {
+  it('name each table by schema and name (a dot, a quote, an odd schema, an empty table, names that join alike), and leave out only the log tables of their own schema', async () => {
     world.sql('postgres', 'CREATE DATABASE kennel_odd');
     world.sql(
       'kennel_odd',
@@ -342,18 +369,41 @@ describe('row counts taken from the archive', () => {
        CREATE SCHEMA "Odd Schema";
        CREATE TABLE "Odd Schema"."say ""hi""" (id int PRIMARY KEY, note text);
        INSERT INTO "Odd Schema"."say ""hi""" VALUES (1, E'two\\nlines');
-       CREATE TABLE public.empty (x int);`,
+       CREATE TABLE public.empty (x int);
+       -- Joined with a dot, both are "x.y.z": two tables all the same.
+       CREATE SCHEMA x; CREATE SCHEMA "x.y";
+       CREATE TABLE x."y.z" (n int); INSERT INTO x."y.z" VALUES (1);
+       CREATE TABLE "x.y".z (n int); INSERT INTO "x.y".z VALUES (1), (2), (3);
+       -- The log table (EXCLUDED_TABLES: public.audit_logs), and a billing table of the same name that is not one.
+       CREATE TABLE public.audit_logs (n int); INSERT INTO public.audit_logs VALUES (1), (2), (3), (4), (5);
+       CREATE SCHEMA billing;
+       CREATE TABLE billing.audit_logs (n int); INSERT INTO billing.audit_logs VALUES (1), (2);`,
     );
-    const hi = 'Odd Schema.say "hi"';
     try {
       const full = await runIn(world, { input: { database: 'kennel_odd' } });
       expect(full.record.status, full.record.cause).toBe('SUCCEEDED');
       const fullManifest = await world.catalog.readDatabaseManifest(
         runsOf(full.record)[0]?.plan.manifestKey ?? '',
       );
-      expect(fullManifest.tables).toEqual({ 'public.a.b': 2, [hi]: 1, 'public.empty': 0 });
+      const byName = (a: TableName, b: TableName) => qualifiedName(a).localeCompare(qualifiedName(b));
+      expect(fullManifest.tables.toSorted(byName)).toEqual(
+        [
+          { schema: 'public', name: 'a.b', rows: 2 },
+          { schema: 'Odd Schema', name: 'say "hi"', rows: 1 },
+          { schema: 'public', name: 'empty', rows: 0 },
+          { schema: 'x', name: 'y.z', rows: 1 },
+          { schema: 'x.y', name: 'z', rows: 3 },
+          { schema: 'billing', name: 'audit_logs', rows: 2 },
+        ].toSorted(byName),
+      );
       expect(fullManifest.verification.restoreTest?.state).toBe('passed');
-      expect(fullManifest.verification.restoreTest?.detail).toBe('3 tables, 3 rows match the dump');
+      expect(fullManifest.verification.restoreTest?.detail).toBe(
+        `6 tables, 9 rows match the dump; ${SAMPLE_DATABASE}`,
+      );
+      // The log table's definition is in the dump, its rows are not.
+      const dump = zstdDecompressSync(await getBytes(world.s3, world.env.bucket, fullManifest.archive.key));
+      expect(dump.toString('utf8')).toContain('CREATE TABLE public.audit_logs');
+      expect(dump.toString('utf8')).not.toContain('COPY public.audit_logs');
     } finally {
       world.sql('postgres', 'DROP DATABASE kennel_odd WITH (FORCE)');
     }
@@ -379,13 +429,13 @@ describe('row counts taken from the archive', () => {
 
 describe('the monthly dump, the long-term copy', () => {
   it("holds every table, the log tables' rows included, passes its restore test, and restores exactly", async () => {
-    const tables = world
-      .sql(
-        'kennel_prod',
-        "SELECT format('%I.%I', schemaname, tablename) FROM pg_tables WHERE schemaname = 'public' ORDER BY 1",
-      )
-      .split('\n');
-    expect(tables).toEqual(expect.arrayContaining(['public.audit_logs', 'public.session_logs']));
+    const tables: TableName[] = world
+      .sql('kennel_prod', "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1")
+      .split('\n')
+      .map((name) => ({ schema: 'public', name }));
+    expect(tables.map(qualifiedName)).toEqual(
+      expect.arrayContaining(['public.audit_logs', 'public.session_logs']),
+    );
     // Nothing writes to kennel_prod in these tests: the reference taken before the run is the data at the dump.
     const reference = tableChecksums(world, 'kennel_prod', tables);
     const sequences = world.sql(
@@ -406,14 +456,14 @@ describe('the monthly dump, the long-term copy', () => {
     expect(manifest.excludedTables).toEqual([]);
     const logRows = Number(world.sql('kennel_prod', 'SELECT count(*) FROM audit_logs'));
     expect(logRows).toBeGreaterThan(0);
-    expect(manifest.tables['public.audit_logs']).toBe(logRows);
-    expect(manifest.tables['public.session_logs']).toBe(
+    expect(rowsOf(manifest, 'public', 'audit_logs')).toBe(logRows);
+    expect(rowsOf(manifest, 'public', 'session_logs')).toBe(
       Number(world.sql('kennel_prod', 'SELECT count(*) FROM session_logs')),
     );
     // Its restore test counted the log tables too.
     expect(manifest.verification.restoreTest?.state).toBe('passed');
     expect(manifest.verification.restoreTest?.detail).toBe(
-      `${Object.keys(manifest.tables).length} tables, ${Object.values(manifest.tables).reduce((a, b) => a + b, 0)} rows match the dump`,
+      `${manifest.tables.length} tables, ${manifest.tables.reduce((sum, t) => sum + t.rows, 0)} rows match the dump; ${SAMPLE_DATABASE}`,
     );
     expect(tableChecksums(world, 'kennel_prod', tables)).toEqual(reference);
 
@@ -466,7 +516,9 @@ exec "\${@:7}"
       });
       expect(run.record.status, run.record.cause).toBe('SUCCEEDED');
       const tools = readFileSync(log, 'utf8').trim().split('\n');
-      expect(tools).toEqual(['psql', 'pg_dump', 'psql', 'createdb', 'psql']);
+      // The dump's snapshot session and pg_dump; the restore test's name check, roles, CREATE DATABASE,
+      // dump and settings; last, LocalPrune's listing of leftover databases, through compose as every other tool.
+      expect(tools).toEqual(['psql', 'pg_dump', 'psql', 'psql', 'psql', 'psql', 'psql', 'psql']);
     } finally {
       rmSync(bin, { recursive: true, force: true });
     }

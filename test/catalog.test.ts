@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, utimesSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { GetObjectCommand, ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
@@ -7,10 +7,13 @@ import { LOCAL_S3_CREDENTIALS, type LocalS3, startLocalS3 } from '../local/s3.ts
 import type { Plan } from '../shared/backup/database-plan.ts';
 import { pruneRun } from '../shared/backup/stages.ts';
 import { Catalog } from '../shared/catalog/catalog.ts';
+import { orphanArchives } from '../shared/catalog/leftovers.ts';
 import { legacyArchives } from '../shared/catalog/legacy.ts';
+import { listPhysicalBackups, newestVerifiedPhysicalFull } from '../shared/catalog/physical.ts';
 import { createS3Client } from '../shared/core/clients.ts';
 import { parseConfig } from '../shared/core/config.ts';
-import { InvalidInputError } from '../shared/core/errors.ts';
+import { BadManifestError, InvalidInputError } from '../shared/core/errors.ts';
+import { logger } from '../shared/core/logger.ts';
 import { findBackup } from '../shared/restore/find-backup.ts';
 import { pastBackup } from './support/manifests.ts';
 
@@ -168,7 +171,7 @@ describe('the catalog reads only what it needs, however long the history', () =>
     const plan = { kind: 'full', target: 'primary', database: 'kennel_prod' } as Plan;
     let removed: string[] = [];
     const count = await reads(async () => {
-      removed = (await pruneRun(catalog, plan, NOW)).removedFromS3;
+      removed = (await pruneRun(catalog, plan, NOW, 86_400)).removedFromS3;
     });
     // Each is a minute older than its whole days: 30..60 days are past 30 days, 29 is not;
     // incrementals 7..20 days are past their 7; log archives keep their 7 years.
@@ -185,6 +188,88 @@ describe('the catalog reads only what it needs, however long the history', () =>
     expect((await catalog.manifestKeys('incremental', 'primary', 'kennel_prod')).length).toBe(6);
     expect((await catalog.manifestKeys('transaction-logs', 'primary', 'kennel_prod')).length).toBe(200);
     expect(count).toBeLessThanOrEqual(31 + 1 + 14);
+  });
+});
+
+describe('one unreadable catalog object blocks nothing', () => {
+  const today = manifest('full', 0);
+  const garbage = today.archive.key.replace(/_\w+\.sql\.zst$/, '_garbage.sql.zst.manifest.json');
+  const wrongShape = today.archive.key.replace(/_\w+\.sql\.zst$/, '_shape.sql.zst.manifest.json');
+  const record = 'catalog/pgbackrest/primary/2026/01/01/garbage.json';
+
+  beforeAll(async () => {
+    // Newer than every real manifest, so each reader meets them first.
+    await catalog.writeObject(garbage, '{"version": 1, "kind": "full", tru', 'application/json');
+    await catalog.writeObject(wrongShape, '{"version": 2}', 'application/json');
+    await catalog.writeObject(record, 'not json', 'application/json');
+  });
+  afterAll(async () => {
+    await catalog.removeKeys([garbage, wrongShape, record]);
+  });
+
+  it('every listing passes over it and names its key in the log; asked for by name, it is refused naming the key', async () => {
+    const warned = vi.spyOn(logger, 'warn');
+    try {
+      expect((await catalog.newestOf('full', 'primary', 'kennel_prod', NOW)).newestUsable).toEqual(
+        manifest('full', 1),
+      );
+      const all = await catalog.list('full', 'primary', 'kennel_prod');
+      expect(all.length).toBeGreaterThan(0);
+      expect(all.at(-1)).toEqual(manifest('full', 1));
+      expect(
+        (await findBackup(catalog, ['full', 'monthly', 'safety'], 'primary', 'kennel_prod', 'latest')).runId,
+      ).toBe(manifest('full', 1).runId);
+      expect(await listPhysicalBackups(catalog, 'primary')).toEqual([]);
+      expect(await newestVerifiedPhysicalFull(catalog, 'primary', { restoreTested: false })).toBeUndefined();
+      const pruned = await pruneRun(
+        catalog,
+        { kind: 'full', target: 'primary', database: 'kennel_prod' } as Plan,
+        NOW,
+        86_400,
+      );
+      expect(pruned.removedFromS3).toEqual([]);
+      const skipped = warned.mock.calls.map(([, extra]) => (extra as { key?: string } | undefined)?.key);
+      expect(new Set(skipped)).toEqual(new Set([garbage, wrongShape, record]));
+    } finally {
+      warned.mockRestore();
+    }
+    const named = findBackup(catalog, ['full'], 'primary', 'kennel_prod', garbage);
+    await expect(named).rejects.toThrow(BadManifestError);
+    await expect(named).rejects.toThrow(
+      `The manifest s3://${BUCKET}/${garbage} is unreadable (not valid JSON: `,
+    );
+    await expect(catalog.readManifest(wrongShape)).rejects.toThrow(
+      new RegExp(
+        `^The manifest s3://${BUCKET}/${wrongShape} is unreadable \\(not a manifest: .*restore from another backup\\.$`,
+      ),
+    );
+  });
+});
+
+describe('archives without a manifest', () => {
+  it('pruning removes those older than the leftover age, and no younger one', async () => {
+    const old =
+      'database/full/primary/kennel_prod/2020/01/01/kennel_prod_full_20200101T020000Z_0ld0ld00.sql.zst';
+    const young = manifest('full', 0).archive.key.replace(/\.sql\.zst$/, '_young.sql.zst');
+    const safety =
+      'database/safety/primary/kennel_prod/2020/01/01/kennel_prod_safety_20200101T020000Z_0ld0ld00.sql.zst';
+    for (const key of [old, young, safety])
+      await catalog.writeObject(key, 'cut short', 'application/octet-stream');
+    // s3rver dates an object by its file: two days ago, as an upload of two days ago.
+    const twoDaysAgo = new Date(NOW.getTime() - 2 * 86_400_000);
+    for (const key of [old, safety])
+      utimesSync(join(dir, 's3', BUCKET, `${key}._S3rver_object`), twoDaysAgo, twoDaysAgo);
+    const orphans = await orphanArchives(catalog, 'full', 'primary', 'kennel_prod', NOW);
+    expect(orphans.map((o) => [o.name, o.bytes, o.ageSeconds >= 2 * 86_400 - 60])).toEqual([
+      [old, 9, true],
+      [young, 9, false],
+    ]);
+    const plan = { kind: 'full', target: 'primary', database: 'kennel_prod' } as Plan;
+    expect((await pruneRun(catalog, plan, NOW, 86_400)).removedLeftovers).toEqual([old, safety]);
+    expect((await orphanArchives(catalog, 'full', 'primary', 'kennel_prod', NOW)).map((o) => o.name)).toEqual(
+      [young],
+    );
+    await catalog.removeKeys([young]);
   });
 });
 

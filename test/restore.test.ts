@@ -8,6 +8,7 @@ import { restoreTestPlanOf } from '../shared/backup/database-plan.ts';
 import { BACKUP_HOST_COMMANDS } from '../shared/backup/host-commands.ts';
 import type { DatabaseManifest } from '../shared/catalog/manifest.ts';
 import { parseConfig } from '../shared/core/config.ts';
+import { qualifiedName } from '../shared/core/identifiers.ts';
 import { parseComment } from '../shared/host/commands.ts';
 import { renderHostCommand } from '../shared/host/scripts.ts';
 import { planRestore } from '../shared/restore/database-plan.ts';
@@ -24,13 +25,13 @@ let world: TestWorld;
 /** The full backup every test restores, and each table's content when it was taken. */
 let verified: DatabaseManifest;
 let atBackup: Record<string, string>;
-let tables: string[];
+let tables: DatabaseManifest['tables'];
 
 beforeAll(async () => {
   world = await startWorld();
   const run = await runIn(world, { input: { kind: 'full' } });
   verified = await world.catalog.readDatabaseManifest(runsOf(run.record)[0]?.plan.manifestKey ?? '');
-  tables = Object.keys(verified.tables);
+  tables = verified.tables;
   atBackup = tableChecksums(world, 'kennel_prod', tables);
 });
 afterAll(async () => {
@@ -50,6 +51,13 @@ function damageProduction() {
 
 const restore = (input: unknown, extra: Parameters<typeof runIn>[1] = {}) =>
   runIn(world, { workflow: 'database-restore', input, ...extra });
+
+/** A checksum of every row a query gives (as tableChecksums takes of a table). */
+const checksumOf = (database: string, query: string) =>
+  world.sql(
+    database,
+    `SELECT count(*) || ':' || coalesce(md5(string_agg(t::text, '|' ORDER BY t::text)), '') FROM (${query}) t`,
+  );
 
 /** The manifest key a backup execution's run wrote. */
 const manifestKeyOf = (record: ExecutionRecord) =>
@@ -76,13 +84,13 @@ describe('the database-restore workflow', () => {
       applicationDownSeconds: null,
     });
     expect(output.checks).toContain(
-      `all ${tables.length} tables of the backup are present with exactly the row counts of the dump (${Object.values(verified.tables).reduce((a, b) => a + b, 0)} rows)`,
+      `all ${tables.length} tables of the backup are present with exactly the row counts of the dump (${verified.tables.reduce((sum, t) => sum + t.rows, 0)} rows)`,
     );
     // The log tables' rows are not in the daily full: the record says so, and where they are.
     expect(output.rows).toEqual([
       'public.audit_logs: empty (0 rows): the daily full leaves its rows out; they are in kennel_prod itself, and in a point-in-time recovery (the point-in-time-recovery workflow) within the point-in-time window',
       'public.session_logs: empty (0 rows): the daily full leaves its rows out; they are in kennel_prod itself, and in a point-in-time recovery (the point-in-time-recovery workflow) within the point-in-time window',
-      ...tables.map((t) => `${t}: ${verified.tables[t]} rows from the backup`),
+      ...tables.map((t) => `${qualifiedName(t)}: ${t.rows} rows from the backup`),
     ]);
     expect(world.sql('kennel_restored', 'SELECT count(*) FROM audit_logs')).toBe('0');
     expect(stagesOf(output).map((s) => s.stage)).toEqual([
@@ -117,10 +125,10 @@ describe('the database-restore workflow', () => {
     };
     // The new customer's session as the restore must leave it: its customer is not in the backup.
     const logTables = [
-      'audit_logs',
-      `(SELECT id, CASE WHEN id = ${orphan} THEN NULL ELSE customer_id END, staff_user, ip, user_agent, created_at FROM session_logs)`,
+      'SELECT * FROM audit_logs',
+      `SELECT id, CASE WHEN id = ${orphan} THEN NULL ELSE customer_id END, staff_user, ip, user_agent, created_at FROM session_logs`,
     ];
-    const logsBefore = tableChecksums(world, 'kennel_prod', logTables);
+    const logsBefore = logTables.map((q) => checksumOf('kennel_prod', q));
     const sequencesBefore = world.sql('kennel_prod', 'SELECT last_value FROM audit_logs_id_seq');
     const beforeRestore = tableChecksums(world, 'kennel_prod', tables);
     // A safety dump from an earlier restore, past its 30 days: this restore prunes it.
@@ -135,7 +143,7 @@ describe('the database-restore workflow', () => {
     expect(run.record.status, run.record.cause).toBe('SUCCEEDED');
     expect(tableChecksums(world, 'kennel_prod', tables)).toEqual(atBackup);
     // The log tables hold exactly what production held, and their ids go on from there.
-    expect(tableChecksums(world, 'kennel_prod', logTables)).toEqual(logsBefore);
+    expect(logTables.map((q) => checksumOf('kennel_prod', q))).toEqual(logsBefore);
     expect(
       world.sql('kennel_prod', `SELECT customer_id IS NULL FROM session_logs WHERE id = ${orphan}`),
     ).toBe('t');
@@ -154,8 +162,11 @@ describe('the database-restore workflow', () => {
     const safety = await world.catalog.readDatabaseManifest(`${output.safetyDump}.manifest.json`);
     expect(safety).toMatchObject({ kind: 'safety', database: 'kennel_prod', excludedTables: [] });
     expect(safety.verification.state).toBe('verified');
-    expect(Object.keys(safety.tables)).toEqual(
-      expect.arrayContaining(['public.audit_logs', 'public.session_logs']),
+    expect(safety.tables).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({ schema: 'public', name: 'audit_logs' }),
+        expect.objectContaining({ schema: 'public', name: 'session_logs' }),
+      ]),
     );
 
     expect(run.host.sent.map((s) => parseComment(s.comment)?.script)).toEqual([
@@ -176,7 +187,7 @@ describe('the database-restore workflow', () => {
       expect.arrayContaining([
         `public.audit_logs: ${logRows.audit} rows carried over from the replaced database`,
         `public.session_logs: ${logRows.sessions} rows carried over from the replaced database (1 referring to rows the backup does not have, their reference set to NULL (ON DELETE SET NULL))`,
-        `public.pets: ${verified.tables['public.pets']} rows from the backup`,
+        `public.pets: ${tables.find((t) => t.name === 'pets')?.rows} rows from the backup`,
       ]),
     );
     expect(run.alerts[0]?.text).toContain(
@@ -247,6 +258,11 @@ describe('the database-restore workflow', () => {
 });
 
 describe('a restore stopped midway leaves nothing stopped or half-done', () => {
+  /** The host's copy of a dump: whole, or still being written. */
+  const copiesOf = (run: { localDir: string; fileName: string }) => {
+    const path = `${run.localDir}/${run.fileName}`;
+    return [path, `${path}.partial`];
+  };
   const overProduction = { database: 'kennel_prod', targetDatabase: 'kennel_prod', confirm: 'kennel_prod' };
 
   it('aborted after the application stopped: its commands are cancelled, the application runs again, the staging database is gone, and the alert says what is left', async () => {
@@ -261,11 +277,12 @@ describe('a restore stopped midway leaves nothing stopped or half-done', () => {
         if (state === SWAP_COMMAND.applicationStop.start) plan = (input as { plan: RestorePlan }).plan;
         // In the clean-up: whether the stopped dump had begun its host copy.
         if (state === SWAP_COMMAND.cleanUp.start && plan?.safetyDump)
-          copyBeforeCleanUp = existsSync(`${plan.safetyDump.localDir}/${plan.safetyDump.fileName}`);
+          copyBeforeCleanUp = copiesOf(plan.safetyDump).some(existsSync);
         if (state !== 'CheckSafetyDump' || stop.signal.aborted || !plan?.safetyDump) return;
         // Once the dump has begun its copy on the host: what a stopped dump leaves.
-        const copy = `${plan.safetyDump.localDir}/${plan.safetyDump.fileName}`;
-        for (let i = 0; i < 200 && !existsSync(copy); i += 1) await new Promise((r) => setTimeout(r, 25));
+        const { safetyDump } = plan;
+        for (let i = 0; i < 200 && !copiesOf(safetyDump).some(existsSync); i += 1)
+          await new Promise((r) => setTimeout(r, 25));
         atAbort = {
           application: readFileSync(world.env.paths.applicationState, 'utf8').trim(),
           staging: databasesLike(world, 'kb_restoring_'),
@@ -284,8 +301,7 @@ describe('a restore stopped midway leaves nothing stopped or half-done', () => {
     expect(readFileSync(world.env.paths.applicationState, 'utf8').trim()).toBe('running');
     expect(databasesLike(world, 'kb_')).toEqual([]);
     expect(tableChecksums(world, 'kennel_prod', tables)).toEqual(before);
-    const safetyCopy = `${plan.safetyDump.localDir}/${plan.safetyDump.fileName}`;
-    expect(existsSync(safetyCopy)).toBe(false);
+    expect(copiesOf(plan.safetyDump).filter(existsSync)).toEqual([]);
     const inS3 = (await world.catalog.listKeys(plan.safetyDump.archiveKey)).includes(
       plan.safetyDump.archiveKey,
     );
@@ -421,6 +437,44 @@ describe('refusals change nothing', () => {
     expect(databasesLike(world, 'kb_restoring_')).toEqual([]);
   });
 
+  it('a restore into a database another running restore holds: refused, naming it; every restore above gave its lock back', async () => {
+    // Succeeded or failed after taking it, each restore above gave its lock back.
+    expect(await world.catalog.listKeys('locks/')).toEqual([]);
+    const name = 'restoring-kennel-copy';
+    const holder = `arn:aws:states:us-east-1:123456789012:execution:kennel-backup-local-database-restore:${name}`;
+    const now = new Date();
+    const lock = 'locks/local/database/kennel_copy';
+    await putBytes(
+      world.s3,
+      world.env.bucket,
+      lock,
+      JSON.stringify({
+        version: 1,
+        workflow: 'database-restore',
+        executionArn: holder,
+        startedAt: now.toISOString(),
+        takenAt: now.toISOString(),
+        validUntil: new Date(now.getTime() + 43_200_000).toISOString(),
+      }),
+    );
+    // The runner's record of an execution in progress (local/runner.ts localExecutions), here this process's.
+    const running = join(world.env.paths.historyDir, `${name}.running`);
+    writeFileSync(running, String(process.pid));
+    try {
+      const run = await restore({ database: 'kennel_prod', targetDatabase: 'kennel_copy' });
+      expect(run.record.status).toBe('FAILED');
+      expect(run.record.error).toBe('RunLockHeldError');
+      expect(run.record.cause).toContain(`Another database-restore run holds ${lock}: execution ${holder}`);
+      expect(run.alerts.map((a) => a.state)).toEqual(['TakeRunLock']);
+      expect(run.host.sent).toEqual([]);
+      expect(databaseExists(world, 'kennel_copy')).toBe(false);
+      expect(await world.catalog.listKeys('locks/')).toEqual([lock]);
+    } finally {
+      rmSync(running, { force: true });
+      await world.catalog.removeKeys([lock]);
+    }
+  });
+
   it('a backup that failed verification, saying why', async () => {
     await world.catalog.writeManifest({
       ...verified,
@@ -483,7 +537,7 @@ describe('planning a restore', () => {
       expect.objectContaining({ table: 'public.session_logs', from: 'replaced database', rows: null }),
     ]);
     expect(rowSources.listed.slice(2)).toEqual(
-      tables.map((table) => ({ table, from: 'backup', rows: verified.tables[table] })),
+      tables.map((t) => ({ table: qualifiedName(t), from: 'backup', rows: t.rows })),
     );
     expect(rowSources.unlisted).toEqual({ tables: 0, rows: 0 });
     expect(run.host.sent).toEqual([]);
@@ -578,10 +632,9 @@ describe('the carry-log-rows host script', () => {
         { schema: 'public', name: 'no_such_log', present: false },
       ],
     });
-    const kept = '(SELECT * FROM events WHERE owner_id IS DISTINCT FROM 2)';
-    expect(tableChecksums(world, 'carry_into', ['events'])).toEqual({
-      events: tableChecksums(world, 'carry_from', [kept])[kept],
-    });
+    expect(checksumOf('carry_into', 'SELECT * FROM events')).toBe(
+      checksumOf('carry_from', 'SELECT * FROM events WHERE owner_id IS DISTINCT FROM 2'),
+    );
     expect(world.sql('carry_into', "SELECT tgenabled FROM pg_trigger WHERE tgname = 'stamp'")).toBe('O');
     expect(
       world.sql('carry_into', "SELECT last_value FROM pg_sequences WHERE sequencename = 'events_id_seq'"),

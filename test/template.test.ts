@@ -107,6 +107,7 @@ const FUNCTIONS = {
   planWalArchiveAge: 'plan-wal-archive-age',
   reportWalArchiveAge: 'report-wal-archive-age',
   cancelHostCommands: 'cancel-host-commands',
+  runLock: 'run-lock',
   planCleanUp: 'plan-clean-up',
 } as const;
 type FunctionName = keyof typeof FUNCTIONS;
@@ -127,9 +128,16 @@ interface StateMachine {
   /** Standard (the audit trail) unless a light measurement. */
   type?: 'EXPRESS';
 }
-const BACKUP_LANDMARKS = { BackUpEachTarget: 'Map', VerifyArchive: 'Task', BackupSucceeded: 'Succeed' };
+const BACKUP_LANDMARKS = {
+  TakeRunLock: 'Task',
+  BackUpEachTarget: 'Map',
+  VerifyArchive: 'Task',
+  ReleaseRunLock: 'Task',
+  BackupSucceeded: 'Succeed',
+};
 const RESTORE_FUNCTIONS: FunctionName[] = [
   'planRestore',
+  'runLock',
   'startHostCommand',
   'checkHostCommand',
   'checkRestore',
@@ -141,6 +149,9 @@ const RESTORE_FUNCTIONS: FunctionName[] = [
 ];
 const RESTORE_LANDMARKS = {
   PlanRestore: 'Task',
+  TakeRunLock: 'Task',
+  ReleaseRunLock: 'Task',
+  ReleaseRunLockAfterFailure: 'Task',
   CheckRestoredDatabase: 'Task',
   VerifySafetyDump: 'Task',
   StartSwap: 'Task',
@@ -162,6 +173,7 @@ const STATE_MACHINES: StateMachine[] = [
       'recordPhysicalBackup',
       'recordPhysicalRestoreTest',
       'recordPhysicalExpiry',
+      'runLock',
       'sendAlert',
     ],
     landmarks: {
@@ -191,6 +203,7 @@ const STATE_MACHINES: StateMachine[] = [
       'checkHostCommand',
       'verifyArchive',
       'pruneBackups',
+      'runLock',
       'sendAlert',
     ],
     landmarks: BACKUP_LANDMARKS,
@@ -527,7 +540,6 @@ function deployedConfig(fn: FunctionName, from: Template = template): Config {
   return parseConfig({
     ...(Variables as Record<string, string>),
     BACKUP_BUCKET: BUCKET_NAME,
-    HOST_COMMAND_LOG_GROUP: `/kennel-backup/${STAGE}/host-commands`,
     ALERT_TOPIC_ARN: TOPIC_ARN,
     BACKUP_KMS_KEY_ID: KEY_ARN,
   });
@@ -910,11 +922,20 @@ describe('the backup bucket', () => {
       rule('Backups-configuration', 'configuration/', 90, false),
       rule('Backups-application', 'application/', 30, false),
       rule('Backups-static', 'static/', 7, false),
+      // No backup: each host command's whole output, kept as long as its execution's history.
+      {
+        Id: 'HostCommandOutput',
+        Status: 'Enabled',
+        Prefix: 'host-output/',
+        ExpirationInDays: 90,
+        NoncurrentVersionExpiration: { NoncurrentDays: 1 },
+        AbortIncompleteMultipartUpload: { DaysAfterInitiation: 1 },
+      },
     ]);
-    for (const fileRule of LifecycleConfiguration.Rules.slice(5))
-      expect(fileRule).not.toHaveProperty('Transitions');
+    const backupRules = LifecycleConfiguration.Rules.slice(0, 8);
+    for (const fileRule of backupRules.slice(5)) expect(fileRule).not.toHaveProperty('Transitions');
     // Each rule's days are its kind's row of the one retention table.
-    for (const rule of LifecycleConfiguration.Rules) {
+    for (const rule of backupRules) {
       const kind = String(rule.Id).replace(/^(DatabaseBackups|Backups)-/, '') as keyof typeof RETENTION;
       expect(rule.NoncurrentVersionExpiration, String(rule.Id)).toEqual({
         NoncurrentDays: RETENTION[kind].s3Days,
@@ -928,8 +949,11 @@ describe('the backup bucket', () => {
       'database/full/primary/kennel_prod/'.startsWith(String(r.Prefix ?? '')),
     );
     expect(coveringFull.length).toBeGreaterThan(0);
-    expect(LifecycleConfiguration.Rules).toHaveLength(8);
-    for (const rule of LifecycleConfiguration.Rules) {
+    expect(LifecycleConfiguration.Rules).toHaveLength(9);
+    // Host output is no backup (and may quote rows): the one rule that expires objects.
+    const expiring = LifecycleConfiguration.Rules.filter((r) => 'ExpirationInDays' in r);
+    expect(expiring.map((r) => [r.Prefix, r.ExpirationInDays])).toEqual([['host-output/', 90]]);
+    for (const rule of LifecycleConfiguration.Rules.filter((r) => !expiring.includes(r))) {
       // The two properties of a current-version expiration in AWS::S3::Bucket Rule.
       expect(rule, String(rule.Id)).not.toHaveProperty('ExpirationInDays');
       expect(rule, String(rule.Id)).not.toHaveProperty('ExpirationDate');
@@ -1681,8 +1705,17 @@ describe('permissions', () => {
         Condition: { StringEquals: { 'ssm:resourceTag/kennel-backup-target': ['db'] } },
       },
     ],
+    // The invocation, and the end of an output it cut, where Run Command wrote the whole of it.
     checkHostCommand: [
       { Effect: 'Allow', Action: ['ssm:GetCommandInvocation', 'ssm:ListCommandInvocations'], Resource: '*' },
+      {
+        Effect: 'Allow',
+        Action: ['s3:ListBucket'],
+        Resource: getAtt('BackupBucket'),
+        Condition: { StringLike: { 's3:prefix': 'host-output/*' } },
+      },
+      { Effect: 'Allow', Action: ['s3:GetObject'], Resource: sub(`\${BackupBucket.Arn}/host-output/*`) },
+      bucketKey('kms:Decrypt'),
     ],
     // The WAL of every pgBackRest repository, read only: its segments listed, a timeline's history read.
     checkWalContinuity: [
@@ -1715,8 +1748,17 @@ describe('permissions', () => {
       { Effect: 'Allow', Action: ['s3:GetObject'], Resource: databaseObjects },
       bucketKey('kms:Decrypt'),
     ],
-    // Counts rows in PostgreSQL: the URL's parameter, and no S3.
-    checkRestore: readParameter('restore-check-database-url'),
+    // Counts rows in PostgreSQL against the dump's manifest: the manifests read, nothing else in S3.
+    checkRestore: [
+      listDatabase,
+      {
+        Effect: 'Allow',
+        Action: ['s3:GetObject'],
+        Resource: sub(`\${BackupBucket.Arn}/database/*.manifest.json`),
+      },
+      bucketKey('kms:Decrypt'),
+      ...readParameter('restore-check-database-url'),
+    ],
     // The files kinds' catalogs, read only; nothing under database/.
     planFilesRestore: [
       {
@@ -1761,14 +1803,54 @@ describe('permissions', () => {
     recordPhysicalExpiry: physicalRecords,
     // The catalog of every kind, read only: the newest manifests, for freshness, and the
     // pgBackRest records, for the newest full's restore test.
+    // Every manifest and record once, to name one that does not parse; the WAL is the host's to prove.
     planVerification: [
       listBackups,
       { Effect: 'Allow', Action: ['s3:GetObject'], Resource: objects },
-      ...readPhysicalRecords,
+      {
+        Effect: 'Allow',
+        Action: ['s3:ListBucket'],
+        Resource: getAtt('BackupBucket'),
+        Condition: { StringLike: { 's3:prefix': ['catalog/pgbackrest/*', 'catalog/recoveries/*'] } },
+      },
+      {
+        Effect: 'Allow',
+        Action: ['s3:GetObject'],
+        Resource: [
+          sub(`\${BackupBucket.Arn}/catalog/pgbackrest/*`),
+          sub(`\${BackupBucket.Arn}/catalog/recoveries/*`),
+        ],
+      },
       bucketKey('kms:Decrypt'),
     ],
     // Judges the execution's state; emits nothing.
     reportVerification: [],
+    // The lock objects, by conditional writes only, and whether a holder of one still runs.
+    runLock: [
+      { Effect: 'Allow', Action: ['s3:GetObject'], Resource: sub(`\${BackupBucket.Arn}/locks/*`) },
+      {
+        Effect: 'Allow',
+        Action: ['s3:PutObject'],
+        Resource: sub(`\${BackupBucket.Arn}/locks/*`),
+        Condition: { Null: { 's3:if-none-match': 'false' } },
+      },
+      {
+        Effect: 'Allow',
+        Action: ['s3:PutObject', 's3:DeleteObject'],
+        Resource: sub(`\${BackupBucket.Arn}/locks/*`),
+        Condition: { Null: { 's3:if-match': 'false' } },
+      },
+      bucketKey('kms:Decrypt', 'kms:GenerateDataKey'),
+      {
+        Effect: 'Allow',
+        Action: ['states:DescribeExecution'],
+        Resource: ['database-backup', 'files-backup', 'database-restore'].map((name) =>
+          sub(
+            `arn:\${AWS::Partition}:states:\${AWS::Region}:\${AWS::AccountId}:execution:kennel-backup-${STAGE}-${name}:*`,
+          ),
+        ),
+      },
+    ],
     // The backups to pick from (logical fulls, pgBackRest records), read only.
     planDrill: [
       listDatabase,
@@ -2150,7 +2232,7 @@ describe('permissions', () => {
     expect(mayOnObject('verifyArchive', 's3:PutObject', manifest)).toBe(true);
   });
 
-  it("the restores' own stages can change nothing in the bucket; checkRestore and reportRestore cannot even read it", () => {
+  it("the restores' own stages can change nothing in the bucket; checkRestore reads manifests only, reportRestore nothing", () => {
     const actions = (fn: FunctionName) =>
       roleStatements(roleId(fn))
         .slice(1) // the log statement
@@ -2160,8 +2242,14 @@ describe('permissions', () => {
       's3:GetObject',
     ]);
     expect(actions('planFilesRestore')).toEqual(['s3:ListBucket', 's3:GetObject', 'kms:Decrypt']);
-    expect(actions('checkRestore').filter((a) => a.startsWith('s3:'))).toEqual([]);
-    expect(actions('checkRestore')).toEqual(['ssm:GetParameter', 'kms:Decrypt']);
+    expect(actions('checkRestore').filter((a) => a.startsWith('s3:'))).toEqual([
+      's3:ListBucket',
+      's3:GetObject',
+    ]);
+    expect(mayOnObject('checkRestore', 's3:GetObject', databaseManifest('full'))).toBe(true);
+    expect(
+      mayOnObject('checkRestore', 's3:GetObject', databaseManifest('full').replace(/\.manifest\.json$/, '')),
+    ).toBe(false);
     expect(actions('reportRestore')).toEqual([]);
   });
 
@@ -2327,20 +2415,32 @@ describe('permissions', () => {
     });
   });
 
-  it("the DB host's SSM agent may write command output to the host-command log group only", () => {
+  it("the DB host's SSM agent may write command output under host-output/ only, encrypted with the bucket key, and to no log", () => {
     const policy = resource<{ PolicyDocument: PolicyDocument }>(
       'HostCommandOutputPolicy',
       'AWS::IAM::ManagedPolicy',
     );
-    const [write, find] = policy.PolicyDocument.Statement;
-    expect(write?.Resource).toEqual(getAtt('HostCommandLogGroup'));
-    expect(asArray(write?.Action ?? [])).toEqual([
-      'logs:CreateLogStream',
-      'logs:DescribeLogStreams',
-      'logs:PutLogEvents',
+    expect(policy.PolicyDocument.Statement).toEqual([
+      {
+        Sid: 'WriteCommandOutput',
+        Effect: 'Allow',
+        Action: ['s3:PutObject'],
+        Resource: sub(`\${BackupBucket.Arn}/host-output/*`),
+      },
+      {
+        Sid: 'ReadOutputBucketEncryption',
+        Effect: 'Allow',
+        Action: ['s3:GetEncryptionConfiguration'],
+        Resource: getAtt('BackupBucket'),
+      },
+      { Sid: 'EncryptCommandOutput', ...bucketKey('kms:GenerateDataKey') },
     ]);
-    expect(asArray(find?.Action ?? [])).toEqual(['logs:DescribeLogGroups']);
     expect(template.Outputs.HostCommandOutputPolicyArn?.Value).toEqual({ Ref: 'HostCommandOutputPolicy' });
+    expect(
+      Object.values(template.Resources)
+        .filter((r) => r.Type === 'AWS::Logs::LogGroup')
+        .map((r) => (r.Properties as { LogGroupName: string }).LogGroupName),
+    ).not.toContain(`/kennel-backup/${STAGE}/host-commands`);
   });
 });
 
@@ -2361,6 +2461,12 @@ describe('the functions', () => {
     expect(
       resource<LambdaFunction>('PlanPointInTimeRecoveryLambdaFunction', 'AWS::Lambda::Function').Timeout,
     ).toBe(110);
+  });
+
+  it('planVerification has nearly the two minutes its Task allows to read every manifest once', () => {
+    expect(resource<LambdaFunction>('PlanVerificationLambdaFunction', 'AWS::Lambda::Function').Timeout).toBe(
+      110,
+    );
   });
 
   it('verifyArchive has the time and memory to stream a large archive', () => {
@@ -2402,7 +2508,6 @@ describe('the functions', () => {
         'AWS::Lambda::Function',
       ).Environment;
       expect(Variables.BACKUP_BUCKET).toEqual({ Ref: 'BackupBucket' });
-      expect(Variables.HOST_COMMAND_LOG_GROUP).toEqual({ Ref: 'HostCommandLogGroup' });
       expect(Variables.ALERT_TOPIC_ARN).toEqual({ Ref: 'AlertTopic' });
       // A string, as the environment holds it: the param's default.
       expect(Variables.DISK_USAGE_ALERT_PERCENT).toBe('80');
@@ -2415,7 +2520,10 @@ describe('the functions', () => {
           database: 'kennel_prod',
         }),
       ]);
-      expect(config.EXCLUDED_TABLES).toEqual(['audit_logs', 'session_logs']);
+      expect(config.EXCLUDED_TABLES).toEqual([
+        { schema: 'public', name: 'audit_logs' },
+        { schema: 'public', name: 'session_logs' },
+      ]);
       expect(config.HOST_COMMAND_TIMEOUT_SECONDS).toBe(3600);
       expect(config.ALERT_WEBHOOK_PARAMETER).toBe(`/kennel-backup/${STAGE}/alert-webhook-url`);
       expect(config.RESTORE_CHECK_DATABASE_URL_PARAMETER).toBe(
@@ -2427,8 +2535,6 @@ describe('the functions', () => {
       expect(Variables.BACKUP_KMS_KEY_ID).toEqual(getAtt('BackupKey'));
       expect(config.BACKUP_KMS_KEY_ID).toBe(KEY_ARN);
     }
-    const logGroup = resource<{ LogGroupName: string }>('HostCommandLogGroup', 'AWS::Logs::LogGroup');
-    expect(logGroup.LogGroupName).toBe(`/kennel-backup/${STAGE}/host-commands`);
   });
 
   const zipEntries = (fn: FunctionName) =>

@@ -1,8 +1,10 @@
-import { rmSync } from 'node:fs';
+import { existsSync, mkdirSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { compactStamp } from '../shared/catalog/keys.ts';
 import type { Manifest } from '../shared/catalog/manifest.ts';
 import { newestVerifiedPhysicalFull, writePhysicalRecord } from '../shared/catalog/physical.ts';
-import { getBytes, putBytes, runIn, startWorld, type TestWorld } from './support/environment.ts';
+import { getBytes, putBytes, runIn, runsOf, startWorld, type TestWorld } from './support/environment.ts';
 import { pastBackup } from './support/manifests.ts';
 import { pgbackrest } from './support/pgbackrest.ts';
 
@@ -44,8 +46,10 @@ describe('the daily verification', () => {
         archivesReadBack: 5,
         repositoriesVerified: 1,
         walSegmentsProven: expect.any(Number),
+        leftovers: 0,
       },
       findings: [],
+      leftovers: [],
       legacy: [
         {
           state: 'legacy',
@@ -137,5 +141,119 @@ describe('the daily verification', () => {
     } finally {
       await writePhysicalRecord(world.catalog, full);
     }
+  });
+});
+
+/**
+ * What crashed and killed runs leave, planted as they would be: an archive
+ * without its manifest, a partial archive and a work directory on the host, a
+ * scratch and a staging database; each both past the leftover age (a day) and
+ * younger. Ages are set on the files themselves (s3rver dates an object by its
+ * file), and a database's from the run's start in its name.
+ */
+describe('leftovers and an unreadable manifest', () => {
+  const now = new Date();
+  const twoDaysAgo = new Date(now.getTime() - 2 * 86_400_000);
+  const stamp = compactStamp(now.toISOString());
+  const s3File = (key: string) =>
+    join(dirname(world.env.paths.historyDir), 's3', world.env.bucket, `${key}._S3rver_object`);
+  const old = {
+    s3: 'database/monthly/local/kennel_prod/2020/01/01/kennel_prod_monthly_20200101T040000Z_0ld0ld00.sql.zst',
+    file: () =>
+      join(
+        world.env.paths.backupDir,
+        'database/monthly/kennel_prod/kennel_prod_monthly_20200101T040000Z_0ld0ld00.sql.zst.partial',
+      ),
+    work: () => join(world.env.paths.hostTmp, 'kennel-backup.0ldW0rk0'),
+    database: 'kb_restore_test_20200101t040000z_deadbeef',
+  };
+  const young = {
+    s3: `database/monthly/local/kennel_prod/${now.toISOString().slice(0, 10).replaceAll('-', '/')}/kennel_prod_monthly_${stamp}_y0un9000.sql.zst`,
+    file: () => join(world.env.paths.backupDir, `static/local_static_${stamp}_y0un9000.tar.zst.partial`),
+    work: () => join(world.env.paths.hostTmp, 'kennel-backup.y0un9W0r'),
+    database: `kb_restoring_${stamp.toLowerCase()}_cafebabe`,
+  };
+  // Newest of their catalogs, so that every reader meets them first.
+  const garbage = {
+    full: `database/full/local/kennel_prod/${now.toISOString().slice(0, 10).replaceAll('-', '/')}/kennel_prod_full_99991231T235959Z_9a9ba9e0.sql.zst.manifest.json`,
+    static: `static/local/${now.toISOString().slice(0, 10).replaceAll('-', '/')}/local_static_99991231T235959Z_9a9ba9e0.tar.zst.manifest.json`,
+  };
+
+  beforeAll(async () => {
+    for (const key of Object.values(garbage))
+      await putBytes(world.s3, world.env.bucket, key, '{"version": 1, "kind": ');
+    for (const set of [old, young]) {
+      await putBytes(world.s3, world.env.bucket, set.s3, 'a dump cut short');
+      mkdirSync(dirname(set.file()), { recursive: true });
+      writeFileSync(set.file(), 'half an archive');
+      mkdirSync(set.work());
+      writeFileSync(join(set.work(), 'archive.sql.zst'), 'fetched for a restore');
+      world.sql('postgres', `CREATE DATABASE ${set.database}`);
+    }
+    for (const path of [s3File(old.s3), old.file(), old.work()]) utimesSync(path, twoDaysAgo, twoDaysAgo);
+  });
+  afterAll(async () => {
+    await world.catalog.removeKeys(Object.values(garbage));
+  });
+
+  it('the verification names the unreadable manifests and each leftover past a day, with its size and age, and no younger one', async () => {
+    const run = await verify();
+    expect(run.record.status).toBe('FAILED');
+    expect(run.record.error).toBe('VerificationFailedError');
+    const problems = (run.record.cause ?? '').split('\n').filter((l) => l.startsWith('- '));
+    for (const key of Object.values(garbage))
+      expect(problems).toContainEqual(
+        expect.stringMatching(
+          new RegExp(
+            `^- the catalog: The manifest s3://${world.env.bucket}/${key} is unreadable \\(not valid JSON: `,
+          ),
+        ),
+      );
+    const leftovers = problems.filter((p) => p.includes('was left by a run that ended without cleaning up'));
+    const line = (where: string, name: string) => leftovers.find((l) => l.includes(`${where} ${name} (`));
+    expect(line('archive without a manifest', old.s3)).toMatch(
+      /^- the bucket's catalog of local: .* \(16 B, 4\d\.\d h old\)/,
+    );
+    expect(line('partial archive on the host', old.file())).toMatch(
+      /^- the host of local: .* \(15 B, 4\d\.\d h old\)/,
+    );
+    expect(line("host script's work directory", old.work())).toMatch(/^- the host of local: .* h old\)/);
+    expect(line('scratch or staging database', old.database)).toMatch(
+      /^- the host of local: .* \(\d+\.\d MiB, \d+\.\d h old\)/,
+    );
+    expect(leftovers).toHaveLength(4);
+    for (const name of [young.s3, young.file(), young.work(), young.database])
+      expect(run.record.cause).not.toContain(name);
+    // Named once, by the verification; no reader failed on them with a bare SyntaxError.
+    expect(run.visibleText).not.toContain('SyntaxError');
+  });
+
+  it('a backup, its pruning and a restore plan pass over the unreadable manifests; pruning removes only the leftovers past a day', async () => {
+    const files = await runIn(world, { workflow: 'files-backup', input: { kind: 'static' } });
+    expect(files.record.status, files.record.cause).toBe('SUCCEEDED');
+    const monthly = await runIn(world, { workflow: 'database-backup', input: { kind: 'monthly' } });
+    expect(monthly.record.status, monthly.record.cause).toBe('SUCCEEDED');
+    expect(runsOf(monthly.record)[0]?.prune?.removedLeftovers).toEqual([old.s3]);
+    // The full's manifest as it was before the read-backs marked its damaged archive failed: a restore plan may pick it.
+    await world.catalog.writeManifest(newest.full as Manifest);
+    const plan = await runIn(world, {
+      workflow: 'database-restore',
+      input: { database: 'kennel_prod', targetDatabase: 'kennel_restored', dryRun: true },
+    });
+    expect(plan.record.status, plan.record.cause).toBe('SUCCEEDED');
+    expect(plan.record.output).toMatchObject({
+      plan: { archives: [{ key: (newest.full as Manifest).archive.key }] },
+    });
+
+    const keys = await world.catalog.listKeys('database/monthly/local/');
+    expect(keys).not.toContain(old.s3);
+    expect(keys).toContain(young.s3);
+    for (const path of [old.file(), old.work()]) expect(existsSync(path), path).toBe(false);
+    for (const path of [young.file(), young.work()]) expect(existsSync(path), path).toBe(true);
+    const databases = world.sql(
+      'postgres',
+      "SELECT string_agg(datname, ' ' ORDER BY datname) FROM pg_database WHERE datname LIKE 'kb\\_%'",
+    );
+    expect(databases.split(' ')).toEqual([young.database]);
   });
 });

@@ -73,7 +73,7 @@ export function createHandler({ host, channels, startCleanUp }: CancelDependenci
 }
 
 export const handler = createHandler({
-  host: ssmHostCommands(createSsmClient(config), config.HOST_COMMAND_LOG_GROUP),
+  host: ssmHostCommands(createSsmClient(config)),
   channels: {
     slack: slackNotifier(secureString(config.ALERT_WEBHOOK_PARAMETER, 'the Slack webhook URL')),
     ...(config.ALERT_TOPIC_ARN ? { sns: snsNotifier(createSnsClient(config), config.ALERT_TOPIC_ARN) } : {}),

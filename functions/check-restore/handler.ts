@@ -1,5 +1,7 @@
 import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import middy from '@middy/core';
+import { Catalog } from '../../shared/catalog/catalog.ts';
+import { createS3Client } from '../../shared/core/clients.ts';
 import { getConfig } from '../../shared/core/config.ts';
 import { parseInput } from '../../shared/core/input.ts';
 import { logger } from '../../shared/core/logger.ts';
@@ -10,6 +12,7 @@ import { checkRestore } from '../../shared/restore/stages.ts';
 import { RESTORE_STATE } from '../../statemachines/database-restore.ts';
 
 const config = getConfig();
+const catalog = new Catalog(createS3Client(config), config.BACKUP_BUCKET);
 
 export function createHandler(databaseUrl: DatabaseUrlProvider) {
   return middy()
@@ -20,7 +23,7 @@ export function createHandler(databaseUrl: DatabaseUrlProvider) {
         event,
         `The ${RESTORE_STATE.checkRestoredDatabase} request`,
       );
-      const result = await checkRestore(await databaseUrl(), plan);
+      const result = await checkRestore(await databaseUrl(), catalog, plan);
       logger.info('restored database checked', {
         database: plan.stagingDatabase,
         tables: result.tables,

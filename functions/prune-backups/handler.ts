@@ -4,6 +4,7 @@ import { planSchema } from '../../shared/backup/database-plan.ts';
 import { filesPlanSchema } from '../../shared/backup/files-plan.ts';
 import { pruneRun } from '../../shared/backup/stages.ts';
 import { Catalog } from '../../shared/catalog/catalog.ts';
+import { leftoverMinAgeSeconds } from '../../shared/catalog/leftovers.ts';
 import { createS3Client } from '../../shared/core/clients.ts';
 import { getConfig } from '../../shared/core/config.ts';
 import { parseInput } from '../../shared/core/input.ts';
@@ -21,9 +22,10 @@ export const handler = middy()
       event,
       'The PruneBackups request',
     );
-    const result = await pruneRun(catalog, plan, new Date());
+    const result = await pruneRun(catalog, plan, new Date(), leftoverMinAgeSeconds(config));
     logger.info('pruned backups', {
       removed: result.removedFromS3.length,
+      leftoversRemoved: result.removedLeftovers,
       kept: result.kept,
       localKeepDays: result.localKeepDays,
     });

@@ -23,4 +23,4 @@ export function createHandler(host: HostCommands) {
     });
 }
 
-export const handler = createHandler(ssmHostCommands(createSsmClient(config), config.HOST_COMMAND_LOG_GROUP));
+export const handler = createHandler(ssmHostCommands(createSsmClient(config)));

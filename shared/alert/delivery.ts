@@ -1,5 +1,6 @@
 import { PublishCommand, type SNSClient } from '@aws-sdk/client-sns';
-import { type Alert, redact } from './message.ts';
+import { redact } from '../core/redact.ts';
+import type { Alert } from './message.ts';
 
 /** Where a written alert goes: Slack and SNS in AWS (send-alert), the terminal and a file locally (local/runner.ts). */
 

@@ -1,5 +1,6 @@
 import { FAILED, PLAN } from '../../statemachines/steps.ts';
 import { causeMessage, failedStatesSchema, firstFailure } from '../core/errors.ts';
+import { redact } from '../core/redact.ts';
 import * as z from '../core/schema.ts';
 import { describeRestoreFailure } from '../restore/alert.ts';
 import { type ExecutionFinding, STATE_NOT_IN_HISTORY } from './execution-history.ts';
@@ -7,7 +8,7 @@ import { type ExecutionFinding, STATE_NOT_IN_HISTORY } from './execution-history
 /**
  * The alert every failed execution sends. It names the workflow, the execution,
  * the state that failed, the error and its cause, and links to the console; it
- * never carries a secret (see `redact`). Two ways in: a workflow's own Notify
+ * never carries a secret or a row (core/redact.ts). Two ways in: a workflow's own Notify
  * states (`alertRequestSchema`), and EventBridge's status change of any
  * execution that failed, timed out or was aborted (`executionStatusChangeSchema`),
  * which also covers what no Catch can see.
@@ -53,14 +54,6 @@ const stateSchema = z.object({
     undefined,
   ),
 });
-
-/** Removes anything that looks like a credential, in case a tool printed one. */
-export function redact(text: string): string {
-  return text
-    .replace(/(\b[a-z][a-z0-9+.-]*:\/\/[^:/\s@]+:)[^@\s/]+@/gi, '$1***@')
-    .replace(/hooks\.slack\.com\/services\/[A-Za-z0-9/]+/g, 'hooks.slack.com/services/***')
-    .replace(/\b(PGPASSWORD|AWS_SECRET_ACCESS_KEY|AWS_SESSION_TOKEN|password)(\s*[=:]\s*)\S+/gi, '$1$2***');
-}
 
 export function consoleUrl(region: string, executionId: string): string {
   return `https://${region}.console.aws.amazon.com/states/home?region=${region}#/v2/executions/details/${encodeURIComponent(executionId)}`;

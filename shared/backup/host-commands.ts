@@ -1,8 +1,9 @@
+import { leftoverMinAgeSeconds } from '../catalog/leftovers.ts';
 import { excludedTablesOf, localPathOf } from '../catalog/manifest-builder.ts';
 import { WAL_ARCHIVE_MAX_AGE_SECONDS } from '../catalog/schedule.ts';
 import { CODECS } from '../core/codecs.ts';
 import type { Config } from '../core/config.ts';
-import { fileName, sha256Hex } from '../core/identifiers.ts';
+import { fileName, sha256Hex, type TableName } from '../core/identifiers.ts';
 import type { Run } from '../core/run.ts';
 import * as z from '../core/schema.ts';
 import { pgbackrestScriptParams } from '../host/pgbackrest-conf.ts';
@@ -23,6 +24,17 @@ function uploadParams(config: Config, plan: Run): Record<string, string> {
   };
 }
 
+/**
+ * pg_dump's pattern that names exactly one table: both parts double-quoted, so
+ * that no character in them is a wildcard, a separator or folded to lower case
+ * (a quote is doubled inside). Names hold no newline (config.ts refuses one), so
+ * the patterns travel one per line.
+ */
+export function exactPattern(table: TableName): string {
+  const quote = (part: string) => `"${part.replaceAll('"', '""')}"`;
+  return `${quote(table.schema)}.${quote(table.name)}`;
+}
+
 /** The host commands of the backup workflows: write an archive, restore-test it, prune the host's copies, switch the WAL. */
 export const BACKUP_HOST_COMMANDS = {
   'database-backup': hostCommand({
@@ -32,16 +44,18 @@ export const BACKUP_HOST_COMMANDS = {
       ...postgresParams(target),
       KB_KIND: plan.kind,
       KB_DATABASE: plan.database,
-      KB_EXCLUDE_TABLES: excludedTablesOf(config, plan.kind).join(' '),
+      KB_EXCLUDE_TABLES: excludedTablesOf(config, plan.kind).map(exactPattern).join('\n'),
       ...uploadParams(config, plan),
     }),
   }),
   'files-backup': hostCommand({
     request: z.object({ script: z.literal('files-backup'), plan: filesPlanSchema }),
     script: 'files-backup',
-    params: (config, _target, { plan }) => ({
+    params: (config, target, { plan }) => ({
       KB_KIND: plan.kind,
       KB_PATHS: plan.paths.join(' '),
+      // The roots from config: the host refuses a path that leads out of them through a link.
+      KB_ROOTS: target.files[plan.kind].join(' '),
       KB_EXCLUDES: plan.excludes.join(' '),
       ...uploadParams(config, plan),
     }),
@@ -71,10 +85,15 @@ export const BACKUP_HOST_COMMANDS = {
       keepFile: z.union([fileName, z.literal('')]),
     }),
     script: 'prune-local',
-    params: (_config, _target, request) => ({
+    // The leftovers' places and age come from config; a database run also drops its cluster's old scratch databases.
+    params: (config, target, request) => ({
       KB_LOCAL_DIR: request.plan.localDir,
       KB_KEEP_DAYS: String(request.keepDays),
       KB_KEEP_FILE: request.keepFile,
+      KB_BACKUP_DIR: target.backupDir,
+      KB_LEFTOVER_SECONDS: String(leftoverMinAgeSeconds(config)),
+      KB_DATABASE: 'database' in request.plan ? request.plan.database : '',
+      ...postgresParams(target),
     }),
   }),
   /** Switches the WAL segment and waits until it is archived; reports pgBackRest's info (a target without pgbackrest: ConfigError). */

@@ -1,10 +1,11 @@
 import { RESTORE_TEST_COMMAND } from '../../statemachines/logical-restore-test.ts';
-import { redact } from '../alert/message.ts';
 import type { Catalog } from '../catalog/catalog.ts';
 import { keyDay, LEGACY_DUMP_KINDS } from '../catalog/keys.ts';
+import { orphanArchives } from '../catalog/leftovers.ts';
 import type { DatabaseManifest } from '../catalog/manifest.ts';
 import { expired, RETENTION } from '../catalog/retention.ts';
 import { type CaughtError, causeMessage } from '../core/errors.ts';
+import { redact } from '../core/redact.ts';
 import { DAY_MS, utcDay } from '../core/time.ts';
 import { checkRestoredDatabase, type RestoreCheck } from '../restore/check.ts';
 import type { Plan } from './database-plan.ts';
@@ -27,7 +28,7 @@ export async function restoreTestRun(
       catalog,
       manifest,
       'passed',
-      `${result.tables} tables, ${result.rows} rows match the dump`,
+      `${result.tables} tables, ${result.rows} rows match the dump${result.properties ? `; ${result.properties}` : ''}`,
       now,
     );
     return result;
@@ -84,6 +85,8 @@ async function record(
 
 export interface PruneResult {
   removedFromS3: string[];
+  /** The archives without a manifest (keys.ts's layout, leftovers.ts) removed, older than the leftover age. */
+  removedLeftovers: string[];
   kept: number;
   /** For the prune-local host command: the host's copies older than this go, but for `localKeepFile`. */
   localKeepDays: number;
@@ -95,9 +98,16 @@ export interface PruneResult {
  * reads only the manifests old enough to expire (their keys carry the day) and
  * the newest verified one, which is always kept. A full run also prunes its
  * database's legacy row-window archives by their old retention, keeping none:
- * they are never restored, so none is worth keeping past it.
+ * they are never restored, so none is worth keeping past it. The kind's
+ * archives without a manifest (a full run's: its safety dumps' too) go once
+ * older than `leftoverMinAgeSeconds` (leftovers.ts: no running execution owns one).
  */
-export async function pruneRun(catalog: Catalog, plan: Plan | FilesPlan, now: Date): Promise<PruneResult> {
+export async function pruneRun(
+  catalog: Catalog,
+  plan: Plan | FilesPlan,
+  now: Date,
+  leftoverMinAgeSeconds: number,
+): Promise<PruneResult> {
   const rule = RETENTION[plan.kind];
   const database = 'database' in plan ? plan.database : null;
   const keys = await catalog.manifestKeys(plan.kind, plan.target, database);
@@ -116,8 +126,15 @@ export async function pruneRun(catalog: Catalog, plan: Plan | FilesPlan, now: Da
     }
   }
   await catalog.remove(fromS3);
+  const leftovers: string[] = [];
+  for (const kind of plan.kind === 'full' ? (['full', 'safety'] as const) : [plan.kind]) {
+    for (const orphan of await orphanArchives(catalog, kind, plan.target, database, now))
+      if (orphan.ageSeconds >= leftoverMinAgeSeconds) leftovers.push(orphan.name);
+  }
+  await catalog.removeKeys(leftovers);
   return {
     removedFromS3: fromS3.map((m) => m.archive.key),
+    removedLeftovers: leftovers,
     kept: keys.length - fromS3.filter((m) => m.kind === plan.kind).length,
     localKeepDays: rule.localDays,
     localKeepFile: newest.usable?.archive.fileName ?? '',

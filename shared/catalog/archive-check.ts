@@ -12,14 +12,23 @@ import {
   HostCommandFailedError,
   InvalidInputError,
 } from '../core/errors.ts';
+import type { TableName } from '../core/identifiers.ts';
 import type { Run } from '../core/run.ts';
 import * as z from '../core/schema.ts';
 import { type ArchiveRows, RowCounter } from './archive-rows.ts';
 import type { Catalog } from './catalog.ts';
 import { type DumpKind, isLegacyKind } from './keys.ts';
 import { legacyArchiveNote } from './legacy.ts';
-import { type DatabaseManifest, type FilesManifest, isDatabaseManifest, type Manifest } from './manifest.ts';
 import {
+  type DatabaseManifest,
+  type DatabaseProperties,
+  databasePropertiesSchema,
+  type FilesManifest,
+  isDatabaseManifest,
+  type Manifest,
+} from './manifest.ts';
+import {
+  type DumpContents,
   databaseFactsSchema,
   databaseManifestOf,
   filesFactsSchema,
@@ -33,10 +42,41 @@ const DUMP_MARKS = {
   trailer: '-- PostgreSQL database dump complete',
 } as const;
 
+/**
+ * A dump's first line, written by database-backup.sh before pg_dump's output (a
+ * comment to psql): `-- kennel-backup database-properties <UTF8|SQL_ASCII> <base64>`,
+ * the base64 of its database's properties as JSON, whose bytes are UTF-8 (as
+ * they are in the database for SQL_ASCII). host/restore-archive.sh reads it too.
+ */
+const PROPERTIES_LINE = /^-- kennel-backup database-properties (UTF8|SQL_ASCII) ([A-Za-z0-9+/]+=*)$/;
+/** Longer, a first line is no properties line: only this much of it is kept. */
+const PROPERTIES_MAX = 16 * 1024 * 1024;
+
+/** The database's properties on a dump's first line, or what is wrong with it. */
+function propertiesOf(line: string): DatabaseProperties | string {
+  const match = PROPERTIES_LINE.exec(line);
+  if (!match)
+    return "it does not start with the line of its database's properties that database-backup.sh writes";
+  const base64 = match[2] ?? '';
+  let json: unknown;
+  try {
+    // SQL_ASCII's bytes are read as UTF-8 too, as the restore test's client reads the restored database's.
+    json = JSON.parse(Buffer.from(base64, 'base64').toString('utf8'));
+  } catch {
+    return "its database's properties are not JSON";
+  }
+  const parsed = z.safeParse(databasePropertiesSchema, json);
+  if (parsed.success) return parsed.data;
+  return `its database's properties are not what database-backup.sh writes (${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')})`;
+}
+
 export interface ArchiveFacts extends ArchiveRows {
   size: number;
   sha256: string;
   uncompressedSize: number;
+  /** The database's properties from the first line, or what is wrong with that line. */
+  properties: DatabaseProperties | string;
+  /** The three lines pg_dump opens with, after the properties line. */
   header: string;
   trailer: string;
 }
@@ -89,14 +129,29 @@ async function streamArchive(
 /** Reads a database archive, keeping its first and last few hundred bytes and counting its rows per table. */
 export async function readArchive(body: Readable, manifest: DatabaseManifest): Promise<ArchiveFacts> {
   let uncompressedSize = 0;
+  /** The first line while it is read; once read, what it says. */
+  let first: string | undefined = '';
+  let properties: DatabaseProperties | string = 'it is empty';
   let head = '';
   let end = Buffer.alloc(0);
   const counter = new RowCounter();
   const sink = new Writable({
     write(chunk: Buffer, _enc, done) {
-      if (head.length < 512) head += chunk.subarray(0, 512).toString('utf8');
+      let rest = chunk;
+      if (first !== undefined) {
+        const newline = chunk.indexOf(0x0a);
+        const part = newline === -1 ? chunk : chunk.subarray(0, newline);
+        if (first.length < PROPERTIES_MAX)
+          first += part.subarray(0, PROPERTIES_MAX - first.length).toString('latin1');
+        if (newline !== -1) {
+          properties = propertiesOf(first);
+          first = undefined;
+        }
+        rest = chunk.subarray(part.length + 1);
+      }
+      if (first === undefined && head.length < 512) head += rest.subarray(0, 512).toString('utf8');
       uncompressedSize += chunk.length;
-      end = Buffer.concat([end, chunk]).subarray(-512);
+      end = Buffer.concat([end, chunk.subarray(-512)]).subarray(-512);
       counter.push(chunk);
       done();
     },
@@ -106,6 +161,7 @@ export async function readArchive(body: Readable, manifest: DatabaseManifest): P
     size,
     sha256,
     uncompressedSize,
+    properties: first === undefined ? properties : propertiesOf(first),
     header: head.split('\n').slice(0, 3).join('\n'),
     // Since 15.14 the dump ends with `\unrestrict <key>` after the closing comment.
     trailer: end.toString('utf8').trimEnd().split('\n').slice(-6).join('\n'),
@@ -166,6 +222,7 @@ export function archiveProblems(facts: ArchiveFacts, manifest: DatabaseManifest)
   }
   if (!facts.trailer.includes(marks.trailer))
     problems.push('the dump is truncated: its closing line is missing');
+  if (typeof facts.properties === 'string') problems.push(facts.properties);
   // Rows are not compared: a dump's counts are read from the very bytes its
   // sha256 covers, while those of a manifest written before then were counted in
   // the database (a parent's count(*) includes its children), so comparing would
@@ -196,8 +253,8 @@ function factsOf<T extends z.ZodMiniType>(schema: T, facts: unknown, plan: Run):
 async function claimOf(
   catalog: Catalog,
   request: VerifyRequest,
-  excludedTables: (kind: DumpKind) => string[],
-): Promise<(verdict: Verdict, contents?: ArchiveRows) => Manifest> {
+  excludedTables: (kind: DumpKind) => TableName[],
+): Promise<(verdict: Verdict, contents?: DumpContents) => Manifest> {
   if ('manifestKey' in request) {
     const manifest = await catalog.readManifest(request.manifestKey);
     if (isLegacyKind(manifest.kind))
@@ -226,7 +283,7 @@ export async function verifyArchive(
   s3: S3Client,
   catalog: Catalog,
   request: VerifyRequest,
-  excludedTables: (kind: DumpKind) => string[],
+  excludedTables: (kind: DumpKind) => TableName[],
   now: () => Date = () => new Date(),
 ): Promise<Manifest> {
   const record = await claimOf(catalog, request, excludedTables);
@@ -237,7 +294,7 @@ export async function verifyArchive(
   if (!('manifestKey' in request)) await catalog.writeManifest(manifest);
   const location = `s3://${catalog.bucket}/${manifest.archive.key}`;
   let detail: string;
-  let contents: ArchiveRows | undefined;
+  let contents: DumpContents | undefined;
   try {
     const object = await s3
       .send(new GetObjectCommand({ Bucket: catalog.bucket, Key: manifest.archive.key }))
@@ -246,9 +303,10 @@ export async function verifyArchive(
     if (isDatabaseManifest(manifest)) {
       const facts = await readArchive(object.Body as Readable, manifest);
       problems = archiveProblems(facts, manifest);
-      contents = facts;
-      const rows = Object.values(facts.rows).reduce((a, b) => a + b, 0);
-      detail = `${facts.size} bytes, sha256 matches, decompresses to ${facts.uncompressedSize} bytes of a complete PostgreSQL dump: ${Object.keys(facts.rows).length} tables, ${rows} rows`;
+      if (typeof facts.properties !== 'string')
+        contents = { tables: facts.tables, properties: facts.properties };
+      const rows = facts.tables.reduce((sum, t) => sum + t.rows, 0);
+      detail = `${facts.size} bytes, sha256 matches, decompresses to ${facts.uncompressedSize} bytes of a complete PostgreSQL dump: ${facts.tables.length} tables, ${rows} rows`;
     } else {
       const facts = await readTarball(object.Body as Readable, manifest);
       problems = tarballProblems(facts, manifest);

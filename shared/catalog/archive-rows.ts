@@ -1,3 +1,5 @@
+import type { TableName } from '../core/identifiers.ts';
+
 /**
  * The rows a pg_dump plain-format archive holds, per table, counted as it
  * streams past, so the host never reads production a second time to count
@@ -11,25 +13,19 @@
  * Memory stays flat: a data line is never held, only its length and first bytes.
  */
 
-/** A table named as PostgreSQL knows it: never joined and split again on `.`. */
-export interface TableName {
-  schema: string;
-  name: string;
-}
-
-/** The manifest's key for a table (the catalog's format, read by restores and their checks). */
-function tableKey(table: TableName): string {
-  return `${table.schema}.${table.name}`;
-}
-
 const TABLE_DATA = /^-- Data for Name: .*; Type: TABLE DATA; /;
 /** Before 15.14 a name's newline split the comment: its tail is a line of its own. */
 const DATA_COMMENT = '-- Data for Name: ';
 const TABLE_DATA_TAIL = /; Type: TABLE DATA; Schema: /;
 
+/** A table and the rows its COPY block holds. */
+export interface TableRows extends TableName {
+  rows: number;
+}
+
 export interface ArchiveRows {
-  /** Rows per table, by manifest key, in the archive's order; an empty table counts 0. */
-  rows: Record<string, number>;
+  /** Every table whose rows the archive holds, in the archive's order; an empty table counts 0. */
+  tables: TableRows[];
 }
 
 /** Parses `COPY <qualified name> ...`: two identifiers, each bare or double-quoted with `""` for a quote. */
@@ -67,21 +63,27 @@ export function copiedTable(statement: string): TableName | undefined {
 /** Lines outside data are kept up to this many bytes: a COPY statement of 1,600 quoted columns fits. */
 const KEEP = 1 << 20;
 const NEWLINE = 0x0a;
-const QUOTE = 0x22;
+
+/** The double quotes in a line of a COPY statement: an odd count leaves a quoted name open. */
+function quotesIn(text: string): number {
+  let quotes = 0;
+  for (let q = text.indexOf('"'); q !== -1; q = text.indexOf('"', q + 1)) quotes += 1;
+  return quotes;
+}
 
 export class RowCounter {
-  private readonly rows = new Map<string, number>();
+  /** By schema and name as one JSON key (`["public","a.b"]`), which no two tables share. */
+  private readonly rows = new Map<string, TableRows>();
   /** The table whose COPY block is open, and its rows so far. */
-  private table: string | undefined;
+  private table: TableRows | undefined;
   private copying = false;
   private blockRows = 0;
   /** The data line being read: its length and its first two bytes (`\.` ends the block). */
   private dataLength = 0;
   private readonly dataHead = Buffer.alloc(2);
-  /** The line being read outside data: its bytes (up to KEEP) and how many quotes it has. */
+  /** The line being read outside data, when it spans chunks: its bytes (up to KEEP). */
   private parts: Buffer[] = [];
   private kept = 0;
-  private quotes = 0;
   /** A TABLE DATA comment was read, its COPY is next; a COPY statement whose quoted name spans lines. */
   private expectingCopy = false;
   /** Inside a `-- Data for Name:` comment whose name went on to the next line. */
@@ -95,7 +97,7 @@ export class RowCounter {
 
   /** What the archive held; a block cut short is not counted (the archive's trailer is missing then). */
   end(): ArchiveRows {
-    return { rows: Object.fromEntries(this.rows) };
+    return { tables: [...this.rows.values()] };
   }
 
   private data(chunk: Buffer, from: number): number {
@@ -125,31 +127,35 @@ export class RowCounter {
     while (at < chunk.length && !this.copying) {
       const newline = chunk.indexOf(NEWLINE, at);
       const end = newline === -1 ? chunk.length : newline;
-      for (let q = chunk.indexOf(QUOTE, at); q !== -1 && q < end; q = chunk.indexOf(QUOTE, q + 1)) {
-        this.quotes += 1;
+      const kept = Math.min(end, at + KEEP - this.kept);
+      let text: string;
+      if (newline !== -1 && this.kept === 0) {
+        // The whole line is in this chunk, as nearly every line is: decoded where it lies.
+        text = chunk.toString('utf8', at, kept);
+      } else {
+        if (kept > at) {
+          this.parts.push(chunk.subarray(at, kept));
+          this.kept += kept - at;
+        }
+        if (newline === -1) return chunk.length;
+        text = Buffer.concat(this.parts, this.kept).toString('utf8');
+        this.parts = [];
+        this.kept = 0;
       }
-      if (this.kept < KEEP) {
-        const piece = chunk.subarray(at, Math.min(end, at + KEEP - this.kept));
-        this.parts.push(piece);
-        this.kept += piece.length;
-      }
-      if (newline === -1) return chunk.length;
       at = newline + 1;
-      const text = Buffer.concat(this.parts, this.kept).toString('utf8');
-      const quotes = this.quotes;
-      this.parts = [];
-      this.kept = 0;
-      this.quotes = 0;
-      this.sqlLine(text, quotes);
+      this.sqlLine(text);
     }
     return at;
   }
 
-  private sqlLine(text: string, quotes: number): void {
+  private sqlLine(text: string): void {
     if (this.statement) {
-      this.statement = { text: `${this.statement.text}\n${text}`, quotes: this.statement.quotes + quotes };
+      this.statement = {
+        text: `${this.statement.text}\n${text}`,
+        quotes: this.statement.quotes + quotesIn(text),
+      };
     } else if (this.expectingCopy && text.startsWith('COPY ')) {
-      this.statement = { text, quotes };
+      this.statement = { text, quotes: quotesIn(text) };
     } else {
       const split = this.dataComment && TABLE_DATA_TAIL.test(text);
       this.dataComment =
@@ -170,20 +176,24 @@ export class RowCounter {
         `a table's data opens with a COPY statement this check cannot read: ${statement.slice(0, 200)}`,
       );
     }
-    this.openBlock(tableKey(table));
+    this.openBlock(table);
   }
 
-  private openBlock(table: string): void {
+  private openBlock({ schema, name }: TableName): void {
+    const key = JSON.stringify([schema, name]);
+    let table = this.rows.get(key);
+    if (!table) {
+      table = { schema, name, rows: 0 };
+      this.rows.set(key, table);
+    }
     this.table = table;
-    this.rows.set(table, this.rows.get(table) ?? 0);
     this.copying = true;
     this.blockRows = 0;
     this.dataLength = 0;
   }
 
   private closeBlock(): void {
-    const table = this.table as string;
-    this.rows.set(table, (this.rows.get(table) ?? 0) + this.blockRows);
+    (this.table as TableRows).rows += this.blockRows;
     this.copying = false;
   }
 }

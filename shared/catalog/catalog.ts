@@ -7,7 +7,9 @@ import {
   paginateListObjectsV2,
   type S3Client,
 } from '@aws-sdk/client-s3';
-import { classifyAwsError, NotFoundError } from '../core/errors.ts';
+import { BadManifestError, classifyAwsError, NotFoundError } from '../core/errors.ts';
+import { logger } from '../core/logger.ts';
+import type * as z from '../core/schema.ts';
 import { DAY_MS, utcDay } from '../core/time.ts';
 import {
   type BackupKind,
@@ -37,18 +39,79 @@ export class Catalog {
     this.bucket = bucket;
   }
 
+  /** A manifest; a NotFoundError when there is none, a BadManifestError naming its key when it does not parse. */
   async readManifest(key: string): Promise<Manifest> {
-    const text = await this.readObject(
+    return this.readJson(
       key,
+      manifestSchema,
+      'manifest',
       `No manifest at s3://${this.bucket}/${key}: the backup did not finish or was pruned. Pick a backup from the catalog.`,
     );
-    const parsed = manifestSchema.safeParse(JSON.parse(text));
-    if (!parsed.success) {
-      throw new NotFoundError(
-        `The manifest s3://${this.bucket}/${key} is malformed (${parsed.error.message}); treat that backup as unusable.`,
+  }
+
+  /**
+   * A JSON object of the catalog (a manifest, a record), parsed with `schema`.
+   * Missing: a NotFoundError with `ifMissing`. Not valid JSON, or not of the
+   * schema: a BadManifestError that names the key and what to do, so that a
+   * reader of many objects can pass over it (`readEach`) and one that was asked
+   * for this one says which object is bad.
+   */
+  async readJson<S extends z.ZodMiniType>(
+    key: string,
+    schema: S,
+    what: string,
+    ifMissing: string,
+  ): Promise<z.infer<S>> {
+    const text = await this.readObject(key, ifMissing);
+    const bad = (problem: string, cause?: unknown) =>
+      new BadManifestError(
+        `The ${what} s3://${this.bucket}/${key} is unreadable (${problem.slice(0, 300)}): every listing of the catalog passes over it and the daily verification reports it. Repair it, or delete it (a deleted manifest's archive is then a leftover that pruning removes after a day); restore from another backup.`,
+        cause === undefined ? undefined : { cause },
       );
+    let json: unknown;
+    try {
+      json = JSON.parse(text);
+    } catch (error) {
+      throw bad(`not valid JSON: ${(error as Error).message}`, error);
+    }
+    const parsed = schema.safeParse(json);
+    if (!parsed.success) {
+      const issues = parsed.error.issues.map((i) => `${i.path.join('.') || '(object)'}: ${i.message}`);
+      throw bad(`not a ${what}: ${issues.join('; ')}`);
     }
     return parsed.data;
+  }
+
+  /**
+   * Each key read with `read`, in order, passing over the objects that do not
+   * parse (BadManifestError): each is handed to `onBad`, which logs its key by
+   * default, so that one bad object blocks no listing. Any other failure (S3
+   * unreachable, access denied) is thrown.
+   */
+  async readEach<T>(
+    keys: readonly string[],
+    read: (key: string) => Promise<T>,
+    onBad: (bad: BadObject) => void = logBadObject,
+  ): Promise<T[]> {
+    const results = await Promise.all(keys.map((key) => readOrSkip(key, read, onBad)));
+    return results.filter((r) => r !== SKIPPED) as T[];
+  }
+
+  /**
+   * The newest object among `keys` (sorted oldest first) that `wanted` takes,
+   * read from the newest key back: a few reads, however long the history. One
+   * that does not parse is passed over (and logged), never fatal.
+   */
+  async newestWhere<T>(
+    keys: readonly string[],
+    read: (key: string) => Promise<T>,
+    wanted: (value: T) => boolean,
+  ): Promise<T | undefined> {
+    for (let i = keys.length - 1; i >= 0; i -= 1) {
+      const value = await readOrSkip(keys[i] as string, read, logBadObject);
+      if (value !== SKIPPED && wanted(value)) return value;
+    }
+    return undefined;
   }
 
   /** The text of a small object of the catalog; a NotFoundError with `ifMissing` when there is none. */
@@ -115,6 +178,15 @@ export class Catalog {
     return keys.sort();
   }
 
+  /** Every object under `prefix`, sorted by key, with its size and when it was written. Lists only; reads nothing. */
+  async listObjects(prefix: string): Promise<ListedObject[]> {
+    const objects: ListedObject[] = [];
+    for await (const o of objectsUnder(this.s3, this.bucket, prefix))
+      if (o.Key)
+        objects.push({ key: o.Key, bytes: o.Size ?? 0, lastModified: o.LastModified ?? new Date(0) });
+    return objects.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+  }
+
   /**
    * The bytes and objects stored under `prefix` (current versions, as S3 lists
    * them): a pgBackRest repository's size, which pgBackRest's own info does not
@@ -141,12 +213,15 @@ export class Catalog {
     keys: readonly string[],
   ): Promise<{ usable: Manifest | undefined; verified: Manifest | undefined }> {
     let verified: Manifest | undefined;
-    for (let i = keys.length - 1; i >= 0; i -= 1) {
-      const manifest = await this.readManifest(keys[i] as string);
-      if (manifest.verification.state === 'verified') verified ??= manifest;
-      if (isUsable(manifest)) return { usable: manifest, verified };
-    }
-    return { usable: undefined, verified };
+    const usable = await this.newestWhere(
+      keys,
+      (k) => this.readManifest(k),
+      (m) => {
+        if (m.verification.state === 'verified') verified ??= m;
+        return isUsable(m);
+      },
+    );
+    return { usable, verified };
   }
 
   /**
@@ -170,8 +245,9 @@ export class Catalog {
     return { newestKey: all.at(-1), newestUsable: (await this.newestUsable(all)).usable };
   }
 
+  /** The manifests at `keys`, in order; one that does not parse is passed over and logged (readEach). */
   async readAll(keys: readonly string[]): Promise<Manifest[]> {
-    return Promise.all(keys.map((k) => this.readManifest(k)));
+    return this.readEach(keys, (k) => this.readManifest(k));
   }
 
   /**
@@ -203,7 +279,11 @@ export class Catalog {
 
   /** Deletes archives and their manifests (in a versioned bucket this leaves delete markers). */
   async remove(manifests: readonly Manifest[]): Promise<void> {
-    const keys = manifests.flatMap((m) => [m.archive.key, manifestKey(m.archive.key)]);
+    await this.removeKeys(manifests.flatMap((m) => [m.archive.key, manifestKey(m.archive.key)]));
+  }
+
+  /** Deletes objects by key (in a versioned bucket this leaves delete markers). */
+  async removeKeys(keys: readonly string[]): Promise<void> {
     // DeleteObjects takes at most 1000 keys per request.
     for (let i = 0; i < keys.length; i += 1000) {
       const batch = keys.slice(i, i + 1000);
@@ -220,10 +300,44 @@ export class Catalog {
           );
         }
       } catch (error) {
-        throw classifyAwsError(error, 'Deleting expired backups');
+        throw classifyAwsError(error, `Deleting ${batch.length} object(s) from s3://${this.bucket}`);
       }
     }
   }
+}
+
+/** An object as a listing gives it: its key, size in bytes and last write. */
+export interface ListedObject {
+  key: string;
+  bytes: number;
+  lastModified: Date;
+}
+
+/** A catalog object that did not parse, by its key, and why (BadManifestError's message). */
+export interface BadObject {
+  key: string;
+  problem: string;
+}
+
+const SKIPPED = Symbol('skipped');
+
+async function readOrSkip<T>(
+  key: string,
+  read: (key: string) => Promise<T>,
+  onBad: (bad: BadObject) => void,
+): Promise<T | typeof SKIPPED> {
+  try {
+    return await read(key);
+  } catch (error) {
+    if (!(error instanceof BadManifestError)) throw error;
+    onBad({ key, problem: error.message });
+    return SKIPPED;
+  }
+}
+
+/** A reader passing over a bad object says which: the daily verification alerts on it, the log names it where it was met. */
+function logBadObject(bad: BadObject): void {
+  logger.warn('unreadable catalog object skipped', { ...bad });
 }
 
 /**

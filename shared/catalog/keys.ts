@@ -81,6 +81,23 @@ export const pgbackrestPrefix = (target: string) => `${PGBACKREST_PREFIX}${targe
 export const MANIFEST_SUFFIX = '.manifest.json';
 
 /**
+ * Where SSM Run Command puts the whole output of every host command
+ * (SendCommand's OutputS3KeyPrefix): GetCommandInvocation returns only its first
+ * characters. Raw host output may quote rows (a PostgreSQL DETAIL line), so it
+ * stays in this bucket, under its key, and expires (retention.ts HOST_OUTPUT_DAYS).
+ */
+export const HOST_OUTPUT_PREFIX = 'host-output';
+
+/**
+ * The object the SSM agent writes for one stream of a command, when the stream
+ * is not empty: `<prefix>/<command id>/<instance id>/awsrunShellScript/0.awsrunShellScript/<stream>`
+ * (the folders of AWS-RunShellScript's one step, aws:runShellScript).
+ */
+export function hostOutputKey(commandId: string, instanceId: string, stream: 'stdout' | 'stderr'): string {
+  return `${HOST_OUTPUT_PREFIX}/${commandId}/${instanceId}/awsrunShellScript/0.awsrunShellScript/${stream}`;
+}
+
+/**
  * The kinds pgBackRest takes (full and incremental backups of a whole cluster).
  * Their records live apart from the archives' manifests, under
  * PHYSICAL_RECORD_PREFIX: one per backup run,
@@ -113,6 +130,14 @@ export function recoveryRecordKey(target: string, measuredAt: string, id: string
   const [y, m, d] = (measuredAt.split('T')[0] ?? '').split('-');
   return `${recoveriesOf(target)}${y}/${m}/${d}/${id}.json`;
 }
+
+/**
+ * The run locks (shared/core/run-lock.ts), one object each:
+ * `locks/<target>/<scope>`, the scope a backup kind (`locks/primary/full`) or
+ * `database/<name>` for restores into that database.
+ */
+export const LOCK_PREFIX = 'locks/';
+export const lockKey = (target: string, scope: string) => `${LOCK_PREFIX}${target}/${scope}`;
 
 /** Drill reports, kept for the auditor: `reports/drills/2026/11/26/<run id>.json` and `.md`. */
 export function drillReportKey(startedAt: string, id: string, extension: 'json' | 'md'): string {

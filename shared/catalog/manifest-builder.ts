@@ -1,12 +1,12 @@
 import type { Plan } from '../backup/database-plan.ts';
 import type { FilesPlan } from '../backup/files-plan.ts';
 import type { Config } from '../core/config.ts';
-import { hostPath, sha256Hex } from '../core/identifiers.ts';
+import { hostPath, sha256Hex, type TableName } from '../core/identifiers.ts';
 import type { Run } from '../core/run.ts';
 import * as z from '../core/schema.ts';
 import type { ArchiveRows } from './archive-rows.ts';
 import type { DumpKind } from './keys.ts';
-import type { DatabaseManifest, FilesManifest, Manifest } from './manifest.ts';
+import type { DatabaseManifest, DatabaseProperties, FilesManifest, Manifest } from './manifest.ts';
 
 /**
  * A run's manifest, built in one place from what the workflow planned and the
@@ -50,7 +50,7 @@ export type FilesFacts = z.infer<typeof filesFactsSchema>;
  * the physical backups and WAL for the point-in-time window and the monthly dump
  * for the long term; the monthly and safety dumps keep every table's rows.
  */
-export function excludedTablesOf(config: Config, kind: DumpKind): string[] {
+export function excludedTablesOf(config: Config, kind: DumpKind): TableName[] {
   return kind === 'full' ? config.EXCLUDED_TABLES : [];
 }
 
@@ -71,6 +71,11 @@ function archiveOf(run: Run, facts: { size: number; sha256: string }, format: Ma
   };
 }
 
+/** What VerifyArchive read in a dump: its tables' rows and its database's properties. */
+export interface DumpContents extends ArchiveRows {
+  properties: DatabaseProperties;
+}
+
 /**
  * A database run's manifest. `contents` is what the archive was read to hold;
  * without it (an archive that failed verification) no table is recorded.
@@ -78,12 +83,12 @@ function archiveOf(run: Run, facts: { size: number; sha256: string }, format: Ma
 export function databaseManifestOf(
   plan: Plan,
   facts: DatabaseFacts,
-  excludedTables: readonly string[],
+  excludedTables: readonly TableName[],
   verification: Manifest['verification'],
-  contents?: ArchiveRows,
+  contents?: DumpContents,
 ): DatabaseManifest {
   return {
-    version: 1,
+    version: 2,
     kind: plan.kind,
     target: plan.target,
     database: plan.database,
@@ -95,7 +100,8 @@ export function databaseManifestOf(
     finishedAt: facts.finishedAt,
     serverVersion: facts.serverVersion,
     excludedTables: [...excludedTables],
-    tables: contents?.rows ?? {},
+    tables: contents?.tables ?? [],
+    properties: contents?.properties ?? null,
     verification,
   };
 }
@@ -107,7 +113,7 @@ export function filesManifestOf(
   verification: Manifest['verification'],
 ): FilesManifest {
   return {
-    version: 1,
+    version: 2,
     kind: plan.kind,
     target: plan.target,
     runId: plan.runId,

@@ -6,6 +6,8 @@ import {
   runIdentifier,
   sha256Hex,
   sqlIdentifier,
+  type TableName,
+  tableName,
   targetName,
 } from '../core/identifiers.ts';
 import * as z from '../core/schema.ts';
@@ -53,7 +55,8 @@ const archive = z.object({
 
 /** What every manifest has, whatever its family. */
 const base = z.object({
-  version: z.literal(1),
+  /** 2: tables are schema and name pairs (1 joined them as `schema.table`); a dump has its database's properties. */
+  version: z.literal(2),
   target: targetName,
   runId: runIdentifier,
   executionId: z.string().check(z.minLength(1)),
@@ -72,16 +75,53 @@ const base = z.object({
   verification,
 });
 
+/**
+ * The database itself, beyond its tables, as database-backup.sh read it in the
+ * dump's snapshot: what a restore needs to make it again (the archive's first
+ * line; host/restore-archive.sh applies it). Roles carry their attributes,
+ * never a password.
+ */
+export const databasePropertiesSchema = z.object({
+  encoding: z.string(),
+  collate: z.string(),
+  ctype: z.string(),
+  localeProvider: z.enum(['libc', 'icu']),
+  icuLocale: z.nullable(z.string()),
+  owner: z.string(),
+  /** `name=value` as PostgreSQL keeps it; `role` null for ALTER DATABASE … SET, a role's name for ALTER ROLE … IN DATABASE … SET. */
+  settings: z.array(z.object({ role: z.nullable(z.string()), setting: z.string() })),
+  /** The roles its objects need: owners (`owns`), grantees, the roles of its settings; `memberOf` among them. */
+  roles: z.array(
+    z.object({
+      name: z.string(),
+      owns: z.boolean(),
+      superuser: z.boolean(),
+      login: z.boolean(),
+      inherit: z.boolean(),
+      createdb: z.boolean(),
+      createrole: z.boolean(),
+      replication: z.boolean(),
+      bypassrls: z.boolean(),
+      memberOf: z.array(z.string()),
+    }),
+  ),
+});
+
+export type DatabaseProperties = z.infer<typeof databasePropertiesSchema>;
+
 export const databaseManifestSchema = z.extend(base, {
   kind: z.enum(DATABASE_KINDS),
   database: sqlIdentifier,
   serverVersion: z.string().check(z.regex(/^\d+$/)),
-  excludedTables: z.array(sqlIdentifier),
+  /** The tables whose rows the dump left out (their definitions are in it). */
+  excludedTables: z.array(tableName),
   /**
-   * Exact row counts per `schema.table`, counted from the archive's COPY blocks
-   * (empty for an archive that failed verification).
+   * Every table whose rows the archive holds, in its order, with its exact row
+   * count from its COPY block (empty for an archive that failed verification).
    */
-  tables: z.record(z.string(), count),
+  tables: z.array(z.extend(tableName, { rows: count })),
+  /** The database's encoding, locale, owner, settings and roles (null for an archive that failed verification). */
+  properties: z.nullable(databasePropertiesSchema),
 });
 
 export const filesManifestSchema = z.extend(base, {
@@ -102,6 +142,17 @@ export type Manifest = DatabaseManifest | FilesManifest;
 
 export function isDatabaseManifest(manifest: Manifest): manifest is DatabaseManifest {
   return 'database' in manifest;
+}
+
+/** A table whose row count after a restore must lie in [min, max]; equal bounds ask for an exact count. */
+export interface RowRange extends TableName {
+  min: number;
+  max: number;
+}
+
+/** The row counts a restore of this dump must end with: each table's, exactly. */
+export function exactRows(manifest: DatabaseManifest): RowRange[] {
+  return manifest.tables.map(({ schema, name, rows }) => ({ schema, name, min: rows, max: rows }));
 }
 
 /** A backup whose archive verified but did not restore in its restore test (or a drill's). */

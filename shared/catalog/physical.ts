@@ -1,4 +1,3 @@
-import { NotFoundError } from '../core/errors.ts';
 import { lsn, pgbackrestLabel, runIdentifier, targetName, walSegment } from '../core/identifiers.ts';
 import * as z from '../core/schema.ts';
 import { DAY_MS, utcDay } from '../core/time.ts';
@@ -90,18 +89,14 @@ export type PhysicalRecord = z.infer<typeof physicalRecordSchema>;
 export const keyOf = (record: Pick<PhysicalRecord, 'target' | 'startedAt' | 'runId'>) =>
   physicalRecordKey(record.target, new Date(record.startedAt).toISOString(), record.runId);
 
-export async function readPhysicalRecord(catalog: Catalog, key: string): Promise<PhysicalRecord> {
-  const text = await catalog.readObject(
+/** A record; a NotFoundError when there is none, a BadManifestError naming its key when it does not parse. */
+export function readPhysicalRecord(catalog: Catalog, key: string): Promise<PhysicalRecord> {
+  return catalog.readJson(
     key,
+    physicalRecordSchema,
+    'physical backup record',
     `No physical backup record at s3://${catalog.bucket}/${key}: the backup run did not record one. Pick a backup from the catalog.`,
   );
-  const parsed = physicalRecordSchema.safeParse(JSON.parse(text));
-  if (!parsed.success) {
-    throw new NotFoundError(
-      `The physical backup record s3://${catalog.bucket}/${key} is malformed (${parsed.error.message}); treat that backup as unusable.`,
-    );
-  }
-  return parsed.data;
 }
 
 export async function writePhysicalRecord(catalog: Catalog, record: PhysicalRecord): Promise<string> {
@@ -121,14 +116,17 @@ export async function physicalRecordKeys(
   return (await catalog.listKeys(prefix, startAfter)).filter((k) => k.endsWith('.json'));
 }
 
-/** Every record of a target (expired ones too), oldest run first; from `fromDay` on when given. */
+/**
+ * Every record of a target (expired ones too), oldest run first; from `fromDay`
+ * on when given. One that does not parse is passed over and logged (Catalog.readEach).
+ */
 export async function listPhysicalBackups(
   catalog: Catalog,
   target: string,
   fromDay?: string,
 ): Promise<PhysicalRecord[]> {
   const keys = await physicalRecordKeys(catalog, target, fromDay);
-  return Promise.all(keys.map((k) => readPhysicalRecord(catalog, k)));
+  return catalog.readEach(keys, (k) => readPhysicalRecord(catalog, k));
 }
 
 /**
@@ -150,11 +148,7 @@ async function newestRecord(
   wanted: (record: PhysicalRecord) => boolean,
 ): Promise<PhysicalRecord | undefined> {
   const keys = await physicalRecordKeys(catalog, target);
-  for (let i = keys.length - 1; i >= 0; i -= 1) {
-    const record = await readPhysicalRecord(catalog, keys[i] as string);
-    if (wanted(record)) return record;
-  }
-  return undefined;
+  return catalog.newestWhere(keys, (k) => readPhysicalRecord(catalog, k), wanted);
 }
 
 /**
@@ -200,8 +194,11 @@ export async function markPhysicalExpired(
   const keys = (await physicalRecordKeys(catalog, target, from)).filter((k) => (keyDay(k) ?? '') <= to);
   const wanted = new Set(labels);
   const marked: string[] = [];
-  for (const key of keys) {
-    const record = await readPhysicalRecord(catalog, key);
+  const records = await catalog.readEach(keys, async (key) => ({
+    key,
+    record: await readPhysicalRecord(catalog, key),
+  }));
+  for (const { key, record } of records) {
     if (!wanted.has(record.label) || record.expired !== undefined) continue;
     await writePhysicalRecord(catalog, { ...record, expired });
     marked.push(key);

@@ -53,26 +53,33 @@ export async function writeRecoveryRecord(catalog: Catalog, record: RecoveryReco
 
 /**
  * The newest measured recovery of a target with its key, or undefined when none
- * was measured yet. A record that does not parse is passed over (an older one is used).
+ * was measured yet. A record that does not parse is passed over and logged (an
+ * older one is used); the daily verification reports it.
  */
 export async function newestRecoveryRecord(
   catalog: Catalog,
   target: string,
 ): Promise<{ key: string; record: RecoveryRecord } | undefined> {
-  const keys = (await catalog.listKeys(recoveriesOf(target))).filter((k) => k.endsWith('.json'));
-  for (let i = keys.length - 1; i >= 0; i -= 1) {
-    const key = keys[i] as string;
-    const text = await catalog.readObject(key, `The recovery record ${key} disappeared while it was read.`);
-    let json: unknown;
-    try {
-      json = JSON.parse(text);
-    } catch {
-      continue;
-    }
-    const parsed = recoveryRecordSchema.safeParse(json);
-    if (parsed.success) return { key, record: parsed.data };
-  }
-  return undefined;
+  return catalog.newestWhere(
+    await recoveryRecordKeys(catalog, target),
+    async (key) => ({ key, record: await readRecoveryRecord(catalog, key) }),
+    () => true,
+  );
+}
+
+/** The keys of a target's measured recoveries, oldest first. */
+export async function recoveryRecordKeys(catalog: Catalog, target: string): Promise<string[]> {
+  return (await catalog.listKeys(recoveriesOf(target))).filter((k) => k.endsWith('.json'));
+}
+
+/** A measured recovery; a BadManifestError naming its key when it does not parse. */
+export function readRecoveryRecord(catalog: Catalog, key: string): Promise<RecoveryRecord> {
+  return catalog.readJson(
+    key,
+    recoveryRecordSchema,
+    'recovery record',
+    `The recovery record ${key} disappeared while it was read.`,
+  );
 }
 
 /** Seconds a recovery of `backupBytes` is expected to take at a record's rate. */

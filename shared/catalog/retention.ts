@@ -1,5 +1,5 @@
 import { DAY_MS } from '../core/time.ts';
-import { type BackupKind, KIND_PREFIX, PGBACKREST_PREFIX } from './keys.ts';
+import { type BackupKind, HOST_OUTPUT_PREFIX, KIND_PREFIX, PGBACKREST_PREFIX } from './keys.ts';
 import type { Manifest } from './manifest.ts';
 
 /** `years` whole years in days, a leap day every four: what "kept 7 years" must cover. */
@@ -139,6 +139,13 @@ export const STORAGE_TRANSITIONS: readonly StorageTransitions[] = [
 /** Incomplete multipart uploads (an interrupted `aws s3 cp` from the host) are billed until aborted. */
 export const ABORT_INCOMPLETE_UPLOAD_DAYS = 1;
 
+/**
+ * Days a host command's whole output is kept (keys.ts HOST_OUTPUT_PREFIX): as
+ * long as Step Functions keeps the history of the execution that sent it. It is
+ * no backup, and may quote rows.
+ */
+export const HOST_OUTPUT_DAYS = 90;
+
 /** A rule of `AWS::S3::Bucket` `LifecycleConfiguration.Rules`, as CloudFormation spells it. */
 export interface LifecycleRule {
   Id: string;
@@ -146,15 +153,19 @@ export interface LifecycleRule {
   Prefix: string;
   /** Only where the source document moves the prefix to cheaper storage (database/). */
   Transitions?: { TransitionInDays: number; StorageClass: StorageClass }[];
+  /** Only for what is no backup (host output): backups are expired by the prune stage. */
+  ExpirationInDays?: number;
   NoncurrentVersionExpiration: { NoncurrentDays: number };
-  ExpiredObjectDeleteMarker: true;
+  /** S3 takes it only in a rule without ExpirationInDays, which removes the markers itself. */
+  ExpiredObjectDeleteMarker?: true;
   AbortIncompleteMultipartUpload: { DaysAfterInitiation: number };
 }
 
 /**
- * The bucket's lifecycle rules, derived from STORAGE_TRANSITIONS and RETENTION.
+ * The bucket's lifecycle rules, derived from STORAGE_TRANSITIONS and RETENTION,
+ * and the expiry of the host commands' output (HOST_OUTPUT_DAYS).
  *
- * No rule expires current versions (`ExpirationInDays`): retention is enforced by
+ * No rule expires a backup's current version (`ExpirationInDays`): retention is enforced by
  * the prune stage, which keeps the newest verified backup however old it is. A
  * lifecycle expiry cannot read manifests; after a month of failed backups it would
  * delete the last good one. Pruning leaves delete markers (the bucket is
@@ -163,7 +174,7 @@ export interface LifecycleRule {
  * are then removed.
  */
 export function lifecycleRules(): LifecycleRule[] {
-  return (Object.keys(RETENTION) as BackupKind[]).map((kind) => {
+  const backups = (Object.keys(RETENTION) as BackupKind[]).map((kind) => {
     const prefix = `${KIND_PREFIX[kind]}/`;
     const covering = STORAGE_TRANSITIONS.find((t) => prefix.startsWith(t.prefix));
     return {
@@ -183,6 +194,15 @@ export function lifecycleRules(): LifecycleRule[] {
       AbortIncompleteMultipartUpload: { DaysAfterInitiation: ABORT_INCOMPLETE_UPLOAD_DAYS },
     };
   });
+  const hostOutput: LifecycleRule = {
+    Id: 'HostCommandOutput',
+    Status: 'Enabled',
+    Prefix: `${HOST_OUTPUT_PREFIX}/`,
+    ExpirationInDays: HOST_OUTPUT_DAYS,
+    NoncurrentVersionExpiration: { NoncurrentDays: 1 },
+    AbortIncompleteMultipartUpload: { DaysAfterInitiation: ABORT_INCOMPLETE_UPLOAD_DAYS },
+  };
+  return [...backups, hostOutput];
 }
 
 /**

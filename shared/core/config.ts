@@ -1,5 +1,12 @@
 import { ConfigError, NotFoundError } from './errors.ts';
-import { hostPath, sqlIdentifier, targetName } from './identifiers.ts';
+import {
+  excludeName,
+  hostPath,
+  parseTableNames,
+  sqlIdentifier,
+  type TableName,
+  targetName,
+} from './identifiers.ts';
 import * as z from './schema.ts';
 
 /**
@@ -33,11 +40,21 @@ const fileSets = z.object({
   ]),
   application: paths(['/opt/kennel']),
   static: paths(['/opt/kennel/public', '/opt/kennel/.next/static', '/opt/kennel/.next/standalone']),
-  /** Names left out of the application tarball wherever they occur. */
-  applicationExcludes: z._default(
-    z.array(z.string().check(z.regex(/^[A-Za-z0-9._-]+$/, 'must be a plain file or directory name'))),
-    ['node_modules', '.git', '.next', 'coverage', 'dist'],
-  ),
+  /**
+   * What the application tarball leaves out (identifiers.ts excludeName): build
+   * output and dependencies, and the configuration kind's files, which hold the
+   * secrets and are backed up there, encrypted and read-restricted: `.env*`
+   * wherever it occurs and the `ssl/` directory of each application path.
+   */
+  applicationExcludes: z._default(z.array(excludeName), [
+    'node_modules',
+    '.git',
+    '.next',
+    'coverage',
+    'dist',
+    '.env*',
+    'ssl/',
+  ]),
 });
 
 export type FileSets = z.infer<typeof fileSets>;
@@ -165,17 +182,23 @@ const environment = z.object({
   AWS_REGION: z._default(z.string(), 'us-east-1'),
   BACKUP_BUCKET: z.string().check(z.regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/)),
   BACKUP_TARGETS: json(z.array(target).check(z.minLength(1))),
-  /** Tables the full dump leaves out; the transaction-log backups carry them. */
+  /**
+   * The log tables, whose rows the daily full dump leaves out: schema-qualified
+   * (`public.audit_logs`), so that a table of the same name in another schema is
+   * not one of them.
+   */
   EXCLUDED_TABLES: z.pipe(
-    z.pipe(
-      z._default(z.string(), 'audit_logs,session_logs'),
-      z.transform((s: string) => s.split(',').filter(Boolean)),
-    ),
-    z.array(sqlIdentifier),
+    z._default(z.string(), 'public.audit_logs,public.session_logs'),
+    z.transform((text: string, ctx): TableName[] => {
+      const tables: TableName[] = [];
+      parseTableNames(text).forEach((table, index) => {
+        if (typeof table !== 'string') tables.push(table);
+        else ctx.issues.push({ code: 'custom', message: table, input: text, path: [index] });
+      });
+      return tables;
+    }),
   ),
   HOST_COMMAND_TIMEOUT_SECONDS: wholeNumber(1, 172800, 3600),
-  /** CloudWatch log group that receives the output of every host command. */
-  HOST_COMMAND_LOG_GROUP: z._default(z.string(), ''),
   /** The hourly monitoring alerts when the host's backup filesystem is fuller than this. */
   DISK_USAGE_ALERT_PERCENT: wholeNumber(1, 100, 80),
   /** SSM parameter (SecureString) that holds the Slack incoming-webhook URL. */

@@ -30,6 +30,25 @@ export class NotFoundError extends KennelBackupError {
   override readonly name = 'NotFoundError';
 }
 
+/**
+ * An object of the catalog (a manifest, a physical backup's or a recovery's
+ * record) that is not valid JSON or not of its schema. Every listing of the
+ * catalog passes over it, naming its key in the log; the daily verification
+ * reports it. Terminal: only a person can repair or delete it.
+ */
+export class BadManifestError extends KennelBackupError {
+  override readonly name = 'BadManifestError';
+}
+
+/**
+ * Another run of the same kind and target (or a restore into the same
+ * database) holds the run lock and is still running: this one changed nothing.
+ * Terminal: start it again once the other has ended.
+ */
+export class RunLockHeldError extends KennelBackupError {
+  override readonly name = 'RunLockHeldError';
+}
+
 /** The host command ran and failed; the message carries the tail of its stderr. */
 export class HostCommandFailedError extends KennelBackupError {
   override readonly name = 'HostCommandFailedError';

@@ -6,8 +6,10 @@ import {
   NotFoundError,
 } from '../core/errors.ts';
 import { parseInput } from '../core/input.ts';
+import { redact, redactValues } from '../core/redact.ts';
 import * as z from '../core/schema.ts';
 import { commandComment, type HostCommands, tail } from './commands.ts';
+import { type HostOutput, outputOf } from './output.ts';
 import {
   type HostCommand,
   type HostCommandSet,
@@ -74,6 +76,7 @@ export async function startHostCommand<C extends HostCommandsByName>(
     script,
     comment: commandComment(execution, request.script),
     timeoutSeconds,
+    outputBucket: config.BACKUP_BUCKET,
   });
   return {
     script: request.script,
@@ -90,7 +93,10 @@ export async function startHostCommand<C extends HostCommandsByName>(
 /** The line a reporting script prints last: `KB-RESULT {json}`. */
 export const RESULT_LINE = /^KB-RESULT (.*)$/m;
 
-/** The JSON of a script's `KB-RESULT` line; a script that must report one and did not has failed. */
+/**
+ * The JSON of a script's `KB-RESULT` line, every string in it redacted (a
+ * reason may quote a server log); a script that must report one and did not has failed.
+ */
 function resultOf(command: CommandState, stdout: string, where: string): { result?: unknown } {
   const line = RESULT_LINE.exec(stdout)?.[1];
   if (line === undefined) {
@@ -100,38 +106,59 @@ function resultOf(command: CommandState, stdout: string, where: string): { resul
     );
   }
   try {
-    return { result: JSON.parse(line) as unknown };
+    return { result: redactValues(JSON.parse(line) as unknown) };
   } catch {
-    throw new HostCommandFailedError(`The ${where} printed a result that is not JSON: ${line.slice(0, 200)}`);
+    throw new HostCommandFailedError(
+      `The ${where} printed a result that is not JSON: ${redact(line).slice(0, 200)}`,
+    );
   }
 }
 
+const NO_OUTPUT: HostOutput = { end: async () => undefined };
+
+/**
+ * Polls a host command. A finished one's output is read whole: Run Command
+ * returns only the first characters of each stream, and the rest is read from S3
+ * (output.ts), so a result line or an error printed after any amount of progress
+ * is still the one reported. What reaches the state is redacted (core/redact.ts).
+ */
 export async function checkHostCommand(
   host: Pick<HostCommands, 'get'>,
   event: unknown,
-  now = new Date(),
+  {
+    output = NO_OUTPUT,
+    now = new Date(),
+  }: {
+    /** Where the whole output is read; without it, a stream Run Command cut is reported cut. */
+    output?: HostOutput;
+    now?: Date;
+  } = {},
 ): Promise<CommandState> {
   const { command } = parseInput(z.object({ command: commandStateSchema }), event, 'The host command check');
   const invocation = await host.get(command.commandId, command.instanceId);
   const where = `${command.script} on ${invocation.instanceId ?? command.target} (command ${command.commandId})`;
+  const read = (stream: 'stdout' | 'stderr') =>
+    outputOf(output, command.commandId, invocation, stream, `the bucket's host-output/${command.commandId}/`);
   switch (invocation.status) {
-    case 'Success':
+    case 'Success': {
+      const stdout = await read('stdout');
       return {
         ...command,
         instanceId: invocation.instanceId,
         status: 'Success',
-        output: tail(invocation.stdout, 5, 500),
+        output: tail(stdout, 5, 500),
         finishedAt: now.toISOString(),
-        ...resultOf(command, invocation.stdout, where),
+        ...resultOf(command, stdout, where),
       };
+    }
     case 'Failed':
     case 'Cancelled':
       throw new HostCommandFailedError(
-        `The ${where} ${invocation.status.toLowerCase()}. Its stderr ends with:\n${tail(invocation.stderr) || '(nothing)'}`,
+        `The ${where} ${invocation.status.toLowerCase()}. Its stderr ends with:\n${tail(await read('stderr')) || '(nothing)'}`,
       );
     case 'TimedOut':
       throw new HostCommandTimedOutError(
-        `The ${where} ran out of time and was stopped. Raise HOST_COMMAND_TIMEOUT_SECONDS if the database has grown, or look for locks held on the host. Its stderr ends with:\n${tail(invocation.stderr) || '(nothing)'}`,
+        `The ${where} ran out of time and was stopped. Raise HOST_COMMAND_TIMEOUT_SECONDS if the database has grown, or look for locks held on the host. Its stderr ends with:\n${tail(await read('stderr')) || '(nothing)'}`,
       );
     case 'InProgress':
       if (now.getTime() > Date.parse(command.deadline)) {

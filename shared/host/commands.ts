@@ -9,8 +9,10 @@ import {
   SendCommandCommand,
   type SSMClient,
 } from '@aws-sdk/client-ssm';
+import { HOST_OUTPUT_PREFIX } from '../catalog/keys.ts';
 import type { Target } from '../core/config.ts';
 import { classifyAwsError, InvalidInputError } from '../core/errors.ts';
+import { redact } from '../core/redact.ts';
 
 /**
  * Runs rendered host scripts on the DB host. In AWS this is SSM Run Command; the
@@ -63,21 +65,37 @@ export interface SendRequest {
   script: string;
   comment: string;
   timeoutSeconds: number;
+  /** The bucket the command's whole output goes to, under HOST_OUTPUT_PREFIX (keys.ts hostOutputKey); none without. */
+  outputBucket?: string;
 }
 
 export type InvocationStatus = 'InProgress' | 'Success' | 'Failed' | 'TimedOut' | 'Cancelled';
+
+/**
+ * What GetCommandInvocation returns of a command's output: the first 24,000
+ * characters of its stdout (StandardOutputContent) and the first 8,000 of its
+ * stderr (StandardErrorContent). The whole output is in S3 (SendRequest.outputBucket).
+ */
+export const OUTPUT_LIMITS = { stdout: 24_000, stderr: 8_000 } as const;
+
+export type OutputStream = keyof typeof OUTPUT_LIMITS;
 
 export interface Invocation {
   status: InvocationStatus;
   /** The instance that ran it, once known (a tag target resolves after sending). */
   instanceId: string | null;
+  /** Up to OUTPUT_LIMITS of each, as Run Command returns them. */
   stdout: string;
   stderr: string;
 }
 
-/** The last lines of a command's output: enough to say what failed, short enough for a Cause. */
+/**
+ * The last lines of a command's output, redacted: enough to say what failed,
+ * short enough for a Cause, and nothing a log or an alert must not hold.
+ */
 export function tail(text: string, lines = 20, chars = 2000): string {
-  return text.trimEnd().split('\n').slice(-lines).join('\n').slice(-chars);
+  // Redacted whole, then cut: a field's value may run over the lines the cut keeps.
+  return redact(text).trimEnd().split('\n').slice(-lines).join('\n').slice(-chars);
 }
 
 const SSM_STATUS: Record<string, InvocationStatus> = {
@@ -91,9 +109,9 @@ const SSM_STATUS: Record<string, InvocationStatus> = {
   Cancelling: 'InProgress',
 };
 
-export function ssmHostCommands(ssm: SSMClient, logGroup: string): HostCommands {
+export function ssmHostCommands(ssm: SSMClient): HostCommands {
   return {
-    async send({ target, script, comment, timeoutSeconds }) {
+    async send({ target, script, comment, timeoutSeconds, outputBucket }) {
       try {
         const response = await ssm.send(
           new SendCommandCommand({
@@ -108,10 +126,10 @@ export function ssmHostCommands(ssm: SSMClient, logGroup: string): HostCommands 
             Parameters: { commands: [script], executionTimeout: [String(timeoutSeconds)] },
             TimeoutSeconds: Math.min(timeoutSeconds, 2_592_000),
             Comment: comment.slice(0, 100),
-            ...(logGroup
-              ? {
-                  CloudWatchOutputConfig: { CloudWatchOutputEnabled: true, CloudWatchLogGroupName: logGroup },
-                }
+            // The whole output, in the bucket only: GetCommandInvocation cuts it, and
+            // it may quote rows, which no log may hold (core/redact.ts).
+            ...(outputBucket
+              ? { OutputS3BucketName: outputBucket, OutputS3KeyPrefix: HOST_OUTPUT_PREFIX }
               : {}),
           }),
         );

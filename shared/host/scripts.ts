@@ -101,6 +101,7 @@ export const REPORTING_SCRIPTS: ReadonlySet<HostScript> = new Set([
   'wal-archiving',
   'pgbackrest-backup',
   'pgbackrest-expire',
+  'restore-archive',
   'carry-log-rows',
   'restore-cleanup',
 ]);

@@ -17,13 +17,6 @@ import { logTablesOf, rowSourcesOf } from './row-sources.ts';
  * point-in-time-recovery workflow's (shared/restore/point-in-time.ts).
  */
 
-/** The row counts a restore must end with: exactly the dump's. */
-function expectedRows(manifest: DatabaseManifest): RestorePlan['expectedRows'] {
-  return Object.fromEntries(
-    Object.entries(manifest.tables).map(([t, rows]) => [t, { min: rows, max: rows }]),
-  );
-}
-
 function step(m: DatabaseManifest): RestoreStep {
   return {
     kind: m.kind,
@@ -69,7 +62,6 @@ export async function planRestore(config: Config, catalog: Catalog, request: unk
     executionId,
     startedAt,
     archives: [step(manifest)],
-    expectedRows: expectedRows(manifest),
     carry: swap.overProduction ? logTablesOf(manifest) : [],
     rowSources: rowSourcesOf(manifest, { overProduction: swap.overProduction, logCopy }),
   };

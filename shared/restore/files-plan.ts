@@ -6,7 +6,14 @@ import { CODEC_NAMES, CODECS } from '../core/codecs.ts';
 import type { Config } from '../core/config.ts';
 import { selectTargets } from '../core/config.ts';
 import { InvalidInputError, NotFoundError } from '../core/errors.ts';
-import { hostPath, objectKey, runIdentifier, sha256Hex, targetName } from '../core/identifiers.ts';
+import {
+  excludeName,
+  hostPath,
+  objectKey,
+  runIdentifier,
+  sha256Hex,
+  targetName,
+} from '../core/identifiers.ts';
 import { parseInput, planRequestSchema } from '../core/input.ts';
 import * as z from '../core/schema.ts';
 import { findBackup } from './find-backup.ts';
@@ -43,7 +50,7 @@ export const filesRestorePlanSchema = z.object({
   }),
   /** The paths the tarball holds (the backup's paths that existed then). */
   paths: z.array(hostPath).check(z.minLength(1)),
-  excludes: z.array(z.string().check(z.regex(/^[A-Za-z0-9._-]+$/))),
+  excludes: z.array(excludeName),
   /** Where the files as they are now are kept, on the host, before the tarball is extracted. */
   asidePath: hostPath,
   /** The target's configured commands after the restore, for the record (the host command reads config). */

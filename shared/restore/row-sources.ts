@@ -1,4 +1,5 @@
 import type { DatabaseManifest } from '../catalog/manifest.ts';
+import { qualifiedName, type TableName, tableName } from '../core/identifiers.ts';
 import * as z from '../core/schema.ts';
 
 /**
@@ -12,18 +13,10 @@ import * as z from '../core/schema.ts';
  * (`dumpTablesOf`, `logTablesOf`), so that their shape has one reader.
  */
 
-/** A table by schema and name: never a dotted string. */
-export const tableNameSchema = z.object({
-  schema: z.string().check(z.minLength(1)),
-  name: z.string().check(z.minLength(1)),
-});
-
-export type TableName = z.infer<typeof tableNameSchema>;
-
 export const ROW_SOURCES = ['backup', 'replaced database', 'none'] as const;
 
 export const rowSourceSchema = z.object({
-  /** For people: `public.audit_logs`. */
+  /** As SQL writes it (identifiers.ts qualifiedName): `public.audit_logs`. */
   table: z.string(),
   from: z.enum(ROW_SOURCES),
   /** Rows restored from the backup; null when they are counted as they are carried over. */
@@ -45,21 +38,17 @@ export const rowSourcesSchema = z.object({
 
 export type RowSources = z.infer<typeof rowSourcesSchema>;
 
-/** The tables the dump holds the rows of, as people name them, with the rows counted in its archive. */
-export function dumpTablesOf(manifest: DatabaseManifest): { table: string; rows: number }[] {
-  return Object.entries(manifest.tables).map(([table, rows]) => ({ table, rows }));
+/** The tables the dump holds the rows of, with the rows counted in its archive. */
+export function dumpTablesOf(manifest: DatabaseManifest): (TableName & { rows: number })[] {
+  return manifest.tables;
 }
 
-/**
- * The log tables whose rows the dump left out (EXCLUDED_TABLES of its day). A
- * name without a schema is the table pg_dump found by it: in `public`, the
- * schema of the dump's search path.
- */
+/** The log tables whose rows the dump left out (EXCLUDED_TABLES of its day), by schema and name. */
 export function logTablesOf(manifest: DatabaseManifest): TableName[] {
-  return manifest.excludedTables.map((name) => ({ schema: 'public', name }));
+  return manifest.excludedTables.map(({ schema, name }) => ({ schema, name }));
 }
 
-export const tableLabel = (t: TableName) => `${t.schema}.${t.name}`;
+const sameTable = (a: TableName) => (b: TableName) => a.schema === b.schema && a.name === b.name;
 
 /**
  * The row sources of a restore of `manifest` into `targetDatabase`: over the
@@ -70,9 +59,9 @@ export function rowSourcesOf(
   manifest: DatabaseManifest,
   options: { overProduction: boolean; logCopy: string },
 ): RowSources {
-  const logTables = logTablesOf(manifest).map(tableLabel);
-  const backup = dumpTablesOf(manifest).filter((t) => !logTables.includes(t.table));
-  const log: RowSource[] = logTables.map((table) =>
+  const logTables = logTablesOf(manifest);
+  const backup = dumpTablesOf(manifest).filter((t) => !logTables.some(sameTable(t)));
+  const log: RowSource[] = logTables.map(qualifiedName).map((table) =>
     options.overProduction
       ? {
           table,
@@ -90,7 +79,10 @@ export function rowSourcesOf(
   const listed = backup.slice(0, LISTED_TABLES);
   const rest = backup.slice(LISTED_TABLES);
   return {
-    listed: [...log, ...listed.map((t) => ({ table: t.table, from: 'backup' as const, rows: t.rows }))],
+    listed: [
+      ...log,
+      ...listed.map((t) => ({ table: qualifiedName(t), from: 'backup' as const, rows: t.rows })),
+    ],
     unlisted: { tables: rest.length, rows: rest.reduce((n, t) => n + t.rows, 0) },
   };
 }
@@ -99,7 +91,7 @@ export function rowSourcesOf(
 export const carriedSchema = z.object({
   tables: z.array(
     z.object({
-      ...tableNameSchema.shape,
+      ...tableName.shape,
       present: z.boolean(),
       copied: z.optional(z.int()),
       rows: z.optional(z.int()),
@@ -120,7 +112,7 @@ export function describeRowSources(
   carried: Carried | undefined,
   replacedDatabase: string,
 ): string[] {
-  const carriedOf = new Map(carried?.tables.map((t) => [tableLabel(t), t]));
+  const carriedOf = new Map(carried?.tables.map((t) => [qualifiedName(t), t]));
   const lines = sources.listed.map((s) => {
     if (s.from === 'backup') return `${s.table}: ${s.rows} rows from the backup`;
     if (s.from === 'none') return `${s.table}: ${s.note}`;

@@ -1,10 +1,17 @@
 import { RESTORE_RESULT as RESULT } from '../../statemachines/database-restore.ts';
 import { FILES_RESTORE_RESULT as FILES_RESULT } from '../../statemachines/files-restore.ts';
-import { CleanUpIncompleteError, caughtErrorSchema, RestoreMismatchError } from '../core/errors.ts';
+import type { Catalog } from '../catalog/catalog.ts';
+import { exactRows } from '../catalog/manifest.ts';
+import {
+  CleanUpIncompleteError,
+  caughtErrorSchema,
+  InvalidInputError,
+  RestoreMismatchError,
+} from '../core/errors.ts';
 import * as z from '../core/schema.ts';
 import { commandStateSchema } from '../host/command-stage.ts';
 import { leftoversOfState } from './alert.ts';
-import { dropDatabase, rowProblems } from './check.ts';
+import { dropDatabase, rowProblems, someOf } from './check.ts';
 import { cleanupPlanSchema, stoppedExecutionSchema } from './cleanup.ts';
 import { type RestorePlan, restorePlanSchema } from './database-schemas.ts';
 import { filesRestorePlanSchema } from './files-plan.ts';
@@ -23,32 +30,63 @@ export const restoreCheckSchema = z.object({
 export type RestoreCheckResult = z.infer<typeof restoreCheckSchema>;
 
 /**
- * Every table the plan expects must be in the staging database with a row count
- * in its range. A staging database that fails is dropped: nothing was replaced.
+ * Every table of the restored dump (its manifest, read from the catalog) must be
+ * in the staging database with exactly the rows counted in the dump. A staging
+ * database that fails is dropped: nothing was replaced.
  */
 export async function checkRestore(
   serverUrl: string,
+  catalog: Catalog,
   plan: RestorePlan,
   now = () => new Date(),
 ): Promise<RestoreCheckResult> {
   const startedAt = now().toISOString();
-  const { problems, check } = await rowProblems(serverUrl, plan.stagingDatabase, plan.expectedRows);
+  const [archive] = plan.archives;
+  if (!archive) throw new InvalidInputError('The restore plan names no archive; start the restore again.');
+  const manifest = await catalog.readDatabaseManifest(archive.manifestKey);
+  const { problems, check } = await rowProblems(serverUrl, plan.stagingDatabase, exactRows(manifest));
   if (problems.length > 0) {
     await dropDatabase(serverUrl, plan.stagingDatabase);
     throw new RestoreMismatchError(
-      `The restored database does not match its dump: ${problems.join('; ')}. The staging database ${plan.stagingDatabase} was dropped and ${plan.targetDatabase} was not touched. Verify the dump (${plan.archives.map((a) => a.key).join(', ')}) before trying again.`,
+      `The restored database does not match its dump: ${problems.length} table(s) differ: ${someOf(problems)}. The staging database ${plan.stagingDatabase} was dropped and ${plan.targetDatabase} was not touched. Verify the dump (${plan.archives.map((a) => a.key).join(', ')}) before trying again.`,
     );
   }
   return {
     ...check,
     checks: [
       "the dump's sha256 matched its verified manifest before use",
-      'the dump applied in one transaction, without error',
+      'the dump applied completely, without error (a restore stops at the first error and drops the database it made)',
       `all ${check.tables} tables of the backup are present with exactly the row counts of the dump (${check.rows} rows)`,
     ],
     startedAt,
     finishedAt: now().toISOString(),
   };
+}
+
+/** What host/restore-archive.sh reports: the database as it made it, and the roles it had to create. */
+function restoredDatabaseSchema() {
+  return z.object({
+    encoding: z.string(),
+    collate: z.string(),
+    ctype: z.string(),
+    localeProvider: z.string(),
+    icuLocale: z.nullable(z.string()),
+    owner: z.string(),
+    /** Each setting's name, a role's as `role: name`; never its value. */
+    settings: z.array(z.string()),
+    createdRoles: z.array(z.string()),
+  });
+}
+
+/** One line of a restore's summary: the database beyond its tables, and the roles created for it. */
+function describeRestoredDatabase(d: z.infer<ReturnType<typeof restoredDatabaseSchema>>): string {
+  const locale = d.localeProvider === 'icu' ? `ICU ${d.icuLocale}` : `${d.collate}/${d.ctype}`;
+  const settings = d.settings.length > 0 ? `settings applied: ${d.settings.join(', ')}` : 'no settings';
+  const roles =
+    d.createdRoles.length > 0
+      ? `roles created, NOLOGIN and without a password (ALTER ROLE … LOGIN to let one log in): ${d.createdRoles.join(', ')}`
+      : 'no role had to be created';
+  return `Database: encoding ${d.encoding}, locale ${locale}, owner ${d.owner}; ${settings}; ${roles}`;
 }
 
 /**
@@ -58,7 +96,7 @@ export async function checkRestore(
 function finishedRestoreSchema() {
   return z.object({
     [RESULT.plan]: restorePlanSchema,
-    [RESULT.restore]: commandStateSchema,
+    [RESULT.restore]: z.extend(commandStateSchema, { result: restoredDatabaseSchema() }),
     [RESULT.check]: restoreCheckSchema,
     [RESULT.stop]: z.optional(commandStateSchema),
     [RESULT.safetyDump]: z.optional(commandStateSchema),
@@ -136,10 +174,12 @@ export function restoreReport(state: unknown, finishedAt: string) {
       : []),
   ];
   const rows = describeRowSources(plan.rowSources, carried, plan.replacedDatabase);
+  const database = s.restore.result;
   const summary = [
     `${plan.targetDatabase} restored on ${plan.target} from a backup of ${plan.database} in ${totalSeconds} s`,
     `As of ${plan.archives.map((a) => a.window.until).join(', ')}`,
     `Backup: ${plan.archives.map((a) => `${a.key} (restore test: ${a.restoreTest})`).join(', ')}`,
+    describeRestoredDatabase(database),
     `Rows per table:\n${rows.map((r) => `  ${r}`).join('\n')}`,
     ...(plan.overProduction
       ? [
@@ -155,6 +195,7 @@ export function restoreReport(state: unknown, finishedAt: string) {
     restored: plan.targetDatabase,
     from: plan.archives.map((a) => ({ kind: a.kind, key: a.key, window: a.window })),
     replacedDatabase: plan.overProduction ? plan.replacedDatabase : null,
+    database,
     safetyDump: plan.safetyDump?.archiveKey ?? null,
     rows,
     checks,

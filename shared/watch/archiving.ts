@@ -61,7 +61,7 @@ const repositorySchema = z.object({
 /** The `KB-RESULT` of host/wal-archiving.sh: the archiver always, the rest with KB_DETAIL=full. */
 export const walArchivingResultSchema = z.object({
   archiver: archiverSchema,
-  /** The server log's lines about the last failed segment, trimmed and redacted on the host. */
+  /** The server log's lines about the last failed segment, trimmed on the host (redacted as every result is, by the check stage). */
   reason: z.optional(z.nullable(z.string())),
   repository: z.optional(z.nullable(repositorySchema)),
   /** Why the repository could not be read (pgBackRest's error, or a configuration that is not the rendered one). */

@@ -2,7 +2,7 @@ import { walPlanSchema } from '../backup/wal-plan.ts';
 import type { Config, Target } from '../core/config.ts';
 import * as z from '../core/schema.ts';
 import { pgbackrestOf, pgbackrestScriptParams } from '../host/pgbackrest-conf.ts';
-import { hostCommand } from '../host/scripts.ts';
+import { hostCommand, postgresParams } from '../host/scripts.ts';
 import { archiverCheckPlanSchema } from './archiving.ts';
 import { diskCheckPlanSchema } from './monitoring.ts';
 import { localCheckPlanSchema } from './verification.ts';
@@ -23,8 +23,12 @@ export const WATCH_HOST_COMMANDS = {
   'check-local-copies': hostCommand({
     request: z.object({ script: z.literal('check-local-copies'), plan: localCheckPlanSchema }),
     script: 'check-local-copies',
-    params: (_config, _target, { plan }) => ({
+    // Where leftovers are looked for comes from config, never from the plan.
+    params: (_config, target, { plan }) => ({
       KB_COPIES: plan.copies.map((c) => `${c.path} ${c.sha256}`).join('\n'),
+      KB_BACKUP_DIR: target.backupDir,
+      KB_DATABASE: target.database,
+      ...postgresParams(target),
     }),
   }),
   'disk-usage': hostCommand({

@@ -2,6 +2,12 @@ import { VERIFICATION_RESULT, VERIFICATION_STATE } from '../../statemachines/dai
 import { walPlanSchema, walRun, walSwitchFactsSchema, walTargets } from '../backup/wal-plan.ts';
 import type { Catalog } from '../catalog/catalog.ts';
 import { LEGACY_DUMP_KINDS, runId as makeRunId, manifestKey } from '../catalog/keys.ts';
+import {
+  describeLeftover,
+  type Leftover,
+  leftoverMinAgeSeconds,
+  leftoverSchema,
+} from '../catalog/leftovers.ts';
 import { legacyArchives } from '../catalog/legacy.ts';
 import { isDatabaseManifest, type Manifest } from '../catalog/manifest.ts';
 import { newestVerifiedPhysicalFull } from '../catalog/physical.ts';
@@ -18,6 +24,7 @@ import {
 import { parseInput, planRequestSchema } from '../core/input.ts';
 import * as z from '../core/schema.ts';
 import { pgbackrestOff } from '../host/pgbackrest-conf.ts';
+import { checkCatalog } from './catalog-check.ts';
 import { newestBackups, staleness, stalenessOf } from './freshness.ts';
 
 /**
@@ -27,8 +34,13 @@ import { newestBackups, staleness, stalenessOf } from './freshness.ts';
  * with pgBackRest, its repository passes `pgbackrest verify`, its WAL has no gap
  * since the oldest kept backup, and its newest full and incremental (from
  * pgBackRest's own info) are recent; a target without pgBackRest settings is
- * itself a finding. Everything missing or bad goes into one alert. Legacy
- * row-window archives are listed in the output, as legacy, and not read.
+ * itself a finding. Every object of the catalog that does not parse is named
+ * (every other reader passes over it with a log line), and so is every leftover
+ * of a run that ended without cleaning up and is past the leftover age (an
+ * archive without manifest, a partial file or work directory on a host, a
+ * scratch or staging database): pruning removes them. Everything missing or bad
+ * goes into one alert. Legacy row-window archives are listed in the output, as
+ * legacy, and not read.
  */
 
 const findingSchema = z.object({
@@ -41,6 +53,8 @@ const findingSchema = z.object({
     'repository',
     'wal-archive',
     'restore-test',
+    'catalog',
+    'leftover',
   ]),
   /** What was checked: `full backup of kennel_prod on primary`. */
   subject: z.string(),
@@ -54,6 +68,12 @@ export const localCheckPlanSchema = z.object({
   runId: runIdentifier,
   copies: z.array(z.object({ path: hostPath, sha256: sha256Hex, subject: z.string() })),
 });
+
+/** A leftover found in the bucket or on a target's host, by the target it belongs to. */
+const targetLeftoverSchema = z.object({ ...leftoverSchema.shape, target: targetName });
+
+/** At most this many leftovers travel in the state (the plan, each host's result): counts say how many more. */
+const LEFTOVERS_LISTED = 50;
 
 /** An archive to read back from S3 in full. */
 const archiveCheckSchema = z.object({ manifestKey: objectKey, subject: z.string() });
@@ -69,6 +89,14 @@ export const verificationPlanSchema = z.object({
   archives: z.array(archiveCheckSchema),
   /** One WAL run per target archiving with pgBackRest: its repository verified, its WAL switched and proven. */
   repositories: z.array(walPlanSchema),
+  /**
+   * Archives without a manifest in the bucket, of any age (the first
+   * LEFTOVERS_LISTED; `leftoversInS3` counts them all): those older than
+   * `leftoverMinAgeSeconds` are findings, the younger may be a run's in progress.
+   */
+  leftovers: z.array(targetLeftoverSchema),
+  leftoversInS3: z.int(),
+  leftoverMinAgeSeconds: z.int(),
   /** The legacy row-window archives still in the catalog, per target, database and kind: listed, never read. */
   legacy: z.array(
     z.object({
@@ -119,13 +147,20 @@ export async function planVerification(
     for (const database of target.databases ?? [target.database])
       legacy.push(...(await legacyArchives(catalog, target.name, database)));
   }
+  // One alert names each unreadable object of the catalog; every other reader only logs it as it passes over it.
+  const { bad, orphans } = await checkCatalog(config, catalog, now);
+  for (const object of bad)
+    findings.push({ check: 'catalog', subject: 'the catalog', problem: object.problem });
+  const minAge = leftoverMinAgeSeconds(config);
+  findings.push(...leftoverFindings(orphans, minAge));
   for (const newest of await newestBackups(config, catalog, now)) {
     const { subject, newestUsable: usable } = newest;
     const stale = staleness(newest, now);
     if (stale) findings.push({ check: 'fresh', subject, problem: stale });
     if (newest.newestKey !== undefined && newest.newestKey !== (usable && manifestKey(usable.archive.key))) {
-      const latest: Manifest = await catalog.readManifest(newest.newestKey);
-      const finding = newestNotUsed(latest, usable);
+      // An unreadable newest manifest is passed over here: checkCatalog's finding names it.
+      const [latest] = await catalog.readAll([newest.newestKey]);
+      const finding = latest && newestNotUsed(latest, usable);
       if (finding) findings.push({ ...finding, subject });
     }
     if (!usable) continue;
@@ -154,6 +189,9 @@ export async function planVerification(
     })),
     archives,
     repositories: walTargets(config.BACKUP_TARGETS).map((target) => walRun(target, executionId, startedAt)),
+    leftovers: orphans.slice(0, LEFTOVERS_LISTED),
+    leftoversInS3: orphans.length,
+    leftoverMinAgeSeconds: minAge,
     legacy,
   };
 }
@@ -179,6 +217,21 @@ function newestNotUsed(latest: Manifest, usable: Manifest | undefined): Omit<Fin
     check: 'restore-test',
     problem: `the newest archive ${latest.archive.key} failed its restore test at ${test.checkedAt} (${test.detail.slice(0, 600)}): it did not restore as it was dumped; ${instead}. Find out why, then take a backup of this kind`,
   };
+}
+
+/**
+ * The leftovers old enough that no running execution owns them (leftovers.ts):
+ * each a finding. Pruning removes them at the next backup of their kind (the
+ * host's at the next backup of any kind, its databases at the next dump).
+ */
+function leftoverFindings(leftovers: readonly (Leftover & { target: string })[], minAge: number): Finding[] {
+  return leftovers
+    .filter((l) => l.ageSeconds >= minAge)
+    .map((l) => ({
+      check: 'leftover',
+      subject: l.where === 's3' ? `the bucket's catalog of ${l.target}` : `the host of ${l.target}`,
+      problem: `${describeLeftover(l)} was left by a run that ended without cleaning up; pruning removes it at the next backup, so if this stays, the backups' PruneBackups or LocalPrune is failing`,
+    }));
 }
 
 /**
@@ -234,6 +287,8 @@ function checkedSchema() {
               missing: z.array(z.string()),
               differs: z.array(z.string()),
               checked: z.number(),
+              leftovers: z.array(leftoverSchema),
+              leftoverCount: z.int(),
             }),
           }),
         ),
@@ -267,6 +322,14 @@ function checkedSchema() {
 export function reportVerification(request: unknown) {
   const s = parseInput(checkedSchema(), request, `The ${VERIFICATION_STATE.report} request`);
   const findings: Finding[] = [...s.plan.findings];
+  const leftovers = [
+    ...s.plan.leftovers,
+    ...s.hosts.flatMap(({ host, command }) =>
+      (command?.result.leftovers ?? []).map((l) => ({ ...l, target: host.target })),
+    ),
+  ];
+  const onHosts = leftovers.filter((l) => l.where !== 's3');
+  findings.push(...leftoverFindings(onHosts, s.plan.leftoverMinAgeSeconds));
   const subjectOf = new Map(s.plan.hosts.flatMap((h) => h.copies.map((c) => [c.path, c.subject] as const)));
   for (const { host, command, failed } of s.hosts) {
     if (failed || !command) {
@@ -308,13 +371,15 @@ export function reportVerification(request: unknown) {
     archivesReadBack: s.archives.length,
     repositoriesVerified: s.repositories.filter((r) => r.verify?.result.status === 'ok').length,
     walSegmentsProven: s.repositories.reduce((n, r) => n + (r.continuity?.segments ?? 0), 0),
+    leftovers: s.plan.leftoversInS3 + s.hosts.reduce((n, h) => n + (h.command?.result.leftoverCount ?? 0), 0),
   };
   if (findings.length > 0) {
     throw new VerificationFailedError(
       `${findings.length} problem(s) found:\n${findings.map((f) => `- ${f.subject}: ${f.problem}`).join('\n')}\nEach needs a look: a stale kind means its schedule or its workflow is failing; a missing or differing local copy means the host lost it (the S3 copy is what restores use); a failed integrity check means that archive cannot be restored: take a new backup of that kind now; a bad repository file or a WAL gap means recoveries through it fail: take a pgBackRest full backup now.`,
     );
   }
-  return { checked, findings, legacy: s.plan.legacy };
+  // Younger leftovers are listed too: a run in progress, or one a later verification reports.
+  return { checked, findings, leftovers, legacy: s.plan.legacy };
 }
 
 type RepositoryCheck = z.infer<ReturnType<typeof checkedSchema>>['repositories'][number];

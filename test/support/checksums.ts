@@ -1,17 +1,19 @@
+import { qualifiedName, type TableName } from '../../shared/core/identifiers.ts';
+import { ident } from './contents.ts';
 import type { TestWorld } from './environment.ts';
 
-/** A checksum of each table's whole content (every row, as text, in a fixed order). */
+/** A checksum of each table's whole content (every row, as text, in a fixed order), by its qualified name. */
 export function tableChecksums(
   world: TestWorld,
   database: string,
-  tables: readonly string[],
+  tables: readonly TableName[],
 ): Record<string, string> {
   return Object.fromEntries(
     tables.map((table) => [
-      table,
+      qualifiedName(table),
       world.sql(
         database,
-        `SELECT count(*) || ':' || coalesce(md5(string_agg(t::text, '|' ORDER BY t::text)), '') FROM ${table} t`,
+        `SELECT count(*) || ':' || coalesce(md5(string_agg(t::text, '|' ORDER BY t::text)), '') FROM ${ident(table.schema)}.${ident(table.name)} t`,
       ),
     ]),
   );

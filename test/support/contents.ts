@@ -22,22 +22,40 @@ export type Query = (database: string, query: string) => string;
 
 export const ident = (name: string) => `"${name.replaceAll('"', '""')}"`;
 
-/** Every table's rows (FROM ONLY) as count and md5 of the sorted rows; every sequence's value. Keys are JSON pairs. */
-export function contents(run: Query, database: string): Contents {
-  const tables = run(
+/**
+ * Every table's (and materialized view's) own rows (FROM ONLY) as `count:md5`
+ * of its rows as text, sorted; keys are JSON [schema, table]. A query reads a
+ * few hundred tables: each holds its tables' and indexes' locks to its end, and
+ * a database of thousands would run out of lock slots.
+ */
+export function tableContents(run: Query, database: string): Record<string, string> {
+  const oids = run(
     database,
-    `SELECT json_build_array(n.nspname, c.relname) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-     WHERE c.relkind IN ('r', 'm') AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_toast'`,
+    `SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE c.relkind IN ('r', 'm') AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_toast'
+     ORDER BY c.oid`,
   )
     .split('\n')
     .filter(Boolean);
-  const checksum = (pair: string) => {
-    const [schema, table] = JSON.parse(pair) as [string, string];
-    return run(
+  const tables: Record<string, string> = {};
+  for (let at = 0; at < oids.length; at += 500) {
+    const json = run(
       database,
-      `SELECT count(*) || ':' || coalesce(md5(string_agg(t::text, '|' ORDER BY t::text)), '') FROM ONLY ${ident(schema)}.${ident(table)} t`,
+      `SELECT json_object_agg(json_build_array(n.nspname, c.relname)::text,
+         (xpath('/row/c/text()', query_to_xml(format(
+           'SELECT count(*) || '':'' || coalesce(md5(string_agg(t::text, ''|'' ORDER BY t::text)), '''') AS c FROM ONLY %I.%I t',
+           n.nspname, c.relname), false, true, '')))[1]::text)
+       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+       WHERE c.oid IN (${oids.slice(at, at + 500).join(',')})`,
     );
-  };
+    for (const [pair, sum] of Object.entries(JSON.parse(json) as Record<string, string>))
+      tables[JSON.stringify(JSON.parse(pair))] = sum;
+  }
+  return tables;
+}
+
+/** Every table's rows (FROM ONLY) as count and md5 of the sorted rows; every sequence's value. Keys are JSON pairs. */
+export function contents(run: Query, database: string): Contents {
   const sequences = run(
     database,
     `SELECT json_build_array(schemaname, sequencename) || ' ' || coalesce(last_value::text, 'not called') FROM pg_sequences`,
@@ -56,11 +74,32 @@ export function contents(run: Query, database: string): Contents {
      WHERE d.datname = current_database()`,
   );
   return {
-    tables: Object.fromEntries(tables.map((pair) => [JSON.stringify(JSON.parse(pair)), checksum(pair)])),
+    tables: tableContents(run, database),
     sequences: Object.fromEntries(
       sequences.map((l) => [l.slice(0, l.lastIndexOf(' ')), l.slice(l.lastIndexOf(' ') + 1)]),
     ),
     largeObjects,
     database: settings,
   };
+}
+
+/**
+ * What a database is beyond its tables: its encoding, locale (provider, collation,
+ * character classes, ICU locale), owner, and its ALTER DATABASE … SET and
+ * ALTER ROLE … IN DATABASE … SET settings (`role:` before each role's), sorted.
+ */
+export function databaseProperties(run: Query, database: string): Record<string, unknown> {
+  return JSON.parse(
+    run(
+      database,
+      `SELECT json_build_object(
+         'encoding', pg_encoding_to_char(d.encoding), 'collate', d.datcollate, 'ctype', d.datctype,
+         'provider', d.datlocprovider, 'icuLocale', d.daticulocale, 'owner', pg_get_userbyid(d.datdba),
+         'settings', (SELECT coalesce(json_agg(x.setting ORDER BY x.setting), '[]')
+                      FROM (SELECT coalesce(r.rolname || ':', '') || c AS setting
+                            FROM pg_db_role_setting s CROSS JOIN unnest(s.setconfig) c LEFT JOIN pg_roles r ON r.oid = s.setrole
+                            WHERE s.setdatabase = d.oid) x))
+       FROM pg_database d WHERE d.datname = current_database()`,
+    ),
+  ) as Record<string, unknown>;
 }

@@ -62,13 +62,15 @@ export async function runIn(
     functionEnv?: Record<string, string>;
     hostEnv?: Record<string, string>;
     hostEnvByInstance?: Record<string, Record<string, string>>;
-    hostOptions?: Parameters<typeof localHost>[2];
+    hostOptions?: Parameters<typeof localHost>[3];
+    /** The restore check's URL (the cluster's superuser's by default). */
+    databaseUrl?: string;
   } = {},
 ): Promise<Run> {
-  const { functionEnv, hostEnv, hostEnvByInstance, hostOptions, ...runOptions } = options;
+  const { functionEnv, hostEnv, hostEnvByInstance, hostOptions, databaseUrl, ...runOptions } = options;
   Object.assign(process.env, world.env.functionEnv, functionEnv);
   vi.resetModules();
-  const host = localHost({ ...world.env.hostEnv, ...hostEnv }, hostEnvByInstance, hostOptions);
+  const host = localHost({ ...world.env.hostEnv, ...hostEnv }, hostEnvByInstance, world.s3, hostOptions);
   const alertsBefore = safeRead(world.env.paths.alertsFile).length;
   const logs: string[] = [];
   const spy = vi.spyOn(process.stdout, 'write').mockImplementation((chunk) => {
@@ -88,7 +90,7 @@ export async function runIn(
       },
       {
         host,
-        databaseUrl: world.env.postgres.url,
+        databaseUrl: databaseUrl ?? world.env.postgres.url,
         alertsFile: world.env.paths.alertsFile,
         print: (l) => printed.push(l),
       },
@@ -153,7 +155,13 @@ export interface RunState {
   };
   verification?: { state: string };
   restoreTest?: { state: string };
-  prune?: { removedFromS3: string[]; kept: number; localKeepDays: number; localKeepFile: string };
+  prune?: {
+    removedFromS3: string[];
+    removedLeftovers: string[];
+    kept: number;
+    localKeepDays: number;
+    localKeepFile: string;
+  };
 }
 
 /** The per-target results of a succeeded execution. */

@@ -1,5 +1,5 @@
 import { archiveKey, compactStamp, type DatabaseKind, isLegacyKind } from '../../shared/catalog/keys.ts';
-import type { DatabaseManifest } from '../../shared/catalog/manifest.ts';
+import type { DatabaseManifest, DatabaseProperties } from '../../shared/catalog/manifest.ts';
 
 /**
  * The manifest of a database backup taken `daysAgo` days (and `extraMs`) before
@@ -20,7 +20,7 @@ export function pastBackup(options: {
   const runId = `${compactStamp(until)}_${daysAgo.toString(16).padStart(8, '0')}`;
   const fileName = `kennel_prod_${kind}_${runId}.sql.zst`;
   return {
-    version: 1,
+    version: 2,
     kind,
     target,
     database: 'kennel_prod',
@@ -39,8 +39,48 @@ export function pastBackup(options: {
     startedAt: until,
     finishedAt: until,
     serverVersion: '150018',
-    excludedTables: kind === 'full' ? ['audit_logs', 'session_logs'] : [],
-    tables: {},
+    excludedTables:
+      kind === 'full'
+        ? [
+            { schema: 'public', name: 'audit_logs' },
+            { schema: 'public', name: 'session_logs' },
+          ]
+        : [],
+    tables: [],
+    properties: null,
     verification: { state },
   };
+}
+
+/** A database's properties as database-backup.sh reads them (a UTF-8 database, one role). */
+export const PROPERTIES: DatabaseProperties = {
+  encoding: 'UTF8',
+  collate: 'C.UTF-8',
+  ctype: 'C.UTF-8',
+  localeProvider: 'libc',
+  icuLocale: null,
+  owner: 'kennel',
+  settings: [
+    { role: null, setting: 'search_path=app, "$user", public' },
+    { role: 'kennel', setting: 'app.greeting=grüß dich' },
+  ],
+  roles: [
+    {
+      name: 'kennel',
+      owns: true,
+      superuser: false,
+      login: true,
+      inherit: true,
+      createdb: false,
+      createrole: false,
+      replication: false,
+      bypassrls: false,
+      memberOf: [],
+    },
+  ],
+};
+
+/** A dump's first line, as database-backup.sh writes it before pg_dump's output. */
+export function propertiesLine(properties: unknown = PROPERTIES): string {
+  return `-- kennel-backup database-properties UTF8 ${Buffer.from(JSON.stringify(properties)).toString('base64')}`;
 }

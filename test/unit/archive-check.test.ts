@@ -4,8 +4,10 @@ import { gzipSync, zstdCompressSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import { archiveProblems, readArchive } from '../../shared/catalog/archive-check.ts';
 import type { DatabaseManifest as Manifest } from '../../shared/catalog/manifest.ts';
+import { PROPERTIES, propertiesLine } from '../support/manifests.ts';
 
 const DUMP = [
+  propertiesLine(),
   '--',
   '-- PostgreSQL database dump',
   '--',
@@ -20,11 +22,7 @@ const DUMP = [
   '',
 ].join('\n');
 
-function manifestFor(
-  bytes: Buffer,
-  compression: 'zstd' | 'gzip',
-  tables: Record<string, number> = {},
-): Manifest {
+function manifestFor(bytes: Buffer, compression: 'zstd' | 'gzip', tables: Manifest['tables'] = []): Manifest {
   return {
     archive: {
       key: 'database/full/x.sql',
@@ -37,6 +35,12 @@ function manifestFor(
   } as Manifest;
 }
 
+/** What archiveProblems finds in an archive whose manifest has its size and sha256. */
+async function problemsOf(archive: Buffer): Promise<string[]> {
+  const manifest = manifestFor(archive, 'zstd');
+  return archiveProblems(await readArchive(Readable.from([archive]), manifest), manifest);
+}
+
 describe('readArchive and archiveProblems', () => {
   it.each([
     ['zstd', zstdCompressSync],
@@ -46,7 +50,31 @@ describe('readArchive and archiveProblems', () => {
     const manifest = manifestFor(bytes, codec);
     const facts = await readArchive(Readable.from([bytes.subarray(0, 100), bytes.subarray(100)]), manifest);
     expect(facts.uncompressedSize).toBe(Buffer.byteLength(DUMP));
+    expect(facts.properties).toEqual(PROPERTIES);
     expect(archiveProblems(facts, manifest)).toEqual([]);
+  });
+
+  it("read the database's properties from a line longer than the stream's chunks, and name a line that is not theirs", async () => {
+    // 5,000 roles: a line of some MB, which reaches the reader in many pieces.
+    const [role] = PROPERTIES.roles;
+    const many = {
+      ...PROPERTIES,
+      roles: Array.from({ length: 5000 }, (_, i) => ({ ...role, name: `role_${i}` })),
+    };
+    const long = zstdCompressSync(Buffer.from(DUMP.replace(propertiesLine(), propertiesLine(many))));
+    const facts = await readArchive(Readable.from([long]), manifestFor(long, 'zstd'));
+    expect(facts.properties).toEqual(many);
+    expect(facts.header).toBe('--\n-- PostgreSQL database dump\n--');
+    const without = await problemsOf(zstdCompressSync(Buffer.from(DUMP.slice(DUMP.indexOf('\n') + 1))));
+    expect(without).toContain(
+      "it does not start with the line of its database's properties that database-backup.sh writes",
+    );
+    const bad = zstdCompressSync(
+      Buffer.from(DUMP.replace(propertiesLine(), propertiesLine({ encoding: 'UTF8' }))),
+    );
+    expect(await problemsOf(bad)).toEqual([
+      expect.stringMatching(/^its database's properties are not what database-backup.sh writes \(collate: /),
+    ]);
   });
 
   it('name a dump cut short before its closing line, and a wrong size and sha256', async () => {
@@ -63,7 +91,9 @@ describe('readArchive and archiveProblems', () => {
   });
 
   it('name something that is not a PostgreSQL dump', async () => {
-    const bytes = zstdCompressSync(Buffer.from('hello\n-- PostgreSQL database dump complete\n'));
+    const bytes = zstdCompressSync(
+      Buffer.from(`${propertiesLine()}\nhello\n-- PostgreSQL database dump complete\n`),
+    );
     const manifest = manifestFor(bytes, 'zstd');
     expect(archiveProblems(await readArchive(Readable.from([bytes]), manifest), manifest)).toEqual([
       'it does not start as a PostgreSQL plain-format dump',

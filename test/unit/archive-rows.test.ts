@@ -78,16 +78,16 @@ const PLAIN = [
   '',
 ].join('\n');
 
-const PLAIN_ROWS = {
-  'Odd.Schema.we"ird\nname': 1,
-  'public.a.b': 2,
-  'public.empty': 0,
+const PLAIN_ROWS = [
+  { schema: 'Odd.Schema', name: 'we"ird\nname', rows: 1 },
+  { schema: 'public', name: 'a.b', rows: 2 },
+  { schema: 'public', name: 'empty', rows: 0 },
   // A table without columns: each row is an empty line.
-  'public.nocols': 1,
+  { schema: 'public', name: 'nocols', rows: 1 },
   // A value `\.` is escaped in the data; only the bare line ends the block.
-  'public.select': 1,
-  'public.Ünï': 1,
-};
+  { schema: 'public', name: 'select', rows: 1 },
+  { schema: 'public', name: 'Ünï', rows: 1 },
+];
 
 function count(text: string, pieces: Buffer[] = [Buffer.from(text)]) {
   const counter = new RowCounter();
@@ -106,18 +106,47 @@ function everySplit(text: string): Buffer[][] {
 
 describe('RowCounter', () => {
   it('counts each table of a pg_dump by its exact name: dots, quotes, newlines, keywords, an empty table', () => {
-    expect(count(PLAIN)).toEqual({ rows: PLAIN_ROWS });
+    expect(count(PLAIN)).toEqual({ tables: PLAIN_ROWS });
+  });
+
+  it('keeps apart two tables whose schema and name join to the same dotted text', () => {
+    const dump = [
+      '--',
+      '-- Data for Name: c; Type: TABLE DATA; Schema: a.b; Owner: postgres',
+      '--',
+      '',
+      'COPY "a.b".c (x) FROM stdin;',
+      '1',
+      '\\.',
+      '',
+      '--',
+      '-- Data for Name: b.c; Type: TABLE DATA; Schema: a; Owner: postgres',
+      '--',
+      '',
+      'COPY a."b.c" (x) FROM stdin;',
+      '1',
+      '2',
+      '\\.',
+      '',
+    ].join('\n');
+    expect(count(dump).tables).toEqual([
+      { schema: 'a.b', name: 'c', rows: 1 },
+      { schema: 'a', name: 'b.c', rows: 2 },
+    ]);
   });
 
   it('gives the same counts wherever the stream splits', () => {
-    for (const pieces of everySplit(PLAIN)) expect(count(PLAIN, pieces).rows).toEqual(PLAIN_ROWS);
+    for (const pieces of everySplit(PLAIN)) expect(count(PLAIN, pieces).tables).toEqual(PLAIN_ROWS);
     const byByte = [...Buffer.from(PLAIN)].map((b) => Buffer.from([b]));
-    expect(count(PLAIN, byByte)).toEqual({ rows: PLAIN_ROWS });
+    expect(count(PLAIN, byByte)).toEqual({ tables: PLAIN_ROWS });
   });
 
   it('does not count a block cut short', () => {
     const cut = PLAIN.slice(0, PLAIN.indexOf('2\n\\.'));
-    expect(count(cut).rows).toEqual({ 'Odd.Schema.we"ird\nname': 1, 'public.a.b': 0 });
+    expect(count(cut).tables).toEqual([
+      { schema: 'Odd.Schema', name: 'we"ird\nname', rows: 1 },
+      { schema: 'public', name: 'a.b', rows: 0 },
+    ]);
   });
 
   it('counts a table whose name holds a newline as pg_dump before 15.14 wrote it, the comment split over two lines', () => {
@@ -144,7 +173,7 @@ describe('RowCounter', () => {
       '--',
       '',
     ].join('\n');
-    expect(count(old).rows).toEqual({ 'public.new\nline': 2 });
+    expect(count(old).tables).toEqual([{ schema: 'public', name: 'new\nline', rows: 2 }]);
   });
 
   it('refuses a table-data COPY it cannot read, rather than guess', () => {

@@ -136,7 +136,7 @@ describe('planBackup of the physical kinds: no dump, and a target without pgBack
     RESTORE_CHECK_DATABASE_URL_PARAMETER: '/b',
   });
   /** A catalog with no physical backup: an incremental's base is none. */
-  const emptyCatalog = { listKeys: async () => [] } as unknown as Catalog;
+  const emptyCatalog = { listKeys: async () => [], newestWhere: async () => undefined } as unknown as Catalog;
   const plans = (input: unknown) => plan(withPgbackrest, emptyCatalog, request(input));
   const runOf = (p: Awaited<ReturnType<typeof plans>>[number]) =>
     'engine' in p ? `${p.engine}${'off' in p ? ' off' : ''}:${p.target}` : `dump:${p.database}`;

@@ -56,7 +56,7 @@ async function handler() {
   const alerts: Alert[] = [];
   const cleanUps: unknown[] = [];
   const handle = createHandler({
-    host: ssmHostCommands(new SSMClient({ region: 'us-east-1' }), ''),
+    host: ssmHostCommands(new SSMClient({ region: 'us-east-1' })),
     channels: { test: async (alert) => void alerts.push(alert) },
     startCleanUp: async (request) => {
       cleanUps.push(request);

@@ -26,7 +26,7 @@ const SCHEMA_DEFAULTS = {
     ],
     application: ['/opt/kennel'],
     static: ['/opt/kennel/public', '/opt/kennel/.next/static', '/opt/kennel/.next/standalone'],
-    applicationExcludes: ['node_modules', '.git', '.next', 'coverage', 'dist'],
+    applicationExcludes: ['node_modules', '.git', '.next', 'coverage', 'dist', '.env*', 'ssl/'],
   },
   application: {
     stop: ['docker compose -f /opt/kennel/docker-compose.prod.yml stop app'],
@@ -83,9 +83,11 @@ describe('parseConfig accepts', () => {
       AWS_REGION: 'us-east-1',
       BACKUP_BUCKET: 'kennel-backups-prod',
       BACKUP_TARGETS: [{ ...primary, ...SCHEMA_DEFAULTS }],
-      EXCLUDED_TABLES: ['audit_logs', 'session_logs'],
+      EXCLUDED_TABLES: [
+        { schema: 'public', name: 'audit_logs' },
+        { schema: 'public', name: 'session_logs' },
+      ],
       HOST_COMMAND_TIMEOUT_SECONDS: 3600,
-      HOST_COMMAND_LOG_GROUP: '',
       DISK_USAGE_ALERT_PERCENT: 80,
       ALERT_WEBHOOK_PARAMETER: '/kennel-backup/prod/alert-webhook-url',
       RESTORE_CHECK_DATABASE_URL_PARAMETER: '/kennel-backup/prod/restore-check-database-url',
@@ -97,9 +99,8 @@ describe('parseConfig accepts', () => {
       ...env,
       STAGE: 'prod',
       AWS_REGION: 'eu-west-1',
-      EXCLUDED_TABLES: 'audit_logs,,events',
+      EXCLUDED_TABLES: 'public.audit_logs,, "Billing"."Audit, Log ""v2"".x" ,"a.b".c',
       HOST_COMMAND_TIMEOUT_SECONDS: ' 120 ',
-      HOST_COMMAND_LOG_GROUP: '/kennel-backup/host',
       DISK_USAGE_ALERT_PERCENT: '85',
       ALERT_TOPIC_ARN: 'arn:aws:sns:eu-west-1:123456789012:kennel-alerts',
       S3_ENDPOINT_URL: 'http://127.0.0.1:4568',
@@ -108,9 +109,12 @@ describe('parseConfig accepts', () => {
     expect(config).toMatchObject({
       STAGE: 'prod',
       AWS_REGION: 'eu-west-1',
-      EXCLUDED_TABLES: ['audit_logs', 'events'],
+      EXCLUDED_TABLES: [
+        { schema: 'public', name: 'audit_logs' },
+        { schema: 'Billing', name: 'Audit, Log "v2".x' },
+        { schema: 'a.b', name: 'c' },
+      ],
       HOST_COMMAND_TIMEOUT_SECONDS: 120,
-      HOST_COMMAND_LOG_GROUP: '/kennel-backup/host',
       DISK_USAGE_ALERT_PERCENT: 85,
       ALERT_TOPIC_ARN: 'arn:aws:sns:eu-west-1:123456789012:kennel-alerts',
       S3_ENDPOINT_URL: 'http://127.0.0.1:4568',
@@ -204,11 +208,19 @@ describe('parseConfig refuses, word for word,', () => {
     );
   });
 
-  it('an excluded table that is not an identifier, by its place in the list', () => {
-    expect(refusal({ ...env, EXCLUDED_TABLES: 'audit_logs,Sessions' })).toBe(
+  it('an excluded table without its schema, or not written as SQL writes it, by its place in the list', () => {
+    expect(refusal({ ...env, EXCLUDED_TABLES: 'audit_logs,public.session_logs' })).toBe(
+      listed('EXCLUDED_TABLES.0: audit_logs names no schema: qualify it, e.g. public.audit_logs'),
+    );
+    expect(refusal({ ...env, EXCLUDED_TABLES: 'public.Sessions,a.b.c,public."x\ny"' })).toBe(
       listed(
-        'EXCLUDED_TABLES.1: must be a lower-case PostgreSQL identifier: letters, digits and _, starting with a letter or _, at most 63 characters',
+        'EXCLUDED_TABLES.0: public.Sessions: "Sessions" is not a lower-case identifier; double-quote a name that has capitals, spaces or other characters (as "Sessions")',
+        'EXCLUDED_TABLES.1: a.b.c: a table is named by two parts, schema and name; double-quote a part that holds a dot (public."a.b")',
+        'EXCLUDED_TABLES.2: public."x\ny": a name holds a control character',
       ),
+    );
+    expect(refusal({ ...env, EXCLUDED_TABLES: 'public."open' })).toBe(
+      listed('EXCLUDED_TABLES.0: public."open: a double quote is not closed'),
     );
   });
 
@@ -286,7 +298,7 @@ describe('parseConfig refuses, word for word,', () => {
     ).toBe(
       listed(
         'BACKUP_TARGETS.0.files.static: Too small: expected array to have >=1 items',
-        'BACKUP_TARGETS.0.files.applicationExcludes.0: must be a plain file or directory name',
+        'BACKUP_TARGETS.0.files.applicationExcludes.0: must be a file or directory name (* for any characters, a trailing / for a directory directly under each path)',
         'BACKUP_TARGETS.0.application.start.0: must be one line of shell',
         'BACKUP_TARGETS.0.afterFilesRestore.configuration: Invalid input: expected array, received string',
       ),

@@ -22,7 +22,6 @@ const ENV = {
     },
   ]),
   HOST_COMMAND_TIMEOUT_SECONDS: '1800',
-  HOST_COMMAND_LOG_GROUP: '/kennel-backup/prod/host-commands',
   ALERT_WEBHOOK_PARAMETER: '/kennel-backup/prod/alert-webhook-url',
   RESTORE_CHECK_DATABASE_URL_PARAMETER: '/kennel-backup/prod/restore-check-database-url',
 };
@@ -85,16 +84,17 @@ describe('StartDump sends the rendered script with SSM Run Command', () => {
       TimeoutSeconds: 1800,
       // The execution's reference (sha256 of its ARN), the command, the execution's name.
       Comment: `kennel-backup ${executionRef(EXECUTION)} database-backup run-1`,
-      CloudWatchOutputConfig: {
-        CloudWatchOutputEnabled: true,
-        CloudWatchLogGroupName: '/kennel-backup/prod/host-commands',
-      },
+      // The whole output goes to the bucket only (GetCommandInvocation cuts it; no log may hold a row).
+      OutputS3BucketName: 'kennel-backups-prod',
+      OutputS3KeyPrefix: 'host-output',
     });
+    expect(input).not.toHaveProperty('CloudWatchOutputConfig');
     expect(input?.Parameters?.executionTimeout).toEqual(['1800']);
     const script = input?.Parameters?.commands?.[0] ?? '';
     expect(script).toContain("KB_DATABASE='kennel_prod'");
     expect(script).toContain("KB_PG_MODE='host'");
-    expect(script).toContain("KB_EXCLUDE_TABLES='audit_logs session_logs'");
+    // Exact patterns, one a line: public's log tables only, never one of the same name in another schema.
+    expect(script).toContain(`KB_EXCLUDE_TABLES='"public"."audit_logs"\n"public"."session_logs"'`);
     expect(script).toContain('pg_dump --no-password --format=plain --snapshot=');
     expect(script).not.toMatch(/PGPASSWORD=|AWS_SECRET_ACCESS_KEY=|postgres:\/\/[^@\s]*:[^@\s]*@/);
   });

@@ -17,7 +17,13 @@ import {
   RECOVERY_DRILL_STATE,
 } from '../../statemachines/recovery-drill.ts';
 import { DRILL_RESULT, DRILL_STATE } from '../../statemachines/restore-drill.ts';
-import { RETRY, type State, type States, TASK_SECONDS } from '../../statemachines/steps.ts';
+import {
+  MAX_EXECUTION_SECONDS,
+  RETRY,
+  type State,
+  type States,
+  TASK_SECONDS,
+} from '../../statemachines/steps.ts';
 import { WAL_ARCHIVE_AGE_RESULT, WAL_ARCHIVE_AGE_STATE } from '../../statemachines/wal-archive-age.ts';
 import { WORKFLOWS, type WorkflowName } from '../../statemachines/workflows.ts';
 
@@ -70,6 +76,11 @@ describe.each(names)('the workflow %s', (workflow) => {
     const result = aslValidator(withArns(definition));
     expect(result.errors).toEqual([]);
     expect(result.isValid).toBe(true);
+  });
+
+  it('ends within MAX_EXECUTION_SECONDS, which the leftover rule relies on', () => {
+    expect(definition.TimeoutSeconds).toBeGreaterThan(0);
+    expect(definition.TimeoutSeconds).toBeLessThanOrEqual(MAX_EXECUTION_SECONDS);
   });
 
   it('would be rejected by the same check if a transition pointed nowhere', () => {

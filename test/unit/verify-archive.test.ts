@@ -11,7 +11,7 @@ import { type DatabaseManifest, manifestSchema } from '../../shared/catalog/mani
 import { excludedTablesOf } from '../../shared/catalog/manifest-builder.ts';
 import { InvalidInputError } from '../../shared/core/errors.ts';
 import { testConfig } from '../support/config.ts';
-import { pastBackup } from '../support/manifests.ts';
+import { PROPERTIES, pastBackup, propertiesLine } from '../support/manifests.ts';
 
 const s3 = mockClient(S3Client);
 const client = new S3Client({ region: 'eu-west-1' });
@@ -36,6 +36,7 @@ const dumpOf = (tables: [string, string[]][]) =>
   zstdCompressSync(
     Buffer.from(
       [
+        propertiesLine(),
         '--',
         '-- PostgreSQL database dump',
         '--',
@@ -97,7 +98,10 @@ describe('VerifyArchive on a run just written', () => {
 
     // The archive is the only object read: there is no manifest yet to read.
     expect(s3.commandCalls(GetObjectCommand).map((c) => c.args[0].input.Key)).toEqual([plan.archiveKey]);
-    expect(written()).toEqual([{ ...manifest, tables: {}, verification: { state: 'unverified' } }, manifest]);
+    expect(written()).toEqual([
+      { ...manifest, tables: [], properties: null, verification: { state: 'unverified' } },
+      manifest,
+    ]);
     expect(s3.commandCalls(PutObjectCommand).map((c) => c.args[0].input.Key)).toEqual([
       plan.manifestKey,
       plan.manifestKey,
@@ -117,7 +121,12 @@ describe('VerifyArchive on a run just written', () => {
       serverVersion: '150020',
       // The monthly dump leaves no table out: the log tables' rows are in it, and counted.
       excludedTables: [],
-      tables: { 'public.audit_logs': 3, 'public.bookings': 2, 'public.kennel.sizes': 0 },
+      tables: [
+        { schema: 'public', name: 'audit_logs', rows: 3 },
+        { schema: 'public', name: 'bookings', rows: 2 },
+        { schema: 'public', name: 'kennel.sizes', rows: 0 },
+      ],
+      properties: PROPERTIES,
       verification: { state: 'verified', checkedAt: '2026-11-26T06:01:00.000Z' },
     });
   });
@@ -130,8 +139,13 @@ describe('VerifyArchive on a run just written', () => {
       message: expect.stringContaining(`the manifest says ${'f'.repeat(64)}`),
     });
     expect(written()).toMatchObject([
-      { verification: { state: 'unverified' }, tables: {} },
-      { verification: { state: 'failed' }, tables: {}, archive: { sha256: 'f'.repeat(64) } },
+      { verification: { state: 'unverified' }, tables: [], properties: null },
+      {
+        verification: { state: 'failed' },
+        tables: [],
+        properties: null,
+        archive: { sha256: 'f'.repeat(64) },
+      },
     ]);
   });
 
@@ -205,8 +219,8 @@ describe('VerifyArchive on a backup in the catalog', () => {
       excluded,
       NOW,
     )) as DatabaseManifest;
-    expect(first.tables).toEqual({ 'public.parent': 1 });
-    const stored: DatabaseManifest = { ...first, tables: { 'public.parent': 3 } };
+    expect(first.tables).toEqual([{ schema: 'public', name: 'parent', rows: 1 }]);
+    const stored: DatabaseManifest = { ...first, tables: [{ schema: 'public', name: 'parent', rows: 3 }] };
     s3.reset();
     s3.on(GetObjectCommand, { Key: plan.manifestKey }).resolves({
       Body: { transformToString: async () => JSON.stringify(stored) } as never,
@@ -217,7 +231,7 @@ describe('VerifyArchive on a backup in the catalog', () => {
     const again = await verifyArchive(client, catalog, { manifestKey: plan.manifestKey }, excluded, NOW);
     expect(again.verification.state).toBe('verified');
     expect(written()).toMatchObject([
-      { tables: { 'public.parent': 3 }, verification: { state: 'verified' } },
+      { tables: [{ schema: 'public', name: 'parent', rows: 3 }], verification: { state: 'verified' } },
     ]);
   });
 });

@@ -1,0 +1,79 @@
+/**
+ * The one place where text from outside the project (a host command's output
+ * and the facts its result line reports, a tool's error, an execution's cause)
+ * is cleaned before it reaches an alert, a log line or an execution's state,
+ * history or output. Two things never pass:
+ *  - credentials: a URL's password, a Slack webhook's path, an assignment to a
+ *    password, secret, token, S3 key or Authorization header;
+ *  - customer rows: PostgreSQL's DETAIL, CONTEXT and LINE fields quote them
+ *    (`Failing row contains (…)`, `Key (email)=(…) already exists`,
+ *    `COPY pets, line 3: "…"`, a statement's text), and so does an input syntax
+ *    error (`invalid input syntax for type integer: "…"`). The ERROR line itself
+ *    stays: it names the constraint, table or column that failed, which is what
+ *    an operator needs, and no value.
+ * The raw output stays on the host and in the bucket's host-output/ (keys.ts).
+ */
+
+const REDACTED = '***';
+
+/** `scheme://user:password@host`: the password may hold `/` or `@` (up to the last `@` of the word). */
+const URL_PASSWORD = /(\b[a-z][a-z0-9+.-]*:\/\/[^:/\s@]+:)\S*@/gi;
+/** Slack's incoming webhooks (`services/`) and workflow webhooks (`triggers/`): the path is the secret. */
+const SLACK_WEBHOOK = /(hooks\.slack\.com\/[a-z]+\/)[^\s"'<>]+/gi;
+/** `NAME=value`, `NAME: value`, the value bare or quoted (a quoted one may hold spaces). */
+const SECRET_ASSIGNMENT =
+  /(\b[\w.-]*(?:password|passwd|secret|token|s3[-_]key|authorization)[\w.-]*["']?\s*[=:]\s*)("[^"]*"|'[^']*'|[^\s,;]+)/gi;
+/** An input syntax error quotes the value it could not read. */
+const INPUT_VALUE = /(invalid input (?:syntax|value) for (?:type |enum )?[^:\n]*: )"[^"\n]*"/g;
+
+/**
+ * A PostgreSQL field that may quote data, as libpq, psql and the server log
+ * print it (`DETAIL:  …`, `psql:<stdin>:3: CONTEXT:  …`, `2026-… [123] LINE 1: …`),
+ * or as pg_dump and pg_restore do (`pg_restore: detail: …`).
+ */
+const DATA_FIELD = /(^|\s)(DETAIL|CONTEXT|LINE \d+|(?:pg_\w+|psql): detail):(?=\s)/;
+/**
+ * The first line of a new message: one whose first word ends in a colon
+ * (`HINT:`, `psql:<stdin>:9: ERROR:`, `pg_restore: error: …`), a host script's
+ * own (`restore-archive: …`, `physical-restore-test of <set> (<phase>): …`: a
+ * kebab-case name, which no PostgreSQL context line starts with) or a log
+ * line's date. A field's value goes on over the lines before it (a CONTEXT's
+ * call stack down to `COPY pets, line 3: "…"`, a LINE's caret, a row value
+ * holding a newline).
+ */
+const NEW_MESSAGE = /^(?:[^\s:]+(?::[^\s:]*)*: |[a-z]+(?:-[a-z]+)+(?::| of )|\d{4}-\d\d-\d\d[ T])/;
+
+function redactDataFields(text: string): string {
+  let inField = false;
+  return text
+    .split('\n')
+    .map((line) => {
+      const field = DATA_FIELD.exec(line);
+      if (field) {
+        inField = true;
+        return `${line.slice(0, field.index + field[0].length)}  ${REDACTED}`;
+      }
+      if (inField && line.trim() !== '' && !NEW_MESSAGE.test(line)) return `  ${REDACTED}`;
+      inField = false;
+      return line;
+    })
+    .join('\n');
+}
+
+/** `text` with credentials and quoted rows replaced by `***`; nothing else changes. */
+export function redact(text: string): string {
+  return redactDataFields(text)
+    .replace(URL_PASSWORD, `$1${REDACTED}@`)
+    .replace(SLACK_WEBHOOK, `$1${REDACTED}`)
+    .replace(SECRET_ASSIGNMENT, `$1${REDACTED}`)
+    .replace(INPUT_VALUE, `$1"${REDACTED}"`);
+}
+
+/** Every string in a JSON value redacted, its shape kept (a host's result line, parsed). */
+export function redactValues<T>(value: T): T {
+  if (typeof value === 'string') return redact(value) as T;
+  if (Array.isArray(value)) return value.map(redactValues) as T;
+  if (value !== null && typeof value === 'object')
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, redactValues(v)])) as T;
+  return value;
+}

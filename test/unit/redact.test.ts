@@ -1,0 +1,113 @@
+import { describe, expect, it } from 'vitest';
+import { redact, redactValues } from '../../shared/core/redact.ts';
+
+describe('redact', () => {
+  it('removes credentials in URLs, webhook paths and assignments', () => {
+    expect(redact('https://hooks.slack.com/services/T1/B2/abc PGPASSWORD=s3cret password: x1')).toBe(
+      'https://hooks.slack.com/services/*** PGPASSWORD=*** password: ***',
+    );
+  });
+
+  it("removes a URL's password that holds a slash or an at sign", () => {
+    expect(redact('could not connect to postgres://kennel:pa/ss@w0rd@db.internal:5432/kennel_prod')).toBe(
+      'could not connect to postgres://kennel:***@db.internal:5432/kennel_prod',
+    );
+  });
+
+  it('removes a quoted password with a space, and keys of the S3 repository', () => {
+    expect(redact(`PGPASSWORD='correct horse' pg_dump; password="battery staple"`)).toBe(
+      'PGPASSWORD=*** pg_dump; password=***',
+    );
+    expect(
+      redact('repo1-s3-key-secret=abc123 PGBACKREST_REPO1_S3_KEY=AKIA1 Authorization: AWS4 x token=t0k'),
+    ).toBe('repo1-s3-key-secret=*** PGBACKREST_REPO1_S3_KEY=*** Authorization: *** x token=***');
+    expect(redact('{"password":"hunter 2","user":"kennel"}')).toBe('{"password":***,"user":"kennel"}');
+  });
+
+  it("removes Slack workflow webhooks' paths too", () => {
+    expect(redact('POST https://hooks.slack.com/triggers/T0AAA/123/abcdef failed')).toBe(
+      'POST https://hooks.slack.com/triggers/*** failed',
+    );
+  });
+
+  it("removes PostgreSQL's DETAIL, CONTEXT and LINE fields, keeping the error and what follows", () => {
+    const psql = [
+      'psql:<stdin>:45: ERROR:  new row for relation "pets" violates check constraint "pets_code_check"',
+      'DETAIL:  Failing row contains (1, Secret Rex, A).',
+      'CONTEXT:  SQL function "code_allowed" statement 1',
+      'COPY pets, line 1: "1\tSecret Rex\tA"',
+      'restore-archive: the restore failed',
+    ].join('\n');
+    expect(redact(psql)).toBe(
+      [
+        'psql:<stdin>:45: ERROR:  new row for relation "pets" violates check constraint "pets_code_check"',
+        'DETAIL:  ***',
+        'CONTEXT:  ***',
+        '  ***',
+        'restore-archive: the restore failed',
+      ].join('\n'),
+    );
+    expect(
+      redact(
+        'ERROR:  duplicate key value violates unique constraint "owners_email_key"\nDETAIL:  Key (email)=(ann@example.com) already exists.\nHINT:  none',
+      ),
+    ).toBe(
+      'ERROR:  duplicate key value violates unique constraint "owners_email_key"\nDETAIL:  ***\nHINT:  none',
+    );
+    expect(
+      redact(
+        'ERROR:  syntax error at or near "x"\nLINE 1: INSERT INTO owners VALUES (\'Ann\', x)\n                                         ^',
+      ),
+    ).toBe('ERROR:  syntax error at or near "x"\nLINE 1:  ***\n  ***');
+    expect(
+      redact(
+        '2026-11-30 02:00:01 UTC [42] CONTEXT:  COPY owners, line 3: "3\tann@example.com"\n2026-11-30 02:00:02 UTC [42] LOG:  x',
+      ),
+    ).toBe('2026-11-30 02:00:01 UTC [42] CONTEXT:  ***\n2026-11-30 02:00:02 UTC [42] LOG:  x');
+    expect(redact('pg_restore: detail: Key (id)=(7) is not present in table "owners".')).toBe(
+      'pg_restore: detail:  ***',
+    );
+  });
+
+  it("keeps a host script's message that follows a tool's field", () => {
+    const amcheck = [
+      'physical-restore-test: pg_amcheck reported 3 lines; the first:',
+      'btree index "kennel_prod.public.pets_pkey":',
+      '    ERROR:  mismatch between parent key and child high key in index "pets_pkey"',
+      '    DETAIL:  Target block=1 child block=2 target page lsn=0/1A2B3C4.',
+      'physical-restore-test of 20261130-020000F (amcheck): pg_amcheck found corruption',
+    ].join('\n');
+    expect(redact(amcheck).split('\n').slice(3)).toEqual([
+      '    DETAIL:  ***',
+      'physical-restore-test of 20261130-020000F (amcheck): pg_amcheck found corruption',
+    ]);
+  });
+
+  it('removes the value an input syntax error quotes', () => {
+    expect(redact('ERROR:  invalid input syntax for type integer: "Rex the dog"')).toBe(
+      'ERROR:  invalid input syntax for type integer: "***"',
+    );
+  });
+
+  it('leaves ordinary messages alone', () => {
+    const text =
+      'The restore-test on i-0123 (command 1a2b) failed. Its stderr ends with:\nrestore-archive: the database kb_x already exists; drop it';
+    expect(redact(text)).toBe(text);
+  });
+
+  it("redacts every string of a host's result and keeps its shape", () => {
+    expect(
+      redactValues({
+        reason: 'DETAIL:  Failing row contains (7)',
+        count: 3,
+        list: ['password=x'],
+        none: null,
+      }),
+    ).toEqual({
+      reason: 'DETAIL:  ***',
+      count: 3,
+      list: ['password=***'],
+      none: null,
+    });
+  });
+});
