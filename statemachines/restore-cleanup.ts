@@ -1,5 +1,15 @@
 import { CLEANUP_STATE, cleanUpStates } from './staged-swap.ts';
-import { at, type Definition, failureEnd, NOTIFY_FAILURE, plan, RECEIVE_REQUEST, report } from './steps.ts';
+import {
+  at,
+  type Definition,
+  failureEnd,
+  NOTIFY_FAILURE,
+  plan,
+  RECEIVE_REQUEST,
+  RUN_LOCK,
+  report,
+  task,
+} from './steps.ts';
 
 /**
  * The clean-up of a restore or database recovery that was aborted or timed out:
@@ -16,7 +26,7 @@ const RUN = 'run';
 export function restoreCleanup(): Definition {
   return {
     Comment:
-      "Clean-up of an aborted or timed-out restore or database recovery, started by cancelHostCommands: the run's state read from its history, the application started again if the run stopped it, its staging database dropped, an unverified safety dump's host copy removed, and what is left posted.",
+      "Clean-up of an aborted or timed-out restore or database recovery, started by cancelHostCommands: the run's state read from its history, the application started again if the run stopped it, its staging database dropped, an unverified safety dump's host copy removed, its run lock given back, and what is left posted.",
     StartAt: RECEIVE_REQUEST,
     TimeoutSeconds: 7_200,
     States: {
@@ -45,7 +55,25 @@ export function restoreCleanup(): Definition {
         Type: 'Succeed',
         Comment: 'The run created nothing; the abort or timeout itself is alerted by the failure rule.',
       },
-      ...cleanUpStates({ next: CLEANUP_REPORT }),
+      ...cleanUpStates({ next: 'HeldRunLock' }),
+      HeldRunLock: {
+        Type: 'Choice',
+        Comment: 'A run stopped after it took its run lock still holds it.',
+        Choices: [{ Variable: at(RUN_LOCK, 'keys'), IsPresent: true, Next: 'ReleaseStoppedRunLock' }],
+        Default: CLEANUP_REPORT,
+      },
+      ...task('ReleaseStoppedRunLock', 'runLock', {
+        comment:
+          "Gives back the stopped run's locks (those it still holds), as its own end states would have; a failure is passed over: the next run takes over a lock whose execution has ended.",
+        parameters: {
+          action: 'release',
+          'keys.$': at(RUN_LOCK, 'keys'),
+          'execution.$': at('stopped', 'executionArn'),
+        },
+        resultPath: at('runLockReleased'),
+        onError: { next: CLEANUP_REPORT, resultPath: at('runLockNotReleased') },
+        next: CLEANUP_REPORT,
+      }),
       ...report(CLEANUP_REPORT, 'reportRestore', {
         comment:
           "Says what the run left, from the host's and the catalog's facts; fails, listing them, when something is still to do by hand (the application not running, the staging database still there).",

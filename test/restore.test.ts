@@ -302,6 +302,8 @@ describe('a restore stopped midway leaves nothing stopped or half-done', () => {
     expect(databasesLike(world, 'kb_')).toEqual([]);
     expect(tableChecksums(world, 'kennel_prod', tables)).toEqual(before);
     expect(copiesOf(plan.safetyDump).filter(existsSync)).toEqual([]);
+    // Its run lock is given back, as its own end states would have.
+    expect(await world.catalog.listKeys('locks/')).toEqual([]);
     const inS3 = (await world.catalog.listKeys(plan.safetyDump.archiveKey)).includes(
       plan.safetyDump.archiveKey,
     );
@@ -323,15 +325,17 @@ describe('a restore stopped midway leaves nothing stopped or half-done', () => {
   });
 
   it("a restore that outlives its host command's timeout (killed, as the agent does): the alert says the staging database is gone, and it is", async () => {
-    // A disk slow enough that the restore outlives its 3 s: zstd waits before it decompresses.
+    // A load slow enough that the restore outlives its 3 s: the psql that loads the
+    // dump into the staging database (once made) waits first.
     const slow = mkdtempSync(join(tmpdir(), 'kennel-backup-slow-'));
-    const zstd = execFileSync('bash', ['-c', 'command -v zstd'], { encoding: 'utf8' }).trim();
+    const psql = execFileSync('bash', ['-c', 'command -v psql'], {
+      encoding: 'utf8',
+      env: world.env.hostEnv,
+    }).trim();
     writeFileSync(
-      join(slow, 'zstd'),
-      `#!/bin/bash\n[[ " $* " == *" -d "* ]] && sleep 60\nexec ${zstd} "$@"\n`,
-      {
-        mode: 0o755,
-      },
+      join(slow, 'psql'),
+      `#!/bin/bash\n[[ " $* " == *" -f - "* ]] && sleep 60\nexec ${psql} "$@"\n`,
+      { mode: 0o755 },
     );
     let stagingBeforeCleanUp: string[] = [];
     try {
@@ -432,7 +436,9 @@ describe('refusals change nothing', () => {
     const run = await restore({ database: 'kennel_prod', targetDatabase: 'kennel_restored' });
     expect(run.record.status).toBe('FAILED');
     expect(run.record.cause).toContain('the database kennel_restored already exists');
-    expect(run.alerts[0]?.text).toContain('kennel_restored was not touched (it was not created)');
+    expect(run.alerts[0]?.text).toMatch(
+      /Database: kennel_restored was not touched\. No staging database kb_restoring_\S+ was left\./,
+    );
     expect(tableChecksums(world, 'kennel_restored', tables)).toEqual(atBackup);
     expect(databasesLike(world, 'kb_restoring_')).toEqual([]);
   });
