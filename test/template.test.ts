@@ -252,7 +252,14 @@ const STATE_MACHINES: StateMachine[] = [
     id: 'RestoreCleanupStateMachine',
     name: 'restore-cleanup',
     logGroup: 'RestoreCleanupLogGroup',
-    functions: ['planCleanUp', 'startHostCommand', 'checkHostCommand', 'runLock', 'reportRestore', 'sendAlert'],
+    functions: [
+      'planCleanUp',
+      'startHostCommand',
+      'checkHostCommand',
+      'runLock',
+      'reportRestore',
+      'sendAlert',
+    ],
     landmarks: {
       PlanCleanUp: 'Task',
       AnythingToCleanUp: 'Choice',
