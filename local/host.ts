@@ -98,7 +98,7 @@ export function localHost(
         // The whole process group: pg_dump, the compressor and the upload too. (The
         // agent sends SIGKILL here as well; this stand-in lets the traps run unless
         // asked to do as the agent does.)
-        if (child.pid) process.kill(-child.pid, options.timeoutSignal ?? 'SIGTERM');
+        if (child.pid) killGroup(child.pid, options.timeoutSignal ?? 'SIGTERM');
       }, request.timeoutSeconds * 1000);
       const putOutput = async (stream: OutputStream) => {
         const instance = running.instanceIds[0];
@@ -152,12 +152,25 @@ export function localHost(
       const running = commands.get(commandId);
       if (running?.status !== 'InProgress' || running.cancelled) return;
       running.cancelled = true;
-      if (running.child.pid) process.kill(-running.child.pid, 'SIGKILL');
+      if (running.child.pid) killGroup(running.child.pid, 'SIGKILL');
     },
     async drain() {
       await Promise.all([...commands.values()].map((c) => c.done));
     },
   };
+}
+
+/**
+ * Signals a command's whole process group. One that has just ended (its exit not
+ * yet seen here) has nothing left to signal: not an error, as the agent's
+ * cancel of a command that ended is not.
+ */
+function killGroup(pid: number, signal: NodeJS.Signals): void {
+  try {
+    process.kill(-pid, signal);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ESRCH') throw error;
+  }
 }
 
 /** Runs one rendered host script with bash to its end, without blocking this process. */
