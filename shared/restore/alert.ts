@@ -110,7 +110,7 @@ function leftoversOf(s: FailedRestore): { lines: string[]; problems: string[] } 
     const object = dump.inS3
       ? dump.manifest === 'failed'
         ? 'its object in S3 is pruned with the safety dumps'
-        : 'its object reached S3 without a manifest, and the pruning of leftovers removes it'
+        : 'its object reached S3 without a manifest: the daily verification names it, and pruning removes it after a day'
       : 'nothing of it is in S3';
     lines.push(
       `The safety dump ${dump.archiveKey} ${dump.manifest === 'failed' ? 'failed its verification' : 'was never verified (the run stopped first)'}: it is not a backup; ${copy}; ${object}.`,
