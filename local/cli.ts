@@ -29,6 +29,9 @@ Environment (all optional):
   AWS_CA_BUNDLE       the CA certificate of S3_ENDPOINT_URL, if not a public one
   SEED_SCALE          size of the sample database when the local cluster is first made (1 ≈ a few MB)`;
 
+/** How long after a Ctrl-C another SIGINT is the same keypress, forwarded by npm. */
+const INTERRUPT_ECHO_MS = 2_000;
+
 /** The kinds of database-backup that are pgBackRest's alone; a full backup also has its logical dump. */
 const PHYSICAL_KINDS = new Set(['incremental', 'transaction-logs']);
 
@@ -93,9 +96,48 @@ async function start(workflow: string, inputText: string | undefined, options: L
     }
   }
 
+  // Ctrl-C aborts the execution as StopExecution would: its host commands are
+  // cancelled and a restore is cleaned up (restore-cleanup), then what this run
+  // started is stopped. A second Ctrl-C quits at once, leaving what is left. Under
+  // `npm run`, one Ctrl-C arrives twice (from the terminal, and forwarded by npm):
+  // a second within INTERRUPT_ECHO_MS is the same one.
+  const stop = new AbortController();
+  let firstAt = 0;
+  const interrupted = () => {
+    if (!stop.signal.aborted) {
+      firstAt = Date.now();
+      console.error(
+        '\nAborting the execution: its host commands are cancelled and it is cleaned up (Ctrl-C again to quit now) …',
+      );
+      stop.abort();
+    } else if (Date.now() - firstAt > INTERRUPT_ECHO_MS) {
+      console.error(
+        'Quitting now: what the execution left (a staging database, a stopped application) stays.',
+      );
+      process.exit(130);
+    }
+  };
+  process.on('SIGINT', interrupted);
+  try {
+    return await startAndRun(workflow, input, options, stop.signal);
+  } finally {
+    process.off('SIGINT', interrupted);
+  }
+}
+
+async function startAndRun(
+  workflow: string,
+  input: unknown,
+  options: LocalEnvironmentOptions,
+  signal: AbortSignal,
+): Promise<number> {
   console.error(`Starting local services (state in ${options.dataDir}) …`);
   const { environment, running } = await openLocalStack(options);
   try {
+    if (signal.aborted) {
+      console.error('Aborted before the execution started; nothing was run.');
+      return 130;
+    }
     if (running) console.error('Using the running local stack (npm run local -- up).');
     if (workflow === 'database-backup' && !environment.physical.ready) {
       const refusal = physicalKindsRefusal(environment.physical.lacking);
@@ -126,6 +168,7 @@ async function start(workflow: string, inputText: string | undefined, options: L
           input,
           historyDir: environment.paths.historyDir,
           progress: (line) => console.error(line),
+          signal,
         },
         {
           // The whole output of each host command goes to the local S3, as Run Command's does to S3.
@@ -146,7 +189,9 @@ async function start(workflow: string, inputText: string | undefined, options: L
       ),
     );
     console.error(`${record.status}; history: ${record.historyFile}`);
-    return record.status === 'SUCCEEDED' ? 0 : 1;
+    for (const started of record.started)
+      console.error(`Then ${started.workflow}: ${started.status}; history: ${started.historyFile}`);
+    return record.status === 'SUCCEEDED' ? 0 : record.status === 'ABORTED' ? 130 : 1;
   } finally {
     await environment.stop();
   }

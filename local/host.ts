@@ -53,6 +53,10 @@ export function localHost(
   env: Record<string, string>,
   byInstance: Record<string, Record<string, string>> = {},
   s3?: S3Client,
+  options: {
+    /** What a command past its timeout gets: SIGTERM lets its traps run; SIGKILL is what the agent sends. */
+    timeoutSignal?: 'SIGTERM' | 'SIGKILL';
+  } = {},
 ): LocalHost {
   const commands = new Map<string, Running>();
   const sent: SendRequest[] = [];
@@ -92,8 +96,9 @@ export function localHost(
       const timer = setTimeout(() => {
         timedOut = true;
         // The whole process group: pg_dump, the compressor and the upload too. (The
-        // agent sends SIGKILL here as well; this stand-in still lets the traps run.)
-        if (child.pid) process.kill(-child.pid, 'SIGTERM');
+        // agent sends SIGKILL here as well; this stand-in lets the traps run unless
+        // asked to do as the agent does.)
+        if (child.pid) killGroup(child.pid, options.timeoutSignal ?? 'SIGTERM');
       }, request.timeoutSeconds * 1000);
       const putOutput = async (stream: OutputStream) => {
         const instance = running.instanceIds[0];
@@ -138,20 +143,34 @@ export function localHost(
       };
     },
     async inFlight(since) {
+      // A cancelled command is in flight until its processes are gone, as SSM's Cancelling is.
       return [...commands]
-        .filter(([, c]) => c.status === 'InProgress' && !c.cancelled && c.sentAt >= since.getTime())
+        .filter(([, c]) => c.status === 'InProgress' && c.sentAt >= since.getTime())
         .map(([commandId, c]) => ({ commandId, comment: c.comment, instanceIds: c.instanceIds }));
     },
     async cancel(commandId) {
       const running = commands.get(commandId);
       if (running?.status !== 'InProgress' || running.cancelled) return;
       running.cancelled = true;
-      if (running.child.pid) process.kill(-running.child.pid, 'SIGKILL');
+      if (running.child.pid) killGroup(running.child.pid, 'SIGKILL');
     },
     async drain() {
       await Promise.all([...commands.values()].map((c) => c.done));
     },
   };
+}
+
+/**
+ * Signals a command's whole process group. One that has just ended (its exit not
+ * yet seen here) has nothing left to signal: not an error, as the agent's
+ * cancel of a command that ended is not.
+ */
+function killGroup(pid: number, signal: NodeJS.Signals): void {
+  try {
+    process.kill(-pid, signal);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ESRCH') throw error;
+  }
 }
 
 /** Runs one rendered host script with bash to its end, without blocking this process. */

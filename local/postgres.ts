@@ -1,4 +1,4 @@
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFile, execFileSync, spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import {
   existsSync,
@@ -15,6 +15,7 @@ import {
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { promisify } from 'node:util';
 
 /**
  * PostgreSQL clusters from the local install: the local stack's, kept under its
@@ -100,6 +101,21 @@ function run(bin: string, args: string[], env?: Record<string, string>): void {
     throw new Error(`${bin} ${args[0] ?? ''} failed: ${result.stderr || result.stdout}`);
 }
 
+/**
+ * As `run`, without blocking this process: a server stopping archives its last
+ * WAL segments to the local S3, which answers from this same process (a blocked
+ * event loop leaves archive_command, and so the shutdown, waiting).
+ */
+async function runAsync(bin: string, args: string[], env?: Record<string, string>): Promise<void> {
+  const [cmd, argv] = asServerUser(bin, args);
+  try {
+    await promisify(execFile)(cmd, argv, { encoding: 'utf8', env: { ...process.env, ...env } });
+  } catch (error) {
+    const { stderr, stdout } = error as { stderr?: string; stdout?: string };
+    throw new Error(`${bin} ${args[0] ?? ''} failed: ${stderr || stdout || (error as Error).message}`);
+  }
+}
+
 /** The role every local cluster is created with: a superuser, as pgBackRest needs. */
 const CLUSTER_USER = 'kennel_admin';
 
@@ -183,7 +199,7 @@ export async function openLocalCluster(dir: string, options: ClusterOptions = {}
     async stop() {
       // A server that no longer runs (killed, its data directory lost: the RPO bench) has nothing to stop.
       if (runningPort(binDir, data) === undefined) return;
-      run(join(binDir, 'pg_ctl'), ['-D', data, '-m', 'fast', '-w', 'stop']);
+      await runAsync(join(binDir, 'pg_ctl'), ['-D', data, '-m', 'fast', '-w', 'stop']);
     },
   };
 }

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { appendFileSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { HistoryEvent } from '@aws-sdk/client-sfn';
 import {
   ExecutionAbortedError,
   ExecutionError,
@@ -11,6 +12,7 @@ import {
 import type { Notifier } from '../shared/alert/delivery.ts';
 import type { Alert } from '../shared/alert/message.ts';
 import type { Executions } from '../shared/core/run-lock.ts';
+import { CLEANUP_WORKFLOW } from '../shared/restore/cleanup.ts';
 import type { Definition, States } from '../statemachines/steps.ts';
 import { isWorkflow, WORKFLOWS } from '../statemachines/workflows.ts';
 import type { LocalHost } from './host.ts';
@@ -195,11 +197,23 @@ export function localExecutions(historyDir: string): Executions {
   };
 }
 
+/**
+ * What EventBridge and Step Functions do beside an execution, locally: start
+ * another workflow (restore-cleanup, which cancelHostCommands starts), keep each
+ * ended execution's history for GetExecutionHistory, and say which run
+ * (DescribeExecution, from the history directory).
+ */
+interface LocalServices {
+  startWorkflow: (workflow: string, input: unknown) => string;
+  histories: Map<string, HistoryEvent[]>;
+  historyDir: string;
+}
+
 /** Imports the handler of each function; the modules read their config from process.env now. */
 async function loadHandlers(
   functionNames: Iterable<string>,
   wiring: LocalWiring,
-  historyDir: string,
+  services: LocalServices,
 ): Promise<Map<string, Handler>> {
   const notify: Notifier = async (alert: Alert) => {
     wiring.print(`\n${alert.text}\n`);
@@ -213,8 +227,17 @@ async function loadHandlers(
     restoreTest: databaseUrl,
     checkRestore: databaseUrl,
     sendAlert: notify,
-    cancelHostCommands: { host: wiring.host, channels: { local: notify } },
-    runLock: localExecutions(historyDir),
+    cancelHostCommands: {
+      host: wiring.host,
+      channels: { local: notify },
+      startCleanUp: async (request: unknown) => services.startWorkflow(CLEANUP_WORKFLOW, request),
+    },
+    planCleanUp: async (executionArn: string) => {
+      const history = services.histories.get(executionArn);
+      if (!history) throw new Error(`No local execution ${executionArn} has ended.`);
+      return history;
+    },
+    runLock: localExecutions(services.historyDir),
   };
   const handlers = new Map<string, Handler>();
   for (const fn of new Set(functionNames)) {
@@ -284,7 +307,15 @@ export async function runWorkflow(options: RunOptions, wiring: LocalWiring): Pro
     );
   const { definition, functionOf, startsOf } = loadDefinition(options.workflow);
   if (options.timeoutSeconds !== undefined) definition.TimeoutSeconds = options.timeoutSeconds;
-  const handlers = await loadHandlers([...functionOf.values(), CANCEL_FUNCTION], wiring, options.historyDir);
+  const queued: { workflow: string; input: unknown }[] = [];
+  const handlers = await loadHandlers([...functionOf.values(), CANCEL_FUNCTION], wiring, {
+    startWorkflow: (workflow, input) => {
+      queued.push({ workflow, input });
+      return `arn:aws:states:us-east-1:123456789012:execution:kennel-backup-local-${workflow}:local-started-${randomUUID().slice(0, 8)}`;
+    },
+    histories: HISTORIES,
+    historyDir: options.historyDir,
+  });
   const name =
     options.executionName ??
     `local-${new Date().toISOString().replace(/[:.]/g, '-')}-${randomUUID().slice(0, 8)}`;
@@ -304,7 +335,6 @@ export async function runWorkflow(options: RunOptions, wiring: LocalWiring): Pro
       return result;
     };
   }
-  const queued: { workflow: string; input: unknown }[] = [];
   for (const [state, workflow] of startsOf) {
     taskResourceLocalHandlers[state] = async (parameters) => {
       const input = (parameters as { Input?: unknown }).Input ?? {};
@@ -397,6 +427,7 @@ export async function runWorkflow(options: RunOptions, wiring: LocalWiring): Pro
   }
   await collecting;
   const stopDate = new Date().toISOString();
+  HISTORIES.set(executionArn, historyOf(events, record.status));
   if (record.status === 'ABORTED' || record.status === 'TIMED_OUT') {
     await (handlers.get(CANCEL_FUNCTION) as Handler)(
       statusChangeEvent({ ...record, stopDate, stateMachineArn, name }),
@@ -415,6 +446,42 @@ export async function runWorkflow(options: RunOptions, wiring: LocalWiring): Pro
     full.started.push(await runWorkflow({ ...same, workflow: next.workflow, input: next.input }, wiring));
   }
   return full;
+}
+
+/** The ended executions' histories, by ARN, for the handlers that read one (GetExecutionHistory in AWS). */
+const HISTORIES = new Map<string, HistoryEvent[]>();
+
+/**
+ * An execution's events as GetExecutionHistory gives them with reverseOrder:
+ * newest first, each state's entry and exit with its input and output, and the
+ * execution's end.
+ */
+function historyOf(events: readonly EventLog[], status: ExecutionStatus): HistoryEvent[] {
+  const history: HistoryEvent[] = [];
+  let id = 0;
+  for (const event of events) {
+    const state = event.state;
+    if (!state || (event.type !== 'StateEntered' && event.type !== 'StateExited')) continue;
+    id += 1;
+    const kind = `${state.type ?? 'Task'}State${event.type === 'StateEntered' ? 'Entered' : 'Exited'}`;
+    history.push({
+      id,
+      previousEventId: id - 1,
+      timestamp: new Date(event.timestamp),
+      type: kind as HistoryEvent['type'],
+      ...(event.type === 'StateEntered'
+        ? { stateEnteredEventDetails: { name: state.name, input: JSON.stringify(state.input ?? null) } }
+        : { stateExitedEventDetails: { name: state.name, output: JSON.stringify(state.output ?? null) } }),
+    });
+  }
+  const end = {
+    SUCCEEDED: 'ExecutionSucceeded',
+    FAILED: 'ExecutionFailed',
+    ABORTED: 'ExecutionAborted',
+    TIMED_OUT: 'ExecutionTimedOut',
+  } as const;
+  history.push({ id: id + 1, previousEventId: id, timestamp: new Date(), type: end[status] });
+  return history.reverse();
 }
 
 /** EventBridge's "Step Functions Execution Status Change" event of an ended execution. */

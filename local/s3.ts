@@ -122,9 +122,13 @@ async function spawnS3(
       tls.keyFile,
       tls.certFile,
     ],
+    // A session of its own either way: a Ctrl-C at the terminal goes to this
+    // process, which still needs the server while it cleans up (and PostgreSQL's
+    // archiver pushes WAL to it until the cluster has stopped); without
+    // `detached` it still ends with this process, when its stdin closes.
     log !== undefined
       ? { detached: true, stdio: ['ignore', 'pipe', log] }
-      : { stdio: ['pipe', 'pipe', 'inherit'] },
+      : { detached: true, stdio: ['pipe', 'pipe', 'inherit'] },
   );
   // The child has its own copy of the log's descriptor.
   if (log !== undefined) closeSync(log);

@@ -1,6 +1,7 @@
 import { backupWorkflow } from './backup-runs.ts';
+import { logicalRestoreTest } from './logical-restore-test.ts';
 import { PHYSICAL_BACKUP, physicalBackupStates } from './physical-backup.ts';
-import { at, type Definition, hostCommand, NOTIFY_RUN_FAILURE, PLAN, type State, task } from './steps.ts';
+import { at, type Definition, NOTIFY_RUN_FAILURE, PLAN, type State } from './steps.ts';
 import { WAL_STATE, walArchiveStates } from './wal-runs.ts';
 
 /** The state whose request PlanBackup's errors name. */
@@ -72,21 +73,16 @@ export function databaseBackup(): Definition {
           ResultPath: at('status'),
           End: true,
         },
-        ...hostCommand('RestoreTest', {
-          comment:
+        ...logicalRestoreTest({
+          commandComment:
             "Restores the host's copy (same sha256 as the verified object) into this run's scratch database.",
-          script: 'restore-test',
-          parameters: { 'plan.$': at(PLAN), 'sha256.$': at('verification', 'sha256') },
-          resultPath: at('restoreCommand'),
-          pollSeconds: 30,
-          onError: onRunError,
-          next: 'RestoreTest',
-        }),
-        ...task('RestoreTest', 'restoreTest', {
-          comment:
+          checkComment:
             "Checks every table of the manifest (a monthly dump's log tables too) with its exact row count in the scratch database, and its encoding, locale, owner and settings, then drops it whatever happens.",
-          parameters: { 'plan.$': at(PLAN) },
-          resultPath: at('restoreTest'),
+          plan: at(PLAN),
+          sha256: at('verification', 'sha256'),
+          commandResult: at('restoreCommand'),
+          result: at('restoreTest'),
+          pollSeconds: 30,
           onError: onRunError,
           next: 'PruneBackups',
         }),

@@ -1,16 +1,15 @@
+import { logicalRestoreTest } from './logical-restore-test.ts';
 import { physicalRestoreTest } from './physical-restore-test.ts';
 import {
   at,
   type Definition,
   FAILED,
   failureEnd,
-  hostCommand,
   NOTIFY_FAILURE,
   PLAN,
   plan,
   RECEIVE_REQUEST,
   report,
-  task,
 } from './steps.ts';
 import { WAL_RESULT, WAL_STATE, walArchiveStates } from './wal-runs.ts';
 
@@ -79,21 +78,16 @@ export function restoreDrill(): Definition {
         Next: 'StartPhysicalRestoreTest',
       },
       ...physicalRestoreTest({ set: at(R.drill, 'physical', 'set'), next: S.report, onError }),
-      ...hostCommand('RestoreTest', {
-        comment:
+      ...logicalRestoreTest({
+        commandComment:
           "Restores the chosen backup on the host into the drill's own scratch database, after checking its sha256.",
-        script: 'restore-test',
-        parameters: { 'plan.$': at(R.drill, 'plan'), 'sha256.$': at(R.drill, 'sha256') },
-        resultPath: at(R.restoreTestCommand),
-        pollSeconds: 10,
-        onError,
-        next: 'RestoreTest',
-      }),
-      ...task('RestoreTest', 'restoreTest', {
-        comment:
+        checkComment:
           "Checks every table's exact row count, and the database's encoding, locale, owner and settings, against the manifest, records the result in it, and drops the scratch database.",
-        parameters: { 'plan.$': at(R.drill, 'plan') },
-        resultPath: at(R.restoreTest),
+        plan: at(R.drill, 'plan'),
+        sha256: at(R.drill, 'sha256'),
+        commandResult: at(R.restoreTestCommand),
+        result: at(R.restoreTest),
+        pollSeconds: 10,
         onError,
         next: S.report,
       }),

@@ -43,6 +43,7 @@ export const TASK_SECONDS = {
   planWalArchiveAge: 30,
   planDrill: 120,
   planRecoveryDrill: 120,
+  planCleanUp: 60,
   startHostCommand: 60,
   checkHostCommand: 60,
   checkWalContinuity: 900,

@@ -7,6 +7,7 @@ import { monitoring } from './monitoring.ts';
 import { pointInTimeRecovery } from './point-in-time-recovery.ts';
 import { prepareHost } from './prepare-host.ts';
 import { recoveryDrill } from './recovery-drill.ts';
+import { restoreCleanup } from './restore-cleanup.ts';
 import { restoreDrill } from './restore-drill.ts';
 import type { Definition } from './steps.ts';
 import { walArchiveAge } from './wal-archive-age.ts';
@@ -21,6 +22,7 @@ export const WORKFLOWS = {
   'files-backup': filesBackup,
   'database-restore': databaseRestore,
   'point-in-time-recovery': pointInTimeRecovery,
+  'restore-cleanup': restoreCleanup,
   'files-restore': filesRestore,
   'daily-verification': dailyVerification,
   'restore-drill': restoreDrill,

@@ -92,7 +92,7 @@ describe('the catalog reads only what it needs, however long the history', () =>
   it('the newest verified backup is found by listing the last two days, not 60 of them', async () => {
     let newest: unknown;
     const keys = await listed(async () => {
-      newest = (await catalog.newestOf('full', 'primary', 'kennel_prod', NOW)).newestVerified;
+      newest = (await catalog.newestOf('full', 'primary', 'kennel_prod', NOW)).newestUsable;
     });
     expect(newest).toEqual(manifest('full', 1));
     expect(keys).toBeLessThanOrEqual(4); // two days of archives and manifests at the most
@@ -102,8 +102,8 @@ describe('the catalog reads only what it needs, however long the history', () =>
     const recent = [manifest('full', 1), manifest('full', 2)];
     for (const m of recent) await catalog.writeManifest({ ...m, verification: { state: 'failed' } });
     try {
-      const { newestVerified, newestKey } = await catalog.newestOf('full', 'primary', 'kennel_prod', NOW);
-      expect(newestVerified).toEqual(manifest('full', 3));
+      const { newestUsable, newestKey } = await catalog.newestOf('full', 'primary', 'kennel_prod', NOW);
+      expect(newestUsable).toEqual(manifest('full', 3));
       expect(newestKey).toBe(`${recent[0]?.archive.key}.manifest.json`);
     } finally {
       for (const m of recent) await catalog.writeManifest(m);
@@ -210,7 +210,7 @@ describe('one unreadable catalog object blocks nothing', () => {
   it('every listing passes over it and names its key in the log; asked for by name, it is refused naming the key', async () => {
     const warned = vi.spyOn(logger, 'warn');
     try {
-      expect((await catalog.newestOf('full', 'primary', 'kennel_prod', NOW)).newestVerified).toEqual(
+      expect((await catalog.newestOf('full', 'primary', 'kennel_prod', NOW)).newestUsable).toEqual(
         manifest('full', 1),
       );
       const all = await catalog.list('full', 'primary', 'kennel_prod');

@@ -1,5 +1,5 @@
-import { spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -94,6 +94,83 @@ describe('npm run local -- start database-backup', () => {
     expect(run.stderr).toContain(message);
     expect(run.stderr).not.toContain('Starting local services');
   });
+});
+
+describe('Ctrl-C during npm run local -- start', () => {
+  it('aborts a restore over production after the application stopped, cleans it up as restore-cleanup does in AWS, and leaves no server, host script or temporary file', async () => {
+    const tmp = mkdtempSync(join(tmpdir(), 'kennel-backup-ctrl-c-'));
+    const applicationState = join(dataDir, 'host', 'application.state');
+    const input = { database: 'kennel_prod', targetDatabase: 'kennel_prod', confirm: 'kennel_prod' };
+    // In a process group of its own, which gets the SIGINT, as a terminal's foreground job does.
+    const child = spawn(
+      process.execPath,
+      [CLI, 'start', 'database-restore', '--input', JSON.stringify(input)],
+      {
+        env: { ...process.env, KENNEL_BACKUP_DIR: dataDir, TMPDIR: tmp },
+        detached: true,
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
+    let stderr = '';
+    child.stderr?.on('data', (d) => {
+      stderr += d;
+    });
+    child.stdout?.resume();
+    const exited = new Promise<number | null>((resolve) => child.once('close', (code) => resolve(code)));
+    try {
+      for (let i = 0; i < 6000; i += 1) {
+        if (existsSync(applicationState) && readFileSync(applicationState, 'utf8').trim() === 'stopped')
+          break;
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      expect(readFileSync(applicationState, 'utf8').trim(), stderr).toBe('stopped');
+      process.kill(-(child.pid as number), 'SIGINT');
+      expect(await exited, stderr).toBe(130);
+    } finally {
+      if (child.exitCode === null) process.kill(-(child.pid as number), 'SIGKILL');
+    }
+    expect(stderr).toContain('Aborting the execution');
+    expect(stderr).toMatch(/Then restore-cleanup: SUCCEEDED/);
+    expect(readFileSync(applicationState, 'utf8').trim()).toBe('running');
+    // Nothing of the run is left: its host scripts, their files, the cluster and S3 it started.
+    const scripts = readdirSync('/proc')
+      .filter((pid) => /^\d+$/.test(pid))
+      .filter((pid) => {
+        try {
+          return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(tmp);
+        } catch {
+          return false;
+        }
+      });
+    expect(scripts).toEqual([]);
+    expect(readdirSync(tmp)).toEqual([]);
+    expect(existsSync(join(dataDir, 'postgres', 'data', 'postmaster.pid'))).toBe(false);
+
+    // The clean-up's alert says what is left, and so it is.
+    const alerts = readFileSync(join(dataDir, 'alerts.log'), 'utf8').trim().split('\n');
+    const alert = (JSON.parse(alerts.at(-1) ?? '') as { text: string }).text;
+    expect(alert).toContain('restore-cleanup SUCCEEDED');
+    expect(alert).toMatch(/The database-restore execution \S+ was aborted in /);
+    expect(alert).toContain('The application was stopped for the restore and has been started again.');
+    const up = await cli(['up']);
+    try {
+      const { databaseUrl } = JSON.parse(up.stdout.trim().split('\n').at(-1) ?? '') as StackInfo;
+      const left = psqlWith(
+        databaseUrl,
+        "SELECT string_agg(datname, ' ') FROM pg_database WHERE datname LIKE 'kb_%'",
+      );
+      expect(left.out).not.toMatch(/kb_restoring_/);
+      const replaced = /kb_replaced_\S+/.exec(left.out)?.[0];
+      if (replaced) expect(alert).toContain(`the database it replaced is kept as ${replaced}`);
+      else {
+        expect(alert).toMatch(/kennel_prod is unchanged: it was not replaced/);
+        expect(alert).toMatch(/The staging database kb_restoring_\S+ was dropped\./);
+      }
+    } finally {
+      await cli(['down']);
+      rmSync(tmp, { recursive: true, force: true });
+    }
+  }, 300_000);
 });
 
 /** psql with a URL as printed, as a person would run it; its status and output. */

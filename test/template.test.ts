@@ -108,6 +108,7 @@ const FUNCTIONS = {
   reportWalArchiveAge: 'report-wal-archive-age',
   cancelHostCommands: 'cancel-host-commands',
   runLock: 'run-lock',
+  planCleanUp: 'plan-clean-up',
 } as const;
 type FunctionName = keyof typeof FUNCTIONS;
 const FUNCTION_NAMES = Object.keys(FUNCTIONS) as FunctionName[];
@@ -142,6 +143,7 @@ const RESTORE_FUNCTIONS: FunctionName[] = [
   'checkRestore',
   'verifyArchive',
   'pruneBackups',
+  'planCleanUp',
   'reportRestore',
   'sendAlert',
 ];
@@ -229,6 +231,7 @@ const STATE_MACHINES: StateMachine[] = [
       'checkHostCommand',
       'verifyArchive',
       'pruneBackups',
+      'planCleanUp',
       'reportPointInTimeRecovery',
       'sendAlert',
     ],
@@ -241,6 +244,29 @@ const STATE_MACHINES: StateMachine[] = [
       VerifySafetyDump: 'Task',
       StartSwap: 'Task',
       Recovered: 'Succeed',
+    },
+    schedules: [],
+  },
+  {
+    // Started by cancelHostCommands, for a restore or database recovery aborted or timed out.
+    id: 'RestoreCleanupStateMachine',
+    name: 'restore-cleanup',
+    logGroup: 'RestoreCleanupLogGroup',
+    functions: [
+      'planCleanUp',
+      'startHostCommand',
+      'checkHostCommand',
+      'runLock',
+      'reportRestore',
+      'sendAlert',
+    ],
+    landmarks: {
+      PlanCleanUp: 'Task',
+      AnythingToCleanUp: 'Choice',
+      StartsApplicationAgain: 'Choice',
+      StartCleanUp: 'Task',
+      ReportCleanUp: 'Task',
+      CleanedUp: 'Succeed',
     },
     schedules: [],
   },
@@ -1879,10 +1905,32 @@ describe('permissions', () => {
     reportWalArchiveAge: [],
     // Lists the commands in flight and cancels those of the aborted execution (neither
     // action takes a resource); Slack's webhook and the alert topic for what it cancelled.
+    // … and starts restore-cleanup, and only it, for a stopped restore or database recovery.
     cancelHostCommands: [
       { Effect: 'Allow', Action: ['ssm:ListCommands', 'ssm:CancelCommand'], Resource: '*' },
       ...readParameter('alert-webhook-url'),
       { Effect: 'Allow', Action: ['sns:Publish'], Resource: { Ref: 'AlertTopic' } },
+      {
+        Effect: 'Allow',
+        Action: ['states:StartExecution'],
+        Resource: { Ref: 'RestoreCleanupStateMachine' },
+      },
+    ],
+    // The history of the two workflows it cleans up after, and no other's; the
+    // database catalog, read only, for the stopped run's safety dump.
+    planCleanUp: [
+      {
+        Effect: 'Allow',
+        Action: ['states:GetExecutionHistory'],
+        Resource: ['database-restore', 'point-in-time-recovery'].map((name) =>
+          sub(
+            `arn:\${AWS::Partition}:states:\${AWS::Region}:\${AWS::AccountId}:execution:kennel-backup-${STAGE}-${name}:*`,
+          ),
+        ),
+      },
+      listDatabase,
+      { Effect: 'Allow', Action: ['s3:GetObject'], Resource: databaseObjects },
+      bucketKey('kms:Decrypt'),
     ],
     // Slack's webhook; the alert topic; the history of this service's executions, and no other's.
     sendAlert: [

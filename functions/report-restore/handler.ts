@@ -3,7 +3,7 @@ import middy from '@middy/core';
 import { parseInput } from '../../shared/core/input.ts';
 import { logger } from '../../shared/core/logger.ts';
 import * as z from '../../shared/core/schema.ts';
-import { restoreReport } from '../../shared/restore/stages.ts';
+import { cleanupReport, restoreReport } from '../../shared/restore/stages.ts';
 import { RESTORE_STATE } from '../../statemachines/database-restore.ts';
 
 export const handler = middy()
@@ -14,6 +14,12 @@ export const handler = middy()
       event,
       `The ${RESTORE_STATE.report} request`,
     );
+    // restore-cleanup's report of a stopped run, or a restore's record.
+    const cleanedUp = cleanupReport(state);
+    if (cleanedUp) {
+      logger.info('stopped run cleaned up', { ...cleanedUp });
+      return cleanedUp;
+    }
     const report = restoreReport(state, new Date().toISOString());
     logger.info('restore finished', {
       restored: report.restored,

@@ -1,10 +1,11 @@
 import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import middy from '@middy/core';
 import { planSchema } from '../../shared/backup/database-plan.ts';
-import { restoreTestRun } from '../../shared/backup/stages.ts';
+import { recordRestoreTestFailure, restoreTestRun } from '../../shared/backup/stages.ts';
 import { Catalog } from '../../shared/catalog/catalog.ts';
 import { createS3Client } from '../../shared/core/clients.ts';
 import { getConfig } from '../../shared/core/config.ts';
+import { failedStatesSchema } from '../../shared/core/errors.ts';
 import { parseInput } from '../../shared/core/input.ts';
 import { logger } from '../../shared/core/logger.ts';
 import * as z from '../../shared/core/schema.ts';
@@ -17,7 +18,17 @@ export function createHandler(databaseUrl: DatabaseUrlProvider) {
   return middy()
     .use(injectLambdaContext(logger))
     .handler(async (event: unknown) => {
-      const { plan } = parseInput(z.object({ plan: planSchema }), event, 'The RestoreTest request');
+      const { plan, failed } = parseInput(
+        z.object({ plan: planSchema, failed: z.optional(failedStatesSchema) }),
+        event,
+        'The RestoreTest request',
+      );
+      // RecordRestoreTestFailure: the host's restore failed; recorded, then the failure goes on.
+      if (failed) {
+        const recorded = await recordRestoreTestFailure(catalog, plan, failed);
+        logger.warn('restore test failed on the host', { key: plan.archiveKey, ...recorded });
+        return recorded;
+      }
       const result = await restoreTestRun(catalog, await databaseUrl(), plan);
       logger.info('restore test passed', { key: plan.archiveKey, ...result });
       return { state: 'passed', ...result, scratchDatabase: plan.scratchDatabase, dropped: true };

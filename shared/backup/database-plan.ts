@@ -41,7 +41,7 @@ export const planSchema = z.extend(runSchema, {
 export type Plan = z.infer<typeof planSchema>;
 
 /** Where the host keeps its copies of one kind of database backup. */
-function databaseLocalDir(target: Target, kind: DumpKind, database: string): string {
+export function databaseLocalDir(target: Target, kind: DumpKind, database: string): string {
   return `${target.backupDir}/database/${kind}/${database}`;
 }
 

@@ -1,8 +1,11 @@
+import { RESTORE_TEST_COMMAND } from '../../statemachines/logical-restore-test.ts';
 import type { Catalog } from '../catalog/catalog.ts';
 import { keyDay, LEGACY_DUMP_KINDS } from '../catalog/keys.ts';
 import { orphanArchives } from '../catalog/leftovers.ts';
 import type { DatabaseManifest } from '../catalog/manifest.ts';
 import { expired, RETENTION } from '../catalog/retention.ts';
+import { type CaughtError, causeMessage } from '../core/errors.ts';
+import { redact } from '../core/redact.ts';
 import { DAY_MS, utcDay } from '../core/time.ts';
 import { checkRestoredDatabase, type RestoreCheck } from '../restore/check.ts';
 import type { Plan } from './database-plan.ts';
@@ -33,6 +36,35 @@ export async function restoreTestRun(
     await record(catalog, manifest, 'failed', (error as Error).message, now);
     throw error;
   }
+}
+
+/**
+ * RecordRestoreTestFailure: the dump did not restore on the host (the restore
+ * test's command failed, was cancelled or ran out of time), which fails the
+ * restore test as surely as a wrong count; recorded in the manifest with the
+ * command's error, redacted (a psql error may quote a row), so that nothing
+ * picks the backup implicitly. A command that could not even be sent
+ * (StartRestoreTest failed) tested nothing: nothing is recorded. Returns whether
+ * a failure was recorded.
+ */
+export async function recordRestoreTestFailure(
+  catalog: Catalog,
+  plan: Plan,
+  failed: Readonly<Record<string, CaughtError>>,
+  now = () => new Date(),
+): Promise<{ recorded: boolean }> {
+  const error = failed[RESTORE_TEST_COMMAND.check];
+  if (!error) return { recorded: false };
+  const manifest = await catalog.readDatabaseManifest(plan.manifestKey);
+  // The cause's first line, and the error lines of its output (PostgreSQL's, the
+  // script's own): not the DETAIL, CONTEXT or QUERY lines, which may quote a row.
+  const [headline = '', ...output] = causeMessage(error.Cause).split('\n');
+  const errors = output
+    .map((l) => l.trim())
+    .filter((l) => /\b(ERROR|FATAL|PANIC):|^restore-archive:/.test(l));
+  const detail = redact([`${error.Error}: ${headline}`, ...errors].join(' ')).slice(0, 1000);
+  await record(catalog, manifest, 'failed', `the dump did not restore on the host: ${detail}`, now);
+  return { recorded: true };
 }
 
 async function record(
@@ -79,8 +111,13 @@ export async function pruneRun(
   const rule = RETENTION[plan.kind];
   const database = 'database' in plan ? plan.database : null;
   const keys = await catalog.manifestKeys(plan.kind, plan.target, database);
-  const newest = await catalog.newestVerified(keys);
-  const fromS3 = expired(await oldManifests(catalog, keys, rule.s3Days, now), now, rule.s3Days, [newest]);
+  // The newest usable backup is kept, and the newest verified one when newer
+  // (it failed its restore test, but a restore that confirms may still use it).
+  const newest = await catalog.newestUsable(keys);
+  const fromS3 = expired(await oldManifests(catalog, keys, rule.s3Days, now), now, rule.s3Days, [
+    newest.usable,
+    newest.verified,
+  ]);
   if (plan.kind === 'full' && database !== null) {
     for (const kind of LEGACY_DUMP_KINDS) {
       const legacy = await catalog.manifestKeys(kind, plan.target, database);
@@ -100,7 +137,7 @@ export async function pruneRun(
     removedLeftovers: leftovers,
     kept: keys.length - fromS3.filter((m) => m.kind === plan.kind).length,
     localKeepDays: rule.localDays,
-    localKeepFile: newest?.archive.fileName ?? '',
+    localKeepFile: newest.usable?.archive.fileName ?? '',
   };
 }
 

@@ -23,6 +23,7 @@ import {
   type DatabaseManifest,
   type FilesManifest,
   isDatabaseManifest,
+  isUsable,
   type Manifest,
   manifestSchema,
   micros,
@@ -202,22 +203,31 @@ export class Catalog {
   }
 
   /**
-   * The newest backup whose archive passed verification, read from the newest
-   * key back: a few reads, however long the history (15-minute log backups kept
+   * The newest usable backup (manifest.ts's isUsable: verified, and not failed
+   * its restore test), read from the newest key back, and the newest verified
+   * one met on the way (a newer one, when the newest failed their restore
+   * tests): a few reads, however long the history (15-minute log backups kept
    * for 7 years are 245,000 manifests).
    */
-  async newestVerified(keys: readonly string[]): Promise<Manifest | undefined> {
-    return this.newestWhere(
+  async newestUsable(
+    keys: readonly string[],
+  ): Promise<{ usable: Manifest | undefined; verified: Manifest | undefined }> {
+    let verified: Manifest | undefined;
+    const usable = await this.newestWhere(
       keys,
       (k) => this.readManifest(k),
-      (m) => m.verification.state === 'verified',
+      (m) => {
+        if (m.verification.state === 'verified') verified ??= m;
+        return isUsable(m);
+      },
     );
+    return { usable, verified };
   }
 
   /**
-   * The newest verified backup of one kind, target and database, and the newest
+   * The newest usable backup of one kind, target and database, and the newest
    * key of any state. Lists the last `recentDays` first (15-minute log backups
-   * kept 7 years are 245,000 keys); the whole catalog only when nothing verified
+   * kept 7 years are 245,000 keys); the whole catalog only when nothing usable
    * is that recent.
    */
   async newestOf(
@@ -226,13 +236,13 @@ export class Catalog {
     database: string | null,
     now = new Date(),
     recentDays = 2,
-  ): Promise<{ newestKey: string | undefined; newestVerified: Manifest | undefined }> {
+  ): Promise<{ newestKey: string | undefined; newestUsable: Manifest | undefined }> {
     const fromDay = utcDay(now.getTime() - recentDays * DAY_MS);
     const recent = await this.manifestKeys(kind, target, database, fromDay);
-    const verified = await this.newestVerified(recent);
-    if (verified) return { newestKey: recent.at(-1), newestVerified: verified };
+    const { usable } = await this.newestUsable(recent);
+    if (usable) return { newestKey: recent.at(-1), newestUsable: usable };
     const all = await this.manifestKeys(kind, target, database);
-    return { newestKey: all.at(-1), newestVerified: await this.newestVerified(all) };
+    return { newestKey: all.at(-1), newestUsable: (await this.newestUsable(all)).usable };
   }
 
   /** The manifests at `keys`, in order; one that does not parse is passed over and logged (readEach). */

@@ -155,6 +155,24 @@ export function exactRows(manifest: DatabaseManifest): RowRange[] {
   return manifest.tables.map(({ schema, name, rows }) => ({ schema, name, min: rows, max: rows }));
 }
 
+/** A backup whose archive verified but did not restore in its restore test (or a drill's). */
+export function restoreTestFailed(manifest: Manifest): boolean {
+  return manifest.verification.restoreTest?.state === 'failed';
+}
+
+/**
+ * Whether a backup may be picked without being named (a `latest` restore, a
+ * drill, the freshness of its kind, the newest kept by pruning): verified, and
+ * not failed its restore test. One whose restore test never ran (its run ended
+ * before it) is usable: a restore checks every table's rows in its staging
+ * database before it replaces anything, so an untested dump cannot silently
+ * replace a database, while skipping it would silently give older data; the
+ * daily verification and the restore's plan say that it is untested.
+ */
+export function isUsable(manifest: Manifest): boolean {
+  return manifest.verification.state === 'verified' && !restoreTestFailed(manifest);
+}
+
 /**
  * An instant in microseconds. Windows come from PostgreSQL with microseconds,
  * a target time from a person with any precision and zone: compared as text

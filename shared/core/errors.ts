@@ -74,6 +74,11 @@ export class RestoreMismatchError extends KennelBackupError {
   override readonly name = 'RestoreMismatchError';
 }
 
+/** A stopped or failed restore's clean-up left something to do by hand: the application stopped, a staging database. */
+export class CleanUpIncompleteError extends KennelBackupError {
+  override readonly name = 'CleanUpIncompleteError';
+}
+
 /** A physical backup's restore test failed or could not run: the backup is the base of nothing. */
 export class RestoreTestFailedError extends KennelBackupError {
   override readonly name = 'RestoreTestFailedError';

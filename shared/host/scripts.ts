@@ -102,4 +102,6 @@ export const REPORTING_SCRIPTS: ReadonlySet<HostScript> = new Set([
   'pgbackrest-backup',
   'pgbackrest-expire',
   'restore-archive',
+  'carry-log-rows',
+  'restore-cleanup',
 ]);

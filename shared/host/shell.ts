@@ -24,6 +24,8 @@ export const HOST_SCRIPTS = [
   'files-backup',
   'restore-archive',
   'database-swap',
+  'carry-log-rows',
+  'restore-cleanup',
   'run-commands',
   'files-restore',
   'check-local-copies',

@@ -1,45 +1,35 @@
-import { RESTORE_COMMAND, RESTORE_RESULT, RESTORE_STATE } from '../../statemachines/database-restore.ts';
 import { FILES_RESTORE_COMMAND, FILES_RESTORE_RESULT } from '../../statemachines/files-restore.ts';
-import { POINT_IN_TIME_COMMAND } from '../../statemachines/point-in-time-recovery.ts';
-import { planSchema } from '../backup/database-plan.ts';
+import { SWAP_COMMAND, SWAP_RESULT } from '../../statemachines/staged-swap.ts';
+import { FAILED, PLAN } from '../../statemachines/steps.ts';
 import { CODECS } from '../core/codecs.ts';
-import { failedStatesSchema, firstFailure } from '../core/errors.ts';
-import { sqlIdentifier } from '../core/identifiers.ts';
+import { caughtErrorSchema, causeMessage, failedStatesSchema, firstFailure } from '../core/errors.ts';
 import * as z from '../core/schema.ts';
-import { swapPlanSchema } from './database-schemas.ts';
+import { cleanupFactsSchema, cleanupPlanSchema, swappedPlanSchema } from './cleanup.ts';
 import { filesRestorePlanSchema } from './files-plan.ts';
+
+const RESULT = { ...SWAP_RESULT, plan: PLAN, failed: FAILED } as const;
 
 /** Whether a host command finished: all a failure's alert reads of one. */
 const commandStatusSchema = z.object({ status: z.string() });
 
-/** What the alert reads of a restore's or a database recovery's plan: the staged swap's part. */
-const swappedPlanSchema = z.extend(swapPlanSchema, {
-  database: sqlIdentifier,
-  safetyDump: z.nullable(planSchema),
-});
-
-/** The parts of a failed restore's (or database recovery's) state that say how far it got. */
+/** The parts of a failed (or stopped) restore's or database recovery's state that say what it left. */
 const failedRestoreSchema = z.object({
-  [RESTORE_RESULT.plan]: z.optional(swappedPlanSchema),
-  [RESTORE_RESULT.stop]: z.optional(z.unknown()),
-  [RESTORE_RESULT.safetyDumpVerification]: z.optional(z.unknown()),
-  [RESTORE_RESULT.swap]: z.optional(commandStatusSchema),
-  [RESTORE_RESULT.start]: z.optional(commandStatusSchema),
-  [RESTORE_RESULT.restart]: z.optional(commandStatusSchema),
-  [RESTORE_RESULT.restartFailed]: z.optional(z.unknown()),
-  [RESTORE_RESULT.failed]: z.optional(failedStatesSchema),
+  [RESULT.plan]: z.optional(swappedPlanSchema),
+  [RESULT.stop]: z.optional(z.unknown()),
+  [RESULT.swap]: z.optional(commandStatusSchema),
+  [RESULT.start]: z.optional(commandStatusSchema),
+  [RESULT.restart]: z.optional(commandStatusSchema),
+  [RESULT.restartFailed]: z.optional(caughtErrorSchema),
+  [RESULT.cleanupPlan]: z.optional(cleanupPlanSchema),
+  [RESULT.cleanup]: z.optional(z.object({ status: z.string(), result: z.optional(cleanupFactsSchema) })),
+  [RESULT.cleanupFailed]: z.optional(caughtErrorSchema),
+  [RESULT.failed]: z.optional(failedStatesSchema),
 });
 
-/** The stages of the swap, one transaction. */
-const SWAP: readonly string[] = [RESTORE_COMMAND.swap.start, RESTORE_COMMAND.swap.check];
-/** The stages that fail before the target is touched; the staging database is dropped when they do. */
-const BEFORE_SWAP: readonly string[] = [
-  RESTORE_COMMAND.restore.start,
-  RESTORE_COMMAND.restore.check,
-  RESTORE_STATE.checkRestoredDatabase,
-  POINT_IN_TIME_COMMAND.restore.start,
-  POINT_IN_TIME_COMMAND.restore.check,
-];
+type FailedRestore = z.infer<typeof failedRestoreSchema>;
+
+/** The states of the swap, one transaction: a run stopped in one of them may have swapped. */
+const SWAP: readonly string[] = Object.values(SWAP_COMMAND.swap);
 
 /**
  * For the alert of a failed restore: exactly what state the database is in, and
@@ -48,46 +38,97 @@ const BEFORE_SWAP: readonly string[] = [
 export function describeRestoreFailure(state: unknown): string | undefined {
   const files = failedFilesRestoreSchema.safeParse(state);
   if (files.success) return describeFilesRestoreFailure(files.data);
+  return leftoversOfState(state)?.lines.join(' ');
+}
+
+/** What a failed or stopped run left (leftoversOf), when the state is a restore's or a database recovery's. */
+export function leftoversOfState(state: unknown): ReturnType<typeof leftoversOf> | undefined {
   const parsed = failedRestoreSchema.safeParse(state);
-  if (!parsed.success || !parsed.data.plan) return undefined;
-  const { plan, stop, safetyDumpVerification, swap, start, restart, restartFailed } = parsed.data;
-  const failedAt = firstFailure(parsed.data.failed)?.state ?? '';
+  return parsed.success && parsed.data.plan ? leftoversOf(parsed.data) : undefined;
+}
+
+/**
+ * What a failed or stopped run left, from its clean-up's facts (the host's word
+ * on which databases exist, the catalog's on the safety dump) rather than from
+ * how far it got: each line for people, and the ones someone must act on.
+ */
+function leftoversOf(s: FailedRestore): { lines: string[]; problems: string[] } {
+  const plan = s.plan as NonNullable<FailedRestore['plan']>;
+  const { cleanupPlan } = s;
+  const facts = s.cleanup?.status === 'Success' ? s.cleanup.result : undefined;
+  const failedAt = cleanupPlan?.failedAt ?? firstFailure(s.failed)?.state ?? '';
+  const target = plan.targetDatabase;
   const lines: string[] = [];
-  const swapped = swap?.status === 'Success';
+  const problems: string[] = [];
+  const problem = (line: string) => {
+    lines.push(line);
+    problems.push(line);
+  };
+
+  // The database: checked on the host after the clean-up.
+  const swapped = facts
+    ? plan.overProduction
+      ? facts.exists.replaced
+      : s.swap?.status === 'Success' || (SWAP.includes(failedAt) && facts.exists.target)
+    : s.swap?.status === 'Success';
   if (swapped) {
     lines.push(
-      `${plan.targetDatabase} now holds the restored database (checked)${plan.overProduction ? `; the database it replaced is kept as ${plan.replacedDatabase}` : ''}.`,
+      `${target} now holds the restored database (checked)${plan.overProduction ? `; the database it replaced is kept as ${plan.replacedDatabase}` : ''}.`,
     );
-  } else if (SWAP.includes(failedAt)) {
+  } else if (facts) {
     lines.push(
-      `The swap is one transaction and it did not report success: ${plan.targetDatabase} is unchanged${plan.overProduction ? '' : ' (it was not created)'} and the checked restore is in ${plan.stagingDatabase}, unless a database ${plan.overProduction ? plan.replacedDatabase : plan.targetDatabase} now exists, in which case the swap did complete.`,
+      plan.overProduction
+        ? `${target} is unchanged: it was not replaced (there is no ${plan.replacedDatabase}).`
+        : facts.exists.target
+          ? `${target} was not touched.`
+          : `${target} was not created.`,
     );
-  } else if (BEFORE_SWAP.includes(failedAt)) {
-    lines.push(
-      `${plan.targetDatabase} was not touched${plan.overProduction ? '' : ' (it was not created)'}; the staging database ${plan.stagingDatabase} was dropped.`,
-    );
+  }
+  if (facts) {
+    if (facts.exists.staging)
+      problem(
+        `The staging database ${plan.stagingDatabase} still exists: drop it by hand (DROP DATABASE ${plan.stagingDatabase}).`,
+      );
+    else if (facts.stagingDropped) lines.push(`The staging database ${plan.stagingDatabase} was dropped.`);
+    else if (!swapped) lines.push(`No staging database ${plan.stagingDatabase} was left.`);
   } else {
-    lines.push(
-      `${plan.targetDatabase} is unchanged: it was not replaced${plan.overProduction ? '' : ' (it was not created)'}. The checked restore is in ${plan.stagingDatabase}; drop it or start the restore again.`,
+    problem(
+      `The clean-up on the host did not finish${s.cleanupFailed ? ` (${s.cleanupFailed.Error}: ${causeMessage(s.cleanupFailed.Cause).split('\n')[0]})` : ''}, so what is left is not known: look on the host; if ${plan.stagingDatabase} exists, drop it; if ${plan.overProduction ? plan.replacedDatabase : target} exists, ${target} holds the restore.`,
     );
   }
-  if (plan.overProduction && safetyDumpVerification !== undefined && plan.safetyDump) {
+
+  // The safety dump: the catalog's word.
+  const dump = cleanupPlan?.safetyDump;
+  if (dump?.manifest === 'verified') {
     lines.push(
-      `The safety dump ${plan.safetyDump.archiveKey} (verified) holds ${plan.database} as it was when the application stopped: restore it with {"database": "${plan.database}", "backup": "${plan.safetyDump.runId}", "targetDatabase": "${plan.database}", "confirm": "${plan.database}"}.`,
+      `The safety dump ${dump.archiveKey} (verified) holds ${plan.database} as it was when the application stopped: restore it with {"database": "${plan.database}", "backup": "${dump.runId}", "targetDatabase": "${plan.database}", "confirm": "${plan.database}"}.`,
     );
-  } else if (plan.overProduction && stop !== undefined) {
-    lines.push(`No verified safety dump was taken; ${plan.database} was not replaced, so none is needed.`);
-  }
-  if (stop !== undefined) {
+  } else if (dump) {
+    const copy = facts?.safetyCopyRemoved
+      ? 'its copy on the host was removed'
+      : 'the host keeps no copy of it';
+    const object = dump.inS3
+      ? dump.manifest === 'failed'
+        ? 'its object in S3 is pruned with the safety dumps'
+        : 'its object reached S3 without a manifest: the daily verification names it, and pruning removes it after a day'
+      : 'nothing of it is in S3';
     lines.push(
-      start?.status === 'Success' || restart?.status === 'Success'
-        ? 'The application was stopped for the restore and has been started again.'
-        : restartFailed !== undefined
-          ? 'The application was stopped and could NOT be started again: start it by hand now.'
-          : 'The application was stopped and did NOT start: start it by hand now.',
+      `The safety dump ${dump.archiveKey} ${dump.manifest === 'failed' ? 'failed its verification' : 'was never verified (the run stopped first)'}: it is not a backup; ${copy}; ${object}.`,
     );
+  } else if (plan.overProduction && (s.stop !== undefined || cleanupPlan?.startApplication) && !swapped) {
+    lines.push(`No safety dump was taken; ${plan.database} was not replaced, so none is needed.`);
   }
-  return lines.join(' ');
+
+  // The application: started again by the run or by its clean-up.
+  const restarted = s.start?.status === 'Success' || s.restart?.status === 'Success';
+  if (restarted) lines.push('The application was stopped for the restore and has been started again.');
+  else if (s.restartFailed)
+    problem(
+      `The application was stopped and could NOT be started again (${s.restartFailed.Error}): start it by hand now.`,
+    );
+  else if (cleanupPlan?.startApplication || (!cleanupPlan && s.stop !== undefined))
+    problem('The application was stopped and did NOT start: start it by hand now.');
+  return { lines, problems };
 }
 
 const failedFilesRestoreSchema = z.object({

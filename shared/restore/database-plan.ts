@@ -8,6 +8,7 @@ import { InvalidInputError, NotFoundError } from '../core/errors.ts';
 import { parseInput, planRequestSchema } from '../core/input.ts';
 import { type RestorePlan, type RestoreStep, restoreInputSchema, type SwapPlan } from './database-schemas.ts';
 import { findBackup } from './find-backup.ts';
+import { logTablesOf, rowSourcesOf } from './row-sources.ts';
 
 /**
  * PlanRestore: which dump rebuilds the database asked for, where the restore is
@@ -25,6 +26,7 @@ function step(m: DatabaseManifest): RestoreStep {
     localPath: m.archive.localPath,
     codec: m.archive.compression,
     window: m.window,
+    restoreTest: m.verification.restoreTest?.state ?? 'never ran',
   };
 }
 
@@ -46,9 +48,13 @@ export async function planRestore(config: Config, catalog: Catalog, request: unk
     target.name,
     wanted.database,
     wanted.backup,
+    { acceptFailedRestoreTest: wanted.acceptFailedRestoreTest },
   );
   if (!isDatabaseManifest(manifest))
     throw new NotFoundError(`${manifest.archive.key} is not a database backup.`);
+  // Over the database, the log tables the dump left out keep its rows; into a
+  // new one they stay empty, and the plan says where their rows are.
+  const logCopy = swap.overProduction ? '' : await logTablesCopy(catalog, target.name, wanted.database);
   return {
     ...swap,
     database: wanted.database,
@@ -56,7 +62,19 @@ export async function planRestore(config: Config, catalog: Catalog, request: unk
     executionId,
     startedAt,
     archives: [step(manifest)],
+    carry: swap.overProduction ? logTablesOf(manifest) : [],
+    rowSources: rowSourcesOf(manifest, { overProduction: swap.overProduction, logCopy }),
   };
+}
+
+/** Where the log tables' rows are kept besides the database: the newest monthly dump, and the WAL. */
+async function logTablesCopy(catalog: Catalog, target: string, database: string): Promise<string> {
+  const { usable } = await catalog.newestUsable(await catalog.manifestKeys('monthly', target, database));
+  const recovery =
+    'a point-in-time recovery (the point-in-time-recovery workflow) within the point-in-time window';
+  return usable
+    ? `the monthly dump "${usable.runId}" (data of ${usable.window.until}; restore it into another database), and ${recovery}`
+    : recovery;
 }
 
 /** The configured target an input names, or the first. */

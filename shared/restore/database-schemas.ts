@@ -7,9 +7,11 @@ import {
   runIdentifier,
   sha256Hex,
   sqlIdentifier,
+  tableName,
   targetName,
 } from '../core/identifiers.ts';
 import * as z from '../core/schema.ts';
+import { rowSourcesSchema } from './row-sources.ts';
 
 /**
  * Restores are started by a person, from the console, under pressure. The input
@@ -33,6 +35,8 @@ export const restoreInputSchema = z.strictObject({
   ...restoreInputBase,
   /** `latest`, a run id (`20261126T020000Z_1a2b3c4d`) or an archive or manifest key from the catalog. */
   backup: z._default(z.union([z.literal('latest'), runIdentifier, objectKey]), 'latest'),
+  /** Confirms a named backup whose restore test failed (`latest` never picks one). */
+  acceptFailedRestoreTest: z._default(z.boolean(), false),
 });
 
 /** The dump a restore applies; the host checks its sha256 before using it. */
@@ -47,6 +51,8 @@ const restoreStepSchema = z.object({
     since: z.nullable(z.iso.datetime({ offset: true })),
     until: z.iso.datetime({ offset: true }),
   }),
+  /** Its restore test's result; `never ran` for one whose run ended before it (a safety dump has none). */
+  restoreTest: z.enum(['passed', 'failed', 'never ran']),
 });
 
 export type RestoreStep = z.infer<typeof restoreStepSchema>;
@@ -82,6 +88,10 @@ export const restorePlanSchema = z.extend(swapPlanSchema, {
   archives: z.array(restoreStepSchema).check(z.length(1)),
   /** The dump of the database about to be replaced, taken with the application stopped. */
   safetyDump: z.nullable(planSchema),
+  /** The log tables whose rows are carried over from the database replaced (host/carry-log-rows.sh). */
+  carry: z.array(tableName),
+  /** Where each table's rows come from, for the dry run and the summary. */
+  rowSources: rowSourcesSchema,
 });
 
 export type RestorePlan = z.infer<typeof restorePlanSchema>;

@@ -13,9 +13,11 @@ import type { Manifest } from '../catalog/manifest.ts';
 import { InvalidInputError, NotFoundError } from '../core/errors.ts';
 
 /**
- * The verified backup an input names: `latest` (the newest verified of the first
- * kind), a run id, or a key, among the given kinds. An unknown backup, or one
- * that is not verified, is refused with the newest usable ones named. A legacy
+ * The verified backup an input names: `latest` (the newest usable of the first
+ * kind: verified, and not failed its restore test), a run id, or a key, among the
+ * given kinds. An unknown backup, or one that is not verified, is refused with
+ * the newest ones named; one that failed its restore test is refused unless
+ * `acceptFailedRestoreTest` confirms it, saying what failed. A legacy
  * row-window archive (keys.ts's LEGACY_DUMP_KINDS) is refused whoever asks, with
  * the way to a point in time: the point-in-time-recovery workflow, from
  * pgBackRest's backups and WAL.
@@ -26,6 +28,7 @@ export async function findBackup(
   target: string,
   database: string | null,
   backup: string,
+  options: { acceptFailedRestoreTest?: boolean } = {},
 ): Promise<Manifest> {
   const legacyKind = kinds.find(isLegacyKind);
   if (legacyKind) refuseLegacy(legacyKind, kindPrefix(legacyKind, target, database));
@@ -33,13 +36,15 @@ export async function findBackup(
   const what = `${first} backup of ${database ?? target}${database ? ` on ${target}` : ''}`;
   const keys = await catalog.manifestKeys(first, target, database);
   if (backup === 'latest') {
-    const newest = await catalog.newestVerified(keys);
-    if (!newest) {
+    const { usable, verified } = await catalog.newestUsable(keys);
+    if (!usable) {
       throw new NotFoundError(
-        `There is no verified ${what}; run one first, or name another ${database ? 'database' : 'target'}. Nothing was changed.`,
+        verified
+          ? `There is no ${what} that is verified and has not failed its restore test: the newest verified one, ${verified.runId}, failed it. Name it with "backup": "${verified.runId}" to see why. Nothing was changed.`
+          : `There is no verified ${what}; run one first, or name another ${database ? 'database' : 'target'}. Nothing was changed.`,
       );
     }
-    return newest;
+    return usable;
   }
   const named = (k: string) =>
     k.includes(`_${backup}.`) || k === backup || k === `${backup}${MANIFEST_SUFFIX}`;
@@ -68,6 +73,13 @@ export async function findBackup(
   if (manifest.verification.state !== 'verified') {
     throw new InvalidInputError(
       `The backup ${manifest.archive.key} is ${manifest.verification.state}${manifest.verification.detail ? ` (${manifest.verification.detail})` : ''}; restore only from a verified backup. Nothing was changed.`,
+    );
+  }
+  const test = manifest.verification.restoreTest;
+  if (test?.state === 'failed' && !options.acceptFailedRestoreTest) {
+    // The detail was redacted when the restore test recorded it (shared/backup/stages.ts).
+    throw new InvalidInputError(
+      `The backup ${manifest.archive.key} failed its restore test at ${test.checkedAt}: ${test.detail.slice(0, 600)} It did not restore as it was dumped, so "latest" and the drills skip it. Pick another backup (the newest usable is what "latest" gives), or, if this one is what you need (the failure lay in the restore test's surroundings, say), add "acceptFailedRestoreTest": true to the input: the restore still checks every table's rows in its staging database before it replaces anything. Nothing was changed.`,
     );
   }
   return manifest;

@@ -1,9 +1,20 @@
+import { databaseLocalDir } from '../backup/database-plan.ts';
 import { CODECS } from '../core/codecs.ts';
 import { runSchema } from '../core/run.ts';
 import * as z from '../core/schema.ts';
 import { archiveLines, commandLines, hostCommand, postgresParams } from '../host/scripts.ts';
+import { cleanupPlanSchema } from './cleanup.ts';
 import { restorePlanSchema, swapPlanSchema } from './database-schemas.ts';
 import { filesRestorePlanSchema } from './files-plan.ts';
+
+/** What carrying the log tables' rows over needs of a restore's plan. */
+const carryPlan = {
+  target: true,
+  runId: true,
+  stagingDatabase: true,
+  targetDatabase: true,
+  carry: true,
+} as const;
 
 /** Who and which run: all that stopping or starting the application needs. */
 const runTargetSchema = z.pick(runSchema, { target: true, runId: true });
@@ -30,6 +41,31 @@ export const RESTORE_HOST_COMMANDS = {
       KB_STAGING: plan.stagingDatabase,
       KB_TARGET_DATABASE: plan.targetDatabase,
       KB_REPLACED: plan.overProduction ? plan.replacedDatabase : '',
+    }),
+  }),
+  'carry-log-rows': hostCommand({
+    request: z.object({ script: z.literal('carry-log-rows'), plan: z.pick(restorePlanSchema, carryPlan) }),
+    script: 'carry-log-rows',
+    params: (_config, target, { plan }) => ({
+      ...postgresParams(target),
+      KB_STAGING: plan.stagingDatabase,
+      KB_TARGET_DATABASE: plan.targetDatabase,
+      KB_CARRY: JSON.stringify(plan.carry.map(({ schema, name }) => ({ schema, name }))),
+    }),
+  }),
+  'restore-cleanup': hostCommand({
+    request: z.object({ script: z.literal('restore-cleanup'), plan: cleanupPlanSchema }),
+    script: 'restore-cleanup',
+    params: (_config, target, { plan }) => ({
+      ...postgresParams(target),
+      KB_STAGING: plan.stagingDatabase,
+      KB_TARGET_DATABASE: plan.targetDatabase,
+      KB_REPLACED: plan.overProduction ? plan.replacedDatabase : '',
+      // The directory from config, the plan names the file only: a clean-up removes nothing else.
+      KB_SAFETY_COPY:
+        plan.safetyDump && plan.safetyDump.manifest !== 'verified'
+          ? `${databaseLocalDir(target, 'safety', plan.database)}/${plan.safetyDump.fileName}`
+          : '',
     }),
   }),
   'application-stop': hostCommand({

@@ -2,12 +2,20 @@ import { RESTORE_RESULT as RESULT } from '../../statemachines/database-restore.t
 import { FILES_RESTORE_RESULT as FILES_RESULT } from '../../statemachines/files-restore.ts';
 import type { Catalog } from '../catalog/catalog.ts';
 import { exactRows } from '../catalog/manifest.ts';
-import { caughtErrorSchema, InvalidInputError, RestoreMismatchError } from '../core/errors.ts';
+import {
+  CleanUpIncompleteError,
+  caughtErrorSchema,
+  InvalidInputError,
+  RestoreMismatchError,
+} from '../core/errors.ts';
 import * as z from '../core/schema.ts';
 import { commandStateSchema } from '../host/command-stage.ts';
+import { leftoversOfState } from './alert.ts';
 import { dropDatabase, rowProblems, someOf } from './check.ts';
+import { cleanupPlanSchema, stoppedExecutionSchema } from './cleanup.ts';
 import { type RestorePlan, restorePlanSchema } from './database-schemas.ts';
 import { filesRestorePlanSchema } from './files-plan.ts';
+import { carriedSchema, describeRowSources } from './row-sources.ts';
 
 /** The stages of a restore that run in Lambda: the check of the staging database and the record of a finished restore. */
 
@@ -95,6 +103,7 @@ function finishedRestoreSchema() {
     [RESULT.safetyDumpVerification]: z.optional(
       z.object({ state: z.string(), key: z.string(), size: z.number() }),
     ),
+    [RESULT.carried]: z.optional(z.extend(commandStateSchema, { result: carriedSchema })),
     [RESULT.swap]: commandStateSchema,
     [RESULT.start]: z.optional(commandStateSchema),
     [RESULT.localPrune]: z.optional(commandStateSchema),
@@ -123,8 +132,14 @@ export function restoreReport(state: unknown, finishedAt: string) {
     ...(s.safetyDump
       ? [
           { stage: 'safety dump', seconds: seconds(s.safetyDump.sentAt, s.safetyDump.finishedAt) },
-          { stage: 'verify safety dump', seconds: seconds(s.safetyDump.finishedAt ?? '', s.swap.sentAt) },
+          {
+            stage: 'verify safety dump',
+            seconds: seconds(s.safetyDump.finishedAt ?? '', (s.carried ?? s.swap).sentAt),
+          },
         ]
+      : []),
+    ...(s.carried
+      ? [{ stage: 'carry log rows over', seconds: seconds(s.carried.sentAt, s.carried.finishedAt) }]
       : []),
     { stage: 'swap into place', seconds: seconds(s.swap.sentAt, s.swap.finishedAt) },
     ...(s.start
@@ -146,18 +161,26 @@ export function restoreReport(state: unknown, finishedAt: string) {
     : [];
   const totalSeconds = seconds(plan.startedAt, finishedAt);
   const applicationDownSeconds = s.stop && s.start ? seconds(s.stop.sentAt, s.start.finishedAt) : null;
+  const carried = s.carried?.result;
   const checks = [
     ...s.check.checks,
     ...(s.safetyDumpVerification
       ? [`safety dump ${s.safetyDumpVerification.key} verified: complete, size and sha256 match`]
       : []),
+    ...(carried
+      ? [
+          `the log tables' rows carried over from ${plan.targetDatabase} with the application stopped, each table's count checked (${carried.tables.filter((t) => t.present).length} tables, ${carried.tables.reduce((n, t) => n + (t.rows ?? 0), 0)} rows)`,
+        ]
+      : []),
   ];
+  const rows = describeRowSources(plan.rowSources, carried, plan.replacedDatabase);
   const database = s.restore.result;
   const summary = [
     `${plan.targetDatabase} restored on ${plan.target} from a backup of ${plan.database} in ${totalSeconds} s`,
     `As of ${plan.archives.map((a) => a.window.until).join(', ')}`,
-    `Backup: ${plan.archives.map((a) => a.key).join(', ')}`,
+    `Backup: ${plan.archives.map((a) => `${a.key} (restore test: ${a.restoreTest})`).join(', ')}`,
     describeRestoredDatabase(database),
+    `Rows per table:\n${rows.map((r) => `  ${r}`).join('\n')}`,
     ...(plan.overProduction
       ? [
           `The replaced database is kept as ${plan.replacedDatabase}; the safety dump ${plan.safetyDump?.archiveKey} brings it back.`,
@@ -174,6 +197,7 @@ export function restoreReport(state: unknown, finishedAt: string) {
     replacedDatabase: plan.overProduction ? plan.replacedDatabase : null,
     database,
     safetyDump: plan.safetyDump?.archiveKey ?? null,
+    rows,
     checks,
     stages,
     applicationDownSeconds,
@@ -220,6 +244,37 @@ function filesRestoreReport(s: z.infer<ReturnType<typeof finishedFilesRestoreSch
     checks,
     stages,
     totalSeconds,
+    summary,
+  };
+}
+
+/** What restore-cleanup holds when ReportCleanUp runs. */
+function cleanedUpSchema() {
+  return z.object({ stopped: stoppedExecutionSchema, cleanupPlan: cleanupPlanSchema });
+}
+
+/**
+ * ReportCleanUp of restore-cleanup: what the stopped run left, from the
+ * clean-up's facts; undefined for a state that is not restore-cleanup's. Throws,
+ * listing it all, when something is still to do by hand (the application not
+ * running, the staging database still there).
+ */
+export function cleanupReport(state: unknown) {
+  const parsed = cleanedUpSchema().safeParse(state);
+  if (!parsed.success) return undefined;
+  const { stopped, cleanupPlan } = parsed.data;
+  const left = leftoversOfState(state) ?? { lines: [], problems: [] };
+  const name = stopped.executionArn.slice(stopped.executionArn.lastIndexOf(':') + 1);
+  const head = `The ${stopped.workflow} execution ${name} was ${stopped.status === 'ABORTED' ? 'aborted' : 'stopped by its time limit'} in ${cleanupPlan.failedAt}${stopped.cancelled.length > 0 ? `; its host commands were cancelled: ${stopped.cancelled.join(', ')}` : ''}.`;
+  const summary = [head, ...left.lines].join('\n');
+  if (left.problems.length > 0) {
+    throw new CleanUpIncompleteError(`${summary}\nStill to do by hand: ${left.problems.join(' ')}`);
+  }
+  return {
+    cleanedUp: stopped.executionArn,
+    status: stopped.status,
+    failedAt: cleanupPlan.failedAt,
+    left: left.lines,
     summary,
   };
 }

@@ -6,6 +6,7 @@ import { physicalRestoreTestOutcomeSchema } from '../backup/physical-restore-tes
 import { walPlanSchema, walRun } from '../backup/wal-plan.ts';
 import type { Catalog } from '../catalog/catalog.ts';
 import { runId as makeRunId, scratchDatabase } from '../catalog/keys.ts';
+import { isUsable } from '../catalog/manifest.ts';
 import { keyOf, listPhysicalBackups, usable } from '../catalog/physical.ts';
 import type { Config } from '../core/config.ts';
 import { selectTargets } from '../core/config.ts';
@@ -132,7 +133,8 @@ export async function planDrill(
       ? ['logical', 'physical']
       : ['logical'];
   const recent = (until: string) => now.getTime() - Date.parse(until) <= 7 * DAY_MS;
-  const verified = fulls.filter((m) => m.verification.state === 'verified');
+  // A full whose restore test failed is picked by nothing implicit: not a drill either.
+  const verified = fulls.filter(isUsable);
   const logical: DrillCandidate[] = engines.includes('logical')
     ? verified.map((m) => ({ engine: 'logical', key: m.archive.key, until: m.window.until }))
     : [];

@@ -13,12 +13,13 @@ export interface Newest {
   subject: string;
   /** The newest manifest key of any state, verified or not. */
   newestKey: string | undefined;
-  newestVerified: Manifest | undefined;
+  /** The newest usable one (verified, and not failed its restore test): what a `latest` restore would use. */
+  newestUsable: Manifest | undefined;
 }
 
 /**
- * The newest verified archive of every scheduled dump and file kind of every
- * target (and database): a listing of the last days and a few reads each,
+ * The newest usable archive (verified, and not failed its restore test) of every
+ * scheduled dump and file kind of every target (and database): a listing of the last days and a few reads each,
  * however long the history. The physical kinds are judged from pgBackRest's own
  * info (the daily verification's WAL runs).
  */
@@ -46,9 +47,9 @@ export async function newestBackups(config: Config, catalog: Catalog, now = new 
 
 const MINUTE_MS = 60_000;
 
-/** How old the newest verified backup's data is, in seconds; null when there is none. */
+/** How old the newest usable backup's data is, in seconds; null when there is none. */
 export function ageSeconds(newest: Newest, now: Date): number | null {
-  const until = newest.newestVerified?.window.until;
+  const until = newest.newestUsable?.window.until;
   return until === undefined ? null : Math.round((now.getTime() - Date.parse(until)) / 1000);
 }
 
@@ -59,10 +60,14 @@ function age(seconds: number): string {
 
 const every = (minutes: number) => (minutes < 60 ? `${minutes} min` : `${minutes / 60} h`);
 
-/** What is wrong with a kind's freshness, in words; undefined when its newest verified backup is recent enough. */
+/**
+ * What is wrong with a kind's freshness, in words; undefined when its newest
+ * usable backup is recent enough. A backup that failed its restore test does not
+ * count: no implicit restore would use it.
+ */
 export function staleness(newest: Newest, now: Date): string | undefined {
-  return stalenessOf(newest.newestVerified?.window.until, newest.kind, now, {
-    none: 'there is no verified backup at all',
+  return stalenessOf(newest.newestUsable?.window.until, newest.kind, now, {
+    none: 'there is no usable backup at all (verified, and not failed its restore test)',
     newest: 'the newest verified one',
   });
 }

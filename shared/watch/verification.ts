@@ -9,6 +9,7 @@ import {
   leftoverSchema,
 } from '../catalog/leftovers.ts';
 import { legacyArchives } from '../catalog/legacy.ts';
+import { isDatabaseManifest, type Manifest } from '../catalog/manifest.ts';
 import { newestVerifiedPhysicalFull } from '../catalog/physical.ts';
 import type { Config } from '../core/config.ts';
 import { causeMessage, failedStatesSchema, firstFailure, VerificationFailedError } from '../core/errors.ts';
@@ -153,25 +154,28 @@ export async function planVerification(
   const minAge = leftoverMinAgeSeconds(config);
   findings.push(...leftoverFindings(orphans, minAge));
   for (const newest of await newestBackups(config, catalog, now)) {
-    const { subject, newestVerified: verified } = newest;
+    const { subject, newestUsable: usable } = newest;
     const stale = staleness(newest, now);
     if (stale) findings.push({ check: 'fresh', subject, problem: stale });
-    if (!verified) continue;
-    if (newest.newestKey !== undefined && newest.newestKey !== manifestKey(verified.archive.key)) {
+    if (newest.newestKey !== undefined && newest.newestKey !== (usable && manifestKey(usable.archive.key))) {
       // An unreadable newest manifest is passed over here: checkCatalog's finding names it.
       const [latest] = await catalog.readAll([newest.newestKey]);
-      if (latest?.verification.state === 'failed') {
-        findings.push({
-          check: 'verified',
-          subject,
-          problem: `the newest archive ${latest.archive.key} failed verification (${latest.verification.detail ?? 'no detail'})`,
-        });
-      }
+      const finding = latest && newestNotUsed(latest, usable);
+      if (finding) findings.push({ ...finding, subject });
+    }
+    if (!usable) continue;
+    // The scheduled dumps are restore-tested by their run: one whose test never ran is unproven.
+    if (isDatabaseManifest(usable) && !usable.verification.restoreTest) {
+      findings.push({
+        check: 'restore-test',
+        subject,
+        problem: `the newest usable one, ${usable.archive.key}, has no restore test result (its run ended before the test, or is still testing it): it is verified but no restore has proven it; a \`latest\` restore uses it and checks its rows before replacing anything. Take a ${usable.kind} backup now, or run the restore-drill workflow`,
+      });
     }
     copies
       .get(newest.target)
-      ?.push({ path: verified.archive.localPath, sha256: verified.archive.sha256, subject });
-    archives.push({ manifestKey: manifestKey(verified.archive.key), subject });
+      ?.push({ path: usable.archive.localPath, sha256: usable.archive.sha256, subject });
+    archives.push({ manifestKey: manifestKey(usable.archive.key), subject });
   }
   findings.push(...(await physicalRestoreTestFindings(config, catalog)));
   return {
@@ -189,6 +193,29 @@ export async function planVerification(
     leftoversInS3: orphans.length,
     leftoverMinAgeSeconds: minAge,
     legacy,
+  };
+}
+
+/**
+ * Why the newest backup of a kind is not the one restores would use: it failed
+ * verification, or its restore test failed (redacted when recorded); the usable
+ * one restores take instead is named. Undefined for one still running.
+ */
+function newestNotUsed(latest: Manifest, usable: Manifest | undefined): Omit<Finding, 'subject'> | undefined {
+  const instead = usable
+    ? `restores and drills use ${usable.archive.key} (data of ${usable.window.until}) instead`
+    : 'no backup of this kind can be used without confirming it';
+  if (latest.verification.state === 'failed') {
+    return {
+      check: 'verified',
+      problem: `the newest archive ${latest.archive.key} failed verification (${latest.verification.detail ?? 'no detail'})`,
+    };
+  }
+  const test = latest.verification.restoreTest;
+  if (test?.state !== 'failed') return undefined;
+  return {
+    check: 'restore-test',
+    problem: `the newest archive ${latest.archive.key} failed its restore test at ${test.checkedAt} (${test.detail.slice(0, 600)}): it did not restore as it was dumped; ${instead}. Find out why, then take a backup of this kind`,
   };
 }
 

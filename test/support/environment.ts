@@ -62,14 +62,15 @@ export async function runIn(
     functionEnv?: Record<string, string>;
     hostEnv?: Record<string, string>;
     hostEnvByInstance?: Record<string, Record<string, string>>;
+    hostOptions?: Parameters<typeof localHost>[3];
     /** The restore check's URL (the cluster's superuser's by default). */
     databaseUrl?: string;
   } = {},
 ): Promise<Run> {
-  const { functionEnv, hostEnv, hostEnvByInstance, databaseUrl, ...runOptions } = options;
+  const { functionEnv, hostEnv, hostEnvByInstance, hostOptions, databaseUrl, ...runOptions } = options;
   Object.assign(process.env, world.env.functionEnv, functionEnv);
   vi.resetModules();
-  const host = localHost({ ...world.env.hostEnv, ...hostEnv }, hostEnvByInstance, world.s3);
+  const host = localHost({ ...world.env.hostEnv, ...hostEnv }, hostEnvByInstance, world.s3, hostOptions);
   const alertsBefore = safeRead(world.env.paths.alertsFile).length;
   const logs: string[] = [];
   const spy = vi.spyOn(process.stdout, 'write').mockImplementation((chunk) => {

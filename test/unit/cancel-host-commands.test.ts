@@ -1,3 +1,4 @@
+import { SFNClient, StartExecutionCommand } from '@aws-sdk/client-sfn';
 import { CancelCommandCommand, ListCommandsCommand, SSMClient } from '@aws-sdk/client-ssm';
 import { mockClient } from 'aws-sdk-client-mock';
 import { beforeEach, describe, expect, it, vi } from 'vitest';
@@ -53,11 +54,16 @@ async function handler() {
   const { createHandler } = await import('../../functions/cancel-host-commands/handler.ts');
   const { ssmHostCommands } = await import('../../shared/host/commands.ts');
   const alerts: Alert[] = [];
+  const cleanUps: unknown[] = [];
   const handle = createHandler({
     host: ssmHostCommands(new SSMClient({ region: 'us-east-1' })),
     channels: { test: async (alert) => void alerts.push(alert) },
+    startCleanUp: async (request) => {
+      cleanUps.push(request);
+      return 'arn:aws:states:us-east-1:123456789012:execution:kennel-backup-prod-restore-cleanup:cleanup-1';
+    },
   });
-  return { handle, alerts };
+  return { handle, alerts, cleanUps };
 }
 
 beforeEach(() => {
@@ -143,6 +149,72 @@ describe('cancelHostCommands', () => {
     const { handle } = await handler();
     await expect(handle(event('FAILED'), context)).rejects.toMatchObject({ name: 'InvalidInputError' });
     expect(ssm.commandCalls(ListCommandsCommand)).toEqual([]);
+  });
+});
+
+describe('a stopped restore', () => {
+  const RESTORE_MACHINE =
+    'arn:aws:states:us-east-1:123456789012:stateMachine:kennel-backup-prod-database-restore';
+  const RESTORE_RUN =
+    'arn:aws:states:us-east-1:123456789012:execution:kennel-backup-prod-database-restore:restore-1';
+  const restoreEvent = () => {
+    const e = event('ABORTED');
+    return {
+      ...e,
+      detail: { ...e.detail, executionArn: RESTORE_RUN, stateMachineArn: RESTORE_MACHINE, name: 'restore-1' },
+    };
+  };
+  const running = {
+    CommandId: '44444444-4444-4444-4444-444444444444',
+    Comment: commandComment(RESTORE_RUN, 'database-backup'),
+    InstanceIds: ['i-0123456789abcdef0'],
+  };
+
+  it('cancels its command, waits until the command has ended, then starts restore-cleanup with what it cancelled, and alerts nothing itself', async () => {
+    const { handle, alerts, cleanUps } = await handler();
+    // Listed to cancel, still cancelling at the first look, gone at the second.
+    ssm
+      .on(ListCommandsCommand)
+      .resolvesOnce({ Commands: [running] })
+      .resolvesOnce({ Commands: [running] })
+      .resolves({ Commands: [] });
+    ssm.on(CancelCommandCommand).resolves({});
+
+    const result = await handle(restoreEvent(), context);
+
+    expect(ssm.commandCalls(CancelCommandCommand).map((c) => c.args[0].input)).toEqual([
+      { CommandId: running.CommandId },
+    ]);
+    expect(ssm.commandCalls(ListCommandsCommand)).toHaveLength(3);
+    const cancelled = [
+      { commandId: running.CommandId, script: 'database-backup', instanceIds: running.InstanceIds },
+    ];
+    expect(cleanUps).toEqual([{ event: restoreEvent(), cancelled }]);
+    expect(result).toEqual({
+      cancelled,
+      cleanUp: 'arn:aws:states:us-east-1:123456789012:execution:kennel-backup-prod-restore-cleanup:cleanup-1',
+      deliveredTo: [],
+    });
+    expect(alerts).toEqual([]);
+  });
+
+  it('restore-cleanup is the state machine beside it, named after the stopped execution, so that a second delivery starts it once', async () => {
+    const sfn = mockClient(SFNClient);
+    sfn.on(StartExecutionCommand).resolves({ executionArn: 'arn:cleanup', startDate: new Date() });
+    const { sfnCleanUpStarter } = await import('../../shared/host/cancel.ts');
+    const request = { event: restoreEvent(), cancelled: [] };
+    expect(await sfnCleanUpStarter(new SFNClient({ region: 'us-east-1' }), 'prod')(request)).toBe(
+      'arn:cleanup',
+    );
+    expect(sfn.commandCalls(StartExecutionCommand).map((c) => c.args[0].input)).toEqual([
+      {
+        stateMachineArn:
+          'arn:aws:states:us-east-1:123456789012:stateMachine:kennel-backup-prod-restore-cleanup',
+        name: 'cleanup-restore-1',
+        input: JSON.stringify(request),
+      },
+    ]);
+    sfn.restore();
   });
 });
 

@@ -1,0 +1,138 @@
+import type { DatabaseManifest } from '../catalog/manifest.ts';
+import { qualifiedName, type TableName, tableName } from '../core/identifiers.ts';
+import * as z from '../core/schema.ts';
+
+/**
+ * Where each table's rows come from in a restore: the backup (the dump's rows),
+ * the database it replaces (the log tables a daily full leaves out, carried over
+ * by host/carry-log-rows.sh while the application is stopped), or nowhere (those
+ * log tables, restored into a new database: empty, and where to find them is
+ * said). The dry run lists them, the summary with the counts carried.
+ *
+ * The manifest's table list and its excluded tables are read here only
+ * (`dumpTablesOf`, `logTablesOf`), so that their shape has one reader.
+ */
+
+export const ROW_SOURCES = ['backup', 'replaced database', 'none'] as const;
+
+export const rowSourceSchema = z.object({
+  /** As SQL writes it (identifiers.ts qualifiedName): `public.audit_logs`. */
+  table: z.string(),
+  from: z.enum(ROW_SOURCES),
+  /** Rows restored from the backup; null when they are counted as they are carried over. */
+  rows: z.nullable(z.int()),
+  note: z.optional(z.string()),
+});
+
+export type RowSource = z.infer<typeof rowSourceSchema>;
+
+/** Past this many tables, the backup's are summed up, not listed: a state stays small at 10,000 tables. */
+export const LISTED_TABLES = 50;
+
+export const rowSourcesSchema = z.object({
+  /** The log tables, then the backup's tables up to LISTED_TABLES. */
+  listed: z.array(rowSourceSchema),
+  /** The backup's tables not listed, and their rows. */
+  unlisted: z.object({ tables: z.int(), rows: z.int() }),
+});
+
+export type RowSources = z.infer<typeof rowSourcesSchema>;
+
+/** The tables the dump holds the rows of, with the rows counted in its archive. */
+export function dumpTablesOf(manifest: DatabaseManifest): (TableName & { rows: number })[] {
+  return manifest.tables;
+}
+
+/** The log tables whose rows the dump left out (EXCLUDED_TABLES of its day), by schema and name. */
+export function logTablesOf(manifest: DatabaseManifest): TableName[] {
+  return manifest.excludedTables.map(({ schema, name }) => ({ schema, name }));
+}
+
+const sameTable = (a: TableName) => (b: TableName) => a.schema === b.schema && a.name === b.name;
+
+/**
+ * The row sources of a restore of `manifest` into `targetDatabase`: over the
+ * database the backup is of (`overProduction`), the log tables come from it;
+ * into a new database they are empty, and `logCopy` says where their rows are.
+ */
+export function rowSourcesOf(
+  manifest: DatabaseManifest,
+  options: { overProduction: boolean; logCopy: string },
+): RowSources {
+  const logTables = logTablesOf(manifest);
+  const backup = dumpTablesOf(manifest).filter((t) => !logTables.some(sameTable(t)));
+  const log: RowSource[] = logTables.map(qualifiedName).map((table) =>
+    options.overProduction
+      ? {
+          table,
+          from: 'replaced database',
+          rows: null,
+          note: `the rows ${manifest.database} holds when the application is stopped, copied into the restore before the swap (the daily full leaves them out)`,
+        }
+      : {
+          table,
+          from: 'none',
+          rows: 0,
+          note: `empty (0 rows): the daily full leaves its rows out; they are in ${manifest.database} itself, and in ${options.logCopy}`,
+        },
+  );
+  const listed = backup.slice(0, LISTED_TABLES);
+  const rest = backup.slice(LISTED_TABLES);
+  return {
+    listed: [
+      ...log,
+      ...listed.map((t) => ({ table: qualifiedName(t), from: 'backup' as const, rows: t.rows })),
+    ],
+    unlisted: { tables: rest.length, rows: rest.reduce((n, t) => n + t.rows, 0) },
+  };
+}
+
+/** What host/carry-log-rows.sh reports of each table. */
+export const carriedSchema = z.object({
+  tables: z.array(
+    z.object({
+      ...tableName.shape,
+      present: z.boolean(),
+      copied: z.optional(z.int()),
+      rows: z.optional(z.int()),
+      nulled: z.optional(z.int()),
+      leftOut: z.optional(z.int()),
+    }),
+  ),
+});
+
+export type Carried = z.infer<typeof carriedSchema>;
+
+/**
+ * The row sources once the restore is done: the log tables' rows as carried
+ * over (`carried`, when they were), each line for people.
+ */
+export function describeRowSources(
+  sources: RowSources,
+  carried: Carried | undefined,
+  replacedDatabase: string,
+): string[] {
+  const carriedOf = new Map(carried?.tables.map((t) => [qualifiedName(t), t]));
+  const lines = sources.listed.map((s) => {
+    if (s.from === 'backup') return `${s.table}: ${s.rows} rows from the backup`;
+    if (s.from === 'none') return `${s.table}: ${s.note}`;
+    const c = carriedOf.get(s.table);
+    if (!c?.present) return `${s.table}: not in the database, nothing carried over`;
+    const changed = [
+      ...(c.nulled
+        ? [
+            `${c.nulled} referring to rows the backup does not have, their reference set to NULL (ON DELETE SET NULL)`,
+          ]
+        : []),
+      ...(c.leftOut
+        ? [
+            `${c.leftOut} left out, referring to rows the backup does not have; they stay in ${replacedDatabase}`,
+          ]
+        : []),
+    ];
+    return `${s.table}: ${c.rows} rows carried over from the replaced database${changed.length > 0 ? ` (${changed.join('; ')})` : ''}`;
+  });
+  if (sources.unlisted.tables > 0)
+    lines.push(`${sources.unlisted.tables} more tables: ${sources.unlisted.rows} rows from the backup`);
+  return lines;
+}

@@ -1,0 +1,90 @@
+import type { HistoryEvent } from '@aws-sdk/client-sfn';
+import { describe, expect, it } from 'vitest';
+import type { Catalog } from '../../shared/catalog/catalog.ts';
+import { cleanupPlanOf } from '../../shared/restore/cleanup.ts';
+import { stoppedRunState } from '../../shared/restore/stopped-run.ts';
+
+/**
+ * What restore-cleanup makes of a stopped run's history (GetExecutionHistory,
+ * newest first): the last state it finished, and the state it was in counted
+ * as where it failed, so that a request that may have gone out counts as sent.
+ */
+
+const plan = {
+  target: 'primary',
+  runId: '20261130T100000Z_0000abcd',
+  overProduction: true,
+  targetDatabase: 'kennel_prod',
+  stagingDatabase: 'kb_restoring_20261130t100000z_0000abcd',
+  replacedDatabase: 'kb_replaced_20261130t100000z_0000abcd',
+  database: 'kennel_prod',
+  safetyDump: null,
+};
+const checked = { plan, check: { tables: 7, rows: 100 } };
+
+/** The history of a run aborted while StopApplication (the stop's request) ran, newest first. */
+const history: HistoryEvent[] = [
+  { id: 5, previousEventId: 4, timestamp: new Date(), type: 'ExecutionAborted' },
+  {
+    id: 4,
+    previousEventId: 3,
+    timestamp: new Date(),
+    type: 'TaskStateEntered',
+    stateEnteredEventDetails: { name: 'StopApplication', input: JSON.stringify(checked) },
+  },
+  {
+    id: 3,
+    previousEventId: 2,
+    timestamp: new Date(),
+    type: 'ChoiceStateExited',
+    stateExitedEventDetails: { name: 'ReplacesProduction', output: JSON.stringify(checked) },
+  },
+  {
+    id: 2,
+    previousEventId: 1,
+    timestamp: new Date(),
+    type: 'ChoiceStateEntered',
+    stateEnteredEventDetails: { name: 'ReplacesProduction', input: JSON.stringify(checked) },
+  },
+];
+
+/** The catalog is read for a safety dump only: this run began none. */
+const noCatalog = new Proxy({} as Catalog, {
+  get: () => {
+    throw new Error('no catalog read expected');
+  },
+});
+
+describe('the state of a stopped run, from its history', () => {
+  it('is the last output, with the state it was stopped in as where it failed', () => {
+    expect(stoppedRunState(history, 'ABORTED')).toEqual({
+      ...checked,
+      failed: {
+        StopApplication: {
+          Error: 'ExecutionAborted',
+          Cause: 'The execution was aborted (StopExecution) in this state.',
+        },
+      },
+    });
+  });
+
+  it('starts the application again when the stop may have been sent, and knows of no safety dump', async () => {
+    const cleanup = await cleanupPlanOf(noCatalog, stoppedRunState(history, 'TIMED_OUT'));
+    expect(cleanup).toEqual({
+      target: 'primary',
+      runId: plan.runId,
+      database: 'kennel_prod',
+      overProduction: true,
+      targetDatabase: 'kennel_prod',
+      stagingDatabase: plan.stagingDatabase,
+      replacedDatabase: plan.replacedDatabase,
+      failedAt: 'StopApplication',
+      startApplication: true,
+      safetyDump: null,
+    });
+  });
+
+  it('is none when the run finished no state (nothing was created)', () => {
+    expect(stoppedRunState(history.slice(0, 2), 'ABORTED')).toBeUndefined();
+  });
+});
