@@ -22,6 +22,9 @@ import { tableChecksums } from './support/checksums.ts';
 import { getBytes, putBytes, runIn, runsOf, startWorld, type TestWorld } from './support/environment.ts';
 import { pastBackup } from './support/manifests.ts';
 
+// The first test runs a whole full (the dump and the physical run); the others are
+// about the dump, so their input names the database: a run that plans the dump alone
+// (physical-backup.test.ts covers pgBackRest), a third of the time each.
 let world: TestWorld;
 const DEBUG_LOGS = { POWERTOOLS_LOG_LEVEL: 'DEBUG' };
 
@@ -163,7 +166,7 @@ describe('full database backup, end to end', () => {
       }
     })();
     try {
-      const run = await runIn(world);
+      const run = await runIn(world, { input: { database: 'kennel_prod' } });
       expect(run.record.status).toBe('SUCCEEDED');
       const manifest = await world.catalog.readDatabaseManifest(
         runsOf(run.record)[0]?.plan.manifestKey ?? '',
@@ -204,7 +207,7 @@ describe('every failure ends in an alert and a failed execution, with nothing ma
   });
 
   it('an unreachable database server', async () => {
-    const run = await runIn(world, { hostEnv: { PGPORT: '1' } });
+    const run = await runIn(world, { input: { database: 'kennel_prod' }, hostEnv: { PGPORT: '1' } });
     await expectFailure(run, 'CheckDump', 'HostCommandFailedError');
     expect(run.alerts[0]?.cause).toMatch(/connection to server at "127\.0\.0\.1", port 1 failed/);
   });
@@ -232,6 +235,7 @@ describe('every failure ends in an alert and a failed execution, with nothing ma
 
   it('a byte flipped in the archive after upload', async () => {
     const run = await runIn(world, {
+      input: { database: 'kennel_prod' },
       beforeTask: async (state, input) => {
         if (state !== 'VerifyArchive') return;
         const { archiveKey } = (input as { plan: { archiveKey: string } }).plan;
@@ -255,6 +259,7 @@ describe('every failure ends in an alert and a failed execution, with nothing ma
   it('a restored table whose row count does not match', async () => {
     let scratch = '';
     const run = await runIn(world, {
+      input: { database: 'kennel_prod' },
       beforeTask: async (state, input) => {
         if (state !== 'RestoreTest') return;
         scratch = (input as { plan: { scratchDatabase: string } }).plan.scratchDatabase;
@@ -302,6 +307,7 @@ describe('transient errors are retried', () => {
   it('a TransientError in a stage is retried and the backup still succeeds', async () => {
     let attempts = 0;
     const run = await runIn(world, {
+      input: { database: 'kennel_prod' },
       beforeTask: async (state) => {
         if (state !== 'VerifyArchive') return;
         attempts += 1;
@@ -343,7 +349,7 @@ describe('bad input is refused before anything reaches the host', () => {
 
 describe('manifest', () => {
   it('records where the archive is, what it holds and who made it', async () => {
-    const run = await runIn(world);
+    const run = await runIn(world, { input: { database: 'kennel_prod' } });
     const plan = (runsOf(run.record)[0] ?? { plan: { manifestKey: '', archiveKey: '', executionId: '' } })
       .plan;
     expect(plan.manifestKey).toBe(manifestKey(plan.archiveKey));
@@ -412,6 +418,7 @@ describe('row counts taken from the archive', () => {
   it('are a minimum for a table an extension owns, which CREATE EXTENSION fills before the restore', async () => {
     // As PostGIS does with spatial_ref_sys: the extension fills its table, the dump holds only the rows added later.
     const run = await runIn(world, {
+      input: { database: 'kennel_prod' },
       beforeTask: async (state, input) => {
         if (state !== 'RestoreTest') return;
         const scratch = (input as { plan: { scratchDatabase: string } }).plan.scratchDatabase;
