@@ -71,8 +71,6 @@ export const BACKUP_HOST_COMMANDS = {
         { key: plan.archiveKey, sha256, localPath: localPathOf(plan), codec: plan.codec },
       ]),
       KB_ABSENT: '',
-      KB_LOG_TABLES: '',
-      KB_TRIM_AFTER: '',
       KB_BUCKET: plan.bucket,
       KB_S3_ENDPOINT_URL: config.S3_ENDPOINT_URL ?? '',
     }),
