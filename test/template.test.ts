@@ -11,8 +11,10 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { ALERTED_STATUSES } from '../shared/alert/message.ts';
 import { Catalog } from '../shared/catalog/catalog.ts';
 import {
+  ARCHIVE_RECORD_PREFIX,
   archiveFileName,
   archiveKey,
+  archiveRecordKey,
   BACKUP_PREFIXES,
   DATABASE_KINDS,
   DUMP_KINDS,
@@ -28,8 +30,11 @@ import {
   tarballFileName,
 } from '../shared/catalog/keys.ts';
 import {
+  DEFAULT_LOCK_DAYS,
   lifecycleConfiguration,
   lifecycleRules,
+  lockDays,
+  POINT_IN_TIME_DAYS,
   RETENTION,
   reachesPrefix,
 } from '../shared/catalog/retention.ts';
@@ -511,6 +516,7 @@ const withOptionalParams = () => {
     `alertEmail=${ALERT_EMAIL}`,
     `backupTargets=${JSON.stringify(TWO_TARGETS)}`,
     `diskUsageAlertPercent=${DISK_PERCENT}`,
+    'objectLockMode=compliance',
   ]).then((packaged) => packaged.template);
   return withOptionalParamsPackaging;
 };
@@ -790,6 +796,8 @@ describe('the backup bucket', () => {
     PublicAccessBlockConfiguration: Record<string, boolean>;
     OwnershipControls: unknown;
     LifecycleConfiguration: { Rules: Record<string, unknown>[] };
+    ObjectLockEnabled: boolean;
+    ObjectLockConfiguration: unknown;
   };
 
   it('is versioned, encrypted with its own rotating key, private, and outlives the stack', () => {
@@ -828,13 +836,202 @@ describe('the backup bucket', () => {
   const bucketStatement = (sid: string): Statement | undefined =>
     bucketPolicy().PolicyDocument.Statement.find((s) => s.Sid === sid);
 
-  it('has a policy of two denials and nothing else', () => {
+  it('has a policy of six denials and nothing else', () => {
     const policy = bucketPolicy();
     expect(policy.Bucket).toEqual({ Ref: 'BackupBucket' });
     expect(policy.PolicyDocument.Statement.map((s) => [s.Sid, s.Effect])).toEqual([
       ['DenyInsecureTransport', 'Deny'],
       ['ConfigurationReadableOnlyByItsRoles', 'Deny'],
+      ['BackupsCreateOnly', 'Deny'],
+      ['ManifestWritersReplaceOnlyManifests', 'Deny'],
+      ['ManifestsOnlyByTheirWriters', 'Deny'],
+      ['ArchiveRecordsOnlyByVerifyArchive', 'Deny'],
     ]);
+  });
+
+  it('locks every version it holds for the point-in-time window and a week, in governance mode by default', () => {
+    const bucket = resource<Bucket>('BackupBucket', 'AWS::S3::Bucket');
+    expect(DEFAULT_LOCK_DAYS).toBe(POINT_IN_TIME_DAYS + 7);
+    expect(bucket.ObjectLockEnabled).toBe(true);
+    expect(bucket.ObjectLockConfiguration).toEqual({
+      ObjectLockEnabled: 'Enabled',
+      Rule: { DefaultRetention: { Mode: 'GOVERNANCE', Days: 42 } },
+    });
+  });
+
+  it('locks in compliance mode with --param objectLockMode=compliance, and refuses another mode', async () => {
+    const compliance = resource<Bucket>('BackupBucket', 'AWS::S3::Bucket', await withOptionalParams());
+    expect(compliance.ObjectLockConfiguration).toEqual({
+      ObjectLockEnabled: 'Enabled',
+      Rule: { DefaultRetention: { Mode: 'COMPLIANCE', Days: 42 } },
+    });
+    const lifecycle = createRequire(import.meta.url)('../serverless/lifecycle.cjs') as {
+      objectLockConfiguration: (options: {
+        resolveVariable: (name: string) => Promise<unknown>;
+      }) => Promise<{ Rule: { DefaultRetention: { Mode: string } } }>;
+    };
+    const given = (mode: string) => ({
+      resolveVariable: async (name: string) => (name === 'param:objectLockMode' ? mode : undefined),
+    });
+    for (const [mode, rendered] of [
+      ['governance', 'GOVERNANCE'],
+      [' COMPLIANCE ', 'COMPLIANCE'],
+    ] as const)
+      expect((await lifecycle.objectLockConfiguration(given(mode))).Rule.DefaultRetention.Mode).toBe(
+        rendered,
+      );
+    for (const bad of ['', 'legal-hold', 'compliant']) {
+      await expect(lifecycle.objectLockConfiguration(given(bad))).rejects.toThrow(
+        `The objectLockMode param "${bad}" is not an Object Lock mode. Give governance`,
+      );
+    }
+  }, 240_000);
+
+  it("locks each archive as long as its kind's retention, and never less than the bucket's default", () => {
+    expect(
+      Object.fromEntries(
+        Object.keys(RETENTION).map((kind) => [kind, lockDays(kind as keyof typeof RETENTION)]),
+      ),
+    ).toEqual({
+      // Kept less than the default: locked for the default all the same (a lock is lengthened, never shortened).
+      full: 42,
+      safety: 42,
+      incremental: 42,
+      application: 42,
+      static: 42,
+      // Kept longer: locked as long as kept.
+      monthly: RETENTION.monthly.s3Days,
+      'transaction-logs': RETENTION['transaction-logs'].s3Days,
+      configuration: RETENTION.configuration.s3Days,
+    });
+  });
+
+  /** The roles that write manifests: verifyArchive (its verdict) and restoreTest (its result). */
+  const MANIFEST_WRITERS: FunctionName[] = ['verifyArchive', 'restoreTest'];
+  const writers = (fns: FunctionName[]) => ({ 'aws:PrincipalArn': fns.map((fn) => getAtt(roleId(fn))) });
+  const createsOnly = {
+    Null: { 's3:if-none-match': 'true' },
+    Bool: { 's3:ObjectCreationOperation': 'true' },
+  };
+  /** A manifest of every kind, and its archive, where keys.ts puts them. */
+  const archives = [
+    ...DUMP_KINDS.map((kind) =>
+      archiveKey(
+        kind,
+        'kennel-db',
+        'kennel_prod',
+        '2026-11-26T02:00:00Z',
+        archiveFileName('kennel_prod', kind, '20261126T020000Z_1a2b3c4d', 'zstd'),
+      ),
+    ),
+    ...FILE_KINDS.map((kind) =>
+      archiveKey(
+        kind,
+        'kennel-db',
+        null,
+        '2026-11-26T02:00:00Z',
+        tarballFileName('kennel-db', kind, '20261126T020000Z_1a2b3c4d', 'zstd'),
+      ),
+    ),
+  ];
+  /** Whether an object ARN pattern of the template (`${BackupBucket.Arn}/<pattern>`) covers a key: `*` spans `/`. */
+  const covers = (resource: unknown, key: string) => {
+    const pattern = (resource as { 'Fn::Sub'?: string })['Fn::Sub']?.replace(`\${BackupBucket.Arn}/`, '');
+    if (pattern === undefined) return false;
+    const regex = pattern.replace(/[.+?^${}()|[\]\\]/g, '\\$&').replaceAll('*', '.*');
+    return new RegExp(`^${regex}$`).test(key);
+  };
+
+  it('lets everyone but the manifest writers only create objects under the backup prefixes: If-None-Match on every PutObject and CompleteMultipartUpload', () => {
+    expect(bucketStatement('BackupsCreateOnly')).toEqual({
+      Sid: 'BackupsCreateOnly',
+      Effect: 'Deny',
+      Principal: '*',
+      Action: 's3:PutObject',
+      Resource: BACKUP_PREFIXES.map((prefix) => sub(`\${BackupBucket.Arn}/${prefix}*`)),
+      Condition: { ...createsOnly, ArnNotEquals: writers(MANIFEST_WRITERS) },
+    });
+    // Every archive is under it, whatever its kind.
+    for (const key of archives)
+      expect(
+        asArray(bucketStatement('BackupsCreateOnly')?.Resource).some((r) => covers(r, key)),
+        key,
+      ).toBe(true);
+  });
+
+  it('lets the manifest writers replace manifests and nothing else: everything else they write, records first, is created only', () => {
+    const statement = bucketStatement('ManifestWritersReplaceOnlyManifests') as Statement & {
+      NotResource: unknown;
+    };
+    expect(statement).toEqual({
+      Sid: 'ManifestWritersReplaceOnlyManifests',
+      Effect: 'Deny',
+      Principal: '*',
+      Action: 's3:PutObject',
+      NotResource: sub(`\${BackupBucket.Arn}/*.manifest.json`),
+      Condition: { ...createsOnly, ArnEquals: writers(MANIFEST_WRITERS) },
+    });
+    for (const key of archives) {
+      expect(covers(statement.NotResource, manifestKey(key)), key).toBe(true);
+      expect(covers(statement.NotResource, key), key).toBe(false);
+      expect(covers(statement.NotResource, archiveRecordKey(key)), key).toBe(false);
+    }
+  });
+
+  it("lets no one but the manifest writers write a manifest, the DB host's role included, whatever its key", async () => {
+    expect(bucketStatement('ManifestsOnlyByTheirWriters')).toEqual({
+      Sid: 'ManifestsOnlyByTheirWriters',
+      Effect: 'Deny',
+      Principal: '*',
+      Action: 's3:PutObject',
+      Resource: sub(`\${BackupBucket.Arn}/*.manifest.json`),
+      Condition: { ArnNotEquals: writers(MANIFEST_WRITERS) },
+    });
+    for (const key of archives)
+      expect(covers(sub(`\${BackupBucket.Arn}/*.manifest.json`), manifestKey(key)), key).toBe(true);
+    // The writers are exactly the functions whose grants let them put a manifest.
+    const putters = FUNCTION_NAMES.filter((fn) =>
+      roleStatements(roleId(fn)).some(
+        (s) =>
+          s.Effect === 'Allow' &&
+          asArray(s.Action).some((a) => a === 's3:PutObject' || a === 's3:*') &&
+          archives.some((key) => asArray(s.Resource).some((r) => covers(r, manifestKey(key)))),
+      ),
+    );
+    expect(new Set(putters)).toEqual(new Set(MANIFEST_WRITERS));
+    // Named by --param hostRoleArn, the DB host's role is exempt from none of the create-only statements.
+    const withHost = await withOptionalParams();
+    const policy = resource<{ PolicyDocument: PolicyDocument }>(
+      'BackupBucketPolicy',
+      'AWS::S3::BucketPolicy',
+      withHost,
+    );
+    for (const sid of [
+      'BackupsCreateOnly',
+      'ManifestsOnlyByTheirWriters',
+      'ArchiveRecordsOnlyByVerifyArchive',
+    ]) {
+      const statement = policy.PolicyDocument.Statement.find((x) => x.Sid === sid);
+      expect(JSON.stringify(statement), sid).not.toContain(HOST_ROLE_ARN);
+    }
+  }, 240_000);
+
+  it("lets verifyArchive alone write the records of the archives' creation, outside every backup prefix", () => {
+    expect(bucketStatement('ArchiveRecordsOnlyByVerifyArchive')).toEqual({
+      Sid: 'ArchiveRecordsOnlyByVerifyArchive',
+      Effect: 'Deny',
+      Principal: '*',
+      Action: 's3:PutObject',
+      Resource: sub(`\${BackupBucket.Arn}/${ARCHIVE_RECORD_PREFIX}*`),
+      Condition: { ArnNotEquals: writers(['verifyArchive']) },
+    });
+    for (const key of archives) {
+      expect(archiveRecordKey(key)).toBe(`catalog/archives/${key}.json`);
+      expect(
+        BACKUP_PREFIXES.some((prefix) => archiveRecordKey(key).startsWith(prefix)),
+        key,
+      ).toBe(false);
+    }
   });
 
   it('refuses every request that does not use TLS', () => {
@@ -938,6 +1135,15 @@ describe('the backup bucket', () => {
         NoncurrentVersionExpiration: { NoncurrentDays: 1 },
         AbortIncompleteMultipartUpload: { DaysAfterInitiation: 1 },
       },
+      // What pgBackRest replaced or expired, and what each run lock taken left: gone a day after, once unlocked.
+      ...['pgbackrest/', 'locks/'].map((Prefix, i) => ({
+        Id: ['PgbackrestOldVersions', 'RunLockOldVersions'][i],
+        Status: 'Enabled',
+        Prefix,
+        NoncurrentVersionExpiration: { NoncurrentDays: 1 },
+        ExpiredObjectDeleteMarker: true,
+        AbortIncompleteMultipartUpload: { DaysAfterInitiation: 1 },
+      })),
     ]);
     const backupRules = LifecycleConfiguration.Rules.slice(0, 8);
     for (const fileRule of backupRules.slice(5)) expect(fileRule).not.toHaveProperty('Transitions');
@@ -956,7 +1162,7 @@ describe('the backup bucket', () => {
       'database/full/primary/kennel_prod/'.startsWith(String(r.Prefix ?? '')),
     );
     expect(coveringFull.length).toBeGreaterThan(0);
-    expect(LifecycleConfiguration.Rules).toHaveLength(9);
+    expect(LifecycleConfiguration.Rules).toHaveLength(11);
     // Host output is no backup (and may quote rows): the one rule that expires objects.
     const expiring = LifecycleConfiguration.Rules.filter((r) => 'ExpirationInDays' in r);
     expect(expiring.map((r) => [r.Prefix, r.ExpirationInDays])).toEqual([['host-output/', 90]]);
@@ -971,9 +1177,11 @@ describe('the backup bucket', () => {
    * S3 applies a rule to every key that starts with its prefix; a rule without one
    * (or with an empty one) applies to the whole bucket, and its tag or size
    * filters only narrow that. So a rule leaves pgbackrest/ alone exactly when it
-   * has a prefix that neither starts nor is started by pgbackrest/.
+   * has a prefix that neither starts nor is started by pgbackrest/; the one rule
+   * on pgbackrest/ itself removes only the versions pgBackRest replaced or
+   * deleted (once Object Lock lets it), never a current one.
    */
-  it("never transitions or expires anything in pgBackRest's repositories: every rule's prefix lies outside pgbackrest/", () => {
+  it("never transitions or expires a current version in pgBackRest's repositories: one rule there removes old versions only", () => {
     const { LifecycleConfiguration } = resource<Bucket>('BackupBucket', 'AWS::S3::Bucket');
     expect(LifecycleConfiguration.Rules.length).toBeGreaterThan(0);
     for (const rule of LifecycleConfiguration.Rules) {
@@ -984,15 +1192,25 @@ describe('the backup bucket', () => {
         Object.keys(rule).filter((k) => /Filter|Tag|ObjectSize/.test(k)),
         String(rule.Id),
       ).toEqual([]);
-      expect(PGBACKREST_PREFIX.startsWith(String(prefix)), String(rule.Id)).toBe(false);
-      expect(String(prefix).startsWith(PGBACKREST_PREFIX), String(rule.Id)).toBe(false);
-      expect(reachesPrefix(rule, PGBACKREST_PREFIX), String(rule.Id)).toBe(false);
     }
+    const reaching = LifecycleConfiguration.Rules.filter((r) => reachesPrefix(r, PGBACKREST_PREFIX));
+    expect(reaching).toEqual([
+      {
+        Id: 'PgbackrestOldVersions',
+        Status: 'Enabled',
+        Prefix: PGBACKREST_PREFIX,
+        NoncurrentVersionExpiration: { NoncurrentDays: 1 },
+        ExpiredObjectDeleteMarker: true,
+        AbortIncompleteMultipartUpload: { DaysAfterInitiation: 1 },
+      },
+    ]);
     // The keys pgBackRest writes (its repo1-path without the leading /) are the prefix's.
     const repository = `${pgbackrestPath('kennel-db').slice(1)}/`;
     expect(repository).toBe(pgbackrestPrefix('kennel-db'));
     const segment = `${repository}archive/kennel-db/15-1/0000000100000000/000000010000000000000001-0123456789abcdef0123456789abcdef01234567.zst`;
-    expect(LifecycleConfiguration.Rules.filter((r) => segment.startsWith(String(r.Prefix)))).toEqual([]);
+    expect(LifecycleConfiguration.Rules.filter((r) => segment.startsWith(String(r.Prefix)))).toEqual(
+      reaching,
+    );
     // The check itself can say yes: a rule without a prefix, or one on a part of it, reaches it.
     expect(reachesPrefix({}, PGBACKREST_PREFIX)).toBe(true);
     expect(reachesPrefix({ Prefix: 'pg' }, PGBACKREST_PREFIX)).toBe(true);
@@ -1681,6 +1899,16 @@ describe('permissions', () => {
     bucketKey('kms:Decrypt'),
   ];
 
+  /** The records of the archives' creation (shared/catalog/archive-record.ts) under `prefix`, read only. */
+  const readRecords = (...prefixes: string[]): Statement => ({
+    Effect: 'Allow',
+    Action: ['s3:GetObject'],
+    Resource:
+      prefixes.length === 1
+        ? sub(`\${BackupBucket.Arn}/catalog/archives/${prefixes[0]}/*`)
+        : prefixes.map((prefix) => sub(`\${BackupBucket.Arn}/catalog/archives/${prefix}/*`)),
+  });
+
   /** What each function may do beyond writing its own logs: the whole list, so any addition fails here. */
   const GRANTS: Record<FunctionName, Statement[]> = {
     // The pgBackRest records only (an incremental's base), read only: a dump's plan reads no catalog.
@@ -1739,9 +1967,21 @@ describe('permissions', () => {
       },
       bucketKey('kms:Decrypt'),
     ],
+    // Reads archives, writes manifests and, once, the record of each archive's creation; reads
+    // the version a record names and lengthens its lock.
     verifyArchive: [
       listBackups,
       { Effect: 'Allow', Action: ['s3:GetObject', 's3:PutObject'], Resource: objects },
+      {
+        Effect: 'Allow',
+        Action: ['s3:GetObject', 's3:PutObject'],
+        Resource: sub(`\${BackupBucket.Arn}/catalog/archives/*`),
+      },
+      {
+        Effect: 'Allow',
+        Action: ['s3:GetObjectVersion', 's3:GetObjectRetention', 's3:PutObjectRetention'],
+        Resource: [...objects, sub(`\${BackupBucket.Arn}/catalog/archives/*`)],
+      },
       bucketKey('kms:Decrypt', 'kms:GenerateDataKey'),
     ],
     restoreTest: [
@@ -1753,6 +1993,7 @@ describe('permissions', () => {
     planRestore: [
       listDatabase,
       { Effect: 'Allow', Action: ['s3:GetObject'], Resource: databaseObjects },
+      readRecords('database'),
       bucketKey('kms:Decrypt'),
     ],
     // Counts rows in PostgreSQL against the dump's manifest: the manifests read, nothing else in S3.
@@ -1783,6 +2024,7 @@ describe('permissions', () => {
           sub(`\${BackupBucket.Arn}/static/*`),
         ],
       },
+      readRecords('configuration', 'application', 'static'),
       bucketKey('kms:Decrypt'),
     ],
     // Pure computation over the execution's state.
@@ -1862,6 +2104,7 @@ describe('permissions', () => {
     planDrill: [
       listDatabase,
       { Effect: 'Allow', Action: ['s3:GetObject'], Resource: databaseObjects },
+      readRecords('database'),
       ...readPhysicalRecords,
       bucketKey('kms:Decrypt'),
     ],
@@ -2266,7 +2509,12 @@ describe('permissions', () => {
       'AWS::IAM::ManagedPolicy',
     );
     expect(policy.PolicyDocument.Statement).toEqual([
-      { Sid: 'PutBackups', Effect: 'Allow', Action: ['s3:PutObject'], Resource: objects },
+      {
+        Sid: 'PutBackups',
+        Effect: 'Allow',
+        Action: ['s3:PutObject', 's3:AbortMultipartUpload'],
+        Resource: objects,
+      },
       { Sid: 'EncryptBackups', ...bucketKey('kms:GenerateDataKey', 'kms:Decrypt') },
     ]);
     expect(template.Outputs.HostBackupPolicyArn?.Value).toEqual({ Ref: 'HostBackupPolicy' });
@@ -2304,7 +2552,7 @@ describe('permissions', () => {
     const readBackups = (...prefixes: string[]): Statement => ({
       Sid: 'ReadBackups',
       Effect: 'Allow',
-      Action: ['s3:GetObject'],
+      Action: ['s3:GetObject', 's3:GetObjectVersion'],
       Resource: prefixes.map((prefix) => sub(`\${BackupBucket.Arn}/${prefix}/*`)),
     });
 

@@ -119,6 +119,15 @@ export function physicalRecordKey(target: string, startedAt: string, id: string)
 export const physicalRecordsOf = (target: string) => `${PHYSICAL_RECORD_PREFIX}${target}/`;
 
 /**
+ * The record of each archive's creation (shared/catalog/archive-record.ts), one
+ * JSON object per archive at `catalog/archives/<archive key>.json`: written once,
+ * create-only, by VerifyArchive when it first sees the archive, locked as long
+ * as the archive, and never under a backup prefix, where the DB host writes.
+ */
+export const ARCHIVE_RECORD_PREFIX = 'catalog/archives/';
+export const archiveRecordKey = (archive: string) => `${ARCHIVE_RECORD_PREFIX}${archive}.json`;
+
+/**
  * The measured recoveries of a target, one JSON object each (shared/catalog/recoveries.ts):
  * `catalog/recoveries/<target>/2026/11/30/<run id>.json`. Point-in-time recoveries
  * and drills write them; dry runs read the newest for the expected duration.

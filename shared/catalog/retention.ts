@@ -1,5 +1,5 @@
 import { DAY_MS } from '../core/time.ts';
-import { type BackupKind, HOST_OUTPUT_PREFIX, KIND_PREFIX, PGBACKREST_PREFIX } from './keys.ts';
+import { type BackupKind, HOST_OUTPUT_PREFIX, KIND_PREFIX, LOCK_PREFIX, PGBACKREST_PREFIX } from './keys.ts';
 import type { Manifest } from './manifest.ts';
 
 /** `years` whole years in days, a leap day every four: what "kept 7 years" must cover. */
@@ -84,6 +84,54 @@ export const DATA_CLASSES: readonly { data: string; keepDays: number; keptBy: Ba
     { data: 'configuration', keepDays: 90, keptBy: 'configuration' },
   ];
 
+/**
+ * Object Lock's modes, as S3 names them: `GOVERNANCE` (a principal granted
+ * s3:BypassGovernanceRetention may still shorten a lock or delete a locked
+ * version, so a mistaken deploy can be undone) or `COMPLIANCE` (no one may,
+ * the account's root user included, until the version's date).
+ */
+export const OBJECT_LOCK_MODES = ['GOVERNANCE', 'COMPLIANCE'] as const;
+export type ObjectLockMode = (typeof OBJECT_LOCK_MODES)[number];
+
+/**
+ * Days every version written to the bucket is locked from its creation: the
+ * bucket's default retention, which S3 keeps one of per bucket. It protects
+ * what no writer locks itself: pgBackRest's repository (pgBackRest sends no
+ * retention), the manifests, the records and the run locks. It covers every
+ * repository file a recovery within the point-in-time window needs: the base
+ * full is the newest one older than the window (a day older with daily fulls),
+ * and a week more leaves time for fulls that fail before the daily
+ * verification's alert is acted on.
+ */
+export const DEFAULT_LOCK_DAYS = POINT_IN_TIME_DAYS + 7;
+
+/**
+ * Days an archive of `kind` is locked from its creation: its S3 retention,
+ * and never less than the bucket's default (DEFAULT_LOCK_DAYS), which every
+ * version gets the moment it is written: a lock can be lengthened, but
+ * shortening one needs s3:BypassGovernanceRetention in governance mode and is
+ * impossible in compliance mode, so VerifyArchive only lengthens it.
+ */
+export function lockDays(kind: BackupKind): number {
+  return Math.max(RETENTION[kind].s3Days, DEFAULT_LOCK_DAYS);
+}
+
+/** The date until which an archive of `kind` written at `createdAt` stays locked (its retain-until date). */
+export function lockedUntil(kind: BackupKind, createdAt: Date): Date {
+  return new Date(createdAt.getTime() + lockDays(kind) * DAY_MS);
+}
+
+/** The bucket's `ObjectLockConfiguration`, as CloudFormation spells it: every new version locked DEFAULT_LOCK_DAYS in `mode`. */
+export function objectLockConfiguration(mode: ObjectLockMode): {
+  ObjectLockEnabled: 'Enabled';
+  Rule: { DefaultRetention: { Mode: ObjectLockMode; Days: number } };
+} {
+  return {
+    ObjectLockEnabled: 'Enabled',
+    Rule: { DefaultRetention: { Mode: mode, Days: DEFAULT_LOCK_DAYS } },
+  };
+}
+
 /** How many days a copy keeps its data: an archive kind's S3 retention, or the point-in-time window. */
 export function keptDays(copy: BackupKind | 'pgbackrest'): number {
   return copy === 'pgbackrest' ? POINT_IN_TIME_DAYS : RETENTION[copy].s3Days;
@@ -153,7 +201,7 @@ export interface LifecycleRule {
   Prefix: string;
   /** Only where the source document moves the prefix to cheaper storage (database/). */
   Transitions?: { TransitionInDays: number; StorageClass: StorageClass }[];
-  /** Only for what is no backup (host output): backups are expired by the prune stage. */
+  /** Only for what is no backup (host output): backups are expired by the prune stage, pgBackRest's files by pgBackRest. */
   ExpirationInDays?: number;
   NoncurrentVersionExpiration: { NoncurrentDays: number };
   /** S3 takes it only in a rule without ExpirationInDays, which removes the markers itself. */
@@ -163,7 +211,8 @@ export interface LifecycleRule {
 
 /**
  * The bucket's lifecycle rules, derived from STORAGE_TRANSITIONS and RETENTION,
- * and the expiry of the host commands' output (HOST_OUTPUT_DAYS).
+ * the expiry of the host commands' output (HOST_OUTPUT_DAYS), and the removal
+ * of the old versions pgBackRest and the run locks leave.
  *
  * No rule expires a backup's current version (`ExpirationInDays`): retention is enforced by
  * the prune stage, which keeps the newest verified backup however old it is. A
@@ -171,7 +220,14 @@ export interface LifecycleRule {
  * delete the last good one. Pruning leaves delete markers (the bucket is
  * versioned): the noncurrent versions are kept as long as the kind's retention, so
  * a wrong prune can be undone for that long, and the markers left without versions
- * are then removed.
+ * are then removed. A rule never removes a locked version: S3's lifecycle waits
+ * for its retain-until date (Object Lock), then acts.
+ *
+ * pgBackRest overwrites backup.info and archive.info and its expire deletes the
+ * current versions of what leaves the point-in-time window: each such version
+ * stays locked until its date (DEFAULT_LOCK_DAYS from its writing), then goes a
+ * day after it stopped being current. Nothing else reaches pgbackrest/. Every
+ * run lock taken leaves a version behind it too: the same.
  */
 export function lifecycleRules(): LifecycleRule[] {
   const backups = (Object.keys(RETENTION) as BackupKind[]).map((kind) => {
@@ -202,7 +258,20 @@ export function lifecycleRules(): LifecycleRule[] {
     NoncurrentVersionExpiration: { NoncurrentDays: 1 },
     AbortIncompleteMultipartUpload: { DaysAfterInitiation: ABORT_INCOMPLETE_UPLOAD_DAYS },
   };
-  return [...backups, hostOutput];
+  const oldVersionsOnly = (Id: string, Prefix: string): LifecycleRule => ({
+    Id,
+    Status: 'Enabled',
+    Prefix,
+    NoncurrentVersionExpiration: { NoncurrentDays: 1 },
+    ExpiredObjectDeleteMarker: true,
+    AbortIncompleteMultipartUpload: { DaysAfterInitiation: ABORT_INCOMPLETE_UPLOAD_DAYS },
+  });
+  return [
+    ...backups,
+    hostOutput,
+    oldVersionsOnly('PgbackrestOldVersions', PGBACKREST_PREFIX),
+    oldVersionsOnly('RunLockOldVersions', LOCK_PREFIX),
+  ];
 }
 
 /**
@@ -222,19 +291,23 @@ export function reachesPrefix(rule: { Prefix?: string }, prefix: string): boolea
  * The bucket's whole `LifecycleConfiguration`. Objects under 128 KB never
  * transition: manifests are small and every catalog listing reads them, which
  * GetObject cannot do once they are in Glacier or Deep Archive. No rule may
- * reach pgBackRest's repositories: pgBackRest expires them itself (after a
- * restore test passed), and a transition would leave WAL it must read in an
- * archive class it cannot read from.
+ * transition or expire a current version in pgBackRest's repositories:
+ * pgBackRest expires them itself (after a restore test passed), and a
+ * transition would leave WAL it must read in an archive class it cannot read
+ * from; only the versions pgBackRest replaced or deleted are removed there,
+ * once their lock has passed.
  */
 export function lifecycleConfiguration(): {
   Rules: LifecycleRule[];
   TransitionDefaultMinimumObjectSize: 'all_storage_classes_128K';
 } {
   const rules = lifecycleRules();
-  const reaching = rules.filter((r) => reachesPrefix(r, PGBACKREST_PREFIX)).map((r) => r.Id);
+  const reaching = rules
+    .filter((r) => reachesPrefix(r, PGBACKREST_PREFIX) && ('Transitions' in r || 'ExpirationInDays' in r))
+    .map((r) => r.Id);
   if (reaching.length > 0) {
     throw new Error(
-      `The lifecycle rules ${reaching.join(', ')} would act on ${PGBACKREST_PREFIX}, which pgBackRest alone manages; give them a prefix outside it.`,
+      `The lifecycle rules ${reaching.join(', ')} would transition or expire current versions under ${PGBACKREST_PREFIX}, which pgBackRest alone manages; give them a prefix outside it.`,
     );
   }
   return { Rules: rules, TransitionDefaultMinimumObjectSize: 'all_storage_classes_128K' };
