@@ -17,16 +17,83 @@ pg() {
   fi
 }
 
-s3_put() { # s3_put KEY CONTENT-TYPE < body
-  local endpoint=()
-  [[ -n ${KB_S3_ENDPOINT_URL:-} ]] && endpoint=(--endpoint-url "$KB_S3_ENDPOINT_URL")
-  aws s3 cp - "s3://$KB_BUCKET/$1" "${endpoint[@]}" --only-show-errors --content-type "$2"
-}
+# Uploads stdin to KEY, creating it: every request that creates the object
+# carries If-None-Match: *, so S3 refuses (412) to replace one already there, and
+# the bucket policy denies the DB host any upload without it. A body of one part
+# or less goes in one PutObject; a longer one as a multipart upload of parts read
+# from stdin as they come (at most four on disk, uploading, at a time), whose
+# completion carries the header. Parts start at 64 MiB and double every 1000
+# (S3 takes 10,000 of at most 5 GiB), so no archive S3 can hold is too long. The
+# header needs AWS CLI 2.17.34 or 1.34.2 (August 2024) or later; an older one is
+# named in the error, and nothing is written. (KB_S3_PART_MIB, 64 unless set,
+# lets a test upload parts of S3's smallest, 5 MiB.)
+s3_put() ( # s3_put KEY CONTENT-TYPE < body
+  # A subshell: its variables, its functions and its EXIT trap end with it.
+  key=$1 type=$2 part=1 bytes=$((${KB_S3_PART_MIB:-64} << 20)) upload='' pids=() etags=()
+  s3=(aws s3api) object=(--bucket "$KB_BUCKET" --key "$1")
+  [[ -n ${KB_S3_ENDPOINT_URL:-} ]] && s3+=(--endpoint-url "$KB_S3_ENDPOINT_URL")
+  refused() { # refused CLI-OUTPUT: why S3 or the CLI refused, in words
+    if [[ $1 == *PreconditionFailed* ]]; then
+      echo "s3_put: s3://$KB_BUCKET/$key already exists, and backups are created, never replaced; nothing was written" >&2
+    elif [[ $1 == *if-none-match* ]]; then
+      echo "s3_put: this host's AWS CLI ($(aws --version 2>&1)) cannot make create-only uploads (If-None-Match, S3's conditional writes): install AWS CLI v2 2.17.34 or later (https://docs.aws.amazon.com/cli/latest/userguide/getting-started-install.html; Debian 12's awscli package is 2.9) or v1 1.34.2 or later, then run this again; nothing was written" >&2
+    else
+      printf '%s\n' "$1" >&2
+    fi
+  }
+  dir=$(work_dir)
+  # shellcheck disable=SC2317 # the trap runs it
+  cleanup_put() {
+    if [[ -n $upload ]]; then "${s3[@]}" abort-multipart-upload "${object[@]}" --upload-id "$upload" >/dev/null 2>&1 || true; fi
+    rm -rf "$dir"
+  }
+  trap cleanup_put EXIT
+  head -c "$bytes" >"$dir/1"
+  if (($(stat -c %s "$dir/1") < bytes)); then
+    out=$("${s3[@]}" put-object "${object[@]}" --content-type "$type" --body "$dir/1" --if-none-match '*' 2>&1 >/dev/null) || {
+      refused "$out"
+      return 1
+    }
+    return 0
+  fi
+  # The completion's header is checked before any part is sent.
+  if [[ $("${s3[@]}" complete-multipart-upload --generate-cli-skeleton input 2>/dev/null) != *IfNoneMatch* ]]; then
+    refused 'no --if-none-match'
+    return 1
+  fi
+  upload=$("${s3[@]}" create-multipart-upload "${object[@]}" --content-type "$type" --query UploadId --output text)
+  while [[ -s $dir/$part ]]; do
+    if ((${#pids[@]} == 4)); then
+      wait "${pids[0]}"
+      pids=("${pids[@]:1}")
+    fi
+    { "${s3[@]}" upload-part "${object[@]}" --upload-id "$upload" --part-number "$part" --body "$dir/$part" \
+      --query ETag --output json >"$dir/$part.etag" && rm -f "$dir/$part"; } &
+    pids+=($!)
+    part=$((part + 1))
+    if ((part % 1000 == 1 && bytes < (4 << 30))); then bytes=$((bytes * 2)); fi
+    head -c "$bytes" >"$dir/$part"
+  done
+  for i in "${pids[@]}"; do wait "$i"; done
+  for ((i = 1; i < part; i++)); do etags+=("{\"ETag\":$(cat "$dir/$i.etag"),\"PartNumber\":$i}"); done
+  printf '{"Parts":[%s]}' "$(IFS=,; echo "${etags[*]}")" >"$dir/parts.json"
+  out=$("${s3[@]}" complete-multipart-upload "${object[@]}" --upload-id "$upload" \
+    --multipart-upload "file://$dir/parts.json" --if-none-match '*' 2>&1 >/dev/null) || {
+    refused "$out"
+    return 1
+  }
+  upload=''
+)
 
-s3_get() { # s3_get KEY > body
+s3_get() { # s3_get KEY [VERSION-ID] > body: the current version, or the one named
   local endpoint=()
   [[ -n ${KB_S3_ENDPOINT_URL:-} ]] && endpoint=(--endpoint-url "$KB_S3_ENDPOINT_URL")
-  aws s3 cp "s3://$KB_BUCKET/$1" - "${endpoint[@]}" --only-show-errors
+  if [[ -n ${2:-} ]]; then
+    # get-object writes the body to a file and its metadata to stdout: the body to fd 3, our stdout.
+    aws s3api get-object --bucket "$KB_BUCKET" --key "$1" --version-id "$2" "${endpoint[@]}" /dev/fd/3 3>&1 >/dev/null
+  else
+    aws s3 cp "s3://$KB_BUCKET/$1" - "${endpoint[@]}" --only-show-errors
+  fi
 }
 
 utc_now() { date -u +%Y-%m-%dT%H:%M:%S.%3NZ; }
@@ -73,16 +140,23 @@ SQL
 # Prints the path of an intact copy of an archive: the host's own copy when its
 # sha256 is the one verified for the object in S3, otherwise the object fetched
 # into DIR (the host then needs read access to the prefix), which must have that
-# sha256 too. So a restore uses exactly the bytes stored off-site.
+# sha256 too. So a restore uses exactly the bytes stored off-site. The version
+# fetched is the one KB_ARCHIVE_VERSIONS names for KEY (lines "KEY VERSION-ID",
+# shared/host/scripts.ts archiveVersionLines): the one its backup wrote, as the
+# record of its creation says, so a version put over it later is never used.
 intact_copy() { # intact_copy LOCAL-PATH SHA256 KEY DIR
-  local path=$1 actual
+  local path=$1 actual version='' key
   if [[ -f $path && $(sha256sum "$path" | cut -d' ' -f1) == "$2" ]]; then
     printf '%s\n' "$path"
     return 0
   fi
-  echo "no intact copy at $1; fetching s3://$KB_BUCKET/$3" >&2
+  while read -r key version; do
+    if [[ $key == "$3" ]]; then break; fi
+    version=''
+  done <<<"${KB_ARCHIVE_VERSIONS:-}"
+  echo "no intact copy at $1; fetching s3://$KB_BUCKET/$3${version:+ (version $version, the one its backup wrote)}" >&2
   path=$4/${3##*/}
-  s3_get "$3" >"$path" || return 1
+  s3_get "$3" "$version" >"$path" || return 1
   actual=$(sha256sum "$path" | cut -d' ' -f1)
   if [[ $actual != "$2" ]]; then
     echo "s3://$KB_BUCKET/$3 has sha256 $actual, the manifest says $2; do not restore from it" >&2

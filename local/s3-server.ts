@@ -88,25 +88,30 @@ function holdsObject(path: string): boolean {
 
 /**
  * S3's conditional writes, which s3rver 3.7.1 ignores (the run locks rely on
- * them, shared/core/run-lock.ts): PutObject with `If-None-Match: *` (create only)
- * or `If-Match: <etag>` (replace only the version read), DeleteObject with
- * `If-Match`. Checked and applied atomically: every PutObject and DeleteObject
- * of a key waits for the one before it to end (the server is this one process),
- * so two writers can never both pass the same check. Answered as S3 answers:
- * 412 PreconditionFailed, 404 NoSuchKey for If-Match on a missing object, 501
- * NotImplemented for an If-None-Match other than `*`. Multipart parts, copies
- * and subresources (tagging, ACLs) pass through as before.
+ * them, shared/core/run-lock.ts, and the DB host's create-only uploads,
+ * host/common.sh s3_put): PutObject with `If-None-Match: *` (create only) or
+ * `If-Match: <etag>` (replace only the version read), CompleteMultipartUpload
+ * with `If-None-Match: *`, DeleteObject with `If-Match`. Checked and applied
+ * atomically: every write of a key waits for the one before it to end (the
+ * server is this one process), so two writers can never both pass the same
+ * check. Answered as S3 answers: 412 PreconditionFailed, 404 NoSuchKey for
+ * If-Match on a missing object, 501 NotImplemented for an If-None-Match other
+ * than `*`. Multipart parts, copies and subresources (tagging, ACLs) pass
+ * through as before.
  */
 function conditionalWrites(server: S3rver): void {
   const queues = new Map<string, Promise<void>>();
   const SUBRESOURCES = ['uploadId', 'partNumber', 'uploads', 'tagging', 'acl', 'delete'];
   server.middleware.unshift(async (ctx, next) => {
     const object = /^\/([^/]+)\/(.+)$/.exec(ctx.path);
+    // CompleteMultipartUpload: a POST with the upload's id and nothing else.
+    const completion = ctx.method === 'POST' && 'uploadId' in ctx.query && !('partNumber' in ctx.query);
     if (
-      (ctx.method !== 'PUT' && ctx.method !== 'DELETE') ||
       !object ||
-      SUBRESOURCES.some((name) => name in ctx.query) ||
-      ctx.get('x-amz-copy-source')
+      (!completion &&
+        ((ctx.method !== 'PUT' && ctx.method !== 'DELETE') ||
+          SUBRESOURCES.some((name) => name in ctx.query) ||
+          ctx.get('x-amz-copy-source')))
     )
       return next();
     const bucket = object[1] as string;
@@ -121,7 +126,7 @@ function conditionalWrites(server: S3rver): void {
     queues.set(id, mine);
     await before;
     try {
-      const refusal = await precondition(server.store, bucket, key, ctx.method, {
+      const refusal = await precondition(server.store, bucket, key, completion ? 'PUT' : ctx.method, {
         ifMatch: ctx.get('if-match'),
         ifNoneMatch: ctx.get('if-none-match'),
       });
@@ -149,7 +154,7 @@ async function precondition(
     return {
       status: 501,
       code: 'NotImplemented',
-      message: 'Only If-None-Match: * is supported on PutObject',
+      message: 'Only If-None-Match: * is supported on PutObject and CompleteMultipartUpload',
     };
   const exists = await store.existsObject(bucket, key);
   if (ifNoneMatch && exists)
