@@ -1,15 +1,7 @@
-import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import {
-  CreateBucketCommand,
-  DeleteObjectCommand,
-  GetObjectCommand,
-  PutObjectCommand,
-  S3Client,
-} from '@aws-sdk/client-s3';
+import { DeleteObjectCommand, GetObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LOCAL_S3_CREDENTIALS, type LocalS3, startLocalS3 } from '../local/s3.ts';
 import { lockKey } from '../shared/catalog/keys.ts';
@@ -17,6 +9,7 @@ import { createS3Client } from '../shared/core/clients.ts';
 import { RunLockHeldError } from '../shared/core/errors.ts';
 import { type LockRecord, type RunLockRequest, RunLocks } from '../shared/core/run-lock.ts';
 import { testConfig } from './support/config.ts';
+import { MOTO_SERVER, type Moto, startMoto, warnWithoutMoto } from './support/moto.ts';
 
 /**
  * The run lock's conditional writes against real S3 servers: the local S3
@@ -27,26 +20,13 @@ import { testConfig } from './support/config.ts';
  */
 
 const BUCKET = 'kennel-backups-lock-test';
-const MOTO = spawnSync('sh', ['-c', 'command -v moto_server'], { encoding: 'utf8' }).stdout.trim();
-if (!MOTO)
-  console.warn(
-    'moto_server is not on this machine (pip install "moto[server]"): the run lock was tested against the local S3 only.',
-  );
+warnWithoutMoto('the run lock was tested against the local S3 only.');
 
 const servers: { name: string; s3: () => S3Client }[] = [];
 let dir: string;
 let local: LocalS3;
 let localS3: S3Client;
-let moto: ChildProcess | undefined;
-let motoS3: S3Client;
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
+let moto: Moto | undefined;
 
 beforeAll(async () => {
   Object.assign(process.env, LOCAL_S3_CREDENTIALS);
@@ -55,35 +35,17 @@ beforeAll(async () => {
   localS3 = createS3Client(
     testConfig({ BACKUP_BUCKET: BUCKET, S3_ENDPOINT_URL: local.endpoint, S3_CA_BUNDLE: local.caFile }),
   );
-  if (MOTO) {
-    const port = await freePort();
-    moto = spawn(MOTO, ['-H', '127.0.0.1', '-p', String(port)], { stdio: 'ignore' });
-    motoS3 = new S3Client({
-      region: 'us-east-1',
-      endpoint: `http://127.0.0.1:${port}`,
-      forcePathStyle: true,
-      credentials: { accessKeyId: 'testing', secretAccessKey: 'testing' },
-    });
-    for (let waited = 0; ; waited += 200) {
-      try {
-        await motoS3.send(new CreateBucketCommand({ Bucket: BUCKET }));
-        break;
-      } catch (error) {
-        if (waited > 20_000) throw error;
-        await new Promise((resolve) => setTimeout(resolve, 200));
-      }
-    }
-  }
+  moto = await startMoto(BUCKET);
 }, 60_000);
 
 afterAll(async () => {
-  moto?.kill();
+  moto?.stop();
   await local?.stop();
   rmSync(dir, { recursive: true, force: true });
 });
 
 servers.push({ name: 'the local S3', s3: () => localS3 });
-if (MOTO) servers.push({ name: 'moto_server', s3: () => motoS3 });
+if (MOTO_SERVER) servers.push({ name: 'moto_server', s3: () => (moto as Moto).s3 });
 
 /** Executions that run until the test says they ended. */
 function executions() {

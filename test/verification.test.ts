@@ -1,9 +1,13 @@
+import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { compactStamp } from '../shared/catalog/keys.ts';
 import type { Manifest } from '../shared/catalog/manifest.ts';
 import { newestVerifiedPhysicalFull, writePhysicalRecord } from '../shared/catalog/physical.ts';
+import { parseConfig } from '../shared/core/config.ts';
+import { TamperedArchiveError } from '../shared/core/errors.ts';
+import { planRestore } from '../shared/restore/database-plan.ts';
 import { getBytes, putBytes, runIn, runsOf, startWorld, type TestWorld } from './support/environment.ts';
 import { pastBackup } from './support/manifests.ts';
 import { pgbackrest } from './support/pgbackrest.ts';
@@ -87,7 +91,7 @@ describe('the daily verification', () => {
     expect(run.alerts[0]?.text).toContain('has no pgbackrest settings');
   });
 
-  it('a stale kind, a missing local copy and a corrupted archive: exactly those three, in one alert', async () => {
+  it('a stale kind, a missing local copy, a corrupted archive and a replaced one: exactly those four, in one alert', async () => {
     const stale = newest.static as Manifest;
     const twoDaysAgo = new Date(Date.now() - 2 * 86_400_000).toISOString();
     await world.catalog.writeManifest({ ...stale, window: { ...stale.window, until: twoDaysAgo } });
@@ -97,25 +101,56 @@ describe('the daily verification', () => {
     const middle = Math.floor(bytes.length / 2);
     bytes[middle] = (bytes[middle] ?? 0) ^ 0xff;
     await putBytes(world.s3, world.env.bucket, full.archive.key, bytes);
+    // The monthly dump replaced and its manifest's sha256 and size rewritten to match, as issue 13 found
+    // database-restore would restore "sha256 matched". (The local S3 keeps no versions: the version its
+    // backup wrote is gone with it, and test/immutability.test.ts restores it where S3 keeps versions.)
+    const monthly = newest.monthly as Manifest;
+    const original = await getBytes(world.s3, world.env.bucket, monthly.archive.key);
+    const forged = Buffer.from('-- a forged dump\n');
+    await putBytes(world.s3, world.env.bucket, monthly.archive.key, forged);
+    const sha256 = createHash('sha256').update(forged).digest('hex');
+    await world.catalog.writeManifest({
+      ...monthly,
+      archive: { ...monthly.archive, sha256, size: forged.length },
+    });
+    try {
+      const restore = planRestore(parseConfig(world.env.functionEnv), world.catalog, {
+        input: { database: 'kennel_prod', targetDatabase: 'kennel_forged', backup: monthly.runId },
+        executionId:
+          'arn:aws:states:us-east-1:123456789012:execution:kennel-backup-local-database-restore:forged',
+        startedAt: new Date().toISOString(),
+      });
+      await expect(restore).rejects.toThrow(TamperedArchiveError);
+      await expect(restore).rejects.toThrow(
+        `The manifest of s3://${world.env.bucket}/${monthly.archive.key} was changed after its backup: its manifest says sha256 ${sha256} (${forged.length} bytes), the record of its creation ${monthly.archive.sha256} (${monthly.archive.size} bytes). Its tables and sha256 cannot be trusted, so nothing was restored and nothing was changed.`,
+      );
 
-    const run = await verify();
-    expect(run.record.status).toBe('FAILED');
-    expect(run.record.error).toBe('VerificationFailedError');
-    const cause = run.record.cause ?? '';
-    expect(cause).toContain('3 problem(s) found:');
-    const problems = cause.split('\n').filter((l) => l.startsWith('- '));
-    expect(problems).toHaveLength(3);
-    expect(problems[0]).toBe(
-      `- static backup of the files on local: the newest verified one is from ${twoDaysAgo} (48.0 h ago); one is expected every 24 h`,
-    );
-    expect(problems[1]).toBe(
-      `- configuration backup of the files on local: the host's copy ${newest.configuration?.archive.localPath} is missing`,
-    );
-    expect(problems[2]).toMatch(/^- full backup of kennel_prod on local: ArchiveCorruptError: /);
+      const run = await verify();
+      expect(run.record.status).toBe('FAILED');
+      expect(run.record.error).toBe('VerificationFailedError');
+      const cause = run.record.cause ?? '';
+      expect(cause).toContain('4 problem(s) found:');
+      const problems = cause.split('\n').filter((l) => l.startsWith('- '));
+      expect(problems).toHaveLength(4);
+      expect(problems[0]).toBe(
+        `- static backup of the files on local: the newest verified one is from ${twoDaysAgo} (48.0 h ago); one is expected every 24 h`,
+      );
+      expect(problems[1]).toBe(
+        `- configuration backup of the files on local: the host's copy ${newest.configuration?.archive.localPath} is missing`,
+      );
+      expect(problems[2]).toMatch(/^- full backup of kennel_prod on local: ArchiveCorruptError: /);
+      expect(problems[3]).toContain(
+        `- monthly backup of kennel_prod on local: TamperedArchiveError: The archive s3://${world.env.bucket}/${monthly.archive.key} was changed after its backup: its manifest says sha256 ${sha256} (${forged.length} bytes), the record of its creation ${monthly.archive.sha256} (${monthly.archive.size} bytes). The version its backup wrote does not read back intact either`,
+      );
+      expect(cause).toContain('a changed archive or manifest means someone replaced a backup');
 
-    expect(run.alerts).toHaveLength(1);
-    expect(run.alerts[0]?.text).toContain('State: ReportVerification');
-    for (const line of problems) expect(run.alerts[0]?.text).toContain(line.slice(2, 60));
+      expect(run.alerts).toHaveLength(1);
+      expect(run.alerts[0]?.text).toContain('State: ReportVerification');
+      for (const line of problems) expect(run.alerts[0]?.text).toContain(line.slice(2, 60));
+    } finally {
+      await putBytes(world.s3, world.env.bucket, monthly.archive.key, original);
+      await world.catalog.writeManifest(monthly);
+    }
   });
 
   it("says so when the newest physical full's restore test failed", async () => {

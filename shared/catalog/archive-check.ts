@@ -11,10 +11,19 @@ import {
   classifyAwsError,
   HostCommandFailedError,
   InvalidInputError,
+  TamperedArchiveError,
 } from '../core/errors.ts';
 import type { TableName } from '../core/identifiers.ts';
 import type { Run } from '../core/run.ts';
 import * as z from '../core/schema.ts';
+import {
+  type ArchiveRecord,
+  readArchiveRecord,
+  recordCreation,
+  recordedVersionText,
+  recordProblems,
+  tamperProblems,
+} from './archive-record.ts';
 import { type ArchiveRows, RowCounter } from './archive-rows.ts';
 import type { Catalog } from './catalog.ts';
 import { type DumpKind, isLegacyKind } from './keys.ts';
@@ -274,10 +283,32 @@ async function claimOf(
   return (verdict) => filesManifestOf(plan, facts, verdict);
 }
 
+/** A manifest rebuilt from the record of its archive's creation, with a verdict (and what a verified dump holds). */
+function rebuiltFrom(creation: ArchiveRecord): (verdict: Verdict, contents?: DumpContents) => Manifest {
+  const made = creation.manifest;
+  return (verdict, contents) =>
+    isDatabaseManifest(made)
+      ? {
+          ...made,
+          tables: contents?.tables ?? [],
+          properties: contents?.properties ?? null,
+          verification: verdict,
+        }
+      : { ...made, verification: verdict };
+}
+
 /**
  * Verifies an archive in S3 and writes its manifest with the verdict, verified
- * or failed; a new run's manifest is written first as unverified. Throws ArchiveCorruptError, after recording the failure,
- * when the archive is not what the host reported (or the catalog recorded).
+ * or failed. A new run's archive is first recorded (archive-record.ts: what the
+ * host reported, the version S3 gave it, locked for its kind) and its manifest
+ * written as unverified. A backup in the catalog is first compared with that
+ * record: its manifest, and its current version. Either way the version the
+ * record names is what is read, and judged against the record, so a replaced
+ * archive or a rewritten manifest changes nothing of the verdict. Throws
+ * ArchiveCorruptError, after recording the failure, when the archive is not
+ * what the host reported; TamperedArchiveError when the archive or its manifest
+ * was changed since its creation, naming the version to restore from, after
+ * rebuilding a changed manifest from the record.
  */
 export async function verifyArchive(
   s3: S3Client,
@@ -286,35 +317,66 @@ export async function verifyArchive(
   excludedTables: (kind: DumpKind) => TableName[],
   now: () => Date = () => new Date(),
 ): Promise<Manifest> {
-  const record = await claimOf(catalog, request, excludedTables);
-  const manifest = record({ state: 'unverified' });
-  // A new run's archive is in the catalog before it is read, as it was when the
-  // host wrote its manifest: should this stage time out or S3 fail past the
-  // retries, the archive is still listed (unverified), pruned and reported.
-  if (!('manifestKey' in request)) await catalog.writeManifest(manifest);
+  const claimed = await claimOf(catalog, request, excludedTables);
+  const manifest = claimed({ state: 'unverified' });
   const location = `s3://${catalog.bucket}/${manifest.archive.key}`;
+  let creation: ArchiveRecord;
+  let tampering: string[] = [];
+  if (!('manifestKey' in request)) {
+    try {
+      creation = await recordCreation(s3, catalog, manifest, now());
+    } catch (error) {
+      if (error instanceof ArchiveCorruptError)
+        await catalog.writeManifest(
+          claimed({ state: 'failed', checkedAt: now().toISOString(), detail: error.message }),
+        );
+      throw error;
+    }
+    // A new run's archive is in the catalog before it is read, as it was when the
+    // host wrote its manifest: should this stage time out or S3 fail past the
+    // retries, the archive is still listed (unverified), pruned and reported.
+    await catalog.writeManifest(manifest);
+  } else {
+    creation = await readArchiveRecord(catalog, manifest.archive.key);
+    tampering = await tamperProblems(s3, catalog.bucket, manifest, creation);
+  }
+  // A manifest that no longer matches the record is rebuilt from it: its tables
+  // were counted from bytes it no longer describes.
+  const record = recordProblems(manifest, creation).length === 0 ? claimed : rebuiltFrom(creation);
+  const claim = record({ state: 'unverified' });
+  const version = creation.versionId ? ` (version ${creation.versionId})` : '';
+  const tampered = (outcome: string) =>
+    new TamperedArchiveError(
+      `The archive ${location} was changed after its backup: ${tampering.join('; ')}. ${outcome} Find out who changed it (CloudTrail's data events for the bucket name the principal) and treat that role or host as compromised.`,
+    );
   let detail: string;
   let contents: DumpContents | undefined;
   try {
     const object = await s3
-      .send(new GetObjectCommand({ Bucket: catalog.bucket, Key: manifest.archive.key }))
-      .catch((error: unknown) => Promise.reject(classifyAwsError(error, `Reading ${location}`)));
+      .send(
+        new GetObjectCommand({
+          Bucket: catalog.bucket,
+          Key: claim.archive.key,
+          ...(creation.versionId ? { VersionId: creation.versionId } : {}),
+        }),
+      )
+      .catch((error: unknown) => Promise.reject(classifyAwsError(error, `Reading ${location}${version}`)));
     let problems: string[];
-    if (isDatabaseManifest(manifest)) {
-      const facts = await readArchive(object.Body as Readable, manifest);
-      problems = archiveProblems(facts, manifest);
+    if (isDatabaseManifest(claim)) {
+      const facts = await readArchive(object.Body as Readable, claim);
+      problems = archiveProblems(facts, claim);
       if (typeof facts.properties !== 'string')
         contents = { tables: facts.tables, properties: facts.properties };
       const rows = facts.tables.reduce((sum, t) => sum + t.rows, 0);
-      detail = `${facts.size} bytes, sha256 matches, decompresses to ${facts.uncompressedSize} bytes of a complete PostgreSQL dump: ${facts.tables.length} tables, ${rows} rows`;
+      detail = `${facts.size} bytes${version}, sha256 matches, decompresses to ${facts.uncompressedSize} bytes of a complete PostgreSQL dump: ${facts.tables.length} tables, ${rows} rows`;
     } else {
-      const facts = await readTarball(object.Body as Readable, manifest);
-      problems = tarballProblems(facts, manifest);
-      detail = `${facts.size} bytes, sha256 matches, lists completely: ${facts.entries} entries`;
+      const facts = await readTarball(object.Body as Readable, claim);
+      problems = tarballProblems(facts, claim);
+      detail = `${facts.size} bytes${version}, sha256 matches, lists completely: ${facts.entries} entries`;
     }
     if (problems.length > 0) {
       throw new ArchiveCorruptError(
-        `The archive ${location} failed verification: ${problems.join('; ')}. It is marked failed in its manifest; do not restore from it.`,
+        `The archive ${location}${version} failed verification: ${problems.join('; ')}. It is marked failed in its manifest; do not restore from it.`,
       );
     }
   } catch (error) {
@@ -322,10 +384,19 @@ export async function verifyArchive(
       await catalog.writeManifest(
         record({ state: 'failed', checkedAt: now().toISOString(), detail: error.message }),
       );
+      if (tampering.length > 0)
+        throw tampered(
+          `The version its backup wrote does not read back intact either (${error.message}): no version of it can be restored. Take a new backup of this kind now.`,
+        );
     }
     throw error;
   }
   const verified = record({ state: 'verified', checkedAt: now().toISOString(), detail }, contents);
   await catalog.writeManifest(verified);
+  if (tampering.length > 0) {
+    throw tampered(
+      `The archive to restore from is ${recordedVersionText(creation, catalog.bucket)}: it read back intact, and restores of this backup fetch it whatever the current version is${record === claimed ? '' : '; the manifest was rebuilt from the record of its creation'}.`,
+    );
+  }
   return verified;
 }

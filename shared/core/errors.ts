@@ -64,6 +64,17 @@ export class ArchiveCorruptError extends KennelBackupError {
   override readonly name = 'ArchiveCorruptError';
 }
 
+/**
+ * An archive, or its manifest, is not what was recorded when the archive was
+ * created (shared/catalog/archive-record.ts): its current version is not the
+ * one its backup wrote, or its manifest's sha256 or size was rewritten. The
+ * message names the object and the version to restore from. Terminal: someone
+ * replaced a backup, which only a person can look into.
+ */
+export class TamperedArchiveError extends KennelBackupError {
+  override readonly name = 'TamperedArchiveError';
+}
+
 /** pgBackRest's verify found files of its repository (backup files, WAL segments) missing or not as written. */
 export class RepositoryCorruptError extends KennelBackupError {
   override readonly name = 'RepositoryCorruptError';

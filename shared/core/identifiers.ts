@@ -51,6 +51,14 @@ export const objectKey = z
   .string()
   .check(z.regex(/^[a-z0-9][A-Za-z0-9._/-]*$/, 'is not a key this project makes'));
 
+/**
+ * A version of an S3 object, as S3 names it (URL-safe text, at most 1,024
+ * characters): it travels to the host in a command, so nothing else passes.
+ */
+export const objectVersionId = z
+  .string()
+  .check(z.regex(/^[A-Za-z0-9._+/=-]{1,1024}$/, 'is not an S3 version id'));
+
 /** A file name in the host's backup directory. */
 export const fileName = z
   .string()

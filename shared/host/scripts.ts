@@ -80,6 +80,16 @@ export function archiveLines(
   return archives.map((a) => `${a.key} ${a.sha256} ${a.localPath} ${CODECS[a.codec].decompress}`).join('\n');
 }
 
+/**
+ * The version of each archive a restore fetches from S3 (host/common.sh
+ * intact_copy reads them), one line each, `KEY VERSION-ID`: the one its backup
+ * wrote, as the record of its creation names it, whatever the current one is.
+ * Archives without a version (the local S3 keeps none) are left out.
+ */
+export function archiveVersionLines(archives: readonly { key: string; versionId: string | null }[]): string {
+  return archives.flatMap((a) => (a.versionId ? [`${a.key} ${a.versionId}`] : [])).join('\n');
+}
+
 /** Configured commands run by run-commands.sh, one per line: from config at send time, never from the execution's state. */
 export function commandLines(what: string, commands: readonly string[]): Record<string, string> {
   return { KB_WHAT: what, KB_COMMANDS: commands.join('\n') };

@@ -1,5 +1,6 @@
 import { RESTORE_STATE } from '../../statemachines/database-restore.ts';
 import { databaseRun } from '../backup/database-plan.ts';
+import { recordedVersion } from '../catalog/archive-record.ts';
 import type { Catalog } from '../catalog/catalog.ts';
 import { runId as makeRunId, manifestKey, replacedDatabase, stagingDatabase } from '../catalog/keys.ts';
 import { type DatabaseManifest, isDatabaseManifest } from '../catalog/manifest.ts';
@@ -17,7 +18,7 @@ import { logTablesOf, rowSourcesOf } from './row-sources.ts';
  * point-in-time-recovery workflow's (shared/restore/point-in-time.ts).
  */
 
-function step(m: DatabaseManifest): RestoreStep {
+function step(m: DatabaseManifest, versionId: string | null): RestoreStep {
   return {
     kind: m.kind,
     key: m.archive.key,
@@ -25,6 +26,7 @@ function step(m: DatabaseManifest): RestoreStep {
     sha256: m.archive.sha256,
     localPath: m.archive.localPath,
     codec: m.archive.compression,
+    versionId,
     window: m.window,
     restoreTest: m.verification.restoreTest?.state ?? 'never ran',
   };
@@ -52,6 +54,8 @@ export async function planRestore(config: Config, catalog: Catalog, request: unk
   );
   if (!isDatabaseManifest(manifest))
     throw new NotFoundError(`${manifest.archive.key} is not a database backup.`);
+  // The manifest as recorded when its archive was made, and the version that made: never a replaced one.
+  const versionId = await recordedVersion(catalog, manifest);
   // Over the database, the log tables the dump left out keep its rows; into a
   // new one they stay empty, and the plan says where their rows are.
   const logCopy = swap.overProduction ? '' : await logTablesCopy(catalog, target.name, wanted.database);
@@ -61,7 +65,7 @@ export async function planRestore(config: Config, catalog: Catalog, request: unk
     dryRun: wanted.dryRun,
     executionId,
     startedAt,
-    archives: [step(manifest)],
+    archives: [step(manifest, versionId)],
     carry: swap.overProduction ? logTablesOf(manifest) : [],
     rowSources: rowSourcesOf(manifest, { overProduction: swap.overProduction, logCopy }),
   };

@@ -4,6 +4,7 @@ import { CODEC_NAMES } from '../core/codecs.ts';
 import {
   hostPath,
   objectKey,
+  objectVersionId,
   runIdentifier,
   sha256Hex,
   sqlIdentifier,
@@ -47,6 +48,8 @@ const restoreStepSchema = z.object({
   sha256: sha256Hex,
   localPath: hostPath,
   codec: z.enum(CODEC_NAMES),
+  /** The version its backup wrote, as the record of its creation names it: the one fetched from S3; null without versioning. */
+  versionId: z.nullable(objectVersionId),
   window: z.object({
     since: z.nullable(z.iso.datetime({ offset: true })),
     until: z.iso.datetime({ offset: true }),

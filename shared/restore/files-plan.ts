@@ -1,4 +1,5 @@
 import { FILES_RESTORE_STATE } from '../../statemachines/files-restore.ts';
+import { recordedVersion } from '../catalog/archive-record.ts';
 import type { Catalog } from '../catalog/catalog.ts';
 import { FILE_KINDS, runId as makeRunId } from '../catalog/keys.ts';
 import { isDatabaseManifest } from '../catalog/manifest.ts';
@@ -10,6 +11,7 @@ import {
   excludeName,
   hostPath,
   objectKey,
+  objectVersionId,
   runIdentifier,
   sha256Hex,
   targetName,
@@ -44,6 +46,8 @@ export const filesRestorePlanSchema = z.object({
     sha256: sha256Hex,
     localPath: hostPath,
     codec: z.enum(CODEC_NAMES),
+    /** The version its backup wrote, as the record of its creation names it: the one fetched from S3; null without versioning. */
+    versionId: z.nullable(objectVersionId),
     /** Entries the tarball must list, as counted when it was written. */
     entries: z.int().check(z.nonnegative()),
     takenAt: z.iso.datetime({ offset: true }),
@@ -79,6 +83,8 @@ export async function planFilesRestore(
   if (!target) throw new NotFoundError('No target is configured.');
   const manifest = await findBackup(catalog, [wanted.kind], target.name, null, wanted.backup);
   if (isDatabaseManifest(manifest)) throw new NotFoundError(`${manifest.archive.key} is not a files backup.`);
+  // The manifest as recorded when its archive was made, and the version that made: never a replaced one.
+  const versionId = await recordedVersion(catalog, manifest);
   const id = makeRunId(new Date(startedAt).toISOString(), executionId);
   return {
     kind: wanted.kind,
@@ -92,6 +98,7 @@ export async function planFilesRestore(
       sha256: manifest.archive.sha256,
       localPath: manifest.archive.localPath,
       codec: manifest.archive.compression,
+      versionId,
       entries: manifest.entries,
       takenAt: manifest.window.until,
     },

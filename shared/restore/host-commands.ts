@@ -2,7 +2,13 @@ import { databaseLocalDir } from '../backup/database-plan.ts';
 import { CODECS } from '../core/codecs.ts';
 import { runSchema } from '../core/run.ts';
 import * as z from '../core/schema.ts';
-import { archiveLines, commandLines, hostCommand, postgresParams } from '../host/scripts.ts';
+import {
+  archiveLines,
+  archiveVersionLines,
+  commandLines,
+  hostCommand,
+  postgresParams,
+} from '../host/scripts.ts';
 import { cleanupPlanSchema } from './cleanup.ts';
 import { restorePlanSchema, swapPlanSchema } from './database-schemas.ts';
 import { filesRestorePlanSchema } from './files-plan.ts';
@@ -28,6 +34,7 @@ export const RESTORE_HOST_COMMANDS = {
       ...postgresParams(target),
       KB_INTO: plan.stagingDatabase,
       KB_ARCHIVES: archiveLines(plan.archives),
+      KB_ARCHIVE_VERSIONS: archiveVersionLines(plan.archives),
       KB_ABSENT: plan.overProduction ? '' : plan.targetDatabase,
       KB_BUCKET: config.BACKUP_BUCKET,
       KB_S3_ENDPOINT_URL: config.S3_ENDPOINT_URL ?? '',
@@ -84,6 +91,7 @@ export const RESTORE_HOST_COMMANDS = {
     params: (config, _target, { plan }) => ({
       KB_ARCHIVE_KEY: plan.archive.key,
       KB_SHA256: plan.archive.sha256,
+      KB_ARCHIVE_VERSIONS: archiveVersionLines([plan.archive]),
       KB_LOCAL_PATH: plan.archive.localPath,
       KB_DECOMPRESS: CODECS[plan.archive.codec].decompress,
       KB_COMPRESS: CODECS[plan.archive.codec].compress,

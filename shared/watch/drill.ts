@@ -4,6 +4,7 @@ import { DRILL_RESULT, DRILL_STATE } from '../../statemachines/restore-drill.ts'
 import { planSchema, restoreTestPlanOf } from '../backup/database-plan.ts';
 import { physicalRestoreTestOutcomeSchema } from '../backup/physical-restore-test.ts';
 import { walPlanSchema, walRun } from '../backup/wal-plan.ts';
+import { recordedVersion } from '../catalog/archive-record.ts';
 import type { Catalog } from '../catalog/catalog.ts';
 import { runId as makeRunId, scratchDatabase } from '../catalog/keys.ts';
 import { isUsable } from '../catalog/manifest.ts';
@@ -156,6 +157,8 @@ export async function planDrill(
   const index = seed === null ? candidates.length - 1 : Math.floor(seededRandom(seed)() * candidates.length);
   const chosen = candidates[index] as DrillCandidate;
   const manifest = verified.find((m) => chosen.engine === 'logical' && m.archive.key === chosen.key);
+  // A drill restores like any restore: from a manifest that matches the record of its archive's creation.
+  if (manifest) await recordedVersion(catalog, manifest);
 
   if (!target.pgbackrest)
     checks.push({

@@ -49,6 +49,7 @@ const findingSchema = z.object({
     'verified',
     'local-copy',
     'integrity',
+    'tamper',
     'host',
     'repository',
     'wal-archive',
@@ -359,7 +360,7 @@ export function reportVerification(request: unknown) {
   for (const { archive, failed } of s.archives) {
     if (failed) {
       findings.push({
-        check: 'integrity',
+        check: failed.Error === 'TamperedArchiveError' ? 'tamper' : 'integrity',
         subject: archive.subject,
         problem: `${failed.Error}: ${causeMessage(failed.Cause)}`,
       });
@@ -375,7 +376,7 @@ export function reportVerification(request: unknown) {
   };
   if (findings.length > 0) {
     throw new VerificationFailedError(
-      `${findings.length} problem(s) found:\n${findings.map((f) => `- ${f.subject}: ${f.problem}`).join('\n')}\nEach needs a look: a stale kind means its schedule or its workflow is failing; a missing or differing local copy means the host lost it (the S3 copy is what restores use); a failed integrity check means that archive cannot be restored: take a new backup of that kind now; a bad repository file or a WAL gap means recoveries through it fail: take a pgBackRest full backup now.`,
+      `${findings.length} problem(s) found:\n${findings.map((f) => `- ${f.subject}: ${f.problem}`).join('\n')}\nEach needs a look: a stale kind means its schedule or its workflow is failing; a missing or differing local copy means the host lost it (the S3 copy is what restores use); a failed integrity check means that archive cannot be restored: take a new backup of that kind now; a changed archive or manifest means someone replaced a backup: the problem names the version to restore from, and CloudTrail's data events for the bucket name who wrote the change; a bad repository file or a WAL gap means recoveries through it fail: take a pgBackRest full backup now.`,
     );
   }
   // Younger leftovers are listed too: a run in progress, or one a later verification reports.

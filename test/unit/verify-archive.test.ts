@@ -1,15 +1,23 @@
 import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { zstdCompressSync } from 'node:zlib';
-import { GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import {
+  GetObjectCommand,
+  HeadObjectCommand,
+  PutObjectCommand,
+  PutObjectRetentionCommand,
+  S3Client,
+} from '@aws-sdk/client-s3';
 import { mockClient } from 'aws-sdk-client-mock';
 import { beforeEach, describe, expect, it } from 'vitest';
 import { isDumpPlan, planBackup } from '../../shared/backup/database-plan.ts';
 import { verifyArchive } from '../../shared/catalog/archive-check.ts';
+import { archiveRecordSchema } from '../../shared/catalog/archive-record.ts';
 import { Catalog } from '../../shared/catalog/catalog.ts';
+import { archiveRecordKey, MANIFEST_SUFFIX } from '../../shared/catalog/keys.ts';
 import { type DatabaseManifest, manifestSchema } from '../../shared/catalog/manifest.ts';
 import { excludedTablesOf } from '../../shared/catalog/manifest-builder.ts';
-import { InvalidInputError } from '../../shared/core/errors.ts';
+import { ArchiveCorruptError, InvalidInputError } from '../../shared/core/errors.ts';
 import { testConfig } from '../support/config.ts';
 import { PROPERTIES, pastBackup, propertiesLine } from '../support/manifests.ts';
 
@@ -77,11 +85,33 @@ const factsOf = (bytes: Buffer) => ({
 function written(): DatabaseManifest[] {
   return s3
     .commandCalls(PutObjectCommand)
+    .filter((c) => c.args[0].input.Key?.endsWith(MANIFEST_SUFFIX))
     .map((c) => manifestSchema.parse(JSON.parse(String(c.args[0].input.Body))) as DatabaseManifest);
+}
+
+/** The version S3 gave the archive when the host wrote it, locked by the bucket's default for 42 days. */
+const WRITTEN = {
+  VersionId: 'v1-written-by-the-backup',
+  LastModified: new Date('2026-11-26T06:00:09.000Z'),
+  ObjectLockMode: 'GOVERNANCE' as const,
+  ObjectLockRetainUntilDate: new Date('2027-01-07T06:00:09.000Z'),
+};
+
+/** The record of the archive's creation VerifyArchive wrote, as the catalog would serve it. */
+function recordWritten() {
+  const put = s3
+    .commandCalls(PutObjectCommand)
+    .find((c) => c.args[0].input.Key?.startsWith('catalog/archives/'));
+  return {
+    key: put?.args[0].input.Key ?? '',
+    body: String(put?.args[0].input.Body),
+    input: put?.args[0].input,
+  };
 }
 
 beforeEach(() => {
   s3.reset();
+  s3.on(HeadObjectCommand).resolves(WRITTEN);
   s3.on(GetObjectCommand).callsFake(async () => ({ Body: Readable.from([ARCHIVE]) }));
 });
 
@@ -96,15 +126,40 @@ describe('VerifyArchive on a run just written', () => {
       NOW,
     )) as DatabaseManifest;
 
-    // The archive is the only object read: there is no manifest yet to read.
-    expect(s3.commandCalls(GetObjectCommand).map((c) => c.args[0].input.Key)).toEqual([plan.archiveKey]);
-    expect(written()).toEqual([
-      { ...manifest, tables: [], properties: null, verification: { state: 'unverified' } },
-      manifest,
+    // The archive is the only object read, in the version the backup wrote: there is no manifest yet to read.
+    expect(s3.commandCalls(GetObjectCommand).map((c) => c.args[0].input)).toEqual([
+      { Bucket: config.BACKUP_BUCKET, Key: plan.archiveKey, VersionId: WRITTEN.VersionId },
     ]);
+    const unverified = { ...manifest, tables: [], properties: null, verification: { state: 'unverified' } };
+    expect(written()).toEqual([unverified, manifest]);
+    // First the record of its creation, create-only, locked as long as a monthly dump is kept (7 years from its writing).
     expect(s3.commandCalls(PutObjectCommand).map((c) => c.args[0].input.Key)).toEqual([
+      archiveRecordKey(plan.archiveKey),
       plan.manifestKey,
       plan.manifestKey,
+    ]);
+    const sevenYears = new Date('2033-11-26T06:00:09.000Z');
+    const record = recordWritten();
+    expect(record.input).toMatchObject({
+      IfNoneMatch: '*',
+      ObjectLockMode: 'GOVERNANCE',
+      ObjectLockRetainUntilDate: sevenYears,
+    });
+    expect(archiveRecordSchema.parse(JSON.parse(record.body))).toEqual({
+      version: 1,
+      manifest: unverified,
+      versionId: WRITTEN.VersionId,
+      recordedAt: NOW().toISOString(),
+      lockedUntil: sevenYears.toISOString(),
+    });
+    // The archive's version is locked as long too: the bucket's default would let it go after 42 days.
+    expect(s3.commandCalls(PutObjectRetentionCommand).map((c) => c.args[0].input)).toEqual([
+      {
+        Bucket: config.BACKUP_BUCKET,
+        Key: plan.archiveKey,
+        VersionId: WRITTEN.VersionId,
+        Retention: { Mode: 'GOVERNANCE', RetainUntilDate: sevenYears },
+      },
     ]);
     expect(manifest).toMatchObject({
       kind: 'monthly',
@@ -177,29 +232,84 @@ describe('VerifyArchive on a backup in the catalog', () => {
     expect(s3.commandCalls(PutObjectCommand)).toEqual([]);
   });
 
-  it('checks the size and sha256 against the manifest and keeps its restore test', async () => {
-    const plan = await monthlyPlan();
-    const first = await verifyArchive(client, catalog, { plan, facts: factsOf(ARCHIVE) }, excluded, NOW);
-    const stored: DatabaseManifest = {
-      ...(first as DatabaseManifest),
-      archive: { ...first.archive, sha256: 'e'.repeat(64) },
-      verification: {
-        state: 'verified',
-        restoreTest: { state: 'passed', checkedAt: '2026-11-26T06:02:00.000Z', detail: 'all rows' },
-      },
-    };
+  /**
+   * The catalog as S3 serves it after a run: its manifest (`stored`), the record
+   * of the archive's creation that run wrote, the archive's current version and
+   * its versions' bytes.
+   */
+  function inCatalog(
+    plan: { manifestKey: string; archiveKey: string },
+    stored: DatabaseManifest,
+    bytes: { [version: string]: Buffer },
+    current = WRITTEN.VersionId,
+  ) {
+    const record = recordWritten();
     s3.reset();
     s3.on(GetObjectCommand, { Key: plan.manifestKey }).resolves({
       Body: { transformToString: async () => JSON.stringify(stored) } as never,
     });
-    s3.on(GetObjectCommand, { Key: plan.archiveKey }).callsFake(async () => ({
-      Body: Readable.from([ARCHIVE]),
-    }));
-    await expect(
-      verifyArchive(client, catalog, { manifestKey: plan.manifestKey }, excluded, NOW),
-    ).rejects.toThrow(`the manifest says ${'e'.repeat(64)}`);
+    s3.on(GetObjectCommand, { Key: record.key }).resolves({
+      Body: { transformToString: async () => record.body } as never,
+    });
+    s3.on(HeadObjectCommand, { Key: plan.archiveKey }).resolves({ ...WRITTEN, VersionId: current });
+    for (const [VersionId, body] of Object.entries(bytes))
+      s3.on(GetObjectCommand, { Key: plan.archiveKey, VersionId }).callsFake(async () => ({
+        Body: Readable.from([body]),
+      }));
+  }
+
+  const restoreTested = (m: DatabaseManifest): DatabaseManifest => ({
+    ...m,
+    verification: {
+      ...m.verification,
+      restoreTest: { state: 'passed', checkedAt: '2026-11-26T06:02:00.000Z', detail: 'all rows' },
+    },
+  });
+
+  it('checks the version its backup wrote against the record of its creation, and keeps its restore test', async () => {
+    const plan = await monthlyPlan();
+    const first = await verifyArchive(client, catalog, { plan, facts: factsOf(ARCHIVE) }, excluded, NOW);
+    // The version the backup wrote no longer holds what the host reported (a fault of storage, say).
+    const damaged = dumpOf([['bookings', ['1']]]);
+    inCatalog(plan, restoreTested(first as DatabaseManifest), { [WRITTEN.VersionId]: damaged });
+    const refused = verifyArchive(client, catalog, { manifestKey: plan.manifestKey }, excluded, NOW);
+    await expect(refused).rejects.toThrow(ArchiveCorruptError);
+    await expect(refused).rejects.toThrow(
+      `${plan.archiveKey} (version ${WRITTEN.VersionId}) failed verification`,
+    );
+    await expect(refused).rejects.toThrow(
+      `sha256 is ${factsOf(damaged).sha256}, the manifest says ${first.archive.sha256}`,
+    );
     expect(written()).toMatchObject([
       { verification: { state: 'failed', restoreTest: { state: 'passed' } } },
+    ]);
+  });
+
+  it('names a replaced archive and a rewritten manifest, rebuilds the manifest from the record and names the version to restore from', async () => {
+    const plan = await monthlyPlan();
+    const first = await verifyArchive(client, catalog, { plan, facts: factsOf(ARCHIVE) }, excluded, NOW);
+    // Someone put a new version of the archive and rewrote its manifest's sha256 and size to match.
+    const forged = dumpOf([['bookings', ['9']]]);
+    const rewritten: DatabaseManifest = {
+      ...restoreTested(first as DatabaseManifest),
+      archive: { ...first.archive, sha256: factsOf(forged).sha256, size: forged.length },
+    };
+    inCatalog(plan, rewritten, { [WRITTEN.VersionId]: ARCHIVE, v2: forged }, 'v2');
+    const refused = verifyArchive(client, catalog, { manifestKey: plan.manifestKey }, excluded, NOW);
+    await expect(refused).rejects.toMatchObject({
+      name: 'TamperedArchiveError',
+      message: expect.stringContaining(
+        `s3://${config.BACKUP_BUCKET}/${plan.archiveKey} was changed after its backup: its manifest says sha256 ${factsOf(forged).sha256} (${forged.length} bytes), the record of its creation ${first.archive.sha256} (${ARCHIVE.length} bytes); its current version is v2, not ${WRITTEN.VersionId}, the version its backup wrote. The archive to restore from is version ${WRITTEN.VersionId} of s3://${config.BACKUP_BUCKET}/${plan.archiveKey}, the one its backup wrote (sha256 ${first.archive.sha256}), locked until 2033-11-26T06:00:09.000Z: it read back intact`,
+      ),
+    });
+    // Only the version the backup wrote was read; the manifest is the first one again, verified, its tables counted anew.
+    expect(
+      s3
+        .commandCalls(GetObjectCommand)
+        .flatMap((c) => (c.args[0].input.Key === plan.archiveKey ? [c.args[0].input.VersionId] : [])),
+    ).toEqual([WRITTEN.VersionId]);
+    expect(written()).toEqual([
+      { ...first, verification: { ...first.verification, checkedAt: NOW().toISOString() } },
     ]);
   });
 
@@ -221,13 +331,7 @@ describe('VerifyArchive on a backup in the catalog', () => {
     )) as DatabaseManifest;
     expect(first.tables).toEqual([{ schema: 'public', name: 'parent', rows: 1 }]);
     const stored: DatabaseManifest = { ...first, tables: [{ schema: 'public', name: 'parent', rows: 3 }] };
-    s3.reset();
-    s3.on(GetObjectCommand, { Key: plan.manifestKey }).resolves({
-      Body: { transformToString: async () => JSON.stringify(stored) } as never,
-    });
-    s3.on(GetObjectCommand, { Key: plan.archiveKey }).callsFake(async () => ({
-      Body: Readable.from([dump]),
-    }));
+    inCatalog(plan, stored, { [WRITTEN.VersionId]: dump });
     const again = await verifyArchive(client, catalog, { manifestKey: plan.manifestKey }, excluded, NOW);
     expect(again.verification.state).toBe('verified');
     expect(written()).toMatchObject([

@@ -1,0 +1,458 @@
+import { spawnSync } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import {
+  DeleteObjectCommand,
+  GetObjectCommand,
+  HeadObjectCommand,
+  ListObjectsV2Command,
+  ListObjectVersionsCommand,
+  PutObjectCommand,
+  PutObjectLockConfigurationCommand,
+  type S3Client,
+} from '@aws-sdk/client-s3';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { LOCAL_S3_CREDENTIALS, type LocalS3, startLocalS3 } from '../local/s3.ts';
+import { planFilesBackup } from '../shared/backup/files-plan.ts';
+import { BACKUP_HOST_COMMANDS } from '../shared/backup/host-commands.ts';
+import { pruneRun } from '../shared/backup/stages.ts';
+import { verifyArchive } from '../shared/catalog/archive-check.ts';
+import { readArchiveRecord } from '../shared/catalog/archive-record.ts';
+import { Catalog } from '../shared/catalog/catalog.ts';
+import { archiveRecordKey } from '../shared/catalog/keys.ts';
+import type { Manifest } from '../shared/catalog/manifest.ts';
+import { excludedTablesOf } from '../shared/catalog/manifest-builder.ts';
+import { lockDays, objectLockConfiguration } from '../shared/catalog/retention.ts';
+import { createS3Client } from '../shared/core/clients.ts';
+import { type Config, parseConfig } from '../shared/core/config.ts';
+import { TamperedArchiveError } from '../shared/core/errors.ts';
+import { renderHostCommand } from '../shared/host/scripts.ts';
+import { planFilesRestore } from '../shared/restore/files-plan.ts';
+import { RESTORE_HOST_COMMANDS } from '../shared/restore/host-commands.ts';
+import { testConfig } from './support/config.ts';
+import { MOTO_CREDENTIALS, MOTO_SERVER, type Moto, startMoto, warnWithoutMoto } from './support/moto.ts';
+
+/**
+ * Immutable, tamper-evident backups against real S3 servers, with real bash and
+ * the real host scripts: the DB host creates archives and never replaces one or
+ * a manifest (If-None-Match, which the local S3 and moto_server both honour);
+ * and, against moto_server, which keeps versions and locks them as S3 does:
+ * VerifyArchive records each archive's creation and locks it for its kind, a
+ * locked version outlives every delete, pruning hides current versions only,
+ * and an archive replaced with its manifest rewritten to match is caught by the
+ * daily verification's read-back, refused by the restore until its manifest is
+ * rebuilt from the record, then restored from the version its backup wrote.
+ * moto cannot check the bucket policy (it evaluates none per principal):
+ * test/template.test.ts asserts the policy itself.
+ */
+
+const BUCKET = 'kennel-backups-immutable-test';
+const COMMON = fileURLToPath(new URL('../host/common.sh', import.meta.url));
+warnWithoutMoto(
+  'create-only uploads were checked against the local S3 alone; that VerifyArchive locks each archive for its kind, that a locked version cannot be deleted before its date, that pruning leaves every locked version, and that a replaced archive is caught and restored from the version its backup wrote were NOT checked: they need an S3 that keeps versions.',
+);
+
+let dir: string;
+let local: LocalS3;
+let moto: Moto | undefined;
+
+beforeAll(async () => {
+  Object.assign(process.env, LOCAL_S3_CREDENTIALS);
+  dir = mkdtempSync(join(tmpdir(), 'kennel-backup-immutable-'));
+  local = await startLocalS3(join(dir, 's3'), BUCKET, join(dir, 'tls'));
+  moto = await startMoto(BUCKET, { objectLock: true });
+  await moto?.s3.send(
+    new PutObjectLockConfigurationCommand({
+      Bucket: BUCKET,
+      ObjectLockConfiguration: objectLockConfiguration('GOVERNANCE'),
+    }),
+  );
+}, 60_000);
+
+afterAll(async () => {
+  moto?.stop();
+  await local?.stop();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+/** What the DB host's shell gets to reach a server: its keys, and the local S3's CA and checksums. */
+interface Server {
+  name: string;
+  s3: () => S3Client;
+  endpoint: () => string;
+  env: () => Record<string, string>;
+}
+const servers: Server[] = [
+  {
+    name: 'the local S3',
+    s3: () =>
+      createS3Client(
+        testConfig({ BACKUP_BUCKET: BUCKET, S3_ENDPOINT_URL: local.endpoint, S3_CA_BUNDLE: local.caFile }),
+      ),
+    endpoint: () => local.endpoint,
+    env: () => ({
+      ...LOCAL_S3_CREDENTIALS,
+      AWS_CA_BUNDLE: local.caFile,
+      AWS_REQUEST_CHECKSUM_CALCULATION: 'when_required',
+      AWS_RESPONSE_CHECKSUM_VALIDATION: 'when_required',
+    }),
+  },
+];
+const withMoto: Server = {
+  name: 'moto_server',
+  s3: () => (moto as Moto).s3,
+  endpoint: () => (moto as Moto).endpoint,
+  env: () => ({ ...MOTO_CREDENTIALS }),
+};
+if (MOTO_SERVER) servers.push(withMoto);
+
+/** Runs bash as the DB host does, with `env` (KB_* parameters), on `input`. */
+function bash(server: Server, script: string, env: Record<string, string>, input?: Buffer | string) {
+  const result = spawnSync('bash', ['-c', script], {
+    input,
+    encoding: 'utf8',
+    maxBuffer: 64 * 1024 * 1024,
+    env: {
+      PATH: process.env.PATH ?? '/usr/bin:/bin',
+      HOME: process.env.HOME ?? '/root',
+      TMPDIR: dir,
+      AWS_DEFAULT_REGION: 'us-east-1',
+      ...server.env(),
+      KB_BUCKET: BUCKET,
+      KB_S3_ENDPOINT_URL: server.endpoint(),
+      ...env,
+    },
+  });
+  return { status: result.status, stdout: result.stdout, stderr: result.stderr };
+}
+
+/** host/common.sh's s3_put of `body` at `key`, as a backup script calls it. */
+const s3Put = (server: Server, key: string, body: Buffer | string, env: Record<string, string> = {}) =>
+  bash(server, `source "${COMMON}"; s3_put "$KEY" application/octet-stream`, { KEY: key, ...env }, body);
+
+async function bytesOf(s3: S3Client, key: string, VersionId?: string): Promise<Buffer> {
+  const object = await s3.send(new GetObjectCommand({ Bucket: BUCKET, Key: key, VersionId }));
+  return Buffer.from((await object.Body?.transformToByteArray()) ?? []);
+}
+
+async function versionsOf(s3: S3Client, key: string) {
+  const listed = await s3.send(new ListObjectVersionsCommand({ Bucket: BUCKET, Prefix: key }));
+  return {
+    versions: (listed.Versions ?? []).filter((v) => v.Key === key),
+    deleteMarkers: (listed.DeleteMarkers ?? []).filter((m) => m.Key === key),
+  };
+}
+
+const REFUSED = 'already exists, and backups are created, never replaced; nothing was written';
+
+describe.each(servers)("the DB host's uploads to $name", (server) => {
+  it('create an archive, in one request or in parts, and never replace one or a manifest', async () => {
+    const key = `database/full/primary/kennel_prod/2026/11/30/kennel_prod_full_${server.name.length}.sql.zst`;
+    const archive = randomBytes(6 * 1024 * 1024);
+    // Parts of S3's smallest (5 MiB): two of them, the completion carrying If-None-Match.
+    const parts = { KB_S3_PART_MIB: '5' };
+    const created = s3Put(server, key, archive, parts);
+    expect(created.status, created.stderr).toBe(0);
+    expect((await bytesOf(server.s3(), key)).equals(archive)).toBe(true);
+
+    const again = s3Put(server, key, randomBytes(6 * 1024 * 1024), parts);
+    expect(again.status).not.toBe(0);
+    expect(again.stderr).toContain(`s3_put: s3://${BUCKET}/${key} ${REFUSED}`);
+    const small = s3Put(server, key, 'a small forged archive');
+    expect(small.status).not.toBe(0);
+    expect(small.stderr).toContain(REFUSED);
+    expect((await bytesOf(server.s3(), key)).equals(archive)).toBe(true);
+
+    // Its manifest, once VerifyArchive wrote it, is refused to the host as well.
+    const manifestKey = `${key}.manifest.json`;
+    await server
+      .s3()
+      .send(new PutObjectCommand({ Bucket: BUCKET, Key: manifestKey, Body: '{"verified":true}' }));
+    const manifest = s3Put(server, manifestKey, '{"forged":true}');
+    expect(manifest.status).not.toBe(0);
+    expect(manifest.stderr).toContain(REFUSED);
+    expect((await bytesOf(server.s3(), manifestKey)).toString()).toBe('{"verified":true}');
+    // Where S3 keeps versions, there is one of each: nothing was written over them.
+    if (server === withMoto) {
+      expect((await versionsOf(server.s3(), key)).versions).toHaveLength(1);
+      expect((await versionsOf(server.s3(), manifestKey)).versions).toHaveLength(1);
+    }
+    // No upload is left behind unfinished, and no work directory.
+    expect(spawnSync('sh', ['-c', `ls -d "${dir}"/kennel-backup.* 2>/dev/null`]).stdout.toString()).toBe('');
+  }, 120_000);
+});
+
+/** Debian 12's awscli (2.9), which predates S3's conditional writes, where this machine has it. */
+const DEBIAN_CLI = '/usr/bin/aws';
+const debianVersion = spawnSync(DEBIAN_CLI, ['--version'], { encoding: 'utf8' }).stdout ?? '';
+if (!/^aws-cli\/2\.9\./.test(debianVersion))
+  console.warn(
+    `${DEBIAN_CLI} is not Debian 12's AWS CLI 2.9: the refusal of a CLI that predates conditional writes was not checked.`,
+  );
+describe.runIf(/^aws-cli\/2\.9\./.test(debianVersion))('an AWS CLI older than conditional writes', () => {
+  it('is named with the version to install, and nothing is written, in one request or in parts', async () => {
+    const bin = join(dir, 'old-cli');
+    mkdirSync(bin, { recursive: true });
+    spawnSync('ln', ['-sf', DEBIAN_CLI, join(bin, 'aws')]);
+    const [server] = servers as [Server];
+    for (const [key, body, parts] of [
+      ['static/primary/2026/11/30/old-cli-small.tar.zst', 'small', '64'],
+      ['static/primary/2026/11/30/old-cli-parts.tar.zst', randomBytes(6 * 1024 * 1024), '5'],
+    ] as const) {
+      const refused = bash(
+        server,
+        // First on the PATH once the shell has started: its start-up may put others first.
+        `PATH="$OLD_CLI:$PATH"; source "${COMMON}"; s3_put "$KEY" application/octet-stream`,
+        { KEY: key, KB_S3_PART_MIB: parts, OLD_CLI: bin },
+        body,
+      );
+      expect(refused.status, refused.stderr).not.toBe(0);
+      expect(refused.stderr).toContain(
+        `s3_put: this host's AWS CLI (${debianVersion.trim()}) cannot make create-only uploads (If-None-Match, S3's conditional writes): install AWS CLI v2 2.17.34 or later`,
+      );
+      const listed = await server.s3().send(new ListObjectsV2Command({ Bucket: BUCKET, Prefix: key }));
+      expect(listed.Contents ?? []).toEqual([]);
+    }
+  }, 60_000);
+});
+
+describe.runIf(MOTO_SERVER)('with versions and Object Lock (moto_server)', () => {
+  let config: Config;
+  let catalog: Catalog;
+  let etc: string;
+  const s3 = () => (moto as Moto).s3;
+  const target = () => config.BACKUP_TARGETS[0] as Config['BACKUP_TARGETS'][number];
+  let first: Manifest;
+  let firstVersion: string;
+
+  beforeAll(() => {
+    etc = join(dir, 'etc', 'kennel');
+    mkdirSync(etc, { recursive: true });
+    writeFileSync(join(etc, 'app.conf'), 'listen = 8080\n');
+    config = parseConfig({
+      BACKUP_BUCKET: BUCKET,
+      BACKUP_TARGETS: JSON.stringify([
+        {
+          name: 'primary',
+          instanceIds: ['i-0123456789abcdef0'],
+          database: 'kennel_prod',
+          backupDir: join(dir, 'backup'),
+          files: { configuration: [etc] },
+        },
+      ]),
+      S3_ENDPOINT_URL: (moto as Moto).endpoint,
+      ALERT_WEBHOOK_PARAMETER: '/a',
+      RESTORE_CHECK_DATABASE_URL_PARAMETER: '/b',
+    });
+    // The functions' client in AWS: the SDK's default checksums, which Object Lock asks of every upload.
+    catalog = new Catalog(s3(), BUCKET);
+  });
+
+  /** A configuration backup as its workflow makes it: the host's files-backup.sh, then VerifyArchive. */
+  async function backup(startedAt: string) {
+    const [plan] = planFilesBackup(config, {
+      input: { kind: 'configuration' },
+      executionId: `arn:aws:states:us-east-1:123456789012:execution:kennel-backup-test-files-backup:${startedAt}`,
+      startedAt,
+    });
+    if (!plan) throw new Error('no plan');
+    const script = renderHostCommand(config, target(), BACKUP_HOST_COMMANDS['files-backup'], {
+      script: 'files-backup',
+      plan,
+    });
+    const host = bash(withMoto, script, {});
+    const facts = JSON.parse(/^KB-RESULT (.*)$/m.exec(host.stdout)?.[1] ?? 'null') as unknown;
+    expect(host.status, host.stderr).toBe(0);
+    const manifest = await verifyArchive(s3(), catalog, { plan, facts }, (kind) =>
+      excludedTablesOf(config, kind),
+    );
+    return { plan, script, manifest };
+  }
+
+  const headOf = (Key: string, VersionId?: string) =>
+    s3().send(new HeadObjectCommand({ Bucket: BUCKET, Key, VersionId }));
+
+  it('records each archive as the host reported it, in the version it wrote, and locks both as long as its kind is kept', async () => {
+    const { plan, manifest } = await backup('2026-11-30T03:00:00.000Z');
+    first = manifest;
+    expect(manifest.verification.state).toBe('verified');
+    const head = await headOf(plan.archiveKey);
+    firstVersion = head.VersionId as string;
+    const record = await readArchiveRecord(catalog, plan.archiveKey);
+    expect(record).toMatchObject({
+      versionId: firstVersion,
+      manifest: {
+        archive: { sha256: manifest.archive.sha256, size: manifest.archive.size },
+        verification: { state: 'unverified' },
+      },
+    });
+    // Configuration is kept 90 days: longer than the bucket's 42, so its lock was lengthened to 90.
+    expect(lockDays('configuration')).toBe(90);
+    const ninetyDays = (from: Date | undefined) => new Date((from?.getTime() ?? 0) + 90 * 86_400_000);
+    expect(head.ObjectLockMode).toBe('GOVERNANCE');
+    expect(head.ObjectLockRetainUntilDate?.getTime()).toBe(ninetyDays(head.LastModified).getTime());
+    expect(record.lockedUntil).toBe(ninetyDays(head.LastModified).toISOString());
+    const recordHead = await headOf(archiveRecordKey(plan.archiveKey));
+    expect(recordHead.ObjectLockRetainUntilDate?.toISOString()).toBe(record.lockedUntil);
+  }, 120_000);
+
+  it("refuses the host's second upload over the archive, and its upload over the manifest", async () => {
+    const { archive } = first;
+    const [plan] = planFilesBackup(config, {
+      input: { kind: 'configuration' },
+      executionId: `arn:aws:states:us-east-1:123456789012:execution:kennel-backup-test-files-backup:2026-11-30T03:00:00.000Z`,
+      startedAt: '2026-11-30T03:00:00.000Z',
+    });
+    if (!plan) throw new Error('no plan');
+    writeFileSync(join(etc, 'app.conf'), 'listen = 9999\n');
+    const rerun = bash(
+      withMoto,
+      renderHostCommand(config, target(), BACKUP_HOST_COMMANDS['files-backup'], {
+        script: 'files-backup',
+        plan,
+      }),
+      {},
+    );
+    expect(rerun.status).not.toBe(0);
+    expect(rerun.stderr).toContain(`s3://${BUCKET}/${archive.key} ${REFUSED}`);
+    const manifest = s3Put(withMoto, plan.manifestKey, '{"forged":true}');
+    expect(manifest.stderr).toContain(REFUSED);
+    expect((await versionsOf(s3(), archive.key)).versions.map((v) => v.VersionId)).toEqual([firstVersion]);
+    // The manifest's versions are VerifyArchive's two: unverified, then verified.
+    expect((await versionsOf(s3(), plan.manifestKey)).versions).toHaveLength(2);
+    writeFileSync(join(etc, 'app.conf'), 'listen = 8080\n');
+  }, 120_000);
+
+  it('keeps a locked version until its date: no delete removes it, in governance mode without a bypass, in compliance mode at all', async () => {
+    const denied = (p: Promise<unknown>) =>
+      p.then(
+        () => 'deleted',
+        (e: { $metadata?: { httpStatusCode?: number } }) => e.$metadata?.httpStatusCode,
+      );
+    const { key } = first.archive;
+    expect(
+      await denied(s3().send(new DeleteObjectCommand({ Bucket: BUCKET, Key: key, VersionId: firstVersion }))),
+    ).toBe(403);
+    expect(
+      await denied(
+        s3().send(
+          new DeleteObjectCommand({
+            Bucket: BUCKET,
+            Key: archiveRecordKey(key),
+            VersionId: (await headOf(archiveRecordKey(key))).VersionId,
+          }),
+        ),
+      ),
+    ).toBe(403);
+    expect((await headOf(key, firstVersion)).VersionId).toBe(firstVersion);
+
+    // With --param objectLockMode=compliance, not even a principal allowed to bypass governance can.
+    const compliance = await startMoto(`${BUCKET}-compliance`, { objectLock: true });
+    try {
+      const c = (compliance as Moto).s3;
+      const Bucket = `${BUCKET}-compliance`;
+      await c.send(
+        new PutObjectLockConfigurationCommand({
+          Bucket,
+          ObjectLockConfiguration: objectLockConfiguration('COMPLIANCE'),
+        }),
+      );
+      const { VersionId } = await c.send(new PutObjectCommand({ Bucket, Key: key, Body: 'archive' }));
+      expect(
+        await denied(
+          c.send(new DeleteObjectCommand({ Bucket, Key: key, VersionId, BypassGovernanceRetention: true })),
+        ),
+      ).toBe(403);
+      expect((await c.send(new HeadObjectCommand({ Bucket, Key: key, VersionId }))).VersionId).toBe(
+        VersionId,
+      );
+    } finally {
+      compliance?.stop();
+    }
+  }, 60_000);
+
+  const sha256 = (bytes: Buffer) => createHash('sha256').update(bytes).digest('hex');
+  const restoreRequest = () => ({
+    input: { kind: 'configuration', backup: first.runId, confirm: 'configuration' },
+    executionId: 'arn:aws:states:us-east-1:123456789012:execution:kennel-backup-test-files-restore:r1',
+    startedAt: '2026-11-30T09:00:00.000Z',
+  });
+
+  it('catches an archive replaced and its manifest rewritten to match: the restore refuses it, the daily verification names the version to restore from, and the restore then uses that version', async () => {
+    const { archive } = first;
+    const manifestKey = `${archive.key}.manifest.json`;
+    // Someone the bucket policy's create-only rule does not hold (an administrator, a policy
+    // changed) puts a new version of the archive and rewrites its manifest to match it.
+    const forged = Buffer.from('a forged tarball');
+    const { VersionId: forgedVersion } = await s3().send(
+      new PutObjectCommand({ Bucket: BUCKET, Key: archive.key, Body: forged }),
+    );
+    const rewritten = { ...first, archive: { ...archive, sha256: sha256(forged), size: forged.length } };
+    await s3().send(
+      new PutObjectCommand({ Bucket: BUCKET, Key: manifestKey, Body: JSON.stringify(rewritten) }),
+    );
+
+    const refused = planFilesRestore(config, catalog, restoreRequest());
+    await expect(refused).rejects.toThrow(TamperedArchiveError);
+    await expect(refused).rejects.toThrow(
+      `its manifest says sha256 ${sha256(forged)} (${forged.length} bytes), the record of its creation ${archive.sha256} (${archive.size} bytes). Its tables and sha256 cannot be trusted, so nothing was restored and nothing was changed. The archive to restore from is version ${firstVersion} of s3://${BUCKET}/${archive.key}, the one its backup wrote (sha256 ${archive.sha256})`,
+    );
+
+    // The daily verification's read-back (ReadBackEachArchive runs VerifyArchive on the newest of each kind).
+    const readBack = verifyArchive(s3(), catalog, { manifestKey }, (kind) => excludedTablesOf(config, kind));
+    await expect(readBack).rejects.toThrow(TamperedArchiveError);
+    await expect(readBack).rejects.toThrow(
+      `The archive s3://${BUCKET}/${archive.key} was changed after its backup: its manifest says sha256 ${sha256(forged)}`,
+    );
+    await expect(readBack).rejects.toThrow(
+      `its current version is ${forgedVersion}, not ${firstVersion}, the version its backup wrote. The archive to restore from is version ${firstVersion} of s3://${BUCKET}/${archive.key}`,
+    );
+    await expect(readBack).rejects.toThrow(
+      'it read back intact, and restores of this backup fetch it whatever the current version is; the manifest was rebuilt from the record of its creation.',
+    );
+    expect(await catalog.readManifest(manifestKey)).toMatchObject({
+      archive: { sha256: archive.sha256, size: archive.size },
+      verification: { state: 'verified' },
+    });
+
+    // The restore now plans the version the backup wrote, and the host fetches that one, never the current.
+    const plan = await planFilesRestore(config, catalog, restoreRequest());
+    expect(plan.archive).toMatchObject({ sha256: archive.sha256, versionId: firstVersion });
+    // The host's copy is gone (pruned, or a new host): the restore fetches from S3.
+    rmSync(archive.localPath, { force: true });
+    writeFileSync(join(etc, 'app.conf'), 'listen = 9999\n');
+    const restore = bash(
+      withMoto,
+      renderHostCommand(config, target(), RESTORE_HOST_COMMANDS['files-restore'], {
+        script: 'files-restore',
+        plan,
+      }),
+      {},
+    );
+    expect(restore.status, restore.stderr).toBe(0);
+    expect(restore.stderr).toContain(`(version ${firstVersion}, the one its backup wrote)`);
+    expect(readFileSync(join(etc, 'app.conf'), 'utf8')).toBe('listen = 8080\n');
+  }, 120_000);
+
+  it('prunes past retention by hiding current versions: every version stays, locked, until its date', async () => {
+    const { plan: newer } = await backup('2026-12-01T03:00:00.000Z');
+    const { archive } = first;
+    // A hundred days on, past configuration's 90: the older backup goes, the newest verified stays.
+    const pruned = await pruneRun(catalog, newer, new Date('2027-03-10T03:00:00.000Z'), 86_400);
+    expect(pruned.removedFromS3).toEqual([archive.key]);
+    const listed = await s3().send(new ListObjectsV2Command({ Bucket: BUCKET, Prefix: 'configuration/' }));
+    expect((listed.Contents ?? []).map((o) => o.Key)).toEqual([newer.archiveKey, newer.manifestKey]);
+    // Each went behind a delete marker; its versions, the forged one too, are all still there.
+    const { versions, deleteMarkers } = await versionsOf(s3(), archive.key);
+    expect(deleteMarkers).toHaveLength(1);
+    expect(versions.map((v) => v.VersionId)).toContain(firstVersion);
+    expect(versions).toHaveLength(2);
+    expect((await headOf(archive.key, firstVersion)).ObjectLockMode).toBe('GOVERNANCE');
+    expect((await bytesOf(s3(), archive.key, firstVersion)).length).toBe(archive.size);
+    // Its record stays: pruning never touches the records.
+    expect((await readArchiveRecord(catalog, archive.key)).versionId).toBe(firstVersion);
+  }, 120_000);
+});
