@@ -84,7 +84,7 @@ async function currentVersion(s3: S3Client, bucket: string, key: string): Promis
  * its kind: the record, create-only; then the archive's version lengthened to
  * its kind's retention (retention.ts lockDays) when the bucket locks versions
  * for less. Run again for the same run (the stage retried), it finds its own
- * record and returns it. Throws ArchiveCorruptError when there is no archive,
+ * record, locks the archive if that try did not, and returns the record. Throws ArchiveCorruptError when there is no archive,
  * TamperedArchiveError when another run's record is already there.
  */
 export async function recordCreation(
@@ -112,6 +112,7 @@ export async function recordCreation(
       : null,
   };
   const recordKey = archiveRecordKey(key);
+  let recorded = record;
   try {
     await s3.send(
       new PutObjectCommand({
@@ -133,7 +134,8 @@ export async function recordCreation(
         `The creation of ${location} was already recorded at s3://${catalog.bucket}/${recordKey} by the run ${existing.manifest.runId} (version ${existing.versionId ?? 'none'}), not by this run ${manifest.runId} (version ${archive.versionId ?? 'none'}); nothing was recorded. Two runs wrote the same key, or someone wrote the record: find out who (CloudTrail's data events for the bucket) before trusting either.`,
       );
     }
-    return existing;
+    // This run's own record, from a try that ended early (the stage is retried): its lock may be missing yet.
+    recorded = existing;
   }
   // Lengthened, never shortened: governance mode needs a bypass to shorten, compliance mode forbids it.
   if (archive.lock && until && until > archive.lock.until) {
@@ -150,7 +152,7 @@ export async function recordCreation(
       throw classifyAwsError(error, `Locking ${location} until ${until.toISOString()}`);
     }
   }
-  return record;
+  return recorded;
 }
 
 /** An archive's record; a TamperedArchiveError when there is none, a BadManifestError when it does not parse. */

@@ -204,6 +204,42 @@ describe('VerifyArchive on a run just written', () => {
     ]);
   });
 
+  it("retried, finds its own run's record and still locks the archive; another run's record is refused", async () => {
+    const plan = await monthlyPlan();
+    await verifyArchive(client, catalog, { plan, facts: factsOf(ARCHIVE) }, excluded, NOW);
+    const record = recordWritten();
+    // The first try wrote the record and ended before it locked the archive.
+    s3.reset();
+    s3.on(HeadObjectCommand).resolves(WRITTEN);
+    s3.on(GetObjectCommand).callsFake(async () => ({ Body: Readable.from([ARCHIVE]) }));
+    s3.on(GetObjectCommand, { Key: record.key }).resolves({
+      Body: { transformToString: async () => record.body } as never,
+    });
+    s3.on(PutObjectCommand, { Key: record.key }).rejects(
+      Object.assign(new Error('At least one of the pre-conditions you specified did not hold'), {
+        name: 'PreconditionFailed',
+        $metadata: { httpStatusCode: 412 },
+      }),
+    );
+    const again = await verifyArchive(client, catalog, { plan, facts: factsOf(ARCHIVE) }, excluded, NOW);
+    expect(again.verification.state).toBe('verified');
+    expect(s3.commandCalls(PutObjectRetentionCommand)).toHaveLength(1);
+
+    // A record of another run at that key: someone wrote it, or two runs wrote one key.
+    const other = JSON.stringify({
+      ...JSON.parse(record.body),
+      manifest: { ...JSON.parse(record.body).manifest, runId: '20261126T060000Z_00000000' },
+    });
+    s3.on(GetObjectCommand, { Key: record.key }).resolves({
+      Body: { transformToString: async () => other } as never,
+    });
+    await expect(
+      verifyArchive(client, catalog, { plan, facts: factsOf(ARCHIVE) }, excluded, NOW),
+    ).rejects.toThrow(
+      `was already recorded at s3://${config.BACKUP_BUCKET}/${record.key} by the run 20261126T060000Z_00000000`,
+    );
+  });
+
   it('refuses facts that are not what the backup script reports, and records nothing', async () => {
     const plan = await monthlyPlan();
     const facts = { ...factsOf(ARCHIVE), size: '12', until: undefined };
