@@ -2487,11 +2487,18 @@ describe('permissions', () => {
       roleStatements(roleId(fn))
         .slice(1) // the log statement
         .flatMap((s) => asArray(s.Action));
+    // The catalog, and the records of the archives' creation its manifests must match.
     expect(actions('planRestore').filter((a) => a.startsWith('s3:'))).toEqual([
       's3:ListBucket',
       's3:GetObject',
+      's3:GetObject',
     ]);
-    expect(actions('planFilesRestore')).toEqual(['s3:ListBucket', 's3:GetObject', 'kms:Decrypt']);
+    expect(actions('planFilesRestore')).toEqual([
+      's3:ListBucket',
+      's3:GetObject',
+      's3:GetObject',
+      'kms:Decrypt',
+    ]);
     expect(actions('checkRestore').filter((a) => a.startsWith('s3:'))).toEqual([
       's3:ListBucket',
       's3:GetObject',
@@ -2648,6 +2655,7 @@ describe('permissions', () => {
       expect(allowsOnObject(backup, 's3:PutObject', segment)).toBe(false);
       expect(backup.flatMap((s) => asArray(s.Action))).toEqual([
         's3:PutObject',
+        's3:AbortMultipartUpload',
         'kms:GenerateDataKey',
         'kms:Decrypt',
       ]);

@@ -91,7 +91,7 @@ describe('the daily verification', () => {
     expect(run.alerts[0]?.text).toContain('has no pgbackrest settings');
   });
 
-  it('a stale kind, a missing local copy, a corrupted archive and a replaced one: exactly those four, in one alert', async () => {
+  it('a stale kind, a missing local copy, a corrupted archive and a replaced one: exactly those, in one alert', async () => {
     const stale = newest.static as Manifest;
     const twoDaysAgo = new Date(Date.now() - 2 * 86_400_000).toISOString();
     await world.catalog.writeManifest({ ...stale, window: { ...stale.window, until: twoDaysAgo } });
@@ -129,17 +129,21 @@ describe('the daily verification', () => {
       expect(run.record.status).toBe('FAILED');
       expect(run.record.error).toBe('VerificationFailedError');
       const cause = run.record.cause ?? '';
-      expect(cause).toContain('4 problem(s) found:');
+      expect(cause).toContain('5 problem(s) found:');
       const problems = cause.split('\n').filter((l) => l.startsWith('- '));
-      expect(problems).toHaveLength(4);
+      expect(problems).toHaveLength(5);
       expect(problems[0]).toBe(
         `- static backup of the files on local: the newest verified one is from ${twoDaysAgo} (48.0 h ago); one is expected every 24 h`,
       );
       expect(problems[1]).toBe(
         `- configuration backup of the files on local: the host's copy ${newest.configuration?.archive.localPath} is missing`,
       );
-      expect(problems[2]).toMatch(/^- full backup of kennel_prod on local: ArchiveCorruptError: /);
-      expect(problems[3]).toContain(
+      // The host's copy is checked against the manifest's sha256, which was rewritten: the next finding says why.
+      expect(problems[2]).toBe(
+        `- monthly backup of kennel_prod on local: the host's copy ${monthly.archive.localPath} differs from the verified archive`,
+      );
+      expect(problems[3]).toMatch(/^- full backup of kennel_prod on local: ArchiveCorruptError: /);
+      expect(problems[4]).toContain(
         `- monthly backup of kennel_prod on local: TamperedArchiveError: The archive s3://${world.env.bucket}/${monthly.archive.key} was changed after its backup: its manifest says sha256 ${sha256} (${forged.length} bytes), the record of its creation ${monthly.archive.sha256} (${monthly.archive.size} bytes). The version its backup wrote does not read back intact either`,
       );
       expect(cause).toContain('a changed archive or manifest means someone replaced a backup');
