@@ -29,7 +29,7 @@ import { lockDays, objectLockConfiguration } from '../shared/catalog/retention.t
 import { createS3Client } from '../shared/core/clients.ts';
 import { type Config, parseConfig } from '../shared/core/config.ts';
 import { TamperedArchiveError } from '../shared/core/errors.ts';
-import { renderHostCommand } from '../shared/host/scripts.ts';
+import { type HostCommand, type HostCommandRequestBase, renderHostCommand } from '../shared/host/scripts.ts';
 import { planFilesRestore } from '../shared/restore/files-plan.ts';
 import { RESTORE_HOST_COMMANDS } from '../shared/restore/host-commands.ts';
 import { testConfig } from './support/config.ts';
@@ -252,24 +252,31 @@ describe.runIf(MOTO_SERVER)('with versions and Object Lock (moto_server)', () =>
   });
 
   /** A configuration backup as its workflow makes it: the host's files-backup.sh, then VerifyArchive. */
-  async function backup(startedAt: string) {
+  /** A configuration backup's plan, as PlanFilesBackup makes it for a run started at `startedAt`. */
+  function backupPlan(startedAt: string) {
     const [plan] = planFilesBackup(config, {
       input: { kind: 'configuration' },
       executionId: `arn:aws:states:us-east-1:123456789012:execution:kennel-backup-test-files-backup:${startedAt}`,
       startedAt,
     });
     if (!plan) throw new Error('no plan');
-    const script = renderHostCommand(config, target(), BACKUP_HOST_COMMANDS['files-backup'], {
-      script: 'files-backup',
-      plan,
-    });
-    const host = bash(withMoto, script, {});
+    return plan;
+  }
+
+  /** A host command as Run Command would run it on the target's host. */
+  const onHost = <R extends HostCommandRequestBase>(command: HostCommand<R>, request: R) =>
+    bash(withMoto, renderHostCommand(config, target(), command, request), {});
+
+  /** A configuration backup as its workflow makes it: the host's files-backup.sh, then VerifyArchive. */
+  async function backup(startedAt: string) {
+    const plan = backupPlan(startedAt);
+    const host = onHost(BACKUP_HOST_COMMANDS['files-backup'], { script: 'files-backup', plan });
     const facts = JSON.parse(/^KB-RESULT (.*)$/m.exec(host.stdout)?.[1] ?? 'null') as unknown;
     expect(host.status, host.stderr).toBe(0);
     const manifest = await verifyArchive(s3(), catalog, { plan, facts }, (kind) =>
       excludedTablesOf(config, kind),
     );
-    return { plan, script, manifest };
+    return { plan, manifest };
   }
 
   const headOf = (Key: string, VersionId?: string) =>
@@ -301,21 +308,9 @@ describe.runIf(MOTO_SERVER)('with versions and Object Lock (moto_server)', () =>
 
   it("refuses the host's second upload over the archive, and its upload over the manifest", async () => {
     const { archive } = first;
-    const [plan] = planFilesBackup(config, {
-      input: { kind: 'configuration' },
-      executionId: `arn:aws:states:us-east-1:123456789012:execution:kennel-backup-test-files-backup:2026-11-30T03:00:00.000Z`,
-      startedAt: '2026-11-30T03:00:00.000Z',
-    });
-    if (!plan) throw new Error('no plan');
+    const plan = backupPlan('2026-11-30T03:00:00.000Z');
     writeFileSync(join(etc, 'app.conf'), 'listen = 9999\n');
-    const rerun = bash(
-      withMoto,
-      renderHostCommand(config, target(), BACKUP_HOST_COMMANDS['files-backup'], {
-        script: 'files-backup',
-        plan,
-      }),
-      {},
-    );
+    const rerun = onHost(BACKUP_HOST_COMMANDS['files-backup'], { script: 'files-backup', plan });
     expect(rerun.status).not.toBe(0);
     expect(rerun.stderr).toContain(`s3://${BUCKET}/${archive.key} ${REFUSED}`);
     const manifest = s3Put(withMoto, plan.manifestKey, '{"forged":true}');
@@ -424,14 +419,7 @@ describe.runIf(MOTO_SERVER)('with versions and Object Lock (moto_server)', () =>
     // The host's copy is gone (pruned, or a new host): the restore fetches from S3.
     rmSync(archive.localPath, { force: true });
     writeFileSync(join(etc, 'app.conf'), 'listen = 9999\n');
-    const restore = bash(
-      withMoto,
-      renderHostCommand(config, target(), RESTORE_HOST_COMMANDS['files-restore'], {
-        script: 'files-restore',
-        plan,
-      }),
-      {},
-    );
+    const restore = onHost(RESTORE_HOST_COMMANDS['files-restore'], { script: 'files-restore', plan });
     expect(restore.status, restore.stderr).toBe(0);
     expect(restore.stderr).toContain(`(version ${firstVersion}, the one its backup wrote)`);
     expect(readFileSync(join(etc, 'app.conf'), 'utf8')).toBe('listen = 8080\n');
