@@ -54,7 +54,7 @@ export async function planRestore(config: Config, catalog: Catalog, request: unk
   );
   if (!isDatabaseManifest(manifest))
     throw new NotFoundError(`${manifest.archive.key} is not a database backup.`);
-  // The manifest as recorded when its archive was made, and the version that made: never a replaced one.
+  // The manifest must match the record of its archive's creation; the version its backup wrote is fetched, never a later one.
   const versionId = await recordedVersion(catalog, manifest);
   // Over the database, the log tables the dump left out keep its rows; into a
   // new one they stay empty, and the plan says where their rows are.

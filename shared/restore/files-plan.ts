@@ -83,7 +83,7 @@ export async function planFilesRestore(
   if (!target) throw new NotFoundError('No target is configured.');
   const manifest = await findBackup(catalog, [wanted.kind], target.name, null, wanted.backup);
   if (isDatabaseManifest(manifest)) throw new NotFoundError(`${manifest.archive.key} is not a files backup.`);
-  // The manifest as recorded when its archive was made, and the version that made: never a replaced one.
+  // The manifest must match the record of its archive's creation; the version its backup wrote is fetched, never a later one.
   const versionId = await recordedVersion(catalog, manifest);
   const id = makeRunId(new Date(startedAt).toISOString(), executionId);
   return {
