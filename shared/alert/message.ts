@@ -51,10 +51,11 @@ const stateSchema = z.object({
     z.optional(
       z.object({
         target: z.string(),
-        database: z.optional(z.string()),
+        /** Null in a pgBackRest run's plan: it backs up the whole cluster. */
+        database: z.optional(z.nullable(z.string())),
         kind: z.optional(z.string()),
         /** A backup run's archive: the failed run's backup, by the key (and run id) a restore names it with. */
-        archiveKey: z.optional(z.string()),
+        archiveKey: z.optional(z.nullable(z.string())),
       }),
     ),
     undefined,

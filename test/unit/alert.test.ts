@@ -142,6 +142,16 @@ describe('the alert', () => {
     const state = { ...failedState, plan: { ...failedState.plan, archiveKey } };
     const lines = formatAlert({ ...event, state }, 'prod', 'eu-west-1').text.split('\n');
     expect(lines.slice(1, 3)).toEqual(['Target: primary (kennel_prod, full)', `Backup: ${archiveKey}`]);
+    // A pgBackRest run's plan has none (null): the target is still named, and no backup line.
+    const physical = {
+      ...failedState,
+      plan: { target: 'primary', database: null, kind: 'full', archiveKey: null },
+    };
+    expect(
+      formatAlert({ ...event, state: physical }, 'prod', 'eu-west-1')
+        .text.split('\n')
+        .slice(1, 3),
+    ).toEqual(['Target: primary (full)', 'State: VerifyArchive']);
   });
 
   it("keeps the e-mail subject one ASCII line under SNS's 100 characters", () => {
