@@ -49,6 +49,20 @@ const history: HistoryEvent[] = [
   },
 ];
 
+/** The clean-up of that run: the application started again; no safety dump was begun. */
+const stoppedAtStop: CleanupPlan = {
+  target: 'primary',
+  runId: plan.runId,
+  database: 'kennel_prod',
+  overProduction: true,
+  targetDatabase: 'kennel_prod',
+  stagingDatabase: plan.stagingDatabase,
+  replacedDatabase: plan.replacedDatabase,
+  failedAt: 'StopApplication',
+  startApplication: true,
+  safetyDump: null,
+};
+
 /** The catalog is read for a safety dump only: this run began none. */
 const noCatalog = new Proxy({} as Catalog, {
   get: () => {
@@ -71,18 +85,7 @@ describe('the state of a stopped run, from its history', () => {
 
   it('starts the application again when the stop may have been sent, and knows of no safety dump', async () => {
     const cleanup = await cleanupPlanOf(noCatalog, stoppedRunState(history, 'TIMED_OUT'));
-    expect(cleanup).toEqual({
-      target: 'primary',
-      runId: plan.runId,
-      database: 'kennel_prod',
-      overProduction: true,
-      targetDatabase: 'kennel_prod',
-      stagingDatabase: plan.stagingDatabase,
-      replacedDatabase: plan.replacedDatabase,
-      failedAt: 'StopApplication',
-      startApplication: true,
-      safetyDump: null,
-    });
+    expect(cleanup).toEqual(stoppedAtStop);
   });
 
   it('is none when the run finished no state (nothing was created)', () => {
@@ -99,18 +102,8 @@ describe('what a stopped run over production left, as its alert says it', () => 
     manifest: 'verified' as const,
     inS3: true,
   };
-  const cleanupPlan: CleanupPlan = {
-    target: 'primary',
-    runId: plan.runId,
-    database: 'kennel_prod',
-    overProduction: true,
-    targetDatabase: 'kennel_prod',
-    stagingDatabase: plan.stagingDatabase,
-    replacedDatabase: plan.replacedDatabase,
-    failedAt: 'WaitForCarryLogRows',
-    startApplication: true,
-    safetyDump,
-  };
+  // Stopped later, once the safety dump was verified: carrying the log tables' rows over.
+  const cleanupPlan: CleanupPlan = { ...stoppedAtStop, failedAt: 'WaitForCarryLogRows', safetyDump };
   const found = (replaced: boolean): CleanupFacts => ({
     stagingDropped: !replaced,
     safetyCopyRemoved: false,
