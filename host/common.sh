@@ -31,20 +31,60 @@ s3_get() { # s3_get KEY > body
 
 utc_now() { date -u +%Y-%m-%dT%H:%M:%S.%3NZ; }
 
-# A host script's work directory, named so that one a killed run left behind (no
-# trap runs on SIGKILL) is found and removed later: host_leftovers, prune-local.sh.
-work_dir() { mktemp -d "${TMPDIR:-/tmp}/kennel-backup.XXXXXXXX"; }
+# A host script's work directory, named after its run (KB_RUN_ID, which
+# shared/host/scripts.ts gives every host command), so that one a killed run left
+# behind (no trap runs on SIGKILL, how the SSM agent stops a cancelled or timed-out
+# command) is removed by that run's clean-up (restore-cleanup.sh), and any is
+# found and removed later: host_leftovers, prune-local.sh.
+work_dir() {
+  local run=''
+  if [[ ${KB_RUN_ID:-} =~ $RUN_PATTERN ]]; then run=$KB_RUN_ID.; fi
+  mktemp -d "${TMPDIR:-/tmp}/kennel-backup.${run}XXXXXXXX"
+}
+# The work directories of a run (work_dir), one a line.
+work_dirs_of() { # work_dirs_of RUN-ID
+  find "${TMPDIR:-/tmp}" -mindepth 1 -maxdepth 1 -type d -name "kennel-backup.$1.*"
+}
+
+# Where a stanza's side clusters (host/side-cluster.sh) live under the scratch
+# root, and the lock their runs hold, by the script that makes them: the restore
+# tests (a directory per backup set), the point-in-time recoveries (a directory
+# per run). The locks are on the host, in the target's backupDir.
+side_area() { # side_area SCRIPT SCRATCH-ROOT STANZA
+  case $1 in
+    physical-restore-test) printf '%s\n' "$2/$3" ;;
+    point-in-time-restore) printf '%s\n' "$2/point-in-time-$3" ;;
+  esac
+}
+side_lock_file() { # side_lock_file SCRIPT LOCK-DIR STANZA
+  printf '%s\n' "$2/.$1.$3.lock"
+}
+# The names of the directories in each area: a backup set's label, a run's id.
+SET_PATTERN='^[0-9]{8}-[0-9]{6}F(_[0-9]{8}-[0-9]{6}[DI])?$'
+RUN_PATTERN='^[0-9]{8}T[0-9]{6}Z_[0-9a-f]{8}$'
+
+# Whether a process holds a lock on FILE (flock): read from /proc/locks, which
+# takes no lock itself, so a run starting meanwhile is never refused for it.
+lock_held() { # lock_held FILE
+  local inode
+  inode=$(stat -c %i "$1" 2>/dev/null) || return 1
+  grep -qE "^[0-9]+: FLOCK +ADVISORY +(READ|WRITE) +[0-9]+ [0-9a-f]+:[0-9a-f]+:$inode " /proc/locks
+}
 
 # What runs that ended without cleaning up left on this host, one per line
 # "WHERE NAME BYTES AGE-SECONDS", WHERE being
 #   file      a partial archive (*.partial) in the backup directory's archive folders
 #   work      a host script's work directory (work_dir)
+#   side      a side cluster's directory (a restore test's or a point-in-time
+#             recovery's: a copy of the cluster's data, its postgres perhaps still
+#             running) while no run holds its area's lock; only with KB_SCRATCH_ROOT
+#             and KB_STANZA set (a target with pgBackRest settings)
 #   database  a scratch or staging database (kb_restore_test_<run>, kb_restoring_<run>),
 #             aged from its run's start in its name (PostgreSQL records no creation time)
 # Files are aged by their last write, which no run makes before it starts. Only
 # names of the project's own shape are listed, so each is safe in JSON as it is.
 host_leftovers() { # host_leftovers BACKUP-DIR [DATABASE-TO-CONNECT-TO]
-  local now dirs=() dir path bytes mtime
+  local now dirs=() dir path bytes mtime script area pattern listed
   now=$(date +%s)
   for dir in "$1"/configuration "$1"/application "$1"/static "$1"/database; do
     [[ -d $dir ]] && dirs+=("$dir")
@@ -55,10 +95,28 @@ host_leftovers() { # host_leftovers BACKUP-DIR [DATABASE-TO-CONNECT-TO]
     done < <(find "${dirs[@]}" -maxdepth 3 -type f -name '*.partial' -printf '%p %s %T@\n')
   fi
   while read -r path mtime; do
-    [[ $path =~ /kennel-backup\.[A-Za-z0-9]{8}$ ]] || continue
+    # Named after its run, or (made by an older version) not.
+    [[ $path =~ /kennel-backup\.([0-9]{8}T[0-9]{6}Z_[0-9a-f]{8}\.)?[A-Za-z0-9]{8}$ ]] || continue
     bytes=$(du -sb "$path" 2>/dev/null | cut -f1) || bytes=0
     echo "work $path ${bytes:-0} $((now - ${mtime%.*}))"
   done < <(find "${TMPDIR:-/tmp}" -mindepth 1 -maxdepth 1 -type d -name 'kennel-backup.*' -printf '%p %T@\n')
+  if [[ -n ${KB_SCRATCH_ROOT:-} && -n ${KB_STANZA:-} ]]; then
+    for script in physical-restore-test point-in-time-restore; do
+      area=$(side_area "$script" "$KB_SCRATCH_ROOT" "$KB_STANZA")
+      pattern=$SET_PATTERN
+      [[ $script == point-in-time-restore ]] && pattern=$RUN_PATTERN
+      # Listed first, the lock looked at after: a run that started before the
+      # listing holds it now, and one that starts after is not in the listing.
+      listed=$(pg find "$area" -mindepth 1 -maxdepth 1 -type d -printf '%p %T@\n' 2>/dev/null) || listed=''
+      [[ -n $listed ]] || continue
+      lock_held "$(side_lock_file "$script" "$1" "$KB_STANZA")" && continue
+      while read -r path mtime; do
+        [[ ${path##*/} =~ $pattern && $path =~ ^/[A-Za-z0-9._/-]+$ ]] || continue
+        bytes=$(pg du -sb "$path" 2>/dev/null | cut -f1) || bytes=0
+        echo "side $path ${bytes:-0} $((now - ${mtime%.*}))"
+      done <<<"$listed"
+    done
+  fi
   [[ -n ${2:-} ]] || return 0
   pg_sql "$2" -F ' ' <<'SQL' | sed 's/^/database /'
 SET TIME ZONE 'UTC';

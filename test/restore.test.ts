@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -51,6 +51,10 @@ function damageProduction() {
 
 const restore = (input: unknown, extra: Parameters<typeof runIn>[1] = {}) =>
   runIn(world, { workflow: 'database-restore', input, ...extra });
+
+/** The host scripts' work directories (common.sh work_dir) left in the host's TMPDIR: all, or one run's. */
+const workDirs = (runId = '') =>
+  readdirSync(world.env.paths.hostTmp).filter((name) => name.startsWith(`kennel-backup.${runId}`));
 
 /** A checksum of every row a query gives (as tableChecksums takes of a table). */
 const checksumOf = (database: string, query: string) =>
@@ -271,13 +275,16 @@ describe('a restore stopped midway leaves nothing stopped or half-done', () => {
     let plan: RestorePlan | undefined;
     let atAbort: { application: string; staging: string[] } | undefined;
     let copyBeforeCleanUp: boolean | undefined;
+    let workBeforeCleanUp: string[] = [];
     const run = await restore(overProduction, {
       signal: stop.signal,
       beforeTask: async (state, input) => {
         if (state === SWAP_COMMAND.applicationStop.start) plan = (input as { plan: RestorePlan }).plan;
-        // In the clean-up: whether the stopped dump had begun its host copy.
-        if (state === SWAP_COMMAND.cleanUp.start && plan?.safetyDump)
+        // In the clean-up: whether the stopped dump had begun its host copy, and the work directory it left (killed, it ran no trap).
+        if (state === SWAP_COMMAND.cleanUp.start && plan?.safetyDump) {
           copyBeforeCleanUp = copiesOf(plan.safetyDump).some(existsSync);
+          workBeforeCleanUp = workDirs(plan.safetyDump.runId);
+        }
         if (state !== 'CheckSafetyDump' || stop.signal.aborted || !plan?.safetyDump) return;
         // Once the dump has begun its copy on the host: what a stopped dump leaves.
         const { safetyDump } = plan;
@@ -294,6 +301,7 @@ describe('a restore stopped midway leaves nothing stopped or half-done', () => {
     if (!plan?.safetyDump) throw new Error('the restore did not reach its safety dump');
     expect(atAbort).toEqual({ application: 'stopped', staging: [plan.stagingDatabase] });
     expect(copyBeforeCleanUp).toBe(true);
+    expect(workBeforeCleanUp).toHaveLength(1);
     const [cleanup] = run.record.started;
     expect(cleanup).toMatchObject({ workflow: 'restore-cleanup', status: 'SUCCEEDED' });
 
@@ -302,6 +310,7 @@ describe('a restore stopped midway leaves nothing stopped or half-done', () => {
     expect(databasesLike(world, 'kb_')).toEqual([]);
     expect(tableChecksums(world, 'kennel_prod', tables)).toEqual(before);
     expect(copiesOf(plan.safetyDump).filter(existsSync)).toEqual([]);
+    expect(workDirs()).toEqual([]);
     // Its run lock is given back, as its own end states would have.
     expect(await world.catalog.listKeys('locks/')).toEqual([]);
     const inS3 = (await world.catalog.listKeys(plan.safetyDump.archiveKey)).includes(
@@ -321,6 +330,7 @@ describe('a restore stopped midway leaves nothing stopped or half-done', () => {
       `The safety dump ${plan.safetyDump.archiveKey} was never verified (the run stopped first): it is not a backup; its copy on the host was removed; ${inS3 ? 'its object reached S3 without a manifest' : 'nothing of it is in S3'}`,
     );
     expect(text).toContain('The application was stopped for the restore and has been started again.');
+    expect(text).toContain('Its work directories on the host (1) were left, and are removed.');
     expect(cleanup?.output).toMatchObject({ status: 'ABORTED', cleanedUp: run.record.executionArn });
   });
 
@@ -338,6 +348,7 @@ describe('a restore stopped midway leaves nothing stopped or half-done', () => {
       { mode: 0o755 },
     );
     let stagingBeforeCleanUp: string[] = [];
+    let workBeforeCleanUp: string[] = [];
     try {
       const run = await restore(
         { database: 'kennel_prod', targetDatabase: 'kennel_slow' },
@@ -345,8 +356,10 @@ describe('a restore stopped midway leaves nothing stopped or half-done', () => {
           functionEnv: { HOST_COMMAND_TIMEOUT_SECONDS: '3' },
           hostEnv: { PATH: `${slow}:${world.env.hostEnv.PATH}` },
           hostOptions: { timeoutSignal: 'SIGKILL' },
-          beforeTask: async (state) => {
-            if (state === 'StartCleanUp') stagingBeforeCleanUp = databasesLike(world, 'kb_restoring_');
+          beforeTask: async (state, input) => {
+            if (state !== SWAP_COMMAND.cleanUp.start) return;
+            stagingBeforeCleanUp = databasesLike(world, 'kb_restoring_');
+            workBeforeCleanUp = workDirs((input as { plan: { runId: string } }).plan.runId);
           },
         },
       );
@@ -354,12 +367,14 @@ describe('a restore stopped midway leaves nothing stopped or half-done', () => {
       expect(run.alerts.map((a) => [a.state, a.error])).toEqual([
         ['CheckRestore', 'HostCommandTimedOutError'],
       ]);
-      // The killed restore left its staging database: the clean-up found it, dropped it, and says so.
+      // The killed restore left its staging database and its work directory: the clean-up found them, removed them, and says so.
       expect(stagingBeforeCleanUp).toHaveLength(1);
+      expect(workBeforeCleanUp).toHaveLength(1);
       expect(databasesLike(world, 'kb_')).toEqual([]);
+      expect(workDirs()).toEqual([]);
       expect(databaseExists(world, 'kennel_slow')).toBe(false);
       expect(run.alerts[0]?.text).toContain(
-        `Database: kennel_slow was not created. The staging database ${stagingBeforeCleanUp[0]} was dropped.`,
+        `Database: kennel_slow was not created. The staging database ${stagingBeforeCleanUp[0]} was dropped. Its work directories on the host (1) were left, and are removed.`,
       );
     } finally {
       rmSync(slow, { recursive: true, force: true });

@@ -1,9 +1,11 @@
 import { existsSync, mkdirSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { scratchDirectoryOf } from '../shared/backup/physical-restore-test.ts';
 import { compactStamp } from '../shared/catalog/keys.ts';
 import type { Manifest } from '../shared/catalog/manifest.ts';
 import { newestVerifiedPhysicalFull, writePhysicalRecord } from '../shared/catalog/physical.ts';
+import { parseConfig } from '../shared/core/config.ts';
 import { getBytes, putBytes, runIn, runsOf, startWorld, type TestWorld } from './support/environment.ts';
 import { pastBackup } from './support/manifests.ts';
 import { pgbackrest } from './support/pgbackrest.ts';
@@ -146,10 +148,13 @@ describe('the daily verification', () => {
 
 /**
  * What crashed and killed runs leave, planted as they would be: an archive
- * without its manifest, a partial archive and a work directory on the host, a
- * scratch and a staging database; each both past the leftover age (a day) and
- * younger. Ages are set on the files themselves (s3rver dates an object by its
- * file), and a database's from the run's start in its name.
+ * without its manifest, a partial archive and a work directory on the host (named
+ * after its run, or as an older version named it), a scratch and a staging
+ * database; each both past the leftover age (a day) and younger. Ages are set on
+ * the files themselves (s3rver dates an object by its file), and a database's
+ * from the run's start in its name. And a point-in-time recovery's side cluster
+ * directory that no run holds: a finding at any age (test/point-in-time-recovery
+ * lists a real one, its postgres running, left by a recovery killed with SIGKILL).
  */
 describe('leftovers and an unreadable manifest', () => {
   const now = new Date();
@@ -164,7 +169,7 @@ describe('leftovers and an unreadable manifest', () => {
         world.env.paths.backupDir,
         'database/monthly/kennel_prod/kennel_prod_monthly_20200101T040000Z_0ld0ld00.sql.zst.partial',
       ),
-    work: () => join(world.env.paths.hostTmp, 'kennel-backup.0ldW0rk0'),
+    work: () => join(world.env.paths.hostTmp, 'kennel-backup.20200101T040000Z_0ld0ld00.0ldW0rk0'),
     database: 'kb_restore_test_20200101t040000z_deadbeef',
   };
   const young = {
@@ -172,6 +177,11 @@ describe('leftovers and an unreadable manifest', () => {
     file: () => join(world.env.paths.backupDir, `static/local_static_${stamp}_y0un9000.tar.zst.partial`),
     work: () => join(world.env.paths.hostTmp, 'kennel-backup.y0un9W0r'),
     database: `kb_restoring_${stamp.toLowerCase()}_cafebabe`,
+  };
+  const side = () => {
+    const [target] = parseConfig(world.env.functionEnv).BACKUP_TARGETS;
+    if (!target) throw new Error('no local target');
+    return join(scratchDirectoryOf(target), `point-in-time-${target.name}`, `${stamp}_51de0000`);
   };
   // Newest of their catalogs, so that every reader meets them first.
   const garbage = {
@@ -190,6 +200,7 @@ describe('leftovers and an unreadable manifest', () => {
       writeFileSync(join(set.work(), 'archive.sql.zst'), 'fetched for a restore');
       world.sql('postgres', `CREATE DATABASE ${set.database}`);
     }
+    mkdirSync(join(side(), 'data'), { recursive: true });
     for (const path of [s3File(old.s3), old.file(), old.work()]) utimesSync(path, twoDaysAgo, twoDaysAgo);
   });
   afterAll(async () => {
@@ -224,6 +235,14 @@ describe('leftovers and an unreadable manifest', () => {
     expect(leftovers).toHaveLength(4);
     for (const name of [young.s3, young.file(), young.work(), young.database])
       expect(run.record.cause).not.toContain(name);
+    // Young, but no run holds it.
+    expect(problems).toContainEqual(
+      expect.stringMatching(
+        new RegExp(
+          `^- the host of local: side cluster \\(.*\\) of a restore test or recovery that has ended ${side()} \\(.*\\) was left by a run that was killed \\(no run holds its lock\\): the next physical restore test or point-in-time recovery of local removes it`,
+        ),
+      ),
+    );
     // Named once, by the verification; no reader failed on them with a bare SyntaxError.
     expect(run.visibleText).not.toContain('SyntaxError');
   });

@@ -13,6 +13,14 @@ import {
 import * as z from '../core/schema.ts';
 import { rowSourcesSchema } from './row-sources.ts';
 
+/** A point-in-time recovery's scope, as an operator gives it (shared/restore/point-in-time.ts). */
+export const POINT_IN_TIME_SCOPES = ['database', 'cluster'] as const;
+/**
+ * A plan's scope: an operator's, or `scratch`: the monthly recovery drill's, the
+ * cluster recovered and checked in a side cluster, then removed; nothing is copied.
+ */
+export const POINT_IN_TIME_PLAN_SCOPES = [...POINT_IN_TIME_SCOPES, 'scratch'] as const;
+
 /**
  * Restores are started by a person, from the console, under pressure. The input
  * is small; restoring over the database the backups were taken of needs its name

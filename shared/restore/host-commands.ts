@@ -2,10 +2,12 @@ import { databaseLocalDir } from '../backup/database-plan.ts';
 import { CODECS } from '../core/codecs.ts';
 import { runSchema } from '../core/run.ts';
 import * as z from '../core/schema.ts';
+import { pgbackrestParams } from '../host/pgbackrest-conf.ts';
 import { archiveLines, commandLines, hostCommand, postgresParams } from '../host/scripts.ts';
 import { cleanupPlanSchema } from './cleanup.ts';
 import { restorePlanSchema, swapPlanSchema } from './database-schemas.ts';
 import { filesRestorePlanSchema } from './files-plan.ts';
+import { recoveryPlaces } from './point-in-time.ts';
 
 /** What carrying the log tables' rows over needs of a restore's plan. */
 const carryPlan = {
@@ -56,16 +58,23 @@ export const RESTORE_HOST_COMMANDS = {
   'restore-cleanup': hostCommand({
     request: z.object({ script: z.literal('restore-cleanup'), plan: cleanupPlanSchema }),
     script: 'restore-cleanup',
-    params: (_config, target, { plan }) => ({
+    params: (config, target, { plan }) => ({
       ...postgresParams(target),
-      KB_STAGING: plan.stagingDatabase,
-      KB_TARGET_DATABASE: plan.targetDatabase,
+      // A whole-cluster recovery creates no staging database (and PostgreSQL may be down).
+      KB_STAGING: plan.recovery === 'cluster' ? '' : plan.stagingDatabase,
+      KB_TARGET_DATABASE: plan.targetDatabase ?? '',
       KB_REPLACED: plan.overProduction ? plan.replacedDatabase : '',
       // The directory from config, the plan names the file only: a clean-up removes nothing else.
       KB_SAFETY_COPY:
-        plan.safetyDump && plan.safetyDump.manifest !== 'verified'
+        plan.safetyDump && plan.database && plan.safetyDump.manifest !== 'verified'
           ? `${databaseLocalDir(target, 'safety', plan.database)}/${plan.safetyDump.fileName}`
           : '',
+      KB_RUN: plan.runId,
+      KB_SAFETY_RUN: plan.safetyDump?.runId ?? '',
+      KB_RECOVERY: plan.recovery ?? '',
+      ...(plan.recovery
+        ? { ...pgbackrestParams(config, target), ...recoveryPlaces(target, plan.runId) }
+        : {}),
     }),
   }),
   'application-stop': hostCommand({

@@ -35,6 +35,7 @@ import {
 } from '../host/pgbackrest-conf.ts';
 import { hostCommand, postgresParams } from '../host/scripts.ts';
 import { stagedSwapPlan, targetOf } from './database-plan.ts';
+import { POINT_IN_TIME_PLAN_SCOPES, POINT_IN_TIME_SCOPES } from './database-schemas.ts';
 
 /**
  * The point-in-time-recovery workflow's plan: which pgBackRest backup set to
@@ -45,13 +46,6 @@ import { stagedSwapPlan, targetOf } from './database-plan.ts';
  * and says what to do. The recovery itself runs on the host
  * (host/point-in-time-restore.sh).
  */
-
-export const POINT_IN_TIME_SCOPES = ['database', 'cluster'] as const;
-/**
- * A plan's scope: an operator's, or `scratch`: the monthly recovery drill's, the
- * cluster recovered and checked in a side cluster, then removed; nothing is copied.
- */
-export const POINT_IN_TIME_PLAN_SCOPES = [...POINT_IN_TIME_SCOPES, 'scratch'] as const;
 
 const withZone = z.iso.datetime({ offset: true });
 /** A time that would be one of withZone's but for the zone. */
@@ -423,6 +417,23 @@ export function recoveryTargetTime(iso: string): string {
   return `${date} ${time}${zone === 'Z' ? '+00' : zone}`;
 }
 
+/**
+ * Where a recovery of `target` works on the host, for its host command and its
+ * clean-up's (host/restore-cleanup.sh): the directory of its lock, the scratch
+ * area of its side cluster, the cluster's data directory and the run's server
+ * log (a whole-cluster recovery starts PostgreSQL on the recovered data
+ * directory with it, and reads its recovery's words there).
+ */
+export function recoveryPlaces(target: Target, runId: string): Record<string, string> {
+  const pg = pgbackrestOf(target);
+  return {
+    KB_LOCK_DIR: target.backupDir,
+    KB_SCRATCH_ROOT: scratchDirectoryOf(target),
+    KB_PG_DATA: pg.dataDirectory,
+    KB_PG_LOG: `${pg.logPath}/${target.name}-postgresql-recovery-${runId}.log`,
+  };
+}
+
 /** The host command of a recovery: side by side into a staging database, or the whole cluster in place. */
 export const POINT_IN_TIME_HOST_COMMANDS = {
   'point-in-time-restore': hostCommand({
@@ -444,12 +455,9 @@ export const POINT_IN_TIME_HOST_COMMANDS = {
         KB_DATABASE: plan.database ?? '',
         KB_STAGING: plan.stagingDatabase,
         KB_ABSENT: plan.overProduction || plan.targetDatabase === null ? '' : plan.targetDatabase,
-        KB_SCRATCH_ROOT: scratchDirectoryOf(target),
         // pgBackRest's own role: a superuser of the restored cluster too.
         KB_SCRATCH_USER: pg.user ?? pg.osUser,
-        KB_LOCK_DIR: target.backupDir,
-        KB_PG_DATA: pg.dataDirectory,
-        KB_PG_LOG: `${pg.logPath}/${target.name}-postgresql-recovery.log`,
+        ...recoveryPlaces(target, plan.runId),
       };
     },
   }),

@@ -58,6 +58,7 @@ const stoppedAtStop: CleanupPlan = {
   targetDatabase: 'kennel_prod',
   stagingDatabase: plan.stagingDatabase,
   replacedDatabase: plan.replacedDatabase,
+  recovery: null,
   failedAt: 'StopApplication',
   startApplication: true,
   safetyDump: null,
@@ -107,6 +108,9 @@ describe('what a stopped run over production left, as its alert says it', () => 
   const found = (replaced: boolean): CleanupFacts => ({
     stagingDropped: !replaced,
     safetyCopyRemoved: false,
+    workRemoved: 0,
+    sideCluster: null,
+    cluster: null,
     exists: { staging: false, target: true, replaced },
   });
   const left = (facts: CleanupFacts | undefined) =>
