@@ -94,6 +94,12 @@ if [[ $KB_RECOVERY == cluster ]]; then
   # log), or when the restore ended and the server has yet to recover.
   restored=false
   if [[ -e $log || -e $KB_PG_DATA/recovery.signal ]]; then restored=true; fi
+  # A server the run was stopping goes on shutting down when its pg_ctl stop is
+  # killed (the status line of postmaster.pid says so): seen to its end first.
+  for ((tries = 0; tries < 600; tries += 1)); do
+    [[ $(sed -n 8p "$KB_PG_DATA/postmaster.pid" 2>/dev/null) == stopping* ]] || break
+    sleep 1
+  done
   started=false
   if running; then
     :
@@ -111,8 +117,10 @@ if [[ $KB_RECOVERY == cluster ]]; then
   if running; then
     state=running
     case $(pg_sql postgres <<<'SELECT pg_is_in_recovery()' 2>/dev/null) in
-      t) state=recovering ;;
       f) timeline=$(pg_sql postgres <<<'SELECT timeline_id FROM pg_control_checkpoint()') || timeline=null ;;
+      # In recovery, or replaying towards a consistent state and not answering yet.
+      t) state=recovering ;;
+      *) if [[ -e $KB_PG_DATA/recovery.signal ]]; then state=recovering; fi ;;
     esac
   elif [[ ! -e $KB_PG_DATA/global/pg_control ]]; then
     state=cut-short

@@ -169,7 +169,7 @@ describe('leftovers and an unreadable manifest', () => {
         world.env.paths.backupDir,
         'database/monthly/kennel_prod/kennel_prod_monthly_20200101T040000Z_0ld0ld00.sql.zst.partial',
       ),
-    work: () => join(world.env.paths.hostTmp, 'kennel-backup.20200101T040000Z_0ld0ld00.0ldW0rk0'),
+    work: () => join(world.env.paths.hostTmp, 'kennel-backup.20200101T040000Z_deadbeef.0ldW0rk0'),
     database: 'kb_restore_test_20200101t040000z_deadbeef',
   };
   const young = {
@@ -207,7 +207,7 @@ describe('leftovers and an unreadable manifest', () => {
     await world.catalog.removeKeys(Object.values(garbage));
   });
 
-  it('the verification names the unreadable manifests and each leftover past a day, with its size and age, and no younger one', async () => {
+  it('the verification names the unreadable manifests, each leftover past a day and a side cluster no run holds (at any age), with its size and age, and no younger one', async () => {
     const run = await verify();
     expect(run.record.status).toBe('FAILED');
     expect(run.record.error).toBe('VerificationFailedError');

@@ -1,7 +1,7 @@
 import type { HistoryEvent } from '@aws-sdk/client-sfn';
 import { describe, expect, it } from 'vitest';
 import type { Catalog } from '../../shared/catalog/catalog.ts';
-import { describeRestoreFailure } from '../../shared/restore/alert.ts';
+import { describeRestoreFailure, leftoversOfState } from '../../shared/restore/alert.ts';
 import { type CleanupFacts, type CleanupPlan, cleanupPlanOf } from '../../shared/restore/cleanup.ts';
 import { stoppedRunState } from '../../shared/restore/stopped-run.ts';
 
@@ -135,5 +135,80 @@ describe('what a stopped run over production left, as its alert says it', () => 
     expect(left(found(true))).toContain(restoreIt);
     // The host's clean-up did not report: what is left is not known.
     expect(left(undefined)).toContain(restoreIt);
+  });
+});
+
+describe('what a stopped whole-cluster recovery left, as its alert says it', () => {
+  const cluster = {
+    target: 'primary',
+    runId: '20261130T100000Z_0000abcd',
+    overProduction: false,
+    targetDatabase: null,
+    stagingDatabase: 'kb_restoring_20261130t100000z_0000abcd',
+    replacedDatabase: 'kb_replaced_20261130t100000z_0000abcd',
+    database: null,
+    safetyDump: null,
+    scope: 'cluster',
+    targetTime: '2026-11-30T09:00:00Z',
+  };
+  const stopped = {
+    plan: cluster,
+    failed: { WaitForClusterRecovery: { Error: 'ExecutionAborted', Cause: 'aborted' } },
+  };
+  const left = async (state: CleanupFacts['cluster']) => {
+    const cleanupPlan = await cleanupPlanOf(noCatalog, stopped);
+    const facts: CleanupFacts = {
+      stagingDropped: false,
+      safetyCopyRemoved: false,
+      workRemoved: 0,
+      sideCluster: null,
+      cluster: state,
+      exists: { staging: false, target: false, replaced: false },
+    };
+    return leftoversOfState({ ...stopped, cleanupPlan, cleanup: { status: 'Success', result: facts } });
+  };
+
+  it('is planned from the run whose plan has no database: the host looks at the cluster, and nothing else', async () => {
+    expect(await cleanupPlanOf(noCatalog, stopped)).toMatchObject({
+      recovery: 'cluster',
+      database: null,
+      targetDatabase: null,
+      startApplication: false,
+      safetyDump: null,
+      failedAt: 'WaitForClusterRecovery',
+    });
+  });
+
+  it('a restore cut short: PostgreSQL stays stopped, and the input that finishes the recovery is given', async () => {
+    const out = await left({ state: 'cut-short', started: false, restored: false, timeline: null });
+    expect(out?.problems).toEqual([
+      expect.stringContaining(
+        'PostgreSQL of primary is stopped: the restore over its data directory was cut short',
+      ),
+    ]);
+    expect(out?.problems[0]).toContain(
+      'start point-in-time-recovery again with {"scope": "cluster", "targetTime": "2026-11-30T09:00:00Z", "confirm": "primary"}',
+    );
+  });
+
+  it('stopped before the restore: started again as it was, nothing to do', async () => {
+    const out = await left({ state: 'running', started: true, restored: false, timeline: 1 });
+    expect(out).toEqual({
+      lines: [
+        'PostgreSQL of primary was stopped for the recovery, which restored nothing: the clean-up started it again, as it was.',
+      ],
+      problems: [],
+    });
+  });
+
+  it('restored: recovering or promoted, and the full backup a recovery starts is still to start', async () => {
+    const recovering = await left({ state: 'recovering', started: true, restored: true, timeline: null });
+    expect(recovering?.problems[0]).toContain(
+      'the clean-up started it again, and it is recovering to 2026-11-30T09:00:00Z, and promotes by itself once there; then start database-backup with {"kind": "full"}',
+    );
+    const promoted = await left({ state: 'running', started: false, restored: true, timeline: 3 });
+    expect(promoted?.problems[0]).toContain(
+      'recovered to 2026-11-30T09:00:00Z and has promoted (timeline 3), but the full backup a recovery starts was not: start database-backup with {"kind": "full"}',
+    );
   });
 });
