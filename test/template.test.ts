@@ -42,6 +42,7 @@ import { createMetrics, METRICS_NAMESPACE, metricsSink, recordArchive } from '..
 import { planMonitoring } from '../shared/watch/monitoring.ts';
 import { TASK_SECONDS } from '../statemachines/steps.ts';
 import { WORKFLOWS, type WorkflowName } from '../statemachines/workflows.ts';
+import { specFindings } from './support/cloudformation-spec.ts';
 
 /**
  * `serverless package` renders the CloudFormation template offline; these tests
@@ -561,6 +562,20 @@ beforeAll(async () => {
 
 afterAll(() => {
   for (const dir of packageDirs) rmSync(dir, { recursive: true, force: true });
+});
+
+/**
+ * Nothing here has been deployed: AWS's own resource schemas (support/cloudformation-spec.ts)
+ * stand in for CloudFormation's refusal, for the default params and for every optional one given.
+ */
+describe('the packaged template', () => {
+  it('is one CloudFormation accepts: every resource type, property and value as AWS publishes them', () => {
+    expect(specFindings(template)).toEqual([]);
+  });
+
+  it('is one CloudFormation accepts with every optional param given', async () => {
+    expect(specFindings(await withOptionalParams())).toEqual([]);
+  }, 240_000);
 });
 
 /** The definition the builder renders for a workflow. */
