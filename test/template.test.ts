@@ -473,6 +473,25 @@ const sub = (text: string) => ({ 'Fn::Sub': text });
 const getAtt = (logicalId: string) => ({ 'Fn::GetAtt': [logicalId, 'Arn'] });
 const asArray = <T>(value: T | T[]): T[] => (Array.isArray(value) ? value : [value]);
 const logicalId = (fn: FunctionName) => `${fn[0]?.toUpperCase()}${fn.slice(1)}`;
+/**
+ * Step Functions' CloudWatch Logs delivery and X-Ray tracing, which support no
+ * resource-level permission: serverless-step-functions grants them on `*` to
+ * every state machine's role.
+ */
+const UNSCOPABLE_STATE_MACHINE_ACTIONS = [
+  'logs:CreateLogDelivery',
+  'logs:GetLogDelivery',
+  'logs:UpdateLogDelivery',
+  'logs:DeleteLogDelivery',
+  'logs:ListLogDeliveries',
+  'logs:PutResourcePolicy',
+  'logs:DescribeResourcePolicies',
+  'logs:DescribeLogGroups',
+  'xray:PutTraceSegments',
+  'xray:PutTelemetryRecords',
+  'xray:GetSamplingRules',
+  'xray:GetSamplingTargets',
+];
 /** The role EventBridge starts a scheduled state machine with (serverless-step-functions). */
 const scheduleRoleId = (machine: { id: string }) =>
   `${machine.id.replace(/StateMachine$/, '')}ScheduleToStepFunctionsRole`;
@@ -783,6 +802,37 @@ describe.each(STATE_MACHINES)('the state machine $id', (machine) => {
       new Set(functions.map((fn) => getAtt(`${logicalId(fn)}LambdaFunction`))),
     );
     expect(asArray(invoke[0]?.Action)).toEqual(['lambda:InvokeFunction']);
+    // Each function's ARN and its versions' (`<arn>:*`), and nothing else.
+    const versions = functions.map((fn) => ({
+      'Fn::Sub': [`\${functionArn}:*`, { functionArn: getAtt(`${logicalId(fn)}LambdaFunction`) }],
+    }));
+    expect(new Set(asArray(invoke[0]?.Resource))).toEqual(new Set([...invoked, ...versions]));
+  });
+
+  it('holds nothing else than the invocation, its log delivery and tracing (and a recovery, its full backup)', () => {
+    const grants = roleStatements(`${id}Role`).map((s) => asArray(s.Action));
+    expect(grants).toEqual([
+      ['lambda:InvokeFunction'],
+      ...(id === 'PointInTimeRecoveryStateMachine'
+        ? // Starts database-backup and waits on it (.sync): the execution, and the managed rule that reports its end.
+          [
+            ['states:StartExecution'],
+            ['states:DescribeExecution', 'states:StopExecution'],
+            ['events:PutTargets', 'events:PutRule', 'events:DescribeRule'],
+          ]
+        : []),
+      UNSCOPABLE_STATE_MACHINE_ACTIONS,
+    ]);
+    const events = roleStatements(`${id}Role`).find((s) => asArray(s.Action).includes('events:PutRule'));
+    if (events)
+      expect(events.Resource).toEqual([
+        {
+          'Fn::Sub': [
+            `arn:\${AWS::Partition}:events:\${AWS::Region}:\${AWS::AccountId}:rule/StepFunctionsGetEventsForStepFunctionsExecutionRule`,
+            {},
+          ],
+        },
+      ]);
   });
 });
 
@@ -2218,25 +2268,7 @@ describe('permissions', () => {
     '*': ['ssm:GetCommandInvocation', 'ssm:ListCommandInvocations', 'ssm:ListCommands', 'ssm:CancelCommand'],
     // Step Functions' CloudWatch Logs delivery and X-Ray tracing (added by
     // serverless-step-functions to every state machine's role).
-    ...Object.fromEntries(
-      STATE_MACHINES.map((m) => [
-        `${m.id}Role`,
-        [
-          'logs:CreateLogDelivery',
-          'logs:GetLogDelivery',
-          'logs:UpdateLogDelivery',
-          'logs:DeleteLogDelivery',
-          'logs:ListLogDeliveries',
-          'logs:PutResourcePolicy',
-          'logs:DescribeResourcePolicies',
-          'logs:DescribeLogGroups',
-          'xray:PutTraceSegments',
-          'xray:PutTelemetryRecords',
-          'xray:GetSamplingRules',
-          'xray:GetSamplingTargets',
-        ],
-      ]),
-    ),
+    ...Object.fromEntries(STATE_MACHINES.map((m) => [`${m.id}Role`, UNSCOPABLE_STATE_MACHINE_ACTIONS])),
   };
 
   it('covers exactly the database prefix and the three file kinds', () => {
