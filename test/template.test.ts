@@ -578,6 +578,17 @@ function deployedConfig(fn: FunctionName, from: Template = template): Config {
   });
 }
 
+/**
+ * serverless/params.cjs's functions, called as osls calls them, with the
+ * variables (`param:<name>`, `sls:stage`) `values` gives and no other.
+ */
+const paramsModule = createRequire(import.meta.url)('../serverless/params.cjs') as Record<
+  string,
+  (options: { resolveVariable: (name: string) => Promise<unknown> }) => Promise<unknown>
+>;
+const paramOf = (name: string, values: Record<string, string>) =>
+  paramsModule[name]?.({ resolveVariable: async (variable) => values[variable] });
+
 beforeAll(async () => {
   ({ dir: packageDir, template } = await packagedTemplate([
     `restoreTestSubnetIds=${SUBNETS.join(',')}`,
@@ -1287,23 +1298,15 @@ describe('the backup key', () => {
   }, 240_000);
 
   it('refuses a keyBreakGlassRole that is not a role name', async () => {
-    const params = createRequire(import.meta.url)('../serverless/params.cjs') as {
-      keyBreakGlassRoleName: (options: {
-        resolveVariable: (name: string) => Promise<unknown>;
-      }) => Promise<string>;
-    };
-    const given = (name: string) => ({
-      resolveVariable: async (variable: string) =>
-        variable === 'param:keyBreakGlassRole' ? name : undefined,
-    });
-    await expect(params.keyBreakGlassRoleName(given(' key-custodian '))).resolves.toBe('key-custodian');
+    const given = (name: string) => paramOf('keyBreakGlassRoleName', { 'param:keyBreakGlassRole': name });
+    await expect(given(' key-custodian ')).resolves.toBe('key-custodian');
     for (const bad of [
       '',
       'arn:aws:iam::123456789012:role/key-custodian',
       'ops/key-custodian',
       'x'.repeat(65),
     ]) {
-      await expect(params.keyBreakGlassRoleName(given(bad))).rejects.toThrow(
+      await expect(given(bad)).rejects.toThrow(
         `The keyBreakGlassRole param "${bad}" is not an IAM role name.`,
       );
     }
@@ -1460,16 +1463,11 @@ describe('failure alerts', () => {
   }, 240_000);
 
   it('refuses an alertEmail that is not one e-mail address', async () => {
-    const params = createRequire(import.meta.url)('../serverless/params.cjs') as {
-      alertEmail: (options: { resolveVariable: (name: string) => Promise<unknown> }) => Promise<string>;
-    };
-    const given = (email: string) => ({
-      resolveVariable: async (name: string) => (name === 'param:alertEmail' ? email : undefined),
-    });
-    await expect(params.alertEmail(given(` ${ALERT_EMAIL} `))).resolves.toBe(ALERT_EMAIL);
-    await expect(params.alertEmail(given(''))).resolves.toBe('');
+    const given = (email: string) => paramOf('alertEmail', { 'param:alertEmail': email });
+    await expect(given(` ${ALERT_EMAIL} `)).resolves.toBe(ALERT_EMAIL);
+    await expect(given('')).resolves.toBe('');
     for (const bad of ['ops', 'Ops <ops@kennel.example>', 'ops@kennel.example,dev@kennel.example']) {
-      await expect(params.alertEmail(given(bad))).rejects.toThrow(
+      await expect(given(bad)).rejects.toThrow(
         `The alertEmail param "${bad}" is not an e-mail address. Give one address`,
       );
     }
@@ -1880,18 +1878,11 @@ describe('a target with pgBackRest settings', () => {
 
 describe('the diskUsageAlertPercent param', () => {
   it('takes a whole percentage from 1 to 100 and refuses anything else', async () => {
-    const params = createRequire(import.meta.url)('../serverless/params.cjs') as {
-      diskUsageAlertPercent: (options: {
-        resolveVariable: (name: string) => Promise<unknown>;
-      }) => Promise<string>;
-    };
-    const given = (percent: string) => ({
-      resolveVariable: async (name: string) => (name === 'param:diskUsageAlertPercent' ? percent : undefined),
-    });
-    for (const good of ['1', '80', ' 95 ', '100'])
-      await expect(params.diskUsageAlertPercent(given(good))).resolves.toBe(good.trim());
+    const given = (percent: string) =>
+      paramOf('diskUsageAlertPercent', { 'param:diskUsageAlertPercent': percent });
+    for (const good of ['1', '80', ' 95 ', '100']) await expect(given(good)).resolves.toBe(good.trim());
     for (const bad of ['0', '101', '85.5', '80%', '-5', '', 'eighty']) {
-      await expect(params.diskUsageAlertPercent(given(bad))).rejects.toThrow(
+      await expect(given(bad)).rejects.toThrow(
         `The diskUsageAlertPercent param "${bad}" is not a whole percentage from 1 to 100.`,
       );
     }
@@ -2370,11 +2361,6 @@ describe('permissions', () => {
       },
     ]);
     // Every target pinned: no tag-scoped statement at all, so no instance/* anywhere.
-    const params = createRequire(import.meta.url)('../serverless/params.cjs') as {
-      sendCommandStatements: (options: {
-        resolveVariable: (name: string) => Promise<unknown>;
-      }) => Promise<Statement[]>;
-    };
     const pinned = [
       { name: 'kennel-db', instanceIds: ['i-0123456789abcdef0'], database: 'kennel_prod' },
       { name: 'kennel-managed', instanceIds: ['mi-0123456789abcdef0'], database: 'kennel_prod' },
@@ -2385,7 +2371,7 @@ describe('permissions', () => {
       'param:excludedTables': '',
       'param:hostCommandTimeoutSeconds': '3600',
     };
-    const onlyPinned = await params.sendCommandStatements({ resolveVariable: async (name) => values[name] });
+    const onlyPinned = (await paramOf('sendCommandStatements', values)) as Statement[];
     expect(onlyPinned.slice(1)).toEqual([
       {
         Effect: 'Allow',
