@@ -9,6 +9,7 @@ import { ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { ALERTED_STATUSES } from '../shared/alert/message.ts';
+import { historyFileName } from '../shared/backup/wal-segments.ts';
 import { Catalog } from '../shared/catalog/catalog.ts';
 import {
   archiveFileName,
@@ -36,7 +37,7 @@ import {
 import { maxAgeMinutes, SCHEDULES } from '../shared/catalog/schedule.ts';
 import { type Config, parseConfig } from '../shared/core/config.ts';
 import { CANCELLED_STATUSES } from '../shared/host/cancel.ts';
-import { pgbackrestConfOf, pgbackrestPath } from '../shared/host/pgbackrest-conf.ts';
+import { pgbackrestArchivePrefix, pgbackrestConfOf, pgbackrestPath } from '../shared/host/pgbackrest-conf.ts';
 import { HOST_SCRIPTS } from '../shared/host/shell.ts';
 import { createMetrics, METRICS_NAMESPACE, metricsSink, recordArchive } from '../shared/watch/metrics.ts';
 import { planMonitoring } from '../shared/watch/monitoring.ts';
@@ -2652,9 +2653,12 @@ describe('permissions', () => {
   );
 
   it("no function may read a WAL segment (it holds rows); the WAL checks read archive.info and the timelines' history", () => {
+    // The keys as pgBackRest writes them and the WAL checks read them.
     const archive = 'pgbackrest/kennel-db/archive/kennel-db';
-    const segment = `${archive}/15-1/0000000100000000/000000010000000000000001-0123456789abcdef0123456789abcdef01234567.zst`;
-    const history = `${archive}/15-1/00000002.history`;
+    const prefix = pgbackrestArchivePrefix('kennel-db', '15-1');
+    expect(prefix).toBe(`${archive}/15-1/`);
+    const segment = `${prefix}0000000100000000/000000010000000000000001-0123456789abcdef0123456789abcdef01234567.zst`;
+    const history = `${prefix}${historyFileName(2)}`;
     expect(FUNCTION_NAMES.filter((fn) => mayOnObject(fn, 's3:GetObject', segment))).toEqual([]);
     expect(FUNCTION_NAMES.filter((fn) => mayOnObject(fn, 's3:GetObject', history))).toEqual([
       'checkWalContinuity',
