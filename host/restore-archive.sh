@@ -16,7 +16,7 @@
 #   4. applies its ALTER DATABASE … SET and ALTER ROLE … IN DATABASE … SET
 #      settings.
 # Asked to omit the missing roles (KB_MISSING_ROLES=omit, pg_restore --no-owner
-# for those roles only), it creates none that stays: see "Omitted roles" below.
+# for those roles only), it creates none that stays: see step 3b.
 # It ends by printing what it did:
 #   KB-RESULT {"encoding", "collate", "ctype", "localeProvider", "icuLocale", "owner",
 #              "settings": ["name" or "role: name", ...], "createdRoles": [...],
