@@ -5,9 +5,11 @@
  * history or output. Two things never pass:
  *  - credentials: a URL's password, a Slack webhook's path, an assignment to a
  *    password, secret, token, S3 key or Authorization header;
- *  - customer rows: PostgreSQL's DETAIL, CONTEXT and LINE fields quote them
- *    (`Failing row contains (…)`, `Key (email)=(…) already exists`,
- *    `COPY pets, line 3: "…"`, a statement's text), and so does an input syntax
+ *  - customer rows: PostgreSQL's DETAIL, CONTEXT, LINE, QUERY and STATEMENT
+ *    fields quote them (`Failing row contains (…)`, `Key (email)=(…) already
+ *    exists`, `COPY pets, line 3: "…"`, a statement's text; QUERY is the SQL a
+ *    function ran, with the values it built in: a CHECK's function that fails on
+ *    a restore quotes the row's email there), and so does an input syntax
  *    error (`invalid input syntax for type integer: "…"`). The ERROR line itself
  *    stays: it names the constraint, table or column that failed, which is what
  *    an operator needs, and no value.
@@ -31,7 +33,7 @@ const INPUT_VALUE = /(invalid input (?:syntax|value) for (?:type |enum )?[^:\n]*
  * print it (`DETAIL:  …`, `psql:<stdin>:3: CONTEXT:  …`, `2026-… [123] LINE 1: …`),
  * or as pg_dump and pg_restore do (`pg_restore: detail: …`).
  */
-const DATA_FIELD = /(^|\s)(DETAIL|CONTEXT|LINE \d+|(?:pg_\w+|psql): detail):(?=\s)/;
+const DATA_FIELD = /(^|\s)(DETAIL|CONTEXT|QUERY|STATEMENT|LINE \d+|(?:pg_\w+|psql): detail):(?=\s)/;
 /**
  * The first line of a new message: one whose first word ends in a colon
  * (`HINT:`, `psql:<stdin>:9: ERROR:`, `pg_restore: error: …`), a host script's

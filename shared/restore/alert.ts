@@ -107,8 +107,12 @@ function leftoversOf(s: FailedRestore): { lines: string[]; problems: string[] } 
   // The safety dump: the catalog's word.
   const dump = cleanupPlan?.safetyDump;
   if (dump?.manifest === 'verified') {
+    // Not replaced (as the host found), the database has taken writes since the
+    // application started again: the dump is older, and restoring it loses them.
     lines.push(
-      `The safety dump ${dump.archiveKey} (verified) holds ${plan.database} as it was when the application stopped: restore it with {"database": "${plan.database}", "backup": "${dump.runId}", "targetDatabase": "${plan.database}", "confirm": "${plan.database}"}.`,
+      swapped || !facts
+        ? `The safety dump ${dump.archiveKey} (verified) holds ${plan.database} as it was when the application stopped: restore it with {"database": "${plan.database}", "backup": "${dump.runId}", "targetDatabase": "${plan.database}", "confirm": "${plan.database}"}.`
+        : `The safety dump ${dump.archiveKey} (verified) holds ${plan.database} as it was when the application stopped; ${plan.database} was not replaced, so nothing needs it: do not restore it (the database is newer).`,
     );
   } else if (dump) {
     const copy = facts?.safetyCopyRemoved

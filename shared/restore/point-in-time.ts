@@ -54,16 +54,24 @@ export const POINT_IN_TIME_SCOPES = ['database', 'cluster'] as const;
 export const POINT_IN_TIME_PLAN_SCOPES = [...POINT_IN_TIME_SCOPES, 'scratch'] as const;
 
 const withZone = z.iso.datetime({ offset: true });
+/** A time that would be one of withZone's but for the zone. */
+const withoutZone = z.iso.datetime({ local: true });
+const TARGET_TIME_EXAMPLES = 'e.g. 2026-11-26T10:30:00Z or 2026-11-26T11:30:00+01:00';
 
 /** `latest` (the end of the WAL in the repository), or ISO 8601 with a zone. */
-export const targetTimeSchema = z
-  .string()
-  .check(
-    z.refine(
-      (value) => value === 'latest' || withZone.safeParse(value).success,
-      'must be "latest" or an ISO 8601 time with a zone, e.g. 2026-11-26T10:30:00Z or 2026-11-26T11:30:00+01:00 (a time without a zone could mean any of them: add the zone)',
-    ),
-  );
+export const targetTimeSchema = z.string().check(
+  z.refine((value) => value === 'latest' || withZone.safeParse(value).success, {
+    // A zone-less time could be any zone's: the refusal says to add one, and
+    // says nothing of a zone to a value that is no time at all (a date alone, a
+    // 13th month, no seconds, a word).
+    error: ({ input }) => {
+      const given = JSON.stringify(String(input).slice(0, 64));
+      return withoutZone.safeParse(input).success
+        ? `${given} has no zone, so it could be any zone's: add one (${TARGET_TIME_EXAMPLES}), or give "latest"`
+        : `${given} is not a time: give "latest" or an ISO 8601 time with seconds and a zone, ${TARGET_TIME_EXAMPLES}`;
+    },
+  }),
+);
 
 /** The point-in-time-recovery workflow's input. */
 export const pointInTimeInputSchema = z.strictObject({

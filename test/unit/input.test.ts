@@ -195,10 +195,34 @@ describe('parseInput with execution inputs', () => {
     ).toBe(
       listed(
         'The execution input',
-        'targetTime: must be "latest" or an ISO 8601 time with a zone, e.g. 2026-11-26T10:30:00Z or 2026-11-26T11:30:00+01:00 (a time without a zone could mean any of them: add the zone)',
+        'targetTime: "2026-11-26" is not a time: give "latest" or an ISO 8601 time with seconds and a zone, e.g. 2026-11-26T10:30:00Z or 2026-11-26T11:30:00+01:00',
         '(input): Unrecognized key: "backup"',
       ),
     );
+    // Only a time that lacks nothing but its zone is told to add one.
+    const targetTimeRefusal = (targetTime: string) =>
+      refusal(() =>
+        parseInput(pointInTimeInputSchema, { database: 'a', targetDatabase: 'b', targetTime }, 'I'),
+      );
+    expect(targetTimeRefusal('2026-11-26T10:30:00')).toBe(
+      listed(
+        'I',
+        'targetTime: "2026-11-26T10:30:00" has no zone, so it could be any zone\'s: add one (e.g. 2026-11-26T10:30:00Z or 2026-11-26T11:30:00+01:00), or give "latest"',
+      ),
+    );
+    for (const notATime of [
+      '2026-13-45T10:30:00Z',
+      '2026-02-30T10:30:00Z',
+      '2026-11-26 10:30:00Z',
+      '2026-11-26T10:30Z',
+      'yesterday',
+    ])
+      expect(targetTimeRefusal(notATime)).toBe(
+        listed(
+          'I',
+          `targetTime: "${notATime}" is not a time: give "latest" or an ISO 8601 time with seconds and a zone, e.g. 2026-11-26T10:30:00Z or 2026-11-26T11:30:00+01:00`,
+        ),
+      );
   });
 
   it('fills in the files restore input’s defaults and refuses a bad one', () => {

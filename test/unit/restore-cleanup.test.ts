@@ -1,7 +1,8 @@
 import type { HistoryEvent } from '@aws-sdk/client-sfn';
 import { describe, expect, it } from 'vitest';
 import type { Catalog } from '../../shared/catalog/catalog.ts';
-import { cleanupPlanOf } from '../../shared/restore/cleanup.ts';
+import { describeRestoreFailure } from '../../shared/restore/alert.ts';
+import { type CleanupFacts, type CleanupPlan, cleanupPlanOf } from '../../shared/restore/cleanup.ts';
 import { stoppedRunState } from '../../shared/restore/stopped-run.ts';
 
 /**
@@ -48,6 +49,20 @@ const history: HistoryEvent[] = [
   },
 ];
 
+/** The clean-up of that run: the application started again; no safety dump was begun. */
+const stoppedAtStop: CleanupPlan = {
+  target: 'primary',
+  runId: plan.runId,
+  database: 'kennel_prod',
+  overProduction: true,
+  targetDatabase: 'kennel_prod',
+  stagingDatabase: plan.stagingDatabase,
+  replacedDatabase: plan.replacedDatabase,
+  failedAt: 'StopApplication',
+  startApplication: true,
+  safetyDump: null,
+};
+
 /** The catalog is read for a safety dump only: this run began none. */
 const noCatalog = new Proxy({} as Catalog, {
   get: () => {
@@ -70,21 +85,51 @@ describe('the state of a stopped run, from its history', () => {
 
   it('starts the application again when the stop may have been sent, and knows of no safety dump', async () => {
     const cleanup = await cleanupPlanOf(noCatalog, stoppedRunState(history, 'TIMED_OUT'));
-    expect(cleanup).toEqual({
-      target: 'primary',
-      runId: plan.runId,
-      database: 'kennel_prod',
-      overProduction: true,
-      targetDatabase: 'kennel_prod',
-      stagingDatabase: plan.stagingDatabase,
-      replacedDatabase: plan.replacedDatabase,
-      failedAt: 'StopApplication',
-      startApplication: true,
-      safetyDump: null,
-    });
+    expect(cleanup).toEqual(stoppedAtStop);
   });
 
   it('is none when the run finished no state (nothing was created)', () => {
     expect(stoppedRunState(history.slice(0, 2), 'ABORTED')).toBeUndefined();
+  });
+});
+
+describe('what a stopped run over production left, as its alert says it', () => {
+  const safetyDump = {
+    runId: '20261130T100005Z_0000ef01',
+    archiveKey:
+      'database/safety/primary/kennel_prod/2026/11/30/kennel_prod_safety_20261130T100005Z_0000ef01.sql.zst',
+    fileName: 'kennel_prod_safety_20261130T100005Z_0000ef01.sql.zst',
+    manifest: 'verified' as const,
+    inS3: true,
+  };
+  // Stopped later, once the safety dump was verified: carrying the log tables' rows over.
+  const cleanupPlan: CleanupPlan = { ...stoppedAtStop, failedAt: 'WaitForCarryLogRows', safetyDump };
+  const found = (replaced: boolean): CleanupFacts => ({
+    stagingDropped: !replaced,
+    safetyCopyRemoved: false,
+    exists: { staging: false, target: true, replaced },
+  });
+  const left = (facts: CleanupFacts | undefined) =>
+    describeRestoreFailure({
+      plan,
+      cleanupPlan,
+      restart: { status: 'Success' },
+      ...(facts ? { cleanup: { status: 'Success', result: facts } } : {}),
+    });
+  const restoreIt = `restore it with {"database": "kennel_prod", "backup": "${safetyDump.runId}", "targetDatabase": "kennel_prod", "confirm": "kennel_prod"}`;
+
+  it('not replaced: the verified safety dump is older than the database, and is not offered as a restore', () => {
+    const text = left(found(false));
+    expect(text).toContain('kennel_prod is unchanged: it was not replaced');
+    expect(text).toContain(
+      `The safety dump ${safetyDump.archiveKey} (verified) holds kennel_prod as it was when the application stopped; kennel_prod was not replaced, so nothing needs it: do not restore it (the database is newer).`,
+    );
+    expect(text).not.toContain('restore it with');
+  });
+
+  it('replaced, or not known to be unchanged: the input that restores the safety dump is given', () => {
+    expect(left(found(true))).toContain(restoreIt);
+    // The host's clean-up did not report: what is left is not known.
+    expect(left(undefined)).toContain(restoreIt);
   });
 });
