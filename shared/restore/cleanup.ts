@@ -122,6 +122,8 @@ async function archiveState(catalog: Catalog, key: string) {
 export const cleanupFactsSchema = z.object({
   stagingDropped: z.boolean(),
   safetyCopyRemoved: z.boolean(),
+  /** The roles the run made to stand in for omitted ones (missing-roles.ts): dropped, or still used elsewhere. */
+  standIns: z.object({ dropped: z.array(z.string()), left: z.array(z.string()) }),
   exists: z.object({ staging: z.boolean(), target: z.boolean(), replaced: z.boolean() }),
 });
 
