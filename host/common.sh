@@ -177,6 +177,22 @@ pg_sql() { # pg_sql DATABASE [-v name=value ...] < SQL
   pg psql -X -q -A -t -v ON_ERROR_STOP=1 -d "$database" "$@"
 }
 
+# Drops the roles a restore made to stand in for roles it omits
+# (restore-archive.sh), found by their mark (COMMENT ON ROLE), which names the
+# run's own database. A role another run took for one of the cluster's and uses
+# cannot be dropped. Prints two JSON lists: the roles dropped, those left.
+drop_stand_ins() { # drop_stand_ins MARK
+  pg_sql postgres -v mark="$1" <<'SQL'
+\set ON_ERROR_STOP 0
+SELECT coalesce(json_agg(rolname), '[]') AS marked FROM pg_roles WHERE shobj_description(oid, 'pg_authid') = :'mark' \gset
+SELECT format('DROP ROLE %I', rolname) FROM pg_roles WHERE shobj_description(oid, 'pg_authid') = :'mark' \gexec
+SELECT coalesce(json_agg(name ORDER BY name), '[]') FROM jsonb_array_elements_text(:'marked'::jsonb) name
+WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = name);
+SELECT coalesce(json_agg(name ORDER BY name), '[]') FROM jsonb_array_elements_text(:'marked'::jsonb) name
+WHERE EXISTS (SELECT FROM pg_roles WHERE rolname = name);
+SQL
+}
+
 # A JSON list of strings that passed the project's strict patterns (paths,
 # names): they hold no quote or backslash to escape.
 json_list() {

@@ -7,6 +7,9 @@
 #     name is the run's own);
 #   - the host's copy of a safety dump that was never verified (cut short, or
 #     unchecked);
+#   - the roles a restore that omits missing roles made to stand in for them
+#     (restore-archive.sh), once the staging database that holds their objects
+#     is gone;
 #   - its work directories (work_dir in common.sh, named after the run and its
 #     safety dump's run);
 #   - a point-in-time recovery's side cluster (host/side-cluster.sh): its
@@ -21,6 +24,7 @@
 # Parameters: KB_PG_MODE KB_COMPOSE_FILE KB_COMPOSE_SERVICE KB_STAGING (empty: none)
 #   KB_TARGET_DATABASE (empty: none) KB_REPLACED (empty: the run did not go over a database)
 #   KB_SAFETY_COPY (the unverified safety dump's host copy, whole or .partial, or empty)
+#   KB_STAND_IN_MARK (the comment that marks the run's stand-in roles; empty: none)
 #   KB_RUN (the run's id) KB_SAFETY_RUN (its safety dump's run id, or empty)
 #   KB_RECOVERY (empty: a restore; database: a point-in-time recovery through a
 #   side cluster; cluster: a whole-cluster recovery), and for a recovery
@@ -28,7 +32,8 @@
 #   scope cluster: KB_PG_DATA (the cluster's data directory) KB_PG_LOG (the run's
 #   server log)
 #
-# Prints: KB-RESULT {"stagingDropped": B, "safetyCopyRemoved": B, "workRemoved": N,
+# Prints: KB-RESULT {"stagingDropped": B, "safetyCopyRemoved": B,
+#   "standIns": {"dropped": [...], "left": [...]}, "workRemoved": N,
 #   "sideCluster": null | {"removed": B, "exists": B},
 #   "cluster": null | {"state": "running" | "recovering" | "cut-short" | "stopped",
 #     "started": B, "restored": B, "timeline": N | null},
@@ -46,6 +51,12 @@ if exists "$KB_STAGING"; then
   staging_dropped=true
   echo "restore-cleanup: dropped the staging database $KB_STAGING"
 fi
+# Once the staging database, which holds their objects, is gone.
+stand_ins='[]' stand_ins_left='[]'
+if [[ -n $KB_STAND_IN_MARK ]]; then
+  { read -r stand_ins && read -r stand_ins_left; } < <(drop_stand_ins "$KB_STAND_IN_MARK")
+fi
+if [[ $stand_ins != '[]' ]]; then echo "restore-cleanup: dropped the roles $stand_ins, made to stand in for omitted roles"; fi
 copy_removed=false
 # The copy a dump cut short is still its .partial (database-backup.sh).
 for copy in ${KB_SAFETY_COPY:+"$KB_SAFETY_COPY" "$KB_SAFETY_COPY.partial"}; do
@@ -128,7 +139,7 @@ if [[ $KB_RECOVERY == cluster ]]; then
   cluster=$(printf '{"state": "%s", "started": %s, "restored": %s, "timeline": %s}' "$state" "$started" "$restored" "${timeline:-null}")
 fi
 
-# Every value is a boolean, a number, null or one of the words above: nothing to escape.
-printf 'KB-RESULT {"stagingDropped": %s, "safetyCopyRemoved": %s, "workRemoved": %s, "sideCluster": %s, "cluster": %s, "exists": {"staging": %s, "target": %s, "replaced": %s}}\n' \
-  "$staging_dropped" "$copy_removed" "$work_removed" "$side" "$cluster" \
+# Every value is a boolean, a number, null, one of the words above or a JSON list from PostgreSQL: nothing to escape.
+printf 'KB-RESULT {"stagingDropped": %s, "safetyCopyRemoved": %s, "standIns": {"dropped": %s, "left": %s}, "workRemoved": %s, "sideCluster": %s, "cluster": %s, "exists": {"staging": %s, "target": %s, "replaced": %s}}\n' \
+  "$staging_dropped" "$copy_removed" "$stand_ins" "$stand_ins_left" "$work_removed" "$side" "$cluster" \
   "$(bool exists "$KB_STAGING")" "$(bool exists "$KB_TARGET_DATABASE")" "$(bool exists "$KB_REPLACED")"

@@ -101,6 +101,13 @@ function leftoversOf(s: FailedRestore): { lines: string[]; problems: string[] } 
       );
     else if (facts.stagingDropped) lines.push(`The staging database ${plan.stagingDatabase} was dropped.`);
     else if (!swapped) lines.push(`No staging database ${plan.stagingDatabase} was left.`);
+    const { dropped, left } = facts.standIns;
+    if (dropped.length > 0)
+      lines.push(`The roles made to stand in for the omitted roles were dropped: ${dropped.join(', ')}.`);
+    if (left.length > 0)
+      problem(
+        `The roles ${left.join(', ')}, made to stand in for omitted roles, are used by another database (a restore running at the same time took them for roles of this cluster): drop them once it has ended (DROP ROLE ${left.join(', ')}).`,
+      );
   } else {
     problem(
       `${cleanupNotFinished(s)}, so what is left is not known: look on the host; if ${plan.stagingDatabase} exists, drop it; if ${plan.overProduction ? plan.replacedDatabase : target} exists, ${target} holds the restore${plan.scope === 'database' ? `; a side cluster of the recovery (${sideClusterPlace(plan)}) still running is removed by the next recovery of ${plan.target}` : ''}.`,

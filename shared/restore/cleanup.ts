@@ -140,6 +140,8 @@ async function archiveState(catalog: Catalog, key: string) {
 export const cleanupFactsSchema = z.object({
   stagingDropped: z.boolean(),
   safetyCopyRemoved: z.boolean(),
+  /** The roles the run made to stand in for omitted ones (missing-roles.ts): dropped, or still used elsewhere. */
+  standIns: z.object({ dropped: z.array(z.string()), left: z.array(z.string()) }),
   /** How many of the run's work directories (its and its safety dump's) were left, and are removed. */
   workRemoved: z.int().check(z.nonnegative()),
   /** A recovery's side cluster: whether it was still there (and is stopped and removed), and whether it still is. */

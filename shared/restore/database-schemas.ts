@@ -11,6 +11,7 @@ import {
   targetName,
 } from '../core/identifiers.ts';
 import * as z from '../core/schema.ts';
+import { MISSING_ROLES, missingRolesInput } from './missing-roles.ts';
 import { rowSourcesSchema } from './row-sources.ts';
 
 /** A point-in-time recovery's scope, as an operator gives it (shared/restore/point-in-time.ts). */
@@ -45,6 +46,8 @@ export const restoreInputSchema = z.strictObject({
   backup: z._default(z.union([z.literal('latest'), runIdentifier, objectKey]), 'latest'),
   /** Confirms a named backup whose restore test failed (`latest` never picks one). */
   acceptFailedRestoreTest: z._default(z.boolean(), false),
+  /** The roles the backup needs that this cluster lacks: `create` them, or `omit` them (missing-roles.ts). */
+  missingRoles: missingRolesInput,
 });
 
 /** The dump a restore applies; the host checks its sha256 before using it. */
@@ -100,6 +103,10 @@ export const restorePlanSchema = z.extend(swapPlanSchema, {
   carry: z.array(tableName),
   /** Where each table's rows come from, for the dry run and the summary. */
   rowSources: rowSourcesSchema,
+  /** What the host does with the roles the backup needs that the cluster lacks (missing-roles.ts). */
+  missingRoles: z.enum(MISSING_ROLES),
+  /** The same in words, with the roles the backup names, for the dry run. */
+  roles: z.string(),
 });
 
 export type RestorePlan = z.infer<typeof restorePlanSchema>;

@@ -7,6 +7,7 @@ import { archiveLines, commandLines, hostCommand, postgresParams } from '../host
 import { cleanupPlanSchema } from './cleanup.ts';
 import { restorePlanSchema, swapPlanSchema } from './database-schemas.ts';
 import { filesRestorePlanSchema } from './files-plan.ts';
+import { standInMark } from './missing-roles.ts';
 import { recoveryPlaces } from './point-in-time.ts';
 
 /** What carrying the log tables' rows over needs of a restore's plan. */
@@ -31,6 +32,8 @@ export const RESTORE_HOST_COMMANDS = {
       KB_INTO: plan.stagingDatabase,
       KB_ARCHIVES: archiveLines(plan.archives),
       KB_ABSENT: plan.overProduction ? '' : plan.targetDatabase,
+      KB_MISSING_ROLES: plan.missingRoles,
+      KB_STAND_IN_MARK: standInMark(plan.stagingDatabase),
       KB_BUCKET: config.BACKUP_BUCKET,
       KB_S3_ENDPOINT_URL: config.S3_ENDPOINT_URL ?? '',
     }),
@@ -64,6 +67,8 @@ export const RESTORE_HOST_COMMANDS = {
       KB_STAGING: plan.recovery === 'cluster' ? '' : plan.stagingDatabase,
       KB_TARGET_DATABASE: plan.targetDatabase ?? '',
       KB_REPLACED: plan.overProduction ? plan.replacedDatabase : '',
+      // A whole-cluster recovery restores no dump, so makes no stand-in role.
+      KB_STAND_IN_MARK: plan.recovery === 'cluster' ? '' : standInMark(plan.stagingDatabase),
       // The directory from config, the plan names the file only: a clean-up removes nothing else.
       KB_SAFETY_COPY:
         plan.safetyDump && plan.database && plan.safetyDump.manifest !== 'verified'

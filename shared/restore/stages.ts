@@ -15,6 +15,7 @@ import { dropDatabase, rowProblems, someOf } from './check.ts';
 import { cleanupPlanSchema, stoppedExecutionSchema } from './cleanup.ts';
 import { type RestorePlan, restorePlanSchema } from './database-schemas.ts';
 import { filesRestorePlanSchema } from './files-plan.ts';
+import { describeRoles, restoredRolesSchema } from './missing-roles.ts';
 import { carriedSchema, describeRowSources } from './row-sources.ts';
 
 /** The stages of a restore that run in Lambda: the check of the staging database and the record of a finished restore. */
@@ -63,7 +64,7 @@ export async function checkRestore(
   };
 }
 
-/** What host/restore-archive.sh reports: the database as it made it, and the roles it had to create. */
+/** What host/restore-archive.sh reports: the database as it made it, and the roles it created or omitted. */
 function restoredDatabaseSchema() {
   return z.object({
     encoding: z.string(),
@@ -74,19 +75,15 @@ function restoredDatabaseSchema() {
     owner: z.string(),
     /** Each setting's name, a role's as `role: name`; never its value. */
     settings: z.array(z.string()),
-    createdRoles: z.array(z.string()),
+    ...restoredRolesSchema,
   });
 }
 
-/** One line of a restore's summary: the database beyond its tables, and the roles created for it. */
+/** One line of a restore's summary: the database beyond its tables, and the roles created or omitted for it. */
 function describeRestoredDatabase(d: z.infer<ReturnType<typeof restoredDatabaseSchema>>): string {
   const locale = d.localeProvider === 'icu' ? `ICU ${d.icuLocale}` : `${d.collate}/${d.ctype}`;
   const settings = d.settings.length > 0 ? `settings applied: ${d.settings.join(', ')}` : 'no settings';
-  const roles =
-    d.createdRoles.length > 0
-      ? `roles created, NOLOGIN and without a password (ALTER ROLE … LOGIN to let one log in): ${d.createdRoles.join(', ')}`
-      : 'no role had to be created';
-  return `Database: encoding ${d.encoding}, locale ${locale}, owner ${d.owner}; ${settings}; ${roles}`;
+  return `Database: encoding ${d.encoding}, locale ${locale}, owner ${d.owner}; ${settings}; ${describeRoles(d, d.owner)}`;
 }
 
 /**

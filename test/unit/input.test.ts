@@ -138,6 +138,7 @@ describe('parseInput with execution inputs', () => {
       dryRun: false,
       backup: 'latest',
       acceptFailedRestoreTest: false,
+      missingRoles: 'create',
     });
     expect(
       parseInput(
@@ -150,7 +151,14 @@ describe('parseInput with execution inputs', () => {
       refusal(() =>
         parseInput(
           restoreInputSchema,
-          { database: 'a', targetDatabase: 'b', backup: 'Nope', dryRun: 'yes', confirm: 1 },
+          {
+            database: 'a',
+            targetDatabase: 'b',
+            backup: 'Nope',
+            dryRun: 'yes',
+            confirm: 1,
+            missingRoles: 'skip',
+          },
           'The execution input',
         ),
       ),
@@ -160,6 +168,7 @@ describe('parseInput with execution inputs', () => {
         'confirm: Invalid input: expected string, received number',
         'dryRun: Invalid input: expected boolean, received string',
         'backup: Invalid input',
+        'missingRoles: must be "create" (the default: the roles the backup needs that this cluster lacks are created, NOLOGIN and without a password) or "omit" (none is created: their objects go to the new database\'s owner, their grants are left out)',
       ),
     );
     expect(

@@ -105,9 +105,10 @@ describe('what a stopped run over production left, as its alert says it', () => 
   };
   // Stopped later, once the safety dump was verified: carrying the log tables' rows over.
   const cleanupPlan: CleanupPlan = { ...stoppedAtStop, failedAt: 'WaitForCarryLogRows', safetyDump };
-  const found = (replaced: boolean): CleanupFacts => ({
+  const found = (replaced: boolean, standIns: CleanupFacts['standIns'] = { dropped: [], left: [] }) => ({
     stagingDropped: !replaced,
     safetyCopyRemoved: false,
+    standIns,
     workRemoved: 0,
     sideCluster: null,
     cluster: null,
@@ -136,6 +137,16 @@ describe('what a stopped run over production left, as its alert says it', () => 
     // The host's clean-up did not report: what is left is not known.
     expect(left(undefined)).toContain(restoreIt);
   });
+
+  it('names the stand-ins of omitted roles it dropped, and those it could not drop as left to do', () => {
+    expect(left(found(false, { dropped: ['kennel_app'], left: [] }))).toContain(
+      'The roles made to stand in for the omitted roles were dropped: kennel_app.',
+    );
+    expect(left(found(false, { dropped: [], left: ['kennel_reader'] }))).toContain(
+      'The roles kennel_reader, made to stand in for omitted roles, are used by another database (a restore running at the same time took them for roles of this cluster): drop them once it has ended (DROP ROLE kennel_reader).',
+    );
+    expect(left(found(false))).not.toContain('stand in');
+  });
 });
 
 describe('what a stopped whole-cluster recovery left, as its alert says it', () => {
@@ -160,6 +171,7 @@ describe('what a stopped whole-cluster recovery left, as its alert says it', () 
     const facts: CleanupFacts = {
       stagingDropped: false,
       safetyCopyRemoved: false,
+      standIns: { dropped: [], left: [] },
       workRemoved: 0,
       sideCluster: null,
       cluster: state,
