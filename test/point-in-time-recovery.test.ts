@@ -1,13 +1,5 @@
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import {
-  existsSync,
-  mkdtempSync,
-  readdirSync,
-  readFileSync,
-  readlinkSync,
-  rmSync,
-  writeFileSync,
-} from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -31,7 +23,7 @@ import { databaseExists, databasesLike } from './support/checksums.ts';
 import { type Contents, contents } from './support/contents.ts';
 import { getBytes, putBytes, runIn, startWorld, type TestWorld } from './support/environment.ts';
 import { archivedSegments, stanzaInfo } from './support/pgbackrest.ts';
-import { expectNoSideCluster } from './support/side-cluster.ts';
+import { expectNoSideCluster, guardsOf } from './support/side-cluster.ts';
 
 /**
  * Point-in-time recovery from pgBackRest's repository, exact to the second, with
@@ -214,28 +206,6 @@ const planOf = (output: unknown) => (output as { plan: PointInTimePlan }).plan;
 /** Every process's pid, and one's command line (NULs as spaces): read from /proc. */
 const pids = () => readdirSync('/proc').filter((p) => /^\d+$/.test(p));
 const cmdline = (pid: string) => readFileSync(`/proc/${pid}/cmdline`, 'utf8').replaceAll('\0', ' ');
-
-/**
- * The guard of a host script started with this hold file (host/side-cluster.sh
- * side_guard): the leader of a process group of its own, like the script, but
- * writing nowhere.
- */
-function guardsOf(hold: string): number[] {
-  return pids()
-    .filter((pid) => {
-      try {
-        const group = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ')[2];
-        return (
-          group === pid &&
-          readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0').includes(`KB_TEST_HOLD_FILE=${hold}`) &&
-          readlinkSync(`/proc/${pid}/fd/1`) === '/dev/null'
-        );
-      } catch {
-        return false; // gone meanwhile
-      }
-    })
-    .map(Number);
-}
 
 /** What the daily verification's host command lists on this host (host_leftovers). */
 async function hostLeftovers(): Promise<Leftover[]> {
