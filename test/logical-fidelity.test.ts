@@ -317,3 +317,73 @@ describe('the logical path, all at once', () => {
     }
   }, 180_000);
 });
+
+describe('a restore over production', () => {
+  it("keeps every row of a partitioned log table and of one with inheritance children: the full leaves out their partitions' rows, the carry brings each partition's over", async () => {
+    const LOGS = 'kb_logs';
+    world.sql('postgres', `CREATE DATABASE ${LOGS}`);
+    try {
+      world.sql(
+        LOGS,
+        `CREATE TABLE pets (id serial PRIMARY KEY, name text);
+         INSERT INTO pets (name) VALUES ('Rex'), ('Mia');
+         CREATE TABLE audit_logs (id bigserial, pet int REFERENCES pets ON DELETE SET NULL, at date NOT NULL, entry text,
+           stamped boolean NOT NULL DEFAULT false, PRIMARY KEY (id, at)) PARTITION BY RANGE (at);
+         CREATE TABLE audit_logs_2024 PARTITION OF audit_logs FOR VALUES FROM ('2024-01-01') TO ('2025-01-01');
+         CREATE TABLE audit_logs_rest PARTITION OF audit_logs DEFAULT;
+         CREATE FUNCTION stamp() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN NEW.stamped := true; RETURN NEW; END $$;
+         CREATE TRIGGER stamp BEFORE INSERT ON audit_logs FOR EACH ROW EXECUTE FUNCTION stamp();
+         CREATE TABLE session_logs (id bigserial PRIMARY KEY, entry text);
+         CREATE TABLE session_logs_old (CHECK (id < 1000)) INHERITS (session_logs);
+         INSERT INTO audit_logs (pet, at, entry) SELECT 1 + i % 2, date '2024-01-01' + i * 3, 'before ' || i FROM generate_series(1, 200) i;
+         INSERT INTO session_logs_old (id, entry) SELECT i, 'old ' || i FROM generate_series(1, 20) i;
+         INSERT INTO session_logs (id, entry) SELECT 1000 + i, 'new ' || i FROM generate_series(1, 5) i`,
+      );
+      const functionEnv = { EXCLUDED_TABLES: 'public.audit_logs,public.session_logs' };
+      const backup = await runIn(world, { input: { kind: 'full', database: LOGS }, functionEnv });
+      expect(backup.record.status, backup.alerts[0]?.cause).toBe('SUCCEEDED');
+      const manifest = await world.catalog.readDatabaseManifest(
+        runsOf(backup.record)[0]?.plan.manifestKey ?? '',
+      );
+      // The log tables' rows, in their partitions and children too, are not in the full.
+      expect(manifest.tables.map((t) => t.name).sort()).toEqual(['pets']);
+
+      // Production goes on logging after the backup, the trigger stamping what the application writes.
+      world.sql(
+        LOGS,
+        `INSERT INTO audit_logs (pet, at, entry) SELECT 1 + i % 2, date '2024-06-01' + i * 5, 'after ' || i FROM generate_series(1, 80) i;
+         INSERT INTO session_logs_old (id, entry) VALUES (500, 'late old');
+         INSERT INTO session_logs (entry) VALUES ('late new')`,
+      );
+      const logTables = (database: string) =>
+        Object.fromEntries(Object.entries(contents(q, database).tables).filter(([t]) => t.includes('_logs')));
+      const reference = logTables(LOGS);
+      expect(Object.keys(reference)).toHaveLength(4);
+      const nextIds = world.sql(LOGS, 'SELECT last_value FROM audit_logs_id_seq');
+
+      const over = await runIn(world, {
+        workflow: 'database-restore',
+        input: { database: LOGS, targetDatabase: LOGS, confirm: LOGS },
+        functionEnv,
+      });
+      expect(over.record.status, over.alerts[0]?.cause ?? over.record.cause).toBe('SUCCEEDED');
+      expect(over.alerts[0]?.text).toContain(
+        'public.audit_logs: 280 rows carried over from the replaced database',
+      );
+      expect(over.alerts[0]?.text).toContain(
+        'public.session_logs: 27 rows carried over from the replaced database',
+      );
+      expect(logTables(LOGS)).toEqual(reference);
+      expect(world.sql(LOGS, 'SELECT last_value FROM audit_logs_id_seq')).toBe(nextIds);
+      expect(world.sql(LOGS, "SELECT tgenabled FROM pg_trigger WHERE tgname = 'stamp' ORDER BY 1")).toBe(
+        'O\nO\nO',
+      );
+      world.sql(
+        'postgres',
+        `DROP DATABASE ${(over.record.output as { replacedDatabase: string }).replacedDatabase}`,
+      );
+    } finally {
+      world.sql('postgres', `DROP DATABASE IF EXISTS ${LOGS} WITH (FORCE)`);
+    }
+  }, 180_000);
+});
