@@ -17,6 +17,9 @@ export interface Contents {
   database: string;
 }
 
+/** A sequence's last_value, from its `last_value is_called` in Contents.sequences. */
+export const lastValue = (sequence: string | undefined): number => Number(sequence?.split(' ')[0]);
+
 /** A query's text output, from a database (psql -A -t, trimmed). */
 export type Query = (database: string, query: string) => string;
 
