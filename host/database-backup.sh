@@ -147,7 +147,27 @@ exclude=()
 # (their copies are the physical backups and WAL, and the monthly dump).
 if [[ -n $KB_EXCLUDE_TABLES ]]; then
   mapfile -t patterns <<<"$KB_EXCLUDE_TABLES"
-  for pattern in "${patterns[@]}"; do exclude+=("--exclude-table-data=$pattern"); done
+  # A partitioned (or inherited) log table's rows are in its partitions (its
+  # children), which pg_dump 15's --exclude-table-data does not leave out with
+  # it: they are named too, as the snapshot has them. The patterns, "schema"."name",
+  # are SQL's quoted names as well; they and the answer travel as base64 of UTF-8.
+  descendants_sql=$(cat <<'SQL'
+WITH RECURSIVE logs AS (
+  SELECT to_regclass(p) AS oid FROM unnest(string_to_array(rtrim(convert_from(decode(:'logs', 'base64'), 'UTF8'), E'\n'), E'\n')) p
+), tree AS (
+  SELECT i.inhrelid AS oid FROM pg_inherits i JOIN logs l ON i.inhparent = l.oid
+  UNION SELECT i.inhrelid FROM pg_inherits i JOIN tree t ON i.inhparent = t.oid)
+SELECT translate(encode(convert_to(coalesce(string_agg(
+         format('"%s"."%s"', replace(n.nspname, '"', '""'), replace(c.relname, '"', '""')), E'\n'), ''), 'UTF8'), 'base64'), E'\n', '') AS descendants
+FROM tree JOIN pg_class c ON c.oid = tree.oid JOIN pg_namespace n ON n.oid = c.relnamespace \gset
+SQL
+  )
+  session "\\set logs $(printf '%s\n' "${patterns[@]}" | base64 -w0)
+$descendants_sql
+\\warn KB::descendants" >"$work/descendants.base64"
+  base64 -d <"$work/descendants.base64" >"$work/descendants"
+  mapfile -t descendants <"$work/descendants"
+  for pattern in "${patterns[@]}" "${descendants[@]}"; do exclude+=("--exclude-table-data=$pattern"); done
 fi
 # The dump is written in UTF-8 whatever the database's encoding, as VerifyArchive
 # reads the tables' names in it (a restore converts back). SQL_ASCII has no

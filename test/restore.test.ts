@@ -619,7 +619,9 @@ describe('the carry-log-rows host script', () => {
       kind_upper text GENERATED ALWAYS AS (upper(kind)) STORED);
     CREATE FUNCTION stamp() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN NEW.at := now(); RETURN NEW; END $$;
     CREATE TRIGGER stamp BEFORE INSERT ON events FOR EACH ROW EXECUTE FUNCTION stamp();
-    CREATE TABLE shapes (id int);`;
+    CREATE TABLE shapes (id int);
+    CREATE TABLE ranged (at date NOT NULL) PARTITION BY RANGE (at);
+    CREATE TABLE ranged_2024 PARTITION OF ranged FOR VALUES FROM ('2024-01-01') TO ('2025-01-01');`;
 
   beforeAll(() => {
     for (const db of ['carry_from', 'carry_into']) {
@@ -633,7 +635,9 @@ describe('the carry-log-rows host script', () => {
        ALTER TABLE events DISABLE TRIGGER stamp;
        INSERT INTO events (owner_id, at, kind) VALUES (1, '2020-01-01', 'a'), (2, '2020-01-02', 'b'), (NULL, '2020-01-03', 'c');
        ALTER TABLE events ENABLE TRIGGER stamp;
-       ALTER TABLE shapes ADD COLUMN added text`,
+       ALTER TABLE shapes ADD COLUMN added text;
+       CREATE TABLE ranged_2025 PARTITION OF ranged FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');
+       INSERT INTO ranged VALUES ('2024-05-01'), ('2025-05-01')`,
     );
     world.sql('carry_into', 'INSERT INTO owners VALUES (1)');
   });
@@ -663,12 +667,19 @@ describe('the carry-log-rows host script', () => {
     expect(world.sql('carry_into', "SELECT count(*) FROM pg_namespace WHERE nspname = 'kb_carry'")).toBe('0');
   });
 
-  it('refuses a table whose columns differ from the backup, and one that already has rows', async () => {
+  it('refuses a table whose columns differ from the backup, one with a partition the backup lacks, and one that already has rows', async () => {
     const shapes = await carry([{ schema: 'public', name: 'shapes' }]);
     expect(shapes.code).toBe(1);
     expect(shapes.stderr).toContain(
       'the log table public.shapes has other columns in carry_from than in the backup',
     );
+    // A partition made since the backup: its rows would have nowhere to go.
+    const ranged = await carry([{ schema: 'public', name: 'ranged' }]);
+    expect(ranged.code).toBe(1);
+    expect(ranged.stderr).toContain(
+      'the log table public.ranged has a partition (or child table) public.ranged_2025 in carry_from that the backup does not have',
+    );
+    expect(world.sql('carry_into', 'SELECT count(*) FROM ranged')).toBe('0');
     const again = await carry([{ schema: 'public', name: 'events' }]);
     expect(again.code).not.toBe(0);
     expect(again.stderr).toContain('the restored events already holds 2 rows');

@@ -12,7 +12,7 @@ import {
   HostCommandFailedError,
   InvalidInputError,
 } from '../core/errors.ts';
-import type { TableName } from '../core/identifiers.ts';
+import { qualifiedName, type TableName } from '../core/identifiers.ts';
 import type { Run } from '../core/run.ts';
 import * as z from '../core/schema.ts';
 import { type ArchiveRows, RowCounter } from './archive-rows.ts';
@@ -79,6 +79,8 @@ export interface ArchiveFacts extends ArchiveRows {
   /** The three lines pg_dump opens with, after the properties line. */
   header: string;
   trailer: string;
+  /** The table whose data the archive ends in, when it does (RowCounter.unended). */
+  unended: TableName | undefined;
 }
 
 /**
@@ -166,6 +168,7 @@ export async function readArchive(body: Readable, manifest: DatabaseManifest): P
     // Since 15.14 the dump ends with `\unrestrict <key>` after the closing comment.
     trailer: end.toString('utf8').trimEnd().split('\n').slice(-6).join('\n'),
     ...counter.end(),
+    unended: counter.unended(),
   };
 }
 
@@ -220,7 +223,9 @@ export function archiveProblems(facts: ArchiveFacts, manifest: DatabaseManifest)
   ) {
     problems.push('it does not start as a PostgreSQL plain-format dump');
   }
-  if (!facts.trailer.includes(marks.trailer))
+  if (facts.unended)
+    problems.push(`the dump is truncated: it ends inside the data of ${qualifiedName(facts.unended)}`);
+  else if (!facts.trailer.includes(marks.trailer))
     problems.push('the dump is truncated: its closing line is missing');
   if (typeof facts.properties === 'string') problems.push(facts.properties);
   // Rows are not compared: a dump's counts are read from the very bytes its

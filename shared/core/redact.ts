@@ -9,8 +9,8 @@
  *    fields quote them (`Failing row contains (…)`, `Key (email)=(…) already
  *    exists`, `COPY pets, line 3: "…"`, a statement's text; QUERY is the SQL a
  *    function ran, with the values it built in: a CHECK's function that fails on
- *    a restore quotes the row's email there), and so does an input syntax
- *    error (`invalid input syntax for type integer: "…"`). The ERROR line itself
+ *    a restore quotes the row's email there), and so do some errors themselves
+ *    (`invalid input syntax for type integer: "…"`). The ERROR line itself
  *    stays: it names the constraint, table or column that failed, which is what
  *    an operator needs, and no value.
  * The raw output stays on the host and in the bucket's host-output/ (keys.ts).
@@ -25,8 +25,14 @@ const SLACK_WEBHOOK = /(hooks\.slack\.com\/[a-z]+\/)[^\s"'<>]+/gi;
 /** `NAME=value`, `NAME: value`, the value bare or quoted (a quoted one may hold spaces). */
 const SECRET_ASSIGNMENT =
   /(\b[\w.-]*(?:password|passwd|secret|token|s3[-_]key|authorization)[\w.-]*["']?\s*[=:]\s*)("[^"]*"|'[^']*'|[^\s,;]+)/gi;
-/** An input syntax error quotes the value it could not read. */
-const INPUT_VALUE = /(invalid input (?:syntax|value) for (?:type |enum )?[^:\n]*: )"[^"\n]*"/g;
+/**
+ * An error that quotes the value it could not read, as it is (quotes in it are
+ * not escaped: up to the line's last one): an input syntax error, a malformed
+ * array or record literal, a date out of range, a number out of its type's range.
+ */
+const INPUT_VALUE =
+  /((?:invalid input (?:syntax|value) for (?:type |enum )?[^:\n]*|malformed \w+ literal|date\/time field value out of range): )"[^\n]*"/g;
+const OUT_OF_RANGE = /\bvalue "[^\n]*" (is out of range for type)/g;
 
 /**
  * A PostgreSQL field that may quote data, as libpq, psql and the server log
@@ -68,7 +74,8 @@ export function redact(text: string): string {
     .replace(URL_PASSWORD, `$1${REDACTED}@`)
     .replace(SLACK_WEBHOOK, `$1${REDACTED}`)
     .replace(SECRET_ASSIGNMENT, `$1${REDACTED}`)
-    .replace(INPUT_VALUE, `$1"${REDACTED}"`);
+    .replace(INPUT_VALUE, `$1"${REDACTED}"`)
+    .replace(OUT_OF_RANGE, `value "${REDACTED}" $1`);
 }
 
 /** Every string in a JSON value redacted, its shape kept (a host's result line, parsed). */

@@ -120,6 +120,28 @@ describe('redact', () => {
     );
   });
 
+  it('removes the whole value, quotes in it too, of every error that quotes one', () => {
+    expect(
+      redact(
+        [
+          'ERROR:  invalid input syntax for type integer: "Rex "the" dog"',
+          'ERROR:  malformed array literal: "{Rex, "Mia}"',
+          'ERROR:  date/time field value out of range: "1961-13-01 Rex"',
+          'ERROR:  value "4155550123" is out of range for type integer',
+          'ERROR:  invalid input value for enum mood: "grumpy Rex"',
+        ].join('\n'),
+      ),
+    ).toBe(
+      [
+        'ERROR:  invalid input syntax for type integer: "***"',
+        'ERROR:  malformed array literal: "***"',
+        'ERROR:  date/time field value out of range: "***"',
+        'ERROR:  value "***" is out of range for type integer',
+        'ERROR:  invalid input value for enum mood: "***"',
+      ].join('\n'),
+    );
+  });
+
   it('leaves ordinary messages alone', () => {
     const text =
       'The restore-test on i-0123 (command 1a2b) failed. Its stderr ends with:\nrestore-archive: the database kb_x already exists; drop it';
