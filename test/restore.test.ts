@@ -269,7 +269,7 @@ describe('a restore stopped midway leaves nothing stopped or half-done', () => {
   };
   const overProduction = { database: 'kennel_prod', targetDatabase: 'kennel_prod', confirm: 'kennel_prod' };
 
-  it('aborted after the application stopped: its commands are cancelled, the application runs again, the staging database is gone, and the alert says what is left', async () => {
+  it("aborted after the application stopped: its commands are cancelled, the application runs again, the staging database and the killed dump's work directory are gone, and the alert says what is left", async () => {
     const before = tableChecksums(world, 'kennel_prod', tables);
     const stop = new AbortController();
     let plan: RestorePlan | undefined;
@@ -334,7 +334,7 @@ describe('a restore stopped midway leaves nothing stopped or half-done', () => {
     expect(cleanup?.output).toMatchObject({ status: 'ABORTED', cleanedUp: run.record.executionArn });
   });
 
-  it("a restore that outlives its host command's timeout (killed, as the agent does): the alert says the staging database is gone, and it is", async () => {
+  it("a restore that outlives its host command's timeout (killed, as the agent does): the alert says the staging database and its work directory are gone, and they are", async () => {
     // A load slow enough that the restore outlives its 3 s: the psql that loads the
     // dump into the staging database (once made) waits first.
     const slow = mkdtempSync(join(tmpdir(), 'kennel-backup-slow-'));
