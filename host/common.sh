@@ -17,10 +17,40 @@ pg() {
   fi
 }
 
-s3_put() { # s3_put KEY CONTENT-TYPE < body
-  local endpoint=()
-  [[ -n ${KB_S3_ENDPOINT_URL:-} ]] && endpoint=(--endpoint-url "$KB_S3_ENDPOINT_URL")
-  aws s3 cp - "s3://$KB_BUCKET/$1" "${endpoint[@]}" --only-show-errors --content-type "$2"
+# Uploads a stream as it comes (a multipart upload: the AWS CLI sends parts of
+# 8 MiB, its default). S3 takes at most 10,000 parts, so a stream over 78 GiB
+# fails unless the CLI knows how big it may get: given EXPECTED-BYTES, an upper
+# bound, it doubles the part size until 10,000 parts hold it (`aws s3 cp`
+# --expected-size; the CLI keeps about 15 parts in memory).
+s3_put() { # s3_put KEY CONTENT-TYPE [EXPECTED-BYTES] < body
+  local options=()
+  [[ -n ${KB_S3_ENDPOINT_URL:-} ]] && options+=(--endpoint-url "$KB_S3_ENDPOINT_URL")
+  [[ -n ${3:-} ]] && options+=(--expected-size "$3")
+  aws s3 cp - "s3://$KB_BUCKET/$1" "${options[@]}" --only-show-errors --content-type "$2"
+}
+
+# Stores the archive on stdin in one pass: the host's copy at PATH and the object
+# KEY in S3 (s3_put; EXPECTED-BYTES as there, or empty); prints its sha256 (hex), computed
+# from the same bytes as they pass, so the copy is not read a second time. Fails
+# when any of the three fails. It runs where errexit does not (a pipeline's
+# `|| …`), so it checks each step itself. WORK-DIR holds a FIFO meanwhile.
+store_archive() { # store_archive PATH KEY EXPECTED-BYTES WORK-DIR < archive > sha256
+  local fifo=$4/sha256.fifo sum=$4/sha256.out sum_pid line
+  rm -f "$fifo"
+  mkfifo "$fifo" || return 1
+  # One command in the background (not a pipeline), so that $! is the process
+  # to kill should tee never open the FIFO: it would wait there forever.
+  sha256sum <"$fifo" >"$sum" &
+  sum_pid=$!
+  if ! tee "$1" "$fifo" | s3_put "$2" application/octet-stream "$3"; then
+    kill "$sum_pid" 2>/dev/null
+    wait "$sum_pid" 2>/dev/null
+    return 1
+  fi
+  wait "$sum_pid" || return 1
+  read -r line _ <"$sum" || return 1
+  rm -f "$fifo" "$sum"
+  printf '%s\n' "$line"
 }
 
 s3_get() { # s3_get KEY > body
