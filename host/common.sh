@@ -30,10 +30,10 @@ s3_put() { # s3_put KEY CONTENT-TYPE [EXPECTED-BYTES] < body
 }
 
 # Stores the archive on stdin in one pass: the host's copy at PATH and the object
-# KEY in S3 (s3_put; EXPECTED-BYTES as there, or empty); prints its sha256 (hex), computed
-# from the same bytes as they pass, so the copy is not read a second time. Fails
-# when any of the three fails. It runs where errexit does not (a pipeline's
-# `|| …`), so it checks each step itself. WORK-DIR holds a FIFO meanwhile.
+# KEY in S3 (s3_put; EXPECTED-BYTES as there, or empty); prints its sha256 (hex),
+# taken from the same bytes as they pass, so the copy is not read a second time.
+# Fails when any of the three fails. It runs where errexit does not (a
+# pipeline's `|| …`), so it checks each step itself. WORK-DIR holds a FIFO.
 store_archive() { # store_archive PATH KEY EXPECTED-BYTES WORK-DIR < archive > sha256
   local fifo=$4/sha256.fifo sum=$4/sha256.out sum_pid line
   rm -f "$fifo"
