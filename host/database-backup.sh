@@ -180,6 +180,6 @@ mv "$partial" "$local_path"
 finished_at=$(utc_now)
 
 echo "database-backup: $KB_KIND of $KB_DATABASE -> s3://$KB_BUCKET/$KB_ARCHIVE_KEY ($size bytes, sha256 $sha256)"
-# Every value passed a strict pattern or came from date, stat, sha256sum or PostgreSQL: nothing to escape.
+# Every value passed a strict pattern or came from date, stat, sha256_hex or PostgreSQL: nothing to escape.
 printf 'KB-RESULT {"size": %s, "sha256": "%s", "startedAt": "%s", "finishedAt": "%s", "until": "%s", "serverVersion": "%s"}\n' \
   "$size" "$sha256" "$started_at" "$finished_at" "$until" "$server_version"
