@@ -246,6 +246,8 @@ interface Measured {
   wall: Record<Way, Stats>;
   /** Each way's CPU, medians in seconds. */
   cpu: Record<Way, Cpu>;
+  /** Each way's CPU, run by run, in seconds. */
+  cpuRuns: Record<Way, Cpu[]>;
   /** Ours over bare and over bare + upload, wall clock, round by round. */
   ratio: { oursOverBare: Stats; oursOverUpload: Stats; uploadOverBare: Stats };
   /** Host CPU (the run's processes and PostgreSQL's, the local S3 left out), ours over bare and over bare + upload, round by round. */
@@ -291,6 +293,11 @@ async function measure(ctx: Ctx, database: string, kind: Kind, repeat: number): 
       ours: stats(runs.ours.map((r) => r.ms)),
     },
     cpu: { bare: cpuMedians(runs.bare), upload: cpuMedians(runs.upload), ours: cpuMedians(runs.ours) },
+    cpuRuns: {
+      bare: runs.bare.map((r) => r.cpu),
+      upload: runs.upload.map((r) => r.cpu),
+      ours: runs.ours.map((r) => r.cpu),
+    },
     ratio: {
       oursOverBare: perRound((i) => at('ours', i).ms / at('bare', i).ms),
       oursOverUpload: perRound((i) => at('ours', i).ms / at('upload', i).ms),
