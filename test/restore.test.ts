@@ -385,13 +385,13 @@ describe('refusals change nothing', () => {
       'an unknown backup',
       { database: 'kennel_prod', targetDatabase: 'x', backup: '20200101T000000Z_00000000' },
       'NotFoundError',
-      'No full, monthly or safety backup "20200101T000000Z_00000000" of kennel_prod. The newest are:',
+      'No full, monthly or safety backup "20200101T000000Z_00000000" of kennel_prod; this restore takes full, monthly or safety backups. The newest are:',
     ],
     [
       'a database without backups',
       { database: 'no_backups_here', targetDatabase: 'x' },
       'NotFoundError',
-      'There is no verified full backup',
+      'on target local: did you mean one of them?',
     ],
     [
       'a bad identifier',
