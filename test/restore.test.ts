@@ -84,7 +84,7 @@ describe('the database-restore workflow', () => {
       applicationDownSeconds: null,
     });
     expect(output.checks).toContain(
-      `all ${tables.length} tables of the backup are present with exactly the row counts of the dump (${verified.tables.reduce((sum, t) => sum + t.rows, 0)} rows)`,
+      `all ${tables.length + verified.excludedTables.length} tables are present: ${tables.length} with exactly the row counts of the full dump (${verified.tables.reduce((sum, t) => sum + t.rows, 0)} rows), and ${verified.excludedTables.length} whose rows a full dump leaves out by design (${verified.excludedTables.map(qualifiedName).join('; ')})`,
     );
     // The log tables' rows are not in the daily full: the record says so, and where they are.
     expect(output.rows).toEqual([
@@ -385,13 +385,13 @@ describe('refusals change nothing', () => {
       'an unknown backup',
       { database: 'kennel_prod', targetDatabase: 'x', backup: '20200101T000000Z_00000000' },
       'NotFoundError',
-      'No full, monthly or safety backup "20200101T000000Z_00000000" of kennel_prod. The newest are:',
+      'No full, monthly or safety backup "20200101T000000Z_00000000" of kennel_prod; this restore takes full, monthly or safety backups. The newest are:',
     ],
     [
       'a database without backups',
       { database: 'no_backups_here', targetDatabase: 'x' },
       'NotFoundError',
-      'There is no verified full backup',
+      'on target local: did you mean one of them?',
     ],
     [
       'a bad identifier',
