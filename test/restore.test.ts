@@ -207,7 +207,7 @@ describe('the database-restore workflow', () => {
     world.sql('postgres', `DROP DATABASE ${output.replacedDatabase}`);
   });
 
-  it('a failure after the application stopped: starts it again, and the alert names the safety dump that brings the database back', async () => {
+  it('a failure after the application stopped, before the swap: starts it again, says the database was not replaced, and names the safety dump without offering it (production is newer)', async () => {
     damageProduction();
     const beforeRestore = tableChecksums(world, 'kennel_prod', tables);
     const run = await restore(
@@ -240,13 +240,14 @@ describe('the database-restore workflow', () => {
     const alert = run.alerts[0]?.text ?? '';
     expect(alert).toContain('State: CheckSwap');
     expect(alert).toContain('The application was stopped for the restore and has been started again.');
-    const safetyRunId = /"backup": "(\d{8}T\d{6}Z_[0-9a-f]{8})"/.exec(alert)?.[1];
     expect(alert).toMatch(
-      /The safety dump database\/safety\/local\/kennel_prod\/\S+ \(verified\) holds kennel_prod/,
+      /The safety dump database\/safety\/local\/kennel_prod\/\S+ \(verified\) holds kennel_prod as it was when the application stopped; kennel_prod was not replaced, so nothing needs it: do not restore it/,
     );
+    expect(alert).not.toContain('"backup":');
+    const safetyRunId = /kennel_prod_safety_(\d{8}T\d{6}Z_[0-9a-f]{8})\.sql/.exec(alert)?.[1];
     expect(safetyRunId).toBeDefined();
 
-    // What the alert says to do brings back the state from before the restore.
+    // The dump it names is whole: it brings back the state from before the restore.
     const back = await restore({
       database: 'kennel_prod',
       targetDatabase: 'kennel_before',
