@@ -17,10 +17,53 @@ pg() {
   fi
 }
 
-s3_put() { # s3_put KEY CONTENT-TYPE < body
-  local endpoint=()
-  [[ -n ${KB_S3_ENDPOINT_URL:-} ]] && endpoint=(--endpoint-url "$KB_S3_ENDPOINT_URL")
-  aws s3 cp - "s3://$KB_BUCKET/$1" "${endpoint[@]}" --only-show-errors --content-type "$2"
+# Uploads a stream as it comes (a multipart upload: the AWS CLI sends parts of
+# 8 MiB, its default). S3 takes at most 10,000 parts, so a stream over 78 GiB
+# fails unless the CLI knows how big it may get: given EXPECTED-BYTES, an upper
+# bound, it doubles the part size until 10,000 parts hold it (`aws s3 cp`
+# --expected-size; the CLI keeps about 15 parts in memory).
+s3_put() { # s3_put KEY CONTENT-TYPE [EXPECTED-BYTES] < body
+  local options=()
+  [[ -n ${KB_S3_ENDPOINT_URL:-} ]] && options+=(--endpoint-url "$KB_S3_ENDPOINT_URL")
+  [[ -n ${3:-} ]] && options+=(--expected-size "$3")
+  aws s3 cp - "s3://$KB_BUCKET/$1" "${options[@]}" --only-show-errors --content-type "$2"
+}
+
+# Stores the archive on stdin in one pass: the host's copy at PATH and the object
+# KEY in S3 (s3_put; EXPECTED-BYTES as there, or empty); prints its sha256 (hex),
+# taken from the same bytes as they pass, so the copy is not read a second time.
+# Fails when any of the three fails. It runs where errexit does not (a
+# pipeline's `|| …`), so it checks each step itself. WORK-DIR holds a FIFO.
+store_archive() { # store_archive PATH KEY EXPECTED-BYTES WORK-DIR < archive > sha256
+  local fifo=$4/sha256.fifo sum=$4/sha256.out sum_pid line
+  rm -f "$fifo"
+  mkfifo "$fifo" || return 1
+  # One job in the background (not a pipeline), so that $! is the process to
+  # kill should tee never open the FIFO: it would wait there forever.
+  sha256_hex <"$fifo" >"$sum" &
+  sum_pid=$!
+  if ! tee "$1" "$fifo" | s3_put "$2" application/octet-stream "$3"; then
+    kill "$sum_pid" 2>/dev/null
+    wait "$sum_pid" 2>/dev/null
+    return 1
+  fi
+  wait "$sum_pid" || return 1
+  read -r line <"$sum" || return 1
+  rm -f "$fifo" "$sum"
+  printf '%s\n' "$line"
+}
+
+# The sha256 (hex) of stdin. openssl's uses the processor's SHA extensions where
+# it has them (0.8 ms of CPU a MiB on this project's machine, sha256sum 2.9 ms);
+# sha256sum where openssl is not installed.
+sha256_hex() { # sha256_hex < bytes
+  local line
+  if command -v openssl >/dev/null; then
+    line=$(openssl dgst -sha256 -r) || return 1
+  else
+    line=$(sha256sum) || return 1
+  fi
+  printf '%s\n' "${line%% *}"
 }
 
 s3_get() { # s3_get KEY > body
@@ -134,14 +177,14 @@ SQL
 # sha256 too. So a restore uses exactly the bytes stored off-site.
 intact_copy() { # intact_copy LOCAL-PATH SHA256 KEY DIR
   local path=$1 actual
-  if [[ -f $path && $(sha256sum "$path" | cut -d' ' -f1) == "$2" ]]; then
+  if [[ -f $path && $(sha256_hex <"$path") == "$2" ]]; then
     printf '%s\n' "$path"
     return 0
   fi
   echo "no intact copy at $1; fetching s3://$KB_BUCKET/$3" >&2
   path=$4/${3##*/}
   s3_get "$3" >"$path" || return 1
-  actual=$(sha256sum "$path" | cut -d' ' -f1)
+  actual=$(sha256_hex <"$path")
   if [[ $actual != "$2" ]]; then
     echo "s3://$KB_BUCKET/$3 has sha256 $actual, the manifest says $2; do not restore from it" >&2
     return 1

@@ -88,7 +88,7 @@ describe('the database-restore workflow', () => {
       applicationDownSeconds: null,
     });
     expect(output.checks).toContain(
-      `all ${tables.length} tables of the backup are present with exactly the row counts of the dump (${verified.tables.reduce((sum, t) => sum + t.rows, 0)} rows)`,
+      `all ${tables.length + verified.excludedTables.length} tables are present: ${tables.length} with exactly the row counts of the full dump (${verified.tables.reduce((sum, t) => sum + t.rows, 0)} rows), and ${verified.excludedTables.length} whose rows a full dump leaves out by design (${verified.excludedTables.map(qualifiedName).join('; ')})`,
     );
     // The log tables' rows are not in the daily full: the record says so, and where they are.
     expect(output.rows).toEqual([
@@ -211,7 +211,7 @@ describe('the database-restore workflow', () => {
     world.sql('postgres', `DROP DATABASE ${output.replacedDatabase}`);
   });
 
-  it('a failure after the application stopped: starts it again, and the alert names the safety dump that brings the database back', async () => {
+  it('a failure after the application stopped, before the swap: starts it again, says the database was not replaced, and names the safety dump without offering it (production is newer)', async () => {
     damageProduction();
     const beforeRestore = tableChecksums(world, 'kennel_prod', tables);
     const run = await restore(
@@ -244,13 +244,14 @@ describe('the database-restore workflow', () => {
     const alert = run.alerts[0]?.text ?? '';
     expect(alert).toContain('State: CheckSwap');
     expect(alert).toContain('The application was stopped for the restore and has been started again.');
-    const safetyRunId = /"backup": "(\d{8}T\d{6}Z_[0-9a-f]{8})"/.exec(alert)?.[1];
     expect(alert).toMatch(
-      /The safety dump database\/safety\/local\/kennel_prod\/\S+ \(verified\) holds kennel_prod/,
+      /The safety dump database\/safety\/local\/kennel_prod\/\S+ \(verified\) holds kennel_prod as it was when the application stopped; kennel_prod was not replaced, so nothing needs it: do not restore it/,
     );
+    expect(alert).not.toContain('"backup":');
+    const safetyRunId = /kennel_prod_safety_(\d{8}T\d{6}Z_[0-9a-f]{8})\.sql/.exec(alert)?.[1];
     expect(safetyRunId).toBeDefined();
 
-    // What the alert says to do brings back the state from before the restore.
+    // The dump it names is whole: it brings back the state from before the restore.
     const back = await restore({
       database: 'kennel_prod',
       targetDatabase: 'kennel_before',
@@ -400,13 +401,13 @@ describe('refusals change nothing', () => {
       'an unknown backup',
       { database: 'kennel_prod', targetDatabase: 'x', backup: '20200101T000000Z_00000000' },
       'NotFoundError',
-      'No full, monthly or safety backup "20200101T000000Z_00000000" of kennel_prod. The newest are:',
+      'No full, monthly or safety backup "20200101T000000Z_00000000" of kennel_prod; this restore takes full, monthly or safety backups. The newest are:',
     ],
     [
       'a database without backups',
       { database: 'no_backups_here', targetDatabase: 'x' },
       'NotFoundError',
-      'There is no verified full backup',
+      'on target local: did you mean one of them?',
     ],
     [
       'a bad identifier',

@@ -1,13 +1,14 @@
 import { RESTORE_RESULT as RESULT } from '../../statemachines/database-restore.ts';
 import { FILES_RESTORE_RESULT as FILES_RESULT } from '../../statemachines/files-restore.ts';
 import type { Catalog } from '../catalog/catalog.ts';
-import { exactRows } from '../catalog/manifest.ts';
+import { type DatabaseManifest, exactRows } from '../catalog/manifest.ts';
 import {
   CleanUpIncompleteError,
   caughtErrorSchema,
   InvalidInputError,
   RestoreMismatchError,
 } from '../core/errors.ts';
+import { qualifiedName } from '../core/identifiers.ts';
 import * as z from '../core/schema.ts';
 import { commandStateSchema } from '../host/command-stage.ts';
 import { leftoversOfState } from './alert.ts';
@@ -45,7 +46,13 @@ export async function checkRestore(
   const [archive] = plan.archives;
   if (!archive) throw new InvalidInputError('The restore plan names no archive; start the restore again.');
   const manifest = await catalog.readDatabaseManifest(archive.manifestKey);
-  const { problems, check } = await rowProblems(serverUrl, plan.stagingDatabase, exactRows(manifest));
+  // A table whose rows the dump left out must be there too, with any rows (the
+  // restore may carry them over from production).
+  const leftOut = manifest.excludedTables.map((t) => ({ ...t, min: 0, max: Number.MAX_SAFE_INTEGER }));
+  const { problems, check } = await rowProblems(serverUrl, plan.stagingDatabase, [
+    ...exactRows(manifest),
+    ...leftOut,
+  ]);
   if (problems.length > 0) {
     await dropDatabase(serverUrl, plan.stagingDatabase);
     throw new RestoreMismatchError(
@@ -57,11 +64,25 @@ export async function checkRestore(
     checks: [
       "the dump's sha256 matched its verified manifest before use",
       'the dump applied completely, without error (a restore stops at the first error and drops the database it made)',
-      `all ${check.tables} tables of the backup are present with exactly the row counts of the dump (${check.rows} rows)`,
+      presentTables(manifest),
     ],
     startedAt,
     finishedAt: now().toISOString(),
   };
+}
+
+/**
+ * The sentence of a restore's checks on its tables: every table of the backup
+ * (those with rows and those whose rows the dump left out) is present, and which
+ * have exactly the dump's row counts. Facts from the manifest, whose rows the
+ * check has just matched.
+ */
+function presentTables(manifest: DatabaseManifest): string {
+  const rows = manifest.tables.reduce((sum, t) => sum + t.rows, 0);
+  const withRows = `exactly the row counts of the ${manifest.kind} dump (${rows} rows)`;
+  const leftOut = manifest.excludedTables;
+  if (leftOut.length === 0) return `all ${manifest.tables.length} tables are present with ${withRows}`;
+  return `all ${manifest.tables.length + leftOut.length} tables are present: ${manifest.tables.length} with ${withRows}, and ${leftOut.length} whose rows a ${manifest.kind} dump leaves out by design (${someOf(leftOut.map(qualifiedName))})`;
 }
 
 /** What host/restore-archive.sh reports: the database as it made it, and the roles it created or omitted. */

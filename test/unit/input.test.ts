@@ -67,7 +67,7 @@ describe('parseInput with the plan request', () => {
     ).toBe(
       listed(
         'The PlanBackup request',
-        'input: Invalid input: expected nonoptional, received undefined',
+        'input is required',
         'executionId: Invalid string: must match pattern /^[A-Za-z0-9:._/-]{1,256}$/',
         'startedAt: Invalid ISO datetime',
       ),
@@ -244,19 +244,19 @@ describe('parseInput with plans and host command requests', () => {
     expect(refusal(() => parseInput(planSchema, { kind: 'weekly' }, 'P'))).toBe(
       listed(
         'P',
-        'target: Invalid input: expected string, received undefined',
-        'runId: Invalid input: expected string, received undefined',
-        'executionId: Invalid input: expected string, received undefined',
-        'startedAt: Invalid input: expected string, received undefined',
-        'bucket: Invalid input: expected string, received undefined',
-        'archiveKey: Invalid input: expected string, received undefined',
-        'manifestKey: Invalid input: expected string, received undefined',
-        'fileName: Invalid input: expected string, received undefined',
-        'localDir: Invalid input: expected string, received undefined',
+        'target is required: give a string',
+        'runId is required: give a string',
+        'executionId is required: give a string',
+        'startedAt is required: give a string',
+        'bucket is required: give a string',
+        'archiveKey is required: give a string',
+        'manifestKey is required: give a string',
+        'fileName is required: give a string',
+        'localDir is required: give a string',
         'codec: Invalid option: expected one of "zstd"|"gzip"',
         'kind: Invalid option: expected one of "full"|"monthly"|"safety"',
-        'database: Invalid input: expected string, received undefined',
-        'scratchDatabase: Invalid input: expected string, received undefined',
+        'database is required: give a string',
+        'scratchDatabase is required: give a string',
       ),
     );
   });
@@ -270,7 +270,7 @@ describe('parseInput with plans and host command requests', () => {
 
   it('checks a files plan’s excludes', () => {
     const message = refusal(() => parseInput(filesPlanSchema, { excludes: ['a/b'] }, 'P'));
-    expect(message).toContain('\n- paths: Invalid input: expected array, received undefined');
+    expect(message).toContain('\n- paths is required: give an array');
     expect(message).toMatch(
       /\n- excludes\.0: must be a file or directory name \(\* for any characters, a trailing \/ for a directory directly under each path\)$/,
     );
@@ -280,7 +280,7 @@ describe('parseInput with plans and host command requests', () => {
     const message = refusal(() => parseInput(restorePlanSchema, { archives: [] }, 'P'));
     for (const line of [
       'archives: Too small: expected array to have exactly 1 items',
-      'safetyDump: Invalid input: expected object, received undefined',
+      'safetyDump is required: give an object',
     ]) {
       expect(`${message}\n`).toContain(`\n- ${line}\n`);
     }
@@ -317,7 +317,7 @@ describe('parseInput with plans and host command requests', () => {
           'H',
         ),
       ),
-    ).toBe(listed('H', 'plan.runId: Invalid input: expected string, received undefined'));
+    ).toBe(listed('H', 'plan.runId is required: give a string'));
     expect(
       refusal(() =>
         parseInput(
