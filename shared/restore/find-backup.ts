@@ -51,8 +51,15 @@ export async function findBackup(
   // A key names its kind: one under a legacy prefix is refused without a listing.
   const byKey = LEGACY_DUMP_KINDS.find((kind) => backup.startsWith(`${KIND_PREFIX[kind]}/`));
   if (byKey) refuseLegacy(byKey, backup.replace(MANIFEST_SUFFIX, ''));
+  // Each kind is listed once, and only until the backup is found; a refusal lists from what was read.
+  const listed = [keys];
   let key = keys.find(named);
-  for (const kind of kinds.slice(1)) key ??= (await catalog.manifestKeys(kind, target, database)).find(named);
+  for (const kind of kinds.slice(1)) {
+    if (key) break;
+    const more = await catalog.manifestKeys(kind, target, database);
+    listed.push(more);
+    key = more.find(named);
+  }
   if (!key && database !== null) {
     // A run id of a legacy archive: said so, rather than "no such backup".
     for (const kind of LEGACY_DUMP_KINDS) {
@@ -61,10 +68,8 @@ export async function findBackup(
     }
   }
   if (!key) {
-    const all = [keys];
-    for (const kind of kinds.slice(1)) all.push(await catalog.manifestKeys(kind, target, database));
     const kindNames = kinds.length > 1 ? `${kinds.slice(0, -1).join(', ')} or ${kinds.at(-1)}` : first;
-    const recent = await newestListed(catalog, all.flat());
+    const recent = await newestListed(catalog, listed.flat());
     throw new NotFoundError(
       `No ${kindNames} backup "${backup}" of ${database ?? target}; this restore takes ${kindNames} backups. ${recent.length ? `The newest are: ${recent.join('; ')}. Use one of them, or "latest".` : `There are none.${await otherDatabases(catalog, kinds, target, database, 0)}`} Nothing was changed.`,
     );
