@@ -1,7 +1,9 @@
 import { execFileSync } from 'node:child_process';
 import { chmodSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { LOCAL_DATABASE, type LocalEnvironment } from '../local/environment.ts';
+import { PROJECT_ROOT } from '../local/runner.ts';
 import { databaseRun } from '../shared/backup/database-plan.ts';
 import { BACKUP_HOST_COMMANDS, exactPattern } from '../shared/backup/host-commands.ts';
 import { excludedTablesOf, localPathOf } from '../shared/catalog/manifest-builder.ts';
@@ -33,17 +35,25 @@ import { mib, ratio, table } from './table.ts';
  * What the dump stage costs over the bare tool (issue 12, point 7: production is
  * read once, and the stage stays within 1.15× of `pg_dump | zstd`), side by side
  * in one run on one cluster (the local stack: PostgreSQL archiving its WAL, the
- * local S3 over TLS):
+ * local S3 over TLS), three ways:
  *  - bare: `pg_dump | zstd -3 -T0 > /dev/null` of the data the kind dumps (a full
  *    leaves out the rows of EXCLUDED_TABLES, a monthly dump nothing);
+ *  - bare + upload: the same, its output uploaded by host/common.sh's s3_put (the
+ *    AWS CLI, to the local S3) rather than thrown away: the least any stage that
+ *    stores the dump off the host does;
  *  - ours: host/database-backup.sh as StartDump renders it for that kind, run by
  *    the local host from send to exit: the snapshot session, pg_dump, zstd, the
- *    host's copy and the upload to S3 (the AWS CLI), and its result line.
- * The sample database is measured as a full and as a monthly dump.
- * The two alternate, after an untimed warm-up of each; the ratio is taken pair by
- * pair and its median reported. The warm-up of ours runs with the AWS CLI behind
- * a shim that counts its starts. Optionally a pgbench database of several GB
- * (--pgbench-scale; 170 ≈ 2.5 GB) is measured the same way.
+ *    host's copy, the sha256, the upload and its result line.
+ * ours / bare is the issue's measure; ours / (bare + upload) is what the stage
+ * costs beyond the upload; the AWS CLI's start is measured alone (an upload of
+ * nothing). Each run's CPU is split three ways (Linux /proc): the run's own
+ * processes, PostgreSQL's backends, and the local S3 server, which shares this
+ * machine's cores as S3 does not share a host's in AWS.
+ * The three alternate, in an order that rotates pair by pair, after an untimed
+ * warm-up of each; ratios are taken pair by pair and their medians reported. The
+ * warm-up of ours runs with the AWS CLI behind a shim that counts its starts.
+ * Optionally a pgbench database of several GB (--pgbench-scale; 170 ≈ 2.5 GB) is
+ * measured the same way.
  *
  *   npm run bench:dump -- [--scale 20] [--pgbench-scale 170] [--repeat 3]
  */
@@ -52,9 +62,9 @@ const USAGE = `Usage: npm run bench:dump -- [--scale N] [--pgbench-scale N] [--r
 
   --scale N          sample data size (default 20 ≈ 310 MB; 1 for a quick smoke run)
   --pgbench-scale N  also a pgbench database of this scale (15 MB each; 170 ≈ 2.5 GB); default none
-  --repeat N         timed pairs per database (default 3); medians are reported
+  --repeat N         timed rounds per database (default 3); medians are reported
 
-Results: a table on stdout and JSON in bench/results/dump-<timestamp>.json.`;
+Results: tables on stdout and JSON in bench/results/dump-<timestamp>.json.`;
 
 const PGBENCH = 'kb_pgbench';
 
@@ -63,17 +73,108 @@ interface Ctx {
   config: Config;
   target: Target;
   tmp: string;
+  /** The cluster's postmaster, whose reaped children are the backends. */
+  postmasterPid: number;
 }
 
 /** The kinds measured: the daily full (the log tables' rows left out) and the monthly dump of everything. */
 type Kind = 'full' | 'monthly';
 
-/** The bare tool on `database`: the data our `kind` dumps, compressed alike, written nowhere. */
-function bareDump(ctx: Ctx, database: string, kind: Kind): string {
+/** The three ways of dumping that are compared. */
+const WAYS = ['bare', 'upload', 'ours'] as const;
+type Way = (typeof WAYS)[number];
+
+// ---------------------------------------------------------------------------
+// CPU time, from /proc/<pid>/stat.
+
+const CLOCK_TICKS = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim());
+
+/** CPU seconds (user + system) of a process: its own, and its children's that it has waited for. */
+function cpuSeconds(pid: number | 'self'): { own: number; children: number } {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  // The fields after the command's name, which may hold spaces, start at field 3.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const field = (n: number) => Number(fields[n - 3]);
+  return { own: (field(14) + field(15)) / CLOCK_TICKS, children: (field(16) + field(17)) / CLOCK_TICKS };
+}
+
+/**
+ * CPU seconds of one run: `run`, the processes it started (this process's
+ * children, which it waits for; the local S3 is a child that runs on and is
+ * not counted); `postgres`, the backends that served it (the postmaster's
+ * children, counted when they end; an autovacuum worker's too); `s3`, the local
+ * S3 server's.
+ */
+interface Cpu {
+  run: number;
+  postgres: number;
+  s3: number;
+}
+
+function cpuNow(ctx: Ctx): Cpu {
+  const postmaster = cpuSeconds(ctx.postmasterPid);
+  return {
+    run: cpuSeconds('self').children,
+    postgres: postmaster.own + postmaster.children,
+    s3: cpuSeconds(ctx.environment.s3Pid).own,
+  };
+}
+
+interface Run {
+  ms: number;
+  cpu: Cpu;
+}
+
+/** Times `run` (its own wall clock) and takes the CPU its processes, PostgreSQL and the local S3 spent meanwhile. */
+async function measured(ctx: Ctx, run: () => Promise<number>): Promise<Run> {
+  const before = cpuNow(ctx);
+  const ms = await run();
+  // The postmaster counts a backend once it has reaped it, just after the client left.
+  await sleep(200);
+  const after = cpuNow(ctx);
+  return {
+    ms,
+    cpu: {
+      run: after.run - before.run,
+      postgres: after.postgres - before.postgres,
+      s3: after.s3 - before.s3,
+    },
+  };
+}
+
+// ---------------------------------------------------------------------------
+// The ways.
+
+/** The host's S3 helpers (host/common.sh) with the parameters s3_put reads, for a bash command. */
+function withS3Put(ctx: Ctx, command: string): string {
+  return [
+    `KB_BUCKET=${shellQuote(ctx.config.BACKUP_BUCKET)}`,
+    `KB_S3_ENDPOINT_URL=${shellQuote(ctx.config.S3_ENDPOINT_URL ?? '')}`,
+    `source ${shellQuote(join(PROJECT_ROOT, 'host', 'common.sh'))}`,
+    command,
+  ].join('\n');
+}
+
+/**
+ * The bare tool on `database`: the data our `kind` dumps, compressed alike, then
+ * thrown away (`bare`) or uploaded (`upload`) by s3_put with the stage's upper
+ * bound on its size (host/database-backup.sh: twice the database's), so with
+ * the same part size.
+ */
+function bareDump(
+  ctx: Ctx,
+  database: string,
+  kind: Kind,
+  way: 'bare' | 'upload',
+  databaseBytes: number,
+): string {
   const excluded = excludedTablesOf(ctx.config, kind)
     .map((t) => `--exclude-table-data=${shellQuote(exactPattern(t))}`)
     .join(' ');
-  return `pg_dump --no-password --format=plain ${excluded} -d ${shellQuote(database)} | ${CODECS[DEFAULT_CODEC].compress} > /dev/null`;
+  const dump = `pg_dump --no-password --format=plain ${excluded} -d ${shellQuote(database)} | ${CODECS[DEFAULT_CODEC].compress}`;
+  if (way === 'bare') return `${dump} > /dev/null`;
+  const key = `bench/bare-upload/${database}-${kind}.sql.${CODECS[DEFAULT_CODEC].extension}`;
+  return withS3Put(ctx, `${dump} | s3_put ${shellQuote(key)} application/octet-stream ${2 * databaseBytes}`);
 }
 
 /** Our dump stage of `database`, rendered for a fresh run and run on the local host; its copy removed after. */
@@ -124,14 +225,33 @@ function countingAws(ctx: Ctx, logFile: string): Record<string, string> {
   return { ...ctx.environment.hostEnv, PATH: `${dir}:${ctx.environment.hostEnv.PATH ?? ''}` };
 }
 
+// ---------------------------------------------------------------------------
+// Measuring.
+
+/** Medians of each part of the CPU of a way's runs, in seconds. */
+const cpuMedians = (runs: Run[]): Cpu => ({
+  run: stats(runs.map((r) => r.cpu.run)).median,
+  postgres: stats(runs.map((r) => r.cpu.postgres)).median,
+  s3: stats(runs.map((r) => r.cpu.s3)).median,
+});
+
+/** What a host pays: the run's processes and PostgreSQL's; the local S3's share is S3's in AWS. */
+const hostCpu = (r: Run) => r.cpu.run + r.cpu.postgres;
+
 interface Measured {
   database: string;
   kind: Kind;
   bytes: number;
-  bare: Stats;
-  ours: Stats;
-  /** Ours over bare, pair by pair. */
-  ratio: Stats;
+  /** Wall clock of each way, ms. */
+  wall: Record<Way, Stats>;
+  /** Each way's CPU, medians in seconds. */
+  cpu: Record<Way, Cpu>;
+  /** Each way's CPU, run by run, in seconds. */
+  cpuRuns: Record<Way, Cpu[]>;
+  /** Ours over bare and over bare + upload, wall clock, round by round. */
+  ratio: { oursOverBare: Stats; oursOverUpload: Stats; uploadOverBare: Stats };
+  /** Host CPU (the run's processes and PostgreSQL's, the local S3 left out), ours over bare and over bare + upload, round by round. */
+  hostCpuRatio: { oursOverBare: Stats; oursOverUpload: Stats };
   awsStarts: number;
 }
 
@@ -140,27 +260,66 @@ async function measure(ctx: Ctx, database: string, kind: Kind, repeat: number): 
   const bytes = Number(
     queryValue(ctx.environment.postgres, database, 'SELECT pg_database_size(current_database())'),
   );
-  log(`${database} ${kind} (${mib(bytes)} MiB): warm-up, bare and ours (counting AWS CLI starts) …`);
-  await sh(bareDump(ctx, database, kind), env);
+  const runWay = async (way: Way, hostEnv = env) =>
+    measured(ctx, async () =>
+      way === 'ours'
+        ? ourDump(ctx, database, kind, hostEnv)
+        : (await sh(bareDump(ctx, database, kind, way, bytes), env)).ms,
+    );
+  log(
+    `${database} ${kind} (${mib(bytes)} MiB): warm-up, bare, bare + upload and ours (counting AWS CLI starts) …`,
+  );
+  await runWay('bare');
+  await runWay('upload');
   const awsLog = join(ctx.tmp, `aws-${database}-${kind}.log`);
-  await ourDump(ctx, database, kind, countingAws(ctx, awsLog));
+  await runWay('ours', countingAws(ctx, awsLog));
   const awsStarts = readFileSync(awsLog, 'utf8').split('\n').filter(Boolean).length;
-  const bare: number[] = [];
-  const ours: number[] = [];
-  for (let i = 1; i <= repeat; i += 1) {
-    log(`${database} ${kind}: pair ${i} of ${repeat} …`);
-    bare.push((await sh(bareDump(ctx, database, kind), env)).ms);
-    ours.push(await ourDump(ctx, database, kind, env));
+  const runs: Record<Way, Run[]> = { bare: [], upload: [], ours: [] };
+  for (let i = 0; i < repeat; i += 1) {
+    // Each way first in turn: none always runs on the caches another left.
+    const order = WAYS.map((_, j) => WAYS[(i + j) % WAYS.length] as Way);
+    log(`${database} ${kind}: round ${i + 1} of ${repeat} (${order.join(', ')}) …`);
+    for (const way of order) runs[way].push(await runWay(way));
   }
+  const perRound = (f: (i: number) => number) => stats(runs.bare.map((_, i) => f(i)));
+  const at = (way: Way, i: number) => runs[way][i] as Run;
   return {
     database,
     kind,
     bytes,
-    bare: stats(bare),
-    ours: stats(ours),
-    ratio: stats(ours.map((o, i) => o / (bare[i] as number))),
+    wall: {
+      bare: stats(runs.bare.map((r) => r.ms)),
+      upload: stats(runs.upload.map((r) => r.ms)),
+      ours: stats(runs.ours.map((r) => r.ms)),
+    },
+    cpu: { bare: cpuMedians(runs.bare), upload: cpuMedians(runs.upload), ours: cpuMedians(runs.ours) },
+    cpuRuns: {
+      bare: runs.bare.map((r) => r.cpu),
+      upload: runs.upload.map((r) => r.cpu),
+      ours: runs.ours.map((r) => r.cpu),
+    },
+    ratio: {
+      oursOverBare: perRound((i) => at('ours', i).ms / at('bare', i).ms),
+      oursOverUpload: perRound((i) => at('ours', i).ms / at('upload', i).ms),
+      uploadOverBare: perRound((i) => at('upload', i).ms / at('bare', i).ms),
+    },
+    hostCpuRatio: {
+      oursOverBare: perRound((i) => hostCpu(at('ours', i)) / hostCpu(at('bare', i))),
+      oursOverUpload: perRound((i) => hostCpu(at('ours', i)) / hostCpu(at('upload', i))),
+    },
     awsStarts,
   };
+}
+
+/** The AWS CLI's start alone: s3_put of nothing, after a warm-up; wall clock and CPU of each. */
+async function cliStart(ctx: Ctx, repeat: number): Promise<{ wall: Stats; cpu: Stats }> {
+  const command = withS3Put(ctx, 's3_put bench/nothing application/octet-stream < /dev/null');
+  log('the AWS CLI alone: an upload of nothing …');
+  await sh(command, ctx.environment.hostEnv);
+  const runs: Run[] = [];
+  for (let i = 0; i < repeat; i += 1)
+    runs.push(await measured(ctx, async () => (await sh(command, ctx.environment.hostEnv)).ms));
+  return { wall: stats(runs.map((r) => r.ms)), cpu: stats(runs.map((r) => r.cpu.run)) };
 }
 
 async function main(): Promise<number> {
@@ -183,38 +342,78 @@ async function main(): Promise<number> {
     const config = parseConfig(env.functionEnv);
     const target = findTarget(config, 'local');
     if (!target) throw new Error('no local target');
-    const ctx: Ctx = { environment: env, config, target, tmp };
-    const measured: Measured[] = [];
+    if (!env.pgData) throw new Error('no local cluster');
+    // postmaster.pid: its first line is the postmaster's pid.
+    const postmasterPid = Number(readFileSync(join(env.pgData, 'postmaster.pid'), 'utf8').split('\n')[0]);
+    const ctx: Ctx = { environment: env, config, target, tmp, postmasterPid };
+    const loadBefore = machine().load;
+    const cli = await cliStart(ctx, repeat);
+    const results: Measured[] = [];
     // The sample's full leaves out two thirds of it (the log tables' rows); its monthly dump is all of it.
-    measured.push(await measure(ctx, LOCAL_DATABASE, 'full', repeat));
-    measured.push(await measure(ctx, LOCAL_DATABASE, 'monthly', repeat));
-    if (pgbenchScale > 0) measured.push(await measure(ctx, PGBENCH, 'full', repeat));
+    results.push(await measure(ctx, LOCAL_DATABASE, 'full', repeat));
+    results.push(await measure(ctx, LOCAL_DATABASE, 'monthly', repeat));
+    if (pgbenchScale > 0) results.push(await measure(ctx, PGBENCH, 'full', repeat));
 
-    const sec = (ms: number) => (ms / 1000).toFixed(2);
-    const rows = measured.map((m) => [
-      `${m.database} (${mib(m.bytes, 0)} MiB), ${m.kind}`,
-      sec(m.bare.median),
-      sec(m.ours.median),
-      ratio(m.ratio.median),
-      `${ratio(m.ratio.min)}–${ratio(m.ratio.max)}`,
-      String(m.awsStarts),
-    ]);
+    const sec = (s: number) => s.toFixed(2);
+    const name = (m: Measured) => `${m.database} (${mib(m.bytes, 0)} MiB), ${m.kind}`;
+    const withSpread = (s: Stats) => `${ratio(s.median)} (${ratio(s.min)}–${ratio(s.max)})`;
+    const wallTable = table(
+      [
+        'database',
+        'bare s',
+        '+ upload s',
+        'ours s',
+        'ours / bare',
+        'ours / (bare + upload)',
+        'AWS CLI starts',
+      ],
+      results.map((m) => [
+        name(m),
+        sec(m.wall.bare.median / 1000),
+        sec(m.wall.upload.median / 1000),
+        sec(m.wall.ours.median / 1000),
+        withSpread(m.ratio.oursOverBare),
+        withSpread(m.ratio.oursOverUpload),
+        String(m.awsStarts),
+      ]),
+    );
+    const cpuCell = (c: Cpu) => `${sec(c.run)} + ${sec(c.postgres)} + ${sec(c.s3)}`;
+    const cpuTable = table(
+      [
+        'CPU s: run + PostgreSQL + local S3',
+        'bare',
+        'bare + upload',
+        'ours',
+        'host CPU ours / bare',
+        'ours / (bare + upload)',
+      ],
+      results.map((m) => [
+        name(m),
+        cpuCell(m.cpu.bare),
+        cpuCell(m.cpu.upload),
+        cpuCell(m.cpu.ours),
+        withSpread(m.hostCpuRatio.oursOverBare),
+        withSpread(m.hostCpuRatio.oursOverUpload),
+      ]),
+    );
+    const cliLine = `The AWS CLI alone (an upload of nothing): ${sec(cli.wall.median / 1000)} s wall, ${sec(cli.cpu.median)} s CPU (medians of ${repeat}).`;
     const result = {
       startedAt: startedAt.toISOString(),
       finishedAt: new Date().toISOString(),
       options: { scale, pgbenchScale, repeat },
-      machine: machine(),
+      machine: { ...machine(), loadBefore },
       notes: [
-        "Wall clock. bare: pg_dump | zstd -3 -T0 > /dev/null of the data the kind dumps (a full leaves out the excluded tables' rows); ours: host/database-backup.sh of that kind (snapshot session, pg_dump, zstd, the host's copy, the upload to the local S3, its result line), from send to exit.",
-        "The local S3 runs on the same machine: its share of the CPU is the upload's, which S3 does not take from a host in AWS.",
-        'Ratios are ours over bare, pair by pair (each pair run back to back); medians, with the spread.',
+        "Wall clock. bare: pg_dump | zstd -3 -T0 > /dev/null of the data the kind dumps (a full leaves out the excluded tables' rows); bare + upload: the same piped to s3_put (the AWS CLI) to the local S3; ours: host/database-backup.sh of that kind (snapshot session, pg_dump, zstd, the host's copy, its sha256, the upload to the local S3, its result line), from send to exit.",
+        "CPU: run = the run's own processes; PostgreSQL = its backends (counted when they end); local S3 = the local S3 server's, which runs on this machine's cores as S3 does not on a host in AWS. Host CPU = run + PostgreSQL.",
+        'Ratios are taken round by round (the three ways back to back, in a rotating order); medians, with the spread.',
       ],
-      measured,
+      cliStart: cli,
+      measured: results,
     };
     const resultFile = saveResult('dump', startedAt, result);
     printResult(
-      `kennel-backup dump bench: ${repeat} pair(s) each; ${machineLine()}`,
-      table(['database', 'bare s', 'ours s', 'ours / bare', 'spread', 'AWS CLI starts'], rows),
+      `kennel-backup dump bench: ${repeat} round(s) each; ${machineLine()} (at the start ${loadBefore.map((l) => l.toFixed(2)).join('/')})`,
+      [wallTable, '', cpuTable, '', cliLine].join('\n'),
       resultFile,
     );
     return 0;

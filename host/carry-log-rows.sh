@@ -6,7 +6,10 @@
 # about to be replaced into the staging database's table of the same name, column
 # by column (both must have the same columns, as the backup has them), with the
 # values of the sequences its columns own, and its user triggers held off so that
-# the rows arrive as they were.
+# the rows arrive as they were. A partitioned log table (or one with inheritance
+# children) is carried partition by partition, each into its namesake, as the
+# replaced database has them (the full leaves out their rows too); a partition
+# the backup does not have is refused.
 #
 # A row whose foreign key names a row the restored data no longer has (a customer
 # created after the backup, say) gets what its constraint gives the referrers of
@@ -27,8 +30,20 @@
 
 # One table's part of the list, as psql variables: SQL reads them, never the shell.
 table_vars=()
-field() { # field INDEX KEY
-  pg_sql postgres -v carry="$KB_CARRY" -v i="$1" -v key="$2" <<<"SELECT :'carry'::json->:i->>:'key'"
+field() { # field JSON-LIST INDEX KEY
+  pg_sql postgres -v list="$1" -v i="$2" -v key="$3" <<<"SELECT :'list'::json->:i->>:'key'"
+}
+
+# The table and its partitions (or inheritance children), all levels down, in
+# DATABASE: a JSON list of {"schema", "name"}, the table first.
+members() { # members DATABASE
+  pg_sql "$1" "${table_vars[@]}" <<'SQL'
+WITH RECURSIVE tree AS (
+  SELECT to_regclass(format('%I.%I', :'schema', :'name'))::oid AS oid, 0 AS depth
+  UNION SELECT i.inhrelid, t.depth + 1 FROM pg_inherits i JOIN tree t ON i.inhparent = t.oid)
+SELECT json_agg(json_build_object('schema', n.nspname, 'name', c.relname) ORDER BY t.depth, n.nspname, c.relname)
+FROM tree t JOIN pg_class c ON c.oid = t.oid JOIN pg_namespace n ON n.oid = c.relnamespace
+SQL
 }
 
 # The table's columns a row is made of (not the generated ones), quoted for SQL,
@@ -53,10 +68,14 @@ SQL
 count=$(pg_sql postgres -v carry="$KB_CARRY" <<<"SELECT json_array_length(:'carry'::json)")
 pg_sql "$KB_STAGING" <<<'DROP SCHEMA IF EXISTS kb_carry CASCADE; CREATE SCHEMA kb_carry;'
 results=()
+different() { # different TABLE
+  echo "carry-log-rows: the log table $1 has other columns in $KB_TARGET_DATABASE than in the backup (a migration since the backup?); its rows cannot be carried over as they are. Nothing was replaced: restore into a new database and copy them by hand, or restore a monthly or safety dump, which holds them" >&2
+  exit 1
+}
 for ((i = 0; i < count; i++)); do
-  schema=$(field "$i" schema)
-  name=$(field "$i" name)
-  table_vars=(-v schema="$schema" -v name="$name")
+  log_schema=$(field "$KB_CARRY" "$i" schema)
+  log_name=$(field "$KB_CARRY" "$i" name)
+  table_vars=(-v schema="$log_schema" -v name="$log_name")
   cols=$(columns "$KB_STAGING")
   from_cols=$(columns "$KB_TARGET_DATABASE")
   if [[ -z $cols && -z $from_cols ]]; then
@@ -64,28 +83,42 @@ for ((i = 0; i < count; i++)); do
     results+=("$(pg_sql postgres "${table_vars[@]}" <<<"SELECT json_build_object('schema', :'schema', 'name', :'name', 'present', false)")")
     continue
   fi
-  if [[ -z $cols || -z $from_cols || $(shape "$KB_STAGING") != "$(shape "$KB_TARGET_DATABASE")" ]]; then
-    echo "carry-log-rows: the log table $schema.$name has other columns in $KB_TARGET_DATABASE than in the backup (a migration since the backup?); its rows cannot be carried over as they are. Nothing was replaced: restore into a new database and copy them by hand, or restore a monthly or safety dump, which holds them" >&2
-    exit 1
-  fi
-  table_vars+=(-v cols="$cols" -v carry="$KB_CARRY")
+  if [[ -z $cols || -z $from_cols ]]; then different "$log_schema.$log_name"; fi
+  list=$(members "$KB_TARGET_DATABASE")
+  parts=$(pg_sql postgres -v list="$list" <<<"SELECT json_array_length(:'list'::json)")
+  pg_sql "$KB_STAGING" <<<'CREATE TABLE kb_carry.counts (copied bigint, nulled bigint, left_out bigint, rows bigint);'
+  # Each partition is checked before any is copied.
+  for ((j = 0; j < parts; j++)); do
+    schema=$(field "$list" "$j" schema)
+    name=$(field "$list" "$j" name)
+    table_vars=(-v schema="$schema" -v name="$name")
+    if [[ -z $(columns "$KB_STAGING") ]]; then
+      echo "carry-log-rows: the log table $log_schema.$log_name has a partition (or child table) $schema.$name in $KB_TARGET_DATABASE that the backup does not have (added since the backup?); its rows cannot be carried over. Nothing was replaced: restore into a new database and copy them by hand, or restore a monthly or safety dump, which holds them" >&2
+      exit 1
+    fi
+    if [[ $(shape "$KB_STAGING") != "$(shape "$KB_TARGET_DATABASE")" ]]; then different "$schema.$name"; fi
+  done
+  for ((j = 0; j < parts; j++)); do
+    schema=$(field "$list" "$j" schema)
+    name=$(field "$list" "$j" name)
+    table_vars=(-v schema="$schema" -v name="$name")
+    cols=$(columns "$KB_STAGING")
+    table_vars+=(-v cols="$cols" -v carry="$KB_CARRY")
 
-  pg_sql "$KB_STAGING" "${table_vars[@]}" <<'SQL'
+    pg_sql "$KB_STAGING" "${table_vars[@]}" <<'SQL'
 DROP TABLE IF EXISTS kb_carry.rows;
 CREATE UNLOGGED TABLE kb_carry.rows AS SELECT :cols FROM ONLY :"schema".:"name" WITH NO DATA;
 SQL
-  # The rows, straight from the database being replaced into the holding table.
-  pg psql -X -q -v ON_ERROR_STOP=1 -d "$KB_TARGET_DATABASE" "${table_vars[@]}" \
-    <<<'COPY (SELECT :cols FROM ONLY :"schema".:"name") TO STDOUT' |
-    pg psql -X -q -v ON_ERROR_STOP=1 -d "$KB_STAGING" -c 'COPY kb_carry.rows FROM STDIN'
+    # The rows, straight from the database being replaced into the holding table.
+    pg psql -X -q -v ON_ERROR_STOP=1 -d "$KB_TARGET_DATABASE" "${table_vars[@]}" \
+      <<<'COPY (SELECT :cols FROM ONLY :"schema".:"name") TO STDOUT' |
+      pg psql -X -q -v ON_ERROR_STOP=1 -d "$KB_STAGING" -c 'COPY kb_carry.rows FROM STDIN'
 
-  # The settings carry the names into the DO block, which psql does not interpolate.
-  results+=("$(
+    # The settings carry the names into the DO block, which psql does not interpolate.
     pg_sql "$KB_STAGING" "${table_vars[@]}" <<'SQL'
 SELECT set_config('kb.schema', :'schema', false), set_config('kb.name', :'name', false),
        set_config('kb.cols', :'cols', false), set_config('kb.carry', :'carry', false) \g /dev/null
 BEGIN;
-CREATE TABLE kb_carry.counts (copied bigint, nulled bigint, left_out bigint, rows bigint);
 DO $carry$
 DECLARE
   rel regclass := to_regclass(format('%I.%I', current_setting('kb.schema'), current_setting('kb.name')));
@@ -122,8 +155,8 @@ BEGIN
     FROM pg_constraint c
     WHERE c.conrelid = rel AND c.contype = 'f' AND c.confrelid <> rel
       AND NOT EXISTS (
-        SELECT 1 FROM json_array_elements(current_setting('kb.carry')::json) e
-        WHERE to_regclass(format('%I.%I', e->>'schema', e->>'name')) = c.confrelid)
+        SELECT 1 FROM json_array_elements(current_setting('kb.carry')::json) e, pg_partition_ancestors(c.confrelid) a
+        WHERE to_regclass(format('%I.%I', e->>'schema', e->>'name')) = a.relid)
   LOOP
     -- MATCH SIMPLE: a reference with a NULL in it refers to nothing.
     dangling := format('%s AND NOT EXISTS (SELECT 1 FROM ONLY %s f WHERE %s)', fk.filled, fk.referenced, fk.matches);
@@ -156,16 +189,11 @@ BEGIN
 END
 $carry$;
 COMMIT;
-SELECT json_build_object('schema', :'schema', 'name', :'name', 'present', true, 'copied', copied,
-                         'rows', rows, 'nulled', nulled, 'leftOut', left_out)
-FROM kb_carry.counts;
-DROP TABLE kb_carry.counts;
 SQL
-  )")
 
-  # The sequences its columns own (an identity, a serial) go on from where the
-  # replaced database's are, so that the application's next row gets a new id.
-  pg_sql "$KB_TARGET_DATABASE" "${table_vars[@]}" <<'SQL' | pg_sql "$KB_STAGING" >/dev/null
+    # The sequences its columns own (an identity, a serial) go on from where the
+    # replaced database's are, so that the application's next row gets a new id.
+    pg_sql "$KB_TARGET_DATABASE" "${table_vars[@]}" <<'SQL' | pg_sql "$KB_STAGING" >/dev/null
 SELECT format('SELECT pg_catalog.setval(%L, %s, true);', format('%I.%I', s.schemaname, s.sequencename), s.last_value)
 FROM pg_depend d
 JOIN pg_class c ON c.oid = d.objid AND c.relkind = 'S'
@@ -175,6 +203,15 @@ WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass
   AND d.refobjid = to_regclass(format('%I.%I', :'schema', :'name'))
   AND d.deptype IN ('a', 'i') AND s.last_value IS NOT NULL
 SQL
+  done
+  results+=("$(
+    pg_sql "$KB_STAGING" -v schema="$log_schema" -v name="$log_name" <<'SQL'
+SELECT json_build_object('schema', :'schema', 'name', :'name', 'present', true, 'copied', sum(copied),
+                         'rows', sum(rows), 'nulled', sum(nulled), 'leftOut', sum(left_out))
+FROM kb_carry.counts;
+DROP TABLE kb_carry.counts;
+SQL
+  )")
   echo "carry-log-rows: ${results[-1]}" >&2
 done
 pg_sql "$KB_STAGING" <<<'DROP SCHEMA kb_carry CASCADE;'

@@ -20,7 +20,7 @@ while read -r path sha256; do
   checked=$((checked + 1))
   if [[ ! -f $path ]]; then
     missing+=("$path")
-  elif [[ $(sha256sum "$path" | cut -d' ' -f1) != "$sha256" ]]; then
+  elif [[ $(sha256_hex <"$path") != "$sha256" ]]; then
     differs+=("$path")
   fi
 done <<<"$KB_COPIES"

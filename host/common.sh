@@ -17,73 +17,54 @@ pg() {
   fi
 }
 
-# Uploads stdin to KEY, creating it: every request that creates the object
-# carries If-None-Match: *, so S3 refuses (412) to replace one already there, and
-# the bucket policy denies the DB host any upload without it. A body of one part
-# or less goes in one PutObject; a longer one as a multipart upload of parts read
-# from stdin as they come (at most four on disk, uploading, at a time), whose
-# completion carries the header. Parts start at 64 MiB and double every 1000
-# (S3 takes 10,000 of at most 5 GiB), so no archive S3 can hold is too long. The
-# header needs AWS CLI 2.17.34 or 1.34.2 (August 2024) or later; an older one is
-# named in the error, and nothing is written. (KB_S3_PART_MIB, 64 unless set,
-# lets a test upload parts of S3's smallest, 5 MiB.)
-s3_put() ( # s3_put KEY CONTENT-TYPE < body
-  # A subshell: its variables, its functions and its EXIT trap end with it.
-  key=$1 type=$2 part=1 bytes=$((${KB_S3_PART_MIB:-64} << 20)) upload='' pids=() etags=()
-  s3=(aws s3api) object=(--bucket "$KB_BUCKET" --key "$1")
-  [[ -n ${KB_S3_ENDPOINT_URL:-} ]] && s3+=(--endpoint-url "$KB_S3_ENDPOINT_URL")
-  refused() { # refused CLI-OUTPUT: why S3 or the CLI refused, in words
-    if [[ $1 == *PreconditionFailed* ]]; then
-      echo "s3_put: s3://$KB_BUCKET/$key already exists, and backups are created, never replaced; nothing was written" >&2
-    elif [[ $1 == *if-none-match* ]]; then
-      echo "s3_put: this host's AWS CLI ($(aws --version 2>&1)) cannot make create-only uploads (If-None-Match, S3's conditional writes): install AWS CLI v2 2.17.34 or later (https://docs.aws.amazon.com/cli/latest/userguide/getting-started-install.html; Debian 12's awscli package is 2.9) or v1 1.34.2 or later, then run this again; nothing was written" >&2
-    else
-      printf '%s\n' "$1" >&2
-    fi
-  }
-  dir=$(work_dir)
-  # shellcheck disable=SC2317 # the trap runs it
-  cleanup_put() {
-    if [[ -n $upload ]]; then "${s3[@]}" abort-multipart-upload "${object[@]}" --upload-id "$upload" >/dev/null 2>&1 || true; fi
-    rm -rf "$dir"
-  }
-  trap cleanup_put EXIT
-  head -c "$bytes" >"$dir/1"
-  if (($(stat -c %s "$dir/1") < bytes)); then
-    out=$("${s3[@]}" put-object "${object[@]}" --content-type "$type" --body "$dir/1" --if-none-match '*' 2>&1 >/dev/null) || {
-      refused "$out"
-      return 1
-    }
-    return 0
-  fi
-  # The completion's header is checked before any part is sent.
-  if [[ $("${s3[@]}" complete-multipart-upload --generate-cli-skeleton input 2>/dev/null) != *IfNoneMatch* ]]; then
-    refused 'no --if-none-match'
+# Uploads a stream as it comes (a multipart upload: the AWS CLI sends parts of
+# 8 MiB, its default). S3 takes at most 10,000 parts, so a stream over 78 GiB
+# fails unless the CLI knows how big it may get: given EXPECTED-BYTES, an upper
+# bound, it doubles the part size until 10,000 parts hold it (`aws s3 cp`
+# --expected-size; the CLI keeps about 15 parts in memory).
+s3_put() { # s3_put KEY CONTENT-TYPE [EXPECTED-BYTES] < body
+  local options=()
+  [[ -n ${KB_S3_ENDPOINT_URL:-} ]] && options+=(--endpoint-url "$KB_S3_ENDPOINT_URL")
+  [[ -n ${3:-} ]] && options+=(--expected-size "$3")
+  aws s3 cp - "s3://$KB_BUCKET/$1" "${options[@]}" --only-show-errors --content-type "$2"
+}
+
+# Stores the archive on stdin in one pass: the host's copy at PATH and the object
+# KEY in S3 (s3_put; EXPECTED-BYTES as there, or empty); prints its sha256 (hex),
+# taken from the same bytes as they pass, so the copy is not read a second time.
+# Fails when any of the three fails. It runs where errexit does not (a
+# pipeline's `|| …`), so it checks each step itself. WORK-DIR holds a FIFO.
+store_archive() { # store_archive PATH KEY EXPECTED-BYTES WORK-DIR < archive > sha256
+  local fifo=$4/sha256.fifo sum=$4/sha256.out sum_pid line
+  rm -f "$fifo"
+  mkfifo "$fifo" || return 1
+  # One job in the background (not a pipeline), so that $! is the process to
+  # kill should tee never open the FIFO: it would wait there forever.
+  sha256_hex <"$fifo" >"$sum" &
+  sum_pid=$!
+  if ! tee "$1" "$fifo" | s3_put "$2" application/octet-stream "$3"; then
+    kill "$sum_pid" 2>/dev/null
+    wait "$sum_pid" 2>/dev/null
     return 1
   fi
-  upload=$("${s3[@]}" create-multipart-upload "${object[@]}" --content-type "$type" --query UploadId --output text)
-  while [[ -s $dir/$part ]]; do
-    if ((${#pids[@]} == 4)); then
-      wait "${pids[0]}"
-      pids=("${pids[@]:1}")
-    fi
-    { "${s3[@]}" upload-part "${object[@]}" --upload-id "$upload" --part-number "$part" --body "$dir/$part" \
-      --query ETag --output json >"$dir/$part.etag" && rm -f "$dir/$part"; } &
-    pids+=($!)
-    part=$((part + 1))
-    if ((part % 1000 == 1 && bytes < (4 << 30))); then bytes=$((bytes * 2)); fi
-    head -c "$bytes" >"$dir/$part"
-  done
-  for i in "${pids[@]}"; do wait "$i"; done
-  for ((i = 1; i < part; i++)); do etags+=("{\"ETag\":$(cat "$dir/$i.etag"),\"PartNumber\":$i}"); done
-  printf '{"Parts":[%s]}' "$(IFS=,; echo "${etags[*]}")" >"$dir/parts.json"
-  out=$("${s3[@]}" complete-multipart-upload "${object[@]}" --upload-id "$upload" \
-    --multipart-upload "file://$dir/parts.json" --if-none-match '*' 2>&1 >/dev/null) || {
-    refused "$out"
-    return 1
-  }
-  upload=''
-)
+  wait "$sum_pid" || return 1
+  read -r line <"$sum" || return 1
+  rm -f "$fifo" "$sum"
+  printf '%s\n' "$line"
+}
+
+# The sha256 (hex) of stdin. openssl's uses the processor's SHA extensions where
+# it has them (0.8 ms of CPU a MiB on this project's machine, sha256sum 2.9 ms);
+# sha256sum where openssl is not installed.
+sha256_hex() { # sha256_hex < bytes
+  local line
+  if command -v openssl >/dev/null; then
+    line=$(openssl dgst -sha256 -r) || return 1
+  else
+    line=$(sha256sum) || return 1
+  fi
+  printf '%s\n' "${line%% *}"
+}
 
 s3_get() { # s3_get KEY [VERSION-ID] > body: the current version, or the one named
   local endpoint=()
@@ -98,20 +79,60 @@ s3_get() { # s3_get KEY [VERSION-ID] > body: the current version, or the one nam
 
 utc_now() { date -u +%Y-%m-%dT%H:%M:%S.%3NZ; }
 
-# A host script's work directory, named so that one a killed run left behind (no
-# trap runs on SIGKILL) is found and removed later: host_leftovers, prune-local.sh.
-work_dir() { mktemp -d "${TMPDIR:-/tmp}/kennel-backup.XXXXXXXX"; }
+# A host script's work directory, named after its run (KB_RUN_ID, which
+# shared/host/scripts.ts gives every host command), so that one a killed run left
+# behind (no trap runs on SIGKILL, how the SSM agent stops a cancelled or timed-out
+# command) is removed by that run's clean-up (restore-cleanup.sh), and any is
+# found and removed later: host_leftovers, prune-local.sh.
+work_dir() {
+  local run=''
+  if [[ ${KB_RUN_ID:-} =~ $RUN_PATTERN ]]; then run=$KB_RUN_ID.; fi
+  mktemp -d "${TMPDIR:-/tmp}/kennel-backup.${run}XXXXXXXX"
+}
+# The work directories of a run (work_dir), one a line.
+work_dirs_of() { # work_dirs_of RUN-ID
+  find "${TMPDIR:-/tmp}" -mindepth 1 -maxdepth 1 -type d -name "kennel-backup.$1.*"
+}
+
+# Where a stanza's side clusters (host/side-cluster.sh) live under the scratch
+# root, and the lock their runs hold, by the script that makes them: the restore
+# tests (a directory per backup set), the point-in-time recoveries (a directory
+# per run). The locks are on the host, in the target's backupDir.
+side_area() { # side_area SCRIPT SCRATCH-ROOT STANZA
+  case $1 in
+    physical-restore-test) printf '%s\n' "$2/$3" ;;
+    point-in-time-restore) printf '%s\n' "$2/point-in-time-$3" ;;
+  esac
+}
+side_lock_file() { # side_lock_file SCRIPT LOCK-DIR STANZA
+  printf '%s\n' "$2/.$1.$3.lock"
+}
+# The names of the directories in each area: a backup set's label, a run's id.
+SET_PATTERN='^[0-9]{8}-[0-9]{6}F(_[0-9]{8}-[0-9]{6}[DI])?$'
+RUN_PATTERN='^[0-9]{8}T[0-9]{6}Z_[0-9a-f]{8}$'
+
+# Whether a process holds a lock on FILE (flock): read from /proc/locks, which
+# takes no lock itself, so a run starting meanwhile is never refused for it.
+lock_held() { # lock_held FILE
+  local inode
+  inode=$(stat -c %i "$1" 2>/dev/null) || return 1
+  grep -qE "^[0-9]+: FLOCK +ADVISORY +(READ|WRITE) +[0-9]+ [0-9a-f]+:[0-9a-f]+:$inode " /proc/locks
+}
 
 # What runs that ended without cleaning up left on this host, one per line
 # "WHERE NAME BYTES AGE-SECONDS", WHERE being
 #   file      a partial archive (*.partial) in the backup directory's archive folders
 #   work      a host script's work directory (work_dir)
+#   side      a side cluster's directory (a restore test's or a point-in-time
+#             recovery's: a copy of the cluster's data, its postgres perhaps still
+#             running) while no run holds its area's lock; only with KB_SCRATCH_ROOT
+#             and KB_STANZA set (a target with pgBackRest settings)
 #   database  a scratch or staging database (kb_restore_test_<run>, kb_restoring_<run>),
 #             aged from its run's start in its name (PostgreSQL records no creation time)
 # Files are aged by their last write, which no run makes before it starts. Only
 # names of the project's own shape are listed, so each is safe in JSON as it is.
 host_leftovers() { # host_leftovers BACKUP-DIR [DATABASE-TO-CONNECT-TO]
-  local now dirs=() dir path bytes mtime
+  local now dirs=() dir path bytes mtime script area pattern listed
   now=$(date +%s)
   for dir in "$1"/configuration "$1"/application "$1"/static "$1"/database; do
     [[ -d $dir ]] && dirs+=("$dir")
@@ -122,10 +143,28 @@ host_leftovers() { # host_leftovers BACKUP-DIR [DATABASE-TO-CONNECT-TO]
     done < <(find "${dirs[@]}" -maxdepth 3 -type f -name '*.partial' -printf '%p %s %T@\n')
   fi
   while read -r path mtime; do
-    [[ $path =~ /kennel-backup\.[A-Za-z0-9]{8}$ ]] || continue
+    # Named after its run, or (made by an older version) not.
+    [[ $path =~ /kennel-backup\.([0-9]{8}T[0-9]{6}Z_[0-9a-f]{8}\.)?[A-Za-z0-9]{8}$ ]] || continue
     bytes=$(du -sb "$path" 2>/dev/null | cut -f1) || bytes=0
     echo "work $path ${bytes:-0} $((now - ${mtime%.*}))"
   done < <(find "${TMPDIR:-/tmp}" -mindepth 1 -maxdepth 1 -type d -name 'kennel-backup.*' -printf '%p %T@\n')
+  if [[ -n ${KB_SCRATCH_ROOT:-} && -n ${KB_STANZA:-} ]]; then
+    for script in physical-restore-test point-in-time-restore; do
+      area=$(side_area "$script" "$KB_SCRATCH_ROOT" "$KB_STANZA")
+      pattern=$SET_PATTERN
+      [[ $script == point-in-time-restore ]] && pattern=$RUN_PATTERN
+      # Listed first, the lock looked at after: a run that started before the
+      # listing holds it now, and one that starts after is not in the listing.
+      listed=$(pg find "$area" -mindepth 1 -maxdepth 1 -type d -printf '%p %T@\n' 2>/dev/null) || listed=''
+      [[ -n $listed ]] || continue
+      lock_held "$(side_lock_file "$script" "$1" "$KB_STANZA")" && continue
+      while read -r path mtime; do
+        [[ ${path##*/} =~ $pattern && $path =~ ^/[A-Za-z0-9._/-]+$ ]] || continue
+        bytes=$(pg du -sb "$path" 2>/dev/null | cut -f1) || bytes=0
+        echo "side $path ${bytes:-0} $((now - ${mtime%.*}))"
+      done <<<"$listed"
+    done
+  fi
   [[ -n ${2:-} ]] || return 0
   pg_sql "$2" -F ' ' <<'SQL' | sed 's/^/database /'
 SET TIME ZONE 'UTC';
@@ -146,7 +185,7 @@ SQL
 # record of its creation says, so a version put over it later is never used.
 intact_copy() { # intact_copy LOCAL-PATH SHA256 KEY DIR
   local path=$1 actual version='' key
-  if [[ -f $path && $(sha256sum "$path" | cut -d' ' -f1) == "$2" ]]; then
+  if [[ -f $path && $(sha256_hex <"$path") == "$2" ]]; then
     printf '%s\n' "$path"
     return 0
   fi
@@ -157,7 +196,7 @@ intact_copy() { # intact_copy LOCAL-PATH SHA256 KEY DIR
   echo "no intact copy at $1; fetching s3://$KB_BUCKET/$3${version:+ (version $version, the one its backup wrote)}" >&2
   path=$4/${3##*/}
   s3_get "$3" "$version" >"$path" || return 1
-  actual=$(sha256sum "$path" | cut -d' ' -f1)
+  actual=$(sha256_hex <"$path")
   if [[ $actual != "$2" ]]; then
     echo "s3://$KB_BUCKET/$3 has sha256 $actual, the manifest says $2; do not restore from it" >&2
     return 1
@@ -191,6 +230,22 @@ pg_sql() { # pg_sql DATABASE [-v name=value ...] < SQL
   local database=$1
   shift
   pg psql -X -q -A -t -v ON_ERROR_STOP=1 -d "$database" "$@"
+}
+
+# Drops the roles a restore made to stand in for roles it omits
+# (restore-archive.sh), found by their mark (COMMENT ON ROLE), which names the
+# run's own database. A role another run took for one of the cluster's and uses
+# cannot be dropped. Prints two JSON lists: the roles dropped, those left.
+drop_stand_ins() { # drop_stand_ins MARK
+  pg_sql postgres -v mark="$1" <<'SQL'
+\set ON_ERROR_STOP 0
+SELECT coalesce(json_agg(rolname), '[]') AS marked FROM pg_roles WHERE shobj_description(oid, 'pg_authid') = :'mark' \gset
+SELECT format('DROP ROLE %I', rolname) FROM pg_roles WHERE shobj_description(oid, 'pg_authid') = :'mark' \gexec
+SELECT coalesce(json_agg(name ORDER BY name), '[]') FROM jsonb_array_elements_text(:'marked'::jsonb) name
+WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = name);
+SELECT coalesce(json_agg(name ORDER BY name), '[]') FROM jsonb_array_elements_text(:'marked'::jsonb) name
+WHERE EXISTS (SELECT FROM pg_roles WHERE rolname = name);
+SQL
 }
 
 # A JSON list of strings that passed the project's strict patterns (paths,

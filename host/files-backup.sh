@@ -61,12 +61,11 @@ mapfile -t exclude < <(tar_excludes "$KB_EXCLUDES" "${present[@]}")
 tar --create --file=- --directory=/ --verbose --index-file="$work/index" "${exclude[@]}" -- "${present[@]}" \
   2>"$work/tar.err" \
   | $KB_COMPRESS \
-  | tee "$partial" \
-  | s3_put "$KB_ARCHIVE_KEY" application/octet-stream \
+  | store_archive "$partial" "$KB_ARCHIVE_KEY" '' "$work" >"$work/sha256" \
   || { cat "$work/tar.err" >&2; exit 1; }
 
 size=$(stat -c %s "$partial")
-sha256=$(sha256sum "$partial" | cut -d' ' -f1)
+sha256=$(<"$work/sha256")
 mv "$partial" "$local_path"
 entries=$(wc -l <"$work/index")
 finished_at=$(utc_now)

@@ -6,10 +6,10 @@
 # every database, every row of every table read (FROM ONLY, every column as text),
 # exact row counts. The scratch instance is stopped and its directory removed on
 # every way out: success, a failed check, an error, SIGTERM; and SIGKILL, which is
-# how the SSM agent stops a cancelled or timed-out command (its whole process
-# group, amazon-ssm-agent agent/executers killProcess), by a guard that outlives
-# this script. What a reboot or a killed guard left behind is removed by the next
-# run, which names it in its result.
+# how the SSM agent stops a cancelled or timed-out command, by a guard that
+# outlives this script (host/side-cluster.sh side_guard). What a reboot or a
+# killed guard left behind is removed by the next run, which names it in its
+# result.
 #
 # The scratch instance is a side cluster (host/side-cluster.sh), which can
 # never touch production.
@@ -38,17 +38,15 @@
 RESULT_BUDGET=20000
 started_at=$(utc_now)
 set_label=$KB_SET
-if [[ ! $set_label =~ ^[0-9]{8}-[0-9]{6}F(_[0-9]{8}-[0-9]{6}[DI])?$ ]]; then
+if [[ ! $set_label =~ $SET_PATTERN ]]; then
   echo "physical-restore-test: \"$set_label\" is not a pgBackRest backup label (e.g. 20250101-020000F); start the restore test with a label that pgbackrest info lists" >&2
   exit 2
 fi
 # One area per stanza, a directory per backup set in it: everything under it is ours.
-area=$KB_SCRATCH_ROOT/$KB_STANZA
+side_script=physical-restore-test
+area=$(side_area "$side_script" "$KB_SCRATCH_ROOT" "$KB_STANZA")
 run=$area/$set_label
 data=$run/data
-# shellcheck disable=SC2034 # host/side-cluster.sh names the script with it
-side_script=physical-restore-test
-label_pattern='^[0-9]{8}-[0-9]{6}F(_[0-9]{8}-[0-9]{6}[DI])?$'
 socket=''
 
 # One restore test per stanza at a time on this host: a second waits for the
@@ -59,7 +57,8 @@ if [[ ! -d $KB_LOCK_DIR ]]; then
   echo "physical-restore-test: the directory $KB_LOCK_DIR for the restore test's lock does not exist on this host; create it (it is the target's backupDir)" >&2
   exit 1
 fi
-exec {lock}>"$KB_LOCK_DIR/.physical-restore-test.$KB_STANZA.lock"
+lock_file=$(side_lock_file "$side_script" "$KB_LOCK_DIR" "$KB_STANZA")
+exec {lock}>"$lock_file"
 
 work=''
 guard_pid=''
@@ -70,7 +69,7 @@ run_made=''
 # Stops and removes this run's side cluster; safe to call twice.
 remove_run() {
   stop_child
-  if [[ -n $run_made ]]; then side_remove_run "$area" "$label_pattern" "$set_label" || cleanup_failed=1; fi
+  if [[ -n $run_made ]]; then side_remove_run "$area" "$SET_PATTERN" "$set_label" || cleanup_failed=1; fi
 }
 on_exit() {
   local status=$?
@@ -104,41 +103,11 @@ if ! flock -n "$lock"; then
 fi
 pgbr_config_current
 work=$(work_dir)
-
-# The guard: SIGKILL to this script's process group runs no trap, and the scratch
-# postmaster (pg_ctl starts it in a session of its own) would outlive the script.
-# A subshell in a process group of its own (job control on for that one job, in
-# a subshell of its own: toggled in this shell, it leaves a later `wait PID` of
-# an already reaped child waiting on any child) waits for this script to end
-# however it ends, then takes the stanza's lock (so that a later test of the
-# same set, which holds it, never loses its instance to the guard) and removes this run's scratch instance and work directory. It
-# inherits no descriptor the agent reads (its output would hold the command open)
-# and not the lock's (it would keep the lock held while it waits).
-guard() { # guard PID START-TIME
-  trap - EXIT TERM INT
-  exec {lock}>&-
-  local stat fields
-  while read -r stat 2>/dev/null <"/proc/$1/stat"; do
-    read -ra fields <<<"${stat##*) }"
-    # The process's start time (stat field 22): a reused pid is not this script.
-    [[ ${fields[19]} == "$2" ]] || break
-    sleep 0.5
-  done
-  exec {lock}>"$KB_LOCK_DIR/.physical-restore-test.$KB_STANZA.lock"
-  flock "$lock"
-  where_db side_remove "$area" "$KB_PGBACKREST_USER" "$label_pattern" "$set_label" >/dev/null || true
-  rm -rf -- "$work"
-}
-read -r stat <"/proc/$$/stat"
-read -ra stat_fields <<<"${stat##*) }"
-guard_pid=$(
-  set -m
-  guard "$$" "${stat_fields[19]}" </dev/null >/dev/null 2>&1 &
-  echo "$!"
-)
+# Stops the scratch instance and removes the directories if this script is killed (SIGKILL).
+guard_pid=$(side_guard "$lock_file" "$area" "$SET_PATTERN" "$set_label" "$work")
 
 swept=()
-side_sweep "$KB_SCRATCH_ROOT" "$area" "$label_pattern" >"$work/swept" ||
+side_sweep "$KB_SCRATCH_ROOT" "$area" "$SET_PATTERN" >"$work/swept" ||
   fail "could not remove what an interrupted restore test left in $area"
 readarray -t swept <"$work/swept"
 if ((${#swept[@]} > 0)); then

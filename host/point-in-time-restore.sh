@@ -12,7 +12,10 @@
 # staging database carries the source's encoding, locale, ALTER DATABASE … SET
 # settings, owners and large objects. Its tables' row counts must equal the side
 # cluster's. The side cluster is stopped and removed on every way out (success,
-# failure, SIGTERM); what a run killed harder left is removed by the next run.
+# failure, SIGTERM; SIGKILL, how the SSM agent stops a cancelled or timed-out
+# command, by a guard that outlives this script: host/side-cluster.sh
+# side_guard); what a reboot or a killed guard left is removed by the run's
+# clean-up (restore-cleanup.sh) and by the next run.
 #
 # Scope scratch (the monthly recovery drill): the same side cluster, recovered
 # to the target and promoted, then checked whole and removed: pg_amcheck of every
@@ -21,9 +24,12 @@
 #
 # Scope cluster: PostgreSQL is stopped, `pgbackrest restore --delta` brings the
 # whole data directory to the target, PostgreSQL is started with the options it
-# ran with (its postmaster.opts) and waits until it has promoted. Everything the
-# cluster wrote after the target is gone from it (the repository keeps it on the
-# old timeline).
+# ran with (its postmaster.opts, kept aside: side-cluster.sh cluster_start) and
+# waits until it has promoted. Everything the cluster wrote after the target is
+# gone from it (the repository keeps it on the old timeline). pgBackRest removes
+# pg_control before it restores anything and puts it back last, so a restore cut
+# short (a cancel, a timeout) leaves a data directory PostgreSQL refuses to start
+# on; restore-cleanup.sh reports it, and this recovery run again finishes it.
 #
 # Both first commit a transaction and switch the WAL segment, and wait until that
 # segment is archived: the WAL up to now is in the repository, and a commit later
@@ -47,19 +53,17 @@
 # Scope database: KB_DATABASE KB_STAGING KB_ABSENT (a database that must not
 # exist, or empty) KB_SCRATCH_ROOT KB_SCRATCH_USER KB_LOCK_DIR; scope scratch:
 # the last three.
-# Scope cluster: KB_PG_DATA (the cluster's data directory) KB_PG_LOG (the
-# restarted server logs to it, the run's id before its .log). KB_TEST_HOLD_FILE: tests only, never set by a
+# Scope cluster: KB_PG_DATA (the cluster's data directory) KB_PG_LOG (the run's
+# own log of the restarted server). KB_TEST_HOLD_FILE: tests only, never set by a
 # host command: once the side cluster is up, it stays until the test removes it.
 
 started_at=$(utc_now)
-# shellcheck disable=SC2034 # host/side-cluster.sh names the script with it
 side_script=point-in-time-restore
-if [[ ! $KB_SET =~ ^[0-9]{8}-[0-9]{6}F(_[0-9]{8}-[0-9]{6}[DI])?$ ]]; then
+if [[ ! $KB_SET =~ $SET_PATTERN ]]; then
   echo "point-in-time-restore: \"$KB_SET\" is not a pgBackRest backup label; start the recovery again from the workflow" >&2
   exit 2
 fi
-run_pattern='^[0-9]{8}T[0-9]{6}Z_[0-9a-f]{8}$'
-if [[ ! $KB_RUN =~ $run_pattern ]]; then
+if [[ ! $KB_RUN =~ $RUN_PATTERN ]]; then
   echo "point-in-time-restore: \"$KB_RUN\" is not a run id; start the recovery again from the workflow" >&2
   exit 2
 fi
@@ -126,11 +130,7 @@ if [[ $KB_SCOPE == cluster ]]; then
     switch_and_archive || fail "the newest WAL could not be archived; nothing was changed"
   fi
   bindir=$(where_db server_bindir "$KB_PG_DATA") || fail "no server binaries for the cluster in $KB_PG_DATA"
-  # The options the server ran with, as pg_ctl restart reads them: the binary, then its arguments.
-  opts=$(pg cat "$KB_PG_DATA/postmaster.opts" 2>/dev/null) || opts=''
-  exec_path=${opts%% \"*}
-  post_opts=''
-  [[ $opts == *' "'* ]] && post_opts=${opts#* \"} && post_opts="\"$post_opts"
+  cluster_keep_opts "$KB_PG_DATA" || fail "could not keep the options PostgreSQL runs with in $(cluster_opts_file); nothing was changed"
   if [[ -n $running ]] || as_db_owner "$bindir/pg_ctl" status -D "$KB_PG_DATA" >/dev/null; then
     echo "point-in-time-restore: stopping PostgreSQL ($KB_PG_DATA)"
     waited as_db_owner "$bindir/pg_ctl" stop -D "$KB_PG_DATA" -m fast -w -t 600 >/dev/null ||
@@ -146,11 +146,8 @@ if [[ $KB_SCOPE == cluster ]]; then
   phase=recovery
   t=$SECONDS
   # The server's log from this start on, this run's own: its recovery's words are read from it.
-  server_log=${KB_PG_LOG%.log}-$KB_RUN.log
-  start=(as_db_owner "$bindir/pg_ctl" start -D "$KB_PG_DATA" -w -t 86400 -l "$server_log")
-  if [[ -n $exec_path && -x $exec_path ]]; then start+=(-p "$exec_path"); fi
-  if [[ -n $post_opts ]]; then start+=(-o "$post_opts"); fi
-  waited "${start[@]}" >/dev/null || {
+  server_log=$KB_PG_LOG
+  cluster_start "$bindir" "$KB_PG_DATA" "$server_log" 86400 || {
     pg tail -n 15 "$server_log" >&2 || true
     fail "PostgreSQL did not start after the restore (its log is above)"
   }
@@ -171,16 +168,18 @@ if [[ $KB_SCOPE == cluster ]]; then
 fi
 
 # Scopes database and scratch: one area for the stanza's recoveries, a directory per run in it.
-area=$KB_SCRATCH_ROOT/point-in-time-$KB_STANZA
+area=$(side_area "$side_script" "$KB_SCRATCH_ROOT" "$KB_STANZA")
 run=$area/$KB_RUN
 data=$run/data
 if [[ ! -d $KB_LOCK_DIR ]]; then
   echo "point-in-time-restore: the directory $KB_LOCK_DIR for the recovery's lock does not exist on this host; create it (it is the target's backupDir)" >&2
   exit 1
 fi
-exec {lock}>"$KB_LOCK_DIR/.point-in-time-restore.$KB_STANZA.lock"
+lock_file=$(side_lock_file "$side_script" "$KB_LOCK_DIR" "$KB_STANZA")
+exec {lock}>"$lock_file"
 
 work=''
+guard_pid=''
 cleanup_failed=''
 # Set once this run makes its directory: before, a directory of the same name
 # is another run's (one this run waits for).
@@ -188,7 +187,7 @@ run_made=''
 # Stops and removes this run's side cluster; safe to call twice.
 remove_run() {
   stop_child
-  if [[ -n $run_made ]]; then side_remove_run "$area" "$run_pattern" "$KB_RUN" || cleanup_failed=1; fi
+  if [[ -n $run_made ]]; then side_remove_run "$area" "$RUN_PATTERN" "$KB_RUN" || cleanup_failed=1; fi
 }
 staging_created=''
 on_exit() {
@@ -202,6 +201,8 @@ on_exit() {
     pg dropdb --if-exists --force "$KB_STAGING" || echo "point-in-time-restore: could not drop the staging database $KB_STAGING; drop it by hand" >&2
   fi
   if [[ -n $work ]]; then rm -rf -- "$work"; fi
+  # Everything is removed: the guard has nothing left to do.
+  if [[ -n $guard_pid ]]; then kill "$guard_pid" 2>/dev/null || true; fi
   if [[ $status == 0 && -n $cleanup_failed ]]; then status=1; fi
   exit "$status"
 }
@@ -210,6 +211,8 @@ trap on_exit EXIT
 flock -n "$lock" || fail "another point-in-time recovery of $KB_STANZA runs on this host; wait for it to end"
 pgbr_config_current
 work=$(work_dir)
+# Stops the side cluster and removes the directories if this script is killed (SIGKILL).
+guard_pid=$(side_guard "$lock_file" "$area" "$RUN_PATTERN" "$KB_RUN" "$work")
 
 exists() { # exists DATABASE
   [[ -n $(pg_sql postgres -v name="$1" <<<"SELECT 1 FROM pg_database WHERE datname = :'name'") ]]
@@ -223,7 +226,7 @@ if [[ $KB_SCOPE == database ]]; then
 fi
 
 swept=()
-side_sweep "$KB_SCRATCH_ROOT" "$area" "$run_pattern" >"$work/swept" ||
+side_sweep "$KB_SCRATCH_ROOT" "$area" "$RUN_PATTERN" >"$work/swept" ||
   fail "could not remove what an interrupted recovery left in $area"
 readarray -t swept <"$work/swept"
 if ((${#swept[@]} > 0)); then

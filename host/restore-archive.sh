@@ -15,18 +15,25 @@
 #   3. applies the dump;
 #   4. applies its ALTER DATABASE … SET and ALTER ROLE … IN DATABASE … SET
 #      settings.
+# Asked to omit the missing roles (KB_MISSING_ROLES=omit, pg_restore --no-owner
+# for those roles only), it creates none that stays: see step 3b.
 # It ends by printing what it did:
 #   KB-RESULT {"encoding", "collate", "ctype", "localeProvider", "icuLocale", "owner",
-#              "settings": ["name" or "role: name", ...], "createdRoles": [...]}
+#              "settings": ["name" or "role: name", ...], "createdRoles": [...],
+#              "omittedRoles": [...], "omittedOwners": [...]}
+# ("owner" is the new database's, the objects of omittedOwners now its).
 #
 # Parameters: KB_PG_MODE KB_COMPOSE_FILE KB_COMPOSE_SERVICE KB_INTO KB_BUCKET
 #   KB_S3_ENDPOINT_URL
 #   KB_ARCHIVES     the dump, one line: KEY SHA256 LOCAL-PATH DECOMPRESS-COMMAND
 #   KB_ABSENT       a database that must not exist (a restore's final name), or empty
+#   KB_MISSING_ROLES  create | omit
+#   KB_STAND_IN_MARK  the comment that marks this run's stand-in roles (omit)
 
 work=$(work_dir)
 created=
 created_roles='[]'
+omitted_roles='[]'
 cleanup() {
   local status=$?
   set +e
@@ -38,6 +45,15 @@ SELECT format('DROP ROLE IF EXISTS %I', name) FROM jsonb_array_elements_text(:'r
 SQL
       echo "restore-archive: dropped the roles it had created: $created_roles" >&2
     fi
+    if [[ $KB_MISSING_ROLES == omit ]]; then
+      local dropped='[]' left='[]'
+      { read -r dropped && read -r left; } < <(drop_stand_ins "$KB_STAND_IN_MARK") \
+        || echo "restore-archive: could not look for the stand-ins of the omitted roles; drop the roles commented \"$KB_STAND_IN_MARK\" by hand" >&2
+      if [[ $dropped != '[]' ]]; then echo "restore-archive: dropped the stand-ins of the omitted roles: $dropped" >&2; fi
+      if [[ $left != '[]' ]]; then
+        echo "restore-archive: the stand-ins of the omitted roles $left are used by another database (a restore running at the same time took them for roles of this cluster): drop them once it has ended (DROP ROLE)" >&2
+      fi
+    fi
   fi
   rm -rf "$work"
 }
@@ -46,6 +62,10 @@ trap cleanup EXIT
 exists() { # exists DATABASE
   [[ -n $(echo "SELECT 1 FROM pg_database WHERE datname = :'name';" | pg_sql postgres -v name="$1") ]]
 }
+if [[ $KB_MISSING_ROLES != create && $KB_MISSING_ROLES != omit ]]; then
+  echo "restore-archive: KB_MISSING_ROLES is \"$KB_MISSING_ROLES\", not create or omit; start the restore again from its workflow" >&2
+  exit 2
+fi
 for name in "$KB_INTO" $KB_ABSENT; do
   if exists "$name"; then
     echo "restore-archive: the database $name already exists; a restore never writes into an existing database. Drop it, or choose another name." >&2
@@ -112,7 +132,23 @@ if [[ -n $lacking ]]; then
   echo "restore-archive: the role this host connects as is not a superuser, and not a member of every role that owns the database's objects, so it cannot give them their objects; as a superuser, run: $lacking (README: least privilege). Nothing was changed." >&2
   exit 1
 fi
-if [[ $missing_roles != '[]' ]]; then
+if [[ $missing_roles != '[]' && $KB_MISSING_ROLES == omit ]]; then
+  # Omitted, they still have to exist while the dump is applied: a plain dump
+  # names them in ALTER … OWNER TO and GRANT statements that psql runs as they
+  # are (no line of a dump is rewritten: a COPY row or a function body can read
+  # like one). So each is made as a stand-in, NOLOGIN and marked with this run's
+  # comment, all in one transaction, and given up in step 3b. A role that is not
+  # a superuser joins them all: REASSIGN OWNED and DROP OWNED need membership.
+  omitted_roles=$missing_roles
+  pg_sql postgres -v missing="$missing_roles" -v mark="$KB_STAND_IN_MARK" <<'SQL'
+BEGIN;
+SELECT format('CREATE ROLE %I NOLOGIN', name), format('COMMENT ON ROLE %I IS %L', name, :'mark'),
+       CASE WHEN NOT (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) THEN format('GRANT %I TO %I', name, current_user) END
+FROM jsonb_array_elements_text(:'missing'::jsonb) name \gexec
+COMMIT;
+SQL
+  echo "restore-archive: the roles $missing_roles are missing here and are omitted: none of them will stay"
+elif [[ $missing_roles != '[]' ]]; then
   created_roles=$missing_roles
   {
     echo "$DECODE_IN_POSTGRES"
@@ -159,6 +195,69 @@ created=1
 $decompress <"$archive" \
   | pg psql -X -q -v ON_ERROR_STOP=1 -c 'SET synchronous_commit = off' -f - -d "$KB_INTO" >/dev/null
 
+# 3b. The omitted roles given up, in the new database only. Their objects go to
+# its owner: the dump's if this cluster has it, else the role this host
+# connects as (the new database then becomes its), as pg_restore --no-owner
+# gives them; roles that exist keep what they own. Then DROP OWNED takes the
+# grants to them, their default privileges and their places in policies, and
+# they are dropped. In this order because:
+# - the database first: its owner becomes pg_database_owner, which owns the
+#   public schema, and schemas next, as a role that is not a superuser can give
+#   an object only to an owner with CREATE on its schema;
+# - tables, views and sequences one statement (one transaction) each: REASSIGN
+#   OWNED would lock each with its indexes in one transaction, and run out of
+#   lock slots at a few thousand tables (as --single-transaction did). A
+#   sequence of a serial or identity column goes with its table;
+# - REASSIGN OWNED, for the rest (functions, types, large objects …), also gives
+#   away the shared objects the roles own, in any database: a stand-in used
+#   anywhere but here (another run took it for a role of the cluster) stops
+#   everything first, nothing given away;
+# - DROP OWNED one role at a time: naming the owner of a default privilege and
+#   its grantee in one statement fails ("could not find tuple for default ACL",
+#   PostgreSQL 15).
+# REASSIGN, DROP OWNED and DROP ROLE are one transaction: after it no stand-in
+# is left, or everything is as before and the EXIT trap drops it all.
+if [[ $omitted_roles != '[]' ]]; then
+  {
+    echo "$DECODE"
+    cat <<'SQL'
+SELECT CASE WHEN :'omitted'::jsonb ? (:'p'::jsonb->>'owner') THEN current_user::text ELSE :'p'::jsonb->>'owner' END AS owner \gset
+SELECT format('ALTER DATABASE %I OWNER TO %I', datname, :'owner') FROM pg_database
+WHERE datname = current_database() AND :'omitted'::jsonb ? pg_get_userbyid(datdba) \gexec
+SELECT format('ALTER SCHEMA %I OWNER TO %I', nspname, :'owner') FROM pg_namespace
+WHERE :'omitted'::jsonb ? pg_get_userbyid(nspowner) ORDER BY nspname \gexec
+SELECT format('ALTER TABLE %I.%I OWNER TO %I', n.nspname, c.relname, :'owner')
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE :'omitted'::jsonb ? pg_get_userbyid(c.relowner) AND c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S')
+  AND NOT (c.relkind = 'S' AND EXISTS (
+    SELECT FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid
+      AND d.refclassid = 'pg_class'::regclass AND d.deptype IN ('a', 'i')))
+ORDER BY c.oid \gexec
+BEGIN;
+SET LOCAL kb.omitted TO :'omitted';
+DO $$
+DECLARE elsewhere text;
+BEGIN
+  SELECT string_agg(DISTINCT format('%I (%s)', r.rolname, CASE s.dbid WHEN 0 THEN pg_describe_object(s.classid, s.objid, 0)
+                                                         ELSE 'objects in database ' || d.datname END), ', ')
+  INTO elsewhere
+  FROM pg_shdepend s JOIN pg_roles r ON r.oid = s.refobjid LEFT JOIN pg_database d ON d.oid = s.dbid
+  WHERE s.refclassid = 'pg_authid'::regclass AND current_setting('kb.omitted')::jsonb ? r.rolname
+    AND s.dbid <> (SELECT oid FROM pg_database WHERE datname = current_database());
+  IF elsewhere IS NOT NULL THEN
+    RAISE EXCEPTION 'the stand-ins of the omitted roles are used outside the restored database: %; a restore running at the same time took them for roles of this cluster. Restore again once it has ended.', elsewhere;
+  END IF;
+END $$;
+SELECT format('REASSIGN OWNED BY %s TO %I', string_agg(quote_ident(name), ', '), :'owner')
+FROM jsonb_array_elements_text(:'omitted'::jsonb) name \gexec
+SELECT format('DROP OWNED BY %I', name) FROM jsonb_array_elements_text(:'omitted'::jsonb) name \gexec
+SELECT format('DROP ROLE %I', name) FROM jsonb_array_elements_text(:'omitted'::jsonb) name \gexec
+COMMIT;
+SQL
+  } | pg_sql "$KB_INTO" -v omitted="$omitted_roles" >/dev/null
+  echo "restore-archive: the objects of the omitted roles $omitted_roles are the new database's owner's; their grants are left out and none of them is left"
+fi
+
 # 4. The settings, once the data is in (a setting applies to later sessions
 # only). A list setting (search_path) is kept as PostgreSQL wrote it, a list of
 # quoted identifiers; any other is one literal, as pg_dump writes them. A role's
@@ -169,7 +268,8 @@ $decompress <"$archive" \
 WITH settings AS (
   SELECT s->>'role' AS role, split_part(s->>'setting', '=', 1) AS name,
          substr(s->>'setting', strpos(s->>'setting', '=') + 1) AS value, n
-  FROM jsonb_array_elements(:'p'::jsonb->'settings') WITH ORDINALITY AS settings (s, n)),
+  FROM jsonb_array_elements(:'p'::jsonb->'settings') WITH ORDINALITY AS settings (s, n)
+  WHERE NOT :'omitted'::jsonb ? coalesce(s->>'role', '')),
 listed AS (
   SELECT *, lower(name) IN ('search_path', 'temp_tablespaces', 'local_preload_libraries', 'session_preload_libraries',
                             'shared_preload_libraries', 'unix_socket_directories') AS list
@@ -183,12 +283,15 @@ SELECT CASE WHEN role IS NULL THEN format('ALTER DATABASE %I', current_database(
 FROM listed ORDER BY n \gexec
 SELECT json_build_object(
   'encoding', p->'encoding', 'collate', p->'collate', 'ctype', p->'ctype',
-  'localeProvider', p->'localeProvider', 'icuLocale', p->'icuLocale', 'owner', p->'owner',
+  'localeProvider', p->'localeProvider', 'icuLocale', p->'icuLocale', 'owner', pg_get_userbyid(d.datdba),
   'settings', (SELECT coalesce(json_agg(coalesce((s->>'role') || ': ', '') || split_part(s->>'setting', '=', 1)), '[]')
-               FROM jsonb_array_elements(p->'settings') s),
-  'createdRoles', :'created'::jsonb)
-FROM (SELECT :'p'::jsonb AS p) properties
+               FROM jsonb_array_elements(p->'settings') s WHERE NOT :'omitted'::jsonb ? coalesce(s->>'role', '')),
+  'createdRoles', :'created'::jsonb,
+  'omittedRoles', :'omitted'::jsonb,
+  'omittedOwners', (SELECT coalesce(json_agg(r->>'name' ORDER BY r->>'name'), '[]') FROM jsonb_array_elements(p->'roles') r
+                    WHERE (r->>'owns')::boolean AND :'omitted'::jsonb ? (r->>'name')))
+FROM (SELECT :'p'::jsonb AS p) properties, pg_database d WHERE d.datname = current_database()
 SQL
-} | pg_sql "$KB_INTO" -v created="$created_roles" >"$work/result"
+} | pg_sql "$KB_INTO" -v created="$created_roles" -v omitted="$omitted_roles" >"$work/result"
 echo "restore-archive: restored $(basename "$archive") into $KB_INTO"
 printf 'KB-RESULT %s\n' "$(cat "$work/result")"

@@ -189,6 +189,46 @@ side_make_run_dir() { # side_make_run_dir RUN: prints the socket directory it ma
   printf '%s\n' "$socket"
 }
 
+# Starts the guard of a run's side cluster and prints its pid. SIGKILL to the
+# script's process group (how the SSM agent stops a cancelled or timed-out
+# command: its whole process group, amazon-ssm-agent agent/executers
+# killProcess) runs no trap, and the side postmaster (pg_ctl starts it in a
+# session of its own) would outlive the script. The guard, a subshell in a
+# process group of its own (job control on for that one job, in a subshell of
+# its own: toggled in this shell, it leaves a later `wait PID` of an already
+# reaped child waiting on any child), waits for the script to end however it
+# ends, then takes the area's lock (so that a later run of the same name, which
+# holds it, never loses its side cluster to the guard) and removes the run's
+# side cluster and work directory. It inherits no descriptor the agent reads (its
+# output would hold the command open) and not the script's lock (it would keep
+# the lock held while it waits). The script kills it once it has cleaned up
+# itself.
+side_guard() { # side_guard LOCK-FILE AREA PATTERN NAME WORK
+  local stat fields
+  read -r stat <"/proc/$$/stat"
+  read -ra fields <<<"${stat##*) }"
+  (
+    set -m
+    # The script's start time (stat field 22): a reused pid is not the script.
+    side_guard_wait "$$" "${fields[19]}" "$@" </dev/null >/dev/null 2>&1 &
+    echo "$!"
+  )
+}
+side_guard_wait() { # side_guard_wait PID START-TIME LOCK-FILE AREA PATTERN NAME WORK
+  trap - EXIT TERM INT
+  if [[ -n ${lock:-} ]]; then exec {lock}>&-; fi
+  local stat fields guard_lock
+  while read -r stat 2>/dev/null <"/proc/$1/stat"; do
+    read -ra fields <<<"${stat##*) }"
+    [[ ${fields[19]} == "$2" ]] || break
+    sleep 0.5
+  done
+  exec {guard_lock}>"$3"
+  flock "$guard_lock"
+  where_db side_remove "$4" "$KB_PGBACKREST_USER" "$5" "$6" >/dev/null || true
+  if [[ -n $7 ]]; then rm -rf -- "$7"; fi
+}
+
 # Sweeps the area: what an interrupted run left (killed by SIGKILL, a reboot).
 # Prints the directories removed, one a line. The area is made if missing: the
 # scratch root made here is the cluster's OS user's; one that exists stays as it is.
@@ -204,6 +244,35 @@ side_sweep() { # side_sweep ROOT AREA PATTERN
   while read -r what path; do
     if [[ $what == dir ]]; then printf '%s\n' "$path"; fi
   done <<<"$out"
+}
+
+# The production cluster's own server, stopped and started again by a
+# whole-cluster recovery (point-in-time-restore.sh) and its clean-up
+# (restore-cleanup.sh), both on the host (never in a compose service). The
+# options it ran with are its postmaster.opts (the binary, then its arguments,
+# as pg_ctl restart reads them), which pgBackRest's --delta restore removes (no
+# backup holds it): a copy is kept beside the recovery's lock, so that the server
+# starts as it ran after a restore over its data directory, even one cut short.
+cluster_opts_file() { printf '%s\n' "$KB_LOCK_DIR/.point-in-time-restore.$KB_STANZA.postmaster.opts"; }
+cluster_keep_opts() { # cluster_keep_opts DATA-DIRECTORY
+  local opts
+  opts=$(cat "$1/postmaster.opts" 2>/dev/null) || return 0
+  [[ -z $opts ]] || printf '%s\n' "$opts" >"$(cluster_opts_file)"
+}
+
+# Starts the cluster in DATA-DIRECTORY with the options it ran with, its log to
+# LOG, and waits at most WAIT seconds for it to accept connections (pg_ctl -w:
+# a server in recovery goes on after that). Fails as pg_ctl does.
+cluster_start() { # cluster_start BINDIR DATA-DIRECTORY LOG WAIT
+  local opts exec_path post_opts start
+  opts=$(cat "$2/postmaster.opts" 2>/dev/null) || opts=$(cat "$(cluster_opts_file)" 2>/dev/null) || opts=''
+  exec_path=${opts%% \"*}
+  post_opts=''
+  [[ $opts == *' "'* ]] && post_opts=${opts#* \"} && post_opts="\"$post_opts"
+  start=(as_db_owner "$1/pg_ctl" start -D "$2" -w -t "$4" -l "$3")
+  if [[ -n $exec_path && -x $exec_path ]]; then start+=(-p "$exec_path"); fi
+  if [[ -n $post_opts ]]; then start+=(-o "$post_opts"); fi
+  waited "${start[@]}" >/dev/null
 }
 
 # Bytes free on the filesystem of a directory where the database lives.

@@ -12,6 +12,7 @@ const {
   HOST_OUTPUT_PREFIX,
   KIND_PREFIX,
   MANIFEST_SUFFIX,
+  PGBACKREST_PREFIX,
   PHYSICAL_RECORD_PREFIX,
   RECOVERY_RECORD_PREFIX,
   pgbackrestPrefix,
@@ -27,6 +28,8 @@ const SECURITY_GROUP_ID = /^sg-[0-9a-f]{8,17}$/;
 const EMAIL = /^[^\s@<>(),;:"]+@[^\s@<>(),;:"]+\.[^\s@<>(),;:"]+$/;
 /** A whole percentage: the `diskUsageAlertPercent` param. */
 const PERCENT = /^\d{1,3}$/;
+/** An IAM role's name, as IAM takes it. */
+const ROLE_NAME = /^[\w+=,.@-]{1,64}$/;
 /** An IAM role's ARN, with or without a path: arn:<partition>:iam::<account>:role/[<path>/]<name>. */
 const ROLE_ARN = /^arn:aws(?:-[a-z]+)*:iam::\d{12}:role\/(?:[\w+=,.@-]+\/)*[\w+=,.@-]{1,64}$/;
 
@@ -138,8 +141,12 @@ const executionsOf = (name) => ({
   'Fn::Sub': `arn:\${AWS::Partition}:states:\${AWS::Region}:\${AWS::AccountId}:execution:${name}:*`,
 });
 
+/** Objects of the backup bucket whose keys match `pattern` (IAM's `*` spans `/`), for IAM resources. */
+const inBucket = (pattern) => ({ 'Fn::Sub': `\${BackupBucket.Arn}/${pattern}` });
 /** A prefix's objects in the backup bucket, for IAM resources. */
-const objectsUnder = (prefix) => ({ 'Fn::Sub': `\${BackupBucket.Arn}/${prefix}*` });
+const objectsUnder = (prefix) => inBucket(`${prefix}*`);
+/** The manifests under a prefix: `<archive key>.manifest.json` beside each archive (keys.ts), not the archives. */
+const manifestsUnder = (prefix) => inBucket(`${prefix}*${MANIFEST_SUFFIX}`);
 const roleOf = (logicalId) => ({ 'Fn::GetAtt': [`${logicalId}IamRoleLambdaExecution`, 'Arn'] });
 
 /**
@@ -334,8 +341,27 @@ module.exports = {
   /** The same prefix for an s3:prefix condition on ListBucket. */
   hostOutputPrefix: () => `${HOST_OUTPUT_PREFIX}/*`,
 
-  /** The manifests of the dumps, which the restore's check reads its expected rows from. */
-  databaseManifests: () => ({ 'Fn::Sub': `\${BackupBucket.Arn}/database/*${MANIFEST_SUFFIX}` }),
+  /**
+   * The manifests under every backup prefix, and not the archives: what the
+   * catalog's readers (planners, verification, monitoring, pruning) read, and the
+   * only objects verifyArchive writes.
+   */
+  backupManifests: () => BACKUP_PREFIXES.map(manifestsUnder),
+
+  /** The dumps' manifests (database/), for the database family's planners and the restore's checks. */
+  databaseManifests: () => manifestsUnder('database/'),
+
+  /** The files kinds' manifests (configuration, application, static), for the files restore's planner. */
+  fileManifests: () => FILE_KINDS.map((kind) => manifestsUnder(`${KIND_PREFIX[kind]}/`)),
+
+  /**
+   * What the WAL checks read of a pgBackRest repository (shared/host/pgbackrest-conf.ts
+   * pgbackrestArchivePrefix: `pgbackrest/<target>/archive/<stanza>/<archive id>/`):
+   * the archive's archive.info (its current archive id) and the timelines'
+   * history files. Never a WAL segment, which holds the database's rows.
+   */
+  archiveInfoObjects: () => inBucket(`${PGBACKREST_PREFIX}*/archive/*/archive.info`),
+  walHistoryObjects: () => inBucket(`${PGBACKREST_PREFIX}*/archive/*.history`),
 
   /** The measured recoveries (shared/catalog/recoveries.ts), written by Lambda stages only. */
   recoveryRecordObjects: () => objectsUnder(RECOVERY_RECORD_PREFIX),
@@ -424,10 +450,7 @@ module.exports = {
     };
   },
 
-  /** The objects of the files kinds (configuration, application, static), and nothing under database/. */
-  fileObjects: () => FILE_KINDS.map((kind) => objectsUnder(`${KIND_PREFIX[kind]}/`)),
-
-  /** The same prefixes for an s3:prefix condition on ListBucket. */
+  /** The files kinds' prefixes (configuration, application, static), for an s3:prefix condition on ListBucket. */
   filePrefixes: () => FILE_KINDS.map((kind) => `${KIND_PREFIX[kind]}/*`),
 
   /**
@@ -579,6 +602,21 @@ module.exports = {
   },
 
   alertEmail: async ({ resolveVariable }) => checkedAlertEmail(resolveVariable),
+
+  /**
+   * The `keyBreakGlassRole` param: the name of the role this stack creates, the
+   * only one the backup key's policy lets disable the key or schedule its
+   * deletion. A malformed name fails packaging rather than the deploy.
+   */
+  keyBreakGlassRoleName: async ({ resolveVariable }) => {
+    const name = await param(resolveVariable, 'keyBreakGlassRole');
+    if (!ROLE_NAME.test(name)) {
+      throw new Error(
+        `The keyBreakGlassRole param "${name}" is not an IAM role name. Give a name of 1 to 64 letters, digits and +=,.@_- (no path, no ARN), one no other role in the account has, e.g. --param 'keyBreakGlassRole=kennel-backup-prod-key-break-glass'.`,
+      );
+    }
+    return name;
+  },
 
   /** The ARN (Ref) of every state machine, for the failure rule's event pattern. */
   stateMachineArns: async ({ resolveVariable }) =>

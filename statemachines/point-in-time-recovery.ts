@@ -92,12 +92,12 @@ export function pointInTimeRecovery(): Definition {
       ...stagedSwap({ report: S.report, what: 'the recovered database' }),
       ...hostCommand(C.cluster, {
         comment:
-          'Stops PostgreSQL, restores the backup set over the data directory (pgbackrest restore --delta) to the target, starts PostgreSQL and waits until it has promoted.',
+          'Stops PostgreSQL, restores the backup set over the data directory (pgbackrest restore --delta) to the target, starts PostgreSQL and waits until it has promoted. A failure goes to the clean-up, which starts PostgreSQL again where its data directory is whole and says what is left.',
         script: 'point-in-time-restore',
         parameters: { 'plan.$': at(R.plan) },
         resultPath: at(R.restore),
         pollSeconds: 15,
-        onError: { next: NOTIFY_FAILURE },
+        onError: { next: SWAP_STATE.onError },
         next: S.startFullBackup,
       }),
       [S.startFullBackup]: {

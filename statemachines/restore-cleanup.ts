@@ -12,7 +12,7 @@ import {
 } from './steps.ts';
 
 /**
- * The clean-up of a restore or database recovery that was aborted or timed out:
+ * The clean-up of a restore or point-in-time recovery that was aborted or timed out:
  * such an execution runs none of its own states, so cancelHostCommands, once it
  * has cancelled the run's host commands, starts this one with the status change
  * (shared/restore/stopped-run.ts). It does what a failed run's Catch does (the
@@ -26,7 +26,7 @@ const RUN = 'run';
 export function restoreCleanup(): Definition {
   return {
     Comment:
-      "Clean-up of an aborted or timed-out restore or database recovery, started by cancelHostCommands: the run's state read from its history, the application started again if the run stopped it, its staging database dropped, an unverified safety dump's host copy removed, its run lock given back, and what is left posted.",
+      "Clean-up of an aborted or timed-out restore or point-in-time recovery, started by cancelHostCommands: the run's state read from its history, the application started again if the run stopped it, its staging database dropped, an unverified safety dump's host copy and its work directories removed, a recovery's side cluster stopped and removed, PostgreSQL stopped by a whole-cluster recovery started again where its data directory is whole, its run lock given back, and what is left posted.",
     StartAt: RECEIVE_REQUEST,
     TimeoutSeconds: 7_200,
     States: {

@@ -211,7 +211,7 @@ export function cleanUpStates(options: { next: string }): States {
     }),
     ...hostCommand(C.cleanUp, {
       comment:
-        "Drops the run's staging database if it is still there, removes the host's copy of a safety dump never verified, and reports which of the run's databases exist now.",
+        "Drops the run's staging database if it is still there, removes the host's copy of a safety dump never verified and the run's work directories, stops and removes a recovery's side cluster, starts PostgreSQL stopped by a whole-cluster recovery where its data directory is whole, and reports what of the run exists now.",
       script: 'restore-cleanup',
       parameters: { 'plan.$': at(R.cleanupPlan) },
       resultPath: at(R.cleanup),

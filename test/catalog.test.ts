@@ -191,6 +191,45 @@ describe('the catalog reads only what it needs, however long the history', () =>
   });
 });
 
+describe('a restore that names what is not there is told what is', () => {
+  const refusal = async (database: string, backup: string) =>
+    (await findBackup(catalog, ['full', 'monthly', 'safety'], 'primary', database, backup).catch(
+      (e: unknown) => e,
+    )) as Error;
+
+  it('a misspelt database: the databases of the target that have backups are named', async () => {
+    for (const backup of ['latest', 'nope']) {
+      const error = await refusal('kennel_prd', backup);
+      expect(error.name).toBe('NotFoundError');
+      expect(error.message).toContain(
+        'Backups exist for kennel_prod on target primary: did you mean one of them? Nothing was changed.',
+      );
+    }
+  });
+
+  it('an unknown backup: the newest of every kind the restore takes are listed, each marked by its state', async () => {
+    const monthly = pastBackup({ kind: 'monthly', daysAgo: 0, now: NOW });
+    const failed = manifest('full', 1);
+    await catalog.writeManifest(monthly);
+    await catalog.writeManifest({
+      ...failed,
+      verification: {
+        state: 'verified',
+        restoreTest: { state: 'failed', checkedAt: NOW.toISOString(), detail: 'rows differ' },
+      },
+    });
+    try {
+      const error = await refusal('kennel_prod', 'nope');
+      expect(error.message).toContain(
+        `No full, monthly or safety backup "nope" of kennel_prod; this restore takes full, monthly or safety backups. The newest are: ${monthly.archive.key}; ${failed.archive.key} (restore test failed: needs "acceptFailedRestoreTest": true); ${manifest('full', 2).archive.key};`,
+      );
+    } finally {
+      await catalog.writeManifest(failed);
+      await catalog.removeKeys([`${monthly.archive.key}.manifest.json`]);
+    }
+  });
+});
+
 describe('one unreadable catalog object blocks nothing', () => {
   const today = manifest('full', 0);
   const garbage = today.archive.key.replace(/_\w+\.sql\.zst$/, '_garbage.sql.zst.manifest.json');

@@ -1,20 +1,29 @@
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { DeleteObjectCommand } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runHostScript } from '../local/host.ts';
+import { asServerUser } from '../local/postgres.ts';
 import { scratchDirectoryOf } from '../shared/backup/physical-restore-test.ts';
+import type { Leftover } from '../shared/catalog/leftovers.ts';
 import { newestRecoveryRecord } from '../shared/catalog/recoveries.ts';
 import { type Config, parseConfig, type Target } from '../shared/core/config.ts';
 import { parseComment } from '../shared/host/commands.ts';
+import { pgbackrestOf } from '../shared/host/pgbackrest-conf.ts';
 import { renderHostCommand } from '../shared/host/scripts.ts';
+import type { CleanupFacts, CleanupPlan } from '../shared/restore/cleanup.ts';
+import { RESTORE_HOST_COMMANDS } from '../shared/restore/host-commands.ts';
 import { POINT_IN_TIME_HOST_COMMANDS, type PointInTimePlan } from '../shared/restore/point-in-time.ts';
+import { WATCH_HOST_COMMANDS } from '../shared/watch/host-commands.ts';
+import { SWAP_COMMAND } from '../statemachines/staged-swap.ts';
 import { databaseExists, databasesLike } from './support/checksums.ts';
-import { type Contents, contents } from './support/contents.ts';
+import { type Contents, contents, lastValue } from './support/contents.ts';
 import { getBytes, putBytes, runIn, startWorld, type TestWorld } from './support/environment.ts';
 import { archivedSegments, stanzaInfo } from './support/pgbackrest.ts';
-import { expectNoSideCluster } from './support/side-cluster.ts';
+import { expectNoSideCluster, guardsOf } from './support/side-cluster.ts';
 
 /**
  * Point-in-time recovery from pgBackRest's repository, exact to the second, with
@@ -194,6 +203,21 @@ async function recover(input: Record<string, unknown>, extra: Parameters<typeof 
 
 const planOf = (output: unknown) => (output as { plan: PointInTimePlan }).plan;
 
+/** Every process's pid, and one's command line (NULs as spaces): read from /proc. */
+const pids = () => readdirSync('/proc').filter((p) => /^\d+$/.test(p));
+const cmdline = (pid: string) => readFileSync(`/proc/${pid}/cmdline`, 'utf8').replaceAll('\0', ' ');
+
+/** What the daily verification's host command lists on this host (host_leftovers). */
+async function hostLeftovers(): Promise<Leftover[]> {
+  const script = renderHostCommand(config, target, WATCH_HOST_COMMANDS['check-local-copies'], {
+    script: 'check-local-copies',
+    plan: { target: target.name, runId: '20261130T020000Z_0123abcd', copies: [] },
+  });
+  const { code, stdout, stderr } = await runHostScript(world.env.hostEnv, script);
+  expect(code, stderr).toBe(0);
+  return (JSON.parse(/^KB-RESULT (.*)$/m.exec(stdout)?.[1] ?? '{}') as { leftovers: Leftover[] }).leftovers;
+}
+
 beforeAll(async () => {
   world = await startWorld();
   config = parseConfig(world.env.functionEnv);
@@ -321,9 +345,9 @@ describe('point-in-time recovery from the WAL', () => {
       expect(latest.tables).toEqual(final.tables);
       // Sequences come back at most 32 past the primary: WAL-logged ahead, and none was pinned at the end.
       for (const [name, value] of Object.entries(final.sequences)) {
-        const got = Number(latest.sequences[name]);
-        expect(got, name).toBeGreaterThanOrEqual(Number(value));
-        expect(got, name).toBeLessThanOrEqual(Number(value) + 32);
+        const got = lastValue(latest.sequences[name]);
+        expect(got, name).toBeGreaterThanOrEqual(lastValue(value));
+        expect(got, name).toBeLessThanOrEqual(lastValue(value) + 32);
       }
       expect(latest.largeObjects).toEqual(final.largeObjects);
       expect(q('pitr_latest', "SELECT count(*) FROM owners WHERE name = 'held open'")).toBe('1');
@@ -357,7 +381,11 @@ describe('point-in-time recovery from the WAL', () => {
 
   it.each([
     ['a target in the future', { targetTime: '2099-01-01T00:00:00Z' }, 'is in the future (now is'],
-    ['a target without a zone', { targetTime: '2026-11-30T10:00:00' }, 'an ISO 8601 time with a zone'],
+    [
+      'a target without a zone',
+      { targetTime: '2026-11-30T10:00:00' },
+      'has no zone, so it could be any zone',
+    ],
     [
       'a target before the oldest recoverable point',
       { targetTime: '2020-01-01T00:00:00Z' },
@@ -465,6 +493,79 @@ describe('point-in-time recovery from the WAL', () => {
     RECOVERY_TIMEOUT,
   );
 
+  it(
+    'a recovery aborted while its side cluster runs (SIGKILL, as the agent cancels; its guard killed too): the daily verification lists the side cluster, and the clean-up stops and removes it and the work directory, and says so',
+    async () => {
+      const hold = join(work, 'hold-abort');
+      const area = join(scratchDirectoryOf(target), `point-in-time-${target.name}`);
+      const stop = new AbortController();
+      let runId = '';
+      const found: { running: string[]; listed: Leftover[] } = { running: [], listed: [] };
+      const running = recover(
+        { database: DATABASE, targetTime: 'latest', targetDatabase: 'pitr_aborted' },
+        {
+          signal: stop.signal,
+          hostEnv: { KB_TEST_HOLD_FILE: hold },
+          // What the killed run left, as its clean-up meets it.
+          beforeTask: async (state) => {
+            if (state !== SWAP_COMMAND.cleanUp.start) return;
+            found.running = pids().filter((pid) => {
+              try {
+                return cmdline(pid).includes(join(area, runId));
+              } catch {
+                return false;
+              }
+            });
+            found.listed = await hostLeftovers();
+          },
+        },
+      );
+      await until(
+        'the side cluster to be up',
+        () => existsSync(hold) && readFileSync(hold, 'utf8').endsWith('\n'),
+        300,
+      );
+      const [socket = ''] = readFileSync(hold, 'utf8').split(' ');
+      [runId = ''] = readdirSync(area);
+      // A running recovery's side cluster is no leftover.
+      expect((await hostLeftovers()).filter((l) => l.where === 'side')).toEqual([]);
+      // The guard (host/side-cluster.sh) would remove it once the script is killed: killed first, so that the clean-up alone must.
+      const guards = guardsOf(hold);
+      expect(guards).toHaveLength(1);
+      for (const pid of guards) process.kill(pid, 'SIGKILL');
+      stop.abort();
+      const run = await running;
+      rmSync(hold, { force: true });
+
+      expect(run.record.status).toBe('ABORTED');
+      expect(found.running.length).toBeGreaterThan(0);
+      expect(found.listed).toContainEqual(
+        expect.objectContaining({ where: 'side', name: join(area, runId) }),
+      );
+      expect(found.listed).toContainEqual(
+        expect.objectContaining({
+          where: 'work',
+          name: expect.stringContaining(join(world.env.paths.hostTmp, `kennel-backup.${runId}.`)),
+        }),
+      );
+      const [cleanup] = run.record.started;
+      expect(cleanup).toMatchObject({ workflow: 'restore-cleanup', status: 'SUCCEEDED' });
+      const text = run.alerts.at(-1)?.text ?? '';
+      expect(text).toContain('restore-cleanup SUCCEEDED');
+      expect(text).toContain('pitr_aborted was not created.');
+      expect(text).toContain(
+        `The recovery's side cluster (a restored copy of the cluster, point-in-time-local/${runId} under the target's scratch directory) was left running: the clean-up stopped it and removed its directories.`,
+      );
+      expect(text).toContain('Its work directories on the host (1) were left, and are removed.');
+      // And so it is: no postgres of the run, no directory, no socket directory, no work directory, no database.
+      expectNoSideCluster(target, socket);
+      expect(readdirSync(world.env.paths.hostTmp).filter((n) => n.startsWith('kennel-backup.'))).toEqual([]);
+      expect(databasesLike(world, 'kb_restoring')).toEqual([]);
+      expect(databaseExists(world, 'pitr_aborted')).toBe(false);
+    },
+    RECOVERY_TIMEOUT,
+  );
+
   it('refuses a target past a gap in the WAL, naming the missing segment and the latest recoverable time before it', async () => {
     const plan = planOf(
       (await recover({ database: DATABASE, targetTime, targetDatabase: 'pitr_gap', dryRun: true })).record
@@ -494,7 +595,48 @@ describe('point-in-time recovery from the WAL', () => {
   });
 
   it(
-    'recovers the whole cluster in place to the target and starts a full backup',
+    'a whole-cluster recovery aborted while pgBackRest restores over the data directory: PostgreSQL stays stopped (no pg_control: it cannot start on it), and the clean-up says so and how to finish',
+    async () => {
+      const { dataDirectory, configFile } = pgbackrestOf(target);
+      const control = join(dataDirectory, 'global', 'pg_control');
+      const stop = new AbortController();
+      const running = recover({ scope: 'cluster', targetTime, confirm: 'local' }, { signal: stop.signal });
+      await until('the restore over the data directory to begin', () => !existsSync(control), 300);
+      // Frozen midway (SIGSTOP), so that the cancel's SIGKILL finds it there however fast it restores.
+      const restoring = pids().filter((pid) => {
+        try {
+          const line = cmdline(pid);
+          return line.includes(`--config=${configFile}`) && line.includes(' restore');
+        } catch {
+          return false;
+        }
+      });
+      expect(restoring.length).toBeGreaterThan(0);
+      for (const pid of restoring) process.kill(Number(pid), 'SIGSTOP');
+      stop.abort();
+      const run = await running;
+
+      expect(run.record.status).toBe('ABORTED');
+      // Something is left to do by hand: the clean-up fails, and its alert says what.
+      const [cleanup] = run.record.started;
+      expect(cleanup).toMatchObject({ workflow: 'restore-cleanup', status: 'FAILED' });
+      const text = run.alerts.at(-1)?.text ?? '';
+      expect(text).toContain('restore-cleanup FAILED');
+      expect(text).toContain(
+        'Database: PostgreSQL of local is stopped: the restore over its data directory was cut short, and pgBackRest removes pg_control until a restore has finished, so PostgreSQL cannot start on it (and must not).',
+      );
+      expect(text).toContain(
+        `To finish the recovery, start point-in-time-recovery again with {"scope": "cluster", "targetTime": "${targetTime}", "confirm": "local"}`,
+      );
+      // As said: nothing runs on the data directory, and nothing can.
+      expect(existsSync(join(dataDirectory, 'postmaster.pid'))).toBe(false);
+      expect(existsSync(control)).toBe(false);
+    },
+    RECOVERY_TIMEOUT,
+  );
+
+  it(
+    'recovers the whole cluster in place to the target and starts a full backup: run again as the clean-up above says, over the data directory the aborted one cut short',
     async () => {
       const started: { workflow: string; input: unknown }[] = [];
       const run = await recover(
@@ -521,4 +663,47 @@ describe('point-in-time recovery from the WAL', () => {
     },
     RECOVERY_TIMEOUT,
   );
+
+  it('the clean-up of a whole-cluster recovery stopped once it had stopped PostgreSQL (before pgBackRest touched the data directory) starts it again as it ran', async () => {
+    const { dataDirectory } = pgbackrestOf(target);
+    // What the recovery's `pg_ctl stop` leaves, killed or not: the server shut down, its data directory whole.
+    // Not blocking: the server archives its last WAL through the local S3 in this process as it stops.
+    const [cmd, args] = asServerUser(join(world.env.postgres.binDir, 'pg_ctl'), [
+      'stop',
+      '-D',
+      dataDirectory,
+      '-m',
+      'fast',
+      '-w',
+    ]);
+    await promisify(execFile)(cmd, args);
+    const plan: CleanupPlan = {
+      target: target.name,
+      runId: '20261130T030000Z_0c1a5700',
+      database: null,
+      overProduction: false,
+      targetDatabase: null,
+      stagingDatabase: 'kb_restoring_20261130t030000z_0c1a5700',
+      replacedDatabase: 'kb_replaced_20261130t030000z_0c1a5700',
+      recovery: 'cluster',
+      failedAt: 'WaitForClusterRecovery',
+      startApplication: false,
+      safetyDump: null,
+    };
+    const script = renderHostCommand(config, target, RESTORE_HOST_COMMANDS['restore-cleanup'], {
+      script: 'restore-cleanup',
+      plan,
+    });
+    const { code, stdout, stderr } = await runHostScript(world.env.hostEnv, script);
+    expect(code, stderr).toBe(0);
+    const facts = JSON.parse(/^KB-RESULT (.*)$/m.exec(stdout)?.[1] ?? '{}') as CleanupFacts;
+    expect(facts.cluster).toEqual({
+      state: 'running',
+      started: true,
+      restored: false,
+      timeline: expect.any(Number),
+    });
+    // With the options it ran with (its port and socket directory): the world's own connection reaches it.
+    expect(q('postgres', 'SELECT pg_is_in_recovery()')).toBe('f');
+  });
 });

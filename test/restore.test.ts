@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -52,6 +52,10 @@ function damageProduction() {
 const restore = (input: unknown, extra: Parameters<typeof runIn>[1] = {}) =>
   runIn(world, { workflow: 'database-restore', input, ...extra });
 
+/** The host scripts' work directories (common.sh work_dir) left in the host's TMPDIR: all, or one run's. */
+const workDirs = (runId = '') =>
+  readdirSync(world.env.paths.hostTmp).filter((name) => name.startsWith(`kennel-backup.${runId}`));
+
 /** A checksum of every row a query gives (as tableChecksums takes of a table). */
 const checksumOf = (database: string, query: string) =>
   world.sql(
@@ -84,7 +88,7 @@ describe('the database-restore workflow', () => {
       applicationDownSeconds: null,
     });
     expect(output.checks).toContain(
-      `all ${tables.length} tables of the backup are present with exactly the row counts of the dump (${verified.tables.reduce((sum, t) => sum + t.rows, 0)} rows)`,
+      `all ${tables.length} tables of the dump are present with exactly the row counts of the full dump (${verified.tables.reduce((sum, t) => sum + t.rows, 0)} rows); a full dump leaves out the rows of ${verified.excludedTables.map(qualifiedName).join('; ')} by design`,
     );
     // The log tables' rows are not in the daily full: the record says so, and where they are.
     expect(output.rows).toEqual([
@@ -207,7 +211,7 @@ describe('the database-restore workflow', () => {
     world.sql('postgres', `DROP DATABASE ${output.replacedDatabase}`);
   });
 
-  it('a failure after the application stopped: starts it again, and the alert names the safety dump that brings the database back', async () => {
+  it('a failure after the application stopped, before the swap: starts it again, says the database was not replaced, and names the safety dump without offering it (production is newer)', async () => {
     damageProduction();
     const beforeRestore = tableChecksums(world, 'kennel_prod', tables);
     const run = await restore(
@@ -240,13 +244,14 @@ describe('the database-restore workflow', () => {
     const alert = run.alerts[0]?.text ?? '';
     expect(alert).toContain('State: CheckSwap');
     expect(alert).toContain('The application was stopped for the restore and has been started again.');
-    const safetyRunId = /"backup": "(\d{8}T\d{6}Z_[0-9a-f]{8})"/.exec(alert)?.[1];
     expect(alert).toMatch(
-      /The safety dump database\/safety\/local\/kennel_prod\/\S+ \(verified\) holds kennel_prod/,
+      /The safety dump database\/safety\/local\/kennel_prod\/\S+ \(verified\) holds kennel_prod as it was when the application stopped; kennel_prod was not replaced, so nothing needs it: do not restore it/,
     );
+    expect(alert).not.toContain('"backup":');
+    const safetyRunId = /kennel_prod_safety_(\d{8}T\d{6}Z_[0-9a-f]{8})\.sql/.exec(alert)?.[1];
     expect(safetyRunId).toBeDefined();
 
-    // What the alert says to do brings back the state from before the restore.
+    // The dump it names is whole: it brings back the state from before the restore.
     const back = await restore({
       database: 'kennel_prod',
       targetDatabase: 'kennel_before',
@@ -265,19 +270,22 @@ describe('a restore stopped midway leaves nothing stopped or half-done', () => {
   };
   const overProduction = { database: 'kennel_prod', targetDatabase: 'kennel_prod', confirm: 'kennel_prod' };
 
-  it('aborted after the application stopped: its commands are cancelled, the application runs again, the staging database is gone, and the alert says what is left', async () => {
+  it("aborted after the application stopped: its commands are cancelled, the application runs again, the staging database and the killed dump's work directory are gone, and the alert says what is left", async () => {
     const before = tableChecksums(world, 'kennel_prod', tables);
     const stop = new AbortController();
     let plan: RestorePlan | undefined;
     let atAbort: { application: string; staging: string[] } | undefined;
     let copyBeforeCleanUp: boolean | undefined;
+    let workBeforeCleanUp: string[] = [];
     const run = await restore(overProduction, {
       signal: stop.signal,
       beforeTask: async (state, input) => {
         if (state === SWAP_COMMAND.applicationStop.start) plan = (input as { plan: RestorePlan }).plan;
-        // In the clean-up: whether the stopped dump had begun its host copy.
-        if (state === SWAP_COMMAND.cleanUp.start && plan?.safetyDump)
+        // In the clean-up: whether the stopped dump had begun its host copy, and the work directory it left (killed, it ran no trap).
+        if (state === SWAP_COMMAND.cleanUp.start && plan?.safetyDump) {
           copyBeforeCleanUp = copiesOf(plan.safetyDump).some(existsSync);
+          workBeforeCleanUp = workDirs(plan.safetyDump.runId);
+        }
         if (state !== 'CheckSafetyDump' || stop.signal.aborted || !plan?.safetyDump) return;
         // Once the dump has begun its copy on the host: what a stopped dump leaves.
         const { safetyDump } = plan;
@@ -294,6 +302,7 @@ describe('a restore stopped midway leaves nothing stopped or half-done', () => {
     if (!plan?.safetyDump) throw new Error('the restore did not reach its safety dump');
     expect(atAbort).toEqual({ application: 'stopped', staging: [plan.stagingDatabase] });
     expect(copyBeforeCleanUp).toBe(true);
+    expect(workBeforeCleanUp).toHaveLength(1);
     const [cleanup] = run.record.started;
     expect(cleanup).toMatchObject({ workflow: 'restore-cleanup', status: 'SUCCEEDED' });
 
@@ -302,6 +311,7 @@ describe('a restore stopped midway leaves nothing stopped or half-done', () => {
     expect(databasesLike(world, 'kb_')).toEqual([]);
     expect(tableChecksums(world, 'kennel_prod', tables)).toEqual(before);
     expect(copiesOf(plan.safetyDump).filter(existsSync)).toEqual([]);
+    expect(workDirs()).toEqual([]);
     // Its run lock is given back, as its own end states would have.
     expect(await world.catalog.listKeys('locks/')).toEqual([]);
     const inS3 = (await world.catalog.listKeys(plan.safetyDump.archiveKey)).includes(
@@ -321,10 +331,11 @@ describe('a restore stopped midway leaves nothing stopped or half-done', () => {
       `The safety dump ${plan.safetyDump.archiveKey} was never verified (the run stopped first): it is not a backup; its copy on the host was removed; ${inS3 ? 'its object reached S3 without a manifest' : 'nothing of it is in S3'}`,
     );
     expect(text).toContain('The application was stopped for the restore and has been started again.');
+    expect(text).toContain('Its work directories on the host (1) were left, and are removed.');
     expect(cleanup?.output).toMatchObject({ status: 'ABORTED', cleanedUp: run.record.executionArn });
   });
 
-  it("a restore that outlives its host command's timeout (killed, as the agent does): the alert says the staging database is gone, and it is", async () => {
+  it("a restore that outlives its host command's timeout (killed, as the agent does): the alert says the staging database and its work directory are gone, and they are", async () => {
     // A load slow enough that the restore outlives its 3 s: the psql that loads the
     // dump into the staging database (once made) waits first.
     const slow = mkdtempSync(join(tmpdir(), 'kennel-backup-slow-'));
@@ -338,6 +349,7 @@ describe('a restore stopped midway leaves nothing stopped or half-done', () => {
       { mode: 0o755 },
     );
     let stagingBeforeCleanUp: string[] = [];
+    let workBeforeCleanUp: string[] = [];
     try {
       const run = await restore(
         { database: 'kennel_prod', targetDatabase: 'kennel_slow' },
@@ -345,8 +357,10 @@ describe('a restore stopped midway leaves nothing stopped or half-done', () => {
           functionEnv: { HOST_COMMAND_TIMEOUT_SECONDS: '3' },
           hostEnv: { PATH: `${slow}:${world.env.hostEnv.PATH}` },
           hostOptions: { timeoutSignal: 'SIGKILL' },
-          beforeTask: async (state) => {
-            if (state === 'StartCleanUp') stagingBeforeCleanUp = databasesLike(world, 'kb_restoring_');
+          beforeTask: async (state, input) => {
+            if (state !== SWAP_COMMAND.cleanUp.start) return;
+            stagingBeforeCleanUp = databasesLike(world, 'kb_restoring_');
+            workBeforeCleanUp = workDirs((input as { plan: { runId: string } }).plan.runId);
           },
         },
       );
@@ -354,12 +368,14 @@ describe('a restore stopped midway leaves nothing stopped or half-done', () => {
       expect(run.alerts.map((a) => [a.state, a.error])).toEqual([
         ['CheckRestore', 'HostCommandTimedOutError'],
       ]);
-      // The killed restore left its staging database: the clean-up found it, dropped it, and says so.
+      // The killed restore left its staging database and its work directory: the clean-up found them, removed them, and says so.
       expect(stagingBeforeCleanUp).toHaveLength(1);
+      expect(workBeforeCleanUp).toHaveLength(1);
       expect(databasesLike(world, 'kb_')).toEqual([]);
+      expect(workDirs()).toEqual([]);
       expect(databaseExists(world, 'kennel_slow')).toBe(false);
       expect(run.alerts[0]?.text).toContain(
-        `Database: kennel_slow was not created. The staging database ${stagingBeforeCleanUp[0]} was dropped.`,
+        `Database: kennel_slow was not created. The staging database ${stagingBeforeCleanUp[0]} was dropped. Its work directories on the host (1) were left, and are removed.`,
       );
     } finally {
       rmSync(slow, { recursive: true, force: true });
@@ -385,13 +401,13 @@ describe('refusals change nothing', () => {
       'an unknown backup',
       { database: 'kennel_prod', targetDatabase: 'x', backup: '20200101T000000Z_00000000' },
       'NotFoundError',
-      'No full, monthly or safety backup "20200101T000000Z_00000000" of kennel_prod. The newest are:',
+      'No full, monthly or safety backup "20200101T000000Z_00000000" of kennel_prod; this restore takes full, monthly or safety backups. The newest are:',
     ],
     [
       'a database without backups',
       { database: 'no_backups_here', targetDatabase: 'x' },
       'NotFoundError',
-      'There is no verified full backup',
+      'on target local: did you mean one of them?',
     ],
     [
       'a bad identifier',
@@ -604,7 +620,9 @@ describe('the carry-log-rows host script', () => {
       kind_upper text GENERATED ALWAYS AS (upper(kind)) STORED);
     CREATE FUNCTION stamp() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN NEW.at := now(); RETURN NEW; END $$;
     CREATE TRIGGER stamp BEFORE INSERT ON events FOR EACH ROW EXECUTE FUNCTION stamp();
-    CREATE TABLE shapes (id int);`;
+    CREATE TABLE shapes (id int);
+    CREATE TABLE ranged (at date NOT NULL) PARTITION BY RANGE (at);
+    CREATE TABLE ranged_2024 PARTITION OF ranged FOR VALUES FROM ('2024-01-01') TO ('2025-01-01');`;
 
   beforeAll(() => {
     for (const db of ['carry_from', 'carry_into']) {
@@ -618,7 +636,9 @@ describe('the carry-log-rows host script', () => {
        ALTER TABLE events DISABLE TRIGGER stamp;
        INSERT INTO events (owner_id, at, kind) VALUES (1, '2020-01-01', 'a'), (2, '2020-01-02', 'b'), (NULL, '2020-01-03', 'c');
        ALTER TABLE events ENABLE TRIGGER stamp;
-       ALTER TABLE shapes ADD COLUMN added text`,
+       ALTER TABLE shapes ADD COLUMN added text;
+       CREATE TABLE ranged_2025 PARTITION OF ranged FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');
+       INSERT INTO ranged VALUES ('2024-05-01'), ('2025-05-01')`,
     );
     world.sql('carry_into', 'INSERT INTO owners VALUES (1)');
   });
@@ -648,12 +668,19 @@ describe('the carry-log-rows host script', () => {
     expect(world.sql('carry_into', "SELECT count(*) FROM pg_namespace WHERE nspname = 'kb_carry'")).toBe('0');
   });
 
-  it('refuses a table whose columns differ from the backup, and one that already has rows', async () => {
+  it('refuses a table whose columns differ from the backup, one with a partition the backup lacks, and one that already has rows', async () => {
     const shapes = await carry([{ schema: 'public', name: 'shapes' }]);
     expect(shapes.code).toBe(1);
     expect(shapes.stderr).toContain(
       'the log table public.shapes has other columns in carry_from than in the backup',
     );
+    // A partition made since the backup: its rows would have nowhere to go.
+    const ranged = await carry([{ schema: 'public', name: 'ranged' }]);
+    expect(ranged.code).toBe(1);
+    expect(ranged.stderr).toContain(
+      'the log table public.ranged has a partition (or child table) public.ranged_2025 in carry_from that the backup does not have',
+    );
+    expect(world.sql('carry_into', 'SELECT count(*) FROM ranged')).toBe('0');
     const again = await carry([{ schema: 'public', name: 'events' }]);
     expect(again.code).not.toBe(0);
     expect(again.stderr).toContain('the restored events already holds 2 rows');

@@ -9,6 +9,7 @@ import { ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { ALERTED_STATUSES } from '../shared/alert/message.ts';
+import { historyFileName } from '../shared/backup/wal-segments.ts';
 import { Catalog } from '../shared/catalog/catalog.ts';
 import {
   ARCHIVE_RECORD_PREFIX,
@@ -41,12 +42,13 @@ import {
 import { maxAgeMinutes, SCHEDULES } from '../shared/catalog/schedule.ts';
 import { type Config, parseConfig } from '../shared/core/config.ts';
 import { CANCELLED_STATUSES } from '../shared/host/cancel.ts';
-import { pgbackrestConfOf, pgbackrestPath } from '../shared/host/pgbackrest-conf.ts';
+import { pgbackrestArchivePrefix, pgbackrestConfOf, pgbackrestPath } from '../shared/host/pgbackrest-conf.ts';
 import { HOST_SCRIPTS } from '../shared/host/shell.ts';
 import { createMetrics, METRICS_NAMESPACE, metricsSink, recordArchive } from '../shared/watch/metrics.ts';
 import { planMonitoring } from '../shared/watch/monitoring.ts';
 import { TASK_SECONDS } from '../statemachines/steps.ts';
 import { WORKFLOWS, type WorkflowName } from '../statemachines/workflows.ts';
+import { specFindings } from './support/cloudformation-spec.ts';
 
 /**
  * `serverless package` renders the CloudFormation template offline; these tests
@@ -76,6 +78,8 @@ const TWO_TARGETS = [
   },
   { name: 'kennel-replica', instanceIds: ['i-0123456789abcdef0'], database: 'kennel_prod' },
 ];
+/** The backup key's break-glass role in the second packaging (`--param keyBreakGlassRole`). */
+const BREAK_GLASS_ROLE = 'kennel-backup-key-custodian';
 /** The disk threshold of the second packaging (`--param diskUsageAlertPercent`); 80 without it. */
 const DISK_PERCENT = 90;
 
@@ -475,6 +479,28 @@ const sub = (text: string) => ({ 'Fn::Sub': text });
 const getAtt = (logicalId: string) => ({ 'Fn::GetAtt': [logicalId, 'Arn'] });
 const asArray = <T>(value: T | T[]): T[] => (Array.isArray(value) ? value : [value]);
 const logicalId = (fn: FunctionName) => `${fn[0]?.toUpperCase()}${fn.slice(1)}`;
+/**
+ * Step Functions' CloudWatch Logs delivery and X-Ray tracing, which support no
+ * resource-level permission: serverless-step-functions grants them on `*` to
+ * every state machine's role.
+ */
+const UNSCOPABLE_STATE_MACHINE_ACTIONS = [
+  'logs:CreateLogDelivery',
+  'logs:GetLogDelivery',
+  'logs:UpdateLogDelivery',
+  'logs:DeleteLogDelivery',
+  'logs:ListLogDeliveries',
+  'logs:PutResourcePolicy',
+  'logs:DescribeResourcePolicies',
+  'logs:DescribeLogGroups',
+  'xray:PutTraceSegments',
+  'xray:PutTelemetryRecords',
+  'xray:GetSamplingRules',
+  'xray:GetSamplingTargets',
+];
+/** The role EventBridge starts a scheduled state machine with (serverless-step-functions). */
+const scheduleRoleId = (machine: { id: string }) =>
+  `${machine.id.replace(/StateMachine$/, '')}ScheduleToStepFunctionsRole`;
 /** A function's own role (serverless-iam-roles-per-function). */
 const roleId = (fn: FunctionName) => `${logicalId(fn)}IamRoleLambdaExecution`;
 
@@ -517,6 +543,7 @@ const withOptionalParams = () => {
     `backupTargets=${JSON.stringify(TWO_TARGETS)}`,
     `diskUsageAlertPercent=${DISK_PERCENT}`,
     'objectLockMode=compliance',
+    `keyBreakGlassRole=${BREAK_GLASS_ROLE}`,
   ]).then((packaged) => packaged.template);
   return withOptionalParamsPackaging;
 };
@@ -558,6 +585,17 @@ function deployedConfig(fn: FunctionName, from: Template = template): Config {
   });
 }
 
+/**
+ * serverless/params.cjs's functions, called as osls calls them, with the
+ * variables (`param:<name>`, `sls:stage`) `values` gives and no other.
+ */
+const paramsModule = createRequire(import.meta.url)('../serverless/params.cjs') as Record<
+  string,
+  (options: { resolveVariable: (name: string) => Promise<unknown> }) => Promise<unknown>
+>;
+const paramOf = (name: string, values: Record<string, string>) =>
+  paramsModule[name]?.({ resolveVariable: async (variable) => values[variable] });
+
 beforeAll(async () => {
   ({ dir: packageDir, template } = await packagedTemplate([
     `restoreTestSubnetIds=${SUBNETS.join(',')}`,
@@ -567,6 +605,20 @@ beforeAll(async () => {
 
 afterAll(() => {
   for (const dir of packageDirs) rmSync(dir, { recursive: true, force: true });
+});
+
+/**
+ * Nothing here has been deployed: AWS's own resource schemas (support/cloudformation-spec.ts)
+ * stand in for CloudFormation's refusal, for the default params and for every optional one given.
+ */
+describe('the packaged template', () => {
+  it('is one CloudFormation accepts: every resource type, property and value as AWS publishes them', () => {
+    expect(specFindings(template)).toEqual([]);
+  });
+
+  it('is one CloudFormation accepts with every optional param given', async () => {
+    expect(specFindings(await withOptionalParams())).toEqual([]);
+  }, 240_000);
 });
 
 /** The definition the builder renders for a workflow. */
@@ -737,6 +789,26 @@ describe.each(STATE_MACHINES)('the state machine $id', (machine) => {
     });
   }
 
+  // it.each of no rows would declare no test; a machine without schedules has no schedule role.
+  if (schedules.length > 0) {
+    it('is started by its schedules with a role that may start it and nothing else', () => {
+      const role = resource<Role & { AssumeRolePolicyDocument: PolicyDocument }>(
+        scheduleRoleId(machine),
+        'AWS::IAM::Role',
+      );
+      expect(role.AssumeRolePolicyDocument.Statement).toEqual([
+        { Effect: 'Allow', Principal: { Service: 'events.amazonaws.com' }, Action: 'sts:AssumeRole' },
+      ]);
+      expect(roleStatements(scheduleRoleId(machine))).toEqual([
+        { Effect: 'Allow', Action: ['states:StartExecution'], Resource: { Ref: id } },
+      ]);
+      for (const rule of rules().filter((r) => JSON.stringify(r.Targets).includes(`"${id}"`)))
+        expect(rule.Targets.map((t) => (t as { RoleArn?: unknown }).RoleArn)).toEqual([
+          getAtt(scheduleRoleId(machine)),
+        ]);
+    });
+  }
+
   it(`may invoke its ${functions.length} functions and nothing else`, () => {
     const statements = roleStatements(`${id}Role`);
     const invoke = statements.filter((s) => asArray(s.Action).includes('lambda:InvokeFunction'));
@@ -748,6 +820,37 @@ describe.each(STATE_MACHINES)('the state machine $id', (machine) => {
       new Set(functions.map((fn) => getAtt(`${logicalId(fn)}LambdaFunction`))),
     );
     expect(asArray(invoke[0]?.Action)).toEqual(['lambda:InvokeFunction']);
+    // Each function's ARN and its versions' (`<arn>:*`), and nothing else.
+    const versions = functions.map((fn) => ({
+      'Fn::Sub': [`\${functionArn}:*`, { functionArn: getAtt(`${logicalId(fn)}LambdaFunction`) }],
+    }));
+    expect(new Set(asArray(invoke[0]?.Resource))).toEqual(new Set([...invoked, ...versions]));
+  });
+
+  it('holds nothing else than the invocation, its log delivery and tracing (and a recovery, its full backup)', () => {
+    const grants = roleStatements(`${id}Role`).map((s) => asArray(s.Action));
+    expect(grants).toEqual([
+      ['lambda:InvokeFunction'],
+      ...(id === 'PointInTimeRecoveryStateMachine'
+        ? // Starts database-backup and waits on it (.sync): the execution, and the managed rule that reports its end.
+          [
+            ['states:StartExecution'],
+            ['states:DescribeExecution', 'states:StopExecution'],
+            ['events:PutTargets', 'events:PutRule', 'events:DescribeRule'],
+          ]
+        : []),
+      UNSCOPABLE_STATE_MACHINE_ACTIONS,
+    ]);
+    const events = roleStatements(`${id}Role`).find((s) => asArray(s.Action).includes('events:PutRule'));
+    if (events)
+      expect(events.Resource).toEqual([
+        {
+          'Fn::Sub': [
+            `arn:\${AWS::Partition}:events:\${AWS::Region}:\${AWS::AccountId}:rule/StepFunctionsGetEventsForStepFunctionsExecutionRule`,
+            {},
+          ],
+        },
+      ]);
   });
 });
 
@@ -788,6 +891,41 @@ describe('the point-in-time recovery', () => {
     ]);
   });
 });
+
+/** IAM's `*` matches any characters, `/` included. */
+const globMatches = (pattern: string, text: string) =>
+  new RegExp(
+    `^${pattern
+      .split('*')
+      .map((part) => part.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'))
+      .join('.*')}$`,
+  ).test(text);
+const allows = (fn: FunctionName, action: string) =>
+  roleStatements(roleId(fn)).filter((s) => s.Effect === 'Allow' && asArray(s.Action).includes(action));
+/** Whether any of `statements` allows `action` on the backup bucket's object `key`. */
+const allowsOnObject = (statements: Statement[], action: string, key: string) =>
+  statements
+    .filter((s) => s.Effect === 'Allow' && asArray(s.Action).includes(action))
+    .some((s) =>
+      asArray(s.Resource).some((r) => {
+        const pattern = /^\$\{BackupBucket\.Arn\}\/(.+)$/.exec(
+          String((r as { 'Fn::Sub'?: unknown } | null)?.['Fn::Sub'] ?? ''),
+        )?.[1];
+        return pattern !== undefined && globMatches(pattern, key);
+      }),
+    );
+/** Whether a function's role allows `action` on the backup bucket's object `key`. */
+const mayOnObject = (fn: FunctionName, action: string, key: string) =>
+  allowsOnObject(roleStatements(roleId(fn)), action, key);
+/** Whether a function's role may list the backup bucket under `prefix`. */
+const mayList = (fn: FunctionName, prefix: string) =>
+  allows(fn, 's3:ListBucket').some(
+    (s) =>
+      JSON.stringify(s.Resource) === JSON.stringify(getAtt('BackupBucket')) &&
+      asArray(s.Condition?.StringLike?.['s3:prefix'] as string | string[]).some((p) =>
+        globMatches(p, prefix),
+      ),
+  );
 
 describe('the backup bucket', () => {
   type Bucket = {
@@ -1078,16 +1216,20 @@ describe('the backup bucket', () => {
     }
   });
 
-  it('exempts every function whose role may read configuration objects', () => {
-    const configurationObjects = sub(`\${BackupBucket.Arn}/configuration/*`);
-    const readers = FUNCTION_NAMES.filter((fn) =>
-      roleStatements(roleId(fn)).some(
-        (s) =>
-          s.Effect === 'Allow' &&
-          asArray(s.Action).includes('s3:GetObject') &&
-          asArray(s.Resource).some((r) => JSON.stringify(r) === JSON.stringify(configurationObjects)),
-      ),
+  it('exempts every function whose role may read configuration objects, archives or manifests', () => {
+    const tarball = archiveKey(
+      'configuration',
+      'kennel-db',
+      null,
+      '2026-11-26T03:00:00Z',
+      tarballFileName('kennel-db', 'configuration', '20261126T030000Z_5e6f7a8b', 'zstd'),
     );
+    const readers = FUNCTION_NAMES.filter(
+      (fn) =>
+        mayOnObject(fn, 's3:GetObject', tarball) || mayOnObject(fn, 's3:GetObject', manifestKey(tarball)),
+    );
+    // Only verifyArchive reads the tarballs (the secrets); the others read their manifests.
+    expect(readers.filter((fn) => mayOnObject(fn, 's3:GetObject', tarball))).toEqual(['verifyArchive']);
     const exempt = asArray(
       bucketStatement('ConfigurationReadableOnlyByItsRoles')?.Condition?.ArnNotEquals?.['aws:PrincipalArn'],
     );
@@ -1216,6 +1358,177 @@ describe('the backup bucket', () => {
     expect(reachesPrefix({ Prefix: 'pg' }, PGBACKREST_PREFIX)).toBe(true);
     expect(reachesPrefix({ Prefix: pgbackrestPrefix('kennel-db') }, PGBACKREST_PREFIX)).toBe(true);
     expect(reachesPrefix({ Prefix: 'database/' }, PGBACKREST_PREFIX)).toBe(false);
+  });
+});
+
+/**
+ * The backup key: disabled or deleted, it makes every backup unreadable. Its
+ * administration and its use are separate statements, and an explicit denial
+ * leaves disabling it and scheduling its deletion to one break-glass role.
+ */
+describe('the backup key', () => {
+  const root = sub(`arn:\${AWS::Partition}:iam::\${AWS::AccountId}:root`);
+  const breakGlass = (name: string) => sub(`arn:\${AWS::Partition}:iam::\${AWS::AccountId}:role/${name}`);
+  const DEFAULT_BREAK_GLASS = `kennel-backup-${STAGE}-key-break-glass`;
+  /** What IAM may delegate of the key's administration: no cryptography, no grants, rotation never off. */
+  const ADMINISTRATION = [
+    'kms:CancelKeyDeletion',
+    'kms:CreateAlias',
+    'kms:DeleteAlias',
+    'kms:DescribeKey',
+    'kms:DisableKey',
+    'kms:EnableKey',
+    'kms:EnableKeyRotation',
+    'kms:GetKeyPolicy',
+    'kms:GetKeyRotationStatus',
+    'kms:ListAliases',
+    'kms:ListGrants',
+    'kms:ListKeyPolicies',
+    'kms:ListKeyRotations',
+    'kms:ListResourceTags',
+    'kms:PutKeyPolicy',
+    'kms:RevokeGrant',
+    'kms:RotateKeyOnDemand',
+    'kms:ScheduleKeyDeletion',
+    'kms:TagResource',
+    'kms:UntagResource',
+    'kms:UpdateAlias',
+    'kms:UpdateKeyDescription',
+  ];
+  const keyPolicy = (from: Template = template) =>
+    resource<{ KeyPolicy: PolicyDocument }>('BackupKey', 'AWS::KMS::Key', from).KeyPolicy.Statement;
+  const expectedPolicy = (roleName: string): Statement[] => [
+    {
+      Sid: 'AdministerThroughIam',
+      Effect: 'Allow',
+      Principal: { AWS: root },
+      Action: ADMINISTRATION,
+      Resource: '*',
+    },
+    {
+      Sid: 'UseThroughS3Only',
+      Effect: 'Allow',
+      Principal: { AWS: root },
+      Action: ['kms:Decrypt', 'kms:GenerateDataKey'],
+      Resource: '*',
+      Condition: { StringEquals: { 'kms:ViaService': sub(`s3.\${AWS::Region}.amazonaws.com`) } },
+    },
+    {
+      Sid: 'OnlyBreakGlassRoleDisablesOrDeletes',
+      Effect: 'Deny',
+      Principal: '*',
+      Action: ['kms:DisableKey', 'kms:ScheduleKeyDeletion'],
+      Resource: '*',
+      Condition: { ArnNotEquals: { 'aws:PrincipalArn': breakGlass(roleName) } },
+    },
+  ];
+
+  it('is administered through IAM, used only through S3, and disabled or deleted by the break-glass role alone', () => {
+    expect(keyPolicy()).toEqual(expectedPolicy(DEFAULT_BREAK_GLASS));
+    // Administration and use are apart: administration may neither use the key
+    // nor hand its use to someone (a grant), nor turn rotation off.
+    const [administration, use] = keyPolicy().map((st) => asArray(st.Action));
+    const useOrWeaken = [
+      'kms:Decrypt',
+      'kms:Encrypt',
+      'kms:GenerateDataKey',
+      'kms:ReEncryptFrom',
+      'kms:ReEncryptTo',
+    ];
+    useOrWeaken.push('kms:CreateGrant', 'kms:RetireGrant', 'kms:DisableKeyRotation');
+    expect(administration?.filter((a) => useOrWeaken.includes(a))).toEqual([]);
+    expect(use?.filter((a) => ADMINISTRATION.includes(a))).toEqual([]);
+  });
+
+  /**
+   * KMS refuses a key policy that would stop the principal setting it from
+   * setting it again (the lockout safety check), and every deploy sets it: the
+   * deployer keeps PutKeyPolicy through IAM, and no denial reaches it.
+   */
+  it("never locks the account out of the key's policy", () => {
+    const allowed = keyPolicy().filter(
+      (s) => s.Effect === 'Allow' && asArray(s.Action).includes('kms:PutKeyPolicy'),
+    );
+    expect(allowed.map((s) => [s.Principal, s.Condition])).toEqual([[{ AWS: root }, undefined]]);
+    const denied = keyPolicy()
+      .filter((s) => s.Effect === 'Deny')
+      .flatMap((s) => asArray(s.Action));
+    expect(denied).not.toContain('kms:PutKeyPolicy');
+    expect(denied.filter((a) => a.includes('*'))).toEqual([]);
+  });
+
+  it('has a break-glass role that may assume only with MFA, touches only this key, and outlives the stack', () => {
+    const role = resource<{
+      RoleName: string;
+      MaxSessionDuration: number;
+      AssumeRolePolicyDocument: PolicyDocument;
+      Policies: { PolicyName: string; PolicyDocument: PolicyDocument }[];
+      ManagedPolicyArns?: unknown;
+    }>('KeyBreakGlassRole', 'AWS::IAM::Role');
+    expect(role.RoleName).toBe(DEFAULT_BREAK_GLASS);
+    expect(role.MaxSessionDuration).toBe(3600);
+    expect(role.AssumeRolePolicyDocument.Statement).toEqual([
+      {
+        Effect: 'Allow',
+        Principal: { AWS: root },
+        Action: 'sts:AssumeRole',
+        Condition: { Bool: { 'aws:MultiFactorAuthPresent': 'true' } },
+      },
+    ]);
+    expect(role.Policies.flatMap((p) => p.PolicyDocument.Statement)).toEqual([
+      {
+        Effect: 'Allow',
+        Action: [
+          'kms:DescribeKey',
+          'kms:DisableKey',
+          'kms:EnableKey',
+          'kms:ScheduleKeyDeletion',
+          'kms:CancelKeyDeletion',
+        ],
+        Resource: getAtt('BackupKey'),
+      },
+    ]);
+    expect(role.ManagedPolicyArns).toBeUndefined();
+    expect(role.resource.DeletionPolicy).toBe('Retain');
+    expect(template.Outputs.KeyBreakGlassRoleArn?.Value).toEqual(getAtt('KeyBreakGlassRole'));
+    // The key's denial names this very role, by the ARN IAM gives it (no path).
+    const deny = keyPolicy()[2]?.Condition?.ArnNotEquals?.['aws:PrincipalArn'];
+    expect(deny).toEqual(breakGlass(role.RoleName));
+    // No other role or policy of the stack may disable or delete the key.
+    const others = [
+      ...ofType('AWS::IAM::Role')
+        .filter(([id]) => id !== 'KeyBreakGlassRole')
+        .flatMap(([, r]) =>
+          ((r.Properties as Role).Policies ?? []).flatMap((p) => p.PolicyDocument.Statement),
+        ),
+      ...ofType('AWS::IAM::ManagedPolicy').flatMap(
+        ([, r]) => (r.Properties as { PolicyDocument: PolicyDocument }).PolicyDocument.Statement,
+      ),
+    ].flatMap((s) => asArray(s.Action));
+    expect(others.filter((a) => ['kms:DisableKey', 'kms:ScheduleKeyDeletion'].includes(a))).toEqual([]);
+  });
+
+  it('names the break-glass role --param keyBreakGlassRole gives', async () => {
+    const withParams = await withOptionalParams();
+    expect(keyPolicy(withParams)).toEqual(expectedPolicy(BREAK_GLASS_ROLE));
+    expect(resource<{ RoleName: string }>('KeyBreakGlassRole', 'AWS::IAM::Role', withParams).RoleName).toBe(
+      BREAK_GLASS_ROLE,
+    );
+  }, 240_000);
+
+  it('refuses a keyBreakGlassRole that is not a role name', async () => {
+    const given = (name: string) => paramOf('keyBreakGlassRoleName', { 'param:keyBreakGlassRole': name });
+    await expect(given(' key-custodian ')).resolves.toBe('key-custodian');
+    for (const bad of [
+      '',
+      'arn:aws:iam::123456789012:role/key-custodian',
+      'ops/key-custodian',
+      'x'.repeat(65),
+    ]) {
+      await expect(given(bad)).rejects.toThrow(
+        `The keyBreakGlassRole param "${bad}" is not an IAM role name.`,
+      );
+    }
   });
 });
 
@@ -1369,16 +1682,11 @@ describe('failure alerts', () => {
   }, 240_000);
 
   it('refuses an alertEmail that is not one e-mail address', async () => {
-    const params = createRequire(import.meta.url)('../serverless/params.cjs') as {
-      alertEmail: (options: { resolveVariable: (name: string) => Promise<unknown> }) => Promise<string>;
-    };
-    const given = (email: string) => ({
-      resolveVariable: async (name: string) => (name === 'param:alertEmail' ? email : undefined),
-    });
-    await expect(params.alertEmail(given(` ${ALERT_EMAIL} `))).resolves.toBe(ALERT_EMAIL);
-    await expect(params.alertEmail(given(''))).resolves.toBe('');
+    const given = (email: string) => paramOf('alertEmail', { 'param:alertEmail': email });
+    await expect(given(` ${ALERT_EMAIL} `)).resolves.toBe(ALERT_EMAIL);
+    await expect(given('')).resolves.toBe('');
     for (const bad of ['ops', 'Ops <ops@kennel.example>', 'ops@kennel.example,dev@kennel.example']) {
-      await expect(params.alertEmail(given(bad))).rejects.toThrow(
+      await expect(given(bad)).rejects.toThrow(
         `The alertEmail param "${bad}" is not an e-mail address. Give one address`,
       );
     }
@@ -1789,18 +2097,11 @@ describe('a target with pgBackRest settings', () => {
 
 describe('the diskUsageAlertPercent param', () => {
   it('takes a whole percentage from 1 to 100 and refuses anything else', async () => {
-    const params = createRequire(import.meta.url)('../serverless/params.cjs') as {
-      diskUsageAlertPercent: (options: {
-        resolveVariable: (name: string) => Promise<unknown>;
-      }) => Promise<string>;
-    };
-    const given = (percent: string) => ({
-      resolveVariable: async (name: string) => (name === 'param:diskUsageAlertPercent' ? percent : undefined),
-    });
-    for (const good of ['1', '80', ' 95 ', '100'])
-      await expect(params.diskUsageAlertPercent(given(good))).resolves.toBe(good.trim());
+    const given = (percent: string) =>
+      paramOf('diskUsageAlertPercent', { 'param:diskUsageAlertPercent': percent });
+    for (const good of ['1', '80', ' 95 ', '100']) await expect(given(good)).resolves.toBe(good.trim());
     for (const bad of ['0', '101', '85.5', '80%', '-5', '', 'eighty']) {
-      await expect(params.diskUsageAlertPercent(given(bad))).rejects.toThrow(
+      await expect(given(bad)).rejects.toThrow(
         `The diskUsageAlertPercent param "${bad}" is not a whole percentage from 1 to 100.`,
       );
     }
@@ -1810,6 +2111,8 @@ describe('the diskUsageAlertPercent param', () => {
 describe('permissions', () => {
   /** Every backup prefix's objects, and the same prefixes for ListBucket, as serverless/params.cjs builds them. */
   const objects = BACKUP_PREFIXES.map((prefix) => sub(`\${BackupBucket.Arn}/${prefix}*`));
+  /** The manifests beside the archives under every backup prefix, and not the archives. */
+  const manifests = BACKUP_PREFIXES.map((prefix) => sub(`\${BackupBucket.Arn}/${prefix}*.manifest.json`));
   const prefixes = BACKUP_PREFIXES.map((prefix) => `${prefix}*`);
   const listBackups: Statement = {
     Effect: 'Allow',
@@ -1817,8 +2120,8 @@ describe('permissions', () => {
     Resource: getAtt('BackupBucket'),
     Condition: { StringLike: { 's3:prefix': prefixes } },
   };
-  /** The database family's functions see database/ only. */
-  const databaseObjects = sub(`\${BackupBucket.Arn}/database/*`);
+  /** The database family's functions see database/ only, and its catalog's readers its manifests only. */
+  const databaseManifests = sub(`\${BackupBucket.Arn}/database/*.manifest.json`);
   const listDatabase: Statement = {
     Effect: 'Allow',
     Action: ['s3:ListBucket'],
@@ -1876,6 +2179,8 @@ describe('permissions', () => {
     bucketKey('kms:Decrypt', 'kms:GenerateDataKey'),
   ];
 
+  /** A WAL archive's history files (the timelines), never its segments, which hold rows. */
+  const walHistories = sub(`\${BackupBucket.Arn}/pgbackrest/*/archive/*.history`);
   const pointInTimePlanReads: Statement[] = [
     {
       Effect: 'Allow',
@@ -1891,7 +2196,9 @@ describe('permissions', () => {
       Effect: 'Allow',
       Action: ['s3:GetObject'],
       Resource: [
-        sub(`\${BackupBucket.Arn}/pgbackrest/*/archive/*`),
+        // The archive's current id, and the timelines a recovery follows.
+        sub(`\${BackupBucket.Arn}/pgbackrest/*/archive/*/archive.info`),
+        walHistories,
         sub(`\${BackupBucket.Arn}/catalog/pgbackrest/*`),
         sub(`\${BackupBucket.Arn}/catalog/recoveries/*`),
       ],
@@ -1952,7 +2259,7 @@ describe('permissions', () => {
       { Effect: 'Allow', Action: ['s3:GetObject'], Resource: sub(`\${BackupBucket.Arn}/host-output/*`) },
       bucketKey('kms:Decrypt'),
     ],
-    // The WAL of every pgBackRest repository, read only: its segments listed, a timeline's history read.
+    // The WAL of every pgBackRest repository: its segments listed, never read; a timeline's history read.
     checkWalContinuity: [
       {
         Effect: 'Allow',
@@ -1960,18 +2267,15 @@ describe('permissions', () => {
         Resource: getAtt('BackupBucket'),
         Condition: { StringLike: { 's3:prefix': 'pgbackrest/*/archive/*' } },
       },
-      {
-        Effect: 'Allow',
-        Action: ['s3:GetObject'],
-        Resource: sub(`\${BackupBucket.Arn}/pgbackrest/*/archive/*`),
-      },
+      { Effect: 'Allow', Action: ['s3:GetObject'], Resource: walHistories },
       bucketKey('kms:Decrypt'),
     ],
-    // Reads archives, writes manifests and, once, the record of each archive's creation; reads
-    // the version a record names and lengthens its lock.
+    // Streams every kind's archives; writes the verdict into their manifests and never an archive,
+    // and, once, the record of each archive's creation; reads the version a record names and
+    // lengthens its lock.
     verifyArchive: [
       listBackups,
-      { Effect: 'Allow', Action: ['s3:GetObject', 's3:PutObject'], Resource: objects },
+      { Effect: 'Allow', Action: ['s3:GetObject'], Resource: objects },
       {
         Effect: 'Allow',
         Action: ['s3:GetObject', 's3:PutObject'],
@@ -1982,32 +2286,31 @@ describe('permissions', () => {
         Action: ['s3:GetObjectVersion', 's3:GetObjectRetention', 's3:PutObjectRetention'],
         Resource: [...objects, sub(`\${BackupBucket.Arn}/catalog/archives/*`)],
       },
+      { Effect: 'Allow', Action: ['s3:PutObject'], Resource: manifests },
       bucketKey('kms:Decrypt', 'kms:GenerateDataKey'),
     ],
+    // Reads the dump's manifest and records the test's outcome in it; the host restores the archive.
     restoreTest: [
       listDatabase,
-      { Effect: 'Allow', Action: ['s3:GetObject', 's3:PutObject'], Resource: databaseObjects },
+      { Effect: 'Allow', Action: ['s3:GetObject', 's3:PutObject'], Resource: databaseManifests },
       bucketKey('kms:Decrypt', 'kms:GenerateDataKey'),
       ...readParameter('restore-check-database-url'),
     ],
+    // The database catalog: manifests, read only.
     planRestore: [
       listDatabase,
-      { Effect: 'Allow', Action: ['s3:GetObject'], Resource: databaseObjects },
+      { Effect: 'Allow', Action: ['s3:GetObject'], Resource: databaseManifests },
       readRecords('database'),
       bucketKey('kms:Decrypt'),
     ],
     // Counts rows in PostgreSQL against the dump's manifest: the manifests read, nothing else in S3.
     checkRestore: [
       listDatabase,
-      {
-        Effect: 'Allow',
-        Action: ['s3:GetObject'],
-        Resource: sub(`\${BackupBucket.Arn}/database/*.manifest.json`),
-      },
+      { Effect: 'Allow', Action: ['s3:GetObject'], Resource: databaseManifests },
       bucketKey('kms:Decrypt'),
       ...readParameter('restore-check-database-url'),
     ],
-    // The files kinds' catalogs, read only; nothing under database/.
+    // The files kinds' catalogs: manifests, read only; no tarball, nothing under database/.
     planFilesRestore: [
       {
         Effect: 'Allow',
@@ -2019,9 +2322,9 @@ describe('permissions', () => {
         Effect: 'Allow',
         Action: ['s3:GetObject'],
         Resource: [
-          sub(`\${BackupBucket.Arn}/configuration/*`),
-          sub(`\${BackupBucket.Arn}/application/*`),
-          sub(`\${BackupBucket.Arn}/static/*`),
+          sub(`\${BackupBucket.Arn}/configuration/*.manifest.json`),
+          sub(`\${BackupBucket.Arn}/application/*.manifest.json`),
+          sub(`\${BackupBucket.Arn}/static/*.manifest.json`),
         ],
       },
       readRecords('configuration', 'application', 'static'),
@@ -2042,9 +2345,11 @@ describe('permissions', () => {
       },
       bucketKey('kms:GenerateDataKey'),
     ],
+    // The one deleter of backups: reads manifests (never an archive), deletes archives, manifests and leftovers.
     pruneBackups: [
       listBackups,
-      { Effect: 'Allow', Action: ['s3:GetObject', 's3:DeleteObject'], Resource: objects },
+      { Effect: 'Allow', Action: ['s3:GetObject'], Resource: manifests },
+      { Effect: 'Allow', Action: ['s3:DeleteObject'], Resource: objects },
       bucketKey('kms:Decrypt'),
     ],
     // The records of pgBackRest backups, and nothing else: the host never writes there.
@@ -2055,7 +2360,7 @@ describe('permissions', () => {
     // Every manifest and record once, to name one that does not parse; the WAL is the host's to prove.
     planVerification: [
       listBackups,
-      { Effect: 'Allow', Action: ['s3:GetObject'], Resource: objects },
+      { Effect: 'Allow', Action: ['s3:GetObject'], Resource: manifests },
       {
         Effect: 'Allow',
         Action: ['s3:ListBucket'],
@@ -2100,10 +2405,10 @@ describe('permissions', () => {
         ),
       },
     ],
-    // The backups to pick from (logical fulls, pgBackRest records), read only.
+    // The backups to pick from (logical fulls' manifests, pgBackRest records), read only.
     planDrill: [
       listDatabase,
-      { Effect: 'Allow', Action: ['s3:GetObject'], Resource: databaseObjects },
+      { Effect: 'Allow', Action: ['s3:GetObject'], Resource: databaseManifests },
       readRecords('database'),
       ...readPhysicalRecords,
       bucketKey('kms:Decrypt'),
@@ -2133,9 +2438,10 @@ describe('permissions', () => {
       },
       bucketKey('kms:GenerateDataKey'),
     ],
+    // Every kind's manifests, for freshness; the repositories listed (their size), never read.
     planMonitoring: [
       listBackups,
-      { Effect: 'Allow', Action: ['s3:GetObject'], Resource: objects },
+      { Effect: 'Allow', Action: ['s3:GetObject'], Resource: manifests },
       bucketKey('kms:Decrypt'),
     ],
     // Its metrics are log lines (embedded metric format): no cloudwatch:PutMetricData.
@@ -2172,7 +2478,7 @@ describe('permissions', () => {
         ),
       },
       listDatabase,
-      { Effect: 'Allow', Action: ['s3:GetObject'], Resource: databaseObjects },
+      { Effect: 'Allow', Action: ['s3:GetObject'], Resource: databaseManifests },
       bucketKey('kms:Decrypt'),
     ],
     // Slack's webhook; the alert topic; the history of this service's executions, and no other's.
@@ -2197,25 +2503,7 @@ describe('permissions', () => {
     '*': ['ssm:GetCommandInvocation', 'ssm:ListCommandInvocations', 'ssm:ListCommands', 'ssm:CancelCommand'],
     // Step Functions' CloudWatch Logs delivery and X-Ray tracing (added by
     // serverless-step-functions to every state machine's role).
-    ...Object.fromEntries(
-      STATE_MACHINES.map((m) => [
-        `${m.id}Role`,
-        [
-          'logs:CreateLogDelivery',
-          'logs:GetLogDelivery',
-          'logs:UpdateLogDelivery',
-          'logs:DeleteLogDelivery',
-          'logs:ListLogDeliveries',
-          'logs:PutResourcePolicy',
-          'logs:DescribeResourcePolicies',
-          'logs:DescribeLogGroups',
-          'xray:PutTraceSegments',
-          'xray:PutTelemetryRecords',
-          'xray:GetSamplingRules',
-          'xray:GetSamplingTargets',
-        ],
-      ]),
-    ),
+    ...Object.fromEntries(STATE_MACHINES.map((m) => [`${m.id}Role`, UNSCOPABLE_STATE_MACHINE_ACTIONS])),
   };
 
   it('covers exactly the database prefix and the three file kinds', () => {
@@ -2244,6 +2532,103 @@ describe('permissions', () => {
     });
     expect(grants).toEqual(GRANTS[fn]);
   });
+
+  it("the framework's default Lambda role is not created, and no function or resource names it", () => {
+    expect(template.Resources.IamRoleLambdaExecution).toBeUndefined();
+    expect(JSON.stringify(template)).not.toContain('"IamRoleLambdaExecution"');
+    // Every role the template creates is a function's own, a state machine's, a schedule's, or the key's break-glass role.
+    expect(new Set(ofType('AWS::IAM::Role').map(([id]) => id))).toEqual(
+      new Set([
+        ...FUNCTION_NAMES.map(roleId),
+        ...STATE_MACHINES.map((m) => `${m.id}Role`),
+        ...STATE_MACHINES.filter((m) => m.schedules.length > 0).map(scheduleRoleId),
+        'KeyBreakGlassRole',
+      ]),
+    );
+  });
+
+  it('refuses to package while a resource still names the default Lambda role', () => {
+    const DropDefaultRole = createRequire(import.meta.url)('../serverless/drop-default-role.cjs') as new (
+      serverless: unknown,
+    ) => { drop(): void };
+    const resources = (extra: Record<string, unknown>) => ({
+      IamRoleLambdaExecution: { Type: 'AWS::IAM::Role' },
+      OwnRole: { Type: 'AWS::IAM::Role' },
+      ...extra,
+    });
+    const serverless = (Resources: Record<string, unknown>) => ({
+      service: { provider: { compiledCloudFormationTemplate: { Resources, Outputs: {} } } },
+      getProvider: () => ({ naming: { getRoleLogicalId: () => 'IamRoleLambdaExecution' } }),
+      classes: { Error },
+    });
+    const unused = resources({});
+    new DropDefaultRole(serverless(unused)).drop();
+    expect(Object.keys(unused)).toEqual(['OwnRole']);
+    const used = resources({
+      OldFunction: { Type: 'AWS::Lambda::Function', Properties: { Role: getAtt('IamRoleLambdaExecution') } },
+    });
+    expect(() => new DropDefaultRole(serverless(used)).drop()).toThrow(
+      'The default Lambda role IamRoleLambdaExecution is still used by OldFunction',
+    );
+    expect(Object.keys(used)).toContain('IamRoleLambdaExecution');
+  });
+
+  /**
+   * SendCommand on the configured hosts only: a target pinned by instance ids
+   * gets exactly those instances; a target found by its tag gets the instances
+   * carrying that tag, and no pinned target widens to it.
+   */
+  it('startHostCommand may run commands on the pinned instances by id, and on tagged ones only for a tag target', async () => {
+    const withTargets = await withOptionalParams();
+    const statements =
+      resource<Role>(roleId('startHostCommand'), 'AWS::IAM::Role', withTargets).Policies?.flatMap(
+        (p) => p.PolicyDocument.Statement,
+      ) ?? [];
+    expect(statements.slice(1)).toEqual([
+      {
+        Effect: 'Allow',
+        Action: ['ssm:SendCommand'],
+        Resource: [sub(`arn:\${AWS::Partition}:ssm:\${AWS::Region}::document/AWS-RunShellScript`)],
+      },
+      {
+        Effect: 'Allow',
+        Action: ['ssm:SendCommand'],
+        Resource: [
+          sub(`arn:\${AWS::Partition}:ec2:\${AWS::Region}:\${AWS::AccountId}:instance/i-0123456789abcdef0`),
+        ],
+      },
+      {
+        Effect: 'Allow',
+        Action: ['ssm:SendCommand'],
+        Resource: [sub(`arn:\${AWS::Partition}:ec2:\${AWS::Region}:\${AWS::AccountId}:instance/*`)],
+        Condition: { StringEquals: { 'ssm:resourceTag/kennel-backup-target': ['db'] } },
+      },
+    ]);
+    // Every target pinned: no tag-scoped statement at all, so no instance/* anywhere.
+    const pinned = [
+      { name: 'kennel-db', instanceIds: ['i-0123456789abcdef0'], database: 'kennel_prod' },
+      { name: 'kennel-managed', instanceIds: ['mi-0123456789abcdef0'], database: 'kennel_prod' },
+    ];
+    const values: Record<string, string> = {
+      'param:backupTargets': JSON.stringify(pinned),
+      'sls:stage': STAGE,
+      'param:excludedTables': '',
+      'param:hostCommandTimeoutSeconds': '3600',
+    };
+    const onlyPinned = (await paramOf('sendCommandStatements', values)) as Statement[];
+    expect(onlyPinned.slice(1)).toEqual([
+      {
+        Effect: 'Allow',
+        Action: ['ssm:SendCommand'],
+        Resource: [
+          sub(`arn:\${AWS::Partition}:ec2:\${AWS::Region}:\${AWS::AccountId}:instance/i-0123456789abcdef0`),
+          sub(
+            `arn:\${AWS::Partition}:ssm:\${AWS::Region}:\${AWS::AccountId}:managed-instance/mi-0123456789abcdef0`,
+          ),
+        ],
+      },
+    ]);
+  }, 240_000);
 
   it('no role or policy grants a wildcard action, or any resource except for unscopable actions', () => {
     const documents = [
@@ -2318,40 +2703,6 @@ describe('permissions', () => {
     }
   });
 
-  /** IAM's `*` matches any characters, `/` included. */
-  const globMatches = (pattern: string, text: string) =>
-    new RegExp(
-      `^${pattern
-        .split('*')
-        .map((part) => part.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'))
-        .join('.*')}$`,
-    ).test(text);
-  const allows = (fn: FunctionName, action: string) =>
-    roleStatements(roleId(fn)).filter((s) => s.Effect === 'Allow' && asArray(s.Action).includes(action));
-  /** Whether any of `statements` allows `action` on the backup bucket's object `key`. */
-  const allowsOnObject = (statements: Statement[], action: string, key: string) =>
-    statements
-      .filter((s) => s.Effect === 'Allow' && asArray(s.Action).includes(action))
-      .some((s) =>
-        asArray(s.Resource).some((r) => {
-          const pattern = /^\$\{BackupBucket\.Arn\}\/(.+)$/.exec(
-            String((r as { 'Fn::Sub'?: unknown } | null)?.['Fn::Sub'] ?? ''),
-          )?.[1];
-          return pattern !== undefined && globMatches(pattern, key);
-        }),
-      );
-  /** Whether a function's role allows `action` on the backup bucket's object `key`. */
-  const mayOnObject = (fn: FunctionName, action: string, key: string) =>
-    allowsOnObject(roleStatements(roleId(fn)), action, key);
-  /** Whether a function's role may list the backup bucket under `prefix`. */
-  const mayList = (fn: FunctionName, prefix: string) =>
-    allows(fn, 's3:ListBucket').some(
-      (s) =>
-        JSON.stringify(s.Resource) === JSON.stringify(getAtt('BackupBucket')) &&
-        asArray(s.Condition?.StringLike?.['s3:prefix'] as string | string[]).some((p) =>
-          globMatches(p, prefix),
-        ),
-    );
   const startedAt = '2026-11-26T02:00:00Z';
   const databaseManifest = (kind: (typeof DATABASE_KINDS)[number]) =>
     manifestKey(
@@ -2480,6 +2831,88 @@ describe('permissions', () => {
     );
     expect(mayOnObject('verifyArchive', 's3:GetObject', manifest)).toBe(true);
     expect(mayOnObject('verifyArchive', 's3:PutObject', manifest)).toBe(true);
+  });
+
+  /** One archive of every kind, as keys.ts lays them out (the manifest is `manifestKey` of it). */
+  const ARCHIVES: [string, string][] = [
+    ...DATABASE_KINDS.map(
+      (kind) => [kind, databaseManifest(kind).replace(/\.manifest\.json$/, '')] as [string, string],
+    ),
+    ...FILE_KINDS.map(
+      (kind) => [kind, filesManifest(kind).replace(/\.manifest\.json$/, '')] as [string, string],
+    ),
+  ];
+  /** The functions that read the catalog (manifests) and have no use for an archive's bytes. */
+  const CATALOG_READERS: FunctionName[] = [
+    'planRestore',
+    'planFilesRestore',
+    'planDrill',
+    'planCleanUp',
+    'planVerification',
+    'planMonitoring',
+    'pruneBackups',
+    'restoreTest',
+    'checkRestore',
+  ];
+
+  it.each(ARCHIVES)(
+    'no function but verifyArchive may read a %s archive; the catalog readers read its manifest',
+    (kind, archive) => {
+      expect(FUNCTION_NAMES.filter((fn) => mayOnObject(fn, 's3:GetObject', archive))).toEqual([
+        'verifyArchive',
+      ]);
+      const family = (FILE_KINDS as readonly string[]).includes(kind)
+        ? ['planFilesRestore', 'planVerification', 'planMonitoring', 'pruneBackups']
+        : CATALOG_READERS.filter((fn) => fn !== 'planFilesRestore');
+      expect(CATALOG_READERS.filter((fn) => mayOnObject(fn, 's3:GetObject', manifestKey(archive)))).toEqual(
+        family,
+      );
+    },
+  );
+
+  it.each(ARCHIVES)(
+    'verifyArchive may write a %s manifest and never the archive; only pruneBackups may delete either',
+    (kind, archive) => {
+      const writers = (key: string) => FUNCTION_NAMES.filter((fn) => mayOnObject(fn, 's3:PutObject', key));
+      expect(writers(archive)).toEqual([]);
+      expect(writers(manifestKey(archive))).toEqual(
+        (DATABASE_KINDS as readonly string[]).includes(kind)
+          ? ['verifyArchive', 'restoreTest']
+          : ['verifyArchive'],
+      );
+      for (const key of [archive, manifestKey(archive)])
+        expect(FUNCTION_NAMES.filter((fn) => mayOnObject(fn, 's3:DeleteObject', key))).toEqual([
+          'pruneBackups',
+        ]);
+      // Nor may the DB host delete one (its policies: create-only uploads, reads to restore, command output).
+      for (const id of ['HostBackupPolicy', 'HostRestorePolicy', 'HostCommandOutputPolicy']) {
+        const { Statement } = resource<{ PolicyDocument: PolicyDocument }>(
+          id,
+          'AWS::IAM::ManagedPolicy',
+        ).PolicyDocument;
+        expect(allowsOnObject(Statement, 's3:DeleteObject', archive), id).toBe(false);
+      }
+    },
+  );
+
+  it("no function may read a WAL segment (it holds rows); the WAL checks read archive.info and the timelines' history", () => {
+    // The keys as pgBackRest writes them and the WAL checks read them.
+    const archive = 'pgbackrest/kennel-db/archive/kennel-db';
+    const prefix = pgbackrestArchivePrefix('kennel-db', '15-1');
+    expect(prefix).toBe(`${archive}/15-1/`);
+    const segment = `${prefix}0000000100000000/000000010000000000000001-0123456789abcdef0123456789abcdef01234567.zst`;
+    const history = `${prefix}${historyFileName(2)}`;
+    expect(FUNCTION_NAMES.filter((fn) => mayOnObject(fn, 's3:GetObject', segment))).toEqual([]);
+    expect(FUNCTION_NAMES.filter((fn) => mayOnObject(fn, 's3:GetObject', history))).toEqual([
+      'checkWalContinuity',
+      'planPointInTimeRecovery',
+      'planRecoveryDrill',
+    ]);
+    expect(FUNCTION_NAMES.filter((fn) => mayOnObject(fn, 's3:GetObject', `${archive}/archive.info`))).toEqual(
+      ['planPointInTimeRecovery', 'planRecoveryDrill'],
+    );
+    // They still list the segments, which is how they prove there is no gap.
+    expect(mayList('checkWalContinuity', `${archive}/15-1/0000000100000000/`)).toBe(true);
   });
 
   it("the restores' own stages can change nothing in the bucket; checkRestore reads manifests only, reportRestore nothing", () => {

@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { scratchDirectoryOf } from '../shared/backup/physical-restore-test.ts';
 import { compactStamp } from '../shared/catalog/keys.ts';
 import type { Manifest } from '../shared/catalog/manifest.ts';
 import { newestVerifiedPhysicalFull, writePhysicalRecord } from '../shared/catalog/physical.ts';
@@ -185,10 +186,13 @@ describe('the daily verification', () => {
 
 /**
  * What crashed and killed runs leave, planted as they would be: an archive
- * without its manifest, a partial archive and a work directory on the host, a
- * scratch and a staging database; each both past the leftover age (a day) and
- * younger. Ages are set on the files themselves (s3rver dates an object by its
- * file), and a database's from the run's start in its name.
+ * without its manifest, a partial archive and a work directory on the host (named
+ * after its run, or as an older version named it), a scratch and a staging
+ * database; each both past the leftover age (a day) and younger. Ages are set on
+ * the files themselves (s3rver dates an object by its file), and a database's
+ * from the run's start in its name. And a point-in-time recovery's side cluster
+ * directory that no run holds: a finding at any age (test/point-in-time-recovery
+ * lists a real one, its postgres running, left by a recovery killed with SIGKILL).
  */
 describe('leftovers and an unreadable manifest', () => {
   const now = new Date();
@@ -203,7 +207,7 @@ describe('leftovers and an unreadable manifest', () => {
         world.env.paths.backupDir,
         'database/monthly/kennel_prod/kennel_prod_monthly_20200101T040000Z_0ld0ld00.sql.zst.partial',
       ),
-    work: () => join(world.env.paths.hostTmp, 'kennel-backup.0ldW0rk0'),
+    work: () => join(world.env.paths.hostTmp, 'kennel-backup.20200101T040000Z_deadbeef.0ldW0rk0'),
     database: 'kb_restore_test_20200101t040000z_deadbeef',
   };
   const young = {
@@ -211,6 +215,11 @@ describe('leftovers and an unreadable manifest', () => {
     file: () => join(world.env.paths.backupDir, `static/local_static_${stamp}_y0un9000.tar.zst.partial`),
     work: () => join(world.env.paths.hostTmp, 'kennel-backup.y0un9W0r'),
     database: `kb_restoring_${stamp.toLowerCase()}_cafebabe`,
+  };
+  const side = () => {
+    const [target] = parseConfig(world.env.functionEnv).BACKUP_TARGETS;
+    if (!target) throw new Error('no local target');
+    return join(scratchDirectoryOf(target), `point-in-time-${target.name}`, `${stamp}_51de0000`);
   };
   // Newest of their catalogs, so that every reader meets them first.
   const garbage = {
@@ -229,13 +238,14 @@ describe('leftovers and an unreadable manifest', () => {
       writeFileSync(join(set.work(), 'archive.sql.zst'), 'fetched for a restore');
       world.sql('postgres', `CREATE DATABASE ${set.database}`);
     }
+    mkdirSync(join(side(), 'data'), { recursive: true });
     for (const path of [s3File(old.s3), old.file(), old.work()]) utimesSync(path, twoDaysAgo, twoDaysAgo);
   });
   afterAll(async () => {
     await world.catalog.removeKeys(Object.values(garbage));
   });
 
-  it('the verification names the unreadable manifests and each leftover past a day, with its size and age, and no younger one', async () => {
+  it('the verification names the unreadable manifests, each leftover past a day and a side cluster no run holds (at any age), with its size and age, and no younger one', async () => {
     const run = await verify();
     expect(run.record.status).toBe('FAILED');
     expect(run.record.error).toBe('VerificationFailedError');
@@ -263,6 +273,14 @@ describe('leftovers and an unreadable manifest', () => {
     expect(leftovers).toHaveLength(4);
     for (const name of [young.s3, young.file(), young.work(), young.database])
       expect(run.record.cause).not.toContain(name);
+    // Young, but no run holds it.
+    expect(problems).toContainEqual(
+      expect.stringMatching(
+        new RegExp(
+          `^- the host of local: side cluster \\(.*\\) of a restore test or recovery that has ended ${side()} \\(.*\\) was left by a run that was killed \\(no run holds its lock\\): the next physical restore test or point-in-time recovery of local removes it`,
+        ),
+      ),
+    );
     // Named once, by the verification; no reader failed on them with a bare SyntaxError.
     expect(run.visibleText).not.toContain('SyntaxError');
   });

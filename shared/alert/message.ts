@@ -49,7 +49,14 @@ const stateSchema = z.object({
   [FAILED]: z.catch(z.optional(failedStatesSchema), undefined),
   [PLAN]: z.catch(
     z.optional(
-      z.object({ target: z.string(), database: z.optional(z.string()), kind: z.optional(z.string()) }),
+      z.object({
+        target: z.string(),
+        /** Null in a pgBackRest run's plan: it backs up the whole cluster. */
+        database: z.optional(z.nullable(z.string())),
+        kind: z.optional(z.string()),
+        /** A backup run's archive: the failed run's backup, by the key (and run id) a restore names it with. */
+        archiveKey: z.optional(z.nullable(z.string())),
+      }),
     ),
     undefined,
   ),
@@ -106,6 +113,7 @@ export function formatAlert(
         ...(plan
           ? [`Target: ${plan.target} (${[plan.database, plan.kind].filter(Boolean).join(', ')})`]
           : []),
+        ...(plan?.archiveKey && !summary ? [`Backup: ${plan.archiveKey}`] : []),
         ...(summary
           ? [cause]
           : warning

@@ -8,6 +8,7 @@ import type { Run } from '../core/run.ts';
 import * as z from '../core/schema.ts';
 import { pgbackrestScriptParams } from '../host/pgbackrest-conf.ts';
 import { archiveLines, hostCommand, postgresParams } from '../host/scripts.ts';
+import { standInMark } from '../restore/missing-roles.ts';
 import { planSchema } from './database-plan.ts';
 import { filesPlanSchema } from './files-plan.ts';
 import { walPlanSchema } from './wal-plan.ts';
@@ -71,6 +72,9 @@ export const BACKUP_HOST_COMMANDS = {
         { key: plan.archiveKey, sha256, localPath: localPathOf(plan), codec: plan.codec },
       ]),
       KB_ABSENT: '',
+      // A restore test makes the database as it was, roles included.
+      KB_MISSING_ROLES: 'create',
+      KB_STAND_IN_MARK: standInMark(plan.scratchDatabase),
       KB_BUCKET: plan.bucket,
       KB_S3_ENDPOINT_URL: config.S3_ENDPOINT_URL ?? '',
     }),

@@ -13,7 +13,7 @@ import {
   InvalidInputError,
   TamperedArchiveError,
 } from '../core/errors.ts';
-import type { TableName } from '../core/identifiers.ts';
+import { qualifiedName, type TableName } from '../core/identifiers.ts';
 import type { Run } from '../core/run.ts';
 import * as z from '../core/schema.ts';
 import {
@@ -88,6 +88,8 @@ export interface ArchiveFacts extends ArchiveRows {
   /** The three lines pg_dump opens with, after the properties line. */
   header: string;
   trailer: string;
+  /** The table whose data the archive ends in, when it does (RowCounter.unended). */
+  unended: TableName | undefined;
 }
 
 /**
@@ -175,6 +177,7 @@ export async function readArchive(body: Readable, manifest: DatabaseManifest): P
     // Since 15.14 the dump ends with `\unrestrict <key>` after the closing comment.
     trailer: end.toString('utf8').trimEnd().split('\n').slice(-6).join('\n'),
     ...counter.end(),
+    unended: counter.unended(),
   };
 }
 
@@ -229,7 +232,9 @@ export function archiveProblems(facts: ArchiveFacts, manifest: DatabaseManifest)
   ) {
     problems.push('it does not start as a PostgreSQL plain-format dump');
   }
-  if (!facts.trailer.includes(marks.trailer))
+  if (facts.unended)
+    problems.push(`the dump is truncated: it ends inside the data of ${qualifiedName(facts.unended)}`);
+  else if (!facts.trailer.includes(marks.trailer))
     problems.push('the dump is truncated: its closing line is missing');
   if (typeof facts.properties === 'string') problems.push(facts.properties);
   // Rows are not compared: a dump's counts are read from the very bytes its

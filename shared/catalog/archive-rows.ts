@@ -95,9 +95,18 @@ export class RowCounter {
     while (at < chunk.length) at = this.copying ? this.data(chunk, at) : this.sql(chunk, at);
   }
 
-  /** What the archive held; a block cut short is not counted (the archive's trailer is missing then). */
+  /** What the archive held; a block cut short is not counted (see `unended`). */
   end(): ArchiveRows {
     return { tables: [...this.rows.values()] };
+  }
+
+  /**
+   * The table whose data block the archive ends in, if it does: a dump cut
+   * short there, even when its last row reads like pg_dump's closing line.
+   */
+  unended(): TableName | undefined {
+    if (!this.copying || !this.table) return undefined;
+    return { schema: this.table.schema, name: this.table.name };
   }
 
   private data(chunk: Buffer, from: number): number {

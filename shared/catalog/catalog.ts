@@ -170,6 +170,25 @@ export class Catalog {
     return (await this.listKeys(prefix, startAfter)).filter((k) => k.endsWith(MANIFEST_SUFFIX));
   }
 
+  /**
+   * The names one level below `prefix` (the databases under `database/full/<target>/`, say),
+   * sorted: S3's common prefixes with `/` as the delimiter. Lists only; reads nothing.
+   */
+  async childNames(prefix: string): Promise<string[]> {
+    const names: string[] = [];
+    try {
+      for await (const page of paginateListObjectsV2(
+        { client: this.s3 },
+        { Bucket: this.bucket, Prefix: prefix, Delimiter: '/' },
+      ))
+        for (const p of page.CommonPrefixes ?? [])
+          if (p.Prefix) names.push(p.Prefix.slice(prefix.length, -1));
+    } catch (error) {
+      throw classifyAwsError(error, `Listing s3://${this.bucket}/${prefix}`);
+    }
+    return names.sort();
+  }
+
   /** Every key under `prefix` (after `startAfter`, when given), sorted. Lists only; reads nothing. */
   async listKeys(prefix: string, startAfter?: string): Promise<string[]> {
     const keys: string[] = [];

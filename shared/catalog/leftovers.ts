@@ -9,8 +9,10 @@ import { type BackupKind, kindPrefix, MANIFEST_SUFFIX, manifestKey } from './key
  * killed by its timeout or a cancel runs no trap; a Lambda that dies writes no
  * manifest): an archive in S3 without its manifest (a dump cut short, a disk
  * full on the host after the upload), a partial archive or a work directory on
- * the host, a scratch or staging database. The daily verification reports them;
- * pruning removes them once they are older than `leftoverMinAgeSeconds`.
+ * the host, a side cluster (a restore test's or a recovery's), a scratch or
+ * staging database. The daily verification reports them; pruning removes them
+ * once they are older than `leftoverMinAgeSeconds`, and the next restore test or
+ * recovery of the target removes a side cluster.
  */
 
 /**
@@ -31,8 +33,13 @@ export function leftoverMinAgeSeconds(config: Pick<Config, 'HOST_COMMAND_TIMEOUT
 
 /** One leftover, as the verification reports it and pruning names what it removed. */
 export const leftoverSchema = z.object({
-  /** `s3`: an archive without manifest; `file`: a partial archive on the host; `work`: a host script's work directory; `database`: a scratch or staging database. */
-  where: z.enum(['s3', 'file', 'work', 'database']),
+  /**
+   * `s3`: an archive without manifest; `file`: a partial archive on the host;
+   * `work`: a host script's work directory; `side`: a side cluster's directory
+   * whose run has ended (no run holds its area's lock: host/common.sh
+   * host_leftovers), whatever its age; `database`: a scratch or staging database.
+   */
+  where: z.enum(['s3', 'file', 'work', 'side', 'database']),
   /** The object key, the path on the host, or the database's name. */
   name: z.string().check(z.maxLength(1024)),
   bytes: z.int().check(z.nonnegative()),
@@ -78,6 +85,7 @@ export function describeLeftover(leftover: Leftover): string {
     s3: 'archive without a manifest',
     file: 'partial archive on the host',
     work: "host script's work directory",
+    side: 'side cluster (a restored copy of the cluster, its postgres perhaps still running) of a restore test or recovery that has ended',
     database: 'scratch or staging database',
   }[leftover.where];
   return `${what} ${leftover.name} (${unit === 0 ? size : size.toFixed(1)} ${units[unit]}, ${(leftover.ageSeconds / 3600).toFixed(1)} h old)`;

@@ -7,6 +7,7 @@ import {
   type TableName,
   targetName,
 } from './identifiers.ts';
+import { problemsOf } from './input.ts';
 import * as z from './schema.ts';
 
 /**
@@ -229,9 +230,9 @@ const environment = z.object({
 export type Config = z.infer<typeof environment>;
 
 export function parseConfig(env: Record<string, string | undefined>): Config {
-  const parsed = environment.safeParse(env);
+  const parsed = environment.safeParse(env, { reportInput: true });
   if (!parsed.success) {
-    const problems = parsed.error.issues.map((i) => `${i.path.join('.') || '(environment)'}: ${i.message}`);
+    const problems = problemsOf(parsed.error.issues, '(environment)');
     throw new ConfigError(
       `The function's environment is incomplete or malformed; fix the deployment:\n- ${problems.join('\n- ')}`,
     );

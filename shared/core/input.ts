@@ -6,12 +6,40 @@ import * as z from './schema.ts';
  * Any zod 4 schema will do, mini or classic: both are built on the same core.
  */
 export function parseInput<T extends z.core.$ZodType>(schema: T, value: unknown, what: string): z.output<T> {
-  const parsed = z.safeParse(schema, value);
+  const parsed = z.safeParse(schema, value, { reportInput: true });
   if (parsed.success) return parsed.data;
-  const problems = parsed.error.issues.map((i) => `${i.path.join('.') || '(input)'}: ${i.message}`);
   throw new InvalidInputError(
-    `${what} is not valid; nothing was started. Fix it and start again:\n- ${problems.join('\n- ')}`,
+    `${what} is not valid; nothing was started. Fix it and start again:\n- ${problemsOf(parsed.error.issues, '(input)').join('\n- ')}`,
   );
+}
+
+/** What a missing field of each expected type is given as, in the words of a refusal. */
+const GIVE: Record<string, string> = {
+  string: 'a string',
+  number: 'a number',
+  int: 'an integer',
+  boolean: 'true or false',
+  object: 'an object',
+  array: 'an array',
+};
+
+/**
+ * One line per zod issue, `<path>: <zod's message>` (`root` for the whole value),
+ * except a field that is absent: `<path> is required: give a string` (zod's own
+ * words, "Invalid input: expected string, received undefined", read as if the
+ * field were given wrongly). The issues must come from a parse with
+ * `reportInput: true`, which tells an absent field from a wrong one; their
+ * inputs are not shown.
+ */
+export function problemsOf(issues: readonly z.core.$ZodIssue[], root: string): string[] {
+  return issues.map((i) => {
+    const path = i.path.join('.') || root;
+    if (i.code === 'invalid_type' && i.path.length > 0 && i.input === undefined) {
+      const give = GIVE[i.expected];
+      return `${path} is required${give ? `: give ${give}` : ''}`;
+    }
+    return `${path}: ${i.message}`;
+  });
 }
 
 /** What every planning stage receives: the execution input plus facts from the context object. */

@@ -5,10 +5,12 @@
  * history or output. Two things never pass:
  *  - credentials: a URL's password, a Slack webhook's path, an assignment to a
  *    password, secret, token, S3 key or Authorization header;
- *  - customer rows: PostgreSQL's DETAIL, CONTEXT and LINE fields quote them
- *    (`Failing row contains (…)`, `Key (email)=(…) already exists`,
- *    `COPY pets, line 3: "…"`, a statement's text), and so does an input syntax
- *    error (`invalid input syntax for type integer: "…"`). The ERROR line itself
+ *  - customer rows: PostgreSQL's DETAIL, CONTEXT, LINE, QUERY and STATEMENT
+ *    fields quote them (`Failing row contains (…)`, `Key (email)=(…) already
+ *    exists`, `COPY pets, line 3: "…"`, a statement's text; QUERY is the SQL a
+ *    function ran, with the values it built in: a CHECK's function that fails on
+ *    a restore quotes the row's email there), and so do some errors themselves
+ *    (`invalid input syntax for type integer: "…"`). The ERROR line itself
  *    stays: it names the constraint, table or column that failed, which is what
  *    an operator needs, and no value.
  * The raw output stays on the host and in the bucket's host-output/ (keys.ts).
@@ -23,15 +25,21 @@ const SLACK_WEBHOOK = /(hooks\.slack\.com\/[a-z]+\/)[^\s"'<>]+/gi;
 /** `NAME=value`, `NAME: value`, the value bare or quoted (a quoted one may hold spaces). */
 const SECRET_ASSIGNMENT =
   /(\b[\w.-]*(?:password|passwd|secret|token|s3[-_]key|authorization)[\w.-]*["']?\s*[=:]\s*)("[^"]*"|'[^']*'|[^\s,;]+)/gi;
-/** An input syntax error quotes the value it could not read. */
-const INPUT_VALUE = /(invalid input (?:syntax|value) for (?:type |enum )?[^:\n]*: )"[^"\n]*"/g;
+/**
+ * An error that quotes the value it could not read, as it is (quotes in it are
+ * not escaped: up to the line's last one): an input syntax error, a malformed
+ * array or record literal, a date out of range, a number out of its type's range.
+ */
+const INPUT_VALUE =
+  /((?:invalid input (?:syntax|value) for (?:type |enum )?[^:\n]*|malformed \w+ literal|date\/time field value out of range): )"[^\n]*"/g;
+const OUT_OF_RANGE = /\bvalue "[^\n]*" (is out of range for type)/g;
 
 /**
  * A PostgreSQL field that may quote data, as libpq, psql and the server log
  * print it (`DETAIL:  …`, `psql:<stdin>:3: CONTEXT:  …`, `2026-… [123] LINE 1: …`),
  * or as pg_dump and pg_restore do (`pg_restore: detail: …`).
  */
-const DATA_FIELD = /(^|\s)(DETAIL|CONTEXT|LINE \d+|(?:pg_\w+|psql): detail):(?=\s)/;
+const DATA_FIELD = /(^|\s)(DETAIL|CONTEXT|QUERY|STATEMENT|LINE \d+|(?:pg_\w+|psql): detail):(?=\s)/;
 /**
  * The first line of a new message: one whose first word ends in a colon
  * (`HINT:`, `psql:<stdin>:9: ERROR:`, `pg_restore: error: …`), a host script's
@@ -66,7 +74,8 @@ export function redact(text: string): string {
     .replace(URL_PASSWORD, `$1${REDACTED}@`)
     .replace(SLACK_WEBHOOK, `$1${REDACTED}`)
     .replace(SECRET_ASSIGNMENT, `$1${REDACTED}`)
-    .replace(INPUT_VALUE, `$1"${REDACTED}"`);
+    .replace(INPUT_VALUE, `$1"${REDACTED}"`)
+    .replace(OUT_OF_RANGE, `value "${REDACTED}" $1`);
 }
 
 /** Every string in a JSON value redacted, its shape kept (a host's result line, parsed). */

@@ -55,14 +55,21 @@ export function hostCommandSet<C extends HostCommandsByName>(commands: C): HostC
   };
 }
 
-/** Renders a request into the bash that Run Command executes. */
+/**
+ * Renders a request into the bash that Run Command executes. Every script is
+ * told its run (KB_RUN_ID): its work directory is named after it (common.sh
+ * work_dir), so that the run's clean-up finds what a killed command left.
+ */
 export function renderHostCommand<R extends HostCommandRequestBase>(
   config: Config,
   target: Target,
   command: HostCommand<R>,
   request: R,
 ): string {
-  return renderScript(command.script, command.params(config, target, request));
+  return renderScript(command.script, {
+    KB_RUN_ID: request.plan.runId,
+    ...command.params(config, target, request),
+  });
 }
 
 /** Where the PostgreSQL tools run: on the host, or in the compose service. */

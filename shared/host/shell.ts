@@ -42,10 +42,14 @@ export const HOST_SCRIPTS = [
 ] as const;
 export type HostScript = (typeof HOST_SCRIPTS)[number];
 
-/** The scripts that run a side cluster: host/side-cluster.sh is rendered after common.sh for them. */
+/**
+ * The scripts that run a side cluster, or stop one and start the cluster's own
+ * server (restore-cleanup): host/side-cluster.sh is rendered after common.sh for them.
+ */
 export const SIDE_CLUSTER_SCRIPTS: ReadonlySet<HostScript> = new Set([
   'physical-restore-test',
   'point-in-time-restore',
+  'restore-cleanup',
 ]);
 
 const bodies = new Map<string, string>();

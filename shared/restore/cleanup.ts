@@ -6,16 +6,18 @@ import { failedStatesSchema, firstFailure } from '../core/errors.ts';
 import { fileName, objectKey, runIdentifier, sqlIdentifier } from '../core/identifiers.ts';
 import { parseInput } from '../core/input.ts';
 import * as z from '../core/schema.ts';
-import { swapPlanSchema } from './database-schemas.ts';
+import { POINT_IN_TIME_PLAN_SCOPES, POINT_IN_TIME_SCOPES, swapPlanSchema } from './database-schemas.ts';
 
 /**
- * The clean-up of a restore or a database recovery (the workflows that end with
- * the staged swap) that failed, was aborted or timed out: what the run may have
- * left is worked out from how far it got (its state), and checked where it can
- * be (the catalog's word on its safety dump here; the host's on its databases in
- * host/restore-cleanup.sh). The application it stopped is started again, its
- * staging database dropped, the host's copy of a safety dump never verified
- * removed; the alert then says what is left, from those facts.
+ * The clean-up of a restore or a point-in-time recovery that failed, was aborted
+ * or timed out: what the run may have left is worked out from how far it got
+ * (its state), and checked where it can be (the catalog's word on its safety
+ * dump here; the host's on the rest in host/restore-cleanup.sh). The application
+ * it stopped is started again, its staging database dropped, the host's copy of a
+ * safety dump never verified removed, its work directories removed; a recovery's
+ * side cluster is stopped and removed, and PostgreSQL stopped by a whole-cluster
+ * recovery is started again where its data directory is whole. The alert then
+ * says what is left, from those facts.
  *
  * A failed run cleans up in its own execution (the staged swap's Catch). An
  * aborted or timed-out one runs none of its states: cancelHostCommands starts
@@ -28,10 +30,18 @@ export const CLEANED_UP_WORKFLOWS: readonly string[] = ['database-restore', 'poi
 /** The workflow that cleans up after them. */
 export const CLEANUP_WORKFLOW = 'restore-cleanup';
 
-/** What a clean-up reads of the run's plan: the staged swap's part, with the database and its safety dump. */
+/**
+ * What a clean-up reads of the run's plan: the staged swap's part, with the
+ * database and its safety dump, and a point-in-time recovery's scope. A
+ * whole-cluster recovery swaps no database: its database and target are null.
+ */
 export const swappedPlanSchema = z.extend(swapPlanSchema, {
-  database: sqlIdentifier,
+  targetDatabase: z.nullable(sqlIdentifier),
+  database: z.nullable(sqlIdentifier),
   safetyDump: z.nullable(planSchema),
+  scope: z.optional(z.enum(POINT_IN_TIME_PLAN_SCOPES)),
+  /** A recovery's target time, as asked (`latest`, or ISO 8601). */
+  targetTime: z.optional(z.string()),
 });
 
 const commandStatusSchema = z.object({ status: z.string() });
@@ -51,11 +61,18 @@ export const runStateSchema = z.object({
 export const cleanupPlanSchema = z.object({
   target: z.string(),
   runId: runIdentifier,
-  database: sqlIdentifier,
+  /** Null for a whole-cluster recovery, as `targetDatabase`. */
+  database: z.nullable(sqlIdentifier),
   overProduction: z.boolean(),
-  targetDatabase: sqlIdentifier,
+  targetDatabase: z.nullable(sqlIdentifier),
   stagingDatabase: sqlIdentifier,
   replacedDatabase: sqlIdentifier,
+  /**
+   * A point-in-time recovery's scope: `database` made a side cluster on the host,
+   * `cluster` stopped PostgreSQL and restored over its data directory; null for a
+   * restore.
+   */
+  recovery: z.nullable(z.enum(POINT_IN_TIME_SCOPES)),
   /** The state the run failed in, or was in when it was stopped. */
   failedAt: z.string(),
   /** The run stopped the application (or may have: its stop was sent) and did not start it again. */
@@ -98,6 +115,7 @@ export async function cleanupPlanOf(catalog: Catalog, state: unknown): Promise<C
     targetDatabase: plan.targetDatabase,
     stagingDatabase: plan.stagingDatabase,
     replacedDatabase: plan.replacedDatabase,
+    recovery: plan.scope === 'database' || plan.scope === 'cluster' ? plan.scope : null,
     failedAt: firstFailure(s.failed)?.state ?? 'unknown',
     startApplication: stopped && !started,
     safetyDump: dump && {
@@ -118,10 +136,31 @@ async function archiveState(catalog: Catalog, key: string) {
   return { manifest: verified ? ('verified' as const) : ('failed' as const), inS3: keys.includes(key) };
 }
 
-/** What host/restore-cleanup.sh reports: what it did, and which of the run's databases exist now. */
+/** What host/restore-cleanup.sh reports: what it did, and what of the run exists now. */
 export const cleanupFactsSchema = z.object({
   stagingDropped: z.boolean(),
   safetyCopyRemoved: z.boolean(),
+  /** The roles the run made to stand in for omitted ones (missing-roles.ts): dropped, or still used elsewhere. */
+  standIns: z.object({ dropped: z.array(z.string()), left: z.array(z.string()) }),
+  /** How many of the run's work directories (its and its safety dump's) were left, and are removed. */
+  workRemoved: z.int().check(z.nonnegative()),
+  /** A recovery's side cluster: whether it was still there (and is stopped and removed), and whether it still is. */
+  sideCluster: z.nullable(z.object({ removed: z.boolean(), exists: z.boolean() })),
+  /**
+   * A whole-cluster recovery's PostgreSQL as the clean-up leaves it: running
+   * (accepting writes, on `timeline`), recovering (towards the target; it
+   * promotes by itself), cut-short (stopped: the restore over its data directory
+   * did not finish, so it cannot start), or stopped (it did not start); `started`
+   * when the clean-up started it, `restored` when the run's restore had finished.
+   */
+  cluster: z.nullable(
+    z.object({
+      state: z.enum(['running', 'recovering', 'cut-short', 'stopped']),
+      started: z.boolean(),
+      restored: z.boolean(),
+      timeline: z.nullable(z.int()),
+    }),
+  ),
   exists: z.object({ staging: z.boolean(), target: z.boolean(), replaced: z.boolean() }),
 });
 

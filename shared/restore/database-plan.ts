@@ -9,6 +9,7 @@ import { InvalidInputError, NotFoundError } from '../core/errors.ts';
 import { parseInput, planRequestSchema } from '../core/input.ts';
 import { type RestorePlan, type RestoreStep, restoreInputSchema, type SwapPlan } from './database-schemas.ts';
 import { findBackup } from './find-backup.ts';
+import { plannedRoles } from './missing-roles.ts';
 import { logTablesOf, rowSourcesOf } from './row-sources.ts';
 
 /**
@@ -68,6 +69,8 @@ export async function planRestore(config: Config, catalog: Catalog, request: unk
     archives: [step(manifest, versionId)],
     carry: swap.overProduction ? logTablesOf(manifest) : [],
     rowSources: rowSourcesOf(manifest, { overProduction: swap.overProduction, logCopy }),
+    missingRoles: wanted.missingRoles,
+    roles: plannedRoles(manifest.properties, wanted.missingRoles),
   };
 }
 

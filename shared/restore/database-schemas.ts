@@ -12,7 +12,16 @@ import {
   targetName,
 } from '../core/identifiers.ts';
 import * as z from '../core/schema.ts';
+import { MISSING_ROLES, missingRolesInput } from './missing-roles.ts';
 import { rowSourcesSchema } from './row-sources.ts';
+
+/** A point-in-time recovery's scope, as an operator gives it (shared/restore/point-in-time.ts). */
+export const POINT_IN_TIME_SCOPES = ['database', 'cluster'] as const;
+/**
+ * A plan's scope: an operator's, or `scratch`: the monthly recovery drill's, the
+ * cluster recovered and checked in a side cluster, then removed; nothing is copied.
+ */
+export const POINT_IN_TIME_PLAN_SCOPES = [...POINT_IN_TIME_SCOPES, 'scratch'] as const;
 
 /**
  * Restores are started by a person, from the console, under pressure. The input
@@ -38,6 +47,8 @@ export const restoreInputSchema = z.strictObject({
   backup: z._default(z.union([z.literal('latest'), runIdentifier, objectKey]), 'latest'),
   /** Confirms a named backup whose restore test failed (`latest` never picks one). */
   acceptFailedRestoreTest: z._default(z.boolean(), false),
+  /** The roles the backup needs that this cluster lacks: `create` them, or `omit` them (missing-roles.ts). */
+  missingRoles: missingRolesInput,
 });
 
 /** The dump a restore applies; the host checks its sha256 before using it. */
@@ -95,6 +106,10 @@ export const restorePlanSchema = z.extend(swapPlanSchema, {
   carry: z.array(tableName),
   /** Where each table's rows come from, for the dry run and the summary. */
   rowSources: rowSourcesSchema,
+  /** What the host does with the roles the backup needs that the cluster lacks (missing-roles.ts). */
+  missingRoles: z.enum(MISSING_ROLES),
+  /** The same in words, with the roles the backup names, for the dry run. */
+  roles: z.string(),
 });
 
 export type RestorePlan = z.infer<typeof restorePlanSchema>;

@@ -9,7 +9,7 @@ import {
   MANIFEST_SUFFIX,
 } from '../catalog/keys.ts';
 import { legacyArchiveNote } from '../catalog/legacy.ts';
-import type { Manifest } from '../catalog/manifest.ts';
+import { type Manifest, restoreTestFailed } from '../catalog/manifest.ts';
 import { InvalidInputError, NotFoundError } from '../core/errors.ts';
 
 /**
@@ -41,7 +41,7 @@ export async function findBackup(
       throw new NotFoundError(
         verified
           ? `There is no ${what} that is verified and has not failed its restore test: the newest verified one, ${verified.runId}, failed it. Name it with "backup": "${verified.runId}" to see why. Nothing was changed.`
-          : `There is no verified ${what}; run one first, or name another ${database ? 'database' : 'target'}. Nothing was changed.`,
+          : `There is no verified ${what}; run one first, or name another ${database ? 'database' : 'target'}.${await otherDatabases(catalog, kinds, target, database, keys.length)} Nothing was changed.`,
       );
     }
     return usable;
@@ -51,8 +51,15 @@ export async function findBackup(
   // A key names its kind: one under a legacy prefix is refused without a listing.
   const byKey = LEGACY_DUMP_KINDS.find((kind) => backup.startsWith(`${KIND_PREFIX[kind]}/`));
   if (byKey) refuseLegacy(byKey, backup.replace(MANIFEST_SUFFIX, ''));
+  // Each kind is listed once, and only until the backup is found; a refusal lists from what was read.
+  const listed = [keys];
   let key = keys.find(named);
-  for (const kind of kinds.slice(1)) key ??= (await catalog.manifestKeys(kind, target, database)).find(named);
+  for (const kind of kinds.slice(1)) {
+    if (key) break;
+    const more = await catalog.manifestKeys(kind, target, database);
+    listed.push(more);
+    key = more.find(named);
+  }
   if (!key && database !== null) {
     // A run id of a legacy archive: said so, rather than "no such backup".
     for (const kind of LEGACY_DUMP_KINDS) {
@@ -61,12 +68,10 @@ export async function findBackup(
     }
   }
   if (!key) {
-    const recent = keys
-      .slice(-5)
-      .map((k) => k.replace(MANIFEST_SUFFIX, ''))
-      .reverse();
+    const kindNames = kinds.length > 1 ? `${kinds.slice(0, -1).join(', ')} or ${kinds.at(-1)}` : first;
+    const recent = await newestListed(catalog, listed.flat());
     throw new NotFoundError(
-      `No ${kinds.length > 1 ? `${kinds.slice(0, -1).join(', ')} or ${kinds.at(-1)}` : first} backup "${backup}" of ${database ?? target}. The newest are: ${recent.join(', ') || '(none)'}. Use one of them, or "latest". Nothing was changed.`,
+      `No ${kindNames} backup "${backup}" of ${database ?? target}; this restore takes ${kindNames} backups. ${recent.length ? `The newest are: ${recent.join('; ')}. Use one of them, or "latest".` : `There are none.${await otherDatabases(catalog, kinds, target, database, 0)}`} Nothing was changed.`,
     );
   }
   const manifest = await catalog.readManifest(key);
@@ -83,6 +88,51 @@ export async function findBackup(
     );
   }
   return manifest;
+}
+
+/**
+ * The newest `count` of `keys` (manifest keys of any kinds), newest first, each
+ * with its state when it is not plainly usable: "restore test failed: needs
+ * acceptFailedRestoreTest", or its verification state. Reads `count` manifests.
+ */
+async function newestListed(catalog: Catalog, keys: readonly string[], count = 5): Promise<string[]> {
+  // Keys of different kinds sort by the run's start: the stamp in their file name (…_<YYYYMMDDTHHMMSSZ>_<id>).
+  const byStart = (k: string) => /\d{8}T\d{6}Z/.exec(k)?.[0] ?? '';
+  const newest = [...keys]
+    .sort((a, b) => byStart(a).localeCompare(byStart(b)))
+    .slice(-count)
+    .reverse();
+  return Promise.all(
+    newest.map(async (k) => {
+      const name = k.replace(MANIFEST_SUFFIX, '');
+      const m = await catalog.readManifest(k).catch(() => undefined);
+      if (!m) return `${name} (unreadable manifest)`;
+      if (m.verification.state !== 'verified') return `${name} (${m.verification.state}: not restorable)`;
+      if (restoreTestFailed(m)) return `${name} (restore test failed: needs "acceptFailedRestoreTest": true)`;
+      return name;
+    }),
+  );
+}
+
+/**
+ * When `database` has no backups of `kinds` on `target` (`found` = 0), the
+ * databases that do, as a sentence to append (starting with a space); else "".
+ */
+async function otherDatabases(
+  catalog: Catalog,
+  kinds: readonly BackupKind[],
+  target: string,
+  database: string | null,
+  found: number,
+): Promise<string> {
+  if (database === null || found > 0) return '';
+  const names = new Set<string>();
+  for (const kind of kinds)
+    for (const n of await catalog.childNames(kindPrefix(kind, target, null))) names.add(n);
+  names.delete(database);
+  return names.size
+    ? ` Backups exist for ${[...names].join(', ')} on target ${target}: did you mean one of them?`
+    : ` No database on target ${target} has a backup yet.`;
 }
 
 function refuseLegacy(kind: LegacyDumpKind, what: string): never {

@@ -2,6 +2,7 @@ import { databaseLocalDir } from '../backup/database-plan.ts';
 import { CODECS } from '../core/codecs.ts';
 import { runSchema } from '../core/run.ts';
 import * as z from '../core/schema.ts';
+import { pgbackrestParams } from '../host/pgbackrest-conf.ts';
 import {
   archiveLines,
   archiveVersionLines,
@@ -12,6 +13,8 @@ import {
 import { cleanupPlanSchema } from './cleanup.ts';
 import { restorePlanSchema, swapPlanSchema } from './database-schemas.ts';
 import { filesRestorePlanSchema } from './files-plan.ts';
+import { standInMark } from './missing-roles.ts';
+import { recoveryPlaces } from './point-in-time.ts';
 
 /** What carrying the log tables' rows over needs of a restore's plan. */
 const carryPlan = {
@@ -36,6 +39,8 @@ export const RESTORE_HOST_COMMANDS = {
       KB_ARCHIVES: archiveLines(plan.archives),
       KB_ARCHIVE_VERSIONS: archiveVersionLines(plan.archives),
       KB_ABSENT: plan.overProduction ? '' : plan.targetDatabase,
+      KB_MISSING_ROLES: plan.missingRoles,
+      KB_STAND_IN_MARK: standInMark(plan.stagingDatabase),
       KB_BUCKET: config.BACKUP_BUCKET,
       KB_S3_ENDPOINT_URL: config.S3_ENDPOINT_URL ?? '',
     }),
@@ -63,16 +68,25 @@ export const RESTORE_HOST_COMMANDS = {
   'restore-cleanup': hostCommand({
     request: z.object({ script: z.literal('restore-cleanup'), plan: cleanupPlanSchema }),
     script: 'restore-cleanup',
-    params: (_config, target, { plan }) => ({
+    params: (config, target, { plan }) => ({
       ...postgresParams(target),
-      KB_STAGING: plan.stagingDatabase,
-      KB_TARGET_DATABASE: plan.targetDatabase,
+      // A whole-cluster recovery creates no staging database (and PostgreSQL may be down).
+      KB_STAGING: plan.recovery === 'cluster' ? '' : plan.stagingDatabase,
+      KB_TARGET_DATABASE: plan.targetDatabase ?? '',
       KB_REPLACED: plan.overProduction ? plan.replacedDatabase : '',
+      // A whole-cluster recovery restores no dump, so makes no stand-in role.
+      KB_STAND_IN_MARK: plan.recovery === 'cluster' ? '' : standInMark(plan.stagingDatabase),
       // The directory from config, the plan names the file only: a clean-up removes nothing else.
       KB_SAFETY_COPY:
-        plan.safetyDump && plan.safetyDump.manifest !== 'verified'
+        plan.safetyDump && plan.database && plan.safetyDump.manifest !== 'verified'
           ? `${databaseLocalDir(target, 'safety', plan.database)}/${plan.safetyDump.fileName}`
           : '',
+      KB_RUN: plan.runId,
+      KB_SAFETY_RUN: plan.safetyDump?.runId ?? '',
+      KB_RECOVERY: plan.recovery ?? '',
+      ...(plan.recovery
+        ? { ...pgbackrestParams(config, target), ...recoveryPlaces(target, plan.runId) }
+        : {}),
     }),
   }),
   'application-stop': hostCommand({

@@ -5,7 +5,8 @@ import { caughtErrorSchema } from '../core/errors.ts';
 import { parseInput } from '../core/input.ts';
 import * as z from '../core/schema.ts';
 import { commandStateSchema } from '../host/command-stage.ts';
-import { POINT_IN_TIME_PLAN_SCOPES, pointInTimePlanSchema } from './point-in-time.ts';
+import { POINT_IN_TIME_PLAN_SCOPES } from './database-schemas.ts';
+import { pointInTimePlanSchema } from './point-in-time.ts';
 
 /** What host/point-in-time-restore.sh reports on its KB-RESULT line. */
 export const pointInTimeFactsSchema = z.object({

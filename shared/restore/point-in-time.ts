@@ -35,6 +35,7 @@ import {
 } from '../host/pgbackrest-conf.ts';
 import { hostCommand, postgresParams } from '../host/scripts.ts';
 import { stagedSwapPlan, targetOf } from './database-plan.ts';
+import { POINT_IN_TIME_PLAN_SCOPES, POINT_IN_TIME_SCOPES } from './database-schemas.ts';
 
 /**
  * The point-in-time-recovery workflow's plan: which pgBackRest backup set to
@@ -46,24 +47,25 @@ import { stagedSwapPlan, targetOf } from './database-plan.ts';
  * (host/point-in-time-restore.sh).
  */
 
-export const POINT_IN_TIME_SCOPES = ['database', 'cluster'] as const;
-/**
- * A plan's scope: an operator's, or `scratch`: the monthly recovery drill's, the
- * cluster recovered and checked in a side cluster, then removed; nothing is copied.
- */
-export const POINT_IN_TIME_PLAN_SCOPES = [...POINT_IN_TIME_SCOPES, 'scratch'] as const;
-
 const withZone = z.iso.datetime({ offset: true });
+/** A time that would be one of withZone's but for the zone. */
+const withoutZone = z.iso.datetime({ local: true });
+const TARGET_TIME_EXAMPLES = 'e.g. 2026-11-26T10:30:00Z or 2026-11-26T11:30:00+01:00';
 
 /** `latest` (the end of the WAL in the repository), or ISO 8601 with a zone. */
-export const targetTimeSchema = z
-  .string()
-  .check(
-    z.refine(
-      (value) => value === 'latest' || withZone.safeParse(value).success,
-      'must be "latest" or an ISO 8601 time with a zone, e.g. 2026-11-26T10:30:00Z or 2026-11-26T11:30:00+01:00 (a time without a zone could mean any of them: add the zone)',
-    ),
-  );
+export const targetTimeSchema = z.string().check(
+  z.refine((value) => value === 'latest' || withZone.safeParse(value).success, {
+    // A zone-less time could be any zone's: the refusal says to add one, and
+    // says nothing of a zone to a value that is no time at all (a date alone, a
+    // 13th month, no seconds, a word).
+    error: ({ input }) => {
+      const given = JSON.stringify(String(input).slice(0, 64));
+      return withoutZone.safeParse(input).success
+        ? `${given} has no zone, so it could be any zone's: add one (${TARGET_TIME_EXAMPLES}), or give "latest"`
+        : `${given} is not a time: give "latest" or an ISO 8601 time with seconds and a zone, ${TARGET_TIME_EXAMPLES}`;
+    },
+  }),
+);
 
 /** The point-in-time-recovery workflow's input. */
 export const pointInTimeInputSchema = z.strictObject({
@@ -415,6 +417,23 @@ export function recoveryTargetTime(iso: string): string {
   return `${date} ${time}${zone === 'Z' ? '+00' : zone}`;
 }
 
+/**
+ * Where a recovery of `target` works on the host, for its host command and its
+ * clean-up's (host/restore-cleanup.sh): the directory of its lock, the scratch
+ * area of its side cluster, the cluster's data directory and the run's server
+ * log (a whole-cluster recovery starts PostgreSQL on the recovered data
+ * directory with it, and reads its recovery's words there).
+ */
+export function recoveryPlaces(target: Target, runId: string): Record<string, string> {
+  const pg = pgbackrestOf(target);
+  return {
+    KB_LOCK_DIR: target.backupDir,
+    KB_SCRATCH_ROOT: scratchDirectoryOf(target),
+    KB_PG_DATA: pg.dataDirectory,
+    KB_PG_LOG: `${pg.logPath}/${target.name}-postgresql-recovery-${runId}.log`,
+  };
+}
+
 /** The host command of a recovery: side by side into a staging database, or the whole cluster in place. */
 export const POINT_IN_TIME_HOST_COMMANDS = {
   'point-in-time-restore': hostCommand({
@@ -436,12 +455,9 @@ export const POINT_IN_TIME_HOST_COMMANDS = {
         KB_DATABASE: plan.database ?? '',
         KB_STAGING: plan.stagingDatabase,
         KB_ABSENT: plan.overProduction || plan.targetDatabase === null ? '' : plan.targetDatabase,
-        KB_SCRATCH_ROOT: scratchDirectoryOf(target),
         // pgBackRest's own role: a superuser of the restored cluster too.
         KB_SCRATCH_USER: pg.user ?? pg.osUser,
-        KB_LOCK_DIR: target.backupDir,
-        KB_PG_DATA: pg.dataDirectory,
-        KB_PG_LOG: `${pg.logPath}/${target.name}-postgresql-recovery.log`,
+        ...recoveryPlaces(target, plan.runId),
       };
     },
   }),

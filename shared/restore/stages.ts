@@ -1,13 +1,14 @@
 import { RESTORE_RESULT as RESULT } from '../../statemachines/database-restore.ts';
 import { FILES_RESTORE_RESULT as FILES_RESULT } from '../../statemachines/files-restore.ts';
 import type { Catalog } from '../catalog/catalog.ts';
-import { exactRows } from '../catalog/manifest.ts';
+import { type DatabaseManifest, exactRows } from '../catalog/manifest.ts';
 import {
   CleanUpIncompleteError,
   caughtErrorSchema,
   InvalidInputError,
   RestoreMismatchError,
 } from '../core/errors.ts';
+import { qualifiedName } from '../core/identifiers.ts';
 import * as z from '../core/schema.ts';
 import { commandStateSchema } from '../host/command-stage.ts';
 import { leftoversOfState } from './alert.ts';
@@ -15,6 +16,7 @@ import { dropDatabase, rowProblems, someOf } from './check.ts';
 import { cleanupPlanSchema, stoppedExecutionSchema } from './cleanup.ts';
 import { type RestorePlan, restorePlanSchema } from './database-schemas.ts';
 import { filesRestorePlanSchema } from './files-plan.ts';
+import { describeRoles, restoredRolesSchema } from './missing-roles.ts';
 import { carriedSchema, describeRowSources } from './row-sources.ts';
 
 /** The stages of a restore that run in Lambda: the check of the staging database and the record of a finished restore. */
@@ -56,14 +58,30 @@ export async function checkRestore(
     checks: [
       "the dump's sha256 matched its verified manifest before use",
       'the dump applied completely, without error (a restore stops at the first error and drops the database it made)',
-      `all ${check.tables} tables of the backup are present with exactly the row counts of the dump (${check.rows} rows)`,
+      presentTables(manifest),
     ],
     startedAt,
     finishedAt: now().toISOString(),
   };
 }
 
-/** What host/restore-archive.sh reports: the database as it made it, and the roles it had to create. */
+/**
+ * The sentence of a restore's checks on its tables: every table whose rows the
+ * dump holds is present with exactly the dump's row counts (the check has just
+ * matched them), and the tables whose rows a dump of this kind leaves out by
+ * design (EXCLUDED_TABLES, as the manifest records them) are named, so that a
+ * database of more tables than the sentence counts is not a surprise. Whether
+ * one of those exists in this database is not known here, so nothing is said of it.
+ */
+function presentTables(manifest: DatabaseManifest): string {
+  const rows = manifest.tables.reduce((sum, t) => sum + t.rows, 0);
+  const present = `all ${manifest.tables.length} tables of the dump are present with exactly the row counts of the ${manifest.kind} dump (${rows} rows)`;
+  const leftOut = manifest.excludedTables;
+  if (leftOut.length === 0) return present;
+  return `${present}; a ${manifest.kind} dump leaves out the rows of ${someOf(leftOut.map(qualifiedName))} by design`;
+}
+
+/** What host/restore-archive.sh reports: the database as it made it, and the roles it created or omitted. */
 function restoredDatabaseSchema() {
   return z.object({
     encoding: z.string(),
@@ -74,19 +92,15 @@ function restoredDatabaseSchema() {
     owner: z.string(),
     /** Each setting's name, a role's as `role: name`; never its value. */
     settings: z.array(z.string()),
-    createdRoles: z.array(z.string()),
+    ...restoredRolesSchema,
   });
 }
 
-/** One line of a restore's summary: the database beyond its tables, and the roles created for it. */
+/** One line of a restore's summary: the database beyond its tables, and the roles created or omitted for it. */
 function describeRestoredDatabase(d: z.infer<ReturnType<typeof restoredDatabaseSchema>>): string {
   const locale = d.localeProvider === 'icu' ? `ICU ${d.icuLocale}` : `${d.collate}/${d.ctype}`;
   const settings = d.settings.length > 0 ? `settings applied: ${d.settings.join(', ')}` : 'no settings';
-  const roles =
-    d.createdRoles.length > 0
-      ? `roles created, NOLOGIN and without a password (ALTER ROLE … LOGIN to let one log in): ${d.createdRoles.join(', ')}`
-      : 'no role had to be created';
-  return `Database: encoding ${d.encoding}, locale ${locale}, owner ${d.owner}; ${settings}; ${roles}`;
+  return `Database: encoding ${d.encoding}, locale ${locale}, owner ${d.owner}; ${settings}; ${describeRoles(d, d.owner)}`;
 }
 
 /**

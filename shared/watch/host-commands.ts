@@ -1,3 +1,4 @@
+import { scratchDirectoryOf } from '../backup/physical-restore-test.ts';
 import { walPlanSchema } from '../backup/wal-plan.ts';
 import type { Config, Target } from '../core/config.ts';
 import * as z from '../core/schema.ts';
@@ -28,6 +29,9 @@ export const WATCH_HOST_COMMANDS = {
       KB_COPIES: plan.copies.map((c) => `${c.path} ${c.sha256}`).join('\n'),
       KB_BACKUP_DIR: target.backupDir,
       KB_DATABASE: target.database,
+      // Where its side clusters are (restore tests, point-in-time recoveries): a target with pgBackRest only.
+      KB_SCRATCH_ROOT: target.pgbackrest ? scratchDirectoryOf(target) : '',
+      KB_STANZA: target.name,
       ...postgresParams(target),
     }),
   }),

@@ -221,17 +221,22 @@ function newestNotUsed(latest: Manifest, usable: Manifest | undefined): Omit<Fin
 }
 
 /**
- * The leftovers old enough that no running execution owns them (leftovers.ts):
- * each a finding. Pruning removes them at the next backup of their kind (the
- * host's at the next backup of any kind, its databases at the next dump).
+ * The leftovers old enough that no running execution owns them (leftovers.ts),
+ * and side clusters whose run has ended (the host lists only those), whatever
+ * their age: each a finding. Pruning removes them at the next backup of their
+ * kind (the host's at the next backup of any kind, its databases at the next
+ * dump); the next restore test or recovery removes a side cluster.
  */
 function leftoverFindings(leftovers: readonly (Leftover & { target: string })[], minAge: number): Finding[] {
   return leftovers
-    .filter((l) => l.ageSeconds >= minAge)
+    .filter((l) => l.where === 'side' || l.ageSeconds >= minAge)
     .map((l) => ({
       check: 'leftover',
       subject: l.where === 's3' ? `the bucket's catalog of ${l.target}` : `the host of ${l.target}`,
-      problem: `${describeLeftover(l)} was left by a run that ended without cleaning up; pruning removes it at the next backup, so if this stays, the backups' PruneBackups or LocalPrune is failing`,
+      problem:
+        l.where === 'side'
+          ? `${describeLeftover(l)} was left by a run that was killed (no run holds its lock): the next physical restore test or point-in-time recovery of ${l.target} removes it; to free its memory and disk now, start one, or stop the postgres running in it and remove the directory`
+          : `${describeLeftover(l)} was left by a run that ended without cleaning up; pruning removes it at the next backup, so if this stays, the backups' PruneBackups or LocalPrune is failing`,
     }));
 }
 

@@ -9,13 +9,16 @@
 export interface Contents {
   /** JSON [schema, table] → `count:md5` of its rows as text, sorted. */
   tables: Record<string, string>;
-  /** JSON [schema, sequence] → its last_value, or `not called`. */
+  /** JSON [schema, sequence] → `last_value is_called` (`50 false`: the next value is 50). */
   sequences: Record<string, string>;
   /** Count and md5 of every large object's oid and bytes. */
   largeObjects: string;
   /** The database's encoding and its ALTER DATABASE settings. */
   database: string;
 }
+
+/** A sequence's last_value, from its `last_value is_called` in Contents.sequences. */
+export const lastValue = (sequence: string | undefined): number => Number(sequence?.split(' ')[0]);
 
 /** A query's text output, from a database (psql -A -t, trimmed). */
 export type Query = (database: string, query: string) => string;
@@ -56,9 +59,13 @@ export function tableContents(run: Query, database: string): Record<string, stri
 
 /** Every table's rows (FROM ONLY) as count and md5 of the sorted rows; every sequence's value. Keys are JSON pairs. */
 export function contents(run: Query, database: string): Contents {
+  // Read from each sequence itself: pg_sequences shows no value when is_called is
+  // false, so setval(s, 50, false) and a sequence never used would look alike.
   const sequences = run(
     database,
-    `SELECT json_build_array(schemaname, sequencename) || ' ' || coalesce(last_value::text, 'not called') FROM pg_sequences`,
+    `SELECT json_build_array(n.nspname, c.relname, (xpath('/row/v/text()', query_to_xml(format(
+       'SELECT last_value || '' '' || is_called AS v FROM %I.%I', n.nspname, c.relname), false, true, '')))[1]::text)
+     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind = 'S'`,
   )
     .split('\n')
     .filter(Boolean);
@@ -76,7 +83,10 @@ export function contents(run: Query, database: string): Contents {
   return {
     tables: tableContents(run, database),
     sequences: Object.fromEntries(
-      sequences.map((l) => [l.slice(0, l.lastIndexOf(' ')), l.slice(l.lastIndexOf(' ') + 1)]),
+      sequences.map((l) => {
+        const [schema, name, value] = JSON.parse(l) as string[];
+        return [JSON.stringify([schema, name]), value ?? ''];
+      }),
     ),
     largeObjects,
     database: settings,

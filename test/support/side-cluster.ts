@@ -27,3 +27,26 @@ export function expectNoSideCluster(target: Target, socket?: string): void {
   }
   expect(working).toEqual([]);
 }
+
+/**
+ * The guard of a host script started with this hold file in its environment
+ * (host/side-cluster.sh side_guard): the leader of a process group of its own,
+ * as the script is, but writing nowhere.
+ */
+export function guardsOf(hold: string): number[] {
+  return readdirSync('/proc')
+    .filter((pid) => /^\d+$/.test(pid))
+    .filter((pid) => {
+      try {
+        const group = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ')[2];
+        return (
+          group === pid &&
+          readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0').includes(`KB_TEST_HOLD_FILE=${hold}`) &&
+          readlinkSync(`/proc/${pid}/fd/1`) === '/dev/null'
+        );
+      } catch {
+        return false; // gone meanwhile
+      }
+    })
+    .map(Number);
+}

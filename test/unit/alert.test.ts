@@ -136,6 +136,24 @@ describe('the alert', () => {
     expect(alert.text).not.toContain('hunter2');
   });
 
+  it("names a backup run's archive, by the key a restore names it with (its run id at the end)", () => {
+    const archiveKey =
+      'database/full/primary/kennel_prod/2026/11/26/kennel_prod_full_20261126T020000Z_1a2b3c4d.sql.zst';
+    const state = { ...failedState, plan: { ...failedState.plan, archiveKey } };
+    const lines = formatAlert({ ...event, state }, 'prod', 'eu-west-1').text.split('\n');
+    expect(lines.slice(1, 3)).toEqual(['Target: primary (kennel_prod, full)', `Backup: ${archiveKey}`]);
+    // A pgBackRest run's plan has none (null): the target is still named, and no backup line.
+    const physical = {
+      ...failedState,
+      plan: { target: 'primary', database: null, kind: 'full', archiveKey: null },
+    };
+    expect(
+      formatAlert({ ...event, state: physical }, 'prod', 'eu-west-1')
+        .text.split('\n')
+        .slice(1, 3),
+    ).toEqual(['Target: primary (full)', 'State: VerifyArchive']);
+  });
+
   it("keeps the e-mail subject one ASCII line under SNS's 100 characters", () => {
     const long = formatAlert({ ...event, workflow: 'w'.repeat(120) }, 'prod', 'eu-west-1');
     expect(long.subject).toBe(`kennel-backup (prod): ${'w'.repeat(74)}...`);

@@ -90,6 +90,20 @@ describe('readArchive and archiveProblems', () => {
     ]);
   });
 
+  it("name a dump cut short inside a table's data, even after a row that reads like the closing line", async () => {
+    const rows = ['1\t--', '2\t-- PostgreSQL database dump complete', '3\t--', '4\t', '5\t\\unrestrict abc'];
+    const cut = [
+      ...DUMP.split('\n').slice(0, 6),
+      '-- Data for Name: notes; Type: TABLE DATA; Schema: public; Owner: kennel',
+      'COPY public.notes (id, body) FROM stdin;',
+      ...rows,
+      '',
+    ].join('\n');
+    expect(await problemsOf(zstdCompressSync(Buffer.from(cut)))).toEqual([
+      'the dump is truncated: it ends inside the data of public.notes',
+    ]);
+  });
+
   it('name something that is not a PostgreSQL dump', async () => {
     const bytes = zstdCompressSync(
       Buffer.from(`${propertiesLine()}\nhello\n-- PostgreSQL database dump complete\n`),

@@ -154,10 +154,10 @@ describe('parseConfig refuses, word for word,', () => {
   it('an environment without the required variables', () => {
     expect(refusal({})).toBe(
       listed(
-        'BACKUP_BUCKET: Invalid input: expected string, received undefined',
-        'BACKUP_TARGETS: Invalid input: expected string, received undefined',
-        'ALERT_WEBHOOK_PARAMETER: Invalid input: expected string, received undefined',
-        'RESTORE_CHECK_DATABASE_URL_PARAMETER: Invalid input: expected string, received undefined',
+        'BACKUP_BUCKET is required: give a string',
+        'BACKUP_TARGETS is required: give a string',
+        'ALERT_WEBHOOK_PARAMETER is required: give a string',
+        'RESTORE_CHECK_DATABASE_URL_PARAMETER is required: give a string',
       ),
     );
   });
@@ -283,8 +283,8 @@ describe('parseConfig refuses, word for word,', () => {
     );
     expect(refusal(withTarget({ postgres: { mode: 'docker' } }))).toBe(
       listed(
-        'BACKUP_TARGETS.0.postgres.composeFile: Invalid input: expected string, received undefined',
-        'BACKUP_TARGETS.0.postgres.service: Invalid input: expected string, received undefined',
+        'BACKUP_TARGETS.0.postgres.composeFile is required: give a string',
+        'BACKUP_TARGETS.0.postgres.service is required: give a string',
       ),
     );
     expect(

@@ -125,7 +125,7 @@ describe('StartDump sends the rendered script with SSM Run Command', () => {
     ).rejects.toMatchObject({ name: 'InvalidInputError' });
     // Without the execution's id its commands could not be found to cancel them.
     await expect(start({ script: 'database-backup', plan: good }, context)).rejects.toThrow(
-      /execution: Invalid input/,
+      /execution is required: give a string/,
     );
     await expect(
       start(

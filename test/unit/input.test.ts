@@ -67,7 +67,7 @@ describe('parseInput with the plan request', () => {
     ).toBe(
       listed(
         'The PlanBackup request',
-        'input: Invalid input: expected nonoptional, received undefined',
+        'input is required',
         'executionId: Invalid string: must match pattern /^[A-Za-z0-9:._/-]{1,256}$/',
         'startedAt: Invalid ISO datetime',
       ),
@@ -138,6 +138,7 @@ describe('parseInput with execution inputs', () => {
       dryRun: false,
       backup: 'latest',
       acceptFailedRestoreTest: false,
+      missingRoles: 'create',
     });
     expect(
       parseInput(
@@ -150,7 +151,14 @@ describe('parseInput with execution inputs', () => {
       refusal(() =>
         parseInput(
           restoreInputSchema,
-          { database: 'a', targetDatabase: 'b', backup: 'Nope', dryRun: 'yes', confirm: 1 },
+          {
+            database: 'a',
+            targetDatabase: 'b',
+            backup: 'Nope',
+            dryRun: 'yes',
+            confirm: 1,
+            missingRoles: 'skip',
+          },
           'The execution input',
         ),
       ),
@@ -160,6 +168,7 @@ describe('parseInput with execution inputs', () => {
         'confirm: Invalid input: expected string, received number',
         'dryRun: Invalid input: expected boolean, received string',
         'backup: Invalid input',
+        'missingRoles: must be "create" (the default: the roles the backup needs that this cluster lacks are created, NOLOGIN and without a password) or "omit" (none is created: their objects go to the new database\'s owner, their grants are left out)',
       ),
     );
     expect(
@@ -186,10 +195,34 @@ describe('parseInput with execution inputs', () => {
     ).toBe(
       listed(
         'The execution input',
-        'targetTime: must be "latest" or an ISO 8601 time with a zone, e.g. 2026-11-26T10:30:00Z or 2026-11-26T11:30:00+01:00 (a time without a zone could mean any of them: add the zone)',
+        'targetTime: "2026-11-26" is not a time: give "latest" or an ISO 8601 time with seconds and a zone, e.g. 2026-11-26T10:30:00Z or 2026-11-26T11:30:00+01:00',
         '(input): Unrecognized key: "backup"',
       ),
     );
+    // Only a time that lacks nothing but its zone is told to add one.
+    const targetTimeRefusal = (targetTime: string) =>
+      refusal(() =>
+        parseInput(pointInTimeInputSchema, { database: 'a', targetDatabase: 'b', targetTime }, 'I'),
+      );
+    expect(targetTimeRefusal('2026-11-26T10:30:00')).toBe(
+      listed(
+        'I',
+        'targetTime: "2026-11-26T10:30:00" has no zone, so it could be any zone\'s: add one (e.g. 2026-11-26T10:30:00Z or 2026-11-26T11:30:00+01:00), or give "latest"',
+      ),
+    );
+    for (const notATime of [
+      '2026-13-45T10:30:00Z',
+      '2026-02-30T10:30:00Z',
+      '2026-11-26 10:30:00Z',
+      '2026-11-26T10:30Z',
+      'yesterday',
+    ])
+      expect(targetTimeRefusal(notATime)).toBe(
+        listed(
+          'I',
+          `targetTime: "${notATime}" is not a time: give "latest" or an ISO 8601 time with seconds and a zone, e.g. 2026-11-26T10:30:00Z or 2026-11-26T11:30:00+01:00`,
+        ),
+      );
   });
 
   it('fills in the files restore input’s defaults and refuses a bad one', () => {
@@ -211,19 +244,19 @@ describe('parseInput with plans and host command requests', () => {
     expect(refusal(() => parseInput(planSchema, { kind: 'weekly' }, 'P'))).toBe(
       listed(
         'P',
-        'target: Invalid input: expected string, received undefined',
-        'runId: Invalid input: expected string, received undefined',
-        'executionId: Invalid input: expected string, received undefined',
-        'startedAt: Invalid input: expected string, received undefined',
-        'bucket: Invalid input: expected string, received undefined',
-        'archiveKey: Invalid input: expected string, received undefined',
-        'manifestKey: Invalid input: expected string, received undefined',
-        'fileName: Invalid input: expected string, received undefined',
-        'localDir: Invalid input: expected string, received undefined',
+        'target is required: give a string',
+        'runId is required: give a string',
+        'executionId is required: give a string',
+        'startedAt is required: give a string',
+        'bucket is required: give a string',
+        'archiveKey is required: give a string',
+        'manifestKey is required: give a string',
+        'fileName is required: give a string',
+        'localDir is required: give a string',
         'codec: Invalid option: expected one of "zstd"|"gzip"',
         'kind: Invalid option: expected one of "full"|"monthly"|"safety"',
-        'database: Invalid input: expected string, received undefined',
-        'scratchDatabase: Invalid input: expected string, received undefined',
+        'database is required: give a string',
+        'scratchDatabase is required: give a string',
       ),
     );
   });
@@ -237,7 +270,7 @@ describe('parseInput with plans and host command requests', () => {
 
   it('checks a files plan’s excludes', () => {
     const message = refusal(() => parseInput(filesPlanSchema, { excludes: ['a/b'] }, 'P'));
-    expect(message).toContain('\n- paths: Invalid input: expected array, received undefined');
+    expect(message).toContain('\n- paths is required: give an array');
     expect(message).toMatch(
       /\n- excludes\.0: must be a file or directory name \(\* for any characters, a trailing \/ for a directory directly under each path\)$/,
     );
@@ -247,7 +280,7 @@ describe('parseInput with plans and host command requests', () => {
     const message = refusal(() => parseInput(restorePlanSchema, { archives: [] }, 'P'));
     for (const line of [
       'archives: Too small: expected array to have exactly 1 items',
-      'safetyDump: Invalid input: expected object, received undefined',
+      'safetyDump is required: give an object',
     ]) {
       expect(`${message}\n`).toContain(`\n- ${line}\n`);
     }
@@ -284,7 +317,7 @@ describe('parseInput with plans and host command requests', () => {
           'H',
         ),
       ),
-    ).toBe(listed('H', 'plan.runId: Invalid input: expected string, received undefined'));
+    ).toBe(listed('H', 'plan.runId is required: give a string'));
     expect(
       refusal(() =>
         parseInput(

@@ -69,6 +69,37 @@ describe('redact', () => {
     );
   });
 
+  it("removes the QUERY a function ran and a log's STATEMENT: both quote the values built into them", () => {
+    // psql's output when a CHECK's PL/pgSQL function fails on the row a restore loads.
+    const psql = [
+      'psql:<stdin>:7395: ERROR:  relation "kennel_sizes" does not exist',
+      "LINE 1: SELECT count(*) >= 0 FROM kennel_sizes WHERE code = 'grace.nunez.203@example.net'",
+      '                                  ^',
+      "QUERY:  SELECT count(*) >= 0 FROM kennel_sizes WHERE code = 'grace.nunez.203@example.net'",
+      'CONTEXT:  PL/pgSQL function public.email_known(text) line 1 at EXECUTE',
+      'COPY customers, line 1: "1\tGrace\tgrace.nunez.203@example.net"',
+      'restore-archive: the restore failed',
+    ].join('\n');
+    expect(redact(psql)).toBe(
+      [
+        'psql:<stdin>:7395: ERROR:  relation "kennel_sizes" does not exist',
+        'LINE 1:  ***',
+        '  ***',
+        'QUERY:  ***',
+        'CONTEXT:  ***',
+        '  ***',
+        'restore-archive: the restore failed',
+      ].join('\n'),
+    );
+    expect(
+      redact(
+        "2026-11-30 02:00:01 UTC [42] ERROR:  value too long\n2026-11-30 02:00:01 UTC [42] STATEMENT:  INSERT INTO owners VALUES ('ann@example.com')",
+      ),
+    ).toBe(
+      '2026-11-30 02:00:01 UTC [42] ERROR:  value too long\n2026-11-30 02:00:01 UTC [42] STATEMENT:  ***',
+    );
+  });
+
   it("keeps a host script's message that follows a tool's field", () => {
     const amcheck = [
       'physical-restore-test: pg_amcheck reported 3 lines; the first:',
@@ -86,6 +117,28 @@ describe('redact', () => {
   it('removes the value an input syntax error quotes', () => {
     expect(redact('ERROR:  invalid input syntax for type integer: "Rex the dog"')).toBe(
       'ERROR:  invalid input syntax for type integer: "***"',
+    );
+  });
+
+  it('removes the whole value, quotes in it too, of every error that quotes one', () => {
+    expect(
+      redact(
+        [
+          'ERROR:  invalid input syntax for type integer: "Rex "the" dog"',
+          'ERROR:  malformed array literal: "{Rex, "Mia}"',
+          'ERROR:  date/time field value out of range: "1961-13-01 Rex"',
+          'ERROR:  value "4155550123" is out of range for type integer',
+          'ERROR:  invalid input value for enum mood: "grumpy Rex"',
+        ].join('\n'),
+      ),
+    ).toBe(
+      [
+        'ERROR:  invalid input syntax for type integer: "***"',
+        'ERROR:  malformed array literal: "***"',
+        'ERROR:  date/time field value out of range: "***"',
+        'ERROR:  value "***" is out of range for type integer',
+        'ERROR:  invalid input value for enum mood: "***"',
+      ].join('\n'),
     );
   });
 
