@@ -10,7 +10,7 @@ import { excludedTablesOf, localPathOf } from '../shared/catalog/manifest-builde
 import { CODECS, DEFAULT_CODEC } from '../shared/core/codecs.ts';
 import { type Config, findTarget, parseConfig, type Target } from '../shared/core/config.ts';
 import { renderHostCommand } from '../shared/host/scripts.ts';
-import { shellQuote } from '../shared/host/shell.ts';
+import { s3PutProgram, shellQuote } from '../shared/host/shell.ts';
 import {
   createPgbenchDatabase,
   hostScript,
@@ -38,20 +38,21 @@ import { mib, ratio, table } from './table.ts';
  * local S3 over TLS), three ways:
  *  - bare: `pg_dump | zstd -3 -T0 > /dev/null` of the data the kind dumps (a full
  *    leaves out the rows of EXCLUDED_TABLES, a monthly dump nothing);
- *  - bare + upload: the same, its output uploaded by host/common.sh's s3_put (the
- *    AWS CLI, to the local S3) rather than thrown away: the least any stage that
+ *  - bare + upload: the same, its output uploaded by host/common.sh's s3_put (one
+ *    python3 with boto3, to the local S3) rather than thrown away: the least any stage that
  *    stores the dump off the host does;
  *  - ours: host/database-backup.sh as StartDump renders it for that kind, run by
  *    the local host from send to exit: the snapshot session, pg_dump, zstd, the
  *    host's copy, the sha256, the upload and its result line.
  * ours / bare is the issue's measure; ours / (bare + upload) is what the stage
- * costs beyond the upload; the AWS CLI's start is measured alone (an upload of
+ * costs beyond the upload; the uploader's start is measured alone (an upload of
  * nothing). Each run's CPU is split three ways (Linux /proc): the run's own
  * processes, PostgreSQL's backends, and the local S3 server, which shares this
  * machine's cores as S3 does not share a host's in AWS.
  * The three alternate, in an order that rotates pair by pair, after an untimed
  * warm-up of each; ratios are taken pair by pair and their medians reported. The
- * warm-up of ours runs with the AWS CLI behind a shim that counts its starts.
+ * warm-up of ours runs with python3 behind a shim that counts its starts (the
+ * check that boto3 is there, and the uploader).
  * Optionally a pgbench database of several GB (--pgbench-scale; 170 ≈ 2.5 GB) is
  * measured the same way.
  *
@@ -145,9 +146,15 @@ async function measured(ctx: Ctx, run: () => Promise<number>): Promise<Run> {
 // ---------------------------------------------------------------------------
 // The ways.
 
-/** The host's S3 helpers (host/common.sh) with the parameters s3_put reads, for a bash command. */
+/**
+ * The host's S3 helpers (host/common.sh) with the uploader and the parameters
+ * s3_put reads, for a bash command. Uploads are create-only: each run's key is
+ * new (KB_RUN, nanoseconds).
+ */
 function withS3Put(ctx: Ctx, command: string): string {
   return [
+    s3PutProgram(),
+    'KB_RUN=$(date +%s%N)',
     `KB_BUCKET=${shellQuote(ctx.config.BACKUP_BUCKET)}`,
     `KB_S3_ENDPOINT_URL=${shellQuote(ctx.config.S3_ENDPOINT_URL ?? '')}`,
     `source ${shellQuote(join(PROJECT_ROOT, 'host', 'common.sh'))}`,
@@ -173,8 +180,8 @@ function bareDump(
     .join(' ');
   const dump = `pg_dump --no-password --format=plain ${excluded} -d ${shellQuote(database)} | ${CODECS[DEFAULT_CODEC].compress}`;
   if (way === 'bare') return `${dump} > /dev/null`;
-  const key = `bench/bare-upload/${database}-${kind}.sql.${CODECS[DEFAULT_CODEC].extension}`;
-  return withS3Put(ctx, `${dump} | s3_put ${shellQuote(key)} application/octet-stream ${2 * databaseBytes}`);
+  const key = `bench/bare-upload/${database}-${kind}-$KB_RUN.sql.${CODECS[DEFAULT_CODEC].extension}`;
+  return withS3Put(ctx, `${dump} | s3_put "${key}" application/octet-stream ${2 * databaseBytes}`);
 }
 
 /** Our dump stage of `database`, rendered for a fresh run and run on the local host; its copy removed after. */
@@ -208,19 +215,20 @@ async function ourDump(
 }
 
 /**
- * The host's environment with an `aws` first on PATH that logs each start to
- * `log` and runs the real one: how many times a dump starts the AWS CLI.
+ * The host's environment with a `python3` first on PATH that logs each start to
+ * `log` and runs the real one: how many times a dump starts python3 (boto3).
  */
-function countingAws(ctx: Ctx, logFile: string): Record<string, string> {
+function countingPython(ctx: Ctx, logFile: string): Record<string, string> {
   const dir = join(ctx.tmp, 'shim');
   mkdirSync(dir, { recursive: true });
   // `command -v` waits on nothing the local S3 serves: run synchronously.
-  const real = execFileSync('bash', ['-c', 'command -v aws'], {
+  const real = execFileSync('bash', ['-c', 'command -v python3'], {
     env: ctx.environment.hostEnv,
     encoding: 'utf8',
   }).trim();
-  const shim = join(dir, 'aws');
-  writeFileSync(shim, `#!/bin/bash\necho "$*" >> ${shellQuote(logFile)}\nexec ${shellQuote(real)} "$@"\n`);
+  const shim = join(dir, 'python3');
+  // One line a start, not its arguments: the uploader's are its whole program.
+  writeFileSync(shim, `#!/bin/bash\necho start >> ${shellQuote(logFile)}\nexec ${shellQuote(real)} "$@"\n`);
   chmodSync(shim, 0o755);
   return { ...ctx.environment.hostEnv, PATH: `${dir}:${ctx.environment.hostEnv.PATH ?? ''}` };
 }
@@ -252,7 +260,7 @@ interface Measured {
   ratio: { oursOverBare: Stats; oursOverUpload: Stats; uploadOverBare: Stats };
   /** Host CPU (the run's processes and PostgreSQL's, the local S3 left out), ours over bare and over bare + upload, round by round. */
   hostCpuRatio: { oursOverBare: Stats; oursOverUpload: Stats };
-  awsStarts: number;
+  pythonStarts: number;
 }
 
 async function measure(ctx: Ctx, database: string, kind: Kind, repeat: number): Promise<Measured> {
@@ -267,13 +275,13 @@ async function measure(ctx: Ctx, database: string, kind: Kind, repeat: number): 
         : (await sh(bareDump(ctx, database, kind, way, bytes), env)).ms,
     );
   log(
-    `${database} ${kind} (${mib(bytes)} MiB): warm-up, bare, bare + upload and ours (counting AWS CLI starts) …`,
+    `${database} ${kind} (${mib(bytes)} MiB): warm-up, bare, bare + upload and ours (counting python3 starts) …`,
   );
   await runWay('bare');
   await runWay('upload');
-  const awsLog = join(ctx.tmp, `aws-${database}-${kind}.log`);
-  await runWay('ours', countingAws(ctx, awsLog));
-  const awsStarts = readFileSync(awsLog, 'utf8').split('\n').filter(Boolean).length;
+  const pythonLog = join(ctx.tmp, `python3-${database}-${kind}.log`);
+  await runWay('ours', countingPython(ctx, pythonLog));
+  const pythonStarts = readFileSync(pythonLog, 'utf8').split('\n').filter(Boolean).length;
   const runs: Record<Way, Run[]> = { bare: [], upload: [], ours: [] };
   for (let i = 0; i < repeat; i += 1) {
     // Each way first in turn: none always runs on the caches another left.
@@ -307,14 +315,14 @@ async function measure(ctx: Ctx, database: string, kind: Kind, repeat: number): 
       oursOverBare: perRound((i) => hostCpu(at('ours', i)) / hostCpu(at('bare', i))),
       oursOverUpload: perRound((i) => hostCpu(at('ours', i)) / hostCpu(at('upload', i))),
     },
-    awsStarts,
+    pythonStarts,
   };
 }
 
-/** The AWS CLI's start alone: s3_put of nothing, after a warm-up; wall clock and CPU of each. */
-async function cliStart(ctx: Ctx, repeat: number): Promise<{ wall: Stats; cpu: Stats }> {
-  const command = withS3Put(ctx, 's3_put bench/nothing application/octet-stream < /dev/null');
-  log('the AWS CLI alone: an upload of nothing …');
+/** The uploader's start alone: s3_put of nothing, after a warm-up; wall clock and CPU of each. */
+async function uploaderStart(ctx: Ctx, repeat: number): Promise<{ wall: Stats; cpu: Stats }> {
+  const command = withS3Put(ctx, 's3_put "bench/nothing-$KB_RUN" application/octet-stream < /dev/null');
+  log('the uploader alone: an upload of nothing …');
   await sh(command, ctx.environment.hostEnv);
   const runs: Run[] = [];
   for (let i = 0; i < repeat; i += 1)
@@ -347,7 +355,7 @@ async function main(): Promise<number> {
     const postmasterPid = Number(readFileSync(join(env.pgData, 'postmaster.pid'), 'utf8').split('\n')[0]);
     const ctx: Ctx = { environment: env, config, target, tmp, postmasterPid };
     const loadBefore = machine().load;
-    const cli = await cliStart(ctx, repeat);
+    const uploader = await uploaderStart(ctx, repeat);
     const results: Measured[] = [];
     // The sample's full leaves out two thirds of it (the log tables' rows); its monthly dump is all of it.
     results.push(await measure(ctx, LOCAL_DATABASE, 'full', repeat));
@@ -365,7 +373,7 @@ async function main(): Promise<number> {
         'ours s',
         'ours / bare',
         'ours / (bare + upload)',
-        'AWS CLI starts',
+        'python3 starts',
       ],
       results.map((m) => [
         name(m),
@@ -374,7 +382,7 @@ async function main(): Promise<number> {
         sec(m.wall.ours.median / 1000),
         withSpread(m.ratio.oursOverBare),
         withSpread(m.ratio.oursOverUpload),
-        String(m.awsStarts),
+        String(m.pythonStarts),
       ]),
     );
     const cpuCell = (c: Cpu) => `${sec(c.run)} + ${sec(c.postgres)} + ${sec(c.s3)}`;
@@ -396,24 +404,24 @@ async function main(): Promise<number> {
         withSpread(m.hostCpuRatio.oursOverUpload),
       ]),
     );
-    const cliLine = `The AWS CLI alone (an upload of nothing): ${sec(cli.wall.median / 1000)} s wall, ${sec(cli.cpu.median)} s CPU (medians of ${repeat}).`;
+    const uploaderLine = `The uploader alone (s3_put of nothing): ${sec(uploader.wall.median / 1000)} s wall, ${sec(uploader.cpu.median)} s CPU (medians of ${repeat}).`;
     const result = {
       startedAt: startedAt.toISOString(),
       finishedAt: new Date().toISOString(),
       options: { scale, pgbenchScale, repeat },
       machine: { ...machine(), loadBefore },
       notes: [
-        "Wall clock. bare: pg_dump | zstd -3 -T0 > /dev/null of the data the kind dumps (a full leaves out the excluded tables' rows); bare + upload: the same piped to s3_put (the AWS CLI) to the local S3; ours: host/database-backup.sh of that kind (snapshot session, pg_dump, zstd, the host's copy, its sha256, the upload to the local S3, its result line), from send to exit.",
+        "Wall clock. bare: pg_dump | zstd -3 -T0 > /dev/null of the data the kind dumps (a full leaves out the excluded tables' rows); bare + upload: the same piped to s3_put (python3 with boto3) to the local S3; ours: host/database-backup.sh of that kind (snapshot session, pg_dump, zstd, the host's copy, its sha256, the upload to the local S3, its result line), from send to exit.",
         "CPU: run = the run's own processes; PostgreSQL = its backends (counted when they end); local S3 = the local S3 server's, which runs on this machine's cores as S3 does not on a host in AWS. Host CPU = run + PostgreSQL.",
         'Ratios are taken round by round (the three ways back to back, in a rotating order); medians, with the spread.',
       ],
-      cliStart: cli,
+      uploaderStart: uploader,
       measured: results,
     };
     const resultFile = saveResult('dump', startedAt, result);
     printResult(
       `kennel-backup dump bench: ${repeat} round(s) each; ${machineLine()} (at the start ${loadBefore.map((l) => l.toFixed(2)).join('/')})`,
-      [wallTable, '', cpuTable, '', cliLine].join('\n'),
+      [wallTable, '', cpuTable, '', uploaderLine].join('\n'),
       resultFile,
     );
     return 0;

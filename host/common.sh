@@ -17,16 +17,25 @@ pg() {
   fi
 }
 
-# Uploads a stream as it comes (a multipart upload: the AWS CLI sends parts of
-# 8 MiB, its default). S3 takes at most 10,000 parts, so a stream over 78 GiB
-# fails unless the CLI knows how big it may get: given EXPECTED-BYTES, an upper
-# bound, it doubles the part size until 10,000 parts hold it (`aws s3 cp`
-# --expected-size; the CLI keeps about 15 parts in memory).
+# Uploads a stream as it comes, creating KEY and never replacing it: every
+# request that makes the object carries If-None-Match: *, so S3 refuses to write
+# over one already there (and the bucket policy refuses the DB host any upload
+# without it). One python3 process with boto3 (host/s3-put.py, rendered into the
+# script as S3_PUT_PY by shared/host/shell.ts) sends it as one PutObject or a
+# multipart upload of parts of 8 MiB, doubled until 10,000 parts (S3's most)
+# hold EXPECTED-BYTES, an upper bound, when given. A refused upload is aborted,
+# says so, and writes nothing.
 s3_put() { # s3_put KEY CONTENT-TYPE [EXPECTED-BYTES] < body
-  local options=()
-  [[ -n ${KB_S3_ENDPOINT_URL:-} ]] && options+=(--endpoint-url "$KB_S3_ENDPOINT_URL")
-  [[ -n ${3:-} ]] && options+=(--expected-size "$3")
-  aws s3 cp - "s3://$KB_BUCKET/$1" "${options[@]}" --only-show-errors --content-type "$2"
+  python3 -c "${S3_PUT_PY:?s3_put: the uploader (S3_PUT_PY) is rendered into the uploading scripts only: add this one to UPLOADING_SCRIPTS in shared/host/shell.ts}" "$KB_BUCKET" "$1" "$2" "${3:-}" "${KB_S3_ENDPOINT_URL:-}"
+}
+
+# Fails, saying what to install, unless s3_put can run: a backup checks this
+# before it starts, not once its dump is under way.
+s3_put_ready() {
+  if ! python3 -c 'import importlib.util as u, sys; sys.exit(u.find_spec("boto3") is None)' 2>/dev/null; then
+    echo "s3_put: this host's python3 ($(command -v python3 || echo 'not installed')) has no boto3, with which backups are uploaded: install Debian's python3-boto3 (apt-get install python3-boto3) or boto3 from PyPI, then run this again; nothing was written" >&2
+    return 1
+  fi
 }
 
 # Stores the archive on stdin in one pass: the host's copy at PATH and the object

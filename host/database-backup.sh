@@ -34,6 +34,7 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
+s3_put_ready
 
 # One transaction holds a snapshot open and pg_dump reads it, so
 # the archive holds the database as of one instant even while the application

@@ -25,6 +25,7 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
+s3_put_ready
 
 # The plan named paths under the kind's roots (KB_ROOTS, from config); none may
 # lead out of them through a symbolic link on the way (tar opens the path as the

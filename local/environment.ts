@@ -350,7 +350,7 @@ function localHostEnv(postgres: PostgresServer, caBundle: string, tmpDir: string
     // Local S3 servers keep the CLI's default streaming checksum framing as part of the object.
     AWS_REQUEST_CHECKSUM_CALCULATION: 'when_required',
     AWS_RESPONSE_CHECKSUM_VALIDATION: 'when_required',
-    // The CLI trusts the local S3's self-signed certificate through this, as pgBackRest does through its CA file.
+    // The host's AWS CLI and boto3 (s3_put) trust the local S3's self-signed certificate through this, as pgBackRest does through its CA file.
     ...(caBundle ? { AWS_CA_BUNDLE: caBundle } : {}),
   };
 }

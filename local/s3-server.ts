@@ -1,4 +1,4 @@
-import { type Dirent, mkdirSync, readdirSync, readFileSync } from 'node:fs';
+import { type Dirent, existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import S3rver from 's3rver';
@@ -31,6 +31,7 @@ const server = new S3rver({
 });
 listNestedCommonPrefixes(server.store, directory);
 conditionalWrites(server);
+abortMultipartUploads(server, directory);
 const { port } = await server.run();
 process.stdout.write(`listening ${port}\n`);
 const close = () => {
@@ -84,6 +85,30 @@ function holdsObject(path: string): boolean {
   return entries(path).some((e) =>
     e.isDirectory() ? holdsObject(join(path, e.name)) : e.name.endsWith('._S3rver_object'),
   );
+}
+
+/**
+ * AbortMultipartUpload, which s3rver 3.7.1 refuses (405): the DB host's uploader
+ * (boto3's s3transfer, host/s3-put.py) aborts an upload S3 refused to complete
+ * (the key exists), and its parts must go with it as they do in S3. s3rver keeps
+ * an upload's parts in `<bucket>/._S3rver_uploads/<upload id>/`. Answered as S3
+ * answers: 204, or 404 NoSuchUpload.
+ */
+function abortMultipartUploads(server: S3rver, root: string): void {
+  server.middleware.unshift(async (ctx, next) => {
+    const object = /^\/([^/]+)\/.+$/.exec(ctx.path);
+    const id = ctx.query.uploadId;
+    if (ctx.method !== 'DELETE' || !object || typeof id !== 'string') return next();
+    const upload = join(root, object[1] as string, '._S3rver_uploads', id);
+    if (!/^[0-9a-f]+$/.test(id) || !existsSync(upload)) {
+      ctx.status = 404;
+      ctx.type = 'application/xml';
+      ctx.body = `<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>NoSuchUpload</Code><Message>The specified upload does not exist.</Message></Error>`;
+      return;
+    }
+    rmSync(upload, { recursive: true, force: true });
+    ctx.status = 204;
+  });
 }
 
 /**

@@ -1,6 +1,14 @@
 import { spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -8,6 +16,7 @@ import {
   DeleteObjectCommand,
   GetObjectCommand,
   HeadObjectCommand,
+  ListMultipartUploadsCommand,
   ListObjectsV2Command,
   ListObjectVersionsCommand,
   PutObjectCommand,
@@ -30,6 +39,7 @@ import { createS3Client } from '../shared/core/clients.ts';
 import { type Config, parseConfig } from '../shared/core/config.ts';
 import { TamperedArchiveError } from '../shared/core/errors.ts';
 import { type HostCommand, type HostCommandRequestBase, renderHostCommand } from '../shared/host/scripts.ts';
+import { renderScript, s3PutProgram } from '../shared/host/shell.ts';
 import { planFilesRestore } from '../shared/restore/files-plan.ts';
 import { RESTORE_HOST_COMMANDS } from '../shared/restore/host-commands.ts';
 import { testConfig } from './support/config.ts';
@@ -109,9 +119,13 @@ const withMoto: Server = {
 };
 if (MOTO_SERVER) servers.push(withMoto);
 
-/** Runs bash as the DB host does, with `env` (KB_* parameters), on `input`. */
+/**
+ * Runs bash as the DB host does, with `env` (KB_* parameters), on `input`; with
+ * `PATH_FRONT`, that folder first on the PATH once the shell has started (bash
+ * started with a socket for stdin, as here, runs ~/.bashrc, which may put others first).
+ */
 function bash(server: Server, script: string, env: Record<string, string>, input?: Buffer | string) {
-  const result = spawnSync('bash', ['-c', script], {
+  const result = spawnSync('bash', ['-c', `PATH="\${PATH_FRONT:+$PATH_FRONT:}$PATH"\n${script}`], {
     input,
     encoding: 'utf8',
     maxBuffer: 64 * 1024 * 1024,
@@ -129,9 +143,14 @@ function bash(server: Server, script: string, env: Record<string, string>, input
   return { status: result.status, stdout: result.stdout, stderr: result.stderr };
 }
 
-/** host/common.sh's s3_put of `body` at `key`, as a backup script calls it. */
+/** host/common.sh's s3_put of `body` at `key`, as a backup script calls it (its uploader rendered before). */
 const s3Put = (server: Server, key: string, body: Buffer | string, env: Record<string, string> = {}) =>
-  bash(server, `source "${COMMON}"; s3_put "$KEY" application/octet-stream`, { KEY: key, ...env }, body);
+  bash(
+    server,
+    `${s3PutProgram()}\nsource "${COMMON}"; s3_put "$KEY" application/octet-stream`,
+    { KEY: key, ...env },
+    body,
+  );
 
 async function bytesOf(s3: S3Client, key: string, VersionId?: string): Promise<Buffer> {
   const object = await s3.send(new GetObjectCommand({ Bucket: BUCKET, Key: key, VersionId }));
@@ -148,74 +167,120 @@ async function versionsOf(s3: S3Client, key: string) {
 
 const REFUSED = 'already exists, and backups are created, never replaced; nothing was written';
 
+/** The multipart uploads S3 holds unfinished: moto lists them; the local S3 keeps each one's parts in a folder. */
+async function unfinishedUploads(server: Server): Promise<string[]> {
+  if (server === withMoto) {
+    const listed = await server.s3().send(new ListMultipartUploadsCommand({ Bucket: BUCKET }));
+    return (listed.Uploads ?? []).map((upload) => upload.Key ?? '');
+  }
+  const folder = join(dir, 's3', BUCKET, '._S3rver_uploads');
+  return existsSync(folder) ? readdirSync(folder) : [];
+}
+
+/**
+ * The python3 s3_put runs: the one first on PATH, and Debian 12's with its boto3
+ * 1.26 (older than boto3's IfNoneMatch parameter: the header is added by hand)
+ * where this machine has it and it is not the first already.
+ */
+const boto3Of = (python: string) =>
+  spawnSync(python, ['-c', 'import boto3; print(boto3.__version__)'], { encoding: 'utf8' }).stdout?.trim();
+const DEBIAN_PYTHON = '/usr/bin/python3';
+const onPath = boto3Of('python3');
+const debian = boto3Of(DEBIAN_PYTHON);
+const uploaders: { name: string; bin?: string }[] = [{ name: `python3 on PATH (boto3 ${onPath})` }];
+if (debian?.startsWith('1.26.') && debian !== onPath)
+  uploaders.push({ name: `Debian 12's python3-boto3 ${debian}`, bin: 'debian' });
+else
+  console.warn(
+    `s3_put was checked with the python3 on PATH only (boto3 ${onPath}), not Debian 12's boto3 1.26.`,
+  );
+
+/** A folder holding `python3`, running `python` with `args`, for the front of the host's PATH. */
+function pythonBin(name: string, python: string, args = ''): string {
+  const bin = join(dir, name);
+  mkdirSync(bin, { recursive: true });
+  writeFileSync(join(bin, 'python3'), `#!/bin/sh\nexec ${python} ${args} "$@"\n`, { mode: 0o755 });
+  return bin;
+}
+
 describe.each(servers)("the DB host's uploads to $name", (server) => {
-  it('create an archive, in one request or in parts, and never replace one or a manifest', async () => {
-    const key = `database/full/primary/kennel_prod/2026/11/30/kennel_prod_full_${server.name.length}.sql.zst`;
-    const archive = randomBytes(6 * 1024 * 1024);
-    // Parts of S3's smallest (5 MiB): two of them, the completion carrying If-None-Match.
-    const parts = { KB_S3_PART_MIB: '5' };
-    const created = s3Put(server, key, archive, parts);
-    expect(created.status, created.stderr).toBe(0);
-    expect((await bytesOf(server.s3(), key)).equals(archive)).toBe(true);
+  it.each(uploaders)(
+    'create an archive, in one request or in parts, and never replace one or a manifest: $name',
+    async (uploader) => {
+      const key = `database/full/primary/kennel_prod/2026/11/30/kennel_prod_full_${server.name.length}_${uploader.bin ?? 'path'}.sql.zst`;
+      const put = (k: string, body: Buffer | string) =>
+        uploader.bin
+          ? s3Put(server, k, body, { PATH_FRONT: pythonBin(uploader.bin, DEBIAN_PYTHON) })
+          : s3Put(server, k, body);
+      // Past the part size (8 MiB): a multipart upload of two parts, its completion carrying If-None-Match.
+      const archive = randomBytes(9 * 1024 * 1024);
+      const created = put(key, archive);
+      expect(created.status, created.stderr).toBe(0);
+      expect((await bytesOf(server.s3(), key)).equals(archive)).toBe(true);
 
-    const again = s3Put(server, key, randomBytes(6 * 1024 * 1024), parts);
-    expect(again.status).not.toBe(0);
-    expect(again.stderr).toContain(`s3_put: s3://${BUCKET}/${key} ${REFUSED}`);
-    const small = s3Put(server, key, 'a small forged archive');
-    expect(small.status).not.toBe(0);
-    expect(small.stderr).toContain(REFUSED);
-    expect((await bytesOf(server.s3(), key)).equals(archive)).toBe(true);
+      const again = put(key, randomBytes(9 * 1024 * 1024));
+      expect(again.status).not.toBe(0);
+      expect(again.stderr.trim()).toBe(`s3_put: s3://${BUCKET}/${key} ${REFUSED}`);
+      // The refused upload was aborted: none of its parts stays behind.
+      expect(await unfinishedUploads(server)).toEqual([]);
+      const small = put(key, 'a small forged archive');
+      expect(small.status).not.toBe(0);
+      expect(small.stderr).toContain(REFUSED);
+      expect((await bytesOf(server.s3(), key)).equals(archive)).toBe(true);
 
-    // Its manifest, once VerifyArchive wrote it, is refused to the host as well.
-    const manifestKey = `${key}.manifest.json`;
-    await server
-      .s3()
-      .send(new PutObjectCommand({ Bucket: BUCKET, Key: manifestKey, Body: '{"verified":true}' }));
-    const manifest = s3Put(server, manifestKey, '{"forged":true}');
-    expect(manifest.status).not.toBe(0);
-    expect(manifest.stderr).toContain(REFUSED);
-    expect((await bytesOf(server.s3(), manifestKey)).toString()).toBe('{"verified":true}');
-    // Where S3 keeps versions, there is one of each: nothing was written over them.
-    if (server === withMoto) {
-      expect((await versionsOf(server.s3(), key)).versions).toHaveLength(1);
-      expect((await versionsOf(server.s3(), manifestKey)).versions).toHaveLength(1);
-    }
-    // No upload is left behind unfinished, and no work directory.
-    expect(spawnSync('sh', ['-c', `ls -d "${dir}"/kennel-backup.* 2>/dev/null`]).stdout.toString()).toBe('');
-  }, 120_000);
+      // Its manifest, once VerifyArchive wrote it, is refused to the host as well.
+      const manifestKey = `${key}.manifest.json`;
+      await server
+        .s3()
+        .send(new PutObjectCommand({ Bucket: BUCKET, Key: manifestKey, Body: '{"verified":true}' }));
+      const manifest = put(manifestKey, '{"forged":true}');
+      expect(manifest.status).not.toBe(0);
+      expect(manifest.stderr).toContain(REFUSED);
+      expect((await bytesOf(server.s3(), manifestKey)).toString()).toBe('{"verified":true}');
+      // Where S3 keeps versions, there is one of each: nothing was written over them.
+      if (server === withMoto) {
+        expect((await versionsOf(server.s3(), key)).versions).toHaveLength(1);
+        expect((await versionsOf(server.s3(), manifestKey)).versions).toHaveLength(1);
+      }
+    },
+    120_000,
+  );
 });
 
-/** Debian 12's awscli (2.9), which predates S3's conditional writes, where this machine has it. */
-const DEBIAN_CLI = '/usr/bin/aws';
-const debianVersion = spawnSync(DEBIAN_CLI, ['--version'], { encoding: 'utf8' }).stdout ?? '';
-if (!/^aws-cli\/2\.9\./.test(debianVersion))
-  console.warn(
-    `${DEBIAN_CLI} is not Debian 12's AWS CLI 2.9: the refusal of a CLI that predates conditional writes was not checked.`,
-  );
-describe.runIf(/^aws-cli\/2\.9\./.test(debianVersion))('an AWS CLI older than conditional writes', () => {
-  it('is named with the version to install, and nothing is written, in one request or in parts', async () => {
-    const bin = join(dir, 'old-cli');
-    mkdirSync(bin, { recursive: true });
-    spawnSync('ln', ['-sf', DEBIAN_CLI, join(bin, 'aws')]);
+describe('a host without boto3', () => {
+  it('fails the backup before its dump starts, saying what to install, and writes nothing', async () => {
     const [server] = servers as [Server];
-    for (const [key, body, parts] of [
-      ['static/primary/2026/11/30/old-cli-small.tar.zst', 'small', '64'],
-      ['static/primary/2026/11/30/old-cli-parts.tar.zst', randomBytes(6 * 1024 * 1024), '5'],
-    ] as const) {
-      const refused = bash(
-        server,
-        // First on the PATH once the shell has started: its start-up may put others first.
-        `PATH="$OLD_CLI:$PATH"; source "${COMMON}"; s3_put "$KEY" application/octet-stream`,
-        { KEY: key, KB_S3_PART_MIB: parts, OLD_CLI: bin },
-        body,
-      );
-      expect(refused.status, refused.stderr).not.toBe(0);
-      expect(refused.stderr).toContain(
-        `s3_put: this host's AWS CLI (${debianVersion.trim()}) cannot make create-only uploads (If-None-Match, S3's conditional writes): install AWS CLI v2 2.17.34 or later`,
-      );
-      const listed = await server.s3().send(new ListObjectsV2Command({ Bucket: BUCKET, Prefix: key }));
-      expect(listed.Contents ?? []).toEqual([]);
-    }
+    // python3 without its site packages: boto3 is not importable.
+    const python = spawnSync('sh', ['-c', 'command -v python3'], { encoding: 'utf8' }).stdout.trim();
+    const key = 'database/full/primary/kennel_prod/2026/11/30/no-boto3.sql.zst';
+    const local = join(dir, 'no-boto3');
+    const script = renderScript('database-backup', {
+      KB_KIND: 'full',
+      KB_DATABASE: 'kennel_prod',
+      KB_EXCLUDE_TABLES: '',
+      KB_PG_MODE: 'host',
+      KB_COMPOSE_FILE: '',
+      KB_COMPOSE_SERVICE: '',
+      KB_BUCKET: BUCKET,
+      KB_ARCHIVE_KEY: key,
+      KB_LOCAL_DIR: local,
+      KB_LOCAL_PATH: join(local, 'no-boto3.sql.zst'),
+      KB_S3_ENDPOINT_URL: server.endpoint(),
+      KB_COMPRESS: 'zstd -3',
+    });
+    // No PostgreSQL either: had the dump's session started first, it would fail on that instead.
+    const refused = bash(server, script, {
+      PATH_FRONT: pythonBin('no-boto3-bin', python, '-S'),
+      PGHOST: join(dir, 'no-postgresql'),
+    });
+    expect(refused.status).not.toBe(0);
+    expect(refused.stderr).toContain(
+      "has no boto3, with which backups are uploaded: install Debian's python3-boto3 (apt-get install python3-boto3) or boto3 from PyPI, then run this again; nothing was written",
+    );
+    expect(refused.stderr).not.toContain('PostgreSQL session');
+    const listed = await server.s3().send(new ListObjectsV2Command({ Bucket: BUCKET, Prefix: key }));
+    expect(listed.Contents ?? []).toEqual([]);
+    expect(readdirSync(local)).toEqual([]);
   }, 60_000);
 });
 

@@ -3250,8 +3250,10 @@ describe('the functions', () => {
     expect(entries).toContain('host/check-local-copies.sh');
     expect(entries).toContain('host/disk-usage.sh');
     for (const script of HOST_SCRIPTS) expect(entries).toContain(`host/${script}.sh`);
-    // The package pattern is a glob: every script in host/ ships, none is forgotten.
-    const scripts = readdirSync(join(ROOT, 'host')).filter((f) => f.endsWith('.sh'));
+    // s3_put's uploader, rendered into the scripts that upload.
+    expect(entries).toContain('host/s3-put.py');
+    // The package patterns are globs: every script in host/ ships, none is forgotten.
+    const scripts = readdirSync(join(ROOT, 'host')).filter((f) => f.endsWith('.sh') || f.endsWith('.py'));
     expect(entries.filter((e) => e.startsWith('host/')).sort()).toEqual(
       scripts.map((f) => `host/${f}`).sort(),
     );

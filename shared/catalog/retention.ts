@@ -184,7 +184,7 @@ export const STORAGE_TRANSITIONS: readonly StorageTransitions[] = [
   },
 ];
 
-/** Incomplete multipart uploads (an interrupted `aws s3 cp` from the host) are billed until aborted. */
+/** Incomplete multipart uploads (an interrupted upload from the host, host/s3-put.py) are billed until aborted. */
 export const ABORT_INCOMPLETE_UPLOAD_DAYS = 1;
 
 /**

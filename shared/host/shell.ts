@@ -52,15 +52,35 @@ export const SIDE_CLUSTER_SCRIPTS: ReadonlySet<HostScript> = new Set([
   'restore-cleanup',
 ]);
 
+/**
+ * The scripts that upload an archive (host/common.sh s3_put): host/s3-put.py,
+ * the uploader, is rendered into them as the shell variable S3_PUT_PY.
+ */
+export const UPLOADING_SCRIPTS: ReadonlySet<HostScript> = new Set(['database-backup', 'files-backup']);
+
 const bodies = new Map<string, string>();
 
-function body(script: HostScript | 'common' | 'side-cluster'): string {
+function body(script: HostScript | 'common' | 'side-cluster' | 's3-put.py'): string {
   let text = bodies.get(script);
   if (text === undefined) {
-    text = readFileSync(join(HOST_DIR, `${script}.sh`), 'utf8');
+    text = readFileSync(join(HOST_DIR, script.endsWith('.py') ? script : `${script}.sh`), 'utf8');
     bodies.set(script, text);
   }
   return text;
+}
+
+/**
+ * s3_put's uploader as one shell assignment (`S3_PUT_PY='…'`), which the
+ * uploading scripts' text holds (the host has nothing of ours installed).
+ * Whole-line comments are left out: they are for the file's reader, and the
+ * command's text stays small.
+ */
+export function s3PutProgram(): string {
+  const code = body('s3-put.py')
+    .split('\n')
+    .filter((line) => !/^\s*#/.test(line))
+    .join('\n');
+  return `S3_PUT_PY=${shellQuote(code)}`;
 }
 
 export function renderScript(script: HostScript, params: Record<string, string>): string {
@@ -71,6 +91,7 @@ export function renderScript(script: HostScript, params: Record<string, string>)
   return [
     `#!/bin/bash\n# kennel-backup ${script}`,
     ...lines,
+    ...(UPLOADING_SCRIPTS.has(script) ? [s3PutProgram()] : []),
     body('common'),
     ...(SIDE_CLUSTER_SCRIPTS.has(script) ? [body('side-cluster')] : []),
     body(script).replace(/^#!.*\n/, ''),
