@@ -9,7 +9,7 @@ import sys
 
 import boto3
 from boto3.s3.transfer import TransferConfig
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 bucket, key, content_type, expected, endpoint = sys.argv[1:6]
 
@@ -45,4 +45,6 @@ except ClientError as error:
     # s3transfer has aborted a refused multipart upload: no part is left behind.
     if error.response.get("Error", {}).get("Code") == "PreconditionFailed":
         sys.exit(f"s3_put: s3://{bucket}/{key} already exists, and backups are created, never replaced; nothing was written")
+    sys.exit(f"s3_put: s3://{bucket}/{key}: {error}")
+except BotoCoreError as error:  # no credentials, no connection: said in one line, not a traceback
     sys.exit(f"s3_put: s3://{bucket}/{key}: {error}")
