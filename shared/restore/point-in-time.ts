@@ -227,6 +227,63 @@ export async function recoverableBackups(
   return { backups, oldestRecoverable: seconds(recoversFrom(oldest)) };
 }
 
+/** At most this many WAL gaps are described one by one; `gaps` counts them all. */
+const GAPS_LISTED = 10;
+
+/**
+ * What a point-in-time recovery of a target can reach, as `info` shows it: from
+ * the oldest usable backup's consistent point (recoverableBackups) to when the
+ * newest WAL segment in the repository was stored, and every gap in the WAL
+ * between (the first GAPS_LISTED), each with the times of the segments around
+ * it: changes written between those times cannot be replayed. Read from the
+ * catalog's records and the repository's listing in S3, the same facts a
+ * point-in-time plan checks; times are ISO 8601 in whole seconds. Throws
+ * NotFoundError when no backup is usable or the stanza was never created.
+ */
+export async function recoverableRange(
+  catalog: Catalog,
+  s3: S3Client,
+  target: string,
+): Promise<{
+  oldestRecoverable: string;
+  newestRecoverable: string | null;
+  base: string;
+  segments: number;
+  missing: number;
+  gaps: number;
+  gapList: { first: string; last: string; count: number; after: string | null; before: string | null }[];
+}> {
+  const { backups, oldestRecoverable } = await recoverableBackups(catalog, target);
+  const base = backups[0] as PhysicalRecord;
+  const wal = await walFrom(s3, catalog, base);
+  const fromSegno = parseSegmentName(base.backup.archiveStart, wal.size).segno;
+  const newest = wal.segments.at(-1);
+  const toSegno = newest ? parseSegmentName(newest.name, wal.size).segno : fromSegno;
+  const check = await findGaps(
+    expectedSegments(wal.path, fromSegno, Math.max(fromSegno, toSegno), wal.size),
+    (async function* () {
+      yield* wal.segments;
+    })(),
+    { listGaps: GAPS_LISTED },
+  );
+  const at = (s: { archivedAt: Date } | undefined) => (s ? seconds(s.archivedAt.getTime()) : null);
+  return {
+    oldestRecoverable,
+    newestRecoverable: at(newest),
+    base: base.label,
+    segments: check.expected - check.missing,
+    missing: check.missing,
+    gaps: check.gaps,
+    gapList: check.gapList.map((g) => ({
+      first: g.first,
+      last: g.last,
+      count: g.count,
+      after: at(g.before),
+      before: at(g.after),
+    })),
+  };
+}
+
 /** What a recovery to a time would use: the base backup set, the WAL, the expected duration. */
 export type RecoveryBasis = Pick<PointInTimePlan, 'base' | 'oldestRecoverable' | 'wal' | 'expected'>;
 
