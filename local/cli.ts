@@ -4,10 +4,19 @@ import { parseArgs } from 'node:util';
 import { Catalog } from '../shared/catalog/catalog.ts';
 import { createS3Client } from '../shared/core/clients.ts';
 import { parseConfig } from '../shared/core/config.ts';
+import { causeMessage } from '../shared/core/errors.ts';
+import type { CheckReport } from '../shared/watch/check.ts';
 import { formatInfo, humanBytes, readInfo } from '../shared/watch/info.ts';
 import { type LocalEnvironment, type LocalEnvironmentOptions, physicalKindsRefusal } from './environment.ts';
 import { localHost } from './host.ts';
-import { checkExecutionName, listExecutions, PROJECT_ROOT, runWorkflow, workflows } from './runner.ts';
+import {
+  checkExecutionName,
+  type ExecutionRecord,
+  listExecutions,
+  PROJECT_ROOT,
+  runWorkflow,
+  workflows,
+} from './runner.ts';
 import { downLocalStack, openLocalStack, resetLocalStack, upLocalStack } from './stack.ts';
 
 const USAGE = `Usage: npm run -s local -- <command>   (-s: npm's own banner stays off stdout)
@@ -26,6 +35,8 @@ const USAGE = `Usage: npm run -s local -- <command>   (-s: npm's own banner stay
                                        status, start, duration (histories in executions/)
   info [--json]                        every backup of every kind: time, size, storage class,
                                        state; the WAL's recoverable range and gaps
+  check [--json] [--input '<json>']    the preflight (the check workflow): a line per need, OK or
+                                       the fix; exits 1 when one is not OK
 
 Workflows: ${workflows().join(', ')}
 
@@ -94,6 +105,9 @@ async function main(): Promise<number> {
       return executions(options, values.json === true);
     case 'info':
       return info(options, values.json === true);
+    case 'check':
+      // The check workflow; its lines (or, with --json, the execution's output) on stdout.
+      return start('check', values.input, values.name, options, values.json ? printOutput : printCheck);
   }
   console.error(USAGE);
   return 2;
@@ -150,11 +164,31 @@ async function withStack(
   }
 }
 
+/** What stdout gets of an ended execution. */
+type Printer = (record: ExecutionRecord) => void;
+
+/** The execution's output as JSON, or its error and cause: what `start` prints. */
+const printOutput: Printer = (record) =>
+  console.log(
+    JSON.stringify(
+      record.status === 'SUCCEEDED' ? record.output : { error: record.error, cause: record.cause },
+      null,
+      2,
+    ),
+  );
+
+/** The check's lines: from its report, or from the cause it failed with (which lists them all). */
+const printCheck: Printer = (record) => {
+  if (record.status === 'SUCCEEDED') console.log((record.output as CheckReport).summary);
+  else console.log(`${record.error}: ${causeMessage(record.cause ?? '')}`);
+};
+
 async function start(
   workflow: string,
   inputText: string | undefined,
   name: string | undefined,
   options: LocalEnvironmentOptions,
+  print: Printer = printOutput,
 ) {
   if (!workflows().includes(workflow)) {
     console.error(`Unknown workflow "${workflow}". Known workflows: ${workflows().join(', ')}.`);
@@ -203,7 +237,7 @@ async function start(
   };
   process.on('SIGINT', interrupted);
   try {
-    return await startAndRun(workflow, input, name, options, stop.signal);
+    return await startAndRun(workflow, input, name, options, stop.signal, print);
   } finally {
     process.off('SIGINT', interrupted);
   }
@@ -215,6 +249,7 @@ async function startAndRun(
   name: string | undefined,
   options: LocalEnvironmentOptions,
   signal: AbortSignal,
+  print: Printer,
 ): Promise<number> {
   console.error(`Starting local services (state in ${options.dataDir}) …`);
   const { environment, running } = await openLocalStack(options);
@@ -269,13 +304,7 @@ async function startAndRun(
       clearInterval(watching);
       process.stdout.write = stdoutWrite;
     }
-    console.log(
-      JSON.stringify(
-        record.status === 'SUCCEEDED' ? record.output : { error: record.error, cause: record.cause },
-        null,
-        2,
-      ),
-    );
+    print(record);
     console.error(`${record.status}; history: ${record.historyFile}`);
     for (const started of record.started)
       console.error(`Then ${started.workflow}: ${started.status}; history: ${started.historyFile}`);

@@ -1,6 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import {
+  accessSync,
   appendFileSync,
+  constants,
   existsSync,
   mkdirSync,
   readdirSync,
@@ -8,7 +10,7 @@ import {
   rmSync,
   writeFileSync,
 } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { HistoryEvent } from '@aws-sdk/client-sfn';
 import {
@@ -246,6 +248,20 @@ async function loadHandlers(
       return history;
     },
     runLock: localExecutions(services.historyDir),
+    // Locally an alert goes to the terminal and a file: the file's directory must take it.
+    reportCheck: async () => {
+      try {
+        accessSync(dirname(wiring.alertsFile), constants.W_OK);
+        return [{ ok: true, text: `local: alerts go to the terminal and ${wiring.alertsFile}` }];
+      } catch (error) {
+        return [
+          {
+            ok: false,
+            text: `local: alerts cannot be written to ${wiring.alertsFile} (${(error as Error).message}): make its directory writable`,
+          },
+        ];
+      }
+    },
   };
   const handlers = new Map<string, Handler>();
   for (const fn of new Set(functionNames)) {

@@ -267,9 +267,12 @@ export async function recoverableRange(
     { listGaps: GAPS_LISTED },
   );
   const at = (s: { archivedAt: Date } | undefined) => (s ? seconds(s.archivedAt.getTime()) : null);
+  // The segments a backup needs to be consistent may be stored in the second it stops: the
+  // range is never shorter than its consistent point.
+  const newestAt = newest ? Math.max(newest.archivedAt.getTime(), Date.parse(oldestRecoverable)) : undefined;
   return {
     oldestRecoverable,
-    newestRecoverable: at(newest),
+    newestRecoverable: newestAt === undefined ? null : seconds(newestAt),
     base: base.label,
     segments: check.expected - check.missing,
     missing: check.missing,
