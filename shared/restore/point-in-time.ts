@@ -201,6 +201,26 @@ async function walFrom(s3: S3Client, catalog: Catalog, base: PhysicalRecord) {
   return { size, path, segments: onPath, prefix };
 }
 
+/**
+ * The WAL from `base`'s first segment to the newest in the repository, checked
+ * for gaps (the first `listGaps` described one by one): what a recovery from it
+ * would replay.
+ */
+async function walCheckFrom(s3: S3Client, catalog: Catalog, base: PhysicalRecord, listGaps = 0) {
+  const wal = await walFrom(s3, catalog, base);
+  const fromSegno = parseSegmentName(base.backup.archiveStart, wal.size).segno;
+  const newest = wal.segments.at(-1);
+  const toSegno = newest ? parseSegmentName(newest.name, wal.size).segno : fromSegno;
+  const check = await findGaps(
+    expectedSegments(wal.path, fromSegno, Math.max(fromSegno, toSegno), wal.size),
+    (async function* () {
+      yield* wal.segments;
+    })(),
+    { listGaps },
+  );
+  return { wal, newest, check };
+}
+
 const seconds = (ms: number) => new Date(Math.floor(ms / SECOND_MS) * SECOND_MS).toISOString();
 
 /** A backup's stop time is whole seconds (pgBackRest's): the next second is safely past its consistent point. */
@@ -255,17 +275,7 @@ export async function recoverableRange(
 }> {
   const { backups, oldestRecoverable } = await recoverableBackups(catalog, target);
   const base = backups[0] as PhysicalRecord;
-  const wal = await walFrom(s3, catalog, base);
-  const fromSegno = parseSegmentName(base.backup.archiveStart, wal.size).segno;
-  const newest = wal.segments.at(-1);
-  const toSegno = newest ? parseSegmentName(newest.name, wal.size).segno : fromSegno;
-  const check = await findGaps(
-    expectedSegments(wal.path, fromSegno, Math.max(fromSegno, toSegno), wal.size),
-    (async function* () {
-      yield* wal.segments;
-    })(),
-    { listGaps: GAPS_LISTED },
-  );
+  const { newest, check } = await walCheckFrom(s3, catalog, base, GAPS_LISTED);
   const at = (s: { archivedAt: Date } | undefined) => (s ? seconds(s.archivedAt.getTime()) : null);
   // The segments a backup needs to be consistent may be stored in the second it stops: the
   // range is never shorter than its consistent point.
@@ -318,16 +328,7 @@ export async function planRecoveryBasis(
       `The target time ${targetTime} is before the oldest recoverable point, ${oldestRecoverable} (the consistent point of the backup ${usableBackups[0]?.label}, the oldest that passed verification and its restore test); recover to that time or later. Nothing was changed.`,
     );
 
-  const wal = await walFrom(s3, catalog, base);
-  const fromSegno = parseSegmentName(base.backup.archiveStart, wal.size).segno;
-  const newest = wal.segments.at(-1);
-  const toSegno = newest ? parseSegmentName(newest.name, wal.size).segno : fromSegno;
-  const check = await findGaps(
-    expectedSegments(wal.path, fromSegno, Math.max(fromSegno, toSegno), wal.size),
-    (async function* () {
-      yield* wal.segments;
-    })(),
-  );
+  const { wal, newest, check } = await walCheckFrom(s3, catalog, base);
   const gap = check.firstGap;
   if (gap) {
     // Everything in the segments before the gap was written by the time the last of them was archived.
