@@ -6,7 +6,7 @@ import { createS3Client } from '../shared/core/clients.ts';
 import { parseConfig } from '../shared/core/config.ts';
 import { causeMessage } from '../shared/core/errors.ts';
 import type { CheckReport } from '../shared/watch/check.ts';
-import { formatInfo, humanBytes, readInfo } from '../shared/watch/info.ts';
+import { columns, formatInfo, humanBytes, readInfo } from '../shared/watch/info.ts';
 import { type LocalEnvironment, type LocalEnvironmentOptions, physicalKindsRefusal } from './environment.ts';
 import { localHost } from './host.ts';
 import {
@@ -128,14 +128,7 @@ function executions(options: LocalEnvironmentOptions, json: boolean): number {
     ['WORKFLOW', 'NAME', 'STATUS', 'STARTED', 'DURATION'],
     ...list.map((e) => [e.workflow, e.name, e.status, e.startDate, `${e.durationSeconds} s`]),
   ];
-  const widths = rows[0]?.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length))) ?? [];
-  for (const row of rows)
-    console.log(
-      row
-        .map((cell, i) => cell.padEnd(widths[i] ?? 0))
-        .join('  ')
-        .trimEnd(),
-    );
+  console.log(columns(rows).join('\n'));
   return 0;
 }
 

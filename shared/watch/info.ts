@@ -252,6 +252,17 @@ export function humanBytes(bytes: number): string {
   return `${unit === 0 ? value : value.toFixed(1)} ${units[unit]}`;
 }
 
+/** Rows of cells as lines of aligned columns, two spaces apart, the header first: the operator tools' tables. */
+export function columns(rows: readonly (readonly string[])[]): string[] {
+  const widths = rows[0]?.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length))) ?? [];
+  return rows.map((r) =>
+    r
+      .map((cell, i) => cell.padEnd(widths[i] ?? 0))
+      .join('  ')
+      .trimEnd(),
+  );
+}
+
 /** An ISO time to the second, as the table shows times. */
 const second = (iso: string | null) => iso?.replace(/\.\d+/, '') ?? '-';
 
@@ -273,13 +284,7 @@ export function formatInfo(info: Info): string {
         b.detail && b.state !== 'verified' ? `${b.name}: ${b.detail}` : b.name,
       ]);
   }
-  const widths = rows[0]?.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length))) ?? [];
-  const lines = rows.map((r) =>
-    r
-      .map((cell, i) => (i === r.length - 1 ? cell : cell.padEnd(widths[i] ?? 0)))
-      .join('  ')
-      .trimEnd(),
-  );
+  const lines = columns(rows);
   lines.push('');
   for (const l of info.legacy)
     lines.push(
