@@ -3,8 +3,9 @@ import {
   type GetFunctionConfigurationCommandOutput,
   type LambdaClient,
 } from '@aws-sdk/client-lambda';
+import { DescribeExecutionCommand, type SFNClient, StartExecutionCommand } from '@aws-sdk/client-sfn';
 import { type Config, parseConfig } from '../shared/core/config.ts';
-import { ConfigError } from '../shared/core/errors.ts';
+import { ConfigError, causeMessage } from '../shared/core/errors.ts';
 
 /**
  * A deployed stage, as an operator's own AWS credentials see it: the config its
@@ -61,4 +62,42 @@ export async function deployedStage(
     account,
     partition,
   };
+}
+
+/** How often a started check is asked whether it has ended. */
+const POLL_MS = 5_000;
+
+/**
+ * Starts the stage's check workflow (`kennel-backup-<stage>-check`) with
+ * `input` and waits for it to end (states:StartExecution and
+ * states:DescribeExecution on it): its lines, from its report or from the cause
+ * it failed with, and whether every one was OK. Throws what the SDK throws.
+ */
+export async function runDeployedCheck(
+  sfn: SFNClient,
+  stage: DeployedStage,
+  stageName: string,
+  input: { target?: string },
+  wait: (ms: number) => Promise<void> = (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
+): Promise<{ ok: boolean; text: string; executionArn: string }> {
+  const region = stage.config.AWS_REGION;
+  const stateMachineArn = `arn:${stage.partition}:states:${region}:${stage.account}:stateMachine:${SERVICE}-${stageName}-check`;
+  const { executionArn } = await sfn.send(
+    new StartExecutionCommand({ stateMachineArn, input: JSON.stringify(input) }),
+  );
+  if (!executionArn) throw new Error(`StartExecution on ${stateMachineArn} returned no execution.`);
+  for (;;) {
+    const execution = await sfn.send(new DescribeExecutionCommand({ executionArn }));
+    if (execution.status === 'SUCCEEDED') {
+      const report = JSON.parse(execution.output ?? '{}') as { summary?: string };
+      return { ok: true, text: report.summary ?? '', executionArn };
+    }
+    if (execution.status !== 'RUNNING' && execution.status !== 'PENDING_REDRIVE')
+      return {
+        ok: false,
+        text: `${execution.status} ${execution.error ?? ''}: ${causeMessage(execution.cause ?? '')}`,
+        executionArn,
+      };
+    await wait(POLL_MS);
+  }
 }

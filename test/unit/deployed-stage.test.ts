@@ -3,9 +3,11 @@ import {
   LambdaClient,
   ResourceNotFoundException,
 } from '@aws-sdk/client-lambda';
+import { DescribeExecutionCommand, SFNClient, StartExecutionCommand } from '@aws-sdk/client-sfn';
 import { mockClient } from 'aws-sdk-client-mock';
 import { beforeEach, describe, expect, it } from 'vitest';
-import { deployedStage } from '../../bin/deployed.ts';
+import { deployedStage, runDeployedCheck } from '../../bin/deployed.ts';
+import { parseConfig } from '../../shared/core/config.ts';
 
 /**
  * `npx kennel-backup info --stage prod` reads the stage's config from one of its
@@ -14,10 +16,14 @@ import { deployedStage } from '../../bin/deployed.ts';
  */
 
 const lambda = mockClient(LambdaClient);
+const sfn = mockClient(SFNClient);
 
 const TARGETS = [{ name: 'primary', instanceIds: ['i-0123456789abcdef0'], database: 'kennel_prod' }];
 
-beforeEach(() => lambda.reset());
+beforeEach(() => {
+  lambda.reset();
+  sfn.reset();
+});
 
 describe('deployedStage', () => {
   it("parses the stage's function environment as the function does, and names its account", async () => {
@@ -61,5 +67,71 @@ describe('deployedStage', () => {
       deployedStage(new LambdaClient({ region: 'us-east-1' }), 'prod; rm -rf', 'us-east-1'),
     ).rejects.toThrow('--stage "prod; rm -rf" is not a stage name');
     expect(lambda.commandCalls(GetFunctionConfigurationCommand)).toHaveLength(0);
+  });
+});
+
+describe('runDeployedCheck', () => {
+  const stage = {
+    config: parseConfig({
+      AWS_REGION: 'eu-west-1',
+      BACKUP_BUCKET: 'kennel-backup-210987654321-eu-west-1-prod',
+      BACKUP_TARGETS: JSON.stringify(TARGETS),
+      ALERT_WEBHOOK_PARAMETER: '/a',
+      RESTORE_CHECK_DATABASE_URL_PARAMETER: '/b',
+    }),
+    account: '210987654321',
+    partition: 'aws',
+  };
+  const EXECUTION = 'arn:aws:states:eu-west-1:210987654321:execution:kennel-backup-prod-check:x';
+
+  it("starts the stage's check workflow, waits while it runs, and prints its lines", async () => {
+    sfn.on(StartExecutionCommand).resolves({ executionArn: EXECUTION });
+    sfn
+      .on(DescribeExecutionCommand)
+      .resolvesOnce({ status: 'RUNNING' })
+      .resolvesOnce({
+        status: 'SUCCEEDED',
+        output: JSON.stringify({ ok: true, summary: 'OK   primary    s3' }),
+      });
+    const waits: number[] = [];
+    const checked = await runDeployedCheck(
+      new SFNClient({}),
+      stage,
+      'prod',
+      { target: 'primary' },
+      async (ms) => {
+        waits.push(ms);
+      },
+    );
+    expect(sfn.commandCalls(StartExecutionCommand).map((c) => c.args[0].input)).toEqual([
+      {
+        stateMachineArn: 'arn:aws:states:eu-west-1:210987654321:stateMachine:kennel-backup-prod-check',
+        input: '{"target":"primary"}',
+      },
+    ]);
+    expect(sfn.commandCalls(DescribeExecutionCommand).map((c) => c.args[0].input)).toEqual([
+      { executionArn: EXECUTION },
+      { executionArn: EXECUTION },
+    ]);
+    expect(waits).toEqual([5000]);
+    expect(checked).toEqual({ ok: true, text: 'OK   primary    s3', executionArn: EXECUTION });
+  });
+
+  it("gives the failed check's lines from its cause", async () => {
+    sfn.on(StartExecutionCommand).resolves({ executionArn: EXECUTION });
+    sfn.on(DescribeExecutionCommand).resolves({
+      status: 'FAILED',
+      error: 'CheckFailedError',
+      cause: JSON.stringify({
+        errorType: 'CheckFailedError',
+        errorMessage: '1 check(s) need a fix:\nFIX  primary    tools  zstd',
+      }),
+    });
+    const checked = await runDeployedCheck(new SFNClient({}), stage, 'prod', {}, async () => {});
+    expect(checked).toEqual({
+      ok: false,
+      text: 'FAILED CheckFailedError: 1 check(s) need a fix:\nFIX  primary    tools  zstd',
+      executionArn: EXECUTION,
+    });
   });
 });
