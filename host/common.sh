@@ -257,6 +257,23 @@ WHERE EXISTS (SELECT FROM pg_roles WHERE rolname = name);
 SQL
 }
 
+# A JSON string of any text: quotes, backslashes and control characters escaped.
+json_string() {
+  local s=$1
+  s=${s//\\/\\\\}
+  s=${s//\"/\\\"}
+  s=${s//$'\n'/\\n}
+  s=${s//$'\t'/\\t}
+  s=${s//[$'\001'-$'\037']/?}
+  printf '"%s"' "$s"
+}
+
+json_strings() {
+  local out='' item
+  for item in "$@"; do out+="$(json_string "$item"),"; done
+  printf '[%s]' "${out%,}"
+}
+
 # A JSON list of strings that passed the project's strict patterns (paths,
 # names): they hold no quote or backslash to escape.
 json_list() {

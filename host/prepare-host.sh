@@ -34,23 +34,6 @@ cluster_sql() {
   as_db_owner psql -X -q -A -t -v ON_ERROR_STOP=1 -h "$KB_PG_SOCKET" -p "$KB_PG_PORT" -U "$KB_PG_USER" -d postgres "$@"
 }
 
-# A JSON string of any text: quotes, backslashes and control characters escaped.
-json_string() {
-  local s=$1
-  s=${s//\\/\\\\}
-  s=${s//\"/\\\"}
-  s=${s//$'\n'/\\n}
-  s=${s//$'\t'/\\t}
-  s=${s//[$'\001'-$'\037']/?}
-  printf '"%s"' "$s"
-}
-
-json_strings() {
-  local out='' item
-  for item in "$@"; do out+="$(json_string "$item"),"; done
-  printf '[%s]' "${out%,}"
-}
-
 # --- The cluster is the one the target names --------------------------------------
 if ! data_directory=$(cluster_sql -c 'SHOW data_directory'); then
   echo "prepare-host: cannot reach PostgreSQL as $KB_PG_USER through the socket in $KB_PG_SOCKET, port $KB_PG_PORT, as the OS user $KB_PGBACKREST_USER (the way pgBackRest will); correct the target's pgbackrest settings (socketPath, port, user, osUser) or the cluster's pg_hba.conf. Nothing was changed." >&2

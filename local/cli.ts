@@ -1,22 +1,42 @@
-import { join } from 'node:path';
+import { readdirSync, statSync } from 'node:fs';
+import { join, relative } from 'node:path';
 import { parseArgs } from 'node:util';
+import { Catalog } from '../shared/catalog/catalog.ts';
 import { createS3Client } from '../shared/core/clients.ts';
 import { parseConfig } from '../shared/core/config.ts';
-import { type LocalEnvironmentOptions, physicalKindsRefusal } from './environment.ts';
+import { causeMessage } from '../shared/core/errors.ts';
+import type { CheckReport } from '../shared/watch/check.ts';
+import { columns, formatInfo, humanBytes, readInfo } from '../shared/watch/info.ts';
+import { type LocalEnvironment, type LocalEnvironmentOptions, physicalKindsRefusal } from './environment.ts';
 import { localHost } from './host.ts';
-import { PROJECT_ROOT, runWorkflow, workflows } from './runner.ts';
+import {
+  checkExecutionName,
+  type ExecutionRecord,
+  listExecutions,
+  PROJECT_ROOT,
+  runWorkflow,
+  workflows,
+} from './runner.ts';
 import { downLocalStack, openLocalStack, resetLocalStack, upLocalStack } from './stack.ts';
 
-const USAGE = `Usage: npm run local -- <command>
+const USAGE = `Usage: npm run -s local -- <command>   (-s: npm's own banner stays off stdout)
 
   up                                   start the local stack and leave it running; its last
                                        line on stdout is one JSON object: databaseUrl, pgData,
                                        s3Endpoint, bucket, ...
   down                                 stop it
   reset                                stop it and delete the local state
-  start <workflow> [--input '<json>']  run a workflow (built by statemachines/) in-process with
+  start <workflow> [--input '<json>'] [--name <name>]
+                                       run a workflow (built by statemachines/) in-process with
                                        the real handlers, on the running stack or on one started
-                                       and stopped around the run
+                                       and stopped around the run; stdout gets the execution's
+                                       output (JSON) alone, progress and logs go to stderr
+  executions [--json]                  the ended executions, newest first: workflow, name,
+                                       status, start, duration (histories in executions/)
+  info [--json]                        every backup of every kind: time, size, storage class,
+                                       state; the WAL's recoverable range and gaps
+  check [--json] [--input '<json>']    the preflight (the check workflow): a line per need, OK or
+                                       the fix; exits 1 when one is not OK
 
 Workflows: ${workflows().join(', ')}
 
@@ -43,13 +63,19 @@ function stackOptions(): LocalEnvironmentOptions {
     s3Endpoint: process.env.S3_ENDPOINT_URL,
     s3CaBundle: process.env.AWS_CA_BUNDLE,
     seedScale: Number(process.env.SEED_SCALE ?? 1),
+    progress: (line) => console.error(line),
   };
 }
 
 async function main(): Promise<number> {
   const { positionals, values } = parseArgs({
     allowPositionals: true,
-    options: { input: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+    options: {
+      input: { type: 'string' },
+      name: { type: 'string' },
+      json: { type: 'boolean' },
+      help: { type: 'boolean', short: 'h' },
+    },
   });
   const [command, workflow] = positionals;
   if (values.help) {
@@ -73,16 +99,101 @@ async function main(): Promise<number> {
       return 0;
     }
     case 'start':
-      if (workflow) return start(workflow, values.input, options);
+      if (workflow) return start(workflow, values.input, values.name, options);
+      break;
+    case 'executions':
+      return executions(options, values.json === true);
+    case 'info':
+      return info(options, values.json === true);
+    case 'check':
+      // The check workflow; its lines (or, with --json, the execution's output) on stdout.
+      return start('check', values.input, values.name, options, values.json ? printOutput : printCheck);
   }
   console.error(USAGE);
   return 2;
 }
 
-async function start(workflow: string, inputText: string | undefined, options: LocalEnvironmentOptions) {
+/** The local executions' histories as the console lists executions: newest first. */
+function executions(options: LocalEnvironmentOptions, json: boolean): number {
+  const list = listExecutions(join(options.dataDir, 'executions'));
+  if (json) {
+    console.log(JSON.stringify(list, null, 2));
+    return 0;
+  }
+  if (list.length === 0) {
+    console.error(`No execution has ended in ${join(options.dataDir, 'executions')} yet.`);
+    return 0;
+  }
+  const rows = [
+    ['WORKFLOW', 'NAME', 'STATUS', 'STARTED', 'DURATION'],
+    ...list.map((e) => [e.workflow, e.name, e.status, e.startDate, `${e.durationSeconds} s`]),
+  ];
+  console.log(columns(rows).join('\n'));
+  return 0;
+}
+
+/** The catalog of the local bucket, as `npx kennel-backup info` shows a deployed stage's. */
+async function info(options: LocalEnvironmentOptions, json: boolean): Promise<number> {
+  return withStack(options, async (environment) => {
+    const config = parseConfig(environment.functionEnv);
+    const s3 = createS3Client(config);
+    const read = await readInfo(config, new Catalog(s3, config.BACKUP_BUCKET), s3);
+    console.log(json ? JSON.stringify(read, null, 2) : formatInfo(read));
+    return 0;
+  });
+}
+
+/** Runs `use` on the running stack, or on one started for it and stopped after. */
+async function withStack(
+  options: LocalEnvironmentOptions,
+  use: (environment: LocalEnvironment) => Promise<number>,
+): Promise<number> {
+  console.error(`Starting local services (state in ${options.dataDir}) …`);
+  const { environment } = await openLocalStack(options);
+  try {
+    return await use(environment);
+  } finally {
+    await environment.stop();
+  }
+}
+
+/** What stdout gets of an ended execution. */
+type Printer = (record: ExecutionRecord) => void;
+
+/** The execution's output as JSON, or its error and cause: what `start` prints. */
+const printOutput: Printer = (record) =>
+  console.log(
+    JSON.stringify(
+      record.status === 'SUCCEEDED' ? record.output : { error: record.error, cause: record.cause },
+      null,
+      2,
+    ),
+  );
+
+/** The check's lines: from its report, or from the cause it failed with (which lists them all). */
+const printCheck: Printer = (record) => {
+  if (record.status === 'SUCCEEDED') console.log((record.output as CheckReport).summary);
+  else console.log(`${record.error}: ${causeMessage(record.cause ?? '')}`);
+};
+
+async function start(
+  workflow: string,
+  inputText: string | undefined,
+  name: string | undefined,
+  options: LocalEnvironmentOptions,
+  print: Printer = printOutput,
+) {
   if (!workflows().includes(workflow)) {
     console.error(`Unknown workflow "${workflow}". Known workflows: ${workflows().join(', ')}.`);
     return 2;
+  }
+  if (name !== undefined) {
+    try {
+      checkExecutionName(join(options.dataDir, 'executions'), workflow, name);
+    } catch (error) {
+      console.error(`${(error as Error).message} Nothing was started.`);
+      return 2;
+    }
   }
   let input: unknown = {};
   if (inputText !== undefined) {
@@ -119,7 +230,7 @@ async function start(workflow: string, inputText: string | undefined, options: L
   };
   process.on('SIGINT', interrupted);
   try {
-    return await startAndRun(workflow, input, options, stop.signal);
+    return await startAndRun(workflow, input, name, options, stop.signal, print);
   } finally {
     process.off('SIGINT', interrupted);
   }
@@ -128,8 +239,10 @@ async function start(workflow: string, inputText: string | undefined, options: L
 async function startAndRun(
   workflow: string,
   input: unknown,
+  name: string | undefined,
   options: LocalEnvironmentOptions,
   signal: AbortSignal,
+  print: Printer,
 ): Promise<number> {
   console.error(`Starting local services (state in ${options.dataDir}) …`);
   const { environment, running } = await openLocalStack(options);
@@ -161,11 +274,13 @@ async function startAndRun(
     const stdoutWrite = process.stdout.write;
     process.stdout.write = process.stderr.write.bind(process.stderr) as typeof process.stdout.write;
     let record: Awaited<ReturnType<typeof runWorkflow>>;
+    const watching = watchArchivesWritten(environment.paths.backupDir, (line) => console.error(line));
     try {
       record = await runWorkflow(
         {
           workflow,
           input,
+          ...(name === undefined ? {} : { executionName: name }),
           historyDir: environment.paths.historyDir,
           progress: (line) => console.error(line),
           signal,
@@ -179,15 +294,10 @@ async function startAndRun(
         },
       );
     } finally {
+      clearInterval(watching);
       process.stdout.write = stdoutWrite;
     }
-    console.log(
-      JSON.stringify(
-        record.status === 'SUCCEEDED' ? record.output : { error: record.error, cause: record.cause },
-        null,
-        2,
-      ),
-    );
+    print(record);
     console.error(`${record.status}; history: ${record.historyFile}`);
     for (const started of record.started)
       console.error(`Then ${started.workflow}: ${started.status}; history: ${started.historyFile}`);
@@ -195,6 +305,43 @@ async function startAndRun(
   } finally {
     await environment.stop();
   }
+}
+
+/** How often a long run says how far its archives have got. */
+const PROGRESS_EVERY_MS = 10_000;
+
+/**
+ * Progress of the archives a run is writing: every PROGRESS_EVERY_MS, one line
+ * per `*.partial` file in the host's backup directory that grew (database-backup.sh
+ * and files-backup.sh write there, then rename it), with its bytes so far.
+ */
+function watchArchivesWritten(backupDir: string, print: (line: string) => void): NodeJS.Timeout {
+  const seen = new Map<string, number>();
+  const timer = setInterval(() => {
+    let files: string[];
+    try {
+      files = readdirSync(backupDir, { recursive: true, encoding: 'utf8' }).filter((f) =>
+        f.endsWith('.partial'),
+      );
+    } catch {
+      return; // not made yet
+    }
+    for (const file of files) {
+      let bytes: number;
+      try {
+        bytes = statSync(join(backupDir, file)).size;
+      } catch {
+        continue; // renamed since the listing: done
+      }
+      if (bytes === seen.get(file)) continue;
+      seen.set(file, bytes);
+      print(
+        `  … ${relative(backupDir, join(backupDir, file)).replace(/\.partial$/, '')}: ${humanBytes(bytes)} written`,
+      );
+    }
+  }, PROGRESS_EVERY_MS);
+  timer.unref();
+  return timer;
 }
 
 process.exitCode = await main().catch((error: unknown) => {

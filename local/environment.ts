@@ -56,6 +56,8 @@ export interface LocalEnvironmentOptions {
   functionEnv?: Record<string, string>;
   /** Start the local S3 so that it outlives this process (`npm run local -- up`). */
   detached?: boolean;
+  /** Where a long step says what it does (the seeding): stderr for the CLI; nowhere by default. */
+  progress?: (line: string) => void;
 }
 
 /** Whether the cluster can be backed up by the physical kinds, and if not what it lacks (one line each). */
@@ -230,7 +232,7 @@ export async function startLocalEnvironment(options: LocalEnvironmentOptions): P
       const opened = await openLocalCluster(serverUserDir(dataDir, 'postgres'), { env: PGBACKREST_S3_KEYS });
       cluster = opened;
       if (opened.started) started.push(() => opened.stop());
-      seedOnce(opened, LOCAL_DATABASE, options.seedScale ?? 1);
+      seedOnce(opened, LOCAL_DATABASE, options.seedScale ?? 1, options.progress);
       postgres = opened;
       database = LOCAL_DATABASE;
     }
@@ -365,9 +367,15 @@ export const PGBACKREST_S3_KEYS = {
 };
 
 /** The sample database, made on the cluster's first run (again if that run stopped half way). */
-function seedOnce(cluster: OpenedCluster, database: string, scale: number): void {
+function seedOnce(
+  cluster: OpenedCluster,
+  database: string,
+  scale: number,
+  progress: (line: string) => void = () => {},
+): void {
   const marker = join(cluster.dir, 'seeded');
   if (existsSync(marker)) return;
+  progress(`Seeding the sample database ${database} (SEED_SCALE=${scale}, about ${scale * 25} MB) …`);
   psql(cluster, 'postgres', ['-c', `DROP DATABASE IF EXISTS ${database}`]);
   seedKennelDatabase(cluster, database, scale);
   writeFileSync(marker, `${database} scale ${scale}\n`);

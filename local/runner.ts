@@ -1,6 +1,16 @@
 import { randomUUID } from 'node:crypto';
-import { appendFileSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import {
+  accessSync,
+  appendFileSync,
+  constants,
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { HistoryEvent } from '@aws-sdk/client-sfn';
 import {
@@ -238,6 +248,20 @@ async function loadHandlers(
       return history;
     },
     runLock: localExecutions(services.historyDir),
+    // Locally an alert goes to the terminal and a file: the file's directory must take it.
+    reportCheck: async () => {
+      try {
+        accessSync(dirname(wiring.alertsFile), constants.W_OK);
+        return [{ ok: true, text: `local: alerts go to the terminal and ${wiring.alertsFile}` }];
+      } catch (error) {
+        return [
+          {
+            ok: false,
+            text: `local: alerts cannot be written to ${wiring.alertsFile} (${(error as Error).message}): make its directory writable`,
+          },
+        ];
+      }
+    },
   };
   const handlers = new Map<string, Handler>();
   for (const fn of new Set(functionNames)) {
@@ -316,9 +340,8 @@ export async function runWorkflow(options: RunOptions, wiring: LocalWiring): Pro
     histories: HISTORIES,
     historyDir: options.historyDir,
   });
-  const name =
-    options.executionName ??
-    `local-${new Date().toISOString().replace(/[:.]/g, '-')}-${randomUUID().slice(0, 8)}`;
+  const name = options.executionName ?? defaultExecutionName();
+  checkExecutionName(options.historyDir, options.workflow, name);
   const stateMachineArn = `arn:aws:states:us-east-1:123456789012:stateMachine:kennel-backup-local-${options.workflow}`;
   const executionArn = `arn:aws:states:us-east-1:123456789012:execution:kennel-backup-local-${options.workflow}:${name}`;
   const startDate = new Date().toISOString();
@@ -436,7 +459,7 @@ export async function runWorkflow(options: RunOptions, wiring: LocalWiring): Pro
   }
   await wiring.host.drain();
   mkdirSync(options.historyDir, { recursive: true });
-  const historyFile = join(options.historyDir, `${name}.json`);
+  const historyFile = join(options.historyDir, historyFileName(options.workflow, record.status, name));
   const full: ExecutionRecord = { ...record, stopDate, historyFile, events, started: [] };
   writeFileSync(historyFile, `${JSON.stringify(full, null, 2)}\n`);
   rmSync(running, { force: true });
@@ -446,6 +469,96 @@ export async function runWorkflow(options: RunOptions, wiring: LocalWiring): Pro
     full.started.push(await runWorkflow({ ...same, workflow: next.workflow, input: next.input }, wiring));
   }
   return full;
+}
+
+/**
+ * An execution's name, as Step Functions takes one from the console or
+ * StartExecution (1 to 80 characters), narrowed to letters, digits, `-` and `_`
+ * so that it is safe in a file name and in the ARN.
+ */
+const EXECUTION_NAME = /^[A-Za-z0-9_-]{1,80}$/;
+
+/** A name when none is given: when it started, and 8 hex digits that keep two starts in one second apart. */
+function defaultExecutionName(): string {
+  return `local-${new Date().toISOString().replace(/[:.]/g, '-')}-${randomUUID().slice(0, 8)}`;
+}
+
+/**
+ * An ended execution's history file: `<workflow>.<STATUS>.<name>.json`, so that
+ * a listing of the directory reads like the console's list of executions.
+ */
+export function historyFileName(workflow: string, status: ExecutionStatus, name: string): string {
+  return `${workflow}.${status}.${name}.json`;
+}
+
+const HISTORY_FILE = /^([a-z][a-z-]*)\.(SUCCEEDED|FAILED|ABORTED|TIMED_OUT)\.([A-Za-z0-9_-]{1,80})\.json$/;
+
+/**
+ * Refuses a name that is not one (EXECUTION_NAME) or that this workflow has
+ * used already, ended or running, as StartExecution does (ExecutionAlreadyExists).
+ * Throws an Error saying what to give instead; nothing has started.
+ */
+export function checkExecutionName(historyDir: string, workflow: string, name: string): void {
+  if (!EXECUTION_NAME.test(name))
+    throw new Error(
+      `The execution name ${JSON.stringify(name.slice(0, 100))} is not one: give 1 to 80 letters, digits, "-" or "_".`,
+    );
+  const used =
+    existsSync(join(historyDir, `${name}.running`)) ||
+    (existsSync(historyDir) &&
+      readdirSync(historyDir).some((file) => {
+        const match = HISTORY_FILE.exec(file);
+        return match?.[1] === workflow && match[3] === name;
+      }));
+  if (used)
+    throw new Error(
+      `An execution of ${workflow} named ${name} exists already (${historyDir}); give another --name.`,
+    );
+}
+
+/** One line of `npm run local -- executions`: an ended execution, from its history file. */
+export interface ExecutionSummary {
+  workflow: string;
+  name: string;
+  status: ExecutionStatus;
+  startDate: string;
+  stopDate: string;
+  /** Whole seconds from start to stop. */
+  durationSeconds: number;
+  historyFile: string;
+}
+
+/**
+ * The ended executions whose histories are in `historyDir`, newest start first,
+ * as the console lists them. A file that is not a history (another name, or
+ * JSON without its dates) is passed over.
+ */
+export function listExecutions(historyDir: string): ExecutionSummary[] {
+  if (!existsSync(historyDir)) return [];
+  const found: ExecutionSummary[] = [];
+  for (const file of readdirSync(historyDir)) {
+    const match = HISTORY_FILE.exec(file);
+    if (!match) continue;
+    const historyFile = join(historyDir, file);
+    let dates: { startDate?: unknown; stopDate?: unknown };
+    try {
+      dates = JSON.parse(readFileSync(historyFile, 'utf8')) as typeof dates;
+    } catch {
+      continue;
+    }
+    const { startDate, stopDate } = dates;
+    if (typeof startDate !== 'string' || typeof stopDate !== 'string') continue;
+    found.push({
+      workflow: match[1] as string,
+      status: match[2] as ExecutionStatus,
+      name: match[3] as string,
+      startDate,
+      stopDate,
+      durationSeconds: Math.round((Date.parse(stopDate) - Date.parse(startDate)) / 1000),
+      historyFile,
+    });
+  }
+  return found.sort((a, b) => Date.parse(b.startDate) - Date.parse(a.startDate));
 }
 
 /** The ended executions' histories, by ARN, for the handlers that read one (GetExecutionHistory in AWS). */

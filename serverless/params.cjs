@@ -10,6 +10,7 @@ const {
   DUMP_KINDS,
   FILE_KINDS,
   HOST_OUTPUT_PREFIX,
+  CHECK_PROBE_PREFIX,
   KIND_PREFIX,
   MANIFEST_SUFFIX,
   PGBACKREST_PREFIX,
@@ -340,6 +341,9 @@ module.exports = {
 
   /** The same prefix for an s3:prefix condition on ListBucket. */
   hostOutputPrefix: () => `${HOST_OUTPUT_PREFIX}/*`,
+
+  /** The check workflow's probes, which the host writes and removes (keys.ts CHECK_PROBE_PREFIX). */
+  checkProbeObjects: () => objectsUnder(CHECK_PROBE_PREFIX),
 
   /**
    * The manifests under every backup prefix, and not the archives: what the

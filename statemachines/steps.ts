@@ -63,6 +63,8 @@ export const TASK_SECONDS = {
   reportRecoveryDrill: 60,
   planPrepareHost: 60,
   reportPrepareHost: 60,
+  planCheck: 60,
+  reportCheck: 60,
   sendAlert: 60,
   runLock: 30,
 } as const;

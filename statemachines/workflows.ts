@@ -1,3 +1,4 @@
+import { check } from './check.ts';
 import { dailyVerification } from './daily-verification.ts';
 import { databaseBackup } from './database-backup.ts';
 import { databaseRestore } from './database-restore.ts';
@@ -29,6 +30,7 @@ export const WORKFLOWS = {
   'recovery-drill': recoveryDrill,
   monitoring,
   'prepare-host': prepareHost,
+  check,
   'wal-archive-age': walArchiveAge,
 } as const satisfies Record<string, () => Definition>;
 

@@ -1,16 +1,18 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LOCAL_BUCKET, seedKennelDatabase } from '../local/environment.ts';
 import { findPostgresBinDir, type LocalCluster, startPostgres } from '../local/postgres.ts';
+import type { ExecutionSummary } from '../local/runner.ts';
 import { LOCAL_S3_CREDENTIALS } from '../local/s3.ts';
 import type { StackInfo } from '../local/stack.ts';
 import { Catalog } from '../shared/catalog/catalog.ts';
 import { createS3Client } from '../shared/core/clients.ts';
 import { parseConfig } from '../shared/core/config.ts';
 import type { PrepareReport } from '../shared/host/prepare.ts';
+import type { Info } from '../shared/watch/info.ts';
 import type { RunState } from './support/environment.ts';
 import { type Finished, runProcess } from './support/process.ts';
 
@@ -84,15 +86,76 @@ describe('npm run local -- start database-backup', () => {
   it.each([
     [
       ['start', 'nightly-magic'],
-      'Unknown workflow "nightly-magic". Known workflows: daily-verification, database-backup, database-restore',
+      'Unknown workflow "nightly-magic". Known workflows: check, daily-verification, database-backup, database-restore',
     ],
     [['start', 'database-backup', '--input', '{bad json'], '--input is not valid JSON'],
-    [['stop'], 'Usage: npm run local -- <command>'],
+    [['stop'], 'Usage: npm run -s local -- <command>'],
+    [
+      ['start', 'database-backup', '--name', 'no spaces'],
+      'give 1 to 80 letters, digits, "-" or "_". Nothing was started.',
+    ],
   ])('refuses %j before starting anything', async (args, message) => {
     const run = await cli(args);
     expect(run.code).toBe(2);
     expect(run.stderr).toContain(message);
     expect(run.stderr).not.toContain('Starting local services');
+  });
+});
+
+describe('npm run local -- check, info, executions: on the state the runs above left', () => {
+  it('check: a line per need, each OK, on stdout alone; a name already used refused before anything starts', async () => {
+    const run = await cli(['check', '--name', 'preflight-1']);
+    expect(run.code, run.stderr).toBe(0);
+    const lines = run.stdout.trim().split('\n');
+    expect(
+      lines.every((l) => l.startsWith('OK   ')),
+      run.stdout,
+    ).toBe(true);
+    expect(run.stdout).toContain(
+      'OK   local      pgbackrest       pgbackrest.conf is the rendered one and pgbackrest check passed',
+    );
+    expect(run.stderr).toContain('✓ ReportCheck');
+
+    const again = await cli(['check', '--name', 'preflight-1']);
+    expect(again.code).toBe(2);
+    expect(again.stderr).toContain('An execution of check named preflight-1 exists already');
+    expect(again.stderr).toContain('Nothing was started.');
+    expect(again.stderr).not.toContain('Starting local services');
+  });
+
+  it('info: the table of every kind, the WAL range, and JSON for scripts', async () => {
+    const table = await cli(['info']);
+    expect(table.code, table.stderr).toBe(0);
+    expect(table.stdout).toMatch(/^TARGET {2}DATABASE {5}KIND/);
+    expect(table.stdout).toMatch(/local\s+kennel_prod\s+full\s+\S+Z\s+\S+ kB\s+STANDARD\s+restore-tested/);
+    expect(table.stdout).toMatch(
+      /local\s+\(cluster\)\s+physical\s+\S+Z\s+\S+ MB\s+STANDARD\s+restore-tested/,
+    );
+    expect(table.stdout).toMatch(/WAL of local: recoverable from \S+Z to \S+Z \(\d+ segments; no gap\)/);
+    const json = await cli(['info', '--json']);
+    const read = JSON.parse(json.stdout) as Info;
+    // The embedded run and the DATABASE_URL run (same target and database): two dumps.
+    expect(read.catalogs.find((c) => c.kind === 'full')?.backups).toHaveLength(2);
+  });
+
+  it('executions: newest first, by workflow, name and status; `npm run -s` keeps stdout to the JSON', async () => {
+    const table = await cli(['executions']);
+    const [header, newest] = table.stdout.split('\n');
+    expect(header).toMatch(/^WORKFLOW\s+NAME\s+STATUS\s+STARTED\s+DURATION$/);
+    expect(newest).toMatch(/^check\s+preflight-1\s+SUCCEEDED\s+\S+Z\s+\d+ s$/);
+    const npm = await runProcess('npm', ['run', '-s', 'local', '--', 'executions', '--json'], {
+      ...process.env,
+      KENNEL_BACKUP_DIR: dataDir,
+    });
+    expect(npm.code, npm.stderr).toBe(0);
+    const list = JSON.parse(npm.stdout) as ExecutionSummary[];
+    expect(list.map((e) => `${e.workflow} ${e.status}`)).toEqual([
+      'check SUCCEEDED',
+      'database-backup FAILED',
+      'database-backup SUCCEEDED',
+      'database-backup SUCCEEDED',
+    ]);
+    expect(basename(list[0]?.historyFile ?? '')).toBe('check.SUCCEEDED.preflight-1.json');
   });
 });
 

@@ -113,6 +113,8 @@ const FUNCTIONS = {
   reportMonitoring: 'report-monitoring',
   planPrepareHost: 'plan-prepare-host',
   reportPrepareHost: 'report-prepare-host',
+  planCheck: 'plan-check',
+  reportCheck: 'report-check',
   planWalArchiveAge: 'plan-wal-archive-age',
   reportWalArchiveAge: 'report-wal-archive-age',
   cancelHostCommands: 'cancel-host-commands',
@@ -395,6 +397,22 @@ const STATE_MACHINES: StateMachine[] = [
       Prepared: 'Succeed',
     },
     // Started by an operator from the console.
+    schedules: [],
+  },
+  {
+    id: 'CheckStateMachine',
+    name: 'check',
+    logGroup: 'CheckLogGroup',
+    functions: ['planCheck', 'startHostCommand', 'checkHostCommand', 'reportCheck', 'sendAlert'],
+    landmarks: {
+      PlanCheck: 'Task',
+      CheckEachHost: 'Map',
+      StartHostCheck: 'Task',
+      ReportCheck: 'Task',
+      Checked: 'Succeed',
+      CheckFailed: 'Fail',
+    },
+    // Started by an operator from the console (or npm run local -- check).
     schedules: [],
   },
   {
@@ -2449,6 +2467,13 @@ describe('permissions', () => {
     // prepare-host's plan reads BACKUP_TARGETS and its report the execution's state: nothing in AWS.
     planPrepareHost: [],
     reportPrepareHost: [],
+    // The check's plan reads BACKUP_TARGETS; its report reads Slack's webhook (to say it is
+    // there, never shown) and the alert topic's subscriptions, nothing else.
+    planCheck: [],
+    reportCheck: [
+      ...readParameter('alert-webhook-url'),
+      { Effect: 'Allow', Action: ['sns:ListSubscriptionsByTopic'], Resource: { Ref: 'AlertTopic' } },
+    ],
     // The every-minute WAL archive age: the targets from config, then log lines.
     planWalArchiveAge: [],
     reportWalArchiveAge: [],
@@ -2955,6 +2980,13 @@ describe('permissions', () => {
         Action: ['s3:PutObject', 's3:AbortMultipartUpload'],
         Resource: objects,
       },
+      // The check's probe: written and removed under its own prefix, which holds nothing else.
+      {
+        Sid: 'ProbeWrites',
+        Effect: 'Allow',
+        Action: ['s3:PutObject', 's3:DeleteObject'],
+        Resource: sub(`\${BackupBucket.Arn}/check/*`),
+      },
       { Sid: 'EncryptBackups', ...bucketKey('kms:GenerateDataKey', 'kms:Decrypt') },
     ]);
     expect(template.Outputs.HostBackupPolicyArn?.Value).toEqual({ Ref: 'HostBackupPolicy' });
@@ -3079,16 +3111,19 @@ describe('permissions', () => {
       expect(listed.some((p) => globMatches(p, 'pgbackrest/kennel-db/archive/kennel-db/'))).toBe(true);
       expect(listed.some((p) => globMatches(p, 'pgbackrest/'))).toBe(false);
       expect(listed.some((p) => globMatches(p, 'database/'))).toBe(false);
-      // The backup policy is unchanged: create-only, nothing under pgbackrest/.
+      // The backup policy is unchanged: create-only (a delete under the check's probe prefix alone), nothing under pgbackrest/.
       const backup = resource<{ PolicyDocument: PolicyDocument }>(
         'HostBackupPolicy',
         'AWS::IAM::ManagedPolicy',
         withRepository,
       ).PolicyDocument.Statement;
       expect(allowsOnObject(backup, 's3:PutObject', segment)).toBe(false);
+      expect(allowsOnObject(backup, 's3:DeleteObject', segment)).toBe(false);
       expect(backup.flatMap((s) => asArray(s.Action))).toEqual([
         's3:PutObject',
         's3:AbortMultipartUpload',
+        's3:PutObject',
+        's3:DeleteObject',
         'kms:GenerateDataKey',
         'kms:Decrypt',
       ]);

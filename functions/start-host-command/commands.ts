@@ -5,6 +5,7 @@ import { PREPARE_HOST_COMMANDS } from '../../shared/host/prepare.ts';
 import { hostCommandSet } from '../../shared/host/scripts.ts';
 import { RESTORE_HOST_COMMANDS } from '../../shared/restore/host-commands.ts';
 import { POINT_IN_TIME_HOST_COMMANDS } from '../../shared/restore/point-in-time.ts';
+import { CHECK_HOST_COMMANDS } from '../../shared/watch/check.ts';
 import { WATCH_HOST_COMMANDS } from '../../shared/watch/host-commands.ts';
 
 /**
@@ -20,6 +21,7 @@ export const HOST_COMMANDS = {
   ...PREPARE_HOST_COMMANDS,
   ...PHYSICAL_RESTORE_TEST_HOST_COMMANDS,
   ...PHYSICAL_HOST_COMMANDS,
+  ...CHECK_HOST_COMMANDS,
 };
 
 export type HostCommandName = keyof typeof HOST_COMMANDS;

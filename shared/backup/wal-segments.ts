@@ -179,6 +179,8 @@ export interface SegmentCheck {
   /** Runs of missing segments. */
   gaps: number;
   firstGap: WalGap | undefined;
+  /** The first `listGaps` gaps (findGaps' option), in order; empty without it. */
+  gapList: WalGap[];
   /** The last expected segment found (the newest the check proved). */
   newest: ArchivedSegment | undefined;
 }
@@ -193,9 +195,17 @@ export interface SegmentCheck {
 export async function findGaps(
   expected: Iterable<string>,
   listed: AsyncIterable<ArchivedSegment>,
+  options: { listGaps?: number } = {},
 ): Promise<SegmentCheck> {
   const listing = listed[Symbol.asyncIterator]();
-  const result: SegmentCheck = { expected: 0, missing: 0, gaps: 0, firstGap: undefined, newest: undefined };
+  const result: SegmentCheck = {
+    expected: 0,
+    missing: 0,
+    gaps: 0,
+    firstGap: undefined,
+    gapList: [],
+    newest: undefined,
+  };
   let current = await listing.next();
   let previous: ArchivedSegment | undefined;
   let open: WalGap | undefined;
@@ -218,6 +228,7 @@ export async function findGaps(
         result.gaps += 1;
         open = { first: name, last: name, count: 1, before: previous, after: undefined };
         result.firstGap ??= open;
+        if (result.gapList.length < (options.listGaps ?? 0)) result.gapList.push(open);
       }
     }
   } finally {

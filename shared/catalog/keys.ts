@@ -141,6 +141,13 @@ export function recoveryRecordKey(target: string, measuredAt: string, id: string
 }
 
 /**
+ * The check workflow's probes (shared/watch/check.ts): `check/<target>/<run id>.probe`,
+ * written by the host as a backup is and removed by it at once. Nothing else is
+ * kept there, so the host may delete under it and nowhere else.
+ */
+export const CHECK_PROBE_PREFIX = 'check/';
+
+/**
  * The run locks (shared/core/run-lock.ts), one object each:
  * `locks/<target>/<scope>`, the scope a backup kind (`locks/primary/full`) or
  * `database/<name>` for restores into that database.

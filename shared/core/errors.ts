@@ -130,6 +130,11 @@ export class PrepareHostFailedError extends KennelBackupError {
   override readonly name = 'PrepareHostFailedError';
 }
 
+/** The preflight (the check workflow) found something a run needs missing; the message has every line and each fix. */
+export class CheckFailedError extends KennelBackupError {
+  override readonly name = 'CheckFailedError';
+}
+
 const TRANSIENT_NETWORK_CODES = new Set([
   'ECONNREFUSED',
   'ECONNRESET',

@@ -121,4 +121,5 @@ export const REPORTING_SCRIPTS: ReadonlySet<HostScript> = new Set([
   'restore-archive',
   'carry-log-rows',
   'restore-cleanup',
+  'check',
 ]);

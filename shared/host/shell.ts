@@ -39,6 +39,7 @@ export const HOST_SCRIPTS = [
   'pgbackrest-backup',
   'pgbackrest-expire',
   'point-in-time-restore',
+  'check',
 ] as const;
 export type HostScript = (typeof HOST_SCRIPTS)[number];
 

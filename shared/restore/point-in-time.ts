@@ -201,6 +201,26 @@ async function walFrom(s3: S3Client, catalog: Catalog, base: PhysicalRecord) {
   return { size, path, segments: onPath, prefix };
 }
 
+/**
+ * The WAL from `base`'s first segment to the newest in the repository, checked
+ * for gaps (the first `listGaps` described one by one): what a recovery from it
+ * would replay.
+ */
+async function walCheckFrom(s3: S3Client, catalog: Catalog, base: PhysicalRecord, listGaps = 0) {
+  const wal = await walFrom(s3, catalog, base);
+  const fromSegno = parseSegmentName(base.backup.archiveStart, wal.size).segno;
+  const newest = wal.segments.at(-1);
+  const toSegno = newest ? parseSegmentName(newest.name, wal.size).segno : fromSegno;
+  const check = await findGaps(
+    expectedSegments(wal.path, fromSegno, Math.max(fromSegno, toSegno), wal.size),
+    (async function* () {
+      yield* wal.segments;
+    })(),
+    { listGaps },
+  );
+  return { wal, newest, check };
+}
+
 const seconds = (ms: number) => new Date(Math.floor(ms / SECOND_MS) * SECOND_MS).toISOString();
 
 /** A backup's stop time is whole seconds (pgBackRest's): the next second is safely past its consistent point. */
@@ -225,6 +245,56 @@ export async function recoverableBackups(
       `No physical backup of ${target} has passed verification and its restore test, so there is nothing to recover from. Run database-backup with {"kind": "full"} and recover once it has succeeded. Nothing was changed.`,
     );
   return { backups, oldestRecoverable: seconds(recoversFrom(oldest)) };
+}
+
+/** At most this many WAL gaps are described one by one; `gaps` counts them all. */
+const GAPS_LISTED = 10;
+
+/**
+ * What a point-in-time recovery of a target can reach, as `info` shows it: from
+ * the oldest usable backup's consistent point (recoverableBackups) to when the
+ * newest WAL segment in the repository was stored, and every gap in the WAL
+ * between (the first GAPS_LISTED), each with the times of the segments around
+ * it: changes written between those times cannot be replayed. Read from the
+ * catalog's records and the repository's listing in S3, the same facts a
+ * point-in-time plan checks; times are ISO 8601 in whole seconds. Throws
+ * NotFoundError when no backup is usable or the stanza was never created.
+ */
+export async function recoverableRange(
+  catalog: Catalog,
+  s3: S3Client,
+  target: string,
+): Promise<{
+  oldestRecoverable: string;
+  newestRecoverable: string | null;
+  base: string;
+  segments: number;
+  missing: number;
+  gaps: number;
+  gapList: { first: string; last: string; count: number; after: string | null; before: string | null }[];
+}> {
+  const { backups, oldestRecoverable } = await recoverableBackups(catalog, target);
+  const base = backups[0] as PhysicalRecord;
+  const { newest, check } = await walCheckFrom(s3, catalog, base, GAPS_LISTED);
+  const at = (s: { archivedAt: Date } | undefined) => (s ? seconds(s.archivedAt.getTime()) : null);
+  // The segments a backup needs to be consistent may be stored in the second it stops: the
+  // range is never shorter than its consistent point.
+  const newestAt = newest ? Math.max(newest.archivedAt.getTime(), Date.parse(oldestRecoverable)) : undefined;
+  return {
+    oldestRecoverable,
+    newestRecoverable: newestAt === undefined ? null : seconds(newestAt),
+    base: base.label,
+    segments: check.expected - check.missing,
+    missing: check.missing,
+    gaps: check.gaps,
+    gapList: check.gapList.map((g) => ({
+      first: g.first,
+      last: g.last,
+      count: g.count,
+      after: at(g.before),
+      before: at(g.after),
+    })),
+  };
 }
 
 /** What a recovery to a time would use: the base backup set, the WAL, the expected duration. */
@@ -258,16 +328,7 @@ export async function planRecoveryBasis(
       `The target time ${targetTime} is before the oldest recoverable point, ${oldestRecoverable} (the consistent point of the backup ${usableBackups[0]?.label}, the oldest that passed verification and its restore test); recover to that time or later. Nothing was changed.`,
     );
 
-  const wal = await walFrom(s3, catalog, base);
-  const fromSegno = parseSegmentName(base.backup.archiveStart, wal.size).segno;
-  const newest = wal.segments.at(-1);
-  const toSegno = newest ? parseSegmentName(newest.name, wal.size).segno : fromSegno;
-  const check = await findGaps(
-    expectedSegments(wal.path, fromSegno, Math.max(fromSegno, toSegno), wal.size),
-    (async function* () {
-      yield* wal.segments;
-    })(),
-  );
+  const { wal, newest, check } = await walCheckFrom(s3, catalog, base);
   const gap = check.firstGap;
   if (gap) {
     // Everything in the segments before the gap was written by the time the last of them was archived.

@@ -272,6 +272,6 @@ describe('the host commands', () => {
       };
       expect(shape.script._zod.def.values, name).toEqual([name]);
     }
-    expect(Object.keys(HOST_COMMANDS)).toHaveLength(23);
+    expect(Object.keys(HOST_COMMANDS)).toHaveLength(24);
   });
 });

@@ -306,7 +306,7 @@ describe('parseInput with plans and host command requests', () => {
     expect(refusal(() => parseInput(hostCommandRequestSchema, { script: 'rm-rf', plan: {} }, 'H'))).toBe(
       listed(
         'H',
-        "script: Invalid discriminator value. Expected 'database-backup' | 'files-backup' | 'restore-test' | 'prune-local' | 'wal-switch' | 'database-restore' | 'database-swap' | 'carry-log-rows' | 'restore-cleanup' | 'application-stop' | 'application-start' | 'files-restore' | 'after-files-restore' | 'point-in-time-restore' | 'check-local-copies' | 'disk-usage' | 'pgbackrest-verify' | 'wal-archive-age' | 'wal-archiving' | 'prepare-host' | 'physical-restore-test' | 'pgbackrest-backup' | 'pgbackrest-expire'",
+        "script: Invalid discriminator value. Expected 'database-backup' | 'files-backup' | 'restore-test' | 'prune-local' | 'wal-switch' | 'database-restore' | 'database-swap' | 'carry-log-rows' | 'restore-cleanup' | 'application-stop' | 'application-start' | 'files-restore' | 'after-files-restore' | 'point-in-time-restore' | 'check-local-copies' | 'disk-usage' | 'pgbackrest-verify' | 'wal-archive-age' | 'wal-archiving' | 'prepare-host' | 'physical-restore-test' | 'pgbackrest-backup' | 'pgbackrest-expire' | 'check'",
       ),
     );
     expect(
