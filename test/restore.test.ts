@@ -516,7 +516,7 @@ describe('refusals change nothing', () => {
 
 describe('planning a restore', () => {
   const plan = (input: unknown) =>
-    planRestore(parseConfig(world.env.functionEnv), world.catalog, {
+    planRestore(parseConfig(world.env.functionEnv), { primary: world.catalog, vault: undefined }, {
       input,
       executionId: 'arn:aws:states:us-east-1:123456789012:execution:kennel-backup-local-database-restore:r1',
       startedAt: new Date().toISOString(),

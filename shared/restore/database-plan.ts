@@ -1,6 +1,5 @@
 import { RESTORE_STATE } from '../../statemachines/database-restore.ts';
 import { databaseRun } from '../backup/database-plan.ts';
-import type { Catalog } from '../catalog/catalog.ts';
 import { runId as makeRunId, manifestKey, replacedDatabase, stagingDatabase } from '../catalog/keys.ts';
 import { type DatabaseManifest, isDatabaseManifest } from '../catalog/manifest.ts';
 import { type Config, selectTargets, type Target } from '../core/config.ts';
@@ -10,6 +9,7 @@ import { type RestorePlan, type RestoreStep, restoreInputSchema, type SwapPlan }
 import { findBackup } from './find-backup.ts';
 import { plannedRoles } from './missing-roles.ts';
 import { logTablesOf, rowSourcesOf } from './row-sources.ts';
+import { catalogOf, type RestoreCatalogs } from './source.ts';
 
 /**
  * PlanRestore: which dump rebuilds the database asked for, where the restore is
@@ -31,7 +31,11 @@ function step(m: DatabaseManifest): RestoreStep {
   };
 }
 
-export async function planRestore(config: Config, catalog: Catalog, request: unknown): Promise<RestorePlan> {
+export async function planRestore(
+  config: Config,
+  catalogs: RestoreCatalogs,
+  request: unknown,
+): Promise<RestorePlan> {
   const { input, executionId, startedAt } = parseInput(
     planRequestSchema,
     request,
@@ -40,6 +44,7 @@ export async function planRestore(config: Config, catalog: Catalog, request: unk
   const wanted = parseInput(restoreInputSchema, input, 'The execution input');
   const target = targetOf(config, wanted.target);
   const swap = stagedSwapPlan(config, target, { ...wanted, executionId, startedAt });
+  const catalog = catalogOf(catalogs, wanted.source);
 
   // A monthly or safety dump can be named too: the long-term copy, and what
   // brings back a database a restore replaced.
@@ -67,11 +72,16 @@ export async function planRestore(config: Config, catalog: Catalog, request: unk
     rowSources: rowSourcesOf(manifest, { overProduction: swap.overProduction, logCopy }),
     missingRoles: wanted.missingRoles,
     roles: plannedRoles(manifest.properties, wanted.missingRoles),
+    source: wanted.source,
   };
 }
 
 /** Where the log tables' rows are kept besides the database: the newest monthly dump, and the WAL. */
-async function logTablesCopy(catalog: Catalog, target: string, database: string): Promise<string> {
+async function logTablesCopy(
+  catalog: RestoreCatalogs['primary'],
+  target: string,
+  database: string,
+): Promise<string> {
   const { usable } = await catalog.newestUsable(await catalog.manifestKeys('monthly', target, database));
   const recovery =
     'a point-in-time recovery (the point-in-time-recovery workflow) within the point-in-time window';

@@ -1,5 +1,4 @@
 import { FILES_RESTORE_STATE } from '../../statemachines/files-restore.ts';
-import type { Catalog } from '../catalog/catalog.ts';
 import { FILE_KINDS, runId as makeRunId } from '../catalog/keys.ts';
 import { isDatabaseManifest } from '../catalog/manifest.ts';
 import { CODEC_NAMES, CODECS } from '../core/codecs.ts';
@@ -17,6 +16,7 @@ import {
 import { parseInput, planRequestSchema } from '../core/input.ts';
 import * as z from '../core/schema.ts';
 import { findBackup } from './find-backup.ts';
+import { catalogOf, RESTORE_SOURCES, type RestoreCatalogs, restoreSourceInput } from './source.ts';
 
 /**
  * What an operator types to put a files backup back in place. Files are
@@ -30,6 +30,8 @@ export const filesRestoreInputSchema = z.strictObject({
   /** The kind again: the files on the host are replaced. */
   confirm: z.optional(z.string()),
   dryRun: z._default(z.boolean(), false),
+  /** Restore from the backup bucket (`primary`) or from its copy in the vault (source.ts). */
+  source: restoreSourceInput,
 });
 
 export const filesRestorePlanSchema = z.object({
@@ -55,13 +57,15 @@ export const filesRestorePlanSchema = z.object({
   asidePath: hostPath,
   /** The target's configured commands after the restore, for the record (the host command reads config). */
   afterCommands: z.array(z.string()),
+  /** Where the catalog was read and the host fetches the tarball: the backup bucket or the vault. */
+  source: z.enum(RESTORE_SOURCES),
 });
 
 export type FilesRestorePlan = z.infer<typeof filesRestorePlanSchema>;
 
 export async function planFilesRestore(
   config: Config,
-  catalog: Catalog,
+  catalogs: RestoreCatalogs,
   request: unknown,
 ): Promise<FilesRestorePlan> {
   const { input, executionId, startedAt } = parseInput(
@@ -77,6 +81,7 @@ export async function planFilesRestore(
   }
   const [target] = selectTargets(config, wanted.target ?? config.BACKUP_TARGETS[0]?.name);
   if (!target) throw new NotFoundError('No target is configured.');
+  const catalog = catalogOf(catalogs, wanted.source);
   const manifest = await findBackup(catalog, [wanted.kind], target.name, null, wanted.backup);
   if (isDatabaseManifest(manifest)) throw new NotFoundError(`${manifest.archive.key} is not a files backup.`);
   const id = makeRunId(new Date(startedAt).toISOString(), executionId);
@@ -99,5 +104,6 @@ export async function planFilesRestore(
     excludes: manifest.excludes,
     asidePath: `${target.backupDir}/restore-aside/${target.name}_${wanted.kind}_before_${id}.tar.${CODECS[manifest.archive.compression].extension}`,
     afterCommands: target.afterFilesRestore[wanted.kind],
+    source: wanted.source,
   };
 }
