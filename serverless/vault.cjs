@@ -106,10 +106,10 @@ async function checkedVault(resolveVariable) {
 
 /** The vault bucket's name as the backup stack computes it: the vault's account is its own unless vaultAccount says. */
 const vaultBucketSub = (stage, vault) => ({
-  'Fn::Sub': `kennel-backup-vault-${vault.account ?? '${AWS::AccountId}'}-${vault.region}-${stage}`,
+  'Fn::Sub': `kennel-backup-vault-${vault.account ?? `\${AWS::AccountId}`}-${vault.region}-${stage}`,
 });
 const vaultArn = (stage, vault, suffix = '') => ({
-  'Fn::Sub': `arn:\${AWS::Partition}:s3:::kennel-backup-vault-${vault.account ?? '${AWS::AccountId}'}-${vault.region}-${stage}${suffix}`,
+  'Fn::Sub': `arn:\${AWS::Partition}:s3:::kennel-backup-vault-${vault.account ?? `\${AWS::AccountId}`}-${vault.region}-${stage}${suffix}`,
 });
 
 /**
@@ -156,6 +156,15 @@ async function replicationConfiguration({ resolveVariable }) {
 const viaS3In = (region) => ({ 'kms:ViaService': `s3.${region}.amazonaws.com` });
 
 /**
+ * The backup bucket's ARN from its name (serverless.yml BucketName), not its
+ * Fn::GetAtt: the bucket's ReplicationConfiguration names the replication role,
+ * so the role cannot name the bucket back without a circular dependency.
+ */
+const backupBucketArn = (stage, suffix = '') => ({
+  'Fn::Sub': `arn:\${AWS::Partition}:s3:::kennel-backup-\${AWS::AccountId}-\${AWS::Region}-${stage}${suffix}`,
+});
+
+/**
  * The replication role's grants, exactly what S3 replication asks of it
  * (Amazon S3 User Guide, "Setting up permissions" for replication and
  * "Replicating encrypted objects"): read the source's replication
@@ -172,7 +181,7 @@ function replicationStatements(stage, vault) {
       Sid: 'ReadTheReplicationConfiguration',
       Effect: 'Allow',
       Action: ['s3:GetReplicationConfiguration', 's3:ListBucket'],
-      Resource: { 'Fn::GetAtt': ['BackupBucket', 'Arn'] },
+      Resource: backupBucketArn(stage),
     },
     {
       Sid: 'ReadEachVersionToReplicate',
@@ -183,7 +192,7 @@ function replicationStatements(stage, vault) {
         's3:GetObjectRetention',
         's3:GetObjectLegalHold',
       ],
-      Resource: { 'Fn::Sub': '${BackupBucket.Arn}/*' },
+      Resource: backupBucketArn(stage, '/*'),
     },
     {
       Sid: 'WriteReplicasToTheVault',
@@ -202,8 +211,8 @@ function replicationStatements(stage, vault) {
       Resource: { 'Fn::GetAtt': ['BackupKey', 'Arn'] },
       Condition: {
         StringEquals: {
-          'kms:ViaService': { 'Fn::Sub': 's3.${AWS::Region}.amazonaws.com' },
-          'kms:EncryptionContext:aws:s3:arn': { 'Fn::GetAtt': ['BackupBucket', 'Arn'] },
+          'kms:ViaService': { 'Fn::Sub': `s3.\${AWS::Region}.amazonaws.com` },
+          'kms:EncryptionContext:aws:s3:arn': backupBucketArn(stage),
         },
       },
     },
@@ -301,7 +310,7 @@ async function backupStackResources({ resolveVariable }) {
                 Action: 'sts:AssumeRole',
                 Condition: {
                   StringEquals: { 'aws:SourceAccount': { Ref: 'AWS::AccountId' } },
-                  ArnEquals: { 'aws:SourceArn': { 'Fn::GetAtt': ['BackupBucket', 'Arn'] } },
+                  ArnEquals: { 'aws:SourceArn': backupBucketArn(stage) },
                 },
               },
             ],
@@ -445,15 +454,15 @@ function vaultLifecycleRules() {
 /** The vault stack's resources: its key, the break-glass role's power over it, the bucket and its policy. */
 async function vaultStackResources({ resolveVariable }) {
   const v = await checkedVaultStack(resolveVariable);
-  const backupAccount = v.backupAccount ?? '${AWS::AccountId}';
+  const backupAccount = v.backupAccount ?? `\${AWS::AccountId}`;
   const backupRoot = { 'Fn::Sub': `arn:\${AWS::Partition}:iam::${backupAccount}:root` };
   const backupRole = (name) => ({ 'Fn::Sub': `arn:\${AWS::Partition}:iam::${backupAccount}:role/${name}` });
   const replicationRole = backupRole(replicationRoleName(v.stage));
   const readerRoles = VAULT_READERS.map((fn) => backupRole(readerRoleName(v.stage, v.backupRegion, fn)));
   const hostRole = v.hostRoleArn ? [v.hostRoleArn] : [];
   const bucketArn = { 'Fn::GetAtt': ['VaultBucket', 'Arn'] };
-  const objects = { 'Fn::Sub': '${VaultBucket.Arn}/*' };
-  const viaS3 = { StringEquals: { 'kms:ViaService': { 'Fn::Sub': 's3.${AWS::Region}.amazonaws.com' } } };
+  const objects = { 'Fn::Sub': `\${VaultBucket.Arn}/*` };
+  const viaS3 = { StringEquals: { 'kms:ViaService': { 'Fn::Sub': `s3.\${AWS::Region}.amazonaws.com` } } };
   const breakGlassArn = { 'Fn::Sub': `arn:\${AWS::Partition}:iam::\${AWS::AccountId}:role/${v.breakGlass}` };
   const breakGlassActions = [
     'kms:DescribeKey',
@@ -475,7 +484,7 @@ async function vaultStackResources({ resolveVariable }) {
         Statement: [
           {
             Effect: 'Allow',
-            Principal: { AWS: { 'Fn::Sub': 'arn:${AWS::Partition}:iam::${AWS::AccountId}:root' } },
+            Principal: { AWS: { 'Fn::Sub': `arn:\${AWS::Partition}:iam::\${AWS::AccountId}:root` } },
             Action: 'sts:AssumeRole',
             Condition: { Bool: { 'aws:MultiFactorAuthPresent': 'true' } },
           },
@@ -511,7 +520,7 @@ async function vaultStackResources({ resolveVariable }) {
               {
                 Sid: 'AdministerThroughIam',
                 Effect: 'Allow',
-                Principal: { AWS: { 'Fn::Sub': 'arn:${AWS::Partition}:iam::${AWS::AccountId}:root' } },
+                Principal: { AWS: { 'Fn::Sub': `arn:\${AWS::Partition}:iam::\${AWS::AccountId}:root` } },
                 Action: [
                   'kms:CancelKeyDeletion',
                   'kms:CreateAlias',
@@ -543,7 +552,7 @@ async function vaultStackResources({ resolveVariable }) {
               {
                 Sid: 'UseThroughS3Only',
                 Effect: 'Allow',
-                Principal: { AWS: { 'Fn::Sub': 'arn:${AWS::Partition}:iam::${AWS::AccountId}:root' } },
+                Principal: { AWS: { 'Fn::Sub': `arn:\${AWS::Partition}:iam::\${AWS::AccountId}:root` } },
                 Action: ['kms:Decrypt', 'kms:GenerateDataKey'],
                 Resource: '*',
                 Condition: viaS3,

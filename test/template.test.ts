@@ -3041,7 +3041,10 @@ describe('the vault', () => {
   };
   const vaultArn = (suffix = '') => sub(`arn:\${AWS::Partition}:s3:::${VAULT_BUCKET}${suffix}`);
   const vaultViaS3 = { StringEquals: { 'kms:ViaService': `s3.${VAULT_REGION}.amazonaws.com` } };
-  const backupRoot = sub('arn:${AWS::Partition}:iam::${AWS::AccountId}:root');
+  const backupRoot = sub(`arn:\${AWS::Partition}:iam::\${AWS::AccountId}:root`);
+  /** The backup bucket by its name: the replication role cannot name it by GetAtt (a circular dependency). */
+  const backupBucketArn = (suffix = '') =>
+    sub(`arn:\${AWS::Partition}:s3:::kennel-backup-\${AWS::AccountId}-\${AWS::Region}-${STAGE}${suffix}`);
 
   /** The vault stack as osls packages it (same account as the backup stack). */
   let vaultStack: Promise<Template> | undefined;
@@ -3096,10 +3099,12 @@ describe('the vault', () => {
     });
     expect(withVault.Outputs.VaultBucketName?.Value).toEqual(sub(VAULT_BUCKET));
     // The functions find the vault's bucket and region in their environment.
-    const config = deployedConfig('planRestore', withVault);
-    expect([config.VAULT_BUCKET, config.VAULT_REGION]).toEqual(
-      [{ 'Fn::Sub': VAULT_BUCKET }, VAULT_REGION].map((v) => (typeof v === 'string' ? v : VAULT_BUCKET)),
-    );
+    const { Variables } = resource<LambdaFunction>(
+      'PlanRestoreLambdaFunction',
+      'AWS::Lambda::Function',
+      withVault,
+    ).Environment;
+    expect([Variables.VAULT_BUCKET, Variables.VAULT_REGION]).toEqual([sub(VAULT_BUCKET), VAULT_REGION]);
   }, 240_000);
 
   it('the replication role holds exactly what S3 replication needs, and S3 alone for this bucket assumes it', async () => {
@@ -3110,6 +3115,10 @@ describe('the vault', () => {
       withVault,
     );
     expect(role.RoleName).toBe(`kennel-backup-${STAGE}-vault-replication`);
+    // The role names the backup bucket by the name the bucket is given.
+    expect(
+      resource<{ BucketName: unknown }>('BackupBucket', 'AWS::S3::Bucket', withVault).BucketName,
+    ).toEqual(sub(`kennel-backup-\${AWS::AccountId}-\${AWS::Region}-${STAGE}`));
     expect(role.AssumeRolePolicyDocument.Statement).toEqual([
       {
         Effect: 'Allow',
@@ -3117,7 +3126,7 @@ describe('the vault', () => {
         Action: 'sts:AssumeRole',
         Condition: {
           StringEquals: { 'aws:SourceAccount': { Ref: 'AWS::AccountId' } },
-          ArnEquals: { 'aws:SourceArn': getAtt('BackupBucket') },
+          ArnEquals: { 'aws:SourceArn': backupBucketArn() },
         },
       },
     ]);
@@ -3127,7 +3136,7 @@ describe('the vault', () => {
         Sid: 'ReadTheReplicationConfiguration',
         Effect: 'Allow',
         Action: ['s3:GetReplicationConfiguration', 's3:ListBucket'],
-        Resource: getAtt('BackupBucket'),
+        Resource: backupBucketArn(),
       },
       {
         Sid: 'ReadEachVersionToReplicate',
@@ -3138,7 +3147,7 @@ describe('the vault', () => {
           's3:GetObjectRetention',
           's3:GetObjectLegalHold',
         ],
-        Resource: sub('${BackupBucket.Arn}/*'),
+        Resource: backupBucketArn('/*'),
       },
       {
         Sid: 'WriteReplicasToTheVault',
@@ -3153,8 +3162,8 @@ describe('the vault', () => {
         Resource: getAtt('BackupKey'),
         Condition: {
           StringEquals: {
-            'kms:ViaService': sub('s3.${AWS::Region}.amazonaws.com'),
-            'kms:EncryptionContext:aws:s3:arn': getAtt('BackupBucket'),
+            'kms:ViaService': sub(`s3.\${AWS::Region}.amazonaws.com`),
+            'kms:EncryptionContext:aws:s3:arn': backupBucketArn(),
           },
         },
       },
@@ -3207,6 +3216,10 @@ describe('the vault', () => {
         withVault,
       );
       expect(policy.Roles).toEqual([{ Ref: `${id}IamRoleLambdaExecution` }]);
+      // The vault stack names these roles (serverless-iam-roles-per-function's names) in its policies.
+      expect(
+        resource<{ RoleName: unknown }>(`${id}IamRoleLambdaExecution`, 'AWS::IAM::Role', withVault).RoleName,
+      ).toEqual({ 'Fn::Join': ['-', ['kennel-backup', STAGE, fn, { Ref: 'AWS::Region' }, 'lambdaRole']] });
       expect(policy.PolicyDocument.Statement).toEqual(grants);
     }
     const host = resource<{ PolicyDocument: PolicyDocument }>(
@@ -3359,7 +3372,7 @@ describe('the vault', () => {
         's3:BypassGovernanceRetention',
         's3:RestoreObject',
       ],
-      Resource: sub('${VaultBucket.Arn}/*'),
+      Resource: sub(`\${VaultBucket.Arn}/*`),
     });
     const replicationRole = sub(
       `arn:\${AWS::Partition}:iam::\${AWS::AccountId}:role/kennel-backup-${STAGE}-vault-replication`,
@@ -3423,7 +3436,7 @@ describe('the vault', () => {
       Principal: { AWS: backupRoot },
       Action: ['kms:Encrypt', 'kms:GenerateDataKey'],
       Condition: {
-        StringEquals: { 'kms:ViaService': sub('s3.${AWS::Region}.amazonaws.com') },
+        StringEquals: { 'kms:ViaService': sub(`s3.\${AWS::Region}.amazonaws.com`) },
         ArnEquals: {
           'aws:PrincipalArn': sub(
             `arn:\${AWS::Partition}:iam::\${AWS::AccountId}:role/kennel-backup-${STAGE}-vault-replication`,
@@ -3479,7 +3492,7 @@ describe('the vault', () => {
       other,
     ).PolicyDocument;
     const read = policy.Statement.find((s) => s.Sid === 'RestoresReadFromTheBackupAccount');
-    expect(read?.Principal).toEqual({ AWS: sub('arn:${AWS::Partition}:iam::123456789012:root') });
+    expect(read?.Principal).toEqual({ AWS: sub(`arn:\${AWS::Partition}:iam::123456789012:root`) });
     expect(read?.Condition?.ArnEquals?.['aws:PrincipalArn']).toContain(HOST_ROLE_ARN);
   });
 

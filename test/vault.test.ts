@@ -78,7 +78,10 @@ describe('the vault', () => {
     expect(replicas.filter((k) => !primary.includes(k)).every((k) => k.startsWith('locks/'))).toBe(true);
     expect(primary.filter((k) => !replicas.includes(k))).toEqual([]);
     // The run locks the backups took and deleted: written, so replicated; deleted, which is not.
-    expect(replicas.filter((k) => k.startsWith('locks/'))).toEqual(['locks/local/application', 'locks/local/full']);
+    expect(replicas.filter((k) => k.startsWith('locks/'))).toEqual([
+      'locks/local/application',
+      'locks/local/full',
+    ]);
     for (const key of [full.archive.key, manifestKey(full.archive.key), application.archive.key]) {
       expect(sha256(await getBytes(world.s3, vault, key))).toBe(
         sha256(await getBytes(world.s3, world.env.bucket, key)),
