@@ -17,6 +17,7 @@ const {
   LOCK_PREFIX,
   MANIFEST_SUFFIX,
 } = require('../shared/catalog/keys.ts');
+const { KEY_ADMINISTRATION_ACTIONS } = require('./key-policy.cjs');
 const {
   ABORT_INCOMPLETE_UPLOAD_DAYS,
   lifecycleRules,
@@ -429,11 +430,15 @@ function vaultLifecycleRules() {
     .map((rule) => {
       const kind = kinds.find((k) => rule.Prefix === `${KIND_PREFIX[k]}/`);
       if (!kind) return { ...rule, Id: `Vault-${rule.Id}` };
-      const { ExpiredObjectDeleteMarker: _markers, ...kept } = rule;
+      const { ExpiredObjectDeleteMarker: _markers, Transitions, ...kept } = rule;
+      const expiration = RETENTION[kind].s3Days + VAULT_GRACE_DAYS;
+      // S3 refuses a rule whose expiry does not come after each of its transitions.
+      const before = (Transitions ?? []).filter((t) => t.TransitionInDays < expiration);
       return {
         ...kept,
         Id: `Vault-${rule.Id}`,
-        ExpirationInDays: RETENTION[kind].s3Days + VAULT_GRACE_DAYS,
+        ...(before.length > 0 ? { Transitions: before } : {}),
+        ExpirationInDays: expiration,
         NoncurrentVersionExpiration: { NoncurrentDays: 1 },
       };
     });
@@ -521,30 +526,7 @@ async function vaultStackResources({ resolveVariable }) {
                 Sid: 'AdministerThroughIam',
                 Effect: 'Allow',
                 Principal: { AWS: { 'Fn::Sub': `arn:\${AWS::Partition}:iam::\${AWS::AccountId}:root` } },
-                Action: [
-                  'kms:CancelKeyDeletion',
-                  'kms:CreateAlias',
-                  'kms:DeleteAlias',
-                  'kms:DescribeKey',
-                  'kms:DisableKey',
-                  'kms:EnableKey',
-                  'kms:EnableKeyRotation',
-                  'kms:GetKeyPolicy',
-                  'kms:GetKeyRotationStatus',
-                  'kms:ListAliases',
-                  'kms:ListGrants',
-                  'kms:ListKeyPolicies',
-                  'kms:ListKeyRotations',
-                  'kms:ListResourceTags',
-                  'kms:PutKeyPolicy',
-                  'kms:RevokeGrant',
-                  'kms:RotateKeyOnDemand',
-                  'kms:ScheduleKeyDeletion',
-                  'kms:TagResource',
-                  'kms:UntagResource',
-                  'kms:UpdateAlias',
-                  'kms:UpdateKeyDescription',
-                ],
+                Action: KEY_ADMINISTRATION_ACTIONS,
                 Resource: '*',
               },
               // Use, only through S3 in this region: the replicas encrypted by

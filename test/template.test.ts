@@ -3347,6 +3347,9 @@ describe('the vault', () => {
     for (const kind of [...DATABASE_KINDS, ...FILE_KINDS]) {
       const rule = Rules.find((r) => r.Prefix === `${KIND_PREFIX[kind]}/`);
       expect(rule, kind).toMatchObject({ ExpirationInDays: RETENTION[kind].s3Days + POINT_IN_TIME_DAYS });
+      // S3 takes an expiry only after every transition of its rule.
+      for (const t of (rule?.Transitions ?? []) as { TransitionInDays: number }[])
+        expect(t.TransitionInDays, kind).toBeLessThan(RETENTION[kind].s3Days + POINT_IN_TIME_DAYS);
     }
     expect(Rules.filter((r) => reachesPrefix(r as { Prefix: string }, PGBACKREST_PREFIX))).toEqual([]);
   }, 120_000);
