@@ -62,7 +62,7 @@ async function param(resolveVariable, name) {
   return value == null ? '' : String(value).trim();
 }
 
-/** The vault's bucket: one per account, region and stage, like the backup bucket. */
+/** The vault's bucket: one per account, region and stage, like the backup bucket (`${...}` for Fn::Sub are taken). */
 const vaultBucketName = (stage, account, region) => `kennel-backup-vault-${account}-${region}-${stage}`;
 /** The role S3 replicates with, named so that the vault stack can name it before it exists. */
 const replicationRoleName = (stage) => `kennel-backup-${stage}-vault-replication`;
@@ -105,12 +105,13 @@ async function checkedVault(resolveVariable) {
   return { region, account: account || null, keyArn };
 }
 
+const THIS_ACCOUNT = `\${AWS::AccountId}`;
 /** The vault bucket's name as the backup stack computes it: the vault's account is its own unless vaultAccount says. */
 const vaultBucketSub = (stage, vault) => ({
-  'Fn::Sub': `kennel-backup-vault-${vault.account ?? `\${AWS::AccountId}`}-${vault.region}-${stage}`,
+  'Fn::Sub': vaultBucketName(stage, vault.account ?? THIS_ACCOUNT, vault.region),
 });
 const vaultArn = (stage, vault, suffix = '') => ({
-  'Fn::Sub': `arn:\${AWS::Partition}:s3:::kennel-backup-vault-${vault.account ?? `\${AWS::AccountId}`}-${vault.region}-${stage}${suffix}`,
+  'Fn::Sub': `arn:\${AWS::Partition}:s3:::${vaultBucketName(stage, vault.account ?? THIS_ACCOUNT, vault.region)}${suffix}`,
 });
 
 /**
@@ -459,7 +460,7 @@ function vaultLifecycleRules() {
 /** The vault stack's resources: its key, the break-glass role's power over it, the bucket and its policy. */
 async function vaultStackResources({ resolveVariable }) {
   const v = await checkedVaultStack(resolveVariable);
-  const backupAccount = v.backupAccount ?? `\${AWS::AccountId}`;
+  const backupAccount = v.backupAccount ?? THIS_ACCOUNT;
   const backupRoot = { 'Fn::Sub': `arn:\${AWS::Partition}:iam::${backupAccount}:root` };
   const backupRole = (name) => ({ 'Fn::Sub': `arn:\${AWS::Partition}:iam::${backupAccount}:role/${name}` });
   const replicationRole = backupRole(replicationRoleName(v.stage));
@@ -600,7 +601,7 @@ async function vaultStackResources({ resolveVariable }) {
         DeletionPolicy: 'Retain',
         UpdateReplacePolicy: 'Retain',
         Properties: {
-          BucketName: { 'Fn::Sub': `kennel-backup-vault-\${AWS::AccountId}-\${AWS::Region}-${v.stage}` },
+          BucketName: { 'Fn::Sub': vaultBucketName(v.stage, THIS_ACCOUNT, `\${AWS::Region}`) },
           VersioningConfiguration: { Status: 'Enabled' },
           BucketEncryption: {
             ServerSideEncryptionConfiguration: [
@@ -734,9 +735,6 @@ async function vaultStackRegion({ resolveVariable }) {
 }
 
 module.exports = {
-  vaultBucketName,
-  replicationRoleName,
-  VAULT_READERS,
   replicationConfiguration,
   backupStackResources,
   vaultEnvironment,

@@ -1,5 +1,6 @@
 import { RESTORE_STATE } from '../../statemachines/database-restore.ts';
 import { databaseRun } from '../backup/database-plan.ts';
+import type { Catalog } from '../catalog/catalog.ts';
 import { runId as makeRunId, manifestKey, replacedDatabase, stagingDatabase } from '../catalog/keys.ts';
 import { type DatabaseManifest, isDatabaseManifest } from '../catalog/manifest.ts';
 import { type Config, selectTargets, type Target } from '../core/config.ts';
@@ -77,11 +78,7 @@ export async function planRestore(
 }
 
 /** Where the log tables' rows are kept besides the database: the newest monthly dump, and the WAL. */
-async function logTablesCopy(
-  catalog: RestoreCatalogs['primary'],
-  target: string,
-  database: string,
-): Promise<string> {
+async function logTablesCopy(catalog: Catalog, target: string, database: string): Promise<string> {
   const { usable } = await catalog.newestUsable(await catalog.manifestKeys('monthly', target, database));
   const recovery =
     'a point-in-time recovery (the point-in-time-recovery workflow) within the point-in-time window';
