@@ -586,6 +586,8 @@ function deployedConfig(fn: FunctionName, from: Template = template): Config {
     BACKUP_BUCKET: BUCKET_NAME,
     ALERT_TOPIC_ARN: TOPIC_ARN,
     BACKUP_KMS_KEY_ID: KEY_ARN,
+    // With a vault, its bucket's name is a Fn::Sub of the account (VAULT_BUCKET below).
+    ...(typeof Variables.VAULT_BUCKET === 'string' ? {} : { VAULT_BUCKET }),
   });
 }
 
