@@ -661,7 +661,6 @@ async function vaultStackResources({ resolveVariable }) {
                   's3:PutObjectRetention',
                   's3:PutObjectLegalHold',
                   's3:BypassGovernanceRetention',
-                  's3:RestoreObject',
                 ],
                 Resource: objects,
               },

@@ -3375,7 +3375,6 @@ describe('the vault', () => {
         's3:PutObjectRetention',
         's3:PutObjectLegalHold',
         's3:BypassGovernanceRetention',
-        's3:RestoreObject',
       ],
       Resource: sub(`\${VaultBucket.Arn}/*`),
     });
