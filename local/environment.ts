@@ -38,6 +38,8 @@ import { LOCAL_S3_CREDENTIALS, type LocalS3, startLocalS3 } from './s3.ts';
  */
 
 export const LOCAL_BUCKET = 'kennel-backups-local';
+/** The local vault: the bucket's replica on the same local S3 (`<bucket>-vault`), as the vault region's bucket in AWS. */
+export const vaultBucketOf = (bucket: string) => `${bucket}-vault`;
 export const LOCAL_DATABASE = 'kennel_prod';
 
 export interface LocalEnvironmentOptions {
@@ -78,6 +80,8 @@ export interface LocalEnvironment {
   /** The local S3 server's process; 0 for an external endpoint. */
   s3Pid: number;
   bucket: string;
+  /** The vault's bucket, to which the local S3 replicates every object of `bucket`; none with an external S3. */
+  vaultBucket: string | undefined;
   /** The functions' environment: what serverless.yml sets in AWS. */
   functionEnv: Record<string, string>;
   /** The host's environment: credentials the scripts read, never see in their text. */
@@ -210,6 +214,7 @@ export async function startLocalEnvironment(options: LocalEnvironmentOptions): P
   const s3Starting: Promise<Omit<LocalS3, 'stop'> & Partial<LocalS3>> = options.s3Endpoint
     ? Promise.resolve({ endpoint: options.s3Endpoint, caFile: options.s3CaBundle ?? '', pid: 0 })
     : startLocalS3(join(dataDir, 's3'), bucket, join(dataDir, 'tls'), {
+        vaultBucket: vaultBucketOf(bucket),
         ...(remembered > 0 ? { port: remembered } : {}),
         ...(options.detached ? { detached: { logFile: join(dataDir, 's3.log') } } : {}),
       });
@@ -246,8 +251,10 @@ export async function startLocalEnvironment(options: LocalEnvironmentOptions): P
       pgbackrest = externalPgbackrest(external, pgData, dataDir, s3.caFile);
 
     Object.assign(process.env, LOCAL_S3_CREDENTIALS);
+    const vaultBucket = options.s3Endpoint ? undefined : vaultBucketOf(bucket);
     const functionEnv = localFunctionEnv(options, {
       bucket,
+      vaultBucket,
       database,
       s3,
       pgbackrest,
@@ -276,6 +283,7 @@ export async function startLocalEnvironment(options: LocalEnvironmentOptions): P
       s3CaFile: s3.caFile,
       s3Pid: s3.pid,
       bucket,
+      vaultBucket,
       functionEnv,
       hostEnv,
       paths,
@@ -297,6 +305,7 @@ function localFunctionEnv(
   options: LocalEnvironmentOptions,
   parts: {
     bucket: string;
+    vaultBucket: string | undefined;
     database: string;
     s3: { endpoint: string; caFile: string };
     pgbackrest: PgbackrestTarget | undefined;
@@ -332,6 +341,8 @@ function localFunctionEnv(
     ]),
     ALERT_WEBHOOK_PARAMETER: '/kennel-backup/local/alert-webhook-url',
     RESTORE_CHECK_DATABASE_URL_PARAMETER: '/kennel-backup/local/restore-check-database-url',
+    // The vault replica in the same "region": one local S3 serves both buckets.
+    ...(parts.vaultBucket ? { VAULT_BUCKET: parts.vaultBucket, VAULT_REGION: 'us-east-1' } : {}),
     S3_ENDPOINT_URL: parts.s3.endpoint,
     ...(parts.s3.caFile ? { S3_CA_BUNDLE: parts.s3.caFile } : {}),
     POWERTOOLS_LOG_LEVEL: process.env.POWERTOOLS_LOG_LEVEL ?? 'WARN',

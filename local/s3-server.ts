@@ -5,18 +5,26 @@ import S3rver from 's3rver';
 
 /**
  * The local S3 server's own process (started by local/s3.ts startLocalS3):
- * `s3-server.ts [--port N] [--detached] <data dir> <bucket> <key.pem> <cert.pem>`.
+ * `s3-server.ts [--port N] [--detached] [--vault <bucket>] <data dir> <bucket> <key.pem> <cert.pem>`.
+ * With `--vault`, a second bucket to which every object written to `<bucket>`
+ * is replicated, as S3 replication does in AWS (serverless/vault.cjs).
  * Prints `listening <port>` once it serves HTTPS on 127.0.0.1. It stops when its
  * stdin closes (its parent ended or called stop()); detached (`npm run local --
  * up`), it outlives its parent and stops on SIGTERM.
  */
 const { values, positionals } = parseArgs({
   allowPositionals: true,
-  options: { port: { type: 'string', default: '0' }, detached: { type: 'boolean', default: false } },
+  options: {
+    port: { type: 'string', default: '0' },
+    detached: { type: 'boolean', default: false },
+    vault: { type: 'string' },
+  },
 });
 const [directory, bucket, keyFile, certFile] = positionals;
 if (!directory || !bucket || !keyFile || !certFile) {
-  console.error('usage: s3-server.ts [--port N] [--detached] <data dir> <bucket> <key.pem> <cert.pem>');
+  console.error(
+    'usage: s3-server.ts [--port N] [--detached] [--vault <bucket>] <data dir> <bucket> <key.pem> <cert.pem>',
+  );
   process.exit(2);
 }
 mkdirSync(directory, { recursive: true });
@@ -27,9 +35,12 @@ const server = new S3rver({
   directory,
   key: readFileSync(keyFile),
   cert: readFileSync(certFile),
-  configureBuckets: [{ name: bucket }],
+  configureBuckets: [{ name: bucket }, ...(values.vault ? [{ name: values.vault }] : [])],
 });
 listNestedCommonPrefixes(server.store, directory);
+// Inside the conditional writes' per-key queue (each unshift goes first), so a
+// replica is written in the order its object was.
+if (values.vault) replicate(server, bucket, values.vault);
 conditionalWrites(server);
 abortMultipartUploads(server, directory);
 const { port } = await server.run();
@@ -108,6 +119,29 @@ function abortMultipartUploads(server: S3rver, root: string): void {
     }
     rmSync(upload, { recursive: true, force: true });
     ctx.status = 204;
+  });
+}
+
+/**
+ * S3 replication from `source` to `vault` (the backup bucket's
+ * ReplicationConfiguration in AWS): every object written to `source` (PutObject,
+ * CopyObject, CompleteMultipartUpload) is copied to the same key in `vault`,
+ * bytes and metadata; a deletion is not, as delete markers are not replicated
+ * there. S3 replicates within minutes (15 at most under Replication Time
+ * Control); here the replica is written before the write is answered, so that
+ * a test sees it at once. No version ids: s3rver keeps none.
+ */
+function replicate(server: S3rver, source: string, vault: string): void {
+  server.middleware.unshift(async (ctx, next) => {
+    await next();
+    const object = /^\/([^/]+)\/(.+)$/.exec(ctx.path);
+    if (!object || object[1] !== source || ctx.status < 200 || ctx.status >= 300) return;
+    const completion = ctx.method === 'POST' && 'uploadId' in ctx.query && !('partNumber' in ctx.query);
+    const put =
+      ctx.method === 'PUT' && !['uploadId', 'partNumber', 'tagging', 'acl'].some((name) => name in ctx.query);
+    if (!completion && !put) return;
+    const key = decodeURIComponent(object[2] as string);
+    await server.store.copyObject(source, key, vault, key);
   });
 }
 

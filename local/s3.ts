@@ -68,6 +68,8 @@ export interface LocalS3Options {
   detached?: { logFile: string };
   /** The port to serve on when it is free (the one an earlier run used, which pgbackrest.conf names). */
   port?: number;
+  /** A second bucket, the vault, to which every object written to the bucket is replicated (local/s3-server.ts). */
+  vaultBucket?: string;
 }
 
 /**
@@ -117,6 +119,7 @@ async function spawnS3(
       S3_SERVER,
       `--port=${port}`,
       ...(detached ? ['--detached'] : []),
+      ...(options.vaultBucket ? [`--vault=${options.vaultBucket}`] : []),
       directory,
       bucket,
       tls.keyFile,

@@ -255,6 +255,7 @@ function restorePlanOf(
     stagingDatabase: staging,
     replacedDatabase: `${staging}_replaced`,
     dryRun: false,
+    source: 'primary',
     archives: [
       {
         kind: 'full',

@@ -516,12 +516,17 @@ describe('refusals change nothing', () => {
 
 describe('planning a restore', () => {
   const plan = (input: unknown) =>
-    planRestore(parseConfig(world.env.functionEnv), world.catalog, {
-      input,
-      executionId: 'arn:aws:states:us-east-1:123456789012:execution:kennel-backup-local-database-restore:r1',
-      startedAt: new Date().toISOString(),
-      stateMachine: 'kennel-backup-local-database-restore',
-    });
+    planRestore(
+      parseConfig(world.env.functionEnv),
+      { primary: world.catalog, vault: undefined },
+      {
+        input,
+        executionId:
+          'arn:aws:states:us-east-1:123456789012:execution:kennel-backup-local-database-restore:r1',
+        startedAt: new Date().toISOString(),
+        stateMachine: 'kennel-backup-local-database-restore',
+      },
+    );
 
   it('names a backup by run id or key, and stages the restore under its own name', async () => {
     for (const backup of [verified.runId, verified.archive.key, `${verified.archive.key}.manifest.json`]) {

@@ -21,6 +21,7 @@ import {
   DUMP_KINDS,
   drillReportKey,
   FILE_KINDS,
+  KIND_PREFIX,
   kindPrefix,
   manifestKey,
   PGBACKREST_PREFIX,
@@ -82,6 +83,11 @@ const TWO_TARGETS = [
 const BREAK_GLASS_ROLE = 'kennel-backup-key-custodian';
 /** The disk threshold of the second packaging (`--param diskUsageAlertPercent`); 80 without it. */
 const DISK_PERCENT = 90;
+/** The vault of the second packaging: in another region and another account (`--param vault*`). */
+const VAULT_REGION = 'eu-west-1';
+const VAULT_ACCOUNT = '210987654321';
+const VAULT_KEY_ARN = `arn:aws:kms:${VAULT_REGION}:${VAULT_ACCOUNT}:key/1a2b3c4d-5e6f-4a8b-9c0d-1e2f3a4b5c6d`;
+const VAULT_BUCKET = `kennel-backup-vault-${VAULT_ACCOUNT}-${VAULT_REGION}-${STAGE}`;
 
 /** Function name in serverless.yml and in the workflows' tasks → its folder under functions/. */
 const FUNCTIONS = {
@@ -562,6 +568,9 @@ const withOptionalParams = () => {
     `diskUsageAlertPercent=${DISK_PERCENT}`,
     'objectLockMode=compliance',
     `keyBreakGlassRole=${BREAK_GLASS_ROLE}`,
+    `vaultRegion=${VAULT_REGION}`,
+    `vaultAccount=${VAULT_ACCOUNT}`,
+    `vaultKeyArn=${VAULT_KEY_ARN}`,
   ]).then((packaged) => packaged.template);
   return withOptionalParamsPackaging;
 };
@@ -600,6 +609,8 @@ function deployedConfig(fn: FunctionName, from: Template = template): Config {
     BACKUP_BUCKET: BUCKET_NAME,
     ALERT_TOPIC_ARN: TOPIC_ARN,
     BACKUP_KMS_KEY_ID: KEY_ARN,
+    // With a vault, its bucket's name is a Fn::Sub of the account (VAULT_BUCKET below).
+    ...(typeof Variables.VAULT_BUCKET === 'string' ? {} : { VAULT_BUCKET }),
   });
 }
 
@@ -3302,4 +3313,506 @@ describe('the functions', () => {
       expect(entries.filter((e) => e.startsWith('host/') || e.startsWith('node_modules/'))).toEqual([]);
     },
   );
+});
+
+/**
+ * The vault (serverless/vault.cjs): the backup stack's replication and read
+ * grants (the second packaging: a vault in another region and account), and
+ * the vault's own stack (serverless-vault.yml), packaged in its region.
+ */
+describe('the vault', () => {
+  const vaultModule = createRequire(import.meta.url)('../serverless/vault.cjs') as Record<
+    string,
+    (options: { resolveVariable: (name: string) => Promise<unknown> }) => Promise<unknown>
+  >;
+  const vaultPart = (name: string, values: Record<string, unknown>) =>
+    vaultModule[name]?.({ resolveVariable: async (variable) => values[variable] });
+  const backupVariables = {
+    'sls:stage': STAGE,
+    'self:provider.region': 'us-east-1',
+    'param:vaultRegion': VAULT_REGION,
+    'param:vaultKeyArn': VAULT_KEY_ARN,
+  };
+  const vaultArn = (suffix = '') => sub(`arn:\${AWS::Partition}:s3:::${VAULT_BUCKET}${suffix}`);
+  const vaultViaS3 = { StringEquals: { 'kms:ViaService': `s3.${VAULT_REGION}.amazonaws.com` } };
+  const backupRoot = sub(`arn:\${AWS::Partition}:iam::\${AWS::AccountId}:root`);
+  /** The backup bucket by its name: the replication role cannot name it by GetAtt (a circular dependency). */
+  const backupBucketArn = (suffix = '') =>
+    sub(`arn:\${AWS::Partition}:s3:::kennel-backup-\${AWS::AccountId}-\${AWS::Region}-${STAGE}${suffix}`);
+
+  /** The vault stack as osls packages it (same account as the backup stack). */
+  let vaultStack: Promise<Template> | undefined;
+  const packagedVaultStack = () => {
+    vaultStack ??= (async () => {
+      const dir = mkdtempSync(join(tmpdir(), 'kennel-backup-vault-package-'));
+      packageDirs.push(dir);
+      const args = ['serverless', 'package', '--config', 'serverless-vault.yml', '--stage', STAGE];
+      args.push('--package', dir, '--param', `vaultRegion=${VAULT_REGION}`);
+      await promisify(execFile)('npx', args, { cwd: ROOT, timeout: 120_000 });
+      return JSON.parse(
+        readFileSync(join(dir, 'cloudformation-template-update-stack.json'), 'utf8'),
+      ) as Template;
+    })();
+    return vaultStack;
+  };
+
+  it("is absent by default: no replication, no vault in the functions' environment", () => {
+    const bucket = resource<{ ReplicationConfiguration: unknown }>('BackupBucket', 'AWS::S3::Bucket');
+    expect(bucket.ReplicationConfiguration).toEqual({ Ref: 'AWS::NoValue' });
+    expect(deployedConfig('planRestore').VAULT_BUCKET).toBeUndefined();
+    expect(Object.keys(template.Resources).filter((id) => id.includes('Vault'))).toEqual([]);
+  });
+
+  it('replicates every object of the backup bucket to the vault, under its key, without delete markers, within 15 minutes', async () => {
+    const withVault = await withOptionalParams();
+    const bucket = resource<{ ReplicationConfiguration: unknown }>(
+      'BackupBucket',
+      'AWS::S3::Bucket',
+      withVault,
+    );
+    expect(bucket.ReplicationConfiguration).toEqual({
+      Role: getAtt('VaultReplicationRole'),
+      Rules: [
+        {
+          Id: 'EveryObjectToTheVault',
+          Status: 'Enabled',
+          Priority: 1,
+          Filter: { Prefix: '' },
+          DeleteMarkerReplication: { Status: 'Disabled' },
+          SourceSelectionCriteria: { SseKmsEncryptedObjects: { Status: 'Enabled' } },
+          Destination: {
+            Bucket: sub(`arn:\${AWS::Partition}:s3:::${VAULT_BUCKET}`),
+            EncryptionConfiguration: { ReplicaKmsKeyID: VAULT_KEY_ARN },
+            ReplicationTime: { Status: 'Enabled', Time: { Minutes: 15 } },
+            Metrics: { Status: 'Enabled', EventThreshold: { Minutes: 15 } },
+            Account: VAULT_ACCOUNT,
+            AccessControlTranslation: { Owner: 'Destination' },
+          },
+        },
+      ],
+    });
+    expect(withVault.Outputs.VaultBucketName?.Value).toEqual(sub(VAULT_BUCKET));
+    // The functions find the vault's bucket and region in their environment.
+    const { Variables } = resource<LambdaFunction>(
+      'PlanRestoreLambdaFunction',
+      'AWS::Lambda::Function',
+      withVault,
+    ).Environment;
+    expect([Variables.VAULT_BUCKET, Variables.VAULT_REGION]).toEqual([sub(VAULT_BUCKET), VAULT_REGION]);
+  }, 240_000);
+
+  it('the replication role holds exactly what S3 replication needs, and S3 alone for this bucket assumes it', async () => {
+    const withVault = await withOptionalParams();
+    const role = resource<Role & { RoleName: string; AssumeRolePolicyDocument: PolicyDocument }>(
+      'VaultReplicationRole',
+      'AWS::IAM::Role',
+      withVault,
+    );
+    expect(role.RoleName).toBe(`kennel-backup-${STAGE}-vault-replication`);
+    // The role names the backup bucket by the name the bucket is given.
+    expect(
+      resource<{ BucketName: unknown }>('BackupBucket', 'AWS::S3::Bucket', withVault).BucketName,
+    ).toEqual(sub(`kennel-backup-\${AWS::AccountId}-\${AWS::Region}-${STAGE}`));
+    expect(role.AssumeRolePolicyDocument.Statement).toEqual([
+      {
+        Effect: 'Allow',
+        Principal: { Service: 's3.amazonaws.com' },
+        Action: 'sts:AssumeRole',
+        Condition: {
+          StringEquals: { 'aws:SourceAccount': { Ref: 'AWS::AccountId' } },
+          ArnEquals: { 'aws:SourceArn': backupBucketArn() },
+        },
+      },
+    ]);
+    expect(role.ManagedPolicyArns).toBeUndefined();
+    expect(role.Policies?.flatMap((p) => p.PolicyDocument.Statement)).toEqual([
+      {
+        Sid: 'ReadTheReplicationConfiguration',
+        Effect: 'Allow',
+        Action: ['s3:GetReplicationConfiguration', 's3:ListBucket'],
+        Resource: backupBucketArn(),
+      },
+      {
+        Sid: 'ReadEachVersionToReplicate',
+        Effect: 'Allow',
+        Action: [
+          's3:GetObjectVersionForReplication',
+          's3:GetObjectVersionTagging',
+          's3:GetObjectRetention',
+          's3:GetObjectLegalHold',
+        ],
+        Resource: backupBucketArn('/*'),
+      },
+      {
+        Sid: 'WriteReplicasToTheVault',
+        Effect: 'Allow',
+        Action: ['s3:ReplicateObject', 's3:ReplicateTags', 's3:ObjectOwnerOverrideToBucketOwner'],
+        Resource: vaultArn('/*'),
+      },
+      {
+        Sid: 'DecryptWithTheBackupKey',
+        Effect: 'Allow',
+        Action: ['kms:Decrypt'],
+        Resource: getAtt('BackupKey'),
+        Condition: {
+          StringEquals: {
+            'kms:ViaService': sub(`s3.\${AWS::Region}.amazonaws.com`),
+            'kms:EncryptionContext:aws:s3:arn': backupBucketArn(),
+          },
+        },
+      },
+      {
+        Sid: 'EncryptWithTheVaultKey',
+        Effect: 'Allow',
+        Action: ['kms:Encrypt', 'kms:GenerateDataKey'],
+        Resource: VAULT_KEY_ARN,
+        Condition: {
+          StringEquals: {
+            'kms:ViaService': `s3.${VAULT_REGION}.amazonaws.com`,
+            'kms:EncryptionContext:aws:s3:arn': vaultArn(),
+          },
+        },
+      },
+    ]);
+  }, 240_000);
+
+  it("the restore's readers may read the vault's manifests, the DB host its archives, and nothing else there", async () => {
+    const withVault = await withOptionalParams();
+    const reads = (prefixes: string[], objects: string[]): Statement[] => [
+      {
+        Effect: 'Allow',
+        Action: ['s3:ListBucket'],
+        Resource: vaultArn(),
+        Condition: { StringLike: { 's3:prefix': prefixes } },
+      },
+      { Effect: 'Allow', Action: ['s3:GetObject'], Resource: objects.map((o) => vaultArn(`/${o}`)) },
+      { Effect: 'Allow', Action: ['kms:Decrypt'], Resource: VAULT_KEY_ARN, Condition: vaultViaS3 },
+    ];
+    const VAULT_GRANTS: Record<string, Statement[]> = {
+      planRestore: reads(['database/*'], ['database/*.manifest.json']),
+      checkRestore: reads(['database/*'], ['database/*.manifest.json']),
+      planFilesRestore: reads(
+        ['configuration/*', 'application/*', 'static/*'],
+        ['configuration/*.manifest.json', 'application/*.manifest.json', 'static/*.manifest.json'],
+      ),
+    };
+    const policies = Object.entries(withVault.Resources).filter(([, r]) => r.Type === 'AWS::IAM::Policy');
+    expect(policies.map(([id]) => id).sort()).toEqual([
+      'CheckRestoreVaultReadPolicy',
+      'PlanFilesRestoreVaultReadPolicy',
+      'PlanRestoreVaultReadPolicy',
+    ]);
+    for (const [fn, grants] of Object.entries(VAULT_GRANTS)) {
+      const id = `${fn[0]?.toUpperCase()}${fn.slice(1)}`;
+      const policy = resource<{ Roles: unknown[]; PolicyDocument: PolicyDocument }>(
+        `${id}VaultReadPolicy`,
+        'AWS::IAM::Policy',
+        withVault,
+      );
+      expect(policy.Roles).toEqual([{ Ref: `${id}IamRoleLambdaExecution` }]);
+      // The vault stack names these roles (serverless-iam-roles-per-function's names) in its policies.
+      expect(
+        resource<{ RoleName: unknown }>(`${id}IamRoleLambdaExecution`, 'AWS::IAM::Role', withVault).RoleName,
+      ).toEqual({ 'Fn::Join': ['-', ['kennel-backup', STAGE, fn, { Ref: 'AWS::Region' }, 'lambdaRole']] });
+      expect(policy.PolicyDocument.Statement).toEqual(grants);
+    }
+    const host = resource<{ PolicyDocument: PolicyDocument }>(
+      'HostVaultRestorePolicy',
+      'AWS::IAM::ManagedPolicy',
+      withVault,
+    );
+    expect(host.PolicyDocument.Statement).toEqual([
+      {
+        Sid: 'ReadVaultBackups',
+        Effect: 'Allow',
+        Action: ['s3:GetObject'],
+        Resource: BACKUP_PREFIXES.map((p) => vaultArn(`/${p}*`)),
+      },
+      {
+        Sid: 'DecryptVaultBackups',
+        Effect: 'Allow',
+        Action: ['kms:Decrypt'],
+        Resource: VAULT_KEY_ARN,
+        Condition: vaultViaS3,
+      },
+    ]);
+    // Nothing in the stack may write or delete in the vault but the replication role, which only replicates.
+    const inVault = (s: Statement) => JSON.stringify(s.Resource).includes('kennel-backup-vault-');
+    const writes = Object.entries(withVault.Resources).flatMap(([id, r]) => {
+      const p = r.Properties as {
+        Policies?: { PolicyDocument: PolicyDocument }[];
+        PolicyDocument?: PolicyDocument;
+      };
+      const statements = [
+        ...(p.Policies ?? []).flatMap((x) => x.PolicyDocument.Statement),
+        ...(r.Type.startsWith('AWS::IAM::') && p.PolicyDocument ? p.PolicyDocument.Statement : []),
+      ];
+      return statements
+        .filter(inVault)
+        .flatMap((s) => asArray(s.Action))
+        .filter((a) => !['s3:ListBucket', 's3:GetObject'].includes(a))
+        .map((a) => `${id} ${a}`);
+    });
+    expect(writes).toEqual([
+      'VaultReplicationRole s3:ReplicateObject',
+      'VaultReplicationRole s3:ReplicateTags',
+      'VaultReplicationRole s3:ObjectOwnerOverrideToBucketOwner',
+    ]);
+  }, 240_000);
+
+  it('refuses vault params that would replicate nowhere or with the wrong key', async () => {
+    const refusal = async (values: Record<string, unknown>) =>
+      Promise.resolve(vaultPart('replicationConfiguration', { ...backupVariables, ...values })).then(
+        () => '',
+        (e: Error) => e.message,
+      );
+    expect(await refusal({ 'param:vaultRegion': 'us-east-1' })).toContain(
+      'vaultRegion "us-east-1" is this stack\'s own region',
+    );
+    expect(await refusal({ 'param:vaultKeyArn': '' })).toContain('vaultKeyArn "" is not a KMS key ARN');
+    expect(await refusal({ 'param:vaultKeyArn': 'alias/kennel-backup-vault' })).toContain(
+      'is not a KMS key ARN',
+    );
+    expect(await refusal({ 'param:vaultRegion': 'eu-central-1' })).toContain(
+      `vaultKeyArn is a key of ${VAULT_REGION}, not of vaultRegion eu-central-1`,
+    );
+    expect(await refusal({ 'param:vaultAccount': '123' })).toContain(
+      'vaultAccount "123" is not a 12-digit account id',
+    );
+    expect(await refusal({ 'param:vaultAccount': '111111111111' })).toContain(
+      `vaultKeyArn is a key of account ${VAULT_ACCOUNT}, not of vaultAccount 111111111111`,
+    );
+    expect(await refusal({})).toBe('');
+  });
+
+  it("the vault stack is one CloudFormation accepts, in the vault's region", async () => {
+    expect(specFindings(await packagedVaultStack())).toEqual([]);
+  }, 120_000);
+
+  it('the vault bucket is versioned, locked in governance mode for the point-in-time window and a week, encrypted with its own key, private, and outlives the stack', async () => {
+    const stack = await packagedVaultStack();
+    const bucket = resource<Record<string, unknown>>('VaultBucket', 'AWS::S3::Bucket', stack);
+    expect(bucket.resource.DeletionPolicy).toBe('Retain');
+    expect(bucket.BucketName).toEqual(sub(`kennel-backup-vault-\${AWS::AccountId}-\${AWS::Region}-${STAGE}`));
+    expect(bucket.VersioningConfiguration).toEqual({ Status: 'Enabled' });
+    expect(bucket.ObjectLockEnabled).toBe(true);
+    expect(bucket.ObjectLockConfiguration).toEqual({
+      ObjectLockEnabled: 'Enabled',
+      Rule: { DefaultRetention: { Mode: 'GOVERNANCE', Days: POINT_IN_TIME_DAYS + 7 } },
+    });
+    expect(bucket.BucketEncryption).toEqual({
+      ServerSideEncryptionConfiguration: [
+        {
+          ServerSideEncryptionByDefault: { SSEAlgorithm: 'aws:kms', KMSMasterKeyID: getAtt('VaultKey') },
+          BucketKeyEnabled: true,
+        },
+      ],
+    });
+    expect(bucket.PublicAccessBlockConfiguration).toEqual({
+      BlockPublicAcls: true,
+      BlockPublicPolicy: true,
+      IgnorePublicAcls: true,
+      RestrictPublicBuckets: true,
+    });
+    const compliance = (await vaultPart('vaultStackResources', {
+      'sls:stage': STAGE,
+      'param:vaultRegion': VAULT_REGION,
+      'param:backupRegion': 'us-east-1',
+      'param:objectLockMode': 'compliance',
+      'param:keyBreakGlassRole': BREAK_GLASS_ROLE,
+    })) as Template;
+    expect(
+      resource<{ ObjectLockConfiguration: unknown }>('VaultBucket', 'AWS::S3::Bucket', compliance)
+        .ObjectLockConfiguration,
+    ).toEqual({
+      ObjectLockEnabled: 'Enabled',
+      Rule: { DefaultRetention: { Mode: 'COMPLIANCE', Days: POINT_IN_TIME_DAYS + 7 } },
+    });
+    expect(stack.Outputs.VaultKeyArn?.Value).toEqual(getAtt('VaultKey'));
+  }, 120_000);
+
+  it("expires each kind's copy by age (no prune reaches the vault), after its retention and the point-in-time window, and never pgBackRest's repository", async () => {
+    const stack = await packagedVaultStack();
+    const { Rules } = resource<{ LifecycleConfiguration: { Rules: Record<string, unknown>[] } }>(
+      'VaultBucket',
+      'AWS::S3::Bucket',
+      stack,
+    ).LifecycleConfiguration;
+    for (const kind of [...DATABASE_KINDS, ...FILE_KINDS]) {
+      const rule = Rules.find((r) => r.Prefix === `${KIND_PREFIX[kind]}/`);
+      expect(rule, kind).toMatchObject({ ExpirationInDays: RETENTION[kind].s3Days + POINT_IN_TIME_DAYS });
+      // S3 takes an expiry only after every transition of its rule.
+      for (const t of (rule?.Transitions ?? []) as { TransitionInDays: number }[])
+        expect(t.TransitionInDays, kind).toBeLessThan(RETENTION[kind].s3Days + POINT_IN_TIME_DAYS);
+    }
+    expect(Rules.filter((r) => reachesPrefix(r as { Prefix: string }, PGBACKREST_PREFIX))).toEqual([]);
+  }, 120_000);
+
+  it('only replication writes to the vault: no one deletes, overwrites, relocks or bypasses a lock there', async () => {
+    const stack = await packagedVaultStack();
+    const policy = resource<{ PolicyDocument: PolicyDocument }>(
+      'VaultBucketPolicy',
+      'AWS::S3::BucketPolicy',
+      stack,
+    );
+    const statement = (sid: string) => policy.PolicyDocument.Statement.find((s) => s.Sid === sid);
+    expect(statement('NoOneWritesOrDeletes')).toEqual({
+      Sid: 'NoOneWritesOrDeletes',
+      Effect: 'Deny',
+      Principal: '*',
+      Action: [
+        's3:PutObject',
+        's3:DeleteObject',
+        's3:DeleteObjectVersion',
+        's3:PutObjectRetention',
+        's3:PutObjectLegalHold',
+        's3:BypassGovernanceRetention',
+      ],
+      Resource: sub(`\${VaultBucket.Arn}/*`),
+    });
+    const replicationRole = sub(
+      `arn:\${AWS::Partition}:iam::\${AWS::AccountId}:role/kennel-backup-${STAGE}-vault-replication`,
+    );
+    expect(statement('OnlyTheReplicationRoleReplicates')).toMatchObject({
+      Effect: 'Deny',
+      Principal: '*',
+      Action: ['s3:ReplicateObject', 's3:ReplicateDelete', 's3:ReplicateTags'],
+      Condition: { ArnNotEquals: { 'aws:PrincipalArn': replicationRole } },
+    });
+    expect(statement('DenyInsecureTransport')).toMatchObject({
+      Effect: 'Deny',
+      Condition: { Bool: { 'aws:SecureTransport': 'false' } },
+    });
+    // The readers the backup stack grants, by the names serverless-iam-roles-per-function gives their roles.
+    expect(statement('RestoresReadFromTheBackupAccount')?.Condition).toEqual({
+      ArnEquals: {
+        'aws:PrincipalArn': ['planRestore', 'checkRestore', 'planFilesRestore'].map((fn) =>
+          sub(
+            `arn:\${AWS::Partition}:iam::\${AWS::AccountId}:role/kennel-backup-${STAGE}-${fn}-us-east-1-lambdaRole`,
+          ),
+        ),
+      },
+    });
+    expect(
+      policy.PolicyDocument.Statement.filter((s) => s.Effect === 'Allow').flatMap((s) => asArray(s.Action)),
+    ).toEqual([
+      's3:ReplicateObject',
+      's3:ReplicateTags',
+      's3:ObjectOwnerOverrideToBucketOwner',
+      's3:GetBucketVersioning',
+      's3:GetBucketObjectLockConfiguration',
+      's3:ListBucket',
+      's3:GetObject',
+    ]);
+  }, 120_000);
+
+  it("the vault key is administered through IAM, used through S3 by replication and the restore's readers, and disabled or deleted by the break-glass role alone", async () => {
+    const stack = await packagedVaultStack();
+    const key = resource<{ EnableKeyRotation: boolean; KeyPolicy: PolicyDocument }>(
+      'VaultKey',
+      'AWS::KMS::Key',
+      stack,
+    );
+    expect(key.EnableKeyRotation).toBe(true);
+    expect(key.resource.DeletionPolicy).toBe('Retain');
+    const statements = Object.fromEntries(key.KeyPolicy.Statement.map((s) => [s.Sid, s]));
+    expect(Object.keys(statements)).toEqual([
+      'AdministerThroughIam',
+      'UseThroughS3Only',
+      'ReplicasEncryptedByTheReplicationRole',
+      'ReplicasReadByTheRestoreReaders',
+      'OnlyBreakGlassRoleDisablesOrDeletes',
+    ]);
+    // Administration never includes use, as the backup key's.
+    const backupKey = resource<{ KeyPolicy: PolicyDocument }>('BackupKey', 'AWS::KMS::Key');
+    expect(statements.AdministerThroughIam?.Action).toEqual(
+      backupKey.KeyPolicy.Statement.find((s) => s.Sid === 'AdministerThroughIam')?.Action,
+    );
+    expect(statements.ReplicasEncryptedByTheReplicationRole).toMatchObject({
+      Principal: { AWS: backupRoot },
+      Action: ['kms:Encrypt', 'kms:GenerateDataKey'],
+      Condition: {
+        StringEquals: { 'kms:ViaService': sub(`s3.\${AWS::Region}.amazonaws.com`) },
+        ArnEquals: {
+          'aws:PrincipalArn': sub(
+            `arn:\${AWS::Partition}:iam::\${AWS::AccountId}:role/kennel-backup-${STAGE}-vault-replication`,
+          ),
+        },
+      },
+    });
+    expect(statements.OnlyBreakGlassRoleDisablesOrDeletes).toEqual({
+      Sid: 'OnlyBreakGlassRoleDisablesOrDeletes',
+      Effect: 'Deny',
+      Principal: '*',
+      Action: ['kms:DisableKey', 'kms:ScheduleKeyDeletion'],
+      Resource: '*',
+      Condition: {
+        ArnNotEquals: {
+          'aws:PrincipalArn': sub(
+            `arn:\${AWS::Partition}:iam::\${AWS::AccountId}:role/kennel-backup-${STAGE}-key-break-glass`,
+          ),
+        },
+      },
+    });
+    // In the backup account, the backup stack's break-glass role gets this key too; none is created.
+    expect(
+      resource<{ Roles: string[] }>('VaultKeyBreakGlassPolicy', 'AWS::IAM::Policy', stack).Roles,
+    ).toEqual([`kennel-backup-${STAGE}-key-break-glass`]);
+    expect(stack.Resources.VaultKeyBreakGlassRole).toBeUndefined();
+  }, 120_000);
+
+  it('in another account, the vault stack names the backup account and creates its own break-glass role, assumed with MFA', async () => {
+    const other = (await vaultPart('vaultStackResources', {
+      'sls:stage': STAGE,
+      'param:vaultRegion': VAULT_REGION,
+      'param:backupRegion': 'us-east-1',
+      'param:backupAccount': '123456789012',
+      'param:objectLockMode': 'governance',
+      'param:keyBreakGlassRole': BREAK_GLASS_ROLE,
+      'param:hostRoleArn': HOST_ROLE_ARN,
+    })) as Template;
+    expect(specFindings(other)).toEqual([]);
+    expect(other.Resources.VaultKeyBreakGlassPolicy).toBeUndefined();
+    const role = resource<{ RoleName: string; AssumeRolePolicyDocument: PolicyDocument }>(
+      'VaultKeyBreakGlassRole',
+      'AWS::IAM::Role',
+      other,
+    );
+    expect(role.RoleName).toBe(BREAK_GLASS_ROLE);
+    expect(role.AssumeRolePolicyDocument.Statement[0]?.Condition).toEqual({
+      Bool: { 'aws:MultiFactorAuthPresent': 'true' },
+    });
+    const policy = resource<{ PolicyDocument: PolicyDocument }>(
+      'VaultBucketPolicy',
+      'AWS::S3::BucketPolicy',
+      other,
+    ).PolicyDocument;
+    const read = policy.Statement.find((s) => s.Sid === 'RestoresReadFromTheBackupAccount');
+    expect(read?.Principal).toEqual({ AWS: sub(`arn:\${AWS::Partition}:iam::123456789012:root`) });
+    expect(read?.Condition?.ArnEquals?.['aws:PrincipalArn']).toContain(HOST_ROLE_ARN);
+  });
+
+  it('the vault stack refuses params that would put it beside the backups or lock it in no mode', async () => {
+    const refusal = async (values: Record<string, unknown>) =>
+      Promise.resolve(
+        vaultPart('vaultStackResources', {
+          'sls:stage': STAGE,
+          'param:vaultRegion': VAULT_REGION,
+          'param:backupRegion': 'us-east-1',
+          'param:objectLockMode': 'governance',
+          'param:keyBreakGlassRole': BREAK_GLASS_ROLE,
+          ...values,
+        }),
+      ).then(
+        () => '',
+        (e: Error) => e.message,
+      );
+    expect(await refusal({ 'param:backupRegion': VAULT_REGION })).toContain(
+      'backupRegion and vaultRegion are the same region',
+    );
+    expect(await refusal({ 'param:vaultRegion': '' })).toContain('vaultRegion "" is not an AWS region');
+    expect(await refusal({ 'param:objectLockMode': 'legal' })).toContain(
+      'objectLockMode "legal" is neither governance nor compliance',
+    );
+  });
 });

@@ -1,18 +1,17 @@
 import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import middy from '@middy/core';
-import { Catalog } from '../../shared/catalog/catalog.ts';
-import { createS3Client } from '../../shared/core/clients.ts';
 import { getConfig } from '../../shared/core/config.ts';
 import { parseInput } from '../../shared/core/input.ts';
 import { logger } from '../../shared/core/logger.ts';
 import * as z from '../../shared/core/schema.ts';
 import { type DatabaseUrlProvider, ssmDatabaseUrl } from '../../shared/restore/check.ts';
 import { restorePlanSchema } from '../../shared/restore/database-schemas.ts';
+import { catalogOf, restoreCatalogs } from '../../shared/restore/source.ts';
 import { checkRestore } from '../../shared/restore/stages.ts';
 import { RESTORE_STATE } from '../../statemachines/database-restore.ts';
 
 const config = getConfig();
-const catalog = new Catalog(createS3Client(config), config.BACKUP_BUCKET);
+const catalogs = restoreCatalogs(config);
 
 export function createHandler(databaseUrl: DatabaseUrlProvider) {
   return middy()
@@ -23,7 +22,7 @@ export function createHandler(databaseUrl: DatabaseUrlProvider) {
         event,
         `The ${RESTORE_STATE.checkRestoredDatabase} request`,
       );
-      const result = await checkRestore(await databaseUrl(), catalog, plan);
+      const result = await checkRestore(await databaseUrl(), catalogOf(catalogs, plan.source), plan);
       logger.info('restored database checked', {
         database: plan.stagingDatabase,
         tables: result.tables,

@@ -20,6 +20,8 @@ declare module 's3rver' {
     existsObject(bucket: string, key: string): Promise<boolean>;
     /** Throws when there is no such object; `etag` is quoted, as S3 sends it. */
     getMetadata(bucket: string, key: string): Promise<{ etag: string }>;
+    /** The object's bytes and metadata to another key (and bucket), as they are. */
+    copyObject(srcBucket: string, srcKey: string, destBucket: string, destKey: string): Promise<unknown>;
     listObjects(
       bucket: string,
       options: { delimiter?: string; prefix?: string; startAfter?: string; maxKeys?: number },

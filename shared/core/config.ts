@@ -174,6 +174,15 @@ const json = <T extends z.core.$ZodType>(schema: T) =>
     schema,
   );
 
+/** Text that `schema` takes, or nothing: an empty text (CloudFormation's way of leaving a variable unset) is nothing. */
+const optionalText = <T extends z.core.$ZodType<string>>(schema: T) =>
+  z.optional(
+    z.pipe(
+      z.transform((text: unknown) => (text === '' ? undefined : text)),
+      z.optional(schema),
+    ),
+  );
+
 /** A whole number in [min, max] given as text, `fallback` when left out. */
 const wholeNumber = (min: number, max: number, fallback: number) =>
   z._default(z.coerce.number().check(z.int(), z.gte(min), z.lte(max)), fallback);
@@ -218,6 +227,15 @@ const environment = z.object({
   BACKUP_KMS_KEY_ID: z.optional(
     z.string().check(z.regex(/^[\w:/-]{1,2048}$/, 'must be a KMS key id or ARN')),
   ),
+  /**
+   * The vault: the bucket the backup bucket replicates every object to, in
+   * another region (serverless/vault.cjs), which a restore reads with
+   * `"source": "vault"`. Both empty or absent: no vault.
+   */
+  VAULT_BUCKET: optionalText(z.string().check(z.regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/))),
+  VAULT_REGION: optionalText(
+    z.string().check(z.regex(/^[a-z]{2}(?:-gov)?-[a-z]+-\d$/, 'must be an AWS region')),
+  ),
   /** Set only for a local S3-compatible server. */
   S3_ENDPOINT_URL: z.optional(z.url()),
   /**
@@ -235,6 +253,11 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
     const problems = problemsOf(parsed.error.issues, '(environment)');
     throw new ConfigError(
       `The function's environment is incomplete or malformed; fix the deployment:\n- ${problems.join('\n- ')}`,
+    );
+  }
+  if (Boolean(parsed.data.VAULT_BUCKET) !== Boolean(parsed.data.VAULT_REGION)) {
+    throw new ConfigError(
+      'VAULT_BUCKET and VAULT_REGION go together: give both (the vault stack is deployed) or neither (no vault); fix the deployment.',
     );
   }
   for (const t of parsed.data.BACKUP_TARGETS) {

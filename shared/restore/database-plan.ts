@@ -11,6 +11,7 @@ import { type RestorePlan, type RestoreStep, restoreInputSchema, type SwapPlan }
 import { findBackup } from './find-backup.ts';
 import { plannedRoles } from './missing-roles.ts';
 import { logTablesOf, rowSourcesOf } from './row-sources.ts';
+import { catalogOf, type RestoreCatalogs } from './source.ts';
 
 /**
  * PlanRestore: which dump rebuilds the database asked for, where the restore is
@@ -33,7 +34,11 @@ function step(m: DatabaseManifest, versionId: string | null): RestoreStep {
   };
 }
 
-export async function planRestore(config: Config, catalog: Catalog, request: unknown): Promise<RestorePlan> {
+export async function planRestore(
+  config: Config,
+  catalogs: RestoreCatalogs,
+  request: unknown,
+): Promise<RestorePlan> {
   const { input, executionId, startedAt } = parseInput(
     planRequestSchema,
     request,
@@ -42,6 +47,7 @@ export async function planRestore(config: Config, catalog: Catalog, request: unk
   const wanted = parseInput(restoreInputSchema, input, 'The execution input');
   const target = targetOf(config, wanted.target);
   const swap = stagedSwapPlan(config, target, { ...wanted, executionId, startedAt });
+  const catalog = catalogOf(catalogs, wanted.source);
 
   // A monthly or safety dump can be named too: the long-term copy, and what
   // brings back a database a restore replaced.
@@ -71,6 +77,7 @@ export async function planRestore(config: Config, catalog: Catalog, request: unk
     rowSources: rowSourcesOf(manifest, { overProduction: swap.overProduction, logCopy }),
     missingRoles: wanted.missingRoles,
     roles: plannedRoles(manifest.properties, wanted.missingRoles),
+    source: wanted.source,
   };
 }
 

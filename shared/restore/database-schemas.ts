@@ -14,6 +14,7 @@ import {
 import * as z from '../core/schema.ts';
 import { MISSING_ROLES, missingRolesInput } from './missing-roles.ts';
 import { rowSourcesSchema } from './row-sources.ts';
+import { RESTORE_SOURCES, restoreSourceInput } from './source.ts';
 
 /** A point-in-time recovery's scope, as an operator gives it (shared/restore/point-in-time.ts). */
 export const POINT_IN_TIME_SCOPES = ['database', 'cluster'] as const;
@@ -49,6 +50,8 @@ export const restoreInputSchema = z.strictObject({
   acceptFailedRestoreTest: z._default(z.boolean(), false),
   /** The roles the backup needs that this cluster lacks: `create` them, or `omit` them (missing-roles.ts). */
   missingRoles: missingRolesInput,
+  /** Restore from the backup bucket (`primary`) or from its copy in the vault (source.ts). */
+  source: restoreSourceInput,
 });
 
 /** The dump a restore applies; the host checks its sha256 before using it. */
@@ -110,6 +113,8 @@ export const restorePlanSchema = z.extend(swapPlanSchema, {
   missingRoles: z.enum(MISSING_ROLES),
   /** The same in words, with the roles the backup names, for the dry run. */
   roles: z.string(),
+  /** Where the catalog was read and the host fetches the dump: the backup bucket or the vault. */
+  source: z.enum(RESTORE_SOURCES),
 });
 
 export type RestorePlan = z.infer<typeof restorePlanSchema>;

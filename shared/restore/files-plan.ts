@@ -19,6 +19,7 @@ import {
 import { parseInput, planRequestSchema } from '../core/input.ts';
 import * as z from '../core/schema.ts';
 import { findBackup } from './find-backup.ts';
+import { catalogOf, RESTORE_SOURCES, type RestoreCatalogs, restoreSourceInput } from './source.ts';
 
 /**
  * What an operator types to put a files backup back in place. Files are
@@ -32,6 +33,8 @@ export const filesRestoreInputSchema = z.strictObject({
   /** The kind again: the files on the host are replaced. */
   confirm: z.optional(z.string()),
   dryRun: z._default(z.boolean(), false),
+  /** Restore from the backup bucket (`primary`) or from its copy in the vault (source.ts). */
+  source: restoreSourceInput,
 });
 
 export const filesRestorePlanSchema = z.object({
@@ -59,13 +62,15 @@ export const filesRestorePlanSchema = z.object({
   asidePath: hostPath,
   /** The target's configured commands after the restore, for the record (the host command reads config). */
   afterCommands: z.array(z.string()),
+  /** Where the catalog was read and the host fetches the tarball: the backup bucket or the vault. */
+  source: z.enum(RESTORE_SOURCES),
 });
 
 export type FilesRestorePlan = z.infer<typeof filesRestorePlanSchema>;
 
 export async function planFilesRestore(
   config: Config,
-  catalog: Catalog,
+  catalogs: RestoreCatalogs,
   request: unknown,
 ): Promise<FilesRestorePlan> {
   const { input, executionId, startedAt } = parseInput(
@@ -81,6 +86,7 @@ export async function planFilesRestore(
   }
   const [target] = selectTargets(config, wanted.target ?? config.BACKUP_TARGETS[0]?.name);
   if (!target) throw new NotFoundError('No target is configured.');
+  const catalog = catalogOf(catalogs, wanted.source);
   const manifest = await findBackup(catalog, [wanted.kind], target.name, null, wanted.backup);
   if (isDatabaseManifest(manifest)) throw new NotFoundError(`${manifest.archive.key} is not a files backup.`);
   // The manifest must match the record of its archive's creation; the version its backup wrote is fetched, never a later one.
@@ -106,5 +112,6 @@ export async function planFilesRestore(
     excludes: manifest.excludes,
     asidePath: `${target.backupDir}/restore-aside/${target.name}_${wanted.kind}_before_${id}.tar.${CODECS[manifest.archive.compression].extension}`,
     afterCommands: target.afterFilesRestore[wanted.kind],
+    source: wanted.source,
   };
 }

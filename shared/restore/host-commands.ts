@@ -15,6 +15,7 @@ import { restorePlanSchema, swapPlanSchema } from './database-schemas.ts';
 import { filesRestorePlanSchema } from './files-plan.ts';
 import { standInMark } from './missing-roles.ts';
 import { recoveryPlaces } from './point-in-time.ts';
+import { bucketOf } from './source.ts';
 
 /** What carrying the log tables' rows over needs of a restore's plan. */
 const carryPlan = {
@@ -41,7 +42,7 @@ export const RESTORE_HOST_COMMANDS = {
       KB_ABSENT: plan.overProduction ? '' : plan.targetDatabase,
       KB_MISSING_ROLES: plan.missingRoles,
       KB_STAND_IN_MARK: standInMark(plan.stagingDatabase),
-      KB_BUCKET: config.BACKUP_BUCKET,
+      KB_BUCKET: bucketOf(config, plan.source),
       KB_S3_ENDPOINT_URL: config.S3_ENDPOINT_URL ?? '',
     }),
   }),
@@ -113,7 +114,7 @@ export const RESTORE_HOST_COMMANDS = {
       KB_PATHS: plan.paths.join(' '),
       KB_EXCLUDES: plan.excludes.join(' '),
       KB_ASIDE: plan.asidePath,
-      KB_BUCKET: config.BACKUP_BUCKET,
+      KB_BUCKET: bucketOf(config, plan.source),
       KB_S3_ENDPOINT_URL: config.S3_ENDPOINT_URL ?? '',
     }),
   }),

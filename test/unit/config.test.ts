@@ -123,6 +123,17 @@ describe('parseConfig accepts', () => {
     expect(parseConfig({ ...env, EXCLUDED_TABLES: '' }).EXCLUDED_TABLES).toStrictEqual([]);
   });
 
+  it('a vault, its bucket and region together, and empty ones as none (CloudFormation without a vault)', () => {
+    expect(
+      parseConfig({ ...env, VAULT_BUCKET: 'kennel-backup-vault-prod', VAULT_REGION: 'eu-central-1' }),
+    ).toMatchObject({
+      VAULT_BUCKET: 'kennel-backup-vault-prod',
+      VAULT_REGION: 'eu-central-1',
+    });
+    const none = parseConfig({ ...env, VAULT_BUCKET: '', VAULT_REGION: '' });
+    expect([none.VAULT_BUCKET, none.VAULT_REGION]).toEqual([undefined, undefined]);
+  });
+
   it("a target's own settings, with the defaults for what it leaves out, part by part", () => {
     const [target] = parseConfig(
       withTarget({
@@ -301,6 +312,18 @@ describe('parseConfig refuses, word for word,', () => {
         'BACKUP_TARGETS.0.files.applicationExcludes.0: must be a file or directory name (* for any characters, a trailing / for a directory directly under each path)',
         'BACKUP_TARGETS.0.application.start.0: must be one line of shell',
         'BACKUP_TARGETS.0.afterFilesRestore.configuration: Invalid input: expected array, received string',
+      ),
+    );
+  });
+
+  it('a vault bucket without its region, or a region that is none', () => {
+    expect(refusal({ ...env, VAULT_BUCKET: 'kennel-backup-vault-prod' })).toBe(
+      'VAULT_BUCKET and VAULT_REGION go together: give both (the vault stack is deployed) or neither (no vault); fix the deployment.',
+    );
+    expect(refusal({ ...env, VAULT_BUCKET: 'Vault!', VAULT_REGION: 'europe' })).toBe(
+      listed(
+        'VAULT_BUCKET: Invalid string: must match pattern /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/',
+        'VAULT_REGION: must be an AWS region',
       ),
     );
   });

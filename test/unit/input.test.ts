@@ -139,6 +139,7 @@ describe('parseInput with execution inputs', () => {
       backup: 'latest',
       acceptFailedRestoreTest: false,
       missingRoles: 'create',
+      source: 'primary',
     });
     expect(
       parseInput(
@@ -158,6 +159,7 @@ describe('parseInput with execution inputs', () => {
             dryRun: 'yes',
             confirm: 1,
             missingRoles: 'skip',
+            source: 'Vault',
           },
           'The execution input',
         ),
@@ -169,6 +171,7 @@ describe('parseInput with execution inputs', () => {
         'dryRun: Invalid input: expected boolean, received string',
         'backup: Invalid input',
         'missingRoles: must be "create" (the default: the roles the backup needs that this cluster lacks are created, NOLOGIN and without a password) or "omit" (none is created: their objects go to the new database\'s owner, their grants are left out)',
+        'source: must be "primary" (the backup bucket; the default) or "vault" (its copy in the vault region)',
       ),
     );
     expect(
@@ -230,6 +233,7 @@ describe('parseInput with execution inputs', () => {
       kind: 'static',
       backup: 'latest',
       dryRun: false,
+      source: 'primary',
     });
     expect(
       refusal(() =>
