@@ -455,7 +455,7 @@ describe.runIf(MOTO_SERVER)('with versions and Object Lock (moto_server)', () =>
       new PutObjectCommand({ Bucket: BUCKET, Key: manifestKey, Body: JSON.stringify(rewritten) }),
     );
 
-    const refused = planFilesRestore(config, catalog, restoreRequest());
+    const refused = planFilesRestore(config, { primary: catalog, vault: undefined }, restoreRequest());
     await expect(refused).rejects.toThrow(TamperedArchiveError);
     await expect(refused).rejects.toThrow(
       `its manifest says sha256 ${sha256(forged)} (${forged.length} bytes), the record of its creation ${archive.sha256} (${archive.size} bytes). Its tables and sha256 cannot be trusted, so nothing was restored and nothing was changed. The archive to restore from is version ${firstVersion} of s3://${BUCKET}/${archive.key}, the one its backup wrote (sha256 ${archive.sha256})`,
@@ -479,7 +479,7 @@ describe.runIf(MOTO_SERVER)('with versions and Object Lock (moto_server)', () =>
     });
 
     // The restore now plans the version the backup wrote, and the host fetches that one, never the current.
-    const plan = await planFilesRestore(config, catalog, restoreRequest());
+    const plan = await planFilesRestore(config, { primary: catalog, vault: undefined }, restoreRequest());
     expect(plan.archive).toMatchObject({ sha256: archive.sha256, versionId: firstVersion });
     // The host's copy is gone (pruned, or a new host): the restore fetches from S3.
     rmSync(archive.localPath, { force: true });

@@ -115,12 +115,16 @@ describe('the daily verification', () => {
       archive: { ...monthly.archive, sha256, size: forged.length },
     });
     try {
-      const restore = planRestore(parseConfig(world.env.functionEnv), world.catalog, {
-        input: { database: 'kennel_prod', targetDatabase: 'kennel_forged', backup: monthly.runId },
-        executionId:
-          'arn:aws:states:us-east-1:123456789012:execution:kennel-backup-local-database-restore:forged',
-        startedAt: new Date().toISOString(),
-      });
+      const restore = planRestore(
+        parseConfig(world.env.functionEnv),
+        { primary: world.catalog, vault: undefined },
+        {
+          input: { database: 'kennel_prod', targetDatabase: 'kennel_forged', backup: monthly.runId },
+          executionId:
+            'arn:aws:states:us-east-1:123456789012:execution:kennel-backup-local-database-restore:forged',
+          startedAt: new Date().toISOString(),
+        },
+      );
       await expect(restore).rejects.toThrow(TamperedArchiveError);
       await expect(restore).rejects.toThrow(
         `The manifest of s3://${world.env.bucket}/${monthly.archive.key} was changed after its backup: its manifest says sha256 ${sha256} (${forged.length} bytes), the record of its creation ${monthly.archive.sha256} (${monthly.archive.size} bytes). Its tables and sha256 cannot be trusted, so nothing was restored and nothing was changed.`,

@@ -57,7 +57,11 @@ export const SIDE_CLUSTER_SCRIPTS: ReadonlySet<HostScript> = new Set([
  * The scripts that upload (host/common.sh s3_put: an archive, or the check's probe, written as a backup is): host/s3-put.py,
  * the uploader, is rendered into them as the shell variable S3_PUT_PY.
  */
-export const UPLOADING_SCRIPTS: ReadonlySet<HostScript> = new Set(['database-backup', 'files-backup', 'check']);
+export const UPLOADING_SCRIPTS: ReadonlySet<HostScript> = new Set([
+  'database-backup',
+  'files-backup',
+  'check',
+]);
 
 const bodies = new Map<string, string>();
 

@@ -1,6 +1,5 @@
 import { FILES_RESTORE_STATE } from '../../statemachines/files-restore.ts';
 import { recordedVersion } from '../catalog/archive-record.ts';
-import type { Catalog } from '../catalog/catalog.ts';
 import { FILE_KINDS, runId as makeRunId } from '../catalog/keys.ts';
 import { isDatabaseManifest } from '../catalog/manifest.ts';
 import { CODEC_NAMES, CODECS } from '../core/codecs.ts';
