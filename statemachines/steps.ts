@@ -63,6 +63,7 @@ export const TASK_SECONDS = {
   reportRecoveryDrill: 60,
   planPrepareHost: 60,
   reportPrepareHost: 60,
+  writeAuditReport: 900,
   sendAlert: 60,
   runLock: 30,
 } as const;

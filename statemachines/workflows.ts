@@ -1,3 +1,4 @@
+import { auditReport } from './audit-report.ts';
 import { dailyVerification } from './daily-verification.ts';
 import { databaseBackup } from './database-backup.ts';
 import { databaseRestore } from './database-restore.ts';
@@ -30,6 +31,7 @@ export const WORKFLOWS = {
   monitoring,
   'prepare-host': prepareHost,
   'wal-archive-age': walArchiveAge,
+  'audit-report': auditReport,
 } as const satisfies Record<string, () => Definition>;
 
 export type WorkflowName = keyof typeof WORKFLOWS;
