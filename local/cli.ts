@@ -1,10 +1,14 @@
-import { join } from 'node:path';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { basename, join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { GetObjectCommand } from '@aws-sdk/client-s3';
+import { auditReportInputSchema } from '../shared/audit/gather.ts';
 import { createS3Client } from '../shared/core/clients.ts';
 import { parseConfig } from '../shared/core/config.ts';
-import { type LocalEnvironmentOptions, physicalKindsRefusal } from './environment.ts';
+import { parseInput } from '../shared/core/input.ts';
+import { type LocalEnvironment, type LocalEnvironmentOptions, physicalKindsRefusal } from './environment.ts';
 import { localHost } from './host.ts';
-import { PROJECT_ROOT, runWorkflow, workflows } from './runner.ts';
+import { type ExecutionRecord, PROJECT_ROOT, runWorkflow, workflows } from './runner.ts';
 import { downLocalStack, openLocalStack, resetLocalStack, upLocalStack } from './stack.ts';
 
 const USAGE = `Usage: npm run local -- <command>
@@ -17,6 +21,11 @@ const USAGE = `Usage: npm run local -- <command>
   start <workflow> [--input '<json>']  run a workflow (built by statemachines/) in-process with
                                        the real handlers, on the running stack or on one started
                                        and stopped around the run
+  report [--month YYYY-MM] [--budget USD]
+                                       the monthly audit report on demand (the audit-report
+                                       workflow; the month before this one by default), from the
+                                       exported execution histories and the catalog in the local
+                                       bucket; also written to <KENNEL_BACKUP_DIR>/reports/
 
 Workflows: ${workflows().join(', ')}
 
@@ -49,7 +58,12 @@ function stackOptions(): LocalEnvironmentOptions {
 async function main(): Promise<number> {
   const { positionals, values } = parseArgs({
     allowPositionals: true,
-    options: { input: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+    options: {
+      input: { type: 'string' },
+      month: { type: 'string' },
+      budget: { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
   });
   const [command, workflow] = positionals;
   if (values.help) {
@@ -74,12 +88,61 @@ async function main(): Promise<number> {
     }
     case 'start':
       if (workflow) return start(workflow, values.input, options);
+      break;
+    case 'report':
+      return report(values.month, values.budget, options);
   }
   console.error(USAGE);
   return 2;
 }
 
-async function start(workflow: string, inputText: string | undefined, options: LocalEnvironmentOptions) {
+/**
+ * `report`: the audit-report workflow with `{"month": …, "budgetUsd": …}`, as an
+ * operator starts it from the console; its three files are then copied from the
+ * local bucket to <KENNEL_BACKUP_DIR>/reports/ to be opened.
+ */
+async function report(
+  month: string | undefined,
+  budget: string | undefined,
+  options: LocalEnvironmentOptions,
+) {
+  const input = {
+    ...(month === undefined ? {} : { month }),
+    ...(budget === undefined ? {} : { budgetUsd: Number(budget) }),
+  };
+  try {
+    parseInput(auditReportInputSchema, input, '--month and --budget');
+  } catch (error) {
+    console.error(`${(error as Error).message}\n(--month 2026-11 --budget 40)`);
+    return 2;
+  }
+  return start('audit-report', JSON.stringify(input), options, async (environment, record) => {
+    if (record.status !== 'SUCCEEDED') return;
+    const { keys } = record.output as { keys: Record<string, string> };
+    const s3 = createS3Client(parseConfig(environment.functionEnv));
+    const dir = join(options.dataDir, 'reports');
+    mkdirSync(dir, { recursive: true });
+    for (const key of Object.values(keys)) {
+      const object = await s3.send(new GetObjectCommand({ Bucket: environment.bucket, Key: key }));
+      const file = join(dir, basename(key));
+      writeFileSync(
+        file,
+        await (object.Body as { transformToString(): Promise<string> }).transformToString(),
+      );
+      console.error(`Report: ${file} (s3://${environment.bucket}/${key})`);
+    }
+  });
+}
+
+/** What a command does once its execution has ended, while the local stack still runs. */
+type AfterRun = (environment: LocalEnvironment, record: ExecutionRecord) => Promise<void>;
+
+async function start(
+  workflow: string,
+  inputText: string | undefined,
+  options: LocalEnvironmentOptions,
+  afterRun?: AfterRun,
+) {
   if (!workflows().includes(workflow)) {
     console.error(`Unknown workflow "${workflow}". Known workflows: ${workflows().join(', ')}.`);
     return 2;
@@ -119,7 +182,7 @@ async function start(workflow: string, inputText: string | undefined, options: L
   };
   process.on('SIGINT', interrupted);
   try {
-    return await startAndRun(workflow, input, options, stop.signal);
+    return await startAndRun(workflow, input, options, stop.signal, afterRun);
   } finally {
     process.off('SIGINT', interrupted);
   }
@@ -130,6 +193,7 @@ async function startAndRun(
   input: unknown,
   options: LocalEnvironmentOptions,
   signal: AbortSignal,
+  afterRun?: AfterRun,
 ): Promise<number> {
   console.error(`Starting local services (state in ${options.dataDir}) …`);
   const { environment, running } = await openLocalStack(options);
@@ -191,6 +255,7 @@ async function startAndRun(
     console.error(`${record.status}; history: ${record.historyFile}`);
     for (const started of record.started)
       console.error(`Then ${started.workflow}: ${started.status}; history: ${started.historyFile}`);
+    await afterRun?.(environment, record);
     return record.status === 'SUCCEEDED' ? 0 : record.status === 'ABORTED' ? 130 : 1;
   } finally {
     await environment.stop();
