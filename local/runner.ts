@@ -473,14 +473,13 @@ const HISTORIES = new Map<string, HistoryEvent[]>();
  */
 function historyOf(
   events: readonly EventLog[],
-  execution: { status: ExecutionStatus; input: unknown; output?: unknown; error?: string; cause?: string },
+  execution: Pick<ExecutionRecord, 'status' | 'input' | 'output' | 'error' | 'cause' | 'startDate'>,
 ): HistoryEvent[] {
-  const started = events[0]?.timestamp ?? Date.now();
   const history: HistoryEvent[] = [
     {
       id: 1,
       previousEventId: 0,
-      timestamp: new Date(started),
+      timestamp: new Date(execution.startDate),
       type: 'ExecutionStarted',
       executionStartedEventDetails: { input: JSON.stringify(execution.input ?? null), roleArn: 'local' },
     },

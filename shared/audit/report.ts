@@ -54,15 +54,20 @@ export interface AuditedExecution extends ExportedExecution {
   runCommands: number;
 }
 
-export interface Slot {
+/** A scheduled slot of one backup series: its kind, engine, target and database (null for the whole cluster, files). */
+export interface SlotOf {
   kind: ScheduledKind;
   engine: Engine;
   target: string;
   database: string | null;
   /** When the schedule was due, ISO 8601 UTC. */
   at: string;
-  /** The execution that ran it (its name) and how it ended; null and `missed` when none started. */
+  /** The execution that ran it (its name); null when none started. */
   execution: string | null;
+}
+
+export interface Slot extends SlotOf {
+  /** How its execution ended; `missed` when none started. */
   status: TerminalStatus | 'missed';
   /** The backup it made: an archive's key, a pgBackRest label; null when none. */
   backup: string | null;
@@ -78,14 +83,8 @@ export type GapType =
   | 'failed-restore-test'
   | 'no-restore-test';
 
-export interface Gap {
+export interface Gap extends SlotOf {
   type: GapType;
-  kind: ScheduledKind;
-  engine: Engine;
-  target: string;
-  database: string | null;
-  at: string;
-  execution: string | null;
   detail: string;
 }
 
@@ -300,7 +299,8 @@ export function auditReport(inputs: AuditInputs): AuditReport {
         startedAt: e.startDate,
         stoppedAt: e.stopDate,
         error: e.error,
-        cause: e.cause === null ? null : e.cause.slice(0, 300),
+        // The whole cause is in the exported history.
+        cause: e.cause === null || e.cause.length <= 300 ? e.cause : `${e.cause.slice(0, 299)}…`,
         resolvedBy: next ? { execution: next.name, at: next.startDate } : null,
       };
     });
