@@ -1,4 +1,5 @@
 import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -115,6 +116,31 @@ describe('the audit trail', () => {
       written: false,
     });
     expect(await getBytes(world.s3, world.env.bucket, key)).toEqual(before);
+  });
+
+  it('streams a history too large for one PutObject, page by page, as a multipart upload, and reads back whole', async () => {
+    // 30 events of 256 KB of random text, in three pages: 7.5 MiB of JSON that gzip cannot shrink below S3's 5 MiB part.
+    const state = (i: number) => randomBytes(192 * 1024).toString('base64') + String(i);
+    const events = Array.from({ length: 30 }, (_, i) => ({
+      id: i + 1,
+      previousEventId: i,
+      type: 'TaskStateEntered' as const,
+      timestamp: new Date(Date.parse('2026-10-03T02:00:00Z') + i * 1000),
+      stateEnteredEventDetails: { name: 'VerifyArchive', input: state(i) },
+    }));
+    async function* pages() {
+      for (let i = 0; i < 30; i += 10) yield events.slice(i, i + 10);
+    }
+    const execution = {
+      ...(histories[0]?.execution as (typeof histories)[number]['execution']),
+      name: 'large-history',
+    };
+    const { key, written } = await exportHistory(world.s3, world.env.bucket, execution, pages());
+    expect(written).toBe(true);
+    expect((await getBytes(world.s3, world.env.bucket, key)).length).toBeGreaterThan(5 * 2 ** 20);
+    const back = await readExportedHistory(world.s3, world.env.bucket, key);
+    expect(back.execution).toEqual(execution);
+    expect(back.events).toEqual(JSON.parse(JSON.stringify(events)));
   });
 });
 
