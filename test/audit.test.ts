@@ -1,6 +1,6 @@
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -12,6 +12,7 @@ import type { Manifest } from '../shared/catalog/manifest.ts';
 import { FAILED_DAY, OPERATOR_RESTORE, RESTORE_INPUT, syntheticMonth } from './support/audit-month.ts';
 import { PRIMARY_WITH_PGBACKREST } from './support/config.ts';
 import { getBytes, type Run, runIn, startWorld, type TestWorld } from './support/environment.ts';
+import { runProcess } from './support/process.ts';
 
 /**
  * The audit trail against the local stack: a part of the synthetic month
@@ -208,5 +209,47 @@ describe('the audit report written by the audit-report workflow', () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe('npm run local -- report', () => {
+  const CLI = join(import.meta.dirname, '..', 'local', 'cli.ts');
+  const cli = (dir: string, args: string[]) =>
+    runProcess(process.execPath, [CLI, ...args], {
+      ...process.env,
+      KENNEL_BACKUP_DIR: dir,
+      // The world's PostgreSQL and S3, so that no second stack starts.
+      DATABASE_URL: world.env.postgres.url,
+      S3_ENDPOINT_URL: world.env.s3Endpoint,
+      AWS_CA_BUNDLE: world.env.s3CaFile,
+    });
+
+  it('makes the report of a month on demand, prints its keys, and copies its three files to open', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'kennel-backup-report-cli-'));
+    try {
+      const run = await cli(dir, ['report', '--month', '2026-10', '--budget', '40']);
+      expect(run.code, run.stderr).toBe(0);
+      const output = JSON.parse(run.stdout) as {
+        month: string;
+        keys: Record<string, string>;
+        summary: string;
+      };
+      expect(output.month).toBe('2026-10');
+      expect(output.summary).toMatch(/ of a \$40\.00 budget[,.]/);
+      for (const [extension, key] of Object.entries(output.keys)) {
+        const file = join(dir, 'reports', `2026-10.${extension}`);
+        expect(run.stderr).toContain(`Report: ${file} (s3://${world.env.bucket}/${key})`);
+        expect(readFileSync(file)).toEqual(await getBytes(world.s3, world.env.bucket, key));
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('refuses a malformed month before starting anything, saying how to give it', async () => {
+    const run = await cli(tmpdir(), ['report', '--month', 'October']);
+    expect(run.code).toBe(2);
+    expect(run.stderr).toContain('month: give the month as YYYY-MM, e.g. 2026-11');
+    expect(run.stderr).not.toContain('Starting local services');
   });
 });
