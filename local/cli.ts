@@ -1,10 +1,13 @@
-import { readdirSync, statSync } from 'node:fs';
-import { join, relative } from 'node:path';
+import { mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { basename, join, relative } from 'node:path';
 import { parseArgs } from 'node:util';
+import { GetObjectCommand } from '@aws-sdk/client-s3';
+import { auditReportInputSchema } from '../shared/audit/gather.ts';
 import { Catalog } from '../shared/catalog/catalog.ts';
 import { createS3Client } from '../shared/core/clients.ts';
 import { parseConfig } from '../shared/core/config.ts';
 import { causeMessage } from '../shared/core/errors.ts';
+import { parseInput } from '../shared/core/input.ts';
 import type { CheckReport } from '../shared/watch/check.ts';
 import { columns, formatInfo, humanBytes, readInfo } from '../shared/watch/info.ts';
 import { type LocalEnvironment, type LocalEnvironmentOptions, physicalKindsRefusal } from './environment.ts';
@@ -37,6 +40,11 @@ const USAGE = `Usage: npm run -s local -- <command>   (-s: npm's own banner stay
                                        state; the WAL's recoverable range and gaps
   check [--json] [--input '<json>']    the preflight (the check workflow): a line per need, OK or
                                        the fix; exits 1 when one is not OK
+  report [--month YYYY-MM] [--budget USD]
+                                       the monthly audit report on demand (the audit-report
+                                       workflow; the month before this one by default), from the
+                                       exported execution histories and the catalog in the local
+                                       bucket; also written to <KENNEL_BACKUP_DIR>/reports/
 
 Workflows: ${workflows().join(', ')}
 
@@ -74,6 +82,8 @@ async function main(): Promise<number> {
       input: { type: 'string' },
       name: { type: 'string' },
       json: { type: 'boolean' },
+      month: { type: 'string' },
+      budget: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -108,6 +118,8 @@ async function main(): Promise<number> {
     case 'check':
       // The check workflow; its lines (or, with --json, the execution's output) on stdout.
       return start('check', values.input, values.name, options, values.json ? printOutput : printCheck);
+    case 'report':
+      return report(values.month, values.budget, values.name, options);
   }
   console.error(USAGE);
   return 2;
@@ -176,12 +188,62 @@ const printCheck: Printer = (record) => {
   else console.log(`${record.error}: ${causeMessage(record.cause ?? '')}`);
 };
 
+/**
+ * `report`: the audit-report workflow with `{"month": …, "budgetUsd": …}`, as an
+ * operator starts it from the console; its three files are then copied from the
+ * local bucket to <KENNEL_BACKUP_DIR>/reports/ to be opened.
+ */
+async function report(
+  month: string | undefined,
+  budget: string | undefined,
+  name: string | undefined,
+  options: LocalEnvironmentOptions,
+) {
+  const input = {
+    ...(month === undefined ? {} : { month }),
+    ...(budget === undefined ? {} : { budgetUsd: Number(budget) }),
+  };
+  try {
+    parseInput(auditReportInputSchema, input, '--month and --budget');
+  } catch (error) {
+    console.error(`${(error as Error).message}\n(--month 2026-11 --budget 40)`);
+    return 2;
+  }
+  return start(
+    'audit-report',
+    JSON.stringify(input),
+    name,
+    options,
+    printOutput,
+    async (environment, record) => {
+      if (record.status !== 'SUCCEEDED') return;
+      const { keys } = record.output as { keys: Record<string, string> };
+      const s3 = createS3Client(parseConfig(environment.functionEnv));
+      const dir = join(options.dataDir, 'reports');
+      mkdirSync(dir, { recursive: true });
+      for (const key of Object.values(keys)) {
+        const object = await s3.send(new GetObjectCommand({ Bucket: environment.bucket, Key: key }));
+        const file = join(dir, basename(key));
+        writeFileSync(
+          file,
+          await (object.Body as { transformToString(): Promise<string> }).transformToString(),
+        );
+        console.error(`Report: ${file} (s3://${environment.bucket}/${key})`);
+      }
+    },
+  );
+}
+
+/** What a command does once its execution has ended, while the local stack still runs. */
+type AfterRun = (environment: LocalEnvironment, record: ExecutionRecord) => Promise<void>;
+
 async function start(
   workflow: string,
   inputText: string | undefined,
   name: string | undefined,
   options: LocalEnvironmentOptions,
   print: Printer = printOutput,
+  afterRun?: AfterRun,
 ) {
   if (!workflows().includes(workflow)) {
     console.error(`Unknown workflow "${workflow}". Known workflows: ${workflows().join(', ')}.`);
@@ -230,7 +292,7 @@ async function start(
   };
   process.on('SIGINT', interrupted);
   try {
-    return await startAndRun(workflow, input, name, options, stop.signal, print);
+    return await startAndRun(workflow, input, name, options, stop.signal, print, afterRun);
   } finally {
     process.off('SIGINT', interrupted);
   }
@@ -243,6 +305,7 @@ async function startAndRun(
   options: LocalEnvironmentOptions,
   signal: AbortSignal,
   print: Printer,
+  afterRun?: AfterRun,
 ): Promise<number> {
   console.error(`Starting local services (state in ${options.dataDir}) …`);
   const { environment, running } = await openLocalStack(options);
@@ -301,6 +364,7 @@ async function startAndRun(
     console.error(`${record.status}; history: ${record.historyFile}`);
     for (const started of record.started)
       console.error(`Then ${started.workflow}: ${started.status}; history: ${started.historyFile}`);
+    await afterRun?.(environment, record);
     return record.status === 'SUCCEEDED' ? 0 : record.status === 'ABORTED' ? 130 : 1;
   } finally {
     await environment.stop();

@@ -34,7 +34,9 @@ import type { LocalHost } from './host.ts';
  * SSM Run Command for bash on this machine, Slack for the terminal and a file,
  * the SSM parameter for the local database URL. An execution aborted or timed
  * out gets what EventBridge does with it in AWS: its status change event goes to
- * the cancelHostCommands function (the HostCommandCancelRule of serverless.yml).
+ * the cancelHostCommands function (the HostCommandCancelRule of serverless.yml);
+ * every ended execution's goes to exportExecutionHistory (ExecutionEndedRule),
+ * which writes its history to the audit trail in the local bucket.
  */
 
 export const PROJECT_ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -262,6 +264,12 @@ async function loadHandlers(
         ];
       }
     },
+    // GetExecutionHistory's pages, oldest event first: here one page of the ended execution's events.
+    exportExecutionHistory: async function* (executionArn: string) {
+      const history = services.histories.get(executionArn);
+      if (!history) throw new Error(`No local execution ${executionArn} has ended.`);
+      yield [...history].reverse();
+    },
   };
   const handlers = new Map<string, Handler>();
   for (const fn of new Set(functionNames)) {
@@ -306,6 +314,8 @@ export type ExecutionStatus = 'SUCCEEDED' | 'FAILED' | 'ABORTED' | 'TIMED_OUT';
 
 /** The function the rule on aborted and timed-out executions targets. */
 const CANCEL_FUNCTION = 'cancelHostCommands';
+/** The function the rule on every ended execution targets: the audit trail. */
+const EXPORT_FUNCTION = 'exportExecutionHistory';
 
 export interface ExecutionRecord {
   executionArn: string;
@@ -332,7 +342,7 @@ export async function runWorkflow(options: RunOptions, wiring: LocalWiring): Pro
   const { definition, functionOf, startsOf } = loadDefinition(options.workflow);
   if (options.timeoutSeconds !== undefined) definition.TimeoutSeconds = options.timeoutSeconds;
   const queued: { workflow: string; input: unknown }[] = [];
-  const handlers = await loadHandlers([...functionOf.values(), CANCEL_FUNCTION], wiring, {
+  const handlers = await loadHandlers([...functionOf.values(), CANCEL_FUNCTION, EXPORT_FUNCTION], wiring, {
     startWorkflow: (workflow, input) => {
       queued.push({ workflow, input });
       return `arn:aws:states:us-east-1:123456789012:execution:kennel-backup-local-${workflow}:local-started-${randomUUID().slice(0, 8)}`;
@@ -450,12 +460,17 @@ export async function runWorkflow(options: RunOptions, wiring: LocalWiring): Pro
   }
   await collecting;
   const stopDate = new Date().toISOString();
-  HISTORIES.set(executionArn, historyOf(events, record.status));
+  HISTORIES.set(executionArn, historyOf(events, record));
+  const statusChange = statusChangeEvent({ ...record, stopDate, stateMachineArn, name });
   if (record.status === 'ABORTED' || record.status === 'TIMED_OUT') {
-    await (handlers.get(CANCEL_FUNCTION) as Handler)(
-      statusChangeEvent({ ...record, stopDate, stateMachineArn, name }),
-      lambdaContext(CANCEL_FUNCTION),
-    );
+    await (handlers.get(CANCEL_FUNCTION) as Handler)(statusChange, lambdaContext(CANCEL_FUNCTION));
+  }
+  // As in AWS, the export is beside the execution: its failure (a local S3 a
+  // test stopped) is said, and changes nothing of the execution's outcome.
+  try {
+    await (handlers.get(EXPORT_FUNCTION) as Handler)(statusChange, lambdaContext(EXPORT_FUNCTION));
+  } catch (error) {
+    wiring.print(`The history of ${name} was not exported to the audit trail: ${(error as Error).message}`);
   }
   await wiring.host.drain();
   mkdirSync(options.historyDir, { recursive: true });
@@ -566,12 +581,23 @@ const HISTORIES = new Map<string, HistoryEvent[]>();
 
 /**
  * An execution's events as GetExecutionHistory gives them with reverseOrder:
- * newest first, each state's entry and exit with its input and output, and the
- * execution's end.
+ * newest first: its start with its input, each state's entry and exit with its
+ * input and output, and the execution's end with its output or error.
  */
-function historyOf(events: readonly EventLog[], status: ExecutionStatus): HistoryEvent[] {
-  const history: HistoryEvent[] = [];
-  let id = 0;
+function historyOf(
+  events: readonly EventLog[],
+  execution: Pick<ExecutionRecord, 'status' | 'input' | 'output' | 'error' | 'cause' | 'startDate'>,
+): HistoryEvent[] {
+  const history: HistoryEvent[] = [
+    {
+      id: 1,
+      previousEventId: 0,
+      timestamp: new Date(execution.startDate),
+      type: 'ExecutionStarted',
+      executionStartedEventDetails: { input: JSON.stringify(execution.input ?? null), roleArn: 'local' },
+    },
+  ];
+  let id = 1;
   for (const event of events) {
     const state = event.state;
     if (!state || (event.type !== 'StateEntered' && event.type !== 'StateExited')) continue;
@@ -587,13 +613,17 @@ function historyOf(events: readonly EventLog[], status: ExecutionStatus): Histor
         : { stateExitedEventDetails: { name: state.name, output: JSON.stringify(state.output ?? null) } }),
     });
   }
+  const failure = { error: execution.error, cause: execution.cause };
   const end = {
-    SUCCEEDED: 'ExecutionSucceeded',
-    FAILED: 'ExecutionFailed',
-    ABORTED: 'ExecutionAborted',
-    TIMED_OUT: 'ExecutionTimedOut',
+    SUCCEEDED: {
+      type: 'ExecutionSucceeded',
+      executionSucceededEventDetails: { output: JSON.stringify(execution.output ?? null) },
+    },
+    FAILED: { type: 'ExecutionFailed', executionFailedEventDetails: failure },
+    ABORTED: { type: 'ExecutionAborted', executionAbortedEventDetails: failure },
+    TIMED_OUT: { type: 'ExecutionTimedOut', executionTimedOutEventDetails: failure },
   } as const;
-  history.push({ id: id + 1, previousEventId: id, timestamp: new Date(), type: end[status] });
+  history.push({ id: id + 1, previousEventId: id, timestamp: new Date(), ...end[execution.status] });
   return history.reverse();
 }
 
@@ -606,6 +636,9 @@ function statusChangeEvent(execution: {
   startDate: string;
   stopDate: string;
   input: unknown;
+  output?: unknown;
+  error?: string;
+  cause?: string;
 }) {
   return {
     version: '0',
@@ -624,9 +657,9 @@ function statusChangeEvent(execution: {
       startDate: Date.parse(execution.startDate),
       stopDate: Date.parse(execution.stopDate),
       input: JSON.stringify(execution.input),
-      output: null,
-      error: null,
-      cause: null,
+      output: execution.status === 'SUCCEEDED' ? JSON.stringify(execution.output ?? null) : null,
+      error: execution.error ?? null,
+      cause: execution.cause ?? null,
     },
   };
 }

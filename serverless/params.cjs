@@ -472,6 +472,7 @@ module.exports = {
       roleOf('PlanFilesRestore'),
       roleOf('PlanVerification'),
       roleOf('PlanMonitoring'),
+      roleOf('WriteAuditReport'),
       ...(hostRoleArn ? [hostRoleArn] : []),
     ];
   },

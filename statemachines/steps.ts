@@ -65,6 +65,7 @@ export const TASK_SECONDS = {
   reportPrepareHost: 60,
   planCheck: 60,
   reportCheck: 60,
+  writeAuditReport: 900,
   sendAlert: 60,
   runLock: 30,
 } as const;

@@ -1,3 +1,4 @@
+import { auditReport } from './audit-report.ts';
 import { check } from './check.ts';
 import { dailyVerification } from './daily-verification.ts';
 import { databaseBackup } from './database-backup.ts';
@@ -32,6 +33,7 @@ export const WORKFLOWS = {
   'prepare-host': prepareHost,
   check,
   'wal-archive-age': walArchiveAge,
+  'audit-report': auditReport,
 } as const satisfies Record<string, () => Definition>;
 
 export type WorkflowName = keyof typeof WORKFLOWS;

@@ -86,7 +86,7 @@ describe('npm run local -- start database-backup', () => {
   it.each([
     [
       ['start', 'nightly-magic'],
-      'Unknown workflow "nightly-magic". Known workflows: check, daily-verification, database-backup, database-restore',
+      'Unknown workflow "nightly-magic". Known workflows: audit-report, check, daily-verification, database-backup, database-restore',
     ],
     [['start', 'database-backup', '--input', '{bad json'], '--input is not valid JSON'],
     [['stop'], 'Usage: npm run -s local -- <command>'],

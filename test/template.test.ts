@@ -9,6 +9,7 @@ import { ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
 import { mockClient } from 'aws-sdk-client-mock';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { ALERTED_STATUSES } from '../shared/alert/message.ts';
+import { TERMINAL_STATUSES } from '../shared/audit/history-export.ts';
 import { historyFileName } from '../shared/backup/wal-segments.ts';
 import { Catalog } from '../shared/catalog/catalog.ts';
 import {
@@ -126,6 +127,8 @@ const FUNCTIONS = {
   cancelHostCommands: 'cancel-host-commands',
   runLock: 'run-lock',
   planCleanUp: 'plan-clean-up',
+  exportExecutionHistory: 'export-execution-history',
+  writeAuditReport: 'write-audit-report',
 } as const;
 type FunctionName = keyof typeof FUNCTIONS;
 const FUNCTION_NAMES = Object.keys(FUNCTIONS) as FunctionName[];
@@ -436,6 +439,20 @@ const STATE_MACHINES: StateMachine[] = [
     schedules: [],
     type: 'EXPRESS',
   },
+  {
+    id: 'AuditReportStateMachine',
+    name: 'audit-report',
+    logGroup: 'AuditReportLogGroup',
+    functions: ['writeAuditReport', 'sendAlert'],
+    landmarks: {
+      WriteAuditReport: 'Task',
+      NotifyAuditReport: 'Task',
+      AuditReportWritten: 'Succeed',
+      AuditReportFailed: 'Fail',
+    },
+    // The 1st at 07:00, for the month before.
+    schedules: [['cron(0 7 1 * ? *)', {}]],
+  },
 ];
 
 interface Statement {
@@ -669,8 +686,10 @@ describe('the state machines', () => {
     expect(new Set(Object.values(FUNCTIONS))).toEqual(new Set(folders));
   });
 
-  it('between them use every function serverless.yml defines but the one EventBridge alone invokes, and no other', () => {
-    const tasks = FUNCTION_NAMES.filter((fn) => fn !== 'cancelHostCommands');
+  it('between them use every function serverless.yml defines but the two EventBridge alone invokes, and no other', () => {
+    const tasks = FUNCTION_NAMES.filter(
+      (fn) => fn !== 'cancelHostCommands' && fn !== 'exportExecutionHistory',
+    );
     expect(new Set(STATE_MACHINES.flatMap((m) => namedFunctions(built(m.name))))).toEqual(new Set(tasks));
     // The builder's table of task timeouts names the same functions.
     expect(new Set(Object.keys(TASK_SECONDS))).toEqual(new Set(tasks));
@@ -717,8 +736,12 @@ describe('the state machines', () => {
     expect(
       scheduled?.map(([, r]) => (r.Properties as { ScheduleExpression: string }).ScheduleExpression).sort(),
     ).toEqual(STATE_MACHINES.flatMap((m) => m.schedules.map(([e]) => e)).sort());
-    // The other rules listen for failures and aborts and start nothing (see "failure alerts").
-    expect(others?.map(([id]) => id)).toEqual(['WorkflowFailedRule', 'HostCommandCancelRule']);
+    // The other rules listen for ended executions and start nothing (see "failure alerts" and "the audit trail").
+    expect(others?.map(([id]) => id)).toEqual([
+      'WorkflowFailedRule',
+      'HostCommandCancelRule',
+      'ExecutionEndedRule',
+    ]);
   });
 });
 
@@ -1003,13 +1026,14 @@ describe('the backup bucket', () => {
   const bucketStatement = (sid: string): Statement | undefined =>
     bucketPolicy().PolicyDocument.Statement.find((s) => s.Sid === sid);
 
-  it('has a policy of six denials and nothing else', () => {
+  it('has a policy of seven denials and nothing else', () => {
     const policy = bucketPolicy();
     expect(policy.Bucket).toEqual({ Ref: 'BackupBucket' });
     expect(policy.PolicyDocument.Statement.map((s) => [s.Sid, s.Effect])).toEqual([
       ['DenyInsecureTransport', 'Deny'],
       ['ConfigurationReadableOnlyByItsRoles', 'Deny'],
       ['BackupsCreateOnly', 'Deny'],
+      ['AuditHistoriesCreateOnly', 'Deny'],
       ['ManifestWritersReplaceOnlyManifests', 'Deny'],
       ['ManifestsOnlyByTheirWriters', 'Deny'],
       ['ArchiveRecordsOnlyByVerifyArchive', 'Deny'],
@@ -1126,6 +1150,17 @@ describe('the backup bucket', () => {
       ).toBe(true);
   });
 
+  it('lets no one replace an exported execution history: If-None-Match on every PutObject and CompleteMultipartUpload under audit/executions/', () => {
+    expect(bucketStatement('AuditHistoriesCreateOnly')).toEqual({
+      Sid: 'AuditHistoriesCreateOnly',
+      Effect: 'Deny',
+      Principal: '*',
+      Action: 's3:PutObject',
+      Resource: sub(`\${BackupBucket.Arn}/audit/executions/*`),
+      Condition: createsOnly,
+    });
+  });
+
   it('lets the manifest writers replace manifests and nothing else: everything else they write, records first, is created only', () => {
     const statement = bucketStatement('ManifestWritersReplaceOnlyManifests') as Statement & {
       NotResource: unknown;
@@ -1224,6 +1259,7 @@ describe('the backup bucket', () => {
     'planFilesRestore',
     'planVerification',
     'planMonitoring',
+    'writeAuditReport',
   ];
 
   it('lets no one but the roles that verify, prune, restore and watch them read configuration archives', () => {
@@ -1629,6 +1665,40 @@ describe('failure alerts', () => {
     ]);
   });
 
+  it('one rule sends every ended execution of every state machine, whatever its status, to exportExecutionHistory: the audit trail', () => {
+    const rule = resource<EventRule>('ExecutionEndedRule', 'AWS::Events::Rule');
+    const everyStateMachine = ofType('AWS::StepFunctions::StateMachine').map(([id]) => ({ Ref: id }));
+    expect(rule.Name).toBe(`kennel-backup-${STAGE}-execution-ended`);
+    expect(rule.State).toBe('ENABLED');
+    expect(rule.EventPattern).toEqual({
+      source: ['aws.states'],
+      'detail-type': ['Step Functions Execution Status Change'],
+      detail: { status: [...TERMINAL_STATUSES], stateMachineArn: everyStateMachine },
+    });
+    expect([...TERMINAL_STATUSES]).toEqual(['SUCCEEDED', 'FAILED', 'TIMED_OUT', 'ABORTED']);
+    expect(rule.Targets).toEqual([
+      {
+        Id: 'exportExecutionHistory',
+        Arn: getAtt('ExportExecutionHistoryLambdaFunction'),
+        RetryPolicy: { MaximumEventAgeInSeconds: 86400, MaximumRetryAttempts: 185 },
+        DeadLetterConfig: { Arn: getAtt('AlertDeadLetterQueue') },
+      },
+    ]);
+    const permissions = ofType('AWS::Lambda::Permission').filter(([, r]) =>
+      JSON.stringify((r.Properties as { FunctionName: unknown }).FunctionName).includes(
+        'ExportExecutionHistory',
+      ),
+    );
+    expect(permissions.map(([, r]) => r.Properties)).toEqual([
+      {
+        Action: 'lambda:InvokeFunction',
+        FunctionName: getAtt('ExportExecutionHistoryLambdaFunction'),
+        Principal: 'events.amazonaws.com',
+        SourceArn: getAtt('ExecutionEndedRule'),
+      },
+    ]);
+  });
+
   it('EventBridge may invoke sendAlert for that rule only', () => {
     const permissions = ofType('AWS::Lambda::Permission').filter(([, r]) =>
       JSON.stringify((r.Properties as { FunctionName: unknown }).FunctionName).includes('SendAlert'),
@@ -1668,6 +1738,14 @@ describe('failure alerts', () => {
         Action: 'sqs:SendMessage',
         Resource: getAtt('AlertDeadLetterQueue'),
         Condition: { ArnEquals: { 'aws:SourceArn': getAtt('HostCommandCancelRule') } },
+      },
+      {
+        Sid: 'ExecutionEndedRuleDeadLetters',
+        Effect: 'Allow',
+        Principal: { Service: 'events.amazonaws.com' },
+        Action: 'sqs:SendMessage',
+        Resource: getAtt('AlertDeadLetterQueue'),
+        Condition: { ArnEquals: { 'aws:SourceArn': getAtt('ExecutionEndedRule') } },
       },
     ]);
     const alarm = resource<Record<string, unknown>>('AlertDeadLettersAlarm', 'AWS::CloudWatch::Alarm');
@@ -2518,6 +2596,49 @@ describe('permissions', () => {
       bucketKey('kms:Decrypt'),
     ],
     // Slack's webhook; the alert topic; the history of this service's executions, and no other's.
+    // Every execution's history, read; written create-only (in code) under audit/executions/ and nowhere else, and locked for AUDIT_DAYS.
+    exportExecutionHistory: [
+      {
+        Effect: 'Allow',
+        Action: ['states:GetExecutionHistory'],
+        Resource: STATE_MACHINES.map((m) =>
+          sub(
+            `arn:\${AWS::Partition}:states:\${AWS::Region}:\${AWS::AccountId}:execution:kennel-backup-${STAGE}-${m.name}:*`,
+          ),
+        ),
+      },
+      {
+        Effect: 'Allow',
+        Action: ['s3:PutObject', 's3:GetObject', 's3:GetObjectRetention', 's3:PutObjectRetention'],
+        Resource: sub(`\${BackupBucket.Arn}/audit/executions/*`),
+      },
+      bucketKey('kms:Decrypt', 'kms:GenerateDataKey'),
+    ],
+    // The month's histories, the manifests and the pgBackRest records, read; the report written under audit/reports/ only.
+    writeAuditReport: [
+      {
+        Effect: 'Allow',
+        Action: ['s3:ListBucket'],
+        Resource: getAtt('BackupBucket'),
+        Condition: { StringLike: { 's3:prefix': ['audit/executions/*', 'catalog/pgbackrest/*'] } },
+      },
+      listBackups,
+      {
+        Effect: 'Allow',
+        Action: ['s3:GetObject'],
+        Resource: [
+          sub(`\${BackupBucket.Arn}/audit/executions/*`),
+          sub(`\${BackupBucket.Arn}/catalog/pgbackrest/*`),
+        ],
+      },
+      { Effect: 'Allow', Action: ['s3:GetObject'], Resource: manifests },
+      {
+        Effect: 'Allow',
+        Action: ['s3:PutObject', 's3:GetObject', 's3:GetObjectRetention', 's3:PutObjectRetention'],
+        Resource: sub(`\${BackupBucket.Arn}/audit/reports/*`),
+      },
+      bucketKey('kms:Decrypt', 'kms:GenerateDataKey'),
+    ],
     sendAlert: [
       ...readParameter('alert-webhook-url'),
       { Effect: 'Allow', Action: ['sns:Publish'], Resource: { Ref: 'AlertTopic' } },
@@ -3031,6 +3152,7 @@ describe('permissions', () => {
       getAtt(roleId('planFilesRestore')),
       getAtt(roleId('planVerification')),
       getAtt(roleId('planMonitoring')),
+      getAtt(roleId('writeAuditReport')),
     ];
     const readBackups = (...prefixes: string[]): Statement => ({
       Sid: 'ReadBackups',

@@ -13,6 +13,7 @@ import {
 } from '../core/errors.ts';
 import { objectVersionId } from '../core/identifiers.ts';
 import * as z from '../core/schema.ts';
+import { DAY_MS } from '../core/time.ts';
 import type { Catalog } from './catalog.ts';
 import { archiveRecordKey } from './keys.ts';
 import { type Manifest, manifestSchema } from './manifest.ts';
@@ -153,6 +154,40 @@ export async function recordCreation(
     }
   }
   return recorded;
+}
+
+/**
+ * Locks the current version of `key` for `days` (days) from its writing, where
+ * the bucket locks versions (Object Lock) and its lock is shorter: the audit
+ * trail's objects, which the bucket's default (DEFAULT_LOCK_DAYS) would release
+ * long before AUDIT_DAYS. Lengthened in the bucket's own mode, never shortened.
+ * Returns the retain-until date, or null in a bucket without locks (the local
+ * S3). Needs s3:GetObject, s3:GetObjectRetention (HeadObject shows a lock only
+ * then) and s3:PutObjectRetention on `key`; failures are classified.
+ */
+export async function lockForDays(
+  s3: S3Client,
+  bucket: string,
+  key: string,
+  days: number,
+): Promise<Date | null> {
+  const version = await currentVersion(s3, bucket, key);
+  if (!version?.lock) return null;
+  const until = new Date(version.createdAt.getTime() + days * DAY_MS);
+  if (until <= version.lock.until) return version.lock.until;
+  try {
+    await s3.send(
+      new PutObjectRetentionCommand({
+        Bucket: bucket,
+        Key: key,
+        VersionId: version.versionId ?? undefined,
+        Retention: { Mode: version.lock.mode, RetainUntilDate: until },
+      }),
+    );
+  } catch (error) {
+    throw classifyAwsError(error, `Locking s3://${bucket}/${key} until ${until.toISOString()}`);
+  }
+  return until;
 }
 
 /** An archive's record; a TamperedArchiveError when there is none, a BadManifestError when it does not parse. */

@@ -170,6 +170,38 @@ export function restoreTestReportKey(target: string, startedAt: string, id: stri
   return `reports/restore-tests/pgbackrest/${target}/${y}/${m}/${d}/${id}.json`;
 }
 
+/**
+ * The audit trail, kept beyond Step Functions' 90 days of history
+ * (retention.ts AUDIT_DAYS): every ended execution's whole history, written
+ * once when it ends (shared/audit/history-export.ts), and the monthly audit
+ * reports (shared/audit/report.ts).
+ */
+export const AUDIT_PREFIX = 'audit/';
+export const AUDIT_EXECUTIONS_PREFIX = `${AUDIT_PREFIX}executions/`;
+export const AUDIT_REPORTS_PREFIX = `${AUDIT_PREFIX}reports/`;
+
+/** A month as the audit trail names it: `2026-11`. */
+export type AuditMonth = `${number}-${number}`;
+
+/** Where a workflow's executions started in `month` (UTC) are: `audit/executions/database-backup/2026/11/`. */
+export function executionHistoriesOf(workflow: string, month: string): string {
+  return `${AUDIT_EXECUTIONS_PREFIX}${workflow}/${month.replace('-', '/')}/`;
+}
+
+/**
+ * An ended execution's exported history, by the month it started in (UTC),
+ * gzip-compressed JSON: `audit/executions/database-backup/2026/11/<execution name>.json.gz`.
+ * Execution names are unique per state machine, so one key per execution.
+ */
+export function executionHistoryKey(workflow: string, startDate: string, name: string): string {
+  return `${executionHistoriesOf(workflow, startDate.slice(0, 7))}${name}.json.gz`;
+}
+
+/** A month's audit report: `audit/reports/2026-11.json`, `.md` and `.html`. */
+export function auditReportKey(month: string, extension: 'json' | 'md' | 'html'): string {
+  return `${AUDIT_REPORTS_PREFIX}${month}.${extension}`;
+}
+
 /** `20261126T020000Z`: sortable, and safe in keys, file names and identifiers. */
 export function compactStamp(iso: string): string {
   return `${iso.slice(0, 19).replace(/[-:]/g, '')}Z`;

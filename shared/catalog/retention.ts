@@ -132,6 +132,16 @@ export function objectLockConfiguration(mode: ObjectLockMode): {
   };
 }
 
+/**
+ * Days the audit trail (keys.ts AUDIT_PREFIX: the exported execution histories
+ * and the monthly audit reports) is kept: the longest class of the source
+ * document, 7 years (financial data; its compliance note is HIPAA's, whose
+ * documentation must be kept 6 years), so that the record of every backup
+ * outlives the backups it describes. Nothing prunes or expires it; the bucket's
+ * Object Lock locks each object for this long once it has one.
+ */
+export const AUDIT_DAYS = years(7);
+
 /** How many days a copy keeps its data: an archive kind's S3 retention, or the point-in-time window. */
 export function keptDays(copy: BackupKind | 'pgbackrest'): number {
   return copy === 'pgbackrest' ? POINT_IN_TIME_DAYS : RETENTION[copy].s3Days;

@@ -211,6 +211,26 @@ const environment = z.object({
   HOST_COMMAND_TIMEOUT_SECONDS: wholeNumber(1, 172800, 3600),
   /** The hourly monitoring alerts when the host's backup filesystem is fuller than this. */
   DISK_USAGE_ALERT_PERCENT: wholeNumber(1, 100, 80),
+  /**
+   * The month's budget for this system's AWS cost, US dollars: the monthly audit
+   * report sets its estimate against it. Left out: the report says no budget is set.
+   */
+  MONTHLY_BUDGET_USD: z.optional(
+    z.pipe(
+      z.string(),
+      z.transform((text: string, ctx) => {
+        if (text.trim() === '') return undefined;
+        const usd = Number(text);
+        if (Number.isFinite(usd) && usd > 0) return usd;
+        ctx.issues.push({
+          code: 'custom',
+          message: 'must be a positive number of US dollars, or empty',
+          input: text,
+        });
+        return z.NEVER;
+      }),
+    ),
+  ),
   /** SSM parameter (SecureString) that holds the Slack incoming-webhook URL. */
   ALERT_WEBHOOK_PARAMETER: z.string().check(z.startsWith('/')),
   /**

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { auditReportInputSchema } from '../../shared/audit/gather.ts';
 import { backupInputSchema } from '../../shared/backup/database-plan.ts';
 import { filesInputSchema } from '../../shared/backup/files-plan.ts';
 import { prepareInputSchema } from '../../shared/host/prepare.ts';
@@ -25,6 +26,7 @@ const SCHEMAS = {
   'restore-drill': drillInputSchema,
   'recovery-drill': recoveryDrillInputSchema,
   'prepare-host': prepareInputSchema,
+  'audit-report': auditReportInputSchema,
 } as const;
 type Workflow = keyof typeof SCHEMAS;
 

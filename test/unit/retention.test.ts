@@ -1,12 +1,16 @@
 import { describe, expect, it } from 'vitest';
+import { AUDIT_PREFIX } from '../../shared/catalog/keys.ts';
 import type { DatabaseManifest as Manifest } from '../../shared/catalog/manifest.ts';
 import {
+  AUDIT_DAYS,
   DATA_CLASSES,
   expired,
   keptDays,
+  lifecycleRules,
   newestVerified,
   POINT_IN_TIME_DAYS,
   RETENTION,
+  reachesPrefix,
 } from '../../shared/catalog/retention.ts';
 import { pastBackup } from '../support/manifests.ts';
 
@@ -55,6 +59,14 @@ describe('retention of full backups', () => {
     expect(DATA_CLASSES[2]?.keepDays).toBe(7 * 365 + 2);
     expect(DATA_CLASSES[3]?.keepDays).toBe(3 * 365 + 1);
     expect(keptDays('pgbackrest')).toBe(POINT_IN_TIME_DAYS);
+  });
+
+  it('keeps the audit trail as long as the longest class of data, and longer than every archive', () => {
+    expect(AUDIT_DAYS).toBe(7 * 365 + 2);
+    expect(AUDIT_DAYS).toBe(Math.max(...DATA_CLASSES.map((c) => c.keepDays)));
+    expect(AUDIT_DAYS).toBeGreaterThanOrEqual(Math.max(...Object.values(RETENTION).map((r) => r.s3Days)));
+    // No lifecycle rule expires or moves it: a report reads a month's histories back.
+    expect(lifecycleRules().filter((r) => reachesPrefix(r, AUDIT_PREFIX))).toEqual([]);
   });
 
   it('removes only what is older than the window', () => {

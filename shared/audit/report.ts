@@ -1,0 +1,785 @@
+import type { HistoryEvent } from '@aws-sdk/client-sfn';
+import type { States } from '../../statemachines/steps.ts';
+import { isWorkflow, WORKFLOWS } from '../../statemachines/workflows.ts';
+import { FILE_KINDS, SCHEDULED_DATABASE_KINDS } from '../catalog/keys.ts';
+import type { Manifest } from '../catalog/manifest.ts';
+import type { PhysicalRecord } from '../catalog/physical.ts';
+import { STORAGE_TRANSITIONS, type StorageClass } from '../catalog/retention.ts';
+import { maxAgeMinutes, type ScheduledKind } from '../catalog/schedule.ts';
+import type { Target } from '../core/config.ts';
+import { redactValues } from '../core/redact.ts';
+import { DAY_MS } from '../core/time.ts';
+import type { ExportedExecution, ExportedHistory, TerminalStatus } from './history-export.ts';
+import { DEFAULT_LAMBDA_GB, NOT_COUNTED, PRICES_READ_ON, PRICES_REGION, UNIT_PRICES } from './prices.ts';
+import { monthSpan, scheduledSlots } from './slots.ts';
+
+/**
+ * The monthly audit report, computed from the audit trail (the exported
+ * execution histories) and the catalog (manifests and pgBackRest records):
+ * every scheduled slot of every kind and target, whether it ran, was verified
+ * and restore-tested; the gaps; the measured RPO and recovery times; every
+ * failure and what followed it; every restore an operator started; and the
+ * month's cost as far as it can be counted. Pure: the reading is gather.ts's,
+ * the rendering render.ts's.
+ */
+
+/**
+ * How long after its slot a scheduled execution may start and still be the
+ * slot's: EventBridge starts a scheduled target within a minute or so; ten is
+ * generous and below the shortest interval (the 15-minute WAL runs).
+ */
+export const SLOT_START_TOLERANCE_MS = 10 * 60_000;
+
+/** The workflows an operator starts by hand to put data back: every execution of them is listed. */
+export const OPERATOR_RESTORE_WORKFLOWS = ['database-restore', 'point-in-time-recovery', 'files-restore'];
+
+/** The drills, whose durations are recovery times. */
+const DRILL_WORKFLOWS = ['restore-drill', 'recovery-drill'];
+
+/** The workflows a scheduled slot of a kind starts. */
+const workflowOfKind = (kind: ScheduledKind) =>
+  (FILE_KINDS as readonly string[]).includes(kind) ? 'files-backup' : 'database-backup';
+
+/** What a slot's backup is made by: a dump, pgBackRest, the WAL run, a tarball. */
+export type Engine = 'logical' | 'physical' | 'wal' | 'files';
+
+/** An ended execution with what its history counts for the cost estimate. */
+export interface AuditedExecution extends ExportedExecution {
+  /** Step Functions' billed state transitions: one per state entered. */
+  transitions: number;
+  /** The Lambda functions' run time, seconds, and their invocations. */
+  lambdaSeconds: number;
+  lambdaRequests: number;
+  /** SSM Run Command commands sent (the StartX states of host commands). */
+  runCommands: number;
+}
+
+/** A scheduled slot of one backup series: its kind, engine, target and database (null for the whole cluster, files). */
+export interface SlotOf {
+  kind: ScheduledKind;
+  engine: Engine;
+  target: string;
+  database: string | null;
+  /** When the schedule was due, ISO 8601 UTC. */
+  at: string;
+  /** The execution that ran it (its name); null when none started. */
+  execution: string | null;
+}
+
+export interface Slot extends SlotOf {
+  /** How its execution ended; `missed` when none started. */
+  status: TerminalStatus | 'missed';
+  /** The backup it made: an archive's key, a pgBackRest label; null when none. */
+  backup: string | null;
+  verified: boolean;
+  /** Whether its restore test passed; null for the kinds that have none (incrementals, WAL runs, files). */
+  restoreTested: boolean | null;
+}
+
+export type GapType =
+  | 'missed-slot'
+  | 'no-backup'
+  | 'failed-verification'
+  | 'failed-restore-test'
+  | 'no-restore-test';
+
+export interface Gap extends SlotOf {
+  type: GapType;
+  detail: string;
+}
+
+export interface RpoFinding {
+  kind: ScheduledKind;
+  engine: Engine;
+  target: string;
+  database: string | null;
+  /** Verified backups (WAL: succeeded runs) made in the month. */
+  backups: number;
+  /** The oldest the newest verified backup got in the month, minutes; null when there was none at all. */
+  worstAgeMinutes: number | null;
+  worstAt: string | null;
+  /** The age the daily verification and the alarms allow (schedule.ts maxAgeMinutes). */
+  limitMinutes: number;
+  overLimit: boolean;
+}
+
+export interface RecoveryTime {
+  what: 'restore test' | 'restore drill' | 'recovery drill' | 'operator restore';
+  /** The backup tested, or the execution. */
+  subject: string;
+  at: string;
+  seconds: number;
+  outcome: string;
+}
+
+export interface Failure {
+  workflow: string;
+  execution: string;
+  kind: string | null;
+  status: TerminalStatus;
+  startedAt: string;
+  stoppedAt: string;
+  error: string | null;
+  cause: string | null;
+  /** The next succeeded execution of the same workflow and kind: what was done about it. Null: nothing yet. */
+  resolvedBy: { execution: string; at: string } | null;
+}
+
+export interface OperatorRestore {
+  workflow: string;
+  execution: string;
+  /** The execution's name: Step Functions records no caller in the history (CloudTrail's StartExecution does). */
+  who: string;
+  startedAt: string;
+  stoppedAt: string;
+  seconds: number;
+  input: unknown;
+  /** Whether the input held something that looked like a secret, replaced by *** here (the history keeps it). */
+  inputRedacted: boolean;
+  status: TerminalStatus;
+  error: string | null;
+}
+
+export interface CostLine {
+  item: string;
+  quantity: number;
+  unit: string;
+  unitUsd: number;
+  usd: number;
+  source: string;
+}
+
+export interface CostEstimate {
+  region: string;
+  pricesReadOn: string;
+  lines: CostLine[];
+  totalUsd: number;
+  budgetUsd: number | null;
+  overBudget: boolean | null;
+  /** Archive bytes by storage class at the report's end. */
+  storageBytes: Record<StorageClass | 'STANDARD', number>;
+  notCounted: readonly string[];
+}
+
+export interface AuditReport {
+  version: 1;
+  month: string;
+  generatedAt: string;
+  /** What the report covers: the month, up to its end or (the month under way) the report's time. */
+  from: string;
+  until: string;
+  summary: {
+    slots: number;
+    ran: number;
+    verified: number;
+    restoreTests: { expected: number; passed: number };
+    gaps: number;
+    gapsByType: Partial<Record<GapType, number>>;
+    failures: number;
+    unresolvedFailures: number;
+    operatorRestores: number;
+    executions: number;
+    costUsd: number;
+    budgetUsd: number | null;
+  };
+  slots: Slot[];
+  gaps: Gap[];
+  rpo: RpoFinding[];
+  recovery: RecoveryTime[];
+  failures: Failure[];
+  operatorRestores: OperatorRestore[];
+  cost: CostEstimate;
+  /** Exported histories and catalog objects that did not parse, by key: counted nowhere above. */
+  unreadable: string[];
+  chart: {
+    /** Each backup series' age, hours, every hour of the month (null before its first backup). */
+    ages: { label: string; hours: (number | null)[] }[];
+    /** Every backup execution's duration, minutes, at its start (the WAL runs' left out). */
+    durations: { at: string; minutes: number; kind: string; status: TerminalStatus }[];
+  };
+}
+
+export interface AuditInputs {
+  month: string;
+  now: Date;
+  targets: readonly Target[];
+  /** The executions that started in the month. */
+  executions: readonly AuditedExecution[];
+  /** The catalog as it is: every manifest and pgBackRest record listed (older ones give the age at the month's start). */
+  manifests: readonly Manifest[];
+  physical: readonly PhysicalRecord[];
+  unreadable: readonly string[];
+  budgetUsd: number | null;
+}
+
+/** The rows a scheduled kind has on each target: per database, per engine. */
+function rowsOf(kind: ScheduledKind, targets: readonly Target[]) {
+  return targets.flatMap((target) => {
+    const databases = target.databases ?? [target.database];
+    const physical = target.pgbackrest !== undefined;
+    const row = (engine: Engine, database: string | null) => ({
+      kind,
+      engine,
+      target: target.name,
+      database,
+    });
+    switch (kind) {
+      case 'full':
+        return [...databases.map((d) => row('logical', d)), ...(physical ? [row('physical', null)] : [])];
+      case 'monthly':
+        return databases.map((d) => row('logical', d));
+      case 'incremental':
+        return physical ? [row('physical', null)] : [];
+      case 'transaction-logs':
+        return physical ? [row('wal', null)] : [];
+      default:
+        return [row('files', null)];
+    }
+  });
+}
+
+/** Whether a slot's backup is restore-tested by its own run: the dumps and the physical fulls. */
+const restoreTestedKind = (kind: ScheduledKind, engine: Engine) =>
+  engine === 'logical' || (engine === 'physical' && kind === 'full');
+
+const inputKind = (e: ExportedExecution): string | null => {
+  const kind = (e.input as { kind?: unknown } | null)?.kind;
+  return typeof kind === 'string' ? kind : null;
+};
+
+const seconds = (from: string, to: string) => Math.round((Date.parse(to) - Date.parse(from)) / 1000);
+const minutes = (ms: number) => Math.round(ms / 60_000);
+
+/** Computes the month's report; `inputs` come from gather.ts (or a test). */
+export function auditReport(inputs: AuditInputs): AuditReport {
+  const { start, end } = monthSpan(inputs.month);
+  const until = new Date(Math.min(end.getTime(), inputs.now.getTime()));
+  const executions = [...inputs.executions].sort((a, b) => a.startDate.localeCompare(b.startDate));
+  const manifestsOf = groupBy(inputs.manifests, (m) => m.executionId);
+  const recordsOf = groupBy(inputs.physical, (r) => r.executionId);
+
+  const slots: Slot[] = [];
+  const gaps: Gap[] = [];
+  for (const kind of [...SCHEDULED_DATABASE_KINDS, ...FILE_KINDS] as ScheduledKind[]) {
+    const rows = rowsOf(kind, inputs.targets);
+    if (rows.length === 0) continue;
+    const workflow = workflowOfKind(kind);
+    // A slot whose start is still within the tolerance may not have started yet.
+    for (const due of scheduledSlots(kind, start, new Date(until.getTime() - SLOT_START_TOLERANCE_MS))) {
+      const execution = executions.find(
+        (e) =>
+          e.workflow === workflow &&
+          inputKind(e) === kind &&
+          Date.parse(e.startDate) >= due.getTime() &&
+          Date.parse(e.startDate) < due.getTime() + SLOT_START_TOLERANCE_MS,
+      );
+      for (const row of rows) {
+        const slot = slotOf(row, due, execution, manifestsOf, recordsOf);
+        slots.push(slot);
+        gaps.push(...gapsOf(slot, execution, manifestsOf, recordsOf));
+      }
+    }
+  }
+
+  const failures = executions
+    .filter((e) => e.status !== 'SUCCEEDED')
+    .map((e): Failure => {
+      const next = executions.find(
+        (later) =>
+          later.status === 'SUCCEEDED' &&
+          later.workflow === e.workflow &&
+          inputKind(later) === inputKind(e) &&
+          later.startDate > e.startDate,
+      );
+      return {
+        workflow: e.workflow,
+        execution: e.name,
+        kind: inputKind(e),
+        status: e.status,
+        startedAt: e.startDate,
+        stoppedAt: e.stopDate,
+        error: e.error,
+        // The whole cause is in the exported history.
+        cause: e.cause === null || e.cause.length <= 300 ? e.cause : `${e.cause.slice(0, 299)}…`,
+        resolvedBy: next ? { execution: next.name, at: next.startDate } : null,
+      };
+    });
+
+  const operatorRestores = executions
+    .filter((e) => OPERATOR_RESTORE_WORKFLOWS.includes(e.workflow))
+    .map((e): OperatorRestore => {
+      const input = redactValues(e.input);
+      return {
+        workflow: e.workflow,
+        execution: e.name,
+        who: e.name,
+        startedAt: e.startDate,
+        stoppedAt: e.stopDate,
+        seconds: seconds(e.startDate, e.stopDate),
+        input,
+        inputRedacted: JSON.stringify(input) !== JSON.stringify(e.input),
+        status: e.status,
+        error: e.error,
+      };
+    });
+
+  const series = rpoSeries(inputs, executions);
+  const rpo = series.map((s) => rpoOf(s, start, until));
+  const recovery = recoveryTimes(inputs, executions, start, until);
+  const cost = costOf(inputs, executions, start, end, until);
+  const gapsByType: Partial<Record<GapType, number>> = {};
+  for (const gap of gaps) gapsByType[gap.type] = (gapsByType[gap.type] ?? 0) + 1;
+  const expected = slots.filter((s) => s.restoreTested !== null);
+
+  return {
+    version: 1,
+    month: inputs.month,
+    generatedAt: inputs.now.toISOString(),
+    from: start.toISOString(),
+    until: until.toISOString(),
+    summary: {
+      slots: slots.length,
+      ran: slots.filter((s) => s.status !== 'missed').length,
+      verified: slots.filter((s) => s.verified).length,
+      restoreTests: { expected: expected.length, passed: expected.filter((s) => s.restoreTested).length },
+      gaps: gaps.length,
+      gapsByType,
+      failures: failures.length,
+      unresolvedFailures: failures.filter((f) => f.resolvedBy === null).length,
+      operatorRestores: operatorRestores.length,
+      executions: executions.length,
+      costUsd: cost.totalUsd,
+      budgetUsd: cost.budgetUsd,
+    },
+    slots,
+    gaps,
+    rpo,
+    recovery,
+    failures,
+    operatorRestores,
+    cost,
+    unreadable: [...inputs.unreadable],
+    chart: {
+      ages: series
+        .filter((s) => s.kind !== 'monthly')
+        .map((s) => ({ label: s.label, hours: hourlyAges(s.times, start, until) })),
+      // The 15-minute WAL runs take a minute each: thousands of bars that would hide the backups'.
+      durations: executions
+        .filter(
+          (e) =>
+            (e.workflow === 'database-backup' || e.workflow === 'files-backup') &&
+            inputKind(e) !== 'transaction-logs',
+        )
+        .map((e) => ({
+          at: e.startDate,
+          minutes: Math.round(seconds(e.startDate, e.stopDate) / 6) / 10,
+          kind: inputKind(e) ?? e.workflow,
+          status: e.status,
+        })),
+    },
+  };
+}
+
+type Row = ReturnType<typeof rowsOf>[number];
+
+function groupBy<T>(items: readonly T[], key: (item: T) => string): Map<string, T[]> {
+  const groups = new Map<string, T[]>();
+  for (const item of items) groups.set(key(item), [...(groups.get(key(item)) ?? []), item]);
+  return groups;
+}
+
+/** The manifest or record a slot's execution made for this row. */
+function backupOf(
+  row: Row,
+  execution: AuditedExecution,
+  manifestsOf: Map<string, Manifest[]>,
+  recordsOf: Map<string, PhysicalRecord[]>,
+): { manifest?: Manifest; record?: PhysicalRecord } {
+  if (row.engine === 'physical') {
+    const record = recordsOf.get(execution.executionArn)?.find((r) => r.target === row.target);
+    return record ? { record } : {};
+  }
+  const manifest = manifestsOf
+    .get(execution.executionArn)
+    ?.find(
+      (m) =>
+        m.kind === row.kind &&
+        m.target === row.target &&
+        ('database' in m ? m.database : null) === row.database,
+    );
+  return manifest ? { manifest } : {};
+}
+
+function slotOf(
+  row: Row,
+  due: Date,
+  execution: AuditedExecution | undefined,
+  manifestsOf: Map<string, Manifest[]>,
+  recordsOf: Map<string, PhysicalRecord[]>,
+): Slot {
+  const tested = restoreTestedKind(row.kind, row.engine);
+  const slot = { ...row, at: due.toISOString() };
+  if (!execution)
+    return {
+      ...slot,
+      execution: null,
+      status: 'missed',
+      backup: null,
+      verified: false,
+      restoreTested: tested ? false : null,
+    };
+  const common = { ...slot, execution: execution.name, status: execution.status };
+  if (row.engine === 'wal')
+    return { ...common, backup: null, verified: execution.status === 'SUCCEEDED', restoreTested: null };
+  const { manifest, record } = backupOf(row, execution, manifestsOf, recordsOf);
+  const verification = manifest?.verification ?? record?.verification;
+  return {
+    ...common,
+    backup: manifest?.archive.key ?? record?.label ?? null,
+    verified: verification?.state === 'verified',
+    restoreTested: tested ? verification?.restoreTest?.state === 'passed' : null,
+  };
+}
+
+function gapsOf(
+  slot: Slot,
+  execution: AuditedExecution | undefined,
+  manifestsOf: Map<string, Manifest[]>,
+  recordsOf: Map<string, PhysicalRecord[]>,
+): Gap[] {
+  const { kind, engine, target, database, at } = slot;
+  const gap = (type: GapType, detail: string): Gap => ({
+    type,
+    kind,
+    engine,
+    target,
+    database,
+    at,
+    execution: slot.execution,
+    detail,
+  });
+  const what = `${kind} ${engine} backup of ${target}${database ? `/${database}` : ''} due ${at}`;
+  if (!execution) return [gap('missed-slot', `No execution started for the ${what}.`)];
+  if (engine === 'wal')
+    return slot.verified
+      ? []
+      : [
+          gap(
+            'failed-verification',
+            `The WAL run ${execution.name} ended ${execution.status}: WAL continuity not proven (${execution.error ?? 'no error recorded'}).`,
+          ),
+        ];
+  const { manifest, record } = backupOf(slot, execution, manifestsOf, recordsOf);
+  const verification = manifest?.verification ?? record?.verification;
+  if (!verification)
+    return [
+      gap(
+        'no-backup',
+        `The execution ${execution.name} ended ${execution.status} without a backup for the ${what} (${execution.error ?? 'no error recorded'}).`,
+      ),
+    ];
+  if (verification.state !== 'verified')
+    return [
+      gap(
+        'failed-verification',
+        `${slot.backup} failed verification: ${verification.detail ?? 'no detail recorded'}.`,
+      ),
+    ];
+  if (slot.restoreTested === false)
+    return verification.restoreTest?.state === 'failed'
+      ? [
+          gap(
+            'failed-restore-test',
+            `${slot.backup} failed its restore test: ${verification.restoreTest.detail}.`,
+          ),
+        ]
+      : [gap('no-restore-test', `${slot.backup} was verified but never restore-tested.`)];
+  return [];
+}
+
+/** A backup series: the times its verified backups were taken (WAL: its succeeded runs), oldest first. */
+interface Series {
+  kind: ScheduledKind;
+  engine: Engine;
+  target: string;
+  database: string | null;
+  label: string;
+  times: number[];
+}
+
+function rpoSeries(inputs: AuditInputs, executions: readonly AuditedExecution[]): Series[] {
+  const series: Series[] = [];
+  for (const kind of [...SCHEDULED_DATABASE_KINDS, ...FILE_KINDS] as ScheduledKind[]) {
+    for (const row of rowsOf(kind, inputs.targets)) {
+      const label = `${row.target}${row.database ? `/${row.database}` : ''} ${kind}${row.engine === 'physical' ? ' (pgBackRest)' : ''}`;
+      let times: number[];
+      if (row.engine === 'wal')
+        times = executions
+          .filter(
+            (e) => e.workflow === 'database-backup' && inputKind(e) === kind && e.status === 'SUCCEEDED',
+          )
+          .map((e) => Date.parse(e.startDate));
+      else if (row.engine === 'physical')
+        times = inputs.physical
+          .filter((r) => r.target === row.target && r.kind === kind && r.verification.state === 'verified')
+          .map((r) => Date.parse(r.backup.stoppedAt));
+      else
+        times = inputs.manifests
+          .filter(
+            (m) =>
+              m.kind === kind &&
+              m.target === row.target &&
+              ('database' in m ? m.database : null) === row.database &&
+              m.verification.state === 'verified',
+          )
+          .map((m) => Date.parse(m.window.until));
+      series.push({ ...row, label, times: times.sort((a, b) => a - b) });
+    }
+  }
+  return series;
+}
+
+function rpoOf(s: Series, start: Date, until: Date): RpoFinding {
+  const inMonth = s.times.filter((t) => t >= start.getTime() && t <= until.getTime());
+  // The age peaks just before each new backup, and at the end.
+  let worst: { age: number; at: number } | null = null;
+  for (const at of [...inMonth, until.getTime()]) {
+    const newest = s.times.filter((t) => t < at).at(-1);
+    if (newest === undefined) continue;
+    const age = at - newest;
+    if (!worst || age > worst.age) worst = { age, at };
+  }
+  const limit = maxAgeMinutes(s.kind);
+  const worstMinutes = worst ? minutes(worst.age) : null;
+  return {
+    kind: s.kind,
+    engine: s.engine,
+    target: s.target,
+    database: s.database,
+    backups: inMonth.length,
+    worstAgeMinutes: worstMinutes,
+    worstAt: worst ? new Date(worst.at).toISOString() : null,
+    limitMinutes: limit,
+    overLimit: worstMinutes === null || worstMinutes > limit,
+  };
+}
+
+function hourlyAges(times: readonly number[], start: Date, until: Date): (number | null)[] {
+  const ages: (number | null)[] = [];
+  for (let t = start.getTime(); t <= until.getTime(); t += 3_600_000) {
+    const newest = times.filter((b) => b <= t).at(-1);
+    ages.push(newest === undefined ? null : Math.round(((t - newest) / 3_600_000) * 10) / 10);
+  }
+  return ages;
+}
+
+function recoveryTimes(
+  inputs: AuditInputs,
+  executions: readonly AuditedExecution[],
+  start: Date,
+  until: Date,
+): RecoveryTime[] {
+  const inMonth = (iso: string) => Date.parse(iso) >= start.getTime() && Date.parse(iso) < until.getTime();
+  const tests: RecoveryTime[] = [
+    ...inputs.manifests.flatMap((m) => {
+      const test = m.verification.restoreTest;
+      if (!test || !m.verification.checkedAt || !inMonth(test.checkedAt)) return [];
+      return [
+        {
+          what: 'restore test' as const,
+          subject: m.archive.key,
+          at: test.checkedAt,
+          seconds: seconds(m.verification.checkedAt, test.checkedAt),
+          outcome: test.state,
+        },
+      ];
+    }),
+    ...inputs.physical.flatMap((r) => {
+      const test = r.verification.restoreTest;
+      if (!test || !inMonth(test.checkedAt)) return [];
+      return [
+        {
+          what: 'restore test' as const,
+          subject: `${r.target} pgBackRest ${r.label}`,
+          at: test.checkedAt,
+          seconds: seconds(r.verification.checkedAt, test.checkedAt),
+          outcome: test.state,
+        },
+      ];
+    }),
+  ];
+  const runs = executions
+    .filter((e) => DRILL_WORKFLOWS.includes(e.workflow) || OPERATOR_RESTORE_WORKFLOWS.includes(e.workflow))
+    .map(
+      (e): RecoveryTime => ({
+        what:
+          e.workflow === 'restore-drill'
+            ? 'restore drill'
+            : e.workflow === 'recovery-drill'
+              ? 'recovery drill'
+              : 'operator restore',
+        subject: `${e.workflow} ${e.name}`,
+        at: e.startDate,
+        seconds: seconds(e.startDate, e.stopDate),
+        outcome: e.status,
+      }),
+    );
+  return [...tests, ...runs].sort((a, b) => a.at.localeCompare(b.at));
+}
+
+const GB = 2 ** 30;
+/** S3 transitions no object under 128 KiB (the bucket's TransitionDefaultMinimumObjectSize). */
+const MIN_TRANSITION_BYTES = 128 * 1024;
+
+/** The storage class a lifecycle rule has moved an archive to after `ageDays` (retention.ts STORAGE_TRANSITIONS). */
+function storageClassOf(key: string, bytes: number, ageDays: number): StorageClass | 'STANDARD' {
+  if (bytes < MIN_TRANSITION_BYTES) return 'STANDARD';
+  const rule = STORAGE_TRANSITIONS.find((t) => key.startsWith(t.prefix));
+  return rule?.transitions.filter((t) => ageDays >= t.days).at(-1)?.storageClass ?? 'STANDARD';
+}
+
+function costOf(
+  inputs: AuditInputs,
+  executions: readonly AuditedExecution[],
+  start: Date,
+  end: Date,
+  until: Date,
+): CostEstimate {
+  const sum = (f: (e: AuditedExecution) => number) => executions.reduce((n, e) => n + f(e), 0);
+  const monthMs = end.getTime() - start.getTime();
+  // Each object's bytes for the part of the month it was stored, in its class at the report's end.
+  const gbMonths: Record<StorageClass | 'STANDARD', number> = {
+    STANDARD: 0,
+    STANDARD_IA: 0,
+    GLACIER: 0,
+    DEEP_ARCHIVE: 0,
+  };
+  const storageBytes: Record<StorageClass | 'STANDARD', number> = {
+    STANDARD: 0,
+    STANDARD_IA: 0,
+    GLACIER: 0,
+    DEEP_ARCHIVE: 0,
+  };
+  const store = (key: string, bytes: number, since: number, gone: number) => {
+    const from = Math.max(since, start.getTime());
+    const to = Math.min(gone, until.getTime());
+    if (to <= from) return;
+    const storageClass = storageClassOf(key, bytes, (until.getTime() - since) / DAY_MS);
+    gbMonths[storageClass] += (bytes / GB) * ((to - from) / monthMs);
+    if (gone >= until.getTime()) storageBytes[storageClass] += bytes;
+  };
+  for (const m of inputs.manifests)
+    store(m.archive.key, m.archive.size, Date.parse(m.finishedAt), Number.POSITIVE_INFINITY);
+  for (const r of inputs.physical)
+    store(
+      `pgbackrest/${r.target}/${r.label}`,
+      r.backup.repositoryDeltaBytes,
+      Date.parse(r.backup.stoppedAt),
+      r.expired ? Date.parse(r.expired.at) : Number.POSITIVE_INFINITY,
+    );
+
+  const line = (price: (typeof UNIT_PRICES)[keyof typeof UNIT_PRICES], quantity: number): CostLine => ({
+    item: price.item,
+    quantity: Math.round(quantity * 1000) / 1000,
+    unit: price.unit,
+    unitUsd: price.usd,
+    usd: Math.round(quantity * price.usd * 100) / 100,
+    source: price.source,
+  });
+  const lines = [
+    line(
+      UNIT_PRICES.stateTransition,
+      sum((e) => e.transitions),
+    ),
+    line(UNIT_PRICES.lambdaGbSecond, sum((e) => e.lambdaSeconds) * DEFAULT_LAMBDA_GB),
+    line(
+      UNIT_PRICES.lambdaRequest,
+      sum((e) => e.lambdaRequests),
+    ),
+    line(
+      UNIT_PRICES.runCommand,
+      sum((e) => e.runCommands),
+    ),
+    ...(['STANDARD', 'STANDARD_IA', 'GLACIER', 'DEEP_ARCHIVE'] as const).map((c) =>
+      line(UNIT_PRICES[c], gbMonths[c]),
+    ),
+  ];
+  const totalUsd = Math.round(lines.reduce((n, l) => n + l.usd, 0) * 100) / 100;
+  return {
+    region: PRICES_REGION,
+    pricesReadOn: PRICES_READ_ON,
+    lines,
+    totalUsd,
+    budgetUsd: inputs.budgetUsd,
+    overBudget: inputs.budgetUsd === null ? null : totalUsd > inputs.budgetUsd,
+    storageBytes,
+    notCounted: NOT_COUNTED,
+  };
+}
+
+/** The state names of a workflow that send a host command (their Resource is startHostCommand), by workflow. */
+const HOST_COMMAND_STARTS = new Map<string, Set<string>>();
+
+function hostCommandStarts(workflow: string): Set<string> {
+  let starts = HOST_COMMAND_STARTS.get(workflow);
+  if (starts) return starts;
+  starts = new Set();
+  const visit = (states: States) => {
+    for (const [name, state] of Object.entries(states)) {
+      const resource = state.Resource as { 'Fn::GetAtt'?: [string, string] } | undefined;
+      if (resource?.['Fn::GetAtt']?.[0] === 'startHostCommand') starts?.add(name);
+      const inner = state.ItemProcessor as { States: States } | undefined;
+      if (inner) visit(inner.States);
+    }
+  };
+  if (isWorkflow(workflow)) visit(WORKFLOWS[workflow]().States);
+  HOST_COMMAND_STARTS.set(workflow, starts);
+  return starts;
+}
+
+const LAMBDA_ENDS = new Set(['LambdaFunctionSucceeded', 'LambdaFunctionFailed', 'LambdaFunctionTimedOut']);
+
+/**
+ * An exported history with what it counts for the cost estimate. Lambda time
+ * is each invocation's start to its end where the history has Lambda events
+ * (AWS); the local runner's has only the Task states' entry and exit, paired by
+ * state name.
+ */
+export function auditedExecution(history: ExportedHistory): AuditedExecution {
+  const events: readonly HistoryEvent[] = history.events;
+  const at = (e: HistoryEvent) => Date.parse(String(e.timestamp));
+  const byId = new Map(events.map((e) => [e.id, e]));
+  const lambdaEnds = events.filter((e) => e.type !== undefined && LAMBDA_ENDS.has(e.type));
+  let lambdaSeconds = 0;
+  let lambdaRequests = 0;
+  if (events.some((e) => e.type === 'LambdaFunctionScheduled')) {
+    lambdaRequests = events.filter((e) => e.type === 'LambdaFunctionScheduled').length;
+    for (const end of lambdaEnds) {
+      const started = byId.get(end.previousEventId);
+      if (started?.type === 'LambdaFunctionStarted') lambdaSeconds += (at(end) - at(started)) / 1000;
+    }
+  } else {
+    const open = new Map<string, number[]>();
+    for (const e of events) {
+      const name = e.stateEnteredEventDetails?.name ?? e.stateExitedEventDetails?.name;
+      if (name === undefined) continue;
+      if (e.type === 'TaskStateEntered') {
+        lambdaRequests += 1;
+        open.set(name, [...(open.get(name) ?? []), at(e)]);
+      } else if (e.type === 'TaskStateExited') {
+        const entered = open.get(name)?.shift();
+        if (entered !== undefined) lambdaSeconds += (at(e) - entered) / 1000;
+      }
+    }
+  }
+  const starts = hostCommandStarts(history.execution.workflow);
+  return {
+    ...history.execution,
+    transitions: events.filter((e) => e.type?.endsWith('StateEntered')).length,
+    lambdaSeconds: Math.round(lambdaSeconds * 1000) / 1000,
+    lambdaRequests,
+    runCommands: events.filter(
+      (e) => e.type === 'TaskStateEntered' && starts.has(e.stateEnteredEventDetails?.name ?? ''),
+    ).length,
+  };
+}

@@ -1,0 +1,264 @@
+import { describe, expect, it } from 'vitest';
+import { renderHtml, renderMarkdown } from '../../shared/audit/render.ts';
+import { auditedExecution, auditReport } from '../../shared/audit/report.ts';
+import { cronTimes } from '../../shared/audit/slots.ts';
+import { SCHEDULES } from '../../shared/catalog/schedule.ts';
+import {
+  FAILED_DAY,
+  GiB,
+  MISSED_DAY,
+  MONTH,
+  OPERATOR_RESTORE,
+  RESTORE_INPUT,
+  syntheticMonth,
+} from '../support/audit-month.ts';
+import { PRIMARY_WITH_PGBACKREST, testConfig } from '../support/config.ts';
+
+const targets = testConfig({ BACKUP_TARGETS: JSON.stringify([PRIMARY_WITH_PGBACKREST]) }).BACKUP_TARGETS;
+const month = syntheticMonth();
+const report = auditReport({
+  month: MONTH,
+  now: new Date('2026-11-01T07:00:00Z'),
+  targets,
+  executions: month.histories.map(auditedExecution),
+  manifests: month.manifests,
+  physical: month.physical,
+  unreadable: [],
+  budgetUsd: 5,
+});
+
+describe('the slots of a month', () => {
+  it("are the crons of shared/catalog/schedule.ts, in UTC: October 2026's", () => {
+    const october = [new Date('2026-10-01T00:00:00Z'), new Date('2026-11-01T00:00:00Z')] as const;
+    const count = (kind: keyof typeof SCHEDULES) => cronTimes(SCHEDULES[kind].cron, ...october).length;
+    expect(count('full')).toBe(31);
+    expect(count('monthly')).toBe(1);
+    expect(count('incremental')).toBe(124);
+    expect(count('transaction-logs')).toBe(2976);
+    expect(
+      cronTimes(SCHEDULES['transaction-logs'].cron, ...october)
+        .slice(0, 2)
+        .map((d) => d.toISOString()),
+    ).toEqual(['2026-10-01T00:00:00.000Z', '2026-10-01T00:15:00.000Z']);
+    // The weekly drill's cron (serverless.yml): Sundays at 05:00.
+    expect(cronTimes('cron(0 5 ? * SUN *)', ...october).map((d) => d.toISOString().slice(0, 10))).toEqual([
+      '2026-10-04',
+      '2026-10-11',
+      '2026-10-18',
+      '2026-10-25',
+    ]);
+  });
+
+  it('refuses a cron form it does not read, saying which forms it reads', () => {
+    expect(() => cronTimes('cron(0 2 L * ? *)', new Date(0), new Date(60_000))).toThrow(
+      'give cron(minutes hours day-of-month month day-of-week year) without L, W or #',
+    );
+  });
+});
+
+describe('the audit report of a month with a missed slot, a failed verification, an untested backup and an operator restore', () => {
+  it('accounts for every scheduled slot of every kind and target', () => {
+    expect(report.summary).toEqual({
+      // 31 fulls (dump and pgBackRest), a monthly, 124 incrementals, 2,976 WAL runs, 3 × 31 files.
+      slots: 62 + 1 + 124 + 2976 + 93,
+      ran: 3256 - 2,
+      verified: 3256 - 2 - 1,
+      // Dumps (31 fulls, a monthly) and pgBackRest fulls: the 12th's two never ran, the 20th's dump failed verification, the 5th's full untested.
+      restoreTests: { expected: 63, passed: 59 },
+      gaps: 4,
+      gapsByType: { 'missed-slot': 2, 'failed-verification': 1, 'no-restore-test': 1 },
+      failures: 1,
+      unresolvedFailures: 0,
+      operatorRestores: 1,
+      executions: 30 + 1 + 124 + 2976 + 93 + 1,
+      costUsd: report.cost.totalUsd,
+      budgetUsd: 5,
+    });
+    const missed = report.slots.filter((s) => s.status === 'missed');
+    expect(missed.map((s) => [s.kind, s.engine, s.at])).toEqual([
+      ['full', 'logical', `${MISSED_DAY}T02:00:00.000Z`],
+      ['full', 'physical', `${MISSED_DAY}T02:00:00.000Z`],
+    ]);
+  });
+
+  it('names every gap: the missed slot, the failed verification and the backup never restore-tested', () => {
+    // In the order of the schedule: each kind's slots by time.
+    expect(report.gaps).toEqual([
+      {
+        type: 'no-restore-test',
+        kind: 'full',
+        engine: 'physical',
+        target: 'primary',
+        database: null,
+        at: '2026-10-05T02:00:00.000Z',
+        execution: 'full-20261005T020020000Z',
+        detail: '20261005-020000F was verified but never restore-tested.',
+      },
+      {
+        type: 'missed-slot',
+        kind: 'full',
+        engine: 'logical',
+        target: 'primary',
+        database: 'kennel_prod',
+        at: '2026-10-12T02:00:00.000Z',
+        execution: null,
+        detail:
+          'No execution started for the full logical backup of primary/kennel_prod due 2026-10-12T02:00:00.000Z.',
+      },
+      {
+        type: 'missed-slot',
+        kind: 'full',
+        engine: 'physical',
+        target: 'primary',
+        database: null,
+        at: '2026-10-12T02:00:00.000Z',
+        execution: null,
+        detail: 'No execution started for the full physical backup of primary due 2026-10-12T02:00:00.000Z.',
+      },
+      {
+        type: 'failed-verification',
+        kind: 'full',
+        engine: 'logical',
+        target: 'primary',
+        database: 'kennel_prod',
+        at: '2026-10-20T02:00:00.000Z',
+        execution: 'full-20261020T020020000Z',
+        detail: `${report.slots.find((s) => s.at === `${FAILED_DAY}T02:00:00.000Z` && s.engine === 'logical')?.backup} failed verification: sha256 mismatch: the archive in S3 is not the one the host wrote.`,
+      },
+    ]);
+    expect(report.gaps[3]?.detail).toMatch(
+      /^database\/full\/primary\/kennel_prod\/2026\/10\/20\/.+ failed verification/,
+    );
+  });
+
+  it('lists the failure and what was done about it: the next full succeeded', () => {
+    expect(report.failures).toEqual([
+      {
+        workflow: 'database-backup',
+        execution: 'full-20261020T020020000Z',
+        kind: 'full',
+        status: 'FAILED',
+        startedAt: '2026-10-20T02:00:20.000Z',
+        stoppedAt: '2026-10-20T02:40:20.000Z',
+        error: 'ArchiveCorruptError',
+        cause: 'ArchiveCorruptError: see the execution',
+        resolvedBy: { execution: 'full-20261021T020020000Z', at: '2026-10-21T02:00:20.000Z' },
+      },
+    ]);
+  });
+
+  it('lists the restore an operator started: who, when, its input and its outcome', () => {
+    expect(report.operatorRestores).toEqual([
+      {
+        workflow: 'database-restore',
+        execution: OPERATOR_RESTORE,
+        who: OPERATOR_RESTORE,
+        startedAt: '2026-10-22T14:03:00.000Z',
+        stoppedAt: '2026-10-22T14:28:00.000Z',
+        seconds: 1500,
+        input: RESTORE_INPUT,
+        inputRedacted: false,
+        status: 'SUCCEEDED',
+        error: null,
+      },
+    ]);
+  });
+
+  it('measures the RPO: the dumps and pgBackRest fulls were 48 hours old at worst, the incrementals 6, the WAL 15 minutes', () => {
+    const rpo = Object.fromEntries(report.rpo.map((r) => [`${r.kind} ${r.engine}`, r]));
+    expect(rpo['full logical']).toEqual({
+      kind: 'full',
+      engine: 'logical',
+      target: 'primary',
+      database: 'kennel_prod',
+      backups: 29,
+      worstAgeMinutes: 48 * 60,
+      worstAt: '2026-10-13T02:05:00.000Z',
+      limitMinutes: 25 * 60,
+      overLimit: true,
+    });
+    expect([rpo['full physical']?.worstAgeMinutes, rpo['full physical']?.worstAt]).toEqual([
+      48 * 60,
+      '2026-10-13T02:10:00.000Z',
+    ]);
+    expect([rpo['incremental physical']?.worstAgeMinutes, rpo['incremental physical']?.overLimit]).toEqual([
+      360,
+      false,
+    ]);
+    expect([rpo['transaction-logs wal']?.worstAgeMinutes, rpo['transaction-logs wal']?.backups]).toEqual([
+      15, 2976,
+    ]);
+    expect(rpo['monthly logical']?.worstAgeMinutes).toBe(31 * 24 * 60 - (4 * 60 + 5));
+  });
+
+  it('measures the recovery times: each restore test, and the operator restore', () => {
+    const tests = report.recovery.filter((r) => r.what === 'restore test');
+    // 29 dumps and a monthly (10 min each), 29 pgBackRest fulls (30 min each).
+    expect(tests.length).toBe(29 + 1 + 29);
+    expect(new Set(tests.map((t) => t.seconds))).toEqual(new Set([600, 1800]));
+    expect(report.recovery.filter((r) => r.what !== 'restore test')).toEqual([
+      {
+        what: 'operator restore',
+        subject: `database-restore ${OPERATOR_RESTORE}`,
+        at: '2026-10-22T14:03:00.000Z',
+        seconds: 1500,
+        outcome: 'SUCCEEDED',
+      },
+    ]);
+  });
+
+  it('estimates the cost from what it counts, against the budget, with the unit prices and their sources', () => {
+    const line = (item: string) => report.cost.lines.find((l) => l.item === item);
+    // One plan stage per execution, and the dump's command sent by each of the 30 fulls.
+    expect(line('Step Functions Standard state transitions')?.quantity).toBe(3225 + 30);
+    expect(line('Lambda requests')?.quantity).toBe(3225 + 30);
+    expect(line('Lambda duration (arm64)')?.quantity).toBe(((3225 * 2 + 30) * 256) / 1024);
+    expect(line('SSM Run Command on EC2 instances')).toMatchObject({ quantity: 30, usd: 0 });
+    // 30 September's and 1 October's dumps, and the monthly, are past the 30 days database/ stays in
+    // Standard; the other 29 dumps of October (the failed one's too) and the tarballs are in it.
+    const hours = 31 * 24;
+    expect(line('S3 Standard-IA storage')?.quantity).toBe(
+      Math.round((1 + (hours - 2 - 5 / 60) / hours + (hours - 4 - 5 / 60) / hours) * 1000) / 1000,
+    );
+    expect(report.cost.storageBytes).toEqual({
+      STANDARD: 29 * GiB + 93 * 2 ** 20,
+      STANDARD_IA: 3 * GiB,
+      GLACIER: 0,
+      DEEP_ARCHIVE: 0,
+    });
+    expect(report.cost.totalUsd).toBe(
+      Math.round(report.cost.lines.reduce((n, l) => n + l.usd, 0) * 100) / 100,
+    );
+    expect(report.cost.overBudget).toBe(report.cost.totalUsd > 5);
+    for (const l of report.cost.lines)
+      expect(l.source).toMatch(/^https:\/\/aws\.amazon\.com\/[a-z0-9-]+\/pricing\/$/);
+  });
+
+  it('says the same in Markdown and HTML: each gap, the failure, the restore, the cost', () => {
+    const markdown = renderMarkdown(report);
+    const html = renderHtml(report);
+    for (const text of [markdown, html]) {
+      expect(text).toContain('kennel-backup audit report 2026-10');
+      expect(text).toContain(
+        'No execution started for the full logical backup of primary/kennel_prod due 2026-10-12T02:00:00.000Z.',
+      );
+      expect(text).toContain('20261005-020000F was verified but never restore-tested.');
+      expect(text).toContain('success full-20261021T020020000Z at 2026-10-21T02:00:20.000Z');
+      expect(text).toContain(OPERATOR_RESTORE);
+      expect(text).toContain('https://aws.amazon.com/step-functions/pricing/');
+    }
+    expect(markdown).toContain(
+      '| missed-slot | 2026-10-12T02:00:00.000Z | full logical | primary/kennel_prod | — |',
+    );
+    // Self-contained: no script and nothing fetched.
+    expect(html).not.toMatch(/<script|<link|src=|href=/);
+  });
+
+  it('a budget param that is not a positive number fails the cold start, saying what to give', () => {
+    expect(() => testConfig({ MONTHLY_BUDGET_USD: 'ten' })).toThrow(
+      'must be a positive number of US dollars, or empty',
+    );
+    expect(testConfig({ MONTHLY_BUDGET_USD: '' }).MONTHLY_BUDGET_USD).toBeUndefined();
+    expect(testConfig({ MONTHLY_BUDGET_USD: '25' }).MONTHLY_BUDGET_USD).toBe(25);
+  });
+});
