@@ -25,16 +25,17 @@ import {
 } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LOCAL_S3_CREDENTIALS, type LocalS3, startLocalS3 } from '../local/s3.ts';
+import { exportHistory } from '../shared/audit/history-export.ts';
 import { planFilesBackup } from '../shared/backup/files-plan.ts';
 import { BACKUP_HOST_COMMANDS } from '../shared/backup/host-commands.ts';
 import { pruneRun } from '../shared/backup/stages.ts';
 import { verifyArchive } from '../shared/catalog/archive-check.ts';
-import { readArchiveRecord } from '../shared/catalog/archive-record.ts';
+import { lockForDays, readArchiveRecord } from '../shared/catalog/archive-record.ts';
 import { Catalog } from '../shared/catalog/catalog.ts';
-import { archiveRecordKey } from '../shared/catalog/keys.ts';
+import { archiveRecordKey, auditReportKey } from '../shared/catalog/keys.ts';
 import type { Manifest } from '../shared/catalog/manifest.ts';
 import { excludedTablesOf } from '../shared/catalog/manifest-builder.ts';
-import { lockDays, objectLockConfiguration } from '../shared/catalog/retention.ts';
+import { AUDIT_DAYS, lockDays, objectLockConfiguration } from '../shared/catalog/retention.ts';
 import { createS3Client } from '../shared/core/clients.ts';
 import { type Config, parseConfig } from '../shared/core/config.ts';
 import { TamperedArchiveError } from '../shared/core/errors.ts';
@@ -42,6 +43,7 @@ import { type HostCommand, type HostCommandRequestBase, renderHostCommand } from
 import { renderScript, s3PutProgram } from '../shared/host/shell.ts';
 import { planFilesRestore } from '../shared/restore/files-plan.ts';
 import { RESTORE_HOST_COMMANDS } from '../shared/restore/host-commands.ts';
+import { syntheticMonth } from './support/audit-month.ts';
 import { testConfig } from './support/config.ts';
 import { MOTO_CREDENTIALS, MOTO_SERVER, type Moto, startMoto, warnWithoutMoto } from './support/moto.ts';
 
@@ -507,5 +509,34 @@ describe.runIf(MOTO_SERVER)('with versions and Object Lock (moto_server)', () =>
     expect((await bytesOf(s3(), archive.key, firstVersion)).length).toBe(archive.size);
     // Its record stays: pruning never touches the records.
     expect((await readArchiveRecord(catalog, archive.key)).versionId).toBe(firstVersion);
+  }, 120_000);
+
+  it('locks the audit trail for AUDIT_DAYS: an exported history once, never replaced, and each version of a report', async () => {
+    const [history] = syntheticMonth().histories;
+    if (!history) throw new Error('no synthetic history');
+    async function* pages() {
+      yield history?.events ?? [];
+    }
+    const exported = await exportHistory(s3(), BUCKET, history.execution, pages());
+    expect(exported.written).toBe(true);
+    const auditDays = (from: Date | undefined) => new Date((from?.getTime() ?? 0) + AUDIT_DAYS * 86_400_000);
+    const head = await headOf(exported.key);
+    expect(head.ObjectLockMode).toBe('GOVERNANCE');
+    expect(head.ObjectLockRetainUntilDate?.getTime()).toBe(auditDays(head.LastModified).getTime());
+    // A second delivery writes nothing: S3 refuses it (If-None-Match) and the first stays the only version.
+    expect(await exportHistory(s3(), BUCKET, history.execution, pages())).toEqual({
+      key: exported.key,
+      written: false,
+    });
+    expect((await versionsOf(s3(), exported.key)).versions).toHaveLength(1);
+    // A report is written as any object is (the bucket's default lock), then lengthened.
+    const report = auditReportKey('2026-10', 'md');
+    await catalog.writeObject(report, '# October\n', 'text/markdown; charset=utf-8');
+    expect(await lockForDays(s3(), BUCKET, report, AUDIT_DAYS)).toEqual(
+      auditDays((await headOf(report)).LastModified),
+    );
+    expect((await headOf(report)).ObjectLockRetainUntilDate?.getTime()).toBe(
+      auditDays((await headOf(report)).LastModified).getTime(),
+    );
   }, 120_000);
 });

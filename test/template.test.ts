@@ -3611,11 +3611,19 @@ describe('the vault', () => {
       { Effect: 'Allow', Action: ['kms:Decrypt'], Resource: VAULT_KEY_ARN, Condition: vaultViaS3 },
     ];
     const VAULT_GRANTS: Record<string, Statement[]> = {
-      planRestore: reads(['database/*'], ['database/*.manifest.json']),
+      // The planners check a manifest against the record of its archive's creation, there as here.
+      planRestore: reads(['database/*'], ['database/*.manifest.json', 'catalog/archives/database/*']),
       checkRestore: reads(['database/*'], ['database/*.manifest.json']),
       planFilesRestore: reads(
         ['configuration/*', 'application/*', 'static/*'],
-        ['configuration/*.manifest.json', 'application/*.manifest.json', 'static/*.manifest.json'],
+        [
+          'configuration/*.manifest.json',
+          'application/*.manifest.json',
+          'static/*.manifest.json',
+          'catalog/archives/configuration/*',
+          'catalog/archives/application/*',
+          'catalog/archives/static/*',
+        ],
       ),
     };
     const policies = Object.entries(withVault.Resources).filter(([, r]) => r.Type === 'AWS::IAM::Policy');
@@ -3647,7 +3655,7 @@ describe('the vault', () => {
       {
         Sid: 'ReadVaultBackups',
         Effect: 'Allow',
-        Action: ['s3:GetObject'],
+        Action: ['s3:GetObject', 's3:GetObjectVersion'],
         Resource: BACKUP_PREFIXES.map((p) => vaultArn(`/${p}*`)),
       },
       {
@@ -3672,7 +3680,7 @@ describe('the vault', () => {
       return statements
         .filter(inVault)
         .flatMap((s) => asArray(s.Action))
-        .filter((a) => !['s3:ListBucket', 's3:GetObject'].includes(a))
+        .filter((a) => !['s3:ListBucket', 's3:GetObject', 's3:GetObjectVersion'].includes(a))
         .map((a) => `${id} ${a}`);
     });
     expect(writes).toEqual([
@@ -3753,7 +3761,7 @@ describe('the vault', () => {
     expect(stack.Outputs.VaultKeyArn?.Value).toEqual(getAtt('VaultKey'));
   }, 120_000);
 
-  it("expires each kind's copy by age (no prune reaches the vault), after its retention and the point-in-time window, and never pgBackRest's repository", async () => {
+  it("expires each kind's copy by age (no prune reaches the vault), after its retention and the point-in-time window, and never a current version of pgBackRest's repository", async () => {
     const stack = await packagedVaultStack();
     const { Rules } = resource<{ LifecycleConfiguration: { Rules: Record<string, unknown>[] } }>(
       'VaultBucket',
@@ -3767,7 +3775,12 @@ describe('the vault', () => {
       for (const t of (rule?.Transitions ?? []) as { TransitionInDays: number }[])
         expect(t.TransitionInDays, kind).toBeLessThan(RETENTION[kind].s3Days + POINT_IN_TIME_DAYS);
     }
-    expect(Rules.filter((r) => reachesPrefix(r as { Prefix: string }, PGBACKREST_PREFIX))).toEqual([]);
+    // Under pgbackrest/ only the versions pgBackRest replaced go (once unlocked), as in the backup bucket.
+    for (const rule of Rules.filter((r) => reachesPrefix(r as { Prefix: string }, PGBACKREST_PREFIX))) {
+      expect(rule).not.toHaveProperty('ExpirationInDays');
+      expect(rule).not.toHaveProperty('Transitions');
+      expect(rule).toHaveProperty('NoncurrentVersionExpiration');
+    }
   }, 120_000);
 
   it('only replication writes to the vault: no one deletes, overwrites, relocks or bypasses a lock there', async () => {
