@@ -60,6 +60,13 @@ export interface LocalEnvironmentOptions {
   detached?: boolean;
   /** Where a long step says what it does (the seeding): stderr for the CLI; nowhere by default. */
   progress?: (line: string) => void;
+  /**
+   * A local vault (true by default): the local S3 replicates every object it is
+   * sent to `<bucket>-vault`, as S3 replicates to the vault's region. The tests
+   * turn it off but where the vault is the point: it doubles every write,
+   * pgBackRest's WAL and backups included, on the machine's two cores.
+   */
+  vault?: boolean;
 }
 
 /** Whether the cluster can be backed up by the physical kinds, and if not what it lacks (one line each). */
@@ -214,7 +221,7 @@ export async function startLocalEnvironment(options: LocalEnvironmentOptions): P
   const s3Starting: Promise<Omit<LocalS3, 'stop'> & Partial<LocalS3>> = options.s3Endpoint
     ? Promise.resolve({ endpoint: options.s3Endpoint, caFile: options.s3CaBundle ?? '', pid: 0 })
     : startLocalS3(join(dataDir, 's3'), bucket, join(dataDir, 'tls'), {
-        vaultBucket: vaultBucketOf(bucket),
+        ...(options.vault === false ? {} : { vaultBucket: vaultBucketOf(bucket) }),
         ...(remembered > 0 ? { port: remembered } : {}),
         ...(options.detached ? { detached: { logFile: join(dataDir, 's3.log') } } : {}),
       });
@@ -251,7 +258,7 @@ export async function startLocalEnvironment(options: LocalEnvironmentOptions): P
       pgbackrest = externalPgbackrest(external, pgData, dataDir, s3.caFile);
 
     Object.assign(process.env, LOCAL_S3_CREDENTIALS);
-    const vaultBucket = options.s3Endpoint ? undefined : vaultBucketOf(bucket);
+    const vaultBucket = options.s3Endpoint || options.vault === false ? undefined : vaultBucketOf(bucket);
     const functionEnv = localFunctionEnv(options, {
       bucket,
       vaultBucket,

@@ -24,7 +24,7 @@ let application: FilesManifest;
 let atBackup: Record<string, string>;
 
 beforeAll(async () => {
-  world = await startWorld();
+  world = await startWorld({ vault: true });
   vault = world.env.vaultBucket ?? '';
   const backup = await runIn(world, { input: { kind: 'full' } });
   expect(backup.record.status, backup.record.cause).toBe('SUCCEEDED');

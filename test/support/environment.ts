@@ -29,7 +29,8 @@ export async function startWorld(options: Partial<LocalEnvironmentOptions> = {})
   const dataDir = mkdtempSync(join(tmpdir(), 'kennel-backup-test-'));
   // The cluster lives inside it, and its server user must get through.
   chmodSync(dataDir, 0o711);
-  const env = await startLocalEnvironment({ ...options, dataDir });
+  // No local vault unless asked for (local/environment.ts): it doubles every write to the local S3.
+  const env = await startLocalEnvironment({ vault: false, ...options, dataDir });
   const s3 = createS3Client(parseConfig(env.functionEnv));
   return {
     env,
