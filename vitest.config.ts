@@ -11,7 +11,8 @@ export default defineConfig({
     // The machine has two cores; the integration files each run PostgreSQL and S3,
     // and spend much of their time waiting on them (WAL archiving's minute,
     // pgBackRest's uploads, the runner's Wait states): more files than cores keep
-    // both busy meanwhile. With 60 files: 653 s with three, 571 s with four.
+    // both busy meanwhile. With 60 files, on fresh clones: 653 s with three; 571 s
+    // and 667 s with four (the machine is noisy: no clear gain, no timeout).
     maxWorkers: 4,
     projects: [
       { extends: true, test: { name: 'unit', include: ['test/unit/**/*.test.ts'] } },
