@@ -8,6 +8,7 @@ import { prepareInputSchema } from '../../shared/host/prepare.ts';
 import { restoreInputSchema } from '../../shared/restore/database-schemas.ts';
 import { filesRestoreInputSchema } from '../../shared/restore/files-plan.ts';
 import { pointInTimeInputSchema } from '../../shared/restore/point-in-time.ts';
+import { checkInputSchema } from '../../shared/watch/check.ts';
 import { drillInputSchema } from '../../shared/watch/drill.ts';
 import { recoveryDrillInputSchema } from '../../shared/watch/recovery-drill.ts';
 
@@ -27,6 +28,7 @@ const SCHEMAS = {
   'recovery-drill': recoveryDrillInputSchema,
   'prepare-host': prepareInputSchema,
   'audit-report': auditReportInputSchema,
+  check: checkInputSchema,
 } as const;
 type Workflow = keyof typeof SCHEMAS;
 
@@ -41,6 +43,9 @@ function readmeInputs(): { workflow: string; json: string }[] {
   const inputs = [...README.matchAll(/start\s+([a-z-]+)\s[^\n`]*?--input '(\{[^']*\})'/g)].map(
     ([, workflow = '', json = '']) => ({ workflow, json }),
   );
+  // `npm run local -- check --input '…'` starts the check workflow with it.
+  for (const [, json = ''] of README.matchAll(/local -- check\s[^\n`]*?--input '(\{[^']*\})'/g))
+    inputs.push({ workflow: 'check', json });
   let workflow = '';
   for (const line of README.split('\n')) {
     if (/^#{2,3} /.test(line)) workflow = /\(`([a-z-]+)`\)\s*$/.exec(line)?.[1] ?? '';
