@@ -1,16 +1,12 @@
 import {
   at,
-  COMMAND,
   type Definition,
-  FAILED,
   failureEnd,
-  HOST,
   NOTIFY_FAILURE,
+  ON_EACH_HOST_RESULT,
   onEachHost,
-  PLAN,
   plan,
   RECEIVE_REQUEST,
-  REPORT,
   select,
   task,
 } from './steps.ts';
@@ -19,15 +15,7 @@ import {
 export const CHECK_STATE = { plan: 'PlanCheck', report: 'ReportCheck' } as const;
 
 /** Where each stage's result goes in the workflow's state, and in each host's iteration; the report reads them. */
-export const CHECK_RESULT = {
-  failed: FAILED,
-  plan: PLAN,
-  /** One iteration per target: its `host` plan, and the command's `command` or how it `failed`. */
-  hosts: 'hosts',
-  host: HOST,
-  command: COMMAND,
-  report: REPORT,
-} as const;
+export const CHECK_RESULT = ON_EACH_HOST_RESULT;
 
 const WORKFLOW = 'check';
 

@@ -1,17 +1,13 @@
 import {
   at,
-  COMMAND,
   type Definition,
-  FAILED,
   failureEnd,
-  HOST,
   NOTIFY_FAILURE,
   notify,
+  ON_EACH_HOST_RESULT,
   onEachHost,
-  PLAN,
   plan,
   RECEIVE_REQUEST,
-  REPORT,
   select,
   task,
 } from './steps.ts';
@@ -20,15 +16,7 @@ import {
 export const PREPARE_STATE = { plan: 'PlanPrepareHost', report: 'ReportPrepareHost' } as const;
 
 /** Where each stage's result goes in the workflow's state, and in each host's iteration; the report reads them. */
-export const PREPARE_RESULT = {
-  failed: FAILED,
-  plan: PLAN,
-  /** One iteration per target: its `host` plan, and the command's `command` or how it `failed`. */
-  hosts: 'hosts',
-  host: HOST,
-  command: COMMAND,
-  report: REPORT,
-} as const;
+export const PREPARE_RESULT = ON_EACH_HOST_RESULT;
 
 const WORKFLOW = 'prepare-host';
 

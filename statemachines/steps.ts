@@ -565,3 +565,18 @@ export function releaseRunLock(name: string, next: string): States {
     next,
   });
 }
+
+/**
+ * Where a one-command-per-target workflow (plan, the command on each host, a
+ * report: check, prepare-host) keeps each stage's result in its state, and in
+ * each host's iteration; its report reads them.
+ */
+export const ON_EACH_HOST_RESULT = {
+  failed: FAILED,
+  plan: PLAN,
+  /** One iteration per target: its `host` plan, and the command's `command` or how it `failed`. */
+  hosts: 'hosts',
+  host: HOST,
+  command: COMMAND,
+  report: REPORT,
+} as const;
