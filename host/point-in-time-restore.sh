@@ -36,6 +36,17 @@
 # than any target in the past ends the recovery there (PostgreSQL fails a recovery
 # whose WAL ends before its target time).
 #
+# KB_SOURCE vault: the repository is read from its copy in the vault's bucket
+# (KB_REPOSITORY_OPTIONS, pgBackRest's --repo1-s3-bucket, -region and -endpoint,
+# given to restore and info; restore passes them on to the archive-get of the
+# restore_command it writes, so the WAL replayed is the vault's too). Nothing is
+# archived first: the backup bucket's repository may be lost, and what PostgreSQL
+# archives now reaches the vault only by replication (the plan checks the vault
+# holds WAL stored after the target). Nothing here writes to either repository:
+# the side cluster runs with archive_mode=off; a whole cluster archives nothing
+# while it recovers (archive_mode=on archives only once promoted), then into the
+# backup bucket's repository its conf names, never the vault.
+#
 # Prints one result line:
 # KB-RESULT {"scope", "set", "targetTime", "backupBytes", "timeline",
 #   "stoppedBefore", "lastTransactionAt", "database"?, "staging"?, "tables"?,
@@ -46,6 +57,7 @@
 #
 # Parameters: KB_PG_MODE KB_COMPOSE_FILE KB_COMPOSE_SERVICE KB_STANZA
 # KB_PGBACKREST_CONFIG KB_PGBACKREST_CONFIG_SHA256 KB_PGBACKREST_USER
+# KB_SOURCE (primary or vault) KB_REPOSITORY_OPTIONS (one option a line; empty: the conf's repository)
 # KB_SCOPE (database, scratch or cluster) KB_SET (the backup set's label) KB_TARGET_TIME
 # (ISO 8601 with a zone; empty: the end of the WAL) KB_RUN (the run's id)
 # KB_ARCHIVE_WAIT_SECONDS KB_RECOVERY_WAIT_SECONDS (how long recovery may take
@@ -65,6 +77,24 @@ if [[ ! $KB_SET =~ $SET_PATTERN ]]; then
 fi
 if [[ ! $KB_RUN =~ $RUN_PATTERN ]]; then
   echo "point-in-time-restore: \"$KB_RUN\" is not a run id; start the recovery again from the workflow" >&2
+  exit 2
+fi
+if [[ $KB_SOURCE != primary && $KB_SOURCE != vault ]]; then
+  echo "point-in-time-restore: \"$KB_SOURCE\" is neither primary nor vault; start the recovery again from the workflow" >&2
+  exit 2
+fi
+# Where the repository is read: the vault's bucket, region and endpoint, or (none) the conf's.
+repository_options=()
+while IFS= read -r option; do
+  [[ -z $option ]] && continue
+  if [[ ! $option =~ ^--repo1-s3-(bucket|region|endpoint)=[A-Za-z0-9.-]+$ ]]; then
+    echo "point-in-time-restore: \"$option\" is not a repository's bucket, region or endpoint; start the recovery again from the workflow" >&2
+    exit 2
+  fi
+  repository_options+=("$option")
+done <<<"$KB_REPOSITORY_OPTIONS"
+if [[ $KB_SOURCE == vault && ${#repository_options[@]} == 0 ]] || [[ $KB_SOURCE == primary && ${#repository_options[@]} != 0 ]]; then
+  echo "point-in-time-restore: the repository's options do not match the source $KB_SOURCE; start the recovery again from the workflow" >&2
   exit 2
 fi
 target_args=(--type=default)
@@ -102,9 +132,9 @@ SQL
 # What pgBackRest knows of the set: its size in bytes.
 set_bytes() {
   local info
-  info=$(pgbr info "--set=$KB_SET" --output=json) || return 1
+  info=$(pgbr info "${repository_options[@]}" "--set=$KB_SET" --output=json) || return 1
   if [[ $info != *"\"label\":\"$KB_SET\""* ]]; then
-    echo "point-in-time-restore: the repository of stanza $KB_STANZA has no backup set $KB_SET; start the recovery again (its plan reads the catalog)" >&2
+    echo "point-in-time-restore: the repository of stanza $KB_STANZA ($KB_SOURCE) has no backup set $KB_SET; start the recovery again (its plan reads the catalog)" >&2
     return 1
   fi
   [[ $info =~ \"info\":\{\"delta\":[0-9]+,\"repository\":\{[^}]*\},\"size\":([0-9]+)\} ]] || return 1
@@ -127,7 +157,9 @@ if [[ $KB_SCOPE == cluster ]]; then
   running=''
   if pg_sql postgres <<<'SELECT 1' >/dev/null 2>&1; then
     running=1
-    switch_and_archive || fail "the newest WAL could not be archived; nothing was changed"
+    if [[ $KB_SOURCE == primary ]]; then
+      switch_and_archive || fail "the newest WAL could not be archived; nothing was changed"
+    fi
   fi
   bindir=$(where_db server_bindir "$KB_PG_DATA") || fail "no server binaries for the cluster in $KB_PG_DATA"
   cluster_keep_opts "$KB_PG_DATA" || fail "could not keep the options PostgreSQL runs with in $(cluster_opts_file); nothing was changed"
@@ -139,8 +171,8 @@ if [[ $KB_SCOPE == cluster ]]; then
   stop_seconds=$((SECONDS - t))
   phase=restore
   t=$SECONDS
-  echo "point-in-time-restore: restoring $KB_SET over $KB_PG_DATA (--delta)"
-  waited pgbr restore --delta "--set=$KB_SET" "${target_args[@]}" ||
+  echo "point-in-time-restore: restoring $KB_SET from the $KB_SOURCE repository over $KB_PG_DATA (--delta)"
+  waited pgbr restore "${repository_options[@]}" --delta "--set=$KB_SET" "${target_args[@]}" ||
     fail "pgbackrest restore failed (its message is above); PostgreSQL is stopped: run this recovery again, or restore another set"
   restore_seconds=$((SECONDS - t))
   phase=recovery
@@ -233,7 +265,9 @@ if ((${#swept[@]} > 0)); then
   echo "point-in-time-restore: removed what an interrupted recovery left: ${swept[*]}" >&2
 fi
 
-switch_and_archive || fail "the newest WAL could not be archived; nothing was changed"
+if [[ $KB_SOURCE == primary ]]; then
+  switch_and_archive || fail "the newest WAL could not be archived; nothing was changed"
+fi
 backup_bytes=$(set_bytes) || fail "pgbackrest info failed (its message is above)"
 # The restored files, a tenth and 256 MiB for WAL, and the dump (at most the cluster's size again; none in scratch).
 copies=2 for_what="twice the backup's"
@@ -249,9 +283,9 @@ socket=$(where_db_as_owner side_make_run_dir "$run") ||
   fail "the cluster's OS user $KB_PGBACKREST_USER cannot create $run and a directory in /tmp; give it $area or set pgbackrest.scratchDirectory to a directory it can reach"
 
 phase=restore
-echo "point-in-time-restore: restoring $KB_SET ($backup_bytes bytes) into $run"
+echo "point-in-time-restore: restoring $KB_SET ($backup_bytes bytes) from the $KB_SOURCE repository into $run"
 t=$SECONDS
-waited pgbr restore "--set=$KB_SET" "${target_args[@]}" --archive-mode=off \
+waited pgbr restore "${repository_options[@]}" "--set=$KB_SET" "${target_args[@]}" --archive-mode=off \
   "--pg1-path=$data" "--tablespace-map-all=$run/tablespaces" ||
   fail "pgbackrest restore failed (its message is above)"
 restore_seconds=$((SECONDS - t))

@@ -17,6 +17,9 @@ const {
   KIND_PREFIX,
   LOCK_PREFIX,
   MANIFEST_SUFFIX,
+  PGBACKREST_PREFIX,
+  PHYSICAL_RECORD_PREFIX,
+  RECOVERY_RECORD_PREFIX,
 } = require('../shared/catalog/keys.ts');
 const { KEY_ADMINISTRATION_ACTIONS } = require('./key-policy.cjs');
 const {
@@ -53,7 +56,7 @@ const OBJECT_LOCK_MODES = ['GOVERNANCE', 'COMPLIANCE'];
 const VAULT_GRACE_DAYS = POINT_IN_TIME_DAYS;
 
 /** The functions that read the vault's catalog when a restore's input says "source": "vault". */
-const VAULT_READERS = ['planRestore', 'checkRestore', 'planFilesRestore'];
+const VAULT_READERS = ['planRestore', 'checkRestore', 'planFilesRestore', 'planPointInTimeRecovery'];
 /** The roles serverless-iam-roles-per-function creates for them (its RoleName). */
 const readerRoleName = (stage, region, fn) => `kennel-backup-${stage}-${fn}-${region}-lambdaRole`;
 const pascal = (fn) => `${fn[0].toUpperCase()}${fn.slice(1)}`;
@@ -237,9 +240,9 @@ function replicationStatements(stage, vault) {
 /**
  * What a restore from the vault reads there: the catalog's readers the
  * manifests (ListBucket only under the prefixes they list), the DB host
- * the archives (HostVaultRestorePolicy, attached while restoring, like
- * HostRestorePolicy). Read only: nothing in this stack writes or deletes in
- * the vault; replication alone puts objects there.
+ * the archives and pgBackRest's repositories (HostVaultRestorePolicy,
+ * attached while restoring, like HostRestorePolicy). Read only: nothing in
+ * this stack writes or deletes in the vault; replication alone puts objects there.
  */
 function readerStatements(stage, vault, prefixes, objects) {
   return [
@@ -280,6 +283,18 @@ const READS = {
     objects: [
       ...FILE_KINDS.map((kind) => `${KIND_PREFIX[kind]}/*${MANIFEST_SUFFIX}`),
       ...FILE_KINDS.map((kind) => `${ARCHIVE_RECORD_PREFIX}${KIND_PREFIX[kind]}/*`),
+    ],
+  },
+  // What it reads in the backup bucket (serverless.yml): the WAL's listing, each
+  // repository's archive.info and history files (never a segment), the physical
+  // backups' records and the measured recoveries.
+  planPointInTimeRecovery: {
+    prefixes: [`${PGBACKREST_PREFIX}*/archive/*`, `${PHYSICAL_RECORD_PREFIX}*`, `${RECOVERY_RECORD_PREFIX}*`],
+    objects: [
+      `${PGBACKREST_PREFIX}*/archive/*/archive.info`,
+      `${PGBACKREST_PREFIX}*/archive/*.history`,
+      `${PHYSICAL_RECORD_PREFIX}*`,
+      `${RECOVERY_RECORD_PREFIX}*`,
     ],
   },
 };
@@ -341,7 +356,7 @@ async function backupStackResources({ resolveVariable }) {
       HostVaultRestorePolicy: {
         Type: 'AWS::IAM::ManagedPolicy',
         Properties: {
-          Description: `kennel-backup ${stage}: lets the DB host read archives from the vault to restore them`,
+          Description: `kennel-backup ${stage}: lets the DB host read archives and pgBackRest's repositories from the vault to restore them`,
           PolicyDocument: {
             Version: '2012-10-17',
             Statement: [
@@ -352,6 +367,23 @@ async function backupStackResources({ resolveVariable }) {
                 // (its record's), which replication keeps in the vault.
                 Action: ['s3:GetObject', 's3:GetObjectVersion'],
                 Resource: BACKUP_PREFIXES.map((p) => vaultArn(stage, vault, `/${p}*`)),
+              },
+              // A point-in-time recovery from the vault: pgBackRest's restore, info
+              // and archive-get list and read the repository's copy there (as
+              // HostRepositoryPolicy lets it in the backup bucket), and put,
+              // delete or expire nothing.
+              {
+                Sid: 'ListVaultRepositories',
+                Effect: 'Allow',
+                Action: ['s3:ListBucket'],
+                Resource: vaultArn(stage, vault),
+                Condition: { StringLike: { 's3:prefix': [`${PGBACKREST_PREFIX}*`] } },
+              },
+              {
+                Sid: 'ReadVaultRepositories',
+                Effect: 'Allow',
+                Action: ['s3:GetObject'],
+                Resource: vaultArn(stage, vault, `/${PGBACKREST_PREFIX}*`),
               },
               {
                 Sid: 'DecryptVaultBackups',

@@ -3625,11 +3625,22 @@ describe('the vault', () => {
           'catalog/archives/static/*',
         ],
       ),
+      // What it reads in the backup bucket, the WAL's listing and never a segment, in the vault.
+      planPointInTimeRecovery: reads(
+        ['pgbackrest/*/archive/*', 'catalog/pgbackrest/*', 'catalog/recoveries/*'],
+        [
+          'pgbackrest/*/archive/*/archive.info',
+          'pgbackrest/*/archive/*.history',
+          'catalog/pgbackrest/*',
+          'catalog/recoveries/*',
+        ],
+      ),
     };
     const policies = Object.entries(withVault.Resources).filter(([, r]) => r.Type === 'AWS::IAM::Policy');
     expect(policies.map(([id]) => id).sort()).toEqual([
       'CheckRestoreVaultReadPolicy',
       'PlanFilesRestoreVaultReadPolicy',
+      'PlanPointInTimeRecoveryVaultReadPolicy',
       'PlanRestoreVaultReadPolicy',
     ]);
     for (const [fn, grants] of Object.entries(VAULT_GRANTS)) {
@@ -3657,6 +3668,20 @@ describe('the vault', () => {
         Effect: 'Allow',
         Action: ['s3:GetObject', 's3:GetObjectVersion'],
         Resource: BACKUP_PREFIXES.map((p) => vaultArn(`/${p}*`)),
+      },
+      // pgBackRest's restore, info and archive-get read the repositories' copy: list and read, nothing more.
+      {
+        Sid: 'ListVaultRepositories',
+        Effect: 'Allow',
+        Action: ['s3:ListBucket'],
+        Resource: vaultArn(),
+        Condition: { StringLike: { 's3:prefix': ['pgbackrest/*'] } },
+      },
+      {
+        Sid: 'ReadVaultRepositories',
+        Effect: 'Allow',
+        Action: ['s3:GetObject'],
+        Resource: vaultArn('/pgbackrest/*'),
       },
       {
         Sid: 'DecryptVaultBackups',
@@ -3821,7 +3846,12 @@ describe('the vault', () => {
     // The readers the backup stack grants, by the names serverless-iam-roles-per-function gives their roles.
     expect(statement('RestoresReadFromTheBackupAccount')?.Condition).toEqual({
       ArnEquals: {
-        'aws:PrincipalArn': ['planRestore', 'checkRestore', 'planFilesRestore'].map((fn) =>
+        'aws:PrincipalArn': [
+          'planRestore',
+          'checkRestore',
+          'planFilesRestore',
+          'planPointInTimeRecovery',
+        ].map((fn) =>
           sub(
             `arn:\${AWS::Partition}:iam::\${AWS::AccountId}:role/kennel-backup-${STAGE}-${fn}-us-east-1-lambdaRole`,
           ),

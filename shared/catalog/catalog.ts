@@ -31,7 +31,8 @@ import {
 
 /** Reads and writes the manifests in the backup bucket: the catalog of every backup. */
 export class Catalog {
-  private readonly s3: S3Client;
+  /** The client of the bucket's region, for a reader that lists beyond the catalog (the WAL of a repository). */
+  readonly s3: S3Client;
   readonly bucket: string;
 
   constructor(s3: S3Client, bucket: string) {

@@ -63,14 +63,21 @@ export const pgbackrestPath = (target: string) => `/${pgbackrestPrefix(target).r
 export const pgbackrestArchivePrefix = (target: string, archiveId: string) =>
   `${pgbackrestPath(target).slice(1)}/archive/${target}/${archiveId}/`;
 
+/** The options that say where a repository lies, by its field: the conf's, and a reader's overrides (pgbackrestPlaceOptions). */
+const PLACE_OPTIONS = {
+  bucket: 'repo1-s3-bucket',
+  region: 'repo1-s3-region',
+  endpoint: 'repo1-s3-endpoint',
+} as const satisfies Partial<Record<keyof PgbackrestRepository, string>>;
+
 export function renderPgbackrestConf(stanza: PgbackrestStanza): string {
   const { repository: repo } = stanza;
   const global: [string, string | number | undefined][] = [
     ['repo1-type', 's3'],
     ['repo1-path', pgbackrestPath(stanza.target)],
-    ['repo1-s3-bucket', repo.bucket],
-    ['repo1-s3-region', repo.region],
-    ['repo1-s3-endpoint', repo.endpoint],
+    [PLACE_OPTIONS.bucket, repo.bucket],
+    [PLACE_OPTIONS.region, repo.region],
+    [PLACE_OPTIONS.endpoint, repo.endpoint],
     ['repo1-storage-port', repo.port],
     ['repo1-s3-uri-style', repo.uriStyle],
     ['repo1-s3-key-type', repo.keyType],
@@ -124,6 +131,16 @@ export function pgbackrestOff(target: Pick<Target, 'name'>, consequence: string)
   return `The target "${target.name}" has no pgbackrest settings in BACKUP_TARGETS, so ${consequence}; add "pgbackrest": {"dataDirectory": "<the cluster's data directory>"} to it and start the prepare-host workflow.`;
 }
 
+const localS3Of = (config: Config) =>
+  config.S3_ENDPOINT_URL === undefined ? undefined : new URL(config.S3_ENDPOINT_URL);
+
+/** The S3 endpoint pgBackRest reaches a bucket of `region` at: the regional endpoint on AWS, else the local S3's host. */
+function endpointOf(config: Config, region: string): string {
+  const local = localS3Of(config);
+  // pgBackRest 2.45 matches only DNS names against a certificate.
+  return local ? local.hostname.replace(/^127\.0\.0\.1$/, 'localhost') : `s3.${region}.amazonaws.com`;
+}
+
 /**
  * The one pgbackrest.conf of a target, from BACKUP_TARGETS and the deployment:
  * the bucket, its region and KMS key; on AWS the regional endpoint and the
@@ -132,7 +149,7 @@ export function pgbackrestOff(target: Pick<Target, 'name'>, consequence: string)
  */
 export function pgbackrestConfOf(config: Config, target: Target): string {
   const pg = pgbackrestOf(target);
-  const local = config.S3_ENDPOINT_URL === undefined ? undefined : new URL(config.S3_ENDPOINT_URL);
+  const local = localS3Of(config);
   return renderPgbackrestConf({
     target: target.name,
     pgPath: pg.dataDirectory,
@@ -142,10 +159,7 @@ export function pgbackrestConfOf(config: Config, target: Target): string {
     repository: {
       bucket: config.BACKUP_BUCKET,
       region: config.AWS_REGION,
-      // pgBackRest 2.45 matches only DNS names against a certificate.
-      endpoint: local
-        ? local.hostname.replace(/^127\.0\.0\.1$/, 'localhost')
-        : `s3.${config.AWS_REGION}.amazonaws.com`,
+      endpoint: endpointOf(config, config.AWS_REGION),
       port: local?.port ? Number(local.port) : undefined,
       uriStyle: local ? 'path' : 'host',
       caFile: pg.caFile,
@@ -157,6 +171,24 @@ export function pgbackrestConfOf(config: Config, target: Target): string {
     retentionDays: POINT_IN_TIME_DAYS,
     processMax: pg.processMax,
   });
+}
+
+/**
+ * pgBackRest command-line options (`--repo1-s3-bucket=…`, region, endpoint)
+ * that make a command read the target's repository from a copy of it in another
+ * bucket and region, the vault's: its path (pgbackrest/<target>) is the same,
+ * since replication keeps every key. The rest of the conf stands (the
+ * credentials, the CA, the URI style). Given to `restore` on the command line,
+ * they also reach the restore_command it writes: pgBackRest passes a restore's
+ * command-line options that archive-get takes on to archive-get (its
+ * src/config/exec.c, cfgExecParam), so the WAL replayed comes from the same copy.
+ * For reading commands only: nothing may write there.
+ */
+export function pgbackrestPlaceOptions(config: Config, place: { bucket: string; region: string }): string[] {
+  const values = { bucket: place.bucket, region: place.region, endpoint: endpointOf(config, place.region) };
+  return Object.entries(PLACE_OPTIONS).map(
+    ([field, option]) => `--${option}=${checked(option, values[field as keyof typeof values], ONE_VALUE)}`,
+  );
 }
 
 /** PostgreSQL's archive_command for a target: push each WAL segment with pgBackRest. */
@@ -192,8 +224,11 @@ export function pgbackrestScriptParams(config: Config, target: Target): Record<s
 function lines(options: [string, string | number | undefined][]): string[] {
   return options
     .filter((o): o is [string, string | number] => o[1] !== undefined)
-    .map(([key, value]) => `${key}=${checked(key, String(value), /^[^\s=#[\]]+$/)}`);
+    .map(([key, value]) => `${key}=${checked(key, String(value), ONE_VALUE)}`);
 }
+
+/** An option's value: one word, with no `=`, `#` or bracket. */
+const ONE_VALUE = /^[^\s=#[\]]+$/;
 
 // An option's value is one line of the file: a newline would add an option of its own.
 function checked(key: string, value: string, pattern: RegExp): string {

@@ -186,7 +186,8 @@ function clusterLeftovers(
   const pg = `PostgreSQL of ${plan.target}`;
   const to =
     plan.targetTime === undefined || plan.targetTime === 'latest' ? 'the end of the WAL' : plan.targetTime;
-  const again = `start point-in-time-recovery again with {"scope": "cluster", "targetTime": "${plan.targetTime ?? 'latest'}", "confirm": "${plan.target}"}`;
+  const fromVault = plan.source === 'vault' ? ', "source": "vault"' : '';
+  const again = `start point-in-time-recovery again with {"scope": "cluster", "targetTime": "${plan.targetTime ?? 'latest'}", "confirm": "${plan.target}"${fromVault}}`;
   const fullBackup =
     'start database-backup with {"kind": "full"} (the backups from before the recovery hold the abandoned timeline)';
   const cluster = facts?.cluster;

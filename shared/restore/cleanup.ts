@@ -7,6 +7,7 @@ import { fileName, objectKey, runIdentifier, sqlIdentifier } from '../core/ident
 import { parseInput } from '../core/input.ts';
 import * as z from '../core/schema.ts';
 import { POINT_IN_TIME_PLAN_SCOPES, POINT_IN_TIME_SCOPES, swapPlanSchema } from './database-schemas.ts';
+import { RESTORE_SOURCES } from './source.ts';
 
 /**
  * The clean-up of a restore or a point-in-time recovery that failed, was aborted
@@ -42,6 +43,8 @@ export const swappedPlanSchema = z.extend(swapPlanSchema, {
   scope: z.optional(z.enum(POINT_IN_TIME_PLAN_SCOPES)),
   /** A recovery's target time, as asked (`latest`, or ISO 8601). */
   targetTime: z.optional(z.string()),
+  /** Where a restore or recovery read its backups. */
+  source: z.optional(z.enum(RESTORE_SOURCES)),
 });
 
 const commandStatusSchema = z.object({ status: z.string() });

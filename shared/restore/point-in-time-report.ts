@@ -124,8 +124,10 @@ export async function reportPointInTimeRecovery(catalog: Catalog, state: unknown
     plan.scope === 'cluster'
       ? `the whole cluster of ${plan.target}`
       : `${plan.targetDatabase} on ${plan.target}`;
+  const repository =
+    plan.source === 'vault' ? "the vault's copy of the repository" : "the backup bucket's repository";
   const summary = [
-    `${what} recovered to ${plan.targetTime} from ${plan.base.label} and the WAL in ${totalSeconds} s`,
+    `${what} recovered to ${plan.targetTime} from ${plan.base.label} and the WAL in ${repository} in ${totalSeconds} s`,
     `PostgreSQL: ${facts.stoppedBefore ?? 'recovered to the end of the WAL'}; ${facts.lastTransactionAt ?? 'no transaction replayed'}`,
     ...(plan.overProduction
       ? [
@@ -142,6 +144,7 @@ export async function reportPointInTimeRecovery(catalog: Catalog, state: unknown
     recovered: plan.scope === 'cluster' ? plan.target : plan.targetDatabase,
     scope: plan.scope,
     targetTime: plan.targetTime,
+    source: plan.source,
     set: plan.base.label,
     wal: plan.wal,
     stoppedBefore: facts.stoppedBefore,

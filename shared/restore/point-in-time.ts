@@ -32,10 +32,12 @@ import {
   pgbackrestOf,
   pgbackrestParams,
   pgbackrestPath,
+  pgbackrestPlaceOptions,
 } from '../host/pgbackrest-conf.ts';
 import { hostCommand, postgresParams } from '../host/scripts.ts';
 import { stagedSwapPlan, targetOf } from './database-plan.ts';
 import { POINT_IN_TIME_PLAN_SCOPES, POINT_IN_TIME_SCOPES } from './database-schemas.ts';
+import { catalogOf, placeOf, RESTORE_SOURCES, type RestoreCatalogs, restoreSourceInput } from './source.ts';
 
 /**
  * The point-in-time-recovery workflow's plan: which pgBackRest backup set to
@@ -81,6 +83,8 @@ export const pointInTimeInputSchema = z.strictObject({
   confirm: z.optional(z.string()),
   /** Plan only: the backup set, the WAL, the expected duration and what would be replaced. */
   dryRun: z._default(z.boolean(), false),
+  /** Recover from the backup bucket's repository (`primary`) or from its copy in the vault (source.ts). */
+  source: restoreSourceInput,
 });
 
 const iso = z.iso.datetime({ offset: true });
@@ -92,6 +96,8 @@ export const pointInTimePlanSchema = z.object({
   executionId: z.string().check(z.minLength(1)),
   startedAt: iso,
   dryRun: z.boolean(),
+  /** Where the catalog, the backup set and the WAL were read: the backup bucket or the vault. */
+  source: z.enum(RESTORE_SOURCES),
   /** As asked: `latest`, or the time with its zone. */
   targetTime: targetTimeSchema,
   /** Scope database: the database recovered and where it goes; null for the cluster. */
@@ -387,8 +393,7 @@ export async function planRecoveryBasis(
  */
 export async function planPointInTimeRecovery(
   config: Config,
-  catalog: Catalog,
-  s3: S3Client,
+  catalogs: RestoreCatalogs,
   request: unknown,
   now = new Date(),
 ): Promise<PointInTimePlan> {
@@ -398,6 +403,8 @@ export async function planPointInTimeRecovery(
     'The PlanPointInTimeRecovery request',
   );
   const wanted = parseInput(pointInTimeInputSchema, input, 'The execution input');
+  const { source } = wanted;
+  const catalog = catalogOf(catalogs, source);
   const target = targetOf(config, wanted.target);
   pgbackrestOf(target);
   const { scope } = wanted;
@@ -440,7 +447,14 @@ export async function planPointInTimeRecovery(
     };
   }
 
-  const basis = await planRecoveryBasis(catalog, s3, target.name, wanted.targetTime, now);
+  const basis = await planRecoveryBasis(catalog, catalog.s3, target.name, wanted.targetTime, now);
+  // From the backup bucket, the host first commits and archives a transaction, which ends a
+  // replay to any past target; the vault holds only what was replicated to it, so a replay from
+  // there reaches a target only when a segment stored after it is in the vault.
+  if (source === 'vault' && wanted.targetTime !== 'latest' && basis.wal.to === null)
+    throw new InvalidInputError(
+      `The vault's WAL of ${target.name} ends before the target time ${wanted.targetTime}: its newest segment was stored at ${basis.wal.newestArchivedAt ?? basis.oldestRecoverable} (S3 replicates to the vault within 15 minutes). Recover to that time or earlier, give "latest" for the newest state the vault holds, or wait for replication. Nothing was changed.`,
+    );
 
   const targetDatabase = scope === 'database' ? swap.targetDatabase : null;
   const replaces =
@@ -456,6 +470,7 @@ export async function planPointInTimeRecovery(
     executionId,
     startedAt,
     dryRun: wanted.dryRun,
+    source,
     targetTime: wanted.targetTime,
     database: scope === 'database' ? (wanted.database ?? null) : null,
     targetDatabase,
@@ -505,6 +520,13 @@ export const POINT_IN_TIME_HOST_COMMANDS = {
       return {
         ...postgresParams(target),
         ...pgbackrestParams(config, target),
+        KB_SOURCE: plan.source,
+        // The vault's copy of the repository, read by restore and info (and by the archive-get
+        // of the restore_command restore writes); empty: the conf's, the backup bucket.
+        KB_REPOSITORY_OPTIONS:
+          plan.source === 'primary'
+            ? ''
+            : pgbackrestPlaceOptions(config, placeOf(config, plan.source)).join('\n'),
         KB_SCOPE: plan.scope,
         KB_SET: plan.base.label,
         KB_TARGET_TIME: plan.targetTime === 'latest' ? '' : recoveryTargetTime(plan.targetTime),

@@ -54,7 +54,13 @@ export function catalogOf(catalogs: RestoreCatalogs, source: RestoreSource): Cat
 
 /** The bucket the DB host fetches archives from for a plan of `source` (KB_BUCKET); InvalidInputError as catalogOf. */
 export function bucketOf(config: Config, source: RestoreSource): string {
-  if (source === 'primary') return config.BACKUP_BUCKET;
-  if (!config.VAULT_BUCKET) throw new InvalidInputError(NO_VAULT);
-  return config.VAULT_BUCKET;
+  return placeOf(config, source).bucket;
+}
+
+/** The bucket of `source` and its region (pgBackRest on the DB host reads its repository there); InvalidInputError as catalogOf. */
+export function placeOf(config: Config, source: RestoreSource): { bucket: string; region: string } {
+  if (source === 'primary') return { bucket: config.BACKUP_BUCKET, region: config.AWS_REGION };
+  const { VAULT_BUCKET, VAULT_REGION } = config;
+  if (!VAULT_BUCKET || !VAULT_REGION) throw new InvalidInputError(NO_VAULT);
+  return { bucket: VAULT_BUCKET, region: VAULT_REGION };
 }

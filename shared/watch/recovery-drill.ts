@@ -131,6 +131,8 @@ export async function planRecoveryDrill(
           executionId,
           startedAt,
           dryRun: false,
+          // The drill proves the backup bucket's repository, which the backups write.
+          source: 'primary',
           targetTime: at,
           database: null,
           targetDatabase: null,

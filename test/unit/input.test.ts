@@ -185,8 +185,24 @@ describe('parseInput with execution inputs', () => {
       targetDatabase: 'b',
       dryRun: false,
       scope: 'database',
+      source: 'primary',
       targetTime: '2026-11-26T10:30:00+01:00',
     });
+    // The restores' one source input: the same refusal.
+    expect(
+      refusal(() =>
+        parseInput(
+          pointInTimeInputSchema,
+          { database: 'a', targetDatabase: 'b', targetTime: 'latest', source: 'replica' },
+          'I',
+        ),
+      ),
+    ).toBe(
+      listed(
+        'I',
+        'source: must be "primary" (the backup bucket; the default) or "vault" (its copy in the vault region)',
+      ),
+    );
     expect(
       refusal(() =>
         parseInput(
