@@ -7,13 +7,17 @@ import { manifestKey } from '../shared/catalog/keys.ts';
 import { type DatabaseManifest, type FilesManifest, isDatabaseManifest } from '../shared/catalog/manifest.ts';
 import { parseComment } from '../shared/host/commands.ts';
 import { databasesLike, tableChecksums } from './support/checksums.ts';
+import { contents } from './support/contents.ts';
 import { getBytes, runIn, runsOf, startWorld, type TestWorld } from './support/environment.ts';
+import { until } from './support/wal.ts';
 
 /**
  * The vault, locally: the local S3 replicates every object written to the
  * backup bucket to a second bucket (local/s3-server.ts), as S3 replication
  * does to the vault's bucket in AWS (serverless/vault.cjs). A real backup,
- * the primary's copy then lost, and a real restore from the vault.
+ * the primary's copy then lost, and a real restore from the vault; last, the
+ * backup bucket's pgBackRest repository lost, and a real point-in-time recovery
+ * from the vault's copy of it.
  */
 
 let world: TestWorld;
@@ -137,26 +141,103 @@ describe('the vault', () => {
     expect(restoreCommand?.script).toContain(`KB_BUCKET='${vault}'`);
   });
 
-  it('a restore refuses a source it does not know, and the vault of a deployment without one, changing nothing', async () => {
-    const unknown = await runIn(world, {
-      workflow: 'database-restore',
-      input: { database: 'kennel_prod', targetDatabase: 'kennel_x', source: 'replica' },
-    });
-    expect(unknown.record.status).toBe('FAILED');
-    expect(unknown.record.cause).toContain(
+  it('a restore or recovery refuses a source it does not know, and the vault of a deployment without one, changing nothing', async () => {
+    const unknown = [
       'source: must be "primary" (the backup bucket; the default) or "vault" (its copy in the vault region)',
-    );
-    expect(unknown.host.sent).toEqual([]);
-
-    const noVault = await runIn(world, {
-      workflow: 'files-restore',
-      input: { kind: 'application', confirm: 'application', source: 'vault' },
-      functionEnv: { VAULT_BUCKET: '', VAULT_REGION: '' },
-    });
-    expect(noVault.record.status).toBe('FAILED');
-    expect(noVault.record.cause).toContain('This deployment has no vault');
-    expect(noVault.record.cause).toContain('Nothing was changed.');
-    expect(noVault.host.sent).toEqual([]);
+    ];
+    const none = ['This deployment has no vault', 'Nothing was changed.'];
+    const noVault = { VAULT_BUCKET: '', VAULT_REGION: '' };
+    const x = { database: 'kennel_prod', targetDatabase: 'kennel_x' };
+    const cases: [string, Record<string, unknown>, Record<string, string>, string[]][] = [
+      ['database-restore', { ...x, source: 'replica' }, {}, unknown],
+      ['files-restore', { kind: 'application', confirm: 'application', source: 'vault' }, noVault, none],
+      ['point-in-time-recovery', { ...x, targetTime: 'latest', source: 'replica' }, {}, unknown],
+      [
+        'point-in-time-recovery',
+        { scope: 'cluster', targetTime: 'latest', confirm: 'local', source: 'replica' },
+        {},
+        unknown,
+      ],
+      ['point-in-time-recovery', { ...x, targetTime: 'latest', source: 'vault' }, noVault, none],
+    ];
+    for (const [workflow, input, functionEnv, causes] of cases) {
+      const run = await runIn(world, { workflow, input, functionEnv });
+      expect(run.record.status, workflow).toBe('FAILED');
+      for (const cause of causes) expect(run.record.cause).toContain(cause);
+      expect(run.host.sent).toEqual([]);
+    }
     expect(databasesLike(world, 'kennel_x')).toEqual([]);
   });
+
+  // Last: it leaves the backup bucket without its pgBackRest repository.
+  it("recovers a database to a second from the vault's copy of the repository, the backup bucket's lost: every table and sequence as it was then", async () => {
+    const q = (query: string) => world.sql('kennel_prod', query);
+    q(
+      "INSERT INTO payments (booking_id, amount, method, status, paid_at) SELECT booking_id, 1.23, method, 'succeeded', now() FROM payments WHERE id <= 25",
+    );
+    // nextval is WAL-logged 32 values ahead: each sequence pinned to its own value is logged exactly.
+    q(`DO $$ DECLARE s regclass; v bigint; c boolean; BEGIN
+           FOR s IN SELECT oid FROM pg_class WHERE relkind = 'S' LOOP
+             EXECUTE format('SELECT last_value, is_called FROM %s', s) INTO v, c;
+             PERFORM setval(s, v, c);
+           END LOOP; END $$`);
+    const reference = contents(world.sql, 'kennel_prod');
+    // The next whole second: every commit so far is before it, every one from here after it.
+    const targetTime = world.sql(
+      'postgres',
+      `SELECT to_char((date_trunc('second', clock_timestamp()) + interval '1 second') AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')`,
+    );
+    await until('the clock to pass the target', () => Date.now() > Date.parse(targetTime) + 200, 5);
+    q('UPDATE payments SET amount = amount * 2 WHERE id <= 40');
+    q(
+      "INSERT INTO payments (booking_id, amount, method, status, paid_at) SELECT booking_id, 9.99, method, 'succeeded', now() FROM payments WHERE id <= 5",
+    );
+    expect(contents(world.sql, 'kennel_prod').tables).not.toEqual(reference.tables);
+    // The WAL past the target archived, so replicated to the vault.
+    const segment = world.sql('postgres', 'SELECT pg_walfile_name(pg_switch_wal())');
+    await until(
+      `WAL segment ${segment} to be archived`,
+      () =>
+        world.sql(
+          'postgres',
+          `SELECT coalesce(last_archived_wal >= '${segment}', false) FROM pg_stat_archiver`,
+        ) === 't',
+    );
+
+    // The backup bucket's repository lost, as with its region: production's archiving fails from here on.
+    const repository = (keys: string[]) => keys.filter((k) => k.startsWith('pgbackrest/'));
+    const lost = repository(await keysOf(world.env.bucket));
+    expect(lost.length).toBeGreaterThan(0);
+    for (const key of lost)
+      await world.s3.send(new DeleteObjectCommand({ Bucket: world.env.bucket, Key: key }));
+    const vaultBefore = await keysOf(vault);
+
+    const run = await runIn(world, {
+      workflow: 'point-in-time-recovery',
+      input: { database: 'kennel_prod', targetDatabase: 'kennel_pitr_vault', targetTime, source: 'vault' },
+    });
+    expect(run.record.status, run.record.cause).toBe('SUCCEEDED');
+    const recovered = contents(world.sql, 'kennel_pitr_vault');
+    expect(recovered.tables).toEqual(reference.tables);
+    expect(recovered.sequences).toEqual(reference.sequences);
+    expect(recovered.largeObjects).toEqual(reference.largeObjects);
+
+    // pgBackRest read the vault's bucket (restore, and the archive-get of its restore_command).
+    const restoreCommand = run.host.sent.find(
+      (s) => parseComment(s.comment)?.script === 'point-in-time-restore',
+    );
+    expect(restoreCommand?.script).toContain(`--repo1-s3-bucket=${vault}`);
+    const output = run.record.output as { source: string; summary: string; stoppedBefore: string };
+    expect(output.source).toBe('vault');
+    expect(output.summary).toContain(`kennel_pitr_vault on local recovered to ${targetTime}`);
+    expect(output.summary).toContain("the WAL in the vault's copy of the repository");
+    expect(output.stoppedBefore).toMatch(/^recovery stopping before commit of transaction \d+, time /);
+    // Nothing recreated the backup bucket's repository; nothing was written to the vault's, and
+    // every key new in the vault is a replica of one the workflow wrote to the backup bucket.
+    const primaryAfter = await keysOf(world.env.bucket);
+    expect(repository(primaryAfter)).toEqual([]);
+    const vaultAfter = await keysOf(vault);
+    expect(repository(vaultAfter)).toEqual(repository(vaultBefore));
+    expect(vaultAfter.filter((k) => !vaultBefore.includes(k) && !primaryAfter.includes(k))).toEqual([]);
+  }, 600_000);
 });

@@ -63,6 +63,12 @@ describe("the README's execution inputs", () => {
     expect(count('database-restore')).toBeGreaterThanOrEqual(3);
     expect(count('point-in-time-recovery')).toBeGreaterThanOrEqual(4);
     expect(count('files-restore')).toBeGreaterThanOrEqual(3);
+    // Each restore workflow shows its input for the vault.
+    for (const workflow of ['database-restore', 'point-in-time-recovery', 'files-restore'])
+      expect(
+        inputs.some((i) => i.workflow === workflow && JSON.parse(i.json).source === 'vault'),
+        workflow,
+      ).toBe(true);
   });
 
   it.each(inputs.map((i) => [i.workflow, i.json] as const))('%s %s is accepted', (workflow, json) => {
