@@ -239,5 +239,20 @@ describe('the vault', () => {
     const vaultAfter = await keysOf(vault);
     expect(repository(vaultAfter)).toEqual(repository(vaultBefore));
     expect(vaultAfter.filter((k) => !vaultBefore.includes(k) && !primaryAfter.includes(k))).toEqual([]);
+
+    // Nothing archived since reaches the vault: a time past its newest segment is refused, naming it.
+    const past = await runIn(world, {
+      workflow: 'point-in-time-recovery',
+      input: {
+        database: 'kennel_prod',
+        targetDatabase: 'kennel_x',
+        targetTime: new Date(Date.now() - 1000).toISOString(),
+        source: 'vault',
+        dryRun: true,
+      },
+    });
+    expect(past.record.status).toBe('FAILED');
+    expect(past.record.cause).toContain("The vault's WAL of local ends before the target time");
+    expect(past.host.sent).toEqual([]);
   }, 600_000);
 });
