@@ -85,7 +85,7 @@ function redactRaisedMessages(lines: string[]): string[] {
   const out = [...lines];
   lines.forEach((line, i) => {
     const field = DATA_FIELD.exec(line);
-    if (!field || field[2] !== 'CONTEXT' || !RAISED_BY_FUNCTION.test(fieldText(lines, i))) return;
+    if (field?.[2] !== 'CONTEXT' || !RAISED_BY_FUNCTION.test(fieldText(lines, i))) return;
     let start = i - 1;
     while (start >= 0 && !MESSAGE_TEXT.test(out[start] ?? '')) start--;
     if (start < 0) return;

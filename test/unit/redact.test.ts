@@ -124,7 +124,8 @@ describe('redact', () => {
       'COPY a_customers, line 1: "1\tjane.private@example.net"',
       'restore-archive: the restore failed',
     ].join('\n');
-    const raised = "*** (a message the database's own function raised: it may quote a row; the host's output has it)";
+    const raised =
+      "*** (a message the database's own function raised: it may quote a row; the host's output has it)";
     expect(redact(psql)).toBe(
       [
         `psql:<stdin>:7395: ERROR:  ${raised}`,
