@@ -175,4 +175,34 @@ describe('a restore that fails on a row', () => {
     expect(run.visibleText).toContain('violates check constraint "pets_code_check"');
     expect(run.visibleText).not.toContain('rex.owner@example.com');
   });
+
+  it("reports an error a function of the database's own raised without its text, which quotes the row", async () => {
+    // The CHECK's function RAISEs with the email in the message itself: the
+    // restore test loads a_customers before allowed_domains has its row.
+    const database = 'kb_raise';
+    world.sql('postgres', `CREATE DATABASE ${database}`);
+    psql(
+      world.env.postgres,
+      database,
+      [],
+      `CREATE TABLE allowed_domains (d text PRIMARY KEY);
+       INSERT INTO allowed_domains VALUES ('example.net');
+       CREATE FUNCTION email_ok(e text) RETURNS boolean LANGUAGE plpgsql STABLE AS $$
+       BEGIN
+         IF NOT EXISTS (SELECT 1 FROM public.allowed_domains WHERE e LIKE '%@' || d) THEN
+           RAISE EXCEPTION 'customer email % is not in an allowed domain', e USING HINT = 'ask ' || e;
+         END IF;
+         RETURN true;
+       END $$;
+       CREATE TABLE a_customers (id int PRIMARY KEY, email text CHECK (email_ok(email)));
+       INSERT INTO a_customers VALUES (1, 'jane.private@example.net');`,
+    );
+    const run = await runIn(world, { workflow: 'database-backup', input: { kind: 'full', database } });
+    expect(run.record.status).toBe('FAILED');
+    const [alert] = run.alerts;
+    expect(alert?.state).toBe('CheckRestoreTest');
+    expect(alert?.cause).toContain("ERROR:  *** (a message the database's own function raised");
+    expect(alert?.cause).toMatch(/HINT: {2}\*\*\*\nCONTEXT: {2}\*\*\*/);
+    expect(run.visibleText).not.toContain('jane.private');
+  });
 });

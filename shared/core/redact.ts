@@ -12,7 +12,10 @@
  *    a restore quotes the row's email there), and so do some errors themselves
  *    (`invalid input syntax for type integer: "…"`). The ERROR line itself
  *    stays: it names the constraint, table or column that failed, which is what
- *    an operator needs, and no value.
+ *    an operator needs, and no value. But for a message a function of the
+ *    database's own wrote (its CONTEXT says PL/pgSQL's `at RAISE`, or names a
+ *    PL/Python, PL/Perl or PL/Tcl function): that text is the schema author's,
+ *    and quotes what they chose (`RAISE EXCEPTION 'customer email % …', email`).
  * The raw output stays on the host and in the bucket's host-output/ (keys.ts).
  */
 
@@ -51,10 +54,54 @@ const DATA_FIELD = /(^|\s)(DETAIL|CONTEXT|QUERY|STATEMENT|LINE \d+|(?:pg_\w+|psq
  */
 const NEW_MESSAGE = /^(?:[^\s:]+(?::[^\s:]*)*: |[a-z]+(?:-[a-z]+)+(?::| of )|\d{4}-\d\d-\d\d[ T])/;
 
+/**
+ * A CONTEXT naming the function that raised the message itself: PL/pgSQL's
+ * `RAISE` (its CONTEXT ends `at RAISE`), or a procedural language whose errors
+ * are the function's own text (`plpy.error`, Perl's `die`, Tcl's `elog`).
+ * (PostgreSQL's plpgsql, plpython, plperl and pltcl name their functions so in
+ * CONTEXT.)
+ */
+const RAISED_BY_FUNCTION = /\bat RAISE\b|\bPL\/(?:Python|Perl|Tcl)U? function\b/;
+/** A message's severity and what follows it (`psql:<stdin>:9: ERROR:  …`, `pg_restore: error: … ERROR:  …`): the last one. */
+const MESSAGE_TEXT = /^(.*\b(?:ERROR|FATAL|PANIC|WARNING|NOTICE|INFO|LOG):\s+).*$/;
+const RAISED_TEXT = `${REDACTED} (a message the database's own function raised: it may quote a row; the host's output has it)`;
+
+/** A HINT, which `RAISE … USING HINT = …` writes too. */
+const HINT = /^(\s*(?:\S+: )?HINT:\s+).*$/;
+
+/** The field starting at line `i` with the lines it goes on over (a PL/Python traceback). */
+function fieldText(lines: string[], i: number): string {
+  const end = lines.findIndex((l, j) => j > i && (l.trim() === '' || NEW_MESSAGE.test(l)));
+  return lines.slice(i, end < 0 ? undefined : end).join('\n');
+}
+
+/**
+ * The text of each message a function of the database's own raised, replaced:
+ * walks back from each CONTEXT that says so to the line that starts its message
+ * (the nearest with a severity), and replaces that text and what lies between
+ * (the message's further lines, a HINT); the data fields are redactDataFields'.
+ */
+function redactRaisedMessages(lines: string[]): string[] {
+  const out = [...lines];
+  lines.forEach((line, i) => {
+    const field = DATA_FIELD.exec(line);
+    if (field?.[2] !== 'CONTEXT' || !RAISED_BY_FUNCTION.test(fieldText(lines, i))) return;
+    let start = i - 1;
+    while (start >= 0 && !MESSAGE_TEXT.test(out[start] ?? '')) start--;
+    if (start < 0) return;
+    out[start] = (out[start] ?? '').replace(MESSAGE_TEXT, `$1${RAISED_TEXT}`);
+    for (let j = start + 1; j < i; j++) {
+      const between = out[j] ?? '';
+      if (DATA_FIELD.test(between)) continue;
+      out[j] = HINT.test(between) ? between.replace(HINT, `$1${REDACTED}`) : `  ${REDACTED}`;
+    }
+  });
+  return out;
+}
+
 function redactDataFields(text: string): string {
   let inField = false;
-  return text
-    .split('\n')
+  return redactRaisedMessages(text.split('\n'))
     .map((line) => {
       const field = DATA_FIELD.exec(line);
       if (field) {

@@ -114,6 +114,58 @@ describe('redact', () => {
     ]);
   });
 
+  it("removes the text of a message the database's own function raised, and its HINT: the schema's author chose what it quotes", () => {
+    // psql's output when a CHECK's PL/pgSQL function RAISEs on the row a restore loads.
+    const psql = [
+      'psql:<stdin>:7395: ERROR:  customer email jane.private@example.net is not',
+      'in an allowed domain',
+      'HINT:  ask jane.private@example.net',
+      'CONTEXT:  PL/pgSQL function public.email_ok(text) line 3 at RAISE',
+      'COPY a_customers, line 1: "1\tjane.private@example.net"',
+      'restore-archive: the restore failed',
+    ].join('\n');
+    const raised =
+      "*** (a message the database's own function raised: it may quote a row; the host's output has it)";
+    expect(redact(psql)).toBe(
+      [
+        `psql:<stdin>:7395: ERROR:  ${raised}`,
+        '  ***',
+        'HINT:  ***',
+        'CONTEXT:  ***',
+        '  ***',
+        'restore-archive: the restore failed',
+      ].join('\n'),
+    );
+    // pg_restore's form, and PL/Python's error; a message before it stays.
+    expect(
+      redact(
+        [
+          'pg_restore: warning: a b',
+          'pg_restore: error: could not execute query: ERROR:  plpy.Error: owner ann@example.com unknown',
+          'CONTEXT:  Traceback (most recent call last):',
+          '  PL/Python function "owner_ok", line 3, in <module>',
+        ].join('\n'),
+      ),
+    ).toBe(
+      [
+        'pg_restore: warning: a b',
+        `pg_restore: error: could not execute query: ERROR:  ${raised}`,
+        'CONTEXT:  ***',
+        '  ***',
+      ].join('\n'),
+    );
+  });
+
+  it("keeps PostgreSQL's own error raised inside a function: it names what failed and quotes no value", () => {
+    const psql = [
+      'psql:<stdin>:12: ERROR:  relation "kennel_sizes" does not exist',
+      'CONTEXT:  PL/pgSQL function public.email_known(text) line 1 at EXECUTE',
+    ].join('\n');
+    expect(redact(psql)).toBe(
+      ['psql:<stdin>:12: ERROR:  relation "kennel_sizes" does not exist', 'CONTEXT:  ***'].join('\n'),
+    );
+  });
+
   it('removes the value an input syntax error quotes', () => {
     expect(redact('ERROR:  invalid input syntax for type integer: "Rex the dog"')).toBe(
       'ERROR:  invalid input syntax for type integer: "***"',
