@@ -16,6 +16,7 @@ import { runId as makeRunId, PHYSICAL_KINDS, replacedDatabase, stagingDatabase }
 import { keyOf, listPhysicalBackups, type PhysicalRecord, usable } from '../catalog/physical.ts';
 import { expectedSeconds, newestRecoveryRecord } from '../catalog/recoveries.ts';
 import { WAL_ARCHIVE_MAX_AGE_SECONDS } from '../catalog/schedule.ts';
+import { unloggedPlanNote, unloggedSchema } from '../catalog/unlogged.ts';
 import type { Config, Target } from '../core/config.ts';
 import { InvalidInputError, NotFoundError } from '../core/errors.ts';
 import {
@@ -111,6 +112,8 @@ export const pointInTimePlanSchema = z.object({
     /** The cluster's size as the backup saw it, in bytes. */
     databaseBytes: z.int().check(z.nonnegative()),
     recordKey: z.string(),
+    /** The unlogged tables and sequences its restore test found; absent when its record predates that listing. */
+    unlogged: z.optional(unloggedSchema),
   }),
   /** The oldest time any usable backup recovers to. */
   oldestRecoverable: iso,
@@ -130,6 +133,8 @@ export const pointInTimePlanSchema = z.object({
   }),
   /** What the recovery replaces, in words. */
   replaces: z.string(),
+  /** What comes back empty, in words (catalog/unlogged.ts): the unlogged tables and sequences; null when the base set has none. */
+  unlogged: z.nullable(z.string()),
 });
 
 export type PointInTimePlan = z.infer<typeof pointInTimePlanSchema>;
@@ -368,6 +373,9 @@ export async function planRecoveryBasis(
       archiveStart: base.backup.archiveStart,
       databaseBytes: bytes,
       recordKey: keyOf(base),
+      ...(base.verification.restoreTest?.unlogged
+        ? { unlogged: base.verification.restoreTest.unlogged }
+        : {}),
     },
     oldestRecoverable,
     wal: {
@@ -463,6 +471,7 @@ export async function planPointInTimeRecovery(
     overProduction: scope === 'database' && swap.overProduction,
     ...basis,
     replaces,
+    unlogged: unloggedPlanNote(basis.base, scope === 'database' ? (wanted.database ?? null) : null),
   };
 }
 
