@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import type { ExportedHistory } from '../../shared/audit/history-export.ts';
 import { renderHtml, renderMarkdown } from '../../shared/audit/render.ts';
 import { auditedExecution, auditReport } from '../../shared/audit/report.ts';
 import { cronTimes } from '../../shared/audit/slots.ts';
@@ -10,6 +11,7 @@ import {
   MONTH,
   OPERATOR_RESTORE,
   RESTORE_INPUT,
+  syntheticHistory,
   syntheticMonth,
 } from '../support/audit-month.ts';
 import { PRIMARY_WITH_PGBACKREST, testConfig } from '../support/config.ts';
@@ -25,6 +27,65 @@ const report = auditReport({
   physical: month.physical,
   unreadable: [],
   budgetUsd: 5,
+});
+
+describe('what followed a failure', () => {
+  const backup = (name: string, input: unknown, start: string, status: 'SUCCEEDED' | 'FAILED') =>
+    syntheticHistory({ workflow: 'database-backup', name, input, start, minutes: 10, status });
+  const twoDatabases = testConfig({
+    BACKUP_TARGETS: JSON.stringify([
+      { ...PRIMARY_WITH_PGBACKREST, databases: ['kennel_prod', 'kennel_archive'] },
+    ]),
+  }).BACKUP_TARGETS;
+  const failuresOf = (...histories: ExportedHistory[]) =>
+    auditReport({
+      month: MONTH,
+      now: new Date('2026-11-01T07:00:00Z'),
+      targets: twoDatabases,
+      executions: histories.map(auditedExecution),
+      manifests: [],
+      physical: [],
+      unreadable: [],
+      budgetUsd: null,
+    }).failures;
+
+  it("is not a success of another database's backup", () => {
+    const [failure] = failuresOf(
+      backup('prod', { kind: 'full', database: 'kennel_prod' }, '2026-10-03T10:00:00.000Z', 'FAILED'),
+      backup(
+        'archive',
+        { kind: 'full', database: 'kennel_archive' },
+        '2026-10-03T11:00:00.000Z',
+        'SUCCEEDED',
+      ),
+    );
+    expect(failure).toMatchObject({ execution: 'prod', kind: 'full', resolvedBy: null });
+  });
+
+  it('reads the kind a default input stands for, and takes a success of the default for one that named it', () => {
+    const failures = failuresOf(
+      backup('defaults', {}, '2026-10-03T10:00:00.000Z', 'FAILED'),
+      backup('named', { kind: 'full' }, '2026-10-03T11:00:00.000Z', 'FAILED'),
+      backup('again', {}, '2026-10-03T12:00:00.000Z', 'SUCCEEDED'),
+    );
+    expect(failures.map((f) => [f.execution, f.kind, f.resolvedBy?.execution])).toEqual([
+      ['defaults', 'full', 'again'],
+      ['named', 'full', 'again'],
+    ]);
+  });
+
+  it('takes a backup of every database as one of each, but not one database for all', () => {
+    const failures = failuresOf(
+      backup('all', { kind: 'full' }, '2026-10-03T10:00:00.000Z', 'FAILED'),
+      backup('prod', { kind: 'full', database: 'kennel_prod' }, '2026-10-03T11:00:00.000Z', 'SUCCEEDED'),
+      backup('prod-failed', { database: 'kennel_prod' }, '2026-10-03T12:00:00.000Z', 'FAILED'),
+      backup('everything', { target: 'primary' }, '2026-10-03T13:00:00.000Z', 'SUCCEEDED'),
+    );
+    expect(failures.map((f) => [f.execution, f.resolvedBy?.execution])).toEqual([
+      ['all', 'everything'],
+      ['prod-failed', 'everything'],
+    ]);
+  });
 });
 
 describe('the slots of a month', () => {
