@@ -106,9 +106,17 @@ export interface RpoFinding {
   database: string | null;
   /** Verified backups (WAL: succeeded runs) made in the month. */
   backups: number;
-  /** The oldest the newest verified backup got in the month, minutes; null when there was none at all. */
+  /**
+   * The oldest the newest verified backup got in the month, minutes. Before the
+   * series' first backup the age runs from `countedFrom`; null when nothing was
+   * due yet.
+   */
   worstAgeMinutes: number | null;
   worstAt: string | null;
+  /** The month's start, or the deployment's first slot of this kind when it came later (ISO 8601). */
+  countedFrom: string;
+  /** The worst age is the time with no backup at all of the series, from `countedFrom`. */
+  beforeFirstBackup: boolean;
   /** The age the daily verification and the alarms allow (schedule.ts maxAgeMinutes). */
   limitMinutes: number;
   overLimit: boolean;
@@ -406,7 +414,8 @@ export function auditReport(inputs: AuditInputs): AuditReport {
     });
 
   const series = rpoSeries(inputs, executions, kindOf);
-  const rpo = series.map((s) => rpoOf(s, start, until));
+  const deployedAt = firstSeen(inputs, executions);
+  const rpo = series.map((s) => rpoOf(s, countedFrom(s.kind, deployedAt, start, until), start, until));
   const recovery = recoveryTimes(inputs, executions, start, until);
   const cost = costOf(inputs, executions, start, end, until);
   const gapsByType: Partial<Record<GapType, number>> = {};
@@ -623,15 +632,41 @@ function rpoSeries(
   return series;
 }
 
-function rpoOf(s: Series, start: Date, until: Date): RpoFinding {
+/**
+ * The first thing the audit trail or the catalog holds (an execution's start, a
+ * backup's end), ms: before the month when the system ran before it.
+ */
+function firstSeen(inputs: AuditInputs, executions: readonly AuditedExecution[]): number {
+  return Math.min(
+    ...executions.map((e) => Date.parse(e.startDate)),
+    ...inputs.manifests.map((m) => Date.parse(m.finishedAt)),
+    ...inputs.physical.map((r) => Date.parse(r.backup.stoppedAt)),
+  );
+}
+
+/**
+ * When a series' age starts counting: the month's start, or, for a system first
+ * seen during the month, the first slot of the kind due since (its execution
+ * starts within the tolerance after it); `until` when none was due yet.
+ */
+function countedFrom(kind: ScheduledKind, deployedAt: number, start: Date, until: Date): number {
+  if (deployedAt <= start.getTime()) return start.getTime();
+  const from = new Date(Math.max(start.getTime(), deployedAt - SLOT_START_TOLERANCE_MS));
+  return scheduledSlots(kind, from, until)[0]?.getTime() ?? until.getTime();
+}
+
+function rpoOf(s: Series, since: number, start: Date, until: Date): RpoFinding {
   const inMonth = s.times.filter((t) => t >= start.getTime() && t <= until.getTime());
-  // The age peaks just before each new backup, and at the end.
-  let worst: { age: number; at: number } | null = null;
+  // The age peaks just before each new backup, and at the end; before the first
+  // backup it runs from when one was first due (a series that began mid-month
+  // was not covered before).
+  let worst: { age: number; at: number; beforeFirst: boolean } | null = null;
   for (const at of [...inMonth, until.getTime()]) {
     const newest = s.times.filter((t) => t < at).at(-1);
-    if (newest === undefined) continue;
-    const age = at - newest;
-    if (!worst || age > worst.age) worst = { age, at };
+    const from = newest ?? (since < at ? since : undefined);
+    if (from === undefined) continue;
+    const age = at - from;
+    if (!worst || age > worst.age) worst = { age, at, beforeFirst: newest === undefined };
   }
   const limit = maxAgeMinutes(s.kind);
   const worstMinutes = worst ? minutes(worst.age) : null;
@@ -643,8 +678,10 @@ function rpoOf(s: Series, start: Date, until: Date): RpoFinding {
     backups: inMonth.length,
     worstAgeMinutes: worstMinutes,
     worstAt: worst ? new Date(worst.at).toISOString() : null,
+    countedFrom: new Date(since).toISOString(),
+    beforeFirstBackup: worst?.beforeFirst ?? false,
     limitMinutes: limit,
-    overLimit: worstMinutes === null || worstMinutes > limit,
+    overLimit: worstMinutes === null ? since < until.getTime() : worstMinutes > limit,
   };
 }
 

@@ -235,6 +235,8 @@ describe('the audit report of a month with a missed slot, a failed verification,
       backups: 29,
       worstAgeMinutes: 48 * 60,
       worstAt: '2026-10-13T02:05:00.000Z',
+      countedFrom: '2026-10-01T00:00:00.000Z',
+      beforeFirstBackup: false,
       limitMinutes: 25 * 60,
       overLimit: true,
     });
@@ -250,6 +252,50 @@ describe('the audit report of a month with a missed slot, a failed verification,
       15, 2976,
     ]);
     expect(rpo['monthly logical']?.worstAgeMinutes).toBe(31 * 24 * 60 - (4 * 60 + 5));
+  });
+
+  it("counts the age before a series' first backup from the month's start, and flags it", () => {
+    // The system ran all month (its WAL runs did), but no backup was kept before the 15th.
+    const firstKept = '2026-10-15';
+    const kept = (iso: string) => iso.slice(0, 10) >= firstKept;
+    const late = auditReport({
+      month: MONTH,
+      now: new Date('2026-11-01T07:00:00Z'),
+      targets,
+      executions: month.histories.map(auditedExecution),
+      manifests: month.manifests.filter((m) => kept(m.finishedAt)),
+      physical: month.physical.filter((r) => kept(r.backup.stoppedAt)),
+      unreadable: [],
+      budgetUsd: null,
+    });
+    const full = late.rpo.find((r) => r.kind === 'full' && r.engine === 'logical');
+    // From the first full slot after the first execution seen (the WAL run at 00:00): the 1st, 02:00.
+    expect(full).toMatchObject({
+      worstAgeMinutes: 14 * 24 * 60 + 5,
+      worstAt: `${firstKept}T02:05:00.000Z`,
+      countedFrom: '2026-10-01T02:00:00.000Z',
+      beforeFirstBackup: true,
+      overLimit: true,
+    });
+    expect(renderMarkdown(late)).toContain('OVER LIMIT: no backup from 2026-10-01T02:00:00.000Z');
+
+    // Deployed on the 15th (nothing seen before): the first slot due is the first counted.
+    const fromDeployment = auditReport({
+      month: MONTH,
+      now: new Date('2026-11-01T07:00:00Z'),
+      targets,
+      executions: month.histories.map(auditedExecution).filter((e) => kept(e.startDate)),
+      manifests: month.manifests.filter((m) => kept(m.finishedAt)),
+      physical: month.physical.filter((r) => kept(r.backup.stoppedAt)),
+      unreadable: [],
+      budgetUsd: null,
+    });
+    expect(fromDeployment.rpo.find((r) => r.kind === 'incremental')).toMatchObject({
+      countedFrom: `${firstKept}T00:00:00.000Z`,
+      worstAgeMinutes: 360,
+      beforeFirstBackup: false,
+      overLimit: false,
+    });
   });
 
   it('measures the recovery times: each restore test, and the operator restore', () => {
