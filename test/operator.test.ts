@@ -136,7 +136,11 @@ describe('info', () => {
     const [wal] = read.wal;
     expect(wal).toMatchObject({ gaps: 1, missingSegments: 1 });
     expect(wal?.gapList[0]).toMatchObject({ first: lost.name, last: lost.name, count: 1 });
-    expect(formatInfo(read)).toContain(`  gap: ${lost.name}: changes written after `);
+    // No backup since: nothing after the gap's start can be recovered.
+    expect(wal?.gapList[0]?.resumes).toBeNull();
+    expect(formatInfo(read)).toContain(`  gap: ${lost.name}: nothing from `);
+    expect(formatInfo(read)).toContain(' on can be recovered: no backup was taken since');
+    expect(wal?.windows).toEqual([{ from: wal?.oldestRecoverable, to: wal?.gapList[0]?.after }]);
   });
 });
 
