@@ -283,20 +283,25 @@ const canonical = (value: unknown): string =>
   );
 
 /**
- * The input schemas of the workflows whose runs do something other than a backup
- * series; read when called (gather.ts, which imports this module, holds one).
+ * Every workflow's input schema, by workflow: what a run's input means, with
+ * its defaults. A function, read when called: gather.ts, which imports this
+ * module, holds one of them.
  */
+export const workflowInputSchemas = () => ({
+  'database-backup': backupInputSchema,
+  'files-backup': filesInputSchema,
+  'database-restore': restoreInputSchema,
+  'point-in-time-recovery': pointInTimeInputSchema,
+  'files-restore': filesRestoreInputSchema,
+  'restore-drill': drillInputSchema,
+  'recovery-drill': recoveryDrillInputSchema,
+  'prepare-host': prepareInputSchema,
+  'audit-report': auditReportInputSchema,
+  check: checkInputSchema,
+});
+
 const inputSchemaOf = (workflow: string): z.core.$ZodType | undefined =>
-  ({
-    'database-restore': restoreInputSchema,
-    'point-in-time-recovery': pointInTimeInputSchema,
-    'files-restore': filesRestoreInputSchema,
-    'restore-drill': drillInputSchema,
-    'recovery-drill': recoveryDrillInputSchema,
-    'prepare-host': prepareInputSchema,
-    'audit-report': auditReportInputSchema,
-    check: checkInputSchema,
-  })[workflow];
+  (workflowInputSchemas() as Record<string, z.core.$ZodType>)[workflow];
 
 function runScopeOf(e: ExportedExecution, targets: readonly Target[]): RunScope {
   const input = e.input ?? {};
