@@ -8,7 +8,9 @@
 #                       "switchWal", "owners": [{"database", "owner", "member"}]} | null,
 #              "settings": [{"name", "setting", "pendingRestart"}],
 #              "pgbackrest": {"config": "current"|"missing"|"differs", "check": "passed"|"failed"|"skipped", "error"} | null,
-#              "s3": {"put": "ok"|<error>, "delete": "ok"|<error>|"skipped", "key"}}
+#              "s3": {"put": "ok"|<error>, "delete": "ok"|<error>|"skipped", "key"},
+#              "unlogged": [[database, schema, name, kind]], "unloggedCount": N}
+#   (unlogged: with pgBackRest only; common.sh unlogged_sql)
 #
 # Parameters: KB_PG_MODE KB_COMPOSE_FILE KB_COMPOSE_SERVICE KB_TOOLS (one "where name"
 #   a line: `pg` a PostgreSQL client where the database lives, `host` a command on the
@@ -39,6 +41,10 @@ for database in $KB_DATABASES; do
   if error=$(pg_sql "$database" <<<'SELECT 1' 2>&1 >/dev/null); then
     databases+=("{\"name\": $(json_string "$database"), \"reachable\": true, \"error\": null}")
     reachable=${reachable:-$database}
+    # A physical recovery brings them back empty: with pgBackRest, said (not a failure).
+    if [[ -n $KB_STANZA ]] && list=$(pg_sql "$database" -v db="$database" <<<"$(unlogged_sql)"); then
+      add_unlogged <(printf '%s\n' "$list")
+    fi
   else
     databases+=("{\"name\": $(json_string "$database"), \"reachable\": false, \"error\": $(json_string "$(first_line <<<"$error")")}")
   fi
@@ -123,6 +129,6 @@ else
 fi
 echo "check: s3 put $put, delete $delete"
 
-printf 'KB-RESULT {"tools": {"missing": %s}, "databases": [%s], "role": %s, "settings": %s, "pgbackrest": %s, "s3": {"put": %s, "delete": %s, "key": %s}}\n' \
+printf 'KB-RESULT {"tools": {"missing": %s}, "databases": [%s], "role": %s, "settings": %s, "pgbackrest": %s, "s3": {"put": %s, "delete": %s, "key": %s}, %s}\n' \
   "$(json_strings "${missing[@]}")" "$(IFS=,; echo "${databases[*]}")" "$role" "$settings" "$pgbackrest" \
-  "$(json_string "$put")" "$(json_string "$delete")" "$(json_string "$KB_PROBE_KEY")"
+  "$(json_string "$put")" "$(json_string "$delete")" "$(json_string "$KB_PROBE_KEY")" "$(unlogged_fields)"

@@ -356,3 +356,35 @@ pgbr_verify_problems() { # pgbr_verify_problems FILE
 pgbr_verify_status() { # pgbr_verify_status FILE
   if grep -qx 'status: error' "$1"; then echo error; else echo ok; fi
 }
+
+# The unlogged tables and sequences of one database (psql variable db: the name
+# to report), one [DATABASE, SCHEMA, NAME, KIND] JSON line each. Neither the WAL
+# nor a pgBackRest backup holds their rows: PostgreSQL resets them empty when
+# recovery ends, so a recovered cluster has them empty whatever the target, and
+# only the logical dump holds their rows. The side cluster's users name them; check warns of them.
+unlogged_sql() {
+  cat <<'SQL'
+SELECT json_build_array(:'db'::text, n.nspname, c.relname, CASE c.relkind WHEN 'S' THEN 'sequence' ELSE 'table' END)
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relpersistence = 'u' AND c.relkind IN ('r', 'S')
+ORDER BY n.nspname COLLATE "C", c.relname COLLATE "C"
+SQL
+}
+# Enough to name them on the result line, which stays small.
+UNLOGGED_LISTED=50
+unlogged_items=()
+unlogged_count=0
+# Adds a file of unlogged_sql's lines to unlogged_items and unlogged_count.
+add_unlogged() { # add_unlogged FILE
+  local line
+  while IFS= read -r line; do
+    [[ -n $line ]] || continue
+    unlogged_count=$((unlogged_count + 1))
+    if ((${#unlogged_items[@]} < UNLOGGED_LISTED)); then unlogged_items+=("$line"); fi
+  done <"$1"
+}
+# The result line's "unlogged" and "unloggedCount" fields.
+unlogged_fields() {
+  local IFS=,
+  printf '"unlogged": [%s], "unloggedCount": %s' "${unlogged_items[*]}" "$unlogged_count"
+}

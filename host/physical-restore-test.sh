@@ -19,13 +19,16 @@
 #   "timeline": N, "amcheck": "passed", "databases": [{"name", "tables", "rows",
 #   "counts"?: [[schema, table, rows], ...]}], "tables": N, "rows": N,
 #   "countsDigest": SHA256, "countsListed": BOOL, "swept": [PATH, ...],
+#   "unlogged": [[DATABASE, SCHEMA, NAME, KIND], ...], "unloggedCount": N,
 #   "startedAt", "finishedAt", "seconds": {"restore", "recovery", "checks", "total"}}
 # Per-table counts are listed while the line stays under RESULT_BUDGET characters
 # (Run Command returns the first 24,000 of stdout); past that only each database's
 # totals and the digest are in it, and the counts follow it on stdout, one line per
 # table, for the command's log. countsDigest is the sha256 of one line per database
 # (by name, bytewise): `[NAME,[[SCHEMA,TABLE,ROWS],...]]` as compact JSON, tables
-# ordered by schema then name, bytewise.
+# ordered by schema then name, bytewise. Unlogged tables are read and counted
+# like the others (empty: no backup holds their rows) and named in "unlogged"
+# (host/common.sh unlogged_sql).
 #
 # Parameters: KB_PG_MODE KB_COMPOSE_FILE KB_COMPOSE_SERVICE KB_STANZA
 # KB_PGBACKREST_CONFIG KB_PGBACKREST_CONFIG_SHA256 KB_PGBACKREST_USER
@@ -223,6 +226,11 @@ SQL
   total_rows=$((total_rows + rows))
   digest_lines+="[$name_json,[$counts]]"$'\n'
   database_items+=("$name_json"$'\t'"$tables"$'\t'"$rows"$'\t'"[$counts]")
+  # Read above with 0 rows, as every restore has them: named, so that no one takes them for lost rows.
+  waited side_client psql -X -A -t -q -v ON_ERROR_STOP=1 -d "dbname=$(conninfo_value "$database")" \
+    -v db="$database" <<<"$(unlogged_sql)" >"$work/unlogged" ||
+    fail "could not list the unlogged tables of database $database"
+  add_unlogged "$work/unlogged"
 done
 checks_seconds=$((SECONDS - t))
 counts_digest=$(printf '%s' "$digest_lines" | sha256sum | cut -d' ' -f1)
@@ -249,9 +257,9 @@ result() { # result WITH-COUNTS
   done
   local joined
   joined=$(IFS=,; printf '%s' "${items[*]}")
-  printf 'KB-RESULT {"set": "%s", "state": "passed", "backupBytes": %s, "consistentAt": "%s", "timeline": %s, "amcheck": "passed", "databases": [%s], "tables": %s, "rows": %s, "countsDigest": "%s", "countsListed": %s, "swept": %s, "startedAt": "%s", "finishedAt": "%s", "seconds": {"restore": %s, "recovery": %s, "checks": %s, "total": %s}}\n' \
+  printf 'KB-RESULT {"set": "%s", "state": "passed", "backupBytes": %s, "consistentAt": "%s", "timeline": %s, "amcheck": "passed", "databases": [%s], "tables": %s, "rows": %s, "countsDigest": "%s", "countsListed": %s, "swept": %s, %s, "startedAt": "%s", "finishedAt": "%s", "seconds": {"restore": %s, "recovery": %s, "checks": %s, "total": %s}}\n' \
     "$set_label" "$backup_bytes" "$consistent_at" "$timeline" "$joined" "$total_tables" "$total_rows" \
-    "$counts_digest" "$1" "$(json_list "${swept[@]}")" "$started_at" "$(utc_now)" \
+    "$counts_digest" "$1" "$(json_list "${swept[@]}")" "$(unlogged_fields)" "$started_at" "$(utc_now)" \
     "$restore_seconds" "$recovery_seconds" "$checks_seconds" "$SECONDS"
 }
 line=$(result true)

@@ -51,7 +51,12 @@
 # KB-RESULT {"scope", "set", "targetTime", "backupBytes", "timeline",
 #   "stoppedBefore", "lastTransactionAt", "database"?, "staging"?, "tables"?,
 #   "rows"?, "amcheck"?, "swept"?, "startedAt", "finishedAt",
-#   "databases"?, "seconds": {"restore", "recovery", "checks"?, "copy"?, "total"}}
+#   "databases"?, "unlogged", "unloggedCount",
+#   "seconds": {"restore", "recovery", "checks"?, "copy"?, "total"}}
+# unlogged lists the recovered database's (scope database) or every database's
+# unlogged tables and sequences, [DATABASE, SCHEMA, NAME, "table"|"sequence"]
+# (at most UNLOGGED_LISTED; unloggedCount counts them all): they come back empty
+# whatever the target (host/common.sh unlogged_sql says why).
 # stoppedBefore and lastTransactionAt are PostgreSQL's words from the recovered
 # cluster's log (the first transaction not applied; the last one applied), or null.
 #
@@ -191,11 +196,19 @@ if [[ $KB_SCOPE == cluster ]]; then
   done
   recovery_seconds=$((SECONDS - t))
   timeline=$(pg_sql postgres <<<'SELECT timeline_id FROM pg_control_checkpoint()') || timeline=0
-  printf 'KB-RESULT {"scope": "cluster", "set": "%s", "targetTime": %s, "backupBytes": %s, "timeline": %s, "stoppedBefore": %s, "lastTransactionAt": %s, "startedAt": "%s", "finishedAt": "%s", "seconds": {"stop": %s, "restore": %s, "recovery": %s, "total": %s}}\n' \
+  # The cluster is recovered: a database that cannot be listed is said, not fatal.
+  while IFS= read -r name; do
+    if list=$(pg_sql "dbname=$(conninfo_value "$name")" -v db="$name" <<<"$(unlogged_sql)"); then
+      add_unlogged <(printf '%s\n' "$list")
+    else
+      echo "point-in-time-restore: could not list the unlogged tables of $name" >&2
+    fi
+  done < <(pg_sql postgres <<<'SELECT datname FROM pg_database WHERE datallowconn ORDER BY datname')
+  printf 'KB-RESULT {"scope": "cluster", "set": "%s", "targetTime": %s, "backupBytes": %s, "timeline": %s, "stoppedBefore": %s, "lastTransactionAt": %s, %s, "startedAt": "%s", "finishedAt": "%s", "seconds": {"stop": %s, "restore": %s, "recovery": %s, "total": %s}}\n' \
     "$KB_SET" "$([[ -n $KB_TARGET_TIME ]] && printf '"%s"' "$KB_TARGET_TIME" || printf null)" "$backup_bytes" "${timeline:-0}" \
     "$(log_fact "$server_log" 'recovery stopping before [^"]*')" \
     "$(log_fact "$server_log" 'last completed transaction was at log time [^"]*')" \
-    "$started_at" "$(utc_now)" "$stop_seconds" "$restore_seconds" "$recovery_seconds" "$SECONDS"
+    "$(unlogged_fields)" "$started_at" "$(utc_now)" "$stop_seconds" "$restore_seconds" "$recovery_seconds" "$SECONDS"
   exit 0
 fi
 
@@ -343,15 +356,18 @@ if [[ $KB_SCOPE == scratch ]]; then
     waited side_sql -d "dbname=$(conninfo_value "$name")" <<<"$counts_sql" >"$work/side-counts" ||
       fail "could not read every table of $name on the recovered cluster (above)"
     add_counts "$work/side-counts"
+    side_sql -d "dbname=$(conninfo_value "$name")" -v db="$name" <<<"$(unlogged_sql)" >"$work/unlogged" ||
+      fail "could not list the unlogged tables of $name on the recovered cluster (above)"
+    add_unlogged "$work/unlogged"
   done < <(side_sql -d postgres <<<'SELECT datname FROM pg_database WHERE datallowconn ORDER BY datname')
   ((databases > 0)) || fail "could not list the recovered cluster's databases"
   checks_seconds=$((SECONDS - t))
   remove_run
   [[ -z $cleanup_failed ]] || exit 1
   echo "point-in-time-restore: the cluster recovered to ${KB_TARGET_TIME:-the end of the WAL} in a scratch cluster: $databases databases, $tables tables, $rows rows read; amcheck passed; the side cluster is removed"
-  printf 'KB-RESULT {"scope": "scratch", "set": "%s", "targetTime": %s, "backupBytes": %s, "timeline": %s, "stoppedBefore": %s, "lastTransactionAt": %s, "databases": %s, "tables": %s, "rows": %s, "amcheck": "passed", "swept": %s, "startedAt": "%s", "finishedAt": "%s", "seconds": {"restore": %s, "recovery": %s, "checks": %s, "total": %s}}\n' \
+  printf 'KB-RESULT {"scope": "scratch", "set": "%s", "targetTime": %s, "backupBytes": %s, "timeline": %s, "stoppedBefore": %s, "lastTransactionAt": %s, "databases": %s, "tables": %s, "rows": %s, "amcheck": "passed", "swept": %s, %s, "startedAt": "%s", "finishedAt": "%s", "seconds": {"restore": %s, "recovery": %s, "checks": %s, "total": %s}}\n' \
     "$KB_SET" "$([[ -n $KB_TARGET_TIME ]] && printf '"%s"' "$KB_TARGET_TIME" || printf null)" "$backup_bytes" "$timeline" \
-    "$stopped_before" "$last_transaction" "$databases" "$tables" "$rows" "$(json_list "${swept[@]}")" \
+    "$stopped_before" "$last_transaction" "$databases" "$tables" "$rows" "$(json_list "${swept[@]}")" "$(unlogged_fields)" \
     "$started_at" "$(utc_now)" "$restore_seconds" "$recovery_seconds" "$checks_seconds" "$SECONDS"
   exit 0
 fi
@@ -377,6 +393,9 @@ if ! waited side_client pg_amcheck -d "$KB_STAGING" --install-missing --heapalli
 fi
 waited side_sql -d "$KB_STAGING" <<<"$counts_sql" >"$work/side-counts" ||
   fail "could not count the rows of $KB_DATABASE on the side cluster"
+waited side_sql -d "$KB_STAGING" -v db="$KB_DATABASE" <<<"$(unlogged_sql)" >"$work/unlogged" ||
+  fail "could not list the unlogged tables of $KB_DATABASE on the side cluster"
+add_unlogged "$work/unlogged"
 checks_seconds=$((SECONDS - t))
 
 phase=copy
@@ -398,7 +417,7 @@ tables=0
 rows=0
 add_counts "$work/side-counts"
 echo "point-in-time-restore: $KB_DATABASE recovered to ${KB_TARGET_TIME:-the end of the WAL} and copied into $KB_STAGING: $tables tables, $rows rows; amcheck passed; the side cluster is removed"
-printf 'KB-RESULT {"scope": "database", "set": "%s", "targetTime": %s, "backupBytes": %s, "timeline": %s, "stoppedBefore": %s, "lastTransactionAt": %s, "database": "%s", "staging": "%s", "tables": %s, "rows": %s, "amcheck": "passed", "swept": %s, "startedAt": "%s", "finishedAt": "%s", "seconds": {"restore": %s, "recovery": %s, "checks": %s, "copy": %s, "total": %s}}\n' \
+printf 'KB-RESULT {"scope": "database", "set": "%s", "targetTime": %s, "backupBytes": %s, "timeline": %s, "stoppedBefore": %s, "lastTransactionAt": %s, "database": "%s", "staging": "%s", "tables": %s, "rows": %s, "amcheck": "passed", "swept": %s, %s, "startedAt": "%s", "finishedAt": "%s", "seconds": {"restore": %s, "recovery": %s, "checks": %s, "copy": %s, "total": %s}}\n' \
   "$KB_SET" "$([[ -n $KB_TARGET_TIME ]] && printf '"%s"' "$KB_TARGET_TIME" || printf null)" "$backup_bytes" "$timeline" \
-  "$stopped_before" "$last_transaction" "$KB_DATABASE" "$KB_STAGING" "$tables" "$rows" "$(json_list "${swept[@]}")" \
+  "$stopped_before" "$last_transaction" "$KB_DATABASE" "$KB_STAGING" "$tables" "$rows" "$(json_list "${swept[@]}")" "$(unlogged_fields)" \
   "$started_at" "$(utc_now)" "$restore_seconds" "$recovery_seconds" "$checks_seconds" "$copy_seconds" "$SECONDS"

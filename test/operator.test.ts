@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { DeleteObjectCommand } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { psql } from '../local/environment.ts';
 import { checkExecutionName, listExecutions } from '../local/runner.ts';
 import { listPhysicalBackups } from '../shared/catalog/physical.ts';
 import { parseConfig } from '../shared/core/config.ts';
@@ -135,7 +136,11 @@ describe('info', () => {
     const [wal] = read.wal;
     expect(wal).toMatchObject({ gaps: 1, missingSegments: 1 });
     expect(wal?.gapList[0]).toMatchObject({ first: lost.name, last: lost.name, count: 1 });
-    expect(formatInfo(read)).toContain(`  gap: ${lost.name}: changes written after `);
+    // No backup since: nothing after the gap's start can be recovered.
+    expect(wal?.gapList[0]?.resumes).toBeNull();
+    expect(formatInfo(read)).toContain(`  gap: ${lost.name}: nothing from `);
+    expect(formatInfo(read)).toContain(' on can be recovered: no backup was taken since');
+    expect(wal?.windows).toEqual([{ from: wal?.oldestRecoverable, to: wal?.gapList[0]?.after }]);
   });
 });
 
@@ -143,8 +148,10 @@ const checkLines = (report: CheckReport | undefined, cause: string | undefined) 
   report?.summary ?? cause ?? '';
 
 describe('check', () => {
-  it('says OK to every need on the local stack', async () => {
+  it('says OK to every need on the local stack, and notes an unlogged table (no physical backup holds its rows)', async () => {
+    psql(world.env.postgres, 'kennel_prod', ['-c', 'CREATE UNLOGGED TABLE cart_sessions (id int)']);
     const run = await runIn(world, { workflow: 'check', input: {} });
+    psql(world.env.postgres, 'kennel_prod', ['-c', 'DROP TABLE cart_sessions']);
     expect(run.record.status, run.record.cause).toBe('SUCCEEDED');
     const report = run.record.output as CheckReport;
     expect(report.ok).toBe(true);
@@ -152,6 +159,7 @@ describe('check', () => {
       'tools',
       'database',
       'grants',
+      'unlogged',
       ...Array(5).fill('archive-settings'),
       'pgbackrest',
       's3',
@@ -162,6 +170,9 @@ describe('check', () => {
     );
     expect(report.summary).toContain(
       'OK   local      s3               wrote and removed a probe under s3://',
+    );
+    expect(report.summary).toContain(
+      'NOTE  local      unlogged         After a point-in-time recovery or a pgBackRest restore, 1 unlogged relation comes back empty, whatever the target: table public.cart_sessions (kennel_prod).',
     );
     // The probe is gone again.
     expect(await world.catalog.listKeys('check/')).toEqual([]);

@@ -56,6 +56,11 @@ const work = mkdtempSync(join(tmpdir(), 'kennel-backup-physical-restore-test-'))
 
 const DATABASES = ['kennel_prod', 'kennel "archive"', 'kennel_latin1'];
 
+/** An unlogged table of kennel_prod with 100 rows, which no physical backup holds. */
+const CART = JSON.stringify(['public', 'cart_sessions']);
+const withoutCart = (tables: Record<string, string>) =>
+  Object.fromEntries(Object.entries(tables).filter(([k]) => k !== CART));
+
 const production = (database: string, query: string) =>
   psql(world.env.postgres, database, ['-A', '-t', '-c', query]).trim();
 
@@ -265,7 +270,9 @@ beforeAll(async () => {
      CREATE SEQUENCE loose_seq; SELECT setval('loose_seq', 4242);
      SELECT lo_from_bytea(0, convert_to('signed boarding contract', 'UTF8'));
      SELECT lo_from_bytea(0, decode(repeat('00ff7f80', 50000), 'hex'));
-     ALTER DATABASE kennel_prod SET statement_timeout = '5min';`,
+     ALTER DATABASE kennel_prod SET statement_timeout = '5min';
+     CREATE UNLOGGED TABLE cart_sessions (id int, token text);
+     INSERT INTO cart_sessions SELECT i, md5(i::text) FROM generate_series(1, 100) i;`,
   );
   // A database in LATIN1, with text outside ASCII: the bytes come back as they were.
   production(
@@ -313,7 +320,15 @@ describe('the restore test of a pgBackRest backup set', () => {
           ['-h', scratch.socket, '-p', scratch.port, '-U', scratch.user, '-A', '-t', '-c', query],
         ).trim();
       try {
-        for (const database of DATABASES)
+        // An unlogged table comes back empty from any physical backup (no WAL, not in the set): the rest as it was.
+        const restored = contents(inScratch, 'kennel_prod');
+        expect(restored.tables[CART]).toMatch(/^0:/);
+        const wanted = reference.kennel_prod as Contents;
+        expect({ ...restored, tables: withoutCart(restored.tables) }).toEqual({
+          ...wanted,
+          tables: withoutCart(wanted.tables),
+        });
+        for (const database of DATABASES.filter((d) => d !== 'kennel_prod'))
           expect(contents(inScratch, database), database).toEqual(reference[database]);
         // Its own instance: promoted, archiving nothing, listening on no TCP address.
         expect(
@@ -336,12 +351,18 @@ describe('the restore test of a pgBackRest backup set', () => {
         amcheck: 'passed',
         countsListed: true,
         swept: [],
+        // Counted (0 rows) like the others, and named.
+        unlogged: [['kennel_prod', 'public', 'cart_sessions', 'table']],
+        unloggedCount: 1,
       });
       const expected = Object.fromEntries(
         DATABASES.map((d) => [
           d,
           Object.fromEntries(
-            Object.entries(reference[d]?.tables ?? {}).map(([k, v]) => [k, Number(v.split(':')[0])]),
+            Object.entries(reference[d]?.tables ?? {}).map(([k, v]) => [
+              k,
+              k === CART ? 0 : Number(v.split(':')[0]),
+            ]),
           ),
         ]),
       );
@@ -398,6 +419,9 @@ describe('the restore test of a pgBackRest backup set', () => {
         reportKey: `reports/restore-tests/pgbackrest/local/2026/11/30/${PLAN.runId}.json`,
       });
       expect(outcome.detail).toContain(`${result.tables} tables, ${result.rows} rows read in full`);
+      expect(outcome.detail).toContain(
+        'back empty, whatever the target: table public.cart_sessions (kennel_prod)',
+      );
       expect(await report(outcome.reportKey)).toMatchObject({ state: 'passed', result });
     },
     RESTORES_TIMEOUT,
@@ -655,7 +679,13 @@ if [[ -n $user ]]; then exec runuser -u "$user" -- "$@"; else exec "$@"; fi
       };
       const finished = await start(fullSet, {}, { PATH: `${bin}:${hostOnly}:/usr/bin:/bin` }, docker).done;
       expect(finished.code, finished.stderr).toBe(0);
-      expect(resultOf(finished)).toMatchObject({ state: 'passed', amcheck: 'passed', tables: 17 });
+      // The sample schema's tables, the ones added above, and the unlogged cart_sessions.
+      expect(resultOf(finished)).toMatchObject({
+        state: 'passed',
+        amcheck: 'passed',
+        tables: 18,
+        unloggedCount: 1,
+      });
       const calls = new Set(readFileSync(log, 'utf8').trim().split('\n'));
       expect([...calls].sort()).toEqual([
         'postgres bash',

@@ -339,10 +339,23 @@ describe('point-in-time recovery from the WAL', () => {
   it(
     'recovers "latest": everything committed, the held transaction too',
     async () => {
+      // An unlogged table: in no WAL and no backup, so empty after any recovery, and named.
+      sql(`CREATE UNLOGGED TABLE cart_sessions (id int);
+           INSERT INTO cart_sessions SELECT generate_series(1, 100)`);
       const run = await recover({ database: DATABASE, targetTime: 'latest', targetDatabase: 'pitr_latest' });
+      sql('DROP TABLE cart_sessions');
       expect(run.record.status, run.record.cause).toBe('SUCCEEDED');
+      expect(q('pitr_latest', 'SELECT count(*) FROM cart_sessions')).toBe('0');
+      const output = run.record.output as { unlogged: unknown; summary: string };
+      expect(output.unlogged).toEqual({
+        relations: [[DATABASE, 'public', 'cart_sessions', 'table']],
+        count: 1,
+      });
+      expect(output.summary).toContain('back empty, whatever the target: table public.cart_sessions');
       const latest = production('pitr_latest');
-      expect(latest.tables).toEqual(final.tables);
+      const { [JSON.stringify(['public', 'cart_sessions'])]: cart, ...tables } = latest.tables;
+      expect(cart).toMatch(/^0:/);
+      expect(tables).toEqual(final.tables);
       // Sequences come back at most 32 past the primary: WAL-logged ahead, and none was pinned at the end.
       for (const [name, value] of Object.entries(final.sequences)) {
         const got = lastValue(latest.sequences[name]);

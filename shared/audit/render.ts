@@ -103,7 +103,7 @@ function sections(report: AuditReport): Section[] {
           hours(r.worstAgeMinutes),
           r.worstAt ?? '—',
           hours(r.limitMinutes),
-          r.overLimit ? 'OVER LIMIT' : 'ok',
+          `${r.overLimit ? 'OVER LIMIT' : 'ok'}${r.beforeFirstBackup ? `: no backup from ${r.countedFrom}` : ''}`,
         ]),
       },
     },

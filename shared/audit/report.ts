@@ -1,6 +1,8 @@
 import type { HistoryEvent } from '@aws-sdk/client-sfn';
 import type { States } from '../../statemachines/steps.ts';
 import { isWorkflow, WORKFLOWS } from '../../statemachines/workflows.ts';
+import { backupInputSchema } from '../backup/database-plan.ts';
+import { filesInputSchema } from '../backup/files-plan.ts';
 import { FILE_KINDS, SCHEDULED_DATABASE_KINDS } from '../catalog/keys.ts';
 import type { Manifest } from '../catalog/manifest.ts';
 import type { PhysicalRecord } from '../catalog/physical.ts';
@@ -8,7 +10,16 @@ import { STORAGE_TRANSITIONS, type StorageClass } from '../catalog/retention.ts'
 import { maxAgeMinutes, type ScheduledKind } from '../catalog/schedule.ts';
 import type { Target } from '../core/config.ts';
 import { redactValues } from '../core/redact.ts';
+import * as z from '../core/schema.ts';
 import { DAY_MS } from '../core/time.ts';
+import { prepareInputSchema } from '../host/prepare.ts';
+import { restoreInputSchema } from '../restore/database-schemas.ts';
+import { filesRestoreInputSchema } from '../restore/files-plan.ts';
+import { pointInTimeInputSchema } from '../restore/point-in-time.ts';
+import { checkInputSchema } from '../watch/check.ts';
+import { drillInputSchema } from '../watch/drill.ts';
+import { recoveryDrillInputSchema } from '../watch/recovery-drill.ts';
+import { auditReportInputSchema } from './gather.ts';
 import type { ExportedExecution, ExportedHistory, TerminalStatus } from './history-export.ts';
 import { DEFAULT_LAMBDA_GB, NOT_COUNTED, PRICES_READ_ON, PRICES_REGION, UNIT_PRICES } from './prices.ts';
 import { monthSpan, scheduledSlots } from './slots.ts';
@@ -95,9 +106,17 @@ export interface RpoFinding {
   database: string | null;
   /** Verified backups (WAL: succeeded runs) made in the month. */
   backups: number;
-  /** The oldest the newest verified backup got in the month, minutes; null when there was none at all. */
+  /**
+   * The oldest the newest verified backup got in the month, minutes. Before the
+   * series' first backup the age runs from `countedFrom`; null when nothing was
+   * due yet.
+   */
   worstAgeMinutes: number | null;
   worstAt: string | null;
+  /** The month's start, or the deployment's first slot of this kind when it came later (ISO 8601). */
+  countedFrom: string;
+  /** The worst age is the time with no backup at all of the series, from `countedFrom`. */
+  beforeFirstBackup: boolean;
   /** The age the daily verification and the alarms allow (schedule.ts maxAgeMinutes). */
   limitMinutes: number;
   overLimit: boolean;
@@ -242,10 +261,83 @@ function rowsOf(kind: ScheduledKind, targets: readonly Target[]) {
 const restoreTestedKind = (kind: ScheduledKind, engine: Engine) =>
   engine === 'logical' || (engine === 'physical' && kind === 'full');
 
-const inputKind = (e: ExportedExecution): string | null => {
-  const kind = (e.input as { kind?: unknown } | null)?.kind;
-  return typeof kind === 'string' ? kind : null;
-};
+/**
+ * What an execution set out to do, read from its input as its workflow reads it
+ * (the workflow's input schema, defaults applied): a backup's kind and every
+ * backup series it makes, `kind/engine/target/database` (a files backup's given
+ * paths added); any other workflow's input, with its defaults. An input the
+ * schema refuses stands for itself. A later success resolves a failure when it
+ * did everything the failure was to do.
+ */
+interface RunScope {
+  kind: string | null;
+  does: string[];
+}
+
+/** JSON with every object's keys sorted: two inputs that say the same thing give the same text. */
+const canonical = (value: unknown): string =>
+  JSON.stringify(value, (_key, v: unknown) =>
+    v !== null && typeof v === 'object' && !Array.isArray(v)
+      ? Object.fromEntries(Object.entries(v).sort(([a], [b]) => a.localeCompare(b)))
+      : v,
+  );
+
+/**
+ * Every workflow's input schema, by workflow: what a run's input means, with
+ * its defaults. A function, read when called: gather.ts, which imports this
+ * module, holds one of them.
+ */
+export const workflowInputSchemas = () => ({
+  'database-backup': backupInputSchema,
+  'files-backup': filesInputSchema,
+  'database-restore': restoreInputSchema,
+  'point-in-time-recovery': pointInTimeInputSchema,
+  'files-restore': filesRestoreInputSchema,
+  'restore-drill': drillInputSchema,
+  'recovery-drill': recoveryDrillInputSchema,
+  'prepare-host': prepareInputSchema,
+  'audit-report': auditReportInputSchema,
+  check: checkInputSchema,
+});
+
+const inputSchemaOf = (workflow: string): z.core.$ZodType | undefined =>
+  (workflowInputSchemas() as Record<string, z.core.$ZodType>)[workflow];
+
+function runScopeOf(e: ExportedExecution, targets: readonly Target[]): RunScope {
+  const input = e.input ?? {};
+  const raw = { kind: null, does: [`${e.workflow} ${canonical(input)}`] };
+  const series = (
+    kind: ScheduledKind,
+    target: string | undefined,
+    keep: (row: Row) => boolean,
+    suffix = '',
+  ) => {
+    const chosen = targets.filter((t) => target === undefined || t.name === target);
+    const does = rowsOf(kind, chosen)
+      .filter(keep)
+      .map((r) => `${r.kind}/${r.engine}/${r.target}/${r.database ?? ''}${suffix}`);
+    // A target not configured (any longer): the run stands for its input.
+    return { kind, does: does.length > 0 ? does : raw.does };
+  };
+  if (e.workflow === 'database-backup') {
+    const parsed = z.safeParse(backupInputSchema, input);
+    if (!parsed.success) return raw;
+    const { kind, target, database } = parsed.data;
+    return series(kind, target, (r) => database === undefined || r.database === database);
+  }
+  if (e.workflow === 'files-backup') {
+    const parsed = z.safeParse(filesInputSchema, input);
+    if (!parsed.success) return raw;
+    const { kind, target, paths } = parsed.data;
+    return series(kind, target, () => true, paths ? ` ${canonical(paths)}` : '');
+  }
+  const schema = inputSchemaOf(e.workflow);
+  const parsed = schema ? z.safeParse(schema, input) : null;
+  return parsed?.success ? { kind: null, does: [`${e.workflow} ${canonical(parsed.data)}`] } : raw;
+}
+
+/** Whether `later` did everything `failed` was to do. */
+const covers = (later: RunScope, failed: RunScope) => failed.does.every((d) => later.does.includes(d));
 
 const seconds = (from: string, to: string) => Math.round((Date.parse(to) - Date.parse(from)) / 1000);
 const minutes = (ms: number) => Math.round(ms / 60_000);
@@ -255,6 +347,9 @@ export function auditReport(inputs: AuditInputs): AuditReport {
   const { start, end } = monthSpan(inputs.month);
   const until = new Date(Math.min(end.getTime(), inputs.now.getTime()));
   const executions = [...inputs.executions].sort((a, b) => a.startDate.localeCompare(b.startDate));
+  const scopes = new Map(executions.map((e) => [e, runScopeOf(e, inputs.targets)]));
+  const scopeOf = (e: AuditedExecution) => scopes.get(e) ?? runScopeOf(e, inputs.targets);
+  const kindOf = (e: AuditedExecution) => scopeOf(e).kind;
   const manifestsOf = groupBy(inputs.manifests, (m) => m.executionId);
   const recordsOf = groupBy(inputs.physical, (r) => r.executionId);
 
@@ -269,7 +364,7 @@ export function auditReport(inputs: AuditInputs): AuditReport {
       const execution = executions.find(
         (e) =>
           e.workflow === workflow &&
-          inputKind(e) === kind &&
+          kindOf(e) === kind &&
           Date.parse(e.startDate) >= due.getTime() &&
           Date.parse(e.startDate) < due.getTime() + SLOT_START_TOLERANCE_MS,
       );
@@ -288,13 +383,13 @@ export function auditReport(inputs: AuditInputs): AuditReport {
         (later) =>
           later.status === 'SUCCEEDED' &&
           later.workflow === e.workflow &&
-          inputKind(later) === inputKind(e) &&
-          later.startDate > e.startDate,
+          later.startDate > e.startDate &&
+          covers(scopeOf(later), scopeOf(e)),
       );
       return {
         workflow: e.workflow,
         execution: e.name,
-        kind: inputKind(e),
+        kind: kindOf(e),
         status: e.status,
         startedAt: e.startDate,
         stoppedAt: e.stopDate,
@@ -323,8 +418,9 @@ export function auditReport(inputs: AuditInputs): AuditReport {
       };
     });
 
-  const series = rpoSeries(inputs, executions);
-  const rpo = series.map((s) => rpoOf(s, start, until));
+  const series = rpoSeries(inputs, executions, kindOf);
+  const deployedAt = firstSeen(inputs, executions);
+  const rpo = series.map((s) => rpoOf(s, countedFrom(s.kind, deployedAt, start, until), start, until));
   const recovery = recoveryTimes(inputs, executions, start, until);
   const cost = costOf(inputs, executions, start, end, until);
   const gapsByType: Partial<Record<GapType, number>> = {};
@@ -368,12 +464,12 @@ export function auditReport(inputs: AuditInputs): AuditReport {
         .filter(
           (e) =>
             (e.workflow === 'database-backup' || e.workflow === 'files-backup') &&
-            inputKind(e) !== 'transaction-logs',
+            kindOf(e) !== 'transaction-logs',
         )
         .map((e) => ({
           at: e.startDate,
           minutes: Math.round(seconds(e.startDate, e.stopDate) / 6) / 10,
-          kind: inputKind(e) ?? e.workflow,
+          kind: kindOf(e) ?? e.workflow,
           status: e.status,
         })),
     },
@@ -507,7 +603,11 @@ interface Series {
   times: number[];
 }
 
-function rpoSeries(inputs: AuditInputs, executions: readonly AuditedExecution[]): Series[] {
+function rpoSeries(
+  inputs: AuditInputs,
+  executions: readonly AuditedExecution[],
+  kindOf: (e: AuditedExecution) => string | null,
+): Series[] {
   const series: Series[] = [];
   for (const kind of [...SCHEDULED_DATABASE_KINDS, ...FILE_KINDS] as ScheduledKind[]) {
     for (const row of rowsOf(kind, inputs.targets)) {
@@ -515,9 +615,7 @@ function rpoSeries(inputs: AuditInputs, executions: readonly AuditedExecution[])
       let times: number[];
       if (row.engine === 'wal')
         times = executions
-          .filter(
-            (e) => e.workflow === 'database-backup' && inputKind(e) === kind && e.status === 'SUCCEEDED',
-          )
+          .filter((e) => e.workflow === 'database-backup' && kindOf(e) === kind && e.status === 'SUCCEEDED')
           .map((e) => Date.parse(e.startDate));
       else if (row.engine === 'physical')
         times = inputs.physical
@@ -539,15 +637,41 @@ function rpoSeries(inputs: AuditInputs, executions: readonly AuditedExecution[])
   return series;
 }
 
-function rpoOf(s: Series, start: Date, until: Date): RpoFinding {
+/**
+ * The first thing the audit trail or the catalog holds (an execution's start, a
+ * backup's end), ms: before the month when the system ran before it.
+ */
+function firstSeen(inputs: AuditInputs, executions: readonly AuditedExecution[]): number {
+  return Math.min(
+    ...executions.map((e) => Date.parse(e.startDate)),
+    ...inputs.manifests.map((m) => Date.parse(m.finishedAt)),
+    ...inputs.physical.map((r) => Date.parse(r.backup.stoppedAt)),
+  );
+}
+
+/**
+ * When a series' age starts counting: the month's start, or, for a system first
+ * seen during the month, the first slot of the kind due since (its execution
+ * starts within the tolerance after it); `until` when none was due yet.
+ */
+function countedFrom(kind: ScheduledKind, deployedAt: number, start: Date, until: Date): number {
+  if (deployedAt <= start.getTime()) return start.getTime();
+  const from = new Date(Math.max(start.getTime(), deployedAt - SLOT_START_TOLERANCE_MS));
+  return scheduledSlots(kind, from, until)[0]?.getTime() ?? until.getTime();
+}
+
+function rpoOf(s: Series, since: number, start: Date, until: Date): RpoFinding {
   const inMonth = s.times.filter((t) => t >= start.getTime() && t <= until.getTime());
-  // The age peaks just before each new backup, and at the end.
-  let worst: { age: number; at: number } | null = null;
+  // The age peaks just before each new backup, and at the end; before the first
+  // backup it runs from when one was first due (a series that began mid-month
+  // was not covered before).
+  let worst: { age: number; at: number; beforeFirst: boolean } | null = null;
   for (const at of [...inMonth, until.getTime()]) {
     const newest = s.times.filter((t) => t < at).at(-1);
-    if (newest === undefined) continue;
-    const age = at - newest;
-    if (!worst || age > worst.age) worst = { age, at };
+    const from = newest ?? (since < at ? since : undefined);
+    if (from === undefined) continue;
+    const age = at - from;
+    if (!worst || age > worst.age) worst = { age, at, beforeFirst: newest === undefined };
   }
   const limit = maxAgeMinutes(s.kind);
   const worstMinutes = worst ? minutes(worst.age) : null;
@@ -559,8 +683,10 @@ function rpoOf(s: Series, start: Date, until: Date): RpoFinding {
     backups: inMonth.length,
     worstAgeMinutes: worstMinutes,
     worstAt: worst ? new Date(worst.at).toISOString() : null,
+    countedFrom: new Date(since).toISOString(),
+    beforeFirstBackup: worst?.beforeFirst ?? false,
     limitMinutes: limit,
-    overLimit: worstMinutes === null || worstMinutes > limit,
+    overLimit: worstMinutes === null ? since < until.getTime() : worstMinutes > limit,
   };
 }
 

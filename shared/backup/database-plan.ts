@@ -25,8 +25,8 @@ import { type WalPlan, type WalPlanOff, walRuns } from './wal-plan.ts';
 
 /** What an operator or a schedule may pass to a backup execution; every field is optional. */
 export const backupInputSchema = z.strictObject({
-  /** A safety dump is taken by a restore, never asked for. */
-  kind: z.optional(z.enum(SCHEDULED_DATABASE_KINDS)),
+  /** A safety dump is taken by a restore, never asked for. Without one: a full backup. */
+  kind: z._default(z.enum(SCHEDULED_DATABASE_KINDS), 'full'),
   target: z.optional(targetName),
   database: z.optional(sqlIdentifier),
 });
@@ -110,7 +110,7 @@ export async function planBackup(config: Config, catalog: Catalog, request: unkn
     `The ${BACKUP_STATE.plan} request`,
   );
   const wanted = parseInput(backupInputSchema, input ?? {}, 'The execution input');
-  const kind = wanted.kind ?? 'full';
+  const { kind } = wanted;
   if (wanted.database !== undefined && (kind === 'incremental' || kind === 'transaction-logs')) {
     throw new InvalidInputError(
       `${kind === 'incremental' ? 'An incremental' : 'A transaction-logs'} backup is pgBackRest's and holds the whole cluster, not one database: leave "database" out (or take {"kind": "full", "database": "${wanted.database}"} for a logical dump of that database alone). Nothing was started.`,

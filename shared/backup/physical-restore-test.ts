@@ -6,6 +6,7 @@ import {
 import { FAILED, PLAN } from '../../statemachines/steps.ts';
 import type { Catalog } from '../catalog/catalog.ts';
 import { restoreTestReportKey } from '../catalog/keys.ts';
+import { unloggedFields, unloggedNote, unloggedOf, unloggedSchema } from '../catalog/unlogged.ts';
 import type { Target } from '../core/config.ts';
 import {
   type CaughtError,
@@ -118,6 +119,8 @@ export const physicalRestoreTestResultSchema = z.object({
   countsListed: z.boolean(),
   /** Scratch directories an interrupted test had left, removed by this one. */
   swept: z.array(z.string()),
+  /** The unlogged tables and sequences, counted above with the others: empty in every restore, named so that no one takes them for lost rows. */
+  ...unloggedFields,
   startedAt: z.iso.datetime({ offset: true }),
   finishedAt: z.iso.datetime({ offset: true }),
   seconds: z.object({ restore: count, recovery: count, checks: count, total: count }),
@@ -157,6 +160,8 @@ export const physicalRestoreTestOutcomeSchema = z.object({
   tables: z.nullable(count),
   rows: z.nullable(count),
   countsDigest: z.nullable(sha256Hex),
+  /** The unlogged tables and sequences the restore found (empty, as any physical restore has them); absent when it failed. */
+  unlogged: z.optional(unloggedSchema),
   /** From sending the command to its end, as the host measured it when the test passed. */
   seconds: count,
   reportKey: z.string(),
@@ -206,15 +211,18 @@ export function physicalRestoreTestOutcome(
   const header = { version: 1, engine: 'pgbackrest', target: plan.target, runId: plan.runId };
   if (!failure && command?.status === 'Success' && parsed.success && parsed.data.set === set) {
     const r = parsed.data;
+    const unlogged = unloggedOf(r);
+    const note = unloggedNote(unlogged);
     const outcome: PhysicalRestoreTestOutcome = {
       ...base,
       state: 'passed',
-      detail: `${set} restored and recovered to ${r.consistentAt} (timeline ${r.timeline}); pg_amcheck passed on ${r.databases.length} databases; ${r.tables} tables, ${r.rows} rows read in full (counts digest ${r.countsDigest.slice(0, 12)}); restore ${r.seconds.restore} s, recovery ${r.seconds.recovery} s, checks ${r.seconds.checks} s; scratch instance removed`,
+      detail: `${set} restored and recovered to ${r.consistentAt} (timeline ${r.timeline}); pg_amcheck passed on ${r.databases.length} databases; ${r.tables} tables, ${r.rows} rows read in full (counts digest ${r.countsDigest.slice(0, 12)}); restore ${r.seconds.restore} s, recovery ${r.seconds.recovery} s, checks ${r.seconds.checks} s; scratch instance removed${note ? `. ${note}` : ''}`,
       failedIn: null,
       amcheck: 'passed',
       tables: r.tables,
       rows: r.rows,
       countsDigest: r.countsDigest,
+      unlogged,
       seconds: r.seconds.total,
     };
     return { outcome, report: { ...header, ...outcome, result: r } };

@@ -234,6 +234,7 @@ export async function recordPhysicalRestoreTest(
         checkedAt: outcome.checkedAt,
         detail: outcome.detail,
         reportKey: outcome.reportKey,
+        ...(outcome.unlogged ? { unlogged: outcome.unlogged } : {}),
       },
     },
   });

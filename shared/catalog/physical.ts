@@ -3,6 +3,7 @@ import * as z from '../core/schema.ts';
 import { DAY_MS, utcDay } from '../core/time.ts';
 import type { Catalog } from './catalog.ts';
 import { keyDay, PHYSICAL_KINDS, physicalRecordKey, physicalRecordsOf } from './keys.ts';
+import { unloggedSchema } from './unlogged.ts';
 
 /**
  * The catalog's record of a pgBackRest backup: one JSON object per backup run,
@@ -76,6 +77,8 @@ export const physicalRecordSchema = z.object({
         checkedAt: iso,
         detail: z.string(),
         reportKey: z.optional(z.string()),
+        /** The unlogged tables and sequences it found, which every physical recovery brings back empty; absent in older records. */
+        unlogged: z.optional(unloggedSchema),
       }),
     ),
   }),

@@ -1,6 +1,7 @@
 import { POINT_IN_TIME_RESULT as RESULT } from '../../statemachines/point-in-time-recovery.ts';
 import type { Catalog } from '../catalog/catalog.ts';
 import { recoveryRecord, writeRecoveryRecord } from '../catalog/recoveries.ts';
+import { unloggedFields, unloggedNote, unloggedOf } from '../catalog/unlogged.ts';
 import { caughtErrorSchema } from '../core/errors.ts';
 import { parseInput } from '../core/input.ts';
 import * as z from '../core/schema.ts';
@@ -27,6 +28,8 @@ export const pointInTimeFactsSchema = z.object({
   rows: z.optional(z.int()),
   amcheck: z.optional(z.literal('passed')),
   swept: z.optional(z.array(z.string())),
+  /** The recovered database's (or every database's) unlogged tables and sequences: empty after any recovery. */
+  ...unloggedFields,
   startedAt: z.iso.datetime(),
   finishedAt: z.iso.datetime(),
   seconds: z.object({
@@ -95,7 +98,10 @@ export async function reportPointInTimeRecovery(catalog: Catalog, state: unknown
       ? [{ stage: 'swap into place', seconds: secondsBetween(s.swap.sentAt, s.swap.finishedAt) }]
       : []),
   ];
+  const unlogged = unloggedOf(facts);
+  const emptied = unloggedNote(unlogged);
   const warnings = [
+    ...(emptied ? [emptied] : []),
     ...(s.pruneFailed
       ? [`Pruning old safety dumps failed (${s.pruneFailed.Error}); they stay until a later run prunes them.`]
       : []),
@@ -110,7 +116,7 @@ export async function reportPointInTimeRecovery(catalog: Catalog, state: unknown
       ? [
           `pgBackRest restored ${facts.set} side by side and PostgreSQL recovered it to ${plan.targetTime} and promoted (timeline ${facts.timeline})`,
           `pg_amcheck of ${plan.database} (heap, TOAST, every B-tree against its heap) passed`,
-          `${facts.tables} tables, ${facts.rows} rows: the staging database's row counts equal the recovered database's`,
+          `${facts.tables} tables, ${facts.rows} rows: the staging database's row counts equal the recovered database's${unlogged.count > 0 ? ` (${unlogged.count} unlogged, empty in both)` : ''}`,
           ...(s.safetyDumpVerification
             ? [`safety dump ${s.safetyDumpVerification.key} verified: complete, size and sha256 match`]
             : []),
@@ -153,6 +159,7 @@ export async function reportPointInTimeRecovery(catalog: Catalog, state: unknown
     safetyDump: plan.safetyDump?.archiveKey ?? null,
     fullBackup: s.fullBackup?.ExecutionArn ?? null,
     measuredRateKey: rateKey,
+    unlogged,
     checks,
     stages,
     applicationDownSeconds,

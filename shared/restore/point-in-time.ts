@@ -16,6 +16,7 @@ import { runId as makeRunId, PHYSICAL_KINDS, replacedDatabase, stagingDatabase }
 import { keyOf, listPhysicalBackups, type PhysicalRecord, usable } from '../catalog/physical.ts';
 import { expectedSeconds, newestRecoveryRecord } from '../catalog/recoveries.ts';
 import { WAL_ARCHIVE_MAX_AGE_SECONDS } from '../catalog/schedule.ts';
+import { unloggedPlanNote, unloggedSchema } from '../catalog/unlogged.ts';
 import type { Config, Target } from '../core/config.ts';
 import { InvalidInputError, NotFoundError } from '../core/errors.ts';
 import {
@@ -117,6 +118,8 @@ export const pointInTimePlanSchema = z.object({
     /** The cluster's size as the backup saw it, in bytes. */
     databaseBytes: z.int().check(z.nonnegative()),
     recordKey: z.string(),
+    /** The unlogged tables and sequences its restore test found; absent when its record predates that listing. */
+    unlogged: z.optional(unloggedSchema),
   }),
   /** The oldest time any usable backup recovers to. */
   oldestRecoverable: iso,
@@ -136,6 +139,8 @@ export const pointInTimePlanSchema = z.object({
   }),
   /** What the recovery replaces, in words. */
   replaces: z.string(),
+  /** What comes back empty, in words (catalog/unlogged.ts): the unlogged tables and sequences; null when the base set has none. */
+  unlogged: z.nullable(z.string()),
 });
 
 export type PointInTimePlan = z.infer<typeof pointInTimePlanSchema>;
@@ -253,6 +258,67 @@ export async function recoverableBackups(
   return { backups, oldestRecoverable: seconds(recoversFrom(oldest)) };
 }
 
+/**
+ * Where recovery resumes after a WAL gap: the first usable backup (of
+ * `backups`, oldest first) whose WAL starts after the gap's last segment;
+ * undefined when none does. Nothing from the gap's start until that backup's
+ * consistent point can be recovered: a recovery from an older backup stops at
+ * the gap, and none from a newer one reaches back before its own consistent
+ * point. The planner's refusal and `info` both read it from here.
+ */
+export function resumesAfter(gap: { last: string }, backups: readonly PhysicalRecord[]) {
+  // Segment names order as (timeline, segment): upper-case hex of one width.
+  const backup = backups.find((b) => b.backup.archiveStart > gap.last);
+  return backup ? { label: backup.label, at: seconds(recoversFrom(backup)) } : undefined;
+}
+
+/**
+ * A gap in the WAL as `info` shows it: its segments, when the segments around
+ * it were stored (ISO 8601 whole seconds; null: none before it since the base,
+ * none after it yet), and where recovery resumes after it.
+ */
+export interface RecoveryGap {
+  first: string;
+  last: string;
+  count: number;
+  after: string | null;
+  before: string | null;
+  /** Where recovery resumes after the gap (resumesAfter); null when no backup was taken since. */
+  resumes: { label: string; at: string } | null;
+}
+
+/** One stretch of time a recovery can reach, ISO 8601 whole seconds. */
+export interface RecoverableWindow {
+  from: string;
+  to: string;
+}
+
+/**
+ * The windows a recovery can reach, oldest first: from `oldest` to the first
+ * gap's start, then from where recovery resumes after it (resumesAfter) to the
+ * next gap's start, and so on to `newest`. A gap with no backup after it ends
+ * the last window.
+ */
+export function recoverableWindows(
+  oldest: string,
+  newest: string,
+  gaps: readonly { after: string | null; resumes: { at: string } | null | undefined }[],
+): RecoverableWindow[] {
+  const windows: RecoverableWindow[] = [];
+  let from: string | null = oldest;
+  for (const gap of gaps) {
+    if (from === null) break;
+    // Changes after the last segment before the gap (or after the base's start) are lost.
+    const to = gap.after ?? from;
+    if (to >= from) windows.push({ from, to });
+    const again = gap.resumes?.at ?? null;
+    // A gap inside a stretch already lost moves nothing.
+    if (again === null || again > from) from = again;
+  }
+  if (from !== null && newest >= from) windows.push({ from, to: newest });
+  return windows;
+}
+
 /** At most this many WAL gaps are described one by one; `gaps` counts them all. */
 const GAPS_LISTED = 10;
 
@@ -277,7 +343,9 @@ export async function recoverableRange(
   segments: number;
   missing: number;
   gaps: number;
-  gapList: { first: string; last: string; count: number; after: string | null; before: string | null }[];
+  gapList: RecoveryGap[];
+  /** What a recovery can reach around the gaps (recoverableWindows), as far as the listed gaps tell. */
+  windows: RecoverableWindow[];
 }> {
   const { backups, oldestRecoverable } = await recoverableBackups(catalog, target);
   const base = backups[0] as PhysicalRecord;
@@ -286,20 +354,24 @@ export async function recoverableRange(
   // The segments a backup needs to be consistent may be stored in the second it stops: the
   // range is never shorter than its consistent point.
   const newestAt = newest ? Math.max(newest.archivedAt.getTime(), Date.parse(oldestRecoverable)) : undefined;
+  const gapList = check.gapList.map((g) => ({
+    first: g.first,
+    last: g.last,
+    count: g.count,
+    after: at(g.before),
+    before: at(g.after),
+    resumes: resumesAfter(g, backups) ?? null,
+  }));
+  const newestRecoverable = newestAt === undefined ? null : seconds(newestAt);
   return {
     oldestRecoverable,
-    newestRecoverable: newestAt === undefined ? null : seconds(newestAt),
+    newestRecoverable,
     base: base.label,
     segments: check.expected - check.missing,
     missing: check.missing,
     gaps: check.gaps,
-    gapList: check.gapList.map((g) => ({
-      first: g.first,
-      last: g.last,
-      count: g.count,
-      after: at(g.before),
-      before: at(g.after),
-    })),
+    gapList,
+    windows: recoverableWindows(oldestRecoverable, newestRecoverable ?? oldestRecoverable, gapList),
   };
 }
 
@@ -341,8 +413,9 @@ export async function planRecoveryBasis(
     const reachable = gap.before?.archivedAt.getTime() ?? recoversFrom(base);
     if (latest || at > reachable) {
       const run = gap.count > 1 ? ` (to ${gap.last}, ${gap.count} segments)` : '';
+      const resumes = resumesAfter(gap, usableBackups);
       throw new InvalidInputError(
-        `The target time ${targetTime} lies past a gap in the WAL: segment ${gap.first}${run} is missing from s3://${catalog.bucket}/${wal.prefix}, so recovery from the backup ${base.label} stops before it. The latest recoverable time before the gap is ${seconds(reachable)}${gap.before ? ` (when ${gap.before.name} was archived)` : ''}: recover to that time or earlier, or to a time after a full backup taken since the gap (database-backup with {"kind": "full"} takes one now). Nothing was changed.`,
+        `The target time ${targetTime} lies past a gap in the WAL: segment ${gap.first}${run} is missing from s3://${catalog.bucket}/${wal.prefix}, so recovery from the backup ${base.label} stops before it. The latest recoverable time before the gap is ${seconds(reachable)}${gap.before ? ` (when ${gap.before.name} was archived)` : ''}: recover to that time or earlier, or ${resumes ? `to ${resumes.at} or later (the consistent point of the backup ${resumes.label}, the first taken after the gap)` : 'to a time after a full backup taken since the gap (database-backup with {"kind": "full"} takes one now)'}. Nothing was changed.`,
       );
     }
   }
@@ -374,6 +447,9 @@ export async function planRecoveryBasis(
       archiveStart: base.backup.archiveStart,
       databaseBytes: bytes,
       recordKey: keyOf(base),
+      ...(base.verification.restoreTest?.unlogged
+        ? { unlogged: base.verification.restoreTest.unlogged }
+        : {}),
     },
     oldestRecoverable,
     wal: {
@@ -478,6 +554,7 @@ export async function planPointInTimeRecovery(
     overProduction: scope === 'database' && swap.overProduction,
     ...basis,
     replaces,
+    unlogged: unloggedPlanNote(basis.base, scope === 'database' ? (wanted.database ?? null) : null),
   };
 }
 

@@ -1,5 +1,6 @@
 import { CHECK_RESULT, CHECK_STATE } from '../../statemachines/check.ts';
 import { CHECK_PROBE_PREFIX, runId as makeRunId } from '../catalog/keys.ts';
+import { unloggedFields, unloggedNote, unloggedOf } from '../catalog/unlogged.ts';
 import { type Config, selectTargets, type Target } from '../core/config.ts';
 import { CheckFailedError, causeMessage, failedStatesSchema, firstFailure } from '../core/errors.ts';
 import { runIdentifier, targetName } from '../core/identifiers.ts';
@@ -119,6 +120,8 @@ export const checkResultSchema = z.object({
     }),
   ),
   s3: z.object({ put: z.string(), delete: z.string(), key: z.string() }),
+  /** The databases' unlogged tables and sequences (with pgBackRest only): a physical recovery brings them back empty. */
+  ...unloggedFields,
 });
 
 export type CheckResult = z.infer<typeof checkResultSchema>;
@@ -126,8 +129,19 @@ export type CheckResult = z.infer<typeof checkResultSchema>;
 /** One line of the preflight: what was checked, and OK or the exact fix. */
 export interface CheckLine {
   target: string;
-  check: 'tools' | 'database' | 'grants' | 'archive-settings' | 'pgbackrest' | 's3' | 'alerts' | 'host';
+  check:
+    | 'tools'
+    | 'database'
+    | 'grants'
+    | 'archive-settings'
+    | 'pgbackrest'
+    | 's3'
+    | 'alerts'
+    | 'host'
+    | 'unlogged';
   ok: boolean;
+  /** Something to know, not to fix: printed NOTE, and never fails the check. */
+  note?: true;
   /** What was found, for an OK line; the fix, for one that is not. */
   text: string;
 }
@@ -164,6 +178,12 @@ export function judgeHost(config: Config, target: Target, r: CheckResult): Check
     );
   const role = r.role;
   if (role) lines.push(grantsLine(target, role, line));
+  const unlogged = unloggedNote(unloggedOf(r));
+  if (unlogged)
+    lines.push({
+      ...line('unlogged', true, `After a point-in-time recovery or a pgBackRest restore, ${unlogged}`),
+      note: true,
+    });
   if (target.pgbackrest) {
     for (const need of neededSettings(target)) {
       const found = r.settings.find((s) => s.name === need.name);
@@ -287,7 +307,10 @@ export interface CheckReport {
 /** One line per check, `OK` or `FIX`, as `npm run local -- check` prints them. */
 export function formatCheck(lines: readonly CheckLine[]): string {
   return lines
-    .map((l) => `${l.ok ? 'OK ' : 'FIX'}  ${l.target.padEnd(10)} ${l.check.padEnd(16)} ${l.text}`)
+    .map(
+      (l) =>
+        `${l.note ? 'NOTE' : l.ok ? 'OK ' : 'FIX'}  ${l.target.padEnd(10)} ${l.check.padEnd(16)} ${l.text}`,
+    )
     .join('\n');
 }
 

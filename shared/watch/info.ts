@@ -13,7 +13,7 @@ import { isUsable, type Manifest, micros } from '../catalog/manifest.ts';
 import { listPhysicalBackups, type PhysicalRecord, usable } from '../catalog/physical.ts';
 import type { Config } from '../core/config.ts';
 import { NotFoundError } from '../core/errors.ts';
-import { recoverableRange } from '../restore/point-in-time.ts';
+import { type RecoverableWindow, type RecoveryGap, recoverableRange } from '../restore/point-in-time.ts';
 
 /**
  * `info`: the catalog at a glance, per target, database and kind: every backup
@@ -71,7 +71,9 @@ export interface InfoWal {
   segments: number;
   missingSegments: number;
   gaps: number;
-  gapList: { first: string; last: string; count: number; after: string | null; before: string | null }[];
+  gapList: RecoveryGap[];
+  /** What a recovery can reach, around the gaps (point-in-time.ts recoverableWindows). */
+  windows: RecoverableWindow[];
   unavailable: string | null;
 }
 
@@ -223,6 +225,7 @@ async function walOf(catalog: Catalog, s3: S3Client, target: string): Promise<In
       missingSegments: range.missing,
       gaps: range.gaps,
       gapList: range.gapList,
+      windows: range.windows,
       unavailable: null,
     };
   } catch (error) {
@@ -235,6 +238,7 @@ async function walOf(catalog: Catalog, s3: S3Client, target: string): Promise<In
       missingSegments: 0,
       gaps: 0,
       gapList: [],
+      windows: [],
       unavailable: error.message,
     };
   }
@@ -300,7 +304,11 @@ export function formatInfo(info: Info): string {
     );
     for (const g of w.gapList)
       lines.push(
-        `  gap: ${g.first}${g.count > 1 ? ` to ${g.last} (${g.count} segments)` : ''}: changes written after ${g.after ? second(g.after) : 'the base backup'} and before ${g.before ? second(g.before) : 'now'} cannot be replayed`,
+        `  gap: ${g.first}${g.count > 1 ? ` to ${g.last} (${g.count} segments)` : ''}: nothing from ${g.after ? second(g.after) : 'the base backup'} ${g.resumes ? `until ${second(g.resumes.at)} (the consistent point of ${g.resumes.label}, the first backup since) can be recovered` : 'on can be recovered: no backup was taken since (database-backup with {"kind": "full"} takes one)'}`,
+      );
+    if (w.gaps > 0)
+      lines.push(
+        `  recoverable: ${w.windows.map((x) => `${second(x.from)} to ${second(x.to)}`).join(', ') || 'nothing'}${w.gaps > w.gapList.length ? ` (from the first ${w.gapList.length} gaps)` : ''}`,
       );
   }
   lines.push(`Bucket ${info.bucket}, read at ${info.generatedAt}.`);

@@ -4,6 +4,7 @@ import { RECOVERY_DRILL_RESULT, RECOVERY_DRILL_STATE } from '../../statemachines
 import type { Catalog } from '../catalog/catalog.ts';
 import { runId as makeRunId, replacedDatabase, stagingDatabase } from '../catalog/keys.ts';
 import { recoveryRecord, writeRecoveryRecord } from '../catalog/recoveries.ts';
+import { unloggedPlanNote } from '../catalog/unlogged.ts';
 import type { Config } from '../core/config.ts';
 import {
   causeMessage,
@@ -143,6 +144,7 @@ export async function planRecoveryDrill(
           ...basis,
           replaces:
             'nothing: the cluster is recovered in a scratch cluster beside production, checked and removed',
+          unlogged: unloggedPlanNote(basis.base, null),
         },
       };
     } catch (error) {

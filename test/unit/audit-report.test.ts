@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import type { ExportedHistory } from '../../shared/audit/history-export.ts';
 import { renderHtml, renderMarkdown } from '../../shared/audit/render.ts';
 import { auditedExecution, auditReport } from '../../shared/audit/report.ts';
 import { cronTimes } from '../../shared/audit/slots.ts';
@@ -10,6 +11,7 @@ import {
   MONTH,
   OPERATOR_RESTORE,
   RESTORE_INPUT,
+  syntheticHistory,
   syntheticMonth,
 } from '../support/audit-month.ts';
 import { PRIMARY_WITH_PGBACKREST, testConfig } from '../support/config.ts';
@@ -25,6 +27,65 @@ const report = auditReport({
   physical: month.physical,
   unreadable: [],
   budgetUsd: 5,
+});
+
+describe('what followed a failure', () => {
+  const backup = (name: string, input: unknown, start: string, status: 'SUCCEEDED' | 'FAILED') =>
+    syntheticHistory({ workflow: 'database-backup', name, input, start, minutes: 10, status });
+  const twoDatabases = testConfig({
+    BACKUP_TARGETS: JSON.stringify([
+      { ...PRIMARY_WITH_PGBACKREST, databases: ['kennel_prod', 'kennel_archive'] },
+    ]),
+  }).BACKUP_TARGETS;
+  const failuresOf = (...histories: ExportedHistory[]) =>
+    auditReport({
+      month: MONTH,
+      now: new Date('2026-11-01T07:00:00Z'),
+      targets: twoDatabases,
+      executions: histories.map(auditedExecution),
+      manifests: [],
+      physical: [],
+      unreadable: [],
+      budgetUsd: null,
+    }).failures;
+
+  it("is not a success of another database's backup", () => {
+    const [failure] = failuresOf(
+      backup('prod', { kind: 'full', database: 'kennel_prod' }, '2026-10-03T10:00:00.000Z', 'FAILED'),
+      backup(
+        'archive',
+        { kind: 'full', database: 'kennel_archive' },
+        '2026-10-03T11:00:00.000Z',
+        'SUCCEEDED',
+      ),
+    );
+    expect(failure).toMatchObject({ execution: 'prod', kind: 'full', resolvedBy: null });
+  });
+
+  it('reads the kind a default input stands for, and takes a success of the default for one that named it', () => {
+    const failures = failuresOf(
+      backup('defaults', {}, '2026-10-03T10:00:00.000Z', 'FAILED'),
+      backup('named', { kind: 'full' }, '2026-10-03T11:00:00.000Z', 'FAILED'),
+      backup('again', {}, '2026-10-03T12:00:00.000Z', 'SUCCEEDED'),
+    );
+    expect(failures.map((f) => [f.execution, f.kind, f.resolvedBy?.execution])).toEqual([
+      ['defaults', 'full', 'again'],
+      ['named', 'full', 'again'],
+    ]);
+  });
+
+  it('takes a backup of every database as one of each, but not one database for all', () => {
+    const failures = failuresOf(
+      backup('all', { kind: 'full' }, '2026-10-03T10:00:00.000Z', 'FAILED'),
+      backup('prod', { kind: 'full', database: 'kennel_prod' }, '2026-10-03T11:00:00.000Z', 'SUCCEEDED'),
+      backup('prod-failed', { database: 'kennel_prod' }, '2026-10-03T12:00:00.000Z', 'FAILED'),
+      backup('everything', { target: 'primary' }, '2026-10-03T13:00:00.000Z', 'SUCCEEDED'),
+    );
+    expect(failures.map((f) => [f.execution, f.resolvedBy?.execution])).toEqual([
+      ['all', 'everything'],
+      ['prod-failed', 'everything'],
+    ]);
+  });
 });
 
 describe('the slots of a month', () => {
@@ -174,6 +235,8 @@ describe('the audit report of a month with a missed slot, a failed verification,
       backups: 29,
       worstAgeMinutes: 48 * 60,
       worstAt: '2026-10-13T02:05:00.000Z',
+      countedFrom: '2026-10-01T00:00:00.000Z',
+      beforeFirstBackup: false,
       limitMinutes: 25 * 60,
       overLimit: true,
     });
@@ -189,6 +252,50 @@ describe('the audit report of a month with a missed slot, a failed verification,
       15, 2976,
     ]);
     expect(rpo['monthly logical']?.worstAgeMinutes).toBe(31 * 24 * 60 - (4 * 60 + 5));
+  });
+
+  it("counts the age before a series' first backup from the month's start, and flags it", () => {
+    // The system ran all month (its WAL runs did), but no backup was kept before the 15th.
+    const firstKept = '2026-10-15';
+    const kept = (iso: string) => iso.slice(0, 10) >= firstKept;
+    const late = auditReport({
+      month: MONTH,
+      now: new Date('2026-11-01T07:00:00Z'),
+      targets,
+      executions: month.histories.map(auditedExecution),
+      manifests: month.manifests.filter((m) => kept(m.finishedAt)),
+      physical: month.physical.filter((r) => kept(r.backup.stoppedAt)),
+      unreadable: [],
+      budgetUsd: null,
+    });
+    const full = late.rpo.find((r) => r.kind === 'full' && r.engine === 'logical');
+    // From the first full slot after the first execution seen (the WAL run at 00:00): the 1st, 02:00.
+    expect(full).toMatchObject({
+      worstAgeMinutes: 14 * 24 * 60 + 5,
+      worstAt: `${firstKept}T02:05:00.000Z`,
+      countedFrom: '2026-10-01T02:00:00.000Z',
+      beforeFirstBackup: true,
+      overLimit: true,
+    });
+    expect(renderMarkdown(late)).toContain('OVER LIMIT: no backup from 2026-10-01T02:00:00.000Z');
+
+    // Deployed on the 15th (nothing seen before): the first slot due is the first counted.
+    const fromDeployment = auditReport({
+      month: MONTH,
+      now: new Date('2026-11-01T07:00:00Z'),
+      targets,
+      executions: month.histories.map(auditedExecution).filter((e) => kept(e.startDate)),
+      manifests: month.manifests.filter((m) => kept(m.finishedAt)),
+      physical: month.physical.filter((r) => kept(r.backup.stoppedAt)),
+      unreadable: [],
+      budgetUsd: null,
+    });
+    expect(fromDeployment.rpo.find((r) => r.kind === 'incremental')).toMatchObject({
+      countedFrom: `${firstKept}T00:00:00.000Z`,
+      worstAgeMinutes: 360,
+      beforeFirstBackup: false,
+      overLimit: false,
+    });
   });
 
   it('measures the recovery times: each restore test, and the operator restore', () => {

@@ -80,7 +80,7 @@ describe('parseInput with the plan request', () => {
 
 describe('parseInput with execution inputs', () => {
   it('takes an empty backup input and refuses a bad one, unknown keys included', () => {
-    expect(parseInput(backupInputSchema, {}, 'The execution input')).toStrictEqual({});
+    expect(parseInput(backupInputSchema, {}, 'The execution input')).toStrictEqual({ kind: 'full' });
     expect(
       refusal(() =>
         parseInput(

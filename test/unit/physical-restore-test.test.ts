@@ -136,6 +136,8 @@ describe('the physical restore test result', () => {
       countsDigest: 'a'.repeat(64),
       countsListed: true,
       swept: [],
+      unlogged: [['kennel_prod', 'public', 'cart_sessions', 'table']],
+      unloggedCount: 1,
       startedAt: '2026-11-30T07:12:29.049Z',
       finishedAt: '2026-11-30T07:12:41.575Z',
       seconds: { restore: 8, recovery: 1, checks: 1, total: 12 },

@@ -1,16 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { auditReportInputSchema } from '../../shared/audit/gather.ts';
-import { backupInputSchema } from '../../shared/backup/database-plan.ts';
-import { filesInputSchema } from '../../shared/backup/files-plan.ts';
-import { prepareInputSchema } from '../../shared/host/prepare.ts';
-import { restoreInputSchema } from '../../shared/restore/database-schemas.ts';
-import { filesRestoreInputSchema } from '../../shared/restore/files-plan.ts';
-import { pointInTimeInputSchema } from '../../shared/restore/point-in-time.ts';
-import { checkInputSchema } from '../../shared/watch/check.ts';
-import { drillInputSchema } from '../../shared/watch/drill.ts';
-import { recoveryDrillInputSchema } from '../../shared/watch/recovery-drill.ts';
+import { workflowInputSchemas } from '../../shared/audit/report.ts';
 
 /**
  * An operator pastes the README's inputs into the console (or after
@@ -18,18 +9,7 @@ import { recoveryDrillInputSchema } from '../../shared/watch/recovery-drill.ts';
  * workflow accepts, or the operator's first restore starts with a refusal.
  */
 
-const SCHEMAS = {
-  'database-backup': backupInputSchema,
-  'files-backup': filesInputSchema,
-  'database-restore': restoreInputSchema,
-  'point-in-time-recovery': pointInTimeInputSchema,
-  'files-restore': filesRestoreInputSchema,
-  'restore-drill': drillInputSchema,
-  'recovery-drill': recoveryDrillInputSchema,
-  'prepare-host': prepareInputSchema,
-  'audit-report': auditReportInputSchema,
-  check: checkInputSchema,
-} as const;
+const SCHEMAS = workflowInputSchemas();
 type Workflow = keyof typeof SCHEMAS;
 
 const README = readFileSync(join(import.meta.dirname, '..', '..', 'README.md'), 'utf8');

@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { micros } from '../../shared/catalog/manifest.ts';
+import type { PhysicalRecord } from '../../shared/catalog/physical.ts';
 import { expectedSeconds, recoveryRecord } from '../../shared/catalog/recoveries.ts';
-import { recoveryTargetTime } from '../../shared/restore/point-in-time.ts';
+import { recoverableWindows, recoveryTargetTime, resumesAfter } from '../../shared/restore/point-in-time.ts';
 
 describe('micros', () => {
   it('orders PostgreSQL microsecond times against times a person typed, which text comparison gets wrong', () => {
@@ -45,5 +46,68 @@ describe('the measured recovery rate', () => {
   it('counts a set under 1 MB as 1 MB, so an empty cluster gives no infinite rate', () => {
     const record = recoveryRecord({ ...measured, backupBytes: 0, restoreSeconds: 1, recoverySeconds: 1 });
     expect(record.secondsPerGB).toBe(2000);
+  });
+});
+
+describe('a gap in the WAL', () => {
+  // A full before the gap, one segment lost, the newest full taken after it.
+  const backup = (label: string, archiveStart: string, stoppedAt: string) =>
+    ({ label, backup: { archiveStart, stoppedAt } }) as PhysicalRecord;
+  const backups = [
+    backup('20261130-230000F', '000000010000000000000002', '2026-11-30T23:00:00.000Z'),
+    backup('20261130-230740F', '000000010000000000000007', '2026-11-30T23:07:43.000Z'),
+  ];
+  const gap = {
+    first: '000000010000000000000005',
+    last: '000000010000000000000005',
+    after: '2026-11-30T23:05:45.000Z',
+  };
+
+  it('loses everything from its start until the consistent point of the first backup taken after it', () => {
+    const resumes = resumesAfter(gap, backups);
+    expect(resumes).toEqual({ label: '20261130-230740F', at: '2026-11-30T23:07:44.000Z' });
+    expect(
+      recoverableWindows('2026-11-30T23:00:01.000Z', '2026-11-30T23:10:00.000Z', [{ ...gap, resumes }]),
+    ).toEqual([
+      { from: '2026-11-30T23:00:01.000Z', to: '2026-11-30T23:05:45.000Z' },
+      { from: '2026-11-30T23:07:44.000Z', to: '2026-11-30T23:10:00.000Z' },
+    ]);
+  });
+
+  it('ends the last window at a gap no backup was taken after', () => {
+    const late = {
+      ...gap,
+      first: '000000010000000000000009',
+      last: '000000010000000000000009',
+      after: '2026-11-30T23:09:10.000Z',
+    };
+    expect(resumesAfter(late, backups)).toBeUndefined();
+    expect(
+      recoverableWindows('2026-11-30T23:00:01.000Z', '2026-11-30T23:20:00.000Z', [
+        { ...gap, resumes: resumesAfter(gap, backups) },
+        { ...late, resumes: undefined },
+      ]),
+    ).toEqual([
+      { from: '2026-11-30T23:00:01.000Z', to: '2026-11-30T23:05:45.000Z' },
+      { from: '2026-11-30T23:07:44.000Z', to: '2026-11-30T23:09:10.000Z' },
+    ]);
+  });
+
+  it('merges a second gap that falls where recovery was already lost', () => {
+    const second = {
+      ...gap,
+      first: '000000010000000000000006',
+      last: '000000010000000000000006',
+      after: '2026-11-30T23:06:30.000Z',
+    };
+    expect(
+      recoverableWindows('2026-11-30T23:00:01.000Z', '2026-11-30T23:10:00.000Z', [
+        { ...gap, resumes: resumesAfter(gap, backups) },
+        { ...second, resumes: resumesAfter(second, backups) },
+      ]),
+    ).toEqual([
+      { from: '2026-11-30T23:00:01.000Z', to: '2026-11-30T23:05:45.000Z' },
+      { from: '2026-11-30T23:07:44.000Z', to: '2026-11-30T23:10:00.000Z' },
+    ]);
   });
 });
