@@ -139,6 +139,7 @@ describe("a point-in-time recovery's summary", () => {
       wal: { from: '000000010000000000000004', to: null, segments: 3, newestArchivedAt: null },
       expected: { seconds: null, secondsPerGB: null, measuredAt: null, note: 'none' },
       replaces: 'nothing',
+      source: 'primary',
       unlogged: unloggedPlanNote({ label: SET, unlogged: { relations: [CART], count: 1 } }, 'kennel_prod'),
     };
     const facts = {
