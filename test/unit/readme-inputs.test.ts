@@ -1,5 +1,3 @@
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { auditReportInputSchema } from '../../shared/audit/gather.ts';
 import { backupInputSchema } from '../../shared/backup/database-plan.ts';
@@ -11,6 +9,7 @@ import { pointInTimeInputSchema } from '../../shared/restore/point-in-time.ts';
 import { checkInputSchema } from '../../shared/watch/check.ts';
 import { drillInputSchema } from '../../shared/watch/drill.ts';
 import { recoveryDrillInputSchema } from '../../shared/watch/recovery-drill.ts';
+import { readmeInputs } from '../support/readme.ts';
 
 /**
  * An operator pastes the README's inputs into the console (or after
@@ -31,29 +30,6 @@ const SCHEMAS = {
   check: checkInputSchema,
 } as const;
 type Workflow = keyof typeof SCHEMAS;
-
-const README = readFileSync(join(import.meta.dirname, '..', '..', 'README.md'), 'utf8');
-
-/**
- * Every input the README gives, with its workflow: those of a `start <workflow>
- * … --input '<json>'` command, and those of the tables under a heading naming the
- * workflow (`### Database restore (\`database-restore\`)`).
- */
-function readmeInputs(): { workflow: string; json: string }[] {
-  const inputs = [...README.matchAll(/start\s+([a-z-]+)\s[^\n`]*?--input '(\{[^']*\})'/g)].map(
-    ([, workflow = '', json = '']) => ({ workflow, json }),
-  );
-  // `npm run local -- check --input '…'` starts the check workflow with it.
-  for (const [, json = ''] of README.matchAll(/local -- check\s[^\n`]*?--input '(\{[^']*\})'/g))
-    inputs.push({ workflow: 'check', json });
-  let workflow = '';
-  for (const line of README.split('\n')) {
-    if (/^#{2,3} /.test(line)) workflow = /\(`([a-z-]+)`\)\s*$/.exec(line)?.[1] ?? '';
-    if (!workflow || !line.startsWith('|')) continue;
-    for (const [, json = ''] of line.matchAll(/`(\{"[^`]*\})`/g)) inputs.push({ workflow, json });
-  }
-  return inputs;
-}
 
 describe("the README's execution inputs", () => {
   const inputs = readmeInputs();
