@@ -56,6 +56,8 @@ const world = {
   fullRunId: '',
   applicationRunId: '',
   targetTime: '',
+  /** The files a files restore set aside, under the host's restore-aside/. */
+  asideFile: '',
   month: new Date().toISOString().slice(0, 7),
   stack: undefined as StackInfo | undefined,
 };
@@ -83,6 +85,9 @@ const STAND_INS: { readme: string; means: string; local: () => string }[] = [
     local: () =>
       new Date(Date.parse(world.targetTime) + 3_600_000).toISOString().replace(/\.000Z$/, '+01:00'),
   },
+  { readme: '<backupDir>', means: "the host's backup directory", local: () => stack.env.paths.backupDir },
+  { readme: '<file>', means: 'the files a restore set aside', local: () => world.asideFile },
+  { readme: 's3://<bucket>', means: 'the bucket', local: () => `s3://${world.stack?.bucket}` },
   { readme: '"target": "primary"', means: 'the target', local: () => '"target": "local"' },
   { readme: '"confirm": "<target name>"', means: 'the target', local: () => '"confirm": "local"' },
   {
@@ -234,6 +239,13 @@ async function consoleInput(
   expect(readmeExamples()).toContain(example);
   ran.add(example);
   return runIn(stack, { workflow, input: JSON.parse(toLocal(json)), ...extra });
+}
+
+/** A README console input started as consoleInput does, which must succeed. */
+async function succeeded(...args: Parameters<typeof consoleInput>): ReturnType<typeof consoleInput> {
+  const run = await consoleInput(...args);
+  expect(run.record.status, `${args[0]} ${args[1]}: ${run.record.cause}`).toBe('SUCCEEDED');
+  return run;
 }
 
 /** The execution output a `npm run local` command printed on stdout (after npm's banner without -s). */
@@ -497,7 +509,6 @@ describe("the README's examples, run on one local stack that its own `up` starts
     const run = await command(example.replace('start database-backup', 'info --json'));
     ran.delete(example.replace('start database-backup', 'info --json'));
     expect(run.code, run.stderr).toBe(0);
-    expect(run.stderr).not.toContain('Using the running local stack');
     expect((JSON.parse(run.stdout) as Info).catalogs.find((c) => c.kind === 'full')?.backups).toHaveLength(3);
   });
 
@@ -575,17 +586,15 @@ describe("the README's examples, run on one local stack that its own `up` starts
   }, 180_000);
 
   it('point-in-time-recovery, beside production: to the second the README names, and to the latest', async () => {
-    const at = await consoleInput(
+    await succeeded(
       'point-in-time-recovery',
       '{"database": "kennel_prod", "targetTime": "2026-11-26T10:30:00Z", "targetDatabase": "kennel_at_1030"}',
     );
-    expect(at.record.status, at.record.cause).toBe('SUCCEEDED');
     expect(markers('kennel_at_1030')).toBe('before');
-    const latest = await consoleInput(
+    await succeeded(
       'point-in-time-recovery',
       '{"database": "kennel_prod", "targetTime": "latest", "targetDatabase": "kennel_latest"}',
     );
-    expect(latest.record.status, latest.record.cause).toBe('SUCCEEDED');
     expect(markers('kennel_latest')).toBe('before after');
     expect(markers('kennel_prod')).toBe('before after');
   }, 900_000);
@@ -604,17 +613,15 @@ describe("the README's examples, run on one local stack that its own `up` starts
         'kennel_from_vault',
       ],
     ] as const) {
-      const run = await consoleInput('database-restore', json);
-      expect(run.record.status, `${json}: ${run.record.cause}`).toBe('SUCCEEDED');
+      await succeeded('database-restore', json);
       expect(count(database, 'customers'), database).toBe(rows);
       expect(readFileSync(stack.env.paths.applicationState, 'utf8').trim()).toBe('running');
     }
 
-    const over = await consoleInput(
+    const over = await succeeded(
       'database-restore',
       '{"database": "kennel_prod", "targetDatabase": "kennel_prod", "confirm": "kennel_prod"}',
     );
-    expect(over.record.status, over.record.cause).toBe('SUCCEEDED');
     const { replacedDatabase } = over.record.output as { replacedDatabase: string };
     // The marker table was made after the backup: the replaced database has it, production no longer.
     expect(markers(replacedDatabase)).toBe('before after');
@@ -624,11 +631,10 @@ describe("the README's examples, run on one local stack that its own `up` starts
   }, 900_000);
 
   it('point-in-time-recovery over production, at the same second given at +01:00', async () => {
-    const run = await consoleInput(
+    await succeeded(
       'point-in-time-recovery',
       '{"database": "kennel_prod", "targetTime": "2026-11-26T11:30:00+01:00", "targetDatabase": "kennel_prod", "confirm": "kennel_prod"}',
     );
-    expect(run.record.status, run.record.cause).toBe('SUCCEEDED');
     expect(markers('kennel_prod')).toBe('before');
     expect(readFileSync(stack.env.paths.applicationState, 'utf8').trim()).toBe('running');
   }, 900_000);
@@ -637,15 +643,10 @@ describe("the README's examples, run on one local stack that its own `up` starts
     const env = join(stack.env.paths.hostRoot, 'opt/kennel/.env.production');
     const backedUp = readFileSync(env, 'utf8');
     writeFileSync(env, 'NODE_ENV=changed-after-the-backup\n');
-    const dry = await consoleInput('files-restore', '{"kind": "application", "dryRun": true}');
-    expect(dry.record.status, dry.record.cause).toBe('SUCCEEDED');
+    await succeeded('files-restore', '{"kind": "application", "dryRun": true}');
     expect(readFileSync(env, 'utf8')).toBe('NODE_ENV=changed-after-the-backup\n');
 
-    const configuration = await consoleInput(
-      'files-restore',
-      '{"kind": "configuration", "confirm": "configuration"}',
-    );
-    expect(configuration.record.status, configuration.record.cause).toBe('SUCCEEDED');
+    await succeeded('files-restore', '{"kind": "configuration", "confirm": "configuration"}');
     expect(readFileSync(env, 'utf8')).toBe(backedUp);
     expect(readFileSync(stack.env.paths.afterRestoreLog, 'utf8')).toContain('configuration restored: reload');
 
@@ -654,14 +655,10 @@ describe("the README's examples, run on one local stack that its own `up` starts
       f.startsWith('local_configuration_before_'),
     );
     expect(aside).toBeDefined();
+    world.asideFile = aside ?? '';
     const undo = spawnSync(
       'bash',
-      [
-        '-c',
-        toLocal('zstd -dc <backupDir>/restore-aside/<file> | tar -x -C /')
-          .replace('<backupDir>', stack.env.paths.backupDir)
-          .replace('<file>', aside ?? ''),
-      ],
+      ['-c', toLocal('zstd -dc <backupDir>/restore-aside/<file> | tar -x -C /')],
       { encoding: 'utf8' },
     );
     ran.add('zstd -dc <backupDir>/restore-aside/<file> | tar -x -C /');
@@ -672,16 +669,14 @@ describe("the README's examples, run on one local stack that its own `up` starts
       '{"kind": "application", "backup": "20261125T031500Z_5e6f7a8b", "confirm": "application"}',
       '{"kind": "application", "confirm": "application", "source": "vault"}',
     ]) {
-      const run = await consoleInput('files-restore', json);
-      expect(run.record.status, `${json}: ${run.record.cause}`).toBe('SUCCEEDED');
+      await succeeded('files-restore', json);
     }
     expect(readFileSync(stack.env.paths.afterRestoreLog, 'utf8')).toContain('application restored');
   }, 600_000);
 
   it('prepare-host: its console inputs and npm run local -- start prepare-host (with and without a dry run) find the stack prepared and change nothing', async () => {
     for (const json of ['{"target": "primary", "dryRun": true}', '{"target": "primary"}']) {
-      const run = await consoleInput('prepare-host', json);
-      expect(run.record.status, run.record.cause).toBe('SUCCEEDED');
+      const run = await succeeded('prepare-host', json);
       const report = run.record.output as PrepareReport;
       expect(report.targets.map((t) => t.result.settings.changed)).toEqual([[]]);
     }
@@ -715,8 +710,7 @@ describe("the README's examples, run on one local stack that its own `up` starts
     expect(run.code, run.stderr).toBe(0);
     for (const ext of ['json', 'md', 'html'])
       expect(existsSync(join(dataDir, 'reports', `${world.month}.${ext}`)), ext).toBe(true);
-    const budget = await consoleInput('audit-report', '{"month": "2026-11", "budgetUsd": 40}');
-    expect(budget.record.status, budget.record.cause).toBe('SUCCEEDED');
+    const budget = await succeeded('audit-report', '{"month": "2026-11", "budgetUsd": 40}');
     expect(JSON.stringify(budget.record.output)).toContain('40');
   }, 300_000);
 
@@ -806,7 +800,7 @@ describe("the README's examples, run on one local stack that its own `up` starts
 
   it('the catalog listed with the AWS CLI and jq, as the README gives it for the local stack', async () => {
     const s = world.stack as StackInfo;
-    const script = CATALOG_LOOP.replace('s3://<bucket>', `s3://${s.bucket}`);
+    const script = toLocal(CATALOG_LOOP);
     for (const line of CATALOG_LOOP.split('\n').filter((l) => l.trim() && !l.trimStart().startsWith('#')))
       ran.add(
         line
