@@ -54,7 +54,7 @@ export function runningStack(dataDir: string): StackState | undefined {
 /** The options that make startLocalEnvironment use a running stack's S3 rather than start one. */
 function onRunning(options: LocalEnvironmentOptions, state: StackState | undefined): LocalEnvironmentOptions {
   return state && !options.s3Endpoint
-    ? { ...options, s3Endpoint: state.s3.endpoint, s3CaBundle: state.s3.caFile }
+    ? { ...options, s3Endpoint: state.s3.endpoint, s3CaBundle: state.s3.caFile, runningLocalS3: true }
     : options;
 }
 
@@ -154,6 +154,8 @@ const STATE_ENTRIES = [
   's3.log',
   STATE_FILE,
   PASSFILE,
+  // `npm run local -- report` copies each report here to be opened.
+  'reports',
 ];
 
 /** Stops the stack and deletes its state: the cluster, the S3 data, the host tree, the histories. */

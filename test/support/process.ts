@@ -21,6 +21,8 @@ export function runProcess(command: string, args: string[], env: NodeJS.ProcessE
     child.stderr.on('data', (d) => {
       stderr += d;
     });
+    // A program that cannot be started (not on PATH): its error as the output, not a hang.
+    child.on('error', (error) => resolve({ code: -1, stdout, stderr: `${stderr}${error.message}` }));
     child.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
   });
 }

@@ -2,6 +2,7 @@ import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { bashBlocks, README } from '../support/readme.ts';
 
 /**
  * The README's commands as a fresh machine's operator pastes them: its first
@@ -13,17 +14,6 @@ import { describe, expect, it } from 'vitest';
  */
 
 const ROOT = join(import.meta.dirname, '..', '..');
-const README = readFileSync(join(ROOT, 'README.md'), 'utf8');
-
-/** The commands of the README's bash blocks, one a line, their comments cut off. */
-function bashBlocks(): string[][] {
-  return [...README.matchAll(/```bash\n([\s\S]*?)```/g)].map(([, body = '']) =>
-    body
-      .split('\n')
-      .map((line) => line.replace(/\s+#\s.*$/, '').trim())
-      .filter((line) => line !== ''),
-  );
-}
 
 /** The local CLI's usage: its commands and workflows, as it prints them. */
 function cliUsage(): { commands: Set<string>; workflows: Set<string> } {

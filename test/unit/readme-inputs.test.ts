@@ -1,7 +1,6 @@
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { workflowInputSchemas } from '../../shared/audit/report.ts';
+import { readmeInputs } from '../support/readme.ts';
 
 /**
  * An operator pastes the README's inputs into the console (or after
@@ -11,29 +10,6 @@ import { workflowInputSchemas } from '../../shared/audit/report.ts';
 
 const SCHEMAS = workflowInputSchemas();
 type Workflow = keyof typeof SCHEMAS;
-
-const README = readFileSync(join(import.meta.dirname, '..', '..', 'README.md'), 'utf8');
-
-/**
- * Every input the README gives, with its workflow: those of a `start <workflow>
- * … --input '<json>'` command, and those of the tables under a heading naming the
- * workflow (`### Database restore (\`database-restore\`)`).
- */
-function readmeInputs(): { workflow: string; json: string }[] {
-  const inputs = [...README.matchAll(/start\s+([a-z-]+)\s[^\n`]*?--input '(\{[^']*\})'/g)].map(
-    ([, workflow = '', json = '']) => ({ workflow, json }),
-  );
-  // `npm run local -- check --input '…'` starts the check workflow with it.
-  for (const [, json = ''] of README.matchAll(/local -- check\s[^\n`]*?--input '(\{[^']*\})'/g))
-    inputs.push({ workflow: 'check', json });
-  let workflow = '';
-  for (const line of README.split('\n')) {
-    if (/^#{2,3} /.test(line)) workflow = /\(`([a-z-]+)`\)\s*$/.exec(line)?.[1] ?? '';
-    if (!workflow || !line.startsWith('|')) continue;
-    for (const [, json = ''] of line.matchAll(/`(\{"[^`]*\})`/g)) inputs.push({ workflow, json });
-  }
-  return inputs;
-}
 
 describe("the README's execution inputs", () => {
   const inputs = readmeInputs();
