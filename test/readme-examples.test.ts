@@ -359,6 +359,7 @@ const RUN_BY_STEPS = [
   'database-restore {"database": "kennel_prod", "targetDatabase": "kennel_copy", "missingRoles": "omit"}',
   'database-restore {"database": "kennel_prod", "targetDatabase": "kennel_from_vault", "source": "vault"}',
   'point-in-time-recovery {"database": "kennel_prod", "targetTime": "2026-11-26T10:30:00Z", "targetDatabase": "kennel_at_1030"}',
+  'point-in-time-recovery {"database": "kennel_prod", "targetTime": "2026-11-26T10:30:00Z", "targetDatabase": "kennel_at_1030", "source": "vault"}',
   'point-in-time-recovery {"database": "kennel_prod", "targetTime": "2026-11-26T11:30:00+01:00", "targetDatabase": "kennel_prod", "confirm": "kennel_prod"}',
   'point-in-time-recovery {"database": "kennel_prod", "targetTime": "latest", "targetDatabase": "kennel_latest"}',
   'point-in-time-recovery {"scope": "cluster", "targetTime": "2026-11-26T10:30:00Z", "confirm": "<target name>"}',
@@ -585,11 +586,19 @@ describe("the README's examples, run on one local stack that its own `up` starts
     ).toBe(true);
   }, 180_000);
 
-  it('point-in-time-recovery, beside production: to the second the README names, and to the latest', async () => {
+  it('point-in-time-recovery, beside production: to the second the README names, from the backup bucket and from the vault, and to the latest', async () => {
     await succeeded(
       'point-in-time-recovery',
       '{"database": "kennel_prod", "targetTime": "2026-11-26T10:30:00Z", "targetDatabase": "kennel_at_1030"}',
     );
+    expect(markers('kennel_at_1030')).toBe('before');
+    // The same second from the vault's copy of the repository, into the same name.
+    sql('postgres', 'DROP DATABASE kennel_at_1030');
+    const fromVault = await succeeded(
+      'point-in-time-recovery',
+      '{"database": "kennel_prod", "targetTime": "2026-11-26T10:30:00Z", "targetDatabase": "kennel_at_1030", "source": "vault"}',
+    );
+    expect((fromVault.record.output as { source?: string }).source).toBe('vault');
     expect(markers('kennel_at_1030')).toBe('before');
     await succeeded(
       'point-in-time-recovery',
