@@ -23,10 +23,23 @@ pg() {
 # without it). One python3 process with boto3 (host/s3-put.py, rendered into the
 # script as S3_PUT_PY by shared/host/shell.ts) sends it as one PutObject or a
 # multipart upload of parts of 8 MiB, doubled until 10,000 parts (S3's most)
-# hold EXPECTED-BYTES, an upper bound, when given. A refused upload is aborted,
-# says so, and writes nothing.
-s3_put() { # s3_put KEY CONTENT-TYPE [EXPECTED-BYTES] < body
-  python3 -c "${S3_PUT_PY:?s3_put: the uploader (S3_PUT_PY) is rendered into the uploading scripts only: add this one to UPLOADING_SCRIPTS in shared/host/shell.ts}" "$KB_BUCKET" "$1" "$2" "${3:-}" "${KB_S3_ENDPOINT_URL:-}"
+# hold EXPECTED-BYTES, an upper bound, when given. The object is created only
+# if each STATUS-FILE (written by `stage` as a stage feeding stdin ends) says 0:
+# otherwise, as when S3 refuses it, the upload is aborted, says so, and writes
+# nothing. Without them, the end of stdin completes the upload.
+s3_put() { # s3_put KEY CONTENT-TYPE [EXPECTED-BYTES [STATUS-FILE...]] < body
+  python3 -c "${S3_PUT_PY:?s3_put: the uploader (S3_PUT_PY) is rendered into the uploading scripts only: add this one to UPLOADING_SCRIPTS in shared/host/shell.ts}" "$KB_BUCKET" "$1" "$2" "${3:-}" "${KB_S3_ENDPOINT_URL:-}" "${@:4}"
+}
+
+# Runs one stage of a pipeline that feeds s3_put and writes its exit status to
+# STATUS-FILE as it ends: before its output closes, so the file is complete when
+# the next stage, and at last the uploader, reads the end of its input. The
+# pipeline's end alone cannot tell a whole archive from a dump cut short.
+stage() { # stage STATUS-FILE COMMAND [ARG...]
+  local status=0
+  "${@:2}" || status=$?
+  echo "$status" >"$1"
+  return "$status"
 }
 
 # Fails, saying what to install, unless s3_put can run: a backup checks this
@@ -38,12 +51,24 @@ s3_put_ready() {
   fi
 }
 
+# Fails, saying what to install, unless the compressor KB_COMPRESS runs is on
+# this host's PATH: a backup checks this before it starts, as s3_put_ready.
+compress_ready() {
+  local program=${KB_COMPRESS%% *}
+  if ! command -v "$program" >/dev/null; then
+    echo "compressing: $program (from \"$KB_COMPRESS\"), with which backups are compressed, is not on this host's PATH ($PATH): install it (Debian: apt-get install $program), then run this again; nothing was written" >&2
+    return 1
+  fi
+}
+
 # Stores the archive on stdin in one pass: the host's copy at PATH and the object
 # KEY in S3 (s3_put; EXPECTED-BYTES as there, or empty); prints its sha256 (hex),
 # taken from the same bytes as they pass, so the copy is not read a second time.
-# Fails when any of the three fails. It runs where errexit does not (a
-# pipeline's `|| …`), so it checks each step itself. WORK-DIR holds a FIFO.
-store_archive() { # store_archive PATH KEY EXPECTED-BYTES WORK-DIR < archive > sha256
+# Fails when any of the three fails. The object is created only if the stages
+# that fed stdin succeeded, as their STATUS-FILEs (`stage`) say. It runs where
+# errexit does not (a pipeline's `|| …`), so it checks each step itself.
+# WORK-DIR holds a FIFO.
+store_archive() { # store_archive PATH KEY EXPECTED-BYTES WORK-DIR [STATUS-FILE...] < archive > sha256
   local fifo=$4/sha256.fifo sum=$4/sha256.out sum_pid line
   rm -f "$fifo"
   mkfifo "$fifo" || return 1
@@ -51,7 +76,7 @@ store_archive() { # store_archive PATH KEY EXPECTED-BYTES WORK-DIR < archive > s
   # kill should tee never open the FIFO: it would wait there forever.
   sha256_hex <"$fifo" >"$sum" &
   sum_pid=$!
-  if ! tee "$1" "$fifo" | s3_put "$2" application/octet-stream "$3"; then
+  if ! stage "$4/copy.status" tee "$1" "$fifo" | s3_put "$2" application/octet-stream "$3" "${@:5}" "$4/copy.status"; then
     kill "$sum_pid" 2>/dev/null
     wait "$sum_pid" 2>/dev/null
     return 1

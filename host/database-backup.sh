@@ -35,6 +35,7 @@ cleanup() {
 }
 trap cleanup EXIT
 s3_put_ready
+compress_ready
 
 # One transaction holds a snapshot open and pg_dump reads it, so
 # the archive holds the database as of one instant even while the application
@@ -182,12 +183,15 @@ if [[ $server_encoding != SQL_ASCII ]]; then encoding=(--encoding=UTF8); fi
 expected_size=$((2 * database_size))
 # Dump, compress, keep the local copy, stream to S3 and take the sha256 in one
 # pass: no temporary file beyond the local copy the source document keeps anyway.
-{
-  printf -- '-- kennel-backup database-properties %s %s\n' "$properties_bytes" "$(<"$work/properties")"
-  pg pg_dump --no-password --format=plain --snapshot="$snapshot" "${encoding[@]}" "${exclude[@]}" -d "$KB_DATABASE" 2>"$work/dump.err"
-} \
-  | $KB_COMPRESS \
-  | store_archive "$partial" "$KB_ARCHIVE_KEY" "$expected_size" "$work" >"$work/sha256" \
+# Each stage records its status (`stage`): the object is created only if all succeeded.
+dump() {
+  printf -- '-- kennel-backup database-properties %s %s\n' "$properties_bytes" "$(<"$work/properties")" \
+    && pg pg_dump --no-password --format=plain --snapshot="$snapshot" "${encoding[@]}" "${exclude[@]}" -d "$KB_DATABASE" 2>"$work/dump.err"
+}
+# shellcheck disable=SC2086 # KB_COMPRESS is a command and its options
+stage "$work/dump.status" dump \
+  | stage "$work/compress.status" $KB_COMPRESS \
+  | store_archive "$partial" "$KB_ARCHIVE_KEY" "$expected_size" "$work" "$work/dump.status" "$work/compress.status" >"$work/sha256" \
   || { cat "$work/dump.err" >&2; exit 1; }
 
 printf 'COMMIT;\n' >&"$to_session"
