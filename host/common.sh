@@ -213,13 +213,15 @@ SQL
 # Prints the path of an intact copy of an archive: the host's own copy when its
 # sha256 is the one verified for the object in S3, otherwise the object fetched
 # into DIR (the host then needs read access to the prefix), which must have that
-# sha256 too. So a restore uses exactly the bytes stored off-site. The version
-# fetched is the one KB_ARCHIVE_VERSIONS names for KEY (lines "KEY VERSION-ID",
+# sha256 too. So a restore uses exactly the bytes stored off-site. A restore from
+# the vault (KB_SOURCE=vault, KB_BUCKET the vault) always fetches: that it reads
+# the vault is what proves the vault holds the backup. The version fetched is
+# the one KB_ARCHIVE_VERSIONS names for KEY (lines "KEY VERSION-ID",
 # shared/host/scripts.ts archiveVersionLines): the one its backup wrote, as the
 # record of its creation says, so a version put over it later is never used.
 intact_copy() { # intact_copy LOCAL-PATH SHA256 KEY DIR
   local path=$1 actual version='' key
-  if [[ -f $path && $(sha256_hex <"$path") == "$2" ]]; then
+  if [[ ${KB_SOURCE:-primary} != vault && -f $path && $(sha256_hex <"$path") == "$2" ]]; then
     printf '%s\n' "$path"
     return 0
   fi
@@ -227,7 +229,11 @@ intact_copy() { # intact_copy LOCAL-PATH SHA256 KEY DIR
     if [[ $key == "$3" ]]; then break; fi
     version=''
   done <<<"${KB_ARCHIVE_VERSIONS:-}"
-  echo "no intact copy at $1; fetching s3://$KB_BUCKET/$3${version:+ (version $version, the one its backup wrote)}" >&2
+  if [[ ${KB_SOURCE:-primary} == vault ]]; then
+    echo "restoring from the vault: fetching s3://$KB_BUCKET/$3${version:+ (version $version, the one its backup wrote)}, not the host's copy" >&2
+  else
+    echo "no intact copy at $1; fetching s3://$KB_BUCKET/$3${version:+ (version $version, the one its backup wrote)}" >&2
+  fi
   path=$4/${3##*/}
   s3_get "$3" "$version" >"$path" || return 1
   actual=$(sha256_hex <"$path")
@@ -236,6 +242,12 @@ intact_copy() { # intact_copy LOCAL-PATH SHA256 KEY DIR
     return 1
   fi
   printf '%s\n' "$path"
+}
+
+# Where intact_copy's copy came from, for the restore's report: host (the host's
+# own copy at LOCAL-PATH), primary (the backup bucket) or vault.
+copy_source() { # copy_source COPY-PATH LOCAL-PATH
+  if [[ $1 == "$2" ]]; then echo host; else echo "${KB_SOURCE:-primary}"; fi
 }
 
 # tar's options that leave EXCLUDES (space-separated; shared/core/identifiers.ts

@@ -58,3 +58,22 @@ export function bucketOf(config: Config, source: RestoreSource): string {
   if (!config.VAULT_BUCKET) throw new InvalidInputError(NO_VAULT);
   return config.VAULT_BUCKET;
 }
+
+/**
+ * Where a restore's bytes came from, as the DB host reports it (host/common.sh
+ * copy_source): `host`, the host's own copy (its sha256 the verified one), or
+ * the bucket of the restore's source. A restore from the vault never uses the
+ * host's copy: it reads the vault.
+ */
+export const readFromSchema = z.enum(['host', 'primary', 'vault']);
+export type ReadFrom = z.infer<typeof readFromSchema>;
+
+/** `readFrom` for a report: `Read from: …` of the archive at `key`. */
+export function describeReadFrom(readFrom: ReadFrom, key: string): string {
+  const where = {
+    host: `the host's own copy of ${key}, its sha256 the verified one`,
+    primary: `${key} in the backup bucket`,
+    vault: `${key} in the vault`,
+  }[readFrom];
+  return `Read from: ${where}`;
+}

@@ -18,6 +18,7 @@ import { type RestorePlan, restorePlanSchema } from './database-schemas.ts';
 import { filesRestorePlanSchema } from './files-plan.ts';
 import { describeRoles, restoredRolesSchema } from './missing-roles.ts';
 import { carriedSchema, describeRowSources } from './row-sources.ts';
+import { describeReadFrom, readFromSchema } from './source.ts';
 
 /** The stages of a restore that run in Lambda: the check of the staging database and the record of a finished restore. */
 
@@ -92,6 +93,7 @@ function restoredDatabaseSchema() {
     owner: z.string(),
     /** Each setting's name, a role's as `role: name`; never its value. */
     settings: z.array(z.string()),
+    readFrom: readFromSchema,
     ...restoredRolesSchema,
   });
 }
@@ -193,6 +195,7 @@ export function restoreReport(state: unknown, finishedAt: string) {
     `${plan.targetDatabase} restored on ${plan.target} from a backup of ${plan.database} in ${totalSeconds} s`,
     `As of ${plan.archives.map((a) => a.window.until).join(', ')}`,
     `Backup: ${plan.archives.map((a) => `${a.key} (restore test: ${a.restoreTest})`).join(', ')}`,
+    describeReadFrom(database.readFrom, plan.archives.map((a) => a.key).join(', ')),
     describeRestoredDatabase(database),
     `Rows per table:\n${rows.map((r) => `  ${r}`).join('\n')}`,
     ...(plan.overProduction
@@ -209,6 +212,7 @@ export function restoreReport(state: unknown, finishedAt: string) {
     restored: plan.targetDatabase,
     from: plan.archives.map((a) => ({ kind: a.kind, key: a.key, window: a.window })),
     replacedDatabase: plan.overProduction ? plan.replacedDatabase : null,
+    readFrom: database.readFrom,
     database,
     safetyDump: plan.safetyDump?.archiveKey ?? null,
     rows,
@@ -225,7 +229,7 @@ export function restoreReport(state: unknown, finishedAt: string) {
 function finishedFilesRestoreSchema() {
   return z.object({
     [FILES_RESULT.plan]: filesRestorePlanSchema,
-    [FILES_RESULT.restore]: commandStateSchema,
+    [FILES_RESULT.restore]: z.extend(commandStateSchema, { result: z.object({ readFrom: readFromSchema }) }),
     [FILES_RESULT.after]: commandStateSchema,
   });
 }
@@ -245,6 +249,7 @@ function filesRestoreReport(s: z.infer<ReturnType<typeof finishedFilesRestoreSch
   ];
   const summary = [
     `${plan.kind} files restored on ${plan.target} from ${plan.archive.key} (taken ${plan.archive.takenAt}) in ${totalSeconds} s`,
+    describeReadFrom(s.restore.result.readFrom, plan.archive.key),
     `Paths: ${plan.paths.join(', ')}`,
     `The files as they were before are kept on the host in ${plan.asidePath}.`,
     `Checks passed: ${checks.join('; ')}`,
@@ -253,6 +258,7 @@ function filesRestoreReport(s: z.infer<ReturnType<typeof finishedFilesRestoreSch
   return {
     restored: `${plan.kind} files on ${plan.target}`,
     from: [{ kind: plan.kind, key: plan.archive.key, takenAt: plan.archive.takenAt }],
+    readFrom: s.restore.result.readFrom,
     paths: plan.paths,
     keptAside: plan.asidePath,
     checks,
