@@ -51,6 +51,8 @@ export interface LocalEnvironmentOptions {
   s3Endpoint?: string | undefined;
   /** CA certificate (PEM) of an external `s3Endpoint` over TLS with a private CA. */
   s3CaBundle?: string | undefined;
+  /** With `s3Endpoint`: the bucket it replicates `bucket` to, the vault (a running stack's local S3: `<bucket>-vault`). */
+  s3VaultBucket?: string | undefined;
   bucket?: string;
   /** Sample data size when the cluster is first made (1 ≈ a few MB). */
   seedScale?: number;
@@ -258,7 +260,11 @@ export async function startLocalEnvironment(options: LocalEnvironmentOptions): P
       pgbackrest = externalPgbackrest(external, pgData, dataDir, s3.caFile);
 
     Object.assign(process.env, LOCAL_S3_CREDENTIALS);
-    const vaultBucket = options.s3Endpoint || options.vault === false ? undefined : vaultBucketOf(bucket);
+    const vaultBucket = options.s3Endpoint
+      ? options.s3VaultBucket
+      : options.vault === false
+        ? undefined
+        : vaultBucketOf(bucket);
     const functionEnv = localFunctionEnv(options, {
       bucket,
       vaultBucket,

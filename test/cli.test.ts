@@ -278,6 +278,11 @@ describe('npm run local -- up, down, reset', () => {
     // Still running after the run.
     expect(alive(s3Process.pid)).toBe(true);
     expect(psqlWith(info.databaseUrl, 'SELECT answer FROM kept_across_runs').out).toBe('42');
+    // The running stack's local S3 replicates to its vault: a restore plans from the vault's catalog.
+    const vaultInput = { database: 'kennel_prod', targetDatabase: 'kennel_v', source: 'vault', dryRun: true };
+    const fromVault = await cli(['start', 'database-restore', '--input', JSON.stringify(vaultInput)], env);
+    expect(fromVault.code, fromVault.stderr).toBe(0);
+    expect(fromVault.stdout + fromVault.stderr).not.toContain('This deployment has no vault');
 
     const down = await cli(['down'], env);
     expect(down.stderr).toContain(`Stopped PostgreSQL and the local S3 (pid ${s3Process.pid}).`);
