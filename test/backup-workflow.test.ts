@@ -468,6 +468,16 @@ describe('row counts taken from the archive', () => {
       const dump = zstdDecompressSync(await getBytes(world.s3, world.env.bucket, fullManifest.archive.key));
       expect(dump.toString('utf8')).toContain('CREATE TABLE public.audit_logs');
       expect(dump.toString('utf8')).not.toContain('COPY public.audit_logs');
+      // It has no public.session_logs: the manifest, and so a restore, names only the log table it has.
+      expect(fullManifest.excludedTables).toEqual([{ schema: 'public', name: 'audit_logs' }]);
+      const restore = await runIn(world, {
+        workflow: 'database-restore',
+        input: { database: 'kennel_odd', targetDatabase: 'kennel_odd_restored', dryRun: true },
+      });
+      expect(restore.record.status, restore.record.cause).toBe('SUCCEEDED');
+      const tables = JSON.stringify(restore.record.output);
+      expect(tables).toContain('public.audit_logs');
+      expect(tables).not.toContain('session_logs');
     } finally {
       world.sql('postgres', 'DROP DATABASE kennel_odd WITH (FORCE)');
     }

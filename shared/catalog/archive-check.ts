@@ -280,7 +280,8 @@ async function claimOf(
   const { plan } = request;
   if ('database' in plan) {
     const facts = factsOf(databaseFactsSchema, request.facts, plan);
-    const excluded = excludedTables(plan.kind);
+    // Only the log tables the database has: a restore lists none it lacks.
+    const excluded = excludedTables(plan.kind).filter((_, i) => facts.excludedPresent?.includes(i) ?? true);
     return (verdict, contents) =>
       databaseManifestOf(plan, facts, excluded, verdict, verdict.state === 'verified' ? contents : undefined);
   }
