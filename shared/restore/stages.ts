@@ -10,6 +10,7 @@ import {
 } from '../core/errors.ts';
 import { qualifiedName } from '../core/identifiers.ts';
 import * as z from '../core/schema.ts';
+import { counted } from '../core/words.ts';
 import { commandStateSchema } from '../host/command-stage.ts';
 import { leftoversOfState } from './alert.ts';
 import { dropDatabase, rowProblems, someOf } from './check.ts';
@@ -17,7 +18,7 @@ import { cleanupPlanSchema, stoppedExecutionSchema } from './cleanup.ts';
 import { type RestorePlan, restorePlanSchema } from './database-schemas.ts';
 import { filesRestorePlanSchema } from './files-plan.ts';
 import { describeRoles, restoredRolesSchema } from './missing-roles.ts';
-import { carriedSchema, describeRowSources } from './row-sources.ts';
+import { type Carried, carriedSchema, describeRowSources } from './row-sources.ts';
 import { describeReadFrom, readFromSchema } from './source.ts';
 
 /** The stages of a restore that run in Lambda: the check of the staging database and the record of a finished restore. */
@@ -76,7 +77,7 @@ export async function checkRestore(
  */
 function presentTables(manifest: DatabaseManifest): string {
   const rows = manifest.tables.reduce((sum, t) => sum + t.rows, 0);
-  const present = `all ${manifest.tables.length} tables of the dump are present with exactly the row counts of the ${manifest.kind} dump (${rows} rows)`;
+  const present = `all ${manifest.tables.length} tables of the dump are present with exactly the row counts of the ${manifest.kind} dump (${counted(rows, 'row')})`;
   const leftOut = manifest.excludedTables;
   if (leftOut.length === 0) return present;
   return `${present}; a ${manifest.kind} dump leaves out the rows of ${someOf(leftOut.map(qualifiedName))} by design`;
@@ -127,6 +128,13 @@ function finishedRestoreSchema() {
     [RESULT.pruneFailed]: z.optional(caughtErrorSchema),
   });
 }
+
+/** The tables carried over and their rows, as a summary says them. */
+const carriedCounts = (carried: Carried) =>
+  `${counted(carried.tables.filter((t) => t.present).length, 'table')}, ${counted(
+    carried.tables.reduce((n, t) => n + (t.rows ?? 0), 0),
+    'row',
+  )}`;
 
 const seconds = (from: string, to: string | undefined) =>
   to === undefined ? null : Math.round((Date.parse(to) - Date.parse(from)) / 100) / 10;
@@ -185,7 +193,7 @@ export function restoreReport(state: unknown, finishedAt: string) {
       : []),
     ...(carried
       ? [
-          `the log tables' rows carried over from ${plan.targetDatabase} with the application stopped, each table's count checked (${carried.tables.filter((t) => t.present).length} tables, ${carried.tables.reduce((n, t) => n + (t.rows ?? 0), 0)} rows)`,
+          `the log tables' rows carried over from ${plan.targetDatabase} with the application stopped, each table's count checked (${carriedCounts(carried)})`,
         ]
       : []),
   ];
@@ -243,7 +251,7 @@ function filesRestoreReport(s: z.infer<ReturnType<typeof finishedFilesRestoreSch
   const totalSeconds = seconds(plan.startedAt, finishedAt);
   const checks = [
     "the tarball's sha256 matched its verified manifest before use",
-    `the tarball listed completely: ${plan.archive.entries} entries, as its manifest says`,
+    `the tarball listed completely: ${counted(plan.archive.entries, 'entry', 'entries')}, as its manifest says`,
     `the files before the restore were archived to ${plan.asidePath} before anything was extracted`,
     `${plan.afterCommands.length} command(s) after the restore succeeded`,
   ];
