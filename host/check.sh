@@ -6,7 +6,8 @@
 #              "databases": [{"name", "reachable", "error"}],
 #              "role": {"name", "superuser", "createdb", "createrole", "memberOf": [...],
 #                       "switchWal", "owners": [{"database", "owner", "member"}]} | null,
-#              "settings": [{"name", "setting", "pendingRestart"}],
+#              "settings": [{"name", "setting", "pendingRestart", "pendingSetting" (what a
+#                           restart would make it; null if unknown or none waits)}],
 #              "pgbackrest": {"config": "current"|"missing"|"differs", "check": "passed"|"failed"|"skipped", "error"} | null,
 #              "s3": {"put": "ok"|<error>, "delete": "ok"|<error>|"skipped", "key"},
 #              "unlogged": [[database, schema, name, kind]], "unloggedCount": N}
@@ -75,8 +76,15 @@ SQL
   if [[ -n $KB_SETTINGS ]]; then
     settings=$(
       pg_sql "$reachable" -v names="$KB_SETTINGS" <<'SQL'
-SELECT coalesce(json_agg(json_build_object('name', name, 'setting', setting, 'pendingRestart', pending_restart) ORDER BY name), '[]')
-FROM pg_settings WHERE name = ANY (string_to_array(:'names', ' '));
+-- The value a restart would give a setting that waits for one: the last line
+-- setting it in the configuration files (ALTER SYSTEM's included), else its
+-- built-in default. pg_file_settings is superusers' unless granted: null then.
+SELECT CASE WHEN has_table_privilege('pg_catalog.pg_file_settings', 'SELECT')
+            THEN 'coalesce((SELECT f.setting FROM pg_file_settings f WHERE f.name = s.name ORDER BY f.seqno DESC LIMIT 1), s.boot_val)'
+            ELSE 'NULL' END AS pending \gset
+SELECT coalesce(json_agg(json_build_object('name', s.name, 'setting', s.setting, 'pendingRestart', s.pending_restart,
+                                           'pendingSetting', CASE WHEN s.pending_restart THEN :pending END) ORDER BY s.name), '[]')
+FROM pg_settings s WHERE s.name = ANY (string_to_array(:'names', ' '));
 SQL
     )
   fi

@@ -23,10 +23,23 @@ pg() {
 # without it). One python3 process with boto3 (host/s3-put.py, rendered into the
 # script as S3_PUT_PY by shared/host/shell.ts) sends it as one PutObject or a
 # multipart upload of parts of 8 MiB, doubled until 10,000 parts (S3's most)
-# hold EXPECTED-BYTES, an upper bound, when given. A refused upload is aborted,
-# says so, and writes nothing.
-s3_put() { # s3_put KEY CONTENT-TYPE [EXPECTED-BYTES] < body
-  python3 -c "${S3_PUT_PY:?s3_put: the uploader (S3_PUT_PY) is rendered into the uploading scripts only: add this one to UPLOADING_SCRIPTS in shared/host/shell.ts}" "$KB_BUCKET" "$1" "$2" "${3:-}" "${KB_S3_ENDPOINT_URL:-}"
+# hold EXPECTED-BYTES, an upper bound, when given. The object is created only
+# if each STATUS-FILE (written by `stage` as a stage feeding stdin ends) says 0:
+# otherwise, as when S3 refuses it, the upload is aborted, says so, and writes
+# nothing. Without them, the end of stdin completes the upload.
+s3_put() { # s3_put KEY CONTENT-TYPE [EXPECTED-BYTES [STATUS-FILE...]] < body
+  python3 -c "${S3_PUT_PY:?s3_put: the uploader (S3_PUT_PY) is rendered into the uploading scripts only: add this one to UPLOADING_SCRIPTS in shared/host/shell.ts}" "$KB_BUCKET" "$1" "$2" "${3:-}" "${KB_S3_ENDPOINT_URL:-}" "${@:4}"
+}
+
+# Runs one stage of a pipeline that feeds s3_put and writes its exit status to
+# STATUS-FILE as it ends: before its output closes, so the file is complete when
+# the next stage, and at last the uploader, reads the end of its input. The
+# pipeline's end alone cannot tell a whole archive from a dump cut short.
+stage() { # stage STATUS-FILE COMMAND [ARG...]
+  local status=0
+  "${@:2}" || status=$?
+  echo "$status" >"$1"
+  return "$status"
 }
 
 # Fails, saying what to install, unless s3_put can run: a backup checks this
@@ -38,12 +51,24 @@ s3_put_ready() {
   fi
 }
 
+# Fails, saying what to install, unless the compressor KB_COMPRESS runs is on
+# this host's PATH: a backup checks this before it starts, as s3_put_ready.
+compress_ready() {
+  local program=${KB_COMPRESS%% *}
+  if ! command -v "$program" >/dev/null; then
+    echo "compressing: $program (from \"$KB_COMPRESS\"), with which backups are compressed, is not on this host's PATH ($PATH): install it (Debian: apt-get install $program), then run this again; nothing was written" >&2
+    return 1
+  fi
+}
+
 # Stores the archive on stdin in one pass: the host's copy at PATH and the object
 # KEY in S3 (s3_put; EXPECTED-BYTES as there, or empty); prints its sha256 (hex),
 # taken from the same bytes as they pass, so the copy is not read a second time.
-# Fails when any of the three fails. It runs where errexit does not (a
-# pipeline's `|| …`), so it checks each step itself. WORK-DIR holds a FIFO.
-store_archive() { # store_archive PATH KEY EXPECTED-BYTES WORK-DIR < archive > sha256
+# Fails when any of the three fails. The object is created only if the stages
+# that fed stdin succeeded, as their STATUS-FILEs (`stage`) say. It runs where
+# errexit does not (a pipeline's `|| …`), so it checks each step itself.
+# WORK-DIR holds a FIFO.
+store_archive() { # store_archive PATH KEY EXPECTED-BYTES WORK-DIR [STATUS-FILE...] < archive > sha256
   local fifo=$4/sha256.fifo sum=$4/sha256.out sum_pid line
   rm -f "$fifo"
   mkfifo "$fifo" || return 1
@@ -51,7 +76,7 @@ store_archive() { # store_archive PATH KEY EXPECTED-BYTES WORK-DIR < archive > s
   # kill should tee never open the FIFO: it would wait there forever.
   sha256_hex <"$fifo" >"$sum" &
   sum_pid=$!
-  if ! tee "$1" "$fifo" | s3_put "$2" application/octet-stream "$3"; then
+  if ! stage "$4/copy.status" tee "$1" "$fifo" | s3_put "$2" application/octet-stream "$3" "${@:5}" "$4/copy.status"; then
     kill "$sum_pid" 2>/dev/null
     wait "$sum_pid" 2>/dev/null
     return 1
@@ -188,13 +213,15 @@ SQL
 # Prints the path of an intact copy of an archive: the host's own copy when its
 # sha256 is the one verified for the object in S3, otherwise the object fetched
 # into DIR (the host then needs read access to the prefix), which must have that
-# sha256 too. So a restore uses exactly the bytes stored off-site. The version
-# fetched is the one KB_ARCHIVE_VERSIONS names for KEY (lines "KEY VERSION-ID",
+# sha256 too. So a restore uses exactly the bytes stored off-site. A restore from
+# the vault (KB_SOURCE=vault, KB_BUCKET the vault) always fetches: that it reads
+# the vault is what proves the vault holds the backup. The version fetched is
+# the one KB_ARCHIVE_VERSIONS names for KEY (lines "KEY VERSION-ID",
 # shared/host/scripts.ts archiveVersionLines): the one its backup wrote, as the
 # record of its creation says, so a version put over it later is never used.
 intact_copy() { # intact_copy LOCAL-PATH SHA256 KEY DIR
   local path=$1 actual version='' key
-  if [[ -f $path && $(sha256_hex <"$path") == "$2" ]]; then
+  if [[ ${KB_SOURCE:-primary} != vault && -f $path && $(sha256_hex <"$path") == "$2" ]]; then
     printf '%s\n' "$path"
     return 0
   fi
@@ -202,7 +229,11 @@ intact_copy() { # intact_copy LOCAL-PATH SHA256 KEY DIR
     if [[ $key == "$3" ]]; then break; fi
     version=''
   done <<<"${KB_ARCHIVE_VERSIONS:-}"
-  echo "no intact copy at $1; fetching s3://$KB_BUCKET/$3${version:+ (version $version, the one its backup wrote)}" >&2
+  if [[ ${KB_SOURCE:-primary} == vault ]]; then
+    echo "restoring from the vault: fetching s3://$KB_BUCKET/$3${version:+ (version $version, the one its backup wrote)}, not the host's copy" >&2
+  else
+    echo "no intact copy at $1; fetching s3://$KB_BUCKET/$3${version:+ (version $version, the one its backup wrote)}" >&2
+  fi
   path=$4/${3##*/}
   s3_get "$3" "$version" >"$path" || return 1
   actual=$(sha256_hex <"$path")
@@ -211,6 +242,12 @@ intact_copy() { # intact_copy LOCAL-PATH SHA256 KEY DIR
     return 1
   fi
   printf '%s\n' "$path"
+}
+
+# Where intact_copy's copy came from, for the restore's report: host (the host's
+# own copy at LOCAL-PATH), primary (the backup bucket) or vault.
+copy_source() { # copy_source COPY-PATH LOCAL-PATH
+  if [[ $1 == "$2" ]]; then echo host; else echo "${KB_SOURCE:-primary}"; fi
 }
 
 # tar's options that leave EXCLUDES (space-separated; shared/core/identifiers.ts

@@ -5,7 +5,8 @@
 #   safety:  pg_dump of everything, taken by a restore before it replaces a database
 # It ends by printing one result line of the facts only the host knows; the
 # workflow's VerifyArchive stage reads the archive and writes its manifest:
-#   KB-RESULT {"size": N, "sha256": "…", "startedAt": "…", "finishedAt": "…", "until": "…", "serverVersion": "…"}
+#   KB-RESULT {"size": N, "sha256": "…", "startedAt": "…", "finishedAt": "…", "until": "…", "serverVersion": "…",
+#              "excludedPresent": [N, …] (which of KB_EXCLUDE_TABLES the database has, by index from 0)}
 #
 # Parameters are prepended as shell assignments by shared/host/shell.ts:
 #   KB_KIND KB_DATABASE KB_EXCLUDE_TABLES (pg_dump patterns, one a line, each naming
@@ -35,6 +36,7 @@ cleanup() {
 }
 trap cleanup EXIT
 s3_put_ready
+compress_ready
 
 # One transaction holds a snapshot open and pg_dump reads it, so
 # the archive holds the database as of one instant even while the application
@@ -144,6 +146,9 @@ $properties_sql
 \\warn KB::properties" >"$work/properties"
 
 exclude=()
+# Which of KB_EXCLUDE_TABLES this database has (their indices, from 0): only
+# those are left out, and the manifest names only those.
+excluded_present='[]'
 # The log tables' definitions stay in a full dump; their rows are left out
 # (their copies are the physical backups and WAL, and the monthly dump).
 if [[ -n $KB_EXCLUDE_TABLES ]]; then
@@ -154,19 +159,21 @@ if [[ -n $KB_EXCLUDE_TABLES ]]; then
   # are SQL's quoted names as well; they and the answer travel as base64 of UTF-8.
   descendants_sql=$(cat <<'SQL'
 WITH RECURSIVE logs AS (
-  SELECT to_regclass(p) AS oid FROM unnest(string_to_array(rtrim(convert_from(decode(:'logs', 'base64'), 'UTF8'), E'\n'), E'\n')) p
+  SELECT to_regclass(p) AS oid, pos FROM unnest(string_to_array(rtrim(convert_from(decode(:'logs', 'base64'), 'UTF8'), E'\n'), E'\n')) WITH ORDINALITY u (p, pos)
 ), tree AS (
   SELECT i.inhrelid AS oid FROM pg_inherits i JOIN logs l ON i.inhparent = l.oid
   UNION SELECT i.inhrelid FROM pg_inherits i JOIN tree t ON i.inhparent = t.oid)
 SELECT translate(encode(convert_to(coalesce(string_agg(
-         format('"%s"."%s"', replace(n.nspname, '"', '""'), replace(c.relname, '"', '""')), E'\n'), ''), 'UTF8'), 'base64'), E'\n', '') AS descendants
+         format('"%s"."%s"', replace(n.nspname, '"', '""'), replace(c.relname, '"', '""')), E'\n'), ''), 'UTF8'), 'base64'), E'\n', '') AS descendants,
+       (SELECT '[' || coalesce(string_agg((pos - 1)::text, ',' ORDER BY pos), '') || ']' FROM logs WHERE oid IS NOT NULL) AS present
 FROM tree JOIN pg_class c ON c.oid = tree.oid JOIN pg_namespace n ON n.oid = c.relnamespace \gset
 SQL
   )
   session "\\set logs $(printf '%s\n' "${patterns[@]}" | base64 -w0)
 $descendants_sql
-\\warn KB::descendants" >"$work/descendants.base64"
-  base64 -d <"$work/descendants.base64" >"$work/descendants"
+\\warn KB::present :descendants" >"$work/descendants.line"
+  read -r excluded_present descendants_base64 <"$work/descendants.line"
+  base64 -d <<<"${descendants_base64:-}" >"$work/descendants"
   mapfile -t descendants <"$work/descendants"
   for pattern in "${patterns[@]}" "${descendants[@]}"; do exclude+=("--exclude-table-data=$pattern"); done
 fi
@@ -182,12 +189,15 @@ if [[ $server_encoding != SQL_ASCII ]]; then encoding=(--encoding=UTF8); fi
 expected_size=$((2 * database_size))
 # Dump, compress, keep the local copy, stream to S3 and take the sha256 in one
 # pass: no temporary file beyond the local copy the source document keeps anyway.
-{
-  printf -- '-- kennel-backup database-properties %s %s\n' "$properties_bytes" "$(<"$work/properties")"
-  pg pg_dump --no-password --format=plain --snapshot="$snapshot" "${encoding[@]}" "${exclude[@]}" -d "$KB_DATABASE" 2>"$work/dump.err"
-} \
-  | $KB_COMPRESS \
-  | store_archive "$partial" "$KB_ARCHIVE_KEY" "$expected_size" "$work" >"$work/sha256" \
+# Each stage records its status (`stage`): the object is created only if all succeeded.
+dump() {
+  printf -- '-- kennel-backup database-properties %s %s\n' "$properties_bytes" "$(<"$work/properties")" \
+    && pg pg_dump --no-password --format=plain --snapshot="$snapshot" "${encoding[@]}" "${exclude[@]}" -d "$KB_DATABASE" 2>"$work/dump.err"
+}
+# shellcheck disable=SC2086 # KB_COMPRESS is a command and its options
+stage "$work/dump.status" dump \
+  | stage "$work/compress.status" $KB_COMPRESS \
+  | store_archive "$partial" "$KB_ARCHIVE_KEY" "$expected_size" "$work" "$work/dump.status" "$work/compress.status" >"$work/sha256" \
   || { cat "$work/dump.err" >&2; exit 1; }
 
 printf 'COMMIT;\n' >&"$to_session"
@@ -202,5 +212,5 @@ finished_at=$(utc_now)
 
 echo "database-backup: $KB_KIND of $KB_DATABASE -> s3://$KB_BUCKET/$KB_ARCHIVE_KEY ($size bytes, sha256 $sha256)"
 # Every value passed a strict pattern or came from date, stat, sha256_hex or PostgreSQL: nothing to escape.
-printf 'KB-RESULT {"size": %s, "sha256": "%s", "startedAt": "%s", "finishedAt": "%s", "until": "%s", "serverVersion": "%s"}\n' \
-  "$size" "$sha256" "$started_at" "$finished_at" "$until" "$server_version"
+printf 'KB-RESULT {"size": %s, "sha256": "%s", "startedAt": "%s", "finishedAt": "%s", "until": "%s", "serverVersion": "%s", "excludedPresent": %s}\n' \
+  "$size" "$sha256" "$started_at" "$finished_at" "$until" "$server_version" "$excluded_present"

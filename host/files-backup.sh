@@ -26,6 +26,7 @@ cleanup() {
 }
 trap cleanup EXIT
 s3_put_ready
+compress_ready
 
 # The plan named paths under the kind's roots (KB_ROOTS, from config); none may
 # lead out of them through a symbolic link on the way (tar opens the path as the
@@ -59,10 +60,12 @@ fi
 mapfile -t exclude < <(tar_excludes "$KB_EXCLUDES" "${present[@]}")
 
 # --index-file takes the verbose listing, one line per entry, away from the data.
-tar --create --file=- --directory=/ --verbose --index-file="$work/index" "${exclude[@]}" -- "${present[@]}" \
+# Each stage records its status (`stage`): the object is created only if all succeeded.
+# shellcheck disable=SC2086 # KB_COMPRESS is a command and its options
+stage "$work/tar.status" tar --create --file=- --directory=/ --verbose --index-file="$work/index" "${exclude[@]}" -- "${present[@]}" \
   2>"$work/tar.err" \
-  | $KB_COMPRESS \
-  | store_archive "$partial" "$KB_ARCHIVE_KEY" '' "$work" >"$work/sha256" \
+  | stage "$work/compress.status" $KB_COMPRESS \
+  | store_archive "$partial" "$KB_ARCHIVE_KEY" '' "$work" "$work/tar.status" "$work/compress.status" >"$work/sha256" \
   || { cat "$work/tar.err" >&2; exit 1; }
 
 size=$(stat -c %s "$partial")

@@ -7,7 +7,11 @@
 #
 # Parameters: KB_ARCHIVE_KEY KB_SHA256 KB_LOCAL_PATH KB_DECOMPRESS KB_COMPRESS
 #   KB_ENTRIES (the tarball's entry count in its manifest) KB_PATHS KB_EXCLUDES
-#   (space-separated) KB_ASIDE KB_BUCKET KB_S3_ENDPOINT_URL
+#   (space-separated) KB_ASIDE KB_BUCKET KB_S3_ENDPOINT_URL KB_SOURCE (primary|vault:
+#   intact_copy)
+# It ends by printing where the tarball's bytes came from (the host's copy, the
+# backup bucket or the vault):
+#   KB-RESULT {"readFrom": "host|primary|vault"}
 
 work=$(work_dir)
 extracting=
@@ -23,6 +27,7 @@ cleanup() {
 trap cleanup EXIT
 
 archive=$(intact_copy "$KB_LOCAL_PATH" "$KB_SHA256" "$KB_ARCHIVE_KEY" "$work")
+read_from=$(copy_source "$archive" "$KB_LOCAL_PATH")
 $KB_DECOMPRESS <"$archive" | tar -t -f - >"$work/entries"
 entries=$(wc -l <"$work/entries")
 if ((entries != KB_ENTRIES)); then
@@ -47,3 +52,4 @@ extracting=1
 $KB_DECOMPRESS <"$archive" | tar -x -C / -f -
 extracting=
 echo "files-restore: extracted $entries entries of $KB_ARCHIVE_KEY in place"
+printf 'KB-RESULT {"readFrom": "%s"}\n' "$read_from"

@@ -20,11 +20,12 @@
 # It ends by printing what it did:
 #   KB-RESULT {"encoding", "collate", "ctype", "localeProvider", "icuLocale", "owner",
 #              "settings": ["name" or "role: name", ...], "createdRoles": [...],
-#              "omittedRoles": [...], "omittedOwners": [...]}
-# ("owner" is the new database's, the objects of omittedOwners now its).
+#              "omittedRoles": [...], "omittedOwners": [...], "readFrom": "host|primary|vault"}
+# ("owner" is the new database's, the objects of omittedOwners now its; readFrom
+# where the dump's bytes came from: the host's copy, the backup bucket or the vault).
 #
 # Parameters: KB_PG_MODE KB_COMPOSE_FILE KB_COMPOSE_SERVICE KB_INTO KB_BUCKET
-#   KB_S3_ENDPOINT_URL
+#   KB_S3_ENDPOINT_URL KB_SOURCE (primary|vault: intact_copy)
 #   KB_ARCHIVES     the dump, one line: KEY SHA256 LOCAL-PATH DECOMPRESS-COMMAND
 #   KB_ABSENT       a database that must not exist (a restore's final name), or empty
 #   KB_MISSING_ROLES  create | omit
@@ -79,6 +80,7 @@ if [[ -z $decompress || $KB_ARCHIVES == *$'\n'* ]]; then
   exit 2
 fi
 archive=$(intact_copy "$local_path" "$sha256" "$key" "$work")
+read_from=$(copy_source "$archive" "$local_path")
 
 # The properties line: `-- kennel-backup database-properties <UTF8|SQL_ASCII> <base64 JSON>`
 # (the JSON's bytes are UTF-8, or as they are in the database for SQL_ASCII).
@@ -286,12 +288,13 @@ SELECT json_build_object(
   'localeProvider', p->'localeProvider', 'icuLocale', p->'icuLocale', 'owner', pg_get_userbyid(d.datdba),
   'settings', (SELECT coalesce(json_agg(coalesce((s->>'role') || ': ', '') || split_part(s->>'setting', '=', 1)), '[]')
                FROM jsonb_array_elements(p->'settings') s WHERE NOT :'omitted'::jsonb ? coalesce(s->>'role', '')),
+  'readFrom', :'read_from',
   'createdRoles', :'created'::jsonb,
   'omittedRoles', :'omitted'::jsonb,
   'omittedOwners', (SELECT coalesce(json_agg(r->>'name' ORDER BY r->>'name'), '[]') FROM jsonb_array_elements(p->'roles') r
                     WHERE (r->>'owns')::boolean AND :'omitted'::jsonb ? (r->>'name')))
 FROM (SELECT :'p'::jsonb AS p) properties, pg_database d WHERE d.datname = current_database()
 SQL
-} | pg_sql "$KB_INTO" -v created="$created_roles" -v omitted="$omitted_roles" >"$work/result"
+} | pg_sql "$KB_INTO" -v created="$created_roles" -v omitted="$omitted_roles" -v read_from="$read_from" >"$work/result"
 echo "restore-archive: restored $(basename "$archive") into $KB_INTO"
 printf 'KB-RESULT %s\n' "$(cat "$work/result")"

@@ -49,13 +49,10 @@ export interface LocalEnvironmentOptions {
   /** With `databaseUrl`: that cluster's data directory on this machine, for the physical kinds. */
   pgData?: string | undefined;
   s3Endpoint?: string | undefined;
-  /**
-   * `s3Endpoint` is this state directory's own local S3, left running by `up`:
-   * it replicates to the vault as when started here, so the vault stays configured.
-   */
-  runningLocalS3?: boolean;
   /** CA certificate (PEM) of an external `s3Endpoint` over TLS with a private CA. */
   s3CaBundle?: string | undefined;
+  /** With `s3Endpoint`: the bucket it replicates `bucket` to, the vault (a running stack's local S3: `<bucket>-vault`). */
+  s3VaultBucket?: string | undefined;
   bucket?: string;
   /** Sample data size when the cluster is first made (1 ≈ a few MB). */
   seedScale?: number;
@@ -263,8 +260,11 @@ export async function startLocalEnvironment(options: LocalEnvironmentOptions): P
       pgbackrest = externalPgbackrest(external, pgData, dataDir, s3.caFile);
 
     Object.assign(process.env, LOCAL_S3_CREDENTIALS);
-    const externalS3 = options.s3Endpoint && !options.runningLocalS3;
-    const vaultBucket = externalS3 || options.vault === false ? undefined : vaultBucketOf(bucket);
+    const vaultBucket = options.s3Endpoint
+      ? options.s3VaultBucket
+      : options.vault === false
+        ? undefined
+        : vaultBucketOf(bucket);
     const functionEnv = localFunctionEnv(options, {
       bucket,
       vaultBucket,

@@ -21,7 +21,8 @@ const STATE_FILE = 'stack.json';
 const PASSFILE = 'pgpass';
 
 interface StackState {
-  s3: { pid: number; endpoint: string; caFile: string };
+  /** The local S3; `vaultBucket`, where it replicates the bucket to (absent in a stack older than it: no vault). */
+  s3: { pid: number; endpoint: string; caFile: string; vaultBucket?: string | undefined };
   /** The local cluster's postmaster (pg_ctl runs it; `down` stops it with pg_ctl); null for DATABASE_URL. */
   postgres: { pid: number; port: number; pgData: string } | null;
   startedAt: string;
@@ -54,7 +55,12 @@ export function runningStack(dataDir: string): StackState | undefined {
 /** The options that make startLocalEnvironment use a running stack's S3 rather than start one. */
 function onRunning(options: LocalEnvironmentOptions, state: StackState | undefined): LocalEnvironmentOptions {
   return state && !options.s3Endpoint
-    ? { ...options, s3Endpoint: state.s3.endpoint, s3CaBundle: state.s3.caFile, runningLocalS3: true }
+    ? {
+        ...options,
+        s3Endpoint: state.s3.endpoint,
+        s3CaBundle: state.s3.caFile,
+        s3VaultBucket: state.s3.vaultBucket,
+      }
     : options;
 }
 
@@ -86,6 +92,7 @@ export async function upLocalStack(options: LocalEnvironmentOptions): Promise<St
       pid: environment.s3Pid,
       endpoint: environment.s3Endpoint,
       caFile: environment.s3CaFile,
+      vaultBucket: environment.vaultBucket,
     },
     postgres:
       options.databaseUrl || !pgData

@@ -12,6 +12,7 @@ import {
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { zstdDecompressSync } from 'node:zlib';
+import { ListObjectsV2Command } from '@aws-sdk/client-s3';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { psql } from '../local/environment.ts';
@@ -289,6 +290,63 @@ describe('every failure ends in an alert and a failed execution, with nothing ma
     expect(run.host.sent).toEqual([]);
   });
 
+  /** The archive a run planned: not in S3, and none of its parts left in an unfinished upload. */
+  async function expectNoArchive(run: Awaited<ReturnType<typeof runIn>>) {
+    const key = JSON.stringify(run.record.events).match(/"archiveKey":"([^"]+)"/)?.[1] ?? '';
+    expect(key).toMatch(/^database\/full\/local\/kennel_prod\/.+\.sql\.zst$/);
+    const listed = await world.s3.send(new ListObjectsV2Command({ Bucket: world.env.bucket, Prefix: key }));
+    expect(listed.Contents ?? []).toEqual([]);
+    // s3rver keeps an unfinished multipart upload's parts in a folder of its own (it lists none).
+    const uploads = join(world.env.paths.hostRoot, '..', '..', 's3', world.env.bucket, '._S3rver_uploads');
+    expect(existsSync(uploads) ? readdirSync(uploads) : []).toEqual([]);
+  }
+
+  it('a pg_dump killed after several parts were uploaded: no object, no part left', async () => {
+    const before = localFiles();
+    const bin = mkdtempSync(join(tmpdir(), 'kennel-backup-killed-dump-'));
+    const real = spawnSync('sh', ['-c', 'command -v pg_dump'], {
+      encoding: 'utf8',
+      env: { PATH: world.env.hostEnv.PATH },
+    }).stdout.trim();
+    // The whole dump, then 20 MiB that zstd cannot shrink (parts of 8 MiB), then SIGKILL.
+    writeFileSync(
+      join(bin, 'pg_dump'),
+      `#!/bin/bash\n${JSON.stringify(real)} "$@" || exit\nhead -c 20971520 /dev/urandom\nkill -9 $$\n`,
+      { mode: 0o755 },
+    );
+    try {
+      const run = await runIn(world, {
+        input: { database: 'kennel_prod' },
+        hostEnv: { PATH: `${bin}:${world.env.hostEnv.PATH}` },
+      });
+      await expectFailure(run, 'CheckDump', 'HostCommandFailedError');
+      expect(run.alerts[0]?.cause).toContain(
+        'a stage feeding it failed: dump (status 137); nothing was written',
+      );
+      await expectNoArchive(run);
+      expect(localFiles()).toEqual(before);
+    } finally {
+      rmSync(bin, { recursive: true, force: true });
+    }
+  });
+
+  it('a table the role cannot read: pg_dump stops before the first part, and no object is made', async () => {
+    const password = world.env.postgres.password.replaceAll("'", "''");
+    world.sql('postgres', `CREATE ROLE kb_cannot_read LOGIN PASSWORD '${password}'`);
+    try {
+      const run = await runIn(world, {
+        input: { database: 'kennel_prod' },
+        hostEnv: { PGUSER: 'kb_cannot_read' },
+      });
+      await expectFailure(run, 'CheckDump', 'HostCommandFailedError');
+      expect(run.alerts[0]?.cause).toContain('permission denied for table');
+      expect(run.alerts[0]?.cause).toMatch(/a stage feeding it failed: dump \(status 1\)/);
+      await expectNoArchive(run);
+    } finally {
+      world.sql('postgres', 'DROP ROLE kb_cannot_read');
+    }
+  });
+
   it('an S3 the host cannot write to', async () => {
     const before = localFiles();
     // The dump alone (a named database plans no pgBackRest run, which would fail as well).
@@ -410,6 +468,16 @@ describe('row counts taken from the archive', () => {
       const dump = zstdDecompressSync(await getBytes(world.s3, world.env.bucket, fullManifest.archive.key));
       expect(dump.toString('utf8')).toContain('CREATE TABLE public.audit_logs');
       expect(dump.toString('utf8')).not.toContain('COPY public.audit_logs');
+      // It has no public.session_logs: the manifest, and so a restore, names only the log table it has.
+      expect(fullManifest.excludedTables).toEqual([{ schema: 'public', name: 'audit_logs' }]);
+      const restore = await runIn(world, {
+        workflow: 'database-restore',
+        input: { database: 'kennel_odd', targetDatabase: 'kennel_odd_restored', dryRun: true },
+      });
+      expect(restore.record.status, restore.record.cause).toBe('SUCCEEDED');
+      const tables = JSON.stringify(restore.record.output);
+      expect(tables).toContain('public.audit_logs');
+      expect(tables).not.toContain('session_logs');
     } finally {
       world.sql('postgres', 'DROP DATABASE kennel_odd WITH (FORCE)');
     }

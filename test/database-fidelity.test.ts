@@ -105,7 +105,7 @@ describe('the database, not just its tables', () => {
       expect(manifest.verification.restoreTest).toMatchObject({
         state: 'passed',
         detail:
-          '1 tables, 3 rows match the dump; encoding LATIN1, locale C/C, owner kb_fid_owner and 4 settings as backed up',
+          '1 table, 3 rows match the dump; encoding LATIN1, locale C/C, owner kb_fid_owner and 4 settings as backed up',
       });
       expect(manifest.properties).toMatchObject({
         encoding: 'LATIN1',

@@ -87,6 +87,7 @@ describe('the files-restore workflow', () => {
     expect(run.alerts[0]?.text).toContain(
       `configuration files restored on local from ${backups.configuration?.archive.key}`,
     );
+    expect(run.record.output).toMatchObject({ readFrom: 'host' });
     // The tarball holds the application's secrets; none reaches a command, the history, a log or an alert.
     const password = /kennel_user:([0-9a-f]+)@/.exec(readFileSync(hostFile('opt/kennel/.env'), 'utf8'))?.[1];
     expect(password).toMatch(/^[0-9a-f]{24}$/);

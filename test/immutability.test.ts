@@ -7,6 +7,7 @@ import {
   readdirSync,
   readFileSync,
   rmSync,
+  symlinkSync,
   writeFileSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -249,40 +250,109 @@ describe.each(servers)("the DB host's uploads to $name", (server) => {
   );
 });
 
+/** The parameters of a full dump of kennel_prod to `key`, its host copy in `local`. */
+const backupParameters = (server: Server, key: string, local: string) => ({
+  KB_KIND: 'full',
+  KB_DATABASE: 'kennel_prod',
+  KB_EXCLUDE_TABLES: '',
+  KB_PG_MODE: 'host',
+  KB_COMPOSE_FILE: '',
+  KB_COMPOSE_SERVICE: '',
+  KB_BUCKET: BUCKET,
+  KB_ARCHIVE_KEY: key,
+  KB_LOCAL_DIR: local,
+  KB_LOCAL_PATH: join(local, `${key.split('/').pop()}`),
+  KB_S3_ENDPOINT_URL: server.endpoint(),
+  KB_COMPRESS: 'zstd -3',
+});
+
+const objectsAt = async (server: Server, key: string) =>
+  (await server.s3().send(new ListObjectsV2Command({ Bucket: BUCKET, Prefix: key }))).Contents ?? [];
+
+describe.each(servers)('an archive whose dump failed, on $name', (server) => {
+  const cases = uploaders.flatMap((uploader) => [
+    { when: 'after several parts', bytes: 20 * 1024 * 1024, uploader },
+    { when: 'before the first part', bytes: 458, uploader },
+  ]);
+  it.each(cases)(
+    'is never created, and no part is left, when a stage feeding the upload failed $when: $uploader.name',
+    async ({ when, bytes, uploader }) => {
+      const name = `${bytes}-${server.name.length}-${uploader.bin ?? 'path'}`;
+      const key = `database/full/primary/kennel_prod/2026/11/30/failed-dump-${name}.sql.zst`;
+      const status = join(dir, `dump-${name}.status`);
+      // The stage ended with pg_dump's status once killed (137); the compressor's status file says 0.
+      writeFileSync(status, '137\n');
+      writeFileSync(join(dir, 'compress.status'), '0\n');
+      const put = bash(
+        server,
+        `${s3PutProgram()}\nsource "${COMMON}"; s3_put "$KEY" application/octet-stream '' "$STATUS" "$COMPRESSED"`,
+        {
+          KEY: key,
+          STATUS: status,
+          COMPRESSED: join(dir, 'compress.status'),
+          ...(uploader.bin ? { PATH_FRONT: pythonBin(uploader.bin, DEBIAN_PYTHON) } : {}),
+        },
+        randomBytes(bytes),
+      );
+      expect(put.status, when).not.toBe(0);
+      expect(put.stderr.trim()).toBe(
+        `s3_put: s3://${BUCKET}/${key} was not created: a stage feeding it failed: dump-${name} (status 137); nothing was written`,
+      );
+      expect(await objectsAt(server, key)).toEqual([]);
+      expect(await unfinishedUploads(server)).toEqual([]);
+    },
+    60_000,
+  );
+});
+
+/**
+ * A full dump run on a host given `env`, with no PostgreSQL there (had the
+ * dump's session started first, it would fail on that instead): it must fail
+ * before its dump starts and write nothing. Its stderr.
+ */
+async function refusedBeforeTheDump(name: string, env: Record<string, string>): Promise<string> {
+  const [server] = servers as [Server];
+  const key = `database/full/primary/kennel_prod/2026/11/30/${name}.sql.zst`;
+  const local = join(dir, name);
+  const refused = bash(server, renderScript('database-backup', backupParameters(server, key, local)), {
+    PGHOST: join(dir, 'no-postgresql'),
+    ...env,
+  });
+  expect(refused.status).not.toBe(0);
+  expect(refused.stderr).not.toContain('PostgreSQL session');
+  expect(await objectsAt(server, key)).toEqual([]);
+  expect(readdirSync(local)).toEqual([]);
+  return refused.stderr;
+}
+
+describe('a host without the compressor', () => {
+  it('fails the backup before its dump starts, saying what to install, and writes nothing', async () => {
+    // A PATH holding every program of this machine's but zstd.
+    const bin = join(dir, 'no-zstd-bin');
+    mkdirSync(bin, { recursive: true });
+    for (const folder of (process.env.PATH ?? '/usr/bin:/bin').split(':'))
+      for (const name of existsSync(folder) ? readdirSync(folder) : [])
+        if (name !== 'zstd' && !existsSync(join(bin, name))) symlinkSync(join(folder, name), join(bin, name));
+    const stderr = await refusedBeforeTheDump('no-zstd', { PATH: bin });
+    expect(stderr).toContain(
+      'compressing: zstd (from "zstd -3"), with which backups are compressed, is not on this host\'s PATH',
+    );
+    expect(stderr).toContain(
+      'install it (Debian: apt-get install zstd), then run this again; nothing was written',
+    );
+  }, 60_000);
+});
+
 describe('a host without boto3', () => {
   it('fails the backup before its dump starts, saying what to install, and writes nothing', async () => {
-    const [server] = servers as [Server];
     // python3 without its site packages: boto3 is not importable.
     const python = spawnSync('sh', ['-c', 'command -v python3'], { encoding: 'utf8' }).stdout.trim();
-    const key = 'database/full/primary/kennel_prod/2026/11/30/no-boto3.sql.zst';
-    const local = join(dir, 'no-boto3');
-    const script = renderScript('database-backup', {
-      KB_KIND: 'full',
-      KB_DATABASE: 'kennel_prod',
-      KB_EXCLUDE_TABLES: '',
-      KB_PG_MODE: 'host',
-      KB_COMPOSE_FILE: '',
-      KB_COMPOSE_SERVICE: '',
-      KB_BUCKET: BUCKET,
-      KB_ARCHIVE_KEY: key,
-      KB_LOCAL_DIR: local,
-      KB_LOCAL_PATH: join(local, 'no-boto3.sql.zst'),
-      KB_S3_ENDPOINT_URL: server.endpoint(),
-      KB_COMPRESS: 'zstd -3',
-    });
-    // No PostgreSQL either: had the dump's session started first, it would fail on that instead.
-    const refused = bash(server, script, {
+    const stderr = await refusedBeforeTheDump('no-boto3', {
       PATH_FRONT: pythonBin('no-boto3-bin', python, '-S'),
-      PGHOST: join(dir, 'no-postgresql'),
     });
-    expect(refused.status).not.toBe(0);
-    expect(refused.stderr).toContain(
+    expect(stderr).toContain(
       "has no boto3, with which backups are uploaded: install Debian's python3-boto3 (apt-get install python3-boto3) or boto3 from PyPI, then run this again; nothing was written",
     );
-    expect(refused.stderr).not.toContain('PostgreSQL session');
-    const listed = await server.s3().send(new ListObjectsV2Command({ Bucket: BUCKET, Prefix: key }));
-    expect(listed.Contents ?? []).toEqual([]);
-    expect(readdirSync(local)).toEqual([]);
   }, 60_000);
 });
 

@@ -208,6 +208,22 @@ describe('check', () => {
     );
     expect(run.record.cause).toContain('OK   local      tools');
   });
+
+  it('never advises a restart that would turn archiving off (archive_mode = off waiting for one)', async () => {
+    world.sql('postgres', 'ALTER SYSTEM SET archive_mode = off');
+    world.sql('postgres', 'SELECT pg_reload_conf()');
+    try {
+      const run = await runIn(world, { workflow: 'check', input: {} });
+      expect(run.record.status).toBe('FAILED');
+      expect(run.record.cause).toContain(
+        "FIX  local      archive-settings archive_mode is 'on' and a PostgreSQL restart would make it 'off', not 'on': do not restart for it; start the prepare-host workflow for local",
+      );
+      expect(run.record.cause).toContain('1 check(s) need a fix');
+    } finally {
+      world.sql('postgres', 'ALTER SYSTEM SET archive_mode = on');
+      world.sql('postgres', 'SELECT pg_reload_conf()');
+    }
+  });
 });
 
 describe('executions', () => {

@@ -86,7 +86,9 @@ describe('the database-restore workflow', () => {
       replacedDatabase: null,
       safetyDump: null,
       applicationDownSeconds: null,
+      readFrom: 'host',
     });
+    expect(output.summary).toContain(`Read from: the host's own copy of ${verified.archive.key}`);
     expect(output.checks).toContain(
       `all ${tables.length} tables of the dump are present with exactly the row counts of the full dump (${verified.tables.reduce((sum, t) => sum + t.rows, 0)} rows); a full dump leaves out the rows of ${verified.excludedTables.map(qualifiedName).join('; ')} by design`,
     );
@@ -588,6 +590,7 @@ describe('the restore-archive host script', () => {
     const result = await runProcess('bash', ['-c', render('kennel_from_s3')], world.env.hostEnv);
     expect(result.code, result.stderr).toBe(0);
     expect(result.stderr).toContain('no intact copy');
+    expect(result.stdout).toMatch(/"readFrom" ?: ?"primary"/);
     expect(tableChecksums(world, 'kennel_from_s3', tables)).toEqual(atBackup);
   });
 

@@ -8,7 +8,7 @@ import { type DatabaseManifest, type FilesManifest, isDatabaseManifest } from '.
 import { parseComment } from '../shared/host/commands.ts';
 import { databasesLike, tableChecksums } from './support/checksums.ts';
 import { contents } from './support/contents.ts';
-import { getBytes, runIn, runsOf, startWorld, type TestWorld } from './support/environment.ts';
+import { getBytes, putBytes, runIn, runsOf, startWorld, type TestWorld } from './support/environment.ts';
 import { until } from './support/wal.ts';
 
 /**
@@ -255,4 +255,38 @@ describe('the vault', () => {
     expect(past.record.cause).toContain("The vault's WAL of local ends before the target time");
     expect(past.host.sent).toEqual([]);
   }, 600_000);
+});
+
+describe('a restore from the vault reads the vault, never the host copy', () => {
+  it('fails when the vault lost the archive though the host keeps a copy, and says where the bytes came from', async () => {
+    const { key, localPath } = full.archive;
+    const bytes = await getBytes(world.s3, vault, key);
+    // The host's copy back, intact; the vault's gone (a deletion there is not replicated back).
+    writeFileSync(localPath, bytes);
+    await world.s3.send(new DeleteObjectCommand({ Bucket: vault, Key: key }));
+    const input = {
+      database: 'kennel_prod',
+      targetDatabase: 'kennel_vault_read',
+      backup: full.runId,
+      source: 'vault',
+    };
+    const lost = await runIn(world, { workflow: 'database-restore', input });
+    expect(lost.record.status).toBe('FAILED');
+    expect(lost.record.cause).toContain(`restoring from the vault: fetching s3://${vault}/${key}`);
+    expect(databasesLike(world, 'kennel_vault_read')).toEqual([]);
+
+    await putBytes(world.s3, vault, key, bytes);
+    const run = await runIn(world, { workflow: 'database-restore', input });
+    expect(run.record.status, run.record.cause).toBe('SUCCEEDED');
+    expect(run.record.output).toMatchObject({ readFrom: 'vault' });
+    expect((run.record.output as { summary: string }).summary).toContain(`Read from: ${key} in the vault`);
+    expect(tableChecksums(world, 'kennel_vault_read', full.tables)).toEqual(atBackup);
+
+    const files = await runIn(world, {
+      workflow: 'files-restore',
+      input: { kind: 'application', confirm: 'application', source: 'vault' },
+    });
+    expect(files.record.status, files.record.cause).toBe('SUCCEEDED');
+    expect(files.record.output).toMatchObject({ readFrom: 'vault' });
+  });
 });

@@ -7,6 +7,7 @@ import { expired, RETENTION } from '../catalog/retention.ts';
 import { type CaughtError, causeMessage } from '../core/errors.ts';
 import { redact } from '../core/redact.ts';
 import { DAY_MS, utcDay } from '../core/time.ts';
+import { counted } from '../core/words.ts';
 import { checkRestoredDatabase, type RestoreCheck } from '../restore/check.ts';
 import type { Plan } from './database-plan.ts';
 import type { FilesPlan } from './files-plan.ts';
@@ -28,7 +29,7 @@ export async function restoreTestRun(
       catalog,
       manifest,
       'passed',
-      `${result.tables} tables, ${result.rows} rows match the dump${result.properties ? `; ${result.properties}` : ''}`,
+      `${counted(result.tables, 'table')}, ${counted(result.rows, 'row')} match the dump${result.properties ? `; ${result.properties}` : ''}`,
       now,
     );
     return result;

@@ -16,6 +16,7 @@ import {
 import { qualifiedName, type TableName } from '../core/identifiers.ts';
 import type { Run } from '../core/run.ts';
 import * as z from '../core/schema.ts';
+import { counted } from '../core/words.ts';
 import {
   type ArchiveRecord,
   readArchiveRecord,
@@ -216,7 +217,7 @@ export function tarballProblems(facts: TarballFacts, manifest: FilesManifest): s
   return [
     ...sizeAndHashProblems(facts, manifest),
     ...(facts.entries !== manifest.entries
-      ? [`it lists ${facts.entries} entries, the manifest says ${manifest.entries}`]
+      ? [`it lists ${counted(facts.entries, 'entry', 'entries')}, the manifest says ${manifest.entries}`]
       : []),
   ];
 }
@@ -280,7 +281,8 @@ async function claimOf(
   const { plan } = request;
   if ('database' in plan) {
     const facts = factsOf(databaseFactsSchema, request.facts, plan);
-    const excluded = excludedTables(plan.kind);
+    // Only the log tables the database has: a restore lists none it lacks.
+    const excluded = excludedTables(plan.kind).filter((_, i) => facts.excludedPresent?.includes(i) ?? true);
     return (verdict, contents) =>
       databaseManifestOf(plan, facts, excluded, verdict, verdict.state === 'verified' ? contents : undefined);
   }
@@ -373,11 +375,11 @@ export async function verifyArchive(
       if (typeof facts.properties !== 'string')
         contents = { tables: facts.tables, properties: facts.properties };
       const rows = facts.tables.reduce((sum, t) => sum + t.rows, 0);
-      detail = `${facts.size} bytes${version}, sha256 matches, decompresses to ${facts.uncompressedSize} bytes of a complete PostgreSQL dump: ${facts.tables.length} tables, ${rows} rows`;
+      detail = `${facts.size} bytes${version}, sha256 matches, decompresses to ${facts.uncompressedSize} bytes of a complete PostgreSQL dump: ${counted(facts.tables.length, 'table')}, ${counted(rows, 'row')}`;
     } else {
       const facts = await readTarball(object.Body as Readable, claim);
       problems = tarballProblems(facts, claim);
-      detail = `${facts.size} bytes${version}, sha256 matches, lists completely: ${facts.entries} entries`;
+      detail = `${facts.size} bytes${version}, sha256 matches, lists completely: ${counted(facts.entries, 'entry', 'entries')}`;
     }
     if (problems.length > 0) {
       throw new ArchiveCorruptError(

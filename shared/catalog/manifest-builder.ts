@@ -27,6 +27,11 @@ export const databaseFactsSchema = z.object({
   /** When the dump's data is from: the server's clock as the dump's own session took its snapshot. */
   until: instant,
   serverVersion: z.string().check(z.regex(/^\d+$/)),
+  /**
+   * Which of the tables the plan left the rows out of (excludedTablesOf, by
+   * index from 0) the database has; absent from a host script older than it.
+   */
+  excludedPresent: z.optional(z.array(z.int().check(z.nonnegative()))),
 });
 
 /** What files-backup.sh reports about the tarball it wrote. */

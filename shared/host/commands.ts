@@ -89,13 +89,22 @@ export interface Invocation {
   stderr: string;
 }
 
+/** What starts an output's tail that was cut: the text before it was left out. */
+export const CUT = '…';
+
 /**
  * The last lines of a command's output, redacted: enough to say what failed,
- * short enough for a Cause, and nothing a log or an alert must not hold.
+ * short enough for a Cause, and nothing a log or an alert must not hold. At
+ * most `lines` lines and `chars` characters; cut to fit, it starts at a line's
+ * start (a line longer than `chars` is cut inside) after a line of CUT.
  */
 export function tail(text: string, lines = 20, chars = 2000): string {
   // Redacted whole, then cut: a field's value may run over the lines the cut keeps.
-  return redact(text).trimEnd().split('\n').slice(-lines).join('\n').slice(-chars);
+  const kept = redact(text).trimEnd().split('\n').slice(-lines).join('\n');
+  if (kept.length <= chars) return kept;
+  const last = kept.slice(-(chars - CUT.length - 1));
+  const lineStart = last.indexOf('\n');
+  return `${CUT}\n${lineStart === -1 ? last : last.slice(lineStart + 1)}`;
 }
 
 const SSM_STATUS: Record<string, InvocationStatus> = {

@@ -119,6 +119,7 @@ export const REPORTING_SCRIPTS: ReadonlySet<HostScript> = new Set([
   'pgbackrest-backup',
   'pgbackrest-expire',
   'restore-archive',
+  'files-restore',
   'carry-log-rows',
   'restore-cleanup',
   'check',

@@ -8,6 +8,7 @@ import {
 import { RestoreMismatchError, TransientError } from '../core/errors.ts';
 import { qualifiedName, type TableName } from '../core/identifiers.ts';
 import { type SecretProvider, secureString } from '../core/secrets.ts';
+import { counted } from '../core/words.ts';
 
 /** Connection to the database server (without a database name), from a secret store. */
 export type DatabaseUrlProvider = SecretProvider;
@@ -102,19 +103,21 @@ export async function rowProblems(
   expected: readonly RowRange[],
 ): Promise<{ problems: string[]; check: RestoreCheck }> {
   const client = await connected(connectTo(serverUrl, database), database);
-  let counted: Awaited<ReturnType<typeof countRows>>;
+  let found: Awaited<ReturnType<typeof countRows>>;
   try {
-    counted = await countRows(client, expected);
+    found = await countRows(client, expected);
   } finally {
     await client.end();
   }
-  const { counts, owned } = counted;
+  const { counts, owned } = found;
   const problems = expected.flatMap((table) => {
     const { min, max } = table;
     const actual = counts.get(keyOf(table));
     if (actual === undefined) return [`${qualifiedName(table)} is missing`];
     if (actual >= min && (actual <= max || owned.has(keyOf(table)))) return [];
-    return [`${qualifiedName(table)} has ${actual} rows, expected ${min === max ? min : `${min} to ${max}`}`];
+    return [
+      `${qualifiedName(table)} has ${counted(actual, 'row')}, expected ${min === max ? min : `${min} to ${max}`}`,
+    ];
   });
   const rows = [...counts.values()].reduce((a, b) => a + b, 0);
   return { problems, check: { tables: counts.size, rows } };

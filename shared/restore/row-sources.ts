@@ -1,6 +1,7 @@
 import type { DatabaseManifest } from '../catalog/manifest.ts';
 import { qualifiedName, type TableName, tableName } from '../core/identifiers.ts';
 import * as z from '../core/schema.ts';
+import { counted } from '../core/words.ts';
 
 /**
  * Where each table's rows come from in a restore: the backup (the dump's rows),
@@ -114,7 +115,7 @@ export function describeRowSources(
 ): string[] {
   const carriedOf = new Map(carried?.tables.map((t) => [qualifiedName(t), t]));
   const lines = sources.listed.map((s) => {
-    if (s.from === 'backup') return `${s.table}: ${s.rows} rows from the backup`;
+    if (s.from === 'backup') return `${s.table}: ${counted(s.rows ?? 0, 'row')} from the backup`;
     if (s.from === 'none') return `${s.table}: ${s.note}`;
     const c = carriedOf.get(s.table);
     if (!c?.present) return `${s.table}: not in the database, nothing carried over`;
@@ -130,9 +131,11 @@ export function describeRowSources(
           ]
         : []),
     ];
-    return `${s.table}: ${c.rows} rows carried over from the replaced database${changed.length > 0 ? ` (${changed.join('; ')})` : ''}`;
+    return `${s.table}: ${counted(c.rows ?? 0, 'row')} carried over from the replaced database${changed.length > 0 ? ` (${changed.join('; ')})` : ''}`;
   });
   if (sources.unlisted.tables > 0)
-    lines.push(`${sources.unlisted.tables} more tables: ${sources.unlisted.rows} rows from the backup`);
+    lines.push(
+      `${counted(sources.unlisted.tables, 'more table')}: ${counted(sources.unlisted.rows, 'row')} from the backup`,
+    );
   return lines;
 }

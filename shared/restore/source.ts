@@ -64,3 +64,22 @@ export function placeOf(config: Config, source: RestoreSource): { bucket: string
   if (!VAULT_BUCKET || !VAULT_REGION) throw new InvalidInputError(NO_VAULT);
   return { bucket: VAULT_BUCKET, region: VAULT_REGION };
 }
+
+/**
+ * Where a restore's bytes came from, as the DB host reports it (host/common.sh
+ * copy_source): `host`, the host's own copy (its sha256 the verified one), or
+ * the bucket of the restore's source. A restore from the vault never uses the
+ * host's copy: it reads the vault.
+ */
+export const readFromSchema = z.enum(['host', 'primary', 'vault']);
+export type ReadFrom = z.infer<typeof readFromSchema>;
+
+/** `readFrom` for a report: `Read from: …` of the archive at `key`. */
+export function describeReadFrom(readFrom: ReadFrom, key: string): string {
+  const where = {
+    host: `the host's own copy of ${key}, its sha256 the verified one`,
+    primary: `${key} in the backup bucket`,
+    vault: `${key} in the vault`,
+  }[readFrom];
+  return `Read from: ${where}`;
+}

@@ -10,6 +10,7 @@ import {
 } from '../core/errors.ts';
 import { qualifiedName } from '../core/identifiers.ts';
 import * as z from '../core/schema.ts';
+import { counted } from '../core/words.ts';
 import { commandStateSchema } from '../host/command-stage.ts';
 import { leftoversOfState } from './alert.ts';
 import { dropDatabase, rowProblems, someOf } from './check.ts';
@@ -17,7 +18,8 @@ import { cleanupPlanSchema, stoppedExecutionSchema } from './cleanup.ts';
 import { type RestorePlan, restorePlanSchema } from './database-schemas.ts';
 import { filesRestorePlanSchema } from './files-plan.ts';
 import { describeRoles, restoredRolesSchema } from './missing-roles.ts';
-import { carriedSchema, describeRowSources } from './row-sources.ts';
+import { type Carried, carriedSchema, describeRowSources } from './row-sources.ts';
+import { describeReadFrom, readFromSchema } from './source.ts';
 
 /** The stages of a restore that run in Lambda: the check of the staging database and the record of a finished restore. */
 
@@ -75,7 +77,7 @@ export async function checkRestore(
  */
 function presentTables(manifest: DatabaseManifest): string {
   const rows = manifest.tables.reduce((sum, t) => sum + t.rows, 0);
-  const present = `all ${manifest.tables.length} tables of the dump are present with exactly the row counts of the ${manifest.kind} dump (${rows} rows)`;
+  const present = `all ${manifest.tables.length} tables of the dump are present with exactly the row counts of the ${manifest.kind} dump (${counted(rows, 'row')})`;
   const leftOut = manifest.excludedTables;
   if (leftOut.length === 0) return present;
   return `${present}; a ${manifest.kind} dump leaves out the rows of ${someOf(leftOut.map(qualifiedName))} by design`;
@@ -92,6 +94,7 @@ function restoredDatabaseSchema() {
     owner: z.string(),
     /** Each setting's name, a role's as `role: name`; never its value. */
     settings: z.array(z.string()),
+    readFrom: readFromSchema,
     ...restoredRolesSchema,
   });
 }
@@ -125,6 +128,13 @@ function finishedRestoreSchema() {
     [RESULT.pruneFailed]: z.optional(caughtErrorSchema),
   });
 }
+
+/** The tables carried over and their rows, as a summary says them. */
+const carriedCounts = (carried: Carried) =>
+  `${counted(carried.tables.filter((t) => t.present).length, 'table')}, ${counted(
+    carried.tables.reduce((n, t) => n + (t.rows ?? 0), 0),
+    'row',
+  )}`;
 
 const seconds = (from: string, to: string | undefined) =>
   to === undefined ? null : Math.round((Date.parse(to) - Date.parse(from)) / 100) / 10;
@@ -183,7 +193,7 @@ export function restoreReport(state: unknown, finishedAt: string) {
       : []),
     ...(carried
       ? [
-          `the log tables' rows carried over from ${plan.targetDatabase} with the application stopped, each table's count checked (${carried.tables.filter((t) => t.present).length} tables, ${carried.tables.reduce((n, t) => n + (t.rows ?? 0), 0)} rows)`,
+          `the log tables' rows carried over from ${plan.targetDatabase} with the application stopped, each table's count checked (${carriedCounts(carried)})`,
         ]
       : []),
   ];
@@ -193,6 +203,7 @@ export function restoreReport(state: unknown, finishedAt: string) {
     `${plan.targetDatabase} restored on ${plan.target} from a backup of ${plan.database} in ${totalSeconds} s`,
     `As of ${plan.archives.map((a) => a.window.until).join(', ')}`,
     `Backup: ${plan.archives.map((a) => `${a.key} (restore test: ${a.restoreTest})`).join(', ')}`,
+    describeReadFrom(database.readFrom, plan.archives.map((a) => a.key).join(', ')),
     describeRestoredDatabase(database),
     `Rows per table:\n${rows.map((r) => `  ${r}`).join('\n')}`,
     ...(plan.overProduction
@@ -209,6 +220,7 @@ export function restoreReport(state: unknown, finishedAt: string) {
     restored: plan.targetDatabase,
     from: plan.archives.map((a) => ({ kind: a.kind, key: a.key, window: a.window })),
     replacedDatabase: plan.overProduction ? plan.replacedDatabase : null,
+    readFrom: database.readFrom,
     database,
     safetyDump: plan.safetyDump?.archiveKey ?? null,
     rows,
@@ -225,7 +237,7 @@ export function restoreReport(state: unknown, finishedAt: string) {
 function finishedFilesRestoreSchema() {
   return z.object({
     [FILES_RESULT.plan]: filesRestorePlanSchema,
-    [FILES_RESULT.restore]: commandStateSchema,
+    [FILES_RESULT.restore]: z.extend(commandStateSchema, { result: z.object({ readFrom: readFromSchema }) }),
     [FILES_RESULT.after]: commandStateSchema,
   });
 }
@@ -239,12 +251,13 @@ function filesRestoreReport(s: z.infer<ReturnType<typeof finishedFilesRestoreSch
   const totalSeconds = seconds(plan.startedAt, finishedAt);
   const checks = [
     "the tarball's sha256 matched its verified manifest before use",
-    `the tarball listed completely: ${plan.archive.entries} entries, as its manifest says`,
+    `the tarball listed completely: ${counted(plan.archive.entries, 'entry', 'entries')}, as its manifest says`,
     `the files before the restore were archived to ${plan.asidePath} before anything was extracted`,
     `${plan.afterCommands.length} command(s) after the restore succeeded`,
   ];
   const summary = [
     `${plan.kind} files restored on ${plan.target} from ${plan.archive.key} (taken ${plan.archive.takenAt}) in ${totalSeconds} s`,
+    describeReadFrom(s.restore.result.readFrom, plan.archive.key),
     `Paths: ${plan.paths.join(', ')}`,
     `The files as they were before are kept on the host in ${plan.asidePath}.`,
     `Checks passed: ${checks.join('; ')}`,
@@ -253,6 +266,7 @@ function filesRestoreReport(s: z.infer<ReturnType<typeof finishedFilesRestoreSch
   return {
     restored: `${plan.kind} files on ${plan.target}`,
     from: [{ kind: plan.kind, key: plan.archive.key, takenAt: plan.archive.takenAt }],
+    readFrom: s.restore.result.readFrom,
     paths: plan.paths,
     keptAside: plan.asidePath,
     checks,

@@ -8,7 +8,7 @@ import { parseInput, planRequestSchema } from '../core/input.ts';
 import { redact } from '../core/redact.ts';
 import * as z from '../core/schema.ts';
 import { pgbackrestParams } from '../host/pgbackrest-conf.ts';
-import { neededSettings } from '../host/prepare.ts';
+import { type NeededSetting, neededSettings } from '../host/prepare.ts';
 import { hostCommand, postgresParams } from '../host/scripts.ts';
 
 /**
@@ -111,7 +111,15 @@ export const checkResultSchema = z.object({
       owners: z.array(z.object({ database: z.string(), owner: z.string(), member: z.boolean() })),
     }),
   ),
-  settings: z.array(z.object({ name: z.string(), setting: z.string(), pendingRestart: z.boolean() })),
+  settings: z.array(
+    z.object({
+      name: z.string(),
+      setting: z.string(),
+      pendingRestart: z.boolean(),
+      /** What a restart would make it (the configuration files' last value, else the default); null when unknown. */
+      pendingSetting: z.optional(z.nullable(z.string())),
+    }),
+  ),
   pgbackrest: z.nullable(
     z.object({
       config: z.enum(['current', 'missing', 'differs']),
@@ -188,21 +196,7 @@ export function judgeHost(config: Config, target: Target, r: CheckResult): Check
     for (const need of neededSettings(target)) {
       const found = r.settings.find((s) => s.name === need.name);
       if (!found) continue; // archive_library: not in PostgreSQL before 15
-      const value = found.setting;
-      const accepted =
-        need.accepted?.includes(value) ??
-        (Number(value) >= (need.min ?? -Infinity) && Number(value) <= (need.max ?? Infinity));
-      lines.push(
-        accepted && !found.pendingRestart
-          ? line('archive-settings', true, `${need.name} = '${value}'`)
-          : line(
-              'archive-settings',
-              false,
-              found.pendingRestart
-                ? `${need.name} waits for a PostgreSQL restart to take effect: restart PostgreSQL`
-                : `${need.name} is '${value}', not '${need.to}': start the prepare-host workflow for ${target.name} (it sets it; then restart PostgreSQL if it says so)`,
-            ),
-      );
+      lines.push(settingLine(target, need, found, r.settings, line));
     }
     const p = r.pgbackrest;
     if (p)
@@ -249,6 +243,68 @@ export function judgeHost(config: Config, target: Target, r: CheckResult): Check
         : line('s3', true, `wrote and removed a probe under ${bucket}`),
   );
   return lines;
+}
+
+type Setting = CheckResult['settings'][number];
+
+/** Whether `value` is one a need accepts. */
+function accepts(need: NeededSetting, value: string): boolean {
+  return (
+    need.accepted?.includes(value) ??
+    (Number(value) >= (need.min ?? -Infinity) && Number(value) <= (need.max ?? Infinity))
+  );
+}
+
+/**
+ * One archiving setting's line. A setting that waits for a restart is judged by
+ * the value the restart would give it (host/check.sh pendingSetting): a restart
+ * is advised only when that value is the one needed, never one that would turn
+ * archiving off. archive_command reads '(disabled)' while archive_mode is off:
+ * that is archive_mode's fault, named there.
+ */
+function settingLine(
+  target: Target,
+  need: NeededSetting,
+  found: Setting,
+  settings: readonly Setting[],
+  line: (check: CheckLine['check'], ok: boolean, text: string) => CheckLine,
+): CheckLine {
+  const value = found.setting;
+  const prepare = `start the prepare-host workflow for ${target.name}`;
+  const setIt = `ALTER SYSTEM SET ${need.name} = '${need.to.replaceAll("'", "''")}'`;
+  if (!found.pendingRestart) {
+    if (accepts(need, value)) return line('archive-settings', true, `${need.name} = '${value}'`);
+    const archiveMode = settings.find((s) => s.name === 'archive_mode');
+    if (need.name === 'archive_command' && value === '(disabled)' && archiveMode)
+      return line(
+        'archive-settings',
+        false,
+        `archive_command is not in effect while archive_mode is '${archiveMode.setting}': fix archive_mode (its line says how), then run check again`,
+      );
+    return line(
+      'archive-settings',
+      false,
+      `${need.name} is '${value}', not '${need.to}': ${prepare} (it sets it; then restart PostgreSQL if it says so)`,
+    );
+  }
+  const pending = found.pendingSetting;
+  if (pending === null || pending === undefined)
+    return line(
+      'archive-settings',
+      false,
+      `${need.name} waits for a PostgreSQL restart, to a value the host's role cannot read (pg_file_settings is for superusers): as a superuser, SELECT setting FROM pg_file_settings WHERE name = '${need.name}'; restart PostgreSQL only if the last is '${need.to}', otherwise ${prepare} first (or ${setIt} and SELECT pg_reload_conf())`,
+    );
+  if (accepts(need, pending))
+    return line(
+      'archive-settings',
+      false,
+      `${need.name} is '${value}' and waits for a PostgreSQL restart to become '${pending}': restart PostgreSQL`,
+    );
+  return line(
+    'archive-settings',
+    false,
+    `${need.name} is '${value}' and a PostgreSQL restart would make it '${pending}', not '${need.to}': do not restart for it; ${prepare} (it sets it), or as a superuser ${setIt} and SELECT pg_reload_conf(), then restart PostgreSQL`,
+  );
 }
 
 function grantsLine(
