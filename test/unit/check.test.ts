@@ -26,6 +26,8 @@ function settingLines(
     settings,
     pgbackrest: null,
     s3: { put: 'ok', delete: 'ok', key: 'k' },
+    unlogged: [],
+    unloggedCount: 0,
   };
   return Object.fromEntries(
     judgeHost(config, target, facts)
