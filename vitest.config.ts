@@ -16,7 +16,15 @@ export default defineConfig({
     maxWorkers: 4,
     projects: [
       { extends: true, test: { name: 'unit', include: ['test/unit/**/*.test.ts'] } },
-      { extends: true, test: { name: 'integration', include: ['test/*.test.ts'] } },
+      {
+        extends: true,
+        test: {
+          name: 'integration',
+          include: ['test/*.test.ts'],
+          // The seeded sample cluster, made once for every world (test/support/environment.ts).
+          globalSetup: ['test/support/seeded-cluster.ts'],
+        },
+      },
     ],
   },
 });
