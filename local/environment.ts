@@ -391,7 +391,7 @@ export const PGBACKREST_S3_KEYS = {
 };
 
 /** The sample database, made on the cluster's first run (again if that run stopped half way). */
-function seedOnce(
+export function seedOnce(
   cluster: OpenedCluster,
   database: string,
   scale: number,

@@ -113,7 +113,7 @@ async function startPgbench(): Promise<{ transactions(): number; stop(): Promise
   const bin = (name: string) => join(world.env.postgres.binDir, name);
   const env = { PATH: process.env.PATH ?? '/usr/bin:/bin', ...world.env.postgres.env };
   world.sql('postgres', 'CREATE DATABASE kb_pgbench');
-  const init = await runProcess(bin('pgbench'), ['-i', '-q', '-s', '2', 'kb_pgbench'], env);
+  const init = await runProcess(bin('pgbench'), ['-i', '-q', '-s', '1', 'kb_pgbench'], env);
   if (init.code !== 0) throw new Error(`pgbench -i failed: ${init.stderr}`);
   const child: ChildProcess = spawn(
     bin('pgbench'),

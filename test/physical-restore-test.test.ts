@@ -302,8 +302,20 @@ afterAll(async () => {
 
 describe('the restore test of a pgBackRest backup set', () => {
   it(
-    'restores, recovers and checks the set; its scratch instance matches the reference taken before the backup, and is removed',
+    // One restore serves both: sweeping what a killed run left, then the run's own checks.
+    'removes what a run and its guard killed with SIGKILL left (as a reboot would) and names it; then restores, recovers and checks the set: its scratch instance matches the reference taken before the backup, and is removed',
     async () => {
+      const killedHold = join(work, 'hold-kill');
+      const killed = start(fullSet, { KB_TEST_HOLD_FILE: killedHold });
+      await held(killedHold, killed);
+      process.kill(guardOf(killed), 'SIGKILL');
+      process.kill(-(killed.child.pid ?? 0), 'SIGKILL');
+      await killed.done;
+      rmSync(killedHold, { force: true });
+      // No trap and no guard: the postmaster (its own session) and the directory stay.
+      expect(leftovers()).toEqual([fullSet]);
+      expect(scratchProcesses().some((p) => p.includes('postgres'))).toBe(true);
+
       const hold = join(work, 'hold');
       const running = start(fullSet, { KB_TEST_HOLD_FILE: hold });
       const scratch = await held(hold, running);
@@ -343,6 +355,7 @@ describe('the restore test of a pgBackRest backup set', () => {
       }
       const finished = await running.done;
       expect(finished.code, finished.stderr).toBe(0);
+      expect(finished.stderr).toContain('removed what an interrupted restore test left');
       const result = resultOf(finished);
 
       expect(result).toMatchObject({
@@ -350,7 +363,7 @@ describe('the restore test of a pgBackRest backup set', () => {
         state: 'passed',
         amcheck: 'passed',
         countsListed: true,
-        swept: [],
+        swept: [join(area, fullSet)],
         // Counted (0 rows) like the others, and named.
         unlogged: [['kennel_prod', 'public', 'cart_sessions', 'table']],
         unloggedCount: 1,
@@ -461,29 +474,6 @@ describe('the restore test of a pgBackRest backup set', () => {
       rmSync(hold, { force: true });
       expect(finished.code).toBe(137);
       await nothingLeftSoon();
-    },
-    RESTORES_TIMEOUT,
-  );
-
-  it(
-    'removes what a run and its guard killed with SIGKILL left (as a reboot would), names it, and passes',
-    async () => {
-      const hold = join(work, 'hold-kill');
-      const killed = start(fullSet, { KB_TEST_HOLD_FILE: hold });
-      await held(hold, killed);
-      process.kill(guardOf(killed), 'SIGKILL');
-      process.kill(-(killed.child.pid ?? 0), 'SIGKILL');
-      await killed.done;
-      rmSync(hold, { force: true });
-      // No trap and no guard: the postmaster (its own session) and the directory stay.
-      expect(leftovers()).toEqual([fullSet]);
-      expect(scratchProcesses().some((p) => p.includes('postgres'))).toBe(true);
-
-      const finished = await start(fullSet).done;
-      expect(finished.code, finished.stderr).toBe(0);
-      expect(resultOf(finished).swept).toEqual([join(area, fullSet)]);
-      expect(finished.stderr).toContain('removed what an interrupted restore test left');
-      expectNothingLeft();
     },
     RESTORES_TIMEOUT,
   );
@@ -679,12 +669,14 @@ if [[ -n $user ]]; then exec runuser -u "$user" -- "$@"; else exec "$@"; fi
       };
       const finished = await start(fullSet, {}, { PATH: `${bin}:${hostOnly}:/usr/bin:/bin` }, docker).done;
       expect(finished.code, finished.stderr).toBe(0);
-      // The sample schema's tables, the ones added above, and the unlogged cart_sessions.
+      // The sample schema's tables, the ones added above, and the unlogged cart_sessions;
+      // the run before it left nothing, so this one sweeps nothing.
       expect(resultOf(finished)).toMatchObject({
         state: 'passed',
         amcheck: 'passed',
         tables: 18,
         unloggedCount: 1,
+        swept: [],
       });
       const calls = new Set(readFileSync(log, 'utf8').trim().split('\n'));
       expect([...calls].sort()).toEqual([

@@ -122,7 +122,7 @@ interface Writer {
   stop: string;
 }
 
-/** A loop of one transaction after another, in bash and psql (never blocking this process's event loop). */
+/** A loop of one transaction after another, in bash and psql (never blocking this process's event loop), a tenth of a second apart: each is a new psql and connection. */
 function startWriter(name: string, statements: string): Writer {
   const dir = mkdtempSync(join(work, `${name}-`));
   const writer = {
@@ -138,7 +138,7 @@ while [[ ! -e $STOP && -d $DIR ]]; do
   if [[ -e $PAUSE ]]; then touch "$PAUSED"; sleep 0.05; continue; fi
   rm -f "$PAUSED"
   psql -X -q -d ${DATABASE} -v ON_ERROR_STOP=1 -c "$(cat "$DIR/statements.sql")" >/dev/null 2>>"$DIR/errors" || true
-  sleep 0.02
+  sleep 0.1
 done`;
   const child = spawn('bash', ['-c', script], {
     env: {
@@ -155,11 +155,20 @@ done`;
   return { child, ...writer };
 }
 
+/**
+ * pgbench until stopped, at 20 transactions a second: unthrottled, its two
+ * clients take the machine's two cores from the backup and the recoveries they
+ * are meant to overlap (as in physical-backup.test.ts).
+ */
 function startPgbench(): ChildProcess {
-  return spawn(join(world.env.postgres.binDir, 'pgbench'), ['-n', '-c', '2', '-T', '3600', DATABASE], {
-    env: { ...process.env, ...world.env.postgres.env },
-    stdio: 'ignore',
-  });
+  return spawn(
+    join(world.env.postgres.binDir, 'pgbench'),
+    ['-n', '-c', '2', '-R', '20', '-T', '3600', DATABASE],
+    {
+      env: { ...process.env, ...world.env.postgres.env },
+      stdio: 'ignore',
+    },
+  );
 }
 
 async function stopProcess(child: ChildProcess): Promise<void> {

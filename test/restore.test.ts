@@ -29,7 +29,9 @@ let tables: DatabaseManifest['tables'];
 
 beforeAll(async () => {
   world = await startWorld();
-  const run = await runIn(world, { input: { kind: 'full' } });
+  // Every restore here is of the logical dump: naming the database plans the dump
+  // alone, without the pgBackRest backup and its restore test a full would add.
+  const run = await runIn(world, { input: { kind: 'full', database: 'kennel_prod' } });
   verified = await world.catalog.readDatabaseManifest(runsOf(run.record)[0]?.plan.manifestKey ?? '');
   tables = verified.tables;
   atBackup = tableChecksums(world, 'kennel_prod', tables);

@@ -2,7 +2,7 @@ import { chmodSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { GetObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
-import { vi } from 'vitest';
+import { inject, vi } from 'vitest';
 import {
   type LocalEnvironment,
   type LocalEnvironmentOptions,
@@ -14,6 +14,7 @@ import { type ExecutionRecord, type RunOptions, runWorkflow } from '../../local/
 import { Catalog } from '../../shared/catalog/catalog.ts';
 import { createS3Client } from '../../shared/core/clients.ts';
 import { parseConfig } from '../../shared/core/config.ts';
+import { copySeededCluster } from './seeded-cluster.ts';
 
 /** One local world per test file: a seeded PostgreSQL, a local S3, a host directory. */
 export interface TestWorld {
@@ -29,6 +30,9 @@ export async function startWorld(options: Partial<LocalEnvironmentOptions> = {})
   const dataDir = mkdtempSync(join(tmpdir(), 'kennel-backup-test-'));
   // The cluster lives inside it, and its server user must get through.
   chmodSync(dataDir, 0o711);
+  // The sample cluster the integration tier's global setup made once, copied (not made again here).
+  const seeded = options.seedScale === undefined ? inject('seededCluster') : undefined;
+  if (seeded) copySeededCluster(seeded, dataDir);
   // No local vault unless asked for (local/environment.ts): it doubles every write to the local S3.
   const env = await startLocalEnvironment({ vault: false, ...options, dataDir });
   const s3 = createS3Client(parseConfig(env.functionEnv));
