@@ -33,6 +33,7 @@ import {
   tarballFileName,
 } from '../shared/catalog/keys.ts';
 import {
+  AUDIT_DAYS,
   DEFAULT_LOCK_DAYS,
   lifecycleConfiguration,
   lifecycleRules,
@@ -812,9 +813,13 @@ describe.each(STATE_MACHINES)('the state machine $id', (machine) => {
       Destinations: [{ CloudWatchLogsLogGroup: { LogGroupArn: getAtt(logGroup) } }],
     });
     expect(props.TracingConfiguration).toEqual({ Enabled: true });
-    expect(resource<{ LogGroupName: string }>(logGroup, 'AWS::Logs::LogGroup').LogGroupName).toBe(
-      `/aws/vendedlogs/states/kennel-backup-${STAGE}-${name}`,
+    const group = resource<{ LogGroupName: string; RetentionInDays: number }>(
+      logGroup,
+      'AWS::Logs::LogGroup',
     );
+    expect(group.LogGroupName).toBe(`/aws/vendedlogs/states/kennel-backup-${STAGE}-${name}`);
+    // An Express workflow's log is its only history: kept as long as the exported histories.
+    if (type === 'EXPRESS') expect(group.RetentionInDays).toBe(AUDIT_DAYS);
   });
 
   const rules = () => ofType('AWS::Events::Rule').map(([, r]) => r.Properties as Rule);
