@@ -394,6 +394,20 @@ pgbr_verify_status() { # pgbr_verify_status FILE
   if grep -qx 'status: error' "$1"; then echo error; else echo ok; fi
 }
 
+# Prints the query for the databases of a cluster a check can read, by name ("C" order): those that
+# allow connections and are valid. A recovery that stops inside a DROP DATABASE
+# leaves that database marked invalid (datconnlimit -2, PostgreSQL 15.4 and
+# later), and no one can connect to it: DROP DATABASE finishes it. Our own
+# restore tests drop scratch databases all day, so a recovery target may well
+# fall inside one.
+connectable_databases_sql() {
+  echo 'SELECT datname FROM pg_database WHERE datallowconn AND datconnlimit <> -2 ORDER BY datname COLLATE "C"'
+}
+# Those left out as invalid, on one line, for the operator.
+invalid_databases_sql() {
+  echo "SELECT string_agg(datname, ', ' ORDER BY datname COLLATE \"C\") FROM pg_database WHERE datconnlimit = -2"
+}
+
 # The unlogged tables and sequences of one database (psql variable db: the name
 # to report), one [DATABASE, SCHEMA, NAME, KIND] JSON line each. Neither the WAL
 # nor a pgBackRest backup holds their rows: PostgreSQL resets them empty when

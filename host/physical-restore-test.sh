@@ -185,8 +185,12 @@ phase='read'
 # (FROM ONLY: a parent's count is its own rows), one statement each (one lock at a
 # time). Names travel as JSON from PostgreSQL, never split or re-quoted here.
 waited side_client psql -X -A -t -0 -v ON_ERROR_STOP=1 -d postgres \
-  -c 'SELECT datname FROM pg_database WHERE datallowconn ORDER BY datname COLLATE "C"' >"$work/databases" ||
+  -c "$(connectable_databases_sql)" >"$work/databases" ||
   fail "could not list the databases of the scratch instance"
+invalid=$(side_client psql -X -A -t -d postgres -c "$(invalid_databases_sql)") || invalid=''
+if [[ -n $invalid ]]; then
+  echo "physical-restore-test: not read: $invalid, which a DROP DATABASE was removing when the backup ended (PostgreSQL marks it invalid)" >&2
+fi
 readarray -d '' databases <"$work/databases"
 database_items=()
 digest_lines=''

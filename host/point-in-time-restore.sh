@@ -203,7 +203,11 @@ if [[ $KB_SCOPE == cluster ]]; then
     else
       echo "point-in-time-restore: could not list the unlogged tables of $name" >&2
     fi
-  done < <(pg_sql postgres <<<'SELECT datname FROM pg_database WHERE datallowconn ORDER BY datname')
+  done < <(pg_sql postgres <<<"$(connectable_databases_sql)")
+  invalid=$(pg_sql postgres <<<"$(invalid_databases_sql)") || invalid=''
+  if [[ -n $invalid ]]; then
+    echo "point-in-time-restore: a DROP DATABASE was under way at the target time: $invalid came back marked invalid, and no one can connect to it; drop it (DROP DATABASE), or recover to a time before that drop began" >&2
+  fi
   printf 'KB-RESULT {"scope": "cluster", "set": "%s", "targetTime": %s, "backupBytes": %s, "timeline": %s, "stoppedBefore": %s, "lastTransactionAt": %s, %s, "startedAt": "%s", "finishedAt": "%s", "seconds": {"stop": %s, "restore": %s, "recovery": %s, "total": %s}}\n' \
     "$KB_SET" "$([[ -n $KB_TARGET_TIME ]] && printf '"%s"' "$KB_TARGET_TIME" || printf null)" "$backup_bytes" "${timeline:-0}" \
     "$(log_fact "$server_log" 'recovery stopping before [^"]*')" \
@@ -359,8 +363,12 @@ if [[ $KB_SCOPE == scratch ]]; then
     side_sql -d "dbname=$(conninfo_value "$name")" -v db="$name" <<<"$(unlogged_sql)" >"$work/unlogged" ||
       fail "could not list the unlogged tables of $name on the recovered cluster (above)"
     add_unlogged "$work/unlogged"
-  done < <(side_sql -d postgres <<<'SELECT datname FROM pg_database WHERE datallowconn ORDER BY datname')
+  done < <(side_sql -d postgres <<<"$(connectable_databases_sql)")
   ((databases > 0)) || fail "could not list the recovered cluster's databases"
+  invalid=$(side_sql -d postgres <<<"$(invalid_databases_sql)") || invalid=''
+  if [[ -n $invalid ]]; then
+    echo "point-in-time-restore: not read: $invalid, which a DROP DATABASE was removing at the target time (PostgreSQL marks it invalid)" >&2
+  fi
   checks_seconds=$((SECONDS - t))
   remove_run
   [[ -z $cleanup_failed ]] || exit 1
@@ -376,6 +384,8 @@ phase=copy
 t=$SECONDS
 [[ -n $(side_sql -d postgres -v name="$KB_DATABASE" <<<"SELECT 1 FROM pg_database WHERE datname = :'name'") ]] ||
   fail "the database $KB_DATABASE did not exist at the target time; pick a later time, or another database. Nothing was changed"
+[[ -z $(side_sql -d postgres -v name="$KB_DATABASE" <<<"SELECT 1 FROM pg_database WHERE datname = :'name' AND datconnlimit = -2") ]] ||
+  fail "the database $KB_DATABASE was being dropped at the target time (it comes back marked invalid); pick an earlier time. Nothing was changed"
 # Renamed on the side cluster, so that pg_dump --create names the staging database.
 side_sql -d template1 -v from="$KB_DATABASE" -v to="$KB_STAGING" <<<'ALTER DATABASE :"from" RENAME TO :"to"' ||
   fail "could not rename $KB_DATABASE on the side cluster"

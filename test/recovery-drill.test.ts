@@ -51,6 +51,12 @@ beforeAll(async () => {
   if (!local) throw new Error('no local target');
   target = local;
   world.sql('postgres', `CREATE DATABASE ${DATABASE}`);
+  // A DROP DATABASE under way: PostgreSQL (15.4 and later) first marks the database
+  // invalid (datconnlimit -2) and commits that, so a recovery stopping inside the
+  // drop has it, and no one can connect to it. Our own restore tests drop scratch
+  // databases all day; the backup's restore test and the drill leave it unread.
+  world.sql('postgres', 'CREATE DATABASE half_dropped');
+  world.sql('postgres', "UPDATE pg_database SET datconnlimit = -2 WHERE datname = 'half_dropped'");
   sql('CREATE TABLE visits (id serial PRIMARY KEY, at timestamptz NOT NULL DEFAULT clock_timestamp())');
   sql('INSERT INTO visits SELECT FROM generate_series(1, 100)');
   const backup = await runIn(world, { input: { kind: 'full' } });
