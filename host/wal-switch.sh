@@ -97,7 +97,8 @@ SELECT 'KB-RESULT ' || json_build_object(
       'archiveStart', archive_start, 'startedAt', started_at) ORDER BY started), '[]') FROM oldest),
   'newestFull', (SELECT json_build_object('label', label, 'stoppedAt', stopped_at)
       FROM backup WHERE type = 'full' ORDER BY stopped DESC LIMIT 1),
-  'newestBackup', (SELECT json_build_object('label', label, 'type', type, 'stoppedAt', stopped_at)
+  'newestBackup', (SELECT json_build_object('label', label, 'type', type, 'archiveStart', archive_start,
+      'startedAt', started_at, 'stoppedAt', stopped_at)
       FROM backup ORDER BY stopped DESC LIMIT 1)
 );
 SQL

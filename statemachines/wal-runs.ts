@@ -4,7 +4,8 @@ import { at, hostCommand, hostCommandNames, type OnError, PLAN, type States, tas
  * The WAL run's states, in the backup workflow's Map (RouteRun sends a plan with
  * `engine: 'wal'` here) and in the daily verification's: switch the segment on
  * the host and wait until it is archived, then prove from the repository that
- * no segment since the oldest kept backup is missing; and in the restore drill's.
+ * no segment since the newest backup (a transaction-logs run) or the oldest kept
+ * one (the verification, the drill: WalPlan.proves) is missing; and in the restore drill's.
  * They read the run's plan at `$.plan` unless told otherwise.
  */
 
@@ -36,7 +37,7 @@ export function walArchiveStates(options: {
     }),
     ...task(WAL_STATE.continuity, 'checkWalContinuity', {
       comment:
-        "Lists the repository's WAL in S3: every segment from the oldest kept backup's archive start to the switched one must be there; a gap fails naming its first segment and when its changes were written.",
+        "Lists the repository's WAL in S3: every segment from the newest backup's (transaction-logs) or the oldest kept backup's (verification, drill) archive start to the switched one must be there; a gap fails naming its first segment and when its changes were written.",
       parameters: { 'plan.$': plan, 'facts.$': at(WAL_RESULT.switch, 'result') },
       resultPath: at(WAL_RESULT.continuity),
       onError: options.onError,

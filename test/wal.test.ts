@@ -3,7 +3,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { localHost } from '../local/host.ts';
 import { BACKUP_HOST_COMMANDS } from '../shared/backup/host-commands.ts';
 import { checkWalContinuity, type WalContinuity } from '../shared/backup/wal-continuity.ts';
-import { type WalSwitchFacts, walRun, walSwitchFactsSchema } from '../shared/backup/wal-plan.ts';
+import {
+  type WalProofScope,
+  type WalSwitchFacts,
+  walRun,
+  walSwitchFactsSchema,
+} from '../shared/backup/wal-plan.ts';
 import { parseSegmentName } from '../shared/backup/wal-segments.ts';
 import { parseConfig } from '../shared/core/config.ts';
 import { archiveCommandOf } from '../shared/host/pgbackrest-conf.ts';
@@ -273,10 +278,16 @@ describe('the continuity proof across timelines', () => {
       },
     ],
     newestFull: { label: '20261126-010000F', stoppedAt: '2026-11-26T01:05:00Z' },
-    newestBackup: { label: '20261126-010000F', type: 'full', stoppedAt: '2026-11-26T01:05:00Z' },
+    newestBackup: {
+      label: '20261126-010000F',
+      type: 'full',
+      archiveStart: '000000010000000000000002',
+      startedAt: '2026-11-26T01:00:00Z',
+      stoppedAt: '2026-11-26T01:05:00Z',
+    },
     ...changes,
   });
-  const prove = (changes: Partial<WalSwitchFacts> = {}) => {
+  const prove = (changes: Partial<WalSwitchFacts> = {}, proves: WalProofScope = 'every-kept-backup') => {
     const config = parseConfig(world.env.functionEnv);
     const target = config.BACKUP_TARGETS[0];
     if (!target) throw new Error('no target');
@@ -284,6 +295,7 @@ describe('the continuity proof across timelines', () => {
       target,
       'arn:aws:states:us-east-1:123456789012:execution:wal-test:tli',
       '2026-11-26T02:15:00Z',
+      proves,
     );
     return checkWalContinuity(world.s3, config, { plan, facts: facts(changes) }, { pageSize: 2 });
   };
@@ -332,6 +344,37 @@ describe('the continuity proof across timelines', () => {
       );
     } finally {
       await putBytes(world.s3, world.env.bucket, key('000000020000000000000005'), 'back');
+    }
+  });
+
+  it("a gap before the newest backup: the transaction-logs run proves that backup's WAL whole; the verification names the older windows lost and asks no new full", async () => {
+    // An incremental begun on timeline 2 after the gap in timeline 1's WAL.
+    const newestBackup = {
+      label: '20261126-010000F_20261126-020500I',
+      type: 'incr' as const,
+      archiveStart: '000000020000000000000006',
+      startedAt: '2026-11-26T02:05:00Z',
+      stoppedAt: '2026-11-26T02:06:00Z',
+    };
+    await world.s3.send(
+      new DeleteObjectCommand({ Bucket: world.env.bucket, Key: key('000000010000000000000003') }),
+    );
+    try {
+      await expect(prove({ newestBackup }, 'newest-backup')).resolves.toMatchObject({
+        backup: newestBackup.label,
+        from: '000000020000000000000006',
+        segments: 2,
+      });
+      const older = prove({ newestBackup });
+      await expect(older).rejects.toThrow(/^WAL segment 000000010000000000000003 is missing/);
+      await expect(older).rejects.toThrow(
+        `the windows before the backup ${newestBackup.label} (begun 2026-11-26T02:05:00Z) cannot be recovered across the gap, while recoveries from that backup on are whole`,
+      );
+      await expect(older).rejects.not.toThrow('take a full backup now');
+      // Without a backup after it, the gap asks for a full, as before.
+      await expect(prove()).rejects.toThrow('take a full backup now');
+    } finally {
+      await putBytes(world.s3, world.env.bucket, key('000000010000000000000003'), 'back');
     }
   });
 

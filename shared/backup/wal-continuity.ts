@@ -5,7 +5,7 @@ import { classifyAwsError, NotFoundError, WalContinuityError } from '../core/err
 import { parseInput } from '../core/input.ts';
 import * as z from '../core/schema.ts';
 import { pgbackrestArchivePrefix, pgbackrestOf } from '../host/pgbackrest-conf.ts';
-import { type WalSwitchFacts, walPlanSchema, walSwitchFactsSchema } from './wal-plan.ts';
+import { type WalProofScope, type WalSwitchFacts, walPlanSchema, walSwitchFactsSchema } from './wal-plan.ts';
 import {
   type ArchivedSegment,
   expectedSegments,
@@ -80,8 +80,18 @@ async function readHistory(s3: S3Client, bucket: string, key: string): Promise<s
 
 const iso = (date: Date | undefined) => date?.toISOString() ?? null;
 
-/** Where the proof starts: the oldest kept backup whose WAL leads to now, else the repository's oldest segment. */
-function startOf(facts: WalSwitchFacts, path: readonly TimelineSpan[], size: number) {
+/**
+ * Where the proof starts: for a run that proves the newest backup's WAL, that
+ * backup's archive start when its WAL leads to now; otherwise the oldest kept
+ * backup whose WAL leads to now, else the repository's oldest segment.
+ */
+function startOf(facts: WalSwitchFacts, path: readonly TimelineSpan[], size: number, proves: WalProofScope) {
+  const newest = facts.newestBackup && {
+    ...facts.newestBackup,
+    start: parseSegmentName(facts.newestBackup.archiveStart, size),
+  };
+  if (proves === 'newest-backup' && newest && isOnPath(path, newest.start))
+    return { segno: newest.start.segno, backup: newest };
   const backup = facts.backups
     .map((b) => ({ ...b, start: parseSegmentName(b.archiveStart, size) }))
     .filter((b) => isOnPath(path, b.start))
@@ -102,6 +112,8 @@ function describeGap(
   check: SegmentCheck,
   where: string,
   backup: { label: string; startedAt: string } | undefined,
+  /** A backup begun after the gap, on the WAL's path, if there is one. */
+  newerBackup: { label: string; startedAt: string } | undefined,
 ) {
   const { before, after } = gap;
   const since = before
@@ -114,7 +126,12 @@ function describeGap(
     : 'up to now: no later segment is in the repository';
   const run = gap.count > 1 ? `; the gap runs to ${gap.last} (${gap.count} segments)` : '';
   const more = check.gaps > 1 ? `; ${check.missing} segments are missing in all, in ${check.gaps} gaps` : '';
-  return `WAL segment ${gap.first} is missing from the repository (${where}): the changes written ${since} and ${until} cannot be replayed${run}${more}. A recovery from ${backup ? `the backup ${backup.label}` : 'this repository'} stops before them. Restore the object from the bucket's earlier versions if it is there; otherwise take a full backup now (database-backup with {"kind": "full"}) so that recovery can start after the gap, and find out how the segment was lost.`;
+  const lost = `WAL segment ${gap.first} is missing from the repository (${where}): the changes written ${since} and ${until} cannot be replayed${run}${more}. A recovery from ${backup ? `the backup ${backup.label}` : 'this repository'} stops before them. Restore the object from the bucket's earlier versions if it is there`;
+  // A backup begun after the gap recovers whole from there on: only the older windows are broken,
+  // and taking another full would change nothing of them.
+  if (newerBackup)
+    return `${lost}; otherwise the windows before the backup ${newerBackup.label} (begun ${newerBackup.startedAt}) cannot be recovered across the gap, while recoveries from that backup on are whole (the transaction-logs runs prove them). This finding stays until the backups before the gap expire from the point-in-time window; find out how the segment was lost.`;
+  return `${lost}; otherwise take a full backup now (database-backup with {"kind": "full"}) so that recovery can start after the gap, and find out how the segment was lost.`;
 }
 
 /**
@@ -161,7 +178,7 @@ export async function checkWalContinuity(
     end.timeline > 1 ? await readHistory(s3, bucket, `${prefix}${historyFileName(end.timeline)}`) : undefined,
     size,
   );
-  const start = startOf(facts, path, size);
+  const start = startOf(facts, path, size, plan.proves);
   if (start.segno > end.segno)
     throw new WalContinuityError(
       `The oldest segment to prove, ${segmentName({ timeline: timelineAt(path, start.segno), segno: start.segno }, size)}, comes after the switched one, ${facts.segment}: the host's report does not add up. Check the host runs this deployment's scripts.`,
@@ -172,10 +189,15 @@ export async function checkWalContinuity(
     expected(),
     archivedSegments(s3, bucket, prefix, from ?? facts.segment, options.pageSize ?? 1000),
   );
-  if (check.firstGap)
+  if (check.firstGap) {
+    const newest = facts.newestBackup && parseSegmentName(facts.newestBackup.archiveStart, size);
+    const gapEnd = parseSegmentName(check.firstGap.last, size);
+    const newerBackup =
+      newest && isOnPath(path, newest) && newest.segno > gapEnd.segno ? facts.newestBackup : null;
     throw new WalContinuityError(
-      describeGap(check.firstGap, check, `s3://${bucket}/${prefix}`, start.backup),
+      describeGap(check.firstGap, check, `s3://${bucket}/${prefix}`, start.backup, newerBackup ?? undefined),
     );
+  }
   return {
     target: target.name,
     archiveId: archive.id,

@@ -5,9 +5,21 @@ import * as z from '../core/schema.ts';
 import { pgbackrestOff } from '../host/pgbackrest-conf.ts';
 
 /**
+ * How far back a WAL run proves the repository whole: from the newest backup's
+ * archive start (what a recovery from it to now replays: the 15-minute
+ * transaction-logs run, which guards the RPO), or from the oldest kept
+ * backup's (every window the point-in-time recovery offers: the daily
+ * verification and the drill). A gap before the newest backup breaks only the
+ * older windows: the daily verification names it, once a day, until those
+ * backups expire, rather than every run of the day.
+ */
+export const WAL_PROOF_SCOPES = ['newest-backup', 'every-kept-backup'] as const;
+export type WalProofScope = (typeof WAL_PROOF_SCOPES)[number];
+
+/**
  * A WAL run: force a segment switch on a target's cluster, wait until that
- * segment is archived, and prove that every segment from the oldest kept
- * pgBackRest backup to it is in the repository. The archiving itself is
+ * segment is archived, and prove that every segment from a kept pgBackRest
+ * backup (`proves`) to it is in the repository. The archiving itself is
  * PostgreSQL's (archive_command); this run makes the RPO hold even if
  * archive_timeout were unset, and catches a segment lost from the repository.
  * It writes nothing: the repository is pgBackRest's own catalog.
@@ -20,6 +32,8 @@ export const walPlanSchema = z.object({
   runId: runIdentifier,
   executionId: z.string().check(z.minLength(1)),
   startedAt: z.iso.datetime({ offset: true }),
+  /** From which backup the run proves the WAL whole (WAL_PROOF_SCOPES). */
+  proves: z.enum(WAL_PROOF_SCOPES),
 });
 
 export type WalPlan = z.infer<typeof walPlanSchema>;
@@ -43,8 +57,13 @@ export interface WalPlanOff {
   off: string;
 }
 
-/** One target's WAL run in an execution (a backup's, or a verification's). */
-export function walRun(target: Target, executionId: string, startedAt: string): WalPlan {
+/** One target's WAL run in an execution (a backup's, or a verification's), proving `proves` (every kept backup's WAL by default). */
+export function walRun(
+  target: Target,
+  executionId: string,
+  startedAt: string,
+  proves: WalProofScope = 'every-kept-backup',
+): WalPlan {
   return {
     engine: 'wal',
     kind: 'transaction-logs',
@@ -53,6 +72,7 @@ export function walRun(target: Target, executionId: string, startedAt: string): 
     runId: runId(new Date(startedAt).toISOString(), `${executionId}/${target.name}/wal`),
     executionId,
     startedAt,
+    proves,
   };
 }
 
@@ -63,7 +83,8 @@ export function walRuns(
   startedAt: string,
 ): (WalPlan | WalPlanOff)[] {
   return targets.map((target) => {
-    const run = walRun(target, executionId, startedAt);
+    // Every 15 minutes: the WAL a recovery from the newest backup replays (the RPO's).
+    const run = walRun(target, executionId, startedAt, 'newest-backup');
     if (target.pgbackrest) return run;
     const off = pgbackrestOff(
       target,
@@ -110,7 +131,15 @@ export const walSwitchFactsSchema = z.object({
     z.object({ label: backupLabel, type: backupType, archiveStart: segmentName, startedAt: isoTime }),
   ),
   newestFull: z.nullable(z.object({ label: backupLabel, stoppedAt: isoTime })),
-  newestBackup: z.nullable(z.object({ label: backupLabel, type: backupType, stoppedAt: isoTime })),
+  newestBackup: z.nullable(
+    z.object({
+      label: backupLabel,
+      type: backupType,
+      archiveStart: segmentName,
+      startedAt: isoTime,
+      stoppedAt: isoTime,
+    }),
+  ),
 });
 
 export type WalSwitchFacts = z.infer<typeof walSwitchFactsSchema>;

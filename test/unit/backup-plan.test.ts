@@ -147,6 +147,8 @@ describe('planBackup of the physical kinds: no dump, and a target without pgBack
     const [wal, off] = all;
     expect(wal).toEqual({
       engine: 'wal',
+      // Every 15 minutes, the WAL a recovery from the newest backup replays.
+      proves: 'newest-backup',
       kind: 'transaction-logs',
       target: 'primary',
       runId: expect.stringMatching(/^20261126T020000Z_[0-9a-f]{8}$/),
