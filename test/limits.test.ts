@@ -148,16 +148,23 @@ describe("a host command's output beyond what Run Command returns", () => {
 });
 
 describe('a restore that fails on a row', () => {
+  /** A database of `schema`, whose full backup fails its restore test: the run, its first alert's cause. */
+  async function failedRestoreTest(database: string, schema: string) {
+    world.sql('postgres', `CREATE DATABASE ${database}`);
+    psql(world.env.postgres, database, [], schema);
+    const run = await runIn(world, { workflow: 'database-backup', input: { kind: 'full', database } });
+    expect(run.record.status).toBe('FAILED');
+    const [alert] = run.alerts;
+    expect(alert?.state).toBe('CheckRestoreTest');
+    return { run, cause: alert?.cause };
+  }
+
   it("reports PostgreSQL's error without the row: no DETAIL or CONTEXT value in an alert, a log or the execution", async () => {
     // A CHECK through a function that reads another table: pg_dump restores
     // pets' rows before zz_codes has any, so the restore fails on the first row,
     // as a real schema's does (the constraint holds in production).
-    const database = 'kb_pets';
-    world.sql('postgres', `CREATE DATABASE ${database}`);
-    psql(
-      world.env.postgres,
-      database,
-      [],
+    const { run, cause } = await failedRestoreTest(
+      'kb_pets',
       `CREATE TABLE zz_codes (code text PRIMARY KEY);
        INSERT INTO zz_codes VALUES ('A');
        CREATE FUNCTION code_allowed(c text) RETURNS boolean LANGUAGE sql STABLE
@@ -165,13 +172,9 @@ describe('a restore that fails on a row', () => {
        CREATE TABLE pets (id int PRIMARY KEY, owner_email text, code text CHECK (code_allowed(code)));
        INSERT INTO pets VALUES (1, 'rex.owner@example.com', 'A');`,
     );
-    const run = await runIn(world, { workflow: 'database-backup', input: { kind: 'full', database } });
-    expect(run.record.status).toBe('FAILED');
-    const [alert] = run.alerts;
-    expect(alert?.state).toBe('CheckRestoreTest');
     // The error names the constraint; its DETAIL and CONTEXT (the row, the COPY line) are gone.
-    expect(alert?.cause).toContain('new row for relation "pets" violates check constraint "pets_code_check"');
-    expect(alert?.cause).toMatch(/DETAIL: {2}\*\*\*\nCONTEXT: {2}\*\*\*/);
+    expect(cause).toContain('new row for relation "pets" violates check constraint "pets_code_check"');
+    expect(cause).toMatch(/DETAIL: {2}\*\*\*\nCONTEXT: {2}\*\*\*/);
     expect(run.visibleText).toContain('violates check constraint "pets_code_check"');
     expect(run.visibleText).not.toContain('rex.owner@example.com');
   });
@@ -179,12 +182,8 @@ describe('a restore that fails on a row', () => {
   it("reports an error a function of the database's own raised without its text, which quotes the row", async () => {
     // The CHECK's function RAISEs with the email in the message itself: the
     // restore test loads a_customers before allowed_domains has its row.
-    const database = 'kb_raise';
-    world.sql('postgres', `CREATE DATABASE ${database}`);
-    psql(
-      world.env.postgres,
-      database,
-      [],
+    const { run, cause } = await failedRestoreTest(
+      'kb_raise',
       `CREATE TABLE allowed_domains (d text PRIMARY KEY);
        INSERT INTO allowed_domains VALUES ('example.net');
        CREATE FUNCTION email_ok(e text) RETURNS boolean LANGUAGE plpgsql STABLE AS $$
@@ -197,12 +196,8 @@ describe('a restore that fails on a row', () => {
        CREATE TABLE a_customers (id int PRIMARY KEY, email text CHECK (email_ok(email)));
        INSERT INTO a_customers VALUES (1, 'jane.private@example.net');`,
     );
-    const run = await runIn(world, { workflow: 'database-backup', input: { kind: 'full', database } });
-    expect(run.record.status).toBe('FAILED');
-    const [alert] = run.alerts;
-    expect(alert?.state).toBe('CheckRestoreTest');
-    expect(alert?.cause).toContain("ERROR:  *** (a message the database's own function raised");
-    expect(alert?.cause).toMatch(/HINT: {2}\*\*\*\nCONTEXT: {2}\*\*\*/);
+    expect(cause).toContain("ERROR:  *** (a message the database's own function raised");
+    expect(cause).toMatch(/HINT: {2}\*\*\*\nCONTEXT: {2}\*\*\*/);
     expect(run.visibleText).not.toContain('jane.private');
   });
 });

@@ -158,8 +158,8 @@ describe('the monthly DR drill (recovery-drill)', () => {
       executionId: 'arn:aws:states:us-east-1:123456789012:execution:kennel-backup-dev-recovery-drill:replay',
       startedAt: now.toISOString(),
     });
-    const first = await planRecoveryDrill(config, world.catalog, world.s3, request(), now);
-    const again = await planRecoveryDrill(config, world.catalog, world.s3, request(first.seed), now);
+    const first = await planRecoveryDrill(config, world.catalog, request(), now);
+    const again = await planRecoveryDrill(config, world.catalog, request(first.seed), now);
     expect(again.recovery.targetTime).toBe(first.recovery.targetTime);
     expect(again.window).toEqual(first.window);
     const at = Date.parse(first.recovery.targetTime);
@@ -171,13 +171,7 @@ describe('the monthly DR drill (recovery-drill)', () => {
     const { oldestRecoverable } = await recoverableBackups(world.catalog, 'local');
     const early = new Date(Date.parse(oldestRecoverable) + 5000);
     await expect(
-      planRecoveryDrill(
-        config,
-        world.catalog,
-        world.s3,
-        { ...request(), startedAt: early.toISOString() },
-        early,
-      ),
+      planRecoveryDrill(config, world.catalog, { ...request(), startedAt: early.toISOString() }, early),
     ).rejects.toThrow(`recovers from ${oldestRecoverable}`);
   });
 

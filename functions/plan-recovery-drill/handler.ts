@@ -7,13 +7,12 @@ import { logger } from '../../shared/core/logger.ts';
 import { planRecoveryDrill } from '../../shared/watch/recovery-drill.ts';
 
 const config = getConfig();
-const s3 = createS3Client(config);
-const catalog = new Catalog(s3, config.BACKUP_BUCKET);
+const catalog = new Catalog(createS3Client(config), config.BACKUP_BUCKET);
 
 export const handler = middy()
   .use(injectLambdaContext(logger))
   .handler(async (event: unknown) => {
-    const drill = await planRecoveryDrill(config, catalog, s3, event);
+    const drill = await planRecoveryDrill(config, catalog, event);
     logger.info('recovery drill planned', {
       target: drill.target,
       seed: drill.seed,

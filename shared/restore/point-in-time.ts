@@ -1,4 +1,3 @@
-import type { S3Client } from '@aws-sdk/client-s3';
 import { planSchema } from '../backup/database-plan.ts';
 import { scratchDirectoryOf } from '../backup/physical-restore-test.ts';
 import {
@@ -183,13 +182,13 @@ const SEGMENT_OBJECT = /^([0-9A-F]{16})\/(\1[0-9A-F]{8})-[0-9a-f]{40}(?:\.[a-z0-
 const HISTORY_OBJECT = /^([0-9A-F]{8})\.history$/;
 
 /** The WAL in the repository from the base's first segment on, and the timelines a recovery follows. */
-async function walFrom(s3: S3Client, catalog: Catalog, base: PhysicalRecord) {
+async function walFrom(catalog: Catalog, base: PhysicalRecord) {
   const size = segmentSizeOf(base);
   const prefix = pgbackrestArchivePrefix(base.target, await archiveIdOf(catalog, base.target));
   const first = base.backup.archiveStart;
   const segments: ArchivedSegment[] = [];
   let newestTimeline = parseSegmentName(first, size).timeline;
-  for await (const object of objectsUnder(s3, catalog.bucket, prefix, {
+  for await (const object of objectsUnder(catalog.s3, catalog.bucket, prefix, {
     startAfter: `${prefix}${first.slice(0, 16)}/${first}`,
   })) {
     const rest = object.Key?.slice(prefix.length) ?? '';
@@ -217,8 +216,8 @@ async function walFrom(s3: S3Client, catalog: Catalog, base: PhysicalRecord) {
  * for gaps (the first `listGaps` described one by one): what a recovery from it
  * would replay.
  */
-async function walCheckFrom(s3: S3Client, catalog: Catalog, base: PhysicalRecord, listGaps = 0) {
-  const wal = await walFrom(s3, catalog, base);
+async function walCheckFrom(catalog: Catalog, base: PhysicalRecord, listGaps = 0) {
+  const wal = await walFrom(catalog, base);
   const fromSegno = parseSegmentName(base.backup.archiveStart, wal.size).segno;
   const newest = wal.segments.at(-1);
   const toSegno = newest ? parseSegmentName(newest.name, wal.size).segno : fromSegno;
@@ -334,7 +333,6 @@ const GAPS_LISTED = 10;
  */
 export async function recoverableRange(
   catalog: Catalog,
-  s3: S3Client,
   target: string,
 ): Promise<{
   oldestRecoverable: string;
@@ -349,7 +347,7 @@ export async function recoverableRange(
 }> {
   const { backups, oldestRecoverable } = await recoverableBackups(catalog, target);
   const base = backups[0] as PhysicalRecord;
-  const { newest, check } = await walCheckFrom(s3, catalog, base, GAPS_LISTED);
+  const { newest, check } = await walCheckFrom(catalog, base, GAPS_LISTED);
   const at = (s: { archivedAt: Date } | undefined) => (s ? seconds(s.archivedAt.getTime()) : null);
   // The segments a backup needs to be consistent may be stored in the second it stops: the
   // range is never shorter than its consistent point.
@@ -387,7 +385,6 @@ export type RecoveryBasis = Pick<PointInTimePlan, 'base' | 'oldestRecoverable' |
  */
 export async function planRecoveryBasis(
   catalog: Catalog,
-  s3: S3Client,
   target: string,
   targetTime: string,
   now = new Date(),
@@ -406,7 +403,7 @@ export async function planRecoveryBasis(
       `The target time ${targetTime} is before the oldest recoverable point, ${oldestRecoverable} (the consistent point of the backup ${usableBackups[0]?.label}, the oldest that passed verification and its restore test); recover to that time or later. Nothing was changed.`,
     );
 
-  const { wal, newest, check } = await walCheckFrom(s3, catalog, base);
+  const { wal, newest, check } = await walCheckFrom(catalog, base);
   const gap = check.firstGap;
   if (gap) {
     // Everything in the segments before the gap was written by the time the last of them was archived.
@@ -523,7 +520,7 @@ export async function planPointInTimeRecovery(
     };
   }
 
-  const basis = await planRecoveryBasis(catalog, catalog.s3, target.name, wanted.targetTime, now);
+  const basis = await planRecoveryBasis(catalog, target.name, wanted.targetTime, now);
   // From the backup bucket, the host first commits and archives a transaction, which ends a
   // replay to any past target; the vault holds only what was replicated to it, so a replay from
   // there reaches a target only when a segment stored after it is in the vault.

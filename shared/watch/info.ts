@@ -118,7 +118,7 @@ export async function readInfo(
         .sort((a, b) => Date.parse(a.backup.stoppedAt) - Date.parse(b.backup.stoppedAt))
         .map(physicalBackup),
     });
-    wal.push(await walOf(catalog, s3, target.name));
+    wal.push(await walOf(catalog, target.name));
   }
   return { bucket: catalog.bucket, generatedAt: now.toISOString(), catalogs, legacy, wal };
 }
@@ -214,9 +214,9 @@ function physicalBackup(r: PhysicalRecord): InfoBackup {
   };
 }
 
-async function walOf(catalog: Catalog, s3: S3Client, target: string): Promise<InfoWal> {
+async function walOf(catalog: Catalog, target: string): Promise<InfoWal> {
   try {
-    const range = await recoverableRange(catalog, s3, target);
+    const range = await recoverableRange(catalog, target);
     return {
       target,
       oldestRecoverable: range.oldestRecoverable,

@@ -1,5 +1,4 @@
 import { randomInt } from 'node:crypto';
-import type { S3Client } from '@aws-sdk/client-s3';
 import { RECOVERY_DRILL_RESULT, RECOVERY_DRILL_STATE } from '../../statemachines/recovery-drill.ts';
 import type { Catalog } from '../catalog/catalog.ts';
 import { runId as makeRunId, replacedDatabase, stagingDatabase } from '../catalog/keys.ts';
@@ -82,7 +81,6 @@ const hours = (ms: number) => `${Math.floor(ms / 3_600_000)} h ${Math.floor((ms 
 export async function planRecoveryDrill(
   config: Config,
   catalog: Catalog,
-  s3: S3Client,
   request: unknown,
   now = new Date(),
 ): Promise<RecoveryDrillPlan> {
@@ -117,7 +115,7 @@ export async function planRecoveryDrill(
       from + Math.floor(random() * ((to - from) / SECOND_MS + 1)) * SECOND_MS,
     ).toISOString();
     try {
-      const basis = await planRecoveryBasis(catalog, s3, target.name, at, now);
+      const basis = await planRecoveryBasis(catalog, target.name, at, now);
       return {
         target: target.name,
         runId: id,
