@@ -20,7 +20,7 @@ import {
   runWorkflow,
   workflows,
 } from './runner.ts';
-import { downLocalStack, openLocalStack, resetLocalStack, upLocalStack } from './stack.ts';
+import { downLocalStack, openLocalStack, resetLocalStack, runningStack, upLocalStack } from './stack.ts';
 
 const USAGE = `Usage: npm run -s local -- <command>   (-s: npm's own banner stays off stdout)
 
@@ -155,12 +155,21 @@ async function info(options: LocalEnvironmentOptions, json: boolean): Promise<nu
   });
 }
 
+/** Says on stderr which stack a command is about to use: the running one, or one it starts (which takes a while). */
+function announceStack(dataDir: string): void {
+  console.error(
+    runningStack(dataDir)
+      ? `Using the running local stack (npm run local -- up; state in ${dataDir}).`
+      : `Starting local services (state in ${dataDir}) …`,
+  );
+}
+
 /** Runs `use` on the running stack, or on one started for it and stopped after. */
 async function withStack(
   options: LocalEnvironmentOptions,
   use: (environment: LocalEnvironment) => Promise<number>,
 ): Promise<number> {
-  console.error(`Starting local services (state in ${options.dataDir}) …`);
+  announceStack(options.dataDir);
   const { environment } = await openLocalStack(options);
   try {
     return await use(environment);
@@ -307,14 +316,13 @@ async function startAndRun(
   print: Printer,
   afterRun?: AfterRun,
 ): Promise<number> {
-  console.error(`Starting local services (state in ${options.dataDir}) …`);
-  const { environment, running } = await openLocalStack(options);
+  announceStack(options.dataDir);
+  const { environment } = await openLocalStack(options);
   try {
     if (signal.aborted) {
       console.error('Aborted before the execution started; nothing was run.');
       return 130;
     }
-    if (running) console.error('Using the running local stack (npm run local -- up).');
     if (workflow === 'database-backup' && !environment.physical.ready) {
       const refusal = physicalKindsRefusal(environment.physical.lacking);
       const kind = (input as { kind?: unknown } | null)?.kind ?? 'full';
