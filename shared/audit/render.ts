@@ -11,8 +11,14 @@ const where = (x: { target: string; database: string | null }) =>
   `${x.target}${x.database ? `/${x.database}` : ''}`;
 const hours = (m: number | null) => (m === null ? 'none' : `${(m / 60).toFixed(1)} h`);
 const usd = (n: number) => `$${n.toFixed(2)}`;
-const duration = (s: number) =>
-  s >= 3600 ? `${(s / 3600).toFixed(1)} h` : s >= 60 ? `${(s / 60).toFixed(1)} min` : `${s} s`;
+const duration = (s: number | null) =>
+  s === null
+    ? 'not recorded'
+    : s >= 3600
+      ? `${(s / 3600).toFixed(1)} h`
+      : s >= 60
+        ? `${(s / 60).toFixed(1)} min`
+        : `${s} s`;
 
 /** A table: a header row and rows of cells, each cell text (escaped by the renderer). */
 interface Table {

@@ -127,7 +127,8 @@ export interface RecoveryTime {
   /** The backup tested, or the execution. */
   subject: string;
   at: string;
-  seconds: number;
+  /** From the run's own start to its own end; null for a restore test recorded without its start (older records). */
+  seconds: number | null;
   outcome: string;
 }
 
@@ -339,7 +340,9 @@ function runScopeOf(e: ExportedExecution, targets: readonly Target[]): RunScope 
 /** Whether `later` did everything `failed` was to do. */
 const covers = (later: RunScope, failed: RunScope) => failed.does.every((d) => later.does.includes(d));
 
-const seconds = (from: string, to: string) => Math.round((Date.parse(to) - Date.parse(from)) / 1000);
+/** A run's duration from its own start to its own end, seconds: never negative (clocks a little apart count as 0). */
+export const seconds = (from: string, to: string) =>
+  Math.max(0, Math.round((Date.parse(to) - Date.parse(from)) / 1000));
 const minutes = (ms: number) => Math.round(ms / 60_000);
 
 /** Computes the month's report; `inputs` come from gather.ts (or a test). */
@@ -706,34 +709,27 @@ function recoveryTimes(
   until: Date,
 ): RecoveryTime[] {
   const inMonth = (iso: string) => Date.parse(iso) >= start.getTime() && Date.parse(iso) < until.getTime();
+  // A test's duration is from its own start (the host command sent) to its own
+  // result, never from verification.checkedAt, which the daily verification rewrites.
   const tests: RecoveryTime[] = [
-    ...inputs.manifests.flatMap((m) => {
-      const test = m.verification.restoreTest;
-      if (!test || !m.verification.checkedAt || !inMonth(test.checkedAt)) return [];
-      return [
-        {
-          what: 'restore test' as const,
-          subject: m.archive.key,
-          at: test.checkedAt,
-          seconds: seconds(m.verification.checkedAt, test.checkedAt),
-          outcome: test.state,
-        },
-      ];
-    }),
-    ...inputs.physical.flatMap((r) => {
-      const test = r.verification.restoreTest;
-      if (!test || !inMonth(test.checkedAt)) return [];
-      return [
-        {
-          what: 'restore test' as const,
-          subject: `${r.target} pgBackRest ${r.label}`,
-          at: test.checkedAt,
-          seconds: seconds(r.verification.checkedAt, test.checkedAt),
-          outcome: test.state,
-        },
-      ];
-    }),
-  ];
+    ...inputs.manifests.map((m) => ({ test: m.verification.restoreTest, subject: m.archive.key })),
+    ...inputs.physical.map((r) => ({
+      test: r.verification.restoreTest,
+      subject: `${r.target} pgBackRest ${r.label}`,
+    })),
+  ].flatMap(({ test, subject }) =>
+    test && inMonth(test.checkedAt)
+      ? [
+          {
+            what: 'restore test' as const,
+            subject,
+            at: test.checkedAt,
+            seconds: test.startedAt ? seconds(test.startedAt, test.checkedAt) : null,
+            outcome: test.state,
+          },
+        ]
+      : [],
+  );
   const runs = executions
     .filter((e) => DRILL_WORKFLOWS.includes(e.workflow) || OPERATOR_RESTORE_WORKFLOWS.includes(e.workflow))
     .map(

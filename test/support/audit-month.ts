@@ -132,6 +132,7 @@ function dump(
               ? {
                   restoreTest: {
                     state: 'passed' as const,
+                    startedAt: plus(slot, 6),
                     checkedAt: plus(slot, 16),
                     detail: '7 tables, exact counts',
                   },
@@ -188,7 +189,16 @@ function physical(
     verification: {
       state: 'verified',
       checkedAt: plus(slot, 12),
-      ...(tested ? { restoreTest: { state: 'passed', checkedAt: plus(slot, 42), detail: 'restored' } } : {}),
+      ...(tested
+        ? {
+            restoreTest: {
+              state: 'passed',
+              startedAt: plus(slot, 12),
+              checkedAt: plus(slot, 42),
+              detail: 'restored',
+            },
+          }
+        : {}),
     },
   } as unknown as PhysicalRecord;
 }

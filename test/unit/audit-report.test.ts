@@ -1,9 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import type { ExportedHistory } from '../../shared/audit/history-export.ts';
 import { renderHtml, renderMarkdown } from '../../shared/audit/render.ts';
-import { auditedExecution, auditReport } from '../../shared/audit/report.ts';
+import { auditedExecution, auditReport, seconds } from '../../shared/audit/report.ts';
 import { cronTimes } from '../../shared/audit/slots.ts';
 import { SCHEDULES } from '../../shared/catalog/schedule.ts';
+import { DAY_MS } from '../../shared/core/time.ts';
 import {
   FAILED_DAY,
   GiB,
@@ -312,6 +313,46 @@ describe('the audit report of a month with a missed slot, a failed verification,
         outcome: 'SUCCEEDED',
       },
     ]);
+  });
+
+  it('measures a restore test from its own start and end, not from the verification time the daily verification rewrites', () => {
+    // The daily verification of the next day rewrote every verification.checkedAt, after the tests.
+    const rechecked = (iso: string) => new Date(Date.parse(iso) + DAY_MS).toISOString();
+    const [untimed, ...manifests] = month.manifests
+      .filter((m) => m.verification.restoreTest?.checkedAt.startsWith(MONTH))
+      .map((m) => ({
+        ...m,
+        verification: { ...m.verification, checkedAt: rechecked(m.finishedAt) },
+      }));
+    if (!untimed?.verification.restoreTest) throw new Error('the synthetic month has no restore test');
+    // A manifest written before the test's start was recorded: its duration is not known.
+    const { startedAt: _, ...olderTest } = untimed.verification.restoreTest;
+    const later = auditReport({
+      month: MONTH,
+      now: new Date('2026-11-01T07:00:00Z'),
+      targets,
+      executions: [],
+      manifests: [
+        { ...untimed, verification: { ...untimed.verification, restoreTest: olderTest } },
+        ...manifests,
+      ],
+      physical: month.physical.map((r) => ({
+        ...r,
+        verification: { ...r.verification, checkedAt: rechecked(r.backup.stoppedAt) },
+      })),
+      unreadable: [],
+      budgetUsd: null,
+    });
+    const tests = later.recovery.filter((r) => r.what === 'restore test');
+    expect(tests.length).toBe(29 + 1 + 29);
+    expect(tests.find((t) => t.subject === untimed.archive.key)?.seconds).toBeNull();
+    expect(new Set(tests.map((t) => t.seconds))).toEqual(new Set([null, 600, 1800]));
+    expect(renderMarkdown(later)).toContain('| not recorded |');
+  });
+
+  it('never gives a negative duration: clocks a little apart count as 0', () => {
+    expect(seconds('2026-10-01T02:00:00.400Z', '2026-10-01T02:00:00.000Z')).toBe(0);
+    expect(seconds('2026-10-01T02:00:00.000Z', '2026-10-01T02:01:32.000Z')).toBe(92);
   });
 
   it('estimates the cost from what it counts, against the budget, with the unit prices and their sources', () => {
