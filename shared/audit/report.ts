@@ -145,6 +145,26 @@ export interface Failure {
   resolvedBy: { execution: string; at: string } | null;
 }
 
+/**
+ * Executions that changed nothing by design, by workflow: dry runs, and inputs
+ * refused (InvalidInputError) before anything was sent to the host. Counted
+ * here, not listed as restores or as failures needing follow-up.
+ */
+export interface ChangedNothing {
+  workflow: string;
+  dryRuns: number;
+  refused: number;
+}
+
+/** From when a backup series' scheduled slots are counted: its first execution or backup (null: none yet, no slot counted). */
+export interface SlotsCountedFrom {
+  kind: ScheduledKind;
+  engine: Engine;
+  target: string;
+  database: string | null;
+  from: string | null;
+}
+
 export interface OperatorRestore {
   workflow: string;
   execution: string;
@@ -197,17 +217,22 @@ export interface AuditReport {
     gapsByType: Partial<Record<GapType, number>>;
     failures: number;
     unresolvedFailures: number;
+    /** Restores an operator ran: dry runs and refused inputs are in `changedNothing`. */
     operatorRestores: number;
+    dryRuns: number;
+    refusedInputs: number;
     executions: number;
     costUsd: number;
     budgetUsd: number | null;
   };
   slots: Slot[];
+  slotsCountedFrom: SlotsCountedFrom[];
   gaps: Gap[];
   rpo: RpoFinding[];
   recovery: RecoveryTime[];
   failures: Failure[];
   operatorRestores: OperatorRestore[];
+  changedNothing: ChangedNothing[];
   cost: CostEstimate;
   /** Exported histories and catalog objects that did not parse, by key: counted nowhere above. */
   unreadable: string[];
@@ -337,6 +362,22 @@ function runScopeOf(e: ExportedExecution, targets: readonly Target[]): RunScope 
   return parsed?.success ? { kind: null, does: [`${e.workflow} ${canonical(parsed.data)}`] } : raw;
 }
 
+/** Whether an execution's input, as its workflow reads it, asks for a dry run: it shows a plan and changes nothing. */
+function isDryRun(e: ExportedExecution): boolean {
+  const schema = inputSchemaOf(e.workflow);
+  const parsed = schema ? z.safeParse(schema, e.input ?? {}) : null;
+  const data: unknown = parsed?.success ? parsed.data : null;
+  return typeof data === 'object' && data !== null && (data as { dryRun?: unknown }).dryRun === true;
+}
+
+/**
+ * Whether an execution's input was refused: it failed with InvalidInputError
+ * (every refusal of bad input says "Nothing was changed") before it sent
+ * anything to the host. Later InvalidInputErrors (a state changed by hand) are failures.
+ */
+const wasRefused = (e: AuditedExecution) =>
+  e.status === 'FAILED' && e.error === 'InvalidInputError' && e.runCommands === 0;
+
 /** Whether `later` did everything `failed` was to do. */
 const covers = (later: RunScope, failed: RunScope) => failed.does.every((d) => later.does.includes(d));
 
@@ -358,10 +399,22 @@ export function auditReport(inputs: AuditInputs): AuditReport {
 
   const slots: Slot[] = [];
   const gaps: Gap[] = [];
+  const slotsCountedFrom: SlotsCountedFrom[] = [];
   for (const kind of [...SCHEDULED_DATABASE_KINDS, ...FILE_KINDS] as ScheduledKind[]) {
     const rows = rowsOf(kind, inputs.targets);
     if (rows.length === 0) continue;
     const workflow = workflowOfKind(kind);
+    // A series' slots count from its first execution or backup: before it, the
+    // series did not exist (a month before the deployment, a target added later).
+    const firstSlot = new Map(
+      rows.map((row) => {
+        const first = firstOfSeries(row, inputs, executions, scopeOf);
+        const from = first === undefined ? undefined : countedFrom(kind, first, start, until);
+        return [row, from !== undefined && from < until.getTime() ? from : undefined];
+      }),
+    );
+    for (const [row, from] of firstSlot)
+      slotsCountedFrom.push({ ...row, from: from === undefined ? null : new Date(from).toISOString() });
     // A slot whose start is still within the tolerance may not have started yet.
     for (const due of scheduledSlots(kind, start, new Date(until.getTime() - SLOT_START_TOLERANCE_MS))) {
       const execution = executions.find(
@@ -372,6 +425,8 @@ export function auditReport(inputs: AuditInputs): AuditReport {
           Date.parse(e.startDate) < due.getTime() + SLOT_START_TOLERANCE_MS,
       );
       for (const row of rows) {
+        const from = firstSlot.get(row);
+        if (from === undefined || due.getTime() < from) continue;
         const slot = slotOf(row, due, execution, manifestsOf, recordsOf);
         slots.push(slot);
         gaps.push(...gapsOf(slot, execution, manifestsOf, recordsOf));
@@ -379,8 +434,10 @@ export function auditReport(inputs: AuditInputs): AuditReport {
     }
   }
 
+  // Dry runs and refused inputs changed nothing: counted apart, never failures to follow up.
+  const changedNothing = new Set(executions.filter((e) => isDryRun(e) || wasRefused(e)));
   const failures = executions
-    .filter((e) => e.status !== 'SUCCEEDED')
+    .filter((e) => e.status !== 'SUCCEEDED' && !changedNothing.has(e))
     .map((e): Failure => {
       const next = executions.find(
         (later) =>
@@ -404,7 +461,7 @@ export function auditReport(inputs: AuditInputs): AuditReport {
     });
 
   const operatorRestores = executions
-    .filter((e) => OPERATOR_RESTORE_WORKFLOWS.includes(e.workflow))
+    .filter((e) => OPERATOR_RESTORE_WORKFLOWS.includes(e.workflow) && !changedNothing.has(e))
     .map((e): OperatorRestore => {
       const input = redactValues(e.input);
       return {
@@ -424,8 +481,21 @@ export function auditReport(inputs: AuditInputs): AuditReport {
   const series = rpoSeries(inputs, executions, kindOf);
   const deployedAt = firstSeen(inputs, executions);
   const rpo = series.map((s) => rpoOf(s, countedFrom(s.kind, deployedAt, start, until), start, until));
-  const recovery = recoveryTimes(inputs, executions, start, until);
+  const recovery = recoveryTimes(
+    inputs,
+    executions.filter((e) => !changedNothing.has(e)),
+    start,
+    until,
+  );
   const cost = costOf(inputs, executions, start, end, until);
+  const nothingByWorkflow = new Map<string, ChangedNothing>();
+  for (const e of changedNothing) {
+    const line = nothingByWorkflow.get(e.workflow) ?? { workflow: e.workflow, dryRuns: 0, refused: 0 };
+    if (wasRefused(e)) line.refused += 1;
+    else line.dryRuns += 1;
+    nothingByWorkflow.set(e.workflow, line);
+  }
+  const nothing = [...nothingByWorkflow.values()].sort((a, b) => a.workflow.localeCompare(b.workflow));
   const gapsByType: Partial<Record<GapType, number>> = {};
   for (const gap of gaps) gapsByType[gap.type] = (gapsByType[gap.type] ?? 0) + 1;
   const expected = slots.filter((s) => s.restoreTested !== null);
@@ -446,16 +516,20 @@ export function auditReport(inputs: AuditInputs): AuditReport {
       failures: failures.length,
       unresolvedFailures: failures.filter((f) => f.resolvedBy === null).length,
       operatorRestores: operatorRestores.length,
+      dryRuns: nothing.reduce((n, l) => n + l.dryRuns, 0),
+      refusedInputs: nothing.reduce((n, l) => n + l.refused, 0),
       executions: executions.length,
       costUsd: cost.totalUsd,
       budgetUsd: cost.budgetUsd,
     },
     slots,
+    slotsCountedFrom,
     gaps,
     rpo,
     recovery,
     failures,
     operatorRestores,
+    changedNothing: nothing,
     cost,
     unreadable: [...inputs.unreadable],
     chart: {
@@ -650,6 +724,40 @@ function firstSeen(inputs: AuditInputs, executions: readonly AuditedExecution[])
     ...inputs.manifests.map((m) => Date.parse(m.finishedAt)),
     ...inputs.physical.map((r) => Date.parse(r.backup.stoppedAt)),
   );
+}
+
+/**
+ * When a backup series first shows, ms: its first execution in the month (one
+ * whose input makes that kind on that target and database), or its first
+ * backup in the catalog (a dump's or tarball's manifest, a pgBackRest record;
+ * for the WAL runs, the target's first pgBackRest backup, since WAL is archived
+ * from the stanza's creation). Undefined when it never ran.
+ */
+function firstOfSeries(
+  row: Row,
+  inputs: AuditInputs,
+  executions: readonly AuditedExecution[],
+  scopeOf: (e: AuditedExecution) => RunScope,
+): number | undefined {
+  const key = `${row.kind}/${row.engine}/${row.target}/${row.database ?? ''}`;
+  const times = [
+    ...executions
+      .filter((e) => scopeOf(e).does.some((d) => d === key || d.startsWith(`${key} `)))
+      .map((e) => Date.parse(e.startDate)),
+    ...(row.engine === 'physical' || row.engine === 'wal'
+      ? inputs.physical
+          .filter((r) => r.target === row.target && (row.engine === 'wal' || r.kind === row.kind))
+          .map((r) => Date.parse(r.backup.startedAt))
+      : inputs.manifests
+          .filter(
+            (m) =>
+              m.kind === row.kind &&
+              m.target === row.target &&
+              ('database' in m ? m.database : null) === row.database,
+          )
+          .map((m) => Date.parse(m.startedAt))),
+  ];
+  return times.length === 0 ? undefined : Math.min(...times);
 }
 
 /**

@@ -44,6 +44,8 @@ export function syntheticHistory(options: {
   status?: TerminalStatus;
   error?: string;
   sendsDump?: boolean;
+  /** A host command's Start state the run entered (a restore's StartRestore): it sent something to the host. */
+  sends?: string;
 }): ExportedHistory {
   const { workflow, name, input, start, minutes, status = 'SUCCEEDED' } = options;
   const stop = plus(start, minutes);
@@ -72,6 +74,7 @@ export function syntheticHistory(options: {
       },
       ...task('Plan', 1, 2),
       ...(options.sendsDump ? task('StartDump', 4, 1) : []),
+      ...(options.sends ? task(options.sends, 4, 1) : []),
       {
         id: 0,
         type: status === 'SUCCEEDED' ? 'ExecutionSucceeded' : 'ExecutionFailed',
