@@ -397,6 +397,11 @@ export function auditReport(inputs: AuditInputs): AuditReport {
   const manifestsOf = groupBy(inputs.manifests, (m) => m.executionId);
   const recordsOf = groupBy(inputs.physical, (r) => r.executionId);
 
+  // Dry runs and refused inputs changed nothing: counted apart, never failures to
+  // follow up, and no series begins with one.
+  const changedNothing = new Set(executions.filter((e) => isDryRun(e) || wasRefused(e)));
+  const acted = executions.filter((e) => !changedNothing.has(e));
+
   const slots: Slot[] = [];
   const gaps: Gap[] = [];
   const slotsCountedFrom: SlotsCountedFrom[] = [];
@@ -408,7 +413,7 @@ export function auditReport(inputs: AuditInputs): AuditReport {
     // series did not exist (a month before the deployment, a target added later).
     const firstSlot = new Map(
       rows.map((row) => {
-        const first = firstOfSeries(row, inputs, executions, scopeOf);
+        const first = firstOfSeries(row, inputs, acted, scopeOf);
         const from = first === undefined ? undefined : countedFrom(kind, first, start, until);
         return [row, from !== undefined && from < until.getTime() ? from : undefined];
       }),
@@ -434,10 +439,8 @@ export function auditReport(inputs: AuditInputs): AuditReport {
     }
   }
 
-  // Dry runs and refused inputs changed nothing: counted apart, never failures to follow up.
-  const changedNothing = new Set(executions.filter((e) => isDryRun(e) || wasRefused(e)));
-  const failures = executions
-    .filter((e) => e.status !== 'SUCCEEDED' && !changedNothing.has(e))
+  const failures = acted
+    .filter((e) => e.status !== 'SUCCEEDED')
     .map((e): Failure => {
       const next = executions.find(
         (later) =>
@@ -460,8 +463,8 @@ export function auditReport(inputs: AuditInputs): AuditReport {
       };
     });
 
-  const operatorRestores = executions
-    .filter((e) => OPERATOR_RESTORE_WORKFLOWS.includes(e.workflow) && !changedNothing.has(e))
+  const operatorRestores = acted
+    .filter((e) => OPERATOR_RESTORE_WORKFLOWS.includes(e.workflow))
     .map((e): OperatorRestore => {
       const input = redactValues(e.input);
       return {
@@ -481,12 +484,7 @@ export function auditReport(inputs: AuditInputs): AuditReport {
   const series = rpoSeries(inputs, executions, kindOf);
   const deployedAt = firstSeen(inputs, executions);
   const rpo = series.map((s) => rpoOf(s, countedFrom(s.kind, deployedAt, start, until), start, until));
-  const recovery = recoveryTimes(
-    inputs,
-    executions.filter((e) => !changedNothing.has(e)),
-    start,
-    until,
-  );
+  const recovery = recoveryTimes(inputs, acted, start, until);
   const cost = costOf(inputs, executions, start, end, until);
   const nothingByWorkflow = new Map<string, ChangedNothing>();
   for (const e of changedNothing) {
@@ -555,6 +553,10 @@ export function auditReport(inputs: AuditInputs): AuditReport {
 
 type Row = ReturnType<typeof rowsOf>[number];
 
+/** Whether a dump's or tarball's manifest belongs to a backup series (its kind, target and database). */
+const ofSeries = (m: Manifest, row: Pick<Row, 'kind' | 'target' | 'database'>) =>
+  m.kind === row.kind && m.target === row.target && ('database' in m ? m.database : null) === row.database;
+
 function groupBy<T>(items: readonly T[], key: (item: T) => string): Map<string, T[]> {
   const groups = new Map<string, T[]>();
   for (const item of items) groups.set(key(item), [...(groups.get(key(item)) ?? []), item]);
@@ -572,14 +574,7 @@ function backupOf(
     const record = recordsOf.get(execution.executionArn)?.find((r) => r.target === row.target);
     return record ? { record } : {};
   }
-  const manifest = manifestsOf
-    .get(execution.executionArn)
-    ?.find(
-      (m) =>
-        m.kind === row.kind &&
-        m.target === row.target &&
-        ('database' in m ? m.database : null) === row.database,
-    );
+  const manifest = manifestsOf.get(execution.executionArn)?.find((m) => ofSeries(m, row));
   return manifest ? { manifest } : {};
 }
 
@@ -700,13 +695,7 @@ function rpoSeries(
           .map((r) => Date.parse(r.backup.stoppedAt));
       else
         times = inputs.manifests
-          .filter(
-            (m) =>
-              m.kind === kind &&
-              m.target === row.target &&
-              ('database' in m ? m.database : null) === row.database &&
-              m.verification.state === 'verified',
-          )
+          .filter((m) => ofSeries(m, row) && m.verification.state === 'verified')
           .map((m) => Date.parse(m.window.until));
       series.push({ ...row, label, times: times.sort((a, b) => a - b) });
     }
@@ -748,14 +737,7 @@ function firstOfSeries(
       ? inputs.physical
           .filter((r) => r.target === row.target && (row.engine === 'wal' || r.kind === row.kind))
           .map((r) => Date.parse(r.backup.startedAt))
-      : inputs.manifests
-          .filter(
-            (m) =>
-              m.kind === row.kind &&
-              m.target === row.target &&
-              ('database' in m ? m.database : null) === row.database,
-          )
-          .map((m) => Date.parse(m.startedAt))),
+      : inputs.manifests.filter((m) => ofSeries(m, row)).map((m) => Date.parse(m.startedAt))),
   ];
   return times.length === 0 ? undefined : Math.min(...times);
 }
