@@ -220,7 +220,7 @@ SQL
 # shared/host/scripts.ts archiveVersionLines): the one its backup wrote, as the
 # record of its creation says, so a version put over it later is never used.
 intact_copy() { # intact_copy LOCAL-PATH SHA256 KEY DIR
-  local path=$1 actual version='' key
+  local path=$1 actual version='' key instead
   if [[ ${KB_SOURCE:-primary} != vault && -f $path && $(sha256_hex <"$path") == "$2" ]]; then
     printf '%s\n' "$path"
     return 0
@@ -238,7 +238,12 @@ intact_copy() { # intact_copy LOCAL-PATH SHA256 KEY DIR
   s3_get "$3" "$version" >"$path" || return 1
   actual=$(sha256_hex <"$path")
   if [[ $actual != "$2" ]]; then
-    echo "s3://$KB_BUCKET/$3 has sha256 $actual, the manifest says $2; do not restore from it" >&2
+    if [[ ${KB_SOURCE:-primary} == vault ]]; then
+      instead='restore an older backup instead (its run id as "backup"; info lists them)'
+    else
+      instead='restore the vault'"'"'s copy of it instead (the same input with "source": "vault"), or an older backup (its run id as "backup"; info lists them)'
+    fi
+    echo "s3://$KB_BUCKET/$3 has sha256 $actual, the manifest says $2: it is not the archive its backup wrote; do not restore from it: $instead" >&2
     return 1
   fi
   printf '%s\n' "$path"

@@ -276,6 +276,14 @@ async function start(
       );
       return 2;
     }
+    // Step Functions hands the input to the first state as `$`: a workflow reads its
+    // fields from an object, and `null`, a number or a list fails deep in the runner.
+    if (input === null || typeof input !== 'object' || Array.isArray(input)) {
+      console.error(
+        `--input must be a JSON object, not ${input === null ? 'null' : Array.isArray(input) ? 'a list' : `a ${typeof input}`}; give it as --input '{"database": "kennel_prod"}', or leave it out for the workflow's defaults. Nothing was started.`,
+      );
+      return 2;
+    }
   }
 
   // Ctrl-C aborts the execution as StopExecution would: its host commands are

@@ -48,7 +48,8 @@ export function logicalRestoreTest(options: LogicalRestoreTestOptions): States {
     }),
     ...task(RESTORE_TEST_STATE.check, 'restoreTest', {
       comment: options.checkComment,
-      parameters: { 'plan.$': options.plan },
+      // The command's sentAt is the test's start, recorded with its end in the manifest.
+      parameters: { 'plan.$': options.plan, 'command.$': options.commandResult },
       resultPath: options.result,
       onError,
       next: options.next,

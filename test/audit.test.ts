@@ -9,7 +9,13 @@ import { exportHistory, readExportedHistory } from '../shared/audit/history-expo
 import type { AuditReport } from '../shared/audit/report.ts';
 import { auditReportKey, executionHistoryKey } from '../shared/catalog/keys.ts';
 import type { Manifest } from '../shared/catalog/manifest.ts';
-import { FAILED_DAY, OPERATOR_RESTORE, RESTORE_INPUT, syntheticMonth } from './support/audit-month.ts';
+import {
+  FAILED_DAY,
+  OPERATOR_RESTORE,
+  RESTORE_INPUT,
+  syntheticHistory,
+  syntheticMonth,
+} from './support/audit-month.ts';
 import { PRIMARY_WITH_PGBACKREST } from './support/config.ts';
 import { getBytes, type Run, runIn, startWorld, type TestWorld } from './support/environment.ts';
 import { runProcess } from './support/process.ts';
@@ -31,11 +37,30 @@ const histories = seeded.histories.filter(
   (h) =>
     inDays(h.execution.startDate) && (h.execution.input as { kind?: string }).kind !== 'transaction-logs',
 );
+// An operator's dry run and a refused input the same day: counted apart, neither a restore nor a failure.
+const changedNothing = [
+  syntheticHistory({
+    workflow: 'database-restore',
+    name: 'dry-run-jdoe',
+    input: { database: 'kennel_prod', targetDatabase: 'kennel_prod', dryRun: true },
+    start: '2026-10-22T13:50:00.000Z',
+    minutes: 1,
+  }),
+  syntheticHistory({
+    workflow: 'database-restore',
+    name: 'confirm-typo-jdoe',
+    input: { database: 'kennel_prod', targetDatabase: 'kennel_prod', confirm: 'kennel_pro' },
+    start: '2026-10-22T13:55:00.000Z',
+    minutes: 1,
+    status: 'FAILED',
+    error: 'InvalidInputError',
+  }),
+];
 const dumps = seeded.manifests.filter((m): m is Manifest => 'database' in m && inDays(m.window.until));
 
 beforeAll(async () => {
   world = await startWorld();
-  for (const h of histories) {
+  for (const h of [...histories, ...changedNothing]) {
     async function* pages() {
       yield h.events;
     }
@@ -155,15 +180,18 @@ describe('the audit report written by the audit-report workflow', () => {
         html: 'audit/reports/2026-10.html',
       },
       gaps: report.summary.gaps,
-      summary: expect.stringMatching(/^Audit report 2026-10: 3256 slots, \d+ gaps \(/),
+      summary: expect.stringMatching(
+        /^Audit report 2026-10: \d+ slots, \d+ gaps \(.*; 1 operator restores \(1 dry runs and 1 refused inputs apart\);/,
+      ),
     });
-    expect(report.summary.executions).toBe(histories.length);
+    expect(report.summary.executions).toBe(histories.length + changedNothing.length);
     expect(report.failures.map((f) => [f.execution, f.resolvedBy?.execution])).toEqual([
       [`full-${FAILED_DAY.replaceAll('-', '')}T020020000Z`, 'full-20261021T020020000Z'],
     ]);
     expect(report.operatorRestores.map((r) => [r.who, r.input, r.status])).toEqual([
       [OPERATOR_RESTORE, RESTORE_INPUT, 'SUCCEEDED'],
     ]);
+    expect(report.changedNothing).toEqual([{ workflow: 'database-restore', dryRuns: 1, refused: 1 }]);
     // The dumps of the 18th, 19th, 21st and 22nd were verified and restore-tested; the 20th's failed verification.
     const fulls = report.slots.filter(
       (s) => s.kind === 'full' && s.engine === 'logical' && s.status !== 'missed',
@@ -178,10 +206,18 @@ describe('the audit report written by the audit-report workflow', () => {
     expect(
       report.gaps.filter((g) => g.type === 'failed-verification' && g.engine === 'logical'),
     ).toHaveLength(1);
-    // Only five days were seeded: every other slot is named as missed.
-    expect(report.summary.gapsByType['missed-slot']).toBe(
-      report.slots.filter((s) => s.status === 'missed').length,
-    );
+    // Five days were seeded: each series counts from its first run (the 18th), every slot after the 22nd is missed.
+    const from = (kind: string, engine: string) =>
+      report.slotsCountedFrom.find((s) => s.kind === kind && s.engine === engine)?.from;
+    expect(from('full', 'logical')).toBe('2026-10-18T02:00:00.000Z');
+    expect(from('incremental', 'physical')).toBe('2026-10-18T00:00:00.000Z');
+    // The WAL runs were not seeded: none ran, no slot is counted, and the RPO table flags the series.
+    expect(from('transaction-logs', 'wal')).toBeNull();
+    expect(report.rpo.find((r) => r.kind === 'transaction-logs')?.overLimit).toBe(true);
+    const missed = report.slots.filter((s) => s.status === 'missed');
+    expect(missed.length).toBeGreaterThan(0);
+    expect(missed.filter((s) => s.at < '2026-10-23')).toEqual([]);
+    expect(report.summary.gapsByType['missed-slot']).toBe(missed.length);
   });
 
   it("opens in headless Chromium as one page with its chart: each backup's age and each run's duration", async () => {

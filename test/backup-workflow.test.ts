@@ -98,6 +98,12 @@ describe('full database backup, end to end', () => {
     const manifest = await world.catalog.readDatabaseManifest(output.plan.manifestKey);
     expect(manifest.verification.state).toBe('verified');
     expect(manifest.verification.restoreTest?.state).toBe('passed');
+    // The test's own start (its command sent, after the verification) and end: the audit report's duration.
+    const test = manifest.verification.restoreTest;
+    expect(Date.parse(test?.startedAt ?? '')).toBeGreaterThanOrEqual(
+      Date.parse(manifest.verification.checkedAt ?? ''),
+    );
+    expect(Date.parse(test?.checkedAt ?? '')).toBeGreaterThan(Date.parse(test?.startedAt ?? ''));
     expect(manifest.excludedTables).toEqual([
       { schema: 'public', name: 'audit_logs' },
       { schema: 'public', name: 'session_logs' },

@@ -49,6 +49,11 @@ describe('npm run local -- start database-backup', () => {
       'Unknown workflow "nightly-magic". Known workflows: audit-report, check, daily-verification, database-backup, database-restore',
     ],
     [['start', 'database-backup', '--input', '{bad json'], '--input is not valid JSON'],
+    [['start', 'database-backup', '--input', 'null'], '--input must be a JSON object, not null;'],
+    [
+      ['start', 'database-restore', '--input', '["kennel_prod"]'],
+      '--input must be a JSON object, not a list;',
+    ],
     [['stop'], 'Usage: npm run -s local -- <command>'],
     [
       ['start', 'database-backup', '--name', 'no spaces'],

@@ -124,7 +124,7 @@ describe('files restore refusals change nothing', () => {
       'a confirm for another kind',
       { kind: 'application', confirm: 'configuration' },
       'InvalidInputError',
-      'add "confirm": "application"',
+      `"confirm" does not match: it must be exactly the kind's name, application (it was "configuration")`,
     ],
     [
       'an unknown backup',
@@ -175,7 +175,9 @@ describe('files restore refusals change nothing', () => {
     const run = await restore({ kind: 'configuration', confirm: 'configuration' });
     expect(run.record.status).toBe('FAILED');
     expect(run.record.error).toBe('HostCommandFailedError');
-    expect(run.record.cause).toContain('do not restore from it');
+    expect(run.record.cause).toContain(
+      'do not restore from it: restore the vault\'s copy of it instead (the same input with "source": "vault"), or an older backup (its run id as "backup"; info lists them)',
+    );
     expect(run.alerts[0]?.text).toContain('The configuration files are as they were');
     expect(snapshot()).toEqual(before);
     // Refused before the files were set aside: nothing new on the host either.

@@ -178,6 +178,10 @@ describe('physical backups in the database backup workflow', () => {
     expect(record).toMatchObject({ kind: 'full', requestedKind: 'incremental', prior: null, references: [] });
     expect(record.note).toBe(fallback.physicalRecord?.note);
     expect(record.verification.restoreTest?.state).toBe('passed');
+    // The test's own start (its command sent, after the backup's verify) and end: the audit report's duration.
+    const test = record.verification.restoreTest;
+    expect(Date.parse(test?.startedAt ?? '')).toBeGreaterThanOrEqual(Date.parse(record.finishedAt));
+    expect(Date.parse(test?.checkedAt ?? '')).toBeGreaterThan(Date.parse(test?.startedAt ?? ''));
     expect(fallback.physicalRecord).toMatchObject({ restoreTest: 'passed', keep: record.label });
     expect((await info()).backup.map((b) => [b.label, b.type])).toEqual([[record.label, 'full']]);
   }, 300_000);

@@ -423,6 +423,17 @@ describe('point-in-time recovery from the WAL', () => {
       { targetTime: 'latest', scope: 'cluster', database: undefined, targetDatabase: undefined },
       'add "confirm": "local"',
     ],
+    [
+      'the whole cluster with a confirm that does not match',
+      {
+        targetTime: 'latest',
+        scope: 'cluster',
+        database: undefined,
+        targetDatabase: undefined,
+        confirm: 'locl',
+      },
+      `"confirm" does not match: it must be exactly the target's name, local (it was "locl")`,
+    ],
   ])('refuses %s, sending nothing to the host', async (_what, change, message) => {
     const input = JSON.parse(
       JSON.stringify({ database: DATABASE, targetDatabase: 'pitr_refused', ...change }),

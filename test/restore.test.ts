@@ -399,7 +399,7 @@ describe('refusals change nothing', () => {
       'a confirm that does not match',
       { database: 'kennel_prod', targetDatabase: 'kennel_prod', confirm: 'kennel_pro' },
       'InvalidInputError',
-      'add "confirm": "kennel_prod"',
+      `"confirm" does not match: it must be exactly the target database's name, kennel_prod (it was "kennel_pro")`,
     ],
     [
       'an unknown backup',

@@ -18,8 +18,13 @@ export function createHandler(databaseUrl: DatabaseUrlProvider) {
   return middy()
     .use(injectLambdaContext(logger))
     .handler(async (event: unknown) => {
-      const { plan, failed } = parseInput(
-        z.object({ plan: planSchema, failed: z.optional(failedStatesSchema) }),
+      const { plan, failed, command } = parseInput(
+        z.object({
+          plan: planSchema,
+          failed: z.optional(failedStatesSchema),
+          // The restore's host command (its sentAt is the test's start); absent in RecordRestoreTestFailure.
+          command: z.optional(z.object({ sentAt: z.iso.datetime() })),
+        }),
         event,
         'The RestoreTest request',
       );
@@ -29,7 +34,7 @@ export function createHandler(databaseUrl: DatabaseUrlProvider) {
         logger.warn('restore test failed on the host', { key: plan.archiveKey, ...recorded });
         return recorded;
       }
-      const result = await restoreTestRun(catalog, await databaseUrl(), plan);
+      const result = await restoreTestRun(catalog, await databaseUrl(), plan, command?.sentAt);
       logger.info('restore test passed', { key: plan.archiveKey, ...result });
       return { state: 'passed', ...result, scratchDatabase: plan.scratchDatabase, dropped: true };
     });

@@ -132,5 +132,5 @@ export function reportSummary(written: WrittenReport, bucket: string): string {
     s.budgetUsd === null
       ? ''
       : ` of a $${s.budgetUsd.toFixed(2)} budget${s.costUsd > s.budgetUsd ? ', OVER BUDGET' : ''}`;
-  return `Audit report ${written.report.month}: ${s.slots} slots, ${gaps}; ${s.failures} failed executions (${s.unresolvedFailures} not followed by a success); ${s.operatorRestores} operator restores; estimated cost $${s.costUsd.toFixed(2)}${budget}. s3://${bucket}/${written.keys.html}`;
+  return `Audit report ${written.report.month}: ${s.slots} slots, ${gaps}; ${s.failures} failed executions (${s.unresolvedFailures} not followed by a success); ${s.operatorRestores} operator restores (${s.dryRuns} dry runs and ${s.refusedInputs} refused inputs apart); estimated cost $${s.costUsd.toFixed(2)}${budget}. s3://${bucket}/${written.keys.html}`;
 }

@@ -11,8 +11,14 @@ const where = (x: { target: string; database: string | null }) =>
   `${x.target}${x.database ? `/${x.database}` : ''}`;
 const hours = (m: number | null) => (m === null ? 'none' : `${(m / 60).toFixed(1)} h`);
 const usd = (n: number) => `$${n.toFixed(2)}`;
-const duration = (s: number) =>
-  s >= 3600 ? `${(s / 3600).toFixed(1)} h` : s >= 60 ? `${(s / 60).toFixed(1)} min` : `${s} s`;
+const duration = (s: number | null) =>
+  s === null
+    ? 'not recorded'
+    : s >= 3600
+      ? `${(s / 3600).toFixed(1)} h`
+      : s >= 60
+        ? `${(s / 60).toFixed(1)} min`
+        : `${s} s`;
 
 /** A table: a header row and rows of cells, each cell text (escaped by the renderer). */
 interface Table {
@@ -26,22 +32,22 @@ interface Section {
   table?: Table;
 }
 
-/** Per kind and engine: slots due, ran, verified, restore-tested. */
-function slotTable(slots: readonly Slot[]): Table {
+/** Per backup series: from when its slots count, slots due, ran, verified, restore-tested. */
+function slotTable(report: AuditReport): Table {
+  const key = (s: { kind: string; engine: string; target: string; database: string | null }) =>
+    `${s.kind}\u0000${s.engine}\u0000${where(s)}`;
   const groups = new Map<string, Slot[]>();
-  for (const s of slots) {
-    const key = `${s.kind}\u0000${s.engine}\u0000${where(s)}`;
-    groups.set(key, [...(groups.get(key) ?? []), s]);
-  }
+  for (const s of report.slots) groups.set(key(s), [...(groups.get(key(s)) ?? []), s]);
   return {
-    head: ['kind', 'engine', 'target', 'due', 'ran', 'verified', 'restore-tested'],
-    rows: [...groups.values()].map((g) => {
-      const first = g[0] as Slot;
+    head: ['kind', 'engine', 'target', 'counted from', 'due', 'ran', 'verified', 'restore-tested'],
+    rows: report.slotsCountedFrom.map((series) => {
+      const g = groups.get(key(series)) ?? [];
       const tested = g.filter((s) => s.restoreTested !== null);
       return [
-        first.kind,
-        first.engine,
-        where(first),
+        series.kind,
+        series.engine,
+        where(series),
+        series.from ?? 'never ran: no slot counted',
         String(g.length),
         String(g.filter((s) => s.status !== 'missed').length),
         String(g.filter((s) => s.verified).length),
@@ -67,7 +73,7 @@ function sections(report: AuditReport): Section[] {
           : `${s.gaps} gaps: ${Object.entries(s.gapsByType)
               .map(([type, n]) => `${n} ${type}`)
               .join(', ')}.`,
-        `${s.failures} failed executions (${s.unresolvedFailures} not followed by a success); ${s.operatorRestores} restores started by an operator; ${s.executions} executions in all.`,
+        `${s.failures} failed executions (${s.unresolvedFailures} not followed by a success); ${s.operatorRestores} restores run by an operator; ${s.dryRuns} dry runs and ${s.refusedInputs} refused inputs, which changed nothing; ${s.executions} executions in all.`,
         `Estimated cost ${usd(s.costUsd)}${s.budgetUsd === null ? ' (no budget set)' : ` against a budget of ${usd(s.budgetUsd)}${s.costUsd > s.budgetUsd ? ': OVER BUDGET' : ''}`}.`,
         ...(report.unreadable.length > 0
           ? [
@@ -91,7 +97,13 @@ function sections(report: AuditReport): Section[] {
           }
         : {}),
     },
-    { title: 'Scheduled slots', lines: [], table: slotTable(report.slots) },
+    {
+      title: 'Scheduled slots',
+      lines: [
+        "Each series' slots are counted from its first execution or backup (the slot due at or just before it, or the month's start when it ran before): slots before it are not missed. A series that never ran is flagged in the RPO table.",
+      ],
+      table: slotTable(report),
+    },
     {
       title: 'Measured RPO (backup age at its worst)',
       lines: [],
@@ -139,7 +151,7 @@ function sections(report: AuditReport): Section[] {
         : {}),
     },
     {
-      title: 'Restores started by an operator',
+      title: 'Restores run by an operator',
       lines:
         report.operatorRestores.length === 0
           ? ['None.']
@@ -159,6 +171,16 @@ function sections(report: AuditReport): Section[] {
             },
           }
         : {}),
+    },
+    {
+      title: 'Dry runs and refused inputs (nothing changed)',
+      lines:
+        report.changedNothing.length === 0
+          ? ['None.']
+          : report.changedNothing.map(
+              (l) =>
+                `${l.workflow}: ${l.dryRuns} dry run${l.dryRuns === 1 ? '' : 's'}, ${l.refused} input${l.refused === 1 ? '' : 's'} refused before anything was sent to the host.`,
+            ),
     },
     {
       title: 'Cost estimate',

@@ -127,7 +127,8 @@ export interface RecoveryTime {
   /** The backup tested, or the execution. */
   subject: string;
   at: string;
-  seconds: number;
+  /** From the run's own start to its own end; null for a restore test recorded without its start (older records). */
+  seconds: number | null;
   outcome: string;
 }
 
@@ -142,6 +143,26 @@ export interface Failure {
   cause: string | null;
   /** The next succeeded execution of the same workflow and kind: what was done about it. Null: nothing yet. */
   resolvedBy: { execution: string; at: string } | null;
+}
+
+/**
+ * Executions that changed nothing by design, by workflow: dry runs, and inputs
+ * refused (InvalidInputError) before anything was sent to the host. Counted
+ * here, not listed as restores or as failures needing follow-up.
+ */
+export interface ChangedNothing {
+  workflow: string;
+  dryRuns: number;
+  refused: number;
+}
+
+/** From when a backup series' scheduled slots are counted: its first execution or backup (null: none yet, no slot counted). */
+export interface SlotsCountedFrom {
+  kind: ScheduledKind;
+  engine: Engine;
+  target: string;
+  database: string | null;
+  from: string | null;
 }
 
 export interface OperatorRestore {
@@ -196,17 +217,22 @@ export interface AuditReport {
     gapsByType: Partial<Record<GapType, number>>;
     failures: number;
     unresolvedFailures: number;
+    /** Restores an operator ran: dry runs and refused inputs are in `changedNothing`. */
     operatorRestores: number;
+    dryRuns: number;
+    refusedInputs: number;
     executions: number;
     costUsd: number;
     budgetUsd: number | null;
   };
   slots: Slot[];
+  slotsCountedFrom: SlotsCountedFrom[];
   gaps: Gap[];
   rpo: RpoFinding[];
   recovery: RecoveryTime[];
   failures: Failure[];
   operatorRestores: OperatorRestore[];
+  changedNothing: ChangedNothing[];
   cost: CostEstimate;
   /** Exported histories and catalog objects that did not parse, by key: counted nowhere above. */
   unreadable: string[];
@@ -336,10 +362,28 @@ function runScopeOf(e: ExportedExecution, targets: readonly Target[]): RunScope 
   return parsed?.success ? { kind: null, does: [`${e.workflow} ${canonical(parsed.data)}`] } : raw;
 }
 
+/** Whether an execution's input, as its workflow reads it, asks for a dry run: it shows a plan and changes nothing. */
+function isDryRun(e: ExportedExecution): boolean {
+  const schema = inputSchemaOf(e.workflow);
+  const parsed = schema ? z.safeParse(schema, e.input ?? {}) : null;
+  const data: unknown = parsed?.success ? parsed.data : null;
+  return typeof data === 'object' && data !== null && (data as { dryRun?: unknown }).dryRun === true;
+}
+
+/**
+ * Whether an execution's input was refused: it failed with InvalidInputError
+ * (every refusal of bad input says "Nothing was changed") before it sent
+ * anything to the host. Later InvalidInputErrors (a state changed by hand) are failures.
+ */
+const wasRefused = (e: AuditedExecution) =>
+  e.status === 'FAILED' && e.error === 'InvalidInputError' && e.runCommands === 0;
+
 /** Whether `later` did everything `failed` was to do. */
 const covers = (later: RunScope, failed: RunScope) => failed.does.every((d) => later.does.includes(d));
 
-const seconds = (from: string, to: string) => Math.round((Date.parse(to) - Date.parse(from)) / 1000);
+/** A run's duration from its own start to its own end, seconds: never negative (clocks a little apart count as 0). */
+export const seconds = (from: string, to: string) =>
+  Math.max(0, Math.round((Date.parse(to) - Date.parse(from)) / 1000));
 const minutes = (ms: number) => Math.round(ms / 60_000);
 
 /** Computes the month's report; `inputs` come from gather.ts (or a test). */
@@ -353,12 +397,29 @@ export function auditReport(inputs: AuditInputs): AuditReport {
   const manifestsOf = groupBy(inputs.manifests, (m) => m.executionId);
   const recordsOf = groupBy(inputs.physical, (r) => r.executionId);
 
+  // Dry runs and refused inputs changed nothing: counted apart, never failures to
+  // follow up, and no series begins with one.
+  const changedNothing = new Set(executions.filter((e) => isDryRun(e) || wasRefused(e)));
+  const acted = executions.filter((e) => !changedNothing.has(e));
+
   const slots: Slot[] = [];
   const gaps: Gap[] = [];
+  const slotsCountedFrom: SlotsCountedFrom[] = [];
   for (const kind of [...SCHEDULED_DATABASE_KINDS, ...FILE_KINDS] as ScheduledKind[]) {
     const rows = rowsOf(kind, inputs.targets);
     if (rows.length === 0) continue;
     const workflow = workflowOfKind(kind);
+    // A series' slots count from its first execution or backup: before it, the
+    // series did not exist (a month before the deployment, a target added later).
+    const firstSlot = new Map(
+      rows.map((row) => {
+        const first = firstOfSeries(row, inputs, acted, scopeOf);
+        const from = first === undefined ? undefined : countedFrom(kind, first, start, until);
+        return [row, from !== undefined && from < until.getTime() ? from : undefined];
+      }),
+    );
+    for (const [row, from] of firstSlot)
+      slotsCountedFrom.push({ ...row, from: from === undefined ? null : new Date(from).toISOString() });
     // A slot whose start is still within the tolerance may not have started yet.
     for (const due of scheduledSlots(kind, start, new Date(until.getTime() - SLOT_START_TOLERANCE_MS))) {
       const execution = executions.find(
@@ -369,6 +430,8 @@ export function auditReport(inputs: AuditInputs): AuditReport {
           Date.parse(e.startDate) < due.getTime() + SLOT_START_TOLERANCE_MS,
       );
       for (const row of rows) {
+        const from = firstSlot.get(row);
+        if (from === undefined || due.getTime() < from) continue;
         const slot = slotOf(row, due, execution, manifestsOf, recordsOf);
         slots.push(slot);
         gaps.push(...gapsOf(slot, execution, manifestsOf, recordsOf));
@@ -376,7 +439,7 @@ export function auditReport(inputs: AuditInputs): AuditReport {
     }
   }
 
-  const failures = executions
+  const failures = acted
     .filter((e) => e.status !== 'SUCCEEDED')
     .map((e): Failure => {
       const next = executions.find(
@@ -400,7 +463,7 @@ export function auditReport(inputs: AuditInputs): AuditReport {
       };
     });
 
-  const operatorRestores = executions
+  const operatorRestores = acted
     .filter((e) => OPERATOR_RESTORE_WORKFLOWS.includes(e.workflow))
     .map((e): OperatorRestore => {
       const input = redactValues(e.input);
@@ -421,8 +484,16 @@ export function auditReport(inputs: AuditInputs): AuditReport {
   const series = rpoSeries(inputs, executions, kindOf);
   const deployedAt = firstSeen(inputs, executions);
   const rpo = series.map((s) => rpoOf(s, countedFrom(s.kind, deployedAt, start, until), start, until));
-  const recovery = recoveryTimes(inputs, executions, start, until);
+  const recovery = recoveryTimes(inputs, acted, start, until);
   const cost = costOf(inputs, executions, start, end, until);
+  const nothingByWorkflow = new Map<string, ChangedNothing>();
+  for (const e of changedNothing) {
+    const line = nothingByWorkflow.get(e.workflow) ?? { workflow: e.workflow, dryRuns: 0, refused: 0 };
+    if (wasRefused(e)) line.refused += 1;
+    else line.dryRuns += 1;
+    nothingByWorkflow.set(e.workflow, line);
+  }
+  const nothing = [...nothingByWorkflow.values()].sort((a, b) => a.workflow.localeCompare(b.workflow));
   const gapsByType: Partial<Record<GapType, number>> = {};
   for (const gap of gaps) gapsByType[gap.type] = (gapsByType[gap.type] ?? 0) + 1;
   const expected = slots.filter((s) => s.restoreTested !== null);
@@ -443,16 +514,20 @@ export function auditReport(inputs: AuditInputs): AuditReport {
       failures: failures.length,
       unresolvedFailures: failures.filter((f) => f.resolvedBy === null).length,
       operatorRestores: operatorRestores.length,
+      dryRuns: nothing.reduce((n, l) => n + l.dryRuns, 0),
+      refusedInputs: nothing.reduce((n, l) => n + l.refused, 0),
       executions: executions.length,
       costUsd: cost.totalUsd,
       budgetUsd: cost.budgetUsd,
     },
     slots,
+    slotsCountedFrom,
     gaps,
     rpo,
     recovery,
     failures,
     operatorRestores,
+    changedNothing: nothing,
     cost,
     unreadable: [...inputs.unreadable],
     chart: {
@@ -478,6 +553,10 @@ export function auditReport(inputs: AuditInputs): AuditReport {
 
 type Row = ReturnType<typeof rowsOf>[number];
 
+/** Whether a dump's or tarball's manifest belongs to a backup series (its kind, target and database). */
+const ofSeries = (m: Manifest, row: Pick<Row, 'kind' | 'target' | 'database'>) =>
+  m.kind === row.kind && m.target === row.target && ('database' in m ? m.database : null) === row.database;
+
 function groupBy<T>(items: readonly T[], key: (item: T) => string): Map<string, T[]> {
   const groups = new Map<string, T[]>();
   for (const item of items) groups.set(key(item), [...(groups.get(key(item)) ?? []), item]);
@@ -495,14 +574,7 @@ function backupOf(
     const record = recordsOf.get(execution.executionArn)?.find((r) => r.target === row.target);
     return record ? { record } : {};
   }
-  const manifest = manifestsOf
-    .get(execution.executionArn)
-    ?.find(
-      (m) =>
-        m.kind === row.kind &&
-        m.target === row.target &&
-        ('database' in m ? m.database : null) === row.database,
-    );
+  const manifest = manifestsOf.get(execution.executionArn)?.find((m) => ofSeries(m, row));
   return manifest ? { manifest } : {};
 }
 
@@ -623,13 +695,7 @@ function rpoSeries(
           .map((r) => Date.parse(r.backup.stoppedAt));
       else
         times = inputs.manifests
-          .filter(
-            (m) =>
-              m.kind === kind &&
-              m.target === row.target &&
-              ('database' in m ? m.database : null) === row.database &&
-              m.verification.state === 'verified',
-          )
+          .filter((m) => ofSeries(m, row) && m.verification.state === 'verified')
           .map((m) => Date.parse(m.window.until));
       series.push({ ...row, label, times: times.sort((a, b) => a - b) });
     }
@@ -647,6 +713,33 @@ function firstSeen(inputs: AuditInputs, executions: readonly AuditedExecution[])
     ...inputs.manifests.map((m) => Date.parse(m.finishedAt)),
     ...inputs.physical.map((r) => Date.parse(r.backup.stoppedAt)),
   );
+}
+
+/**
+ * When a backup series first shows, ms: its first execution in the month (one
+ * whose input makes that kind on that target and database), or its first
+ * backup in the catalog (a dump's or tarball's manifest, a pgBackRest record;
+ * for the WAL runs, the target's first pgBackRest backup, since WAL is archived
+ * from the stanza's creation). Undefined when it never ran.
+ */
+function firstOfSeries(
+  row: Row,
+  inputs: AuditInputs,
+  executions: readonly AuditedExecution[],
+  scopeOf: (e: AuditedExecution) => RunScope,
+): number | undefined {
+  const key = `${row.kind}/${row.engine}/${row.target}/${row.database ?? ''}`;
+  const times = [
+    ...executions
+      .filter((e) => scopeOf(e).does.some((d) => d === key || d.startsWith(`${key} `)))
+      .map((e) => Date.parse(e.startDate)),
+    ...(row.engine === 'physical' || row.engine === 'wal'
+      ? inputs.physical
+          .filter((r) => r.target === row.target && (row.engine === 'wal' || r.kind === row.kind))
+          .map((r) => Date.parse(r.backup.startedAt))
+      : inputs.manifests.filter((m) => ofSeries(m, row)).map((m) => Date.parse(m.startedAt))),
+  ];
+  return times.length === 0 ? undefined : Math.min(...times);
 }
 
 /**
@@ -706,34 +799,27 @@ function recoveryTimes(
   until: Date,
 ): RecoveryTime[] {
   const inMonth = (iso: string) => Date.parse(iso) >= start.getTime() && Date.parse(iso) < until.getTime();
+  // A test's duration is from its own start (the host command sent) to its own
+  // result, never from verification.checkedAt, which the daily verification rewrites.
   const tests: RecoveryTime[] = [
-    ...inputs.manifests.flatMap((m) => {
-      const test = m.verification.restoreTest;
-      if (!test || !m.verification.checkedAt || !inMonth(test.checkedAt)) return [];
-      return [
-        {
-          what: 'restore test' as const,
-          subject: m.archive.key,
-          at: test.checkedAt,
-          seconds: seconds(m.verification.checkedAt, test.checkedAt),
-          outcome: test.state,
-        },
-      ];
-    }),
-    ...inputs.physical.flatMap((r) => {
-      const test = r.verification.restoreTest;
-      if (!test || !inMonth(test.checkedAt)) return [];
-      return [
-        {
-          what: 'restore test' as const,
-          subject: `${r.target} pgBackRest ${r.label}`,
-          at: test.checkedAt,
-          seconds: seconds(r.verification.checkedAt, test.checkedAt),
-          outcome: test.state,
-        },
-      ];
-    }),
-  ];
+    ...inputs.manifests.map((m) => ({ test: m.verification.restoreTest, subject: m.archive.key })),
+    ...inputs.physical.map((r) => ({
+      test: r.verification.restoreTest,
+      subject: `${r.target} pgBackRest ${r.label}`,
+    })),
+  ].flatMap(({ test, subject }) =>
+    test && inMonth(test.checkedAt)
+      ? [
+          {
+            what: 'restore test' as const,
+            subject,
+            at: test.checkedAt,
+            seconds: test.startedAt ? seconds(test.startedAt, test.checkedAt) : null,
+            outcome: test.state,
+          },
+        ]
+      : [],
+  );
   const runs = executions
     .filter((e) => DRILL_WORKFLOWS.includes(e.workflow) || OPERATOR_RESTORE_WORKFLOWS.includes(e.workflow))
     .map(

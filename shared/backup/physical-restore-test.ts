@@ -151,6 +151,8 @@ const iso = z.iso.datetime({ offset: true });
 export const physicalRestoreTestOutcomeSchema = z.object({
   state: z.enum(['passed', 'failed']),
   set: backupSetLabel,
+  /** When the test's host command was sent (its CommandState's sentAt; absent when none was sent): with `checkedAt`, its duration. */
+  startedAt: z.optional(iso),
   checkedAt: iso,
   /** One line for the record and the alert. */
   detail: z.string(),
@@ -207,7 +209,12 @@ export function physicalRestoreTestOutcome(
   const failure = firstFailure(state[FAILED]);
   const reportKey = restoreTestReportKey(plan.target, new Date(plan.startedAt).toISOString(), plan.runId);
   const parsed = physicalRestoreTestResultSchema.safeParse(command?.result);
-  const base = { set, checkedAt: now.toISOString(), reportKey };
+  const base = {
+    set,
+    ...(command ? { startedAt: command.sentAt } : {}),
+    checkedAt: now.toISOString(),
+    reportKey,
+  };
   const header = { version: 1, engine: 'pgbackrest', target: plan.target, runId: plan.runId };
   if (!failure && command?.status === 'Success' && parsed.success && parsed.data.set === set) {
     const r = parsed.data;

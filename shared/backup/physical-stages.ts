@@ -231,6 +231,7 @@ export async function recordPhysicalRestoreTest(
       ...record.verification,
       restoreTest: {
         state: 'passed',
+        ...(outcome.startedAt ? { startedAt: outcome.startedAt } : {}),
         checkedAt: outcome.checkedAt,
         detail: outcome.detail,
         reportKey: outcome.reportKey,

@@ -14,12 +14,15 @@ import type { FilesPlan } from './files-plan.ts';
 
 /**
  * Checks the scratch database restored from this run's archive and records the
- * result in the manifest, passed or failed.
+ * result in the manifest, passed or failed. `startedAt` (ISO 8601) is when the
+ * test's host command was sent (its CommandState's sentAt): the test's duration
+ * is from it to the record's `checkedAt`, both this run's own facts.
  */
 export async function restoreTestRun(
   catalog: Catalog,
   serverUrl: string,
   plan: Plan,
+  startedAt: string | undefined,
   now = () => new Date(),
 ): Promise<RestoreCheck> {
   const manifest = await catalog.readDatabaseManifest(plan.manifestKey);
@@ -30,11 +33,12 @@ export async function restoreTestRun(
       manifest,
       'passed',
       `${counted(result.tables, 'table')}, ${counted(result.rows, 'row')} match the dump${result.properties ? `; ${result.properties}` : ''}`,
+      startedAt,
       now,
     );
     return result;
   } catch (error) {
-    await record(catalog, manifest, 'failed', (error as Error).message, now);
+    await record(catalog, manifest, 'failed', (error as Error).message, startedAt, now);
     throw error;
   }
 }
@@ -64,7 +68,15 @@ export async function recordRestoreTestFailure(
     .map((l) => l.trim())
     .filter((l) => /\b(ERROR|FATAL|PANIC):|^restore-archive:/.test(l));
   const detail = redact([`${error.Error}: ${headline}`, ...errors].join(' ')).slice(0, 1000);
-  await record(catalog, manifest, 'failed', `the dump did not restore on the host: ${detail}`, now);
+  // The command's start is not in this state's input (a command that could not be sent has none): no duration.
+  await record(
+    catalog,
+    manifest,
+    'failed',
+    `the dump did not restore on the host: ${detail}`,
+    undefined,
+    now,
+  );
   return { recorded: true };
 }
 
@@ -73,13 +85,14 @@ async function record(
   manifest: DatabaseManifest,
   state: 'passed' | 'failed',
   detail: string,
+  startedAt: string | undefined,
   now: () => Date,
 ) {
   await catalog.writeManifest({
     ...manifest,
     verification: {
       ...manifest.verification,
-      restoreTest: { state, checkedAt: now().toISOString(), detail },
+      restoreTest: { state, ...(startedAt ? { startedAt } : {}), checkedAt: now().toISOString(), detail },
     },
   });
 }

@@ -383,7 +383,7 @@ export async function verifyArchive(
     }
     if (problems.length > 0) {
       throw new ArchiveCorruptError(
-        `The archive ${location}${version} failed verification: ${problems.join('; ')}. It is marked failed in its manifest; do not restore from it.`,
+        `The archive ${location}${version} failed verification: ${problems.join('; ')}. It is marked failed in its manifest; do not restore from it: restore an older backup instead (its run id as "backup"; info lists them), or this backup's copy in the vault, which replication kept apart ("source": "vault").`,
       );
     }
   } catch (error) {

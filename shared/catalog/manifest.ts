@@ -28,6 +28,8 @@ const verification = z.object({
   restoreTest: z.optional(
     z.object({
       state: z.enum(['passed', 'failed']),
+      /** When the test's host command was sent: with `checkedAt`, the test's own duration (absent in older manifests). */
+      startedAt: z.optional(z.iso.datetime({ offset: true })),
       checkedAt: z.iso.datetime({ offset: true }),
       detail: z.string(),
     }),

@@ -74,6 +74,8 @@ export const physicalRecordSchema = z.object({
     restoreTest: z.optional(
       z.object({
         state: z.enum(['passed', 'failed']),
+        /** When the test's host command was sent: with `checkedAt`, the test's own duration (absent in older records). */
+        startedAt: z.optional(iso),
         checkedAt: iso,
         detail: z.string(),
         reportKey: z.optional(z.string()),

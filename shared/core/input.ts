@@ -48,3 +48,25 @@ export const planRequestSchema = z.object({
   executionId: z.string().check(z.regex(/^[A-Za-z0-9:._/-]{1,256}$/)),
   startedAt: z.iso.datetime({ offset: true }),
 });
+
+/**
+ * The typed-again name that lets a run replace something in place: passes when
+ * `confirm` is exactly `expected`. Otherwise an InvalidInputError, before
+ * anything changed, that says what the run replaces (`replaces`, a sentence),
+ * then how to confirm it: add `"confirm"` when it is absent; when it is given
+ * but differs (a typo), that it must be exactly `expected`, which `named` says
+ * what it is ("the target database's name"); then `otherwise` (a sentence: the
+ * way to do without replacing anything).
+ */
+export function checkConfirm(
+  confirm: string | undefined,
+  expected: string,
+  words: { replaces: string; named: string; otherwise: string },
+): void {
+  if (confirm === expected) return;
+  const how =
+    confirm === undefined
+      ? `If that is what you want, add "confirm": "${expected}" to the input.`
+      : `"confirm" does not match: it must be exactly ${words.named}, ${expected} (it was ${JSON.stringify(confirm)}).`;
+  throw new InvalidInputError(`${words.replaces} ${how} ${words.otherwise} Nothing was changed.`);
+}

@@ -5,8 +5,8 @@ import type { Catalog } from '../catalog/catalog.ts';
 import { runId as makeRunId, manifestKey, replacedDatabase, stagingDatabase } from '../catalog/keys.ts';
 import { type DatabaseManifest, isDatabaseManifest } from '../catalog/manifest.ts';
 import { type Config, selectTargets, type Target } from '../core/config.ts';
-import { InvalidInputError, NotFoundError } from '../core/errors.ts';
-import { parseInput, planRequestSchema } from '../core/input.ts';
+import { NotFoundError } from '../core/errors.ts';
+import { checkConfirm, parseInput, planRequestSchema } from '../core/input.ts';
 import { type RestorePlan, type RestoreStep, restoreInputSchema, type SwapPlan } from './database-schemas.ts';
 import { findBackup } from './find-backup.ts';
 import { plannedRoles } from './missing-roles.ts';
@@ -118,11 +118,12 @@ export function stagedSwapPlan(
 ): SwapPlan & { safetyDump: RestorePlan['safetyDump'] } {
   const { database, executionId, startedAt } = wanted;
   const overProduction = wanted.targetDatabase === database;
-  if (overProduction && wanted.confirm !== database) {
-    throw new InvalidInputError(
-      `Restoring into ${database} replaces the database the backups were taken of. If that is what you want, add "confirm": "${database}" to the input; otherwise give a new "targetDatabase". Nothing was changed.`,
-    );
-  }
+  if (overProduction)
+    checkConfirm(wanted.confirm, database, {
+      replaces: `Restoring into ${database} replaces the database the backups were taken of.`,
+      named: "the target database's name",
+      otherwise: 'To restore beside it, give a new "targetDatabase" instead.',
+    });
   const id = makeRunId(new Date(startedAt).toISOString(), executionId);
   return {
     target: target.name,

@@ -5,7 +5,7 @@ import { isDatabaseManifest } from '../catalog/manifest.ts';
 import { CODEC_NAMES, CODECS } from '../core/codecs.ts';
 import type { Config } from '../core/config.ts';
 import { selectTargets } from '../core/config.ts';
-import { InvalidInputError, NotFoundError } from '../core/errors.ts';
+import { NotFoundError } from '../core/errors.ts';
 import {
   excludeName,
   hostPath,
@@ -15,7 +15,7 @@ import {
   sha256Hex,
   targetName,
 } from '../core/identifiers.ts';
-import { parseInput, planRequestSchema } from '../core/input.ts';
+import { checkConfirm, parseInput, planRequestSchema } from '../core/input.ts';
 import * as z from '../core/schema.ts';
 import { findBackup } from './find-backup.ts';
 import { catalogOf, RESTORE_SOURCES, type RestoreCatalogs, restoreSourceInput } from './source.ts';
@@ -78,11 +78,12 @@ export async function planFilesRestore(
     `The ${FILES_RESTORE_STATE.plan} request`,
   );
   const wanted = parseInput(filesRestoreInputSchema, input, 'The execution input');
-  if (wanted.confirm !== wanted.kind && !wanted.dryRun) {
-    throw new InvalidInputError(
-      `A files restore overwrites the ${wanted.kind} files on the host. If that is what you want, add "confirm": "${wanted.kind}" to the input (or "dryRun": true to see the plan). Nothing was changed.`,
-    );
-  }
+  if (!wanted.dryRun)
+    checkConfirm(wanted.confirm, wanted.kind, {
+      replaces: `A files restore overwrites the ${wanted.kind} files on the host.`,
+      named: "the kind's name",
+      otherwise: 'To see the plan without changing anything, give "dryRun": true.',
+    });
   const [target] = selectTargets(config, wanted.target ?? config.BACKUP_TARGETS[0]?.name);
   if (!target) throw new NotFoundError('No target is configured.');
   const catalog = catalogOf(catalogs, wanted.source);

@@ -25,7 +25,7 @@ import {
   targetName,
   walSegment,
 } from '../core/identifiers.ts';
-import { parseInput, planRequestSchema } from '../core/input.ts';
+import { checkConfirm, parseInput, planRequestSchema } from '../core/input.ts';
 import * as z from '../core/schema.ts';
 import {
   pgbackrestArchivePrefix,
@@ -499,10 +499,11 @@ export async function planPointInTimeRecovery(
       throw new InvalidInputError(
         'A whole-cluster recovery ("scope": "cluster") recovers every database of the target: leave "database" and "targetDatabase" out, or recover one database with "scope": "database". Nothing was changed.',
       );
-    if (wanted.confirm !== target.name)
-      throw new InvalidInputError(
-        `A whole-cluster recovery replaces every database of ${target.name} with its state at the target time, and stops PostgreSQL while it runs. If that is what you want, add "confirm": "${target.name}"; to recover one database beside production, use "scope": "database". Nothing was changed.`,
-      );
+    checkConfirm(wanted.confirm, target.name, {
+      replaces: `A whole-cluster recovery replaces every database of ${target.name} with its state at the target time, and stops PostgreSQL while it runs.`,
+      named: "the target's name",
+      otherwise: 'To recover one database beside production, use "scope": "database".',
+    });
     if (target.postgres.mode === 'docker')
       throw new InvalidInputError(
         `${target.name} runs PostgreSQL in a compose service, which stops with its server: a whole-cluster recovery in place cannot run there. Recover the databases one by one ("scope": "database"), or restore the cluster by hand with pgbackrest restore --delta. Nothing was changed.`,

@@ -44,6 +44,8 @@ export function syntheticHistory(options: {
   status?: TerminalStatus;
   error?: string;
   sendsDump?: boolean;
+  /** A host command's Start state the run entered (a restore's StartRestore): it sent something to the host. */
+  sends?: string;
 }): ExportedHistory {
   const { workflow, name, input, start, minutes, status = 'SUCCEEDED' } = options;
   const stop = plus(start, minutes);
@@ -72,6 +74,7 @@ export function syntheticHistory(options: {
       },
       ...task('Plan', 1, 2),
       ...(options.sendsDump ? task('StartDump', 4, 1) : []),
+      ...(options.sends ? task(options.sends, 4, 1) : []),
       {
         id: 0,
         type: status === 'SUCCEEDED' ? 'ExecutionSucceeded' : 'ExecutionFailed',
@@ -132,6 +135,7 @@ function dump(
               ? {
                   restoreTest: {
                     state: 'passed' as const,
+                    startedAt: plus(slot, 6),
                     checkedAt: plus(slot, 16),
                     detail: '7 tables, exact counts',
                   },
@@ -188,7 +192,16 @@ function physical(
     verification: {
       state: 'verified',
       checkedAt: plus(slot, 12),
-      ...(tested ? { restoreTest: { state: 'passed', checkedAt: plus(slot, 42), detail: 'restored' } } : {}),
+      ...(tested
+        ? {
+            restoreTest: {
+              state: 'passed',
+              startedAt: plus(slot, 12),
+              checkedAt: plus(slot, 42),
+              detail: 'restored',
+            },
+          }
+        : {}),
     },
   } as unknown as PhysicalRecord;
 }

@@ -1,9 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import type { ExportedHistory } from '../../shared/audit/history-export.ts';
 import { renderHtml, renderMarkdown } from '../../shared/audit/render.ts';
-import { auditedExecution, auditReport } from '../../shared/audit/report.ts';
+import { auditedExecution, auditReport, seconds } from '../../shared/audit/report.ts';
 import { cronTimes } from '../../shared/audit/slots.ts';
 import { SCHEDULES } from '../../shared/catalog/schedule.ts';
+import { DAY_MS } from '../../shared/core/time.ts';
 import {
   FAILED_DAY,
   GiB,
@@ -88,6 +89,107 @@ describe('what followed a failure', () => {
   });
 });
 
+describe("an operator's dry runs and refused inputs", () => {
+  const restore = (name: string, input: unknown, options: Partial<Parameters<typeof syntheticHistory>[0]>) =>
+    syntheticHistory({
+      workflow: 'database-restore',
+      name,
+      input,
+      start: '2026-10-22T14:00:00.000Z',
+      minutes: 1,
+      ...options,
+    });
+  const over = { database: 'kennel_prod', targetDatabase: 'kennel_prod' };
+  const withDryRuns = auditReport({
+    month: MONTH,
+    now: new Date('2026-11-01T07:00:00Z'),
+    targets,
+    executions: [
+      ...month.histories,
+      restore('dry-run', { ...over, dryRun: true }, {}),
+      restore('typo', { ...over, confirm: 'kennel_pro' }, { status: 'FAILED', error: 'InvalidInputError' }),
+      restore('no-json', null, { status: 'FAILED', error: 'InvalidInputError' }),
+      restore(
+        'failed-on-the-host',
+        { ...over, confirm: 'kennel_prod' },
+        { status: 'FAILED', error: 'HostCommandFailedError', sends: 'StartRestore' },
+      ),
+    ].map(auditedExecution),
+    manifests: month.manifests,
+    physical: month.physical,
+    unreadable: [],
+    budgetUsd: null,
+  });
+
+  it('are counted apart: neither restores an operator ran nor failures to follow up', () => {
+    expect(withDryRuns.operatorRestores.map((r) => [r.execution, r.status])).toEqual([
+      ['failed-on-the-host', 'FAILED'],
+      [OPERATOR_RESTORE, 'SUCCEEDED'],
+    ]);
+    expect(withDryRuns.failures.map((f) => f.execution)).toEqual([
+      'full-20261020T020020000Z',
+      'failed-on-the-host',
+    ]);
+    expect(withDryRuns.changedNothing).toEqual([{ workflow: 'database-restore', dryRuns: 1, refused: 2 }]);
+    expect(withDryRuns.summary).toMatchObject({
+      operatorRestores: 2,
+      dryRuns: 1,
+      refusedInputs: 2,
+      failures: 2,
+      unresolvedFailures: 1,
+    });
+    expect(withDryRuns.recovery.filter((r) => r.what === 'operator restore')).toHaveLength(2);
+    expect(renderMarkdown(withDryRuns)).toContain(
+      'database-restore: 1 dry run, 2 inputs refused before anything was sent to the host.',
+    );
+  });
+});
+
+describe('the slots counted', () => {
+  it('are none in a month before the system existed, and say so', () => {
+    const before = auditReport({
+      month: '1999-01',
+      now: new Date('2026-11-01T07:00:00Z'),
+      targets,
+      executions: [],
+      manifests: month.manifests,
+      physical: month.physical,
+      unreadable: [],
+      budgetUsd: null,
+    });
+    expect(before.summary).toMatchObject({ slots: 0, gaps: 0, ran: 0 });
+    expect(before.slotsCountedFrom.map((s) => s.from)).toEqual(before.slotsCountedFrom.map(() => null));
+    expect(renderMarkdown(before)).toContain('never ran: no slot counted');
+  });
+
+  it("start at each series' first execution or backup: a series that began mid-month missed nothing before it", () => {
+    // The files backups were deployed on the 15th; everything else ran all month.
+    const files = (workflow: string) => workflow === 'files-backup';
+    const histories = month.histories.filter(
+      (h) => !files(h.execution.workflow) || h.execution.startDate >= '2026-10-15',
+    );
+    const late = auditReport({
+      month: MONTH,
+      now: new Date('2026-11-01T07:00:00Z'),
+      targets,
+      executions: histories.map(auditedExecution),
+      manifests: month.manifests.filter((m) => !('paths' in m) || m.startedAt >= '2026-10-15'),
+      physical: month.physical,
+      unreadable: [],
+      budgetUsd: null,
+    });
+    expect(late.summary.gapsByType['missed-slot']).toBe(2);
+    const configuration = late.slotsCountedFrom.find((s) => s.kind === 'configuration');
+    const first = late.slots.find((s) => s.kind === 'configuration');
+    expect(configuration?.from).toBe(first?.at);
+    expect(configuration?.from?.slice(0, 10)).toBe('2026-10-15');
+    expect(late.slots.filter((s) => s.kind === 'configuration')).toHaveLength(17);
+    expect(late.slotsCountedFrom.find((s) => s.kind === 'full' && s.engine === 'logical')?.from).toBe(
+      '2026-10-01T00:00:00.000Z',
+    );
+  });
+});
+
 describe('the slots of a month', () => {
   it("are the crons of shared/catalog/schedule.ts, in UTC: October 2026's", () => {
     const october = [new Date('2026-10-01T00:00:00Z'), new Date('2026-11-01T00:00:00Z')] as const;
@@ -131,6 +233,8 @@ describe('the audit report of a month with a missed slot, a failed verification,
       failures: 1,
       unresolvedFailures: 0,
       operatorRestores: 1,
+      dryRuns: 0,
+      refusedInputs: 0,
       executions: 30 + 1 + 124 + 2976 + 93 + 1,
       costUsd: report.cost.totalUsd,
       budgetUsd: 5,
@@ -312,6 +416,46 @@ describe('the audit report of a month with a missed slot, a failed verification,
         outcome: 'SUCCEEDED',
       },
     ]);
+  });
+
+  it('measures a restore test from its own start and end, not from the verification time the daily verification rewrites', () => {
+    // The daily verification of the next day rewrote every verification.checkedAt, after the tests.
+    const rechecked = (iso: string) => new Date(Date.parse(iso) + DAY_MS).toISOString();
+    const [untimed, ...manifests] = month.manifests
+      .filter((m) => m.verification.restoreTest?.checkedAt.startsWith(MONTH))
+      .map((m) => ({
+        ...m,
+        verification: { ...m.verification, checkedAt: rechecked(m.finishedAt) },
+      }));
+    if (!untimed?.verification.restoreTest) throw new Error('the synthetic month has no restore test');
+    // A manifest written before the test's start was recorded: its duration is not known.
+    const { startedAt: _, ...olderTest } = untimed.verification.restoreTest;
+    const later = auditReport({
+      month: MONTH,
+      now: new Date('2026-11-01T07:00:00Z'),
+      targets,
+      executions: [],
+      manifests: [
+        { ...untimed, verification: { ...untimed.verification, restoreTest: olderTest } },
+        ...manifests,
+      ],
+      physical: month.physical.map((r) => ({
+        ...r,
+        verification: { ...r.verification, checkedAt: rechecked(r.backup.stoppedAt) },
+      })),
+      unreadable: [],
+      budgetUsd: null,
+    });
+    const tests = later.recovery.filter((r) => r.what === 'restore test');
+    expect(tests.length).toBe(29 + 1 + 29);
+    expect(tests.find((t) => t.subject === untimed.archive.key)?.seconds).toBeNull();
+    expect(new Set(tests.map((t) => t.seconds))).toEqual(new Set([null, 600, 1800]));
+    expect(renderMarkdown(later)).toContain('| not recorded |');
+  });
+
+  it('never gives a negative duration: clocks a little apart count as 0', () => {
+    expect(seconds('2026-10-01T02:00:00.400Z', '2026-10-01T02:00:00.000Z')).toBe(0);
+    expect(seconds('2026-10-01T02:00:00.000Z', '2026-10-01T02:01:32.000Z')).toBe(92);
   });
 
   it('estimates the cost from what it counts, against the budget, with the unit prices and their sources', () => {

@@ -4,7 +4,7 @@ import { backupInputSchema, planSchema } from '../../shared/backup/database-plan
 import { filesInputSchema, filesPlanSchema } from '../../shared/backup/files-plan.ts';
 import { InvalidInputError } from '../../shared/core/errors.ts';
 import { excludeName } from '../../shared/core/identifiers.ts';
-import { parseInput, planRequestSchema } from '../../shared/core/input.ts';
+import { checkConfirm, parseInput, planRequestSchema } from '../../shared/core/input.ts';
 
 const hostCommandRequestSchema = HOST_COMMAND_SET.request;
 
@@ -353,6 +353,39 @@ describe('parseInput with plans and host command requests', () => {
         'keepDays: Invalid input: expected int, received number',
         'keepFile: must be a plain file name',
       ),
+    );
+  });
+});
+
+describe('the typed-again confirm of a run that replaces something', () => {
+  const words = {
+    replaces: 'Restoring into kennel_prod replaces the database the backups were taken of.',
+    named: "the target database's name",
+    otherwise: 'To restore beside it, give a new "targetDatabase" instead.',
+  };
+  const refusal = (confirm: string | undefined) => {
+    try {
+      checkConfirm(confirm, 'kennel_prod', words);
+    } catch (error) {
+      expect(error).toBeInstanceOf(InvalidInputError);
+      return (error as Error).message;
+    }
+    return 'accepted';
+  };
+
+  it('passes the exact name only', () => {
+    expect(refusal('kennel_prod')).toBe('accepted');
+  });
+
+  it('asks to add it when it is absent', () => {
+    expect(refusal(undefined)).toBe(
+      'Restoring into kennel_prod replaces the database the backups were taken of. If that is what you want, add "confirm": "kennel_prod" to the input. To restore beside it, give a new "targetDatabase" instead. Nothing was changed.',
+    );
+  });
+
+  it('says a typo does not match, and what it must be, rather than asking to add it', () => {
+    expect(refusal('kennel_pro')).toBe(
+      'Restoring into kennel_prod replaces the database the backups were taken of. "confirm" does not match: it must be exactly the target database\'s name, kennel_prod (it was "kennel_pro"). To restore beside it, give a new "targetDatabase" instead. Nothing was changed.',
     );
   });
 });

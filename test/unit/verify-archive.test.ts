@@ -316,6 +316,10 @@ describe('VerifyArchive on a backup in the catalog', () => {
     await expect(refused).rejects.toThrow(
       `sha256 is ${factsOf(damaged).sha256}, the manifest says ${first.archive.sha256}`,
     );
+    // What to do instead: another backup, or the vault's copy.
+    await expect(refused).rejects.toThrow(
+      'do not restore from it: restore an older backup instead (its run id as "backup"; info lists them), or this backup\'s copy in the vault, which replication kept apart ("source": "vault").',
+    );
     expect(written()).toMatchObject([
       { verification: { state: 'failed', restoreTest: { state: 'passed' } } },
     ]);
