@@ -126,6 +126,8 @@ describe('the database-restore workflow', () => {
        WITH c AS (INSERT INTO customers (first_name, last_name, email) VALUES ('Nia', 'Late', 'nia@example.com') RETURNING id)
        INSERT INTO session_logs (customer_id, ip) SELECT id, '192.0.2.7' FROM c`,
     );
+    // A table created after the backup: the restore lacks it, and the summary says where its rows are.
+    world.sql('kennel_prod', 'CREATE TABLE grooming_notes AS SELECT g AS id FROM generate_series(1, 50) g');
     const orphan = world.sql('kennel_prod', 'SELECT max(id) FROM session_logs');
     const logRows = {
       audit: world.sql('kennel_prod', 'SELECT count(*) FROM audit_logs'),
@@ -167,6 +169,14 @@ describe('the database-restore workflow', () => {
       applicationDownSeconds: number;
     };
     expect(tableChecksums(world, output.replacedDatabase, tables)).toEqual(beforeRestore);
+    expect(databaseExists(world, 'kennel_prod')).toBe(true);
+    expect(world.sql('kennel_prod', "SELECT to_regclass('grooming_notes') IS NULL")).toBe('t');
+    expect(world.sql(output.replacedDatabase, 'SELECT count(*) FROM grooming_notes')).toBe('50');
+    const notRestored = `Not in the restore, though the replaced database had them (1 table, 50 rows): public.grooming_notes (50 rows). Their rows are only in ${output.replacedDatabase} and the safety dump ${output.safetyDump};`;
+    expect((output as unknown as { warnings: string[] }).warnings).toEqual([
+      expect.stringContaining(notRestored),
+    ]);
+    expect(run.alerts[0]?.text).toContain(notRestored);
     const safety = await world.catalog.readDatabaseManifest(`${output.safetyDump}.manifest.json`);
     expect(safety).toMatchObject({ kind: 'safety', database: 'kennel_prod', excludedTables: [] });
     expect(safety.verification.state).toBe('verified');
@@ -571,6 +581,10 @@ describe('planning a restore', () => {
       tables.map((t) => ({ table: qualifiedName(t), from: 'backup', rows: t.rows })),
     );
     expect(rowSources.unlisted).toEqual({ tables: 0, rows: 0 });
+    // Production's tables the backup lacks: the plan cannot read them, and says what becomes of them.
+    expect(rowSources.notInBackup).toContain(
+      'tables of kennel_prod that the backup lacks (created since) are not restored: their rows stay only in kb_replaced_',
+    );
     expect(run.host.sent).toEqual([]);
   });
 });
