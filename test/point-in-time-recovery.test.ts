@@ -419,6 +419,16 @@ describe('point-in-time recovery from the WAL', () => {
       `add "confirm": "${DATABASE}"`,
     ],
     [
+      '"latest" over production, confirmed: the writes during the side restore would be lost',
+      { targetTime: 'latest', targetDatabase: DATABASE, confirm: DATABASE },
+      'would lose what the application commits while the recovery runs',
+    ],
+    [
+      '"latest" over production in a dry run too',
+      { targetTime: 'latest', targetDatabase: DATABASE, confirm: DATABASE, dryRun: true },
+      'recover beside production',
+    ],
+    [
       'the whole cluster without confirm',
       { targetTime: 'latest', scope: 'cluster', database: undefined, targetDatabase: undefined },
       'add "confirm": "local"',

@@ -494,6 +494,13 @@ export async function planPointInTimeRecovery(
       executionId,
       startedAt,
     });
+    // "latest" is the end of the WAL when the host switches it, before the side restore; production
+    // keeps taking writes until the swap stops the application, and those would be left behind in
+    // the replaced database with nothing said. Losing nothing needs the application stopped first.
+    if (swap.overProduction && wanted.targetTime === 'latest')
+      throw new InvalidInputError(
+        `"targetTime": "latest" over ${wanted.database} would lose what the application commits while the recovery runs: the end of the WAL is fixed when the run starts, the application keeps writing until the swap, and those writes would stay only in ${swap.replacedDatabase}. Give a target time instead (to lose nothing: stop the application, then give a time after it stopped), or recover beside production ("targetDatabase": "${wanted.database}_latest") and compare. Nothing was changed.`,
+      );
   } else {
     if (wanted.database !== undefined || wanted.targetDatabase !== undefined)
       throw new InvalidInputError(
