@@ -618,6 +618,54 @@ describe('the restore-archive host script', () => {
   });
 });
 
+describe('the database-swap host script', () => {
+  it('over a database, names the first 50 of its tables the restore lacks with their rows, and counts them all: its result stays small however many there are', async () => {
+    const config = parseConfig(world.env.functionEnv);
+    const [target] = config.BACKUP_TARGETS;
+    if (!target) throw new Error('no target');
+    world.sql('postgres', 'CREATE DATABASE swap_prod');
+    world.sql('postgres', 'CREATE DATABASE swap_staging');
+    world.sql('swap_staging', 'CREATE TABLE kept (id int)');
+    // 60 tables the restore lacks: t<i> with i rows, and one whose name needs quoting.
+    world.sql(
+      'swap_prod',
+      `CREATE TABLE kept (id int);
+       CREATE TABLE "odd ""name""" AS SELECT 1 AS id;
+       DO $$ BEGIN FOR i IN 1..59 LOOP
+         EXECUTE format('CREATE TABLE t%s AS SELECT g AS id FROM generate_series(1, %s) g', lpad(i::text, 2, '0'), i);
+       END LOOP; END $$`,
+    );
+    const script = renderHostCommand(config, target, RESTORE_HOST_COMMANDS['database-swap'], {
+      script: 'database-swap',
+      plan: {
+        target: 'local',
+        runId: '20261130T000000Z_0000abcd',
+        overProduction: true,
+        targetDatabase: 'swap_prod',
+        stagingDatabase: 'swap_staging',
+        replacedDatabase: 'swap_replaced',
+      },
+    });
+    const result = await runProcess('bash', ['-c', script], world.env.hostEnv);
+    expect(result.code, result.stderr).toBe(0);
+    const line = /^KB-RESULT (.*)$/m.exec(result.stdout)?.[1] ?? '';
+    const facts = JSON.parse(line) as { onlyInReplaced: [string, string, number][] };
+    expect(facts).toMatchObject({ onlyInReplacedCount: 60, onlyInReplacedRows: 1 + (59 * 60) / 2 });
+    expect(facts.onlyInReplaced).toHaveLength(50);
+    expect(facts.onlyInReplaced.slice(0, 3)).toEqual([
+      ['public', 'odd "name"', 1],
+      ['public', 't01', 1],
+      ['public', 't02', 2],
+    ]);
+    expect(line.length).toBeLessThan(4000);
+    expect(world.sql('swap_prod', "SELECT to_regclass('t01') IS NULL, to_regclass('kept') IS NULL")).toBe(
+      't|f',
+    );
+    expect(world.sql('swap_replaced', 'SELECT count(*) FROM t59')).toBe('59');
+    for (const db of ['swap_prod', 'swap_replaced']) world.sql('postgres', `DROP DATABASE ${db}`);
+  });
+});
+
 describe('the carry-log-rows host script', () => {
   const carry = async (tables: { schema: string; name: string }[]) => {
     const config = parseConfig(world.env.functionEnv);
