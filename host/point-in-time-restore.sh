@@ -134,15 +134,19 @@ SQL
   echo "point-in-time-restore: WAL up to segment $segment is in the repository"
 }
 
-# What pgBackRest knows of the set: its size in bytes.
-set_bytes() {
+# What pgBackRest knows of the set (info --set, JSON): its size, its databases.
+set_info() {
   local info
   info=$(pgbr info "${repository_options[@]}" "--set=$KB_SET" --output=json) || return 1
   if [[ $info != *"\"label\":\"$KB_SET\""* ]]; then
     echo "point-in-time-restore: the repository of stanza $KB_STANZA ($KB_SOURCE) has no backup set $KB_SET; start the recovery again (its plan reads the catalog)" >&2
     return 1
   fi
-  [[ $info =~ \"info\":\{\"delta\":[0-9]+,\"repository\":\{[^}]*\},\"size\":([0-9]+)\} ]] || return 1
+  printf '%s' "$info"
+}
+# The set's size in bytes, from set_info's JSON.
+set_bytes() { # set_bytes INFO
+  [[ $1 =~ \"info\":\{\"delta\":[0-9]+,\"repository\":\{[^}]*\},\"size\":([0-9]+)\} ]] || return 1
   echo "${BASH_REMATCH[1]}"
 }
 
@@ -156,7 +160,8 @@ log_fact() { # log_fact LOG-FILE PATTERN
 
 if [[ $KB_SCOPE == cluster ]]; then
   pgbr_config_current
-  backup_bytes=$(set_bytes) || fail "pgbackrest info failed (its message is above)"
+  set_json=$(set_info) || fail "pgbackrest info failed (its message is above)"
+  backup_bytes=$(set_bytes "$set_json") || fail "could not read the size of $KB_SET from pgbackrest info --output=json"
   phase=stop
   t=$SECONDS
   running=''
@@ -266,12 +271,19 @@ guard_pid=$(side_guard "$lock_file" "$area" "$RUN_PATTERN" "$KB_RUN" "$work")
 exists() { # exists DATABASE
   [[ -n $(pg_sql postgres -v name="$1" <<<"SELECT 1 FROM pg_database WHERE datname = :'name'") ]]
 }
+set_json=$(set_info) || fail "pgbackrest info failed (its message is above)"
 if [[ $KB_SCOPE == database ]]; then
   for name in "$KB_STAGING" $KB_ABSENT; do
     if exists "$name"; then
       fail "the database $name already exists; a recovery never writes into an existing database. Drop it, or choose another targetDatabase. Nothing was changed"
     fi
   done
+  # Whether the database existed at the target is known once recovered; a name that is
+  # neither in the backup set (pgBackRest's database-ref) nor on production now is
+  # refused here, before the restore: a mistyped name, as a rule.
+  if [[ $set_json != *"{\"name\":\"$KB_DATABASE\",\"oid\":"* ]] && ! exists "$KB_DATABASE"; then
+    fail "the database $KB_DATABASE is neither in the backup set $KB_SET nor on $KB_STANZA now; check its name. (One created after that backup and dropped since is in the WAL only, out of reach of a one-database recovery.) Nothing was changed"
+  fi
 fi
 
 swept=()
@@ -285,7 +297,7 @@ fi
 if [[ $KB_SOURCE == primary ]]; then
   switch_and_archive || fail "the newest WAL could not be archived; nothing was changed"
 fi
-backup_bytes=$(set_bytes) || fail "pgbackrest info failed (its message is above)"
+backup_bytes=$(set_bytes "$set_json") || fail "could not read the size of $KB_SET from pgbackrest info --output=json"
 # The restored files, a tenth and 256 MiB for WAL, and the dump (at most the cluster's size again; none in scratch).
 copies=2 for_what="twice the backup's"
 if [[ $KB_SCOPE == scratch ]]; then copies=1 for_what="the backup's"; fi

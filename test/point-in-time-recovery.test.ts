@@ -399,7 +399,52 @@ describe('point-in-time recovery from the WAL', () => {
     expect(plan.expected.seconds).toEqual(expect.any(Number));
     expect(plan.expected.note).toContain('s per GB, measured by the point-in-time-recovery');
     expect(plan.replaces).toContain(`${DATABASE} on local: the application is stopped for the swap only`);
+    expect(plan.replaces).toContain(
+      `tables of ${DATABASE} that its recovery to ${targetTime} lacks (created since) are not restored: their rows stay only in ${plan.replacedDatabase} and the safety dump`,
+    );
   });
+
+  it(
+    'into a database that exists, or of a database neither the backup set nor production has: the dry run says what the host checks, and the run refuses before restoring anything',
+    async () => {
+      q('postgres', 'CREATE DATABASE pitr_existing');
+      const dry = await recover({
+        database: DATABASE,
+        targetTime,
+        targetDatabase: 'pitr_existing',
+        dryRun: true,
+      });
+      expect(dry.record.status, dry.record.cause).toBe('SUCCEEDED');
+      const { replaces, base } = planOf(dry.record.output);
+      expect(replaces).toContain('nothing, if pitr_existing does not exist on local: it is created there');
+      expect(replaces).toContain('refuses an existing pitr_existing before restoring anything');
+      expect(replaces).toContain(
+        `${DATABASE} must have existed at ${targetTime}. The run refuses a name that is neither in the backup set ${base.label} nor on local now before restoring anything`,
+      );
+      for (const [input, message] of [
+        [
+          { database: DATABASE, targetDatabase: 'pitr_existing' },
+          'the database pitr_existing already exists',
+        ],
+        [
+          { database: 'nosuch', targetDatabase: 'pitr_nosuch' },
+          `the database nosuch is neither in the backup set ${base.label} nor on local now`,
+        ],
+      ] as const) {
+        const run = await recover({ ...input, targetTime });
+        expect(run.record.status).toBe('FAILED');
+        expect(run.record.cause).toContain(message);
+        expect(run.record.cause).toContain('Nothing was changed');
+        // Refused in the script's first phase, before pgBackRest restored anything.
+        expect(run.record.cause).toMatch(/point-in-time-restore to [^(]+ \(prepare\): /);
+      }
+      expect(q('pitr_existing', "SELECT count(*) FROM pg_class WHERE relname = 'owners'")).toBe('0');
+      expect(databaseExists(world, 'pitr_nosuch')).toBe(false);
+      q('postgres', 'DROP DATABASE pitr_existing');
+      expectNoSideCluster(target);
+    },
+    RECOVERY_TIMEOUT,
+  );
 
   it.each([
     ['a target in the future', { targetTime: '2099-01-01T00:00:00Z' }, 'is in the future (now is'],
@@ -417,6 +462,16 @@ describe('point-in-time recovery from the WAL', () => {
       'over production without confirm',
       { targetTime: 'latest', targetDatabase: DATABASE },
       `add "confirm": "${DATABASE}"`,
+    ],
+    [
+      '"latest" over production, confirmed: the writes during the side restore would be lost',
+      { targetTime: 'latest', targetDatabase: DATABASE, confirm: DATABASE },
+      'would lose what the application commits while the recovery runs',
+    ],
+    [
+      '"latest" over production in a dry run too',
+      { targetTime: 'latest', targetDatabase: DATABASE, confirm: DATABASE, dryRun: true },
+      'recover beside production',
     ],
     [
       'the whole cluster without confirm',
@@ -449,6 +504,8 @@ describe('point-in-time recovery from the WAL', () => {
   it(
     'over production: the staged swap, the application stopped only for it, a safety dump first, the replaced database kept',
     async () => {
+      // A table created after the target: the recovery lacks it, and the summary says so.
+      sql('CREATE TABLE grooming_notes AS SELECT g AS id FROM generate_series(1, 50) g');
       const run = await recover({
         database: DATABASE,
         targetTime,
@@ -470,7 +527,15 @@ describe('point-in-time recovery from the WAL', () => {
       expect(now.largeObjects).toEqual(reference.largeObjects);
       const [replaced] = databasesLike(world, 'kb_replaced');
       expect(replaced).toBeDefined();
-      expect(production(replaced as string).tables).toEqual(final.tables);
+      const { [JSON.stringify(['public', 'grooming_notes'])]: notes, ...kept } = production(
+        replaced as string,
+      ).tables;
+      expect(kept).toEqual(final.tables);
+      expect(notes).toMatch(/^50:/);
+      const { warnings, summary } = run.record.output as { warnings: string[]; summary: string };
+      const warning = `Not in the restore, though the replaced database had them (1 table, 50 rows): public.grooming_notes (50 rows). Their rows are only in ${replaced}`;
+      expect(warnings).toEqual(expect.arrayContaining([expect.stringContaining(warning)]));
+      expect(summary).toContain(`Warning: ${warning}`);
       expect(readFileSync(world.env.paths.applicationState, 'utf8').trim()).toBe('running');
     },
     RECOVERY_TIMEOUT,

@@ -126,6 +126,8 @@ describe('the database-restore workflow', () => {
        WITH c AS (INSERT INTO customers (first_name, last_name, email) VALUES ('Nia', 'Late', 'nia@example.com') RETURNING id)
        INSERT INTO session_logs (customer_id, ip) SELECT id, '192.0.2.7' FROM c`,
     );
+    // A table created after the backup: the restore lacks it, and the summary says where its rows are.
+    world.sql('kennel_prod', 'CREATE TABLE grooming_notes AS SELECT g AS id FROM generate_series(1, 50) g');
     const orphan = world.sql('kennel_prod', 'SELECT max(id) FROM session_logs');
     const logRows = {
       audit: world.sql('kennel_prod', 'SELECT count(*) FROM audit_logs'),
@@ -167,6 +169,14 @@ describe('the database-restore workflow', () => {
       applicationDownSeconds: number;
     };
     expect(tableChecksums(world, output.replacedDatabase, tables)).toEqual(beforeRestore);
+    expect(databaseExists(world, 'kennel_prod')).toBe(true);
+    expect(world.sql('kennel_prod', "SELECT to_regclass('grooming_notes') IS NULL")).toBe('t');
+    expect(world.sql(output.replacedDatabase, 'SELECT count(*) FROM grooming_notes')).toBe('50');
+    const notRestored = `Not in the restore, though the replaced database had them (1 table, 50 rows): public.grooming_notes (50 rows). Their rows are only in ${output.replacedDatabase} and the safety dump ${output.safetyDump};`;
+    expect((output as unknown as { warnings: string[] }).warnings).toEqual([
+      expect.stringContaining(notRestored),
+    ]);
+    expect(run.alerts[0]?.text).toContain(notRestored);
     const safety = await world.catalog.readDatabaseManifest(`${output.safetyDump}.manifest.json`);
     expect(safety).toMatchObject({ kind: 'safety', database: 'kennel_prod', excludedTables: [] });
     expect(safety.verification.state).toBe('verified');
@@ -571,6 +581,10 @@ describe('planning a restore', () => {
       tables.map((t) => ({ table: qualifiedName(t), from: 'backup', rows: t.rows })),
     );
     expect(rowSources.unlisted).toEqual({ tables: 0, rows: 0 });
+    // Production's tables the backup lacks: the plan cannot read them, and says what becomes of them.
+    expect(rowSources.notInBackup).toContain(
+      'tables of kennel_prod that the backup lacks (created since) are not restored: their rows stay only in kb_replaced_',
+    );
     expect(run.host.sent).toEqual([]);
   });
 });
@@ -601,6 +615,54 @@ describe('the restore-archive host script', () => {
     expect(result.code).toBe(1);
     expect(result.stderr).toContain('the database kennel_from_s3 already exists');
     expect(tableChecksums(world, 'kennel_from_s3', tables)).toEqual(atBackup);
+  });
+});
+
+describe('the database-swap host script', () => {
+  it('over a database, names the first 50 of its tables the restore lacks with their rows, and counts them all: its result stays small however many there are', async () => {
+    const config = parseConfig(world.env.functionEnv);
+    const [target] = config.BACKUP_TARGETS;
+    if (!target) throw new Error('no target');
+    world.sql('postgres', 'CREATE DATABASE swap_prod');
+    world.sql('postgres', 'CREATE DATABASE swap_staging');
+    world.sql('swap_staging', 'CREATE TABLE kept (id int)');
+    // 60 tables the restore lacks: t<i> with i rows, and one whose name needs quoting.
+    world.sql(
+      'swap_prod',
+      `CREATE TABLE kept (id int);
+       CREATE TABLE "odd ""name""" AS SELECT 1 AS id;
+       DO $$ BEGIN FOR i IN 1..59 LOOP
+         EXECUTE format('CREATE TABLE t%s AS SELECT g AS id FROM generate_series(1, %s) g', lpad(i::text, 2, '0'), i);
+       END LOOP; END $$`,
+    );
+    const script = renderHostCommand(config, target, RESTORE_HOST_COMMANDS['database-swap'], {
+      script: 'database-swap',
+      plan: {
+        target: 'local',
+        runId: '20261130T000000Z_0000abcd',
+        overProduction: true,
+        targetDatabase: 'swap_prod',
+        stagingDatabase: 'swap_staging',
+        replacedDatabase: 'swap_replaced',
+      },
+    });
+    const result = await runProcess('bash', ['-c', script], world.env.hostEnv);
+    expect(result.code, result.stderr).toBe(0);
+    const line = /^KB-RESULT (.*)$/m.exec(result.stdout)?.[1] ?? '';
+    const facts = JSON.parse(line) as { onlyInReplaced: [string, string, number][] };
+    expect(facts).toMatchObject({ onlyInReplacedCount: 60, onlyInReplacedRows: 1 + (59 * 60) / 2 });
+    expect(facts.onlyInReplaced).toHaveLength(50);
+    expect(facts.onlyInReplaced.slice(0, 3)).toEqual([
+      ['public', 'odd "name"', 1],
+      ['public', 't01', 1],
+      ['public', 't02', 2],
+    ]);
+    expect(line.length).toBeLessThan(4000);
+    expect(world.sql('swap_prod', "SELECT to_regclass('t01') IS NULL, to_regclass('kept') IS NULL")).toBe(
+      't|f',
+    );
+    expect(world.sql('swap_replaced', 'SELECT count(*) FROM t59')).toBe('59');
+    for (const db of ['swap_prod', 'swap_replaced']) world.sql('postgres', `DROP DATABASE ${db}`);
   });
 });
 

@@ -74,7 +74,11 @@ export async function planRestore(
     startedAt,
     archives: [step(manifest, versionId)],
     carry: swap.overProduction ? logTablesOf(manifest) : [],
-    rowSources: rowSourcesOf(manifest, { overProduction: swap.overProduction, logCopy }),
+    rowSources: rowSourcesOf(manifest, {
+      overProduction: swap.overProduction,
+      logCopy,
+      replacedDatabase: swap.replacedDatabase,
+    }),
     missingRoles: wanted.missingRoles,
     roles: plannedRoles(manifest.properties, wanted.missingRoles),
     source: wanted.source,

@@ -8,6 +8,7 @@ import * as z from '../core/schema.ts';
 import { commandStateSchema } from '../host/command-stage.ts';
 import { POINT_IN_TIME_PLAN_SCOPES } from './database-schemas.ts';
 import { pointInTimePlanSchema } from './point-in-time.ts';
+import { notRestoredWarnings, swapFactsSchema } from './row-sources.ts';
 
 /** What host/point-in-time-restore.sh reports on its KB-RESULT line. */
 export const pointInTimeFactsSchema = z.object({
@@ -51,7 +52,7 @@ const finishedSchema = z.object({
   [RESULT.stop]: z.optional(commandStateSchema),
   [RESULT.safetyDump]: z.optional(commandStateSchema),
   [RESULT.safetyDumpVerification]: z.optional(z.object({ key: z.string() })),
-  [RESULT.swap]: z.optional(commandStateSchema),
+  [RESULT.swap]: z.optional(z.extend(commandStateSchema, { result: z.optional(swapFactsSchema) })),
   [RESULT.start]: z.optional(commandStateSchema),
   [RESULT.pruneFailed]: z.optional(caughtErrorSchema),
   [RESULT.fullBackup]: z.optional(z.object({ ExecutionArn: z.string() })),
@@ -102,6 +103,7 @@ export async function reportPointInTimeRecovery(catalog: Catalog, state: unknown
   const emptied = unloggedNote(unlogged);
   const warnings = [
     ...(emptied ? [emptied] : []),
+    ...notRestoredWarnings(s.swap?.result, plan.replacedDatabase, plan.safetyDump?.archiveKey),
     ...(s.pruneFailed
       ? [`Pruning old safety dumps failed (${s.pruneFailed.Error}); they stay until a later run prunes them.`]
       : []),

@@ -37,6 +37,7 @@ import {
 import { hostCommand, postgresParams } from '../host/scripts.ts';
 import { stagedSwapPlan, targetOf } from './database-plan.ts';
 import { POINT_IN_TIME_PLAN_SCOPES, POINT_IN_TIME_SCOPES } from './database-schemas.ts';
+import { notInRestoreNote } from './row-sources.ts';
 import { catalogOf, placeOf, RESTORE_SOURCES, type RestoreCatalogs, restoreSourceInput } from './source.ts';
 
 /**
@@ -494,6 +495,13 @@ export async function planPointInTimeRecovery(
       executionId,
       startedAt,
     });
+    // "latest" is the end of the WAL when the host switches it, before the side restore; production
+    // keeps taking writes until the swap stops the application, and those would be left behind in
+    // the replaced database with nothing said. Losing nothing needs the application stopped first.
+    if (swap.overProduction && wanted.targetTime === 'latest')
+      throw new InvalidInputError(
+        `"targetTime": "latest" over ${wanted.database} would lose what the application commits while the recovery runs: the end of the WAL is fixed when the run starts, the application keeps writing until the swap, and those writes would stay only in ${swap.replacedDatabase}. Give a target time instead (to lose nothing: stop the application, then give a time after it stopped), or recover beside production ("targetDatabase": "${wanted.database}_latest") and compare. Nothing was changed.`,
+      );
   } else {
     if (wanted.database !== undefined || wanted.targetDatabase !== undefined)
       throw new InvalidInputError(
@@ -531,12 +539,15 @@ export async function planPointInTimeRecovery(
     );
 
   const targetDatabase = scope === 'database' ? swap.targetDatabase : null;
+  // The plan reads the catalog and the repository, never the host: what only the host knows
+  // (which databases exist now, and which existed at the target) is said as what the run checks.
+  const existedAtTarget = `${wanted.database} must have existed at ${wanted.targetTime}. The run refuses a name that is neither in the backup set ${basis.base.label} nor on ${target.name} now before restoring anything; otherwise that is known only once the set is restored and recovered beside production (the expected duration below), and if it did not, the run fails then, with production unchanged.`;
   const replaces =
     scope === 'cluster'
       ? `the whole cluster of ${target.name}: every database returns to ${wanted.targetTime}, and everything written after it is gone from the cluster (the repository keeps it on the old timeline). PostgreSQL is stopped during the restore; a full backup is started once it has promoted.`
       : swap.overProduction
-        ? `${wanted.database} on ${target.name}: the application is stopped for the swap only, a safety dump of ${wanted.database} is taken first, and ${wanted.database} is renamed to ${swap.replacedDatabase} and kept.`
-        : `nothing: ${targetDatabase} is created on ${target.name}.`;
+        ? `${wanted.database} on ${target.name}: the application is stopped for the swap only, a safety dump of ${wanted.database} is taken first, and ${wanted.database} is renamed to ${swap.replacedDatabase} and kept. The ${notInRestoreNote(wanted.database ?? '', swap.replacedDatabase, `its recovery to ${wanted.targetTime}`)} ${existedAtTarget}`
+        : `nothing, if ${targetDatabase} does not exist on ${target.name}: it is created there. A dry run does not read the host; the run checks there first, and refuses an existing ${targetDatabase} before restoring anything. ${existedAtTarget}`;
 
   return {
     ...swap,

@@ -35,6 +35,8 @@ export const rowSourcesSchema = z.object({
   listed: z.array(rowSourceSchema),
   /** The backup's tables not listed, and their rows. */
   unlisted: z.object({ tables: z.int(), rows: z.int() }),
+  /** Over the database: what becomes of its tables the backup lacks, in words (the swap counts them). */
+  notInBackup: z.optional(z.string()),
 });
 
 export type RowSources = z.infer<typeof rowSourcesSchema>;
@@ -58,7 +60,7 @@ const sameTable = (a: TableName) => (b: TableName) => a.schema === b.schema && a
  */
 export function rowSourcesOf(
   manifest: DatabaseManifest,
-  options: { overProduction: boolean; logCopy: string },
+  options: { overProduction: boolean; logCopy: string; replacedDatabase: string },
 ): RowSources {
   const logTables = logTablesOf(manifest);
   const backup = dumpTablesOf(manifest).filter((t) => !logTables.some(sameTable(t)));
@@ -85,7 +87,44 @@ export function rowSourcesOf(
       ...listed.map((t) => ({ table: qualifiedName(t), from: 'backup' as const, rows: t.rows })),
     ],
     unlisted: { tables: rest.length, rows: rest.reduce((n, t) => n + t.rows, 0) },
+    ...(options.overProduction
+      ? { notInBackup: notInRestoreNote(manifest.database, options.replacedDatabase, 'the backup') }
+      : {}),
   };
+}
+
+/**
+ * What a plan over `database` says of its tables the restore lacks: a plan is
+ * made without reading the host, so it cannot name them; the swap does.
+ */
+export function notInRestoreNote(database: string, replacedDatabase: string, restored: string): string {
+  return `tables of ${database} that ${restored} lacks (created since) are not restored: their rows stay only in ${replacedDatabase} and the safety dump. The plan does not read the host, so it cannot name them; the swap lists them with their rows, and the summary warns of them.`;
+}
+
+/** What host/database-swap.sh reports when it replaces a database: its tables the restore lacks. */
+export const swapFactsSchema = z.object({
+  /** [schema, name, rows], at most host/database-swap.sh ONLY_LISTED of them. */
+  onlyInReplaced: z.array(z.tuple([z.string(), z.string(), z.int()])),
+  onlyInReplacedCount: z.int(),
+  onlyInReplacedRows: z.int(),
+});
+
+export type SwapFacts = z.infer<typeof swapFactsSchema>;
+
+/** The summary's warning of the replaced database's tables the restore lacks; none when it has them all. */
+export function notRestoredWarnings(
+  facts: SwapFacts | undefined,
+  replacedDatabase: string,
+  safetyDump: string | undefined,
+): string[] {
+  if (!facts || facts.onlyInReplacedCount === 0) return [];
+  const named = facts.onlyInReplaced
+    .map(([schema, name, rows]) => `${qualifiedName({ schema, name })} (${counted(rows, 'row')})`)
+    .join(', ');
+  const more = facts.onlyInReplacedCount - facts.onlyInReplaced.length;
+  return [
+    `Not in the restore, though the replaced database had them (${counted(facts.onlyInReplacedCount, 'table')}, ${counted(facts.onlyInReplacedRows, 'row')}): ${named}${more > 0 ? ` and ${counted(more, 'more table')}` : ''}. Their rows are only in ${replacedDatabase} and the safety dump ${safetyDump ?? ''}; copy them back from there if they are still needed.`,
+  ];
 }
 
 /** What host/carry-log-rows.sh reports of each table. */

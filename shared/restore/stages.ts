@@ -18,7 +18,13 @@ import { cleanupPlanSchema, stoppedExecutionSchema } from './cleanup.ts';
 import { type RestorePlan, restorePlanSchema } from './database-schemas.ts';
 import { filesRestorePlanSchema } from './files-plan.ts';
 import { describeRoles, restoredRolesSchema } from './missing-roles.ts';
-import { type Carried, carriedSchema, describeRowSources } from './row-sources.ts';
+import {
+  type Carried,
+  carriedSchema,
+  describeRowSources,
+  notRestoredWarnings,
+  swapFactsSchema,
+} from './row-sources.ts';
 import { describeReadFrom, readFromSchema } from './source.ts';
 
 /** The stages of a restore that run in Lambda: the check of the staging database and the record of a finished restore. */
@@ -121,7 +127,7 @@ function finishedRestoreSchema() {
       z.object({ state: z.string(), key: z.string(), size: z.number() }),
     ),
     [RESULT.carried]: z.optional(z.extend(commandStateSchema, { result: carriedSchema })),
-    [RESULT.swap]: commandStateSchema,
+    [RESULT.swap]: z.extend(commandStateSchema, { result: z.optional(swapFactsSchema) }),
     [RESULT.start]: z.optional(commandStateSchema),
     [RESULT.localPrune]: z.optional(commandStateSchema),
     /** Pruning old safety dumps failed: the restore stands, the record says so. */
@@ -178,11 +184,14 @@ export function restoreReport(state: unknown, finishedAt: string) {
         ]
       : []),
   ];
-  const warnings = s.pruneFailed
-    ? [
-        `Pruning old safety dumps failed (${s.pruneFailed.Error}); they stay until a later restore prunes them.`,
-      ]
-    : [];
+  const warnings = [
+    ...notRestoredWarnings(s.swap.result, plan.replacedDatabase, plan.safetyDump?.archiveKey),
+    ...(s.pruneFailed
+      ? [
+          `Pruning old safety dumps failed (${s.pruneFailed.Error}); they stay until a later restore prunes them.`,
+        ]
+      : []),
+  ];
   const totalSeconds = seconds(plan.startedAt, finishedAt);
   const applicationDownSeconds = s.stop && s.start ? seconds(s.stop.sentAt, s.start.finishedAt) : null;
   const carried = s.carried?.result;

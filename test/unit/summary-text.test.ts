@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { counted } from '../../shared/core/words.ts';
 import { CUT, tail } from '../../shared/host/commands.ts';
-import { describeRowSources } from '../../shared/restore/row-sources.ts';
+import { describeRowSources, notRestoredWarnings } from '../../shared/restore/row-sources.ts';
 
 describe('counts in summaries', () => {
   it('say 1 row, 0 rows, 2 entries', () => {
@@ -28,6 +28,23 @@ describe('counts in summaries', () => {
       'public.two: 2 rows from the backup',
       '1 more table: 1 row from the backup',
     ]);
+  });
+});
+
+describe("the replaced database's tables the restore lacks", () => {
+  it('are named as the swap listed them, the rest counted; none, no warning', () => {
+    const facts = {
+      onlyInReplaced: [['public', 'a', 1] as [string, string, number]],
+      onlyInReplacedCount: 3,
+      onlyInReplacedRows: 7,
+    };
+    expect(notRestoredWarnings(facts, 'kb_replaced_x', 'safety/key')).toEqual([
+      'Not in the restore, though the replaced database had them (3 tables, 7 rows): public.a (1 row) and 2 more tables. Their rows are only in kb_replaced_x and the safety dump safety/key; copy them back from there if they are still needed.',
+    ]);
+    expect(notRestoredWarnings({ ...facts, onlyInReplaced: [], onlyInReplacedCount: 0 }, 'x', 'y')).toEqual(
+      [],
+    );
+    expect(notRestoredWarnings(undefined, 'x', 'y')).toEqual([]);
   });
 });
 
