@@ -8,6 +8,7 @@ import {
   isOnPath,
   parseSegmentName,
   segnoOfLsn,
+  timelineAt,
   timelinePath,
 } from '../backup/wal-segments.ts';
 import { type Catalog, objectsUnder } from '../catalog/catalog.ts';
@@ -207,7 +208,13 @@ async function walFrom(catalog: Catalog, base: PhysicalRecord) {
         )
       : undefined;
   const path = timelinePath(newestTimeline, history, size);
-  const onPath = segments.filter((s) => isOnPath(path, parseSegmentName(s.name, size)));
+  // The segments a recovery reads: at a switch point the new timeline's, not the parent's copy
+  // of the same number (isOnPath keeps it, where a backup may start): until the new timeline
+  // archives its first segment, that copy would be the newest and its successor a false gap.
+  const onPath = segments.filter((s) => {
+    const segment = parseSegmentName(s.name, size);
+    return isOnPath(path, segment) && timelineAt(path, segment.segno) === segment.timeline;
+  });
   return { size, path, segments: onPath, prefix };
 }
 
