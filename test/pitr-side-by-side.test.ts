@@ -10,6 +10,10 @@ import { runIn, startWorld, type TestWorld } from './support/environment.ts';
 /**
  * What a recovery of one database beside production gets wrong on main.
  *
+ * A logical subscription: the side cluster, promoted, started its apply worker,
+ * which connected to the publisher and consumed the slot production's own
+ * subscription reads (fixed: side_start runs no logical replication workers).
+ *
  * A tablespace created after the base backup: the recovery's side cluster, on
  * the production host, replays its CREATE TABLESPACE to the location the WAL
  * names (--tablespace-map-all maps only the set's own tablespaces), production's
@@ -59,8 +63,22 @@ async function restartProduction(): Promise<void> {
 
 beforeAll(async () => {
   world = await startWorld();
+  q('postgres', 'ALTER SYSTEM SET wal_level = logical');
+  await restartProduction();
   q('postgres', `CREATE DATABASE ${DATABASE}`);
   q('postgres', `CREATE DATABASE ${MATVIEWS}`);
+  // A publication and, in another database, its subscription on a slot made beforehand (one cluster).
+  q('postgres', 'CREATE DATABASE pub');
+  q('postgres', 'CREATE DATABASE sub');
+  q('pub', 'CREATE TABLE items (id int PRIMARY KEY); CREATE PUBLICATION p FOR TABLE items');
+  q('pub', "SELECT pg_create_logical_replication_slot('sub1', 'pgoutput')");
+  const pg = world.env.postgres;
+  q('sub', 'CREATE TABLE items (id int PRIMARY KEY)');
+  q(
+    'sub',
+    `CREATE SUBSCRIPTION s1 CONNECTION 'host=${pg.host} port=${pg.port} dbname=pub user=${pg.user} password=${pg.password}'
+     PUBLICATION p WITH (create_slot = false, slot_name = 'sub1', copy_data = false)`,
+  );
   const backup = await runIn(world, { input: { kind: 'full' } });
   expect(backup.record.status, JSON.stringify(backup.alerts.map((a) => a.text))).toBe('SUCCEEDED');
 }, TIMEOUT);
@@ -96,6 +114,45 @@ describe('a materialized view refreshed nightly', () => {
       // Either its rows as they were, or the summary names it as it names unlogged tables.
       const summary = (run.record.output as { summary: string }).summary;
       if (view('mvdb_at') !== reference) expect(summary).toContain('occupancy');
+    },
+    TIMEOUT,
+  );
+});
+
+describe('a logical subscription', () => {
+  const items = () => q('sub', 'SELECT count(*) FROM items');
+  it(
+    "a recovery beside production leaves the publisher's slot to production's subscription",
+    async () => {
+      q('pub', 'INSERT INTO items SELECT generate_series(1, 10)');
+      for (let i = 0; i < 60 && items() !== '10'; i++) await sleep(500);
+      expect(items()).toBe('10');
+      const t = await nextSecond();
+      // Production's subscription paused (maintenance), the publisher writing on.
+      q('sub', 'ALTER SUBSCRIPTION s1 DISABLE');
+      q('pub', 'INSERT INTO items SELECT generate_series(11, 20)');
+      const slot = () =>
+        q('pub', "SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = 'sub1'");
+      const before = slot();
+      // Held a while once its side cluster is up: the apply worker starts seconds after the promotion.
+      const hold = join(outside, 'hold-subscription');
+      const running = runIn(world, {
+        workflow: 'point-in-time-recovery',
+        input: { database: 'sub', targetTime: t, targetDatabase: 'sub_at' },
+        hostEnv: { KB_TEST_HOLD_FILE: hold },
+      });
+      while (!(existsSync(hold) && readFileSync(hold, 'utf8').endsWith('\n'))) await sleep(200);
+      await sleep(8000);
+      // On main: advanced, the slot active (the side's apply worker), and the run failed
+      // renaming sub on the side ("is being accessed by other users").
+      expect(slot()).toBe(before);
+      rmSync(hold);
+      const run = await running;
+      expect(run.record.status, run.record.cause).toBe('SUCCEEDED');
+      expect(q('sub_at', 'SELECT count(*) FROM items')).toBe('10');
+      q('sub', 'ALTER SUBSCRIPTION s1 ENABLE');
+      for (let i = 0; i < 60 && items() !== '20'; i++) await sleep(500);
+      expect(items()).toBe('20');
     },
     TIMEOUT,
   );
