@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { nextSecond } from './support/checksums.ts';
 import { getBytes, putBytes, runIn, startWorld, type TestWorld } from './support/environment.ts';
 import { archivedSegments, stanzaInfo } from './support/pgbackrest.ts';
 
@@ -39,16 +40,6 @@ async function rowInItsOwnSegment(id: number): Promise<{ key: string }> {
   return archived(segment);
 }
 
-/** The next whole second (ISO 8601, UTC), once the clock has passed it. */
-async function nextSecond(): Promise<string> {
-  const t = q(
-    'postgres',
-    `SELECT to_char((date_trunc('second', clock_timestamp()) + interval '1 second') AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')`,
-  );
-  while (Date.now() < Date.parse(t) + 300) await sleep(50);
-  return t;
-}
-
 const recover = (input: Record<string, unknown>) =>
   runIn(world, { workflow: 'point-in-time-recovery', input, startExecution: async () => {} });
 
@@ -71,7 +62,7 @@ describe('point-in-time recovery faults', () => {
     async () => {
       const { key } = await rowInItsOwnSegment(2);
       await rowInItsOwnSegment(3);
-      const after = await nextSecond();
+      const after = await nextSecond(world);
       sql('INSERT INTO ledger (id) VALUES (4)');
       q('postgres', 'SELECT pg_switch_wal()');
       const bytes = await getBytes(world.s3, world.env.bucket, key);
@@ -107,9 +98,9 @@ describe('point-in-time recovery faults', () => {
     'right after a whole-cluster recovery, before its new timeline has archived a segment, a recovery is not refused for a WAL gap that is not there',
     async () => {
       sql('INSERT INTO ledger (id) VALUES (10)');
-      const t1 = await nextSecond();
+      const t1 = await nextSecond(world);
       sql('INSERT INTO ledger (id) VALUES (11)');
-      t2 = await nextSecond();
+      t2 = await nextSecond(world);
       sql('INSERT INTO ledger (id) VALUES (12)');
       const cluster = await recover({ scope: 'cluster', targetTime: t1, confirm: 'local' });
       expect(cluster.record.status, cluster.record.cause).toBe('SUCCEEDED');

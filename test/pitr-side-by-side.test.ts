@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { asServerUser, giveToServerUser, type LocalCluster } from '../local/postgres.ts';
+import { nextSecond } from './support/checksums.ts';
 import { runIn, startWorld, type TestWorld } from './support/environment.ts';
 
 /**
@@ -32,16 +33,6 @@ const location = join(outside, 'disk2');
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const checksum = (database: string) =>
   q(database, "SELECT count(*) || ' ' || md5(string_agg(id || ':' || label, ',' ORDER BY id)) FROM stock");
-
-/** The next whole second (ISO 8601, UTC), once the clock has passed it. */
-async function nextSecond(): Promise<string> {
-  const t = q(
-    'postgres',
-    `SELECT to_char((date_trunc('second', clock_timestamp()) + interval '1 second') AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')`,
-  );
-  while (Date.now() < Date.parse(t) + 300) await sleep(50);
-  return t;
-}
 
 /** Restarts production, so that it reads its tables from disk again (asynchronous: it archives through this process's S3). */
 async function restartProduction(): Promise<void> {
@@ -102,7 +93,7 @@ describe('a materialized view refreshed nightly', () => {
          INSERT INTO stays SELECT 'north', date '2026-06-01' FROM generate_series(1, 7)`,
       );
       const reference = view(MATVIEWS);
-      const t = await nextSecond();
+      const t = await nextSecond(world);
       q(MATVIEWS, "INSERT INTO stays VALUES ('east', current_date)");
       const run = await runIn(world, {
         workflow: 'point-in-time-recovery',
@@ -127,7 +118,7 @@ describe('a logical subscription', () => {
       q('pub', 'INSERT INTO items SELECT generate_series(1, 10)');
       for (let i = 0; i < 60 && items() !== '10'; i++) await sleep(500);
       expect(items()).toBe('10');
-      const t = await nextSecond();
+      const t = await nextSecond(world);
       // Production's subscription paused (maintenance), the publisher writing on.
       q('sub', 'ALTER SUBSCRIPTION s1 DISABLE');
       q('pub', 'INSERT INTO items SELECT generate_series(11, 20)');
@@ -169,7 +160,7 @@ describe('a tablespace created after the base backup', () => {
       sql(`CREATE TABLE stock (id int, label text) TABLESPACE disk2;
            INSERT INTO stock SELECT g, 'item ' || g FROM generate_series(1, 5000) g`);
       const reference = checksum(DATABASE);
-      const t = await nextSecond();
+      const t = await nextSecond(world);
       sql(
         `UPDATE stock SET label = 'moved'; INSERT INTO stock SELECT g, 'new ' || g FROM generate_series(5001, 6000) g`,
       );
