@@ -1,5 +1,19 @@
-import { type Dirent, existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import { join } from 'node:path';
+import { createHash, randomUUID } from 'node:crypto';
+import {
+  createWriteStream,
+  type Dirent,
+  existsSync,
+  fstatSync,
+  mkdirSync,
+  ReadStream,
+  readdirSync,
+  readFileSync,
+  rmSync,
+} from 'node:fs';
+import { mkdir, rename, rm } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { Readable, Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { parseArgs } from 'node:util';
 import S3rver from 's3rver';
 
@@ -37,6 +51,7 @@ const server = new S3rver({
   cert: readFileSync(certFile),
   configureBuckets: [{ name: bucket }, ...(values.vault ? [{ name: values.vault }] : [])],
 });
+wholeWrites(server.store);
 listNestedCommonPrefixes(server.store, directory);
 // Inside the conditional writes' per-key queue (each unshift goes first), so a
 // replica is written in the order its object was.
@@ -54,6 +69,68 @@ if (values.detached) {
 } else {
   process.stdin.resume();
   process.stdin.on('end', close);
+}
+
+/**
+ * PutObject (and CompleteMultipartUpload, which ends in it, and the vault's
+ * replica, written the same way) as S3 stores an object: no reader ever sees part
+ * of it, S3 "never adds partial objects" (PutObject's reference). s3rver 3.7.1's
+ * FilesystemStore.putObject (lib/stores/filesystem.js) writes over the object's
+ * file in place, and answers once its hashing Transform has passed the last chunk
+ * on, not once the file is flushed: a GET during an overwrite got a mix of both
+ * versions or a body shorter than its Content-Length (12 of 16 reads of an 8 MB
+ * object rewritten 20 times, test/local-s3.test.ts). Here the bytes go to a file
+ * beside the object (a name listings skip: theirs end in `._S3rver_object`),
+ * renamed over it once closed; the answer comes after that.
+ */
+function wholeWrites(store: S3rver['store']): void {
+  store.putObject = async (object) => {
+    const path = store.getResourcePath(object.bucket, object.key, 'object');
+    const partial = `${path}.writing-${randomUUID()}`;
+    const md5 = createHash('md5');
+    let size = 0;
+    await mkdir(dirname(path), { recursive: true });
+    try {
+      await pipeline(
+        Buffer.isBuffer(object.content) ? Readable.from([object.content]) : object.content,
+        new Transform({
+          transform(chunk: Buffer, _encoding, done) {
+            md5.update(chunk);
+            size += chunk.length;
+            done(null, chunk);
+          },
+        }),
+        createWriteStream(partial),
+      );
+      await rename(partial, path);
+    } catch (error) {
+      await rm(partial, { force: true });
+      throw error;
+    }
+    const digest = md5.digest('hex');
+    await store.putMetadata(object.bucket, object.key, object.metadata, digest);
+    return { size, md5: digest };
+  };
+  // A GET takes the object's size (its Content-Length) from one stat and opens
+  // the file after: a rename in between would send the new bytes under the old
+  // length. The size of the file it opened (a renamed file never changes) is
+  // compared, and the object read again when it differs.
+  const get = store.getObject.bind(store);
+  store.getObject = async (bucket, key, options) => {
+    for (;;) {
+      const object = await get(bucket, key, options);
+      const content = object?.content;
+      // fs.ReadStream's fd, set once open (s3rver resolves then), is untyped.
+      const fd = content instanceof ReadStream ? (content as { fd?: unknown }).fd : undefined;
+      if (
+        !object ||
+        typeof fd !== 'number' ||
+        fstatSync(fd).size === Number(object.metadata['content-length'])
+      )
+        return object;
+      (content as ReadStream).destroy();
+    }
+  };
 }
 
 /**
@@ -141,7 +218,10 @@ function replicate(server: S3rver, source: string, vault: string): void {
       ctx.method === 'PUT' && !['uploadId', 'partNumber', 'tagging', 'acl'].some((name) => name in ctx.query);
     if (!completion && !put) return;
     const key = decodeURIComponent(object[2] as string);
-    await server.store.copyObject(source, key, vault, key);
+    // Through wholeWrites, not the store's copyObject, which writes over the
+    // replica in place: a reader of the vault would see part of it.
+    const written = await server.store.getObject(source, key);
+    if (written) await server.store.putObject({ ...written, bucket: vault });
   });
 }
 

@@ -15,13 +15,31 @@ declare module 's3rver' {
     configureBuckets?: { name: string; configs?: (string | Buffer)[] }[];
   }
 
+  /** An object as the store takes and gives it (its models/object.js S3Object). */
+  interface S3rverObject {
+    bucket: string;
+    key: string;
+    content: Buffer | NodeJS.ReadableStream;
+    metadata: Record<string, string>;
+  }
+
   /** The part of s3rver's filesystem store that local/s3-server.ts corrects and reads. */
   interface S3rverStore {
+    /** Where the store keeps a key's resource (`object`, `metadata.json`, `object.md5`). */
+    getResourcePath(bucket: string, key: string, resource: string): string;
+    /** Stores an object's bytes (a Buffer or a stream) and metadata; s3rver's own resolves before its file is flushed. */
+    putObject(object: S3rverObject): Promise<{ size: number; md5: string }>;
+    /** Writes the metadata (the allowed headers and x-amz-meta-*) and, given, the md5 (hex) the etag is read from. */
+    putMetadata(bucket: string, key: string, metadata: Record<string, string>, md5?: string): Promise<void>;
     existsObject(bucket: string, key: string): Promise<boolean>;
     /** Throws when there is no such object; `etag` is quoted, as S3 sends it. */
     getMetadata(bucket: string, key: string): Promise<{ etag: string }>;
-    /** The object's bytes and metadata to another key (and bucket), as they are. */
-    copyObject(srcBucket: string, srcKey: string, destBucket: string, destKey: string): Promise<unknown>;
+    /** The object's bytes (a stream) and metadata; null when there is no such object. */
+    getObject(
+      bucket: string,
+      key: string,
+      options?: { start?: number; end?: number },
+    ): Promise<S3rverObject | null>;
     listObjects(
       bucket: string,
       options: { delimiter?: string; prefix?: string; startAfter?: string; maxKeys?: number },
