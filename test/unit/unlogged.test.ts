@@ -143,6 +143,8 @@ describe("a point-in-time recovery's summary", () => {
         newestArchivedAt: null,
         timeline: 1,
         timelineReason: 'the newest timeline in the repository',
+        path: [{ timeline: 1, firstSegno: 0 }],
+        segmentBytes: 16 * 1024 * 1024,
       },
       expected: { seconds: null, secondsPerGB: null, measuredAt: null, note: 'none' },
       replaces: 'nothing',
