@@ -65,10 +65,11 @@
 # KB_SOURCE (primary or vault) KB_REPOSITORY_OPTIONS (one option a line; empty: the conf's repository)
 # KB_SCOPE (database, scratch or cluster) KB_SET (the backup set's label) KB_TARGET_TIME
 # (ISO 8601 with a zone; empty: the end of the WAL) KB_TARGET_TIMELINE (the
-# timeline to recover along to KB_TARGET_TIME) KB_WAL_NEWEST (the newest WAL
-# segment the plan listed, which a recovery to the end of the WAL must reach; or
-# empty) KB_WAL_FROM KB_WAL_TO KB_WAL_PATH KB_WAL_SEGMENT_BYTES (scope cluster:
-# the segments read before PostgreSQL is stopped, wal_readable) KB_RUN (the run's id)
+# timeline to recover along to KB_TARGET_TIME) KB_WAL_FROM KB_WAL_TO
+# (the plan's WAL: the base's first segment, the one holding the target or, for
+# the end of the WAL, the newest listed, which replay must reach; or empty)
+# KB_WAL_PATH KB_WAL_SEGMENT_BYTES (scope cluster: the segments read before
+# PostgreSQL is stopped, wal_readable) KB_RUN (the run's id)
 # KB_ARCHIVE_WAIT_SECONDS KB_RECOVERY_WAIT_SECONDS (how long recovery may take
 # after consistency) KB_JOBS (pg_dump/pg_restore processes).
 # Scope database: KB_DATABASE KB_STAGING KB_ABSENT (a database that must not
@@ -151,8 +152,8 @@ SQL
 # timeline's history file (pg_wal/0000000N.history, "<parent> <switch LSN>
 # <reason>" a line, the last line the switch this recovery made): "t" when it
 # reached the switch LSN of the WAL archived first (switch_and_archive; 0/0 when
-# none) and read into the newest segment the plan listed (KB_WAL_NEWEST; empty:
-# none), then the end LSN, the segment holding it and the one after, on the
+# none) and read into the newest segment the plan listed (KB_WAL_TO for the end
+# of the WAL; empty: none), then the end LSN, the segment holding it and the one after, on the
 # parent timeline, '|'-separated.
 replay_end_sql=$(cat <<'SQL'
 WITH history AS (
@@ -168,7 +169,8 @@ FROM history, size
 SQL
 )
 
-# A recovery to the end of the WAL (no KB_TARGET_TIME) ends, as PostgreSQL does,
+# A recovery to the end of the WAL (no KB_TARGET_TIME; a target time PostgreSQL
+# fails itself when the WAL ends before it) ends, as PostgreSQL does,
 # at the first segment restore_command cannot get: a segment cut short or a
 # transient error of the repository ends it as silently as the true end. Fails
 # unless its replay reached the WAL archived first and the newest segment the
@@ -176,11 +178,10 @@ SQL
 # server's log. Reads the replay end from replay_end_sql's output.
 replay_reached_end() { # replay_reached_end REPLAY-END-LINE LOG-FILE WHAT-IS-LEFT
   local reached lsn last next said end=() end_text
-  [[ -n $KB_TARGET_TIME ]] && return 0
   IFS='|' read -r reached lsn last next <<<"$1"
   [[ -n $reached ]] || fail "could not read where the replay ended (the new timeline's history file); $3"
   [[ $reached == t ]] && return 0
-  [[ -n $KB_WAL_NEWEST ]] && end+=("the newest segment listed, $KB_WAL_NEWEST")
+  [[ -n $KB_WAL_TO ]] && end+=("the newest segment listed, $KB_WAL_TO")
   [[ $switched_lsn != 0/0 ]] && end+=("LSN $switched_lsn, where the WAL archived at the start ends")
   # pgBackRest's error: its last ERROR line and the indented lines under it (the repository's words).
   said=$(pg cat "$2" | awk '/ERROR: \[[0-9]+\]/ { said = $0; more = 1; next } more && /^[[:space:]]/ { said = said " " $0; next } { more = 0 } END { print said }' |
@@ -273,7 +274,9 @@ if [[ $KB_SCOPE == cluster ]]; then
   # the segment archived first (switch_and_archive), else the newest listed.
   last=${switched_segment:-$KB_WAL_TO}
   if [[ -n $KB_TARGET_TIME && -n $KB_WAL_TO ]]; then last=$KB_WAL_TO; fi
-  if [[ -n $last ]]; then
+  # archive-get checks the repository against pg_control, which a restore cut short left out:
+  # then the data directory is no cluster to keep, and the check after replay stands alone.
+  if [[ -n $last ]] && as_db_owner test -e "$KB_PG_DATA/global/pg_control"; then
     wal_readable "$last" || fail "nothing was changed"
   fi
   bindir=$(where_db server_bindir "$KB_PG_DATA") || fail "no server binaries for the cluster in $KB_PG_DATA"
@@ -305,8 +308,10 @@ if [[ $KB_SCOPE == cluster ]]; then
     waited sleep 1
   done
   recovery_seconds=$((SECONDS - t))
-  replay_reached_end "$(pg_sql postgres -v switched="$switched_lsn" -v newest="$KB_WAL_NEWEST" <<<"$replay_end_sql")" "$server_log" \
-    "PostgreSQL runs on the cluster as recovered to that point: everything written after it is missing from it (the repository keeps it on the old timeline), and no backup was started"
+  if [[ -z $KB_TARGET_TIME ]]; then
+    replay_reached_end "$(pg_sql postgres -v switched="$switched_lsn" -v newest="$KB_WAL_TO" <<<"$replay_end_sql")" "$server_log" \
+      "PostgreSQL runs on the cluster as recovered to that point: everything written after it is missing from it (the repository keeps it on the old timeline), and no backup was started"
+  fi
   timeline=$(pg_sql postgres <<<'SELECT timeline_id FROM pg_control_checkpoint()') || timeline=0
   # The cluster is recovered: a database that cannot be listed is said, not fatal.
   while IFS= read -r name; do
@@ -429,8 +434,10 @@ state=$(side_sql -d postgres <<<'SELECT pg_is_in_recovery(), timeline_id FROM pg
   fail "could not query the side cluster"
 IFS='|' read -r in_recovery timeline <<<"$state"
 [[ $in_recovery == f ]] || fail "the side cluster is still in recovery after it accepted connections"
-replay_reached_end "$(side_sql -d postgres -v switched="$switched_lsn" -v newest="$KB_WAL_NEWEST" <<<"$replay_end_sql")" "$run/server.log" \
-  "nothing was changed in production"
+if [[ -z $KB_TARGET_TIME ]]; then
+  replay_reached_end "$(side_sql -d postgres -v switched="$switched_lsn" -v newest="$KB_WAL_TO" <<<"$replay_end_sql")" "$run/server.log" \
+    "nothing was changed in production"
+fi
 stopped_before=$(log_fact "$run/server.log" 'recovery stopping before [^"]*')
 last_transaction=$(log_fact "$run/server.log" 'last completed transaction was at log time [^"]*')
 

@@ -676,12 +676,10 @@ export const POINT_IN_TIME_HOST_COMMANDS = {
         KB_TARGET_TIME: plan.targetTime === 'latest' ? '' : recoveryTargetTime(plan.targetTime),
         // Production's timeline at the target time; "latest" follows the newest.
         KB_TARGET_TIMELINE: plan.targetTime === 'latest' ? '' : String(plan.wal.timeline),
-        // What a recovery to the end of the WAL must reach: PostgreSQL ends it, as silently, at the
-        // first segment archive-get cannot read (cut short, a transient error).
-        KB_WAL_NEWEST: plan.targetTime === 'latest' ? (plan.wal.to ?? '') : '',
-        // The segments a whole-cluster recovery reads, each fetched before PostgreSQL is stopped:
-        // from the base's first to the newest listed (or the one the host archives first), along
-        // the timelines "TIMELINE:FIRST-SEGNO" of the path.
+        // The WAL replayed: PostgreSQL ends a replay, as silently as at the end of the WAL, at the
+        // first segment archive-get cannot read (cut short, a transient error), so a recovery to
+        // "latest" must reach the newest listed (wal.to), and a whole-cluster recovery reads each
+        // before PostgreSQL is stopped, along the timelines "TIMELINE:FIRST-SEGNO" of the path.
         KB_WAL_FROM: plan.wal.from,
         KB_WAL_TO: plan.wal.to ?? '',
         KB_WAL_PATH: plan.wal.path.map((span) => `${span.timeline}:${span.firstSegno}`).join(' '),
