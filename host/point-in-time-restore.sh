@@ -64,7 +64,12 @@
 # KB_PGBACKREST_CONFIG KB_PGBACKREST_CONFIG_SHA256 KB_PGBACKREST_USER
 # KB_SOURCE (primary or vault) KB_REPOSITORY_OPTIONS (one option a line; empty: the conf's repository)
 # KB_SCOPE (database, scratch or cluster) KB_SET (the backup set's label) KB_TARGET_TIME
-# (ISO 8601 with a zone; empty: the end of the WAL) KB_RUN (the run's id)
+# (ISO 8601 with a zone; empty: the end of the WAL) KB_TARGET_TIMELINE (the
+# timeline to recover along to KB_TARGET_TIME) KB_WAL_FROM KB_WAL_TO
+# (the plan's WAL: the base's first segment, the one holding the target or, for
+# the end of the WAL, the newest listed, which replay must reach; or empty)
+# KB_WAL_PATH KB_WAL_SEGMENT_BYTES (scope cluster: the segments read before
+# PostgreSQL is stopped, wal_readable) KB_RUN (the run's id)
 # KB_ARCHIVE_WAIT_SECONDS KB_RECOVERY_WAIT_SECONDS (how long recovery may take
 # after consistency) KB_JOBS (pg_dump/pg_restore processes).
 # Scope database: KB_DATABASE KB_STAGING KB_ABSENT (a database that must not
@@ -104,7 +109,12 @@ if [[ $KB_SOURCE == vault && ${#repository_options[@]} == 0 ]] || [[ $KB_SOURCE 
 fi
 target_args=(--type=default)
 if [[ -n $KB_TARGET_TIME ]]; then
-  target_args=(--type=time "--target=$KB_TARGET_TIME" --target-action=promote)
+  if [[ ! $KB_TARGET_TIMELINE =~ ^[1-9][0-9]{0,9}$ ]]; then
+    echo "point-in-time-restore: \"$KB_TARGET_TIMELINE\" is not a timeline; start the recovery again from the workflow" >&2
+    exit 2
+  fi
+  # The timeline production was on at the target time (the plan's): PostgreSQL would follow the newest.
+  target_args=(--type=time "--target=$KB_TARGET_TIME" "--target-timeline=$KB_TARGET_TIMELINE" --target-action=promote)
 fi
 
 phase=prepare
@@ -115,13 +125,17 @@ fail() {
 
 # Commits a transaction, switches the WAL segment and waits until PostgreSQL has
 # archived it (its .ready file is gone). Fails when PostgreSQL does not answer.
+switched_lsn=0/0
+switched_segment=''
 switch_and_archive() {
-  local segment ready deadline=$((SECONDS + KB_ARCHIVE_WAIT_SECONDS))
-  segment=$(pg_sql postgres <<'SQL'
+  local segment ready deadline=$((SECONDS + KB_ARCHIVE_WAIT_SECONDS)) switched
+  switched=$(pg_sql postgres <<'SQL'
 SELECT pg_current_xact_id() \g /dev/null
-SELECT pg_walfile_name(pg_switch_wal());
+SELECT pg_walfile_name(lsn) || '|' || lsn FROM pg_switch_wal() AS lsn;
 SQL
 ) || return 1
+  IFS='|' read -r segment switched_lsn <<<"$switched"
+  switched_segment=$segment
   while :; do
     ready=$(pg_sql postgres -v ready="$segment.ready" <<<"SELECT count(*) FROM pg_ls_archive_statusdir() WHERE name = :'ready'") || return 1
     [[ $ready == 0 ]] && break
@@ -132,6 +146,96 @@ SQL
     waited sleep 1
   done
   echo "point-in-time-restore: WAL up to segment $segment is in the repository"
+}
+
+# Where the replay of a recovery ended, read on the promoted cluster from its new
+# timeline's history file (pg_wal/0000000N.history, "<parent> <switch LSN>
+# <reason>" a line, the last line the switch this recovery made): "t" when it
+# reached the switch LSN of the WAL archived first (switch_and_archive; 0/0 when
+# none) and read into the newest segment the plan listed (KB_WAL_TO for the end
+# of the WAL; empty: none), then the end LSN, the segment holding it and the one after, on the
+# parent timeline, '|'-separated.
+replay_end_sql=$(cat <<'SQL'
+WITH history AS (
+  SELECT split_part(line, E'\t', 1)::int AS parent, split_part(line, E'\t', 2)::pg_lsn AS lsn
+  FROM regexp_split_to_table(pg_read_file('pg_wal/' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8) || '.history'), E'\n') AS line
+  WHERE line ~ E'^[0-9]+\t'
+  ORDER BY 1 DESC LIMIT 1
+), size AS (SELECT setting::numeric AS bytes FROM pg_settings WHERE name = 'wal_segment_size')
+SELECT lsn >= :'switched'::pg_lsn AND substr(pg_walfile_name(lsn - 1), 9) >= substr(:'newest', 9),
+  lsn, upper(lpad(to_hex(parent), 8, '0')) || substr(pg_walfile_name(lsn - 1), 9),
+  upper(lpad(to_hex(parent), 8, '0')) || substr(pg_walfile_name(lsn - 1 + bytes), 9)
+FROM history, size
+SQL
+)
+
+# A recovery to the end of the WAL (no KB_TARGET_TIME; a target time PostgreSQL
+# fails itself when the WAL ends before it) ends, as PostgreSQL does,
+# at the first segment restore_command cannot get: a segment cut short or a
+# transient error of the repository ends it as silently as the true end. Fails
+# unless its replay reached the WAL archived first and the newest segment the
+# plan saw, naming the segment it stopped before and pgBackRest's words from the
+# server's log. Reads the replay end from replay_end_sql's output.
+replay_reached_end() { # replay_reached_end REPLAY-END-LINE LOG-FILE WHAT-IS-LEFT
+  local reached lsn last next said end=() end_text
+  IFS='|' read -r reached lsn last next <<<"$1"
+  [[ -n $reached ]] || fail "could not read where the replay ended (the new timeline's history file); $3"
+  [[ $reached == t ]] && return 0
+  [[ -n $KB_WAL_TO ]] && end+=("the newest segment listed, $KB_WAL_TO")
+  [[ $switched_lsn != 0/0 ]] && end+=("LSN $switched_lsn, where the WAL archived at the start ends")
+  # pgBackRest's error: its last ERROR line and the indented lines under it (the repository's words).
+  said=$(pg cat "$2" | awk '/ERROR: \[[0-9]+\]/ { said = $0; more = 1; next } more && /^[[:space:]]/ { said = said " " $0; next } { more = 0 } END { print said }' |
+    tr -s ' ' | cut -c1-400) || said=''
+  printf -v end_text '%s; ' "${end[@]}"
+  fail "replay ended at LSN $lsn in WAL segment $last, before segment $next, short of the end of the WAL (${end_text%; }): pgBackRest could not get $next: ${said:-its archive-get error is in $2}. Read that segment's object in the repository (pgbackrest verify), then run the recovery again; $3"
+}
+
+# Fetches every WAL segment a whole-cluster recovery replays, from KB_WAL_FROM
+# to LAST (a segment name) along the timelines of KB_WAL_PATH, KB_JOBS at a time,
+# each into a scratch file removed at once: PostgreSQL ends a replay at the first
+# segment restore_command cannot get as if the WAL ended there, and in place
+# that shows only once production is overwritten. Fails naming the first
+# segment that could not be read and pgBackRest's words.
+wal_readable() { # wal_readable LAST
+  local per from to segno timeline span dir name said
+  local -a names=()
+  if [[ ! $KB_WAL_FROM =~ ^[0-9A-F]{24}$ || ! $1 =~ ^[0-9A-F]{24}$ || ! $KB_WAL_SEGMENT_BYTES =~ ^[0-9]{7,10}$ ||
+    ! $KB_WAL_PATH =~ ^[0-9]+:[0-9]+( [0-9]+:[0-9]+)*$ ]]; then
+    echo "point-in-time-restore: the plan's WAL range ($KB_WAL_FROM to $1, path $KB_WAL_PATH) is not segment names and timelines; start the recovery again from the workflow" >&2
+    return 1
+  fi
+  per=$((0x100000000 / KB_WAL_SEGMENT_BYTES))
+  from=$((16#${KB_WAL_FROM:8:8} * per + 16#${KB_WAL_FROM:16:8}))
+  to=$((16#${1:8:8} * per + 16#${1:16:8}))
+  for ((segno = from; segno <= to; segno += 1)); do
+    # The newest timeline of the path begun by this segment (the switch segment is the new timeline's).
+    timeline=1
+    for span in $KB_WAL_PATH; do
+      if ((${span#*:} <= segno)); then timeline=${span%%:*}; fi
+    done
+    names+=("$(printf '%08X%08X%08X' "$timeline" $((segno / per)) $((segno % per)))")
+  done
+  dir=$(work_dir) || return 1
+  chown "$KB_PGBACKREST_USER" "$dir" || return 1
+  echo "point-in-time-restore: reading the ${#names[@]} WAL segments from $KB_WAL_FROM to $1 from the $KB_SOURCE repository before PostgreSQL is stopped"
+  for name in "${names[@]}"; do
+    while (($(jobs -pr | wc -l) >= KB_JOBS)); do wait -n || true; done
+    {
+      if pgbr "${repository_options[@]}" archive-get "$name" "$dir/$name" >/dev/null 2>"$dir/$name.error"; then
+        rm -f -- "$dir/$name" "$dir/$name.error"
+      fi
+    } &
+  done
+  wait
+  for name in "${names[@]}"; do
+    if [[ -e $dir/$name.error ]]; then
+      said=$(tr -s ' \n' ' ' <"$dir/$name.error" | cut -c1-400)
+      rm -rf -- "$dir"
+      echo "point-in-time-restore: WAL segment $name cannot be read from the $KB_SOURCE repository, so the replay would end before it as if the WAL ended there: ${said:-pgbackrest archive-get failed}. Read that segment's object in the repository (pgbackrest verify), then run the recovery again" >&2
+      return 1
+    fi
+  done
+  rm -rf -- "$dir"
 }
 
 # What pgBackRest knows of the set (info --set, JSON): its size, its databases.
@@ -171,6 +275,15 @@ if [[ $KB_SCOPE == cluster ]]; then
       switch_and_archive || fail "the newest WAL could not be archived; nothing was changed"
     fi
   fi
+  # To the segment holding the target time (on its timeline's path), or to the end of the WAL:
+  # the segment archived first (switch_and_archive), else the newest listed.
+  last=${switched_segment:-$KB_WAL_TO}
+  if [[ -n $KB_TARGET_TIME && -n $KB_WAL_TO ]]; then last=$KB_WAL_TO; fi
+  # archive-get checks the repository against pg_control, which a restore cut short left out:
+  # then the data directory is no cluster to keep, and the check after replay stands alone.
+  if [[ -n $last ]] && as_db_owner test -e "$KB_PG_DATA/global/pg_control"; then
+    wal_readable "$last" || fail "nothing was changed"
+  fi
   bindir=$(where_db server_bindir "$KB_PG_DATA") || fail "no server binaries for the cluster in $KB_PG_DATA"
   cluster_keep_opts "$KB_PG_DATA" || fail "could not keep the options PostgreSQL runs with in $(cluster_opts_file); nothing was changed"
   if [[ -n $running ]] || as_db_owner "$bindir/pg_ctl" status -D "$KB_PG_DATA" >/dev/null; then
@@ -200,6 +313,10 @@ if [[ $KB_SCOPE == cluster ]]; then
     waited sleep 1
   done
   recovery_seconds=$((SECONDS - t))
+  if [[ -z $KB_TARGET_TIME ]]; then
+    replay_reached_end "$(pg_sql postgres -v switched="$switched_lsn" -v newest="$KB_WAL_TO" <<<"$replay_end_sql")" "$server_log" \
+      "PostgreSQL runs on the cluster as recovered to that point: everything written after it is missing from it (the repository keeps it on the old timeline), and no backup was started"
+  fi
   timeline=$(pg_sql postgres <<<'SELECT timeline_id FROM pg_control_checkpoint()') || timeline=0
   # The cluster is recovered: a database that cannot be listed is said, not fatal.
   while IFS= read -r name; do
@@ -329,6 +446,10 @@ state=$(side_sql -d postgres <<<'SELECT pg_is_in_recovery(), timeline_id FROM pg
   fail "could not query the side cluster"
 IFS='|' read -r in_recovery timeline <<<"$state"
 [[ $in_recovery == f ]] || fail "the side cluster is still in recovery after it accepted connections"
+if [[ -z $KB_TARGET_TIME ]]; then
+  replay_reached_end "$(side_sql -d postgres -v switched="$switched_lsn" -v newest="$KB_WAL_TO" <<<"$replay_end_sql")" "$run/server.log" \
+    "nothing was changed in production"
+fi
 stopped_before=$(log_fact "$run/server.log" 'recovery stopping before [^"]*')
 last_transaction=$(log_fact "$run/server.log" 'last completed transaction was at log time [^"]*')
 

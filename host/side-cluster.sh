@@ -299,7 +299,10 @@ side_log() { # side_log RUN
 # reached a consistent state. The restored postgresql.conf (if the cluster keeps
 # it in its data directory) and postgresql.auto.conf stay as production has them;
 # the command line outranks both, so whatever they say, these hold. No config
-# file at all (Debian keeps it in /etc): an empty one.
+# file at all (Debian keeps it in /etc): an empty one. No logical replication
+# workers: the restored subscriptions would connect to their publishers and
+# consume the slots production's subscriptions read (and hold the database the
+# recovery renames).
 side_start() { # side_start RUN SOCKET USER WAIT
   local run=$1 data=$1/data wait=$4 options tries
   side_socket=$2
@@ -311,7 +314,7 @@ side_start() { # side_start RUN SOCKET USER WAIT
   options+=" -c external_pid_file=$run/postmaster.external.pid -c cluster_name=kb-side"
   options+=" -c archive_mode=off -c archive_command='' -c archive_library=''"
   options+=" -c primary_conninfo='' -c primary_slot_name='' -c synchronous_standby_names='' -c hot_standby=off"
-  options+=" -c shared_buffers=128MB -c huge_pages=off -c max_connections=20 -c autovacuum=off"
+  options+=" -c shared_buffers=128MB -c huge_pages=off -c max_connections=20 -c autovacuum=off -c max_logical_replication_workers=0"
   options+=" -c shared_preload_libraries='' -c logging_collector=off -c ssl=off"
   as_db_owner touch -a "$data/postgresql.conf"
   # pg_ctl -w returns once recovery has reached a consistent state (with

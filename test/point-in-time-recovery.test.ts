@@ -396,6 +396,8 @@ describe('point-in-time recovery from the WAL', () => {
     expect(plan.wal.from).toMatch(/^[0-9A-F]{24}$/);
     expect(plan.wal.to).toMatch(/^[0-9A-F]{24}$/);
     expect(plan.wal.to && plan.wal.to >= plan.wal.from).toBe(true);
+    expect(plan.wal.timeline).toBe(Number.parseInt(plan.wal.to?.slice(0, 8) ?? '', 16));
+    expect(plan.wal.timelineReason).toContain("production's timeline at the target time");
     expect(plan.expected.seconds).toEqual(expect.any(Number));
     expect(plan.expected.note).toContain('s per GB, measured by the point-in-time-recovery');
     expect(plan.replaces).toContain(`${DATABASE} on local: the application is stopped for the swap only`);

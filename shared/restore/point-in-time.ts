@@ -8,6 +8,7 @@ import {
   isOnPath,
   parseSegmentName,
   segnoOfLsn,
+  timelineAt,
   timelinePath,
 } from '../backup/wal-segments.ts';
 import { type Catalog, objectsUnder } from '../catalog/catalog.ts';
@@ -129,6 +130,14 @@ export const pointInTimePlanSchema = z.object({
     to: z.nullable(walSegment),
     segments: z.int().check(z.nonnegative()),
     newestArchivedAt: z.nullable(iso),
+    /** The timeline recovered along (pgBackRest's --target-timeline for a target time) and why that one. */
+    timeline: z.int().check(z.positive()),
+    /** Its path: each timeline replayed and the first segment number read on it, oldest first; the segment size in bytes. */
+    path: z.array(
+      z.object({ timeline: z.int().check(z.positive()), firstSegno: z.int().check(z.nonnegative()) }),
+    ),
+    segmentBytes: z.int().check(z.positive()),
+    timelineReason: z.string(),
   }),
   /** The expected duration of restore and replay, from the newest measured rate; null seconds when none was measured. */
   expected: z.object({
@@ -182,13 +191,55 @@ async function archiveIdOf(catalog: Catalog, target: string): Promise<string> {
 const SEGMENT_OBJECT = /^([0-9A-F]{16})\/(\1[0-9A-F]{8})-[0-9a-f]{40}(?:\.[a-z0-9]+)?$/;
 const HISTORY_OBJECT = /^([0-9A-F]{8})\.history$/;
 
-/** The WAL in the repository from the base's first segment on, and the timelines a recovery follows. */
-async function walFrom(catalog: Catalog, base: PhysicalRecord) {
+/**
+ * The timeline a recovery follows, and why in words (the plan and its dry run
+ * show both): the newest (`at` undefined: a recovery to the end of the WAL), or
+ * the one production was on at `at` (ms since the epoch, the target time): the
+ * newest of the base's and those begun by then. A timeline begins when its
+ * history file is archived (`begun`: its number and the repository listing's
+ * time of the file, ms), at the promotion that ends a whole-cluster recovery,
+ * before it writes any WAL. PostgreSQL itself follows the newest timeline: after
+ * a recovery to t1, a target between t1 and that recovery's run would leave the
+ * old timeline at t1's stop and skip what it committed after.
+ */
+export function recoveryTimeline(
+  baseTimeline: number,
+  newestTimeline: number,
+  begun: readonly { timeline: number; at: number }[],
+  at?: number,
+): { timeline: number; reason: string } {
+  if (at === undefined)
+    return {
+      timeline: newestTimeline,
+      reason: 'the newest timeline, which a recovery to the end of the WAL follows',
+    };
+  const timeline = Math.max(baseTimeline, ...begun.filter((t) => t.at <= at).map((t) => t.timeline));
+  const since = begun.find((t) => t.timeline === timeline);
+  const current = since ? `production's since ${new Date(since.at).toISOString()}` : `the base backup's`;
+  const next = begun.filter((t) => t.at > at).sort((a, b) => a.at - b.at)[0];
+  return {
+    timeline,
+    reason: next
+      ? `production's timeline at the target time (${current}): timeline ${next.timeline} began only at ${new Date(next.at).toISOString()}, after the target (its history file's time in the repository), and following it would skip what timeline ${timeline} committed after that timeline left it`
+      : `production's timeline at the target time (${current}), the newest`,
+  };
+}
+
+/**
+ * The WAL in the repository from the base's first segment on, and the timelines
+ * a recovery follows: to the newest timeline, or (`at`, ms since the epoch, a
+ * recovery target time) to the timeline production was on at `at`. Throws
+ * InvalidInputError when the base backup is not on that timeline's ancestry.
+ */
+async function walFrom(catalog: Catalog, base: PhysicalRecord, at?: number) {
   const size = segmentSizeOf(base);
   const prefix = pgbackrestArchivePrefix(base.target, await archiveIdOf(catalog, base.target));
   const first = base.backup.archiveStart;
   const segments: ArchivedSegment[] = [];
-  let newestTimeline = parseSegmentName(first, size).timeline;
+  const baseTimeline = parseSegmentName(first, size).timeline;
+  let newestTimeline = baseTimeline;
+  // When each timeline newer than the base's began: its history file is archived as it is promoted.
+  const begun: { timeline: number; at: number }[] = [];
   for await (const object of objectsUnder(catalog.s3, catalog.bucket, prefix, {
     startAfter: `${prefix}${first.slice(0, 16)}/${first}`,
   })) {
@@ -198,18 +249,33 @@ async function walFrom(catalog: Catalog, base: PhysicalRecord) {
     if (segment !== undefined && object.LastModified) {
       segments.push({ name: segment, archivedAt: object.LastModified });
       newestTimeline = Math.max(newestTimeline, parseSegmentName(segment, size).timeline);
-    } else if (history !== undefined) newestTimeline = Math.max(newestTimeline, Number.parseInt(history, 16));
+    } else if (history !== undefined) {
+      const timeline = Number.parseInt(history, 16);
+      newestTimeline = Math.max(newestTimeline, timeline);
+      if (object.LastModified) begun.push({ timeline, at: object.LastModified.getTime() });
+    }
   }
+  const { timeline, reason } = recoveryTimeline(baseTimeline, newestTimeline, begun, at);
   const history =
-    newestTimeline > 1
+    timeline > 1
       ? await catalog.readObject(
-          `${prefix}${historyFileName(newestTimeline)}`,
-          `Timeline ${newestTimeline}'s history file is missing from the repository of ${base.target}, so no recovery can follow the WAL onto it. Push it again from the host's pg_wal (pgbackrest archive-push pg_wal/${historyFileName(newestTimeline)}).`,
+          `${prefix}${historyFileName(timeline)}`,
+          `Timeline ${timeline}'s history file is missing from the repository of ${base.target}, so no recovery can follow the WAL onto it. Push it again from the host's pg_wal (pgbackrest archive-push pg_wal/${historyFileName(timeline)}).`,
         )
       : undefined;
-  const path = timelinePath(newestTimeline, history, size);
-  const onPath = segments.filter((s) => isOnPath(path, parseSegmentName(s.name, size)));
-  return { size, path, segments: onPath, prefix };
+  const path = timelinePath(timeline, history, size);
+  if (!isOnPath(path, parseSegmentName(first, size)))
+    throw new InvalidInputError(
+      `The backup ${base.label} (WAL from ${first}, timeline ${baseTimeline}) is not on the history of timeline ${timeline}, the one production was on at the target time: it was taken on a timeline a later whole-cluster recovery abandoned. Recover to a time when that timeline was current, or to a time after a full backup taken on timeline ${timeline} (database-backup with {"kind": "full"} takes one now). Nothing was changed.`,
+    );
+  // The segments a recovery reads: at a switch point the new timeline's, not the parent's copy
+  // of the same number (isOnPath keeps it, where a backup may start): until the new timeline
+  // archives its first segment, that copy would be the newest and its successor a false gap.
+  const onPath = segments.filter((s) => {
+    const segment = parseSegmentName(s.name, size);
+    return isOnPath(path, segment) && timelineAt(path, segment.segno) === segment.timeline;
+  });
+  return { size, path, segments: onPath, prefix, timeline, reason };
 }
 
 /**
@@ -217,8 +283,8 @@ async function walFrom(catalog: Catalog, base: PhysicalRecord) {
  * for gaps (the first `listGaps` described one by one): what a recovery from it
  * would replay.
  */
-async function walCheckFrom(catalog: Catalog, base: PhysicalRecord, listGaps = 0) {
-  const wal = await walFrom(catalog, base);
+async function walCheckFrom(catalog: Catalog, base: PhysicalRecord, listGaps = 0, at?: number) {
+  const wal = await walFrom(catalog, base, at);
   const fromSegno = parseSegmentName(base.backup.archiveStart, wal.size).segno;
   const newest = wal.segments.at(-1);
   const toSegno = newest ? parseSegmentName(newest.name, wal.size).segno : fromSegno;
@@ -404,7 +470,7 @@ export async function planRecoveryBasis(
       `The target time ${targetTime} is before the oldest recoverable point, ${oldestRecoverable} (the consistent point of the backup ${usableBackups[0]?.label}, the oldest that passed verification and its restore test); recover to that time or later. Nothing was changed.`,
     );
 
-  const { wal, newest, check } = await walCheckFrom(catalog, base);
+  const { wal, newest, check } = await walCheckFrom(catalog, base, 0, latest ? undefined : at);
   const gap = check.firstGap;
   if (gap) {
     // Everything in the segments before the gap was written by the time the last of them was archived.
@@ -455,6 +521,10 @@ export async function planRecoveryBasis(
       to: toName,
       segments: check.expected - check.missing,
       newestArchivedAt: newest?.archivedAt.toISOString() ?? null,
+      timeline: wal.timeline,
+      timelineReason: wal.reason,
+      path: wal.path,
+      segmentBytes: wal.size,
     },
     expected,
   };
@@ -616,6 +686,16 @@ export const POINT_IN_TIME_HOST_COMMANDS = {
         KB_SCOPE: plan.scope,
         KB_SET: plan.base.label,
         KB_TARGET_TIME: plan.targetTime === 'latest' ? '' : recoveryTargetTime(plan.targetTime),
+        // Production's timeline at the target time; "latest" follows the newest.
+        KB_TARGET_TIMELINE: plan.targetTime === 'latest' ? '' : String(plan.wal.timeline),
+        // The WAL replayed: PostgreSQL ends a replay, as silently as at the end of the WAL, at the
+        // first segment archive-get cannot read (cut short, a transient error), so a recovery to
+        // "latest" must reach the newest listed (wal.to), and a whole-cluster recovery reads each
+        // before PostgreSQL is stopped, along the timelines "TIMELINE:FIRST-SEGNO" of the path.
+        KB_WAL_FROM: plan.wal.from,
+        KB_WAL_TO: plan.wal.to ?? '',
+        KB_WAL_PATH: plan.wal.path.map((span) => `${span.timeline}:${span.firstSegno}`).join(' '),
+        KB_WAL_SEGMENT_BYTES: String(plan.wal.segmentBytes),
         KB_RUN: plan.runId,
         KB_ARCHIVE_WAIT_SECONDS: String(WAL_ARCHIVE_MAX_AGE_SECONDS),
         // The host command's own deadline bounds the whole run; replay may take most of it.

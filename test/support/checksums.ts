@@ -30,3 +30,17 @@ export function databasesLike(world: TestWorld, prefix: string): string[] {
     .split('\n')
     .filter(Boolean);
 }
+
+/**
+ * A recovery target: the next whole second on the cluster's clock (ISO 8601,
+ * UTC), returned once this process's clock has passed it by 300 ms, so that
+ * every commit so far is before it and every one from here after it.
+ */
+export async function nextSecond(world: TestWorld): Promise<string> {
+  const t = world.sql(
+    'postgres',
+    `SELECT to_char((date_trunc('second', clock_timestamp()) + interval '1 second') AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')`,
+  );
+  while (Date.now() < Date.parse(t) + 300) await new Promise((resolve) => setTimeout(resolve, 50));
+  return t;
+}

@@ -2,7 +2,12 @@ import { describe, expect, it } from 'vitest';
 import { micros } from '../../shared/catalog/manifest.ts';
 import type { PhysicalRecord } from '../../shared/catalog/physical.ts';
 import { expectedSeconds, recoveryRecord } from '../../shared/catalog/recoveries.ts';
-import { recoverableWindows, recoveryTargetTime, resumesAfter } from '../../shared/restore/point-in-time.ts';
+import {
+  recoverableWindows,
+  recoveryTargetTime,
+  recoveryTimeline,
+  resumesAfter,
+} from '../../shared/restore/point-in-time.ts';
 
 describe('micros', () => {
   it('orders PostgreSQL microsecond times against times a person typed, which text comparison gets wrong', () => {
@@ -24,6 +29,36 @@ describe('recoveryTargetTime', () => {
     expect(recoveryTargetTime('2026-11-26T10:30:00Z')).toBe('2026-11-26 10:30:00+00');
     expect(recoveryTargetTime('2026-11-26T11:30:00.123456+01:00')).toBe('2026-11-26 11:30:00.123456+01:00');
     expect(() => recoveryTargetTime('2026-11-26 10:30:00')).toThrow('with a zone');
+  });
+});
+
+describe('the timeline a recovery follows', () => {
+  // Timeline 2 began (its history file archived) at 10:00, timeline 3 at 11:00.
+  const at = (time: string) => Date.parse(`2026-11-30T${time}Z`);
+  const begun = [
+    { timeline: 2, at: at('10:00:00') },
+    { timeline: 3, at: at('11:00:00') },
+  ];
+
+  it('is the newest for a recovery to the end of the WAL', () => {
+    expect(recoveryTimeline(1, 3, begun).timeline).toBe(3);
+  });
+
+  it("is production's at the target time: a target before a whole-cluster recovery's promotion stays on the old timeline", () => {
+    const before = recoveryTimeline(1, 3, begun, at('09:59:59'));
+    expect(before.timeline).toBe(1);
+    expect(before.reason).toContain('timeline 2 began only at 2026-11-30T10:00:00.000Z, after the target');
+    expect(recoveryTimeline(1, 3, begun, at('10:30:00')).timeline).toBe(2);
+    const newest = recoveryTimeline(1, 3, begun, at('11:00:00'));
+    expect(newest).toEqual({
+      timeline: 3,
+      reason:
+        "production's timeline at the target time (production's since 2026-11-30T11:00:00.000Z), the newest",
+    });
+  });
+
+  it("is never older than the base backup's", () => {
+    expect(recoveryTimeline(2, 3, [{ timeline: 3, at: at('11:00:00') }], at('10:30:00')).timeline).toBe(2);
   });
 });
 
