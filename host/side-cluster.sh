@@ -10,7 +10,11 @@
 # line, which outranks postgresql.auto.conf), so no WAL or timeline history file
 # reaches the repository; it listens on no TCP address, only on a socket in a
 # private directory, with its own hba file; tablespaces are restored into the
-# scratch directory, never into their original locations; its memory settings are
+# scratch directory, never into their original locations, and one production
+# created after the backup, whose creation the replay would link to production's
+# own directory, is refused or trapped before the side cluster starts
+# (side_new_tablespaces, side_trap_tablespaces), and looked for once it is up
+# (side_links_inside); its memory settings are
 # small, so it cannot starve the production server of memory.
 #
 # A script using it sets `side_script` (its name, for messages) and, when it holds
