@@ -151,6 +151,19 @@ waited pgbr restore "--set=$set_label" --type=immediate --target-action=promote 
   fail "pgbackrest restore failed (its message is above); the backup set cannot be restored"
 restore_seconds=$((SECONDS - t))
 
+# A tablespace production has and the set lacks was created after the backup
+# began; if during it, the replay to the backup's end would link production's
+# directory and write there. It is trapped (side-cluster.sh
+# side_trap_tablespaces), not refused: one created after the backup ended is
+# never replayed here.
+new_tablespaces=$(side_new_tablespaces "$data") ||
+  fail "could not compare production's tablespaces with those of backup $set_label"
+if [[ -n $new_tablespaces ]]; then
+  mapfile -t oids < <(cut -d ' ' -f 1 <<<"$new_tablespaces")
+  where_db_as_owner side_trap_tablespaces "$data" "${oids[@]}" ||
+    fail "could not guard the scratch instance's pg_tblspc against production's tablespaces"
+fi
+
 phase=recovery
 t=$SECONDS
 # The consistent point is reached once it has started, so promotion takes

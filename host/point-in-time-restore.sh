@@ -51,12 +51,14 @@
 # KB-RESULT {"scope", "set", "targetTime", "backupBytes", "timeline",
 #   "stoppedBefore", "lastTransactionAt", "database"?, "staging"?, "tables"?,
 #   "rows"?, "amcheck"?, "swept"?, "startedAt", "finishedAt",
-#   "databases"?, "unlogged", "unloggedCount",
+#   "databases"?, "unlogged", "unloggedCount", "refreshedViews"?, "refreshedViewsCount"?,
 #   "seconds": {"restore", "recovery", "checks"?, "copy"?, "total"}}
 # unlogged lists the recovered database's (scope database) or every database's
 # unlogged tables and sequences, [DATABASE, SCHEMA, NAME, "table"|"sequence"]
 # (at most UNLOGGED_LISTED; unloggedCount counts them all): they come back empty
-# whatever the target (host/common.sh unlogged_sql says why).
+# whatever the target (host/common.sh unlogged_sql says why). refreshedViews
+# (scope database) lists the same way the database's populated materialized
+# views, [DATABASE, SCHEMA, NAME]: the copy refreshed them from the recovered tables.
 # stoppedBefore and lastTransactionAt are PostgreSQL's words from the recovered
 # cluster's log (the first transaction not applied; the last one applied), or null.
 #
@@ -436,6 +438,18 @@ waited pgbr restore "${repository_options[@]}" "--set=$KB_SET" "${target_args[@]
   fail "pgbackrest restore failed (its message is above)"
 restore_seconds=$((SECONDS - t))
 
+# A tablespace production created after the set was taken: replaying its creation
+# links production's own directory and writes there (side-cluster.sh
+# side_new_tablespaces). Refused before the side cluster starts, whatever the
+# target: the WAL does not say before replay when the tablespace was made. One
+# made after this check is caught once the side cluster is up (side_start).
+phase=tablespaces
+new_tablespaces=$(side_new_tablespaces "$data") ||
+  fail "could not compare production's tablespaces with those of backup $KB_SET; nothing was changed"
+if [[ -n $new_tablespaces ]]; then
+  fail "tablespace $(cut -d ' ' -f 2- <<<"$new_tablespaces" | paste -sd ';' | sed 's/;/; tablespace /g') was created after backup $KB_SET: a recovery beside production would replay its creation into production's directory and write its pages there. Take a full physical backup first (start the database full backup workflow), then recover from it to a time after it; a time before that backup can be recovered only over the whole cluster (scope cluster). Nothing was changed"
+fi
+
 phase=recovery
 t=$SECONDS
 side_start "$run" "$socket" "$KB_SCRATCH_USER" "$KB_RECOVERY_WAIT_SECONDS" ||
@@ -539,6 +553,17 @@ waited side_sql -d "$KB_STAGING" <<<"$counts_sql" >"$work/side-counts" ||
 waited side_sql -d "$KB_STAGING" -v db="$KB_DATABASE" <<<"$(unlogged_sql)" >"$work/unlogged" ||
   fail "could not list the unlogged tables of $KB_DATABASE on the side cluster"
 add_unlogged "$work/unlogged"
+# Its populated materialized views: pg_dump writes them WITH NO DATA and a
+# REFRESH, so the copy holds what their query gives over the recovered tables,
+# not their rows at the target. Named in the summary (shared/restore/refreshed-views.ts).
+refreshed_views=$(side_sql -d "$KB_STAGING" -v db="$KB_DATABASE" -v listed="$UNLOGGED_LISTED" <<'SQL'
+SELECT format('"refreshedViews": %s, "refreshedViewsCount": %s',
+  coalesce(json_agg(json_build_array(:'db'::text, nspname, relname) ORDER BY n) FILTER (WHERE n <= :listed), '[]'), count(*))
+FROM (SELECT n.nspname, c.relname, row_number() OVER (ORDER BY n.nspname COLLATE "C", c.relname COLLATE "C") AS n
+      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+      WHERE c.relkind = 'm' AND c.relispopulated) v
+SQL
+) || fail "could not list the materialized views of $KB_DATABASE on the side cluster"
 checks_seconds=$((SECONDS - t))
 
 phase=copy
@@ -560,7 +585,7 @@ tables=0
 rows=0
 add_counts "$work/side-counts"
 echo "point-in-time-restore: $KB_DATABASE recovered to ${KB_TARGET_TIME:-the end of the WAL} and copied into $KB_STAGING: $tables tables, $rows rows; amcheck passed; the side cluster is removed"
-printf 'KB-RESULT {"scope": "database", "set": "%s", "targetTime": %s, "backupBytes": %s, "timeline": %s, "stoppedBefore": %s, "lastTransactionAt": %s, "database": "%s", "staging": "%s", "tables": %s, "rows": %s, "amcheck": "passed", "swept": %s, %s, "startedAt": "%s", "finishedAt": "%s", "seconds": {"restore": %s, "recovery": %s, "checks": %s, "copy": %s, "total": %s}}\n' \
+printf 'KB-RESULT {"scope": "database", "set": "%s", "targetTime": %s, "backupBytes": %s, "timeline": %s, "stoppedBefore": %s, "lastTransactionAt": %s, "database": "%s", "staging": "%s", "tables": %s, "rows": %s, "amcheck": "passed", "swept": %s, %s, %s, "startedAt": "%s", "finishedAt": "%s", "seconds": {"restore": %s, "recovery": %s, "checks": %s, "copy": %s, "total": %s}}\n' \
   "$KB_SET" "$([[ -n $KB_TARGET_TIME ]] && printf '"%s"' "$KB_TARGET_TIME" || printf null)" "$backup_bytes" "$timeline" \
-  "$stopped_before" "$last_transaction" "$KB_DATABASE" "$KB_STAGING" "$tables" "$rows" "$(json_list "${swept[@]}")" "$(unlogged_fields)" \
+  "$stopped_before" "$last_transaction" "$KB_DATABASE" "$KB_STAGING" "$tables" "$rows" "$(json_list "${swept[@]}")" "$(unlogged_fields)" "$refreshed_views" \
   "$started_at" "$(utc_now)" "$restore_seconds" "$recovery_seconds" "$checks_seconds" "$copy_seconds" "$SECONDS"

@@ -10,7 +10,11 @@
 # line, which outranks postgresql.auto.conf), so no WAL or timeline history file
 # reaches the repository; it listens on no TCP address, only on a socket in a
 # private directory, with its own hba file; tablespaces are restored into the
-# scratch directory, never into their original locations; its memory settings are
+# scratch directory, never into their original locations, and one production
+# created after the backup, whose creation the replay would link to production's
+# own directory, is refused or trapped before the side cluster starts
+# (side_new_tablespaces, side_trap_tablespaces), and looked for once it is up
+# (side_links_inside); its memory settings are
 # small, so it cannot starve the production server of memory.
 #
 # A script using it sets `side_script` (its name, for messages) and, when it holds
@@ -282,6 +286,48 @@ bytes_free() { # bytes_free DIR
   echo "$available"
 }
 
+# Production's tablespaces that the backup set restored into DATA-DIRECTORY lacks,
+# one line each: OID, a space, then "NAME (oid OID, LOCATION)" for messages.
+# pgBackRest restores a link in pg_tblspc for each tablespace of the set, and only
+# those (--tablespace-map-all maps only them); a tablespace production has beyond
+# them was created after the backup began. Replaying its CREATE TABLESPACE,
+# PostgreSQL links pg_tblspc/OID to the location the WAL record names,
+# production's own directory, and writes the tablespace's pages there, into
+# production's files.
+side_new_tablespaces() { # side_new_tablespaces DATA-DIRECTORY
+  local restored production oid about
+  restored=" $(as_db_owner ls -A "$1/pg_tblspc" | tr '\n' ' ')" || return 1
+  production=$(pg_sql postgres <<'SQL'
+SELECT oid, regexp_replace(format('%I (oid %s, %s)', spcname, oid, pg_tablespace_location(oid)), '[[:cntrl:]]', '?', 'g')
+FROM pg_tablespace WHERE spcname NOT IN ('pg_default', 'pg_global') ORDER BY oid
+SQL
+) || return 1
+  while IFS='|' read -r oid about; do
+    if [[ $oid =~ ^[0-9]+$ && $restored != *" $oid "* ]]; then printf '%s %s\n' "$oid" "$about"; fi
+  done <<<"$production"
+}
+
+# Makes a side cluster fail, rather than write into production's directory, if
+# its recovery replays the creation of one of the tablespaces side_new_tablespaces
+# listed (OIDs): a directory pg_tblspc/OID holding one file. Replaying CREATE
+# TABLESPACE, PostgreSQL 15 (tablespace.c create_tablespace_directories) removes
+# what is at pg_tblspc/OID before it links the location there, and an rmdir of a
+# directory that is not empty fails ("could not remove directory"): the startup
+# process stops before a page of that tablespace is written (side_start says
+# why). A regular file would stop every start (the reset of unlogged relations
+# fails on it), a link or an empty directory would be replaced; this directory
+# only makes the check at the consistent point, which wants only links in
+# pg_tblspc, warn (allow_in_place_tablespaces on, side_start). A tablespace
+# created after the replay's end is never replayed, and its trap does nothing.
+side_trap_tablespaces() { # side_trap_tablespaces DATA-DIRECTORY OID...
+  local oid
+  for oid in "${@:2}"; do
+    [[ $oid =~ ^[0-9]+$ ]] || return 1
+    mkdir -m 700 "$1/pg_tblspc/$oid" || return 1
+    echo 'kennel-backup: a tablespace of production the backup set lacks; replaying its creation fails here' >"$1/pg_tblspc/$oid/kennel-backup-trap" || return 1
+  done
+}
+
 # The side cluster's state, set by side_start and read by side_client: its
 # binaries, socket directory, port and the role the tools connect as.
 side_bindir=''
@@ -315,23 +361,27 @@ side_start() { # side_start RUN SOCKET USER WAIT
   options+=" -c archive_mode=off -c archive_command='' -c archive_library=''"
   options+=" -c primary_conninfo='' -c primary_slot_name='' -c synchronous_standby_names='' -c hot_standby=off"
   options+=" -c shared_buffers=128MB -c huge_pages=off -c max_connections=20 -c autovacuum=off -c max_logical_replication_workers=0"
-  options+=" -c shared_preload_libraries='' -c logging_collector=off -c ssl=off"
+  options+=" -c shared_preload_libraries='' -c logging_collector=off -c ssl=off -c allow_in_place_tablespaces=on"
   as_db_owner touch -a "$data/postgresql.conf"
   # pg_ctl -w returns once recovery has reached a consistent state (with
   # hot_standby off, the postmaster then says "standby"), or fails if it never
   # does; the host command's timeout bounds that wait.
   if ! waited as_db_owner "$side_bindir/pg_ctl" start -w -t 86400 -D "$data" -l "$run/server.log" -o "$options" >/dev/null; then
     side_log "$run"
-    echo "$side_script: the side cluster did not start (its log is above): unless the log names another cause, the backup and its WAL do not recover to a consistent state" >&2
+    side_trapped "$run" ||
+      echo "$side_script: the side cluster did not start (its log is above): unless the log names another cause, the backup and its WAL do not recover to a consistent state" >&2
     return 1
   fi
   # Then until it has ended recovery and promoted: pg_isready says 0 once it
   # accepts connections.
   for ((tries = 0; ; tries += 1)); do
-    as_db_owner "$side_bindir/pg_isready" -q -h "$side_socket" -p "$side_port" && return 0
+    if as_db_owner "$side_bindir/pg_isready" -q -h "$side_socket" -p "$side_port"; then
+      side_links_inside "$run"
+      return
+    fi
     if ! as_db_owner "$side_bindir/pg_ctl" status -D "$data" >/dev/null; then
       side_log "$run"
-      echo "$side_script: the side cluster stopped during recovery (its log is above)" >&2
+      side_trapped "$run" || echo "$side_script: the side cluster stopped during recovery (its log is above)" >&2
       return 1
     fi
     if ((tries >= wait * 2)); then
@@ -341,6 +391,32 @@ side_start() { # side_start RUN SOCKET USER WAIT
     fi
     waited sleep 0.5
   done
+}
+
+# Says so when the side cluster stopped on a trap of side_trap_tablespaces: its
+# recovery replayed the creation of a tablespace production has and the backup set
+# lacks. Fails when its log does not say that.
+side_trapped() { # side_trapped RUN
+  local oid
+  oid=$(pg grep -oE 'could not remove directory "pg_tblspc/[0-9]+"' "$1/server.log" | head -n 1 | grep -oE '[0-9]+') || return 1
+  echo "$side_script: the recovery replayed the creation of tablespace oid $oid, which production has and the backup set lacks: PostgreSQL would have linked it to production's own directory and written there, so the side cluster was stopped before it did (production is untouched). Take a full physical backup (the database full backup workflow) and use a set taken after the tablespace was created" >&2
+}
+
+# Once the side cluster is up: every link in its pg_tblspc leads into the run's
+# directory (a trap of side_trap_tablespaces is a directory, no link). A link elsewhere
+# is a tablespace whose creation it replayed into that directory, production's
+# perhaps: it is said, and the caller stops the side cluster at once (immediate
+# shutdown, no checkpoint writes its pages there).
+side_links_inside() { # side_links_inside RUN
+  local entry target outside=()
+  while IFS= read -r entry; do
+    [[ -n $entry ]] || continue
+    target=$(as_db_owner readlink "$1/data/pg_tblspc/$entry") || continue
+    [[ $target == "$1"/* ]] || outside+=("pg_tblspc/$entry -> $target")
+  done < <(as_db_owner ls -A "$1/data/pg_tblspc")
+  ((${#outside[@]} == 0)) && return 0
+  echo "$side_script: the side cluster's recovery linked ${outside[*]}, outside its own directory $1: a tablespace created after the backup, replayed into a directory production may use; the side cluster is stopped. Check production's tablespace there, and take a full physical backup before recovering beside production again" >&2
+  return 1
 }
 
 # A client tool on the side cluster: a clean environment (none of production's

@@ -682,6 +682,8 @@ if [[ -n $user ]]; then exec runuser -u "$user" -- "$@"; else exec "$@"; fi
       expect([...calls].sort()).toEqual([
         'postgres bash',
         'postgres env',
+        // The restored set's pg_tblspc and production's tablespaces, compared (side-cluster.sh side_new_tablespaces).
+        'postgres ls',
         'postgres pg_ctl',
         'postgres pg_isready',
         'postgres pgbackrest',
@@ -690,6 +692,7 @@ if [[ -n $user ]]; then exec runuser -u "$user" -- "$@"; else exec "$@"; fi
         'root chown',
         'root df',
         'root mkdir',
+        'root psql',
         'root sha256sum',
         'root test',
       ]);

@@ -8,6 +8,7 @@ import * as z from '../core/schema.ts';
 import { commandStateSchema } from '../host/command-stage.ts';
 import { POINT_IN_TIME_PLAN_SCOPES } from './database-schemas.ts';
 import { pointInTimePlanSchema } from './point-in-time.ts';
+import { refreshedViewsFields, refreshedViewsNote, refreshedViewsOf } from './refreshed-views.ts';
 import { notRestoredWarnings, swapFactsSchema } from './row-sources.ts';
 
 /** What host/point-in-time-restore.sh reports on its KB-RESULT line. */
@@ -31,6 +32,8 @@ export const pointInTimeFactsSchema = z.object({
   swept: z.optional(z.array(z.string())),
   /** The recovered database's (or every database's) unlogged tables and sequences: empty after any recovery. */
   ...unloggedFields,
+  /** Scope database: the recovered database's populated materialized views, which the copy refreshed from the recovered tables. */
+  ...refreshedViewsFields,
   startedAt: z.iso.datetime(),
   finishedAt: z.iso.datetime(),
   seconds: z.object({
@@ -101,9 +104,12 @@ export async function reportPointInTimeRecovery(catalog: Catalog, state: unknown
   ];
   const unlogged = unloggedOf(facts);
   const emptied = unloggedNote(unlogged);
+  const refreshedViews = refreshedViewsOf(facts);
+  const refreshed = refreshedViewsNote(refreshedViews);
   const warnings = [
     ...(emptied ? [emptied] : []),
     ...notRestoredWarnings(s.swap?.result, plan.replacedDatabase, plan.safetyDump?.archiveKey),
+    ...(refreshed ? [refreshed] : []),
     ...(s.pruneFailed
       ? [`Pruning old safety dumps failed (${s.pruneFailed.Error}); they stay until a later run prunes them.`]
       : []),
@@ -162,6 +168,7 @@ export async function reportPointInTimeRecovery(catalog: Catalog, state: unknown
     fullBackup: s.fullBackup?.ExecutionArn ?? null,
     measuredRateKey: rateKey,
     unlogged,
+    refreshedViews,
     checks,
     stages,
     applicationDownSeconds,
