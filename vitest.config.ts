@@ -4,24 +4,28 @@ import { BaseSequencer, type TestSpecification } from 'vitest/node';
 
 /**
  * The integration files that take longest, longest first (vitest's per-file
- * durations on this machine, 2026-11-30). Vitest orders files by their last
- * durations when it has them; a fresh clone (CI) has none, and vitest then
- * starts the largest files first, which left cli.test.ts, the longest, to end
- * the run alone. A file missing here only starts later.
+ * durations on this machine in a fresh clone's CI, 2026-12-01). Vitest orders
+ * files by their last durations when it has them; a fresh clone (CI) has none,
+ * and vitest then starts the largest files first, which once left the longest
+ * to end the run alone. A file missing here only starts later.
  */
 const LONGEST_FIRST = [
-  'cli',
-  'physical-restore-test',
-  'physical-backup',
+  'readme-examples',
+  'pitr-side-by-side',
   'point-in-time-recovery',
-  'backup-workflow',
-  'template',
-  'restore',
+  'physical-backup',
+  'physical-restore-test',
   'drill',
-  'limits',
-  'immutability',
-  'database-fidelity',
+  'template',
   'recovery-drill',
+  'verification',
+  'vault',
+  'backup-workflow',
+  'restore',
+  'monitoring',
+  'wal-archiving',
+  'pitr-faults',
+  'limits',
 ];
 
 class LongestFirst extends BaseSequencer {
