@@ -47,7 +47,10 @@ function slotTable(report: AuditReport): Table {
         series.kind,
         series.engine,
         where(series),
-        series.from ?? 'never ran: no slot counted',
+        series.from ??
+          (series.firstSeen
+            ? `first seen ${series.firstSeen}: no slot due since`
+            : 'never ran: no slot counted'),
         String(g.length),
         String(g.filter((s) => s.status !== 'missed').length),
         String(g.filter((s) => s.verified).length),
@@ -100,7 +103,7 @@ function sections(report: AuditReport): Section[] {
     {
       title: 'Scheduled slots',
       lines: [
-        "Each series' slots are counted from its first execution or backup (the slot due at or just before it, or the month's start when it ran before): slots before it are not missed. A series that never ran is flagged in the RPO table.",
+        "Each series' slots are counted from its first execution or backup (the slot due at or just before its first run of that kind; after a backup another run made, such as the WAL's first pgBackRest backup, the next slot; the month's start when it ran before): slots before it are not missed. A series that never ran is flagged in the RPO table.",
       ],
       table: slotTable(report),
     },

@@ -162,7 +162,10 @@ export interface SlotsCountedFrom {
   engine: Engine;
   target: string;
   database: string | null;
+  /** The first slot counted (ISO); null when none: the series never ran, or no slot was due since it first showed. */
   from: string | null;
+  /** When the series first showed (ISO: its first execution or backup), or null: it never ran. */
+  firstSeen: string | null;
 }
 
 export interface OperatorRestore {
@@ -411,15 +414,32 @@ export function auditReport(inputs: AuditInputs): AuditReport {
     const workflow = workflowOfKind(kind);
     // A series' slots count from its first execution or backup: before it, the
     // series did not exist (a month before the deployment, a target added later).
+    // A first sign that is a run of this kind may be the slot due just before it;
+    // a backup of another run (the WAL's first pgBackRest backup, a manual
+    // full) shows the series after any slot due earlier, which counts from the next.
+    const ranAsSlot = (e: AuditedExecution) => e.workflow === workflow && kindOf(e) === kind;
+    const firsts = new Map(rows.map((row) => [row, firstOfSeries(row, inputs, acted, scopeOf, ranAsSlot)]));
     const firstSlot = new Map(
-      rows.map((row) => {
-        const first = firstOfSeries(row, inputs, acted, scopeOf);
-        const from = first === undefined ? undefined : countedFrom(kind, first, start, until);
+      [...firsts].map(([row, first]) => {
+        const from =
+          first === undefined
+            ? undefined
+            : first.slotRunAt !== undefined
+              ? countedFrom(kind, first.slotRunAt, start, until)
+              : countedFrom(kind, first.at + SLOT_START_TOLERANCE_MS + 1, start, until);
         return [row, from !== undefined && from < until.getTime() ? from : undefined];
       }),
     );
-    for (const [row, from] of firstSlot)
-      slotsCountedFrom.push({ ...row, from: from === undefined ? null : new Date(from).toISOString() });
+    for (const [row, from] of firstSlot) {
+      const first = firsts.get(row);
+      slotsCountedFrom.push({
+        ...row,
+        from: from === undefined ? null : new Date(from).toISOString(),
+        // Seen by the month's end; a series that began later had not run in it.
+        firstSeen:
+          first === undefined || first.at > until.getTime() ? null : new Date(first.at).toISOString(),
+      });
+    }
     // A slot whose start is still within the tolerance may not have started yet.
     for (const due of scheduledSlots(kind, start, new Date(until.getTime() - SLOT_START_TOLERANCE_MS))) {
       const execution = executions.find(
@@ -716,30 +736,38 @@ function firstSeen(inputs: AuditInputs, executions: readonly AuditedExecution[])
 }
 
 /**
- * When a backup series first shows, ms: its first execution in the month (one
- * whose input makes that kind on that target and database), or its first
+ * When a backup series first shows: `at`, ms, its first execution in the month
+ * (one whose input makes that kind on that target and database), or its first
  * backup in the catalog (a dump's or tarball's manifest, a pgBackRest record;
  * for the WAL runs, the target's first pgBackRest backup, since WAL is archived
- * from the stanza's creation). Undefined when it never ran.
+ * from the stanza's creation); `slotRunAt`, the start of a run that could fill
+ * the series' slot (`ranAsSlot`), when one starts with that first sign. Undefined
+ * when it never ran.
  */
 function firstOfSeries(
   row: Row,
   inputs: AuditInputs,
   executions: readonly AuditedExecution[],
   scopeOf: (e: AuditedExecution) => RunScope,
-): number | undefined {
+  ranAsSlot: (e: AuditedExecution) => boolean,
+): { at: number; slotRunAt?: number } | undefined {
   const key = `${row.kind}/${row.engine}/${row.target}/${row.database ?? ''}`;
-  const times = [
+  const signs = [
     ...executions
       .filter((e) => scopeOf(e).does.some((d) => d === key || d.startsWith(`${key} `)))
-      .map((e) => Date.parse(e.startDate)),
+      .map((e) => ({ at: Date.parse(e.startDate), ranAsSlot: ranAsSlot(e) })),
     ...(row.engine === 'physical' || row.engine === 'wal'
       ? inputs.physical
           .filter((r) => r.target === row.target && (row.engine === 'wal' || r.kind === row.kind))
           .map((r) => Date.parse(r.backup.startedAt))
-      : inputs.manifests.filter((m) => ofSeries(m, row)).map((m) => Date.parse(m.startedAt))),
+      : inputs.manifests.filter((m) => ofSeries(m, row)).map((m) => Date.parse(m.startedAt))
+    ).map((at) => ({ at, ranAsSlot: false })),
   ];
-  return times.length === 0 ? undefined : Math.min(...times);
+  if (signs.length === 0) return undefined;
+  const at = Math.min(...signs.map((sign) => sign.at));
+  // A run that could fill a slot, starting with the first sign (its own backups may carry an earlier time).
+  const run = signs.find((sign) => sign.ranAsSlot && sign.at - at <= SLOT_START_TOLERANCE_MS);
+  return run ? { at, slotRunAt: run.at } : { at };
 }
 
 /**

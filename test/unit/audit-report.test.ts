@@ -190,6 +190,37 @@ describe('the slots counted', () => {
   });
 });
 
+describe('a series first seen through a backup another run made', () => {
+  // The stack came up at 23:38 and its first full backup took the first pgBackRest backup at
+  // 23:39: WAL is archived from then on, and no transaction-logs run existed before.
+  const first = month.physical.find((r) => r.kind === 'full');
+  const late = auditReport({
+    month: MONTH,
+    now: new Date('2026-11-01T00:20:00Z'),
+    targets,
+    executions: [],
+    manifests: [],
+    physical: first ? [{ ...first, backup: { ...first.backup, startedAt: '2026-10-31T23:39:00.000Z' } }] : [],
+    unreadable: [],
+    budgetUsd: null,
+  });
+  const wal = () => late.slotsCountedFrom.find((s) => s.engine === 'wal');
+
+  it('counts the WAL slots from the one due after it, not the one due just before (23:30)', () => {
+    expect(wal()).toMatchObject({ from: '2026-10-31T23:45:00.000Z', firstSeen: '2026-10-31T23:39:00.000Z' });
+    expect(late.gaps.filter((g) => g.type === 'missed-slot').map((g) => g.at)).not.toContain(
+      '2026-10-31T23:30:00.000Z',
+    );
+  });
+
+  it('says of a series seen but with no slot due since that it ran, not that it never ran', () => {
+    const full = late.slotsCountedFrom.find((s) => s.kind === 'full' && s.engine === 'physical');
+    expect(full).toMatchObject({ from: null, firstSeen: '2026-10-31T23:39:00.000Z' });
+    const markdown = renderMarkdown(late);
+    expect(markdown).toContain('first seen 2026-10-31T23:39:00.000Z: no slot due since');
+  });
+});
+
 describe('the slots of a month', () => {
   it("are the crons of shared/catalog/schedule.ts, in UTC: October 2026's", () => {
     const october = [new Date('2026-10-01T00:00:00Z'), new Date('2026-11-01T00:00:00Z')] as const;
