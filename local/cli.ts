@@ -280,7 +280,7 @@ async function start(
     // fields from an object, and `null`, a number or a list fails deep in the runner.
     if (input === null || typeof input !== 'object' || Array.isArray(input)) {
       console.error(
-        `--input must be a JSON object, not ${input === null ? 'null' : Array.isArray(input) ? 'a list' : `a ${typeof input}`}; give it as --input '{"database": "kennel_prod"}', or leave it out for the workflow's defaults. Nothing was started.`,
+        `--input must be a JSON object, not ${input === null ? 'null' : Array.isArray(input) ? 'a list' : `a ${typeof input}`}; give it as an object of the workflow's fields (the README's console inputs show each workflow's, e.g. --input '{"database": "kennel_prod"}'), or leave it out for a workflow whose fields all have defaults (the backups, check). Nothing was started.`,
       );
       return 2;
     }
