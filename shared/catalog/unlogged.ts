@@ -1,4 +1,5 @@
 import * as z from '../core/schema.ts';
+import { namedAndMore } from '../core/words.ts';
 
 /**
  * Unlogged tables and sequences: PostgreSQL writes no WAL for their rows, so
@@ -55,8 +56,7 @@ export function unloggedNote(unlogged: Unlogged): string | null {
   const named = unlogged.relations.map(
     ([database, schema, name, kind]) => `${kind} ${schema}.${name} (${database})`,
   );
-  const more = unlogged.count - unlogged.relations.length;
-  return `${unlogged.count} unlogged ${unlogged.count === 1 ? 'relation comes' : 'relations come'} back empty, whatever the target: ${named.join(', ')}${more > 0 ? ` and ${more} more` : ''}. PostgreSQL writes no WAL for their rows and pgBackRest's backups hold none; only the logical dump (database-restore) holds their rows.`;
+  return `${unlogged.count} unlogged ${unlogged.count === 1 ? 'relation comes' : 'relations come'} back empty, whatever the target: ${namedAndMore(named, unlogged.count)}. PostgreSQL writes no WAL for their rows and pgBackRest's backups hold none; only the logical dump (database-restore) holds their rows.`;
 }
 
 /**

@@ -5,3 +5,14 @@
 export function counted(n: number, noun: string, plural = `${noun}s`): string {
   return `${n} ${n === 1 ? noun : plural}`;
 }
+
+/**
+ * The names a bounded list holds, then how many of `total` it left out:
+ * `a, b and 3 more` (`noun` given: `and 3 more tables`), for a summary naming
+ * the first of many (the host lists at most a few, and counts them all).
+ */
+export function namedAndMore(named: readonly string[], total: number, noun?: string): string {
+  const more = total - named.length;
+  if (more <= 0) return named.join(', ');
+  return `${named.join(', ')} and ${noun ? counted(more, `more ${noun}`) : `${more} more`}`;
+}

@@ -1,4 +1,5 @@
 import * as z from '../core/schema.ts';
+import { namedAndMore } from '../core/words.ts';
 
 /**
  * Materialized views of a database recovered beside production and copied in
@@ -36,6 +37,5 @@ export function refreshedViewsNote(
 ): string | null {
   if (!refreshed || refreshed.count === 0) return null;
   const named = refreshed.views.map(([database, schema, name]) => `${schema}.${name} (${database})`);
-  const more = refreshed.count - refreshed.views.length;
-  return `${refreshed.count} materialized ${refreshed.count === 1 ? 'view was' : 'views were'} refreshed from the recovered tables, not copied as ${refreshed.count === 1 ? 'it was' : 'they were'} at the target: ${named.join(', ')}${more > 0 ? ` and ${more} more` : ''}. pg_dump copies a materialized view's query, not its rows, so its rows are the target's only if it was refreshed after the last change it reflects before the target.`;
+  return `${refreshed.count} materialized ${refreshed.count === 1 ? 'view was' : 'views were'} refreshed from the recovered tables, not copied as ${refreshed.count === 1 ? 'it was' : 'they were'} at the target: ${namedAndMore(named, refreshed.count)}. pg_dump copies a materialized view's query, not its rows, so its rows are the target's only if it was refreshed after the last change it reflects before the target.`;
 }

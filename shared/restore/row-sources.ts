@@ -1,7 +1,7 @@
 import type { DatabaseManifest } from '../catalog/manifest.ts';
 import { qualifiedName, type TableName, tableName } from '../core/identifiers.ts';
 import * as z from '../core/schema.ts';
-import { counted } from '../core/words.ts';
+import { counted, namedAndMore } from '../core/words.ts';
 
 /**
  * Where each table's rows come from in a restore: the backup (the dump's rows),
@@ -118,12 +118,11 @@ export function notRestoredWarnings(
   safetyDump: string | undefined,
 ): string[] {
   if (!facts || facts.onlyInReplacedCount === 0) return [];
-  const named = facts.onlyInReplaced
-    .map(([schema, name, rows]) => `${qualifiedName({ schema, name })} (${counted(rows, 'row')})`)
-    .join(', ');
-  const more = facts.onlyInReplacedCount - facts.onlyInReplaced.length;
+  const named = facts.onlyInReplaced.map(
+    ([schema, name, rows]) => `${qualifiedName({ schema, name })} (${counted(rows, 'row')})`,
+  );
   return [
-    `Not in the restore, though the replaced database had them (${counted(facts.onlyInReplacedCount, 'table')}, ${counted(facts.onlyInReplacedRows, 'row')}): ${named}${more > 0 ? ` and ${counted(more, 'more table')}` : ''}. Their rows are only in ${replacedDatabase} and the safety dump ${safetyDump ?? ''}; copy them back from there if they are still needed.`,
+    `Not in the restore, though the replaced database had them (${counted(facts.onlyInReplacedCount, 'table')}, ${counted(facts.onlyInReplacedRows, 'row')}): ${namedAndMore(named, facts.onlyInReplacedCount, 'table')}. Their rows are only in ${replacedDatabase} and the safety dump ${safetyDump ?? ''}; copy them back from there if they are still needed.`,
   ];
 }
 
