@@ -10,7 +10,7 @@ import {
   readFileSync,
   rmSync,
 } from 'node:fs';
-import { mkdir, rename, rm } from 'node:fs/promises';
+import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -87,29 +87,29 @@ function wholeWrites(store: S3rver['store']): void {
   store.putObject = async (object) => {
     const path = store.getResourcePath(object.bucket, object.key, 'object');
     const partial = `${path}.writing-${randomUUID()}`;
-    const md5 = createHash('md5');
-    let size = 0;
     await mkdir(dirname(path), { recursive: true });
+    let written: { size: number; md5: string };
     try {
-      await pipeline(
-        Buffer.isBuffer(object.content) ? Readable.from([object.content]) : object.content,
-        new Transform({
-          transform(chunk: Buffer, _encoding, done) {
-            md5.update(chunk);
-            size += chunk.length;
-            done(null, chunk);
-          },
-        }),
-        createWriteStream(partial),
-      );
+      written = await writeHashed(object.content, partial);
       await rename(partial, path);
     } catch (error) {
       await rm(partial, { force: true });
       throw error;
     }
-    const digest = md5.digest('hex');
-    await store.putMetadata(object.bucket, object.key, object.metadata, digest);
-    return { size, md5: digest };
+    await store.putMetadata(object.bucket, object.key, object.metadata, written.md5);
+    return written;
+  };
+  // UploadPart the same way, for its errors: s3rver's leaves its file stream's
+  // error unhandled, and a part still arriving when the upload is aborted
+  // (abortMultipartUploads removes its folder; a cancelled backup's uploader
+  // aborts) ended the whole server with ENOENT, every later write of that stack
+  // hanging. Here the part fails alone, as S3 answers a part of an aborted
+  // upload; its folder is not made again.
+  store.putPart = async (bucket, uploadId, partNumber, content) => {
+    const path = join(store.getResourcePath(bucket, '', 'uploads'), uploadId, String(partNumber));
+    const written = await writeHashed(content, path);
+    await writeFile(`${path}.md5`, written.md5);
+    return written;
   };
   // A GET takes the object's size (its Content-Length) from one stat and opens
   // the file after: a rename in between would send the new bytes under the old
@@ -131,6 +131,27 @@ function wholeWrites(store: S3rver['store']): void {
       (content as ReadStream).destroy();
     }
   };
+}
+
+/** Writes `content` (a Buffer or a stream) to `path`, resolving once the file is closed: its size (bytes) and md5 (hex), which s3rver's etags are. */
+async function writeHashed(
+  content: Buffer | NodeJS.ReadableStream,
+  path: string,
+): Promise<{ size: number; md5: string }> {
+  const md5 = createHash('md5');
+  let size = 0;
+  await pipeline(
+    Buffer.isBuffer(content) ? Readable.from([content]) : content,
+    new Transform({
+      transform(chunk: Buffer, _encoding, done) {
+        md5.update(chunk);
+        size += chunk.length;
+        done(null, chunk);
+      },
+    }),
+    createWriteStream(path),
+  );
+  return { size, md5: md5.digest('hex') };
 }
 
 /**

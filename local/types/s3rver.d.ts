@@ -29,6 +29,13 @@ declare module 's3rver' {
     getResourcePath(bucket: string, key: string, resource: string): string;
     /** Stores an object's bytes (a Buffer or a stream) and metadata; s3rver's own resolves before its file is flushed. */
     putObject(object: S3rverObject): Promise<{ size: number; md5: string }>;
+    /** Stores one part of a multipart upload (in `<bucket>/._S3rver_uploads/<upload id>/<part number>`, its md5 beside it). */
+    putPart(
+      bucket: string,
+      uploadId: string,
+      partNumber: number,
+      content: NodeJS.ReadableStream,
+    ): Promise<{ size: number; md5: string }>;
     /** Writes the metadata (the allowed headers and x-amz-meta-*) and, given, the md5 (hex) the etag is read from. */
     putMetadata(bucket: string, key: string, metadata: Record<string, string>, md5?: string): Promise<void>;
     existsObject(bucket: string, key: string): Promise<boolean>;
